@@ -1,0 +1,226 @@
+"""The `sources.yaml` contract: which legacy extracts exist and how their columns map to canonical fields.
+
+Structural mistakes (no `sources` list, a bad or duplicate name, a missing path) stop the whole file
+with one message. Mistakes that concern one source only (an unknown format, an unknown canonical
+field, bad format options) are reported by `SourceConfig.problems()` and stop that source alone at
+ingest, so one broken feed never blocks the others.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "given_name",
+    "middle_name",
+    "family_name",
+    "full_name",
+    "date_of_birth",
+    "sex",
+    "national_id",
+    "street",
+    "house_number",
+    "unit",
+    "postcode",
+    "city",
+    "birth_place",
+    "email",
+    "phone",
+)
+FORMATS: tuple[str, ...] = ("csv", "fixed_width", "jsonl", "xlsx", "parquet")
+COUNTRIES: tuple[str, ...] = ("NL", "NO")
+
+# Options each format understands, with their defaults.
+FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
+    "csv": {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True},
+    "fixed_width": {"encoding": "utf-8", "widths": None, "header": False},
+    "jsonl": {"encoding": "utf-8"},
+    "xlsx": {"sheet": None},
+    "parquet": {},
+}
+ENCODINGS = ("utf-8", "latin-1", "iso-8859-1", "cp1252", "utf-16")
+SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
+class ConfigError(ValueError):
+    """The sources file as a whole cannot be used."""
+
+
+class SourceError(RuntimeError):
+    """One source cannot be ingested; the message names the source, the file and the column."""
+
+
+class FieldMapping(BaseModel):
+    """Where a canonical field comes from: a source column and, for dates, its strptime format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: str
+    format: str | None = None
+
+
+class SourceConfig(BaseModel):
+    """One legacy system's extract as declared in `sources.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    path: str
+    format: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    record_id: str | None = None
+    fields: dict[str, FieldMapping] = Field(default_factory=dict)
+    description: str | None = None
+    landing: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not SOURCE_NAME.match(v):
+            raise ValueError(f"source name {v!r} must match [a-z0-9_]+")
+        return v
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _column_shorthand(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"column": m} if isinstance(m, str) else m) for k, m in v.items()}
+        return v
+
+    def option(self, key: str) -> Any:
+        """The value of a format option, or its default."""
+        defaults = FORMAT_OPTIONS.get(self.format, {})
+        return self.options.get(key, defaults.get(key))
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this source's declaration that stops it (not the others) at ingest."""
+        out: list[str] = []
+        if self.format not in FORMATS:
+            out.append(f"unknown format {self.format!r} (expected one of {', '.join(FORMATS)})")
+            return out
+        unknown_opts = sorted(set(self.options) - set(FORMAT_OPTIONS[self.format]))
+        if unknown_opts:
+            out.append(f"unknown option(s) {unknown_opts} for format {self.format!r}")
+        enc = self.options.get("encoding")
+        if enc is not None and str(enc).lower() not in ENCODINGS:
+            out.append(f"unsupported encoding {enc!r} (expected one of {', '.join(ENCODINGS)})")
+        if self.format == "fixed_width":
+            widths = self.options.get("widths")
+            if not isinstance(widths, dict) or not widths or not all(
+                isinstance(w, int) and w > 0 for w in widths.values()
+            ):
+                out.append("fixed_width needs options.widths: an ordered mapping of column name -> width > 0")
+        if self.format == "csv" and len(str(self.option("delimiter"))) != 1:
+            out.append(f"csv delimiter must be one character, got {self.option('delimiter')!r}")
+        for canonical, mapping in self.fields.items():
+            if canonical not in CANONICAL_FIELDS:
+                out.append(
+                    f"field {canonical!r} is not a canonical field (expected one of {', '.join(CANONICAL_FIELDS)})"
+                )
+            if mapping.format is not None and canonical != "date_of_birth":
+                out.append(f"field {canonical!r}: a format is only allowed for dates")
+        return out
+
+
+class SurvivorshipConfig(BaseModel):
+    """How the golden record picks each attribute: most trusted source first, then newest, then most frequent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ranking: list[str] = Field(default_factory=list)
+    per_field: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SourcesFile(BaseModel):
+    """The whole `sources.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    country: Literal["NL", "NO"] = "NL"
+    sources: list[SourceConfig]
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SourcesFile:
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source name {s.name!r} is declared twice")
+            seen.add(s.name)
+        names = {s.name for s in self.sources}
+        unknown = [n for n in self.survivorship.ranking if n not in names]
+        if unknown:
+            raise ValueError(f"survivorship.ranking names unknown source(s) {unknown}")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r} in sources file (have: {[s.name for s in self.sources]})")
+
+    def files_of(self, source: SourceConfig) -> list[Path]:
+        """The extract files a source's glob matches, sorted; empty when none exist."""
+        pattern = Path(source.path)
+        if pattern.is_absolute():
+            return sorted(Path(p) for p in _glob_abs(pattern))
+        return sorted(self.base_dir.glob(source.path))
+
+    def source_rank(self) -> list[str]:
+        """Sources from most to least trusted: the configured ranking, then the rest in file order."""
+        ranked = list(self.survivorship.ranking)
+        return ranked + [s.name for s in self.sources if s.name not in ranked]
+
+
+def _glob_abs(pattern: Path) -> list[Path]:
+    anchor = Path(pattern.anchor)
+    return list(anchor.glob(str(pattern.relative_to(anchor))))
+
+
+def load_sources(path: str | Path) -> SourcesFile:
+    """Read and validate a sources file; relative source paths resolve against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sources file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'sources:' list")
+    try:
+        return SourcesFile.model_validate({**data, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = _describe_loc(data, err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid sources file\n" + "\n".join(lines)) from None
+
+
+def _describe_loc(data: dict, loc: tuple) -> str:
+    """`sources[1] (tax).fields.date_of_birth` rather than pydantic's bare tuple."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list):
+            name = node[item].get("name") if item < len(node) and isinstance(node[item], dict) else None
+            parts[-1] = f"{parts[-1]}[{item}]" + (f" ({name})" if name else "")
+            node = node[item] if item < len(node) else None
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top)"
+
+
+def dump_sources(sources: SourcesFile | dict, path: str | Path) -> None:
+    """Write a sources file in the contract's shape (used by the generator)."""
+    if isinstance(sources, SourcesFile):
+        data = sources.model_dump(exclude={"base_dir"}, exclude_none=True)
+    else:
+        data = sources
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -1,0 +1,78 @@
+"""Run the Dagster job in-process (the same definitions the UI shows) and summarise what it did."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+
+@dataclass
+class RunOutcome:
+    """What one pipeline run materialised, what failed and why."""
+
+    run_id: str
+    success: bool
+    materialized: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    result: ExecuteInProcessResult | None = None
+
+
+def instance_for_cli() -> DagsterInstance:
+    """The persistent instance under $DAGSTER_HOME when set (so the UI shows CLI runs), else an ephemeral one."""
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return DagsterInstance.get()
+    return DagsterInstance.ephemeral()
+
+
+def run_pipeline(
+    *, sources_path: str | Path, warehouse_path: str | Path, job_name: str | None = None,
+    instance: DagsterInstance | None = None, log_level: str = "WARNING",
+) -> RunOutcome:
+    """Materialise the job's assets for one sources file into one warehouse."""
+    from pipelines.definitions import FULL_JOB, build_definitions
+
+    defs = build_definitions(sources_path=sources_path, warehouse_path=warehouse_path)
+    job = defs.resolve_job_def(job_name or FULL_JOB)
+    result = job.execute_in_process(
+        instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    return summarise(result)
+
+
+def summarise(result: ExecuteInProcessResult) -> RunOutcome:
+    """Per-asset metadata, failures with their messages, skipped steps and check outcomes."""
+    outcome = RunOutcome(run_id=result.run_id, success=result.success, result=result)
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        outcome.materialized[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            err = event.step_failure_data.error
+            message = _root_message(err)
+            outcome.failed[event.step_key] = message
+        elif event.event_type_value == "STEP_SKIPPED":
+            outcome.skipped.append(event.step_key)
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        outcome.checks[name] = {
+            "passed": evaluation.passed,
+            "severity": evaluation.severity.value if evaluation.severity else None,
+            "metadata": {k: v.value for k, v in evaluation.metadata.items()},
+        }
+    return outcome
+
+
+def _root_message(err) -> str:
+    """The innermost error message (the user's problem, not Dagster's wrapper)."""
+    while err is not None and err.cause is not None:
+        err = err.cause
+    return err.message.strip() if err is not None else "unknown error"

@@ -1,0 +1,202 @@
+"""The canonical, standardised record: one shape for every source, originals kept beside folded values.
+
+Display columns (`given_name`, `family_name`, `street`, ...) keep the source's spelling with whitespace
+tidied; `*_std` columns are folded for matching: transliterated to ASCII (ø -> o, æ -> ae), lower-case,
+punctuation removed. Text functions run once per distinct value, never per row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import phonenumbers
+import polars as pl
+from anyascii import anyascii
+
+from citizen_view import national_id
+
+# Name particles that belong to the family name but are not compared as part of it (Dutch
+# tussenvoegsels and their abbreviations, plus the few German/French/Italian ones seen in registers).
+NAME_PREFIXES: frozenset[str] = frozenset(
+    "van der den de het t ten ter te vd v d von vom zu la le l du da di del della dos das in op uit aan bij s".split()
+)
+_PREFIX_ALT = r"(?:van|der|den|de|het|'t|ten|ter|te|vd|v\.d\.|v/d|von|vom|zu|la|le|du|da|di|del|della|dos|das|in|op|uit|aan|bij|'s)"
+# "Jan Pieter van der Berg", "J. de Vries", "Anna Jansen-de Vries": family = last word with the particles before it.
+_NATURAL = re.compile(rf"(?i)^(?P<given>.+?)\s+(?P<family>(?:\S+-(?:{_PREFIX_ALT}\s+)*)?(?:{_PREFIX_ALT}\s+)*\S+)$")
+# "DE VRIES, Jan Pieter", "Berg, Jan van der": trailing particles after the given names move to the family name.
+_COMMA = re.compile(rf"(?i)^(?P<family>[^,]+?)\s*,\s*(?P<given>.*?)(?P<particles>(?:\s+{_PREFIX_ALT})*)\s*$")
+
+CANONICAL_COLUMNS: dict[str, pl.DataType] = {
+    "source": pl.String,
+    "source_record_id": pl.String,
+    "source_file": pl.String,
+    "source_line": pl.Int64,
+    "given_name": pl.String,
+    "given_name_std": pl.String,
+    "first_name_std": pl.String,
+    "initials": pl.String,
+    "middle_name": pl.String,
+    "middle_name_std": pl.String,
+    "family_name": pl.String,
+    "family_name_std": pl.String,
+    "name_prefix": pl.String,
+    "full_name": pl.String,
+    "full_name_std": pl.String,
+    "date_of_birth": pl.Date,
+    "sex": pl.String,
+    "national_id": pl.String,
+    "national_id_valid": pl.Boolean,
+    "street": pl.String,
+    "street_std": pl.String,
+    "house_number": pl.String,
+    "unit": pl.String,
+    "postcode": pl.String,
+    "city": pl.String,
+    "city_std": pl.String,
+    "birth_place": pl.String,
+    "birth_place_std": pl.String,
+    "email": pl.String,
+    "phone": pl.String,
+    "attributes": pl.String,
+}
+
+_SEX = {
+    "m": "M", "male": "M", "man": "M", "mann": "M", "mannlig": "M", "1": "M",
+    "f": "F", "female": "F", "v": "F", "vrouw": "F", "k": "F", "kvinne": "F", "kvinnelig": "F", "w": "F",
+    "woman": "F", "2": "F",
+}  # fmt: skip
+_COUNTRY_CODE = {"NL": "31", "NO": "47"}
+
+
+def fold(text: str | None) -> str | None:
+    """Matching form of a text: ASCII, lower-case, punctuation to spaces, single spaces."""
+    if text is None:
+        return None
+    out = re.sub(r"[^a-z0-9]+", " ", anyascii(text).lower()).strip()
+    return out or None
+
+
+def per_distinct(expr_name: str, fn: Callable[[str], str | None], frame: pl.DataFrame) -> pl.Series:
+    """Apply a Python text function once per distinct value of a column and broadcast the result."""
+    col = frame.get_column(expr_name)
+    distinct = col.drop_nulls().unique()
+    mapped = pl.Series([fn(v) for v in distinct.to_list()], dtype=pl.String)
+    return col.replace_strict(distinct, mapped, default=None, return_dtype=pl.String)
+
+
+def tidy(expr: pl.Expr) -> pl.Expr:
+    """Collapse runs of whitespace and trim; empty becomes null."""
+    out = expr.str.replace_all(r"\s+", " ").str.strip_chars()
+    return pl.when(out == "").then(None).otherwise(out)
+
+
+def family_key(folded: str | None) -> str | None:
+    """Folded family name without leading particles ("van der berg" -> "berg"); the last word always stays."""
+    if not folded:
+        return None
+    words = folded.split()
+    i = 0
+    while i < len(words) - 1 and words[i] in NAME_PREFIXES:
+        i += 1
+    return " ".join(words[i:])
+
+
+def name_prefix(folded: str | None) -> str | None:
+    """The particles `family_key` removed ("van der berg" -> "van der")."""
+    if not folded:
+        return None
+    key = family_key(folded) or ""
+    prefix = folded[: len(folded) - len(key)].strip()
+    return prefix or None
+
+
+def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(given, family) from a one-field name in either "Given Family" or "FAMILY, Given" order."""
+    comma = full.str.extract_groups(_COMMA.pattern)
+    natural = full.str.extract_groups(_NATURAL.pattern)
+    has_comma = full.str.contains(",")
+    comma_family = tidy(comma.struct.field("particles")).fill_null("") + pl.lit(" ") + comma.struct.field("family")
+    given = pl.when(has_comma).then(comma.struct.field("given")).otherwise(natural.struct.field("given"))
+    family = (
+        pl.when(has_comma)
+        .then(tidy(comma_family))
+        .when(natural.struct.field("family").is_not_null())
+        .then(natural.struct.field("family"))
+        .otherwise(full)
+    )
+    return tidy(given), tidy(family)
+
+
+def normalise_postcode(expr: pl.Expr, *, country: str) -> pl.Expr:
+    """NL "1234 ab" -> "1234AB"; NO "0150" kept 4 digits; anything else tidied upper-case."""
+    cleaned = tidy(expr).str.to_uppercase().str.replace_all(r"[\s\-]", "")
+    if country == "NO":
+        return pl.when(cleaned.str.contains(r"^\d{1,4}$")).then(cleaned.str.zfill(4)).otherwise(cleaned)
+    return cleaned
+
+
+def normalise_phone(frame: pl.DataFrame, column: str, *, country: str) -> pl.Series:
+    """E.164 ("+31612345678"): regular national and international forms vectorised, the rest via phonenumbers."""
+    cc = _COUNTRY_CODE[country]
+    raw = frame.get_column(column)
+    digits = raw.str.replace_all(r"[\s\-().]", "")
+    national_len = 9 if country == "NL" else 8
+    fast = (
+        pl.select(
+            pl.when(digits.str.contains(rf"^\+\d{{8,15}}$"))
+            .then(digits)
+            .when(digits.str.contains(r"^00\d{8,15}$"))
+            .then(pl.lit("+") + digits.str.slice(2))
+            .when(digits.str.contains(rf"^0\d{{{national_len}}}$") if country == "NL" else pl.lit(False))
+            .then(pl.lit(f"+{cc}") + digits.str.slice(1))
+            .when(digits.str.contains(rf"^\d{{{national_len}}}$") if country == "NO" else pl.lit(False))
+            .then(pl.lit(f"+{cc}") + digits)
+            .otherwise(None)
+        )
+        .to_series()
+        .alias(column)
+    )
+    leftover = raw.filter(fast.is_null() & raw.is_not_null())
+    if leftover.len() == 0:
+        return fast
+    slow = pl.DataFrame({column: leftover})
+    parsed = per_distinct(column, lambda v: _parse_phone(v, country), slow)
+    lookup = dict(zip(leftover.to_list(), parsed.to_list()))
+    return pl.Series(column, [f if f is not None else lookup.get(r) for f, r in zip(fast.to_list(), raw.to_list())])
+
+
+def _parse_phone(value: str, country: str) -> str | None:
+    try:
+        number = phonenumbers.parse(value, country)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_sex(expr: pl.Expr) -> pl.Expr:
+    """M / F from the spellings registers use (M/V, M/K, male/female, 1/2); anything else null."""
+    return expr.str.strip_chars().str.to_lowercase().replace_strict(_SEX, default=None, return_dtype=pl.String)
+
+
+def national_id_columns(expr: pl.Expr, *, country: str) -> list[pl.Expr]:
+    """The compacted national ID and its checksum flag."""
+    compacted = national_id.compact(expr, country=country)
+    return [compacted.alias("national_id"), national_id.is_valid(compacted, country=country).alias("national_id_valid")]
+
+
+def initials_of(folded: str | None) -> str | None:
+    """"jan pieter" -> "jp"; "j p" -> "jp"."""
+    if not folded:
+        return None
+    return "".join(w[0] for w in folded.split())
+
+
+def first_name_of(folded: str | None) -> str | None:
+    """The first given name, or null when the source gave only initials."""
+    if not folded:
+        return None
+    first = folded.split()[0]
+    return first if len(first) > 1 else None

@@ -1,0 +1,44 @@
+"""All Dagster wiring for Citizen View: assets, checks, resources, jobs, sensors and schedules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
+
+from assets.ingest import INGEST_GROUP, build_ingest_assets
+from citizen_view.contract import load_sources
+from citizen_view.warehouse import DEFAULT_WAREHOUSE
+from pipelines.resources import WarehouseResource
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCES = PROJECT_ROOT / "sample_data" / "sources.yaml"
+FULL_JOB = "citizen_view_full"
+INGEST_JOB = "ingest_all_sources"
+
+
+def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -> Definitions:
+    """The definitions for one sources file and one warehouse (the UI and `citizen-view run` use the same)."""
+    sources = load_sources(sources_path)
+    assets = [*build_ingest_assets(sources)]
+    jobs = [
+        define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),
+        define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),
+    ]
+    return Definitions(
+        assets=assets,
+        jobs=jobs,
+        resources={"warehouse": WarehouseResource(path=str(warehouse_path))},
+        # DuckDB allows one writer per file: steps run one after another in one process.
+        executor=in_process_executor,
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    """What `dagster dev -w workspace.yaml` loads: $CITIZEN_VIEW_SOURCES (default: the sample) into $CITIZEN_VIEW_WAREHOUSE."""
+    return build_definitions(
+        sources_path=os.environ.get("CITIZEN_VIEW_SOURCES", DEFAULT_SOURCES),
+        warehouse_path=os.environ.get("CITIZEN_VIEW_WAREHOUSE", DEFAULT_WAREHOUSE),
+    )

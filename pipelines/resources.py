@@ -1,0 +1,22 @@
+"""Dagster resources: the warehouse file every asset reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from dagster import ConfigurableResource
+
+from citizen_view import warehouse
+
+
+class WarehouseResource(ConfigurableResource):
+    """The DuckDB warehouse file (one writer at a time: the jobs run in-process)."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(self.path, read_only=read_only) as con:
+            yield con

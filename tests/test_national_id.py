@@ -1,0 +1,56 @@
+"""The vectorised national-ID checks agree with python-stdnum on valid, mistyped and random numbers."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pytest
+from stdnum.nl import bsn
+from stdnum.no import fodselsnummer
+
+from citizen_view import national_id
+
+
+def _valid_bsn(rng: random.Random) -> str:
+    while True:
+        body = [rng.randint(0, 9) for _ in range(8)]
+        check = sum((9 - i) * d for i, d in enumerate(body)) % 11
+        if check < 10:
+            number = "".join(map(str, body)) + str(check)
+            if bsn.is_valid(number):
+                return number
+
+
+def _valid_fnr(rng: random.Random) -> str:
+    while True:
+        number = f"{rng.randint(1, 28):02d}{rng.randint(1, 12):02d}{rng.randint(0, 99):02d}{rng.randint(0, 999):03d}"
+        number += fodselsnummer.calc_check_digit1(number)
+        number += fodselsnummer.calc_check_digit2(number)
+        if len(number) == 11 and fodselsnummer.is_valid(number):
+            return number
+
+
+def _mutations(rng: random.Random, number: str) -> list[str]:
+    i = rng.randrange(len(number) - 1)
+    swapped = number[:i] + number[i + 1] + number[i] + number[i + 2 :]
+    j = rng.randrange(len(number))
+    typo = number[:j] + str((int(number[j]) + rng.randint(1, 9)) % 10) + number[j + 1 :]
+    return [number, swapped, typo, number[:-1], number + "0", f"{number[:4]}.{number[4:6]}.{number[6:]}"]
+
+
+@pytest.mark.parametrize("country,make,oracle", [("NL", _valid_bsn, bsn.is_valid), ("NO", _valid_fnr, fodselsnummer.is_valid)])
+def test_vectorised_check_matches_stdnum(country, make, oracle):
+    rng = random.Random(5)
+    values = []
+    for _ in range(400):
+        values += _mutations(rng, make(rng))
+    values += ["".join(rng.choice("0123456789") for _ in range(rng.choice([8, 9, 11]))) for _ in range(2000)]
+    values += ["", "abc", "000000000", "41017512345", "01019912345", "81017500000"]
+    frame = pl.DataFrame({"v": values})
+    compacted = national_id.compact(pl.col("v"), country=country)
+    got = frame.select(national_id.is_valid(compacted, country=country).fill_null(False)).to_series().to_list()
+    expected = [oracle(v) if v else False for v in values]
+    mismatches = [(v, g, e) for v, g, e in zip(values, got, expected) if g != e]
+    assert not mismatches, mismatches[:10]
+    assert sum(expected) > 400  # the sample really has valid numbers in it
