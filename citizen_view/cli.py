@@ -62,6 +62,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.success else 1
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from citizen_view.linkage.evaluate import evaluate_links, load_truth
+    from citizen_view.warehouse import connect
+
+    with connect(args.warehouse, read_only=True) as con:
+        links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+    figures = evaluate_links(links, load_truth(args.truth))
+    print(f"Linkage accuracy of {args.warehouse} against {args.truth}")
+    for key, value in figures.items():
+        print(f"  {key:<30} {value:>12,.6f}" if isinstance(value, float) else f"  {key:<30} {value:>12,}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from citizen_view.linkage.explain import explain_pair
+    from citizen_view.warehouse import connect
+
+    with connect(args.warehouse, read_only=True) as con:
+        try:
+            explanation = explain_pair(con, args.left, args.right)
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+    print(explanation.render())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from citizen_view import bench
 
@@ -86,8 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     r.set_defaults(func=cmd_run)
 
+    e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
+    e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
+    e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("explain", help="why two records were or were not linked (per-field weights)")
+    x.add_argument("left", help="SOURCE:ID, e.g. tax:T00000123")
+    x.add_argument("right", help="SOURCE:ID")
+    x.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    x.set_defaults(func=cmd_explain)
+
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
-    b.add_argument("stage", choices=["ingest"])
+    b.add_argument("stage", choices=["ingest", "link"])
     b.add_argument("--persons", type=int, default=1_000_000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--country", choices=["NL", "NO"], default="NL")

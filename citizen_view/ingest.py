@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +74,8 @@ def read_source(sources: SourcesFile, source: SourceConfig) -> SourceExtract:
         names.append(name)
         got = read_file(source, path, display_name=name)
         _check_columns(source, name, got.rows.columns, parsed_rows=got.rows.height)
-        frames.append(got.rows)
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+        frames.append(got.rows.with_columns(pl.lit(modified, dtype=pl.Datetime("us", "UTC")).alias("_extracted_at")))
         rejects.extend(got.rejects)
     rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     return SourceExtract(rows, rejects, names)
@@ -155,7 +157,7 @@ def standardise_source(
 
     df = df.with_columns(reasons.alias("_reason"))
     bad_rows = df.filter(pl.col("_reason").is_not_null())
-    data_cols = [c for c in extract.rows.columns if c not in ("_file", "_line")]
+    data_cols = [c for c in extract.rows.columns if not c.startswith("_")]
     for row in bad_rows.select([*data_cols, "_file", "_line", "_reason"]).iter_rows(named=True):
         rejects.append(Reject(row["_file"], row["_line"], row["_reason"], raw_text(row)))
     good = df.filter(pl.col("_reason").is_null())
@@ -174,6 +176,7 @@ def canonical_records(df: pl.DataFrame, source: SourceConfig, *, country: str, d
         pl.col("_rid").alias("source_record_id"),
         pl.col("_file").alias("source_file"),
         pl.col("_line").alias("source_line"),
+        pl.col("_extracted_at").alias("extracted_at"),
         col("given_name").alias("given_name"),
         col("middle_name").alias("middle_name"),
         col("family_name").alias("family_name"),

@@ -33,7 +33,7 @@ def instance_for_cli() -> DagsterInstance:
 
 def run_pipeline(
     *, sources_path: str | Path, warehouse_path: str | Path, job_name: str | None = None,
-    instance: DagsterInstance | None = None, log_level: str = "WARNING",
+    instance: DagsterInstance | None = None, log_level: str = "CRITICAL",
 ) -> RunOutcome:
     """Materialise the job's assets for one sources file into one warehouse."""
     from pipelines.definitions import FULL_JOB, build_definitions

@@ -32,6 +32,7 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "source_record_id": pl.String,
     "source_file": pl.String,
     "source_line": pl.Int64,
+    "extracted_at": pl.Datetime("us", "UTC"),
     "given_name": pl.String,
     "given_name_std": pl.String,
     "first_name_std": pl.String,

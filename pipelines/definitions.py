@@ -7,7 +7,8 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
-from assets.ingest import INGEST_GROUP, build_ingest_assets
+from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
+from assets.linkage import build_linkage_assets
 from citizen_view.contract import load_sources
 from citizen_view.warehouse import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
@@ -21,7 +22,9 @@ INGEST_JOB = "ingest_all_sources"
 def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -> Definitions:
     """The definitions for one sources file and one warehouse (the UI and `citizen-view run` use the same)."""
     sources = load_sources(sources_path)
-    assets = [*build_ingest_assets(sources)]
+    ingest = build_ingest_assets(sources)
+    linkage = build_linkage_assets(sources, ingest_keys=[source_asset_key(s.name) for s in sources.sources])
+    assets = [*ingest, *linkage]
     jobs = [
         define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),
         define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),

@@ -1,0 +1,86 @@
+"""The golden record: one row per citizen, each attribute chosen by survivorship, with where it came from.
+
+Survivorship per attribute group: the most trusted source (sources.yaml `survivorship.ranking`, or
+`per_field` for one group), then the most recent extract, then the value most of the citizen's
+records agree on, then the record key. Parts that belong together (the name parts; street, number,
+postcode and city) always come from one record, so an address is never stitched from two places.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.contract import SourcesFile
+
+# group -> (columns taken together, condition a record must meet, the value that "agrees", extra ordering first)
+GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "name": (("given_name", "middle_name", "family_name", "full_name"), "family_name IS NOT NULL",
+             "coalesce(given_name_std, '') || '|' || coalesce(family_name_std, '')", ""),
+    "date_of_birth": (("date_of_birth",), "date_of_birth IS NOT NULL", "date_of_birth::VARCHAR", ""),
+    "sex": (("sex",), "sex IS NOT NULL", "sex", ""),
+    "national_id": (("national_id",), "national_id IS NOT NULL", "national_id", "national_id_valid DESC NULLS LAST,"),
+    "address": (("street", "house_number", "unit", "postcode", "city"), "coalesce(street, postcode) IS NOT NULL",
+                "coalesce(postcode, '') || '|' || coalesce(house_number, '')", ""),
+    "birth_place": (("birth_place",), "birth_place IS NOT NULL", "birth_place_std", ""),
+    "email": (("email",), "email IS NOT NULL", "email", ""),
+    "phone": (("phone",), "phone IS NOT NULL", "phone", ""),
+}  # fmt: skip
+
+
+def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> int:
+    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens."""
+    ranks = sources.source_rank()
+    per_field = sources.survivorship.per_field
+    rank_rows = []
+    for group in GROUPS:
+        order = list(per_field.get(group, [])) + [s for s in ranks if s not in per_field.get(group, [])]
+        rank_rows += [(group, s, i) for i, s in enumerate(order)]
+    con.execute("CREATE OR REPLACE TEMP TABLE _source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
+    con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", rank_rows)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _linked AS
+        SELECT l.citizen_id, r.*
+        FROM citizen_source_link l JOIN source_records r USING (record_key)
+        """
+    )
+    selects = []
+    for group, (cols, condition, agree, first) in GROUPS.items():
+        col_list = ", ".join(cols)
+        selects.append(
+            f"""
+            {group} AS (
+                SELECT citizen_id, {col_list}, source || ':' || source_record_id AS {group}_from
+                FROM (
+                    SELECT *, row_number() OVER (
+                        PARTITION BY citizen_id
+                        ORDER BY {first} rank, extracted_at DESC NULLS LAST, agree DESC, record_key
+                    ) AS pick
+                    FROM (
+                        SELECT x.*, k.rank, count(*) OVER (PARTITION BY citizen_id, {agree}) AS agree
+                        FROM _linked x JOIN _source_rank k ON k.grp = '{group}' AND k.source = x.source
+                        WHERE {condition}
+                    )
+                ) WHERE pick = 1
+            )"""
+        )
+    joins = " ".join(f"LEFT JOIN {g} USING (citizen_id)" for g in GROUPS)
+    columns = ", ".join(f"{c}" for g, (cols, *_rest) in GROUPS.items() for c in [*cols, f"{g}_from"])
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE citizen AS
+        WITH members AS (
+            SELECT citizen_id, count(*) AS record_count, count(DISTINCT source) AS source_count,
+                   list(DISTINCT source ORDER BY source) AS sources
+            FROM _linked GROUP BY citizen_id
+        ),
+        {", ".join(selects)}
+        SELECT citizen_id, {columns}, record_count, source_count, sources
+        FROM members {joins}
+        ORDER BY citizen_id
+        """
+    )
+    return con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]

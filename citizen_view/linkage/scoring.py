@@ -1,0 +1,170 @@
+"""Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
+
+Splink works in its own DuckDB (in memory, spilling to a temp folder) so its scratch tables never
+land in the warehouse; `make_db_api` is the seam for running the same model on Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import polars as pl
+from splink import DuckDBAPI, Linker
+
+from citizen_view.linkage.model import ModelPlan, plan_model, settings_for
+from citizen_view.linkage.records import LINKAGE_COLUMNS, populated_columns
+
+if TYPE_CHECKING:
+    from splink.internals.database_api import DatabaseAPISubClass
+
+log = logging.getLogger(__name__)
+
+# Pairs scored at or above this weight are kept in match_edges (for explanation and review);
+# only pairs at or above the chosen threshold are linked.
+EDGE_FLOOR_WEIGHT = -4.0
+# The threshold is looked for in this weight range (probability ~0.2 .. ~0.999).
+THRESHOLD_RANGE = (-2.0, 10.0)
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model: Splink's JSON plus what we chose and why."""
+
+    model: dict[str, Any]
+    fields_used: list[str]
+    fields_skipped: dict[str, str]
+    training_notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def make_db_api(*, backend: str = "duckdb", spill_dir: str | None = None, threads: int | None = None) -> DatabaseAPISubClass:
+    """Splink's database: an in-memory DuckDB that spills to disk (default), or Spark for larger estates."""
+    if backend == "duckdb":
+        con = duckdb.connect(":memory:")
+        con.execute(f"SET temp_directory = '{spill_dir or tempfile.gettempdir()}'")
+        con.execute("SET preserve_insertion_order = false")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        return DuckDBAPI(connection=con)
+    if backend == "spark":  # pragma: no cover - needs pyspark and Java; see README "Scaling out"
+        from pyspark.sql import SparkSession
+        from splink import SparkAPI
+        from splink.backends.spark import similarity_jar_location
+
+        spark = SparkSession.builder.config("spark.jars", similarity_jar_location()).getOrCreate()
+        return SparkAPI(spark_session=spark)
+    raise ValueError(f"unknown linkage backend {backend!r} (expected duckdb or spark)")
+
+
+def splink_input(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The columns the model compares, with dates as yyyymmdd text (and day/month swapped) for typo levels."""
+    cols = ", ".join(f'"{c}"' for c in LINKAGE_COLUMNS if c != "date_of_birth")
+    return con.sql(
+        f"""
+        SELECT record_key, source, {cols},
+               strftime(date_of_birth, '%Y%m%d') AS dob,
+               CASE WHEN day(date_of_birth) <= 12
+                    THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
+                         || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
+        FROM source_records
+        """
+    ).pl()
+
+
+def train(
+    con: duckdb.DuckDBPyConnection, *, seed: int = 1, db_api: DatabaseAPISubClass | None = None,
+    reports_dir: Path | None = None,
+) -> TrainedModel:
+    """Fit the model on all records in `source_records`, without ground truth; save Splink's charts as HTML."""
+    started = time.perf_counter()
+    populated = populated_columns(con)
+    plan = plan_model(populated)
+    records = splink_input(con)
+    db_api = db_api or make_db_api()
+    linker = Linker(db_api.register(records, dataset_display_name="source_records"), settings_for(plan), log_level=logging.ERROR)
+    notes = _fit(linker, plan, records.height, seed=seed)
+    model = linker.misc.save_model_to_json()
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"))
+        linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"))
+    return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started)
+
+
+def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[str]:
+    notes: list[str] = []
+    linker.training.estimate_probability_two_random_records_match(plan.deterministic_rules, recall=0.8)
+    max_pairs = float(min(max(n_records * 20, 1e6), 2e7))
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    notes.append(f"u from {max_pairs:,.0f} random pairs")
+    fitted = 0
+    for rule in plan.training_rules:
+        name = rule.get_blocking_rule("duckdb").blocking_rule_sql
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
+            fitted += 1
+            notes.append(f"EM on {name}: ok")
+        except (ValueError, ZeroDivisionError) as exc:
+            # Splink 5.0 raises on an m probability of 0 (very clean data) instead of clamping it;
+            # the other sessions still estimate that comparison.
+            notes.append(f"EM on {name}: skipped ({exc})")
+            log.warning("EM session on %s skipped: %s", name, exc)
+    if fitted == 0:
+        notes.append("no EM session converged: m probabilities are Splink's defaults")
+    return notes
+
+
+def load_linker(model: dict[str, Any], records: pl.DataFrame, *, db_api: DatabaseAPISubClass | None = None) -> Linker:
+    """A linker for a saved model over the given records."""
+    db_api = db_api or make_db_api()
+    return Linker(db_api.register(records, dataset_display_name="source_records"), model, log_level=logging.ERROR)
+
+
+def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, db_api: DatabaseAPISubClass | None = None) -> pl.DataFrame:
+    """Score every candidate pair the blocking rules produce; keep pairs at or above EDGE_FLOOR_WEIGHT."""
+    linker = load_linker(model, splink_input(con), db_api=db_api)
+    scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    edges = scored.as_duckdbpyrelation().pl() if hasattr(scored, "as_duckdbpyrelation") else scored.as_pandas_dataframe()
+    if not isinstance(edges, pl.DataFrame):
+        edges = pl.from_pandas(edges)
+    keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
+    keep += [c for c in edges.columns if c.startswith(("gamma_", "bf_", "mw_"))]
+    return edges.select(keep).rename({"record_key_l": "record_key_l", "record_key_r": "record_key_r"})
+
+
+def choose_threshold(weights: np.ndarray, *, bins: int = 60) -> tuple[float, str]:
+    """The match-weight threshold, from the scored pairs alone: the emptiest valley of their histogram.
+
+    Candidate pairs are a mixture of non-matches (low weights) and matches (high weights); the
+    least populated stretch between the two is where a small move of the threshold changes fewest
+    decisions. Falls back to weight 0 (probability 0.5) when the histogram has no valley.
+    """
+    lo, hi = THRESHOLD_RANGE
+    w = weights[np.isfinite(weights)]
+    if w.size < 50:
+        return 0.0, "too few scored pairs for a histogram: probability 0.5 (weight 0)"
+    counts, edges = np.histogram(w, bins=bins, range=(min(w.min(), lo), max(w.max(), hi)))
+    smooth = np.convolve(counts, np.ones(3) / 3, mode="same")
+    centres = (edges[:-1] + edges[1:]) / 2
+    inside = (centres >= lo) & (centres <= hi)
+    if not inside.any():
+        return 0.0, "no histogram bins in range: probability 0.5 (weight 0)"
+    idx = np.flatnonzero(inside)
+    best = idx[np.argmin(smooth[idx])]
+    return float(round(centres[best], 2)), f"histogram valley of {w.size:,} scored pairs in [{lo}, {hi}]"
+
+
+def save_model(model: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path
