@@ -28,7 +28,11 @@ class ClusterResult:
 
 
 def near_dates(a: str, b: str) -> bool:
-    """Same date, day and month swapped, or one digit wrong / two adjacent digits transposed (yyyymmdd)."""
+    """Same date, day and month swapped, two adjacent digits transposed, or one digit wrong (yyyymmdd).
+
+    A wrong digit counts as a typo only from the last digit of the year on: 1960 and 1990 differ in
+    one digit but are a generation apart (parent and child with the same name).
+    """
     if a == b:
         return True
     if len(a) != 8 or len(b) != 8:
@@ -37,7 +41,7 @@ def near_dates(a: str, b: str) -> bool:
         return True
     diff = [i for i in range(8) if a[i] != b[i]]
     if len(diff) == 1:
-        return True
+        return diff[0] >= 3
     return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
 
 

@@ -1,0 +1,122 @@
+"""The `sources.yaml` that describes the five generated extracts in the contract of `citizen_view.contract`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from citizen_view.contract import dump_sources
+from citizen_view.generate.register import WIDTHS
+
+RANKING = ["population", "tax", "benefits", "licences", "permits"]
+
+
+def sources_document(country: str) -> dict[str, Any]:
+    """The sources file as a plain mapping (country, survivorship, sources)."""
+    return {
+        "country": country,
+        "survivorship": {"ranking": list(RANKING)},
+        "sources": [
+            {
+                "name": "population",
+                "description": "Population register: fixed-width mainframe export, every person alive and dead.",
+                "path": "population/*.dat",
+                "format": "fixed_width",
+                "options": {"encoding": "latin-1", "widths": dict(WIDTHS)},
+                "record_id": "REC_NO",
+                "fields": {
+                    "national_id": "NATID",
+                    "family_name": "SURNAME",
+                    "middle_name": "MIDDLENAME",
+                    "given_name": "FIRSTNAMES",
+                    "sex": "SEX",
+                    "date_of_birth": {"column": "BIRTHDATE", "format": "%Y%m%d"},
+                    "birth_place": "BIRTHPLACE",
+                    "street": "STREET",
+                    "house_number": "HOUSENO",
+                    "unit": "HOUSENO_ADD",
+                    "postcode": "POSTCODE",
+                    "city": "MUNICIPALITY",
+                },
+            },
+            {
+                "name": "tax",
+                "description": "Tax office: adult taxpayers, name as 'SURNAME, Given names'.",
+                "path": "tax/*.csv",
+                "format": "csv",
+                "options": {"delimiter": ";", "encoding": "latin-1"},
+                "record_id": "taxpayer_ref",
+                "fields": {
+                    "national_id": "tin",
+                    "full_name": "name",
+                    "date_of_birth": {"column": "birth_date", "format": "%d-%m-%Y"},
+                    "street": "street",
+                    "house_number": "house_number",
+                    "postcode": "postcode",
+                    "city": "city",
+                },
+            },
+            {
+                "name": "benefits",
+                "description": "Benefits agency: JSON lines, one client with nested name, address and cases.",
+                "path": "benefits/*.jsonl",
+                "format": "jsonl",
+                "options": {},
+                "record_id": "client_no",
+                "fields": {
+                    "national_id": "bsn",
+                    "given_name": "name.given",
+                    "family_name": "name.family",
+                    "date_of_birth": {"column": "birth_date", "format": "%Y-%m-%d"},
+                    "sex": "gender",
+                    "street": "address.street",
+                    "house_number": "address.number",
+                    "unit": "address.addition",
+                    "postcode": "address.postcode",
+                    "city": "address.city",
+                    "phone": "phone",
+                },
+            },
+            {
+                "name": "permits",
+                "description": "Municipal permits: one row per permit, applicant as one name, no birth date or ID.",
+                "path": "permits/*.xlsx",
+                "format": "xlsx",
+                "options": {"sheet": "permits"},
+                "record_id": "permit_no",
+                "fields": {
+                    "full_name": "applicant",
+                    "email": "email",
+                    "phone": "phone",
+                    "street": "street",
+                    "house_number": "house_number",
+                    "postcode": "postcode",
+                    "city": "city",
+                },
+            },
+            {
+                "name": "licences",
+                "description": "Driving-licence register: initials instead of given names.",
+                "path": "licences/*.csv",
+                "format": "csv",
+                "options": {},
+                "record_id": "licence_no",
+                "fields": {
+                    "given_name": "initials",
+                    "family_name": "surname",
+                    "date_of_birth": {"column": "birth_date", "format": "%Y/%m/%d"},
+                    "sex": "sex",
+                    "national_id": "national_id",
+                    "street": "street",
+                    "house_number": "house_number",
+                    "postcode": "postcode",
+                    "city": "city",
+                },
+            },
+        ],
+    }
+
+
+def write_sources_yaml(path: Path, *, country: str) -> None:
+    """Write `sources.yaml` for the generated extracts."""
+    dump_sources(sources_document(country), path)
