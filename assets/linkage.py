@@ -66,7 +66,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     def citizen_source_link(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
         with warehouse.connect() as con:
-            report = link_citizens(con, run_id=context.run_id)
+            report = link_citizens(con, run_id=context.run.run_id)
             links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {
             "dagster/row_count": report.records,

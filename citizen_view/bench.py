@@ -107,7 +107,7 @@ def bench_ingest(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench ingest: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
-    _ingest(data, Path(args.workdir) / "bench_ingest.duckdb", stages)
+    _ingest(data, Path(args.workdir) / f"bench_ingest_{args.persons}.duckdb", stages)
     return {"stages": [asdict(s) for s in stages]}
 
 
@@ -122,7 +122,7 @@ def bench_link(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench link: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
-    warehouse = Path(args.workdir) / "bench_link.duckdb"
+    warehouse = Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
     if not (args.reuse and warehouse.is_file()):
         _ingest(data, warehouse, stages)
     sources = load_sources(data / "sources.yaml")

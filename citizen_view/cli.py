@@ -43,14 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"Citizen View run {outcome.run_id}")
     print(f"  sources:   {sources}")
     print(f"  warehouse: {Path(args.warehouse).resolve()}")
-    for key, meta in sorted(outcome.materialized.items()):
-        if "rows_in" in meta:
-            print(
-                f"  {key:<22} {meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded "
-                f"+ {meta['rows_rejected']:>6,} rejected"
-            )
-        else:
-            print(f"  {key:<22} materialised")
+    for key, meta in outcome.materialized.items():  # in the order they ran
+        print(f"  {key:<22} {_describe(meta)}")
     for name, check in sorted(outcome.checks.items()):
         if not check["passed"]:
             print(f"  CHECK FAILED {name}")
@@ -87,6 +81,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
             return 2
     print(explanation.render())
     return 0
+
+
+def _describe(meta: dict) -> str:
+    """One line per asset from the metadata it recorded."""
+    if "rows_in" in meta:
+        return f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
+    if "citizens" in meta:
+        line = (
+            f"{meta['dagster/row_count']:,} records -> {meta['citizens']:,} citizens "
+            f"({meta['ids_minted']:,} IDs minted, {meta['ids_merged']:,} merged, {meta['ids_retired']:,} retired)"
+        )
+        if "eval_f1" in meta:
+            line += f"; vs truth: precision {meta['eval_precision']:.4f} recall {meta['eval_recall']:.4f} F1 {meta['eval_f1']:.4f}"
+        return line
+    if "threshold_match_weight" in meta:
+        return f"{meta['dagster/row_count']:,} scored pairs, link threshold weight {meta['threshold_match_weight']:+.2f}"
+    if "model_json" in meta:
+        return f"model {meta['model_json']} (compares {', '.join(meta['fields_compared'])})"
+    if "dagster/row_count" in meta:
+        return f"{meta['dagster/row_count']:,} rows"
+    return "materialised"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

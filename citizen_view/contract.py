@@ -144,6 +144,12 @@ class SourcesFile(BaseModel):
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     base_dir: Path = Path(".")
 
+    @field_validator("country", mode="before")
+    @classmethod
+    def _norway_is_not_false(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted `NO` as boolean false; a sources file for Norway says exactly that.
+        return "NO" if v is False else v
+
     @model_validator(mode="after")
     def _unique_names(self) -> SourcesFile:
         seen: set[str] = set()

@@ -206,10 +206,15 @@ def canonical_records(df: pl.DataFrame, source: SourceConfig, *, country: str, d
             std.tidy(pl.concat_str(["given_name", "middle_name", "family_name"], separator=" ", ignore_nulls=True)),
         ).alias("full_name")
     )
-    for name in ("given_name", "middle_name", "full_name", "street", "city", "birth_place"):
+    for name in ("given_name", "middle_name", "family_name", "street", "city", "birth_place"):
         out = out.with_columns(std.per_distinct(name, std.fold, out).alias(f"{name}_std"))
-    family_folded = std.per_distinct("family_name", std.fold, out)
-    out = out.with_columns(family_folded.alias("_family_folded"))
+    # Full names are nearly unique: fold the parts (few distinct values) and join them, in given-family order.
+    out = out.with_columns(
+        pl.col("family_name_std").alias("_family_folded"),
+        std.tidy(
+            pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
+        ).alias("full_name_std"),
+    )
     out = out.with_columns(
         std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
         std.per_distinct("_family_folded", std.name_prefix, out).alias("name_prefix"),

@@ -26,7 +26,11 @@ class RunOutcome:
 def instance_for_cli() -> DagsterInstance:
     """The persistent instance under $DAGSTER_HOME when set (so the UI shows CLI runs), else an ephemeral one."""
     if os.environ.get("DAGSTER_HOME"):
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        home = Path(os.environ["DAGSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
         return DagsterInstance.get()
     return DagsterInstance.ephemeral()
 
