@@ -45,15 +45,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  warehouse: {Path(args.warehouse).resolve()}")
     for key, meta in outcome.materialized.items():  # in the order they ran
         print(f"  {key:<22} {_describe(meta)}")
-    for name, check in sorted(outcome.checks.items()):
-        if not check["passed"]:
-            print(f"  CHECK FAILED {name}")
+    failed_checks = sorted(name for name, check in outcome.checks.items() if not check["passed"])
+    if outcome.checks:
+        print(f"  quality gates: {len(outcome.checks) - len(failed_checks)} of {len(outcome.checks)} passed")
+    for name in failed_checks:
+        print(f"  GATE FAILED {name}: {outcome.checks[name]['metadata'].get('summary', '')}", file=sys.stderr)
+    if failed_checks:
+        print("  publication blocked: no export bundle was written for this run", file=sys.stderr)
     for step, message in sorted(outcome.failed.items()):
         print(f"  FAILED {step}: {message}", file=sys.stderr)
     if outcome.skipped:
         print(f"  skipped (upstream failed): {', '.join(sorted(outcome.skipped))}", file=sys.stderr)
     print("  rejected rows: SELECT * FROM rejected_records  (in the warehouse)")
-    return 0 if outcome.success else 1
+    bundle = outcome.materialized.get("open_data/bundle", {}).get("bundle")
+    if bundle:
+        print(f"  export bundle: {bundle}  (publish it with: citizen-view publish)")
+    return 0 if outcome.success and not failed_checks else 1
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from citizen_view.contract import load_sources
+    from citizen_view.export import PublishRefused, bundle_dirs, publish
+    from citizen_view.warehouse import connect
+
+    sources = load_sources(Path(args.sources) if args.sources else _default_sources())
+    exports, published = bundle_dirs(sources, args.warehouse)
+    with connect(args.warehouse, read_only=True) as con:
+        try:
+            done = publish(con, exports_dir=exports, published_dir=published)
+        except PublishRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            for name in exc.failed:
+                print(f"  failed gate: {name}", file=sys.stderr)
+            print(f"  the published bundle in {published} is unchanged", file=sys.stderr)
+            return 1
+    print(f"Published {done.bundle.name} to {done.target}")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -127,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     r.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
+    p.add_argument("--sources", help="sources.yaml (default: the committed sample)")
+    p.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    p.set_defaults(func=cmd_publish)
 
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")

@@ -8,6 +8,7 @@ ingest, so one broken feed never blocks the others.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "family_name",
     "full_name",
     "date_of_birth",
+    "date_of_death",
     "sex",
     "national_id",
     "street",
@@ -32,6 +34,7 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "email",
     "phone",
 )
+DATE_FIELDS: tuple[str, ...] = ("date_of_birth", "date_of_death")
 FORMATS: tuple[str, ...] = ("csv", "fixed_width", "jsonl", "xlsx", "parquet")
 COUNTRIES: tuple[str, ...] = ("NL", "NO")
 
@@ -76,6 +79,7 @@ class SourceConfig(BaseModel):
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
     description: str | None = None
     landing: str | None = None
+    required: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -116,12 +120,15 @@ class SourceConfig(BaseModel):
                 out.append("fixed_width needs options.widths: an ordered mapping of column name -> width > 0")
         if self.format == "csv" and len(str(self.option("delimiter"))) != 1:
             out.append(f"csv delimiter must be one character, got {self.option('delimiter')!r}")
+        unmapped_required = [f for f in self.required if f not in self.fields]
+        if unmapped_required:
+            out.append(f"required field(s) {unmapped_required} are not mapped in fields")
         for canonical, mapping in self.fields.items():
             if canonical not in CANONICAL_FIELDS:
                 out.append(
                     f"field {canonical!r} is not a canonical field (expected one of {', '.join(CANONICAL_FIELDS)})"
                 )
-            if mapping.format is not None and canonical != "date_of_birth":
+            if mapping.format is not None and canonical not in DATE_FIELDS:
                 out.append(f"field {canonical!r}: a format is only allowed for dates")
         return out
 
@@ -134,6 +141,59 @@ class SurvivorshipConfig(BaseModel):
     per_field: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class QualityConfig(BaseModel):
+    """Bounds the blocking quality gates hold each run to (see quality/rules.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_rejected_share: float = Field(0.05, ge=0, le=1)
+    max_missing_required_share: float = Field(0.01, ge=0, le=1)
+    min_national_id_valid_share: float = Field(0.90, ge=0, le=1)
+    min_date_of_birth_valid_share: float = Field(0.98, ge=0, le=1)
+    max_row_count_drift: float = Field(0.5, ge=0)
+    max_citizen_records: int = Field(50, ge=1)
+    min_cross_source_share: float = Field(0.2, ge=0, le=1)
+    max_cross_source_share: float = Field(1.0, ge=0, le=1)
+    max_weak_link_share: float = Field(0.02, ge=0, le=1)
+
+
+class DisclosureConfig(BaseModel):
+    """Disclosure control of every published count (defaults: suppress below 10, no rounding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_cell: int = Field(10, ge=1)
+    round_to: int | None = Field(None, ge=2)
+    suppress_zeros: bool = False
+
+
+class ContactPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "Citizen View open data desk"
+    email: str = "opendata@example.org"
+
+
+class PublicationConfig(BaseModel):
+    """Who publishes the open-data bundle and under which terms (DCAT-AP-NL/DONL and DCAT-AP-NO fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str = "Citizen View: population and public-service statistics"
+    description: str = (
+        "De-identified aggregates of the unified citizen view: population by area, age band and sex; "
+        "uptake of public services by area; how many agencies know each citizen; linkage quality."
+    )
+    publisher: str = "Example Municipality (synthetic data)"
+    publisher_uri: str = "https://example.org/organisation"
+    contact_point: ContactPoint = Field(default_factory=ContactPoint)
+    licence: str = "http://creativecommons.org/publicdomain/zero/1.0/"
+    theme: str = "http://publications.europa.eu/resource/authority/data-theme/SOCI"
+    language: str = "http://publications.europa.eu/resource/authority/language/NLD"
+    access_url: str = "https://data.example.org/citizen-view"
+    identifier_prefix: str = "https://data.example.org/id/dataset/citizen-view"
+    services: list[str] | None = None
+    reference_date: dt.date | None = None
+    exports_dir: str = "exports"
+    published_dir: str = "published"
+
+
 class SourcesFile(BaseModel):
     """The whole `sources.yaml`."""
 
@@ -142,6 +202,9 @@ class SourcesFile(BaseModel):
     country: Literal["NL", "NO"] = "NL"
     sources: list[SourceConfig]
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    disclosure: DisclosureConfig = Field(default_factory=DisclosureConfig)
+    publication: PublicationConfig = Field(default_factory=PublicationConfig)
     base_dir: Path = Path(".")
 
     @field_validator("country", mode="before")
@@ -161,6 +224,9 @@ class SourcesFile(BaseModel):
         unknown = [n for n in self.survivorship.ranking if n not in names]
         if unknown:
             raise ValueError(f"survivorship.ranking names unknown source(s) {unknown}")
+        unknown = [n for n in (self.publication.services or []) if n not in names]
+        if unknown:
+            raise ValueError(f"publication.services names unknown source(s) {unknown}")
         return self
 
     def source(self, name: str) -> SourceConfig:
@@ -175,6 +241,13 @@ class SourcesFile(BaseModel):
         if pattern.is_absolute():
             return sorted(Path(p) for p in _glob_abs(pattern))
         return sorted(self.base_dir.glob(source.path))
+
+    def service_sources(self) -> list[str]:
+        """Sources whose records mean a citizen uses a service (default: all but the most trusted register)."""
+        if self.publication.services is not None:
+            return list(self.publication.services)
+        register = self.source_rank()[0] if self.sources else None
+        return [s.name for s in self.sources if s.name != register]
 
     def source_rank(self) -> list[str]:
         """Sources from most to least trusted: the configured ranking, then the rest in file order."""

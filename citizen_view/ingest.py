@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view import standardise as std
-from citizen_view.contract import SourceConfig, SourceError, SourcesFile
+from citizen_view.contract import DATE_FIELDS, SourceConfig, SourceError, SourcesFile
 from citizen_view.readers import Reject, raw_text, read_file
 from citizen_view.warehouse import quote
 
@@ -120,24 +120,27 @@ def standardise_source(
         rid = pl.col("_line").cast(pl.String)
     df = df.with_columns(rid.alias("_rid"))
 
-    # Dates: a value that is present but does not parse is a malformed row.
-    dob = source.fields.get("date_of_birth")
-    if dob is not None:
-        fmt = dob.format or DEFAULT_DATE_FORMAT
-        text = std.tidy(pl.col(dob.column))
-        df = df.with_columns(text.str.strptime(pl.Date, fmt, strict=False).alias("_dob"), text.alias("_dob_text"))
-        bad = df.select(pl.col("_dob").is_null() & pl.col("_dob_text").is_not_null()).to_series()
+    # Dates: a value that is present but does not parse is a malformed row (the first bad date is named).
+    for field_name in DATE_FIELDS:
+        mapping = source.fields.get(field_name)
+        parsed, text_col = f"_{field_name}", f"_{field_name}_text"
+        if mapping is None:
+            df = df.with_columns(pl.lit(None, dtype=pl.Date).alias(parsed))
+            continue
+        fmt = mapping.format or DEFAULT_DATE_FORMAT
+        text = std.tidy(pl.col(mapping.column))
+        df = df.with_columns(text.str.strptime(pl.Date, fmt, strict=False).alias(parsed), text.alias(text_col))
+        bad = df.select(pl.col(parsed).is_null() & pl.col(text_col).is_not_null()).to_series()
         msg = df.select(
             pl.format(
-                "bad date in date_of_birth (column {}): {} does not match {}",
-                pl.lit(dob.column),
-                pl.lit("'") + pl.col("_dob_text") + pl.lit("'"),
+                "bad date in {} (column {}): {} does not match {}",
+                pl.lit(field_name),
+                pl.lit(mapping.column),
+                pl.lit("'") + pl.col(text_col) + pl.lit("'"),
                 pl.lit(fmt),
             )
         ).to_series()
-        reasons = pl.select(pl.when(bad).then(msg).otherwise(reasons)).to_series()
-    else:
-        df = df.with_columns(pl.lit(None, dtype=pl.Date).alias("_dob"))
+        reasons = pl.select(pl.when(reasons.is_null() & bad).then(msg).otherwise(reasons)).to_series()
 
     # Missing and duplicate record ids (the first occurrence wins; later ones are rejected).
     missing = df.get_column("_rid").is_null()
@@ -181,7 +184,8 @@ def canonical_records(df: pl.DataFrame, source: SourceConfig, *, country: str, d
         col("middle_name").alias("middle_name"),
         col("family_name").alias("family_name"),
         col("full_name").alias("full_name"),
-        pl.col("_dob").alias("date_of_birth"),
+        pl.col("_date_of_birth").alias("date_of_birth"),
+        pl.col("_date_of_death").alias("date_of_death"),
         (std.normalise_sex(pl.col(f["sex"].column)) if "sex" in f else pl.lit(None, dtype=pl.String)).alias("sex"),
         *std.national_id_columns(col("national_id"), country=country),
         col("street").alias("street"),

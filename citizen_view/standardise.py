@@ -45,6 +45,7 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "full_name": pl.String,
     "full_name_std": pl.String,
     "date_of_birth": pl.Date,
+    "date_of_death": pl.Date,
     "sex": pl.String,
     "national_id": pl.String,
     "national_id_valid": pl.Boolean,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import duckdb
 
 DEFAULT_WAREHOUSE = Path("warehouse/citizen_view.duckdb")
+# The warehouse connection's memory ceiling (DuckDB's default is 80% of RAM); larger work spills to disk.
+MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_DUCKDB_MEMORY", "4GB")
 
 SHARED_TABLES = """
 CREATE SCHEMA IF NOT EXISTS raw;
@@ -38,7 +41,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.Duc
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
     try:
         if not read_only:
             con.execute(SHARED_TABLES)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
+from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
+from assets.gates import ingest_gates, linkage_gates, publication_gates
 from assets.linkage import build_linkage_assets
+from assets.publication import build_publication_assets, reference_date, table_key
 from citizen_view.contract import load_sources
 from citizen_view.warehouse import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
@@ -24,13 +26,21 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -
     sources = load_sources(sources_path)
     ingest = build_ingest_assets(sources)
     linkage = build_linkage_assets(sources, ingest_keys=[source_asset_key(s.name) for s in sources.sources])
-    assets = [*ingest, *linkage]
+    citizen_key = AssetKey("citizen")
+    publication = build_publication_assets(sources, upstream=citizen_key)
+    assets = [*ingest, *linkage, *publication]
+    checks = [
+        *ingest_gates(sources, source_asset_key),
+        *linkage_gates(sources, citizen_key),
+        *publication_gates(sources, table_key, reference=lambda: reference_date(sources)),
+    ]
     jobs = [
         define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),
         define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),
     ]
     return Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         resources={"warehouse": WarehouseResource(path=str(warehouse_path))},
         # DuckDB allows one writer per file: steps run one after another in one process.

@@ -159,3 +159,42 @@ def test_definitions_validate_with_the_workspace():
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_model_json_and_splink_charts_are_saved_beside_the_warehouse(first_run):
+    outcome, wh = first_run
+    folder = wh.parent / "linkage"
+    for name in ("splink_model.json", "match_weights_chart.html", "m_u_parameters_chart.html"):
+        assert (folder / name).stat().st_size > 1000, name
+    assert outcome.materialized["linkage_model"]["fields_compared"][:3] == ["given_name", "family_name", "date_of_birth"]
+
+
+def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_run, capsys):
+    from citizen_view.cli import main
+
+    _, wh = first_run
+    pair = _sql(wh, """
+        SELECT a.record_key AS a, b.record_key AS b FROM citizen_source_link a
+        JOIN citizen_source_link b ON a.citizen_id = b.citizen_id
+        JOIN source_records ra ON ra.record_key = a.record_key JOIN source_records rb ON rb.record_key = b.record_key
+        WHERE a.source = 'population' AND b.source = 'tax' AND ra.national_id = rb.national_id
+        ORDER BY a.record_key, b.record_key LIMIT 1
+    """).row(0)  # fmt: skip
+    other = _sql(wh, f"SELECT record_key FROM citizen_source_link WHERE citizen_id <> (SELECT citizen_id FROM citizen_source_link WHERE record_key = '{pair[0]}') AND source = 'tax' ORDER BY record_key LIMIT 1").item()  # noqa: E501
+    assert main(["explain", pair[0], pair[1], "--warehouse", str(wh)]) == 0
+    linked = capsys.readouterr().out
+    assert "same national ID" in linked and "the same citizen" in linked and "above it" in linked
+    assert main(["explain", pair[0], other, "--warehouse", str(wh)]) == 0
+    apart = capsys.readouterr().out
+    assert "different citizens" in apart and "below it" in apart
+    assert main(["explain", pair[0], "tax:NOPE", "--warehouse", str(wh)]) == 2
+    assert "no loaded record tax:NOPE" in capsys.readouterr().err
+
+
+def test_evaluate_command_reports_the_figures(first_run, generated, capsys):
+    from citizen_view.cli import main
+
+    _, wh = first_run
+    assert main(["evaluate", "--truth", str(generated / "truth"), "--warehouse", str(wh)]) == 0
+    out = capsys.readouterr().out
+    assert "precision" in out and "recall" in out and "f1" in out and "persons_split_over_citizens" in out

@@ -16,6 +16,7 @@ def sources_document(country: str) -> dict[str, Any]:
     return {
         "country": country,
         "survivorship": {"ranking": list(RANKING)},
+        "publication": {"services": ["benefits", "permits", "licences"]},
         "sources": [
             {
                 "name": "population",
@@ -24,6 +25,7 @@ def sources_document(country: str) -> dict[str, Any]:
                 "format": "fixed_width",
                 "options": {"encoding": "latin-1", "widths": dict(WIDTHS)},
                 "record_id": "REC_NO",
+                "required": ["national_id", "family_name", "date_of_birth"],
                 "fields": {
                     "national_id": "NATID",
                     "family_name": "SURNAME",
@@ -31,6 +33,7 @@ def sources_document(country: str) -> dict[str, Any]:
                     "given_name": "FIRSTNAMES",
                     "sex": "SEX",
                     "date_of_birth": {"column": "BIRTHDATE", "format": "%Y%m%d"},
+                    "date_of_death": {"column": "DECEASED_ON", "format": "%Y%m%d"},
                     "birth_place": "BIRTHPLACE",
                     "street": "STREET",
                     "house_number": "HOUSENO",

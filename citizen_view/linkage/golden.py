@@ -20,6 +20,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "name": (("given_name", "middle_name", "family_name", "full_name"), "family_name IS NOT NULL",
              "coalesce(given_name_std, '') || '|' || coalesce(family_name_std, '')", ""),
     "date_of_birth": (("date_of_birth",), "date_of_birth IS NOT NULL", "date_of_birth::VARCHAR", ""),
+    "date_of_death": (("date_of_death",), "date_of_death IS NOT NULL", "date_of_death::VARCHAR", ""),
     "sex": (("sex",), "sex IS NOT NULL", "sex", ""),
     "national_id": (("national_id",), "national_id IS NOT NULL", "national_id", "national_id_valid DESC NULLS LAST,"),
     "address": (("street", "house_number", "unit", "postcode", "city"), "coalesce(street, postcode) IS NOT NULL",

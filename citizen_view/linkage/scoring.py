@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,18 @@ log = logging.getLogger(__name__)
 EDGE_FLOOR_WEIGHT = -4.0
 # The threshold is looked for in this weight range (probability ~0.2 .. ~0.999).
 THRESHOLD_RANGE = (-2.0, 10.0)
+# Splink's own DuckDB gets a bounded share of the machine; the rest spills to disk.
+SPLINK_MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_SPLINK_MEMORY", "6GB")
+# Random pairs for estimating u: enough for stable estimates (Splink suggests 1e6-1e7), bounded in memory.
+U_SAMPLE_PAIRS = 5e6
+INPUT_SQL = """
+    SELECT record_key, source, {cols},
+           strftime(date_of_birth, '%Y%m%d') AS dob,
+           CASE WHEN day(date_of_birth) <= 12
+                THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
+                     || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
+    FROM source_records
+"""
 
 
 @dataclass
@@ -50,6 +63,7 @@ def make_db_api(*, backend: str = "duckdb", spill_dir: str | None = None, thread
     if backend == "duckdb":
         con = duckdb.connect(":memory:")
         con.execute(f"SET temp_directory = '{spill_dir or tempfile.gettempdir()}'")
+        con.execute(f"SET memory_limit = '{SPLINK_MEMORY_LIMIT}'")
         con.execute("SET preserve_insertion_order = false")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
@@ -64,19 +78,20 @@ def make_db_api(*, backend: str = "duckdb", spill_dir: str | None = None, thread
     raise ValueError(f"unknown linkage backend {backend!r} (expected duckdb or spark)")
 
 
+def _input_sql() -> str:
+    return INPUT_SQL.format(cols=", ".join(f'"{c}"' for c in LINKAGE_COLUMNS if c != "date_of_birth"))
+
+
 def splink_input(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """The columns the model compares, with dates as yyyymmdd text (and day/month swapped) for typo levels."""
-    cols = ", ".join(f'"{c}"' for c in LINKAGE_COLUMNS if c != "date_of_birth")
-    return con.sql(
-        f"""
-        SELECT record_key, source, {cols},
-               strftime(date_of_birth, '%Y%m%d') AS dob,
-               CASE WHEN day(date_of_birth) <= 12
-                    THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
-                         || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
-        FROM source_records
-        """
-    ).pl()
+    return con.sql(_input_sql()).pl()
+
+
+def _register_input(con: duckdb.DuckDBPyConnection, db_api: DatabaseAPISubClass, folder: Path):
+    """Hand the model's input to Splink's database as Parquet (no copy through Python)."""
+    path = folder / "splink_input.parquet"
+    con.execute(f"COPY ({_input_sql()}) TO '{path}' (FORMAT parquet)")
+    return db_api.register(db_api.duckdb_con.read_parquet(str(path)), dataset_display_name="source_records")
 
 
 def train(
@@ -87,22 +102,23 @@ def train(
     started = time.perf_counter()
     populated = populated_columns(con)
     plan = plan_model(populated)
-    records = splink_input(con)
-    db_api = db_api or make_db_api()
-    linker = Linker(db_api.register(records, dataset_display_name="source_records"), settings_for(plan), log_level=logging.ERROR)
-    notes = _fit(linker, plan, records.height, seed=seed)
-    model = linker.misc.save_model_to_json()
-    if reports_dir is not None:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"))
-        linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"))
+    n_records = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
+    with tempfile.TemporaryDirectory(prefix="citizen-view-train-") as tmp:
+        db_api = db_api or make_db_api(spill_dir=tmp)
+        linker = Linker(_register_input(con, db_api, Path(tmp)), settings_for(plan), log_level=logging.ERROR)
+        notes = _fit(linker, plan, n_records, seed=seed)
+        model = linker.misc.save_model_to_json()
+        if reports_dir is not None:
+            reports_dir.mkdir(parents=True, exist_ok=True)
+            linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"))
+            linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"))
     return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started)
 
 
 def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[str]:
     notes: list[str] = []
     linker.training.estimate_probability_two_random_records_match(plan.deterministic_rules, recall=0.8)
-    max_pairs = float(min(max(n_records * 20, 1e6), 2e7))
+    max_pairs = float(min(max(n_records * 20, 1e6), U_SAMPLE_PAIRS))
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     notes.append(f"u from {max_pairs:,.0f} random pairs")
     fitted = 0
@@ -128,16 +144,24 @@ def load_linker(model: dict[str, Any], records: pl.DataFrame, *, db_api: Databas
     return Linker(db_api.register(records, dataset_display_name="source_records"), model, log_level=logging.ERROR)
 
 
-def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, db_api: DatabaseAPISubClass | None = None) -> pl.DataFrame:
-    """Score every candidate pair the blocking rules produce; keep pairs at or above EDGE_FLOOR_WEIGHT."""
-    linker = load_linker(model, splink_input(con), db_api=db_api)
+EDGE_COLUMN_PREFIXES = ("gamma_", "bf_", "mw_")
+
+
+def predict_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], out: Path, *, db_api: DatabaseAPISubClass | None = None
+) -> Path:
+    """Score every candidate pair the blocking rules produce; write pairs at or above EDGE_FLOOR_WEIGHT to Parquet."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    db_api = db_api or make_db_api(spill_dir=str(out.parent))
+    linker = Linker(_register_input(con, db_api, out.parent), model, log_level=logging.ERROR)
     scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    edges = scored.as_duckdbpyrelation().pl() if hasattr(scored, "as_duckdbpyrelation") else scored.as_pandas_dataframe()
-    if not isinstance(edges, pl.DataFrame):
-        edges = pl.from_pandas(edges)
+    columns = [c.unquote().name for c in scored.columns]
     keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
-    keep += [c for c in edges.columns if c.startswith(("gamma_", "bf_", "mw_"))]
-    return edges.select(keep).rename({"record_key_l": "record_key_l", "record_key_r": "record_key_r"})
+    keep += [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
+    select = ", ".join(f'"{c}"' for c in keep)
+    db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
+    scored.drop_table_from_database_and_remove_from_cache()
+    return out
 
 
 def choose_threshold(weights: np.ndarray, *, bins: int = 60) -> tuple[float, str]:

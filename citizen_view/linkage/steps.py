@@ -7,6 +7,7 @@ step that fails leaves the previous run's outputs as they were.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,19 +75,18 @@ class EdgeReport:
 def score_pairs(con: duckdb.DuckDBPyConnection) -> EdgeReport:
     """Score candidate pairs with the saved model into `match_edges` and choose the link threshold."""
     started = time.perf_counter()
-    edges = predict_edges(con, saved_model(con))
-    weights = edges.get_column("match_weight").to_numpy()
-    threshold, method = choose_threshold(weights)
-    counts, bounds = np.histogram(weights, bins=24, range=(-4, 20)) if weights.size else (np.array([]), np.array([0]))
-    con.execute("BEGIN TRANSACTION")
-    con.register("_edges", edges)
-    con.execute("CREATE OR REPLACE TABLE match_edges AS SELECT * FROM _edges")
-    con.unregister("_edges")
-    con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
-    con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
-    con.execute("COMMIT")
+    with tempfile.TemporaryDirectory(prefix="citizen-view-score-") as tmp:
+        path = predict_edges(con, saved_model(con), Path(tmp) / "match_edges.parquet")
+        weights = con.sql(f"SELECT match_weight FROM read_parquet('{path}')").fetchnumpy()["match_weight"]
+        threshold, method = choose_threshold(weights)
+        counts, bounds = np.histogram(weights, bins=24, range=(-4, 20)) if weights.size else (np.array([]), np.array([0]))
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet('{path}')")
+        con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
+        con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+        con.execute("COMMIT")
     return EdgeReport(
-        pairs_kept=edges.height,
+        pairs_kept=int(weights.size),
         threshold=threshold,
         threshold_method=method,
         links_above_threshold=int((weights >= threshold).sum()),

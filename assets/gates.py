@@ -1,0 +1,134 @@
+"""Quality gates as blocking Dagster asset checks: ingest on each source, linkage on `citizen`, disclosure on each table.
+
+Each check evaluates one rule from `quality/rules.py`, records the outcome in `quality_results` (so
+`citizen-view publish` can refuse after a failed run) and returns the rule's evidence as metadata.
+ERROR severity and `blocking=True`: a failing gate stops everything downstream of its asset.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the real type hints of check functions.
+
+from collections.abc import Callable
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+
+from citizen_view.contract import SourcesFile
+from citizen_view.disclosure import DisclosureRules
+from citizen_view.open_data import TABLES
+from pipelines.resources import WarehouseResource
+from quality import rules
+from quality.results import record
+
+Evaluate = Callable[..., rules.RuleResult]
+
+
+def gate(asset_key: AssetKey, name: str, description: str, evaluate: Evaluate) -> AssetChecksDefinition:
+    """A blocking, ERROR-severity check of one rule on one asset."""
+
+    @asset_check(asset=asset_key, name=name, description=description, blocking=True)
+    def _gate(context: AssetCheckExecutionContext, warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.connect() as con:
+            result = evaluate(con)
+            record(con, run_id=context.run.run_id, asset=asset_key.to_user_string(), result=result)
+        return AssetCheckResult(
+            passed=result.passed,
+            severity=AssetCheckSeverity.ERROR,
+            description=result.summary,
+            metadata={
+                "summary": result.summary,
+                "figures": MetadataValue.json(result.figures),
+                "offending_rows": MetadataValue.json(result.sample),
+            },
+        )
+
+    return _gate
+
+
+def ingest_gates(sources: SourcesFile, source_key: Callable[[str], AssetKey]) -> list[AssetChecksDefinition]:
+    """Schema, required fields, ID and date validity, rejected share and row-count drift per source."""
+    q = sources.quality
+    checks = []
+    for s in sources.sources:
+        key = source_key(s.name)
+        checks += [
+            gate(key, "canonical_schema", "The canonical table has the canonical columns and types.",
+                 lambda con, n=s.name: rules.canonical_schema(con, n)),
+            gate(key, "required_fields", "Records missing a declared required field stay within the bound.",
+                 lambda con, src=s: rules.required_fields(con, src, q)),
+            gate(key, "national_id_validity", "National IDs pass their checksum at the configured rate.",
+                 lambda con, src=s: rules.national_id_validity(con, src, q)),
+            gate(key, "date_of_birth_validity", "Birth dates are plausible at the configured rate.",
+                 lambda con, src=s: rules.date_of_birth_validity(con, src, q)),
+            gate(key, "rejected_share", "Rejected rows stay under the configured ceiling.",
+                 lambda con, n=s.name: rules.rejected_share(con, n, q)),
+            gate(key, "row_count_drift", "Rows loaded did not jump or drop against the previous load.",
+                 lambda con, n=s.name: rules.row_count_drift(con, n, q)),
+        ]  # fmt: skip
+    return checks
+
+
+def linkage_gates(sources: SourcesFile, citizen_key: AssetKey) -> list[AssetChecksDefinition]:
+    """Linkage sanity on the finished linked view (so it is built even when publication is blocked)."""
+    q = sources.quality
+    return [
+        gate(citizen_key, "every_record_linked_once", "Every loaded record is linked to exactly one citizen.",
+             rules.every_record_linked_once),
+        gate(citizen_key, "no_empty_citizen", "Every citizen has records and a golden record.", rules.no_empty_citizen),
+        gate(citizen_key, "citizen_sizes", "No citizen holds an implausible number of records.",
+             lambda con: rules.citizen_sizes(con, q)),
+        gate(citizen_key, "cross_source_share", "The share of records linked across sources is within bounds.",
+             lambda con: rules.cross_source_share(con, q)),
+        gate(citizen_key, "match_probability_distribution", "Few linked records rest on a weak link.",
+             lambda con: rules.weak_links(con, q)),
+    ]  # fmt: skip
+
+
+def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey], *, reference) -> list[AssetChecksDefinition]:
+    """Per published table: no identifiers, disclosure control holds, totals agree, GX suite passes."""
+    disclosure = DisclosureRules(**sources.disclosure.model_dump())
+    tolerance = (disclosure.round_to or 0) // 2 + (1 if disclosure.round_to else 0)
+    checks = []
+    for name, info in TABLES.items():
+        key = table_key(name)
+
+        def table(con, n=name):
+            return con.sql(f'SELECT * FROM open_data."{n}"').pl()
+
+        checks += [
+            gate(key, "no_identifying_columns", "No direct or quasi-identifier column or value is published.",
+                 lambda con, i=info, t=table: rules.no_identifying_columns(t(con), declared=i.columns)),
+            gate(key, "totals_consistent", "Published totals equal the linked view's counts.",
+                 lambda con, n=name, t=table: rules.totals_consistent(
+                     con, n, t(con), reference=reference(), tolerance=tolerance, services=sources.service_sources())),
+            gate(key, "expectation_suite", "The table meets its Great Expectations suite (quality/expectations.py).",
+                 lambda con, i=info, t=table: _suite(i, t(con), disclosure)),
+        ]  # fmt: skip
+        if info.count_column:
+            checks += [
+                gate(key, "disclosure_minimum_cell", "Every published count is at least the minimum cell or suppressed.",
+                     lambda con, t=table: rules.cells_at_or_above_minimum(t(con), disclosure)),
+                gate(key, "disclosure_not_recoverable", "No suppressed cell can be recomputed from published totals.",
+                     lambda con, i=info, t=table: rules.suppression_not_recoverable(t(con), dims=i.dims, margins=i.margins)),
+            ]  # fmt: skip
+    return checks
+
+
+def _suite(info, table, disclosure: DisclosureRules) -> rules.RuleResult:
+    from assets.publication import suite_spec
+    from quality.expectations import validate_tables
+
+    outcome = validate_tables(
+        {info.name: table}, {info.name: suite_spec(info)}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros
+    )[info.name]
+    return rules.RuleResult(
+        "expectation_suite", outcome.success,
+        f"{outcome.evaluated - len(outcome.failed)} of {outcome.evaluated} expectations met",
+        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)}, outcome.failed[:5],
+    )  # fmt: skip

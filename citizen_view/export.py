@@ -1,0 +1,265 @@
+"""The open-data export bundle and its publication.
+
+A bundle is a folder `exports/<yyyymmdd-hhmmss>-<run>/` holding each table as CSV and Parquet, a
+Frictionless `datapackage.json`, DCAT-AP metadata (`dcat.jsonld`, with the fields DCAT-AP-NL/DONL and
+DCAT-AP-NO require), the Great Expectations Data Docs, `sdc-report.json`, `gates.json` and
+`checksums.sha256`. It is written to a hidden folder and renamed into place, so a crashed run never
+leaves half a bundle. `publish` copies the newest bundle whose gates all passed to the publication
+folder by the same write-then-rename, and refuses (leaving what is published untouched) when the
+latest run's gates failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.contract import SourcesFile
+    from citizen_view.open_data import PublishedTable
+
+FORMATS = {
+    "csv": ("http://publications.europa.eu/resource/authority/file-type/CSV", "text/csv"),
+    "parquet": ("http://publications.europa.eu/resource/authority/file-type/PARQUET", "application/vnd.apache.parquet"),
+}
+FIELD_DESCRIPTIONS = {
+    "count": "Number of citizens (people, not records); empty when suppressed by disclosure control.",
+    "flag": "'suppressed' when the count is withheld by disclosure control, empty otherwise.",
+    "area": "Municipality of residence (golden record), 'Total' for the sum over areas.",
+    "age_band": "Age in whole years at the reference date, 'Total' for the sum over bands.",
+    "sex": "F, M or Unknown, 'Total' for the sum.",
+}
+
+
+def bundle_dirs(sources: SourcesFile, warehouse_path: str | Path) -> tuple[Path, Path]:
+    """(exports, published) folders: as configured, relative ones beside the warehouse's folder."""
+    base = Path(warehouse_path).resolve().parent.parent
+    pub = sources.publication
+    return tuple(p if p.is_absolute() else base / p for p in (Path(pub.exports_dir), Path(pub.published_dir)))  # type: ignore[return-value]
+
+
+def _frictionless_type(dtype: pl.DataType) -> str:
+    if dtype.is_integer():
+        return "integer"
+    if dtype.is_float():
+        return "number"
+    return "string"
+
+
+def table_schema(table: PublishedTable) -> dict[str, Any]:
+    """Frictionless Table Schema of one published table."""
+    info, df = table.info, table.table
+    fields = []
+    for name in info.columns:
+        spec: dict[str, Any] = {"name": name, "type": _frictionless_type(df.schema[name])}
+        if name in FIELD_DESCRIPTIONS:
+            spec["description"] = FIELD_DESCRIPTIONS[name]
+        if name in info.value_sets:
+            spec["constraints"] = {"enum": list(info.value_sets[name])}
+        if name in info.dims:
+            spec.setdefault("constraints", {})["required"] = True
+        fields.append(spec)
+    return {"fields": fields, "missingValues": [""], "primaryKey": list(info.dims)}
+
+
+def datapackage(tables: list[PublishedTable], *, name: str, sources: SourcesFile, created: str) -> dict[str, Any]:
+    pub = sources.publication
+    return {
+        "name": name,
+        "title": pub.title,
+        "description": pub.description,
+        "created": created,
+        "licenses": [{"path": pub.licence, "title": "Licence of the data"}],
+        "contributors": [{"title": pub.publisher, "role": "publisher", "email": pub.contact_point.email}],
+        "resources": [
+            {
+                "name": t.info.name,
+                "title": t.info.title,
+                "description": t.info.description,
+                "path": f"data/{t.info.name}.csv",
+                "format": "csv",
+                "mediatype": "text/csv",
+                "encoding": "utf-8",
+                "schema": table_schema(t),
+            }
+            for t in tables
+        ],
+    }
+
+
+def dcat(tables: list[PublishedTable], *, bundle: str, sources: SourcesFile, issued: str) -> dict[str, Any]:
+    """DCAT-AP dataset description (JSON-LD) with the mandatory DCAT-AP-NL/DONL and DCAT-AP-NO fields."""
+    pub = sources.publication
+    agent = {"@id": pub.publisher_uri, "@type": "foaf:Agent", "foaf:name": pub.publisher}
+    distributions = []
+    for t in tables:
+        for fmt, (format_uri, media) in FORMATS.items():
+            distributions.append(
+                {
+                    "@id": f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}",
+                    "@type": "dcat:Distribution",
+                    "dct:title": f"{t.info.title} ({fmt.upper()})",
+                    "dct:description": t.info.description,
+                    "dcat:accessURL": {"@id": f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}"},
+                    "dct:format": {"@id": format_uri},
+                    "dcat:mediaType": media,
+                    "dct:license": {"@id": pub.licence},
+                }
+            )
+    return {
+        "@context": {
+            "dcat": "http://www.w3.org/ns/dcat#",
+            "dct": "http://purl.org/dc/terms/",
+            "foaf": "http://xmlns.com/foaf/0.1/",
+            "vcard": "http://www.w3.org/2006/vcard/ns#",
+            "adms": "http://www.w3.org/ns/adms#",
+        },
+        "@id": f"{pub.identifier_prefix}/{bundle}",
+        "@type": "dcat:Dataset",
+        "dct:title": pub.title,
+        "dct:description": pub.description,
+        "dct:identifier": f"{pub.identifier_prefix}/{bundle}",
+        "dct:publisher": agent,
+        "dct:creator": agent,
+        "dcat:contactPoint": {
+            "@type": "vcard:Organization",
+            "vcard:fn": pub.contact_point.name,
+            "vcard:hasEmail": {"@id": f"mailto:{pub.contact_point.email}"},
+        },
+        "dct:license": {"@id": pub.licence},
+        "dcat:theme": {"@id": pub.theme},
+        "dct:language": {"@id": pub.language},
+        "adms:status": {"@id": "http://purl.org/adms/status/Completed"},
+        "dct:issued": issued,
+        "dct:modified": issued,
+        "dcat:distribution": distributions,
+    }
+
+
+def write_bundle(
+    tables: list[PublishedTable], *, exports_dir: Path, run_id: str, sources: SourcesFile, sdc_report: dict,
+    gates: list[dict], data_docs: Any = None, now: dt.datetime | None = None,
+) -> Path:
+    """Write a complete bundle under `exports_dir` and return its folder (rename-into-place, never partial)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    name = f"{now:%Y%m%d-%H%M%S}-{run_id[:8]}"
+    final = exports_dir / name
+    partial = exports_dir / f".{name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    (partial / "data").mkdir(parents=True)
+    for t in tables:
+        t.table.write_csv(partial / "data" / f"{t.info.name}.csv")
+        t.table.write_parquet(partial / "data" / f"{t.info.name}.parquet")
+    issued = now.isoformat(timespec="seconds")
+    _json(partial / "datapackage.json", datapackage(tables, name=f"citizen-view-{name}", sources=sources, created=issued))
+    _json(partial / "dcat.jsonld", dcat(tables, bundle=name, sources=sources, issued=issued))
+    _json(partial / "sdc-report.json", sdc_report)
+    _json(partial / "gates.json", {"run_id": run_id, "all_passed": all(g["passed"] for g in gates), "checks": gates})
+    if data_docs is not None:
+        data_docs(partial / "data-docs")
+    files = sorted(p for p in partial.rglob("*") if p.is_file())
+    lines = [f"{_sha256(p)}  {p.relative_to(partial).as_posix()}" for p in files]
+    (partial / "checksums.sha256").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.rename(final)
+    return final
+
+
+def _json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+
+class PublishRefused(RuntimeError):
+    """Publication refused; `failed` names the failing checks."""
+
+    def __init__(self, message: str, failed: list[str]):
+        super().__init__(message)
+        self.failed = failed
+
+
+@dataclass
+class Published:
+    bundle: Path
+    target: Path
+
+
+def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
+    """The latest run that evaluated gates, and the checks that failed in it."""
+    from quality.results import RESULTS_TABLE
+
+    latest = con.execute(
+        f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1"
+    ).fetchall() if _has_results(con) else []
+    if not latest:
+        return None, []
+    run_id = latest[0][0]
+    failed = [
+        f"{asset}:{check}"
+        for asset, check in con.execute(
+            f"SELECT asset, check_name FROM {RESULTS_TABLE} WHERE run_id = ? AND NOT passed ORDER BY asset, check_name",
+            [run_id],
+        ).fetchall()
+    ]
+    return run_id, failed
+
+
+def _has_results(con: duckdb.DuckDBPyConnection) -> bool:
+    from quality.results import RESULTS_TABLE
+
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [RESULTS_TABLE]).fetchall()[0][0])
+
+
+def newest_passing_bundle(exports_dir: Path) -> Path | None:
+    """The newest complete bundle whose gates.json says every gate passed."""
+    for folder in sorted((p for p in exports_dir.glob("*") if p.is_dir() and not p.name.startswith(".")), reverse=True):
+        gates = folder / "gates.json"
+        if gates.is_file() and (folder / "checksums.sha256").is_file():
+            if json.loads(gates.read_text(encoding="utf-8")).get("all_passed"):
+                return folder
+    return None
+
+
+def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir: Path) -> Published:
+    """Copy the newest passing bundle to `published_dir`, unless the latest run's gates failed."""
+    run_id, failed = latest_gate_failures(con)
+    if failed:
+        raise PublishRefused(
+            f"the latest run ({run_id}) failed {len(failed)} quality gate(s); nothing was published", failed
+        )
+    bundle = newest_passing_bundle(exports_dir)
+    if bundle is None:
+        raise PublishRefused(f"no complete bundle whose gates all passed under {exports_dir}", [])
+    published_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = published_dir.with_name(f".{published_dir.name}.incoming")
+    retired = published_dir.with_name(f".{published_dir.name}.previous")
+    for leftover in (staging, retired):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    shutil.copytree(bundle, staging)
+    (staging / "PUBLISHED_FROM").write_text(bundle.name + "\n", encoding="utf-8")
+    if published_dir.exists():
+        published_dir.rename(retired)
+    staging.rename(published_dir)
+    if retired.exists():
+        shutil.rmtree(retired)
+    return Published(bundle, published_dir)

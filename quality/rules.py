@@ -1,0 +1,349 @@
+"""Quality rules: each is a query for the rows that break it, plus the evidence a reviewer needs.
+
+Rules are plain functions over the warehouse (tests call them directly); `assets/gates.py` wraps each
+as a blocking Dagster asset check. A rule passes when its bad rows stay within the bound configured
+in `sources.yaml` (`quality:`), and reports the figures and a sample of offending rows either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from citizen_view.standardise import CANONICAL_COLUMNS
+from citizen_view.warehouse import quote
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.contract import QualityConfig, SourceConfig
+
+SAMPLE_ROWS = 5
+
+
+@dataclass
+class RuleResult:
+    """The outcome of one rule: passed or not, why, and the evidence."""
+
+    rule: str
+    passed: bool
+    summary: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sample(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in df.head(SAMPLE_ROWS).to_dicts()]
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    return con.execute(sql, params or []).fetchall()[0][0]
+
+
+# --- raw / canonical -------------------------------------------------------------------------------
+
+
+def canonical_schema(con: duckdb.DuckDBPyConnection, source: str) -> RuleResult:
+    """The canonical table has exactly the canonical columns with their types."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'canonical' AND table_name = ? ORDER BY ordinal_position",
+        [source],
+    ).fetchall()
+    have = dict(rows)
+    expected = {name: _duck_type(t) for name, t in CANONICAL_COLUMNS.items()}
+    bad = [
+        {"column": c, "expected": t, "found": have.get(c, "missing")} for c, t in expected.items() if have.get(c) != t
+    ] + [{"column": c, "expected": "absent", "found": t} for c, t in have.items() if c not in expected]
+    return RuleResult(
+        "canonical_schema", not bad, f"{len(bad)} column(s) differ from the canonical schema",
+        {"columns": len(have), "differences": len(bad)}, bad[:SAMPLE_ROWS],
+    )  # fmt: skip
+
+
+def _duck_type(t: pl.DataType) -> str:
+    return {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Date: "DATE", pl.Boolean: "BOOLEAN"}.get(
+        t, "TIMESTAMP WITH TIME ZONE"
+    )
+
+
+def required_fields(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+    """Records missing a field the source declares `required`, within `max_missing_required_share`."""
+    if not source.required:
+        return RuleResult("required_fields", True, "no required fields declared", {"required": []})
+    missing = " OR ".join(f"{quote(f)} IS NULL" for f in source.required)
+    table = f"canonical.{quote(source.name)}"
+    bad = con.sql(f"SELECT source_record_id, source_line, {', '.join(source.required)} FROM {table} WHERE {missing}").pl()
+    total = _scalar(con, f"SELECT count(*) FROM {table}")
+    share = bad.height / total if total else 0.0
+    return RuleResult(
+        "required_fields", share <= q.max_missing_required_share,
+        f"{bad.height:,} of {total:,} records ({share:.2%}) miss a required field {source.required}",
+        {"records": total, "missing": bad.height, "share": round(share, 5), "bound": q.max_missing_required_share},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def national_id_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+    """Share of present national IDs that pass the checksum, at least `min_national_id_valid_share`."""
+    if "national_id" not in source.fields:
+        return RuleResult("national_id_validity", True, "source has no national ID", {})
+    table = f"canonical.{quote(source.name)}"
+    bad = con.sql(f"SELECT source_record_id, source_line, national_id FROM {table} WHERE NOT national_id_valid").pl()
+    present = _scalar(con, f"SELECT count(national_id) FROM {table}")
+    share = 1 - bad.height / present if present else 1.0
+    return RuleResult(
+        "national_id_validity", share >= q.min_national_id_valid_share,
+        f"{share:.2%} of {present:,} national IDs pass the checksum (bound {q.min_national_id_valid_share:.0%})",
+        {"present": present, "invalid": bad.height, "valid_share": round(share, 5), "bound": q.min_national_id_valid_share},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def date_of_birth_validity(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, today: dt.date | None = None
+) -> RuleResult:
+    """Share of present birth dates that are plausible (1880 to today), at least `min_date_of_birth_valid_share`."""
+    if "date_of_birth" not in source.fields:
+        return RuleResult("date_of_birth_validity", True, "source has no date of birth", {})
+    today = today or dt.date.today()
+    table = f"canonical.{quote(source.name)}"
+    bad = con.sql(
+        f"SELECT source_record_id, source_line, date_of_birth FROM {table} "
+        f"WHERE date_of_birth < DATE '1880-01-01' OR date_of_birth > DATE '{today.isoformat()}'"
+    ).pl()
+    present = _scalar(con, f"SELECT count(date_of_birth) FROM {table}")
+    share = 1 - bad.height / present if present else 1.0
+    return RuleResult(
+        "date_of_birth_validity", share >= q.min_date_of_birth_valid_share,
+        f"{share:.2%} of {present:,} birth dates are plausible (bound {q.min_date_of_birth_valid_share:.0%})",
+        {"present": present, "implausible": bad.height, "valid_share": round(share, 5), "bound": q.min_date_of_birth_valid_share},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def rejected_share(con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig) -> RuleResult:
+    """Rows rejected at ingest, at most `max_rejected_share` of the rows read."""
+    last = con.execute(
+        "SELECT rows_in, rows_rejected FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
+    ).fetchall()
+    rows_in, rejected = last[0] if last else (0, 0)
+    share = rejected / rows_in if rows_in else 0.0
+    sample = con.sql(
+        "SELECT file, line, reason FROM rejected_records WHERE source = ? ORDER BY line", params=[source]
+    ).pl()
+    reasons = dict(
+        con.execute(
+            "SELECT split_part(reason, ':', 1), count(*) FROM rejected_records WHERE source = ? GROUP BY 1 ORDER BY 2 DESC",
+            [source],
+        ).fetchall()
+    )
+    return RuleResult(
+        "rejected_share", share <= q.max_rejected_share,
+        f"{rejected:,} of {rows_in:,} rows rejected ({share:.2%}, ceiling {q.max_rejected_share:.0%})",
+        {"rows_in": rows_in, "rejected": rejected, "share": round(share, 5), "bound": q.max_rejected_share, "reasons": reasons},
+        _sample(sample),
+    )  # fmt: skip
+
+
+def row_count_drift(con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig) -> RuleResult:
+    """Rows loaded changed by at most `max_row_count_drift` (a share) against the previous load."""
+    loads = con.execute(
+        "SELECT rows_loaded, loaded_at FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 2", [source]
+    ).fetchall()
+    if len(loads) < 2:
+        return RuleResult("row_count_drift", True, "first load: nothing to compare with", {"rows_loaded": loads[0][0] if loads else 0})
+    now, before = loads[0][0], loads[1][0]
+    drift = abs(now - before) / before if before else (0.0 if now == 0 else float("inf"))
+    return RuleResult(
+        "row_count_drift", drift <= q.max_row_count_drift,
+        f"{now:,} rows loaded against {before:,} last time ({drift:+.1%} drift, bound {q.max_row_count_drift:.0%})",
+        {"rows_loaded": now, "previous": before, "drift": round(drift, 5), "bound": q.max_row_count_drift},
+    )  # fmt: skip
+
+
+# --- linkage ---------------------------------------------------------------------------------------
+
+
+def every_record_linked_once(con: duckdb.DuckDBPyConnection) -> RuleResult:
+    """Every loaded source record appears in citizen_source_link exactly once, and nothing else does."""
+    bad = con.sql(
+        """
+        SELECT coalesce(r.record_key, l.record_key) AS record_key, count(l.citizen_id) AS links
+        FROM source_records r FULL JOIN citizen_source_link l USING (record_key)
+        GROUP BY ALL HAVING count(l.citizen_id) <> 1 OR bool_or(r.record_key IS NULL)
+        """
+    ).pl()
+    total = _scalar(con, "SELECT count(*) FROM source_records")
+    return RuleResult(
+        "every_record_linked_once", bad.height == 0, f"{bad.height:,} of {total:,} records not linked exactly once",
+        {"records": total, "violations": bad.height}, _sample(bad),
+    )  # fmt: skip
+
+
+def no_empty_citizen(con: duckdb.DuckDBPyConnection) -> RuleResult:
+    """Every citizen has at least one linked record, and every linked citizen has a golden record."""
+    bad = con.sql(
+        """
+        SELECT coalesce(c.citizen_id, l.citizen_id) AS citizen_id, c.citizen_id IS NULL AS no_golden_record,
+               l.citizen_id IS NULL AS no_records
+        FROM citizen c FULL JOIN (SELECT DISTINCT citizen_id FROM citizen_source_link) l USING (citizen_id)
+        WHERE c.citizen_id IS NULL OR l.citizen_id IS NULL
+        """
+    ).pl()
+    return RuleResult(
+        "no_empty_citizen", bad.height == 0, f"{bad.height:,} citizens without records or without a golden record",
+        {"citizens": _scalar(con, "SELECT count(*) FROM citizen"), "violations": bad.height}, _sample(bad),
+    )  # fmt: skip
+
+
+def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
+    """No citizen holds more than `max_citizen_records` records (a sign of chained false merges)."""
+    bad = con.sql(
+        f"SELECT citizen_id, count(*) AS records FROM citizen_source_link GROUP BY 1 "
+        f"HAVING count(*) > {int(q.max_citizen_records)} ORDER BY 2 DESC"
+    ).pl()
+    dist = dict(
+        con.execute(
+            "SELECT least(n, 10)::VARCHAR || CASE WHEN n >= 10 THEN '+' ELSE '' END, count(*) "
+            "FROM (SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
+    largest = _scalar(con, "SELECT max(n) FROM (SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id)")
+    return RuleResult(
+        "citizen_sizes", bad.height == 0,
+        f"largest citizen holds {largest:,} records (bound {q.max_citizen_records}); {bad.height:,} above the bound",
+        {"largest": largest, "bound": q.max_citizen_records, "citizens_by_record_count": dist}, _sample(bad),
+    )  # fmt: skip
+
+
+def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
+    """Share of records whose citizen is known to two or more sources, within the configured bounds."""
+    share = _scalar(
+        con,
+        """
+        SELECT avg((s.n_sources >= 2)::INT) FROM citizen_source_link l
+        JOIN (SELECT citizen_id, count(DISTINCT source) AS n_sources FROM citizen_source_link GROUP BY 1) s USING (citizen_id)
+        """,
+    ) or 0.0
+    ok = q.min_cross_source_share <= share <= q.max_cross_source_share
+    return RuleResult(
+        "cross_source_share", ok,
+        f"{share:.2%} of records linked across sources (bounds {q.min_cross_source_share:.0%}..{q.max_cross_source_share:.0%})",
+        {"share": round(share, 5), "min": q.min_cross_source_share, "max": q.max_cross_source_share},
+    )  # fmt: skip
+
+
+def weak_links(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
+    """Linked records whose strongest link is below probability 0.5, at most `max_weak_link_share`."""
+    bad = con.sql(
+        "SELECT citizen_id, record_key, match_probability FROM citizen_source_link "
+        "WHERE match_probability < 0.5 ORDER BY match_probability"
+    ).pl()
+    linked = _scalar(con, "SELECT count(match_probability) FROM citizen_source_link")
+    median = _scalar(con, "SELECT median(match_probability) FROM citizen_source_link")
+    share = bad.height / linked if linked else 0.0
+    return RuleResult(
+        "match_probability_distribution", share <= q.max_weak_link_share,
+        f"{bad.height:,} of {linked:,} linked records ({share:.2%}) rest on a link below probability 0.5",
+        {"linked_records": linked, "weak": bad.height, "share": round(share, 5), "median_probability": median,
+         "bound": q.max_weak_link_share},
+        _sample(bad),
+    )  # fmt: skip
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+# Columns that identify or help identify a person: never in an open-data table.
+IDENTIFYING_COLUMNS = frozenset(
+    {"citizen_id", "record_key", "source_record_id", "given_name", "middle_name", "family_name", "full_name",
+     "national_id", "date_of_birth", "date_of_death", "street", "house_number", "unit", "postcode", "email", "phone",
+     "birth_place", "initials"}
+)  # fmt: skip
+_ID_LIKE = r"^\d{9}$|^\d{11}$|@|^\+?\d{8,}$"
+
+
+def no_identifying_columns(table: pl.DataFrame, *, declared: tuple[str, ...]) -> RuleResult:
+    """Only the declared columns, none of them identifying, and no value that looks like an ID, e-mail or phone."""
+    extra = [c for c in table.columns if c not in declared]
+    missing = [c for c in declared if c not in table.columns]
+    identifying = sorted(set(table.columns) & IDENTIFYING_COLUMNS)
+    text_cols = [c for c, t in table.schema.items() if t == pl.String]
+    id_like = table.filter(pl.any_horizontal(pl.col(c).str.contains(_ID_LIKE).fill_null(False) for c in text_cols)) if text_cols else table.clear()
+    ok = not (extra or missing or identifying or id_like.height)
+    return RuleResult(
+        "no_identifying_columns", ok,
+        f"columns {table.columns}; undeclared {extra}, missing {missing}, identifying {identifying}, "
+        f"{id_like.height} value(s) that look like an ID, e-mail or phone",
+        {"columns": table.columns, "undeclared": extra, "missing": missing, "identifying": identifying, "id_like_rows": id_like.height},
+        _sample(id_like),
+    )  # fmt: skip
+
+
+def cells_at_or_above_minimum(table: pl.DataFrame, rules) -> RuleResult:
+    """Every published count is at least the minimum cell, or suppressed."""
+    from citizen_view.disclosure import cells_below_minimum
+
+    bad = cells_below_minimum(table, rules)
+    return RuleResult(
+        "disclosure_minimum_cell", bad.height == 0,
+        f"{bad.height} published cell(s) below the minimum of {rules.min_cell}",
+        {"cells": table.height, "below_minimum": bad.height, "suppressed": table.get_column("count").null_count(),
+         "min_cell": rules.min_cell},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def suppression_not_recoverable(table: pl.DataFrame, *, dims: tuple[str, ...], margins: tuple[str, ...]) -> RuleResult:
+    """No suppressed cell is alone in a line that adds up to a published total."""
+    from citizen_view.disclosure import recoverable_cells
+
+    bad = recoverable_cells(table, dims=list(dims), margins=list(margins))
+    return RuleResult(
+        "disclosure_not_recoverable", bad.height == 0,
+        f"{bad.height} suppressed cell(s) could be recomputed from the totals",
+        {"suppressed": table.get_column("count").null_count(), "recoverable": bad.height, "margins": list(margins)},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def totals_consistent(
+    con: duckdb.DuckDBPyConnection, name: str, table: pl.DataFrame, *, reference: dt.date, tolerance: int = 0,
+    services: list[str] | None = None,
+) -> RuleResult:
+    """Published totals equal the same counts taken straight from the linked view (within rounding)."""
+    living = f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
+    checks: list[tuple[str, int | float | None, int | float]] = []
+    if name == "population_by_area":
+        total = table.filter((pl.col("area") == "Total") & (pl.col("age_band") == "Total") & (pl.col("sex") == "Total"))
+        checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
+    elif name == "agencies_per_citizen":
+        total = table.filter(pl.col("agencies") == "Total")
+        checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
+    elif name == "service_uptake_by_area":
+        for service in services or []:
+            total = table.filter((pl.col("service") == service) & (pl.col("area") == "Total"))
+            truth = _scalar(con, f"SELECT count(DISTINCT l.citizen_id) FROM citizen_source_link l JOIN citizen c USING (citizen_id) WHERE l.source = ? AND {living.replace('date_of_death', 'c.date_of_death')}", [service])  # noqa: E501
+            checks.append((f"{service} users", total["count"][0] if total.height else None, truth))
+    elif name == "duplicates_per_source":
+        for source, records in con.execute("SELECT source, count(*) FROM citizen_source_link GROUP BY 1").fetchall():
+            row = table.filter((pl.col("source") == source) & (pl.col("measure") == "records"))
+            checks.append((f"{source} records", row["count"][0] if row.height else None, records))
+    elif name == "linkage_quality":
+        values = dict(zip(table["metric"], table["value"]))
+        checks.append(("records linked", values.get("records_linked"), _scalar(con, "SELECT count(*) FROM citizen_source_link")))
+        checks.append(("citizens", values.get("citizens"), _scalar(con, "SELECT count(*) FROM citizen")))
+    bad = [
+        {"total": what, "published": pub, "linked_view": truth}
+        for what, pub, truth in checks
+        if pub is not None and abs(pub - truth) > tolerance
+    ]
+    return RuleResult(
+        "totals_consistent", not bad,
+        f"{len(checks) - len(bad)} of {len(checks)} published total(s) match the linked view",
+        {"compared": len(checks), "mismatches": len(bad), "suppressed_totals": sum(p is None for _, p, _ in checks)},
+        bad[:SAMPLE_ROWS],
+    )  # fmt: skip
