@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: run test ui install clean
+.PHONY: run test ui serve install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -27,5 +27,8 @@ ui: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
+serve: $(STAMP)  ## the caseworker service on http://127.0.0.1:8000 (after make run)
+	$(BIN)/citizen-view serve
+
 clean:
-	rm -rf warehouse exports published .dagster
+	rm -rf warehouse exports published .dagster bench_data

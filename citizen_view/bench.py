@@ -153,9 +153,138 @@ def bench_link(args: argparse.Namespace) -> dict:
             "linkage_peak_rss_mb": linkage_peak, "evaluation": figures}  # fmt: skip
 
 
+def bench_pipeline(args: argparse.Namespace) -> dict:
+    """The whole Dagster job on generated extracts: wall time per step, and the share the quality gates take."""
+    from citizen_view.runner import run_pipeline
+
+    stages: list[Stage] = []
+    print(f"bench pipeline: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    data = _generated(args, stages)
+    root = Path(args.workdir) / f"pipeline_{args.persons}"
+    with measure(stages, "full pipeline (Dagster)") as st:
+        outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=root / "warehouse" / "citizen_view.duckdb")
+        st.extra = {"success": outcome.success, "gates": len(outcome.checks)}
+    asset_steps = {k.replace("/", "__") for k in outcome.materialized}
+    gate_seconds = sum(v for k, v in outcome.step_seconds.items() if k not in asset_steps)
+    asset_seconds = sum(v for k, v in outcome.step_seconds.items() if k in asset_steps)
+    total = gate_seconds + asset_seconds
+    slowest = sorted(outcome.step_seconds.items(), key=lambda kv: -kv[1])[:12]
+    for key, secs in slowest:
+        print(f"    {key:<58} {secs:>7.1f} s {'(gate)' if key not in asset_steps else ''}")
+    print(f"  assets {asset_seconds:.1f} s, gates {gate_seconds:.1f} s: gates are {gate_seconds / total:.1%} of step time")
+    return {"stages": [asdict(s) for s in stages], "asset_seconds": asset_seconds, "gate_seconds": gate_seconds,
+            "gate_share": gate_seconds / total if total else 0.0, "steps": outcome.step_seconds,
+            "failed_gates": [k for k, c in outcome.checks.items() if not c["passed"]]}  # fmt: skip
+
+
+def bench_serve(args: argparse.Namespace) -> dict:
+    """Search latency and throughput of the caseworker service (its own process) from a load generator on loopback."""
+    import random
+    import socket
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+    import httpx
+    import numpy as np
+
+    from citizen_view.contract import load_sources
+    from citizen_view.serving.snapshot import publish_view, serving_dir
+    from citizen_view.warehouse import connect
+
+    stages: list[Stage] = []
+    print(f"bench serve: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    data = _generated(args, stages)
+    warehouse = Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
+    if not warehouse.is_file():
+        raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first")
+    sources = load_sources(data / "sources.yaml")
+    with measure(stages, "publish served view") as st, connect(warehouse) as con:
+        view = publish_view(con, sources, serving_dir(warehouse), run_id="bench")
+        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
+    rng = random.Random(args.seed)
+    con = duckdb.connect(str(view), read_only=True)
+    ids = [r[0] for r in con.execute("SELECT national_id FROM search_ids USING SAMPLE 2000 ROWS").fetchall()]
+    people = con.execute(
+        "SELECT given_name, family_name, date_of_birth FROM records WHERE source = 'population' "
+        "AND date_of_birth IS NOT NULL AND family_name IS NOT NULL USING SAMPLE 1000 ROWS"
+    ).fetchall()
+    citizens = [r[0] for r in con.execute("SELECT citizen_id FROM citizen USING SAMPLE 1000 ROWS").fetchall()]
+    con.close()
+
+    def typo(name: str) -> str:
+        i = rng.randrange(1, max(2, len(name)))
+        return name[:i] + name[i + 1 :] if len(name) > 4 else name
+
+    name_queries = []
+    for given, family, dob in people:
+        swapped = dob.day <= 12 and rng.random() < 0.3
+        date = f"{dob.month:02d}-{dob.day:02d}-{dob.year}" if swapped else f"{dob.day:02d}-{dob.month:02d}-{dob.year}"
+        name_queries.append({"name": f"{(given or '').split(' ')[0]} {typo(family)}", "date_of_birth": date})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    audit = Path(args.workdir) / "bench_serve_audit.jsonl"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "citizen_view.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
+         "--audit-log", str(audit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": "Bearer demo-steward-token"}
+    purpose = {"purpose": "load test", "case_reference": "BENCH"}
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        results = {}
+        for label, path, queries in [
+            ("national_id search", "/api/search", [{"national_id": i} for i in ids]),
+            ("name + date search", "/api/search", name_queries),
+            ("profile", None, citizens),
+        ]:
+            latencies: list[float] = []
+            statuses: list[int] = []
+
+            def call(q, client):
+                started = time.perf_counter()
+                if path is None:
+                    r = client.get(f"/api/citizens/{q}", params=purpose)
+                else:
+                    r = client.get(path, params={**q, **purpose})
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses.append(r.status_code)
+
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                for q in queries[:20]:  # warm-up
+                    call(q, client)
+                latencies.clear()
+                statuses.clear()
+                started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                    list(pool.map(lambda q: call(q, client), queries))
+                wall = time.perf_counter() - started
+            lat = np.array(latencies)
+            results[label] = {
+                "requests": len(lat), "ok": int(sum(1 for s in statuses if s == 200)),
+                "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+                "throughput_rps": round(len(lat) / wall, 1),
+            }  # fmt: skip
+            r = results[label]
+            print(f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
+                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)")  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+
+
 def main(args: argparse.Namespace) -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    result = {"ingest": bench_ingest, "link": bench_link}[args.stage](args)
+    result = {"ingest": bench_ingest, "link": bench_link, "pipeline": bench_pipeline, "serve": bench_serve}[args.stage](args)
     result |= {"persons": args.persons, "seed": args.seed, "country": args.country, "cpu_count": psutil.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     out = Path(args.workdir) / f"bench_{args.stage}_{args.persons}.json"

@@ -83,6 +83,58 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_ACCESS = Path("config/access.yaml")
+
+
+def _audit_path(args: argparse.Namespace) -> Path:
+    return Path(args.audit_log) if args.audit_log else Path(args.warehouse).resolve().parent / "audit" / "access.jsonl"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from citizen_view.contract import ConfigError
+    from citizen_view.serving.app import create_app
+    from citizen_view.serving.snapshot import current_view, serving_dir
+
+    folder = serving_dir(args.warehouse)
+    try:
+        app = create_app(serving_folder=folder, access_file=Path(args.access), audit_file=_audit_path(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    view = current_view(folder)
+    print(f"Citizen View caseworker service on http://{args.host}:{args.port}/  (API docs: /api/docs)")
+    print(f"  view:      {view or 'none yet: run the pipeline (citizen-view run) to publish one'}")
+    print(f"  access:    {args.access}")
+    print(f"  audit log: {_audit_path(args)}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", workers=1)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from citizen_view.serving.audit import entries_for_citizen, verify
+
+    path = _audit_path(args)
+    if not path.is_file():
+        print(f"error: no audit log at {path}", file=sys.stderr)
+        return 2
+    if args.audit_command == "verify":
+        report = verify(path)
+        print(f"{path}: {report.entries:,} entries, {report.anchors:,} anchors: {'intact' if report.ok else 'TAMPERED'}")
+        for problem in report.problems:
+            print(f"  {problem}")
+        return 0 if report.ok else 1
+    if not args.citizen:
+        print("error: audit export needs --citizen ID", file=sys.stderr)
+        return 2
+    entries = entries_for_citizen(path, args.citizen)
+    print(json.dumps({"citizen_id": args.citizen, "looked_at": entries}, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
     from citizen_view.warehouse import connect
@@ -160,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     p.set_defaults(func=cmd_publish)
 
+    v = sub.add_parser("serve", help="the caseworker service: search and profile API plus web pages")
+    v.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--access", default=str(DEFAULT_ACCESS), help="roles and users (default: config/access.yaml)")
+    v.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    v.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("audit", help="verify the access log, or list who looked at a citizen and why")
+    a.add_argument("audit_command", choices=["verify", "export"])
+    a.add_argument("--citizen", help="citizen ID (for export)")
+    a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    a.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    a.set_defaults(func=cmd_audit)
+
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
     e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
@@ -172,12 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explain)
 
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
-    b.add_argument("stage", choices=["ingest", "link"])
+    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve"])
     b.add_argument("--persons", type=int, default=1_000_000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--country", choices=["NL", "NO"], default="NL")
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
     b.add_argument("--reuse", action="store_true", help="reuse extracts already generated in --workdir")
+    b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
     b.set_defaults(func=cmd_bench)
     return parser
 

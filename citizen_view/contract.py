@@ -66,6 +66,23 @@ class FieldMapping(BaseModel):
     format: str | None = None
 
 
+class CaseMapping(BaseModel):
+    """Which columns of a source describe cases/applications (a permit, a benefit, a licence) for the profile.
+
+    Column names refer to the source's unmapped columns; with `list`, to keys of the objects in that
+    JSON-list column (several cases per record, e.g. benefits). `kind` is what the caseworker sees.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str
+    list: str | None = None
+    type: str | None = None
+    status: str | None = None
+    start: str | None = None
+    end: str | None = None
+    reference: str | None = None
+
+
 class SourceConfig(BaseModel):
     """One legacy system's extract as declared in `sources.yaml`."""
 
@@ -80,6 +97,8 @@ class SourceConfig(BaseModel):
     description: str | None = None
     landing: str | None = None
     required: list[str] = Field(default_factory=list)
+    cases: CaseMapping | None = None
+    events: dict[str, FieldMapping] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -88,7 +107,7 @@ class SourceConfig(BaseModel):
             raise ValueError(f"source name {v!r} must match [a-z0-9_]+")
         return v
 
-    @field_validator("fields", mode="before")
+    @field_validator("fields", "events", mode="before")
     @classmethod
     def _column_shorthand(cls, v: Any) -> Any:
         if isinstance(v, dict):

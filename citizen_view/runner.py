@@ -20,6 +20,7 @@ class RunOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
     result: ExecuteInProcessResult | None = None
 
 
@@ -59,10 +60,13 @@ def summarise(result: ExecuteInProcessResult) -> RunOutcome:
         mat = event.materialization
         outcome.materialized[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     for event in result.all_events:
+        if event.event_type_value == "STEP_SUCCESS":
+            outcome.step_seconds[event.step_key] = round(event.event_specific_data.duration_ms / 1000, 3)
         if event.event_type_value == "STEP_FAILURE":
             err = event.step_failure_data.error
-            message = _root_message(err)
-            outcome.failed[event.step_key] = message
+            if err is not None and err.cls_name == "DagsterAssetCheckFailedError":
+                continue  # a failed gate: reported with the checks, not as a crash
+            outcome.failed[event.step_key] = _root_message(err)
         elif event.event_type_value == "STEP_SKIPPED":
             outcome.skipped.append(event.step_key)
     for evaluation in result.get_asset_check_evaluations():

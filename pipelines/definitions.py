@@ -11,6 +11,7 @@ from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
 from assets.gates import ingest_gates, linkage_gates, publication_gates
 from assets.linkage import build_linkage_assets
 from assets.publication import build_publication_assets, reference_date, table_key
+from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
 from citizen_view.warehouse import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
@@ -28,7 +29,8 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -
     linkage = build_linkage_assets(sources, ingest_keys=[source_asset_key(s.name) for s in sources.sources])
     citizen_key = AssetKey("citizen")
     publication = build_publication_assets(sources, upstream=citizen_key)
-    assets = [*ingest, *linkage, *publication]
+    serving = build_serving_assets(sources, upstream=citizen_key)
+    assets = [*ingest, *linkage, *publication, *serving]
     checks = [
         *ingest_gates(sources, source_asset_key),
         *linkage_gates(sources, citizen_key),

@@ -25,6 +25,10 @@ def sources_document(country: str) -> dict[str, Any]:
                 "format": "fixed_width",
                 "options": {"encoding": "latin-1", "widths": dict(WIDTHS)},
                 "record_id": "REC_NO",
+                "events": {
+                    "moved_in": {"column": "MOVED_IN", "format": "%Y%m%d"},
+                    "married": {"column": "MARRIED_ON", "format": "%Y%m%d"},
+                },
                 "required": ["national_id", "family_name", "date_of_birth"],
                 "fields": {
                     "national_id": "NATID",
@@ -66,6 +70,8 @@ def sources_document(country: str) -> dict[str, Any]:
                 "format": "jsonl",
                 "options": {},
                 "record_id": "client_no",
+                "cases": {"kind": "benefit", "list": "cases", "type": "benefit_type", "status": "status",
+                          "start": "start_date", "end": "end_date", "reference": "case_id"},
                 "fields": {
                     "national_id": "bsn",
                     "given_name": "name.given",
@@ -87,6 +93,7 @@ def sources_document(country: str) -> dict[str, Any]:
                 "format": "xlsx",
                 "options": {"sheet": "permits"},
                 "record_id": "permit_no",
+                "cases": {"kind": "permit", "type": "permit_type", "status": "status", "start": "applied_on"},
                 "fields": {
                     "full_name": "applicant",
                     "email": "email",
@@ -104,6 +111,7 @@ def sources_document(country: str) -> dict[str, Any]:
                 "format": "csv",
                 "options": {},
                 "record_id": "licence_no",
+                "cases": {"kind": "driving licence", "type": "categories", "start": "issued_on", "end": "expires_on"},
                 "fields": {
                     "given_name": "initials",
                     "family_name": "surname",

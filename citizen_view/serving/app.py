@@ -1,0 +1,289 @@
+"""The caseworker service: one search and one profile across agencies, as an HTTP API and server-rendered pages.
+
+Every request that touches citizen data must be authenticated and state a purpose (or case
+reference); what a role may not see is removed on the server; every request, refused ones included,
+is appended to the tamper-evident audit log. The served view is switched without a restart when the
+pipeline publishes a new one (see snapshot.py).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from citizen_view.serving import profile as profiles
+from citizen_view.serving import search as finder
+from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
+from citizen_view.serving.audit import AuditEvent, AuditLog
+from citizen_view.serving.snapshot import current_view
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
+LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
+          "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
+COOKIE = "cv_token"
+ANCHOR_SECONDS = 60.0
+
+
+class ViewStore:
+    """The current served view: re-reads the pointer on each request and opens a new file when it changed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._name: str | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+        """A cursor on the view current when the request starts (the whole request sees that one view)."""
+        path = current_view(self.folder)
+        if path is None:
+            raise HTTPException(503, "no view has been published yet: run the pipeline first")
+        with self._lock:
+            if path.name != self._name:
+                self._con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
+                self._name = path.name
+            con, name = self._con, self._name
+        cur = con.cursor()
+        try:
+            yield cur, name
+        finally:
+            cur.close()
+
+    def country(self) -> str:
+        with self.cursor() as (cur, _):
+            return cur.execute("SELECT country FROM view_info").fetchall()[0][0]
+
+
+@dataclass
+class Trail:
+    """What a request did, filled in by the handler and written to the audit log by the middleware."""
+
+    action: str = "request"
+    principal: Principal | None = None
+    citizen_ids: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+
+
+def create_app(*, serving_folder: Path, access_file: Path, audit_file: Path, authenticator: Authenticator | None = None) -> FastAPI:
+    """The service for one served-view folder, one access file and one audit log."""
+    access = load_access(access_file)
+    auth = authenticator or TokenAuthenticator(access)
+    audit = AuditLog(audit_file)
+    views = ViewStore(serving_folder)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Anchor the chain head every minute and at shutdown, so entries deleted from the end show in `audit verify`.
+        stop = threading.Event()
+
+        def anchor_periodically() -> None:
+            while not stop.wait(ANCHOR_SECONDS):
+                audit.anchor()
+
+        timer = threading.Thread(target=anchor_periodically, name="audit-anchor", daemon=True)
+        timer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            timer.join(timeout=5)
+            audit.close()
+
+    app = FastAPI(
+        title="Citizen View caseworker service", version="0.1.0", docs_url="/api/docs", redoc_url=None, lifespan=lifespan
+    )
+    app.state.audit = audit
+
+    @app.middleware("http")
+    async def audit_every_request(request: Request, call_next):
+        request.state.trail = Trail()
+        response = await call_next(request)
+        if request.url.path not in ("/health", "/favicon.ico"):
+            # the append is fsync'ed: keep it off the event loop
+            await run_in_threadpool(_write_audit, audit, request, response.status_code)
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if _wants_html(request) and exc.status_code in (401, 403, 400, 404, 422, 503):
+            return TEMPLATES.TemplateResponse(
+                request, "error.html", {"status": exc.status_code, "message": exc.detail}, status_code=exc.status_code
+            )
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "problems": problems, "status": 422}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):  # never a stack trace to the client
+        return JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
+
+    app.add_exception_handler(finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422))
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+        if not token:
+            raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'")
+        if len(token) > 256 or (who := auth.authenticate(token)) is None:
+            raise HTTPException(401, "unknown or invalid token")
+        request.state.trail.principal = who
+        return who
+
+    def purpose_of(request: Request) -> tuple[str, str | None]:
+        q = request.query_params
+        for key, limit in LIMITS.items():
+            if len(q.get(key, "")) > limit:
+                raise HTTPException(422, f"{key} is longer than {limit} characters")
+        purpose, case_ref = q.get("purpose", "").strip(), q.get("case_reference", "").strip() or None
+        if len(purpose) < 3 and not case_ref:
+            raise HTTPException(400, "every request needs a purpose (purpose=...) or a case reference (case_reference=...)")
+        return purpose or f"case {case_ref}", case_ref
+
+    def run_search(request: Request, who: Principal) -> dict[str, Any]:
+        q = request.query_params
+        request.state.trail.action = "search"
+        with views.cursor() as (cur, view):
+            country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
+            if q.get("national_id"):
+                if not who.role.sees("national_id"):
+                    raise HTTPException(403, f"role {who.role_name!r} may not search by national ID")
+                mode, found = "national_id", finder.search_national_id(cur, q["national_id"], country=country)
+            elif q.get("name") and q.get("date_of_birth"):
+                if not who.role.sees("date_of_birth"):
+                    raise HTTPException(403, f"role {who.role_name!r} may not search by date of birth")
+                mode, found = "name_date_of_birth", finder.search_name_dob(cur, q["name"], q["date_of_birth"])
+            elif q.get("name") and q.get("house_number") and (q.get("postcode") or q.get("street")):
+                mode, found = "name_address", finder.search_name_address(
+                    cur, q["name"], postcode=q.get("postcode"), house_number=q.get("house_number"),
+                    street=q.get("street"), country=country,
+                )  # fmt: skip
+            else:
+                raise HTTPException(
+                    422, "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
+                )
+            summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role)
+        request.state.trail.citizen_ids = [c.citizen_id for c in found]
+        request.state.trail.fields = sorted({k for s in summary.values() for k in s})
+        return {
+            "view": view, "mode": mode,
+            "candidates": [{"citizen_id": c.citizen_id, "score": c.score, "reasons": c.reasons, **summary.get(c.citizen_id, {})} for c in found],
+        }  # fmt: skip
+
+    def run_profile(request: Request, who: Principal, citizen_id: str) -> tuple[profiles.Profile, str]:
+        request.state.trail.action = "view_profile"
+        if not CITIZEN_ID.match(citizen_id):
+            raise HTTPException(422, "citizen_id must look like CV-XXXX-XXXX-XXXX")
+        with views.cursor() as (cur, view):
+            found = profiles.load_profile(cur, citizen_id, who.role)
+        if found is None:
+            raise HTTPException(404, f"no citizen {citizen_id} in the current view")
+        request.state.trail.citizen_ids = [citizen_id]
+        request.state.trail.fields = found.fields_returned
+        return found, view
+
+    # --- API --------------------------------------------------------------------------------------
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        path = current_view(serving_folder)
+        return {"status": "ok" if path else "no view published", "view": path.name if path else None}
+
+    @app.get("/api/search")
+    def api_search(request: Request) -> dict[str, Any]:
+        who = principal(request)
+        purpose_of(request)
+        return run_search(request, who)
+
+    @app.get("/api/citizens/{citizen_id}")
+    def api_profile(request: Request, citizen_id: str) -> dict[str, Any]:
+        who = principal(request)
+        purpose_of(request)
+        found, view = run_profile(request, who, citizen_id)
+        return {"view": view, **found.as_dict()}
+
+    # --- pages ------------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def login_page(request: Request) -> Response:
+        request.state.trail.action = "login_page"
+        return TEMPLATES.TemplateResponse(request, "login.html", {})
+
+    @app.post("/login")
+    def login(request: Request, token: str = Form(..., max_length=256)) -> Response:
+        request.state.trail.action = "login"
+        who = auth.authenticate(token)
+        if who is None:
+            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
+        request.state.trail.principal = who
+        response = RedirectResponse("/search", status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/logout")
+    def logout(request: Request) -> Response:
+        request.state.trail.action = "logout"
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search_page(request: Request) -> Response:
+        who = principal(request)
+        q = request.query_params
+        context: dict[str, Any] = {"who": who, "q": q, "result": None}
+        if any(q.get(k) for k in ("national_id", "name")):
+            purpose_of(request)
+            context["result"] = run_search(request, who)
+        else:
+            request.state.trail.action = "search_page"
+        return TEMPLATES.TemplateResponse(request, "search.html", context)
+
+    @app.get("/citizens/{citizen_id}", response_class=HTMLResponse)
+    def profile_page(request: Request, citizen_id: str) -> Response:
+        who = principal(request)
+        purpose, case_ref = purpose_of(request)
+        found, view = run_profile(request, who, citizen_id)
+        return TEMPLATES.TemplateResponse(
+            request, "profile.html", {"who": who, "p": found, "view": view, "purpose": purpose, "case_ref": case_ref}
+        )
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def _write_audit(audit: AuditLog, request: Request, status: int) -> None:
+    trail: Trail = getattr(request.state, "trail", Trail())
+    who = trail.principal
+    query = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
+    action = trail.action if status < 400 else f"refused:{trail.action}"
+    audit.append(
+        AuditEvent(
+            user=who.user if who else None, role=who.role_name if who else None,
+            organisation=who.organisation if who else None, action=action,
+            purpose=request.query_params.get("purpose"), case_reference=request.query_params.get("case_reference"),
+            query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}},
+            citizen_ids=trail.citizen_ids if status < 400 else [], fields=trail.fields if status < 400 else [],
+            status=status, authorisation_rule=f"role:{who.role_name}" if who else None,
+            client=request.client.host if request.client else None,
+        )  # fmt: skip
+    )

@@ -1,0 +1,208 @@
+"""Caseworker search over a served view: by national ID, name + date of birth, or name + address.
+
+Queries are folded exactly as records were at ingest (diacritics, case, particles such as "van der"),
+so the search forgives what the linkage forgives: typos in names, swapped day and month, one wrong
+digit in a date or an ID. Every query is parameterised; candidates are ranked by a score with the
+reasons that made it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from citizen_view import national_id as nid
+from citizen_view import standardise as std
+
+if TYPE_CHECKING:
+    import duckdb
+
+DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
+MAX_RESULTS = 20
+
+
+class QueryError(ValueError):
+    """A search the service cannot run as given (a 4xx, with the reason)."""
+
+
+@dataclass
+class Candidate:
+    citizen_id: str
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NameParts:
+    family_key: str | None
+    first_key: str | None
+    initials: str | None
+
+
+def parse_date(text: str) -> dt.date:
+    """A date as caseworkers type it (ISO, dd-mm-yyyy, dd/mm/yyyy, dd.mm.yyyy, yyyymmdd)."""
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise QueryError(f"date_of_birth {text!r} is not a date (use yyyy-mm-dd or dd-mm-yyyy)")
+
+
+def parse_name(text: str) -> NameParts:
+    """Folded family name (particles removed), first name and initials of a typed name, in either order."""
+    frame = pl.DataFrame({"name": [" ".join(text.split())]})
+    given, family = std.split_full_name(pl.col("name"))
+    row = frame.select(given.alias("g"), family.alias("f")).row(0)
+    given_folded, family_folded = std.fold(row[0]), std.fold(row[1])
+    if family_folded is None:
+        raise QueryError("name must contain at least a family name")
+    return NameParts(std.family_key(family_folded), std.first_name_of(given_folded), std.initials_of(given_folded))
+
+
+def _date_variants(d: dt.date) -> list[dt.date]:
+    """The date, its day/month swap, and every date one digit away (a typo) that is a real date."""
+    out = {d}
+    if d.day <= 12:
+        out.add(dt.date(d.year, d.day, d.month))
+    text = d.strftime("%Y%m%d")
+    for i in range(3, 8):
+        for digit in "0123456789":
+            candidate = text[:i] + digit + text[i + 1 :]
+            try:
+                out.add(dt.datetime.strptime(candidate, "%Y%m%d").date())
+            except ValueError:
+                pass
+    return sorted(out)
+
+
+def _id_variants(value: str) -> list[str]:
+    """The ID, its adjacent transpositions and its single-digit substitutions."""
+    out = {value}
+    for i in range(len(value) - 1):
+        out.add(value[:i] + value[i + 1] + value[i] + value[i + 2 :])
+    for i in range(len(value)):
+        for digit in "0123456789":
+            out.add(value[:i] + digit + value[i + 1 :])
+    return sorted(out)
+
+
+def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str) -> list[Candidate]:
+    """Exact ID first; when there is none, IDs one typo away (flagged as such)."""
+    compact = re.sub(r"[\s.\-:]", "", value)
+    if not re.fullmatch(r"\d{8,11}", compact):
+        raise QueryError("national_id must be 8 to 11 digits")
+    if country == "NL" and len(compact) == 8:
+        compact = "0" + compact
+    exact = con.execute("SELECT DISTINCT citizen_id FROM search_ids WHERE national_id = ?", [compact]).fetchall()
+    if exact:
+        return [Candidate(c, 100.0, ["same national ID"]) for (c,) in exact]
+    variants = _id_variants(compact)
+    near = con.execute(
+        f"SELECT DISTINCT citizen_id, national_id FROM search_ids WHERE national_id IN ({', '.join('?' * len(variants))})",
+        variants,
+    ).fetchall()
+    valid = nid.is_valid_value(compact, country=country)
+    note = "" if valid else " (the ID typed fails its checksum)"
+    return [Candidate(c, 70.0, [f"national ID one typo away: {found}{note}"]) for c, found in near]
+
+
+_NAME_SCORE = """
+    CASE WHEN family_key = $family THEN 40
+         WHEN jaro_winkler_similarity(family_key, $family) >= 0.92 THEN 32
+         WHEN list_has_any(string_split(family_key, ' '), string_split($family, ' ')) THEN 24
+         WHEN jaro_winkler_similarity(family_key, $family) >= 0.80 THEN 18 ELSE 0 END AS family_score,
+    CASE WHEN $first IS NULL AND $initials IS NULL THEN 0
+         WHEN first_key = $first THEN 30
+         WHEN jaro_winkler_similarity(first_key, $first) >= 0.88 THEN 22
+         WHEN initials = $initials THEN 15
+         WHEN left(initials, 1) = left($initials, 1) THEN 10 ELSE 0 END AS first_score
+"""
+
+
+def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str) -> list[Candidate]:
+    """Name + date of birth: candidates born on the date or a near date, or with the family name in that year."""
+    parts = parse_name(name)
+    born = parse_date(date_of_birth)
+    variants = _date_variants(born)
+    rows = con.execute(
+        f"""
+        SELECT citizen_id, family_score, first_score,
+               CASE WHEN dob = $born THEN 30 WHEN dob = $swapped THEN 24 WHEN dob IS NOT NULL THEN 16 ELSE 0 END AS date_score,
+               dob
+        FROM (
+            SELECT *, {_NAME_SCORE} FROM search_keys
+            WHERE dob IN ({", ".join(f"DATE '{d.isoformat()}'" for d in variants)})
+               OR (family_key = $family AND dob BETWEEN $year_start AND $year_end)
+        )
+        WHERE family_score > 0 OR first_score >= 22
+        """,
+        {
+            "family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "born": born,
+            "swapped": dt.date(born.year, born.day, born.month) if born.day <= 12 else born,
+            "year_start": dt.date(born.year, 1, 1), "year_end": dt.date(born.year, 12, 31),
+        },
+    ).fetchall()  # fmt: skip
+    best: dict[str, Candidate] = {}
+    for citizen_id, family_score, first_score, date_score, dob in rows:
+        if dob not in variants:
+            date_score = 6  # same family name, same year of birth, another date
+        score = float(family_score + first_score + date_score)
+        reasons = _name_reasons(family_score, first_score) + [_date_reason(date_score)]
+        if citizen_id not in best or best[citizen_id].score < score:
+            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+    return _ranked(best)
+
+
+def search_name_address(
+    con: duckdb.DuckDBPyConnection, name: str, *, postcode: str | None, house_number: str | None, street: str | None,
+    country: str,
+) -> list[Candidate]:
+    """Name + address: candidates living (or having lived, in some system) at the postcode or street and number."""
+    parts = parse_name(name)
+    pc = pl.select(std.normalise_postcode(pl.lit(postcode), country=country)).item() if postcode else None
+    street_key = std.fold(street) if street else None
+    number = house_number.strip() if house_number else None
+    if not number or not (pc or street_key):
+        raise QueryError("an address search needs house_number and a postcode or street")
+    rows = con.execute(
+        f"""
+        SELECT citizen_id, family_score, first_score,
+               CASE WHEN postcode = $pc THEN 30 ELSE 26 END AS address_score
+        FROM (
+            SELECT *, {_NAME_SCORE} FROM search_addresses
+            WHERE house_number = $number AND (postcode = $pc OR street_std = $street)
+        )
+        WHERE family_score > 0 OR first_score >= 22
+        """,
+        {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "pc": pc,
+         "street": street_key, "number": number},
+    ).fetchall()  # fmt: skip
+    best: dict[str, Candidate] = {}
+    for citizen_id, family_score, first_score, address_score in rows:
+        score = float(family_score + first_score + address_score)
+        reasons = _name_reasons(family_score, first_score) + ["same address" if address_score == 30 else "same street and number"]
+        if citizen_id not in best or best[citizen_id].score < score:
+            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+    return _ranked(best)
+
+
+def _name_reasons(family_score: int, first_score: int) -> list[str]:
+    family = {40: "same family name", 32: "family name nearly the same", 24: "family names share a word",
+              18: "family name similar"}.get(family_score)  # fmt: skip
+    first = {30: "same first name", 22: "first name nearly the same", 15: "same initials",
+             10: "same first initial"}.get(first_score)  # fmt: skip
+    return [r for r in (family, first) if r]
+
+
+def _date_reason(date_score: int) -> str:
+    return {30: "same date of birth", 24: "date of birth with day and month swapped",
+            16: "date of birth one digit off", 6: "born the same year"}.get(date_score, "")  # fmt: skip
+
+
+def _ranked(best: dict[str, Candidate]) -> list[Candidate]:
+    return sorted(best.values(), key=lambda c: (-c.score, c.citizen_id))[:MAX_RESULTS]

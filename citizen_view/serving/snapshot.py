@@ -1,0 +1,163 @@
+"""The served view: a read-only DuckDB file per pipeline run, switched in atomically.
+
+The pipeline writes `serving/view-<time>-<run>.duckdb` completely, then replaces the one-line
+pointer file `serving/CURRENT` (an atomic rename). The service reads the pointer and opens the new
+file for requests that start after the switch; requests already running finish on the file they
+started with. A run that fails before the switch leaves the served view as it was. The warehouse
+itself is never opened by the service (DuckDB allows one writer and no concurrent readers per file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.contract import SourcesFile
+
+POINTER = "CURRENT"
+KEEP_VIEWS = 3
+
+
+def serving_dir(warehouse_path: str | Path) -> Path:
+    """Where served views live: `serving/` beside the warehouse file."""
+    return Path(warehouse_path).resolve().parent / "serving"
+
+
+def _path(name: str) -> str:
+    return '$."' + name.replace('"', '\\"') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _cases_sql(sources: SourcesFile) -> str:
+    parts = []
+    for s in sources.sources:
+        c = s.cases
+        if c is None:
+            continue
+
+        def pick(key: str | None, item: str) -> str:
+            return f"json_extract_string({item}, {_lit(_path(key))})" if key else "NULL"
+
+        cols = lambda item: ", ".join(  # noqa: E731
+            f"{pick(k, item)} AS {alias}"
+            for k, alias in [(c.type, "case_type"), (c.status, "status"), (c.start, "start_date"),
+                             (c.end, "end_date"), (c.reference, "case_reference")]  # fmt: skip
+        )
+        head = f"SELECT citizen_id, source, source_record_id, {_lit(c.kind)} AS kind"
+        if c.list:
+            parts.append(
+                f"{head}, {cols('item')} FROM snap.records, "
+                f"unnest(from_json(json_extract_string(attributes, {_lit(_path(c.list))}), '[\"JSON\"]')) AS t(item) "
+                f"WHERE source = {_lit(s.name)}"
+            )
+        else:
+            parts.append(f"{head}, {cols('attributes')} FROM snap.records WHERE source = {_lit(s.name)}")
+    empty = ("SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
+             "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS start_date, "
+             "NULL::VARCHAR AS end_date, NULL::VARCHAR AS case_reference WHERE false")  # fmt: skip
+    return " UNION ALL ".join(parts) if parts else empty
+
+
+def _events_sql(sources: SourcesFile) -> str:
+    parts = [
+        "SELECT citizen_id, date_of_birth AS date, 'birth' AS event, 'date_of_birth' AS field, "
+        "split_part(date_of_birth_from, ':', 1) AS source, split_part(date_of_birth_from, ':', 2) AS source_record_id "
+        "FROM snap.citizen WHERE date_of_birth IS NOT NULL",
+        "SELECT citizen_id, date_of_death, 'death', 'date_of_death', split_part(date_of_death_from, ':', 1), "
+        "split_part(date_of_death_from, ':', 2) FROM snap.citizen WHERE date_of_death IS NOT NULL",
+    ]
+    for s in sources.sources:
+        for event, m in s.events.items():
+            value = f"json_extract_string(attributes, {_lit(_path(m.column))})"
+            date = f"try_strptime({value}, {_lit(m.format or '%Y-%m-%d')})::DATE"
+            parts.append(
+                f"SELECT citizen_id, {date}, {_lit(event)}, {_lit(event)}, source, source_record_id "
+                f"FROM snap.records WHERE source = {_lit(s.name)} AND {date} IS NOT NULL"
+            )
+    return " UNION ALL ".join(parts)
+
+
+def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str) -> Path:
+    """Write a complete served view from the warehouse and switch the pointer to it; returns the new file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-{run_id[:8]}.duckdb"
+    partial = folder / f".{name}.partial"
+    partial.unlink(missing_ok=True)
+    con.execute(f"ATTACH {_lit(str(partial))} AS snap")
+    try:
+        con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")
+        con.execute(
+            """
+            CREATE TABLE snap.records AS
+            SELECT l.citizen_id, l.match_probability, r.* EXCLUDE (record_key)
+            FROM citizen_source_link l JOIN source_records r USING (record_key)
+            ORDER BY l.citizen_id, r.source, r.source_record_id
+            """
+        )
+        # Search keys sorted by birth date, IDs sorted by ID, addresses by postcode: DuckDB's zone maps then
+        # skip almost every row group for a point lookup, without a separate index.
+        con.execute(
+            """
+            CREATE TABLE snap.search_keys AS
+            SELECT DISTINCT citizen_id, family_name_std AS family_key, first_name_std AS first_key, initials,
+                   date_of_birth AS dob, postcode, house_number, street_std
+            FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
+            """
+        )
+        con.execute(
+            "CREATE TABLE snap.search_addresses AS SELECT * FROM snap.search_keys "
+            "WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
+        )
+        con.execute(
+            "CREATE TABLE snap.search_ids AS SELECT DISTINCT national_id, citizen_id FROM snap.records "
+            "WHERE national_id IS NOT NULL ORDER BY national_id"
+        )
+        con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
+        con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
+        con.execute(
+            "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ? AS country, "
+            "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records",
+            [run_id, sources.country],
+        )
+    finally:
+        con.execute("DETACH snap")
+    final = folder / name
+    partial.rename(final)
+    switch_to(folder, final.name)
+    _prune(folder, keep=KEEP_VIEWS)
+    return final
+
+
+def switch_to(folder: Path, view_name: str) -> None:
+    """Point the service at a view (atomic: write a temporary pointer, then rename it over the old one)."""
+    tmp = folder / f".{POINTER}.{os.getpid()}"
+    tmp.write_text(view_name + "\n", encoding="utf-8")
+    os.replace(tmp, folder / POINTER)
+
+
+def current_view(folder: Path) -> Path | None:
+    """The view file the pointer names, or None before the first publication."""
+    pointer = folder / POINTER
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return folder / name if name else None
+
+
+def _prune(folder: Path, *, keep: int) -> None:
+    """Delete all but the newest `keep` views (a service still reading an old one keeps its open file)."""
+    current = current_view(folder)
+    views = sorted(folder.glob("view-*.duckdb"))
+    for old in views[:-keep]:
+        if old != current:
+            old.unlink(missing_ok=True)
+            Path(str(old) + ".wal").unlink(missing_ok=True)

@@ -1,0 +1,203 @@
+"""The caseworker service on loopback: authentication, purpose, field-level access, search, audit, live view swaps."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import duckdb
+import httpx
+import pytest
+
+from citizen_view.cli import main
+from citizen_view.contract import load_sources
+from citizen_view.runner import run_pipeline
+from citizen_view.serving.access import load_access
+from citizen_view.serving.snapshot import publish_view, serving_dir
+from citizen_view.warehouse import connect
+from tests.service_fixtures import ACCESS, TOKENS, start_service
+
+PURPOSE = {"purpose": "benefit application check", "case_reference": "CASE-42"}
+
+
+@pytest.fixture(scope="module")
+def service(generated, tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    warehouse = root / "wh" / "cv.duckdb"
+    outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=warehouse)
+    assert outcome.success and "serving/view" in outcome.materialized
+    svc = start_service(warehouse, root / "audit" / "access.jsonl")
+    yield svc
+    svc.stop()
+
+
+def _get(svc, path, role=None, **params):
+    headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+    return httpx.get(svc.url + path, params=params, headers=headers, timeout=30)
+
+
+def _everyone(svc) -> str:
+    """A citizen known to all five sources (so every role has something to see)."""
+    con = duckdb.connect(str(svc.warehouse), read_only=True)
+    try:
+        return con.execute(
+            "SELECT citizen_id FROM citizen WHERE source_count = 5 ORDER BY citizen_id LIMIT 1"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def _keys(obj) -> set[str]:
+    if isinstance(obj, dict):
+        return set(obj) | {k for v in obj.values() for k in _keys(v)}
+    if isinstance(obj, list):
+        return {k for v in obj for k in _keys(v)}
+    return set()
+
+
+def test_requests_without_token_or_purpose_are_refused_and_audited(service):
+    assert _get(service, "/api/search", name="x", date_of_birth="2000-01-01", **PURPOSE).status_code == 401
+    r = httpx.get(service.url + "/api/search", params={"name": "x", **PURPOSE}, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json()["error"] == "unknown or invalid token"
+    r = _get(service, "/api/search", "benefits_caseworker", name="Jansen", date_of_birth="1980-01-01")
+    assert r.status_code == 400 and "purpose" in r.json()["error"]
+    lines = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    refused = [e for e in lines if e["status"] in (400, 401)]
+    assert len(refused) >= 3 and all(e["action"].startswith("refused") for e in refused)
+    assert any(e["user"] == "anna.benefits" and e["status"] == 400 for e in refused)
+
+
+def test_each_role_sees_exactly_its_sources_and_fields(service):
+    citizen = _everyone(service)
+    access = load_access(ACCESS)
+    seen = {}
+    for role_name, token_role in [(r, r) for r in TOKENS]:
+        role = access.roles[role_name]
+        r = _get(service, f"/api/citizens/{citizen}", token_role, **PURPOSE)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        golden_fields = set(body["golden_record"]) - {"sources_known"}
+        assert golden_fields == {f for f in role.fields if f != "source_attributes"} & golden_fields
+        assert golden_fields <= set(role.fields)
+        assert {rec["source"] for rec in body["records"]} <= set(role.sources)
+        assert {c["source"] for c in body["cases"]} <= set(role.sources)
+        assert set(body["provenance"]) <= golden_fields
+        for rec in body["records"]:
+            assert set(rec) - {"source", "source_record_id", "match_probability", "attributes"} <= set(role.fields)
+        seen[role_name] = body
+    clerk = seen["permits_clerk"]
+    assert "national_id" not in _keys(clerk) and "date_of_birth" not in _keys(clerk)
+    assert not [c for c in clerk["cases"] if c["kind"] == "benefit"]
+    assert [c for c in seen["benefits_caseworker"]["cases"] if c["kind"] == "benefit"]
+    assert not [r for r in seen["benefits_caseworker"]["records"] if r["source"] == "tax"]
+    assert seen["benefits_caseworker"]["golden_record"]["national_id"]
+    assert {r["source"] for r in seen["data_steward"]["records"]} == {"population", "tax", "benefits", "permits", "licences"}
+
+
+def test_a_role_cannot_search_by_a_field_it_may_not_see(service):
+    r = _get(service, "/api/search", "permits_clerk", national_id="123456782", **PURPOSE)
+    assert r.status_code == 403 and "national ID" in r.json()["error"]
+
+
+def test_search_finds_a_citizen_from_a_misspelled_name_and_swapped_date(service):
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    given, family, dob, citizen = con.execute(
+        """
+        SELECT r.given_name, r.family_name, r.date_of_birth, l.citizen_id FROM source_records r
+        JOIN citizen_source_link l USING (record_key)
+        WHERE r.source = 'population' AND day(r.date_of_birth) <= 12 AND day(r.date_of_birth) <> month(r.date_of_birth)
+          AND length(r.family_name) >= 6
+        ORDER BY r.source_record_id LIMIT 1
+        """
+    ).fetchall()[0]
+    con.close()
+    misspelled = family[:2] + family[3:]  # a letter dropped
+    swapped = f"{dob.month:02d}-{dob.day:02d}-{dob.year}"  # dd-mm-yyyy with day and month swapped
+    r = _get(service, "/api/search", "benefits_caseworker", name=f"{given.split()[0]} {misspelled}", date_of_birth=swapped, **PURPOSE)
+    assert r.status_code == 200, r.text
+    ids = [c["citizen_id"] for c in r.json()["candidates"]]
+    assert citizen in ids[:3], (given, family, dob, r.json())
+    top = r.json()["candidates"][ids.index(citizen)]
+    assert any("swapped" in reason for reason in top["reasons"])
+
+
+def test_search_by_national_id_and_by_name_and_address(service):
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    nid, name, postcode, number, citizen = con.execute(
+        """
+        SELECT r.national_id, r.full_name, r.postcode, r.house_number, l.citizen_id FROM source_records r
+        JOIN citizen_source_link l USING (record_key) WHERE r.source = 'population' AND r.national_id_valid
+        ORDER BY r.source_record_id LIMIT 1
+        """
+    ).fetchall()[0]
+    con.close()
+    r = _get(service, "/api/search", "benefits_caseworker", national_id=nid, **PURPOSE)
+    assert [c["citizen_id"] for c in r.json()["candidates"]] == [citizen]
+    transposed = nid[:3] + nid[4] + nid[3] + nid[5:]
+    r = _get(service, "/api/search", "benefits_caseworker", national_id=transposed, **PURPOSE)
+    assert citizen in [c["citizen_id"] for c in r.json()["candidates"]]
+    r = _get(service, "/api/search", "permits_clerk", name=name, postcode=postcode.lower(), house_number=number, **PURPOSE)
+    assert r.status_code == 200 and r.json()["candidates"][0]["citizen_id"] == citizen
+    assert "date_of_birth" not in r.json()["candidates"][0]
+
+
+@pytest.mark.parametrize(
+    "path,params,status",
+    [
+        ("/api/citizens/not-an-id", PURPOSE, 422),
+        ("/api/citizens/CV-AAAA-BBBB-CCCC", PURPOSE, 404),
+        ("/api/search", {**PURPOSE, "name": "x" * 500, "date_of_birth": "1980-01-01"}, 422),
+        ("/api/search", {**PURPOSE, "name": "Jansen", "date_of_birth": "31-31-1980"}, 422),
+        ("/api/search", {**PURPOSE, "national_id": "12ab"}, 422),
+        ("/api/search", PURPOSE, 422),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_never_a_stack_trace(service, path, params, status):
+    r = _get(service, path, "data_steward", **params)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] and "Traceback" not in r.text
+
+
+def test_audit_chain_verifies_and_tampering_is_detected(service, tmp_path, capsys):
+    citizen = _everyone(service)
+    assert _get(service, f"/api/citizens/{citizen}", "licence_officer", **PURPOSE).status_code == 200
+    assert main(["audit", "verify", "--audit-log", str(service.audit_log)]) == 0
+    assert main(["audit", "export", "--citizen", citizen, "--audit-log", str(service.audit_log)]) == 0
+    out = capsys.readouterr().out
+    looked = json.loads(out[out.index("{"):])["looked_at"]
+    assert any(e["user"] == "lars.licences" and e["purpose"] == PURPOSE["purpose"] and e["role"] == "licence_officer" for e in looked)
+    copy = tmp_path / "tampered.jsonl"
+    lines = service.audit_log.read_text(encoding="utf-8").splitlines()
+    entry = json.loads(lines[1])
+    entry["purpose"] = "nothing to see here"
+    lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["audit", "verify", "--audit-log", str(copy)]) == 1
+    assert "2" in capsys.readouterr().out
+
+
+def test_the_view_stays_answerable_and_consistent_while_a_new_one_is_published(service, generated):
+    citizen = _everyone(service)
+    sources = load_sources(generated / "sources.yaml")
+    results: list[tuple[int, str, bool]] = []
+    stop = threading.Event()
+
+    def hammer():
+        with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}) as client:
+            for _ in range(400):
+                if stop.is_set():
+                    break
+                r = client.get(f"/api/citizens/{citizen}", params=PURPOSE, timeout=30)
+                body = r.json() if r.status_code == 200 else {}
+                consistent = r.status_code == 200 and set(body["golden_record"]["sources_known"]) == {x["source"] for x in body["records"]}
+                results.append((r.status_code, body.get("view", ""), consistent))
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    with connect(service.warehouse) as con:
+        for i in range(3):
+            publish_view(con, sources, serving_dir(service.warehouse), run_id=f"swap{i}")
+    stop.set()
+    worker.join(timeout=60)
+    assert results and all(status == 200 and ok for status, _, ok in results), [r for r in results if r[0] != 200][:3]
+    assert len({view for _, view, _ in results}) >= 2  # requests really were served from more than one view
