@@ -138,6 +138,11 @@ def bench_link(args: argparse.Namespace) -> dict:
             edges = score_pairs(con)
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
                         "threshold": edges.threshold}  # fmt: skip
+        with measure(stages, "count comparisons (5% sample, not part of the pipeline)") as st:
+            from citizen_view.linkage.scoring import estimate_comparisons
+            from citizen_view.linkage.steps import saved_model
+
+            st.extra = {"comparisons_scored_est": estimate_comparisons(con, saved_model(con))}
         with measure(stages, "cluster + stable IDs") as st:
             link = link_citizens(con, run_id="bench")
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
@@ -145,8 +150,9 @@ def bench_link(args: argparse.Namespace) -> dict:
             st.extra = {"citizens": build_citizen(con, sources)}
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, load_truth(data / "truth"))
-    linkage_seconds = sum(s.seconds for s in stages if s.name not in ("generate", "ingest (all sources)"))
-    linkage_peak = max(s.peak_rss_mb for s in stages if s.name not in ("generate", "ingest (all sources)"))
+    outside = ("generate", "ingest (all sources)")
+    linkage_seconds = sum(s.seconds for s in stages if s.name not in outside and not s.name.startswith("count"))
+    linkage_peak = max(s.peak_rss_mb for s in stages if s.name not in outside and not s.name.startswith("count"))
     print(f"  linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB")
     print(f"  precision {figures['precision']:.5f}  recall {figures['recall']:.5f}  F1 {figures['f1']:.5f}")
     return {"stages": [asdict(s) for s in stages], "linkage_seconds": linkage_seconds,
@@ -196,7 +202,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench serve: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
-    warehouse = Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
+    warehouse = Path(args.warehouse) if args.warehouse else Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
     if not warehouse.is_file():
         raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first")
     sources = load_sources(data / "sources.yaml")

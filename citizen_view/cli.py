@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
     b.add_argument("--reuse", action="store_true", help="reuse extracts already generated in --workdir")
     b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
+    b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -164,6 +164,20 @@ def predict_edges(
     return out
 
 
+def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, sample: float = 0.05) -> int:
+    """Candidate pairs the prediction blocking rules generate, estimated by Splink from a sample of records."""
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    with tempfile.TemporaryDirectory(prefix="citizen-view-count-") as tmp:
+        db_api = make_db_api(spill_dir=tmp)
+        sdf = _register_input(con, db_api, Path(tmp))
+        counts = count_comparisons_from_blocking_rules(
+            sdf, blocking_rules=[r["blocking_rule"] for r in model["blocking_rules_to_generate_predictions"]],
+            link_type="dedupe_only", unique_id_column_name="record_key", record_sample_proportion=sample,
+        )  # fmt: skip
+    return int(counts[-1].cumulative_comparison_count) if counts else 0
+
+
 def choose_threshold(weights: np.ndarray, *, bins: int = 60) -> tuple[float, str]:
     """The match-weight threshold, from the scored pairs alone: the emptiest valley of their histogram.
 
