@@ -213,7 +213,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
     con = duckdb.connect(str(view), read_only=True)
     ids = [r[0] for r in con.execute("SELECT national_id FROM search_ids USING SAMPLE 2000 ROWS").fetchall()]
     people = con.execute(
-        "SELECT given_name, family_name, date_of_birth FROM records WHERE source = 'population' "
+        "SELECT given_name, family_name, date_of_birth, citizen_id FROM records WHERE source = 'population' "
         "AND date_of_birth IS NOT NULL AND family_name IS NOT NULL USING SAMPLE 1000 ROWS"
     ).fetchall()
     citizens = [r[0] for r in con.execute("SELECT citizen_id FROM citizen USING SAMPLE 1000 ROWS").fetchall()]
@@ -224,10 +224,13 @@ def bench_serve(args: argparse.Namespace) -> dict:
         return name[:i] + name[i + 1 :] if len(name) > 4 else name
 
     name_queries = []
-    for given, family, dob in people:
+    expected: dict[str, str] = {}
+    for given, family, dob, citizen_id in people:
         swapped = dob.day <= 12 and rng.random() < 0.3
         date = f"{dob.month:02d}-{dob.day:02d}-{dob.year}" if swapped else f"{dob.day:02d}-{dob.month:02d}-{dob.year}"
-        name_queries.append({"name": f"{(given or '').split(' ')[0]} {typo(family)}", "date_of_birth": date})
+        query = {"name": f"{(given or '').split(' ')[0]} {typo(family)}", "date_of_birth": date}
+        expected[query["name"] + "|" + date] = citizen_id
+        name_queries.append(query)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -254,6 +257,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
         ]:
             latencies: list[float] = []
             statuses: list[int] = []
+            hits: list[bool] = []
 
             def call(q, client):
                 started = time.perf_counter()
@@ -263,12 +267,16 @@ def bench_serve(args: argparse.Namespace) -> dict:
                     r = client.get(path, params={**q, **purpose})
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses.append(r.status_code)
+                key = f"{q.get('name')}|{q.get('date_of_birth')}" if isinstance(q, dict) else None
+                if key in expected and r.status_code == 200:
+                    hits.append(expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]])
 
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
                 for q in queries[:20]:  # warm-up
                     call(q, client)
                 latencies.clear()
                 statuses.clear()
+                hits.clear()
                 started = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
                     list(pool.map(lambda q: call(q, client), queries))
@@ -279,9 +287,12 @@ def bench_serve(args: argparse.Namespace) -> dict:
                 "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
                 "throughput_rps": round(len(lat) / wall, 1),
             }  # fmt: skip
+            if hits:
+                results[label]["found_in_top3"] = round(sum(hits) / len(hits), 4)
             r = results[label]
             print(f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
-                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)")  # fmt: skip
+                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
+                  + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else ""))  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)

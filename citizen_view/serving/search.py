@@ -125,32 +125,42 @@ _NAME_SCORE = """
 
 
 def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str) -> list[Candidate]:
-    """Name + date of birth: candidates born on the date or a near date, or with the family name in that year."""
+    """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
+    and people with the same family name whose birth date is near it (one digit off, same year).
+
+    Two lookups that DuckDB's zone maps answer from a row group or two each: `search_keys` is sorted
+    by birth date, `search_names` by family name.
+    """
     parts = parse_name(name)
     born = parse_date(date_of_birth)
-    variants = _date_variants(born)
-    rows = con.execute(
+    swapped = dt.date(born.year, born.day, born.month) if born.day <= 12 else born
+    params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials}
+    by_date = con.execute(
         f"""
-        SELECT citizen_id, family_score, first_score,
-               CASE WHEN dob = $born THEN 30 WHEN dob = $swapped THEN 24 WHEN dob IS NOT NULL THEN 16 ELSE 0 END AS date_score,
-               dob
-        FROM (
-            SELECT *, {_NAME_SCORE} FROM search_keys
-            WHERE dob IN ({", ".join(f"DATE '{d.isoformat()}'" for d in variants)})
-               OR (family_key = $family AND dob BETWEEN $year_start AND $year_end)
-        )
-        WHERE family_score > 0 OR first_score >= 22
+        SELECT citizen_id, family_score, first_score, dob FROM (
+            SELECT citizen_id, dob, {_NAME_SCORE} FROM search_keys WHERE dob = $born OR dob = $swapped
+        ) WHERE family_score > 0 OR first_score >= 22
         """,
-        {
-            "family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "born": born,
-            "swapped": dt.date(born.year, born.day, born.month) if born.day <= 12 else born,
-            "year_start": dt.date(born.year, 1, 1), "year_end": dt.date(born.year, 12, 31),
-        },
-    ).fetchall()  # fmt: skip
+        params | {"born": born, "swapped": swapped},
+    ).fetchall()
+    by_name = con.execute(
+        f"SELECT citizen_id, family_score, first_score, dob FROM (SELECT citizen_id, dob, {_NAME_SCORE} "
+        "FROM search_names WHERE family_key = $family) WHERE first_score > 0",
+        params,
+    ).fetchall()
+    near = set(_date_variants(born))
     best: dict[str, Candidate] = {}
-    for citizen_id, family_score, first_score, date_score, dob in rows:
-        if dob not in variants:
-            date_score = 6  # same family name, same year of birth, another date
+    for citizen_id, family_score, first_score, dob in [*by_date, *by_name]:
+        if dob == born:
+            date_score = 30
+        elif dob == swapped:
+            date_score = 24
+        elif dob in near:
+            date_score = 16
+        elif dob is not None and dob.year == born.year:
+            date_score = 6
+        else:
+            continue
         score = float(family_score + first_score + date_score)
         reasons = _name_reasons(family_score, first_score) + [_date_reason(date_score)]
         if citizen_id not in best or best[citizen_id].score < score:

@@ -112,6 +112,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
             """
         )
+        con.execute("CREATE TABLE snap.search_names AS SELECT * FROM snap.search_keys ORDER BY family_key, dob")
         con.execute(
             "CREATE TABLE snap.search_addresses AS SELECT * FROM snap.search_keys "
             "WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
