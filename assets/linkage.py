@@ -8,6 +8,7 @@ from citizen_view.contract import SourcesFile
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.golden import build_citizen
 from citizen_view.linkage.records import build_source_records
+from citizen_view.linkage.review import overrides_file
 from citizen_view.linkage.steps import link_citizens, model_dir, score_pairs, train_and_store
 from pipelines.resources import WarehouseResource
 
@@ -66,7 +67,10 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     def citizen_source_link(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
         with warehouse.connect() as con:
-            report = link_citizens(con, run_id=context.run.run_id)
+            report = link_citizens(
+                con, run_id=context.run.run_id, overrides_path=overrides_file(warehouse.path),
+                review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
+            )
             links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {
             "dagster/row_count": report.records,
@@ -77,6 +81,10 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "ids_retired": report.retired,
             "components_checked_for_conflicts": report.components_with_conflicts,
             "merges_refused_as_conflicting": report.merges_refused,
+            "reviewer_decisions_same": report.overrides_same,
+            "reviewer_decisions_different": report.overrides_different,
+            "review_queue": report.review_queue,
+            "match_rate": round(1 - report.citizens / report.records, 4) if report.records else 0.0,
             "seconds": round(report.seconds, 2),
         }
         if truth_dir.is_dir():

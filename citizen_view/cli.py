@@ -135,6 +135,55 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    import getpass
+
+    from citizen_view.linkage.explain import explain_pair
+    from citizen_view.linkage.review import load_overrides, overrides_file, pair_id, record_decision
+    from citizen_view.serving.audit import AuditEvent, AuditLog
+    from citizen_view.warehouse import connect
+
+    decisions = overrides_file(args.warehouse)
+    if args.review_command == "next":
+        decided = {pair_id(a, b) for a, b in load_overrides(decisions).select("record_key_l", "record_key_r").rows()}
+        with connect(args.warehouse, read_only=True) as con:
+            items = con.execute(
+                "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, model_decision, reason FROM review_queue"
+            ).fetchall()
+            open_items = [i for i in items if i[1] != "uncertain link" or i[0] not in decided]
+            print(f"{len(open_items):,} item(s) to review")
+            if not open_items:
+                return 0
+            item_id, kind, left, right, citizen_id, model, reason = open_items[0]
+            print(f"\n{kind}: {item_id}\n  model: {model}; {reason}\n")
+            if kind == "uncertain link":
+                print(explain_pair(con, left, right).render())
+            else:
+                for row in con.execute(
+                    "SELECT record_key, r.full_name, r.date_of_birth, r.national_id FROM citizen_source_link l "
+                    "JOIN source_records r USING (record_key) WHERE l.citizen_id = ? ORDER BY record_key", [citizen_id]
+                ).fetchall():
+                    print("  " + "  ".join(str(v) for v in row))
+        print(f"\ndecide with: citizen-view review decide {left} {right} same|different|unsure --reason \"...\"")
+        return 0
+    try:
+        d = record_decision(
+            decisions, left=args.left, right=args.right, decision=args.decision,
+            reviewer=args.reviewer or getpass.getuser(), reason=args.reason or "", role="cli",
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with AuditLog(_audit_path(args)) as audit:
+        audit.append(AuditEvent(
+            user=d.reviewer, role="cli", organisation=None, action="review_decision", purpose="clerical review",
+            case_reference=None, query={"pair": pair_id(d.record_key_l, d.record_key_r), "decision": d.decision,
+            "reason": d.reason}, citizen_ids=[], fields=[], status=200, authorisation_rule="cli",
+        ))  # fmt: skip
+    print(f"recorded: {d.record_key_l} and {d.record_key_r} are {d.decision!r} ({decisions}); the next run applies it")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
     from citizen_view.warehouse import connect
@@ -226,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     a.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
     a.set_defaults(func=cmd_audit)
+
+    rv = sub.add_parser("review", help="clerical review of uncertain links: show the next item, or record a decision")
+    rv.add_argument("review_command", choices=["next", "decide"])
+    rv.add_argument("left", nargs="?", help="decide: SOURCE:ID")
+    rv.add_argument("right", nargs="?", help="decide: SOURCE:ID")
+    rv.add_argument("decision", nargs="?", choices=["same", "different", "unsure"])
+    rv.add_argument("--reason", help="decide: why (required)")
+    rv.add_argument("--reviewer", help="decide: who (default: the login name)")
+    rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    rv.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    rv.set_defaults(func=cmd_review)
 
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")

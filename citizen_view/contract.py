@@ -175,6 +175,19 @@ class QualityConfig(BaseModel):
     max_weak_link_share: float = Field(0.02, ge=0, le=1)
 
 
+class ReviewConfig(BaseModel):
+    """Clerical review: the uncertainty band (match probabilities; default: 1.5 weight either side of the threshold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    band: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReviewConfig:
+        if self.band is not None and not (0 < self.band[0] < self.band[1] < 1):
+            raise ValueError("review.band must be two probabilities, low < high, between 0 and 1")
+        return self
+
+
 class DisclosureConfig(BaseModel):
     """Disclosure control of every published count (defaults: suppress below 10, no rounding)."""
 
@@ -222,6 +235,7 @@ class SourcesFile(BaseModel):
     sources: list[SourceConfig]
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     disclosure: DisclosureConfig = Field(default_factory=DisclosureConfig)
     publication: PublicationConfig = Field(default_factory=PublicationConfig)
     base_dir: Path = Path(".")

@@ -46,12 +46,16 @@ def near_dates(a: str, b: str) -> bool:
 
 
 class _Cluster:
-    __slots__ = ("members", "ids", "dates")
+    __slots__ = ("members", "ids", "dates", "apart")
 
-    def __init__(self, member: int, nid: str | None, dob: str | None):
+    def __init__(self, member: int, nid: str | None, dob: str | None, apart: set[int] | None = None):
         self.members = [member]
         self.ids = {nid} if nid else set()
         self.dates = {dob} if dob else set()
+        self.apart = set(apart or ())  # records a reviewer said are a different person
+
+    def kept_apart_from(self, other: _Cluster) -> bool:
+        return bool(self.apart & set(other.members)) or bool(other.apart & set(self.members))
 
     def conflicts_with(self, other: _Cluster) -> bool:
         if self.ids and other.ids and len(self.ids | other.ids) > 1:
@@ -65,21 +69,42 @@ class _Cluster:
         self.members.extend(other.members)
         self.ids |= other.ids
         self.dates |= other.dates
+        self.apart |= other.apart
 
 
-def cluster_records(records: pl.DataFrame, edges: pl.DataFrame, *, threshold: float) -> ClusterResult:
+def cluster_records(
+    records: pl.DataFrame, edges: pl.DataFrame, *, threshold: float,
+    same: list[tuple[str, str]] | None = None, different: list[tuple[str, str]] | None = None,
+) -> ClusterResult:
     """Cluster `records` (record_key, national_id, national_id_valid, dob) on `edges` at or above `threshold`.
 
     `edges` has record_key_l, record_key_r, match_weight. Every record gets a label, singletons included.
+    Reviewers' decisions win over the model: `same` pairs are linked first and never refused (not even
+    for a conflict), `different` pairs never end up in one citizen, whatever links connect them.
     """
     keys = records.get_column("record_key")
     index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
+    forced = pl.DataFrame(same or [], schema={"record_key_l": pl.String, "record_key_r": pl.String}, orient="row")
+    forced = forced.with_columns(pl.lit(float("inf")).alias("match_weight"))
+    apart = pl.DataFrame(different or [], schema={"record_key_l": pl.String, "record_key_r": pl.String}, orient="row")
     strong = (
-        edges.filter(pl.col("match_weight") >= threshold)
+        pl.concat([forced, edges.filter(pl.col("match_weight") >= threshold).select(forced.columns)], how="vertical_relaxed")
+        .join(apart, on=["record_key_l", "record_key_r"], how="anti")
+        .join(apart.rename({"record_key_l": "record_key_r", "record_key_r": "record_key_l"}), on=["record_key_l", "record_key_r"], how="anti")
         .join(index.rename({"record_key": "record_key_l", "_i": "i"}), on="record_key_l")
         .join(index.rename({"record_key": "record_key_r", "_i": "j"}), on="record_key_r")
         .select("i", "j", "match_weight")
     )
+    apart_idx = (
+        apart.join(index.rename({"record_key": "record_key_l", "_i": "i"}), on="record_key_l")
+        .join(index.rename({"record_key": "record_key_r", "_i": "j"}), on="record_key_r")
+        .select("i", "j")
+        .rows()
+    )
+    partners: dict[int, set[int]] = {}
+    for a, b in apart_idx:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
     n = keys.len()
     i = strong.get_column("i").to_numpy()
     j = strong.get_column("j").to_numpy()
@@ -103,6 +128,8 @@ def cluster_records(records: pl.DataFrame, edges: pl.DataFrame, *, threshold: fl
         .get_column("comp")
         .to_numpy()
     )
+    if partners:  # a component holding a `different` pair needs the careful pass too
+        suspicious = np.union1d(suspicious, np.unique(comp[list(partners)]))
     labels = comp.copy()
     refused = 0
     if suspicious.size:
@@ -114,17 +141,19 @@ def cluster_records(records: pl.DataFrame, edges: pl.DataFrame, *, threshold: fl
         comp_edges = strong.with_columns(pl.Series("comp", comp[i] if len(i) else np.array([], dtype=np.int64))).filter(
             pl.Series(flag[comp[i]] if len(i) else np.array([], dtype=bool))
         )
-        comp_edges = comp_edges.sort(["comp", "match_weight"], descending=[False, True])
+        # strongest first; ties broken by record order so the same edges always give the same clusters
+        comp_edges = comp_edges.sort(["comp", "match_weight", "i", "j"], descending=[False, True, False, False])
         for (c,), group in comp_edges.group_by(["comp"], maintain_order=True):
             members = np.flatnonzero(comp == c)
-            clusters = {int(m): _Cluster(int(m), nid[m], dob[m]) for m in members}
+            clusters = {int(m): _Cluster(int(m), nid[m], dob[m], partners.get(int(m))) for m in members}
             owner = {int(m): int(m) for m in members}
-            for a, b in zip(group.get_column("i").to_list(), group.get_column("j").to_list()):
+            for a, b, weight in zip(group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()):
                 ra, rb = owner[a], owner[b]
                 if ra == rb:
                     continue
                 ca, cb = clusters[ra], clusters[rb]
-                if ca.conflicts_with(cb):
+                reviewed_same = weight == float("inf")
+                if ca.kept_apart_from(cb) or (not reviewed_same and ca.conflicts_with(cb)):
                     refused += 1
                     continue
                 if len(ca.members) < len(cb.members):

@@ -164,10 +164,15 @@ def predict_edges(
     return out
 
 
-def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, sample: float = 0.05) -> int:
-    """Candidate pairs the prediction blocking rules generate, estimated by Splink from a sample of records."""
+def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> int:
+    """Candidate pairs the prediction blocking rules generate: exact up to ~200k records, else from a sample."""
+    import warnings
+
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
+    n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
+    sample = min(1.0, 200_000 / max(n, 1))
+    warnings.filterwarnings("ignore", message="The sampled blocking analysis estimate")
     with tempfile.TemporaryDirectory(prefix="citizen-view-count-") as tmp:
         db_api = make_db_api(spill_dir=tmp)
         sdf = _register_input(con, db_api, Path(tmp))
@@ -175,7 +180,7 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
             sdf, blocking_rules=[r["blocking_rule"] for r in model["blocking_rules_to_generate_predictions"]],
             link_type="dedupe_only", unique_id_column_name="record_key", record_sample_proportion=sample,
         )  # fmt: skip
-    return int(counts[-1].cumulative_comparison_count) if counts else 0
+    return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
 
 
 def choose_threshold(weights: np.ndarray, *, bins: int = 60) -> tuple[float, str]:

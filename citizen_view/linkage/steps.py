@@ -18,6 +18,7 @@ import polars as pl
 
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import cluster_records
+from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, save_model, train
 from citizen_view.warehouse import table_exists
 
@@ -105,19 +106,28 @@ class LinkReport:
     retired: int
     components_with_conflicts: int
     merges_refused: int
+    overrides_same: int = 0
+    overrides_different: int = 0
+    review_queue: int = 0
     seconds: float = 0.0
 
 
-def link_citizens(con: duckdb.DuckDBPyConnection, *, run_id: str) -> LinkReport:
-    """Cluster records on the scored pairs and give every cluster its stable citizen ID."""
+def link_citizens(
+    con: duckdb.DuckDBPyConnection, *, run_id: str, overrides_path: Path | None = None,
+    review_band: tuple[float, float] | None = None, max_citizen_records: int = 50,
+) -> LinkReport:
+    """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
+    citizen ID, and queue what still needs a reviewer."""
     started = time.perf_counter()
     con.execute(LINKAGE_TABLES)
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
+    overrides = load_overrides(overrides_path)
+    same, different = constraints(overrides)
     records = con.sql(
         "SELECT record_key, national_id, national_id_valid, strftime(date_of_birth, '%Y%m%d') AS dob FROM source_records"
     ).pl()
     edges = con.sql("SELECT record_key_l, record_key_r, match_weight FROM match_edges").pl()
-    clustered = cluster_records(records, edges, threshold=threshold)
+    clustered = cluster_records(records, edges, threshold=threshold, same=same, different=different)
     previous = (
         con.sql("SELECT record_key, citizen_id FROM citizen_source_link").pl()
         if table_exists(con, "main", "citizen_source_link")
@@ -164,6 +174,10 @@ def link_citizens(con: duckdb.DuckDBPyConnection, *, run_id: str) -> LinkReport:
     finally:
         con.unregister("_links")
         con.unregister("_history")
+    store_overrides(con, overrides)
+    queued = build_review_queue(
+        con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id
+    )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
@@ -175,6 +189,9 @@ def link_citizens(con: duckdb.DuckDBPyConnection, *, run_id: str) -> LinkReport:
         retired=count.get("retired", 0),
         components_with_conflicts=clustered.components_with_conflicts,
         merges_refused=clustered.merges_refused,
+        overrides_same=len(same),
+        overrides_different=len(different),
+        review_queue=queued,
         seconds=time.perf_counter() - started,
     )
 

@@ -8,8 +8,10 @@ pipeline publishes a new one (see snapshot.py).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from urllib.parse import quote_plus
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
 from citizen_view.serving.audit import AuditEvent, AuditLog
+from citizen_view.linkage.review import load_overrides, pair_id, record_decision
 from citizen_view.serving.snapshot import current_view
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -76,6 +79,7 @@ class Trail:
     principal: Principal | None = None
     citizen_ids: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def create_app(*, serving_folder: Path, access_file: Path, audit_file: Path, authenticator: Authenticator | None = None) -> FastAPI:
@@ -264,6 +268,62 @@ def create_app(*, serving_folder: Path, access_file: Path, audit_file: Path, aut
             request, "profile.html", {"who": who, "p": found, "view": view, "purpose": purpose, "case_ref": case_ref}
         )
 
+    # --- clerical review (roles with reviewer: true) -------------------------------------------------
+
+    decisions_file = serving_folder.parent / "review" / "link_overrides.jsonl"
+
+    def reviewer(request: Request) -> Principal:
+        who = principal(request)
+        request.state.trail.action = "review"
+        if not who.role.reviewer:
+            raise HTTPException(403, f"role {who.role_name!r} may not review links")
+        return who
+
+    @app.get("/review", response_class=HTMLResponse)
+    def review_page(request: Request) -> Response:
+        who = reviewer(request)
+        purpose, _ = purpose_of(request)
+        decided = {pair_id(a, b) for a, b in load_overrides(decisions_file).select("record_key_l", "record_key_r").rows()}
+        with views.cursor() as (cur, view):
+            cur_items = cur.execute(
+                "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, match_weight, model_decision, reason, evidence "
+                "FROM review_queue ORDER BY kind DESC, item_id LIMIT 200"
+            )
+            names = [d[0] for d in cur_items.description]
+            items = [dict(zip(names, r)) for r in cur_items.fetchall()]
+            items = [i for i in items if i["kind"] != "uncertain link" or i["item_id"] not in decided][:25]
+            keys = sorted({k for i in items for k in (i["record_key_l"], i["record_key_r"])})
+            records = {}
+            if keys:
+                cur_rec = cur.execute(
+                    "SELECT source || ':' || source_record_id AS k, full_name, date_of_birth, national_id, street, "
+                    f"house_number, postcode, city FROM records WHERE source || ':' || source_record_id IN ({', '.join('?' * len(keys))})",
+                    keys,
+                )
+                rec_names = [d[0] for d in cur_rec.description]
+                records = {r[0]: dict(zip(rec_names[1:], r[1:])) for r in cur_rec.fetchall()}
+        for item in items:
+            item["evidence"] = json.loads(item["evidence"]) if item.get("evidence") else {}
+        request.state.trail.fields = ["review_queue"]
+        return TEMPLATES.TemplateResponse(
+            request, "review.html", {"who": who, "items": items, "records": records, "purpose": purpose, "view": view}
+        )
+
+    @app.post("/review/decide")
+    def review_decide(
+        request: Request, left: str = Form(..., max_length=200), right: str = Form(..., max_length=200),
+        decision: str = Form(..., max_length=20), reason: str = Form(..., max_length=500),
+        purpose: str = Form(..., min_length=3, max_length=200),
+    ) -> Response:
+        who = reviewer(request)
+        request.state.trail.action = "review_decision"
+        request.state.trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
+        try:
+            record_decision(decisions_file, left=left, right=right, decision=decision, reviewer=who.user, reason=reason, role=who.role_name)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RedirectResponse(f"/review?purpose={quote_plus(purpose)}", status_code=303)
+
     return app
 
 
@@ -281,7 +341,7 @@ def _write_audit(audit: AuditLog, request: Request, status: int) -> None:
             user=who.user if who else None, role=who.role_name if who else None,
             organisation=who.organisation if who else None, action=action,
             purpose=request.query_params.get("purpose"), case_reference=request.query_params.get("case_reference"),
-            query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}},
+            query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
             citizen_ids=trail.citizen_ids if status < 400 else [], fields=trail.fields if status < 400 else [],
             status=status, authorisation_rule=f"role:{who.role_name}" if who else None,
             client=request.client.host if request.client else None,

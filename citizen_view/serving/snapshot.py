@@ -122,6 +122,13 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             "WHERE national_id IS NOT NULL ORDER BY national_id"
         )
         con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
+        con.execute(
+            "CREATE TABLE snap.review_queue AS SELECT * EXCLUDE (evidence), evidence::VARCHAR AS evidence FROM review_queue"
+            if _has_table(con, "review_queue")
+            else "CREATE TABLE snap.review_queue (item_id VARCHAR, kind VARCHAR, record_key_l VARCHAR, record_key_r VARCHAR, "
+            "citizen_id VARCHAR, match_weight DOUBLE, match_probability DOUBLE, model_decision VARCHAR, reason VARCHAR, "
+            "evidence VARCHAR, status VARCHAR, run_id VARCHAR, queued_at TIMESTAMPTZ)"
+        )
         con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
         con.execute(
             "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ? AS country, "
@@ -135,6 +142,13 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     switch_to(folder, final.name)
     _prune(folder, keep=KEEP_VIEWS)
     return final
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ? AND table_catalog <> 'snap'",
+        [name],
+    ).fetchall()[0][0])  # fmt: skip
 
 
 def switch_to(folder: Path, view_name: str) -> None:

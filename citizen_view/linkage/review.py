@@ -1,0 +1,158 @@
+"""Clerical review: uncertain links and suspicious citizens go to a queue; reviewers' decisions stick.
+
+Decisions are appended to `review/link_overrides.jsonl` beside the warehouse (not the warehouse:
+the service and the CLI may record one while a pipeline run holds the warehouse), keyed by record
+keys so they survive re-runs. Every run reads them: a `same` decision is a link the model can never
+split, a `different` decision a pair it can never put in one citizen. The latest decision on a pair
+wins; `unsure` keeps the model's view and takes the pair out of the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import duckdb
+
+DECISIONS = ("same", "different", "unsure")
+WEIGHT_BAND = 1.5  # default uncertainty band: this many match-weight units either side of the threshold
+
+
+def overrides_file(warehouse_path: str | Path) -> Path:
+    return Path(warehouse_path).resolve().parent / "review" / "link_overrides.jsonl"
+
+
+def pair_id(a: str, b: str) -> str:
+    """A pair's stable name: its two record keys in order, joined by ' ~ '."""
+    left, right = sorted((a, b))
+    return f"{left} ~ {right}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    record_key_l: str
+    record_key_r: str
+    decision: str
+    reviewer: str
+    role: str | None
+    reason: str
+    decided_at: str
+
+
+def record_decision(path: Path, *, left: str, right: str, decision: str, reviewer: str, reason: str, role: str | None = None) -> Decision:
+    """Append one reviewer decision (file-locked, fsync'ed)."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    if not reason or not reason.strip():
+        raise ValueError("a decision needs a reason")
+    l_key, r_key = sorted((left, right))
+    if l_key == r_key:
+        raise ValueError("a pair needs two different records")
+    d = Decision(l_key, r_key, decision, reviewer, role, reason.strip(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(d.__dict__, sort_keys=True, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return d
+
+
+def load_overrides(path: Path | None) -> pl.DataFrame:
+    """The latest decision per pair (record_key_l < record_key_r)."""
+    schema = {"record_key_l": pl.String, "record_key_r": pl.String, "decision": pl.String, "reviewer": pl.String,
+              "role": pl.String, "reason": pl.String, "decided_at": pl.String}  # fmt: skip
+    if path is None or not path.is_file():
+        return pl.DataFrame(schema=schema)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame(rows, schema=schema)
+    return frame.sort("decided_at").unique(["record_key_l", "record_key_r"], keep="last", maintain_order=True)
+
+
+def constraints(overrides: pl.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(must-link pairs, cannot-link pairs) from the decisions."""
+    same = overrides.filter(pl.col("decision") == "same").select("record_key_l", "record_key_r").rows()
+    different = overrides.filter(pl.col("decision") == "different").select("record_key_l", "record_key_r").rows()
+    return same, different
+
+
+def _weight(probability: float) -> float:
+    probability = min(max(probability, 1e-12), 1 - 1e-12)
+    return math.log2(probability / (1 - probability))
+
+
+def build_review_queue(
+    con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, *, threshold: float, band: tuple[float, float] | None,
+    max_citizen_records: int, run_id: str,
+) -> int:
+    """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size."""
+    low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
+    con.register("_decided", overrides.select("record_key_l", "record_key_r"))
+    mw_cols = [c for (c,) in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
+    ).fetchall()]  # fmt: skip
+    evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE review_queue AS
+            WITH pairs AS (
+                SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
+                       'uncertain link' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
+                       greatest(e.record_key_l, e.record_key_r) AS record_key_r, NULL::VARCHAR AS citizen_id,
+                       e.match_weight, e.match_probability,
+                       CASE WHEN a.citizen_id = b.citizen_id THEN 'linked' ELSE 'not linked' END AS model_decision,
+                       format('match weight {{:.2f}} is within the uncertainty band [{{:.2f}}, {{:.2f}}]', e.match_weight, {low}, {high}) AS reason,
+                       {evidence} AS evidence
+                FROM match_edges e
+                JOIN citizen_source_link a ON a.record_key = e.record_key_l
+                JOIN citizen_source_link b ON b.record_key = e.record_key_r
+                WHERE e.match_weight BETWEEN {low} AND {high}
+            ),
+            members AS (
+                SELECT l.citizen_id, count(*) AS records,
+                       count(DISTINCT CASE WHEN r.national_id_valid THEN r.national_id END) AS ids,
+                       count(DISTINCT r.date_of_birth) AS dates, min(r.record_key) AS first_key, max(r.record_key) AS last_key
+                FROM citizen_source_link l JOIN source_records r USING (record_key) GROUP BY l.citizen_id
+            ),
+            clusters AS (
+                SELECT 'citizen ' || citizen_id AS item_id, 'suspicious citizen' AS kind, first_key AS record_key_l,
+                       last_key AS record_key_r, citizen_id, NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
+                       'linked' AS model_decision,
+                       concat_ws('; ',
+                           CASE WHEN records > {int(max_citizen_records)} THEN records || ' records (more than {int(max_citizen_records)})' END,
+                           CASE WHEN ids > 1 THEN ids || ' different valid national IDs' END,
+                           CASE WHEN dates > 2 THEN dates || ' different dates of birth' END) AS reason,
+                       NULL AS evidence
+                FROM members WHERE records > {int(max_citizen_records)} OR ids > 1 OR dates > 2
+            )
+            SELECT q.*, 'open' AS status, '{run_id}' AS run_id, now() AS queued_at
+            FROM (SELECT * FROM pairs UNION ALL BY NAME SELECT * FROM clusters) q
+            ANTI JOIN _decided d ON d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r
+            ORDER BY kind DESC, abs(coalesce(match_weight, {threshold}) - {threshold}), item_id
+            """
+        )
+    finally:
+        con.unregister("_decided")
+    return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
+
+
+def store_overrides(con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame) -> None:
+    """Mirror the decisions into the warehouse table `link_overrides` (the file stays the record of truth)."""
+    con.register("_overrides", overrides)
+    try:
+        con.execute("CREATE OR REPLACE TABLE link_overrides AS SELECT * FROM _overrides")
+    finally:
+        con.unregister("_overrides")
