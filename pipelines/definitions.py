@@ -15,11 +15,16 @@ from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
 from citizen_view.warehouse import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
+from pipelines.sensors import landing_sensor, nightly
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCES = PROJECT_ROOT / "sample_data" / "sources.yaml"
 FULL_JOB = "citizen_view_full"
 INGEST_JOB = "ingest_all_sources"
+
+
+def ingest_job_name(source: str) -> str:
+    return f"ingest_{source}"
 
 
 def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -> Definitions:
@@ -40,10 +45,21 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -
         define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),
         define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),
     ]
+    sensors = []
+    for s in sources.sources:
+        if s.landing:
+            job = define_asset_job(
+                ingest_job_name(s.name), selection=AssetSelection.assets(source_asset_key(s.name)),
+                description=f"Ingest {s.name} only (started by its landing sensor).",
+            )  # fmt: skip
+            jobs.append(job)
+            sensors.append(landing_sensor(sources, s, job.name))
     return Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
+        sensors=sensors,
+        schedules=[nightly(FULL_JOB)],
         resources={"warehouse": WarehouseResource(path=str(warehouse_path))},
         # DuckDB allows one writer per file: steps run one after another in one process.
         executor=in_process_executor,
