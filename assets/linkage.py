@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: Dagster reads the real type hints of asset functions.
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
@@ -13,6 +13,12 @@ from citizen_view.linkage.steps import link_citizens, model_dir, score_pairs, tr
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"
+
+
+class LinkMode(Config):
+    """`incremental`: link only records not linked yet with the saved model, and rebuild only the citizens they touch."""
+
+    incremental: bool = False
 
 
 def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -> list[AssetsDefinition]:
@@ -63,13 +69,15 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             }
         )
 
-    @asset(group_name=LINKAGE_GROUP, deps=[match_edges], kinds={"duckdb"})
-    def citizen_source_link(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    # source_records too: the incremental job skips match_edges and must still link after ingest
+    @asset(group_name=LINKAGE_GROUP, deps=[match_edges, source_records], kinds={"duckdb"})
+    def citizen_source_link(context: AssetExecutionContext, config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
         with warehouse.connect() as con:
             report = link_citizens(
                 con, run_id=context.run.run_id, overrides_path=overrides_file(warehouse.path),
                 review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
+                incremental=config.incremental,
             )
             links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {
@@ -86,6 +94,9 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "review_queue": report.review_queue,
             "match_rate": round(1 - report.citizens / report.records, 4) if report.records else 0.0,
             "seconds": round(report.seconds, 2),
+            "mode": "incremental" if report.incremental else "full",
+            "new_records": report.new_records,
+            "records_relinked": report.records_relinked,
         }
         if truth_dir.is_dir():
             figures = evaluate_links(links, load_truth(truth_dir))
@@ -93,10 +104,10 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         return MaterializeResult(metadata=metadata)
 
     @asset(group_name=LINKAGE_GROUP, deps=[citizen_source_link], kinds={"duckdb"})
-    def citizen(warehouse: WarehouseResource) -> MaterializeResult:
+    def citizen(config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
         """The golden record: one row per citizen, each attribute with the source record it came from."""
         with warehouse.connect() as con:
-            n = build_citizen(con, sources)
+            n = build_citizen(con, sources, only_changed=config.incremental)
             multi = con.execute("SELECT count(*) FROM citizen WHERE source_count > 1").fetchall()[0][0]
         return MaterializeResult(metadata={"dagster/row_count": n, "citizens_in_several_sources": multi})
 

@@ -36,7 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sources = Path(args.sources) if args.sources else _default_sources()
     try:
-        outcome = run_pipeline(sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli())
+        from pipelines.definitions import FULL_JOB, INCREMENTAL_JOB
+
+        job = INCREMENTAL_JOB if args.incremental else FULL_JOB
+        outcome = run_pipeline(sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli(), job_name=job)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -254,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="materialise every asset through Dagster, in-process")
     r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    r.add_argument("--incremental", action="store_true", help="link only new records with the saved model (no retraining)")
     r.set_defaults(func=cmd_run)
 
     p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
@@ -299,13 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explain)
 
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
-    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve"])
+    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental"])
     b.add_argument("--persons", type=int, default=1_000_000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--country", choices=["NL", "NO"], default="NL")
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
     b.add_argument("--reuse", action="store_true", help="reuse extracts already generated in --workdir")
     b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
+    b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
     b.set_defaults(func=cmd_bench)
     return parser

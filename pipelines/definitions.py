@@ -20,6 +20,7 @@ from pipelines.sensors import landing_sensor, nightly
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCES = PROJECT_ROOT / "sample_data" / "sources.yaml"
 FULL_JOB = "citizen_view_full"
+INCREMENTAL_JOB = "citizen_view_incremental"
 INGEST_JOB = "ingest_all_sources"
 
 
@@ -44,6 +45,12 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -
     jobs = [
         define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),
         define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),
+        define_asset_job(
+            INCREMENTAL_JOB,
+            selection=AssetSelection.all() - AssetSelection.assets("linkage_model", "match_edges"),
+            config={"ops": {"citizen_source_link": {"config": {"incremental": True}}, "citizen": {"config": {"incremental": True}}}},
+            description="Ingest, then link only new records with the saved model; gates, open data and the served view update.",
+        ),
     ]
     sensors = []
     for s in sources.sources:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from citizen_view.warehouse import table_exists
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -31,8 +33,11 @@ GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
 }  # fmt: skip
 
 
-def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> int:
-    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens."""
+def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> int:
+    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens.
+
+    `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`).
+    """
     ranks = sources.source_rank()
     per_field = sources.survivorship.per_field
     rank_rows = []
@@ -47,6 +52,7 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> int:
         SELECT l.citizen_id, r.*
         FROM citizen_source_link l JOIN source_records r USING (record_key)
         """
+        + ("WHERE l.citizen_id IN (SELECT citizen_id FROM linkage_changes)" if only_changed else "")
     )
     selects = []
     for group, (cols, condition, agree, first) in GROUPS.items():
@@ -70,9 +76,7 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> int:
         )
     joins = " ".join(f"LEFT JOIN {g} USING (citizen_id)" for g in GROUPS)
     columns = ", ".join(f"{c}" for g, (cols, *_rest) in GROUPS.items() for c in [*cols, f"{g}_from"])
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE citizen AS
+    select = f"""
         WITH members AS (
             SELECT citizen_id, count(*) AS record_count, count(DISTINCT source) AS source_count,
                    list(DISTINCT source ORDER BY source) AS sources
@@ -81,7 +85,12 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> int:
         {", ".join(selects)}
         SELECT citizen_id, {columns}, record_count, source_count, sources
         FROM members {joins}
-        ORDER BY citizen_id
-        """
-    )
+    """
+    if only_changed and table_exists(con, "main", "citizen"):
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
+        con.execute(f"INSERT INTO citizen BY NAME {select}")
+        con.execute("COMMIT")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
     return con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]

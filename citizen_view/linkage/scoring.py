@@ -147,6 +147,50 @@ def load_linker(model: dict[str, Any], records: pl.DataFrame, *, db_api: Databas
 EDGE_COLUMN_PREFIXES = ("gamma_", "bf_", "mw_")
 
 
+def _copy_edges(db_api: DatabaseAPISubClass, scored, out: Path) -> None:
+    columns = [c.unquote().name for c in scored.columns]
+    keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
+    keep += [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
+    select = ", ".join(f'"{c}"' for c in keep)
+    db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
+    scored.drop_table_from_database_and_remove_from_cache()
+
+
+def predict_new_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, out: Path,
+    *, db_api: DatabaseAPISubClass | None = None,
+) -> Path:
+    """Score records in the table `new_keys` (one column, record_key) against all others and each other.
+
+    Uses the saved model as it is (no retraining): Splink's predict_between (new vs existing) and
+    predict_within (new vs new), with term frequencies taken from all records.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    db_api = db_api or make_db_api(spill_dir=str(out.parent))
+    paths = {}
+    for name, where in [("new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"),
+                        ("old_records", f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})")]:  # fmt: skip
+        paths[name] = out.parent / f"{name}.parquet"
+        con.execute(f"COPY (SELECT * FROM ({_input_sql()}) {where}) TO '{paths[name]}' (FORMAT parquet)")
+    both = db_api.duckdb_con.read_parquet([str(paths["old_records"]), str(paths["new_records"])])
+    sdf = {n: db_api.register(db_api.duckdb_con.read_parquet(str(p)), dataset_display_name=n) for n, p in paths.items()}
+    sdf["all_records"] = db_api.register(both, dataset_display_name="all_records")
+    linker = Linker(sdf["all_records"], model, log_level=logging.ERROR)
+    tf_columns = {lvl["tf_adjustment_column"] for c in model["comparisons"] for lvl in c["comparison_levels"] if lvl.get("tf_adjustment_column")}
+    for column in sorted(tf_columns):  # term frequencies of all records, as in a full run
+        linker.table_management.compute_tf_table(column)
+    between = linker.inference.predict_between(sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    part_a, part_b = out.parent / "between.parquet", out.parent / "within.parquet"
+    _copy_edges(db_api, between, part_a)
+    _copy_edges(db_api, within, part_b)
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet('{part_a}') UNION ALL BY NAME SELECT * FROM read_parquet('{part_b}')) "
+        f"TO '{out}' (FORMAT parquet)"
+    )
+    return out
+
+
 def predict_edges(
     con: duckdb.DuckDBPyConnection, model: dict[str, Any], out: Path, *, db_api: DatabaseAPISubClass | None = None
 ) -> Path:

@@ -19,7 +19,7 @@ import polars as pl
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import cluster_records
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
-from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, save_model, train
+from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
@@ -109,27 +109,92 @@ class LinkReport:
     overrides_same: int = 0
     overrides_different: int = 0
     review_queue: int = 0
+    incremental: bool = False
+    new_records: int = 0
+    records_relinked: int = 0
     seconds: float = 0.0
+
+
+def _incremental_scope(con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]]) -> tuple[int, int]:
+    """Score new records with the saved model and collect what must be re-clustered into `_scope`.
+
+    The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
+    citizens) of the new records and of citizens that lost a record. Returns (new records, records in scope).
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)")
+    n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
+    con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)")
+    if n_new:
+        with tempfile.TemporaryDirectory(prefix="citizen-view-incremental-") as tmp:
+            path = predict_new_edges(con, saved_model(con), "_new_keys", Path(tmp) / "new_edges.parquet")
+            con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)")
+            con.execute(f"INSERT INTO match_edges BY NAME SELECT * FROM read_parquet('{path}')")
+    con.register("_same", pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _strong AS
+        SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= {threshold}
+        UNION ALL SELECT a, b FROM _same
+        """
+    )
+    con.unregister("_same")
+    # Start from the new records and the citizens that lost one, then grow to whole connected components
+    # (strong links and shared citizens): the full run clusters each component on its own, so re-forming
+    # whole components gives the same clusters.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM _new_keys UNION "
+        "SELECT l.record_key FROM citizen_source_link l JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
+        "JOIN source_records USING (record_key)"
+    )
+    for _ in range(100):
+        added = con.execute(
+            """
+            INSERT INTO _scope
+            SELECT DISTINCT k FROM (
+                SELECT e.b AS k FROM _strong e JOIN _scope s ON s.record_key = e.a
+                UNION ALL SELECT e.a FROM _strong e JOIN _scope s ON s.record_key = e.b
+                UNION ALL SELECT l2.record_key FROM _scope s JOIN citizen_source_link l1 USING (record_key)
+                          JOIN citizen_source_link l2 ON l2.citizen_id = l1.citizen_id
+            ) n
+            WHERE k NOT IN (SELECT record_key FROM _scope) AND k IN (SELECT record_key FROM source_records)
+            """
+        ).fetchall()[0][0]
+        if not added:
+            break
+    return n_new, con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]
 
 
 def link_citizens(
     con: duckdb.DuckDBPyConnection, *, run_id: str, overrides_path: Path | None = None,
-    review_band: tuple[float, float] | None = None, max_citizen_records: int = 50,
+    review_band: tuple[float, float] | None = None, max_citizen_records: int = 50, incremental: bool = False,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
-    citizen ID, and queue what still needs a reviewer."""
+    citizen ID, and queue what still needs a reviewer.
+
+    `incremental`: score only records not linked yet, with the saved model, and re-form only the citizens
+    they touch; everyone else keeps their citizen untouched. Falls back to a full link on a first run.
+    """
     started = time.perf_counter()
     con.execute(LINKAGE_TABLES)
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
     overrides = load_overrides(overrides_path)
     same, different = constraints(overrides)
+    incremental = incremental and table_exists(con, "main", "citizen_source_link")
+    n_new = 0
+    if incremental:
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same)
+        in_scope = "WHERE record_key IN (SELECT record_key FROM _scope)"
+        edge_scope = " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
+    else:
+        in_scope = edge_scope = ""
     records = con.sql(
-        "SELECT record_key, national_id, national_id_valid, strftime(date_of_birth, '%Y%m%d') AS dob FROM source_records"
+        f"SELECT record_key, national_id, national_id_valid, strftime(date_of_birth, '%Y%m%d') AS dob FROM source_records {in_scope}"
     ).pl()
-    edges = con.sql("SELECT record_key_l, record_key_r, match_weight FROM match_edges").pl()
+    edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
     clustered = cluster_records(records, edges, threshold=threshold, same=same, different=different)
     previous = (
-        con.sql("SELECT record_key, citizen_id FROM citizen_source_link").pl()
+        con.sql(f"SELECT record_key, citizen_id FROM citizen_source_link {in_scope}").pl()
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
@@ -139,9 +204,7 @@ def link_citizens(
     try:
         con.register("_links", links)
         con.register("_history", history)
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE citizen_source_link AS
+        rows = f"""
             WITH best AS (
                 SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
                 FROM (
@@ -159,8 +222,21 @@ def link_citizens(
                    count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
                    '{run_id}' AS run_id, now() AS linked_at
             FROM _links l JOIN source_records r USING (record_key) LEFT JOIN best USING (record_key)
-            ORDER BY l.citizen_id, r.source, r.source_record_id
-            """
+        """
+        if incremental:
+            con.execute(
+                "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
+                "OR record_key IN (SELECT record_key FROM _gone_keys)"
+            )
+            con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id")
+        # The citizens whose golden record must be rebuilt: all of them, or those the incremental run touched.
+        con.execute(
+            "CREATE OR REPLACE TABLE linkage_changes AS SELECT DISTINCT citizen_id, ? AS incremental FROM "
+            "(SELECT citizen_id FROM _links UNION ALL SELECT citizen_id FROM _history UNION ALL "
+            "SELECT related_citizen_id FROM _history WHERE related_citizen_id IS NOT NULL)",
+            [incremental],
         )
         con.execute(
             "INSERT INTO citizen_id_history (citizen_id, event, related_citizen_id, records, run_id) "
@@ -181,8 +257,8 @@ def link_citizens(
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
-        records=links.height,
-        citizens=links.get_column("citizen_id").n_unique(),
+        records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
+        citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
         created=count.get("created", 0),
         split=count.get("split", 0),
         merged=count.get("merged", 0),
@@ -192,6 +268,9 @@ def link_citizens(
         overrides_same=len(same),
         overrides_different=len(different),
         review_queue=queued,
+        incremental=incremental,
+        new_records=n_new,
+        records_relinked=links.height,
         seconds=time.perf_counter() - started,
     )
 
