@@ -57,14 +57,18 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         """Scored candidate pairs with per-field match weights (the evidence behind every link)."""
         with warehouse.connect() as con:
             report = score_pairs(con)
-        rows = "\n".join(f"| {b:+.0f} | {c:,} |" for b, c in report.histogram)
+        peak = max((c for _, c in report.histogram), default=0) or 1
+        rows = "\n".join(
+            f"| {b:+.0f}{' ◀ threshold' if b <= report.threshold < b + 1 else ''} | {'█' * max(1 if c else 0, round(24 * c / peak))} {c:,} |"
+            for b, c in report.histogram
+        )
         return MaterializeResult(
             metadata={
                 "dagster/row_count": report.pairs_kept,
                 "threshold_match_weight": report.threshold,
                 "threshold_method": report.threshold_method,
                 "pairs_above_threshold": report.links_above_threshold,
-                "match_weight_histogram": MetadataValue.md(f"| weight from | pairs |\n|---|---|\n{rows}"),
+                "match_weight_histogram": MetadataValue.md(f"| match weight | scored pairs |\n|---|---|\n{rows}"),
                 "seconds": round(report.seconds, 2),
             }
         )

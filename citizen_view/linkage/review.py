@@ -95,9 +95,12 @@ def _weight(probability: float) -> float:
 
 def build_review_queue(
     con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, *, threshold: float, band: tuple[float, float] | None,
-    max_citizen_records: int, run_id: str,
+    max_citizen_records: int, run_id: str, scope: str | None = None,
 ) -> int:
-    """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size."""
+    """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size.
+
+    `scope`: a table of record keys re-formed by an incremental run; only their items are refreshed.
+    """
     low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
     con.register("_decided", overrides.select("record_key_l", "record_key_r"))
     mw_cols = [c for (c,) in con.execute(
@@ -105,9 +108,21 @@ def build_review_queue(
     ).fetchall()]  # fmt: skip
     evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
     try:
+        refresh = scope is not None and _has_queue(con)
+        pair_scope = (
+            f"AND (e.record_key_l IN (SELECT record_key FROM {scope}) OR e.record_key_r IN (SELECT record_key FROM {scope}))"
+            if refresh else ""
+        )
+        citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scope})" if refresh else ""
+        if refresh:
+            con.execute(
+                f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scope}) "
+                f"OR record_key_r IN (SELECT record_key FROM {scope}) "
+                "OR citizen_id NOT IN (SELECT DISTINCT citizen_id FROM citizen_source_link)"
+            )
         con.execute(
-            f"""
-            CREATE OR REPLACE TABLE review_queue AS
+            ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
+            + f"""
             WITH pairs AS (
                 SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
                        'uncertain link' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
@@ -119,13 +134,13 @@ def build_review_queue(
                 FROM match_edges e
                 JOIN citizen_source_link a ON a.record_key = e.record_key_l
                 JOIN citizen_source_link b ON b.record_key = e.record_key_r
-                WHERE e.match_weight BETWEEN {low} AND {high}
+                WHERE e.match_weight BETWEEN {low} AND {high} {pair_scope}
             ),
             members AS (
                 SELECT l.citizen_id, count(*) AS records,
                        count(DISTINCT CASE WHEN r.national_id_valid THEN r.national_id END) AS ids,
                        count(DISTINCT r.date_of_birth) AS dates, min(r.record_key) AS first_key, max(r.record_key) AS last_key
-                FROM citizen_source_link l JOIN source_records r USING (record_key) GROUP BY l.citizen_id
+                FROM citizen_source_link l JOIN source_records r USING (record_key) {citizen_scope} GROUP BY l.citizen_id
             ),
             clusters AS (
                 SELECT 'citizen ' || citizen_id AS item_id, 'suspicious citizen' AS kind, first_key AS record_key_l,
@@ -144,9 +159,17 @@ def build_review_queue(
             ORDER BY kind DESC, abs(coalesce(match_weight, {threshold}) - {threshold}), item_id
             """
         )
+        if refresh:  # a pair decided since it was queued leaves the queue
+            con.execute("DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r")
     finally:
         con.unregister("_decided")
     return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
+
+
+def _has_queue(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'review_queue'"
+    ).fetchall()[0][0])  # fmt: skip
 
 
 def store_overrides(con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame) -> None:

@@ -198,13 +198,7 @@ def predict_edges(
     out.parent.mkdir(parents=True, exist_ok=True)
     db_api = db_api or make_db_api(spill_dir=str(out.parent))
     linker = Linker(_register_input(con, db_api, out.parent), model, log_level=logging.ERROR)
-    scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    columns = [c.unquote().name for c in scored.columns]
-    keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
-    keep += [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
-    select = ", ".join(f'"{c}"' for c in keep)
-    db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
-    scored.drop_table_from_database_and_remove_from_cache()
+    _copy_edges(db_api, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), out)
     return out
 
 

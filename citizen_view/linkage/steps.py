@@ -252,7 +252,8 @@ def link_citizens(
         con.unregister("_history")
     store_overrides(con, overrides)
     queued = build_review_queue(
-        con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id
+        con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id,
+        scope="_scope" if incremental else None,
     )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
