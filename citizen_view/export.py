@@ -12,7 +12,6 @@ latest run's gates failed.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+from citizen_view.files import sha256_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -168,7 +169,7 @@ def write_bundle(
     if data_docs is not None:
         data_docs(partial / "data-docs")
     files = sorted(p for p in partial.rglob("*") if p.is_file())
-    lines = [f"{_sha256(p)}  {p.relative_to(partial).as_posix()}" for p in files]
+    lines = [f"{sha256_of(p)}  {p.relative_to(partial).as_posix()}" for p in files]
     (partial / "checksums.sha256").write_text("\n".join(lines) + "\n", encoding="utf-8")
     partial.rename(final)
     return final
@@ -176,14 +177,6 @@ def write_bundle(
 
 def _json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- publication -----------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _display_name(sources: SourcesFile, path: Path) -> str:
 
 
 def _check_columns(source: SourceConfig, file: str, columns: list[str], *, parsed_rows: int) -> None:
-    wanted = [(f"record_id", source.record_id)] if source.record_id else []
+    wanted = [("record_id", source.record_id)] if source.record_id else []
     wanted += [(canonical, m.column) for canonical, m in source.fields.items()]
     have = set(columns)
     for canonical, column in wanted:

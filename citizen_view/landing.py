@@ -8,12 +8,13 @@ ends). A ready file starts an ingest once per content: the run key is source + f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from citizen_view.files import sha256_of
 
 if TYPE_CHECKING:
     from citizen_view.contract import SourceConfig, SourcesFile
@@ -63,14 +64,6 @@ def integrity_problem(path: Path, fmt: str) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def landing_files(sources: SourcesFile, source: SourceConfig) -> list[Path]:
     """The extract files of a source that sit in its landing folder."""
     if not source.landing:
@@ -101,7 +94,7 @@ def look(sources: SourcesFile, source: SourceConfig, cursor: dict) -> tuple[dict
         if problem:
             waiting[name] = problem
             continue
-        digest = _sha256(path)
+        digest = sha256_of(path)
         if seen.get(name) == digest:
             continue
         seen[name] = digest

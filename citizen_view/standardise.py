@@ -146,7 +146,7 @@ def normalise_phone(frame: pl.DataFrame, column: str, *, country: str) -> pl.Ser
     national_len = 9 if country == "NL" else 8
     fast = (
         pl.select(
-            pl.when(digits.str.contains(rf"^\+\d{{8,15}}$"))
+            pl.when(digits.str.contains(r"^\+\d{8,15}$"))
             .then(digits)
             .when(digits.str.contains(r"^00\d{8,15}$"))
             .then(pl.lit("+") + digits.str.slice(2))
