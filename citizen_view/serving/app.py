@@ -66,10 +66,6 @@ class ViewStore:
         finally:
             cur.close()
 
-    def country(self) -> str:
-        with self.cursor() as (cur, _):
-            return cur.execute("SELECT country FROM view_info").fetchall()[0][0]
-
 
 @dataclass
 class Trail:

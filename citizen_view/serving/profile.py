@@ -45,10 +45,6 @@ def _text(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def citizen_exists(con: duckdb.DuckDBPyConnection, citizen_id: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM citizen WHERE citizen_id = ?", [citizen_id]).fetchall()[0][0])
-
-
 def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:
     """The profile of one citizen for one role, or None when the citizen does not exist."""
     cur = con.execute("SELECT * FROM citizen WHERE citizen_id = ?", [citizen_id])
