@@ -23,8 +23,8 @@ from citizen_view.contract import SourcesFile
 from citizen_view.disclosure import DisclosureRules
 from citizen_view.open_data import TABLES
 from pipelines.resources import WarehouseResource
-from quality import rules
-from quality.results import record
+from citizen_view.quality import rules
+from citizen_view.quality.results import record
 
 Evaluate = Callable[..., rules.RuleResult]
 
@@ -122,7 +122,7 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
 
 def _suite(info, table, disclosure: DisclosureRules) -> rules.RuleResult:
     from assets.publication import suite_spec
-    from quality.expectations import validate_tables
+    from citizen_view.quality.expectations import validate_tables
 
     outcome = validate_tables(
         {info.name: table}, {info.name: suite_spec(info)}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros

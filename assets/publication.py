@@ -13,8 +13,8 @@ from citizen_view.disclosure import DisclosureRules
 from citizen_view.export import bundle_dirs, write_bundle
 from citizen_view.open_data import TABLES, PublishedTable, build_table
 from pipelines.resources import WarehouseResource
-from quality.expectations import validate_tables
-from quality.results import run_results
+from citizen_view.quality.expectations import validate_tables
+from citizen_view.quality.results import run_results
 
 PUBLICATION_GROUP = "publication"
 PROTECTION_LOG = "open_data.protection"
@@ -115,7 +115,7 @@ def _table_asset(sources: SourcesFile, name: str, upstream: AssetKey) -> AssetsD
 
 def suite_spec(info):
     """The Great Expectations spec of a published table."""
-    from quality.expectations import TableSpec
+    from citizen_view.quality.expectations import TableSpec
 
     counted = info.count_column is not None
     return TableSpec(

@@ -198,7 +198,7 @@ class Published:
 
 def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
     """The latest run that evaluated gates, and the checks that failed in it."""
-    from quality.results import RESULTS_TABLE
+    from citizen_view.quality.results import RESULTS_TABLE
 
     latest = con.execute(
         f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1"
@@ -217,7 +217,7 @@ def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, li
 
 
 def _has_results(con: duckdb.DuckDBPyConnection) -> bool:
-    from quality.results import RESULTS_TABLE
+    from citizen_view.quality.results import RESULTS_TABLE
 
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [RESULTS_TABLE]).fetchall()[0][0])
 

@@ -17,7 +17,7 @@ def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory) -> Path:
     """A generated NL set of 400 persons (extracts, sources.yaml and truth)."""
-    from citizen_view.generate import generate
+    from citizen_view_synth import generate
 
     out = tmp_path_factory.mktemp("generated")
     generate(out, persons=400, seed=7, country="NL")

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from quality.expectations import TableSpec, build_suite, to_pandas, validate_tables
+from citizen_view.quality.expectations import TableSpec, build_suite, to_pandas, validate_tables
 
 MIN_CELL = 10
 SPEC = TableSpec(

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
-from citizen_view.cli import main
-from citizen_view.runner import run_pipeline, summarise
+from pipelines.cli import main
+from pipelines.runner import run_pipeline, summarise
 from pipelines.definitions import build_definitions
 
 

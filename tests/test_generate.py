@@ -19,8 +19,8 @@ from stdnum.nl import bsn
 from stdnum.no import fodselsnummer
 
 from citizen_view.contract import load_sources
-from citizen_view.generate import NoiseConfig, generate
-from citizen_view.generate.register import WIDTHS
+from citizen_view_synth import NoiseConfig, generate
+from citizen_view_synth.register import WIDTHS
 
 SOURCES = ("population", "tax", "benefits", "permits", "licences")
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_different_seed_gives_different_files(tmp_path: Path) -> None:
 def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     """No dependence on Python's per-process string hashing (set order etc.)."""
     code = (
-        "import sys; from pathlib import Path; from citizen_view.generate import generate; "
+        "import sys; from pathlib import Path; from citizen_view_synth import generate; "
         "generate(Path(sys.argv[1]), persons=300, seed=3, country='NO', chunk_size=100)"
     )
     for hash_seed in ("1", "2"):

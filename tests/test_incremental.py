@@ -10,7 +10,7 @@ import polars as pl
 
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.steps import link_citizens, score_pairs
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 
 

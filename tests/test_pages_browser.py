@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 from tests.service_fixtures import TOKENS, start_service
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,7 +170,7 @@ def test_model_json_and_splink_charts_are_saved_beside_the_warehouse(first_run):
 
 
 def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_run, capsys):
-    from citizen_view.cli import main
+    from pipelines.cli import main
 
     _, wh = first_run
     pair = _sql(wh, """
@@ -192,7 +192,7 @@ def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_ru
 
 
 def test_evaluate_command_reports_the_figures(first_run, generated, capsys):
-    from citizen_view.cli import main
+    from pipelines.cli import main
 
     _, wh = first_run
     assert main(["evaluate", "--truth", str(generated / "truth"), "--warehouse", str(wh)]) == 0

@@ -10,10 +10,10 @@ import httpx
 import polars as pl
 import pytest
 
-from citizen_view.cli import main
+from pipelines.cli import main
 from citizen_view.linkage.clusters import cluster_records
 from citizen_view.linkage.review import load_overrides, overrides_file
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 from tests.service_fixtures import TOKENS, start_service
 
 

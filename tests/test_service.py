@@ -10,9 +10,9 @@ import duckdb
 import httpx
 import pytest
 
-from citizen_view.cli import main
+from pipelines.cli import main
 from citizen_view.contract import load_sources
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 from citizen_view.serving.access import load_access
 from citizen_view.serving.snapshot import publish_view, serving_dir
 from citizen_view.warehouse import connect

@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 
 from citizen_view.linkage.evaluate import evaluate_links
-from citizen_view.runner import run_pipeline
+from pipelines.runner import run_pipeline
 from tests.conftest import write
 
 FIRST = "Mila Sven Ingrid Tobias Nora Lars Eva Henrik Sofie Jonas Anna Erik Lea Mats Ida Oskar Maja Nils Tuva Emil".split()

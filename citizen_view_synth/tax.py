@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from random import Random
 
-from citizen_view.generate.dates import TAX_YEAR
-from citizen_view.generate.extract import CsvExtract, Raw
-from citizen_view.generate.people import Person
-from citizen_view.generate.render import Renderer
+from citizen_view_synth.dates import TAX_YEAR
+from citizen_view_synth.extract import CsvExtract, Raw
+from citizen_view_synth.people import Person
+from citizen_view_synth.render import Renderer
 
 COLUMNS = ("taxpayer_ref", "tin", "name", "birth_date", "street", "house_number", "postcode", "city", "tax_year",
            "assessed_income")

@@ -10,11 +10,11 @@ from pathlib import Path
 from random import Random
 from typing import Any, ClassVar
 
-from citizen_view.generate.names import NameBook
-from citizen_view.generate.noise import NoiseConfig
-from citizen_view.generate.people import Person
-from citizen_view.generate.places import Gazetteer
-from citizen_view.generate.render import Renderer
+from citizen_view_synth.names import NameBook
+from citizen_view_synth.noise import NoiseConfig
+from citizen_view_synth.people import Person
+from citizen_view_synth.places import Gazetteer
+from citizen_view_synth.render import Renderer
 
 DUPLICATE_ID = "duplicate_id"
 INVALID_UTF8_MARK = "\ue000"  # private-use character, swapped for raw invalid bytes after encoding

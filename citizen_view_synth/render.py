@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from random import Random
 
-from citizen_view.generate.names import NameBook
-from citizen_view.generate.noise import NoiseConfig, case_change, mistype_id, typo, whitespace_change
-from citizen_view.generate.people import Person
-from citizen_view.generate.places import Address, Gazetteer
-from citizen_view.generate.spelling import ascii_fold, prefix_variant
+from citizen_view_synth.names import NameBook
+from citizen_view_synth.noise import NoiseConfig, case_change, mistype_id, typo, whitespace_change
+from citizen_view_synth.people import Person
+from citizen_view_synth.places import Address, Gazetteer
+from citizen_view_synth.spelling import ascii_fold, prefix_variant
 
 _PHONE_STYLES = {
     "NL": ("{p}", "{p}", "{a}-{b}", "{a} {b}", "+31{m}", "+31 {m1} {b}"),

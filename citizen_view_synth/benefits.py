@@ -7,11 +7,11 @@ from datetime import date
 from random import Random
 from typing import Any
 
-from citizen_view.generate.dates import REF, between, years_ago
-from citizen_view.generate.extract import JsonlExtract, Raw, RunContext
-from citizen_view.generate.people import Person
-from citizen_view.generate.pool import Pool
-from citizen_view.generate.render import Renderer
+from citizen_view_synth.dates import REF, between, years_ago
+from citizen_view_synth.extract import JsonlExtract, Raw, RunContext
+from citizen_view_synth.people import Person
+from citizen_view_synth.pool import Pool
+from citizen_view_synth.render import Renderer
 
 _fromordinal = date.fromordinal
 _N_CASES = Pool((1, 2, 3), (0.6, 0.3, 0.1))

@@ -9,7 +9,7 @@ from random import Random
 from faker.providers.person import nl_NL as faker_nl
 from faker.providers.person import no_NO as faker_no
 
-from citizen_view.generate.pool import Pool, ranked
+from citizen_view_synth.pool import Pool, ranked
 
 # Dutch surname prefixes (tussenvoegsels), longest first so "van der" wins over "van".
 NL_PREFIXES: tuple[str, ...] = (

@@ -9,8 +9,8 @@ from random import Random
 from faker.providers.address import nl_NL as faker_nl_address
 from faker.providers.person import no_NO as faker_no
 
-from citizen_view.generate.names import latin1
-from citizen_view.generate.pool import Pool, ranked
+from citizen_view_synth.names import latin1
+from citizen_view_synth.pool import Pool, ranked
 
 # (name, population, first postcode, last postcode). Real municipalities, populations rounded;
 # a few tiny ones so that small counts per municipality occur.

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from citizen_view.contract import dump_sources
-from citizen_view.generate.register import WIDTHS
+from citizen_view_synth.register import WIDTHS
 
 RANKING = ["population", "tax", "benefits", "licences", "permits"]
 

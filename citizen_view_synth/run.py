@@ -8,19 +8,19 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from citizen_view.generate.benefits import BenefitsExtract
-from citizen_view.generate.extract import Extract, RunContext
-from citizen_view.generate.licences import LicencesExtract
-from citizen_view.generate.names import name_book
-from citizen_view.generate.national_id import BSN_CAPACITY
-from citizen_view.generate.noise import NoiseConfig
-from citizen_view.generate.people import PopulationBuilder
-from citizen_view.generate.permits import PermitsExtract
-from citizen_view.generate.places import gazetteer
-from citizen_view.generate.register import PopulationRegister
-from citizen_view.generate.sources_yaml import write_sources_yaml
-from citizen_view.generate.tax import TaxExtract
-from citizen_view.generate.truth import TruthWriter
+from citizen_view_synth.benefits import BenefitsExtract
+from citizen_view_synth.extract import Extract, RunContext
+from citizen_view_synth.licences import LicencesExtract
+from citizen_view_synth.names import name_book
+from citizen_view_synth.national_id import BSN_CAPACITY
+from citizen_view_synth.noise import NoiseConfig
+from citizen_view_synth.people import PopulationBuilder
+from citizen_view_synth.permits import PermitsExtract
+from citizen_view_synth.places import gazetteer
+from citizen_view_synth.register import PopulationRegister
+from citizen_view_synth.sources_yaml import write_sources_yaml
+from citizen_view_synth.tax import TaxExtract
+from citizen_view_synth.truth import TruthWriter
 
 EXTRACTS: tuple[type[Extract], ...] = (PopulationRegister, TaxExtract, BenefitsExtract, PermitsExtract, LicencesExtract)
 

@@ -1,4 +1,4 @@
-"""`citizen-view`: generate sample extracts, run the pipeline, benchmark it."""
+"""`citizen-view`: the command line of the application: run, publish, serve, review, audit; generate and bench (tools)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,19 @@ def _default_sources() -> Path:
     return DEFAULT_SOURCES
 
 
+def _tool(module: str, extra: str):
+    """Import a tool package installed by an extra, or explain how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(f"error: {exc}. Install the tools with: pip install 'citizen-view[{extra}]'") from None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    from citizen_view.generate import NoiseConfig, generate
+    synth = _tool("citizen_view_synth", "synth")
+    NoiseConfig, generate = synth.NoiseConfig, synth.generate
 
     report = generate(
         Path(args.out), persons=args.persons, seed=args.seed, country=args.country,
@@ -32,7 +43,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from citizen_view.contract import ConfigError
-    from citizen_view.runner import instance_for_cli, run_pipeline
+    from pipelines.runner import instance_for_cli, run_pipeline
 
     sources = Path(args.sources) if args.sources else _default_sources()
     try:
@@ -236,8 +247,7 @@ def _describe(meta: dict) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from citizen_view import bench
-
+    bench = _tool("citizen_view_bench.bench", "bench")
     return bench.main(args)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 from random import Random
 
-from citizen_view.generate.dates import REF, add_years, age_on, between, years_ago
-from citizen_view.generate.names import NameBook, name_book
-from citizen_view.generate.national_id import FodselsnummerAllocator, bsn_for
-from citizen_view.generate.noise import NoiseConfig
-from citizen_view.generate.places import Address, Gazetteer, gazetteer
-from citizen_view.generate.pool import Pool
-from citizen_view.generate.spelling import email_part
+from citizen_view_synth.dates import REF, add_years, age_on, between, years_ago
+from citizen_view_synth.names import NameBook, name_book
+from citizen_view_synth.national_id import FodselsnummerAllocator, bsn_for
+from citizen_view_synth.noise import NoiseConfig
+from citizen_view_synth.places import Address, Gazetteer, gazetteer
+from citizen_view_synth.pool import Pool
+from citizen_view_synth.spelling import email_part
 
 _fromordinal = date.fromordinal
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import xlsxwriter
 
-from citizen_view.generate.dates import REFERENCE_DATE, add_years, between, years_ago
-from citizen_view.generate.extract import Extract
-from citizen_view.generate.people import Person
-from citizen_view.generate.pool import Pool
-from citizen_view.generate.render import Renderer
-from citizen_view.generate.spelling import initials
+from citizen_view_synth.dates import REFERENCE_DATE, add_years, between, years_ago
+from citizen_view_synth.extract import Extract
+from citizen_view_synth.people import Person
+from citizen_view_synth.pool import Pool
+from citizen_view_synth.render import Renderer
+from citizen_view_synth.spelling import initials
 
 _fromordinal = date.fromordinal
 COLUMNS = ("permit_no", "permit_type", "applicant", "email", "phone", "street", "house_number", "postcode", "city",
@@ -38,7 +38,7 @@ class PermitsExtract(Extract):
 
     def open(self) -> None:
         self._book = xlsxwriter.Workbook(str(self.path), {"constant_memory": True})
-        self._book.set_properties({"title": "Municipal permits", "author": "citizen_view.generate",
+        self._book.set_properties({"title": "Municipal permits", "author": "citizen_view_synth",
                                    "company": "Synthetic municipality", "created": _FIXED_CREATED})
         self._sheet = self._book.add_worksheet(SHEET)
         for col, title in enumerate(COLUMNS):

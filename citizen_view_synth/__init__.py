@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from citizen_view.generate.noise import NoiseConfig
-from citizen_view.generate.run import GenerateReport, generate
+from citizen_view_synth.noise import NoiseConfig
+from citizen_view_synth.run import GenerateReport, generate
 
 __all__ = ["GenerateReport", "NoiseConfig", "generate"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from random import Random
 
-from citizen_view.generate.extract import FixedWidthExtract, Raw
-from citizen_view.generate.people import Person
-from citizen_view.generate.render import Renderer
+from citizen_view_synth.extract import FixedWidthExtract, Raw
+from citizen_view_synth.people import Person
+from citizen_view_synth.render import Renderer
 
 WIDTHS: dict[str, int] = {
     "REC_NO": 10, "NATID": 11, "SURNAME": 40, "MIDDLENAME": 30, "FIRSTNAMES": 50, "SEX": 1, "BIRTHDATE": 8,

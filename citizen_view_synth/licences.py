@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 from random import Random
 
-from citizen_view.generate.dates import REF, add_years, between, years_ago
-from citizen_view.generate.extract import INVALID_UTF8_MARK, CsvExtract
-from citizen_view.generate.people import Person
-from citizen_view.generate.pool import Pool
-from citizen_view.generate.render import Renderer
-from citizen_view.generate.spelling import initials
+from citizen_view_synth.dates import REF, add_years, between, years_ago
+from citizen_view_synth.extract import INVALID_UTF8_MARK, CsvExtract
+from citizen_view_synth.people import Person
+from citizen_view_synth.pool import Pool
+from citizen_view_synth.render import Renderer
+from citizen_view_synth.spelling import initials
 
 _fromordinal = date.fromordinal
 COLUMNS = ("licence_no", "initials", "surname", "birth_date", "sex", "national_id", "street", "house_number",

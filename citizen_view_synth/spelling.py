@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from random import Random
 
-from citizen_view.generate.names import split_prefix
+from citizen_view_synth.names import split_prefix
 
 _ACCENTS = {
     "é": "e", "è": "e", "ê": "e", "ë": "e", "É": "E", "È": "E", "Ë": "E", "á": "a", "à": "a", "â": "a", "ä": "a",

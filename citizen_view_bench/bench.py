@@ -72,7 +72,7 @@ def _fmt(extra: dict) -> str:
 
 
 def _generated(args: argparse.Namespace, stages: list[Stage]) -> Path:
-    from citizen_view.generate import generate
+    from citizen_view_synth import generate
 
     data = Path(args.workdir) / f"{args.country.lower()}_{args.persons}_{args.seed}"
     if args.reuse and (data / "sources.yaml").is_file():
@@ -161,7 +161,7 @@ def bench_link(args: argparse.Namespace) -> dict:
 
 def bench_pipeline(args: argparse.Namespace) -> dict:
     """The whole Dagster job on generated extracts: wall time per step, and the share the quality gates take."""
-    from citizen_view.runner import run_pipeline
+    from pipelines.runner import run_pipeline
 
     stages: list[Stage] = []
     print(f"bench pipeline: {args.persons:,} persons, seed {args.seed}, {args.country}")
@@ -236,7 +236,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
         port = s.getsockname()[1]
     audit = Path(args.workdir) / "bench_serve_audit.jsonl"
     server = subprocess.Popen(
-        [sys.executable, "-m", "citizen_view.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
+        [sys.executable, "-m", "pipelines.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
          "--audit-log", str(audit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-    from quality.rules import RuleResult
+    from citizen_view.quality.rules import RuleResult
 
 RESULTS_TABLE = "quality_results"
 _DDL = f"""
