@@ -8,8 +8,7 @@ from citizen_view.contract import SourcesFile
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.golden import build_citizen
 from citizen_view.linkage.records import build_source_records
-from citizen_view.linkage.review import overrides_file
-from citizen_view.linkage.steps import link_citizens, model_dir, score_pairs, train_and_store
+from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"
@@ -38,8 +37,8 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     def linkage_model(warehouse: WarehouseResource) -> MaterializeResult:
         """The Splink model, fitted without ground truth; saved as JSON with its charts beside the warehouse."""
         with warehouse.connect() as con:
-            trained, path = train_and_store(con, warehouse.path)
-        reports = model_dir(warehouse.path)
+            trained, path = train_and_store(con, warehouse.layout)
+        reports = warehouse.layout.linkage_dir
         return MaterializeResult(
             metadata={
                 "model_json": MetadataValue.path(str(path)),
@@ -79,7 +78,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
         with warehouse.connect() as con:
             report = link_citizens(
-                con, run_id=context.run.run_id, overrides_path=overrides_file(warehouse.path),
+                con, run_id=context.run.run_id, overrides_path=warehouse.layout.overrides_file,
                 review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
                 incremental=config.incremental,
             )

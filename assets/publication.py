@@ -64,7 +64,7 @@ def build_publication_assets(sources: SourcesFile, *, upstream: AssetKey) -> lis
 
         report = sdc_report(tables, rules, reference=reference_date(sources))
         bundle = write_bundle(
-            tables, exports_dir=bundle_dirs(sources, warehouse.path)[0], run_id=context.run.run_id, sources=sources,
+            tables, exports_dir=bundle_dirs(sources, warehouse.layout)[0], run_id=context.run.run_id, sources=sources,
             sdc_report=report, gates=gates, data_docs=data_docs,
         )  # fmt: skip
         files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and "data-docs" not in p.parts)

@@ -5,7 +5,7 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
-from citizen_view.serving.snapshot import publish_view, serving_dir
+from citizen_view.serving.snapshot import publish_view
 from pipelines.resources import WarehouseResource
 
 SERVING_GROUP = "serving"
@@ -17,7 +17,7 @@ def build_serving_assets(sources: SourcesFile, *, upstream: AssetKey) -> list[As
     @asset(key=AssetKey(["serving", "view"]), group_name=SERVING_GROUP, deps=[upstream], kinds={"duckdb"})
     def served_view(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         """Citizens, linked records, cases, life events and search keys in a new DuckDB file, switched in atomically."""
-        folder = serving_dir(warehouse.path)
+        folder = warehouse.layout.serving_dir
         with warehouse.connect() as con:
             path = publish_view(con, sources, folder, run_id=context.run.run_id)
         import duckdb

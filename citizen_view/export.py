@@ -4,9 +4,9 @@ A bundle is a folder `exports/<yyyymmdd-hhmmss>-<run>/` holding each table as CS
 Frictionless `datapackage.json`, DCAT-AP metadata (`dcat.jsonld`, with the fields DCAT-AP-NL/DONL and
 DCAT-AP-NO require), the Great Expectations Data Docs, `sdc-report.json`, `gates.json` and
 `checksums.sha256`. It is written to a hidden folder and renamed into place, so a crashed run never
-leaves half a bundle. `publish` copies the newest bundle whose gates all passed to the publication
-folder by the same write-then-rename, and refuses (leaving what is published untouched) when the
-latest run's gates failed.
+leaves half a bundle (the next run removes what a crash left). `publish` copies the newest bundle whose
+gates all passed into a new version folder and swaps the `published` symlink to it in one atomic
+rename, and refuses (leaving what is published untouched) when the latest run's gates failed.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from citizen_view.files import sha256_of
+from citizen_view.layout import PARTIAL, clean_partials, swap_symlink
 
 if TYPE_CHECKING:
     import duckdb
 
     from citizen_view.contract import SourcesFile
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.open_data import PublishedTable
 
 FORMATS = {
@@ -41,11 +43,10 @@ FIELD_DESCRIPTIONS = {
 }
 
 
-def bundle_dirs(sources: SourcesFile, warehouse_path: str | Path) -> tuple[Path, Path]:
-    """(exports, published) folders: as configured, relative ones beside the warehouse's folder."""
-    base = Path(warehouse_path).resolve().parent.parent
+def bundle_dirs(sources: SourcesFile, layout: WarehouseLayout) -> tuple[Path, Path]:
+    """(exports, published) of one warehouse: as configured, relative ones inside the warehouse's folder."""
     pub = sources.publication
-    return tuple(p if p.is_absolute() else base / p for p in (Path(pub.exports_dir), Path(pub.published_dir)))  # type: ignore[return-value]
+    return layout.exports_dir(pub.exports_dir), layout.published_dir(pub.published_dir)
 
 
 def _frictionless_type(dtype: pl.DataType) -> str:
@@ -154,9 +155,8 @@ def write_bundle(
     now = now or dt.datetime.now(dt.timezone.utc)
     name = f"{now:%Y%m%d-%H%M%S}-{run_id[:8]}"
     final = exports_dir / name
-    partial = exports_dir / f".{name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
+    clean_partials(exports_dir)  # what a crashed run left behind
+    partial = exports_dir / f".{name}{PARTIAL}"
     (partial / "data").mkdir(parents=True)
     for t in tables:
         t.table.write_csv(partial / "data" / f"{t.info.name}.csv")
@@ -180,6 +180,9 @@ def _json(path: Path, data: Any) -> None:
 
 
 # --- publication -----------------------------------------------------------------------------------
+
+
+KEEP_PUBLISHED = 2  # the published version and the one before it
 
 
 class PublishRefused(RuntimeError):
@@ -242,17 +245,18 @@ def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir:
     bundle = newest_passing_bundle(exports_dir)
     if bundle is None:
         raise PublishRefused(f"no complete bundle whose gates all passed under {exports_dir}", [])
-    published_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = published_dir.with_name(f".{published_dir.name}.incoming")
-    retired = published_dir.with_name(f".{published_dir.name}.previous")
-    for leftover in (staging, retired):
-        if leftover.exists():
-            shutil.rmtree(leftover)
+    versions = published_dir.with_name(f".{published_dir.name}-versions")
+    versions.mkdir(parents=True, exist_ok=True)
+    clean_partials(versions)
+    if published_dir.exists() and not published_dir.is_symlink():  # a folder published by an older version
+        published_dir.rename(versions / f"legacy-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}")
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}"
+    staging = versions / f".{bundle.name}-{stamp}{PARTIAL}"
     shutil.copytree(bundle, staging)
     (staging / "PUBLISHED_FROM").write_text(bundle.name + "\n", encoding="utf-8")
-    if published_dir.exists():
-        published_dir.rename(retired)
-    staging.rename(published_dir)
-    if retired.exists():
-        shutil.rmtree(retired)
+    version = staging.rename(versions / f"{bundle.name}-{stamp}")
+    swap_symlink(published_dir, version)  # the one atomic step: readers see the old bundle or the new one
+    for old in sorted(p for p in versions.iterdir() if not p.name.startswith("."))[:-KEEP_PUBLISHED]:
+        if old.resolve() != published_dir.resolve():
+            shutil.rmtree(old, ignore_errors=True)
     return Published(bundle, published_dir)

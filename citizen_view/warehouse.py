@@ -9,7 +9,6 @@ from pathlib import Path
 
 import duckdb
 
-DEFAULT_WAREHOUSE = Path("warehouse/citizen_view.duckdb")
 # The warehouse connection's memory ceiling (DuckDB's default is 80% of RAM); larger work spills to disk.
 MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_DUCKDB_MEMORY", "4GB")
 

@@ -87,6 +87,7 @@ def _generated(args: argparse.Namespace, stages: list[Stage]) -> Path:
 def _ingest(data: Path, warehouse: Path, stages: list[Stage]) -> None:
     from citizen_view.contract import load_sources
     from citizen_view.ingest import ingest_source
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     sources = load_sources(data / "sources.yaml")
@@ -117,6 +118,7 @@ def bench_link(args: argparse.Namespace) -> dict:
     from citizen_view.linkage.golden import build_citizen
     from citizen_view.linkage.records import build_source_records
     from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -132,7 +134,7 @@ def bench_link(args: argparse.Namespace) -> dict:
         with measure(stages, "source_records") as st:
             st.extra = {"records": build_source_records(con, [s.name for s in sources.sources])}
         with measure(stages, "train model") as st:
-            trained, _ = train_and_store(con, warehouse)
+            trained, _ = train_and_store(con, WarehouseLayout.of(warehouse))
             st.extra = {"fields": len(trained.fields_used)}
         with measure(stages, "score pairs") as st:
             edges = score_pairs(con)
@@ -196,7 +198,9 @@ def bench_serve(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from citizen_view.contract import load_sources
-    from citizen_view.serving.snapshot import publish_view, serving_dir
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.serving.snapshot import publish_view
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -207,7 +211,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
         raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first")
     sources = load_sources(data / "sources.yaml")
     with measure(stages, "publish served view") as st, connect(warehouse) as con:
-        view = publish_view(con, sources, serving_dir(warehouse), run_id="bench")
+        view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
     rng = random.Random(args.seed)
     con = duckdb.connect(str(view), read_only=True)
@@ -306,6 +310,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     from citizen_view.contract import load_sources
     from citizen_view.linkage.golden import build_citizen
     from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -330,7 +335,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             build_citizen(con, sources, only_changed=True)
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
         with measure(stages, "full rebuild (train, score, link, golden)") as st:
-            train_and_store(con, warehouse)
+            train_and_store(con, WarehouseLayout.of(warehouse))
             score_pairs(con)
             report = link_citizens(con, run_id="bench-full")
             build_citizen(con, sources)

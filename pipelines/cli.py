@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from citizen_view.warehouse import DEFAULT_WAREHOUSE
+from citizen_view.layout import DEFAULT_WAREHOUSE, WarehouseLayout
 
 
 def _default_sources() -> Path:
@@ -83,7 +83,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from citizen_view.warehouse import connect
 
     sources = load_sources(Path(args.sources) if args.sources else _default_sources())
-    exports, published = bundle_dirs(sources, args.warehouse)
+    exports, published = bundle_dirs(sources, WarehouseLayout.of(args.warehouse))
     with connect(args.warehouse, read_only=True) as con:
         try:
             done = publish(con, exports_dir=exports, published_dir=published)
@@ -101,7 +101,7 @@ DEFAULT_ACCESS = Path("config/access.yaml")
 
 
 def _audit_path(args: argparse.Namespace) -> Path:
-    return Path(args.audit_log) if args.audit_log else Path(args.warehouse).resolve().parent / "audit" / "access.jsonl"
+    return Path(args.audit_log) if args.audit_log else WarehouseLayout.of(args.warehouse).audit_log
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -109,11 +109,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from citizen_view.contract import ConfigError
     from citizen_view.serving.app import create_app
-    from citizen_view.serving.snapshot import current_view, serving_dir
+    from citizen_view.serving.snapshot import current_view
 
-    folder = serving_dir(args.warehouse)
+    layout = WarehouseLayout.of(args.warehouse)
+    folder = layout.serving_dir
     try:
-        app = create_app(serving_folder=folder, access_file=Path(args.access), audit_file=_audit_path(args))
+        app = create_app(
+            serving_folder=folder, access_file=Path(args.access), audit_file=_audit_path(args),
+            decisions_file=layout.overrides_file,
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -153,11 +157,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
     from citizen_view.linkage.explain import explain_pair
-    from citizen_view.linkage.review import load_overrides, overrides_file, pair_id, record_decision
+    from citizen_view.linkage.review import load_overrides, pair_id, record_decision
     from citizen_view.serving.audit import AuditEvent, AuditLog
     from citizen_view.warehouse import connect
 
-    decisions = overrides_file(args.warehouse)
+    decisions = WarehouseLayout.of(args.warehouse).overrides_file
     if args.review_command == "next":
         decided = {pair_id(a, b) for a, b in load_overrides(decisions).select("record_key_l", "record_key_r").rows()}
         with connect(args.warehouse, read_only=True) as con:

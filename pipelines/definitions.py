@@ -13,7 +13,7 @@ from assets.linkage import build_linkage_assets
 from assets.publication import build_publication_assets, reference_date, table_key
 from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
-from citizen_view.warehouse import DEFAULT_WAREHOUSE
+from citizen_view.layout import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
 from pipelines.sensors import landing_sensor, nightly
 

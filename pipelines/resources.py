@@ -9,12 +9,18 @@ import duckdb
 from dagster import ConfigurableResource
 
 from citizen_view import warehouse
+from citizen_view.layout import WarehouseLayout
 
 
 class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse file (one writer at a time: the jobs run in-process)."""
 
     path: str
+
+    @property
+    def layout(self) -> WarehouseLayout:
+        """Every path that belongs to this warehouse (model, review, serving, audit, exports)."""
+        return WarehouseLayout.of(self.path)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

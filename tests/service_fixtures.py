@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from citizen_view.serving.app import create_app
-from citizen_view.serving.snapshot import serving_dir
+from citizen_view.layout import WarehouseLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCESS = ROOT / "config" / "access.yaml"
@@ -43,7 +43,10 @@ def free_port() -> int:
 
 
 def start_service(warehouse: Path, audit_log: Path) -> Service:
-    app = create_app(serving_folder=serving_dir(warehouse), access_file=ACCESS, audit_file=audit_log)
+    layout = WarehouseLayout.of(warehouse)
+    app = create_app(
+        serving_folder=layout.serving_dir, access_file=ACCESS, audit_file=audit_log, decisions_file=layout.overrides_file
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -25,7 +25,7 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def baseline(generated, tmp_path_factory) -> Path:
-    """A clean run on generated data, published: root/{data, wh, exports, published}."""
+    """A clean run on generated data, published: root/{data, wh/cv.duckdb, wh/cv/{exports, published}}."""
     root = tmp_path_factory.mktemp("gates")
     shutil.copytree(generated, root / "data")
     outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=root / "wh/cv.duckdb")
@@ -46,15 +46,15 @@ def _args(root: Path) -> list[str]:
 
 
 def _assert_refused(root: Path, check: str, capsys) -> None:
-    before = _fingerprint(root / "published")
+    before = _fingerprint(root / "wh/cv/published")
     assert main(["publish", *_args(root)]) == 1
     err = capsys.readouterr().err
     assert f"failed gate: {check}" in err, err
-    assert _fingerprint(root / "published") == before
+    assert _fingerprint(root / "wh/cv/published") == before
 
 
 def test_a_clean_run_publishes_a_valid_protected_bundle(baseline):
-    published = baseline / "published"
+    published = baseline / "wh/cv/published"
     assert (published / "PUBLISHED_FROM").is_file()
     for name in ("datapackage.json", "dcat.jsonld", "sdc-report.json", "gates.json", "checksums.sha256", "data-docs/index.html"):
         assert (published / name).is_file(), name

@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from pipelines.runner import run_pipeline
 
@@ -161,9 +162,9 @@ def test_definitions_validate_with_the_workspace():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_model_json_and_splink_charts_are_saved_beside_the_warehouse(first_run):
+def test_model_json_and_splink_charts_are_saved_in_the_warehouse_folder(first_run):
     outcome, wh = first_run
-    folder = wh.parent / "linkage"
+    folder = WarehouseLayout.of(wh).linkage_dir
     for name in ("splink_model.json", "match_weights_chart.html", "m_u_parameters_chart.html"):
         assert (folder / name).stat().st_size > 1000, name
     assert outcome.materialized["linkage_model"]["fields_compared"][:3] == ["given_name", "family_name", "date_of_birth"]

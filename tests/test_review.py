@@ -12,7 +12,8 @@ import pytest
 
 from pipelines.cli import main
 from citizen_view.linkage.clusters import cluster_records
-from citizen_view.linkage.review import load_overrides, overrides_file
+from citizen_view.layout import WarehouseLayout
+from citizen_view.linkage.review import load_overrides
 from pipelines.runner import run_pipeline
 from tests.service_fixtures import TOKENS, start_service
 
@@ -69,7 +70,7 @@ def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):
     args = ["--warehouse", str(wh), "--audit-log", str(root / "audit.jsonl")]
     assert main(["review", "decide", linked[0], linked[1], "different", "--reason", "twin, checked the paper file", "--reviewer", "ria", *args]) == 0
     assert main(["review", "decide", apart[0], apart[1], "same", "--reason", "same person per birth certificate", "--reviewer", "ria", *args]) == 0
-    decisions = load_overrides(overrides_file(wh))
+    decisions = load_overrides(WarehouseLayout.of(wh).overrides_file)
     assert set(decisions["reviewer"]) == {"ria"} and set(decisions["decision"]) == {"different", "same"}
     for _ in range(2):  # decisions hold on the next full run, and the one after
         assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh).success
@@ -108,7 +109,7 @@ def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
         form = {"left": left, "right": right, "decision": "unsure", "reason": "cannot tell from the records", "purpose": "clerical review"}
         r = httpx.post(svc.url + "/review/decide", data=form, headers=steward)
         assert r.status_code == 303
-        latest = load_overrides(overrides_file(wh)).filter((pl.col("record_key_l") == min(left, right)) & (pl.col("record_key_r") == max(left, right)))
+        latest = load_overrides(WarehouseLayout.of(wh).overrides_file).filter((pl.col("record_key_l") == min(left, right)) & (pl.col("record_key_r") == max(left, right)))
         assert latest["decision"].to_list() == ["unsure"] and latest["reviewer"].to_list() == ["sara.steward"]
         assert httpx.post(svc.url + "/review/decide", data={**form, "reason": " "}, headers=steward).status_code == 422
     finally:

@@ -14,7 +14,8 @@ from pipelines.cli import main
 from citizen_view.contract import load_sources
 from pipelines.runner import run_pipeline
 from citizen_view.serving.access import load_access
-from citizen_view.serving.snapshot import publish_view, serving_dir
+from citizen_view.layout import WarehouseLayout
+from citizen_view.serving.snapshot import publish_view
 from citizen_view.warehouse import connect
 from tests.service_fixtures import ACCESS, TOKENS, start_service
 
@@ -197,7 +198,7 @@ def test_the_view_stays_answerable_and_consistent_while_a_pipeline_run_replaces_
         outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
         assert outcome.success, outcome.failed
         with connect(service.warehouse) as con:  # and one more swap, straight after
-            publish_view(con, load_sources(generated / "sources.yaml"), serving_dir(service.warehouse), run_id="swap")
+            publish_view(con, load_sources(generated / "sources.yaml"), WarehouseLayout.of(service.warehouse).serving_dir, run_id="swap")
         time.sleep(0.5)
     finally:
         stop.set()

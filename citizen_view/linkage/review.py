@@ -27,10 +27,6 @@ DECISIONS = ("same", "different", "unsure")
 WEIGHT_BAND = 1.5  # default uncertainty band: this many match-weight units either side of the threshold
 
 
-def overrides_file(warehouse_path: str | Path) -> Path:
-    return Path(warehouse_path).resolve().parent / "review" / "link_overrides.jsonl"
-
-
 def pair_id(a: str, b: str) -> str:
     """A pair's stable name: its two record keys in order, joined by ' ~ '."""
     left, right = sorted((a, b))

@@ -23,6 +23,9 @@ from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
+    from citizen_view.layout import WarehouseLayout
+
+if TYPE_CHECKING:
     import duckdb
 
 LINKAGE_TABLES = """
@@ -37,14 +40,9 @@ CREATE TABLE IF NOT EXISTS citizen_id_history (
 """
 
 
-def model_dir(warehouse_path: str | Path) -> Path:
-    """Where the model JSON and Splink's charts are written: beside the warehouse file."""
-    return Path(warehouse_path).resolve().parent / "linkage"
-
-
-def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, warehouse_path: str | Path) -> Path:
-    """Save the fitted model as JSON beside the warehouse and in `linkage_model`."""
-    path = save_model(trained.model, model_dir(warehouse_path) / "splink_model.json")
+def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, layout: WarehouseLayout) -> Path:
+    """Save the fitted model as JSON in the warehouse's linkage folder and in `linkage_model`."""
+    path = save_model(trained.model, layout.model_file)
     con.execute("BEGIN TRANSACTION")
     con.execute(
         "CREATE OR REPLACE TABLE linkage_model (trained_at TIMESTAMPTZ, model_json JSON, fields_used VARCHAR[], notes VARCHAR[])"
@@ -276,6 +274,6 @@ def link_citizens(
     )
 
 
-def train_and_store(con: duckdb.DuckDBPyConnection, warehouse_path: str | Path, *, seed: int = 1) -> tuple[TrainedModel, Path]:
-    trained = train(con, seed=seed, reports_dir=model_dir(warehouse_path))
-    return trained, store_model(con, trained, warehouse_path)
+def train_and_store(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, seed: int = 1) -> tuple[TrainedModel, Path]:
+    trained = train(con, seed=seed, reports_dir=layout.linkage_dir)
+    return trained, store_model(con, trained, layout)

@@ -78,7 +78,10 @@ class Trail:
     details: dict[str, str] = field(default_factory=dict)
 
 
-def create_app(*, serving_folder: Path, access_file: Path, audit_file: Path, authenticator: Authenticator | None = None) -> FastAPI:
+def create_app(
+    *, serving_folder: Path, access_file: Path, audit_file: Path, decisions_file: Path,
+    authenticator: Authenticator | None = None,
+) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log."""
     access = load_access(access_file)
     auth = authenticator or TokenAuthenticator(access)
@@ -265,8 +268,6 @@ def create_app(*, serving_folder: Path, access_file: Path, audit_file: Path, aut
         )
 
     # --- clerical review (roles with reviewer: true) -------------------------------------------------
-
-    decisions_file = serving_folder.parent / "review" / "link_overrides.jsonl"
 
     def reviewer(request: Request) -> Principal:
         who = principal(request)

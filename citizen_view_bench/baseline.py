@@ -1,0 +1,322 @@
+"""The accuracy benchmark's baseline: plain Splink with a generic model, as its own tutorials build one.
+
+Reads the standardised records our ingest wrote (`source_records`), so both systems see the same
+records with the same cleaning (folded names, parsed dates, normalised postcodes); everything after
+that is generic Splink 5:
+
+- comparisons from `splink.comparison_library` on the columns that are populated (>= 5% of records):
+  NameComparison on first and family name (term-frequency adjusted), DateOfBirthComparison on the date
+  as yyyymmdd text, DamerauLevenshteinAtThresholds on the national ID and postcode, ExactMatch on house
+  number, sex, phone, birth place, and EmailComparison; street (JaroWinkler) and city (ExactMatch) only
+  where there is no postcode, as Splink's FEBRL 4 tutorial advises (`location="all"` adds them anyway);
+- prediction blocking rules on first + family name, the names swapped, birth date, national ID,
+  postcode, street + house number, email, phone (as in Splink's FEBRL and 50k tutorials);
+- training as the tutorials do it: the match rate from deterministic rules (recall 0.8), u from
+  random pairs, m by EM on two or three blocking rules (a session Splink 5.0 cannot finish, an m
+  probability of 0, is skipped and noted);
+- prediction down to match weight -10, then clusters by connected components.
+
+Unlike our pipeline, which chooses its threshold without truth, the baseline is given its best
+threshold: every distinct match weight is tried as the threshold and the one with the best pairwise
+F1 against the truth wins. That is an upper bound on what plain Splink could reach with this model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+# A column is compared when at least this share of all records have it.
+POPULATED_SHARE = 0.05
+PREDICT_FLOOR_WEIGHT = -10.0
+
+_INPUT_COLUMNS = (
+    "first_name_std", "family_name_std", "national_id", "postcode", "city_std", "street_std", "house_number",
+    "sex", "email", "phone", "birth_place_std",
+)  # fmt: skip
+
+
+def _input_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    cols = ", ".join(f'"{c}"' for c in _INPUT_COLUMNS)
+    return con.sql(
+        f"SELECT record_key, source, source_record_id, {cols}, strftime(date_of_birth, '%Y%m%d') AS dob "
+        "FROM source_records"
+    ).pl()
+
+
+def _populated(df: pl.DataFrame) -> set[str]:
+    n = max(df.height, 1)
+    return {c for c in (*_INPUT_COLUMNS, "dob") if df.get_column(c).is_not_null().sum() / n >= POPULATED_SHARE}
+
+
+def generic_settings(populated: set[str], *, link_type: str, location: str = "tutorial"):
+    """Splink settings a competent engineer writes from the tutorials, on the populated columns.
+
+    `location="tutorial"`: postcode and house number, and street/city only when there is no postcode
+    (Splink's FEBRL 4 tutorial: "we don't consider further location columns as they will be strongly
+    correlated with postcode"); `"all"`: street and city as well, each as its own comparison.
+    """
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    if location not in ("tutorial", "all"):
+        raise ValueError(f"location must be 'tutorial' or 'all', not {location!r}")
+    compare = set(populated)
+    if location == "tutorial" and "postcode" in compare:
+        compare -= {"street_std", "city_std"}
+    has = compare.__contains__
+    comparisons = []
+    if has("first_name_std"):
+        comparisons.append(cl.NameComparison("first_name_std").configure(term_frequency_adjustments=True))
+    if has("family_name_std"):
+        comparisons.append(cl.NameComparison("family_name_std").configure(term_frequency_adjustments=True))
+    if has("dob"):
+        comparisons.append(
+            cl.DateOfBirthComparison("dob", input_is_string=True, datetime_format="%Y%m%d", invalid_dates_as_null=True)
+        )
+    if has("national_id"):
+        comparisons.append(cl.DamerauLevenshteinAtThresholds("national_id", [1, 2]))
+    if has("postcode"):
+        comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2]).configure(term_frequency_adjustments=True))
+    if has("street_std"):
+        comparisons.append(cl.JaroWinklerAtThresholds("street_std", [0.9, 0.7]))
+    if has("house_number"):
+        comparisons.append(cl.ExactMatch("house_number").configure(term_frequency_adjustments=True))
+    if has("city_std"):
+        comparisons.append(cl.ExactMatch("city_std").configure(term_frequency_adjustments=True))
+    if has("sex"):
+        comparisons.append(cl.ExactMatch("sex"))
+    if has("email"):
+        comparisons.append(cl.EmailComparison("email"))
+    if has("phone"):
+        comparisons.append(cl.ExactMatch("phone"))
+    if has("birth_place_std"):
+        comparisons.append(cl.ExactMatch("birth_place_std").configure(term_frequency_adjustments=True))
+
+    has = populated.__contains__  # blocking may use any populated column
+    rules: list[Any] = []
+    if has("first_name_std") and has("family_name_std"):
+        rules.append(block_on("first_name_std", "family_name_std"))
+        rules.append("l.first_name_std = r.family_name_std AND l.family_name_std = r.first_name_std")
+    for cols in [("dob",), ("national_id",), ("postcode",), ("street_std", "house_number"), ("email",), ("phone",)]:
+        if all(has(c) for c in cols):
+            rules.append(block_on(*cols))
+    settings = SettingsCreator(
+        link_type=link_type,
+        unique_id_column_name="record_key",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=rules,
+        additional_columns_to_retain=["source", "source_record_id"],
+        retain_intermediate_calculation_columns=False,
+    )
+    return settings, [c.get_comparison("duckdb").output_column_name for c in comparisons]
+
+
+def _train(linker, populated: set[str], n_records: int, *, seed: int) -> list[str]:
+    from splink import block_on
+
+    has = populated.__contains__
+    notes: list[str] = []
+    deterministic = []
+    if has("national_id"):
+        deterministic.append(block_on("national_id"))
+    if has("first_name_std") and has("family_name_std") and has("dob"):
+        deterministic.append(block_on("first_name_std", "family_name_std", "dob"))
+    if not deterministic and has("first_name_std") and has("family_name_std") and has("postcode"):
+        deterministic.append(block_on("first_name_std", "family_name_std", "postcode"))
+    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.8)
+    max_pairs = 5e6 if n_records > 20_000 else 1e6
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    notes.append(f"u from {max_pairs:.0e} random pairs")
+    em_rules = [cols for cols in [("dob",), ("postcode",), ("first_name_std", "family_name_std")] if all(has(c) for c in cols)]
+    fitted = 0
+    for cols in em_rules:
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*cols), estimate_without_term_frequencies=True
+            )
+            fitted += 1
+            notes.append(f"EM on {'+'.join(cols)}: ok")
+        except (ValueError, ZeroDivisionError) as exc:  # Splink 5.0 raises on an m probability of 0
+            notes.append(f"EM on {'+'.join(cols)}: skipped ({str(exc)[:80]})")
+    if not fitted:
+        notes.append("no EM session finished: m probabilities are Splink's defaults")
+    return notes
+
+
+def _union_find_labels(keys: list[str], left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    parent = np.arange(len(keys))
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    for a, b in zip(left.tolist(), right.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(len(keys))])
+
+
+def sweep_thresholds(
+    records: pl.DataFrame, edges: pl.DataFrame, truth: pl.DataFrame
+) -> tuple[list[tuple[float, float, float, float]], float]:
+    """Pairwise precision/recall/F1 of connected components at every distinct match weight as threshold.
+
+    `records`: record_key, source, source_record_id; `edges`: record_key_l, record_key_r, match_weight;
+    `truth`: source, source_record_id, person_id (as `load_truth` gives it). Links are added strongest
+    first and the in-cluster pair counts updated per merge, so every threshold is exact (same counting as
+    `evaluate_links`: only records with a truth label count, but unlabelled ones still connect).
+    Returns [(threshold, precision, recall, f1), ...] from the highest threshold down, and the true pair count.
+    """
+    rec = records.join(truth, on=["source", "source_record_id"], how="left")
+    keys = rec.get_column("record_key").to_list()
+    index = {k: i for i, k in enumerate(keys)}
+    person = rec.get_column("person_id").to_list()
+    sizes = pl.DataFrame({"p": [p for p in person if p is not None]}).group_by("p").agg(pl.len().alias("n"))
+    true_pairs = int((sizes.get_column("n") * (sizes.get_column("n") - 1) // 2).sum()) if sizes.height else 0
+
+    parent = list(range(len(keys)))
+    members: list[dict[str, int]] = [({p: 1} if p is not None else {}) for p in person]
+    labelled = [1 if p is not None else 0 for p in person]
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    e = edges.sort("match_weight", descending=True)
+    ls = [index[k] for k in e.get_column("record_key_l").to_list()]
+    rs = [index[k] for k in e.get_column("record_key_r").to_list()]
+    ws = e.get_column("match_weight").to_list()
+    predicted = correct = 0
+    curve: list[tuple[float, float, float, float]] = []
+    for j, (a, b, w) in enumerate(zip(ls, rs, ws)):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            if len(members[ra]) < len(members[rb]):
+                ra, rb = rb, ra
+            predicted += labelled[ra] * labelled[rb]
+            big, small = members[ra], members[rb]
+            for p, n in small.items():
+                correct += big.get(p, 0) * n
+                big[p] = big.get(p, 0) + n
+            members[rb] = {}
+            labelled[ra] += labelled[rb]
+            parent[rb] = ra
+        if j + 1 == len(ws) or ws[j + 1] != w:  # all edges of this weight are in: a threshold at w
+            precision = correct / predicted if predicted else 1.0
+            recall = correct / true_pairs if true_pairs else 1.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            curve.append((float(w), precision, recall, f1))
+    return curve, true_pairs
+
+
+def cluster_at(records: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> pl.DataFrame:
+    """Connected components of the pairs at or above `threshold`: source, source_record_id, citizen_id."""
+    keys = records.get_column("record_key").to_list()
+    index = {k: i for i, k in enumerate(keys)}
+    kept = edges.filter(pl.col("match_weight") >= threshold)
+    left = np.array([index[k] for k in kept.get_column("record_key_l").to_list()], dtype=np.int64)
+    right = np.array([index[k] for k in kept.get_column("record_key_r").to_list()], dtype=np.int64)
+    labels = _union_find_labels(keys, left, right)
+    return records.select("source", "source_record_id").with_columns(
+        pl.Series("citizen_id", [keys[i] for i in labels], dtype=pl.String)
+    )
+
+
+def plain_splink(
+    con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, link_type: str = "dedupe_only", seed: int = 1,
+    location: str = "tutorial",
+) -> dict[str, Any]:
+    """Train and score a generic Splink model on `source_records`, cluster by connected components, and
+    return the best pairwise F1 over all thresholds (chosen with the truth: an upper bound).
+
+    `link_type`: "dedupe_only" (the union of all sources, within-source duplicates too) or "link_only"
+    (pairs across sources only; fairer for FEBRL 4, whose two files are one-to-one and duplicate-free).
+    Returns threshold (match weight) and its match probability, precision, recall, f1, the evaluation
+    figures of `evaluate_links` at that threshold, seconds (train + score + one clustering at the
+    threshold), train/score/sweep seconds, pairs scored, the comparisons and rules used, training notes.
+    """
+    from splink import DuckDBAPI, Linker
+
+    from citizen_view.linkage.evaluate import evaluate_links
+
+    if link_type not in ("dedupe_only", "link_only"):
+        raise ValueError(f"link_type must be dedupe_only or link_only, not {link_type!r}")
+    started = time.perf_counter()
+    df = _input_frame(con)
+    populated = _populated(df)
+    settings, compared = generic_settings(populated, link_type=link_type, location=location)
+    with tempfile.TemporaryDirectory(prefix="plain-splink-") as tmp:
+        splink_con = duckdb.connect(":memory:")
+        splink_con.execute(f"SET temp_directory = '{tmp}'")
+        db_api = DuckDBAPI(connection=splink_con)
+        if link_type == "link_only":
+            sources = sorted(df.get_column("source").unique().to_list())
+            if len(sources) < 2:
+                raise ValueError(f"link_only needs at least two sources, have {sources}")
+            inputs = [db_api.register(df.filter(pl.col("source") == s), dataset_display_name=f"src_{s}") for s in sources]
+        else:
+            inputs = db_api.register(df, dataset_display_name="records")
+        linker = Linker(inputs, settings, log_level=logging.ERROR)
+        notes = _train(linker, populated, df.height, seed=seed)
+        trained = time.perf_counter()
+        scored = linker.inference.predict(threshold_match_weight=PREDICT_FLOOR_WEIGHT)
+        edges = pl.from_arrow(
+            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}").arrow().read_all()
+        )
+        scored_at = time.perf_counter()
+        splink_con.close()
+    records = df.select("record_key", "source", "source_record_id")
+    curve, true_pairs = sweep_thresholds(records, edges, truth)
+    if curve:
+        best = max(curve, key=lambda r: (r[3], r[0]))
+        threshold = best[0]
+    else:
+        threshold = math.inf
+    # Without truth, Splink's usual default is a match probability of 0.5 (weight 0): for reference.
+    at_zero = [r for r in curve if r[0] >= 0.0]
+    default = at_zero[-1] if at_zero else (math.inf, 1.0, 0.0, 0.0)
+    swept = time.perf_counter()
+    links = cluster_at(records, edges, threshold)
+    clustered = time.perf_counter()
+    figures = evaluate_links(links, truth)
+    return {
+        "threshold": threshold,
+        "threshold_probability": 1 / (1 + 2 ** (-threshold)) if math.isfinite(threshold) else None,
+        "precision": figures["precision"],
+        "recall": figures["recall"],
+        "f1": figures["f1"],
+        "evaluation": figures,
+        "seconds": round((scored_at - started) + (clustered - swept), 2),
+        "train_seconds": round(trained - started, 2),
+        "score_seconds": round(scored_at - trained, 2),
+        "sweep_seconds": round(swept - scored_at, 2),
+        "pairs_scored": edges.height,
+        "true_pairs": true_pairs,
+        "thresholds_tried": len(curve),
+        "best_at_lowest_weight_scored": bool(curve) and threshold == curve[-1][0],
+        "at_probability_half": {"precision": round(default[1], 6), "recall": round(default[2], 6), "f1": round(default[3], 6)},
+        "link_type": link_type,
+        "location": location,
+        "compared": compared,
+        "blocking_rules": len(settings.blocking_rules_to_generate_predictions),
+        "training_notes": notes,
+    }
