@@ -1,9 +1,11 @@
-"""The tamper-evident audit log: concurrent appends, reopening, and detection of edits, deletions and forged anchors."""
+"""The tamper-evident audit log: concurrent appends, reopening, anchor sinks, and detection of edits, deletions,
+truncation, forged entries and forged anchors (each attack from the red-team pass has a test of its own)."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from pathlib import Path
 
@@ -12,10 +14,15 @@ import pytest
 from citizen_view.serving.audit import (
     GENESIS,
     KEY_ENV,
+    AnchorSink,
     AuditEvent,
     AuditLog,
+    FileSink,
+    SyslogSink,
+    _hash,
     anchors_path,
     entries_for_citizen,
+    parse_sink,
     verify,
 )
 
@@ -85,6 +92,25 @@ def test_appends_from_many_threads_form_one_unbroken_chain(tmp_path):
     assert sorted(e["user"] for e in entries) == sorted(f"user{t}" for t in range(8) for _ in range(50))
 
 
+def test_threads_anchoring_every_entry_keep_every_location_in_seq_order(tmp_path):
+    path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    log = AuditLog(path, sinks=[sink])
+
+    def work(t: int) -> None:
+        for n in range(25):
+            log.append(event(t * 100 + n, user=f"user{t}"))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    assert read(anchors_path(path)) == read(sink.path)
+    assert [a["seq"] for a in read(sink.path)] == list(range(1, 101))  # each entry anchored before the next
+    report = verify(path, sinks=[sink])
+    assert report.ok and report.entries == 100 and report.anchors == 200 and report.unprotected == 0
+
 def test_append_returns_the_stored_entry_with_every_event_field(tmp_path):
     path = tmp_path / "access.jsonl"
     with AuditLog(path, version="9.9") as log:
@@ -96,7 +122,8 @@ def test_append_returns_the_stored_entry_with_every_event_field(tmp_path):
     assert "Ærø" in path.read_text(encoding="utf-8")  # UTF-8, not \u escapes
     anchors = read(anchors_path(path))
     assert anchors_path(path).name == "access.jsonl.anchors"
-    assert anchors == [{"seq": 1, "hash": stored["hash"], "time": anchors[0]["time"], "signature": None}]
+    assert anchors == [{"seq": 1, "entries": 1, "hash": stored["hash"], "time": anchors[0]["time"], "signature": None}]
+    assert "mac" not in stored  # no key: entries are exactly what they were before MACs existed
 
 
 def test_reopening_continues_the_chain(tmp_path):
@@ -107,7 +134,8 @@ def test_reopening_continues_the_chain(tmp_path):
     assert [e["seq"] for e in entries] == list(range(1, 11))
     assert entries[5]["prev_hash"] == entries[4]["hash"]
     report = verify(path)
-    assert report.ok and report.entries == 10 and report.anchors == 2
+    assert report.ok and report.entries == 10 and report.anchors == 10  # one anchor per entry
+    assert report.warnings == [] and report.unprotected == 0  # a clean close leaves nothing to recover
 
 
 def test_reopening_finds_the_head_behind_long_lines_and_a_torn_write(tmp_path):
@@ -137,8 +165,6 @@ def test_an_edited_entry_is_named(tmp_path):
 
 
 def test_an_edited_entry_with_a_recomputed_hash_breaks_the_next_link(tmp_path):
-    from citizen_view.serving.audit import _hash
-
     path = tmp_path / "access.jsonl"
     write_log(path, 30)
     entries = read(path)
@@ -146,7 +172,10 @@ def test_an_edited_entry_with_a_recomputed_hash_breaks_the_next_link(tmp_path):
     entries[16]["hash"] = _hash(entries[16])
     rewrite(path, entries)
     report = verify(path)
-    assert not report.ok and names(report, 18) and "entry 17" in report.problems[0]
+    assert not report.ok and report.problems == [
+        "anchors file: seq 17: hash differs from the anchor (entry replaced)",  # its own anchor catches it now
+        "seq 18: prev_hash does not match entry 17 (entry inserted or replaced)",
+    ]
 
 
 def test_a_deleted_middle_entry_is_detected(tmp_path):
@@ -167,7 +196,7 @@ def test_entries_deleted_at_the_end_are_detected_by_the_anchor(tmp_path):
     path.write_text("".join(lines[:-3]), encoding="utf-8")
     report = verify(path)
     assert not report.ok and report.entries == 17
-    assert report.problems == ["anchor for seq 20: the log ends at seq 17, entries 18..20 deleted"]
+    assert report.problems == ["anchors file: the last anchor shows 20 entries, but the log ends at seq 17: entries 18..20 deleted"]
     write_log(path, 3)  # new entries reuse seq 18..20 but cannot match the anchored hash
     report = verify(path)
     assert not report.ok and any("seq 20: hash differs from the anchor" in p for p in report.problems)
@@ -197,12 +226,18 @@ def test_a_tampered_anchor_signature_is_detected(tmp_path, monkeypatch):
     anchors[1]["signature"] = "0" * 64
     rewrite(anchors_path(path), anchors)
     report = verify(path)
-    assert not report.ok and report.problems == ["anchor for seq 10: bad signature (anchor forged or altered)"]
+    assert not report.ok and report.problems == ["anchors file: anchor for seq 10: bad signature (anchor forged or altered)"]
     anchors[1]["signature"] = None
     rewrite(anchors_path(path), anchors)
-    assert "anchor for seq 10: not signed" in verify(path).problems[0]
+    assert verify(path).problems == ["anchors file: anchor for seq 10: not signed, but CITIZEN_VIEW_AUDIT_KEY is set"]
     monkeypatch.setenv(KEY_ENV, "another key")
-    assert len(verify(path).problems) == 3
+    problems = verify(path).problems
+    assert len(problems) == 3 + 12 and sum("bad mac" in p for p in problems) == 12  # every anchor and entry
+    monkeypatch.delenv(KEY_ENV)
+    report = verify(path)
+    assert report.ok and report.warnings == [
+        "entries carry MACs or anchors signatures, but CITIZEN_VIEW_AUDIT_KEY is not set: they were not checked"
+    ]
 
 
 def test_a_citizen_sees_who_looked_at_their_data_and_why(tmp_path):
@@ -236,3 +271,368 @@ def test_closed_logs_refuse_appends_and_bad_options_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="anchor_every"):
         AuditLog(path, anchor_every=-1)
     assert verify(path).ok and verify(path).entries == 0
+
+
+# --- Anchor locations: every attack from the red-team pass, each against a real log and a FileSink elsewhere ---
+
+FORGERY = "forged"
+
+
+def logged(tmp_path: Path, count: int = 30, **options) -> tuple[Path, FileSink]:
+    """A log of `count` entries in one folder and its second anchor location in another (in production: another
+    mount or host, which whoever edits the log's folder cannot write)."""
+    path = tmp_path / "audit" / "access.jsonl"
+    sink = FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    write_log(path, count, sinks=[sink], **options)
+    return path, sink
+
+
+def keep_lines(path: Path, count: int) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:count]), encoding="utf-8")
+
+
+def append_line(path: Path, value: dict) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+
+def forge_entry(path: Path) -> dict:
+    """Append an entry with a correct hash chain, as anyone who can write the log (but has no key) could."""
+    last = read(path)[-1]
+    entry = {k: v for k, v in last.items() if k not in ("hash", "mac")}
+    entry.update(seq=last["seq"] + 1, prev_hash=last["hash"], user=FORGERY, purpose="nothing to see here")
+    entry["hash"] = _hash(entry)
+    append_line(path, entry)
+    return entry
+
+
+def forged_anchor(entry: dict, **extra) -> dict:
+    return {"seq": entry["seq"], "entries": entry["seq"], "hash": entry["hash"], "time": entry["time"],
+            "signature": None, **extra}  # fmt: skip
+
+
+def test_an_intact_log_verifies_with_every_entry_anchored_in_every_location(tmp_path):
+    path, sink = logged(tmp_path, 30)
+    in_file, in_sink = read(anchors_path(path)), read(sink.path)
+    assert in_file == in_sink and [a["seq"] for a in in_file] == list(range(1, 31))
+    assert [a["hash"] for a in in_file] == [e["hash"] for e in read(path)]
+    assert all(a["entries"] == a["seq"] and TIME.match(a["time"]) and a["signature"] is None for a in in_file)
+    assert sink.read() == in_sink and isinstance(sink, AnchorSink)
+    report = verify(path, sinks=[sink])
+    assert report.ok and report.problems == [] and report.warnings == []
+    assert report.entries == 30 and report.anchors == 60 and report.unprotected == 0
+    assert verify(path, sinks=[f"file:{sink.path}"]).ok  # a sink spec works too
+
+
+def test_a_tail_deleted_from_the_log_and_its_anchors_file_is_caught_by_the_sink(tmp_path):  # (a)
+    path, sink = logged(tmp_path, 30)
+    keep_lines(path, 27)
+    keep_lines(anchors_path(path), 27)
+    assert verify(path).ok  # the folder alone is consistent: this is why a second location is needed
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.entries == 27 and report.unprotected == 0
+    assert report.problems == [
+        f"sink file:{sink.path}: the last anchor shows 30 entries, but the log ends at seq 27: entries 28..30 deleted",
+        f"the anchor locations disagree on the last anchor: anchors file at seq 27, sink file:{sink.path} at seq 30 "
+        "(anchors removed from one, or forged into another)",
+    ]
+
+
+def test_the_anchors_file_deleted_together_with_the_log_tail_fails(tmp_path):  # (b)
+    path, sink = logged(tmp_path, 30)
+    keep_lines(path, 25)
+    anchors_path(path).unlink()
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        "anchors file: missing, but the log has 25 entries (anchors deleted, or never written)",
+        f"sink file:{sink.path}: the last anchor shows 30 entries, but the log ends at seq 25: entries 26..30 deleted",
+    ]
+    assert not verify(path).ok  # even without the sink: a log with entries needs its anchors file
+
+
+def test_an_emptied_log_and_anchors_file_fail(tmp_path):  # (c)
+    path, sink = logged(tmp_path, 30)
+    path.write_bytes(b"")
+    anchors_path(path).write_bytes(b"")
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.entries == 0
+    assert report.problems == [f"the log was emptied: sink file:{sink.path} shows 30 entries"]
+
+
+def test_a_deleted_log_fails_and_a_log_never_written_is_missing(tmp_path):  # (d)
+    path, sink = logged(tmp_path, 30)
+    path.unlink()
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        "the log was deleted: anchors file shows 30 entries",
+        f"the log was deleted: sink file:{sink.path} shows 30 entries",
+    ]
+    anchors_path(path).unlink()
+    assert verify(path, sinks=[sink]).problems == [f"the log was deleted: sink file:{sink.path} shows 30 entries"]
+    nowhere = tmp_path / "never" / "access.jsonl"
+    report = verify(nowhere)
+    assert not report.ok and report.entries == 0 and report.problems == [f"no audit log at {nowhere}"]
+
+
+def test_a_forged_entry_with_a_correct_chain_is_unprotected(tmp_path):  # (e)
+    path, sink = logged(tmp_path, 30)
+    forge_entry(path)
+    forge_entry(path)
+    message = ("2 entries after the last anchor (seq 31..32) are not protected: appended after the writer's last "
+               "anchor (forged?) or the writer stopped before anchoring them")  # fmt: skip
+    for sinks in ([sink], []):
+        report = verify(path, sinks=sinks)
+        assert not report.ok and report.entries == 32 and report.unprotected == 2
+        assert report.problems == [message]
+
+
+def test_a_forged_entry_with_a_forged_anchor_beside_the_log_is_caught_by_the_sink(tmp_path):  # (f)
+    path, sink = logged(tmp_path, 30)
+    append_line(anchors_path(path), forged_anchor(forge_entry(path)))
+    assert verify(path).ok  # whoever writes the log's folder fools a check of that folder alone (no key)
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        f"the anchor locations disagree on the last anchor: anchors file at seq 31, sink file:{sink.path} at seq 30 "
+        "(anchors removed from one, or forged into another)",
+    ]
+
+
+def test_with_the_key_a_forged_entry_and_anchors_in_every_location_are_caught(tmp_path, monkeypatch):  # (g)
+    monkeypatch.setenv(KEY_ENV, "a secret held apart from the log")
+    path, sink = logged(tmp_path, 30)
+    assert all(len(e["mac"]) == 64 for e in read(path)) and verify(path, sinks=[sink]).ok
+    entry = forge_entry(path)
+    entry_mac = "0" * 64  # the forger cannot compute a MAC without the key
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[-1] = json.dumps({**entry, "mac": entry_mac}, sort_keys=True, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for location in (anchors_path(path), sink.path):
+        append_line(location, forged_anchor(entry, signature="1" * 64))
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.unprotected == 0
+    assert report.problems == [
+        "anchors file: anchor for seq 31: bad signature (anchor forged or altered)",
+        f"sink file:{sink.path}: anchor for seq 31: bad signature (anchor forged or altered)",
+        "seq 31: bad mac (entry forged or altered)",
+    ]
+
+
+def test_the_anchors_file_deleted_alone_fails(tmp_path):  # (h)
+    path, sink = logged(tmp_path, 30)
+    anchors_path(path).unlink()
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        "anchors file: missing, but the log has 30 entries (anchors deleted, or never written)"
+    ]
+    anchors_path(path).write_bytes(b"")
+    assert verify(path, sinks=[sink]).problems == [
+        "anchors file: no anchors, but the log has 30 entries (anchors deleted, or never written)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (0, "no anchors before seq 2, while other locations have anchors from seq 1 (lines removed, or writes to it failed)"),
+        (14, "no anchor for 1 seq (seq 15) that other locations anchor (lines removed, or writes to this location failed)"),
+        (29, None),  # the last line: the locations disagree on the last anchor
+    ],
+)  # fmt: skip
+def test_a_line_removed_from_the_sink_fails(tmp_path, line, problem):  # (i)
+    path, sink = logged(tmp_path, 30)
+    lines = sink.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    del lines[line]
+    sink.path.write_text("".join(lines), encoding="utf-8")
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.unprotected == 0
+    if problem:
+        assert report.problems == [f"sink file:{sink.path}: {problem}"]
+    else:
+        assert report.problems == [
+            f"the anchor locations disagree on the last anchor: anchors file at seq 30, sink file:{sink.path} at "
+            "seq 29 (anchors removed from one, or forged into another)"
+        ]
+
+
+def test_malformed_sink_lines_are_reported(tmp_path):
+    path, sink = logged(tmp_path, 5)
+    with sink.path.open("a", encoding="utf-8") as f:
+        f.write('{"seq": 6, "hash": "short"}\nnot json\n')
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        f"sink file:{sink.path}: line 6: malformed line, not an anchor",
+        f"sink file:{sink.path}: line 7: malformed line, not an anchor",
+    ]
+
+
+def crash_after(path: Path, sink: FileSink, count: int) -> None:
+    """A writer that appends `count` entries and dies before anchoring them (no close())."""
+    log = AuditLog(path, anchor_every=0, sinks=[sink])
+    for n in range(count):
+        log.append(event(100 + n))
+    log._file.close()  # the process is gone: the file is closed, but close() never ran
+
+
+def test_a_writer_crash_is_recovered_with_a_warning_not_silently(tmp_path):
+    path, sink = logged(tmp_path, 5)
+    crash_after(path, sink, 2)
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.unprotected == 2 and "(seq 6..7) are not protected" in report.problems[0]
+    AuditLog(path, sinks=[sink]).close()  # the next writer finds unanchored entries
+    recovered = read(anchors_path(path))[-1]
+    assert recovered == read(sink.path)[-1] and recovered["seq"] == 7 and recovered["recovered_from"] == 6
+    report = verify(path, sinks=[sink])
+    assert report.ok and report.unprotected == 0 and report.warnings == [
+        f"entries 6..7 were anchored only when the log was reopened (at {recovered['time']}): a writer crash, or "
+        "entries appended while it was stopped"
+    ]
+    write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the warning stays
+    report = verify(path, sinks=[sink])
+    assert report.ok and report.entries == 9 and len(report.warnings) == 1
+
+
+def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "a secret held apart from the log")
+    path, sink = logged(tmp_path, 5)
+    crash_after(path, sink, 1)
+    forge_entry(path)  # appended behind the writer's back, with a correct chain but no MAC
+    AuditLog(path, sinks=[sink]).close()
+    assert read(sink.path)[-1]["recovered_from"] == 6
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        "seq 7: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)"
+    ]
+    assert "entries 6..7 were anchored only when the log was reopened" in report.warnings[0]
+
+
+def test_a_sink_added_to_an_existing_log_joins_with_a_warning(tmp_path):
+    path = tmp_path / "audit" / "access.jsonl"
+    sink = FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    write_log(path, 5)
+    write_log(path, 3, sinks=[sink])
+    first = read(sink.path)[0]
+    assert first["seq"] == 5 and first["joined"] is True and "recovered_from" not in first
+    report = verify(path, sinks=[sink])
+    assert report.ok and report.warnings == [
+        f"sink file:{sink.path}: holds anchors only from seq 5: it was added, or found without anchors, when the log had 5 entries"
+    ]
+    anchors_path(path).unlink()  # deleted while no writer ran: the next writer re-anchors it, visibly
+    write_log(path, 1, sinks=[sink])
+    report = verify(path, sinks=[sink])
+    assert report.ok and any(w.startswith("anchors file: holds anchors only from seq 8") for w in report.warnings)
+
+
+class ListSink:
+    """A readable sink of our own that can be told to fail, to show a failed anchor write is loud and visible."""
+
+    def __init__(self) -> None:
+        self.anchors: list[dict] = []
+        self.failing = False
+
+    def describe(self) -> str:
+        return "list"
+
+    def write(self, anchor: dict) -> None:
+        if self.failing:
+            raise OSError("the sink's host is down")
+        self.anchors.append(dict(anchor))
+
+    def read(self) -> list[dict]:
+        return list(self.anchors)
+
+
+def test_a_failed_anchor_write_raises_and_its_gap_shows(tmp_path):
+    path, sink, extra = tmp_path / "access.jsonl", FileSink(tmp_path / "other" / "a.jsonl"), ListSink()
+    with AuditLog(path, sinks=[extra, sink]) as log:
+        log.append(event(1))
+        extra.failing = True
+        with pytest.raises(OSError, match=r"seq 2 .* not written to list \(the sink's host is down\)"):
+            log.append(event(2))
+        extra.failing = False
+        log.append(event(3))
+    assert [e["seq"] for e in read(path)] == [1, 2, 3]  # the entry itself was written
+    assert [a["seq"] for a in read(sink.path)] == [1, 2, 3]  # and anchored where the write worked
+    report = verify(path, sinks=[extra, sink])
+    assert not report.ok and report.problems == [
+        "sink list: no anchor for 1 seq (seq 2) that other locations anchor (lines removed, or writes to this location failed)"
+    ]
+
+
+def test_parse_sink_reads_specs_and_rejects_garbage(tmp_path):
+    assert isinstance(parse_sink("file:/var/audit/anchors.jsonl"), FileSink)
+    assert parse_sink("file:/var/audit/anchors.jsonl").path == Path("/var/audit/anchors.jsonl")
+    assert parse_sink("syslog").address == "/dev/log" and parse_sink("syslog").describe() == "syslog"
+    assert parse_sink("syslog:logs.example.org:514").address == ("logs.example.org", 514)
+    assert parse_sink("syslog:[::1]:5514").address == ("::1", 5514)
+    assert parse_sink("syslog:/var/run/syslog").address == "/var/run/syslog"
+    for spec in ["", "file", "file:", "syslog:", "syslog:host", "syslog:host:port", "syslog:host:0",
+                 "syslog:host:70000", "syslog::514", "FILE:/x", "/var/audit/anchors.jsonl", "s3://bucket/anchors"]:  # fmt: skip
+        with pytest.raises(ValueError, match="not an anchor sink"):
+            parse_sink(spec)
+    path = tmp_path / "access.jsonl"
+    with pytest.raises(TypeError, match="not a single string"):
+        AuditLog(path, sinks=f"file:{tmp_path / 'a.jsonl'}")
+    with pytest.raises(ValueError, match="not a second place"):
+        AuditLog(path, sinks=[f"file:{anchors_path(path)}"])
+    with pytest.raises(TypeError, match="not an AnchorSink"):
+        AuditLog(path, sinks=[object()])
+    with AuditLog(path, sinks=[f"file:{tmp_path / 'other' / 'a.jsonl'}"]) as log:
+        log.append(event())
+    assert read(tmp_path / "other" / "a.jsonl")[0]["seq"] == 1
+
+
+def test_a_syslog_sink_sends_each_anchor_as_one_json_message(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        port = server.getsockname()[1]
+        syslog = parse_sink(f"syslog:127.0.0.1:{port}")
+        assert isinstance(syslog, SyslogSink) and syslog.read() is None
+        path = tmp_path / "access.jsonl"
+        try:
+            with AuditLog(path, sinks=[syslog]) as log:
+                log.append(event(1))
+                log.append(event(2))
+            messages = [server.recv(4096) for _ in range(2)]
+        finally:
+            syslog.close()
+    prefix = b"<38>citizen-view-audit: "  # facility auth (4 * 8) + severity info (6)
+    assert all(m.startswith(prefix) for m in messages)
+    assert [json.loads(m[len(prefix):]) for m in messages] == read(anchors_path(path))
+    report = verify(path, sinks=[syslog])
+    assert report.ok and report.warnings == [
+        f"sink syslog:127.0.0.1:{port} cannot be read back: the anchors sent there were not checked"
+    ]
+
+
+def test_with_the_key_an_entry_without_or_with_a_wrong_mac_is_forged(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "a secret held apart from the log")
+    path, sink = logged(tmp_path, 5)
+    entries = read(path)
+    assert all(_hash(e) == e["hash"] for e in entries)  # the hash does not cover the mac
+    del entries[2]["mac"]
+    entries[3]["mac"] = "Ω" * 64  # any text, even non-ASCII, is compared safely
+    rewrite(path, entries)
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems == [
+        "seq 3: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)",
+        "seq 4: bad mac (entry forged or altered)",
+    ]
+
+
+def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_with_a_warning(tmp_path):
+    path, sink = tmp_path / "access.jsonl", ListSink()
+    log = AuditLog(path, sinks=[sink])
+    log.append(event(1))
+    sink.failing = True
+    with pytest.raises(OSError):
+        log.append(event(2))  # anchored in the anchors file, not in the sink
+    log._file.close()  # and the process dies
+    sink.failing = False
+    report = verify(path, sinks=[sink])
+    assert not report.ok and "disagree on the last anchor: anchors file at seq 2, sink list at seq 1" in report.problems[0]
+    AuditLog(path, sinks=[sink]).close()
+    assert sink.anchors[-1]["recovered_from"] == 2 and read(anchors_path(path))[-1]["recovered_from"] == 2
+    report = verify(path, sinks=[sink])
+    assert report.ok and len(report.warnings) == 1 and report.warnings[0].startswith("entry 2 was anchored only when")

@@ -355,14 +355,15 @@ class AuditLog:
         empty = [loc for loc, last in lasts if last is None]
         behind = [last["seq"] for last in anchored if last["seq"] < self._seq]
         first_unanchored = 1 if not anchored else min(behind) + 1 if behind else None
-        ahead = [last for last in anchored if last["seq"] > self._seq or (last["seq"] == self._seq and last["hash"] != self._head)]
+        ahead = [a for a in anchored if a["seq"] > self._seq or (a["seq"] == self._seq and a["hash"] != self._head)]
         if ahead:
             # Not repaired here: the tail of the log was deleted or replaced, and verify must show that.
             _log.warning("audit log %s ends at seq %d, but an anchor shows seq %d: entries deleted or replaced",
                          self.path, self._seq, max(last["seq"] for last in ahead))  # fmt: skip
         if first_unanchored is not None:
             _log.warning("audit log %s: entries %d..%d were not anchored (a writer crash, or entries appended "
-                         "while no writer ran); anchoring them as recovered", self.path, first_unanchored, self._seq)  # fmt: skip
+                         "while no writer ran); anchoring them as recovered",
+                         self.path, first_unanchored, self._seq)  # fmt: skip
             self._write_anchor(self._locations, recovered_from=first_unanchored, joined=empty if anchored else ())
         elif empty:
             _log.warning("audit log %s: %s held no anchors; anchoring the head there as joined",
@@ -417,7 +418,8 @@ def verify(path: Path, *, sinks: Sequence[AnchorSink | str] = ()) -> VerifyRepor
     key = _key()
     found = _Findings()
     cursors: list[_Cursor] = []
-    for label, sink in [(_PRIMARY, FileSink(anchors_path(path)))] + [(f"sink {s.describe()}", s) for s in _sinks(sinks)]:
+    locations = [(_PRIMARY, FileSink(anchors_path(path)))] + [(f"sink {s.describe()}", s) for s in _sinks(sinks)]
+    for label, sink in locations:
         if isinstance(sink, FileSink):
             records: Iterable[tuple[int, Any]] = sink.records()
         else:
@@ -447,7 +449,7 @@ def verify(path: Path, *, sinks: Sequence[AnchorSink | str] = ()) -> VerifyRepor
                     if any(h != entry["hash"] for h in held):
                         found.problem(f"{c.label}: seq {seq}: hash differs from the anchor (entry replaced)")
             elif entry is None and len({h for held in hashes.values() for h in held}) > 1:
-                found.problem(f"seq {seq}: the anchor locations hold different hashes for it (anchor forged or altered)")
+                found.problem(f"seq {seq}: the anchor locations hold different hashes for it (forged or altered)")
             # Otherwise the entry is missing from the log: the chain check below already names that gap.
         return anchored
 
@@ -490,47 +492,70 @@ def verify(path: Path, *, sinks: Sequence[AnchorSink | str] = ()) -> VerifyRepor
         last_seq, last_hash = seq, stored
     settle(math.inf)  # the anchors beyond the log's end
 
-    held = [c for c in cursors if c.last is not None]
-    highest = max((c.last["seq"] for c in held), default=0)
+    highest = max((c.last["seq"] for c in cursors if c.last is not None), default=0)
     unprotected = after if entries and highest < top else 0
-    if not entries:
-        if not held and not exists:
-            found.problem(f"no audit log at {path}")
-        for c in held:
-            found.problem(f"the log was {'emptied' if exists else 'deleted'}: {c.label} shows {c.last.get('entries', c.last['seq']):,} entries")
+    if entries:
+        _judge_locations(cursors, entries, top, found)
     else:
-        for c in cursors:
-            if c.last is None:
-                missing = isinstance(c.sink, FileSink) and not c.sink.path.exists()
-                found.problem(f"{c.label}: {'missing' if missing else 'no anchors'}, but the log has {entries:,} entries (anchors deleted, or never written)")
-        for c in held:
-            if c.last["seq"] > top:
-                shown = c.last.get("entries", c.last["seq"])
-                found.problem(f"{c.label}: the last anchor shows {shown:,} entries, but the log ends at seq {top}: {_entries(top + 1, shown)} deleted")
-        if len({c.last["seq"] for c in held}) > 1:
-            ends = ", ".join(f"{c.label} at seq {c.last['seq']}" for c in held)
-            found.problem(f"the anchor locations disagree on the last anchor: {ends} (anchors removed from one, or forged into another)")
-        start = min((c.first["seq"] for c in held), default=0)
-        for c in held:
-            if c.first["seq"] > start:
-                if c.first.get("joined") is True:
-                    found.warn(f"{c.label}: holds anchors only from seq {c.first['seq']}: it was added, or found without anchors, when the log had {c.first['seq']:,} entries")
-                else:
-                    found.problem(f"{c.label}: no anchors before seq {c.first['seq']}, while other locations have anchors from seq {start} (lines removed, or writes to it failed)")
-        if unprotected:
-            span = _seqs(after_from, top)
-            what = f"{unprotected:,} entr{'y' if unprotected == 1 else 'ies'} after the last anchor ({span}) {'is' if unprotected == 1 else 'are'}"
-            if not highest:
-                what = f"{unprotected:,} entr{'y' if unprotected == 1 else 'ies'} ({span}), with no anchor in any location, {'is' if unprotected == 1 else 'are'}"
-            found.problem(f"{what} not protected: appended after the writer's last anchor (forged?) or the writer stopped before anchoring them")
+        _judge_missing_log(path, cursors, found)
+    if unprotected:
+        entry_s, be = ("entry", "is") if unprotected == 1 else ("entries", "are")
+        where = f"after the last anchor ({_seqs(after_from, top)})"
+        if not highest:
+            where = f"({_seqs(after_from, top)}), with no anchor in any location,"
+        found.problem(f"{unprotected:,} {entry_s} {where} {be} not protected: appended after the writer's last "
+                      "anchor (forged?) or the writer stopped before anchoring them")  # fmt: skip
     for (first, seq), time in sorted(found.recovered.items()):
-        found.warn(f"{_entries(first, seq)} {'was' if first == seq else 'were'} anchored only when the log was reopened "
-                   f"(at {time}): a writer crash, or entries appended while it was stopped")  # fmt: skip
+        was = "was" if first == seq else "were"
+        found.warn(f"{_entries(first, seq)} {was} anchored only when the log was reopened (at {time}): "
+                   "a writer crash, or entries appended while it was stopped")  # fmt: skip
     if found.unchecked:
         found.warn(f"entries carry MACs or anchors signatures, but {KEY_ENV} is not set: they were not checked")
     problems = found.finish()
     return VerifyReport(ok=not problems, entries=entries, anchors=sum(c.count for c in cursors), problems=problems,
                         warnings=found.warnings, unprotected=unprotected)  # fmt: skip
+
+
+def _judge_missing_log(path: Path, cursors: list[_Cursor], found: _Findings) -> None:
+    """A log without entries: fine when it never had any, deleted or emptied when some location anchors entries."""
+    exists = path.is_file()
+    held = [c for c in cursors if c.last is not None]
+    if not held and not exists:
+        found.problem(f"no audit log at {path}")
+    for c in held:
+        shown = c.last.get("entries", c.last["seq"])
+        found.problem(f"the log was {'emptied' if exists else 'deleted'}: {c.label} shows {shown:,} entries")
+
+
+def _judge_locations(cursors: list[_Cursor], entries: int, top: int, found: _Findings) -> None:
+    """Each location's anchors against the log's length, and the locations' first and last anchors compared."""
+    for c in cursors:
+        if c.last is None:
+            missing = isinstance(c.sink, FileSink) and not c.sink.path.exists()
+            found.problem(f"{c.label}: {'missing' if missing else 'no anchors'}, but the log has {entries:,} entries "
+                          "(anchors deleted, or never written)")  # fmt: skip
+    held = [c for c in cursors if c.last is not None]
+    for c in held:
+        if c.last["seq"] > top:
+            shown = c.last.get("entries", c.last["seq"])
+            found.problem(f"{c.label}: the last anchor shows {shown:,} entries, but the log ends at seq {top}: "
+                          f"{_entries(top + 1, shown)} deleted")  # fmt: skip
+    if len({c.last["seq"] for c in held}) > 1:
+        ends = ", ".join(f"{c.label} at seq {c.last['seq']}" for c in held)
+        found.problem(f"the anchor locations disagree on the last anchor: {ends} "
+                      "(anchors removed from one, or forged into another)")  # fmt: skip
+    # A location that starts later than the others lost its first lines, unless the writer marked it as joined.
+    start = min((c.first["seq"] for c in held), default=0)
+    for c in held:
+        first = c.first["seq"]
+        if first <= start:
+            continue
+        if c.first.get("joined") is True:
+            found.warn(f"{c.label}: holds anchors only from seq {first}: it was added, or found without anchors, "
+                       f"when the log had {first:,} entries")  # fmt: skip
+        else:
+            found.problem(f"{c.label}: no anchors before seq {first}, while other locations have anchors from seq "
+                          f"{start} (lines removed, or writes to it failed)")  # fmt: skip
 
 
 def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
@@ -598,11 +623,12 @@ class _Cursor:
                 hashes.append(self.head["hash"])
             self._next()
         if len(hashes) > 1:
-            self._found.problem(f"{self.label}: seq {seq} anchored twice with different hashes (anchor forged or altered)")
+            self._found.problem(f"{self.label}: seq {seq} anchored twice with different hashes (forged or altered)")
         if self._gap is not None:
             first, last, count = self._gap
-            self._found.problem(f"{self.label}: no anchor for {count:,} seq{'s' if count > 1 else ''} ({_seqs(first, last)}) that other "
-                                "locations anchor (lines removed, or writes to this location failed)")  # fmt: skip
+            seqs = f"{count:,} seq{'s' if count > 1 else ''} ({_seqs(first, last)})"
+            self._found.problem(f"{self.label}: no anchor for {seqs} that other locations anchor "
+                                "(lines removed, or writes to this location failed)")  # fmt: skip
             self._gap = None
         self.started = True
         return hashes
@@ -673,7 +699,7 @@ def _canonical(value: Any) -> str:
 
 
 def _hash(entry: dict) -> str:
-    """The entry's hash: over every field but `hash` and `mac`, so the MAC (and whether a key is set) never changes it."""
+    """SHA-256 over every field but `hash` and `mac`: whether a key is set never changes an entry's hash."""
     body = {k: v for k, v in entry.items() if k not in ("hash", "mac")}
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
 
