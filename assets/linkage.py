@@ -37,7 +37,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     def linkage_model(warehouse: WarehouseResource) -> MaterializeResult:
         """The Splink model, fitted without ground truth; saved as JSON with its charts beside the warehouse."""
         with warehouse.connect() as con:
-            trained, path = train_and_store(con, warehouse.layout)
+            trained, path = train_and_store(con, warehouse.layout, linkage=sources.linkage)
         reports = warehouse.layout.linkage_dir
         return MaterializeResult(
             metadata={
@@ -80,7 +80,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             report = link_citizens(
                 con, run_id=context.run.run_id, overrides_path=warehouse.layout.overrides_file,
                 review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
-                incremental=config.incremental,
+                incremental=config.incremental, link_type=sources.linkage.link_type,
             )
             links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {

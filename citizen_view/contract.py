@@ -9,42 +9,72 @@ ingest, so one broken feed never blocks the others.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CANONICAL_FIELDS: tuple[str, ...] = (
-    "given_name",
-    "middle_name",
-    "family_name",
-    "full_name",
-    "date_of_birth",
-    "date_of_death",
-    "sex",
-    "national_id",
-    "street",
-    "house_number",
-    "unit",
-    "postcode",
-    "city",
-    "birth_place",
-    "email",
-    "phone",
-)
-DATE_FIELDS: tuple[str, ...] = ("date_of_birth", "date_of_death")
-FORMATS: tuple[str, ...] = ("csv", "fixed_width", "jsonl", "xlsx", "parquet")
-COUNTRIES: tuple[str, ...] = ("NL", "NO")
+
+class CanonicalField(StrEnum):
+    """A field every source can map a column to; the one list the contract, access rules and profile share."""
+
+    GIVEN_NAME = "given_name"
+    MIDDLE_NAME = "middle_name"
+    FAMILY_NAME = "family_name"
+    FULL_NAME = "full_name"
+    DATE_OF_BIRTH = "date_of_birth"
+    DATE_OF_DEATH = "date_of_death"
+    SEX = "sex"
+    NATIONAL_ID = "national_id"
+    STREET = "street"
+    HOUSE_NUMBER = "house_number"
+    UNIT = "unit"
+    POSTCODE = "postcode"
+    CITY = "city"
+    BIRTH_PLACE = "birth_place"
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+class Format(StrEnum):
+    """Extract formats a source may declare."""
+
+    CSV = "csv"
+    FIXED_WIDTH = "fixed_width"
+    JSONL = "jsonl"
+    XLSX = "xlsx"
+    PARQUET = "parquet"
+
+
+class LinkType(StrEnum):
+    """Which pairs linkage compares: within sources, across sources, or both (Splink's link types)."""
+
+    DEDUPE_ONLY = "dedupe_only"
+    """Only pairs of records of one source: each source deduplicated on its own."""
+    LINK_ONLY = "link_only"
+    """Only pairs across sources; every source is free of duplicates, so a citizen holds at most one record of each."""
+    LINK_AND_DEDUPE = "link_and_dedupe"
+    """Every pair: duplicates within a source and links across sources (the default)."""
+
+
+CANONICAL_FIELDS: tuple[str, ...] = tuple(CanonicalField)
+DATE_FIELDS: tuple[str, ...] = (CanonicalField.DATE_OF_BIRTH, CanonicalField.DATE_OF_DEATH)
+FORMATS: tuple[str, ...] = tuple(Format)
+# The identifier scheme a bare `national_id: column` takes from the sources file's `country`.
+DEFAULT_ID_SCHEMES: dict[str, str] = {"NL": "nl.bsn", "NO": "no.fodselsnummer"}
+OPAQUE_ID = "none"
 
 # Options each format understands, with their defaults.
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
-    "csv": {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True},
-    "fixed_width": {"encoding": "utf-8", "widths": None, "header": False},
-    "jsonl": {"encoding": "utf-8"},
-    "xlsx": {"sheet": None},
-    "parquet": {},
+    Format.CSV: {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True, "max_record_lines": 20},
+    Format.FIXED_WIDTH: {"encoding": "utf-8", "widths": None, "header": False},
+    Format.JSONL: {"encoding": "utf-8"},
+    Format.XLSX: {"sheet": None},
+    Format.PARQUET: {},
 }
 ENCODINGS = ("utf-8", "latin-1", "iso-8859-1", "cp1252", "utf-16")
 SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -59,11 +89,17 @@ class SourceError(RuntimeError):
 
 
 class FieldMapping(BaseModel):
-    """Where a canonical field comes from: a source column and, for dates, its strptime format."""
+    """Where a canonical field comes from: a source column; for dates its strptime format, for national IDs its scheme.
+
+    `scheme` names how the identifier is checked: `none` (an opaque identifier: compared exactly and
+    near-exactly, never validated) or a python-stdnum module (`nl.bsn`, `no.fodselsnummer`, `us.ssn`,
+    `dk.cpr`, `se.personnummer`, `be.nn`, ...). Without it, the sources file's `country` decides.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     column: str
     format: str | None = None
+    scheme: str | None = None
 
 
 class CaseMapping(BaseModel):
@@ -142,6 +178,8 @@ class SourceConfig(BaseModel):
         unmapped_required = [f for f in self.required if f not in self.fields]
         if unmapped_required:
             out.append(f"required field(s) {unmapped_required} are not mapped in fields")
+        if self.format == Format.CSV and not (isinstance(self.option("max_record_lines"), int) and self.option("max_record_lines") >= 1):
+            out.append("csv max_record_lines must be a whole number of lines, at least 1")
         for canonical, mapping in self.fields.items():
             if canonical not in CANONICAL_FIELDS:
                 out.append(
@@ -149,7 +187,34 @@ class SourceConfig(BaseModel):
                 )
             if mapping.format is not None and canonical not in DATE_FIELDS:
                 out.append(f"field {canonical!r}: a format is only allowed for dates")
+            if mapping.scheme is not None:
+                if canonical != CanonicalField.NATIONAL_ID:
+                    out.append(f"field {canonical!r}: a scheme is only allowed for national_id")
+                elif (problem := scheme_problem(mapping.scheme)) is not None:
+                    out.append(f"field national_id: {problem}")
         return out
+
+    def id_scheme(self, country: str | None) -> str:
+        """How this source's national IDs are checked: the declared scheme, else the country's, else opaque."""
+        mapping = self.fields.get(CanonicalField.NATIONAL_ID)
+        if mapping is not None and mapping.scheme is not None:
+            return mapping.scheme
+        return DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
+
+
+def scheme_problem(scheme: str) -> str | None:
+    """Why `scheme` is not an identifier scheme (None when it is: `none` or a python-stdnum module with is_valid)."""
+    if scheme == OPAQUE_ID:
+        return None
+    if not re.fullmatch(r"[a-z]{2,3}(\.[a-z0-9_]+)+", scheme):
+        return f"scheme {scheme!r} is neither 'none' nor a python-stdnum module name such as 'nl.bsn' or 'us.ssn'"
+    try:
+        module = importlib.import_module(f"stdnum.{scheme}")
+    except ImportError:
+        return f"scheme {scheme!r} is not a python-stdnum module (see https://arthurdejong.org/python-stdnum/doc/)"
+    if not callable(getattr(module, "is_valid", None)):
+        return f"scheme {scheme!r}: python-stdnum's module has no is_valid()"
+    return None
 
 
 class SurvivorshipConfig(BaseModel):
@@ -161,9 +226,12 @@ class SurvivorshipConfig(BaseModel):
 
 
 class QualityConfig(BaseModel):
-    """Bounds the blocking quality gates hold each run to (see quality/rules.py)."""
+    """Bounds the blocking quality gates hold each run to, and the plausibility rules of ingest (see quality/rules.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    earliest_date_of_birth: dt.date = dt.date(1880, 1, 1)
+    latest_date_of_birth: dt.date | None = None  # None: the day of the run
+    max_field_issue_share: float = Field(0.05, ge=0, le=1)
     max_rejected_share: float = Field(0.05, ge=0, le=1)
     max_missing_required_share: float = Field(0.01, ge=0, le=1)
     min_national_id_valid_share: float = Field(0.90, ge=0, le=1)
@@ -173,6 +241,14 @@ class QualityConfig(BaseModel):
     min_cross_source_share: float = Field(0.2, ge=0, le=1)
     max_cross_source_share: float = Field(1.0, ge=0, le=1)
     max_weak_link_share: float = Field(0.02, ge=0, le=1)
+
+
+class LinkageConfig(BaseModel):
+    """How records are compared: which pairs (link type) and which fields are populated enough to compare."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    link_type: LinkType = LinkType.LINK_AND_DEDUPE
+    min_field_share: float = Field(0.05, gt=0, le=1)
 
 
 class ReviewConfig(BaseModel):
@@ -231,8 +307,9 @@ class SourcesFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    country: Literal["NL", "NO"] = "NL"
+    country: str | None = None
     sources: list[SourceConfig]
+    linkage: LinkageConfig = Field(default_factory=LinkageConfig)
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
@@ -244,7 +321,18 @@ class SourcesFile(BaseModel):
     @classmethod
     def _norway_is_not_false(cls, v: Any) -> Any:
         # YAML 1.1 reads an unquoted `NO` as boolean false; a sources file for Norway says exactly that.
-        return "NO" if v is False else v
+        if v is False:
+            return "NO"
+        if v is None:
+            return None
+        if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z]{2}", v):
+            raise ValueError(f"country must be a two-letter ISO 3166 code such as NL, NO, DE or US, not {v!r}")
+        import phonenumbers
+
+        code = v.upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"country {v!r} is not an ISO 3166 country code")
+        return code
 
     @model_validator(mode="after")
     def _unique_names(self) -> SourcesFile:

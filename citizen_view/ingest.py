@@ -1,9 +1,12 @@
-"""Bring one source's extract into the warehouse: raw rows as received, canonical records, rejected rows.
+"""Bring one source's extract into the warehouse: raw rows as received, canonical records, rejected rows, field issues.
 
-The invariant: rows read = rows loaded + rows rejected. A row-level fault (bad date, wrong field count,
-undecodable bytes, broken JSON, missing or duplicate record id) sends that row to `rejected_records`
-and the source carries on; a source-level fault (no file, unknown format, a mapped column that does
-not exist) raises `SourceError` naming the source, the file and the column, and writes nothing.
+The invariant: rows in (counted from the file's own records) = rows loaded + rows rejected. A structural
+fault of a row (wrong field count, unbalanced quoting, undecodable bytes, broken JSON, missing or
+duplicate record id) sends that row to `rejected_records`; a value that does not parse or validate (a
+date, a national ID's checksum, a phone number, a postcode) is quarantined to `field_issues` and the
+row is still loaded. A source-level fault (no file, unknown format, a mapped column that does not
+exist, records the reader could not account for) raises `SourceError` naming the source, the file and
+the column, and writes nothing.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view import standardise as std
-from citizen_view.contract import DATE_FIELDS, SourceConfig, SourceError, SourcesFile
+from citizen_view.canonical import Rules, canonical_records
+from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.readers import Reject, raw_text, read_file
 from citizen_view.warehouse import quote
 
 if TYPE_CHECKING:
     import duckdb
 
-DEFAULT_DATE_FORMAT = "%Y-%m-%d"
 
 
 @dataclass
@@ -35,6 +38,7 @@ class SourceExtract:
     rows: pl.DataFrame
     rejects: list[Reject]
     files: list[str]
+    records: int = 0  # records in the files, counted by the readers' own accounting
 
 
 @dataclass
@@ -47,6 +51,7 @@ class IngestReport:
     rows_loaded: int
     rows_rejected: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    field_issues: dict[str, int] = field(default_factory=dict)
     national_id_valid_rate: float | None = None
     date_of_birth_filled_rate: float | None = None
     seconds: float = 0.0
@@ -69,6 +74,7 @@ def read_source(sources: SourcesFile, source: SourceConfig) -> SourceExtract:
     frames: list[pl.DataFrame] = []
     rejects: list[Reject] = []
     names: list[str] = []
+    records = 0
     for path in files:
         name = _display_name(sources, path)
         names.append(name)
@@ -77,8 +83,9 @@ def read_source(sources: SourcesFile, source: SourceConfig) -> SourceExtract:
         modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
         frames.append(got.rows.with_columns(pl.lit(modified, dtype=pl.Datetime("us", "UTC")).alias("_extracted_at")))
         rejects.extend(got.rejects)
+        records += got.records or 0
     rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-    return SourceExtract(rows, rejects, names)
+    return SourceExtract(rows, rejects, names, records)
 
 
 def _display_name(sources: SourcesFile, path: Path) -> str:
@@ -104,12 +111,15 @@ def _check_columns(source: SourceConfig, file: str, columns: list[str], *, parse
 
 
 def standardise_source(
-    extract: SourceExtract, source: SourceConfig, *, country: str
-) -> tuple[pl.DataFrame, list[Reject]]:
-    """Canonical records for the parsed rows, plus the rows rejected for bad dates or record ids."""
+    extract: SourceExtract, source: SourceConfig, *, rules: Rules
+) -> tuple[pl.DataFrame, list[Reject], pl.DataFrame]:
+    """(canonical records, rows rejected for a missing or duplicate record id, field issues).
+
+    Only structural faults reject a row; a value that does not parse or validate is quarantined
+    field by field (see canonical.py).
+    """
     df = extract.rows.with_row_index("_row")
     rejects: list[Reject] = []
-    reasons = pl.Series("reason", [None] * df.height, dtype=pl.String)
 
     # Record id: the source's own key, or the row's line (prefixed by file when there are several files).
     if source.record_id:
@@ -120,122 +130,34 @@ def standardise_source(
         rid = pl.col("_line").cast(pl.String)
     df = df.with_columns(rid.alias("_rid"))
 
-    # Dates: a value that is present but does not parse is a malformed row (the first bad date is named).
-    for field_name in DATE_FIELDS:
-        mapping = source.fields.get(field_name)
-        parsed, text_col = f"_{field_name}", f"_{field_name}_text"
-        if mapping is None:
-            df = df.with_columns(pl.lit(None, dtype=pl.Date).alias(parsed))
-            continue
-        fmt = mapping.format or DEFAULT_DATE_FORMAT
-        text = std.tidy(pl.col(mapping.column))
-        df = df.with_columns(text.str.strptime(pl.Date, fmt, strict=False).alias(parsed), text.alias(text_col))
-        bad = df.select(pl.col(parsed).is_null() & pl.col(text_col).is_not_null()).to_series()
-        msg = df.select(
-            pl.format(
-                "bad date in {} (column {}): {} does not match {}",
-                pl.lit(field_name),
-                pl.lit(mapping.column),
-                pl.lit("'") + pl.col(text_col) + pl.lit("'"),
-                pl.lit(fmt),
-            )
-        ).to_series()
-        reasons = pl.select(pl.when(reasons.is_null() & bad).then(msg).otherwise(reasons)).to_series()
-
     # Missing and duplicate record ids (the first occurrence wins; later ones are rejected).
     missing = df.get_column("_rid").is_null()
-    reasons = pl.select(
-        pl.when(reasons.is_null() & missing)
-        .then(pl.lit(f"missing record id (column {source.record_id or '_line'})"))
-        .otherwise(reasons)
-    ).to_series()
-    ok_so_far = df.filter(reasons.is_null())
-    first_seen = ok_so_far.group_by("_rid").agg(pl.col("_line").first().alias("_first_line"), pl.col("_row").min().alias("_first_row"))
+    first_seen = df.filter(~missing).group_by("_rid").agg(
+        pl.col("_line").first().alias("_first_line"), pl.col("_file").first().alias("_first_file"),
+        pl.col("_row").min().alias("_first_row"),
+    )  # fmt: skip
     df = df.join(first_seen, on="_rid", how="left", maintain_order="left")
-    dup = (df.get_column("_row") != df.get_column("_first_row")) & reasons.is_null()
-    dup_msg = df.select(
-        pl.format("duplicate record id {} (first seen on line {})", pl.lit("'") + pl.col("_rid") + pl.lit("'"), pl.col("_first_line"))
-    ).to_series()
-    reasons = pl.select(pl.when(dup.fill_null(False)).then(dup_msg).otherwise(reasons)).to_series()
-
-    df = df.with_columns(reasons.alias("_reason"))
-    bad_rows = df.filter(pl.col("_reason").is_not_null())
+    reason = (
+        pl.when(pl.col("_rid").is_null())
+        .then(pl.lit(f"missing record id (column {source.record_id or '_line'})"))
+        .when(pl.col("_row") != pl.col("_first_row"))
+        .then(pl.format("duplicate record id {} (first seen in {} line {})", pl.lit("'") + pl.col("_rid") + pl.lit("'"),
+                        pl.col("_first_file"), pl.col("_first_line")))  # fmt: skip
+    )
+    df = df.with_columns(reason.alias("_reason"))
     data_cols = [c for c in extract.rows.columns if not c.startswith("_")]
+    bad_rows = df.filter(pl.col("_reason").is_not_null())
     for row in bad_rows.select([*data_cols, "_file", "_line", "_reason"]).iter_rows(named=True):
         rejects.append(Reject(row["_file"], row["_line"], row["_reason"], raw_text(row)))
     good = df.filter(pl.col("_reason").is_null())
-    return canonical_records(good, source, country=country, data_columns=data_cols), rejects
-
-
-def canonical_records(df: pl.DataFrame, source: SourceConfig, *, country: str, data_columns: list[str]) -> pl.DataFrame:
-    """Project parsed rows onto the canonical columns (see `standardise.CANONICAL_COLUMNS`)."""
-    f = source.fields
-
-    def col(name: str) -> pl.Expr:
-        return std.tidy(pl.col(f[name].column)) if name in f else pl.lit(None, dtype=pl.String)
-
-    out = df.select(
-        pl.lit(source.name).alias("source"),
-        pl.col("_rid").alias("source_record_id"),
-        pl.col("_file").alias("source_file"),
-        pl.col("_line").alias("source_line"),
-        pl.col("_extracted_at").alias("extracted_at"),
-        col("given_name").alias("given_name"),
-        col("middle_name").alias("middle_name"),
-        col("family_name").alias("family_name"),
-        col("full_name").alias("full_name"),
-        pl.col("_date_of_birth").alias("date_of_birth"),
-        pl.col("_date_of_death").alias("date_of_death"),
-        (std.normalise_sex(pl.col(f["sex"].column)) if "sex" in f else pl.lit(None, dtype=pl.String)).alias("sex"),
-        *std.national_id_columns(col("national_id"), country=country),
-        col("street").alias("street"),
-        col("house_number").alias("house_number"),
-        col("unit").alias("unit"),
-        std.normalise_postcode(col("postcode"), country=country).alias("postcode"),
-        col("city").alias("city"),
-        col("birth_place").alias("birth_place"),
-        col("email").str.to_lowercase().alias("email"),
-        col("phone").alias("phone"),
-        _attributes(df, source, data_columns).alias("attributes"),
-    )
-    # A one-field name fills the name parts a source did not map separately, and vice versa.
-    if "full_name" in f:
-        given, family = std.split_full_name(pl.col("full_name"))
-        out = out.with_columns(
-            pl.coalesce("given_name", given).alias("given_name"), pl.coalesce("family_name", family).alias("family_name")
-        )
-    out = out.with_columns(
-        pl.coalesce(
-            "full_name",
-            std.tidy(pl.concat_str(["given_name", "middle_name", "family_name"], separator=" ", ignore_nulls=True)),
-        ).alias("full_name")
-    )
-    for name in ("given_name", "middle_name", "family_name", "street", "city", "birth_place"):
-        out = out.with_columns(std.per_distinct(name, std.fold, out).alias(f"{name}_std"))
-    # Full names are nearly unique: fold the parts (few distinct values) and join them, in given-family order.
-    out = out.with_columns(
-        pl.col("family_name_std").alias("_family_folded"),
-        std.tidy(
-            pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
-        ).alias("full_name_std"),
-    )
-    out = out.with_columns(
-        std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
-        std.per_distinct("_family_folded", std.name_prefix, out).alias("name_prefix"),
-        std.per_distinct("given_name_std", std.first_name_of, out).alias("first_name_std"),
-        std.per_distinct("given_name_std", std.initials_of, out).alias("initials"),
-        std.normalise_phone(out, "phone", country=country).alias("phone"),
-    )
-    return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()])
-
-
-def _attributes(df: pl.DataFrame, source: SourceConfig, data_columns: list[str]) -> pl.Expr:
-    """The source's unmapped columns as one JSON object (shown on the caseworker profile)."""
-    mapped = {m.column for m in source.fields.values()} | ({source.record_id} if source.record_id else set())
-    rest = [c for c in data_columns if c not in mapped]
-    if not rest:
-        return pl.lit(None, dtype=pl.String)
-    return pl.struct([pl.col(c) for c in rest]).struct.json_encode()
+    canonical, found = canonical_records(good, source, rules=rules, data_columns=data_cols)
+    issues = found.join(
+        good.with_row_index("_pos").select(pl.col("_pos").alias("row"), "_file", "_line", "_rid"), on="row", how="left"
+    ).select(
+        pl.lit(source.name).alias("source"), pl.col("_file").alias("file"), pl.col("_line").alias("line"),
+        pl.col("_rid").alias("record_id"), "field", "raw", "reason",
+    )  # fmt: skip
+    return canonical, rejects, issues
 
 
 def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport:
@@ -243,7 +165,8 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
     started = time.perf_counter()
     source = sources.source(name)
     extract = read_source(sources, source)
-    canonical, late_rejects = standardise_source(extract, source, country=sources.country)
+    rules = Rules.of(source, country=sources.country, quality=sources.quality)
+    canonical, late_rejects, issues = standardise_source(extract, source, rules=rules)
     rejects = extract.rejects + late_rejects
     rejects_df = pl.DataFrame(
         {
@@ -255,7 +178,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         },
         schema={"source": pl.String, "file": pl.String, "line": pl.Int64, "reason": pl.String, "raw": pl.String},
     )
-    rows_in = extract.rows.height + len(extract.rejects)
+    rows_in = extract.records
     report = IngestReport(
         source=source.name,
         files=extract.files,
@@ -263,13 +186,17 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         rows_loaded=canonical.height,
         rows_rejected=len(rejects),
         rejected_by_reason=dict(Counter(_reason_kind(r.reason) for r in rejects).most_common()),
+        field_issues=dict(Counter(issues.get_column("field").to_list()).most_common()),
         national_id_valid_rate=_rate(canonical, "national_id_valid") if "national_id" in source.fields else None,
         date_of_birth_filled_rate=(
             canonical.get_column("date_of_birth").is_not_null().mean() if "date_of_birth" in source.fields else None
         ),
     )
-    if not report.balanced:  # a bug, never a data problem: refuse to write an unbalanced load
-        raise RuntimeError(f"source {name!r}: {rows_in} rows read but {report.rows_loaded} + {report.rows_rejected} accounted for")
+    if not report.balanced:  # rows vanished between the file and the warehouse: load nothing
+        raise SourceError(
+            f"source {name!r}: the files hold {rows_in:,} records but {report.rows_loaded:,} loaded + "
+            f"{report.rows_rejected:,} rejected account for {report.rows_loaded + report.rows_rejected:,}; nothing was loaded"
+        )
     raw = extract.rows
     table = quote(source.name)
     con.execute("BEGIN TRANSACTION")
@@ -277,10 +204,13 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         con.register("_raw_rows", raw)
         con.register("_canonical_rows", canonical)
         con.register("_rejected_rows", rejects_df)
+        con.register("_field_issues", issues)
         con.execute(f"CREATE OR REPLACE TABLE raw.{table} AS SELECT * FROM _raw_rows")
         con.execute(f"CREATE OR REPLACE TABLE canonical.{table} AS SELECT * FROM _canonical_rows")
         con.execute("DELETE FROM rejected_records WHERE source = ?", [source.name])
         con.execute("INSERT INTO rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows")
+        con.execute("DELETE FROM field_issues WHERE source = ?", [source.name])
+        con.execute("INSERT INTO field_issues BY NAME SELECT * FROM _field_issues")
         con.execute(
             "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected) VALUES (?, ?, ?, ?, ?)",
             [source.name, report.files, report.rows_in, report.rows_loaded, report.rows_rejected],
@@ -290,7 +220,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         con.execute("ROLLBACK")
         raise
     finally:
-        for view in ("_raw_rows", "_canonical_rows", "_rejected_rows"):
+        for view in ("_raw_rows", "_canonical_rows", "_rejected_rows", "_field_issues"):
             con.unregister(view)
     report.seconds = time.perf_counter() - started
     return report
@@ -298,8 +228,8 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
 
 def _reason_kind(reason: str) -> str:
     """The kind of a rejection reason ("bad date in date_of_birth ..." -> "bad date")."""
-    for kind in ("bad date", "wrong field count", "undecodable bytes", "invalid JSON", "duplicate record id",
-                 "missing record id", "malformed quoting", "expected a JSON object"):  # fmt: skip
+    for kind in ("wrong field count", "undecodable bytes", "invalid JSON", "duplicate record id",
+                 "missing record id", "malformed quoting", "unbalanced quote", "expected a JSON object"):  # fmt: skip
         if reason.startswith(kind):
             return kind
     return reason.split(":")[0]

@@ -1,8 +1,14 @@
-"""Readers for legacy extract formats: every row either parses into string columns or is rejected with a reason.
+"""Readers for legacy extract formats: every record either parses into string columns or is rejected with a reason.
 
-Each reader returns the rows it could parse (all values as text, plus `_file` and `_line`, the 1-based
-physical line or spreadsheet row) and the rows it could not, with the raw text. Nothing is dropped
-silently: rows read = rows parsed + rows rejected. Blank lines are not rows.
+Records are split the way each format defines them, and never by anything else: text formats by
+line feeds only (`\n`, with `\r\n` accepted), so a form feed, a byte 0x85 or a U+2028 inside a
+value stays inside its record; a CSV record may continue over the next lines only inside a quoted
+value, and only for `max_record_lines` lines: a quote left open longer is a fault of that one line,
+which is rejected, and reading resumes on the next line. Each reader accounts for every line of its
+file (header, blank, part of a record) and counts the file's records itself; `FileRead.records` is
+that count and must equal rows parsed + rows rejected, or the source stops (`SourceError`).
+Each parsed row has its values as text plus `_file` and `_line` (the 1-based line or spreadsheet
+row where the record starts); each rejected one keeps its raw text and the reason.
 """
 
 from __future__ import annotations
@@ -33,46 +39,71 @@ class Reject:
 
 @dataclass
 class FileRead:
-    """What one extract file gave: parsed rows (text columns + `_file`, `_line`) and rejected rows."""
+    """What one extract file gave: parsed rows (text columns + `_file`, `_line`), rejected rows, and its record count."""
 
     rows: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
+    records: int | None = None  # records in the file, counted by the reader's own accounting (None: = rows + rejects)
+
+    def __post_init__(self) -> None:
+        if self.records is None:
+            self.records = self.rows.height + len(self.rejects)
 
 
 def read_file(source: SourceConfig, path: Path, *, display_name: str) -> FileRead:
-    """Read one extract file of a source in its declared format."""
+    """Read one extract file of a source in its declared format; check every record is accounted for."""
     reader = _READERS[source.format]
     try:
-        return reader(source, path, display_name)
+        got = reader(source, path, display_name)
     except SourceError:
         raise
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise SourceError(f"source {source.name!r}: file {display_name!r} cannot be read as {source.format}: {exc}") from exc
+    if got.records != got.rows.height + len(got.rejects):
+        raise SourceError(
+            f"source {source.name!r}: file {display_name!r} holds {got.records:,} records but the reader accounted for "
+            f"{got.rows.height:,} parsed + {len(got.rejects):,} rejected; nothing was loaded"
+        )
+    return got
 
 
-# --- text decoding ---------------------------------------------------------------------------------
+# --- text: lines split by line feeds only ---------------------------------------------------------
 
 
-def _decode_lines(data: bytes, encoding: str) -> tuple[list[str], set[int]]:
-    """Split into lines (without line ends); return the 0-based indexes of lines that do not decode."""
-    try:
-        text = data.decode(encoding)
-        if text.startswith("\ufeff"):
-            text = text[1:]
-        return text.splitlines(), set()
-    except UnicodeDecodeError:
-        pass
-    lines: list[str] = []
+@dataclass
+class _Lines:
+    """A text file's lines (line ends removed) and which of them hold bytes the encoding cannot decode."""
+
+    text: list[str]
+    undecodable: set[int]
+
+
+def _split_lines(data: bytes, encoding: str) -> _Lines:
+    """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line."""
+    text = data.decode(encoding, errors="surrogateescape")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file ends with a line end: no empty last line
+    out: list[str] = []
     bad: set[int] = set()
-    for i, raw in enumerate(data.splitlines()):
-        try:
-            lines.append(raw.decode(encoding))
-        except UnicodeDecodeError:
-            lines.append(raw.decode(encoding, errors="backslashreplace"))
+    for i, line in enumerate(lines):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if _may_have_surrogates(line):  # only bytes the encoding could not decode leave lone surrogates
             bad.add(i)
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    return lines, bad
+            line = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+        out.append(line)
+    return _Lines(out, bad)
+
+
+def _may_have_surrogates(line: str) -> bool:
+    try:
+        line.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _undecodable(encoding: str) -> str:
@@ -85,73 +116,95 @@ def _frame(columns: list[str], values: list[list[str | None]], files: str, lines
     return df.with_columns(pl.lit(files).alias("_file"), pl.Series("_line", lines, dtype=pl.Int64))
 
 
+def _check_accounting(name: str, total: int, **parts: int) -> None:
+    """Every line of the file is the header, blank, undecodable or part of exactly one record."""
+    if sum(parts.values()) != total:
+        detail = ", ".join(f"{k} {v:,}" for k, v in parts.items())
+        raise SourceError(f"file {name!r}: {total:,} lines but {detail} account for {sum(parts.values()):,}")
+
+
 # --- csv -------------------------------------------------------------------------------------------
 
 
 def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """Delimited text; a row with the wrong number of fields is rejected."""
+    """Delimited text; a record with the wrong number of fields, or a quote left open, is rejected with its line."""
     encoding = str(source.option("encoding"))
-    lines, bad = _decode_lines(path.read_bytes(), encoding)
-    rejects: list[Reject] = []
+    lines = _split_lines(path.read_bytes(), encoding)
+    text, bad = lines.text, lines.undecodable
     delimiter = str(source.option("delimiter"))
     quotechar = source.option("quotechar") or None
-    # Line ends are gone: feed csv one logical line at a time but let quoted newlines join lines.
-    good_idx = [i for i in range(len(lines)) if i not in bad] if bad else range(len(lines))
-    for i in sorted(bad):
-        rejects.append(Reject(name, i + 1, _undecodable(encoding), lines[i]))
-    it = iter(good_idx)
-
-    def line_source():
-        for i in it:
-            line_source.current = i  # type: ignore[attr-defined]
-            yield lines[i]
-
-    line_source.current = -1  # type: ignore[attr-defined]
-    reader = csv.reader(line_source(), delimiter=delimiter, quotechar=quotechar, strict=True)
+    max_lines = int(source.option("max_record_lines"))
+    rejects: list[Reject] = []
     header: list[str] | None = None if source.option("header") else []
     cols: list[list[str | None]] = []
     line_nos: list[int] = []
-    start = 0
-    while True:
-        start = line_source.current + 1  # type: ignore[attr-defined]
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            i = line_source.current  # type: ignore[attr-defined]
-            rejects.append(Reject(name, i + 1, f"malformed quoting: {exc}", lines[i]))
+    header_lines = blank = record_lines = 0
+    i, n = 0, len(text)
+    while i < n:
+        line = text[i]
+        if i in bad:
+            rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
+            record_lines += 1
+            i += 1
             continue
-        line_no = _first_line(start, line_source.current, bad) + 1  # type: ignore[attr-defined]
-        if not row or (len(row) == 1 and not row[0].strip()):
+        if not line.strip():
+            blank += 1
+            i += 1
             continue
+        row, used, problem = _one_record(text, i, bad, delimiter, quotechar, max_lines)
         if header is None:
+            if problem:
+                raise SourceError(f"source {source.name!r}: file {name!r}: the header line cannot be read ({problem})")
             header = [h.strip() for h in row]
             _check_header(source, name, header)
             cols = [[] for _ in header]
+            header_lines += used
+            i += used
             continue
         if not header:
             header = [f"column_{k + 1}" for k in range(len(row))]
             cols = [[] for _ in header]
-        if len(row) != len(header):
-            rejects.append(
-                Reject(name, line_no, f"wrong field count: {len(row)} fields, expected {len(header)}", delimiter.join(row))
-            )
+        if problem is None and len(row) != len(header):
+            problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
+        if problem is not None:
+            # A record that fails is rejected one line at a time: the next line starts a new record, so a
+            # stray quote can never swallow the lines after it.
+            rejects.append(Reject(name, i + 1, problem, line))
+            record_lines += 1
+            i += 1
             continue
         for k, v in enumerate(row):
             cols[k].append(v if v != "" else None)
-        line_nos.append(line_no)
+        line_nos.append(i + 1)
+        record_lines += used
+        i += used
     if header is None:
         raise SourceError(f"source {source.name!r}: file {name!r} is empty (no header row)")
-    return FileRead(_frame(header, cols, name, line_nos), rejects)
+    _check_accounting(name, n, header=header_lines, blank=blank, records=record_lines)
+    return FileRead(_frame(header, cols, name, line_nos), rejects, records=len(line_nos) + len(rejects))
 
 
-def _first_line(start: int, current: int, bad: set[int]) -> int:
-    """The first decodable line index at or after `start` (a record's first physical line)."""
-    i = start
-    while i in bad and i < current:
-        i += 1
-    return i
+def _one_record(
+    text: list[str], start: int, bad: set[int], delimiter: str, quotechar: str | None, max_lines: int
+) -> tuple[list[str], int, str | None]:
+    """The record starting at line `start`: (fields, lines it spans, problem or None)."""
+    line = text[start]
+    if quotechar is None or quotechar not in line:
+        return line.split(delimiter), 1, None
+    stop = start
+    while stop < len(text) and stop - start < max_lines and (stop == start or stop not in bad):
+        stop += 1
+    reader = csv.reader((text[k] + "\n" for k in range(start, stop)), delimiter=delimiter, quotechar=quotechar, strict=True)
+    try:
+        row = next(reader)
+    except csv.Error as exc:
+        spanned = reader.line_num
+        if "unexpected end of data" in str(exc) and spanned >= max_lines:
+            return [], 1, f"unbalanced quote: the quoted value is not closed within {max_lines} lines (max_record_lines)"
+        if "unexpected end of data" in str(exc):
+            return [], 1, "unbalanced quote: the quoted value is never closed"
+        return [], 1, f"malformed quoting: {exc}"
+    return row, reader.line_num, None
 
 
 def _check_header(source: SourceConfig, name: str, header: list[str]) -> None:
@@ -164,22 +217,25 @@ def _check_header(source: SourceConfig, name: str, header: list[str]) -> None:
 
 
 def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """Mainframe-style fixed-width records; a line of the wrong length is rejected."""
+    """Mainframe-style fixed-width records, one per line; a line of the wrong length is rejected."""
     encoding = str(source.option("encoding"))
     widths: dict[str, int] = dict(source.option("widths"))
     total = sum(widths.values())
-    lines, bad = _decode_lines(path.read_bytes(), encoding)
+    lines = _split_lines(path.read_bytes(), encoding)
     rejects: list[Reject] = []
     skip_header = bool(source.option("header"))
     keep_text: list[str] = []
     keep_no: list[int] = []
-    for i, line in enumerate(lines):
+    header_lines = blank = 0
+    for i, line in enumerate(lines.text):
         if skip_header and i == 0:
+            header_lines = 1
             continue
-        if i in bad:
+        if i in lines.undecodable:
             rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
             continue
         if not line.strip():
+            blank += 1
             continue
         if len(line) != total:
             rejects.append(
@@ -188,6 +244,7 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
             continue
         keep_text.append(line)
         keep_no.append(i + 1)
+    _check_accounting(name, len(lines.text), header=header_lines, blank=blank, records=len(keep_text) + len(rejects))
     s = pl.Series("line", keep_text, dtype=pl.String)
     exprs = []
     offset = 0
@@ -195,7 +252,8 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
         exprs.append(pl.col("line").str.slice(offset, width).str.strip_chars().replace("", None).alias(col))
         offset += width
     df = pl.DataFrame(s).select(exprs)
-    return FileRead(df.with_columns(pl.lit(name).alias("_file"), pl.Series("_line", keep_no, dtype=pl.Int64)), rejects)
+    rows = df.with_columns(pl.lit(name).alias("_file"), pl.Series("_line", keep_no, dtype=pl.Int64))
+    return FileRead(rows, rejects, records=len(keep_text) + len(rejects))
 
 
 # --- JSON lines ------------------------------------------------------------------------------------
@@ -204,16 +262,19 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
 def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     """One JSON object per line; nested objects become dotted columns, lists stay as JSON text."""
     encoding = str(source.option("encoding"))
-    lines, bad = _decode_lines(path.read_bytes(), encoding)
+    split = _split_lines(path.read_bytes(), encoding)
+    lines, bad = split.text, split.undecodable
     rejects: list[Reject] = []
     records: list[dict[str, str | None]] = []
     line_nos: list[int] = []
     columns: dict[str, None] = {}
+    blank = 0
     for i, line in enumerate(lines):
         if i in bad:
             rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
             continue
         if not line.strip():
+            blank += 1
             continue
         try:
             obj = json.loads(line)
@@ -230,9 +291,10 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
                 columns[k] = None
         records.append(flat)
         line_nos.append(i + 1)
+    _check_accounting(name, len(lines), blank=blank, records=len(records) + len(rejects))
     cols = list(columns)
     values = [[r.get(c) for r in records] for c in cols]
-    return FileRead(_frame(cols, values, name, line_nos), rejects)
+    return FileRead(_frame(cols, values, name, line_nos), rejects, records=len(records) + len(rejects))
 
 
 def _flatten(obj: dict, prefix: str, out: dict[str, str | None]) -> None:
@@ -271,10 +333,12 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
 
 def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
     """A Parquet file; typed columns are kept as their text form (dates as ISO yyyy-mm-dd)."""
+    import pyarrow.parquet as pq
+
     df = pl.read_parquet(path)
     df = df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
     df = df.with_columns(pl.lit(name).alias("_file"), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("_line"))
-    return FileRead(df)
+    return FileRead(df, records=pq.ParquetFile(path).metadata.num_rows)  # the file's own row count
 
 
 _READERS = {

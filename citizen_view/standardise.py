@@ -14,8 +14,6 @@ import phonenumbers
 import polars as pl
 from anyascii import anyascii
 
-from citizen_view import national_id
-
 # Name particles that belong to the family name but are not compared as part of it (Dutch
 # tussenvoegsels and their abbreviations, plus the few German/French/Italian ones seen in registers).
 NAME_PREFIXES: frozenset[str] = frozenset(
@@ -45,10 +43,12 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "full_name": pl.String,
     "full_name_std": pl.String,
     "date_of_birth": pl.Date,
+    "date_of_birth_text": pl.String,
     "date_of_death": pl.Date,
     "sex": pl.String,
     "national_id": pl.String,
     "national_id_valid": pl.Boolean,
+    "national_id_text": pl.String,
     "street": pl.String,
     "street_std": pl.String,
     "house_number": pl.String,
@@ -68,7 +68,8 @@ _SEX = {
     "f": "F", "female": "F", "v": "F", "vrouw": "F", "k": "F", "kvinne": "F", "kvinnelig": "F", "w": "F",
     "woman": "F", "2": "F",
 }  # fmt: skip
-_COUNTRY_CODE = {"NL": "31", "NO": "47"}
+# Postcode shapes of the countries whose format is checked; other countries' postcodes are only tidied.
+POSTCODE_PATTERNS: dict[str, str] = {"NL": r"^\d{4}[A-Z]{2}$", "NO": r"^\d{4}$"}
 
 
 def fold(text: str | None) -> str | None:
@@ -130,35 +131,39 @@ def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return tidy(given), tidy(family)
 
 
-def normalise_postcode(expr: pl.Expr, *, country: str) -> pl.Expr:
-    """NL "1234 ab" -> "1234AB"; NO "0150" kept 4 digits; anything else tidied upper-case."""
+def normalise_postcode(expr: pl.Expr, *, country: str | None) -> pl.Expr:
+    """NL "1234 ab" -> "1234AB"; NO "150" -> "0150"; anything else tidied upper-case without spaces."""
     cleaned = tidy(expr).str.to_uppercase().str.replace_all(r"[\s\-]", "")
     if country == "NO":
         return pl.when(cleaned.str.contains(r"^\d{1,4}$")).then(cleaned.str.zfill(4)).otherwise(cleaned)
     return cleaned
 
 
-def normalise_phone(frame: pl.DataFrame, column: str, *, country: str) -> pl.Series:
-    """E.164 ("+31612345678"): regular national and international forms vectorised, the rest via phonenumbers."""
-    cc = _COUNTRY_CODE[country]
+def valid_postcode(expr: pl.Expr, *, country: str | None) -> pl.Expr:
+    """Whether a normalised postcode has its country's shape (true for countries whose shape is not checked)."""
+    pattern = POSTCODE_PATTERNS.get(country or "")
+    return expr.str.contains(pattern) if pattern else pl.lit(True)
+
+
+def normalise_phone(frame: pl.DataFrame, column: str, *, country: str | None) -> pl.Series:
+    """E.164 ("+31612345678"): regular national and international forms vectorised, the rest via phonenumbers.
+
+    Without a country only international forms (+.., 00..) can be read; national ones stay null.
+    """
     raw = frame.get_column(column)
     digits = raw.str.replace_all(r"[\s\-().]", "")
-    national_len = 9 if country == "NL" else 8
-    fast = (
-        pl.select(
-            pl.when(digits.str.contains(r"^\+\d{8,15}$"))
-            .then(digits)
-            .when(digits.str.contains(r"^00\d{8,15}$"))
-            .then(pl.lit("+") + digits.str.slice(2))
-            .when(digits.str.contains(rf"^0\d{{{national_len}}}$") if country == "NL" else pl.lit(False))
-            .then(pl.lit(f"+{cc}") + digits.str.slice(1))
-            .when(digits.str.contains(rf"^\d{{{national_len}}}$") if country == "NO" else pl.lit(False))
-            .then(pl.lit(f"+{cc}") + digits)
-            .otherwise(None)
-        )
-        .to_series()
-        .alias(column)
+    national = {"NL": (r"^0\d{9}$", 1), "NO": (r"^\d{8}$", 0)}.get(country or "")
+    cc = str(phonenumbers.country_code_for_region(country)) if country else ""
+    fast_expr = (
+        pl.when(digits.str.contains(r"^\+\d{8,15}$"))
+        .then(digits)
+        .when(digits.str.contains(r"^00\d{8,15}$"))
+        .then(pl.lit("+") + digits.str.slice(2))
     )
+    if national is not None:
+        pattern, strip = national
+        fast_expr = fast_expr.when(digits.str.contains(pattern)).then(pl.lit(f"+{cc}") + digits.str.slice(strip))
+    fast = pl.select(fast_expr.otherwise(None)).to_series().alias(column)
     leftover = raw.filter(fast.is_null() & raw.is_not_null())
     if leftover.len() == 0:
         return fast
@@ -168,7 +173,7 @@ def normalise_phone(frame: pl.DataFrame, column: str, *, country: str) -> pl.Ser
     return pl.Series(column, [f if f is not None else lookup.get(r) for f, r in zip(fast.to_list(), raw.to_list())])
 
 
-def _parse_phone(value: str, country: str) -> str | None:
+def _parse_phone(value: str, country: str | None) -> str | None:
     try:
         number = phonenumbers.parse(value, country)
     except phonenumbers.NumberParseException:
@@ -181,12 +186,6 @@ def _parse_phone(value: str, country: str) -> str | None:
 def normalise_sex(expr: pl.Expr) -> pl.Expr:
     """M / F from the spellings registers use (M/V, M/K, male/female, 1/2); anything else null."""
     return expr.str.strip_chars().str.to_lowercase().replace_strict(_SEX, default=None, return_dtype=pl.String)
-
-
-def national_id_columns(expr: pl.Expr, *, country: str) -> list[pl.Expr]:
-    """The compacted national ID and its checksum flag."""
-    compacted = national_id.compact(expr, country=country)
-    return [compacted.alias("national_id"), national_id.is_valid(compacted, country=country).alias("national_id_valid")]
 
 
 def initials_of(folded: str | None) -> str | None:

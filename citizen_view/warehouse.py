@@ -23,6 +23,16 @@ CREATE TABLE IF NOT EXISTS rejected_records (
     raw VARCHAR,
     rejected_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS field_issues (
+    source VARCHAR NOT NULL,
+    file VARCHAR NOT NULL,
+    line BIGINT NOT NULL,
+    record_id VARCHAR NOT NULL,
+    field VARCHAR NOT NULL,
+    raw VARCHAR,
+    reason VARCHAR NOT NULL,
+    found_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS ingest_log (
     source VARCHAR NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),

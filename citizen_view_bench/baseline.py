@@ -46,9 +46,17 @@ _INPUT_COLUMNS = (
 
 
 def _input_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    cols = ", ".join(f'"{c}"' for c in _INPUT_COLUMNS)
+    """The columns the baseline compares. A national ID our ingest quarantined (checksum failed: left empty
+    in `national_id`, kept as received in `national_id_text`) is compared as received, with separators
+    stripped: plain Splink has no checksum step, and a mistyped ID one edit away is evidence it would use."""
+    have = {r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE source_records)").fetchall()}
+    exprs = [f'"{c}"' for c in _INPUT_COLUMNS]
+    if "national_id_text" in have:
+        exprs[_INPUT_COLUMNS.index("national_id")] = (
+            "coalesce(national_id, nullif(regexp_replace(national_id_text, '[^0-9A-Za-z]', '', 'g'), '')) AS national_id"
+        )
     return con.sql(
-        f"SELECT record_key, source, source_record_id, {cols}, strftime(date_of_birth, '%Y%m%d') AS dob "
+        f"SELECT record_key, source, source_record_id, {', '.join(exprs)}, strftime(date_of_birth, '%Y%m%d') AS dob "
         "FROM source_records"
     ).pl()
 

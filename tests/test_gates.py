@@ -87,7 +87,20 @@ def test_a_corrupted_extract_blocks_publication(world, capsys):
     tax.write_text("\n".join(lines) + "\n", encoding="latin-1")
     assert main(["run", *_args(world)]) == 1
     err = capsys.readouterr().err
-    assert "GATE FAILED source/tax:rejected_share" in err and "publication blocked" in err
+    # the rows are loaded (a bad date is a field issue, not a bad row), and the quarantined share blocks the run
+    assert "GATE FAILED source/tax:field_issue_share" in err and "GATE FAILED source/tax:date_of_birth_validity" in err
+    assert "publication blocked" in err
+    _assert_refused(world, "source/tax:field_issue_share", capsys)
+
+
+def test_rows_the_reader_cannot_split_block_publication(world, capsys):
+    tax = world / "data/tax/tax_extract.csv"
+    lines = tax.read_text(encoding="latin-1").splitlines()
+    for i in range(1, len(lines), 4):  # a quarter of the rows lose a field separator
+        lines[i] = lines[i].replace(";", " ", 1)
+    tax.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    assert main(["run", *_args(world)]) == 1
+    assert "GATE FAILED source/tax:rejected_share" in capsys.readouterr().err
     _assert_refused(world, "source/tax:rejected_share", capsys)
 
 

@@ -47,6 +47,11 @@ def _load(tmp_path, name="tax"):
     return report, canonical, rejected
 
 
+def _issues(tmp_path, name="tax") -> pl.DataFrame:
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        return con.sql("SELECT * FROM field_issues WHERE source = ? ORDER BY line, field", params=[name]).pl()
+
+
 def test_csv_bad_rows_are_quarantined_with_reasons_and_counts_balance(tmp_path):
     write(tmp_path / "tax/t.csv", TAX, encoding="latin-1")
     write(tmp_path / "sources.yaml", SOURCES)
@@ -54,15 +59,81 @@ def test_csv_bad_rows_are_quarantined_with_reasons_and_counts_balance(tmp_path):
     assert report.rows_in == 6
     assert report.rows_in == report.rows_loaded + report.rows_rejected == canonical.height + rejected.height
     reasons = dict(zip(rejected["line"].to_list(), rejected["reason"].to_list()))
-    assert reasons[3].startswith("bad date in date_of_birth (column birth_date): '31-02-1980'")
+    assert sorted(reasons) == [4, 5, 6]  # only structural faults reject a row
     assert reasons[4] == "wrong field count: 4 fields, expected 5"
-    assert reasons[5] == "duplicate record id 'T1' (first seen on line 2)"
+    assert reasons[5] == "duplicate record id 'T1' (first seen in tax/t.csv line 2)"
     assert reasons[6].startswith("missing record id")
     # the raw text of each rejected row is kept
     assert "SØRENSEN" in rejected.filter(pl.col("line") == 4)["raw"][0]
-    assert json.loads(rejected.filter(pl.col("line") == 3)["raw"][0])["taxpayer_ref"] == "T2"
+    assert json.loads(rejected.filter(pl.col("line") == 5)["raw"][0])["taxpayer_ref"] == "T1"
     # an empty date is missing, not malformed
     assert canonical.filter(pl.col("source_record_id") == "T4")["date_of_birth"][0] is None
+
+
+def test_a_malformed_date_is_a_field_issue_and_the_row_is_still_loaded(tmp_path):
+    write(tmp_path / "tax/t.csv", TAX, encoding="latin-1")
+    write(tmp_path / "sources.yaml", SOURCES)
+    report, canonical, _ = _load(tmp_path)
+    t2 = canonical.filter(pl.col("source_record_id") == "T2").to_dicts()[0]
+    assert t2["date_of_birth"] is None and t2["family_name"] == "van der Berg"
+    assert t2["date_of_birth_text"] == "19800231"  # the digits, in place, for comparisons
+    issue = _issues(tmp_path).filter(pl.col("field") == "date_of_birth").to_dicts()
+    assert [(i["record_id"], i["line"], i["raw"]) for i in issue] == [("T2", 3, "31-02-1980")]
+    assert issue[0]["reason"].startswith("not a date in the format %d-%m-%Y")
+    assert report.field_issues["date_of_birth"] == 1
+
+
+def test_values_that_do_not_validate_become_null_with_their_raw_value_kept(tmp_path):
+    write(
+        tmp_path / "ben/b.csv",
+        """
+        id;bsn;born;sex;phone;postcode;email
+        B1;111222333;1990-02-15;M;06 12345678;1234 ab;a@b.nl
+        B2;111222334;1990-02-70;X;12;12AB;not-an-email
+        B3;;1850-01-01;v;+31 20 1234567;9999ZZ;
+        """,
+    )
+    write(
+        tmp_path / "sources.yaml",
+        """
+        country: NL
+        quality: {earliest_date_of_birth: 1880-01-01}
+        sources:
+          - name: ben
+            path: ben/b.csv
+            format: csv
+            options: {delimiter: ";"}
+            record_id: id
+            fields: {national_id: bsn, date_of_birth: born, sex: sex, phone: phone, postcode: postcode, email: email}
+        """,
+    )
+    report, canonical, rejected = _load(tmp_path, "ben")
+    assert rejected.height == 0 and report.rows_loaded == 3
+    rows = {r["source_record_id"]: r for r in canonical.to_dicts()}
+    assert (rows["B1"]["national_id"], rows["B1"]["phone"], rows["B1"]["postcode"], rows["B1"]["sex"]) == (
+        "111222333", "+31612345678", "1234AB", "M")
+    assert rows["B2"]["national_id"] is None and rows["B2"]["national_id_text"] == "111222334"
+    assert (rows["B2"]["date_of_birth"], rows["B2"]["sex"], rows["B2"]["phone"], rows["B2"]["postcode"], rows["B2"]["email"]) == (
+        None, None, None, None, None)
+    assert rows["B3"]["date_of_birth"] is None and rows["B3"]["date_of_birth_text"] == "18500101"  # implausible, digits kept
+    issues = {(i["record_id"], i["field"]): i for i in _issues(tmp_path, "ben").to_dicts()}
+    assert set(issues) == {("B2", "national_id"), ("B2", "date_of_birth"), ("B2", "sex"), ("B2", "phone"),
+                           ("B2", "postcode"), ("B2", "email"), ("B3", "date_of_birth")}  # fmt: skip
+    assert issues[("B2", "national_id")]["reason"] == "fails the nl.bsn checksum"
+    assert issues[("B3", "date_of_birth")]["reason"].startswith("implausible: outside 1880-01-01")
+    assert issues[("B2", "phone")]["raw"] == "12"
+
+
+def test_an_opaque_identifier_is_never_validated(tmp_path):
+    write(tmp_path / "a/a.csv", "id,ssn,name\n1,12-345,Ann Smith\n2,0000,Bob Jones\n")
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: a, path: a/a.csv, format: csv, record_id: id, fields: {national_id: {column: ssn, scheme: none}, full_name: name}}\n",
+    )
+    _, canonical, _ = _load(tmp_path, "a")
+    assert canonical["national_id"].to_list() == ["12-345", "0000"]
+    assert canonical["national_id_valid"].to_list() == [None, None]
+    assert _issues(tmp_path, "a").height == 0
 
 
 def test_csv_name_order_and_folding(tmp_path):
@@ -74,6 +145,7 @@ def test_csv_name_order_and_folding(tmp_path):
     assert a["city"] == "ÅLESUND" and a["city_std"] == "alesund"
     assert (b["given_name"], b["family_name_std"], b["first_name_std"], b["initials"]) == ("Jan Pieter", "vries", "jan", "jp")
     assert a["national_id_valid"] is True and b["national_id_valid"] is False
+    assert b["national_id"] is None and b["national_id_text"] == "8"  # quarantined, kept as given for comparisons
 
 
 def test_undecodable_bytes_are_rejected_not_fatal(tmp_path):
@@ -120,6 +192,7 @@ def test_fixed_width_jsonl_xlsx_and_parquet_parse(tmp_path):
     write(
         tmp_path / "sources.yaml",
         """
+        country: NL
         sources:
           - name: register
             path: reg/*.dat
@@ -147,10 +220,11 @@ def test_fixed_width_jsonl_xlsx_and_parquet_parse(tmp_path):
     )
     assert sum(widths.values()) == 22
     rep, reg, rej = _load(tmp_path, "register")
-    assert reg["family_name"].to_list() == ["Jansen", "Ødegård"]
-    assert reg["family_name_std"].to_list() == ["jansen", "odegard"]
-    assert [r.split(":")[0] for r in rej["reason"]] == ["wrong field count", "bad date in date_of_birth (column DOB)"]
-    assert rep.rows_in == 4 and rep.balanced
+    assert reg["family_name"].to_list() == ["Jansen", "Ødegård", "Bakker"]
+    assert reg["family_name_std"].to_list() == ["jansen", "odegard", "bakker"]
+    assert reg["date_of_birth"][2] is None and reg["date_of_birth_text"][2] == "19801301"  # month 13: a field issue
+    assert [r.split(":")[0] for r in rej["reason"]] == ["wrong field count"]
+    assert rep.rows_in == 4 and rep.balanced and rep.field_issues == {"date_of_birth": 1}
 
     rep, ben, rej = _load(tmp_path, "benefits")
     assert ben["family_name"].to_list() == ["Smit", "Visser"]
@@ -210,3 +284,81 @@ def test_failed_reload_keeps_the_previous_load(tmp_path):
         after = con.sql('SELECT * FROM canonical."tax" ORDER BY source_line').pl()
         assert con.execute("SELECT count(*) FROM ingest_log").fetchall()[0][0] == 1
     assert after.equals(before)
+
+
+# --- records are counted from the file, never from what a parser managed to read ------------------
+
+
+def _csv_source(tmp_path, body: bytes, *, options: str = "{delimiter: ';'}") -> None:
+    (tmp_path / "t").mkdir(exist_ok=True)
+    (tmp_path / "t/t.csv").write_bytes(body)
+    write(
+        tmp_path / "sources.yaml",
+        f"sources:\n  - {{name: t, path: t/t.csv, format: csv, options: {options}, record_id: id, fields: {{full_name: name}}}}\n",
+    )
+
+
+def test_a_stray_quote_costs_one_line_not_the_rest_of_the_file(tmp_path):
+    rows = [f"R{i};Person {i};Town" for i in range(1, 2310)]
+    rows[999] = 'R1000;"Jansen;Town'  # an opening quote that never closes
+    _csv_source(tmp_path, ("id;name;city\n" + "\n".join(rows) + "\n").encode())
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert report.rows_in == 2309  # every data line of the file is a record
+    assert (report.rows_loaded, report.rows_rejected) == (2308, 1)
+    assert rejected["line"].to_list() == [1001]
+    assert rejected["reason"][0].startswith("unbalanced quote")
+    assert rejected["raw"][0] == 'R1000;"Jansen;Town'
+    assert canonical.filter(pl.col("source_record_id") == "R2309").height == 1  # the lines after it are all there
+
+
+def test_a_quoted_value_may_span_lines_within_the_bound(tmp_path):
+    body = 'id;name;city\nR1;"Anna\nJansen";Ede\nR2;Piet;"Den\n\nHaag"\nR3;Els;Ede\n'
+    _csv_source(tmp_path, body.encode())
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (3, 3, 0)
+    assert canonical["full_name"].to_list()[0] == "Anna Jansen" and canonical["source_line"].to_list() == [2, 4, 7]
+
+
+def test_an_open_quote_beyond_max_record_lines_rejects_only_its_line(tmp_path):
+    body = 'id;name;city\nR1;"Anna;Ede\nR2;Piet;Ede\nR3;Els;Ede"\nR4;Jan;Ede\n'
+    _csv_source(tmp_path, body.encode(), options="{delimiter: ';', max_record_lines: 2}")
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert rejected["line"].to_list() == [2]  # the open quote; a quote inside a value later on is just a character
+    assert canonical["source_record_id"].to_list() == ["R2", "R3", "R4"]
+    assert report.rows_in == 4 and report.balanced
+
+
+def test_byte_0x85_in_latin1_is_a_character_not_a_line_break(tmp_path):
+    body = "id;name;city\nR1;Jan\x85sen;Ede\nR2;Piet;Ede\n".encode("latin-1")
+    _csv_source(tmp_path, body, options="{delimiter: ';', encoding: latin-1}")
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 2, 0)
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        assert con.execute('SELECT name FROM raw."t" ORDER BY _line').fetchall()[0][0] == "Jan\x85sen"  # as received
+
+
+def test_u2028_inside_a_json_string_and_a_form_feed_in_a_fixed_width_record_stay_inside(tmp_path):
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j/c.jsonl").write_text(
+        '{"id": "B1", "name": "Anna\u2028Jansen"}\n{"id": "B2", "name": "Piet\u2029Smit"}\n', encoding="utf-8"
+    )
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r/r.dat").write_bytes("0001Jan\x0csen   \n0002Bakker    \n".encode("latin-1"))
+    write(
+        tmp_path / "sources.yaml",
+        """
+        sources:
+          - {name: j, path: j/c.jsonl, format: jsonl, record_id: id, fields: {full_name: name}}
+          - name: r
+            path: r/r.dat
+            format: fixed_width
+            options: {encoding: latin-1, widths: {ID: 4, NAME: 10}}
+            record_id: ID
+            fields: {family_name: NAME}
+        """,
+    )
+    report, canonical, rejected = _load(tmp_path, "j")
+    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 2, 0)
+    report, canonical, rejected = _load(tmp_path, "r")
+    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 2, 0)
+    assert canonical["family_name"][0] == "Jan sen"  # the control character folds to a space in the canonical form

@@ -39,18 +39,30 @@ def _mutations(rng: random.Random, number: str) -> list[str]:
     return [number, swapped, typo, number[:-1], number + "0", f"{number[:4]}.{number[4:6]}.{number[6:]}"]
 
 
-@pytest.mark.parametrize("country,make,oracle", [("NL", _valid_bsn, bsn.is_valid), ("NO", _valid_fnr, fodselsnummer.is_valid)])
-def test_vectorised_check_matches_stdnum(country, make, oracle):
+@pytest.mark.parametrize("scheme,make,oracle", [("nl.bsn", _valid_bsn, bsn.is_valid), ("no.fodselsnummer", _valid_fnr, fodselsnummer.is_valid)])
+def test_vectorised_check_matches_stdnum(scheme, make, oracle):
     rng = random.Random(5)
     values = []
     for _ in range(400):
         values += _mutations(rng, make(rng))
     values += ["".join(rng.choice("0123456789") for _ in range(rng.choice([8, 9, 11]))) for _ in range(2000)]
     values += ["", "abc", "000000000", "41017512345", "01019912345", "81017500000"]
-    frame = pl.DataFrame({"v": values})
-    compacted = national_id.compact(pl.col("v"), country=country)
-    got = frame.select(national_id.is_valid(compacted, country=country).fill_null(False)).to_series().to_list()
+    _, valid = national_id.check(pl.Series(values), scheme=scheme)
+    got = valid.fill_null(False).to_list()
     expected = [oracle(v) if v else False for v in values]
     mismatches = [(v, g, e) for v, g, e in zip(values, got, expected) if g != e]
     assert not mismatches, mismatches[:10]
     assert sum(expected) > 400  # the sample really has valid numbers in it
+
+
+def test_any_stdnum_scheme_is_checked_and_an_opaque_one_never():
+    from stdnum.us import ssn
+
+    values = ["536-90-4399", "536904399", "000-12-3456", "12345", None]
+    compacted, valid = national_id.check(pl.Series(values, dtype=pl.String), scheme="us.ssn")
+    assert compacted.to_list() == ["536904399", "536904399", "000123456", "12345", None]
+    assert valid.to_list() == [ssn.is_valid(values[0]), ssn.is_valid(values[1]), False, False, None]
+    assert valid.to_list()[:2] == [True, True]
+    compacted, valid = national_id.check(pl.Series(values, dtype=pl.String), scheme="none")
+    assert compacted.to_list() == ["536-90-4399", "536904399", "000-12-3456", "12345", None]
+    assert valid.to_list() == [None] * 5  # an opaque identifier is never valid or invalid

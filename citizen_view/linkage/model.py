@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import splink.comparison_library as cl
-from splink import SettingsCreator, block_on
+from splink import SettingsCreator
+
+from citizen_view.contract import LinkType
 
 log = logging.getLogger(__name__)
 
@@ -141,78 +143,87 @@ def exact_comparison(col: str, label: str) -> cl.CustomComparison:
     )
 
 
-def plan_model(populated: dict[str, list[str]]) -> ModelPlan:
-    """Choose comparisons and rules from {column: sources populating it}.
+def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05) -> ModelPlan:
+    """Choose comparisons and rules from {column: share of all loaded records that hold a value}.
 
-    A comparison is used when at least two sources populate its field (a field held by one source
-    alone says nothing about links between systems). Blocking rules are used when one source does.
+    A field is compared, and may block, when at least `min_share` of the records hold it, whichever
+    source they come from: one source deduplicated on its own is planned like seven linked together.
     """
 
-    def cross(col: str) -> bool:
-        return len(populated.get(col, [])) >= 2
-
-    def some(*cols: str) -> bool:
-        return all(populated.get(c) for c in cols)
+    def has(*cols: str) -> bool:
+        return all(shares.get(c, 0.0) >= min_share for c in cols)
 
     comparisons: list[cl.CustomComparison] = []
     used: list[str] = []
     skipped: dict[str, str] = {}
     candidates = [
-        ("given_name", cross("initials"), given_name_comparison),
-        ("family_name", cross("family_name_std"), family_name_comparison),
-        ("date_of_birth", cross("date_of_birth"), date_of_birth_comparison),
-        ("national_id", cross("national_id"), national_id_comparison),
+        ("given_name", has("initials"), given_name_comparison),
+        ("family_name", has("family_name_std"), family_name_comparison),
+        ("date_of_birth", has("dob"), date_of_birth_comparison),
+        ("national_id", has("national_id"), national_id_comparison),
         (
             "address",
-            cross("postcode") or cross("street_std"),
-            lambda: address_comparison(has_street=cross("street_std"), has_postcode=cross("postcode")),
+            has("postcode") or has("street_std"),
+            lambda: address_comparison(has_street=has("street_std"), has_postcode=has("postcode")),
         ),
-        ("sex", cross("sex"), lambda: exact_comparison("sex", "sex")),
-        ("email", cross("email"), lambda: exact_comparison("email", "email")),
-        ("phone", cross("phone"), lambda: exact_comparison("phone", "phone")),
-        ("birth_place", cross("birth_place_std"), lambda: exact_comparison("birth_place_std", "birth place")),
+        ("sex", has("sex"), lambda: exact_comparison("sex", "sex")),
+        ("email", has("email"), lambda: exact_comparison("email", "email")),
+        ("phone", has("phone"), lambda: exact_comparison("phone", "phone")),
+        ("birth_place", has("birth_place_std"), lambda: exact_comparison("birth_place_std", "birth place")),
     ]
     for name, ok, make in candidates:
         if ok:
             comparisons.append(make())
             used.append(name)
         else:
-            skipped[name] = "populated by fewer than two sources"
+            skipped[name] = f"held by fewer than {min_share:.0%} of the records"
     if len(comparisons) < 2:
-        raise ValueError(f"too few shared fields to link on (usable: {used}); map more canonical fields in sources.yaml")
+        raise ValueError(
+            f"too few populated fields to link on (usable: {used}; a field needs values in at least {min_share:.0%} "
+            "of the records); map more canonical fields in sources.yaml"
+        )
 
     rule_columns = [
         ("national_id",),
-        ("family_name_std", "date_of_birth"),
-        ("first_name_std", "date_of_birth"),
+        ("family_name_std", "dob"),
+        ("first_name_std", "dob"),
         ("family_name_std", "postcode"),
-        ("date_of_birth", "postcode"),
+        ("dob", "postcode"),
         ("first_name_std", "street_std", "house_number"),
         ("family_name_std", "first_name_std"),
         ("phone",),
         ("email",),
     ]
-    prediction_rules = [_block(cols) for cols in rule_columns if some(*cols)]
+    prediction_rules = [block(cols, link_type) for cols in rule_columns if has(*cols)]
+    # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
+    # An address block is mostly the same household (partners, children, twins), which teaches EM that a
+    # different birth date or ID is common among matches: it is used only when nothing better exists.
     training_columns = [
         ("national_id",),
-        ("family_name_std", "date_of_birth"),
-        ("postcode", "house_number"),
-        ("first_name_std", "date_of_birth"),
+        ("family_name_std", "dob"),
+        ("first_name_std", "dob"),
     ]
-    training_rules = [_block(cols) for cols in training_columns if all(cross(c) for c in cols)]
+    training_rules = [block(cols, link_type) for cols in training_columns if has(*cols)]
+    if len(training_rules) < 2 and has("postcode", "house_number"):
+        training_rules.append(block(("postcode", "house_number"), link_type))
     deterministic = [
-        _block(cols)
-        for cols in [("national_id", "date_of_birth"), ("first_name_std", "family_name_std", "date_of_birth"), ("national_id",)]
-        if all(cross(c) for c in cols)
+        block(cols, link_type)
+        for cols in [("national_id", "dob"), ("first_name_std", "family_name_std", "dob"), ("national_id",)]
+        if has(*cols)
     ][:2]
     if not deterministic:
-        deterministic = [_block(("first_name_std", "family_name_std", "postcode"))]
+        deterministic = [block(("first_name_std", "family_name_std", "postcode"), link_type)]
     return ModelPlan(comparisons, prediction_rules, training_rules, deterministic, used, skipped)
 
 
-def _block(cols: tuple[str, ...]):
-    """A blocking rule on canonical columns (dates are compared as their yyyymmdd text, `dob`)."""
-    return block_on(*("dob" if c == "date_of_birth" else c for c in cols))
+def block(cols: tuple[str, ...], link_type: LinkType = LinkType.LINK_AND_DEDUPE) -> str:
+    """A blocking rule as plain SQL on the input columns, restricted to the pairs the link type compares."""
+    rule = " AND ".join(f'l."{c}" = r."{c}"' for c in cols)
+    if link_type == LinkType.LINK_ONLY:
+        rule += ' AND l."source" <> r."source"'
+    elif link_type == LinkType.DEDUPE_ONLY:
+        rule += ' AND l."source" = r."source"'
+    return rule
 
 
 def settings_for(plan: ModelPlan) -> SettingsCreator:

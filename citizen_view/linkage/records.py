@@ -9,24 +9,22 @@ from citizen_view.warehouse import quote, table_exists
 if TYPE_CHECKING:
     import duckdb
 
-# Canonical columns the linkage model may compare (see model.py for how each is compared).
+# The columns the linkage model compares, computed from `source_records`: canonical columns as they are,
+# the birth date as yyyymmdd text (also for a date that did not parse: its characters in place), with
+# day and month swapped, and the national ID as given (compacted), whether or not it passed its checksum.
+LINKAGE_INPUT_SQL = """
+    SELECT record_key, source, first_name_std, initials, family_name_std, sex,
+           national_id_text AS national_id, street_std, house_number, postcode, city_std, birth_place_std, email, phone,
+           date_of_birth_text AS dob,
+           CASE WHEN day(date_of_birth) <= 12
+                THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
+                     || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
+    FROM source_records
+"""
 LINKAGE_COLUMNS = (
-    "first_name_std",
-    "initials",
-    "family_name_std",
-    "date_of_birth",
-    "sex",
-    "national_id",
-    "street_std",
-    "house_number",
-    "postcode",
-    "city_std",
-    "birth_place_std",
-    "email",
-    "phone",
-)
-# A column counts as populated by a source when at least this share of its records have it.
-POPULATED_SHARE = 0.05
+    "first_name_std", "initials", "family_name_std", "sex", "national_id", "street_std", "house_number", "postcode",
+    "city_std", "birth_place_std", "email", "phone", "dob",
+)  # fmt: skip
 
 
 def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> int:
@@ -48,14 +46,8 @@ def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]
     return con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
 
 
-def populated_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """For each linkage column, the sources that populate it (at least POPULATED_SHARE of their records)."""
+def field_shares(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """For each column the model may compare, the share of all loaded records that hold a value."""
     selects = ", ".join(f"avg(({quote(c)} IS NOT NULL)::INT) AS {quote(c)}" for c in LINKAGE_COLUMNS)
-    rows = con.execute(f"SELECT source, {selects} FROM source_records GROUP BY source ORDER BY source").fetchall()
-    out: dict[str, list[str]] = {c: [] for c in LINKAGE_COLUMNS}
-    for row in rows:
-        source, shares = row[0], row[1:]
-        for col, share in zip(LINKAGE_COLUMNS, shares):
-            if share is not None and share >= POPULATED_SHARE:
-                out[col].append(source)
-    return out
+    row = con.execute(f"SELECT {selects} FROM ({LINKAGE_INPUT_SQL})").fetchall()[0]
+    return {c: float(v or 0.0) for c, v in zip(LINKAGE_COLUMNS, row)}

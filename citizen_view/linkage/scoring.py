@@ -20,8 +20,9 @@ import numpy as np
 import polars as pl
 from splink import DuckDBAPI, Linker
 
+from citizen_view.contract import LinkType
 from citizen_view.linkage.model import ModelPlan, plan_model, settings_for
-from citizen_view.linkage.records import LINKAGE_COLUMNS, populated_columns
+from citizen_view.linkage.records import LINKAGE_INPUT_SQL, field_shares
 
 if TYPE_CHECKING:
     from splink.internals.database_api import DatabaseAPISubClass
@@ -37,14 +38,6 @@ THRESHOLD_RANGE = (-2.0, 10.0)
 SPLINK_MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_SPLINK_MEMORY", "6GB")
 # Random pairs for estimating u: enough for stable estimates (Splink suggests 1e6-1e7), bounded in memory.
 U_SAMPLE_PAIRS = 5e6
-INPUT_SQL = """
-    SELECT record_key, source, {cols},
-           strftime(date_of_birth, '%Y%m%d') AS dob,
-           CASE WHEN day(date_of_birth) <= 12
-                THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
-                     || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
-    FROM source_records
-"""
 
 
 @dataclass
@@ -79,7 +72,7 @@ def make_db_api(*, backend: str = "duckdb", spill_dir: str | None = None, thread
 
 
 def _input_sql() -> str:
-    return INPUT_SQL.format(cols=", ".join(f'"{c}"' for c in LINKAGE_COLUMNS if c != "date_of_birth"))
+    return LINKAGE_INPUT_SQL
 
 
 def splink_input(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -96,12 +89,11 @@ def _register_input(con: duckdb.DuckDBPyConnection, db_api: DatabaseAPISubClass,
 
 def train(
     con: duckdb.DuckDBPyConnection, *, seed: int = 1, db_api: DatabaseAPISubClass | None = None,
-    reports_dir: Path | None = None,
+    reports_dir: Path | None = None, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05,
 ) -> TrainedModel:
     """Fit the model on all records in `source_records`, without ground truth; save Splink's charts as HTML."""
     started = time.perf_counter()
-    populated = populated_columns(con)
-    plan = plan_model(populated)
+    plan = plan_model(field_shares(con), link_type=link_type, min_share=min_share)
     n_records = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     with tempfile.TemporaryDirectory(prefix="citizen-view-train-") as tmp:
         db_api = db_api or make_db_api(spill_dir=tmp)
@@ -123,7 +115,7 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
     notes.append(f"u from {max_pairs:,.0f} random pairs")
     fitted = 0
     for rule in plan.training_rules:
-        name = rule.get_blocking_rule("duckdb").blocking_rule_sql
+        name = rule
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
             fitted += 1

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
-from citizen_view.linkage.clusters import cluster_records
+from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
 from citizen_view.warehouse import table_exists
@@ -128,44 +129,34 @@ def _incremental_scope(con: duckdb.DuckDBPyConnection, *, threshold: float, same
             path = predict_new_edges(con, saved_model(con), "_new_keys", Path(tmp) / "new_edges.parquet")
             con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)")
             con.execute(f"INSERT INTO match_edges BY NAME SELECT * FROM read_parquet('{path}')")
-    con.register("_same", pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"))
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _strong AS
-        SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= {threshold}
-        UNION ALL SELECT a, b FROM _same
-        """
-    )
-    con.unregister("_same")
-    # Start from the new records and the citizens that lost one, then grow to whole connected components
-    # (strong links and shared citizens): the full run clusters each component on its own, so re-forming
-    # whole components gives the same clusters.
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM _new_keys UNION "
-        "SELECT l.record_key FROM citizen_source_link l JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
-        "JOIN source_records USING (record_key)"
-    )
-    for _ in range(100):
-        added = con.execute(
-            """
-            INSERT INTO _scope
-            SELECT DISTINCT k FROM (
-                SELECT e.b AS k FROM _strong e JOIN _scope s ON s.record_key = e.a
-                UNION ALL SELECT e.a FROM _strong e JOIN _scope s ON s.record_key = e.b
-                UNION ALL SELECT l2.record_key FROM _scope s JOIN citizen_source_link l1 USING (record_key)
-                          JOIN citizen_source_link l2 ON l2.citizen_id = l1.citizen_id
-            ) n
-            WHERE k NOT IN (SELECT record_key FROM _scope) AND k IN (SELECT record_key FROM source_records)
-            """
-        ).fetchall()[0][0]
-        if not added:
-            break
+    # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
+    # records and of the citizens that lost one: the full run clusters each component on its own, so
+    # re-forming whole components gives the same clusters.
+    keys = con.sql("SELECT record_key FROM source_records").pl().get_column("record_key")
+    index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
+    pairs = pl.concat([
+        con.sql(f"SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= {threshold}").pl(),
+        pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"),
+        con.sql("SELECT record_key AS a, first(record_key) OVER (PARTITION BY citizen_id ORDER BY record_key) AS b "
+                "FROM citizen_source_link SEMI JOIN source_records USING (record_key)").pl(),
+    ])  # fmt: skip
+    pairs = pairs.join(index.rename({"record_key": "a", "_i": "i"}), on="a").join(index.rename({"record_key": "b", "_i": "j"}), on="b")
+    _, label = components(keys.len(), pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
+    seeds = con.sql(
+        "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
+        "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id)"
+    ).pl().join(index, on="record_key").get_column("_i").to_numpy()
+    in_scope = np.isin(label, np.unique(label[seeds]))
+    con.register("_scope_keys", pl.DataFrame({"record_key": keys.filter(pl.Series(in_scope))}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM _scope_keys")
+    con.unregister("_scope_keys")
     return n_new, con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]
 
 
 def link_citizens(
     con: duckdb.DuckDBPyConnection, *, run_id: str, overrides_path: Path | None = None,
     review_band: tuple[float, float] | None = None, max_citizen_records: int = 50, incremental: bool = False,
+    link_type: LinkType = LinkType.LINK_AND_DEDUPE,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
     citizen ID, and queue what still needs a reviewer.
@@ -187,10 +178,14 @@ def link_citizens(
     else:
         in_scope = edge_scope = ""
     records = con.sql(
-        f"SELECT record_key, national_id, national_id_valid, strftime(date_of_birth, '%Y%m%d') AS dob FROM source_records {in_scope}"
+        f"SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records {in_scope}"
     ).pl()
     edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
-    clustered = cluster_records(records, edges, threshold=threshold, same=same, different=different)
+    duplicate_free = set(records.get_column("source").unique().to_list()) if link_type == LinkType.LINK_ONLY else set()
+    clustered = cluster_records(
+        records, edges, threshold=threshold, evidence=IdentityEvidence.from_model(saved_model(con)),
+        duplicate_free=duplicate_free, same=same, different=different,
+    )
     previous = (
         con.sql(f"SELECT record_key, citizen_id FROM citizen_source_link {in_scope}").pl()
         if table_exists(con, "main", "citizen_source_link")
@@ -274,6 +269,10 @@ def link_citizens(
     )
 
 
-def train_and_store(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, seed: int = 1) -> tuple[TrainedModel, Path]:
-    trained = train(con, seed=seed, reports_dir=layout.linkage_dir)
+def train_and_store(
+    con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, seed: int = 1, linkage: LinkageConfig | None = None,
+) -> tuple[TrainedModel, Path]:
+    """Fit the model on `source_records` and keep it (JSON in the layout's linkage folder, and `linkage_model`)."""
+    linkage = linkage or LinkageConfig()
+    trained = train(con, seed=seed, reports_dir=layout.linkage_dir, link_type=linkage.link_type, min_share=linkage.min_field_share)
     return trained, store_model(con, trained, layout)

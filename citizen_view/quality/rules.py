@@ -87,42 +87,77 @@ def required_fields(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: Qua
     )  # fmt: skip
 
 
-def national_id_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
-    """Share of present national IDs that pass the checksum, at least `min_national_id_valid_share`."""
+def share_within(
+    rule: str, *, bad: pl.DataFrame, total: int, what: str, max_share: float | None = None, min_share: float | None = None,
+    figures: dict[str, Any] | None = None,
+) -> RuleResult:
+    """The one "share within a bound" rule: `bad` rows out of `total`, as a share of bad rows (`max_share`)
+    or of good rows (`min_share`), with the offending rows as evidence."""
+    share_bad = bad.height / total if total else 0.0
+    if min_share is not None:
+        share, bound, ok = 1 - share_bad, min_share, 1 - share_bad >= min_share
+        summary = f"{share:.2%} of {total:,} {what} (bound at least {bound:.0%})"
+    else:
+        bound = 0.0 if max_share is None else max_share
+        share, ok = share_bad, share_bad <= bound
+        summary = f"{bad.height:,} of {total:,} {what} ({share:.2%}, bound at most {bound:.0%})"
+    return RuleResult(
+        rule, ok, summary, {"total": total, "bad": bad.height, "share": round(share, 5), "bound": bound, **(figures or {})},
+        _sample(bad),
+    )
+
+
+def _issues(con: duckdb.DuckDBPyConnection, source: str, field: str) -> pl.DataFrame:
+    return con.sql(
+        "SELECT record_id, line, raw, reason FROM field_issues WHERE source = ? AND field = ? ORDER BY line",
+        params=[source, field],
+    ).pl()
+
+
+def national_id_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, scheme: str) -> RuleResult:
+    """Share of present national IDs that pass their declared scheme's checksum, at least `min_national_id_valid_share`.
+
+    An opaque identifier (scheme `none`) has no checksum: the rule passes and says so.
+    """
     if "national_id" not in source.fields:
         return RuleResult("national_id_validity", True, "source has no national ID", {})
-    table = f"canonical.{quote(source.name)}"
-    bad = con.sql(f"SELECT source_record_id, source_line, national_id FROM {table} WHERE NOT national_id_valid").pl()
-    present = _scalar(con, f"SELECT count(national_id) FROM {table}")
-    share = 1 - bad.height / present if present else 1.0
-    return RuleResult(
-        "national_id_validity", share >= q.min_national_id_valid_share,
-        f"{share:.2%} of {present:,} national IDs pass the checksum (bound {q.min_national_id_valid_share:.0%})",
-        {"present": present, "invalid": bad.height, "valid_share": round(share, 5), "bound": q.min_national_id_valid_share},
-        _sample(bad),
-    )  # fmt: skip
+    if scheme == "none":
+        return RuleResult("national_id_validity", True, "opaque identifier (scheme none): no checksum to check", {"scheme": scheme})
+    bad = _issues(con, source.name, "national_id")
+    valid = _scalar(con, f"SELECT count(national_id) FROM canonical.{quote(source.name)}")
+    return share_within(
+        "national_id_validity", bad=bad, total=valid + bad.height, what=f"national IDs pass the {scheme} checksum",
+        min_share=q.min_national_id_valid_share, figures={"scheme": scheme},
+    )
 
 
-def date_of_birth_validity(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, today: dt.date | None = None
-) -> RuleResult:
-    """Share of present birth dates that are plausible (1880 to today), at least `min_date_of_birth_valid_share`."""
+def date_of_birth_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+    """Share of present birth dates that are dates, and plausible (quality.earliest/latest_date_of_birth), at least
+    `min_date_of_birth_valid_share`."""
     if "date_of_birth" not in source.fields:
         return RuleResult("date_of_birth_validity", True, "source has no date of birth", {})
-    today = today or dt.date.today()
-    table = f"canonical.{quote(source.name)}"
-    bad = con.sql(
-        f"SELECT source_record_id, source_line, date_of_birth FROM {table} "
-        f"WHERE date_of_birth < DATE '1880-01-01' OR date_of_birth > DATE '{today.isoformat()}'"
-    ).pl()
-    present = _scalar(con, f"SELECT count(date_of_birth) FROM {table}")
-    share = 1 - bad.height / present if present else 1.0
-    return RuleResult(
-        "date_of_birth_validity", share >= q.min_date_of_birth_valid_share,
-        f"{share:.2%} of {present:,} birth dates are plausible (bound {q.min_date_of_birth_valid_share:.0%})",
-        {"present": present, "implausible": bad.height, "valid_share": round(share, 5), "bound": q.min_date_of_birth_valid_share},
-        _sample(bad),
-    )  # fmt: skip
+    bad = _issues(con, source.name, "date_of_birth")
+    good = _scalar(con, f"SELECT count(date_of_birth) FROM canonical.{quote(source.name)}")
+    return share_within(
+        "date_of_birth_validity", bad=bad, total=good + bad.height, what="birth dates are plausible dates",
+        min_share=q.min_date_of_birth_valid_share,
+        figures={"earliest": str(q.earliest_date_of_birth), "latest": str(q.latest_date_of_birth or "the day of the run")},
+    )
+
+
+def field_issue_share(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+    """For every mapped field, values set aside (not parsed or not valid) stay at most `max_field_issue_share` of the records."""
+    total = _scalar(con, f"SELECT count(*) FROM canonical.{quote(source.name)}")
+    per_field = dict(
+        con.execute("SELECT field, count(*) FROM field_issues WHERE source = ? GROUP BY 1 ORDER BY 2 DESC", [source.name]).fetchall()
+    )
+    worst = max(per_field, key=per_field.get) if per_field else None
+    bad = _issues(con, source.name, worst) if worst else pl.DataFrame(schema={"record_id": pl.String})
+    result = share_within(
+        "field_issue_share", bad=bad, total=total, what=f"records have a quarantined {worst or 'value'} (the worst field)",
+        max_share=q.max_field_issue_share, figures={"issues_per_field": per_field},
+    )
+    return result
 
 
 def rejected_share(con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig) -> RuleResult:

@@ -17,12 +17,14 @@ import polars as pl
 
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
+from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
 
 if TYPE_CHECKING:
     import duckdb
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 MAX_RESULTS = 20
+NUMERIC_SCHEMES = ("nl.bsn", "no.fodselsnummer")
 
 
 class QueryError(ValueError):
@@ -91,12 +93,15 @@ def _id_variants(value: str) -> list[str]:
     return sorted(out)
 
 
-def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str) -> list[Candidate]:
+def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str | None) -> list[Candidate]:
     """Exact ID first; when there is none, IDs one typo away (flagged as such)."""
+    scheme = DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
     compact = re.sub(r"[\s.\-:]", "", value)
-    if not re.fullmatch(r"\d{8,11}", compact):
+    if scheme in NUMERIC_SCHEMES and not re.fullmatch(r"\d{8,11}", compact):
         raise QueryError("national_id must be 8 to 11 digits")
-    if country == "NL" and len(compact) == 8:
+    if not re.fullmatch(r"[0-9A-Za-z]{4,20}", compact):
+        raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)")
+    if scheme == "nl.bsn" and re.fullmatch(r"\d{8}", compact):
         compact = "0" + compact
     exact = con.execute("SELECT DISTINCT citizen_id FROM search_ids WHERE national_id = ?", [compact]).fetchall()
     if exact:
@@ -106,8 +111,8 @@ def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: s
         f"SELECT DISTINCT citizen_id, national_id FROM search_ids WHERE national_id IN ({', '.join('?' * len(variants))})",
         variants,
     ).fetchall()
-    valid = nid.is_valid_value(compact, country=country)
-    note = "" if valid else " (the ID typed fails its checksum)"
+    fails = nid.has_checksum(scheme) and not nid.is_valid_value(compact, scheme=scheme)
+    note = " (the ID typed fails its checksum)" if fails else ""
     return [Candidate(c, 70.0, [f"national ID one typo away: {found}{note}"]) for c, found in near]
 
 

@@ -1,0 +1,235 @@
+"""Parsed rows to canonical records, value by value: a value that does not parse or validate is set aside, not the row.
+
+A date that is not a date in its declared format (or is implausible), a national ID that fails its
+declared scheme's checksum, a phone number, postcode, sex or e-mail that cannot be read: each becomes
+null in the canonical record, and the raw value with the reason becomes one row of `field_issues`.
+The record itself is loaded and can still be linked on its other fields; for a birth date and a
+national ID the text as given is kept beside (`date_of_birth_text` in yyyymmdd order,
+`national_id_text` compacted) so comparisons can still use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from citizen_view import national_id
+from citizen_view import standardise as std
+from citizen_view.contract import CanonicalField as F
+
+if TYPE_CHECKING:
+    from citizen_view.contract import QualityConfig, SourceConfig
+
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+ISSUE_SCHEMA = {"row": pl.UInt32, "field": pl.String, "raw": pl.String, "reason": pl.String}
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a source's values are checked against: its country, its ID scheme and the plausibility bounds."""
+
+    country: str | None
+    id_scheme: str
+    earliest_date: dt.date
+    latest_date: dt.date
+
+    @classmethod
+    def of(cls, source: SourceConfig, *, country: str | None, quality: QualityConfig, today: dt.date | None = None) -> Rules:
+        latest = quality.latest_date_of_birth or today or dt.date.today()
+        return cls(country, source.id_scheme(country), quality.earliest_date_of_birth, latest)
+
+
+def canonical_records(
+    df: pl.DataFrame, source: SourceConfig, *, rules: Rules, data_columns: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(canonical records, field issues) for parsed rows carrying `_rid`, `_file`, `_line`, `_extracted_at`.
+
+    The issues frame has `row` (position in `df`), `field`, `raw` and `reason`.
+    """
+    f = source.fields
+    df = df.with_row_index("_pos")
+
+    def col(name: str) -> pl.Expr:
+        return std.tidy(pl.col(f[name].column)) if name in f else pl.lit(None, dtype=pl.String)
+
+    issues: list[pl.DataFrame] = []
+
+    def series(expr: pl.Expr) -> pl.Series:  # one value per row, literals broadcast
+        return df.with_columns(expr.alias("_series")).get_column("_series")
+
+    def issue(field: str, bad: pl.Expr, raw: pl.Expr, reason: pl.Expr | str) -> None:
+        reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+        found = df.filter(bad.fill_null(False)).select(
+            pl.col("_pos").alias("row"), pl.lit(field).alias("field"), raw.cast(pl.String).alias("raw"),
+            reason_expr.cast(pl.String).alias("reason"),
+        )  # fmt: skip
+        if found.height:
+            issues.append(found)
+
+    # Dates: parsed with the declared format, held to the plausibility bounds.
+    dates: dict[str, pl.Series] = {}
+    for name in (F.DATE_OF_BIRTH, F.DATE_OF_DEATH):
+        if name not in f:
+            dates[name] = pl.Series(name, [None] * df.height, dtype=pl.Date)
+            continue
+        fmt = f[name].format or DEFAULT_DATE_FORMAT
+        text = col(name)
+        parsed = text.str.strptime(pl.Date, fmt, strict=False)
+        issue(name, text.is_not_null() & parsed.is_null(), text, f"not a date in the format {fmt} (column {f[name].column})")
+        early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
+        implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
+        issue(name, implausible, text, f"implausible: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)")
+        dates[name] = series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
+        if name == F.DATE_OF_BIRTH:
+            dob_text = date_text(series(text), series(parsed), fmt)
+
+    # National ID under the declared scheme: the checksum decides whether the value is kept.
+    id_text, id_valid = national_id.check(series(col(F.NATIONAL_ID)), scheme=rules.id_scheme)
+    failed = id_valid.fill_null(True).not_()
+    issue(F.NATIONAL_ID, pl.lit(failed), col(F.NATIONAL_ID), f"fails the {rules.id_scheme} checksum")
+    nid = pl.select(pl.when(failed).then(None).otherwise(id_text)).to_series()
+
+    sex_raw = col(F.SEX)
+    sex = std.normalise_sex(sex_raw)
+    issue(F.SEX, sex_raw.is_not_null() & sex.is_null(), sex_raw, "not a known way of writing sex (M/F, male/female, ...)")
+
+    postcode = std.normalise_postcode(col(F.POSTCODE), country=rules.country)
+    bad_postcode = postcode.is_not_null() & std.valid_postcode(postcode, country=rules.country).not_()
+    issue(F.POSTCODE, bad_postcode, col(F.POSTCODE), f"not a postcode of {rules.country}")
+
+    email = col(F.EMAIL).str.to_lowercase()
+    bad_email = email.is_not_null() & email.str.contains(_EMAIL).not_()
+    issue(F.EMAIL, bad_email, col(F.EMAIL), "not an e-mail address")
+
+    out = df.select(
+        pl.lit(source.name).alias("source"),
+        pl.col("_rid").alias("source_record_id"),
+        pl.col("_file").alias("source_file"),
+        pl.col("_line").alias("source_line"),
+        pl.col("_extracted_at").alias("extracted_at"),
+        col(F.GIVEN_NAME).alias("given_name"),
+        col(F.MIDDLE_NAME).alias("middle_name"),
+        col(F.FAMILY_NAME).alias("family_name"),
+        col(F.FULL_NAME).alias("full_name"),
+        sex.alias("sex"),
+        col(F.STREET).alias("street"),
+        col(F.HOUSE_NUMBER).alias("house_number"),
+        col(F.UNIT).alias("unit"),
+        pl.when(bad_postcode).then(None).otherwise(postcode).alias("postcode"),
+        col(F.CITY).alias("city"),
+        col(F.BIRTH_PLACE).alias("birth_place"),
+        pl.when(bad_email).then(None).otherwise(email).alias("email"),
+        col(F.PHONE).alias("phone"),
+        _attributes(source, data_columns).alias("attributes"),
+    ).with_columns(
+        dates[F.DATE_OF_BIRTH].alias("date_of_birth"),
+        (dob_text if F.DATE_OF_BIRTH in f else pl.Series([None] * df.height, dtype=pl.String)).alias("date_of_birth_text"),
+        dates[F.DATE_OF_DEATH].alias("date_of_death"),
+        nid.alias("national_id"),
+        id_valid.alias("national_id_valid"),
+        id_text.alias("national_id_text"),
+    )
+    # A one-field name fills the name parts a source did not map separately, and vice versa.
+    if F.FULL_NAME in f:
+        given, family = std.split_full_name(pl.col("full_name"))
+        out = out.with_columns(
+            pl.coalesce("given_name", given).alias("given_name"), pl.coalesce("family_name", family).alias("family_name")
+        )
+    out = out.with_columns(
+        pl.coalesce(
+            "full_name",
+            std.tidy(pl.concat_str(["given_name", "middle_name", "family_name"], separator=" ", ignore_nulls=True)),
+        ).alias("full_name")
+    )
+    for name in ("given_name", "middle_name", "family_name", "street", "city", "birth_place"):
+        out = out.with_columns(std.per_distinct(name, std.fold, out).alias(f"{name}_std"))
+    # Full names are nearly unique: fold the parts (few distinct values) and join them, in given-family order.
+    out = out.with_columns(
+        pl.col("family_name_std").alias("_family_folded"),
+        std.tidy(
+            pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
+        ).alias("full_name_std"),
+    )
+    phone = std.normalise_phone(out, "phone", country=rules.country)
+    bad_phone = out.get_column("phone").is_not_null() & phone.is_null()
+    if bad_phone.any():
+        issues.append(
+            pl.DataFrame({
+                "row": df.get_column("_pos").filter(bad_phone), "field": F.PHONE.value,
+                "raw": out.get_column("phone").filter(bad_phone),
+                "reason": f"not a phone number{' of ' + rules.country if rules.country else ' in international form (+...)'}",
+            })  # fmt: skip
+        )
+    out = out.with_columns(
+        std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
+        std.per_distinct("_family_folded", std.name_prefix, out).alias("name_prefix"),
+        std.per_distinct("given_name_std", std.first_name_of, out).alias("first_name_std"),
+        std.per_distinct("given_name_std", std.initials_of, out).alias("initials"),
+        phone.alias("phone"),
+    )
+    found = (
+        pl.concat([i.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for i in issues]).sort("row", "field")
+        if issues else pl.DataFrame(schema=ISSUE_SCHEMA)
+    )  # fmt: skip
+    return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()]), found
+
+
+def _attributes(source: SourceConfig, data_columns: list[str]) -> pl.Expr:
+    """The source's unmapped columns as one JSON object (shown on the caseworker profile)."""
+    mapped = {m.column for m in source.fields.values()} | ({source.record_id} if source.record_id else set())
+    rest = [c for c in data_columns if c not in mapped]
+    if not rest:
+        return pl.lit(None, dtype=pl.String)
+    return pl.struct([pl.col(c) for c in rest]).struct.json_encode()
+
+
+# --- a birth date's digits, even when it is not a date --------------------------------------------
+
+_PARTS = {"%Y": ("Y", 4), "%m": ("m", 2), "%d": ("d", 2)}
+
+
+def date_text(raw: pl.Series, parsed: pl.Series, fmt: str) -> pl.Series:
+    """yyyymmdd text of each date: from the parsed date, else the characters at the format's year, month
+    and day positions ("19900270" stays "19900270"; "02/|5/1990" in %d/%m/%Y gives "1990|502"), else null."""
+    from_date = parsed.dt.strftime("%Y%m%d")
+    pattern = _format_regex(fmt)
+    if pattern is None:
+        return from_date.alias("date_of_birth_text")
+    unparsed = raw.filter(parsed.is_null() & raw.is_not_null()).unique()
+    if unparsed.len() == 0:
+        return from_date.alias("date_of_birth_text")
+    rearranged = [_rearrange(v, pattern) for v in unparsed.to_list()]
+    fallback = raw.replace_strict(unparsed, pl.Series(rearranged, dtype=pl.String), default=None, return_dtype=pl.String)
+    return pl.select(pl.coalesce(from_date, fallback)).to_series().alias("date_of_birth_text")
+
+
+def _format_regex(fmt: str) -> re.Pattern[str] | None:
+    """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators."""
+    out, i = [], 0
+    while i < len(fmt):
+        token = fmt[i : i + 2]
+        if token in _PARTS:
+            group, width = _PARTS[token]
+            out.append(f"(?P<{group}>.{{{width}}})" if group == "Y" else f"(?P<{group}>.{{1,{width}}}?)")
+            i += 2
+        elif fmt[i] == "%":
+            return None  # a format with other directives (%b, %y, ...) is not rearranged
+        else:
+            out.append(re.escape(fmt[i]))
+            i += 1
+    pattern = "".join(out)
+    if not all(f"(?P<{g}>" in pattern for g in ("Y", "m", "d")):
+        return None
+    return re.compile(f"^{pattern}$")
+
+
+def _rearrange(value: str, pattern: re.Pattern[str]) -> str | None:
+    m = pattern.match(value)
+    if m is None:
+        return None
+    return m["Y"] + m["m"].rjust(2, "0") + m["d"].rjust(2, "0")
