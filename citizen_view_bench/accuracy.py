@@ -18,7 +18,6 @@ failed its checksum as received (plain Splink has no checksum step); the note sa
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shutil
 import time
@@ -26,7 +25,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 OURS = "citizen-view"
 PLAIN = "plain splink (best threshold from truth)"
@@ -57,27 +55,6 @@ def prepare(name: str, folder: Path, *, persons: int, seed: int) -> Path:
     raise ValueError(f"unknown data set {name!r} (known: {', '.join(ALL_SETS)})")
 
 
-def _load_sources(path: Path) -> tuple[Any, list[str]]:
-    """Our contract's reading of the sources file. If the contract does not know `scheme` yet (being
-    added), ingest from a copy without that key and say so: ingest must run for the baseline's sake."""
-    from citizen_view.contract import ConfigError, load_sources
-
-    try:
-        return load_sources(path), []
-    except ConfigError as exc:
-        if "scheme" not in str(exc):
-            raise
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        stripped = copy.deepcopy(data)
-        for source in stripped["sources"]:
-            for mapping in source.get("fields", {}).values():
-                if isinstance(mapping, dict):
-                    mapping.pop("scheme", None)
-        fallback = path.with_name("sources.no-scheme.yaml")
-        fallback.write_text(yaml.safe_dump(stripped, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        return load_sources(fallback), ["contract rejects national_id.scheme (not supported yet): ingested without it"]
-
-
 def _ingest(con, sources) -> tuple[int, int, dict[str, int]]:
     from citizen_view.ingest import ingest_source
 
@@ -92,20 +69,15 @@ def _ingest(con, sources) -> tuple[int, int, dict[str, int]]:
     return rows_in, rejected, reasons
 
 
-def _ours(con, warehouse: Path, truth) -> dict[str, Any]:
+def _ours(con, warehouse: Path, truth, sources) -> dict[str, Any]:
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.linkage.evaluate import evaluate_links
     from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
 
-    try:  # the warehouse's own folder layout (newer code) or its path (older)
-        from citizen_view.layout import WarehouseLayout
-
-        target: Any = WarehouseLayout.of(warehouse)
-    except ImportError:
-        target = warehouse
     started = time.perf_counter()
-    trained, _ = train_and_store(con, target)
+    trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
     edges = score_pairs(con)
-    link_citizens(con, run_id="accuracy")
+    link_citizens(con, run_id="accuracy", link_type=sources.linkage.link_type)
     seconds = time.perf_counter() - started
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, truth)
@@ -128,6 +100,7 @@ def run_set(
     """Ours and the baseline on one data set (a fresh warehouse); one row per system.
 
     `persons` and `seed` size and seed the generated sets; the FEBRL sets are fixed."""
+    from citizen_view.contract import load_sources
     from citizen_view.linkage.evaluate import load_truth
     from citizen_view.linkage.records import build_source_records
     from citizen_view.warehouse import connect
@@ -145,7 +118,7 @@ def run_set(
     rows: list[dict] = []
     with connect(warehouse) as con:
         try:
-            sources, notes = _load_sources(sources_path)
+            sources = load_sources(sources_path)
             rows_in, rejected, reasons = _ingest(con, sources)
             records = build_source_records(con, [s.name for s in sources.sources])
         except Exception as exc:  # noqa: BLE001 - the table reports it
@@ -173,7 +146,7 @@ def run_set(
         print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
 
         try:
-            ours = _ours(con, warehouse, truth)
+            ours = _ours(con, warehouse, truth, sources)
             rows.append({**base, "system": OURS, **ours, "note": "; ".join([ours["note"], *notes])})
         except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
             traceback.print_exc()

@@ -346,10 +346,25 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     return {"stages": [asdict(s) for s in stages], "speedup": full.seconds / max(inc.seconds, 1e-9)}
 
 
+def bench_accuracy(args: argparse.Namespace) -> dict:
+    """Ours and plain Splink on public labelled sets and the generator at three noise levels: one table."""
+    from citizen_view_bench.accuracy import ALL_SETS, render_table, run_accuracy
+
+    sets = [s.strip() for s in (args.sets or ",".join(ALL_SETS)).split(",") if s.strip()]
+    print(f"bench accuracy: {', '.join(sets)} ({args.persons:,} persons per generated set, seed {args.seed})")
+    rows = run_accuracy(Path(args.workdir) / "accuracy", sets=sets, persons=args.persons, seed=args.seed)
+    table = render_table(rows)
+    print(table)
+    (Path(args.workdir) / "accuracy.md").write_text(table, encoding="utf-8")
+    return {"rows": rows}
+
+
 def main(args: argparse.Namespace) -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    if args.persons is None:
+        args.persons = 2000 if args.stage == "accuracy" else 1_000_000
     result = {"ingest": bench_ingest, "link": bench_link, "pipeline": bench_pipeline, "serve": bench_serve,
-              "incremental": bench_incremental}[args.stage](args)
+              "incremental": bench_incremental, "accuracy": bench_accuracy}[args.stage](args)
     result |= {"persons": args.persons, "seed": args.seed, "country": args.country, "cpu_count": psutil.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     out = Path(args.workdir) / f"bench_{args.stage}_{args.persons}.json"

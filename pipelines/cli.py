@@ -317,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explain)
 
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
-    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental"])
-    b.add_argument("--persons", type=int, default=1_000_000)
+    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental", "accuracy"])
+    b.add_argument("--persons", type=int, default=None, help="persons to generate (default 1,000,000; 2,000 per set for accuracy)")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--country", choices=["NL", "NO"], default="NL")
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
+    b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4 and the generator "
+                   "at low, default and high noise for NL and NO)")
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -68,6 +68,7 @@ def _input_columns(model: dict[str, Any], name: str) -> list[str]:
     cols = {
         "given_name": ["first_name_std", "initials"], "family_name": ["family_name_std"], "date_of_birth": ["dob"],
         "national_id": ["national_id"], "address": ["street_std", "house_number", "postcode", "city_std"],
+        "birth_place": ["birth_place_std"],
     }  # fmt: skip
     return cols.get(name, [name])
 

@@ -33,27 +33,23 @@ GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
 }  # fmt: skip
 
 
-def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> int:
-    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens.
-
-    `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`).
-    """
+def rank_rows(sources: SourcesFile) -> list[tuple[str, str, int]]:
+    """(attribute group, source, rank) for every group: `per_field` first, then the overall ranking."""
     ranks = sources.source_rank()
     per_field = sources.survivorship.per_field
-    rank_rows = []
+    rows = []
     for group in GROUPS:
         order = list(per_field.get(group, [])) + [s for s in ranks if s not in per_field.get(group, [])]
-        rank_rows += [(group, s, i) for i, s in enumerate(order)]
-    con.execute("CREATE OR REPLACE TEMP TABLE _source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
-    con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", rank_rows)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _linked AS
-        SELECT l.citizen_id, r.*
-        FROM citizen_source_link l JOIN source_records r USING (record_key)
-        """
-        + ("WHERE l.citizen_id IN (SELECT citizen_id FROM linkage_changes)" if only_changed else "")
-    )
+        rows += [(group, s, i) for i, s in enumerate(order)]
+    return rows
+
+
+def golden_select(linked: str, ranks: str) -> str:
+    """SQL for one golden row per citizen from `linked` (citizen_id + source_records columns) and `ranks` (grp, source, rank).
+
+    The same survivorship serves the warehouse's `citizen` (over every source) and a caseworker's view
+    (over the sources their role may see).
+    """
     selects = []
     for group, (cols, condition, agree, first) in GROUPS.items():
         col_list = ", ".join(cols)
@@ -64,11 +60,11 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_
                 FROM (
                     SELECT *, row_number() OVER (
                         PARTITION BY citizen_id
-                        ORDER BY {first} rank, extracted_at DESC NULLS LAST, agree DESC, record_key
+                        ORDER BY {first} rank, extracted_at DESC NULLS LAST, agree DESC, source, source_record_id
                     ) AS pick
                     FROM (
                         SELECT x.*, k.rank, count(*) OVER (PARTITION BY citizen_id, {agree}) AS agree
-                        FROM _linked x JOIN _source_rank k ON k.grp = '{group}' AND k.source = x.source
+                        FROM {linked} x JOIN {ranks} k ON k.grp = '{group}' AND k.source = x.source
                         WHERE {condition}
                     )
                 ) WHERE pick = 1
@@ -76,16 +72,34 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_
         )
     joins = " ".join(f"LEFT JOIN {g} USING (citizen_id)" for g in GROUPS)
     columns = ", ".join(f"{c}" for g, (cols, *_rest) in GROUPS.items() for c in [*cols, f"{g}_from"])
-    select = f"""
+    return f"""
         WITH members AS (
             SELECT citizen_id, count(*) AS record_count, count(DISTINCT source) AS source_count,
                    list(DISTINCT source ORDER BY source) AS sources
-            FROM _linked GROUP BY citizen_id
+            FROM {linked} GROUP BY citizen_id
         ),
         {", ".join(selects)}
         SELECT citizen_id, {columns}, record_count, source_count, sources
         FROM members {joins}
     """
+
+
+def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> int:
+    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens.
+
+    `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`).
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
+    con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", rank_rows(sources))
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _linked AS
+        SELECT l.citizen_id, r.*
+        FROM citizen_source_link l JOIN source_records r USING (record_key)
+        """
+        + ("WHERE l.citizen_id IN (SELECT citizen_id FROM linkage_changes)" if only_changed else "")
+    )
+    select = golden_select("_linked", "_source_rank")
     if only_changed and table_exists(con, "main", "citizen"):
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")

@@ -1,24 +1,36 @@
-"""The Splink model: comparisons and blocking rules chosen from the fields the sources populate, trained unsupervised.
+"""The Splink model: comparisons and blocking rules chosen from the fields the records hold, trained unsupervised.
 
-Each comparison is written as explicit levels (SQL over `_l`/`_r` columns) so the per-field weights
-a caseworker sees in `citizen-view explain` read as plain reasons: "same date of birth", "day and month
-swapped", "national ID one digit off". Training never sees ground truth: u from random pairs, the
-match rate from deterministic rules, m by EM on several blocking rules, each EM run guarded against
-Splink's degenerate cases.
+Comparisons are built from Splink's comparison-level library, so Splink writes each level's SQL for the
+backend it runs on (DuckDB or Spark); the only hand-written condition ("no address on one side") is
+plain SQL Splink translates. Every level keeps a label a caseworker can read in `citizen-view explain`:
+"same date of birth", "day and month swapped", "national ID one digit off". A saved model is Splink's
+JSON; `render_for` rebuilds its comparisons for another backend from their names and labels and
+copies the fitted numbers across, so one saved model scores on either backend.
+
+Training never sees ground truth: u from random pairs, the match rate from deterministic rules, m by
+EM on blocking rules whose pairs are mostly the same person, each EM run guarded against Splink's
+degenerate cases.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import splink.comparison_level_library as cll
 import splink.comparison_library as cl
-from splink import SettingsCreator
+from splink import ColumnExpression, SettingsCreator, block_on
+from splink.blocking_rule_library import And, CustomRule
+from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 
 from citizen_view.contract import LinkType
 
 log = logging.getLogger(__name__)
+MISSING = "missing on either side"
+DIFFERENT = "different"
+DEFAULT_MIN_SHARE = 0.05
 
 
 @dataclass
@@ -33,83 +45,85 @@ class ModelPlan:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _null(*cols: str) -> dict:
-    cond = " OR ".join(f'"{c}_l" IS NULL OR "{c}_r" IS NULL' for c in cols)
-    return {"sql_condition": cond, "label_for_charts": "missing on either side", "is_null_level": True}
+# --- comparisons ------------------------------------------------------------------------------------
 
 
-def _level(sql: str, label: str, *, tf: str | None = None) -> dict:
-    level: dict[str, Any] = {"sql_condition": sql, "label_for_charts": label}
-    if tf:
-        level |= {"tf_adjustment_column": tf, "tf_adjustment_weight": 1.0}
-    return level
+def _null(col: str | ColumnExpression) -> cll.NullLevel:
+    return cll.NullLevel(col).configure(label_for_charts=MISSING)
 
 
-def _else() -> dict:
-    return {"sql_condition": "ELSE", "label_for_charts": "different"}
+def _else() -> cll.ElseLevel:
+    return cll.ElseLevel().configure(label_for_charts=DIFFERENT)
 
 
-def _jw(col: str, t: float) -> str:
-    return f'jaro_winkler_similarity("{col}_l", "{col}_r") >= {t}'
+def _exact(col: str | ColumnExpression, label: str, *, tf: bool = False) -> cll.ExactMatchLevel:
+    return cll.ExactMatchLevel(col, term_frequency_adjustments=tf).configure(label_for_charts=label)
+
+
+def _jw(col: str, threshold: float, label: str) -> cll.JaroWinklerLevel:
+    return cll.JaroWinklerLevel(col, threshold).configure(label_for_charts=label)
 
 
 def given_name_comparison() -> cl.CustomComparison:
-    """First given name, falling back to initials when a source holds only those (licences: "J.P.")."""
+    """First given name, falling back to initials when a source holds only those (a licence's "J.P.")."""
     return cl.CustomComparison(
         output_column_name="given_name",
         comparison_levels=[
             _null("initials"),
-            _level('"first_name_std_l" = "first_name_std_r"', "same first name", tf="first_name_std"),
-            _level(_jw("first_name_std", 0.92), "first name nearly the same"),
-            _level(_jw("first_name_std", 0.80), "first name similar"),
-            _level('"initials_l" = "initials_r"', "same initials"),
-            _level('left("initials_l", 1) = left("initials_r", 1)', "same first initial"),
+            _exact("first_name_std", "same first name", tf=True),
+            _jw("first_name_std", 0.92, "first name nearly the same"),
+            _jw("first_name_std", 0.80, "first name similar"),
+            _exact("initials", "same initials"),
+            _exact(ColumnExpression("initials").substr(1, 1), "same first initial"),
             _else(),
         ],
     )
 
 
 def family_name_comparison() -> cl.CustomComparison:
-    """Family name without particles ("van der"), with typo levels and a shared-word level for double names."""
+    """Family name without particles ("van der"): typo levels, given and family name written the other way
+    round, and a shared word for double names."""
     return cl.CustomComparison(
         output_column_name="family_name",
         comparison_levels=[
             _null("family_name_std"),
-            _level('"family_name_std_l" = "family_name_std_r"', "same family name", tf="family_name_std"),
-            _level(_jw("family_name_std", 0.92), "family name nearly the same"),
-            _level(
-                'list_has_any(string_split("family_name_std_l", \' \'), string_split("family_name_std_r", \' \'))',
-                "family names share a word",
+            _exact("family_name_std", "same family name", tf=True),
+            _jw("family_name_std", 0.92, "family name nearly the same"),
+            cll.ColumnsReversedLevel("first_name_std", "family_name_std").configure(
+                label_for_charts="given and family name swapped"
             ),
-            _level(_jw("family_name_std", 0.80), "family name similar"),
+            cll.ArrayIntersectLevel("family_name_words", min_intersection=1).configure(
+                label_for_charts="family names share a word"
+            ),
+            _jw("family_name_std", 0.80, "family name similar"),
             _else(),
         ],
     )
 
 
 def date_of_birth_comparison() -> cl.CustomComparison:
-    """Date of birth: exact, day and month swapped, one digit off, same year."""
+    """Date of birth as yyyymmdd text: exact, day and month swapped, one character off, same year."""
     return cl.CustomComparison(
         output_column_name="date_of_birth",
         comparison_levels=[
             _null("dob"),
-            _level('"dob_l" = "dob_r"', "same date of birth"),
-            _level('"dob_l" = "dob_swapped_r"', "day and month swapped"),
-            _level('damerau_levenshtein("dob_l", "dob_r") <= 1', "date of birth one digit off"),
-            _level('left("dob_l", 4) = left("dob_r", 4)', "same year of birth"),
+            _exact("dob", "same date of birth"),
+            cll.ColumnsReversedLevel("dob", "dob_swapped").configure(label_for_charts="day and month swapped"),
+            cll.DamerauLevenshteinLevel("dob", 1).configure(label_for_charts="date of birth one digit off"),
+            _exact(ColumnExpression("dob").substr(1, 4), "same year of birth"),
             _else(),
         ],
     )
 
 
 def national_id_comparison() -> cl.CustomComparison:
-    """National ID: exact, or one typo/transposition away (the checksum makes a valid near-miss rare)."""
+    """National ID as given: exact, or one typo or transposition away."""
     return cl.CustomComparison(
         output_column_name="national_id",
         comparison_levels=[
             _null("national_id"),
-            _level('"national_id_l" = "national_id_r"', "same national ID"),
-            _level('damerau_levenshtein("national_id_l", "national_id_r") <= 1', "national ID one digit off"),
+            _exact("national_id", "same national ID"),
+            cll.DamerauLevenshteinLevel("national_id", 1).configure(label_for_charts="national ID one digit off"),
             _else(),
         ],
     )
@@ -117,33 +131,93 @@ def national_id_comparison() -> cl.CustomComparison:
 
 def address_comparison(*, has_street: bool, has_postcode: bool) -> cl.CustomComparison:
     """Home address as one comparison (its parts are not independent): postcode/street + number, then area."""
-    levels: list[dict] = [
-        {
-            "sql_condition": "(\"postcode_l\" IS NULL AND \"street_std_l\" IS NULL) OR "
-            "(\"postcode_r\" IS NULL AND \"street_std_r\" IS NULL)",
-            "label_for_charts": "missing on either side",
-            "is_null_level": True,
-        }
+    levels: list[Any] = [
+        # No library level says "postcode and street both missing on one side": plain SQL, translated per backend.
+        cll.CustomLevel(
+            "(postcode_l IS NULL AND street_std_l IS NULL) OR (postcode_r IS NULL AND street_std_r IS NULL)",
+            base_dialect_str="duckdb",
+        ).configure(label_for_charts=MISSING, is_null_level=True)
     ]
     if has_postcode:
-        levels.append(_level('"postcode_l" = "postcode_r" AND "house_number_l" = "house_number_r"', "same postcode and house number"))
+        levels.append(
+            cll.And(cll.ExactMatchLevel("postcode"), cll.ExactMatchLevel("house_number")).configure(
+                label_for_charts="same postcode and house number"
+            )
+        )
     if has_street:
-        levels.append(_level('"street_std_l" = "street_std_r" AND "house_number_l" = "house_number_r"', "same street and house number"))
+        levels.append(
+            cll.And(cll.ExactMatchLevel("street_std"), cll.ExactMatchLevel("house_number")).configure(
+                label_for_charts="same street and house number"
+            )
+        )
     if has_postcode:
-        levels.append(_level('"postcode_l" = "postcode_r"', "same postcode"))
-    levels.append(_level('"city_std_l" = "city_std_r"', "same city"))
+        levels.append(_exact("postcode", "same postcode"))
+    levels.append(_exact("city_std", "same city"))
     levels.append(_else())
     return cl.CustomComparison(output_column_name="address", comparison_levels=levels)
 
 
-def exact_comparison(col: str, label: str) -> cl.CustomComparison:
+def exact_comparison(col: str, label: str, *, name: str | None = None) -> cl.CustomComparison:
     return cl.CustomComparison(
-        output_column_name=col,
-        comparison_levels=[_null(col), _level(f'"{col}_l" = "{col}_r"', f"same {label}"), _else()],
+        output_column_name=name or col, comparison_levels=[_null(col), _exact(col, f"same {label}"), _else()]
     )
 
 
-def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05) -> ModelPlan:
+# name -> (input columns it needs, builder); the order is the order of the model and of `explain`
+COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "given_name": (("initials",), given_name_comparison),
+    "family_name": (("family_name_std",), family_name_comparison),
+    "date_of_birth": (("dob",), date_of_birth_comparison),
+    "national_id": (("national_id",), national_id_comparison),
+    "sex": (("sex",), lambda: exact_comparison("sex", "sex")),
+    "email": (("email",), lambda: exact_comparison("email", "email")),
+    "phone": (("phone",), lambda: exact_comparison("phone", "phone")),
+    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place")),
+}
+
+
+def comparison_for(name: str, labels: list[str] | None = None) -> cl.CustomComparison:
+    """The comparison called `name`; for the address, its levels follow the labels of a saved model."""
+    if name == "address":
+        labels = labels or []
+        return address_comparison(
+            has_street="same street and house number" in labels, has_postcode="same postcode and house number" in labels
+        )
+    return COMPARISONS[name][1]()
+
+
+# --- blocking ---------------------------------------------------------------------------------------
+
+
+def block(cols: tuple[str, ...], link_type: LinkType = LinkType.LINK_AND_DEDUPE):
+    """A blocking rule on input columns, restricted to the pairs the link type compares."""
+    rule = block_on(*cols)
+    return _restrict(rule, link_type)
+
+
+def _restrict(rule, link_type: LinkType):
+    if link_type == LinkType.LINK_ONLY:
+        return And(rule, CustomRule("l.source <> r.source", sql_dialect="duckdb"))
+    if link_type == LinkType.DEDUPE_ONLY:
+        return And(rule, CustomRule("l.source = r.source", sql_dialect="duckdb"))
+    return rule
+
+
+def names_swapped_rule(link_type: LinkType = LinkType.LINK_AND_DEDUPE):
+    """Pairs whose given and family names are written the other way round."""
+    rule = CustomRule("l.first_name_std = r.family_name_std AND l.family_name_std = r.first_name_std", sql_dialect="duckdb")
+    return _restrict(rule, link_type)
+
+
+def rule_sql(rule) -> str:
+    """A blocking rule as readable SQL (DuckDB dialect), for notes and reports."""
+    return to_blocking_rule_creator(rule).get_blocking_rule("duckdb").blocking_rule_sql
+
+
+# --- the plan -----------------------------------------------------------------------------------------
+
+
+def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = DEFAULT_MIN_SHARE) -> ModelPlan:
     """Choose comparisons and rules from {column: share of all loaded records that hold a value}.
 
     A field is compared, and may block, when at least `min_share` of the records hold it, whichever
@@ -156,23 +230,14 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
     comparisons: list[cl.CustomComparison] = []
     used: list[str] = []
     skipped: dict[str, str] = {}
-    candidates = [
-        ("given_name", has("initials"), given_name_comparison),
-        ("family_name", has("family_name_std"), family_name_comparison),
-        ("date_of_birth", has("dob"), date_of_birth_comparison),
-        ("national_id", has("national_id"), national_id_comparison),
-        (
-            "address",
-            has("postcode") or has("street_std"),
-            lambda: address_comparison(has_street=has("street_std"), has_postcode=has("postcode")),
-        ),
-        ("sex", has("sex"), lambda: exact_comparison("sex", "sex")),
-        ("email", has("email"), lambda: exact_comparison("email", "email")),
-        ("phone", has("phone"), lambda: exact_comparison("phone", "phone")),
-        ("birth_place", has("birth_place_std"), lambda: exact_comparison("birth_place_std", "birth place")),
-    ]
-    for name, ok, make in candidates:
-        if ok:
+    for name, (cols, make) in COMPARISONS.items():
+        if name == "sex":  # the address comes before sex, as in every earlier model
+            if has("postcode") or has("street_std"):
+                comparisons.append(address_comparison(has_street=has("street_std"), has_postcode=has("postcode")))
+                used.append("address")
+            else:
+                skipped["address"] = f"held by fewer than {min_share:.0%} of the records"
+        if has(*cols):
             comparisons.append(make())
             used.append(name)
         else:
@@ -189,20 +254,19 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
         ("first_name_std", "dob"),
         ("family_name_std", "postcode"),
         ("dob", "postcode"),
+        ("dob", "house_number"),
         ("first_name_std", "street_std", "house_number"),
         ("family_name_std", "first_name_std"),
         ("phone",),
         ("email",),
     ]
     prediction_rules = [block(cols, link_type) for cols in rule_columns if has(*cols)]
+    if has("first_name_std", "family_name_std"):
+        prediction_rules.append(names_swapped_rule(link_type))
     # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
     # An address block is mostly the same household (partners, children, twins), which teaches EM that a
     # different birth date or ID is common among matches: it is used only when nothing better exists.
-    training_columns = [
-        ("national_id",),
-        ("family_name_std", "dob"),
-        ("first_name_std", "dob"),
-    ]
+    training_columns = [("national_id",), ("family_name_std", "dob"), ("first_name_std", "dob")]
     training_rules = [block(cols, link_type) for cols in training_columns if has(*cols)]
     if len(training_rules) < 2 and has("postcode", "house_number"):
         training_rules.append(block(("postcode", "house_number"), link_type))
@@ -216,18 +280,8 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
     return ModelPlan(comparisons, prediction_rules, training_rules, deterministic, used, skipped)
 
 
-def block(cols: tuple[str, ...], link_type: LinkType = LinkType.LINK_AND_DEDUPE) -> str:
-    """A blocking rule as plain SQL on the input columns, restricted to the pairs the link type compares."""
-    rule = " AND ".join(f'l."{c}" = r."{c}"' for c in cols)
-    if link_type == LinkType.LINK_ONLY:
-        rule += ' AND l."source" <> r."source"'
-    elif link_type == LinkType.DEDUPE_ONLY:
-        rule += ' AND l."source" = r."source"'
-    return rule
-
-
 def settings_for(plan: ModelPlan) -> SettingsCreator:
-    """Splink settings for deduplicating the union of all sources (within-source duplicates are real too)."""
+    """Splink settings over the union of all sources (which pairs are compared is up to the blocking rules)."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="record_key",
@@ -240,3 +294,33 @@ def settings_for(plan: ModelPlan) -> SettingsCreator:
     )
 
 
+# --- one saved model, either backend ----------------------------------------------------------------
+
+FITTED = ("m_probability", "u_probability", "tf_minimum_u_value")
+
+
+def render_for(model: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """A saved model with its comparisons and blocking rules written for `dialect` ("duckdb" or "spark").
+
+    Splink saves each level's SQL as rendered for the backend it was trained on; the structure is
+    rebuilt here from each comparison's name and level labels, and the fitted numbers are copied.
+    """
+    if model.get("sql_dialect") == dialect:
+        return model
+    out = copy.deepcopy(model)
+    rendered = []
+    for trained in model["comparisons"]:
+        labels = [lvl.get("label_for_charts", "") for lvl in trained["comparison_levels"]]
+        fresh = comparison_for(trained["output_column_name"], labels).create_comparison_dict(dialect)
+        if [lvl.get("label_for_charts", "") for lvl in fresh["comparison_levels"]] != labels:
+            raise ValueError(f"saved comparison {trained['output_column_name']!r} does not match this version's levels")
+        for new, old in zip(fresh["comparison_levels"], trained["comparison_levels"]):
+            new.update({k: old[k] for k in FITTED if k in old})
+        rendered.append(fresh)
+    out["comparisons"] = rendered
+    out["blocking_rules_to_generate_predictions"] = [
+        to_blocking_rule_creator(rule).create_blocking_rule_dict(dialect)
+        for rule in model["blocking_rules_to_generate_predictions"]
+    ]
+    out["sql_dialect"] = dialect
+    return out

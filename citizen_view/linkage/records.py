@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 # the birth date as yyyymmdd text (also for a date that did not parse: its characters in place), with
 # day and month swapped, and the national ID as given (compacted), whether or not it passed its checksum.
 LINKAGE_INPUT_SQL = """
-    SELECT record_key, source, first_name_std, initials, family_name_std, sex,
+    SELECT record_key, source, first_name_std, initials, family_name_std, string_split(family_name_std, ' ') AS family_name_words, sex,
            national_id_text AS national_id, street_std, house_number, postcode, city_std, birth_place_std, email, phone,
            date_of_birth_text AS dob,
            CASE WHEN day(date_of_birth) <= 12

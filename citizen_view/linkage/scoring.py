@@ -21,7 +21,7 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from citizen_view.contract import LinkType
-from citizen_view.linkage.model import ModelPlan, plan_model, settings_for
+from citizen_view.linkage.model import ModelPlan, plan_model, rule_sql, settings_for
 from citizen_view.linkage.records import LINKAGE_INPUT_SQL, field_shares
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
     notes.append(f"u from {max_pairs:,.0f} random pairs")
     fitted = 0
     for rule in plan.training_rules:
-        name = rule
+        name = rule_sql(rule)
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
             fitted += 1

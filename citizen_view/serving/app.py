@@ -167,15 +167,15 @@ def create_app(
             if q.get("national_id"):
                 if not who.role.sees("national_id"):
                     raise HTTPException(403, f"role {who.role_name!r} may not search by national ID")
-                mode, found = "national_id", finder.search_national_id(cur, q["national_id"], country=country)
+                mode, found = "national_id", finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources)
             elif q.get("name") and q.get("date_of_birth"):
                 if not who.role.sees("date_of_birth"):
                     raise HTTPException(403, f"role {who.role_name!r} may not search by date of birth")
-                mode, found = "name_date_of_birth", finder.search_name_dob(cur, q["name"], q["date_of_birth"])
+                mode, found = "name_date_of_birth", finder.search_name_dob(cur, q["name"], q["date_of_birth"], sources=who.role.sources)
             elif q.get("name") and q.get("house_number") and (q.get("postcode") or q.get("street")):
                 mode, found = "name_address", finder.search_name_address(
                     cur, q["name"], postcode=q.get("postcode"), house_number=q.get("house_number"),
-                    street=q.get("street"), country=country,
+                    street=q.get("street"), country=country, sources=who.role.sources,
                 )  # fmt: skip
             else:
                 raise HTTPException(

@@ -1,7 +1,10 @@
 """One citizen's profile as a role may see it: golden record with provenance, linked records, cases, timeline.
 
-Filtering happens here, before anything is rendered: a field or source outside the role is absent
-from the result (not blanked), and the result lists the fields it returned for the audit log.
+The golden record a role sees is chosen by the same survivorship as the warehouse's, but over the
+records of the sources the role may see only: a value that came only from another agency is never
+shown, not even without its provenance. Filtering happens here, before anything is rendered: a field
+or source outside the role is absent from the result (not blanked), and the result lists the fields it
+returned for the audit log.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from citizen_view.linkage.golden import GROUPS
+from citizen_view.contract import CanonicalField
+from citizen_view.linkage.golden import GROUPS, golden_select
 
 if TYPE_CHECKING:
     import duckdb
@@ -19,8 +23,7 @@ if TYPE_CHECKING:
 
 # golden-record field -> its provenance column
 PROVENANCE = {col: f"{group}_from" for group, (cols, *_rest) in GROUPS.items() for col in cols}
-RECORD_FIELDS = ("given_name", "middle_name", "family_name", "full_name", "date_of_birth", "date_of_death", "sex",
-                 "national_id", "street", "house_number", "unit", "postcode", "city", "birth_place", "email", "phone")  # fmt: skip
+RECORD_FIELDS: tuple[str, ...] = tuple(CanonicalField)
 SUMMARY_FIELDS = ("full_name", "date_of_birth", "city")
 
 
@@ -45,23 +48,45 @@ def _text(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def _in(values: list[str]) -> str:
+    return ", ".join("?" * len(values)) or "NULL"
+
+
+def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
+    """Each citizen's golden record by survivorship over the records of the sources `role` may see.
+
+    A citizen with no record in those sources is absent; every value returned has a visible source.
+    """
+    if not citizen_ids or not role.sources:
+        return {}
+    rows = con.sql(
+        f"SELECT * FROM records WHERE citizen_id IN ({_in(citizen_ids)}) AND source IN ({_in(role.sources)})",
+        params=[*citizen_ids, *role.sources],
+    ).pl()
+    if rows.height == 0:
+        return {}
+    con.register("_role_records", rows)
+    try:
+        cur = con.execute(golden_select("_role_records", "source_rank"))
+        names = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+    finally:
+        con.unregister("_role_records")
+
+
 def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:
-    """The profile of one citizen for one role, or None when the citizen does not exist."""
-    cur = con.execute("SELECT * FROM citizen WHERE citizen_id = ?", [citizen_id])
-    row = cur.fetchone()
-    if row is None:
+    """The profile of one citizen for one role, or None when the citizen does not exist for that role
+    (unknown, or known only to sources the role may not see)."""
+    found = golden_for_role(con, [citizen_id], role).get(citizen_id)
+    if found is None:
         return None
-    golden_all = dict(zip([d[0] for d in cur.description], row))
-    golden = {f: _text(golden_all.get(f)) for f in RECORD_FIELDS if role.sees(f)}
-    provenance = {
-        f: golden_all[PROVENANCE[f]]
-        for f in golden
-        if golden_all.get(PROVENANCE.get(f, "")) and golden_all[PROVENANCE[f]].split(":", 1)[0] in role.sources
-    }
-    golden["sources_known"] = [s for s in golden_all["sources"] if s in role.sources]
+    golden = {f: _text(found.get(f)) for f in RECORD_FIELDS if role.sees(f)}
+    provenance = {f: found[PROVENANCE[f]] for f in golden if found.get(PROVENANCE.get(f, ""))}
+    golden["sources_known"] = list(found["sources"])
 
     visible = [f for f in RECORD_FIELDS if role.sees(f)]
-    placeholders = ", ".join("?" * len(role.sources)) or "NULL"
+    placeholders = _in(role.sources)
+    issues = _field_issues(con, citizen_id, role, visible)
     cols = ", ".join(["source", "source_record_id", "match_probability", *visible, "attributes"])
     cur = con.execute(
         f"SELECT {cols} FROM records WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY source, source_record_id",
@@ -74,6 +99,9 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
         attributes = rec.pop("attributes")
         if role.sees("source_attributes") and attributes:
             rec["attributes"] = {k: v for k, v in json.loads(attributes).items() if v is not None}
+        as_given = issues.get((rec["source"], rec["source_record_id"]))
+        if as_given:
+            rec["as_given"] = as_given  # the raw value where the parsed one was set aside, with the reason
         records.append(rec)
 
     cur = con.execute(
@@ -84,29 +112,44 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     case_names = [d[0] for d in cur.description]
     cases = [dict(zip(case_names, r)) for r in cur.fetchall()]
 
+    timeline = [
+        {"date": _text(found[f]), "event": event, "source": found[PROVENANCE[f]].split(":", 1)[0],
+         "source_record_id": found[PROVENANCE[f]].split(":", 1)[1]}
+        for f, event in (("date_of_birth", "birth"), ("date_of_death", "death"))
+        if role.sees(f) and found.get(f) is not None
+    ]  # fmt: skip
     cur = con.execute(
-        f"SELECT date, event, field, source, source_record_id FROM events "
-        f"WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY date",
+        f"SELECT date, event, source, source_record_id FROM events WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY date",
         [citizen_id, *role.sources],
     )
-    timeline = [
-        {"date": _text(d), "event": e, "source": s, "source_record_id": r}
-        for d, e, f, s, r in cur.fetchall()
-        if f not in RECORD_FIELDS or role.sees(f)
-    ]
+    timeline += [{"date": _text(d), "event": e, "source": s, "source_record_id": r} for d, e, s, r in cur.fetchall()]
+    timeline.sort(key=lambda e: e["date"] or "")
     returned = sorted(set(golden) - {"sources_known"} | ({"source_attributes"} if role.sees("source_attributes") else set()))
     returned += [f"cases:{s}" for s in sorted({c["source"] for c in cases})]
     return Profile(citizen_id, golden, provenance, records, cases, timeline, returned)
 
 
-def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
-    """The few golden fields a result list shows per candidate, as the role may see them."""
-    if not citizen_ids:
+def _field_issues(
+    con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role, visible: list[str]
+) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
+    """(source, record) -> {field: {raw, reason}} for the values of this citizen's visible records that were set aside."""
+    if not visible:
         return {}
-    shown = [f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])
-    cols = ", ".join(["citizen_id", *dict.fromkeys(shown)])
     rows = con.execute(
-        f"SELECT {cols} FROM citizen WHERE citizen_id IN ({', '.join('?' * len(citizen_ids))})", citizen_ids
+        f"SELECT i.source, i.record_id, i.field, i.raw, i.reason FROM field_issues i "
+        f"JOIN records r ON r.source = i.source AND r.source_record_id = i.record_id "
+        f"WHERE r.citizen_id = ? AND i.source IN ({_in(role.sources)}) AND i.field IN ({_in(visible)})",
+        [citizen_id, *role.sources, *visible],
     ).fetchall()
-    names = ["citizen_id", *dict.fromkeys(shown)]
-    return {r[0]: {k: _text(v) for k, v in zip(names[1:], r[1:])} for r in rows}
+    out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for source, record_id, field_name, raw, reason in rows:
+        out.setdefault((source, record_id), {})[field_name] = {"raw": raw, "reason": reason}
+    return out
+
+
+def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
+    """The few golden fields a result list shows per candidate, chosen over the sources the role may see."""
+    shown = list(dict.fromkeys([f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])))
+    golden = golden_for_role(con, citizen_ids, role)
+    return {cid: {k: _text(g.get(k)) for k in shown} for cid, g in golden.items()}
+

@@ -93,8 +93,8 @@ def _id_variants(value: str) -> list[str]:
     return sorted(out)
 
 
-def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str | None) -> list[Candidate]:
-    """Exact ID first; when there is none, IDs one typo away (flagged as such)."""
+def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str | None, sources: list[str]) -> list[Candidate]:
+    """Exact ID first; when there is none, IDs one typo away (flagged as such); only in records of `sources`."""
     scheme = DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
     compact = re.sub(r"[\s.\-:]", "", value)
     if scheme in NUMERIC_SCHEMES and not re.fullmatch(r"\d{8,11}", compact):
@@ -103,13 +103,16 @@ def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: s
         raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)")
     if scheme == "nl.bsn" and re.fullmatch(r"\d{8}", compact):
         compact = "0" + compact
-    exact = con.execute("SELECT DISTINCT citizen_id FROM search_ids WHERE national_id = ?", [compact]).fetchall()
+    exact = con.execute(
+        "SELECT DISTINCT citizen_id FROM search_ids WHERE national_id = ? AND list_contains(?, source)", [compact, sources]
+    ).fetchall()
     if exact:
         return [Candidate(c, 100.0, ["same national ID"]) for (c,) in exact]
     variants = _id_variants(compact)
     near = con.execute(
-        f"SELECT DISTINCT citizen_id, national_id FROM search_ids WHERE national_id IN ({', '.join('?' * len(variants))})",
-        variants,
+        f"SELECT DISTINCT citizen_id, national_id FROM search_ids WHERE national_id IN ({', '.join('?' * len(variants))}) "
+        "AND list_contains(?, source)",
+        [*variants, sources],
     ).fetchall()
     fails = nid.has_checksum(scheme) and not nid.is_valid_value(compact, scheme=scheme)
     note = " (the ID typed fails its checksum)" if fails else ""
@@ -129,7 +132,7 @@ _NAME_SCORE = """
 """
 
 
-def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str) -> list[Candidate]:
+def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str, *, sources: list[str]) -> list[Candidate]:
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
@@ -139,18 +142,18 @@ def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: st
     parts = parse_name(name)
     born = parse_date(date_of_birth)
     swapped = dt.date(born.year, born.day, born.month) if born.day <= 12 else born
-    params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials}
+    params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "sources": sources}
     by_date = con.execute(
         f"""
         SELECT citizen_id, family_score, first_score, dob FROM (
-            SELECT citizen_id, dob, {_NAME_SCORE} FROM search_keys WHERE dob = $born OR dob = $swapped
+            SELECT citizen_id, dob, {_NAME_SCORE} FROM search_keys WHERE (dob = $born OR dob = $swapped) AND list_contains($sources, source)
         ) WHERE family_score > 0 OR first_score >= 22
         """,
         params | {"born": born, "swapped": swapped},
     ).fetchall()
     by_name = con.execute(
         f"SELECT citizen_id, family_score, first_score, dob FROM (SELECT citizen_id, dob, {_NAME_SCORE} "
-        "FROM search_names WHERE family_key = $family) WHERE first_score > 0",
+        "FROM search_names WHERE family_key = $family AND list_contains($sources, source)) WHERE first_score > 0",
         params,
     ).fetchall()
     near = set(_date_variants(born))
@@ -175,7 +178,7 @@ def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: st
 
 def search_name_address(
     con: duckdb.DuckDBPyConnection, name: str, *, postcode: str | None, house_number: str | None, street: str | None,
-    country: str,
+    country: str | None, sources: list[str],
 ) -> list[Candidate]:
     """Name + address: candidates living (or having lived, in some system) at the postcode or street and number."""
     parts = parse_name(name)
@@ -190,12 +193,12 @@ def search_name_address(
                CASE WHEN postcode = $pc THEN 30 ELSE 26 END AS address_score
         FROM (
             SELECT *, {_NAME_SCORE} FROM search_addresses
-            WHERE house_number = $number AND (postcode = $pc OR street_std = $street)
+            WHERE house_number = $number AND (postcode = $pc OR street_std = $street) AND list_contains($sources, source)
         )
         WHERE family_score > 0 OR first_score >= 22
         """,
         {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "pc": pc,
-         "street": street_key, "number": number},
+         "street": street_key, "number": number, "sources": sources},
     ).fetchall()  # fmt: skip
     best: dict[str, Candidate] = {}
     for citizen_id, family_score, first_score, address_score in rows:

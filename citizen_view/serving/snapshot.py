@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from citizen_view.layout import PARTIAL, clean_partials
+from citizen_view.linkage.golden import rank_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,19 +65,17 @@ def _cases_sql(sources: SourcesFile) -> str:
 
 
 def _events_sql(sources: SourcesFile) -> str:
+    """Life events every source declares (birth and death come from the golden record a role sees)."""
     parts = [
-        "SELECT citizen_id, date_of_birth AS date, 'birth' AS event, 'date_of_birth' AS field, "
-        "split_part(date_of_birth_from, ':', 1) AS source, split_part(date_of_birth_from, ':', 2) AS source_record_id "
-        "FROM snap.citizen WHERE date_of_birth IS NOT NULL",
-        "SELECT citizen_id, date_of_death, 'death', 'date_of_death', split_part(date_of_death_from, ':', 1), "
-        "split_part(date_of_death_from, ':', 2) FROM snap.citizen WHERE date_of_death IS NOT NULL",
+        "SELECT NULL::VARCHAR AS citizen_id, NULL::DATE AS date, NULL::VARCHAR AS event, NULL::VARCHAR AS source, "
+        "NULL::VARCHAR AS source_record_id WHERE false"
     ]
     for s in sources.sources:
         for event, m in s.events.items():
             value = f"json_extract_string(attributes, {_lit(_path(m.column))})"
             date = f"try_strptime({value}, {_lit(m.format or '%Y-%m-%d')})::DATE"
             parts.append(
-                f"SELECT citizen_id, {date}, {_lit(event)}, {_lit(event)}, source, source_record_id "
+                f"SELECT citizen_id, {date}, {_lit(event)}, source, source_record_id "
                 f"FROM snap.records WHERE source = {_lit(s.name)} AND {date} IS NOT NULL"
             )
     return " UNION ALL ".join(parts)
@@ -101,10 +100,11 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         )
         # Search keys sorted by birth date, IDs sorted by ID, addresses by postcode: DuckDB's zone maps then
         # skip almost every row group for a point lookup, without a separate index.
+        # Every search key carries its source: a role only finds citizens through the records it may see.
         con.execute(
             """
             CREATE TABLE snap.search_keys AS
-            SELECT DISTINCT citizen_id, family_name_std AS family_key, first_name_std AS first_key, initials,
+            SELECT DISTINCT citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials,
                    date_of_birth AS dob, postcode, house_number, street_std
             FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
             """
@@ -115,8 +115,15 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             "WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
         )
         con.execute(
-            "CREATE TABLE snap.search_ids AS SELECT DISTINCT national_id, citizen_id FROM snap.records "
-            "WHERE national_id IS NOT NULL ORDER BY national_id"
+            "CREATE TABLE snap.search_ids AS SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, "
+            "citizen_id, source FROM snap.records WHERE coalesce(national_id, national_id_text) IS NOT NULL ORDER BY national_id"
+        )
+        con.execute("CREATE TABLE snap.source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
+        con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
+        con.execute(
+            "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
+            if _has_table(con, "field_issues")
+            else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
         )
         con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
         con.execute(
@@ -128,7 +135,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         )
         con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
         con.execute(
-            "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ? AS country, "
+            "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
             "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records",
             [run_id, sources.country],
         )

@@ -1,0 +1,138 @@
+"""No role sees a value that came only from an agency it may not see: not in the API, not on a page, not by search.
+
+For every demo role and a sample of citizens known to several agencies, every value that occurs in the
+citizen's records of the role's invisible sources but in none of its visible ones is looked for in the
+profile API response and the profile page; none may appear. Search may only find a citizen through
+records of visible sources.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import duckdb
+import httpx
+import pytest
+
+from citizen_view.serving.access import load_access
+from pipelines.runner import run_pipeline
+from tests.service_fixtures import ACCESS, TOKENS, start_service
+
+PURPOSE = {"purpose": "leak check", "case_reference": "LEAK-1"}
+# Values too short to mean anything on their own (a sex code) are not counted as leaks.
+MIN_LENGTH = 2
+
+
+@pytest.fixture(scope="module")
+def service(generated, tmp_path_factory):
+    root = tmp_path_factory.mktemp("leaks")
+    warehouse = root / "wh" / "cv.duckdb"
+    assert run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=warehouse).success
+    svc = start_service(warehouse, root / "audit" / "access.jsonl")
+    yield svc
+    svc.stop()
+
+
+def _values(rows: list[dict]) -> set[str]:
+    """Every value of a set of source records as text: canonical columns, attributes and what nests inside them."""
+    out: set[str] = set()
+
+    def add(v) -> None:
+        if v is None:
+            return
+        if isinstance(v, dict):
+            for x in v.values():
+                add(x)
+        elif isinstance(v, list):
+            for x in v:
+                add(x)
+        else:
+            text = v.isoformat() if hasattr(v, "isoformat") else str(v)
+            out.add(text)
+            if isinstance(v, str) and v[:1] in "[{":
+                try:
+                    add(json.loads(v))
+                except ValueError:
+                    pass
+
+    for row in rows:
+        add(row)
+    return out
+
+
+def _records(warehouse, citizen_id: str) -> list[dict]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        cur = con.execute(
+            "SELECT r.* EXCLUDE (record_key, source_file, source_line, extracted_at) FROM citizen_source_link l "
+            "JOIN source_records r USING (record_key) WHERE l.citizen_id = ?",
+            [citizen_id],
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def _sample(warehouse, n: int = 30) -> list[str]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT citizen_id FROM citizen WHERE source_count >= 3 ORDER BY hash(citizen_id) LIMIT ?", [n]
+        ).fetchall()]  # fmt: skip
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("role_name", sorted(TOKENS))
+def test_no_value_only_an_invisible_agency_holds_reaches_the_role(service, role_name):
+    role = load_access(ACCESS).roles[role_name]
+    headers = {"Authorization": f"Bearer {TOKENS[role_name]}"}
+    checked = found_secret = 0
+    for citizen_id in _sample(service.warehouse):
+        records = _records(service.warehouse, citizen_id)
+        visible = _values([r for r in records if r["source"] in role.sources])
+        secret = {v for v in _values([r for r in records if r["source"] not in role.sources]) - visible if len(v) >= MIN_LENGTH}
+        api = httpx.get(f"{service.url}/api/citizens/{citizen_id}", params=PURPOSE, headers=headers, timeout=30)
+        page = httpx.get(f"{service.url}/citizens/{citizen_id}", params=PURPOSE, headers=headers, timeout=30)
+        if not any(r["source"] in role.sources for r in records):
+            assert api.status_code == page.status_code == 404  # not even that the person exists
+            continue
+        assert api.status_code == 200 and page.status_code == 200, api.text
+        shown = _values([api.json()]) | {html.unescape(x).strip() for x in re.findall(r">([^<]+)<", page.text)}
+        leaked = sorted(secret & shown)
+        assert not leaked, f"{role_name} sees {leaked[:5]} of {citizen_id}, held only by sources it may not see"
+        checked += 1
+        found_secret += bool(secret)
+    assert checked >= 10
+    if set(role.sources) != {"population", "tax", "benefits", "permits", "licences"}:
+        assert found_secret >= 5  # the sample really holds values the role must not see
+
+
+def test_search_only_matches_records_of_visible_sources(service):
+    """The permits clerk cannot find a person by an address only the tax office holds."""
+    role = load_access(ACCESS).roles["permits_clerk"]
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    try:
+        row = con.execute(
+            """
+            SELECT t.full_name, t.postcode, t.house_number, l.citizen_id FROM source_records t
+            JOIN citizen_source_link l USING (record_key)
+            WHERE t.source = 'tax' AND t.postcode IS NOT NULL AND t.house_number IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM citizen_source_link l2 JOIN source_records o USING (record_key)
+                              WHERE l2.citizen_id = l.citizen_id AND o.source IN ('population', 'permits')
+                                AND o.postcode = t.postcode AND o.house_number = t.house_number)
+            ORDER BY t.source_record_id LIMIT 1
+            """
+        ).fetchall()[0]
+    finally:
+        con.close()
+    name, postcode, number, citizen_id = row
+    assert "tax" not in role.sources
+    query = {"name": name, "postcode": postcode, "house_number": number, **PURPOSE}
+    clerk = httpx.get(f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['permits_clerk']}"})
+    assert clerk.status_code == 200 and citizen_id not in [c["citizen_id"] for c in clerk.json()["candidates"]]
+    steward = httpx.get(f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"})
+    assert citizen_id in [c["citizen_id"] for c in steward.json()["candidates"]]  # the address is really there
