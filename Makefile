@@ -18,17 +18,19 @@ install: $(STAMP)
 
 run: $(STAMP)  ## ingest, link, check and publish the committed sample
 	@mkdir -p $(DAGSTER_HOME)
+	@$(BIN)/citizen-view init >/dev/null
 	$(BIN)/citizen-view run
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## the whole test suite (it keeps its own DAGSTER_HOME, never .dagster/)
+	env -u DAGSTER_HOME $(BIN)/python -m pytest
 
 ui: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
 serve: $(STAMP)  ## the caseworker service on http://127.0.0.1:8000 (after make run)
+	@$(BIN)/citizen-view init >/dev/null
 	$(BIN)/citizen-view serve
 
 clean:
-	rm -rf warehouse exports published .dagster bench_data
+	rm -rf warehouse .dagster bench_data

@@ -7,7 +7,7 @@ A warehouse file `<folder>/<name>.duckdb` owns the folder `<folder>/<name>/` and
     <name>/review/                reviewers' decisions (link_overrides.jsonl)
     <name>/serving/               read-only served views and the CURRENT pointer
     <name>/audit/                 the access log and its anchors
-    <name>/audit-anchors/         the second copy of the anchors (point it elsewhere in production)
+    <name>/audit-anchors/         the second copy of each audit log's anchors (point it elsewhere in production)
     <name>/exports/               one open-data bundle per run (unless publication.exports_dir is absolute)
     <name>/published              a symlink to the published bundle, swapped atomically
     <name>/access.yaml            roles and users of the caseworker service (`citizen-view init` writes one)
@@ -19,6 +19,7 @@ nothing is written outside the warehouse's folder except where a configured path
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -64,10 +65,12 @@ class WarehouseLayout:
     def audit_log(self) -> Path:
         return self.root / "audit" / "access.jsonl"
 
-    @property
-    def anchor_copy(self) -> Path:
-        """The default second location of the audit anchors (a separate folder; production points it off the host)."""
-        return self.root / "audit-anchors" / "access.anchors"
+    def anchor_copy(self, log: Path | None = None) -> Path:
+        """The default second location of an audit log's anchors: a separate folder, one file per log (production
+        points it off the host with --anchor-sink)."""
+        log = Path(log or self.audit_log).expanduser().resolve()
+        tag = hashlib.sha256(str(log).encode("utf-8")).hexdigest()[:12]
+        return self.root / "audit-anchors" / f"{log.stem}-{tag}.anchors"
 
     @property
     def access_file(self) -> Path:

@@ -199,6 +199,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
 
     from citizen_view.contract import load_sources
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
     from citizen_view.serving.snapshot import publish_view
     from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
@@ -241,7 +242,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
     audit = Path(args.workdir) / "bench_serve_audit.jsonl"
     server = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
-         "--audit-log", str(audit)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--audit-log", str(audit), "--access", str(EXAMPLE_ACCESS_FILE)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": "Bearer demo-steward-token"}

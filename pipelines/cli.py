@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -50,7 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from pipelines.definitions import FULL_JOB, INCREMENTAL_JOB
 
         job = INCREMENTAL_JOB if args.incremental else FULL_JOB
-        outcome = run_pipeline(sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli(), job_name=job)
+        print(f"Citizen View {'incremental ' if args.incremental else ''}run of {sources} into {Path(args.warehouse).resolve()}", flush=True)
+        outcome = run_pipeline(
+            sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli(), job_name=job, progress=sys.stdout
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -77,14 +82,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.success and not failed_checks else 1
 
 
+class UsageError(Exception):
+    """A command that cannot run as asked: printed as one line, exit status 2."""
+
+
+def _warehouse(args: argparse.Namespace, *, must_exist: bool = True) -> WarehouseLayout:
+    layout = WarehouseLayout.of(args.warehouse)
+    if must_exist and not layout.warehouse.is_file():
+        raise UsageError(f"no warehouse at {layout.warehouse}: run the pipeline first (citizen-view run --warehouse ...)")
+    return layout
+
+
+def _connect_read_only(layout: WarehouseLayout):
+    import duckdb
+
+    from citizen_view.warehouse import connect
+
+    try:
+        return connect(layout.warehouse, read_only=True)
+    except duckdb.IOException as exc:  # a running pipeline holds the file
+        raise UsageError(f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends") from None
+
+
+def _require_tables(con, *tables: str) -> None:
+    from citizen_view.warehouse import table_exists
+
+    missing = [t for t in tables if not table_exists(con, "main", t)]
+    if missing:
+        raise UsageError(f"the warehouse has no {', '.join(missing)} yet: run the whole pipeline first (citizen-view run)")
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from citizen_view.contract import load_sources
     from citizen_view.export import PublishRefused, bundle_dirs, publish
-    from citizen_view.warehouse import connect
 
+    layout = _warehouse(args)
     sources = load_sources(Path(args.sources) if args.sources else _default_sources())
-    exports, published = bundle_dirs(sources, WarehouseLayout.of(args.warehouse))
-    with connect(args.warehouse, read_only=True) as con:
+    exports, published = bundle_dirs(sources, layout)
+    with _connect_read_only(layout) as con:
         try:
             done = publish(con, exports_dir=exports, published_dir=published)
         except PublishRefused as exc:
@@ -97,11 +132,50 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_ACCESS = Path("config/access.yaml")
-
-
 def _audit_path(args: argparse.Namespace) -> Path:
     return Path(args.audit_log) if args.audit_log else WarehouseLayout.of(args.warehouse).audit_log
+
+
+def _anchor_sinks(args: argparse.Namespace) -> list[str]:
+    """Where audit anchors are copied: as given, else the warehouse layout's second location."""
+    from citizen_view.serving.audit import parse_sink
+
+    specs = list(args.anchor_sink or []) or [f"file:{WarehouseLayout.of(args.warehouse).anchor_copy(_audit_path(args))}"]
+    for spec in specs:
+        try:
+            parse_sink(spec)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return specs
+
+
+def _access_file(args: argparse.Namespace, layout: WarehouseLayout) -> Path:
+    """The roles and users file: --access, $CITIZEN_VIEW_ACCESS, or the warehouse's own access.yaml."""
+    given = args.access or os.environ.get("CITIZEN_VIEW_ACCESS")
+    path = Path(given).expanduser() if given else layout.access_file
+    if not path.is_file():
+        raise UsageError(
+            f"no access file at {path}: pass --access FILE, set CITIZEN_VIEW_ACCESS, or write the example "
+            f"(demo roles and tokens) there with: citizen-view init --warehouse {layout.warehouse}"
+        )
+    return path
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the example access file into the warehouse's folder (never over an existing one)."""
+    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
+
+    layout = WarehouseLayout.of(args.warehouse)
+    target = layout.access_file
+    if target.exists():
+        print(f"{target} exists already: left as it is")
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLE_ACCESS_FILE, target)
+    print(f"Wrote the example access file (demo roles, users and tokens for synthetic data) to {target}")
+    print("  replace its users and tokens before serving real data; token hashes: python -c "
+          "\"from citizen_view.serving.access import hash_token; print(hash_token('...'))\"")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -109,45 +183,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from citizen_view.contract import ConfigError
     from citizen_view.serving.app import create_app
+    from citizen_view.serving.server import server_config
     from citizen_view.serving.snapshot import current_view
 
-    layout = WarehouseLayout.of(args.warehouse)
-    folder = layout.serving_dir
+    layout = _warehouse(args, must_exist=False)
+    access = _access_file(args, layout)
+    sinks = _anchor_sinks(args)
     try:
         app = create_app(
-            serving_folder=folder, access_file=Path(args.access), audit_file=_audit_path(args),
-            decisions_file=layout.overrides_file,
-        )
+            serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
+            decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=args.trusted_proxy or (),
+        )  # fmt: skip
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    view = current_view(folder)
+        raise UsageError(str(exc)) from None
+    view = current_view(layout.serving_dir)
     print(f"Citizen View caseworker service on http://{args.host}:{args.port}/  (API docs: /api/docs)")
     print(f"  view:      {view or 'none yet: run the pipeline (citizen-view run) to publish one'}")
-    print(f"  access:    {args.access}")
-    print(f"  audit log: {_audit_path(args)}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", workers=1)
+    print(f"  access:    {access}")
+    print(f"  audit log: {_audit_path(args)}  (anchors also in {', '.join(sinks)})")
+    uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from citizen_view.serving.audit import entries_for_citizen, verify
+    from citizen_view.serving.audit import entries_for_citizen, parse_sink, verify
 
     path = _audit_path(args)
-    if not path.is_file():
-        print(f"error: no audit log at {path}", file=sys.stderr)
-        return 2
     if args.audit_command == "verify":
-        report = verify(path)
-        print(f"{path}: {report.entries:,} entries, {report.anchors:,} anchors: {'intact' if report.ok else 'TAMPERED'}")
+        report = verify(path, sinks=[parse_sink(s) for s in _anchor_sinks(args)])
+        if not path.exists() and report.anchors == 0:
+            raise UsageError(f"no audit log at {path} and no anchors of one: nothing was audited here yet")
+        state = "intact" if report.ok else "TAMPERED"
+        print(f"{path}: {report.entries:,} entries, {report.anchors:,} anchors, {report.unprotected:,} unprotected: {state}")
         for problem in report.problems:
-            print(f"  {problem}")
+            print(f"  problem: {problem}")
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
         return 0 if report.ok else 1
     if not args.citizen:
-        print("error: audit export needs --citizen ID", file=sys.stderr)
-        return 2
+        raise UsageError("audit export needs --citizen ID")
+    if not path.is_file():
+        raise UsageError(f"no audit log at {path}")
     entries = entries_for_citizen(path, args.citizen)
     print(json.dumps({"citizen_id": args.citizen, "looked_at": entries}, indent=2, ensure_ascii=False))
     return 0
@@ -159,12 +237,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     from citizen_view.linkage.explain import explain_pair
     from citizen_view.linkage.review import load_overrides, pair_id, record_decision
     from citizen_view.serving.audit import AuditEvent, AuditLog
-    from citizen_view.warehouse import connect
 
-    decisions = WarehouseLayout.of(args.warehouse).overrides_file
+    layout = _warehouse(args)
+    decisions = layout.overrides_file
     if args.review_command == "next":
         decided = {pair_id(a, b) for a, b in load_overrides(decisions).select("record_key_l", "record_key_r").rows()}
-        with connect(args.warehouse, read_only=True) as con:
+        with _connect_read_only(layout) as con:
+            _require_tables(con, "review_queue", "linkage_model")
             items = con.execute(
                 "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, model_decision, reason FROM review_queue"
             ).fetchall()
@@ -184,15 +263,21 @@ def cmd_review(args: argparse.Namespace) -> int:
                     print("  " + "  ".join(str(v) for v in row))
         print(f"\ndecide with: citizen-view review decide {left} {right} same|different|unsure --reason \"...\"")
         return 0
+    if not (args.left and args.right and args.decision):
+        raise UsageError("review decide needs LEFT RIGHT same|different|unsure --reason TEXT")
+    if not (args.reason or "").strip():
+        raise UsageError("a decision needs a reason (--reason TEXT)")
+    unknown = _unknown_records(layout, [args.left, args.right])
+    if unknown:
+        raise UsageError(f"no record {', '.join(unknown)} in the warehouse (keys are source:source_record_id)")
     try:
         d = record_decision(
             decisions, left=args.left, right=args.right, decision=args.decision,
             reviewer=args.reviewer or getpass.getuser(), reason=args.reason or "", role="cli",
         )  # fmt: skip
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with AuditLog(_audit_path(args)) as audit:
+        raise UsageError(str(exc)) from None
+    with AuditLog(_audit_path(args), sinks=_anchor_sinks(args)) as audit:
         audit.append(AuditEvent(
             user=d.reviewer, role="cli", organisation=None, action="review_decision", purpose="clerical review",
             case_reference=None, query={"pair": pair_id(d.record_key_l, d.record_key_r), "decision": d.decision,
@@ -202,14 +287,42 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_records(layout: WarehouseLayout, keys: list[str]) -> list[str]:
+    """The keys that name no loaded record: checked in the served view when there is one (the warehouse may be
+    held by a running pipeline), else in the warehouse."""
+    import duckdb
+
+    from citizen_view.serving.snapshot import current_view
+
+    view = current_view(layout.serving_dir)
+    if view is not None and view.is_file():
+        con = duckdb.connect(str(view), read_only=True)
+        table, key = "records", "source || ':' || source_record_id"
+    else:
+        con = duckdb.connect(str(layout.warehouse), read_only=True)
+        table, key = "source_records", "record_key"
+    try:
+        found = {r[0] for r in con.execute(f"SELECT {key} FROM {table} WHERE {key} IN (?, ?)", keys).fetchall()}
+    finally:
+        con.close()
+    return [k for k in keys if k not in found]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
-    from citizen_view.warehouse import connect
 
-    with connect(args.warehouse, read_only=True) as con:
+    layout = _warehouse(args)
+    if not Path(args.truth).is_dir():
+        raise UsageError(f"no truth folder at {args.truth}")
+    try:
+        truth = load_truth(args.truth)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    with _connect_read_only(layout) as con:
+        _require_tables(con, "citizen_source_link")
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-    figures = evaluate_links(links, load_truth(args.truth))
-    print(f"Linkage accuracy of {args.warehouse} against {args.truth}")
+    figures = evaluate_links(links, truth)
+    print(f"Linkage accuracy of {layout.warehouse} against {args.truth}")
     for key, value in figures.items():
         print(f"  {key:<30} {value:>12,.6f}" if isinstance(value, float) else f"  {key:<30} {value:>12,}")
     return 0
@@ -217,14 +330,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from citizen_view.linkage.explain import explain_pair
-    from citizen_view.warehouse import connect
 
-    with connect(args.warehouse, read_only=True) as con:
+    layout = _warehouse(args)
+    with _connect_read_only(layout) as con:
+        _require_tables(con, "linkage_model", "linkage_threshold", "source_records")
         try:
             explanation = explain_pair(con, args.left, args.right)
         except KeyError as exc:
-            print(f"error: {exc.args[0]}", file=sys.stderr)
-            return 2
+            raise UsageError(exc.args[0]) from None
     print(explanation.render())
     return 0
 
@@ -283,15 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--access", default=str(DEFAULT_ACCESS), help="roles and users (default: config/access.yaml)")
-    v.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    v.add_argument("--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)")
+    v.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
+    v.add_argument("--anchor-sink", action="append", help="a second place for audit anchors: file:PATH, syslog or syslog:HOST:PORT "
+                   "(repeatable; default: the warehouse folder's audit-anchors/access.anchors)")
+    v.add_argument("--trusted-proxy", action="append", help="an address or network whose X-Forwarded-For names the client (repeatable)")
     v.set_defaults(func=cmd_serve)
+
+    i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
+    i.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    i.set_defaults(func=cmd_init)
 
     a = sub.add_parser("audit", help="verify the access log, or list who looked at a citizen and why")
     a.add_argument("audit_command", choices=["verify", "export"])
     a.add_argument("--citizen", help="citizen ID (for export)")
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
-    a.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    a.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
+    a.add_argument("--anchor-sink", action="append", help="where anchors were copied (as for serve)")
     a.set_defaults(func=cmd_audit)
 
     rv = sub.add_parser("review", help="clerical review of uncertain links: show the next item, or record a decision")
@@ -302,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--reason", help="decide: why (required)")
     rv.add_argument("--reviewer", help="decide: who (default: the login name)")
     rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
-    rv.add_argument("--audit-log", help="default: audit/access.jsonl beside the warehouse")
+    rv.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
+    rv.add_argument("--anchor-sink", action="append", help="where audit anchors are copied (as for serve)")
     rv.set_defaults(func=cmd_review)
 
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
@@ -334,7 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

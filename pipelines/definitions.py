@@ -28,7 +28,7 @@ def ingest_job_name(source: str) -> str:
     return f"ingest_{source}"
 
 
-def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -> Definitions:
+def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, loggers: dict | None = None) -> Definitions:
     """The definitions for one sources file and one warehouse (the UI and `citizen-view run` use the same)."""
     sources = load_sources(sources_path)
     ingest = build_ingest_assets(sources)
@@ -70,6 +70,7 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path) -
         resources={"warehouse": WarehouseResource(path=str(warehouse_path))},
         # DuckDB allows one writer per file: steps run one after another in one process.
         executor=in_process_executor,
+        loggers=loggers or None,
     )
 
 

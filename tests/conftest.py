@@ -1,11 +1,22 @@
-"""Shared fixtures: small extracts written by hand, and a generated sample set per session."""
+"""Shared fixtures: small extracts written by hand, and a generated sample set per session.
+
+The test session keeps its own DAGSTER_HOME (a fresh temporary folder), whatever the caller's
+environment says: deliberately failing test runs must never show up in the user's Dagster UI.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DAGSTER_HOME = Path(tempfile.mkdtemp(prefix="citizen-view-tests-dagster-"))
+(TEST_DAGSTER_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+os.environ["DAGSTER_HOME"] = str(TEST_DAGSTER_HOME)
 
 
 def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:

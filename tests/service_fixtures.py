@@ -10,11 +10,12 @@ from pathlib import Path
 
 import uvicorn
 
+from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
 from citizen_view.serving.app import create_app
+from citizen_view.serving.server import server_config
 from citizen_view.layout import WarehouseLayout
 
-ROOT = Path(__file__).resolve().parents[1]
-ACCESS = ROOT / "config" / "access.yaml"
+ACCESS = EXAMPLE_ACCESS_FILE
 TOKENS = {
     "benefits_caseworker": "demo-benefits-token",
     "permits_clerk": "demo-permits-token",
@@ -42,13 +43,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(warehouse: Path, audit_log: Path) -> Service:
+def start_service(warehouse: Path, audit_log: Path, **options) -> Service:
+    """The service over a warehouse's served views, on a free loopback port, as `citizen-view serve` runs it."""
     layout = WarehouseLayout.of(warehouse)
+    options.setdefault("anchor_sinks", [f"file:{layout.anchor_copy(audit_log)}"])  # as `citizen-view serve` does
     app = create_app(
-        serving_folder=layout.serving_dir, access_file=ACCESS, audit_file=audit_log, decisions_file=layout.overrides_file
+        serving_folder=layout.serving_dir, access_file=ACCESS, audit_file=audit_log, decisions_file=layout.overrides_file,
+        **options,
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,16 @@ def test_evaluate_command_reports_the_figures(first_run, generated, capsys):
     assert main(["evaluate", "--truth", str(generated / "truth"), "--warehouse", str(wh)]) == 0
     out = capsys.readouterr().out
     assert "precision" in out and "recall" in out and "f1" in out and "persons_split_over_citizens" in out
+
+
+def test_the_test_session_keeps_its_own_dagster_home():
+    from pipelines.runner import instance_for_cli
+    from tests.conftest import ROOT, TEST_DAGSTER_HOME
+
+    assert os.environ["DAGSTER_HOME"] == str(TEST_DAGSTER_HOME)
+    instance = instance_for_cli()
+    try:
+        root = Path(instance.root_directory).resolve()
+    finally:
+        instance.dispose()
+    assert root == TEST_DAGSTER_HOME.resolve() and not root.is_relative_to(ROOT)

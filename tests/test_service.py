@@ -163,7 +163,8 @@ def test_bad_input_gets_a_clear_4xx_never_a_stack_trace(service, path, params, s
 def test_audit_chain_verifies_and_tampering_is_detected(service, tmp_path, capsys):
     citizen = _everyone(service)
     assert _get(service, f"/api/citizens/{citizen}", "licence_officer", **PURPOSE).status_code == 200
-    assert main(["audit", "verify", "--audit-log", str(service.audit_log)]) == 0
+    where = ["--warehouse", str(service.warehouse)]
+    assert main(["audit", "verify", "--audit-log", str(service.audit_log), *where]) == 0
     assert main(["audit", "export", "--citizen", citizen, "--audit-log", str(service.audit_log)]) == 0
     out = capsys.readouterr().out
     looked = json.loads(out[out.index("{"):])["looked_at"]
@@ -174,7 +175,7 @@ def test_audit_chain_verifies_and_tampering_is_detected(service, tmp_path, capsy
     entry["purpose"] = "nothing to see here"
     lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
     copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert main(["audit", "verify", "--audit-log", str(copy)]) == 1
+    assert main(["audit", "verify", "--audit-log", str(copy), *where]) == 1
     assert "2" in capsys.readouterr().out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import polars as pl
 if TYPE_CHECKING:
     import duckdb
 
+log = logging.getLogger(__name__)
 DECISIONS = ("same", "different", "unsure")
 WEIGHT_BAND = 1.5  # default uncertainty band: this many match-weight units either side of the threshold
 
@@ -55,25 +57,55 @@ def record_decision(path: Path, *, left: str, right: str, decision: str, reviewe
         raise ValueError("a pair needs two different records")
     d = Decision(l_key, r_key, decision, reviewer, role, reason.strip(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    # ensure_ascii: every character outside ASCII (U+2028 and U+0085 included) is escaped, so a line is a line.
+    line = json.dumps(d.__dict__, sort_keys=True, ensure_ascii=True) + "\n"
     with path.open("a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(json.dumps(d.__dict__, sort_keys=True, ensure_ascii=False) + "\n")
+        f.write(line)
         f.flush()
         os.fsync(f.fileno())
         fcntl.flock(f, fcntl.LOCK_UN)
     return d
 
 
-def load_overrides(path: Path | None) -> pl.DataFrame:
-    """The latest decision per pair (record_key_l < record_key_r)."""
-    schema = {"record_key_l": pl.String, "record_key_r": pl.String, "decision": pl.String, "reviewer": pl.String,
-              "role": pl.String, "reason": pl.String, "decided_at": pl.String}  # fmt: skip
+DECISION_SCHEMA = {"record_key_l": pl.String, "record_key_r": pl.String, "decision": pl.String, "reviewer": pl.String,
+                   "role": pl.String, "reason": pl.String, "decided_at": pl.String}  # fmt: skip
+
+
+def read_decisions(path: Path | None) -> tuple[list[dict], list[int]]:
+    """Every well-formed decision in the file, and the numbers of the lines that are not one (kept, never fatal).
+
+    Lines are split on line feeds only: a reason written by an older version with U+2028 in it stays one line.
+    """
     if path is None or not path.is_file():
-        return pl.DataFrame(schema=schema)
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [], []
+    rows: list[dict] = []
+    bad: list[int] = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                bad.append(number)
+                continue
+            if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("record_key_l", "record_key_r", "decision"))
+                    and row["decision"] in DECISIONS):  # fmt: skip
+                bad.append(number)
+                continue
+            rows.append({k: (None if row.get(k) is None else str(row.get(k))) for k in DECISION_SCHEMA})
+    if bad:
+        log.warning("%s: %d line(s) are not review decisions and were skipped: %s", path, len(bad), bad[:10])
+    return rows, bad
+
+
+def load_overrides(path: Path | None) -> pl.DataFrame:
+    """The latest decision per pair (record_key_l < record_key_r); unreadable lines are skipped with a warning."""
+    rows, _ = read_decisions(path)
     if not rows:
-        return pl.DataFrame(schema=schema)
-    frame = pl.DataFrame(rows, schema=schema)
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    frame = pl.DataFrame(rows, schema=DECISION_SCHEMA)
     return frame.sort("decided_at").unique(["record_key_l", "record_key_r"], keep="last", maintain_order=True)
 
 

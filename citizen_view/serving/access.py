@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from citizen_view.contract import ConfigError
 
+# Demo roles, users and tokens for the synthetic sample: `citizen-view init` copies it into a warehouse's folder.
+EXAMPLE_ACCESS_FILE = Path(__file__).with_name("example_access.yaml")
+
 # Golden-record fields a role can be granted, plus the categories a profile is made of.
 GRANTABLE_FIELDS = (
     "given_name", "middle_name", "family_name", "full_name", "date_of_birth", "date_of_death", "sex",

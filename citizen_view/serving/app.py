@@ -8,11 +8,15 @@ pipeline publishes a new one (see snapshot.py).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import re
+import secrets
 import threading
 from urllib.parse import quote_plus
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +32,12 @@ from starlette.concurrency import run_in_threadpool
 from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
-from citizen_view.serving.audit import AuditEvent, AuditLog
+from citizen_view.serving.audit import AnchorSink, AuditEvent, AuditLog
+from citizen_view.serving.server import client_address
 from citizen_view.linkage.review import load_overrides, pair_id, record_decision
 from citizen_view.serving.snapshot import current_view
 
+log = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
 LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
@@ -80,13 +86,20 @@ class Trail:
 
 def create_app(
     *, serving_folder: Path, access_file: Path, audit_file: Path, decisions_file: Path,
+    anchor_sinks: Sequence[str | AnchorSink] = (), trusted_proxies: Sequence[str] = (),
     authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The service for one served-view folder, one access file and one audit log."""
+    """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
+
+    `trusted_proxies`: addresses or networks whose X-Forwarded-For names the client; from anyone else
+    the header is ignored and the socket's address is audited.
+    """
     access = load_access(access_file)
     auth = authenticator or TokenAuthenticator(access)
-    audit = AuditLog(audit_file)
+    audit = AuditLog(audit_file, sinks=list(anchor_sinks))
     views = ViewStore(serving_folder)
+    trusted = frozenset(trusted_proxies)
+    csrf_key = secrets.token_bytes(32)  # forms this process served carry a token bound to the session
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -114,10 +127,14 @@ def create_app(
     @app.middleware("http")
     async def audit_every_request(request: Request, call_next):
         request.state.trail = Trail()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:  # a crash is answered and audited like any other response, never a stack trace
+            log.exception("request %s %s failed", request.method, request.url.path)
+            response = JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
         if request.url.path not in ("/health", "/favicon.ico"):
             # the append is fsync'ed: keep it off the event loop
-            await run_in_threadpool(_write_audit, audit, request, response.status_code)
+            await run_in_threadpool(_write_audit, audit, request, response.status_code, trusted)
         return response
 
     @app.exception_handler(HTTPException)
@@ -138,6 +155,20 @@ def create_app(
         return JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
 
     app.add_exception_handler(finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422))
+
+    def session_token(request: Request) -> str | None:
+        """The token of a signed-in browser (cookie), or None for an API client (bearer header)."""
+        header = request.headers.get("authorization", "")
+        return None if header.lower().startswith("bearer ") else request.cookies.get(COOKIE) or None
+
+    def csrf_for(token: str) -> str:
+        return hmac.new(csrf_key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def same_origin(request: Request) -> None:
+        """A state-changing request from a page of another site is refused (Origin check)."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(403, "cross-origin form posts are refused")
 
     def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -231,6 +262,7 @@ def create_app(
     @app.post("/login")
     def login(request: Request, token: str = Form(..., max_length=256)) -> Response:
         request.state.trail.action = "login"
+        same_origin(request)
         who = auth.authenticate(token)
         if who is None:
             return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
@@ -302,19 +334,30 @@ def create_app(
         for item in items:
             item["evidence"] = json.loads(item["evidence"]) if item.get("evidence") else {}
         request.state.trail.fields = ["review_queue"]
+        cookie = session_token(request)
         return TEMPLATES.TemplateResponse(
-            request, "review.html", {"who": who, "items": items, "records": records, "purpose": purpose, "view": view}
-        )
+            request, "review.html",
+            {"who": who, "items": items, "records": records, "purpose": purpose, "view": view,
+             "csrf": csrf_for(cookie) if cookie else ""},
+        )  # fmt: skip
 
     @app.post("/review/decide")
     def review_decide(
         request: Request, left: str = Form(..., max_length=200), right: str = Form(..., max_length=200),
         decision: str = Form(..., max_length=20), reason: str = Form(..., max_length=500),
-        purpose: str = Form(..., min_length=3, max_length=200),
+        purpose: str = Form(..., min_length=3, max_length=200), csrf: str = Form("", max_length=128),
     ) -> Response:
         who = reviewer(request)
         request.state.trail.action = "review_decision"
         request.state.trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
+        same_origin(request)
+        cookie = session_token(request)
+        if cookie is not None and not hmac.compare_digest(csrf, csrf_for(cookie)):
+            raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
+        with views.cursor() as (cur, _view):
+            unknown = [key for key in (left, right) if not _record_exists(cur, key)]
+        if unknown:
+            raise HTTPException(422, f"no record {', '.join(unknown)} in the current view (keys are source:source_record_id)")
         try:
             record_decision(decisions_file, left=left, right=right, decision=decision, reviewer=who.user, reason=reason, role=who.role_name)
         except ValueError as exc:
@@ -328,7 +371,14 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def _write_audit(audit: AuditLog, request: Request, status: int) -> None:
+def _record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
+    source, sep, record_id = key.partition(":")
+    if not sep:
+        return False
+    return bool(cur.execute("SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()[0][0])
+
+
+def _write_audit(audit: AuditLog, request: Request, status: int, trusted: frozenset[str] = frozenset()) -> None:
     trail: Trail = getattr(request.state, "trail", Trail())
     who = trail.principal
     query = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
@@ -341,6 +391,6 @@ def _write_audit(audit: AuditLog, request: Request, status: int) -> None:
             query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
             citizen_ids=trail.citizen_ids if status < 400 else [], fields=trail.fields if status < 400 else [],
             status=status, authorisation_rule=f"role:{who.role_name}" if who else None,
-            client=request.client.host if request.client else None,
+            client=client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted),
         )  # fmt: skip
     )
