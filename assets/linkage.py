@@ -55,7 +55,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     def match_edges(warehouse: WarehouseResource) -> MaterializeResult:
         """Scored candidate pairs with per-field match weights (the evidence behind every link)."""
         with warehouse.connect() as con:
-            report = score_pairs(con)
+            report = score_pairs(con, warehouse.layout, linkage=sources.linkage)
         peak = max((c for _, c in report.histogram), default=0) or 1
         rows = "\n".join(
             f"| {b:+.0f}{' ◀ threshold' if b <= report.threshold < b + 1 else ''} | {'█' * max(1 if c else 0, round(24 * c / peak))} {c:,} |"
@@ -78,9 +78,9 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
         with warehouse.connect() as con:
             report = link_citizens(
-                con, run_id=context.run.run_id, overrides_path=warehouse.layout.overrides_file,
+                con, warehouse.layout, run_id=context.run.run_id, linkage=sources.linkage,
                 review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
-                incremental=config.incremental, link_type=sources.linkage.link_type,
+                incremental=config.incremental,
             )
             links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -243,12 +244,47 @@ class QualityConfig(BaseModel):
     max_weak_link_share: float = Field(0.02, ge=0, le=1)
 
 
+class Backend(StrEnum):
+    """Where Splink trains and scores: the embedded DuckDB, or Spark (local or a cluster)."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"
+
+
+BACKEND_ENV = "CITIZEN_VIEW_LINKAGE_BACKEND"
+
+
+class SparkConfig(BaseModel):
+    """The Spark session linkage runs on: `master` (local[*], spark://host:7077, yarn, ...) and any Spark settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    master: str = "local[*]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _text_values(cls, v: Any) -> Any:
+        return {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
 class LinkageConfig(BaseModel):
-    """How records are compared: which pairs (link type) and which fields are populated enough to compare."""
+    """How records are compared: which pairs (link type), which fields are populated enough, and on what backend."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     link_type: LinkType = LinkType.LINK_AND_DEDUPE
     min_field_share: float = Field(0.05, gt=0, le=1)
+    backend: Backend = Backend.DUCKDB
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    def effective_backend(self) -> Backend:
+        """The configured backend, unless $CITIZEN_VIEW_LINKAGE_BACKEND says otherwise (for the Dagster UI)."""
+        value = os.environ.get(BACKEND_ENV, "").strip().lower()
+        if not value:
+            return self.backend
+        try:
+            return Backend(value)
+        except ValueError:
+            raise ConfigError(f"{BACKEND_ENV}={value!r}: expected duckdb or spark") from None
 
 
 class ReviewConfig(BaseModel):

@@ -76,8 +76,8 @@ def _ours(con, warehouse: Path, truth, sources) -> dict[str, Any]:
 
     started = time.perf_counter()
     trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-    edges = score_pairs(con)
-    link_citizens(con, run_id="accuracy", link_type=sources.linkage.link_type)
+    edges = score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
+    link_citizens(con, WarehouseLayout.of(warehouse), run_id="accuracy", linkage=sources.linkage)
     seconds = time.perf_counter() - started
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, truth)

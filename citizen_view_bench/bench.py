@@ -137,16 +137,17 @@ def bench_link(args: argparse.Namespace) -> dict:
             trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
             st.extra = {"fields": len(trained.fields_used)}
         with measure(stages, "score pairs") as st:
-            edges = score_pairs(con)
+            edges = score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
                         "threshold": edges.threshold}  # fmt: skip
         with measure(stages, "count comparisons (not part of the pipeline)") as st:
             from citizen_view.linkage.scoring import estimate_comparisons
             from citizen_view.linkage.steps import saved_model
 
-            st.extra = {"comparisons_scored_est": estimate_comparisons(con, saved_model(con))}
+            with WarehouseLayout.of(warehouse).scratch("count") as scratch:
+                st.extra = {"comparisons_scored_est": estimate_comparisons(con, saved_model(con), scratch=scratch)}
         with measure(stages, "cluster + stable IDs") as st:
-            link = link_citizens(con, run_id="bench", link_type=sources.linkage.link_type)
+            link = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench", linkage=sources.linkage)
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
         with measure(stages, "golden record") as st:
             st.extra = {"citizens": build_citizen(con, sources)}
@@ -332,13 +333,13 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
         con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) OR record_key_r IN (SELECT record_key FROM _held)")
         with measure(stages, "incremental link + golden") as st:
-            report = link_citizens(con, run_id="bench-incremental", incremental=True)
+            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-incremental", incremental=True, linkage=sources.linkage)
             build_citizen(con, sources, only_changed=True)
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
         with measure(stages, "full rebuild (train, score, link, golden)") as st:
-            train_and_store(con, WarehouseLayout.of(warehouse))
-            score_pairs(con)
-            report = link_citizens(con, run_id="bench-full")
+            train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
+            score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
+            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-full", linkage=sources.linkage)
             build_citizen(con, sources)
             st.extra = {"citizens": report.citizens}
     inc, full = stages[-2], stages[-1]

@@ -254,7 +254,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             item_id, kind, left, right, citizen_id, model, reason = open_items[0]
             print(f"\n{kind}: {item_id}\n  model: {model}; {reason}\n")
             if kind == "uncertain link":
-                print(explain_pair(con, left, right).render())
+                print(explain_pair(con, left, right, layout=layout).render())
             else:
                 for row in con.execute(
                     "SELECT record_key, r.full_name, r.date_of_birth, r.national_id FROM citizen_source_link l "
@@ -335,7 +335,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     with _connect_read_only(layout) as con:
         _require_tables(con, "linkage_model", "linkage_threshold", "source_records")
         try:
-            explanation = explain_pair(con, args.left, args.right)
+            explanation = explain_pair(con, args.left, args.right, layout=layout)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
     print(explanation.render())

@@ -8,6 +8,7 @@ import shutil
 import duckdb
 import polars as pl
 
+from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.steps import link_citizens, score_pairs
 from pipelines.runner import run_pipeline
@@ -71,9 +72,11 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     con = duckdb.connect(str(copy))
     kept = con.execute("SELECT threshold_weight, method FROM linkage_threshold").fetchall()[0]
     con.execute("CREATE TABLE incremental_edges AS SELECT record_key_l, record_key_r, match_weight FROM match_edges")
-    score_pairs(con)
+    layout = WarehouseLayout.of(copy)
+    shutil.copytree(WarehouseLayout.of(wh).root, layout.root)
+    score_pairs(con, layout)
     con.execute("UPDATE linkage_threshold SET threshold_weight = ?, method = ?", list(kept))
-    link_citizens(con, run_id="full-relink")
+    link_citizens(con, layout, run_id="full-relink")
     rescored = {k for (k,) in con.execute(
         """
         WITH i AS (SELECT least(record_key_l, record_key_r) a, greatest(record_key_l, record_key_r) b, match_weight w FROM incremental_edges),

@@ -5,13 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from citizen_view.linkage.scoring import load_linker, splink_input
+from citizen_view.contract import LinkageConfig
+from citizen_view.linkage.engine import Engine
+from citizen_view.linkage.records import LINKAGE_INPUT_SQL
+from citizen_view.linkage.scoring import score_two
 from citizen_view.linkage.steps import saved_model
+from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
     import duckdb
+
+    from citizen_view.layout import WarehouseLayout
 
 
 @dataclass
@@ -73,29 +77,36 @@ def _input_columns(model: dict[str, Any], name: str) -> list[str]:
     return cols.get(name, [name])
 
 
-def explain_pair(con: duckdb.DuckDBPyConnection, left: str, right: str) -> Explanation:
-    """Score one pair of records (keys `source:source_record_id`) with the saved model."""
-    records = splink_input(con)
-    found = records.filter(pl.col("record_key").is_in([left, right]))
-    missing = {left, right} - set(found.get_column("record_key").to_list())
+def explain_pair(
+    con: duckdb.DuckDBPyConnection, left: str, right: str, *, layout: WarehouseLayout, linkage: LinkageConfig | None = None
+) -> Explanation:
+    """Score one pair of records (keys `source:source_record_id`) with the saved model, on the configured backend."""
+    found = {
+        r[0]: dict(zip(_COLUMNS, r[1:]))
+        for r in con.execute(
+            f"SELECT record_key, {', '.join(_COLUMNS)} FROM ({LINKAGE_INPUT_SQL}) WHERE record_key IN (?, ?)", [left, right]
+        ).fetchall()
+    }
+    missing = {left, right} - set(found)
     if missing:
         raise KeyError(f"no loaded record {', '.join(sorted(missing))} (keys are source:source_record_id)")
     model = saved_model(con)
-    linker = load_linker(model, records)
-    rec = {r["record_key"]: r for r in found.to_dicts()}
-    scored = linker.inference.score_pairs([rec[left]], [rec[right]]).as_pandas_dataframe().iloc[0].to_dict()
+    with layout.scratch("explain") as scratch:
+        scored = score_two(con, model, left, right, engine=Engine.of(linkage, scratch))
+    given = _as_given(con, [left, right])
     levels = _levels(model)
     fields = []
     for name, labels in levels.items():
         gamma = int(scored[f"gamma_{name}"])
         label = "missing on either side" if gamma == -1 else labels[len(labels) - 1 - gamma]
         cols = _input_columns(model, name)
-        fields.append(
-            FieldEvidence(
-                name, label, float(scored.get(f"mw_{name}", 0.0) or 0.0),
-                " ".join(str(rec[left].get(c)) for c in cols), " ".join(str(rec[right].get(c)) for c in cols),
-            )
-        )
+
+        def shown(key: str) -> str:
+            text = " ".join(str(found[key].get(c)) for c in cols)
+            raw = given.get((key, name))
+            return f"{text} (as given: {raw!r})" if raw is not None else text
+
+        fields.append(FieldEvidence(name, label, float(scored.get(f"mw_{name}", 0.0) or 0.0), shown(left), shown(right)))
     prior = float(scored["match_weight"]) - sum(f.match_weight for f in fields)
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
     citizens = dict(
@@ -105,3 +116,21 @@ def explain_pair(con: duckdb.DuckDBPyConnection, left: str, right: str) -> Expla
         left, right, fields, prior, float(scored["match_weight"]), float(scored["match_probability"]), threshold,
         citizens.get(left), citizens.get(right),
     )
+
+
+_COLUMNS = ("first_name_std", "initials", "family_name_std", "dob", "national_id", "street_std", "house_number",
+            "postcode", "city_std", "sex", "email", "phone", "birth_place_std")  # fmt: skip
+# comparison -> the canonical field whose quarantined raw value explains a missing input
+_ISSUE_FIELD = {"date_of_birth": "date_of_birth", "national_id": "national_id", "sex": "sex", "email": "email",
+                "phone": "phone", "address": "postcode"}  # fmt: skip
+
+
+def _as_given(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[tuple[str, str], str]:
+    """(record key, comparison) -> the raw value ingest set aside, where there was one."""
+    if not table_exists(con, "main", "field_issues"):
+        return {}
+    rows = con.execute(
+        "SELECT source || ':' || record_id, field, raw FROM field_issues WHERE source || ':' || record_id IN (?, ?)", keys
+    ).fetchall()
+    by_field = {f: c for c, f in _ISSUE_FIELD.items()}
+    return {(key, by_field[field]): raw for key, field, raw in rows if field in by_field}

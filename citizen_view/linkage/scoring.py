@@ -1,31 +1,30 @@
 """Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
 
-Splink works in its own DuckDB (in memory, spilling to a temp folder) so its scratch tables never
-land in the warehouse; `make_db_api` is the seam for running the same model on Spark.
+Splink works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
+folder, or Spark), never in the warehouse; its input and its scored pairs cross as Parquet. A saved
+model is re-rendered for the engine that scores it, so a model trained on one backend scores on the other.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
-import polars as pl
-from splink import DuckDBAPI, Linker
+from splink import Linker
 
 from citizen_view.contract import LinkType
-from citizen_view.linkage.model import ModelPlan, plan_model, rule_sql, settings_for
+from citizen_view.linkage.engine import Engine
+from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
 from citizen_view.linkage.records import LINKAGE_INPUT_SQL, field_shares
 
 if TYPE_CHECKING:
-    from splink.internals.database_api import DatabaseAPISubClass
+    import duckdb
+    from splink import SplinkDataFrame
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,9 @@ log = logging.getLogger(__name__)
 EDGE_FLOOR_WEIGHT = -4.0
 # The threshold is looked for in this weight range (probability ~0.2 .. ~0.999).
 THRESHOLD_RANGE = (-2.0, 10.0)
-# Splink's own DuckDB gets a bounded share of the machine; the rest spills to disk.
-SPLINK_MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_SPLINK_MEMORY", "6GB")
 # Random pairs for estimating u: enough for stable estimates (Splink suggests 1e6-1e7), bounded in memory.
 U_SAMPLE_PAIRS = 5e6
+EDGE_COLUMN_PREFIXES = ("gamma_", "bf_", "mw_")
 
 
 @dataclass
@@ -51,59 +49,31 @@ class TrainedModel:
     seconds: float = 0.0
 
 
-def make_db_api(*, backend: str = "duckdb", spill_dir: str | None = None, threads: int | None = None) -> DatabaseAPISubClass:
-    """Splink's database: an in-memory DuckDB that spills to disk (default), or Spark for larger estates."""
-    if backend == "duckdb":
-        con = duckdb.connect(":memory:")
-        con.execute(f"SET temp_directory = '{spill_dir or tempfile.gettempdir()}'")
-        con.execute(f"SET memory_limit = '{SPLINK_MEMORY_LIMIT}'")
-        con.execute("SET preserve_insertion_order = false")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
-        return DuckDBAPI(connection=con)
-    if backend == "spark":  # pragma: no cover - needs pyspark and Java; see README "Scaling out"
-        from pyspark.sql import SparkSession
-        from splink import SparkAPI
-        from splink.backends.spark import similarity_jar_location
-
-        spark = SparkSession.builder.config("spark.jars", similarity_jar_location()).getOrCreate()
-        return SparkAPI(spark_session=spark)
-    raise ValueError(f"unknown linkage backend {backend!r} (expected duckdb or spark)")
-
-
-def _input_sql() -> str:
-    return LINKAGE_INPUT_SQL
-
-
-def splink_input(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The columns the model compares, with dates as yyyymmdd text (and day/month swapped) for typo levels."""
-    return con.sql(_input_sql()).pl()
-
-
-def _register_input(con: duckdb.DuckDBPyConnection, db_api: DatabaseAPISubClass, folder: Path):
-    """Hand the model's input to Splink's database as Parquet (no copy through Python)."""
-    path = folder / "splink_input.parquet"
-    con.execute(f"COPY ({_input_sql()}) TO '{path}' (FORMAT parquet)")
-    return db_api.register(db_api.duckdb_con.read_parquet(str(path)), dataset_display_name="source_records")
+def _input_parquet(con: duckdb.DuckDBPyConnection, engine: Engine, name: str = "linkage_input", where: str = "") -> Path:
+    """The model's input columns, written by the warehouse's DuckDB for Splink's engine to read."""
+    engine.scratch.mkdir(parents=True, exist_ok=True)
+    path = engine.scratch / f"{name}.parquet"
+    con.execute(f"COPY (SELECT * FROM ({LINKAGE_INPUT_SQL}) {where}) TO '{path}' (FORMAT parquet)")
+    return path
 
 
 def train(
-    con: duckdb.DuckDBPyConnection, *, seed: int = 1, db_api: DatabaseAPISubClass | None = None,
-    reports_dir: Path | None = None, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05,
+    con: duckdb.DuckDBPyConnection, *, engine: Engine, seed: int = 1, reports_dir: Path | None = None,
+    link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05,
 ) -> TrainedModel:
     """Fit the model on all records in `source_records`, without ground truth; save Splink's charts as HTML."""
     started = time.perf_counter()
     plan = plan_model(field_shares(con), link_type=link_type, min_share=min_share)
     n_records = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
-    with tempfile.TemporaryDirectory(prefix="citizen-view-train-") as tmp:
-        db_api = db_api or make_db_api(spill_dir=tmp)
-        linker = Linker(_register_input(con, db_api, Path(tmp)), settings_for(plan), log_level=logging.ERROR)
-        notes = _fit(linker, plan, n_records, seed=seed)
-        model = linker.misc.save_model_to_json()
-        if reports_dir is not None:
-            reports_dir.mkdir(parents=True, exist_ok=True)
-            linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"))
-            linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"))
+    db_api = engine.db_api()
+    linker = Linker(engine.register(db_api, _input_parquet(con, engine), "source_records"), settings_for(plan), log_level=logging.ERROR)
+    notes = _fit(linker, plan, n_records, seed=seed)
+    notes.append(f"trained on {engine.backend.value}")
+    model = linker.misc.save_model_to_json()
+    if reports_dir is not None:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"), inline=True)
+        linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"), inline=True)
     return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started)
 
 
@@ -130,86 +100,91 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
     return notes
 
 
-def load_linker(model: dict[str, Any], records: pl.DataFrame, *, db_api: DatabaseAPISubClass | None = None) -> Linker:
-    """A linker for a saved model over the given records."""
-    db_api = db_api or make_db_api()
-    return Linker(db_api.register(records, dataset_display_name="source_records"), model, log_level=logging.ERROR)
+def tf_columns(model: dict[str, Any]) -> list[str]:
+    """The columns whose term frequencies the model's levels use."""
+    return sorted({lvl["tf_adjustment_column"] for c in model["comparisons"] for lvl in c["comparison_levels"]
+                   if lvl.get("tf_adjustment_column")})  # fmt: skip
 
 
-EDGE_COLUMN_PREFIXES = ("gamma_", "bf_", "mw_")
-
-
-def _copy_edges(db_api: DatabaseAPISubClass, scored, out: Path) -> None:
+def _edge_columns(scored: SplinkDataFrame) -> list[str]:
     columns = [c.unquote().name for c in scored.columns]
     keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
-    keep += [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
-    select = ", ".join(f'"{c}"' for c in keep)
-    db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
+    return keep + [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
+
+
+def _export_edges(engine: Engine, scored: SplinkDataFrame, out: Path) -> str:
+    path = engine.write_parquet(scored, _edge_columns(scored), out)
     scored.drop_table_from_database_and_remove_from_cache()
+    return path
 
 
-def predict_new_edges(
-    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, out: Path,
-    *, db_api: DatabaseAPISubClass | None = None,
-) -> Path:
+def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine) -> str:
+    """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to Parquet.
+
+    Returns what DuckDB's read_parquet reads (a file, or a folder's files on Spark).
+    """
+    db_api = engine.db_api()
+    sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
+    linker = Linker(sdf, render_for(model, engine.dialect), log_level=logging.ERROR)
+    return _export_edges(engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet")
+
+
+def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine) -> list[str]:
     """Score records in the table `new_keys` (one column, record_key) against all others and each other.
 
     Uses the saved model as it is (no retraining): Splink's predict_between (new vs existing) and
-    predict_within (new vs new), with term frequencies taken from all records.
+    predict_within (new vs new), with term frequencies taken from all records. Returns the Parquet read paths.
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    db_api = db_api or make_db_api(spill_dir=str(out.parent))
-    paths = {}
-    for name, where in [("new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"),
-                        ("old_records", f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})")]:  # fmt: skip
-        paths[name] = out.parent / f"{name}.parquet"
-        con.execute(f"COPY (SELECT * FROM ({_input_sql()}) {where}) TO '{paths[name]}' (FORMAT parquet)")
-    both = db_api.duckdb_con.read_parquet([str(paths["old_records"]), str(paths["new_records"])])
-    sdf = {n: db_api.register(db_api.duckdb_con.read_parquet(str(p)), dataset_display_name=n) for n, p in paths.items()}
-    sdf["all_records"] = db_api.register(both, dataset_display_name="all_records")
-    linker = Linker(sdf["all_records"], model, log_level=logging.ERROR)
-    tf_columns = {lvl["tf_adjustment_column"] for c in model["comparisons"] for lvl in c["comparison_levels"] if lvl.get("tf_adjustment_column")}
-    for column in sorted(tf_columns):  # term frequencies of all records, as in a full run
+    paths = {
+        "new_records": _input_parquet(con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"),
+        "old_records": _input_parquet(con, engine, "old_records", f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"),
+    }
+    db_api = engine.db_api()
+    sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
+    everyone = engine.register(db_api, [paths["old_records"], paths["new_records"]], "all_records")
+    linker = Linker(everyone, render_for(model, engine.dialect), log_level=logging.ERROR)
+    for column in tf_columns(model):  # term frequencies of all records, as in a full run
         linker.table_management.compute_tf_table(column)
     between = linker.inference.predict_between(sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
     within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    part_a, part_b = out.parent / "between.parquet", out.parent / "within.parquet"
-    _copy_edges(db_api, between, part_a)
-    _copy_edges(db_api, within, part_b)
-    con.execute(
-        f"COPY (SELECT * FROM read_parquet('{part_a}') UNION ALL BY NAME SELECT * FROM read_parquet('{part_b}')) "
-        f"TO '{out}' (FORMAT parquet)"
-    )
-    return out
+    return [_export_edges(engine, between, engine.scratch / "between.parquet"),
+            _export_edges(engine, within, engine.scratch / "within.parquet")]  # fmt: skip
 
 
-def predict_edges(
-    con: duckdb.DuckDBPyConnection, model: dict[str, Any], out: Path, *, db_api: DatabaseAPISubClass | None = None
-) -> Path:
-    """Score every candidate pair the blocking rules produce; write pairs at or above EDGE_FLOOR_WEIGHT to Parquet."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    db_api = db_api or make_db_api(spill_dir=str(out.parent))
-    linker = Linker(_register_input(con, db_api, out.parent), model, log_level=logging.ERROR)
-    _copy_edges(db_api, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), out)
-    return out
+def score_two(con: duckdb.DuckDBPyConnection, model: dict[str, Any], left: str, right: str, *, engine: Engine) -> dict[str, Any]:
+    """The saved model's full comparison of two records (term frequencies from all records): one row as a dict."""
+    db_api = engine.db_api()
+    everyone = engine.register(db_api, _input_parquet(con, engine), "all_records")
+    linker = Linker(everyone, render_for(model, engine.dialect), log_level=logging.ERROR)
+    for column in tf_columns(model):
+        linker.table_management.compute_tf_table(column)
+    sides = [
+        engine.register(db_api, _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"), f"pair_{i}")
+        for i, key in enumerate((left, right))
+    ]
+    scored = linker.inference.score_pairs(sides[0], sides[1])
+    return scored.as_record_list()[0]
 
 
-def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> int:
+def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, scratch: Path) -> int:
     """Candidate pairs the prediction blocking rules generate: exact up to ~200k records, else from a sample."""
     import warnings
 
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
+    from citizen_view.contract import Backend
+
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     sample = min(1.0, 200_000 / max(n, 1))
     warnings.filterwarnings("ignore", message="The sampled blocking analysis estimate")
-    with tempfile.TemporaryDirectory(prefix="citizen-view-count-") as tmp:
-        db_api = make_db_api(spill_dir=tmp)
-        sdf = _register_input(con, db_api, Path(tmp))
-        counts = count_comparisons_from_blocking_rules(
-            sdf, blocking_rules=[r["blocking_rule"] for r in model["blocking_rules_to_generate_predictions"]],
-            link_type="dedupe_only", unique_id_column_name="record_key", record_sample_proportion=sample,
-        )  # fmt: skip
+    engine = Engine(Backend.DUCKDB, scratch)
+    db_api = engine.db_api()
+    sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
+    rules = render_for(model, "duckdb")["blocking_rules_to_generate_predictions"]
+    counts = count_comparisons_from_blocking_rules(
+        sdf, blocking_rules=[r["blocking_rule"] for r in rules], link_type="dedupe_only",
+        unique_id_column_name="record_key", record_sample_proportion=sample,
+    )  # fmt: skip
     return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
 
 

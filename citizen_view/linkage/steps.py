@@ -7,7 +7,6 @@ step that fails leaves the previous run's outputs as they were.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import polars as pl
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components
+from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
 from citizen_view.warehouse import table_exists
@@ -72,11 +72,11 @@ class EdgeReport:
     seconds: float = 0.0
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection) -> EdgeReport:
+def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, linkage: LinkageConfig | None = None) -> EdgeReport:
     """Score candidate pairs with the saved model into `match_edges` and choose the link threshold."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="citizen-view-score-") as tmp:
-        path = predict_edges(con, saved_model(con), Path(tmp) / "match_edges.parquet")
+    with layout.scratch("score") as scratch:
+        path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
         weights = con.sql(f"SELECT match_weight FROM read_parquet('{path}')").fetchnumpy()["match_weight"]
         threshold, method = choose_threshold(weights)
         counts, bounds = np.histogram(weights, bins=24, range=(-4, 20)) if weights.size else (np.array([]), np.array([0]))
@@ -114,7 +114,10 @@ class LinkReport:
     seconds: float = 0.0
 
 
-def _incremental_scope(con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]]) -> tuple[int, int]:
+def _incremental_scope(
+    con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]], layout: WarehouseLayout,
+    linkage: LinkageConfig | None,
+) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
     The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
@@ -125,10 +128,11 @@ def _incremental_scope(con: duckdb.DuckDBPyConnection, *, threshold: float, same
     n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
     con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)")
     if n_new:
-        with tempfile.TemporaryDirectory(prefix="citizen-view-incremental-") as tmp:
-            path = predict_new_edges(con, saved_model(con), "_new_keys", Path(tmp) / "new_edges.parquet")
+        with layout.scratch("incremental") as scratch:
+            parts = predict_new_edges(con, saved_model(con), "_new_keys", engine=Engine.of(linkage, scratch))
             con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)")
-            con.execute(f"INSERT INTO match_edges BY NAME SELECT * FROM read_parquet('{path}')")
+            for path in parts:
+                con.execute(f"INSERT INTO match_edges BY NAME SELECT * FROM read_parquet('{path}')")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records and of the citizens that lost one: the full run clusters each component on its own, so
     # re-forming whole components gives the same clusters.
@@ -154,9 +158,8 @@ def _incremental_scope(con: duckdb.DuckDBPyConnection, *, threshold: float, same
 
 
 def link_citizens(
-    con: duckdb.DuckDBPyConnection, *, run_id: str, overrides_path: Path | None = None,
+    con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, run_id: str, linkage: LinkageConfig | None = None,
     review_band: tuple[float, float] | None = None, max_citizen_records: int = 50, incremental: bool = False,
-    link_type: LinkType = LinkType.LINK_AND_DEDUPE,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
     citizen ID, and queue what still needs a reviewer.
@@ -167,12 +170,13 @@ def link_citizens(
     started = time.perf_counter()
     con.execute(LINKAGE_TABLES)
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
-    overrides = load_overrides(overrides_path)
+    linkage = linkage or LinkageConfig()
+    overrides = load_overrides(layout.overrides_file)
     same, different = constraints(overrides)
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same)
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, layout=layout, linkage=linkage)
         in_scope = "WHERE record_key IN (SELECT record_key FROM _scope)"
         edge_scope = " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
     else:
@@ -181,7 +185,7 @@ def link_citizens(
         f"SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records {in_scope}"
     ).pl()
     edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
-    duplicate_free = set(records.get_column("source").unique().to_list()) if link_type == LinkType.LINK_ONLY else set()
+    duplicate_free = set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
     clustered = cluster_records(
         records, edges, threshold=threshold, evidence=IdentityEvidence.from_model(saved_model(con)),
         duplicate_free=duplicate_free, same=same, different=different,
@@ -274,5 +278,9 @@ def train_and_store(
 ) -> tuple[TrainedModel, Path]:
     """Fit the model on `source_records` and keep it (JSON in the layout's linkage folder, and `linkage_model`)."""
     linkage = linkage or LinkageConfig()
-    trained = train(con, seed=seed, reports_dir=layout.linkage_dir, link_type=linkage.link_type, min_share=linkage.min_field_share)
+    with layout.scratch("train") as scratch:
+        trained = train(
+            con, engine=Engine.of(linkage, scratch), seed=seed, reports_dir=layout.linkage_dir,
+            link_type=linkage.link_type, min_share=linkage.min_field_share,
+        )
     return trained, store_model(con, trained, layout)

@@ -1,0 +1,128 @@
+"""Where Splink runs: its own in-memory DuckDB (the default) or Spark, behind one small interface.
+
+The warehouse stays DuckDB either way. What Splink needs crosses as Parquet: the linkage input is
+written by the warehouse's DuckDB and read by Splink's engine; scored pairs are written by Splink's
+engine and read back by the warehouse. On Spark, the session is created once per process from
+`linkage.spark` (master and settings) with Splink's similarity jar, or an existing session (a
+cluster's, Databricks') is used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+from splink import DuckDBAPI
+
+from citizen_view.contract import Backend, LinkageConfig, SparkConfig
+
+if TYPE_CHECKING:
+    from splink import SplinkDataFrame
+    from splink.internals.database_api import DatabaseAPISubClass
+
+log = logging.getLogger(__name__)
+# Splink's own DuckDB gets a bounded share of the machine; the rest spills to disk.
+SPLINK_MEMORY_LIMIT = os.environ.get("CITIZEN_VIEW_SPLINK_MEMORY", "6GB")
+# Settings that make a local Spark session quiet and quick on small data; a sources.yaml's spark.conf wins.
+SPARK_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "8",
+    "spark.default.parallelism": "8",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.adaptive.enabled": "true",
+}
+
+_spark_lock = threading.Lock()
+_spark_session: Any = None
+
+
+@dataclass
+class Engine:
+    """Splink's backend for one step, with a scratch folder for the Parquet that crosses to and from it."""
+
+    backend: Backend
+    scratch: Path
+    spark: SparkConfig | None = None
+
+    @classmethod
+    def of(cls, linkage: LinkageConfig | None, scratch: Path) -> Engine:
+        linkage = linkage or LinkageConfig()
+        return cls(linkage.effective_backend(), scratch, linkage.spark)
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.value
+
+    def db_api(self) -> DatabaseAPISubClass:
+        """A fresh Splink database API on this backend."""
+        if self.backend == Backend.DUCKDB:
+            con = duckdb.connect(":memory:")
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = '{self.scratch}'")
+            con.execute(f"SET memory_limit = '{SPLINK_MEMORY_LIMIT}'")
+            con.execute("SET preserve_insertion_order = false")
+            return DuckDBAPI(connection=con)
+        from splink import SparkAPI
+
+        return SparkAPI(spark_session=spark_session(self.spark or SparkConfig()), break_lineage_method="parquet")
+
+    def register(self, db_api: DatabaseAPISubClass, parquet: Path | list[Path], name: str) -> SplinkDataFrame:
+        """A Parquet file (or files) as an input table of Splink's database."""
+        paths = [str(p) for p in (parquet if isinstance(parquet, list) else [parquet])]
+        if self.backend == Backend.DUCKDB:
+            return db_api.register(db_api.duckdb_con.read_parquet(paths), dataset_display_name=name)
+        frame = spark_session(self.spark or SparkConfig()).read.parquet(*paths)
+        # table names live as long as the Spark session: each registration gets its own
+        return db_api.register(frame, dataset_display_name=f"{name}_{uuid.uuid4().hex[:8]}")
+
+    def write_parquet(self, scored: SplinkDataFrame, columns: list[str], out: Path) -> str:
+        """Write `columns` of a Splink table as Parquet under `out`; returns what DuckDB's read_parquet reads."""
+        select = ", ".join(f'"{c}"' for c in columns)
+        if self.backend == Backend.DUCKDB:
+            scored.db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
+            return str(out)
+        scored.as_spark_dataframe().select(*columns).write.mode("overwrite").parquet(str(out))
+        return str(out / "*.parquet")
+
+
+def spark_session(config: SparkConfig):
+    """The process's Spark session: an existing one as it is, or a new one from `config` with Splink's jar."""
+    global _spark_session
+    with _spark_lock:
+        if _spark_session is not None:
+            return _spark_session
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise RuntimeError("linkage.backend is spark but pyspark is not installed: pip install 'citizen-view[spark]'") from exc
+        from splink.backends.spark import similarity_jar_location
+
+        active = SparkSession.getActiveSession()
+        if active is None:
+            if config.master.startswith("local"):
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            work = Path(tempfile.mkdtemp(prefix="citizen-view-spark-"))
+            builder = SparkSession.builder.master(config.master).appName("citizen-view-linkage")
+            settings = {**SPARK_DEFAULTS, "spark.local.dir": str(work / "local"),
+                        "spark.sql.warehouse.dir": str(work / "warehouse"), **config.conf}  # fmt: skip
+            jars = [similarity_jar_location(), *filter(None, settings.pop("spark.jars", "").split(","))]
+            builder = builder.config("spark.jars", ",".join(jars))
+            for key, value in settings.items():
+                builder = builder.config(key, value)
+            active = builder.getOrCreate()
+            active.sparkContext.setLogLevel("ERROR")
+            active.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+        elif not active.sparkContext.getCheckpointDir():
+            active.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
+        for noisy in ("py4j", "pyspark", "SQLQueryContextLogger"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        _spark_session = active
+        return active
