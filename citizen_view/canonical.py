@@ -63,6 +63,8 @@ def canonical_records(
         return df.with_columns(expr.alias("_series")).get_column("_series")
 
     def issue(field: str, bad: pl.Expr, raw: pl.Expr, reason: pl.Expr | str) -> None:
+        if field not in f:  # an unmapped field has no values to set aside (and a scalar filter trips polars on big frames)
+            return
         reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
         found = df.filter(bad.fill_null(False)).select(
             pl.col("_pos").alias("row"), pl.lit(field).alias("field"), raw.cast(pl.String).alias("raw"),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from citizen_view.files import sha256_of
+from citizen_view.quality.results import latest_gate_failures
 from citizen_view.layout import PARTIAL, clean_partials, swap_symlink
 
 if TYPE_CHECKING:
@@ -197,32 +198,6 @@ class PublishRefused(RuntimeError):
 class Published:
     bundle: Path
     target: Path
-
-
-def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
-    """The latest run that evaluated gates, and the checks that failed in it."""
-    from citizen_view.quality.results import RESULTS_TABLE
-
-    latest = con.execute(
-        f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1"
-    ).fetchall() if _has_results(con) else []
-    if not latest:
-        return None, []
-    run_id = latest[0][0]
-    failed = [
-        f"{asset}:{check}"
-        for asset, check in con.execute(
-            f"SELECT asset, check_name FROM {RESULTS_TABLE} WHERE run_id = ? AND NOT passed ORDER BY asset, check_name",
-            [run_id],
-        ).fetchall()
-    ]
-    return run_id, failed
-
-
-def _has_results(con: duckdb.DuckDBPyConnection) -> bool:
-    from citizen_view.quality.results import RESULTS_TABLE
-
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [RESULTS_TABLE]).fetchall()[0][0])
 
 
 def newest_passing_bundle(exports_dir: Path) -> Path | None:

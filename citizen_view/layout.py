@@ -82,11 +82,14 @@ class WarehouseLayout:
 
     def exports_dir(self, configured: str | Path = "exports") -> Path:
         """Where run bundles go: the configured folder, relative ones inside the warehouse's folder."""
-        path = Path(configured).expanduser()
-        return path if path.is_absolute() else self.root / path
+        return self.inside(configured)
 
     def published_dir(self, configured: str | Path = "published") -> Path:
         """The published bundle (a symlink swapped atomically): configured, relative ones inside the warehouse's folder."""
+        return self.inside(configured)
+
+    def inside(self, configured: str | Path) -> Path:
+        """A configured path: absolute as given, relative inside the warehouse's folder."""
         path = Path(configured).expanduser()
         return path if path.is_absolute() else self.root / path
 

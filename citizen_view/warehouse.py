@@ -65,7 +65,10 @@ def quote(identifier: str) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether the connection's own database (not an attached one) has the table."""
     rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ?",
+        [schema, name],
     ).fetchall()
     return rows[0][0] > 0

@@ -113,53 +113,71 @@ def bench_ingest(args: argparse.Namespace) -> dict:
 
 
 def bench_link(args: argparse.Namespace) -> dict:
-    from citizen_view.contract import load_sources
+    """Ours (train, score, cluster, golden) on the chosen backend, then plain Splink's generic model on the same
+    standardised records: wall time and peak memory per stage, comparisons scored, F1, and the train + score ratio."""
+    from citizen_view.contract import Backend, LinkageConfig, load_sources
+    from citizen_view.layout import WarehouseLayout
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
     from citizen_view.linkage.golden import build_citizen
     from citizen_view.linkage.records import build_source_records
-    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
-    from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage.scoring import estimate_comparisons
+    from citizen_view.linkage.steps import link_citizens, saved_model, score_pairs, train_and_store
     from citizen_view.warehouse import connect
+    from citizen_view_bench.baseline import plain_splink
 
     stages: list[Stage] = []
-    print(f"bench link: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    backend = Backend(args.backend)
+    print(f"bench link: {args.persons:,} persons, seed {args.seed}, {args.country}, linkage on {backend.value}")
     data = _generated(args, stages)
-    warehouse = Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
+    warehouse = Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
+    layout = WarehouseLayout.of(warehouse)
     if not (args.reuse and warehouse.is_file()):
         _ingest(data, warehouse, stages)
     sources = load_sources(data / "sources.yaml")
+    linkage = LinkageConfig(**{**sources.linkage.model_dump(), "backend": backend})
+    truth = load_truth(data / "truth")
     with connect(warehouse) as con:
         for table in ("citizen_source_link", "citizen", "citizen_id_history"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         with measure(stages, "source_records") as st:
             st.extra = {"records": build_source_records(con, [s.name for s in sources.sources])}
         with measure(stages, "train model") as st:
-            trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
+            trained, _ = train_and_store(con, layout, linkage=linkage)
             st.extra = {"fields": len(trained.fields_used)}
         with measure(stages, "score pairs") as st:
-            edges = score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
+            edges = score_pairs(con, layout, linkage=linkage)
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
                         "threshold": edges.threshold}  # fmt: skip
-        with measure(stages, "count comparisons (not part of the pipeline)") as st:
-            from citizen_view.linkage.scoring import estimate_comparisons
-            from citizen_view.linkage.steps import saved_model
-
-            with WarehouseLayout.of(warehouse).scratch("count") as scratch:
-                st.extra = {"comparisons_scored_est": estimate_comparisons(con, saved_model(con), scratch=scratch)}
         with measure(stages, "cluster + stable IDs") as st:
-            link = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench", linkage=sources.linkage)
+            link = link_citizens(con, layout, run_id="bench", linkage=linkage)
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
         with measure(stages, "golden record") as st:
             st.extra = {"citizens": build_citizen(con, sources)}
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-    figures = evaluate_links(links, load_truth(data / "truth"))
+        with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
+            comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
+            st.extra = {"comparisons_scored": comparisons}
+        with measure(stages, "plain splink: train + score (DuckDB)") as st:
+            plain = plain_splink(con, truth, seed=args.seed)
+            st.extra = {"train_s": plain["train_seconds"], "score_s": plain["score_seconds"], "pairs": plain["pairs_scored"]}
+    figures = evaluate_links(links, truth)
+    ours_train_score = next(s.seconds for s in stages if s.name == "train model") + next(s.seconds for s in stages if s.name == "score pairs")
+    plain_train_score = plain["train_seconds"] + plain["score_seconds"]
     outside = ("generate", "ingest (all sources)")
-    linkage_seconds = sum(s.seconds for s in stages if s.name not in outside and not s.name.startswith("count"))
-    linkage_peak = max(s.peak_rss_mb for s in stages if s.name not in outside and not s.name.startswith("count"))
-    print(f"  linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB")
-    print(f"  precision {figures['precision']:.5f}  recall {figures['recall']:.5f}  F1 {figures['f1']:.5f}")
-    return {"stages": [asdict(s) for s in stages], "linkage_seconds": linkage_seconds,
-            "linkage_peak_rss_mb": linkage_peak, "evaluation": figures}  # fmt: skip
+    ours = [s for s in stages if s.name not in outside and not s.name.startswith(("count", "plain"))]
+    linkage_seconds = sum(s.seconds for s in ours)
+    linkage_peak = max(s.peak_rss_mb for s in ours)
+    ratio = ours_train_score / plain_train_score if plain_train_score else float("nan")
+    print(f"  ours ({backend.value}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
+          f"precision {figures['precision']:.5f} recall {figures['recall']:.5f} F1 {figures['f1']:.5f}")  # fmt: skip
+    print(f"  plain splink (DuckDB): train + score {plain_train_score:.1f} s; best F1 with truth {plain['f1']:.5f} "
+          f"(threshold {plain['threshold']:.2f}), F1 at probability 0.5 {plain['at_probability_half']['f1']:.5f}")  # fmt: skip
+    print(f"  train + score: ours {ours_train_score:.1f} s vs plain {plain_train_score:.1f} s = {ratio:.2f}x; "
+          f"~{comparisons:,} comparisons scored by ours, {plain['pairs_scored']:,} pairs kept by plain")  # fmt: skip
+    return {"stages": [asdict(s) for s in stages], "backend": backend.value, "linkage_seconds": linkage_seconds,
+            "linkage_peak_rss_mb": linkage_peak, "evaluation": figures, "comparisons_scored": comparisons,
+            "train_score_seconds": ours_train_score, "plain_splink": {k: v for k, v in plain.items() if k != "evaluation"},
+            "train_score_ratio": ratio}  # fmt: skip
 
 
 def bench_pipeline(args: argparse.Namespace) -> dict:
@@ -208,7 +226,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench serve: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
-    warehouse = Path(args.warehouse) if args.warehouse else Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
+    warehouse = Path(args.warehouse) if args.warehouse else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
     if not warehouse.is_file():
         raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first")
     sources = load_sources(data / "sources.yaml")
@@ -318,7 +336,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench incremental: {args.new_records:,} new records into {args.persons:,} persons")
     data = _generated(args, stages)
-    source = Path(args.workdir) / f"bench_link_{args.persons}.duckdb"
+    source = Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
     if not source.is_file():
         raise SystemExit(f"no linked warehouse at {source}: run `citizen-view bench link --persons {args.persons}` first")
     warehouse = Path(args.workdir) / f"bench_incremental_{args.persons}.duckdb"

@@ -368,6 +368,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _audit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
+    parser.add_argument("--anchor-sink", action="append", help="a second place for the audit anchors: file:PATH, syslog or "
+                        "syslog:HOST:PORT (repeatable; default: a file in the warehouse folder's audit-anchors/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citizen-view", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -397,9 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)")
-    v.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
-    v.add_argument("--anchor-sink", action="append", help="a second place for audit anchors: file:PATH, syslog or syslog:HOST:PORT "
-                   "(repeatable; default: the warehouse folder's audit-anchors/access.anchors)")
+    _audit_options(v)
     v.add_argument("--trusted-proxy", action="append", help="an address or network whose X-Forwarded-For names the client (repeatable)")
     v.set_defaults(func=cmd_serve)
 
@@ -411,8 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("audit_command", choices=["verify", "export"])
     a.add_argument("--citizen", help="citizen ID (for export)")
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
-    a.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
-    a.add_argument("--anchor-sink", action="append", help="where anchors were copied (as for serve)")
+    _audit_options(a)
     a.set_defaults(func=cmd_audit)
 
     rv = sub.add_parser("review", help="clerical review of uncertain links: show the next item, or record a decision")
@@ -423,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--reason", help="decide: why (required)")
     rv.add_argument("--reviewer", help="decide: who (default: the login name)")
     rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
-    rv.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
-    rv.add_argument("--anchor-sink", action="append", help="where audit anchors are copied (as for serve)")
+    _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
@@ -448,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
+    b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
     b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4 and the generator "
                    "at low, default and high noise for NL and NO)")
     b.set_defaults(func=cmd_bench)

@@ -33,3 +33,17 @@ def generated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("generated")
     generate(out, persons=400, seed=7, country="NL")
     return out
+
+
+def linked_copy(generated: Path, tmp_path_factory, name: str) -> tuple[Path, Path]:
+    """A copy of the generated set at root/data, run whole by the pipeline into root/wh/cv.duckdb: (root, warehouse)."""
+    import shutil
+
+    from pipelines.runner import run_pipeline
+
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(generated, root / "data")
+    wh = root / "wh" / "cv.duckdb"
+    outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh)
+    assert outcome.success, outcome.failed
+    return root, wh

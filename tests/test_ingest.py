@@ -362,3 +362,17 @@ def test_u2028_inside_a_json_string_and_a_form_feed_in_a_fixed_width_record_stay
     report, canonical, rejected = _load(tmp_path, "r")
     assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 2, 0)
     assert canonical["family_name"][0] == "Jan sen"  # the control character folds to a space in the canonical form
+
+
+def test_a_large_extract_with_unmapped_fields_loads(tmp_path):
+    """Big frames are processed in parallel chunks: no value check may assume a field is mapped (250k rows)."""
+    (tmp_path / "big").mkdir()
+    with (tmp_path / "big/b.csv").open("w", encoding="utf-8") as f:
+        f.write("id,name\n")
+        f.writelines(f"R{i},Person {i}\n" for i in range(250_000))
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: big, path: big/b.csv, format: csv, record_id: id, fields: {full_name: name}}\n",
+    )
+    report, _, _ = _load(tmp_path, "big")
+    assert report.rows_in == report.rows_loaded == 250_000

@@ -15,6 +15,7 @@ from citizen_view.linkage.clusters import cluster_records
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.review import load_overrides
 from pipelines.runner import run_pipeline
+from tests.conftest import linked_copy
 from tests.service_fixtures import TOKENS, start_service
 
 
@@ -42,11 +43,7 @@ def _link(wh):
 
 @pytest.fixture(scope="module")
 def reviewed(generated, tmp_path_factory):
-    root = tmp_path_factory.mktemp("review")
-    shutil.copytree(generated, root / "data")
-    wh = root / "wh" / "cv.duckdb"
-    assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh).success
-    return root, wh
+    return linked_copy(generated, tmp_path_factory, "review")
 
 
 def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):

@@ -15,6 +15,7 @@ from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.review import load_overrides, read_decisions, record_decision
 from pipelines.cli import main
 from pipelines.runner import run_pipeline
+from tests.conftest import linked_copy
 from tests.service_fixtures import TOKENS, start_service
 
 STEWARD = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
@@ -23,11 +24,7 @@ PURPOSE = {"purpose": "trust check"}
 
 @pytest.fixture(scope="module")
 def linked(generated, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trust")
-    shutil.copytree(generated, root / "data")
-    wh = root / "wh" / "cv.duckdb"
-    assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh).success
-    return root, wh
+    return linked_copy(generated, tmp_path_factory, "trust")
 
 
 def _pair(wh) -> tuple[str, str]:

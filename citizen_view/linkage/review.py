@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from citizen_view.warehouse import table_exists
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -136,7 +138,7 @@ def build_review_queue(
     ).fetchall()]  # fmt: skip
     evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
     try:
-        refresh = scope is not None and _has_queue(con)
+        refresh = scope is not None and table_exists(con, "main", "review_queue")
         pair_scope = (
             f"AND (e.record_key_l IN (SELECT record_key FROM {scope}) OR e.record_key_r IN (SELECT record_key FROM {scope}))"
             if refresh else ""
@@ -192,12 +194,6 @@ def build_review_queue(
     finally:
         con.unregister("_decided")
     return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
-
-
-def _has_queue(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'review_queue'"
-    ).fetchall()[0][0])  # fmt: skip
 
 
 def store_overrides(con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame) -> None:

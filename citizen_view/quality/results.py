@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from citizen_view.warehouse import table_exists
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -42,3 +44,21 @@ def run_results(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
         [run_id],
     ).fetchall()
     return [{"asset": a, "check": c, "passed": p, "summary": s} for a, c, p, s in rows]
+
+
+def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
+    """The latest run that evaluated gates, and the checks that failed in it (what `publish` refuses on)."""
+    if not table_exists(con, "main", RESULTS_TABLE):
+        return None, []
+    latest = con.execute(f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1").fetchall()
+    if not latest:
+        return None, []
+    run_id = latest[0][0]
+    failed = [
+        f"{asset}:{check}"
+        for asset, check in con.execute(
+            f"SELECT asset, check_name FROM {RESULTS_TABLE} WHERE run_id = ? AND NOT passed ORDER BY asset, check_name",
+            [run_id],
+        ).fetchall()
+    ]
+    return run_id, failed

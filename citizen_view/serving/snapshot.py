@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
+from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -122,13 +123,13 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
         con.execute(
             "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
-            if _has_table(con, "field_issues")
+            if table_exists(con, "main", "field_issues")
             else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
         )
         con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
         con.execute(
             "CREATE TABLE snap.review_queue AS SELECT * EXCLUDE (evidence), evidence::VARCHAR AS evidence FROM review_queue"
-            if _has_table(con, "review_queue")
+            if table_exists(con, "main", "review_queue")
             else "CREATE TABLE snap.review_queue (item_id VARCHAR, kind VARCHAR, record_key_l VARCHAR, record_key_r VARCHAR, "
             "citizen_id VARCHAR, match_weight DOUBLE, match_probability DOUBLE, model_decision VARCHAR, reason VARCHAR, "
             "evidence VARCHAR, status VARCHAR, run_id VARCHAR, queued_at TIMESTAMPTZ)"
@@ -147,12 +148,6 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     _prune(folder, keep=KEEP_VIEWS)
     return final
 
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ? AND table_catalog <> 'snap'",
-        [name],
-    ).fetchall()[0][0])  # fmt: skip
 
 
 def switch_to(folder: Path, view_name: str) -> None:
