@@ -20,10 +20,11 @@ from dagster import (
 )
 
 from citizen_view.contract import SourcesFile
-from citizen_view.disclosure import DisclosureRules
-from citizen_view.open_data import TABLES
+from citizen_view.open_data import TABLES, information_loss
+from pipelines.metadata import figures, table
 from pipelines.resources import WarehouseResource
 from citizen_view.quality import rules
+from citizen_view.quality.expectations import suite_rule
 from citizen_view.quality.results import record
 
 Evaluate = Callable[..., rules.RuleResult]
@@ -43,8 +44,9 @@ def gate(asset_key: AssetKey, name: str, description: str, evaluate: Evaluate) -
             description=result.summary,
             metadata={
                 "summary": result.summary,
-                "figures": MetadataValue.json(result.figures),
-                "offending_rows": MetadataValue.json(result.sample),
+                "figures": figures(result.figures),
+                "offending_rows": table(result.sample) if result.sample else MetadataValue.md("_none_"),
+                **{k: v for k, v in result.figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
             },
         )
 
@@ -76,6 +78,12 @@ def ingest_gates(sources: SourcesFile, source_key: Callable[[str], AssetKey]) ->
     return checks
 
 
+def area_gates(sources: SourcesFile, area_key: AssetKey) -> list[AssetChecksDefinition]:
+    """Citizens' addresses match official areas (the unmatched are only counted nationally)."""
+    return [gate(area_key, "areas_matched", "Citizens whose address matches no official area stay under the bound.",
+                 lambda con: rules.areas_matched(con, sources.quality))]  # fmt: skip
+
+
 def linkage_gates(sources: SourcesFile, citizen_key: AssetKey) -> list[AssetChecksDefinition]:
     """Linkage sanity on the finished linked view (so it is built even when publication is blocked)."""
     q = sources.quality
@@ -94,7 +102,7 @@ def linkage_gates(sources: SourcesFile, citizen_key: AssetKey) -> list[AssetChec
 
 def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey], *, reference) -> list[AssetChecksDefinition]:
     """Per published table: no identifiers, disclosure control holds, totals agree, GX suite passes."""
-    disclosure = DisclosureRules(**sources.disclosure.model_dump())
+    disclosure = sources.disclosure
     tolerance = (disclosure.round_to or 0) // 2 + (1 if disclosure.round_to else 0)
     checks = []
     for name, info in TABLES.items():
@@ -110,27 +118,19 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
                  lambda con, n=name, t=table: rules.totals_consistent(
                      con, n, t(con), reference=reference(), tolerance=tolerance, services=sources.service_sources())),
             gate(key, "expectation_suite", "The table meets its Great Expectations suite (quality/expectations.py).",
-                 lambda con, i=info, t=table: _suite(i, t(con), disclosure)),
+                 lambda con, i=info, t=table: suite_rule(i, t(con), disclosure)),
         ]  # fmt: skip
         if info.count_column:
             checks += [
                 gate(key, "disclosure_minimum_cell", "Every published count is at least the minimum cell or suppressed.",
                      lambda con, t=table: rules.cells_at_or_above_minimum(t(con), disclosure)),
-                gate(key, "disclosure_not_recoverable", "No suppressed cell can be recomputed from published totals.",
-                     lambda con, i=info, t=table: rules.suppression_not_recoverable(t(con), dims=i.dims, margins=i.margins)),
+                gate(key, "disclosure_not_recoverable", "No suppressed cell can be recomputed from published totals, at any level.",
+                     lambda con, i=info, t=table: rules.suppression_not_recoverable(
+                         t(con), dims=i.dims, margins=i.margins, hierarchies=i.hierarchies_of(t(con)))),
             ]  # fmt: skip
+        if info.area_hierarchy:
+            checks.append(
+                gate(key, "published_person_share", "Most people are counted in published municipality-level cells.",
+                     lambda con, n=name: rules.published_person_share(information_loss(con, n), sources.quality))
+            )  # fmt: skip
     return checks
-
-
-def _suite(info, table, disclosure: DisclosureRules) -> rules.RuleResult:
-    from assets.publication import suite_spec
-    from citizen_view.quality.expectations import validate_tables
-
-    outcome = validate_tables(
-        {info.name: table}, {info.name: suite_spec(info)}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros
-    )[info.name]
-    return rules.RuleResult(
-        "expectation_suite", outcome.success,
-        f"{outcome.evaluated - len(outcome.failed)} of {outcome.evaluated} expectations met",
-        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)}, outcome.failed[:5],
-    )  # fmt: skip

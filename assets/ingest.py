@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 
 from citizen_view.contract import SourceConfig, SourcesFile
 from citizen_view.ingest import ingest_source
+from pipelines.metadata import figures
 from pipelines.resources import WarehouseResource
 
 INGEST_GROUP = "ingest"
@@ -47,7 +48,9 @@ def _ingest_asset(sources: SourcesFile, source: SourceConfig) -> AssetsDefinitio
             "rows_rejected": report.rows_rejected,
             "dagster/row_count": report.rows_loaded,
             "files": MetadataValue.json(report.files),
-            "rejected_by_reason": MetadataValue.json(report.rejected_by_reason),
+            "rejected_by_reason": figures(report.rejected_by_reason),
+            "field_issues_per_field": figures(report.field_issues),
+            "field_issues": sum(report.field_issues.values()),
             "tables": MetadataValue.json([f"raw.{source.name}", f"canonical.{source.name}", "rejected_records"]),
             "seconds": round(report.seconds, 3),
         }

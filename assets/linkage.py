@@ -5,10 +5,10 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
-from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from citizen_view.linkage.golden import build_citizen
-from citizen_view.linkage.records import build_source_records
+from citizen_view.linkage.golden import build_golden
+from citizen_view.linkage.records import collect_source_records
 from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
+from pipelines.metadata import figures, table
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"
@@ -27,15 +27,18 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
 
     @asset(group_name=LINKAGE_GROUP, deps=ingest_keys, kinds={"duckdb"})
     def source_records(warehouse: WarehouseResource) -> MaterializeResult:
-        """Every loaded record of every source in one table, keyed `source:source_record_id`."""
+        """Every loaded record of every source in one table, keyed `source:source_record_id`: what linkage compares."""
         with warehouse.connect() as con:
-            n = build_source_records(con, names)
-            per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
-        return MaterializeResult(metadata={"dagster/row_count": n, "records_per_source": MetadataValue.json(per_source)})
+            report = collect_source_records(con, names)
+        return MaterializeResult(
+            metadata={"dagster/row_count": report.records, "records_per_source": figures(report.per_source),
+                      **{f"records_{s}": n for s, n in report.per_source.items()}}  # fmt: skip
+        )
 
     @asset(group_name=LINKAGE_GROUP, deps=[source_records], kinds={"splink", "duckdb"})
     def linkage_model(warehouse: WarehouseResource) -> MaterializeResult:
-        """The Splink model, fitted without ground truth; saved as JSON with its charts beside the warehouse."""
+        """The Splink model, fitted without ground truth: which fields are compared and what each level weighs.
+        Saved as JSON with Splink's charts (open offline) in the warehouse's linkage folder; data engineers read it."""
         with warehouse.connect() as con:
             trained, path = train_and_store(con, warehouse.layout, linkage=sources.linkage)
         reports = warehouse.layout.linkage_dir
@@ -53,21 +56,20 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
 
     @asset(group_name=LINKAGE_GROUP, deps=[linkage_model], kinds={"splink", "duckdb"})
     def match_edges(warehouse: WarehouseResource) -> MaterializeResult:
-        """Scored candidate pairs with per-field match weights (the evidence behind every link)."""
+        """Scored candidate pairs with per-field match weights: the evidence behind every link, `explain` and review."""
         with warehouse.connect() as con:
             report = score_pairs(con, warehouse.layout, linkage=sources.linkage)
-        peak = max((c for _, c in report.histogram), default=0) or 1
-        rows = "\n".join(
-            f"| {b:+.0f}{' ◀ threshold' if b <= report.threshold < b + 1 else ''} | {'█' * max(1 if c else 0, round(24 * c / peak))} {c:,} |"
+        histogram = [
+            {"match weight": f"{b:+.0f} .. {b + 1:+.0f}", "scored pairs": c, "threshold": "◀" if b <= report.threshold < b + 1 else ""}
             for b, c in report.histogram
-        )
+        ]  # fmt: skip
         return MaterializeResult(
             metadata={
                 "dagster/row_count": report.pairs_kept,
                 "threshold_match_weight": report.threshold,
                 "threshold_method": report.threshold_method,
                 "pairs_above_threshold": report.links_above_threshold,
-                "match_weight_histogram": MetadataValue.md(f"| match weight | scored pairs |\n|---|---|\n{rows}"),
+                "match_weight_histogram": table(histogram, limit=100),
                 "seconds": round(report.seconds, 2),
             }
         )
@@ -75,14 +77,14 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     # source_records too: the incremental job skips match_edges and must still link after ingest
     @asset(group_name=LINKAGE_GROUP, deps=[match_edges, source_records], kinds={"duckdb"})
     def citizen_source_link(context: AssetExecutionContext, config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
-        """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID."""
+        """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID; uncertain
+        links queued for clerical review (`review_queue`)."""
         with warehouse.connect() as con:
             report = link_citizens(
                 con, warehouse.layout, run_id=context.run.run_id, linkage=sources.linkage,
                 review_band=sources.review.band, max_citizen_records=sources.quality.max_citizen_records,
-                incremental=config.incremental,
+                incremental=config.incremental, truth_dir=truth_dir,
             )
-            links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         metadata = {
             "dagster/row_count": report.records,
             "citizens": report.citizens,
@@ -101,17 +103,16 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "new_records": report.new_records,
             "records_relinked": report.records_relinked,
         }
-        if truth_dir.is_dir():
-            figures = evaluate_links(links, load_truth(truth_dir))
-            metadata |= {f"eval_{k}": v for k, v in figures.items()}
+        if report.evaluation is not None:
+            metadata |= {f"eval_{k}": v for k, v in report.evaluation.items()}
         return MaterializeResult(metadata=metadata)
 
     @asset(group_name=LINKAGE_GROUP, deps=[citizen_source_link], kinds={"duckdb"})
     def citizen(config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
-        """The golden record: one row per citizen, each attribute with the source record it came from."""
+        """The golden record: one row per citizen, each attribute with the source record it came from; the linked
+        view the open data and the caseworkers' service are built from."""
         with warehouse.connect() as con:
-            n = build_citizen(con, sources, only_changed=config.incremental)
-            multi = con.execute("SELECT count(*) FROM citizen WHERE source_count > 1").fetchall()[0][0]
-        return MaterializeResult(metadata={"dagster/row_count": n, "citizens_in_several_sources": multi})
+            report = build_golden(con, sources, only_changed=config.incremental)
+        return MaterializeResult(metadata={"dagster/row_count": report.citizens, "citizens_in_several_sources": report.in_several_sources})
 
     return [source_records, linkage_model, match_edges, citizen_source_link, citizen]

@@ -5,7 +5,7 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
-from citizen_view.serving.snapshot import publish_view
+from citizen_view.serving.snapshot import serve_view
 from pipelines.resources import WarehouseResource
 
 SERVING_GROUP = "serving"
@@ -16,17 +16,10 @@ def build_serving_assets(sources: SourcesFile, *, upstream: AssetKey) -> list[As
 
     @asset(key=AssetKey(["serving", "view"]), group_name=SERVING_GROUP, deps=[upstream], kinds={"duckdb"})
     def served_view(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        """Citizens, linked records, cases, life events and search keys in a new DuckDB file, switched in atomically."""
-        folder = warehouse.layout.serving_dir
+        """What caseworkers search and read: citizens, linked records, cases, life events and search keys in a new
+        read-only DuckDB file, switched in atomically for the caseworker service."""
         with warehouse.connect() as con:
-            path = publish_view(con, sources, folder, run_id=context.run.run_id)
-        import duckdb
-
-        view = duckdb.connect(str(path), read_only=True)
-        try:
-            counts = {t: view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("citizen", "records", "cases", "events")}
-        finally:
-            view.close()
-        return MaterializeResult(metadata={"view": MetadataValue.path(str(path)), **{f"{k}_rows": v for k, v in counts.items()}})
+            report = serve_view(con, sources, warehouse.layout.serving_dir, run_id=context.run.run_id)
+        return MaterializeResult(metadata={"view": MetadataValue.path(str(report.path)), **{f"{k}_rows": v for k, v in report.rows.items()}})
 
     return [served_view]

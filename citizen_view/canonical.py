@@ -124,6 +124,7 @@ def canonical_records(
         col(F.UNIT).alias("unit"),
         pl.when(bad_postcode).then(None).otherwise(postcode).alias("postcode"),
         col(F.CITY).alias("city"),
+        col(F.AREA_CODE).str.to_uppercase().alias("area_code"),
         col(F.BIRTH_PLACE).alias("birth_place"),
         pl.when(bad_email).then(None).otherwise(email).alias("email"),
         col(F.PHONE).alias("phone"),

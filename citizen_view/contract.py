@@ -36,6 +36,7 @@ class CanonicalField(StrEnum):
     UNIT = "unit"
     POSTCODE = "postcode"
     CITY = "city"
+    AREA_CODE = "area_code"  # the source's own official area code (municipality), where it holds one
     BIRTH_PLACE = "birth_place"
     EMAIL = "email"
     PHONE = "phone"
@@ -238,6 +239,8 @@ class QualityConfig(BaseModel):
     min_national_id_valid_share: float = Field(0.90, ge=0, le=1)
     min_date_of_birth_valid_share: float = Field(0.98, ge=0, le=1)
     max_row_count_drift: float = Field(0.5, ge=0)
+    max_unmatched_area_share: float = Field(0.01, ge=0, le=1)
+    min_published_person_share: float = Field(0.9, ge=0, le=1)
     max_citizen_records: int = Field(50, ge=1)
     min_cross_source_share: float = Field(0.2, ge=0, le=1)
     max_cross_source_share: float = Field(1.0, ge=0, le=1)
@@ -315,6 +318,19 @@ class ContactPoint(BaseModel):
     email: str = "opendata@example.org"
 
 
+class AreasConfig(BaseModel):
+    """The official areas of a country without a shipped list: a CSV of code,name,region_code,region_name, and
+    optionally alias,code and postcode,code CSVs; `level` and `region_level` name the two levels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    codes: Path
+    aliases: Path | None = None
+    postcodes: Path | None = None
+    country_name: str = ""
+    level: str = "municipality"
+    region_level: str = "region"
+
+
 class PublicationConfig(BaseModel):
     """Who publishes the open-data bundle and under which terms (DCAT-AP-NL/DONL and DCAT-AP-NO fields)."""
 
@@ -336,6 +352,7 @@ class PublicationConfig(BaseModel):
     reference_date: dt.date | None = None
     exports_dir: str = "exports"
     published_dir: str = "published"
+    areas: AreasConfig | None = None
 
 
 class SourcesFile(BaseModel):

@@ -11,29 +11,26 @@ The same functions that protect a table are the gate's evidence that it is prote
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from citizen_view.contract import DisclosureConfig
 
 TOTAL = "Total"
 SUPPRESSED = "suppressed"
 
 
-@dataclass(frozen=True)
-class DisclosureRules:
-    """Parameters of the disclosure control applied to every published count."""
-
-    min_cell: int = 10
-    round_to: int | None = None
-    suppress_zeros: bool = False
-
-    def describe(self) -> dict:
-        return asdict(self) | {
-            "primary": f"counts below {self.min_cell} are suppressed" + ("" if self.suppress_zeros else " (zeros are published)"),
-            "secondary": "in every line that adds up to a published total, a second cell is suppressed "
-            "whenever exactly one is, smallest first, until no suppressed count can be derived",
-            "rounding": f"published counts rounded to the nearest {self.round_to}" if self.round_to else "none",
-        }
+def describe(rules: DisclosureConfig) -> dict:
+    """The rules and parameters, as published with the data (sdc-report.json)."""
+    return rules.model_dump() | {
+        "primary": f"counts below {rules.min_cell} are suppressed" + ("" if rules.suppress_zeros else " (zeros are published)"),
+        "secondary": "in every line that adds up to a published total, a second cell is suppressed "
+        "whenever exactly one is, smallest first, until no suppressed count can be derived",
+        "rounding": f"published counts rounded to the nearest {rules.round_to}" if rules.round_to else "none",
+    }
 
 
 @dataclass
@@ -56,15 +53,24 @@ def _lines(df: pl.DataFrame, dims: list[str], margin: str) -> pl.DataFrame:
 
 
 def protect(
-    counts: pl.DataFrame, *, dims: list[str], margins: list[str], rules: DisclosureRules, count: str = "count"
+    counts: pl.DataFrame, *, dims: list[str], margins: list[str], rules: DisclosureConfig, count: str = "count",
+    hierarchies: dict[str, dict[str, str]] | None = None,
 ) -> Protection:
-    """Suppress (primary + secondary) and round a count table; adds a `flag` column ("" or "suppressed")."""
+    """Suppress (primary + secondary) and round a count table; adds a `flag` column ("" or "suppressed").
+
+    `hierarchies`: for a dimension whose values nest (municipality -> province -> country), each value's
+    parent; its lines are a parent with its children, at every level, instead of one line with `Total`.
+    """
+    hierarchies = hierarchies or {}
     df = counts.with_columns(pl.col(count).cast(pl.Int64))
     values = df.get_column(count).to_list()
-    is_total = df.select(pl.any_horizontal(pl.col(d) == TOTAL for d in dims)).to_series().to_list()
+    parents = {v for h in hierarchies.values() for v in h.values()}
+    is_total = df.select(
+        pl.any_horizontal([pl.col(d) == TOTAL for d in dims] + [pl.col(d).is_in(sorted(parents)) for d in hierarchies])
+    ).to_series().to_list()
     hidden = [(v is not None and v < rules.min_cell and (v > 0 or rules.suppress_zeros)) for v in values]
     primary = sum(hidden)
-    lines = {m: _line_members(df, dims, m) for m in margins}
+    lines = {m: _line_members(df, dims, m, hierarchies.get(m)) for m in margins}
     secondary = 0
     changed = True
     while changed:
@@ -94,9 +100,25 @@ def protect(
     return Protection(table, primary, secondary, df.height)
 
 
-def _line_members(df: pl.DataFrame, dims: list[str], margin: str) -> list[list[int]]:
-    grouped = _lines(df, dims, margin).group_by("_line").agg(pl.col("_row"))
+def _line_members(df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dict[str, str] | None = None) -> list[list[int]]:
+    """Row indexes of every line along `margin`: all its values with the other dimensions fixed, or, for a
+    hierarchy, each parent value with its children (a province with its municipalities; the country with its provinces)."""
+    if hierarchy is None:
+        grouped = _lines(df, dims, margin).group_by("_line").agg(pl.col("_row"))
+        return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
+    others = [d for d in dims if d != margin]
+    keyed = df.with_row_index("_row")
+    as_child = keyed.with_columns(pl.col(margin).replace_strict(hierarchy, default=None).alias("_parent")).filter(pl.col("_parent").is_not_null())
+    as_parent = keyed.filter(pl.col(margin).is_in(sorted(set(hierarchy.values())))).with_columns(pl.col(margin).alias("_parent"))
+    both = pl.concat([as_child.select(*others, "_parent", "_row"), as_parent.select(*others, "_parent", "_row")])
+    grouped = both.group_by([*others, "_parent"]).agg(pl.col("_row"))
     return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
+
+
+def hierarchy_of(table: pl.DataFrame, *, value: str = "area_code", parent: str = "parent_code") -> dict[str, str]:
+    """A table's own hierarchy: each value's parent, read from its columns (what the gate checks against)."""
+    pairs = table.select(value, parent).drop_nulls().unique()
+    return dict(pairs.iter_rows())
 
 
 def _round(value: int, base: int | None) -> int:
@@ -105,7 +127,7 @@ def _round(value: int, base: int | None) -> int:
     return int(base * round(value / base)) or base
 
 
-def cells_below_minimum(table: pl.DataFrame, rules: DisclosureRules, *, count: str = "count") -> pl.DataFrame:
+def cells_below_minimum(table: pl.DataFrame, rules: DisclosureConfig, *, count: str = "count") -> pl.DataFrame:
     """Published (not suppressed) cells under the minimum: the rows a gate must find none of."""
     small = pl.col(count).is_not_null() & (pl.col(count) < rules.min_cell)
     if not rules.suppress_zeros:
@@ -113,12 +135,16 @@ def cells_below_minimum(table: pl.DataFrame, rules: DisclosureRules, *, count: s
     return table.filter(small)
 
 
-def recoverable_cells(table: pl.DataFrame, *, dims: list[str], margins: list[str], count: str = "count") -> pl.DataFrame:
+def recoverable_cells(
+    table: pl.DataFrame, *, dims: list[str], margins: list[str], count: str = "count",
+    hierarchies: dict[str, dict[str, str]] | None = None,
+) -> pl.DataFrame:
     """Suppressed cells alone in a line (derivable as total minus the rest): the rows a gate must find none of."""
+    hierarchies = hierarchies or {}
     hidden = table.get_column(count).is_null().to_list()
     lonely: set[int] = set()
     for margin in margins:
-        for members in _line_members(table, dims, margin):
+        for members in _line_members(table, dims, margin, hierarchies.get(margin)):
             inside = [i for i in members if hidden[i]]
             if len(inside) == 1:
                 lonely.add(inside[0])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from citizen_view.disclosure import describe
 from citizen_view.files import sha256_of
 from citizen_view.quality.results import latest_gate_failures
 from citizen_view.layout import PARTIAL, clean_partials, swap_symlink
@@ -27,7 +28,7 @@ from citizen_view.layout import PARTIAL, clean_partials, swap_symlink
 if TYPE_CHECKING:
     import duckdb
 
-    from citizen_view.contract import SourcesFile
+    from citizen_view.contract import DisclosureConfig, SourcesFile
     from citizen_view.layout import WarehouseLayout
     from citizen_view.open_data import PublishedTable
 
@@ -38,7 +39,10 @@ FORMATS = {
 FIELD_DESCRIPTIONS = {
     "count": "Number of citizens (people, not records); empty when suppressed by disclosure control.",
     "flag": "'suppressed' when the count is withheld by disclosure control, empty otherwise.",
-    "area": "Municipality of residence (golden record), 'Total' for the sum over areas.",
+    "level": "municipality, region (province or county), country, or unknown (matched to no official area).",
+    "area_code": "Official area code: CBS GMxxxx / PVxx (NL), SSB kommunenummer / fylkesnummer (NO), or the country code.",
+    "area_name": "Official name of the area.",
+    "parent_code": "The area code one level up (the province or county of a municipality, the country of a region).",
     "age_band": "Age in whole years at the reference date, 'Total' for the sum over bands.",
     "sex": "F, M or Unknown, 'Total' for the sum.",
 }
@@ -181,6 +185,63 @@ def _json(path: Path, data: Any) -> None:
 
 
 # --- publication -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BundleReport:
+    """What the bundle step wrote, for asset metadata."""
+
+    bundle: Path
+    files: list[str]
+    gates_passed: int
+    cells_suppressed: int
+
+
+def sdc_report(tables: list[PublishedTable], rules: DisclosureConfig, *, reference: dt.date) -> dict:
+    """What disclosure control did, for `sdc-report.json`."""
+    per_table = {
+        t.info.name: {"primary_suppressed": t.primary, "secondary_suppressed": t.secondary,
+                      "published_suppressed": t.suppressed, **t.information_loss()}
+        for t in tables if t.info.count_column
+    }  # fmt: skip
+    return {
+        "rules": describe(rules),
+        "unit": "citizens (people after linkage), not records",
+        "reference_date": reference.isoformat(),
+        "areas": "official municipality codes with the province or county one level up; a municipality cell that must "
+        "be suppressed is still counted in its province or county, which is published at its own level",
+        "information_loss": "suppressed_cell_share: cells withheld / cells; published_person_share: people counted in "
+        "published finest cells (a municipality, no total) / people in finest cells",
+        "tables": per_table,
+        "totals": {
+            "cells": sum(v["cells"] for v in per_table.values()),
+            "suppressed": sum(v["published_suppressed"] for v in per_table.values()),
+        },
+    }
+
+
+def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: WarehouseLayout, *, run_id: str) -> BundleReport:
+    """The run's bundle from the stored protected tables and the run's gate outcomes (with GX Data Docs)."""
+    from citizen_view.open_data import load_published, reference_date, table_spec
+    from citizen_view.quality.expectations import validate_tables
+    from citizen_view.quality.results import run_results
+
+    rules = sources.disclosure
+    tables = load_published(con)
+    gates = run_results(con, run_id)
+    specs = {t.info.name: table_spec(t.info) for t in tables}
+    frames = {t.info.name: t.table for t in tables}
+
+    def data_docs(folder: Path) -> None:
+        validate_tables(frames, specs, min_cell=rules.min_cell, allow_zero=not rules.suppress_zeros, data_docs_dir=folder)
+
+    report = sdc_report(tables, rules, reference=reference_date(sources))
+    bundle = write_bundle(
+        tables, exports_dir=bundle_dirs(sources, layout)[0], run_id=run_id, sources=sources, sdc_report=report,
+        gates=gates, data_docs=data_docs,
+    )  # fmt: skip
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and "data-docs" not in p.parts)
+    return BundleReport(bundle, files, sum(g["passed"] for g in gates), report["totals"]["suppressed"])
 
 
 KEEP_PUBLISHED = 2  # the published version and the one before it

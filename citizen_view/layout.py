@@ -77,6 +77,11 @@ class WarehouseLayout:
         return self.root / "access.yaml"
 
     @property
+    def areas_dir(self) -> Path:
+        """Official area lists refreshed by `citizen-view areas refresh` (the shipped lists are used otherwise)."""
+        return self.root / "areas"
+
+    @property
     def scratch_dir(self) -> Path:
         return self.root / "tmp"
 

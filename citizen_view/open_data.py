@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.disclosure import TOTAL, DisclosureRules, Protection, protect
+from citizen_view.disclosure import TOTAL, Protection, hierarchy_of, protect
 
 if TYPE_CHECKING:
     import duckdb
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 AGE_BANDS = ("0-17", "18-29", "30-44", "45-64", "65-79", "80+")
 UNKNOWN = "Unknown"
+# The area levels a row can be at: a municipality, the region one level up (province, county), the country,
+# and the citizens matched to no official area (counted nationally, never an area of their own).
+LEVELS = ("municipality", "region", "country", "unknown")
+UNKNOWN_AREA = "UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -35,21 +39,35 @@ class TableInfo:
     margins: tuple[str, ...]
     count_column: str | None = "count"
     value_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # dimensions whose values nest: fixed ones here, and `area_code` read from the table's `parent_code`
+    hierarchies: dict[str, dict[str, str]] = field(default_factory=dict)
+    area_hierarchy: bool = False
+
+    def hierarchies_of(self, table: pl.DataFrame) -> dict[str, dict[str, str]]:
+        """Every hierarchy the table's lines follow (the area's read from the table itself)."""
+        out = dict(self.hierarchies)
+        if self.area_hierarchy:
+            out["area_code"] = hierarchy_of(table)
+        return out
 
 
 TABLES: dict[str, TableInfo] = {
     t.name: t
     for t in (
         TableInfo(
-            "population_by_area", "Population by area, age band and sex",
-            "Living citizens by municipality, age band at the reference date and sex, with totals.",
-            ("area", "age_band", "sex", "count", "flag"), ("area", "age_band", "sex"), ("area", "age_band", "sex"),
-            value_sets={"age_band": (*AGE_BANDS, UNKNOWN, TOTAL), "sex": ("F", "M", UNKNOWN, TOTAL)},
+            "population_by_area", "Population by official area, age band and sex",
+            "Living citizens by municipality, by province or county, and nationally (official area codes, each row with "
+            "the code one level up), by age band at the reference date and sex, with totals.",
+            ("level", "area_code", "area_name", "parent_code", "age_band", "sex", "count", "flag"),
+            ("area_code", "age_band", "sex"), ("area_code", "age_band", "sex"),
+            value_sets={"level": LEVELS, "age_band": (*AGE_BANDS, UNKNOWN, TOTAL), "sex": ("F", "M", UNKNOWN, TOTAL)},
+            area_hierarchy=True,
         ),
         TableInfo(
-            "service_uptake_by_area", "Public-service uptake by area",
-            "Living citizens known to each service (agency) by municipality, with the national total per service.",
-            ("service", "area", "count", "flag"), ("service", "area"), ("area",),
+            "service_uptake_by_area", "Public-service uptake by official area",
+            "Living citizens known to each service (agency) by municipality, by province or county, and nationally.",
+            ("service", "level", "area_code", "area_name", "parent_code", "count", "flag"), ("service", "area_code"), ("area_code",),
+            value_sets={"level": LEVELS}, area_hierarchy=True,
         ),
         TableInfo(
             "agencies_per_citizen", "Citizens by number of agencies that know them",
@@ -61,8 +79,9 @@ TABLES: dict[str, TableInfo] = {
             "duplicates_per_source", "Records, citizens and duplicate records per source",
             "Per source: records loaded, distinct citizens they belong to, and records that duplicate another "
             "record of the same citizen in that source.",
-            ("source", "measure", "count", "flag"), ("source", "measure"), (),
+            ("source", "measure", "count", "flag"), ("source", "measure"), ("measure",),
             value_sets={"measure": ("records", "citizens", "duplicate_records")},
+            hierarchies={"measure": {"citizens": "records", "duplicate_records": "records"}},  # records = citizens + duplicates
         ),
         TableInfo(
             "linkage_quality", "Linkage quality summary",
@@ -73,59 +92,82 @@ TABLES: dict[str, TableInfo] = {
 }  # fmt: skip
 
 
-# Citizens with their area: the city folded to one key per place, shown in its most common spelling.
-_CITIZEN_AREA = f"""
-    keyed AS (SELECT *, lower(strip_accents(trim(city))) AS area_key FROM citizen),
-    area_names AS (SELECT area_key, mode(city) AS area_name FROM keyed WHERE area_key IS NOT NULL GROUP BY 1),
-    citizen_area AS (
-        SELECT k.*, coalesce(a.area_name, '{UNKNOWN}') AS area FROM keyed k LEFT JOIN area_names a USING (area_key)
-    )
-"""
 
 
 def _living(reference: dt.date) -> str:
     return f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
 
 
-def population_by_area(con: duckdb.DuckDBPyConnection, *, reference: dt.date) -> pl.DataFrame:
-    """Living citizens by area x age band x sex, every margin included (GROUP BY CUBE)."""
+def _areas_sql(country: str, country_name: str, people: str, extra: str = "") -> str:
+    """Each person of `people` (citizen_id, area_code, region_code + `extra` columns) once at every level."""
+    cols = f", {extra}" if extra else ""
+    return f"""
+        SELECT 'municipality' AS level, area_code, parent_code{cols} FROM (SELECT *, region_code AS parent_code FROM {people}) WHERE area_code IS NOT NULL
+        UNION ALL SELECT 'region', region_code, '{country}'{cols} FROM {people} WHERE area_code IS NOT NULL
+        UNION ALL SELECT 'unknown', '{UNKNOWN_AREA}', '{country}'{cols} FROM {people} WHERE area_code IS NULL
+        UNION ALL SELECT 'country', '{country}', NULL{cols} FROM {people}
+    """
+
+
+def _area_names(con: duckdb.DuckDBPyConnection, country: str, country_name: str) -> str:
+    """SQL of (area_code, area_name) for every level."""
+    return f"""
+        SELECT DISTINCT area_code, area_name FROM citizen_area WHERE area_code IS NOT NULL
+        UNION SELECT DISTINCT region_code, region_name FROM citizen_area WHERE region_code IS NOT NULL
+        UNION SELECT '{country}', '{country_name.replace("'", "''")}'
+        UNION SELECT '{UNKNOWN_AREA}', 'not matched to an official area'
+    """
+
+
+def population_by_area(
+    con: duckdb.DuckDBPyConnection, *, reference: dt.date, country: str = "ALL", country_name: str = "All"
+) -> pl.DataFrame:
+    """Living citizens by official area (municipality, region, country) x age band x sex, every margin included."""
     age = f"date_diff('year', date_of_birth, DATE '{reference.isoformat()}') - (strftime(date_of_birth, '%m%d') > '{reference:%m%d}')::INT"
     bands = " ".join(
-        f"WHEN a BETWEEN {lo} AND {hi} THEN '{label}'"
+        f"WHEN x BETWEEN {lo} AND {hi} THEN '{label}'"
         for label, lo, hi in [("0-17", 0, 17), ("18-29", 18, 29), ("30-44", 30, 44), ("45-64", 45, 64), ("65-79", 65, 79)]
     )
     return con.sql(
         f"""
-        WITH {_CITIZEN_AREA},
-        people AS (
-            SELECT area, coalesce(sex, '{UNKNOWN}') AS sex,
-                   CASE WHEN a IS NULL OR a < 0 THEN '{UNKNOWN}' {bands} ELSE '80+' END AS age_band
-            FROM (SELECT *, {age} AS a FROM citizen_area WHERE {_living(reference)})
-        )
-        SELECT coalesce(area, '{TOTAL}') AS area, coalesce(age_band, '{TOTAL}') AS age_band,
+        WITH people AS (
+            SELECT a.area_code, a.region_code, coalesce(c.sex, '{UNKNOWN}') AS sex,
+                   CASE WHEN x IS NULL OR x < 0 THEN '{UNKNOWN}' {bands} ELSE '80+' END AS age_band
+            FROM (SELECT *, {age} AS x FROM citizen WHERE {_living(reference)}) c JOIN citizen_area a USING (citizen_id)
+        ),
+        levels AS ({_areas_sql(country, country_name, "people", "age_band, sex")}),
+        names AS ({_area_names(con, country, country_name)})
+        SELECT level, area_code, n.area_name, parent_code, coalesce(age_band, '{TOTAL}') AS age_band,
                coalesce(sex, '{TOTAL}') AS sex, count(*) AS count
-        FROM people GROUP BY CUBE (area, age_band, sex)
-        ORDER BY area = '{TOTAL}', area, age_band = '{TOTAL}', age_band, sex = '{TOTAL}', sex
+        FROM levels LEFT JOIN names n USING (area_code)
+        GROUP BY level, area_code, n.area_name, parent_code, CUBE (age_band, sex)
+        ORDER BY list_position({list(LEVELS)}, level), area_code, age_band = '{TOTAL}', age_band, sex = '{TOTAL}', sex
         """
     ).pl()
 
 
-def service_uptake_by_area(con: duckdb.DuckDBPyConnection, *, services: list[str], reference: dt.date) -> pl.DataFrame:
-    """Living citizens with at least one record in each service's source, by area, with per-service totals."""
+def service_uptake_by_area(
+    con: duckdb.DuckDBPyConnection, *, services: list[str], reference: dt.date, country: str = "ALL", country_name: str = "All"
+) -> pl.DataFrame:
+    """Living citizens with at least one record in each service's source, by official area at every level."""
+    schema = {"service": pl.String, "level": pl.String, "area_code": pl.String, "area_name": pl.String,
+              "parent_code": pl.String, "count": pl.Int64}  # fmt: skip
     if not services:
-        return pl.DataFrame(schema={"service": pl.String, "area": pl.String, "count": pl.Int64})
+        return pl.DataFrame(schema=schema)
     listed = ", ".join(f"'{s}'" for s in services)
     return con.sql(
         f"""
-        WITH {_CITIZEN_AREA},
-        uses AS (
-            SELECT DISTINCT l.source AS service, l.citizen_id, c.area
-            FROM citizen_source_link l JOIN citizen_area c USING (citizen_id)
+        WITH people AS (
+            SELECT DISTINCT l.source AS service, l.citizen_id, a.area_code, a.region_code
+            FROM citizen_source_link l JOIN citizen c USING (citizen_id) JOIN citizen_area a USING (citizen_id)
             WHERE l.source IN ({listed}) AND {_living(reference)}
-        )
-        SELECT service, coalesce(area, '{TOTAL}') AS area, count(*) AS count
-        FROM uses GROUP BY service, ROLLUP (area)
-        ORDER BY service, area = '{TOTAL}', area
+        ),
+        levels AS ({_areas_sql(country, country_name, "people", "service")}),
+        names AS ({_area_names(con, country, country_name)})
+        SELECT service, level, area_code, n.area_name, parent_code, count(*) AS count
+        FROM levels LEFT JOIN names n USING (area_code)
+        GROUP BY service, level, area_code, n.area_name, parent_code
+        ORDER BY service, list_position({list(LEVELS)}, level), area_code
         """
     ).pl()
 
@@ -182,15 +224,94 @@ class PublishedTable:
     primary: int = 0
     secondary: int = 0
     cells: int = 0
+    persons: int = 0  # people counted in the finest cells (a municipality, no total), before protection
+    persons_published: int = 0  # of them, those in a cell that is published
+
+    @property
+    def suppressed(self) -> int:
+        return int(self.table.get_column("count").null_count()) if self.info.count_column else 0
+
+    def information_loss(self) -> dict[str, float | int]:
+        """The share of cells suppressed and the share of people counted in published finest cells."""
+        return {
+            "cells": self.cells, "cells_suppressed": self.suppressed,
+            "suppressed_cell_share": round(self.suppressed / self.cells, 5) if self.cells else 0.0,
+            "persons_in_finest_cells": self.persons, "persons_in_published_finest_cells": self.persons_published,
+            "published_person_share": round(self.persons_published / self.persons, 5) if self.persons else 1.0,
+        }  # fmt: skip
+
+
+PROTECTION_LOG = "open_data.protection"
+
+
+def reference_date(sources: SourcesFile) -> dt.date:
+    """The date ages and living status are taken at: configured, or today (UTC)."""
+    return sources.publication.reference_date or dt.datetime.now(dt.timezone.utc).date()
+
+
+def table_spec(info: TableInfo):
+    """The Great Expectations spec of a published table (quality/expectations.py)."""
+    from citizen_view.quality.expectations import TableSpec
+
+    counted = info.count_column is not None
+    return TableSpec(
+        name=info.name, columns=info.columns, not_null=info.dims, value_sets=dict(info.value_sets),
+        count_columns=(info.count_column,) if counted else (), unique_together=info.dims,
+        flag_column="flag" if counted else None,
+    )  # fmt: skip
+
+
+def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> PublishedTable:
+    """Build, protect and store one published table (`open_data.<name>` and its row of `open_data.protection`), at once."""
+    published = build_table(con, name, sources, reference=reference_date(sources))
+    con.execute("CREATE SCHEMA IF NOT EXISTS open_data")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {PROTECTION_LOG} (name VARCHAR PRIMARY KEY, primary_suppressed BIGINT, "
+        "secondary_suppressed BIGINT, cells BIGINT, persons BIGINT, persons_published BIGINT)"
+    )
+    for column in ("persons", "persons_published"):  # a warehouse written before information loss was recorded
+        con.execute(f"ALTER TABLE {PROTECTION_LOG} ADD COLUMN IF NOT EXISTS {column} BIGINT")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("_published", published.table)
+        con.execute(f'CREATE OR REPLACE TABLE open_data."{name}" AS SELECT * FROM _published')
+        con.execute(
+            f"INSERT OR REPLACE INTO {PROTECTION_LOG} VALUES (?, ?, ?, ?, ?, ?)",
+            [name, published.primary, published.secondary, published.cells, published.persons, published.persons_published],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_published")
+    return published
+
+
+def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
+    """The protected tables as stored, with their disclosure-control counts."""
+    stats = {r[0]: r[1:] for r in con.execute(
+        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published FROM {PROTECTION_LOG}"
+    ).fetchall()}  # fmt: skip
+    out = []
+    for name, info in TABLES.items():
+        df = con.sql(f'SELECT * FROM open_data."{name}"').pl()
+        primary, secondary, cells, persons, published = stats.get(name, (0, 0, df.height, 0, 0))
+        out.append(PublishedTable(info, df, primary, secondary, cells, persons or 0, published or 0))
+    return out
 
 
 def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile, *, reference: dt.date) -> PublishedTable:
     """Compute and protect one published table."""
+    from citizen_view.areas import country_name
+
     info = TABLES[name]
+    country = sources.country or "ALL"
+    where = {"country": country, "country_name": country_name(sources)}
     if name == "population_by_area":
-        raw = population_by_area(con, reference=reference)
+        raw = population_by_area(con, reference=reference, **where)
     elif name == "service_uptake_by_area":
-        raw = service_uptake_by_area(con, services=sources.service_sources(), reference=reference)
+        raw = service_uptake_by_area(con, services=sources.service_sources(), reference=reference, **where)
     elif name == "agencies_per_citizen":
         raw = agencies_per_citizen(con, reference=reference)
     elif name == "duplicates_per_source":
@@ -199,6 +320,31 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile,
         return PublishedTable(info, linkage_quality(con))
     else:
         raise KeyError(name)
-    rules = DisclosureRules(**sources.disclosure.model_dump())
-    result: Protection = protect(raw, dims=list(info.dims), margins=list(info.margins), rules=rules)
-    return PublishedTable(info, result.table.select(info.columns), result.primary, result.secondary, result.cells)
+    result: Protection = protect(
+        raw, dims=list(info.dims), margins=list(info.margins), rules=sources.disclosure, hierarchies=info.hierarchies_of(raw)
+    )
+    finest = ~pl.any_horizontal([pl.col(d) == TOTAL for d in info.dims if d != "area_code"] + [pl.lit(False)])
+    if "level" in raw.columns:
+        finest = finest & (pl.col("level") == "municipality")
+    elif info.hierarchies:
+        parents = {v for h in info.hierarchies.values() for v in h.values()}
+        finest = finest & ~pl.any_horizontal([pl.col(d).is_in(sorted(parents)) for d in info.hierarchies])
+    mask = raw.select(finest.alias("f")).to_series()
+    true_counts = raw.get_column("count").filter(mask)
+    published = true_counts.filter(result.table.get_column("count").filter(mask).is_not_null())
+    return PublishedTable(
+        info, result.table.select(info.columns), result.primary, result.secondary, result.cells,
+        int(true_counts.sum() or 0), int(published.sum() or 0),
+    )
+
+
+def information_loss(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float | int]:
+    """A stored table's information loss (cells suppressed, people in published finest cells)."""
+    row = con.execute(
+        f"SELECT primary_suppressed, secondary_suppressed, cells, persons, persons_published FROM {PROTECTION_LOG} WHERE name = ?",
+        [name],
+    ).fetchall()
+    if not row:
+        raise KeyError(f"no protected table {name!r} stored yet")
+    df = con.sql(f'SELECT * FROM open_data."{name}"').pl()
+    return PublishedTable(TABLES[name], df, *row[0]).information_loss()

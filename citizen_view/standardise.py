@@ -56,6 +56,7 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "postcode": pl.String,
     "city": pl.String,
     "city_std": pl.String,
+    "area_code": pl.String,
     "birth_place": pl.String,
     "birth_place_std": pl.String,
     "email": pl.String,

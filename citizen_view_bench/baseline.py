@@ -66,7 +66,7 @@ def _populated(df: pl.DataFrame) -> set[str]:
     return {c for c in (*_INPUT_COLUMNS, "dob") if df.get_column(c).is_not_null().sum() / n >= POPULATED_SHARE}
 
 
-def generic_settings(populated: set[str], *, link_type: str, location: str = "tutorial"):
+def generic_settings(populated: set[str], *, link_type: str, location: str = "tutorial", blocking: str = "tutorial"):
     """Splink settings a competent engineer writes from the tutorials, on the populated columns.
 
     `location="tutorial"`: postcode and house number, and street/city only when there is no postcode
@@ -115,7 +115,14 @@ def generic_settings(populated: set[str], *, link_type: str, location: str = "tu
     if has("first_name_std") and has("family_name_std"):
         rules.append(block_on("first_name_std", "family_name_std"))
         rules.append("l.first_name_std = r.family_name_std AND l.family_name_std = r.first_name_std")
-    for cols in [("dob",), ("national_id",), ("postcode",), ("street_std", "house_number"), ("email",), ("phone",)]:
+    if blocking == "tutorial":  # single columns, as the tutorials' 10k-record examples do
+        singles = [("dob",), ("national_id",), ("postcode",), ("street_std", "house_number"), ("email",), ("phone",)]
+    elif blocking == "scalable":  # no single-column rule on a common value: what one writes for half a million records
+        singles = [("national_id",), ("dob", "family_name_std"), ("dob", "first_name_std"), ("postcode", "house_number"),
+                   ("street_std", "house_number"), ("email",), ("phone",)]  # fmt: skip
+    else:
+        raise ValueError(f"blocking must be 'tutorial' or 'scalable', not {blocking!r}")
+    for cols in singles:
         if all(has(c) for c in cols):
             rules.append(block_on(*cols))
     settings = SettingsCreator(
@@ -129,7 +136,7 @@ def generic_settings(populated: set[str], *, link_type: str, location: str = "tu
     return settings, [c.get_comparison("duckdb").output_column_name for c in comparisons]
 
 
-def _train(linker, populated: set[str], n_records: int, *, seed: int) -> list[str]:
+def _train(linker, populated: set[str], n_records: int, *, seed: int, blocking: str = "tutorial") -> list[str]:
     from splink import block_on
 
     has = populated.__contains__
@@ -145,7 +152,9 @@ def _train(linker, populated: set[str], n_records: int, *, seed: int) -> list[st
     max_pairs = 5e6 if n_records > 20_000 else 1e6
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     notes.append(f"u from {max_pairs:.0e} random pairs")
-    em_rules = [cols for cols in [("dob",), ("postcode",), ("first_name_std", "family_name_std")] if all(has(c) for c in cols)]
+    em_candidates = [("dob",), ("postcode",), ("first_name_std", "family_name_std")] if blocking == "tutorial" else [
+        ("dob", "postcode"), ("first_name_std", "family_name_std")]  # fmt: skip
+    em_rules = [cols for cols in em_candidates if all(has(c) for c in cols)]
     fitted = 0
     for cols in em_rules:
         try:
@@ -251,7 +260,7 @@ def cluster_at(records: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> 
 
 def plain_splink(
     con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, link_type: str = "dedupe_only", seed: int = 1,
-    location: str = "tutorial",
+    location: str = "tutorial", blocking: str = "tutorial",
 ) -> dict[str, Any]:
     """Train and score a generic Splink model on `source_records`, cluster by connected components, and
     return the best pairwise F1 over all thresholds (chosen with the truth: an upper bound).
@@ -271,7 +280,7 @@ def plain_splink(
     started = time.perf_counter()
     df = _input_frame(con)
     populated = _populated(df)
-    settings, compared = generic_settings(populated, link_type=link_type, location=location)
+    settings, compared = generic_settings(populated, link_type=link_type, location=location, blocking=blocking)
     with tempfile.TemporaryDirectory(prefix="plain-splink-") as tmp:
         splink_con = duckdb.connect(":memory:")
         splink_con.execute(f"SET temp_directory = '{tmp}'")
@@ -284,7 +293,7 @@ def plain_splink(
         else:
             inputs = db_api.register(df, dataset_display_name="records")
         linker = Linker(inputs, settings, log_level=logging.ERROR)
-        notes = _train(linker, populated, df.height, seed=seed)
+        notes = _train(linker, populated, df.height, seed=seed, blocking=blocking)
         trained = time.perf_counter()
         scored = linker.inference.predict(threshold_match_weight=PREDICT_FLOOR_WEIGHT)
         edges = pl.from_arrow(
@@ -324,6 +333,7 @@ def plain_splink(
         "at_probability_half": {"precision": round(default[1], 6), "recall": round(default[2], 6), "f1": round(default[3], 6)},
         "link_type": link_type,
         "location": location,
+        "blocking": blocking,
         "compared": compared,
         "blocking_rules": len(settings.blocking_rules_to_generate_predictions),
         "training_notes": notes,

@@ -157,8 +157,8 @@ def bench_link(args: argparse.Namespace) -> dict:
         with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
             comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
             st.extra = {"comparisons_scored": comparisons}
-        with measure(stages, "plain splink: train + score (DuckDB)") as st:
-            plain = plain_splink(con, truth, seed=args.seed)
+        with measure(stages, f"plain splink ({args.baseline_blocking} blocking): train + score (DuckDB)") as st:
+            plain = plain_splink(con, truth, seed=args.seed, blocking=args.baseline_blocking)
             st.extra = {"train_s": plain["train_seconds"], "score_s": plain["score_seconds"], "pairs": plain["pairs_scored"]}
     figures = evaluate_links(links, truth)
     ours_train_score = next(s.seconds for s in stages if s.name == "train model") + next(s.seconds for s in stages if s.name == "score pairs")
@@ -170,14 +170,14 @@ def bench_link(args: argparse.Namespace) -> dict:
     ratio = ours_train_score / plain_train_score if plain_train_score else float("nan")
     print(f"  ours ({backend.value}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
           f"precision {figures['precision']:.5f} recall {figures['recall']:.5f} F1 {figures['f1']:.5f}")  # fmt: skip
-    print(f"  plain splink (DuckDB): train + score {plain_train_score:.1f} s; best F1 with truth {plain['f1']:.5f} "
+    print(f"  plain splink ({args.baseline_blocking} blocking, DuckDB): train + score {plain_train_score:.1f} s; best F1 with truth {plain['f1']:.5f} "
           f"(threshold {plain['threshold']:.2f}), F1 at probability 0.5 {plain['at_probability_half']['f1']:.5f}")  # fmt: skip
     print(f"  train + score: ours {ours_train_score:.1f} s vs plain {plain_train_score:.1f} s = {ratio:.2f}x; "
           f"~{comparisons:,} comparisons scored by ours, {plain['pairs_scored']:,} pairs kept by plain")  # fmt: skip
     return {"stages": [asdict(s) for s in stages], "backend": backend.value, "linkage_seconds": linkage_seconds,
             "linkage_peak_rss_mb": linkage_peak, "evaluation": figures, "comparisons_scored": comparisons,
             "train_score_seconds": ours_train_score, "plain_splink": {k: v for k, v in plain.items() if k != "evaluation"},
-            "train_score_ratio": ratio}  # fmt: skip
+            "train_score_ratio": ratio, "baseline_blocking": args.baseline_blocking}  # fmt: skip
 
 
 def bench_pipeline(args: argparse.Namespace) -> dict:

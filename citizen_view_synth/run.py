@@ -90,7 +90,7 @@ def generate(
             warnings.warn(f"{extract.name}: {dropped} rows did not fit in one xlsx sheet and were left out",
                           stacklevel=2)
     sources_yaml = out_dir / "sources.yaml"
-    write_sources_yaml(sources_yaml, country=country)
+    write_sources_yaml(sources_yaml, country=country, persons=persons)
     return GenerateReport(
         persons=persons,
         records={e.name: e.records for e in extracts},

@@ -11,10 +11,17 @@ from citizen_view_synth.register import WIDTHS
 RANKING = ["population", "tax", "benefits", "licences", "permits"]
 
 
-def sources_document(country: str) -> dict[str, Any]:
+# Below this many persons most municipality x age band x sex cells hold fewer than 10 people: a small sample
+# cannot have 90% of its people in published municipality-level cells, so its sources file sets no bound.
+SMALL_SAMPLE = 10_000
+
+
+def sources_document(country: str, *, persons: int = SMALL_SAMPLE) -> dict[str, Any]:
     """The sources file as a plain mapping (country, survivorship, sources)."""
+    quality = {"quality": {"min_published_person_share": 0.0}} if persons < SMALL_SAMPLE else {}
     return {
         "country": country,
+        **quality,
         "survivorship": {"ranking": list(RANKING)},
         "publication": {"services": ["benefits", "permits", "licences"]},
         "sources": [
@@ -128,6 +135,6 @@ def sources_document(country: str) -> dict[str, Any]:
     }
 
 
-def write_sources_yaml(path: Path, *, country: str) -> None:
+def write_sources_yaml(path: Path, *, country: str, persons: int = SMALL_SAMPLE) -> None:
     """Write `sources.yaml` for the generated extracts."""
-    dump_sources(sources_document(country), path)
+    dump_sources(sources_document(country, persons=persons), path)

@@ -308,6 +308,30 @@ def _unknown_records(layout: WarehouseLayout, keys: list[str]) -> list[str]:
     return [k for k in keys if k not in found]
 
 
+def cmd_areas(args: argparse.Namespace) -> int:
+    """Refresh the official area lists from CBS / SSB into the warehouse's folder, or show which list is in use."""
+    import datetime as dt
+
+    from citizen_view.areas import load_areas
+    from citizen_view.areas_refresh import refresh
+
+    layout = WarehouseLayout.of(args.warehouse)
+    if args.areas_command == "refresh":
+        try:
+            path = refresh(args.country, layout.areas_dir, date=dt.date.fromisoformat(args.date) if args.date else None)
+        except (OSError, ValueError) as exc:  # no network, an answer in another shape
+            raise UsageError(f"could not refresh the {args.country} areas: {exc}") from None
+        print(f"Wrote {path}; the next run of this warehouse publishes by it")
+        return 0
+    areas = load_areas(args.country, folder=layout.areas_dir)
+    if areas is None:
+        raise UsageError(f"no official area list for {args.country}: give one in sources.yaml (publication.areas)")
+    print(f"{areas.country_name}: {areas.municipalities.height} municipalities ({areas.level}) in "
+          f"{areas.municipalities.get_column('region_code').n_unique()} regions ({areas.region_level}); "
+          f"{areas.aliases.height} aliases; source: {areas.source}")  # fmt: skip
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
 
@@ -429,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
+    ar = sub.add_parser("areas", help="the official area lists open data is published by: show, or refresh from CBS/SSB")
+    ar.add_argument("areas_command", choices=["show", "refresh"])
+    ar.add_argument("--country", choices=["NL", "NO"], required=True)
+    ar.add_argument("--date", help="refresh: the list valid at this date (yyyy-mm-dd, default today)")
+    ar.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    ar.set_defaults(func=cmd_areas)
+
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
     e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
@@ -451,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
+    b.add_argument("--baseline-blocking", choices=["scalable", "tutorial"], default="scalable",
+                   help="`bench link`: plain Splink's blocking: compound rules (scalable) or the tutorials' single columns")
     b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4 and the generator "
                    "at low, default and high noise for NL and NO)")
     b.set_defaults(func=cmd_bench)

@@ -8,11 +8,12 @@ from pathlib import Path
 from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
-from assets.gates import ingest_gates, linkage_gates, publication_gates
+from assets.gates import area_gates, ingest_gates, linkage_gates, publication_gates
 from assets.linkage import build_linkage_assets
-from assets.publication import build_publication_assets, reference_date, table_key
+from assets.publication import AREA_KEY, build_publication_assets, table_key
 from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
+from citizen_view.open_data import reference_date
 from citizen_view.layout import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
 from pipelines.sensors import landing_sensor, nightly
@@ -40,6 +41,7 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, l
     checks = [
         *ingest_gates(sources, source_asset_key),
         *linkage_gates(sources, citizen_key),
+        *area_gates(sources, AREA_KEY),
         *publication_gates(sources, table_key, reference=lambda: reference_date(sources)),
     ]
     jobs = [

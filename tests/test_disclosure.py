@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from citizen_view.disclosure import DisclosureRules, cells_below_minimum, protect, recoverable_cells
+from citizen_view.contract import DisclosureConfig
+from citizen_view.disclosure import cells_below_minimum, protect, recoverable_cells
 
-RULES = DisclosureRules(min_cell=10)
+RULES = DisclosureConfig(min_cell=10)
 
 
 def _table(rows):
@@ -45,12 +46,12 @@ def test_a_lone_suppressed_cell_is_found_by_the_gate():
 def test_unprotected_small_cells_are_found_and_zeros_follow_the_rule():
     table = _table([("A", "F", 3), ("A", "M", 0), ("B", "F", 12)])
     assert cells_below_minimum(table, RULES).select("area", "count").rows() == [("A", 3)]
-    assert cells_below_minimum(table, DisclosureRules(min_cell=10, suppress_zeros=True)).height == 2
+    assert cells_below_minimum(table, DisclosureConfig(min_cell=10, suppress_zeros=True)).height == 2
 
 
 def test_rounding_to_base_five_keeps_suppression():
     table = _with_margins({("A", "F"): 12, ("A", "M"): 13, ("B", "F"): 27, ("B", "M"): 2})
-    out = protect(table, dims=["area", "sex"], margins=["area", "sex"], rules=DisclosureRules(min_cell=10, round_to=5)).table
+    out = protect(table, dims=["area", "sex"], margins=["area", "sex"], rules=DisclosureConfig(min_cell=10, round_to=5)).table
     published = out.get_column("count").drop_nulls().to_list()
     assert all(v % 5 == 0 for v in published)
     assert out.filter((pl.col("area") == "B") & (pl.col("sex") == "M"))["count"][0] is None

@@ -73,7 +73,7 @@ def test_a_clean_run_publishes_a_valid_protected_bundle(baseline):
                     assert row["flag"] == "suppressed"
     assert small == []
     header = (published / "data/population_by_area.csv").read_text(encoding="utf-8").splitlines()[0]
-    assert header == "area,age_band,sex,count,flag"
+    assert header == "level,area_code,area_name,parent_code,age_band,sex,count,flag"
 
 
 def test_a_corrupted_extract_blocks_publication(world, capsys):

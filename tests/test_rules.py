@@ -3,8 +3,10 @@
 
 So no rule can be replaced by "always pass" or "always fail" without this file going red. Each test
 builds only the tables its rule reads, in a real DuckDB warehouse file (`warehouse.connect`) under
-`tmp_path`, or a polars frame for the publication rules, and states the bound it exercises through an
-explicit `QualityConfig` / `DisclosureConfig`.
+`tmp_path`, or a polars frame (or an information-loss dict) for the publication rules, and states the
+bound it exercises through an explicit `QualityConfig` / `DisclosureConfig`. Published tables use the
+official areas (`citizen_area`, real CBS codes) with their hierarchy: municipality -> province -> country,
+and the unmatched residual (`UNKNOWN`) under the country.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import polars as pl
 import pytest
 
 from citizen_view import open_data
+from citizen_view.areas import load_areas, match_areas
 from citizen_view.contract import DisclosureConfig, QualityConfig, SourceConfig
-from citizen_view.disclosure import TOTAL, DisclosureRules
-from citizen_view.open_data import TABLES
+from citizen_view.disclosure import TOTAL
+from citizen_view.open_data import TABLES, PublishedTable
 from citizen_view.quality import rules
 from citizen_view.standardise import CANONICAL_COLUMNS
 from citizen_view.warehouse import connect
@@ -103,7 +106,8 @@ def linked_view(con, links: list[tuple], *, records: Iterable[str] | None = None
 
     links: (citizen_id, record_key[, match_probability]); a record_key's source is its prefix ("tax:1").
     records: the loaded record keys (default: the linked ones). citizens: golden records as
-    (citizen_id, city, sex, date_of_birth, date_of_death) (default: one bare row per linked citizen).
+    (citizen_id, city, sex, date_of_birth, date_of_death) (default: one bare row per linked citizen); their
+    postcode is null.
     """
     links = [(c, k, p[0] if p else None) for c, k, *p in links]
     keys = list(dict.fromkeys(k for _, k, _ in links)) if records is None else list(records)
@@ -116,7 +120,7 @@ def linked_view(con, links: list[tuple], *, records: Iterable[str] | None = None
     )
     con.execute(
         "CREATE TABLE citizen (citizen_id VARCHAR, city VARCHAR, sex VARCHAR, date_of_birth DATE, date_of_death DATE, "
-        "source_count BIGINT)"
+        "source_count BIGINT, postcode VARCHAR)"
     )
     if keys:
         con.executemany("INSERT INTO source_records VALUES (?, ?, ?)", [(k, *k.split(":")) for k in keys])
@@ -126,7 +130,7 @@ def linked_view(con, links: list[tuple], *, records: Iterable[str] | None = None
         )
     sources_of = {c: len({k.split(":")[0] for cc, k, _ in links if cc == c}) for c, *_ in citizens}
     if citizens:
-        con.executemany("INSERT INTO citizen VALUES (?, ?, ?, ?, ?, ?)", [(*c, sources_of[c[0]]) for c in citizens])
+        con.executemany("INSERT INTO citizen VALUES (?, ?, ?, ?, ?, ?, NULL)", [(*c, sources_of[c[0]]) for c in citizens])
 
 
 # --- raw / canonical -------------------------------------------------------------------------------
@@ -486,21 +490,93 @@ def test_weak_links_share_of_records_below_probability_half(con, probabilities, 
     assert [row["record_key"] for row in r.sample] == weak
 
 
-# --- publication -----------------------------------------------------------------------------------
+# Official areas (CBS codes as shipped in areas_data/nl_municipalities.csv): code -> (level, name, parent code).
+COUNTRY = "NL"
+AREAS = {
+    "GM0503": ("municipality", "Delft", "PV28"),
+    "GM0546": ("municipality", "Leiden", "PV28"),
+    "GM0599": ("municipality", "Rotterdam", "PV28"),
+    "GM0307": ("municipality", "Amersfoort", "PV26"),
+    "GM0344": ("municipality", "Utrecht", "PV26"),
+    "PV28": ("region", "Zuid-Holland", COUNTRY),
+    "PV26": ("region", "Utrecht", COUNTRY),
+    open_data.UNKNOWN_AREA: ("unknown", "not matched to an official area", COUNTRY),
+    COUNTRY: ("country", "Netherlands", None),
+}
 
-SERVICE_UPTAKE = TABLES["service_uptake_by_area"]
 
-
-def uptake(rows: list[tuple[str, str, int | None]], **extra: list) -> pl.DataFrame:
-    """A service_uptake_by_area table: (service, area, count); flag says which counts are suppressed."""
-    return pl.DataFrame(
-        {"service": [s for s, _, _ in rows], "area": [a for _, a, _ in rows], "count": [c for _, _, c in rows],
-         "flag": ["suppressed" if c is None else "" for _, _, c in rows], **extra},
-        schema_overrides={"count": pl.Int64},
+def citizen_area(con, rows: list[tuple[str, str | None, str, str | None, str | None]]) -> None:
+    """citizen_area as match_areas writes it, from (citizen_id, area_code, method, city, postcode); null code = unmatched."""
+    con.execute(
+        "CREATE TABLE citizen_area (citizen_id VARCHAR, area_code VARCHAR, area_name VARCHAR, region_code VARCHAR, "
+        "region_name VARCHAR, method VARCHAR, city VARCHAR, postcode VARCHAR)"
+    )
+    insert(
+        con, "INSERT INTO citizen_area VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(c, code, *((AREAS[code][1], AREAS[code][2], AREAS[AREAS[code][2]][1]) if code else (None, None, None)), m, city, pc)
+         for c, code, m, city, pc in rows],
     )  # fmt: skip
 
 
-CLEAN_UPTAKE = [("benefits", "Delft", 12), ("benefits", "Utrecht", 30), ("benefits", TOTAL, 42)]
+Q_AREAS = QualityConfig(max_unmatched_area_share=0.1)
+ATLANTIS = ("Atlantis", "9999ZZ")
+
+
+@pytest.mark.parametrize(
+    ("unmatched", "passed", "sample"),
+    [
+        pytest.param([], True, [], id="all-matched"),
+        # 2 of 20 citizens = the 10% bound: passes, and still shows who they are.
+        pytest.param([ATLANTIS, ATLANTIS], True, [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"}], id="at-bound"),
+        pytest.param([ATLANTIS, (None, "1234XY"), ATLANTIS], False,
+                     [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"},
+                      {"city": None, "postcode": "1234XY", "citizens": "1"}], id="above"),
+    ],
+)  # fmt: skip
+def test_areas_matched_share_of_citizens_without_an_official_area(con, unmatched, passed, sample):
+    matched = [(f"m{i:02d}", "GM0503" if i % 2 else "GM0344", "name", "Delft" if i % 2 else "Utrecht", None)
+               for i in range(20 - len(unmatched))]  # fmt: skip
+    citizen_area(con, matched + [(f"u{i}", None, "unmatched", city, pc) for i, (city, pc) in enumerate(unmatched)])
+    r = rules.areas_matched(con, Q_AREAS)
+    assert r.rule == "areas_matched"
+    assert r.passed is passed
+    assert (r.figures["citizens"], r.figures["unmatched"], r.figures["bound"]) == (20, len(unmatched), 0.1)
+    assert r.figures["share"] == len(unmatched) / 20
+    assert r.figures["by_method"] == {"name": 20 - len(unmatched)} | ({"unmatched": len(unmatched)} if unmatched else {})
+    assert r.sample == sample
+
+
+# --- publication -----------------------------------------------------------------------------------
+
+SERVICE_UPTAKE = TABLES["service_uptake_by_area"]
+POPULATION = TABLES["population_by_area"]
+
+
+def uptake(rows: list[tuple[str, str, int | None]], **extra: list) -> pl.DataFrame:
+    """A service_uptake_by_area table from (service, area_code, count); level, name and parent from AREAS; a null
+    count is suppressed."""
+    return pl.DataFrame(
+        {"service": [s for s, _, _ in rows], "level": [AREAS[a][0] for _, a, _ in rows], "area_code": [a for _, a, _ in rows],
+         "area_name": [AREAS[a][1] for _, a, _ in rows], "parent_code": [AREAS[a][2] for _, a, _ in rows],
+         "count": [c for _, _, c in rows], "flag": ["suppressed" if c is None else "" for _, _, c in rows], **extra},
+        schema_overrides={"count": pl.Int64, "parent_code": pl.String},
+    )  # fmt: skip
+
+
+def hide(rows: list[tuple[str, str, int | None]], *codes: str) -> list[tuple[str, str, int | None]]:
+    """The rows with the counts of these area codes suppressed."""
+    return [(s, a, None if a in codes else c) for s, a, c in rows]
+
+
+def row(service: str, code: str, count: int | None) -> dict[str, str | None]:
+    """A service_uptake_by_area row as a rule's sample shows it."""
+    level, name, parent = AREAS[code]
+    return {"service": service, "level": level, "area_code": code, "area_name": name, "parent_code": parent,
+            "count": None if count is None else str(count), "flag": "suppressed" if count is None else ""}  # fmt: skip
+
+
+CLEAN_UPTAKE = [("benefits", "GM0503", 12), ("benefits", "GM0344", 30), ("benefits", "PV28", 12), ("benefits", "PV26", 30),
+                ("benefits", COUNTRY, 42)]  # fmt: skip
 
 
 def test_no_identifying_columns_passes_a_clean_table():
@@ -514,11 +590,13 @@ def test_no_identifying_columns_passes_a_clean_table():
     ("table", "declared", "figure", "value"),
     [
         # An identifying column is caught even when the table declares it.
-        pytest.param(uptake(CLEAN_UPTAKE, postcode=["2611AB", "3511CD", TOTAL]), (*SERVICE_UPTAKE.columns, "postcode"),
+        pytest.param(uptake(CLEAN_UPTAKE, postcode=["2611AB", "3511CD", None, None, None]), (*SERVICE_UPTAKE.columns, "postcode"),
                      "identifying", ["postcode"], id="identifying-column"),
-        pytest.param(uptake(CLEAN_UPTAKE, note=["a", "b", "c"]), SERVICE_UPTAKE.columns, "undeclared", ["note"],
+        pytest.param(uptake(CLEAN_UPTAKE, note=["a", "b", "c", "d", "e"]), SERVICE_UPTAKE.columns, "undeclared", ["note"],
                      id="undeclared-column"),
         pytest.param(uptake(CLEAN_UPTAKE).drop("flag"), SERVICE_UPTAKE.columns, "missing", ["flag"], id="missing-column"),
+        pytest.param(uptake(CLEAN_UPTAKE).drop("parent_code"), SERVICE_UPTAKE.columns, "missing", ["parent_code"],
+                     id="missing-parent-code"),
     ],
 )  # fmt: skip
 def test_no_identifying_columns_catches_a_column(table, declared, figure, value):
@@ -531,26 +609,29 @@ def test_no_identifying_columns_catches_a_column(table, declared, figure, value)
     "leak", ["jan.jansen@example.org", "123456782", "12345678901", "+31612345678"], ids=["email", "bsn", "fnr", "phone"]
 )
 def test_no_identifying_columns_catches_an_identifying_value_in_an_allowed_column(leak):
-    table = uptake([("benefits", "Delft", 12), ("benefits", leak, 30), ("benefits", TOTAL, 42)])
+    table = uptake(CLEAN_UPTAKE).with_columns(
+        pl.when(pl.col("area_code") == "GM0344").then(pl.lit(leak)).otherwise(pl.col("area_name")).alias("area_name")
+    )
     r = rules.no_identifying_columns(table, declared=SERVICE_UPTAKE.columns)
     assert r.passed is False
     assert r.figures["identifying"] == []
     assert r.figures["id_like_rows"] == 1
-    assert r.sample == [{"service": "benefits", "area": leak, "count": "30", "flag": ""}]
+    assert r.sample == [row("benefits", "GM0344", 30) | {"area_name": leak}]
 
 
-def disclosure(**config) -> DisclosureRules:
+def disclosure(**config) -> DisclosureConfig:
     """The rules the gates use, from the sources file's `disclosure:` block."""
-    return DisclosureRules(**DisclosureConfig(**config).model_dump())
+    return DisclosureConfig(**config)
 
 
 def test_cells_at_or_above_minimum_passes_counts_at_the_minimum_zeros_and_suppressed_cells():
-    table = uptake([("benefits", "Delft", 10), ("benefits", "Leiden", 0), ("benefits", "Utrecht", None),
-                    ("benefits", "Zwolle", None), ("benefits", TOTAL, 27)])  # fmt: skip
+    table = uptake([("benefits", "GM0503", 10), ("benefits", "GM0546", 0), ("benefits", "GM0599", None),
+                    ("benefits", "GM0344", None), ("benefits", "PV28", 17), ("benefits", "PV26", 10),
+                    ("benefits", COUNTRY, 27)])  # fmt: skip
     r = rules.cells_at_or_above_minimum(table, disclosure(min_cell=10, suppress_zeros=False))
     assert r.rule == "disclosure_minimum_cell"
     assert r.passed is True
-    assert r.figures == {"cells": 5, "below_minimum": 0, "suppressed": 2, "min_cell": 10}
+    assert r.figures == {"cells": 7, "below_minimum": 0, "suppressed": 2, "min_cell": 10}
 
 
 @pytest.mark.parametrize(
@@ -559,30 +640,121 @@ def test_cells_at_or_above_minimum_passes_counts_at_the_minimum_zeros_and_suppre
     ids=["just-below", "one", "zero-when-zeros-are-suppressed"],
 )
 def test_cells_at_or_above_minimum_names_the_small_cell(small, config):
-    table = uptake([("benefits", "Delft", small), ("benefits", "Utrecht", 30), ("benefits", TOTAL, 30 + small)])
+    table = uptake([("benefits", "GM0503", small), ("benefits", "GM0546", 30), ("benefits", "PV28", 30 + small),
+                    ("benefits", COUNTRY, 30 + small)])  # fmt: skip
     r = rules.cells_at_or_above_minimum(table, disclosure(**config))
     assert r.passed is False
     assert r.figures["below_minimum"] == 1
-    assert r.sample == [{"service": "benefits", "area": "Delft", "count": str(small), "flag": ""}]
+    assert r.sample == [row("benefits", "GM0503", small)]
+
+
+def not_recoverable(table: pl.DataFrame, info=SERVICE_UPTAKE) -> rules.RuleResult:
+    """The rule as the gate calls it: the table's dims and margins, and the hierarchies read from the table."""
+    return rules.suppression_not_recoverable(table, dims=info.dims, margins=info.margins, hierarchies=info.hierarchies_of(table))
 
 
 def test_suppression_not_recoverable_passes_when_every_line_hides_two_cells():
-    table = uptake([("benefits", "Delft", None), ("benefits", "Leiden", None), ("benefits", "Utrecht", 30),
-                    ("benefits", TOTAL, 45), ("tax", "Delft", 40), ("tax", TOTAL, 40)])  # fmt: skip
-    r = rules.suppression_not_recoverable(table, dims=SERVICE_UPTAKE.dims, margins=SERVICE_UPTAKE.margins)
+    # Delft and Leiden are both hidden in the Zuid-Holland line; every other line hides nothing.
+    table = uptake([("benefits", "GM0503", None), ("benefits", "GM0546", None), ("benefits", "GM0599", 30),
+                    ("benefits", "PV28", 45), ("benefits", "GM0344", 20), ("benefits", "PV26", 20),
+                    ("benefits", COUNTRY, 65), ("tax", "GM0503", 40), ("tax", "PV28", 40), ("tax", COUNTRY, 40)])  # fmt: skip
+    r = not_recoverable(table)
     assert r.rule == "disclosure_not_recoverable"
     assert r.passed is True
-    assert r.figures == {"suppressed": 2, "recoverable": 0, "margins": ["area"]}
+    assert r.figures == {"suppressed": 2, "recoverable": 0, "margins": ["area_code"]}
 
 
 def test_suppression_not_recoverable_catches_a_lone_suppressed_cell_in_a_line_with_a_total():
-    # benefits in Delft = 42 - 30: the Total gives it away. The tax line hides two cells and is safe.
-    table = uptake([("benefits", "Delft", None), ("benefits", "Utrecht", 30), ("benefits", TOTAL, 42),
-                    ("tax", "Delft", None), ("tax", "Leiden", None), ("tax", "Utrecht", 20), ("tax", TOTAL, 35)])  # fmt: skip
-    r = rules.suppression_not_recoverable(table, dims=SERVICE_UPTAKE.dims, margins=SERVICE_UPTAKE.margins)
+    # benefits in Delft = 42 - 30: the Zuid-Holland total gives it away. The tax line hides two cells and is safe.
+    table = uptake([("benefits", "GM0503", None), ("benefits", "GM0599", 30), ("benefits", "PV28", 42),
+                    ("benefits", COUNTRY, 42), ("tax", "GM0503", None), ("tax", "GM0546", None), ("tax", "GM0599", 20),
+                    ("tax", "PV28", 35), ("tax", COUNTRY, 35)])  # fmt: skip
+    r = not_recoverable(table)
     assert r.passed is False
     assert r.figures["recoverable"] == 1
-    assert r.sample == [{"service": "benefits", "area": "Delft", "count": None, "flag": "suppressed"}]
+    assert r.sample == [row("benefits", "GM0503", None)]
+
+
+# One service by official area: Zuid-Holland (Delft, Leiden, Rotterdam), Utrecht (Amersfoort, Utrecht), the unmatched, NL.
+BY_AREA = [("benefits", "GM0503", 12), ("benefits", "GM0546", 15), ("benefits", "GM0599", 30), ("benefits", "PV28", 57),
+           ("benefits", "GM0307", 11), ("benefits", "GM0344", 40), ("benefits", "PV26", 51),
+           ("benefits", open_data.UNKNOWN_AREA, 14), ("benefits", COUNTRY, 122)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hidden", "recoverable"),
+    [
+        pytest.param((), [], id="nothing-hidden"),
+        # Delft = Zuid-Holland - Leiden - Rotterdam.
+        pytest.param(("GM0503",), ["GM0503"], id="only-suppressed-child-of-its-province"),
+        pytest.param(("GM0503", "GM0546"), [], id="a-sibling-also-suppressed"),
+        # Two hidden cells in the service, but each alone under its own province: both recoverable.
+        pytest.param(("GM0503", "GM0307"), ["GM0503", "GM0307"], id="one-under-each-province"),
+    ],
+)
+def test_suppression_not_recoverable_follows_municipalities_into_their_province(hidden, recoverable):
+    r = not_recoverable(uptake(hide(BY_AREA, *hidden)))
+    assert r.passed is (not recoverable)
+    assert r.figures["recoverable"] == len(recoverable)
+    assert [row["area_code"] for row in r.sample] == recoverable
+
+
+@pytest.mark.parametrize(
+    ("hidden", "recoverable"),
+    [
+        # Utrecht province hides two cells in its own line (itself and Amersfoort), but it is the only hidden cell
+        # of the country's line: Utrecht = NL - Zuid-Holland - UNKNOWN.
+        pytest.param(("PV26", "GM0307"), ["PV26"], id="province-alone-in-the-country-line"),
+        # The unmatched residual suppressed as well protects it.
+        pytest.param(("PV26", "GM0307", open_data.UNKNOWN_AREA), [], id="residual-also-suppressed"),
+    ],
+)
+def test_suppression_not_recoverable_follows_provinces_into_the_country(hidden, recoverable):
+    r = not_recoverable(uptake(hide(BY_AREA, *hidden)))
+    assert r.passed is (not recoverable)
+    assert [row["area_code"] for row in r.sample] == recoverable
+
+
+@pytest.mark.parametrize(
+    ("hidden", "recoverable"),
+    [
+        pytest.param(set(), [], id="nothing-hidden"),
+        pytest.param({("GM0503", "F"), ("GM0503", "M"), ("GM0546", "F"), ("GM0546", "M")}, [], id="hidden-in-a-square"),
+        # Two hidden in the Zuid-Holland women's line, but each alone in its municipality's F + M = Total line.
+        pytest.param({("GM0503", "F"), ("GM0546", "F")}, [("GM0503", "F"), ("GM0546", "F")], id="hidden-in-one-sex-only"),
+    ],
+)
+def test_suppression_not_recoverable_checks_the_area_hierarchy_and_the_other_margins(hidden, recoverable):
+    """population_by_area (all ages): the area lines follow the hierarchy, the sex lines add up to Total."""
+    counts = {"GM0503": (11, 19), "GM0546": (15, 20), "PV28": (26, 39), COUNTRY: (26, 39)}
+    cells = [(a, s, v) for a, (f, m) in counts.items() for s, v in (("F", f), ("M", m), (TOTAL, f + m))]
+    table = pl.DataFrame(
+        {"level": [AREAS[a][0] for a, _, _ in cells], "area_code": [a for a, _, _ in cells],
+         "area_name": [AREAS[a][1] for a, _, _ in cells], "parent_code": [AREAS[a][2] for a, _, _ in cells],
+         "age_band": [TOTAL] * len(cells), "sex": [s for _, s, _ in cells],
+         "count": [None if (a, s) in hidden else v for a, s, v in cells]},
+        schema_overrides={"count": pl.Int64, "parent_code": pl.String},
+    )  # fmt: skip
+    r = not_recoverable(table, POPULATION)
+    assert r.passed is (not recoverable)
+    assert [(row["area_code"], row["sex"]) for row in r.sample] == recoverable
+
+
+@pytest.mark.parametrize(
+    ("hidden", "recoverable"),
+    [((), []), (("citizens", "duplicate_records"), []), (("duplicate_records",), ["duplicate_records"])],
+    ids=["nothing-hidden", "both-parts-hidden", "one-part-hidden"],
+)
+def test_suppression_not_recoverable_uses_a_fixed_hierarchy(hidden, recoverable):
+    """duplicates_per_source: records = citizens + duplicate_records, per source (TableInfo.hierarchies)."""
+    counts = {"records": 50, "citizens": 45, "duplicate_records": 5}
+    table = pl.DataFrame(
+        {"source": ["tax"] * 3, "measure": list(counts), "count": [None if m in hidden else v for m, v in counts.items()]},
+        schema_overrides={"count": pl.Int64},
+    )
+    r = not_recoverable(table, TABLES["duplicates_per_source"])
+    assert r.passed is (not recoverable)
+    assert [row["measure"] for row in r.sample] == recoverable
 
 
 @pytest.mark.parametrize(
@@ -591,7 +763,8 @@ def test_suppression_not_recoverable_catches_a_lone_suppressed_cell_in_a_line_wi
     ids=["nothing-hidden", "hidden-in-a-square", "hidden-in-one-row-only"],
 )
 def test_suppression_not_recoverable_checks_every_margin(hidden, recoverable):
-    """area x sex with both margins: hiding A's two cells protects the A row, but each is alone in its sex column."""
+    """area x sex with both margins and no hierarchy: hiding A's two cells protects the A row, but each is alone
+    in its sex column."""
     counts = {("A", "F"): 11, ("A", "M"): 19, ("B", "F"): 15, ("B", "M"): 20}
     cells = {**counts, ("A", TOTAL): 30, ("B", TOTAL): 35, (TOTAL, "F"): 26, (TOTAL, "M"): 39, (TOTAL, TOTAL): 65}
     table = pl.DataFrame(
@@ -603,47 +776,74 @@ def test_suppression_not_recoverable_checks_every_margin(hidden, recoverable):
     assert [(row["area"], row["sex"]) for row in r.sample] == recoverable
 
 
-# totals_consistent: a small linked view. Living at REFERENCE: c1, c2, c3, c5 (c5 dies after it; c4 died before).
+Q_PUBLISHED = QualityConfig(min_published_person_share=0.9)
+
+
+@pytest.mark.parametrize(
+    ("persons", "published", "passed"),
+    [(100, 100, True), (100, 90, True), (100, 89, False), (0, 0, True)],
+    ids=["all-published", "at-bound", "below", "no-people"],
+)
+def test_published_person_share_of_people_in_published_municipality_cells(persons, published, passed):
+    """The loss dict as PublishedTable.information_loss gives it: 2 of BY_AREA's 9 cells suppressed."""
+    table = uptake(hide(BY_AREA, "GM0503", "GM0546"))
+    loss = PublishedTable(SERVICE_UPTAKE, table, primary=1, secondary=1, cells=table.height, persons=persons,
+                          persons_published=published).information_loss()  # fmt: skip
+    r = rules.published_person_share(loss, Q_PUBLISHED)
+    assert r.rule == "published_person_share"
+    assert r.passed is passed
+    assert r.figures["published_person_share"] == (published / persons if persons else 1.0)
+    assert (r.figures["bound"], r.figures["cells_suppressed"], r.figures["suppressed_cell_share"]) == (0.9, 2, round(2 / 9, 5))
+    assert (r.figures["persons_in_finest_cells"], r.figures["persons_in_published_finest_cells"]) == (persons, published)
+
+
+# totals_consistent: a small linked view. Living at REFERENCE: c1, c2, c3, c5, c6 (c5 dies after it; c4 died before);
+# c6 lives in no official area (counted in the country's total through the unknown level only).
 REFERENCE = dt.date(2024, 1, 1)
 LINKS = [("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c3", "tax:3"), ("c3", "benefits:2"),
-         ("c3", "benefits:3"), ("c4", "tax:4"), ("c4", "benefits:4"), ("c5", "benefits:5")]  # fmt: skip
+         ("c3", "benefits:3"), ("c4", "tax:4"), ("c4", "benefits:4"), ("c5", "benefits:5"), ("c6", "tax:5"),
+         ("c6", "benefits:6")]  # fmt: skip
 CITIZENS = [
     ("c1", "Utrecht", "F", dt.date(1980, 2, 1), None),
-    ("c2", "Utrecht", "M", dt.date(1990, 3, 1), None),
+    ("c2", "Amersfoort", "M", dt.date(1990, 3, 1), None),
     ("c3", "Delft", "F", dt.date(1975, 4, 1), None),
     ("c4", "Delft", "M", dt.date(1950, 5, 1), dt.date(2020, 5, 1)),
     ("c5", "Delft", "M", dt.date(1960, 6, 1), dt.date(2024, 6, 1)),
+    ("c6", "Atlantis", "F", dt.date(2000, 7, 1), None),
 ]
+NATIONAL = pl.col("level") == "country"
 # Per table: the row holding the total the rule compares, its column, the label the rule gives it and the truth.
 TOTALS = {
-    "population_by_area": ((pl.col("area") == TOTAL) & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL),
-                           "count", "living citizens", 4),
-    "agencies_per_citizen": (pl.col("agencies") == TOTAL, "count", "living citizens", 4),
-    "service_uptake_by_area": ((pl.col("service") == "benefits") & (pl.col("area") == TOTAL), "count", "benefits users", 3),
-    "duplicates_per_source": ((pl.col("source") == "tax") & (pl.col("measure") == "records"), "count", "tax records", 4),
-    "linkage_quality": (pl.col("metric") == "citizens", "value", "citizens", 5),
+    "population_by_area": (NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL), "count", "living citizens", 5),
+    "agencies_per_citizen": (pl.col("agencies") == TOTAL, "count", "living citizens", 5),
+    "service_uptake_by_area": ((pl.col("service") == "benefits") & NATIONAL, "count", "benefits users", 4),
+    "duplicates_per_source": ((pl.col("source") == "tax") & (pl.col("measure") == "records"), "count", "tax records", 5),
+    "linkage_quality": (pl.col("metric") == "citizens", "value", "citizens", 6),
 }  # fmt: skip
 
 
 @pytest.fixture
 def linked(con):
     linked_view(con, [(c, k, 0.99) for c, k in LINKS], citizens=CITIZENS)
+    report = match_areas(con, load_areas(COUNTRY))  # writes citizen_area, as the citizen_area asset does
+    assert (report.unmatched, report.unmatched_values) == (1, [("Atlantis", None, 1)])
     con.execute("CREATE TABLE linkage_threshold AS SELECT 3.0 AS threshold_weight")
     return con
 
 
 def published(con, name: str, *, delta: int | None = 0) -> pl.DataFrame:
     """The table as open_data builds it from the linked view, its compared total moved by delta (None: suppressed)."""
+    where = {"country": COUNTRY, "country_name": "Netherlands"}
     build = {
-        "population_by_area": lambda: open_data.population_by_area(con, reference=REFERENCE),
+        "population_by_area": lambda: open_data.population_by_area(con, reference=REFERENCE, **where),
         "agencies_per_citizen": lambda: open_data.agencies_per_citizen(con, reference=REFERENCE),
-        "service_uptake_by_area": lambda: open_data.service_uptake_by_area(con, services=["benefits"], reference=REFERENCE),
+        "service_uptake_by_area": lambda: open_data.service_uptake_by_area(con, services=["benefits"], reference=REFERENCE, **where),
         "duplicates_per_source": lambda: open_data.duplicates_per_source(con),
         "linkage_quality": lambda: open_data.linkage_quality(con),
     }[name]
-    where, column, _, _ = TOTALS[name]
+    column = TOTALS[name][1]
     moved = pl.lit(None) if delta is None else pl.col(column) + delta
-    return build().with_columns(pl.when(where).then(moved).otherwise(pl.col(column)).alias(column))
+    return build().with_columns(pl.when(TOTALS[name][0]).then(moved).otherwise(pl.col(column)).alias(column))
 
 
 def consistent(con, name: str, table: pl.DataFrame, tolerance: int = 0) -> rules.RuleResult:
@@ -652,11 +852,26 @@ def consistent(con, name: str, table: pl.DataFrame, tolerance: int = 0) -> rules
 
 @pytest.mark.parametrize("name", TOTALS)
 def test_totals_consistent_passes_the_tables_as_built(linked, name):
-    r = consistent(linked, name, published(linked, name))
+    table = published(linked, name)
+    assert table.filter(TOTALS[name][0]).height == 1  # the compared total is one row of the built table
+    r = consistent(linked, name, table)
     assert r.rule == "totals_consistent"
     assert r.passed is True, r.sample
     assert r.figures["mismatches"] == 0
     assert r.figures["compared"] >= 1
+
+
+def test_totals_consistent_reads_the_national_row_not_a_region_or_the_unknown_residual(linked):
+    """Every level of the area table has its own all-ages total; only the country's is the living population."""
+    table = published(linked, "population_by_area")
+    totals = table.filter((pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL))
+    assert dict(zip(totals["area_code"], totals["count"])) == {
+        "GM0307": 1, "GM0344": 1, "GM0503": 2, "PV26": 2, "PV28": 2, open_data.UNKNOWN_AREA: 1, COUNTRY: 5,
+    }
+    assert consistent(linked, "population_by_area", table).passed is True
+    # Without the national row nothing is compared (as for a suppressed total): no region stands in for the country.
+    r = consistent(linked, "population_by_area", table.filter(~NATIONAL))
+    assert r.figures == {"compared": 1, "mismatches": 0, "suppressed_totals": 1}
 
 
 @pytest.mark.parametrize("name", TOTALS)

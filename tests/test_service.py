@@ -85,7 +85,8 @@ def test_each_role_sees_exactly_its_sources_and_fields(service):
         assert {c["source"] for c in body["cases"]} <= set(role.sources)
         assert set(body["provenance"]) <= golden_fields
         for rec in body["records"]:
-            assert set(rec) - {"source", "source_record_id", "match_probability", "attributes"} <= set(role.fields)
+            assert set(rec) - {"source", "source_record_id", "match_probability", "attributes", "as_given"} <= set(role.fields)
+            assert set(rec.get("as_given", {})) <= set(role.fields)  # raw values set aside, only of visible fields
         seen[role_name] = body
     clerk = seen["permits_clerk"]
     assert "national_id" not in _keys(clerk) and "date_of_birth" not in _keys(clerk)

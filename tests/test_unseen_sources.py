@@ -30,6 +30,7 @@ def _people(n: int, seed: int) -> list[dict]:
             "pid": k, "first": rng.choice(FIRST), "last": rng.choice(LAST),
             "dob": dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 25000)),
             "postcode": f"{rng.randrange(1000, 9999)}", "house": str(rng.randrange(1, 200)),
+            "kommune": rng.choice(["Oslo", "Bergen", "Trondheim", "Stavanger", "Tromsø", "Bærum"]),
             "email": f"user{k}@example.org",
         })  # fmt: skip
     return people
@@ -43,24 +44,25 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
         if rng.random() < 0.9:
             first = _typo(rng, p["first"]) if rng.random() < 0.05 else p["first"]
             school.append({"pupil_id": f"S{p['pid']:05d}", "voornaam": first, "achternaam": p["last"],
-                           "geboortedatum": p["dob"], "postnummer": p["postcode"], "husnr": p["house"]})  # fmt: skip
+                           "geboortedatum": p["dob"], "postnummer": p["postcode"], "husnr": p["house"], "kommune": p["kommune"]})  # fmt: skip
             truth.append(("school", f"S{p['pid']:05d}", p["pid"]))
         if rng.random() < 0.7:
             d = p["dob"]
             dob = f"{d.month:02d}.{d.day:02d}.{d.year}" if d.day <= 12 and rng.random() < 0.05 else f"{d.day:02d}.{d.month:02d}.{d.year}"
             last = _typo(rng, p["last"]) if rng.random() < 0.05 else p["last"]
-            clinic.append(f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]}')
+            clinic.append(f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]},{p["kommune"].upper()}')
             truth.append(("clinic", f"P{p['pid']:04d}", p["pid"]))
         if rng.random() < 0.5:
-            library.append(f'L{p["pid"]},{p["first"]} {p["last"]},{p["email"]},{p["postcode"]},{p["house"]}')
+            library.append(f'L{p["pid"]},{p["first"]} {p["last"]},{p["email"]},{p["postcode"]},{p["house"]},{p["kommune"]}')
             truth.append(("library", f"L{p['pid']}", p["pid"]))
     pl.DataFrame(school).write_parquet(tmp_path / "school.parquet")
-    write(tmp_path / "clinic/patients.csv", "patient,name,born,zip,house\n" + "\n".join(clinic) + "\n")
-    write(tmp_path / "library/members.csv", "member_no,member_name,mail,zip,house_no\n" + "\n".join(library) + "\n")
+    write(tmp_path / "clinic/patients.csv", "patient,name,born,zip,house,town\n" + "\n".join(clinic) + "\n")
+    write(tmp_path / "library/members.csv", "member_no,member_name,mail,zip,house_no,kommune\n" + "\n".join(library) + "\n")
     write(
         tmp_path / "sources.yaml",
         """
         country: NO
+        quality: {min_published_person_share: 0.5}  # 300 people over 6 municipalities x 7 age bands x 2 sexes
         sources:
           - name: school
             path: school.parquet
@@ -72,6 +74,7 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
               date_of_birth: geboortedatum
               postcode: postnummer
               house_number: husnr
+              city: kommune
           - name: clinic
             path: clinic/*.csv
             format: csv
@@ -81,11 +84,12 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
               date_of_birth: {column: born, format: "%d.%m.%Y"}
               postcode: zip
               house_number: house
+              city: town
           - name: library
             path: library/members.csv
             format: csv
             record_id: member_no
-            fields: {full_name: member_name, email: mail, postcode: zip, house_number: house_no}
+            fields: {full_name: member_name, email: mail, postcode: zip, house_number: house_no, city: kommune}
         """,
     )
     wh = tmp_path / "cv.duckdb"

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import base64
 import secrets
+from enum import StrEnum
 from collections.abc import Callable
 
 import polars as pl
+
+class HistoryEvent(StrEnum):
+    """What happened to a citizen ID in a run (`citizen_id_history.event`)."""
+
+    CREATED = "created"  # a new citizen
+    SPLIT = "split"  # a new ID for records that had another ID before
+    MERGED = "merged"  # the ID's records now belong to another ID (related_citizen_id)
+    RETIRED = "retired"  # the ID's records are gone
+
 
 HISTORY_SCHEMA = {
     "citizen_id": pl.String,
@@ -70,9 +80,9 @@ def assign_citizen_ids(
         assigned[cluster] = new_id
         if cluster in predecessor:
             old, n = predecessor[cluster]
-            events.append((new_id, "split", old, n))
+            events.append((new_id, HistoryEvent.SPLIT, old, n))
         else:
-            events.append((new_id, "created", None, 0))
+            events.append((new_id, HistoryEvent.CREATED, None, 0))
 
     links = clusters.with_columns(
         pl.col("cluster").replace_strict(list(assigned), list(assigned.values()), return_dtype=pl.String).alias("citizen_id")
@@ -90,6 +100,6 @@ def assign_citizen_ids(
                 .first()
             )
             for cid, successor, n in where.iter_rows():
-                events.append((cid, "merged" if successor else "retired", successor, n))
+                events.append((cid, HistoryEvent.MERGED if successor else HistoryEvent.RETIRED, successor, n))
     history = pl.DataFrame(events, schema=HISTORY_SCHEMA, orient="row")
     return links.select("record_key", "citizen_id"), history

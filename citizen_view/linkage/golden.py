@@ -8,6 +8,7 @@ postcode and city) always come from one record, so an address is never stitched 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from citizen_view.warehouse import table_exists
@@ -25,7 +26,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "date_of_death": (("date_of_death",), "date_of_death IS NOT NULL", "date_of_death::VARCHAR", ""),
     "sex": (("sex",), "sex IS NOT NULL", "sex", ""),
     "national_id": (("national_id",), "national_id IS NOT NULL", "national_id", "national_id_valid DESC NULLS LAST,"),
-    "address": (("street", "house_number", "unit", "postcode", "city"), "coalesce(street, postcode) IS NOT NULL",
+    "address": (("street", "house_number", "unit", "postcode", "city", "area_code"), "coalesce(street, postcode, area_code) IS NOT NULL",
                 "coalesce(postcode, '') || '|' || coalesce(house_number, '')", ""),
     "birth_place": (("birth_place",), "birth_place IS NOT NULL", "birth_place_std", ""),
     "email": (("email",), "email IS NOT NULL", "email", ""),
@@ -108,3 +109,16 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_
     else:
         con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
     return con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
+
+
+@dataclass
+class GoldenReport:
+    citizens: int
+    in_several_sources: int
+
+
+def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> GoldenReport:
+    """Build `citizen` and count the citizens more than one source knows."""
+    n = build_citizen(con, sources, only_changed=only_changed)
+    multi = con.execute("SELECT count(*) FROM citizen WHERE source_count > 1").fetchall()[0][0]
+    return GoldenReport(n, multi)

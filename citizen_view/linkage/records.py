@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from citizen_view.warehouse import quote, table_exists
@@ -51,3 +52,16 @@ def field_shares(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     selects = ", ".join(f"avg(({quote(c)} IS NOT NULL)::INT) AS {quote(c)}" for c in LINKAGE_COLUMNS)
     row = con.execute(f"SELECT {selects} FROM ({LINKAGE_INPUT_SQL})").fetchall()[0]
     return {c: float(v or 0.0) for c, v in zip(LINKAGE_COLUMNS, row)}
+
+
+@dataclass
+class SourceRecordsReport:
+    records: int
+    per_source: dict[str, int]
+
+
+def collect_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> SourceRecordsReport:
+    """Build `source_records` and say how many records each source put in."""
+    n = build_source_records(con, source_names)
+    per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
+    return SourceRecordsReport(n, per_source)

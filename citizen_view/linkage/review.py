@@ -16,6 +16,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,24 @@ if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger(__name__)
-DECISIONS = ("same", "different", "unsure")
+
+
+class Verdict(StrEnum):
+    """A reviewer's decision on a pair of records."""
+
+    SAME = "same"  # one person: never split by the model
+    DIFFERENT = "different"  # two people: never in one citizen
+    UNSURE = "unsure"  # the model's view stands; the pair leaves the queue
+
+
+class ReviewKind(StrEnum):
+    """What a review-queue item is about."""
+
+    UNCERTAIN_LINK = "uncertain link"
+    SUSPICIOUS_CITIZEN = "suspicious citizen"
+
+
+DECISIONS: tuple[str, ...] = tuple(Verdict)
 WEIGHT_BAND = 1.5  # default uncertainty band: this many match-weight units either side of the threshold
 
 
@@ -113,8 +131,8 @@ def load_overrides(path: Path | None) -> pl.DataFrame:
 
 def constraints(overrides: pl.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(must-link pairs, cannot-link pairs) from the decisions."""
-    same = overrides.filter(pl.col("decision") == "same").select("record_key_l", "record_key_r").rows()
-    different = overrides.filter(pl.col("decision") == "different").select("record_key_l", "record_key_r").rows()
+    same = overrides.filter(pl.col("decision") == Verdict.SAME).select("record_key_l", "record_key_r").rows()
+    different = overrides.filter(pl.col("decision") == Verdict.DIFFERENT).select("record_key_l", "record_key_r").rows()
     return same, different
 
 
@@ -155,7 +173,7 @@ def build_review_queue(
             + f"""
             WITH pairs AS (
                 SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
-                       'uncertain link' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
+                       '{ReviewKind.UNCERTAIN_LINK}' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
                        greatest(e.record_key_l, e.record_key_r) AS record_key_r, NULL::VARCHAR AS citizen_id,
                        e.match_weight, e.match_probability,
                        CASE WHEN a.citizen_id = b.citizen_id THEN 'linked' ELSE 'not linked' END AS model_decision,
@@ -173,7 +191,7 @@ def build_review_queue(
                 FROM citizen_source_link l JOIN source_records r USING (record_key) {citizen_scope} GROUP BY l.citizen_id
             ),
             clusters AS (
-                SELECT 'citizen ' || citizen_id AS item_id, 'suspicious citizen' AS kind, first_key AS record_key_l,
+                SELECT 'citizen ' || citizen_id AS item_id, '{ReviewKind.SUSPICIOUS_CITIZEN}' AS kind, first_key AS record_key_l,
                        last_key AS record_key_r, citizen_id, NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
                        'linked' AS model_decision,
                        concat_ws('; ',

@@ -19,6 +19,7 @@ from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components
 from citizen_view.linkage.engine import Engine
+from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
 from citizen_view.warehouse import table_exists
@@ -112,6 +113,7 @@ class LinkReport:
     new_records: int = 0
     records_relinked: int = 0
     seconds: float = 0.0
+    evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
 
 
 def _incremental_scope(
@@ -160,6 +162,7 @@ def _incremental_scope(
 def link_citizens(
     con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, run_id: str, linkage: LinkageConfig | None = None,
     review_band: tuple[float, float] | None = None, max_citizen_records: int = 50, incremental: bool = False,
+    truth_dir: Path | None = None,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
     citizen ID, and queue what still needs a reviewer.
@@ -197,6 +200,7 @@ def link_citizens(
     )
     taken = {r[0] for r in con.execute("SELECT DISTINCT citizen_id FROM citizen_id_history").fetchall()}
     links, history = assign_citizen_ids(clustered.labels, previous, taken=taken)
+    relinked = links.height
     con.execute("BEGIN TRANSACTION")
     try:
         con.register("_links", links)
@@ -252,6 +256,10 @@ def link_citizens(
         con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id,
         scope="_scope" if incremental else None,
     )
+    evaluation = None
+    if truth_dir is not None and truth_dir.is_dir():  # only evaluation ever reads truth
+        links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+        evaluation = evaluate_links(links, load_truth(truth_dir))
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
@@ -268,8 +276,9 @@ def link_citizens(
         review_queue=queued,
         incremental=incremental,
         new_records=n_new,
-        records_relinked=links.height,
+        records_relinked=relinked,
         seconds=time.perf_counter() - started,
+        evaluation=evaluation,
     )
 
 

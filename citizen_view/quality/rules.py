@@ -290,6 +290,35 @@ def weak_links(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
     )  # fmt: skip
 
 
+def areas_matched(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
+    """Citizens whose address matched no official area stay at most `max_unmatched_area_share` (they are only counted nationally)."""
+    bad = con.sql(
+        "SELECT city, postcode, count(*) AS citizens FROM citizen_area WHERE area_code IS NULL GROUP BY ALL ORDER BY citizens DESC, city"
+    ).pl()
+    total = _scalar(con, "SELECT count(*) FROM citizen_area")
+    unmatched = int(bad.get_column("citizens").sum() or 0) if bad.height else 0
+    methods = dict(con.execute("SELECT method, count(*) FROM citizen_area GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    share = unmatched / total if total else 0.0
+    return RuleResult(
+        "areas_matched", share <= q.max_unmatched_area_share,
+        f"{unmatched:,} of {total:,} citizens ({share:.2%}) have an address matched to no official area "
+        f"(bound {q.max_unmatched_area_share:.0%})",
+        {"citizens": total, "unmatched": unmatched, "share": round(share, 5), "bound": q.max_unmatched_area_share, "by_method": methods},
+        _sample(bad),
+    )  # fmt: skip
+
+
+def published_person_share(loss: dict[str, Any], q: QualityConfig) -> RuleResult:
+    """People counted in published finest cells (a municipality, no total) are at least `min_published_person_share`."""
+    share = loss["published_person_share"]
+    return RuleResult(
+        "published_person_share", share >= q.min_published_person_share,
+        f"{share:.2%} of {loss['persons_in_finest_cells']:,} people are counted in published municipality-level cells; "
+        f"{loss['suppressed_cell_share']:.2%} of cells suppressed (bound at least {q.min_published_person_share:.0%})",
+        {**loss, "bound": q.min_published_person_share},
+    )  # fmt: skip
+
+
 # --- publication -----------------------------------------------------------------------------------
 
 # Columns that identify or help identify a person: never in an open-data table.
@@ -332,11 +361,13 @@ def cells_at_or_above_minimum(table: pl.DataFrame, rules) -> RuleResult:
     )  # fmt: skip
 
 
-def suppression_not_recoverable(table: pl.DataFrame, *, dims: tuple[str, ...], margins: tuple[str, ...]) -> RuleResult:
-    """No suppressed cell is alone in a line that adds up to a published total."""
+def suppression_not_recoverable(
+    table: pl.DataFrame, *, dims: tuple[str, ...], margins: tuple[str, ...], hierarchies: dict[str, dict[str, str]] | None = None,
+) -> RuleResult:
+    """No suppressed cell is alone in a line that adds up to a published total (at any level of a hierarchy)."""
     from citizen_view.disclosure import recoverable_cells
 
-    bad = recoverable_cells(table, dims=list(dims), margins=list(margins))
+    bad = recoverable_cells(table, dims=list(dims), margins=list(margins), hierarchies=hierarchies)
     return RuleResult(
         "disclosure_not_recoverable", bad.height == 0,
         f"{bad.height} suppressed cell(s) could be recomputed from the totals",
@@ -353,14 +384,14 @@ def totals_consistent(
     living = f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
     checks: list[tuple[str, int | float | None, int | float]] = []
     if name == "population_by_area":
-        total = table.filter((pl.col("area") == "Total") & (pl.col("age_band") == "Total") & (pl.col("sex") == "Total"))
+        total = table.filter((pl.col("level") == "country") & (pl.col("age_band") == "Total") & (pl.col("sex") == "Total"))
         checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
     elif name == "agencies_per_citizen":
         total = table.filter(pl.col("agencies") == "Total")
         checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
     elif name == "service_uptake_by_area":
         for service in services or []:
-            total = table.filter((pl.col("service") == service) & (pl.col("area") == "Total"))
+            total = table.filter((pl.col("service") == service) & (pl.col("level") == "country"))
             truth = _scalar(con, f"SELECT count(DISTINCT l.citizen_id) FROM citizen_source_link l JOIN citizen c USING (citizen_id) WHERE l.source = ? AND {living.replace('date_of_death', 'c.date_of_death')}", [service])  # noqa: E501
             checks.append((f"{service} users", total["count"][0] if total.height else None, truth))
     elif name == "duplicates_per_source":

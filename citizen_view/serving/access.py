@@ -17,17 +17,14 @@ from typing import Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from citizen_view.contract import ConfigError
+from citizen_view.contract import CanonicalField, ConfigError
 
 # Demo roles, users and tokens for the synthetic sample: `citizen-view init` copies it into a warehouse's folder.
 EXAMPLE_ACCESS_FILE = Path(__file__).with_name("example_access.yaml")
 
-# Golden-record fields a role can be granted, plus the categories a profile is made of.
-GRANTABLE_FIELDS = (
-    "given_name", "middle_name", "family_name", "full_name", "date_of_birth", "date_of_death", "sex",
-    "national_id", "street", "house_number", "unit", "postcode", "city", "birth_place", "email", "phone",
-    "source_attributes",
-)  # fmt: skip
+# Golden-record fields a role can be granted (the canonical fields), plus the sources' own other columns.
+SOURCE_ATTRIBUTES = "source_attributes"
+GRANTABLE_FIELDS: tuple[str, ...] = (*CanonicalField, SOURCE_ATTRIBUTES)
 
 
 class Role(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,3 +176,22 @@ def _prune(folder: Path, *, keep: int) -> None:
         if old != current:
             old.unlink(missing_ok=True)
             Path(str(old) + ".wal").unlink(missing_ok=True)
+
+
+@dataclass
+class ViewReport:
+    path: Path
+    rows: dict[str, int]
+
+
+def serve_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str) -> ViewReport:
+    """Publish a new served view and count what it holds."""
+    import duckdb
+
+    path = publish_view(con, sources, folder, run_id=run_id)
+    view = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = {t: view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("citizen", "records", "cases", "events")}
+    finally:
+        view.close()
+    return ViewReport(path, rows)
