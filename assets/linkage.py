@@ -70,6 +70,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
                 "threshold_method": report.threshold_method,
                 "pairs_above_threshold": report.links_above_threshold,
                 "match_weight_histogram": table(histogram, limit=100),
+                "match_weight_chart": MetadataValue.path(str(report.chart)),
                 "seconds": round(report.seconds, 2),
             }
         )

@@ -104,11 +104,22 @@ class FieldMapping(BaseModel):
     scheme: str | None = None
 
 
+class CaseState(StrEnum):
+    """Where a case or application stands, whatever words its agency uses."""
+
+    OPEN = "open"
+    PENDING = "pending"
+    CLOSED = "closed"
+
+
 class CaseMapping(BaseModel):
     """Which columns of a source describe cases/applications (a permit, a benefit, a licence) for the profile.
 
     Column names refer to the source's unmapped columns; with `list`, to keys of the objects in that
     JSON-list column (several cases per record, e.g. benefits). `kind` is what the caseworker sees.
+    `status_map` says which of the agency's status words mean open, pending or closed; without a status
+    column, a case whose end date has passed is closed and any other is open. `date_format` reads the
+    start and end dates (default: the usual ISO, yyyy/mm/dd, dd-mm-yyyy, dd.mm.yyyy and yyyymmdd forms).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,6 +130,16 @@ class CaseMapping(BaseModel):
     start: str | None = None
     end: str | None = None
     reference: str | None = None
+    status_map: dict[CaseState, tuple[str, ...]] = Field(default_factory=dict)  # (`list` is a field name here)
+    date_format: str | None = None
+
+
+class AttributeMapping(BaseModel):
+    """How the profile shows one of a source's other columns: a label, and for a date its strptime format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: str
+    format: str | None = None
 
 
 class SourceConfig(BaseModel):
@@ -137,6 +158,7 @@ class SourceConfig(BaseModel):
     required: list[str] = Field(default_factory=list)
     cases: CaseMapping | None = None
     events: dict[str, FieldMapping] = Field(default_factory=dict)
+    attributes: dict[str, AttributeMapping] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -150,6 +172,13 @@ class SourceConfig(BaseModel):
     def _column_shorthand(cls, v: Any) -> Any:
         if isinstance(v, dict):
             return {k: ({"column": m} if isinstance(m, str) else m) for k, m in v.items()}
+        return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _label_shorthand(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"label": m} if isinstance(m, str) else m) for k, m in v.items()}
         return v
 
     def option(self, key: str) -> Any:

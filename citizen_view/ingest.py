@@ -24,7 +24,7 @@ from citizen_view import standardise as std
 from citizen_view.canonical import Rules, canonical_records
 from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.readers import Reject, raw_text, read_file
-from citizen_view.warehouse import quote
+from citizen_view.warehouse import quote, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -199,12 +199,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         )
     raw = extract.rows
     table = quote(source.name)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.register("_raw_rows", raw)
-        con.register("_canonical_rows", canonical)
-        con.register("_rejected_rows", rejects_df)
-        con.register("_field_issues", issues)
+    with transaction(con, _raw_rows=raw, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues):
         con.execute(f"CREATE OR REPLACE TABLE raw.{table} AS SELECT * FROM _raw_rows")
         con.execute(f"CREATE OR REPLACE TABLE canonical.{table} AS SELECT * FROM _canonical_rows")
         con.execute("DELETE FROM rejected_records WHERE source = ?", [source.name])
@@ -215,13 +210,6 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
             "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected) VALUES (?, ?, ?, ?, ?)",
             [source.name, report.files, report.rows_in, report.rows_loaded, report.rows_rejected],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        for view in ("_raw_rows", "_canonical_rows", "_rejected_rows", "_field_issues"):
-            con.unregister(view)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view.disclosure import TOTAL, Protection, hierarchy_of, protect
+from citizen_view.warehouse import transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -271,20 +272,12 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFil
     )
     for column in ("persons", "persons_published"):  # a warehouse written before information loss was recorded
         con.execute(f"ALTER TABLE {PROTECTION_LOG} ADD COLUMN IF NOT EXISTS {column} BIGINT")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.register("_published", published.table)
+    with transaction(con, _published=published.table):
         con.execute(f'CREATE OR REPLACE TABLE open_data."{name}" AS SELECT * FROM _published')
         con.execute(
             f"INSERT OR REPLACE INTO {PROTECTION_LOG} VALUES (?, ?, ?, ?, ?, ?)",
             [name, published.primary, published.secondary, published.cells, published.persons, published.persons_published],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("_published")
     return published
 
 

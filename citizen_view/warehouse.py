@@ -72,3 +72,21 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
         [schema, name],
     ).fetchall()
     return rows[0][0] > 0
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection, **frames) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction that commits when the block ends and rolls back on any error; `frames` are registered
+    as views for its length (name=frame), so a step replaces its tables all at once or not at all."""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in frames:
+            con.unregister(name)

@@ -170,24 +170,6 @@ def _train(linker, populated: set[str], n_records: int, *, seed: int, blocking: 
     return notes
 
 
-def _union_find_labels(keys: list[str], left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    parent = np.arange(len(keys))
-
-    def find(i: int) -> int:
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
-
-    for a, b in zip(left.tolist(), right.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(len(keys))])
-
-
 def sweep_thresholds(
     records: pl.DataFrame, edges: pl.DataFrame, truth: pl.DataFrame
 ) -> tuple[list[tuple[float, float, float, float]], float]:
@@ -247,15 +229,15 @@ def sweep_thresholds(
 
 def cluster_at(records: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> pl.DataFrame:
     """Connected components of the pairs at or above `threshold`: source, source_record_id, citizen_id."""
+    from citizen_view.linkage.clusters import components
+
     keys = records.get_column("record_key").to_list()
     index = {k: i for i, k in enumerate(keys)}
     kept = edges.filter(pl.col("match_weight") >= threshold)
     left = np.array([index[k] for k in kept.get_column("record_key_l").to_list()], dtype=np.int64)
     right = np.array([index[k] for k in kept.get_column("record_key_r").to_list()], dtype=np.int64)
-    labels = _union_find_labels(keys, left, right)
-    return records.select("source", "source_record_id").with_columns(
-        pl.Series("citizen_id", [keys[i] for i in labels], dtype=pl.String)
-    )
+    _, labels = components(len(keys), left, right)
+    return records.select("source", "source_record_id").with_columns(pl.Series("citizen_id", labels.astype(str), dtype=pl.String))
 
 
 def plain_splink(

@@ -79,7 +79,9 @@ def _generated(args: argparse.Namespace, stages: list[Stage]) -> Path:
         print(f"  reusing extracts in {data}")
         return data
     with measure(stages, "generate") as st:
-        report = generate(data, persons=args.persons, seed=args.seed, country=args.country)
+        from pipelines.progress import Progress
+
+        report = generate(data, persons=args.persons, seed=args.seed, country=args.country, progress=Progress("generating"))
         st.extra = {"persons": report.persons, "records": sum(report.records.values())}
     return data
 
@@ -87,7 +89,6 @@ def _generated(args: argparse.Namespace, stages: list[Stage]) -> Path:
 def _ingest(data: Path, warehouse: Path, stages: list[Stage]) -> None:
     from citizen_view.contract import load_sources
     from citizen_view.ingest import ingest_source
-    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     sources = load_sources(data / "sources.yaml")
@@ -220,7 +221,6 @@ def bench_serve(args: argparse.Namespace) -> dict:
     from citizen_view.layout import WarehouseLayout
     from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
     from citizen_view.serving.snapshot import publish_view
-    from citizen_view.layout import WarehouseLayout
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -387,7 +387,8 @@ def main(args: argparse.Namespace) -> int:
               "incremental": bench_incremental, "accuracy": bench_accuracy}[args.stage](args)
     result |= {"persons": args.persons, "seed": args.seed, "country": args.country, "cpu_count": psutil.cpu_count(),
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-    out = Path(args.workdir) / f"bench_{args.stage}_{args.persons}.json"
+    backend = getattr(args, "backend", None) or "duckdb"
+    out = Path(args.workdir) / f"bench_{args.stage}_{args.persons}_{args.country.lower()}_{backend}.json"
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"  report: {out}")
     return 0

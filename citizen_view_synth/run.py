@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import time
 import warnings
 from contextlib import ExitStack
@@ -47,6 +49,7 @@ def generate(
     noise: NoiseConfig | None = None,
     bad_row_rate: float = 0.002,
     chunk_size: int = 20_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GenerateReport:
     """Write population, tax, benefits, permits and licences extracts, truth/ and sources.yaml into `out_dir`.
 
@@ -84,6 +87,8 @@ def generate(
             for extract in extracts:
                 truth.write(extract.name, extract.write_chunk(people, chunk))
             del people
+            if progress is not None:
+                progress(min(first + chunk_size, persons), persons)
     for extract in extracts:
         dropped = getattr(extract, "dropped", 0)
         if dropped:

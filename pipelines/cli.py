@@ -31,9 +31,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     synth = _tool("citizen_view_synth", "synth")
     NoiseConfig, generate = synth.NoiseConfig, synth.generate
 
+    from pipelines.progress import Progress
+
     report = generate(
         Path(args.out), persons=args.persons, seed=args.seed, country=args.country,
-        noise=NoiseConfig().scaled(args.noise), bad_row_rate=args.bad_row_rate,
+        noise=NoiseConfig().scaled(args.noise), bad_row_rate=args.bad_row_rate, progress=Progress("generating"),
     )
     print(f"Generated {report.persons:,} persons ({args.country}, seed {args.seed}) in {report.seconds:.1f} s into {args.out}")
     for source, n in report.records.items():
@@ -208,7 +210,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from citizen_view.serving.audit import entries_for_citizen, parse_sink, verify
+    from citizen_view.serving.audit import CITIZEN_FIELDS, entries_for_citizen, parse_sink, verify
+    from citizen_view.serving.report import render_access_report_html
 
     path = _audit_path(args)
     if args.audit_command == "verify":
@@ -227,7 +230,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"no audit log at {path}")
     entries = entries_for_citizen(path, args.citizen)
-    print(json.dumps({"citizen_id": args.citizen, "looked_at": entries}, indent=2, ensure_ascii=False))
+    if args.format == "json":
+        print(json.dumps({"citizen_id": args.citizen, "looked_at": entries}, indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(CITIZEN_FIELDS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**e, "fields": " ".join(e.get("fields") or [])} for e in entries)
+    else:
+        print(render_access_report_html(args.citizen, entries))
     return 0
 
 
@@ -235,7 +247,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
     from citizen_view.linkage.explain import explain_pair
-    from citizen_view.linkage.review import load_overrides, pair_id, record_decision
+    from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
     from citizen_view.serving.audit import AuditEvent, AuditLog
 
     layout = _warehouse(args)
@@ -244,16 +256,14 @@ def cmd_review(args: argparse.Namespace) -> int:
         decided = {pair_id(a, b) for a, b in load_overrides(decisions).select("record_key_l", "record_key_r").rows()}
         with _connect_read_only(layout) as con:
             _require_tables(con, "review_queue", "linkage_model")
-            items = con.execute(
-                "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, model_decision, reason FROM review_queue"
-            ).fetchall()
-            open_items = [i for i in items if i[1] != "uncertain link" or i[0] not in decided]
-            print(f"{len(open_items):,} item(s) to review")
-            if not open_items:
+            page = open_items(con, decided, kind=args.kind, source=args.source, limit=1)
+            print(f"{page.total:,} item(s) to review" + (f" ({', '.join(f'{n} {k}' for k, n in page.by_kind.items())})" if page.total else ""))
+            if not page.items:
                 return 0
-            item_id, kind, left, right, citizen_id, model, reason = open_items[0]
-            print(f"\n{kind}: {item_id}\n  model: {model}; {reason}\n")
-            if kind == "uncertain link":
+            first = page.items[0]
+            item_id, kind, left, right, citizen_id = (first[k] for k in ("item_id", "kind", "record_key_l", "record_key_r", "citizen_id"))
+            print(f"\n{kind}: {item_id}\n  model: {first['model_decision']}; {first['reason']}\n")
+            if kind == ReviewKind.UNCERTAIN_LINK:
                 print(explain_pair(con, left, right, layout=layout).render())
             else:
                 for row in con.execute(
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="verify the access log, or list who looked at a citizen and why")
     a.add_argument("audit_command", choices=["verify", "export"])
     a.add_argument("--citizen", help="citizen ID (for export)")
+    a.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)")
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     _audit_options(a)
     a.set_defaults(func=cmd_audit)
@@ -449,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("decision", nargs="?", choices=["same", "different", "unsure"])
     rv.add_argument("--reason", help="decide: why (required)")
     rv.add_argument("--reviewer", help="decide: who (default: the login name)")
+    rv.add_argument("--kind", choices=["uncertain link", "suspicious citizen"], help="next: only items of this kind")
+    rv.add_argument("--source", help="next: only items with a record of this source")
     rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)

@@ -50,3 +50,29 @@ def progress_logger(asset_steps: set[str], stream: TextIO | None = None) -> Logg
         return log
 
     return _progress
+
+
+class Progress:
+    """A progress bar on a terminal (tqdm), plain lines at each tenth in a log (CI): `progress(done, total)`."""
+
+    def __init__(self, label: str, *, unit: str = "persons", stream: TextIO | None = None):
+        self.label, self.unit = label, unit
+        self.stream = stream or sys.stdout
+        self._bar = None
+        self._tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.stream.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=self.label, unit=f" {self.unit}", unit_scale=True, file=self.stream)
+            self._bar.update(done - self._bar.n)
+            if done >= total:
+                self._bar.close()
+            return
+        tenth = (10 * done) // max(total, 1)
+        if tenth != self._tenth:
+            self._tenth = tenth
+            self.stream.write(f"  {self.label}: {done:,} of {total:,} {self.unit} ({done / max(total, 1):.0%})\n")
+            self.stream.flush()

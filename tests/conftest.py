@@ -1,7 +1,8 @@
 """Shared fixtures: small extracts written by hand, and a generated sample set per session.
 
 The test session keeps its own DAGSTER_HOME (a fresh temporary folder), whatever the caller's
-environment says: deliberately failing test runs must never show up in the user's Dagster UI.
+environment says: deliberately failing test runs must never show up in the user's Dagster UI. Nothing
+is written into the work tree.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_DAGSTER_HOME = Path(tempfile.mkdtemp(prefix="citizen-view-tests-dagster-"))
 (TEST_DAGSTER_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
 os.environ["DAGSTER_HOME"] = str(TEST_DAGSTER_HOME)
+# Hypothesis (under schemathesis) keeps its caches in ./.hypothesis unless told otherwise: not in the work tree.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(TEST_DAGSTER_HOME.parent / "citizen-view-tests-hypothesis"))
 
 
 def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:

@@ -14,6 +14,7 @@ from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
 from citizen_view.serving.app import create_app
 from citizen_view.serving.server import server_config
 from citizen_view.layout import WarehouseLayout
+from pipelines.runner import run_pipeline
 
 ACCESS = EXAMPLE_ACCESS_FILE
 TOKENS = {
@@ -21,6 +22,7 @@ TOKENS = {
     "permits_clerk": "demo-permits-token",
     "licence_officer": "demo-licences-token",
     "data_steward": "demo-steward-token",
+    "citizen_portal": "demo-portal-token",
 }
 
 
@@ -61,3 +63,11 @@ def start_service(warehouse: Path, audit_log: Path, **options) -> Service:
             raise RuntimeError("service did not start")
         time.sleep(0.05)
     return Service(f"http://127.0.0.1:{port}", warehouse, audit_log, server, thread)
+
+
+def serve_pipeline_output(sources_file: Path, root: Path) -> Service:
+    """Run the whole pipeline on `sources_file` into root/wh and serve its view, auditing to root/audit."""
+    warehouse = root / "wh" / "cv.duckdb"
+    outcome = run_pipeline(sources_path=sources_file, warehouse_path=warehouse)
+    assert outcome.success and "serving/view" in outcome.materialized, outcome
+    return start_service(warehouse, root / "audit" / "access.jsonl")

@@ -16,21 +16,22 @@ import duckdb
 import httpx
 import pytest
 
+from citizen_view.contract import CaseState
 from citizen_view.serving.access import load_access
-from pipelines.runner import run_pipeline
-from tests.service_fixtures import ACCESS, TOKENS, start_service
+from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
 PURPOSE = {"purpose": "leak check", "case_reference": "LEAK-1"}
 # Values too short to mean anything on their own (a sex code) are not counted as leaks.
 MIN_LENGTH = 2
+# The service's own words for a case's state (each agency's status codes mapped onto them): a visible case
+# that is 'open' is not a leak of an invisible agency's raw status 'open'. Which cases a role sees at all is
+# checked in test_service (every case shown comes from a visible source).
+SERVICE_WORDS = {state.value for state in CaseState}
 
 
 @pytest.fixture(scope="module")
 def service(generated, tmp_path_factory):
-    root = tmp_path_factory.mktemp("leaks")
-    warehouse = root / "wh" / "cv.duckdb"
-    assert run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=warehouse).success
-    svc = start_service(warehouse, root / "audit" / "access.jsonl")
+    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("leaks"))
     yield svc
     svc.stop()
 
@@ -86,7 +87,7 @@ def _sample(warehouse, n: int = 30) -> list[str]:
         con.close()
 
 
-@pytest.mark.parametrize("role_name", sorted(TOKENS))
+@pytest.mark.parametrize("role_name", sorted(r for r in TOKENS if r != "citizen_portal"))
 def test_no_value_only_an_invisible_agency_holds_reaches_the_role(service, role_name):
     role = load_access(ACCESS).roles[role_name]
     headers = {"Authorization": f"Bearer {TOKENS[role_name]}"}
@@ -94,7 +95,8 @@ def test_no_value_only_an_invisible_agency_holds_reaches_the_role(service, role_
     for citizen_id in _sample(service.warehouse):
         records = _records(service.warehouse, citizen_id)
         visible = _values([r for r in records if r["source"] in role.sources])
-        secret = {v for v in _values([r for r in records if r["source"] not in role.sources]) - visible if len(v) >= MIN_LENGTH}
+        hidden = _values([r for r in records if r["source"] not in role.sources]) - visible - SERVICE_WORDS
+        secret = {v for v in hidden if len(v) >= MIN_LENGTH}
         api = httpx.get(f"{service.url}/api/citizens/{citizen_id}", params=PURPOSE, headers=headers, timeout=30)
         page = httpx.get(f"{service.url}/citizens/{citizen_id}", params=PURPOSE, headers=headers, timeout=30)
         if not any(r["source"] in role.sources for r in records):

@@ -59,6 +59,15 @@ def names(report, seq: int) -> bool:
     return any(re.search(rf"\bseq {seq}\b", p) for p in report.problems)
 
 
+def _in_threads(work, n: int) -> None:
+    """Run work(0) .. work(n - 1) at once, each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_appends_from_many_threads_form_one_unbroken_chain(tmp_path):
     path = tmp_path / "audit" / "access.jsonl"  # the folder does not exist yet
     log = AuditLog(path, anchor_every=50)
@@ -71,11 +80,7 @@ def test_appends_from_many_threads_form_one_unbroken_chain(tmp_path):
         except BaseException as exc:  # surfaced below, not lost in the thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work, 8)
     log.close()
     assert not errors
     report = verify(path)
@@ -100,11 +105,7 @@ def test_threads_anchoring_every_entry_keep_every_location_in_seq_order(tmp_path
         for n in range(25):
             log.append(event(t * 100 + n, user=f"user{t}"))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work, 4)
     log.close()
     assert read(anchors_path(path)) == read(sink.path)
     assert [a["seq"] for a in read(sink.path)] == list(range(1, 101))  # each entry anchored before the next
@@ -254,7 +255,7 @@ def test_a_citizen_sees_who_looked_at_their_data_and_why(tmp_path):
     assert looked[0] == {
         "time": looked[0]["time"], "user": "lars.licences", "role": "licence_officer",
         "organisation": "Benefits Agency", "purpose": "licence renewal", "case_reference": "CASE-2",
-        "action": "view_profile", "status": 200,
+        "action": "view_profile", "status": 200, "fields": ["name", "address"],  # which data was looked at
     }  # fmt: skip
     assert [e["user"] for e in entries_for_citizen(path, "CV-AAAA-AAAA-AAAA")] == ["anna.benefits", "lars.licences"]
     assert entries_for_citizen(path, "CV-ZZZZ-ZZZZ-ZZZZ") == []

@@ -9,8 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.runner import run_pipeline
-from tests.service_fixtures import TOKENS, start_service
+from tests.service_fixtures import TOKENS, serve_pipeline_output
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,10 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def service(generated, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pages")
-    warehouse = root / "wh" / "cv.duckdb"
-    assert run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=warehouse).success
-    svc = start_service(warehouse, root / "audit.jsonl")
+    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("pages"))
     yield svc
     svc.stop()
 
@@ -98,4 +94,126 @@ def test_a_page_without_purpose_is_refused(service, browser):
     response = page.goto(f"{service.url}/citizens/{citizen}")
     assert response.status == 400
     assert "purpose" in page.locator("#message").inner_text()
+    page.close()
+
+
+# --- what a person sees, on the committed sample ------------------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "sources.yaml"
+
+
+@pytest.fixture(scope="module")
+def sample_service(tmp_path_factory):
+    """The committed sample run whole, served; the screenshots go to $CITIZEN_VIEW_SCREENSHOTS or a temporary folder."""
+    root = tmp_path_factory.mktemp("sample-pages")
+    svc = serve_pipeline_output(SAMPLE, root)
+    shots = Path(os.environ.get("CITIZEN_VIEW_SCREENSHOTS") or root / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    yield svc, shots
+    svc.stop()
+    print(f"\nscreenshots of the sample's pages: {shots}")
+
+
+def _signed_in(browser, svc, role: str, path: str | None = None):
+    """A new page signed in as `role`, at `path` when given."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    _sign_in(page, svc, role)
+    if path is not None:
+        page.goto(svc.url + path)
+    return page
+
+
+def _busy_citizen(svc) -> tuple[str, str]:
+    """A citizen with open cases at two agencies and closed ones too, and the name the steward sees."""
+    view = sorted((svc.warehouse.parent / svc.warehouse.stem / "serving").glob("view-*.duckdb"))[-1]
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        return con.execute(
+            """
+            SELECT c.citizen_id, c.full_name FROM citizen c JOIN cases k USING (citizen_id)
+            GROUP BY ALL HAVING count(DISTINCT k.source) FILTER (WHERE k.state IN ('open', 'pending')) >= 2
+               AND count(*) FILTER (WHERE k.state = 'closed') >= 1
+            ORDER BY c.citizen_id LIMIT 1
+            """
+        ).fetchall()[0]
+    finally:
+        con.close()
+
+
+def test_a_profile_reads_in_ten_seconds(sample_service, browser):
+    svc, shots = sample_service
+    citizen, name = _busy_citizen(svc)
+    page = _signed_in(browser, svc, "data_steward", f"/citizens/{citizen}?purpose=benefit+review")
+    assert page.locator("h1").first.inner_text() == name  # the person, not the ID
+    assert page.locator("#citizen-id").inner_text() == citizen and page.locator("#person-born").count() == 1
+    sections = [page.locator(s).bounding_box()["y"] for s in ("#running", "#history", "#records")]
+    assert sections == sorted(sections)  # running now comes first, then history, then the records
+    running = page.locator("#running-cases tr.case")
+    assert running.count() >= 2
+    states = {page.locator("#running-cases .state").nth(i).inner_text() for i in range(running.count())}
+    assert states <= {"open", "pending"} and page.locator("#past-cases .state-closed").count() >= 1
+    text = page.locator("main").inner_text()
+    assert "{" not in text and "[{" not in text and '"case_id"' not in text  # no raw JSON anywhere
+    assert not [d for d in page.locator("#running-cases td:nth-child(4)").all_inner_texts() if d and "/" in d]  # one date format
+    page.screenshot(path=str(shots / "profile.png"), full_page=True)
+    assert page.locator("button.no-print").is_visible()
+    page.emulate_media(media="print")  # printable: the page's controls are left off paper
+    assert not page.locator("button.no-print").is_visible() and page.locator("#running").is_visible()
+    page.close()
+
+
+def test_the_review_page_shows_the_total_pages_and_filters(sample_service, browser):
+    svc, shots = sample_service
+    page = _signed_in(browser, svc, "data_steward", "/review?purpose=clerical+review")
+    total = int(page.locator("#review-total strong").inner_text().replace(",", ""))
+    assert total > 10 and page.locator(".review-item").count() == 10
+    first_page = page.locator(".review-item").first.get_attribute("data-item")
+    page.screenshot(path=str(shots / "review.png"), full_page=False)
+    page.click("#next-page")
+    assert "page=2" in page.url and page.locator(".review-item").first.get_attribute("data-item") != first_page
+    page.select_option("#filter-kind", "uncertain link")
+    page.select_option("#filter-source", "permits")
+    page.click("#filter")
+    items = page.locator(".review-item")
+    assert items.count() >= 1
+    assert all("permits:" in (items.nth(i).get_attribute("data-item") or "") for i in range(items.count()))
+    # a decision is recorded and the page comes back with the same filters, the pair gone
+    decided = items.first.get_attribute("data-item")
+    items.first.locator("input[name=reason]").fill("same address, different people")
+    items.first.locator("button[value=different]").click()
+    page.wait_for_selector("#recorded")
+    assert "source=permits" in page.url and decided in page.locator("#recorded").inner_text()
+    assert decided not in [page.locator(".review-item").nth(i).get_attribute("data-item") for i in range(page.locator(".review-item").count())]
+    page.close()
+
+
+def test_a_mistyped_date_comes_back_as_the_form_with_the_message_beside_it(sample_service, browser):
+    svc, _ = sample_service
+    page = _signed_in(browser, svc, "data_steward")
+    page.fill("#purpose", "benefit application check")
+    page.fill("#name", "Jan Jansen")
+    page.fill("#date_of_birth", "31-31-1980")
+    page.click("#search")
+    page.wait_for_selector("#date_of_birth-error")
+    assert "not a date" in page.locator("#date_of_birth-error").inner_text()
+    assert page.locator("#name").input_value() == "Jan Jansen"  # the form kept what was typed
+    assert page.locator("#date_of_birth").get_attribute("aria-invalid") == "true"
+    assert "{" not in page.locator("main").inner_text()
+    page.close()
+
+
+def test_a_citizen_sees_who_looked_at_their_data(sample_service, browser):
+    svc, shots = sample_service
+    citizen, _ = _busy_citizen(svc)
+    look = f"/citizens/{citizen}?purpose=benefit+review&case_reference=BEN-7"
+    page = _signed_in(browser, svc, "benefits_caseworker", look)
+    page.close()
+    page = _signed_in(browser, svc, "citizen_portal", f"/citizens/{citizen}/access-log?purpose=citizen+inzage")
+    rows = page.locator("#looks tr.look")
+    texts = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert any("Benefits Agency (demo)" in t and "benefit review" in t and "BEN-7" in t for t in texts)
+    assert "anna.benefits" not in page.content()  # the organisation, not the caseworker's name
+    page.screenshot(path=str(shots / "citizen-access.png"), full_page=True)
+    response = page.goto(f"{svc.url}/citizens/{citizen}?purpose=curious")
+    assert response.status == 404  # the portal sees no record itself
     page.close()

@@ -168,6 +168,9 @@ def test_model_json_and_splink_charts_are_saved_in_the_warehouse_folder(first_ru
     folder = WarehouseLayout.of(wh).linkage_dir
     for name in ("splink_model.json", "match_weights_chart.html", "m_u_parameters_chart.html"):
         assert (folder / name).stat().st_size > 1000, name
+    for chart in ("match_weights_chart.html", "m_u_parameters_chart.html"):  # they open offline: vega is inline
+        html = (folder / chart).read_text(encoding="utf-8")
+        assert "src=\"http" not in html and "src='http" not in html and "vegaEmbed" in html
     assert outcome.materialized["linkage_model"]["fields_compared"][:3] == ["given_name", "family_name", "date_of_birth"]
 
 
@@ -213,3 +216,26 @@ def test_the_test_session_keeps_its_own_dagster_home():
     finally:
         instance.dispose()
     assert root == TEST_DAGSTER_HOME.resolve() and not root.is_relative_to(ROOT)
+
+
+def test_run_streams_each_step_as_it_happens(generated, tmp_path):
+    """`citizen-view run` prints a step's start line while the run is still going, not all at the end."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "citizen-view"), "run", "--sources", str(generated / "sources.yaml"),
+         "--warehouse", str(tmp_path / "cv.duckdb")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ.copy(),
+    )  # fmt: skip
+    seen_while_running = None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if seen_while_running is None and line.strip().startswith("> source/"):
+                seen_while_running = proc.poll() is None  # the run has not ended when its first step's start arrives
+    finally:
+        proc.wait(timeout=600)
+    assert seen_while_running is True, "".join(lines[:20])
+    starts = [i for i, l in enumerate(lines) if l.strip().startswith("> ")]
+    ends = [i for i, l in enumerate(lines) if l.strip().startswith("+ ") and " done (" in l]
+    assert starts and ends and starts[0] < ends[0] < lines.index(next(l for l in lines if "quality gates:" in l))
+    assert proc.returncode == 0

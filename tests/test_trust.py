@@ -4,7 +4,6 @@ the client address cannot be forged, and two warehouses in one folder share noth
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 
 import duckdb

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -102,10 +102,9 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_
     )
     select = golden_select("_linked", "_source_rank")
     if only_changed and table_exists(con, "main", "citizen"):
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
-        con.execute(f"INSERT INTO citizen BY NAME {select}")
-        con.execute("COMMIT")
+        with transaction(con):
+            con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
+            con.execute(f"INSERT INTO citizen BY NAME {select}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
     return con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]

@@ -201,7 +201,8 @@ def build_review_queue(
                        NULL AS evidence
                 FROM members WHERE records > {int(max_citizen_records)} OR ids > 1 OR dates > 2
             )
-            SELECT q.*, 'open' AS status, '{run_id}' AS run_id, now() AS queued_at
+            SELECT q.*, abs(coalesce(q.match_weight, {threshold}) - {threshold}) AS priority,
+                   'open' AS status, '{run_id}' AS run_id, now() AS queued_at
             FROM (SELECT * FROM pairs UNION ALL BY NAME SELECT * FROM clusters) q
             ANTI JOIN _decided d ON d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r
             ORDER BY kind DESC, abs(coalesce(match_weight, {threshold}) - {threshold}), item_id
@@ -221,3 +222,49 @@ def store_overrides(con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame) -> 
         con.execute("CREATE OR REPLACE TABLE link_overrides AS SELECT * FROM _overrides")
     finally:
         con.unregister("_overrides")
+
+
+REVIEW_ORDER = "kind DESC, priority, item_id"  # suspicious citizens first, then pairs nearest the threshold
+
+
+@dataclass
+class ReviewPage:
+    """One page of the open review items, in the queue's order, with the total and the counts per kind."""
+
+    total: int
+    items: list[dict]
+    by_kind: dict[str, int]
+    offset: int
+    limit: int
+
+
+def open_items(
+    con: duckdb.DuckDBPyConnection, decided: set[str], *, kind: str | None = None, source: str | None = None,
+    offset: int = 0, limit: int | None = 25,
+) -> ReviewPage:
+    """The review items still to decide (`decided`: pair ids already decided), filtered by kind and by the source of
+    either record, in the one order `review next` and the review page share."""
+    where = ["NOT (kind = $pair_kind AND list_contains($decided, item_id))"]
+    params: dict = {"pair_kind": ReviewKind.UNCERTAIN_LINK.value, "decided": sorted(decided)}
+    if kind:
+        where.append("kind = $kind")
+        params["kind"] = kind
+    if source:
+        where.append("(starts_with(record_key_l, $prefix) OR starts_with(record_key_r, $prefix))")
+        params["prefix"] = f"{source}:"
+    has_priority = "priority" in {r[0] for r in con.execute("DESCRIBE review_queue").fetchall()}
+    order = REVIEW_ORDER if has_priority else "kind DESC, item_id"
+    condition = " AND ".join(where)
+    total = con.execute(f"SELECT count(*) FROM review_queue WHERE {condition}", params).fetchall()[0][0]
+    by_kind = dict(con.execute(f"SELECT kind, count(*) FROM review_queue WHERE {condition} GROUP BY 1 ORDER BY 1", params).fetchall())
+    page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit else ""
+    cur = con.execute(
+        f"SELECT item_id, kind, record_key_l, record_key_r, citizen_id, match_weight, match_probability, model_decision, "
+        f"reason, evidence::VARCHAR AS evidence FROM review_queue WHERE {condition} ORDER BY {order} {page}",
+        params,
+    )
+    names = [d[0] for d in cur.description]
+    items = [dict(zip(names, row)) for row in cur.fetchall()]
+    for item in items:
+        item["evidence"] = json.loads(item["evidence"]) if item.get("evidence") else {}
+    return ReviewPage(total, items, by_kind, offset, limit or total)

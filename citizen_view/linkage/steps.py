@@ -22,7 +22,7 @@ from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import table_exists, transaction
 
 if TYPE_CHECKING:
     from citizen_view.layout import WarehouseLayout
@@ -45,15 +45,14 @@ CREATE TABLE IF NOT EXISTS citizen_id_history (
 def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, layout: WarehouseLayout) -> Path:
     """Save the fitted model as JSON in the warehouse's linkage folder and in `linkage_model`."""
     path = save_model(trained.model, layout.model_file)
-    con.execute("BEGIN TRANSACTION")
-    con.execute(
-        "CREATE OR REPLACE TABLE linkage_model (trained_at TIMESTAMPTZ, model_json JSON, fields_used VARCHAR[], notes VARCHAR[])"
-    )
-    con.execute(
-        "INSERT INTO linkage_model VALUES (now(), ?, ?, ?)",
-        [json.dumps(trained.model), trained.fields_used, trained.training_notes],
-    )
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute(
+            "CREATE OR REPLACE TABLE linkage_model (trained_at TIMESTAMPTZ, model_json JSON, fields_used VARCHAR[], notes VARCHAR[])"
+        )
+        con.execute(
+            "INSERT INTO linkage_model VALUES (now(), ?, ?, ?)",
+            [json.dumps(trained.model), trained.fields_used, trained.training_notes],
+        )
     return path
 
 
@@ -71,6 +70,7 @@ class EdgeReport:
     links_above_threshold: int
     histogram: list[tuple[float, int]] = field(default_factory=list)
     seconds: float = 0.0
+    chart: Path | None = None
 
 
 def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, linkage: LinkageConfig | None = None) -> EdgeReport:
@@ -81,19 +81,38 @@ def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, link
         weights = con.sql(f"SELECT match_weight FROM read_parquet('{path}')").fetchnumpy()["match_weight"]
         threshold, method = choose_threshold(weights)
         counts, bounds = np.histogram(weights, bins=24, range=(-4, 20)) if weights.size else (np.array([]), np.array([0]))
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet('{path}')")
-        con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
-        con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
-        con.execute("COMMIT")
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet('{path}')")
+            con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
+            con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+    histogram = [(float(b), int(c)) for b, c in zip(bounds[:-1], counts)]
     return EdgeReport(
         pairs_kept=int(weights.size),
         threshold=threshold,
         threshold_method=method,
         links_above_threshold=int((weights >= threshold).sum()),
-        histogram=[(float(b), int(c)) for b, c in zip(bounds[:-1], counts)],
+        histogram=histogram,
         seconds=time.perf_counter() - started,
+        chart=_histogram_chart(histogram, threshold, layout.linkage_dir / "match_weight_histogram.html"),
     )
+
+
+def _histogram_chart(histogram: list[tuple[float, int]], threshold: float, path: Path) -> Path:
+    """The scored pairs' match weights as a bar chart with the threshold marked (Vega-Lite, inline: opens offline)."""
+    import altair as alt
+
+    data = pl.DataFrame(histogram, schema=["weight", "pairs"], orient="row").to_pandas()
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("weight:Q", bin=alt.Bin(binned=True, step=1), title="match weight"), x2="end:Q",
+        y=alt.Y("pairs:Q", title="scored pairs"),
+    ).transform_calculate(end="datum.weight + 1")
+    rule = alt.Chart(pl.DataFrame({"threshold": [threshold]}).to_pandas()).mark_rule(color="firebrick").encode(x="threshold:Q")
+    from splink.internals.html_utils import chart_html  # Splink's page with its bundled Vega libraries (no CDN)
+
+    chart = (bars + rule).properties(title=f"Scored pairs by match weight (threshold {threshold:+.2f})", width=640)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(chart_html(chart.to_dict(), inline=True, fullhtml=True), encoding="utf-8")
+    return path
 
 
 @dataclass
@@ -201,10 +220,7 @@ def link_citizens(
     taken = {r[0] for r in con.execute("SELECT DISTINCT citizen_id FROM citizen_id_history").fetchall()}
     links, history = assign_citizen_ids(clustered.labels, previous, taken=taken)
     relinked = links.height
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.register("_links", links)
-        con.register("_history", history)
+    with transaction(con, _links=links, _history=history):
         rows = f"""
             WITH best AS (
                 SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
@@ -244,13 +260,6 @@ def link_citizens(
             "SELECT citizen_id, event, related_citizen_id, records, ? FROM _history",
             [run_id],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("_links")
-        con.unregister("_history")
     store_overrides(con, overrides)
     queued = build_review_queue(
         con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id,

@@ -35,6 +35,7 @@ class Role(BaseModel):
     sources: list[str]
     fields: list[str]
     reviewer: bool = False
+    citizen_access: bool = False  # may read a citizen's access report ("who looked at me"), as a citizen portal does
 
     @model_validator(mode="after")
     def _known_fields(self) -> Role:

@@ -15,26 +15,29 @@ import logging
 import re
 import secrets
 import threading
-from urllib.parse import quote_plus
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import duckdb
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Path as PathParam, Query, Request, Security
+from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPBearer
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
-from citizen_view.serving.audit import AnchorSink, AuditEvent, AuditLog
+from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
+from citizen_view.serving.audit import AnchorSink, AuditEvent, AuditLog, citizen_access_report
 from citizen_view.serving.server import client_address
-from citizen_view.linkage.review import load_overrides, pair_id, record_decision
 from citizen_view.serving.snapshot import current_view
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,125 @@ LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20,
           "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
 COOKIE = "cv_token"
 ANCHOR_SECONDS = 60.0
+REVIEW_PAGE = 10
+
+
+class FieldError(Exception):
+    """A request the service refuses because of one input field: JSON for the API, the form with the message for pages."""
+
+    def __init__(self, field_name: str, message: str, *, status: int = 422):
+        super().__init__(message)
+        self.field, self.message, self.status = field_name, message, status
+
+
+class Error(BaseModel):
+    """Every refusal: what was wrong, the HTTP status, and for invalid input each problem."""
+
+    error: str
+    status: int
+    problems: list[str] | None = None
+
+
+class Candidate(BaseModel):
+    citizen_id: str
+    score: float
+    reasons: list[str]
+    full_name: str | None = None
+    family_name: str | None = None
+    date_of_birth: str | None = None
+    city: str | None = None
+
+
+class SearchResult(BaseModel):
+    view: str
+    mode: str
+    candidates: list[Candidate]
+
+
+class Health(BaseModel):
+    status: str
+    view: str | None
+
+
+class Person(BaseModel):
+    name: str | None = None
+    date_of_birth: str | None = None
+    citizen_id: str
+
+
+class Case(BaseModel):
+    kind: str | None = None
+    case_type: str | None = None
+    status: str | None = None
+    state: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    case_reference: str | None = None
+    source: str | None = None
+    source_record_id: str | None = None
+
+
+class TimelineEvent(BaseModel):
+    date: str | None = None
+    event: str | None = None
+    source: str | None = None
+    source_record_id: str | None = None
+
+
+class CitizenProfile(BaseModel):
+    """One citizen as the role may see them; the golden record and records carry only the role's visible fields."""
+
+    view: str
+    citizen_id: str
+    person: Person
+    running_now: list[Case]
+    history: list[Case]
+    golden_record: dict[str, Any]
+    provenance: dict[str, str]
+    records: list[dict[str, Any]]
+    cases: list[Case]
+    timeline: list[TimelineEvent]
+
+
+class AccessEntry(BaseModel):
+    time: str
+    organisation: str | None = None
+    role: str | None = None
+    purpose: str | None = None
+    case_reference: str | None = None
+    action: str
+    fields: list[str] = []
+    status: int
+
+
+class AccessReport(BaseModel):
+    citizen_id: str
+    looked_at: list[AccessEntry]
+
+
+_ERROR_CODES = {
+    400: "No purpose or case reference given.", 401: "No token, or an unknown one.",
+    403: "The role may not do this (a field, source or action outside its access package).",
+    404: "No such citizen in the current view (or none the role may see).",
+    422: "Invalid input: a malformed or oversized parameter.", 500: "An internal error (logged; never a stack trace).",
+    503: "No view has been published yet.",
+}  # fmt: skip
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()}
+BEARER = HTTPBearer(auto_error=False, description="A token from the access file: `Authorization: Bearer <token>`.")
+# Every /api/ operation: its refusals, the bearer token (declared for clients; `principal` checks it), and in a 200 only
+# the keys the handler set (a field the role may not see stays absent, not null).
+API: dict[str, Any] = {"responses": ERRORS, "dependencies": [Security(BEARER)], "response_model_exclude_unset": True}
+Purpose = Annotated[str | None, Query(min_length=3, max_length=LIMITS["purpose"], description="Why you look (required unless a case reference is given).", examples=["benefit application check"])]
+CaseReference = Annotated[str | None, Query(max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"])]
+CitizenId = Annotated[str, PathParam(pattern=CITIZEN_ID.pattern, description="A citizen ID, CV-XXXX-XXXX-XXXX.", examples=["CV-ABCD-EFGH-2345"])]
+
+
+def _field_of(message: str) -> str:
+    """The form field an error message is about (the first field name it mentions)."""
+    for name in ("national_id", "date_of_birth", "house_number", "postcode", "street", "purpose", "case_reference", "name"):
+        if name in message or name.replace("_", " ") in message.lower():
+            return name
+    return "name"
 
 
 class ViewStore:
@@ -137,13 +259,13 @@ def create_app(
             await run_in_threadpool(_write_audit, audit, request, response.status_code, trusted)
         return response
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # the router's 404/405 too, so every refusal has the Error shape
+    async def http_error(request: Request, exc: StarletteHTTPException):
         if _wants_html(request) and exc.status_code in (401, 403, 400, 404, 422, 503):
             return TEMPLATES.TemplateResponse(
                 request, "error.html", {"status": exc.status_code, "message": exc.detail}, status_code=exc.status_code
             )
-        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -155,6 +277,7 @@ def create_app(
         return JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
 
     app.add_exception_handler(finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422))
+    app.add_exception_handler(FieldError, lambda r, e: JSONResponse({"error": e.message, "status": e.status}, status_code=e.status))
 
     def session_token(request: Request) -> str | None:
         """The token of a signed-in browser (cookie), or None for an API client (bearer header)."""
@@ -197,11 +320,11 @@ def create_app(
             country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
             if q.get("national_id"):
                 if not who.role.sees("national_id"):
-                    raise HTTPException(403, f"role {who.role_name!r} may not search by national ID")
+                    raise FieldError("national_id", f"role {who.role_name!r} may not search by national ID", status=403)
                 mode, found = "national_id", finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources)
             elif q.get("name") and q.get("date_of_birth"):
                 if not who.role.sees("date_of_birth"):
-                    raise HTTPException(403, f"role {who.role_name!r} may not search by date of birth")
+                    raise FieldError("date_of_birth", f"role {who.role_name!r} may not search by date of birth", status=403)
                 mode, found = "name_date_of_birth", finder.search_name_dob(cur, q["name"], q["date_of_birth"], sources=who.role.sources)
             elif q.get("name") and q.get("house_number") and (q.get("postcode") or q.get("street")):
                 mode, found = "name_address", finder.search_name_address(
@@ -209,8 +332,8 @@ def create_app(
                     street=q.get("street"), country=country, sources=who.role.sources,
                 )  # fmt: skip
             else:
-                raise HTTPException(
-                    422, "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
+                raise FieldError(
+                    "name", "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
                 )
             summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role)
         request.state.trail.citizen_ids = [c.citizen_id for c in found]
@@ -232,34 +355,74 @@ def create_app(
         request.state.trail.fields = found.fields_returned
         return found, view
 
+    def run_access_report(request: Request, who: Principal, citizen_id: str) -> list[dict[str, Any]]:
+        """Who looked at this citizen's data: for a role acting for citizens (a citizen portal), from the audit log."""
+        request.state.trail.action = "access_report"
+        if not who.role.citizen_access:
+            raise HTTPException(403, f"role {who.role_name!r} may not read citizens' access reports")
+        if not CITIZEN_ID.match(citizen_id):
+            raise HTTPException(422, "citizen_id must look like CV-XXXX-XXXX-XXXX")
+        entries = citizen_access_report(audit.path, citizen_id)
+        request.state.trail.citizen_ids = [citizen_id]
+        request.state.trail.fields = ["access_log"]
+        return entries
+
     # --- API --------------------------------------------------------------------------------------
 
-    @app.get("/health")
+    @app.get("/health", tags=["service"], response_model=Health, summary="Whether a view is published")
     def health() -> dict[str, Any]:
         path = current_view(serving_folder)
         return {"status": "ok" if path else "no view published", "view": path.name if path else None}
 
-    @app.get("/api/search")
-    def api_search(request: Request) -> dict[str, Any]:
+    @app.get(
+        "/api/search", tags=["caseworkers"], response_model=SearchResult, **API,
+        summary="Find citizens by national ID, by name + date of birth, or by name + address",
+    )  # fmt: skip
+    def api_search(
+        request: Request,
+        purpose: Purpose = None, case_reference: CaseReference = None,
+        national_id: Annotated[str | None, Query(max_length=LIMITS["national_id"], description="A national ID (separators ignored).")] = None,
+        name: Annotated[str | None, Query(max_length=LIMITS["name"], description="A name in either order ('Given Family' or 'FAMILY, Given').", examples=["Jan de Vries"])] = None,
+        date_of_birth: Annotated[str | None, Query(max_length=LIMITS["date_of_birth"], description="yyyy-mm-dd, dd-mm-yyyy, dd/mm/yyyy, dd.mm.yyyy or yyyymmdd.", examples=["1980-01-31"])] = None,
+        postcode: Annotated[str | None, Query(max_length=LIMITS["postcode"], description="With name + house_number (or street).")] = None,
+        house_number: Annotated[str | None, Query(max_length=LIMITS["house_number"], description="With name + postcode or street.")] = None,
+        street: Annotated[str | None, Query(max_length=LIMITS["street"], description="With name + house_number (or postcode).")] = None,
+    ) -> dict[str, Any]:
         who = principal(request)
         purpose_of(request)
         return run_search(request, who)
 
-    @app.get("/api/citizens/{citizen_id}")
-    def api_profile(request: Request, citizen_id: str) -> dict[str, Any]:
+    @app.get(
+        "/api/citizens/{citizen_id}", tags=["caseworkers"], response_model=CitizenProfile, **API,
+        summary="One citizen as the caller's role may see them: who, what is running, history, linked records",
+    )  # fmt: skip
+    def api_profile(
+        request: Request, citizen_id: CitizenId, purpose: Purpose = None, case_reference: CaseReference = None,
+    ) -> dict[str, Any]:
         who = principal(request)
         purpose_of(request)
         found, view = run_profile(request, who, citizen_id)
         return {"view": view, **found.as_dict()}
 
+    @app.get(
+        "/api/citizens/{citizen_id}/access-log", tags=["citizens"], response_model=AccessReport, **API,
+        summary="Who looked at this citizen's data: organisation, when, why and which data (for a citizen portal)",
+    )  # fmt: skip
+    def api_access_log(
+        request: Request, citizen_id: CitizenId, purpose: Purpose = None, case_reference: CaseReference = None,
+    ) -> dict[str, Any]:
+        who = principal(request)
+        purpose_of(request)
+        return {"citizen_id": citizen_id, "looked_at": run_access_report(request, who, citizen_id)}
+
     # --- pages ------------------------------------------------------------------------------------
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def login_page(request: Request) -> Response:
         request.state.trail.action = "login_page"
         return TEMPLATES.TemplateResponse(request, "login.html", {})
 
-    @app.post("/login")
+    @app.post("/login", include_in_schema=False)
     def login(request: Request, token: str = Form(..., max_length=256)) -> Response:
         request.state.trail.action = "login"
         same_origin(request)
@@ -271,32 +434,54 @@ def create_app(
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response
 
-    @app.get("/logout")
+    @app.get("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
         request.state.trail.action = "logout"
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
-    @app.get("/search", response_class=HTMLResponse)
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
     def search_page(request: Request) -> Response:
         who = principal(request)
         q = request.query_params
-        context: dict[str, Any] = {"who": who, "q": q, "result": None}
-        if any(q.get(k) for k in ("national_id", "name")):
+        context: dict[str, Any] = {"who": who, "q": q, "result": None, "errors": {}}
+        if not any(q.get(k) for k in ("national_id", "name")):
+            request.state.trail.action = "search_page"
+            return TEMPLATES.TemplateResponse(request, "search.html", context)
+        request.state.trail.action = "search"
+        try:
             purpose_of(request)
             context["result"] = run_search(request, who)
-        else:
-            request.state.trail.action = "search_page"
+        except FieldError as exc:
+            context["errors"] = {exc.field: exc.message}
+            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status)
+        except finder.QueryError as exc:
+            context["errors"] = {exc.field or "name": str(exc)}
+            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=422)
+        except HTTPException as exc:
+            if exc.status_code >= 500:
+                raise
+            context["errors"] = {_field_of(str(exc.detail)): str(exc.detail)}
+            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status_code)
         return TEMPLATES.TemplateResponse(request, "search.html", context)
 
-    @app.get("/citizens/{citizen_id}", response_class=HTMLResponse)
+    @app.get("/citizens/{citizen_id}", response_class=HTMLResponse, include_in_schema=False)
     def profile_page(request: Request, citizen_id: str) -> Response:
         who = principal(request)
         purpose, case_ref = purpose_of(request)
         found, view = run_profile(request, who, citizen_id)
         return TEMPLATES.TemplateResponse(
             request, "profile.html", {"who": who, "p": found, "view": view, "purpose": purpose, "case_ref": case_ref}
+        )
+
+    @app.get("/citizens/{citizen_id}/access-log", response_class=HTMLResponse, include_in_schema=False)
+    def access_log_page(request: Request, citizen_id: str) -> Response:
+        who = principal(request)
+        purpose, _ = purpose_of(request)
+        entries = run_access_report(request, who, citizen_id)
+        return TEMPLATES.TemplateResponse(
+            request, "access_log.html", {"who": who, "citizen_id": citizen_id, "entries": entries, "purpose": purpose}
         )
 
     # --- clerical review (roles with reviewer: true) -------------------------------------------------
@@ -308,20 +493,25 @@ def create_app(
             raise HTTPException(403, f"role {who.role_name!r} may not review links")
         return who
 
-    @app.get("/review", response_class=HTMLResponse)
+    @app.get("/review", response_class=HTMLResponse, include_in_schema=False)
     def review_page(request: Request) -> Response:
         who = reviewer(request)
         purpose, _ = purpose_of(request)
+        q = request.query_params
+        kind = q.get("kind") or None
+        if kind is not None and kind not in set(ReviewKind):
+            raise HTTPException(422, f"kind must be one of: {', '.join(ReviewKind)}")
+        source = q.get("source") or None
+        if source is not None and source not in who.role.sources:
+            raise HTTPException(422, f"source must be one of the sources your role may see: {', '.join(who.role.sources)}")
+        try:
+            page_no = max(1, int(q.get("page", "1")))
+        except ValueError:
+            raise HTTPException(422, "page must be a whole number") from None
         decided = {pair_id(a, b) for a, b in load_overrides(decisions_file).select("record_key_l", "record_key_r").rows()}
         with views.cursor() as (cur, view):
-            cur_items = cur.execute(
-                "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, match_weight, model_decision, reason, evidence "
-                "FROM review_queue ORDER BY kind DESC, item_id LIMIT 200"
-            )
-            names = [d[0] for d in cur_items.description]
-            items = [dict(zip(names, r)) for r in cur_items.fetchall()]
-            items = [i for i in items if i["kind"] != "uncertain link" or i["item_id"] not in decided][:25]
-            keys = sorted({k for i in items for k in (i["record_key_l"], i["record_key_r"])})
+            found = open_items(cur, decided, kind=kind, source=source, offset=(page_no - 1) * REVIEW_PAGE, limit=REVIEW_PAGE)
+            keys = sorted({k for i in found.items for k in (i["record_key_l"], i["record_key_r"])})
             records = {}
             if keys:
                 cur_rec = cur.execute(
@@ -331,21 +521,22 @@ def create_app(
                 )
                 rec_names = [d[0] for d in cur_rec.description]
                 records = {r[0]: dict(zip(rec_names[1:], r[1:])) for r in cur_rec.fetchall()}
-        for item in items:
-            item["evidence"] = json.loads(item["evidence"]) if item.get("evidence") else {}
         request.state.trail.fields = ["review_queue"]
         cookie = session_token(request)
+        pages = max(1, -(-found.total // REVIEW_PAGE))
         return TEMPLATES.TemplateResponse(
             request, "review.html",
-            {"who": who, "items": items, "records": records, "purpose": purpose, "view": view,
-             "csrf": csrf_for(cookie) if cookie else ""},
+            {"who": who, "page": found, "items": found.items, "records": records, "purpose": purpose, "view": view,
+             "csrf": csrf_for(cookie) if cookie else "", "kind": kind or "", "source": source or "", "page_no": page_no,
+             "pages": pages, "kinds": list(ReviewKind), "recorded": q.get("recorded")},
         )  # fmt: skip
 
-    @app.post("/review/decide")
+    @app.post("/review/decide", include_in_schema=False)
     def review_decide(
         request: Request, left: str = Form(..., max_length=200), right: str = Form(..., max_length=200),
         decision: str = Form(..., max_length=20), reason: str = Form(..., max_length=500),
         purpose: str = Form(..., min_length=3, max_length=200), csrf: str = Form("", max_length=128),
+        kind: str = Form("", max_length=40), source: str = Form("", max_length=60), page: str = Form("1", max_length=6),
     ) -> Response:
         who = reviewer(request)
         request.state.trail.action = "review_decision"
@@ -362,9 +553,34 @@ def create_app(
             record_decision(decisions_file, left=left, right=right, decision=decision, reviewer=who.user, reason=reason, role=who.role_name)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        return RedirectResponse(f"/review?purpose={quote_plus(purpose)}", status_code=303)
+        back = urlencode({k: v for k, v in {"purpose": purpose, "kind": kind, "source": source, "page": page,
+                                            "recorded": f"{pair_id(left, right)}: {decision}"}.items() if v})  # fmt: skip
+        return RedirectResponse(f"/review?{back}", status_code=303)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _client_contract(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _client_contract(schema: dict[str, Any]) -> dict[str, Any]:
+    """The generated OpenAPI document as clients read it: an optional query parameter is a plain typed string with
+    its limits (not `anyOf [string, null]`: a query string has no null), and FastAPI's validation-error schemas,
+    which no answer uses (invalid input is answered with `Error`), are left out."""
+    for operation in (op for item in schema.get("paths", {}).values() for op in item.values()):
+        for param in operation.get("parameters", []):
+            options = param["schema"].get("anyOf", [])
+            kept = [o for o in options if o.get("type") != "null"]
+            if not param.get("required") and len(kept) == 1 and len(options) == 2:
+                param["schema"] = {**kept[0], **{k: v for k, v in param["schema"].items() if k != "anyOf"}}
+    text = json.dumps(schema.get("paths", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in text:
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+    return schema
 
 
 def _wants_html(request: Request) -> bool:

@@ -54,7 +54,10 @@ from typing import Any, Protocol, runtime_checkable
 APPLICATION = "citizen-view"
 KEY_ENV = "CITIZEN_VIEW_AUDIT_KEY"
 GENESIS = "0" * 64
-CITIZEN_FIELDS = ("time", "user", "role", "organisation", "purpose", "case_reference", "action", "status")
+CITIZEN_FIELDS = ("time", "user", "role", "organisation", "purpose", "case_reference", "action", "fields", "status")
+# What a citizen is shown of each look at their data: which organisation, when, why, what it did and which data
+# (Logboek Dataverwerkingen, MijnOverheid). A caseworker's own name stays with the organisation's data protection officer.
+REPORT_FIELDS = ("time", "organisation", "role", "purpose", "case_reference", "action", "fields", "status")
 MAX_PROBLEMS = 1000  # a systematically broken log of millions of lines must not exhaust memory
 _TAIL_BLOCK = 64 * 1024
 _PRIMARY = "anchors file"  # how verify names the anchors file beside the log in its messages
@@ -572,6 +575,14 @@ def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
         if isinstance(ids, list) and citizen_id in ids:
             found.append({k: entry.get(k) for k in CITIZEN_FIELDS})
     return found
+
+
+def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
+    """The citizen's own view of who looked at their data: successful looks only, newest first, without user names."""
+    if not Path(path).is_file():
+        return []
+    looks = [e for e in entries_for_citizen(path, citizen_id) if isinstance(e.get("status"), int) and e["status"] < 400]
+    return [{k: e.get(k) if k != "fields" else list(e.get("fields") or []) for k in REPORT_FIELDS} for e in reversed(looks)]
 
 
 class _Findings:

@@ -9,6 +9,7 @@ returned for the audit log.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,13 @@ RECORD_FIELDS: tuple[str, ...] = tuple(CanonicalField)
 SUMMARY_FIELDS = ("full_name", "date_of_birth", "city")
 
 
+RUNNING = ("open", "pending")  # case states shown under "running now"
+
+
 @dataclass
 class Profile:
+    """What a role may see of one citizen, in the order a caseworker reads it: who, what is running, then history."""
+
     citizen_id: str
     golden: dict[str, Any]
     provenance: dict[str, str]
@@ -37,9 +43,35 @@ class Profile:
     timeline: list[dict[str, Any]]
     fields_returned: list[str] = field(default_factory=list)
 
+    @property
+    def name(self) -> str | None:
+        """The person's name as the role may see it (None when the role sees no name)."""
+        return self.golden.get("full_name") or " ".join(
+            v for v in (self.golden.get("given_name"), self.golden.get("middle_name"), self.golden.get("family_name")) if v
+        ) or None
+
+    @property
+    def running(self) -> list[dict[str, Any]]:
+        """Open and pending cases and applications, newest first."""
+        return [c for c in self.cases if c.get("state") in RUNNING]
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Closed (and unclassified) cases, newest first."""
+        return [c for c in self.cases if c.get("state") not in RUNNING]
+
+    @property
+    def person(self) -> dict[str, Any]:
+        """Who this is, at a glance: the name, the birth date when the role may see it, the citizen ID."""
+        born = {"date_of_birth": self.golden["date_of_birth"]} if "date_of_birth" in self.golden else {}
+        return {"name": self.name, **born, "citizen_id": self.citizen_id}
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "citizen_id": self.citizen_id, "golden_record": self.golden, "provenance": self.provenance,
+            "citizen_id": self.citizen_id,
+            "person": self.person,
+            "running_now": self.running, "history": self.history,
+            "golden_record": self.golden, "provenance": self.provenance,
             "records": self.records, "cases": self.cases, "timeline": self.timeline,
         }  # fmt: skip
 
@@ -93,24 +125,26 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
         [citizen_id, *role.sources],
     )
     names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    labels = _labels(con, role)
     records = []
-    for values in cur.fetchall():
+    for values in rows:
         rec = {k: _text(v) for k, v in zip(names, values)}
         attributes = rec.pop("attributes")
         if role.sees("source_attributes") and attributes:
-            rec["attributes"] = {k: v for k, v in json.loads(attributes).items() if v is not None}
+            rec["attributes"] = _labelled(json.loads(attributes), labels.get(rec["source"], {}))
         as_given = issues.get((rec["source"], rec["source_record_id"]))
         if as_given:
             rec["as_given"] = as_given  # the raw value where the parsed one was set aside, with the reason
         records.append(rec)
 
     cur = con.execute(
-        f"SELECT kind, case_type, status, start_date, end_date, case_reference, source, source_record_id FROM cases "
-        f"WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY start_date DESC NULLS LAST",
+        f"SELECT kind, case_type, status, state, start_date, end_date, case_reference, source, source_record_id FROM cases "
+        f"WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY start_date DESC NULLS LAST, case_reference",
         [citizen_id, *role.sources],
     )
     case_names = [d[0] for d in cur.description]
-    cases = [dict(zip(case_names, r)) for r in cur.fetchall()]
+    cases = [{k: _text(v) for k, v in zip(case_names, r)} for r in cur.fetchall()]
 
     timeline = [
         {"date": _text(found[f]), "event": event, "source": found[PROVENANCE[f]].split(":", 1)[0],
@@ -127,6 +161,32 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     returned = sorted(set(golden) - {"sources_known"} | ({"source_attributes"} if role.sees("source_attributes") else set()))
     returned += [f"cases:{s}" for s in sorted({c["source"] for c in cases})]
     return Profile(citizen_id, golden, provenance, records, cases, timeline, returned)
+
+
+def _labels(con: duckdb.DuckDBPyConnection, role: Role) -> dict[str, dict[str, tuple[str, str | None, bool]]]:
+    """source -> column -> (label, date format, hidden) as the sources file declares them."""
+    out: dict[str, dict[str, tuple[str, str | None, bool]]] = {}
+    for source, column, label, fmt, hidden in con.execute(
+        f"SELECT source, column_name, label, format, hidden FROM attribute_labels WHERE source IN ({_in(role.sources)})", role.sources
+    ).fetchall():
+        out.setdefault(source, {})[column] = (label, fmt, hidden)
+    return out
+
+
+def _labelled(values: dict[str, Any], labels: dict[str, tuple[str, str | None, bool]]) -> dict[str, Any]:
+    """A record's other columns as label -> value: declared labels, dates in one format (yyyy-mm-dd), case lists left out."""
+    out: dict[str, Any] = {}
+    for column, value in values.items():
+        label, fmt, hidden = labels.get(column, (column.replace("_", " ").capitalize(), None, False))
+        if value is None or hidden:
+            continue
+        if fmt:
+            try:
+                value = dt.datetime.strptime(str(value), fmt).date().isoformat()
+            except ValueError:
+                pass  # shown as written
+        out[label] = value
+    return out
 
 
 def _field_issues(

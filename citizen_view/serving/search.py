@@ -28,7 +28,11 @@ NUMERIC_SCHEMES = ("nl.bsn", "no.fodselsnummer")
 
 
 class QueryError(ValueError):
-    """A search the service cannot run as given (a 4xx, with the reason)."""
+    """A search the service cannot run as given (a 4xx, with the reason and the field it is about)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -52,7 +56,7 @@ def parse_date(text: str) -> dt.date:
             return dt.datetime.strptime(text.strip(), fmt).date()
         except ValueError:
             continue
-    raise QueryError(f"date_of_birth {text!r} is not a date (use yyyy-mm-dd or dd-mm-yyyy)")
+    raise QueryError(f"date_of_birth {text!r} is not a date (use yyyy-mm-dd or dd-mm-yyyy)", "date_of_birth")
 
 
 def parse_name(text: str) -> NameParts:
@@ -62,7 +66,7 @@ def parse_name(text: str) -> NameParts:
     row = frame.select(given.alias("g"), family.alias("f")).row(0)
     given_folded, family_folded = std.fold(row[0]), std.fold(row[1])
     if family_folded is None:
-        raise QueryError("name must contain at least a family name")
+        raise QueryError("name must contain at least a family name", "name")
     return NameParts(std.family_key(family_folded), std.first_name_of(given_folded), std.initials_of(given_folded))
 
 
@@ -98,9 +102,9 @@ def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: s
     scheme = DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
     compact = re.sub(r"[\s.\-:]", "", value)
     if scheme in NUMERIC_SCHEMES and not re.fullmatch(r"\d{8,11}", compact):
-        raise QueryError("national_id must be 8 to 11 digits")
+        raise QueryError("national_id must be 8 to 11 digits", "national_id")
     if not re.fullmatch(r"[0-9A-Za-z]{4,20}", compact):
-        raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)")
+        raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)", "national_id")
     if scheme == "nl.bsn" and re.fullmatch(r"\d{8}", compact):
         compact = "0" + compact
     exact = con.execute(
@@ -186,7 +190,7 @@ def search_name_address(
     street_key = std.fold(street) if street else None
     number = house_number.strip() if house_number else None
     if not number or not (pc or street_key):
-        raise QueryError("an address search needs house_number and a postcode or street")
+        raise QueryError("an address search needs house_number and a postcode or street", "house_number")
     rows = con.execute(
         f"""
         SELECT citizen_id, family_score, first_score,

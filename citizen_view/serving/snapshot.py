@@ -36,7 +36,30 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# How the served view reads a case's dates when its source declares no format.
+CASE_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d")
+
+
+def _date(value: str, fmt: str | None) -> str:
+    """SQL turning date text into a DATE with the declared format, or the first usual format that reads it."""
+    formats = [fmt] if fmt else list(CASE_DATE_FORMATS)
+    return "coalesce(" + ", ".join(f"try_strptime({value}, {_lit(f)})::DATE" for f in formats) + ")"
+
+
+def _state(status: str, end: str, mapping: dict) -> str:
+    """SQL for a case's state (open, pending, closed) from the agency's status words, or from its end date."""
+    whens = " ".join(
+        f"WHEN lower(trim({status})) IN ({', '.join(_lit(w.lower()) for w in words)}) THEN {_lit(state.value)}"
+        for state, words in mapping.items() if words
+    )  # fmt: skip
+    return (
+        f"CASE {whens} WHEN {status} IS NULL AND {end} < current_date THEN 'closed' "
+        f"WHEN {status} IS NULL THEN 'open' ELSE 'unknown' END"
+    )
+
+
 def _cases_sql(sources: SourcesFile) -> str:
+    """Cases and applications of every source that declares them: kind, type, state, dates (DATE), reference."""
     parts = []
     for s in sources.sources:
         c = s.cases
@@ -44,13 +67,17 @@ def _cases_sql(sources: SourcesFile) -> str:
             continue
 
         def pick(key: str | None, item: str) -> str:
-            return f"json_extract_string({item}, {_lit(_path(key))})" if key else "NULL"
+            return f"json_extract_string({item}, {_lit(_path(key))})" if key else "NULL::VARCHAR"
 
-        cols = lambda item: ", ".join(  # noqa: E731
-            f"{pick(k, item)} AS {alias}"
-            for k, alias in [(c.type, "case_type"), (c.status, "status"), (c.start, "start_date"),
-                             (c.end, "end_date"), (c.reference, "case_reference")]  # fmt: skip
-        )
+        def cols(item: str) -> str:
+            status, start, end = pick(c.status, item), pick(c.start, item), pick(c.end, item)
+            reference = "source_record_id" if c.reference and c.reference == s.record_id else pick(c.reference, item)
+            end_date = _date(end, c.date_format)
+            return (
+                f"{pick(c.type, item)} AS case_type, {status} AS status, {_state(status, end_date, c.status_map)} AS state, "
+                f"{_date(start, c.date_format)} AS start_date, {end_date} AS end_date, {reference} AS case_reference"
+            )
+
         head = f"SELECT citizen_id, source, source_record_id, {_lit(c.kind)} AS kind"
         if c.list:
             parts.append(
@@ -61,9 +88,26 @@ def _cases_sql(sources: SourcesFile) -> str:
         else:
             parts.append(f"{head}, {cols('attributes')} FROM snap.records WHERE source = {_lit(s.name)}")
     empty = ("SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
-             "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS start_date, "
-             "NULL::VARCHAR AS end_date, NULL::VARCHAR AS case_reference WHERE false")  # fmt: skip
+             "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
+             "NULL::DATE AS start_date, NULL::DATE AS end_date, NULL::VARCHAR AS case_reference WHERE false")  # fmt: skip
     return " UNION ALL ".join(parts) if parts else empty
+
+
+def _labels(sources: SourcesFile) -> list[tuple[str, str, str, str | None, bool]]:
+    """(source, column, label, date format, hidden) for the profile's view of each source's other columns.
+
+    A case-list column is hidden (its cases are shown as cases); event columns get their event's label and format.
+    """
+    rows = []
+    for s in sources.sources:
+        if s.cases is not None and s.cases.list:
+            rows.append((s.name, s.cases.list, s.cases.list, None, True))
+        for event, m in s.events.items():
+            if m.column not in s.attributes:
+                rows.append((s.name, m.column, event.replace("_", " ").capitalize(), m.format or "%Y-%m-%d", False))
+        for column, a in s.attributes.items():
+            rows.append((s.name, column, a.label, a.format, False))
+    return rows
 
 
 def _events_sql(sources: SourcesFile) -> str:
@@ -128,6 +172,10 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
         )
         con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
+        con.execute("CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)")
+        labels = _labels(sources)
+        if labels:
+            con.executemany("INSERT INTO snap.attribute_labels VALUES (?, ?, ?, ?, ?)", labels)
         con.execute(
             "CREATE TABLE snap.review_queue AS SELECT * EXCLUDE (evidence), evidence::VARCHAR AS evidence FROM review_queue"
             if table_exists(con, "main", "review_queue")
