@@ -372,9 +372,20 @@ class PublicationConfig(BaseModel):
     publisher: str = "Example Municipality (synthetic data)"
     publisher_uri: str = "https://example.org/organisation"
     contact_point: ContactPoint = Field(default_factory=ContactPoint)
-    licence: str = "http://creativecommons.org/publicdomain/zero/1.0/"
+    # an entry of the EU licence list: DCAT-AP-NO accepts only those, DCAT-AP-NL accepts them too
+    licence: str = "http://publications.europa.eu/resource/authority/licence/CC0"
     theme: str = "http://publications.europa.eu/resource/authority/data-theme/SOCI"
     language: str = "http://publications.europa.eu/resource/authority/language/NLD"
+    # DCAT-AP-NL 3.0 makes dct:accessRights mandatory (EU access-right list: PUBLIC, RESTRICTED, NON_PUBLIC)
+    access_rights: str = "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
+    status: str = "http://publications.europa.eu/resource/authority/dataset-status/COMPLETED"
+    text_language: str = "en"  # the language tag of title, description and keywords
+    keywords: list[str] = Field(default_factory=lambda: ["population", "public services", "official statistics"])
+    landing_page: str | None = None  # default: access_url
+    documentation: str | None = None  # default: the bundle's datapackage.json
+    spatial: str | None = None  # default: the EU country IRI of `country` (NL, NO)
+    # IANA media types; DCAT-AP-NO 3 (draft shapes) expects https://www.w3.org/ns/iana/media-types/
+    media_type_base: str = "https://www.iana.org/assignments/media-types/"
     access_url: str = "https://data.example.org/citizen-view"
     identifier_prefix: str = "https://data.example.org/id/dataset/citizen-view"
     services: list[str] | None = None

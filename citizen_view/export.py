@@ -32,9 +32,29 @@ if TYPE_CHECKING:
     from citizen_view.layout import WarehouseLayout
     from citizen_view.open_data import PublishedTable
 
+EU = "http://publications.europa.eu/resource/authority/"
 FORMATS = {
-    "csv": ("http://publications.europa.eu/resource/authority/file-type/CSV", "text/csv"),
-    "parquet": ("http://publications.europa.eu/resource/authority/file-type/PARQUET", "application/vnd.apache.parquet"),
+    "csv": (EU + "file-type/CSV", "text/csv"),
+    "parquet": (EU + "file-type/PARQUET", "application/vnd.apache.parquet"),
+}
+COUNTRIES = {"NL": EU + "country/NLD", "NO": EU + "country/NOR"}
+# English labels of the EU code-list entries the bundle may use (a skos:Concept needs a skos:prefLabel in DCAT-AP 3);
+# any other entry is labelled with its own code.
+EU_LABELS = {
+    "data-theme/AGRI": "Agriculture, fisheries, forestry and food", "data-theme/ECON": "Economy and finance",
+    "data-theme/EDUC": "Education, culture and sport", "data-theme/ENER": "Energy", "data-theme/ENVI": "Environment",
+    "data-theme/GOVE": "Government and public sector", "data-theme/HEAL": "Health",
+    "data-theme/INTR": "International issues", "data-theme/JUST": "Justice, legal system and public safety",
+    "data-theme/REGI": "Regions and cities", "data-theme/SOCI": "Population and society",
+    "data-theme/TECH": "Science and technology", "data-theme/TRAN": "Transport",
+    "access-right/PUBLIC": "public", "access-right/RESTRICTED": "restricted", "access-right/NON_PUBLIC": "non-public",
+    "dataset-status/COMPLETED": "completed", "dataset-status/DEVELOP": "under development",
+    "dataset-status/DEPRECATED": "deprecated", "dataset-status/WITHDRAWN": "withdrawn",
+    "language/NLD": "Dutch", "language/NOR": "Norwegian", "language/NOB": "Norwegian Bokmål",
+    "language/NNO": "Norwegian Nynorsk", "language/ENG": "English",
+    "country/NLD": "Netherlands", "country/NOR": "Norway",
+    "licence/CC0": "Creative Commons CC0 1.0 Universal", "licence/CC_BY_4_0": "Creative Commons Attribution 4.0",
+    "licence/NLOD_2_0": "Norwegian Licence for Open Government Data 2.0",
 }
 FIELD_DESCRIPTIONS = {
     "count": "Number of citizens (people, not records); empty when suppressed by disclosure control.",
@@ -103,53 +123,102 @@ def datapackage(tables: list[PublishedTable], *, name: str, sources: SourcesFile
     }
 
 
+def _code(iri: str, *classes: str) -> dict[str, Any]:
+    """A code-list value typed with its DCAT-AP range class(es) in the document itself (as DCAT-AP-NL's examples do),
+    so SHACL validation needs neither the vocabularies nor inference; an EU authority entry also gets its scheme
+    and label (DCAT-AP: a skos:Concept has a prefLabel; DCAT-AP-NO: the value is in the right scheme)."""
+    types = list(classes)
+    node: dict[str, Any] = {"@id": iri}
+    if iri.startswith(EU) and iri.count("/") >= 6:
+        scheme, code = iri[len(EU):].rsplit("/", 1)
+        types += [] if "skos:Concept" in types else ["skos:Concept"]
+        node["skos:inScheme"] = {"@id": EU + scheme}
+        node["skos:prefLabel"] = {"@value": EU_LABELS.get(f"{scheme}/{code}", code), "@language": "en"}
+    elif "skos:Concept" in types:
+        node["skos:prefLabel"] = {"@value": iri.rstrip("/").rsplit("/", 1)[-1], "@language": "en"}
+    node["@type"] = types[0] if len(types) == 1 else types
+    return node
+
+
 def dcat(tables: list[PublishedTable], *, bundle: str, sources: SourcesFile, issued: str) -> dict[str, Any]:
-    """DCAT-AP dataset description (JSON-LD) with the mandatory DCAT-AP-NL/DONL and DCAT-AP-NO fields."""
+    """DCAT-AP dataset description (JSON-LD) conforming to the DCAT-AP-NL 3.0 and DCAT-AP-NO SHACL shapes."""
     pub = sources.publication
-    agent = {"@id": pub.publisher_uri, "@type": "foaf:Agent", "foaf:name": pub.publisher}
+
+    def text(s: str) -> dict[str, str]:
+        return {"@value": s, "@language": pub.text_language}
+
+    agent = {"@id": pub.publisher_uri, "@type": "foaf:Agent", "foaf:name": text(pub.publisher)}
+    when = {"@value": issued, "@type": "xsd:dateTime"}
+    schema = {
+        "@id": f"{pub.access_url}/{bundle}/datapackage.json",
+        "@type": "dct:Standard",
+        "dct:title": text("Frictionless Data Package of this bundle (the table schemas)"),
+    }
+    language = _code(pub.language, "dct:LinguisticSystem")
+    licence = _code(pub.licence, "dct:LicenseDocument")
     distributions = []
     for t in tables:
         for fmt, (format_uri, media) in FORMATS.items():
+            url = {"@id": f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}", "@type": "rdfs:Resource"}
             distributions.append(
                 {
                     "@id": f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}",
                     "@type": "dcat:Distribution",
-                    "dct:title": f"{t.info.title} ({fmt.upper()})",
-                    "dct:description": t.info.description,
-                    "dcat:accessURL": {"@id": f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}"},
-                    "dct:format": {"@id": format_uri},
-                    "dcat:mediaType": media,
-                    "dct:license": {"@id": pub.licence},
+                    "dct:title": text(f"{t.info.title} ({fmt.upper()})"),
+                    "dct:description": text(t.info.description),
+                    "dcat:accessURL": url,
+                    "dcat:downloadURL": url,
+                    "dct:format": _code(format_uri, "dct:MediaTypeOrExtent"),
+                    "dcat:mediaType": {"@id": pub.media_type_base + media, "@type": "dct:MediaType"},
+                    "dct:license": licence,
+                    "dct:language": language,
+                    "dct:conformsTo": schema,
+                    "dct:issued": when,
                 }
             )
-    return {
+    doc: dict[str, Any] = {
         "@context": {
             "dcat": "http://www.w3.org/ns/dcat#",
             "dct": "http://purl.org/dc/terms/",
             "foaf": "http://xmlns.com/foaf/0.1/",
             "vcard": "http://www.w3.org/2006/vcard/ns#",
             "adms": "http://www.w3.org/ns/adms#",
+            "skos": "http://www.w3.org/2004/02/skos/core#",
+            "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+            "xsd": "http://www.w3.org/2001/XMLSchema#",
         },
         "@id": f"{pub.identifier_prefix}/{bundle}",
         "@type": "dcat:Dataset",
-        "dct:title": pub.title,
-        "dct:description": pub.description,
+        "dct:title": text(pub.title),
+        "dct:description": text(pub.description),
         "dct:identifier": f"{pub.identifier_prefix}/{bundle}",
         "dct:publisher": agent,
         "dct:creator": agent,
         "dcat:contactPoint": {
-            "@type": "vcard:Organization",
+            "@type": ["vcard:Organization", "vcard:Kind"],
             "vcard:fn": pub.contact_point.name,
             "vcard:hasEmail": {"@id": f"mailto:{pub.contact_point.email}"},
         },
-        "dct:license": {"@id": pub.licence},
-        "dcat:theme": {"@id": pub.theme},
-        "dct:language": {"@id": pub.language},
-        "adms:status": {"@id": "http://purl.org/adms/status/Completed"},
-        "dct:issued": issued,
-        "dct:modified": issued,
+        "dct:accessRights": _code(pub.access_rights, "dct:RightsStatement"),
+        "dct:license": licence,
+        "dcat:theme": _code(pub.theme, "skos:Concept"),
+        "dct:language": language,
+        "adms:status": _code(pub.status, "skos:Concept"),
+        "dcat:keyword": [text(k) for k in pub.keywords],
+        "dcat:landingPage": {"@id": pub.landing_page or pub.access_url, "@type": "foaf:Document"},
+        "foaf:page": {"@id": pub.documentation or schema["@id"], "@type": "foaf:Document"},
+        "dct:conformsTo": schema,
+        "dct:issued": when,
+        "dct:modified": when,
         "dcat:distribution": distributions,
     }
+    spatial = pub.spatial or COUNTRIES.get(sources.country or "")
+    if spatial:
+        doc["dct:spatial"] = _code(spatial, "dct:Location")
+    if pub.reference_date is not None:
+        day = {"@value": pub.reference_date.isoformat(), "@type": "xsd:date"}
+        doc["dct:temporal"] = {"@type": "dct:PeriodOfTime", "dcat:startDate": day, "dcat:endDate": day}
+    return doc
 
 
 def write_bundle(
@@ -247,18 +316,18 @@ def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: W
 KEEP_PUBLISHED = 2  # the published version and the one before it
 
 
+@dataclass
+class Published:
+    bundle: Path
+    target: Path
+
+
 class PublishRefused(RuntimeError):
     """Publication refused; `failed` names the failing checks."""
 
     def __init__(self, message: str, failed: list[str]):
         super().__init__(message)
         self.failed = failed
-
-
-@dataclass
-class Published:
-    bundle: Path
-    target: Path
 
 
 def newest_passing_bundle(exports_dir: Path) -> Path | None:
