@@ -3,8 +3,10 @@
 Tables are long format: dimension columns plus `count`, with margins as rows whose dimension value is
 `Total`. A *line* is a set of cells that add up to a margin: all values of one margin dimension (its
 `Total` included) with the other dimensions fixed. Primary suppression hides counts below the
-minimum cell; secondary suppression then hides the smallest other cell of every line that has exactly
-one hidden cell, until none has, so no hidden count can be recomputed as total minus the rest.
+minimum cell; secondary suppression then hides another cell of every line that has exactly one hidden
+cell, until none has, so no hidden count can be recomputed as total minus the rest. The partner is the
+cell that leaves the fewest new lines with a single hidden cell (net of those it completes), then the
+smallest: a greedy heuristic in the spirit of tau-Argus's hypercube method, not an optimum.
 Rounding (optional, to base 5 like the ONS 10-5 rule) applies to the published counts afterwards.
 The same functions that protect a table are the gate's evidence that it is protected.
 """
@@ -70,26 +72,38 @@ def protect(
     ).to_series().to_list()
     hidden = [(v is not None and v < rules.min_cell and (v > 0 or rules.suppress_zeros)) for v in values]
     primary = sum(hidden)
-    lines = {m: _line_members(df, dims, m, hierarchies.get(m)) for m in margins}
+    lines = [members for m in margins for members in _line_members(df, dims, m, hierarchies.get(m))]
+    lines_of: list[list[int]] = [[] for _ in values]
+    for k, members in enumerate(lines):
+        for i in members:
+            lines_of[i].append(k)
+    n_hidden = [sum(hidden[i] for i in members) for members in lines]
+
+    def cost(i: int, line: int) -> tuple:
+        """Hiding cell i to protect `line`: first the fewest other lines it leaves with one hidden cell (each would need
+        a partner of its own) net of the lines it completes, then the smallest non-zero count (zeros protect nothing once
+        known). Without the first term a small municipality's cells pull a large neighbour's whole table after them."""
+        others = [n_hidden[k] for k in lines_of[i] if k != line]
+        return (others.count(0) - others.count(1), values[i] == 0, values[i] or 0, i)
+
     secondary = 0
     changed = True
     while changed:
         changed = False
-        for members_by_line in lines.values():
-            for members in members_by_line:
-                n_hidden = sum(hidden[i] for i in members)
-                if n_hidden != 1:
-                    continue
-                candidates = [i for i in members if not hidden[i] and not is_total[i]] or [
-                    i for i in members if not hidden[i]
-                ]
-                if not candidates:
-                    continue
-                # The smallest non-zero cell loses least information; zeros protect nothing once known.
-                pick = min(candidates, key=lambda i: (values[i] == 0, values[i] or 0, i))
-                hidden[pick] = True
-                secondary += 1
-                changed = True
+        for k, members in enumerate(lines):
+            if n_hidden[k] != 1:
+                continue
+            candidates = [i for i in members if not hidden[i] and not is_total[i]] or [
+                i for i in members if not hidden[i]
+            ]
+            if not candidates:
+                continue
+            pick = min(candidates, key=lambda i: cost(i, k))
+            hidden[pick] = True
+            secondary += 1
+            changed = True
+            for line in lines_of[pick]:
+                n_hidden[line] += 1
     published = [
         None if h else (_round(v, rules.round_to) if v is not None else None) for v, h in zip(values, hidden)
     ]

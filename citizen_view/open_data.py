@@ -123,7 +123,10 @@ def _area_names(con: duckdb.DuckDBPyConnection, country: str, country_name: str)
 def population_by_area(
     con: duckdb.DuckDBPyConnection, *, reference: dt.date, country: str = "ALL", country_name: str = "All"
 ) -> pl.DataFrame:
-    """Living citizens by official area (municipality, region, country) x age band x sex, every margin included."""
+    """Living citizens by official area (municipality, region, country) x age band x sex, every margin included.
+
+    People whose sex (or age) is unknown are counted in the `Unknown` cell of the area's age (or sex) total only.
+    """
     age = f"date_diff('year', date_of_birth, DATE '{reference.isoformat()}') - (strftime(date_of_birth, '%m%d') > '{reference:%m%d}')::INT"
     bands = " ".join(
         f"WHEN x BETWEEN {lo} AND {hi} THEN '{label}'"
@@ -142,6 +145,9 @@ def population_by_area(
                coalesce(sex, '{TOTAL}') AS sex, count(*) AS count
         FROM levels LEFT JOIN names n USING (area_code)
         GROUP BY level, area_code, n.area_name, parent_code, CUBE (age_band, sex)
+        -- an unknown sex or age is counted in the area's totals, not crossed with the other dimension: those cells
+        -- would be small everywhere and each would take a large neighbour down with it by secondary suppression
+        HAVING NOT (grouping(levels.age_band, levels.sex) = 0 AND '{UNKNOWN}' IN (levels.age_band, levels.sex))
         ORDER BY list_position({list(LEVELS)}, level), area_code, age_band = '{TOTAL}', age_band, sex = '{TOTAL}', sex
         """
     ).pl()

@@ -11,7 +11,7 @@ import pytest
 from citizen_view.areas import Method, load_areas, match_areas
 from citizen_view.contract import DisclosureConfig, SourcesFile
 from citizen_view.disclosure import TOTAL, protect, recoverable_cells
-from citizen_view.open_data import TABLES, build_table
+from citizen_view.open_data import TABLES, UNKNOWN, build_table, population_by_area
 from citizen_view.quality import rules
 from citizen_view.warehouse import connect
 
@@ -87,6 +87,21 @@ def test_an_unmatched_city_is_reported_by_the_gate_and_never_published_as_an_are
     assert unknown.get_column("area_code").to_list() == ["UNKNOWN"] and unknown.get_column("count").to_list() == [12]
     country = table.filter((pl.col("level") == "country") & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL))
     assert country.get_column("count").to_list() == [52]  # counted nationally
+
+
+def test_unknown_sex_and_age_are_counted_in_the_totals_only(tmp_path):
+    with connect(tmp_path / "w.duckdb") as con:
+        _citizens(con, [(f"a{i}", "Amsterdam", None) for i in range(60)])
+        con.execute("UPDATE citizen SET date_of_birth = DATE '1980-05-01' WHERE citizen_id NOT IN ('a0', 'a1')")
+        con.execute("UPDATE citizen SET sex = NULL WHERE citizen_id IN ('a1', 'a2', 'a3')")
+        match_areas(con, load_areas("NL"))
+        table = population_by_area(con, reference=dt.date(2026, 1, 1), country="NL", country_name="Netherlands")
+    amsterdam = {(r["age_band"], r["sex"]): r["count"] for r in table.filter(pl.col("area_code") == "GM0363").to_dicts()}
+    # crossed cells of an unknown would be small everywhere, each taking a large cell down by secondary suppression
+    assert amsterdam == {
+        ("45-64", "F"): 56, ("45-64", TOTAL): 58, (UNKNOWN, TOTAL): 2,
+        (TOTAL, "F"): 57, (TOTAL, UNKNOWN): 3, (TOTAL, TOTAL): 60,
+    }  # fmt: skip
 
 
 @pytest.fixture

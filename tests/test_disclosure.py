@@ -56,3 +56,33 @@ def test_rounding_to_base_five_keeps_suppression():
     assert all(v % 5 == 0 for v in published)
     assert out.filter((pl.col("area") == "B") & (pl.col("sex") == "M"))["count"][0] is None
     assert recoverable_cells(out, dims=["area", "sex"], margins=["area", "sex"]).height == 0
+
+
+def _area_age_sex(cells: dict[tuple[str, str, str], int], province: str) -> pl.DataFrame:
+    """Municipality x age x sex with every margin, and the province as the municipalities' parent."""
+    areas, ages = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
+    rows = [
+        (area, age, sex, sum(n for (a, g, s), n in cells.items()
+                             if area in (a, province) and age in (g, "Total") and sex in (s, "Total")))
+        for area in [*areas, province] for age in [*ages, "Total"] for sex in ("F", "M", "Total")
+    ]  # fmt: skip
+    return pl.DataFrame(rows, schema=["area_code", "age", "sex", "count"], orient="row")
+
+
+def test_a_small_municipality_takes_one_neighbour_down_with_it_not_all_of_them():
+    """A tiny municipality's small cells need partners in its province's lines. Hiding, in one neighbour, the cells
+    that mirror the tiny one's closes every line; the smallest cell in each line instead spreads over both
+    neighbours (the old rule hid 1,387 people here, this one 830)."""
+    big = {"0-17": (141, 139), "18-29": (139, 140), "30-64": (278, 280), "65+": (141, 136)}
+    other = {"0-17": (135, 132), "18-29": (133, 138), "30-64": (267, 271), "65+": (132, 137)}
+    tiny = {"0-17": (3, 7), "18-29": (2, 1), "30-64": (10, 11), "65+": (5, 5)}
+    cells = {(area, age, sex): n for area, by_age in (("GM1", big), ("GM2", other), ("GM3", tiny))
+             for age, pair in by_age.items() for sex, n in zip("FM", pair)}  # fmt: skip
+    table = _area_age_sex(cells, "PV1")
+    dims, hierarchies = ["area_code", "age", "sex"], {"area_code": {"GM1": "PV1", "GM2": "PV1", "GM3": "PV1"}}
+    out = protect(table, dims=dims, margins=dims, rules=RULES, hierarchies=hierarchies).table
+    hidden = out.filter(pl.col("flag") == "suppressed")
+    assert recoverable_cells(out, dims=dims, margins=dims, hierarchies=hierarchies).height == 0
+    assert set(hidden["area_code"]) == {"GM2", "GM3"}  # GM1 is published whole
+    pattern = {a: set(hidden.filter(pl.col("area_code") == a).select("age", "sex").rows()) for a in ("GM2", "GM3")}
+    assert pattern["GM2"] == pattern["GM3"]
