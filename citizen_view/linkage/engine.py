@@ -40,6 +40,10 @@ SPARK_DEFAULTS = {
     "spark.sql.adaptive.enabled": "true",
 }
 
+# In local mode the driver JVM is also the executor: Spark's 1g default cannot hold the tables Spark decides to
+# broadcast while blocking a few hundred thousand records ("Not enough memory to build and broadcast the table").
+SPARK_LOCAL_DEFAULTS = {"spark.driver.memory": "4g"}
+
 _spark_lock = threading.Lock()
 _spark_session: Any = None
 
@@ -112,7 +116,10 @@ def spark_session(config: SparkConfig):
             work = Path(tempfile.mkdtemp(prefix="citizen-view-spark-"))
             builder = SparkSession.builder.master(config.master).appName("citizen-view-linkage")
             settings = {**SPARK_DEFAULTS, "spark.local.dir": str(work / "local"),
-                        "spark.sql.warehouse.dir": str(work / "warehouse"), **config.conf}  # fmt: skip
+                        "spark.sql.warehouse.dir": str(work / "warehouse")}  # fmt: skip
+            if config.master.startswith("local"):
+                settings.update(SPARK_LOCAL_DEFAULTS)
+            settings.update(config.conf)
             jars = [similarity_jar_location(), *filter(None, settings.pop("spark.jars", "").split(","))]
             builder = builder.config("spark.jars", ",".join(jars))
             for key, value in settings.items():
