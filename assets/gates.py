@@ -108,24 +108,24 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
     for name, info in TABLES.items():
         key = table_key(name)
 
-        def table(con, n=name):
+        def published(con, n=name):
             return con.sql(f'SELECT * FROM open_data."{n}"').pl()
 
         checks += [
             gate(key, "no_identifying_columns", "No direct or quasi-identifier column or value is published.",
-                 lambda con, i=info, t=table: rules.no_identifying_columns(t(con), declared=i.columns)),
+                 lambda con, i=info, t=published: rules.no_identifying_columns(t(con), declared=i.columns)),
             gate(key, "totals_consistent", "Published totals equal the linked view's counts.",
-                 lambda con, n=name, t=table: rules.totals_consistent(
+                 lambda con, n=name, t=published: rules.totals_consistent(
                      con, n, t(con), reference=reference(), tolerance=tolerance, services=sources.service_sources())),
             gate(key, "expectation_suite", "The table meets its Great Expectations suite (quality/expectations.py).",
-                 lambda con, i=info, t=table: suite_rule(i, t(con), disclosure)),
+                 lambda con, i=info, t=published: suite_rule(i, t(con), disclosure)),
         ]  # fmt: skip
         if info.count_column:
             checks += [
                 gate(key, "disclosure_minimum_cell", "Every published count is at least the minimum cell or suppressed.",
-                     lambda con, t=table: rules.cells_at_or_above_minimum(t(con), disclosure)),
+                     lambda con, t=published: rules.cells_at_or_above_minimum(t(con), disclosure)),
                 gate(key, "disclosure_not_recoverable", "No suppressed cell can be recomputed from published totals, at any level.",
-                     lambda con, i=info, t=table: rules.suppression_not_recoverable(
+                     lambda con, i=info, t=published: rules.suppression_not_recoverable(
                          t(con), dims=i.dims, margins=i.margins, hierarchies=i.hierarchies_of(t(con)))),
             ]  # fmt: skip
         if info.area_hierarchy:

@@ -10,7 +10,7 @@ from typing import Any
 from citizen_view_synth.dates import REF, between, years_ago
 from citizen_view_synth.extract import JsonlExtract, Raw, RunContext
 from citizen_view_synth.people import Person
-from citizen_view_synth.pool import Pool
+from citizen_view_synth.pool import Pool, by_age
 from citizen_view_synth.render import Renderer
 
 _fromordinal = date.fromordinal
@@ -25,15 +25,7 @@ _TYPES_ELDERLY = Pool(("pension", "housing", "disability", "social_assistance"),
 
 
 def _client_rate(age: int) -> float:
-    if age < 18:
-        return 0.06
-    if age < 25:
-        return 0.22
-    if age < 50:
-        return 0.32
-    if age < 67:
-        return 0.2
-    return 0.8
+    return by_age(age, ((18, 0.06), (25, 0.22), (50, 0.32), (67, 0.2)), 0.8)
 
 
 def _types_for(age: int) -> Pool[str]:

@@ -10,7 +10,7 @@ from citizen_view_synth.names import NameBook, name_book
 from citizen_view_synth.national_id import FodselsnummerAllocator, bsn_for
 from citizen_view_synth.noise import NoiseConfig
 from citizen_view_synth.places import Address, Gazetteer, gazetteer
-from citizen_view_synth.pool import Pool
+from citizen_view_synth.pool import Pool, by_age
 from citizen_view_synth.spelling import email_part
 
 _fromordinal = date.fromordinal
@@ -53,15 +53,7 @@ class Person:
 
 
 def _age_weight(age: int) -> float:
-    if age < 60:
-        return 1.0
-    if age < 70:
-        return 0.95
-    if age < 80:
-        return 0.75
-    if age < 90:
-        return 0.35
-    return 0.06 * (101 - age) / 11
+    return by_age(age, ((60, 1.0), (70, 0.95), (80, 0.75), (90, 0.35)), 0.06 * (101 - age) / 11)
 
 
 _ADULT_AGES = Pool(list(range(18, 101)), [_age_weight(a) for a in range(18, 101)])

@@ -51,3 +51,8 @@ def ranked(
     tail = sorted({n for n in rest if n not in seen and (keep is None or keep(n))})
     Random(shuffle_seed).shuffle(tail)
     return head + tail
+
+
+def by_age(age: int, bands: tuple[tuple[int, float], ...], older: float) -> float:
+    """The value of the first band (upper age bound, exclusive; value) the age falls under, else `older`."""
+    return next((value for below, value in bands if age < below), older)

@@ -375,12 +375,19 @@ def test_row_count_drift_passes_a_first_load(con):
 GOOD_LINKS = [("c1", "tax:1", 0.99), ("c1", "benefits:1", 0.97), ("c2", "tax:2", None), ("c3", "benefits:2", None)]
 
 
-def test_every_record_linked_once_passes_when_each_record_has_one_citizen(con):
+@pytest.mark.parametrize(
+    ("rule", "figures"),
+    [
+        pytest.param(rules.every_record_linked_once, {"records": 4, "violations": 0}, id="each-record-one-citizen"),
+        pytest.param(rules.no_empty_citizen, {"citizens": 3, "violations": 0}, id="each-citizen-records-and-golden"),
+    ],
+)  # fmt: skip
+def test_linkage_rules_pass_on_well_formed_links(con, rule, figures):
     linked_view(con, GOOD_LINKS)
-    r = rules.every_record_linked_once(con)
-    assert r.rule == "every_record_linked_once"
+    r = rule(con)
+    assert r.rule == rule.__name__
     assert r.passed is True
-    assert r.figures == {"records": 4, "violations": 0}
+    assert r.figures == figures
 
 
 @pytest.mark.parametrize(
@@ -399,14 +406,6 @@ def test_every_record_linked_once_names_the_record(con, links, records, offender
     assert r.passed is False
     assert r.figures["violations"] == 1
     assert r.sample == [offender]
-
-
-def test_no_empty_citizen_passes_when_every_citizen_has_records_and_a_golden_record(con):
-    linked_view(con, GOOD_LINKS)
-    r = rules.no_empty_citizen(con)
-    assert r.rule == "no_empty_citizen"
-    assert r.passed is True
-    assert r.figures == {"citizens": 3, "violations": 0}
 
 
 @pytest.mark.parametrize(
