@@ -145,6 +145,8 @@ def bench_link(args: argparse.Namespace) -> dict:
         with measure(stages, "train model") as st:
             trained, _ = train_and_store(con, layout, linkage=linkage)
             st.extra = {"fields": len(trained.fields_used)}
+        for note in trained.training_notes:  # where training time goes
+            print(f"    {note}")
         with measure(stages, "score pairs") as st:
             edges = score_pairs(con, layout, linkage=linkage)
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
