@@ -72,7 +72,8 @@ def protect(
     ).to_series().to_list()
     hidden = [(v is not None and v < rules.min_cell and (v > 0 or rules.suppress_zeros)) for v in values]
     primary = sum(hidden)
-    lines = [members for m in margins for members in _line_members(df, dims, m, hierarchies.get(m))]
+    # Lines in a fixed order (by their smallest row): the greedy's choices must not depend on how a group-by ordered them.
+    lines = sorted(members for m in margins for members in _line_members(df, dims, m, hierarchies.get(m)))
     lines_of: list[list[int]] = [[] for _ in values]
     for k, members in enumerate(lines):
         for i in members:
@@ -118,14 +119,14 @@ def _line_members(df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dic
     """Row indexes of every line along `margin`: all its values with the other dimensions fixed, or, for a
     hierarchy, each parent value with its children (a province with its municipalities; the country with its provinces)."""
     if hierarchy is None:
-        grouped = _lines(df, dims, margin).group_by("_line").agg(pl.col("_row"))
+        grouped = _lines(df, dims, margin).group_by("_line", maintain_order=True).agg(pl.col("_row"))
         return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
     others = [d for d in dims if d != margin]
     keyed = df.with_row_index("_row")
     as_child = keyed.with_columns(pl.col(margin).replace_strict(hierarchy, default=None).alias("_parent")).filter(pl.col("_parent").is_not_null())
     as_parent = keyed.filter(pl.col(margin).is_in(sorted(set(hierarchy.values())))).with_columns(pl.col(margin).alias("_parent"))
     both = pl.concat([as_child.select(*others, "_parent", "_row"), as_parent.select(*others, "_parent", "_row")])
-    grouped = both.group_by([*others, "_parent"]).agg(pl.col("_row"))
+    grouped = both.group_by([*others, "_parent"], maintain_order=True).agg(pl.col("_row"))
     return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
 
 
