@@ -41,7 +41,7 @@ def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]
         CREATE OR REPLACE TABLE source_records AS
         SELECT source || ':' || source_record_id AS record_key, *
         FROM ({union})
-        ORDER BY source, source_line
+        ORDER BY source, source_file, source_line, source_record_id
         """
     )
     return con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]

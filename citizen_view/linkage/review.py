@@ -126,7 +126,7 @@ def load_overrides(path: Path | None) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema=DECISION_SCHEMA)
     frame = pl.DataFrame(rows, schema=DECISION_SCHEMA)
-    return frame.sort("decided_at").unique(["record_key_l", "record_key_r"], keep="last", maintain_order=True)
+    return frame.sort("decided_at", maintain_order=True).unique(["record_key_l", "record_key_r"], keep="last", maintain_order=True)
 
 
 def constraints(overrides: pl.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -204,7 +204,8 @@ def link_citizens(
     else:
         in_scope = edge_scope = ""
     records = con.sql(
-        f"SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records {in_scope}"
+        f"SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records {in_scope} "
+        "ORDER BY source, source_file, source_line, source_record_id"
     ).pl()
     edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
     duplicate_free = set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
