@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view.standardise import fold
+from citizen_view.warehouse import column_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,6 +54,7 @@ class Method(StrEnum):
     FUZZY = "fuzzy name"
     POSTCODE_LEARNED = "postcode (learned)"
     UNMATCHED = "unmatched"
+    NO_AREA_LIST = "no area list"  # the country has no shipped list and sources.yaml declares none
 
 
 @dataclass(frozen=True)
@@ -168,16 +170,16 @@ AREA_TABLE = "citizen_area"
 def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaReport:
     """(Re)create `citizen_area` (citizen_id, area_code, area_name, region_code, region_name, method, city, postcode)."""
     citizens = con.sql(
-        "SELECT citizen_id, city, postcode, " + ("area_code" if _has_column(con, "citizen", "area_code") else "NULL::VARCHAR AS area_code")
+        "SELECT citizen_id, city, postcode, " + ("area_code" if column_exists(con, "main", "citizen", "area_code") else "NULL::VARCHAR AS area_code")
         + " FROM citizen"
     ).pl()
     if areas is None:
         out = citizens.select(
-            "citizen_id", pl.lit(None, dtype=pl.String).alias("area_code"), pl.lit(Method.UNMATCHED.value).alias("method"),
+            "citizen_id", pl.lit(None, dtype=pl.String).alias("area_code"), pl.lit(Method.NO_AREA_LIST.value).alias("method"),
             "city", "postcode",
         )  # fmt: skip
         _store(con, out, None)
-        return AreaReport(citizens.height, {Method.UNMATCHED.value: citizens.height}, citizens.height, [], 0, listed=False)
+        return AreaReport(citizens.height, {Method.NO_AREA_LIST.value: citizens.height}, citizens.height, [], 0, listed=False)
     listed = set(areas.municipalities.get_column("code").to_list())
     names = areas.names()
     keyed = citizens.with_columns(pl.col("city").map_elements(_key, return_dtype=pl.String).alias("key"))
@@ -273,13 +275,6 @@ def _learned_postcodes(found: pl.DataFrame) -> pl.DataFrame:
         .filter((pl.col("total") >= LEARNED_MIN_VOTES) & (pl.col("len") / pl.col("total") >= LEARNED_MIN_AGREEMENT))
         .select("postcode", pl.col("code").alias("_learned"))
     )
-
-
-def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() AND table_name = ? AND column_name = ?",
-        [table, column],
-    ).fetchall()[0][0])  # fmt: skip
 
 
 def write_list(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:

@@ -123,7 +123,7 @@ def _line_members(df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dic
         return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
     others = [d for d in dims if d != margin]
     keyed = df.with_row_index("_row")
-    as_child = keyed.with_columns(pl.col(margin).replace_strict(hierarchy, default=None).alias("_parent")).filter(pl.col("_parent").is_not_null())
+    as_child = keyed.with_columns(pl.col(margin).replace_strict(hierarchy, default=None, return_dtype=df.schema[margin]).alias("_parent")).filter(pl.col("_parent").is_not_null())
     as_parent = keyed.filter(pl.col(margin).is_in(sorted(set(hierarchy.values())))).with_columns(pl.col(margin).alias("_parent"))
     both = pl.concat([as_child.select(*others, "_parent", "_row"), as_parent.select(*others, "_parent", "_row")])
     grouped = both.group_by([*others, "_parent"], maintain_order=True).agg(pl.col("_row"))

@@ -304,7 +304,8 @@ def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: W
     def data_docs(folder: Path) -> None:
         validate_tables(frames, specs, min_cell=rules.min_cell, allow_zero=not rules.suppress_zeros, data_docs_dir=folder)
 
-    report = sdc_report(tables, rules, reference=reference_date(sources))
+    built_at = next((t.reference for t in tables if t.reference), None) or reference_date(sources)
+    report = sdc_report(tables, rules, reference=built_at)
     bundle = write_bundle(
         tables, exports_dir=bundle_dirs(sources, layout)[0], run_id=run_id, sources=sources, sdc_report=report,
         gates=gates, data_docs=data_docs,

@@ -7,13 +7,13 @@ adds up to a published total. Area is the golden record's city (the register's m
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from citizen_view.disclosure import TOTAL, Protection, hierarchy_of, protect
-from citizen_view.warehouse import transaction
+from citizen_view.warehouse import column_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -233,6 +233,7 @@ class PublishedTable:
     cells: int = 0
     persons: int = 0  # people counted in the finest cells (a municipality, no total), before protection
     persons_published: int = 0  # of them, those in a cell that is published
+    reference: dt.date | None = None  # the date ages and living status were taken at when the table was built
 
     @property
     def suppressed(self) -> int:
@@ -269,34 +270,48 @@ def table_spec(info: TableInfo):
 
 
 def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> PublishedTable:
-    """Build, protect and store one published table (`open_data.<name>` and its row of `open_data.protection`), at once."""
-    published = build_table(con, name, sources, reference=reference_date(sources))
+    """Build, protect and store one published table (`open_data.<name>` and its row of `open_data.protection`), at once.
+    The reference date is stored with it, so its gates and its export use the date it was built at (a run can cross
+    midnight, and "today" is the default)."""
+    reference = reference_date(sources)
+    published = build_table(con, name, sources, reference=reference)
     con.execute("CREATE SCHEMA IF NOT EXISTS open_data")
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {PROTECTION_LOG} (name VARCHAR PRIMARY KEY, primary_suppressed BIGINT, "
-        "secondary_suppressed BIGINT, cells BIGINT, persons BIGINT, persons_published BIGINT)"
+        "secondary_suppressed BIGINT, cells BIGINT, persons BIGINT, persons_published BIGINT, reference_date DATE)"
     )
-    for column in ("persons", "persons_published"):  # a warehouse written before information loss was recorded
-        con.execute(f"ALTER TABLE {PROTECTION_LOG} ADD COLUMN IF NOT EXISTS {column} BIGINT")
+    for column, kind in (("persons", "BIGINT"), ("persons_published", "BIGINT"), ("reference_date", "DATE")):
+        con.execute(f"ALTER TABLE {PROTECTION_LOG} ADD COLUMN IF NOT EXISTS {column} {kind}")  # an older warehouse
     with transaction(con, _published=published.table):
         con.execute(f'CREATE OR REPLACE TABLE open_data."{name}" AS SELECT * FROM _published')
         con.execute(
-            f"INSERT OR REPLACE INTO {PROTECTION_LOG} VALUES (?, ?, ?, ?, ?, ?)",
-            [name, published.primary, published.secondary, published.cells, published.persons, published.persons_published],
-        )
-    return published
+            f"INSERT OR REPLACE INTO {PROTECTION_LOG} (name, primary_suppressed, secondary_suppressed, cells, persons, "
+            "persons_published, reference_date) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [name, published.primary, published.secondary, published.cells, published.persons, published.persons_published,
+             reference],
+        )  # fmt: skip
+    return replace(published, reference=reference)
+
+
+def built_reference(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> dt.date:
+    """The reference date table `name` was built at (as stored with it), or the configured one / today."""
+    stored = con.execute(f"SELECT reference_date FROM {PROTECTION_LOG} WHERE name = ?", [name]).fetchall() if column_exists(con, "open_data", "protection", "reference_date") else []
+    return stored[0][0] if stored and stored[0][0] is not None else reference_date(sources)
+
 
 
 def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
     """The protected tables as stored, with their disclosure-control counts."""
+    dated = column_exists(con, "open_data", "protection", "reference_date")
     stats = {r[0]: r[1:] for r in con.execute(
-        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published FROM {PROTECTION_LOG}"
+        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published, "
+        f"{'reference_date' if dated else 'NULL::DATE'} FROM {PROTECTION_LOG}"
     ).fetchall()}  # fmt: skip
     out = []
     for name, info in TABLES.items():
         df = con.sql(f'SELECT * FROM open_data."{name}"').pl()
-        primary, secondary, cells, persons, published = stats.get(name, (0, 0, df.height, 0, 0))
-        out.append(PublishedTable(info, df, primary, secondary, cells, persons or 0, published or 0))
+        primary, secondary, cells, persons, published, reference = stats.get(name, (0, 0, df.height, 0, 0, None))
+        out.append(PublishedTable(info, df, primary, secondary, cells, persons or 0, published or 0, reference))
     return out
 
 

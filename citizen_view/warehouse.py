@@ -74,6 +74,16 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     return rows[0][0] > 0
 
 
+def column_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    """Whether the table has the column (a warehouse written by an older version may not)."""
+    rows = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ? AND column_name = ?",
+        [schema, table, column],
+    ).fetchall()
+    return rows[0][0] > 0
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection, **frames) -> Iterator[duckdb.DuckDBPyConnection]:
     """A transaction that commits when the block ends and rolls back on any error; `frames` are registered

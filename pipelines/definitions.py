@@ -13,7 +13,6 @@ from assets.linkage import build_linkage_assets
 from assets.publication import AREA_KEY, build_publication_assets, table_key
 from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
-from citizen_view.open_data import reference_date
 from citizen_view.layout import DEFAULT_WAREHOUSE
 from pipelines.resources import WarehouseResource
 from pipelines.sensors import landing_sensor, nightly
@@ -42,7 +41,7 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, l
         *ingest_gates(sources, source_asset_key),
         *linkage_gates(sources, citizen_key),
         *area_gates(sources, AREA_KEY),
-        *publication_gates(sources, table_key, reference=lambda: reference_date(sources)),
+        *publication_gates(sources, table_key),
     ]
     jobs = [
         define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."),

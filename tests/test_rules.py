@@ -466,7 +466,24 @@ def test_cross_source_share_within_both_bounds(con, links, share, passed):
     r = rules.cross_source_share(con, Q_CROSS)
     assert r.rule == "cross_source_share"
     assert r.passed is passed
-    assert r.figures == {"share": share, "min": 0.5, "max": 0.8}
+    assert r.figures == {"share": share, "min": 0.5, "max": 0.8, "sources": 2}
+
+
+@pytest.mark.parametrize(
+    ("links", "dedupe_only", "applies"),
+    [
+        pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "tax:3")], False, False, id="one-source"),
+        pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "benefits:1")], True, False, id="dedupe-only"),
+        pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "benefits:1")], False, True, id="two-sources-none-linked"),
+    ],
+)  # fmt: skip
+def test_cross_source_share_does_not_apply_to_one_source_or_to_dedupe_only(con, links, dedupe_only, applies):
+    """Deduplicating one register (or each source apart) links nothing across sources: the bound would block it."""
+    linked_view(con, links)
+    r = rules.cross_source_share(con, Q_CROSS, dedupe_only=dedupe_only)
+    assert r.passed is not applies  # where it applies, 0% linked across two sources is below the bound
+    assert r.figures.get("applies", True) is applies
+    assert ("not applicable" in r.summary) is not applies
 
 
 Q_WEAK = QualityConfig(max_weak_link_share=0.25)
@@ -894,3 +911,25 @@ def test_totals_consistent_skips_a_suppressed_total(linked):
     r = consistent(linked, "agencies_per_citizen", published(linked, "agencies_per_citizen", delta=None))
     assert r.passed is True
     assert r.figures == {"compared": 1, "mismatches": 0, "suppressed_totals": 1}
+
+
+def test_the_totals_gate_checks_a_table_at_the_date_it_was_built_at(linked):
+    """A table built at one reference date is checked at that date, not at whatever "today" is when the gate runs
+    (a run can cross midnight, and a warehouse is re-checked later): the date is stored with the table."""
+    from citizen_view.contract import SourcesFile
+
+    def sources(reference: dt.date | None) -> SourcesFile:
+        return SourcesFile.model_validate({"country": COUNTRY, "sources": [], "base_dir": ".",
+                                           "publication": {"reference_date": reference},
+                                           "disclosure": {"min_cell": 1}})  # fmt: skip (five people: publish them)
+
+    built = {name: open_data.publish_table(linked, name, sources(REFERENCE)) for name in TABLES}
+    later = sources(None)  # the default: today, by when c5 has died
+    assert {t.reference for t in built.values()} == {REFERENCE}
+    assert open_data.built_reference(linked, "agencies_per_citizen", later) == REFERENCE
+    assert {t.reference for t in open_data.load_published(linked)} == {REFERENCE}
+    table = linked.sql('SELECT * FROM open_data."agencies_per_citizen"').pl()
+    at = open_data.built_reference(linked, "agencies_per_citizen", later)
+    assert rules.totals_consistent(linked, "agencies_per_citizen", table, reference=at, services=[]).passed is True
+    today = open_data.reference_date(later)
+    assert rules.totals_consistent(linked, "agencies_per_citizen", table, reference=today, services=[]).passed is False

@@ -109,3 +109,46 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
     assert figures["records_without_truth"] == 0
     assert figures["precision"] >= 0.97, figures
     assert figures["recall"] >= 0.90, figures
+
+
+def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_published(tmp_path):
+    """The most common job: one source with internal duplicates, from a country we ship no areas for. Every gate
+    applies or says why it does not (nothing to link across sources; no area list), and open data is published
+    nationally."""
+    rng = random.Random(5)
+    rows, truth = [], []
+    for p in _people(200, seed=23):
+        for copy in range(1 + (rng.random() < 0.4)):  # about 40% of people registered twice
+            last = _typo(rng, p["last"]) if copy and rng.random() < 0.5 else p["last"]
+            rows.append(f'R{len(rows):05d},{p["first"]},{last},{p["dob"]:%Y-%m-%d},{p["postcode"]},{p["house"]}')
+            truth.append(("register", f"R{len(rows) - 1:05d}", str(p["pid"])))
+    write(tmp_path / "register.csv", "id,first,last,born,zip,house\n" + "\n".join(rows) + "\n")
+    write(
+        tmp_path / "sources.yaml",
+        """
+        country: FI  # no area list shipped for Finland
+        linkage: {link_type: dedupe_only}
+        disclosure: {min_cell: 3}
+        sources:
+          - name: register
+            path: register.csv
+            format: csv
+            record_id: id
+            fields: {given_name: first, family_name: last, date_of_birth: born, postcode: zip, house_number: house}
+        """,
+    )
+    wh = tmp_path / "cv.duckdb"
+    outcome = run_pipeline(sources_path=tmp_path / "sources.yaml", warehouse_path=wh)
+    assert outcome.success, outcome.failed
+    assert all(c["passed"] for c in outcome.checks.values()), {k: c for k, c in outcome.checks.items() if not c["passed"]}
+    said = {name: outcome.checks[name]["metadata"]["summary"] for name in ("citizen:cross_source_share", "citizen_area:areas_matched")}
+    assert said["citizen:cross_source_share"].startswith("not applicable: one source"), said
+    assert said["citizen_area:areas_matched"].startswith("not applicable: no official area list"), said
+    assert "open_data/bundle" in outcome.materialized
+    con = duckdb.connect(str(wh), read_only=True)
+    links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+    levels = set(con.sql("SELECT DISTINCT level FROM open_data.population_by_area").pl().get_column("level"))
+    con.close()
+    assert levels == {"country", "unknown"}  # nationally only: no municipality was invented
+    figures = evaluate_links(links, pl.DataFrame(truth, schema=["source", "source_record_id", "person_id"], orient="row"))
+    assert figures["precision"] >= 0.97 and figures["recall"] >= 0.9, figures

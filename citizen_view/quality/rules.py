@@ -255,8 +255,14 @@ def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     )  # fmt: skip
 
 
-def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
-    """Share of records whose citizen is known to two or more sources, within the configured bounds."""
+def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig, *, dedupe_only: bool = False) -> RuleResult:
+    """Share of records whose citizen is known to two or more sources, within the configured bounds. It does not
+    apply to one source deduplicated on its own, or to sources each deduplicated apart (`link_type: dedupe_only`):
+    nothing can be linked across sources there, so the gate passes and says why."""
+    sources = _scalar(con, "SELECT count(DISTINCT source) FROM citizen_source_link") or 0
+    if sources < 2 or dedupe_only:
+        why = "one source, deduplicated on its own" if sources < 2 else "link_type dedupe_only: sources are not linked"
+        return RuleResult("cross_source_share", True, f"not applicable: {why}", {"sources": sources, "applies": False})
     share = _scalar(
         con,
         """
@@ -268,7 +274,7 @@ def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> Rule
     return RuleResult(
         "cross_source_share", ok,
         f"{share:.2%} of records linked across sources (bounds {q.min_cross_source_share:.0%}..{q.max_cross_source_share:.0%})",
-        {"share": round(share, 5), "min": q.min_cross_source_share, "max": q.max_cross_source_share},
+        {"share": round(share, 5), "min": q.min_cross_source_share, "max": q.max_cross_source_share, "sources": sources},
     )  # fmt: skip
 
 
@@ -291,13 +297,24 @@ def weak_links(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
 
 
 def areas_matched(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
-    """Citizens whose address matched no official area stay at most `max_unmatched_area_share` (they are only counted nationally)."""
+    """Citizens whose address matched no official area stay at most `max_unmatched_area_share` (they are only counted
+    nationally). Without an area list (a country with none shipped and none declared in `publication.areas`) nothing
+    can match: the tables are published nationally and the gate passes, saying so."""
+    from citizen_view.areas import Method
+
+    methods = dict(con.execute("SELECT method, count(*) FROM citizen_area GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    if set(methods) == {Method.NO_AREA_LIST.value}:
+        return RuleResult(
+            "areas_matched", True,
+            "not applicable: no official area list for this country (declare publication.areas to publish by area); "
+            "open data is published at national level only",
+            {"citizens": methods[Method.NO_AREA_LIST.value], "applies": False},
+        )  # fmt: skip
     bad = con.sql(
         "SELECT city, postcode, count(*) AS citizens FROM citizen_area WHERE area_code IS NULL GROUP BY ALL ORDER BY citizens DESC, city"
     ).pl()
     total = _scalar(con, "SELECT count(*) FROM citizen_area")
     unmatched = int(bad.get_column("citizens").sum() or 0) if bad.height else 0
-    methods = dict(con.execute("SELECT method, count(*) FROM citizen_area GROUP BY 1 ORDER BY 2 DESC").fetchall())
     share = unmatched / total if total else 0.0
     return RuleResult(
         "areas_matched", share <= q.max_unmatched_area_share,
