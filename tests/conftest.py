@@ -8,6 +8,7 @@ is written into the work tree.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
@@ -20,6 +21,11 @@ TEST_DAGSTER_HOME = Path(tempfile.mkdtemp(prefix="citizen-view-tests-dagster-"))
 os.environ["DAGSTER_HOME"] = str(TEST_DAGSTER_HOME)
 # Hypothesis (under schemathesis) keeps its caches in ./.hypothesis unless told otherwise: not in the work tree.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(TEST_DAGSTER_HOME.parent / "citizen-view-tests-hypothesis"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session's Dagster instance is its own: remove it, so runs do not pile up in the temp folder."""
+    shutil.rmtree(TEST_DAGSTER_HOME, ignore_errors=True)
 
 
 def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
