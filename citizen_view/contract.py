@@ -375,7 +375,8 @@ class PublicationConfig(BaseModel):
     # an entry of the EU licence list: DCAT-AP-NO accepts only those, DCAT-AP-NL accepts them too
     licence: str = "http://publications.europa.eu/resource/authority/licence/CC0"
     theme: str = "http://publications.europa.eu/resource/authority/data-theme/SOCI"
-    language: str = "http://publications.europa.eu/resource/authority/language/NLD"
+    # the language of the title, description and keywords (English by default, like text_language)
+    language: str = "http://publications.europa.eu/resource/authority/language/ENG"
     # DCAT-AP-NL 3.0 makes dct:accessRights mandatory (EU access-right list: PUBLIC, RESTRICTED, NON_PUBLIC)
     access_rights: str = "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
     status: str = "http://publications.europa.eu/resource/authority/dataset-status/COMPLETED"
