@@ -295,9 +295,10 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFil
 
 def built_reference(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> dt.date:
     """The reference date table `name` was built at (as stored with it), or the configured one / today."""
-    stored = con.execute(f"SELECT reference_date FROM {PROTECTION_LOG} WHERE name = ?", [name]).fetchall() if column_exists(con, "open_data", "protection", "reference_date") else []
+    stored = []
+    if column_exists(con, "open_data", "protection", "reference_date"):
+        stored = con.execute(f"SELECT reference_date FROM {PROTECTION_LOG} WHERE name = ?", [name]).fetchall()
     return stored[0][0] if stored and stored[0][0] is not None else reference_date(sources)
-
 
 
 def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
