@@ -50,12 +50,13 @@ ANCHOR_SECONDS = 60.0
 REVIEW_PAGE = 10
 
 
-class FieldError(Exception):
-    """A request the service refuses because of one input field: JSON for the API, the form with the message for pages."""
+class FieldError(HTTPException):
+    """A refusal because of one input field: the usual error (JSON, or the error page) everywhere, and on the search
+    page the form again with the message beside that field."""
 
     def __init__(self, field_name: str, message: str, *, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.status = field_name, message, status
+        super().__init__(status, message)
+        self.field = field_name
 
 
 class Error(BaseModel):
@@ -158,14 +159,6 @@ API: dict[str, Any] = {"responses": ERRORS, "dependencies": [Security(BEARER)], 
 Purpose = Annotated[str | None, Query(min_length=3, max_length=LIMITS["purpose"], description="Why you look (required unless a case reference is given).", examples=["benefit application check"])]
 CaseReference = Annotated[str | None, Query(max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"])]
 CitizenId = Annotated[str, PathParam(pattern=CITIZEN_ID.pattern, description="A citizen ID, CV-XXXX-XXXX-XXXX.", examples=["CV-ABCD-EFGH-2345"])]
-
-
-def _field_of(message: str) -> str:
-    """The form field an error message is about (the first field name it mentions)."""
-    for name in ("national_id", "date_of_birth", "house_number", "postcode", "street", "purpose", "case_reference", "name"):
-        if name in message or name.replace("_", " ") in message.lower():
-            return name
-    return "name"
 
 
 class ViewStore:
@@ -277,7 +270,6 @@ def create_app(
         return JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
 
     app.add_exception_handler(finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422))
-    app.add_exception_handler(FieldError, lambda r, e: JSONResponse({"error": e.message, "status": e.status}, status_code=e.status))
 
     def session_token(request: Request) -> str | None:
         """The token of a signed-in browser (cookie), or None for an API client (bearer header)."""
@@ -307,10 +299,10 @@ def create_app(
         q = request.query_params
         for key, limit in LIMITS.items():
             if len(q.get(key, "")) > limit:
-                raise HTTPException(422, f"{key} is longer than {limit} characters")
+                raise FieldError(key, f"{key} is longer than {limit} characters")
         purpose, case_ref = q.get("purpose", "").strip(), q.get("case_reference", "").strip() or None
         if len(purpose) < 3 and not case_ref:
-            raise HTTPException(400, "every request needs a purpose (purpose=...) or a case reference (case_reference=...)")
+            raise FieldError("purpose", "every request needs a purpose (purpose=...) or a case reference (case_reference=...)", status=400)
         return purpose or f"case {case_ref}", case_ref
 
     def run_search(request: Request, who: Principal) -> dict[str, Any]:
@@ -454,16 +446,11 @@ def create_app(
             purpose_of(request)
             context["result"] = run_search(request, who)
         except FieldError as exc:
-            context["errors"] = {exc.field: exc.message}
-            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status)
+            context["errors"] = {exc.field: exc.detail}
+            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status_code)
         except finder.QueryError as exc:
             context["errors"] = {exc.field or "name": str(exc)}
             return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=422)
-        except HTTPException as exc:
-            if exc.status_code >= 500:
-                raise
-            context["errors"] = {_field_of(str(exc.detail)): str(exc.detail)}
-            return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status_code)
         return TEMPLATES.TemplateResponse(request, "search.html", context)
 
     @app.get("/citizens/{citizen_id}", response_class=HTMLResponse, include_in_schema=False)
