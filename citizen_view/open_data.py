@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view.disclosure import TOTAL, Protection, hierarchy_of, protect
-from citizen_view.warehouse import column_exists, transaction
+from citizen_view.warehouse import column_exists, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,24 +93,22 @@ TABLES: dict[str, TableInfo] = {
 }  # fmt: skip
 
 
-
-
 def _living(reference: dt.date) -> str:
     return f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
 
 
-def _areas_sql(country: str, country_name: str, people: str, extra: str = "") -> str:
+def _areas_sql(country: str, people: str, extra: str = "") -> str:
     """Each person of `people` (citizen_id, area_code, region_code + `extra` columns) once at every level."""
     cols = f", {extra}" if extra else ""
     return f"""
-        SELECT 'municipality' AS level, area_code, parent_code{cols} FROM (SELECT *, region_code AS parent_code FROM {people}) WHERE area_code IS NOT NULL
+        SELECT 'municipality' AS level, area_code, region_code AS parent_code{cols} FROM {people} WHERE area_code IS NOT NULL
         UNION ALL SELECT 'region', region_code, '{country}'{cols} FROM {people} WHERE area_code IS NOT NULL
         UNION ALL SELECT 'unknown', '{UNKNOWN_AREA}', '{country}'{cols} FROM {people} WHERE area_code IS NULL
         UNION ALL SELECT 'country', '{country}', NULL{cols} FROM {people}
     """
 
 
-def _area_names(con: duckdb.DuckDBPyConnection, country: str, country_name: str) -> str:
+def _area_names(country: str, country_name: str) -> str:
     """SQL of (area_code, area_name) for every level."""
     return f"""
         SELECT DISTINCT area_code, area_name FROM citizen_area WHERE area_code IS NOT NULL
@@ -139,8 +137,8 @@ def population_by_area(
                    CASE WHEN x IS NULL OR x < 0 THEN '{UNKNOWN}' {bands} ELSE '80+' END AS age_band
             FROM (SELECT *, {age} AS x FROM citizen WHERE {_living(reference)}) c JOIN citizen_area a USING (citizen_id)
         ),
-        levels AS ({_areas_sql(country, country_name, "people", "age_band, sex")}),
-        names AS ({_area_names(con, country, country_name)})
+        levels AS ({_areas_sql(country, "people", "age_band, sex")}),
+        names AS ({_area_names(country, country_name)})
         SELECT level, area_code, n.area_name, parent_code, coalesce(age_band, '{TOTAL}') AS age_band,
                coalesce(sex, '{TOTAL}') AS sex, count(*) AS count
         FROM levels LEFT JOIN names n USING (area_code)
@@ -169,8 +167,8 @@ def service_uptake_by_area(
             FROM citizen_source_link l JOIN citizen c USING (citizen_id) JOIN citizen_area a USING (citizen_id)
             WHERE l.source IN ({listed}) AND {_living(reference)}
         ),
-        levels AS ({_areas_sql(country, country_name, "people", "service")}),
-        names AS ({_area_names(con, country, country_name)})
+        levels AS ({_areas_sql(country, "people", "service")}),
+        names AS ({_area_names(country, country_name)})
         SELECT service, level, area_code, n.area_name, parent_code, count(*) AS count
         FROM levels LEFT JOIN names n USING (area_code)
         GROUP BY service, level, area_code, n.area_name, parent_code
@@ -293,21 +291,25 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFil
     return replace(published, reference=reference)
 
 
+def _protection_log(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """Each stored table's row of the protection log: (primary, secondary, cells, persons, persons_published,
+    reference_date); the date is None in a warehouse written before it was recorded."""
+    dated = column_exists(con, "open_data", "protection", "reference_date")
+    return {r[0]: r[1:] for r in con.execute(
+        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published, "
+        f"{'reference_date' if dated else 'NULL::DATE'} FROM {PROTECTION_LOG}"
+    ).fetchall()}  # fmt: skip
+
+
 def built_reference(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> dt.date:
     """The reference date table `name` was built at (as stored with it), or the configured one / today."""
-    stored = []
-    if column_exists(con, "open_data", "protection", "reference_date"):
-        stored = con.execute(f"SELECT reference_date FROM {PROTECTION_LOG} WHERE name = ?", [name]).fetchall()
-    return stored[0][0] if stored and stored[0][0] is not None else reference_date(sources)
+    stored = _protection_log(con).get(name) if table_exists(con, "open_data", "protection") else None
+    return stored[-1] if stored and stored[-1] is not None else reference_date(sources)
 
 
 def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
     """The protected tables as stored, with their disclosure-control counts."""
-    dated = column_exists(con, "open_data", "protection", "reference_date")
-    stats = {r[0]: r[1:] for r in con.execute(
-        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published, "
-        f"{'reference_date' if dated else 'NULL::DATE'} FROM {PROTECTION_LOG}"
-    ).fetchall()}  # fmt: skip
+    stats = _protection_log(con)
     out = []
     for name, info in TABLES.items():
         df = con.sql(f'SELECT * FROM open_data."{name}"').pl()
@@ -355,11 +357,8 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile,
 
 def information_loss(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float | int]:
     """A stored table's information loss (cells suppressed, people in published finest cells)."""
-    row = con.execute(
-        f"SELECT primary_suppressed, secondary_suppressed, cells, persons, persons_published FROM {PROTECTION_LOG} WHERE name = ?",
-        [name],
-    ).fetchall()
-    if not row:
+    row = _protection_log(con).get(name)
+    if row is None:
         raise KeyError(f"no protected table {name!r} stored yet")
     df = con.sql(f'SELECT * FROM open_data."{name}"').pl()
-    return PublishedTable(TABLES[name], df, *row[0]).information_loss()
+    return PublishedTable(TABLES[name], df, *row).information_loss()
