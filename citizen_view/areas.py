@@ -188,32 +188,16 @@ def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaR
         pl.when(pl.col("area_code").is_in(sorted(listed))).then(pl.lit(Method.AREA_CODE.value)).alias("method"),
     )
     if areas.postcodes is not None:
-        table = areas.postcodes.select(pl.col("postcode").str.to_uppercase().str.replace_all(r"\s", ""), pl.col("code").alias("_pc_code"))
-        found = found.join(table, on="postcode", how="left").with_columns(
-            pl.coalesce("code", "_pc_code").alias("code"),
-            pl.when(pl.col("code").is_null() & pl.col("_pc_code").is_not_null()).then(pl.lit(Method.POSTCODE_TABLE.value))
-            .otherwise(pl.col("method")).alias("method"),
-        ).drop("_pc_code")  # fmt: skip
-    found = found.join(names.rename({"code": "_name_code", "method": "_name_method"}), on="key", how="left").with_columns(
-        pl.coalesce("code", "_name_code").alias("code"),
-        pl.when(pl.col("code").is_null() & pl.col("_name_code").is_not_null()).then(pl.col("_name_method"))
-        .otherwise(pl.col("method")).alias("method"),
-    ).drop("_name_code", "_name_method")  # fmt: skip
+        table = areas.postcodes.select(pl.col("postcode").str.to_uppercase().str.replace_all(r"\s", ""), pl.col("code").alias("_code"))
+        found = _fill(found, table, on="postcode", method=pl.lit(Method.POSTCODE_TABLE.value))
+    found = _fill(found, names.rename({"code": "_code", "method": "_method"}), on="key", method=pl.col("_method"))
     fuzzy = _fuzzy(found.filter(pl.col("code").is_null()).get_column("key").drop_nulls().unique().to_list(), names)
     if fuzzy:
-        lookup = pl.DataFrame({"key": list(fuzzy), "_fuzzy": list(fuzzy.values())})
-        found = found.join(lookup, on="key", how="left").with_columns(
-            pl.coalesce("code", "_fuzzy").alias("code"),
-            pl.when(pl.col("code").is_null() & pl.col("_fuzzy").is_not_null()).then(pl.lit(Method.FUZZY.value))
-            .otherwise(pl.col("method")).alias("method"),
-        ).drop("_fuzzy")  # fmt: skip
+        lookup = pl.DataFrame({"key": list(fuzzy), "_code": list(fuzzy.values())})
+        found = _fill(found, lookup, on="key", method=pl.lit(Method.FUZZY.value))
     learned = _learned_postcodes(found)
     if learned.height:
-        found = found.join(learned, on="postcode", how="left").with_columns(
-            pl.coalesce("code", "_learned").alias("code"),
-            pl.when(pl.col("code").is_null() & pl.col("_learned").is_not_null()).then(pl.lit(Method.POSTCODE_LEARNED.value))
-            .otherwise(pl.col("method")).alias("method"),
-        ).drop("_learned")  # fmt: skip
+        found = _fill(found, learned, on="postcode", method=pl.lit(Method.POSTCODE_LEARNED.value))
     out = found.select(
         "citizen_id", pl.col("code").alias("area_code"), pl.col("method").fill_null(Method.UNMATCHED.value), "city", "postcode"
     )
@@ -224,6 +208,16 @@ def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaR
         unmatched.group_by("city", "postcode").len().sort(["len", "city"], descending=[True, False], nulls_last=True).head(20).rows()
     )
     return AreaReport(out.height, by_method, unmatched.height, values, out.get_column("area_code").n_unique() - (1 if unmatched.height else 0))
+
+
+def _fill(found: pl.DataFrame, lookup: pl.DataFrame, *, on: str, method: pl.Expr) -> pl.DataFrame:
+    """Citizens still without a code take the lookup's `_code` for their `on` value, recorded with `method`;
+    citizens already matched keep their code and method. The lookup's own columns (`_`-prefixed) are dropped."""
+    extra = [c for c in lookup.columns if c != on]
+    taken = pl.col("code").is_null() & pl.col("_code").is_not_null()
+    return found.join(lookup, on=on, how="left").with_columns(
+        pl.coalesce("code", "_code").alias("code"), pl.when(taken).then(method).otherwise(pl.col("method")).alias("method"),
+    ).drop(extra)
 
 
 def _store(con: duckdb.DuckDBPyConnection, matched: pl.DataFrame, areas: AreaList | None) -> None:
@@ -273,7 +267,7 @@ def _learned_postcodes(found: pl.DataFrame) -> pl.DataFrame:
     return (
         votes.join(totals, on="postcode")
         .filter((pl.col("total") >= LEARNED_MIN_VOTES) & (pl.col("len") / pl.col("total") >= LEARNED_MIN_AGREEMENT))
-        .select("postcode", pl.col("code").alias("_learned"))
+        .select("postcode", pl.col("code").alias("_code"))
     )
 
 
