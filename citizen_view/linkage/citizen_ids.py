@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import secrets
-from enum import StrEnum
 from collections.abc import Callable
+from enum import StrEnum
 
 import polars as pl
+
 
 class HistoryEvent(StrEnum):
     """What happened to a citizen ID in a run (`citizen_id_history.event`)."""

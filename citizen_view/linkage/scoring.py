@@ -123,14 +123,23 @@ def _export_edges(engine: Engine, scored: SplinkDataFrame, out: Path) -> str:
     return path
 
 
+def _saved_linker(engine: Engine, model: dict[str, Any], records: SplinkDataFrame, *, all_term_frequencies: bool = False) -> Linker:
+    """A linker for a saved model on the engine; `all_term_frequencies`: computed from `records` up front, for scoring
+    a subset of them as a full run would."""
+    linker = Linker(records, render_for(model, engine.dialect), log_level=logging.ERROR)
+    if all_term_frequencies:
+        for column in tf_columns(model):
+            linker.table_management.compute_tf_table(column)
+    return linker
+
+
 def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine) -> str:
     """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to Parquet.
 
     Returns what DuckDB's read_parquet reads (a file, or a folder's files on Spark).
     """
     db_api = engine.db_api()
-    sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
-    linker = Linker(sdf, render_for(model, engine.dialect), log_level=logging.ERROR)
+    linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "source_records"))
     return _export_edges(engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet")
 
 
@@ -147,9 +156,7 @@ def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new
     db_api = engine.db_api()
     sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
     everyone = engine.register(db_api, [paths["old_records"], paths["new_records"]], "all_records")
-    linker = Linker(everyone, render_for(model, engine.dialect), log_level=logging.ERROR)
-    for column in tf_columns(model):  # term frequencies of all records, as in a full run
-        linker.table_management.compute_tf_table(column)
+    linker = _saved_linker(engine, model, everyone, all_term_frequencies=True)
     between = linker.inference.predict_between(sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
     within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
     return [_export_edges(engine, between, engine.scratch / "between.parquet"),
@@ -159,10 +166,7 @@ def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new
 def score_two(con: duckdb.DuckDBPyConnection, model: dict[str, Any], left: str, right: str, *, engine: Engine) -> dict[str, Any]:
     """The saved model's full comparison of two records (term frequencies from all records): one row as a dict."""
     db_api = engine.db_api()
-    everyone = engine.register(db_api, _input_parquet(con, engine), "all_records")
-    linker = Linker(everyone, render_for(model, engine.dialect), log_level=logging.ERROR)
-    for column in tf_columns(model):
-        linker.table_management.compute_tf_table(column)
+    linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "all_records"), all_term_frequencies=True)
     sides = [
         engine.register(db_api, _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"), f"pair_{i}")
         for i, key in enumerate((left, right))
