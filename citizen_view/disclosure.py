@@ -30,7 +30,8 @@ def describe(rules: DisclosureConfig) -> dict:
     return rules.model_dump() | {
         "primary": f"counts below {rules.min_cell} are suppressed" + ("" if rules.suppress_zeros else " (zeros are published)"),
         "secondary": "in every line that adds up to a published total, a second cell is suppressed "
-        "whenever exactly one is, smallest first, until no suppressed count can be derived",
+        "whenever exactly one is (the cell that leaves the fewest other lines with a single suppressed cell, then the "
+        "smallest), until no suppressed count can be derived",
         "rounding": f"published counts rounded to the nearest {rules.round_to}" if rules.round_to else "none",
     }
 
