@@ -36,6 +36,14 @@ def _people(n: int, seed: int) -> list[dict]:
     return people
 
 
+def _accuracy(warehouse, truth: list[tuple]) -> dict:
+    """The warehouse's links scored against truth rows (source, source_record_id, person)."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+    frame = pl.DataFrame(truth, schema=["source", "source_record_id", "person_id"], orient="row")
+    return evaluate_links(links, frame.with_columns(pl.col("person_id").cast(pl.String)))
+
+
 def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
     rng = random.Random(3)
     people = _people(300, seed=11)
@@ -96,15 +104,10 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
     outcome = run_pipeline(sources_path=tmp_path / "sources.yaml", warehouse_path=wh)
     assert outcome.success, outcome.failed
     assert outcome.materialized["source/school"]["rows_loaded"] == len(school)
-    con = duckdb.connect(str(wh), read_only=True)
-    links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-    clinic_names = con.sql("SELECT given_name, family_name_std FROM canonical.clinic LIMIT 1").fetchall()
-    con.close()
+    with duckdb.connect(str(wh), read_only=True) as con:
+        clinic_names = con.sql("SELECT given_name, family_name_std FROM canonical.clinic LIMIT 1").fetchall()
     assert clinic_names[0][0] and clinic_names[0][1]  # "LAST, First" split into parts
-    truth_df = pl.DataFrame(truth, schema=["source", "source_record_id", "person_id"], orient="row").with_columns(
-        pl.col("person_id").cast(pl.String)
-    )
-    figures = evaluate_links(links, truth_df)
+    figures = _accuracy(wh, truth)
     print(figures)
     assert figures["records_without_truth"] == 0
     assert figures["precision"] >= 0.97, figures
@@ -145,10 +148,8 @@ def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_pu
     assert said["citizen:cross_source_share"].startswith("not applicable: one source"), said
     assert said["citizen_area:areas_matched"].startswith("not applicable: no official area list"), said
     assert "open_data/bundle" in outcome.materialized
-    con = duckdb.connect(str(wh), read_only=True)
-    links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-    levels = set(con.sql("SELECT DISTINCT level FROM open_data.population_by_area").pl().get_column("level"))
-    con.close()
+    with duckdb.connect(str(wh), read_only=True) as con:
+        levels = set(con.sql("SELECT DISTINCT level FROM open_data.population_by_area").pl().get_column("level"))
     assert levels == {"country", "unknown"}  # nationally only: no municipality was invented
-    figures = evaluate_links(links, pl.DataFrame(truth, schema=["source", "source_record_id", "person_id"], orient="row"))
+    figures = _accuracy(wh, truth)
     assert figures["precision"] >= 0.97 and figures["recall"] >= 0.9, figures
