@@ -74,7 +74,7 @@ def _table_asset(sources: SourcesFile, name: str, upstream: AssetKey) -> AssetsD
                 "dagster/row_count": published.table.height,
                 "primary_suppressed": published.primary,
                 "secondary_suppressed": published.secondary,
-                **{k: v for k, v in published.information_loss().items()},
+                **published.information_loss(),
                 "preview": table(published.table, limit=12),
             }
         )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import column_exists, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -252,8 +252,7 @@ def open_items(
     if source:
         where.append("(starts_with(record_key_l, $prefix) OR starts_with(record_key_r, $prefix))")
         params["prefix"] = f"{source}:"
-    has_priority = "priority" in {r[0] for r in con.execute("DESCRIBE review_queue").fetchall()}
-    order = REVIEW_ORDER if has_priority else "kind DESC, item_id"
+    order = REVIEW_ORDER if column_exists(con, "main", "review_queue", "priority") else "kind DESC, item_id"
     condition = " AND ".join(where)
     total = con.execute(f"SELECT count(*) FROM review_queue WHERE {condition}", params).fetchall()[0][0]
     by_kind = dict(con.execute(f"SELECT kind, count(*) FROM review_queue WHERE {condition} GROUP BY 1 ORDER BY 1", params).fetchall())
