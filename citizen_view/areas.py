@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from citizen_view.standardise import fold
-from citizen_view.warehouse import column_exists
+from citizen_view.warehouse import column_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -229,11 +229,8 @@ def _store(con: duckdb.DuckDBPyConnection, matched: pl.DataFrame, areas: AreaLis
     frame = matched.join(muni, on="area_code", how="left").select(
         "citizen_id", "area_code", "area_name", "region_code", "region_name", "method", "city", "postcode"
     )
-    con.register("_citizen_area", frame)
-    try:
+    with transaction(con, _citizen_area=frame):
         con.execute(f"CREATE OR REPLACE TABLE {AREA_TABLE} AS SELECT * FROM _citizen_area ORDER BY citizen_id")
-    finally:
-        con.unregister("_citizen_area")
 
 
 def _fuzzy(keys: list[str], names: pl.DataFrame) -> dict[str, str]:
