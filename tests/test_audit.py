@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from citizen_view.serving.audit import (
+from citizen_view.audit import (
     GENESIS,
     KEY_ENV,
     AnchorSink,
@@ -20,6 +20,7 @@ from citizen_view.serving.audit import (
     FileSink,
     SyslogSink,
     _hash,
+    acknowledge,
     anchors_path,
     entries_for_citizen,
     parse_sink,
@@ -475,7 +476,7 @@ def crash_after(path: Path, sink: FileSink, count: int) -> None:
     log._file.close()  # the process is gone: the file is closed, but close() never ran
 
 
-def test_a_writer_crash_is_recovered_with_a_warning_not_silently(tmp_path):
+def test_a_writer_crash_is_recovered_visibly_and_fails_verify_until_acknowledged(tmp_path):
     path, sink = logged(tmp_path, 5)
     crash_after(path, sink, 2)
     report = verify(path, sinks=[sink])
@@ -484,13 +485,21 @@ def test_a_writer_crash_is_recovered_with_a_warning_not_silently(tmp_path):
     recovered = read(anchors_path(path))[-1]
     assert recovered == read(sink.path)[-1] and recovered["seq"] == 7 and recovered["recovered_from"] == 6
     report = verify(path, sinks=[sink])
-    assert report.ok and report.unprotected == 0 and report.warnings == [
-        f"entries 6..7 were anchored only when the log was reopened (at {recovered['time']}): a writer crash, or "
-        "entries appended while it was stopped"
+    assert not report.ok and report.unprotected == 0 and report.unacknowledged == [(6, 7)] and report.problems == [
+        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), not anchored by "
+        "the running service: a writer crash, or entries appended behind its back; check them, then run "
+        "`citizen-view audit acknowledge --reason TEXT`"
     ]
-    write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the warning stays
+    write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the recovery still fails
+    assert not verify(path, sinks=[sink]).ok
+    ack = acknowledge(path, user="dpo.jansen", reason="service killed by the OOM killer", sinks=[sink])
+    assert ack["seq"] == 10 and ack["query"]["acknowledges"] == [[6, 7]] and read(sink.path)[-1]["seq"] == 10
     report = verify(path, sinks=[sink])
-    assert report.ok and report.entries == 9 and len(report.warnings) == 1
+    assert report.ok and report.entries == 10 and report.warnings == [
+        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), acknowledged by "
+        f"dpo.jansen at {ack['time']} (seq 10): service killed by the OOM killer"
+    ]
+    assert acknowledge(path, user="dpo.jansen", sinks=[sink]) is None  # nothing left to acknowledge
 
 
 def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp_path, monkeypatch):
@@ -501,10 +510,15 @@ def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp
     AuditLog(path, sinks=[sink]).close()
     assert read(sink.path)[-1]["recovered_from"] == 6
     report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems[0] == (
+        "seq 7: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)"
+    )
+    assert "2 entries (seq 6..7) recovered after an unclean stop" in report.problems[1]
+    acknowledge(path, user="dpo.jansen", reason="looked at them", sinks=[sink])
+    report = verify(path, sinks=[sink])  # acknowledged, and still forged: the MAC fails whatever a person says
     assert not report.ok and report.problems == [
         "seq 7: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)"
     ]
-    assert "entries 6..7 were anchored only when the log was reopened" in report.warnings[0]
 
 
 def test_a_sink_added_to_an_existing_log_joins_with_a_warning(tmp_path):
@@ -622,7 +636,7 @@ def test_with_the_key_an_entry_without_or_with_a_wrong_mac_is_forged(tmp_path, m
     ]
 
 
-def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_with_a_warning(tmp_path):
+def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_and_flagged(tmp_path):
     path, sink = tmp_path / "access.jsonl", ListSink()
     log = AuditLog(path, sinks=[sink])
     log.append(event(1))
@@ -636,4 +650,4 @@ def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_with_a_warning
     AuditLog(path, sinks=[sink]).close()
     assert sink.anchors[-1]["recovered_from"] == 2 and read(anchors_path(path))[-1]["recovered_from"] == 2
     report = verify(path, sinks=[sink])
-    assert report.ok and len(report.warnings) == 1 and report.warnings[0].startswith("entry 2 was anchored only when")
+    assert not report.ok and report.problems[0].startswith("1 entry (seq 2) recovered after an unclean stop")
