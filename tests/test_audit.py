@@ -98,20 +98,26 @@ def test_appends_from_many_threads_form_one_unbroken_chain(tmp_path):
     assert sorted(e["user"] for e in entries) == sorted(f"user{t}" for t in range(8) for _ in range(50))
 
 
-def test_threads_anchoring_every_entry_keep_every_location_in_seq_order(tmp_path):
+def test_threads_anchoring_every_write_keep_every_location_in_seq_order(tmp_path):
     path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
     log = AuditLog(path, sinks=[sink])
+    returned: list[dict] = []
 
     def work(t: int) -> None:
         for n in range(25):
-            log.append(event(t * 100 + n, user=f"user{t}"))
+            entry = log.append(event(t * 100 + n, user=f"user{t}"))
+            # group commit: the entry is anchored (alone or with those written with it) before append returns
+            assert read(sink.path)[-1]["seq"] >= entry["seq"]
+            returned.append(entry)
 
     _in_threads(work, 4)
     log.close()
-    assert read(anchors_path(path)) == read(sink.path)
-    assert [a["seq"] for a in read(sink.path)] == list(range(1, 101))  # each entry anchored before the next
+    anchors, entries = read(sink.path), {e["seq"]: e["hash"] for e in read(path)}
+    assert read(anchors_path(path)) == anchors and len(returned) == 100
+    assert [a["seq"] for a in anchors] == sorted({a["seq"] for a in anchors}) and anchors[-1]["seq"] == 100
+    assert all(entries[a["seq"]] == a["hash"] for a in anchors)
     report = verify(path, sinks=[sink])
-    assert report.ok and report.entries == 100 and report.anchors == 200 and report.unprotected == 0
+    assert report.ok and report.entries == 100 and report.anchors == 2 * len(anchors) and report.unprotected == 0
 
 def test_append_returns_the_stored_entry_with_every_event_field(tmp_path):
     path = tmp_path / "access.jsonl"
