@@ -191,11 +191,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     layout = _warehouse(args, must_exist=False)
     access = _access_file(args, layout)
     sinks = _anchor_sinks(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, not {args.workers}")
+    options = dict(
+        serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
+        decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=list(args.trusted_proxy or ()),
+    )  # fmt: skip
     try:
-        app = create_app(
-            serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
-            decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=args.trusted_proxy or (),
-        )  # fmt: skip
+        app = create_app(**options)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     view = current_view(layout.serving_dir)
@@ -203,6 +206,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  view:      {view or 'none yet: run the pipeline (citizen-view run) to publish one'}")
     print(f"  access:    {access}")
     print(f"  audit log: {_audit_path(args)}  (anchors also in {', '.join(sinks)})")
+    if args.workers > 1:
+        from citizen_view.serving.workers import run_workers
+
+        app.state.audit.close()  # checked and caught up here; each worker opens its own writer on the same chain
+        print(f"  workers:   {args.workers} processes, one audit chain")
+        return run_workers(options, host=args.host, port=args.port, workers=args.workers)
     uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()
     return 0
 
@@ -444,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)")
     _audit_options(v)
     v.add_argument("--trusted-proxy", action="append", help="an address or network whose X-Forwarded-For names the client (repeatable)")
+    v.add_argument("--workers", type=int, default=1, help="service processes sharing the port and one audit chain (default 1)")
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
