@@ -3,6 +3,9 @@ truncation, forged entries and forged anchors (each attack from the red-team pas
 
 from __future__ import annotations
 
+import csv
+import getpass
+import io
 import json
 import re
 import socket
@@ -26,6 +29,7 @@ from citizen_view.audit import (
     parse_sink,
     verify,
 )
+from pipelines.cli import main
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -657,3 +661,58 @@ def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_and_flagged(tm
     assert sink.anchors[-1]["recovered_from"] == 2 and read(anchors_path(path))[-1]["recovered_from"] == 2
     report = verify(path, sinks=[sink])
     assert not report.ok and report.problems[0].startswith("1 entry (seq 2) recovered after an unclean stop")
+
+
+def cli_options(path: Path, sink: FileSink) -> list[str]:
+    return ["--audit-log", str(path), "--anchor-sink", f"file:{sink.path}", "--warehouse", str(path.parent / "wh.duckdb")]
+
+
+def test_a_forged_entry_appended_while_stopped_fails_verify_until_a_person_acknowledges_it(tmp_path, capsys):
+    path, sink = logged(tmp_path, 3)
+    forge_entry(path)  # appended while the service was stopped, with a correct chain
+    AuditLog(path, sinks=[sink]).close()  # the service starts again and finds it unanchored
+    options = cli_options(path, sink)
+    assert main(["audit", "verify", *options]) == 1
+    out = capsys.readouterr().out
+    assert "TAMPERED" in out and "1 entry (seq 4) recovered after an unclean stop" in out
+    assert "not anchored by the running service" in out and "citizen-view audit acknowledge" in out
+    assert main(["audit", "acknowledge", "--reason", "checked with the DPO", *options]) == 0
+    assert "acknowledged recovered entries (seq 4)" in capsys.readouterr().out
+    ack = read(path)[-1]
+    assert ack["action"] == "acknowledge_recovered_entries" and ack["user"] == getpass.getuser()
+    assert ack["query"] == {"acknowledges": [[4, 4]], "reason": "checked with the DPO"}
+    assert read(sink.path)[-1]["seq"] == read(anchors_path(path))[-1]["seq"] == ack["seq"] == 5  # anchored
+    assert main(["audit", "verify", *options]) == 0
+    assert f"acknowledged by {ack['user']}" in capsys.readouterr().out
+
+
+def test_an_entry_appended_behind_a_running_writer_is_flagged_at_its_next_write(tmp_path):
+    path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1))
+        forge_entry(path)
+        assert log.append(event(2))["seq"] == 3  # continues after the forged line: one chain, not a fork
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.unacknowledged == [(2, 2)] and report.problems[0].startswith("1 entry (seq 2)")
+
+
+def test_csv_export_is_safe_in_a_spreadsheet_html_escapes_and_json_stays_exact(tmp_path, capsys):
+    path, sink = tmp_path / "audit" / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    nasty = {"purpose": "=cmd|' /C calc'!A0", "case_reference": "@SUM(A1)", "user": "eve\x00\x07",
+             "organisation": "+31 agency", "role": "-role", "action": "\tview", "fields": ["<b>name</b>"]}  # fmt: skip
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1, **nasty))
+    export = ["audit", "export", "--citizen", "CV-AAAA-BBBB-CCCC", *cli_options(path, sink), "--format"]
+    assert main([*export, "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "\x00" not in out and "\x07" not in out and "\t" not in out
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["purpose"] == "'=cmd|' /C calc'!A0" and row["case_reference"] == "'@SUM(A1)"
+    assert row["organisation"] == "'+31 agency" and row["role"] == "'-role" and row["action"] == "'\\x09view"
+    assert row["user"] == "eve\\x00\\x07"  # visible, not dropped
+    assert main([*export, "json"]) == 0
+    looked_at = json.loads(capsys.readouterr().out)["looked_at"][0]
+    assert {k: looked_at[k] for k in nasty} == nasty
+    assert main([*export, "html"]) == 0
+    html = capsys.readouterr().out
+    assert "<b>name</b>" not in html and "&lt;b&gt;name&lt;/b&gt;" in html
