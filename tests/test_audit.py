@@ -716,3 +716,17 @@ def test_csv_export_is_safe_in_a_spreadsheet_html_escapes_and_json_stays_exact(t
     assert main([*export, "html"]) == 0
     html = capsys.readouterr().out
     assert "<b>name</b>" not in html and "&lt;b&gt;name&lt;/b&gt;" in html
+
+
+def test_a_line_torn_by_another_writer_is_ended_before_the_next_entry(tmp_path):
+    path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1))
+        with path.open("ab") as f:
+            f.write(b'{"seq":2,"ti')  # another worker died mid-write
+        entry = log.append(event(2))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == '{"seq":2,"ti' and json.loads(lines[2]) == entry and entry["seq"] == 2
+    assert entry["prev_hash"] == json.loads(lines[0])["hash"]
+    report = verify(path, sinks=[sink])
+    assert report.problems == ["line 2 (after seq 1): malformed line, not an audit entry"]
