@@ -140,7 +140,7 @@ def _audit_path(args: argparse.Namespace) -> Path:
 
 def _anchor_sinks(args: argparse.Namespace) -> list[str]:
     """Where audit anchors are copied: as given, else the warehouse layout's second location."""
-    from citizen_view.serving.audit import parse_sink
+    from citizen_view.audit import parse_sink
 
     specs = list(args.anchor_sink or []) or [f"file:{WarehouseLayout.of(args.warehouse).anchor_copy(_audit_path(args))}"]
     for spec in specs:
@@ -191,11 +191,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     layout = _warehouse(args, must_exist=False)
     access = _access_file(args, layout)
     sinks = _anchor_sinks(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, not {args.workers}")
+    options = dict(
+        serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
+        decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=list(args.trusted_proxy or ()),
+    )  # fmt: skip
     try:
-        app = create_app(
-            serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
-            decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=args.trusted_proxy or (),
-        )  # fmt: skip
+        app = create_app(**options)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     view = current_view(layout.serving_dir)
@@ -203,21 +206,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  view:      {view or 'none yet: run the pipeline (citizen-view run) to publish one'}")
     print(f"  access:    {access}")
     print(f"  audit log: {_audit_path(args)}  (anchors also in {', '.join(sinks)})")
+    if args.workers > 1:
+        from citizen_view.serving.workers import run_workers
+
+        app.state.audit.close()  # checked and caught up here; each worker opens its own writer on the same chain
+        print(f"  workers:   {args.workers} processes, one audit chain")
+        return run_workers(options, host=args.host, port=args.port, workers=args.workers)
     uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import json
+    import getpass
 
-    from citizen_view.serving.audit import CITIZEN_FIELDS, entries_for_citizen, parse_sink, verify
+    from citizen_view.audit import acknowledge, entries_for_citizen, parse_sink, verify, write_csv, write_json
     from citizen_view.serving.report import render_access_report_html
 
     path = _audit_path(args)
+    sinks = [parse_sink(s) for s in _anchor_sinks(args)]
+    if args.audit_command in ("verify", "acknowledge") and not path.exists() and verify(path, sinks=sinks).anchors == 0:
+        raise UsageError(f"no audit log at {path} and no anchors of one: nothing was audited here yet")
+    if args.audit_command == "acknowledge":
+        entry = acknowledge(path, user=getpass.getuser(), reason=args.reason, sinks=sinks)
+        if entry is None:
+            print(f"{path}: no recovered entries waiting for an acknowledgement")
+        else:
+            ranges = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in entry["query"]["acknowledges"])
+            print(f"{path}: acknowledged recovered entries (seq {ranges}) as {entry['user']} in entry {entry['seq']}")
+        return 0
     if args.audit_command == "verify":
-        report = verify(path, sinks=[parse_sink(s) for s in _anchor_sinks(args)])
-        if not path.exists() and report.anchors == 0:
-            raise UsageError(f"no audit log at {path} and no anchors of one: nothing was audited here yet")
+        report = verify(path, sinks=sinks)
         state = "intact" if report.ok else "TAMPERED"
         print(f"{path}: {report.entries:,} entries, {report.anchors:,} anchors, {report.unprotected:,} unprotected: {state}")
         for problem in report.problems:
@@ -231,13 +249,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UsageError(f"no audit log at {path}")
     entries = entries_for_citizen(path, args.citizen)
     if args.format == "json":
-        print(json.dumps({"citizen_id": args.citizen, "looked_at": entries}, indent=2, ensure_ascii=False))
+        write_json(args.citizen, entries, sys.stdout)
     elif args.format == "csv":
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(CITIZEN_FIELDS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**e, "fields": " ".join(e.get("fields") or [])} for e in entries)
+        write_csv(entries, sys.stdout)
     else:
         print(render_access_report_html(args.citizen, entries))
     return 0
@@ -248,7 +262,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from citizen_view.linkage.explain import explain_pair
     from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
-    from citizen_view.serving.audit import AuditEvent, AuditLog
+    from citizen_view.audit import AuditEvent, AuditLog
 
     layout = _warehouse(args)
     decisions = layout.overrides_file
@@ -439,14 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)")
     _audit_options(v)
     v.add_argument("--trusted-proxy", action="append", help="an address or network whose X-Forwarded-For names the client (repeatable)")
+    v.add_argument("--workers", type=int, default=1, help="service processes sharing the port and one audit chain (default 1)")
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
     i.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     i.set_defaults(func=cmd_init)
 
-    a = sub.add_parser("audit", help="verify the access log, or list who looked at a citizen and why")
-    a.add_argument("audit_command", choices=["verify", "export"])
+    a = sub.add_parser("audit", help="verify the access log, acknowledge entries recovered after a crash, or list who "
+                       "looked at a citizen and why")
+    a.add_argument("audit_command", choices=["verify", "acknowledge", "export"])
+    a.add_argument("--reason", help="acknowledge: why the recovered entries are accepted (recorded in the log)")
     a.add_argument("--citizen", help="citizen ID (for export)")
     a.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)")
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))

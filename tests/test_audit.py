@@ -3,6 +3,9 @@ truncation, forged entries and forged anchors (each attack from the red-team pas
 
 from __future__ import annotations
 
+import csv
+import getpass
+import io
 import json
 import re
 import socket
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from citizen_view.serving.audit import (
+from citizen_view.audit import (
     GENESIS,
     KEY_ENV,
     AnchorSink,
@@ -20,11 +23,13 @@ from citizen_view.serving.audit import (
     FileSink,
     SyslogSink,
     _hash,
+    acknowledge,
     anchors_path,
     entries_for_citizen,
     parse_sink,
     verify,
 )
+from pipelines.cli import main
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -97,20 +102,26 @@ def test_appends_from_many_threads_form_one_unbroken_chain(tmp_path):
     assert sorted(e["user"] for e in entries) == sorted(f"user{t}" for t in range(8) for _ in range(50))
 
 
-def test_threads_anchoring_every_entry_keep_every_location_in_seq_order(tmp_path):
+def test_threads_anchoring_every_write_keep_every_location_in_seq_order(tmp_path):
     path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
     log = AuditLog(path, sinks=[sink])
+    returned: list[dict] = []
 
     def work(t: int) -> None:
         for n in range(25):
-            log.append(event(t * 100 + n, user=f"user{t}"))
+            entry = log.append(event(t * 100 + n, user=f"user{t}"))
+            # group commit: the entry is anchored (alone or with those written with it) before append returns
+            assert read(sink.path)[-1]["seq"] >= entry["seq"]
+            returned.append(entry)
 
     _in_threads(work, 4)
     log.close()
-    assert read(anchors_path(path)) == read(sink.path)
-    assert [a["seq"] for a in read(sink.path)] == list(range(1, 101))  # each entry anchored before the next
+    anchors, entries = read(sink.path), {e["seq"]: e["hash"] for e in read(path)}
+    assert read(anchors_path(path)) == anchors and len(returned) == 100
+    assert [a["seq"] for a in anchors] == sorted({a["seq"] for a in anchors}) and anchors[-1]["seq"] == 100
+    assert all(entries[a["seq"]] == a["hash"] for a in anchors)
     report = verify(path, sinks=[sink])
-    assert report.ok and report.entries == 100 and report.anchors == 200 and report.unprotected == 0
+    assert report.ok and report.entries == 100 and report.anchors == 2 * len(anchors) and report.unprotected == 0
 
 def test_append_returns_the_stored_entry_with_every_event_field(tmp_path):
     path = tmp_path / "access.jsonl"
@@ -475,7 +486,7 @@ def crash_after(path: Path, sink: FileSink, count: int) -> None:
     log._file.close()  # the process is gone: the file is closed, but close() never ran
 
 
-def test_a_writer_crash_is_recovered_with_a_warning_not_silently(tmp_path):
+def test_a_writer_crash_is_recovered_visibly_and_fails_verify_until_acknowledged(tmp_path):
     path, sink = logged(tmp_path, 5)
     crash_after(path, sink, 2)
     report = verify(path, sinks=[sink])
@@ -484,13 +495,21 @@ def test_a_writer_crash_is_recovered_with_a_warning_not_silently(tmp_path):
     recovered = read(anchors_path(path))[-1]
     assert recovered == read(sink.path)[-1] and recovered["seq"] == 7 and recovered["recovered_from"] == 6
     report = verify(path, sinks=[sink])
-    assert report.ok and report.unprotected == 0 and report.warnings == [
-        f"entries 6..7 were anchored only when the log was reopened (at {recovered['time']}): a writer crash, or "
-        "entries appended while it was stopped"
+    assert not report.ok and report.unprotected == 0 and report.unacknowledged == [(6, 7)] and report.problems == [
+        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), not anchored by "
+        "the running service: a writer crash, or entries appended behind its back; check them, then run "
+        "`citizen-view audit acknowledge --reason TEXT`"
     ]
-    write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the warning stays
+    write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the recovery still fails
+    assert not verify(path, sinks=[sink]).ok
+    ack = acknowledge(path, user="dpo.jansen", reason="service killed by the OOM killer", sinks=[sink])
+    assert ack["seq"] == 10 and ack["query"]["acknowledges"] == [[6, 7]] and read(sink.path)[-1]["seq"] == 10
     report = verify(path, sinks=[sink])
-    assert report.ok and report.entries == 9 and len(report.warnings) == 1
+    assert report.ok and report.entries == 10 and report.warnings == [
+        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), acknowledged by "
+        f"dpo.jansen at {ack['time']} (seq 10): service killed by the OOM killer"
+    ]
+    assert acknowledge(path, user="dpo.jansen", sinks=[sink]) is None  # nothing left to acknowledge
 
 
 def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp_path, monkeypatch):
@@ -501,10 +520,15 @@ def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp
     AuditLog(path, sinks=[sink]).close()
     assert read(sink.path)[-1]["recovered_from"] == 6
     report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems[0] == (
+        "seq 7: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)"
+    )
+    assert "2 entries (seq 6..7) recovered after an unclean stop" in report.problems[1]
+    acknowledge(path, user="dpo.jansen", reason="looked at them", sinks=[sink])
+    report = verify(path, sinks=[sink])  # acknowledged, and still forged: the MAC fails whatever a person says
     assert not report.ok and report.problems == [
         "seq 7: no mac, but CITIZEN_VIEW_AUDIT_KEY is set (entry forged, or written without the key)"
     ]
-    assert "entries 6..7 were anchored only when the log was reopened" in report.warnings[0]
 
 
 def test_a_sink_added_to_an_existing_log_joins_with_a_warning(tmp_path):
@@ -622,7 +646,7 @@ def test_with_the_key_an_entry_without_or_with_a_wrong_mac_is_forged(tmp_path, m
     ]
 
 
-def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_with_a_warning(tmp_path):
+def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_and_flagged(tmp_path):
     path, sink = tmp_path / "access.jsonl", ListSink()
     log = AuditLog(path, sinks=[sink])
     log.append(event(1))
@@ -636,4 +660,73 @@ def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_with_a_warning
     AuditLog(path, sinks=[sink]).close()
     assert sink.anchors[-1]["recovered_from"] == 2 and read(anchors_path(path))[-1]["recovered_from"] == 2
     report = verify(path, sinks=[sink])
-    assert report.ok and len(report.warnings) == 1 and report.warnings[0].startswith("entry 2 was anchored only when")
+    assert not report.ok and report.problems[0].startswith("1 entry (seq 2) recovered after an unclean stop")
+
+
+def cli_options(path: Path, sink: FileSink) -> list[str]:
+    return ["--audit-log", str(path), "--anchor-sink", f"file:{sink.path}", "--warehouse", str(path.parent / "wh.duckdb")]
+
+
+def test_a_forged_entry_appended_while_stopped_fails_verify_until_a_person_acknowledges_it(tmp_path, capsys):
+    path, sink = logged(tmp_path, 3)
+    forge_entry(path)  # appended while the service was stopped, with a correct chain
+    AuditLog(path, sinks=[sink]).close()  # the service starts again and finds it unanchored
+    options = cli_options(path, sink)
+    assert main(["audit", "verify", *options]) == 1
+    out = capsys.readouterr().out
+    assert "TAMPERED" in out and "1 entry (seq 4) recovered after an unclean stop" in out
+    assert "not anchored by the running service" in out and "citizen-view audit acknowledge" in out
+    assert main(["audit", "acknowledge", "--reason", "checked with the DPO", *options]) == 0
+    assert "acknowledged recovered entries (seq 4)" in capsys.readouterr().out
+    ack = read(path)[-1]
+    assert ack["action"] == "acknowledge_recovered_entries" and ack["user"] == getpass.getuser()
+    assert ack["query"] == {"acknowledges": [[4, 4]], "reason": "checked with the DPO"}
+    assert read(sink.path)[-1]["seq"] == read(anchors_path(path))[-1]["seq"] == ack["seq"] == 5  # anchored
+    assert main(["audit", "verify", *options]) == 0
+    assert f"acknowledged by {ack['user']}" in capsys.readouterr().out
+
+
+def test_an_entry_appended_behind_a_running_writer_is_flagged_at_its_next_write(tmp_path):
+    path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1))
+        forge_entry(path)
+        assert log.append(event(2))["seq"] == 3  # continues after the forged line: one chain, not a fork
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.unacknowledged == [(2, 2)] and report.problems[0].startswith("1 entry (seq 2)")
+
+
+def test_csv_export_is_safe_in_a_spreadsheet_html_escapes_and_json_stays_exact(tmp_path, capsys):
+    path, sink = tmp_path / "audit" / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    nasty = {"purpose": "=cmd|' /C calc'!A0", "case_reference": "@SUM(A1)", "user": "eve\x00\x07",
+             "organisation": "+31 agency", "role": "-role", "action": "\tview", "fields": ["<b>name</b>"]}  # fmt: skip
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1, **nasty))
+    export = ["audit", "export", "--citizen", "CV-AAAA-BBBB-CCCC", *cli_options(path, sink), "--format"]
+    assert main([*export, "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "\x00" not in out and "\x07" not in out and "\t" not in out
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["purpose"] == "'=cmd|' /C calc'!A0" and row["case_reference"] == "'@SUM(A1)"
+    assert row["organisation"] == "'+31 agency" and row["role"] == "'-role" and row["action"] == "'\\x09view"
+    assert row["user"] == "eve\\x00\\x07"  # visible, not dropped
+    assert main([*export, "json"]) == 0
+    looked_at = json.loads(capsys.readouterr().out)["looked_at"][0]
+    assert {k: looked_at[k] for k in nasty} == nasty
+    assert main([*export, "html"]) == 0
+    html = capsys.readouterr().out
+    assert "<b>name</b>" not in html and "&lt;b&gt;name&lt;/b&gt;" in html
+
+
+def test_a_line_torn_by_another_writer_is_ended_before_the_next_entry(tmp_path):
+    path, sink = tmp_path / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    with AuditLog(path, sinks=[sink]) as log:
+        log.append(event(1))
+        with path.open("ab") as f:
+            f.write(b'{"seq":2,"ti')  # another worker died mid-write
+        entry = log.append(event(2))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == '{"seq":2,"ti' and json.loads(lines[2]) == entry and entry["seq"] == 2
+    assert entry["prev_hash"] == json.loads(lines[0])["hash"]
+    report = verify(path, sinks=[sink])
+    assert report.problems == ["line 2 (after seq 1): malformed line, not an audit entry"]

@@ -36,7 +36,7 @@ from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
 from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
-from citizen_view.serving.audit import AnchorSink, AuditEvent, AuditLog, citizen_access_report
+from citizen_view.audit import AnchorSink, AuditEvent, AuditLog, citizen_access_report
 from citizen_view.serving.server import client_address
 from citizen_view.serving.snapshot import current_view
 

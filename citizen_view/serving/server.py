@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from citizen_view.serving.audit import AuditEvent
+from citizen_view.audit import AuditEvent
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from citizen_view.serving.audit import AuditLog
+    from citizen_view.audit import AuditLog
 
 
 def audited_protocol(audit: AuditLog) -> type[HttpToolsProtocol]:

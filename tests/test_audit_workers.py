@@ -1,0 +1,85 @@
+"""`citizen-view serve --workers 4` under concurrent load: one linear audit chain, one entry per request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from citizen_view.audit import GENESIS
+from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
+from pipelines.cli import main
+from tests.service_fixtures import free_port
+
+REQUESTS, CONCURRENCY, WORKERS = 2000, 32, 4
+CLI = Path(sys.executable).with_name("citizen-view")
+
+
+def wait_until_up(base: str, proc: subprocess.Popen, *, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "the service exited"
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:  # /health is not audited
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the service did not start")
+
+
+async def send_requests(base: str) -> list[int]:
+    """REQUESTS searches without a token (each refused and audited), CONCURRENCY at a time, each with a marker."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+    limits = httpx.Limits(max_connections=CONCURRENCY)  # the kernel spreads the connections over the workers
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+        async def one(n: int) -> int:
+            async with limit:
+                response = await client.get("/api/search", params={"name": "x", "marker": f"request-{n}"})
+                return response.status_code
+
+        return await asyncio.gather(*(one(n) for n in range(REQUESTS)))
+
+
+def test_four_workers_keep_one_chain_with_exactly_one_entry_per_request(tmp_path):
+    audit, sink = tmp_path / "audit" / "access.jsonl", tmp_path / "elsewhere" / "anchors.jsonl"
+    options = ["--audit-log", str(audit), "--anchor-sink", f"file:{sink}", "--warehouse", str(tmp_path / "wh" / "cv.duckdb")]
+    base = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [str(CLI), "serve", "--workers", str(WORKERS), "--access", str(EXAMPLE_ACCESS_FILE),
+         "--port", base.rsplit(":", 1)[1], *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until_up(base, proc)
+        workers = {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid}
+        statuses = asyncio.run(send_requests(base))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert len(workers) == WORKERS and proc.returncode == 0, output
+    assert statuses == [401] * REQUESTS
+
+    entries = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
+    markers = sorted(e["query"].get("marker", "") for e in entries)
+    assert markers == sorted(f"request-{n}" for n in range(REQUESTS))  # none lost, none twice, nothing else
+    assert [e["seq"] for e in entries] == list(range(1, REQUESTS + 1))
+    assert [e["prev_hash"] for e in entries] == [GENESIS] + [e["hash"] for e in entries[:-1]]  # no fork
+    last = [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()][-1]
+    assert (last["seq"], last["hash"]) == (REQUESTS, entries[-1]["hash"]) and "recovered_from" not in last
+    assert main(["audit", "verify", *options]) == 0
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
