@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from citizen_view_synth.noise import NoiseConfig
-from citizen_view_synth.run import GenerateReport, generate
+from citizen_view_synth.run import PROFILE_COUNTRY, PROFILES, GenerateReport, generate
 
-__all__ = ["GenerateReport", "NoiseConfig", "generate"]
+__all__ = ["PROFILES", "PROFILE_COUNTRY", "GenerateReport", "NoiseConfig", "generate"]
