@@ -1,4 +1,5 @@
-"""Synthetic citizens and five messy legacy extracts of them, with ground truth, for testing linkage."""
+"""Synthetic citizens and messy extracts of them, with ground truth, for testing linkage: five NL/NO systems
+(the default profile), a dense GB-style register, or seven US agencies."""
 
 from __future__ import annotations
 
