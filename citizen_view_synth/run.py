@@ -24,6 +24,13 @@ from citizen_view_synth.sources_yaml import write_sources_yaml
 from citizen_view_synth.tax import TaxExtract
 from citizen_view_synth.truth import TruthWriter
 
+PROFILES: dict[str, str] = {
+    "default": "five Dutch or Norwegian systems (population register, tax, benefits, permits, licences)",
+    "dense": "one British-style register with 5-25 entries a person, titles, placeholders, impossible dates (GB)",
+    "multi-agency": "seven US agencies (census, SSA, W-2, 1040, WIC, two small surveys), most without SSN (US)",
+}
+PROFILE_COUNTRY = {"dense": "GB", "multi-agency": "US"}
+
 EXTRACTS: tuple[type[Extract], ...] = (PopulationRegister, TaxExtract, BenefitsExtract, PermitsExtract, LicencesExtract)
 
 
@@ -45,7 +52,8 @@ def generate(
     *,
     persons: int,
     seed: int,
-    country: str = "NL",
+    country: str | None = None,
+    profile: str = "default",
     noise: NoiseConfig | None = None,
     bad_row_rate: float = 0.002,
     chunk_size: int = 20_000,
@@ -53,10 +61,19 @@ def generate(
 ) -> GenerateReport:
     """Write population, tax, benefits, permits and licences extracts, truth/ and sources.yaml into `out_dir`.
 
+    `profile` "dense" or "multi-agency" writes that profile instead (see PROFILES; its country is fixed,
+    its noise built in, so `noise`, `bad_row_rate` and `chunk_size` do not apply).
+
     Deterministic for (persons, seed, country, noise, bad_row_rate, chunk_size): the same arguments give
     byte-identical files. Persons are generated `chunk_size` at a time, each chunk from its own random stream,
     and appended to every file, so memory stays bounded however large `persons` is.
     """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if profile != "default":
+        return _generate_profile(Path(out_dir), profile=profile, persons=persons, seed=seed, country=country,
+                                 noise=noise)
+    country = country or "NL"
     if country not in ("NL", "NO"):
         raise ValueError(f"country must be 'NL' or 'NO', got {country!r}")
     if persons < 1:
@@ -103,3 +120,25 @@ def generate(
         seconds=round(time.perf_counter() - started, 3),
         bad_rows={e.name: e.bad_rows for e in extracts},
     )
+
+
+def _generate_profile(
+    out_dir: Path, *, profile: str, persons: int, seed: int, country: str | None, noise: NoiseConfig | None
+) -> GenerateReport:
+    """The dense or multi-agency profile (small, written in one pass)."""
+    from citizen_view_synth.agencies import generate_agencies
+    from citizen_view_synth.dense import generate_dense
+
+    fixed = PROFILE_COUNTRY[profile]
+    if country not in (None, fixed):
+        raise ValueError(f"the {profile} profile is {fixed} data; country {country!r} does not apply")
+    if noise is not None and noise != NoiseConfig():
+        raise ValueError(f"the {profile} profile has its own noise; noise settings apply to the default profile only")
+    if persons < 1:
+        raise ValueError(f"persons must be at least 1, got {persons}")
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write = generate_dense if profile == "dense" else generate_agencies
+    result = write(out_dir, persons=persons, seed=seed)
+    return GenerateReport(persons=persons, records=result["records"], files=result["files"],
+                          seconds=round(time.perf_counter() - started, 3))

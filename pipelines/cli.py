@@ -33,11 +33,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from pipelines.progress import Progress
 
-    report = generate(
-        Path(args.out), persons=args.persons, seed=args.seed, country=args.country,
-        noise=NoiseConfig().scaled(args.noise), bad_row_rate=args.bad_row_rate, progress=Progress("generating"),
-    )
-    print(f"Generated {report.persons:,} persons ({args.country}, seed {args.seed}) in {report.seconds:.1f} s into {args.out}")
+    try:
+        report = generate(
+            Path(args.out), persons=args.persons, seed=args.seed, country=args.country, profile=args.profile,
+            noise=NoiseConfig().scaled(args.noise), bad_row_rate=args.bad_row_rate, progress=Progress("generating"),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    country = args.country or synth.PROFILE_COUNTRY.get(args.profile, "NL")
+    print(f"Generated {report.persons:,} persons ({args.profile} profile, {country}, seed {args.seed}) "
+          f"in {report.seconds:.1f} s into {args.out}")
     for source, n in report.records.items():
         print(f"  {source:<12} {n:>10,} records")
     print(f"  sources file: {Path(args.out) / 'sources.yaml'}")
@@ -430,7 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--persons", type=int, default=2000)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--out", required=True, help="output folder (gets sources.yaml, one folder per system, truth/)")
-    g.add_argument("--country", choices=["NL", "NO"], default="NL")
+    g.add_argument("--profile", choices=["default", "dense", "multi-agency"], default="default",
+                   help="default: five NL/NO systems; dense: one GB-style register, 5-25 entries a person; "
+                   "multi-agency: seven US agencies, most without SSN")
+    g.add_argument("--country", choices=["NL", "NO"], default=None, help="the default profile's country (default NL)")
     g.add_argument("--noise", type=float, default=1.0, help="scale every noise rate (0 = clean, 2 = twice the default)")
     g.add_argument("--bad-row-rate", type=float, default=0.002, help="share of malformed rows per text extract")
     g.set_defaults(func=cmd_generate)
@@ -514,8 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
     b.add_argument("--baseline-blocking", choices=["scalable", "tutorial"], default="scalable",
                    help="`bench link`: plain Splink's blocking: compound rules (scalable) or the tutorials' single columns")
-    b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4 and the generator "
-                   "at low, default and high noise for NL and NO)")
+    b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4, the generator "
+                   "at low, default and high noise for NL and NO, dense-register and us-agencies)")
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -390,3 +390,106 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         generate(tmp_path, persons=10, seed=1, country="SE")
     with pytest.raises(ValueError):
         generate(tmp_path, persons=0, seed=1)
+
+
+# -- the dense and multi-agency profiles -------------------------------------------------------------------------
+
+PROFILE_PERSONS = {"dense": 150, "multi-agency": 400}
+
+
+@pytest.fixture(scope="module", params=["dense", "multi-agency"])
+def profile(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp(request.param)
+    generate(root, persons=PROFILE_PERSONS[request.param], seed=5, profile=request.param)
+    return request.param, root
+
+
+def _csv_dicts(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter=delimiter))
+
+
+@pytest.mark.parametrize("name", ["dense", "multi-agency"])
+def test_profiles_are_deterministic_per_seed(tmp_path: Path, name: str) -> None:
+    generate(tmp_path / "a", persons=120, seed=3, profile=name)
+    generate(tmp_path / "b", persons=120, seed=3, profile=name)
+    generate(tmp_path / "c", persons=120, seed=4, profile=name)
+    ha, hb, hc = (file_hashes(tmp_path / x) for x in "abc")
+    assert ha == hb
+    assert ha["truth/truth.csv"] != hc["truth/truth.csv"]
+
+
+def test_profile_sources_yaml_loads_and_every_source_ingests_balanced(profile: tuple[str, Path], tmp_path: Path) -> None:
+    from citizen_view.ingest import ingest_source
+    from citizen_view.warehouse import connect
+
+    name, root = profile
+    sources = load_sources(root / "sources.yaml")
+    assert sources.country == {"dense": "GB", "multi-agency": "US"}[name]
+    assert sources.quality == type(sources.quality)(), "a new user's sources file: default quality bounds"
+    truth = Counter(s for s, _, _ in truth_rows(root))
+    with connect(tmp_path / "w.duckdb") as con:
+        for source in sources.sources:
+            assert source.problems() == [], source.name
+            report = ingest_source(con, sources, source.name)
+            assert report.rows_in == report.rows_loaded + report.rows_rejected == truth[source.name], source.name
+            assert report.rows_loaded > 0, source.name
+
+
+def test_dense_profile_shape(tmp_path: Path) -> None:
+    generate(tmp_path, persons=150, seed=5, profile="dense")
+    sources = load_sources(tmp_path / "sources.yaml")
+    assert [s.name for s in sources.sources] == ["register"]
+    assert sources.linkage.link_type == "dedupe_only"
+    assert all("national_id" not in s.fields for s in sources.sources)
+    per_person = Counter(p for _, _, p in truth_rows(tmp_path))
+    assert len(per_person) == 150
+    assert min(per_person.values()) >= 5 and max(per_person.values()) <= 25
+    rows = _csv_dicts(tmp_path / "register" / "entries.csv")
+    given = Counter(r["forenames"] for r in rows)
+    family = Counter(r["surname"] for r in rows)
+    assert given["Sir"] + given["Dr"] > 10 and family["1st Bt."] > 0  # titles shared by many people
+    assert sum(given[x] + family[x] for x in ("unknown", "n/a", "XXX")) > 20
+    assert any(re.match(r"(Mr|Mrs|Rev\.|Dr|Miss) \w", g) for g in given)
+    impossible = [r["birth_date"] for r in rows
+                  if re.fullmatch(r"\d{4}-(\d\d)-(\d\d)", r["birth_date"])
+                  and not (1 <= int(r["birth_date"][5:7]) <= 12 and 1 <= int(r["birth_date"][8:]) <= 31)]
+    assert 0.045 <= len(impossible) / len(rows) <= 0.085, len(impossible) / len(rows)  # 6.5% +- sampling
+    assert any(r["birth_date"][5:7] in ("86", "99", "68") for r in rows) and any(r["birth_date"].endswith("-00") for r in rows)
+    assert sum(not r["birth_date"] for r in rows) > 0 and sum(not r["postcode"] for r in rows) > 0
+
+
+def test_multi_agency_profile_shape(tmp_path: Path) -> None:
+    generate(tmp_path, persons=400, seed=5, profile="multi-agency")
+    sources = load_sources(tmp_path / "sources.yaml")
+    assert len(sources.sources) == 7
+    without_id = [s.name for s in sources.sources if "national_id" not in s.fields]
+    assert set(without_id) == {"census", "wic", "acs", "cps"}
+    assert {s.fields["national_id"].scheme for s in sources.sources if "national_id" in s.fields} == {"us.ssn"}
+    us_dates = [s.name for s in sources.sources
+                if "date_of_birth" in s.fields and s.fields["date_of_birth"].format == "%m/%d/%Y"]
+    assert "census" in us_dates and "acs" in us_dates
+    census = _csv_dicts(tmp_path / "census" / "census_2020.csv")
+    assert any(int(r["date_of_birth"][:2]) <= 12 < int(r["date_of_birth"][3:5]) for r in census if r["date_of_birth"])
+    counts = Counter(s for s, _, _ in truth_rows(tmp_path))
+    assert 0 < min(counts["acs"], counts["cps"]) and max(counts["acs"], counts["cps"]) < 100
+    person = person_of(tmp_path)
+    homes: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    twins = 0
+    for r in census:
+        homes[r["street_number"], r["street_name"], r["zipcode"]].add(r["last_name"])
+    assert sum(len(v) == 1 for v in homes.values()) > 0.5 * len(homes)  # households share a surname
+    by_key: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for r in census:
+        by_key[r["last_name"], r["date_of_birth"], r["street_name"]].add(person["census", r["census_id"]])
+    twins = sum(len(v) >= 2 for k, v in by_key.items() if k[1])
+    assert twins >= 1
+    ssa = _csv_dicts(tmp_path / "ssa" / "ssa_numident.txt", "|")
+    assert all(re.fullmatch(r"\d{9}", r["ssn"]) for r in ssa)
+
+
+def test_profile_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="profile"):
+        generate(tmp_path, persons=10, seed=1, profile="sparse")
+    with pytest.raises(ValueError, match="country"):
+        generate(tmp_path, persons=10, seed=1, profile="multi-agency", country="NL")
