@@ -152,14 +152,14 @@ def address_comparison(*, has_street: bool, has_postcode: bool) -> cl.CustomComp
         )
     if has_postcode:
         levels.append(_exact("postcode", "same postcode"))
-    levels.append(_exact("city_std", "same city"))
+    levels.append(_exact("city_std", "same city", tf=True))
     levels.append(_else())
     return cl.CustomComparison(output_column_name="address", comparison_levels=levels)
 
 
-def exact_comparison(col: str, label: str, *, name: str | None = None) -> cl.CustomComparison:
+def exact_comparison(col: str, label: str, *, name: str | None = None, tf: bool = False) -> cl.CustomComparison:
     return cl.CustomComparison(
-        output_column_name=name or col, comparison_levels=[_null(col), _exact(col, f"same {label}"), _else()]
+        output_column_name=name or col, comparison_levels=[_null(col), _exact(col, f"same {label}", tf=tf), _else()]
     )
 
 
@@ -172,7 +172,7 @@ COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "sex": (("sex",), lambda: exact_comparison("sex", "sex")),
     "email": (("email",), lambda: exact_comparison("email", "email")),
     "phone": (("phone",), lambda: exact_comparison("phone", "phone")),
-    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place")),
+    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place", tf=True)),
 }
 
 

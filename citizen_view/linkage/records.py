@@ -47,10 +47,19 @@ def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]
     return con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
 
 
-def field_shares(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    """For each column the model may compare, the share of all loaded records that hold a value."""
+def linkage_input_sql(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> str:
+    """LINKAGE_INPUT_SQL over `source_records` with the values linkage treats as missing set to null
+    (`common_values`: the table listing them; default the list stored with the model)."""
+    from citizen_view.linkage.common_values import masked_records_sql
+
+    head, _, tail = LINKAGE_INPUT_SQL.rpartition("FROM source_records")
+    return f"{head}FROM {masked_records_sql(con, common_values)}{tail}"
+
+
+def field_shares(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> dict[str, float]:
+    """For each column the model may compare, the share of all loaded records that hold a value (common values masked)."""
     selects = ", ".join(f"avg(({quote(c)} IS NOT NULL)::INT) AS {quote(c)}" for c in LINKAGE_COLUMNS)
-    row = con.execute(f"SELECT {selects} FROM ({LINKAGE_INPUT_SQL})").fetchall()[0]
+    row = con.execute(f"SELECT {selects} FROM ({linkage_input_sql(con, common_values)})").fetchall()[0]
     return {c: float(v or 0.0) for c, v in zip(LINKAGE_COLUMNS, row)}
 
 
