@@ -127,6 +127,8 @@ class LinkReport:
     retired: int
     components_with_conflicts: int
     merges_refused: int
+    bridges_cut: int = 0
+    size_bound: int | None = None  # records per citizen above which a citizen looks chained (from the data)
     overrides_same: int = 0
     overrides_different: int = 0
     review_queue: int = 0
@@ -289,6 +291,8 @@ def link_citizens(
         retired=count.get("retired", 0),
         components_with_conflicts=clustered.components_with_conflicts,
         merges_refused=clustered.merges_refused,
+        bridges_cut=clustered.bridges_cut,
+        size_bound=bound,
         overrides_same=len(same),
         overrides_different=len(different),
         review_queue=queued,
