@@ -6,9 +6,11 @@ them. Such values are found from the data, never from a list:
 
 - **shape**: no letter at all ("-", "000"); one letter repeated ("xxx", "x.x."); in a person's name,
   a digit ("1st bt.", "3rd").
-- **frequency**: per field, the values sorted by how many records hold them fall off smoothly for
-  names (Zipf: the top name holds roughly twice the second). A value above a step of more than
-  `STEP` times the next value's count, among the few most frequent, stands apart from the names.
+- **frequency** (names only): sorted by how many records hold them, names fall off smoothly (the
+  top name holds 1-2 times the second; Nguyen, the most concentrated family name known, about 3.5
+  times Tran). A value above a step of `STEP` (5) times the next value's count, among the five most
+  frequent, stands apart from the names. Places are left to term frequencies: a capital may hold
+  many times the records of the next city and still be a real place.
 
 Linkage treats such a value as missing (the golden record and the open data keep what the source
 wrote). The list is kept with the model (`linkage_common_values`) so every scoring path masks the same.
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 NAME_FIELDS = ("first_name_std", "family_name_std")
 PLACE_FIELDS = ("street_std", "city_std", "birth_place_std")
 FIELDS = NAME_FIELDS + PLACE_FIELDS
-STEP = 3.0  # a value holding this many times the records of the next most frequent one stands apart
+STEP = 5.0  # a name held by this many times the records of the next most frequent one stands apart
 TOP = 5  # only this many leading values may stand apart (a field of placeholders is not a field)
 MIN_RECORDS = 10  # a value held by fewer records than this is never "too common"
 TABLE = "linkage_common_values"
@@ -69,6 +71,8 @@ def find_common_values(con: duckdb.DuckDBPyConnection) -> list[CommonValue]:
         ).fetchall()
         by_shape = {v: r for v, _ in counts if (r := shape_reason(v, field))}
         found += [CommonValue(field, v, n, by_shape[v]) for v, n in counts if v in by_shape]
+        if field not in NAME_FIELDS:
+            continue
         names = [(v, n) for v, n in counts if v not in by_shape]
         # the largest step among the leading values: everything above it stands apart from the names below
         steps = [(names[k][1] / names[k + 1][1], k) for k in range(min(TOP, len(names) - 1))]
