@@ -12,8 +12,8 @@ them. Such values are found from the data, never from a list:
   frequent, stands apart from the names. Places are left to term frequencies: a capital may hold
   many times the records of the next city and still be a real place.
 
-Linkage treats such a value as missing (the golden record and the open data keep what the source
-wrote). The list is kept with the model (`linkage_common_values`) so every scoring path masks the same.
+Linkage treats such a value as missing in every comparison (the golden record and the open data keep
+what the source wrote); blocking still uses it, so such records are compared on their other fields. The list is kept with the model (`linkage_common_values`) so every scoring path masks the same.
 """
 
 from __future__ import annotations
@@ -106,10 +106,13 @@ def store(con: duckdb.DuckDBPyConnection, values: list[CommonValue], *, table: s
 
 def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None) -> str:
     """`source_records` with the common values (from `table`, default the stored list) set to null; as it is when none."""
+    # Blocking still sees the names as written: records whose only name is a title are compared, on
+    # everything else, instead of never meeting.
+    block = "first_name_std AS first_name_block, family_name_std AS family_name_block"
     if table is None:
         table = TABLE if table_exists(con, "main", TABLE) else None
     if table is None:
-        return "source_records"
+        return f"(SELECT *, {block} FROM source_records)"
 
     def masked(field: str, column: str | None = None) -> str:
         return (f"CASE WHEN {field} IN (SELECT value FROM {table} WHERE field = '{field}') THEN NULL "
@@ -119,4 +122,5 @@ def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None)
     parts = [masked(f) for f in FIELDS if f in columns]
     if "initials" in columns and "first_name_std" in columns:  # initials of a placeholder are no evidence either
         parts.append(masked("first_name_std", "initials"))
-    return f"(SELECT * REPLACE ({', '.join(parts)}) FROM source_records)" if parts else "source_records"
+    replace = f"* REPLACE ({', '.join(parts)})" if parts else "*"
+    return f"(SELECT {replace}, {block} FROM source_records)"

@@ -216,6 +216,8 @@ def rule_sql(rule) -> str:
 
 # --- the plan -----------------------------------------------------------------------------------------
 
+BLOCK_AS = {"first_name_std": "first_name_block", "family_name_std": "family_name_block"}
+
 
 def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = DEFAULT_MIN_SHARE) -> ModelPlan:
     """Choose comparisons and rules from {column: share of all loaded records that hold a value}.
@@ -260,7 +262,9 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
         ("phone",),
         ("email",),
     ]
-    prediction_rules = [block(cols, link_type) for cols in rule_columns if has(*cols)]
+    # Names block as written (a value that is no evidence of identity still brings records together to be
+    # compared on everything else); comparisons see them with such values masked.
+    prediction_rules = [block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in rule_columns if has(*cols)]
     if has("first_name_std", "family_name_std"):
         prediction_rules.append(names_swapped_rule(link_type))
     # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.

@@ -10,11 +10,13 @@ from citizen_view.warehouse import quote, table_exists
 if TYPE_CHECKING:
     import duckdb
 
-# The columns the linkage model compares, computed from `source_records`: canonical columns as they are,
+# The columns the linkage model compares, computed from `source_records` (with the values that are no
+# evidence masked: common_values.py; `*_block` keep them, for blocking only): canonical columns as they are,
 # the birth date as yyyymmdd text (also for a date that did not parse: its characters in place), with
 # day and month swapped, and the national ID as given (compacted), whether or not it passed its checksum.
 LINKAGE_INPUT_SQL = """
     SELECT record_key, source, first_name_std, initials, family_name_std, string_split(family_name_std, ' ') AS family_name_words, sex,
+           first_name_block, family_name_block,
            national_id_text AS national_id, street_std, house_number, postcode, city_std, birth_place_std, email, phone,
            date_of_birth_text AS dob,
            CASE WHEN day(date_of_birth) <= 12
