@@ -22,7 +22,7 @@ FAMILY = ["okafor", "tanaka", "moreau", "haddad", "lindqvist", "mensah", "castil
           "nakamura", "petrov", "abara", "fitzgerald", "sandoval", "oyelaran", "kaur", "marchetti", "duarte", "zhou",
           "ibrahim", "kimura", "solberg", "achebe"]
 CITIES = ["port elin", "vasso", "kiraleh", "dunmore", "santa ines", "orlov", "mbeya", "tallow", "kestrel bay", "avonmere"]
-TITLED = 8  # people whose every record holds only the title "sir" / "1st bt." as name
+TITLED = 6  # people whose every record holds only the title "sir" / "1st bt." as name
 
 
 def _typo(rng: random.Random, s: str) -> str:
