@@ -266,13 +266,14 @@ def cluster_records(
 
 
 BRIDGE_SHARE = 0.5  # a bridge is weak when it clears the threshold by less than this share of what the parts' own links do
+BRIDGE_MIN_SIDE = 3  # records each side of a bridge must keep for it to be cut: two well-knit parts, not a pair
 
 
 def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, *, threshold: float) -> tuple[np.ndarray, int]:
     """Split clusters held together by one weak link between two well-knit parts (a chain through a hub record).
 
-    A bridge is a link whose removal splits its cluster. It is cut when both sides keep at least two
-    records and its weight clears the threshold by less than BRIDGE_SHARE of the median margin of the
+    A bridge is a link whose removal splits its cluster. It is cut when both sides keep at least
+    BRIDGE_MIN_SIDE records and its weight clears the threshold by less than BRIDGE_SHARE of the median margin of the
     cluster's other (non-bridge) links: the parts are each one person, the link between them is not.
     A cluster that is a chain of single links (a tree: no other links to compare with) is never cut,
     and a reviewer's `same` (infinite weight) never is a weak bridge.
@@ -283,7 +284,7 @@ def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.nd
     inside = labels[i] == labels[j]
     i, j, w = i[inside], j[inside], w[inside]
     size = np.bincount(labels)
-    big = size[labels[i]] >= 4  # two sides of two records each
+    big = size[labels[i]] >= 2 * BRIDGE_MIN_SIDE
     i, j, w = i[big], j[big], w[big]
     if not len(i):
         return labels, 0
@@ -313,7 +314,7 @@ def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.nd
             for x, (a, b) in weak:
                 rest = [k for k in weight if k != (a, b)]
                 n_parts, part = components(len(nodes), np.array([k[0] for k in rest], dtype=np.int64), np.array([k[1] for k in rest], dtype=np.int64))
-                if n_parts != 2 or min(np.bincount(part)) < 2:
+                if n_parts != 2 or min(np.bincount(part)) < BRIDGE_MIN_SIDE:
                     continue
                 # keep the larger part's label, give the other a new one, and look again inside each part
                 small = part == np.argmin(np.bincount(part))
