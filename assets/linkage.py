@@ -5,6 +5,7 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
+from citizen_view.linkage import common_values
 from citizen_view.linkage.golden import build_golden
 from citizen_view.linkage.records import collect_source_records
 from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
@@ -48,6 +49,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
                 "fields_compared": MetadataValue.json(trained.fields_used),
                 "fields_skipped": MetadataValue.json(trained.fields_skipped),
                 "training": MetadataValue.json(trained.training_notes),
+                "treated_as_missing": table(common_values.as_frame(trained.common_values), limit=100),
                 "match_weights_chart": MetadataValue.path(str(reports / "match_weights_chart.html")),
                 "m_u_parameters_chart": MetadataValue.path(str(reports / "m_u_parameters_chart.html")),
                 "seconds": round(trained.seconds, 2),
@@ -95,6 +97,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "ids_retired": report.retired,
             "components_checked_for_conflicts": report.components_with_conflicts,
             "merges_refused_as_conflicting": report.merges_refused,
+            "weak_bridges_cut": report.bridges_cut,
             "reviewer_decisions_same": report.overrides_same,
             "reviewer_decisions_different": report.overrides_different,
             "review_queue": report.review_queue,
@@ -104,6 +107,8 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "new_records": report.new_records,
             "records_relinked": report.records_relinked,
         }
+        if report.size_bound is not None:
+            metadata["citizen_size_bound"] = report.size_bound
         if report.evaluation is not None:
             metadata |= {f"eval_{k}": v for k, v in report.evaluation.items()}
         return MaterializeResult(metadata=metadata)

@@ -270,7 +270,7 @@ class QualityConfig(BaseModel):
     max_row_count_drift: float = Field(0.5, ge=0)
     max_unmatched_area_share: float = Field(0.01, ge=0, le=1)
     min_published_person_share: float = Field(0.9, ge=0, le=1)
-    max_citizen_records: int = Field(50, ge=1)
+    max_citizen_records: int | None = Field(None, ge=1)  # optional cap; the bound is learnt from the data
     min_cross_source_share: float = Field(0.2, ge=0, le=1)
     max_cross_source_share: float = Field(1.0, ge=0, le=1)
     max_weak_link_share: float = Field(0.02, ge=0, le=1)

@@ -124,3 +124,33 @@ def test_links_below_threshold_are_not_used_and_singletons_get_labels():
     records = _records([("a", "s", None, None, None), ("b", "s", None, None, None), ("c", "s", None, None, None)])
     result = cluster_records(records, _edges([("a", "b", 4.9)]), threshold=5.0)
     assert _groups(result) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}
+
+
+def _clique(prefix: str, n: int, weight: float) -> list[tuple[str, str, float]]:
+    return [(f"{prefix}{a}", f"{prefix}{b}", weight) for a in range(n) for b in range(a + 1, n)]
+
+
+def test_a_cluster_bridged_by_one_weak_record_is_split():
+    # two people of five records each, every record linked to its own; one record links weakly to one of each
+    keys = [f"a{k}" for k in range(5)] + [f"b{k}" for k in range(5)] + ["w"]
+    records = _records([(k, "register", None, None, None) for k in keys])
+    edges = _edges(_clique("a", 5, 15.0) + _clique("b", 5, 14.0) + [("w", "a0", 6.0), ("w", "b0", 6.5)])
+    result = cluster_records(records, edges, threshold=5.0)
+    groups = _groups(result)
+    assert frozenset(f"a{k}" for k in range(5)) <= next(g for g in groups if "a0" in g)
+    assert not any("a0" in g and "b0" in g for g in groups)
+    assert result.bridges_cut >= 1
+
+
+def test_a_chain_of_single_links_or_a_strong_bridge_is_not_cut():
+    keys = ["x0", "x1", "x2", "x3"]
+    chain = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
+                            _edges([("x0", "x1", 9.0), ("x1", "x2", 6.0), ("x2", "x3", 9.0)]), threshold=5.0)  # fmt: skip
+    assert len(_groups(chain)) == 1
+    keys = [f"a{k}" for k in range(4)] + [f"b{k}" for k in range(4)]
+    strong = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
+                             _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0) + [("a0", "b0", 11.0)]), threshold=5.0)  # fmt: skip
+    assert len(_groups(strong)) == 1
+    reviewed = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
+                               _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0)), threshold=5.0, same=[("a0", "b0")])  # fmt: skip
+    assert len(_groups(reviewed)) == 1

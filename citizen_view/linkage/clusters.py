@@ -126,6 +126,7 @@ class ClusterResult:
     components: int
     components_with_conflicts: int
     merges_refused: int
+    bridges_cut: int = 0
 
 
 @dataclass
@@ -254,12 +255,80 @@ def cluster_records(
             for cl in clusters.values():
                 labels[cl.members] = next_label
                 next_label += 1
+    labels, cut = _cut_weak_bridges(labels, i, j, strong.get_column("match_weight").to_numpy(), threshold=threshold)
     return ClusterResult(
         labels=pl.DataFrame({"record_key": keys, "cluster": labels}),
         components=int(n_comp),
         components_with_conflicts=int(suspicious.size),
         merges_refused=refused,
+        bridges_cut=cut,
     )
+
+
+BRIDGE_SHARE = 0.5  # a bridge is weak when it clears the threshold by less than this share of what the parts' own links do
+BRIDGE_MIN_SIDE = 3  # records each side of a bridge must keep for it to be cut: two well-knit parts, not a pair
+
+
+def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, *, threshold: float) -> tuple[np.ndarray, int]:
+    """Split clusters held together by one weak link between two well-knit parts (a chain through a hub record).
+
+    A bridge is a link whose removal splits its cluster. It is cut when both sides keep at least
+    BRIDGE_MIN_SIDE records and its weight clears the threshold by less than BRIDGE_SHARE of the median margin of the
+    cluster's other (non-bridge) links: the parts are each one person, the link between them is not.
+    A cluster that is a chain of single links (a tree: no other links to compare with) is never cut,
+    and a reviewer's `same` (infinite weight) never is a weak bridge.
+    """
+    labels = labels.copy()
+    if not len(i):
+        return labels, 0
+    inside = labels[i] == labels[j]
+    i, j, w = i[inside], j[inside], w[inside]
+    size = np.bincount(labels)
+    big = size[labels[i]] >= 2 * BRIDGE_MIN_SIDE
+    i, j, w = i[big], j[big], w[big]
+    if not len(i):
+        return labels, 0
+    order = np.argsort(labels[i], kind="stable")
+    i, j, w = i[order], j[order], w[order]
+    cluster_of = labels[i]
+    starts = np.flatnonzero(np.r_[True, cluster_of[1:] != cluster_of[:-1]])
+    ends = np.r_[starts[1:], len(i)]
+    next_label = int(labels.max()) + 1
+    cut = 0
+    for s, e in zip(starts, ends):
+        pending = [(i[s:e], j[s:e], w[s:e])]
+        while pending:
+            ci, cj, cw = pending.pop()
+            nodes, local = np.unique(np.r_[ci, cj], return_inverse=True)
+            li, lj = local[: len(ci)], local[len(ci):]
+            weight: dict[tuple[int, int], float] = {}
+            for a, b, x in zip(li.tolist(), lj.tolist(), cw.tolist()):
+                key = (min(a, b), max(a, b))
+                weight[key] = max(weight.get(key, -math.inf), x)
+            found = set(bridges(len(nodes), set(weight)))
+            others = [x for k, x in weight.items() if k not in found]
+            if not found or not others:
+                continue
+            margin = float(np.median(others)) - threshold
+            weak = sorted((x, k) for k, x in weight.items() if k in found and x - threshold < BRIDGE_SHARE * margin)
+            for x, (a, b) in weak:
+                rest = [k for k in weight if k != (a, b)]
+                n_parts, part = components(len(nodes), np.array([k[0] for k in rest], dtype=np.int64), np.array([k[1] for k in rest], dtype=np.int64))
+                if n_parts != 2 or min(np.bincount(part)) < BRIDGE_MIN_SIDE:
+                    continue
+                # keep the larger part's label, give the other a new one, and look again inside each part
+                small = part == np.argmin(np.bincount(part))
+                labels[nodes[small]] = next_label
+                next_label += 1
+                cut += 1
+                keep = np.array([part[a2] == part[b2] for a2, b2 in zip(li.tolist(), lj.tolist())])
+                same_side = keep & np.array([not (min(a2, b2) == a and max(a2, b2) == b) for a2, b2 in zip(li.tolist(), lj.tolist())])
+                for side in (True, False):
+                    pick = same_side & (small[li] == side)
+                    if pick.any():
+                        pending.append((ci[pick], cj[pick], cw[pick]))
+                break
+    return labels, cut
 
 
 def _shares_duplicate_free(a: _Cluster, b: _Cluster, duplicate_free: set[str]) -> bool:
@@ -283,3 +352,84 @@ def _contradicts(
             if w is not None and w + weight < threshold:
                 return True
     return False
+
+
+# --- what a chained citizen looks like ---------------------------------------------------------------
+
+SIZE_FENCE_SPREADS = 2.0  # how many inter-quartile spreads (in doublings) above the upper quartile a size may reach
+SIZE_FENCE_MIN_CITIZENS = 10  # fewer multi-record citizens than this: no distribution to learn a bound from
+
+
+def size_bound(sizes: np.ndarray, *, cap: int | None = None) -> int | None:
+    """The most records a citizen may plausibly hold, from the data: a robust outlier fence on records per citizen.
+
+    Over citizens with two or more records, on a log2 scale (sizes multiply, they do not add):
+    upper quartile + 2 x max(inter-quartile range, one doubling). A register with 1-2 records a person
+    gets 8, FEBRL's 1-6 about 30, a historical register with 5-20 about 60. `cap` (the explicit
+    `quality.max_citizen_records`) lowers it; None when there is neither a distribution nor a cap.
+    """
+    multi = np.asarray(sizes, dtype=float)
+    multi = multi[multi > 1]
+    fence = None
+    if multi.size >= SIZE_FENCE_MIN_CITIZENS:
+        q1, q3 = np.percentile(np.log2(multi), [25, 75])
+        fence = int(math.floor(2 ** (q3 + SIZE_FENCE_SPREADS * max(q3 - q1, 1.0)) + 1e-9))
+    if cap is not None:
+        fence = cap if fence is None else min(fence, cap)
+    return fence
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """How a citizen's records hang together on its own links: pieces (1 when connected), density, bridge links."""
+
+    records: int
+    links: int
+    pieces: int
+    density: float
+    bridges: int
+
+
+def cluster_shape(n: int, left: list[int], right: list[int]) -> ClusterShape:
+    """The shape of one citizen of `n` records (0..n-1) joined by the links (left[k], right[k])."""
+    pairs = {(min(a, b), max(a, b)) for a, b in zip(left, right) if a != b}
+    pieces, _ = components(n, np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)) if n else (0, None)
+    density = len(pairs) / (n * (n - 1) / 2) if n > 1 else 1.0
+    return ClusterShape(n, len(pairs), pieces, round(density, 4), len(bridges(n, pairs)))
+
+
+def bridges(n: int, pairs: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The links whose removal disconnects their piece (Tarjan's low-link, iterative)."""
+    adjacent: list[list[int]] = [[] for _ in range(n)]
+    for a, b in pairs:
+        adjacent[a].append(b)
+        adjacent[b].append(a)
+    order = [-1] * n
+    low = [0] * n
+    found: list[tuple[int, int]] = []
+    counter = 0
+    for root in range(n):
+        if order[root] != -1:
+            continue
+        order[root] = low[root] = counter
+        counter += 1
+        stack = [(root, -1, iter(adjacent[root]))]
+        while stack:
+            node, parent, neighbours = stack[-1]
+            step = next(neighbours, None)
+            if step is None:
+                stack.pop()
+                if parent != -1:
+                    low[parent] = min(low[parent], low[node])
+                    if low[node] > order[parent]:
+                        found.append((min(parent, node), max(parent, node)))
+                continue
+            if step == parent:
+                continue
+            if order[step] == -1:
+                order[step] = low[step] = counter
+                counter += 1
+                stack.append((step, node, iter(adjacent[step])))
+            else:
+                low[node] = min(low[node], order[step])
+    return found

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import LinkageConfig
 from citizen_view.linkage.engine import Engine
-from citizen_view.linkage.records import LINKAGE_INPUT_SQL
+from citizen_view.linkage.records import linkage_input_sql
 from citizen_view.linkage.scoring import score_two
 from citizen_view.linkage.steps import saved_model
 from citizen_view.warehouse import table_exists
@@ -84,7 +84,7 @@ def explain_pair(
     found = {
         r[0]: dict(zip(_COLUMNS, r[1:]))
         for r in con.execute(
-            f"SELECT record_key, {', '.join(_COLUMNS)} FROM ({LINKAGE_INPUT_SQL}) WHERE record_key IN (?, ?)", [left, right]
+            f"SELECT record_key, {', '.join(_COLUMNS)} FROM ({linkage_input_sql(con)}) WHERE record_key IN (?, ?)", [left, right]
         ).fetchall()
     }
     missing = {left, right} - set(found)

@@ -152,14 +152,14 @@ def address_comparison(*, has_street: bool, has_postcode: bool) -> cl.CustomComp
         )
     if has_postcode:
         levels.append(_exact("postcode", "same postcode"))
-    levels.append(_exact("city_std", "same city"))
+    levels.append(_exact("city_std", "same city", tf=True))
     levels.append(_else())
     return cl.CustomComparison(output_column_name="address", comparison_levels=levels)
 
 
-def exact_comparison(col: str, label: str, *, name: str | None = None) -> cl.CustomComparison:
+def exact_comparison(col: str, label: str, *, name: str | None = None, tf: bool = False) -> cl.CustomComparison:
     return cl.CustomComparison(
-        output_column_name=name or col, comparison_levels=[_null(col), _exact(col, f"same {label}"), _else()]
+        output_column_name=name or col, comparison_levels=[_null(col), _exact(col, f"same {label}", tf=tf), _else()]
     )
 
 
@@ -172,7 +172,7 @@ COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "sex": (("sex",), lambda: exact_comparison("sex", "sex")),
     "email": (("email",), lambda: exact_comparison("email", "email")),
     "phone": (("phone",), lambda: exact_comparison("phone", "phone")),
-    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place")),
+    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place", tf=True)),
 }
 
 
@@ -215,6 +215,8 @@ def rule_sql(rule) -> str:
 
 
 # --- the plan -----------------------------------------------------------------------------------------
+
+BLOCK_AS = {"first_name_std": "first_name_block", "family_name_std": "family_name_block"}
 
 
 def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = DEFAULT_MIN_SHARE) -> ModelPlan:
@@ -260,7 +262,9 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
         ("phone",),
         ("email",),
     ]
-    prediction_rules = [block(cols, link_type) for cols in rule_columns if has(*cols)]
+    # Names block as written (a value that is no evidence of identity still brings records together to be
+    # compared on everything else); comparisons see them with such values masked.
+    prediction_rules = [block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in rule_columns if has(*cols)]
     if has("first_name_std", "family_name_std"):
         prediction_rules.append(names_swapped_rule(link_type))
     # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.

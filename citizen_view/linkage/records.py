@@ -10,11 +10,13 @@ from citizen_view.warehouse import quote, table_exists
 if TYPE_CHECKING:
     import duckdb
 
-# The columns the linkage model compares, computed from `source_records`: canonical columns as they are,
+# The columns the linkage model compares, computed from `source_records` (with the values that are no
+# evidence masked: common_values.py; `*_block` keep them, for blocking only): canonical columns as they are,
 # the birth date as yyyymmdd text (also for a date that did not parse: its characters in place), with
 # day and month swapped, and the national ID as given (compacted), whether or not it passed its checksum.
 LINKAGE_INPUT_SQL = """
     SELECT record_key, source, first_name_std, initials, family_name_std, string_split(family_name_std, ' ') AS family_name_words, sex,
+           first_name_block, family_name_block,
            national_id_text AS national_id, street_std, house_number, postcode, city_std, birth_place_std, email, phone,
            date_of_birth_text AS dob,
            CASE WHEN day(date_of_birth) <= 12
@@ -47,10 +49,19 @@ def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]
     return con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
 
 
-def field_shares(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    """For each column the model may compare, the share of all loaded records that hold a value."""
+def linkage_input_sql(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> str:
+    """LINKAGE_INPUT_SQL over `source_records` with the values linkage treats as missing set to null
+    (`common_values`: the table listing them; default the list stored with the model)."""
+    from citizen_view.linkage.common_values import masked_records_sql
+
+    head, _, tail = LINKAGE_INPUT_SQL.rpartition("FROM source_records")
+    return f"{head}FROM {masked_records_sql(con, common_values)}{tail}"
+
+
+def field_shares(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> dict[str, float]:
+    """For each column the model may compare, the share of all loaded records that hold a value (common values masked)."""
     selects = ", ".join(f"avg(({quote(c)} IS NOT NULL)::INT) AS {quote(c)}" for c in LINKAGE_COLUMNS)
-    row = con.execute(f"SELECT {selects} FROM ({LINKAGE_INPUT_SQL})").fetchall()[0]
+    row = con.execute(f"SELECT {selects} FROM ({linkage_input_sql(con, common_values)})").fetchall()[0]
     return {c: float(v or 0.0) for c, v in zip(LINKAGE_COLUMNS, row)}
 
 

@@ -20,7 +20,8 @@ from splink import Linker
 from citizen_view.contract import LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
-from citizen_view.linkage.records import LINKAGE_INPUT_SQL, field_shares
+from citizen_view.linkage import common_values as cv
+from citizen_view.linkage.records import field_shares, linkage_input_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,13 +48,16 @@ class TrainedModel:
     fields_skipped: dict[str, str]
     training_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    common_values: list[cv.CommonValue] = field(default_factory=list)  # treated as missing in linkage
 
 
-def _input_parquet(con: duckdb.DuckDBPyConnection, engine: Engine, name: str = "linkage_input", where: str = "") -> Path:
+def _input_parquet(
+    con: duckdb.DuckDBPyConnection, engine: Engine, name: str = "linkage_input", where: str = "", common_values: str | None = None,
+) -> Path:
     """The model's input columns, written by the warehouse's DuckDB for Splink's engine to read."""
     engine.scratch.mkdir(parents=True, exist_ok=True)
     path = engine.scratch / f"{name}.parquet"
-    con.execute(f"COPY (SELECT * FROM ({LINKAGE_INPUT_SQL}) {where}) TO '{path}' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}) TO '{path}' (FORMAT parquet)")
     return path
 
 
@@ -63,18 +67,21 @@ def train(
 ) -> TrainedModel:
     """Fit the model on all records in `source_records`, without ground truth; save Splink's charts as HTML."""
     started = time.perf_counter()
-    plan = plan_model(field_shares(con), link_type=link_type, min_share=min_share)
+    common = cv.find_common_values(con)
+    cv.store(con, common, table="_training_common_values", temporary=True)
+    plan = plan_model(field_shares(con, "_training_common_values"), link_type=link_type, min_share=min_share)
     n_records = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     db_api = engine.db_api()
-    linker = Linker(engine.register(db_api, _input_parquet(con, engine), "source_records"), settings_for(plan), log_level=logging.ERROR)
-    notes = _fit(linker, plan, n_records, seed=seed)
+    source = _input_parquet(con, engine, common_values="_training_common_values")
+    linker = Linker(engine.register(db_api, source, "source_records"), settings_for(plan), log_level=logging.ERROR)
+    notes = _fit(linker, plan, n_records, seed=seed) + cv.notes(common)
     notes.append(f"trained on {engine.backend.value}")
     model = linker.misc.save_model_to_json()
     if reports_dir is not None:
         reports_dir.mkdir(parents=True, exist_ok=True)
         linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"), inline=True)
         linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"), inline=True)
-    return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started)
+    return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started, common)
 
 
 def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[str]:

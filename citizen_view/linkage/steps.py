@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 
 from citizen_view.contract import LinkageConfig, LinkType
+from citizen_view.linkage import common_values
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
-from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components
+from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
@@ -53,6 +54,7 @@ def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, layout: W
             "INSERT INTO linkage_model VALUES (now(), ?, ?, ?)",
             [json.dumps(trained.model), trained.fields_used, trained.training_notes],
         )
+        common_values.store(con, trained.common_values)
     return path
 
 
@@ -125,6 +127,8 @@ class LinkReport:
     retired: int
     components_with_conflicts: int
     merges_refused: int
+    bridges_cut: int = 0
+    size_bound: int | None = None  # records per citizen above which a citizen looks chained (from the data)
     overrides_same: int = 0
     overrides_different: int = 0
     review_queue: int = 0
@@ -136,13 +140,15 @@ class LinkReport:
 
 
 def _incremental_scope(
-    con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]], layout: WarehouseLayout,
-    linkage: LinkageConfig | None,
+    con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]], different: list[tuple[str, str]],
+    layout: WarehouseLayout, linkage: LinkageConfig | None,
 ) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
     The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
-    citizens) of the new records and of citizens that lost a record. Returns (new records, records in scope).
+    citizens) of the new records, of citizens that lost a record and of every record a reviewer decided on
+    (a decision made since the last run must split or join its pair as a full run would). Returns (new
+    records, records in scope).
     """
     con.execute("CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)")
     con.execute("CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)")
@@ -171,6 +177,8 @@ def _incremental_scope(
         "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
         "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id)"
     ).pl().join(index, on="record_key").get_column("_i").to_numpy()
+    decided = pl.DataFrame({"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String})
+    seeds = np.union1d(seeds, decided.join(index, on="record_key").get_column("_i").to_numpy())
     in_scope = np.isin(label, np.unique(label[seeds]))
     con.register("_scope_keys", pl.DataFrame({"record_key": keys.filter(pl.Series(in_scope))}))
     con.execute("CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM _scope_keys")
@@ -180,7 +188,7 @@ def _incremental_scope(
 
 def link_citizens(
     con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, run_id: str, linkage: LinkageConfig | None = None,
-    review_band: tuple[float, float] | None = None, max_citizen_records: int = 50, incremental: bool = False,
+    review_band: tuple[float, float] | None = None, max_citizen_records: int | None = None, incremental: bool = False,
     truth_dir: Path | None = None,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
@@ -198,7 +206,7 @@ def link_citizens(
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, layout=layout, linkage=linkage)
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage)
         in_scope = "WHERE record_key IN (SELECT record_key FROM _scope)"
         edge_scope = " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
     else:
@@ -262,8 +270,10 @@ def link_citizens(
             [run_id],
         )
     store_overrides(con, overrides)
+    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+    bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
-        con, overrides, threshold=threshold, band=review_band, max_citizen_records=max_citizen_records, run_id=run_id,
+        con, overrides, threshold=threshold, band=review_band, max_citizen_records=bound or int(sizes.max(initial=0)), run_id=run_id,
         scope="_scope" if incremental else None,
     )
     evaluation = None
@@ -281,6 +291,8 @@ def link_citizens(
         retired=count.get("retired", 0),
         components_with_conflicts=clustered.components_with_conflicts,
         merges_refused=clustered.merges_refused,
+        bridges_cut=clustered.bridges_cut,
+        size_bound=bound,
         overrides_same=len(same),
         overrides_different=len(different),
         review_queue=queued,
