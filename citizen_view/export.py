@@ -291,14 +291,14 @@ def sdc_report(tables: list[PublishedTable], rules: DisclosureConfig, *, referen
 
 def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: WarehouseLayout, *, run_id: str) -> BundleReport:
     """The run's bundle from the stored protected tables and the run's gate outcomes (with GX Data Docs)."""
-    from citizen_view.open_data import load_published, reference_date, table_spec
+    from citizen_view.open_data import load_published, reference_date
     from citizen_view.quality.expectations import validate_tables
     from citizen_view.quality.results import run_results
 
     rules = sources.disclosure
     tables = load_published(con)
     gates = run_results(con, run_id)
-    specs = {t.info.name: table_spec(t.info) for t in tables}
+    specs = {t.info.name: t.info.spec for t in tables}
     frames = {t.info.name: t.table for t in tables}
 
     def data_docs(folder: Path) -> None:
