@@ -14,7 +14,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -393,7 +393,9 @@ class PublicationConfig(BaseModel):
     spatial: str | None = None  # default: the EU country IRI of `country` (NL, NO)
     # IANA media types; DCAT-AP-NO 3 (draft shapes) expects https://www.w3.org/ns/iana/media-types/
     media_type_base: str = "https://www.iana.org/assignments/media-types/"
-    access_url: str = "https://data.example.org/citizen-view"
+    access_url: str = "https://data.example.org/citizen-view"  # the base of download URLs in the DCAT catalogue
+    # the catalogue's spdx:checksum algorithm: DCAT-AP 3 (and -NL 3.0) take sha256; DCAT-AP-NO 2.0 admits only sha1
+    catalog_checksum: Literal["sha256", "sha1"] = "sha256"
     identifier_prefix: str = "https://data.example.org/id/dataset/citizen-view"
     services: list[str] | None = None
     reference_date: dt.date | None = None
