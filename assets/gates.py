@@ -24,7 +24,6 @@ from citizen_view.open_data import TABLES, built_reference, information_loss
 from pipelines.metadata import figures, table
 from pipelines.resources import WarehouseResource
 from citizen_view.quality import rules
-from citizen_view.quality.expectations import suite_rule
 from citizen_view.quality.results import record
 
 Evaluate = Callable[..., rules.RuleResult]
@@ -119,7 +118,7 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
                  lambda con, n=name, t=published: rules.totals_consistent(
                      con, n, t(con), reference=built_reference(con, n, sources), tolerance=tolerance, services=sources.service_sources())),
             gate(key, "expectation_suite", "The table meets its Great Expectations suite (quality/expectations.py).",
-                 lambda con, i=info, t=published: suite_rule(i, t(con), disclosure)),
+                 lambda con, i=info, t=published: rules.expectation_suite(i, t(con), disclosure)),
         ]  # fmt: skip
         if info.count_column:
             checks += [

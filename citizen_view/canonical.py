@@ -19,6 +19,7 @@ import polars as pl
 
 from citizen_view import national_id
 from citizen_view import standardise as std
+from citizen_view.contract import STREET_AND_NUMBER
 from citizen_view.contract import CanonicalField as F
 
 if TYPE_CHECKING:
@@ -137,6 +138,14 @@ def canonical_records(
         id_valid.alias("national_id_valid"),
         id_text.alias("national_id_text"),
     )
+    if STREET_AND_NUMBER in f:  # one column holding both: split it, and record what cannot be split
+        combined = series(col(STREET_AND_NUMBER))
+        parts = std.split_street_and_number(pl.col("v"))
+        split = pl.DataFrame({"v": combined}).select(p.alias(str(i)) for i, p in enumerate(parts))
+        street, number, unsplit = (split.to_series(i) for i in range(3))
+        issue(STREET_AND_NUMBER, pl.lit(unsplit), col(STREET_AND_NUMBER), "no house number found at the start or the end "
+              "(kept whole as the street)")  # fmt: skip
+        out = out.with_columns(street.alias("street"), number.alias("house_number"))
     # A one-field name fills the name parts a source did not map separately, and vice versa.
     if F.FULL_NAME in f:
         given, family = std.split_full_name(pl.col("full_name"))

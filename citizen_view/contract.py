@@ -14,7 +14,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,6 +64,9 @@ class LinkType(StrEnum):
 
 
 CANONICAL_FIELDS: tuple[str, ...] = tuple(CanonicalField)
+# A source column holding street and house number together ("Merelweg 40A", "123 Main St"): mapped instead of
+# `street` and `house_number`, and split into them at ingest (standardise.split_street_and_number).
+STREET_AND_NUMBER = "street_and_number"
 DATE_FIELDS: tuple[str, ...] = (CanonicalField.DATE_OF_BIRTH, CanonicalField.DATE_OF_DEATH)
 FORMATS: tuple[str, ...] = tuple(Format)
 # The identifier scheme a bare `national_id: column` takes from the sources file's `country`.
@@ -211,8 +214,11 @@ class SourceConfig(BaseModel):
             out.append(f"required field(s) {unmapped_required} are not mapped in fields")
         if self.format == Format.CSV and not (isinstance(self.option("max_record_lines"), int) and self.option("max_record_lines") >= 1):
             out.append("csv max_record_lines must be a whole number of lines, at least 1")
+        split_too = sorted({CanonicalField.STREET, CanonicalField.HOUSE_NUMBER} & set(self.fields))
+        if STREET_AND_NUMBER in self.fields and split_too:
+            out.append(f"field {STREET_AND_NUMBER!r} is split into street and house_number: map it or {[str(f) for f in split_too]}, not both")
         for canonical, mapping in self.fields.items():
-            if canonical not in CANONICAL_FIELDS:
+            if canonical not in CANONICAL_FIELDS and canonical != STREET_AND_NUMBER:
                 out.append(
                     f"field {canonical!r} is not a canonical field (expected one of {', '.join(CANONICAL_FIELDS)})"
                 )
@@ -387,7 +393,9 @@ class PublicationConfig(BaseModel):
     spatial: str | None = None  # default: the EU country IRI of `country` (NL, NO)
     # IANA media types; DCAT-AP-NO 3 (draft shapes) expects https://www.w3.org/ns/iana/media-types/
     media_type_base: str = "https://www.iana.org/assignments/media-types/"
-    access_url: str = "https://data.example.org/citizen-view"
+    access_url: str = "https://data.example.org/citizen-view"  # the base of download URLs in the DCAT catalogue
+    # the catalogue's spdx:checksum algorithm: DCAT-AP 3 (and -NL 3.0) take sha256; DCAT-AP-NO 2.0 admits only sha1
+    catalog_checksum: Literal["sha256", "sha1"] = "sha256"
     identifier_prefix: str = "https://data.example.org/id/dataset/citizen-view"
     services: list[str] | None = None
     reference_date: dt.date | None = None

@@ -5,13 +5,16 @@ Frictionless `datapackage.json`, DCAT-AP metadata (`dcat.jsonld`, with the field
 DCAT-AP-NO require), the Great Expectations Data Docs, `sdc-report.json`, `gates.json` and
 `checksums.sha256`. It is written to a hidden folder and renamed into place, so a crashed run never
 leaves half a bundle (the next run removes what a crash left). `publish` copies the newest bundle whose
-gates all passed into a new version folder and swaps the `published` symlink to it in one atomic
-rename, and refuses (leaving what is published untouched) when the latest run's gates failed.
+gates all passed into a new version folder, writes there the DCAT catalogue of the versions still
+held (`catalog.ttl`, `catalog.jsonld`: what portals' harvesters read), swaps the `published` symlink
+to it in one atomic rename, and refuses (leaving what is published untouched) when the latest run's
+gates failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -65,6 +68,8 @@ FIELD_DESCRIPTIONS = {
     "parent_code": "The area code one level up (the province or county of a municipality, the country of a region).",
     "age_band": "Age in whole years at the reference date, 'Total' for the sum over bands.",
     "sex": "F, M or Unknown, 'Total' for the sum.",
+    "value": "The metric as a whole number (a count); empty for a metric that is a share, probability or weight.",
+    "decimal": "The metric as a decimal number (a share, probability or match weight); empty for a count.",
 }
 
 
@@ -140,85 +145,206 @@ def _code(iri: str, *classes: str) -> dict[str, Any]:
     return node
 
 
-def dcat(tables: list[PublishedTable], *, bundle: str, sources: SourcesFile, issued: str) -> dict[str, Any]:
-    """DCAT-AP dataset description (JSON-LD) conforming to the DCAT-AP-NL 3.0 and DCAT-AP-NO SHACL shapes."""
-    pub = sources.publication
+CONTEXT = {
+    "dcat": "http://www.w3.org/ns/dcat#",
+    "dct": "http://purl.org/dc/terms/",
+    "foaf": "http://xmlns.com/foaf/0.1/",
+    "vcard": "http://www.w3.org/2006/vcard/ns#",
+    "adms": "http://www.w3.org/ns/adms#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
 
-    def text(s: str) -> dict[str, str]:
-        return {"@value": s, "@language": pub.text_language}
 
-    agent = {"@id": pub.publisher_uri, "@type": "foaf:Agent", "foaf:name": text(pub.publisher)}
-    when = {"@value": issued, "@type": "xsd:dateTime"}
-    schema = {
-        "@id": f"{pub.access_url}/{bundle}/datapackage.json",
-        "@type": "dct:Standard",
-        "dct:title": text("Frictionless Data Package of this bundle (the table schemas)"),
-    }
-    language = _code(pub.language, "dct:LinguisticSystem")
-    licence = _code(pub.licence, "dct:LicenseDocument")
-    distributions = []
-    for t in tables:
-        for fmt, (format_uri, media) in FORMATS.items():
-            url = {"@id": f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}", "@type": "rdfs:Resource"}
-            distributions.append(
-                {
-                    "@id": f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}",
-                    "@type": "dcat:Distribution",
-                    "dct:title": text(f"{t.info.title} ({fmt.upper()})"),
-                    "dct:description": text(t.info.description),
-                    "dcat:accessURL": url,
-                    "dcat:downloadURL": url,
-                    "dct:format": _code(format_uri, "dct:MediaTypeOrExtent"),
-                    "dcat:mediaType": {"@id": pub.media_type_base + media, "@type": "dct:MediaType"},
-                    "dct:license": licence,
-                    "dct:language": language,
-                    "dct:conformsTo": schema,
-                    "dct:issued": when,
-                }
-            )
-    doc: dict[str, Any] = {
-        "@context": {
-            "dcat": "http://www.w3.org/ns/dcat#",
-            "dct": "http://purl.org/dc/terms/",
-            "foaf": "http://xmlns.com/foaf/0.1/",
-            "vcard": "http://www.w3.org/2006/vcard/ns#",
-            "adms": "http://www.w3.org/ns/adms#",
-            "skos": "http://www.w3.org/2004/02/skos/core#",
-            "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
-            "xsd": "http://www.w3.org/2001/XMLSchema#",
-        },
-        "@id": f"{pub.identifier_prefix}/{bundle}",
-        "@type": "dcat:Dataset",
-        "dct:title": text(pub.title),
-        "dct:description": text(pub.description),
-        "dct:identifier": f"{pub.identifier_prefix}/{bundle}",
-        "dct:publisher": agent,
-        "dct:creator": agent,
-        "dcat:contactPoint": {
+@dataclass(frozen=True)
+class _Describe:
+    """The publication settings as DCAT-AP nodes, shared by a bundle's dataset and the catalogue's."""
+
+    sources: SourcesFile
+
+    def text(self, s: str) -> dict[str, str]:
+        return {"@value": s, "@language": self.sources.publication.text_language}
+
+    @property
+    def agent(self) -> dict[str, Any]:
+        pub = self.sources.publication
+        return {"@id": pub.publisher_uri, "@type": "foaf:Agent", "foaf:name": self.text(pub.publisher)}
+
+    @property
+    def contact(self) -> dict[str, Any]:
+        pub = self.sources.publication
+        return {
             "@type": ["vcard:Organization", "vcard:Kind"],
             "vcard:fn": pub.contact_point.name,
             "vcard:hasEmail": {"@id": f"mailto:{pub.contact_point.email}"},
-        },
-        "dct:accessRights": _code(pub.access_rights, "dct:RightsStatement"),
-        "dct:license": licence,
-        "dcat:theme": _code(pub.theme, "skos:Concept"),
-        "dct:language": language,
-        "adms:status": _code(pub.status, "skos:Concept"),
-        "dcat:keyword": [text(k) for k in pub.keywords],
-        "dcat:landingPage": {"@id": pub.landing_page or pub.access_url, "@type": "foaf:Document"},
-        "foaf:page": {"@id": pub.documentation or schema["@id"], "@type": "foaf:Document"},
-        "dct:conformsTo": schema,
-        "dct:issued": when,
-        "dct:modified": when,
-        "dcat:distribution": distributions,
-    }
-    spatial = pub.spatial or COUNTRIES.get(sources.country or "")
-    if spatial:
-        doc["dct:spatial"] = _code(spatial, "dct:Location")
-    if pub.reference_date is not None:
-        day = {"@value": pub.reference_date.isoformat(), "@type": "xsd:date"}
-        doc["dct:temporal"] = {"@type": "dct:PeriodOfTime", "dcat:startDate": day, "dcat:endDate": day}
-    return doc
+        }
+
+    @property
+    def language(self) -> dict[str, Any]:
+        return _code(self.sources.publication.language, "dct:LinguisticSystem")
+
+    @property
+    def licence(self) -> dict[str, Any]:
+        return _code(self.sources.publication.licence, "dct:LicenseDocument")
+
+    def schema(self, folder_url: str) -> dict[str, Any]:
+        return {"@id": f"{folder_url}/datapackage.json", "@type": "dct:Standard",
+                "dct:title": self.text("Frictionless Data Package of this bundle (the table schemas)")}  # fmt: skip
+
+    def distribution(self, *, iri: str, url: str, fmt: str, title: str, description: str, schema: dict, issued: dict) -> dict:
+        pub = self.sources.publication
+        format_uri, media = FORMATS[fmt]
+        link = {"@id": url, "@type": "rdfs:Resource"}
+        return {
+            "@id": iri,
+            "@type": "dcat:Distribution",
+            "dct:title": self.text(f"{title} ({fmt.upper()})"),
+            "dct:description": self.text(description),
+            "dcat:accessURL": link,
+            "dcat:downloadURL": link,
+            "dct:format": _code(format_uri, "dct:MediaTypeOrExtent"),
+            "dcat:mediaType": {"@id": pub.media_type_base + media, "@type": "dct:MediaType"},
+            "dct:license": self.licence,
+            "dct:language": self.language,
+            "dct:conformsTo": schema,
+            "dct:issued": issued,
+        }
+
+    def dataset(self, *, iri: str, schema: dict, issued: dict, modified: dict, distributions: list[dict]) -> dict[str, Any]:
+        pub = self.sources.publication
+        doc: dict[str, Any] = {
+            "@id": iri,
+            "@type": "dcat:Dataset",
+            "dct:title": self.text(pub.title),
+            "dct:description": self.text(pub.description),
+            "dct:identifier": iri,
+            "dct:publisher": self.agent,
+            "dct:creator": self.agent,
+            "dcat:contactPoint": self.contact,
+            "dct:accessRights": _code(pub.access_rights, "dct:RightsStatement"),
+            "dct:license": self.licence,
+            "dcat:theme": _code(pub.theme, "skos:Concept"),
+            "dct:language": self.language,
+            "adms:status": _code(pub.status, "skos:Concept"),
+            "dcat:keyword": [self.text(k) for k in pub.keywords],
+            "dcat:landingPage": {"@id": pub.landing_page or pub.access_url, "@type": "foaf:Document"},
+            "foaf:page": {"@id": pub.documentation or schema["@id"], "@type": "foaf:Document"},
+            "dct:conformsTo": schema,
+            "dct:issued": issued,
+            "dct:modified": modified,
+            "dcat:distribution": distributions,
+        }
+        spatial = pub.spatial or COUNTRIES.get(self.sources.country or "")
+        if spatial:
+            doc["dct:spatial"] = _code(spatial, "dct:Location")
+        if pub.reference_date is not None:
+            day = {"@value": pub.reference_date.isoformat(), "@type": "xsd:date"}
+            doc["dct:temporal"] = {"@type": "dct:PeriodOfTime", "dcat:startDate": day, "dcat:endDate": day}
+        return doc
+
+
+def _when(iso: str) -> dict[str, str]:
+    return {"@value": iso, "@type": "xsd:dateTime"}
+
+
+def dcat(tables: list[PublishedTable], *, bundle: str, sources: SourcesFile, issued: str) -> dict[str, Any]:
+    """DCAT-AP dataset description (JSON-LD) conforming to the DCAT-AP-NL 3.0 and DCAT-AP-NO SHACL shapes."""
+    pub, describe = sources.publication, _Describe(sources)
+    when = _when(issued)
+    schema = describe.schema(f"{pub.access_url}/{bundle}")
+    distributions = [
+        describe.distribution(
+            iri=f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}", url=f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}",
+            fmt=fmt, title=t.info.title, description=t.info.description, schema=schema, issued=when,
+        )
+        for t in tables for fmt in FORMATS
+    ]  # fmt: skip
+    iri = f"{pub.identifier_prefix}/{bundle}"
+    return {"@context": CONTEXT, **describe.dataset(iri=iri, schema=schema, issued=when, modified=when, distributions=distributions)}
+
+
+# --- the catalogue of published versions -----------------------------------------------------------
+
+CATALOG_FILES = ("catalog.ttl", "catalog.jsonld")
+SPDX = "http://spdx.org/rdf/terms#"
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def _published_at(folder: Path) -> str:
+    """When a version folder was published (its PUBLISHED_FROM was written then)."""
+    stamp = dt.datetime.fromtimestamp((folder / "PUBLISHED_FROM").stat().st_mtime, dt.timezone.utc)
+    return stamp.isoformat(timespec="seconds")
+
+
+def catalog(versions: list[tuple[str, Path]], *, sources: SourcesFile) -> dict[str, Any]:
+    """A DCAT-AP `dcat:Catalog` (JSON-LD) of published versions, oldest first: each version a `dcat:Dataset` with
+    `dcat:version` and `dcat:previousVersion`, and a distribution per table and format with its download URL under
+    `publication.access_url`/<version>/ and the checksum (`spdx:checksum`, `publication.catalog_checksum`) of the file
+    in the version folder."""
+    pub, describe = sources.publication, _Describe(sources)
+    algorithm = pub.catalog_checksum
+    datasets: list[dict[str, Any]] = []
+    for name, folder in versions:
+        package = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+        issued, modified = _when(package["created"]), _when(_published_at(folder))
+        base, iri = f"{pub.access_url}/{name}", f"{pub.identifier_prefix}/{name}"
+        schema = describe.schema(base)
+        distributions = []
+        for resource in package["resources"]:
+            for fmt in FORMATS:
+                path = f"data/{resource['name']}.{fmt}"
+                node = describe.distribution(
+                    iri=f"{iri}/{resource['name']}.{fmt}", url=f"{base}/{path}", fmt=fmt, title=resource["title"],
+                    description=resource["description"], schema=schema, issued=issued,
+                )  # fmt: skip
+                node["dct:modified"] = modified
+                node["spdx:checksum"] = {
+                    "@type": "spdx:Checksum",
+                    "spdx:algorithm": {"@id": f"{SPDX}checksumAlgorithm_{algorithm}", "@type": "spdx:ChecksumAlgorithm"},
+                    "spdx:checksumValue": {"@value": _digest(folder / path, algorithm), "@type": "xsd:hexBinary"},
+                }
+                distributions.append(node)
+        dataset = describe.dataset(iri=iri, schema=schema, issued=issued, modified=modified, distributions=distributions)
+        dataset["dcat:version"] = name
+        if datasets:
+            dataset["dcat:previousVersion"] = {"@id": datasets[-1]["@id"]}
+        datasets.append(dataset)
+    return {
+        "@context": {**CONTEXT, "spdx": SPDX},
+        "@id": f"{pub.identifier_prefix}/catalog",
+        "@type": "dcat:Catalog",
+        "dct:identifier": f"{pub.identifier_prefix}/catalog",
+        "dct:title": describe.text(f"{pub.title}: published versions"),
+        "dct:description": describe.text(f"Every version of the open data published by {pub.publisher} that can still be "
+                                         "downloaded, oldest first."),
+        "dct:publisher": describe.agent,
+        "dcat:contactPoint": describe.contact,
+        "foaf:homepage": {"@id": pub.landing_page or pub.access_url, "@type": "foaf:Document"},
+        "dct:language": describe.language,
+        "dct:license": describe.licence,
+        **({"dct:issued": datasets[0]["dct:modified"], "dct:modified": datasets[-1]["dct:modified"]} if datasets else {}),
+        "dcat:dataset": datasets,
+    }  # fmt: skip
+
+
+def write_catalog(folder: Path, versions: list[tuple[str, Path]], *, sources: SourcesFile) -> list[Path]:
+    """`catalog.jsonld` and `catalog.ttl` (the same graph, in Turtle through rdflib) in `folder`."""
+    from rdflib import Graph
+
+    document = catalog(versions, sources=sources)
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    graph = Graph().parse(data=text, format="json-ld")
+    for prefix, namespace in document["@context"].items():
+        graph.bind(prefix, namespace)
+    ttl, jsonld = folder / "catalog.ttl", folder / "catalog.jsonld"
+    graph.serialize(ttl, format="turtle", encoding="utf-8")
+    jsonld.write_text(text + "\n", encoding="utf-8")
+    return [ttl, jsonld]
 
 
 def write_bundle(
@@ -291,14 +417,14 @@ def sdc_report(tables: list[PublishedTable], rules: DisclosureConfig, *, referen
 
 def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: WarehouseLayout, *, run_id: str) -> BundleReport:
     """The run's bundle from the stored protected tables and the run's gate outcomes (with GX Data Docs)."""
-    from citizen_view.open_data import load_published, reference_date, table_spec
+    from citizen_view.open_data import load_published, reference_date
     from citizen_view.quality.expectations import validate_tables
     from citizen_view.quality.results import run_results
 
     rules = sources.disclosure
     tables = load_published(con)
     gates = run_results(con, run_id)
-    specs = {t.info.name: table_spec(t.info) for t in tables}
+    specs = {t.info.name: t.info.spec for t in tables}
     frames = {t.info.name: t.table for t in tables}
 
     def data_docs(folder: Path) -> None:
@@ -341,13 +467,25 @@ def newest_passing_bundle(exports_dir: Path) -> Path | None:
     return None
 
 
-def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir: Path) -> Published:
-    """Copy the newest passing bundle to `published_dir`, unless the latest run's gates failed."""
+def currently_published(published_dir: Path) -> Path | None:
+    """The version folder `published_dir` points at, or None when nothing has been published yet."""
+    return published_dir.resolve() if published_dir.is_dir() else None
+
+
+def _held_versions(versions: Path) -> list[Path]:
+    """The published version folders still held, oldest first (a complete bundle published by `publish`)."""
+    return sorted(
+        p for p in versions.iterdir()
+        if not p.name.startswith(".") and (p / "PUBLISHED_FROM").is_file() and (p / "datapackage.json").is_file()
+    )  # fmt: skip
+
+
+def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir: Path, sources: SourcesFile) -> Published:
+    """Copy the newest passing bundle to `published_dir`, unless the latest run's gates failed; the new version
+    carries the DCAT catalogue of every version held after this one (`catalog.ttl`, `catalog.jsonld`)."""
     run_id, failed = latest_gate_failures(con)
     if failed:
-        raise PublishRefused(
-            f"the latest run ({run_id}) failed {len(failed)} quality gate(s); nothing was published", failed
-        )
+        raise PublishRefused(f"the latest run ({run_id}) failed {len(failed)} quality gate(s)", failed)
     bundle = newest_passing_bundle(exports_dir)
     if bundle is None:
         raise PublishRefused(f"no complete bundle whose gates all passed under {exports_dir}", [])
@@ -360,7 +498,10 @@ def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir:
     staging = versions / f".{bundle.name}-{stamp}{PARTIAL}"
     shutil.copytree(bundle, staging)
     (staging / "PUBLISHED_FROM").write_text(bundle.name + "\n", encoding="utf-8")
-    version = staging.rename(versions / f"{bundle.name}-{stamp}")
+    name = f"{bundle.name}-{stamp}"
+    held = [(p.name, p) for p in _held_versions(versions)]
+    write_catalog(staging, sorted([*held, (name, staging)])[-KEEP_PUBLISHED:], sources=sources)  # those kept below
+    version = staging.rename(versions / name)
     swap_symlink(published_dir, version)  # the one atomic step: readers see the old bundle or the new one
     for old in sorted(p for p in versions.iterdir() if not p.name.startswith("."))[:-KEEP_PUBLISHED]:
         if old.resolve() != published_dir.resolve():

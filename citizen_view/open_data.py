@@ -7,12 +7,14 @@ adds up to a published total. Area is the golden record's city (the register's m
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from citizen_view.disclosure import TOTAL, Protection, hierarchy_of, protect
+from citizen_view.quality.expectations import TableSpec
 from citizen_view.warehouse import column_exists, table_exists, transaction
 
 if TYPE_CHECKING:
@@ -28,9 +30,49 @@ LEVELS = ("municipality", "region", "country", "unknown")
 UNKNOWN_AREA = "UNKNOWN"
 
 
+def living_citizens(reference: dt.date) -> str:
+    """SQL of the citizens alive at the reference date (every published population count is of them)."""
+    return f"SELECT * FROM citizen WHERE date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}'"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a table is built for: the reference date, the country and the services whose uptake is counted."""
+
+    reference: dt.date
+    country: str = "ALL"
+    country_name: str = "All"
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReferenceTotal:
+    """A published total and the query that counts the same thing straight from the linked view.
+
+    `truth` gives SQL returning rows of (key, count): one row per total (key NULL when there is one), and `row`
+    selects the published row holding that key's total; `what` names it (`{key}` is filled in).
+    """
+
+    what: str
+    truth: Callable[[Scope], str]
+    row: Callable[[Any], pl.Expr]
+    column: str = "count"
+
+
+@dataclass(frozen=True)
+class NoReferenceTotals:
+    """The explicit declaration that a table has no total to compare with the linked view, and why."""
+
+    reason: str
+
+
+Builder = Callable[["duckdb.DuckDBPyConnection", Scope], pl.DataFrame]
+
+
 @dataclass(frozen=True)
 class TableInfo:
-    """A published table: its columns, which are dimensions, and which dimensions carry `Total` margins."""
+    """A published table: its columns, which are dimensions, which dimensions carry `Total` margins, how it is built
+    from the linked view and the reference totals its published totals must equal."""
 
     name: str
     title: str
@@ -38,11 +80,17 @@ class TableInfo:
     columns: tuple[str, ...]
     dims: tuple[str, ...]
     margins: tuple[str, ...]
-    count_column: str | None = "count"
+    build: Builder
+    totals: tuple[ReferenceTotal, ...] | NoReferenceTotals
+    count_column: str | None = "count"  # None: no person counts, so no disclosure control
     value_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # dimensions whose values nest: fixed ones here, and `area_code` read from the table's `parent_code`
     hierarchies: dict[str, dict[str, str]] = field(default_factory=dict)
     area_hierarchy: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.totals, NoReferenceTotals) and not self.totals:
+            raise ValueError(f"table {self.name!r}: declare its reference totals, or NoReferenceTotals(reason)")
 
     def hierarchies_of(self, table: pl.DataFrame) -> dict[str, dict[str, str]]:
         """Every hierarchy the table's lines follow (the area's read from the table itself)."""
@@ -51,50 +99,15 @@ class TableInfo:
             out["area_code"] = hierarchy_of(table)
         return out
 
-
-TABLES: dict[str, TableInfo] = {
-    t.name: t
-    for t in (
-        TableInfo(
-            "population_by_area", "Population by official area, age band and sex",
-            "Living citizens by municipality, by province or county, and nationally (official area codes, each row with "
-            "the code one level up), by age band at the reference date and sex, with totals.",
-            ("level", "area_code", "area_name", "parent_code", "age_band", "sex", "count", "flag"),
-            ("area_code", "age_band", "sex"), ("area_code", "age_band", "sex"),
-            value_sets={"level": LEVELS, "age_band": (*AGE_BANDS, UNKNOWN, TOTAL), "sex": ("F", "M", UNKNOWN, TOTAL)},
-            area_hierarchy=True,
-        ),
-        TableInfo(
-            "service_uptake_by_area", "Public-service uptake by official area",
-            "Living citizens known to each service (agency) by municipality, by province or county, and nationally.",
-            ("service", "level", "area_code", "area_name", "parent_code", "count", "flag"), ("service", "area_code"), ("area_code",),
-            value_sets={"level": LEVELS}, area_hierarchy=True,
-        ),
-        TableInfo(
-            "agencies_per_citizen", "Citizens by number of agencies that know them",
-            "How many sources (agencies) hold records of each living citizen: 1, 2 or 3 and more, with the total.",
-            ("agencies", "count", "flag"), ("agencies",), ("agencies",),
-            value_sets={"agencies": ("1", "2", "3+", TOTAL)},
-        ),
-        TableInfo(
-            "duplicates_per_source", "Records, citizens and duplicate records per source",
-            "Per source: records loaded, distinct citizens they belong to, and records that duplicate another "
-            "record of the same citizen in that source.",
-            ("source", "measure", "count", "flag"), ("source", "measure"), ("measure",),
-            value_sets={"measure": ("records", "citizens", "duplicate_records")},
-            hierarchies={"measure": {"citizens": "records", "duplicate_records": "records"}},  # records = citizens + duplicates
-        ),
-        TableInfo(
-            "linkage_quality", "Linkage quality summary",
-            "Figures describing the linkage run behind these statistics (no person counts below the national level).",
-            ("metric", "value"), ("metric",), (), count_column=None,
-        ),
-    )
-}  # fmt: skip
-
-
-def _living(reference: dt.date) -> str:
-    return f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
+    @property
+    def spec(self) -> TableSpec:
+        """The Great Expectations spec of the table (quality/expectations.py)."""
+        counted = self.count_column is not None
+        return TableSpec(
+            name=self.name, columns=self.columns, not_null=self.dims, value_sets=dict(self.value_sets),
+            count_columns=(self.count_column,) if counted else (), unique_together=self.dims,
+            flag_column="flag" if counted else None,
+        )  # fmt: skip
 
 
 def _areas_sql(country: str, people: str, extra: str = "") -> str:
@@ -135,7 +148,7 @@ def population_by_area(
         WITH people AS (
             SELECT a.area_code, a.region_code, coalesce(c.sex, '{UNKNOWN}') AS sex,
                    CASE WHEN x IS NULL OR x < 0 THEN '{UNKNOWN}' {bands} ELSE '80+' END AS age_band
-            FROM (SELECT *, {age} AS x FROM citizen WHERE {_living(reference)}) c JOIN citizen_area a USING (citizen_id)
+            FROM (SELECT *, {age} AS x FROM ({living_citizens(reference)})) c JOIN citizen_area a USING (citizen_id)
         ),
         levels AS ({_areas_sql(country, "people", "age_band, sex")}),
         names AS ({_area_names(country, country_name)})
@@ -164,8 +177,9 @@ def service_uptake_by_area(
         f"""
         WITH people AS (
             SELECT DISTINCT l.source AS service, l.citizen_id, a.area_code, a.region_code
-            FROM citizen_source_link l JOIN citizen c USING (citizen_id) JOIN citizen_area a USING (citizen_id)
-            WHERE l.source IN ({listed}) AND {_living(reference)}
+            FROM citizen_source_link l JOIN ({living_citizens(reference)}) c USING (citizen_id)
+            JOIN citizen_area a USING (citizen_id)
+            WHERE l.source IN ({listed})
         ),
         levels AS ({_areas_sql(country, "people", "service")}),
         names AS ({_area_names(country, country_name)})
@@ -183,7 +197,7 @@ def agencies_per_citizen(con: duckdb.DuckDBPyConnection, *, reference: dt.date) 
         f"""
         WITH k AS (
             SELECT CASE WHEN source_count >= 3 THEN '3+' ELSE source_count::VARCHAR END AS agencies
-            FROM citizen WHERE {_living(reference)}
+            FROM ({living_citizens(reference)})
         )
         SELECT coalesce(agencies, '{TOTAL}') AS agencies, count(*) AS count
         FROM k GROUP BY ROLLUP (agencies) ORDER BY agencies = '{TOTAL}', agencies
@@ -205,19 +219,104 @@ def duplicates_per_source(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def linkage_quality(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Run-level linkage figures (national totals and rates only)."""
-    row = con.execute(
+    """Run-level linkage figures (national totals and rates only): counts in `value` as whole numbers, shares,
+    probabilities and weights in `decimal` (one column cannot be both in Parquet, and a count is not `5433.0`)."""
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM citizen_source_link), (SELECT count(*) FROM citizen)"
+    ).fetchall()[0]
+    decimals = con.execute(
         """
-        SELECT (SELECT count(*) FROM citizen_source_link)::DOUBLE,
-               (SELECT count(*) FROM citizen)::DOUBLE,
-               (SELECT avg((source_count >= 2)::INT) FROM citizen),
+        SELECT (SELECT avg((source_count >= 2)::INT) FROM citizen),
                (SELECT median(match_probability) FROM citizen_source_link),
                (SELECT threshold_weight FROM linkage_threshold)
         """
     ).fetchall()[0]
-    names = ["records_linked", "citizens", "share_of_citizens_in_two_or_more_sources", "median_match_probability",
-             "link_threshold_match_weight"]  # fmt: skip
-    return pl.DataFrame({"metric": names, "value": [float(v) if v is not None else None for v in row]})
+    whole = dict(zip(("records_linked", "citizens"), counts))
+    fractional = dict(zip(("share_of_citizens_in_two_or_more_sources", "median_match_probability",
+                           "link_threshold_match_weight"), decimals))  # fmt: skip
+    return pl.DataFrame(
+        {
+            "metric": [*whole, *fractional],
+            "value": [*(int(v) for v in whole.values()), *(None for _ in fractional)],
+            "decimal": [*(None for _ in whole), *(float(v) if v is not None else None for v in fractional.values())],
+        },
+        schema={"metric": pl.String, "value": pl.Int64, "decimal": pl.Float64},
+    )
+
+
+def _living_total(scope: Scope) -> str:
+    return f"SELECT NULL, count(*) FROM ({living_citizens(scope.reference)})"
+
+
+def _service_users(scope: Scope) -> str:
+    """Living citizens with a record in each service's source (a service nobody uses counts 0)."""
+    return f"""
+        SELECT s.service, (SELECT count(DISTINCT l.citizen_id) FROM citizen_source_link l
+                           JOIN ({living_citizens(scope.reference)}) c USING (citizen_id) WHERE l.source = s.service)
+        FROM unnest({list(scope.services)}::VARCHAR[]) AS s(service)
+    """
+
+
+NATIONAL = pl.col("level") == "country"
+
+TABLES: dict[str, TableInfo] = {
+    t.name: t
+    for t in (
+        TableInfo(
+            "population_by_area", "Population by official area, age band and sex",
+            "Living citizens by municipality, by province or county, and nationally (official area codes, each row with "
+            "the code one level up), by age band at the reference date and sex, with totals.",
+            ("level", "area_code", "area_name", "parent_code", "age_band", "sex", "count", "flag"),
+            ("area_code", "age_band", "sex"), ("area_code", "age_band", "sex"),
+            build=lambda con, s: population_by_area(con, reference=s.reference, country=s.country, country_name=s.country_name),
+            totals=(ReferenceTotal("living citizens", _living_total,
+                                   lambda _: NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL)),),
+            value_sets={"level": LEVELS, "age_band": (*AGE_BANDS, UNKNOWN, TOTAL), "sex": ("F", "M", UNKNOWN, TOTAL)},
+            area_hierarchy=True,
+        ),
+        TableInfo(
+            "service_uptake_by_area", "Public-service uptake by official area",
+            "Living citizens known to each service (agency) by municipality, by province or county, and nationally.",
+            ("service", "level", "area_code", "area_name", "parent_code", "count", "flag"), ("service", "area_code"), ("area_code",),
+            build=lambda con, s: service_uptake_by_area(
+                con, services=list(s.services), reference=s.reference, country=s.country, country_name=s.country_name),
+            totals=(ReferenceTotal("{key} users", _service_users, lambda service: (pl.col("service") == service) & NATIONAL),),
+            value_sets={"level": LEVELS}, area_hierarchy=True,
+        ),
+        TableInfo(
+            "agencies_per_citizen", "Citizens by number of agencies that know them",
+            "How many sources (agencies) hold records of each living citizen: 1, 2 or 3 and more, with the total.",
+            ("agencies", "count", "flag"), ("agencies",), ("agencies",),
+            build=lambda con, s: agencies_per_citizen(con, reference=s.reference),
+            totals=(ReferenceTotal("living citizens", _living_total, lambda _: pl.col("agencies") == TOTAL),),
+            value_sets={"agencies": ("1", "2", "3+", TOTAL)},
+        ),
+        TableInfo(
+            "duplicates_per_source", "Records, citizens and duplicate records per source",
+            "Per source: records loaded, distinct citizens they belong to, and records that duplicate another "
+            "record of the same citizen in that source.",
+            ("source", "measure", "count", "flag"), ("source", "measure"), ("measure",),
+            build=lambda con, s: duplicates_per_source(con),
+            totals=(ReferenceTotal("{key} records", lambda s: "SELECT source, count(*) FROM citizen_source_link GROUP BY 1",
+                                   lambda source: (pl.col("source") == source) & (pl.col("measure") == "records")),),
+            value_sets={"measure": ("records", "citizens", "duplicate_records")},
+            hierarchies={"measure": {"citizens": "records", "duplicate_records": "records"}},  # records = citizens + duplicates
+        ),
+        TableInfo(
+            "linkage_quality", "Linkage quality summary",
+            "Figures describing the linkage run behind these statistics (no person counts below the national level).",
+            ("metric", "value", "decimal"), ("metric",), (),
+            build=lambda con, s: linkage_quality(con),
+            totals=(
+                ReferenceTotal("records linked", lambda s: "SELECT NULL, count(*) FROM citizen_source_link",
+                               lambda _: pl.col("metric") == "records_linked", column="value"),
+                ReferenceTotal("citizens", lambda s: "SELECT NULL, count(*) FROM citizen",
+                               lambda _: pl.col("metric") == "citizens", column="value"),
+            ),
+            count_column=None,
+        ),
+    )
+}  # fmt: skip
 
 
 @dataclass
@@ -250,21 +349,16 @@ class PublishedTable:
 PROTECTION_LOG = "open_data.protection"
 
 
+def scope_of(sources: SourcesFile, reference: dt.date) -> Scope:
+    """The scope tables are built in for a sources.yaml at a reference date."""
+    from citizen_view.areas import country_name
+
+    return Scope(reference, sources.country or "ALL", country_name(sources), tuple(sources.service_sources()))
+
+
 def reference_date(sources: SourcesFile) -> dt.date:
     """The date ages and living status are taken at: configured, or today (UTC)."""
     return sources.publication.reference_date or dt.datetime.now(dt.timezone.utc).date()
-
-
-def table_spec(info: TableInfo):
-    """The Great Expectations spec of a published table (quality/expectations.py)."""
-    from citizen_view.quality.expectations import TableSpec
-
-    counted = info.count_column is not None
-    return TableSpec(
-        name=info.name, columns=info.columns, not_null=info.dims, value_sets=dict(info.value_sets),
-        count_columns=(info.count_column,) if counted else (), unique_together=info.dims,
-        flag_column="flag" if counted else None,
-    )  # fmt: skip
 
 
 def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> PublishedTable:
@@ -320,23 +414,10 @@ def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
 
 def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile, *, reference: dt.date) -> PublishedTable:
     """Compute and protect one published table."""
-    from citizen_view.areas import country_name
-
     info = TABLES[name]
-    country = sources.country or "ALL"
-    where = {"country": country, "country_name": country_name(sources)}
-    if name == "population_by_area":
-        raw = population_by_area(con, reference=reference, **where)
-    elif name == "service_uptake_by_area":
-        raw = service_uptake_by_area(con, services=sources.service_sources(), reference=reference, **where)
-    elif name == "agencies_per_citizen":
-        raw = agencies_per_citizen(con, reference=reference)
-    elif name == "duplicates_per_source":
-        raw = duplicates_per_source(con)
-    elif name == "linkage_quality":
-        return PublishedTable(info, linkage_quality(con))
-    else:
-        raise KeyError(name)
+    raw = info.build(con, scope_of(sources, reference))
+    if info.count_column is None:  # no person counts: nothing to protect
+        return PublishedTable(info, raw.select(info.columns))
     result: Protection = protect(
         raw, dims=list(info.dims), margins=list(info.margins), rules=sources.disclosure, hierarchies=info.hierarchies_of(raw)
     )

@@ -132,6 +132,38 @@ def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return tidy(given), tidy(family)
 
 
+# A house number: digits, an optional letter or bis/ter ("40A", "12 B", "5a", "7bis") and an optional addition after
+# a dash or slash ("40-2", "12/H0101"). Not country-specific: these shapes cover European and North American writing.
+_HOUSE_NUMBER = r"\d+(?:\s?(?:bis|ter|[A-Za-z]))?(?:\s*[-/]\s*[0-9A-Za-z]+)?"
+# "Merelweg 40A", "Storgata 12 B", "Hauptstraße 5a", "Straße des 17. Juni 5": the number is the last part.
+_NUMBER_LAST = rf"(?i)^(?P<street>.*?[^\s\d,])[\s,]+(?P<number>{_HOUSE_NUMBER})$"
+# "123 Main St", "12 rue de la Paix": the number comes first.
+_NUMBER_FIRST = rf"(?i)^(?P<number>{_HOUSE_NUMBER})[\s,]+(?P<street>[^\d\s].*)$"
+
+
+def split_street_and_number(text: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(street, house_number, unsplit) from one column holding both, in "street number" or "number street" order.
+
+    A value with no house number at either end, or a bare number at both ("123 Main St 4"), is not guessed at: the whole
+    text stays the street, the number is null, and `unsplit` is true so the caller can record the value.
+    """
+    text = tidy(text)
+    last = text.str.extract_groups(_NUMBER_LAST)
+    first = text.str.extract_groups(_NUMBER_FIRST)
+    has_last, has_first = last.struct.field("number").is_not_null(), first.struct.field("number").is_not_null()
+    # "1e Hugo de Grootstraat 12": a leading number with a letter is an ordinal in the street's name when the text
+    # also ends in a number; only a bare leading number ("123 Main St 4") leaves the order undecided.
+    has_first = has_first & ~(has_last & ~text.str.contains(r"^\d+[\s,]"))
+    one = has_last ^ has_first
+    street = (
+        pl.when(one & has_last).then(last.struct.field("street"))
+        .when(one & has_first).then(first.struct.field("street"))
+        .otherwise(text)
+    )  # fmt: skip
+    number = pl.when(has_last).then(last.struct.field("number")).otherwise(first.struct.field("number"))
+    return tidy(street), pl.when(one).then(tidy(number)), text.is_not_null() & ~one
+
+
 def normalise_postcode(expr: pl.Expr, *, country: str | None) -> pl.Expr:
     """NL "1234 ab" -> "1234AB"; NO "150" -> "0150"; anything else tidied upper-case without spaces."""
     cleaned = tidy(expr).str.to_uppercase().str.replace_all(r"[\s\-]", "")

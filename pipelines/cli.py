@@ -122,21 +122,25 @@ def _require_tables(con, *tables: str) -> None:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from citizen_view.contract import load_sources
-    from citizen_view.export import PublishRefused, bundle_dirs, publish
+    from citizen_view.export import PublishRefused, bundle_dirs, currently_published, publish
 
     layout = _warehouse(args)
     sources = load_sources(Path(args.sources) if args.sources else _default_sources())
     exports, published = bundle_dirs(sources, layout)
     with _connect_read_only(layout) as con:
         try:
-            done = publish(con, exports_dir=exports, published_dir=published)
+            done = publish(con, exports_dir=exports, published_dir=published, sources=sources)
         except PublishRefused as exc:
             print(f"refused: {exc}", file=sys.stderr)
             for name in exc.failed:
                 print(f"  failed gate: {name}", file=sys.stderr)
-            print(f"  the published bundle in {published} is unchanged", file=sys.stderr)
+            previous = currently_published(published)
+            if previous is None:
+                print(f"  nothing has been published yet ({published} does not exist)", file=sys.stderr)
+            else:
+                print(f"  the previously published bundle stays published: {published} -> {previous.name}", file=sys.stderr)
             return 1
-    print(f"Published {done.bundle.name} to {done.target}")
+    print(f"Published {done.bundle.name} to {done.target} (DCAT catalogue: {done.target / 'catalog.ttl'})")
     return 0
 
 

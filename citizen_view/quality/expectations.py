@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import great_expectations as gx
-
-    from citizen_view.quality.rules import RuleResult
     import pandas as pd
     import polars as pl
 
@@ -247,18 +245,3 @@ def _short(value: Any) -> str:
             pass
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def suite_rule(info, table: pl.DataFrame, disclosure) -> RuleResult:
-    """A published table against its Great Expectations suite, as a gate rule (`info`: an open_data.TableInfo)."""
-    from citizen_view.open_data import table_spec
-    from citizen_view.quality.rules import RuleResult
-
-    outcome = validate_tables(
-        {info.name: table}, {info.name: table_spec(info)}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros
-    )[info.name]
-    return RuleResult(
-        "expectation_suite", outcome.success,
-        f"{outcome.evaluated - len(outcome.failed)} of {outcome.evaluated} expectations met",
-        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)}, outcome.failed[:5],
-    )  # fmt: skip

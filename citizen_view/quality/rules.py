@@ -478,32 +478,40 @@ def suppression_not_recoverable(
     )  # fmt: skip
 
 
+def expectation_suite(info, table: pl.DataFrame, disclosure) -> RuleResult:
+    """A published table against its Great Expectations suite (`info`: an open_data.TableInfo, whose `spec` it is)."""
+    from citizen_view.quality.expectations import validate_tables
+
+    outcome = validate_tables(
+        {info.name: table}, {info.name: info.spec}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros
+    )[info.name]
+    return RuleResult(
+        "expectation_suite", outcome.success,
+        f"{outcome.evaluated - len(outcome.failed)} of {outcome.evaluated} expectations met",
+        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)}, outcome.failed[:5],
+    )  # fmt: skip
+
+
 def totals_consistent(
     con: duckdb.DuckDBPyConnection, name: str, table: pl.DataFrame, *, reference: dt.date, tolerance: int = 0,
     services: list[str] | None = None,
 ) -> RuleResult:
-    """Published totals equal the same counts taken straight from the linked view (within rounding)."""
-    living = f"(date_of_death IS NULL OR date_of_death > DATE '{reference.isoformat()}')"
+    """Published totals equal the same counts taken straight from the linked view (within rounding): the reference
+    totals the table declares in `open_data.TABLES`. A table declaring none passes and says so."""
+    from citizen_view.open_data import TABLES, NoReferenceTotals, Scope
+
+    info = TABLES[name]
+    if isinstance(info.totals, NoReferenceTotals):
+        return RuleResult(
+            "totals_consistent", True, f"no reference totals declared: {info.totals.reason}",
+            {"compared": 0, "mismatches": 0, "suppressed_totals": 0, "declared": False},
+        )  # fmt: skip
+    scope = Scope(reference, services=tuple(services or ()))
     checks: list[tuple[str, int | float | None, int | float]] = []
-    if name == "population_by_area":
-        total = table.filter((pl.col("level") == "country") & (pl.col("age_band") == "Total") & (pl.col("sex") == "Total"))
-        checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
-    elif name == "agencies_per_citizen":
-        total = table.filter(pl.col("agencies") == "Total")
-        checks.append(("living citizens", total["count"][0] if total.height else None, _scalar(con, f"SELECT count(*) FROM citizen WHERE {living}")))
-    elif name == "service_uptake_by_area":
-        for service in services or []:
-            total = table.filter((pl.col("service") == service) & (pl.col("level") == "country"))
-            truth = _scalar(con, f"SELECT count(DISTINCT l.citizen_id) FROM citizen_source_link l JOIN citizen c USING (citizen_id) WHERE l.source = ? AND {living.replace('date_of_death', 'c.date_of_death')}", [service])  # noqa: E501
-            checks.append((f"{service} users", total["count"][0] if total.height else None, truth))
-    elif name == "duplicates_per_source":
-        for source, records in con.execute("SELECT source, count(*) FROM citizen_source_link GROUP BY 1").fetchall():
-            row = table.filter((pl.col("source") == source) & (pl.col("measure") == "records"))
-            checks.append((f"{source} records", row["count"][0] if row.height else None, records))
-    elif name == "linkage_quality":
-        values = dict(zip(table["metric"], table["value"]))
-        checks.append(("records linked", values.get("records_linked"), _scalar(con, "SELECT count(*) FROM citizen_source_link")))
-        checks.append(("citizens", values.get("citizens"), _scalar(con, "SELECT count(*) FROM citizen")))
+    for total in info.totals:
+        for key, truth in con.execute(total.truth(scope)).fetchall():
+            row = table.filter(total.row(key))
+            checks.append((total.what.format(key=key), row[total.column][0] if row.height else None, truth))
     bad = [
         {"total": what, "published": pub, "linked_view": truth}
         for what, pub, truth in checks
