@@ -299,18 +299,11 @@ CREATE TABLE IF NOT EXISTS {STAGING}.field_issues (
     source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT NOT NULL, record_id VARCHAR NOT NULL,
     field VARCHAR NOT NULL, raw VARCHAR, reason VARCHAR NOT NULL, found_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS load_id VARCHAR;
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'accepted';
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS content_hash VARCHAR;
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS reason VARCHAR;
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decided_by VARCHAR;
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decided_at TIMESTAMPTZ;
-ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decision_reason VARCHAR;
 """
 
 
 def ensure_ingest_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The staging schema and the ingest_log columns of write-audit-publish (added to an older warehouse too)."""
+    """The staging schema of write-audit-publish (the ingest_log columns come with every connection: warehouse.py)."""
     con.execute(_STAGING_DDL)
 
 

@@ -132,16 +132,18 @@ def required_fields(
 
 def share_within(
     rule: str, *, bad: pl.DataFrame, total: int, what: str, max_share: float | None = None, min_share: float | None = None,
-    figures: dict[str, Any] | None = None, setting: str | None = None,
+    figures: dict[str, Any] | None = None, setting: str | None = None, bad_count: int | None = None,
 ) -> RuleResult:
     """The one "share within a bound" rule: `bad` rows out of `total`, as a share of bad rows (`max_share`)
     or of good rows (`min_share`), with the offending rows as evidence.
 
     The share is judged with its sampling uncertainty: the rule fails only when the whole 95% Wilson interval
     lies beyond the bound, so 2 bad values in 37 rows are noise while 2,000 in 37,000 are a broken extract.
-    `setting` names the `sources.yaml` setting that moves the bound; the summary says it."""
-    share_bad = bad.height / total if total else 0.0
-    low_bad, high_bad = wilson_interval(bad.height, total)
+    `setting` names the `sources.yaml` setting that moves the bound; the summary says it. `bad_count`: the number
+    of bad rows when `bad` is only their sample."""
+    n_bad = bad.height if bad_count is None else bad_count
+    share_bad = n_bad / total if total else 0.0
+    low_bad, high_bad = wilson_interval(n_bad, total)
     if min_share is not None:
         share, bound = 1 - share_bad, min_share
         low, high = 1 - high_bad, 1 - low_bad
@@ -150,16 +152,16 @@ def share_within(
     else:
         bound = 0.0 if max_share is None else max_share
         share, low, high = share_bad, low_bad, high_bad
-        ok = bad.height == 0 if bound == 0 else low <= bound
+        ok = n_bad == 0 if bound == 0 else low <= bound
         summary = (
-            f"{bad.height:,} of {total:,} {what} ({share:.2%}, 95% interval {low:.2%}..{high:.2%}; bound at most {bound:.2%}"
+            f"{n_bad:,} of {total:,} {what} ({share:.2%}, 95% interval {low:.2%}..{high:.2%}; bound at most {bound:.2%}"
         )
     summary += f", set by {setting})" if setting else ")"
     if not ok:
         summary += ": beyond the bound with 95% confidence"
     return RuleResult(
         rule, ok, summary,
-        {"total": total, "bad": bad.height, "share": round(share, 5), "interval_low": round(low, 5),
+        {"total": total, "bad": n_bad, "share": round(share, 5), "interval_low": round(low, 5),
          "interval_high": round(high, 5), "bound": bound, **({"setting": setting} if setting else {}), **(figures or {})},
         _sample(bad),
     )  # fmt: skip
@@ -237,12 +239,13 @@ def rejected_share(
 
     `rows_in`: the rows read from the extract under audit; without it, the latest load in `ingest_log`."""
     tables = IngestTables.of(source, staged=staged)
+    sample = con.sql(f"SELECT file, line, reason FROM {tables.rejected} WHERE source = ? ORDER BY line", params=[source]).pl()
+    rejected = sample.height
     if rows_in is None:
         last = con.execute(
-            "SELECT rows_in FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
+            "SELECT rows_in, rows_rejected FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
         ).fetchall()
-        rows_in = last[0][0] if last else 0
-    sample = con.sql(f"SELECT file, line, reason FROM {tables.rejected} WHERE source = ? ORDER BY line", params=[source]).pl()
+        rows_in, rejected = last[0] if last else (0, 0)
     reasons = dict(
         con.execute(
             f"SELECT split_part(reason, ':', 1), count(*) FROM {tables.rejected} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -251,9 +254,9 @@ def rejected_share(
     )
     result = share_within(
         "rejected_share", bad=sample, total=rows_in, what="rows rejected", max_share=q.max_rejected_share,
-        figures={"reasons": reasons}, setting="quality.max_rejected_share",
+        figures={"reasons": reasons}, setting="quality.max_rejected_share", bad_count=rejected,
     )
-    result.figures |= {"rows_in": rows_in, "rejected": sample.height}
+    result.figures |= {"rows_in": rows_in, "rejected": rejected}
     return result
 
 
