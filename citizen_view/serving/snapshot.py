@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
 from citizen_view.warehouse import table_exists
@@ -185,8 +186,6 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         )
         con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
         # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
-        from citizen_view.ingest import source_status
-
         con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
         try:
             con.execute("CREATE TABLE snap.source_status AS SELECT * FROM _source_status")
