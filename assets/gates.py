@@ -1,4 +1,6 @@
-"""Quality gates as blocking Dagster asset checks: ingest on each source, linkage on `citizen`, disclosure on each table.
+"""Quality gates as blocking Dagster asset checks: linkage on `citizen`, areas and required sources on `citizen_area`,
+disclosure on each table. (The ingest rules audit each extract inside its ingest asset, `assets/ingest.py`: a bad
+extract holds back itself, not the product.)
 
 Each check evaluates one rule from `quality/rules.py`, records the outcome in `quality_results` (so
 `citizen-view publish` can refuse after a failed run) and returns the rule's evidence as metadata.
@@ -52,29 +54,14 @@ def gate(asset_key: AssetKey, name: str, description: str, evaluate: Evaluate) -
     return _gate
 
 
-def ingest_gates(sources: SourcesFile, source_key: Callable[[str], AssetKey]) -> list[AssetChecksDefinition]:
-    """Schema, required fields, ID and date validity, rejected share and row-count drift per source."""
-    q = sources.quality
-    checks = []
-    for s in sources.sources:
-        key = source_key(s.name)
-        checks += [
-            gate(key, "canonical_schema", "The canonical table has the canonical columns and types.",
-                 lambda con, n=s.name: rules.canonical_schema(con, n)),
-            gate(key, "required_fields", "Records missing a declared required field stay within the bound.",
-                 lambda con, src=s: rules.required_fields(con, src, q)),
-            gate(key, "national_id_validity", "National IDs pass their declared scheme's checksum at the configured rate.",
-                 lambda con, src=s: rules.national_id_validity(con, src, q, scheme=src.id_scheme(sources.country))),
-            gate(key, "date_of_birth_validity", "Birth dates are plausible dates at the configured rate.",
-                 lambda con, src=s: rules.date_of_birth_validity(con, src, q)),
-            gate(key, "field_issue_share", "Values set aside as unreadable or invalid stay under the configured share per field.",
-                 lambda con, src=s: rules.field_issue_share(con, src, q)),
-            gate(key, "rejected_share", "Rejected rows stay under the configured ceiling.",
-                 lambda con, n=s.name: rules.rejected_share(con, n, q)),
-            gate(key, "row_count_drift", "Rows loaded did not jump or drop against the previous load.",
-                 lambda con, n=s.name: rules.row_count_drift(con, n, q)),
-        ]  # fmt: skip
-    return checks
+def required_source_gates(sources: SourcesFile, area_key: AssetKey) -> list[AssetChecksDefinition]:
+    """When a source is `required_for_publication`, a held-back extract of it blocks the open-data tables and the
+    bundle (the check sits on `citizen_area`, upstream of publication only: the served view still updates)."""
+    required = [s.name for s in sources.sources if s.required_for_publication]
+    if not required:
+        return []
+    return [gate(area_key, "required_sources_accepted", "No source required for publication is held back.",
+                 lambda con: rules.required_sources_accepted(con, required))]  # fmt: skip
 
 
 def area_gates(sources: SourcesFile, area_key: AssetKey) -> list[AssetChecksDefinition]:

@@ -162,6 +162,11 @@ class SourceConfig(BaseModel):
     cases: CaseMapping | None = None
     events: dict[str, FieldMapping] = Field(default_factory=dict)
     attributes: dict[str, AttributeMapping] = Field(default_factory=dict)
+    # An extract with no records is normal for this source (else it is held back at ingest).
+    allow_empty: bool = False
+    # A held-back extract of this source blocks the open-data bundle (else publication goes on with its last
+    # accepted extract).
+    required_for_publication: bool = False
 
     @field_validator("name")
     @classmethod

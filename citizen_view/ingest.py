@@ -1,5 +1,14 @@
 """Bring one source's extract into the warehouse: raw rows as received, canonical records, rejected rows, field issues.
 
+Write-audit-publish, per source and per extract: the new extract is written to `staging` (its raw rows,
+canonical records, rejected rows and field issues), audited there by the ingest rules
+(`quality/rules.py`), and then either published (swapped into `raw.<source>`, `canonical.<source>`,
+`rejected_records` and `field_issues` in one transaction) or held back: the staged tables stay as the
+held extract with its evidence, and the source's last accepted extract stays current, so linkage, the
+served view and open data go on with it. A data engineer then releases or rejects the held extract
+(`release_held`, `reject_held`). Every load is a row of `ingest_log` with its status (accepted, held,
+released, rejected), the content hash of its files and, for a decision, who took it and why.
+
 The invariant: rows in (counted from the file's own records) = rows loaded + rows rejected. A structural
 fault of a row (wrong field count, unbalanced quoting, undecodable bytes, broken JSON, missing or
 duplicate record id) sends that row to `rejected_records`; a value that does not parse or validate (a
@@ -11,10 +20,13 @@ the column, and writes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +35,10 @@ import polars as pl
 from citizen_view import standardise as std
 from citizen_view.canonical import Rules, canonical_records
 from citizen_view.contract import SourceConfig, SourceError, SourcesFile
+from citizen_view.quality import rules
+from citizen_view.quality.rules import STAGING, RuleResult
 from citizen_view.readers import Reject, raw_text, read_file
-from citizen_view.warehouse import quote, transaction
+from citizen_view.warehouse import quote, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -39,6 +53,16 @@ class SourceExtract:
     rejects: list[Reject]
     files: list[str]
     records: int = 0  # records in the files, counted by the readers' own accounting
+    content_hash: str = ""  # SHA-256 over the files' bytes, in file order: what a release refers to
+
+
+class LoadStatus(StrEnum):
+    """What became of one load of a source (a row of `ingest_log`)."""
+
+    ACCEPTED = "accepted"  # passed its audit (or is content a person released before): the source's current data
+    HELD = "held"  # failed its audit: kept in `staging`, the last accepted extract stays current
+    RELEASED = "released"  # held, then published by a person (`citizen-view release`)
+    REJECTED = "rejected"  # held, then discarded by a person, or superseded by a newer extract
 
 
 @dataclass
@@ -55,6 +79,19 @@ class IngestReport:
     national_id_valid_rate: float | None = None
     date_of_birth_filled_rate: float | None = None
     seconds: float = 0.0
+    status: LoadStatus = LoadStatus.ACCEPTED
+    audit: list[RuleResult] = field(default_factory=list)
+    content_hash: str = ""
+    released_by: str | None = None  # accepted although the audit failed: this content was released by a person
+    evidence: list[dict] = field(default_factory=list)  # held back: the top reasons, with counts and examples
+
+    @property
+    def held(self) -> bool:
+        return self.status == LoadStatus.HELD
+
+    @property
+    def failed_rules(self) -> list[RuleResult]:
+        return [r for r in self.audit if not r.passed]
 
     @property
     def balanced(self) -> bool:
@@ -85,7 +122,18 @@ def read_source(sources: SourcesFile, source: SourceConfig) -> SourceExtract:
         rejects.extend(got.rejects)
         records += got.records or 0
     rows = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-    return SourceExtract(rows, rejects, names, records)
+    return SourceExtract(rows, rejects, names, records, content_hash(files))
+
+
+def content_hash(files: list[Path]) -> str:
+    """SHA-256 over the files' contents in order (names excluded: a renamed copy is the same content)."""
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\x00")
+    return digest.hexdigest()
 
 
 def _display_name(sources: SourcesFile, path: Path) -> str:
@@ -161,12 +209,14 @@ def standardise_source(
 
 
 def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport:
-    """Read, standardise and load one source; the warehouse changes all at once or not at all."""
+    """Read and standardise one source, write it to staging, audit it, then publish it or hold it back.
+
+    All in one transaction: a crash changes nothing. The report says which (`status`) and why (`audit`)."""
     started = time.perf_counter()
     source = sources.source(name)
     extract = read_source(sources, source)
-    rules = Rules.of(source, country=sources.country, quality=sources.quality)
-    canonical, late_rejects, issues = standardise_source(extract, source, rules=rules)
+    rules_ = Rules.of(source, country=sources.country, quality=sources.quality)
+    canonical, late_rejects, issues = standardise_source(extract, source, rules=rules_)
     rejects = extract.rejects + late_rejects
     rejects_df = pl.DataFrame(
         {
@@ -191,27 +241,249 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         date_of_birth_filled_rate=(
             canonical.get_column("date_of_birth").is_not_null().mean() if "date_of_birth" in source.fields else None
         ),
+        content_hash=extract.content_hash,
     )
     if not report.balanced:  # rows vanished between the file and the warehouse: load nothing
         raise SourceError(
             f"source {name!r}: the files hold {rows_in:,} records but {report.rows_loaded:,} loaded + "
             f"{report.rows_rejected:,} rejected account for {report.rows_loaded + report.rows_rejected:,}; nothing was loaded"
         )
-    raw = extract.rows
-    table = quote(source.name)
-    with transaction(con, _raw_rows=raw, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues):
-        con.execute(f"CREATE OR REPLACE TABLE raw.{table} AS SELECT * FROM _raw_rows")
-        con.execute(f"CREATE OR REPLACE TABLE canonical.{table} AS SELECT * FROM _canonical_rows")
-        con.execute("DELETE FROM rejected_records WHERE source = ?", [source.name])
-        con.execute("INSERT INTO rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows")
-        con.execute("DELETE FROM field_issues WHERE source = ?", [source.name])
-        con.execute("INSERT INTO field_issues BY NAME SELECT * FROM _field_issues")
-        con.execute(
-            "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected) VALUES (?, ?, ?, ?, ?)",
-            [source.name, report.files, report.rows_in, report.rows_loaded, report.rows_rejected],
+    ensure_ingest_tables(con)
+    with transaction(con, _raw_rows=extract.rows, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues):
+        _write_staged(con, source.name)
+        report.audit = audit_staged(con, sources, source, rows_in=rows_in)
+        _supersede_held(con, source.name)
+        if report.failed_rules:
+            report.released_by = _released_by(con, source.name, extract.content_hash)
+        if not report.failed_rules or report.released_by:
+            report.status = LoadStatus.ACCEPTED
+            _publish_staged(con, source.name)
+        else:
+            report.status = LoadStatus.HELD
+            report.evidence = held_evidence(con, source.name)
+            _keep_last_accepted(con, source.name)
+        reason = (
+            "; ".join(f"{r.rule}: {r.summary}" for r in report.failed_rules)
+            if report.held else (f"audit failed but this content was released: {report.released_by}" if report.released_by else None)
         )
+        _log(con, report, reason=reason)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def audit_staged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig, *, rows_in: int) -> list[RuleResult]:
+    """The ingest rules on a source's staged extract, judged against its last accepted load."""
+    q = sources.quality
+    staged_rows = rules._scalar(con, f"SELECT count(*) FROM {STAGING}.{quote('canonical_' + source.name)}")
+    return [
+        rules.canonical_schema(con, source.name, staged=True),
+        rules.required_fields(con, source, q, staged=True),
+        rules.national_id_validity(con, source, q, scheme=source.id_scheme(sources.country), staged=True),
+        rules.date_of_birth_validity(con, source, q, staged=True),
+        rules.field_issue_share(con, source, q, staged=True),
+        rules.rejected_share(con, source.name, q, rows_in=rows_in, staged=True),
+        rules.row_count_drift(con, source.name, q, rows_loaded=staged_rows, allow_empty=source.allow_empty),
+    ]
+
+
+INGEST_RULES = ("canonical_schema", "required_fields", "national_id_validity", "date_of_birth_validity",
+                "field_issue_share", "rejected_share", "row_count_drift")  # fmt: skip
+
+_STAGING_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {STAGING};
+CREATE TABLE IF NOT EXISTS {STAGING}.rejected_records (
+    source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT NOT NULL, reason VARCHAR NOT NULL, raw VARCHAR,
+    rejected_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {STAGING}.field_issues (
+    source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT NOT NULL, record_id VARCHAR NOT NULL,
+    field VARCHAR NOT NULL, raw VARCHAR, reason VARCHAR NOT NULL, found_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""
+
+
+def ensure_ingest_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The staging schema of write-audit-publish (the ingest_log columns come with every connection: warehouse.py)."""
+    con.execute(_STAGING_DDL)
+
+
+def _staged(kind: str, source: str) -> str:
+    return f"{STAGING}.{quote(kind + '_' + source)}"
+
+
+def _write_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {_staged('raw', source)} AS SELECT * FROM _raw_rows")
+    con.execute(f"CREATE OR REPLACE TABLE {_staged('canonical', source)} AS SELECT * FROM _canonical_rows")
+    con.execute(f"DELETE FROM {STAGING}.rejected_records WHERE source = ?", [source])
+    con.execute(f"INSERT INTO {STAGING}.rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows")
+    con.execute(f"DELETE FROM {STAGING}.field_issues WHERE source = ?", [source])
+    con.execute(f"INSERT INTO {STAGING}.field_issues BY NAME SELECT * FROM _field_issues")
+
+
+def _publish_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Swap the staged extract in as the source's current data and empty its staging (inside a transaction)."""
+    table = quote(source)
+    con.execute(f"CREATE OR REPLACE TABLE raw.{table} AS SELECT * FROM {_staged('raw', source)}")
+    con.execute(f"CREATE OR REPLACE TABLE canonical.{table} AS SELECT * FROM {_staged('canonical', source)}")
+    con.execute("DELETE FROM rejected_records WHERE source = ?", [source])
+    con.execute(
+        f"INSERT INTO rejected_records (source, file, line, reason, raw, rejected_at) "
+        f"SELECT source, file, line, reason, raw, rejected_at FROM {STAGING}.rejected_records WHERE source = ?", [source]
+    )
+    con.execute("DELETE FROM field_issues WHERE source = ?", [source])
+    con.execute(f"INSERT INTO field_issues BY NAME SELECT * FROM {STAGING}.field_issues WHERE source = ?", [source])
+    _drop_staged(con, source)
+
+
+def _drop_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {_staged('raw', source)}")
+    con.execute(f"DROP TABLE IF EXISTS {_staged('canonical', source)}")
+    con.execute(f"DELETE FROM {STAGING}.rejected_records WHERE source = ?", [source])
+    con.execute(f"DELETE FROM {STAGING}.field_issues WHERE source = ?", [source])
+
+
+def _keep_last_accepted(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """A held extract of a source never accepted before: its current data is empty (same columns), so linkage
+    goes on with the other sources."""
+    for kind in ("raw", "canonical"):
+        if not table_exists(con, kind, source):
+            con.execute(f"CREATE TABLE {kind}.{quote(source)} AS SELECT * FROM {_staged(kind, source)} LIMIT 0")
+
+
+def _supersede_held(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """A newer extract replaces a held one: the older is recorded as rejected (superseded)."""
+    con.execute(
+        "UPDATE ingest_log SET status = 'rejected', decided_at = now(), decision_reason = 'superseded by a newer extract' "
+        "WHERE source = ? AND status = 'held'",
+        [source],
+    )
+
+
+def _released_by(con: duckdb.DuckDBPyConnection, source: str, digest: str) -> str | None:
+    """Who released this exact content of the source before, and why (None when nobody did)."""
+    rows = con.execute(
+        "SELECT decided_by, decided_at, decision_reason FROM ingest_log WHERE source = ? AND status = 'released' "
+        "AND content_hash = ? ORDER BY decided_at DESC LIMIT 1",
+        [source, digest],
+    ).fetchall()
+    if not rows:
+        return None
+    by, at, why = rows[0]
+    return f"{by} at {at:%Y-%m-%d %H:%M} UTC" + (f" ({why})" if why else "")
+
+
+def _log(con: duckdb.DuckDBPyConnection, report: IngestReport, *, reason: str | None) -> None:
+    con.execute(
+        "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected, load_id, status, content_hash, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [report.source, report.files, report.rows_in, report.rows_loaded, report.rows_rejected, uuid.uuid4().hex,
+         report.status.value, report.content_hash, reason],
+    )  # fmt: skip
+
+
+EVIDENCE_ITEMS = 5
+EVIDENCE_EXAMPLES = 3
+
+
+def held_evidence(con: duckdb.DuckDBPyConnection, source: str) -> list[dict]:
+    """The top reasons in a staged extract, with counts and examples: values set aside per field and reason,
+    and rejected rows per reason."""
+    issues = con.execute(
+        f"SELECT field || ': ' || reason, count(*), list(coalesce(raw, '') ORDER BY line)[1:{EVIDENCE_EXAMPLES}] "
+        f"FROM {STAGING}.field_issues WHERE source = ? GROUP BY field, reason ORDER BY 2 DESC, 1 LIMIT {EVIDENCE_ITEMS}",
+        [source],
+    ).fetchall()
+    rejected = con.execute(
+        f"SELECT 'rejected row: ' || split_part(reason, ':', 1), count(*), "
+        f"list('line ' || line ORDER BY line)[1:{EVIDENCE_EXAMPLES}] "
+        f"FROM {STAGING}.rejected_records WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {EVIDENCE_ITEMS}",
+        [source],
+    ).fetchall()
+    return [{"what": w, "count": n, "examples": list(ex)} for w, n, ex in sorted(issues + rejected, key=lambda r: -r[1])]
+
+
+# --- a person's decision on a held extract ----------------------------------------------------------
+
+
+class NothingHeld(LookupError):
+    """The source has no held-back extract to release or reject."""
+
+
+@dataclass
+class Decision:
+    """A release or rejection of a held extract."""
+
+    source: str
+    status: LoadStatus
+    rows_loaded: int
+    held_since: datetime
+    held_reason: str | None
+
+
+def _held_load(con: duckdb.DuckDBPyConnection, source: str) -> tuple:
+    ensure_ingest_tables(con)
+    rows = con.execute(
+        "SELECT load_id, rows_loaded, loaded_at, reason FROM ingest_log WHERE source = ? AND status = 'held' "
+        "ORDER BY loaded_at DESC LIMIT 1",
+        [source],
+    ).fetchall()
+    if not rows or not table_exists(con, STAGING, f"canonical_{source}"):
+        raise NothingHeld(f"source {source!r} has no held-back extract")
+    return rows[0]
+
+
+def release_held(con: duckdb.DuckDBPyConnection, source: str, *, by: str, reason: str | None = None) -> Decision:
+    """Publish a source's held extract as it was staged, recording who released it and why. The same file content
+    ingested later is accepted (a person released it)."""
+    load_id, rows_loaded, since, held_reason = _held_load(con, source)
+    with transaction(con):
+        _publish_staged(con, source)
+        con.execute(
+            "UPDATE ingest_log SET status = 'released', decided_by = ?, decided_at = now(), decision_reason = ? "
+            "WHERE load_id = ?",
+            [by, reason, load_id],
+        )
+    return Decision(source, LoadStatus.RELEASED, rows_loaded, since, held_reason)
+
+
+def reject_held(con: duckdb.DuckDBPyConnection, source: str, *, by: str, reason: str | None = None) -> Decision:
+    """Discard a source's held extract; its last accepted extract stays current."""
+    load_id, rows_loaded, since, held_reason = _held_load(con, source)
+    with transaction(con):
+        _drop_staged(con, source)
+        con.execute(
+            "UPDATE ingest_log SET status = 'rejected', decided_by = ?, decided_at = now(), decision_reason = ? "
+            "WHERE load_id = ?",
+            [by, reason, load_id],
+        )
+    return Decision(source, LoadStatus.REJECTED, rows_loaded, since, held_reason)
+
+
+def source_status(con: duckdb.DuckDBPyConnection, sources: list[str]) -> pl.DataFrame:
+    """Per source: when its current (accepted) extract was loaded, and since when a newer extract is held back and
+    why (null when none is): what makes a source's data stale."""
+    ensure_ingest_tables(con)
+    frame = pl.DataFrame({"source": sources}, schema={"source": pl.String})
+    con.register("_sources", frame)
+    try:
+        return con.sql(
+            """
+            WITH loads AS (SELECT * FROM ingest_log WHERE source IN (SELECT source FROM _sources)),
+            accepted AS (SELECT source, max(loaded_at) AS accepted_at FROM loads
+                         WHERE coalesce(status, 'accepted') IN ('accepted', 'released') GROUP BY 1),
+            held AS (SELECT source, max(loaded_at) AS held_at, arg_max(reason, loaded_at) AS reason
+                     FROM loads WHERE status = 'held' GROUP BY 1),
+            stale AS (SELECT l.source, min(l.loaded_at) AS held_since FROM loads l JOIN held USING (source)
+                      LEFT JOIN accepted a USING (source)
+                      WHERE l.status IN ('held', 'rejected') AND (a.accepted_at IS NULL OR l.loaded_at > a.accepted_at)
+                      GROUP BY 1)
+            SELECT s.source, a.accepted_at, st.held_since, h.reason
+            FROM _sources s LEFT JOIN accepted a USING (source) LEFT JOIN held h USING (source)
+            LEFT JOIN stale st USING (source) ORDER BY s.source
+            """
+        ).pl()
+    finally:
+        con.unregister("_sources")
 
 
 def _reason_kind(reason: str) -> str:

@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     rows_loaded BIGINT NOT NULL,
     rows_rejected BIGINT NOT NULL
 );
+-- write-audit-publish (ingest.py): what became of each load, its files' content hash, and who decided why
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS load_id VARCHAR;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'accepted';
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS content_hash VARCHAR;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS reason VARCHAR;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decided_by VARCHAR;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decided_at TIMESTAMPTZ;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decision_reason VARCHAR;
 """
 
 

@@ -51,6 +51,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# `citizen-view run` exit statuses: 0 all accepted and published; 1 a step failed or a blocking gate (linkage,
+# areas, publication) failed; 3 everything ran but at least one source's extract was held back.
+EXIT_HELD_BACK = 3
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from citizen_view.contract import ConfigError
     from pipelines.runner import instance_for_cli, run_pipeline
@@ -67,17 +72,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return _report_run(outcome, sources=sources, warehouse=args.warehouse)
+
+
+def _report_run(outcome, *, sources: Path, warehouse: str) -> int:
+    """The run's summary: what each step did, the gates, what was held back and why; the exit status."""
     print(f"Citizen View run {outcome.run_id}")
     print(f"  sources:   {sources}")
-    print(f"  warehouse: {Path(args.warehouse).resolve()}")
+    print(f"  warehouse: {Path(warehouse).resolve()}")
     for key, meta in outcome.materialized.items():  # in the order they ran
         print(f"  {key:<22} {_describe(meta)}")
+    held = {key: meta for key, meta in outcome.materialized.items() if key.startswith("source/") and meta.get("status") == "held back"}
     failed_checks = sorted(name for name, check in outcome.checks.items() if not check["passed"])
+    held_checks = [n for n in failed_checks if n.split(":")[0] in held]
+    waived = [n for n in failed_checks if n.startswith("source/") and n not in held_checks]
+    blocking = [n for n in failed_checks if not n.startswith("source/")]
     if outcome.checks:
-        print(f"  quality gates: {len(outcome.checks) - len(failed_checks)} of {len(outcome.checks)} passed")
-    for name in failed_checks:
+        parts = [f"{len(held_checks)} failed on held-back extracts"] if held_checks else []
+        parts += [f"{len(waived)} failed on extracts a person released" ] if waived else []
+        extra = f" ({'; '.join(parts)})" if parts else ""
+        print(f"  quality gates: {len(outcome.checks) - len(failed_checks)} of {len(outcome.checks)} passed{extra}")
+    for key, meta in held.items():
+        name = key.split("/", 1)[1]
+        print(f"  HELD BACK {key}: its last accepted extract stays in linkage, the served view and open data", file=sys.stderr)
+        for reason in meta.get("held_reasons") or []:
+            print(f"    failed {reason}", file=sys.stderr)
+        for item in (meta.get("held_evidence") or [])[:5]:
+            examples = ", ".join(repr(e) for e in item.get("examples", []))
+            print(f"    {item['count']:>7,} x {item['what']}" + (f"  e.g. {examples}" if examples else ""), file=sys.stderr)
+        where = f"--sources {sources} --warehouse {warehouse}"
+        print(f"    release it with: citizen-view release {name} {where} --reason \"...\"", file=sys.stderr)
+        print(f"    or discard it:   citizen-view reject {name} {where} --reason \"...\"", file=sys.stderr)
+    for name in waived:
+        print(f"  accepted although {name} failed: {outcome.checks[name]['metadata'].get('summary', '')}")
+    for name in blocking:
         print(f"  GATE FAILED {name}: {outcome.checks[name]['metadata'].get('summary', '')}", file=sys.stderr)
-    if failed_checks:
+    if blocking:
         print("  publication blocked: no export bundle was written for this run", file=sys.stderr)
     for step, message in sorted(outcome.failed.items()):
         print(f"  FAILED {step}: {message}", file=sys.stderr)
@@ -87,7 +117,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     bundle = outcome.materialized.get("open_data/bundle", {}).get("bundle")
     if bundle:
         print(f"  export bundle: {bundle}  (publish it with: citizen-view publish)")
-    return 0 if outcome.success and not failed_checks else 1
+    if not outcome.success or blocking:
+        return 1
+    return EXIT_HELD_BACK if held else 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Publish a source's held-back extract (who and why in ingest_log), then run the pipeline so it is linked."""
+    return _decide(args, release=True)
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    """Discard a source's held-back extract; its last accepted extract stays current."""
+    return _decide(args, release=False)
+
+
+def _decide(args: argparse.Namespace, *, release: bool) -> int:
+    import getpass
+
+    import duckdb
+
+    from citizen_view.contract import ConfigError, load_sources
+    from citizen_view.ingest import NothingHeld, reject_held, release_held
+    from citizen_view.warehouse import connect
+
+    layout = _warehouse(args)
+    sources_path = Path(args.sources) if args.sources else _default_sources()
+    try:
+        sources = load_sources(sources_path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.source not in {s.name for s in sources.sources}:
+        raise UsageError(f"no source {args.source!r} in {sources_path} (sources: {', '.join(s.name for s in sources.sources)})")
+    decide = release_held if release else reject_held
+    try:
+        with connect(layout.warehouse) as con:
+            done = decide(con, args.source, by=args.by or getpass.getuser(), reason=args.reason)
+    except NothingHeld as exc:
+        raise UsageError(f"{exc}: nothing to {'release' if release else 'reject'}") from None
+    except duckdb.IOException as exc:
+        raise UsageError(f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends") from None
+    print(f"{done.status.value} the extract of {args.source} held since {done.held_since:%Y-%m-%d %H:%M} UTC "
+          f"({done.rows_loaded:,} records; held for: {done.held_reason})")  # fmt: skip
+    if not release or args.no_run:
+        return 0
+    args.incremental = False
+    args.sources = str(sources_path)
+    return cmd_run(args)
 
 
 class UsageError(Exception):
@@ -403,7 +479,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _describe(meta: dict) -> str:
     """One line per asset from the metadata it recorded."""
     if "rows_in" in meta:
-        return f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
+        line = f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
+        return line + ("  HELD BACK" if meta.get("status") == "held back" else "")
     if "citizens" in meta:
         line = (
             f"{meta['dagster/row_count']:,} records -> {meta['citizens']:,} citizens "
@@ -453,6 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     r.add_argument("--incremental", action="store_true", help="link only new records with the saved model (no retraining)")
     r.set_defaults(func=cmd_run)
+
+    for verb, func, text in (
+        ("release", cmd_release, "publish a source's held-back extract (recorded with who and why), then run the pipeline"),
+        ("reject", cmd_reject, "discard a source's held-back extract; its last accepted extract stays current"),
+    ):
+        d = sub.add_parser(verb, help=text)
+        d.add_argument("source", help="the source whose held-back extract to " + verb)
+        d.add_argument("--reason", help="why (kept in ingest_log)")
+        d.add_argument("--by", help="who decides (default: the login name)")
+        d.add_argument("--sources", help="sources.yaml (default: the committed sample)")
+        d.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+        if verb == "release":
+            d.add_argument("--no-run", action="store_true", help="only release; link, serve and publish it on the next run")
+        d.set_defaults(func=func)
 
     p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
     p.add_argument("--sources", help="sources.yaml (default: the committed sample)")

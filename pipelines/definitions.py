@@ -8,7 +8,7 @@ from pathlib import Path
 from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
-from assets.gates import area_gates, ingest_gates, linkage_gates, publication_gates
+from assets.gates import area_gates, linkage_gates, publication_gates, required_source_gates
 from assets.linkage import build_linkage_assets
 from assets.publication import AREA_KEY, build_publication_assets, table_key
 from assets.serving import build_serving_assets
@@ -38,9 +38,9 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, l
     serving = build_serving_assets(sources, upstream=citizen_key)
     assets = [*ingest, *linkage, *publication, *serving]
     checks = [
-        *ingest_gates(sources, source_asset_key),
         *linkage_gates(sources, citizen_key),
         *area_gates(sources, AREA_KEY),
+        *required_source_gates(sources, AREA_KEY),
         *publication_gates(sources, table_key),
     ]
     jobs = [

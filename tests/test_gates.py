@@ -122,7 +122,9 @@ def test_the_dataset_description_conforms_to_the_official_shapes(baseline, profi
     assert _shacl_violations(document, paths) == ""
 
 
-def test_a_corrupted_extract_blocks_publication(world, capsys):
+def test_a_corrupted_extract_of_a_source_required_for_publication_blocks_publication(world, capsys):
+    sources = world / "data/sources.yaml"
+    sources.write_text(sources.read_text(encoding="utf-8").replace("- name: tax\n", "- name: tax\n  required_for_publication: true\n"), encoding="utf-8")
     tax = world / "data/tax/tax_extract.csv"
     lines = tax.read_text(encoding="latin-1").splitlines()
     for i in range(1, len(lines), 4):  # a quarter of the rows get an impossible birth date (field 4)
@@ -133,21 +135,30 @@ def test_a_corrupted_extract_blocks_publication(world, capsys):
     tax.write_text("\n".join(lines) + "\n", encoding="latin-1")
     assert main(["run", *_args(world)]) == 1
     err = capsys.readouterr().err
-    # the rows are loaded (a bad date is a field issue, not a bad row), and the quarantined share blocks the run
-    assert "GATE FAILED source/tax:field_issue_share" in err and "GATE FAILED source/tax:date_of_birth_validity" in err
+    # the rows are loaded into staging (a bad date is a field issue, not a bad row); the quarantined share holds the
+    # extract back, and since tax is required for publication, that blocks the bundle
+    assert "HELD BACK source/tax" in err and "field_issue_share" in err and "date_of_birth_validity" in err
+    assert "GATE FAILED citizen_area:required_sources_accepted" in err and "required for publication" in err
     assert "publication blocked" in err
-    _assert_refused(world, "source/tax:field_issue_share", capsys)
+    _assert_refused(world, "citizen_area:required_sources_accepted", capsys)
 
 
-def test_rows_the_reader_cannot_split_block_publication(world, capsys):
+def test_rows_the_reader_cannot_split_hold_the_extract_back_not_publication(world, capsys):
     tax = world / "data/tax/tax_extract.csv"
     lines = tax.read_text(encoding="latin-1").splitlines()
     for i in range(1, len(lines), 4):  # a quarter of the rows lose a field separator
         lines[i] = lines[i].replace(";", " ", 1)
     tax.write_text("\n".join(lines) + "\n", encoding="latin-1")
-    assert main(["run", *_args(world)]) == 1
-    assert "GATE FAILED source/tax:rejected_share" in capsys.readouterr().err
-    _assert_refused(world, "source/tax:rejected_share", capsys)
+    with duckdb.connect(str(world / "wh/cv.duckdb"), read_only=True) as con:
+        linked = con.execute("SELECT count(*) FROM citizen_source_link WHERE source = 'tax'").fetchall()[0][0]
+    assert main(["run", *_args(world)]) == 3
+    out, err = capsys.readouterr()
+    assert "HELD BACK source/tax" in err and "rejected_share" in err and "wrong field count" in err
+    assert "export bundle:" in out
+    with duckdb.connect(str(world / "wh/cv.duckdb"), read_only=True) as con:  # the bad extract never reached linkage
+        assert con.execute("SELECT count(*) FROM citizen_source_link WHERE source = 'tax'").fetchall()[0][0] == linked
+        assert con.execute("SELECT count(*) FROM staging.rejected_records WHERE source = 'tax'").fetchall()[0][0] > 0
+    assert main(["publish", *_args(world)]) == 0
 
 
 def _materialise(root: Path, selection) -> object:

@@ -175,9 +175,10 @@ def test_canonical_schema_fails_when_the_table_is_absent(con):
 Q_REQUIRED = QualityConfig(max_missing_required_share=0.1)
 
 
-@pytest.mark.parametrize(("gaps", "passed"), [((), True), ((7,), True), ((3, 7), False)], ids=["none", "at-bound", "above"])
+@pytest.mark.parametrize(("gaps", "passed"), [((), True), ((7,), True), ((1, 2, 3, 4, 5, 6), False)], ids=["none", "at-bound", "above"])
 def test_required_fields_share_of_records_missing_a_required_field(con, gaps, passed):
-    """10 records; each gap blanks family_name of one record: 1 in 10 is exactly the 10% bound."""
+    """10 records; each gap blanks family_name of one record: 1 in 10 is exactly the 10% bound; 6 in 10 is beyond it
+    with 95% confidence (Wilson interval 31%..83%)."""
     canonical(con, "tax", 10, given_name=["Jan"] * 10, family_name=with_gaps("Berg", 10, gaps))
     r = rules.required_fields(con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED)
     assert r.rule == "required_fields"
@@ -185,13 +186,13 @@ def test_required_fields_share_of_records_missing_a_required_field(con, gaps, pa
     assert r.figures["records"] == 10
     assert r.figures["missing"] == len(gaps)
     assert r.figures["bound"] == 0.1
-    assert [row["source_record_id"] for row in r.sample] == [rid(i) for i in gaps]
+    assert [row["source_record_id"] for row in r.sample] == [rid(i) for i in gaps][: rules.SAMPLE_ROWS]
 
 
 def test_required_fields_counts_a_record_once_whichever_required_field_it_misses(con):
     canonical(con, "tax", 10, given_name=with_gaps("Jan", 10, [2]), family_name=with_gaps("Berg", 10, [2, 5]))
     r = rules.required_fields(con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED)
-    assert r.passed is False
+    assert r.passed is True  # 2 in 10 (not 3): above the 10% bound, but within its 95% interval (6%..51%)
     assert r.figures["missing"] == 2
     assert r.figures["share"] == 0.2
     assert r.sample[0] == {"source_record_id": "r02", "source_line": "3", "given_name": None, "family_name": None}
@@ -209,9 +210,13 @@ def test_required_fields_passes_when_nothing_is_required(con):
     [
         pytest.param(0, 0, {"max_share": 0.0}, True, 0.0, id="empty"),
         pytest.param(1, 4, {"max_share": 0.25}, True, 0.25, id="max-at-bound"),
-        pytest.param(2, 4, {"max_share": 0.25}, False, 0.5, id="max-above"),
+        pytest.param(2, 4, {"max_share": 0.25}, True, 0.5, id="max-above-but-within-the-interval"),
+        pytest.param(4, 4, {"max_share": 0.25}, False, 1.0, id="max-above-with-confidence"),
         pytest.param(1, 4, {"min_share": 0.75}, True, 0.75, id="min-at-bound"),
-        pytest.param(2, 4, {"min_share": 0.75}, False, 0.5, id="min-below"),
+        pytest.param(2, 4, {"min_share": 0.75}, True, 0.5, id="min-below-but-within-the-interval"),
+        pytest.param(4, 4, {"min_share": 0.75}, False, 0.0, id="min-below-with-confidence"),
+        pytest.param(2, 37, {"min_share": 0.98}, True, 0.94595, id="2-of-37-is-noise"),
+        pytest.param(2_000, 37_000, {"min_share": 0.98}, False, 0.94595, id="2000-of-37000-is-broken"),
         pytest.param(1, 4, {}, False, 0.25, id="no-bound-means-none-allowed"),
     ],
 )
@@ -224,13 +229,14 @@ def test_share_within(bad, total, bounds, passed, share):
     assert r.figures["bad"] == bad
     assert r.figures["share"] == share
     assert r.figures["extra"] == 1
-    assert r.sample == [{"record_id": f"bad{i}"} for i in range(bad)]
+    assert r.sample == [{"record_id": f"bad{i}"} for i in range(min(bad, rules.SAMPLE_ROWS))]
+    assert r.figures["interval_low"] <= r.figures["share"] <= r.figures["interval_high"]
 
 
 Q_IDS = QualityConfig(min_national_id_valid_share=0.9)
 
 
-@pytest.mark.parametrize(("bad", "passed"), [((), True), ((4,), True), ((4, 9), False)], ids=["all-valid", "at-bound", "below"])
+@pytest.mark.parametrize(("bad", "passed"), [((), True), ((4,), True), ((2, 4, 6, 8, 9), False)], ids=["all-valid", "at-bound", "below"])
 def test_national_id_validity_share_of_ids_passing_the_checksum(con, bad, passed):
     """10 IDs present in the extract; each bad one was quarantined (null in canonical, a row in field_issues)."""
     canonical(con, "tax", 10, national_id=with_gaps("111222333", 10, bad))
@@ -243,7 +249,7 @@ def test_national_id_validity_share_of_ids_passing_the_checksum(con, bad, passed
     assert r.figures["total"] == 10
     assert r.figures["bad"] == len(bad)
     assert r.figures["scheme"] == "nl.bsn"
-    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad]
+    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad][: rules.SAMPLE_ROWS]
 
 
 def test_national_id_validity_passes_an_opaque_identifier_whatever_the_issues(con):
@@ -267,7 +273,7 @@ Q_DOB = QualityConfig(min_date_of_birth_valid_share=0.75, earliest_date_of_birth
                       latest_date_of_birth=dt.date(2024, 12, 31))  # fmt: skip
 
 
-@pytest.mark.parametrize(("bad", "passed"), [((), True), ((2,), True), ((2, 3), False)], ids=["all-valid", "at-bound", "below"])
+@pytest.mark.parametrize(("bad", "passed"), [((), True), ((2,), True), ((1, 2, 3, 4), False)], ids=["all-valid", "at-bound", "below"])
 def test_date_of_birth_validity_share_of_plausible_dates(con, bad, passed):
     canonical(con, "tax", 4, date_of_birth=[None if i in bad else dt.date(1980, 1, i) for i in range(1, 5)])
     issues(con, "tax", "date_of_birth", bad, reason="before 1900-01-01")
@@ -278,7 +284,7 @@ def test_date_of_birth_validity_share_of_plausible_dates(con, bad, passed):
     assert r.figures["total"] == 4
     assert r.figures["bad"] == len(bad)
     assert (r.figures["earliest"], r.figures["latest"]) == ("1900-01-01", "2024-12-31")
-    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad]
+    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad][: rules.SAMPLE_ROWS]
     assert all(row["reason"] == "before 1900-01-01" for row in r.sample)
 
 
@@ -299,7 +305,7 @@ Q_ISSUES = QualityConfig(max_field_issue_share=0.2)
         pytest.param({}, True, None, id="no-issues"),
         # 3 issues in all (30%), but the bound is per field: the worst, national_id, has 2 in 10 = the bound.
         pytest.param({"national_id": [3, 8], "postcode": [5]}, True, "national_id", id="worst-field-at-bound"),
-        pytest.param({"national_id": [3], "postcode": [1, 5, 9]}, False, "postcode", id="worst-field-above"),
+        pytest.param({"national_id": [3], "postcode": [1, 2, 3, 5, 6, 7, 9]}, False, "postcode", id="worst-field-above"),
     ],
 )
 def test_field_issue_share_bounds_the_worst_field(con, per_field, passed, worst):
@@ -313,14 +319,14 @@ def test_field_issue_share_bounds_the_worst_field(con, per_field, passed, worst)
     assert r.figures["total"] == 10
     assert r.figures["issues_per_field"] == {f: len(p) for f, p in per_field.items()}
     assert r.figures["bad"] == (len(per_field[worst]) if worst else 0)
-    assert [row["record_id"] for row in r.sample] == ([rid(i) for i in per_field[worst]] if worst else [])
+    assert [row["record_id"] for row in r.sample] == ([rid(i) for i in per_field[worst]][: rules.SAMPLE_ROWS] if worst else [])
 
 
 Q_REJECTED = QualityConfig(max_rejected_share=0.1)
 T0 = dt.datetime(2024, 1, 1, 9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("rejected", "passed"), [(0, True), (10, True), (11, False)], ids=["none", "at-bound", "above"])
+@pytest.mark.parametrize(("rejected", "passed"), [(0, True), (10, True), (20, False)], ids=["none", "at-bound", "above"])
 def test_rejected_share_of_rows_read(con, rejected, passed):
     load(con, "tax", T0, rows_in=100, rejected=rejected)
     reject(con, "tax", range(2, 2 + rejected), "too many fields: expected 5, got 6")
@@ -933,3 +939,16 @@ def test_the_totals_gate_checks_a_table_at_the_date_it_was_built_at(linked):
     assert rules.totals_consistent(linked, "agencies_per_citizen", table, reference=at, services=[]).passed is True
     today = open_data.reference_date(later)
     assert rules.totals_consistent(linked, "agencies_per_citizen", table, reference=today, services=[]).passed is False
+
+
+@pytest.mark.parametrize(("records", "invalid", "passed"), [(37, 2, True), (37_000, 2_000, False)], ids=["2-of-37", "2000-of-37000"])
+def test_date_bounds_respect_sample_size(con, records, invalid, passed):
+    """The default bound (98% valid birth dates): 2 impossible dates in a 37-row survey extract are noise (95% interval
+    of the valid share 82%..99%), the same share in 37,000 rows is a broken extract (94.4%..94.8%)."""
+    bad = range(1, invalid + 1)
+    canonical(con, "survey", records, date_of_birth=[None if i <= invalid else dt.date(1980, 1, 1) for i in range(1, records + 1)])
+    issues(con, "survey", "date_of_birth", bad, reason="not a date: 1856-86-18")
+    r = rules.date_of_birth_validity(con, source_config("date_of_birth", name="survey"), QualityConfig())
+    assert r.passed is passed
+    assert r.figures["bad"] == invalid and r.figures["total"] == records
+    assert "quality.min_date_of_birth_valid_share" in r.summary and "95% interval" in r.summary

@@ -21,18 +21,21 @@ CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (
     passed BOOLEAN NOT NULL,
     summary VARCHAR,
     evidence JSON,
-    checked_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)
+    checked_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    blocking BOOLEAN DEFAULT true
+);
+ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS blocking BOOLEAN DEFAULT true;
 """
 
 
-def record(con: duckdb.DuckDBPyConnection, *, run_id: str, asset: str, result: RuleResult) -> None:
-    """Append one gate outcome."""
+def record(con: duckdb.DuckDBPyConnection, *, run_id: str, asset: str, result: RuleResult, blocking: bool = True) -> None:
+    """Append one gate outcome. `blocking=False`: an ingest audit, which holds back its extract, not the run's
+    publication (unless the source is required for publication: that is its own blocking gate)."""
     con.execute(_DDL)
     con.execute(
-        f"INSERT INTO {RESULTS_TABLE} (run_id, asset, check_name, passed, summary, evidence) VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {RESULTS_TABLE} (run_id, asset, check_name, passed, summary, evidence, blocking) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [run_id, asset, result.rule, result.passed, result.summary,
-         json.dumps({"figures": result.figures, "sample": result.sample}, default=str)],
+         json.dumps({"figures": result.figures, "sample": result.sample}, default=str), blocking],
     )  # fmt: skip
 
 
@@ -40,16 +43,21 @@ def run_results(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
     """Every gate outcome recorded by one run."""
     con.execute(_DDL)
     rows = con.execute(
-        f"SELECT asset, check_name, passed, summary FROM {RESULTS_TABLE} WHERE run_id = ? ORDER BY asset, check_name",
+        f"SELECT asset, check_name, passed, summary, coalesce(blocking, true) FROM {RESULTS_TABLE} WHERE run_id = ? "
+        "ORDER BY asset, check_name",
         [run_id],
     ).fetchall()
-    return [{"asset": a, "check": c, "passed": p, "summary": s} for a, c, p, s in rows]
+    return [{"asset": a, "check": c, "passed": p, "summary": s, "blocking": b} for a, c, p, s, b in rows]
 
 
 def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
-    """The latest run that evaluated gates, and the checks that failed in it (what `publish` refuses on)."""
+    """The latest run that evaluated gates, and the blocking checks that failed in it (what `publish` refuses on;
+    a held-back extract is not one: publication goes on with that source's last accepted extract)."""
     if not table_exists(con, "main", RESULTS_TABLE):
         return None, []
+    has_blocking = bool(con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        f"AND table_name = '{RESULTS_TABLE}' AND column_name = 'blocking'").fetchall()[0][0])  # fmt: skip
     latest = con.execute(f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1").fetchall()
     if not latest:
         return None, []
@@ -57,7 +65,8 @@ def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, li
     failed = [
         f"{asset}:{check}"
         for asset, check in con.execute(
-            f"SELECT asset, check_name FROM {RESULTS_TABLE} WHERE run_id = ? AND NOT passed ORDER BY asset, check_name",
+            f"SELECT asset, check_name FROM {RESULTS_TABLE} WHERE run_id = ? AND NOT passed "
+            f"{'AND coalesce(blocking, true) ' if has_blocking else ''}ORDER BY asset, check_name",
             [run_id],
         ).fetchall()
     ]

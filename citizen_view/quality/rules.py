@@ -8,7 +8,9 @@ in `sources.yaml` (`quality:`), and reports the figures and a sample of offendin
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -43,15 +45,55 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
     return con.execute(sql, params or []).fetchall()[0][0]
 
 
+STAGING = "staging"
+# Loads whose extract became the source's current data: what later loads are judged against.
+ACCEPTED_STATUSES = ("accepted", "released")
+
+
+@dataclass(frozen=True)
+class IngestTables:
+    """Where the ingest rules read one source's extract: the published tables, or the staged (audited) ones."""
+
+    canonical: str
+    field_issues: str
+    rejected: str
+    staged: bool = False
+
+    @classmethod
+    def of(cls, source: str, *, staged: bool = False) -> IngestTables:
+        if staged:
+            return cls(f"{STAGING}.{quote('canonical_' + source)}", f"{STAGING}.field_issues", f"{STAGING}.rejected_records", True)
+        return cls(f"canonical.{quote(source)}", "field_issues", "rejected_records")
+
+
+CONFIDENCE = 0.95
+
+
+def wilson_interval(bad: int, total: int, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson score interval of the share `bad / total` (two-sided, at `confidence`).
+
+    Wilson rather than the normal approximation: it stays inside [0, 1] and is honest for small samples and
+    shares near 0 or 1, which is where extract bounds live (Brown, Cai & DasGupta 2001)."""
+    if total <= 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = bad / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 # --- raw / canonical -------------------------------------------------------------------------------
 
 
-def canonical_schema(con: duckdb.DuckDBPyConnection, source: str) -> RuleResult:
+def canonical_schema(con: duckdb.DuckDBPyConnection, source: str, *, staged: bool = False) -> RuleResult:
     """The canonical table has exactly the canonical columns with their types."""
+    schema, name = (STAGING, f"canonical_{source}") if staged else ("canonical", source)
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'canonical' AND table_name = ? ORDER BY ordinal_position",
-        [source],
+        "WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
     ).fetchall()
     have = dict(rows)
     expected = {name: _duck_type(t) for name, t in CANONICAL_COLUMNS.items()}
@@ -70,51 +112,72 @@ def _duck_type(t: pl.DataType) -> str:
     )
 
 
-def required_fields(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
-    """Records missing a field the source declares `required`, within `max_missing_required_share`."""
+def required_fields(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
+) -> RuleResult:
+    """Records missing a field the source declares `required`, within `max_missing_required_share` (at 95% confidence)."""
     if not source.required:
         return RuleResult("required_fields", True, "no required fields declared", {"required": []})
     missing = " OR ".join(f"{quote(f)} IS NULL" for f in source.required)
-    table = f"canonical.{quote(source.name)}"
+    table = IngestTables.of(source.name, staged=staged).canonical
     bad = con.sql(f"SELECT source_record_id, source_line, {', '.join(source.required)} FROM {table} WHERE {missing}").pl()
     total = _scalar(con, f"SELECT count(*) FROM {table}")
-    share = bad.height / total if total else 0.0
-    return RuleResult(
-        "required_fields", share <= q.max_missing_required_share,
-        f"{bad.height:,} of {total:,} records ({share:.2%}) miss a required field {source.required}",
-        {"records": total, "missing": bad.height, "share": round(share, 5), "bound": q.max_missing_required_share},
-        _sample(bad),
-    )  # fmt: skip
+    result = share_within(
+        "required_fields", bad=bad, total=total, what=f"records miss a required field {source.required}",
+        max_share=q.max_missing_required_share, setting="quality.max_missing_required_share",
+    )
+    result.figures |= {"records": total, "missing": bad.height}
+    return result
 
 
 def share_within(
     rule: str, *, bad: pl.DataFrame, total: int, what: str, max_share: float | None = None, min_share: float | None = None,
-    figures: dict[str, Any] | None = None,
+    figures: dict[str, Any] | None = None, setting: str | None = None, bad_count: int | None = None,
 ) -> RuleResult:
     """The one "share within a bound" rule: `bad` rows out of `total`, as a share of bad rows (`max_share`)
-    or of good rows (`min_share`), with the offending rows as evidence."""
-    share_bad = bad.height / total if total else 0.0
+    or of good rows (`min_share`), with the offending rows as evidence.
+
+    The share is judged with its sampling uncertainty: the rule fails only when the whole 95% Wilson interval
+    lies beyond the bound, so 2 bad values in 37 rows are noise while 2,000 in 37,000 are a broken extract.
+    `setting` names the `sources.yaml` setting that moves the bound; the summary says it. `bad_count`: the number
+    of bad rows when `bad` is only their sample."""
+    n_bad = bad.height if bad_count is None else bad_count
+    share_bad = n_bad / total if total else 0.0
+    low_bad, high_bad = wilson_interval(n_bad, total)
     if min_share is not None:
-        share, bound, ok = 1 - share_bad, min_share, 1 - share_bad >= min_share
-        summary = f"{share:.2%} of {total:,} {what} (bound at least {bound:.0%})"
+        share, bound = 1 - share_bad, min_share
+        low, high = 1 - high_bad, 1 - low_bad
+        ok = high >= min_share
+        summary = f"{share:.2%} of {total:,} {what} (95% interval {low:.2%}..{high:.2%}; bound at least {bound:.2%}"
     else:
         bound = 0.0 if max_share is None else max_share
-        share, ok = share_bad, share_bad <= bound
-        summary = f"{bad.height:,} of {total:,} {what} ({share:.2%}, bound at most {bound:.0%})"
+        share, low, high = share_bad, low_bad, high_bad
+        ok = n_bad == 0 if bound == 0 else low <= bound
+        summary = (
+            f"{n_bad:,} of {total:,} {what} ({share:.2%}, 95% interval {low:.2%}..{high:.2%}; bound at most {bound:.2%}"
+        )
+    summary += f", set by {setting})" if setting else ")"
+    if not ok:
+        summary += ": beyond the bound with 95% confidence"
     return RuleResult(
-        rule, ok, summary, {"total": total, "bad": bad.height, "share": round(share, 5), "bound": bound, **(figures or {})},
+        rule, ok, summary,
+        {"total": total, "bad": n_bad, "share": round(share, 5), "interval_low": round(low, 5),
+         "interval_high": round(high, 5), "bound": bound, **({"setting": setting} if setting else {}), **(figures or {})},
         _sample(bad),
-    )
+    )  # fmt: skip
 
 
-def _issues(con: duckdb.DuckDBPyConnection, source: str, field: str) -> pl.DataFrame:
+def _issues(con: duckdb.DuckDBPyConnection, source: str, field: str, tables: IngestTables | None = None) -> pl.DataFrame:
+    table = (tables or IngestTables.of(source)).field_issues
     return con.sql(
-        "SELECT record_id, line, raw, reason FROM field_issues WHERE source = ? AND field = ? ORDER BY line",
+        f"SELECT record_id, line, raw, reason FROM {table} WHERE source = ? AND field = ? ORDER BY line",
         params=[source, field],
     ).pl()
 
 
-def national_id_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, scheme: str) -> RuleResult:
+def national_id_validity(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, scheme: str, staged: bool = False
+) -> RuleResult:
     """Share of present national IDs that pass their declared scheme's checksum, at least `min_national_id_valid_share`.
 
     An opaque identifier (scheme `none`) has no checksum: the rule passes and says so.
@@ -123,81 +186,150 @@ def national_id_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q
         return RuleResult("national_id_validity", True, "source has no national ID", {})
     if scheme == "none":
         return RuleResult("national_id_validity", True, "opaque identifier (scheme none): no checksum to check", {"scheme": scheme})
-    bad = _issues(con, source.name, "national_id")
-    valid = _scalar(con, f"SELECT count(national_id) FROM canonical.{quote(source.name)}")
+    tables = IngestTables.of(source.name, staged=staged)
+    bad = _issues(con, source.name, "national_id", tables)
+    valid = _scalar(con, f"SELECT count(national_id) FROM {tables.canonical}")
     return share_within(
         "national_id_validity", bad=bad, total=valid + bad.height, what=f"national IDs pass the {scheme} checksum",
-        min_share=q.min_national_id_valid_share, figures={"scheme": scheme},
+        min_share=q.min_national_id_valid_share, figures={"scheme": scheme}, setting="quality.min_national_id_valid_share",
     )
 
 
-def date_of_birth_validity(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+def date_of_birth_validity(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
+) -> RuleResult:
     """Share of present birth dates that are dates, and plausible (quality.earliest/latest_date_of_birth), at least
     `min_date_of_birth_valid_share`."""
     if "date_of_birth" not in source.fields:
         return RuleResult("date_of_birth_validity", True, "source has no date of birth", {})
-    bad = _issues(con, source.name, "date_of_birth")
-    good = _scalar(con, f"SELECT count(date_of_birth) FROM canonical.{quote(source.name)}")
+    tables = IngestTables.of(source.name, staged=staged)
+    bad = _issues(con, source.name, "date_of_birth", tables)
+    good = _scalar(con, f"SELECT count(date_of_birth) FROM {tables.canonical}")
     return share_within(
         "date_of_birth_validity", bad=bad, total=good + bad.height, what="birth dates are plausible dates",
-        min_share=q.min_date_of_birth_valid_share,
+        min_share=q.min_date_of_birth_valid_share, setting="quality.min_date_of_birth_valid_share",
         figures={"earliest": str(q.earliest_date_of_birth), "latest": str(q.latest_date_of_birth or "the day of the run")},
     )
 
 
-def field_issue_share(con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig) -> RuleResult:
+def field_issue_share(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
+) -> RuleResult:
     """For every mapped field, values set aside (not parsed or not valid) stay at most `max_field_issue_share` of the records."""
-    total = _scalar(con, f"SELECT count(*) FROM canonical.{quote(source.name)}")
+    tables = IngestTables.of(source.name, staged=staged)
+    total = _scalar(con, f"SELECT count(*) FROM {tables.canonical}")
     per_field = dict(
-        con.execute("SELECT field, count(*) FROM field_issues WHERE source = ? GROUP BY 1 ORDER BY 2 DESC", [source.name]).fetchall()
+        con.execute(
+            f"SELECT field, count(*) FROM {tables.field_issues} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1", [source.name]
+        ).fetchall()
     )
     worst = max(per_field, key=per_field.get) if per_field else None
-    bad = _issues(con, source.name, worst) if worst else pl.DataFrame(schema={"record_id": pl.String})
+    bad = _issues(con, source.name, worst, tables) if worst else pl.DataFrame(schema={"record_id": pl.String})
     result = share_within(
         "field_issue_share", bad=bad, total=total, what=f"records have a quarantined {worst or 'value'} (the worst field)",
-        max_share=q.max_field_issue_share, figures={"issues_per_field": per_field},
+        max_share=q.max_field_issue_share, figures={"issues_per_field": per_field}, setting="quality.max_field_issue_share",
     )
     return result
 
 
-def rejected_share(con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig) -> RuleResult:
-    """Rows rejected at ingest, at most `max_rejected_share` of the rows read."""
-    last = con.execute(
-        "SELECT rows_in, rows_rejected FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
-    ).fetchall()
-    rows_in, rejected = last[0] if last else (0, 0)
-    share = rejected / rows_in if rows_in else 0.0
-    sample = con.sql(
-        "SELECT file, line, reason FROM rejected_records WHERE source = ? ORDER BY line", params=[source]
-    ).pl()
+def rejected_share(
+    con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig, *, rows_in: int | None = None, staged: bool = False
+) -> RuleResult:
+    """Rows rejected at ingest, at most `max_rejected_share` of the rows read (at 95% confidence).
+
+    `rows_in`: the rows read from the extract under audit; without it, the latest load in `ingest_log`."""
+    tables = IngestTables.of(source, staged=staged)
+    sample = con.sql(f"SELECT file, line, reason FROM {tables.rejected} WHERE source = ? ORDER BY line", params=[source]).pl()
+    rejected = sample.height
+    if rows_in is None:
+        last = con.execute(
+            "SELECT rows_in, rows_rejected FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
+        ).fetchall()
+        rows_in, rejected = last[0] if last else (0, 0)
     reasons = dict(
         con.execute(
-            "SELECT split_part(reason, ':', 1), count(*) FROM rejected_records WHERE source = ? GROUP BY 1 ORDER BY 2 DESC",
+            f"SELECT split_part(reason, ':', 1), count(*) FROM {tables.rejected} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1",
             [source],
         ).fetchall()
     )
-    return RuleResult(
-        "rejected_share", share <= q.max_rejected_share,
-        f"{rejected:,} of {rows_in:,} rows rejected ({share:.2%}, ceiling {q.max_rejected_share:.0%})",
-        {"rows_in": rows_in, "rejected": rejected, "share": round(share, 5), "bound": q.max_rejected_share, "reasons": reasons},
-        _sample(sample),
-    )  # fmt: skip
+    result = share_within(
+        "rejected_share", bad=sample, total=rows_in, what="rows rejected", max_share=q.max_rejected_share,
+        figures={"reasons": reasons}, setting="quality.max_rejected_share", bad_count=rejected,
+    )
+    result.figures |= {"rows_in": rows_in, "rejected": rejected}
+    return result
 
 
-def row_count_drift(con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig) -> RuleResult:
-    """Rows loaded changed by at most `max_row_count_drift` (a share) against the previous load."""
-    loads = con.execute(
-        "SELECT rows_loaded, loaded_at FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 2", [source]
+def last_accepted_load(con: duckdb.DuckDBPyConnection, source: str, *, before: Any = None) -> tuple[int, Any] | None:
+    """(rows loaded, loaded at) of the source's latest accepted or released load (before `before`, when given):
+    the reference a new extract is judged against. A held or rejected load never is."""
+    status = ", ".join(f"'{s}'" for s in ACCEPTED_STATUSES)
+    where = " AND loaded_at < ?" if before is not None else ""
+    rows = con.execute(
+        f"SELECT rows_loaded, loaded_at FROM ingest_log WHERE source = ? AND coalesce(status, 'accepted') IN ({status}){where} "
+        "ORDER BY loaded_at DESC LIMIT 1",
+        [source, *([before] if before is not None else [])],
     ).fetchall()
-    if len(loads) < 2:
-        return RuleResult("row_count_drift", True, "first load: nothing to compare with", {"rows_loaded": loads[0][0] if loads else 0})
-    now, before = loads[0][0], loads[1][0]
-    drift = abs(now - before) / before if before else (0.0 if now == 0 else float("inf"))
+    return rows[0] if rows else None
+
+
+def row_count_drift(
+    con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig, *, rows_loaded: int | None = None,
+    allow_empty: bool = False,
+) -> RuleResult:
+    """Rows loaded changed by at most `max_row_count_drift` (a share) against the last *accepted* load, and an
+    extract with no records is held back unless the source declares `allow_empty: true` (first load or not).
+
+    `rows_loaded`: the extract under audit; without it, the latest load in `ingest_log` (judged against the
+    accepted load before it)."""
+    if rows_loaded is None:
+        latest = con.execute(
+            "SELECT rows_loaded, loaded_at FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
+        ).fetchall()
+        now, when = latest[0] if latest else (0, None)
+        previous = last_accepted_load(con, source, before=when) if latest else None
+    else:
+        now, previous = rows_loaded, last_accepted_load(con, source)
+    if now == 0 and not allow_empty:
+        had = f"; the last accepted load had {previous[0]:,}" if previous else " (first load)"
+        return RuleResult(
+            "row_count_drift", False,
+            f"the extract holds no records{had}: an empty or header-only file is held back "
+            f"(declare allow_empty: true on the source if empty is normal)",
+            {"rows_loaded": 0, "previous": previous[0] if previous else None, "bound": q.max_row_count_drift,
+             "setting": "sources[].allow_empty"},
+        )  # fmt: skip
+    if previous is None:
+        return RuleResult("row_count_drift", True, "first load: nothing to compare with", {"rows_loaded": now})
+    before = previous[0]
+    if now == 0:  # allowed empty
+        return RuleResult("row_count_drift", True, f"an empty extract (allow_empty) against {before:,} rows last accepted",
+                          {"rows_loaded": 0, "previous": before, "bound": q.max_row_count_drift})  # fmt: skip
+    drift = abs(now - before) / before if before else float("inf")
     return RuleResult(
         "row_count_drift", drift <= q.max_row_count_drift,
-        f"{now:,} rows loaded against {before:,} last time ({drift:+.1%} drift, bound {q.max_row_count_drift:.0%})",
-        {"rows_loaded": now, "previous": before, "drift": round(drift, 5), "bound": q.max_row_count_drift},
+        f"{now:,} rows loaded against {before:,} in the last accepted load ({drift:+.1%} drift, bound "
+        f"{q.max_row_count_drift:.0%}, set by quality.max_row_count_drift)",
+        {"rows_loaded": now, "previous": before, "drift": round(drift, 5), "bound": q.max_row_count_drift,
+         "setting": "quality.max_row_count_drift"},
     )  # fmt: skip
+
+
+def required_sources_accepted(con: duckdb.DuckDBPyConnection, required: list[str]) -> RuleResult:
+    """No source declared `required_for_publication` has its latest extract held back: open data built without
+    that source's newest data must not be published."""
+    held = con.sql(
+        "SELECT source, loaded_at AS held_since, reason FROM ingest_log l WHERE status = 'held' AND list_contains(?, source) "
+        "AND loaded_at = (SELECT max(loaded_at) FROM ingest_log m WHERE m.source = l.source) ORDER BY source",
+        params=[required],
+    ).pl()
+    names = held.get_column("source").to_list()
+    summary = (
+        f"held back, and required for publication (sources[].required_for_publication): {', '.join(names)}; "
+        f"release or reject the extract (citizen-view release|reject SOURCE) to publish"
+        if names else f"every source required for publication has its latest extract accepted ({', '.join(required)})"
+    )
+    return RuleResult("required_sources_accepted", not names, summary, {"required": required, "held": names}, _sample(held))
 
 
 # --- linkage ---------------------------------------------------------------------------------------

@@ -113,6 +113,14 @@ class TimelineEvent(BaseModel):
     source_record_id: str | None = None
 
 
+class StaleSource(BaseModel):
+    """A source of this citizen whose newest extract is held back at ingest: its data here is as of `data_as_of`."""
+
+    source: str
+    data_as_of: str | None = None
+    newer_extract_held_since: str | None = None
+
+
 class CitizenProfile(BaseModel):
     """One citizen as the role may see them; the golden record and records carry only the role's visible fields."""
 
@@ -126,6 +134,7 @@ class CitizenProfile(BaseModel):
     records: list[dict[str, Any]]
     cases: list[Case]
     timeline: list[TimelineEvent]
+    stale_sources: list[StaleSource] = []
 
 
 class AccessEntry(BaseModel):

@@ -42,6 +42,7 @@ class Profile:
     cases: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     fields_returned: list[str] = field(default_factory=list)
+    stale_sources: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str | None:
@@ -73,6 +74,7 @@ class Profile:
             "running_now": self.running, "history": self.history,
             "golden_record": self.golden, "provenance": self.provenance,
             "records": self.records, "cases": self.cases, "timeline": self.timeline,
+            "stale_sources": self.stale_sources,
         }  # fmt: skip
 
 
@@ -160,7 +162,23 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     timeline.sort(key=lambda e: e["date"] or "")
     returned = sorted(set(golden) - {"sources_known"} | ({"source_attributes"} if role.sees("source_attributes") else set()))
     returned += [f"cases:{s}" for s in sorted({c["source"] for c in cases})]
-    return Profile(citizen_id, golden, provenance, records, cases, timeline, returned)
+    return Profile(citizen_id, golden, provenance, records, cases, timeline, returned, _stale(con, found["sources"], role))
+
+
+def _stale(con: duckdb.DuckDBPyConnection, known: list[str], role: Role) -> list[dict[str, Any]]:
+    """The citizen's sources (those the role may see) whose newest extract is held back at ingest: their data here is
+    as of the last accepted extract. (A view written before source_status existed has none.)"""
+    visible = [s for s in known if s in role.sources]
+    if not visible or not con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'source_status'"
+    ).fetchall()[0][0]:
+        return []
+    rows = con.execute(
+        f"SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL AND source IN ({_in(visible)}) "
+        "ORDER BY source",
+        visible,
+    ).fetchall()
+    return [{"source": s, "data_as_of": _text(a), "newer_extract_held_since": _text(h)} for s, a, h in rows]
 
 
 def _labels(con: duckdb.DuckDBPyConnection, role: Role) -> dict[str, dict[str, tuple[str, str | None, bool]]]:

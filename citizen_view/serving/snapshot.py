@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
 from citizen_view.warehouse import table_exists
@@ -184,6 +185,12 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             "evidence VARCHAR, status VARCHAR, run_id VARCHAR, queued_at TIMESTAMPTZ)"
         )
         con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
+        # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
+        con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
+        try:
+            con.execute("CREATE TABLE snap.source_status AS SELECT * FROM _source_status")
+        finally:
+            con.unregister("_source_status")
         con.execute(
             "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
             "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records",

@@ -1,0 +1,144 @@
+"""Write-audit-publish at ingest: a bad extract holds back itself, not the product.
+
+One multi-source run where the tax office's extract fails its audit: tax is held back (its last accepted
+extract stays), the other sources are linked, served and published, the caseworker profile names tax as
+stale, `citizen-view run` exits 3 saying what and why, and `citizen-view release tax` links the held extract.
+Then the gates that judge against the last *accepted* load (header-only files) on real warehouse files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from citizen_view.contract import load_sources
+from citizen_view.ingest import LoadStatus, ingest_source
+from citizen_view.warehouse import connect
+from pipelines.cli import EXIT_HELD_BACK, main
+from tests.conftest import write
+from tests.service_fixtures import TOKENS, start_service
+
+
+def _args(root: Path) -> list[str]:
+    return ["--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]
+
+
+def _corrupt_birth_dates(tax: Path) -> int:
+    lines = tax.read_text(encoding="latin-1").splitlines()
+    changed = 0
+    for i in range(1, len(lines), 4):  # a quarter of the rows get an impossible birth date
+        fields = lines[i].split(";")
+        if len(fields) > 3:
+            fields[3] = "18-86-1856"
+            lines[i] = ";".join(fields)
+            changed += 1
+    tax.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return changed
+
+
+def _tax_dates(wh: Path) -> int:
+    """Linked tax records without a birth date (the corrupted ones once linked)."""
+    with duckdb.connect(str(wh), read_only=True) as con:
+        return con.execute(
+            "SELECT count(*) FROM citizen_source_link l JOIN source_records r USING (record_key) "
+            "WHERE l.source = 'tax' AND r.date_of_birth IS NULL"
+        ).fetchall()[0][0]
+
+
+def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_path, capsys):
+    root = tmp_path
+    shutil.copytree(generated, root / "data")
+    wh = root / "wh/cv.duckdb"
+    assert main(["run", *_args(root)]) == 0
+    capsys.readouterr()
+    missing_before = _tax_dates(wh)
+    corrupted = _corrupt_birth_dates(next((root / "data/tax").glob("*.csv")))
+
+    assert main(["run", *_args(root)]) == EXIT_HELD_BACK
+    out, err = capsys.readouterr()
+    assert "HELD BACK source/tax" in err and "date_of_birth_validity" in err, err
+    assert "18-86-1856" in err  # an example of the reason, from the staged field issues
+    assert f"citizen-view release tax --sources {root / 'data/sources.yaml'}" in err
+    assert "failed on held-back extracts" in out and "GATE FAILED" not in err
+    gates = next(line for line in out.splitlines() if "quality gates:" in line)
+    passed, total = (int(n) for n in gates.split("quality gates: ")[1].split(" passed")[0].split(" of "))
+    assert passed < total
+    assert "export bundle:" in out  # the others were linked and published
+    assert main(["publish", *_args(root)]) == 0
+    # the held extract never reached linkage: the tax records linked are the last accepted ones
+    assert _tax_dates(wh) == missing_before
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert {s for (s,) in con.execute("SELECT DISTINCT source FROM citizen_source_link").fetchall()} == {
+            "population", "tax", "benefits", "permits", "licences"}
+        status = con.execute("SELECT status FROM ingest_log WHERE source = 'tax' ORDER BY loaded_at DESC LIMIT 1").fetchall()
+        assert status == [("held",)]
+        citizen = con.execute("SELECT citizen_id FROM citizen_source_link WHERE source = 'tax' LIMIT 1").fetchall()[0][0]
+
+    service = start_service(wh, root / "audit/access.jsonl")
+    try:
+        r = httpx.get(f"{service.url}/api/citizens/{citizen}", params={"purpose": "test"},
+                      headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text
+        stale = r.json()["stale_sources"]
+        assert [s["source"] for s in stale] == ["tax"] and stale[0]["newer_extract_held_since"]
+        page = httpx.get(f"{service.url}/citizens/{citizen}", params={"purpose": "test"},
+                         headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}, timeout=30)  # fmt: skip
+        assert "Not up to date" in page.text and "tax data as of" in page.text
+    finally:
+        service.stop()
+
+    assert main(["release", "tax", *_args(root), "--reason", "dates checked with the tax office", "--by", "test"]) == 0
+    out, err = capsys.readouterr()
+    assert "released the extract of tax" in out and "HELD BACK" not in err
+    assert _tax_dates(wh) >= missing_before + corrupted * 0.9  # the released extract is what is linked now
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute(
+            "SELECT status, decided_by, decision_reason FROM ingest_log WHERE source = 'tax' AND status = 'released'"
+        ).fetchall() == [("released", "test", "dates checked with the tax office")]
+    assert main(["release", "tax", *_args(root)]) == 2  # nothing held any more
+    assert main(["reject", "tax", *_args(root)]) == 2
+
+
+SOURCES = """
+sources:
+  - name: lic
+    path: lic.csv
+    format: csv
+    record_id: id
+    fields: {full_name: name, date_of_birth: dob}
+"""
+HEADER = "id,name,dob\n"
+GOOD = HEADER + "".join(f"L{i},Person {i},19{50 + i % 40}-0{1 + i % 9}-1{i % 9}\n" for i in range(961))
+
+
+def _ingest(folder: Path, body: str, *, warehouse: str = "w.duckdb"):
+    (folder / "lic.csv").write_text(body, encoding="utf-8")
+    with connect(folder / warehouse) as con:
+        report = ingest_source(con, load_sources(folder / "sources.yaml"), "lic")
+        current = con.execute('SELECT count(*) FROM canonical."lic"').fetchall()[0][0]
+    return report, current
+
+
+def test_a_header_only_extract_is_held_back_after_a_good_load_and_on_a_fresh_warehouse(tmp_path):
+    write(tmp_path / "sources.yaml", SOURCES)
+    report, current = _ingest(tmp_path, GOOD)
+    assert (report.status, current) == (LoadStatus.ACCEPTED, 961)
+    for _ in range(2):  # the same header-only file again: still judged against the last accepted load
+        report, current = _ingest(tmp_path, HEADER)
+        assert report.status == LoadStatus.HELD and current == 961
+        assert [r.rule for r in report.failed_rules] == ["row_count_drift"]
+        assert "the last accepted load had 961" in report.failed_rules[0].summary
+    report, current = _ingest(tmp_path, GOOD)  # the good file back: accepted (961 against 961)
+    assert (report.status, current) == (LoadStatus.ACCEPTED, 961)
+    report, current = _ingest(tmp_path, HEADER, warehouse="fresh.duckdb")
+    assert report.status == LoadStatus.HELD and current == 0
+    assert "first load" in report.failed_rules[0].summary
+
+
+def test_allow_empty_accepts_an_empty_extract(tmp_path):
+    write(tmp_path / "sources.yaml", SOURCES.replace("format: csv", "format: csv\n    allow_empty: true"))
+    assert _ingest(tmp_path, HEADER)[0].status == LoadStatus.ACCEPTED
