@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import duckdb
-from fastapi import FastAPI, Form, HTTPException, Path as PathParam, Query, Request, Security
+from fastapi import FastAPI, Form, Header, HTTPException, Path as PathParam, Query, Request, Security
 from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
@@ -47,6 +47,7 @@ CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
 LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
           "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
 COOKIE = "cv_token"
+CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 ANCHOR_SECONDS = 1.0  # the newest entry waits at most this long for its anchor when no request follows
 REVIEW_PAGE = 10
 REVIEW_COLUMNS = ("full_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
@@ -295,7 +296,8 @@ def create_app(
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
         if not token:
             raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'")
-        if len(token) > 256 or (who := auth.authenticate(token)) is None:
+        claim = request.headers.get(CLAIM_HEADER) or request.cookies.get(CLAIM_COOKIE) or None
+        if len(token) > 256 or (who := auth.authenticate(token, claim[:512] if claim else None)) is None:
             raise HTTPException(401, "unknown or invalid token")
         request.state.trail.principal = who
         return who
@@ -359,6 +361,15 @@ def create_app(
             raise HTTPException(403, f"role {who.role_name!r} may not read citizens' access reports")
         if not CITIZEN_ID.match(citizen_id):
             raise HTTPException(422, "citizen_id must look like CV-XXXX-XXXX-XXXX")
+        if who.citizen is None:
+            request.state.trail.details = {"claim": "missing or invalid"}
+            raise HTTPException(403, f"no valid citizen claim: send the signed-in citizen's signed claim in {CLAIM_HEADER}")
+        with views.cursor() as (cur, _view):
+            own = _citizens_holding(cur, who.citizen)
+        if citizen_id not in own:  # the same answer whether or not the ID exists: the portal cannot probe
+            request.state.trail.details = {"claim": "another citizen"}
+            raise HTTPException(403, "a citizen portal may read only the access log of the citizen it signed in")
+        request.state.trail.on_behalf_of = citizen_id
         entries = citizen_access_report(audit.path, citizen_id)
         request.state.trail.citizen_ids = [citizen_id]
         request.state.trail.fields = ["access_log"]
@@ -408,6 +419,10 @@ def create_app(
     )  # fmt: skip
     def api_access_log(
         request: Request, citizen_id: CitizenId, purpose: Purpose = None, case_reference: CaseReference = None,
+        x_citizen_claim: Annotated[str | None, Header(max_length=512, description=(
+            "The signed-in citizen, signed by the portal: `<national ID>.<expiry, Unix seconds>.<hex HMAC-SHA256 of "
+            "'<national ID>.<expiry>' under the portal secret>`. Only that citizen's log is served; any other ID is a 403."
+        ))] = None,
     ) -> dict[str, Any]:
         who = principal(request)
         purpose_of(request)
@@ -421,15 +436,17 @@ def create_app(
         return TEMPLATES.TemplateResponse(request, "login.html", {})
 
     @app.post("/login", include_in_schema=False)
-    def login(request: Request, token: str = Form(..., max_length=256)) -> Response:
+    def login(request: Request, token: str = Form(..., max_length=256), claim: str = Form("", max_length=512)) -> Response:
         request.state.trail.action = "login"
         same_origin(request)
-        who = auth.authenticate(token)
+        who = auth.authenticate(token, claim or None)
         if who is None:
             return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
         request.state.trail.principal = who
         response = RedirectResponse("/search", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        if claim:  # a citizen portal's sign-in: the claim goes with every page it opens, and expires with it
+            response.set_cookie(CLAIM_COOKIE, claim, httponly=True, samesite="strict")
         return response
 
     @app.get("/logout", include_in_schema=False)
@@ -437,6 +454,7 @@ def create_app(
         request.state.trail.action = "logout"
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE)
+        response.delete_cookie(CLAIM_COOKIE)
         return response
 
     @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
@@ -591,6 +609,12 @@ def _client_contract(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def _citizens_holding(cur: duckdb.DuckDBPyConnection, national_id: str) -> set[str]:
+    """The citizens whose golden record carries this national ID (separators ignored, as the pipeline stores it)."""
+    compact = re.sub(r"[\s.\-:]", "", national_id)
+    return {r[0] for r in cur.execute("SELECT citizen_id FROM citizen WHERE national_id = ?", [compact]).fetchall()}
 
 
 def _compares_visible(comparison: str, who: Principal) -> bool:
