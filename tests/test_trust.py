@@ -270,13 +270,18 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
         ok = httpx.get(svc.url + "/api/search", params={"national_id": "123456782", **PURPOSE}, headers=STEWARD)
         assert ok.status_code == 200
         sink.broken = True
-        r = httpx.get(svc.url + "/api/search", params={"national_id": "123456789", **PURPOSE}, headers=STEWARD)
-        assert r.status_code == 500 and "Traceback" not in r.text
+        # the anchor after this request's entry fails: the entry is durable and says what is sent
+        sent = [httpx.get(svc.url + "/api/search", params={"national_id": "123456789", **PURPOSE}, headers=STEWARD)]
+        # from then on the head has no anchor: each request is refused before its entry, and audited as 500
+        sent.append(httpx.get(svc.url + "/api/search", params={"national_id": "234567890", **PURPOSE}, headers=STEWARD))
+        assert sent[-1].status_code == 500 and "Traceback" not in sent[-1].text
         sink.broken = False
+        assert httpx.get(svc.url + "/health").status_code == 200  # back once the location is
     finally:
         svc.stop()
-    second = [e for e in _entries(audit) if e["query"].get("national_id") == "123456789"]
-    assert [e["status"] for e in second] == [500], second
+    for r in sent:
+        logged = [e["status"] for e in _entries(audit) if e["query"].get("national_id") == r.request.url.params["national_id"]]
+        assert logged == [r.status_code], (r.request.url, logged)
 
 
 def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):

@@ -48,7 +48,7 @@ LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20,
           "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
 COOKIE = "cv_token"
 CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
-ANCHOR_SECONDS = 1.0  # the newest entry waits at most this long for its anchor when no request follows
+ANCHOR_SECONDS = 60.0
 REVIEW_PAGE = 10
 REVIEW_COLUMNS = ("full_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
 MAX_REVIEW_PAGE = 100_000  # a million queued items; a larger page number is a mistake (and an OFFSET DuckDB refuses)
@@ -206,9 +206,9 @@ def create_app(
     access = load_access(access_file)
     auth = authenticator or TokenAuthenticator(access)
     limits = limits or RequestLimits.from_environment()
-    # Anchored before each entry rather than after it: a failing anchor location then fails the response before
-    # its entry is written, so the entry says 500 like the wire (the newest entry is anchored by the next
-    # request, the timer below, or shutdown).
+    # Anchored by `record` below, after each entry and, when that failed, again before the next one: an anchor
+    # that cannot be written then fails that next response before its entry is written, so the entry says 500
+    # like the wire, and no entry is rewritten to a status other than the one sent.
     audit = AuditLog(audit_file, sinks=list(anchor_sinks), anchor_every=0)
     views = ViewStore(serving_folder)
     trusted = frozenset(trusted_proxies)
@@ -253,8 +253,12 @@ def create_app(
         if trail.principal is None:
             trail.principal = caller(request)
         if anchor:
-            audit.anchor()  # raises while an anchor location fails: then this response becomes a 500
+            audit.anchor()  # an unanchored head (the last anchor failed): raises while that lasts, so this becomes a 500
         _write_audit(audit, request, status, trusted, trail)
+        try:
+            audit.anchor()  # the entry as sent is durable; when its anchor fails the next request finds out
+        except OSError:
+            log.exception("anchoring the audit log failed; requests are answered 500 until an anchor succeeds")
 
     app.add_middleware(AuditEveryResponse, record=record, max_body_bytes=limits.max_body_bytes)
 
