@@ -49,10 +49,8 @@ def start_service(warehouse: Path, audit_log: Path, **options) -> Service:
     """The service over a warehouse's served views, on a free loopback port, as `citizen-view serve` runs it."""
     layout = WarehouseLayout.of(warehouse)
     options.setdefault("anchor_sinks", [f"file:{layout.anchor_copy(audit_log)}"])  # as `citizen-view serve` does
-    app = create_app(
-        serving_folder=layout.serving_dir, access_file=ACCESS, audit_file=audit_log, decisions_file=layout.overrides_file,
-        **options,
-    )
+    options.setdefault("access_file", ACCESS)
+    app = create_app(serving_folder=layout.serving_dir, audit_file=audit_log, decisions_file=layout.overrides_file, **options)
     port = free_port()
     server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)

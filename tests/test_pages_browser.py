@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.service_fixtures import TOKENS, serve_pipeline_output
+from citizen_view.serving.access import load_access, sign_citizen_claim
+from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -52,9 +53,11 @@ def _target(svc) -> tuple[str, str, str, str]:
         con.close()
 
 
-def _sign_in(page, svc, role: str) -> None:
+def _sign_in(page, svc, role: str, claim: str | None = None) -> None:
     page.goto(svc.url + "/")
     page.fill("#token", TOKENS[role])
+    if claim:  # a citizen portal signs in for one citizen
+        page.fill("#claim", claim)
     page.click("#sign-in")
     page.wait_for_url("**/search")
 
@@ -114,10 +117,10 @@ def sample_service(tmp_path_factory):
     print(f"\nscreenshots of the sample's pages: {shots}")
 
 
-def _signed_in(browser, svc, role: str, path: str | None = None):
-    """A new page signed in as `role`, at `path` when given."""
+def _signed_in(browser, svc, role: str, path: str | None = None, claim: str | None = None):
+    """A new page signed in as `role` (a portal with the citizen `claim`), at `path` when given."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
-    _sign_in(page, svc, role)
+    _sign_in(page, svc, role, claim)
     if path is not None:
         page.goto(svc.url + path)
     return page
@@ -208,7 +211,17 @@ def test_a_citizen_sees_who_looked_at_their_data(sample_service, browser):
     look = f"/citizens/{citizen}?purpose=benefit+review&case_reference=BEN-7"
     page = _signed_in(browser, svc, "benefits_caseworker", look)
     page.close()
-    page = _signed_in(browser, svc, "citizen_portal", f"/citizens/{citizen}/access-log?purpose=citizen+inzage")
+    view = sorted((svc.warehouse.parent / svc.warehouse.stem / "serving").glob("view-*.duckdb"))[-1]
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        national_id, other = con.execute(
+            "SELECT (SELECT national_id FROM citizen WHERE citizen_id = ?), "
+            "(SELECT min(citizen_id) FROM citizen WHERE citizen_id <> ?)", [citizen, citizen]
+        ).fetchall()[0]
+    finally:
+        con.close()
+    claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
+    page = _signed_in(browser, svc, "citizen_portal", f"/citizens/{citizen}/access-log?purpose=citizen+inzage", claim)
     rows = page.locator("#looks tr.look")
     texts = [rows.nth(i).inner_text() for i in range(rows.count())]
     assert any("Benefits Agency (demo)" in t and "benefit review" in t and "BEN-7" in t for t in texts)
@@ -216,4 +229,6 @@ def test_a_citizen_sees_who_looked_at_their_data(sample_service, browser):
     page.screenshot(path=str(shots / "citizen-access.png"), full_page=True)
     response = page.goto(f"{svc.url}/citizens/{citizen}?purpose=curious")
     assert response.status == 404  # the portal sees no record itself
+    response = page.goto(f"{svc.url}/citizens/{other}/access-log?purpose=curious")
+    assert response.status == 403  # nor another citizen's log
     page.close()

@@ -13,7 +13,7 @@ import pytest
 from pipelines.cli import main
 from citizen_view.contract import load_sources
 from pipelines.runner import run_pipeline
-from citizen_view.serving.access import load_access
+from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.layout import WarehouseLayout
 from citizen_view.serving.snapshot import publish_view
 from citizen_view.warehouse import connect
@@ -155,6 +155,45 @@ def test_bad_input_gets_a_clear_4xx_never_a_stack_trace(service, path, params, s
     r = _get(service, path, "data_steward", **params)
     assert r.status_code == status, r.text
     assert r.json()["error"] and "Traceback" not in r.text
+
+
+def test_the_portal_reads_only_the_signed_in_citizens_access_log(service):
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    try:
+        (own, national_id), (other, _) = con.execute(
+            "SELECT citizen_id, national_id FROM citizen WHERE national_id IS NOT NULL AND source_count >= 2 "
+            "AND national_id IN (SELECT national_id FROM citizen GROUP BY 1 HAVING count(*) = 1) ORDER BY citizen_id LIMIT 2"
+        ).fetchall()
+    finally:
+        con.close()
+    assert _get(service, f"/api/citizens/{own}", "benefits_caseworker", **PURPOSE).status_code == 200  # a look to report
+    secret = load_access(ACCESS).portal_secret
+    claim = sign_citizen_claim(national_id, secret)
+    portal = {"Authorization": f"Bearer {TOKENS['citizen_portal']}"}
+
+    def read(citizen, claim_header):
+        headers = {**portal, **({"X-Citizen-Claim": claim_header} if claim_header else {})}
+        return httpx.get(f"{service.url}/api/citizens/{citizen}/access-log", params=PURPOSE, headers=headers, timeout=30)
+
+    mine = read(own, claim)
+    assert mine.status_code == 200 and any(e["organisation"] == "Benefits Agency (demo)" for e in mine.json()["looked_at"])
+    refusals = {
+        "another citizen": read(other, claim), "no such citizen": read("CV-AAAA-AAAA-AAAA", claim),
+        "no claim": read(own, None), "forged": read(own, sign_citizen_claim(national_id, "x" * 40)),
+        "expired": read(own, sign_citizen_claim(national_id, secret, valid_for=-1)),
+        "too long-lived": read(own, sign_citizen_claim(national_id, secret, valid_for=10 * 86400)),
+    }  # fmt: skip
+    assert {what: r.status_code for what, r in refusals.items()} == dict.fromkeys(refusals, 403)
+    assert refusals["another citizen"].json() == refusals["no such citizen"].json()  # nothing to probe with
+    with httpx.Client(base_url=service.url) as browser:  # the portal's pages: the claim comes with its sign-in
+        assert browser.post("/login", data={"token": TOKENS["citizen_portal"], "claim": claim}).status_code == 303
+        assert browser.get(f"/citizens/{own}/access-log", params=PURPOSE).status_code == 200
+        assert browser.get(f"/citizens/{other}/access-log", params=PURPOSE).status_code == 403
+    entries = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    reads = [e for e in entries if e["action"].endswith("access_report") and e["user"] == "mijn.portal"]
+    assert [e["status"] for e in reads if e["status"] == 403] == [403] * 7
+    assert {e["on_behalf_of"] for e in reads if e["status"] == 200} == {own}
+    assert not any(national_id in json.dumps(e) for e in reads)  # the claim's national ID is not logged
 
 
 def test_audit_chain_verifies_and_tampering_is_detected(service, tmp_path, capsys):

@@ -3,19 +3,24 @@ the client address cannot be forged, and two warehouses in one folder share noth
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import socket
 
 import duckdb
 import httpx
 import pytest
+import yaml
 
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.review import load_overrides, read_decisions, record_decision
+from citizen_view.serving.access import hash_token
+from citizen_view.serving.audit import FileSink
 from pipelines.cli import main
 from pipelines.runner import run_pipeline
 from tests.conftest import linked_copy
-from tests.service_fixtures import TOKENS, start_service
+from tests.service_fixtures import ACCESS, TOKENS, start_service
 
 STEWARD = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
 PURPOSE = {"purpose": "trust check"}
@@ -111,16 +116,83 @@ def test_the_review_form_refuses_cross_site_posts(linked):
     assert len(refused) == 3 and all(e["action"] == "refused:review_decision" for e in refused)
 
 
+# --- review scoped like every other look ---------------------------------------------------------------------
+
+
+def _scoped_reviewer_access(tmp_path, sources: list[str]):
+    """The demo access file plus a reviewer who may see only `sources` and three name fields."""
+    config = yaml.safe_load(ACCESS.read_text(encoding="utf-8"))
+    config["roles"]["scoped_reviewer"] = {"sources": sources, "fields": ["given_name", "family_name", "full_name"], "reviewer": True}
+    config["users"].append({"name": "rita.review", "organisation": "Licence Register (test)", "role": "scoped_reviewer",
+                            "token_sha256": hash_token("scoped-reviewer-token")})  # fmt: skip
+    path = tmp_path / "access.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(linked, tmp_path):
+    root, wh = linked
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        items = con.execute(
+            "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id").fetchall()
+        members = con.execute("SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link "
+                              "GROUP BY 1").fetchall()  # fmt: skip
+        citizen_of = dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
+    finally:
+        con.close()
+    source = lambda key: key.split(":", 1)[0]  # noqa: E731
+    # two sources that some item lies within, and a third that others reach into
+    l_key, r_key = next((l, r) for _, l, r, _, _ in items if source(l) != source(r))
+    visible = sorted({source(l_key), source(r_key)})
+    sources_of = dict(members)
+    expected = {i for i, l, r, c, _ in items if {source(l), source(r)} <= set(visible) and (c is None or set(sources_of[c]) <= set(visible))}
+    outside = [(l, r) for i, l, r, _, _ in items if i not in expected]
+    assert expected and outside, (visible, items)
+    svc = start_service(wh, root / "scoped-review-audit.jsonl", access_file=_scoped_reviewer_access(tmp_path, visible))
+    try:
+        with httpx.Client(base_url=svc.url) as browser:
+            assert browser.post("/login", data={"token": "scoped-reviewer-token"}).status_code == 303
+            shown, page_no, pages = set(), 1, 1
+            while page_no <= pages:
+                page = browser.get("/review", params={"purpose": "clerical review", "page": page_no})
+                assert page.status_code == 200
+                shown |= set(re.findall(r'data-item="([^"]+)"', html.unescape(page.text)))
+                for hidden in ("national id", "date of birth", "street", "postcode", "city"):
+                    assert f"<td>{hidden}</td>" not in page.text
+                pages = int(m.group(1)) if (m := re.search(r"page \d+ of (\d+)", page.text)) else 1
+                page_no += 1
+            assert shown == expected
+            csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+            hidden_key = next(k for pair in outside for k in pair if source(k) not in visible)
+            for left, right in [outside[0], (hidden_key, f"{source(hidden_key)}:OTHER")]:  # two records of a hidden source
+                form = {"left": left, "right": right, "decision": "same", "reason": "r", "purpose": "clerical review", "csrf": csrf}
+                assert browser.post("/review/decide", data=form).status_code == 403, (left, right)
+    finally:
+        svc.stop()
+    entries = _entries(root / "scoped-review-audit.jsonl")
+    looks = [e for e in entries if e["action"] == "review" and e["status"] == 200]
+    listed = {c for e in looks for c in e["citizen_ids"]}
+    keys = {k for e in looks for k in e["query"]["record_keys"].split(",") if k}
+    assert keys == {k for i, l, r, _, _ in items if i in expected for k in (l, r)}
+    assert listed >= {citizen_of[k] for k in keys} and listed
+    refused = [e for e in entries if e["action"] == "refused:review_decision"]
+    assert [e["status"] for e in refused] == [403, 403] and all(e["user"] == "rita.review" for e in refused)
+
+
 # --- every response audited, with the real client address ---------------------------------------------------
 
 
 def _raw_request(url: str, request: bytes) -> bytes:
     host, port = url.removeprefix("http://").split(":")
+    chunks = []
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(request)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
+        try:
+            s.sendall(request)
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except (BrokenPipeError, ConnectionResetError):  # the server answered early and closed: read what it sent
+            pass
     return b"".join(chunks)
 
 
@@ -150,6 +222,102 @@ def test_requests_refused_by_the_server_itself_and_crashes_are_audited(linked):
     assert any(s in (400, 414, 422, 431) for s, a in statuses if a != "refused:unreadable_request") or statuses.count(
         (400, "refused:unreadable_request")) >= 2  # fmt: skip
     assert (500, "refused:search") in statuses
+
+
+def test_every_response_is_audited_with_its_caller_health_websocket_and_router_refusals_too(linked):
+    root, wh = linked
+    audit = root / "every-audit.jsonl"
+    svc = start_service(wh, audit)
+    try:
+        with httpx.Client(base_url=svc.url, headers=STEWARD) as client:
+            assert client.get("/health").status_code == 200
+            assert client.get("/no/such/page").status_code == 404
+            assert client.post("/api/search", params=PURPOSE).status_code == 405
+            assert client.get("/api/citizens/not-an-id", params=PURPOSE).status_code == 422
+        upgrade = _raw_request(svc.url, (
+            "GET /ws?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {TOKENS['data_steward']}\r\n\r\n").encode())  # fmt: skip
+        assert upgrade.startswith(b"HTTP/1.1 403")
+    finally:
+        svc.stop()
+    seen = {(e["query"]["path"], e["status"]): e for e in _entries(audit)}
+    for path, status in [("/health", 200), ("/no/such/page", 404), ("/api/search", 405), ("/api/citizens/not-an-id", 422),
+                         ("/ws", 403)]:  # fmt: skip
+        entry = seen.get((path, status))
+        assert entry is not None, (path, status, sorted(seen))
+        assert (entry["user"], entry["role"]) == ("sara.steward", "data_steward"), entry
+    assert seen["/ws", 403]["action"] == "refused:websocket"
+
+
+class BreakableSink(FileSink):
+    """A second anchor location that can be made to fail, as a full disk or an unmounted share does."""
+
+    broken = False
+
+    def write(self, anchor: dict) -> None:
+        if self.broken:
+            raise OSError("anchor location unavailable")
+        super().write(anchor)
+
+
+def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
+    root, wh = linked
+    audit = root / "anchor-fail-audit.jsonl"
+    sink = BreakableSink(root / "anchor-fail-sink.jsonl")
+    svc = start_service(wh, audit, anchor_sinks=[sink])
+    try:
+        ok = httpx.get(svc.url + "/api/search", params={"national_id": "123456782", **PURPOSE}, headers=STEWARD)
+        assert ok.status_code == 200
+        sink.broken = True
+        # the anchor after this request's entry fails: the entry is durable and says what is sent
+        sent = [httpx.get(svc.url + "/api/search", params={"national_id": "123456789", **PURPOSE}, headers=STEWARD)]
+        # from then on the head has no anchor: each request is refused before its entry, and audited as 500
+        sent.append(httpx.get(svc.url + "/api/search", params={"national_id": "234567890", **PURPOSE}, headers=STEWARD))
+        assert sent[-1].status_code == 500 and "Traceback" not in sent[-1].text
+        sink.broken = False
+        assert httpx.get(svc.url + "/health").status_code == 200  # back once the location is
+    finally:
+        svc.stop()
+    for r in sent:
+        logged = [e["status"] for e in _entries(audit) if e["query"].get("national_id") == r.request.url.params["national_id"]]
+        assert logged == [r.status_code], (r.request.url, logged)
+
+
+def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
+    root, wh = linked
+    audit = root / "size-audit.jsonl"
+    svc = start_service(wh, audit)
+    try:
+        big_header = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+        assert big_header.startswith(b"HTTP/1.1 431"), big_header[:100]
+        many = b"".join(b"X-H%d: 1\r\n" % i for i in range(500))
+        many_headers = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        assert many_headers.startswith(b"HTTP/1.1 431"), many_headers[:100]
+        declared = _raw_request(svc.url, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                         b"\r\nContent-Length: 50000000\r\nConnection: close\r\n\r\ntoken=x")  # fmt: skip
+        assert declared.startswith(b"HTTP/1.1 413"), declared[:100]
+        chunks = b"".join(b"10000\r\n" + b"a" * 0x10000 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
+        chunked = _raw_request(svc.url, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                                        b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)  # fmt: skip
+        assert chunked.startswith(b"HTTP/1.1 413"), chunked[:100]
+        assert httpx.get(svc.url + "/health").status_code == 200  # the server is still answering
+    finally:
+        svc.stop()
+    statuses = [(e["status"], e["action"]) for e in _entries(audit)]
+    assert statuses.count((431, "refused:oversized_headers")) == 2
+    assert statuses.count((413, "refused:oversized_body")) == 2
+
+
+def test_a_huge_review_page_number_is_a_clear_422(linked):
+    root, wh = linked
+    svc = start_service(wh, root / "page-audit.jsonl")
+    try:
+        for page in ("1000000000000000000", "0", "-1", "x"):
+            r = httpx.get(svc.url + "/review", params={"purpose": "clerical review", "page": page}, headers=STEWARD)
+            assert r.status_code == 422 and "page must be a whole number from 1 to" in r.json()["error"], (page, r.text)
+    finally:
+        svc.stop()
 
 
 def test_x_forwarded_for_counts_only_from_a_trusted_proxy(linked):

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -238,14 +239,50 @@ class ReviewPage:
     limit: int
 
 
+def _members(con: duckdb.DuckDBPyConnection) -> str:
+    """Each citizen's records' sources: from a served view's `records`, else from the warehouse's links."""
+    if table_exists(con, "main", "records"):
+        return "(SELECT citizen_id, source FROM records)"
+    return "(SELECT citizen_id, split_part(record_key, ':', 1) AS source FROM citizen_source_link)"
+
+
+def _within(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """SQL true for an item of `table` whose records all come from the sources in $sources: both record keys, and for
+    an item about a citizen (a suspicious citizen) every record of that citizen, since its reason describes them all."""
+    return (
+        f"(list_contains($sources, split_part({table}.record_key_l, ':', 1)) "
+        f"AND list_contains($sources, split_part({table}.record_key_r, ':', 1)) "
+        f"AND ({table}.citizen_id IS NULL OR NOT EXISTS (SELECT 1 FROM {_members(con)} m "
+        f"WHERE m.citizen_id = {table}.citizen_id AND NOT list_contains($sources, m.source))))"
+    )
+
+
+def pair_in_scope(con: duckdb.DuckDBPyConnection, left: str, right: str, sources: Sequence[str]) -> bool:
+    """Whether a role seeing `sources` may decide on this pair: both records from its sources, and no queued item on
+    the pair (a suspicious citizen) that reaches into a source it may not see."""
+    visible = set(sources)
+    if any(key.partition(":")[0] not in visible for key in (left, right)):
+        return False
+    l_key, r_key = sorted((left, right))
+    outside = con.execute(
+        f"SELECT count(*) FROM review_queue q WHERE q.record_key_l = $l AND q.record_key_r = $r AND NOT {_within(con, 'q')}",
+        {"l": l_key, "r": r_key, "sources": sorted(visible)},
+    ).fetchall()[0][0]
+    return outside == 0
+
+
 def open_items(
     con: duckdb.DuckDBPyConnection, decided: set[str], *, kind: str | None = None, source: str | None = None,
-    offset: int = 0, limit: int | None = 25,
+    sources: Sequence[str] | None = None, offset: int = 0, limit: int | None = 25,
 ) -> ReviewPage:
     """The review items still to decide (`decided`: pair ids already decided), filtered by kind and by the source of
-    either record, in the one order `review next` and the review page share."""
+    either record, in the one order `review next` and the review page share. `sources`: only items whose records
+    all come from these (a role's visible sources)."""
     where = ["NOT (kind = $pair_kind AND list_contains($decided, item_id))"]
     params: dict = {"pair_kind": ReviewKind.UNCERTAIN_LINK.value, "decided": sorted(decided)}
+    if sources is not None:
+        where.append(_within(con, "review_queue"))
+        params["sources"] = sorted(sources)
     if kind:
         where.append("kind = $kind")
         params["kind"] = kind

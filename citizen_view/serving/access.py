@@ -4,12 +4,20 @@ A role lists the sources whose records and cases it may see and the golden-recor
 see (an organisation's access package, as in the Dutch BRP and the Norwegian Folkeregister). The
 server removes everything else before a response is built, for the API and the pages alike.
 Tokens are stored only as SHA-256 hashes. `Authenticator` is the seam for a real identity provider.
+
+A citizen portal (a role with `citizen_access`) acts for one signed-in citizen at a time: with each
+request it sends a citizen claim, `<national ID>.<expiry, Unix seconds>.<hex HMAC-SHA256 of
+"<national ID>.<expiry>" under the portal secret>`, made after its own login (DigiD, ID-porten). The
+secret comes from $CITIZEN_VIEW_PORTAL_SECRET or the access file's `portal_secret`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +29,10 @@ from citizen_view.contract import CanonicalField, ConfigError
 
 # Demo roles, users and tokens for the synthetic sample: `citizen-view init` copies it into a warehouse's folder.
 EXAMPLE_ACCESS_FILE = Path(__file__).with_name("example_access.yaml")
+
+PORTAL_SECRET_ENV = "CITIZEN_VIEW_PORTAL_SECRET"
+MAX_CLAIM_SECONDS = 3600  # a claim valid for longer than this is refused: the portal signs short-lived ones
+_CLAIM = re.compile(r"^(?P<subject>[^.]{1,64}(?:\.[^.]{1,64})*)\.(?P<expires>\d{1,12})\.(?P<mac>[0-9a-f]{64})$")
 
 # Golden-record fields a role can be granted (the canonical fields), plus the sources' own other columns.
 SOURCE_ATTRIBUTES = "source_attributes"
@@ -62,6 +74,7 @@ class AccessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     roles: dict[str, Role]
     users: list[User]
+    portal_secret: str | None = Field(default=None, min_length=32, repr=False)  # $CITIZEN_VIEW_PORTAL_SECRET wins
 
     @model_validator(mode="after")
     def _roles_exist(self) -> AccessConfig:
@@ -79,26 +92,55 @@ class Principal:
     organisation: str
     role_name: str
     role: Role
+    citizen: str | None = None  # for a citizen portal: the national ID of the citizen it signed in, from a valid claim
 
 
 class Authenticator(Protocol):
-    """Turns a presented credential into a principal, or None (the seam for an identity provider)."""
+    """Turns a presented credential (and, for a citizen portal, its citizen claim) into a principal, or None (the
+    seam for an identity provider). A principal's `citizen` is set only from a claim the authenticator verified."""
 
-    def authenticate(self, token: str) -> Principal | None: ...
+    def authenticate(self, token: str, citizen_claim: str | None = None) -> Principal | None: ...
 
 
 class TokenAuthenticator:
-    """Bearer tokens checked against the SHA-256 hashes in the access file (constant-time comparison)."""
+    """Bearer tokens checked against the SHA-256 hashes in the access file (constant-time comparison); a citizen
+    portal's claim checked against the portal secret."""
 
-    def __init__(self, config: AccessConfig):
+    def __init__(self, config: AccessConfig, *, portal_secret: str | None = None):
         self.config = config
+        self.portal_secret = portal_secret or os.environ.get(PORTAL_SECRET_ENV) or config.portal_secret
 
-    def authenticate(self, token: str) -> Principal | None:
+    def authenticate(self, token: str, citizen_claim: str | None = None) -> Principal | None:
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
         for user in self.config.users:
             if hmac.compare_digest(digest, user.token_sha256):
-                return Principal(user.name, user.organisation, user.role, self.config.roles[user.role])
+                role = self.config.roles[user.role]
+                citizen = None
+                if role.citizen_access and citizen_claim and self.portal_secret:
+                    citizen = verify_citizen_claim(citizen_claim, self.portal_secret)
+                return Principal(user.name, user.organisation, user.role, role, citizen)
         return None
+
+
+def sign_citizen_claim(national_id: str, secret: str, *, valid_for: int = 300, now: float | None = None) -> str:
+    """The claim a portal sends for the citizen it signed in: `<national ID>.<expiry>.<HMAC-SHA256 hex>`."""
+    expires = int((time.time() if now is None else now) + valid_for)
+    message = f"{national_id}.{expires}"
+    return f"{message}.{hmac.new(secret.encode('utf-8'), message.encode('utf-8'), hashlib.sha256).hexdigest()}"
+
+
+def verify_citizen_claim(claim: str, secret: str, *, now: float | None = None) -> str | None:
+    """The national ID a claim names, when its signature is right and it has not expired (nor expires more than
+    MAX_CLAIM_SECONDS from now); else None."""
+    match = _CLAIM.match(claim.strip()) if len(claim) <= 512 else None
+    if match is None:
+        return None
+    message = f"{match['subject']}.{match['expires']}"
+    expected = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, match["mac"]):
+        return None
+    moment = time.time() if now is None else now
+    return match["subject"] if moment <= int(match["expires"]) <= moment + MAX_CLAIM_SECONDS else None
 
 
 def hash_token(token: str) -> str:

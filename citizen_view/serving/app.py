@@ -17,13 +17,12 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import duckdb
-from fastapi import FastAPI, Form, HTTPException, Path as PathParam, Query, Request, Security
+from fastapi import FastAPI, Form, Header, HTTPException, Path as PathParam, Query, Request, Security
 from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
@@ -31,13 +30,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access
-from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
+from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, pair_in_scope, record_decision
 from citizen_view.audit import AnchorSink, AuditEvent, AuditLog, citizen_access_report
-from citizen_view.serving.server import client_address
+from citizen_view.serving.guard import AuditEveryResponse, Trail
+from citizen_view.serving.server import RequestLimits, client_address
 from citizen_view.serving.snapshot import current_view
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
 LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
           "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
 COOKIE = "cv_token"
+CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 ANCHOR_SECONDS = 60.0
 REVIEW_PAGE = 10
+REVIEW_COLUMNS = ("full_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
+MAX_REVIEW_PAGE = 100_000  # a million queued items; a larger page number is a mistake (and an OFFSET DuckDB refuses)
 
 
 class FieldError(HTTPException):
@@ -197,30 +201,24 @@ class ViewStore:
             cur.close()
 
 
-@dataclass
-class Trail:
-    """What a request did, filled in by the handler and written to the audit log by the middleware."""
-
-    action: str = "request"
-    principal: Principal | None = None
-    citizen_ids: list[str] = field(default_factory=list)
-    fields: list[str] = field(default_factory=list)
-    details: dict[str, str] = field(default_factory=dict)
-
-
 def create_app(
     *, serving_folder: Path, access_file: Path, audit_file: Path, decisions_file: Path,
     anchor_sinks: Sequence[str | AnchorSink] = (), trusted_proxies: Sequence[str] = (),
-    authenticator: Authenticator | None = None,
+    authenticator: Authenticator | None = None, limits: RequestLimits | None = None,
 ) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
 
     `trusted_proxies`: addresses or networks whose X-Forwarded-For names the client; from anyone else
-    the header is ignored and the socket's address is audited.
+    the header is ignored and the socket's address is audited. `limits`: request size limits (default
+    `RequestLimits.from_environment()`); the body limit is enforced here, the header limits by the server.
     """
     access = load_access(access_file)
     auth = authenticator or TokenAuthenticator(access)
-    audit = AuditLog(audit_file, sinks=list(anchor_sinks))
+    limits = limits or RequestLimits.from_environment()
+    # Anchored by `record` below, after each entry and, when that failed, again before the next one: an anchor
+    # that cannot be written then fails that next response before its entry is written, so the entry says 500
+    # like the wire, and no entry is rewritten to a status other than the one sent.
+    audit = AuditLog(audit_file, sinks=list(anchor_sinks), anchor_every=0)
     views = ViewStore(serving_folder)
     trusted = frozenset(trusted_proxies)
     csrf_key = secrets.token_bytes(32)  # forms this process served carry a token bound to the session
@@ -232,7 +230,10 @@ def create_app(
 
         def anchor_periodically() -> None:
             while not stop.wait(ANCHOR_SECONDS):
-                audit.anchor()
+                try:
+                    audit.anchor()
+                except OSError:  # the next request fails on it (a 500, audited) and `audit verify` shows the gap
+                    log.exception("anchoring the audit log failed")
 
         timer = threading.Thread(target=anchor_periodically, name="audit-anchor", daemon=True)
         timer.start()
@@ -248,18 +249,27 @@ def create_app(
     )
     app.state.audit = audit
 
-    @app.middleware("http")
-    async def audit_every_request(request: Request, call_next):
-        request.state.trail = Trail()
+    app.state.limits = limits
+
+    def caller(request: HTTPConnection) -> Principal | None:
+        """Who sent a request that no handler authenticated (a 404, 405 or 422 before the handler ran), if anyone."""
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+        return auth.authenticate(token) if token and len(token) <= 256 else None
+
+    def record(scope: dict, trail: Trail, status: int, anchor: bool) -> None:
+        request = HTTPConnection(scope)  # a WebSocket upgrade too
+        if trail.principal is None:
+            trail.principal = caller(request)
+        if anchor:
+            audit.anchor()  # an unanchored head (the last anchor failed): raises while that lasts, so this becomes a 500
+        _write_audit(audit, request, status, trusted, trail)
         try:
-            response = await call_next(request)
-        except Exception:  # a crash is answered and audited like any other response, never a stack trace
-            log.exception("request %s %s failed", request.method, request.url.path)
-            response = JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
-        if request.url.path not in ("/health", "/favicon.ico"):
-            # the append is fsync'ed: keep it off the event loop
-            await run_in_threadpool(_write_audit, audit, request, response.status_code, trusted)
-        return response
+            audit.anchor()  # the entry as sent is durable; when its anchor fails the next request finds out
+        except OSError:
+            log.exception("anchoring the audit log failed; requests are answered 500 until an anchor succeeds")
+
+    app.add_middleware(AuditEveryResponse, record=record, max_body_bytes=limits.max_body_bytes)
 
     @app.exception_handler(StarletteHTTPException)  # the router's 404/405 too, so every refusal has the Error shape
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -299,7 +309,8 @@ def create_app(
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
         if not token:
             raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'")
-        if len(token) > 256 or (who := auth.authenticate(token)) is None:
+        claim = request.headers.get(CLAIM_HEADER) or request.cookies.get(CLAIM_COOKIE) or None
+        if len(token) > 256 or (who := auth.authenticate(token, claim[:512] if claim else None)) is None:
             raise HTTPException(401, "unknown or invalid token")
         request.state.trail.principal = who
         return who
@@ -363,6 +374,15 @@ def create_app(
             raise HTTPException(403, f"role {who.role_name!r} may not read citizens' access reports")
         if not CITIZEN_ID.match(citizen_id):
             raise HTTPException(422, "citizen_id must look like CV-XXXX-XXXX-XXXX")
+        if who.citizen is None:
+            request.state.trail.details = {"claim": "missing or invalid"}
+            raise HTTPException(403, f"no valid citizen claim: send the signed-in citizen's signed claim in {CLAIM_HEADER}")
+        with views.cursor() as (cur, _view):
+            own = _citizens_holding(cur, who.citizen)
+        if citizen_id not in own:  # the same answer whether or not the ID exists: the portal cannot probe
+            request.state.trail.details = {"claim": "another citizen"}
+            raise HTTPException(403, "a citizen portal may read only the access log of the citizen it signed in")
+        request.state.trail.on_behalf_of = citizen_id
         entries = citizen_access_report(audit.path, citizen_id)
         request.state.trail.citizen_ids = [citizen_id]
         request.state.trail.fields = ["access_log"]
@@ -371,7 +391,8 @@ def create_app(
     # --- API --------------------------------------------------------------------------------------
 
     @app.get("/health", tags=["service"], response_model=Health, summary="Whether a view is published")
-    def health() -> dict[str, Any]:
+    def health(request: Request) -> dict[str, Any]:
+        request.state.trail.action = "health"
         path = current_view(serving_folder)
         return {"status": "ok" if path else "no view published", "view": path.name if path else None}
 
@@ -411,6 +432,10 @@ def create_app(
     )  # fmt: skip
     def api_access_log(
         request: Request, citizen_id: CitizenId, purpose: Purpose = None, case_reference: CaseReference = None,
+        x_citizen_claim: Annotated[str | None, Header(max_length=512, description=(
+            "The signed-in citizen, signed by the portal: `<national ID>.<expiry, Unix seconds>.<hex HMAC-SHA256 of "
+            "'<national ID>.<expiry>' under the portal secret>`. Only that citizen's log is served; any other ID is a 403."
+        ))] = None,
     ) -> dict[str, Any]:
         who = principal(request)
         purpose_of(request)
@@ -424,15 +449,17 @@ def create_app(
         return TEMPLATES.TemplateResponse(request, "login.html", {})
 
     @app.post("/login", include_in_schema=False)
-    def login(request: Request, token: str = Form(..., max_length=256)) -> Response:
+    def login(request: Request, token: str = Form(..., max_length=256), claim: str = Form("", max_length=512)) -> Response:
         request.state.trail.action = "login"
         same_origin(request)
-        who = auth.authenticate(token)
+        who = auth.authenticate(token, claim or None)
         if who is None:
             return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
         request.state.trail.principal = who
         response = RedirectResponse("/search", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        if claim:  # a citizen portal's sign-in: the claim goes with every page it opens, and expires with it
+            response.set_cookie(CLAIM_COOKIE, claim, httponly=True, samesite="strict")
         return response
 
     @app.get("/logout", include_in_schema=False)
@@ -440,6 +467,7 @@ def create_app(
         request.state.trail.action = "logout"
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE)
+        response.delete_cookie(CLAIM_COOKIE)
         return response
 
     @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
@@ -500,31 +528,42 @@ def create_app(
         source = q.get("source") or None
         if source is not None and source not in who.role.sources:
             raise HTTPException(422, f"source must be one of the sources your role may see: {', '.join(who.role.sources)}")
-        try:
-            page_no = max(1, int(q.get("page", "1")))
-        except ValueError:
-            raise HTTPException(422, "page must be a whole number") from None
+        page_text = q.get("page", "1").strip()
+        if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_REVIEW_PAGE:
+            raise HTTPException(422, f"page must be a whole number from 1 to {MAX_REVIEW_PAGE}")
+        page_no = int(page_text)
         decided = {pair_id(a, b) for a, b in load_overrides(decisions_file).select("record_key_l", "record_key_r").rows()}
+        columns = [c for c in REVIEW_COLUMNS if who.role.sees(c)]  # the same fields as the role's profiles
         with views.cursor() as (cur, view):
-            found = open_items(cur, decided, kind=kind, source=source, offset=(page_no - 1) * REVIEW_PAGE, limit=REVIEW_PAGE)
+            found = open_items(
+                cur, decided, kind=kind, source=source, sources=who.role.sources, offset=(page_no - 1) * REVIEW_PAGE,
+                limit=REVIEW_PAGE,
+            )  # fmt: skip
             keys = sorted({k for i in found.items for k in (i["record_key_l"], i["record_key_r"])})
-            records = {}
+            records: dict[str, dict[str, Any]] = {}
+            shown_citizens = {i["citizen_id"] for i in found.items if i.get("citizen_id")}
             if keys:
                 cur_rec = cur.execute(
-                    "SELECT source || ':' || source_record_id AS k, full_name, date_of_birth, national_id, street, "
-                    f"house_number, postcode, city FROM records WHERE source || ':' || source_record_id IN ({', '.join('?' * len(keys))})",
-                    keys,
+                    f"SELECT source || ':' || source_record_id AS k, citizen_id{''.join(f', {c}' for c in columns)} FROM records "
+                    "WHERE list_contains(?, source || ':' || source_record_id)",
+                    [keys],
                 )
                 rec_names = [d[0] for d in cur_rec.description]
-                records = {r[0]: dict(zip(rec_names[1:], r[1:])) for r in cur_rec.fetchall()}
-        request.state.trail.fields = ["review_queue"]
+                for row in cur_rec.fetchall():
+                    records[row[0]] = dict(zip(rec_names[2:], row[2:]))
+                    shown_citizens.add(row[1])
+        for item in found.items:  # per-field weights only for comparisons of fields the role sees
+            item["evidence"] = {k: v for k, v in item["evidence"].items() if _compares_visible(k, who)}
+        request.state.trail.citizen_ids = sorted(shown_citizens)
+        request.state.trail.fields = ["review_queue", *columns]
+        request.state.trail.details = {"record_keys": ",".join(keys)[:4000]}
         cookie = session_token(request)
         pages = max(1, -(-found.total // REVIEW_PAGE))
         return TEMPLATES.TemplateResponse(
             request, "review.html",
             {"who": who, "page": found, "items": found.items, "records": records, "purpose": purpose, "view": view,
              "csrf": csrf_for(cookie) if cookie else "", "kind": kind or "", "source": source or "", "page_no": page_no,
-             "pages": pages, "kinds": list(ReviewKind), "recorded": q.get("recorded")},
+             "pages": pages, "kinds": list(ReviewKind), "recorded": q.get("recorded"), "columns": columns},
         )  # fmt: skip
 
     @app.post("/review/decide", include_in_schema=False)
@@ -542,6 +581,8 @@ def create_app(
         if cookie is not None and not hmac.compare_digest(csrf, csrf_for(cookie)):
             raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
         with views.cursor() as (cur, _view):
+            if not pair_in_scope(cur, left, right, who.role.sources):
+                raise HTTPException(403, f"role {who.role_name!r} may not decide on records of sources it may not see")
             unknown = [key for key in (left, right) if not _record_exists(cur, key)]
         if unknown:
             raise HTTPException(422, f"no record {', '.join(unknown)} in the current view (keys are source:source_record_id)")
@@ -583,6 +624,20 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
+def _citizens_holding(cur: duckdb.DuckDBPyConnection, national_id: str) -> set[str]:
+    """The citizens whose golden record carries this national ID (separators ignored, as the pipeline stores it)."""
+    compact = re.sub(r"[\s.\-:]", "", national_id)
+    return {r[0] for r in cur.execute("SELECT citizen_id FROM citizen WHERE national_id = ?", [compact]).fetchall()}
+
+
+def _compares_visible(comparison: str, who: Principal) -> bool:
+    """Whether a comparison's weight may be shown: it is named after a field the role sees (or that field's part)."""
+    name = comparison.removeprefix("tf_")
+    if name == "address":  # one comparison over the address parts: shown to a role that sees the address
+        return all(who.role.sees(f) for f in ("street", "house_number", "postcode"))
+    return any(name == f or name.startswith(f"{f}_") or f.startswith(f"{name}_") for f in who.role.fields)
+
+
 def _record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
     source, sep, record_id = key.partition(":")
     if not sep:
@@ -590,8 +645,7 @@ def _record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
     return bool(cur.execute("SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()[0][0])
 
 
-def _write_audit(audit: AuditLog, request: Request, status: int, trusted: frozenset[str] = frozenset()) -> None:
-    trail: Trail = getattr(request.state, "trail", Trail())
+def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail) -> None:
     who = trail.principal
     query = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
     action = trail.action if status < 400 else f"refused:{trail.action}"
@@ -602,7 +656,7 @@ def _write_audit(audit: AuditLog, request: Request, status: int, trusted: frozen
             purpose=request.query_params.get("purpose"), case_reference=request.query_params.get("case_reference"),
             query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
             citizen_ids=trail.citizen_ids if status < 400 else [], fields=trail.fields if status < 400 else [],
-            status=status, authorisation_rule=f"role:{who.role_name}" if who else None,
+            status=status, authorisation_rule=f"role:{who.role_name}" if who else None, on_behalf_of=trail.on_behalf_of,
             client=client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted),
         )  # fmt: skip
     )

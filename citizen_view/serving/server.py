@@ -1,20 +1,26 @@
 """Running the caseworker service: uvicorn set up so that every response it sends is audited.
 
-uvicorn answers some requests itself, before the application sees them: a request line or headers too
-large or malformed get "400 Invalid HTTP request" from the HTTP parser. Those refusals are audited
-too, by the HTTP protocol class below. Proxy headers are off: the client address in the audit log is
-the socket's, unless the request comes from a configured trusted proxy (see `client_address`).
+uvicorn answers some requests itself, before the application sees them: a malformed request gets
+"400 Invalid HTTP request" from the HTTP parser, and the protocol class below answers 431 to a request
+whose headers pass `RequestLimits` while they are still arriving (uvicorn's httptools parser has no
+limit of its own and would read a 200 MB header into memory). Those refusals are audited too. Proxy
+headers are off: the client address in the audit log is the socket's, unless the request comes from a
+configured trusted proxy (see `client_address`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from citizen_view.audit import AuditEvent
+from citizen_view.contract import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -22,31 +28,100 @@ if TYPE_CHECKING:
     from citizen_view.audit import AuditLog
 
 
-def audited_protocol(audit: AuditLog) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP protocol, with the 400s it sends on its own written to the audit log."""
+@dataclass(frozen=True)
+class RequestLimits:
+    """How large a request may be: headers past a limit are answered 431, a body past its limit 413, before the
+    rest is read. Each can be set in the environment as CITIZEN_VIEW_<NAME> (e.g. CITIZEN_VIEW_MAX_HEADER_BYTES)."""
+
+    max_header_bytes: int = 32 * 1024  # request line and all headers together
+    max_headers: int = 100
+    max_body_bytes: int = 1024 * 1024  # the service's forms are a few hundred bytes; its API takes no body
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> RequestLimits:
+        values = {}
+        for f in fields(cls):
+            name = f"CITIZEN_VIEW_{f.name.upper()}"
+            if (text := environ.get(name)) is None:
+                continue
+            if not text.strip().isdigit() or int(text) < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, not {text!r}")
+            values[f.name] = int(text)
+        return cls(**values)
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing a request whose headers pass a limit."""
+
+
+def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol, with header limits (431) and the refusals it sends on its own written to the audit log."""
 
     class AuditedHttpTools(HttpToolsProtocol):
+        _in_head = False  # between a request's first byte and the end of its headers
+        _head_bytes = 0
+        _head_count = 0
+        _too_large: str | None = None
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes, self._head_count = True, 0, 0
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_count += 1
+            if self._head_count > limits.max_headers:
+                self._too_large = f"more than {limits.max_headers} headers"
+                raise _HeadTooLarge  # the parser stops; uvicorn answers through send_400_response
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return
+            super().data_received(data)
+            if self._in_head and not self.transport.is_closing():
+                # the parser holds an unfinished request line or header: count it before the next chunk arrives
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.max_header_bytes:
+                    self._too_large = f"request line and headers longer than {limits.max_header_bytes} bytes"
+                    self.send_400_response(self._too_large)
+
         def send_400_response(self, msg: str) -> None:
+            status, action = (431, "refused:oversized_headers") if self._too_large else (400, "refused:unreadable_request")
+            reason = self._too_large or msg
             client = self.client[0] if getattr(self, "client", None) else None
             try:
                 audit.append(
                     AuditEvent(
-                        user=None, role=None, organisation=None, action="refused:unreadable_request", purpose=None,
-                        case_reference=None, query={"reason": msg}, citizen_ids=[], fields=[], status=400,
+                        user=None, role=None, organisation=None, action=action, purpose=None,
+                        case_reference=None, query={"reason": reason}, citizen_ids=[], fields=[], status=status,
                         authorisation_rule=None, client=client,
                     )  # fmt: skip
                 )
             finally:
-                super().send_400_response(msg)
+                if status == 400:
+                    super().send_400_response(msg)
+                else:
+                    body = reason.encode("ascii")
+                    self.transport.write(
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                        b"content-length: " + str(len(body)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + body
+                    )
+                    self.transport.close()
 
     return AuditedHttpTools
 
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warning", **options: Any) -> uvicorn.Config:
-    """The uvicorn configuration for the service: one worker (one audit-log writer), no proxy headers trusted."""
+    """The uvicorn configuration for the service: one worker (one audit-log writer), no proxy headers trusted, the
+    app's request limits."""
+    limits = getattr(app.state, "limits", None) or RequestLimits.from_environment()
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level, workers=1, proxy_headers=False, server_header=False,
-        http=audited_protocol(app.state.audit), **options,
+        http=audited_protocol(app.state.audit, limits), **options,
     )  # fmt: skip
 
 

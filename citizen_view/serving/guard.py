@@ -1,0 +1,138 @@
+"""The service's outermost layer: every response audited with the status actually sent, bodies over the limit refused.
+
+A raw ASGI middleware rather than an HTTP one, because it must see what the wire sees: the status of the
+`http.response.start` message (written to the audit log *before* that message goes out, so a failed audit
+write turns the answer into a 500 and never leaves a 200 in the log for a 500 on the wire), WebSocket
+upgrades (refused: the service has none), and a body's size before it is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from citizen_view.serving.access import Principal
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class Trail:
+    """What a request did, filled in by the handler and written to the audit log by `AuditEveryResponse`."""
+
+    action: str = "request"
+    principal: Principal | None = None
+    citizen_ids: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+    on_behalf_of: str | None = None
+
+
+# record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first
+# when `anchor`); raises when it could not.
+Recorder = Callable[[Scope, Trail, int, bool], None]
+
+
+class AuditEveryResponse:
+    """Audits every HTTP response (and refused WebSocket upgrade) before it is sent; refuses oversized bodies with 413."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, record: Recorder, max_body_bytes: int):
+        self.app = app
+        self.record = record
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        trail = scope.setdefault("state", {})["trail"] = Trail()
+        if scope["type"] == "websocket":
+            # no route speaks WebSocket: a close before accept is answered 403 by the server
+            trail.action = "websocket"
+            await self._write(scope, trail, 403)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        started = replaced = False  # replaced: the app's answer is dropped (a 500 or 413 was sent instead)
+
+        async def send_audited(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                if not await self._write(scope, trail, message["status"]):
+                    replaced = True
+                    await _answer(send, 500, "internal error: the request could not be audited, so it was not answered")
+                    return
+            await send(message)
+
+        async def refuse_body() -> None:
+            nonlocal replaced
+            trail.action = "oversized_body"
+            await _answer(send_audited, 413, f"the request body is larger than {self.max_body_bytes} bytes")
+            replaced = True
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            if replaced:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # answered now: the app (a form parser may turn any error into its own 400) sees a disconnect
+                    await refuse_body()
+                    return {"type": "http.disconnect"}
+            return message
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes):
+            await refuse_body()
+            return
+        try:
+            await self.app(scope, receive_limited, send_audited)
+        except Exception:  # a crash is answered and audited like any other response, never a stack trace
+            if replaced:
+                return
+            log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await _answer(send_audited, 500, "internal error; it has been logged")
+
+    async def _write(self, scope: Scope, trail: Trail, status: int) -> bool:
+        """Audit a response; when that fails, try to audit it as the 500 it becomes. True when `status` was audited."""
+        try:
+            await run_in_threadpool(self.record, scope, trail, status, True)  # the append is fsync'ed: off the event loop
+            return True
+        except Exception:
+            log.exception("audit write failed for %s %s; answering 500", scope.get("method"), scope.get("path"))
+        if status != 500:
+            try:
+                await run_in_threadpool(self.record, scope, trail, 500, False)  # the anchor may be what failed
+            except Exception:
+                log.exception("the audit entry of the 500 could not be written either")
+        return False
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+async def _answer(send: Send, status: int, error: str) -> None:
+    body = JSONResponse({"error": error, "status": status}, status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": body.raw_headers})
+    await send({"type": "http.response.body", "body": body.body})
