@@ -58,9 +58,17 @@ def _scratch_with_input(prefix: str, layout: WarehouseLayout):
     """Ready when a step's scratch folder holds the linkage input (its Parquet) written for Splink."""
 
     def ready(_run: _Run) -> bool:
-        return any(p.stat().st_size > 0 for p in layout.scratch_dir.glob(f".{prefix}-*/*.parquet"))
+        return any(_whole_parquet(p) for p in layout.scratch_dir.glob(f".{prefix}-*/*.parquet"))
 
     return ready
+
+
+def _whole_parquet(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return len(data) > 8 and data[:4] == data[-4:] == b"PAR1"
 
 
 def _step_started(asset: str):
@@ -87,8 +95,8 @@ def _personal_values(warehouse: Path) -> set[str]:
 
 def _texts(path: Path) -> str:
     """A file's text as a reader would see it: Parquet decoded, anything else its bytes."""
-    if path.suffix == ".parquet" or path.read_bytes()[:4] == b"PAR1":
-        return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").pl().write_csv()
+    if _whole_parquet(path):
+        return "\n".join(map(str, duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()))
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
