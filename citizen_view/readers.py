@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -427,7 +428,11 @@ def _flatten(obj: dict, prefix: str, out: dict[str, str | None], scalars: set[st
 
 
 def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """First (or the named) sheet of a workbook; header in row 1, every cell read as text."""
+    """First (or the named) sheet of a workbook; header in row 1, every cell read as text.
+
+    In mapped columns, a formula saved without its computed value and a cell typed as a date where text is
+    expected are set aside (field_issues); a date cell in a mapped date field is written in the field's format.
+    """
     sheet = source.option("sheet")
     kwargs: dict = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": (sheet or 0) + 1}
     df = pl.read_excel(
@@ -437,9 +442,116 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in df.columns)
     df = df.with_columns(pl.int_range(2, df.height + 2, dtype=pl.Int64).alias("_line"), pl.lit(name).alias("_file"))
     data_cols = [c for c in df.columns if c not in ("_line", "_file")]
+    df = _typed_cells(source, path, df, data_cols)
     if data_cols:
         df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols))
-    return FileRead(df.select([*data_cols, "_file", "_line"]))
+    return FileRead(df.select([*data_cols, "_file", "_line", ISSUES]))
+
+
+_XL = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_XL_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+_BUILTIN_DATE_FORMATS = {*range(14, 23), 45, 46, 47}  # ECMA-376 18.8.30: the built-in date and time formats
+
+
+def _typed_cells(source: SourceConfig, path: Path, df: pl.DataFrame, data_cols: list[str]) -> pl.DataFrame:
+    """Apply what the sheet's XML says about mapped cells (calamine gives their text only); adds the ISSUES column."""
+    by_column: dict[str, list[str]] = {}
+    for canonical, mapping in source.fields.items():
+        by_column.setdefault(mapping.column, []).append(canonical)
+    if source.record_id:
+        by_column.setdefault(source.record_id, [])
+    flagged = _flag_cells(path, source.option("sheet"), data_cols, set(by_column))
+    values = {c: df.get_column(c).to_list() for c in by_column if c in df.columns}
+    issues: list[list[dict[str, str]] | None] = [None] * df.height
+    for (line, column), kind in flagged.items():
+        pos = line - 2
+        if not 0 <= pos < df.height or column not in values:
+            continue
+        raw = values[column][pos]
+        date_fields = [f for f in by_column[column] if f in ("date_of_birth", "date_of_death")]
+        if kind == "date" and date_fields and raw:
+            fmt = source.fields[date_fields[0]].format or "%Y-%m-%d"
+            parsed = _calamine_datetime(raw)
+            if parsed is not None:
+                values[column][pos] = parsed.strftime(fmt)  # the date as the source meant it, in its declared format
+                continue
+        reason = (
+            f"a formula saved without its computed value (column {column})" if kind == "formula"
+            else f"a cell typed as a date where text is expected (column {column})"
+        )  # fmt: skip
+        values[column][pos] = None
+        issues[pos] = [*(issues[pos] or []), {"column": column, "raw": raw or "", "reason": reason}]
+    return df.with_columns(
+        *(pl.Series(c, v, dtype=pl.String) for c, v in values.items()),
+        pl.Series(ISSUES, [json.dumps(i, ensure_ascii=False) if i else None for i in issues], dtype=pl.String),
+    )
+
+
+def _calamine_datetime(text: str):
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _flag_cells(path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+    """{(row, column name): "formula" | "date"} for cells of `wanted` columns holding a formula without a cached
+    value or typed as a date (a date style on a number, or an ISO date cell), read from the workbook's XML."""
+    import zipfile
+    import xml.etree.ElementTree as ET
+
+    out: dict[tuple[int, str], str] = {}
+    with zipfile.ZipFile(path) as z:
+        book = ET.fromstring(z.read("xl/workbook.xml"))
+        sheets = list(book.iter(f"{_XL}sheet"))
+        chosen = next((e for e in sheets if e.get("name") == sheet), None) if isinstance(sheet, str) else sheets[sheet or 0]
+        if chosen is None:
+            return out
+        rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        target = next(r.get("Target", "") for r in rels if r.get("Id") == chosen.get(_XL_REL))
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        date_styles = _date_styles(z, ET)
+        first_col = 0
+        with z.open(member) as f:
+            for _event, el in ET.iterparse(f):
+                if el.tag == f"{_XL}dimension":
+                    first_col = _col_index(el.get("ref", "A1").split(":")[0])
+                elif el.tag == f"{_XL}c":
+                    ref = el.get("r", "")
+                    letters = ref.rstrip("0123456789")
+                    k = _col_index(letters) - first_col
+                    if 0 <= k < len(columns) and columns[k] in wanted:
+                        value = el.find(f"{_XL}v")
+                        if el.find(f"{_XL}f") is not None and (value is None or not (value.text or "")):
+                            out[(int(ref[len(letters):]), columns[k])] = "formula"
+                        elif el.get("t") == "d" or (el.get("t", "n") == "n" and int(el.get("s", 0)) in date_styles):
+                            out[(int(ref[len(letters):]), columns[k])] = "date"
+                    el.clear()
+    return out
+
+
+def _date_styles(z, ET) -> set[int]:  # noqa: N803
+    """Indexes of the cell formats that show a number as a date or time."""
+    try:
+        styles = ET.fromstring(z.read("xl/styles.xml"))
+    except KeyError:
+        return set()
+    date_ids = set(_BUILTIN_DATE_FORMATS)
+    for fmt in styles.iter(f"{_XL}numFmt"):
+        code = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.', "", fmt.get("formatCode", "")).lower()
+        if re.search(r"[dyhs]|m", code) and "general" not in code:
+            date_ids.add(int(fmt.get("numFmtId", -1)))
+    xfs = styles.find(f"{_XL}cellXfs")
+    return {i for i, xf in enumerate(xfs if xfs is not None else []) if int(xf.get("numFmtId", 0)) in date_ids}
+
+
+def _col_index(letters: str) -> int:
+    n = 0
+    for ch in letters.rstrip("0123456789").upper():
+        n = n * 26 + ord(ch) - 64
+    return n - 1
 
 
 def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
