@@ -13,7 +13,7 @@ A warehouse file `<folder>/<name>.duckdb` owns the folder `<folder>/<name>/` and
     <name>/access.yaml            roles and users of the caseworker service (`citizen-view init` writes one)
     <name>/tmp/                   scratch space of the linkage steps (their input as Parquet, spill files, the local
                                   Spark session's folders): removed when a step ends, and at the start of every run
-    <name>/.warehouse             the ownership marker: names the one warehouse file this folder belongs to
+    <name>/.warehouse             the ownership marker: the name of the one warehouse file this folder belongs to
 
 So `a.duckdb` and `b.duckdb` in one folder keep their models, decisions, views and logs apart, and
 nothing is written outside the warehouse's folder except where a configured path says so. Two files
@@ -117,11 +117,15 @@ class WarehouseLayout:
         return self.root / MARKER
 
     def owner(self) -> Path | None:
-        """The warehouse file the folder belongs to: the marker's, else (a folder from before markers) `<name>.duckdb`
-        beside it when that file exists, else None (nobody's yet)."""
+        """The warehouse file the folder belongs to: the one its marker names, else (a folder from before markers)
+        `<name>.duckdb` beside it when that file exists, else None (nobody's yet).
+
+        The marker holds a file name, not a path: a warehouse moved or copied with its folder keeps working,
+        and a marker naming a file whose folder is another one (a renamed copy) is out of date and ignored.
+        """
         if self.marker.is_file():
-            named = self.marker.read_text(encoding="utf-8").strip()
-            return Path(named) if named else None
+            named = self.root.parent / self.marker.read_text(encoding="utf-8").strip()
+            return named if WarehouseLayout(named).root == self.root else None
         legacy = self.root.with_name(self.root.name + ".duckdb")
         if self.root.is_dir() and legacy.is_file():
             return legacy
@@ -139,10 +143,10 @@ class WarehouseLayout:
     def claim(self) -> None:
         """Make the folder this warehouse's (writing the marker), or raise FolderClaimed when it is another's."""
         self.check_owner()
-        if not self.marker.is_file():
+        if self.owner() is None or not self.marker.is_file():
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = self.root / f".{MARKER.lstrip('.')}.{os.getpid()}{PARTIAL}"
-            tmp.write_text(f"{self.warehouse}\n", encoding="utf-8")
+            tmp.write_text(f"{self.warehouse.name}\n", encoding="utf-8")
             os.replace(tmp, self.marker)
 
     def clean_scratch(self) -> list[Path]:

@@ -168,4 +168,15 @@ def test_a_warehouse_from_before_the_marker_keeps_its_folder(tmp_path):
     with pytest.raises(FolderClaimed):
         prepare(WarehouseLayout.of(tmp_path / "cv.db"))  # the folder is cv.duckdb's by the old naming rule
     prepare(legacy)
-    assert legacy.marker.read_text(encoding="utf-8").strip() == str(legacy.warehouse)
+    assert legacy.marker.read_text(encoding="utf-8").strip() == "cv.duckdb"
+
+
+def test_a_warehouse_copied_with_its_folder_under_another_name_is_its_own(tmp_path):
+    first = WarehouseLayout.of(tmp_path / "a.duckdb")
+    prepare(first)
+    copy = WarehouseLayout.of(tmp_path / "backup" / "b.duckdb")
+    copy.root.parent.mkdir()
+    shutil.copy(first.warehouse, copy.warehouse)
+    shutil.copytree(first.root, copy.root)  # its marker still names a.duckdb, whose folder is another
+    prepare(copy)
+    assert copy.owner() == copy.warehouse and first.owner() == first.warehouse
