@@ -202,7 +202,7 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
             problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
         if problem is None and used > 1:
             problem = _swallowed(text[i + 1 : i + used], i + 2, delimiter, len(header))
-        if problem is None and max(map(len, row), default=0) > max_bytes:
+        if problem is None and max(map(len, row), default=0) > max_bytes // 4:
             problem = _too_big(row, header, max_bytes)
         if problem is not None:
             # A record that fails is rejected one line at a time: the next line starts a new record, so a
@@ -331,7 +331,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     rejects: list[Reject] = []
     records: list[dict[str, str | None]] = []
     line_nos: list[int] = []
-    columns: dict[str, None] = dict.fromkeys(sorted(mapped_columns(source)))  # present even in an empty file
+    columns: dict[str, None] = {}
     max_depth = int(source.option("max_depth"))
     max_bytes = int(source.option("max_field_bytes"))
     scalars = mapped_columns(source)
@@ -371,6 +371,8 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         set_aside.append(json.dumps(issues, ensure_ascii=False) if issues else None)
         line_nos.append(i + 1)
     _check_accounting(name, len(lines), blank=blank, records=len(records) + len(rejects))
+    if not records:  # an empty (or all-rejected) file still has the mapped columns, with no rows
+        columns = dict.fromkeys(sorted(mapped_columns(source)))
     cols = list(columns)
     values = [[r.get(c) for r in records] for c in cols]
     frame = _frame(cols, values, name, line_nos).with_columns(pl.Series(ISSUES, set_aside, dtype=pl.String))

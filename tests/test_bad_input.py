@@ -219,3 +219,9 @@ def test_an_xlsx_formula_without_a_cached_value_is_set_aside(tmp_path):
     issues = _issues(tmp_path, "x")
     assert ("R3", "given_name", "a formula saved without its computed value (column first)") in issues.select(
         "record_id", "field", "reason").rows()  # fmt: skip
+
+
+def test_a_mapped_column_missing_from_a_nonempty_jsonl_file_still_stops_the_source(tmp_path):
+    _jsonl_source(tmp_path, ['{"id": "R1", "first": "Jan", "surname": "Smit"}'])
+    with pytest.raises(SourceError, match="has no column 'last'"):
+        _load(tmp_path, "j")
