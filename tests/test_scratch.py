@@ -43,12 +43,12 @@ class _Run:
         for line in self.proc.stdout:
             self.lines.append(line)
 
-    def kill_when(self, ready, what: str, timeout: float = 240) -> None:
+    def kill_when(self, ready, what: str, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
         while not ready(self):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
-                pytest.fail(f"the run ended or took too long before {what}:\n" + "".join(self.lines[-30:]))
+                pytest.fail(f"the run ended (exit {self.proc.poll()}) or took too long before {what}:\n" + "".join(self.lines[-30:]))
             time.sleep(0.02)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -180,3 +180,19 @@ def test_a_warehouse_copied_with_its_folder_under_another_name_is_its_own(tmp_pa
     shutil.copytree(first.root, copy.root)  # its marker still names a.duckdb, whose folder is another
     prepare(copy)
     assert copy.owner() == copy.warehouse and first.owner() == first.warehouse
+
+
+def test_a_local_spark_session_keeps_its_folders_in_the_warehouse_scratch(tmp_path):
+    pytest.importorskip("pyspark")
+    from citizen_view.contract import Backend, SparkConfig
+    from citizen_view.linkage import engine as engine_module
+
+    if engine_module._spark_session is not None:
+        pytest.skip("this process already has a Spark session (made for another warehouse)")
+    layout = WarehouseLayout.of(tmp_path / "cv.duckdb")
+    engine = engine_module.Engine(Backend.SPARK, layout.scratch_dir / ".train-x.partial", SparkConfig(master="local[1]"))
+    session = engine.spark_session()
+    for folder in (session.conf.get("spark.local.dir"), session.conf.get("spark.sql.warehouse.dir"),
+                   session.sparkContext.getCheckpointDir()):  # fmt: skip
+        assert str(layout.scratch_dir) in folder, folder
+    assert layout.clean_scratch() == []  # this process's session is alive: its folder stays
