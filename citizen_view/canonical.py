@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from citizen_view.contract import QualityConfig, SourceConfig
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+SET_ASIDE = "_issues"  # readers.ISSUES: values a reader set aside, as a JSON list of {column, raw, reason}
 ISSUE_SCHEMA = {"row": pl.UInt32, "field": pl.String, "raw": pl.String, "reason": pl.String}
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -73,6 +74,10 @@ def canonical_records(
         )  # fmt: skip
         if found.height:
             issues.append(found)
+
+    # Values the reader set aside (a JSON object where a name is expected, a spreadsheet formula without a value...).
+    if SET_ASIDE in df.columns:
+        issues.extend(_set_aside(df, source))
 
     # Dates: parsed with the declared format, held to the plausibility bounds.
     dates: dict[str, pl.Series] = {}
@@ -189,6 +194,23 @@ def canonical_records(
         if issues else pl.DataFrame(schema=ISSUE_SCHEMA)
     )  # fmt: skip
     return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()]), found
+
+
+def _set_aside(df: pl.DataFrame, source: SourceConfig) -> list[pl.DataFrame]:
+    """One issue per canonical field mapped to a column whose value the reader set aside."""
+    item = pl.Struct({"column": pl.String, "raw": pl.String, "reason": pl.String})
+    found = (
+        df.filter(pl.col(SET_ASIDE).is_not_null())
+        .select(pl.col("_pos").alias("row"), pl.col(SET_ASIDE).str.json_decode(pl.List(item)).alias("_item"))
+        .explode("_item")
+        .unnest("_item")
+    )
+    out = []
+    for canonical, mapping in source.fields.items():
+        hits = found.filter(pl.col("column") == mapping.column)
+        if hits.height:
+            out.append(hits.select("row", pl.lit(canonical).alias("field"), "raw", "reason"))
+    return out
 
 
 def _attributes(source: SourceConfig, data_columns: list[str]) -> pl.Expr:

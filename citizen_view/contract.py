@@ -75,9 +75,10 @@ OPAQUE_ID = "none"
 
 # Options each format understands, with their defaults.
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
-    Format.CSV: {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True, "max_record_lines": 20},
+    Format.CSV: {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True, "max_record_lines": 20,
+                 "max_field_bytes": 1 << 20},
     Format.FIXED_WIDTH: {"encoding": "utf-8", "widths": None, "header": False},
-    Format.JSONL: {"encoding": "utf-8"},
+    Format.JSONL: {"encoding": "utf-8", "max_depth": 64, "max_field_bytes": 1 << 20},
     Format.XLSX: {"sheet": None},
     Format.PARQUET: {},
 }
@@ -208,10 +209,15 @@ class SourceConfig(BaseModel):
             out.append(f"unsupported encoding {enc!r} (expected one of {', '.join(ENCODINGS)})")
         if self.format == "fixed_width":
             widths = self.options.get("widths")
-            if not isinstance(widths, dict) or not widths or not all(
-                isinstance(w, int) and w > 0 for w in widths.values()
-            ):
+            if not isinstance(widths, dict) or not widths:
                 out.append("fixed_width needs options.widths: an ordered mapping of column name -> width > 0")
+            else:
+                for col, w in widths.items():
+                    if type(w) is not int or w <= 0:  # a YAML `true` is an int to Python: not a width
+                        out.append(f"options.widths.{col}: {w!r} is not a width (a whole number of characters > 0)")
+        for limit in ("max_depth", "max_field_bytes"):
+            if limit in FORMAT_OPTIONS[self.format] and not (type(self.option(limit)) is int and self.option(limit) >= 1):
+                out.append(f"options.{limit}: {self.option(limit)!r} is not a whole number >= 1")
         if self.format == "csv" and len(str(self.option("delimiter"))) != 1:
             out.append(f"csv delimiter must be one character, got {self.option('delimiter')!r}")
         unmapped_required = [f for f in self.required if f not in self.fields]
@@ -488,13 +494,60 @@ def _glob_abs(pattern: Path) -> list[Path]:
     return list(anchor.glob(str(pattern.relative_to(anchor))))
 
 
+# A sources file is a few kilobytes; these bounds refuse a huge document, or an alias bomb (a few lines whose
+# anchors and aliases expand to billions of values), before anything is expanded.
+MAX_SOURCES_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values the YAML node stands for once every alias is expanded (shared nodes counted each time)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once instead of looping
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[key] = min(size, MAX_YAML_NODES + 1)
+    return memo[key]
+
+
+def _safe_yaml(text: str) -> Any:
+    """YAML's safe loading, refusing a document that expands to more than MAX_YAML_NODES values."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and aliases?): refused")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_sources(path: str | Path) -> SourcesFile:
     """Read and validate a sources file; relative source paths resolve against the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sources file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_SOURCES_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes is too big for a sources file (at most {MAX_SOURCES_BYTES:,})")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be decoded): save it as UTF-8"
+        ) from None
+    try:
+        data = _safe_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("sources"), list):

@@ -11,10 +11,15 @@ A warehouse file `<folder>/<name>.duckdb` owns the folder `<folder>/<name>/` and
     <name>/exports/               one open-data bundle per run (unless publication.exports_dir is absolute)
     <name>/published              a symlink to the published bundle, swapped atomically
     <name>/access.yaml            roles and users of the caseworker service (`citizen-view init` writes one)
-    <name>/tmp/                   scratch space of the linkage steps (spill files), emptied after each step
+    <name>/tmp/                   scratch space of the linkage steps (their input as Parquet, spill files, the local
+                                  Spark session's folders): removed when a step ends, and at the start of every run
+    <name>/.warehouse             the ownership marker: the name of the one warehouse file this folder belongs to
 
 So `a.duckdb` and `b.duckdb` in one folder keep their models, decisions, views and logs apart, and
-nothing is written outside the warehouse's folder except where a configured path says so.
+nothing is written outside the warehouse's folder except where a configured path says so. Two files
+whose names lead to the same folder (`a.duckdb` and `a.db`) cannot share it: the first claims it with
+the marker and the second is refused (`FolderClaimed`). A folder from before the marker belongs to
+`<name>.duckdb` when that file exists.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from pathlib import Path
 
 DEFAULT_WAREHOUSE = Path("warehouse/citizen_view.duckdb")
 PARTIAL = ".partial"
+MARKER = ".warehouse"
+
+
+class FolderClaimed(ValueError):
+    """A warehouse's folder already belongs to another warehouse file."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,103 @@ class WarehouseLayout:
     def scratch(self, prefix: str) -> ScratchDir:
         """A fresh scratch folder inside the warehouse's folder, removed when the block ends."""
         return ScratchDir(self.scratch_dir, prefix)
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    def owner(self) -> Path | None:
+        """The warehouse file the folder belongs to: the one its marker names, else (a folder from before markers)
+        `<name>.duckdb` beside it when that file exists, else None (nobody's yet).
+
+        The marker holds a file name, not a path: a warehouse moved or copied with its folder keeps working,
+        and a marker naming a file whose folder is another one (a renamed copy) is out of date and ignored.
+        """
+        if self.marker.is_file():
+            named = self.root.parent / self.marker.read_text(encoding="utf-8").strip()
+            return named if WarehouseLayout(named).root == self.root else None
+        legacy = self.root.with_name(self.root.name + ".duckdb")
+        if self.root.is_dir() and legacy.is_file():
+            return legacy
+        return None
+
+    def check_owner(self) -> None:
+        """Raise FolderClaimed when the folder belongs to another warehouse file."""
+        owner = self.owner()
+        if owner is not None and owner != self.warehouse:
+            raise FolderClaimed(
+                f"the folder {self.root} belongs to the warehouse {owner}, not {self.warehouse}: "
+                f"rename this warehouse file (its folder is its name without the extension)"
+            )
+
+    def claim(self) -> None:
+        """Make the folder this warehouse's (writing the marker), or raise FolderClaimed when it is another's."""
+        self.check_owner()
+        if self.owner() is None or not self.marker.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{MARKER.lstrip('.')}.{os.getpid()}{PARTIAL}"
+            tmp.write_text(f"{self.warehouse.name}\n", encoding="utf-8")
+            os.replace(tmp, self.marker)
+
+    def clean_scratch(self) -> list[Path]:
+        """Remove what killed steps left in the scratch folder (their input holds personal data). Call it only while
+        holding the warehouse's write lock, so no step of another process is using it; a live process's Spark
+        folders are kept."""
+        removed: list[Path] = []
+        if not self.scratch_dir.is_dir():
+            return removed
+        for leftover in sorted(self.scratch_dir.iterdir()):
+            if _live_spark_folder(leftover):
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+        return removed
+
+
+def spark_folder(scratch_dir: Path) -> Path:
+    """The folder of this process's local Spark session (local dirs, SQL warehouse, checkpoints) in a scratch folder."""
+    return scratch_dir / f".spark-{os.getpid()}{PARTIAL}"
+
+
+def _live_spark_folder(path: Path) -> bool:
+    """A Spark folder of a process that is still running (its session may be used by its next step)."""
+    name = path.name
+    if not (name.startswith(".spark-") and name.endswith(PARTIAL)):
+        return False
+    try:
+        pid = int(name[len(".spark-") : -len(PARTIAL)])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare(layout: WarehouseLayout) -> list[Path]:
+    """The start of every run: claim the warehouse's folder and remove what killed runs left in its scratch folder.
+
+    The scratch folder is emptied only while this process holds the warehouse's write lock; when another
+    process holds it (a run under way), nothing is removed and that run's own steps are left alone.
+    """
+    import duckdb
+
+    from citizen_view.warehouse import connect
+
+    layout.claim()
+    try:
+        with connect(layout.warehouse):
+            return layout.clean_scratch()
+    except duckdb.IOException:
+        return []
 
 
 class ScratchDir:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,11 +51,24 @@ class FileRead:
             self.records = self.rows.height + len(self.rejects)
 
 
+# A hidden column of parsed rows: values a reader set aside (JSON list of {column, raw, reason}), recorded in
+# field_issues by canonical.py.
+ISSUES = "_issues"
+# Characters nobody sees: a byte-order mark, zero-width spaces and joiners, the word joiner, a soft hyphen.
+INVISIBLE = "[\ufeff\u200b\u200c\u200d\u2060\u00ad]"
+
+
 def read_file(source: SourceConfig, path: Path, *, display_name: str) -> FileRead:
-    """Read one extract file of a source in its declared format; check every record is accounted for."""
+    """Read one extract file of a source in its declared format; check every record is accounted for.
+
+    Record ids are normalised (NFC, without invisible characters), so two ids that look the same are the same.
+    """
     reader = _READERS[source.format]
     try:
         got = reader(source, path, display_name)
+        rid = source.record_id
+        if rid and rid in got.rows.columns:
+            got.rows = got.rows.with_columns(pl.col(rid).str.replace_all(INVISIBLE, "").str.normalize("NFC"))
     except SourceError:
         raise
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -78,8 +92,12 @@ class _Lines:
     undecodable: set[int]
 
 
-def _split_lines(data: bytes, encoding: str) -> _Lines:
+SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
+
+
+def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line."""
+    _check_declared_encoding(data, encoding, name)
     text = data.decode(encoding, errors="surrogateescape")
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -96,6 +114,21 @@ def _split_lines(data: bytes, encoding: str) -> _Lines:
             line = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
         out.append(line)
     return _Lines(out, bad)
+
+
+def _check_declared_encoding(data: bytes, encoding: str, name: str) -> None:
+    """Stop a file declared in a one-byte encoding that is really UTF-8: every accented letter would load as
+    mojibake ("é" as "Ã©"). Text in those encodings practically never forms valid multi-byte UTF-8 sequences."""
+    if encoding.lower() not in SINGLE_BYTE or data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    raise SourceError(
+        f"file {name!r} is declared {encoding} but is UTF-8 text (its non-ASCII bytes all form UTF-8 characters): "
+        f"set options.encoding: utf-8; nothing was loaded"
+    )
 
 
 def _may_have_surrogates(line: str) -> bool:
@@ -129,11 +162,12 @@ def _check_accounting(name: str, total: int, **parts: int) -> None:
 def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
     """Delimited text; a record with the wrong number of fields, or a quote left open, is rejected with its line."""
     encoding = str(source.option("encoding"))
-    lines = _split_lines(path.read_bytes(), encoding)
+    lines = _split_lines(path.read_bytes(), encoding, name)
     text, bad = lines.text, lines.undecodable
     delimiter = str(source.option("delimiter"))
     quotechar = source.option("quotechar") or None
     max_lines = int(source.option("max_record_lines"))
+    max_bytes = int(source.option("max_field_bytes"))
     rejects: list[Reject] = []
     header: list[str] | None = None if source.option("header") else []
     cols: list[list[str | None]] = []
@@ -166,6 +200,10 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
             cols = [[] for _ in header]
         if problem is None and len(row) != len(header):
             problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
+        if problem is None and used > 1:
+            problem = _swallowed(text[i + 1 : i + used], i + 2, delimiter, len(header))
+        if problem is None and max(map(len, row), default=0) > max_bytes // 4:
+            problem = _too_big(row, header, max_bytes)
         if problem is not None:
             # A record that fails is rejected one line at a time: the next line starts a new record, so a
             # stray quote can never swallow the lines after it.
@@ -207,6 +245,32 @@ def _one_record(
     return row, reader.line_num, None
 
 
+def mapped_columns(source: SourceConfig) -> set[str]:
+    """Columns the contract maps to canonical fields or the record id: each holds one value on one line."""
+    return {m.column for m in source.fields.values()} | ({source.record_id} if source.record_id else set())
+
+
+def _swallowed(continued: list[str], first: int, delimiter: str, fields: int) -> str | None:
+    """A quoted value spanning lines whose next lines each hold a whole record's fields: two stray quotes
+    swallowed the records between them. Those lines are then read as records of their own."""
+    if fields < 2:
+        return None
+    for k, line in enumerate(continued):
+        if line.count(delimiter) == fields - 1:
+            return (
+                f"stray quote: the quoted value runs over line {first + k}, which holds a whole record of its own "
+                f"({fields} fields)"
+            )
+    return None
+
+
+def _too_big(values: list[str], header: list[str], max_bytes: int) -> str | None:
+    for col, value in zip(header, values):
+        if value is not None and len(value) > max_bytes // 4 and len(value.encode("utf-8")) > max_bytes:
+            return f"field too big: column {col!r} holds {len(value.encode('utf-8')):,} bytes (max_field_bytes {max_bytes:,})"
+    return None
+
+
 def _check_header(source: SourceConfig, name: str, header: list[str]) -> None:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
@@ -221,7 +285,7 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
     encoding = str(source.option("encoding"))
     widths: dict[str, int] = dict(source.option("widths"))
     total = sum(widths.values())
-    lines = _split_lines(path.read_bytes(), encoding)
+    lines = _split_lines(path.read_bytes(), encoding, name)
     rejects: list[Reject] = []
     skip_header = bool(source.option("header"))
     keep_text: list[str] = []
@@ -262,12 +326,16 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
 def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     """One JSON object per line; nested objects become dotted columns, lists stay as JSON text."""
     encoding = str(source.option("encoding"))
-    split = _split_lines(path.read_bytes(), encoding)
+    split = _split_lines(path.read_bytes(), encoding, name)
     lines, bad = split.text, split.undecodable
     rejects: list[Reject] = []
     records: list[dict[str, str | None]] = []
     line_nos: list[int] = []
     columns: dict[str, None] = {}
+    max_depth = int(source.option("max_depth"))
+    max_bytes = int(source.option("max_field_bytes"))
+    scalars = mapped_columns(source)
+    set_aside: list[str | None] = []
     blank = 0
     for i, line in enumerate(lines):
         if i in bad:
@@ -276,32 +344,78 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         if not line.strip():
             blank += 1
             continue
+        if (depth := _json_depth(line, max_depth)) > max_depth:
+            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth}", line[:1000]))
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             rejects.append(Reject(name, i + 1, f"invalid JSON: {exc.msg} at column {exc.colno}", line))
             continue
+        except RecursionError:  # not reached below max_depth, kept as a guard
+            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth} ({depth})", line[:1000]))
+            continue
         if not isinstance(obj, dict):
             rejects.append(Reject(name, i + 1, f"expected a JSON object, got {type(obj).__name__}", line))
             continue
         flat: dict[str, str | None] = {}
-        _flatten(obj, "", flat)
+        issues: list[dict[str, str]] = []
+        _flatten(obj, "", flat, scalars, issues)
+        if len(line) > max_bytes // 4 and (problem := _too_big(list(flat.values()), list(flat), max_bytes)):
+            rejects.append(Reject(name, i + 1, problem, line[:1000]))
+            continue
         for k in flat:
             if k not in columns:
                 columns[k] = None
         records.append(flat)
+        set_aside.append(json.dumps(issues, ensure_ascii=False) if issues else None)
         line_nos.append(i + 1)
     _check_accounting(name, len(lines), blank=blank, records=len(records) + len(rejects))
+    if not records:  # an empty (or all-rejected) file still has the mapped columns, with no rows
+        columns = dict.fromkeys(sorted(mapped_columns(source)))
     cols = list(columns)
     values = [[r.get(c) for r in records] for c in cols]
-    return FileRead(_frame(cols, values, name, line_nos), rejects, records=len(records) + len(rejects))
+    frame = _frame(cols, values, name, line_nos).with_columns(pl.Series(ISSUES, set_aside, dtype=pl.String))
+    return FileRead(frame, rejects, records=len(records) + len(rejects))
 
 
-def _flatten(obj: dict, prefix: str, out: dict[str, str | None]) -> None:
+def _json_depth(line: str, limit: int) -> int:
+    """How deeply a JSON text nests (brackets outside strings), counted only when it may exceed `limit`."""
+    if line.count("{") + line.count("[") <= limit:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _flatten(obj: dict, prefix: str, out: dict[str, str | None], scalars: set[str], issues: list[dict[str, str]]) -> None:
     for k, v in obj.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            _flatten(v, key + ".", out)
+        if key in scalars and isinstance(v, (dict, list)):  # a mapped field holds one value: set it aside
+            out[key] = None
+            kind = "object" if isinstance(v, dict) else "array"
+            issues.append({"column": key, "raw": json.dumps(v, ensure_ascii=False)[:1000],
+                           "reason": f"a JSON {kind} where a single value is expected (column {key})"})  # fmt: skip
+        elif isinstance(v, dict):
+            _flatten(v, key + ".", out, scalars, issues)
         elif isinstance(v, list):
             out[key] = json.dumps(v, ensure_ascii=False)
         elif v is None or v == "":
@@ -316,7 +430,11 @@ def _flatten(obj: dict, prefix: str, out: dict[str, str | None]) -> None:
 
 
 def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """First (or the named) sheet of a workbook; header in row 1, every cell read as text."""
+    """First (or the named) sheet of a workbook; header in row 1, every cell read as text.
+
+    In mapped columns, a formula saved without its computed value and a cell typed as a date where text is
+    expected are set aside (field_issues); a date cell in a mapped date field is written in the field's format.
+    """
     sheet = source.option("sheet")
     kwargs: dict = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": (sheet or 0) + 1}
     df = pl.read_excel(
@@ -326,9 +444,116 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in df.columns)
     df = df.with_columns(pl.int_range(2, df.height + 2, dtype=pl.Int64).alias("_line"), pl.lit(name).alias("_file"))
     data_cols = [c for c in df.columns if c not in ("_line", "_file")]
+    df = _typed_cells(source, path, df, data_cols)
     if data_cols:
         df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols))
-    return FileRead(df.select([*data_cols, "_file", "_line"]))
+    return FileRead(df.select([*data_cols, "_file", "_line", ISSUES]))
+
+
+_XL = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_XL_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+_BUILTIN_DATE_FORMATS = {*range(14, 23), 45, 46, 47}  # ECMA-376 18.8.30: the built-in date and time formats
+
+
+def _typed_cells(source: SourceConfig, path: Path, df: pl.DataFrame, data_cols: list[str]) -> pl.DataFrame:
+    """Apply what the sheet's XML says about mapped cells (calamine gives their text only); adds the ISSUES column."""
+    by_column: dict[str, list[str]] = {}
+    for canonical, mapping in source.fields.items():
+        by_column.setdefault(mapping.column, []).append(canonical)
+    if source.record_id:
+        by_column.setdefault(source.record_id, [])
+    flagged = _flag_cells(path, source.option("sheet"), data_cols, set(by_column))
+    values = {c: df.get_column(c).to_list() for c in by_column if c in df.columns}
+    issues: list[list[dict[str, str]] | None] = [None] * df.height
+    for (line, column), kind in flagged.items():
+        pos = line - 2
+        if not 0 <= pos < df.height or column not in values:
+            continue
+        raw = values[column][pos]
+        date_fields = [f for f in by_column[column] if f in ("date_of_birth", "date_of_death")]
+        if kind == "date" and date_fields and raw:
+            fmt = source.fields[date_fields[0]].format or "%Y-%m-%d"
+            parsed = _calamine_datetime(raw)
+            if parsed is not None:
+                values[column][pos] = parsed.strftime(fmt)  # the date as the source meant it, in its declared format
+                continue
+        reason = (
+            f"a formula saved without its computed value (column {column})" if kind == "formula"
+            else f"a cell typed as a date where text is expected (column {column})"
+        )  # fmt: skip
+        values[column][pos] = None
+        issues[pos] = [*(issues[pos] or []), {"column": column, "raw": raw or "", "reason": reason}]
+    return df.with_columns(
+        *(pl.Series(c, v, dtype=pl.String) for c, v in values.items()),
+        pl.Series(ISSUES, [json.dumps(i, ensure_ascii=False) if i else None for i in issues], dtype=pl.String),
+    )
+
+
+def _calamine_datetime(text: str):
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _flag_cells(path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+    """{(row, column name): "formula" | "date"} for cells of `wanted` columns holding a formula without a cached
+    value or typed as a date (a date style on a number, or an ISO date cell), read from the workbook's XML."""
+    import zipfile
+    import xml.etree.ElementTree as ET
+
+    out: dict[tuple[int, str], str] = {}
+    with zipfile.ZipFile(path) as z:
+        book = ET.fromstring(z.read("xl/workbook.xml"))
+        sheets = list(book.iter(f"{_XL}sheet"))
+        chosen = next((e for e in sheets if e.get("name") == sheet), None) if isinstance(sheet, str) else sheets[sheet or 0]
+        if chosen is None:
+            return out
+        rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        target = next(r.get("Target", "") for r in rels if r.get("Id") == chosen.get(_XL_REL))
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        date_styles = _date_styles(z, ET)
+        first_col = 0
+        with z.open(member) as f:
+            for _event, el in ET.iterparse(f):
+                if el.tag == f"{_XL}dimension":
+                    first_col = _col_index(el.get("ref", "A1").split(":")[0])
+                elif el.tag == f"{_XL}c":
+                    ref = el.get("r", "")
+                    letters = ref.rstrip("0123456789")
+                    k = _col_index(letters) - first_col
+                    if 0 <= k < len(columns) and columns[k] in wanted:
+                        value = el.find(f"{_XL}v")
+                        if el.find(f"{_XL}f") is not None and (value is None or not (value.text or "")):
+                            out[(int(ref[len(letters):]), columns[k])] = "formula"
+                        elif el.get("t") == "d" or (el.get("t", "n") == "n" and int(el.get("s", 0)) in date_styles):
+                            out[(int(ref[len(letters):]), columns[k])] = "date"
+                    el.clear()
+    return out
+
+
+def _date_styles(z, ET) -> set[int]:  # noqa: N803
+    """Indexes of the cell formats that show a number as a date or time."""
+    try:
+        styles = ET.fromstring(z.read("xl/styles.xml"))
+    except KeyError:
+        return set()
+    date_ids = set(_BUILTIN_DATE_FORMATS)
+    for fmt in styles.iter(f"{_XL}numFmt"):
+        code = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.', "", fmt.get("formatCode", "")).lower()
+        if re.search(r"[dyhs]|m", code) and "general" not in code:
+            date_ids.add(int(fmt.get("numFmtId", -1)))
+    xfs = styles.find(f"{_XL}cellXfs")
+    return {i for i, xf in enumerate(xfs if xfs is not None else []) if int(xf.get("numFmtId", 0)) in date_ids}
+
+
+def _col_index(letters: str) -> int:
+    n = 0
+    for ch in letters.rstrip("0123456789").upper():
+        n = n * 26 + ord(ch) - 64
+    return n - 1
 
 
 def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
@@ -355,4 +580,4 @@ def raw_text(row: dict) -> str:
     return json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False)
 
 
-__all__ = ["FileRead", "Reject", "read_file", "raw_text"]
+__all__ = ["ISSUES", "FileRead", "Reject", "mapped_columns", "read_file", "raw_text"]

@@ -58,18 +58,21 @@ EXIT_HELD_BACK = 3
 
 def cmd_run(args: argparse.Namespace) -> int:
     from citizen_view.contract import ConfigError
+    from citizen_view.layout import FolderClaimed, prepare
     from pipelines.runner import instance_for_cli, run_pipeline
 
     sources = Path(args.sources) if args.sources else _default_sources()
     try:
         from pipelines.definitions import FULL_JOB, INCREMENTAL_JOB
 
+        prepare(WarehouseLayout.of(args.warehouse))  # the folder is this warehouse's; nothing a killed run left survives
+
         job = INCREMENTAL_JOB if args.incremental else FULL_JOB
         print(f"Citizen View {'incremental ' if args.incremental else ''}run of {sources} into {Path(args.warehouse).resolve()}", flush=True)
         outcome = run_pipeline(
             sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli(), job_name=job, progress=sys.stdout
         )
-    except ConfigError as exc:
+    except (ConfigError, FolderClaimed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return _report_run(outcome, sources=sources, warehouse=args.warehouse)
@@ -171,9 +174,15 @@ class UsageError(Exception):
 
 
 def _warehouse(args: argparse.Namespace, *, must_exist: bool = True) -> WarehouseLayout:
+    from citizen_view.layout import FolderClaimed
+
     layout = WarehouseLayout.of(args.warehouse)
     if must_exist and not layout.warehouse.is_file():
         raise UsageError(f"no warehouse at {layout.warehouse}: run the pipeline first (citizen-view run --warehouse ...)")
+    try:
+        layout.check_owner()
+    except FolderClaimed as exc:
+        raise UsageError(str(exc)) from None
     return layout
 
 
@@ -625,10 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from citizen_view.contract import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

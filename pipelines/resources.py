@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from citizen_view import warehouse
-from citizen_view.layout import WarehouseLayout
+from citizen_view.layout import WarehouseLayout, prepare
 
 
 class WarehouseResource(ConfigurableResource):
@@ -21,6 +21,12 @@ class WarehouseResource(ConfigurableResource):
     def layout(self) -> WarehouseLayout:
         """Every path that belongs to this warehouse (model, review, serving, audit, exports)."""
         return WarehouseLayout.of(self.path)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """At the start of every run: claim the warehouse's folder, remove what killed runs left in its scratch."""
+        removed = prepare(self.layout)
+        if removed and context.log is not None:
+            context.log.info(f"removed {len(removed)} scratch folder(s) left by an interrupted run")
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -9,8 +9,10 @@ cluster's, Databricks') is used as it is.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -22,6 +24,7 @@ import duckdb
 from splink import DuckDBAPI
 
 from citizen_view.contract import Backend, LinkageConfig, SparkConfig
+from citizen_view.layout import spark_folder
 
 if TYPE_CHECKING:
     from splink import SplinkDataFrame
@@ -76,14 +79,18 @@ class Engine:
             return DuckDBAPI(connection=con)
         from splink import SparkAPI
 
-        return SparkAPI(spark_session=spark_session(self.spark or SparkConfig()), break_lineage_method="parquet")
+        return SparkAPI(spark_session=self.spark_session(), break_lineage_method="parquet")
+
+    def spark_session(self):
+        """The process's Spark session; a new local one keeps its folders in the warehouse's scratch folder."""
+        return spark_session(self.spark or SparkConfig(), work=spark_folder(self.scratch.parent))
 
     def register(self, db_api: DatabaseAPISubClass, parquet: Path | list[Path], name: str) -> SplinkDataFrame:
         """A Parquet file (or files) as an input table of Splink's database."""
         paths = [str(p) for p in (parquet if isinstance(parquet, list) else [parquet])]
         if self.backend == Backend.DUCKDB:
             return db_api.register(db_api.duckdb_con.read_parquet(paths), dataset_display_name=name)
-        frame = spark_session(self.spark or SparkConfig()).read.parquet(*paths)
+        frame = self.spark_session().read.parquet(*paths)
         # table names live as long as the Spark session: each registration gets its own
         return db_api.register(frame, dataset_display_name=f"{name}_{uuid.uuid4().hex[:8]}")
 
@@ -97,8 +104,13 @@ class Engine:
         return str(out / "*.parquet")
 
 
-def spark_session(config: SparkConfig):
-    """The process's Spark session: an existing one as it is, or a new one from `config` with Splink's jar."""
+def spark_session(config: SparkConfig, *, work: Path | None = None):
+    """The process's Spark session: an existing one as it is, or a new one from `config` with Splink's jar.
+
+    `work` holds a new session's local folders (shuffle and spill files), SQL warehouse and checkpoints:
+    the warehouse's scratch folder, so the linkage input Spark copies there never lands in the system's
+    temp folder; it is removed when the process ends, or by the next run's start when the process was killed.
+    """
     global _spark_session
     with _spark_lock:
         if _spark_session is not None:
@@ -113,7 +125,9 @@ def spark_session(config: SparkConfig):
         if active is None:
             if config.master.startswith("local"):
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            work = Path(tempfile.mkdtemp(prefix="citizen-view-spark-"))
+            work = work or Path(tempfile.mkdtemp(prefix="citizen-view-spark-"))
+            work.mkdir(parents=True, exist_ok=True)
+            atexit.register(shutil.rmtree, work, True)
             builder = SparkSession.builder.master(config.master).appName("citizen-view-linkage")
             settings = {**SPARK_DEFAULTS, "spark.local.dir": str(work / "local"),
                         "spark.sql.warehouse.dir": str(work / "warehouse")}  # fmt: skip
@@ -128,7 +142,8 @@ def spark_session(config: SparkConfig):
             active.sparkContext.setLogLevel("ERROR")
             active.sparkContext.setCheckpointDir(str(work / "checkpoints"))
         elif not active.sparkContext.getCheckpointDir():
-            active.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
+            checkpoints = (work / "checkpoints") if work else Path(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
+            active.sparkContext.setCheckpointDir(str(checkpoints))
         for noisy in ("py4j", "pyspark", "SQLQueryContextLogger"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         _spark_session = active
