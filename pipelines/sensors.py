@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     DefaultScheduleStatus,
@@ -16,10 +17,13 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from citizen_view.contract import SourceConfig, SourcesFile
 from citizen_view.landing import look
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+    from citizen_view.contract import SourceConfig, SourcesFile
 
 
 # Seconds between two looks at a landing folder; a file is ready when two looks agree.
