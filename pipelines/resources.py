@@ -6,16 +6,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
 from citizen_view import warehouse
 from citizen_view.layout import WarehouseLayout
+from citizen_view.runlock import RunLock
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file (one writer at a time: the jobs run in-process)."""
+    """The DuckDB warehouse file (one writer at a time: the jobs run in-process).
+
+    A run holds the warehouse's run lock from setup to teardown (a backup waits for no run and a run waits
+    for a backup), and its first connection migrates an older warehouse or refuses a newer one."""
 
     path: str
+    _run_lock: RunLock | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        lock = RunLock(self.layout, f"pipeline run {context.run_id}")
+        lock.acquire()
+        self._run_lock = lock
+        try:
+            steps = warehouse.prepare(self.layout.warehouse)
+        except BaseException:
+            self.teardown_after_execution(context)
+            raise
+        if steps and context.log is not None:
+            context.log.info(f"warehouse migrated: {'; '.join(steps)}")
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     @property
     def layout(self) -> WarehouseLayout:
