@@ -24,7 +24,8 @@ class WarehouseResource(ConfigurableResource):
     _run_lock: RunLock | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        lock = RunLock(self.layout, f"pipeline run {context.run_id}")
+        run_id = context.run.run_id if context.run else "(outside a job)"
+        lock = RunLock(self.layout, f"pipeline run {run_id}")
         lock.acquire()
         self._run_lock = lock
         try:
