@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -52,16 +53,131 @@ ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decision_reason VARCHAR;
 """
 
 
+# --- schema version ---------------------------------------------------------------------------------
+# `warehouse_meta` has one row per version the warehouse reached (created, or migrated to), with the
+# citizen-view release that wrote it. A warehouse without the table predates versioning: version 0.
+# A writable connection (a run) migrates an older warehouse by the named steps below, in one transaction;
+# any connection refuses a warehouse of a newer version than this release knows.
+
+META_TABLE = """
+CREATE TABLE IF NOT EXISTS warehouse_meta (
+    schema_version INTEGER NOT NULL,
+    written_by VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    written_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named step from version `to - 1` to version `to`."""
+
+    to: int
+    name: str
+    apply: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def _record_version(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(META_TABLE)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "record the schema version in warehouse_meta", _record_version),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].to
+
+
+class WarehouseVersionError(RuntimeError):
+    """A warehouse this release cannot use as it is: the message says what to do."""
+
+
+def release() -> str:
+    """The installed citizen-view release."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("citizen-view")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(version, the release that wrote it) of the connected warehouse; (0, None) before versioning."""
+    if not table_exists(con, "main", "warehouse_meta"):
+        return 0, None
+    row = con.execute(
+        "SELECT schema_version, written_by FROM warehouse_meta ORDER BY schema_version DESC, written_at DESC LIMIT 1"
+    ).fetchall()
+    return (row[0][0], row[0][1]) if row else (0, None)
+
+
+def _is_empty(con: duckdb.DuckDBPyConnection) -> bool:
+    rows = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()").fetchall()
+    return rows[0][0] == 0
+
+
+def check_version(con: duckdb.DuckDBPyConnection, path: Path, *, migrate: bool) -> list[str]:
+    """Refuse a newer warehouse; with `migrate`, bring an older one to SCHEMA_VERSION. The steps applied."""
+    found, writer = schema_version(con)
+    if found > SCHEMA_VERSION:
+        raise WarehouseVersionError(
+            f"the warehouse {path} has schema version {found} (written by citizen-view {writer}); this "
+            f"citizen-view {release()} knows versions up to {SCHEMA_VERSION}. Install citizen-view {writer} or "
+            f"newer, or restore a backup taken before the upgrade (citizen-view restore --from DIR --warehouse NEW)"
+        )
+    if found == SCHEMA_VERSION or not migrate:
+        return []
+    steps = [m for m in MIGRATIONS if m.to > found]
+    with transaction(con):
+        for step in steps:
+            step.apply(con)
+            con.execute(
+                "INSERT INTO warehouse_meta (schema_version, written_by, step) VALUES (?, ?, ?)",
+                [step.to, release(), step.name],
+            )
+    return [f"{m.to}: {m.name}" for m in steps]
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Make a writable warehouse current: a new one starts at SCHEMA_VERSION, an older one is migrated."""
+    if _is_empty(con):
+        with transaction(con):
+            con.execute(META_TABLE)
+            con.execute(
+                "INSERT INTO warehouse_meta (schema_version, written_by, step) VALUES (?, ?, 'created')",
+                [SCHEMA_VERSION, release()],
+            )
+    steps = check_version(con, path, migrate=True)
+    con.execute(SHARED_TABLES)
+    return steps
+
+
+def prepare(path: str | Path) -> list[str]:
+    """Open the warehouse for a run: create, migrate or refuse it (WarehouseVersionError). The steps applied."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
+    try:
+        return _prepare(con, path)
+    finally:
+        con.close()
+
+
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse file (created with its shared tables when writable)."""
+    """A connection to the warehouse file (created with its shared tables when writable, an older one migrated).
+
+    Raises WarehouseVersionError for a warehouse written by a newer release."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT})
     try:
-        if not read_only:
-            con.execute(SHARED_TABLES)
+        if read_only:
+            check_version(con, path, migrate=False)
+        else:
+            _prepare(con, path)
         yield con
     finally:
         con.close()

@@ -78,6 +78,11 @@ def summarise(result: ExecuteInProcessResult) -> RunOutcome:
             outcome.failed[event.step_key] = _root_message(err)
         elif event.event_type_value == "STEP_SKIPPED":
             outcome.skipped.append(event.step_key)
+        elif event.event_type_value in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE"):
+            # before any step: e.g. a warehouse of a newer schema version, refused when the run opens it
+            err = getattr(event.event_specific_data, "error", None)
+            if err is not None and not outcome.failed:
+                outcome.failed["run"] = _root_message(err)
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         outcome.checks[name] = {
