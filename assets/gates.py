@@ -17,13 +17,12 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
-    MetadataValue,
     asset_check,
 )
 
 from citizen_view.contract import LinkType, SourcesFile
 from citizen_view.open_data import TABLES, built_reference, information_loss
-from pipelines.metadata import figures, table
+from pipelines.metadata import evidence
 from pipelines.resources import WarehouseResource
 from citizen_view.quality import rules
 from citizen_view.quality.results import record
@@ -43,12 +42,7 @@ def gate(asset_key: AssetKey, name: str, description: str, evaluate: Evaluate) -
             passed=result.passed,
             severity=AssetCheckSeverity.ERROR,
             description=result.summary,
-            metadata={
-                "summary": result.summary,
-                "figures": figures(result.figures),
-                "offending_rows": table(result.sample) if result.sample else MetadataValue.md("_none_"),
-                **{k: v for k, v in result.figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-            },
+            metadata=evidence(result),
         )
 
     return _gate

@@ -23,7 +23,7 @@ from dagster import (
 from citizen_view.contract import SourceConfig, SourcesFile
 from citizen_view.ingest import INGEST_RULES, IngestReport, ingest_source
 from citizen_view.quality.results import record
-from pipelines.metadata import figures, table
+from pipelines.metadata import counts, evidence
 from pipelines.resources import WarehouseResource
 
 INGEST_GROUP = "ingest"
@@ -100,8 +100,8 @@ def _metadata(source: SourceConfig, report: IngestReport) -> dict:
         "dagster/row_count": report.rows_loaded,
         "files": MetadataValue.json(report.files),
         "content_hash": report.content_hash,
-        "rejected_by_reason": figures(report.rejected_by_reason),
-        "field_issues_per_field": figures(report.field_issues),
+        "rejected_by_reason": counts(report.rejected_by_reason, key="reason", value="rows"),
+        "field_issues_per_field": counts(report.field_issues, key="field", value="issues"),
         "field_issues": sum(report.field_issues.values()),
         "tables": MetadataValue.json([f"raw.{source.name}", f"canonical.{source.name}", "rejected_records"]),
         "seconds": round(report.seconds, 3),
@@ -132,13 +132,7 @@ def _check_results(report: IngestReport) -> list[AssetCheckResult]:
                 passed=result.passed,
                 severity=AssetCheckSeverity.ERROR if report.held or result.passed else AssetCheckSeverity.WARN,
                 description=summary,
-                metadata={
-                    "summary": summary,
-                    "extract": "held back" if report.held else "accepted",
-                    "figures": figures(result.figures),
-                    "offending_rows": table(result.sample) if result.sample else MetadataValue.md("_none_"),
-                    **{k: v for k, v in result.figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                },
+                metadata={**evidence(result), "summary": summary, "extract": "held back" if report.held else "accepted"},
             )
         )
     return out

@@ -9,7 +9,7 @@ from citizen_view.linkage import common_values
 from citizen_view.linkage.golden import build_golden
 from citizen_view.linkage.records import collect_source_records
 from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
-from pipelines.metadata import figures, table
+from pipelines.metadata import chart_link, counts, table
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"
@@ -32,7 +32,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         with warehouse.connect() as con:
             report = collect_source_records(con, names)
         return MaterializeResult(
-            metadata={"dagster/row_count": report.records, "records_per_source": figures(report.per_source),
+            metadata={"dagster/row_count": report.records, "records_per_source": counts(report.per_source, key="source", value="records"),
                       **{f"records_{s}": n for s, n in report.per_source.items()}}  # fmt: skip
         )
 
@@ -50,8 +50,8 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
                 "fields_skipped": MetadataValue.json(trained.fields_skipped),
                 "training": MetadataValue.json(trained.training_notes),
                 "treated_as_missing": table(common_values.as_frame(trained.common_values), limit=100),
-                "match_weights_chart": MetadataValue.path(str(reports / "match_weights_chart.html")),
-                "m_u_parameters_chart": MetadataValue.path(str(reports / "m_u_parameters_chart.html")),
+                "match_weights_chart": chart_link(reports / "match_weights_chart.html"),
+                "m_u_parameters_chart": chart_link(reports / "m_u_parameters_chart.html"),
                 "seconds": round(trained.seconds, 2),
             }
         )
@@ -61,9 +61,11 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         """Scored candidate pairs with per-field match weights: the evidence behind every link, `explain` and review."""
         with warehouse.connect() as con:
             report = score_pairs(con, warehouse.layout, linkage=sources.linkage)
+        last = len(report.histogram) - 1
         histogram = [
-            {"match weight": f"{b:+.0f} .. {b + 1:+.0f}", "scored pairs": c, "threshold": "◀" if b <= report.threshold < b + 1 else ""}
-            for b, c in report.histogram
+            {"match weight from": lo, "to": hi, "scored pairs": c,
+             "threshold": "◀" if lo <= report.threshold < hi or (i == last and report.threshold == hi) else ""}
+            for i, (lo, hi, c) in enumerate(report.histogram)
         ]  # fmt: skip
         return MaterializeResult(
             metadata={
@@ -71,8 +73,8 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
                 "threshold_match_weight": report.threshold,
                 "threshold_method": report.threshold_method,
                 "pairs_above_threshold": report.links_above_threshold,
-                "match_weight_histogram": table(histogram, limit=100),
-                "match_weight_chart": MetadataValue.path(str(report.chart)),
+                "match_weight_histogram": table(histogram, limit=len(histogram)),
+                "match_weight_chart": chart_link(report.chart),
                 "seconds": round(report.seconds, 2),
             }
         )
@@ -105,8 +107,11 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
             "seconds": round(report.seconds, 2),
             "mode": "incremental" if report.incremental else "full",
             "new_records": report.new_records,
-            "records_relinked": report.records_relinked,
+            "records_relinked": report.records_relinked,  # new and earlier records whose citizen was re-formed
         }
+        if report.incremental:
+            metadata |= {"earlier_records_relinked": report.records_relinked - report.new_records,
+                         "records_left_alone": report.records - report.records_relinked}  # fmt: skip
         if report.size_bound is not None:
             metadata["citizen_size_bound"] = report.size_bound
         if report.evaluation is not None:

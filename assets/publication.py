@@ -8,7 +8,7 @@ from citizen_view.contract import SourcesFile
 from citizen_view.areas import areas_for, match_areas
 from citizen_view.export import build_bundle
 from citizen_view.open_data import TABLES, publish_table
-from pipelines.metadata import figures, table
+from pipelines.metadata import counts, table
 from pipelines.resources import WarehouseResource
 
 PUBLICATION_GROUP = "publication"
@@ -34,8 +34,9 @@ def build_publication_assets(sources: SourcesFile, *, upstream: AssetKey) -> lis
         return MaterializeResult(
             metadata={
                 "dagster/row_count": report.citizens, "areas": report.areas, "unmatched": report.unmatched,
-                "unmatched_share": round(report.unmatched_share, 5), "by_method": figures(report.by_method),
-                "unmatched_values": table([{"city": c, "postcode": p, "citizens": n} for c, p, n in report.unmatched_values]),
+                "unmatched_share": round(report.unmatched_share, 5), "by_method": counts(report.by_method, key="method", value="citizens"),
+                "unmatched_values": table([{"city": c, "postcode": p, "citizens": n} for c, p, n in report.unmatched_values],
+                                          columns=("city", "postcode", "citizens")),
             }  # fmt: skip
         )
 

@@ -530,6 +530,9 @@ def _describe(meta: dict) -> str:
             f"{meta['dagster/row_count']:,} records -> {meta['citizens']:,} citizens "
             f"({meta['ids_minted']:,} IDs minted, {meta['ids_merged']:,} merged, {meta['ids_retired']:,} retired)"
         )
+        if meta.get("mode") == "incremental":
+            line += (f"; incremental: {meta['new_records']:,} new records, {meta['earlier_records_relinked']:,} earlier "
+                     f"records re-linked, {meta['records_left_alone']:,} left alone")  # fmt: skip
         if "eval_f1" in meta:
             line += f"; vs truth: precision {meta['eval_precision']:.4f} recall {meta['eval_recall']:.4f} F1 {meta['eval_f1']:.4f}"
         return line

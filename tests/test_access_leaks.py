@@ -138,3 +138,32 @@ def test_search_only_matches_records_of_visible_sources(service):
     assert clerk.status_code == 200 and citizen_id not in [c["citizen_id"] for c in clerk.json()["candidates"]]
     steward = httpx.get(f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"})
     assert citizen_id in [c["citizen_id"] for c in steward.json()["candidates"]]  # the address is really there
+
+
+def test_a_role_with_sources_all_sees_every_source_of_the_served_view(service, generated):
+    """Issue 21.5: `sources: all` is resolved against the served view at request time; listed roles stay as listed."""
+    import yaml
+    from pydantic import ValidationError
+
+    from citizen_view.contract import load_sources
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.serving.access import AccessConfig, Role, TokenAuthenticator, hash_token, view_sources
+
+    raw = yaml.safe_load(ACCESS.read_text(encoding="utf-8"))
+    raw["roles"]["data_steward"]["sources"] = "all"
+    config = AccessConfig.model_validate(raw)
+    served = view_sources(WarehouseLayout.of(service.warehouse).serving_dir)
+    declared = sorted(s.name for s in load_sources(generated / "sources.yaml").sources)
+    assert served() == declared
+    steward = TokenAuthenticator(config, served_sources=served).authenticate(TOKENS["data_steward"])
+    assert steward is not None and steward.role.sources == declared
+    clerk = TokenAuthenticator(config, served_sources=served).authenticate(TOKENS["permits_clerk"])
+    assert clerk.role.sources == raw["roles"]["permits_clerk"]["sources"]
+    # a view with a new source: visible at once to `all`, to no listed role
+    assert "court" in config.roles["data_steward"].for_view([*declared, "court"]).sources
+    assert "court" not in config.roles["permits_clerk"].for_view([*declared, "court"]).sources
+    # unresolved, `all` sees nothing (fail closed); anything but a list or `all` is refused
+    assert TokenAuthenticator(config).authenticate(TOKENS["data_steward"]).role.sources == []
+    with pytest.raises(ValidationError, match="sources must be a list"):
+        Role.model_validate({"sources": "everything", "fields": []})
+    assert hash_token(TOKENS["data_steward"]) == next(u.token_sha256 for u in config.users if u.name == "sara.steward")

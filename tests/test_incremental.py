@@ -11,6 +11,7 @@ import polars as pl
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.steps import link_citizens, score_pairs
+from pipelines.cli import _describe
 from pipelines.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 
@@ -45,6 +46,9 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     after = _links(wh)
     assert meta["mode"] == "incremental" and meta["new_records"] == after.height - before.height > 0
     assert meta["records_relinked"] < 0.2 * meta["dagster/row_count"]
+    new, earlier, alone = meta["new_records"], meta["earlier_records_relinked"], meta["records_left_alone"]
+    assert new + earlier + alone == meta["dagster/row_count"] and alone > 0
+    assert f"incremental: {new:,} new records, {earlier:,} earlier records re-linked, {alone:,} left alone" in _describe(meta)
     assert after["record_key"].n_unique() == after.height
 
     # untouched citizens keep their IDs: only records re-formed this run may have moved

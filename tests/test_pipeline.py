@@ -188,10 +188,10 @@ def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_ru
     other = _sql(wh, f"SELECT record_key FROM citizen_source_link WHERE citizen_id <> (SELECT citizen_id FROM citizen_source_link WHERE record_key = '{pair[0]}') AND source = 'tax' ORDER BY record_key LIMIT 1").item()  # noqa: E501
     assert main(["explain", pair[0], pair[1], "--warehouse", str(wh)]) == 0
     linked = capsys.readouterr().out
-    assert "same national ID" in linked and "the same citizen" in linked and "above it" in linked
+    assert "same national ID" in linked and "the same citizen" in linked and "model: linked directly: match weight" in linked
     assert main(["explain", pair[0], other, "--warehouse", str(wh)]) == 0
     apart = capsys.readouterr().out
-    assert "different citizens" in apart and "below it" in apart
+    assert "different citizens" in apart and "model: not linked: match weight" in apart
     assert main(["explain", pair[0], "tax:NOPE", "--warehouse", str(wh)]) == 2
     assert "no loaded record tax:NOPE" in capsys.readouterr().err
 
@@ -239,3 +239,20 @@ def test_run_streams_each_step_as_it_happens(generated, tmp_path):
     ends = [i for i, l in enumerate(lines) if l.strip().startswith("+ ") and " done (" in l]
     assert starts and ends and starts[0] < ends[0] < lines.index(next(l for l in lines if "quality gates:" in l))
     assert proc.returncode == 0
+
+
+def test_the_ui_metadata_covers_every_scored_pair_and_shows_tables(first_run):
+    from urllib.parse import urlparse
+
+    from dagster import TableMetadataValue
+
+    outcome, _ = first_run
+    edges = outcome.materialized["match_edges"]
+    bins = [r.data["scored pairs"] for r in edges["match_weight_histogram"].records]
+    assert sum(bins) == edges["dagster/row_count"] > 0
+    assert sum(r.data["threshold"] == "◀" for r in edges["match_weight_histogram"].records) == 1
+    chart = edges["match_weight_chart"]
+    assert chart.startswith("file:///") and Path(urlparse(chart).path).is_file()
+    for name, check in outcome.checks.items():
+        assert isinstance(check["metadata"]["offending_rows"], TableMetadataValue), name
+        assert " of " in check["metadata"]["offending_rows_shown"], name

@@ -114,3 +114,41 @@ def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
     decided = [e for e in entries if e["action"] == "review_decision"]
     assert decided and decided[0]["query"]["decision"] == "unsure" and decided[0]["user"] == "sara.steward"
     assert any(e["action"] == "refused:review" and e["status"] == 403 for e in entries)
+
+
+def test_a_pair_below_the_threshold_is_never_called_linked():
+    """Issue 21.4: weight 3.34 under threshold 3.38 in one citizen is linked through others, not by the model."""
+    from citizen_view.linkage.review import PairDecision, describe_pair, pair_decision
+
+    assert pair_decision(3.34, 3.38, same_citizen=True) is PairDecision.THROUGH_OTHERS
+    assert pair_decision(3.38, 3.38, same_citizen=True) is PairDecision.LINKED
+    assert pair_decision(9.0, 3.38, same_citizen=False) is PairDecision.KEPT_APART
+    assert pair_decision(3.34, 3.38, same_citizen=False) is PairDecision.NOT_LINKED
+    text = describe_pair(3.34, 3.38, same_citizen=True)
+    assert text.startswith("in one citizen through other records") and "below the threshold +3.38" in text
+
+
+def test_review_queue_next_and_explain_say_the_same_of_a_pair(reviewed, capsys):
+    from citizen_view.linkage.review import describe_pair
+
+    root, wh = reviewed
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
+        rows = con.execute(
+            """
+            SELECT q.model_decision, q.match_weight, a.citizen_id = b.citizen_id FROM review_queue q
+            JOIN citizen_source_link a ON a.record_key = q.record_key_l JOIN citizen_source_link b ON b.record_key = q.record_key_r
+            WHERE q.kind = 'uncertain link'
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows, "the sample queues uncertain pairs"
+    for said, weight, same in rows:
+        assert said == describe_pair(weight, threshold, same_citizen=same)
+    assert main(["review", "next", "--kind", "uncertain link", "--warehouse", str(wh)]) == 0
+    out = capsys.readouterr().out
+    queue_line = next(line for line in out.splitlines() if line.startswith("  model: "))
+    explain_line = next(line for line in out.splitlines()[::-1] if line.startswith("  model: "))
+    assert queue_line.split("; ")[0] == explain_line

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from citizen_view.contract import LinkageConfig
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.records import linkage_input_sql
+from citizen_view.linkage.review import describe_pair
 from citizen_view.linkage.scoring import score_two
 from citizen_view.linkage.steps import saved_model
 from citizen_view.warehouse import table_exists
@@ -43,6 +44,11 @@ class Explanation:
     def linked(self) -> bool:
         return self.citizen_left is not None and self.citizen_left == self.citizen_right
 
+    @property
+    def decision(self) -> str:
+        """The model's decision on the pair, in the words the review queue uses."""
+        return describe_pair(self.match_weight, self.threshold, same_citizen=self.linked)
+
     def render(self) -> str:
         lines = [f"{self.left}  vs  {self.right}", ""]
         lines.append(f"  {'field':<14} {'evidence':<34} {'weight':>7}   values")
@@ -50,9 +56,7 @@ class Explanation:
         for f in self.fields:
             lines.append(f"  {f.comparison:<14} {f.level:<34} {f.match_weight:>+7.2f}   {f.left!s} | {f.right!s}")
         lines.append(f"  {'total':<14} {'':<34} {self.match_weight:>+7.2f}   probability {self.match_probability:.4f}")
-        if self.threshold is not None:
-            verdict = "above" if self.match_weight >= self.threshold else "below"
-            lines.append(f"\n  link threshold: weight {self.threshold:+.2f} (this pair is {verdict} it)")
+        lines.append(f"\n  model: {self.decision}")
         same = "the same citizen" if self.linked else "different citizens"
         lines.append(f"  citizens: {self.citizen_left} / {self.citizen_right} ({same})")
         return "\n".join(lines)

@@ -46,6 +46,37 @@ class ReviewKind(StrEnum):
     SUSPICIOUS_CITIZEN = "suspicious citizen"
 
 
+class PairDecision(StrEnum):
+    """What the model made of a pair of records."""
+
+    LINKED = "linked directly"  # match weight at or above the threshold, and one citizen
+    THROUGH_OTHERS = "in one citizen through other records"  # below the threshold, joined by a chain of other links
+    KEPT_APART = "kept apart"  # at or above the threshold, but split (a conflict, a weak bridge cut or a reviewer)
+    NOT_LINKED = "not linked"  # below the threshold, in different citizens
+
+
+def pair_decision(match_weight: float | None, threshold: float | None, *, same_citizen: bool) -> PairDecision:
+    """The model's decision on a pair: linked directly only when its own weight reaches the threshold."""
+    above = match_weight is not None and threshold is not None and match_weight >= threshold
+    if same_citizen:
+        return PairDecision.LINKED if above else PairDecision.THROUGH_OTHERS
+    return PairDecision.KEPT_APART if above else PairDecision.NOT_LINKED
+
+
+def describe_pair(match_weight: float | None, threshold: float | None, *, same_citizen: bool) -> str:
+    """The model's decision on a pair in words, the same for the review queue, `review next` and `explain`."""
+    decision = pair_decision(match_weight, threshold, same_citizen=same_citizen)
+    if match_weight is None or threshold is None:
+        return f"{decision} (no match weight or threshold to compare)"
+    relation = "at or above" if match_weight >= threshold else "below"
+    text = f"{decision}: match weight {match_weight:+.2f} is {relation} the threshold {threshold:+.2f}"
+    if decision is PairDecision.THROUGH_OTHERS:
+        return text + " (not linked directly)"
+    if decision is PairDecision.KEPT_APART:
+        return text + ", but the records are in different citizens (a conflict, a weak bridge cut or a reviewer's decision)"
+    return text
+
+
 DECISIONS: tuple[str, ...] = tuple(Verdict)
 WEIGHT_BAND = 1.5  # default uncertainty band: this many match-weight units either side of the threshold
 
@@ -152,6 +183,9 @@ def build_review_queue(
     """
     low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
     con.register("_decided", overrides.select("record_key_l", "record_key_r"))
+    # the queue's words for a pair's decision come from the one function `review next` and `explain` use too
+    con.create_function("_describe_pair", lambda w, t, same: describe_pair(w, t, same_citizen=bool(same)),
+                        ["DOUBLE", "DOUBLE", "BOOLEAN"], "VARCHAR", null_handling="special")  # fmt: skip
     mw_cols = [c for (c,) in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
     ).fetchall()]  # fmt: skip
@@ -177,7 +211,7 @@ def build_review_queue(
                        '{ReviewKind.UNCERTAIN_LINK}' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
                        greatest(e.record_key_l, e.record_key_r) AS record_key_r, NULL::VARCHAR AS citizen_id,
                        e.match_weight, e.match_probability,
-                       CASE WHEN a.citizen_id = b.citizen_id THEN 'linked' ELSE 'not linked' END AS model_decision,
+                       _describe_pair(e.match_weight, {threshold}, a.citizen_id = b.citizen_id) AS model_decision,
                        format('match weight {{:.2f}} is within the uncertainty band [{{:.2f}}, {{:.2f}}]', e.match_weight, {low}, {high}) AS reason,
                        {evidence} AS evidence
                 FROM match_edges e
@@ -213,6 +247,7 @@ def build_review_queue(
             con.execute("DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r")
     finally:
         con.unregister("_decided")
+        con.remove_function("_describe_pair")
     return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
 
 

@@ -7,6 +7,7 @@ step that fails leaves the previous run's outputs as they were.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ class EdgeReport:
     threshold: float
     threshold_method: str
     links_above_threshold: int
-    histogram: list[tuple[float, int]] = field(default_factory=list)
+    histogram: list[tuple[float, float, int]] = field(default_factory=list)  # (from, to, scored pairs), every pair counted
     seconds: float = 0.0
     chart: Path | None = None
 
@@ -82,12 +83,11 @@ def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, link
         path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
         weights = con.sql(f"SELECT match_weight FROM read_parquet('{path}')").fetchnumpy()["match_weight"]
         threshold, method = choose_threshold(weights)
-        counts, bounds = np.histogram(weights, bins=24, range=(-4, 20)) if weights.size else (np.array([]), np.array([0]))
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet('{path}')")
             con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
-    histogram = [(float(b), int(c)) for b, c in zip(bounds[:-1], counts)]
+    histogram = weight_histogram(weights)
     return EdgeReport(
         pairs_kept=int(weights.size),
         threshold=threshold,
@@ -99,15 +99,31 @@ def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, link
     )
 
 
-def _histogram_chart(histogram: list[tuple[float, int]], threshold: float, path: Path) -> Path:
+MAX_HISTOGRAM_BINS = 60
+
+
+def weight_histogram(weights: np.ndarray) -> list[tuple[float, float, int]]:
+    """Scored pairs per match-weight bin, over the whole range of the weights (so the counts add up to the pairs):
+    whole-number edges, one unit wide unless that makes more than MAX_HISTOGRAM_BINS bins."""
+    if not weights.size:
+        return []
+    low, high = math.floor(float(weights.min())), math.ceil(float(weights.max()))
+    width = max(1, math.ceil((high - low) / MAX_HISTOGRAM_BINS))
+    bins = max(1, math.ceil((high - low) / width))
+    edges = low + width * np.arange(bins + 1, dtype=float)
+    counts, _ = np.histogram(weights, bins=edges)  # the last bin includes its right edge
+    return [(float(a), float(b), int(c)) for a, b, c in zip(edges[:-1], edges[1:], counts)]
+
+
+def _histogram_chart(histogram: list[tuple[float, float, int]], threshold: float, path: Path) -> Path:
     """The scored pairs' match weights as a bar chart with the threshold marked (Vega-Lite, inline: opens offline)."""
     import altair as alt
 
-    data = pl.DataFrame(histogram, schema=["weight", "pairs"], orient="row").to_pandas()
+    data = pl.DataFrame(histogram, schema=["weight", "end", "pairs"], orient="row").to_pandas()
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("weight:Q", bin=alt.Bin(binned=True, step=1), title="match weight"), x2="end:Q",
+        x=alt.X("weight:Q", bin=alt.Bin(binned=True), title="match weight"), x2="end:Q",
         y=alt.Y("pairs:Q", title="scored pairs"),
-    ).transform_calculate(end="datum.weight + 1")
+    )
     rule = alt.Chart(pl.DataFrame({"threshold": [threshold]}).to_pandas()).mark_rule(color="firebrick").encode(x="threshold:Q")
     from splink.internals.html_utils import chart_html  # Splink's page with its bundled Vega libraries (no CDN)
 

@@ -35,10 +35,31 @@ class RuleResult:
     summary: str
     figures: dict[str, Any] = field(default_factory=dict)
     sample: list[dict[str, Any]] = field(default_factory=list)
+    sample_total: int | None = None  # offending rows in all, of which `sample` shows the first SAMPLE_ROWS
+    sample_columns: list[str] = field(default_factory=list)  # the evidence's columns, known even when it is empty
+
+    def __post_init__(self) -> None:
+        if self.sample_total is None:
+            self.sample_total = getattr(self.sample, "total", len(self.sample))
+        if not self.sample_columns:
+            self.sample_columns = list(getattr(self.sample, "columns", None) or (self.sample[0] if self.sample else []))
 
 
-def _sample(df: pl.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in df.head(SAMPLE_ROWS).to_dicts()]
+class Sample(list):
+    """The first rows of a rule's evidence, knowing how many rows there were in all and their columns."""
+
+    def __init__(self, rows: list[dict[str, Any]], *, total: int, columns: list[str]):
+        super().__init__(rows)
+        self.total = total
+        self.columns = columns
+
+
+def _sample(df: pl.DataFrame | list[dict[str, Any]], *, total: int | None = None) -> Sample:
+    """The first SAMPLE_ROWS offending rows (as text), with their total (`total` when `df` is itself a sample)."""
+    if isinstance(df, list):
+        return Sample(df[:SAMPLE_ROWS], total=len(df) if total is None else total, columns=list(df[0]) if df else [])
+    rows = [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in df.head(SAMPLE_ROWS).to_dicts()]
+    return Sample(rows, total=df.height if total is None else total, columns=df.columns)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
@@ -102,7 +123,7 @@ def canonical_schema(con: duckdb.DuckDBPyConnection, source: str, *, staged: boo
     ] + [{"column": c, "expected": "absent", "found": t} for c, t in have.items() if c not in expected]
     return RuleResult(
         "canonical_schema", not bad, f"{len(bad)} column(s) differ from the canonical schema",
-        {"columns": len(have), "differences": len(bad)}, bad[:SAMPLE_ROWS],
+        {"columns": len(have), "differences": len(bad)}, _sample(bad),
     )  # fmt: skip
 
 
@@ -163,7 +184,7 @@ def share_within(
         rule, ok, summary,
         {"total": total, "bad": n_bad, "share": round(share, 5), "interval_low": round(low, 5),
          "interval_high": round(high, 5), "bound": bound, **({"setting": setting} if setting else {}), **(figures or {})},
-        _sample(bad),
+        _sample(bad, total=n_bad),
     )  # fmt: skip
 
 
@@ -653,5 +674,5 @@ def totals_consistent(
         "totals_consistent", not bad,
         f"{len(checks) - len(bad)} of {len(checks)} published total(s) match the linked view",
         {"compared": len(checks), "mismatches": len(bad), "suppressed_totals": sum(p is None for _, p, _ in checks)},
-        bad[:SAMPLE_ROWS],
+        _sample(bad),
     )  # fmt: skip

@@ -17,7 +17,9 @@ import hashlib
 import hmac
 import os
 import re
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -39,8 +41,15 @@ SOURCE_ATTRIBUTES = "source_attributes"
 GRANTABLE_FIELDS: tuple[str, ...] = (*CanonicalField, SOURCE_ATTRIBUTES)
 
 
+ALL_SOURCES = "all"  # `sources: all`: every source of the served view, a source added later included
+
+
 class Role(BaseModel):
-    """An access package: sources and fields visible, and whether the role may decide clerical reviews."""
+    """An access package: sources and fields visible, and whether the role may decide clerical reviews.
+
+    `sources: all` names every source of the view being served, resolved at each request (`for_view`), so a new
+    source is visible to such a role at once; a role that lists its sources sees a new one only once it is listed.
+    Unresolved, an `all` role sees no source (fail closed)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str = ""
@@ -48,6 +57,20 @@ class Role(BaseModel):
     fields: list[str]
     reviewer: bool = False
     citizen_access: bool = False  # may read a citizen's access report ("who looked at me"), as a citizen portal does
+    every_source: bool = False  # set by `sources: all`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_sources(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("sources"), str):
+            if data["sources"] != ALL_SOURCES:
+                raise ValueError(f"sources must be a list of source names or {ALL_SOURCES!r}, not {data['sources']!r}")
+            return {**data, "sources": [], "every_source": True}
+        return data
+
+    def for_view(self, served: Sequence[str]) -> Role:
+        """This role with `sources: all` resolved against the sources of the served view (other roles unchanged)."""
+        return self.model_copy(update={"sources": sorted(served)}) if self.every_source else self
 
     @model_validator(mode="after")
     def _known_fields(self) -> Role:
@@ -106,20 +129,51 @@ class TokenAuthenticator:
     """Bearer tokens checked against the SHA-256 hashes in the access file (constant-time comparison); a citizen
     portal's claim checked against the portal secret."""
 
-    def __init__(self, config: AccessConfig, *, portal_secret: str | None = None):
+    def __init__(
+        self, config: AccessConfig, *, portal_secret: str | None = None, served_sources: Callable[[], Sequence[str]] | None = None,
+    ):
         self.config = config
         self.portal_secret = portal_secret or os.environ.get(PORTAL_SECRET_ENV) or config.portal_secret
+        self.served_sources = served_sources  # resolves `sources: all` at each request (see `view_sources`)
 
     def authenticate(self, token: str, citizen_claim: str | None = None) -> Principal | None:
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
         for user in self.config.users:
             if hmac.compare_digest(digest, user.token_sha256):
                 role = self.config.roles[user.role]
+                if role.every_source and self.served_sources is not None:
+                    role = role.for_view(self.served_sources())
                 citizen = None
                 if role.citizen_access and citizen_claim and self.portal_secret:
                     citizen = verify_citizen_claim(citizen_claim, self.portal_secret)
                 return Principal(user.name, user.organisation, user.role, role, citizen)
         return None
+
+
+def view_sources(serving_folder: Path) -> Callable[[], list[str]]:
+    """The sources of the view currently served from a folder, read once per view file (a new view: read again)."""
+    import duckdb
+
+    from citizen_view.serving.snapshot import current_view
+
+    cache: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    def sources() -> list[str]:
+        path = current_view(serving_folder)
+        if path is None:
+            return []
+        with lock:
+            if path.name not in cache:
+                con = duckdb.connect(str(path), read_only=True)
+                try:
+                    cache.clear()
+                    cache[path.name] = [r[0] for r in con.execute("SELECT DISTINCT source FROM source_rank ORDER BY 1").fetchall()]
+                finally:
+                    con.close()
+            return cache[path.name]
+
+    return sources
 
 
 def sign_citizen_claim(national_id: str, secret: str, *, valid_for: int = 300, now: float | None = None) -> str:
