@@ -674,8 +674,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
-    b.add_argument("--baseline-blocking", choices=["scalable", "tutorial"], default="scalable",
-                   help="`bench link`: plain Splink's blocking: compound rules (scalable) or the tutorials' single columns")
     b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4, the generator "
                    "at low, default and high noise for NL and NO, dense-register and us-agencies)")
     b.set_defaults(func=cmd_bench)

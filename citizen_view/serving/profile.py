@@ -86,6 +86,12 @@ def _in(values: list[str]) -> str:
     return ", ".join("?" * len(values)) or "NULL"
 
 
+def _probe(table: str, column: str, values: list[str]) -> str:
+    """SQL for the rows of `table` whose `column` equals one of `values` (parameters), one index probe per value:
+    the served view indexes its lookup columns, and DuckDB reads an index only for a lone `column = ?`."""
+    return " UNION ALL ".join(f"SELECT * FROM {table} WHERE {column} = ?" for _ in values)
+
+
 def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
     """Each citizen's golden record by survivorship over the records of the sources `role` may see.
 
@@ -93,9 +99,11 @@ def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role
     """
     if not citizen_ids or not role.sources:
         return {}
+    ids = list(dict.fromkeys(citizen_ids))
     rows = con.sql(
-        f"SELECT * FROM records WHERE citizen_id IN ({_in(citizen_ids)}) AND source IN ({_in(role.sources)})",
-        params=[*citizen_ids, *role.sources],
+        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', ids)}) "
+        f"SELECT * FROM probe WHERE source IN ({_in(role.sources)})",
+        params=[*ids, *role.sources],
     ).pl()
     if rows.height == 0:
         return {}
@@ -123,7 +131,8 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     issues = _field_issues(con, citizen_id, role, visible)
     cols = ", ".join(["source", "source_record_id", "match_probability", *visible, "attributes"])
     cur = con.execute(
-        f"SELECT {cols} FROM records WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY source, source_record_id",
+        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', [citizen_id])}) "
+        f"SELECT {cols} FROM probe WHERE source IN ({placeholders}) ORDER BY source, source_record_id",
         [citizen_id, *role.sources],
     )
     names = [d[0] for d in cur.description]
@@ -141,8 +150,9 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
         records.append(rec)
 
     cur = con.execute(
-        f"SELECT kind, case_type, status, state, start_date, end_date, case_reference, source, source_record_id FROM cases "
-        f"WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY start_date DESC NULLS LAST, case_reference",
+        f"WITH probe AS MATERIALIZED ({_probe('cases', 'citizen_id', [citizen_id])}) "
+        f"SELECT kind, case_type, status, state, start_date, end_date, case_reference, source, source_record_id FROM probe "
+        f"WHERE source IN ({placeholders}) ORDER BY start_date DESC NULLS LAST, case_reference",
         [citizen_id, *role.sources],
     )
     case_names = [d[0] for d in cur.description]
@@ -155,7 +165,8 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
         if role.sees(f) and found.get(f) is not None
     ]  # fmt: skip
     cur = con.execute(
-        f"SELECT date, event, source, source_record_id FROM events WHERE citizen_id = ? AND source IN ({placeholders}) ORDER BY date",
+        f"WITH probe AS MATERIALIZED ({_probe('events', 'citizen_id', [citizen_id])}) "
+        f"SELECT date, event, source, source_record_id FROM probe WHERE source IN ({placeholders}) ORDER BY date",
         [citizen_id, *role.sources],
     )
     timeline += [{"date": _text(d), "event": e, "source": s, "source_record_id": r} for d, e, s, r in cur.fetchall()]
@@ -214,9 +225,10 @@ def _field_issues(
     if not visible:
         return {}
     rows = con.execute(
+        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', [citizen_id])}) "
         f"SELECT i.source, i.record_id, i.field, i.raw, i.reason FROM field_issues i "
-        f"JOIN records r ON r.source = i.source AND r.source_record_id = i.record_id "
-        f"WHERE r.citizen_id = ? AND i.source IN ({_in(role.sources)}) AND i.field IN ({_in(visible)})",
+        f"JOIN probe r ON r.source = i.source AND r.source_record_id = i.record_id "
+        f"WHERE i.source IN ({_in(role.sources)}) AND i.field IN ({_in(visible)})",
         [citizen_id, *role.sources, *visible],
     ).fetchall()
     out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}

@@ -107,17 +107,21 @@ def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: s
         raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)", "national_id")
     if scheme == "nl.bsn" and re.fullmatch(r"\d{8}", compact):
         compact = "0" + compact
-    exact = con.execute(
-        "SELECT DISTINCT citizen_id FROM search_ids WHERE national_id = ? AND list_contains(?, source)", [compact, sources]
-    ).fetchall()
+    visible = set(sources)
+    # One key per probe, the role's sources applied to the few rows found: a second condition in the same
+    # scan would make DuckDB read the table instead of its index.
+    found = con.execute("SELECT citizen_id, source FROM search_ids WHERE national_id = ?", [compact]).fetchall()
+    exact = list(dict.fromkeys(c for c, source in found if source in visible))
     if exact:
-        return [Candidate(c, 100.0, ["same national ID"]) for (c,) in exact]
-    variants = _id_variants(compact)
-    near = con.execute(
-        f"SELECT DISTINCT citizen_id, national_id FROM search_ids WHERE national_id IN ({', '.join('?' * len(variants))}) "
-        "AND list_contains(?, source)",
-        [*variants, sources],
+        return [Candidate(c, 100.0, ["same national ID"]) for c in exact]
+    variants = set(_id_variants(compact))
+    keep = (len(compact) - 1) // 2  # an ID one typo away keeps its head or its tail (snapshot.ID_HEAD, ID_TAIL)
+    found = con.execute(
+        "SELECT citizen_id, national_id, source FROM search_ids WHERE id_head = ? "
+        "UNION ALL SELECT citizen_id, national_id, source FROM search_ids WHERE id_tail = ?",
+        [compact[:keep], compact[len(compact) - keep :]],
     ).fetchall()
+    near = list(dict.fromkeys((c, n) for c, n, source in found if n in variants and source in visible))
     fails = nid.has_checksum(scheme) and not nid.is_valid_value(compact, scheme=scheme)
     note = " (the ID typed fails its checksum)" if fails else ""
     return [Candidate(c, 70.0, [f"national ID one typo away: {found}{note}"]) for c, found in near]
@@ -140,8 +144,8 @@ def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: st
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
-    Two lookups that DuckDB's zone maps answer from a row group or two each: `search_keys` is sorted
-    by birth date, `search_names` by family name.
+    Index probes on the birth date (`search_keys.dob`) and the family name (`search_names.family_key`),
+    materialised before the role's sources and the scores are applied, so DuckDB reads the index, not the table.
     """
     parts = parse_name(name)
     born = parse_date(date_of_birth)
@@ -149,15 +153,20 @@ def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: st
     params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "sources": sources}
     by_date = con.execute(
         f"""
+        WITH probe AS MATERIALIZED (
+            SELECT * FROM search_keys WHERE dob = $born
+            UNION ALL SELECT * FROM search_keys WHERE dob = $swapped AND $swapped <> $born
+        )
         SELECT citizen_id, family_score, first_score, dob FROM (
-            SELECT citizen_id, dob, {_NAME_SCORE} FROM search_keys WHERE (dob = $born OR dob = $swapped) AND list_contains($sources, source)
+            SELECT citizen_id, dob, {_NAME_SCORE} FROM probe WHERE list_contains($sources, source)
         ) WHERE family_score > 0 OR first_score >= 22
         """,
         params | {"born": born, "swapped": swapped},
     ).fetchall()
     by_name = con.execute(
+        f"WITH probe AS MATERIALIZED (SELECT * FROM search_names WHERE family_key = $family) "
         f"SELECT citizen_id, family_score, first_score, dob FROM (SELECT citizen_id, dob, {_NAME_SCORE} "
-        "FROM search_names WHERE family_key = $family AND list_contains($sources, source)) WHERE first_score > 0",
+        "FROM probe WHERE list_contains($sources, source)) WHERE first_score > 0",
         params,
     ).fetchall()
     near = set(_date_variants(born))
@@ -196,13 +205,15 @@ def search_name_address(
         SELECT citizen_id, family_score, first_score,
                CASE WHEN postcode = $pc THEN 30 ELSE 26 END AS address_score
         FROM (
-            SELECT *, {_NAME_SCORE} FROM search_addresses
-            WHERE house_number = $number AND (postcode = $pc OR street_std = $street) AND list_contains($sources, source)
+            SELECT *, {_NAME_SCORE} FROM (
+                SELECT * FROM search_addresses WHERE postcode_key = $pc_key
+                UNION ALL SELECT * FROM search_addresses WHERE street_key = $street_key
+            ) WHERE list_contains($sources, source)
         )
         WHERE family_score > 0 OR first_score >= 22
         """,
         {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "pc": pc,
-         "street": street_key, "number": number, "sources": sources},
+         "pc_key": _address_key(pc, number), "street_key": _address_key(street_key, number), "sources": sources},
     ).fetchall()  # fmt: skip
     best: dict[str, Candidate] = {}
     for citizen_id, family_score, first_score, address_score in rows:
@@ -211,6 +222,11 @@ def search_name_address(
         if citizen_id not in best or best[citizen_id].score < score:
             best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
     return _ranked(best)
+
+
+def _address_key(place: str | None, number: str) -> str | None:
+    """The served view's key of a place and a house number (snapshot.ADDRESS_KEY), None without a place."""
+    return f"{place}\x1f{number}" if place else None
 
 
 def _name_reasons(family_score: int, first_score: int) -> list[str]:
