@@ -5,8 +5,8 @@ generator for NL/NO at low, default and high noise, or its `dense` (300 persons)
 (1,500 persons) profiles as `dense-register` and `us-agencies`), ingest them with our contract into a fresh
 warehouse, build `source_records`, then
 
-1. run ours exactly as `bench link` does (train_and_store, score_pairs, link_citizens; timed from
-   `source_records` to clusters, the model saved and the review queue built as in a real run), and
+1. run ours exactly as the pipeline does (`Linkage.run`: train, score, link, golden; timed from
+   `source_records` to the golden record, the model saved and the review queue built as in a real run), and
 2. run plain Splink with a generic model (`baseline.plain_splink`) on the SAME `source_records`, with
    its threshold picked using the truth (its best F1: an upper bound).
 
@@ -84,13 +84,12 @@ def _ingest(con, sources) -> tuple[int, int, dict[str, int]]:
 
 def _ours(con, warehouse: Path, truth, sources) -> dict[str, Any]:
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import evaluate_links
-    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
 
     started = time.perf_counter()
-    trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-    edges = score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-    link_citizens(con, WarehouseLayout.of(warehouse), run_id="accuracy", linkage=sources.linkage)
+    run = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="accuracy")
+    trained, edges = run.trained, run.edges
     seconds = time.perf_counter() - started
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, truth)
@@ -114,8 +113,9 @@ def run_set(
 
     `persons` and `seed` size and seed the generated sets; the FEBRL sets are fixed."""
     from citizen_view.contract import load_sources
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import load_truth
-    from citizen_view.linkage.records import build_source_records
     from citizen_view.warehouse import connect
     from citizen_view_bench.baseline import plain_splink
 
@@ -137,7 +137,7 @@ def run_set(
         try:
             sources = load_sources(sources_path)
             rows_in, rejected, reasons = _ingest(con, sources)
-            records = build_source_records(con, [s.name for s in sources.sources])
+            records = Linkage(con, WarehouseLayout.of(warehouse), sources).collect().records
         except Exception as exc:  # noqa: BLE001 - the table reports it
             msg = f"ingest failed: {_error(exc)}"
             print(f"[{name}] {msg}", flush=True)

@@ -118,11 +118,10 @@ def bench_link(args: argparse.Namespace) -> dict:
     standardised records: wall time and peak memory per stage, comparisons scored, F1, and the train + score ratio."""
     from citizen_view.contract import Backend, LinkageConfig, load_sources
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
-    from citizen_view.linkage.golden import build_citizen
-    from citizen_view.linkage.records import build_source_records
     from citizen_view.linkage.scoring import estimate_comparisons
-    from citizen_view.linkage.steps import link_citizens, saved_model, score_pairs, train_and_store
+    from citizen_view.linkage.steps import saved_model
     from citizen_view.warehouse import connect
     from citizen_view_bench.baseline import plain_splink
 
@@ -140,22 +139,23 @@ def bench_link(args: argparse.Namespace) -> dict:
     with connect(warehouse) as con:
         for table in ("citizen_source_link", "citizen", "citizen_id_history"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
+        chain = Linkage(con, layout, sources, linkage=linkage)  # step by step: each stage timed on its own
         with measure(stages, "source_records") as st:
-            st.extra = {"records": build_source_records(con, [s.name for s in sources.sources])}
+            st.extra = {"records": chain.collect().records}
         with measure(stages, "train model") as st:
-            trained, _ = train_and_store(con, layout, linkage=linkage)
+            trained, _ = chain.train()
             st.extra = {"fields": len(trained.fields_used)}
         for note in trained.training_notes:  # where training time goes
             print(f"    {note}")
         with measure(stages, "score pairs") as st:
-            edges = score_pairs(con, layout, linkage=linkage)
+            edges = chain.score()
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
                         "threshold": edges.threshold}  # fmt: skip
         with measure(stages, "cluster + stable IDs") as st:
-            link = link_citizens(con, layout, run_id="bench", linkage=linkage)
+            link = chain.link(run_id="bench")
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
         with measure(stages, "golden record") as st:
-            st.extra = {"citizens": build_citizen(con, sources)}
+            st.extra = {"citizens": chain.golden().citizens}
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
             comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
@@ -330,9 +330,8 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     import shutil
 
     from citizen_view.contract import load_sources
-    from citizen_view.linkage.golden import build_citizen
-    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -353,14 +352,10 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
         con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) OR record_key_r IN (SELECT record_key FROM _held)")
         with measure(stages, "incremental link + golden") as st:
-            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-incremental", incremental=True, linkage=sources.linkage)
-            build_citizen(con, sources, only_changed=True)
+            report, _ = Linkage(con, WarehouseLayout.of(warehouse), sources).update(run_id="bench-incremental")
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
         with measure(stages, "full rebuild (train, score, link, golden)") as st:
-            train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-            score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-full", linkage=sources.linkage)
-            build_citizen(con, sources)
+            report = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="bench-full").link
             st.extra = {"citizens": report.citizens}
     inc, full = stages[-2], stages[-1]
     print(f"  incremental {inc.seconds:.1f} s ({inc.peak_rss_mb:.0f} MB) vs full {full.seconds:.1f} s "

@@ -106,16 +106,6 @@ class IdentityEvidence:
             label = "different"
         return self.dob.get(label)
 
-    def id_weight(self, a: str | None, b: str | None) -> float | None:
-        if a is None or b is None or not self.national_id:
-            return None
-        if a == b:
-            label = "same national ID"
-        elif within_one_edit(a, b):
-            label = "national ID one digit off"
-        else:
-            label = "different"
-        return self.national_id.get(label)
 
 
 @dataclass
