@@ -117,7 +117,6 @@ def run_set(
     from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import load_truth
     from citizen_view.warehouse import connect
-    from citizen_view_bench.baseline import plain_splink
 
     if name in PROFILE_SETS:
         folder = workdir / f"{name}_{PROFILE_SETS[name][1]}_{seed}"
@@ -150,16 +149,7 @@ def run_set(
         ).fetchall()[0][0]
         con.unregister("_truth")
         base = {"set": name, "records": records, "persons": persons_loaded}
-        if rejected:
-            why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
-            notes.append(f"{rejected} of {rows_in} rows rejected by ingest ({why}), left out for both systems")
-        if con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'field_issues'"
-        ).fetchall()[0][0]:
-            issues = con.execute("SELECT field, count(*) FROM field_issues GROUP BY field ORDER BY field").fetchall()
-            if issues:
-                what = ", ".join(f"{n} {f}" for f, n in issues)
-                notes.append(f"values quarantined by ingest (empty in the standardised record): {what}")
+        notes += _ingest_notes(con, rows_in, rejected, reasons)
         print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
 
         try:
@@ -171,28 +161,55 @@ def run_set(
                          "threshold": None, "note": "; ".join([f"FAILED: {_error(exc)}", *notes])})  # fmt: skip
         print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
 
-        runs = [("dedupe_only", loc) for loc in baseline_locations]
-        if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
-            runs.append(("link_only", baseline_locations[0]))  # FEBRL 4: two one-to-one, duplicate-free files
-        for link_type, location in runs:
-            system = PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
-            try:
-                res = plain_splink(con, truth, link_type=link_type, seed=seed, location=location)
-                half = res["at_probability_half"]
-                note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
-                        f"F1 {half['f1']:.4f}; "
-                        f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
-                        f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
-                        f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
-                        f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
-                rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
-                             "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
-                             "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
-            except Exception as exc:  # noqa: BLE001
-                traceback.print_exc()
-                rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
-                             "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
-            print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
+        rows += _plain_rows(con, truth, base, notes, name=name, seed=seed, baseline_locations=baseline_locations)
+    return rows
+
+
+def _ingest_notes(con, rows_in: int, rejected: int, reasons: dict[str, int]) -> list[str]:
+    """What ingest left out or emptied, said once for both systems."""
+    notes = []
+    if rejected:
+        why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
+        notes.append(f"{rejected} of {rows_in} rows rejected by ingest ({why}), left out for both systems")
+    if con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'field_issues'"
+    ).fetchall()[0][0]:
+        issues = con.execute("SELECT field, count(*) FROM field_issues GROUP BY field ORDER BY field").fetchall()
+        if issues:
+            what = ", ".join(f"{n} {f}" for f, n in issues)
+            notes.append(f"values quarantined by ingest (empty in the standardised record): {what}")
+    return notes
+
+
+def _plain_rows(
+    con, truth, base: dict, notes: list[str], *, name: str, seed: int, baseline_locations: tuple[str, ...]
+) -> list[dict]:
+    """Plain Splink on the same `source_records`: one row per baseline run (and link_only for two-file FEBRL)."""
+    from citizen_view_bench.baseline import plain_splink
+
+    rows: list[dict] = []
+    runs = [("dedupe_only", loc) for loc in baseline_locations]
+    if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
+        runs.append(("link_only", baseline_locations[0]))  # FEBRL 4: two one-to-one, duplicate-free files
+    for link_type, location in runs:
+        system = PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
+        try:
+            res = plain_splink(con, truth, link_type=link_type, seed=seed, location=location)
+            half = res["at_probability_half"]
+            note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
+                    f"F1 {half['f1']:.4f}; "
+                    f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
+                    f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
+                    f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
+                    f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
+            rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
+                         "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
+                         "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
+                         "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
+        print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
     return rows
 
 
