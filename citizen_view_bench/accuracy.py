@@ -5,8 +5,8 @@ generator for NL/NO at low, default and high noise, or its `dense` (300 persons)
 (1,500 persons) profiles as `dense-register` and `us-agencies`), ingest them with our contract into a fresh
 warehouse, build `source_records`, then
 
-1. run ours exactly as `bench link` does (train_and_store, score_pairs, link_citizens; timed from
-   `source_records` to clusters, the model saved and the review queue built as in a real run), and
+1. run ours exactly as the pipeline does (`Linkage.run`: train, score, link, golden; timed from
+   `source_records` to the golden record, the model saved and the review queue built as in a real run), and
 2. run plain Splink with a generic model (`baseline.plain_splink`) on the SAME `source_records`, with
    its threshold picked using the truth (its best F1: an upper bound).
 
@@ -84,13 +84,12 @@ def _ingest(con, sources) -> tuple[int, int, dict[str, int]]:
 
 def _ours(con, warehouse: Path, truth, sources) -> dict[str, Any]:
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import evaluate_links
-    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
 
     started = time.perf_counter()
-    trained, _ = train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-    edges = score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-    link_citizens(con, WarehouseLayout.of(warehouse), run_id="accuracy", linkage=sources.linkage)
+    run = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="accuracy")
+    trained, edges = run.trained, run.edges
     seconds = time.perf_counter() - started
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, truth)
@@ -114,10 +113,10 @@ def run_set(
 
     `persons` and `seed` size and seed the generated sets; the FEBRL sets are fixed."""
     from citizen_view.contract import load_sources
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import load_truth
-    from citizen_view.linkage.records import build_source_records
     from citizen_view.warehouse import connect
-    from citizen_view_bench.baseline import plain_splink
 
     if name in PROFILE_SETS:
         folder = workdir / f"{name}_{PROFILE_SETS[name][1]}_{seed}"
@@ -137,7 +136,7 @@ def run_set(
         try:
             sources = load_sources(sources_path)
             rows_in, rejected, reasons = _ingest(con, sources)
-            records = build_source_records(con, [s.name for s in sources.sources])
+            records = Linkage(con, WarehouseLayout.of(warehouse), sources).collect().records
         except Exception as exc:  # noqa: BLE001 - the table reports it
             msg = f"ingest failed: {_error(exc)}"
             print(f"[{name}] {msg}", flush=True)
@@ -150,16 +149,7 @@ def run_set(
         ).fetchall()[0][0]
         con.unregister("_truth")
         base = {"set": name, "records": records, "persons": persons_loaded}
-        if rejected:
-            why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
-            notes.append(f"{rejected} of {rows_in} rows rejected by ingest ({why}), left out for both systems")
-        if con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'field_issues'"
-        ).fetchall()[0][0]:
-            issues = con.execute("SELECT field, count(*) FROM field_issues GROUP BY field ORDER BY field").fetchall()
-            if issues:
-                what = ", ".join(f"{n} {f}" for f, n in issues)
-                notes.append(f"values quarantined by ingest (empty in the standardised record): {what}")
+        notes += _ingest_notes(con, rows_in, rejected, reasons)
         print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
 
         try:
@@ -171,28 +161,55 @@ def run_set(
                          "threshold": None, "note": "; ".join([f"FAILED: {_error(exc)}", *notes])})  # fmt: skip
         print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
 
-        runs = [("dedupe_only", loc) for loc in baseline_locations]
-        if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
-            runs.append(("link_only", baseline_locations[0]))  # FEBRL 4: two one-to-one, duplicate-free files
-        for link_type, location in runs:
-            system = PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
-            try:
-                res = plain_splink(con, truth, link_type=link_type, seed=seed, location=location)
-                half = res["at_probability_half"]
-                note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
-                        f"F1 {half['f1']:.4f}; "
-                        f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
-                        f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
-                        f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
-                        f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
-                rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
-                             "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
-                             "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
-            except Exception as exc:  # noqa: BLE001
-                traceback.print_exc()
-                rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
-                             "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
-            print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
+        rows += _plain_rows(con, truth, base, notes, name=name, seed=seed, baseline_locations=baseline_locations)
+    return rows
+
+
+def _ingest_notes(con, rows_in: int, rejected: int, reasons: dict[str, int]) -> list[str]:
+    """What ingest left out or emptied, said once for both systems."""
+    notes = []
+    if rejected:
+        why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
+        notes.append(f"{rejected} of {rows_in} rows rejected by ingest ({why}), left out for both systems")
+    if con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'field_issues'"
+    ).fetchall()[0][0]:
+        issues = con.execute("SELECT field, count(*) FROM field_issues GROUP BY field ORDER BY field").fetchall()
+        if issues:
+            what = ", ".join(f"{n} {f}" for f, n in issues)
+            notes.append(f"values quarantined by ingest (empty in the standardised record): {what}")
+    return notes
+
+
+def _plain_rows(
+    con, truth, base: dict, notes: list[str], *, name: str, seed: int, baseline_locations: tuple[str, ...]
+) -> list[dict]:
+    """Plain Splink on the same `source_records`: one row per baseline run (and link_only for two-file FEBRL)."""
+    from citizen_view_bench.baseline import plain_splink
+
+    rows: list[dict] = []
+    runs = [("dedupe_only", loc) for loc in baseline_locations]
+    if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
+        runs.append(("link_only", baseline_locations[0]))  # FEBRL 4: two one-to-one, duplicate-free files
+    for link_type, location in runs:
+        system = PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
+        try:
+            res = plain_splink(con, truth, link_type=link_type, seed=seed, location=location)
+            half = res["at_probability_half"]
+            note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
+                    f"F1 {half['f1']:.4f}; "
+                    f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
+                    f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
+                    f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
+                    f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
+            rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
+                         "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
+                         "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
+                         "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
+        print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
     return rows
 
 

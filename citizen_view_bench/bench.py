@@ -119,11 +119,10 @@ def bench_link(args: argparse.Namespace) -> dict:
     scored, F1 of both, and the train + score ratio ours / baseline."""
     from citizen_view.contract import Backend, LinkageConfig, load_sources
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
-    from citizen_view.linkage.golden import build_citizen
-    from citizen_view.linkage.records import build_source_records
     from citizen_view.linkage.scoring import estimate_comparisons
-    from citizen_view.linkage.steps import link_citizens, saved_model, score_pairs, train_and_store
+    from citizen_view.linkage.steps import saved_model
     from citizen_view.warehouse import connect
     from citizen_view_bench.baseline import fair_splink
 
@@ -141,22 +140,23 @@ def bench_link(args: argparse.Namespace) -> dict:
     with connect(warehouse) as con:
         for table in ("citizen_source_link", "citizen", "citizen_id_history"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
+        chain = Linkage(con, layout, sources, linkage=linkage)  # step by step: each stage timed on its own
         with measure(stages, "source_records") as st:
-            st.extra = {"records": build_source_records(con, [s.name for s in sources.sources])}
+            st.extra = {"records": chain.collect().records}
         with measure(stages, "train model") as st:
-            trained, _ = train_and_store(con, layout, linkage=linkage)
+            trained, _ = chain.train()
             st.extra = {"fields": len(trained.fields_used)}
         for note in trained.training_notes:  # where training time goes
             print(f"    {note}")
         with measure(stages, "score pairs") as st:
-            edges = score_pairs(con, layout, linkage=linkage)
+            edges = chain.score()
             st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
                         "threshold": edges.threshold}  # fmt: skip
         with measure(stages, "cluster + stable IDs") as st:
-            link = link_citizens(con, layout, run_id="bench", linkage=linkage)
+            link = chain.link(run_id="bench")
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
         with measure(stages, "golden record") as st:
-            st.extra = {"citizens": build_citizen(con, sources)}
+            st.extra = {"citizens": chain.golden().citizens}
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
         with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
             comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
@@ -213,19 +213,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
 
 def bench_serve(args: argparse.Namespace) -> dict:
     """Search latency and throughput of the caseworker service (its own process) from a load generator on loopback."""
-    import random
-    import socket
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
-
-    import duckdb
-    import httpx
-    import numpy as np
-
     from citizen_view.contract import load_sources
     from citizen_view.layout import WarehouseLayout
-    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
     from citizen_view.serving.snapshot import publish_view
     from citizen_view.warehouse import connect
 
@@ -239,7 +228,40 @@ def bench_serve(args: argparse.Namespace) -> dict:
     with measure(stages, "publish served view") as st, connect(warehouse) as con:
         view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
-    rng = random.Random(args.seed)
+    workload = _serve_workload(view, seed=args.seed)
+    server, base = _start_service(warehouse, Path(args.workdir) / "bench_serve_audit.jsonl")
+    try:
+        results = {}
+        for label, path, queries in [
+            ("national_id search", "/api/search", [{"national_id": i} for i in workload.ids]),
+            ("name + date search", "/api/search", workload.name_queries),
+            ("profile", None, workload.citizens),
+        ]:
+            results[label] = r = _load_test(base, path, queries, expected=workload.expected, concurrency=args.concurrency)
+            print(f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
+                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
+                  + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else ""))  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+
+
+@dataclass
+class _Workload:
+    ids: list[str]
+    name_queries: list[dict[str, str]]
+    expected: dict[str, str]  # "name|date" -> the citizen the query should find
+    citizens: list[str]
+
+
+def _serve_workload(view: Path, *, seed: int) -> _Workload:
+    """Queries sampled from the served view: national IDs, names with a typo and dates (some day/month swapped), citizens."""
+    import random
+
+    import duckdb
+
+    rng = random.Random(seed)
     con = duckdb.connect(str(view), read_only=True)
     ids = [r[0] for r in con.execute("SELECT national_id FROM search_ids USING SAMPLE 2000 ROWS").fetchall()]
     people = con.execute(
@@ -261,17 +283,27 @@ def bench_serve(args: argparse.Namespace) -> dict:
         query = {"name": f"{(given or '').split(' ')[0]} {typo(family)}", "date_of_birth": date}
         expected[query["name"] + "|" + date] = citizen_id
         name_queries.append(query)
+    return _Workload(ids, name_queries, expected, citizens)
+
+
+def _start_service(warehouse: Path, audit: Path):
+    """`citizen-view serve` in its own process on a free loopback port, once it answers /health: (process, base URL)."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    audit = Path(args.workdir) / "bench_serve_audit.jsonl"
     server = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
          "--audit-log", str(audit), "--access", str(EXAMPLE_ACCESS_FILE)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": "Bearer demo-steward-token"}
-    purpose = {"purpose": "load test", "case_reference": "BENCH"}
     try:
         for _ in range(200):
             try:
@@ -279,54 +311,57 @@ def bench_serve(args: argparse.Namespace) -> dict:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        results = {}
-        for label, path, queries in [
-            ("national_id search", "/api/search", [{"national_id": i} for i in ids]),
-            ("name + date search", "/api/search", name_queries),
-            ("profile", None, citizens),
-        ]:
-            latencies: list[float] = []
-            statuses: list[int] = []
-            hits: list[bool] = []
-
-            def call(q, client):
-                started = time.perf_counter()
-                if path is None:
-                    r = client.get(f"/api/citizens/{q}", params=purpose)
-                else:
-                    r = client.get(path, params={**q, **purpose})
-                latencies.append((time.perf_counter() - started) * 1000)
-                statuses.append(r.status_code)
-                key = f"{q.get('name')}|{q.get('date_of_birth')}" if isinstance(q, dict) else None
-                if key in expected and r.status_code == 200:
-                    hits.append(expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]])
-
-            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-                for q in queries[:20]:  # warm-up
-                    call(q, client)
-                latencies.clear()
-                statuses.clear()
-                hits.clear()
-                started = time.perf_counter()
-                with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-                    list(pool.map(lambda q: call(q, client), queries))
-                wall = time.perf_counter() - started
-            lat = np.array(latencies)
-            results[label] = {
-                "requests": len(lat), "ok": int(sum(1 for s in statuses if s == 200)),
-                "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
-                "throughput_rps": round(len(lat) / wall, 1),
-            }  # fmt: skip
-            if hits:
-                results[label]["found_in_top3"] = round(sum(hits) / len(hits), 4)
-            r = results[label]
-            print(f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
-                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
-                  + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else ""))  # fmt: skip
-    finally:
+    except BaseException:
         server.terminate()
-        server.wait(timeout=30)
-    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+        raise
+    return server, base
+
+
+def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str, str], concurrency: int) -> dict:
+    """One kind of request (`path` None: a citizen's profile) from `concurrency` clients after a warm-up: latency,
+    throughput and, for name searches, how often the right citizen is in the top 3."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import numpy as np
+
+    headers = {"Authorization": "Bearer demo-steward-token"}
+    purpose = {"purpose": "load test", "case_reference": "BENCH"}
+    latencies: list[float] = []
+    statuses: list[int] = []
+    hits: list[bool] = []
+
+    def call(q, client):
+        started = time.perf_counter()
+        if path is None:
+            r = client.get(f"/api/citizens/{q}", params=purpose)
+        else:
+            r = client.get(path, params={**q, **purpose})
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses.append(r.status_code)
+        key = f"{q.get('name')}|{q.get('date_of_birth')}" if isinstance(q, dict) else None
+        if key in expected and r.status_code == 200:
+            hits.append(expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]])
+
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for q in queries[:20]:  # warm-up
+            call(q, client)
+        latencies.clear()
+        statuses.clear()
+        hits.clear()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(lambda q: call(q, client), queries))
+        wall = time.perf_counter() - started
+    lat = np.array(latencies)
+    result = {
+        "requests": len(lat), "ok": int(sum(1 for s in statuses if s == 200)),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "throughput_rps": round(len(lat) / wall, 1),
+    }  # fmt: skip
+    if hits:
+        result["found_in_top3"] = round(sum(hits) / len(hits), 4)
+    return result
 
 
 def bench_incremental(args: argparse.Namespace) -> dict:
@@ -334,9 +369,8 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     import shutil
 
     from citizen_view.contract import load_sources
-    from citizen_view.linkage.golden import build_citizen
-    from citizen_view.linkage.steps import link_citizens, score_pairs, train_and_store
     from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
@@ -357,14 +391,10 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
         con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) OR record_key_r IN (SELECT record_key FROM _held)")
         with measure(stages, "incremental link + golden") as st:
-            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-incremental", incremental=True, linkage=sources.linkage)
-            build_citizen(con, sources, only_changed=True)
+            report, _ = Linkage(con, WarehouseLayout.of(warehouse), sources).update(run_id="bench-incremental")
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
         with measure(stages, "full rebuild (train, score, link, golden)") as st:
-            train_and_store(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-            score_pairs(con, WarehouseLayout.of(warehouse), linkage=sources.linkage)
-            report = link_citizens(con, WarehouseLayout.of(warehouse), run_id="bench-full", linkage=sources.linkage)
-            build_citizen(con, sources)
+            report = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="bench-full").link
             st.extra = {"citizens": report.citizens}
     inc, full = stages[-2], stages[-1]
     print(f"  incremental {inc.seconds:.1f} s ({inc.peak_rss_mb:.0f} MB) vs full {full.seconds:.1f} s "

@@ -355,7 +355,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
-    from citizen_view.linkage.explain import explain_pair
+    from citizen_view.linkage import Linkage
     from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
     from citizen_view.audit import AuditEvent, AuditLog
 
@@ -373,7 +373,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             item_id, kind, left, right, citizen_id = (first[k] for k in ("item_id", "kind", "record_key_l", "record_key_r", "citizen_id"))
             print(f"\n{kind}: {item_id}\n  model: {first['model_decision']}; {first['reason']}\n")
             if kind == ReviewKind.UNCERTAIN_LINK:
-                print(explain_pair(con, left, right, layout=layout).render())
+                print(Linkage(con, layout).explain(left, right).render())
             else:
                 for row in con.execute(
                     "SELECT record_key, r.full_name, r.date_of_birth, r.national_id FROM citizen_source_link l "
@@ -472,13 +472,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from citizen_view.linkage.explain import explain_pair
+    from citizen_view.linkage import Linkage
 
     layout = _warehouse(args)
     with _connect_read_only(layout) as con:
         _require_tables(con, "linkage_model", "linkage_threshold", "source_records")
         try:
-            explanation = explain_pair(con, args.left, args.right, layout=layout)
+            explanation = Linkage(con, layout).explain(args.left, args.right)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
     print(explanation.render())

@@ -106,17 +106,6 @@ class IdentityEvidence:
             label = "different"
         return self.dob.get(label)
 
-    def id_weight(self, a: str | None, b: str | None) -> float | None:
-        if a is None or b is None or not self.national_id:
-            return None
-        if a == b:
-            label = "same national ID"
-        elif within_one_edit(a, b):
-            label = "national ID one digit off"
-        else:
-            label = "different"
-        return self.national_id.get(label)
-
 
 @dataclass
 class ClusterResult:
@@ -169,6 +158,51 @@ def cluster_records(
     evidence = evidence or IdentityEvidence()
     duplicate_free = duplicate_free or set()
     keys = records.get_column("record_key")
+    strong, partners = _strong_links(keys, edges, threshold=threshold, same=same, different=different)
+    i = strong.get_column("i").to_numpy()
+    j = strong.get_column("j").to_numpy()
+    n_comp, comp = components(keys.len(), i, j)
+    facts = _identity_facts(records, comp, duplicate_free)
+    suspicious = _components_with_conflicts(facts, comp, partners)
+    labels = comp.copy()
+    refused = 0
+    if suspicious.size:
+        member = [_Member(d, v, s) for d, v, s in zip(facts.get_column("dob").to_list(), facts.get_column("nid").to_list(),
+                                                         facts.get_column("source").to_list())]  # fmt: skip
+        flag = np.zeros(n_comp, dtype=bool)
+        flag[suspicious] = True
+        comp_edges = strong.with_columns(pl.Series("comp", comp[i] if len(i) else np.array([], dtype=np.int64))).filter(
+            pl.Series(flag[comp[i]] if len(i) else np.array([], dtype=bool))
+        )
+        # strongest first; ties broken by record order so the same edges always give the same clusters
+        comp_edges = comp_edges.sort(["comp", "match_weight", "i", "j"], descending=[False, True, False, False])
+        next_label = n_comp
+        for (c,), group in comp_edges.group_by(["comp"], maintain_order=True):
+            clusters, n_refused = _merge_component(
+                np.flatnonzero(comp == c), group, member=member, partners=partners, threshold=threshold,
+                duplicate_free=duplicate_free, evidence=evidence,
+            )
+            refused += n_refused
+            for cl in clusters:
+                labels[cl.members] = next_label
+                next_label += 1
+    labels, cut = _cut_weak_bridges(labels, i, j, strong.get_column("match_weight").to_numpy(), threshold=threshold)
+    return ClusterResult(
+        labels=pl.DataFrame({"record_key": keys, "cluster": labels}),
+        components=int(n_comp),
+        components_with_conflicts=int(suspicious.size),
+        merges_refused=refused,
+        bridges_cut=cut,
+    )
+
+
+def _strong_links(
+    keys: pl.Series, edges: pl.DataFrame, *, threshold: float, same: list[tuple[str, str]] | None,
+    different: list[tuple[str, str]] | None,
+) -> tuple[pl.DataFrame, dict[int, set[int]]]:
+    """The links clustering follows (i, j, match_weight by record position): reviewers' `same` (weight +inf) and
+    scored pairs at or above the threshold, less reviewers' `different`; and, per record, the records it must
+    stay apart from."""
     index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
     forced = pl.DataFrame(same or [], schema={"record_key_l": pl.String, "record_key_r": pl.String}, orient="row")
     forced = forced.with_columns(pl.lit(float("inf")).alias("match_weight"))
@@ -191,19 +225,23 @@ def cluster_records(
     for a, b in apart_idx:
         partners.setdefault(a, set()).add(b)
         partners.setdefault(b, set()).add(a)
-    n = keys.len()
-    i = strong.get_column("i").to_numpy()
-    j = strong.get_column("j").to_numpy()
-    n_comp, comp = components(n, i, j)
+    return strong, partners
 
-    # Components where two records could contradict each other (several birth dates, several valid IDs,
-    # two records of a duplicate-free source) get the careful pass; the rest are accepted as they are.
+
+def _identity_facts(records: pl.DataFrame, comp: np.ndarray, duplicate_free: set[str]) -> pl.DataFrame:
+    """Per record: its component, checksum-valid national ID, birth date, source, and whether that source is duplicate-free."""
     valid_id = pl.when(records.get_column("national_id_valid").fill_null(False)).then(records.get_column("national_id"))
-    source = records.get_column("source") if "source" in records.columns else pl.Series([""] * n)
-    facts = pl.DataFrame({"comp": comp}).with_columns(
+    source = records.get_column("source") if "source" in records.columns else pl.Series([""] * len(comp))
+    return pl.DataFrame({"comp": comp}).with_columns(
         pl.select(valid_id).to_series().alias("nid"), records.get_column("dob").alias("dob"), source.alias("source"),
         source.is_in(sorted(duplicate_free)).alias("dup_free"),
     )
+
+
+def _components_with_conflicts(facts: pl.DataFrame, comp: np.ndarray, partners: dict[int, set[int]]) -> np.ndarray:
+    """Components where two records could contradict each other (several birth dates, several valid IDs, two
+    records of a duplicate-free source, a reviewer's `different` pair): they get the careful pass; the rest
+    are accepted as they are."""
     suspicious = (
         facts.group_by("comp")
         .agg(pl.col("nid").drop_nulls().n_unique().alias("n_id"), pl.col("dob").drop_nulls().n_unique().alias("n_dob"),
@@ -213,56 +251,41 @@ def cluster_records(
         .get_column("comp")
         .to_numpy()
     )
-    if partners:  # a component holding a `different` pair needs the careful pass too
+    if partners:
         suspicious = np.union1d(suspicious, np.unique(comp[list(partners)]))
-    labels = comp.copy()
+    return suspicious
+
+
+def _merge_component(
+    members: np.ndarray, group: pl.DataFrame, *, member: list[_Member], partners: dict[int, set[int]], threshold: float,
+    duplicate_free: set[str], evidence: IdentityEvidence,
+) -> tuple[list[_Cluster], int]:
+    """The careful pass over one component: merge along its links strongest first, refusing a merge that
+    reviewers kept apart or that would contradict identity evidence. Returns the clusters and merges refused."""
+    clusters = {int(m): _Cluster(int(m), member[m], partners.get(int(m))) for m in members}
+    owner = {int(m): int(m) for m in members}
+    pairs = list(zip(group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()))
+    linked = {(min(a, b), max(a, b)) for a, b, _ in pairs}
     refused = 0
-    if suspicious.size:
-        next_label = n_comp
-        flag = np.zeros(n_comp, dtype=bool)
-        flag[suspicious] = True
-        member = [_Member(d, v, s) for d, v, s in zip(facts.get_column("dob").to_list(), facts.get_column("nid").to_list(),
-                                                         facts.get_column("source").to_list())]  # fmt: skip
-        comp_edges = strong.with_columns(pl.Series("comp", comp[i] if len(i) else np.array([], dtype=np.int64))).filter(
-            pl.Series(flag[comp[i]] if len(i) else np.array([], dtype=bool))
-        )
-        # strongest first; ties broken by record order so the same edges always give the same clusters
-        comp_edges = comp_edges.sort(["comp", "match_weight", "i", "j"], descending=[False, True, False, False])
-        for (c,), group in comp_edges.group_by(["comp"], maintain_order=True):
-            members = np.flatnonzero(comp == c)
-            clusters = {int(m): _Cluster(int(m), member[m], partners.get(int(m))) for m in members}
-            owner = {int(m): int(m) for m in members}
-            pairs = list(zip(group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()))
-            linked = {(min(a, b), max(a, b)) for a, b, _ in pairs}
-            for a, b, weight in pairs:
-                ra, rb = owner[a], owner[b]
-                if ra == rb:
-                    continue
-                ca, cb = clusters[ra], clusters[rb]
-                reviewed_same = weight == float("inf")
-                if ca.kept_apart_from(cb) or (
-                    not reviewed_same
-                    and (_shares_duplicate_free(ca, cb, duplicate_free) or _contradicts(ca, cb, weight, threshold, member, linked, evidence))
-                ):
-                    refused += 1
-                    continue
-                if len(ca.members) < len(cb.members):
-                    ra, rb, ca, cb = rb, ra, cb, ca
-                for m in cb.members:
-                    owner[m] = ra
-                ca.absorb(cb)
-                del clusters[rb]
-            for cl in clusters.values():
-                labels[cl.members] = next_label
-                next_label += 1
-    labels, cut = _cut_weak_bridges(labels, i, j, strong.get_column("match_weight").to_numpy(), threshold=threshold)
-    return ClusterResult(
-        labels=pl.DataFrame({"record_key": keys, "cluster": labels}),
-        components=int(n_comp),
-        components_with_conflicts=int(suspicious.size),
-        merges_refused=refused,
-        bridges_cut=cut,
-    )
+    for a, b, weight in pairs:
+        ra, rb = owner[a], owner[b]
+        if ra == rb:
+            continue
+        ca, cb = clusters[ra], clusters[rb]
+        reviewed_same = weight == float("inf")
+        if ca.kept_apart_from(cb) or (
+            not reviewed_same
+            and (_shares_duplicate_free(ca, cb, duplicate_free) or _contradicts(ca, cb, weight, threshold, member, linked, evidence))
+        ):
+            refused += 1
+            continue
+        if len(ca.members) < len(cb.members):
+            ra, rb, ca, cb = rb, ra, cb, ca
+        for m in cb.members:
+            owner[m] = ra
+        ca.absorb(cb)
+        del clusters[rb]
+    return list(clusters.values()), refused
 
 
 BRIDGE_SHARE = 0.5  # a bridge is weak when it clears the threshold by less than this share of what the parts' own links do

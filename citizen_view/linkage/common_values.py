@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import quote, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -99,7 +99,7 @@ def store(con: duckdb.DuckDBPyConnection, values: list[CommonValue], *, table: s
     """Write the values into `table` (replacing it)."""
     con.register("_common_values_frame", as_frame(values))
     try:
-        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE {table} AS SELECT * FROM _common_values_frame")
+        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE {quote(table)} AS SELECT * FROM _common_values_frame")
     finally:
         con.unregister("_common_values_frame")
 
@@ -115,7 +115,7 @@ def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None)
         return f"(SELECT *, {block} FROM source_records)"
 
     def masked(field: str, column: str | None = None) -> str:
-        return (f"CASE WHEN {field} IN (SELECT value FROM {table} WHERE field = '{field}') THEN NULL "
+        return (f"CASE WHEN {field} IN (SELECT value FROM {quote(table)} WHERE field = '{field}') THEN NULL "
                 f"ELSE {column or field} END AS {column or field}")  # fmt: skip
 
     columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'source_records'").fetchall()}

@@ -85,8 +85,14 @@ def golden_select(linked: str, ranks: str) -> str:
     """
 
 
-def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> int:
-    """(Re)create `citizen` from `citizen_source_link` and `source_records`; returns the number of citizens.
+@dataclass
+class GoldenReport:
+    citizens: int
+    in_several_sources: int
+
+
+def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> GoldenReport:
+    """(Re)create `citizen` from `citizen_source_link` and `source_records`, and count the citizens more than one source knows.
 
     `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`).
     """
@@ -107,17 +113,6 @@ def build_citizen(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_
             con.execute(f"INSERT INTO citizen BY NAME {select}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
-    return con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
-
-
-@dataclass
-class GoldenReport:
-    citizens: int
-    in_several_sources: int
-
-
-def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> GoldenReport:
-    """Build `citizen` and count the citizens more than one source knows."""
-    n = build_citizen(con, sources, only_changed=only_changed)
+    n = con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
     multi = con.execute("SELECT count(*) FROM citizen WHERE source_count > 1").fetchall()[0][0]
     return GoldenReport(n, multi)

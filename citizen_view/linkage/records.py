@@ -30,23 +30,19 @@ LINKAGE_COLUMNS = (
 )  # fmt: skip
 
 
-def build_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> int:
-    """(Re)create `source_records` from the canonical tables present; returns its row count."""
+def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> str:
+    """The union of the canonical tables present, keyed `source:source_record_id`."""
     parts = [
         f"SELECT * FROM canonical.{quote(name)}" for name in source_names if table_exists(con, "canonical", name)
     ]
     if not parts:
         raise RuntimeError("no canonical source tables in the warehouse: ingest at least one source first")
     union = " UNION ALL BY NAME ".join(parts)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE source_records AS
+    return f"""
         SELECT source || ':' || source_record_id AS record_key, *
         FROM ({union})
         ORDER BY source, source_file, source_line, source_record_id
-        """
-    )
-    return con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
+    """
 
 
 def linkage_input_sql(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> str:
@@ -72,7 +68,8 @@ class SourceRecordsReport:
 
 
 def collect_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> SourceRecordsReport:
-    """Build `source_records` and say how many records each source put in."""
-    n = build_source_records(con, source_names)
+    """(Re)create `source_records` from the canonical tables present and say how many records each source put in."""
+    con.execute(f"CREATE OR REPLACE TABLE source_records AS {_source_records_sql(con, source_names)}")
+    n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
     return SourceRecordsReport(n, per_source)

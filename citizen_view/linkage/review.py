@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import column_exists, table_exists
+from citizen_view.warehouse import column_exists, quote, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -192,15 +192,16 @@ def build_review_queue(
     evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
     try:
         refresh = scope is not None and table_exists(con, "main", "review_queue")
+        scoped = quote(scope) if refresh else ""
         pair_scope = (
-            f"AND (e.record_key_l IN (SELECT record_key FROM {scope}) OR e.record_key_r IN (SELECT record_key FROM {scope}))"
+            f"AND (e.record_key_l IN (SELECT record_key FROM {scoped}) OR e.record_key_r IN (SELECT record_key FROM {scoped}))"
             if refresh else ""
         )
-        citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scope})" if refresh else ""
+        citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scoped})" if refresh else ""
         if refresh:
             con.execute(
-                f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scope}) "
-                f"OR record_key_r IN (SELECT record_key FROM {scope}) "
+                f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scoped}) "
+                f"OR record_key_r IN (SELECT record_key FROM {scoped}) "
                 "OR citizen_id NOT IN (SELECT DISTINCT citizen_id FROM citizen_source_link)"
             )
         con.execute(
@@ -208,16 +209,16 @@ def build_review_queue(
             + f"""
             WITH pairs AS (
                 SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
-                       '{ReviewKind.UNCERTAIN_LINK}' AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
+                       $uncertain::VARCHAR AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
                        greatest(e.record_key_l, e.record_key_r) AS record_key_r, NULL::VARCHAR AS citizen_id,
                        e.match_weight, e.match_probability,
-                       _describe_pair(e.match_weight, {threshold}, a.citizen_id = b.citizen_id) AS model_decision,
-                       format('match weight {{:.2f}} is within the uncertainty band [{{:.2f}}, {{:.2f}}]', e.match_weight, {low}, {high}) AS reason,
+                       _describe_pair(e.match_weight, $threshold, a.citizen_id = b.citizen_id) AS model_decision,
+                       format('match weight {{:.2f}} is within the uncertainty band [{{:.2f}}, {{:.2f}}]', e.match_weight, $low, $high) AS reason,
                        {evidence} AS evidence
                 FROM match_edges e
                 JOIN citizen_source_link a ON a.record_key = e.record_key_l
                 JOIN citizen_source_link b ON b.record_key = e.record_key_r
-                WHERE e.match_weight BETWEEN {low} AND {high} {pair_scope}
+                WHERE e.match_weight BETWEEN $low AND $high {pair_scope}
             ),
             members AS (
                 SELECT l.citizen_id, count(*) AS records,
@@ -226,22 +227,24 @@ def build_review_queue(
                 FROM citizen_source_link l JOIN source_records r USING (record_key) {citizen_scope} GROUP BY l.citizen_id
             ),
             clusters AS (
-                SELECT 'citizen ' || citizen_id AS item_id, '{ReviewKind.SUSPICIOUS_CITIZEN}' AS kind, first_key AS record_key_l,
+                SELECT 'citizen ' || citizen_id AS item_id, $suspicious::VARCHAR AS kind, first_key AS record_key_l,
                        last_key AS record_key_r, citizen_id, NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
                        'linked' AS model_decision,
                        concat_ws('; ',
-                           CASE WHEN records > {int(max_citizen_records)} THEN records || ' records (more than {int(max_citizen_records)})' END,
+                           CASE WHEN records > $max_records THEN records || ' records (more than ' || $max_records || ')' END,
                            CASE WHEN ids > 1 THEN ids || ' different valid national IDs' END,
                            CASE WHEN dates > 2 THEN dates || ' different dates of birth' END) AS reason,
                        NULL AS evidence
-                FROM members WHERE records > {int(max_citizen_records)} OR ids > 1 OR dates > 2
+                FROM members WHERE records > $max_records OR ids > 1 OR dates > 2
             )
-            SELECT q.*, abs(coalesce(q.match_weight, {threshold}) - {threshold}) AS priority,
-                   'open' AS status, '{run_id}' AS run_id, now() AS queued_at
+            SELECT q.*, abs(coalesce(q.match_weight, $threshold) - $threshold) AS priority,
+                   'open' AS status, $run_id::VARCHAR AS run_id, now() AS queued_at
             FROM (SELECT * FROM pairs UNION ALL BY NAME SELECT * FROM clusters) q
             ANTI JOIN _decided d ON d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r
-            ORDER BY kind DESC, abs(coalesce(match_weight, {threshold}) - {threshold}), item_id
-            """
+            ORDER BY kind DESC, abs(coalesce(match_weight, $threshold) - $threshold), item_id
+            """,
+            {"uncertain": str(ReviewKind.UNCERTAIN_LINK), "suspicious": str(ReviewKind.SUSPICIOUS_CITIZEN), "low": float(low),
+             "high": float(high), "max_records": int(max_citizen_records), "threshold": float(threshold), "run_id": run_id},
         )
         if refresh:  # a pair decided since it was queued leaves the queue
             con.execute("DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r")

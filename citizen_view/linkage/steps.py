@@ -19,7 +19,7 @@ import polars as pl
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage import common_values
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
-from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, components, size_bound
+from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, components, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
@@ -81,10 +81,10 @@ def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, link
     started = time.perf_counter()
     with layout.scratch("score") as scratch:
         path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
-        weights = con.sql(f"SELECT match_weight FROM read_parquet('{path}')").fetchnumpy()["match_weight"]
+        weights = con.sql("SELECT match_weight FROM read_parquet($path)", params={"path": str(path)}).fetchnumpy()["match_weight"]
         threshold, method = choose_threshold(weights)
         with transaction(con):
-            con.execute(f"CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet('{path}')")
+            con.execute("CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet(?)", [str(path)])
             con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
     histogram = weight_histogram(weights)
@@ -175,14 +175,14 @@ def _incremental_scope(
             parts = predict_new_edges(con, saved_model(con), "_new_keys", engine=Engine.of(linkage, scratch))
             con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)")
             for path in parts:
-                con.execute(f"INSERT INTO match_edges BY NAME SELECT * FROM read_parquet('{path}')")
+                con.execute("INSERT INTO match_edges BY NAME SELECT * FROM read_parquet(?)", [str(path)])
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records and of the citizens that lost one: the full run clusters each component on its own, so
     # re-forming whole components gives the same clusters.
     keys = con.sql("SELECT record_key FROM source_records").pl().get_column("record_key")
     index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
     pairs = pl.concat([
-        con.sql(f"SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= {threshold}").pl(),
+        con.sql("SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= $t", params={"t": threshold}).pl(),
         pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"),
         con.sql("SELECT record_key AS a, first(record_key) OVER (PARTITION BY citizen_id ORDER BY record_key) AS b "
                 "FROM citizen_source_link SEMI JOIN source_records USING (record_key)").pl(),
@@ -223,56 +223,101 @@ def link_citizens(
     n_new = 0
     if incremental:
         n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage)
-        in_scope = "WHERE record_key IN (SELECT record_key FROM _scope)"
-        edge_scope = " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
-    else:
-        in_scope = edge_scope = ""
+    clustered = _cluster_in_scope(con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental)
+    links, history = _assign_ids(con, clustered, scoped=incremental)
+    _store_links(con, links, history, run_id=run_id, incremental=incremental)
+    store_overrides(con, overrides)
+    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+    bound = size_bound(sizes, cap=max_citizen_records)
+    queued = build_review_queue(
+        con, overrides, threshold=threshold, band=review_band, max_citizen_records=bound or int(sizes.max(initial=0)), run_id=run_id,
+        scope="_scope" if incremental else None,
+    )
+    events = history.get_column("event").value_counts()
+    count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
+    return LinkReport(
+        records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
+        citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
+        created=count.get("created", 0), split=count.get("split", 0), merged=count.get("merged", 0), retired=count.get("retired", 0),
+        components_with_conflicts=clustered.components_with_conflicts, merges_refused=clustered.merges_refused,
+        bridges_cut=clustered.bridges_cut, size_bound=bound, overrides_same=len(same), overrides_different=len(different),
+        review_queue=queued, incremental=incremental, new_records=n_new, records_relinked=links.height,
+        seconds=time.perf_counter() - started, evaluation=_evaluation(con, truth_dir),
+    )  # fmt: skip
+
+
+_IN_SCOPE = " WHERE record_key IN (SELECT record_key FROM _scope)"
+
+
+def _cluster_in_scope(
+    con: duckdb.DuckDBPyConnection, *, threshold: float, linkage: LinkageConfig, same: list[tuple[str, str]],
+    different: list[tuple[str, str]], scoped: bool,
+) -> ClusterResult:
+    """Cluster every record (or, `scoped`, the records in `_scope`) on their scored pairs."""
     records = con.sql(
-        f"SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records {in_scope} "
-        "ORDER BY source, source_file, source_line, source_record_id"
+        "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records"
+        + (_IN_SCOPE if scoped else "") + " ORDER BY source, source_file, source_line, source_record_id"
     ).pl()
+    edge_scope = (
+        " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)" if scoped else ""
+    )
     edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
     duplicate_free = set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
-    clustered = cluster_records(
+    return cluster_records(
         records, edges, threshold=threshold, evidence=IdentityEvidence.from_model(saved_model(con)),
         duplicate_free=duplicate_free, same=same, different=different,
     )
+
+
+def _assign_ids(con: duckdb.DuckDBPyConnection, clustered: ClusterResult, *, scoped: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stable citizen IDs for the clusters, against the previous links (of the scope) and every ID ever used."""
     previous = (
-        con.sql(f"SELECT record_key, citizen_id FROM citizen_source_link {in_scope}").pl()
+        con.sql("SELECT record_key, citizen_id FROM citizen_source_link" + (_IN_SCOPE if scoped else "")).pl()
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
     taken = {r[0] for r in con.execute("SELECT DISTINCT citizen_id FROM citizen_id_history").fetchall()}
-    links, history = assign_citizen_ids(clustered.labels, previous, taken=taken)
-    relinked = links.height
+    return assign_citizen_ids(clustered.labels, previous, taken=taken)
+
+
+# One row per linked record with its best link inside its citizen; `?` is the run ID.
+_LINK_ROWS = """
+    WITH best AS (
+        SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
+        FROM (
+            SELECT e.record_key_l AS record_key, e.match_probability, e.match_weight
+            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+            UNION ALL
+            SELECT e.record_key_r, e.match_probability, e.match_weight
+            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+        ) GROUP BY record_key
+    )
+    SELECT l.citizen_id, r.source, r.source_record_id, l.record_key,
+           best.match_probability, best.match_weight,
+           count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
+           ?::VARCHAR AS run_id, now() AS linked_at
+    FROM _links l JOIN source_records r USING (record_key) LEFT JOIN best USING (record_key)
+"""
+
+
+def _store_links(
+    con: duckdb.DuckDBPyConnection, links: pl.DataFrame, history: pl.DataFrame, *, run_id: str, incremental: bool
+) -> None:
+    """Write `citizen_source_link` (whole, or the scope's rows), `linkage_changes` and the ID history in one transaction."""
     with transaction(con, _links=links, _history=history):
-        rows = f"""
-            WITH best AS (
-                SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
-                FROM (
-                    SELECT e.record_key_l AS record_key, e.match_probability, e.match_weight
-                    FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
-                    JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
-                    UNION ALL
-                    SELECT e.record_key_r, e.match_probability, e.match_weight
-                    FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
-                    JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
-                ) GROUP BY record_key
-            )
-            SELECT l.citizen_id, r.source, r.source_record_id, l.record_key,
-                   best.match_probability, best.match_weight,
-                   count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
-                   '{run_id}' AS run_id, now() AS linked_at
-            FROM _links l JOIN source_records r USING (record_key) LEFT JOIN best USING (record_key)
-        """
         if incremental:
             con.execute(
                 "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
                 "OR record_key IN (SELECT record_key FROM _gone_keys)"
             )
-            con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}")
+            con.execute(f"INSERT INTO citizen_source_link BY NAME {_LINK_ROWS}", [run_id])
         else:
-            con.execute(f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id")
+            con.execute(
+                f"CREATE OR REPLACE TABLE citizen_source_link AS {_LINK_ROWS} ORDER BY l.citizen_id, r.source, r.source_record_id",
+                [run_id],
+            )
         # The citizens whose golden record must be rebuilt: all of them, or those the incremental run touched.
         con.execute(
             "CREATE OR REPLACE TABLE linkage_changes AS SELECT DISTINCT citizen_id, ? AS incremental FROM "
@@ -285,39 +330,14 @@ def link_citizens(
             "SELECT citizen_id, event, related_citizen_id, records, ? FROM _history",
             [run_id],
         )
-    store_overrides(con, overrides)
-    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
-    bound = size_bound(sizes, cap=max_citizen_records)
-    queued = build_review_queue(
-        con, overrides, threshold=threshold, band=review_band, max_citizen_records=bound or int(sizes.max(initial=0)), run_id=run_id,
-        scope="_scope" if incremental else None,
-    )
-    evaluation = None
-    if truth_dir is not None and truth_dir.is_dir():  # only evaluation ever reads truth
-        links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-        evaluation = evaluate_links(links, load_truth(truth_dir))
-    events = history.get_column("event").value_counts()
-    count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
-    return LinkReport(
-        records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
-        citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
-        created=count.get("created", 0),
-        split=count.get("split", 0),
-        merged=count.get("merged", 0),
-        retired=count.get("retired", 0),
-        components_with_conflicts=clustered.components_with_conflicts,
-        merges_refused=clustered.merges_refused,
-        bridges_cut=clustered.bridges_cut,
-        size_bound=bound,
-        overrides_same=len(same),
-        overrides_different=len(different),
-        review_queue=queued,
-        incremental=incremental,
-        new_records=n_new,
-        records_relinked=relinked,
-        seconds=time.perf_counter() - started,
-        evaluation=evaluation,
-    )
+
+
+def _evaluation(con: duckdb.DuckDBPyConnection, truth_dir: Path | None) -> dict[str, Any] | None:
+    """Pairwise precision, recall and F1 against the data set's truth, when it ships one (only evaluation reads truth)."""
+    if truth_dir is None or not truth_dir.is_dir():
+        return None
+    links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
+    return evaluate_links(links, load_truth(truth_dir))
 
 
 def train_and_store(

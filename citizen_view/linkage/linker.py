@@ -1,0 +1,100 @@
+"""`Linkage`: the one door to the linkage chain on one warehouse.
+
+Collect source records, train, score, link, build the golden record (or all of it in order with
+`run`, or only what new records touch with `update`), and explain a pair. The Dagster assets, the
+benches and `citizen-view explain` call these methods; nobody else spells out the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from citizen_view.contract import LinkageConfig
+from citizen_view.linkage import explain as _explain
+from citizen_view.linkage import golden as _golden
+from citizen_view.linkage import records as _records
+from citizen_view.linkage import steps as _steps
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import duckdb
+
+    from citizen_view.contract import SourcesFile
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage.scoring import TrainedModel
+
+
+@dataclass
+class LinkageRun:
+    """What one full run of the chain reported, step by step."""
+
+    trained: TrainedModel
+    model_path: Path
+    edges: _steps.EdgeReport
+    link: _steps.LinkReport
+    golden: _golden.GoldenReport
+
+
+@dataclass
+class Linkage:
+    """The linkage chain over one warehouse connection, configured by one sources file (or a bare `LinkageConfig`).
+
+    >>> Linkage(con, layout, sources).run(run_id="nightly")  # doctest: +SKIP
+    """
+
+    con: duckdb.DuckDBPyConnection
+    layout: WarehouseLayout
+    sources: SourcesFile | None = None
+    linkage: LinkageConfig | None = None  # default: the sources file's `linkage`
+
+    def __post_init__(self) -> None:
+        if self.linkage is None:
+            self.linkage = self.sources.linkage if self.sources is not None else LinkageConfig()
+
+    def _sources(self, step: str) -> SourcesFile:
+        if self.sources is None:
+            raise ValueError(f"linkage step `{step}` needs the sources file (source names, review band, survivorship)")
+        return self.sources
+
+    def collect(self) -> _records.SourceRecordsReport:
+        """`source_records`: every loaded record of every declared source in one table."""
+        return _records.collect_source_records(self.con, [s.name for s in self._sources("collect").sources])
+
+    def train(self, *, seed: int = 1) -> tuple[TrainedModel, Path]:
+        """Fit the model without ground truth and keep it (JSON file and `linkage_model`)."""
+        return _steps.train_and_store(self.con, self.layout, seed=seed, linkage=self.linkage)
+
+    def score(self) -> _steps.EdgeReport:
+        """Score candidate pairs into `match_edges` and choose the link threshold."""
+        return _steps.score_pairs(self.con, self.layout, linkage=self.linkage)
+
+    def link(self, *, run_id: str, incremental: bool = False, truth_dir: Path | None = None) -> _steps.LinkReport:
+        """Cluster records into citizens with stable IDs and queue what needs a reviewer."""
+        kwargs = {}
+        if self.sources is not None:
+            kwargs = {"review_band": self.sources.review.band, "max_citizen_records": self.sources.quality.max_citizen_records}
+        return _steps.link_citizens(
+            self.con, self.layout, run_id=run_id, linkage=self.linkage, incremental=incremental, truth_dir=truth_dir, **kwargs
+        )
+
+    def golden(self, *, only_changed: bool = False) -> _golden.GoldenReport:
+        """`citizen`: the golden record per citizen (only the citizens the last link touched, with `only_changed`)."""
+        return _golden.build_golden(self.con, self._sources("golden"), only_changed=only_changed)
+
+    def run(self, *, run_id: str, seed: int = 1, truth_dir: Path | None = None) -> LinkageRun:
+        """The whole chain on the records already collected: train, score, link, golden."""
+        trained, path = self.train(seed=seed)
+        edges = self.score()
+        link = self.link(run_id=run_id, truth_dir=truth_dir)
+        return LinkageRun(trained, path, edges, link, self.golden())
+
+    def update(self, *, run_id: str, truth_dir: Path | None = None) -> tuple[_steps.LinkReport, _golden.GoldenReport]:
+        """Link only records not linked yet, with the saved model, and rebuild only the citizens they touch."""
+        link = self.link(run_id=run_id, incremental=True, truth_dir=truth_dir)
+        return link, self.golden(only_changed=True)
+
+    def explain(self, left: str, right: str) -> _explain.Explanation:
+        """Why two records (keys `source:source_record_id`) were, or were not, linked."""
+        return _explain.explain_pair(self.con, left, right, layout=self.layout, linkage=self.linkage)
