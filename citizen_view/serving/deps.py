@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
@@ -192,3 +194,31 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 
 
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
+
+
+# Routes that show no citizen data: sign-in and out, health, and the API's own document.
+PUBLIC_ROUTES = frozenset({
+    ("GET", "/"), ("POST", "/login"), ("GET", "/logout"), ("GET", "/health"),
+    ("GET", "/openapi.json"), ("GET", "/api/docs"), ("GET", "/docs/oauth2-redirect"),
+})  # fmt: skip
+
+
+def unguarded_routes(app: FastAPI) -> list[str]:
+    """Every route outside PUBLIC_ROUTES that does not depend on `principal` and on a purpose, as "METHOD /path"."""
+    found = []
+    for route in iter_route_contexts(app.routes):  # the routes of included routers as served, with their dependencies
+        methods = sorted(route.methods or {"GET"})
+        path = route.path or repr(route.original_route)
+        if all((m, path) in PUBLIC_ROUTES or m == "HEAD" for m in methods):
+            continue
+        dependant = route.dependant if isinstance(route.original_route, APIRoute) else None
+        calls = set(_dependency_calls(dependant)) if dependant is not None else set()
+        if principal not in calls or not calls & set(PURPOSE_DEPENDENCIES):
+            found += [f"{m} {path}" for m in methods if m != "HEAD"]
+    return found
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _dependency_calls(sub)
