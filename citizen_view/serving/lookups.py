@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from citizen_view.serving.access import Principal
     from citizen_view.serving.guard import Trail
 
+OWN_LOOK = "access_report"  # a read of the access log itself: only a citizen portal, for the signed-in citizen, may
+
 
 def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, str]) -> dict[str, Any]:
     """Candidates for one search, each with the summary fields that had a value for them."""
@@ -68,8 +70,9 @@ def run_profile(view: ViewCursor, who: Principal, trail: Trail, citizen_id: str)
     return found
 
 
-def run_access_report(views: ViewStore, audit_path: Path, who: Principal, trail: Trail, citizen_id: str) -> list[dict[str, Any]]:
-    """Who looked at this citizen's data: for a role acting for citizens (a citizen portal), from the audit log."""
+def run_access_report(views: ViewStore, audit_path: Path, who: Principal, trail: Trail, citizen_id: str) -> dict[str, Any]:
+    """Who looked at this citizen's data, and apart from that the citizen's own reads of this log: for a role acting
+    for citizens (a citizen portal), from the audit log."""
     trail.action = "access_report"
     if not who.role.citizen_access:
         raise HTTPException(403, f"role {who.role_name!r} may not read citizens' access reports")
@@ -87,7 +90,8 @@ def run_access_report(views: ViewStore, audit_path: Path, who: Principal, trail:
     entries = citizen_access_report(audit_path, citizen_id)
     trail.citizen_ids = [citizen_id]
     trail.fields = ["access_log"]
-    return entries
+    own = [e for e in entries if e["action"] == OWN_LOOK]
+    return {"citizen_id": citizen_id, "looked_at": [e for e in entries if e["action"] != OWN_LOOK], "own_looks": own}
 
 
 def citizens_holding(cur: duckdb.DuckDBPyConnection, national_id: str) -> set[str]:

@@ -97,8 +97,11 @@ class AccessEntry(BaseModel):
 
 
 class AccessReport(BaseModel):
+    """Organisations' looks at a citizen's data (each with the data it returned), and apart the citizen's own reads."""
+
     citizen_id: str
     looked_at: list[AccessEntry]
+    own_looks: list[AccessEntry] = []
 
 
 _ERROR_CODES = {

@@ -28,7 +28,7 @@ ClaimHeader = Annotated[str | None, Header(max_length=512, description=(
 def api_access_log(
     citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, parts: Parts, x_citizen_claim: ClaimHeader = None,
 ) -> dict[str, Any]:
-    return {"citizen_id": citizen_id, "looked_at": run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)}
+    return run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
 
 
 @pages.get("/citizens/{citizen_id}/access-log", response_class=HTMLResponse, include_in_schema=False)
@@ -36,7 +36,8 @@ def access_log_page(
     request: Request, citizen_id: str, who: CurrentPrincipal, trail: AuditTrail, parts: Parts,
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
 ) -> Response:  # fmt: skip
-    entries = run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
+    report = run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
     return TEMPLATES.TemplateResponse(
-        request, "access_log.html", {"who": who, "citizen_id": citizen_id, "entries": entries, "purpose": stated.purpose}
-    )
+        request, "access_log.html",
+        {"who": who, "citizen_id": citizen_id, "entries": report["looked_at"], "own": report["own_looks"], "purpose": stated.purpose},
+    )  # fmt: skip
