@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request, Security
 from fastapi.security import HTTPBearer
 
-from citizen_view.serving.deps import CITIZEN_ID, LIMITS, AuditTrail, CurrentPrincipal, View, api_purpose, principal
+from citizen_view.serving.deps import CITIZEN_ID, LIMITS, AuditTrail, CurrentPrincipal, View, api_purpose, audited_as, principal
 from citizen_view.serving.lookups import run_profile, run_search
 from citizen_view.serving.models import ERRORS, CitizenProfile, SearchResult
 
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 
 
 @router.get(
-    "/search", tags=["caseworkers"], response_model=SearchResult, **API,
+    "/search", tags=["caseworkers"], response_model=SearchResult, dependencies=[audited_as("search")], **API,
     summary="Find citizens by national ID, by name + date of birth, or by name + address",
 )  # fmt: skip
 def api_search(
@@ -43,7 +43,7 @@ def api_search(
 
 
 @router.get(
-    "/citizens/{citizen_id}", tags=["caseworkers"], response_model=CitizenProfile, **API,
+    "/citizens/{citizen_id}", tags=["caseworkers"], response_model=CitizenProfile, dependencies=[audited_as("view_profile")], **API,
     summary="One citizen as the caller's role may see them: who, what is running, history, linked records",
 )  # fmt: skip
 def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: View) -> dict[str, Any]:
