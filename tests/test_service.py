@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pipelines.cli import main
-from citizen_view.contract import load_sources
+from citizen_view.contract import CanonicalField, load_sources
 from pipelines.runner import run_pipeline
 from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.layout import WarehouseLayout
@@ -242,3 +242,43 @@ def test_the_view_stays_answerable_and_consistent_while_a_pipeline_run_replaces_
         worker.join(timeout=60)
     assert results and all(status == 200 and ok for status, _, ok in results), [r for r in results if r[0] != 200][:3]
     assert len({view for _, view, _ in results}) >= 2  # requests really were served from more than one view
+
+
+def test_the_log_and_the_citizens_page_list_exactly_the_fields_a_profile_returned(service):
+    role = load_access(ACCESS).roles["benefits_caseworker"]
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT citizen_id, national_id FROM citizen WHERE national_id IS NOT NULL AND source_count >= 2 "
+            "AND national_id IN (SELECT national_id FROM citizen GROUP BY 1 HAVING count(*) = 1) ORDER BY citizen_id LIMIT 40"
+        ).fetchall()
+    finally:
+        con.close()
+    look = {"purpose": "disclosure check"}
+    for citizen, national_id in rows:  # one with a field the role may see but that has no value for this citizen
+        body = _get(service, f"/api/citizens/{citizen}", "benefits_caseworker", **look).json()
+        if set(role.fields) - {"source_attributes"} - set(body["golden_record"]):
+            break
+    else:
+        pytest.fail("no citizen with an empty field the role may see")
+    canonical = set(CanonicalField)
+    with_value = {f for part in (body["golden_record"], *body["records"]) for f, v in part.items() if v is not None and f in canonical}
+    expected = [
+        *sorted(with_value | ({"source_attributes"} if any(r.get("attributes") for r in body["records"]) else set())),
+        *(f"records:{s}" for s in sorted({r["source"] for r in body["records"]})),
+        *(f"cases:{s}" for s in sorted({c["source"] for c in body["cases"]})),
+    ]  # fmt: skip
+    entries = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    entry = [e for e in entries if e["citizen_ids"] == [citizen] and e["purpose"] == look["purpose"]][-1]
+    assert entry["fields"] == expected
+    claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
+    portal = {"Authorization": f"Bearer {TOKENS['citizen_portal']}", "X-Citizen-Claim": claim}
+    for _ in range(2):  # the second read finds the first among the citizen's own looks
+        report = httpx.get(f"{service.url}/api/citizens/{citizen}/access-log", params=look, headers=portal, timeout=30).json()
+    assert [e["fields"] for e in report["looked_at"] if e["purpose"] == look["purpose"]] == [expected]
+    assert report["own_looks"] and {e["action"] for e in report["own_looks"]} == {"access_report"}
+    assert "access_report" not in {e["action"] for e in report["looked_at"]}
+    with httpx.Client(base_url=service.url) as browser:
+        assert browser.post("/login", data={"token": TOKENS["citizen_portal"], "claim": claim}).status_code == 303
+        page = browser.get(f"/citizens/{citizen}/access-log", params=look).text
+    assert ", ".join(expected).replace("_", " ") in page and 'id="own-looks"' in page

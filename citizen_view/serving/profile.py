@@ -122,7 +122,7 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     found = golden_for_role(con, [citizen_id], role).get(citizen_id)
     if found is None:
         return None
-    golden = {f: _text(found.get(f)) for f in RECORD_FIELDS if role.sees(f)}
+    golden = {f: _text(found[f]) for f in RECORD_FIELDS if role.sees(f) and found.get(f) is not None}  # only what has a value
     provenance = {f: found[PROVENANCE[f]] for f in golden if found.get(PROVENANCE.get(f, ""))}
     golden["sources_known"] = list(found["sources"])
 
@@ -171,9 +171,21 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     )
     timeline += [{"date": _text(d), "event": e, "source": s, "source_record_id": r} for d, e, s, r in cur.fetchall()]
     timeline.sort(key=lambda e: e["date"] or "")
-    returned = sorted(set(golden) - {"sources_known"} | ({"source_attributes"} if role.sees("source_attributes") else set()))
-    returned += [f"cases:{s}" for s in sorted({c["source"] for c in cases})]
+    returned = disclosed(golden, records, cases)
     return Profile(citizen_id, golden, provenance, records, cases, timeline, returned, _stale(con, found["sources"], role))
+
+
+def disclosed(golden: dict[str, Any], records: list[dict[str, Any]], cases: list[dict[str, Any]]) -> list[str]:
+    """What a profile discloses, for the audit log: the fields that had a value (golden record or a linked record),
+    `source_attributes` when a record carried any, and `records:<source>` / `cases:<source>` per source returned."""
+    fields = {f for f, v in golden.items() if v is not None and f in RECORD_FIELDS}
+    fields |= {f for r in records for f, v in r.items() if v is not None and f in RECORD_FIELDS}
+    if any(r.get("attributes") for r in records):
+        fields.add("source_attributes")
+    return [
+        *sorted(fields), *(f"records:{s}" for s in sorted({r["source"] for r in records})),
+        *(f"cases:{s}" for s in sorted({c["source"] for c in cases})),
+    ]  # fmt: skip
 
 
 def _stale(con: duckdb.DuckDBPyConnection, known: list[str], role: Role) -> list[dict[str, Any]]:

@@ -1,0 +1,233 @@
+"""What a route needs, as FastAPI dependencies: the service's parts, the caller, the stated purpose, the audit trail
+and a cursor on the served view. Routers declare the caller and purpose once, so no route can forget them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from citizen_view.audit import AuditLog
+from citizen_view.serving.access import Authenticator, Principal
+from citizen_view.serving.guard import Trail
+from citizen_view.serving.snapshot import current_view
+
+CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
+LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
+          "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
+COOKIE = "cv_token"
+CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
+SEARCH_TERMS = ("national_id", "name")  # a search page without either is the blank form: it shows no citizen data
+NO_PURPOSE = "every request needs a purpose (purpose=...) or a case reference (case_reference=...)"
+
+
+class FieldError(HTTPException):
+    """A refusal because of one input field: the usual error (JSON, or the error page) everywhere, and on the search
+    page the form again with the message beside that field."""
+
+    def __init__(self, field_name: str, message: str, *, status: int = 422):
+        super().__init__(status, message)
+        self.field = field_name
+
+
+class ViewStore:
+    """The current served view: re-reads the pointer on each request and opens a new file when it changed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._name: str | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+        """A cursor on the view current when the request starts (the whole request sees that one view)."""
+        path = current_view(self.folder)
+        if path is None:
+            raise HTTPException(503, "no view has been published yet: run the pipeline first")
+        with self._lock:
+            if path.name != self._name:
+                self._con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
+                self._name = path.name
+            con, name = self._con, self._name
+        cur = con.cursor()
+        try:
+            yield cur, name
+        finally:
+            cur.close()
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """What one service instance is made of; `create_app` puts it on `app.state.parts`."""
+
+    auth: Authenticator
+    audit: AuditLog
+    views: ViewStore
+    serving_folder: Path
+    decisions_file: Path
+    csrf_key: bytes
+
+    def csrf_for(self, token: str) -> str:
+        """The CSRF token of the forms served to the session of `token`."""
+        return hmac.new(self.csrf_key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class StatedPurpose:
+    """Why the caller looks: a purpose (or "case <reference>" when only a case reference was given)."""
+
+    purpose: str
+    case_reference: str | None
+
+
+@dataclass(frozen=True)
+class ViewCursor:
+    """A cursor on the served view and that view's name."""
+
+    cur: duckdb.DuckDBPyConnection
+    view: str
+
+
+def service_parts(request: Request) -> ServiceParts:
+    return request.app.state.parts
+
+
+def audit_trail(request: Request) -> Trail:
+    """What this request did, written to the audit log with the status sent (see guard.py)."""
+    return request.state.trail
+
+
+Parts = Annotated[ServiceParts, Depends(service_parts)]
+AuditTrail = Annotated[Trail, Depends(audit_trail)]
+
+
+def principal(request: Request, parts: Parts, trail: AuditTrail) -> Principal:
+    """The authenticated caller (bearer header or the session cookie), named in the audit trail; 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+    if not token:
+        raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'")
+    claim = request.headers.get(CLAIM_HEADER) or request.cookies.get(CLAIM_COOKIE) or None
+    if len(token) > 256 or (who := parts.auth.authenticate(token, claim[:512] if claim else None)) is None:
+        raise HTTPException(401, "unknown or invalid token")
+    trail.principal = who
+    return who
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal)]
+
+
+def reviewer(who: CurrentPrincipal, trail: AuditTrail) -> Principal:
+    """The caller, when their role may decide clerical reviews; 403 otherwise."""
+    trail.action = "review"
+    if not who.role.reviewer:
+        raise HTTPException(403, f"role {who.role_name!r} may not review links")
+    return who
+
+
+Reviewer = Annotated[Principal, Depends(reviewer)]
+
+
+def stated_purpose(values: dict[str, str]) -> StatedPurpose:
+    """The purpose in request parameters: 422 for an oversized parameter, 400 when none is stated."""
+    for key, limit in LIMITS.items():
+        if len(values.get(key, "")) > limit:
+            raise FieldError(key, f"{key} is longer than {limit} characters")
+    purpose, case_ref = values.get("purpose", "").strip(), values.get("case_reference", "").strip() or None
+    if len(purpose) < 3 and not case_ref:
+        raise FieldError("purpose", NO_PURPOSE, status=400)
+    return StatedPurpose(purpose or f"case {case_ref}", case_ref)
+
+
+def api_purpose(
+    request: Request,
+    purpose: Annotated[str | None, Query(
+        min_length=3, max_length=LIMITS["purpose"], description="Why you look (required unless a case reference is given).",
+        examples=["benefit application check"],
+    )] = None,
+    case_reference: Annotated[str | None, Query(
+        max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"],
+    )] = None,
+) -> StatedPurpose:
+    """The purpose of an API call, declared as query parameters (so the OpenAPI document states it)."""
+    return stated_purpose(dict(request.query_params))
+
+
+def page_purpose(request: Request) -> StatedPurpose:
+    """The purpose of a page that shows citizen data, from its query string."""
+    return stated_purpose(dict(request.query_params))
+
+
+def search_purpose(request: Request) -> StatedPurpose | None:
+    """The purpose of a search page; None only for the blank form (no search term: no citizen data shown)."""
+    if not any(request.query_params.get(k) for k in SEARCH_TERMS):
+        return None
+    return stated_purpose(dict(request.query_params))
+
+
+async def form_purpose(request: Request) -> StatedPurpose:
+    """The purpose of a form post, from its fields (FastAPI has parsed the form by now; this reads the same one)."""
+    form = await request.form()
+    return stated_purpose({k: v for k, v in form.items() if isinstance(v, str)})
+
+
+# The dependencies that state a purpose: every route outside the public ones depends on one (tests/test_routes.py).
+PURPOSE_DEPENDENCIES = (api_purpose, page_purpose, search_purpose, form_purpose)
+
+
+def audited_as(action: str) -> Any:
+    """A route dependency naming the route's action in the audit trail, before its other dependencies can fail."""
+
+    def name_action(trail: AuditTrail) -> None:
+        trail.action = action
+
+    return Depends(name_action)
+
+
+def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
+    """A cursor on the view current when the request starts (503 when none is published), closed before the answer."""
+    with parts.views.cursor() as (cur, view):
+        yield ViewCursor(cur, view)
+
+
+View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
+
+
+# Routes that show no citizen data: sign-in and out, health, and the API's own document.
+PUBLIC_ROUTES = frozenset({
+    ("GET", "/"), ("POST", "/login"), ("GET", "/logout"), ("GET", "/health"),
+    ("GET", "/openapi.json"), ("GET", "/api/docs"), ("GET", "/docs/oauth2-redirect"),
+})  # fmt: skip
+
+
+def unguarded_routes(app: FastAPI) -> list[str]:
+    """Every route outside PUBLIC_ROUTES that does not depend on `principal` and on a purpose, as "METHOD /path"."""
+    found = []
+    for route in iter_route_contexts(app.routes):  # the routes of included routers as served, with their dependencies
+        methods = sorted(route.methods or {"GET"})
+        path = route.path or repr(route.original_route)
+        if all((m, path) in PUBLIC_ROUTES or m == "HEAD" for m in methods):
+            continue
+        dependant = route.dependant if isinstance(route.original_route, APIRoute) else None
+        calls = set(_dependency_calls(dependant)) if dependant is not None else set()
+        if principal not in calls or not calls & set(PURPOSE_DEPENDENCIES):
+            found += [f"{m} {path}" for m in methods if m != "HEAD"]
+    return found
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _dependency_calls(sub)

@@ -1,0 +1,114 @@
+"""The service's response models: every answer of the API, refusals included, as clients read it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Error(BaseModel):
+    """Every refusal: what was wrong, the HTTP status, and for invalid input each problem."""
+
+    error: str
+    status: int
+    problems: list[str] | None = None
+
+
+class Candidate(BaseModel):
+    citizen_id: str
+    score: float
+    reasons: list[str]
+    full_name: str | None = None
+    family_name: str | None = None
+    date_of_birth: str | None = None
+    city: str | None = None
+
+
+class SearchResult(BaseModel):
+    view: str
+    mode: str
+    candidates: list[Candidate]
+
+
+class Health(BaseModel):
+    status: str
+    view: str | None
+
+
+class Person(BaseModel):
+    name: str | None = None
+    date_of_birth: str | None = None
+    citizen_id: str
+
+
+class Case(BaseModel):
+    kind: str | None = None
+    case_type: str | None = None
+    status: str | None = None
+    state: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    case_reference: str | None = None
+    source: str | None = None
+    source_record_id: str | None = None
+
+
+class TimelineEvent(BaseModel):
+    date: str | None = None
+    event: str | None = None
+    source: str | None = None
+    source_record_id: str | None = None
+
+
+class StaleSource(BaseModel):
+    """A source of this citizen whose newest extract is held back at ingest: its data here is as of `data_as_of`."""
+
+    source: str
+    data_as_of: str | None = None
+    newer_extract_held_since: str | None = None
+
+
+class CitizenProfile(BaseModel):
+    """One citizen as the role may see them; the golden record and records carry only the role's visible fields."""
+
+    view: str
+    citizen_id: str
+    person: Person
+    running_now: list[Case]
+    history: list[Case]
+    golden_record: dict[str, Any]
+    provenance: dict[str, str]
+    records: list[dict[str, Any]]
+    cases: list[Case]
+    timeline: list[TimelineEvent]
+    stale_sources: list[StaleSource] = []
+
+
+class AccessEntry(BaseModel):
+    time: str
+    organisation: str | None = None
+    role: str | None = None
+    purpose: str | None = None
+    case_reference: str | None = None
+    action: str
+    fields: list[str] = []
+    status: int
+
+
+class AccessReport(BaseModel):
+    """Organisations' looks at a citizen's data (each with the data it returned), and apart the citizen's own reads."""
+
+    citizen_id: str
+    looked_at: list[AccessEntry]
+    own_looks: list[AccessEntry] = []
+
+
+_ERROR_CODES = {
+    400: "No purpose or case reference given.", 401: "No token, or an unknown one.",
+    403: "The role may not do this (a field, source or action outside its access package).",
+    404: "No such citizen in the current view (or none the role may see).",
+    422: "Invalid input: a malformed or oversized parameter.", 500: "An internal error (logged; never a stack trace).",
+    503: "No view has been published yet.",
+}  # fmt: skip
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()}

@@ -1,0 +1,73 @@
+"""A page of the clerical review queue as one role may see it: the items, their records' visible fields, the evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from citizen_view.linkage.review import load_overrides, open_items, pair_id
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.serving.access import Role
+
+PAGE_SIZE = 10
+COLUMNS = ("full_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
+
+
+@dataclass
+class ReviewPage:
+    """One page of open review items with the records they compare, limited to what the role may see."""
+
+    items: list[dict[str, Any]]
+    total: int
+    records: dict[str, dict[str, Any]]  # "source:source_record_id" -> the role's visible columns
+    columns: list[str]
+    citizen_ids: list[str]  # every citizen the page shows
+    record_keys: list[str]
+    queue: Any  # what open_items returned (the template reads its counts)
+
+
+def review_page(
+    cur: duckdb.DuckDBPyConnection, decisions_file: Path, role: Role, *, kind: str | None, source: str | None, page_no: int
+) -> ReviewPage:
+    """Open items not yet decided, of the role's sources, one page; records and evidence cut to the role's fields."""
+    decided = {pair_id(a, b) for a, b in load_overrides(decisions_file).select("record_key_l", "record_key_r").rows()}
+    columns = [c for c in COLUMNS if role.sees(c)]  # the same fields as the role's profiles
+    found = open_items(
+        cur, decided, kind=kind, source=source, sources=role.sources, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
+    keys = sorted({k for i in found.items for k in (i["record_key_l"], i["record_key_r"])})
+    shown = {i["citizen_id"] for i in found.items if i.get("citizen_id")}
+    records: dict[str, dict[str, Any]] = {}
+    if keys:
+        rows = cur.execute(
+            f"SELECT source || ':' || source_record_id AS k, citizen_id{''.join(f', {c}' for c in columns)} FROM records "
+            "WHERE list_contains(?, source || ':' || source_record_id)",
+            [keys],
+        )
+        names = [d[0] for d in rows.description]
+        for row in rows.fetchall():
+            records[row[0]] = dict(zip(names[2:], row[2:]))
+            shown.add(row[1])
+    for item in found.items:  # per-field weights only for comparisons of fields the role sees
+        item["evidence"] = {k: v for k, v in item["evidence"].items() if compares_visible(k, role)}
+    return ReviewPage(found.items, found.total, records, columns, sorted(shown), keys, found)
+
+
+def compares_visible(comparison: str, role: Role) -> bool:
+    """Whether a comparison's weight may be shown: it is named after a field the role sees (or that field's part)."""
+    name = comparison.removeprefix("tf_")
+    if name == "address":  # one comparison over the address parts: shown to a role that sees the address
+        return all(role.sees(f) for f in ("street", "house_number", "postcode"))
+    return any(name == f or name.startswith(f"{f}_") or f.startswith(f"{name}_") for f in role.fields)
+
+
+def record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
+    """Whether `source:source_record_id` names a record of the view."""
+    source, sep, record_id = key.partition(":")
+    if not sep:
+        return False
+    return bool(cur.execute("SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()[0][0])
