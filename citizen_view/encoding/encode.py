@@ -92,6 +92,20 @@ def _age_band(born: dt.date | None, at: dt.datetime | None) -> str | None:
     return f"{low}-{low + 9}"
 
 
+def _with_area_codes(canonical: pl.DataFrame, sources: SourcesFile) -> pl.DataFrame:
+    """The official area code from the city name where the source holds no code: the city itself never leaves."""
+    from citizen_view.areas import _key, areas_for
+
+    areas = areas_for(sources)
+    if areas is None:
+        return canonical
+    names = areas.names().select("key", pl.col("code").alias("_code"))
+    keyed = canonical.with_columns(pl.col("city").map_elements(_key, return_dtype=pl.String).alias("key"))
+    return keyed.join(names, on="key", how="left", maintain_order="left").with_columns(
+        pl.coalesce("area_code", "_code").alias("area_code")
+    ).drop("key", "_code")
+
+
 def encode_source(
     sources: SourcesFile, name: str, secret: bytes, out_dir: Path, *, hardening: Hardening = Hardening.NONE
 ) -> EncodeReport:
@@ -102,7 +116,7 @@ def encode_source(
     extract = read_source(sources, source)
     rules = Rules.of(source, country=sources.country, quality=sources.quality)
     canonical, rejects, _issues = standardise_source(extract, source, rules=rules)
-    frame = encode_frame(canonical, secret, hardening=hardening)
+    frame = encode_frame(_with_area_codes(canonical, sources), secret, hardening=hardening)
     out_dir = Path(out_dir)
     target = out_dir / name / ENCODED_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
