@@ -203,6 +203,8 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
         got = httpx.get(f"{service.url}/api/citizens/{citizen}", params={"purpose": "test"}, headers=headers, timeout=30)
         assert got.status_code == 200, got.text
         profile = got.text
+        shown = [r.get("attributes", {}) for r in got.json()["records"]]
+        assert all(a.get("Pseudonymous record", "").startswith("yes") and "Age band" in a for a in shown), shown
     finally:
         service.stop()
     fixed = boilerplate()

@@ -23,6 +23,8 @@ from citizen_view.encoding.pseudonym import pseudonym, purpose_key
 from citizen_view.ingest import read_source, standardise_source
 
 ENCODED_FILE = "encoded.parquet"
+# What the caseworker profile says about a record of an encoded source (an attribute of every record).
+PSEUDONYMOUS = "yes: this agency shares only encodings of names, birth date, address and ID"
 
 
 class Hardening(StrEnum):
@@ -77,9 +79,10 @@ def encode_frame(canonical: pl.DataFrame, secret: bytes, *, hardening: Hardening
             "sex": r["sex"],
             "area_code": r["area_code"],
             "age_band": _age_band(r["date_of_birth"], r["extracted_at"]),
+            "pseudonymous": PSEUDONYMOUS,
         })  # fmt: skip
     schema = {"record_id": pl.String, **{c: pl.String for c in S.ENCODED_COLUMNS}, "sex": pl.String,
-              "area_code": pl.String, "age_band": pl.String}  # fmt: skip
+              "area_code": pl.String, "age_band": pl.String, "pseudonymous": pl.String}  # fmt: skip
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
@@ -129,7 +132,7 @@ def encode_source(
         "record_id": "record_id",
         "encoded": True,
         "fields": {"sex": "sex", "area_code": "area_code"},
-        "attributes": {"age_band": "Age band"},
+        "attributes": {"age_band": "Age band", "pseudonymous": "Pseudonymous record"},
     }
     sources_file = out_dir / "sources.yaml"
     data = yaml.safe_load(sources_file.read_text(encoding="utf-8")) if sources_file.exists() else {}
