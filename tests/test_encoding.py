@@ -237,3 +237,42 @@ def test_agencies_encoding_with_different_secrets_link_nothing_across_and_the_ga
     assert across == 0
     assert not outcome.success
     assert any("same secret" in message for message in outcome.failed.values()), outcome.failed
+
+
+# --- the frequency attack ---------------------------------------------------------------------------------
+
+
+def _people(names: dict[str, int]):
+    import datetime as dt
+    import random
+
+    import polars as pl
+
+    rng = random.Random(3)
+    rows = []
+    for name, count in names.items():
+        for _ in range(count):
+            born = dt.date(rng.randint(1940, 2000), rng.randint(1, 12), rng.randint(1, 28))
+            rows.append({"source_record_id": str(len(rows)), "first_name_std": name, "initials": name[0].upper(),
+                         "family_name_std": "jansen", "date_of_birth_text": born.strftime("%Y%m%d"), "date_of_birth": born,
+                         "national_id_text": None, "postcode": None, "street_std": None, "house_number": None,
+                         "sex": None, "area_code": None, "extracted_at": None})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_a_frequency_attack_names_unsalted_encodings_and_not_year_salted_ones():
+    from collections import Counter
+
+    from citizen_view.encoding.attack import frequency_attack
+    from citizen_view.encoding.encode import Hardening, encode_frame
+
+    names = {"anna": 60, "bram": 40, "cees": 25, "dirk": 12, "eva": 6}
+    people = _people(names)
+    truth = people.get_column("first_name_std").to_list()
+    public = Counter(names)
+    plain = frequency_attack(encode_frame(people, SECRET).get_column("enc_given_name").to_list(), truth, public)
+    salted = frequency_attack(
+        encode_frame(people, SECRET, hardening=Hardening.SALT_YEAR).get_column("enc_given_name").to_list(), truth, public
+    )
+    assert plain.names_recovered == 5 and plain.records_recovered == len(truth)
+    assert salted.distinct_encodings > 50 and salted.record_share < 0.2, salted
