@@ -208,7 +208,7 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
         assert got.status_code == 200, got.text
         profile = got.text
         shown = [r.get("attributes", {}) for r in got.json()["records"]]
-        assert all(a.get("Pseudonymous record", "").startswith("yes") and "Age band" in a for a in shown), shown
+        assert all(a.get("Pseudonymous record", "").startswith("yes") for a in shown), shown
     finally:
         service.stop()
     every = plain_values(generated / "sources.yaml")
