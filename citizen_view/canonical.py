@@ -21,6 +21,7 @@ from citizen_view import national_id
 from citizen_view import standardise as std
 from citizen_view.contract import STREET_AND_NUMBER
 from citizen_view.contract import CanonicalField as F
+from citizen_view.encoding.schema import ENCODED_COLUMNS
 
 if TYPE_CHECKING:
     from citizen_view.contract import QualityConfig, SourceConfig
@@ -135,6 +136,10 @@ def canonical_records(
         pl.when(bad_email).then(None).otherwise(email).alias("email"),
         col(F.PHONE).alias("phone"),
         _attributes(source, data_columns).alias("attributes"),
+        *[
+            (pl.col(c) if source.encoded and c in data_columns else pl.lit(None, dtype=pl.String)).alias(c)
+            for c in ENCODED_COLUMNS
+        ],
     ).with_columns(
         dates[F.DATE_OF_BIRTH].alias("date_of_birth"),
         (dob_text if F.DATE_OF_BIRTH in f else pl.Series([None] * df.height, dtype=pl.String)).alias("date_of_birth_text"),
@@ -216,6 +221,8 @@ def _set_aside(df: pl.DataFrame, source: SourceConfig) -> list[pl.DataFrame]:
 def _attributes(source: SourceConfig, data_columns: list[str]) -> pl.Expr:
     """The source's unmapped columns as one JSON object (shown on the caseworker profile)."""
     mapped = {m.column for m in source.fields.values()} | ({source.record_id} if source.record_id else set())
+    if source.encoded:
+        mapped |= set(ENCODED_COLUMNS)
     rest = [c for c in data_columns if c not in mapped]
     if not rest:
         return pl.lit(None, dtype=pl.String)

@@ -168,6 +168,7 @@ class SourceConfig(BaseModel):
     # A held-back extract of this source blocks the open-data bundle (else publication goes on with its last
     # accepted extract).
     required_for_publication: bool = False
+    encoded: bool = False  # the extract holds only encodings made by `citizen-view encode` (see citizen_view/encoding)
 
     @field_validator("name")
     @classmethod
@@ -240,6 +241,15 @@ class SourceConfig(BaseModel):
                     out.append(f"field {canonical!r}: a scheme is only allowed for national_id")
                 elif (problem := scheme_problem(mapping.scheme)) is not None:
                     out.append(f"field national_id: {problem}")
+        if self.encoded:
+            from citizen_view.encoding.schema import SHAREABLE_FIELDS
+
+            plain = sorted(f for f in self.fields if f not in SHAREABLE_FIELDS)
+            if plain:
+                out.append(
+                    f"an encoded source may map only {', '.join(SHAREABLE_FIELDS)} in plain, not {plain}: "
+                    "identifiers reach the linkage unit as encodings only"
+                )
         return out
 
     def id_scheme(self, country: str | None) -> str:

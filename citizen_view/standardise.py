@@ -14,6 +14,8 @@ import phonenumbers
 import polars as pl
 from anyascii import anyascii
 
+from citizen_view.encoding.schema import ENCODED_COLUMNS
+
 # Name particles that belong to the family name but are not compared as part of it (Dutch
 # tussenvoegsels and their abbreviations, plus the few German/French/Italian ones seen in registers).
 NAME_PREFIXES: frozenset[str] = frozenset(
@@ -62,6 +64,8 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
     "email": pl.String,
     "phone": pl.String,
     "attributes": pl.String,
+    # Encodings of an `encoded: true` source (citizen_view/encoding/schema.py); null for plain sources.
+    **{c: pl.String for c in ENCODED_COLUMNS},
 }
 
 _SEX = {

@@ -471,6 +471,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from citizen_view.contract import ConfigError, SourceError, load_sources
+    from citizen_view.encoding.encode import Hardening, encode_source
+    from citizen_view.encoding.pseudonym import SecretError, read_secret
+
+    try:
+        sources = load_sources(args.sources)
+        secret = read_secret(Path(args.secret_file))
+        report = encode_source(sources, args.source, secret, Path(args.out), hardening=Hardening(args.harden))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    except (ConfigError, SecretError, SourceError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"source/{report.source}: {report.records:,} records encoded ({report.rejected:,} rejected, not encoded) "
+          f"-> {report.out_file}; entry in {report.sources_file}")  # fmt: skip
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from citizen_view.linkage import Linkage
 
@@ -645,6 +664,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
     e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     e.set_defaults(func=cmd_evaluate)
+
+    en = sub.add_parser("encode", help="at an agency: encode one source's identifiers (pseudonyms, Bloom filters) for "
+                        "linkage without sharing them")  # fmt: skip
+    en.add_argument("--sources", required=True, help="the agency's sources.yaml")
+    en.add_argument("--source", required=True, help="the source to encode")
+    en.add_argument("--secret-file", required=True, help="the linkage project's secret (never leaves the agencies)")
+    en.add_argument("--out", required=True, help="folder for <source>/encoded.parquet and the sources.yaml entry")
+    en.add_argument("--harden", choices=["none", "xor-fold", "salt-year"], default="none",
+                    help="harden the Bloom filters against frequency attacks (costs accuracy; see README)")  # fmt: skip
+    en.set_defaults(func=cmd_encode)
 
     x = sub.add_parser("explain", help="why two records were or were not linked (per-field weights)")
     x.add_argument("left", help="SOURCE:ID, e.g. tax:T00000123")

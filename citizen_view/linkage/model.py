@@ -163,6 +163,55 @@ def exact_comparison(col: str, label: str, *, name: str | None = None, tf: bool 
     )
 
 
+# --- comparisons on encodings (sources declared `encoded: true`; DuckDB only: Dice is SQL on BIT) ------------
+
+
+def _dice(col: str, threshold: float, label: str) -> cll.CustomLevel:
+    """Dice similarity 2|A&B| / (|A|+|B|) of two Bloom-filter encodings (hex text) at least `threshold`."""
+    left, right = f"from_hex({col}_l)::BIT", f"from_hex({col}_r)::BIT"
+    sql = f"2.0 * bit_count({left} & {right}) / nullif(bit_count({left}) + bit_count({right}), 0) >= {threshold}"
+    return cll.CustomLevel(sql, base_dialect_str="duckdb").configure(label_for_charts=label)
+
+
+def encoded_name_comparison(col: str, what: str, *, initial: str | None = None) -> cl.CustomComparison:
+    """A name's CLK by Dice: nearly identical, similar, somewhat similar (and the same initial's pseudonym)."""
+    levels: list[Any] = [
+        _null(initial or col),
+        _dice(col, 0.95, f"{what} encodings nearly identical"),
+        _dice(col, 0.80, f"{what} encodings similar"),
+        _dice(col, 0.60, f"{what} encodings somewhat similar"),
+    ]
+    if initial:
+        levels.append(_exact(initial, "same initial (pseudonym)"))
+    levels.append(_else())
+    return cl.CustomComparison(output_column_name=f"{what.replace(' ', '_')}_encoded", comparison_levels=levels)
+
+
+def encoded_date_of_birth_comparison() -> cl.CustomComparison:
+    """Birth date: the same pseudonym, or close encodings (a digit off, day and month swapped)."""
+    return cl.CustomComparison(
+        output_column_name="date_of_birth_encoded",
+        comparison_levels=[
+            _null("enc_date_of_birth"),
+            _exact("blk_date_of_birth", "same date of birth (pseudonym)"),
+            _dice("enc_date_of_birth", 0.75, "date of birth encodings close"),
+            _else(),
+        ],
+    )
+
+
+def encoded_address_comparison() -> cl.CustomComparison:
+    return cl.CustomComparison(
+        output_column_name="address_encoded",
+        comparison_levels=[
+            _null("enc_address"),
+            _dice("enc_address", 0.90, "address encodings nearly identical"),
+            _dice("enc_address", 0.70, "address encodings similar"),
+            _else(),
+        ],
+    )
+
+
 # name -> (input columns it needs, builder); the order is the order of the model and of `explain`
 COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "given_name": (("initials",), given_name_comparison),
@@ -173,6 +222,11 @@ COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "email": (("email",), lambda: exact_comparison("email", "email")),
     "phone": (("phone",), lambda: exact_comparison("phone", "phone")),
     "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place", tf=True)),
+    "given_name_encoded": (("enc_initial",), lambda: encoded_name_comparison("enc_given_name", "given name", initial="enc_initial")),
+    "family_name_encoded": (("enc_family_name",), lambda: encoded_name_comparison("enc_family_name", "family name")),
+    "date_of_birth_encoded": (("enc_date_of_birth",), encoded_date_of_birth_comparison),
+    "national_id_encoded": (("enc_national_id",), lambda: exact_comparison("enc_national_id", "national ID (pseudonym)", name="national_id_encoded")),
+    "address_encoded": (("enc_address",), encoded_address_comparison),
 }
 
 
@@ -261,6 +315,11 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
         ("family_name_std", "first_name_std"),
         ("phone",),
         ("email",),
+        # encodings: keyed pseudonyms made at the agency
+        ("enc_national_id",),
+        ("blk_names",),
+        ("blk_date_of_birth",),
+        ("blk_year_family",),
     ]
     # Names block as written (a value that is no evidence of identity still brings records together to be
     # compared on everything else); comparisons see them with such values masked.
@@ -270,13 +329,15 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
     # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
     # An address block is mostly the same household (partners, children, twins), which teaches EM that a
     # different birth date or ID is common among matches: it is used only when nothing better exists.
-    training_columns = [("national_id",), ("family_name_std", "dob"), ("first_name_std", "dob")]
+    training_columns = [("national_id",), ("family_name_std", "dob"), ("first_name_std", "dob"),
+                        ("enc_national_id",), ("blk_names",), ("blk_date_of_birth", "blk_year_family")]  # fmt: skip
     training_rules = [block(cols, link_type) for cols in training_columns if has(*cols)]
     if len(training_rules) < 2 and has("postcode", "house_number"):
         training_rules.append(block(("postcode", "house_number"), link_type))
     deterministic = [
         block(cols, link_type)
-        for cols in [("national_id", "dob"), ("first_name_std", "family_name_std", "dob"), ("national_id",)]
+        for cols in [("national_id", "dob"), ("first_name_std", "family_name_std", "dob"), ("national_id",),
+                     ("enc_national_id", "blk_date_of_birth"), ("blk_names", "blk_date_of_birth"), ("enc_national_id",)]  # fmt: skip
         if has(*cols)
     ][:2]
     if not deterministic:

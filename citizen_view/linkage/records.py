@@ -21,12 +21,16 @@ LINKAGE_INPUT_SQL = """
            date_of_birth_text AS dob,
            CASE WHEN day(date_of_birth) <= 12
                 THEN strftime(date_of_birth, '%Y') || lpad(day(date_of_birth)::VARCHAR, 2, '0')
-                     || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped
+                     || lpad(month(date_of_birth)::VARCHAR, 2, '0') END AS dob_swapped,
+           enc_national_id, enc_initial, blk_date_of_birth, blk_year_family, blk_names,
+           enc_given_name, enc_family_name, enc_date_of_birth, enc_address
     FROM source_records
 """
 LINKAGE_COLUMNS = (
     "first_name_std", "initials", "family_name_std", "sex", "national_id", "street_std", "house_number", "postcode",
     "city_std", "birth_place_std", "email", "phone", "dob",
+    "enc_national_id", "enc_initial", "enc_given_name", "enc_family_name", "enc_date_of_birth", "enc_address",
+    "blk_date_of_birth", "blk_year_family", "blk_names",
 )  # fmt: skip
 
 

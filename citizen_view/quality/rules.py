@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from citizen_view.standardise import CANONICAL_COLUMNS
-from citizen_view.warehouse import quote
+from citizen_view.warehouse import column_exists, quote
 
 if TYPE_CHECKING:
     import duckdb
@@ -509,9 +509,14 @@ def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig, *, dedu
         """,
     ) or 0.0
     ok = q.min_cross_source_share <= share <= q.max_cross_source_share
+    hint = ""
+    if share < q.min_cross_source_share and column_exists(con, "main", "source_records", "enc_initial") and _scalar(
+        con, "SELECT count(DISTINCT source) FROM source_records WHERE enc_initial IS NOT NULL OR enc_family_name IS NOT NULL"
+    ) >= 2:  # encodings under different secrets never agree: they link nothing rather than link wrongly
+        hint = "; encoded sources: were they all encoded with the same secret and schema (citizen-view encode)?"
     return RuleResult(
         "cross_source_share", ok,
-        f"{share:.2%} of records linked across sources (bounds {q.min_cross_source_share:.0%}..{q.max_cross_source_share:.0%})",
+        f"{share:.2%} of records linked across sources (bounds {q.min_cross_source_share:.0%}..{q.max_cross_source_share:.0%}){hint}",
         {"share": round(share, 5), "min": q.min_cross_source_share, "max": q.max_cross_source_share, "sources": sources},
     )  # fmt: skip
 

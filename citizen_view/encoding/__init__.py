@@ -1,0 +1,1 @@
+"""Linkage without sharing identifiers: keyed pseudonyms and Bloom-filter encodings (CLKs) made at each agency."""
