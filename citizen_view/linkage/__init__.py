@@ -13,7 +13,7 @@ __all__ = ["Linkage", "LinkageRun"]
 def __getattr__(name: str) -> Any:
     # Imported on first use: the serving side imports `linkage.golden` and should not pay for Splink.
     if name in __all__:
-        from citizen_view.linkage import linker
+        import citizen_view.linkage.linker as linker
 
         return getattr(linker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from citizen_view.contract import LinkageConfig
-from citizen_view.linkage import explain as _explain
-from citizen_view.linkage import golden as _golden
-from citizen_view.linkage import records as _records
-from citizen_view.linkage import steps as _steps
+import citizen_view.linkage.explain as _explain
+import citizen_view.linkage.golden as _golden
+import citizen_view.linkage.records as _records
+import citizen_view.linkage.steps as _steps
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,7 +20,7 @@ from splink import Linker
 from citizen_view.contract import LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
-from citizen_view.linkage import common_values as cv
+import citizen_view.linkage.common_values as cv
 from citizen_view.linkage.records import field_shares, linkage_input_sql
 
 if TYPE_CHECKING:

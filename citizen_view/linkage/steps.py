@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage import common_values
+import citizen_view.linkage.common_values as common_values
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, components, size_bound
 from citizen_view.linkage.engine import Engine
