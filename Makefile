@@ -21,7 +21,9 @@ run: $(STAMP)  ## ingest, link, check and publish the committed sample
 	@$(BIN)/citizen-view init >/dev/null
 	$(BIN)/citizen-view run
 
-test: $(STAMP)  ## the whole test suite (it keeps its own DAGSTER_HOME, never .dagster/)
+test: $(STAMP)  ## house rules (ruff), then the whole test suite (it keeps its own DAGSTER_HOME, never .dagster/)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	env -u DAGSTER_HOME $(BIN)/python -m pytest
 
 ui: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000

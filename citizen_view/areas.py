@@ -74,11 +74,15 @@ class AreaList:
         """Every folded name that means a municipality: official names (each part of a multilingual one) and aliases."""
         official = self.municipalities.select("code", pl.col("name").alias("written"))
         parts = official.with_columns(pl.col("written").str.split(" - ")).explode("written")
-        names = pl.concat([
-            official.with_columns(pl.lit(Method.NAME.value).alias("method")),
-            parts.with_columns(pl.lit(Method.NAME.value).alias("method")),
-            self.aliases.select("code", pl.col("alias").alias("written")).with_columns(pl.lit(Method.ALIAS.value).alias("method")),
-        ])  # fmt: skip
+        names = pl.concat(
+            [
+                official.with_columns(pl.lit(Method.NAME.value).alias("method")),
+                parts.with_columns(pl.lit(Method.NAME.value).alias("method")),
+                self.aliases.select("code", pl.col("alias").alias("written")).with_columns(
+                    pl.lit(Method.ALIAS.value).alias("method")
+                ),
+            ]
+        )
         folded = names.with_columns(pl.col("written").map_elements(_key, return_dtype=pl.String).alias("key"))
         # a key that means two municipalities (a bare "Bergen") is no evidence: dropped
         clear = folded.drop_nulls("key").group_by("key").agg(pl.col("code").n_unique().alias("codes"))
@@ -91,11 +95,25 @@ class AreaList:
 
 
 _COUNTRIES = {
-    "NL": ("nl", "Netherlands", "municipality", "province", "province_code", "province_name",
-           "CBS gemeentelijke indeling 1 January 2025 (CC BY 4.0)"),
-    "NO": ("no", "Norway", "kommune", "county", "county_code", "county_name",
-           "SSB Klass 131 kommuneinndeling, valid 2026-01-01 (NLOD)"),
-}  # fmt: skip
+    "NL": (
+        "nl",
+        "Netherlands",
+        "municipality",
+        "province",
+        "province_code",
+        "province_name",
+        "CBS gemeentelijke indeling 1 January 2025 (CC BY 4.0)",
+    ),
+    "NO": (
+        "no",
+        "Norway",
+        "kommune",
+        "county",
+        "county_code",
+        "county_name",
+        "SSB Klass 131 kommuneinndeling, valid 2026-01-01 (NLOD)",
+    ),
+}
 
 
 def _key(text: str | None) -> str | None:
@@ -132,18 +150,40 @@ def load_areas(country: str | None, *, folder: Path | None = None) -> AreaList |
     if country == "NO":
         aliases = aliases.with_columns(pl.col("code").str.zfill(4))
     postcodes = read("postcodes")
-    return AreaList(country, country_name, level, region_level, municipalities, aliases, postcodes,
-                    source if where == DATA else f"{where} (refreshed)")  # fmt: skip
+    return AreaList(
+        country,
+        country_name,
+        level,
+        region_level,
+        municipalities,
+        aliases,
+        postcodes,
+        source if where == DATA else f"{where} (refreshed)",
+    )
 
 
-def load_custom_areas(codes: Path, *, aliases: Path | None = None, postcodes: Path | None = None, country: str = "XX",
-                      country_name: str = "", level: str = "municipality", region_level: str = "region") -> AreaList:
+def load_custom_areas(
+    codes: Path,
+    *,
+    aliases: Path | None = None,
+    postcodes: Path | None = None,
+    country: str = "XX",
+    country_name: str = "",
+    level: str = "municipality",
+    region_level: str = "region",
+) -> AreaList:
     """Another country's list: a CSV with code,name,region_code,region_name (and optional aliases/postcodes CSVs)."""
     municipalities = pl.read_csv(codes, infer_schema_length=0)
     missing = {"code", "name", "region_code", "region_name"} - set(municipalities.columns)
     if missing:
-        raise ValueError(f"{codes}: an area list needs the columns code, name, region_code, region_name (missing {sorted(missing)})")
-    alias = pl.read_csv(aliases, infer_schema_length=0) if aliases else pl.DataFrame(schema={"alias": pl.String, "code": pl.String})
+        raise ValueError(
+            f"{codes}: an area list needs the columns code, name, region_code, region_name (missing {sorted(missing)})"
+        )
+    alias = (
+        pl.read_csv(aliases, infer_schema_length=0)
+        if aliases
+        else pl.DataFrame(schema={"alias": pl.String, "code": pl.String})
+    )
     post = pl.read_csv(postcodes, infer_schema_length=0) if postcodes else None
     return AreaList(country, country_name or country, level, region_level, municipalities, alias, post, str(codes))
 
@@ -170,16 +210,22 @@ AREA_TABLE = "citizen_area"
 def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaReport:
     """(Re)create `citizen_area` (citizen_id, area_code, area_name, region_code, region_name, method, city, postcode)."""
     citizens = con.sql(
-        "SELECT citizen_id, city, postcode, " + ("area_code" if column_exists(con, "main", "citizen", "area_code") else "NULL::VARCHAR AS area_code")
+        "SELECT citizen_id, city, postcode, "
+        + ("area_code" if column_exists(con, "main", "citizen", "area_code") else "NULL::VARCHAR AS area_code")
         + " FROM citizen"
     ).pl()
     if areas is None:
         out = citizens.select(
-            "citizen_id", pl.lit(None, dtype=pl.String).alias("area_code"), pl.lit(Method.NO_AREA_LIST.value).alias("method"),
-            "city", "postcode",
-        )  # fmt: skip
+            "citizen_id",
+            pl.lit(None, dtype=pl.String).alias("area_code"),
+            pl.lit(Method.NO_AREA_LIST.value).alias("method"),
+            "city",
+            "postcode",
+        )
         _store(con, out, None)
-        return AreaReport(citizens.height, {Method.NO_AREA_LIST.value: citizens.height}, citizens.height, [], 0, listed=False)
+        return AreaReport(
+            citizens.height, {Method.NO_AREA_LIST.value: citizens.height}, citizens.height, [], 0, listed=False
+        )
     listed = set(areas.municipalities.get_column("code").to_list())
     names = areas.names()
     keyed = citizens.with_columns(pl.col("city").map_elements(_key, return_dtype=pl.String).alias("key"))
@@ -188,7 +234,9 @@ def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaR
         pl.when(pl.col("area_code").is_in(sorted(listed))).then(pl.lit(Method.AREA_CODE.value)).alias("method"),
     )
     if areas.postcodes is not None:
-        table = areas.postcodes.select(pl.col("postcode").str.to_uppercase().str.replace_all(r"\s", ""), pl.col("code").alias("_code"))
+        table = areas.postcodes.select(
+            pl.col("postcode").str.to_uppercase().str.replace_all(r"\s", ""), pl.col("code").alias("_code")
+        )
         found = _fill(found, table, on="postcode", method=pl.lit(Method.POSTCODE_TABLE.value))
     found = _fill(found, names.rename({"code": "_code", "method": "_method"}), on="key", method=pl.col("_method"))
     fuzzy = _fuzzy(found.filter(pl.col("code").is_null()).get_column("key").drop_nulls().unique().to_list(), names)
@@ -199,15 +247,29 @@ def match_areas(con: duckdb.DuckDBPyConnection, areas: AreaList | None) -> AreaR
     if learned.height:
         found = _fill(found, learned, on="postcode", method=pl.lit(Method.POSTCODE_LEARNED.value))
     out = found.select(
-        "citizen_id", pl.col("code").alias("area_code"), pl.col("method").fill_null(Method.UNMATCHED.value), "city", "postcode"
+        "citizen_id",
+        pl.col("code").alias("area_code"),
+        pl.col("method").fill_null(Method.UNMATCHED.value),
+        "city",
+        "postcode",
     )
     _store(con, out, areas)
     by_method = dict(out.group_by("method").len().sort("len", descending=True).iter_rows())
     unmatched = out.filter(pl.col("area_code").is_null())
     values = (
-        unmatched.group_by("city", "postcode").len().sort(["len", "city"], descending=[True, False], nulls_last=True).head(20).rows()
+        unmatched.group_by("city", "postcode")
+        .len()
+        .sort(["len", "city"], descending=[True, False], nulls_last=True)
+        .head(20)
+        .rows()
     )
-    return AreaReport(out.height, by_method, unmatched.height, values, out.get_column("area_code").n_unique() - (1 if unmatched.height else 0))
+    return AreaReport(
+        out.height,
+        by_method,
+        unmatched.height,
+        values,
+        out.get_column("area_code").n_unique() - (1 if unmatched.height else 0),
+    )
 
 
 def _fill(found: pl.DataFrame, lookup: pl.DataFrame, *, on: str, method: pl.Expr) -> pl.DataFrame:
@@ -215,17 +277,26 @@ def _fill(found: pl.DataFrame, lookup: pl.DataFrame, *, on: str, method: pl.Expr
     citizens already matched keep their code and method. The lookup's own columns (`_`-prefixed) are dropped."""
     extra = [c for c in lookup.columns if c != on]
     taken = pl.col("code").is_null() & pl.col("_code").is_not_null()
-    return found.join(lookup, on=on, how="left").with_columns(
-        pl.coalesce("code", "_code").alias("code"), pl.when(taken).then(method).otherwise(pl.col("method")).alias("method"),
-    ).drop(extra)
+    return (
+        found.join(lookup, on=on, how="left")
+        .with_columns(
+            pl.coalesce("code", "_code").alias("code"),
+            pl.when(taken).then(method).otherwise(pl.col("method")).alias("method"),
+        )
+        .drop(extra)
+    )
 
 
 def _store(con: duckdb.DuckDBPyConnection, matched: pl.DataFrame, areas: AreaList | None) -> None:
     muni = (
-        areas.municipalities.select(pl.col("code").alias("area_code"), pl.col("name").alias("area_name"), "region_code", "region_name")
+        areas.municipalities.select(
+            pl.col("code").alias("area_code"), pl.col("name").alias("area_name"), "region_code", "region_name"
+        )
         if areas is not None
-        else pl.DataFrame(schema={"area_code": pl.String, "area_name": pl.String, "region_code": pl.String, "region_name": pl.String})
-    )  # fmt: skip
+        else pl.DataFrame(
+            schema={"area_code": pl.String, "area_name": pl.String, "region_code": pl.String, "region_name": pl.String}
+        )
+    )
     frame = matched.join(muni, on="area_code", how="left").select(
         "citizen_id", "area_code", "area_name", "region_code", "region_name", "method", "city", "postcode"
     )
@@ -259,7 +330,9 @@ def _fuzzy(keys: list[str], names: pl.DataFrame) -> dict[str, str]:
 
 def _learned_postcodes(found: pl.DataFrame) -> pl.DataFrame:
     """Postcodes whose matched citizens agree on one code (at least LEARNED_MIN_VOTES, LEARNED_MIN_AGREEMENT)."""
-    votes = found.filter(pl.col("code").is_not_null() & pl.col("postcode").is_not_null()).group_by("postcode", "code").len()
+    votes = (
+        found.filter(pl.col("code").is_not_null() & pl.col("postcode").is_not_null()).group_by("postcode", "code").len()
+    )
     totals = votes.group_by("postcode").agg(pl.col("len").sum().alias("total"))
     return (
         votes.join(totals, on="postcode")
@@ -283,13 +356,19 @@ def areas_for(sources: SourcesFile, *, refreshed: Path | None = None) -> AreaLis
     """The area list a sources file publishes by: its own (`publication.areas`), else its country's (refreshed or shipped)."""
     custom = sources.publication.areas
     if custom is not None:
+
         def at(path: Path | None) -> Path | None:
             return None if path is None else (path if path.is_absolute() else sources.base_dir / path)
 
         return load_custom_areas(
-            at(custom.codes), aliases=at(custom.aliases), postcodes=at(custom.postcodes), country=sources.country or "XX",
-            country_name=custom.country_name, level=custom.level, region_level=custom.region_level,
-        )  # fmt: skip
+            at(custom.codes),
+            aliases=at(custom.aliases),
+            postcodes=at(custom.postcodes),
+            country=sources.country or "XX",
+            country_name=custom.country_name,
+            level=custom.level,
+            region_level=custom.region_level,
+        )
     return load_areas(sources.country, folder=refreshed)
 
 

@@ -60,8 +60,12 @@ def netherlands_rows(properties: list[dict], data: list[dict]) -> list[dict[str,
                 return p["Key"]
         raise ValueError(f"the CBS table has no {title!r} column under a {group_title!r} group")
 
-    cols = {"code": key("gemeente", "code"), "name": key("gemeente", "naam"),
-            "province_code": key("provincie", "code"), "province_name": key("provincie", "naam")}  # fmt: skip
+    cols = {
+        "code": key("gemeente", "code"),
+        "name": key("gemeente", "naam"),
+        "province_code": key("provincie", "code"),
+        "province_name": key("provincie", "naam"),
+    }
     rows = [{k: str(item[v]).strip() for k, v in cols.items()} for item in data]
     return sorted({r["code"]: r for r in rows if r["code"].startswith("GM")}.values(), key=lambda r: r["code"])
 
@@ -79,7 +83,9 @@ def refresh(country: str, target: Path, *, date: dt.date | None = None) -> Path:
         rows = netherlands_rows(properties, data)
         columns, prefix = ["code", "name", "province_code", "province_name"], "nl"
     else:
-        raise ValueError(f"no official source known for {country!r}: give the areas in sources.yaml (publication.areas)")
+        raise ValueError(
+            f"no official source known for {country!r}: give the areas in sources.yaml (publication.areas)"
+        )
     if not rows:
         raise ValueError(f"the {country} source answered with no areas: nothing was written")
     write_list(target / f"{prefix}_municipalities.csv", rows, columns)

@@ -108,7 +108,9 @@ def _copy_database(source: Path, target: Path) -> None:
         try:
             con.execute(f"ATTACH '{source.as_posix().replace(chr(39), chr(39) * 2)}' AS warehouse_source (READ_ONLY)")
         except duckdb.IOException as exc:  # held read-write by a process outside the run lock
-            raise BackupError(f"the warehouse {source} cannot be read now ({exc}); back up when its writer ends") from None
+            raise BackupError(
+                f"the warehouse {source} cannot be read now ({exc}); back up when its writer ends"
+            ) from None
         con.execute(f"COPY FROM DATABASE warehouse_source TO {target.stem}")
         con.execute("DETACH warehouse_source")
         con.execute("CHECKPOINT")
@@ -148,7 +150,9 @@ def backup(warehouse: str | Path, to: str | Path) -> BackupReport:
                     with _append_only_locked(layout):
                         for name in APPEND_ONLY:
                             if (layout.root / name).is_dir():
-                                shutil.copytree(layout.root / name, staging / FILES / name, symlinks=True, ignore=_ignore)
+                                shutil.copytree(
+                                    layout.root / name, staging / FILES / name, symlinks=True, ignore=_ignore
+                                )
                     for item in sorted(layout.root.iterdir()):
                         if item.name in APPEND_ONLY or item.name in SKIPPED or _ignore("", [item.name]):
                             continue
@@ -165,12 +169,20 @@ def backup(warehouse: str | Path, to: str | Path) -> BackupReport:
             con.close()
         files, links = _listing(staging / FILES)
         manifest = {
-            "format": FORMAT, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "citizen_view": release(), "warehouse": str(layout.warehouse), "schema_version": version,
+            "format": FORMAT,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "citizen_view": release(),
+            "warehouse": str(layout.warehouse),
+            "schema_version": version,
             "written_by": writer,
-            "database": {"path": DATABASE, "size": (staging / DATABASE).stat().st_size, "sha256": _sha256(staging / DATABASE)},
-            "files": files, "symlinks": links,
-        }  # fmt: skip
+            "database": {
+                "path": DATABASE,
+                "size": (staging / DATABASE).stat().st_size,
+                "sha256": _sha256(staging / DATABASE),
+            },
+            "files": files,
+            "symlinks": links,
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         if target.is_dir():
             target.rmdir()
@@ -238,7 +250,11 @@ def restore(source: str | Path, warehouse: str | Path) -> RestoreReport:
     if layout.warehouse.exists():
         raise BackupError(f"{layout.warehouse} exists already: restore into a new warehouse path")
     _empty_target(layout.root, "warehouse path")
-    extra = {p.relative_to(folder / FILES).as_posix() for p in (folder / FILES).rglob("*") if not p.is_dir() or p.is_symlink()}
+    extra = {
+        p.relative_to(folder / FILES).as_posix()
+        for p in (folder / FILES).rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
     extra -= {f["path"] for f in manifest["files"]} | {s["path"] for s in manifest["symlinks"]}
     staging_root = layout.root.with_name(f".{layout.root.name}.restore{PARTIAL}")
     staging_db = layout.warehouse.with_name(f".{layout.warehouse.name}.restore{PARTIAL}")
@@ -248,10 +264,18 @@ def restore(source: str | Path, warehouse: str | Path) -> RestoreReport:
     try:
         staging_root.mkdir(parents=True)
         db = manifest["database"]
-        _copy_verified(folder / DATABASE, staging_db, size=db["size"], sha256=db["sha256"], problems=problems, name=DATABASE)
+        _copy_verified(
+            folder / DATABASE, staging_db, size=db["size"], sha256=db["sha256"], problems=problems, name=DATABASE
+        )
         for f in manifest["files"]:
-            _copy_verified(folder / FILES / f["path"], staging_root / f["path"], size=f["size"], sha256=f["sha256"],
-                           problems=problems, name=f"files/{f['path']}")  # fmt: skip
+            _copy_verified(
+                folder / FILES / f["path"],
+                staging_root / f["path"],
+                size=f["size"],
+                sha256=f["sha256"],
+                problems=problems,
+                name=f"files/{f['path']}",
+            )
         for link in manifest["symlinks"]:
             (staging_root / link["path"]).parent.mkdir(parents=True, exist_ok=True)
             os.symlink(link["target"], staging_root / link["path"])
@@ -268,6 +292,10 @@ def restore(source: str | Path, warehouse: str | Path) -> RestoreReport:
         staging_db.unlink(missing_ok=True)
         raise
     return RestoreReport(
-        layout.warehouse, len(manifest["files"]) + 1, db["size"] + sum(f["size"] for f in manifest["files"]),
-        manifest["schema_version"], manifest["created_at"], manifest["warehouse"],
-    )  # fmt: skip
+        layout.warehouse,
+        len(manifest["files"]) + 1,
+        db["size"] + sum(f["size"] for f in manifest["files"]),
+        manifest["schema_version"],
+        manifest["created_at"],
+        manifest["warehouse"],
+    )

@@ -42,7 +42,9 @@ class Rules:
     latest_date: dt.date
 
     @classmethod
-    def of(cls, source: SourceConfig, *, country: str | None, quality: QualityConfig, today: dt.date | None = None) -> Rules:
+    def of(
+        cls, source: SourceConfig, *, country: str | None, quality: QualityConfig, today: dt.date | None = None
+    ) -> Rules:
         latest = quality.latest_date_of_birth or today or dt.date.today()
         return cls(country, source.id_scheme(country), quality.earliest_date_of_birth, latest)
 
@@ -66,13 +68,17 @@ def canonical_records(
         return df.with_columns(expr.alias("_series")).get_column("_series")
 
     def issue(field: str, bad: pl.Expr, raw: pl.Expr, reason: pl.Expr | str) -> None:
-        if field not in f:  # an unmapped field has no values to set aside (and a scalar filter trips polars on big frames)
+        if (
+            field not in f
+        ):  # an unmapped field has no values to set aside (and a scalar filter trips polars on big frames)
             return
         reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
         found = df.filter(bad.fill_null(False)).select(
-            pl.col("_pos").alias("row"), pl.lit(field).alias("field"), raw.cast(pl.String).alias("raw"),
+            pl.col("_pos").alias("row"),
+            pl.lit(field).alias("field"),
+            raw.cast(pl.String).alias("raw"),
             reason_expr.cast(pl.String).alias("reason"),
-        )  # fmt: skip
+        )
         if found.height:
             issues.append(found)
 
@@ -89,10 +95,20 @@ def canonical_records(
         fmt = f[name].format or DEFAULT_DATE_FORMAT
         text = col(name)
         parsed = text.str.strptime(pl.Date, fmt, strict=False)
-        issue(name, text.is_not_null() & parsed.is_null(), text, f"not a date in the format {fmt} (column {f[name].column})")
+        issue(
+            name,
+            text.is_not_null() & parsed.is_null(),
+            text,
+            f"not a date in the format {fmt} (column {f[name].column})",
+        )
         early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
         implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
-        issue(name, implausible, text, f"implausible: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)")
+        issue(
+            name,
+            implausible,
+            text,
+            f"implausible: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)",
+        )
         dates[name] = series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
             dob_text = date_text(series(text), series(parsed), fmt)
@@ -105,7 +121,9 @@ def canonical_records(
 
     sex_raw = col(F.SEX)
     sex = std.normalise_sex(sex_raw)
-    issue(F.SEX, sex_raw.is_not_null() & sex.is_null(), sex_raw, "not a known way of writing sex (M/F, male/female, ...)")
+    issue(
+        F.SEX, sex_raw.is_not_null() & sex.is_null(), sex_raw, "not a known way of writing sex (M/F, male/female, ...)"
+    )
 
     postcode = std.normalise_postcode(col(F.POSTCODE), country=rules.country)
     bad_postcode = postcode.is_not_null() & std.valid_postcode(postcode, country=rules.country).not_()
@@ -142,7 +160,9 @@ def canonical_records(
         ],
     ).with_columns(
         dates[F.DATE_OF_BIRTH].alias("date_of_birth"),
-        (dob_text if F.DATE_OF_BIRTH in f else pl.Series([None] * df.height, dtype=pl.String)).alias("date_of_birth_text"),
+        (dob_text if F.DATE_OF_BIRTH in f else pl.Series([None] * df.height, dtype=pl.String)).alias(
+            "date_of_birth_text"
+        ),
         dates[F.DATE_OF_DEATH].alias("date_of_death"),
         nid.alias("national_id"),
         id_valid.alias("national_id_valid"),
@@ -153,14 +173,19 @@ def canonical_records(
         parts = std.split_street_and_number(pl.col("v"))
         split = pl.DataFrame({"v": combined}).select(p.alias(str(i)) for i, p in enumerate(parts))
         street, number, unsplit = (split.to_series(i) for i in range(3))
-        issue(STREET_AND_NUMBER, pl.lit(unsplit), col(STREET_AND_NUMBER), "no house number found at the start or the end "
-              "(kept whole as the street)")  # fmt: skip
+        issue(
+            STREET_AND_NUMBER,
+            pl.lit(unsplit),
+            col(STREET_AND_NUMBER),
+            "no house number found at the start or the end (kept whole as the street)",
+        )
         out = out.with_columns(street.alias("street"), number.alias("house_number"))
     # A one-field name fills the name parts a source did not map separately, and vice versa.
     if F.FULL_NAME in f:
         given, family = std.split_full_name(pl.col("full_name"))
         out = out.with_columns(
-            pl.coalesce("given_name", given).alias("given_name"), pl.coalesce("family_name", family).alias("family_name")
+            pl.coalesce("given_name", given).alias("given_name"),
+            pl.coalesce("family_name", family).alias("family_name"),
         )
     out = out.with_columns(
         pl.coalesce(
@@ -181,11 +206,14 @@ def canonical_records(
     bad_phone = out.get_column("phone").is_not_null() & phone.is_null()
     if bad_phone.any():
         issues.append(
-            pl.DataFrame({
-                "row": df.get_column("_pos").filter(bad_phone), "field": F.PHONE.value,
-                "raw": out.get_column("phone").filter(bad_phone),
-                "reason": f"not a phone number{' of ' + rules.country if rules.country else ' in international form (+...)'}",
-            })  # fmt: skip
+            pl.DataFrame(
+                {
+                    "row": df.get_column("_pos").filter(bad_phone),
+                    "field": F.PHONE.value,
+                    "raw": out.get_column("phone").filter(bad_phone),
+                    "reason": f"not a phone number{' of ' + rules.country if rules.country else ' in international form (+...)'}",
+                }
+            )
         )
     out = out.with_columns(
         std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
@@ -196,8 +224,9 @@ def canonical_records(
     )
     found = (
         pl.concat([i.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for i in issues]).sort("row", "field")
-        if issues else pl.DataFrame(schema=ISSUE_SCHEMA)
-    )  # fmt: skip
+        if issues
+        else pl.DataFrame(schema=ISSUE_SCHEMA)
+    )
     return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()]), found
 
 
@@ -245,7 +274,9 @@ def date_text(raw: pl.Series, parsed: pl.Series, fmt: str) -> pl.Series:
     if unparsed.len() == 0:
         return from_date.alias("date_of_birth_text")
     rearranged = [_rearrange(v, pattern) for v in unparsed.to_list()]
-    fallback = raw.replace_strict(unparsed, pl.Series(rearranged, dtype=pl.String), default=None, return_dtype=pl.String)
+    fallback = raw.replace_strict(
+        unparsed, pl.Series(rearranged, dtype=pl.String), default=None, return_dtype=pl.String
+    )
     return pl.select(pl.coalesce(from_date, fallback)).to_series().alias("date_of_birth_text")
 
 

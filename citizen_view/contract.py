@@ -75,8 +75,14 @@ OPAQUE_ID = "none"
 
 # Options each format understands, with their defaults.
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
-    Format.CSV: {"delimiter": ",", "encoding": "utf-8", "quotechar": '"', "header": True, "max_record_lines": 20,
-                 "max_field_bytes": 1 << 20},
+    Format.CSV: {
+        "delimiter": ",",
+        "encoding": "utf-8",
+        "quotechar": '"',
+        "header": True,
+        "max_record_lines": 20,
+        "max_field_bytes": 1 << 20,
+    },
     Format.FIXED_WIDTH: {"encoding": "utf-8", "widths": None, "header": False},
     Format.JSONL: {"encoding": "utf-8", "max_depth": 64, "max_field_bytes": 1 << 20},
     Format.XLSX: {"sheet": None},
@@ -217,18 +223,24 @@ class SourceConfig(BaseModel):
                     if type(w) is not int or w <= 0:  # a YAML `true` is an int to Python: not a width
                         out.append(f"options.widths.{col}: {w!r} is not a width (a whole number of characters > 0)")
         for limit in ("max_depth", "max_field_bytes"):
-            if limit in FORMAT_OPTIONS[self.format] and not (type(self.option(limit)) is int and self.option(limit) >= 1):
+            if limit in FORMAT_OPTIONS[self.format] and not (
+                type(self.option(limit)) is int and self.option(limit) >= 1
+            ):
                 out.append(f"options.{limit}: {self.option(limit)!r} is not a whole number >= 1")
         if self.format == "csv" and len(str(self.option("delimiter"))) != 1:
             out.append(f"csv delimiter must be one character, got {self.option('delimiter')!r}")
         unmapped_required = [f for f in self.required if f not in self.fields]
         if unmapped_required:
             out.append(f"required field(s) {unmapped_required} are not mapped in fields")
-        if self.format == Format.CSV and not (isinstance(self.option("max_record_lines"), int) and self.option("max_record_lines") >= 1):
+        if self.format == Format.CSV and not (
+            isinstance(self.option("max_record_lines"), int) and self.option("max_record_lines") >= 1
+        ):
             out.append("csv max_record_lines must be a whole number of lines, at least 1")
         split_too = sorted({CanonicalField.STREET, CanonicalField.HOUSE_NUMBER} & set(self.fields))
         if STREET_AND_NUMBER in self.fields and split_too:
-            out.append(f"field {STREET_AND_NUMBER!r} is split into street and house_number: map it or {[str(f) for f in split_too]}, not both")
+            out.append(
+                f"field {STREET_AND_NUMBER!r} is split into street and house_number: map it or {[str(f) for f in split_too]}, not both"
+            )
         for canonical, mapping in self.fields.items():
             if canonical not in CANONICAL_FIELDS and canonical != STREET_AND_NUMBER:
                 out.append(
@@ -323,7 +335,11 @@ class SparkConfig(BaseModel):
     @field_validator("conf", mode="before")
     @classmethod
     def _text_values(cls, v: Any) -> Any:
-        return {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()} if isinstance(v, dict) else v
+        return (
+            {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()}
+            if isinstance(v, dict)
+            else v
+        )
 
 
 class LinkageConfig(BaseModel):
@@ -533,7 +549,9 @@ def _safe_yaml(text: str) -> Any:
         if node is None:
             return None
         if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and aliases?): refused")
+            raise ConfigError(
+                f"the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and aliases?): refused"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()

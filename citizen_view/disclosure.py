@@ -28,7 +28,8 @@ SUPPRESSED = "suppressed"
 def describe(rules: DisclosureConfig) -> dict:
     """The rules and parameters, as published with the data (sdc-report.json)."""
     return rules.model_dump() | {
-        "primary": f"counts below {rules.min_cell} are suppressed" + ("" if rules.suppress_zeros else " (zeros are published)"),
+        "primary": f"counts below {rules.min_cell} are suppressed"
+        + ("" if rules.suppress_zeros else " (zeros are published)"),
         "secondary": "in every line that adds up to a published total, a second cell is suppressed "
         "whenever exactly one is (the cell that leaves the fewest other lines with a single suppressed cell, then the "
         "smallest), until no suppressed count can be derived",
@@ -56,7 +57,12 @@ def _lines(df: pl.DataFrame, dims: list[str], margin: str) -> pl.DataFrame:
 
 
 def protect(
-    counts: pl.DataFrame, *, dims: list[str], margins: list[str], rules: DisclosureConfig, count: str = "count",
+    counts: pl.DataFrame,
+    *,
+    dims: list[str],
+    margins: list[str],
+    rules: DisclosureConfig,
+    count: str = "count",
     hierarchies: dict[str, dict[str, str]] | None = None,
 ) -> Protection:
     """Suppress (primary + secondary) and round a count table; adds a `flag` column ("" or "suppressed").
@@ -68,9 +74,15 @@ def protect(
     df = counts.with_columns(pl.col(count).cast(pl.Int64))
     values = df.get_column(count).to_list()
     parents = {v for h in hierarchies.values() for v in h.values()}
-    is_total = df.select(
-        pl.any_horizontal([pl.col(d) == TOTAL for d in dims] + [pl.col(d).is_in(sorted(parents)) for d in hierarchies])
-    ).to_series().to_list()
+    is_total = (
+        df.select(
+            pl.any_horizontal(
+                [pl.col(d) == TOTAL for d in dims] + [pl.col(d).is_in(sorted(parents)) for d in hierarchies]
+            )
+        )
+        .to_series()
+        .to_list()
+    )
     hidden = [(v is not None and v < rules.min_cell and (v > 0 or rules.suppress_zeros)) for v in values]
     primary = sum(hidden)
     # Lines in a fixed order (by their smallest row): the greedy's choices must not depend on how a group-by ordered them.
@@ -106,9 +118,7 @@ def protect(
             changed = True
             for line in lines_of[pick]:
                 n_hidden[line] += 1
-    published = [
-        None if h else (_round(v, rules.round_to) if v is not None else None) for v, h in zip(values, hidden)
-    ]
+    published = [None if h else (_round(v, rules.round_to) if v is not None else None) for v, h in zip(values, hidden)]
     table = df.with_columns(
         pl.Series(count, published, dtype=pl.Int64),
         pl.Series("flag", [SUPPRESSED if h else "" for h in hidden], dtype=pl.String),
@@ -116,7 +126,9 @@ def protect(
     return Protection(table, primary, secondary, df.height)
 
 
-def _line_members(df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dict[str, str] | None = None) -> list[list[int]]:
+def _line_members(
+    df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dict[str, str] | None = None
+) -> list[list[int]]:
     """Row indexes of every line along `margin`: all its values with the other dimensions fixed, or, for a
     hierarchy, each parent value with its children (a province with its municipalities; the country with its provinces)."""
     if hierarchy is None:
@@ -124,8 +136,12 @@ def _line_members(df: pl.DataFrame, dims: list[str], margin: str, hierarchy: dic
         return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
     others = [d for d in dims if d != margin]
     keyed = df.with_row_index("_row")
-    as_child = keyed.with_columns(pl.col(margin).replace_strict(hierarchy, default=None, return_dtype=df.schema[margin]).alias("_parent")).filter(pl.col("_parent").is_not_null())
-    as_parent = keyed.filter(pl.col(margin).is_in(sorted(set(hierarchy.values())))).with_columns(pl.col(margin).alias("_parent"))
+    as_child = keyed.with_columns(
+        pl.col(margin).replace_strict(hierarchy, default=None, return_dtype=df.schema[margin]).alias("_parent")
+    ).filter(pl.col("_parent").is_not_null())
+    as_parent = keyed.filter(pl.col(margin).is_in(sorted(set(hierarchy.values())))).with_columns(
+        pl.col(margin).alias("_parent")
+    )
     both = pl.concat([as_child.select(*others, "_parent", "_row"), as_parent.select(*others, "_parent", "_row")])
     grouped = both.group_by([*others, "_parent"], maintain_order=True).agg(pl.col("_row"))
     return [sorted(rows) for rows in grouped.get_column("_row").to_list() if len(rows) > 1]
@@ -152,7 +168,11 @@ def cells_below_minimum(table: pl.DataFrame, rules: DisclosureConfig, *, count: 
 
 
 def recoverable_cells(
-    table: pl.DataFrame, *, dims: list[str], margins: list[str], count: str = "count",
+    table: pl.DataFrame,
+    *,
+    dims: list[str],
+    margins: list[str],
+    count: str = "count",
     hierarchies: dict[str, dict[str, str]] | None = None,
 ) -> pl.DataFrame:
     """Suppressed cells alone in a line (derivable as total minus the rest): the rows a gate must find none of."""

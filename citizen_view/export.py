@@ -25,8 +25,8 @@ import polars as pl
 
 from citizen_view.disclosure import describe
 from citizen_view.files import sha256_of
-from citizen_view.quality.results import latest_gate_failures
 from citizen_view.layout import PARTIAL, clean_partials, swap_symlink
+from citizen_view.quality.results import latest_gate_failures
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,19 +44,35 @@ COUNTRIES = {"NL": EU + "country/NLD", "NO": EU + "country/NOR"}
 # English labels of the EU code-list entries the bundle may use (a skos:Concept needs a skos:prefLabel in DCAT-AP 3);
 # any other entry is labelled with its own code.
 EU_LABELS = {
-    "data-theme/AGRI": "Agriculture, fisheries, forestry and food", "data-theme/ECON": "Economy and finance",
-    "data-theme/EDUC": "Education, culture and sport", "data-theme/ENER": "Energy", "data-theme/ENVI": "Environment",
-    "data-theme/GOVE": "Government and public sector", "data-theme/HEAL": "Health",
-    "data-theme/INTR": "International issues", "data-theme/JUST": "Justice, legal system and public safety",
-    "data-theme/REGI": "Regions and cities", "data-theme/SOCI": "Population and society",
-    "data-theme/TECH": "Science and technology", "data-theme/TRAN": "Transport",
-    "access-right/PUBLIC": "public", "access-right/RESTRICTED": "restricted", "access-right/NON_PUBLIC": "non-public",
-    "dataset-status/COMPLETED": "completed", "dataset-status/DEVELOP": "under development",
-    "dataset-status/DEPRECATED": "deprecated", "dataset-status/WITHDRAWN": "withdrawn",
-    "language/NLD": "Dutch", "language/NOR": "Norwegian", "language/NOB": "Norwegian Bokmål",
-    "language/NNO": "Norwegian Nynorsk", "language/ENG": "English",
-    "country/NLD": "Netherlands", "country/NOR": "Norway",
-    "licence/CC0": "Creative Commons CC0 1.0 Universal", "licence/CC_BY_4_0": "Creative Commons Attribution 4.0",
+    "data-theme/AGRI": "Agriculture, fisheries, forestry and food",
+    "data-theme/ECON": "Economy and finance",
+    "data-theme/EDUC": "Education, culture and sport",
+    "data-theme/ENER": "Energy",
+    "data-theme/ENVI": "Environment",
+    "data-theme/GOVE": "Government and public sector",
+    "data-theme/HEAL": "Health",
+    "data-theme/INTR": "International issues",
+    "data-theme/JUST": "Justice, legal system and public safety",
+    "data-theme/REGI": "Regions and cities",
+    "data-theme/SOCI": "Population and society",
+    "data-theme/TECH": "Science and technology",
+    "data-theme/TRAN": "Transport",
+    "access-right/PUBLIC": "public",
+    "access-right/RESTRICTED": "restricted",
+    "access-right/NON_PUBLIC": "non-public",
+    "dataset-status/COMPLETED": "completed",
+    "dataset-status/DEVELOP": "under development",
+    "dataset-status/DEPRECATED": "deprecated",
+    "dataset-status/WITHDRAWN": "withdrawn",
+    "language/NLD": "Dutch",
+    "language/NOR": "Norwegian",
+    "language/NOB": "Norwegian Bokmål",
+    "language/NNO": "Norwegian Nynorsk",
+    "language/ENG": "English",
+    "country/NLD": "Netherlands",
+    "country/NOR": "Norway",
+    "licence/CC0": "Creative Commons CC0 1.0 Universal",
+    "licence/CC_BY_4_0": "Creative Commons Attribution 4.0",
     "licence/NLOD_2_0": "Norwegian Licence for Open Government Data 2.0",
 }
 FIELD_DESCRIPTIONS = {
@@ -135,7 +151,7 @@ def _code(iri: str, *classes: str) -> dict[str, Any]:
     types = list(classes)
     node: dict[str, Any] = {"@id": iri}
     if iri.startswith(EU) and iri.count("/") >= 6:
-        scheme, code = iri[len(EU):].rsplit("/", 1)
+        scheme, code = iri[len(EU) :].rsplit("/", 1)
         types += [] if "skos:Concept" in types else ["skos:Concept"]
         node["skos:inScheme"] = {"@id": EU + scheme}
         node["skos:prefLabel"] = {"@value": EU_LABELS.get(f"{scheme}/{code}", code), "@language": "en"}
@@ -189,10 +205,15 @@ class _Describe:
         return _code(self.sources.publication.licence, "dct:LicenseDocument")
 
     def schema(self, folder_url: str) -> dict[str, Any]:
-        return {"@id": f"{folder_url}/datapackage.json", "@type": "dct:Standard",
-                "dct:title": self.text("Frictionless Data Package of this bundle (the table schemas)")}  # fmt: skip
+        return {
+            "@id": f"{folder_url}/datapackage.json",
+            "@type": "dct:Standard",
+            "dct:title": self.text("Frictionless Data Package of this bundle (the table schemas)"),
+        }
 
-    def distribution(self, *, iri: str, url: str, fmt: str, title: str, description: str, schema: dict, issued: dict) -> dict:
+    def distribution(
+        self, *, iri: str, url: str, fmt: str, title: str, description: str, schema: dict, issued: dict
+    ) -> dict:
         pub = self.sources.publication
         format_uri, media = FORMATS[fmt]
         link = {"@id": url, "@type": "rdfs:Resource"}
@@ -211,7 +232,9 @@ class _Describe:
             "dct:issued": issued,
         }
 
-    def dataset(self, *, iri: str, schema: dict, issued: dict, modified: dict, distributions: list[dict]) -> dict[str, Any]:
+    def dataset(
+        self, *, iri: str, schema: dict, issued: dict, modified: dict, distributions: list[dict]
+    ) -> dict[str, Any]:
         pub = self.sources.publication
         doc: dict[str, Any] = {
             "@id": iri,
@@ -255,13 +278,22 @@ def dcat(tables: list[PublishedTable], *, bundle: str, sources: SourcesFile, iss
     schema = describe.schema(f"{pub.access_url}/{bundle}")
     distributions = [
         describe.distribution(
-            iri=f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}", url=f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}",
-            fmt=fmt, title=t.info.title, description=t.info.description, schema=schema, issued=when,
+            iri=f"{pub.identifier_prefix}/{bundle}/{t.info.name}.{fmt}",
+            url=f"{pub.access_url}/{bundle}/data/{t.info.name}.{fmt}",
+            fmt=fmt,
+            title=t.info.title,
+            description=t.info.description,
+            schema=schema,
+            issued=when,
         )
-        for t in tables for fmt in FORMATS
-    ]  # fmt: skip
+        for t in tables
+        for fmt in FORMATS
+    ]
     iri = f"{pub.identifier_prefix}/{bundle}"
-    return {"@context": CONTEXT, **describe.dataset(iri=iri, schema=schema, issued=when, modified=when, distributions=distributions)}
+    return {
+        "@context": CONTEXT,
+        **describe.dataset(iri=iri, schema=schema, issued=when, modified=when, distributions=distributions),
+    }
 
 
 # --- the catalogue of published versions -----------------------------------------------------------
@@ -299,17 +331,27 @@ def catalog(versions: list[tuple[str, Path]], *, sources: SourcesFile) -> dict[s
             for fmt in FORMATS:
                 path = f"data/{resource['name']}.{fmt}"
                 node = describe.distribution(
-                    iri=f"{iri}/{resource['name']}.{fmt}", url=f"{base}/{path}", fmt=fmt, title=resource["title"],
-                    description=resource["description"], schema=schema, issued=issued,
-                )  # fmt: skip
+                    iri=f"{iri}/{resource['name']}.{fmt}",
+                    url=f"{base}/{path}",
+                    fmt=fmt,
+                    title=resource["title"],
+                    description=resource["description"],
+                    schema=schema,
+                    issued=issued,
+                )
                 node["dct:modified"] = modified
                 node["spdx:checksum"] = {
                     "@type": "spdx:Checksum",
-                    "spdx:algorithm": {"@id": f"{SPDX}checksumAlgorithm_{algorithm}", "@type": "spdx:ChecksumAlgorithm"},
+                    "spdx:algorithm": {
+                        "@id": f"{SPDX}checksumAlgorithm_{algorithm}",
+                        "@type": "spdx:ChecksumAlgorithm",
+                    },
                     "spdx:checksumValue": {"@value": _digest(folder / path, algorithm), "@type": "xsd:hexBinary"},
                 }
                 distributions.append(node)
-        dataset = describe.dataset(iri=iri, schema=schema, issued=issued, modified=modified, distributions=distributions)
+        dataset = describe.dataset(
+            iri=iri, schema=schema, issued=issued, modified=modified, distributions=distributions
+        )
         dataset["dcat:version"] = name
         if datasets:
             dataset["dcat:previousVersion"] = {"@id": datasets[-1]["@id"]}
@@ -320,16 +362,21 @@ def catalog(versions: list[tuple[str, Path]], *, sources: SourcesFile) -> dict[s
         "@type": "dcat:Catalog",
         "dct:identifier": f"{pub.identifier_prefix}/catalog",
         "dct:title": describe.text(f"{pub.title}: published versions"),
-        "dct:description": describe.text(f"Every version of the open data published by {pub.publisher} that can still be "
-                                         "downloaded, oldest first."),
+        "dct:description": describe.text(
+            f"Every version of the open data published by {pub.publisher} that can still be downloaded, oldest first."
+        ),
         "dct:publisher": describe.agent,
         "dcat:contactPoint": describe.contact,
         "foaf:homepage": {"@id": pub.landing_page or pub.access_url, "@type": "foaf:Document"},
         "dct:language": describe.language,
         "dct:license": describe.licence,
-        **({"dct:issued": datasets[0]["dct:modified"], "dct:modified": datasets[-1]["dct:modified"]} if datasets else {}),
+        **(
+            {"dct:issued": datasets[0]["dct:modified"], "dct:modified": datasets[-1]["dct:modified"]}
+            if datasets
+            else {}
+        ),
         "dcat:dataset": datasets,
-    }  # fmt: skip
+    }
 
 
 def write_catalog(folder: Path, versions: list[tuple[str, Path]], *, sources: SourcesFile) -> list[Path]:
@@ -348,8 +395,15 @@ def write_catalog(folder: Path, versions: list[tuple[str, Path]], *, sources: So
 
 
 def write_bundle(
-    tables: list[PublishedTable], *, exports_dir: Path, run_id: str, sources: SourcesFile, sdc_report: dict,
-    gates: list[dict], data_docs: Any = None, now: dt.datetime | None = None,
+    tables: list[PublishedTable],
+    *,
+    exports_dir: Path,
+    run_id: str,
+    sources: SourcesFile,
+    sdc_report: dict,
+    gates: list[dict],
+    data_docs: Any = None,
+    now: dt.datetime | None = None,
 ) -> Path:
     """Write a complete bundle under `exports_dir` and return its folder (rename-into-place, never partial)."""
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -362,10 +416,19 @@ def write_bundle(
         t.table.write_csv(partial / "data" / f"{t.info.name}.csv")
         t.table.write_parquet(partial / "data" / f"{t.info.name}.parquet")
     issued = now.isoformat(timespec="seconds")
-    _json(partial / "datapackage.json", datapackage(tables, name=f"citizen-view-{name}", sources=sources, created=issued))
+    _json(
+        partial / "datapackage.json", datapackage(tables, name=f"citizen-view-{name}", sources=sources, created=issued)
+    )
     _json(partial / "dcat.jsonld", dcat(tables, bundle=name, sources=sources, issued=issued))
     _json(partial / "sdc-report.json", sdc_report)
-    _json(partial / "gates.json", {"run_id": run_id, "all_passed": all(g["passed"] or not g.get("blocking", True) for g in gates), "checks": gates})
+    _json(
+        partial / "gates.json",
+        {
+            "run_id": run_id,
+            "all_passed": all(g["passed"] or not g.get("blocking", True) for g in gates),
+            "checks": gates,
+        },
+    )
     if data_docs is not None:
         data_docs(partial / "data-docs")
     files = sorted(p for p in partial.rglob("*") if p.is_file())
@@ -395,10 +458,15 @@ class BundleReport:
 def sdc_report(tables: list[PublishedTable], rules: DisclosureConfig, *, reference: dt.date) -> dict:
     """What disclosure control did, for `sdc-report.json`."""
     per_table = {
-        t.info.name: {"primary_suppressed": t.primary, "secondary_suppressed": t.secondary,
-                      "published_suppressed": t.suppressed, **t.information_loss()}
-        for t in tables if t.info.count_column
-    }  # fmt: skip
+        t.info.name: {
+            "primary_suppressed": t.primary,
+            "secondary_suppressed": t.secondary,
+            "published_suppressed": t.suppressed,
+            **t.information_loss(),
+        }
+        for t in tables
+        if t.info.count_column
+    }
     return {
         "rules": describe(rules),
         "unit": "citizens (people after linkage), not records",
@@ -415,7 +483,9 @@ def sdc_report(tables: list[PublishedTable], rules: DisclosureConfig, *, referen
     }
 
 
-def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: WarehouseLayout, *, run_id: str) -> BundleReport:
+def build_bundle(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: WarehouseLayout, *, run_id: str
+) -> BundleReport:
     """The run's bundle from the stored protected tables and the run's gate outcomes (with GX Data Docs)."""
     from citizen_view.open_data import load_published, reference_date
     from citizen_view.quality.expectations import validate_tables
@@ -428,15 +498,24 @@ def build_bundle(con: duckdb.DuckDBPyConnection, sources: SourcesFile, layout: W
     frames = {t.info.name: t.table for t in tables}
 
     def data_docs(folder: Path) -> None:
-        validate_tables(frames, specs, min_cell=rules.min_cell, allow_zero=not rules.suppress_zeros, data_docs_dir=folder)
+        validate_tables(
+            frames, specs, min_cell=rules.min_cell, allow_zero=not rules.suppress_zeros, data_docs_dir=folder
+        )
 
     built_at = next((t.reference for t in tables if t.reference), None) or reference_date(sources)
     report = sdc_report(tables, rules, reference=built_at)
     bundle = write_bundle(
-        tables, exports_dir=bundle_dirs(sources, layout)[0], run_id=run_id, sources=sources, sdc_report=report,
-        gates=gates, data_docs=data_docs,
-    )  # fmt: skip
-    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and "data-docs" not in p.parts)
+        tables,
+        exports_dir=bundle_dirs(sources, layout)[0],
+        run_id=run_id,
+        sources=sources,
+        sdc_report=report,
+        gates=gates,
+        data_docs=data_docs,
+    )
+    files = sorted(
+        p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and "data-docs" not in p.parts
+    )
     return BundleReport(bundle, files, sum(g["passed"] for g in gates), report["totals"]["suppressed"])
 
 
@@ -475,12 +554,15 @@ def currently_published(published_dir: Path) -> Path | None:
 def _held_versions(versions: Path) -> list[Path]:
     """The published version folders still held, oldest first (a complete bundle published by `publish`)."""
     return sorted(
-        p for p in versions.iterdir()
+        p
+        for p in versions.iterdir()
         if not p.name.startswith(".") and (p / "PUBLISHED_FROM").is_file() and (p / "datapackage.json").is_file()
-    )  # fmt: skip
+    )
 
 
-def publish(con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir: Path, sources: SourcesFile) -> Published:
+def publish(
+    con: duckdb.DuckDBPyConnection, *, exports_dir: Path, published_dir: Path, sources: SourcesFile
+) -> Published:
     """Copy the newest passing bundle to `published_dir`, unless the latest run's gates failed; the new version
     carries the DCAT catalogue of every version held after this one (`catalog.ttl`, `catalog.jsonld`)."""
     run_id, failed = latest_gate_failures(con)

@@ -24,8 +24,8 @@ import hashlib
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +42,6 @@ from citizen_view.warehouse import quote, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
-
 
 
 @dataclass
@@ -105,9 +104,7 @@ def read_source(sources: SourcesFile, source: SourceConfig) -> SourceExtract:
         raise SourceError(f"source {source.name!r} ({source.path}): " + "; ".join(problems))
     files = sources.files_of(source)
     if not files:
-        raise SourceError(
-            f"source {source.name!r}: no file matches {source.path!r} (looked in {sources.base_dir})"
-        )
+        raise SourceError(f"source {source.name!r}: no file matches {source.path!r} (looked in {sources.base_dir})")
     frames: list[pl.DataFrame] = []
     rejects: list[Reject] = []
     names: list[str] = []
@@ -180,17 +177,28 @@ def standardise_source(
 
     # Missing and duplicate record ids (the first occurrence wins; later ones are rejected).
     missing = df.get_column("_rid").is_null()
-    first_seen = df.filter(~missing).group_by("_rid").agg(
-        pl.col("_line").first().alias("_first_line"), pl.col("_file").first().alias("_first_file"),
-        pl.col("_row").min().alias("_first_row"),
-    )  # fmt: skip
+    first_seen = (
+        df.filter(~missing)
+        .group_by("_rid")
+        .agg(
+            pl.col("_line").first().alias("_first_line"),
+            pl.col("_file").first().alias("_first_file"),
+            pl.col("_row").min().alias("_first_row"),
+        )
+    )
     df = df.join(first_seen, on="_rid", how="left", maintain_order="left")
     reason = (
         pl.when(pl.col("_rid").is_null())
         .then(pl.lit(f"missing record id (column {source.record_id or '_line'})"))
         .when(pl.col("_row") != pl.col("_first_row"))
-        .then(pl.format("duplicate record id {} (first seen in {} line {})", pl.lit("'") + pl.col("_rid") + pl.lit("'"),
-                        pl.col("_first_file"), pl.col("_first_line")))  # fmt: skip
+        .then(
+            pl.format(
+                "duplicate record id {} (first seen in {} line {})",
+                pl.lit("'") + pl.col("_rid") + pl.lit("'"),
+                pl.col("_first_file"),
+                pl.col("_first_line"),
+            )
+        )
     )
     df = df.with_columns(reason.alias("_reason"))
     data_cols = [c for c in extract.rows.columns if not c.startswith("_")]
@@ -202,9 +210,14 @@ def standardise_source(
     issues = found.join(
         good.with_row_index("_pos").select(pl.col("_pos").alias("row"), "_file", "_line", "_rid"), on="row", how="left"
     ).select(
-        pl.lit(source.name).alias("source"), pl.col("_file").alias("file"), pl.col("_line").alias("line"),
-        pl.col("_rid").alias("record_id"), "field", "raw", "reason",
-    )  # fmt: skip
+        pl.lit(source.name).alias("source"),
+        pl.col("_file").alias("file"),
+        pl.col("_line").alias("line"),
+        pl.col("_rid").alias("record_id"),
+        "field",
+        "raw",
+        "reason",
+    )
     return canonical, rejects, issues
 
 
@@ -249,7 +262,9 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
             f"{report.rows_rejected:,} rejected account for {report.rows_loaded + report.rows_rejected:,}; nothing was loaded"
         )
     ensure_ingest_tables(con)
-    with transaction(con, _raw_rows=extract.rows, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues):
+    with transaction(
+        con, _raw_rows=extract.rows, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues
+    ):
         _write_staged(con, source.name)
         report.audit = audit_staged(con, sources, source, rows_in=rows_in)
         _supersede_held(con, source.name)
@@ -264,14 +279,17 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
             _keep_last_accepted(con, source.name)
         reason = (
             "; ".join(f"{r.rule}: {r.summary}" for r in report.failed_rules)
-            if report.held else (f"audit failed but this content was released: {report.released_by}" if report.released_by else None)
+            if report.held
+            else (f"audit failed but this content was released: {report.released_by}" if report.released_by else None)
         )
         _log(con, report, reason=reason)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def audit_staged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig, *, rows_in: int) -> list[RuleResult]:
+def audit_staged(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig, *, rows_in: int
+) -> list[RuleResult]:
     """The ingest rules on a source's staged extract, judged against its last accepted load."""
     q = sources.quality
     staged_rows = rules._scalar(con, f"SELECT count(*) FROM {STAGING}.{quote('canonical_' + source.name)}")
@@ -286,8 +304,15 @@ def audit_staged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: S
     ]
 
 
-INGEST_RULES = ("canonical_schema", "required_fields", "national_id_validity", "date_of_birth_validity",
-                "field_issue_share", "rejected_share", "row_count_drift")  # fmt: skip
+INGEST_RULES = (
+    "canonical_schema",
+    "required_fields",
+    "national_id_validity",
+    "date_of_birth_validity",
+    "field_issue_share",
+    "rejected_share",
+    "row_count_drift",
+)
 
 _STAGING_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {STAGING};
@@ -315,7 +340,9 @@ def _write_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute(f"CREATE OR REPLACE TABLE {_staged('raw', source)} AS SELECT * FROM _raw_rows")
     con.execute(f"CREATE OR REPLACE TABLE {_staged('canonical', source)} AS SELECT * FROM _canonical_rows")
     con.execute(f"DELETE FROM {STAGING}.rejected_records WHERE source = ?", [source])
-    con.execute(f"INSERT INTO {STAGING}.rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows")
+    con.execute(
+        f"INSERT INTO {STAGING}.rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows"
+    )
     con.execute(f"DELETE FROM {STAGING}.field_issues WHERE source = ?", [source])
     con.execute(f"INSERT INTO {STAGING}.field_issues BY NAME SELECT * FROM _field_issues")
 
@@ -328,7 +355,8 @@ def _publish_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute("DELETE FROM rejected_records WHERE source = ?", [source])
     con.execute(
         f"INSERT INTO rejected_records (source, file, line, reason, raw, rejected_at) "
-        f"SELECT source, file, line, reason, raw, rejected_at FROM {STAGING}.rejected_records WHERE source = ?", [source]
+        f"SELECT source, file, line, reason, raw, rejected_at FROM {STAGING}.rejected_records WHERE source = ?",
+        [source],
     )
     con.execute("DELETE FROM field_issues WHERE source = ?", [source])
     con.execute(f"INSERT INTO field_issues BY NAME SELECT * FROM {STAGING}.field_issues WHERE source = ?", [source])
@@ -376,9 +404,18 @@ def _log(con: duckdb.DuckDBPyConnection, report: IngestReport, *, reason: str | 
     con.execute(
         "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected, load_id, status, content_hash, reason) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [report.source, report.files, report.rows_in, report.rows_loaded, report.rows_rejected, uuid.uuid4().hex,
-         report.status.value, report.content_hash, reason],
-    )  # fmt: skip
+        [
+            report.source,
+            report.files,
+            report.rows_in,
+            report.rows_loaded,
+            report.rows_rejected,
+            uuid.uuid4().hex,
+            report.status.value,
+            report.content_hash,
+            reason,
+        ],
+    )
 
 
 EVIDENCE_ITEMS = 5
@@ -399,7 +436,9 @@ def held_evidence(con: duckdb.DuckDBPyConnection, source: str) -> list[dict]:
         f"FROM {STAGING}.rejected_records WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {EVIDENCE_ITEMS}",
         [source],
     ).fetchall()
-    return [{"what": w, "count": n, "examples": list(ex)} for w, n, ex in sorted(issues + rejected, key=lambda r: -r[1])]
+    return [
+        {"what": w, "count": n, "examples": list(ex)} for w, n, ex in sorted(issues + rejected, key=lambda r: -r[1])
+    ]
 
 
 # --- a person's decision on a held extract ----------------------------------------------------------
@@ -488,8 +527,16 @@ def source_status(con: duckdb.DuckDBPyConnection, sources: list[str]) -> pl.Data
 
 def _reason_kind(reason: str) -> str:
     """The kind of a rejection reason ("bad date in date_of_birth ..." -> "bad date")."""
-    for kind in ("wrong field count", "undecodable bytes", "invalid JSON", "duplicate record id",
-                 "missing record id", "malformed quoting", "unbalanced quote", "expected a JSON object"):  # fmt: skip
+    for kind in (
+        "wrong field count",
+        "undecodable bytes",
+        "invalid JSON",
+        "duplicate record id",
+        "missing record id",
+        "malformed quoting",
+        "unbalanced quote",
+        "expected a JSON object",
+    ):
         if reason.startswith(kind):
             return kind
     return reason.split(":")[0]

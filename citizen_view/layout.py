@@ -52,7 +52,11 @@ class WarehouseLayout:
     @property
     def root(self) -> Path:
         """The warehouse's own folder: `<folder>/<name>/` beside `<folder>/<name>.duckdb`."""
-        return self.warehouse.with_suffix("") if self.warehouse.suffix else self.warehouse.with_name(self.warehouse.name + ".d")
+        return (
+            self.warehouse.with_suffix("")
+            if self.warehouse.suffix
+            else self.warehouse.with_name(self.warehouse.name + ".d")
+        )
 
     @property
     def linkage_dir(self) -> Path:

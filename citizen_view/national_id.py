@@ -82,7 +82,9 @@ def _fnr_birth_date(expr: pl.Expr) -> pl.Expr:
         .then(yy + 1900)
         .otherwise(None)
     )
-    text = pl.format("{}-{}-{}", year.cast(pl.String), month.cast(pl.String).str.zfill(2), day.cast(pl.String).str.zfill(2))
+    text = pl.format(
+        "{}-{}-{}", year.cast(pl.String), month.cast(pl.String).str.zfill(2), day.cast(pl.String).str.zfill(2)
+    )
     born = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     raw_day = _digit(expr, 0) * 10 + _digit(expr, 1)
     return pl.when((raw_day < 80) & (born <= pl.lit(datetime.date.today()))).then(born).otherwise(None)
@@ -98,15 +100,19 @@ def check(ids: pl.Series, *, scheme: str) -> tuple[pl.Series, pl.Series]:
     if not has_checksum(scheme):
         return compacted.alias("national_id"), pl.Series("national_id_valid", [None] * len(ids), dtype=pl.Boolean)
     if scheme in _VECTORISED:
-        valid = pl.DataFrame({"id": compacted}).select(
-            pl.when(pl.col("id").is_null()).then(None).otherwise(_VECTORISED[scheme](pl.col("id")))
-        ).to_series()
+        valid = (
+            pl.DataFrame({"id": compacted})
+            .select(pl.when(pl.col("id").is_null()).then(None).otherwise(_VECTORISED[scheme](pl.col("id"))))
+            .to_series()
+        )
         return compacted.alias("national_id"), valid.alias("national_id_valid")
     module = _module(scheme)
     distinct = compacted.drop_nulls().unique()
     packed = [_stdnum_compact(module, v) for v in distinct.to_list()]
     flags = {v: bool(module.is_valid(v)) for v in dict.fromkeys(packed)}
-    compacted = compacted.replace_strict(distinct, pl.Series(packed, dtype=pl.String), default=None, return_dtype=pl.String)
+    compacted = compacted.replace_strict(
+        distinct, pl.Series(packed, dtype=pl.String), default=None, return_dtype=pl.String
+    )
     valid = compacted.replace_strict(list(flags), list(flags.values()), default=None, return_dtype=pl.Boolean)
     return compacted.alias("national_id"), valid.alias("national_id_valid")
 

@@ -104,10 +104,14 @@ class TableInfo:
         """The Great Expectations spec of the table (quality/expectations.py)."""
         counted = self.count_column is not None
         return TableSpec(
-            name=self.name, columns=self.columns, not_null=self.dims, value_sets=dict(self.value_sets),
-            count_columns=(self.count_column,) if counted else (), unique_together=self.dims,
+            name=self.name,
+            columns=self.columns,
+            not_null=self.dims,
+            value_sets=dict(self.value_sets),
+            count_columns=(self.count_column,) if counted else (),
+            unique_together=self.dims,
             flag_column="flag" if counted else None,
-        )  # fmt: skip
+        )
 
 
 def _areas_sql(country: str, people: str, extra: str = "") -> str:
@@ -141,7 +145,13 @@ def population_by_area(
     age = f"date_diff('year', date_of_birth, DATE '{reference.isoformat()}') - (strftime(date_of_birth, '%m%d') > '{reference:%m%d}')::INT"
     bands = " ".join(
         f"WHEN x BETWEEN {lo} AND {hi} THEN '{label}'"
-        for label, lo, hi in [("0-17", 0, 17), ("18-29", 18, 29), ("30-44", 30, 44), ("45-64", 45, 64), ("65-79", 65, 79)]
+        for label, lo, hi in [
+            ("0-17", 0, 17),
+            ("18-29", 18, 29),
+            ("30-44", 30, 44),
+            ("45-64", 45, 64),
+            ("65-79", 65, 79),
+        ]
     )
     return con.sql(
         f"""
@@ -165,11 +175,22 @@ def population_by_area(
 
 
 def service_uptake_by_area(
-    con: duckdb.DuckDBPyConnection, *, services: list[str], reference: dt.date, country: str = "ALL", country_name: str = "All"
+    con: duckdb.DuckDBPyConnection,
+    *,
+    services: list[str],
+    reference: dt.date,
+    country: str = "ALL",
+    country_name: str = "All",
 ) -> pl.DataFrame:
     """Living citizens with at least one record in each service's source, by official area at every level."""
-    schema = {"service": pl.String, "level": pl.String, "area_code": pl.String, "area_name": pl.String,
-              "parent_code": pl.String, "count": pl.Int64}  # fmt: skip
+    schema = {
+        "service": pl.String,
+        "level": pl.String,
+        "area_code": pl.String,
+        "area_name": pl.String,
+        "parent_code": pl.String,
+        "count": pl.Int64,
+    }
     if not services:
         return pl.DataFrame(schema=schema)
     listed = ", ".join(f"'{s}'" for s in services)
@@ -232,8 +253,12 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         """
     ).fetchall()[0]
     whole = dict(zip(("records_linked", "citizens"), counts))
-    fractional = dict(zip(("share_of_citizens_in_two_or_more_sources", "median_match_probability",
-                           "link_threshold_match_weight"), decimals))  # fmt: skip
+    fractional = dict(
+        zip(
+            ("share_of_citizens_in_two_or_more_sources", "median_match_probability", "link_threshold_match_weight"),
+            decimals,
+        )
+    )
     return pl.DataFrame(
         {
             "metric": [*whole, *fractional],
@@ -263,60 +288,102 @@ TABLES: dict[str, TableInfo] = {
     t.name: t
     for t in (
         TableInfo(
-            "population_by_area", "Population by official area, age band and sex",
+            "population_by_area",
+            "Population by official area, age band and sex",
             "Living citizens by municipality, by province or county, and nationally (official area codes, each row with "
             "the code one level up), by age band at the reference date and sex, with totals.",
             ("level", "area_code", "area_name", "parent_code", "age_band", "sex", "count", "flag"),
-            ("area_code", "age_band", "sex"), ("area_code", "age_band", "sex"),
-            build=lambda con, s: population_by_area(con, reference=s.reference, country=s.country, country_name=s.country_name),
-            totals=(ReferenceTotal("living citizens", _living_total,
-                                   lambda _: NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL)),),
+            ("area_code", "age_band", "sex"),
+            ("area_code", "age_band", "sex"),
+            build=lambda con, s: population_by_area(
+                con, reference=s.reference, country=s.country, country_name=s.country_name
+            ),
+            totals=(
+                ReferenceTotal(
+                    "living citizens",
+                    _living_total,
+                    lambda _: NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL),
+                ),
+            ),
             value_sets={"level": LEVELS, "age_band": (*AGE_BANDS, UNKNOWN, TOTAL), "sex": ("F", "M", UNKNOWN, TOTAL)},
             area_hierarchy=True,
         ),
         TableInfo(
-            "service_uptake_by_area", "Public-service uptake by official area",
+            "service_uptake_by_area",
+            "Public-service uptake by official area",
             "Living citizens known to each service (agency) by municipality, by province or county, and nationally.",
-            ("service", "level", "area_code", "area_name", "parent_code", "count", "flag"), ("service", "area_code"), ("area_code",),
+            ("service", "level", "area_code", "area_name", "parent_code", "count", "flag"),
+            ("service", "area_code"),
+            ("area_code",),
             build=lambda con, s: service_uptake_by_area(
-                con, services=list(s.services), reference=s.reference, country=s.country, country_name=s.country_name),
-            totals=(ReferenceTotal("{key} users", _service_users, lambda service: (pl.col("service") == service) & NATIONAL),),
-            value_sets={"level": LEVELS}, area_hierarchy=True,
+                con, services=list(s.services), reference=s.reference, country=s.country, country_name=s.country_name
+            ),
+            totals=(
+                ReferenceTotal(
+                    "{key} users", _service_users, lambda service: (pl.col("service") == service) & NATIONAL
+                ),
+            ),
+            value_sets={"level": LEVELS},
+            area_hierarchy=True,
         ),
         TableInfo(
-            "agencies_per_citizen", "Citizens by number of agencies that know them",
+            "agencies_per_citizen",
+            "Citizens by number of agencies that know them",
             "How many sources (agencies) hold records of each living citizen: 1, 2 or 3 and more, with the total.",
-            ("agencies", "count", "flag"), ("agencies",), ("agencies",),
+            ("agencies", "count", "flag"),
+            ("agencies",),
+            ("agencies",),
             build=lambda con, s: agencies_per_citizen(con, reference=s.reference),
             totals=(ReferenceTotal("living citizens", _living_total, lambda _: pl.col("agencies") == TOTAL),),
             value_sets={"agencies": ("1", "2", "3+", TOTAL)},
         ),
         TableInfo(
-            "duplicates_per_source", "Records, citizens and duplicate records per source",
+            "duplicates_per_source",
+            "Records, citizens and duplicate records per source",
             "Per source: records loaded, distinct citizens they belong to, and records that duplicate another "
             "record of the same citizen in that source.",
-            ("source", "measure", "count", "flag"), ("source", "measure"), ("measure",),
+            ("source", "measure", "count", "flag"),
+            ("source", "measure"),
+            ("measure",),
             build=lambda con, s: duplicates_per_source(con),
-            totals=(ReferenceTotal("{key} records", lambda s: "SELECT source, count(*) FROM citizen_source_link GROUP BY 1",
-                                   lambda source: (pl.col("source") == source) & (pl.col("measure") == "records")),),
+            totals=(
+                ReferenceTotal(
+                    "{key} records",
+                    lambda s: "SELECT source, count(*) FROM citizen_source_link GROUP BY 1",
+                    lambda source: (pl.col("source") == source) & (pl.col("measure") == "records"),
+                ),
+            ),
             value_sets={"measure": ("records", "citizens", "duplicate_records")},
-            hierarchies={"measure": {"citizens": "records", "duplicate_records": "records"}},  # records = citizens + duplicates
+            hierarchies={
+                "measure": {"citizens": "records", "duplicate_records": "records"}
+            },  # records = citizens + duplicates
         ),
         TableInfo(
-            "linkage_quality", "Linkage quality summary",
+            "linkage_quality",
+            "Linkage quality summary",
             "Figures describing the linkage run behind these statistics (no person counts below the national level).",
-            ("metric", "value", "decimal"), ("metric",), (),
+            ("metric", "value", "decimal"),
+            ("metric",),
+            (),
             build=lambda con, s: linkage_quality(con),
             totals=(
-                ReferenceTotal("records linked", lambda s: "SELECT NULL, count(*) FROM citizen_source_link",
-                               lambda _: pl.col("metric") == "records_linked", column="value"),
-                ReferenceTotal("citizens", lambda s: "SELECT NULL, count(*) FROM citizen",
-                               lambda _: pl.col("metric") == "citizens", column="value"),
+                ReferenceTotal(
+                    "records linked",
+                    lambda s: "SELECT NULL, count(*) FROM citizen_source_link",
+                    lambda _: pl.col("metric") == "records_linked",
+                    column="value",
+                ),
+                ReferenceTotal(
+                    "citizens",
+                    lambda s: "SELECT NULL, count(*) FROM citizen",
+                    lambda _: pl.col("metric") == "citizens",
+                    column="value",
+                ),
             ),
             count_column=None,
         ),
     )
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -339,11 +406,13 @@ class PublishedTable:
     def information_loss(self) -> dict[str, float | int]:
         """The share of cells suppressed and the share of people counted in published finest cells."""
         return {
-            "cells": self.cells, "cells_suppressed": self.suppressed,
+            "cells": self.cells,
+            "cells_suppressed": self.suppressed,
             "suppressed_cell_share": round(self.suppressed / self.cells, 5) if self.cells else 0.0,
-            "persons_in_finest_cells": self.persons, "persons_in_published_finest_cells": self.persons_published,
+            "persons_in_finest_cells": self.persons,
+            "persons_in_published_finest_cells": self.persons_published,
             "published_person_share": round(self.persons_published / self.persons, 5) if self.persons else 1.0,
-        }  # fmt: skip
+        }
 
 
 PROTECTION_LOG = "open_data.protection"
@@ -379,9 +448,16 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFil
         con.execute(
             f"INSERT OR REPLACE INTO {PROTECTION_LOG} (name, primary_suppressed, secondary_suppressed, cells, persons, "
             "persons_published, reference_date) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [name, published.primary, published.secondary, published.cells, published.persons, published.persons_published,
-             reference],
-        )  # fmt: skip
+            [
+                name,
+                published.primary,
+                published.secondary,
+                published.cells,
+                published.persons,
+                published.persons_published,
+                reference,
+            ],
+        )
     return replace(published, reference=reference)
 
 
@@ -389,10 +465,13 @@ def _protection_log(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     """Each stored table's row of the protection log: (primary, secondary, cells, persons, persons_published,
     reference_date); the date is None in a warehouse written before it was recorded."""
     dated = column_exists(con, "open_data", "protection", "reference_date")
-    return {r[0]: r[1:] for r in con.execute(
-        f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published, "
-        f"{'reference_date' if dated else 'NULL::DATE'} FROM {PROTECTION_LOG}"
-    ).fetchall()}  # fmt: skip
+    return {
+        r[0]: r[1:]
+        for r in con.execute(
+            f"SELECT name, primary_suppressed, secondary_suppressed, cells, persons, persons_published, "
+            f"{'reference_date' if dated else 'NULL::DATE'} FROM {PROTECTION_LOG}"
+        ).fetchall()
+    }
 
 
 def built_reference(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile) -> dt.date:
@@ -412,14 +491,20 @@ def load_published(con: duckdb.DuckDBPyConnection) -> list[PublishedTable]:
     return out
 
 
-def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile, *, reference: dt.date) -> PublishedTable:
+def build_table(
+    con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile, *, reference: dt.date
+) -> PublishedTable:
     """Compute and protect one published table."""
     info = TABLES[name]
     raw = info.build(con, scope_of(sources, reference))
     if info.count_column is None:  # no person counts: nothing to protect
         return PublishedTable(info, raw.select(info.columns))
     result: Protection = protect(
-        raw, dims=list(info.dims), margins=list(info.margins), rules=sources.disclosure, hierarchies=info.hierarchies_of(raw)
+        raw,
+        dims=list(info.dims),
+        margins=list(info.margins),
+        rules=sources.disclosure,
+        hierarchies=info.hierarchies_of(raw),
     )
     finest = ~pl.any_horizontal([pl.col(d) == TOTAL for d in info.dims if d != "area_code"] + [pl.lit(False)])
     if "level" in raw.columns:
@@ -431,8 +516,13 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, sources: SourcesFile,
     true_counts = raw.get_column("count").filter(mask)
     published = true_counts.filter(result.table.get_column("count").filter(mask).is_not_null())
     return PublishedTable(
-        info, result.table.select(info.columns), result.primary, result.secondary, result.cells,
-        int(true_counts.sum() or 0), int(published.sum() or 0),
+        info,
+        result.table.select(info.columns),
+        result.primary,
+        result.secondary,
+        result.cells,
+        int(true_counts.sum() or 0),
+        int(published.sum() or 0),
     )
 
 

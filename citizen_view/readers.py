@@ -72,7 +72,9 @@ def read_file(source: SourceConfig, path: Path, *, display_name: str) -> FileRea
     except SourceError:
         raise
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise SourceError(f"source {source.name!r}: file {display_name!r} cannot be read as {source.format}: {exc}") from exc
+        raise SourceError(
+            f"source {source.name!r}: file {display_name!r} cannot be read as {source.format}: {exc}"
+        ) from exc
     if got.records != got.rows.height + len(got.rejects):
         raise SourceError(
             f"source {source.name!r}: file {display_name!r} holds {got.records:,} records but the reader accounted for "
@@ -232,13 +234,19 @@ def _one_record(
     stop = start
     while stop < len(text) and stop - start < max_lines and (stop == start or stop not in bad):
         stop += 1
-    reader = csv.reader((text[k] + "\n" for k in range(start, stop)), delimiter=delimiter, quotechar=quotechar, strict=True)
+    reader = csv.reader(
+        (text[k] + "\n" for k in range(start, stop)), delimiter=delimiter, quotechar=quotechar, strict=True
+    )
     try:
         row = next(reader)
     except csv.Error as exc:
         spanned = reader.line_num
         if "unexpected end of data" in str(exc) and spanned >= max_lines:
-            return [], 1, f"unbalanced quote: the quoted value is not closed within {max_lines} lines (max_record_lines)"
+            return (
+                [],
+                1,
+                f"unbalanced quote: the quoted value is not closed within {max_lines} lines (max_record_lines)",
+            )
         if "unexpected end of data" in str(exc):
             return [], 1, "unbalanced quote: the quoted value is never closed"
         return [], 1, f"malformed quoting: {exc}"
@@ -406,14 +414,21 @@ def _json_depth(line: str, limit: int) -> int:
     return deepest
 
 
-def _flatten(obj: dict, prefix: str, out: dict[str, str | None], scalars: set[str], issues: list[dict[str, str]]) -> None:
+def _flatten(
+    obj: dict, prefix: str, out: dict[str, str | None], scalars: set[str], issues: list[dict[str, str]]
+) -> None:
     for k, v in obj.items():
         key = f"{prefix}{k}"
         if key in scalars and isinstance(v, (dict, list)):  # a mapped field holds one value: set it aside
             out[key] = None
             kind = "object" if isinstance(v, dict) else "array"
-            issues.append({"column": key, "raw": json.dumps(v, ensure_ascii=False)[:1000],
-                           "reason": f"a JSON {kind} where a single value is expected (column {key})"})  # fmt: skip
+            issues.append(
+                {
+                    "column": key,
+                    "raw": json.dumps(v, ensure_ascii=False)[:1000],
+                    "reason": f"a JSON {kind} where a single value is expected (column {key})",
+                }
+            )
         elif isinstance(v, dict):
             _flatten(v, key + ".", out, scalars, issues)
         elif isinstance(v, list):
@@ -478,9 +493,10 @@ def _typed_cells(source: SourceConfig, path: Path, df: pl.DataFrame, data_cols: 
                 values[column][pos] = parsed.strftime(fmt)  # the date as the source meant it, in its declared format
                 continue
         reason = (
-            f"a formula saved without its computed value (column {column})" if kind == "formula"
+            f"a formula saved without its computed value (column {column})"
+            if kind == "formula"
             else f"a cell typed as a date where text is expected (column {column})"
-        )  # fmt: skip
+        )
         values[column][pos] = None
         issues[pos] = [*(issues[pos] or []), {"column": column, "raw": raw or "", "reason": reason}]
     return df.with_columns(
@@ -498,17 +514,21 @@ def _calamine_datetime(text: str):
         return None
 
 
-def _flag_cells(path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+def _flag_cells(
+    path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]
+) -> dict[tuple[int, str], str]:
     """{(row, column name): "formula" | "date"} for cells of `wanted` columns holding a formula without a cached
     value or typed as a date (a date style on a number, or an ISO date cell), read from the workbook's XML."""
-    import zipfile
     import xml.etree.ElementTree as ET
+    import zipfile
 
     out: dict[tuple[int, str], str] = {}
     with zipfile.ZipFile(path) as z:
         book = ET.fromstring(z.read("xl/workbook.xml"))
         sheets = list(book.iter(f"{_XL}sheet"))
-        chosen = next((e for e in sheets if e.get("name") == sheet), None) if isinstance(sheet, str) else sheets[sheet or 0]
+        chosen = (
+            next((e for e in sheets if e.get("name") == sheet), None) if isinstance(sheet, str) else sheets[sheet or 0]
+        )
         if chosen is None:
             return out
         rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
@@ -527,9 +547,9 @@ def _flag_cells(path: Path, sheet: str | int | None, columns: list[str], wanted:
                     if 0 <= k < len(columns) and columns[k] in wanted:
                         value = el.find(f"{_XL}v")
                         if el.find(f"{_XL}f") is not None and (value is None or not (value.text or "")):
-                            out[(int(ref[len(letters):]), columns[k])] = "formula"
+                            out[(int(ref[len(letters) :]), columns[k])] = "formula"
                         elif el.get("t") == "d" or (el.get("t", "n") == "n" and int(el.get("s", 0)) in date_styles):
-                            out[(int(ref[len(letters):]), columns[k])] = "date"
+                            out[(int(ref[len(letters) :]), columns[k])] = "date"
                     el.clear()
     return out
 

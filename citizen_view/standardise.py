@@ -69,10 +69,23 @@ CANONICAL_COLUMNS: dict[str, pl.DataType] = {
 }
 
 _SEX = {
-    "m": "M", "male": "M", "man": "M", "mann": "M", "mannlig": "M", "1": "M",
-    "f": "F", "female": "F", "v": "F", "vrouw": "F", "k": "F", "kvinne": "F", "kvinnelig": "F", "w": "F",
-    "woman": "F", "2": "F",
-}  # fmt: skip
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "mann": "M",
+    "mannlig": "M",
+    "1": "M",
+    "f": "F",
+    "female": "F",
+    "v": "F",
+    "vrouw": "F",
+    "k": "F",
+    "kvinne": "F",
+    "kvinnelig": "F",
+    "w": "F",
+    "woman": "F",
+    "2": "F",
+}
 # Postcode shapes of the countries whose format is checked; other countries' postcodes are only tidied.
 POSTCODE_PATTERNS: dict[str, str] = {"NL": r"^\d{4}[A-Z]{2}$", "NO": r"^\d{4}$"}
 
@@ -160,10 +173,12 @@ def split_street_and_number(text: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     has_first = has_first & ~(has_last & ~text.str.contains(r"^\d+[\s,]"))
     one = has_last ^ has_first
     street = (
-        pl.when(one & has_last).then(last.struct.field("street"))
-        .when(one & has_first).then(first.struct.field("street"))
+        pl.when(one & has_last)
+        .then(last.struct.field("street"))
+        .when(one & has_first)
+        .then(first.struct.field("street"))
         .otherwise(text)
-    )  # fmt: skip
+    )
     number = pl.when(has_last).then(last.struct.field("number")).otherwise(first.struct.field("number"))
     return tidy(street), pl.when(one).then(tidy(number)), text.is_not_null() & ~one
 
@@ -226,7 +241,7 @@ def normalise_sex(expr: pl.Expr) -> pl.Expr:
 
 
 def initials_of(folded: str | None) -> str | None:
-    """"jan pieter" -> "jp"; "j p" -> "jp"."""
+    """ "jan pieter" -> "jp"; "j p" -> "jp"."""
     if not folded:
         return None
     return "".join(w[0] for w in folded.split())

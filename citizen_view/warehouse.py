@@ -82,9 +82,7 @@ def _record_version(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(META_TABLE)
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "record the schema version in warehouse_meta", _record_version),
-)
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "record the schema version in warehouse_meta", _record_version),)
 SCHEMA_VERSION = MIGRATIONS[-1].to
 
 

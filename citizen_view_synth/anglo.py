@@ -18,16 +18,43 @@ from citizen_view_synth.pool import Pool
 
 # Common English nicknames (formal -> short forms); the sources write them instead of the formal name.
 NICKNAMES: dict[str, tuple[str, ...]] = {
-    "William": ("Bill", "Will", "Billy"), "Robert": ("Bob", "Rob", "Bobby"), "Richard": ("Dick", "Rick", "Rich"),
-    "James": ("Jim", "Jimmy"), "John": ("Jack", "Johnny"), "Joseph": ("Joe",), "Thomas": ("Tom", "Tommy"),
-    "Charles": ("Charlie", "Chuck"), "Michael": ("Mike",), "Christopher": ("Chris",), "Daniel": ("Dan", "Danny"),
-    "Matthew": ("Matt",), "Anthony": ("Tony",), "Edward": ("Ed", "Ted", "Ned"), "Henry": ("Harry", "Hank"),
-    "Margaret": ("Peggy", "Maggie", "Meg"), "Elizabeth": ("Liz", "Beth", "Betty", "Eliza"), "Catherine": ("Kate", "Cathy"),
-    "Katherine": ("Kate", "Kathy"), "Patricia": ("Pat", "Patty"), "Jennifer": ("Jen", "Jenny"), "Susan": ("Sue",),
-    "Deborah": ("Debbie", "Deb"), "Rebecca": ("Becky",), "Jessica": ("Jess",), "Samantha": ("Sam",),
-    "Alexander": ("Alex",), "Benjamin": ("Ben",), "Nicholas": ("Nick",), "Stephen": ("Steve",), "Steven": ("Steve",),
-    "David": ("Dave",), "Andrew": ("Andy", "Drew"), "Timothy": ("Tim",), "Jonathan": ("Jon",), "Victoria": ("Vicky",),
-}  # fmt: skip
+    "William": ("Bill", "Will", "Billy"),
+    "Robert": ("Bob", "Rob", "Bobby"),
+    "Richard": ("Dick", "Rick", "Rich"),
+    "James": ("Jim", "Jimmy"),
+    "John": ("Jack", "Johnny"),
+    "Joseph": ("Joe",),
+    "Thomas": ("Tom", "Tommy"),
+    "Charles": ("Charlie", "Chuck"),
+    "Michael": ("Mike",),
+    "Christopher": ("Chris",),
+    "Daniel": ("Dan", "Danny"),
+    "Matthew": ("Matt",),
+    "Anthony": ("Tony",),
+    "Edward": ("Ed", "Ted", "Ned"),
+    "Henry": ("Harry", "Hank"),
+    "Margaret": ("Peggy", "Maggie", "Meg"),
+    "Elizabeth": ("Liz", "Beth", "Betty", "Eliza"),
+    "Catherine": ("Kate", "Cathy"),
+    "Katherine": ("Kate", "Kathy"),
+    "Patricia": ("Pat", "Patty"),
+    "Jennifer": ("Jen", "Jenny"),
+    "Susan": ("Sue",),
+    "Deborah": ("Debbie", "Deb"),
+    "Rebecca": ("Becky",),
+    "Jessica": ("Jess",),
+    "Samantha": ("Sam",),
+    "Alexander": ("Alex",),
+    "Benjamin": ("Ben",),
+    "Nicholas": ("Nick",),
+    "Stephen": ("Steve",),
+    "Steven": ("Steve",),
+    "David": ("Dave",),
+    "Andrew": ("Andy", "Drew"),
+    "Timothy": ("Tim",),
+    "Jonathan": ("Jon",),
+    "Victoria": ("Vicky",),
+}
 
 # Twin pairs that parents choose on purpose (the hard case: same birth date, surname, address; similar names).
 TWIN_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -139,7 +166,9 @@ class World:
         if self.locale == "en_US":
             postcode = f"{prefix}{rng.randrange(100):02d}"
         else:
-            postcode = f"{prefix} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+            postcode = (
+                f"{prefix} {rng.randint(1, 9)}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}{rng.choice('ABDEFGHJLNPQRSTUWXYZ')}"
+            )
         return Home(str(rng.randint(1, 9999)), street, unit, town, state, postcode)
 
     def ssn(self, rng: Random) -> str:
@@ -191,7 +220,9 @@ class World:
         if r < 0.55:  # a couple, most sharing the family name
             partner_family = family if rng.random() < 0.75 else self.names.family.pick(rng)
             sex = "F" if head.sex == "M" else "M"
-            members.append(self._person(rng, sex, max(18.0, head_age + rng.gauss(0, 4)), partner_family, home, household))
+            members.append(
+                self._person(rng, sex, max(18.0, head_age + rng.gauss(0, 4)), partner_family, home, household)
+            )
         if r < 0.45 and 20 < head_age < 60:  # children
             for _ in range(rng.choice((1, 1, 2, 2, 3, 4))):
                 kid_age = rng.uniform(0, min(head_age - 18, 25))

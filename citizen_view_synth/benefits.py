@@ -17,10 +17,12 @@ _fromordinal = date.fromordinal
 _N_CASES = Pool((1, 2, 3), (0.6, 0.3, 0.1))
 _STATUS = Pool(("open", "closed", "rejected"), (0.5, 0.4, 0.1))
 _TYPES_CHILD = Pool(("disability", "social_assistance"), (0.7, 0.3))
-_TYPES_PARENT_AGE = Pool(("child", "housing", "unemployment", "social_assistance", "disability"),
-                         (0.4, 0.2, 0.2, 0.1, 0.1))
-_TYPES_ADULT = Pool(("unemployment", "housing", "social_assistance", "disability", "child"),
-                    (0.3, 0.25, 0.2, 0.15, 0.1))
+_TYPES_PARENT_AGE = Pool(
+    ("child", "housing", "unemployment", "social_assistance", "disability"), (0.4, 0.2, 0.2, 0.1, 0.1)
+)
+_TYPES_ADULT = Pool(
+    ("unemployment", "housing", "social_assistance", "disability", "child"), (0.3, 0.25, 0.2, 0.15, 0.1)
+)
 _TYPES_ELDERLY = Pool(("pension", "housing", "disability", "social_assistance"), (0.75, 0.15, 0.05, 0.05))
 
 
@@ -94,13 +96,15 @@ class BenefitsExtract(JsonlExtract):
                 end = _fromordinal(min(start + rng.randint(5, 60), last + 1)).isoformat()
             else:
                 end = _fromordinal(between(rng, start, last + 1)).isoformat()
-            cases.append({
-                "case_id": f"C{self._cases:08d}",
-                "benefit_type": types.pick(rng),
-                "status": status,
-                "start_date": _fromordinal(start).isoformat(),
-                "end_date": end,
-            })
+            cases.append(
+                {
+                    "case_id": f"C{self._cases:08d}",
+                    "benefit_type": types.pick(rng),
+                    "status": status,
+                    "start_date": _fromordinal(start).isoformat(),
+                    "end_date": end,
+                }
+            )
         return cases
 
     def malform(self, row: dict[str, Any], kind: str, rng: Random) -> Raw:

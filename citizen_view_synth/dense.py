@@ -17,8 +17,20 @@ from citizen_view.contract import dump_sources
 from citizen_view_synth.anglo import Resident, World, nickname, noisy
 from citizen_view_synth.truth import TruthWriter
 
-COLUMNS = ("entry_no", "entry_type", "forenames", "surname", "sex", "birth_date", "birth_place", "house_no",
-           "street", "town", "postcode", "died_on")  # fmt: skip
+COLUMNS = (
+    "entry_no",
+    "entry_type",
+    "forenames",
+    "surname",
+    "sex",
+    "birth_date",
+    "birth_place",
+    "house_no",
+    "street",
+    "town",
+    "postcode",
+    "died_on",
+)
 MIN_ENTRIES, MAX_ENTRIES = 5, 25
 IMPOSSIBLE_DATE = 0.065
 """Share of entries whose birth date was mistyped into an impossible one."""
@@ -106,27 +118,29 @@ def sources_document(*, register: str = "register/entries.csv") -> dict[str, Any
     return {
         "country": "GB",
         "linkage": {"link_type": "dedupe_only"},
-        "sources": [{
-            "name": "register",
-            "description": "A long-kept register: one entry per event (baptism, census, roll, burial), 5-25 per person.",
-            "path": register,
-            "format": "csv",
-            "record_id": "entry_no",
-            "attributes": {"entry_type": "Entry type"},
-            "fields": {
-                "given_name": "forenames",
-                "family_name": "surname",
-                "sex": "sex",
-                "date_of_birth": {"column": "birth_date", "format": "%Y-%m-%d"},
-                "date_of_death": {"column": "died_on", "format": "%Y-%m-%d"},
-                "birth_place": "birth_place",
-                "house_number": "house_no",
-                "street": "street",
-                "city": "town",
-                "postcode": "postcode",
-            },
-        }],
-    }  # fmt: skip
+        "sources": [
+            {
+                "name": "register",
+                "description": "A long-kept register: one entry per event (baptism, census, roll, burial), 5-25 per person.",
+                "path": register,
+                "format": "csv",
+                "record_id": "entry_no",
+                "attributes": {"entry_type": "Entry type"},
+                "fields": {
+                    "given_name": "forenames",
+                    "family_name": "surname",
+                    "sex": "sex",
+                    "date_of_birth": {"column": "birth_date", "format": "%Y-%m-%d"},
+                    "date_of_death": {"column": "died_on", "format": "%Y-%m-%d"},
+                    "birth_place": "birth_place",
+                    "house_number": "house_no",
+                    "street": "street",
+                    "city": "town",
+                    "postcode": "postcode",
+                },
+            }
+        ],
+    }
 
 
 def generate_dense(out_dir: Path, *, persons: int, seed: int) -> dict[str, Any]:

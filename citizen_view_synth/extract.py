@@ -95,8 +95,15 @@ class Extract:
         """Write this chunk's records; returns (record_id, person_id) for every written row."""
         ctx = self.ctx
         rng = Random(f"{self.name}:{ctx.seed}:{ctx.country}:{chunk}")
-        r = Renderer(rng, self.noise, names=ctx.names, places=ctx.places, married_forms=self.married_forms,
-                     stale_addresses=self.stale_addresses, ascii_factor=self.ascii_factor)
+        r = Renderer(
+            rng,
+            self.noise,
+            names=ctx.names,
+            places=ctx.places,
+            married_forms=self.married_forms,
+            stale_addresses=self.stale_addresses,
+            ascii_factor=self.ascii_factor,
+        )
         picks = self.select(people, rng)
         rng.shuffle(picks)
         kinds = (*self.bad_kinds, DUPLICATE_ID) if self.bad_kinds else ()

@@ -13,10 +13,24 @@ from citizen_view_synth.render import Renderer
 from citizen_view_synth.spelling import initials
 
 _fromordinal = date.fromordinal
-COLUMNS = ("licence_no", "initials", "surname", "birth_date", "sex", "national_id", "street", "house_number",
-           "postcode", "city", "categories", "issued_on", "expires_on")
-_CATEGORIES = Pool(("B", "AM,B", "A,B", "B,BE", "B,C,CE", "A,B,BE,C,CE", "B,D"),
-                   (0.55, 0.14, 0.12, 0.08, 0.05, 0.04, 0.02))
+COLUMNS = (
+    "licence_no",
+    "initials",
+    "surname",
+    "birth_date",
+    "sex",
+    "national_id",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "categories",
+    "issued_on",
+    "expires_on",
+)
+_CATEGORIES = Pool(
+    ("B", "AM,B", "A,B", "B,BE", "B,C,CE", "A,B,BE,C,CE", "B,D"), (0.55, 0.14, 0.12, 0.08, 0.05, 0.04, 0.02)
+)
 
 
 def _holder_rate(age: int) -> float:
@@ -58,8 +72,9 @@ class LicencesExtract(CsvExtract):
             inits = inits.replace(".", "")
         elif style < 0.15:
             inits = inits.replace(".", ". ").strip()
-        issued = between(rng, max(add_years(p.dob.toordinal(), 18), years_ago(10)),
-                         (p.died_on.toordinal() if p.died_on else REF) - 1)
+        issued = between(
+            rng, max(add_years(p.dob.toordinal(), 18), years_ago(10)), (p.died_on.toordinal() if p.died_on else REF) - 1
+        )
         expires = add_years(issued, 5 if p.age >= 75 else 10)
         return [
             rid,

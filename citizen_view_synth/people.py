@@ -20,8 +20,23 @@ class Person:
     """One synthetic citizen: the truth every source record is a noisy copy of."""
 
     __slots__ = (
-        "pid", "sex", "given", "middle", "family", "birth_family", "dob", "age", "birth_place", "address",
-        "moved_in", "prev_address", "married_on", "died_on", "email", "phone", "national_id",
+        "pid",
+        "sex",
+        "given",
+        "middle",
+        "family",
+        "birth_family",
+        "dob",
+        "age",
+        "birth_place",
+        "address",
+        "moved_in",
+        "prev_address",
+        "married_on",
+        "died_on",
+        "email",
+        "phone",
+        "national_id",
     )
 
     def __init__(self, sex: str, given: tuple[str, ...], family: str, dob: date) -> None:

@@ -16,8 +16,19 @@ from citizen_view_synth.render import Renderer
 from citizen_view_synth.spelling import initials
 
 _fromordinal = date.fromordinal
-COLUMNS = ("permit_no", "permit_type", "applicant", "email", "phone", "street", "house_number", "postcode", "city",
-           "applied_on", "status")
+COLUMNS = (
+    "permit_no",
+    "permit_type",
+    "applicant",
+    "email",
+    "phone",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "applied_on",
+    "status",
+)
 SHEET = "permits"
 MAX_ROWS = 1_048_576  # Excel's sheet limit, header included
 _N_PERMITS = Pool((1, 2, 3), (0.7, 0.22, 0.08))
@@ -38,8 +49,14 @@ class PermitsExtract(Extract):
 
     def open(self) -> None:
         self._book = xlsxwriter.Workbook(str(self.path), {"constant_memory": True})
-        self._book.set_properties({"title": "Municipal permits", "author": "citizen_view_synth",
-                                   "company": "Synthetic municipality", "created": _FIXED_CREATED})
+        self._book.set_properties(
+            {
+                "title": "Municipal permits",
+                "author": "citizen_view_synth",
+                "company": "Synthetic municipality",
+                "created": _FIXED_CREATED,
+            }
+        )
         self._sheet = self._book.add_worksheet(SHEET)
         for col, title in enumerate(COLUMNS):
             self._sheet.write_string(0, col, title)
@@ -68,8 +85,11 @@ class PermitsExtract(Extract):
             given = initials(r.given(p, all_names=rng.random() < 0.5, with_middle=False))
         else:
             given = r.given(p, all_names=True)
-        applied = between(rng, max(add_years(p.dob.toordinal(), 18), years_ago(6)),
-                          (p.died_on.toordinal() if p.died_on else REFERENCE_DATE.toordinal()) - 1)
+        applied = between(
+            rng,
+            max(add_years(p.dob.toordinal(), 18), years_ago(6)),
+            (p.died_on.toordinal() if p.died_on else REFERENCE_DATE.toordinal()) - 1,
+        )
         return [
             rid,
             _TYPE.pick(rng),

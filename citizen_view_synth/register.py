@@ -10,10 +10,27 @@ from citizen_view_synth.people import Person
 from citizen_view_synth.render import Renderer
 
 WIDTHS: dict[str, int] = {
-    "REC_NO": 10, "NATID": 11, "SURNAME": 40, "MIDDLENAME": 30, "FIRSTNAMES": 50, "SEX": 1, "BIRTHDATE": 8,
-    "BIRTHPLACE": 30, "STREET": 40, "HOUSENO": 6, "HOUSENO_ADD": 6, "POSTCODE": 7, "MUNICIPALITY": 30,
-    "MOVED_IN": 8, "PREV_STREET": 40, "PREV_HOUSENO": 6, "PREV_POSTCODE": 7, "PREV_MUNICIPALITY": 30,
-    "BIRTH_SURNAME": 40, "MARRIED_ON": 8, "DECEASED_ON": 8,
+    "REC_NO": 10,
+    "NATID": 11,
+    "SURNAME": 40,
+    "MIDDLENAME": 30,
+    "FIRSTNAMES": 50,
+    "SEX": 1,
+    "BIRTHDATE": 8,
+    "BIRTHPLACE": 30,
+    "STREET": 40,
+    "HOUSENO": 6,
+    "HOUSENO_ADD": 6,
+    "POSTCODE": 7,
+    "MUNICIPALITY": 30,
+    "MOVED_IN": 8,
+    "PREV_STREET": 40,
+    "PREV_HOUSENO": 6,
+    "PREV_POSTCODE": 7,
+    "PREV_MUNICIPALITY": 30,
+    "BIRTH_SURNAME": 40,
+    "MARRIED_ON": 8,
+    "DECEASED_ON": 8,
 }
 _KEEP_ON_TRUNCATION = WIDTHS["REC_NO"] + WIDTHS["NATID"] + 1
 

@@ -176,8 +176,9 @@ class Renderer:
         styles = _PHONE_STYLES[self.country]
         fmt = styles[style if style is not None else self.rng.randrange(len(styles))]
         n = p.phone
-        return fmt.format(p=n, a=n[:2], b=n[2:], m=n[1:], m1=n[1], x=n[:3], y=n[3:5], z=n[5:],
-                          w=f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:]}")
+        return fmt.format(
+            p=n, a=n[:2], b=n[2:], m=n[1:], m1=n[1], x=n[:3], y=n[3:5], z=n[5:], w=f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:]}"
+        )
 
     def email(self, p: Person) -> str:
         """Email address, sometimes missing or in capitals."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +70,9 @@ def generate(
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     if profile != "default":
-        return _generate_profile(Path(out_dir), profile=profile, persons=persons, seed=seed, country=country,
-                                 noise=noise)
+        return _generate_profile(
+            Path(out_dir), profile=profile, persons=persons, seed=seed, country=country, noise=noise
+        )
     country = country or "NL"
     if country not in ("NL", "NO"):
         raise ValueError(f"country must be 'NL' or 'NO', got {country!r}")
@@ -88,8 +88,15 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     noise = noise or NoiseConfig()
-    ctx = RunContext(out_dir=out_dir, seed=seed, country=country, noise=noise, bad_row_rate=bad_row_rate,
-                     names=name_book(country), places=gazetteer(country))
+    ctx = RunContext(
+        out_dir=out_dir,
+        seed=seed,
+        country=country,
+        noise=noise,
+        bad_row_rate=bad_row_rate,
+        names=name_book(country),
+        places=gazetteer(country),
+    )
     builder = PopulationBuilder(country=country, seed=seed, noise=noise)
     with ExitStack() as stack:
         truth = TruthWriter(out_dir / "truth")
@@ -109,8 +116,9 @@ def generate(
     for extract in extracts:
         dropped = getattr(extract, "dropped", 0)
         if dropped:
-            warnings.warn(f"{extract.name}: {dropped} rows did not fit in one xlsx sheet and were left out",
-                          stacklevel=2)
+            warnings.warn(
+                f"{extract.name}: {dropped} rows did not fit in one xlsx sheet and were left out", stacklevel=2
+            )
     sources_yaml = out_dir / "sources.yaml"
     write_sources_yaml(sources_yaml, country=country, persons=persons)
     return GenerateReport(
@@ -140,5 +148,9 @@ def _generate_profile(
     out_dir.mkdir(parents=True, exist_ok=True)
     write = generate_dense if profile == "dense" else generate_agencies
     result = write(out_dir, persons=persons, seed=seed)
-    return GenerateReport(persons=persons, records=result["records"], files=result["files"],
-                          seconds=round(time.perf_counter() - started, 3))
+    return GenerateReport(
+        persons=persons,
+        records=result["records"],
+        files=result["files"],
+        seconds=round(time.perf_counter() - started, 3),
+    )

@@ -7,15 +7,44 @@ from random import Random
 from citizen_view_synth.names import split_prefix
 
 _ACCENTS = {
-    "é": "e", "è": "e", "ê": "e", "ë": "e", "É": "E", "È": "E", "Ë": "E", "á": "a", "à": "a", "â": "a", "ä": "a",
-    "Ä": "A", "í": "i", "ì": "i", "î": "i", "ï": "i", "ó": "o", "ò": "o", "ô": "o", "ö": "o", "Ö": "O",
-    "ú": "u", "ù": "u", "û": "u", "ü": "u", "Ü": "U", "ç": "c", "Ç": "C", "ñ": "n", "ý": "y", "ÿ": "y",
+    "é": "e",
+    "è": "e",
+    "ê": "e",
+    "ë": "e",
+    "É": "E",
+    "È": "E",
+    "Ë": "E",
+    "á": "a",
+    "à": "a",
+    "â": "a",
+    "ä": "a",
+    "Ä": "A",
+    "í": "i",
+    "ì": "i",
+    "î": "i",
+    "ï": "i",
+    "ó": "o",
+    "ò": "o",
+    "ô": "o",
+    "ö": "o",
+    "Ö": "O",
+    "ú": "u",
+    "ù": "u",
+    "û": "u",
+    "ü": "u",
+    "Ü": "U",
+    "ç": "c",
+    "Ç": "C",
+    "ñ": "n",
+    "ý": "y",
+    "ÿ": "y",
 }
 # Two ways old systems wrote Norwegian letters: one letter ("Sorensen") or two ("Soerensen").
 _SHORT = str.maketrans({**_ACCENTS, "ø": "o", "Ø": "O", "æ": "e", "Æ": "E", "å": "a", "Å": "A"})
 _LONG = str.maketrans({**_ACCENTS, "ø": "oe", "Ø": "Oe", "æ": "ae", "Æ": "Ae", "å": "aa", "Å": "Aa"})
-_EMAIL = str.maketrans({**_ACCENTS, "ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "å": "a", "Å": "a", " ": "", "'": "",
-                        "-": ""})
+_EMAIL = str.maketrans(
+    {**_ACCENTS, "ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae", "å": "a", "Å": "a", " ": "", "'": "", "-": ""}
+)
 
 _PREFIX_SHORT = {"van der": ("vd", "v.d."), "van den": ("vd", "v.d."), "van de": ("vd", "v.d."), "van": ("v.",)}
 

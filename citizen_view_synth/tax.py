@@ -9,8 +9,18 @@ from citizen_view_synth.extract import CsvExtract, Raw
 from citizen_view_synth.people import Person
 from citizen_view_synth.render import Renderer
 
-COLUMNS = ("taxpayer_ref", "tin", "name", "birth_date", "street", "house_number", "postcode", "city", "tax_year",
-           "assessed_income")
+COLUMNS = (
+    "taxpayer_ref",
+    "tin",
+    "name",
+    "birth_date",
+    "street",
+    "house_number",
+    "postcode",
+    "city",
+    "tax_year",
+    "assessed_income",
+)
 
 
 class TaxExtract(CsvExtract):
@@ -25,11 +35,7 @@ class TaxExtract(CsvExtract):
 
     def select(self, people: list[Person], rng: Random) -> list[tuple[Person, int]]:
         dead_rate = self.noise.dead_still_present
-        return [
-            (p, 0)
-            for p in people
-            if p.age >= 18 and rng.random() < (0.9 if p.died_on is None else dead_rate)
-        ]
+        return [(p, 0) for p in people if p.age >= 18 and rng.random() < (0.9 if p.died_on is None else dead_rate)]
 
     def record_id(self, serial: int) -> str:
         return f"T{serial:08d}"

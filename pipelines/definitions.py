@@ -7,13 +7,13 @@ from pathlib import Path
 
 from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
-from assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
-from assets.gates import area_gates, linkage_gates, publication_gates, required_source_gates
-from assets.linkage import build_linkage_assets
-from assets.publication import AREA_KEY, build_publication_assets, table_key
-from assets.serving import build_serving_assets
 from citizen_view.contract import load_sources
 from citizen_view.layout import DEFAULT_WAREHOUSE, WarehouseLayout
+from pipelines.assets.gates import area_gates, linkage_gates, publication_gates, required_source_gates
+from pipelines.assets.ingest import INGEST_GROUP, build_ingest_assets, source_asset_key
+from pipelines.assets.linkage import build_linkage_assets
+from pipelines.assets.publication import AREA_KEY, build_publication_assets, table_key
+from pipelines.assets.serving import build_serving_assets
 from pipelines.resources import WarehouseResource
 from pipelines.sensors import landing_sensor, nightly
 
@@ -24,7 +24,9 @@ INCREMENTAL_JOB = "citizen_view_incremental"
 INGEST_JOB = "ingest_all_sources"
 # What an incremental run leaves out (it scores with the saved model) and how it tells the linkage steps.
 RETRAINING = AssetSelection.assets("linkage_model", "match_edges")
-INCREMENTAL_CONFIG = {"ops": {"citizen_source_link": {"config": {"incremental": True}}, "citizen": {"config": {"incremental": True}}}}
+INCREMENTAL_CONFIG = {
+    "ops": {"citizen_source_link": {"config": {"incremental": True}}, "citizen": {"config": {"incremental": True}}}
+}
 
 
 def ingest_job_name(source: str) -> str:
@@ -35,7 +37,9 @@ def landing_job_name(source: str) -> str:
     return f"land_{source}"
 
 
-def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, loggers: dict | None = None) -> Definitions:
+def build_definitions(
+    *, sources_path: str | Path, warehouse_path: str | Path, loggers: dict | None = None
+) -> Definitions:
     """The definitions for one sources file and one warehouse (the UI and `citizen-view run` use the same)."""
     sources = load_sources(sources_path)
     ingest = build_ingest_assets(sources)
@@ -50,29 +54,38 @@ def build_definitions(*, sources_path: str | Path, warehouse_path: str | Path, l
         *required_source_gates(sources, AREA_KEY),
         *publication_gates(sources, table_key),
     ]
-    full_job = define_asset_job(FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything.")
+    full_job = define_asset_job(
+        FULL_JOB, selection=AssetSelection.all(), description="Ingest, link, check and publish everything."
+    )
     jobs = [
         full_job,
         define_asset_job(INGEST_JOB, selection=AssetSelection.groups(INGEST_GROUP), description="Ingest every source."),
         define_asset_job(
-            INCREMENTAL_JOB, selection=AssetSelection.all() - RETRAINING, config=INCREMENTAL_CONFIG,
+            INCREMENTAL_JOB,
+            selection=AssetSelection.all() - RETRAINING,
+            config=INCREMENTAL_CONFIG,
             description="Ingest, then link only new records with the saved model; gates, open data and the served view update.",
-        ),  # fmt: skip
+        ),
     ]
     sensors = []
     model_file = WarehouseLayout.of(warehouse_path).model_file
     for s in sources.sources:
         if s.landing:
             key = source_asset_key(s.name)
-            jobs.append(define_asset_job(
-                ingest_job_name(s.name), selection=AssetSelection.assets(key),
-                description=f"Ingest {s.name} only.",
-            ))  # fmt: skip
+            jobs.append(
+                define_asset_job(
+                    ingest_job_name(s.name),
+                    selection=AssetSelection.assets(key),
+                    description=f"Ingest {s.name} only.",
+                )
+            )
             landed = define_asset_job(
-                landing_job_name(s.name), selection=AssetSelection.assets(key).downstream() - RETRAINING, config=INCREMENTAL_CONFIG,
+                landing_job_name(s.name),
+                selection=AssetSelection.assets(key).downstream() - RETRAINING,
+                config=INCREMENTAL_CONFIG,
                 description=f"Ingest {s.name}, then link its new records with the saved model; gates, open data and the served "
                 "view update (started by its landing sensor).",
-            )  # fmt: skip
+            )
             jobs.append(landed)
             sensors.append(landing_sensor(sources, s, job=landed, first_job=full_job, model_file=model_file))
     return Definitions(

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 _TYPES = {pl.Int64: "int", pl.Int32: "int", pl.UInt32: "int", pl.Float64: "float", pl.Boolean: "bool"}
 
 
-def table(frame: pl.DataFrame | Sequence[Mapping[str, Any]], *, limit: int = 25, columns: Sequence[str] = ()) -> MetadataValue:
+def table(
+    frame: pl.DataFrame | Sequence[Mapping[str, Any]], *, limit: int = 25, columns: Sequence[str] = ()
+) -> MetadataValue:
     """A frame (or a list of rows) as a Dagster table: columns with types, at most `limit` rows. `columns`: the
     columns of an empty list of rows, so an empty table still shows what it would hold."""
     if isinstance(frame, pl.DataFrame):

@@ -39,18 +39,24 @@ def landing_interval() -> int:
 
 
 def landing_sensor(
-    sources: SourcesFile, source: SourceConfig, *, job: UnresolvedAssetJobDefinition,
-    first_job: UnresolvedAssetJobDefinition, model_file: Path,
-) -> SensorDefinition:  # fmt: skip
+    sources: SourcesFile,
+    source: SourceConfig,
+    *,
+    job: UnresolvedAssetJobDefinition,
+    first_job: UnresolvedAssetJobDefinition,
+    model_file: Path,
+) -> SensorDefinition:
     """Starts `job` (ingest this source, link its new records) once for every new, complete extract file in the
     source's landing folder; `first_job` (everything, training included) while no linkage model is saved yet."""
 
     @sensor(
-        name=f"landing_{source.name}", jobs=[job, first_job], minimum_interval_seconds=landing_interval(),
+        name=f"landing_{source.name}",
+        jobs=[job, first_job],
+        minimum_interval_seconds=landing_interval(),
         default_status=DefaultSensorStatus.RUNNING,
         description=f"New complete extract files in {source.landing} start {job.name}: ingest {source.name} and link "
         f"its new records with the saved model ({first_job.name} while none is saved).",
-    )  # fmt: skip
+    )
     def _landing(context: SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         new_cursor, ready, waiting = look(sources, source, cursor)
@@ -69,6 +75,9 @@ def landing_sensor(
 def nightly(job_name: str) -> ScheduleDefinition:
     """The whole pipeline every night at 02:00 (Europe/Amsterdam); stopped until switched on in the UI."""
     return ScheduleDefinition(
-        name="nightly_full_run", job_name=job_name, cron_schedule="0 2 * * *",
-        execution_timezone="Europe/Amsterdam", default_status=DefaultScheduleStatus.STOPPED,
-    )  # fmt: skip
+        name="nightly_full_run",
+        job_name=job_name,
+        cron_schedule="0 2 * * *",
+        execution_timezone="Europe/Amsterdam",
+        default_status=DefaultScheduleStatus.STOPPED,
+    )

@@ -48,7 +48,7 @@ def linked_copy(generated: Path, tmp_path_factory, name: str) -> tuple[Path, Pat
     """A copy of the generated set at root/data, run whole by the pipeline into root/wh/cv.duckdb: (root, warehouse)."""
     import shutil
 
-    from pipelines.runner import run_pipeline
+    from citizen_view_app.runner import run_pipeline
 
     root = tmp_path_factory.mktemp(name)
     shutil.copytree(generated, root / "data")

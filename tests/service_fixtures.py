@@ -10,11 +10,11 @@ from pathlib import Path
 
 import uvicorn
 
+from citizen_view.layout import WarehouseLayout
 from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
 from citizen_view.serving.app import create_app
 from citizen_view.serving.server import server_config
-from citizen_view.layout import WarehouseLayout
-from pipelines.runner import run_pipeline
+from citizen_view_app.runner import run_pipeline
 
 ACCESS = EXAMPLE_ACCESS_FILE
 TOKENS = {
@@ -50,7 +50,9 @@ def start_service(warehouse: Path, audit_log: Path, **options) -> Service:
     layout = WarehouseLayout.of(warehouse)
     options.setdefault("anchor_sinks", [f"file:{layout.anchor_copy(audit_log)}"])  # as `citizen-view serve` does
     options.setdefault("access_file", ACCESS)
-    app = create_app(serving_folder=layout.serving_dir, audit_file=audit_log, decisions_file=layout.overrides_file, **options)
+    app = create_app(
+        serving_folder=layout.serving_dir, audit_file=audit_log, decisions_file=layout.overrides_file, **options
+    )
     port = free_port()
     server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)

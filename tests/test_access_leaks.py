@@ -80,9 +80,12 @@ def _records(warehouse, citizen_id: str) -> list[dict]:
 def _sample(warehouse, n: int = 30) -> list[str]:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return [r[0] for r in con.execute(
-            "SELECT citizen_id FROM citizen WHERE source_count >= 3 ORDER BY hash(citizen_id) LIMIT ?", [n]
-        ).fetchall()]  # fmt: skip
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT citizen_id FROM citizen WHERE source_count >= 3 ORDER BY hash(citizen_id) LIMIT ?", [n]
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -134,9 +137,13 @@ def test_search_only_matches_records_of_visible_sources(service):
     name, postcode, number, citizen_id = row
     assert "tax" not in role.sources
     query = {"name": name, "postcode": postcode, "house_number": number, **PURPOSE}
-    clerk = httpx.get(f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['permits_clerk']}"})
+    clerk = httpx.get(
+        f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['permits_clerk']}"}
+    )
     assert clerk.status_code == 200 and citizen_id not in [c["citizen_id"] for c in clerk.json()["candidates"]]
-    steward = httpx.get(f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"})
+    steward = httpx.get(
+        f"{service.url}/api/search", params=query, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}
+    )
     assert citizen_id in [c["citizen_id"] for c in steward.json()["candidates"]]  # the address is really there
 
 

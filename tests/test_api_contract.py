@@ -30,9 +30,12 @@ from citizen_view.serving.app import CITIZEN_ID, LIMITS
 from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
 CHECKS = [
-    not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
-]  # fmt: skip
+]
 SEARCH, PROFILE, ACCESS_LOG = "/api/search", "/api/citizens/{citizen_id}", "/api/citizens/{citizen_id}/access-log"
 CLIENT_ERRORS = {"400", "401", "403", "422"}
 MAX_EXAMPLES = 100  # fuzzed cases per operation (valid and invalid together), besides the examples and coverage cases
@@ -176,7 +179,9 @@ def test_real_answers_of_every_role_validate_against_the_document(service, api_s
             "no route": profile.Case(path_parameters={"citizen_id": "CV-AAAA/AAAA-AAAA"}, query=purpose),  # %2F
         }
         for what, case in cases.items():
-            response = case.call_and_validate(headers={"Authorization": f"Bearer {token}", "X-Citizen-Claim": claim}, checks=CHECKS)
+            response = case.call_and_validate(
+                headers={"Authorization": f"Bearer {token}", "X-Citizen-Claim": claim}, checks=CHECKS
+            )
             answers[role, what] = response.status_code, response.json()
     for role in TOKENS:
         if roles[role].sources:  # every role that sees sources sees this citizen (known to all five)

@@ -29,18 +29,25 @@ from citizen_view.audit import (
     parse_sink,
     verify,
 )
-from pipelines.cli import main
+from citizen_view_app.cli import main
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def event(n: int = 0, *, citizen: str = "CV-AAAA-BBBB-CCCC", user: str = "anna.benefits", **extra) -> AuditEvent:
     options = {
-        "user": user, "role": "benefits_caseworker", "organisation": "Benefits Agency", "action": "view_profile",
-        "purpose": "benefit claim review", "case_reference": f"CASE-{n}", "query": {"n": n},
-        "citizen_ids": [citizen], "fields": ["name", "address"], "status": 200,
+        "user": user,
+        "role": "benefits_caseworker",
+        "organisation": "Benefits Agency",
+        "action": "view_profile",
+        "purpose": "benefit claim review",
+        "case_reference": f"CASE-{n}",
+        "query": {"n": n},
+        "citizen_ids": [citizen],
+        "fields": ["name", "address"],
+        "status": 200,
         "authorisation_rule": "role:benefits_caseworker",
-    }  # fmt: skip
+    }
     options.update(extra)
     return AuditEvent(**options)
 
@@ -123,11 +130,20 @@ def test_threads_anchoring_every_write_keep_every_location_in_seq_order(tmp_path
     report = verify(path, sinks=[sink])
     assert report.ok and report.entries == 100 and report.anchors == 2 * len(anchors) and report.unprotected == 0
 
+
 def test_append_returns_the_stored_entry_with_every_event_field(tmp_path):
     path = tmp_path / "access.jsonl"
     with AuditLog(path, version="9.9") as log:
-        stored = log.append(event(1, break_glass=True, break_glass_reason="emergency", on_behalf_of="team lead",
-                                  client="10.0.0.1", query={"name": "Ærø Øster", "bad": float("nan")}))  # fmt: skip
+        stored = log.append(
+            event(
+                1,
+                break_glass=True,
+                break_glass_reason="emergency",
+                on_behalf_of="team lead",
+                client="10.0.0.1",
+                query={"name": "Ærø Øster", "bad": float("nan")},
+            )
+        )
     assert read(path)[0] == stored
     assert stored["break_glass"] is True and stored["on_behalf_of"] == "team lead" and stored["version"] == "9.9"
     assert stored["query"] == {"name": "Ærø Øster", "bad": "nan"}
@@ -208,7 +224,9 @@ def test_entries_deleted_at_the_end_are_detected_by_the_anchor(tmp_path):
     path.write_text("".join(lines[:-3]), encoding="utf-8")
     report = verify(path)
     assert not report.ok and report.entries == 17
-    assert report.problems == ["anchors file: the last anchor shows 20 entries, but the log ends at seq 17: entries 18..20 deleted"]
+    assert report.problems == [
+        "anchors file: the last anchor shows 20 entries, but the log ends at seq 17: entries 18..20 deleted"
+    ]
     write_log(path, 3)  # new entries reuse seq 18..20 but cannot match the anchored hash
     report = verify(path)
     assert not report.ok and any("seq 20: hash differs from the anchor" in p for p in report.problems)
@@ -238,7 +256,9 @@ def test_a_tampered_anchor_signature_is_detected(tmp_path, monkeypatch):
     anchors[1]["signature"] = "0" * 64
     rewrite(anchors_path(path), anchors)
     report = verify(path)
-    assert not report.ok and report.problems == ["anchors file: anchor for seq 10: bad signature (anchor forged or altered)"]
+    assert not report.ok and report.problems == [
+        "anchors file: anchor for seq 10: bad signature (anchor forged or altered)"
+    ]
     anchors[1]["signature"] = None
     rewrite(anchors_path(path), anchors)
     assert verify(path).problems == ["anchors file: anchor for seq 10: not signed, but CITIZEN_VIEW_AUDIT_KEY is set"]
@@ -256,18 +276,35 @@ def test_a_citizen_sees_who_looked_at_their_data_and_why(tmp_path):
     path = tmp_path / "access.jsonl"
     with AuditLog(path) as log:
         log.append(event(1, citizen="CV-AAAA-AAAA-AAAA", user="anna.benefits"))
-        log.append(event(2, citizen="CV-BBBB-BBBB-BBBB", user="lars.licences", role="licence_officer",
-                         purpose="licence renewal"))  # fmt: skip
-        log.append(event(3, citizen="CV-AAAA-AAAA-AAAA", user="lars.licences", role="licence_officer",
-                         purpose="licence renewal", query={"mentions": "CV-BBBB-BBBB-BBBB"}))  # fmt: skip
+        log.append(
+            event(
+                2, citizen="CV-BBBB-BBBB-BBBB", user="lars.licences", role="licence_officer", purpose="licence renewal"
+            )
+        )
+        log.append(
+            event(
+                3,
+                citizen="CV-AAAA-AAAA-AAAA",
+                user="lars.licences",
+                role="licence_officer",
+                purpose="licence renewal",
+                query={"mentions": "CV-BBBB-BBBB-BBBB"},
+            )
+        )
         log.append(event(4, action="refused:view_profile", status=403, citizen_ids=[]))
     looked = entries_for_citizen(path, "CV-BBBB-BBBB-BBBB")
     assert len(looked) == 1  # the ID inside another entry's query does not count
     assert looked[0] == {
-        "time": looked[0]["time"], "user": "lars.licences", "role": "licence_officer",
-        "organisation": "Benefits Agency", "purpose": "licence renewal", "case_reference": "CASE-2",
-        "action": "view_profile", "status": 200, "fields": ["name", "address"],  # which data was looked at
-    }  # fmt: skip
+        "time": looked[0]["time"],
+        "user": "lars.licences",
+        "role": "licence_officer",
+        "organisation": "Benefits Agency",
+        "purpose": "licence renewal",
+        "case_reference": "CASE-2",
+        "action": "view_profile",
+        "status": 200,
+        "fields": ["name", "address"],  # which data was looked at
+    }
     assert [e["user"] for e in entries_for_citizen(path, "CV-AAAA-AAAA-AAAA")] == ["anna.benefits", "lars.licences"]
     assert entries_for_citizen(path, "CV-ZZZZ-ZZZZ-ZZZZ") == []
 
@@ -320,8 +357,14 @@ def forge_entry(path: Path) -> dict:
 
 
 def forged_anchor(entry: dict, **extra) -> dict:
-    return {"seq": entry["seq"], "entries": entry["seq"], "hash": entry["hash"], "time": entry["time"],
-            "signature": None, **extra}  # fmt: skip
+    return {
+        "seq": entry["seq"],
+        "entries": entry["seq"],
+        "hash": entry["hash"],
+        "time": entry["time"],
+        "signature": None,
+        **extra,
+    }
 
 
 def test_an_intact_log_verifies_with_every_entry_anchored_in_every_location(tmp_path):
@@ -391,8 +434,10 @@ def test_a_forged_entry_with_a_correct_chain_is_unprotected(tmp_path):  # (e)
     path, sink = logged(tmp_path, 30)
     forge_entry(path)
     forge_entry(path)
-    message = ("2 entries after the last anchor (seq 31..32) are not protected: appended after the writer's last "
-               "anchor (forged?) or the writer stopped before anchoring them")  # fmt: skip
+    message = (
+        "2 entries after the last anchor (seq 31..32) are not protected: appended after the writer's last "
+        "anchor (forged?) or the writer stopped before anchoring them"
+    )
     for sinks in ([sink], []):
         report = verify(path, sinks=sinks)
         assert not report.ok and report.entries == 32 and report.unprotected == 2
@@ -446,11 +491,17 @@ def test_the_anchors_file_deleted_alone_fails(tmp_path):  # (h)
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        (0, "no anchors before seq 2, while other locations have anchors from seq 1 (lines removed, or writes to it failed)"),
-        (14, "no anchor for 1 seq (seq 15) that other locations anchor (lines removed, or writes to this location failed)"),
+        (
+            0,
+            "no anchors before seq 2, while other locations have anchors from seq 1 (lines removed, or writes to it failed)",
+        ),
+        (
+            14,
+            "no anchor for 1 seq (seq 15) that other locations anchor (lines removed, or writes to this location failed)",
+        ),
         (29, None),  # the last line: the locations disagree on the last anchor
     ],
-)  # fmt: skip
+)
 def test_a_line_removed_from_the_sink_fails(tmp_path, line, problem):  # (i)
     path, sink = logged(tmp_path, 30)
     lines = sink.path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -495,20 +546,31 @@ def test_a_writer_crash_is_recovered_visibly_and_fails_verify_until_acknowledged
     recovered = read(anchors_path(path))[-1]
     assert recovered == read(sink.path)[-1] and recovered["seq"] == 7 and recovered["recovered_from"] == 6
     report = verify(path, sinks=[sink])
-    assert not report.ok and report.unprotected == 0 and report.unacknowledged == [(6, 7)] and report.problems == [
-        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), not anchored by "
-        "the running service: a writer crash, or entries appended behind its back; check them, then run "
-        "`citizen-view audit acknowledge --reason TEXT`"
-    ]
+    assert (
+        not report.ok
+        and report.unprotected == 0
+        and report.unacknowledged == [(6, 7)]
+        and report.problems
+        == [
+            f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), not anchored by "
+            "the running service: a writer crash, or entries appended behind its back; check them, then run "
+            "`citizen-view audit acknowledge --reason TEXT`"
+        ]
+    )
     write_log(path, 2, sinks=[sink])  # later entries are anchored as usual; the recovery still fails
     assert not verify(path, sinks=[sink]).ok
     ack = acknowledge(path, user="dpo.jansen", reason="service killed by the OOM killer", sinks=[sink])
     assert ack["seq"] == 10 and ack["query"]["acknowledges"] == [[6, 7]] and read(sink.path)[-1]["seq"] == 10
     report = verify(path, sinks=[sink])
-    assert report.ok and report.entries == 10 and report.warnings == [
-        f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), acknowledged by "
-        f"dpo.jansen at {ack['time']} (seq 10): service killed by the OOM killer"
-    ]
+    assert (
+        report.ok
+        and report.entries == 10
+        and report.warnings
+        == [
+            f"2 entries (seq 6..7) recovered after an unclean stop (recovered at {recovered['time']}), acknowledged by "
+            f"dpo.jansen at {ack['time']} (seq 10): service killed by the OOM killer"
+        ]
+    )
     assert acknowledge(path, user="dpo.jansen", sinks=[sink]) is None  # nothing left to acknowledge
 
 
@@ -591,8 +653,20 @@ def test_parse_sink_reads_specs_and_rejects_garbage(tmp_path):
     assert parse_sink("syslog:logs.example.org:514").address == ("logs.example.org", 514)
     assert parse_sink("syslog:[::1]:5514").address == ("::1", 5514)
     assert parse_sink("syslog:/var/run/syslog").address == "/var/run/syslog"
-    for spec in ["", "file", "file:", "syslog:", "syslog:host", "syslog:host:port", "syslog:host:0",
-                 "syslog:host:70000", "syslog::514", "FILE:/x", "/var/audit/anchors.jsonl", "s3://bucket/anchors"]:  # fmt: skip
+    for spec in [
+        "",
+        "file",
+        "file:",
+        "syslog:",
+        "syslog:host",
+        "syslog:host:port",
+        "syslog:host:0",
+        "syslog:host:70000",
+        "syslog::514",
+        "FILE:/x",
+        "/var/audit/anchors.jsonl",
+        "s3://bucket/anchors",
+    ]:
         with pytest.raises(ValueError, match="not an anchor sink"):
             parse_sink(spec)
     path = tmp_path / "access.jsonl"
@@ -624,7 +698,7 @@ def test_a_syslog_sink_sends_each_anchor_as_one_json_message(tmp_path):
             syslog.close()
     prefix = b"<38>citizen-view-audit: "  # facility auth (4 * 8) + severity info (6)
     assert all(m.startswith(prefix) for m in messages)
-    assert [json.loads(m[len(prefix):]) for m in messages] == read(anchors_path(path))
+    assert [json.loads(m[len(prefix) :]) for m in messages] == read(anchors_path(path))
     report = verify(path, sinks=[syslog])
     assert report.ok and report.warnings == [
         f"sink syslog:127.0.0.1:{port} cannot be read back: the anchors sent there were not checked"
@@ -656,7 +730,9 @@ def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_and_flagged(tm
     log._file.close()  # and the process dies
     sink.failing = False
     report = verify(path, sinks=[sink])
-    assert not report.ok and "disagree on the last anchor: anchors file at seq 2, sink list at seq 1" in report.problems[0]
+    assert (
+        not report.ok and "disagree on the last anchor: anchors file at seq 2, sink list at seq 1" in report.problems[0]
+    )
     AuditLog(path, sinks=[sink]).close()
     assert sink.anchors[-1]["recovered_from"] == 2 and read(anchors_path(path))[-1]["recovered_from"] == 2
     report = verify(path, sinks=[sink])
@@ -664,7 +740,14 @@ def test_a_crash_between_the_anchors_file_and_a_sink_is_recovered_and_flagged(tm
 
 
 def cli_options(path: Path, sink: FileSink) -> list[str]:
-    return ["--audit-log", str(path), "--anchor-sink", f"file:{sink.path}", "--warehouse", str(path.parent / "wh.duckdb")]
+    return [
+        "--audit-log",
+        str(path),
+        "--anchor-sink",
+        f"file:{sink.path}",
+        "--warehouse",
+        str(path.parent / "wh.duckdb"),
+    ]
 
 
 def test_a_forged_entry_appended_while_stopped_fails_verify_until_a_person_acknowledges_it(tmp_path, capsys):
@@ -698,8 +781,15 @@ def test_an_entry_appended_behind_a_running_writer_is_flagged_at_its_next_write(
 
 def test_csv_export_is_safe_in_a_spreadsheet_html_escapes_and_json_stays_exact(tmp_path, capsys):
     path, sink = tmp_path / "audit" / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
-    nasty = {"purpose": "=cmd|' /C calc'!A0", "case_reference": "@SUM(A1)", "user": "eve\x00\x07",
-             "organisation": "+31 agency", "role": "-role", "action": "\tview", "fields": ["<b>name</b>"]}  # fmt: skip
+    nasty = {
+        "purpose": "=cmd|' /C calc'!A0",
+        "case_reference": "@SUM(A1)",
+        "user": "eve\x00\x07",
+        "organisation": "+31 agency",
+        "role": "-role",
+        "action": "\tview",
+        "fields": ["<b>name</b>"],
+    }
     with AuditLog(path, sinks=[sink]) as log:
         log.append(event(1, **nasty))
     export = ["audit", "export", "--citizen", "CV-AAAA-BBBB-CCCC", *cli_options(path, sink), "--format"]

@@ -15,7 +15,7 @@ import httpx
 
 from citizen_view.audit import GENESIS
 from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
-from pipelines.cli import main
+from citizen_view_app.cli import main
 from tests.service_fixtures import free_port
 
 REQUESTS, CONCURRENCY, WORKERS = 2000, 32, 4
@@ -50,13 +50,32 @@ async def send_requests(base: str) -> list[int]:
 
 def test_four_workers_keep_one_chain_with_exactly_one_entry_per_request(tmp_path):
     audit, sink = tmp_path / "audit" / "access.jsonl", tmp_path / "elsewhere" / "anchors.jsonl"
-    options = ["--audit-log", str(audit), "--anchor-sink", f"file:{sink}", "--warehouse", str(tmp_path / "wh" / "cv.duckdb")]
+    options = [
+        "--audit-log",
+        str(audit),
+        "--anchor-sink",
+        f"file:{sink}",
+        "--warehouse",
+        str(tmp_path / "wh" / "cv.duckdb"),
+    ]
     base = f"http://127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [str(CLI), "serve", "--workers", str(WORKERS), "--access", str(EXAMPLE_ACCESS_FILE),
-         "--port", base.rsplit(":", 1)[1], *options],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(CLI),
+            "serve",
+            "--workers",
+            str(WORKERS),
+            "--access",
+            str(EXAMPLE_ACCESS_FILE),
+            "--port",
+            base.rsplit(":", 1)[1],
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_until_up(base, proc)
         workers = {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid}

@@ -13,16 +13,15 @@ import httpx
 import pytest
 from dagster import build_init_resource_context
 
-from citizen_view.audit import parse_sink, verify
-from citizen_view.audit import AuditEvent, AuditLog
+from citizen_view.audit import AuditEvent, AuditLog, parse_sink, verify
 from citizen_view.backup import BackupError, backup, restore
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.review import record_decision
 from citizen_view.warehouse import SCHEMA_VERSION, SHARED_TABLES, WarehouseVersionError, connect, prepare, release
-from pipelines.cli import main
+from citizen_view_app.cli import main
+from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 from pipelines.resources import WarehouseResource
-from pipelines.runner import run_pipeline
 from tests.service_fixtures import TOKENS, start_service
 
 PURPOSE = {"purpose": "benefit application check", "case_reference": "CASE-7"}
@@ -63,13 +62,18 @@ def test_a_restored_warehouse_serves_the_same_answers_and_takes_the_next_increme
     _old_format(wh)  # the run migrates it
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh)
     assert outcome.success, outcome.failed
-    assert _rows(wh, "SELECT schema_version, step FROM warehouse_meta") == [(1, "record the schema version in warehouse_meta")]
+    assert _rows(wh, "SELECT schema_version, step FROM warehouse_meta") == [
+        (1, "record the schema version in warehouse_meta")
+    ]
     layout = WarehouseLayout.of(wh)
     assert main(["publish", "--sources", str(data / "sources.yaml"), "--warehouse", str(wh)]) == 0
 
-    citizen, left, right = _rows(wh, """
+    citizen, left, right = _rows(
+        wh,
+        """
         SELECT citizen_id, min(record_key), max(record_key) FROM citizen_source_link
-        GROUP BY citizen_id HAVING count(*) > 1 ORDER BY citizen_id LIMIT 1""")[0]  # fmt: skip
+        GROUP BY citizen_id HAVING count(*) > 1 ORDER BY citizen_id LIMIT 1""",
+    )[0]
     assert main(["review", "decide", left, right, "different", "--reason", "two people", "--warehouse", str(wh)]) == 0
 
     svc = start_service(wh, layout.audit_log)
@@ -101,7 +105,9 @@ def test_a_restored_warehouse_serves_the_same_answers_and_takes_the_next_increme
     assert "audit log:" in capsys.readouterr().out
     restored = WarehouseLayout.of(new)
     report = verify(restored.audit_log, sinks=_audit_sinks(restored))
-    assert report.ok and report.entries >= 2 and report.anchors >= 2, report.problems  # the log copied mid-service is whole
+    assert report.ok and report.entries >= 2 and report.anchors >= 2, (
+        report.problems
+    )  # the log copied mid-service is whole
     assert restored.overrides_file.read_bytes() == decisions
     assert _rows(new, "SELECT record_key, citizen_id FROM citizen_source_link ORDER BY record_key") == links
     assert (restored.root / "published").resolve().is_dir()
@@ -131,10 +137,21 @@ def _small_warehouse(tmp_path):
         con.execute("CREATE TABLE citizen AS SELECT 'C' || range AS citizen_id FROM range(5)")
     layout = WarehouseLayout.of(wh)
     with AuditLog(layout.audit_log, sinks=[f"file:{layout.anchor_copy()}"]) as log:
-        log.append(AuditEvent(
-            user="u", role="r", organisation=None, action="search", purpose="p", case_reference=None, query={},
-            citizen_ids=["C1"], fields=[], status=200, authorisation_rule="test",
-        ))  # fmt: skip
+        log.append(
+            AuditEvent(
+                user="u",
+                role="r",
+                organisation=None,
+                action="search",
+                purpose="p",
+                case_reference=None,
+                query={},
+                citizen_ids=["C1"],
+                fields=[],
+                status=200,
+                authorisation_rule="test",
+            )
+        )
     record_decision(layout.overrides_file, left="a:1", right="b:2", decision="same", reviewer="u", reason="r")
     return wh
 
@@ -176,7 +193,9 @@ def test_an_older_warehouse_is_migrated_and_a_newer_one_refused_with_what_to_do(
     old = tmp_path / "old.duckdb"
     _old_format(old)
     assert prepare(old) == ["1: record the schema version in warehouse_meta"]
-    assert _rows(old, "SELECT max(schema_version), any_value(written_by) FROM warehouse_meta") == [(SCHEMA_VERSION, release())]
+    assert _rows(old, "SELECT max(schema_version), any_value(written_by) FROM warehouse_meta") == [
+        (SCHEMA_VERSION, release())
+    ]
     assert prepare(old) == []  # current: nothing to do
 
     newer = tmp_path / "newer.duckdb"

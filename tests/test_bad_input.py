@@ -8,7 +8,7 @@ import time
 import pytest
 
 from citizen_view.contract import ConfigError, SourceError, load_sources
-from pipelines.cli import main as cli_main
+from citizen_view_app.cli import main as cli_main
 from tests.conftest import write
 from tests.test_ingest import _issues, _load
 
@@ -62,7 +62,9 @@ def test_the_depth_limit_is_a_setting(tmp_path):
 def test_a_field_bigger_than_the_limit_is_rejected(tmp_path, fmt):
     big = "x" * (2 << 20)
     if fmt == "jsonl":
-        _jsonl_source(tmp_path, [json.dumps({"id": "R1", "first": "Jan", "last": big}), '{"id": "R2", "first": "A", "last": "B"}'])
+        _jsonl_source(
+            tmp_path, [json.dumps({"id": "R1", "first": "Jan", "last": big}), '{"id": "R2", "first": "A", "last": "B"}']
+        )
     else:
         _csv(tmp_path, f"id;first;last\nR1;Jan;{big}\nR2;A;B\n".encode())
     report, canonical, rejected = _load(tmp_path, "j" if fmt == "jsonl" else "t")
@@ -80,7 +82,9 @@ def test_an_empty_or_blank_jsonl_file_loads_zero_rows(tmp_path, lines):
 
 @pytest.mark.parametrize("value", [{"text": "Smit"}, ["Smit", "Jansen"]], ids=["object", "array"])
 def test_a_json_object_or_array_where_a_name_is_expected_is_a_field_issue(tmp_path, value):
-    _jsonl_source(tmp_path, [json.dumps({"id": "R1", "first": "Jan", "last": value}), '{"id": "R2", "first": "A", "last": "B"}'])
+    _jsonl_source(
+        tmp_path, [json.dumps({"id": "R1", "first": "Jan", "last": value}), '{"id": "R2", "first": "A", "last": "B"}']
+    )
     report, canonical, rejected = _load(tmp_path, "j")
     assert (report.rows_loaded, report.rows_rejected) == (2, 0)
     assert canonical["family_name"].to_list() == [None, "B"]
@@ -91,7 +95,9 @@ def test_a_json_object_or_array_where_a_name_is_expected_is_a_field_issue(tmp_pa
 
 @pytest.mark.parametrize("declared", ["latin-1", "cp1252"])
 def test_utf8_declared_as_a_one_byte_encoding_stops_the_source(tmp_path, declared):
-    _csv(tmp_path, "id;first;last\nR1;José;Müller\n".encode("utf-8"), options=f"{{delimiter: ';', encoding: {declared}}}")
+    _csv(
+        tmp_path, "id;first;last\nR1;José;Müller\n".encode("utf-8"), options=f"{{delimiter: ';', encoding: {declared}}}"
+    )
     with pytest.raises(SourceError, match=rf"t/t.csv' is declared {declared} but is UTF-8 text"):
         _load(tmp_path, "t")
 
@@ -102,7 +108,11 @@ def test_latin1_declared_as_latin1_still_loads(tmp_path):
     assert canonical["family_name"].to_list() == ["Müller"]
 
 
-@pytest.mark.parametrize("twin", ["\ufeffR1", "R\u200b1", "R1\u2060", "R\u00ad1"], ids=["bom", "zero-width space", "word joiner", "soft hyphen"])
+@pytest.mark.parametrize(
+    "twin",
+    ["\ufeffR1", "R\u200b1", "R1\u2060", "R\u00ad1"],
+    ids=["bom", "zero-width space", "word joiner", "soft hyphen"],
+)
 def test_record_ids_differing_only_by_invisible_characters_are_duplicates(tmp_path, twin):
     _csv(tmp_path, f"id;first;last\nR1;Jan;Smit\n{twin};Jan;Smit\n".encode())
     report, canonical, rejected = _load(tmp_path, "t")
@@ -118,19 +128,24 @@ def test_record_ids_are_compared_in_one_unicode_form(tmp_path):
 
 @pytest.mark.parametrize("width", ["true", "1.5", "'3'", "-2"])
 def test_a_fixed_width_width_that_is_not_a_whole_number_names_its_place(tmp_path, width):
-    write(tmp_path / "sources.yaml", f"""
+    write(
+        tmp_path / "sources.yaml",
+        f"""
         sources:
           - name: fw
             path: fw.txt
             format: fixed_width
             options: {{widths: {{ID: 4, SEX: {width}}}}}
-        """)
+        """,
+    )
     problems = load_sources(tmp_path / "sources.yaml").sources[0].problems()
     assert any(p.startswith("options.widths.SEX: ") and "is not a width" in p for p in problems), problems
 
 
-BOMB = "".join(f"{k}: &{k} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n" for p, k in
-               zip(["", "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi"))  # fmt: skip
+BOMB = "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+    for p, k in zip(["", "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi")
+)
 
 
 def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path, capsys):
@@ -190,14 +205,17 @@ def _workbook(tmp_path, *, drop_cached_values: bool = False) -> None:
                 if item.filename.startswith("xl/worksheets/"):
                     data = data.replace(b"<v>R3x</v>", b"")
                 dst.writestr(item, data)
-    write(tmp_path / "sources.yaml", """
+    write(
+        tmp_path / "sources.yaml",
+        """
         sources:
           - name: x
             path: x/p.xlsx
             format: xlsx
             record_id: id
             fields: {given_name: first, family_name: last, date_of_birth: {column: born, format: "%d-%m-%Y"}}
-        """)
+        """,
+    )
 
 
 def test_xlsx_date_cells_are_read_as_dates_where_dates_are_mapped_and_set_aside_elsewhere(tmp_path):
@@ -218,7 +236,8 @@ def test_an_xlsx_formula_without_a_cached_value_is_set_aside(tmp_path):
     assert report.rows_loaded == 3
     issues = _issues(tmp_path, "x")
     assert ("R3", "given_name", "a formula saved without its computed value (column first)") in issues.select(
-        "record_id", "field", "reason").rows()  # fmt: skip
+        "record_id", "field", "reason"
+    ).rows()
 
 
 def test_a_mapped_column_missing_from_a_nonempty_jsonl_file_still_stops_the_source(tmp_path):

@@ -18,7 +18,7 @@ from citizen_view.export import write_catalog
 from citizen_view.quality.results import record
 from citizen_view.quality.rules import RuleResult
 from citizen_view.warehouse import connect
-from pipelines.cli import main
+from citizen_view_app.cli import main
 from tests.conftest import linked_copy
 
 SPDX = Namespace("http://spdx.org/rdf/terms#")
@@ -26,10 +26,18 @@ DCAT = Namespace("http://www.w3.org/ns/dcat#")  # open: rdflib's own DCAT namesp
 ACCESS_URL = "https://portal.example.net/open-data"
 OFFICIAL_SHAPES = Path(os.environ.get("DCAT_SHAPES_DIR", Path(__file__).resolve().parents[2] / "shared/dcat-shapes"))
 OFFICIAL_PROFILES = {
-    "DCAT-AP-NL 3.0": ("nl-300", ["dcat-ap-SHACL.ttl", "dcat-ap-nl-SHACL.ttl", "dcat-ap-nl-SHACL-klassebereik.ttl",
-                                  "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl", "dcat-ap-nl-SHACL-aanbevolen.ttl"]),
+    "DCAT-AP-NL 3.0": (
+        "nl-300",
+        [
+            "dcat-ap-SHACL.ttl",
+            "dcat-ap-nl-SHACL.ttl",
+            "dcat-ap-nl-SHACL-klassebereik.ttl",
+            "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl",
+            "dcat-ap-nl-SHACL-aanbevolen.ttl",
+        ],
+    ),
     "DCAT-AP-NO 2.0": ("no-200", ["DCAT-AP-NO-shacl_shapes_2.00.ttl"]),
-}  # fmt: skip
+}
 
 
 def _publish(root: Path) -> tuple[int, str, str]:
@@ -38,7 +46,9 @@ def _publish(root: Path) -> tuple[int, str, str]:
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")])
+        code = main(
+            ["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]
+        )
     return code, out.getvalue(), err.getvalue()
 
 
@@ -48,8 +58,12 @@ def published_twice(generated, tmp_path_factory) -> tuple[Path, str]:
     root, _ = linked_copy(generated, tmp_path_factory, "catalog")
     sources = root / "data/sources.yaml"
     text = sources.read_text(encoding="utf-8")
-    sources.write_text(text.replace("publication:", f"publication:\n  access_url: {ACCESS_URL}", 1)
-                       if "publication:" in text else text + f"publication:\n  access_url: {ACCESS_URL}\n", encoding="utf-8")  # fmt: skip
+    sources.write_text(
+        text.replace("publication:", f"publication:\n  access_url: {ACCESS_URL}", 1)
+        if "publication:" in text
+        else text + f"publication:\n  access_url: {ACCESS_URL}\n",
+        encoding="utf-8",
+    )
     exports = root / "wh/cv/exports"
     shutil.move(exports, root / "aside")
     refused = _publish(root)
@@ -120,8 +134,9 @@ def _violations(catalogue: Path, profile: str) -> str:
     shapes = Graph()
     for path in paths:
         shapes.parse(path, format="turtle")
-    conforms, _, text = validate(Graph().parse(catalogue, format="turtle"), shacl_graph=shapes, inference="rdfs",
-                                 allow_warnings=True)  # fmt: skip
+    conforms, _, text = validate(
+        Graph().parse(catalogue, format="turtle"), shacl_graph=shapes, inference="rdfs", allow_warnings=True
+    )
     return "" if conforms else text
 
 
@@ -133,15 +148,21 @@ def test_with_sha1_checksums_the_catalogue_conforms_to_dcat_ap_no(published_twic
     """DCAT-AP-NO 2.0 admits only sha1 checksums: `publication.catalog_checksum: sha1` is for its harvesters."""
     root, _ = published_twice
     sources = load_sources(root / "data/sources.yaml")
-    versions = [(p.name, p) for p in sorted((root / "wh/cv/.published-versions").iterdir()) if not p.name.startswith(".")]
+    versions = [
+        (p.name, p) for p in sorted((root / "wh/cv/.published-versions").iterdir()) if not p.name.startswith(".")
+    ]
     report = _violations(root / "wh/cv/published/catalog.ttl", "DCAT-AP-NO 2.0")
     assert "checksumAlgorithm_sha1" in report  # sha256, the default, is what it rejects, and only that:
-    assert {line.split(":", 1)[1].strip() for line in report.splitlines() if "Result Path" in line} == {"spdx:algorithm"}
+    assert {line.split(":", 1)[1].strip() for line in report.splitlines() if "Result Path" in line} == {
+        "spdx:algorithm"
+    }
     pub = sources.publication.model_copy(update={"catalog_checksum": "sha1"})
     write_catalog(tmp_path, versions, sources=sources.model_copy(update={"publication": pub}))
     assert _violations(tmp_path / "catalog.ttl", "DCAT-AP-NO 2.0") == ""
     graph = Graph().parse(tmp_path / "catalog.ttl", format="turtle")
-    (dist,) = graph.subjects(DCAT.downloadURL, URIRef(f"{ACCESS_URL}/{versions[-1][0]}/data/agencies_per_citizen.parquet"))
+    (dist,) = graph.subjects(
+        DCAT.downloadURL, URIRef(f"{ACCESS_URL}/{versions[-1][0]}/data/agencies_per_citizen.parquet")
+    )
     checksum = graph.value(dist, SPDX.checksum)
     assert graph.value(checksum, SPDX.algorithm) == SPDX.checksumAlgorithm_sha1
     expected = hashlib.sha1((versions[-1][1] / "data/agencies_per_citizen.parquet").read_bytes()).hexdigest()

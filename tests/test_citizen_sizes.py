@@ -20,7 +20,9 @@ def con(tmp_path):
 def _linked(con, citizens: dict[str, int], links: list[tuple[str, str, float]], *, threshold: float = 5.0) -> None:
     """citizen_source_link for {citizen: record count} (records `<citizen>:<i>`), match_edges and the threshold."""
     rows = [(c, "reg", f"{c}-{i}", f"{c}:{i}") for c, n in citizens.items() for i in range(n)]
-    con.execute("CREATE TABLE citizen_source_link (citizen_id VARCHAR, source VARCHAR, source_record_id VARCHAR, record_key VARCHAR)")
+    con.execute(
+        "CREATE TABLE citizen_source_link (citizen_id VARCHAR, source VARCHAR, source_record_id VARCHAR, record_key VARCHAR)"
+    )
     con.executemany("INSERT INTO citizen_source_link VALUES (?, ?, ?, ?)", rows)
     con.execute("CREATE TABLE match_edges (record_key_l VARCHAR, record_key_r VARCHAR, match_weight DOUBLE)")
     if links:
@@ -48,13 +50,24 @@ def test_a_chained_citizen_is_flagged_by_the_bound_from_the_data(con):
     r = rules.citizen_sizes(con, QualityConfig())
     assert r.passed is False
     assert r.figures["bound"] == 8 and r.figures["chained"] == 1
-    assert r.sample == [{"citizen_id": "chain", "records": "20", "density": "0.1", "pieces": "1", "bridges": "19",
-                         "why": "more than 8 records"}]  # fmt: skip
+    assert r.sample == [
+        {
+            "citizen_id": "chain",
+            "records": "20",
+            "density": "0.1",
+            "pieces": "1",
+            "bridges": "19",
+            "why": "more than 8 records",
+        }
+    ]
 
 
 def test_a_citizen_its_links_do_not_connect_is_flagged_whatever_its_size(con):
     citizens = {f"p{k}": 3 for k in range(12)} | {"glued": 4}
-    links = [e for c, n in citizens.items() if c != "glued" for e in _pairs(c, n)] + [("glued:0", "glued:1", 9.0), ("glued:2", "glued:3", 9.0)]
+    links = [e for c, n in citizens.items() if c != "glued" for e in _pairs(c, n)] + [
+        ("glued:0", "glued:1", 9.0),
+        ("glued:2", "glued:3", 9.0),
+    ]
     _linked(con, citizens, links)
     r = rules.citizen_sizes(con, QualityConfig())
     assert r.passed is False

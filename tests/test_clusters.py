@@ -9,15 +9,25 @@ from citizen_view.linkage.clusters import IdentityEvidence, cluster_records, swa
 # Weights (log2 m/u) as a fitted model would give them: one where birth dates are reliable for the same
 # person (a different date is strong evidence against), one where they are often mistyped (weak evidence).
 RELIABLE_DATES = IdentityEvidence(
-    dob={"same date of birth": 10.0, "day and month swapped": 7.0, "date of birth one digit off": 3.0,
-         "same year of birth": -3.0, "different": -9.0},
+    dob={
+        "same date of birth": 10.0,
+        "day and month swapped": 7.0,
+        "date of birth one digit off": 3.0,
+        "same year of birth": -3.0,
+        "different": -9.0,
+    },
     national_id={"same national ID": 11.0, "national ID one digit off": 8.0, "different": -7.0},
-)  # fmt: skip
+)
 NOISY_DATES = IdentityEvidence(
-    dob={"same date of birth": 8.0, "day and month swapped": 5.0, "date of birth one digit off": 4.0,
-         "same year of birth": 1.0, "different": -2.0},
+    dob={
+        "same date of birth": 8.0,
+        "day and month swapped": 5.0,
+        "date of birth one digit off": 4.0,
+        "same year of birth": 1.0,
+        "different": -2.0,
+    },
     national_id=RELIABLE_DATES.national_id,
-)  # fmt: skip
+)
 
 
 def _records(rows):
@@ -47,12 +57,14 @@ def test_level_rules():
 
 
 def test_twins_linked_through_a_permit_record_stay_apart():
-    records = _records([
-        ("reg:twinA", "reg", "111222333", True, "19900505"),
-        ("reg:twinB", "reg", "123456782", True, "19900505"),
-        ("tax:twinA", "tax", "111222333", True, "19900505"),
-        ("permit:1", "permit", None, None, None),
-    ])  # fmt: skip
+    records = _records(
+        [
+            ("reg:twinA", "reg", "111222333", True, "19900505"),
+            ("reg:twinB", "reg", "123456782", True, "19900505"),
+            ("tax:twinA", "tax", "111222333", True, "19900505"),
+            ("permit:1", "permit", None, None, None),
+        ]
+    )
     edges = _edges([("reg:twinA", "tax:twinA", 30.0), ("reg:twinA", "permit:1", 9.0), ("permit:1", "reg:twinB", 8.0)])
     result = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(result) == {frozenset({"reg:twinA", "tax:twinA", "permit:1"}), frozenset({"reg:twinB"})}
@@ -60,23 +72,31 @@ def test_twins_linked_through_a_permit_record_stay_apart():
 
 
 def test_twins_the_model_links_directly_are_still_apart_by_their_valid_ids():
-    records = _records([("reg:a", "reg", "111222333", True, "19900505"), ("reg:b", "reg", "123456782", True, "19900505")])
+    records = _records(
+        [("reg:a", "reg", "111222333", True, "19900505"), ("reg:b", "reg", "123456782", True, "19900505")]
+    )
     result = cluster_records(records, _edges([("reg:a", "reg:b", 9.0)]), threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(result) == {frozenset({"reg:a"}), frozenset({"reg:b"})}
 
 
 def test_same_name_parent_and_child_stay_apart_where_the_model_trusts_birth_dates():
-    records = _records([
-        ("reg:father", "reg", None, None, "19620314"),
-        ("reg:son", "reg", None, None, "19910822"),
-        ("tax:father", "tax", None, None, "19621403"),  # day and month swapped... as text, not a real date
-        ("lic:father", "lic", None, None, "19620314"),
-        ("permit:jan", "permit", None, None, None),
-    ])  # fmt: skip
-    edges = _edges([
-        ("reg:father", "tax:father", 20.0), ("reg:father", "lic:father", 18.0),
-        ("permit:jan", "reg:son", 9.0), ("permit:jan", "reg:father", 8.5),
-    ])  # fmt: skip
+    records = _records(
+        [
+            ("reg:father", "reg", None, None, "19620314"),
+            ("reg:son", "reg", None, None, "19910822"),
+            ("tax:father", "tax", None, None, "19621403"),  # day and month swapped... as text, not a real date
+            ("lic:father", "lic", None, None, "19620314"),
+            ("permit:jan", "permit", None, None, None),
+        ]
+    )
+    edges = _edges(
+        [
+            ("reg:father", "tax:father", 20.0),
+            ("reg:father", "lic:father", 18.0),
+            ("permit:jan", "reg:son", 9.0),
+            ("permit:jan", "reg:father", 8.5),
+        ]
+    )
     result = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(result) == {
         frozenset({"reg:father", "tax:father", "lic:father"}),
@@ -94,9 +114,13 @@ def test_a_birth_date_error_the_generator_never_makes_does_not_break_a_strong_tr
 
 
 def test_a_chained_date_disagreement_refuses_only_when_the_model_says_it_outweighs_the_link():
-    records = _records([
-        ("a:1", "a", None, None, "19900215"), ("b:1", "b", None, None, None), ("c:1", "c", None, None, "19651107"),
-    ])  # fmt: skip
+    records = _records(
+        [
+            ("a:1", "a", None, None, "19900215"),
+            ("b:1", "b", None, None, None),
+            ("c:1", "c", None, None, "19651107"),
+        ]
+    )
     edges = _edges([("a:1", "b:1", 20.0), ("b:1", "c:1", 9.0)])
     apart = cluster_records(records, edges, threshold=5.0, evidence=RELIABLE_DATES)
     assert _groups(apart) == {frozenset({"a:1", "b:1"}), frozenset({"c:1"})}  # -9 + 9 < 5: refused
@@ -105,10 +129,16 @@ def test_a_chained_date_disagreement_refuses_only_when_the_model_says_it_outweig
 
 
 def test_an_opaque_identifier_never_refuses_a_merge():
-    records = _records([
-        ("a:1", "a", "AB-1", None, "19900215"), ("b:1", "b", None, None, None), ("c:1", "c", "ZZ-9", None, "19900215"),
-    ])  # fmt: skip
-    result = cluster_records(records, _edges([("a:1", "b:1", 9.0), ("b:1", "c:1", 9.0)]), threshold=5.0, evidence=RELIABLE_DATES)
+    records = _records(
+        [
+            ("a:1", "a", "AB-1", None, "19900215"),
+            ("b:1", "b", None, None, None),
+            ("c:1", "c", "ZZ-9", None, "19900215"),
+        ]
+    )
+    result = cluster_records(
+        records, _edges([("a:1", "b:1", 9.0), ("b:1", "c:1", 9.0)]), threshold=5.0, evidence=RELIABLE_DATES
+    )
     assert _groups(result) == {frozenset({"a:1", "b:1", "c:1"})}
 
 
@@ -144,13 +174,23 @@ def test_a_cluster_bridged_by_one_weak_record_is_split():
 
 def test_a_chain_of_single_links_or_a_strong_bridge_is_not_cut():
     keys = ["x0", "x1", "x2", "x3"]
-    chain = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
-                            _edges([("x0", "x1", 9.0), ("x1", "x2", 6.0), ("x2", "x3", 9.0)]), threshold=5.0)  # fmt: skip
+    chain = cluster_records(
+        _records([(k, "register", None, None, None) for k in keys]),
+        _edges([("x0", "x1", 9.0), ("x1", "x2", 6.0), ("x2", "x3", 9.0)]),
+        threshold=5.0,
+    )
     assert len(_groups(chain)) == 1
     keys = [f"a{k}" for k in range(4)] + [f"b{k}" for k in range(4)]
-    strong = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
-                             _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0) + [("a0", "b0", 11.0)]), threshold=5.0)  # fmt: skip
+    strong = cluster_records(
+        _records([(k, "register", None, None, None) for k in keys]),
+        _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0) + [("a0", "b0", 11.0)]),
+        threshold=5.0,
+    )
     assert len(_groups(strong)) == 1
-    reviewed = cluster_records(_records([(k, "register", None, None, None) for k in keys]),
-                               _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0)), threshold=5.0, same=[("a0", "b0")])  # fmt: skip
+    reviewed = cluster_records(
+        _records([(k, "register", None, None, None) for k in keys]),
+        _edges(_clique("a", 4, 12.0) + _clique("b", 4, 12.0)),
+        threshold=5.0,
+        same=[("a0", "b0")],
+    )
     assert len(_groups(reviewed)) == 1

@@ -24,12 +24,14 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
 
 from citizen_view.layout import WarehouseLayout
+from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import FULL_JOB, build_definitions, landing_job_name
-from pipelines.runner import run_pipeline
 from tests.conftest import ROOT
 
 LATE = 30  # tax records held back from the first run: they arrive later through the landing folder
-WAIT_SECONDS = 480  # a bound for a busy shared machine (the run took 283 s under load 19 on 2 cores), not the expected time
+WAIT_SECONDS = (
+    480  # a bound for a busy shared machine (the run took 283 s under load 19 on 2 cores), not the expected time
+)
 
 
 def _pg_bin() -> Path | None:
@@ -59,10 +61,15 @@ def postgres():
         shutil.chown(folder, user="postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
     data, port = folder / "data", _free_port()
-    subprocess.run([*as_owner, pg_bin / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_owner, pg_bin / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+    )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_owner, pg_bin / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*as_owner, pg_bin / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         import psycopg2
 
@@ -110,7 +117,9 @@ def test_the_landing_sensor_links_new_records_once_a_model_is_saved(generated, t
     WarehouseLayout.of(wh).model_file.parent.mkdir(parents=True)
     WarehouseLayout.of(wh).model_file.write_text("{}", encoding="utf-8")
     assert requested(cursor)[1] == [landing_job_name("tax")]
-    landed = {k.to_user_string() for k in defs.resolve_job_def(landing_job_name("tax")).asset_layer.executable_asset_keys}
+    landed = {
+        k.to_user_string() for k in defs.resolve_job_def(landing_job_name("tax")).asset_layer.executable_asset_keys
+    }
     assert {"source/tax", "source_records", "citizen_source_link", "citizen", "serving/view"} <= landed
     assert not landed & {"linkage_model", "match_edges", "source/population"}  # no retraining, no other source
 
@@ -130,8 +139,14 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy/dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": postgres, "CITIZEN_VIEW_SOURCES": str(sources),
-           "CITIZEN_VIEW_WAREHOUSE": str(wh), "CITIZEN_VIEW_LANDING_INTERVAL": "3"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": postgres,
+        "CITIZEN_VIEW_SOURCES": str(sources),
+        "CITIZEN_VIEW_WAREHOUSE": str(wh),
+        "CITIZEN_VIEW_LANDING_INTERVAL": "3",
+    }
     for key in ("DAGSTER_POSTGRES_URL", "CITIZEN_VIEW_SOURCES", "CITIZEN_VIEW_WAREHOUSE"):
         monkeypatch.setenv(key, env[key])
     log = tmp_path / "daemon.log"
@@ -139,8 +154,12 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
     with log.open("wb") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         instance = DagsterInstance.from_config(str(home))
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
@@ -163,13 +182,16 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
         assert run.tags["file"] == "tax/landing/late.csv" and run.tags["dagster/sensor_name"] == "landing_tax"
         assert len(instance.get_runs()) == 1  # one file, one run
 
-        checks = [e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)]
+        checks = [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        ]
         assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
         assert {"source/tax", "citizen"} <= {c.asset_key.to_user_string() for c in checks}
         linked = {
             e.dagster_event.event_specific_data.materialization.asset_key.to_user_string(): e.dagster_event.event_specific_data.materialization.metadata
             for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-        }  # fmt: skip
+        }
         assert "linkage_model" not in linked and "serving/view" in linked
         assert linked["citizen_source_link"]["mode"].value == "incremental"
         assert linked["citizen_source_link"]["new_records"].value == LATE
@@ -187,7 +209,9 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
     con = duckdb.connect(str(wh), read_only=True)
     try:
         ids = [line.split(b";")[0].decode("latin-1") for line in late.splitlines()[1:]]
-        found = con.execute("SELECT count(*) FROM citizen_source_link WHERE source = 'tax' AND source_record_id IN ?", [ids]).fetchall()[0][0]
+        found = con.execute(
+            "SELECT count(*) FROM citizen_source_link WHERE source = 'tax' AND source_record_id IN ?", [ids]
+        ).fetchall()[0][0]
     finally:
         con.close()
     assert found == LATE  # every late record has a citizen in the warehouse

@@ -25,7 +25,9 @@ def _with_margins(cells: dict[tuple[str, str], int]) -> pl.DataFrame:
 
 
 def test_a_small_cell_and_a_complement_are_hidden_in_every_line():
-    table = _with_margins({("A", "F"): 4, ("A", "M"): 50, ("B", "F"): 30, ("B", "M"): 40, ("C", "F"): 25, ("C", "M"): 60})
+    table = _with_margins(
+        {("A", "F"): 4, ("A", "M"): 50, ("B", "F"): 30, ("B", "M"): 40, ("C", "F"): 25, ("C", "M"): 60}
+    )
     result = protect(table, dims=["area", "sex"], margins=["area", "sex"], rules=RULES)
     out = result.table
     assert result.primary == 1 and result.secondary >= 3
@@ -38,7 +40,9 @@ def test_a_small_cell_and_a_complement_are_hidden_in_every_line():
 
 def test_a_lone_suppressed_cell_is_found_by_the_gate():
     table = _with_margins({("A", "F"): 40, ("A", "M"): 50, ("B", "F"): 30, ("B", "M"): 40})
-    leaky = table.with_columns(pl.when((pl.col("area") == "A") & (pl.col("sex") == "F")).then(None).otherwise(pl.col("count")).alias("count"))
+    leaky = table.with_columns(
+        pl.when((pl.col("area") == "A") & (pl.col("sex") == "F")).then(None).otherwise(pl.col("count")).alias("count")
+    )
     lonely = recoverable_cells(leaky, dims=["area", "sex"], margins=["area", "sex"])
     assert lonely.select("area", "sex").rows() == [("A", "F")]
 
@@ -51,7 +55,9 @@ def test_unprotected_small_cells_are_found_and_zeros_follow_the_rule():
 
 def test_rounding_to_base_five_keeps_suppression():
     table = _with_margins({("A", "F"): 12, ("A", "M"): 13, ("B", "F"): 27, ("B", "M"): 2})
-    out = protect(table, dims=["area", "sex"], margins=["area", "sex"], rules=DisclosureConfig(min_cell=10, round_to=5)).table
+    out = protect(
+        table, dims=["area", "sex"], margins=["area", "sex"], rules=DisclosureConfig(min_cell=10, round_to=5)
+    ).table
     published = out.get_column("count").drop_nulls().to_list()
     assert all(v % 5 == 0 for v in published)
     assert out.filter((pl.col("area") == "B") & (pl.col("sex") == "M"))["count"][0] is None
@@ -62,10 +68,20 @@ def _area_age_sex(cells: dict[tuple[str, str, str], int], province: str) -> pl.D
     """Municipality x age x sex with every margin, and the province as the municipalities' parent."""
     areas, ages = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
     rows = [
-        (area, age, sex, sum(n for (a, g, s), n in cells.items()
-                             if area in (a, province) and age in (g, "Total") and sex in (s, "Total")))
-        for area in [*areas, province] for age in [*ages, "Total"] for sex in ("F", "M", "Total")
-    ]  # fmt: skip
+        (
+            area,
+            age,
+            sex,
+            sum(
+                n
+                for (a, g, s), n in cells.items()
+                if area in (a, province) and age in (g, "Total") and sex in (s, "Total")
+            ),
+        )
+        for area in [*areas, province]
+        for age in [*ages, "Total"]
+        for sex in ("F", "M", "Total")
+    ]
     return pl.DataFrame(rows, schema=["area_code", "age", "sex", "count"], orient="row")
 
 
@@ -76,8 +92,12 @@ def test_a_small_municipality_takes_one_neighbour_down_with_it_not_all_of_them()
     big = {"0-17": (141, 139), "18-29": (139, 140), "30-64": (278, 280), "65+": (141, 136)}
     other = {"0-17": (135, 132), "18-29": (133, 138), "30-64": (267, 271), "65+": (132, 137)}
     tiny = {"0-17": (3, 7), "18-29": (2, 1), "30-64": (10, 11), "65+": (5, 5)}
-    cells = {(area, age, sex): n for area, by_age in (("GM1", big), ("GM2", other), ("GM3", tiny))
-             for age, pair in by_age.items() for sex, n in zip("FM", pair)}  # fmt: skip
+    cells = {
+        (area, age, sex): n
+        for area, by_age in (("GM1", big), ("GM2", other), ("GM3", tiny))
+        for age, pair in by_age.items()
+        for sex, n in zip("FM", pair)
+    }
     table = _area_age_sex(cells, "PV1")
     dims, hierarchies = ["area_code", "age", "sex"], {"area_code": {"GM1": "PV1", "GM2": "PV1", "GM3": "PV1"}}
     out = protect(table, dims=dims, margins=dims, rules=RULES, hierarchies=hierarchies).table

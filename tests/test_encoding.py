@@ -7,9 +7,7 @@ names, birth dates and national IDs.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -17,12 +15,12 @@ import httpx
 import numpy as np
 import pytest
 
+from citizen_view.canonical import Rules
 from citizen_view.contract import SourceConfig, load_sources
 from citizen_view.encoding.clk import Encoder, bigrams, dice, from_hex, to_hex, xor_fold
 from citizen_view.encoding.encode import encode_source
 from citizen_view.encoding.pseudonym import SecretError, pseudonym, purpose_key, read_secret
 from citizen_view.ingest import read_source, standardise_source
-from citizen_view.canonical import Rules
 from citizen_view.layout import WarehouseLayout
 
 SECRET = b"a-project-secret-of-32-bytes-xyz"
@@ -48,7 +46,9 @@ def test_dice_is_high_for_a_typo_and_low_for_another_name_or_another_secret():
 def test_pseudonyms_depend_on_the_secret_and_the_field():
     key = purpose_key(SECRET, "pseudonym")
     assert pseudonym(key, "national_id", "123456782") == pseudonym(key, "national_id", "123456782")
-    assert pseudonym(key, "national_id", "123456782") != pseudonym(purpose_key(OTHER_SECRET, "pseudonym"), "national_id", "123456782")
+    assert pseudonym(key, "national_id", "123456782") != pseudonym(
+        purpose_key(OTHER_SECRET, "pseudonym"), "national_id", "123456782"
+    )
     assert pseudonym(key, "national_id", "1990") != pseudonym(key, "date_of_birth", "1990")
 
 
@@ -61,7 +61,9 @@ def test_a_short_or_missing_secret_is_refused(tmp_path):
 
 
 def test_an_encoded_source_may_not_map_plain_identifiers():
-    source = SourceConfig(name="tax", path="x.parquet", format="parquet", encoded=True, fields={"given_name": "g", "sex": "s"})
+    source = SourceConfig(
+        name="tax", path="x.parquet", format="parquet", encoded=True, fields={"given_name": "g", "sex": "s"}
+    )
     assert any("may map only" in p and "given_name" in p for p in source.problems())
 
 
@@ -74,7 +76,9 @@ def plain_values(sources_file: Path) -> set[str]:
     found: set[str] = set()
     for source in sources.sources:
         extract = read_source(sources, source)
-        canonical, _, _ = standardise_source(extract, source, rules=Rules.of(source, country=sources.country, quality=sources.quality))
+        canonical, _, _ = standardise_source(
+            extract, source, rules=Rules.of(source, country=sources.country, quality=sources.quality)
+        )
         for row in canonical.iter_rows(named=True):
             for col in ("given_name", "family_name", "first_name_std", "family_name_std"):
                 if row[col] and len(row[col]) >= 4:  # shorter strings occur by chance in any text
@@ -86,7 +90,10 @@ def plain_values(sources_file: Path) -> set[str]:
                     found.add(row[col])
         for mapping in source.fields.values():
             col = mapping.column
-            if col in extract.rows.columns and mapping in (source.fields.get("date_of_birth"), source.fields.get("national_id")):
+            if col in extract.rows.columns and mapping in (
+                source.fields.get("date_of_birth"),
+                source.fields.get("national_id"),
+            ):
                 found |= {v for v in extract.rows.get_column(col).drop_nulls().to_list() if len(v) >= 6}
     return found
 
@@ -99,7 +106,10 @@ def boilerplate() -> str:
 
     from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
 
-    folders = [Path(great_expectations.__file__).parent / "render", Path(splink.__file__).parent / "internals" / "files"]
+    folders = [
+        Path(great_expectations.__file__).parent / "render",
+        Path(splink.__file__).parent / "internals" / "files",
+    ]
     return "\n".join([Path(EXAMPLE_ACCESS_FILE).read_text(encoding="utf-8"), *map(files_text, folders)])
 
 
@@ -109,8 +119,10 @@ def find_plain(text: str, values: set[str]) -> set[str]:
     hits = set()
     for value in values:
         parts = re.findall(r"[0-9A-Za-z]+", value)
-        if parts and all(p in words for p in parts) and (
-            len(parts) == 1 or re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text)
+        if (
+            parts
+            and all(p in words for p in parts)
+            and (len(parts) == 1 or re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text))
         ):
             hits.add(value)
     return hits
@@ -164,7 +176,7 @@ def encode_all(generated: Path, out: Path, secrets: dict[str, bytes]) -> Path:
 def all_encoded(generated, tmp_path_factory):
     from dagster import DagsterInstance
 
-    from pipelines.runner import run_pipeline
+    from citizen_view_app.runner import run_pipeline
 
     root = tmp_path_factory.mktemp("all-encoded")
     names = [s.name for s in load_sources(generated / "sources.yaml").sources]
@@ -204,7 +216,9 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
         ).fetchall()[0][0]
         con.close()
         headers = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
-        got = httpx.get(f"{service.url}/api/citizens/{citizen}", params={"purpose": "test"}, headers=headers, timeout=30)
+        got = httpx.get(
+            f"{service.url}/api/citizens/{citizen}", params={"purpose": "test"}, headers=headers, timeout=30
+        )
         assert got.status_code == 200, got.text
         profile = got.text
         shown = [r.get("attributes", {}) for r in got.json()["records"]]
@@ -228,7 +242,7 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
 
 
 def test_agencies_encoding_with_different_secrets_link_nothing_across_and_the_gate_says_so(generated, tmp_path):
-    from pipelines.runner import run_pipeline
+    from citizen_view_app.runner import run_pipeline
 
     sources_file = encode_all(generated, tmp_path / "unit", {"population": SECRET, "tax": OTHER_SECRET})
     wh = tmp_path / "wh" / "cv.duckdb"
@@ -257,10 +271,23 @@ def _people(names: dict[str, int]):
     for name, count in names.items():
         for _ in range(count):
             born = dt.date(rng.randint(1940, 2000), rng.randint(1, 12), rng.randint(1, 28))
-            rows.append({"source_record_id": str(len(rows)), "first_name_std": name, "initials": name[0].upper(),
-                         "family_name_std": "jansen", "date_of_birth_text": born.strftime("%Y%m%d"), "date_of_birth": born,
-                         "national_id_text": None, "postcode": None, "street_std": None, "house_number": None,
-                         "sex": None, "area_code": None, "extracted_at": None})  # fmt: skip
+            rows.append(
+                {
+                    "source_record_id": str(len(rows)),
+                    "first_name_std": name,
+                    "initials": name[0].upper(),
+                    "family_name_std": "jansen",
+                    "date_of_birth_text": born.strftime("%Y%m%d"),
+                    "date_of_birth": born,
+                    "national_id_text": None,
+                    "postcode": None,
+                    "street_std": None,
+                    "house_number": None,
+                    "sex": None,
+                    "area_code": None,
+                    "extracted_at": None,
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -276,7 +303,9 @@ def test_a_frequency_attack_names_unsalted_encodings_and_not_year_salted_ones():
     public = Counter(names)
     plain = frequency_attack(encode_frame(people, SECRET).get_column("enc_given_name").to_list(), truth, public)
     salted = frequency_attack(
-        encode_frame(people, SECRET, hardening=Hardening.SALT_YEAR).get_column("enc_given_name").to_list(), truth, public
+        encode_frame(people, SECRET, hardening=Hardening.SALT_YEAR).get_column("enc_given_name").to_list(),
+        truth,
+        public,
     )
     assert plain.names_recovered == 5 and plain.records_recovered == len(truth)
     assert salted.distinct_encodings > 50 and salted.record_share < 0.2, salted

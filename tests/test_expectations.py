@@ -173,6 +173,11 @@ def test_validation_is_quiet(capfd):
 
 def test_importing_module_does_not_import_gx():
     code = "import sys, citizen_view.quality.expectations; print('great_expectations' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.stdout.strip() == "False"

@@ -16,13 +16,17 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
-from pipelines.cli import main
-from pipelines.runner import run_pipeline, summarise
+from citizen_view_app.cli import main
+from citizen_view_app.runner import run_pipeline, summarise
 from pipelines.definitions import build_definitions
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,9 @@ def baseline(generated, tmp_path_factory) -> Path:
     shutil.copytree(generated, root / "data")
     outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=root / "wh/cv.duckdb")
     assert outcome.success and outcome.checks and all(c["passed"] for c in outcome.checks.values()), outcome.checks
-    assert main(["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]) == 0
+    assert (
+        main(["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]) == 0
+    )
     return root
 
 
@@ -58,12 +64,22 @@ def _assert_refused(root: Path, check: str, capsys) -> None:
 def test_a_clean_run_publishes_a_valid_protected_bundle(baseline):
     published = baseline / "wh/cv/published"
     assert (published / "PUBLISHED_FROM").is_file()
-    for name in ("datapackage.json", "dcat.jsonld", "sdc-report.json", "gates.json", "checksums.sha256", "data-docs/index.html"):
+    for name in (
+        "datapackage.json",
+        "dcat.jsonld",
+        "sdc-report.json",
+        "gates.json",
+        "checksums.sha256",
+        "data-docs/index.html",
+    ):
         assert (published / name).is_file(), name
     result = subprocess.run(
         [str(Path(sys.executable).parent / "frictionless"), "validate", "datapackage.json"],
-        cwd=published, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=published,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     small = []
     for table in (published / "data").glob("*.csv"):
@@ -84,8 +100,16 @@ SHAPES = Path(__file__).parent / "shapes"
 # $DCAT_SHAPES_DIR) to run the official check.
 OFFICIAL_SHAPES = Path(os.environ.get("DCAT_SHAPES_DIR", Path(__file__).resolve().parents[2] / "shared/dcat-shapes"))
 OFFICIAL_PROFILES = {
-    "DCAT-AP-NL 3.0": ("nl-300", ["dcat-ap-SHACL.ttl", "dcat-ap-nl-SHACL.ttl", "dcat-ap-nl-SHACL-klassebereik.ttl",
-                                  "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl", "dcat-ap-nl-SHACL-aanbevolen.ttl"]),
+    "DCAT-AP-NL 3.0": (
+        "nl-300",
+        [
+            "dcat-ap-SHACL.ttl",
+            "dcat-ap-nl-SHACL.ttl",
+            "dcat-ap-nl-SHACL-klassebereik.ttl",
+            "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl",
+            "dcat-ap-nl-SHACL-aanbevolen.ttl",
+        ],
+    ),
     "DCAT-AP-NO 2.0": ("no-200", ["DCAT-AP-NO-shacl_shapes_2.00.ttl"]),
 }
 
@@ -124,7 +148,10 @@ def test_the_dataset_description_conforms_to_the_official_shapes(baseline, profi
 
 def test_a_corrupted_extract_of_a_source_required_for_publication_blocks_publication(world, capsys):
     sources = world / "data/sources.yaml"
-    sources.write_text(sources.read_text(encoding="utf-8").replace("- name: tax\n", "- name: tax\n  required_for_publication: true\n"), encoding="utf-8")
+    sources.write_text(
+        sources.read_text(encoding="utf-8").replace("- name: tax\n", "- name: tax\n  required_for_publication: true\n"),
+        encoding="utf-8",
+    )
     tax = world / "data/tax/tax_extract.csv"
     lines = tax.read_text(encoding="latin-1").splitlines()
     for i in range(1, len(lines), 4):  # a quarter of the rows get an impossible birth date (field 4)
@@ -165,7 +192,9 @@ def _materialise(root: Path, selection) -> object:
     defs = build_definitions(sources_path=root / "data/sources.yaml", warehouse_path=root / "wh/cv.duckdb")
     job = define_asset_job("slice", selection=selection)
     merged = Definitions.merge(defs, Definitions(jobs=[job]))
-    result = merged.resolve_job_def("slice").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    result = merged.resolve_job_def("slice").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
     return summarise(result)
 
 
@@ -187,7 +216,9 @@ def test_an_aggregate_with_a_small_cell_blocks_publication(world, capsys):
     )
     con.close()
     table = AssetKey(["open_data", "population_by_area"])
-    outcome = _materialise(world, AssetSelection.checks_for_assets(table) | AssetSelection.assets(AssetKey(["open_data", "bundle"])))
+    outcome = _materialise(
+        world, AssetSelection.checks_for_assets(table) | AssetSelection.assets(AssetKey(["open_data", "bundle"]))
+    )
     assert outcome.checks["open_data/population_by_area:disclosure_minimum_cell"]["passed"] is False
     assert outcome.checks["open_data/population_by_area:expectation_suite"]["passed"] is False
     assert "open_data/bundle" not in outcome.materialized

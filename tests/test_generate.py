@@ -335,15 +335,34 @@ def test_formats_and_encodings(nl: Path) -> None:
     client = json.loads(_good_json(nl)[0])
     assert set(client) == {"client_no", "bsn", "name", "birth_date", "gender", "address", "phone", "cases"}
     assert {c["benefit_type"] for line in _good_json(nl) for c in json.loads(line)["cases"]} <= {
-        "unemployment", "housing", "child", "disability", "pension", "social_assistance"}
+        "unemployment",
+        "housing",
+        "child",
+        "disability",
+        "pension",
+        "social_assistance",
+    }
     permits = pl.read_excel(nl / "permits" / "permits.xlsx", sheet_name="permits", infer_schema_length=0)
-    assert permits.columns == ["permit_no", "permit_type", "applicant", "email", "phone", "street", "house_number",
-                               "postcode", "city", "applied_on", "status"]
+    assert permits.columns == [
+        "permit_no",
+        "permit_type",
+        "applicant",
+        "email",
+        "phone",
+        "street",
+        "house_number",
+        "postcode",
+        "city",
+        "applied_on",
+        "status",
+    ]
     assert permits["phone"].drop_nulls().str.starts_with("0").any()
     assert permits["permit_no"].n_unique() == permits.height
     licences = (nl / "licences" / "licences.csv").read_text(encoding="utf-8", errors="replace").splitlines()
-    assert licences[0] == ("licence_no,initials,surname,birth_date,sex,national_id,street,house_number,postcode,"
-                           "city,categories,issued_on,expires_on")
+    assert licences[0] == (
+        "licence_no,initials,surname,birth_date,sex,national_id,street,house_number,postcode,"
+        "city,categories,issued_on,expires_on"
+    )
     assert any(re.fullmatch(r"([A-Z]\.){2,}", line.split(",")[1]) for line in licences[1:])
 
 
@@ -419,7 +438,9 @@ def test_profiles_are_deterministic_per_seed(tmp_path: Path, name: str) -> None:
     assert ha["truth/truth.csv"] != hc["truth/truth.csv"]
 
 
-def test_profile_sources_yaml_loads_and_every_source_ingests_balanced(profile: tuple[str, Path], tmp_path: Path) -> None:
+def test_profile_sources_yaml_loads_and_every_source_ingests_balanced(
+    profile: tuple[str, Path], tmp_path: Path
+) -> None:
     from citizen_view.ingest import ingest_source
     from citizen_view.warehouse import connect
 
@@ -451,11 +472,16 @@ def test_dense_profile_shape(tmp_path: Path) -> None:
     assert given["Sir"] + given["Dr"] > 10 and family["1st Bt."] > 0  # titles shared by many people
     assert sum(given[x] + family[x] for x in ("unknown", "n/a", "XXX")) > 20
     assert any(re.match(r"(Mr|Mrs|Rev\.|Dr|Miss) \w", g) for g in given)
-    impossible = [r["birth_date"] for r in rows
-                  if re.fullmatch(r"\d{4}-(\d\d)-(\d\d)", r["birth_date"])
-                  and not (1 <= int(r["birth_date"][5:7]) <= 12 and 1 <= int(r["birth_date"][8:]) <= 31)]
+    impossible = [
+        r["birth_date"]
+        for r in rows
+        if re.fullmatch(r"\d{4}-(\d\d)-(\d\d)", r["birth_date"])
+        and not (1 <= int(r["birth_date"][5:7]) <= 12 and 1 <= int(r["birth_date"][8:]) <= 31)
+    ]
     assert 0.045 <= len(impossible) / len(rows) <= 0.085, len(impossible) / len(rows)  # 6.5% +- sampling
-    assert any(r["birth_date"][5:7] in ("86", "99", "68") for r in rows) and any(r["birth_date"].endswith("-00") for r in rows)
+    assert any(r["birth_date"][5:7] in ("86", "99", "68") for r in rows) and any(
+        r["birth_date"].endswith("-00") for r in rows
+    )
     assert sum(not r["birth_date"] for r in rows) > 0 and sum(not r["postcode"] for r in rows) > 0
 
 
@@ -466,8 +492,11 @@ def test_multi_agency_profile_shape(tmp_path: Path) -> None:
     without_id = [s.name for s in sources.sources if "national_id" not in s.fields]
     assert set(without_id) == {"census", "wic", "acs", "cps"}
     assert {s.fields["national_id"].scheme for s in sources.sources if "national_id" in s.fields} == {"us.ssn"}
-    us_dates = [s.name for s in sources.sources
-                if "date_of_birth" in s.fields and s.fields["date_of_birth"].format == "%m/%d/%Y"]
+    us_dates = [
+        s.name
+        for s in sources.sources
+        if "date_of_birth" in s.fields and s.fields["date_of_birth"].format == "%m/%d/%Y"
+    ]
     assert "census" in us_dates and "acs" in us_dates
     census = _csv_dicts(tmp_path / "census" / "census_2020.csv")
     assert any(int(r["date_of_birth"][:2]) <= 12 < int(r["date_of_birth"][3:5]) for r in census if r["date_of_birth"])

@@ -11,8 +11,8 @@ import polars as pl
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.steps import link_citizens, score_pairs
-from pipelines.cli import _describe
-from pipelines.runner import run_pipeline
+from citizen_view_app.cli import _describe
+from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 
 
@@ -34,7 +34,9 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     shutil.copytree(generated, data)
     tax = data / "tax" / "tax_extract.csv"
     lines = tax.read_bytes().splitlines(keepends=True)
-    tax.write_bytes(b"".join(lines[:1] + [ln for i, ln in enumerate(lines[1:], 1) if i % 20]))  # 5% of tax arrives later
+    tax.write_bytes(
+        b"".join(lines[:1] + [ln for i, ln in enumerate(lines[1:], 1) if i % 20])
+    )  # 5% of tax arrives later
     wh = tmp_path / "wh" / "cv.duckdb"
     assert run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh).success
     before = _links(wh)
@@ -48,7 +50,10 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     assert meta["records_relinked"] < 0.2 * meta["dagster/row_count"]
     new, earlier, alone = meta["new_records"], meta["earlier_records_relinked"], meta["records_left_alone"]
     assert new + earlier + alone == meta["dagster/row_count"] and alone > 0
-    assert f"incremental: {new:,} new records, {earlier:,} earlier records re-linked, {alone:,} left alone" in _describe(meta)
+    assert (
+        f"incremental: {new:,} new records, {earlier:,} earlier records re-linked, {alone:,} left alone"
+        in _describe(meta)
+    )
     assert after["record_key"].n_unique() == after.height
 
     # untouched citizens keep their IDs: only records re-formed this run may have moved
@@ -81,14 +86,17 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     score_pairs(con, layout)
     con.execute("UPDATE linkage_threshold SET threshold_weight = ?, method = ?", list(kept))
     link_citizens(con, layout, run_id="full-relink")
-    rescored = {k for (k,) in con.execute(
-        """
+    rescored = {
+        k
+        for (k,) in con.execute(
+            """
         WITH i AS (SELECT least(record_key_l, record_key_r) a, greatest(record_key_l, record_key_r) b, match_weight w FROM incremental_edges),
              f AS (SELECT least(record_key_l, record_key_r) a, greatest(record_key_l, record_key_r) b, match_weight w FROM match_edges)
         SELECT a FROM i FULL JOIN f USING (a, b) WHERE i.w IS DISTINCT FROM f.w
         UNION SELECT b FROM i FULL JOIN f USING (a, b) WHERE i.w IS DISTINCT FROM f.w
         """
-    ).fetchall()}  # fmt: skip
+        ).fetchall()
+    }
     con.close()
     relinked = _links(copy)
     differing = _pairs(after) ^ _pairs(relinked)

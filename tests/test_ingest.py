@@ -44,7 +44,11 @@ def _load(tmp_path, name="tax"):
     sources = load_sources(tmp_path / "sources.yaml")
     with connect(tmp_path / "w.duckdb") as con:
         report = ingest_source(con, sources, name)
-        table, rejects = (f'staging."canonical_{name}"', "staging.rejected_records") if report.held else (f'canonical."{name}"', "rejected_records")
+        table, rejects = (
+            (f'staging."canonical_{name}"', "staging.rejected_records")
+            if report.held
+            else (f'canonical."{name}"', "rejected_records")
+        )
         canonical = con.sql(f"SELECT * FROM {table} ORDER BY source_line").pl()
         rejected = con.sql(f"SELECT * FROM {rejects} WHERE source = ? ORDER BY line", params=[name]).pl()
     return report, canonical, rejected
@@ -52,7 +56,9 @@ def _load(tmp_path, name="tax"):
 
 def _issues(tmp_path, name="tax") -> pl.DataFrame:
     with connect(tmp_path / "w.duckdb", read_only=True) as con:
-        held = con.execute("SELECT status FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [name]).fetchall()
+        held = con.execute(
+            "SELECT status FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [name]
+        ).fetchall()
         table = "staging.field_issues" if held and held[0][0] == "held" else "field_issues"
         return con.sql(f"SELECT * FROM {table} WHERE source = ? ORDER BY line, field", params=[name]).pl()
 
@@ -116,14 +122,32 @@ def test_values_that_do_not_validate_become_null_with_their_raw_value_kept(tmp_p
     assert rejected.height == 0 and report.rows_loaded == 3
     rows = {r["source_record_id"]: r for r in canonical.to_dicts()}
     assert (rows["B1"]["national_id"], rows["B1"]["phone"], rows["B1"]["postcode"], rows["B1"]["sex"]) == (
-        "111222333", "+31612345678", "1234AB", "M")
+        "111222333",
+        "+31612345678",
+        "1234AB",
+        "M",
+    )
     assert rows["B2"]["national_id"] is None and rows["B2"]["national_id_text"] == "111222334"
-    assert (rows["B2"]["date_of_birth"], rows["B2"]["sex"], rows["B2"]["phone"], rows["B2"]["postcode"], rows["B2"]["email"]) == (
-        None, None, None, None, None)
-    assert rows["B3"]["date_of_birth"] is None and rows["B3"]["date_of_birth_text"] == "18500101"  # implausible, digits kept
+    assert (
+        rows["B2"]["date_of_birth"],
+        rows["B2"]["sex"],
+        rows["B2"]["phone"],
+        rows["B2"]["postcode"],
+        rows["B2"]["email"],
+    ) == (None, None, None, None, None)
+    assert (
+        rows["B3"]["date_of_birth"] is None and rows["B3"]["date_of_birth_text"] == "18500101"
+    )  # implausible, digits kept
     issues = {(i["record_id"], i["field"]): i for i in _issues(tmp_path, "ben").to_dicts()}
-    assert set(issues) == {("B2", "national_id"), ("B2", "date_of_birth"), ("B2", "sex"), ("B2", "phone"),
-                           ("B2", "postcode"), ("B2", "email"), ("B3", "date_of_birth")}  # fmt: skip
+    assert set(issues) == {
+        ("B2", "national_id"),
+        ("B2", "date_of_birth"),
+        ("B2", "sex"),
+        ("B2", "phone"),
+        ("B2", "postcode"),
+        ("B2", "email"),
+        ("B3", "date_of_birth"),
+    }
     assert issues[("B2", "national_id")]["reason"] == "fails the nl.bsn checksum"
     assert issues[("B3", "date_of_birth")]["reason"].startswith("implausible: outside 1880-01-01")
     assert issues[("B2", "phone")]["raw"] == "12"
@@ -142,13 +166,27 @@ def test_an_opaque_identifier_is_never_validated(tmp_path):
 
 
 def test_csv_name_order_and_folding(tmp_path):
-    write(tmp_path / "tax/t.csv", "taxpayer_ref;tin;name;birth_date;city\nA;111222333;Berg, Anna van der;01-02-1980;ÅLESUND\nB;8;DE VRIES, Jan Pieter;01-02-1980;x\n", encoding="latin-1")
+    write(
+        tmp_path / "tax/t.csv",
+        "taxpayer_ref;tin;name;birth_date;city\nA;111222333;Berg, Anna van der;01-02-1980;ÅLESUND\nB;8;DE VRIES, Jan Pieter;01-02-1980;x\n",
+        encoding="latin-1",
+    )
     write(tmp_path / "sources.yaml", SOURCES)
     _, canonical, _ = _load(tmp_path)
     a, b = canonical.to_dicts()
-    assert (a["given_name"], a["family_name"], a["family_name_std"], a["name_prefix"]) == ("Anna", "van der Berg", "berg", "van der")
+    assert (a["given_name"], a["family_name"], a["family_name_std"], a["name_prefix"]) == (
+        "Anna",
+        "van der Berg",
+        "berg",
+        "van der",
+    )
     assert a["city"] == "ÅLESUND" and a["city_std"] == "alesund"
-    assert (b["given_name"], b["family_name_std"], b["first_name_std"], b["initials"]) == ("Jan Pieter", "vries", "jan", "jp")
+    assert (b["given_name"], b["family_name_std"], b["first_name_std"], b["initials"]) == (
+        "Jan Pieter",
+        "vries",
+        "jan",
+        "jp",
+    )
     assert a["national_id_valid"] is True and b["national_id_valid"] is False
     assert b["national_id"] is None and b["national_id_text"] == "8"  # quarantined, kept as given for comparisons
 
@@ -185,7 +223,13 @@ def test_fixed_width_jsonl_xlsx_and_parquet_parse(tmp_path):
     (tmp_path / "per").mkdir()
     wb = xlsxwriter.Workbook(str(tmp_path / "per/p.xlsx"))
     ws = wb.add_worksheet("permits")
-    for r, row in enumerate([["permit_no", "applicant", "phone"], ["P1", "Jan de Vries", "06-12345678"], ["P2", "Els Bakker", "0031 6 1234 5679"]]):
+    for r, row in enumerate(
+        [
+            ["permit_no", "applicant", "phone"],
+            ["P1", "Jan de Vries", "06-12345678"],
+            ["P2", "Els Bakker", "0031 6 1234 5679"],
+        ]
+    ):
         for c, v in enumerate(row):
             ws.write_string(r, c, v)
     wb.close()
@@ -272,7 +316,10 @@ def test_structural_config_errors_are_reported_with_their_place(tmp_path):
     write(tmp_path / "sources.yaml", "sources:\n  - {name: Tax-Office, path: t.csv, format: csv}\n")
     with pytest.raises(ConfigError, match=r"sources\[0\] \(Tax-Office\)\.name: .*must match"):
         load_sources(tmp_path / "sources.yaml")
-    write(tmp_path / "sources.yaml", "sources:\n  - {name: a, path: t.csv, format: csv}\n  - {name: a, path: u.csv, format: csv}\n")
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: a, path: t.csv, format: csv}\n  - {name: a, path: u.csv, format: csv}\n",
+    )
     with pytest.raises(ConfigError, match="declared twice"):
         load_sources(tmp_path / "sources.yaml")
 

@@ -26,8 +26,9 @@ def _pairs(con) -> tuple[tuple[str, str], tuple[str, str]]:
         "SELECT e.record_key_l, e.record_key_r FROM match_edges e "
         "JOIN citizen_source_link a ON a.record_key = e.record_key_l JOIN citizen_source_link b ON b.record_key = e.record_key_r "
         "WHERE a.citizen_id <> b.citizen_id AND a.record_key NOT IN (?, ?) AND b.record_key NOT IN (?, ?) "
-        "ORDER BY e.match_weight DESC, 1, 2 LIMIT 1", [*together, *together],
-    ).fetchall()[0]  # fmt: skip
+        "ORDER BY e.match_weight DESC, 1, 2 LIMIT 1",
+        [*together, *together],
+    ).fetchall()[0]
     return together, apart
 
 
@@ -45,8 +46,22 @@ def test_decisions_made_after_the_last_run_split_and_join_on_the_next_run(linked
     con = duckdb.connect(str(copy))
     try:
         together, apart = _pairs(con)
-        record_decision(layout.overrides_file, left=together[0], right=together[1], decision="different", reviewer="ria", reason="twins")
-        record_decision(layout.overrides_file, left=apart[0], right=apart[1], decision="same", reviewer="ria", reason="birth certificate")
+        record_decision(
+            layout.overrides_file,
+            left=together[0],
+            right=together[1],
+            decision="different",
+            reviewer="ria",
+            reason="twins",
+        )
+        record_decision(
+            layout.overrides_file,
+            left=apart[0],
+            right=apart[1],
+            decision="same",
+            reviewer="ria",
+            reason="birth certificate",
+        )
         report = link_citizens(con, layout, run_id="after-review", incremental=incremental)
         assert report.incremental is incremental
         assert _citizen(con, together[0]) != _citizen(con, together[1])

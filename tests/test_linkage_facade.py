@@ -31,7 +31,9 @@ def linked(generated, tmp_path_factory):
 
 def test_the_chain_links_golden_records_and_keeps_the_run_id_as_given(linked, generated):
     con, _, run = linked
-    assert {r[0] for r in con.execute("SELECT DISTINCT run_id FROM citizen_source_link").fetchall()} == {"nightly 'o''brien'; --"}
+    assert {r[0] for r in con.execute("SELECT DISTINCT run_id FROM citizen_source_link").fetchall()} == {
+        "nightly 'o''brien'; --"
+    }
     assert con.execute("SELECT DISTINCT run_id FROM citizen_id_history").fetchall() == [("nightly 'o''brien'; --",)]
     assert run.golden.citizens == run.link.citizens == con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
     links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()

@@ -45,7 +45,10 @@ def test_empty_evidence_is_an_empty_table_with_its_columns():
 def test_nested_figures_are_tables_not_dict_text():
     result = rules.RuleResult("demo", False, "x", {"reasons": {"bad date": 3, "no id": 1}, "rows_in": 9})
     meta = evidence(result)
-    assert [r.data for r in meta["reasons"].records] == [{"value": "bad date", "count": 3}, {"value": "no id", "count": 1}]
+    assert [r.data for r in meta["reasons"].records] == [
+        {"value": "bad date", "count": 3},
+        {"value": "no id", "count": 1},
+    ]
     assert all("{" not in str(r.data["value"]) for r in meta["figures"].records)
 
 

@@ -39,7 +39,10 @@ def _mutations(rng: random.Random, number: str) -> list[str]:
     return [number, swapped, typo, number[:-1], number + "0", f"{number[:4]}.{number[4:6]}.{number[6:]}"]
 
 
-@pytest.mark.parametrize("scheme,make,oracle", [("nl.bsn", _valid_bsn, bsn.is_valid), ("no.fodselsnummer", _valid_fnr, fodselsnummer.is_valid)])
+@pytest.mark.parametrize(
+    "scheme,make,oracle",
+    [("nl.bsn", _valid_bsn, bsn.is_valid), ("no.fodselsnummer", _valid_fnr, fodselsnummer.is_valid)],
+)
 def test_vectorised_check_matches_stdnum(scheme, make, oracle):
     rng = random.Random(5)
     values = []

@@ -13,8 +13,16 @@ from citizen_view.serving.access import load_access, sign_citizen_claim
 from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and not shutil.which("chromium"),
@@ -33,7 +41,9 @@ def service(generated, tmp_path_factory):
 def browser():
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=FLAGS)
+        b = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=FLAGS
+        )
         yield b
         b.close()
 
@@ -157,7 +167,9 @@ def test_a_profile_reads_in_ten_seconds(sample_service, browser):
     assert states <= {"open", "pending"} and page.locator("#past-cases .state-closed").count() >= 1
     text = page.locator("main").inner_text()
     assert "{" not in text and "[{" not in text and '"case_id"' not in text  # no raw JSON anywhere
-    assert not [d for d in page.locator("#running-cases td:nth-child(4)").all_inner_texts() if d and "/" in d]  # one date format
+    assert not [
+        d for d in page.locator("#running-cases td:nth-child(4)").all_inner_texts() if d and "/" in d
+    ]  # one date format
     page.screenshot(path=str(shots / "profile.png"), full_page=True)
     assert page.locator("button.no-print").is_visible()
     page.emulate_media(media="print")  # printable: the page's controls are left off paper
@@ -186,7 +198,10 @@ def test_the_review_page_shows_the_total_pages_and_filters(sample_service, brows
     items.first.locator("button[value=different]").click()
     page.wait_for_selector("#recorded")
     assert "source=permits" in page.url and decided in page.locator("#recorded").inner_text()
-    assert decided not in [page.locator(".review-item").nth(i).get_attribute("data-item") for i in range(page.locator(".review-item").count())]
+    assert decided not in [
+        page.locator(".review-item").nth(i).get_attribute("data-item")
+        for i in range(page.locator(".review-item").count())
+    ]
     page.close()
 
 
@@ -216,7 +231,8 @@ def test_a_citizen_sees_who_looked_at_their_data(sample_service, browser):
     try:
         national_id, other = con.execute(
             "SELECT (SELECT national_id FROM citizen WHERE citizen_id = ?), "
-            "(SELECT min(citizen_id) FROM citizen WHERE citizen_id <> ?)", [citizen, citizen]
+            "(SELECT min(citizen_id) FROM citizen WHERE citizen_id <> ?)",
+            [citizen, citizen],
         ).fetchall()[0]
     finally:
         con.close()

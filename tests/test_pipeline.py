@@ -14,7 +14,7 @@ import pytest
 
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from pipelines.runner import run_pipeline
+from citizen_view_app.runner import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,18 +41,23 @@ def test_every_asset_materialises_with_balanced_counts(first_run):
     assert set(sources) == {f"source/{s}" for s in ("population", "tax", "benefits", "permits", "licences")}
     for meta in sources.values():
         assert meta["rows_in"] == meta["rows_loaded"] + meta["rows_rejected"]
-    assert {"source_records", "linkage_model", "match_edges", "citizen_source_link", "citizen"} <= set(outcome.materialized)
+    assert {"source_records", "linkage_model", "match_edges", "citizen_source_link", "citizen"} <= set(
+        outcome.materialized
+    )
 
 
 def test_every_loaded_record_is_linked_exactly_once(first_run):
     _, wh = first_run
-    counts = _sql(wh, """
+    counts = _sql(
+        wh,
+        """
         SELECT (SELECT count(*) FROM source_records) AS records,
                (SELECT count(*) FROM citizen_source_link) AS links,
                (SELECT count(DISTINCT record_key) FROM citizen_source_link) AS distinct_links,
                (SELECT count(*) FROM citizen) AS citizens,
                (SELECT count(DISTINCT citizen_id) FROM citizen_source_link) AS linked_citizens
-    """).row(0, named=True)  # fmt: skip
+    """,
+    ).row(0, named=True)
     assert counts["records"] == counts["links"] == counts["distinct_links"]
     assert counts["citizens"] == counts["linked_citizens"]
 
@@ -69,11 +74,14 @@ def test_linkage_is_accurate_on_generated_data(first_run, generated):
 def test_twins_and_same_name_parent_child_stay_apart(first_run, generated):
     _, wh = first_run
     truth = load_truth(generated / "truth")
-    reg = _sql(wh, """
+    reg = _sql(
+        wh,
+        """
         SELECT r.source, r.source_record_id, r.first_name_std, r.family_name_std, r.date_of_birth, r.postcode,
                r.house_number, l.citizen_id
         FROM source_records r JOIN citizen_source_link l USING (record_key) WHERE r.source = 'population'
-    """).join(truth, on=["source", "source_record_id"])  # fmt: skip
+    """,
+    ).join(truth, on=["source", "source_record_id"])
     pairs = reg.join(reg, on=["family_name_std", "postcode", "house_number"], suffix="_b").filter(
         (pl.col("person_id") < pl.col("person_id_b"))
         & (
@@ -99,26 +107,35 @@ def test_a_source_lacking_birth_date_and_national_id_still_links(first_run, gene
 
 def test_golden_record_provenance_points_to_real_source_rows(first_run):
     _, wh = first_run
-    bad = _sql(wh, """
+    bad = _sql(
+        wh,
+        """
         SELECT c.citizen_id, c.date_of_birth, r.date_of_birth AS source_value
         FROM citizen c
         JOIN source_records r ON r.source || ':' || r.source_record_id = c.date_of_birth_from
         JOIN citizen_source_link l ON l.record_key = r.record_key
         WHERE c.date_of_birth IS DISTINCT FROM r.date_of_birth OR l.citizen_id <> c.citizen_id
-    """)  # fmt: skip
+    """,
+    )
     assert bad.height == 0
     for group, column in [("name", "family_name"), ("address", "postcode"), ("national_id", "national_id")]:
-        missing = _sql(wh, f"""
+        missing = _sql(
+            wh,
+            f"""
             SELECT count(*) AS n FROM citizen c
             LEFT JOIN source_records r ON r.source || ':' || r.source_record_id = c.{group}_from
             WHERE c.{group}_from IS NOT NULL AND (r.record_key IS NULL OR r.{column} IS DISTINCT FROM c.{column})
-        """)["n"][0]  # fmt: skip
+        """,
+        )["n"][0]
         assert missing == 0, group
     # the register outranks the others: a citizen with a register record takes its name from there
-    ranked = _sql(wh, """
+    ranked = _sql(
+        wh,
+        """
         SELECT count(*) AS n FROM citizen
         WHERE list_contains(sources, 'population') AND NOT starts_with(name_from, 'population:')
-    """)["n"][0]  # fmt: skip
+    """,
+    )["n"][0]
     assert ranked == 0
 
 
@@ -158,8 +175,11 @@ def test_new_records_change_ids_only_where_clusters_merged_or_split(generated, t
 def test_definitions_validate_with_the_workspace():
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -170,25 +190,39 @@ def test_model_json_and_splink_charts_are_saved_in_the_warehouse_folder(first_ru
         assert (folder / name).stat().st_size > 1000, name
     for chart in ("match_weights_chart.html", "m_u_parameters_chart.html"):  # they open offline: vega is inline
         html = (folder / chart).read_text(encoding="utf-8")
-        assert "src=\"http" not in html and "src='http" not in html and "vegaEmbed" in html
-    assert outcome.materialized["linkage_model"]["fields_compared"][:3] == ["given_name", "family_name", "date_of_birth"]
+        assert 'src="http' not in html and "src='http" not in html and "vegaEmbed" in html
+    assert outcome.materialized["linkage_model"]["fields_compared"][:3] == [
+        "given_name",
+        "family_name",
+        "date_of_birth",
+    ]
 
 
 def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_run, capsys):
-    from pipelines.cli import main
+    from citizen_view_app.cli import main
 
     _, wh = first_run
-    pair = _sql(wh, """
+    pair = _sql(
+        wh,
+        """
         SELECT a.record_key AS a, b.record_key AS b FROM citizen_source_link a
         JOIN citizen_source_link b ON a.citizen_id = b.citizen_id
         JOIN source_records ra ON ra.record_key = a.record_key JOIN source_records rb ON rb.record_key = b.record_key
         WHERE a.source = 'population' AND b.source = 'tax' AND ra.national_id = rb.national_id
         ORDER BY a.record_key, b.record_key LIMIT 1
-    """).row(0)  # fmt: skip
-    other = _sql(wh, f"SELECT record_key FROM citizen_source_link WHERE citizen_id <> (SELECT citizen_id FROM citizen_source_link WHERE record_key = '{pair[0]}') AND source = 'tax' ORDER BY record_key LIMIT 1").item()  # noqa: E501
+    """,
+    ).row(0)
+    other = _sql(
+        wh,
+        f"SELECT record_key FROM citizen_source_link WHERE citizen_id <> (SELECT citizen_id FROM citizen_source_link WHERE record_key = '{pair[0]}') AND source = 'tax' ORDER BY record_key LIMIT 1",
+    ).item()  # noqa: E501
     assert main(["explain", pair[0], pair[1], "--warehouse", str(wh)]) == 0
     linked = capsys.readouterr().out
-    assert "same national ID" in linked and "the same citizen" in linked and "model: linked directly: match weight" in linked
+    assert (
+        "same national ID" in linked
+        and "the same citizen" in linked
+        and "model: linked directly: match weight" in linked
+    )
     assert main(["explain", pair[0], other, "--warehouse", str(wh)]) == 0
     apart = capsys.readouterr().out
     assert "different citizens" in apart and "model: not linked: match weight" in apart
@@ -197,7 +231,7 @@ def test_explain_gives_per_field_evidence_for_linked_and_unlinked_pairs(first_ru
 
 
 def test_evaluate_command_reports_the_figures(first_run, generated, capsys):
-    from pipelines.cli import main
+    from citizen_view_app.cli import main
 
     _, wh = first_run
     assert main(["evaluate", "--truth", str(generated / "truth"), "--warehouse", str(wh)]) == 0
@@ -206,7 +240,7 @@ def test_evaluate_command_reports_the_figures(first_run, generated, capsys):
 
 
 def test_the_test_session_keeps_its_own_dagster_home():
-    from pipelines.runner import instance_for_cli
+    from citizen_view_app.runner import instance_for_cli
     from tests.conftest import ROOT, TEST_DAGSTER_HOME
 
     assert os.environ["DAGSTER_HOME"] == str(TEST_DAGSTER_HOME)
@@ -221,10 +255,20 @@ def test_the_test_session_keeps_its_own_dagster_home():
 def test_run_streams_each_step_as_it_happens(generated, tmp_path):
     """`citizen-view run` prints a step's start line while the run is still going, not all at the end."""
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "citizen-view"), "run", "--sources", str(generated / "sources.yaml"),
-         "--warehouse", str(tmp_path / "cv.duckdb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=os.environ.copy(),
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "citizen-view"),
+            "run",
+            "--sources",
+            str(generated / "sources.yaml"),
+            "--warehouse",
+            str(tmp_path / "cv.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=os.environ.copy(),
+    )
     seen_while_running = None
     lines = []
     try:

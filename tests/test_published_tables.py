@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import datetime as dt
 from pathlib import Path
 
 import polars as pl
@@ -66,20 +65,30 @@ def linked(tmp_path):
 
 
 def _sources() -> SourcesFile:
-    return SourcesFile.model_validate({"sources": [], "base_dir": ".", "publication": {"reference_date": REFERENCE},
-                                       "disclosure": {"min_cell": 1}})  # fmt: skip
+    return SourcesFile.model_validate(
+        {"sources": [], "base_dir": ".", "publication": {"reference_date": REFERENCE}, "disclosure": {"min_cell": 1}}
+    )
 
 
 BY_SEX = TableInfo(
-    "citizens_by_sex", "Citizens by sex", "Living citizens by sex, with the total.",
-    ("sex", "count", "flag"), ("sex",), ("sex",),
+    "citizens_by_sex",
+    "Citizens by sex",
+    "Living citizens by sex, with the total.",
+    ("sex", "count", "flag"),
+    ("sex",),
+    ("sex",),
     build=lambda con, s: con.sql(
         f"SELECT coalesce(sex, '{TOTAL}') AS sex, count(*) AS count FROM ({living_citizens(s.reference)}) "
         "GROUP BY ROLLUP (sex) ORDER BY sex"
     ).pl(),
-    totals=(ReferenceTotal("living citizens", lambda s: f"SELECT NULL, count(*) FROM ({living_citizens(s.reference)})",
-                           lambda _: pl.col("sex") == TOTAL),),
-)  # fmt: skip
+    totals=(
+        ReferenceTotal(
+            "living citizens",
+            lambda s: f"SELECT NULL, count(*) FROM ({living_citizens(s.reference)})",
+            lambda _: pl.col("sex") == TOTAL,
+        ),
+    ),
+)
 
 
 def test_a_new_table_is_built_and_checked_from_its_declaration_alone(linked, monkeypatch):
@@ -88,7 +97,9 @@ def test_a_new_table_is_built_and_checked_from_its_declaration_alone(linked, mon
     assert dict(zip(built.table["sex"], built.table["count"])) == {"F": 3, "M": 2, TOTAL: 5}  # c4 died before
     r = rules.totals_consistent(linked, BY_SEX.name, built.table, reference=REFERENCE)
     assert (r.passed, r.figures["compared"], r.summary) == (True, 1, "1 of 1 published total(s) match the linked view")
-    moved = built.table.with_columns(pl.when(pl.col("sex") == TOTAL).then(pl.col("count") + 1).otherwise("count").alias("count"))
+    moved = built.table.with_columns(
+        pl.when(pl.col("sex") == TOTAL).then(pl.col("count") + 1).otherwise("count").alias("count")
+    )
     r = rules.totals_consistent(linked, BY_SEX.name, moved, reference=REFERENCE)
     assert r.passed is False and r.sample == [{"total": "living citizens", "published": 6, "linked_view": 5}]
 

@@ -9,11 +9,11 @@ import httpx
 import polars as pl
 import pytest
 
-from pipelines.cli import main
-from citizen_view.linkage.clusters import cluster_records
 from citizen_view.layout import WarehouseLayout
+from citizen_view.linkage.clusters import cluster_records
 from citizen_view.linkage.review import load_overrides
-from pipelines.runner import run_pipeline
+from citizen_view_app.cli import main
+from citizen_view_app.runner import run_pipeline
 from tests.conftest import linked_copy
 from tests.service_fixtures import TOKENS, start_service
 
@@ -21,9 +21,12 @@ from tests.service_fixtures import TOKENS, start_service
 def test_reviewer_decisions_win_over_the_model_in_clustering():
     records = pl.DataFrame(
         [("a", None, None, None), ("b", None, None, None), ("c", None, None, None), ("d", None, None, None)],
-        schema=["record_key", "national_id", "national_id_valid", "dob"], orient="row",
-    )  # fmt: skip
-    edges = pl.DataFrame([("a", "b", 20.0), ("b", "c", 18.0)], schema=["record_key_l", "record_key_r", "match_weight"], orient="row")
+        schema=["record_key", "national_id", "national_id_valid", "dob"],
+        orient="row",
+    )
+    edges = pl.DataFrame(
+        [("a", "b", 20.0), ("b", "c", 18.0)], schema=["record_key_l", "record_key_r", "match_weight"], orient="row"
+    )
     plain = cluster_records(records, edges, threshold=5.0)
     assert plain.labels.filter(pl.col("record_key").is_in(["a", "c"]))["cluster"].n_unique() == 1
     reviewed = cluster_records(records, edges, threshold=5.0, same=[("c", "d")], different=[("a", "c")])
@@ -64,8 +67,40 @@ def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):
     ).fetchall()[0]
     con.close()
     args = ["--warehouse", str(wh), "--audit-log", str(root / "audit.jsonl")]
-    assert main(["review", "decide", linked[0], linked[1], "different", "--reason", "twin, checked the paper file", "--reviewer", "ria", *args]) == 0
-    assert main(["review", "decide", apart[0], apart[1], "same", "--reason", "same person per birth certificate", "--reviewer", "ria", *args]) == 0
+    assert (
+        main(
+            [
+                "review",
+                "decide",
+                linked[0],
+                linked[1],
+                "different",
+                "--reason",
+                "twin, checked the paper file",
+                "--reviewer",
+                "ria",
+                *args,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "review",
+                "decide",
+                apart[0],
+                apart[1],
+                "same",
+                "--reason",
+                "same person per birth certificate",
+                "--reviewer",
+                "ria",
+                *args,
+            ]
+        )
+        == 0
+    )
     decisions = load_overrides(WarehouseLayout.of(wh).overrides_file)
     assert set(decisions["reviewer"]) == {"ria"} and set(decisions["decision"]) == {"different", "same"}
     for _ in range(2):  # decisions hold on the next full run, and the one after
@@ -86,7 +121,22 @@ def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):
 
 def test_a_decision_needs_a_reason_and_a_known_verdict(reviewed, capsys):
     root, wh = reviewed
-    assert main(["review", "decide", "tax:T1", "tax:T2", "same", "--warehouse", str(wh), "--audit-log", str(root / "a2.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "review",
+                "decide",
+                "tax:T1",
+                "tax:T2",
+                "same",
+                "--warehouse",
+                str(wh),
+                "--audit-log",
+                str(root / "a2.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "needs a reason" in capsys.readouterr().err
 
 
@@ -100,12 +150,22 @@ def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
         page = httpx.get(svc.url + "/review", params={"purpose": "clerical review"}, headers=steward)
         assert page.status_code == 200 and "review-item" in page.text
         con = duckdb.connect(str(svc.warehouse), read_only=True)
-        left, right = con.execute("SELECT record_key_l, record_key_r FROM review_queue WHERE kind = 'uncertain link' LIMIT 1").fetchall()[0]
+        left, right = con.execute(
+            "SELECT record_key_l, record_key_r FROM review_queue WHERE kind = 'uncertain link' LIMIT 1"
+        ).fetchall()[0]
         con.close()
-        form = {"left": left, "right": right, "decision": "unsure", "reason": "cannot tell from the records", "purpose": "clerical review"}
+        form = {
+            "left": left,
+            "right": right,
+            "decision": "unsure",
+            "reason": "cannot tell from the records",
+            "purpose": "clerical review",
+        }
         r = httpx.post(svc.url + "/review/decide", data=form, headers=steward)
         assert r.status_code == 303
-        latest = load_overrides(WarehouseLayout.of(wh).overrides_file).filter((pl.col("record_key_l") == min(left, right)) & (pl.col("record_key_r") == max(left, right)))
+        latest = load_overrides(WarehouseLayout.of(wh).overrides_file).filter(
+            (pl.col("record_key_l") == min(left, right)) & (pl.col("record_key_r") == max(left, right))
+        )
         assert latest["decision"].to_list() == ["unsure"] and latest["reviewer"].to_list() == ["sara.steward"]
         assert httpx.post(svc.url + "/review/decide", data={**form, "reason": " "}, headers=steward).status_code == 422
     finally:

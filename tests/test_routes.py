@@ -22,16 +22,19 @@ def app(tmp_path):
     """The service over an empty serving folder: a purpose is checked before any view is needed."""
     (tmp_path / "serving").mkdir()
     return create_app(
-        serving_folder=tmp_path / "serving", access_file=ACCESS, audit_file=tmp_path / "audit" / "access.jsonl",
+        serving_folder=tmp_path / "serving",
+        access_file=ACCESS,
+        audit_file=tmp_path / "audit" / "access.jsonl",
         decisions_file=tmp_path / "decisions.csv",
-    )  # fmt: skip
+    )
 
 
 def _guarded(app) -> list:
     return [
-        r for r in iter_route_contexts(app.routes)
+        r
+        for r in iter_route_contexts(app.routes)
         if isinstance(r.original_route, APIRoute) and not all((m, r.path) in PUBLIC_ROUTES for m in r.methods)
-    ]  # fmt: skip
+    ]
 
 
 def test_every_route_depends_on_the_caller_and_a_purpose(app):
@@ -56,11 +59,17 @@ def test_every_guarded_route_refuses_a_call_without_purpose_and_audits_it_once(a
             for method in route.methods:
                 before = audit_file.read_text().count("\n") if audit_file.exists() else 0
                 response = client.request(
-                    method, path, params={"name": "Jan"}, data=form or None, headers={"Authorization": f"Bearer {STEWARD}"}
+                    method,
+                    path,
+                    params={"name": "Jan"},
+                    data=form or None,
+                    headers={"Authorization": f"Bearer {STEWARD}"},
                 )
                 assert response.status_code == 400, (method, path, response.status_code, response.text)
                 assert "purpose" in response.json()["error"], (method, path)
                 entries = [json.loads(line) for line in audit_file.read_text().splitlines()[before:]]
                 assert len(entries) == 1, (method, path, entries)
-                assert entries[0]["status"] == 400 and entries[0]["role"] == "data_steward" and entries[0]["user"], entries[0]
+                assert entries[0]["status"] == 400 and entries[0]["role"] == "data_steward" and entries[0]["user"], (
+                    entries[0]
+                )
                 assert entries[0]["query"]["path"] == path and entries[0]["citizen_ids"] == [], entries[0]

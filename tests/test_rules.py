@@ -101,7 +101,9 @@ def reject(con, source: str, lines: Iterable[int], reason: str) -> None:
     )
 
 
-def linked_view(con, links: list[tuple], *, records: Iterable[str] | None = None, citizens: list[tuple] | None = None) -> None:
+def linked_view(
+    con, links: list[tuple], *, records: Iterable[str] | None = None, citizens: list[tuple] | None = None
+) -> None:
     """source_records, citizen_source_link and citizen.
 
     links: (citizen_id, record_key[, match_probability]); a record_key's source is its prefix ("tax:1").
@@ -130,7 +132,9 @@ def linked_view(con, links: list[tuple], *, records: Iterable[str] | None = None
         )
     sources_of = {c: len({k.split(":")[0] for cc, k, _ in links if cc == c}) for c, *_ in citizens}
     if citizens:
-        con.executemany("INSERT INTO citizen VALUES (?, ?, ?, ?, ?, ?, NULL)", [(*c, sources_of[c[0]]) for c in citizens])
+        con.executemany(
+            "INSERT INTO citizen VALUES (?, ?, ?, ?, ?, ?, NULL)", [(*c, sources_of[c[0]]) for c in citizens]
+        )
 
 
 # --- raw / canonical -------------------------------------------------------------------------------
@@ -148,14 +152,23 @@ def test_canonical_schema_passes_on_the_canonical_columns(con):
 @pytest.mark.parametrize(
     ("alter", "difference"),
     [
-        pytest.param('ALTER TABLE canonical.tax ALTER source_line TYPE VARCHAR',
-                     {"column": "source_line", "expected": "BIGINT", "found": "VARCHAR"}, id="wrong-type"),
-        pytest.param('ALTER TABLE canonical.tax DROP COLUMN attributes',
-                     {"column": "attributes", "expected": "VARCHAR", "found": "missing"}, id="missing-column"),
-        pytest.param('ALTER TABLE canonical.tax ADD COLUMN shoe_size INTEGER',
-                     {"column": "shoe_size", "expected": "absent", "found": "INTEGER"}, id="extra-column"),
+        pytest.param(
+            "ALTER TABLE canonical.tax ALTER source_line TYPE VARCHAR",
+            {"column": "source_line", "expected": "BIGINT", "found": "VARCHAR"},
+            id="wrong-type",
+        ),
+        pytest.param(
+            "ALTER TABLE canonical.tax DROP COLUMN attributes",
+            {"column": "attributes", "expected": "VARCHAR", "found": "missing"},
+            id="missing-column",
+        ),
+        pytest.param(
+            "ALTER TABLE canonical.tax ADD COLUMN shoe_size INTEGER",
+            {"column": "shoe_size", "expected": "absent", "found": "INTEGER"},
+            id="extra-column",
+        ),
     ],
-)  # fmt: skip
+)
 def test_canonical_schema_names_the_column_that_differs(con, alter, difference):
     canonical(con, "tax", 2)
     con.execute(alter)
@@ -175,12 +188,16 @@ def test_canonical_schema_fails_when_the_table_is_absent(con):
 Q_REQUIRED = QualityConfig(max_missing_required_share=0.1)
 
 
-@pytest.mark.parametrize(("gaps", "passed"), [((), True), ((7,), True), ((1, 2, 3, 4, 5, 6), False)], ids=["none", "at-bound", "above"])
+@pytest.mark.parametrize(
+    ("gaps", "passed"), [((), True), ((7,), True), ((1, 2, 3, 4, 5, 6), False)], ids=["none", "at-bound", "above"]
+)
 def test_required_fields_share_of_records_missing_a_required_field(con, gaps, passed):
     """10 records; each gap blanks family_name of one record: 1 in 10 is exactly the 10% bound; 6 in 10 is beyond it
     with 95% confidence (Wilson interval 31%..83%)."""
     canonical(con, "tax", 10, given_name=["Jan"] * 10, family_name=with_gaps("Berg", 10, gaps))
-    r = rules.required_fields(con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED)
+    r = rules.required_fields(
+        con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED
+    )
     assert r.rule == "required_fields"
     assert r.passed is passed
     assert r.figures["records"] == 10
@@ -191,7 +208,9 @@ def test_required_fields_share_of_records_missing_a_required_field(con, gaps, pa
 
 def test_required_fields_counts_a_record_once_whichever_required_field_it_misses(con):
     canonical(con, "tax", 10, given_name=with_gaps("Jan", 10, [2]), family_name=with_gaps("Berg", 10, [2, 5]))
-    r = rules.required_fields(con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED)
+    r = rules.required_fields(
+        con, source_config("given_name", "family_name", required=["given_name", "family_name"]), Q_REQUIRED
+    )
     assert r.passed is True  # 2 in 10 (not 3): above the 10% bound, but within its 95% interval (6%..51%)
     assert r.figures["missing"] == 2
     assert r.figures["share"] == 0.2
@@ -236,7 +255,9 @@ def test_share_within(bad, total, bounds, passed, share):
 Q_IDS = QualityConfig(min_national_id_valid_share=0.9)
 
 
-@pytest.mark.parametrize(("bad", "passed"), [((), True), ((4,), True), ((2, 4, 6, 8, 9), False)], ids=["all-valid", "at-bound", "below"])
+@pytest.mark.parametrize(
+    ("bad", "passed"), [((), True), ((4,), True), ((2, 4, 6, 8, 9), False)], ids=["all-valid", "at-bound", "below"]
+)
 def test_national_id_validity_share_of_ids_passing_the_checksum(con, bad, passed):
     """10 IDs present in the extract; each bad one was quarantined (null in canonical, a row in field_issues)."""
     canonical(con, "tax", 10, national_id=with_gaps("111222333", 10, bad))
@@ -269,11 +290,16 @@ def test_national_id_validity_passes_a_source_without_national_id(con):
     assert r.summary == "source has no national ID"
 
 
-Q_DOB = QualityConfig(min_date_of_birth_valid_share=0.75, earliest_date_of_birth=dt.date(1900, 1, 1),
-                      latest_date_of_birth=dt.date(2024, 12, 31))  # fmt: skip
+Q_DOB = QualityConfig(
+    min_date_of_birth_valid_share=0.75,
+    earliest_date_of_birth=dt.date(1900, 1, 1),
+    latest_date_of_birth=dt.date(2024, 12, 31),
+)
 
 
-@pytest.mark.parametrize(("bad", "passed"), [((), True), ((2,), True), ((1, 2, 3, 4), False)], ids=["all-valid", "at-bound", "below"])
+@pytest.mark.parametrize(
+    ("bad", "passed"), [((), True), ((2,), True), ((1, 2, 3, 4), False)], ids=["all-valid", "at-bound", "below"]
+)
 def test_date_of_birth_validity_share_of_plausible_dates(con, bad, passed):
     canonical(con, "tax", 4, date_of_birth=[None if i in bad else dt.date(1980, 1, i) for i in range(1, 5)])
     issues(con, "tax", "date_of_birth", bad, reason="before 1900-01-01")
@@ -305,7 +331,9 @@ Q_ISSUES = QualityConfig(max_field_issue_share=0.2)
         pytest.param({}, True, None, id="no-issues"),
         # 3 issues in all (30%), but the bound is per field: the worst, national_id, has 2 in 10 = the bound.
         pytest.param({"national_id": [3, 8], "postcode": [5]}, True, "national_id", id="worst-field-at-bound"),
-        pytest.param({"national_id": [3], "postcode": [1, 2, 3, 5, 6, 7, 9]}, False, "postcode", id="worst-field-above"),
+        pytest.param(
+            {"national_id": [3], "postcode": [1, 2, 3, 5, 6, 7, 9]}, False, "postcode", id="worst-field-above"
+        ),
     ],
 )
 def test_field_issue_share_bounds_the_worst_field(con, per_field, passed, worst):
@@ -319,14 +347,18 @@ def test_field_issue_share_bounds_the_worst_field(con, per_field, passed, worst)
     assert r.figures["total"] == 10
     assert r.figures["issues_per_field"] == {f: len(p) for f, p in per_field.items()}
     assert r.figures["bad"] == (len(per_field[worst]) if worst else 0)
-    assert [row["record_id"] for row in r.sample] == ([rid(i) for i in per_field[worst]][: rules.SAMPLE_ROWS] if worst else [])
+    assert [row["record_id"] for row in r.sample] == (
+        [rid(i) for i in per_field[worst]][: rules.SAMPLE_ROWS] if worst else []
+    )
 
 
 Q_REJECTED = QualityConfig(max_rejected_share=0.1)
 T0 = dt.datetime(2024, 1, 1, 9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("rejected", "passed"), [(0, True), (10, True), (20, False)], ids=["none", "at-bound", "above"])
+@pytest.mark.parametrize(
+    ("rejected", "passed"), [(0, True), (10, True), (20, False)], ids=["none", "at-bound", "above"]
+)
 def test_rejected_share_of_rows_read(con, rejected, passed):
     load(con, "tax", T0, rows_in=100, rejected=rejected)
     reject(con, "tax", range(2, 2 + rejected), "too many fields: expected 5, got 6")
@@ -338,7 +370,9 @@ def test_rejected_share_of_rows_read(con, rejected, passed):
     assert [row["line"] for row in r.sample] == [str(line) for line in range(2, 2 + min(rejected, rules.SAMPLE_ROWS))]
 
 
-@pytest.mark.parametrize(("earlier", "latest", "passed"), [(50, 5, True), (5, 50, False)], ids=["recovered", "worsened"])
+@pytest.mark.parametrize(
+    ("earlier", "latest", "passed"), [(50, 5, True), (5, 50, False)], ids=["recovered", "worsened"]
+)
 def test_rejected_share_judges_the_latest_load(con, earlier, latest, passed):
     load(con, "tax", T0, rows_in=100, rejected=earlier)
     load(con, "tax", T0 + dt.timedelta(days=1), rows_in=100, rejected=latest)
@@ -387,7 +421,7 @@ GOOD_LINKS = [("c1", "tax:1", 0.99), ("c1", "benefits:1", 0.97), ("c2", "tax:2",
         pytest.param(rules.every_record_linked_once, {"records": 4, "violations": 0}, id="each-record-one-citizen"),
         pytest.param(rules.no_empty_citizen, {"citizens": 3, "violations": 0}, id="each-citizen-records-and-golden"),
     ],
-)  # fmt: skip
+)
 def test_linkage_rules_pass_on_well_formed_links(con, rule, figures):
     linked_view(con, GOOD_LINKS)
     r = rule(con)
@@ -400,12 +434,20 @@ def test_linkage_rules_pass_on_well_formed_links(con, rule, figures):
     ("links", "records", "offender"),
     [
         pytest.param([*GOOD_LINKS, ("c3", "tax:2", None)], None, {"record_key": "tax:2", "links": "2"}, id="twice"),
-        pytest.param(GOOD_LINKS, ["tax:1", "benefits:1", "tax:2", "benefits:2", "tax:3"],
-                     {"record_key": "tax:3", "links": "0"}, id="unlinked"),
-        pytest.param(GOOD_LINKS, ["tax:1", "benefits:1", "tax:2"], {"record_key": "benefits:2", "links": "1"},
-                     id="link-to-unloaded-record"),
+        pytest.param(
+            GOOD_LINKS,
+            ["tax:1", "benefits:1", "tax:2", "benefits:2", "tax:3"],
+            {"record_key": "tax:3", "links": "0"},
+            id="unlinked",
+        ),
+        pytest.param(
+            GOOD_LINKS,
+            ["tax:1", "benefits:1", "tax:2"],
+            {"record_key": "benefits:2", "links": "1"},
+            id="link-to-unloaded-record",
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_record_linked_once_names_the_record(con, links, records, offender):
     linked_view(con, links, records=records)
     r = rules.every_record_linked_once(con)
@@ -417,12 +459,18 @@ def test_every_record_linked_once_names_the_record(con, links, records, offender
 @pytest.mark.parametrize(
     ("citizens", "offender"),
     [
-        pytest.param(["c1", "c2", "c3", "c9"], {"citizen_id": "c9", "no_golden_record": "False", "no_records": "True"},
-                     id="citizen-without-records"),
-        pytest.param(["c1", "c3"], {"citizen_id": "c2", "no_golden_record": "True", "no_records": "False"},
-                     id="records-without-golden-record"),
+        pytest.param(
+            ["c1", "c2", "c3", "c9"],
+            {"citizen_id": "c9", "no_golden_record": "False", "no_records": "True"},
+            id="citizen-without-records",
+        ),
+        pytest.param(
+            ["c1", "c3"],
+            {"citizen_id": "c2", "no_golden_record": "True", "no_records": "False"},
+            id="records-without-golden-record",
+        ),
     ],
-)  # fmt: skip
+)
 def test_no_empty_citizen_names_the_citizen(con, citizens, offender):
     linked_view(con, GOOD_LINKS, citizens=[(c, None, None, None, None) for c in citizens])
     r = rules.no_empty_citizen(con)
@@ -460,13 +508,19 @@ Q_CROSS = QualityConfig(min_cross_source_share=0.5, max_cross_source_share=0.8)
     [
         # c1 is known to two sources: 2 of its records out of 4 = 50%, the lower bound.
         pytest.param([("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c3", "tax:3")], 0.5, True, id="at-min"),
-        pytest.param([("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c2", "benefits:2"), ("c3", "tax:3")],
-                     0.8, True, id="at-max"),
+        pytest.param(
+            [("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c2", "benefits:2"), ("c3", "tax:3")],
+            0.8,
+            True,
+            id="at-max",
+        ),
         # Two records of one source in one citizen are a duplicate, not a cross-source link.
         pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "tax:3"), ("c3", "benefits:1")], 0.0, False, id="below"),
-        pytest.param([("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c2", "benefits:2")], 1.0, False, id="above"),
+        pytest.param(
+            [("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c2", "benefits:2")], 1.0, False, id="above"
+        ),
     ],
-)  # fmt: skip
+)
 def test_cross_source_share_within_both_bounds(con, links, share, passed):
     linked_view(con, links)
     r = rules.cross_source_share(con, Q_CROSS)
@@ -480,9 +534,11 @@ def test_cross_source_share_within_both_bounds(con, links, share, passed):
     [
         pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "tax:3")], False, False, id="one-source"),
         pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "benefits:1")], True, False, id="dedupe-only"),
-        pytest.param([("c1", "tax:1"), ("c1", "tax:2"), ("c2", "benefits:1")], False, True, id="two-sources-none-linked"),
+        pytest.param(
+            [("c1", "tax:1"), ("c1", "tax:2"), ("c2", "benefits:1")], False, True, id="two-sources-none-linked"
+        ),
     ],
-)  # fmt: skip
+)
 def test_cross_source_share_does_not_apply_to_one_source_or_to_dedupe_only(con, links, dedupe_only, applies):
     """Deduplicating one register (or each source apart) links nothing across sources: the bound would block it."""
     linked_view(con, links)
@@ -534,10 +590,20 @@ def citizen_area(con, rows: list[tuple[str, str | None, str, str | None, str | N
         "region_name VARCHAR, method VARCHAR, city VARCHAR, postcode VARCHAR)"
     )
     insert(
-        con, "INSERT INTO citizen_area VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(c, code, *((AREAS[code][1], AREAS[code][2], AREAS[AREAS[code][2]][1]) if code else (None, None, None)), m, city, pc)
-         for c, code, m, city, pc in rows],
-    )  # fmt: skip
+        con,
+        "INSERT INTO citizen_area VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                c,
+                code,
+                *((AREAS[code][1], AREAS[code][2], AREAS[AREAS[code][2]][1]) if code else (None, None, None)),
+                m,
+                city,
+                pc,
+            )
+            for c, code, m, city, pc in rows
+        ],
+    )
 
 
 Q_AREAS = QualityConfig(max_unmatched_area_share=0.1)
@@ -549,22 +615,34 @@ ATLANTIS = ("Atlantis", "9999ZZ")
     [
         pytest.param([], True, [], id="all-matched"),
         # 2 of 20 citizens = the 10% bound: passes, and still shows who they are.
-        pytest.param([ATLANTIS, ATLANTIS], True, [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"}], id="at-bound"),
-        pytest.param([ATLANTIS, (None, "1234XY"), ATLANTIS], False,
-                     [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"},
-                      {"city": None, "postcode": "1234XY", "citizens": "1"}], id="above"),
+        pytest.param(
+            [ATLANTIS, ATLANTIS], True, [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"}], id="at-bound"
+        ),
+        pytest.param(
+            [ATLANTIS, (None, "1234XY"), ATLANTIS],
+            False,
+            [
+                {"city": "Atlantis", "postcode": "9999ZZ", "citizens": "2"},
+                {"city": None, "postcode": "1234XY", "citizens": "1"},
+            ],
+            id="above",
+        ),
     ],
-)  # fmt: skip
+)
 def test_areas_matched_share_of_citizens_without_an_official_area(con, unmatched, passed, sample):
-    matched = [(f"m{i:02d}", "GM0503" if i % 2 else "GM0344", "name", "Delft" if i % 2 else "Utrecht", None)
-               for i in range(20 - len(unmatched))]  # fmt: skip
+    matched = [
+        (f"m{i:02d}", "GM0503" if i % 2 else "GM0344", "name", "Delft" if i % 2 else "Utrecht", None)
+        for i in range(20 - len(unmatched))
+    ]
     citizen_area(con, matched + [(f"u{i}", None, "unmatched", city, pc) for i, (city, pc) in enumerate(unmatched)])
     r = rules.areas_matched(con, Q_AREAS)
     assert r.rule == "areas_matched"
     assert r.passed is passed
     assert (r.figures["citizens"], r.figures["unmatched"], r.figures["bound"]) == (20, len(unmatched), 0.1)
     assert r.figures["share"] == len(unmatched) / 20
-    assert r.figures["by_method"] == {"name": 20 - len(unmatched)} | ({"unmatched": len(unmatched)} if unmatched else {})
+    assert r.figures["by_method"] == {"name": 20 - len(unmatched)} | (
+        {"unmatched": len(unmatched)} if unmatched else {}
+    )
     assert r.sample == sample
 
 
@@ -578,11 +656,18 @@ def uptake(rows: list[tuple[str, str, int | None]], **extra: list) -> pl.DataFra
     """A service_uptake_by_area table from (service, area_code, count); level, name and parent from AREAS; a null
     count is suppressed."""
     return pl.DataFrame(
-        {"service": [s for s, _, _ in rows], "level": [AREAS[a][0] for _, a, _ in rows], "area_code": [a for _, a, _ in rows],
-         "area_name": [AREAS[a][1] for _, a, _ in rows], "parent_code": [AREAS[a][2] for _, a, _ in rows],
-         "count": [c for _, _, c in rows], "flag": ["suppressed" if c is None else "" for _, _, c in rows], **extra},
+        {
+            "service": [s for s, _, _ in rows],
+            "level": [AREAS[a][0] for _, a, _ in rows],
+            "area_code": [a for _, a, _ in rows],
+            "area_name": [AREAS[a][1] for _, a, _ in rows],
+            "parent_code": [AREAS[a][2] for _, a, _ in rows],
+            "count": [c for _, _, c in rows],
+            "flag": ["suppressed" if c is None else "" for _, _, c in rows],
+            **extra,
+        },
         schema_overrides={"count": pl.Int64, "parent_code": pl.String},
-    )  # fmt: skip
+    )
 
 
 def hide(rows: list[tuple[str, str, int | None]], *codes: str) -> list[tuple[str, str, int | None]]:
@@ -593,34 +678,68 @@ def hide(rows: list[tuple[str, str, int | None]], *codes: str) -> list[tuple[str
 def row(service: str, code: str, count: int | None) -> dict[str, str | None]:
     """A service_uptake_by_area row as a rule's sample shows it."""
     level, name, parent = AREAS[code]
-    return {"service": service, "level": level, "area_code": code, "area_name": name, "parent_code": parent,
-            "count": None if count is None else str(count), "flag": "suppressed" if count is None else ""}  # fmt: skip
+    return {
+        "service": service,
+        "level": level,
+        "area_code": code,
+        "area_name": name,
+        "parent_code": parent,
+        "count": None if count is None else str(count),
+        "flag": "suppressed" if count is None else "",
+    }
 
 
-CLEAN_UPTAKE = [("benefits", "GM0503", 12), ("benefits", "GM0344", 30), ("benefits", "PV28", 12), ("benefits", "PV26", 30),
-                ("benefits", COUNTRY, 42)]  # fmt: skip
+CLEAN_UPTAKE = [
+    ("benefits", "GM0503", 12),
+    ("benefits", "GM0344", 30),
+    ("benefits", "PV28", 12),
+    ("benefits", "PV26", 30),
+    ("benefits", COUNTRY, 42),
+]
 
 
 def test_no_identifying_columns_passes_a_clean_table():
     r = rules.no_identifying_columns(uptake(CLEAN_UPTAKE), declared=SERVICE_UPTAKE.columns)
     assert r.rule == "no_identifying_columns"
     assert r.passed is True, r.summary
-    assert (r.figures["undeclared"], r.figures["missing"], r.figures["identifying"], r.figures["id_like_rows"]) == ([], [], [], 0)
+    assert (r.figures["undeclared"], r.figures["missing"], r.figures["identifying"], r.figures["id_like_rows"]) == (
+        [],
+        [],
+        [],
+        0,
+    )
 
 
 @pytest.mark.parametrize(
     ("table", "declared", "figure", "value"),
     [
         # An identifying column is caught even when the table declares it.
-        pytest.param(uptake(CLEAN_UPTAKE, postcode=["2611AB", "3511CD", None, None, None]), (*SERVICE_UPTAKE.columns, "postcode"),
-                     "identifying", ["postcode"], id="identifying-column"),
-        pytest.param(uptake(CLEAN_UPTAKE, note=["a", "b", "c", "d", "e"]), SERVICE_UPTAKE.columns, "undeclared", ["note"],
-                     id="undeclared-column"),
-        pytest.param(uptake(CLEAN_UPTAKE).drop("flag"), SERVICE_UPTAKE.columns, "missing", ["flag"], id="missing-column"),
-        pytest.param(uptake(CLEAN_UPTAKE).drop("parent_code"), SERVICE_UPTAKE.columns, "missing", ["parent_code"],
-                     id="missing-parent-code"),
+        pytest.param(
+            uptake(CLEAN_UPTAKE, postcode=["2611AB", "3511CD", None, None, None]),
+            (*SERVICE_UPTAKE.columns, "postcode"),
+            "identifying",
+            ["postcode"],
+            id="identifying-column",
+        ),
+        pytest.param(
+            uptake(CLEAN_UPTAKE, note=["a", "b", "c", "d", "e"]),
+            SERVICE_UPTAKE.columns,
+            "undeclared",
+            ["note"],
+            id="undeclared-column",
+        ),
+        pytest.param(
+            uptake(CLEAN_UPTAKE).drop("flag"), SERVICE_UPTAKE.columns, "missing", ["flag"], id="missing-column"
+        ),
+        pytest.param(
+            uptake(CLEAN_UPTAKE).drop("parent_code"),
+            SERVICE_UPTAKE.columns,
+            "missing",
+            ["parent_code"],
+            id="missing-parent-code",
+        ),
     ],
-)  # fmt: skip
+)
 def test_no_identifying_columns_catches_a_column(table, declared, figure, value):
     r = rules.no_identifying_columns(table, declared=declared)
     assert r.passed is False
@@ -647,9 +766,17 @@ def disclosure(**config) -> DisclosureConfig:
 
 
 def test_cells_at_or_above_minimum_passes_counts_at_the_minimum_zeros_and_suppressed_cells():
-    table = uptake([("benefits", "GM0503", 10), ("benefits", "GM0546", 0), ("benefits", "GM0599", None),
-                    ("benefits", "GM0344", None), ("benefits", "PV28", 17), ("benefits", "PV26", 10),
-                    ("benefits", COUNTRY, 27)])  # fmt: skip
+    table = uptake(
+        [
+            ("benefits", "GM0503", 10),
+            ("benefits", "GM0546", 0),
+            ("benefits", "GM0599", None),
+            ("benefits", "GM0344", None),
+            ("benefits", "PV28", 17),
+            ("benefits", "PV26", 10),
+            ("benefits", COUNTRY, 27),
+        ]
+    )
     r = rules.cells_at_or_above_minimum(table, disclosure(min_cell=10, suppress_zeros=False))
     assert r.rule == "disclosure_minimum_cell"
     assert r.passed is True
@@ -662,8 +789,14 @@ def test_cells_at_or_above_minimum_passes_counts_at_the_minimum_zeros_and_suppre
     ids=["just-below", "one", "zero-when-zeros-are-suppressed"],
 )
 def test_cells_at_or_above_minimum_names_the_small_cell(small, config):
-    table = uptake([("benefits", "GM0503", small), ("benefits", "GM0546", 30), ("benefits", "PV28", 30 + small),
-                    ("benefits", COUNTRY, 30 + small)])  # fmt: skip
+    table = uptake(
+        [
+            ("benefits", "GM0503", small),
+            ("benefits", "GM0546", 30),
+            ("benefits", "PV28", 30 + small),
+            ("benefits", COUNTRY, 30 + small),
+        ]
+    )
     r = rules.cells_at_or_above_minimum(table, disclosure(**config))
     assert r.passed is False
     assert r.figures["below_minimum"] == 1
@@ -672,14 +805,27 @@ def test_cells_at_or_above_minimum_names_the_small_cell(small, config):
 
 def not_recoverable(table: pl.DataFrame, info=SERVICE_UPTAKE) -> rules.RuleResult:
     """The rule as the gate calls it: the table's dims and margins, and the hierarchies read from the table."""
-    return rules.suppression_not_recoverable(table, dims=info.dims, margins=info.margins, hierarchies=info.hierarchies_of(table))
+    return rules.suppression_not_recoverable(
+        table, dims=info.dims, margins=info.margins, hierarchies=info.hierarchies_of(table)
+    )
 
 
 def test_suppression_not_recoverable_passes_when_every_line_hides_two_cells():
     # Delft and Leiden are both hidden in the Zuid-Holland line; every other line hides nothing.
-    table = uptake([("benefits", "GM0503", None), ("benefits", "GM0546", None), ("benefits", "GM0599", 30),
-                    ("benefits", "PV28", 45), ("benefits", "GM0344", 20), ("benefits", "PV26", 20),
-                    ("benefits", COUNTRY, 65), ("tax", "GM0503", 40), ("tax", "PV28", 40), ("tax", COUNTRY, 40)])  # fmt: skip
+    table = uptake(
+        [
+            ("benefits", "GM0503", None),
+            ("benefits", "GM0546", None),
+            ("benefits", "GM0599", 30),
+            ("benefits", "PV28", 45),
+            ("benefits", "GM0344", 20),
+            ("benefits", "PV26", 20),
+            ("benefits", COUNTRY, 65),
+            ("tax", "GM0503", 40),
+            ("tax", "PV28", 40),
+            ("tax", COUNTRY, 40),
+        ]
+    )
     r = not_recoverable(table)
     assert r.rule == "disclosure_not_recoverable"
     assert r.passed is True
@@ -688,9 +834,19 @@ def test_suppression_not_recoverable_passes_when_every_line_hides_two_cells():
 
 def test_suppression_not_recoverable_catches_a_lone_suppressed_cell_in_a_line_with_a_total():
     # benefits in Delft = 42 - 30: the Zuid-Holland total gives it away. The tax line hides two cells and is safe.
-    table = uptake([("benefits", "GM0503", None), ("benefits", "GM0599", 30), ("benefits", "PV28", 42),
-                    ("benefits", COUNTRY, 42), ("tax", "GM0503", None), ("tax", "GM0546", None), ("tax", "GM0599", 20),
-                    ("tax", "PV28", 35), ("tax", COUNTRY, 35)])  # fmt: skip
+    table = uptake(
+        [
+            ("benefits", "GM0503", None),
+            ("benefits", "GM0599", 30),
+            ("benefits", "PV28", 42),
+            ("benefits", COUNTRY, 42),
+            ("tax", "GM0503", None),
+            ("tax", "GM0546", None),
+            ("tax", "GM0599", 20),
+            ("tax", "PV28", 35),
+            ("tax", COUNTRY, 35),
+        ]
+    )
     r = not_recoverable(table)
     assert r.passed is False
     assert r.figures["recoverable"] == 1
@@ -698,9 +854,17 @@ def test_suppression_not_recoverable_catches_a_lone_suppressed_cell_in_a_line_wi
 
 
 # One service by official area: Zuid-Holland (Delft, Leiden, Rotterdam), Utrecht (Amersfoort, Utrecht), the unmatched, NL.
-BY_AREA = [("benefits", "GM0503", 12), ("benefits", "GM0546", 15), ("benefits", "GM0599", 30), ("benefits", "PV28", 57),
-           ("benefits", "GM0307", 11), ("benefits", "GM0344", 40), ("benefits", "PV26", 51),
-           ("benefits", open_data.UNKNOWN_AREA, 14), ("benefits", COUNTRY, 122)]  # fmt: skip
+BY_AREA = [
+    ("benefits", "GM0503", 12),
+    ("benefits", "GM0546", 15),
+    ("benefits", "GM0599", 30),
+    ("benefits", "PV28", 57),
+    ("benefits", "GM0307", 11),
+    ("benefits", "GM0344", 40),
+    ("benefits", "PV26", 51),
+    ("benefits", open_data.UNKNOWN_AREA, 14),
+    ("benefits", COUNTRY, 122),
+]
 
 
 @pytest.mark.parametrize(
@@ -743,7 +907,9 @@ def test_suppression_not_recoverable_follows_provinces_into_the_country(hidden, 
         pytest.param(set(), [], id="nothing-hidden"),
         pytest.param({("GM0503", "F"), ("GM0503", "M"), ("GM0546", "F"), ("GM0546", "M")}, [], id="hidden-in-a-square"),
         # Two hidden in the Zuid-Holland women's line, but each alone in its municipality's F + M = Total line.
-        pytest.param({("GM0503", "F"), ("GM0546", "F")}, [("GM0503", "F"), ("GM0546", "F")], id="hidden-in-one-sex-only"),
+        pytest.param(
+            {("GM0503", "F"), ("GM0546", "F")}, [("GM0503", "F"), ("GM0546", "F")], id="hidden-in-one-sex-only"
+        ),
     ],
 )
 def test_suppression_not_recoverable_checks_the_area_hierarchy_and_the_other_margins(hidden, recoverable):
@@ -751,12 +917,17 @@ def test_suppression_not_recoverable_checks_the_area_hierarchy_and_the_other_mar
     counts = {"GM0503": (11, 19), "GM0546": (15, 20), "PV28": (26, 39), COUNTRY: (26, 39)}
     cells = [(a, s, v) for a, (f, m) in counts.items() for s, v in (("F", f), ("M", m), (TOTAL, f + m))]
     table = pl.DataFrame(
-        {"level": [AREAS[a][0] for a, _, _ in cells], "area_code": [a for a, _, _ in cells],
-         "area_name": [AREAS[a][1] for a, _, _ in cells], "parent_code": [AREAS[a][2] for a, _, _ in cells],
-         "age_band": [TOTAL] * len(cells), "sex": [s for _, s, _ in cells],
-         "count": [None if (a, s) in hidden else v for a, s, v in cells]},
+        {
+            "level": [AREAS[a][0] for a, _, _ in cells],
+            "area_code": [a for a, _, _ in cells],
+            "area_name": [AREAS[a][1] for a, _, _ in cells],
+            "parent_code": [AREAS[a][2] for a, _, _ in cells],
+            "age_band": [TOTAL] * len(cells),
+            "sex": [s for _, s, _ in cells],
+            "count": [None if (a, s) in hidden else v for a, s, v in cells],
+        },
         schema_overrides={"count": pl.Int64, "parent_code": pl.String},
-    )  # fmt: skip
+    )
     r = not_recoverable(table, POPULATION)
     assert r.passed is (not recoverable)
     assert [(row["area_code"], row["sex"]) for row in r.sample] == recoverable
@@ -771,7 +942,11 @@ def test_suppression_not_recoverable_uses_a_fixed_hierarchy(hidden, recoverable)
     """duplicates_per_source: records = citizens + duplicate_records, per source (TableInfo.hierarchies)."""
     counts = {"records": 50, "citizens": 45, "duplicate_records": 5}
     table = pl.DataFrame(
-        {"source": ["tax"] * 3, "measure": list(counts), "count": [None if m in hidden else v for m, v in counts.items()]},
+        {
+            "source": ["tax"] * 3,
+            "measure": list(counts),
+            "count": [None if m in hidden else v for m, v in counts.items()],
+        },
         schema_overrides={"count": pl.Int64},
     )
     r = not_recoverable(table, TABLES["duplicates_per_source"])
@@ -781,7 +956,11 @@ def test_suppression_not_recoverable_uses_a_fixed_hierarchy(hidden, recoverable)
 
 @pytest.mark.parametrize(
     ("hidden", "recoverable"),
-    [((), []), ({("A", "F"), ("A", "M"), ("B", "F"), ("B", "M")}, []), ({("A", "F"), ("A", "M")}, [("A", "F"), ("A", "M")])],
+    [
+        ((), []),
+        ({("A", "F"), ("A", "M"), ("B", "F"), ("B", "M")}, []),
+        ({("A", "F"), ("A", "M")}, [("A", "F"), ("A", "M")]),
+    ],
     ids=["nothing-hidden", "hidden-in-a-square", "hidden-in-one-row-only"],
 )
 def test_suppression_not_recoverable_checks_every_margin(hidden, recoverable):
@@ -790,9 +969,13 @@ def test_suppression_not_recoverable_checks_every_margin(hidden, recoverable):
     counts = {("A", "F"): 11, ("A", "M"): 19, ("B", "F"): 15, ("B", "M"): 20}
     cells = {**counts, ("A", TOTAL): 30, ("B", TOTAL): 35, (TOTAL, "F"): 26, (TOTAL, "M"): 39, (TOTAL, TOTAL): 65}
     table = pl.DataFrame(
-        {"area": [a for a, _ in cells], "sex": [s for _, s in cells], "count": [None if k in hidden else v for k, v in cells.items()]},
+        {
+            "area": [a for a, _ in cells],
+            "sex": [s for _, s in cells],
+            "count": [None if k in hidden else v for k, v in cells.items()],
+        },
         schema_overrides={"count": pl.Int64},
-    )  # fmt: skip
+    )
     r = rules.suppression_not_recoverable(table, dims=("area", "sex"), margins=("area", "sex"))
     assert r.passed is (not recoverable)
     assert [(row["area"], row["sex"]) for row in r.sample] == recoverable
@@ -809,22 +992,40 @@ Q_PUBLISHED = QualityConfig(min_published_person_share=0.9)
 def test_published_person_share_of_people_in_published_municipality_cells(persons, published, passed):
     """The loss dict as PublishedTable.information_loss gives it: 2 of BY_AREA's 9 cells suppressed."""
     table = uptake(hide(BY_AREA, "GM0503", "GM0546"))
-    loss = PublishedTable(SERVICE_UPTAKE, table, primary=1, secondary=1, cells=table.height, persons=persons,
-                          persons_published=published).information_loss()  # fmt: skip
+    loss = PublishedTable(
+        SERVICE_UPTAKE, table, primary=1, secondary=1, cells=table.height, persons=persons, persons_published=published
+    ).information_loss()
     r = rules.published_person_share(loss, Q_PUBLISHED)
     assert r.rule == "published_person_share"
     assert r.passed is passed
     assert r.figures["published_person_share"] == (published / persons if persons else 1.0)
-    assert (r.figures["bound"], r.figures["cells_suppressed"], r.figures["suppressed_cell_share"]) == (0.9, 2, round(2 / 9, 5))
-    assert (r.figures["persons_in_finest_cells"], r.figures["persons_in_published_finest_cells"]) == (persons, published)
+    assert (r.figures["bound"], r.figures["cells_suppressed"], r.figures["suppressed_cell_share"]) == (
+        0.9,
+        2,
+        round(2 / 9, 5),
+    )
+    assert (r.figures["persons_in_finest_cells"], r.figures["persons_in_published_finest_cells"]) == (
+        persons,
+        published,
+    )
 
 
 # totals_consistent: a small linked view. Living at REFERENCE: c1, c2, c3, c5, c6 (c5 dies after it; c4 died before);
 # c6 lives in no official area (counted in the country's total through the unknown level only).
 REFERENCE = dt.date(2024, 1, 1)
-LINKS = [("c1", "tax:1"), ("c1", "benefits:1"), ("c2", "tax:2"), ("c3", "tax:3"), ("c3", "benefits:2"),
-         ("c3", "benefits:3"), ("c4", "tax:4"), ("c4", "benefits:4"), ("c5", "benefits:5"), ("c6", "tax:5"),
-         ("c6", "benefits:6")]  # fmt: skip
+LINKS = [
+    ("c1", "tax:1"),
+    ("c1", "benefits:1"),
+    ("c2", "tax:2"),
+    ("c3", "tax:3"),
+    ("c3", "benefits:2"),
+    ("c3", "benefits:3"),
+    ("c4", "tax:4"),
+    ("c4", "benefits:4"),
+    ("c5", "benefits:5"),
+    ("c6", "tax:5"),
+    ("c6", "benefits:6"),
+]
 CITIZENS = [
     ("c1", "Utrecht", "F", dt.date(1980, 2, 1), None),
     ("c2", "Amersfoort", "M", dt.date(1990, 3, 1), None),
@@ -836,12 +1037,22 @@ CITIZENS = [
 NATIONAL = pl.col("level") == "country"
 # Per table: the row holding the total the rule compares, its column, the label the rule gives it and the truth.
 TOTALS = {
-    "population_by_area": (NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL), "count", "living citizens", 5),
+    "population_by_area": (
+        NATIONAL & (pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL),
+        "count",
+        "living citizens",
+        5,
+    ),
     "agencies_per_citizen": (pl.col("agencies") == TOTAL, "count", "living citizens", 5),
     "service_uptake_by_area": ((pl.col("service") == "benefits") & NATIONAL, "count", "benefits users", 4),
-    "duplicates_per_source": ((pl.col("source") == "tax") & (pl.col("measure") == "records"), "count", "tax records", 5),
+    "duplicates_per_source": (
+        (pl.col("source") == "tax") & (pl.col("measure") == "records"),
+        "count",
+        "tax records",
+        5,
+    ),
     "linkage_quality": (pl.col("metric") == "citizens", "value", "citizens", 6),
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -859,7 +1070,9 @@ def published(con, name: str, *, delta: int | None = 0) -> pl.DataFrame:
     build = {
         "population_by_area": lambda: open_data.population_by_area(con, reference=REFERENCE, **where),
         "agencies_per_citizen": lambda: open_data.agencies_per_citizen(con, reference=REFERENCE),
-        "service_uptake_by_area": lambda: open_data.service_uptake_by_area(con, services=["benefits"], reference=REFERENCE, **where),
+        "service_uptake_by_area": lambda: open_data.service_uptake_by_area(
+            con, services=["benefits"], reference=REFERENCE, **where
+        ),
         "duplicates_per_source": lambda: open_data.duplicates_per_source(con),
         "linkage_quality": lambda: open_data.linkage_quality(con),
     }[name]
@@ -888,7 +1101,13 @@ def test_totals_consistent_reads_the_national_row_not_a_region_or_the_unknown_re
     table = published(linked, "population_by_area")
     totals = table.filter((pl.col("age_band") == TOTAL) & (pl.col("sex") == TOTAL))
     assert dict(zip(totals["area_code"], totals["count"])) == {
-        "GM0307": 1, "GM0344": 1, "GM0503": 2, "PV26": 2, "PV28": 2, open_data.UNKNOWN_AREA: 1, COUNTRY: 5,
+        "GM0307": 1,
+        "GM0344": 1,
+        "GM0503": 2,
+        "PV26": 2,
+        "PV28": 2,
+        open_data.UNKNOWN_AREA: 1,
+        COUNTRY: 5,
     }
     assert consistent(linked, "population_by_area", table).passed is True
     # Without the national row nothing is compared (as for a suppressed total): no region stands in for the country.
@@ -925,9 +1144,15 @@ def test_the_totals_gate_checks_a_table_at_the_date_it_was_built_at(linked):
     from citizen_view.contract import SourcesFile
 
     def sources(reference: dt.date | None) -> SourcesFile:
-        return SourcesFile.model_validate({"country": COUNTRY, "sources": [], "base_dir": ".",
-                                           "publication": {"reference_date": reference},
-                                           "disclosure": {"min_cell": 1}})  # fmt: skip (five people: publish them)
+        return SourcesFile.model_validate(
+            {
+                "country": COUNTRY,
+                "sources": [],
+                "base_dir": ".",
+                "publication": {"reference_date": reference},
+                "disclosure": {"min_cell": 1},
+            }
+        )  # five people: publish them
 
     built = {name: open_data.publish_table(linked, name, sources(REFERENCE)) for name in TABLES}
     later = sources(None)  # the default: today, by when c5 has died
@@ -941,12 +1166,19 @@ def test_the_totals_gate_checks_a_table_at_the_date_it_was_built_at(linked):
     assert rules.totals_consistent(linked, "agencies_per_citizen", table, reference=today, services=[]).passed is False
 
 
-@pytest.mark.parametrize(("records", "invalid", "passed"), [(37, 2, True), (37_000, 2_000, False)], ids=["2-of-37", "2000-of-37000"])
+@pytest.mark.parametrize(
+    ("records", "invalid", "passed"), [(37, 2, True), (37_000, 2_000, False)], ids=["2-of-37", "2000-of-37000"]
+)
 def test_date_bounds_respect_sample_size(con, records, invalid, passed):
     """The default bound (98% valid birth dates): 2 impossible dates in a 37-row survey extract are noise (95% interval
     of the valid share 82%..99%), the same share in 37,000 rows is a broken extract (94.4%..94.8%)."""
     bad = range(1, invalid + 1)
-    canonical(con, "survey", records, date_of_birth=[None if i <= invalid else dt.date(1980, 1, 1) for i in range(1, records + 1)])
+    canonical(
+        con,
+        "survey",
+        records,
+        date_of_birth=[None if i <= invalid else dt.date(1980, 1, 1) for i in range(1, records + 1)],
+    )
     issues(con, "survey", "date_of_birth", bad, reason="not a date: 1856-86-18")
     r = rules.date_of_birth_validity(con, source_config("date_of_birth", name="survey"), QualityConfig())
     assert r.passed is passed

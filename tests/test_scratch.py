@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from citizen_view.layout import FolderClaimed, WarehouseLayout, prepare
-from pipelines.cli import main as cli_main
+from citizen_view_app.cli import main as cli_main
 
 CLI = Path(sys.executable).with_name("citizen-view")
 
@@ -33,8 +33,11 @@ class _Run:
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # an ephemeral instance: nothing to share
         self.proc = subprocess.Popen(
             [str(CLI), "run", "--sources", str(sources), "--warehouse", str(warehouse)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -48,7 +51,10 @@ class _Run:
         while not ready(self):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
-                pytest.fail(f"the run ended (exit {self.proc.poll()}) or took too long before {what}:\n" + "".join(self.lines[-30:]))
+                pytest.fail(
+                    f"the run ended (exit {self.proc.poll()}) or took too long before {what}:\n"
+                    + "".join(self.lines[-30:])
+                )
             time.sleep(0.02)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -82,8 +88,12 @@ def _personal_values(warehouse: Path) -> set[str]:
     """Given names, family names and national IDs of the input (as loaded), long enough to be unambiguous."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'canonical'").fetchall()]  # fmt: skip
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'canonical'"
+            ).fetchall()
+        ]
         values: set[str] = set()
         for t in tables:
             for col in ("given_name", "family_name", "national_id_text"):
@@ -194,7 +204,10 @@ def test_a_local_spark_session_keeps_its_folders_in_the_warehouse_scratch(tmp_pa
     spark = SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
     engine = engine_module.Engine(Backend.SPARK, layout.scratch_dir / ".train-x.partial", spark)
     session = engine.spark_session()
-    for folder in (session.conf.get("spark.local.dir"), session.conf.get("spark.sql.warehouse.dir"),
-                   session.sparkContext.getCheckpointDir()):  # fmt: skip
+    for folder in (
+        session.conf.get("spark.local.dir"),
+        session.conf.get("spark.sql.warehouse.dir"),
+        session.sparkContext.getCheckpointDir(),
+    ):
         assert str(layout.scratch_dir) in folder, folder
     assert layout.clean_scratch() == []  # this process's session is alive: its folder stays

@@ -10,13 +10,13 @@ import duckdb
 import httpx
 import pytest
 
-from pipelines.cli import main
 from citizen_view.contract import CanonicalField, load_sources
-from pipelines.runner import run_pipeline
-from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.layout import WarehouseLayout
+from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.serving.snapshot import publish_view
 from citizen_view.warehouse import connect
+from citizen_view_app.cli import main
+from citizen_view_app.runner import run_pipeline
 from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
 PURPOSE = {"purpose": "benefit application check", "case_reference": "CASE-42"}
@@ -55,7 +55,9 @@ def _keys(obj) -> set[str]:
 
 def test_requests_without_token_or_purpose_are_refused_and_audited(service):
     assert _get(service, "/api/search", name="x", date_of_birth="2000-01-01", **PURPOSE).status_code == 401
-    r = httpx.get(service.url + "/api/search", params={"name": "x", **PURPOSE}, headers={"Authorization": "Bearer nope"})
+    r = httpx.get(
+        service.url + "/api/search", params={"name": "x", **PURPOSE}, headers={"Authorization": "Bearer nope"}
+    )
     assert r.status_code == 401 and r.json()["error"] == "unknown or invalid token"
     r = _get(service, "/api/search", "benefits_caseworker", name="Jansen", date_of_birth="1980-01-01")
     assert r.status_code == 400 and "purpose" in r.json()["error"]
@@ -81,7 +83,9 @@ def test_each_role_sees_exactly_its_sources_and_fields(service):
         assert {c["source"] for c in body["cases"]} <= set(role.sources)
         assert set(body["provenance"]) <= golden_fields
         for rec in body["records"]:
-            assert set(rec) - {"source", "source_record_id", "match_probability", "attributes", "as_given"} <= set(role.fields)
+            assert set(rec) - {"source", "source_record_id", "match_probability", "attributes", "as_given"} <= set(
+                role.fields
+            )
             assert set(rec.get("as_given", {})) <= set(role.fields)  # raw values set aside, only of visible fields
         seen[role_name] = body
     clerk = seen["permits_clerk"]
@@ -90,7 +94,13 @@ def test_each_role_sees_exactly_its_sources_and_fields(service):
     assert [c for c in seen["benefits_caseworker"]["cases"] if c["kind"] == "benefit"]
     assert not [r for r in seen["benefits_caseworker"]["records"] if r["source"] == "tax"]
     assert seen["benefits_caseworker"]["golden_record"]["national_id"]
-    assert {r["source"] for r in seen["data_steward"]["records"]} == {"population", "tax", "benefits", "permits", "licences"}
+    assert {r["source"] for r in seen["data_steward"]["records"]} == {
+        "population",
+        "tax",
+        "benefits",
+        "permits",
+        "licences",
+    }
 
 
 def test_a_role_cannot_search_by_a_field_it_may_not_see(service):
@@ -112,7 +122,14 @@ def test_search_finds_a_citizen_from_a_misspelled_name_and_swapped_date(service)
     con.close()
     misspelled = family[:2] + family[3:]  # a letter dropped
     swapped = f"{dob.month:02d}-{dob.day:02d}-{dob.year}"  # dd-mm-yyyy with day and month swapped
-    r = _get(service, "/api/search", "benefits_caseworker", name=f"{given.split()[0]} {misspelled}", date_of_birth=swapped, **PURPOSE)
+    r = _get(
+        service,
+        "/api/search",
+        "benefits_caseworker",
+        name=f"{given.split()[0]} {misspelled}",
+        date_of_birth=swapped,
+        **PURPOSE,
+    )
     assert r.status_code == 200, r.text
     ids = [c["citizen_id"] for c in r.json()["candidates"]]
     assert citizen in ids[:3], (given, family, dob, r.json())
@@ -135,7 +152,9 @@ def test_search_by_national_id_and_by_name_and_address(service):
     transposed = nid[:3] + nid[4] + nid[3] + nid[5:]
     r = _get(service, "/api/search", "benefits_caseworker", national_id=transposed, **PURPOSE)
     assert citizen in [c["citizen_id"] for c in r.json()["candidates"]]
-    r = _get(service, "/api/search", "permits_clerk", name=name, postcode=postcode.lower(), house_number=number, **PURPOSE)
+    r = _get(
+        service, "/api/search", "permits_clerk", name=name, postcode=postcode.lower(), house_number=number, **PURPOSE
+    )
     assert r.status_code == 200 and r.json()["candidates"][0]["citizen_id"] == citizen
     assert "date_of_birth" not in r.json()["candidates"][0]
 
@@ -166,23 +185,31 @@ def test_the_portal_reads_only_the_signed_in_citizens_access_log(service):
         ).fetchall()
     finally:
         con.close()
-    assert _get(service, f"/api/citizens/{own}", "benefits_caseworker", **PURPOSE).status_code == 200  # a look to report
+    assert (
+        _get(service, f"/api/citizens/{own}", "benefits_caseworker", **PURPOSE).status_code == 200
+    )  # a look to report
     secret = load_access(ACCESS).portal_secret
     claim = sign_citizen_claim(national_id, secret)
     portal = {"Authorization": f"Bearer {TOKENS['citizen_portal']}"}
 
     def read(citizen, claim_header):
         headers = {**portal, **({"X-Citizen-Claim": claim_header} if claim_header else {})}
-        return httpx.get(f"{service.url}/api/citizens/{citizen}/access-log", params=PURPOSE, headers=headers, timeout=30)
+        return httpx.get(
+            f"{service.url}/api/citizens/{citizen}/access-log", params=PURPOSE, headers=headers, timeout=30
+        )
 
     mine = read(own, claim)
-    assert mine.status_code == 200 and any(e["organisation"] == "Benefits Agency (demo)" for e in mine.json()["looked_at"])
+    assert mine.status_code == 200 and any(
+        e["organisation"] == "Benefits Agency (demo)" for e in mine.json()["looked_at"]
+    )
     refusals = {
-        "another citizen": read(other, claim), "no such citizen": read("CV-AAAA-AAAA-AAAA", claim),
-        "no claim": read(own, None), "forged": read(own, sign_citizen_claim(national_id, "x" * 40)),
+        "another citizen": read(other, claim),
+        "no such citizen": read("CV-AAAA-AAAA-AAAA", claim),
+        "no claim": read(own, None),
+        "forged": read(own, sign_citizen_claim(national_id, "x" * 40)),
         "expired": read(own, sign_citizen_claim(national_id, secret, valid_for=-1)),
         "too long-lived": read(own, sign_citizen_claim(national_id, secret, valid_for=10 * 86400)),
-    }  # fmt: skip
+    }
     assert {what: r.status_code for what, r in refusals.items()} == dict.fromkeys(refusals, 403)
     assert refusals["another citizen"].json() == refusals["no such citizen"].json()  # nothing to probe with
     with httpx.Client(base_url=service.url) as browser:  # the portal's pages: the claim comes with its sign-in
@@ -203,8 +230,11 @@ def test_audit_chain_verifies_and_tampering_is_detected(service, tmp_path, capsy
     assert main(["audit", "verify", "--audit-log", str(service.audit_log), *where]) == 0
     assert main(["audit", "export", "--citizen", citizen, "--audit-log", str(service.audit_log)]) == 0
     out = capsys.readouterr().out
-    looked = json.loads(out[out.index("{"):])["looked_at"]
-    assert any(e["user"] == "lars.licences" and e["purpose"] == PURPOSE["purpose"] and e["role"] == "licence_officer" for e in looked)
+    looked = json.loads(out[out.index("{") :])["looked_at"]
+    assert any(
+        e["user"] == "lars.licences" and e["purpose"] == PURPOSE["purpose"] and e["role"] == "licence_officer"
+        for e in looked
+    )
     copy = tmp_path / "tampered.jsonl"
     lines = service.audit_log.read_text(encoding="utf-8").splitlines()
     entry = json.loads(lines[1])
@@ -222,11 +252,15 @@ def test_the_view_stays_answerable_and_consistent_while_a_pipeline_run_replaces_
 
     def hammer():
         deadline = time.monotonic() + 180
-        with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}) as client:
+        with httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}
+        ) as client:
             while not stop.is_set() and len(results) < 5000 and time.monotonic() < deadline:
                 r = client.get(f"/api/citizens/{citizen}", params=PURPOSE, timeout=30)
                 body = r.json() if r.status_code == 200 else {}
-                consistent = r.status_code == 200 and set(body["golden_record"]["sources_known"]) == {x["source"] for x in body["records"]}
+                consistent = r.status_code == 200 and set(body["golden_record"]["sources_known"]) == {
+                    x["source"] for x in body["records"]
+                }
                 results.append((r.status_code, body.get("view", ""), consistent))
 
     worker = threading.Thread(target=hammer)
@@ -235,7 +269,12 @@ def test_the_view_stays_answerable_and_consistent_while_a_pipeline_run_replaces_
         outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
         assert outcome.success, outcome.failed
         with connect(service.warehouse) as con:  # and one more swap, straight after
-            publish_view(con, load_sources(generated / "sources.yaml"), WarehouseLayout.of(service.warehouse).serving_dir, run_id="swap")
+            publish_view(
+                con,
+                load_sources(generated / "sources.yaml"),
+                WarehouseLayout.of(service.warehouse).serving_dir,
+                run_id="swap",
+            )
         time.sleep(0.5)
     finally:
         stop.set()
@@ -262,19 +301,26 @@ def test_the_log_and_the_citizens_page_list_exactly_the_fields_a_profile_returne
     else:
         pytest.fail("no citizen with an empty field the role may see")
     canonical = set(CanonicalField)
-    with_value = {f for part in (body["golden_record"], *body["records"]) for f, v in part.items() if v is not None and f in canonical}
+    with_value = {
+        f
+        for part in (body["golden_record"], *body["records"])
+        for f, v in part.items()
+        if v is not None and f in canonical
+    }
     expected = [
         *sorted(with_value | ({"source_attributes"} if any(r.get("attributes") for r in body["records"]) else set())),
         *(f"records:{s}" for s in sorted({r["source"] for r in body["records"]})),
         *(f"cases:{s}" for s in sorted({c["source"] for c in body["cases"]})),
-    ]  # fmt: skip
+    ]
     entries = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
     entry = [e for e in entries if e["citizen_ids"] == [citizen] and e["purpose"] == look["purpose"]][-1]
     assert entry["fields"] == expected
     claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
     portal = {"Authorization": f"Bearer {TOKENS['citizen_portal']}", "X-Citizen-Claim": claim}
     for _ in range(2):  # the second read finds the first among the citizen's own looks
-        report = httpx.get(f"{service.url}/api/citizens/{citizen}/access-log", params=look, headers=portal, timeout=30).json()
+        report = httpx.get(
+            f"{service.url}/api/citizens/{citizen}/access-log", params=look, headers=portal, timeout=30
+        ).json()
     assert [e["fields"] for e in report["looked_at"] if e["purpose"] == look["purpose"]] == [expected]
     assert report["own_looks"] and {e["action"] for e in report["own_looks"]} == {"access_report"}
     assert "access_report" not in {e["action"] for e in report["looked_at"]}

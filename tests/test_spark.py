@@ -17,18 +17,23 @@ from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.explain import explain_pair
 from citizen_view.linkage.steps import link_citizens, score_pairs
-from pipelines.runner import run_pipeline
+from citizen_view_app.runner import run_pipeline
 
-SPARK = {"backend": "spark", "spark": {"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}}}
+SPARK = {
+    "backend": "spark",
+    "spark": {"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}},
+}
 
 
 def _pairs(wh) -> set[tuple[str, str]]:
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        return set(con.execute(
-            "SELECT a.record_key, b.record_key FROM citizen_source_link a JOIN citizen_source_link b USING (citizen_id) "
-            "WHERE a.record_key < b.record_key"
-        ).fetchall())  # fmt: skip
+        return set(
+            con.execute(
+                "SELECT a.record_key, b.record_key FROM citizen_source_link a JOIN citizen_source_link b USING (citizen_id) "
+                "WHERE a.record_key < b.record_key"
+            ).fetchall()
+        )
     finally:
         con.close()
 
@@ -82,13 +87,17 @@ def test_one_saved_model_scores_the_same_on_both_backends(runs, tmp_path):
     spark = LinkageConfig(backend="spark", spark=SparkConfig(**SPARK["spark"]))
     con = duckdb.connect(str(copy))
     try:
-        edges_duck = dict(con.execute(
-            "SELECT least(record_key_l, record_key_r) || '~' || greatest(record_key_l, record_key_r), match_weight FROM match_edges"
-        ).fetchall())  # fmt: skip
+        edges_duck = dict(
+            con.execute(
+                "SELECT least(record_key_l, record_key_r) || '~' || greatest(record_key_l, record_key_r), match_weight FROM match_edges"
+            ).fetchall()
+        )
         score_pairs(con, WarehouseLayout.of(copy), linkage=spark)  # the DuckDB-trained model, scored by Spark
-        edges_spark = dict(con.execute(
-            "SELECT least(record_key_l, record_key_r) || '~' || greatest(record_key_l, record_key_r), match_weight FROM match_edges"
-        ).fetchall())  # fmt: skip
+        edges_spark = dict(
+            con.execute(
+                "SELECT least(record_key_l, record_key_r) || '~' || greatest(record_key_l, record_key_r), match_weight FROM match_edges"
+            ).fetchall()
+        )
         link_citizens(con, WarehouseLayout.of(copy), run_id="rescored-on-spark", linkage=spark)
     finally:
         con.close()
@@ -112,15 +121,23 @@ def test_an_incremental_run_on_spark_links_new_records_as_on_duckdb(runs, tmp_pa
         linkage = LinkageConfig(backend=backend, spark=SparkConfig(**SPARK["spark"]))
         con = duckdb.connect(str(copy))
         try:
-            con.execute("CREATE TEMP TABLE _late AS SELECT record_key FROM source_records WHERE source = 'tax' ORDER BY record_key DESC LIMIT 40")
+            con.execute(
+                "CREATE TEMP TABLE _late AS SELECT record_key FROM source_records WHERE source = 'tax' ORDER BY record_key DESC LIMIT 40"
+            )
             con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _late)")
-            con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _late) OR record_key_r IN (SELECT record_key FROM _late)")
-            report = link_citizens(con, WarehouseLayout.of(copy), run_id=f"late-{backend}", linkage=linkage, incremental=True)
+            con.execute(
+                "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _late) OR record_key_r IN (SELECT record_key FROM _late)"
+            )
+            report = link_citizens(
+                con, WarehouseLayout.of(copy), run_id=f"late-{backend}", linkage=linkage, incremental=True
+            )
             assert report.incremental and report.new_records == 40
-            results[backend] = dict(con.execute(
-                "SELECT l.record_key, list(o.record_key ORDER BY o.record_key) FROM citizen_source_link l "
-                "JOIN citizen_source_link o USING (citizen_id) WHERE l.record_key IN (SELECT record_key FROM _late) GROUP BY 1"
-            ).fetchall())  # fmt: skip
+            results[backend] = dict(
+                con.execute(
+                    "SELECT l.record_key, list(o.record_key ORDER BY o.record_key) FROM citizen_source_link l "
+                    "JOIN citizen_source_link o USING (citizen_id) WHERE l.record_key IN (SELECT record_key FROM _late) GROUP BY 1"
+                ).fetchall()
+            )
         finally:
             con.close()
     assert results["spark"] == results["duckdb"]  # each late record joined the same records on both backends
@@ -131,10 +148,17 @@ def test_explain_gives_the_same_evidence_on_spark(runs):
     _, duck, _ = runs
     con = duckdb.connect(str(duck), read_only=True)
     try:
-        left, right = con.execute("SELECT record_key_l, record_key_r FROM match_edges ORDER BY match_weight DESC LIMIT 1").fetchall()[0]
+        left, right = con.execute(
+            "SELECT record_key_l, record_key_r FROM match_edges ORDER BY match_weight DESC LIMIT 1"
+        ).fetchall()[0]
         on_duck = explain_pair(con, left, right, layout=WarehouseLayout.of(duck))
-        on_spark = explain_pair(con, left, right, layout=WarehouseLayout.of(duck),
-                                linkage=LinkageConfig(backend="spark", spark=SparkConfig(**SPARK["spark"])))  # fmt: skip
+        on_spark = explain_pair(
+            con,
+            left,
+            right,
+            layout=WarehouseLayout.of(duck),
+            linkage=LinkageConfig(backend="spark", spark=SparkConfig(**SPARK["spark"])),
+        )
     finally:
         con.close()
     assert [(f.comparison, f.level) for f in on_duck.fields] == [(f.comparison, f.level) for f in on_spark.fields]

@@ -28,13 +28,13 @@ import pytest
 import yaml
 
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from pipelines.runner import run_pipeline
+from citizen_view_app.runner import run_pipeline
 
 START_SECONDS = 120
 pytestmark = pytest.mark.skipif(
     os.environ.get("CITIZEN_VIEW_SPARK_CLUSTER_TEST") != "1",
     reason="the Spark cluster test is opt-in until seen to pass: CITIZEN_VIEW_SPARK_CLUSTER_TEST=1",
-)  # fmt: skip
+)
 RUN_SECONDS = 1800  # a bound for a busy shared machine, not the expected time
 
 
@@ -68,8 +68,13 @@ def cluster(tmp_path_factory):
 
     spark_home = Path(pyspark.__file__).parent
     folder = tmp_path_factory.mktemp("spark-cluster")
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(folder),
-           "SPARK_WORKER_DIR": str(folder / "work")}  # fmt: skip
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(folder),
+        "SPARK_WORKER_DIR": str(folder / "work"),
+    }
     port, ui, worker_ui = _free_port(), _free_port(), _free_port()
     master_url = f"spark://127.0.0.1:{port}"
     spark_class = str(spark_home / "bin/spark-class")
@@ -77,26 +82,58 @@ def cluster(tmp_path_factory):
     logs = {"master": folder / "master.log", "worker": folder / "worker.log"}
     try:
         with logs["master"].open("wb") as out:
-            processes.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.master.Master",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--webui-port",
+                        str(ui),
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         with logs["worker"].open("wb") as out:
-            processes.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1", "--cores", "1",
-                 "--memory", "2g", "--webui-port", str(worker_ui)],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        master_url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        "1",
+                        "--memory",
+                        "2g",
+                        "--webui-port",
+                        str(worker_ui),
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         deadline = time.monotonic() + START_SECONDS
         while True:
             for p in processes:
-                assert p.poll() is None, "\n".join(f"{k}:\n{v.read_text(errors='replace')[-5000:]}" for k, v in logs.items())
+                assert p.poll() is None, "\n".join(
+                    f"{k}:\n{v.read_text(errors='replace')[-5000:]}" for k, v in logs.items()
+                )
             try:
                 if any(w["state"] == "ALIVE" for w in _status(ui)["workers"]):
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "\n".join(f"{k}:\n{v.read_text(errors='replace')[-5000:]}" for k, v in logs.items())
+            assert time.monotonic() < deadline, "\n".join(
+                f"{k}:\n{v.read_text(errors='replace')[-5000:]}" for k, v in logs.items()
+            )
             time.sleep(1)
         yield master_url, ui
     finally:
@@ -107,10 +144,12 @@ def cluster(tmp_path_factory):
 def _pairs(wh: Path) -> set[tuple[str, str]]:
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        return set(con.execute(
-            "SELECT a.record_key, b.record_key FROM citizen_source_link a JOIN citizen_source_link b USING (citizen_id) "
-            "WHERE a.record_key < b.record_key"
-        ).fetchall())  # fmt: skip
+        return set(
+            con.execute(
+                "SELECT a.record_key, b.record_key FROM citizen_source_link a JOIN citizen_source_link b USING (citizen_id) "
+                "WHERE a.record_key < b.record_key"
+            ).fetchall()
+        )
     finally:
         con.close()
 
@@ -118,7 +157,9 @@ def _pairs(wh: Path) -> set[tuple[str, str]]:
 def _f1(wh: Path, truth) -> float:
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        return evaluate_links(con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl(), truth)["f1"]
+        return evaluate_links(
+            con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl(), truth
+        )["f1"]
     finally:
         con.close()
 
@@ -127,21 +168,37 @@ def test_a_run_linked_on_a_spark_cluster_agrees_with_duckdb(generated, cluster, 
     master_url, ui = cluster
     shutil.copytree(generated, tmp_path / "data")
     config = yaml.safe_load((tmp_path / "data/sources.yaml").read_text(encoding="utf-8"))
-    config["linkage"] = {"backend": "spark", "spark": {"master": master_url, "conf": {
-        "spark.driver.host": "127.0.0.1",  # executors call the driver back on loopback
-        "spark.driver.memory": "1g", "spark.executor.memory": "1g", "spark.executor.cores": "1",
-        "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
-    }}}  # fmt: skip
+    config["linkage"] = {
+        "backend": "spark",
+        "spark": {
+            "master": master_url,
+            "conf": {
+                "spark.driver.host": "127.0.0.1",  # executors call the driver back on loopback
+                "spark.driver.memory": "1g",
+                "spark.executor.memory": "1g",
+                "spark.executor.cores": "1",
+                "spark.sql.shuffle.partitions": "2",
+                "spark.default.parallelism": "2",
+            },
+        },
+    }
     (tmp_path / "data/cluster.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     on_cluster, on_duck = tmp_path / "cluster/cv.duckdb", tmp_path / "duck/cv.duckdb"
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "CITIZEN_VIEW_LINKAGE_BACKEND")}  # an ephemeral instance
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "CITIZEN_VIEW_LINKAGE_BACKEND")
+    }  # an ephemeral instance
     cli = Path(sys.executable).with_name("citizen-view")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "pipelines.cli"]
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "citizen_view_app.cli"]
     log = tmp_path / "run.log"
     started = time.monotonic()
     with log.open("wb") as out:
-        run = subprocess.run([*command, "run", "--sources", str(tmp_path / "data/cluster.yaml"), "--warehouse", str(on_cluster)],
-                             env=env, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_SECONDS)  # fmt: skip
+        run = subprocess.run(
+            [*command, "run", "--sources", str(tmp_path / "data/cluster.yaml"), "--warehouse", str(on_cluster)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_SECONDS,
+        )
     seconds = time.monotonic() - started
     assert run.returncode == 0, log.read_text(errors="replace")[-10000:]
 

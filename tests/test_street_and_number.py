@@ -72,7 +72,9 @@ def test_ingest_splits_the_declared_column_and_records_what_it_cannot_split(tmp_
         rows = con.execute(
             'SELECT source_record_id, street, house_number, street_std, attributes FROM canonical."register" ORDER BY 1'
         ).fetchall()
-        issues = con.execute("SELECT record_id, field, raw, reason FROM field_issues WHERE source = 'register'").fetchall()
+        issues = con.execute(
+            "SELECT record_id, field, raw, reason FROM field_issues WHERE source = 'register'"
+        ).fetchall()
     assert report.rows_loaded == 4
     assert [r[:4] for r in rows] == [
         ("R1", "Merelweg", "40A", "merelweg"),

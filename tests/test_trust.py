@@ -17,8 +17,8 @@ from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.review import load_overrides, read_decisions, record_decision
 from citizen_view.serving.access import hash_token
 from citizen_view.serving.audit import FileSink
-from pipelines.cli import main
-from pipelines.runner import run_pipeline
+from citizen_view_app.cli import main
+from citizen_view_app.runner import run_pipeline
 from tests.conftest import linked_copy
 from tests.service_fixtures import ACCESS, TOKENS, start_service
 
@@ -34,7 +34,9 @@ def linked(generated, tmp_path_factory):
 def _pair(wh) -> tuple[str, str]:
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        return con.execute("SELECT record_key_l, record_key_r FROM match_edges ORDER BY match_weight LIMIT 1").fetchall()[0]
+        return con.execute(
+            "SELECT record_key_l, record_key_r FROM match_edges ORDER BY match_weight LIMIT 1"
+        ).fetchall()[0]
     finally:
         con.close()
 
@@ -54,8 +56,21 @@ def test_a_reason_with_line_separators_is_stored_as_one_line_and_read_back(linke
     assert path.read_bytes().count(b"\n") == 1 and b"\\u2028" in path.read_bytes()
     # a line an older version wrote unescaped, and a broken one: read tolerantly, never fatal
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps({"record_key_l": left, "record_key_r": right + "x", "decision": "same", "reviewer": "r",
-                            "role": None, "reason": "a\u2028b", "decided_at": "2026-01-01T00:00:00Z"}, ensure_ascii=False) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "record_key_l": left,
+                    "record_key_r": right + "x",
+                    "decision": "same",
+                    "reviewer": "r",
+                    "role": None,
+                    "reason": "a\u2028b",
+                    "decided_at": "2026-01-01T00:00:00Z",
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         f.write("{not json\n")
     rows, bad = read_decisions(path)
     assert [r["reason"] for r in rows] == ["one\u2028two\u0085three", "a\u2028b"] and bad == [3]
@@ -67,7 +82,13 @@ def test_the_service_and_the_next_run_survive_a_reason_with_u2028(linked):
     left, right = _pair(wh)
     svc = start_service(wh, root / "u2028-audit.jsonl")
     try:
-        form = {"left": left, "right": right, "decision": "unsure", "reason": "looks\u2028odd", "purpose": "clerical review"}
+        form = {
+            "left": left,
+            "right": right,
+            "decision": "unsure",
+            "reason": "looks\u2028odd",
+            "purpose": "clerical review",
+        }
         assert httpx.post(svc.url + "/review/decide", data=form, headers=STEWARD).status_code == 303
         assert httpx.get(svc.url + "/review", params={"purpose": "clerical review"}, headers=STEWARD).status_code == 200
     finally:
@@ -81,15 +102,39 @@ def test_decisions_on_records_that_do_not_exist_are_refused(linked, capsys):
     root, wh = linked
     svc = start_service(wh, root / "unknown-audit.jsonl")
     try:
-        form = {"left": "tax:NOPE", "right": "population:NOPE2", "decision": "same", "reason": "typo", "purpose": "clerical review"}
+        form = {
+            "left": "tax:NOPE",
+            "right": "population:NOPE2",
+            "decision": "same",
+            "reason": "typo",
+            "purpose": "clerical review",
+        }
         r = httpx.post(svc.url + "/review/decide", data=form, headers=STEWARD)
         assert r.status_code == 422 and "no record" in r.json()["error"]
     finally:
         svc.stop()
-    assert main(["review", "decide", "tax:NOPE", "population:NOPE2", "same", "--reason", "x", "--warehouse", str(wh),
-                 "--audit-log", str(root / "cli-audit.jsonl")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "review",
+                "decide",
+                "tax:NOPE",
+                "population:NOPE2",
+                "same",
+                "--reason",
+                "x",
+                "--warehouse",
+                str(wh),
+                "--audit-log",
+                str(root / "cli-audit.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "no record tax:NOPE, population:NOPE2" in capsys.readouterr().err
-    assert not any(d["record_key_r"].endswith("NOPE2") for d in read_decisions(WarehouseLayout.of(wh).overrides_file)[0])
+    assert not any(
+        d["record_key_r"].endswith("NOPE2") for d in read_decisions(WarehouseLayout.of(wh).overrides_file)[0]
+    )
 
 
 def test_the_review_form_refuses_cross_site_posts(linked):
@@ -102,7 +147,13 @@ def test_the_review_form_refuses_cross_site_posts(linked):
             page = browser.get("/review", params={"purpose": "clerical review"})
             token = page.text.split('name="csrf" value="')[1].split('"')[0]
             assert len(token) == 64
-            form = {"left": left, "right": right, "decision": "unsure", "reason": "checked", "purpose": "clerical review"}
+            form = {
+                "left": left,
+                "right": right,
+                "decision": "unsure",
+                "reason": "checked",
+                "purpose": "clerical review",
+            }
             # another site's page posting with the victim's cookie: refused by origin, and without the token
             r = browser.post("/review/decide", data={**form, "csrf": token}, headers={"Origin": "http://evil.example"})
             assert r.status_code == 403
@@ -122,9 +173,19 @@ def test_the_review_form_refuses_cross_site_posts(linked):
 def _scoped_reviewer_access(tmp_path, sources: list[str]):
     """The demo access file plus a reviewer who may see only `sources` and three name fields."""
     config = yaml.safe_load(ACCESS.read_text(encoding="utf-8"))
-    config["roles"]["scoped_reviewer"] = {"sources": sources, "fields": ["given_name", "family_name", "full_name"], "reviewer": True}
-    config["users"].append({"name": "rita.review", "organisation": "Licence Register (test)", "role": "scoped_reviewer",
-                            "token_sha256": hash_token("scoped-reviewer-token")})  # fmt: skip
+    config["roles"]["scoped_reviewer"] = {
+        "sources": sources,
+        "fields": ["given_name", "family_name", "full_name"],
+        "reviewer": True,
+    }
+    config["users"].append(
+        {
+            "name": "rita.review",
+            "organisation": "Licence Register (test)",
+            "role": "scoped_reviewer",
+            "token_sha256": hash_token("scoped-reviewer-token"),
+        }
+    )
     path = tmp_path / "access.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -135,9 +196,11 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
     con = duckdb.connect(str(wh), read_only=True)
     try:
         items = con.execute(
-            "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id").fetchall()
-        members = con.execute("SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link "
-                              "GROUP BY 1").fetchall()  # fmt: skip
+            "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id"
+        ).fetchall()
+        members = con.execute(
+            "SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link GROUP BY 1"
+        ).fetchall()
         citizen_of = dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
     finally:
         con.close()
@@ -146,7 +209,11 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
     l_key, r_key = next((l, r) for _, l, r, _, _ in items if source(l) != source(r))
     visible = sorted({source(l_key), source(r_key)})
     sources_of = dict(members)
-    expected = {i for i, l, r, c, _ in items if {source(l), source(r)} <= set(visible) and (c is None or set(sources_of[c]) <= set(visible))}
+    expected = {
+        i
+        for i, l, r, c, _ in items
+        if {source(l), source(r)} <= set(visible) and (c is None or set(sources_of[c]) <= set(visible))
+    }
     outside = [(l, r) for i, l, r, _, _ in items if i not in expected]
     assert expected and outside, (visible, items)
     svc = start_service(wh, root / "scoped-review-audit.jsonl", access_file=_scoped_reviewer_access(tmp_path, visible))
@@ -165,8 +232,18 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
             assert shown == expected
             csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
             hidden_key = next(k for pair in outside for k in pair if source(k) not in visible)
-            for left, right in [outside[0], (hidden_key, f"{source(hidden_key)}:OTHER")]:  # two records of a hidden source
-                form = {"left": left, "right": right, "decision": "same", "reason": "r", "purpose": "clerical review", "csrf": csrf}
+            for left, right in [
+                outside[0],
+                (hidden_key, f"{source(hidden_key)}:OTHER"),
+            ]:  # two records of a hidden source
+                form = {
+                    "left": left,
+                    "right": right,
+                    "decision": "same",
+                    "reason": "r",
+                    "purpose": "clerical review",
+                    "csrf": csrf,
+                }
                 assert browser.post("/review/decide", data=form).status_code == 403, (left, right)
     finally:
         svc.stop()
@@ -219,8 +296,10 @@ def test_requests_refused_by_the_server_itself_and_crashes_are_audited(linked):
         svc.stop()
     statuses = [(e["status"], e["action"]) for e in _entries(audit)]
     assert (400, "refused:unreadable_request") in statuses
-    assert any(s in (400, 414, 422, 431) for s, a in statuses if a != "refused:unreadable_request") or statuses.count(
-        (400, "refused:unreadable_request")) >= 2  # fmt: skip
+    assert (
+        any(s in (400, 414, 422, 431) for s, a in statuses if a != "refused:unreadable_request")
+        or statuses.count((400, "refused:unreadable_request")) >= 2
+    )
     assert (500, "refused:search") in statuses
 
 
@@ -234,16 +313,25 @@ def test_every_response_is_audited_with_its_caller_health_websocket_and_router_r
             assert client.get("/no/such/page").status_code == 404
             assert client.post("/api/search", params=PURPOSE).status_code == 405
             assert client.get("/api/citizens/not-an-id", params=PURPOSE).status_code == 422
-        upgrade = _raw_request(svc.url, (
-            "GET /ws?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {TOKENS['data_steward']}\r\n\r\n").encode())  # fmt: skip
+        upgrade = _raw_request(
+            svc.url,
+            (
+                "GET /ws?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {TOKENS['data_steward']}\r\n\r\n"
+            ).encode(),
+        )
         assert upgrade.startswith(b"HTTP/1.1 403")
     finally:
         svc.stop()
     seen = {(e["query"]["path"], e["status"]): e for e in _entries(audit)}
-    for path, status in [("/health", 200), ("/no/such/page", 404), ("/api/search", 405), ("/api/citizens/not-an-id", 422),
-                         ("/ws", 403)]:  # fmt: skip
+    for path, status in [
+        ("/health", 200),
+        ("/no/such/page", 404),
+        ("/api/search", 405),
+        ("/api/citizens/not-an-id", 422),
+        ("/ws", 403),
+    ]:
         entry = seen.get((path, status))
         assert entry is not None, (path, status, sorted(seen))
         assert (entry["user"], entry["role"]) == ("sara.steward", "data_steward"), entry
@@ -280,7 +368,9 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
     finally:
         svc.stop()
     for r in sent:
-        logged = [e["status"] for e in _entries(audit) if e["query"].get("national_id") == r.request.url.params["national_id"]]
+        logged = [
+            e["status"] for e in _entries(audit) if e["query"].get("national_id") == r.request.url.params["national_id"]
+        ]
         assert logged == [r.status_code], (r.request.url, logged)
 
 
@@ -294,12 +384,18 @@ def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
         many = b"".join(b"X-H%d: 1\r\n" % i for i in range(500))
         many_headers = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
         assert many_headers.startswith(b"HTTP/1.1 431"), many_headers[:100]
-        declared = _raw_request(svc.url, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
-                                         b"\r\nContent-Length: 50000000\r\nConnection: close\r\n\r\ntoken=x")  # fmt: skip
+        declared = _raw_request(
+            svc.url,
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 50000000\r\nConnection: close\r\n\r\ntoken=x",
+        )
         assert declared.startswith(b"HTTP/1.1 413"), declared[:100]
         chunks = b"".join(b"10000\r\n" + b"a" * 0x10000 + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
-        chunked = _raw_request(svc.url, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
-                                        b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)  # fmt: skip
+        chunked = _raw_request(
+            svc.url,
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks,
+        )
         assert chunked.startswith(b"HTTP/1.1 413"), chunked[:100]
         assert httpx.get(svc.url + "/health").status_code == 200  # the server is still answering
     finally:
@@ -339,8 +435,12 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(linked):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["publish"], ["explain", "a:1", "b:2"], ["review", "next"], ["evaluate", "--truth", "nowhere"],
-        ["audit", "export", "--citizen", "CV-AAAA-BBBB-CCCC"], ["audit", "verify"],
+        ["publish"],
+        ["explain", "a:1", "b:2"],
+        ["review", "next"],
+        ["evaluate", "--truth", "nowhere"],
+        ["audit", "export", "--citizen", "CV-AAAA-BBBB-CCCC"],
+        ["audit", "verify"],
     ],
 )
 def test_commands_on_a_missing_warehouse_or_file_give_one_line_and_exit_2(argv, tmp_path, capsys):
@@ -358,7 +458,23 @@ def test_evaluate_with_a_missing_truth_folder_exits_2(linked, tmp_path, capsys):
 def test_audit_verify_fails_when_the_log_is_gone_but_its_anchors_are_not(linked, tmp_path, capsys):
     root, wh = linked
     log = tmp_path / "audit.jsonl"
-    assert main(["review", "decide", *_pair(wh), "unsure", "--reason", "seen", "--warehouse", str(wh), "--audit-log", str(log)]) == 0
+    assert (
+        main(
+            [
+                "review",
+                "decide",
+                *_pair(wh),
+                "unsure",
+                "--reason",
+                "seen",
+                "--warehouse",
+                str(wh),
+                "--audit-log",
+                str(log),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["audit", "verify", "--warehouse", str(wh), "--audit-log", str(log)]) == 0
     log.unlink()
@@ -407,7 +523,13 @@ def test_two_warehouses_in_one_folder_share_nothing(generated, tmp_path):
         con.close()
     assert not list(lb.serving_dir.glob(".*.partial")) and not list(lb.exports_dir().glob(".*.partial"))
     for wh, expected in ((a, None), (b, b_citizens)):
-        view = duckdb.connect(str(WarehouseLayout.of(wh).serving_dir / (WarehouseLayout.of(wh).serving_dir / "CURRENT").read_text().strip()), read_only=True)
+        view = duckdb.connect(
+            str(
+                WarehouseLayout.of(wh).serving_dir
+                / (WarehouseLayout.of(wh).serving_dir / "CURRENT").read_text().strip()
+            ),
+            read_only=True,
+        )
         try:
             served = view.execute("SELECT citizens, country FROM view_info").fetchall()[0]
         finally:

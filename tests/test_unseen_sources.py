@@ -9,12 +9,16 @@ import duckdb
 import polars as pl
 
 from citizen_view.linkage.evaluate import evaluate_links
-from pipelines.runner import run_pipeline
+from citizen_view_app.runner import run_pipeline
 from tests.conftest import write
 
-FIRST = "Mila Sven Ingrid Tobias Nora Lars Eva Henrik Sofie Jonas Anna Erik Lea Mats Ida Oskar Maja Nils Tuva Emil".split()
-LAST = ("Berg Dahl Lund Strand Holm Moen Bakke Aas Haug Lie Vik Brekke Nygaard Solberg Eide Fjeld Sandvik Myhre "
-        "Ruud Tangen Aune Hagen Kvam Foss Hauge").split()  # fmt: skip
+FIRST = (
+    "Mila Sven Ingrid Tobias Nora Lars Eva Henrik Sofie Jonas Anna Erik Lea Mats Ida Oskar Maja Nils Tuva Emil".split()
+)
+LAST = (
+    "Berg Dahl Lund Strand Holm Moen Bakke Aas Haug Lie Vik Brekke Nygaard Solberg Eide Fjeld Sandvik Myhre "
+    "Ruud Tangen Aune Hagen Kvam Foss Hauge"
+).split()
 
 
 def _typo(rng: random.Random, s: str) -> str:
@@ -26,13 +30,18 @@ def _people(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     people = []
     for k in range(n):
-        people.append({
-            "pid": k, "first": rng.choice(FIRST), "last": rng.choice(LAST),
-            "dob": dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 25000)),
-            "postcode": f"{rng.randrange(1000, 9999)}", "house": str(rng.randrange(1, 200)),
-            "kommune": rng.choice(["Oslo", "Bergen", "Trondheim", "Stavanger", "Tromsø", "Bærum"]),
-            "email": f"user{k}@example.org",
-        })  # fmt: skip
+        people.append(
+            {
+                "pid": k,
+                "first": rng.choice(FIRST),
+                "last": rng.choice(LAST),
+                "dob": dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 25000)),
+                "postcode": f"{rng.randrange(1000, 9999)}",
+                "house": str(rng.randrange(1, 200)),
+                "kommune": rng.choice(["Oslo", "Bergen", "Trondheim", "Stavanger", "Tromsø", "Bærum"]),
+                "email": f"user{k}@example.org",
+            }
+        )
     return people
 
 
@@ -51,21 +60,41 @@ def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
     for p in people:
         if rng.random() < 0.9:
             first = _typo(rng, p["first"]) if rng.random() < 0.05 else p["first"]
-            school.append({"pupil_id": f"S{p['pid']:05d}", "voornaam": first, "achternaam": p["last"],
-                           "geboortedatum": p["dob"], "postnummer": p["postcode"], "husnr": p["house"], "kommune": p["kommune"]})  # fmt: skip
+            school.append(
+                {
+                    "pupil_id": f"S{p['pid']:05d}",
+                    "voornaam": first,
+                    "achternaam": p["last"],
+                    "geboortedatum": p["dob"],
+                    "postnummer": p["postcode"],
+                    "husnr": p["house"],
+                    "kommune": p["kommune"],
+                }
+            )
             truth.append(("school", f"S{p['pid']:05d}", p["pid"]))
         if rng.random() < 0.7:
             d = p["dob"]
-            dob = f"{d.month:02d}.{d.day:02d}.{d.year}" if d.day <= 12 and rng.random() < 0.05 else f"{d.day:02d}.{d.month:02d}.{d.year}"
+            dob = (
+                f"{d.month:02d}.{d.day:02d}.{d.year}"
+                if d.day <= 12 and rng.random() < 0.05
+                else f"{d.day:02d}.{d.month:02d}.{d.year}"
+            )
             last = _typo(rng, p["last"]) if rng.random() < 0.05 else p["last"]
-            clinic.append(f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]},{p["kommune"].upper()}')
+            clinic.append(
+                f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]},{p["kommune"].upper()}'
+            )
             truth.append(("clinic", f"P{p['pid']:04d}", p["pid"]))
         if rng.random() < 0.5:
-            library.append(f'L{p["pid"]},{p["first"]} {p["last"]},{p["email"]},{p["postcode"]},{p["house"]},{p["kommune"]}')
+            library.append(
+                f"L{p['pid']},{p['first']} {p['last']},{p['email']},{p['postcode']},{p['house']},{p['kommune']}"
+            )
             truth.append(("library", f"L{p['pid']}", p["pid"]))
     pl.DataFrame(school).write_parquet(tmp_path / "school.parquet")
     write(tmp_path / "clinic/patients.csv", "patient,name,born,zip,house,town\n" + "\n".join(clinic) + "\n")
-    write(tmp_path / "library/members.csv", "member_no,member_name,mail,zip,house_no,kommune\n" + "\n".join(library) + "\n")
+    write(
+        tmp_path / "library/members.csv",
+        "member_no,member_name,mail,zip,house_no,kommune\n" + "\n".join(library) + "\n",
+    )
     write(
         tmp_path / "sources.yaml",
         """
@@ -123,7 +152,7 @@ def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_pu
     for p in _people(200, seed=23):
         for copy in range(1 + (rng.random() < 0.4)):  # about 40% of people registered twice
             last = _typo(rng, p["last"]) if copy and rng.random() < 0.5 else p["last"]
-            rows.append(f'R{len(rows):05d},{p["first"]},{last},{p["dob"]:%Y-%m-%d},{p["postcode"]},{p["house"]}')
+            rows.append(f"R{len(rows):05d},{p['first']},{last},{p['dob']:%Y-%m-%d},{p['postcode']},{p['house']}")
             truth.append(("register", f"R{len(rows) - 1:05d}", str(p["pid"])))
     write(tmp_path / "register.csv", "id,first,last,born,zip,house\n" + "\n".join(rows) + "\n")
     write(
@@ -143,8 +172,13 @@ def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_pu
     wh = tmp_path / "cv.duckdb"
     outcome = run_pipeline(sources_path=tmp_path / "sources.yaml", warehouse_path=wh)
     assert outcome.success, outcome.failed
-    assert all(c["passed"] for c in outcome.checks.values()), {k: c for k, c in outcome.checks.items() if not c["passed"]}
-    said = {name: outcome.checks[name]["metadata"]["summary"] for name in ("citizen:cross_source_share", "citizen_area:areas_matched")}
+    assert all(c["passed"] for c in outcome.checks.values()), {
+        k: c for k, c in outcome.checks.items() if not c["passed"]
+    }
+    said = {
+        name: outcome.checks[name]["metadata"]["summary"]
+        for name in ("citizen:cross_source_share", "citizen_area:areas_matched")
+    }
     assert said["citizen:cross_source_share"].startswith("not applicable: one source"), said
     assert said["citizen_area:areas_matched"].startswith("not applicable: no official area list"), said
     assert "open_data/bundle" in outcome.materialized

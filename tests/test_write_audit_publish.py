@@ -13,12 +13,11 @@ from pathlib import Path
 
 import duckdb
 import httpx
-import pytest
 
 from citizen_view.contract import load_sources
 from citizen_view.ingest import LoadStatus, ingest_source
 from citizen_view.warehouse import connect
-from pipelines.cli import EXIT_HELD_BACK, main
+from citizen_view_app.cli import EXIT_HELD_BACK, main
 from tests.conftest import write
 from tests.service_fixtures import TOKENS, start_service
 
@@ -73,20 +72,37 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
     assert _tax_dates(wh) == missing_before
     with duckdb.connect(str(wh), read_only=True) as con:
         assert {s for (s,) in con.execute("SELECT DISTINCT source FROM citizen_source_link").fetchall()} == {
-            "population", "tax", "benefits", "permits", "licences"}
-        status = con.execute("SELECT status FROM ingest_log WHERE source = 'tax' ORDER BY loaded_at DESC LIMIT 1").fetchall()
+            "population",
+            "tax",
+            "benefits",
+            "permits",
+            "licences",
+        }
+        status = con.execute(
+            "SELECT status FROM ingest_log WHERE source = 'tax' ORDER BY loaded_at DESC LIMIT 1"
+        ).fetchall()
         assert status == [("held",)]
-        citizen = con.execute("SELECT citizen_id FROM citizen_source_link WHERE source = 'tax' LIMIT 1").fetchall()[0][0]
+        citizen = con.execute("SELECT citizen_id FROM citizen_source_link WHERE source = 'tax' LIMIT 1").fetchall()[0][
+            0
+        ]
 
     service = start_service(wh, root / "audit/access.jsonl")
     try:
-        r = httpx.get(f"{service.url}/api/citizens/{citizen}", params={"purpose": "test"},
-                      headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}, timeout=30)  # fmt: skip
+        r = httpx.get(
+            f"{service.url}/api/citizens/{citizen}",
+            params={"purpose": "test"},
+            headers={"Authorization": f"Bearer {TOKENS['data_steward']}"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         stale = r.json()["stale_sources"]
         assert [s["source"] for s in stale] == ["tax"] and stale[0]["newer_extract_held_since"]
-        page = httpx.get(f"{service.url}/citizens/{citizen}", params={"purpose": "test"},
-                         headers={"Authorization": f"Bearer {TOKENS['data_steward']}"}, timeout=30)  # fmt: skip
+        page = httpx.get(
+            f"{service.url}/citizens/{citizen}",
+            params={"purpose": "test"},
+            headers={"Authorization": f"Bearer {TOKENS['data_steward']}"},
+            timeout=30,
+        )
         assert "Not up to date" in page.text and "tax data as of" in page.text
     finally:
         service.stop()

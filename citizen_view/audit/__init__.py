@@ -54,8 +54,27 @@ from citizen_view.audit.verify import VerifyReport, verify
 from citizen_view.audit.writer import AuditLog
 
 __all__ = [
-    "ACKNOWLEDGE_ACTION", "APPLICATION", "CITIZEN_FIELDS", "GENESIS", "KEY_ENV", "MAX_PROBLEMS", "REPORT_FIELDS",
-    "AnchorSink", "AuditEvent", "AuditLog", "FileSink", "SyslogSink", "VerifyReport", "_hash", "acknowledge",
-    "anchors_path", "citizen_access_report", "entries_for_citizen", "parse_sink", "spreadsheet_safe", "verify",
-    "write_csv", "write_json",
-]  # fmt: skip
+    "ACKNOWLEDGE_ACTION",
+    "APPLICATION",
+    "CITIZEN_FIELDS",
+    "GENESIS",
+    "KEY_ENV",
+    "MAX_PROBLEMS",
+    "REPORT_FIELDS",
+    "AnchorSink",
+    "AuditEvent",
+    "AuditLog",
+    "FileSink",
+    "SyslogSink",
+    "VerifyReport",
+    "_hash",
+    "acknowledge",
+    "anchors_path",
+    "citizen_access_report",
+    "entries_for_citizen",
+    "parse_sink",
+    "spreadsheet_safe",
+    "verify",
+    "write_csv",
+    "write_json",
+]

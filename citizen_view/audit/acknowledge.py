@@ -12,8 +12,9 @@ from citizen_view.audit.verify import verify
 from citizen_view.audit.writer import AuditLog
 
 
-def acknowledge(path: Path, *, user: str, reason: str | None = None,
-                sinks: Sequence[AnchorSink | str] = ()) -> dict | None:  # fmt: skip
+def acknowledge(
+    path: Path, *, user: str, reason: str | None = None, sinks: Sequence[AnchorSink | str] = ()
+) -> dict | None:
     """Append and anchor an acknowledgement of every recovered, unacknowledged range; None when there is none.
 
     Opening the writer first lets it recover (and so include) entries no anchor covers yet.
@@ -24,9 +25,16 @@ def acknowledge(path: Path, *, user: str, reason: str | None = None,
             return None
         return log.append(
             AuditEvent(
-                user=user, role="cli", organisation=None, action=ACKNOWLEDGE_ACTION,
-                purpose="acknowledge audit entries recovered after an unclean stop", case_reference=None,
+                user=user,
+                role="cli",
+                organisation=None,
+                action=ACKNOWLEDGE_ACTION,
+                purpose="acknowledge audit entries recovered after an unclean stop",
+                case_reference=None,
                 query={"acknowledges": [[first, last] for first, last in pending], "reason": reason or None},
-                citizen_ids=[], fields=[], status=200, authorisation_rule="cli",
-            )  # fmt: skip
+                citizen_ids=[],
+                fields=[],
+                status=200,
+                authorisation_rule="cli",
+            )
         )

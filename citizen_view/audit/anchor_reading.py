@@ -47,8 +47,9 @@ class Findings:
 class AnchorCursor:
     """One anchor location during verify: its anchors in seq order, checked as they are read, one at a time."""
 
-    def __init__(self, label: str, sink: AnchorSink, records: Iterable[tuple[int, Any]], key: bytes | None,
-                 found: Findings) -> None:  # fmt: skip
+    def __init__(
+        self, label: str, sink: AnchorSink, records: Iterable[tuple[int, Any]], key: bytes | None, found: Findings
+    ) -> None:
         self.label, self.sink, self._key, self._found = label, sink, key, found
         self._records = iter(records)
         self.count = 0
@@ -71,8 +72,10 @@ class AnchorCursor:
         if self._gap is not None:
             first, last, count = self._gap
             missing = f"{count:,} seq{'s' if count > 1 else ''} ({seqs(first, last)})"
-            self._found.problem(f"{self.label}: no anchor for {missing} that other locations anchor "
-                                "(lines removed, or writes to this location failed)")  # fmt: skip
+            self._found.problem(
+                f"{self.label}: no anchor for {missing} that other locations anchor "
+                "(lines removed, or writes to this location failed)"
+            )
             self._gap = None
         self.started = True
         return hashes
@@ -99,8 +102,10 @@ class AnchorCursor:
             elif signature is not None:
                 self._found.unchecked = True
             if self.last is not None and seq < self.last["seq"]:
-                self._found.problem(f"{self.label}: line {number}: anchor for seq {seq} after one for seq "
-                                    f"{self.last['seq']} (out of order: inserted or moved)")  # fmt: skip
+                self._found.problem(
+                    f"{self.label}: line {number}: anchor for seq {seq} after one for seq "
+                    f"{self.last['seq']} (out of order: inserted or moved)"
+                )
                 continue
             recovered = value.get("recovered_from")
             if recovered is not None and len(self._found.recovered) < MAX_PROBLEMS:

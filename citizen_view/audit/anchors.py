@@ -87,8 +87,13 @@ class SyslogSink:
     stderr and carries on: an anchor that did not leave must raise, like any other failed anchor write.
     """
 
-    def __init__(self, address: str | tuple[str, int] = "/dev/log", *, facility: int = SysLogHandler.LOG_AUTH,
-                 tag: str = "citizen-view-audit") -> None:  # fmt: skip
+    def __init__(
+        self,
+        address: str | tuple[str, int] = "/dev/log",
+        *,
+        facility: int = SysLogHandler.LOG_AUTH,
+        tag: str = "citizen-view-audit",
+    ) -> None:
         self.address = address if isinstance(address, str) else (str(address[0]), int(address[1]))
         self._prefix = f"<{(facility << 3) | SysLogHandler.LOG_INFO}>{tag}: "
         self._lock = threading.Lock()
@@ -163,7 +168,6 @@ def parse_sink(spec: str) -> AnchorSink:
         f"not an anchor sink: {spec!r}; use 'file:/path/to/anchors.jsonl', 'syslog' (the local /dev/log), "
         "'syslog:/path/to/socket' or 'syslog:HOST:PORT'"
     )
-
 
 
 def anchors_path(path: Path) -> Path:

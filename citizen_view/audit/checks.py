@@ -62,14 +62,13 @@ def acknowledgement_in(entry: dict) -> Acknowledgement | None:
     query = entry.get("query")
     if entry.get("action") != ACKNOWLEDGE_ACTION or not isinstance(query, dict):
         return None
-    ranges = tuple(
-        (r[0], r[1]) for r in query.get("acknowledges") or () if isinstance(r, list) and len(r) == 2
-    )  # fmt: skip
+    ranges = tuple((r[0], r[1]) for r in query.get("acknowledges") or () if isinstance(r, list) and len(r) == 2)
     return Acknowledgement(entry["seq"], ranges, entry.get("user"), entry.get("time"), query.get("reason"))
 
 
-def check_recovered(recovered: dict[tuple[int, int], str], acknowledgements: Sequence[Acknowledgement],
-                    anchored_up_to: int) -> tuple[Findings, list[tuple[int, int]]]:  # fmt: skip
+def check_recovered(
+    recovered: dict[tuple[int, int], str], acknowledgements: Sequence[Acknowledgement], anchored_up_to: int
+) -> tuple[Findings, list[tuple[int, int]]]:
     """Entries anchored only by a later writer fail until an anchored acknowledgement after them names them.
 
     Returns the findings and the recovered ranges nobody acknowledged yet.
@@ -81,12 +80,16 @@ def check_recovered(recovered: dict[tuple[int, int], str], acknowledgements: Seq
         what = f"{count:,} {'entry' if count == 1 else 'entries'} ({seqs(first, seq)})"
         if ack is None:
             pending.append((first, seq))
-            found.problem(f"{what} recovered after an unclean stop (recovered at {time}), not anchored by the running "
-                          f"service: a writer crash, or entries appended behind its back; {ACKNOWLEDGE_HINT}")  # fmt: skip
+            found.problem(
+                f"{what} recovered after an unclean stop (recovered at {time}), not anchored by the running "
+                f"service: a writer crash, or entries appended behind its back; {ACKNOWLEDGE_HINT}"
+            )
         else:
             why = f": {ack.reason}" if ack.reason else ""
-            found.warn(f"{what} recovered after an unclean stop (recovered at {time}), acknowledged by {ack.user} "
-                       f"at {ack.time} (seq {ack.seq}){why}")  # fmt: skip
+            found.warn(
+                f"{what} recovered after an unclean stop (recovered at {time}), acknowledged by {ack.user} "
+                f"at {ack.time} (seq {ack.seq}){why}"
+            )
     return found, pending
 
 
@@ -99,8 +102,10 @@ def check_unprotected(after: int, after_from: int, top: int, highest: int) -> Fi
     where = f"after the last anchor ({seqs(after_from, top)})"
     if not highest:
         where = f"({seqs(after_from, top)}), with no anchor in any location,"
-    found.problem(f"{after:,} {entry_s} {where} {be} not protected: appended after the writer's last "
-                  "anchor (forged?) or the writer stopped before anchoring them")  # fmt: skip
+    found.problem(
+        f"{after:,} {entry_s} {where} {be} not protected: appended after the writer's last "
+        "anchor (forged?) or the writer stopped before anchoring them"
+    )
     return found
 
 
@@ -123,8 +128,10 @@ def check_locations_hold_anchors(cursors: Sequence[AnchorCursor], entries: int) 
     for c in cursors:
         if c.last is None:
             missing = isinstance(c.sink, FileSink) and not c.sink.path.exists()
-            found.problem(f"{c.label}: {'missing' if missing else 'no anchors'}, but the log has {entries:,} entries "
-                          "(anchors deleted, or never written)")  # fmt: skip
+            found.problem(
+                f"{c.label}: {'missing' if missing else 'no anchors'}, but the log has {entries:,} entries "
+                "(anchors deleted, or never written)"
+            )
     return found
 
 
@@ -135,12 +142,16 @@ def check_locations_agree(cursors: Sequence[AnchorCursor], top: int) -> Findings
     for c in held:
         if c.last["seq"] > top:
             shown = c.last.get("entries", c.last["seq"])
-            found.problem(f"{c.label}: the last anchor shows {shown:,} entries, but the log ends at seq {top}: "
-                          f"{entries_text(top + 1, shown)} deleted")  # fmt: skip
+            found.problem(
+                f"{c.label}: the last anchor shows {shown:,} entries, but the log ends at seq {top}: "
+                f"{entries_text(top + 1, shown)} deleted"
+            )
     if len({c.last["seq"] for c in held}) > 1:
         ends = ", ".join(f"{c.label} at seq {c.last['seq']}" for c in held)
-        found.problem(f"the anchor locations disagree on the last anchor: {ends} "
-                      "(anchors removed from one, or forged into another)")  # fmt: skip
+        found.problem(
+            f"the anchor locations disagree on the last anchor: {ends} "
+            "(anchors removed from one, or forged into another)"
+        )
     return found
 
 
@@ -154,10 +165,13 @@ def check_locations_start_together(cursors: Sequence[AnchorCursor]) -> Findings:
         if first <= start:
             continue
         if c.first.get("joined") is True:
-            found.warn(f"{c.label}: holds anchors only from seq {first}: it was added, or found without anchors, "
-                       f"when the log had {first:,} entries")  # fmt: skip
+            found.warn(
+                f"{c.label}: holds anchors only from seq {first}: it was added, or found without anchors, "
+                f"when the log had {first:,} entries"
+            )
         else:
-            found.problem(f"{c.label}: no anchors before seq {first}, while other locations have anchors from seq "
-                          f"{start} (lines removed, or writes to it failed)")  # fmt: skip
+            found.problem(
+                f"{c.label}: no anchors before seq {first}, while other locations have anchors from seq "
+                f"{start} (lines removed, or writes to it failed)"
+            )
     return found
-

@@ -34,7 +34,9 @@ def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
     if not Path(path).is_file():
         return []
     looks = [e for e in entries_for_citizen(path, citizen_id) if isinstance(e.get("status"), int) and e["status"] < 400]
-    return [{k: e.get(k) if k != "fields" else list(e.get("fields") or []) for k in REPORT_FIELDS} for e in reversed(looks)]
+    return [
+        {k: e.get(k) if k != "fields" else list(e.get("fields") or []) for k in REPORT_FIELDS} for e in reversed(looks)
+    ]
 
 
 def _needle(citizen_id: str) -> bytes | None:

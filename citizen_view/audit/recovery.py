@@ -39,14 +39,26 @@ def plan_recovery(path: Path, locations: Sequence[AnchorSink], seq: int, head: s
     ahead = [a for a in anchored if a["seq"] > seq or (a["seq"] == seq and a["hash"] != head)]
     if ahead:
         # Not repaired here: the tail of the log was deleted or replaced, and verify must show that.
-        _log.warning("audit log %s ends at seq %d, but an anchor shows seq %d: entries deleted or replaced",
-                     path, seq, max(last["seq"] for last in ahead))  # fmt: skip
+        _log.warning(
+            "audit log %s ends at seq %d, but an anchor shows seq %d: entries deleted or replaced",
+            path,
+            seq,
+            max(last["seq"] for last in ahead),
+        )
     if first_unanchored is not None:
-        _log.warning("audit log %s: entries %d..%d were not anchored (a writer crash, or entries appended "
-                     "behind the writer's back); anchoring them as recovered", path, first_unanchored, seq)  # fmt: skip
+        _log.warning(
+            "audit log %s: entries %d..%d were not anchored (a writer crash, or entries appended "
+            "behind the writer's back); anchoring them as recovered",
+            path,
+            first_unanchored,
+            seq,
+        )
         return Recovery(tuple(locations), recovered_from=first_unanchored, joined=empty if anchored else ())
     if empty:
-        _log.warning("audit log %s: %s held no anchors; anchoring the head there as joined",
-                     path, ", ".join(loc.describe() for loc in empty))  # fmt: skip
+        _log.warning(
+            "audit log %s: %s held no anchors; anchoring the head there as joined",
+            path,
+            ", ".join(loc.describe() for loc in empty),
+        )
         return Recovery(empty, joined=empty)
     return Recovery((), anchored=next((a for a in anchored if a["seq"] == seq and a["hash"] == head), None))

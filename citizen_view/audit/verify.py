@@ -77,13 +77,20 @@ def verify(path: Path, *, sinks: Sequence[AnchorSink | str] = ()) -> VerifyRepor
     if found.unchecked:
         found.warn(f"entries carry MACs or anchors signatures, but {KEY_ENV} is not set: they were not checked")
     problems = found.finish()
-    return VerifyReport(ok=not problems, entries=walk.entries, anchors=sum(c.count for c in cursors),
-                        problems=problems, warnings=found.warnings, unprotected=unprotected,
-                        unacknowledged=pending)  # fmt: skip
+    return VerifyReport(
+        ok=not problems,
+        entries=walk.entries,
+        anchors=sum(c.count for c in cursors),
+        problems=problems,
+        warnings=found.warnings,
+        unprotected=unprotected,
+        unacknowledged=pending,
+    )
 
 
-def _open_locations(path: Path, sinks: Sequence[AnchorSink | str], key: bytes | None,
-                    found: Findings) -> list[AnchorCursor]:  # fmt: skip
+def _open_locations(
+    path: Path, sinks: Sequence[AnchorSink | str], key: bytes | None, found: Findings
+) -> list[AnchorCursor]:
     """A cursor over each readable anchor location: the anchors file beside the log, then the sinks."""
     cursors = []
     locations = [(PRIMARY, FileSink(anchors_path(path)))] + [(f"sink {s.describe()}", s) for s in as_sinks(sinks)]
@@ -117,8 +124,11 @@ class _ChainWalk:
             self.found.problem(f"line {number} (after seq {self.last_seq}): malformed line, not an audit entry")
             return
         self.entries += 1
-        for problem in [*check_entry_hash(entry), *check_link(entry, self.last_seq, self.last_hash),
-                        *check_mac(entry, self.key)]:  # fmt: skip
+        for problem in [
+            *check_entry_hash(entry),
+            *check_link(entry, self.last_seq, self.last_hash),
+            *check_mac(entry, self.key),
+        ]:
             self.found.problem(problem)
         if self.key is None and entry.get("mac") is not None:
             self.found.unchecked = True

@@ -44,8 +44,9 @@ class AuditLog:
     written; the entry itself is already durable, and the next anchor covers it.
     """
 
-    def __init__(self, path: Path, *, anchor_every: int = 1, sinks: Sequence[AnchorSink | str] = (),
-                 version: str = "0.1.0") -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, *, anchor_every: int = 1, sinks: Sequence[AnchorSink | str] = (), version: str = "0.1.0"
+    ) -> None:
         if anchor_every < 0:
             raise ValueError(f"anchor_every must be 0 (only on close and anchor()) or more, not {anchor_every}")
         self.path = Path(path)
@@ -102,8 +103,14 @@ class AuditLog:
             self._refresh(catch_up=self.anchor_every == 1)
             key, data, due = audit_key(), bytearray(), False
             for item in batch:
-                entry = {**item.body, "seq": self._seq + 1, "time": now(), "application": APPLICATION,
-                         "version": self.version, "prev_hash": self._head}  # fmt: skip
+                entry = {
+                    **item.body,
+                    "seq": self._seq + 1,
+                    "time": now(),
+                    "application": APPLICATION,
+                    "version": self.version,
+                    "prev_hash": self._head,
+                }
                 entry["hash"] = entry_hash(entry)
                 if key:
                     entry["mac"] = mac(key, entry["hash"])
@@ -189,8 +196,9 @@ class AuditLog:
         else:
             self._anchored_seq, self._anchored = self._seq, plan.anchored
 
-    def _write_anchor(self, locations: Sequence[AnchorSink], *, recovered_from: int | None = None,
-                      joined: Sequence[AnchorSink] = ()) -> dict:  # fmt: skip
+    def _write_anchor(
+        self, locations: Sequence[AnchorSink], *, recovered_from: int | None = None, joined: Sequence[AnchorSink] = ()
+    ) -> dict:
         anchor: dict[str, Any] = {"seq": self._seq, "entries": self._seq, "hash": self._head, "time": now()}
         if recovered_from is not None:
             anchor["recovered_from"] = recovered_from

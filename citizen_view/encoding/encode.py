@@ -65,24 +65,32 @@ def encode_frame(canonical: pl.DataFrame, secret: bytes, *, hardening: Hardening
         if address and r["house_number"]:
             address.append(f"H{r['house_number']}")
         nid = r["national_id_text"]
-        rows.append({
-            "record_id": r["source_record_id"],
-            S.ENC_NATIONAL_ID: pseudonym(pkey, "national_id", nid) if nid else None,
-            S.ENC_GIVEN_NAME: clk(S.ENC_GIVEN_NAME, [salt + t for t in bigrams(first)]) if first else None,
-            S.ENC_INITIAL: pseudonym(pkey, "initial", r["initials"][0]) if r["initials"] else None,
-            S.ENC_FAMILY_NAME: clk(S.ENC_FAMILY_NAME, [salt + t for t in bigrams(family)]) if family else None,
-            S.ENC_DATE_OF_BIRTH: clk(S.ENC_DATE_OF_BIRTH, date_tokens(dob)) if dob and len(dob) == 8 else None,
-            S.ENC_ADDRESS: clk(S.ENC_ADDRESS, address),
-            S.BLK_DATE_OF_BIRTH: pseudonym(pkey, "date_of_birth", dob) if dob else None,
-            S.BLK_YEAR_FAMILY: pseudonym(pkey, "year_family", dob[:4] + family[0]) if dob and family else None,
-            S.BLK_NAMES: pseudonym(pkey, "names", f"{first}\x1f{family}") if first and family else None,
-            "sex": r["sex"],
-            "area_code": r["area_code"],
-            "age_band": _age_band(r["date_of_birth"], r["extracted_at"]),
-            "pseudonymous": PSEUDONYMOUS,
-        })  # fmt: skip
-    schema = {"record_id": pl.String, **{c: pl.String for c in S.ENCODED_COLUMNS}, "sex": pl.String,
-              "area_code": pl.String, "age_band": pl.String, "pseudonymous": pl.String}  # fmt: skip
+        rows.append(
+            {
+                "record_id": r["source_record_id"],
+                S.ENC_NATIONAL_ID: pseudonym(pkey, "national_id", nid) if nid else None,
+                S.ENC_GIVEN_NAME: clk(S.ENC_GIVEN_NAME, [salt + t for t in bigrams(first)]) if first else None,
+                S.ENC_INITIAL: pseudonym(pkey, "initial", r["initials"][0]) if r["initials"] else None,
+                S.ENC_FAMILY_NAME: clk(S.ENC_FAMILY_NAME, [salt + t for t in bigrams(family)]) if family else None,
+                S.ENC_DATE_OF_BIRTH: clk(S.ENC_DATE_OF_BIRTH, date_tokens(dob)) if dob and len(dob) == 8 else None,
+                S.ENC_ADDRESS: clk(S.ENC_ADDRESS, address),
+                S.BLK_DATE_OF_BIRTH: pseudonym(pkey, "date_of_birth", dob) if dob else None,
+                S.BLK_YEAR_FAMILY: pseudonym(pkey, "year_family", dob[:4] + family[0]) if dob and family else None,
+                S.BLK_NAMES: pseudonym(pkey, "names", f"{first}\x1f{family}") if first and family else None,
+                "sex": r["sex"],
+                "area_code": r["area_code"],
+                "age_band": _age_band(r["date_of_birth"], r["extracted_at"]),
+                "pseudonymous": PSEUDONYMOUS,
+            }
+        )
+    schema = {
+        "record_id": pl.String,
+        **{c: pl.String for c in S.ENCODED_COLUMNS},
+        "sex": pl.String,
+        "area_code": pl.String,
+        "age_band": pl.String,
+        "pseudonymous": pl.String,
+    }
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
@@ -104,9 +112,11 @@ def _with_area_codes(canonical: pl.DataFrame, sources: SourcesFile) -> pl.DataFr
         return canonical
     names = areas.names().select("key", pl.col("code").alias("_code"))
     keyed = canonical.with_columns(pl.col("city").map_elements(_key, return_dtype=pl.String).alias("key"))
-    return keyed.join(names, on="key", how="left", maintain_order="left").with_columns(
-        pl.coalesce("area_code", "_code").alias("area_code")
-    ).drop("key", "_code")
+    return (
+        keyed.join(names, on="key", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("area_code", "_code").alias("area_code"))
+        .drop("key", "_code")
+    )
 
 
 def encode_source(

@@ -22,9 +22,16 @@ BLK_DATE_OF_BIRTH = "blk_date_of_birth"  # keyed pseudonym of the birth date (ex
 BLK_YEAR_FAMILY = "blk_year_family"  # keyed pseudonym of birth year + family name's first letter (blocking)
 BLK_NAMES = "blk_names"  # keyed pseudonym of first given name + family name (blocking)
 ENCODED_COLUMNS: tuple[str, ...] = (
-    ENC_NATIONAL_ID, ENC_GIVEN_NAME, ENC_INITIAL, ENC_FAMILY_NAME, ENC_DATE_OF_BIRTH, ENC_ADDRESS,
-    BLK_DATE_OF_BIRTH, BLK_YEAR_FAMILY, BLK_NAMES,
-)  # fmt: skip
+    ENC_NATIONAL_ID,
+    ENC_GIVEN_NAME,
+    ENC_INITIAL,
+    ENC_FAMILY_NAME,
+    ENC_DATE_OF_BIRTH,
+    ENC_ADDRESS,
+    BLK_DATE_OF_BIRTH,
+    BLK_YEAR_FAMILY,
+    BLK_NAMES,
+)
 CLK_COLUMNS: tuple[str, ...] = (ENC_GIVEN_NAME, ENC_FAMILY_NAME, ENC_DATE_OF_BIRTH, ENC_ADDRESS)
 # What an encoded source may still map in plain: attributes that identify nobody on their own.
 SHAREABLE_FIELDS: tuple[str, ...] = ("sex", "area_code")

@@ -86,7 +86,9 @@ def assign_citizen_ids(
             events.append((new_id, HistoryEvent.CREATED, None, 0))
 
     links = clusters.with_columns(
-        pl.col("cluster").replace_strict(list(assigned), list(assigned.values()), return_dtype=pl.String).alias("citizen_id")
+        pl.col("cluster")
+        .replace_strict(list(assigned), list(assigned.values()), return_dtype=pl.String)
+        .alias("citizen_id")
     )
     if previous is not None and previous.height:
         lost = set(previous.get_column("citizen_id").unique().to_list()) - used

@@ -145,9 +145,14 @@ class _Cluster:
 
 
 def cluster_records(
-    records: pl.DataFrame, edges: pl.DataFrame, *, threshold: float, evidence: IdentityEvidence | None = None,
+    records: pl.DataFrame,
+    edges: pl.DataFrame,
+    *,
+    threshold: float,
+    evidence: IdentityEvidence | None = None,
     duplicate_free: set[str] | None = None,
-    same: list[tuple[str, str]] | None = None, different: list[tuple[str, str]] | None = None,
+    same: list[tuple[str, str]] | None = None,
+    different: list[tuple[str, str]] | None = None,
 ) -> ClusterResult:
     """Cluster `records` (record_key, source, national_id, national_id_valid, dob) on `edges` at or above `threshold`.
 
@@ -167,8 +172,14 @@ def cluster_records(
     labels = comp.copy()
     refused = 0
     if suspicious.size:
-        member = [_Member(d, v, s) for d, v, s in zip(facts.get_column("dob").to_list(), facts.get_column("nid").to_list(),
-                                                         facts.get_column("source").to_list())]  # fmt: skip
+        member = [
+            _Member(d, v, s)
+            for d, v, s in zip(
+                facts.get_column("dob").to_list(),
+                facts.get_column("nid").to_list(),
+                facts.get_column("source").to_list(),
+            )
+        ]
         flag = np.zeros(n_comp, dtype=bool)
         flag[suspicious] = True
         comp_edges = strong.with_columns(pl.Series("comp", comp[i] if len(i) else np.array([], dtype=np.int64))).filter(
@@ -179,8 +190,13 @@ def cluster_records(
         next_label = n_comp
         for (c,), group in comp_edges.group_by(["comp"], maintain_order=True):
             clusters, n_refused = _merge_component(
-                np.flatnonzero(comp == c), group, member=member, partners=partners, threshold=threshold,
-                duplicate_free=duplicate_free, evidence=evidence,
+                np.flatnonzero(comp == c),
+                group,
+                member=member,
+                partners=partners,
+                threshold=threshold,
+                duplicate_free=duplicate_free,
+                evidence=evidence,
             )
             refused += n_refused
             for cl in clusters:
@@ -197,7 +213,11 @@ def cluster_records(
 
 
 def _strong_links(
-    keys: pl.Series, edges: pl.DataFrame, *, threshold: float, same: list[tuple[str, str]] | None,
+    keys: pl.Series,
+    edges: pl.DataFrame,
+    *,
+    threshold: float,
+    same: list[tuple[str, str]] | None,
     different: list[tuple[str, str]] | None,
 ) -> tuple[pl.DataFrame, dict[int, set[int]]]:
     """The links clustering follows (i, j, match_weight by record position): reviewers' `same` (weight +inf) and
@@ -208,9 +228,15 @@ def _strong_links(
     forced = forced.with_columns(pl.lit(float("inf")).alias("match_weight"))
     apart = pl.DataFrame(different or [], schema={"record_key_l": pl.String, "record_key_r": pl.String}, orient="row")
     strong = (
-        pl.concat([forced, edges.filter(pl.col("match_weight") >= threshold).select(forced.columns)], how="vertical_relaxed")
+        pl.concat(
+            [forced, edges.filter(pl.col("match_weight") >= threshold).select(forced.columns)], how="vertical_relaxed"
+        )
         .join(apart, on=["record_key_l", "record_key_r"], how="anti")
-        .join(apart.rename({"record_key_l": "record_key_r", "record_key_r": "record_key_l"}), on=["record_key_l", "record_key_r"], how="anti")
+        .join(
+            apart.rename({"record_key_l": "record_key_r", "record_key_r": "record_key_l"}),
+            on=["record_key_l", "record_key_r"],
+            how="anti",
+        )
         .join(index.rename({"record_key": "record_key_l", "_i": "i"}), on="record_key_l")
         .join(index.rename({"record_key": "record_key_r", "_i": "j"}), on="record_key_r")
         .select("i", "j", "match_weight")
@@ -233,7 +259,9 @@ def _identity_facts(records: pl.DataFrame, comp: np.ndarray, duplicate_free: set
     valid_id = pl.when(records.get_column("national_id_valid").fill_null(False)).then(records.get_column("national_id"))
     source = records.get_column("source") if "source" in records.columns else pl.Series([""] * len(comp))
     return pl.DataFrame({"comp": comp}).with_columns(
-        pl.select(valid_id).to_series().alias("nid"), records.get_column("dob").alias("dob"), source.alias("source"),
+        pl.select(valid_id).to_series().alias("nid"),
+        records.get_column("dob").alias("dob"),
+        source.alias("source"),
         source.is_in(sorted(duplicate_free)).alias("dup_free"),
     )
 
@@ -244,9 +272,15 @@ def _components_with_conflicts(facts: pl.DataFrame, comp: np.ndarray, partners: 
     are accepted as they are."""
     suspicious = (
         facts.group_by("comp")
-        .agg(pl.col("nid").drop_nulls().n_unique().alias("n_id"), pl.col("dob").drop_nulls().n_unique().alias("n_dob"),
-             (pl.col("source").filter(pl.col("dup_free")).len() - pl.col("source").filter(pl.col("dup_free")).n_unique()).alias("dup"),
-             pl.len().alias("size"))  # fmt: skip
+        .agg(
+            pl.col("nid").drop_nulls().n_unique().alias("n_id"),
+            pl.col("dob").drop_nulls().n_unique().alias("n_dob"),
+            (
+                pl.col("source").filter(pl.col("dup_free")).len()
+                - pl.col("source").filter(pl.col("dup_free")).n_unique()
+            ).alias("dup"),
+            pl.len().alias("size"),
+        )
         .filter((pl.col("size") > 1) & ((pl.col("n_id") > 1) | (pl.col("n_dob") > 1) | (pl.col("dup") > 0)))
         .get_column("comp")
         .to_numpy()
@@ -257,14 +291,24 @@ def _components_with_conflicts(facts: pl.DataFrame, comp: np.ndarray, partners: 
 
 
 def _merge_component(
-    members: np.ndarray, group: pl.DataFrame, *, member: list[_Member], partners: dict[int, set[int]], threshold: float,
-    duplicate_free: set[str], evidence: IdentityEvidence,
+    members: np.ndarray,
+    group: pl.DataFrame,
+    *,
+    member: list[_Member],
+    partners: dict[int, set[int]],
+    threshold: float,
+    duplicate_free: set[str],
+    evidence: IdentityEvidence,
 ) -> tuple[list[_Cluster], int]:
     """The careful pass over one component: merge along its links strongest first, refusing a merge that
     reviewers kept apart or that would contradict identity evidence. Returns the clusters and merges refused."""
     clusters = {int(m): _Cluster(int(m), member[m], partners.get(int(m))) for m in members}
     owner = {int(m): int(m) for m in members}
-    pairs = list(zip(group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()))
+    pairs = list(
+        zip(
+            group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()
+        )
+    )
     linked = {(min(a, b), max(a, b)) for a, b, _ in pairs}
     refused = 0
     for a, b, weight in pairs:
@@ -275,7 +319,10 @@ def _merge_component(
         reviewed_same = weight == float("inf")
         if ca.kept_apart_from(cb) or (
             not reviewed_same
-            and (_shares_duplicate_free(ca, cb, duplicate_free) or _contradicts(ca, cb, weight, threshold, member, linked, evidence))
+            and (
+                _shares_duplicate_free(ca, cb, duplicate_free)
+                or _contradicts(ca, cb, weight, threshold, member, linked, evidence)
+            )
         ):
             refused += 1
             continue
@@ -288,11 +335,15 @@ def _merge_component(
     return list(clusters.values()), refused
 
 
-BRIDGE_SHARE = 0.5  # a bridge is weak when it clears the threshold by less than this share of what the parts' own links do
+BRIDGE_SHARE = (
+    0.5  # a bridge is weak when it clears the threshold by less than this share of what the parts' own links do
+)
 BRIDGE_MIN_SIDE = 3  # records each side of a bridge must keep for it to be cut: two well-knit parts, not a pair
 
 
-def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, *, threshold: float) -> tuple[np.ndarray, int]:
+def _cut_weak_bridges(
+    labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.ndarray, *, threshold: float
+) -> tuple[np.ndarray, int]:
     """Split clusters held together by one weak link between two well-knit parts (a chain through a hub record).
 
     A bridge is a link whose removal splits its cluster. It is cut when both sides keep at least
@@ -323,7 +374,7 @@ def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.nd
         while pending:
             ci, cj, cw = pending.pop()
             nodes, local = np.unique(np.r_[ci, cj], return_inverse=True)
-            li, lj = local[: len(ci)], local[len(ci):]
+            li, lj = local[: len(ci)], local[len(ci) :]
             weight: dict[tuple[int, int], float] = {}
             for a, b, x in zip(li.tolist(), lj.tolist(), cw.tolist()):
                 key = (min(a, b), max(a, b))
@@ -336,7 +387,11 @@ def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.nd
             weak = sorted((x, k) for k, x in weight.items() if k in found and x - threshold < BRIDGE_SHARE * margin)
             for x, (a, b) in weak:
                 rest = [k for k in weight if k != (a, b)]
-                n_parts, part = components(len(nodes), np.array([k[0] for k in rest], dtype=np.int64), np.array([k[1] for k in rest], dtype=np.int64))
+                n_parts, part = components(
+                    len(nodes),
+                    np.array([k[0] for k in rest], dtype=np.int64),
+                    np.array([k[1] for k in rest], dtype=np.int64),
+                )
                 if n_parts != 2 or min(np.bincount(part)) < BRIDGE_MIN_SIDE:
                     continue
                 # keep the larger part's label, give the other a new one, and look again inside each part
@@ -345,7 +400,9 @@ def _cut_weak_bridges(labels: np.ndarray, i: np.ndarray, j: np.ndarray, w: np.nd
                 next_label += 1
                 cut += 1
                 keep = np.array([part[a2] == part[b2] for a2, b2 in zip(li.tolist(), lj.tolist())])
-                same_side = keep & np.array([not (min(a2, b2) == a and max(a2, b2) == b) for a2, b2 in zip(li.tolist(), lj.tolist())])
+                same_side = keep & np.array(
+                    [not (min(a2, b2) == a and max(a2, b2) == b) for a2, b2 in zip(li.tolist(), lj.tolist())]
+                )
                 for side in (True, False):
                     pick = same_side & (small[li] == side)
                     if pick.any():
@@ -359,7 +416,12 @@ def _shares_duplicate_free(a: _Cluster, b: _Cluster, duplicate_free: set[str]) -
 
 
 def _contradicts(
-    a: _Cluster, b: _Cluster, weight: float, threshold: float, member: list[_Member], linked: set[tuple[int, int]],
+    a: _Cluster,
+    b: _Cluster,
+    weight: float,
+    threshold: float,
+    member: list[_Member],
+    linked: set[tuple[int, int]],
     evidence: IdentityEvidence,
 ) -> bool:
     """Two different checksum-valid IDs across the groups, or a pair whose birth dates disagree more than the link agrees."""
@@ -416,7 +478,11 @@ class ClusterShape:
 def cluster_shape(n: int, left: list[int], right: list[int]) -> ClusterShape:
     """The shape of one citizen of `n` records (0..n-1) joined by the links (left[k], right[k])."""
     pairs = {(min(a, b), max(a, b)) for a, b in zip(left, right) if a != b}
-    pieces, _ = components(n, np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64)) if n else (0, None)
+    pieces, _ = (
+        components(n, np.array([p[0] for p in pairs], dtype=np.int64), np.array([p[1] for p in pairs], dtype=np.int64))
+        if n
+        else (0, None)
+    )
     density = len(pairs) / (n * (n - 1) / 2) if n > 1 else 1.0
     return ClusterShape(n, len(pairs), pieces, round(density, 4), len(bridges(n, pairs)))
 

@@ -60,7 +60,12 @@ def shape_reason(value: str, field: str) -> str | None:
 
 def find_common_values(con: duckdb.DuckDBPyConnection) -> list[CommonValue]:
     """The values of `source_records`' name and place fields that linkage should treat as missing."""
-    columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'source_records'").fetchall()}
+    columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'source_records'"
+        ).fetchall()
+    }
     found: list[CommonValue] = []
     for field in FIELDS:
         if field not in columns:
@@ -80,7 +85,9 @@ def find_common_values(con: duckdb.DuckDBPyConnection) -> list[CommonValue]:
             ratio, k = max(steps)
             if ratio >= STEP and names[k][1] >= MIN_RECORDS:
                 found += [
-                    CommonValue(field, v, n, f"{n / names[k + 1][1]:.1f}x the records of the next value ({names[k + 1][0]!r})")
+                    CommonValue(
+                        field, v, n, f"{n / names[k + 1][1]:.1f}x the records of the next value ({names[k + 1][0]!r})"
+                    )
                     for v, n in names[: k + 1]
                 ]
     return found
@@ -95,11 +102,15 @@ def notes(values: list[CommonValue]) -> list[str]:
     return [f"treated as missing: {v.field} = {v.value!r} ({v.records:,} records; {v.reason})" for v in values]
 
 
-def store(con: duckdb.DuckDBPyConnection, values: list[CommonValue], *, table: str = TABLE, temporary: bool = False) -> None:
+def store(
+    con: duckdb.DuckDBPyConnection, values: list[CommonValue], *, table: str = TABLE, temporary: bool = False
+) -> None:
     """Write the values into `table` (replacing it)."""
     con.register("_common_values_frame", as_frame(values))
     try:
-        con.execute(f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE {quote(table)} AS SELECT * FROM _common_values_frame")
+        con.execute(
+            f"CREATE OR REPLACE {'TEMP ' if temporary else ''}TABLE {quote(table)} AS SELECT * FROM _common_values_frame"
+        )
     finally:
         con.unregister("_common_values_frame")
 
@@ -115,10 +126,17 @@ def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None)
         return f"(SELECT *, {block} FROM source_records)"
 
     def masked(field: str, column: str | None = None) -> str:
-        return (f"CASE WHEN {field} IN (SELECT value FROM {quote(table)} WHERE field = '{field}') THEN NULL "
-                f"ELSE {column or field} END AS {column or field}")  # fmt: skip
+        return (
+            f"CASE WHEN {field} IN (SELECT value FROM {quote(table)} WHERE field = '{field}') THEN NULL "
+            f"ELSE {column or field} END AS {column or field}"
+        )
 
-    columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'source_records'").fetchall()}
+    columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'source_records'"
+        ).fetchall()
+    }
     parts = [masked(f) for f in FIELDS if f in columns]
     if "initials" in columns and "first_name_std" in columns:  # initials of a placeholder are no evidence either
         parts.append(masked("first_name_std", "initials"))

@@ -98,7 +98,9 @@ class Engine:
         """Write `columns` of a Splink table as Parquet under `out`; returns what DuckDB's read_parquet reads."""
         select = ", ".join(f'"{c}"' for c in columns)
         if self.backend == Backend.DUCKDB:
-            scored.db_api.duckdb_con.execute(f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)")
+            scored.db_api.duckdb_con.execute(
+                f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)"
+            )
             return str(out)
         scored.as_spark_dataframe().select(*columns).write.mode("overwrite").parquet(str(out))
         return str(out / "*.parquet")
@@ -118,7 +120,9 @@ def spark_session(config: SparkConfig, *, work: Path | None = None):
         try:
             from pyspark.sql import SparkSession
         except ImportError as exc:
-            raise RuntimeError("linkage.backend is spark but pyspark is not installed: pip install 'citizen-view[spark]'") from exc
+            raise RuntimeError(
+                "linkage.backend is spark but pyspark is not installed: pip install 'citizen-view[spark]'"
+            ) from exc
         from splink.backends.spark import similarity_jar_location
 
         active = SparkSession.getActiveSession()
@@ -129,8 +133,11 @@ def spark_session(config: SparkConfig, *, work: Path | None = None):
             work.mkdir(parents=True, exist_ok=True)
             atexit.register(shutil.rmtree, work, True)
             builder = SparkSession.builder.master(config.master).appName("citizen-view-linkage")
-            settings = {**SPARK_DEFAULTS, "spark.local.dir": str(work / "local"),
-                        "spark.sql.warehouse.dir": str(work / "warehouse")}  # fmt: skip
+            settings = {
+                **SPARK_DEFAULTS,
+                "spark.local.dir": str(work / "local"),
+                "spark.sql.warehouse.dir": str(work / "warehouse"),
+            }
             if config.master.startswith("local"):
                 settings.update(SPARK_LOCAL_DEFAULTS)
             settings.update(config.conf)
@@ -142,7 +149,9 @@ def spark_session(config: SparkConfig, *, work: Path | None = None):
             active.sparkContext.setLogLevel("ERROR")
             active.sparkContext.setCheckpointDir(str(work / "checkpoints"))
         elif not active.sparkContext.getCheckpointDir():
-            checkpoints = (work / "checkpoints") if work else Path(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
+            checkpoints = (
+                (work / "checkpoints") if work else Path(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
+            )
             active.sparkContext.setCheckpointDir(str(checkpoints))
         for noisy in ("py4j", "pyspark", "SQLQueryContextLogger"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -67,28 +67,39 @@ def _levels(model: dict[str, Any]) -> dict[str, list[str]]:
     out = {}
     for comp in model["comparisons"]:
         out[comp["output_column_name"]] = [
-            lvl.get("label_for_charts", lvl["sql_condition"]) for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")
+            lvl.get("label_for_charts", lvl["sql_condition"])
+            for lvl in comp["comparison_levels"]
+            if not lvl.get("is_null_level")
         ]
     return out
 
 
 def _input_columns(model: dict[str, Any], name: str) -> list[str]:
     cols = {
-        "given_name": ["first_name_std", "initials"], "family_name": ["family_name_std"], "date_of_birth": ["dob"],
-        "national_id": ["national_id"], "address": ["street_std", "house_number", "postcode", "city_std"],
+        "given_name": ["first_name_std", "initials"],
+        "family_name": ["family_name_std"],
+        "date_of_birth": ["dob"],
+        "national_id": ["national_id"],
+        "address": ["street_std", "house_number", "postcode", "city_std"],
         "birth_place": ["birth_place_std"],
-    }  # fmt: skip
+    }
     return cols.get(name, [name])
 
 
 def explain_pair(
-    con: duckdb.DuckDBPyConnection, left: str, right: str, *, layout: WarehouseLayout, linkage: LinkageConfig | None = None
+    con: duckdb.DuckDBPyConnection,
+    left: str,
+    right: str,
+    *,
+    layout: WarehouseLayout,
+    linkage: LinkageConfig | None = None,
 ) -> Explanation:
     """Score one pair of records (keys `source:source_record_id`) with the saved model, on the configured backend."""
     found = {
         r[0]: dict(zip(_COLUMNS, r[1:]))
         for r in con.execute(
-            f"SELECT record_key, {', '.join(_COLUMNS)} FROM ({linkage_input_sql(con)}) WHERE record_key IN (?, ?)", [left, right]
+            f"SELECT record_key, {', '.join(_COLUMNS)} FROM ({linkage_input_sql(con)}) WHERE record_key IN (?, ?)",
+            [left, right],
         ).fetchall()
     }
     missing = {left, right} - set(found)
@@ -110,23 +121,53 @@ def explain_pair(
             raw = given.get((key, name))
             return f"{text} (as given: {raw!r})" if raw is not None else text
 
-        fields.append(FieldEvidence(name, label, float(scored.get(f"mw_{name}", 0.0) or 0.0), shown(left), shown(right)))
+        fields.append(
+            FieldEvidence(name, label, float(scored.get(f"mw_{name}", 0.0) or 0.0), shown(left), shown(right))
+        )
     prior = float(scored["match_weight"]) - sum(f.match_weight for f in fields)
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
     citizens = dict(
-        con.execute("SELECT record_key, citizen_id FROM citizen_source_link WHERE record_key IN (?, ?)", [left, right]).fetchall()
+        con.execute(
+            "SELECT record_key, citizen_id FROM citizen_source_link WHERE record_key IN (?, ?)", [left, right]
+        ).fetchall()
     )
     return Explanation(
-        left, right, fields, prior, float(scored["match_weight"]), float(scored["match_probability"]), threshold,
-        citizens.get(left), citizens.get(right),
+        left,
+        right,
+        fields,
+        prior,
+        float(scored["match_weight"]),
+        float(scored["match_probability"]),
+        threshold,
+        citizens.get(left),
+        citizens.get(right),
     )
 
 
-_COLUMNS = ("first_name_std", "initials", "family_name_std", "dob", "national_id", "street_std", "house_number",
-            "postcode", "city_std", "sex", "email", "phone", "birth_place_std")  # fmt: skip
+_COLUMNS = (
+    "first_name_std",
+    "initials",
+    "family_name_std",
+    "dob",
+    "national_id",
+    "street_std",
+    "house_number",
+    "postcode",
+    "city_std",
+    "sex",
+    "email",
+    "phone",
+    "birth_place_std",
+)
 # comparison -> the canonical field whose quarantined raw value explains a missing input
-_ISSUE_FIELD = {"date_of_birth": "date_of_birth", "national_id": "national_id", "sex": "sex", "email": "email",
-                "phone": "phone", "address": "postcode"}  # fmt: skip
+_ISSUE_FIELD = {
+    "date_of_birth": "date_of_birth",
+    "national_id": "national_id",
+    "sex": "sex",
+    "email": "email",
+    "phone": "phone",
+    "address": "postcode",
+}
 
 
 def _as_given(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[tuple[str, str], str]:
@@ -134,7 +175,8 @@ def _as_given(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[tuple[str
     if not table_exists(con, "main", "field_issues"):
         return {}
     rows = con.execute(
-        "SELECT source || ':' || record_id, field, raw FROM field_issues WHERE source || ':' || record_id IN (?, ?)", keys
+        "SELECT source || ':' || record_id, field, raw FROM field_issues WHERE source || ':' || record_id IN (?, ?)",
+        keys,
     ).fetchall()
     by_field = {f: c for c, f in _ISSUE_FIELD.items()}
     return {(key, by_field[field]): raw for key, field, raw in rows if field in by_field}

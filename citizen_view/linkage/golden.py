@@ -20,18 +20,26 @@ if TYPE_CHECKING:
 
 # group -> (columns taken together, condition a record must meet, the value that "agrees", extra ordering first)
 GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
-    "name": (("given_name", "middle_name", "family_name", "full_name"), "family_name IS NOT NULL",
-             "coalesce(given_name_std, '') || '|' || coalesce(family_name_std, '')", ""),
+    "name": (
+        ("given_name", "middle_name", "family_name", "full_name"),
+        "family_name IS NOT NULL",
+        "coalesce(given_name_std, '') || '|' || coalesce(family_name_std, '')",
+        "",
+    ),
     "date_of_birth": (("date_of_birth",), "date_of_birth IS NOT NULL", "date_of_birth::VARCHAR", ""),
     "date_of_death": (("date_of_death",), "date_of_death IS NOT NULL", "date_of_death::VARCHAR", ""),
     "sex": (("sex",), "sex IS NOT NULL", "sex", ""),
     "national_id": (("national_id",), "national_id IS NOT NULL", "national_id", "national_id_valid DESC NULLS LAST,"),
-    "address": (("street", "house_number", "unit", "postcode", "city", "area_code"), "coalesce(street, postcode, area_code) IS NOT NULL",
-                "coalesce(postcode, '') || '|' || coalesce(house_number, '')", ""),
+    "address": (
+        ("street", "house_number", "unit", "postcode", "city", "area_code"),
+        "coalesce(street, postcode, area_code) IS NOT NULL",
+        "coalesce(postcode, '') || '|' || coalesce(house_number, '')",
+        "",
+    ),
     "birth_place": (("birth_place",), "birth_place IS NOT NULL", "birth_place_std", ""),
     "email": (("email",), "email IS NOT NULL", "email", ""),
     "phone": (("phone",), "phone IS NOT NULL", "phone", ""),
-}  # fmt: skip
+}
 
 
 def rank_rows(sources: SourcesFile) -> list[tuple[str, str, int]]:

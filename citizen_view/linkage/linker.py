@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from citizen_view.contract import LinkageConfig
 import citizen_view.linkage.explain as _explain
 import citizen_view.linkage.golden as _golden
 import citizen_view.linkage.records as _records
 import citizen_view.linkage.steps as _steps
+from citizen_view.contract import LinkageConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,9 +74,18 @@ class Linkage:
         """Cluster records into citizens with stable IDs and queue what needs a reviewer."""
         kwargs = {}
         if self.sources is not None:
-            kwargs = {"review_band": self.sources.review.band, "max_citizen_records": self.sources.quality.max_citizen_records}
+            kwargs = {
+                "review_band": self.sources.review.band,
+                "max_citizen_records": self.sources.quality.max_citizen_records,
+            }
         return _steps.link_citizens(
-            self.con, self.layout, run_id=run_id, linkage=self.linkage, incremental=incremental, truth_dir=truth_dir, **kwargs
+            self.con,
+            self.layout,
+            run_id=run_id,
+            linkage=self.linkage,
+            incremental=incremental,
+            truth_dir=truth_dir,
+            **kwargs,
         )
 
     def golden(self, *, only_changed: bool = False) -> _golden.GoldenReport:

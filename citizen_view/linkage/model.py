@@ -221,11 +221,20 @@ COMPARISONS: dict[str, tuple[tuple[str, ...], Any]] = {
     "sex": (("sex",), lambda: exact_comparison("sex", "sex")),
     "email": (("email",), lambda: exact_comparison("email", "email")),
     "phone": (("phone",), lambda: exact_comparison("phone", "phone")),
-    "birth_place": (("birth_place_std",), lambda: exact_comparison("birth_place_std", "birth place", name="birth_place", tf=True)),
-    "given_name_encoded": (("enc_initial",), lambda: encoded_name_comparison("enc_given_name", "given name", initial="enc_initial")),
+    "birth_place": (
+        ("birth_place_std",),
+        lambda: exact_comparison("birth_place_std", "birth place", name="birth_place", tf=True),
+    ),
+    "given_name_encoded": (
+        ("enc_initial",),
+        lambda: encoded_name_comparison("enc_given_name", "given name", initial="enc_initial"),
+    ),
     "family_name_encoded": (("enc_family_name",), lambda: encoded_name_comparison("enc_family_name", "family name")),
     "date_of_birth_encoded": (("enc_date_of_birth",), encoded_date_of_birth_comparison),
-    "national_id_encoded": (("enc_national_id",), lambda: exact_comparison("enc_national_id", "national ID (pseudonym)", name="national_id_encoded")),
+    "national_id_encoded": (
+        ("enc_national_id",),
+        lambda: exact_comparison("enc_national_id", "national ID (pseudonym)", name="national_id_encoded"),
+    ),
     "address_encoded": (("enc_address",), encoded_address_comparison),
 }
 
@@ -259,7 +268,9 @@ def _restrict(rule, link_type: LinkType):
 
 def names_swapped_rule(link_type: LinkType = LinkType.LINK_AND_DEDUPE):
     """Pairs whose given and family names are written the other way round."""
-    rule = CustomRule("l.first_name_std = r.family_name_std AND l.family_name_std = r.first_name_std", sql_dialect="duckdb")
+    rule = CustomRule(
+        "l.first_name_std = r.family_name_std AND l.family_name_std = r.first_name_std", sql_dialect="duckdb"
+    )
     return _restrict(rule, link_type)
 
 
@@ -273,7 +284,9 @@ def rule_sql(rule) -> str:
 BLOCK_AS = {"first_name_std": "first_name_block", "family_name_std": "family_name_block"}
 
 
-def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = DEFAULT_MIN_SHARE) -> ModelPlan:
+def plan_model(
+    shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = DEFAULT_MIN_SHARE
+) -> ModelPlan:
     """Choose comparisons and rules from {column: share of all loaded records that hold a value}.
 
     A field is compared, and may block, when at least `min_share` of the records hold it, whichever
@@ -323,21 +336,35 @@ def plan_model(shares: dict[str, float], *, link_type: LinkType = LinkType.LINK_
     ]
     # Names block as written (a value that is no evidence of identity still brings records together to be
     # compared on everything else); comparisons see them with such values masked.
-    prediction_rules = [block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in rule_columns if has(*cols)]
+    prediction_rules = [
+        block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in rule_columns if has(*cols)
+    ]
     if has("first_name_std", "family_name_std"):
         prediction_rules.append(names_swapped_rule(link_type))
     # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
     # An address block is mostly the same household (partners, children, twins), which teaches EM that a
     # different birth date or ID is common among matches: it is used only when nothing better exists.
-    training_columns = [("national_id",), ("family_name_std", "dob"), ("first_name_std", "dob"),
-                        ("enc_national_id",), ("blk_names",), ("blk_date_of_birth", "blk_year_family")]  # fmt: skip
+    training_columns = [
+        ("national_id",),
+        ("family_name_std", "dob"),
+        ("first_name_std", "dob"),
+        ("enc_national_id",),
+        ("blk_names",),
+        ("blk_date_of_birth", "blk_year_family"),
+    ]
     training_rules = [block(cols, link_type) for cols in training_columns if has(*cols)]
     if len(training_rules) < 2 and has("postcode", "house_number"):
         training_rules.append(block(("postcode", "house_number"), link_type))
     deterministic = [
         block(cols, link_type)
-        for cols in [("national_id", "dob"), ("first_name_std", "family_name_std", "dob"), ("national_id",),
-                     ("enc_national_id", "blk_date_of_birth"), ("blk_names", "blk_date_of_birth"), ("enc_national_id",)]  # fmt: skip
+        for cols in [
+            ("national_id", "dob"),
+            ("first_name_std", "family_name_std", "dob"),
+            ("national_id",),
+            ("enc_national_id", "blk_date_of_birth"),
+            ("blk_names", "blk_date_of_birth"),
+            ("enc_national_id",),
+        ]
         if has(*cols)
     ][:2]
     if not deterministic:

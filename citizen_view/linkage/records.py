@@ -27,18 +27,34 @@ LINKAGE_INPUT_SQL = """
     FROM source_records
 """
 LINKAGE_COLUMNS = (
-    "first_name_std", "initials", "family_name_std", "sex", "national_id", "street_std", "house_number", "postcode",
-    "city_std", "birth_place_std", "email", "phone", "dob",
-    "enc_national_id", "enc_initial", "enc_given_name", "enc_family_name", "enc_date_of_birth", "enc_address",
-    "blk_date_of_birth", "blk_year_family", "blk_names",
-)  # fmt: skip
+    "first_name_std",
+    "initials",
+    "family_name_std",
+    "sex",
+    "national_id",
+    "street_std",
+    "house_number",
+    "postcode",
+    "city_std",
+    "birth_place_std",
+    "email",
+    "phone",
+    "dob",
+    "enc_national_id",
+    "enc_initial",
+    "enc_given_name",
+    "enc_family_name",
+    "enc_date_of_birth",
+    "enc_address",
+    "blk_date_of_birth",
+    "blk_year_family",
+    "blk_names",
+)
 
 
 def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> str:
     """The union of the canonical tables present, keyed `source:source_record_id`."""
-    parts = [
-        f"SELECT * FROM canonical.{quote(name)}" for name in source_names if table_exists(con, "canonical", name)
-    ]
+    parts = [f"SELECT * FROM canonical.{quote(name)}" for name in source_names if table_exists(con, "canonical", name)]
     if not parts:
         raise RuntimeError("no canonical source tables in the warehouse: ingest at least one source first")
     union = " UNION ALL BY NAME ".join(parts)

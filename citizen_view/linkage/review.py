@@ -73,7 +73,10 @@ def describe_pair(match_weight: float | None, threshold: float | None, *, same_c
     if decision is PairDecision.THROUGH_OTHERS:
         return text + " (not linked directly)"
     if decision is PairDecision.KEPT_APART:
-        return text + ", but the records are in different citizens (a conflict, a weak bridge cut or a reviewer's decision)"
+        return (
+            text
+            + ", but the records are in different citizens (a conflict, a weak bridge cut or a reviewer's decision)"
+        )
     return text
 
 
@@ -98,7 +101,9 @@ class Decision:
     decided_at: str
 
 
-def record_decision(path: Path, *, left: str, right: str, decision: str, reviewer: str, reason: str, role: str | None = None) -> Decision:
+def record_decision(
+    path: Path, *, left: str, right: str, decision: str, reviewer: str, reason: str, role: str | None = None
+) -> Decision:
     """Append one reviewer decision (file-locked, fsync'ed)."""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
@@ -107,7 +112,15 @@ def record_decision(path: Path, *, left: str, right: str, decision: str, reviewe
     l_key, r_key = sorted((left, right))
     if l_key == r_key:
         raise ValueError("a pair needs two different records")
-    d = Decision(l_key, r_key, decision, reviewer, role, reason.strip(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"))
+    d = Decision(
+        l_key,
+        r_key,
+        decision,
+        reviewer,
+        role,
+        reason.strip(),
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     # ensure_ascii: every character outside ASCII (U+2028 and U+0085 included) is escaped, so a line is a line.
     line = json.dumps(d.__dict__, sort_keys=True, ensure_ascii=True) + "\n"
@@ -120,8 +133,15 @@ def record_decision(path: Path, *, left: str, right: str, decision: str, reviewe
     return d
 
 
-DECISION_SCHEMA = {"record_key_l": pl.String, "record_key_r": pl.String, "decision": pl.String, "reviewer": pl.String,
-                   "role": pl.String, "reason": pl.String, "decided_at": pl.String}  # fmt: skip
+DECISION_SCHEMA = {
+    "record_key_l": pl.String,
+    "record_key_r": pl.String,
+    "decision": pl.String,
+    "reviewer": pl.String,
+    "role": pl.String,
+    "reason": pl.String,
+    "decided_at": pl.String,
+}
 
 
 def read_decisions(path: Path | None) -> tuple[list[dict], list[int]]:
@@ -142,8 +162,11 @@ def read_decisions(path: Path | None) -> tuple[list[dict], list[int]]:
             except ValueError:
                 bad.append(number)
                 continue
-            if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("record_key_l", "record_key_r", "decision"))
-                    and row["decision"] in DECISIONS):  # fmt: skip
+            if not (
+                isinstance(row, dict)
+                and all(isinstance(row.get(k), str) for k in ("record_key_l", "record_key_r", "decision"))
+                and row["decision"] in DECISIONS
+            ):
                 bad.append(number)
                 continue
             rows.append({k: (None if row.get(k) is None else str(row.get(k))) for k in DECISION_SCHEMA})
@@ -158,7 +181,9 @@ def load_overrides(path: Path | None) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema=DECISION_SCHEMA)
     frame = pl.DataFrame(rows, schema=DECISION_SCHEMA)
-    return frame.sort("decided_at", maintain_order=True).unique(["record_key_l", "record_key_r"], keep="last", maintain_order=True)
+    return frame.sort("decided_at", maintain_order=True).unique(
+        ["record_key_l", "record_key_r"], keep="last", maintain_order=True
+    )
 
 
 def constraints(overrides: pl.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -174,28 +199,45 @@ def _weight(probability: float) -> float:
 
 
 def build_review_queue(
-    con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame, *, threshold: float, band: tuple[float, float] | None,
-    max_citizen_records: int, run_id: str, scope: str | None = None,
+    con: duckdb.DuckDBPyConnection,
+    overrides: pl.DataFrame,
+    *,
+    threshold: float,
+    band: tuple[float, float] | None,
+    max_citizen_records: int,
+    run_id: str,
+    scope: str | None = None,
 ) -> int:
     """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size.
 
     `scope`: a table of record keys re-formed by an incremental run; only their items are refreshed.
     """
-    low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
+    low, high = (
+        (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
+    )
     con.register("_decided", overrides.select("record_key_l", "record_key_r"))
     # the queue's words for a pair's decision come from the one function `review next` and `explain` use too
-    con.create_function("_describe_pair", lambda w, t, same: describe_pair(w, t, same_citizen=bool(same)),
-                        ["DOUBLE", "DOUBLE", "BOOLEAN"], "VARCHAR", null_handling="special")  # fmt: skip
-    mw_cols = [c for (c,) in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
-    ).fetchall()]  # fmt: skip
+    con.create_function(
+        "_describe_pair",
+        lambda w, t, same: describe_pair(w, t, same_citizen=bool(same)),
+        ["DOUBLE", "DOUBLE", "BOOLEAN"],
+        "VARCHAR",
+        null_handling="special",
+    )
+    mw_cols = [
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
+        ).fetchall()
+    ]
     evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
     try:
         refresh = scope is not None and table_exists(con, "main", "review_queue")
         scoped = quote(scope) if refresh else ""
         pair_scope = (
             f"AND (e.record_key_l IN (SELECT record_key FROM {scoped}) OR e.record_key_r IN (SELECT record_key FROM {scoped}))"
-            if refresh else ""
+            if refresh
+            else ""
         )
         citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scoped})" if refresh else ""
         if refresh:
@@ -243,11 +285,20 @@ def build_review_queue(
             ANTI JOIN _decided d ON d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r
             ORDER BY kind DESC, abs(coalesce(match_weight, $threshold) - $threshold), item_id
             """,
-            {"uncertain": str(ReviewKind.UNCERTAIN_LINK), "suspicious": str(ReviewKind.SUSPICIOUS_CITIZEN), "low": float(low),
-             "high": float(high), "max_records": int(max_citizen_records), "threshold": float(threshold), "run_id": run_id},
+            {
+                "uncertain": str(ReviewKind.UNCERTAIN_LINK),
+                "suspicious": str(ReviewKind.SUSPICIOUS_CITIZEN),
+                "low": float(low),
+                "high": float(high),
+                "max_records": int(max_citizen_records),
+                "threshold": float(threshold),
+                "run_id": run_id,
+            },
         )
         if refresh:  # a pair decided since it was queued leaves the queue
-            con.execute("DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r")
+            con.execute(
+                "DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r"
+            )
     finally:
         con.unregister("_decided")
         con.remove_function("_describe_pair")
@@ -310,8 +361,14 @@ def pair_in_scope(con: duckdb.DuckDBPyConnection, left: str, right: str, sources
 
 
 def open_items(
-    con: duckdb.DuckDBPyConnection, decided: set[str], *, kind: str | None = None, source: str | None = None,
-    sources: Sequence[str] | None = None, offset: int = 0, limit: int | None = 25,
+    con: duckdb.DuckDBPyConnection,
+    decided: set[str],
+    *,
+    kind: str | None = None,
+    source: str | None = None,
+    sources: Sequence[str] | None = None,
+    offset: int = 0,
+    limit: int | None = 25,
 ) -> ReviewPage:
     """The review items still to decide (`decided`: pair ids already decided), filtered by kind and by the source of
     either record, in the one order `review next` and the review page share. `sources`: only items whose records
@@ -330,7 +387,11 @@ def open_items(
     order = REVIEW_ORDER if column_exists(con, "main", "review_queue", "priority") else "kind DESC, item_id"
     condition = " AND ".join(where)
     total = con.execute(f"SELECT count(*) FROM review_queue WHERE {condition}", params).fetchall()[0][0]
-    by_kind = dict(con.execute(f"SELECT kind, count(*) FROM review_queue WHERE {condition} GROUP BY 1 ORDER BY 1", params).fetchall())
+    by_kind = dict(
+        con.execute(
+            f"SELECT kind, count(*) FROM review_queue WHERE {condition} GROUP BY 1 ORDER BY 1", params
+        ).fetchall()
+    )
     page = f"LIMIT {int(limit)} OFFSET {int(offset)}" if limit else ""
     cur = con.execute(
         f"SELECT item_id, kind, record_key_l, record_key_r, citizen_id, match_weight, match_probability, model_decision, "

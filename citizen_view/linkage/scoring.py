@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from splink import Linker
 
+import citizen_view.linkage.common_values as cv
 from citizen_view.contract import LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
-import citizen_view.linkage.common_values as cv
 from citizen_view.linkage.records import field_shares, linkage_input_sql
 
 if TYPE_CHECKING:
@@ -52,7 +52,11 @@ class TrainedModel:
 
 
 def _input_parquet(
-    con: duckdb.DuckDBPyConnection, engine: Engine, name: str = "linkage_input", where: str = "", common_values: str | None = None,
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    name: str = "linkage_input",
+    where: str = "",
+    common_values: str | None = None,
 ) -> Path:
     """The model's input columns, written by the warehouse's DuckDB for Splink's engine to read."""
     engine.scratch.mkdir(parents=True, exist_ok=True)
@@ -62,8 +66,13 @@ def _input_parquet(
 
 
 def train(
-    con: duckdb.DuckDBPyConnection, *, engine: Engine, seed: int = 1, reports_dir: Path | None = None,
-    link_type: LinkType = LinkType.LINK_AND_DEDUPE, min_share: float = 0.05,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    engine: Engine,
+    seed: int = 1,
+    reports_dir: Path | None = None,
+    link_type: LinkType = LinkType.LINK_AND_DEDUPE,
+    min_share: float = 0.05,
 ) -> TrainedModel:
     """Fit the model on all records in `source_records`, without ground truth; save Splink's charts as HTML."""
     started = time.perf_counter()
@@ -99,7 +108,9 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
         name = rule_sql(rule)
         started = time.perf_counter()
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True
+            )
             fitted += 1
             notes.append(f"EM on {name}: ok ({time.perf_counter() - started:.1f} s)")
         except (ValueError, ZeroDivisionError) as exc:
@@ -114,8 +125,14 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
 
 def tf_columns(model: dict[str, Any]) -> list[str]:
     """The columns whose term frequencies the model's levels use."""
-    return sorted({lvl["tf_adjustment_column"] for c in model["comparisons"] for lvl in c["comparison_levels"]
-                   if lvl.get("tf_adjustment_column")})  # fmt: skip
+    return sorted(
+        {
+            lvl["tf_adjustment_column"]
+            for c in model["comparisons"]
+            for lvl in c["comparison_levels"]
+            if lvl.get("tf_adjustment_column")
+        }
+    )
 
 
 def _edge_columns(scored: SplinkDataFrame) -> list[str]:
@@ -130,7 +147,9 @@ def _export_edges(engine: Engine, scored: SplinkDataFrame, out: Path) -> str:
     return path
 
 
-def _saved_linker(engine: Engine, model: dict[str, Any], records: SplinkDataFrame, *, all_term_frequencies: bool = False) -> Linker:
+def _saved_linker(
+    engine: Engine, model: dict[str, Any], records: SplinkDataFrame, *, all_term_frequencies: bool = False
+) -> Linker:
     """A linker for a saved model on the engine; `all_term_frequencies`: computed from `records` up front, for scoring
     a subset of them as a full run would."""
     linker = Linker(records, render_for(model, engine.dialect), log_level=logging.ERROR)
@@ -147,35 +166,55 @@ def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engi
     """
     db_api = engine.db_api()
     linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "source_records"))
-    return _export_edges(engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet")
+    return _export_edges(
+        engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet"
+    )
 
 
-def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine) -> list[str]:
+def predict_new_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine
+) -> list[str]:
     """Score records in the table `new_keys` (one column, record_key) against all others and each other.
 
     Uses the saved model as it is (no retraining): Splink's predict_between (new vs existing) and
     predict_within (new vs new), with term frequencies taken from all records. Returns the Parquet read paths.
     """
     paths = {
-        "new_records": _input_parquet(con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"),
-        "old_records": _input_parquet(con, engine, "old_records", f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"),
+        "new_records": _input_parquet(
+            con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+        ),
+        "old_records": _input_parquet(
+            con, engine, "old_records", f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
+        ),
     }
     db_api = engine.db_api()
     sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
     everyone = engine.register(db_api, [paths["old_records"], paths["new_records"]], "all_records")
     linker = _saved_linker(engine, model, everyone, all_term_frequencies=True)
-    between = linker.inference.predict_between(sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    between = linker.inference.predict_between(
+        sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT
+    )
     within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    return [_export_edges(engine, between, engine.scratch / "between.parquet"),
-            _export_edges(engine, within, engine.scratch / "within.parquet")]  # fmt: skip
+    return [
+        _export_edges(engine, between, engine.scratch / "between.parquet"),
+        _export_edges(engine, within, engine.scratch / "within.parquet"),
+    ]
 
 
-def score_two(con: duckdb.DuckDBPyConnection, model: dict[str, Any], left: str, right: str, *, engine: Engine) -> dict[str, Any]:
+def score_two(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], left: str, right: str, *, engine: Engine
+) -> dict[str, Any]:
     """The saved model's full comparison of two records (term frequencies from all records): one row as a dict."""
     db_api = engine.db_api()
-    linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "all_records"), all_term_frequencies=True)
+    linker = _saved_linker(
+        engine, model, engine.register(db_api, _input_parquet(con, engine), "all_records"), all_term_frequencies=True
+    )
     sides = [
-        engine.register(db_api, _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"), f"pair_{i}")
+        engine.register(
+            db_api,
+            _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"),
+            f"pair_{i}",
+        )
         for i, key in enumerate((left, right))
     ]
     scored = linker.inference.score_pairs(sides[0], sides[1])
@@ -198,9 +237,12 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
     sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
     rules = render_for(model, "duckdb")["blocking_rules_to_generate_predictions"]
     counts = count_comparisons_from_blocking_rules(
-        sdf, blocking_rules=[r["blocking_rule"] for r in rules], link_type="dedupe_only",
-        unique_id_column_name="record_key", record_sample_proportion=sample,
-    )  # fmt: skip
+        sdf,
+        blocking_rules=[r["blocking_rule"] for r in rules],
+        link_type="dedupe_only",
+        unique_id_column_name="record_key",
+        record_sample_proportion=sample,
+    )
     return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
 
 

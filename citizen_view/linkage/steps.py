@@ -16,14 +16,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from citizen_view.contract import LinkageConfig, LinkType
 import citizen_view.linkage.common_values as common_values
+from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, components, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
-from citizen_view.linkage.scoring import TrainedModel, choose_threshold, predict_edges, predict_new_edges, save_model, train
+from citizen_view.linkage.scoring import (
+    TrainedModel,
+    choose_threshold,
+    predict_edges,
+    predict_new_edges,
+    save_model,
+    train,
+)
 from citizen_view.warehouse import table_exists, transaction
 
 if TYPE_CHECKING:
@@ -71,21 +78,29 @@ class EdgeReport:
     threshold: float
     threshold_method: str
     links_above_threshold: int
-    histogram: list[tuple[float, float, int]] = field(default_factory=list)  # (from, to, scored pairs), every pair counted
+    histogram: list[tuple[float, float, int]] = field(
+        default_factory=list
+    )  # (from, to, scored pairs), every pair counted
     seconds: float = 0.0
     chart: Path | None = None
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, linkage: LinkageConfig | None = None) -> EdgeReport:
+def score_pairs(
+    con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, linkage: LinkageConfig | None = None
+) -> EdgeReport:
     """Score candidate pairs with the saved model into `match_edges` and choose the link threshold."""
     started = time.perf_counter()
     with layout.scratch("score") as scratch:
         path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
-        weights = con.sql("SELECT match_weight FROM read_parquet($path)", params={"path": str(path)}).fetchnumpy()["match_weight"]
+        weights = con.sql("SELECT match_weight FROM read_parquet($path)", params={"path": str(path)}).fetchnumpy()[
+            "match_weight"
+        ]
         threshold, method = choose_threshold(weights)
         with transaction(con):
             con.execute("CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet(?)", [str(path)])
-            con.execute("CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)")
+            con.execute(
+                "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
+            )
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
     histogram = weight_histogram(weights)
     return EdgeReport(
@@ -120,11 +135,20 @@ def _histogram_chart(histogram: list[tuple[float, float, int]], threshold: float
     import altair as alt
 
     data = pl.DataFrame(histogram, schema=["weight", "end", "pairs"], orient="row").to_pandas()
-    bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("weight:Q", bin=alt.Bin(binned=True), title="match weight"), x2="end:Q",
-        y=alt.Y("pairs:Q", title="scored pairs"),
+    bars = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("weight:Q", bin=alt.Bin(binned=True), title="match weight"),
+            x2="end:Q",
+            y=alt.Y("pairs:Q", title="scored pairs"),
+        )
     )
-    rule = alt.Chart(pl.DataFrame({"threshold": [threshold]}).to_pandas()).mark_rule(color="firebrick").encode(x="threshold:Q")
+    rule = (
+        alt.Chart(pl.DataFrame({"threshold": [threshold]}).to_pandas())
+        .mark_rule(color="firebrick")
+        .encode(x="threshold:Q")
+    )
     from splink.internals.html_utils import chart_html  # Splink's page with its bundled Vega libraries (no CDN)
 
     chart = (bars + rule).properties(title=f"Scored pairs by match weight (threshold {threshold:+.2f})", width=640)
@@ -156,8 +180,13 @@ class LinkReport:
 
 
 def _incremental_scope(
-    con: duckdb.DuckDBPyConnection, *, threshold: float, same: list[tuple[str, str]], different: list[tuple[str, str]],
-    layout: WarehouseLayout, linkage: LinkageConfig | None,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    threshold: float,
+    same: list[tuple[str, str]],
+    different: list[tuple[str, str]],
+    layout: WarehouseLayout,
+    linkage: LinkageConfig | None,
 ) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
@@ -166,14 +195,22 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)")
-    con.execute("CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)"
+    )
     n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
-    con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)")
+    con.execute(
+        "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)"
+    )
     if n_new:
         with layout.scratch("incremental") as scratch:
             parts = predict_new_edges(con, saved_model(con), "_new_keys", engine=Engine.of(linkage, scratch))
-            con.execute("DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)")
+            con.execute(
+                "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)"
+            )
             for path in parts:
                 con.execute("INSERT INTO match_edges BY NAME SELECT * FROM read_parquet(?)", [str(path)])
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
@@ -181,19 +218,36 @@ def _incremental_scope(
     # re-forming whole components gives the same clusters.
     keys = con.sql("SELECT record_key FROM source_records").pl().get_column("record_key")
     index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
-    pairs = pl.concat([
-        con.sql("SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= $t", params={"t": threshold}).pl(),
-        pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"),
-        con.sql("SELECT record_key AS a, first(record_key) OVER (PARTITION BY citizen_id ORDER BY record_key) AS b "
-                "FROM citizen_source_link SEMI JOIN source_records USING (record_key)").pl(),
-    ])  # fmt: skip
-    pairs = pairs.join(index.rename({"record_key": "a", "_i": "i"}), on="a").join(index.rename({"record_key": "b", "_i": "j"}), on="b")
+    pairs = pl.concat(
+        [
+            con.sql(
+                "SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= $t",
+                params={"t": threshold},
+            ).pl(),
+            pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"),
+            con.sql(
+                "SELECT record_key AS a, first(record_key) OVER (PARTITION BY citizen_id ORDER BY record_key) AS b "
+                "FROM citizen_source_link SEMI JOIN source_records USING (record_key)"
+            ).pl(),
+        ]
+    )
+    pairs = pairs.join(index.rename({"record_key": "a", "_i": "i"}), on="a").join(
+        index.rename({"record_key": "b", "_i": "j"}), on="b"
+    )
     _, label = components(keys.len(), pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
-    seeds = con.sql(
-        "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
-        "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id)"
-    ).pl().join(index, on="record_key").get_column("_i").to_numpy()
-    decided = pl.DataFrame({"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String})
+    seeds = (
+        con.sql(
+            "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
+            "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id)"
+        )
+        .pl()
+        .join(index, on="record_key")
+        .get_column("_i")
+        .to_numpy()
+    )
+    decided = pl.DataFrame(
+        {"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String}
+    )
     seeds = np.union1d(seeds, decided.join(index, on="record_key").get_column("_i").to_numpy())
     in_scope = np.isin(label, np.unique(label[seeds]))
     con.register("_scope_keys", pl.DataFrame({"record_key": keys.filter(pl.Series(in_scope))}))
@@ -203,8 +257,14 @@ def _incremental_scope(
 
 
 def link_citizens(
-    con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, run_id: str, linkage: LinkageConfig | None = None,
-    review_band: tuple[float, float] | None = None, max_citizen_records: int | None = None, incremental: bool = False,
+    con: duckdb.DuckDBPyConnection,
+    layout: WarehouseLayout,
+    *,
+    run_id: str,
+    linkage: LinkageConfig | None = None,
+    review_band: tuple[float, float] | None = None,
+    max_citizen_records: int | None = None,
+    incremental: bool = False,
     truth_dir: Path | None = None,
 ) -> LinkReport:
     """Cluster records on the scored pairs (reviewers' decisions first), give every cluster its stable
@@ -222,15 +282,24 @@ def link_citizens(
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage)
-    clustered = _cluster_in_scope(con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental)
+        n_new, _ = _incremental_scope(
+            con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage
+        )
+    clustered = _cluster_in_scope(
+        con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
+    )
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
     sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
-        con, overrides, threshold=threshold, band=review_band, max_citizen_records=bound or int(sizes.max(initial=0)), run_id=run_id,
+        con,
+        overrides,
+        threshold=threshold,
+        band=review_band,
+        max_citizen_records=bound or int(sizes.max(initial=0)),
+        run_id=run_id,
         scope="_scope" if incremental else None,
     )
     events = history.get_column("event").value_counts()
@@ -238,38 +307,66 @@ def link_citizens(
     return LinkReport(
         records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
         citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
-        created=count.get("created", 0), split=count.get("split", 0), merged=count.get("merged", 0), retired=count.get("retired", 0),
-        components_with_conflicts=clustered.components_with_conflicts, merges_refused=clustered.merges_refused,
-        bridges_cut=clustered.bridges_cut, size_bound=bound, overrides_same=len(same), overrides_different=len(different),
-        review_queue=queued, incremental=incremental, new_records=n_new, records_relinked=links.height,
-        seconds=time.perf_counter() - started, evaluation=_evaluation(con, truth_dir),
-    )  # fmt: skip
+        created=count.get("created", 0),
+        split=count.get("split", 0),
+        merged=count.get("merged", 0),
+        retired=count.get("retired", 0),
+        components_with_conflicts=clustered.components_with_conflicts,
+        merges_refused=clustered.merges_refused,
+        bridges_cut=clustered.bridges_cut,
+        size_bound=bound,
+        overrides_same=len(same),
+        overrides_different=len(different),
+        review_queue=queued,
+        incremental=incremental,
+        new_records=n_new,
+        records_relinked=links.height,
+        seconds=time.perf_counter() - started,
+        evaluation=_evaluation(con, truth_dir),
+    )
 
 
 _IN_SCOPE = " WHERE record_key IN (SELECT record_key FROM _scope)"
 
 
 def _cluster_in_scope(
-    con: duckdb.DuckDBPyConnection, *, threshold: float, linkage: LinkageConfig, same: list[tuple[str, str]],
-    different: list[tuple[str, str]], scoped: bool,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    threshold: float,
+    linkage: LinkageConfig,
+    same: list[tuple[str, str]],
+    different: list[tuple[str, str]],
+    scoped: bool,
 ) -> ClusterResult:
     """Cluster every record (or, `scoped`, the records in `_scope`) on their scored pairs."""
     records = con.sql(
         "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records"
-        + (_IN_SCOPE if scoped else "") + " ORDER BY source, source_file, source_line, source_record_id"
+        + (_IN_SCOPE if scoped else "")
+        + " ORDER BY source, source_file, source_line, source_record_id"
     ).pl()
     edge_scope = (
-        " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)" if scoped else ""
+        " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
+        if scoped
+        else ""
     )
     edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
-    duplicate_free = set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
+    duplicate_free = (
+        set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
+    )
     return cluster_records(
-        records, edges, threshold=threshold, evidence=IdentityEvidence.from_model(saved_model(con)),
-        duplicate_free=duplicate_free, same=same, different=different,
+        records,
+        edges,
+        threshold=threshold,
+        evidence=IdentityEvidence.from_model(saved_model(con)),
+        duplicate_free=duplicate_free,
+        same=same,
+        different=different,
     )
 
 
-def _assign_ids(con: duckdb.DuckDBPyConnection, clustered: ClusterResult, *, scoped: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _assign_ids(
+    con: duckdb.DuckDBPyConnection, clustered: ClusterResult, *, scoped: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stable citizen IDs for the clusters, against the previous links (of the scope) and every ID ever used."""
     previous = (
         con.sql("SELECT record_key, citizen_id FROM citizen_source_link" + (_IN_SCOPE if scoped else "")).pl()
@@ -341,13 +438,21 @@ def _evaluation(con: duckdb.DuckDBPyConnection, truth_dir: Path | None) -> dict[
 
 
 def train_and_store(
-    con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, *, seed: int = 1, linkage: LinkageConfig | None = None,
+    con: duckdb.DuckDBPyConnection,
+    layout: WarehouseLayout,
+    *,
+    seed: int = 1,
+    linkage: LinkageConfig | None = None,
 ) -> tuple[TrainedModel, Path]:
     """Fit the model on `source_records` and keep it (JSON in the layout's linkage folder, and `linkage_model`)."""
     linkage = linkage or LinkageConfig()
     with layout.scratch("train") as scratch:
         trained = train(
-            con, engine=Engine.of(linkage, scratch), seed=seed, reports_dir=layout.linkage_dir,
-            link_type=linkage.link_type, min_share=linkage.min_field_share,
+            con,
+            engine=Engine.of(linkage, scratch),
+            seed=seed,
+            reports_dir=layout.linkage_dir,
+            link_type=linkage.link_type,
+            min_share=linkage.min_field_share,
         )
     return trained, store_model(con, trained, layout)

@@ -35,9 +35,22 @@ if TYPE_CHECKING:
 SUPPRESSED = "suppressed"
 DOCS_SITE = "citizen_view"
 INTEGER_TYPES = (
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype",
-    "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "UInt8Dtype",
+    "UInt16Dtype",
+    "UInt32Dtype",
+    "UInt64Dtype",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
 )
 _SAMPLE_VALUES = 5
 _MAX_OBSERVED_CHARS = 300
@@ -125,8 +138,12 @@ def validate_tables(
         suite = context.suites.add(build_suite(specs[name], min_cell=min_cell, allow_zero=allow_zero))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=f"publish_{name}", validation_definitions=[definition], actions=actions,
-                          result_format={"result_format": "SUMMARY", "partial_unexpected_count": _SAMPLE_VALUES})
+            gx.Checkpoint(
+                name=f"publish_{name}",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": _SAMPLE_VALUES},
+            )
         )
         result = checkpoint.run(batch_parameters={"dataframe": to_pandas(frame)}, run_id=run_id)
         (suite_result,) = result.run_results.values()
@@ -140,9 +157,15 @@ def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     import pyarrow as pa
 
     nullable = {
-        pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
-        pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
-        pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.uint8(): pd.UInt8Dtype(),
+        pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(),
+        pa.uint64(): pd.UInt64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
     }
     return frame.to_pandas(types_mapper=nullable.get)
 

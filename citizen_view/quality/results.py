@@ -28,15 +28,24 @@ ALTER TABLE {RESULTS_TABLE} ADD COLUMN IF NOT EXISTS blocking BOOLEAN DEFAULT tr
 """
 
 
-def record(con: duckdb.DuckDBPyConnection, *, run_id: str, asset: str, result: RuleResult, blocking: bool = True) -> None:
+def record(
+    con: duckdb.DuckDBPyConnection, *, run_id: str, asset: str, result: RuleResult, blocking: bool = True
+) -> None:
     """Append one gate outcome. `blocking=False`: an ingest audit, which holds back its extract, not the run's
     publication (unless the source is required for publication: that is its own blocking gate)."""
     con.execute(_DDL)
     con.execute(
         f"INSERT INTO {RESULTS_TABLE} (run_id, asset, check_name, passed, summary, evidence, blocking) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [run_id, asset, result.rule, result.passed, result.summary,
-         json.dumps({"figures": result.figures, "sample": result.sample}, default=str), blocking],
-    )  # fmt: skip
+        [
+            run_id,
+            asset,
+            result.rule,
+            result.passed,
+            result.summary,
+            json.dumps({"figures": result.figures, "sample": result.sample}, default=str),
+            blocking,
+        ],
+    )
 
 
 def run_results(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
@@ -55,9 +64,12 @@ def latest_gate_failures(con: duckdb.DuckDBPyConnection) -> tuple[str | None, li
     a held-back extract is not one: publication goes on with that source's last accepted extract)."""
     if not table_exists(con, "main", RESULTS_TABLE):
         return None, []
-    has_blocking = bool(con.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
-        f"AND table_name = '{RESULTS_TABLE}' AND column_name = 'blocking'").fetchall()[0][0])  # fmt: skip
+    has_blocking = bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+            f"AND table_name = '{RESULTS_TABLE}' AND column_name = 'blocking'"
+        ).fetchall()[0][0]
+    )
     latest = con.execute(f"SELECT run_id FROM {RESULTS_TABLE} ORDER BY checked_at DESC LIMIT 1").fetchall()
     if not latest:
         return None, []

@@ -83,7 +83,12 @@ class IngestTables:
     @classmethod
     def of(cls, source: str, *, staged: bool = False) -> IngestTables:
         if staged:
-            return cls(f"{STAGING}.{quote('canonical_' + source)}", f"{STAGING}.field_issues", f"{STAGING}.rejected_records", True)
+            return cls(
+                f"{STAGING}.{quote('canonical_' + source)}",
+                f"{STAGING}.field_issues",
+                f"{STAGING}.rejected_records",
+                True,
+            )
         return cls(f"canonical.{quote(source)}", "field_issues", "rejected_records")
 
 
@@ -122,9 +127,12 @@ def canonical_schema(con: duckdb.DuckDBPyConnection, source: str, *, staged: boo
         {"column": c, "expected": t, "found": have.get(c, "missing")} for c, t in expected.items() if have.get(c) != t
     ] + [{"column": c, "expected": "absent", "found": t} for c, t in have.items() if c not in expected]
     return RuleResult(
-        "canonical_schema", not bad, f"{len(bad)} column(s) differ from the canonical schema",
-        {"columns": len(have), "differences": len(bad)}, _sample(bad),
-    )  # fmt: skip
+        "canonical_schema",
+        not bad,
+        f"{len(bad)} column(s) differ from the canonical schema",
+        {"columns": len(have), "differences": len(bad)},
+        _sample(bad),
+    )
 
 
 def _duck_type(t: pl.DataType) -> str:
@@ -141,19 +149,33 @@ def required_fields(
         return RuleResult("required_fields", True, "no required fields declared", {"required": []})
     missing = " OR ".join(f"{quote(f)} IS NULL" for f in source.required)
     table = IngestTables.of(source.name, staged=staged).canonical
-    bad = con.sql(f"SELECT source_record_id, source_line, {', '.join(source.required)} FROM {table} WHERE {missing}").pl()
+    bad = con.sql(
+        f"SELECT source_record_id, source_line, {', '.join(source.required)} FROM {table} WHERE {missing}"
+    ).pl()
     total = _scalar(con, f"SELECT count(*) FROM {table}")
     result = share_within(
-        "required_fields", bad=bad, total=total, what=f"records miss a required field {source.required}",
-        max_share=q.max_missing_required_share, setting="quality.max_missing_required_share",
+        "required_fields",
+        bad=bad,
+        total=total,
+        what=f"records miss a required field {source.required}",
+        max_share=q.max_missing_required_share,
+        setting="quality.max_missing_required_share",
     )
     result.figures |= {"records": total, "missing": bad.height}
     return result
 
 
 def share_within(
-    rule: str, *, bad: pl.DataFrame, total: int, what: str, max_share: float | None = None, min_share: float | None = None,
-    figures: dict[str, Any] | None = None, setting: str | None = None, bad_count: int | None = None,
+    rule: str,
+    *,
+    bad: pl.DataFrame,
+    total: int,
+    what: str,
+    max_share: float | None = None,
+    min_share: float | None = None,
+    figures: dict[str, Any] | None = None,
+    setting: str | None = None,
+    bad_count: int | None = None,
 ) -> RuleResult:
     """The one "share within a bound" rule: `bad` rows out of `total`, as a share of bad rows (`max_share`)
     or of good rows (`min_share`), with the offending rows as evidence.
@@ -181,14 +203,26 @@ def share_within(
     if not ok:
         summary += ": beyond the bound with 95% confidence"
     return RuleResult(
-        rule, ok, summary,
-        {"total": total, "bad": n_bad, "share": round(share, 5), "interval_low": round(low, 5),
-         "interval_high": round(high, 5), "bound": bound, **({"setting": setting} if setting else {}), **(figures or {})},
+        rule,
+        ok,
+        summary,
+        {
+            "total": total,
+            "bad": n_bad,
+            "share": round(share, 5),
+            "interval_low": round(low, 5),
+            "interval_high": round(high, 5),
+            "bound": bound,
+            **({"setting": setting} if setting else {}),
+            **(figures or {}),
+        },
         _sample(bad, total=n_bad),
-    )  # fmt: skip
+    )
 
 
-def _issues(con: duckdb.DuckDBPyConnection, source: str, field: str, tables: IngestTables | None = None) -> pl.DataFrame:
+def _issues(
+    con: duckdb.DuckDBPyConnection, source: str, field: str, tables: IngestTables | None = None
+) -> pl.DataFrame:
     table = (tables or IngestTables.of(source)).field_issues
     return con.sql(
         f"SELECT record_id, line, raw, reason FROM {table} WHERE source = ? AND field = ? ORDER BY line",
@@ -206,13 +240,20 @@ def national_id_validity(
     if "national_id" not in source.fields:
         return RuleResult("national_id_validity", True, "source has no national ID", {})
     if scheme == "none":
-        return RuleResult("national_id_validity", True, "opaque identifier (scheme none): no checksum to check", {"scheme": scheme})
+        return RuleResult(
+            "national_id_validity", True, "opaque identifier (scheme none): no checksum to check", {"scheme": scheme}
+        )
     tables = IngestTables.of(source.name, staged=staged)
     bad = _issues(con, source.name, "national_id", tables)
     valid = _scalar(con, f"SELECT count(national_id) FROM {tables.canonical}")
     return share_within(
-        "national_id_validity", bad=bad, total=valid + bad.height, what=f"national IDs pass the {scheme} checksum",
-        min_share=q.min_national_id_valid_share, figures={"scheme": scheme}, setting="quality.min_national_id_valid_share",
+        "national_id_validity",
+        bad=bad,
+        total=valid + bad.height,
+        what=f"national IDs pass the {scheme} checksum",
+        min_share=q.min_national_id_valid_share,
+        figures={"scheme": scheme},
+        setting="quality.min_national_id_valid_share",
     )
 
 
@@ -227,9 +268,16 @@ def date_of_birth_validity(
     bad = _issues(con, source.name, "date_of_birth", tables)
     good = _scalar(con, f"SELECT count(date_of_birth) FROM {tables.canonical}")
     return share_within(
-        "date_of_birth_validity", bad=bad, total=good + bad.height, what="birth dates are plausible dates",
-        min_share=q.min_date_of_birth_valid_share, setting="quality.min_date_of_birth_valid_share",
-        figures={"earliest": str(q.earliest_date_of_birth), "latest": str(q.latest_date_of_birth or "the day of the run")},
+        "date_of_birth_validity",
+        bad=bad,
+        total=good + bad.height,
+        what="birth dates are plausible dates",
+        min_share=q.min_date_of_birth_valid_share,
+        setting="quality.min_date_of_birth_valid_share",
+        figures={
+            "earliest": str(q.earliest_date_of_birth),
+            "latest": str(q.latest_date_of_birth or "the day of the run"),
+        },
     )
 
 
@@ -241,14 +289,20 @@ def field_issue_share(
     total = _scalar(con, f"SELECT count(*) FROM {tables.canonical}")
     per_field = dict(
         con.execute(
-            f"SELECT field, count(*) FROM {tables.field_issues} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1", [source.name]
+            f"SELECT field, count(*) FROM {tables.field_issues} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+            [source.name],
         ).fetchall()
     )
     worst = max(per_field, key=per_field.get) if per_field else None
     bad = _issues(con, source.name, worst, tables) if worst else pl.DataFrame(schema={"record_id": pl.String})
     result = share_within(
-        "field_issue_share", bad=bad, total=total, what=f"records have a quarantined {worst or 'value'} (the worst field)",
-        max_share=q.max_field_issue_share, figures={"issues_per_field": per_field}, setting="quality.max_field_issue_share",
+        "field_issue_share",
+        bad=bad,
+        total=total,
+        what=f"records have a quarantined {worst or 'value'} (the worst field)",
+        max_share=q.max_field_issue_share,
+        figures={"issues_per_field": per_field},
+        setting="quality.max_field_issue_share",
     )
     return result
 
@@ -260,7 +314,9 @@ def rejected_share(
 
     `rows_in`: the rows read from the extract under audit; without it, the latest load in `ingest_log`."""
     tables = IngestTables.of(source, staged=staged)
-    sample = con.sql(f"SELECT file, line, reason FROM {tables.rejected} WHERE source = ? ORDER BY line", params=[source]).pl()
+    sample = con.sql(
+        f"SELECT file, line, reason FROM {tables.rejected} WHERE source = ? ORDER BY line", params=[source]
+    ).pl()
     rejected = sample.height
     if rows_in is None:
         last = con.execute(
@@ -274,8 +330,14 @@ def rejected_share(
         ).fetchall()
     )
     result = share_within(
-        "rejected_share", bad=sample, total=rows_in, what="rows rejected", max_share=q.max_rejected_share,
-        figures={"reasons": reasons}, setting="quality.max_rejected_share", bad_count=rejected,
+        "rejected_share",
+        bad=sample,
+        total=rows_in,
+        what="rows rejected",
+        max_share=q.max_rejected_share,
+        figures={"reasons": reasons},
+        setting="quality.max_rejected_share",
+        bad_count=rejected,
     )
     result.figures |= {"rows_in": rows_in, "rejected": rejected}
     return result
@@ -295,7 +357,11 @@ def last_accepted_load(con: duckdb.DuckDBPyConnection, source: str, *, before: A
 
 
 def row_count_drift(
-    con: duckdb.DuckDBPyConnection, source: str, q: QualityConfig, *, rows_loaded: int | None = None,
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    q: QualityConfig,
+    *,
+    rows_loaded: int | None = None,
     allow_empty: bool = False,
 ) -> RuleResult:
     """Rows loaded changed by at most `max_row_count_drift` (a share) against the last *accepted* load, and an
@@ -314,26 +380,41 @@ def row_count_drift(
     if now == 0 and not allow_empty:
         had = f"; the last accepted load had {previous[0]:,}" if previous else " (first load)"
         return RuleResult(
-            "row_count_drift", False,
+            "row_count_drift",
+            False,
             f"the extract holds no records{had}: an empty or header-only file is held back "
             f"(declare allow_empty: true on the source if empty is normal)",
-            {"rows_loaded": 0, "previous": previous[0] if previous else None, "bound": q.max_row_count_drift,
-             "setting": "sources[].allow_empty"},
-        )  # fmt: skip
+            {
+                "rows_loaded": 0,
+                "previous": previous[0] if previous else None,
+                "bound": q.max_row_count_drift,
+                "setting": "sources[].allow_empty",
+            },
+        )
     if previous is None:
         return RuleResult("row_count_drift", True, "first load: nothing to compare with", {"rows_loaded": now})
     before = previous[0]
     if now == 0:  # allowed empty
-        return RuleResult("row_count_drift", True, f"an empty extract (allow_empty) against {before:,} rows last accepted",
-                          {"rows_loaded": 0, "previous": before, "bound": q.max_row_count_drift})  # fmt: skip
+        return RuleResult(
+            "row_count_drift",
+            True,
+            f"an empty extract (allow_empty) against {before:,} rows last accepted",
+            {"rows_loaded": 0, "previous": before, "bound": q.max_row_count_drift},
+        )
     drift = abs(now - before) / before if before else float("inf")
     return RuleResult(
-        "row_count_drift", drift <= q.max_row_count_drift,
+        "row_count_drift",
+        drift <= q.max_row_count_drift,
         f"{now:,} rows loaded against {before:,} in the last accepted load ({drift:+.1%} drift, bound "
         f"{q.max_row_count_drift:.0%}, set by quality.max_row_count_drift)",
-        {"rows_loaded": now, "previous": before, "drift": round(drift, 5), "bound": q.max_row_count_drift,
-         "setting": "quality.max_row_count_drift"},
-    )  # fmt: skip
+        {
+            "rows_loaded": now,
+            "previous": before,
+            "drift": round(drift, 5),
+            "bound": q.max_row_count_drift,
+            "setting": "quality.max_row_count_drift",
+        },
+    )
 
 
 def required_sources_accepted(con: duckdb.DuckDBPyConnection, required: list[str]) -> RuleResult:
@@ -348,9 +429,12 @@ def required_sources_accepted(con: duckdb.DuckDBPyConnection, required: list[str
     summary = (
         f"held back, and required for publication (sources[].required_for_publication): {', '.join(names)}; "
         f"release or reject the extract (citizen-view release|reject SOURCE) to publish"
-        if names else f"every source required for publication has its latest extract accepted ({', '.join(required)})"
+        if names
+        else f"every source required for publication has its latest extract accepted ({', '.join(required)})"
     )
-    return RuleResult("required_sources_accepted", not names, summary, {"required": required, "held": names}, _sample(held))
+    return RuleResult(
+        "required_sources_accepted", not names, summary, {"required": required, "held": names}, _sample(held)
+    )
 
 
 # --- linkage ---------------------------------------------------------------------------------------
@@ -367,9 +451,12 @@ def every_record_linked_once(con: duckdb.DuckDBPyConnection) -> RuleResult:
     ).pl()
     total = _scalar(con, "SELECT count(*) FROM source_records")
     return RuleResult(
-        "every_record_linked_once", bad.height == 0, f"{bad.height:,} of {total:,} records not linked exactly once",
-        {"records": total, "violations": bad.height}, _sample(bad),
-    )  # fmt: skip
+        "every_record_linked_once",
+        bad.height == 0,
+        f"{bad.height:,} of {total:,} records not linked exactly once",
+        {"records": total, "violations": bad.height},
+        _sample(bad),
+    )
 
 
 def no_empty_citizen(con: duckdb.DuckDBPyConnection) -> RuleResult:
@@ -383,9 +470,12 @@ def no_empty_citizen(con: duckdb.DuckDBPyConnection) -> RuleResult:
         """
     ).pl()
     return RuleResult(
-        "no_empty_citizen", bad.height == 0, f"{bad.height:,} citizens without records or without a golden record",
-        {"citizens": _scalar(con, "SELECT count(*) FROM citizen"), "violations": bad.height}, _sample(bad),
-    )  # fmt: skip
+        "no_empty_citizen",
+        bad.height == 0,
+        f"{bad.height:,} citizens without records or without a golden record",
+        {"citizens": _scalar(con, "SELECT count(*) FROM citizen"), "violations": bad.height},
+        _sample(bad),
+    )
 
 
 def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
@@ -405,11 +495,18 @@ def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     too_big = pl.col("records") > bound if bound is not None else pl.lit(False)
     bad = (
         flagged.filter(too_big | (pl.col("pieces").fill_null(1) > 1))
-        .with_columns(pl.when(too_big).then(pl.lit(f"more than {bound} records")).otherwise(pl.lit("records not connected by links")).alias("why"))
+        .with_columns(
+            pl.when(too_big)
+            .then(pl.lit(f"more than {bound} records"))
+            .otherwise(pl.lit("records not connected by links"))
+            .alias("why")
+        )
         .sort(["records", "citizen_id"], descending=[True, False])
     )
     if shapes.height:  # bridges are counted for the offenders shown only (a graph walk each)
-        bad = _with_bridges(con, bad.head(SAMPLE_ROWS)).vstack(bad.slice(SAMPLE_ROWS).with_columns(pl.lit(None, dtype=pl.Int64).alias("bridges")))
+        bad = _with_bridges(con, bad.head(SAMPLE_ROWS)).vstack(
+            bad.slice(SAMPLE_ROWS).with_columns(pl.lit(None, dtype=pl.Int64).alias("bridges"))
+        )
         bad = bad.select("citizen_id", "records", "density", "pieces", "bridges", "why")
     else:  # not linked by this warehouse's model (no scored pairs): sizes only
         bad = bad.select("citizen_id", "records")
@@ -422,13 +519,19 @@ def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     largest = int(sizes.get_column("records").max() or 0)
     shown = "none" if bound is None else f"{bound:,}"
     return RuleResult(
-        "citizen_sizes", bad.height == 0,
+        "citizen_sizes",
+        bad.height == 0,
         f"largest citizen holds {largest:,} records (bound {shown}, from the records per citizen"
         f"{'' if q.max_citizen_records is None else f' and the cap {q.max_citizen_records}'}); {bad.height:,} look chained",
-        {"largest": largest, "bound": bound, "cap": q.max_citizen_records, "citizens_by_record_count": dist,
-         "chained": bad.height},
+        {
+            "largest": largest,
+            "bound": bound,
+            "cap": q.max_citizen_records,
+            "citizens_by_record_count": dist,
+            "chained": bad.height,
+        },
         _sample(bad),
-    )  # fmt: skip
+    )
 
 
 def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
@@ -439,7 +542,8 @@ def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
         return None
     same = (
         "UNION ALL SELECT record_key_l, record_key_r FROM link_overrides WHERE decision = 'same'"
-        if table_exists(con, "main", "link_overrides") else ""
+        if table_exists(con, "main", "link_overrides")
+        else ""
     )
     return con.sql(
         f"""
@@ -449,7 +553,7 @@ def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
         JOIN citizen_source_link a ON a.record_key = e.record_key_l
         JOIN citizen_source_link b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
         """
-    ).pl()  # fmt: skip
+    ).pl()
 
 
 def _citizen_shapes(con: duckdb.DuckDBPyConnection, sizes: pl.DataFrame) -> pl.DataFrame:
@@ -461,21 +565,30 @@ def _citizen_shapes(con: duckdb.DuckDBPyConnection, sizes: pl.DataFrame) -> pl.D
         return pl.DataFrame(schema={"citizen_id": pl.String, "density": pl.Float64, "pieces": pl.UInt32})
     members = con.sql("SELECT citizen_id, record_key FROM citizen_source_link ORDER BY record_key").pl()
     index = members.with_columns(pl.int_range(0, members.height).alias("_i"))
-    pairs = (
-        links.join(index.select(pl.col("record_key").alias("a"), pl.col("_i").alias("i")), on="a")
-        .join(index.select(pl.col("record_key").alias("b"), pl.col("_i").alias("j")), on="b")
+    pairs = links.join(index.select(pl.col("record_key").alias("a"), pl.col("_i").alias("i")), on="a").join(
+        index.select(pl.col("record_key").alias("b"), pl.col("_i").alias("j")), on="b"
     )
     _, label = components(members.height, pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
-    pieces = index.with_columns(pl.Series("piece", label)).group_by("citizen_id").agg(pl.col("piece").n_unique().alias("pieces"))
-    n_links = pairs.select("citizen_id", pl.min_horizontal("i", "j").alias("i"), pl.max_horizontal("i", "j").alias("j")).unique()
+    pieces = (
+        index.with_columns(pl.Series("piece", label))
+        .group_by("citizen_id")
+        .agg(pl.col("piece").n_unique().alias("pieces"))
+    )
+    n_links = pairs.select(
+        "citizen_id", pl.min_horizontal("i", "j").alias("i"), pl.max_horizontal("i", "j").alias("j")
+    ).unique()
     n_links = n_links.group_by("citizen_id").agg(pl.len().alias("links"))
     return (
-        sizes.join(pieces, on="citizen_id", how="left").join(n_links, on="citizen_id", how="left")
-        .with_columns(pl.when(pl.col("records") > 1)
-                      .then((pl.col("links").fill_null(0) / (pl.col("records") * (pl.col("records") - 1) / 2)).round(4))
-                      .otherwise(1.0).alias("density"))
+        sizes.join(pieces, on="citizen_id", how="left")
+        .join(n_links, on="citizen_id", how="left")
+        .with_columns(
+            pl.when(pl.col("records") > 1)
+            .then((pl.col("links").fill_null(0) / (pl.col("records") * (pl.col("records") - 1) / 2)).round(4))
+            .otherwise(1.0)
+            .alias("density")
+        )
         .select("citizen_id", "density", "pieces")
-    )  # fmt: skip
+    )
 
 
 def _with_bridges(con: duckdb.DuckDBPyConnection, bad: pl.DataFrame) -> pl.DataFrame:
@@ -485,9 +598,13 @@ def _with_bridges(con: duckdb.DuckDBPyConnection, bad: pl.DataFrame) -> pl.DataF
     links = _citizen_links(con)
     counts = []
     for citizen_id in bad.get_column("citizen_id").to_list():
-        keys = con.execute("SELECT record_key FROM citizen_source_link WHERE citizen_id = ? ORDER BY 1", [citizen_id]).fetchall()
+        keys = con.execute(
+            "SELECT record_key FROM citizen_source_link WHERE citizen_id = ? ORDER BY 1", [citizen_id]
+        ).fetchall()
         at = {k: i for i, (k,) in enumerate(keys)}
-        mine = links.filter(pl.col("citizen_id") == citizen_id) if links is not None else pl.DataFrame({"a": [], "b": []})
+        mine = (
+            links.filter(pl.col("citizen_id") == citizen_id) if links is not None else pl.DataFrame({"a": [], "b": []})
+        )
         shape = cluster_shape(len(at), [at[k] for k in mine.get_column("a")], [at[k] for k in mine.get_column("b")])
         counts.append(shape.bridges)
     return bad.with_columns(pl.Series("bridges", counts, dtype=pl.Int64))
@@ -501,24 +618,39 @@ def cross_source_share(con: duckdb.DuckDBPyConnection, q: QualityConfig, *, dedu
     if sources < 2 or dedupe_only:
         why = "one source, deduplicated on its own" if sources < 2 else "link_type dedupe_only: sources are not linked"
         return RuleResult("cross_source_share", True, f"not applicable: {why}", {"sources": sources, "applies": False})
-    share = _scalar(
-        con,
-        """
+    share = (
+        _scalar(
+            con,
+            """
         SELECT avg((s.n_sources >= 2)::INT) FROM citizen_source_link l
         JOIN (SELECT citizen_id, count(DISTINCT source) AS n_sources FROM citizen_source_link GROUP BY 1) s USING (citizen_id)
         """,
-    ) or 0.0
+        )
+        or 0.0
+    )
     ok = q.min_cross_source_share <= share <= q.max_cross_source_share
     hint = ""
-    if share < q.min_cross_source_share and column_exists(con, "main", "source_records", "enc_initial") and _scalar(
-        con, "SELECT count(DISTINCT source) FROM source_records WHERE enc_initial IS NOT NULL OR enc_family_name IS NOT NULL"
-    ) >= 2:  # encodings under different secrets never agree: they link nothing rather than link wrongly
+    if (
+        share < q.min_cross_source_share
+        and column_exists(con, "main", "source_records", "enc_initial")
+        and _scalar(
+            con,
+            "SELECT count(DISTINCT source) FROM source_records WHERE enc_initial IS NOT NULL OR enc_family_name IS NOT NULL",
+        )
+        >= 2
+    ):  # encodings under different secrets never agree: they link nothing rather than link wrongly
         hint = "; encoded sources: were they all encoded with the same secret and schema (citizen-view encode)?"
     return RuleResult(
-        "cross_source_share", ok,
+        "cross_source_share",
+        ok,
         f"{share:.2%} of records linked across sources (bounds {q.min_cross_source_share:.0%}..{q.max_cross_source_share:.0%}){hint}",
-        {"share": round(share, 5), "min": q.min_cross_source_share, "max": q.max_cross_source_share, "sources": sources},
-    )  # fmt: skip
+        {
+            "share": round(share, 5),
+            "min": q.min_cross_source_share,
+            "max": q.max_cross_source_share,
+            "sources": sources,
+        },
+    )
 
 
 def weak_links(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
@@ -531,12 +663,18 @@ def weak_links(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
     median = _scalar(con, "SELECT median(match_probability) FROM citizen_source_link")
     share = bad.height / linked if linked else 0.0
     return RuleResult(
-        "match_probability_distribution", share <= q.max_weak_link_share,
+        "match_probability_distribution",
+        share <= q.max_weak_link_share,
         f"{bad.height:,} of {linked:,} linked records ({share:.2%}) rest on a link below probability 0.5",
-        {"linked_records": linked, "weak": bad.height, "share": round(share, 5), "median_probability": median,
-         "bound": q.max_weak_link_share},
+        {
+            "linked_records": linked,
+            "weak": bad.height,
+            "share": round(share, 5),
+            "median_probability": median,
+            "bound": q.max_weak_link_share,
+        },
         _sample(bad),
-    )  # fmt: skip
+    )
 
 
 def areas_matched(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResult:
@@ -548,11 +686,12 @@ def areas_matched(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     methods = dict(con.execute("SELECT method, count(*) FROM citizen_area GROUP BY 1 ORDER BY 2 DESC").fetchall())
     if set(methods) == {Method.NO_AREA_LIST.value}:
         return RuleResult(
-            "areas_matched", True,
+            "areas_matched",
+            True,
             "not applicable: no official area list for this country (declare publication.areas to publish by area); "
             "open data is published at national level only",
             {"citizens": methods[Method.NO_AREA_LIST.value], "applies": False},
-        )  # fmt: skip
+        )
     bad = con.sql(
         "SELECT city, postcode, count(*) AS citizens FROM citizen_area WHERE area_code IS NULL GROUP BY ALL ORDER BY citizens DESC, city"
     ).pl()
@@ -560,33 +699,58 @@ def areas_matched(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     unmatched = int(bad.get_column("citizens").sum() or 0) if bad.height else 0
     share = unmatched / total if total else 0.0
     return RuleResult(
-        "areas_matched", share <= q.max_unmatched_area_share,
+        "areas_matched",
+        share <= q.max_unmatched_area_share,
         f"{unmatched:,} of {total:,} citizens ({share:.2%}) have an address matched to no official area "
         f"(bound {q.max_unmatched_area_share:.0%})",
-        {"citizens": total, "unmatched": unmatched, "share": round(share, 5), "bound": q.max_unmatched_area_share, "by_method": methods},
+        {
+            "citizens": total,
+            "unmatched": unmatched,
+            "share": round(share, 5),
+            "bound": q.max_unmatched_area_share,
+            "by_method": methods,
+        },
         _sample(bad),
-    )  # fmt: skip
+    )
 
 
 def published_person_share(loss: dict[str, Any], q: QualityConfig) -> RuleResult:
     """People counted in published finest cells (a municipality, no total) are at least `min_published_person_share`."""
     share = loss["published_person_share"]
     return RuleResult(
-        "published_person_share", share >= q.min_published_person_share,
+        "published_person_share",
+        share >= q.min_published_person_share,
         f"{share:.2%} of {loss['persons_in_finest_cells']:,} people are counted in published municipality-level cells; "
         f"{loss['suppressed_cell_share']:.2%} of cells suppressed (bound at least {q.min_published_person_share:.0%})",
         {**loss, "bound": q.min_published_person_share},
-    )  # fmt: skip
+    )
 
 
 # --- publication -----------------------------------------------------------------------------------
 
 # Columns that identify or help identify a person: never in an open-data table.
 IDENTIFYING_COLUMNS = frozenset(
-    {"citizen_id", "record_key", "source_record_id", "given_name", "middle_name", "family_name", "full_name",
-     "national_id", "date_of_birth", "date_of_death", "street", "house_number", "unit", "postcode", "email", "phone",
-     "birth_place", "initials"}
-)  # fmt: skip
+    {
+        "citizen_id",
+        "record_key",
+        "source_record_id",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "full_name",
+        "national_id",
+        "date_of_birth",
+        "date_of_death",
+        "street",
+        "house_number",
+        "unit",
+        "postcode",
+        "email",
+        "phone",
+        "birth_place",
+        "initials",
+    }
+)
 _ID_LIKE = r"^\d{9}$|^\d{11}$|@|^\+?\d{8,}$"
 
 
@@ -596,15 +760,26 @@ def no_identifying_columns(table: pl.DataFrame, *, declared: tuple[str, ...]) ->
     missing = [c for c in declared if c not in table.columns]
     identifying = sorted(set(table.columns) & IDENTIFYING_COLUMNS)
     text_cols = [c for c, t in table.schema.items() if t == pl.String]
-    id_like = table.filter(pl.any_horizontal(pl.col(c).str.contains(_ID_LIKE).fill_null(False) for c in text_cols)) if text_cols else table.clear()
+    id_like = (
+        table.filter(pl.any_horizontal(pl.col(c).str.contains(_ID_LIKE).fill_null(False) for c in text_cols))
+        if text_cols
+        else table.clear()
+    )
     ok = not (extra or missing or identifying or id_like.height)
     return RuleResult(
-        "no_identifying_columns", ok,
+        "no_identifying_columns",
+        ok,
         f"columns {table.columns}; undeclared {extra}, missing {missing}, identifying {identifying}, "
         f"{id_like.height} value(s) that look like an ID, e-mail or phone",
-        {"columns": table.columns, "undeclared": extra, "missing": missing, "identifying": identifying, "id_like_rows": id_like.height},
+        {
+            "columns": table.columns,
+            "undeclared": extra,
+            "missing": missing,
+            "identifying": identifying,
+            "id_like_rows": id_like.height,
+        },
         _sample(id_like),
-    )  # fmt: skip
+    )
 
 
 def cells_at_or_above_minimum(table: pl.DataFrame, rules) -> RuleResult:
@@ -613,27 +788,37 @@ def cells_at_or_above_minimum(table: pl.DataFrame, rules) -> RuleResult:
 
     bad = cells_below_minimum(table, rules)
     return RuleResult(
-        "disclosure_minimum_cell", bad.height == 0,
+        "disclosure_minimum_cell",
+        bad.height == 0,
         f"{bad.height} published cell(s) below the minimum of {rules.min_cell}",
-        {"cells": table.height, "below_minimum": bad.height, "suppressed": table.get_column("count").null_count(),
-         "min_cell": rules.min_cell},
+        {
+            "cells": table.height,
+            "below_minimum": bad.height,
+            "suppressed": table.get_column("count").null_count(),
+            "min_cell": rules.min_cell,
+        },
         _sample(bad),
-    )  # fmt: skip
+    )
 
 
 def suppression_not_recoverable(
-    table: pl.DataFrame, *, dims: tuple[str, ...], margins: tuple[str, ...], hierarchies: dict[str, dict[str, str]] | None = None,
+    table: pl.DataFrame,
+    *,
+    dims: tuple[str, ...],
+    margins: tuple[str, ...],
+    hierarchies: dict[str, dict[str, str]] | None = None,
 ) -> RuleResult:
     """No suppressed cell is alone in a line that adds up to a published total (at any level of a hierarchy)."""
     from citizen_view.disclosure import recoverable_cells
 
     bad = recoverable_cells(table, dims=list(dims), margins=list(margins), hierarchies=hierarchies)
     return RuleResult(
-        "disclosure_not_recoverable", bad.height == 0,
+        "disclosure_not_recoverable",
+        bad.height == 0,
         f"{bad.height} suppressed cell(s) could be recomputed from the totals",
         {"suppressed": table.get_column("count").null_count(), "recoverable": bad.height, "margins": list(margins)},
         _sample(bad),
-    )  # fmt: skip
+    )
 
 
 def expectation_suite(info, table: pl.DataFrame, disclosure) -> RuleResult:
@@ -641,17 +826,27 @@ def expectation_suite(info, table: pl.DataFrame, disclosure) -> RuleResult:
     from citizen_view.quality.expectations import validate_tables
 
     outcome = validate_tables(
-        {info.name: table}, {info.name: info.spec}, min_cell=disclosure.min_cell, allow_zero=not disclosure.suppress_zeros
+        {info.name: table},
+        {info.name: info.spec},
+        min_cell=disclosure.min_cell,
+        allow_zero=not disclosure.suppress_zeros,
     )[info.name]
     return RuleResult(
-        "expectation_suite", outcome.success,
+        "expectation_suite",
+        outcome.success,
         f"{outcome.evaluated - len(outcome.failed)} of {outcome.evaluated} expectations met",
-        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)}, outcome.failed[:5],
-    )  # fmt: skip
+        {"evaluated": outcome.evaluated, "failed": len(outcome.failed)},
+        outcome.failed[:5],
+    )
 
 
 def totals_consistent(
-    con: duckdb.DuckDBPyConnection, name: str, table: pl.DataFrame, *, reference: dt.date, tolerance: int = 0,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table: pl.DataFrame,
+    *,
+    reference: dt.date,
+    tolerance: int = 0,
     services: list[str] | None = None,
 ) -> RuleResult:
     """Published totals equal the same counts taken straight from the linked view (within rounding): the reference
@@ -661,9 +856,11 @@ def totals_consistent(
     info = TABLES[name]
     if isinstance(info.totals, NoReferenceTotals):
         return RuleResult(
-            "totals_consistent", True, f"no reference totals declared: {info.totals.reason}",
+            "totals_consistent",
+            True,
+            f"no reference totals declared: {info.totals.reason}",
             {"compared": 0, "mismatches": 0, "suppressed_totals": 0, "declared": False},
-        )  # fmt: skip
+        )
     scope = Scope(reference, services=tuple(services or ()))
     checks: list[tuple[str, int | float | None, int | float]] = []
     for total in info.totals:
@@ -676,8 +873,9 @@ def totals_consistent(
         if pub is not None and abs(pub - truth) > tolerance
     ]
     return RuleResult(
-        "totals_consistent", not bad,
+        "totals_consistent",
+        not bad,
         f"{len(checks) - len(bad)} of {len(checks)} published total(s) match the linked view",
         {"compared": len(checks), "mismatches": len(bad), "suppressed_totals": sum(p is None for _, p, _ in checks)},
         _sample(bad),
-    )  # fmt: skip
+    )

@@ -130,7 +130,11 @@ class TokenAuthenticator:
     portal's claim checked against the portal secret."""
 
     def __init__(
-        self, config: AccessConfig, *, portal_secret: str | None = None, served_sources: Callable[[], Sequence[str]] | None = None,
+        self,
+        config: AccessConfig,
+        *,
+        portal_secret: str | None = None,
+        served_sources: Callable[[], Sequence[str]] | None = None,
     ):
         self.config = config
         self.portal_secret = portal_secret or os.environ.get(PORTAL_SECRET_ENV) or config.portal_secret
@@ -168,7 +172,9 @@ def view_sources(serving_folder: Path) -> Callable[[], list[str]]:
                 con = duckdb.connect(str(path), read_only=True)
                 try:
                     cache.clear()
-                    cache[path.name] = [r[0] for r in con.execute("SELECT DISTINCT source FROM source_rank ORDER BY 1").fetchall()]
+                    cache[path.name] = [
+                        r[0] for r in con.execute("SELECT DISTINCT source FROM source_rank ORDER BY 1").fetchall()
+                    ]
                 finally:
                     con.close()
             return cache[path.name]

@@ -36,13 +36,28 @@ from citizen_view.serving.templating import TEMPLATES
 __all__ = ["CITIZEN_ID", "LIMITS", "create_app"]
 log = logging.getLogger(__name__)
 ANCHOR_SECONDS = 60.0
-ROUTERS = (service.router, api.router, portal.api, pages.search, pages.pages, portal.pages, review.queue, review.decisions)
+ROUTERS = (
+    service.router,
+    api.router,
+    portal.api,
+    pages.search,
+    pages.pages,
+    portal.pages,
+    review.queue,
+    review.decisions,
+)
 
 
 def create_app(
-    *, serving_folder: Path, access_file: Path, audit_file: Path, decisions_file: Path,
-    anchor_sinks: Sequence[str | AnchorSink] = (), trusted_proxies: Sequence[str] = (),
-    authenticator: Authenticator | None = None, limits: RequestLimits | None = None,
+    *,
+    serving_folder: Path,
+    access_file: Path,
+    audit_file: Path,
+    decisions_file: Path,
+    anchor_sinks: Sequence[str | AnchorSink] = (),
+    trusted_proxies: Sequence[str] = (),
+    authenticator: Authenticator | None = None,
+    limits: RequestLimits | None = None,
 ) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
 
@@ -57,21 +72,34 @@ def create_app(
     # like the wire, and no entry is rewritten to a status other than the one sent.
     audit = AuditLog(audit_file, sinks=list(anchor_sinks), anchor_every=0)
     app = FastAPI(
-        title="Citizen View caseworker service", version="0.1.0", docs_url="/api/docs", redoc_url=None,
+        title="Citizen View caseworker service",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
         lifespan=_anchoring(audit),
-    )  # fmt: skip
+    )
     app.state.audit, app.state.limits = audit, limits
     app.state.parts = ServiceParts(
-        auth=auth, audit=audit, views=ViewStore(serving_folder), serving_folder=serving_folder,
-        decisions_file=decisions_file, csrf_key=secrets.token_bytes(32),  # forms this process served carry a token bound to the session
-    )  # fmt: skip
+        auth=auth,
+        audit=audit,
+        views=ViewStore(serving_folder),
+        serving_folder=serving_folder,
+        decisions_file=decisions_file,
+        csrf_key=secrets.token_bytes(32),  # forms this process served carry a token bound to the session
+    )
     app.add_middleware(
-        AuditEveryResponse, record=_recorder(audit, auth, frozenset(trusted_proxies)), max_body_bytes=limits.max_body_bytes
+        AuditEveryResponse,
+        record=_recorder(audit, auth, frozenset(trusted_proxies)),
+        max_body_bytes=limits.max_body_bytes,
     )
     app.add_exception_handler(FieldError, _field_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # the router's 404/405 too: every refusal is an Error
+    app.add_exception_handler(
+        StarletteHTTPException, _http_error
+    )  # the router's 404/405 too: every refusal is an Error
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422))
+    app.add_exception_handler(
+        finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422)
+    )
     app.add_exception_handler(Exception, _crashed)
     for router in ROUTERS:
         app.include_router(router)
@@ -147,7 +175,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
         return TEMPLATES.TemplateResponse(
             request, "error.html", {"status": exc.status_code, "message": exc.detail}, status_code=exc.status_code
         )
-    return JSONResponse({"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError):
@@ -186,12 +216,20 @@ def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted:
     action = trail.action if status < 400 else f"refused:{trail.action}"
     audit.append(
         AuditEvent(
-            user=who.user if who else None, role=who.role_name if who else None,
-            organisation=who.organisation if who else None, action=action,
-            purpose=request.query_params.get("purpose"), case_reference=request.query_params.get("case_reference"),
+            user=who.user if who else None,
+            role=who.role_name if who else None,
+            organisation=who.organisation if who else None,
+            action=action,
+            purpose=request.query_params.get("purpose"),
+            case_reference=request.query_params.get("case_reference"),
             query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
-            citizen_ids=trail.citizen_ids if status < 400 else [], fields=trail.fields if status < 400 else [],
-            status=status, authorisation_rule=f"role:{who.role_name}" if who else None, on_behalf_of=trail.on_behalf_of,
-            client=client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted),
-        )  # fmt: skip
+            citizen_ids=trail.citizen_ids if status < 400 else [],
+            fields=trail.fields if status < 400 else [],
+            status=status,
+            authorisation_rule=f"role:{who.role_name}" if who else None,
+            on_behalf_of=trail.on_behalf_of,
+            client=client_address(
+                request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted
+            ),
+        )
     )

@@ -24,8 +24,16 @@ from citizen_view.serving.guard import Trail
 from citizen_view.serving.snapshot import current_view
 
 CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
-LIMITS = {"purpose": 200, "case_reference": 100, "name": 200, "national_id": 20, "date_of_birth": 20,
-          "postcode": 12, "house_number": 12, "street": 120}  # fmt: skip
+LIMITS = {
+    "purpose": 200,
+    "case_reference": 100,
+    "name": 200,
+    "national_id": 20,
+    "date_of_birth": 20,
+    "postcode": 12,
+    "house_number": 12,
+    "street": 120,
+}
 COOKIE = "cv_token"
 CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 SEARCH_TERMS = ("national_id", "name")  # a search page without either is the blank form: it shows no citizen data
@@ -153,13 +161,23 @@ def stated_purpose(values: dict[str, str]) -> StatedPurpose:
 
 def api_purpose(
     request: Request,
-    purpose: Annotated[str | None, Query(
-        min_length=3, max_length=LIMITS["purpose"], description="Why you look (required unless a case reference is given).",
-        examples=["benefit application check"],
-    )] = None,
-    case_reference: Annotated[str | None, Query(
-        max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"],
-    )] = None,
+    purpose: Annotated[
+        str | None,
+        Query(
+            min_length=3,
+            max_length=LIMITS["purpose"],
+            description="Why you look (required unless a case reference is given).",
+            examples=["benefit application check"],
+        ),
+    ] = None,
+    case_reference: Annotated[
+        str | None,
+        Query(
+            max_length=LIMITS["case_reference"],
+            description="The case this look serves.",
+            examples=["CASE-42"],
+        ),
+    ] = None,
 ) -> StatedPurpose:
     """The purpose of an API call, declared as query parameters (so the OpenAPI document states it)."""
     return stated_purpose(dict(request.query_params))
@@ -206,10 +224,17 @@ View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 
 
 # Routes that show no citizen data: sign-in and out, health, and the API's own document.
-PUBLIC_ROUTES = frozenset({
-    ("GET", "/"), ("POST", "/login"), ("GET", "/logout"), ("GET", "/health"),
-    ("GET", "/openapi.json"), ("GET", "/api/docs"), ("GET", "/docs/oauth2-redirect"),
-})  # fmt: skip
+PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/"),
+        ("POST", "/login"),
+        ("GET", "/logout"),
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", "/api/docs"),
+        ("GET", "/docs/oauth2-redirect"),
+    }
+)
 
 
 def unguarded_routes(app: FastAPI) -> list[str]:

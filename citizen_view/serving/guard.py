@@ -46,7 +46,9 @@ Recorder = Callable[[Scope, Trail, int, bool], None]
 class AuditEveryResponse:
     """Audits every HTTP response (and refused WebSocket upgrade) before it is sent; refuses oversized bodies with 413."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, record: Recorder, max_body_bytes: int):
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, record: Recorder, max_body_bytes: int
+    ):
         self.app = app
         self.record = record
         self.max_body_bytes = max_body_bytes
@@ -98,7 +100,9 @@ class AuditEveryResponse:
             return message
 
         declared = _header(scope, b"content-length")
-        if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit()) or int(declared) > self.max_body_bytes
+        ):
             await refuse_body()
             return
         try:
@@ -113,7 +117,9 @@ class AuditEveryResponse:
     async def _write(self, scope: Scope, trail: Trail, status: int) -> bool:
         """Audit a response; when that fails, try to audit it as the 500 it becomes. True when `status` was audited."""
         try:
-            await run_in_threadpool(self.record, scope, trail, status, True)  # the append is fsync'ed: off the event loop
+            await run_in_threadpool(
+                self.record, scope, trail, status, True
+            )  # the append is fsync'ed: off the event loop
             return True
         except Exception:
             log.exception("audit write failed for %s %s; answering 500", scope.get("method"), scope.get("path"))

@@ -32,18 +32,34 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
     if q.get("national_id"):
         if not who.role.sees("national_id"):
             raise FieldError("national_id", f"role {who.role_name!r} may not search by national ID", status=403)
-        mode, found = "national_id", finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources)
+        mode, found = (
+            "national_id",
+            finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources),
+        )
     elif q.get("name") and q.get("date_of_birth"):
         if not who.role.sees("date_of_birth"):
             raise FieldError("date_of_birth", f"role {who.role_name!r} may not search by date of birth", status=403)
-        mode, found = "name_date_of_birth", finder.search_name_dob(cur, q["name"], q["date_of_birth"], sources=who.role.sources)
+        mode, found = (
+            "name_date_of_birth",
+            finder.search_name_dob(cur, q["name"], q["date_of_birth"], sources=who.role.sources),
+        )
     elif q.get("name") and q.get("house_number") and (q.get("postcode") or q.get("street")):
-        mode, found = "name_address", finder.search_name_address(
-            cur, q["name"], postcode=q.get("postcode"), house_number=q.get("house_number"),
-            street=q.get("street"), country=country, sources=who.role.sources,
-        )  # fmt: skip
+        mode, found = (
+            "name_address",
+            finder.search_name_address(
+                cur,
+                q["name"],
+                postcode=q.get("postcode"),
+                house_number=q.get("house_number"),
+                street=q.get("street"),
+                country=country,
+                sources=who.role.sources,
+            ),
+        )
     else:
-        raise FieldError("name", "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street")
+        raise FieldError(
+            "name", "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
+        )
     summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role)
     trail.citizen_ids = [c.citizen_id for c in found]
 
@@ -52,9 +68,12 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
 
     trail.fields = sorted({k for c in found for k in shown(c.citizen_id)})
     return {
-        "view": view.view, "mode": mode,
-        "candidates": [{"citizen_id": c.citizen_id, "score": c.score, "reasons": c.reasons, **shown(c.citizen_id)} for c in found],
-    }  # fmt: skip
+        "view": view.view,
+        "mode": mode,
+        "candidates": [
+            {"citizen_id": c.citizen_id, "score": c.score, "reasons": c.reasons, **shown(c.citizen_id)} for c in found
+        ],
+    }
 
 
 def run_profile(view: ViewCursor, who: Principal, trail: Trail, citizen_id: str) -> profiles.Profile:
@@ -70,7 +89,9 @@ def run_profile(view: ViewCursor, who: Principal, trail: Trail, citizen_id: str)
     return found
 
 
-def run_access_report(views: ViewStore, audit_path: Path, who: Principal, trail: Trail, citizen_id: str) -> dict[str, Any]:
+def run_access_report(
+    views: ViewStore, audit_path: Path, who: Principal, trail: Trail, citizen_id: str
+) -> dict[str, Any]:
     """Who looked at this citizen's data, and apart from that the citizen's own reads of this log: for a role acting
     for citizens (a citizen portal), from the audit log."""
     trail.action = "access_report"

@@ -105,10 +105,14 @@ class AccessReport(BaseModel):
 
 
 _ERROR_CODES = {
-    400: "No purpose or case reference given.", 401: "No token, or an unknown one.",
+    400: "No purpose or case reference given.",
+    401: "No token, or an unknown one.",
     403: "The role may not do this (a field, source or action outside its access package).",
     404: "No such citizen in the current view (or none the role may see).",
-    422: "Invalid input: a malformed or oversized parameter.", 500: "An internal error (logged; never a stack trace).",
+    422: "Invalid input: a malformed or oversized parameter.",
+    500: "An internal error (logged; never a stack trace).",
     503: "No view has been published yet.",
-}  # fmt: skip
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()}
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()
+}

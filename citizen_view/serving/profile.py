@@ -47,9 +47,15 @@ class Profile:
     @property
     def name(self) -> str | None:
         """The person's name as the role may see it (None when the role sees no name)."""
-        return self.golden.get("full_name") or " ".join(
-            v for v in (self.golden.get("given_name"), self.golden.get("middle_name"), self.golden.get("family_name")) if v
-        ) or None
+        return (
+            self.golden.get("full_name")
+            or " ".join(
+                v
+                for v in (self.golden.get("given_name"), self.golden.get("middle_name"), self.golden.get("family_name"))
+                if v
+            )
+            or None
+        )
 
     @property
     def running(self) -> list[dict[str, Any]]:
@@ -71,11 +77,15 @@ class Profile:
         return {
             "citizen_id": self.citizen_id,
             "person": self.person,
-            "running_now": self.running, "history": self.history,
-            "golden_record": self.golden, "provenance": self.provenance,
-            "records": self.records, "cases": self.cases, "timeline": self.timeline,
+            "running_now": self.running,
+            "history": self.history,
+            "golden_record": self.golden,
+            "provenance": self.provenance,
+            "records": self.records,
+            "cases": self.cases,
+            "timeline": self.timeline,
             "stale_sources": self.stale_sources,
-        }  # fmt: skip
+        }
 
 
 def _text(value: Any) -> Any:
@@ -122,7 +132,9 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     found = golden_for_role(con, [citizen_id], role).get(citizen_id)
     if found is None:
         return None
-    golden = {f: _text(found[f]) for f in RECORD_FIELDS if role.sees(f) and found.get(f) is not None}  # only what has a value
+    golden = {
+        f: _text(found[f]) for f in RECORD_FIELDS if role.sees(f) and found.get(f) is not None
+    }  # only what has a value
     provenance = {f: found[PROVENANCE[f]] for f in golden if found.get(PROVENANCE.get(f, ""))}
     golden["sources_known"] = list(found["sources"])
 
@@ -159,11 +171,15 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     cases = [{k: _text(v) for k, v in zip(case_names, r)} for r in cur.fetchall()]
 
     timeline = [
-        {"date": _text(found[f]), "event": event, "source": found[PROVENANCE[f]].split(":", 1)[0],
-         "source_record_id": found[PROVENANCE[f]].split(":", 1)[1]}
+        {
+            "date": _text(found[f]),
+            "event": event,
+            "source": found[PROVENANCE[f]].split(":", 1)[0],
+            "source_record_id": found[PROVENANCE[f]].split(":", 1)[1],
+        }
         for f, event in (("date_of_birth", "birth"), ("date_of_death", "death"))
         if role.sees(f) and found.get(f) is not None
-    ]  # fmt: skip
+    ]
     cur = con.execute(
         f"WITH probe AS MATERIALIZED ({_probe('events', 'citizen_id', [citizen_id])}) "
         f"SELECT date, event, source, source_record_id FROM probe WHERE source IN ({placeholders}) ORDER BY date",
@@ -172,7 +188,9 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
     timeline += [{"date": _text(d), "event": e, "source": s, "source_record_id": r} for d, e, s, r in cur.fetchall()]
     timeline.sort(key=lambda e: e["date"] or "")
     returned = disclosed(golden, records, cases)
-    return Profile(citizen_id, golden, provenance, records, cases, timeline, returned, _stale(con, found["sources"], role))
+    return Profile(
+        citizen_id, golden, provenance, records, cases, timeline, returned, _stale(con, found["sources"], role)
+    )
 
 
 def disclosed(golden: dict[str, Any], records: list[dict[str, Any]], cases: list[dict[str, Any]]) -> list[str]:
@@ -183,18 +201,22 @@ def disclosed(golden: dict[str, Any], records: list[dict[str, Any]], cases: list
     if any(r.get("attributes") for r in records):
         fields.add("source_attributes")
     return [
-        *sorted(fields), *(f"records:{s}" for s in sorted({r["source"] for r in records})),
+        *sorted(fields),
+        *(f"records:{s}" for s in sorted({r["source"] for r in records})),
         *(f"cases:{s}" for s in sorted({c["source"] for c in cases})),
-    ]  # fmt: skip
+    ]
 
 
 def _stale(con: duckdb.DuckDBPyConnection, known: list[str], role: Role) -> list[dict[str, Any]]:
     """The citizen's sources (those the role may see) whose newest extract is held back at ingest: their data here is
     as of the last accepted extract. (A view written before source_status existed has none.)"""
     visible = [s for s in known if s in role.sources]
-    if not visible or not con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'source_status'"
-    ).fetchall()[0][0]:
+    if (
+        not visible
+        or not con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'source_status'"
+        ).fetchall()[0][0]
+    ):
         return []
     rows = con.execute(
         f"SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL AND source IN ({_in(visible)}) "
@@ -208,7 +230,8 @@ def _labels(con: duckdb.DuckDBPyConnection, role: Role) -> dict[str, dict[str, t
     """source -> column -> (label, date format, hidden) as the sources file declares them."""
     out: dict[str, dict[str, tuple[str, str | None, bool]]] = {}
     for source, column, label, fmt, hidden in con.execute(
-        f"SELECT source, column_name, label, format, hidden FROM attribute_labels WHERE source IN ({_in(role.sources)})", role.sources
+        f"SELECT source, column_name, label, format, hidden FROM attribute_labels WHERE source IN ({_in(role.sources)})",
+        role.sources,
     ).fetchall():
         out.setdefault(source, {})[column] = (label, fmt, hidden)
     return out
@@ -251,7 +274,10 @@ def _field_issues(
 
 def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
     """The few golden fields a result list shows per candidate, chosen over the sources the role may see."""
-    shown = list(dict.fromkeys([f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])))
+    shown = list(
+        dict.fromkeys(
+            [f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])
+        )
+    )
     golden = golden_for_role(con, citizen_ids, role)
     return {cid: {k: _text(g.get(k)) for k in shown} for cid, g in golden.items()}
-

@@ -31,7 +31,13 @@ class ReviewPage:
 
 
 def review_page(
-    cur: duckdb.DuckDBPyConnection, decisions_file: Path, role: Role, *, kind: str | None, source: str | None, page_no: int
+    cur: duckdb.DuckDBPyConnection,
+    decisions_file: Path,
+    role: Role,
+    *,
+    kind: str | None,
+    source: str | None,
+    page_no: int,
 ) -> ReviewPage:
     """Open items not yet decided, of the role's sources, one page; records and evidence cut to the role's fields."""
     decided = {pair_id(a, b) for a, b in load_overrides(decisions_file).select("record_key_l", "record_key_r").rows()}
@@ -70,4 +76,8 @@ def record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
     source, sep, record_id = key.partition(":")
     if not sep:
         return False
-    return bool(cur.execute("SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]).fetchall()[0][0])
+    return bool(
+        cur.execute(
+            "SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]
+        ).fetchall()[0][0]
+    )

@@ -97,7 +97,9 @@ def _id_variants(value: str) -> list[str]:
     return sorted(out)
 
 
-def search_national_id(con: duckdb.DuckDBPyConnection, value: str, *, country: str | None, sources: list[str]) -> list[Candidate]:
+def search_national_id(
+    con: duckdb.DuckDBPyConnection, value: str, *, country: str | None, sources: list[str]
+) -> list[Candidate]:
     """Exact ID first; when there is none, IDs one typo away (flagged as such); only in records of `sources`."""
     scheme = DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
     compact = re.sub(r"[\s.\-:]", "", value)
@@ -140,7 +142,9 @@ _NAME_SCORE = """
 """
 
 
-def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str, *, sources: list[str]) -> list[Candidate]:
+def search_name_dob(
+    con: duckdb.DuckDBPyConnection, name: str, date_of_birth: str, *, sources: list[str]
+) -> list[Candidate]:
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
@@ -190,8 +194,14 @@ def search_name_dob(con: duckdb.DuckDBPyConnection, name: str, date_of_birth: st
 
 
 def search_name_address(
-    con: duckdb.DuckDBPyConnection, name: str, *, postcode: str | None, house_number: str | None, street: str | None,
-    country: str | None, sources: list[str],
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    postcode: str | None,
+    house_number: str | None,
+    street: str | None,
+    country: str | None,
+    sources: list[str],
 ) -> list[Candidate]:
     """Name + address: candidates living (or having lived, in some system) at the postcode or street and number."""
     parts = parse_name(name)
@@ -212,13 +222,22 @@ def search_name_address(
         )
         WHERE family_score > 0 OR first_score >= 22
         """,
-        {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "pc": pc,
-         "pc_key": _address_key(pc, number), "street_key": _address_key(street_key, number), "sources": sources},
-    ).fetchall()  # fmt: skip
+        {
+            "family": parts.family_key,
+            "first": parts.first_key,
+            "initials": parts.initials,
+            "pc": pc,
+            "pc_key": _address_key(pc, number),
+            "street_key": _address_key(street_key, number),
+            "sources": sources,
+        },
+    ).fetchall()
     best: dict[str, Candidate] = {}
     for citizen_id, family_score, first_score, address_score in rows:
         score = float(family_score + first_score + address_score)
-        reasons = _name_reasons(family_score, first_score) + ["same address" if address_score == 30 else "same street and number"]
+        reasons = _name_reasons(family_score, first_score) + [
+            "same address" if address_score == 30 else "same street and number"
+        ]
         if citizen_id not in best or best[citizen_id].score < score:
             best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
     return _ranked(best)
@@ -230,16 +249,28 @@ def _address_key(place: str | None, number: str) -> str | None:
 
 
 def _name_reasons(family_score: int, first_score: int) -> list[str]:
-    family = {40: "same family name", 32: "family name nearly the same", 24: "family names share a word",
-              18: "family name similar"}.get(family_score)  # fmt: skip
-    first = {30: "same first name", 22: "first name nearly the same", 15: "same initials",
-             10: "same first initial"}.get(first_score)  # fmt: skip
+    family = {
+        40: "same family name",
+        32: "family name nearly the same",
+        24: "family names share a word",
+        18: "family name similar",
+    }.get(family_score)
+    first = {
+        30: "same first name",
+        22: "first name nearly the same",
+        15: "same initials",
+        10: "same first initial",
+    }.get(first_score)
     return [r for r in (family, first) if r]
 
 
 def _date_reason(date_score: int) -> str:
-    return {30: "same date of birth", 24: "date of birth with day and month swapped",
-            16: "date of birth one digit off", 6: "born the same year"}.get(date_score, "")  # fmt: skip
+    return {
+        30: "same date of birth",
+        24: "date of birth with day and month swapped",
+        16: "date of birth one digit off",
+        6: "born the same year",
+    }.get(date_score, "")
 
 
 def _ranked(best: dict[str, Candidate]) -> list[Candidate]:

@@ -90,16 +90,27 @@ def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -
                     self.send_400_response(self._too_large)
 
         def send_400_response(self, msg: str) -> None:
-            status, action = (431, "refused:oversized_headers") if self._too_large else (400, "refused:unreadable_request")
+            status, action = (
+                (431, "refused:oversized_headers") if self._too_large else (400, "refused:unreadable_request")
+            )
             reason = self._too_large or msg
             client = self.client[0] if getattr(self, "client", None) else None
             try:
                 audit.append(
                     AuditEvent(
-                        user=None, role=None, organisation=None, action=action, purpose=None,
-                        case_reference=None, query={"reason": reason}, citizen_ids=[], fields=[], status=status,
-                        authorisation_rule=None, client=client,
-                    )  # fmt: skip
+                        user=None,
+                        role=None,
+                        organisation=None,
+                        action=action,
+                        purpose=None,
+                        case_reference=None,
+                        query={"reason": reason},
+                        citizen_ids=[],
+                        fields=[],
+                        status=status,
+                        authorisation_rule=None,
+                        client=client,
+                    )
                 )
             finally:
                 if status == 400:
@@ -120,9 +131,16 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warni
     app's request limits."""
     limits = getattr(app.state, "limits", None) or RequestLimits.from_environment()
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, workers=1, proxy_headers=False, server_header=False,
-        http=audited_protocol(app.state.audit, limits), **options,
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=1,
+        proxy_headers=False,
+        server_header=False,
+        http=audited_protocol(app.state.audit, limits),
+        **options,
+    )
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str | None:

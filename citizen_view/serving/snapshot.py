@@ -51,8 +51,9 @@ def _state(status: str, end: str, mapping: dict) -> str:
     """SQL for a case's state (open, pending, closed) from the agency's status words, or from its end date."""
     whens = " ".join(
         f"WHEN lower(trim({status})) IN ({', '.join(_lit(w.lower()) for w in words)}) THEN {_lit(state.value)}"
-        for state, words in mapping.items() if words
-    )  # fmt: skip
+        for state, words in mapping.items()
+        if words
+    )
     return (
         f"CASE {whens} WHEN {status} IS NULL AND {end} < current_date THEN 'closed' "
         f"WHEN {status} IS NULL THEN 'open' ELSE 'unknown' END"
@@ -88,9 +89,11 @@ def _cases_sql(sources: SourcesFile) -> str:
             )
         else:
             parts.append(f"{head}, {cols('attributes')} FROM snap.records WHERE source = {_lit(s.name)}")
-    empty = ("SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
-             "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
-             "NULL::DATE AS start_date, NULL::DATE AS end_date, NULL::VARCHAR AS case_reference WHERE false")  # fmt: skip
+    empty = (
+        "SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
+        "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
+        "NULL::DATE AS start_date, NULL::DATE AS end_date, NULL::VARCHAR AS case_reference WHERE false"
+    )
     return " UNION ALL ".join(parts) if parts else empty
 
 
@@ -177,7 +180,9 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
         )
         con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
-        con.execute("CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)")
+        con.execute(
+            "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
+        )
         labels = _labels(sources)
         if labels:
             con.executemany("INSERT INTO snap.attribute_labels VALUES (?, ?, ?, ?, ?)", labels)
@@ -210,7 +215,6 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     return final
 
 
-
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so
 # a change of one character or of two neighbours leaves one of them as it was. `{v}` is the ID (SQL).
 ID_HEAD = "left({v}, (length({v}) - 1) // 2)"
@@ -221,10 +225,17 @@ ADDRESS_KEY = "({place} || chr(31) || {number})"
 # (table, column): what the service looks up by equality. DuckDB answers `column = ?` from an ART index in about
 # a millisecond, where the zone maps of a sorted table still read a whole row group (122,880 rows) per probe.
 LOOKUP_INDEXES = (
-    ("search_ids", "national_id"), ("search_ids", "id_head"), ("search_ids", "id_tail"),
-    ("search_keys", "dob"), ("search_names", "family_key"), ("search_addresses", "postcode_key"), ("search_addresses", "street_key"),
-    ("records", "citizen_id"), ("cases", "citizen_id"), ("events", "citizen_id"),
-)  # fmt: skip
+    ("search_ids", "national_id"),
+    ("search_ids", "id_head"),
+    ("search_ids", "id_tail"),
+    ("search_keys", "dob"),
+    ("search_names", "family_key"),
+    ("search_addresses", "postcode_key"),
+    ("search_addresses", "street_key"),
+    ("records", "citizen_id"),
+    ("cases", "citizen_id"),
+    ("events", "citizen_id"),
+)
 
 
 def create_lookup_indexes(con: duckdb.DuckDBPyConnection, schema: str) -> None:
@@ -273,7 +284,10 @@ def serve_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Pat
     path = publish_view(con, sources, folder, run_id=run_id)
     view = duckdb.connect(str(path), read_only=True)
     try:
-        rows = {t: view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("citizen", "records", "cases", "events")}
+        rows = {
+            t: view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("citizen", "records", "cases", "events")
+        }
     finally:
         view.close()
     return ViewReport(path, rows)

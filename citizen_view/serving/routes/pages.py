@@ -9,8 +9,18 @@ from fastapi.responses import HTMLResponse, Response
 
 from citizen_view.serving import search as finder
 from citizen_view.serving.deps import (
-    AuditTrail, CurrentPrincipal, FieldError, Parts, StatedPurpose, View, ViewCursor, audited_as, page_purpose, principal, search_purpose,
-)  # fmt: skip
+    AuditTrail,
+    CurrentPrincipal,
+    FieldError,
+    Parts,
+    StatedPurpose,
+    View,
+    ViewCursor,
+    audited_as,
+    page_purpose,
+    principal,
+    search_purpose,
+)
 from citizen_view.serving.lookups import run_profile, run_search
 from citizen_view.serving.templating import TEMPLATES
 
@@ -41,14 +51,23 @@ def search_form_again(request: Request, exc: FieldError) -> Response:
     return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status_code)
 
 
-@pages.get("/citizens/{citizen_id}", response_class=HTMLResponse, include_in_schema=False, dependencies=[audited_as("view_profile")])
+@pages.get(
+    "/citizens/{citizen_id}",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+    dependencies=[audited_as("view_profile")],
+)
 def profile_page(
-    request: Request, citizen_id: str, who: CurrentPrincipal, trail: AuditTrail, view: View,
+    request: Request,
+    citizen_id: str,
+    who: CurrentPrincipal,
+    trail: AuditTrail,
+    view: View,
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
-) -> Response:  # fmt: skip
+) -> Response:
     found = run_profile(view, who, trail, citizen_id)
     return TEMPLATES.TemplateResponse(
-        request, "profile.html",
+        request,
+        "profile.html",
         {"who": who, "p": found, "view": view.view, "purpose": stated.purpose, "case_ref": stated.case_reference},
-    )  # fmt: skip
-
+    )

@@ -15,29 +15,53 @@ from citizen_view.serving.templating import TEMPLATES
 
 api = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 pages = APIRouter(dependencies=[Depends(principal), Depends(page_purpose)])
-ClaimHeader = Annotated[str | None, Header(max_length=512, description=(
-    "The signed-in citizen, signed by the portal: `<national ID>.<expiry, Unix seconds>.<hex HMAC-SHA256 of "
-    "'<national ID>.<expiry>' under the portal secret>`. Only that citizen's log is served; any other ID is a 403."
-))]  # fmt: skip
+ClaimHeader = Annotated[
+    str | None,
+    Header(
+        max_length=512,
+        description=(
+            "The signed-in citizen, signed by the portal: `<national ID>.<expiry, Unix seconds>.<hex HMAC-SHA256 of "
+            "'<national ID>.<expiry>' under the portal secret>`. Only that citizen's log is served; any other ID is a 403."
+        ),
+    ),
+]
 
 
 @api.get(
-    "/citizens/{citizen_id}/access-log", tags=["citizens"], response_model=AccessReport, **API,
+    "/citizens/{citizen_id}/access-log",
+    tags=["citizens"],
+    response_model=AccessReport,
+    **API,
     summary="Who looked at this citizen's data: organisation, when, why and which data (for a citizen portal)",
-)  # fmt: skip
+)
 def api_access_log(
-    citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, parts: Parts, x_citizen_claim: ClaimHeader = None,
+    citizen_id: CitizenId,
+    who: CurrentPrincipal,
+    trail: AuditTrail,
+    parts: Parts,
+    x_citizen_claim: ClaimHeader = None,
 ) -> dict[str, Any]:
     return run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
 
 
 @pages.get("/citizens/{citizen_id}/access-log", response_class=HTMLResponse, include_in_schema=False)
 def access_log_page(
-    request: Request, citizen_id: str, who: CurrentPrincipal, trail: AuditTrail, parts: Parts,
+    request: Request,
+    citizen_id: str,
+    who: CurrentPrincipal,
+    trail: AuditTrail,
+    parts: Parts,
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
-) -> Response:  # fmt: skip
+) -> Response:
     report = run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
     return TEMPLATES.TemplateResponse(
-        request, "access_log.html",
-        {"who": who, "citizen_id": citizen_id, "entries": report["looked_at"], "own": report["own_looks"], "purpose": stated.purpose},
-    )  # fmt: skip
+        request,
+        "access_log.html",
+        {
+            "who": who,
+            "citizen_id": citizen_id,
+            "entries": report["looked_at"],
+            "own": report["own_looks"],
+            "purpose": stated.purpose,
+        },
+    )

@@ -11,8 +11,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from citizen_view.linkage.review import ReviewKind, pair_id, pair_in_scope, record_decision
 from citizen_view.serving.deps import (
-    COOKIE, AuditTrail, Parts, Reviewer, StatedPurpose, View, form_purpose, page_purpose, principal, reviewer,
-)  # fmt: skip
+    COOKIE,
+    AuditTrail,
+    Parts,
+    Reviewer,
+    StatedPurpose,
+    View,
+    form_purpose,
+    page_purpose,
+    principal,
+    reviewer,
+)
 from citizen_view.serving.review_items import PAGE_SIZE, record_exists, review_page
 from citizen_view.serving.routes.service import same_origin
 from citizen_view.serving.templating import TEMPLATES
@@ -25,9 +34,13 @@ decisions = APIRouter(dependencies=[Depends(principal), Depends(reviewer), Depen
 
 @queue.get("/review", response_class=HTMLResponse, include_in_schema=False)
 def review_queue(
-    request: Request, who: Reviewer, trail: AuditTrail, parts: Parts, view: View,
+    request: Request,
+    who: Reviewer,
+    trail: AuditTrail,
+    parts: Parts,
+    view: View,
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
-) -> Response:  # fmt: skip
+) -> Response:
     q = request.query_params
     kind = q.get("kind") or None
     if kind is not None and kind not in set(ReviewKind):
@@ -45,23 +58,43 @@ def review_queue(
     trail.details = {"record_keys": ",".join(found.record_keys)[:4000]}
     cookie = session_token(request)
     return TEMPLATES.TemplateResponse(
-        request, "review.html",
-        {"who": who, "page": found.queue, "items": found.items, "records": found.records, "purpose": stated.purpose,
-         "view": view.view, "csrf": parts.csrf_for(cookie) if cookie else "", "kind": kind or "", "source": source or "",
-         "page_no": page_no, "pages": max(1, -(-found.total // PAGE_SIZE)), "kinds": list(ReviewKind),
-         "recorded": q.get("recorded"), "columns": found.columns},
-    )  # fmt: skip
+        request,
+        "review.html",
+        {
+            "who": who,
+            "page": found.queue,
+            "items": found.items,
+            "records": found.records,
+            "purpose": stated.purpose,
+            "view": view.view,
+            "csrf": parts.csrf_for(cookie) if cookie else "",
+            "kind": kind or "",
+            "source": source or "",
+            "page_no": page_no,
+            "pages": max(1, -(-found.total // PAGE_SIZE)),
+            "kinds": list(ReviewKind),
+            "recorded": q.get("recorded"),
+            "columns": found.columns,
+        },
+    )
 
 
 @decisions.post("/review/decide", include_in_schema=False)
 def review_decide(
-    request: Request, who: Reviewer, trail: AuditTrail, parts: Parts,
-    left: Annotated[str, Form(max_length=200)], right: Annotated[str, Form(max_length=200)],
-    decision: Annotated[str, Form(max_length=20)], reason: Annotated[str, Form(max_length=500)],
-    purpose: Annotated[str, Form(min_length=3, max_length=200)], csrf: Annotated[str, Form(max_length=128)] = "",
-    kind: Annotated[str, Form(max_length=40)] = "", source: Annotated[str, Form(max_length=60)] = "",
+    request: Request,
+    who: Reviewer,
+    trail: AuditTrail,
+    parts: Parts,
+    left: Annotated[str, Form(max_length=200)],
+    right: Annotated[str, Form(max_length=200)],
+    decision: Annotated[str, Form(max_length=20)],
+    reason: Annotated[str, Form(max_length=500)],
+    purpose: Annotated[str, Form(min_length=3, max_length=200)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+    kind: Annotated[str, Form(max_length=40)] = "",
+    source: Annotated[str, Form(max_length=60)] = "",
     page: Annotated[str, Form(max_length=6)] = "1",
-) -> Response:  # fmt: skip
+) -> Response:
     trail.action = "review_decision"
     trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
     same_origin(request)
@@ -73,13 +106,34 @@ def review_decide(
             raise HTTPException(403, f"role {who.role_name!r} may not decide on records of sources it may not see")
         unknown = [key for key in (left, right) if not record_exists(cur, key)]
     if unknown:
-        raise HTTPException(422, f"no record {', '.join(unknown)} in the current view (keys are source:source_record_id)")
+        raise HTTPException(
+            422, f"no record {', '.join(unknown)} in the current view (keys are source:source_record_id)"
+        )
     try:
-        record_decision(parts.decisions_file, left=left, right=right, decision=decision, reviewer=who.user, reason=reason, role=who.role_name)
+        record_decision(
+            parts.decisions_file,
+            left=left,
+            right=right,
+            decision=decision,
+            reviewer=who.user,
+            reason=reason,
+            role=who.role_name,
+        )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    back = urlencode({k: v for k, v in {"purpose": purpose, "kind": kind, "source": source, "page": page,
-                                        "recorded": f"{pair_id(left, right)}: {decision}"}.items() if v})  # fmt: skip
+    back = urlencode(
+        {
+            k: v
+            for k, v in {
+                "purpose": purpose,
+                "kind": kind,
+                "source": source,
+                "page": page,
+                "recorded": f"{pair_id(left, right)}: {decision}",
+            }.items()
+            if v
+        }
+    )
     return RedirectResponse(f"/review?{back}", status_code=303)
 
 

@@ -30,9 +30,12 @@ def login_page(request: Request, trail: AuditTrail) -> Response:
 
 @router.post("/login", include_in_schema=False)
 def login(
-    request: Request, parts: Parts, trail: AuditTrail,
-    token: Annotated[str, Form(max_length=256)], claim: Annotated[str, Form(max_length=512)] = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    parts: Parts,
+    trail: AuditTrail,
+    token: Annotated[str, Form(max_length=256)],
+    claim: Annotated[str, Form(max_length=512)] = "",
+) -> Response:
     trail.action = "login"
     same_origin(request)
     who = parts.auth.authenticate(token, claim or None)

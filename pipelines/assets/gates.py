@@ -22,10 +22,10 @@ from dagster import (
 
 from citizen_view.contract import LinkType, SourcesFile
 from citizen_view.open_data import TABLES, built_reference, information_loss
-from pipelines.metadata import evidence
-from pipelines.resources import WarehouseResource
 from citizen_view.quality import rules
 from citizen_view.quality.results import record
+from pipelines.metadata import evidence
+from pipelines.resources import WarehouseResource
 
 Evaluate = Callable[..., rules.RuleResult]
 
@@ -54,30 +54,58 @@ def required_source_gates(sources: SourcesFile, area_key: AssetKey) -> list[Asse
     required = [s.name for s in sources.sources if s.required_for_publication]
     if not required:
         return []
-    return [gate(area_key, "required_sources_accepted", "No source required for publication is held back.",
-                 lambda con: rules.required_sources_accepted(con, required))]  # fmt: skip
+    return [
+        gate(
+            area_key,
+            "required_sources_accepted",
+            "No source required for publication is held back.",
+            lambda con: rules.required_sources_accepted(con, required),
+        )
+    ]
 
 
 def area_gates(sources: SourcesFile, area_key: AssetKey) -> list[AssetChecksDefinition]:
     """Citizens' addresses match official areas (the unmatched are only counted nationally)."""
-    return [gate(area_key, "areas_matched", "Citizens whose address matches no official area stay under the bound.",
-                 lambda con: rules.areas_matched(con, sources.quality))]  # fmt: skip
+    return [
+        gate(
+            area_key,
+            "areas_matched",
+            "Citizens whose address matches no official area stay under the bound.",
+            lambda con: rules.areas_matched(con, sources.quality),
+        )
+    ]
 
 
 def linkage_gates(sources: SourcesFile, citizen_key: AssetKey) -> list[AssetChecksDefinition]:
     """Linkage sanity on the finished linked view (so it is built even when publication is blocked)."""
     q = sources.quality
     return [
-        gate(citizen_key, "every_record_linked_once", "Every loaded record is linked to exactly one citizen.",
-             rules.every_record_linked_once),
+        gate(
+            citizen_key,
+            "every_record_linked_once",
+            "Every loaded record is linked to exactly one citizen.",
+            rules.every_record_linked_once,
+        ),
         gate(citizen_key, "no_empty_citizen", "Every citizen has records and a golden record.", rules.no_empty_citizen),
-        gate(citizen_key, "citizen_sizes", "No citizen holds an implausible number of records.",
-             lambda con: rules.citizen_sizes(con, q)),
-        gate(citizen_key, "cross_source_share", "The share of records linked across sources is within bounds.",
-             lambda con: rules.cross_source_share(con, q, dedupe_only=sources.linkage.link_type == LinkType.DEDUPE_ONLY)),
-        gate(citizen_key, "match_probability_distribution", "Few linked records rest on a weak link.",
-             lambda con: rules.weak_links(con, q)),
-    ]  # fmt: skip
+        gate(
+            citizen_key,
+            "citizen_sizes",
+            "No citizen holds an implausible number of records.",
+            lambda con: rules.citizen_sizes(con, q),
+        ),
+        gate(
+            citizen_key,
+            "cross_source_share",
+            "The share of records linked across sources is within bounds.",
+            lambda con: rules.cross_source_share(con, q, dedupe_only=sources.linkage.link_type == LinkType.DEDUPE_ONLY),
+        ),
+        gate(
+            citizen_key,
+            "match_probability_distribution",
+            "Few linked records rest on a weak link.",
+            lambda con: rules.weak_links(con, q),
+        ),
+    ]
 
 
 def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]) -> list[AssetChecksDefinition]:
@@ -93,25 +121,56 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
             return con.sql(f'SELECT * FROM open_data."{n}"').pl()
 
         checks += [
-            gate(key, "no_identifying_columns", "No direct or quasi-identifier column or value is published.",
-                 lambda con, i=info, t=published: rules.no_identifying_columns(t(con), declared=i.columns)),
-            gate(key, "totals_consistent", "Published totals equal the linked view's counts.",
-                 lambda con, n=name, t=published: rules.totals_consistent(
-                     con, n, t(con), reference=built_reference(con, n, sources), tolerance=tolerance, services=sources.service_sources())),
-            gate(key, "expectation_suite", "The table meets its Great Expectations suite (quality/expectations.py).",
-                 lambda con, i=info, t=published: rules.expectation_suite(i, t(con), disclosure)),
-        ]  # fmt: skip
+            gate(
+                key,
+                "no_identifying_columns",
+                "No direct or quasi-identifier column or value is published.",
+                lambda con, i=info, t=published: rules.no_identifying_columns(t(con), declared=i.columns),
+            ),
+            gate(
+                key,
+                "totals_consistent",
+                "Published totals equal the linked view's counts.",
+                lambda con, n=name, t=published: rules.totals_consistent(
+                    con,
+                    n,
+                    t(con),
+                    reference=built_reference(con, n, sources),
+                    tolerance=tolerance,
+                    services=sources.service_sources(),
+                ),
+            ),
+            gate(
+                key,
+                "expectation_suite",
+                "The table meets its Great Expectations suite (quality/expectations.py).",
+                lambda con, i=info, t=published: rules.expectation_suite(i, t(con), disclosure),
+            ),
+        ]
         if info.count_column:
             checks += [
-                gate(key, "disclosure_minimum_cell", "Every published count is at least the minimum cell or suppressed.",
-                     lambda con, t=published: rules.cells_at_or_above_minimum(t(con), disclosure)),
-                gate(key, "disclosure_not_recoverable", "No suppressed cell can be recomputed from published totals, at any level.",
-                     lambda con, i=info, t=published: rules.suppression_not_recoverable(
-                         t(con), dims=i.dims, margins=i.margins, hierarchies=i.hierarchies_of(t(con)))),
-            ]  # fmt: skip
+                gate(
+                    key,
+                    "disclosure_minimum_cell",
+                    "Every published count is at least the minimum cell or suppressed.",
+                    lambda con, t=published: rules.cells_at_or_above_minimum(t(con), disclosure),
+                ),
+                gate(
+                    key,
+                    "disclosure_not_recoverable",
+                    "No suppressed cell can be recomputed from published totals, at any level.",
+                    lambda con, i=info, t=published: rules.suppression_not_recoverable(
+                        t(con), dims=i.dims, margins=i.margins, hierarchies=i.hierarchies_of(t(con))
+                    ),
+                ),
+            ]
         if info.area_hierarchy:
             checks.append(
-                gate(key, "published_person_share", "Most people are counted in published municipality-level cells.",
-                     lambda con, n=name: rules.published_person_share(information_loss(con, n), sources.quality))
-            )  # fmt: skip
+                gate(
+                    key,
+                    "published_person_share",
+                    "Most people are counted in published municipality-level cells.",
+                    lambda con, n=name: rules.published_person_share(information_loss(con, n), sources.quality),
+                )
+            )
     return checks

@@ -32,8 +32,11 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         with warehouse.connect() as con:
             report = Linkage(con, warehouse.layout, sources).collect()
         return MaterializeResult(
-            metadata={"dagster/row_count": report.records, "records_per_source": counts(report.per_source, key="source", value="records"),
-                      **{f"records_{s}": n for s, n in report.per_source.items()}}  # fmt: skip
+            metadata={
+                "dagster/row_count": report.records,
+                "records_per_source": counts(report.per_source, key="source", value="records"),
+                **{f"records_{s}": n for s, n in report.per_source.items()},
+            }
         )
 
     @asset(group_name=LINKAGE_GROUP, deps=[source_records], kinds={"splink", "duckdb"})
@@ -53,7 +56,9 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
 
     # source_records too: the incremental job skips match_edges and must still link after ingest
     @asset(group_name=LINKAGE_GROUP, deps=[match_edges, source_records], kinds={"duckdb"})
-    def citizen_source_link(context: AssetExecutionContext, config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
+    def citizen_source_link(
+        context: AssetExecutionContext, config: LinkMode, warehouse: WarehouseResource
+    ) -> MaterializeResult:
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID; uncertain
         links queued for clerical review (`review_queue`)."""
         with warehouse.connect() as con:
@@ -68,7 +73,9 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         view the open data and the caseworkers' service are built from."""
         with warehouse.connect() as con:
             report = Linkage(con, warehouse.layout, sources).golden(only_changed=config.incremental)
-        return MaterializeResult(metadata={"dagster/row_count": report.citizens, "citizens_in_several_sources": report.in_several_sources})
+        return MaterializeResult(
+            metadata={"dagster/row_count": report.citizens, "citizens_in_several_sources": report.in_several_sources}
+        )
 
     return [source_records, linkage_model, match_edges, citizen_source_link, citizen]
 
@@ -91,10 +98,14 @@ def _edges_metadata(report: EdgeReport) -> dict:
     """The scored pairs: how many, the threshold and how it was chosen, and the match-weight histogram."""
     last = len(report.histogram) - 1
     histogram = [
-        {"match weight from": lo, "to": hi, "scored pairs": c,
-         "threshold": "◀" if lo <= report.threshold < hi or (i == last and report.threshold == hi) else ""}
+        {
+            "match weight from": lo,
+            "to": hi,
+            "scored pairs": c,
+            "threshold": "◀" if lo <= report.threshold < hi or (i == last and report.threshold == hi) else "",
+        }
         for i, (lo, hi, c) in enumerate(report.histogram)
-    ]  # fmt: skip
+    ]
     return {
         "dagster/row_count": report.pairs_kept,
         "threshold_match_weight": report.threshold,
@@ -128,8 +139,10 @@ def _link_metadata(report: LinkReport) -> dict:
         "records_relinked": report.records_relinked,  # new and earlier records whose citizen was re-formed
     }
     if report.incremental:
-        metadata |= {"earlier_records_relinked": report.records_relinked - report.new_records,
-                     "records_left_alone": report.records - report.records_relinked}  # fmt: skip
+        metadata |= {
+            "earlier_records_relinked": report.records_relinked - report.new_records,
+            "records_left_alone": report.records - report.records_relinked,
+        }
     if report.size_bound is not None:
         metadata["citizen_size_bound"] = report.size_bound
     if report.evaluation is not None:

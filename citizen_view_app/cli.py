@@ -31,19 +31,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     synth = _tool("citizen_view_synth", "synth")
     NoiseConfig, generate = synth.NoiseConfig, synth.generate
 
-    from pipelines.progress import Progress
+    from citizen_view_app.progress import Progress
 
     try:
         report = generate(
-            Path(args.out), persons=args.persons, seed=args.seed, country=args.country, profile=args.profile,
-            noise=NoiseConfig().scaled(args.noise), bad_row_rate=args.bad_row_rate, progress=Progress("generating"),
+            Path(args.out),
+            persons=args.persons,
+            seed=args.seed,
+            country=args.country,
+            profile=args.profile,
+            noise=NoiseConfig().scaled(args.noise),
+            bad_row_rate=args.bad_row_rate,
+            progress=Progress("generating"),
         )
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
     country = args.country or synth.PROFILE_COUNTRY.get(args.profile, "NL")
-    print(f"Generated {report.persons:,} persons ({args.profile} profile, {country}, seed {args.seed}) "
-          f"in {report.seconds:.1f} s into {args.out}")
+    print(
+        f"Generated {report.persons:,} persons ({args.profile} profile, {country}, seed {args.seed}) "
+        f"in {report.seconds:.1f} s into {args.out}"
+    )
     for source, n in report.records.items():
         print(f"  {source:<12} {n:>10,} records")
     print(f"  sources file: {Path(args.out) / 'sources.yaml'}")
@@ -59,18 +67,27 @@ EXIT_HELD_BACK = 3
 def cmd_run(args: argparse.Namespace) -> int:
     from citizen_view.contract import ConfigError
     from citizen_view.layout import FolderClaimed, prepare
-    from pipelines.runner import instance_for_cli, run_pipeline
+    from citizen_view_app.runner import instance_for_cli, run_pipeline
 
     sources = Path(args.sources) if args.sources else _default_sources()
     try:
         from pipelines.definitions import FULL_JOB, INCREMENTAL_JOB
 
-        prepare(WarehouseLayout.of(args.warehouse))  # the folder is this warehouse's; nothing a killed run left survives
+        prepare(
+            WarehouseLayout.of(args.warehouse)
+        )  # the folder is this warehouse's; nothing a killed run left survives
 
         job = INCREMENTAL_JOB if args.incremental else FULL_JOB
-        print(f"Citizen View {'incremental ' if args.incremental else ''}run of {sources} into {Path(args.warehouse).resolve()}", flush=True)
+        print(
+            f"Citizen View {'incremental ' if args.incremental else ''}run of {sources} into {Path(args.warehouse).resolve()}",
+            flush=True,
+        )
         outcome = run_pipeline(
-            sources_path=sources, warehouse_path=args.warehouse, instance=instance_for_cli(), job_name=job, progress=sys.stdout
+            sources_path=sources,
+            warehouse_path=args.warehouse,
+            instance=instance_for_cli(),
+            job_name=job,
+            progress=sys.stdout,
         )
     except (ConfigError, FolderClaimed) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -85,27 +102,37 @@ def _report_run(outcome, *, sources: Path, warehouse: str) -> int:
     print(f"  warehouse: {Path(warehouse).resolve()}")
     for key, meta in outcome.materialized.items():  # in the order they ran
         print(f"  {key:<22} {_describe(meta)}")
-    held = {key: meta for key, meta in outcome.materialized.items() if key.startswith("source/") and meta.get("status") == "held back"}
+    held = {
+        key: meta
+        for key, meta in outcome.materialized.items()
+        if key.startswith("source/") and meta.get("status") == "held back"
+    }
     failed_checks = sorted(name for name, check in outcome.checks.items() if not check["passed"])
     held_checks = [n for n in failed_checks if n.split(":")[0] in held]
     waived = [n for n in failed_checks if n.startswith("source/") and n not in held_checks]
     blocking = [n for n in failed_checks if not n.startswith("source/")]
     if outcome.checks:
         parts = [f"{len(held_checks)} failed on held-back extracts"] if held_checks else []
-        parts += [f"{len(waived)} failed on extracts a person released" ] if waived else []
+        parts += [f"{len(waived)} failed on extracts a person released"] if waived else []
         extra = f" ({'; '.join(parts)})" if parts else ""
         print(f"  quality gates: {len(outcome.checks) - len(failed_checks)} of {len(outcome.checks)} passed{extra}")
     for key, meta in held.items():
         name = key.split("/", 1)[1]
-        print(f"  HELD BACK {key}: its last accepted extract stays in linkage, the served view and open data", file=sys.stderr)
+        print(
+            f"  HELD BACK {key}: its last accepted extract stays in linkage, the served view and open data",
+            file=sys.stderr,
+        )
         for reason in meta.get("held_reasons") or []:
             print(f"    failed {reason}", file=sys.stderr)
         for item in (meta.get("held_evidence") or [])[:5]:
             examples = ", ".join(repr(e) for e in item.get("examples", []))
-            print(f"    {item['count']:>7,} x {item['what']}" + (f"  e.g. {examples}" if examples else ""), file=sys.stderr)
+            print(
+                f"    {item['count']:>7,} x {item['what']}" + (f"  e.g. {examples}" if examples else ""),
+                file=sys.stderr,
+            )
         where = f"--sources {sources} --warehouse {warehouse}"
-        print(f"    release it with: citizen-view release {name} {where} --reason \"...\"", file=sys.stderr)
-        print(f"    or discard it:   citizen-view reject {name} {where} --reason \"...\"", file=sys.stderr)
+        print(f'    release it with: citizen-view release {name} {where} --reason "..."', file=sys.stderr)
+        print(f'    or discard it:   citizen-view reject {name} {where} --reason "..."', file=sys.stderr)
     for name in waived:
         print(f"  accepted although {name} failed: {outcome.checks[name]['metadata'].get('summary', '')}")
     for name in blocking:
@@ -151,7 +178,9 @@ def _decide(args: argparse.Namespace, *, release: bool) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if args.source not in {s.name for s in sources.sources}:
-        raise UsageError(f"no source {args.source!r} in {sources_path} (sources: {', '.join(s.name for s in sources.sources)})")
+        raise UsageError(
+            f"no source {args.source!r} in {sources_path} (sources: {', '.join(s.name for s in sources.sources)})"
+        )
     decide = release_held if release else reject_held
     try:
         with connect(layout.warehouse) as con:
@@ -159,9 +188,13 @@ def _decide(args: argparse.Namespace, *, release: bool) -> int:
     except NothingHeld as exc:
         raise UsageError(f"{exc}: nothing to {'release' if release else 'reject'}") from None
     except duckdb.IOException as exc:
-        raise UsageError(f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends") from None
-    print(f"{done.status.value} the extract of {args.source} held since {done.held_since:%Y-%m-%d %H:%M} UTC "
-          f"({done.rows_loaded:,} records; held for: {done.held_reason})")  # fmt: skip
+        raise UsageError(
+            f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends"
+        ) from None
+    print(
+        f"{done.status.value} the extract of {args.source} held since {done.held_since:%Y-%m-%d %H:%M} UTC "
+        f"({done.rows_loaded:,} records; held for: {done.held_reason})"
+    )
     if not release or args.no_run:
         return 0
     args.incremental = False
@@ -178,7 +211,9 @@ def _warehouse(args: argparse.Namespace, *, must_exist: bool = True) -> Warehous
 
     layout = WarehouseLayout.of(args.warehouse)
     if must_exist and not layout.warehouse.is_file():
-        raise UsageError(f"no warehouse at {layout.warehouse}: run the pipeline first (citizen-view run --warehouse ...)")
+        raise UsageError(
+            f"no warehouse at {layout.warehouse}: run the pipeline first (citizen-view run --warehouse ...)"
+        )
     try:
         layout.check_owner()
     except FolderClaimed as exc:
@@ -194,7 +229,9 @@ def _connect_read_only(layout: WarehouseLayout):
     try:
         return connect(layout.warehouse, read_only=True)
     except duckdb.IOException as exc:  # a running pipeline holds the file
-        raise UsageError(f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends") from None
+        raise UsageError(
+            f"the warehouse {layout.warehouse} cannot be opened now ({exc}); try again when the run ends"
+        ) from None
 
 
 def _require_tables(con, *tables: str) -> None:
@@ -202,7 +239,9 @@ def _require_tables(con, *tables: str) -> None:
 
     missing = [t for t in tables if not table_exists(con, "main", t)]
     if missing:
-        raise UsageError(f"the warehouse has no {', '.join(missing)} yet: run the whole pipeline first (citizen-view run)")
+        raise UsageError(
+            f"the warehouse has no {', '.join(missing)} yet: run the whole pipeline first (citizen-view run)"
+        )
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -223,7 +262,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
             if previous is None:
                 print(f"  nothing has been published yet ({published} does not exist)", file=sys.stderr)
             else:
-                print(f"  the previously published bundle stays published: {published} -> {previous.name}", file=sys.stderr)
+                print(
+                    f"  the previously published bundle stays published: {published} -> {previous.name}",
+                    file=sys.stderr,
+                )
             return 1
     print(f"Published {done.bundle.name} to {done.target} (DCAT catalogue: {done.target / 'catalog.ttl'})")
     return 0
@@ -237,7 +279,9 @@ def _anchor_sinks(args: argparse.Namespace) -> list[str]:
     """Where audit anchors are copied: as given, else the warehouse layout's second location."""
     from citizen_view.audit import parse_sink
 
-    specs = list(args.anchor_sink or []) or [f"file:{WarehouseLayout.of(args.warehouse).anchor_copy(_audit_path(args))}"]
+    specs = list(args.anchor_sink or []) or [
+        f"file:{WarehouseLayout.of(args.warehouse).anchor_copy(_audit_path(args))}"
+    ]
     for spec in specs:
         try:
             parse_sink(spec)
@@ -270,8 +314,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(EXAMPLE_ACCESS_FILE, target)
     print(f"Wrote the example access file (demo roles, users and tokens for synthetic data) to {target}")
-    print("  replace its users and tokens before serving real data; token hashes: python -c "
-          "\"from citizen_view.serving.access import hash_token; print(hash_token('...'))\"")
+    print(
+        "  replace its users and tokens before serving real data; token hashes: python -c "
+        "\"from citizen_view.serving.access import hash_token; print(hash_token('...'))\""
+    )
     return 0
 
 
@@ -289,9 +335,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be 1 or more, not {args.workers}")
     options = dict(
-        serving_folder=layout.serving_dir, access_file=access, audit_file=_audit_path(args),
-        decisions_file=layout.overrides_file, anchor_sinks=sinks, trusted_proxies=list(args.trusted_proxy or ()),
-    )  # fmt: skip
+        serving_folder=layout.serving_dir,
+        access_file=access,
+        audit_file=_audit_path(args),
+        decisions_file=layout.overrides_file,
+        anchor_sinks=sinks,
+        trusted_proxies=list(args.trusted_proxy or ()),
+    )
     try:
         app = create_app(**options)
     except ConfigError as exc:
@@ -332,7 +382,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.audit_command == "verify":
         report = verify(path, sinks=sinks)
         state = "intact" if report.ok else "TAMPERED"
-        print(f"{path}: {report.entries:,} entries, {report.anchors:,} anchors, {report.unprotected:,} unprotected: {state}")
+        print(
+            f"{path}: {report.entries:,} entries, {report.anchors:,} anchors, {report.unprotected:,} unprotected: {state}"
+        )
         for problem in report.problems:
             print(f"  problem: {problem}")
         for warning in report.warnings:
@@ -355,9 +407,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
+    from citizen_view.audit import AuditEvent, AuditLog
     from citizen_view.linkage import Linkage
     from citizen_view.linkage.review import ReviewKind, load_overrides, open_items, pair_id, record_decision
-    from citizen_view.audit import AuditEvent, AuditLog
 
     layout = _warehouse(args)
     decisions = layout.overrides_file
@@ -366,21 +418,27 @@ def cmd_review(args: argparse.Namespace) -> int:
         with _connect_read_only(layout) as con:
             _require_tables(con, "review_queue", "linkage_model")
             page = open_items(con, decided, kind=args.kind, source=args.source, limit=1)
-            print(f"{page.total:,} item(s) to review" + (f" ({', '.join(f'{n} {k}' for k, n in page.by_kind.items())})" if page.total else ""))
+            print(
+                f"{page.total:,} item(s) to review"
+                + (f" ({', '.join(f'{n} {k}' for k, n in page.by_kind.items())})" if page.total else "")
+            )
             if not page.items:
                 return 0
             first = page.items[0]
-            item_id, kind, left, right, citizen_id = (first[k] for k in ("item_id", "kind", "record_key_l", "record_key_r", "citizen_id"))
+            item_id, kind, left, right, citizen_id = (
+                first[k] for k in ("item_id", "kind", "record_key_l", "record_key_r", "citizen_id")
+            )
             print(f"\n{kind}: {item_id}\n  model: {first['model_decision']}; {first['reason']}\n")
             if kind == ReviewKind.UNCERTAIN_LINK:
                 print(Linkage(con, layout).explain(left, right).render())
             else:
                 for row in con.execute(
                     "SELECT record_key, r.full_name, r.date_of_birth, r.national_id FROM citizen_source_link l "
-                    "JOIN source_records r USING (record_key) WHERE l.citizen_id = ? ORDER BY record_key", [citizen_id]
+                    "JOIN source_records r USING (record_key) WHERE l.citizen_id = ? ORDER BY record_key",
+                    [citizen_id],
                 ).fetchall():
                     print("  " + "  ".join(str(v) for v in row))
-        print(f"\ndecide with: citizen-view review decide {left} {right} same|different|unsure --reason \"...\"")
+        print(f'\ndecide with: citizen-view review decide {left} {right} same|different|unsure --reason "..."')
         return 0
     if not (args.left and args.right and args.decision):
         raise UsageError("review decide needs LEFT RIGHT same|different|unsure --reason TEXT")
@@ -391,17 +449,32 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise UsageError(f"no record {', '.join(unknown)} in the warehouse (keys are source:source_record_id)")
     try:
         d = record_decision(
-            decisions, left=args.left, right=args.right, decision=args.decision,
-            reviewer=args.reviewer or getpass.getuser(), reason=args.reason or "", role="cli",
-        )  # fmt: skip
+            decisions,
+            left=args.left,
+            right=args.right,
+            decision=args.decision,
+            reviewer=args.reviewer or getpass.getuser(),
+            reason=args.reason or "",
+            role="cli",
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with AuditLog(_audit_path(args), sinks=_anchor_sinks(args)) as audit:
-        audit.append(AuditEvent(
-            user=d.reviewer, role="cli", organisation=None, action="review_decision", purpose="clerical review",
-            case_reference=None, query={"pair": pair_id(d.record_key_l, d.record_key_r), "decision": d.decision,
-            "reason": d.reason}, citizen_ids=[], fields=[], status=200, authorisation_rule="cli",
-        ))  # fmt: skip
+        audit.append(
+            AuditEvent(
+                user=d.reviewer,
+                role="cli",
+                organisation=None,
+                action="review_decision",
+                purpose="clerical review",
+                case_reference=None,
+                query={"pair": pair_id(d.record_key_l, d.record_key_r), "decision": d.decision, "reason": d.reason},
+                citizen_ids=[],
+                fields=[],
+                status=200,
+                authorisation_rule="cli",
+            )
+        )
     print(f"recorded: {d.record_key_l} and {d.record_key_r} are {d.decision!r} ({decisions}); the next run applies it")
     return 0
 
@@ -445,9 +518,11 @@ def cmd_areas(args: argparse.Namespace) -> int:
     areas = load_areas(args.country, folder=layout.areas_dir)
     if areas is None:
         raise UsageError(f"no official area list for {args.country}: give one in sources.yaml (publication.areas)")
-    print(f"{areas.country_name}: {areas.municipalities.height} municipalities ({areas.level}) in "
-          f"{areas.municipalities.get_column('region_code').n_unique()} regions ({areas.region_level}); "
-          f"{areas.aliases.height} aliases; source: {areas.source}")  # fmt: skip
+    print(
+        f"{areas.country_name}: {areas.municipalities.height} municipalities ({areas.level}) in "
+        f"{areas.municipalities.get_column('region_code').n_unique()} regions ({areas.region_level}); "
+        f"{areas.aliases.height} aliases; source: {areas.source}"
+    )
     return 0
 
 
@@ -485,8 +560,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     except (ConfigError, SecretError, SourceError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"source/{report.source}: {report.records:,} records encoded ({report.rejected:,} rejected, not encoded) "
-          f"-> {report.out_file}; entry in {report.sources_file}")  # fmt: skip
+    print(
+        f"source/{report.source}: {report.records:,} records encoded ({report.rejected:,} rejected, not encoded) "
+        f"-> {report.out_file}; entry in {report.sources_file}"
+    )
     return 0
 
 
@@ -513,7 +590,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except BackupError as exc:
         raise UsageError(str(exc)) from None
     print(f"Backed up {layout.warehouse} (schema version {done.schema_version}) to {done.folder}")
-    print(f"  {done.files:,} files, {done.bytes / 1e6:,.1f} MB in {done.seconds:.1f} s; sha256 of each in {done.folder / 'MANIFEST.json'}")
+    print(
+        f"  {done.files:,} files, {done.bytes / 1e6:,.1f} MB in {done.seconds:.1f} s; sha256 of each in {done.folder / 'MANIFEST.json'}"
+    )
     print(f"  restore with: citizen-view restore --from {done.folder} --warehouse NEW.duckdb")
     return 0
 
@@ -527,11 +606,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except BackupError as exc:
         raise UsageError(str(exc)) from None
     layout = WarehouseLayout.of(done.warehouse)
-    print(f"Restored {done.source_warehouse} (backed up {done.backed_up_at}, schema version {done.schema_version}) "
-          f"to {done.warehouse}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, every sha256 checked")  # fmt: skip
+    print(
+        f"Restored {done.source_warehouse} (backed up {done.backed_up_at}, schema version {done.schema_version}) "
+        f"to {done.warehouse}: {done.files:,} files, {done.bytes / 1e6:,.1f} MB, every sha256 checked"
+    )
     if layout.audit_log.exists():
         report = verify(layout.audit_log, sinks=[parse_sink(f"file:{layout.anchor_copy()}")])
-        print(f"  audit log: {report.entries:,} entries, {report.anchors:,} anchors: {'intact' if report.ok else 'NOT INTACT'}")
+        print(
+            f"  audit log: {report.entries:,} entries, {report.anchors:,} anchors: {'intact' if report.ok else 'NOT INTACT'}"
+        )
         for problem in report.problems:
             print(f"  problem: {problem}", file=sys.stderr)
         if not report.ok:
@@ -542,7 +625,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def _describe(meta: dict) -> str:
     """One line per asset from the metadata it recorded."""
     if "rows_in" in meta:
-        line = f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
+        line = (
+            f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
+        )
         return line + ("  HELD BACK" if meta.get("status") == "held back" else "")
     if "citizens" in meta:
         line = (
@@ -550,13 +635,17 @@ def _describe(meta: dict) -> str:
             f"({meta['ids_minted']:,} IDs minted, {meta['ids_merged']:,} merged, {meta['ids_retired']:,} retired)"
         )
         if meta.get("mode") == "incremental":
-            line += (f"; incremental: {meta['new_records']:,} new records, {meta['earlier_records_relinked']:,} earlier "
-                     f"records re-linked, {meta['records_left_alone']:,} left alone")  # fmt: skip
+            line += (
+                f"; incremental: {meta['new_records']:,} new records, {meta['earlier_records_relinked']:,} earlier "
+                f"records re-linked, {meta['records_left_alone']:,} left alone"
+            )
         if "eval_f1" in meta:
             line += f"; vs truth: precision {meta['eval_precision']:.4f} recall {meta['eval_recall']:.4f} F1 {meta['eval_f1']:.4f}"
         return line
     if "threshold_match_weight" in meta:
-        return f"{meta['dagster/row_count']:,} scored pairs, link threshold weight {meta['threshold_match_weight']:+.2f}"
+        return (
+            f"{meta['dagster/row_count']:,} scored pairs, link threshold weight {meta['threshold_match_weight']:+.2f}"
+        )
     if "model_json" in meta:
         return f"model {meta['model_json']} (compares {', '.join(meta['fields_compared'])})"
     if "dagster/row_count" in meta:
@@ -571,8 +660,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
-    parser.add_argument("--anchor-sink", action="append", help="a second place for the audit anchors: file:PATH, syslog or "
-                        "syslog:HOST:PORT (repeatable; default: a file in the warehouse folder's audit-anchors/)")
+    parser.add_argument(
+        "--anchor-sink",
+        action="append",
+        help="a second place for the audit anchors: file:PATH, syslog or "
+        "syslog:HOST:PORT (repeatable; default: a file in the warehouse folder's audit-anchors/)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -583,9 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--persons", type=int, default=2000)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--out", required=True, help="output folder (gets sources.yaml, one folder per system, truth/)")
-    g.add_argument("--profile", choices=["default", "dense", "multi-agency"], default="default",
-                   help="default: five NL/NO systems; dense: one GB-style register, 5-25 entries a person; "
-                   "multi-agency: seven US agencies, most without SSN")
+    g.add_argument(
+        "--profile",
+        choices=["default", "dense", "multi-agency"],
+        default="default",
+        help="default: five NL/NO systems; dense: one GB-style register, 5-25 entries a person; "
+        "multi-agency: seven US agencies, most without SSN",
+    )
     g.add_argument("--country", choices=["NL", "NO"], default=None, help="the default profile's country (default NL)")
     g.add_argument("--noise", type=float, default=1.0, help="scale every noise rate (0 = clean, 2 = twice the default)")
     g.add_argument("--bad-row-rate", type=float, default=0.002, help="share of malformed rows per text extract")
@@ -594,11 +691,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="materialise every asset through Dagster, in-process")
     r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
-    r.add_argument("--incremental", action="store_true", help="link only new records with the saved model (no retraining)")
+    r.add_argument(
+        "--incremental", action="store_true", help="link only new records with the saved model (no retraining)"
+    )
     r.set_defaults(func=cmd_run)
 
     for verb, func, text in (
-        ("release", cmd_release, "publish a source's held-back extract (recorded with who and why), then run the pipeline"),
+        (
+            "release",
+            cmd_release,
+            "publish a source's held-back extract (recorded with who and why), then run the pipeline",
+        ),
         ("reject", cmd_reject, "discard a source's held-back extract; its last accepted extract stays current"),
     ):
         d = sub.add_parser(verb, help=text)
@@ -608,7 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("--sources", help="sources.yaml (default: the committed sample)")
         d.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
         if verb == "release":
-            d.add_argument("--no-run", action="store_true", help="only release; link, serve and publish it on the next run")
+            d.add_argument(
+                "--no-run", action="store_true", help="only release; link, serve and publish it on the next run"
+            )
         d.set_defaults(func=func)
 
     p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
@@ -617,25 +722,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_publish)
 
     v = sub.add_parser("serve", help="the caseworker service: search and profile API plus web pages")
-    v.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse")
+    v.add_argument(
+        "--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse"
+    )
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)")
+    v.add_argument(
+        "--access", help="roles and users (default: $CITIZEN_VIEW_ACCESS, else access.yaml in the warehouse's folder)"
+    )
     _audit_options(v)
-    v.add_argument("--trusted-proxy", action="append", help="an address or network whose X-Forwarded-For names the client (repeatable)")
-    v.add_argument("--workers", type=int, default=1, help="service processes sharing the port and one audit chain (default 1)")
+    v.add_argument(
+        "--trusted-proxy",
+        action="append",
+        help="an address or network whose X-Forwarded-For names the client (repeatable)",
+    )
+    v.add_argument(
+        "--workers", type=int, default=1, help="service processes sharing the port and one audit chain (default 1)"
+    )
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
     i.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     i.set_defaults(func=cmd_init)
 
-    a = sub.add_parser("audit", help="verify the access log, acknowledge entries recovered after a crash, or list who "
-                       "looked at a citizen and why")
+    a = sub.add_parser(
+        "audit",
+        help="verify the access log, acknowledge entries recovered after a crash, or list who "
+        "looked at a citizen and why",
+    )
     a.add_argument("audit_command", choices=["verify", "acknowledge", "export"])
     a.add_argument("--reason", help="acknowledge: why the recovered entries are accepted (recorded in the log)")
     a.add_argument("--citizen", help="citizen ID (for export)")
-    a.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)")
+    a.add_argument(
+        "--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)"
+    )
     a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     _audit_options(a)
     a.set_defaults(func=cmd_audit)
@@ -653,7 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
-    ar = sub.add_parser("areas", help="the official area lists open data is published by: show, or refresh from CBS/SSB")
+    ar = sub.add_parser(
+        "areas", help="the official area lists open data is published by: show, or refresh from CBS/SSB"
+    )
     ar.add_argument("areas_command", choices=["show", "refresh"])
     ar.add_argument("--country", choices=["NL", "NO"], required=True)
     ar.add_argument("--date", help="refresh: the list valid at this date (yyyy-mm-dd, default today)")
@@ -665,14 +787,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     e.set_defaults(func=cmd_evaluate)
 
-    en = sub.add_parser("encode", help="at an agency: encode one source's identifiers (pseudonyms, Bloom filters) for "
-                        "linkage without sharing them")  # fmt: skip
+    en = sub.add_parser(
+        "encode",
+        help="at an agency: encode one source's identifiers (pseudonyms, Bloom filters) for "
+        "linkage without sharing them",
+    )
     en.add_argument("--sources", required=True, help="the agency's sources.yaml")
     en.add_argument("--source", required=True, help="the source to encode")
     en.add_argument("--secret-file", required=True, help="the linkage project's secret (never leaves the agencies)")
     en.add_argument("--out", required=True, help="folder for <source>/encoded.parquet and the sources.yaml entry")
-    en.add_argument("--harden", choices=["none", "xor-fold", "salt-year"], default="none",
-                    help="harden the Bloom filters against frequency attacks (costs accuracy; see README)")  # fmt: skip
+    en.add_argument(
+        "--harden",
+        choices=["none", "xor-fold", "salt-year"],
+        default="none",
+        help="harden the Bloom filters against frequency attacks (costs accuracy; see README)",
+    )
     en.set_defaults(func=cmd_encode)
 
     x = sub.add_parser("explain", help="why two records were or were not linked (per-field weights)")
@@ -681,8 +810,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     x.set_defaults(func=cmd_explain)
 
-    bk = sub.add_parser("backup", help="copy the warehouse and everything in its folder to a new folder (refused while "
-                        "a pipeline run writes; fine while the service serves)")
+    bk = sub.add_parser(
+        "backup",
+        help="copy the warehouse and everything in its folder to a new folder (refused while "
+        "a pipeline run writes; fine while the service serves)",
+    )
     bk.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     bk.add_argument("--to", required=True, help="a new (or empty) folder")
     bk.set_defaults(func=cmd_backup)
@@ -694,7 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
     b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental", "accuracy"])
-    b.add_argument("--persons", type=int, default=None, help="persons to generate (default 1,000,000; 2,000 per set for accuracy)")
+    b.add_argument(
+        "--persons", type=int, default=None, help="persons to generate (default 1,000,000; 2,000 per set for accuracy)"
+    )
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--country", choices=["NL", "NO"], default="NL")
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
@@ -703,8 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
-    b.add_argument("--sets", help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4, the generator "
-                   "at low, default and high noise for NL and NO, dense-register and us-agencies)")
+    b.add_argument(
+        "--sets",
+        help="`bench accuracy`: comma-separated data sets (default: FEBRL 1-4, the generator "
+        "at low, default and high noise for NL and NO, dense-register and us-agencies)",
+    )
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -4,8 +4,8 @@
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from citizen_view.contract import SourcesFile
 from citizen_view.areas import areas_for, match_areas
+from citizen_view.contract import SourcesFile
 from citizen_view.export import build_bundle
 from citizen_view.open_data import TABLES, publish_table
 from pipelines.metadata import counts, table
@@ -33,21 +33,28 @@ def build_publication_assets(sources: SourcesFile, *, upstream: AssetKey) -> lis
             report = match_areas(con, areas_for(sources, refreshed=warehouse.layout.areas_dir))
         return MaterializeResult(
             metadata={
-                "dagster/row_count": report.citizens, "areas": report.areas, "unmatched": report.unmatched,
-                "unmatched_share": round(report.unmatched_share, 5), "by_method": counts(report.by_method, key="method", value="citizens"),
-                "unmatched_values": table([{"city": c, "postcode": p, "citizens": n} for c, p, n in report.unmatched_values],
-                                          columns=("city", "postcode", "citizens")),
-            }  # fmt: skip
+                "dagster/row_count": report.citizens,
+                "areas": report.areas,
+                "unmatched": report.unmatched,
+                "unmatched_share": round(report.unmatched_share, 5),
+                "by_method": counts(report.by_method, key="method", value="citizens"),
+                "unmatched_values": table(
+                    [{"city": c, "postcode": p, "citizens": n} for c, p, n in report.unmatched_values],
+                    columns=("city", "postcode", "citizens"),
+                ),
+            }
         )
 
     assets = [_table_asset(sources, name, AREA_KEY) for name in TABLES]
 
     @asset(
-        key=AssetKey(["open_data", "bundle"]), group_name=PUBLICATION_GROUP, deps=[a.key for a in assets],
+        key=AssetKey(["open_data", "bundle"]),
+        group_name=PUBLICATION_GROUP,
+        deps=[a.key for a in assets],
         kinds={"csv", "parquet", "json"},
         description="The versioned export bundle (CSV + Parquet, Frictionless datapackage.json, DCAT-AP, "
         "GX Data Docs, sdc-report.json, gates.json, checksums.sha256). Runs only when every gate upstream passed.",
-    )  # fmt: skip
+    )
     def open_data_bundle(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.connect() as con:
             report = build_bundle(con, sources, warehouse.layout, run_id=context.run.run_id)
@@ -66,7 +73,13 @@ def build_publication_assets(sources: SourcesFile, *, upstream: AssetKey) -> lis
 def _table_asset(sources: SourcesFile, name: str, upstream: AssetKey) -> AssetsDefinition:
     info = TABLES[name]
 
-    @asset(key=table_key(name), group_name=PUBLICATION_GROUP, deps=[upstream], kinds={"duckdb"}, description=info.description)
+    @asset(
+        key=table_key(name),
+        group_name=PUBLICATION_GROUP,
+        deps=[upstream],
+        kinds={"duckdb"},
+        description=info.description,
+    )
     def _table(warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.connect() as con:
             published = publish_table(con, name, sources)

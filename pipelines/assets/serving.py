@@ -20,6 +20,8 @@ def build_serving_assets(sources: SourcesFile, *, upstream: AssetKey) -> list[As
         read-only DuckDB file, switched in atomically for the caseworker service."""
         with warehouse.connect() as con:
             report = serve_view(con, sources, warehouse.layout.serving_dir, run_id=context.run.run_id)
-        return MaterializeResult(metadata={"view": MetadataValue.path(str(report.path)), **{f"{k}_rows": v for k, v in report.rows.items()}})
+        return MaterializeResult(
+            metadata={"view": MetadataValue.path(str(report.path)), **{f"{k}_rows": v for k, v in report.rows.items()}}
+        )
 
     return [served_view]

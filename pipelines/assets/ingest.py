@@ -64,7 +64,10 @@ def _ingest_asset(sources: SourcesFile, source: SourceConfig) -> AssetsDefinitio
         description=description,
         kinds={"duckdb", "polars"},
         tags={"source": source.name},
-        check_specs=[AssetCheckSpec(rule, asset=key, description=RULE_DESCRIPTIONS[rule], blocking=False) for rule in INGEST_RULES],
+        check_specs=[
+            AssetCheckSpec(rule, asset=key, description=RULE_DESCRIPTIONS[rule], blocking=False)
+            for rule in INGEST_RULES
+        ],
     )
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.connect() as con:
@@ -110,9 +113,14 @@ def _metadata(source: SourceConfig, report: IngestReport) -> dict:
         metadata["held_reasons"] = MetadataValue.json([f"{r.rule}: {r.summary}" for r in report.failed_rules])
         metadata["held_evidence"] = MetadataValue.json(report.evidence)
         metadata["held_tables"] = MetadataValue.json(
-            [f'staging."raw_{source.name}"', f'staging."canonical_{source.name}"', "staging.rejected_records", "staging.field_issues"]
+            [
+                f'staging."raw_{source.name}"',
+                f'staging."canonical_{source.name}"',
+                "staging.rejected_records",
+                "staging.field_issues",
+            ]
         )
-        metadata["release_with"] = f"citizen-view release {source.name} --reason \"...\""
+        metadata["release_with"] = f'citizen-view release {source.name} --reason "..."'
     if report.national_id_valid_rate is not None:
         metadata["national_id_valid_rate"] = round(report.national_id_valid_rate, 4)
     if report.date_of_birth_filled_rate is not None:
@@ -125,14 +133,22 @@ def _check_results(report: IngestReport) -> list[AssetCheckResult]:
     earlier release of the same content let it through."""
     out = []
     for result in report.audit:
-        summary = result.summary if result.passed or report.held else f"{result.summary} (accepted: released by {report.released_by})"
+        summary = (
+            result.summary
+            if result.passed or report.held
+            else f"{result.summary} (accepted: released by {report.released_by})"
+        )
         out.append(
             AssetCheckResult(
                 check_name=result.rule,
                 passed=result.passed,
                 severity=AssetCheckSeverity.ERROR if report.held or result.passed else AssetCheckSeverity.WARN,
                 description=summary,
-                metadata={**evidence(result), "summary": summary, "extract": "held back" if report.held else "accepted"},
+                metadata={
+                    **evidence(result),
+                    "summary": summary,
+                    "extract": "held back" if report.held else "accepted",
+                },
             )
         )
     return out

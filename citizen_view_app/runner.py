@@ -37,27 +37,36 @@ def instance_for_cli() -> DagsterInstance:
 
 
 def run_pipeline(
-    *, sources_path: str | Path, warehouse_path: str | Path, job_name: str | None = None,
-    instance: DagsterInstance | None = None, log_level: str = "CRITICAL", progress: TextIO | None = None,
+    *,
+    sources_path: str | Path,
+    warehouse_path: str | Path,
+    job_name: str | None = None,
+    instance: DagsterInstance | None = None,
+    log_level: str = "CRITICAL",
+    progress: TextIO | None = None,
 ) -> RunOutcome:
     """Materialise the job's assets for one sources file into one warehouse.
 
     `progress`: a stream that gets a line as each step starts and ends (the CLI passes standard output).
     """
+    from citizen_view_app.progress import progress_logger
     from pipelines.definitions import FULL_JOB, build_definitions
-    from pipelines.progress import progress_logger
 
     loggers = {"console": {"config": {"log_level": log_level}}}
     extra = {}
     if progress is not None:
         plain = build_definitions(sources_path=sources_path, warehouse_path=warehouse_path)
-        asset_steps = {"__".join(k.path) for k in plain.resolve_job_def(job_name or FULL_JOB).asset_layer.executable_asset_keys}
+        asset_steps = {
+            "__".join(k.path) for k in plain.resolve_job_def(job_name or FULL_JOB).asset_layer.executable_asset_keys
+        }
         extra = {"console": colored_console_logger, "progress": progress_logger(asset_steps, progress)}
         loggers["progress"] = {"config": {}}
     defs = build_definitions(sources_path=sources_path, warehouse_path=warehouse_path, loggers=extra)
     job = defs.resolve_job_def(job_name or FULL_JOB)
     result = job.execute_in_process(
-        instance=instance or DagsterInstance.ephemeral(), raise_on_error=False, run_config={"loggers": loggers},
+        instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"loggers": loggers},
     )
     return summarise(result)
 
