@@ -381,6 +381,11 @@ def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
     try:
         big_header = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
         assert big_header.startswith(b"HTTP/1.1 431"), big_header[:100]
+        # just over the 32 KiB limit, sent whole in one write: the parser finishes it in one read
+        whole = _raw_request(
+            svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\nConnection: close\r\n\r\n"
+        )
+        assert whole.startswith(b"HTTP/1.1 431"), whole[:100]
         many = b"".join(b"X-H%d: 1\r\n" % i for i in range(500))
         many_headers = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
         assert many_headers.startswith(b"HTTP/1.1 431"), many_headers[:100]
@@ -401,7 +406,7 @@ def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
     finally:
         svc.stop()
     statuses = [(e["status"], e["action"]) for e in _entries(audit)]
-    assert statuses.count((431, "refused:oversized_headers")) == 2
+    assert statuses.count((431, "refused:oversized_headers")) == 3
     assert statuses.count((413, "refused:oversized_body")) == 2
 
 

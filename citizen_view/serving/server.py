@@ -63,15 +63,27 @@ def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -
         _head_count = 0
         _too_large: str | None = None
 
+        _parsed_bytes = 0  # of the request line and headers the parser has handed over, however they arrived
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._in_head, self._head_bytes, self._head_count = True, 0, 0
+            self._in_head, self._head_bytes, self._head_count, self._parsed_bytes = True, 0, 0, 0
+
+        def on_url(self, url: bytes) -> None:
+            self._parsed_bytes += len(url)
+            super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._head_count += 1
+            # headers that arrive whole in the read that also ends them are counted here (data_received only sees
+            # what is still unfinished after a read)
+            self._parsed_bytes += len(name) + len(value) + 4
             if self._head_count > limits.max_headers:
                 self._too_large = f"more than {limits.max_headers} headers"
                 raise _HeadTooLarge  # the parser stops; uvicorn answers through send_400_response
+            if self._parsed_bytes > limits.max_header_bytes:
+                self._too_large = f"request line and headers longer than {limits.max_header_bytes} bytes"
+                raise _HeadTooLarge
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
