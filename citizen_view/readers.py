@@ -71,9 +71,10 @@ def read_file(source: SourceConfig, path: Path, *, display_name: str) -> FileRea
             got.rows = got.rows.with_columns(pl.col(rid).str.replace_all(INVISIBLE, "").str.normalize("NFC"))
     except SourceError:
         raise
-    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+    except Exception as exc:  # any reader's failure (polars, calamine's CalamineError, OS) stops this source alone
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SourceError(
-            f"source {source.name!r}: file {display_name!r} cannot be read as {source.format}: {exc}"
+            f"source {source.name!r}: file {display_name!r} cannot be read as {source.format}: {first_line}"
         ) from exc
     if got.records != got.rows.height + len(got.rejects):
         raise SourceError(

@@ -244,3 +244,17 @@ def test_a_mapped_column_missing_from_a_nonempty_jsonl_file_still_stops_the_sour
     _jsonl_source(tmp_path, ['{"id": "R1", "first": "Jan", "surname": "Smit"}'])
     with pytest.raises(SourceError, match="has no column 'last'"):
         _load(tmp_path, "j")
+
+
+@pytest.mark.parametrize("content", [b"id,first\n", b"PK\x03\x04truncated"], ids=["not-a-zip", "truncated-zip"])
+def test_a_workbook_that_is_no_workbook_stops_its_source_with_one_line(tmp_path, content):
+    (tmp_path / "f.xlsx").write_bytes(content)
+    yaml_text = "sources:\n  - {name: s, path: f.xlsx, format: xlsx, record_id: id, fields: {given_name: first}}\n"
+    (tmp_path / "sources.yaml").write_text(yaml_text, encoding="utf-8")
+    from citizen_view.contract import SourceError, load_sources
+    from citizen_view.ingest import read_source
+
+    sources = load_sources(tmp_path / "sources.yaml")
+    with pytest.raises(SourceError) as caught:
+        read_source(sources, sources.source("s"))
+    assert "cannot be read as xlsx" in str(caught.value) and "\n" not in str(caught.value)
