@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from splink import Linker
+from splink.internals.exceptions import EMTrainingException
 
 import citizen_view.linkage.common_values as cv
 from citizen_view.contract import LinkType
@@ -36,6 +37,8 @@ EDGE_FLOOR_WEIGHT = -4.0
 THRESHOLD_RANGE = (-2.0, 10.0)
 # Random pairs for estimating u: enough for stable estimates (Splink suggests 1e6-1e7), bounded in memory.
 U_SAMPLE_PAIRS = 5e6
+# The smallest prior a model gets when no pair of records agrees on the deterministic rules (an empty link).
+MIN_MATCH_RATE = 1e-9
 EDGE_COLUMN_PREFIXES = ("gamma_", "bf_", "mw_")
 
 
@@ -97,8 +100,15 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
     """Estimate the match rate, u and m; each note says what was done and how long it took (where training time goes)."""
     notes: list[str] = []
     started = time.perf_counter()
-    linker.training.estimate_probability_two_random_records_match(plan.deterministic_rules, recall=0.8)
-    notes.append(f"match rate from deterministic rules ({time.perf_counter() - started:.1f} s)")
+    try:
+        linker.training.estimate_probability_two_random_records_match(plan.deterministic_rules, recall=0.8)
+        notes.append(f"match rate from deterministic rules ({time.perf_counter() - started:.1f} s)")
+    except (ValueError, ZeroDivisionError, EMTrainingException) as exc:  # the rules pair no records at all
+        notes.append(f"match rate: Splink's default (deterministic rules found no pairs: {str(exc).splitlines()[0]})")
+    core = linker._settings_obj.core_model_settings
+    if not core.probability_two_random_records_match > 0:  # no pair agrees on the rules: a floor, not a zero prior
+        core.probability_two_random_records_match = MIN_MATCH_RATE
+        notes.append(f"match rate: no deterministic pair found, floor {MIN_MATCH_RATE:g} used")
     max_pairs = float(min(max(n_records * 20, 1e6), U_SAMPLE_PAIRS))
     started = time.perf_counter()
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
@@ -113,10 +123,10 @@ def _fit(linker: Linker, plan: ModelPlan, n_records: int, *, seed: int) -> list[
             )
             fitted += 1
             notes.append(f"EM on {name}: ok ({time.perf_counter() - started:.1f} s)")
-        except (ValueError, ZeroDivisionError) as exc:
-            # Splink 5.0 raises on an m probability of 0 (very clean data) instead of clamping it;
-            # the other sessions still estimate that comparison.
-            notes.append(f"EM on {name}: skipped ({exc})")
+        except (ValueError, ZeroDivisionError, EMTrainingException) as exc:
+            # Splink 5.0 raises on an m probability of 0 (very clean data) instead of clamping it, and on a rule that
+            # pairs no records (encodings made with different secrets never agree); the other sessions still run.
+            notes.append(f"EM on {name}: skipped ({str(exc).splitlines()[0]})")
             log.warning("EM session on %s skipped: %s", name, exc)
     if fitted == 0:
         notes.append("no EM session converged: m probabilities are Splink's defaults")
