@@ -474,28 +474,25 @@ def _held_load(con: duckdb.DuckDBPyConnection, source: str) -> tuple:
 def release_held(con: duckdb.DuckDBPyConnection, source: str, *, by: str, reason: str | None = None) -> Decision:
     """Publish a source's held extract as it was staged, recording who released it and why. The same file content
     ingested later is accepted (a person released it)."""
-    load_id, rows_loaded, since, held_reason = _held_load(con, source)
-    with transaction(con):
-        _publish_staged(con, source)
-        con.execute(
-            "UPDATE ingest_log SET status = 'released', decided_by = ?, decided_at = now(), decision_reason = ? "
-            "WHERE load_id = ?",
-            [by, reason, load_id],
-        )
-    return Decision(source, LoadStatus.RELEASED, rows_loaded, since, held_reason)
+    return _decide(con, source, LoadStatus.RELEASED, _publish_staged, by=by, reason=reason)
 
 
 def reject_held(con: duckdb.DuckDBPyConnection, source: str, *, by: str, reason: str | None = None) -> Decision:
     """Discard a source's held extract; its last accepted extract stays current."""
+    return _decide(con, source, LoadStatus.REJECTED, _drop_staged, by=by, reason=reason)
+
+
+def _decide(con, source: str, status: LoadStatus, apply, *, by: str, reason: str | None) -> Decision:
+    """A person's decision on the held extract: `apply` it to the staged tables and record who, when and why."""
     load_id, rows_loaded, since, held_reason = _held_load(con, source)
     with transaction(con):
-        _drop_staged(con, source)
+        apply(con, source)
         con.execute(
-            "UPDATE ingest_log SET status = 'rejected', decided_by = ?, decided_at = now(), decision_reason = ? "
+            "UPDATE ingest_log SET status = ?, decided_by = ?, decided_at = now(), decision_reason = ? "
             "WHERE load_id = ?",
-            [by, reason, load_id],
+            [status.value, by, reason, load_id],
         )
-    return Decision(source, LoadStatus.REJECTED, rows_loaded, since, held_reason)
+    return Decision(source, status, rows_loaded, since, held_reason)
 
 
 def source_status(con: duckdb.DuckDBPyConnection, sources: list[str]) -> pl.DataFrame:
