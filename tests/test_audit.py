@@ -593,6 +593,20 @@ def test_entries_appended_while_the_writer_was_stopped_still_fail_on_the_mac(tmp
     ]
 
 
+def test_without_the_key_an_entry_lacking_the_mac_its_neighbours_carry_is_still_caught(tmp_path, monkeypatch):
+    """verify run where the key is not at hand (a DPO's laptop): MACs cannot be checked, but a forged entry appended
+    with a correct chain and no MAC, among entries that all carry one, still fails."""
+    monkeypatch.setenv(KEY_ENV, "a secret held apart from the log")
+    path, sink = logged(tmp_path, 5)
+    forge_entry(path)
+    monkeypatch.delenv(KEY_ENV)
+    report = verify(path, sinks=[sink])
+    assert not report.ok and report.problems[0] == (
+        "seq 6: no mac, while the entries from seq 1 carry one (entry forged, or written without the key)"
+    )
+    assert any("not set: they were not checked" in w for w in report.warnings)
+
+
 def test_a_sink_added_to_an_existing_log_joins_with_a_warning(tmp_path):
     path = tmp_path / "audit" / "access.jsonl"
     sink = FileSink(tmp_path / "elsewhere" / "anchors.jsonl")

@@ -117,6 +117,7 @@ class _ChainWalk:
         self.top = 0  # the highest seq read so far: anchors up to it are merged
         self.after, self.after_from = 0, 0  # entries since the last entry some location anchors, and the first
         self.acknowledgements: list[Acknowledgement] = []
+        self.macs_from: int | None = None  # the first entry that carries a MAC: every later one must carry one
 
     def read(self, number: int, raw: bytes) -> None:
         entry = parse(raw)
@@ -132,6 +133,13 @@ class _ChainWalk:
             self.found.problem(problem)
         if self.key is None and entry.get("mac") is not None:
             self.found.unchecked = True
+        if self.key is None and entry.get("mac") is None and self.macs_from is not None:  # seen without the key
+            self.found.problem(
+                f"seq {entry['seq']}: no mac, while the entries from seq {self.macs_from} carry one "
+                f"(entry forged, or written without the key)"
+            )
+        elif entry.get("mac") is not None and self.macs_from is None:
+            self.macs_from = entry["seq"]
         if (ack := acknowledgement_in(entry)) is not None:
             self.acknowledgements.append(ack)
         seq = entry["seq"]
