@@ -92,7 +92,7 @@ class _Lines:
     """A text file's lines (line ends removed) and which of them hold bytes the encoding cannot decode."""
 
     text: list[str]
-    undecodable: set[int]
+    bad: dict[int, str]  # line index -> why the line cannot be a record (undecodable bytes, a NUL byte)
 
 
 SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
@@ -108,13 +108,16 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
     out: list[str] = []
-    bad: set[int] = set()
+    bad: dict[int, str] = {}
     for i, line in enumerate(lines):
         if line.endswith("\r"):
             line = line[:-1]
         if _may_have_surrogates(line):  # only bytes the encoding could not decode leave lone surrogates
-            bad.add(i)
+            bad[i] = _undecodable(encoding)
             line = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+        if "\x00" in line:  # text never holds NUL: binary data or a corrupt extract, kept visible in `raw`
+            bad.setdefault(i, NUL_BYTE)
+            line = line.replace("\x00", "\\x00")
         out.append(line)
     return _Lines(out, bad)
 
@@ -142,6 +145,9 @@ def _may_have_surrogates(line: str) -> bool:
         return True
 
 
+NUL_BYTE = "a NUL byte in a text record (binary data or a corrupt extract)"
+
+
 def _undecodable(encoding: str) -> str:
     return f"undecodable bytes for encoding {encoding}"
 
@@ -166,7 +172,7 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
     """Delimited text; a record with the wrong number of fields, or a quote left open, is rejected with its line."""
     encoding = str(source.option("encoding"))
     lines = _split_lines(path.read_bytes(), encoding, name)
-    text, bad = lines.text, lines.undecodable
+    text, bad = lines.text, lines.bad
     delimiter = str(source.option("delimiter"))
     quotechar = source.option("quotechar") or None
     max_lines = int(source.option("max_record_lines"))
@@ -180,7 +186,7 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
     while i < n:
         line = text[i]
         if i in bad:
-            rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
+            rejects.append(Reject(name, i + 1, bad[i], line))
             record_lines += 1
             i += 1
             continue
@@ -226,7 +232,7 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
 
 
 def _one_record(
-    text: list[str], start: int, bad: set[int], delimiter: str, quotechar: str | None, max_lines: int
+    text: list[str], start: int, bad: dict[int, str], delimiter: str, quotechar: str | None, max_lines: int
 ) -> tuple[list[str], int, str | None]:
     """The record starting at line `start`: (fields, lines it spans, problem or None)."""
     line = text[start]
@@ -304,8 +310,8 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
         if skip_header and i == 0:
             header_lines = 1
             continue
-        if i in lines.undecodable:
-            rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
+        if i in lines.bad:
+            rejects.append(Reject(name, i + 1, lines.bad[i], line))
             continue
         if not line.strip():
             blank += 1
@@ -336,7 +342,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     """One JSON object per line; nested objects become dotted columns, lists stay as JSON text."""
     encoding = str(source.option("encoding"))
     split = _split_lines(path.read_bytes(), encoding, name)
-    lines, bad = split.text, split.undecodable
+    lines, bad = split.text, split.bad
     rejects: list[Reject] = []
     records: list[dict[str, str | None]] = []
     line_nos: list[int] = []
@@ -348,7 +354,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     blank = 0
     for i, line in enumerate(lines):
         if i in bad:
-            rejects.append(Reject(name, i + 1, _undecodable(encoding), line))
+            rejects.append(Reject(name, i + 1, bad[i], line))
             continue
         if not line.strip():
             blank += 1
@@ -364,12 +370,19 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         except RecursionError:  # not reached below max_depth, kept as a guard
             rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth} ({depth})", line[:1000]))
             continue
+        except ValueError as exc:  # valid JSON that Python refuses to read: an integer of more than 4,300 digits
+            rejects.append(Reject(name, i + 1, f"invalid JSON: {exc}", line[:1000]))
+            continue
         if not isinstance(obj, dict):
             rejects.append(Reject(name, i + 1, f"expected a JSON object, got {type(obj).__name__}", line))
             continue
         flat: dict[str, str | None] = {}
         issues: list[dict[str, str]] = []
-        _flatten(obj, "", flat, scalars, issues)
+        try:
+            _flatten(obj, "", flat, scalars, issues, escapes="\\u" in line)
+        except _NotText as exc:
+            rejects.append(Reject(name, i + 1, str(exc), line[:1000]))
+            continue
         if len(line) > max_bytes // 4 and (problem := _too_big(list(flat.values()), list(flat), max_bytes)):
             rejects.append(Reject(name, i + 1, problem, line[:1000]))
             continue
@@ -415,11 +428,32 @@ def _json_depth(line: str, limit: int) -> int:
     return deepest
 
 
+class _NotText(ValueError):
+    """A JSON key that is not text (a lone UTF-16 surrogate escape such as \\ud800)."""
+
+
+LONE_SURROGATE = "not text: a lone UTF-16 surrogate escape (such as \\ud800)"
+
+
 def _flatten(
-    obj: dict, prefix: str, out: dict[str, str | None], scalars: set[str], issues: list[dict[str, str]]
+    obj: dict,
+    prefix: str,
+    out: dict[str, str | None],
+    scalars: set[str],
+    issues: list[dict[str, str]],
+    *,
+    escapes: bool = True,
 ) -> None:
+    """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text)."""
     for k, v in obj.items():
         key = f"{prefix}{k}"
+        if escapes and _may_have_surrogates(key):
+            raise _NotText(f"a JSON key that is {LONE_SURROGATE}")
+        if escapes and isinstance(v, (str, list)) and _may_have_surrogates(text := json.dumps(v, ensure_ascii=False)):
+            out[key] = None  # JSON allows the escape, no text holds it: the value is set aside, the row kept
+            raw = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+            issues.append({"column": key, "raw": raw[:1000], "reason": f"{LONE_SURROGATE} (column {key})"})
+            continue
         if key in scalars and isinstance(v, (dict, list)):  # a mapped field holds one value: set it aside
             out[key] = None
             kind = "object" if isinstance(v, dict) else "array"
@@ -431,7 +465,7 @@ def _flatten(
                 }
             )
         elif isinstance(v, dict):
-            _flatten(v, key + ".", out, scalars, issues)
+            _flatten(v, key + ".", out, scalars, issues, escapes=escapes)
         elif isinstance(v, list):
             out[key] = json.dumps(v, ensure_ascii=False)
         elif v is None or v == "":
@@ -582,9 +616,32 @@ def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
     import pyarrow.parquet as pq
 
     df = pl.read_parquet(path)
+    df, set_aside = _nested_as_text(df, mapped_columns(source))
     df = df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
+    if set_aside is not None:
+        df = df.with_columns(pl.Series(ISSUES, set_aside, dtype=pl.String))
     df = df.with_columns(pl.lit(name).alias("_file"), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("_line"))
     return FileRead(df, records=pq.ParquetFile(path).metadata.num_rows)  # the file's own row count
+
+
+def _nested_as_text(df: pl.DataFrame, scalars: set[str]) -> tuple[pl.DataFrame, list[str | None] | None]:
+    """Struct, list and binary columns as JSON text; in a mapped field (one value expected) each such value is set
+    aside with its reason, as the JSONL reader does (the second item: the rows' set-aside JSON, or None)."""
+    nested = [c for c, t in df.schema.items() if t.is_nested() or t in (pl.Binary, pl.Object)]
+    per_row: list[list[dict[str, str]]] = [[] for _ in range(df.height)]
+    for c in nested:
+        texts = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in df[c].to_list()]
+        if c in scalars:
+            kind = str(df.schema[c]).split("(")[0].lower()
+            reason = f"a {kind} value where a single value is expected (column {c})"
+            for r, t in enumerate(texts):
+                if t is not None:
+                    per_row[r].append({"column": c, "raw": t[:1000], "reason": reason})
+            texts = [None] * df.height
+        df = df.with_columns(pl.Series(c, texts, dtype=pl.String))
+    if not any(per_row):
+        return df, None
+    return df, [json.dumps(i, ensure_ascii=False) if i else None for i in per_row]
 
 
 _READERS = {

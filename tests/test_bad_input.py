@@ -258,3 +258,62 @@ def test_a_workbook_that_is_no_workbook_stops_its_source_with_one_line(tmp_path,
     with pytest.raises(SourceError) as caught:
         read_source(sources, sources.source("s"))
     assert "cannot be read as xlsx" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_nul_byte_rejects_its_row_with_a_reason_and_the_rest_loads(tmp_path):
+    _csv(tmp_path, b"id;first;last\nR1;Jan;Smit\nR2;Pi\x00et;Jansen\nR3;Els;Bakker\n")
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert canonical["source_record_id"].to_list() == ["R1", "R3"] and report.balanced
+    assert rejected.select("line", "reason").rows() == [
+        (3, "a NUL byte in a text record (binary data or a corrupt extract)")
+    ]
+    assert rejected["raw"][0] == "R2;Pi\\x00et;Jansen"  # kept visible, not lost
+
+
+def test_json_that_python_cannot_hold_is_quarantined_not_a_stopped_source(tmp_path):
+    """A 5,000-digit number is valid JSON Python refuses to read (row rejected); a lone surrogate escape is valid JSON
+    but no text (the value is set aside, the row loads); a key that is no text rejects its row."""
+    _jsonl_source(
+        tmp_path,
+        [
+            '{"id": "R1", "first": "Jan", "last": "Smit"}',
+            '{"id": "R2", "first": "A", "last": "B", "n": ' + "9" * 5000 + "}",
+            '{"id": "R3", "first": "\\ud800", "last": "Bakker"}',
+            '{"id": "R4", "first": "C", "last": "D", "\\udfff": 1}',
+        ],
+    )
+    report, canonical, rejected = _load(tmp_path, "j")
+    assert canonical["source_record_id"].to_list() == ["R1", "R3"] and report.balanced
+    assert canonical["given_name"].to_list() == ["Jan", None]
+    reasons = dict(rejected.select("line", "reason").rows())
+    assert reasons[2].startswith("invalid JSON: Exceeds the limit") and "lone UTF-16 surrogate" in reasons[4]
+    issues = _issues(tmp_path, "j")
+    assert issues.select("record_id", "field").rows() == [("R3", "given_name")]
+    assert "lone UTF-16 surrogate" in issues["reason"][0] and issues["raw"][0] == '"\\ud800"'
+
+
+def test_a_parquet_struct_in_a_mapped_field_is_set_aside_and_its_rows_load(tmp_path):
+    import polars as pl
+
+    (tmp_path / "p").mkdir()
+    pl.DataFrame(
+        {
+            "id": ["R1", "R2"],
+            "first": ["Jan", "Els"],
+            "last": [{"text": "Smit"}, {"text": "Bakker"}],
+            "tags": [["a", "b"], None],
+        }
+    ).write_parquet(tmp_path / "p/p.parquet")
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: p, path: p/p.parquet, format: parquet, record_id: id, "
+        "fields: {given_name: first, family_name: last}}\n",
+    )
+    report, canonical, rejected = _load(tmp_path, "p")
+    assert (report.rows_loaded, report.rows_rejected) == (2, 0)
+    assert canonical["family_name"].to_list() == [None, None]
+    issues = _issues(tmp_path, "p")
+    assert issues.select("record_id", "field").rows() == [("R1", "family_name"), ("R2", "family_name")]
+    assert (
+        json.loads(issues["raw"][0]) == {"text": "Smit"} and "where a single value is expected" in issues["reason"][0]
+    )
