@@ -15,7 +15,8 @@ duplicate record id) sends that row to `rejected_records`; a value that does not
 date, a national ID's checksum, a phone number, a postcode) is quarantined to `field_issues` and the
 row is still loaded. A source-level fault (no file, unknown format, a mapped column that does not
 exist, records the reader could not account for) raises `SourceError` naming the source, the file and
-the column, and writes nothing.
+the column, and writes nothing; `ingest_or_hold` (what the pipeline calls) records such an extract as held
+back and unreadable, so that source alone waits for a fixed file.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from citizen_view.canonical import Rules, canonical_records
 from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.quality import rules
 from citizen_view.quality.rules import STAGING, RuleResult
-from citizen_view.readers import Reject, raw_text, read_file
+from citizen_view.readers import Reject, mapped_columns, raw_text, read_file
 from citizen_view.warehouse import quote, table_exists, transaction
 
 if TYPE_CHECKING:
@@ -266,7 +267,10 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         con, _raw_rows=extract.rows, _canonical_rows=canonical, _rejected_rows=rejects_df, _field_issues=issues
     ):
         _write_staged(con, source.name)
-        report.audit = audit_staged(con, sources, source, rows_in=rows_in)
+        read = RuleResult(
+            READABLE, True, f"{len(extract.files)} file(s), {rows_in:,} records read", {"files": len(extract.files)}
+        )
+        report.audit = [read, *audit_staged(con, sources, source, rows_in=rows_in)]
         _supersede_held(con, source.name)
         if report.failed_rules:
             report.released_by = _released_by(con, source.name, extract.content_hash)
@@ -287,6 +291,71 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
     return report
 
 
+READABLE = "extract_readable"
+
+
+def ingest_or_hold(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport:
+    """`ingest_source`, except that an extract that cannot be read at all (no file, an empty or corrupt file, a
+    mapped column missing, records the reader cannot account for) is held back like one that fails its audit: the
+    error is its evidence, the source's last accepted extract stays current and every other source goes on."""
+    try:
+        return ingest_source(con, sources, name)
+    except SourceError as exc:
+        return hold_unreadable(con, sources, name, exc)
+
+
+def hold_unreadable(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str, error: SourceError
+) -> IngestReport:
+    """Record an unreadable extract as held back (nothing staged: there is nothing to release, only to fix or reject).
+
+    A source never accepted before is linked as empty, with its canonical columns."""
+    started = time.perf_counter()
+    source = sources.source(name)
+    files = sources.files_of(source) if not source.problems() else []
+    message = str(error)
+    report = IngestReport(
+        source=name,
+        files=[_display_name(sources, p) for p in files],
+        rows_in=0,
+        rows_loaded=0,
+        rows_rejected=0,
+        status=LoadStatus.HELD,
+        audit=[RuleResult(READABLE, False, f"the extract cannot be read: {message}", {"error": message})],
+        content_hash=content_hash(files) if files else "",
+        evidence=[{"what": "the extract cannot be read", "count": 1, "examples": [message]}],
+    )
+    ensure_ingest_tables(con)
+    with transaction(con):
+        _supersede_held(con, name)
+        _drop_staged(con, name)
+        _ensure_current(con, sources, source)
+        _log(con, report, reason=f"{READABLE}: {message}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ensure_current(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig) -> None:
+    """Empty current tables (the mapped columns, canonical columns) for a source that has never been accepted."""
+    if table_exists(con, "raw", source.name) and table_exists(con, "canonical", source.name):
+        return
+    columns = sorted({c for c in mapped_columns(source) if c})
+    rows = pl.DataFrame(schema={c: pl.String for c in columns}).with_columns(
+        pl.lit(None, dtype=pl.String).alias("_file"),
+        pl.lit(None, dtype=pl.Int64).alias("_line"),
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("_extracted_at"),
+    )
+    rules_ = Rules.of(source, country=sources.country, quality=sources.quality)
+    canonical, _, _ = standardise_source(SourceExtract(rows, [], []), source, rules=rules_)
+    for kind, frame in (("raw", rows), ("canonical", canonical)):
+        if not table_exists(con, kind, source.name):
+            con.register("_empty_current", frame)
+            try:
+                con.execute(f"CREATE TABLE {kind}.{quote(source.name)} AS SELECT * FROM _empty_current")
+            finally:
+                con.unregister("_empty_current")
+
+
 def audit_staged(
     con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig, *, rows_in: int
 ) -> list[RuleResult]:
@@ -305,6 +374,7 @@ def audit_staged(
 
 
 INGEST_RULES = (
+    READABLE,
     "canonical_schema",
     "required_fields",
     "national_id_validity",
@@ -459,15 +529,20 @@ class Decision:
     held_reason: str | None
 
 
-def _held_load(con: duckdb.DuckDBPyConnection, source: str) -> tuple:
+def _held_load(con: duckdb.DuckDBPyConnection, source: str, *, need_staged: bool) -> tuple:
     ensure_ingest_tables(con)
     rows = con.execute(
         "SELECT load_id, rows_loaded, loaded_at, reason FROM ingest_log WHERE source = ? AND status = 'held' "
         "ORDER BY loaded_at DESC LIMIT 1",
         [source],
     ).fetchall()
-    if not rows or not table_exists(con, STAGING, f"canonical_{source}"):
+    if not rows:
         raise NothingHeld(f"source {source!r} has no held-back extract")
+    if need_staged and not table_exists(con, STAGING, f"canonical_{source}"):
+        raise NothingHeld(
+            f"source {source!r}: its held-back extract could not be read ({rows[0][3]}); there is nothing to release. "
+            f"Fix or replace the extract and run again, or discard it with: citizen-view reject {source}"
+        )
     return rows[0]
 
 
@@ -484,7 +559,7 @@ def reject_held(con: duckdb.DuckDBPyConnection, source: str, *, by: str, reason:
 
 def _decide(con, source: str, status: LoadStatus, apply, *, by: str, reason: str | None) -> Decision:
     """A person's decision on the held extract: `apply` it to the staged tables and record who, when and why."""
-    load_id, rows_loaded, since, held_reason = _held_load(con, source)
+    load_id, rows_loaded, since, held_reason = _held_load(con, source, need_staged=status == LoadStatus.RELEASED)
     with transaction(con):
         apply(con, source)
         con.execute(

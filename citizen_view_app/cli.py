@@ -108,14 +108,18 @@ def _report_run(outcome, *, sources: Path, warehouse: str) -> int:
         if key.startswith("source/") and meta.get("status") == "held back"
     }
     failed_checks = sorted(name for name, check in outcome.checks.items() if not check["passed"])
+    unjudged = [n for n in failed_checks if outcome.checks[n]["metadata"].get("judged") == "no"]
+    failed_checks = [n for n in failed_checks if n not in unjudged]
     held_checks = [n for n in failed_checks if n.split(":")[0] in held]
     waived = [n for n in failed_checks if n.startswith("source/") and n not in held_checks]
     blocking = [n for n in failed_checks if not n.startswith("source/")]
     if outcome.checks:
         parts = [f"{len(held_checks)} failed on held-back extracts"] if held_checks else []
         parts += [f"{len(waived)} failed on extracts a person released"] if waived else []
+        parts += [f"{len(unjudged)} not judged: their extract could not be read"] if unjudged else []
         extra = f" ({'; '.join(parts)})" if parts else ""
-        print(f"  quality gates: {len(outcome.checks) - len(failed_checks)} of {len(outcome.checks)} passed{extra}")
+        passed = len(outcome.checks) - len(failed_checks) - len(unjudged)
+        print(f"  quality gates: {passed} of {len(outcome.checks)} passed{extra}")
     for key, meta in held.items():
         name = key.split("/", 1)[1]
         print(
@@ -131,7 +135,10 @@ def _report_run(outcome, *, sources: Path, warehouse: str) -> int:
                 file=sys.stderr,
             )
         where = f"--sources {sources} --warehouse {warehouse}"
-        print(f'    release it with: citizen-view release {name} {where} --reason "..."', file=sys.stderr)
+        if meta.get("release_with", "").startswith("nothing to release"):
+            print("    nothing to release: fix or replace the extract and run again", file=sys.stderr)
+        else:
+            print(f'    release it with: citizen-view release {name} {where} --reason "..."', file=sys.stderr)
         print(f'    or discard it:   citizen-view reject {name} {where} --reason "..."', file=sys.stderr)
     for name in waived:
         print(f"  accepted although {name} failed: {outcome.checks[name]['metadata'].get('summary', '')}")

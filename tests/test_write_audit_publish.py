@@ -13,9 +13,10 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import pytest
 
 from citizen_view.contract import load_sources
-from citizen_view.ingest import LoadStatus, ingest_source
+from citizen_view.ingest import LoadStatus, NothingHeld, ingest_or_hold, ingest_source, release_held
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import EXIT_HELD_BACK, main
 from tests.conftest import write
@@ -56,10 +57,15 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
     capsys.readouterr()
     missing_before = _tax_dates(wh)
     corrupted = _corrupt_birth_dates(next((root / "data/tax").glob("*.csv")))
+    for sheet in (root / "data/permits").glob("*.xlsx"):  # and one extract that cannot be read at all
+        sheet.write_bytes(sheet.read_bytes()[:100])
 
     assert main(["run", *_args(root)]) == EXIT_HELD_BACK
     out, err = capsys.readouterr()
     assert "HELD BACK source/tax" in err and "date_of_birth_validity" in err, err
+    assert "HELD BACK source/permits" in err and "extract_readable: the extract cannot be read" in err
+    assert "cannot be read as xlsx" in err and "nothing to release: fix or replace the extract" in err
+    assert "not judged: their extract could not be read" in out
     assert "18-86-1856" in err  # an example of the reason, from the staged field issues
     assert f"citizen-view release tax --sources {root / 'data/sources.yaml'}" in err
     assert "failed on held-back extracts" in out and "GATE FAILED" not in err
@@ -78,10 +84,11 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
             "permits",
             "licences",
         }
-        status = con.execute(
-            "SELECT status FROM ingest_log WHERE source = 'tax' ORDER BY loaded_at DESC LIMIT 1"
-        ).fetchall()
-        assert status == [("held",)]
+        for source in ("tax", "permits"):
+            status = con.execute(
+                "SELECT status FROM ingest_log WHERE source = ? ORDER BY loaded_at DESC LIMIT 1", [source]
+            ).fetchall()
+            assert status == [("held",)]
         citizen = con.execute("SELECT citizen_id FROM citizen_source_link WHERE source = 'tax' LIMIT 1").fetchall()[0][
             0
         ]
@@ -97,6 +104,7 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
         assert r.status_code == 200, r.text
         stale = r.json()["stale_sources"]
         assert [s["source"] for s in stale] == ["tax"] and stale[0]["newer_extract_held_since"]
+        # (permits holds no record of this citizen: the profile names only the sources it shows)
         page = httpx.get(
             f"{service.url}/citizens/{citizen}",
             params={"purpose": "test"},
@@ -107,8 +115,12 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
     finally:
         service.stop()
 
-    assert main(["release", "tax", *_args(root), "--reason", "dates checked with the tax office", "--by", "test"]) == 0
+    assert main(["release", "permits", *_args(root)]) == 2  # an unreadable extract: nothing to release
+    assert "could not be read" in capsys.readouterr().err
+    shutil.copytree(generated / "permits", root / "data/permits", dirs_exist_ok=True)  # the agency sends it again
+    released = main(["release", "tax", *_args(root), "--reason", "dates checked with the tax office", "--by", "test"])
     out, err = capsys.readouterr()
+    assert released == 0, err
     assert "released the extract of tax" in out and "HELD BACK" not in err
     assert _tax_dates(wh) >= missing_before + corrupted * 0.9  # the released extract is what is linked now
     with duckdb.connect(str(wh), read_only=True) as con:
@@ -158,3 +170,27 @@ def test_a_header_only_extract_is_held_back_after_a_good_load_and_on_a_fresh_war
 def test_allow_empty_accepts_an_empty_extract(tmp_path):
     write(tmp_path / "sources.yaml", SOURCES.replace("format: csv", "format: csv\n    allow_empty: true"))
     assert _ingest(tmp_path, HEADER)[0].status == LoadStatus.ACCEPTED
+
+
+def test_an_unreadable_extract_is_held_back_and_a_fresh_source_is_linked_as_empty(tmp_path):
+    """A source-level fault (an empty file, a corrupt one, a missing column) holds back that source alone."""
+    write(tmp_path / "sources.yaml", SOURCES)
+    sources = load_sources(tmp_path / "sources.yaml")
+    for body, why in (("", "is empty"), ("id,name\nL1,Ann\n", "has no column 'dob'")):
+        (tmp_path / "lic.csv").write_text(body, encoding="utf-8")
+        with connect(tmp_path / "fresh.duckdb") as con:
+            report = ingest_or_hold(con, sources, "lic")
+            assert report.held and [r.rule for r in report.failed_rules] == ["extract_readable"]
+            assert why in report.failed_rules[0].summary and why in report.evidence[0]["examples"][0]
+            columns = {c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE canonical.lic)").fetchall()}
+            assert {"source_record_id", "date_of_birth", "given_name"} <= columns
+            assert con.execute("SELECT count(*) FROM canonical.lic").fetchall() == [(0,)]
+            log = con.execute("SELECT status, reason FROM ingest_log ORDER BY loaded_at DESC LIMIT 1").fetchall()
+            assert log[0][0] == "held" and why in log[0][1]
+            with pytest.raises(NothingHeld, match="could not be read"):
+                release_held(con, "lic", by="test")
+    report, current = _ingest(tmp_path, GOOD, warehouse="fresh.duckdb")  # the fixed file: accepted
+    assert (report.status, current) == (LoadStatus.ACCEPTED, 961)
+    with connect(tmp_path / "fresh.duckdb") as con:
+        statuses = [s for (s,) in con.execute("SELECT status FROM ingest_log ORDER BY loaded_at").fetchall()]
+    assert statuses == ["rejected", "rejected", "accepted"]  # each held one superseded by the next extract

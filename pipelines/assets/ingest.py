@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from citizen_view.contract import SourceConfig, SourcesFile
-from citizen_view.ingest import INGEST_RULES, IngestReport, ingest_source
+from citizen_view.ingest import INGEST_RULES, READABLE, IngestReport, ingest_or_hold
 from citizen_view.quality.results import record
 from pipelines.metadata import counts, evidence
 from pipelines.resources import WarehouseResource
@@ -29,6 +29,7 @@ from pipelines.resources import WarehouseResource
 INGEST_GROUP = "ingest"
 
 RULE_DESCRIPTIONS = {
+    READABLE: "The extract can be read at all: its files exist, open in the declared format and have the mapped columns.",
     "canonical_schema": "The canonical table has the canonical columns and types.",
     "required_fields": "Records missing a declared required field stay within the bound (95% confidence).",
     "national_id_validity": "National IDs pass their declared scheme's checksum at the configured rate (95% confidence).",
@@ -71,7 +72,7 @@ def _ingest_asset(sources: SourcesFile, source: SourceConfig) -> AssetsDefinitio
     )
     def _ingest(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         with warehouse.connect() as con:
-            report = ingest_source(con, sources, source.name)
+            report = ingest_or_hold(con, sources, source.name)
             for result in report.audit:
                 record(con, run_id=context.run.run_id, asset=key.to_user_string(), result=result, blocking=False)
         context.log.info(
@@ -112,15 +113,20 @@ def _metadata(source: SourceConfig, report: IngestReport) -> dict:
     if report.held:
         metadata["held_reasons"] = MetadataValue.json([f"{r.rule}: {r.summary}" for r in report.failed_rules])
         metadata["held_evidence"] = MetadataValue.json(report.evidence)
-        metadata["held_tables"] = MetadataValue.json(
-            [
-                f'staging."raw_{source.name}"',
-                f'staging."canonical_{source.name}"',
-                "staging.rejected_records",
-                "staging.field_issues",
-            ]
-        )
-        metadata["release_with"] = f'citizen-view release {source.name} --reason "..."'
+        if _unreadable(report):
+            metadata["release_with"] = (
+                f"nothing to release: fix the extract and run again, or citizen-view reject {source.name}"
+            )
+        else:
+            metadata["held_tables"] = MetadataValue.json(
+                [
+                    f'staging."raw_{source.name}"',
+                    f'staging."canonical_{source.name}"',
+                    "staging.rejected_records",
+                    "staging.field_issues",
+                ]
+            )
+            metadata["release_with"] = f'citizen-view release {source.name} --reason "..."'
     if report.national_id_valid_rate is not None:
         metadata["national_id_valid_rate"] = round(report.national_id_valid_rate, 4)
     if report.date_of_birth_filled_rate is not None:
@@ -132,6 +138,19 @@ def _check_results(report: IngestReport) -> list[AssetCheckResult]:
     """The audit as the asset's checks: a failure is ERROR when it held the extract back, WARN when a person's
     earlier release of the same content let it through."""
     out = []
+    judged = {r.rule for r in report.audit}
+    if _unreadable(report):  # the other checks had nothing to judge: say so rather than leave them unreported
+        out += [
+            AssetCheckResult(
+                check_name=rule,
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                description=f"not judged: the extract could not be read (see {READABLE})",
+                metadata={"extract": "held back", "judged": "no"},
+            )
+            for rule in INGEST_RULES
+            if rule not in judged
+        ]
     for result in report.audit:
         summary = (
             result.summary
@@ -152,3 +171,7 @@ def _check_results(report: IngestReport) -> list[AssetCheckResult]:
             )
         )
     return out
+
+
+def _unreadable(report: IngestReport) -> bool:
+    return any(r.rule == READABLE for r in report.failed_rules)
