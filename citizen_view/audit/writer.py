@@ -142,13 +142,16 @@ class AuditLog:
         None. A write can still fail for a reason only a write shows: the service's readiness probe writes an entry."""
         if self._file.closed:
             return "the audit log is closed"
+        replaced = "the audit log file was removed or replaced while the service writes it: restart the service"
         try:
             at_path, held = os.stat(self.path), os.fstat(self._file.fileno())
             free = os.statvfs(self.path.parent)
+        except FileNotFoundError:
+            return replaced
         except OSError as exc:
-            return f"the audit log cannot be found ({exc.strerror})"
+            return f"the audit log cannot be checked ({exc.strerror})"
         if (at_path.st_dev, at_path.st_ino) != (held.st_dev, held.st_ino):
-            return "the audit log file was removed or replaced while the service writes it: restart the service"
+            return replaced
         if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
             return "the audit log's disk is full"
         return None
