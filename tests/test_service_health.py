@@ -174,8 +174,12 @@ def test_no_label_carries_a_citizen_identifier_or_an_input_value(service):
     httpx.get(f"{service.url}/{citizen}", params={"name": "Jansen"}, headers=caseworker, timeout=30)
     search = {**PURPOSE, "name": "Jansen", "date_of_birth": "1980-01-01"}
     httpx.get(f"{service.url}/api/search", params=search, headers=caseworker, timeout=30)
-    httpx.request("BREW", f"{service.url}/api/search/{citizen}", timeout=30)
-    labels = {value for (_, pairs) in _scrape(service) for _, value in pairs}
+    httpx.request("PROPFIND", f"{service.url}/api/search/{citizen}", timeout=30)  # a method no route has: "other"
+    unreadable = _value(_scrape(service), "citizen_view_refusals_total", status="400", reason="unreadable_request")
+    httpx.request("BREW", f"{service.url}/api/search/{citizen}", timeout=30)  # not HTTP: uvicorn's parser answers 400
+    samples = _scrape(service)
+    assert _value(samples, "citizen_view_refusals_total", status="400", reason="unreadable_request") == unreadable + 1
+    labels = {value for (_, pairs) in samples for _, value in pairs}
     assert {"/api/citizens/{citizen_id}", "/api/search", "unmatched", "other"} <= labels
     assert not [v for v in labels if re.search(CITIZEN_ID_ANYWHERE, v) or "Jansen" in v or "1980" in v], labels
 
