@@ -246,3 +246,18 @@ async def _searches(base: str, n: int) -> list[int]:
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=12)) as client:
         answers = await asyncio.gather(*(client.get("/api/search", params={"name": "x"}) for _ in range(n)))
     return [a.status_code for a in answers]
+
+
+def test_a_short_metrics_token_is_refused_at_start(tmp_path):
+    from citizen_view.contract import ConfigError
+    from citizen_view.serving.app import create_app
+
+    with pytest.raises(ConfigError, match="CITIZEN_VIEW_METRICS_TOKEN must be at least 16 characters"):
+        create_app(
+            serving_folder=tmp_path / "serving",
+            access_file=EXAMPLE_ACCESS_FILE,
+            audit_file=tmp_path / "audit" / "access.jsonl",
+            decisions_file=tmp_path / "decisions.csv",
+            metrics_token="guessable",
+        )
+    assert not (tmp_path / "audit").exists()  # refused before the audit log was opened

@@ -73,6 +73,9 @@ def create_app(
     """
     auth = authenticator or TokenAuthenticator(load_access(access_file), served_sources=view_sources(serving_folder))
     limits = limits or RequestLimits.from_environment()
+    token = _metrics_token(metrics_token)  # configuration is checked before the audit log is opened
+    views = ViewStore(serving_folder)
+    metrics = ServiceMetrics(lambda: view_age(views))
     # Anchored by `record` below, after each entry and, when that failed, again before the next one: an anchor
     # that cannot be written then fails that next response before its entry is written, so the entry says 500
     # like the wire, and no entry is rewritten to a status other than the one sent.
@@ -84,10 +87,7 @@ def create_app(
         redoc_url=None,
         lifespan=_anchoring(audit),
     )
-    views = ViewStore(serving_folder)
-    metrics = ServiceMetrics(lambda: view_age(views))
-    app.state.audit, app.state.limits, app.state.metrics = audit, limits, metrics
-    app.state.metrics_token = _metrics_token(metrics_token)
+    app.state.audit, app.state.limits, app.state.metrics, app.state.metrics_token = audit, limits, metrics, token
     app.state.parts = ServiceParts(
         auth=auth,
         audit=audit,
