@@ -204,6 +204,7 @@ def test_several_workers_report_the_sum_of_all_of_them(tmp_path):
     """`serve --workers 3`: whichever worker answers a scrape, it counts every worker's requests."""
     base, scratch = f"http://127.0.0.1:{free_port()}", tmp_path / "tmp"
     scratch.mkdir()
+    (scratch / "citizen-view-metrics-999999999-left").mkdir()  # of a service killed before it could clean up
     audit_log = tmp_path / "audit" / "access.jsonl"
     command = [str(Path(sys.executable).with_name("citizen-view")), "serve", "--workers", "3", "--access"]
     command += [str(EXAMPLE_ACCESS_FILE), "--port", base.rsplit(":", 1)[1], "--audit-log", str(audit_log)]
@@ -216,8 +217,8 @@ def test_several_workers_report_the_sum_of_all_of_them(tmp_path):
     )
     try:
         wait_until_up(base, proc)
-        (folder,) = scratch.iterdir()
-        assert folder.name.startswith("citizen-view-metrics-")
+        (folder,) = scratch.iterdir()  # the stale one is gone
+        assert folder.name.startswith(f"citizen-view-metrics-{proc.pid}-")
         statuses = asyncio.run(_searches(base, 60))
         writers = {f.stem.rsplit("_", 1)[1] for f in folder.glob("*.db")} - {str(proc.pid)}
         assert len(writers) >= 2, "the load reached several workers"

@@ -29,6 +29,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.MULTIPROC_ENV, named here so that module is not imported early
+METRICS_PREFIX = "citizen-view-metrics-"  # then the service's pid: a folder whose process is gone is removed at start
 EARLY_EXIT_SECONDS = 5.0  # a worker that exits this soon after starting is misconfigured: do not restart it
 
 
@@ -38,7 +39,8 @@ def metrics_folder() -> Iterator[Path]:
 
     Enter it before prometheus_client is first imported (it picks its storage on import: metrics.ServiceMetrics
     refuses to start otherwise)."""
-    folder = Path(tempfile.mkdtemp(prefix="citizen-view-metrics-"))
+    _remove_stale_metrics_folders(Path(tempfile.gettempdir()))
+    folder = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(folder)
     try:
@@ -49,6 +51,24 @@ def metrics_folder() -> Iterator[Path]:
         else:
             os.environ[MULTIPROC_ENV] = previous
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_metrics_folders(parent: Path) -> None:
+    """Remove the metrics folders of services that were killed before they could remove their own."""
+    for stale in parent.glob(f"{METRICS_PREFIX}*"):
+        pid = stale.name[len(METRICS_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: int) -> int:
