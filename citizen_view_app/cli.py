@@ -329,6 +329,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        from citizen_view.serving.workers import metrics_folder
+
+        with metrics_folder():  # the workers' metrics are summed from files there (before the app's first import)
+            return _serve(args)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from citizen_view.contract import ConfigError

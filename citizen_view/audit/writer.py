@@ -35,6 +35,8 @@ from citizen_view.audit.records import (
 from citizen_view.audit.recovery import plan_recovery
 from citizen_view.audit.storage import ends_with_newline, fsync_dir, last_valid, write_durably
 
+MIN_FREE_BYTES = 1024 * 1024  # below this the log's disk counts as full: an entry is a few hundred bytes
+
 
 class AuditLog:
     """An append-only, hash-chained JSON-lines access log; safe to share between threads and processes.
@@ -134,6 +136,25 @@ class AuditLog:
         with self._exclusive():
             self._refresh(catch_up=self.anchor_every == 1)
             return self._anchor_head()
+
+    def problem(self) -> str | None:
+        """Why entries cannot be written to the log at its path now (closed, removed or replaced, its disk full), or
+        None. A write can still fail for a reason only a write shows: the service's readiness probe writes an entry."""
+        if self._file.closed:
+            return "the audit log is closed"
+        replaced = "the audit log file was removed or replaced while the service writes it: restart the service"
+        try:
+            at_path, held = os.stat(self.path), os.fstat(self._file.fileno())
+            free = os.statvfs(self.path.parent)
+        except FileNotFoundError:
+            return replaced
+        except OSError as exc:
+            return f"the audit log cannot be checked ({exc.strerror})"
+        if (at_path.st_dev, at_path.st_ino) != (held.st_dev, held.st_ino):
+            return replaced
+        if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
+            return "the audit log's disk is full"
+        return None
 
     def close(self) -> None:
         """Anchor the head and close the file; closing twice is harmless."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -25,10 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
 from citizen_view.audit import AnchorSink, AuditEvent, AuditLog
+from citizen_view.contract import ConfigError
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
 from citizen_view.serving.deps import CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
 from citizen_view.serving.guard import AuditEveryResponse, Trail
+from citizen_view.serving.health import view_age
+from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
 from citizen_view.serving.routes import api, pages, portal, review, service
 from citizen_view.serving.server import RequestLimits, client_address
 from citizen_view.serving.templating import TEMPLATES
@@ -58,15 +62,20 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     authenticator: Authenticator | None = None,
     limits: RequestLimits | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
 
     `trusted_proxies`: addresses or networks whose X-Forwarded-For names the client; from anyone else
     the header is ignored and the socket's address is audited. `limits`: request size limits (default
     `RequestLimits.from_environment()`); the body limit is enforced here, the header limits by the server.
+    `metrics_token`: the bearer token of /metrics (default $CITIZEN_VIEW_METRICS_TOKEN; none: /metrics is off).
     """
     auth = authenticator or TokenAuthenticator(load_access(access_file), served_sources=view_sources(serving_folder))
     limits = limits or RequestLimits.from_environment()
+    token = _metrics_token(metrics_token)  # configuration is checked before the audit log is opened
+    views = ViewStore(serving_folder)
+    metrics = ServiceMetrics(lambda: view_age(views))
     # Anchored by `record` below, after each entry and, when that failed, again before the next one: an anchor
     # that cannot be written then fails that next response before its entry is written, so the entry says 500
     # like the wire, and no entry is rewritten to a status other than the one sent.
@@ -78,20 +87,22 @@ def create_app(
         redoc_url=None,
         lifespan=_anchoring(audit),
     )
-    app.state.audit, app.state.limits = audit, limits
+    app.state.audit, app.state.limits, app.state.metrics, app.state.metrics_token = audit, limits, metrics, token
     app.state.parts = ServiceParts(
         auth=auth,
         audit=audit,
-        views=ViewStore(serving_folder),
+        views=views,
         serving_folder=serving_folder,
         decisions_file=decisions_file,
         csrf_key=secrets.token_bytes(32),  # forms this process served carry a token bound to the session
     )
     app.add_middleware(
         AuditEveryResponse,
-        record=_recorder(audit, auth, frozenset(trusted_proxies)),
+        record=_recorder(audit, auth, frozenset(trusted_proxies), metrics),
         max_body_bytes=limits.max_body_bytes,
+        probes=frozenset({"/ready"}),
     )
+    app.add_middleware(MeasureRequests, metrics=metrics)  # outermost: times the whole answer, sees the status sent
     app.add_exception_handler(FieldError, _field_error)
     app.add_exception_handler(
         StarletteHTTPException, _http_error
@@ -140,7 +151,15 @@ def _anchoring(audit: AuditLog):
     return lifespan
 
 
-def _recorder(audit: AuditLog, auth: Authenticator, trusted: frozenset[str]):
+def _metrics_token(given: str | None) -> str | None:
+    """The metrics token, given or from the environment; a short one is refused at start (ConfigError)."""
+    token = (given if given is not None else os.environ.get(METRICS_TOKEN_ENV, "")).strip()
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"{METRICS_TOKEN_ENV} must be at least {MIN_TOKEN_LENGTH} characters (a random secret)")
+    return token or None
+
+
+def _recorder(audit: AuditLog, auth: Authenticator, trusted: frozenset[str], metrics: ServiceMetrics):
     """record(scope, trail, status, anchor) for `AuditEveryResponse`: one audit entry per response."""
 
     def caller(request: HTTPConnection) -> Principal | None:
@@ -155,7 +174,12 @@ def _recorder(audit: AuditLog, auth: Authenticator, trusted: frozenset[str]):
             trail.principal = caller(request)
         if anchor:
             audit.anchor()  # an unanchored head (the last anchor failed): raises while that lasts, so this becomes a 500
-        _write_audit(audit, request, status, trusted, trail)
+        try:
+            _write_audit(audit, request, status, trusted, trail)
+        except Exception:
+            metrics.audited(written=False)
+            raise
+        metrics.audited(written=True)
         try:
             audit.anchor()  # the entry as sent is durable; when its anchor fails the next request finds out
         except OSError:
@@ -165,6 +189,8 @@ def _recorder(audit: AuditLog, auth: Authenticator, trusted: frozenset[str]):
 
 
 async def _field_error(request: Request, exc: FieldError):
+    if exc.status_code == 400 and exc.field == "purpose":
+        request.state.trail.refusal = "no_purpose"
     if request.url.path == "/search" and _wants_html(request):  # the search form again, the message by its field
         return pages.search_form_again(request, exc)
     return await _http_error(request, exc)

@@ -223,13 +223,15 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 
 
-# Routes that show no citizen data: sign-in and out, health, and the API's own document.
+# Routes that show no citizen data: sign-in and out, health, readiness, metrics (its own token), the API's document.
 PUBLIC_ROUTES = frozenset(
     {
         ("GET", "/"),
         ("POST", "/login"),
         ("GET", "/logout"),
         ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/api/docs"),
         ("GET", "/docs/oauth2-redirect"),

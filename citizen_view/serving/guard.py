@@ -36,6 +36,7 @@ class Trail:
     fields: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
     on_behalf_of: str | None = None
+    refusal: str | None = None  # a refusal's precise reason for the metrics (one of metrics.NAMED_REASONS)
 
 
 # record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first
@@ -47,11 +48,18 @@ class AuditEveryResponse:
     """Audits every HTTP response (and refused WebSocket upgrade) before it is sent; refuses oversized bodies with 413."""
 
     def __init__(
-        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, record: Recorder, max_body_bytes: int
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        *,
+        record: Recorder,
+        max_body_bytes: int,
+        probes: frozenset[str] = frozenset(),
     ):
         self.app = app
         self.record = record
         self.max_body_bytes = max_body_bytes
+        # Readiness probes: an answer that cannot be audited is a 503 "not ready" (what a platform acts on), not a 500.
+        self.probes = probes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -74,7 +82,7 @@ class AuditEveryResponse:
                 started = True
                 if not await self._write(scope, trail, message["status"]):
                     replaced = True
-                    await _answer(send, 500, "internal error: the request could not be audited, so it was not answered")
+                    await _answer(send, *self._unaudited(scope))
                     return
             await send(message)
 
@@ -123,12 +131,19 @@ class AuditEveryResponse:
             return True
         except Exception:
             log.exception("audit write failed for %s %s; answering 500", scope.get("method"), scope.get("path"))
-        if status != 500:
+        instead = self._unaudited(scope)[0]
+        if status != instead:
             try:
-                await run_in_threadpool(self.record, scope, trail, 500, False)  # the anchor may be what failed
+                await run_in_threadpool(self.record, scope, trail, instead, False)  # the anchor may be what failed
             except Exception:
-                log.exception("the audit entry of the 500 could not be written either")
+                log.exception("the audit entry of the %s could not be written either", instead)
         return False
+
+    def _unaudited(self, scope: Scope) -> tuple[int, str]:
+        """The status and error sent instead of an answer that could not be audited."""
+        if scope.get("path") in self.probes:
+            return 503, "not ready: the audit log cannot be written (the service's log names the cause)"
+        return 500, "internal error: the request could not be audited, so it was not answered"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

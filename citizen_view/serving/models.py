@@ -36,6 +36,14 @@ class Health(BaseModel):
     view: str | None
 
 
+class Ready(BaseModel):
+    """Ready to answer: the served view's name and age in seconds (a 503 with the reasons otherwise)."""
+
+    status: str
+    view: str
+    view_age_seconds: float
+
+
 class Person(BaseModel):
     name: str | None = None
     date_of_birth: str | None = None

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from citizen_view.audit import AuditLog
+    from citizen_view.serving.metrics import ServiceMetrics
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,11 @@ class _HeadTooLarge(Exception):
     """Raised in a parser callback to stop parsing a request whose headers pass a limit."""
 
 
-def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP protocol, with header limits (431) and the refusals it sends on its own written to the audit log."""
+def audited_protocol(
+    audit: AuditLog, limits: RequestLimits = RequestLimits(), metrics: ServiceMetrics | None = None
+) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol, with header limits (431) and the refusals it sends on its own written to the audit log
+    (and counted in `metrics`)."""
 
     class AuditedHttpTools(HttpToolsProtocol):
         _in_head = False  # between a request's first byte and the end of its headers
@@ -107,6 +111,7 @@ def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -
             )
             reason = self._too_large or msg
             client = self.client[0] if getattr(self, "client", None) else None
+            written = False
             try:
                 audit.append(
                     AuditEvent(
@@ -124,7 +129,11 @@ def audited_protocol(audit: AuditLog, limits: RequestLimits = RequestLimits()) -
                         client=client,
                     )
                 )
+                written = True
             finally:
+                if metrics is not None:
+                    metrics.audited(written=written)
+                    metrics.refused(status, "unreadable_request" if status == 400 else None)
                 if status == 400:
                     super().send_400_response(msg)
                 else:
@@ -150,7 +159,7 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warni
         workers=1,
         proxy_headers=False,
         server_header=False,
-        http=audited_protocol(app.state.audit, limits),
+        http=audited_protocol(app.state.audit, limits, getattr(app.state, "metrics", None)),
         **options,
     )
 

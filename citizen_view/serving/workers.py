@@ -6,19 +6,69 @@ by then). Each worker builds its own app, and so its own AuditLog on the same fi
 open file, so each worker must open the log itself, and the log's file lock keeps their entries one
 linear chain. A worker that dies is replaced; SIGINT
 or SIGTERM stops them all, each closing (and anchoring) its audit log on the way out.
+
+Metrics (`metrics_folder`): the workers write their counters to files in one private temporary folder, which any
+worker sums when scraped. Not the warehouse's scratch folder: every pipeline run empties that at its start, while the
+service goes on serving, and a scrape would then see counters fall back.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.MULTIPROC_ENV, named here so that module is not imported early
+METRICS_PREFIX = "citizen-view-metrics-"  # then the service's pid: a folder whose process is gone is removed at start
 EARLY_EXIT_SECONDS = 5.0  # a worker that exits this soon after starting is misconfigured: do not restart it
+
+
+@contextmanager
+def metrics_folder() -> Iterator[Path]:
+    """A fresh folder for the workers' metrics, named in PROMETHEUS_MULTIPROC_DIR while the block runs, then removed.
+
+    Enter it before prometheus_client is first imported (it picks its storage on import: metrics.ServiceMetrics
+    refuses to start otherwise)."""
+    _remove_stale_metrics_folders(Path(tempfile.gettempdir()))
+    folder = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_metrics_folders(parent: Path) -> None:
+    """Remove the metrics folders of services that were killed before they could remove their own."""
+    for stale in parent.glob(f"{METRICS_PREFIX}*"):
+        pid = stale.name[len(METRICS_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: int) -> int:

@@ -1,14 +1,18 @@
-"""The public routes: health, and a browser's sign-in and sign-out (no citizen data, no purpose)."""
+"""The public routes: health, readiness and metrics for the platform, and a browser's sign-in and sign-out (no citizen
+data, no purpose)."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from citizen_view.serving.deps import CLAIM_COOKIE, COOKIE, AuditTrail, Parts
-from citizen_view.serving.models import Health
+from citizen_view.serving.health import readiness
+from citizen_view.serving.metrics import CONTENT_TYPE, METRICS_TOKEN_ENV
+from citizen_view.serving.models import Error, Health, Ready
 from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.templating import TEMPLATES
 
@@ -20,6 +24,38 @@ def health(parts: Parts, trail: AuditTrail) -> dict[str, Any]:
     trail.action = "health"
     path = current_view(parts.serving_folder)
     return {"status": "ok" if path else "no view published", "view": path.name if path else None}
+
+
+@router.get(
+    "/ready",
+    tags=["service"],
+    response_model=Ready,
+    summary="Whether the service can answer: a served view it can read and an audit log it can write",
+    responses={503: {"model": Error, "description": "Not ready, with every reason"}},
+)
+def ready(parts: Parts, trail: AuditTrail) -> dict[str, Any]:
+    trail.action = "ready"
+    found = readiness(parts.views, parts.audit)
+    if found.problems:
+        raise HTTPException(503, "not ready: " + "; ".join(found.problems))
+    # answered only when this answer's own audit entry was written: the entry is the probe of the log (guard.py)
+    return {"status": "ready", "view": found.view, "view_age_seconds": found.view_age_seconds}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, trail: AuditTrail) -> Response:
+    """Prometheus text format, for a scraper holding the metrics token (no personal data; see metrics.py)."""
+    trail.action = "metrics"
+    token = request.app.state.metrics_token
+    if not token:
+        trail.refusal = "metrics_off"
+        raise HTTPException(403, f"metrics are off: set {METRICS_TOKEN_ENV} and scrape with it as a bearer token")
+    header = request.headers.get("authorization", "")
+    sent = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(sent.encode("utf-8"), token.encode("utf-8")):
+        trail.refusal = "metrics_token"
+        raise HTTPException(401, "metrics need 'Authorization: Bearer <the metrics token>'")
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
