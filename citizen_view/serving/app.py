@@ -181,8 +181,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError):
-    problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
-    if all(tuple(e["loc"]) == ("query", "purpose") for e in exc.errors()):  # the purpose rule: 400, as on the pages
+    problems = list(dict.fromkeys(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()))
+    if any(tuple(e["loc"]) == ("query", "purpose") for e in exc.errors()):  # the purpose rule first: 400, as on pages
         return JSONResponse({"error": API_NO_PURPOSE, "problems": problems, "status": 400}, status_code=400)
     return JSONResponse({"error": "invalid request", "problems": problems, "status": 422}, status_code=422)
 

@@ -224,6 +224,16 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 
 
+def api_view_cursor(parts: Parts, _stated: Annotated[StatedPurpose, Depends(api_purpose)]) -> Iterator[ViewCursor]:
+    """`view_cursor` for an API call, opened only once its purpose is valid (FastAPI skips a dependency whose own
+    dependencies failed), so a call without a purpose is a 400 even before any view is published."""
+    with parts.views.cursor() as (cur, view):
+        yield ViewCursor(cur, view)
+
+
+ApiView = Annotated[ViewCursor, Depends(api_view_cursor, scope="function")]
+
+
 # Routes that show no citizen data: sign-in and out, health, and the API's own document.
 PUBLIC_ROUTES = frozenset(
     {

@@ -16,10 +16,10 @@ from citizen_view.serving import search as finder
 from citizen_view.serving.deps import (
     CITIZEN_ID,
     LIMITS,
+    ApiView,
     AuditTrail,
     CurrentPrincipal,
     FieldError,
-    View,
     ViewCursor,
     api_purpose,
     audited_as,
@@ -94,14 +94,14 @@ def search(view: ViewCursor, who: Principal, trail: Trail, mode: str, terms: dic
 
 @router.get("/search/national-id", **SEARCH, summary="Find citizens by national ID")
 def search_by_national_id(
-    national_id: NationalId, who: CurrentPrincipal, trail: AuditTrail, view: View
+    national_id: NationalId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> dict[str, Any]:
     return search(view, who, trail, "national_id", {"national_id": national_id})
 
 
 @router.get("/search/name-and-date-of-birth", **SEARCH, summary="Find citizens by name and date of birth")
 def search_by_name_and_date_of_birth(
-    name: Name, date_of_birth: DateOfBirth, who: CurrentPrincipal, trail: AuditTrail, view: View
+    name: Name, date_of_birth: DateOfBirth, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> dict[str, Any]:
     try:
         dt.date.fromisoformat(date_of_birth)
@@ -117,7 +117,7 @@ def search_by_name_and_postcode(
     house_number: HouseNumber,
     who: CurrentPrincipal,
     trail: AuditTrail,
-    view: View,
+    view: ApiView,
     street: text("street", "The street name, when known too.") = None,
 ) -> dict[str, Any]:
     terms = {"name": name, "postcode": postcode, "house_number": house_number, "street": street}
@@ -126,13 +126,13 @@ def search_by_name_and_postcode(
 
 @router.get("/search/name-and-street", **SEARCH, summary="Find citizens by name, street and house number")
 def search_by_name_and_street(
-    name: Name, street: Street, house_number: HouseNumber, who: CurrentPrincipal, trail: AuditTrail, view: View
+    name: Name, street: Street, house_number: HouseNumber, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> dict[str, Any]:
     return search(view, who, trail, "name_address", {"name": name, "street": street, "house_number": house_number})
 
 
 @router.get("/search", include_in_schema=False, **{**SEARCH, "tags": None})
-def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: View) -> dict[str, Any]:
+def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> dict[str, Any]:
     """The earlier all-in-one search (the parameters of every mode together), kept for existing clients; not in the
     document, because which parameters make a search is not something one operation's parameters can state."""
     stated_purpose(dict(request.query_params))  # its parameters' limits (422), as before
@@ -147,6 +147,6 @@ def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view:
     **API,
     summary="One citizen as the caller's role may see them: who, what is running, history, linked records",
 )
-def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: View) -> dict[str, Any]:
+def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> dict[str, Any]:
     found = run_profile(view, who, trail, citizen_id)
     return {"view": view.view, **found.as_dict()}
