@@ -25,6 +25,7 @@ from citizen_view.audit import (
     _hash,
     acknowledge,
     anchors_path,
+    citizen_access_report,
     entries_for_citizen,
     parse_sink,
     verify,
@@ -304,6 +305,7 @@ def test_a_citizen_sees_who_looked_at_their_data_and_why(tmp_path):
         "action": "view_profile",
         "status": 200,
         "fields": ["name", "address"],  # which data was looked at
+        "sources": None,  # an entry without per-citizen detail names no sources
     }
     assert [e["user"] for e in entries_for_citizen(path, "CV-AAAA-AAAA-AAAA")] == ["anna.benefits", "lars.licences"]
     assert entries_for_citizen(path, "CV-ZZZZ-ZZZZ-ZZZZ") == []
@@ -834,3 +836,32 @@ def test_a_line_torn_by_another_writer_is_ended_before_the_next_entry(tmp_path):
     assert entry["prev_hash"] == json.loads(lines[0])["hash"]
     report = verify(path, sinks=[sink])
     assert report.problems == ["line 2 (after seq 1): malformed line, not an audit entry"]
+
+
+def test_each_citizen_of_one_entry_is_shown_only_what_was_returned_of_them(tmp_path, capsys):
+    """A search entry naming two citizens: each citizen's export (JSON, CSV) and report list only their own fields
+    and sources, while the entry keeps the whole response's fields for the data protection officer."""
+    path, sink = tmp_path / "audit" / "access.jsonl", FileSink(tmp_path / "elsewhere" / "anchors.jsonl")
+    one, two = "CV-AAAA-AAAA-AAAA", "CV-BBBB-BBBB-BBBB"
+    disclosed = {
+        one: {"fields": ["city", "date_of_birth", "full_name"], "sources": ["population"]},
+        two: {"fields": ["city", "full_name"], "sources": ["permits"]},
+    }
+    with AuditLog(path, sinks=[sink]) as log:
+        entry = log.append(
+            event(1, action="search", citizen_ids=[one, two], fields=disclosed[one]["fields"], disclosed=disclosed)
+        )
+    assert entry["disclosed"] == disclosed and verify(path, sinks=[sink]).ok
+    for citizen in (one, two):
+        [looked] = entries_for_citizen(path, citizen)
+        assert (looked["fields"], looked["sources"]) == (disclosed[citizen]["fields"], disclosed[citizen]["sources"])
+        [reported] = citizen_access_report(path, citizen)
+        assert (reported["fields"], reported["sources"]) == (looked["fields"], looked["sources"])
+        export = ["audit", "export", "--citizen", citizen, *cli_options(path, sink), "--format"]
+        assert main([*export, "json"]) == 0
+        [exported] = json.loads(capsys.readouterr().out)["looked_at"]
+        assert exported["fields"] == disclosed[citizen]["fields"]
+        assert main([*export, "csv"]) == 0
+        row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+        assert row["fields"] == " ".join(disclosed[citizen]["fields"])
+        assert row["sources"] == " ".join(disclosed[citizen]["sources"])

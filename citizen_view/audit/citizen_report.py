@@ -7,10 +7,21 @@ from pathlib import Path
 from citizen_view.audit.records import parse
 from citizen_view.audit.storage import lines
 
-CITIZEN_FIELDS = ("time", "user", "role", "organisation", "purpose", "case_reference", "action", "fields", "status")
+CITIZEN_FIELDS = (
+    "time",
+    "user",
+    "role",
+    "organisation",
+    "purpose",
+    "case_reference",
+    "action",
+    "fields",
+    "sources",
+    "status",
+)
 # What a citizen is shown of each look at their data: which organisation, when, why, what it did and which data
 # (Logboek Dataverwerkingen, MijnOverheid). A caseworker's own name stays with the organisation's data protection officer.
-REPORT_FIELDS = ("time", "organisation", "role", "purpose", "case_reference", "action", "fields", "status")
+REPORT_FIELDS = ("time", "organisation", "role", "purpose", "case_reference", "action", "fields", "sources", "status")
 
 
 def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
@@ -25,8 +36,19 @@ def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
             continue
         ids = entry.get("citizen_ids")
         if isinstance(ids, list) and citizen_id in ids:
-            found.append({k: entry.get(k) for k in CITIZEN_FIELDS})
+            found.append(_as_seen_by(entry, citizen_id))
     return found
+
+
+def _as_seen_by(entry: dict, citizen_id: str) -> dict:
+    """An entry as it concerns one citizen: the fields and sources returned of them (an entry written before entries
+    recorded that per citizen shows its fields over the whole response, and no sources)."""
+    row = {k: entry.get(k) for k in CITIZEN_FIELDS}
+    disclosed = entry.get("disclosed")
+    own = disclosed.get(citizen_id) if isinstance(disclosed, dict) else None
+    if isinstance(own, dict):
+        row["fields"], row["sources"] = own.get("fields"), own.get("sources")
+    return row
 
 
 def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
@@ -35,7 +57,8 @@ def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
         return []
     looks = [e for e in entries_for_citizen(path, citizen_id) if isinstance(e.get("status"), int) and e["status"] < 400]
     return [
-        {k: e.get(k) if k != "fields" else list(e.get("fields") or []) for k in REPORT_FIELDS} for e in reversed(looks)
+        {k: list(e.get(k) or []) if k in ("fields", "sources") else e.get(k) for k in REPORT_FIELDS}
+        for e in reversed(looks)
     ]
 
 

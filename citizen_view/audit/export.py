@@ -32,7 +32,7 @@ def write_csv(entries: Iterable[dict], out: TextIO) -> None:
     writer = csv.writer(out)
     writer.writerow(CITIZEN_FIELDS)
     for entry in entries:
-        row = {**entry, "fields": " ".join(str(f) for f in entry.get("fields") or [])}
+        row = {**entry, **{k: " ".join(str(f) for f in entry.get(k) or []) for k in ("fields", "sources")}}
         writer.writerow([spreadsheet_safe(row.get(name)) for name in CITIZEN_FIELDS])
 
 

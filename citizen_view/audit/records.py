@@ -7,7 +7,7 @@ import hmac
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,7 +18,8 @@ GENESIS = "0" * 64
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One request as the caller saw it: who asked, for what purpose, and what was returned."""
+    """One request as the caller saw it: who asked, for what purpose, and what was returned (`fields`: over the whole
+    response; `disclosed`: per citizen, {citizen ID: {"fields": [...], "sources": [...]}}, what it held of them)."""
 
     user: str | None
     role: str | None
@@ -35,6 +36,7 @@ class AuditEvent:
     break_glass: bool = False
     break_glass_reason: str | None = None
     client: str | None = None
+    disclosed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def canonical(value: Any) -> str:

@@ -29,7 +29,7 @@ from citizen_view.audit import AnchorSink, AuditEvent, AuditLog
 from citizen_view.contract import ConfigError
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
-from citizen_view.serving.deps import CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
+from citizen_view.serving.deps import API_NO_PURPOSE, CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
 from citizen_view.serving.guard import AuditEveryResponse, Trail
 from citizen_view.serving.health import view_age
 from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
@@ -207,7 +207,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError):
-    problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+    problems = list(dict.fromkeys(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()))
+    if any(tuple(e["loc"]) == ("query", "purpose") for e in exc.errors()):  # the purpose rule first: 400, as on pages
+        return JSONResponse({"error": API_NO_PURPOSE, "problems": problems, "status": 400}, status_code=400)
     return JSONResponse({"error": "invalid request", "problems": problems, "status": 422}, status_code=422)
 
 
@@ -251,6 +253,7 @@ def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted:
             query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
             citizen_ids=trail.citizen_ids if status < 400 else [],
             fields=trail.fields if status < 400 else [],
+            disclosed=trail.disclosed if status < 400 else {},
             status=status,
             authorisation_rule=f"role:{who.role_name}" if who else None,
             on_behalf_of=trail.on_behalf_of,

@@ -38,6 +38,10 @@ COOKIE = "cv_token"
 CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 SEARCH_TERMS = ("national_id", "name")  # a search page without either is the blank form: it shows no citizen data
 NO_PURPOSE = "every request needs a purpose (purpose=...) or a case reference (case_reference=...)"
+API_NO_PURPOSE = "every API request needs a purpose (purpose=...): 3 to 200 characters, not blank at either end"
+# The API's purpose: 3+ characters, the first and last not blank. ASCII blanks only, spelled out, so that Python's
+# re (the service, schemathesis) and pydantic's Rust regex read the pattern alike.
+PURPOSE_PATTERN = r"[^ \t\n\r\x0b\x0c][\s\S]+[^ \t\n\r\x0b\x0c]"
 
 
 class FieldError(HTTPException):
@@ -160,27 +164,24 @@ def stated_purpose(values: dict[str, str]) -> StatedPurpose:
 
 
 def api_purpose(
-    request: Request,
     purpose: Annotated[
-        str | None,
+        str,
         Query(
             min_length=3,
             max_length=LIMITS["purpose"],
-            description="Why you look (required unless a case reference is given).",
+            pattern=PURPOSE_PATTERN,
+            description="Why you look: 3 to 200 characters, not blank at either end.",
             examples=["benefit application check"],
         ),
-    ] = None,
+    ],
     case_reference: Annotated[
         str | None,
-        Query(
-            max_length=LIMITS["case_reference"],
-            description="The case this look serves.",
-            examples=["CASE-42"],
-        ),
+        Query(max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"]),
     ] = None,
 ) -> StatedPurpose:
-    """The purpose of an API call, declared as query parameters (so the OpenAPI document states it)."""
-    return stated_purpose(dict(request.query_params))
+    """The purpose of an API call: a required query parameter whose form the OpenAPI document states (a request
+    without one, or with one not of that form, is answered 400 by the app's validation handler)."""
+    return StatedPurpose(purpose, (case_reference or "").strip() or None)
 
 
 def page_purpose(request: Request) -> StatedPurpose:
@@ -221,6 +222,16 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 
 
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
+
+
+def api_view_cursor(parts: Parts, _stated: Annotated[StatedPurpose, Depends(api_purpose)]) -> Iterator[ViewCursor]:
+    """`view_cursor` for an API call, opened only once its purpose is valid (FastAPI skips a dependency whose own
+    dependencies failed), so a call without a purpose is a 400 even before any view is published."""
+    with parts.views.cursor() as (cur, view):
+        yield ViewCursor(cur, view)
+
+
+ApiView = Annotated[ViewCursor, Depends(api_view_cursor, scope="function")]
 
 
 # Routes that show no citizen data: sign-in and out, health, readiness, metrics (its own token), the API's document.

@@ -34,6 +34,8 @@ class Trail:
     principal: Principal | None = None
     citizen_ids: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
+    # per citizen, what this response returned of them: {"fields": [...], "sources": [...]}
+    disclosed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     on_behalf_of: str | None = None
     refusal: str | None = None  # a refusal's precise reason for the metrics (one of metrics.NAMED_REASONS)

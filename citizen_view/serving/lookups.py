@@ -61,12 +61,16 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
             "name", "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
         )
     summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role)
+    sources = {cid: values.pop(profiles.SOURCES) for cid, values in summary.items()}
     trail.citizen_ids = [c.citizen_id for c in found]
 
     def shown(citizen_id: str) -> dict[str, Any]:  # a summary field without a value is left out, not sent as null
         return {k: v for k, v in summary.get(citizen_id, {}).items() if v is not None}
 
     trail.fields = sorted({k for c in found for k in shown(c.citizen_id)})
+    trail.disclosed = {  # per citizen: only what their own candidate row carried
+        c.citizen_id: {"fields": sorted(shown(c.citizen_id)), "sources": sources.get(c.citizen_id, [])} for c in found
+    }
     return {
         "view": view.view,
         "mode": mode,
@@ -86,7 +90,15 @@ def run_profile(view: ViewCursor, who: Principal, trail: Trail, citizen_id: str)
         raise HTTPException(404, f"no citizen {citizen_id} in the current view")
     trail.citizen_ids = [citizen_id]
     trail.fields = found.fields_returned
+    trail.disclosed = {citizen_id: {"fields": found.fields_returned, "sources": sources_returned(found)}}
     return found
+
+
+def sources_returned(found: profiles.Profile) -> list[str]:
+    """The sources a profile returned data of: its records, cases and timeline, and its golden values' provenance."""
+    named = [r.get("source") for r in found.records] + [c.get("source") for c in found.cases]
+    named += [e.get("source") for e in found.timeline] + [p.split(":", 1)[0] for p in found.provenance.values()]
+    return sorted({s for s in named if s})
 
 
 def run_access_report(
@@ -111,6 +123,7 @@ def run_access_report(
     entries = citizen_access_report(audit_path, citizen_id)
     trail.citizen_ids = [citizen_id]
     trail.fields = ["access_log"]
+    trail.disclosed = {citizen_id: {"fields": ["access_log"], "sources": []}}
     own = [e for e in entries if e["action"] == OWN_LOOK]
     return {"citizen_id": citizen_id, "looked_at": [e for e in entries if e["action"] != OWN_LOOK], "own_looks": own}
 

@@ -26,9 +26,12 @@ class Candidate(BaseModel):
 
 
 class SearchResult(BaseModel):
+    """The candidates of one search; `note` says why none could be found when the terms cannot match any record."""
+
     view: str
     mode: str
     candidates: list[Candidate]
+    note: str | None = None
 
 
 class Health(BaseModel):
@@ -101,6 +104,7 @@ class AccessEntry(BaseModel):
     case_reference: str | None = None
     action: str
     fields: list[str] = []
+    sources: list[str] = []
     status: int
 
 
@@ -113,7 +117,7 @@ class AccessReport(BaseModel):
 
 
 _ERROR_CODES = {
-    400: "No purpose or case reference given.",
+    400: "No purpose given, or one not of the documented form.",
     401: "No token, or an unknown one.",
     403: "The role may not do this (a field, source or action outside its access package).",
     404: "No such citizen in the current view (or none the role may see).",

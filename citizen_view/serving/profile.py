@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 PROVENANCE = {col: f"{group}_from" for group, (cols, *_rest) in GROUPS.items() for col in cols}
 RECORD_FIELDS: tuple[str, ...] = tuple(CanonicalField)
 SUMMARY_FIELDS = ("full_name", "date_of_birth", "city")
+SOURCES = "sources"  # in a summary: the sources of its values
 
 
 RUNNING = ("open", "pending")  # case states shown under "running now"
@@ -273,11 +274,20 @@ def _field_issues(
 
 
 def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
-    """The few golden fields a result list shows per candidate, chosen over the sources the role may see."""
+    """The few golden fields a result list shows per candidate, chosen over the sources the role may see, and under
+    `SOURCES` the sources those of its values that are not None came from (for the audit log)."""
     shown = list(
         dict.fromkeys(
             [f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])
         )
     )
     golden = golden_for_role(con, citizen_ids, role)
-    return {cid: {k: _text(g.get(k)) for k in shown} for cid, g in golden.items()}
+    out = {cid: {k: _text(g.get(k)) for k in shown} for cid, g in golden.items()}
+    for cid, values in out.items():
+        values[SOURCES] = _sources_of(golden[cid], [k for k, v in values.items() if v is not None])
+    return out
+
+
+def _sources_of(found: dict[str, Any], fields: list[str]) -> list[str]:
+    """The sources the values of `fields` in a golden record came from (its provenance: "source:record ID")."""
+    return sorted({str(found[PROVENANCE[f]]).split(":", 1)[0] for f in fields if found.get(PROVENANCE.get(f, ""))})
