@@ -36,6 +36,8 @@ class Trail:
     fields: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
     on_behalf_of: str | None = None
+    purpose: str | None = None  # the purpose remembered for a browser session, when the request itself states none
+    case_reference: str | None = None
 
 
 # record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first

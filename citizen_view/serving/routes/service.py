@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from citizen_view.serving.deps import CLAIM_COOKIE, COOKIE, AuditTrail, Parts
+from citizen_view.serving.deps import CLAIM_COOKIE, COOKIE, PURPOSE_COOKIE, AuditTrail, Parts
 from citizen_view.serving.models import Health
 from citizen_view.serving.snapshot import current_view
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.templating import render
 
 router = APIRouter()
 
@@ -25,7 +25,7 @@ def health(parts: Parts, trail: AuditTrail) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, trail: AuditTrail) -> Response:
     trail.action = "login_page"
-    return TEMPLATES.TemplateResponse(request, "login.html", {})
+    return render(request, "login.html", {"who": None})
 
 
 @router.post("/login", include_in_schema=False)
@@ -40,9 +40,9 @@ def login(
     same_origin(request)
     who = parts.auth.authenticate(token, claim or None)
     if who is None:
-        return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
+        return render(request, "login.html", {"who": None, "error": "Unknown token."}, status_code=401)
     trail.principal = who
-    response = RedirectResponse("/search", status_code=303)
+    response = RedirectResponse("/start", status_code=303)  # each role's own start page
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
     if claim:  # a citizen portal's sign-in: the claim goes with every page it opens, and expires with it
         response.set_cookie(CLAIM_COOKIE, claim, httponly=True, samesite="strict")
@@ -55,6 +55,7 @@ def logout(trail: AuditTrail) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE)
     response.delete_cookie(CLAIM_COOKIE)
+    response.delete_cookie(PURPOSE_COOKIE)
     return response
 
 
