@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 from citizen_view.audit import AnchorSink, AuditEvent, AuditLog
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
-from citizen_view.serving.deps import CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
+from citizen_view.serving.deps import CITIZEN_ID, CLAIM_COOKIE, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
 from citizen_view.serving.guard import AuditEveryResponse, Trail
 from citizen_view.serving.routes import api, pages, portal, review, service
 from citizen_view.serving.server import RequestLimits, client_address
@@ -199,7 +199,17 @@ async def _crashed(request: Request, exc: Exception):  # never a stack trace to 
 
 
 def _error_page(request: Request, status: int, message: str):
-    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+    """A refusal in the page layout: the signed-in user's navigation (when the token is valid) and a way on."""
+    trail = request.state.trail
+    if trail.principal is None and status != 401:  # a 404 or 405 before any handler ran: who asked, as audit says
+        token = request.cookies.get(COOKIE, "")
+        claim = request.cookies.get(CLAIM_COOKIE) or None
+        trail.principal = request.app.state.parts.auth.authenticate(token, claim) if 0 < len(token) <= 256 else None
+    try:
+        return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+    except Exception:  # the page itself failed (a broken view): the message still goes out
+        log.exception("rendering the error page failed")
+        return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
 def _client_contract(schema: dict[str, Any]) -> dict[str, Any]:

@@ -218,7 +218,7 @@ def remembered_purpose(request: Request) -> dict[str, str]:
     token, saved = request.cookies.get(COOKIE, ""), request.cookies.get(PURPOSE_COOKIE, "")
     if not token or not saved or request.headers.get("authorization") or len(saved) > 1024:
         return {}  # an API client (bearer header) states its purpose in every request
-    values = dict(parse_qsl(saved))
+    values = dict(parse_qsl(saved, keep_blank_values=True))
     sig = values.pop("sig", "")
     if set(values) != {"purpose", "case_reference"}:
         return {}

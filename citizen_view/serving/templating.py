@@ -75,6 +75,7 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
         "plain": lambda text: words.plain(text, lang),
         "shown_date": lambda v, typed=None: words.shown_date(v, typed, lang),
         "source_label": lambda s: words.source_label(s, spoken.sources),
+        "disclosed": lambda f: words.disclosed(f, spoken.sources, lang),
         "here": request.url.path,
         **context,
     }

@@ -119,6 +119,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "record_of": "{source} record",
         "search_button": "Search",
         "no_purpose": "No purpose given",
+        "records_of": "records from {source}",
+        "cases_of": "cases at {source}",
     },
     "nl": {
         "search": "Zoek een burger",
@@ -144,6 +146,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "record_of": "gegevens {source}",
         "search_button": "Zoeken",
         "no_purpose": "Geen doel opgegeven",
+        "records_of": "gegevens van {source}",
+        "cases_of": "zaken bij {source}",
     },
     "no": {
         "search": "Finn en innbygger",
@@ -169,6 +173,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "record_of": "opplysninger fra {source}",
         "search_button": "Søk",
         "no_purpose": "Ingen formål oppgitt",
+        "records_of": "opplysninger fra {source}",
+        "cases_of": "saker hos {source}",
     },
 }
 
@@ -224,6 +230,14 @@ def shown_date(value: object, typed: str | None = None, lang: str = DEFAULT_LANG
 def source_label(source: str, labels: Mapping[str, str]) -> str:
     """A source as a person knows it: its label from `sources.yaml`, else its name made readable."""
     return labels.get(source) or source.replace("_", " ").capitalize()
+
+
+def disclosed(item: str, labels: Mapping[str, str], lang: str = DEFAULT_LANGUAGE) -> str:
+    """One item of what a look disclosed, as the audit log names it: a field, or `records:<source>` / `cases:<source>`."""
+    kind, _, source = item.partition(":")
+    if source and kind in ("records", "cases"):
+        return phrase(f"{kind}_of", lang, source=source_label(source, labels))
+    return label(item, lang)
 
 
 def code_names() -> tuple[str, ...]:

@@ -72,9 +72,13 @@ def search_page(request: Request, who: CurrentPrincipal, trail: AuditTrail, part
     q = request.query_params
     context: dict[str, Any] = {"q": q, "result": None, "errors": {}}
     trail.action = "search_page"
+    if search_purpose(request) is None and not who.role.sources:  # a citizen portal: its own start page instead
+        return RedirectResponse("/start", status_code=303)
     if search_purpose(request) is None:  # the blank form (the router's dependency has checked the purpose otherwise)
         return render(request, "search.html", context)
     trail.action = "search"
+    if not who.role.sources:  # a citizen portal: it reads its citizen's access log and finds no one
+        raise HTTPException(403, f"role {who.role_name!r} may see no source's records, so it cannot search")
     try:
         with parts.views.cursor() as (cur, view):
             context["result"] = run_search(ViewCursor(cur, view), who, trail, q)
