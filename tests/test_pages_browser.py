@@ -12,8 +12,9 @@ import duckdb
 import pytest
 
 from citizen_view.serving.access import load_access, sign_citizen_claim
+from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.vocabulary import code_names
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
+from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output, start_service
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -371,3 +372,34 @@ def test_search_speaks_plainly_and_gives_the_date_back_as_typed(sample_service, 
     assert response.status == 404 and page.locator("#back-to-start").count() == 1
     _plain_words(page)
     page.close()
+
+
+def test_a_dutch_deployment_speaks_dutch(sample_service, browser, tmp_path):
+    """`serving.language: nl` as the pipeline writes it into the view: labels, phrases and dates in Dutch."""
+    svc, shots = sample_service
+    citizen, name = _busy_citizen(svc)
+    served = svc.warehouse.parent / svc.warehouse.stem / "serving"
+    copy = tmp_path / "wh" / "cv" / "serving"
+    shutil.copytree(served, copy)
+    view = current_view(copy)
+    con = duckdb.connect(str(view))
+    try:
+        con.execute("UPDATE view_info SET language = 'nl'")
+    finally:
+        con.close()
+    dutch = start_service(tmp_path / "wh" / "cv.duckdb", tmp_path / "audit" / "access.jsonl")
+    try:
+        page = _signed_in(browser, dutch, "data_steward", f"/citizens/{citizen}")
+        assert page.locator("h1").inner_text() == "Waarom kijkt u?" and page.locator("#purpose-form").is_visible()
+        page.fill("#purpose", "controle uitkering")
+        page.click("#state-purpose")
+        page.wait_for_selector("#golden")
+        assert page.locator("#field-date_of_birth td").first.inner_text() == "Geboortedatum"
+        assert page.locator("#field-national_id td").first.inner_text() == "Identificatienummer"
+        assert re.fullmatch(r"\d{2}-\d{2}-\d{4}", page.locator("#person-born").inner_text())
+        assert page.locator("#nav-search").inner_text() == "Zoek een burger"
+        _plain_words(page)
+        page.screenshot(path=str(shots / "profile-nl.png"), full_page=False)
+        page.close()
+    finally:
+        dutch.stop()
