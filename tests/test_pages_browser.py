@@ -362,6 +362,8 @@ def test_search_speaks_plainly_and_gives_the_date_back_as_typed(sample_service, 
     page.wait_for_selector("#golden")
     assert page.locator("#citizen-id").inner_text() == citizen
     assert page.locator("#field-national_id td").first.inner_text() == "National ID number"
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # each agency's record too
+    assert page.locator("details.record dt").count() > 0
     _plain_words(page)
     page.goto(f"{svc.url}/search?name=Jan&date_of_birth=31-31-1980")  # a refusal: in the form, in plain words
     assert "Date of birth" in page.locator("#date_of_birth-error").inner_text() or "date of birth" in (
