@@ -312,6 +312,7 @@ def test_review_without_a_purpose_shows_a_form_then_the_queue(sample_service, br
     page.wait_for_selector("#purpose-form")
     assert page.locator(".review-item").count() == 0 and page.locator("#message").count() == 0
     _plain_words(page)
+    page.screenshot(path=str(shots / "purpose-form.png"), full_page=False)
     page.fill("#purpose", "clerical review")
     page.click("#state-purpose")
     page.wait_for_selector(".review-item")
@@ -373,6 +374,7 @@ def test_search_speaks_plainly_and_gives_the_date_back_as_typed(sample_service, 
     response = page.goto(f"{svc.url}/citizens/CV-AAAA-AAAA-AAAA/nothing")  # a wrong address: the layout, a way back
     assert response.status == 404 and page.locator("#back-to-start").count() == 1
     _plain_words(page)
+    page.screenshot(path=str(shots / "not-found.png"), full_page=False)
     page.close()
 
 
