@@ -164,6 +164,7 @@ class SourceConfig(BaseModel):
     record_id: str | None = None
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
     description: str | None = None
+    label: str | None = Field(default=None, max_length=80)  # how pages name the source ("Population register")
     landing: str | None = None
     required: list[str] = Field(default_factory=list)
     cases: CaseMapping | None = None
@@ -441,6 +442,13 @@ class PublicationConfig(BaseModel):
     areas: AreasConfig | None = None
 
 
+class ServingConfig(BaseModel):
+    """How the caseworker pages speak: their language (field labels, phrases, dates typed in no format)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    language: Literal["en", "nl", "no"] = "en"
+
+
 class SourcesFile(BaseModel):
     """The whole `sources.yaml`."""
 
@@ -454,6 +462,7 @@ class SourcesFile(BaseModel):
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     disclosure: DisclosureConfig = Field(default_factory=DisclosureConfig)
     publication: PublicationConfig = Field(default_factory=PublicationConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     base_dir: Path = Path(".")
 
     @field_validator("country", mode="before")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import duckdb
 import pytest
 
 from citizen_view.serving.access import load_access, sign_citizen_claim
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
+from citizen_view.serving.snapshot import current_view
+from citizen_view.serving.vocabulary import code_names
+from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output, start_service
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -68,8 +72,9 @@ def _sign_in(page, svc, role: str, claim: str | None = None) -> None:
     page.fill("#token", TOKENS[role])
     if claim:  # a citizen portal signs in for one citizen
         page.fill("#claim", claim)
-    page.click("#sign-in")
-    page.wait_for_url("**/search")
+    with page.expect_navigation():  # to the role's own start page (/start redirects)
+        page.click("#sign-in")
+    page.wait_for_load_state()
 
 
 def test_search_open_profile_and_restricted_field_is_absent(service, browser, tmp_path):
@@ -100,14 +105,33 @@ def test_search_open_profile_and_restricted_field_is_absent(service, browser, tm
     page.close()
 
 
-def test_a_page_without_purpose_is_refused(service, browser):
+def test_a_page_without_purpose_asks_for_one_and_remembers_it(service, browser):
     citizen, *_ = _target(service)
     page = browser.new_page()
     _sign_in(page, service, "data_steward")
+    assert page.url.endswith("/search")  # a caseworker's start page
     response = page.goto(f"{service.url}/citizens/{citizen}")
-    assert response.status == 400
-    assert "purpose" in page.locator("#message").inner_text()
+    assert response.status == 400  # still refused (and audited): no citizen data without a purpose
+    assert page.locator("#purpose-form").is_visible() and page.locator("#golden").count() == 0
+    assert page.locator("#nav-search").count() == 1 and page.locator("#sign-out").count() == 1
+    page.fill("#purpose", "benefit review")
+    page.click("#state-purpose")
+    page.wait_for_selector("#golden")
+    assert page.locator("#citizen-id").inner_text() == citizen
+    response = page.goto(f"{service.url}/citizens/{citizen}")  # remembered for the session
+    assert response.status == 200 and "benefit review" in page.locator("#nav-purpose").inner_text()
+    page.goto(f"{service.url}/purpose?next=/citizens/{citizen}")  # and changeable
+    page.fill("#purpose", "fraud check")
+    page.click("#state-purpose")
+    page.wait_for_selector("#golden")
+    assert "fraud check" in page.locator("#nav-purpose").inner_text()
+    page.goto(f"{service.url}/citizens/{citizen}")
     page.close()
+    entries = [json.loads(line) for line in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    looks = [e for e in entries if e.get("action") == "view_profile" and citizen in (e.get("citizen_ids") or [])]
+    assert [e["purpose"] for e in looks[-3:]] == ["benefit review", "fraud check", "fraud check"]
+    refused = [e for e in entries if e["status"] == 400 and e["query"].get("path") == f"/citizens/{citizen}"]
+    assert refused and refused[0]["user"] == "sara.steward" and refused[0]["action"].startswith("refused:")
 
 
 # --- what a person sees, on the committed sample ------------------------------------------------------------
@@ -197,7 +221,8 @@ def test_the_review_page_shows_the_total_pages_and_filters(sample_service, brows
     items.first.locator("input[name=reason]").fill("same address, different people")
     items.first.locator("button[value=different]").click()
     page.wait_for_selector("#recorded")
-    assert "source=permits" in page.url and decided in page.locator("#recorded").inner_text()
+    assert "source=permits" in page.url and page.locator("#recorded").get_attribute("data-pair") == decided
+    assert "different people" in page.locator("#recorded").inner_text()
     assert decided not in [
         page.locator(".review-item").nth(i).get_attribute("data-item")
         for i in range(page.locator(".review-item").count())
@@ -248,3 +273,137 @@ def test_a_citizen_sees_who_looked_at_their_data(sample_service, browser):
     response = page.goto(f"{svc.url}/citizens/{other}/access-log?purpose=curious")
     assert response.status == 403  # nor another citizen's log
     page.close()
+
+
+# --- reachable pages in a caseworker's words ----------------------------------------------------------------
+
+CODE_WORDS = re.compile(r"\b(" + "|".join(code_names()) + r"|source_record_id|record_key\w*|item_id)\b")
+FILE_NAMES = re.compile(r"view-[\w-]+|\.duckdb|\.jsonl|\.yaml|\.parquet")
+EXPLAINED_SCORE = re.compile(r"match score (\d+ of 100|\(0 to 100\))", re.IGNORECASE)
+
+
+def _plain_words(page) -> str:
+    """A page's visible text, checked for code words, file names and a score without its explanation."""
+    text = page.locator("body").inner_text()
+    assert not CODE_WORDS.findall(text), (page.url, CODE_WORDS.findall(text))
+    assert not FILE_NAMES.findall(text), (page.url, FILE_NAMES.findall(text))
+    assert "score" not in EXPLAINED_SCORE.sub("", text).lower(), page.url
+    assert "{" not in text
+    return text
+
+
+def _citizen_facts(svc, citizen: str) -> tuple[str, str]:
+    """A citizen's national ID and date of birth, from the served view."""
+    view = sorted((svc.warehouse.parent / svc.warehouse.stem / "serving").glob("view-*.duckdb"))[-1]
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        national_id, born = con.execute(
+            "SELECT national_id, date_of_birth FROM citizen WHERE citizen_id = ?", [citizen]
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return national_id, born
+
+
+def test_review_without_a_purpose_shows_a_form_then_the_queue(sample_service, browser):
+    svc, shots = sample_service
+    page = _signed_in(browser, svc, "data_steward")
+    page.click("#nav-review")  # the navigation leads to review; review asks why first
+    page.wait_for_selector("#purpose-form")
+    assert page.locator(".review-item").count() == 0 and page.locator("#message").count() == 0
+    _plain_words(page)
+    page.screenshot(path=str(shots / "purpose-form.png"), full_page=False)
+    page.fill("#purpose", "clerical review")
+    page.click("#state-purpose")
+    page.wait_for_selector(".review-item")
+    assert page.locator("#nav-review").get_attribute("class") == "current"
+    _plain_words(page)
+    page.screenshot(path=str(shots / "review.png"), full_page=False)
+    page.close()
+
+
+def test_the_citizen_lands_on_their_access_log_and_gives_a_purpose_there(sample_service, browser):
+    svc, shots = sample_service
+    citizen, _ = _busy_citizen(svc)
+    national_id, _born = _citizen_facts(svc, citizen)
+    claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
+    page = _signed_in(browser, svc, "citizen_portal", claim=claim)
+    assert page.url.endswith(f"/citizens/{citizen}/access-log")  # never "Find a citizen"
+    assert page.locator("#purpose-form").is_visible() and page.locator("#nav-search").count() == 0
+    _plain_words(page)
+    page.fill("#purpose", "citizen inzage")
+    page.click("#state-purpose")
+    page.wait_for_selector("#access-title")
+    assert page.locator("#nav-access-log").count() == 1 and page.locator("#nav-review").count() == 0
+    _plain_words(page)
+    page.screenshot(path=str(shots / "access-log.png"), full_page=True)
+    response = page.goto(f"{svc.url}/search?purpose=curious&name=Jan")  # what the portal may not do: inside the layout
+    assert response.status >= 400 and page.locator("#nav").count() == 1 and page.locator("#back-to-start").count() == 1
+    page.close()
+
+
+def test_search_speaks_plainly_and_gives_the_date_back_as_typed(sample_service, browser):
+    svc, shots = sample_service
+    citizen, name = _busy_citizen(svc)
+    _national_id, born = _citizen_facts(svc, citizen)
+    typed = born.strftime("%d-%m-%Y")
+    page = _signed_in(browser, svc, "data_steward")
+    page.fill("#purpose", "benefit application check")
+    page.fill("#name", name)
+    page.fill("#date_of_birth", typed)
+    page.click("#search")
+    page.wait_for_selector("#results")
+    first = page.locator("#results tr.candidate").first
+    assert first.locator("td.born").inner_text() == typed  # 10-03-1995 comes back as 10-03-1995
+    assert re.match(r"match score \d+ of 100: ", first.locator("td.score").inner_text())
+    assert first.locator("a.name-link").inner_text() == name
+    _plain_words(page)
+    page.screenshot(path=str(shots / "search.png"), full_page=True)
+    first.locator("a.name-link").click()  # the name opens the profile
+    page.wait_for_selector("#golden")
+    assert page.locator("#citizen-id").inner_text() == citizen
+    assert page.locator("#field-national_id td").first.inner_text() == "National ID number"
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # each agency's record too
+    assert page.locator("details.record dt").count() > 0
+    _plain_words(page)
+    page.goto(f"{svc.url}/search?name=Jan&date_of_birth=31-31-1980")  # a refusal: in the form, in plain words
+    assert "Date of birth" in page.locator("#date_of_birth-error").inner_text() or "date of birth" in (
+        page.locator("#date_of_birth-error").inner_text()
+    )
+    _plain_words(page)
+    response = page.goto(f"{svc.url}/citizens/CV-AAAA-AAAA-AAAA/nothing")  # a wrong address: the layout, a way back
+    assert response.status == 404 and page.locator("#back-to-start").count() == 1
+    _plain_words(page)
+    page.screenshot(path=str(shots / "not-found.png"), full_page=False)
+    page.close()
+
+
+def test_a_dutch_deployment_speaks_dutch(sample_service, browser, tmp_path):
+    """`serving.language: nl` as the pipeline writes it into the view: labels, phrases and dates in Dutch."""
+    svc, shots = sample_service
+    citizen, name = _busy_citizen(svc)
+    served = svc.warehouse.parent / svc.warehouse.stem / "serving"
+    copy = tmp_path / "wh" / "cv" / "serving"
+    shutil.copytree(served, copy)
+    view = current_view(copy)
+    con = duckdb.connect(str(view))
+    try:
+        con.execute("UPDATE view_info SET language = 'nl'")
+    finally:
+        con.close()
+    dutch = start_service(tmp_path / "wh" / "cv.duckdb", tmp_path / "audit" / "access.jsonl")
+    try:
+        page = _signed_in(browser, dutch, "data_steward", f"/citizens/{citizen}")
+        assert page.locator("h1").inner_text() == "Waarom kijkt u?" and page.locator("#purpose-form").is_visible()
+        page.fill("#purpose", "controle uitkering")
+        page.click("#state-purpose")
+        page.wait_for_selector("#golden")
+        assert page.locator("#field-date_of_birth td").first.inner_text() == "Geboortedatum"
+        assert page.locator("#field-national_id td").first.inner_text() == "Identificatienummer"
+        assert re.fullmatch(r"\d{2}-\d{2}-\d{4}", page.locator("#person-born").inner_text())
+        assert page.locator("#nav-search").inner_text() == "Zoek een burger"
+        _plain_words(page)
+        page.screenshot(path=str(shots / "profile-nl.png"), full_page=False)
+        page.close()
+    finally:
+        dutch.stop()

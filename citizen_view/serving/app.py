@@ -29,13 +29,22 @@ from citizen_view.audit import AnchorSink, AuditEvent, AuditLog
 from citizen_view.contract import ConfigError
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
-from citizen_view.serving.deps import API_NO_PURPOSE, CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
+from citizen_view.serving.deps import (
+    API_NO_PURPOSE,
+    CITIZEN_ID,
+    CLAIM_COOKIE,
+    COOKIE,
+    LIMITS,
+    FieldError,
+    ServiceParts,
+    ViewStore,
+)
 from citizen_view.serving.guard import AuditEveryResponse, Trail
 from citizen_view.serving.health import view_age
 from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
 from citizen_view.serving.routes import api, pages, portal, review, service
 from citizen_view.serving.server import RequestLimits, client_address
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.templating import render
 
 __all__ = ["CITIZEN_ID", "LIMITS", "create_app"]
 log = logging.getLogger(__name__)
@@ -45,6 +54,7 @@ ROUTERS = (
     api.router,
     portal.api,
     pages.search,
+    pages.session,
     pages.pages,
     portal.pages,
     review.queue,
@@ -108,9 +118,7 @@ def create_app(
         StarletteHTTPException, _http_error
     )  # the router's 404/405 too: every refusal is an Error
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(
-        finder.QueryError, lambda r, e: JSONResponse({"error": str(e), "status": 422}, status_code=422)
-    )
+    app.add_exception_handler(finder.QueryError, _query_error)
     app.add_exception_handler(Exception, _crashed)
     for router in ROUTERS:
         app.include_router(router)
@@ -193,14 +201,14 @@ async def _field_error(request: Request, exc: FieldError):
         request.state.trail.refusal = "no_purpose"
     if request.url.path == "/search" and _wants_html(request):  # the search form again, the message by its field
         return pages.search_form_again(request, exc)
+    if exc.field in ("purpose", "case_reference") and _wants_html(request) and request.method == "GET":
+        return pages.purpose_needed(request, exc)  # the purpose form, then the page that needed it
     return await _http_error(request, exc)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
-    if _wants_html(request) and exc.status_code in (401, 403, 400, 404, 422, 503):
-        return TEMPLATES.TemplateResponse(
-            request, "error.html", {"status": exc.status_code, "message": exc.detail}, status_code=exc.status_code
-        )
+    if _wants_html(request):  # a person in a browser: the message inside the page layout, with a way on
+        return _error_page(request, exc.status_code, str(exc.detail))
     return JSONResponse(
         {"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers
     )
@@ -209,12 +217,37 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
 async def _invalid_request(request: Request, exc: RequestValidationError):
     problems = list(dict.fromkeys(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()))
     if any(tuple(e["loc"]) == ("query", "purpose") for e in exc.errors()):  # the purpose rule first: 400, as on pages
+        request.state.trail.refusal = "no_purpose"
         return JSONResponse({"error": API_NO_PURPOSE, "problems": problems, "status": 400}, status_code=400)
+    if _wants_html(request):
+        return _error_page(request, 422, "; ".join(problems))
     return JSONResponse({"error": "invalid request", "problems": problems, "status": 422}, status_code=422)
 
 
+async def _query_error(request: Request, exc: finder.QueryError):
+    if _wants_html(request):
+        return _error_page(request, 422, str(exc))
+    return JSONResponse({"error": str(exc), "status": 422}, status_code=422)
+
+
 async def _crashed(request: Request, exc: Exception):  # never a stack trace to the client
+    if _wants_html(request):
+        return _error_page(request, 500, "internal error; it has been logged")
     return JSONResponse({"error": "internal error; it has been logged", "status": 500}, status_code=500)
+
+
+def _error_page(request: Request, status: int, message: str):
+    """A refusal in the page layout: the signed-in user's navigation (when the token is valid) and a way on."""
+    trail = request.state.trail
+    if trail.principal is None and status != 401:  # a 404 or 405 before any handler ran: who asked, as audit says
+        token = request.cookies.get(COOKIE, "")
+        claim = request.cookies.get(CLAIM_COOKIE) or None
+        trail.principal = request.app.state.parts.auth.authenticate(token, claim) if 0 < len(token) <= 256 else None
+    try:
+        return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+    except Exception:  # the page itself failed (a broken view): the message still goes out
+        log.exception("rendering the error page failed")
+        return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
 def _client_contract(schema: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +281,8 @@ def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted:
             role=who.role_name if who else None,
             organisation=who.organisation if who else None,
             action=action,
-            purpose=request.query_params.get("purpose"),
-            case_reference=request.query_params.get("case_reference"),
+            purpose=request.query_params.get("purpose") or trail.purpose,
+            case_reference=request.query_params.get("case_reference") or trail.case_reference,
             query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
             citizen_ids=trail.citizen_ids if status < 400 else [],
             fields=trail.fields if status < 400 else [],

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 import duckdb
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -35,6 +36,7 @@ LIMITS = {
     "street": 120,
 }
 COOKIE = "cv_token"
+PURPOSE_COOKIE = "cv_purpose"  # the purpose a browser session stated last (signed for the session, see page_purpose)
 CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 SEARCH_TERMS = ("national_id", "name")  # a search page without either is the blank form: it shows no citizen data
 NO_PURPOSE = "every request needs a purpose (purpose=...) or a case reference (case_reference=...)"
@@ -185,15 +187,56 @@ def api_purpose(
 
 
 def page_purpose(request: Request) -> StatedPurpose:
-    """The purpose of a page that shows citizen data, from its query string."""
-    return stated_purpose(dict(request.query_params))
+    """The purpose of a page that shows citizen data: from its query string (then remembered for the session), else
+    the one this browser session stated last (see `remember_purpose`)."""
+    values = dict(request.query_params)
+    if values.get("purpose", "").strip() or values.get("case_reference", "").strip():
+        stated = stated_purpose(values)
+        request.state.purpose_to_remember = stated
+    else:
+        stated = stated_purpose({**values, **remembered_purpose(request)})
+        request.state.trail.purpose, request.state.trail.case_reference = stated.purpose, stated.case_reference
+    request.state.purpose = stated
+    return stated
 
 
 def search_purpose(request: Request) -> StatedPurpose | None:
     """The purpose of a search page; None only for the blank form (no search term: no citizen data shown)."""
     if not any(request.query_params.get(k) for k in SEARCH_TERMS):
+        request.state.purpose = _remembered(request)
         return None
-    return stated_purpose(dict(request.query_params))
+    return page_purpose(request)
+
+
+def remember_purpose(parts: ServiceParts, token: str, stated: StatedPurpose) -> str:
+    """The purpose cookie's value: the purpose and case reference, signed for this session's token."""
+    values = {"purpose": stated.purpose, "case_reference": stated.case_reference or ""}
+    return urlencode({**values, "sig": _purpose_signature(parts, token, values)})
+
+
+def remembered_purpose(request: Request) -> dict[str, str]:
+    """The purpose and case reference this browser session stated last, when its cookie is signed for the session."""
+    token, saved = request.cookies.get(COOKIE, ""), request.cookies.get(PURPOSE_COOKIE, "")
+    if not token or not saved or request.headers.get("authorization") or len(saved) > 1024:
+        return {}  # an API client (bearer header) states its purpose in every request
+    values = dict(parse_qsl(saved, keep_blank_values=True))
+    sig = values.pop("sig", "")
+    if set(values) != {"purpose", "case_reference"}:
+        return {}
+    expected = _purpose_signature(request.app.state.parts, token, values)
+    return values if hmac.compare_digest(sig, expected) else {}
+
+
+def _remembered(request: Request) -> StatedPurpose | None:
+    try:
+        return stated_purpose(remembered_purpose(request))
+    except HTTPException:
+        return None
+
+
+def _purpose_signature(parts: ServiceParts, token: str, values: dict[str, str]) -> str:
+    message = "\x1f".join((token, values["purpose"], values["case_reference"]))
+    return hmac.new(parts.csrf_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 async def form_purpose(request: Request) -> StatedPurpose:
@@ -240,6 +283,8 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/"),
         ("POST", "/login"),
         ("GET", "/logout"),
+        ("GET", "/start"),  # redirects a signed-in user to their role's start page
+        ("GET", "/purpose"),  # the form to state or change the session's purpose
         ("GET", "/health"),
         ("GET", "/ready"),
         ("GET", "/metrics"),

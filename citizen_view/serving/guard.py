@@ -39,6 +39,8 @@ class Trail:
     details: dict[str, str] = field(default_factory=dict)
     on_behalf_of: str | None = None
     refusal: str | None = None  # a refusal's precise reason for the metrics (one of metrics.NAMED_REASONS)
+    purpose: str | None = None  # the purpose remembered for a browser session, when the request itself states none
+    case_reference: str | None = None
 
 
 # record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first

@@ -183,6 +183,8 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         con.execute(
             "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
         )
+        con.execute("CREATE TABLE snap.source_labels (source VARCHAR, label VARCHAR)")  # how pages name sources
+        con.executemany("INSERT INTO snap.source_labels VALUES (?, ?)", [(x.name, x.label) for x in sources.sources])
         labels = _labels(sources)
         if labels:
             con.executemany("INSERT INTO snap.attribute_labels VALUES (?, ?, ?, ?, ?)", labels)
@@ -202,8 +204,9 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             con.unregister("_source_status")
         con.execute(
             "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
-            "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records",
-            [run_id, sources.country],
+            "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records, "
+            "?::VARCHAR AS language",
+            [run_id, sources.country, sources.serving.language],
         )
         create_lookup_indexes(con, "snap")
     finally:

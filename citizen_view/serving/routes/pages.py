@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from citizen_view.serving import search as finder
 from citizen_view.serving.deps import (
@@ -21,34 +21,76 @@ from citizen_view.serving.deps import (
     principal,
     search_purpose,
 )
-from citizen_view.serving.lookups import run_profile, run_search
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.lookups import citizens_holding, run_profile, run_search
+from citizen_view.serving.templating import render
 
 search = APIRouter(dependencies=[Depends(principal), Depends(search_purpose)])
 pages = APIRouter(dependencies=[Depends(principal), Depends(page_purpose)])
+session = APIRouter(dependencies=[Depends(principal)])  # pages that show no citizen data (deps.PUBLIC_ROUTES)
+
+
+@session.get("/start", include_in_schema=False)
+def start(who: CurrentPrincipal, trail: AuditTrail, parts: Parts) -> Response:
+    """The role's own start page: a citizen portal's citizen on their access log, a reviewer-only role on review,
+    everyone else on search."""
+    trail.action = "start"
+    if who.role.citizen_access:
+        if who.citizen is None:
+            raise HTTPException(403, "no valid citizen claim: sign in again through the citizen portal")
+        with parts.views.cursor() as (cur, _view):
+            own = sorted(citizens_holding(cur, who.citizen))
+        if not own:
+            raise HTTPException(404, "this system holds no record of you, so no organisation has looked at one")
+        return RedirectResponse(f"/citizens/{own[0]}/access-log", status_code=303)
+    return RedirectResponse("/search", status_code=303)
+
+
+@session.get("/purpose", response_class=HTMLResponse, include_in_schema=False)
+def purpose_form(request: Request, who: CurrentPrincipal, trail: AuditTrail) -> Response:
+    """The form to state (or change) the purpose of this session's looks; it goes on to the page it came from."""
+    trail.action = "purpose_form"
+    back = request.query_params.get("next", "/start")
+    if not back.startswith("/") or back.startswith("//") or "\\" in back or len(back) > 200:
+        back = "/start"  # only a page of this service: never an open redirect
+    return render(request, "purpose.html", {"action": back, "keep": {}, "message": None})
+
+
+def purpose_needed(request: Request, exc: FieldError) -> Response:
+    """A page that needs a purpose, opened without one: the purpose form (a 400, audited), then the page itself."""
+    keep = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
+    message = None if exc.status_code == 400 else exc.detail
+    return render(
+        request,
+        "purpose.html",
+        {"action": request.url.path, "keep": keep, "message": message},
+        status_code=exc.status_code,
+    )
 
 
 @search.get("/search", response_class=HTMLResponse, include_in_schema=False)
 def search_page(request: Request, who: CurrentPrincipal, trail: AuditTrail, parts: Parts) -> Response:
     q = request.query_params
-    context: dict[str, Any] = {"who": who, "q": q, "result": None, "errors": {}}
+    context: dict[str, Any] = {"q": q, "result": None, "errors": {}}
     trail.action = "search_page"
+    if search_purpose(request) is None and not who.role.sources:  # a citizen portal: its own start page instead
+        return RedirectResponse("/start", status_code=303)
     if search_purpose(request) is None:  # the blank form (the router's dependency has checked the purpose otherwise)
-        return TEMPLATES.TemplateResponse(request, "search.html", context)
+        return render(request, "search.html", context)
     trail.action = "search"
+    if not who.role.sources:  # a citizen portal: it reads its citizen's access log and finds no one
+        raise HTTPException(403, f"role {who.role_name!r} may see no source's records, so it cannot search")
     try:
         with parts.views.cursor() as (cur, view):
             context["result"] = run_search(ViewCursor(cur, view), who, trail, q)
     except finder.QueryError as exc:
         raise FieldError(exc.field or "name", str(exc)) from None
-    return TEMPLATES.TemplateResponse(request, "search.html", context)
+    return render(request, "search.html", context)
 
 
 def search_form_again(request: Request, exc: FieldError) -> Response:
     """A refused search from the search page: the form again, with the message beside the field."""
-    who = request.state.trail.principal
-    context = {"who": who, "q": request.query_params, "result": None, "errors": {exc.field: exc.detail}}
-    return TEMPLATES.TemplateResponse(request, "search.html", context, status_code=exc.status_code)
+    context = {"q": request.query_params, "result": None, "errors": {exc.field: exc.detail}}
+    return render(request, "search.html", context, status_code=exc.status_code)
 
 
 @pages.get(
@@ -66,8 +108,4 @@ def profile_page(
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
 ) -> Response:
     found = run_profile(view, who, trail, citizen_id)
-    return TEMPLATES.TemplateResponse(
-        request,
-        "profile.html",
-        {"who": who, "p": found, "view": view.view, "purpose": stated.purpose, "case_ref": stated.case_reference},
-    )
+    return render(request, "profile.html", {"p": found, "purpose": stated.purpose, "case_ref": stated.case_reference})

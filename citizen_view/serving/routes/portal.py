@@ -11,7 +11,7 @@ from citizen_view.serving.deps import AuditTrail, CurrentPrincipal, Parts, State
 from citizen_view.serving.lookups import run_access_report
 from citizen_view.serving.models import AccessReport
 from citizen_view.serving.routes.api import API, API_DEPENDENCIES, CitizenId
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.templating import render
 
 api = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 pages = APIRouter(dependencies=[Depends(principal), Depends(page_purpose)])
@@ -54,11 +54,10 @@ def access_log_page(
     stated: Annotated[StatedPurpose, Depends(page_purpose)],
 ) -> Response:
     report = run_access_report(parts.views, parts.audit.path, who, trail, citizen_id)
-    return TEMPLATES.TemplateResponse(
+    return render(
         request,
         "access_log.html",
         {
-            "who": who,
             "citizen_id": citizen_id,
             "entries": report["looked_at"],
             "own": report["own_looks"],

@@ -24,7 +24,7 @@ from citizen_view.serving.deps import (
 )
 from citizen_view.serving.review_items import PAGE_SIZE, record_exists, review_page
 from citizen_view.serving.routes.service import same_origin
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.templating import render
 
 MAX_REVIEW_PAGE = 100_000  # a million queued items; a larger page number is a mistake (and an OFFSET DuckDB refuses)
 
@@ -57,16 +57,14 @@ def review_queue(
     trail.fields = ["review_queue", *found.columns]
     trail.details = {"record_keys": ",".join(found.record_keys)[:4000]}
     cookie = session_token(request)
-    return TEMPLATES.TemplateResponse(
+    return render(
         request,
         "review.html",
         {
-            "who": who,
             "page": found.queue,
             "items": found.items,
             "records": found.records,
             "purpose": stated.purpose,
-            "view": view.view,
             "csrf": parts.csrf_for(cookie) if cookie else "",
             "kind": kind or "",
             "source": source or "",

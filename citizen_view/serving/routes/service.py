@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from citizen_view.serving.deps import CLAIM_COOKIE, COOKIE, AuditTrail, Parts
+from citizen_view.serving.deps import CLAIM_COOKIE, COOKIE, PURPOSE_COOKIE, AuditTrail, Parts
 from citizen_view.serving.health import readiness
 from citizen_view.serving.metrics import CONTENT_TYPE, METRICS_TOKEN_ENV
 from citizen_view.serving.models import Error, Health, Ready
 from citizen_view.serving.snapshot import current_view
-from citizen_view.serving.templating import TEMPLATES
+from citizen_view.serving.templating import render
 
 router = APIRouter()
 
@@ -61,7 +61,7 @@ def metrics(request: Request, trail: AuditTrail) -> Response:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request, trail: AuditTrail) -> Response:
     trail.action = "login_page"
-    return TEMPLATES.TemplateResponse(request, "login.html", {})
+    return render(request, "login.html", {"who": None})
 
 
 @router.post("/login", include_in_schema=False)
@@ -76,9 +76,9 @@ def login(
     same_origin(request)
     who = parts.auth.authenticate(token, claim or None)
     if who is None:
-        return TEMPLATES.TemplateResponse(request, "login.html", {"error": "Unknown token."}, status_code=401)
+        return render(request, "login.html", {"who": None, "error": "Unknown token."}, status_code=401)
     trail.principal = who
-    response = RedirectResponse("/search", status_code=303)
+    response = RedirectResponse("/start", status_code=303)  # each role's own start page
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
     if claim:  # a citizen portal's sign-in: the claim goes with every page it opens, and expires with it
         response.set_cookie(CLAIM_COOKIE, claim, httponly=True, samesite="strict")
@@ -91,6 +91,7 @@ def logout(trail: AuditTrail) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE)
     response.delete_cookie(CLAIM_COOKIE)
+    response.delete_cookie(PURPOSE_COOKIE)
     return response
 
 
