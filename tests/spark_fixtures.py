@@ -19,8 +19,17 @@ import duckdb
 from citizen_view.linkage.evaluate import evaluate_links
 from tests.service_fixtures import free_port
 
-# A few hundred persons: two shuffle partitions, one per core (Spark's 200 would make hundreds of empty tasks).
-SMALL_DATA_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+# Short-lived JVMs on small data: C1 only (the C2 compiler took half of the CPU time on this set) and a serial GC.
+SHORT_RUN_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# A few hundred persons: two shuffle partitions, one per core (Spark's 200 would make hundreds of empty tasks), and
+# no whole-stage code generation (compiling each stage costs more than running it on this little data).
+SMALL_DATA_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.driver.extraJavaOptions": SHORT_RUN_JVM,
+    "spark.executor.extraJavaOptions": SHORT_RUN_JVM,
+}
 START_SECONDS = 180  # master and worker up: a bound for a busy shared machine
 
 
@@ -111,7 +120,7 @@ def standalone_cluster(folder: Path, *, cores: int = 2, memory: str = "2g") -> I
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(folder),
         "SPARK_WORKER_DIR": str(folder / "work"),
-        "SPARK_NO_DAEMONIZE": "1",
+        "SPARK_DAEMON_JAVA_OPTS": SHORT_RUN_JVM,
     }
     port, ui, worker_ui = free_port(), free_port(), free_port()
     cluster = Cluster(f"spark://127.0.0.1:{port}", ui, folder)

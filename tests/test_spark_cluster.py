@@ -50,6 +50,7 @@ def _cluster_sources(generated: Path, root: Path, master_url: str, checkpoints: 
                 "spark.driver.memory": "1g",
                 "spark.executor.memory": "1g",
                 "spark.executor.cores": "2",
+                "spark.pyspark.python": sys.executable,  # the executor's Python workers: the driver's version
             },
         },
     }
