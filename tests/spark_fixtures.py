@@ -77,6 +77,15 @@ class Cluster:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=5) as response:
             return json.load(response)
 
+    def completed_apps(self, name: str, wait_seconds: float = 60) -> list[dict]:
+        """The finished applications called `name` (the master marks an application finished when its driver has gone)."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            apps = [a for a in self.status()["completedapps"] if a["name"] == name]
+            if apps or time.monotonic() > deadline:
+                return apps
+            time.sleep(1)
+
     def logs(self) -> str:
         return "\n".join(
             f"{p.name}:\n{p.read_text(errors='replace')[-5000:]}" for p in sorted(self.folder.glob("*.log"))

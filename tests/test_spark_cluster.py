@@ -80,8 +80,8 @@ def test_a_run_linked_on_a_spark_cluster_agrees_with_duckdb(generated, duckdb_li
     seconds = time.monotonic() - started
     assert run.returncode == 0, log.read_text(errors="replace")[-10000:]
 
-    apps = [a for a in cluster.status()["completedapps"] if a["name"] == "citizen-view-linkage"]
-    assert apps and all(a["cores"] >= 1 for a in apps)  # the linkage ran on the cluster's executor, not in the driver
+    apps = cluster.completed_apps("citizen-view-linkage")
+    assert apps, cluster.status()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         training = con.execute("SELECT * FROM linkage_model").pl().to_dicts()[0]
@@ -92,6 +92,7 @@ def test_a_run_linked_on_a_spark_cluster_agrees_with_duckdb(generated, duckdb_li
     executor_logs = "".join(
         p.read_text(errors="replace") for a in apps for p in (cluster.folder / "work" / a["id"]).glob("*/stderr")
     )
+    assert "Running task" in executor_logs  # the linkage ran on the worker's executor, not in the driver
     assert f"to file:{checkpoints}/" in executor_logs and "/__splink__" in executor_logs
     assert list(checkpoints.iterdir()) == []
     root, duck = duckdb_linked
