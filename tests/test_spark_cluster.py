@@ -84,7 +84,7 @@ def test_a_run_linked_on_a_spark_cluster_agrees_with_duckdb(generated, duckdb_li
     assert apps, cluster.status()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        training = con.execute("SELECT * FROM linkage_model").pl().to_dicts()[0]
+        training = con.sql("SELECT * FROM linkage_model").pl().to_dicts()[0]
     finally:
         con.close()
     assert "trained on spark" in json.dumps(training, default=str)
