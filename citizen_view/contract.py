@@ -327,11 +327,17 @@ BACKEND_ENV = "CITIZEN_VIEW_LINKAGE_BACKEND"
 
 
 class SparkConfig(BaseModel):
-    """The Spark session linkage runs on: `master` (local[*], spark://host:7077, yarn, ...) and any Spark settings."""
+    """The Spark session linkage runs on: `master` (local[*], spark://host:7077, yarn, ...) and any Spark settings.
+
+    `checkpoint_dir`: where Splink writes its intermediate tables (a Hadoop path: hdfs://..., s3a://..., or a folder
+    mounted at the same path on every host); every executor must reach it, so a cluster of several hosts needs
+    one. None: the warehouse's scratch folder (right for local mode and a cluster on one host).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
+    checkpoint_dir: str | None = Field(None, min_length=1)
 
     @field_validator("conf", mode="before")
     @classmethod

@@ -44,6 +44,13 @@ def generated(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def duckdb_linked(generated, tmp_path_factory) -> tuple[Path, Path]:
+    """The generated set run whole on DuckDB, once per test run, for tests that compare another backend's run with it:
+    (root, warehouse); read it, or copy it before changing it."""
+    return linked_copy(generated, tmp_path_factory, "duckdb-linked")
+
+
 def linked_copy(generated: Path, tmp_path_factory, name: str) -> tuple[Path, Path]:
     """A copy of the generated set at root/data, run whole by the pipeline into root/wh/cv.duckdb: (root, warehouse)."""
     import shutil

@@ -196,12 +196,13 @@ def test_a_local_spark_session_keeps_its_folders_in_the_warehouse_scratch(tmp_pa
     pytest.importorskip("pyspark")
     from citizen_view.contract import Backend, SparkConfig
     from citizen_view.linkage import engine as engine_module
+    from tests.spark_fixtures import SMALL_DATA_CONF
 
     if engine_module._spark_session is not None:
         pytest.skip("this process already has a Spark session (made for another warehouse)")
     layout = WarehouseLayout.of(tmp_path / "cv.duckdb")
     # test_spark.py's settings: the session is the process's, and that module's tests reuse it as they would their own
-    spark = SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
+    spark = SparkConfig(master="local[2]", conf=SMALL_DATA_CONF)
     engine = engine_module.Engine(Backend.SPARK, layout.scratch_dir / ".train-x.partial", spark)
     session = engine.spark_session()
     for folder in (

@@ -14,28 +14,13 @@ import yaml
 
 from citizen_view.contract import LinkageConfig, SparkConfig, load_sources
 from citizen_view.layout import WarehouseLayout
-from citizen_view.linkage.evaluate import evaluate_links, load_truth
+from citizen_view.linkage.evaluate import load_truth
 from citizen_view.linkage.explain import explain_pair
 from citizen_view.linkage.steps import link_citizens, score_pairs
 from citizen_view_app.runner import run_pipeline
+from tests.spark_fixtures import SMALL_DATA_CONF, assert_links_agree
 
-SPARK = {
-    "backend": "spark",
-    "spark": {"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}},
-}
-
-
-def _pairs(wh) -> set[tuple[str, str]]:
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return set(
-            con.execute(
-                "SELECT a.record_key, b.record_key FROM citizen_source_link a JOIN citizen_source_link b USING (citizen_id) "
-                "WHERE a.record_key < b.record_key"
-            ).fetchall()
-        )
-    finally:
-        con.close()
+SPARK = {"backend": "spark", "spark": {"master": "local[2]", "conf": SMALL_DATA_CONF}}
 
 
 def _links(wh) -> dict[str, str]:
@@ -46,37 +31,24 @@ def _links(wh) -> dict[str, str]:
         con.close()
 
 
-def _f1(wh, truth) -> float:
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-    finally:
-        con.close()
-    return evaluate_links(links, truth)["f1"]
-
-
 @pytest.fixture(scope="module")
-def runs(generated, tmp_path_factory):
+def runs(generated, duckdb_linked, tmp_path_factory):
     """The generated set run whole on DuckDB and on Spark (the sources file only says `linkage.backend: spark`)."""
     root = tmp_path_factory.mktemp("spark")
     shutil.copytree(generated, root / "data")
     on_spark = yaml.safe_load((root / "data/sources.yaml").read_text(encoding="utf-8"))
     on_spark["linkage"] = SPARK
     (root / "data/spark.yaml").write_text(yaml.safe_dump(on_spark, sort_keys=False), encoding="utf-8")
-    duck, spark = root / "duck" / "cv.duckdb", root / "spark" / "cv.duckdb"
-    assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=duck).success
+    spark = root / "spark" / "cv.duckdb"
     outcome = run_pipeline(sources_path=root / "data/spark.yaml", warehouse_path=spark)
     assert outcome.success, outcome.failed
     assert "trained on spark" in outcome.materialized["linkage_model"]["training"]
-    return root, duck, spark
+    return root, duckdb_linked[1], spark
 
 
 def test_a_whole_run_on_spark_agrees_with_duckdb(runs):
     root, duck, spark = runs
-    a, b = _pairs(duck), _pairs(spark)
-    assert len(a & b) / len(a | b) >= 0.99, (len(a - b), len(b - a))
-    truth = load_truth(root / "data/truth")
-    assert abs(_f1(duck, truth) - _f1(spark, truth)) <= 0.005  # a model trained on Spark is as good
+    assert_links_agree(duck, spark, load_truth(root / "data/truth"))
 
 
 def test_one_saved_model_scores_the_same_on_both_backends(runs, tmp_path):

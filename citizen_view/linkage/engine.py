@@ -147,13 +147,31 @@ def spark_session(config: SparkConfig, *, work: Path | None = None):
                 builder = builder.config(key, value)
             active = builder.getOrCreate()
             active.sparkContext.setLogLevel("ERROR")
-            active.sparkContext.setCheckpointDir(str(work / "checkpoints"))
-        elif not active.sparkContext.getCheckpointDir():
-            checkpoints = (
+            _set_checkpoint_dir(active, config.checkpoint_dir or str(work / "checkpoints"))
+        elif config.checkpoint_dir or not active.sparkContext.getCheckpointDir():
+            checkpoints = config.checkpoint_dir or str(
                 (work / "checkpoints") if work else Path(tempfile.mkdtemp(prefix="citizen-view-spark-checkpoints-"))
             )
-            active.sparkContext.setCheckpointDir(str(checkpoints))
+            _set_checkpoint_dir(active, checkpoints)
         for noisy in ("py4j", "pyspark", "SQLQueryContextLogger"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         _spark_session = active
         return active
+
+
+def _set_checkpoint_dir(session, folder: str) -> None:
+    """Splink's intermediate tables go to `folder` (Spark adds a folder of its own under it, removed when the process
+    ends; a folder in the warehouse's scratch goes with the session's folder)."""
+    context = session.sparkContext
+    context.setCheckpointDir(folder)
+    atexit.register(_remove_hadoop_path, session, context.getCheckpointDir())
+
+
+def _remove_hadoop_path(session, path: str) -> None:
+    """Remove a folder through Spark's own Hadoop file system (a local folder, HDFS, S3, ...); best effort at exit."""
+    try:
+        jvm = session.sparkContext._jvm
+        target = jvm.org.apache.hadoop.fs.Path(path)
+        target.getFileSystem(session.sparkContext._jsc.hadoopConfiguration()).delete(target, True)
+    except Exception as exc:  # the JVM may already be gone at exit
+        log.debug("could not remove Spark checkpoint folder %s: %s", path, exc)
