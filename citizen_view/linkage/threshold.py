@@ -51,10 +51,21 @@ def choose_threshold(
     n = int(max(left.max(), right.max())) + 1
     lo, hi = THRESHOLD_RANGE
     candidates = np.arange(lo, hi + STEP / 2, STEP)
-    scores = [expected_f1(n, left, right, p, weights >= t) for t in candidates]
-    best = int(np.argmax(scores))
+    scores = np.array([expected_f1(n, left, right, p, weights >= t) for t in candidates])
+    best = _middle_of_best(scores)
     return (
         float(round(candidates[best], 2)),
         f"highest expected F1 of the clusters ({scores[best]:.4f}) under the model's probabilities, "
         f"{weights.size:,} scored pairs, weights {lo}..{hi} in steps of {STEP}",
     )
+
+
+def _middle_of_best(scores: np.ndarray) -> int:
+    """The middle of the run of candidates that share the best score (an empty stretch of weights between the
+    matches and the rest scores the same throughout: its middle moves least when the model is refitted)."""
+    top = int(np.argmax(scores))
+    tied = np.isclose(scores, scores[top], rtol=0, atol=1e-9)
+    end = top
+    while end + 1 < len(scores) and tied[end + 1]:
+        end += 1
+    return (top + end) // 2
