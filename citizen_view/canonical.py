@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from citizen_view.contract import QualityConfig, SourceConfig
 
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+# The first word of a date's `field_issues.reason`, one per kind of bad date (quality/rules.py judges them apart):
+UNREADABLE = (
+    "unreadable"  # not the declared format's shape at all ("14/03/1985", "unknown" in %Y-%m-%d): a broken extract
+)
+IMPOSSIBLE = "impossible"  # the format's shape, digits in place, but no such day ("1856-86-18"): a keying typo
+IMPLAUSIBLE = "implausible"  # a real date outside the plausibility years (quality settings): a keying typo too
 SET_ASIDE = "_issues"  # readers.ISSUES: values a reader set aside, as a JSON list of {column, raw, reason}
 ISSUE_SCHEMA = {"row": pl.UInt32, "field": pl.String, "raw": pl.String, "reason": pl.String}
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -95,19 +101,18 @@ def canonical_records(
         fmt = f[name].format or DEFAULT_DATE_FORMAT
         text = col(name)
         parsed = text.str.strptime(pl.Date, fmt, strict=False)
-        issue(
-            name,
-            text.is_not_null() & parsed.is_null(),
-            text,
-            f"not a date in the format {fmt} (column {f[name].column})",
-        )
+        unparsed = text.is_not_null() & parsed.is_null()
+        shaped = well_shaped(text, fmt)
+        where = f"(column {f[name].column})"
+        issue(name, unparsed & shaped.not_(), text, f"{UNREADABLE}: not in the format {fmt} {where}")
+        issue(name, unparsed & shaped, text, f"{IMPOSSIBLE}: digits in the format {fmt}, but no such date {where}")
         early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
         implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
         issue(
             name,
             implausible,
             text,
-            f"implausible: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)",
+            f"{IMPLAUSIBLE}: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)",
         )
         dates[name] = series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
@@ -280,14 +285,25 @@ def date_text(raw: pl.Series, parsed: pl.Series, fmt: str) -> pl.Series:
     return pl.select(pl.coalesce(from_date, fallback)).to_series().alias("date_of_birth_text")
 
 
-def _format_regex(fmt: str) -> re.Pattern[str] | None:
-    """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators."""
+def well_shaped(text: pl.Expr, fmt: str) -> pl.Expr:
+    """Whether each text has the shape of `fmt` (digits where its %Y, %m and %d are, its separators between),
+    whatever the digits say. Under a format with other directives (%b, %y, ...) no text counts as well shaped."""
+    pattern = _format_regex(fmt, digits=True)
+    if pattern is None:
+        return pl.lit(False)
+    return text.str.contains(pattern.pattern).fill_null(False)
+
+
+def _format_regex(fmt: str, *, digits: bool = False) -> re.Pattern[str] | None:
+    """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators; `digits`:
+    the groups take digits only (else any character, so a typo'd digit still has its place)."""
     out, i = [], 0
+    char = r"\d" if digits else "."
     while i < len(fmt):
         token = fmt[i : i + 2]
         if token in _PARTS:
             group, width = _PARTS[token]
-            out.append(f"(?P<{group}>.{{{width}}})" if group == "Y" else f"(?P<{group}>.{{1,{width}}}?)")
+            out.append(f"(?P<{group}>{char}{{{width}}})" if group == "Y" else f"(?P<{group}>{char}{{1,{width}}}?)")
             i += 2
         elif fmt[i] == "%":
             return None  # a format with other directives (%b, %y, ...) is not rearranged

@@ -306,7 +306,8 @@ class QualityConfig(BaseModel):
     max_rejected_share: float = Field(0.05, ge=0, le=1)
     max_missing_required_share: float = Field(0.01, ge=0, le=1)
     min_national_id_valid_share: float = Field(0.90, ge=0, le=1)
-    min_date_of_birth_valid_share: float = Field(0.98, ge=0, le=1)
+    min_date_of_birth_valid_share: float = Field(0.98, ge=0, le=1)  # readable in the declared format
+    max_date_of_birth_typo_share: float = Field(0.08, ge=0, le=1)  # impossible or implausible: keying typos
     max_row_count_drift: float = Field(0.5, ge=0)
     max_unmatched_area_share: float = Field(0.01, ge=0, le=1)
     min_published_person_share: float = Field(0.9, ge=0, le=1)

@@ -19,6 +19,7 @@ import pytest
 
 from citizen_view.layout import WarehouseLayout
 from citizen_view.serving.access import load_access, sign_citizen_claim
+from citizen_view.serving.vocabulary import label
 from citizen_view_app.cli import main
 from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
 
@@ -115,5 +116,5 @@ def test_a_search_is_audited_per_citizen_and_each_sees_only_their_own(service, c
         timeout=60,
     )
     assert page.status_code == 200
-    cell = ", ".join(returned[known]).replace("_", " ") + " (from population)"
-    assert cell in page.text and ", ".join(returned[newcomer]).replace("_", " ") + " (from permits)" not in page.text
+    cell = ", ".join(label(f) for f in returned[known]) + " (from Population)"  # the page's words (no labels set)
+    assert cell in page.text and ", ".join(label(f) for f in returned[newcomer]) + " (from Permits)" not in page.text

@@ -90,8 +90,26 @@ def test_a_malformed_date_is_a_field_issue_and_the_row_is_still_loaded(tmp_path)
     assert t2["date_of_birth_text"] == "19800231"  # the digits, in place, for comparisons
     issue = _issues(tmp_path).filter(pl.col("field") == "date_of_birth").to_dicts()
     assert [(i["record_id"], i["line"], i["raw"]) for i in issue] == [("T2", 3, "31-02-1980")]
-    assert issue[0]["reason"].startswith("not a date in the format %d-%m-%Y")
+    assert issue[0]["reason"].startswith("impossible: digits in the format %d-%m-%Y, but no such date")
     assert report.field_issues["date_of_birth"] == 1
+
+
+def test_an_unreadable_date_and_an_impossible_one_have_distinct_reasons(tmp_path):
+    """A date not in the declared format's shape (a wrong format, a word) is unreadable, the sign of a broken
+    extract; one with digits in the format's places but no such day (month 13, 31 February) is a keying typo."""
+    rows = ["T1;;A, B;1980-02-03;Ede", "T2;;C, D;unknown;Ede", "T3;;E, F;31-13-1980;Ede", "T4;;G, H;3-2-1980;Ede"]
+    write(tmp_path / "tax/t.csv", "taxpayer_ref;tin;name;birth_date;city\n" + "\n".join(rows) + "\n")
+    write(tmp_path / "sources.yaml", SOURCES)
+    _, canonical, _ = _load(tmp_path)
+    reasons = {
+        i["record_id"]: i["reason"] for i in _issues(tmp_path).filter(pl.col("field") == "date_of_birth").to_dicts()
+    }
+    assert reasons == {
+        "T1": "unreadable: not in the format %d-%m-%Y (column birth_date)",
+        "T2": "unreadable: not in the format %d-%m-%Y (column birth_date)",
+        "T3": "impossible: digits in the format %d-%m-%Y, but no such date (column birth_date)",
+    }
+    assert canonical.get_column("date_of_birth_text").to_list() == [None, None, "19801331", "19800203"]
 
 
 def test_values_that_do_not_validate_become_null_with_their_raw_value_kept(tmp_path):

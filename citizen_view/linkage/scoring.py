@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from splink import Linker
 from splink.internals.exceptions import EMTrainingException
 
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 # Pairs scored at or above this weight are kept in match_edges (for explanation and review);
 # only pairs at or above the chosen threshold are linked.
 EDGE_FLOOR_WEIGHT = -4.0
-# The threshold is looked for in this weight range (probability ~0.2 .. ~0.999).
-THRESHOLD_RANGE = (-2.0, 10.0)
 # Random pairs for estimating u: enough for stable estimates (Splink suggests 1e6-1e7), bounded in memory.
 U_SAMPLE_PAIRS = 5e6
 # The smallest prior a model gets when no pair of records agrees on the deterministic rules (an empty link).
@@ -254,28 +251,6 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
         record_sample_proportion=sample,
     )
     return int(counts[-1]["cumulative_comparison_count"]) if counts else 0
-
-
-def choose_threshold(weights: np.ndarray, *, bins: int = 60) -> tuple[float, str]:
-    """The match-weight threshold, from the scored pairs alone: the emptiest valley of their histogram.
-
-    Candidate pairs are a mixture of non-matches (low weights) and matches (high weights); the
-    least populated stretch between the two is where a small move of the threshold changes fewest
-    decisions. Falls back to weight 0 (probability 0.5) when the histogram has no valley.
-    """
-    lo, hi = THRESHOLD_RANGE
-    w = weights[np.isfinite(weights)]
-    if w.size < 50:
-        return 0.0, "too few scored pairs for a histogram: probability 0.5 (weight 0)"
-    counts, edges = np.histogram(w, bins=bins, range=(min(w.min(), lo), max(w.max(), hi)))
-    smooth = np.convolve(counts, np.ones(3) / 3, mode="same")
-    centres = (edges[:-1] + edges[1:]) / 2
-    inside = (centres >= lo) & (centres <= hi)
-    if not inside.any():
-        return 0.0, "no histogram bins in range: probability 0.5 (weight 0)"
-    idx = np.flatnonzero(inside)
-    best = idx[np.argmin(smooth[idx])]
-    return float(round(centres[best], 2)), f"histogram valley of {w.size:,} scored pairs in [{lo}, {hi}]"
 
 
 def save_model(model: dict[str, Any], path: Path) -> Path:

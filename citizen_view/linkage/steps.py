@@ -25,12 +25,12 @@ from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     TrainedModel,
-    choose_threshold,
     predict_edges,
     predict_new_edges,
     save_model,
     train,
 )
+from citizen_view.linkage.threshold import choose_threshold
 from citizen_view.warehouse import table_exists, transaction
 
 if TYPE_CHECKING:
@@ -92,10 +92,16 @@ def score_pairs(
     started = time.perf_counter()
     with layout.scratch("score") as scratch:
         path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
-        weights = con.sql("SELECT match_weight FROM read_parquet($path)", params={"path": str(path)}).fetchnumpy()[
-            "match_weight"
-        ]
-        threshold, method = choose_threshold(weights)
+        pairs = con.sql(
+            "WITH e AS (SELECT * FROM read_parquet($path)), "
+            "keys AS (SELECT k, (row_number() OVER (ORDER BY k) - 1)::BIGINT AS i "
+            "FROM (SELECT record_key_l AS k FROM e UNION SELECT record_key_r FROM e)) "
+            "SELECT kl.i AS l, kr.i AS r, e.match_weight AS w, e.match_probability AS p FROM e "
+            "JOIN keys kl ON kl.k = e.record_key_l JOIN keys kr ON kr.k = e.record_key_r",
+            params={"path": str(path)},
+        ).fetchnumpy()
+        weights = pairs["w"]
+        threshold, method = choose_threshold(pairs["l"], pairs["r"], weights, pairs["p"])
         with transaction(con):
             con.execute("CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet(?)", [str(path)])
             con.execute(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from citizen_view.canonical import DEFAULT_DATE_FORMAT, IMPLAUSIBLE, IMPOSSIBLE
 from citizen_view.standardise import CANONICAL_COLUMNS
 from citizen_view.warehouse import column_exists, quote
 
@@ -221,11 +222,11 @@ def share_within(
 
 
 def _issues(
-    con: duckdb.DuckDBPyConnection, source: str, field: str, tables: IngestTables | None = None
+    con: duckdb.DuckDBPyConnection, source: str, field: str, tables: IngestTables | None = None, *, where: str = "TRUE"
 ) -> pl.DataFrame:
     table = (tables or IngestTables.of(source)).field_issues
     return con.sql(
-        f"SELECT record_id, line, raw, reason FROM {table} WHERE source = ? AND field = ? ORDER BY line",
+        f"SELECT record_id, line, raw, reason FROM {table} WHERE source = ? AND field = ? AND ({where}) ORDER BY line",
         params=[source, field],
     ).pl()
 
@@ -257,23 +258,55 @@ def national_id_validity(
     )
 
 
+# A birth date set aside as a keying typo: the declared format's shape, but no such day or an implausible year
+# (canonical.py's reasons). Any other set-aside birth date (not the format's shape, a value the reader could not
+# read) is unreadable: the sign of a broken extract.
+_DATE_TYPO = f"(starts_with(reason, '{IMPOSSIBLE}') OR starts_with(reason, '{IMPLAUSIBLE}'))"
+
+
 def date_of_birth_validity(
     con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
 ) -> RuleResult:
-    """Share of present birth dates that are dates, and plausible (quality.earliest/latest_date_of_birth), at least
-    `min_date_of_birth_valid_share`."""
+    """Share of present birth dates that are readable in the declared format (its shape: digits where the format
+    puts them), at least `min_date_of_birth_valid_share`. An unreadable date says the extract is broken (a wrong
+    format, a column shifted); a readable but impossible date is a keying typo, judged by `date_of_birth_typos`."""
     if "date_of_birth" not in source.fields:
         return RuleResult("date_of_birth_validity", True, "source has no date of birth", {})
     tables = IngestTables.of(source.name, staged=staged)
-    bad = _issues(con, source.name, "date_of_birth", tables)
-    good = _scalar(con, f"SELECT count(date_of_birth) FROM {tables.canonical}")
+    bad = _issues(con, source.name, "date_of_birth", tables, where=f"NOT {_DATE_TYPO}")
+    present = _scalar(con, f"SELECT count(date_of_birth) FROM {tables.canonical}") + _scalar(
+        con, f"SELECT count(*) FROM {tables.field_issues} WHERE source = ? AND field = 'date_of_birth'", [source.name]
+    )
+    fmt = source.fields["date_of_birth"].format or DEFAULT_DATE_FORMAT
     return share_within(
         "date_of_birth_validity",
         bad=bad,
-        total=good + bad.height,
-        what="birth dates are plausible dates",
+        total=present,
+        what=f"birth dates are readable in the format {fmt}",
         min_share=q.min_date_of_birth_valid_share,
         setting="quality.min_date_of_birth_valid_share",
+        figures={"format": fmt},
+    )
+
+
+def date_of_birth_typos(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
+) -> RuleResult:
+    """Readable birth dates that are no date (month 86, 31 February) or outside the plausibility years
+    (quality.earliest/latest_date_of_birth): keying typos, at most `max_date_of_birth_typo_share` of the readable
+    dates. They stay out of the golden record and open data but still count in linkage (`date_of_birth_text`)."""
+    if "date_of_birth" not in source.fields:
+        return RuleResult("date_of_birth_typos", True, "source has no date of birth", {})
+    tables = IngestTables.of(source.name, staged=staged)
+    bad = _issues(con, source.name, "date_of_birth", tables, where=_DATE_TYPO)
+    good = _scalar(con, f"SELECT count(date_of_birth) FROM {tables.canonical}")
+    return share_within(
+        "date_of_birth_typos",
+        bad=bad,
+        total=good + bad.height,
+        what="readable birth dates are impossible or implausible (keying typos)",
+        max_share=q.max_date_of_birth_typo_share,
+        setting="quality.max_date_of_birth_typo_share",
         figures={
             "earliest": str(q.earliest_date_of_birth),
             "latest": str(q.latest_date_of_birth or "the day of the run"),
@@ -281,15 +314,22 @@ def date_of_birth_validity(
     )
 
 
+# Fields a rule of their own judges: field_issue_share leaves them out, so one bad value is judged once.
+JUDGED_APART = ("date_of_birth", "national_id")
+
+
 def field_issue_share(
     con: duckdb.DuckDBPyConnection, source: SourceConfig, q: QualityConfig, *, staged: bool = False
 ) -> RuleResult:
-    """For every mapped field, values set aside (not parsed or not valid) stay at most `max_field_issue_share` of the records."""
+    """For every mapped field but those judged by a rule of their own (JUDGED_APART: birth dates, national IDs),
+    values set aside (not parsed or not valid) stay at most `max_field_issue_share` of the records."""
     tables = IngestTables.of(source.name, staged=staged)
     total = _scalar(con, f"SELECT count(*) FROM {tables.canonical}")
+    apart = ", ".join(f"'{f}'" for f in JUDGED_APART)
     per_field = dict(
         con.execute(
-            f"SELECT field, count(*) FROM {tables.field_issues} WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+            f"SELECT field, count(*) FROM {tables.field_issues} WHERE source = ? AND field NOT IN ({apart}) "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
             [source.name],
         ).fetchall()
     )
@@ -299,7 +339,7 @@ def field_issue_share(
         "field_issue_share",
         bad=bad,
         total=total,
-        what=f"records have a quarantined {worst or 'value'} (the worst field)",
+        what=f"records have a quarantined {worst or 'value'} (the worst field; birth dates and IDs are judged apart)",
         max_share=q.max_field_issue_share,
         figures={"issues_per_field": per_field},
         setting="quality.max_field_issue_share",

@@ -33,8 +33,9 @@ RULE_DESCRIPTIONS = {
     "canonical_schema": "The canonical table has the canonical columns and types.",
     "required_fields": "Records missing a declared required field stay within the bound (95% confidence).",
     "national_id_validity": "National IDs pass their declared scheme's checksum at the configured rate (95% confidence).",
-    "date_of_birth_validity": "Birth dates are plausible dates at the configured rate (95% confidence).",
-    "field_issue_share": "Values set aside as unreadable or invalid stay under the configured share per field (95% confidence).",
+    "date_of_birth_validity": "Birth dates are readable in the declared format at the configured rate (95% confidence).",
+    "date_of_birth_typos": "Readable birth dates that are impossible or implausible (keying typos) stay under the configured share (95% confidence).",
+    "field_issue_share": "Values set aside in fields without a rule of their own stay under the configured share per field (95% confidence).",
     "rejected_share": "Rejected rows stay under the configured ceiling (95% confidence).",
     "row_count_drift": "Rows loaded did not jump or drop against the last accepted load; an empty extract is held back.",
 }

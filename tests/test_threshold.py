@@ -1,0 +1,56 @@
+"""The link threshold from the scored pairs alone: the one whose clusters the model expects to be best."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from citizen_view.linkage.clusters import components
+from citizen_view.linkage.threshold import choose_threshold, expected_f1
+
+
+def _probability(w: np.ndarray) -> np.ndarray:
+    return 1 / (1 + 2.0 ** (-w))
+
+
+def _scored(pairs: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    left, right, w = (np.array(x) for x in zip(*pairs))
+    return left.astype(np.int64), right.astype(np.int64), w.astype(float), _probability(w.astype(float))
+
+
+def _dense_register(rng: np.random.Generator) -> list[tuple[int, int, float]]:
+    """Households of 3 people with 10 records each: every pair of one person's records is scored high (6..14);
+    a record of one person meets the others of its household at weight 2..5 (shared surname and address, no
+    birth date to tell them apart): few links, but enough to chain the household into one cluster."""
+    pairs = []
+    for household in range(20):
+        people = [list(range(household * 30 + p * 10, household * 30 + p * 10 + 10)) for p in range(3)]
+        for records in people:
+            pairs += [(a, b, rng.uniform(6, 14)) for k, a in enumerate(records) for b in records[k + 1 :]]
+        for p, q in ((0, 1), (1, 2)):
+            pairs += [(people[p][0], b, rng.uniform(2, 5)) for b in people[q]]
+    return pairs
+
+
+def test_a_dense_register_is_not_chained_through_its_households():
+    """A histogram of these weights has no valley above the household links; the clusters' expected F1 does."""
+    left, right, w, p = _scored(_dense_register(np.random.default_rng(1)))
+    threshold, method = choose_threshold(left, right, w, p)
+    assert "expected F1" in method
+    n = 600
+    count, labels = components(n, left[w >= threshold], right[w >= threshold])
+    assert count == 60 and all(len(set(labels[k * 10 : k * 10 + 10])) == 1 for k in range(60)), threshold
+    assert expected_f1(n, left, right, p, w >= threshold) > expected_f1(n, left, right, p, w >= 2)
+
+
+def test_pairs_of_duplicates_get_a_threshold_between_matches_and_non_matches():
+    """FEBRL-like: originals with one duplicate each (weights 8..16) among random non-matching pairs (-4..0)."""
+    rng = np.random.default_rng(2)
+    pairs = [(2 * k, 2 * k + 1, rng.uniform(8, 16)) for k in range(500)]
+    pairs += [(int(a), int(b), rng.uniform(-4, 0)) for a, b in rng.integers(0, 1000, size=(3000, 2)) if a != b]
+    threshold, _ = choose_threshold(*_scored(pairs))
+    assert 0 < threshold <= 8
+
+
+def test_too_few_pairs_fall_back_to_probability_one_half():
+    threshold, method = choose_threshold(*_scored([(0, 1, 5.0), (1, 2, -1.0)]))
+    assert threshold == 0.0 and "too few" in method
