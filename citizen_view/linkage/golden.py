@@ -53,11 +53,12 @@ def rank_rows(sources: SourcesFile) -> list[tuple[str, str, int]]:
     return rows
 
 
-def golden_select(linked: str, ranks: str) -> str:
+def golden_select(linked: str, ranks: str, *, before: str = "") -> str:
     """SQL for one golden row per citizen from `linked` (citizen_id + source_records columns) and `ranks` (grp, source, rank).
 
     The same survivorship serves the warehouse's `citizen` (over every source) and a caseworker's view
-    (over the sources their role may see).
+    (over the sources their role may see). `before`: common table expressions the query starts with (`linked` may
+    be one of them), so a caller can select the records in the same query.
     """
     selects = []
     for group, (cols, condition, agree, first) in GROUPS.items():
@@ -82,7 +83,7 @@ def golden_select(linked: str, ranks: str) -> str:
     joins = " ".join(f"LEFT JOIN {g} USING (citizen_id)" for g in GROUPS)
     columns = ", ".join(f"{c}" for g, (cols, *_rest) in GROUPS.items() for c in [*cols, f"{g}_from"])
     return f"""
-        WITH members AS (
+        WITH {before + "," if before else ""} members AS (
             SELECT citizen_id, count(*) AS record_count, count(DISTINCT source) AS source_count,
                    list(DISTINCT source ORDER BY source) AS sources
             FROM {linked} GROUP BY citizen_id

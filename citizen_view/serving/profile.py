@@ -110,20 +110,15 @@ def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role
     if not citizen_ids or not role.sources:
         return {}
     ids = list(dict.fromkeys(citizen_ids))
-    rows = con.sql(
-        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', ids)}) "
-        f"SELECT * FROM probe WHERE source IN ({_in(role.sources)})",
-        params=[*ids, *role.sources],
-    ).pl()
-    if rows.height == 0:
-        return {}
-    con.register("_role_records", rows)
-    try:
-        cur = con.execute(golden_select("_role_records", "source_rank"))
-        names = [d[0] for d in cur.description]
-        return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
-    finally:
-        con.unregister("_role_records")
+    # One query: the citizens' records by index probes (materialised, so DuckDB reads the index, not the table), the
+    # role's sources applied to those few rows, then survivorship over them.
+    before = (
+        f"probe AS MATERIALIZED ({_probe('records', 'citizen_id', ids)}), "
+        f"_role_records AS MATERIALIZED (SELECT * FROM probe WHERE source IN ({_in(role.sources)}))"
+    )
+    cur = con.execute(golden_select("_role_records", "source_rank", before=before), [*ids, *role.sources])
+    names = [d[0] for d in cur.description]
+    return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
 
 
 def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:
