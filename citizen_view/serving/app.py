@@ -29,7 +29,7 @@ from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
 from citizen_view.serving.deps import CITIZEN_ID, COOKIE, LIMITS, FieldError, ServiceParts, ViewStore
 from citizen_view.serving.guard import AuditEveryResponse, Trail
-from citizen_view.serving.routes import api, pages, portal, review, service
+from citizen_view.serving.routes import api, pages, portal, resolve, review, service
 from citizen_view.serving.server import RequestLimits, client_address
 from citizen_view.serving.templating import TEMPLATES
 
@@ -39,6 +39,7 @@ ANCHOR_SECONDS = 60.0
 ROUTERS = (
     service.router,
     api.router,
+    resolve.router,
     portal.api,
     pages.search,
     pages.pages,
