@@ -487,6 +487,8 @@ def bench_accuracy(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    from citizen_view_bench.online import bench_resolve
+
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.persons is None:
         args.persons = 2000 if args.stage == "accuracy" else 1_000_000
@@ -497,6 +499,7 @@ def main(args: argparse.Namespace) -> int:
         "serve": bench_serve,
         "incremental": bench_incremental,
         "accuracy": bench_accuracy,
+        "resolve": bench_resolve,
     }[args.stage](args)
     result |= {
         "persons": args.persons,

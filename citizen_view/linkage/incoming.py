@@ -56,7 +56,11 @@ def _date(raw: str | None, earliest: dt.date, latest: dt.date) -> tuple[dt.date 
     except ValueError:
         pattern = _format_regex(DEFAULT_DATE_FORMAT)
         text = _rearrange(raw, pattern) if pattern else None
-        return None, text, [("date_of_birth", raw, f"not a date in the format {DEFAULT_DATE_FORMAT}")]
+        return (
+            None,
+            text,
+            [("date_of_birth", raw, f"not a date in the format {DEFAULT_DATE_FORMAT} (column date_of_birth)")],
+        )
     if not earliest <= parsed <= latest:
         reason = f"implausible: outside {earliest} .. {latest} (quality settings)"
         return None, parsed.strftime("%Y%m%d"), [("date_of_birth", raw, reason)]

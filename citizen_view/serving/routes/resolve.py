@@ -46,12 +46,54 @@ class IncomingRecord(BaseModel):
     source_record_id: Annotated[str | None, Field(default=None, max_length=100, description="Its key in that source.")]
 
 
+class FieldEvidence(BaseModel):
+    """One comparison of the model: its level, its weight, the values compared (the candidate's when the role sees it)."""
+
+    field: str
+    level: str
+    match_weight: float
+    incoming: str | None = None
+    candidate: str | None = None
+
+
+class ResolveCandidate(BaseModel):
+    citizen_id: str
+    record_key: str
+    match_weight: float
+    match_probability: float
+    evidence: list[FieldEvidence]
+
+
+class SetAside(BaseModel):
+    field: str
+    raw: str | None = None
+    reason: str
+
+
+class Resolution(BaseModel):
+    """The answer for one record: matched (with the citizen), new, or review, why, and the best candidates."""
+
+    view: str
+    resolution_id: str
+    decision: str
+    citizen_id: str | None = None
+    match_weight: float | None = None
+    match_probability: float | None = None
+    reason: str
+    threshold: float
+    review_band: list[float]
+    records_compared: int
+    set_aside: list[SetAside]
+    candidates: list[ResolveCandidate]
+
+
 router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 
 
 @router.post(
     "/resolve",
     tags=["caseworkers"],
+    response_model=Resolution,
     dependencies=[audited_as("resolve")],
     **API,
     summary="Which citizen one incoming record belongs to (or new, or needs review), with the evidence per field",
