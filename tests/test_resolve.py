@@ -171,10 +171,12 @@ def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):
         assert response.status_code == status, response.text
         assert response.json()["error"], response.text
     entries = _audit(service)[-len(cases) :]
-    assert [(e["status"], e["role"], e["action"]) for e in entries] == [
-        (status, role, "refused:resolve") for _r, status, role in cases
+    assert [(e["status"], e["role"], e["query"]["path"]) for e in entries] == [
+        (status, role, "/api/resolve") for _r, status, role in cases
     ]
-    assert all(e["citizen_ids"] == [] for e in entries)
+    # refused before the route ran (no token, no purpose) like a search is; by the route itself as a resolve
+    assert all(e["action"].startswith("refused:") and e["citizen_ids"] == [] for e in entries)
+    assert [e["action"] for e in entries[2:]] == ["refused:resolve"] * 2
 
 
 def test_the_next_run_takes_in_what_was_resolved(service, generated):
