@@ -200,3 +200,26 @@ def test_the_next_run_takes_in_what_was_resolved(service, generated):
     assert taken[body["resolution_id"]] == citizen  # linkage placed it where it was resolved online
     kept = json.loads(attributes)
     assert kept["decision"] == "matched" and kept["citizen_id"] == citizen and kept["agency_record_id"] == "APP-1"
+
+
+def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service):
+    from citizen_view.linkage.golden import golden_select
+    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE, load_access
+    from citizen_view.serving.profile import golden_for_role
+
+    con = _view(service)
+    try:
+        served = [r[0] for r in con.execute("SELECT DISTINCT source FROM records").fetchall()]
+        ids = [r[0] for r in con.execute("SELECT citizen_id FROM citizen ORDER BY citizen_id LIMIT 200").fetchall()]
+        for name in ("data_steward", "benefits_caseworker", "permits_clerk"):
+            role = load_access(EXAMPLE_ACCESS_FILE).roles[name].for_view(served)
+            before = "_seen AS (SELECT * FROM records WHERE list_contains($sources, source) AND list_contains($ids, citizen_id))"
+            cur = con.execute(
+                golden_select("_seen", "source_rank", before=before), {"sources": role.sources, "ids": ids}
+            )
+            names = [d[0] for d in cur.description]
+            by_sql = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+            assert by_sql, name
+            assert golden_for_role(con, ids, role) == by_sql, name
+    finally:
+        con.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
-from citizen_view.linkage.golden import GROUPS, golden_select
+from citizen_view.linkage.golden import GROUPS, golden_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,15 +110,14 @@ def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role
     if not citizen_ids or not role.sources:
         return {}
     ids = list(dict.fromkeys(citizen_ids))
-    # One query: the citizens' records by index probes (materialised, so DuckDB reads the index, not the table), the
-    # role's sources applied to those few rows, then survivorship over them.
-    before = (
-        f"probe AS MATERIALIZED ({_probe('records', 'citizen_id', ids)}), "
-        f"_role_records AS MATERIALIZED (SELECT * FROM probe WHERE source IN ({_in(role.sources)}))"
-    )
-    cur = con.execute(golden_select("_role_records", "source_rank", before=before), [*ids, *role.sources])
+    # The citizens' records by index probes, the role's sources applied to those few rows, then survivorship in memory
+    # (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
+    cur = con.execute(_probe("records", "citizen_id", ids), ids)
     names = [d[0] for d in cur.description]
-    return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+    visible = set(role.sources)
+    rows = [r for r in (dict(zip(names, v)) for v in cur.fetchall()) if r["source"] in visible]
+    ranks = con.execute("SELECT grp, source, rank FROM source_rank").fetchall()
+    return golden_rows(rows, ranks)
 
 
 def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:
