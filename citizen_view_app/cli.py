@@ -836,6 +836,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--concurrency", type=int, default=8, help="concurrent clients for `bench serve` and `bench resolve`"
     )
+    b.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="`bench serve`: requests per kind (2,000); `resolve`: records (1,200)",
+    )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"

@@ -274,6 +274,12 @@ def bench_serve(args: argparse.Namespace) -> dict:
         view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
     workload = _serve_workload(view, seed=args.seed)
+    n = args.requests or 2000  # per kind of request
+    workload.ids, workload.name_queries, workload.citizens = (
+        workload.ids[:n],
+        workload.name_queries[:n],
+        workload.citizens[:n],
+    )
     server, base = _start_service(warehouse, Path(args.workdir) / "bench_serve_audit.jsonl")
     try:
         results = {}

@@ -103,12 +103,13 @@ def bench_resolve(args: argparse.Namespace) -> dict:
             con, load_sources(data / "sources.yaml"), WarehouseLayout.of(warehouse).serving_dir, run_id="bench"
         )
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
-    records = _records(view, seed=args.seed, n=1200)
+    n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
+    records = _records(view, seed=args.seed, n=n)
     server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")
     try:
         results = {
-            "sequential": _run(base, records[:400], concurrency=1),
-            f"concurrency {args.concurrency}": _run(base, records[400:], concurrency=args.concurrency),
+            "sequential": _run(base, records[: n // 3], concurrency=1),
+            f"concurrency {args.concurrency}": _run(base, records[n // 3 :], concurrency=args.concurrency),
         }
     finally:
         server.terminate()
