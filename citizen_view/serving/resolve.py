@@ -62,6 +62,8 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
     if not table_exists(con, "main", "linkage_model") or not table_exists(con, "main", "linkage_threshold"):
         return
     model_json = con.execute("SELECT model_json FROM linkage_model").fetchall()[0][0]
+    if any(c["output_column_name"].endswith("_encoded") for c in json.loads(model_json)["comparisons"]):
+        return  # a model on encodings made at the agencies: a plain record cannot be compared with it
     threshold = float(con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0])
     band = sources.review.band
     low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else map(_weight, band)

@@ -116,7 +116,10 @@ def api_resolve(
         raise FieldError("family_name", "a record to resolve needs at least one field")
     model = resolve_model(view.cur, view.view)
     if model is None:
-        raise HTTPException(503, "the served view holds no linkage model: run the pipeline to publish one")
+        raise HTTPException(
+            503,
+            "the served view holds no model to resolve plain records with (no pipeline run yet, or linkage on encodings)",
+        )
     answer = resolve(view.cur, model, given, role)
     resolution_id = f"R{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}{secrets.token_hex(4)}"
     record_resolution(
