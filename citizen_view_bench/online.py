@@ -1,12 +1,10 @@
-"""`citizen-view bench resolve`: one record online (`POST /api/resolve`), sequential latency and records/s at concurrency."""
+"""The load of `citizen-view bench resolve`: records to resolve again, and clients that send them (`POST /api/resolve`)."""
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 FIELDS = ("given_name", "family_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
@@ -77,46 +75,3 @@ def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int) -> dic
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
     }
-
-
-def bench_resolve(args: argparse.Namespace) -> dict:
-    """Publish a served view of a linked warehouse, serve it, and resolve records of it again: one at a time, then
-    from `--concurrency` clients. The resolutions land in the warehouse's `online/` folder like any others."""
-    from citizen_view.contract import load_sources
-    from citizen_view.layout import WarehouseLayout
-    from citizen_view.serving.snapshot import publish_view
-    from citizen_view.warehouse import connect
-    from citizen_view_bench.bench import Stage, _generated, _start_service, measure
-
-    stages: list[Stage] = []
-    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}")
-    data = _generated(args, stages)
-    warehouse = (
-        Path(args.warehouse)
-        if args.warehouse
-        else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
-    )
-    if not warehouse.is_file():
-        raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link` or pass --warehouse")
-    with measure(stages, "publish served view") as st, connect(warehouse) as con:
-        view = publish_view(
-            con, load_sources(data / "sources.yaml"), WarehouseLayout.of(warehouse).serving_dir, run_id="bench"
-        )
-        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
-    n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
-    records = _records(view, seed=args.seed, n=n)
-    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")
-    try:
-        results = {
-            "sequential": _run(base, records[: n // 3], concurrency=1),
-            f"concurrency {args.concurrency}": _run(base, records[n // 3 :], concurrency=args.concurrency),
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    for label, r in results.items():
-        print(
-            f"  {label:<16} {r['records']:>5} records ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
-            f"{r['records_per_s']:>6.1f} records/s  matched to its own citizen {r['matched_to_its_citizen']:.1%}  {r['decisions']}"
-        )
-    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}

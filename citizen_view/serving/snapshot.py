@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
-from citizen_view.serving.resolve import publish_resolve_tables
+from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
