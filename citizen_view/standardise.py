@@ -149,6 +149,28 @@ def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return tidy(given), tidy(family)
 
 
+def tidy_text(text: str | None) -> str | None:
+    """`tidy` for one value: runs of whitespace collapsed, trimmed; empty becomes None."""
+    if text is None:
+        return None
+    out = re.sub(r"\s+", " ", text).strip()
+    return out or None
+
+
+def split_full_name_text(full: str) -> tuple[str | None, str | None]:
+    """`split_full_name` for one value, without a frame (a caseworker's query, an online record): (given, family)."""
+    if "," in full:
+        m = _COMMA.search(full)
+        if m is None:
+            return None, None
+        family = tidy_text((tidy_text(m["particles"]) or "") + " " + m["family"])
+        return tidy_text(m["given"]), family
+    m = _NATURAL.search(full)
+    if m is None:
+        return None, tidy_text(full)
+    return tidy_text(m["given"]), tidy_text(m["family"])
+
+
 # A house number: digits, an optional letter or bis/ter ("40A", "12 B", "5a", "7bis") and an optional addition after
 # a dash or slash ("40-2", "12/H0101"). Not country-specific: these shapes cover European and North American writing.
 _HOUSE_NUMBER = r"\d+(?:\s?(?:bis|ter|[A-Za-z]))?(?:\s*[-/]\s*[0-9A-Za-z]+)?"
@@ -188,6 +210,14 @@ def normalise_postcode(expr: pl.Expr, *, country: str | None) -> pl.Expr:
     cleaned = tidy(expr).str.to_uppercase().str.replace_all(r"[\s\-]", "")
     if country == "NO":
         return pl.when(cleaned.str.contains(r"^\d{1,4}$")).then(cleaned.str.zfill(4)).otherwise(cleaned)
+    return cleaned
+
+
+def normalise_postcode_text(value: str | None, *, country: str | None) -> str | None:
+    """`normalise_postcode` for one value, without a frame."""
+    cleaned = re.sub(r"[\s\-]", "", (tidy_text(value) or "").upper()) or None
+    if cleaned and country == "NO" and re.fullmatch(r"\d{1,4}", cleaned):
+        return cleaned.zfill(4)
     return cleaned
 
 

@@ -841,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=cmd_restore)
 
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
-    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental", "accuracy"])
+    b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "resolve", "incremental", "accuracy"])
     b.add_argument(
         "--persons", type=int, default=None, help="persons to generate (default 1,000,000; 2,000 per set for accuracy)"
     )
@@ -849,9 +849,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--country", choices=["NL", "NO"], default="NL")
     b.add_argument("--workdir", default="bench_data", help="where generated extracts and the warehouse go")
     b.add_argument("--reuse", action="store_true", help="reuse extracts already generated in --workdir")
-    b.add_argument("--concurrency", type=int, default=4, help="concurrent clients for `bench serve`")
+    b.add_argument(
+        "--concurrency", type=int, default=8, help="concurrent clients for `bench serve` and `bench resolve`"
+    )
+    b.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="`bench serve`: requests per kind (2,000); `resolve`: records (1,200)",
+    )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
-    b.add_argument("--warehouse", help="`bench serve`: a linked warehouse to serve (default: the `bench link` one)")
+    b.add_argument(
+        "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
+    )
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
     b.add_argument(
         "--sets",

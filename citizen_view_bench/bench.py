@@ -274,6 +274,12 @@ def bench_serve(args: argparse.Namespace) -> dict:
         view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
     workload = _serve_workload(view, seed=args.seed)
+    n = args.requests or 2000  # per kind of request
+    workload.ids, workload.name_queries, workload.citizens = (
+        workload.ids[:n],
+        workload.name_queries[:n],
+        workload.citizens[:n],
+    )
     server, base = _start_service(warehouse, Path(args.workdir) / "bench_serve_audit.jsonl")
     try:
         results = {}
@@ -429,6 +435,49 @@ def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str
     return result
 
 
+def bench_resolve(args: argparse.Namespace) -> dict:
+    """Publish a served view of a linked warehouse, serve it, and resolve records of it again: one at a time, then
+    from `--concurrency` clients. The resolutions land in the warehouse's `online/` folder like any others."""
+    from citizen_view.contract import load_sources
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.serving.snapshot import publish_view
+    from citizen_view.warehouse import connect
+    from citizen_view_bench.online import _records, _run
+
+    stages: list[Stage] = []
+    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    data = _generated(args, stages)
+    warehouse = (
+        Path(args.warehouse)
+        if args.warehouse
+        else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
+    )
+    if not warehouse.is_file():
+        raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link` or pass --warehouse")
+    with measure(stages, "publish served view") as st, connect(warehouse) as con:
+        view = publish_view(
+            con, load_sources(data / "sources.yaml"), WarehouseLayout.of(warehouse).serving_dir, run_id="bench"
+        )
+        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
+    n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
+    records = _records(view, seed=args.seed, n=n)
+    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")
+    try:
+        results = {
+            "sequential": _run(base, records[: n // 3], concurrency=1),
+            f"concurrency {args.concurrency}": _run(base, records[n // 3 :], concurrency=args.concurrency),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    for label, r in results.items():
+        print(
+            f"  {label:<16} {r['records']:>5} records ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
+            f"{r['records_per_s']:>6.1f} records/s  matched to its own citizen {r['matched_to_its_citizen']:.1%}  {r['decisions']}"
+        )
+    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+
+
 def bench_incremental(args: argparse.Namespace) -> dict:
     """1,000 new records into a linked warehouse: the incremental link against a full rebuild, side by side."""
     import shutil
@@ -497,6 +546,7 @@ def main(args: argparse.Namespace) -> int:
         "serve": bench_serve,
         "incremental": bench_incremental,
         "accuracy": bench_accuracy,
+        "resolve": bench_resolve,
     }[args.stage](args)
     result |= {
         "persons": args.persons,

@@ -33,6 +33,7 @@ SEARCHES = {  # each search mode's operation: its required and optional terms
     BY_STREET: ({"name", "street", "house_number"}, set()),
 }
 PROFILE, ACCESS_LOG = "/api/citizens/{citizen_id}", "/api/citizens/{citizen_id}/access-log"
+RESOLVE = "/api/resolve"
 CLIENT_ERRORS = {"400", "401", "403", "422"}
 MAX_EXAMPLES = 40  # fuzzed cases per operation (valid and invalid together), besides the examples and coverage cases
 ROLE_FOR = {ACCESS_LOG: "citizen_portal"}  # reading a citizen's access log is the portal's right: others get 403
@@ -100,10 +101,10 @@ def test_every_status_has_its_schema_and_content_type_and_the_token_is_declared(
     assert set(schemas["Error"]["required"]) == {"error", "status"}
     assert "HTTPValidationError" not in schemas, "invalid input is answered with Error, not FastAPI's default shape"
     assert schemes["HTTPBearer"]["type"] == "http" and schemes["HTTPBearer"]["scheme"] == "bearer"
-    assert {p for p in document["paths"] if p.startswith("/api/")} == {*SEARCHES, PROFILE, ACCESS_LOG}
+    assert {p for p in document["paths"] if p.startswith("/api/")} == {*SEARCHES, PROFILE, ACCESS_LOG, RESOLVE}
     assert not {"/", "/login", "/search", "/review"} & set(document["paths"]), "the HTML pages are not part of the API"
-    for path in (*SEARCHES, PROFILE, ACCESS_LOG):
-        operation = document["paths"][path]["get"]
+    for path, method in [*((p, "get") for p in (*SEARCHES, PROFILE, ACCESS_LOG)), (RESOLVE, "post")]:
+        operation = document["paths"][path][method]
         assert operation["security"] == [{"HTTPBearer": []}], path
         assert CLIENT_ERRORS <= set(operation["responses"]), (path, sorted(operation["responses"]))
         for status, answer in operation["responses"].items():
@@ -149,6 +150,7 @@ def test_the_generated_requests_reached_past_authentication():
     assert {400, 404, 422} <= by_operation[f"GET {PROFILE}"], dict(by_operation)
     # generated IDs are not the citizen of any claim: the portal is refused (403) for each, existing or not
     assert {400, 403, 422} <= by_operation[f"GET {ACCESS_LOG}"], dict(by_operation)
+    assert {200, 400, 422} <= by_operation[f"POST {RESOLVE}"], dict(by_operation)
     assert sum(n for (_label, status), n in SENT.items() if status != 401) > 0.9 * sum(SENT.values())
 
 

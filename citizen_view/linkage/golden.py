@@ -53,11 +53,12 @@ def rank_rows(sources: SourcesFile) -> list[tuple[str, str, int]]:
     return rows
 
 
-def golden_select(linked: str, ranks: str) -> str:
+def golden_select(linked: str, ranks: str, *, before: str = "") -> str:
     """SQL for one golden row per citizen from `linked` (citizen_id + source_records columns) and `ranks` (grp, source, rank).
 
     The same survivorship serves the warehouse's `citizen` (over every source) and a caseworker's view
-    (over the sources their role may see).
+    (over the sources their role may see). `before`: common table expressions the query starts with (`linked` may
+    be one of them), so a caller can select the records in the same query.
     """
     selects = []
     for group, (cols, condition, agree, first) in GROUPS.items():
@@ -82,7 +83,7 @@ def golden_select(linked: str, ranks: str) -> str:
     joins = " ".join(f"LEFT JOIN {g} USING (citizen_id)" for g in GROUPS)
     columns = ", ".join(f"{c}" for g, (cols, *_rest) in GROUPS.items() for c in [*cols, f"{g}_from"])
     return f"""
-        WITH members AS (
+        WITH {before + "," if before else ""} members AS (
             SELECT citizen_id, count(*) AS record_count, count(DISTINCT source) AS source_count,
                    list(DISTINCT source ORDER BY source) AS sources
             FROM {linked} GROUP BY citizen_id
@@ -124,3 +125,59 @@ def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_c
     n = con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
     multi = con.execute("SELECT count(*) FROM citizen WHERE source_count > 1").fetchall()[0][0]
     return GoldenReport(n, multi)
+
+
+# The same survivorship over the few records of one look (the service: one citizen's records, by index probes), in
+# Python: a group's condition and the value its records agree on, as functions of a record. Planning and running the
+# SQL above for five records costs tens of milliseconds; tests/test_resolve.py checks both choose the same values.
+def _agree_text(*cols: str):
+    return lambda r: tuple(r.get(c) or "" for c in cols)
+
+
+GROUP_RULES: dict[str, tuple] = {
+    "name": (lambda r: r.get("family_name") is not None, _agree_text("given_name_std", "family_name_std")),
+    "address": (
+        lambda r: any(r.get(c) is not None for c in ("street", "postcode", "area_code")),
+        _agree_text("postcode", "house_number"),
+    ),
+    "birth_place": (lambda r: r.get("birth_place") is not None, lambda r: r.get("birth_place_std")),
+    **{
+        g: ((lambda r, c=g: r.get(c) is not None), (lambda r, c=g: r.get(c)))
+        for g in ("date_of_birth", "date_of_death", "sex", "national_id", "email", "phone")
+    },
+}
+
+
+def _newest_first(value) -> tuple:
+    return (0, -value.timestamp()) if value is not None else (1, 0.0)
+
+
+def golden_rows(records: list[dict], ranks: list[tuple[str, str, int]]) -> dict[str, dict]:
+    """`golden_select` over records in memory (dicts with citizen_id and source_records columns): citizen -> golden."""
+    rank = {(g, s): r for g, s, r in ranks}
+    by_citizen: dict[str, list[dict]] = {}
+    for rec in records:
+        by_citizen.setdefault(rec["citizen_id"], []).append(rec)
+    out = {}
+    for citizen_id, rows in by_citizen.items():
+        sources = sorted({r["source"] for r in rows})
+        golden: dict = {"citizen_id": citizen_id}
+        for group, (cols, *_sql) in GROUPS.items():
+            condition, agree = GROUP_RULES[group]
+            eligible = [r for r in rows if (group, r["source"]) in rank and condition(r)]
+            counts: dict = {}
+            for r in eligible:
+                counts[agree(r)] = counts.get(agree(r), 0) + 1
+
+            def order(r: dict, group: str = group, agree=agree, counts=counts) -> tuple:
+                valid = r.get("national_id_valid")
+                first = (0 if valid else 1 if valid is False else 2) if group == "national_id" else 0
+                newest = _newest_first(r.get("extracted_at"))
+                return (first, rank[group, r["source"]], newest, -counts[agree(r)], r["source"], r["source_record_id"])
+
+            pick = min(eligible, key=order) if eligible else None
+            golden |= {c: (pick.get(c) if pick else None) for c in cols}
+            golden[f"{group}_from"] = f"{pick['source']}:{pick['source_record_id']}" if pick else None
+        golden |= {"record_count": len(rows), "source_count": len(sources), "sources": sources}
+        out[citizen_id] = golden
+    return out

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import citizen_view.linkage.explain as _explain
 import citizen_view.linkage.golden as _golden
+import citizen_view.linkage.online as _online
 import citizen_view.linkage.records as _records
 import citizen_view.linkage.steps as _steps
 from citizen_view.contract import LinkageConfig
@@ -60,7 +61,11 @@ class Linkage:
 
     def collect(self) -> _records.SourceRecordsReport:
         """`source_records`: every loaded record of every declared source in one table."""
-        return _records.collect_source_records(self.con, [s.name for s in self._sources("collect").sources])
+        sources = self._sources("collect")
+        names = [s.name for s in sources.sources]
+        if _online.take_in(self.con, self.layout.root, sources):  # records resolved online since: source `online`
+            names.append(_online.ONLINE_SOURCE)
+        return _records.collect_source_records(self.con, names)
 
     def train(self, *, seed: int = 1) -> tuple[TrainedModel, Path]:
         """Fit the model without ground truth and keep it (JSON file and `linkage_model`)."""

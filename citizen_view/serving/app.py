@@ -42,7 +42,7 @@ from citizen_view.serving.deps import (
 from citizen_view.serving.guard import AuditEveryResponse, Trail
 from citizen_view.serving.health import view_age
 from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
-from citizen_view.serving.routes import api, pages, portal, review, service
+from citizen_view.serving.routes import api, pages, portal, resolve, review, service
 from citizen_view.serving.server import RequestLimits, client_address
 from citizen_view.serving.templating import render
 
@@ -52,6 +52,7 @@ ANCHOR_SECONDS = 60.0
 ROUTERS = (
     service.router,
     api.router,
+    resolve.router,
     portal.api,
     pages.search,
     pages.session,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
-from citizen_view.linkage.golden import GROUPS, golden_select
+from citizen_view.linkage.golden import GROUPS, golden_rows
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,20 +111,14 @@ def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role
     if not citizen_ids or not role.sources:
         return {}
     ids = list(dict.fromkeys(citizen_ids))
-    rows = con.sql(
-        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', ids)}) "
-        f"SELECT * FROM probe WHERE source IN ({_in(role.sources)})",
-        params=[*ids, *role.sources],
-    ).pl()
-    if rows.height == 0:
-        return {}
-    con.register("_role_records", rows)
-    try:
-        cur = con.execute(golden_select("_role_records", "source_rank"))
-        names = [d[0] for d in cur.description]
-        return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
-    finally:
-        con.unregister("_role_records")
+    # The citizens' records by index probes, the role's sources applied to those few rows, then survivorship in memory
+    # (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
+    cur = con.execute(_probe("records", "citizen_id", ids), ids)
+    names = [d[0] for d in cur.description]
+    visible = set(role.sources)
+    rows = [r for r in (dict(zip(names, v)) for v in cur.fetchall()) if r["source"] in visible]
+    ranks = con.execute("SELECT grp, source, rank FROM source_rank").fetchall()
+    return golden_rows(rows, ranks)
 
 
 def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:

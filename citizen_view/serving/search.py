@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import polars as pl
-
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
@@ -61,10 +59,8 @@ def parse_date(text: str) -> dt.date:
 
 def parse_name(text: str) -> NameParts:
     """Folded family name (particles removed), first name and initials of a typed name, in either order."""
-    frame = pl.DataFrame({"name": [" ".join(text.split())]})
-    given, family = std.split_full_name(pl.col("name"))
-    row = frame.select(given.alias("g"), family.alias("f")).row(0)
-    given_folded, family_folded = std.fold(row[0]), std.fold(row[1])
+    given, family = std.split_full_name_text(" ".join(text.split()))
+    given_folded, family_folded = std.fold(given), std.fold(family)
     if family_folded is None:
         raise QueryError("name must contain at least a family name", "name")
     return NameParts(std.family_key(family_folded), std.first_name_of(given_folded), std.initials_of(given_folded))
@@ -205,7 +201,7 @@ def search_name_address(
 ) -> list[Candidate]:
     """Name + address: candidates living (or having lived, in some system) at the postcode or street and number."""
     parts = parse_name(name)
-    pc = pl.select(std.normalise_postcode(pl.lit(postcode), country=country)).item() if postcode else None
+    pc = std.normalise_postcode_text(postcode, country=country) if postcode else None
     street_key = std.fold(street) if street else None
     number = house_number.strip() if house_number else None
     if not number or not (pc or street_key):

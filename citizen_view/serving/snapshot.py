@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
+from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
             [run_id, sources.country, sources.serving.language],
         )
         create_lookup_indexes(con, "snap")
+        publish_resolve_tables(con, sources, "snap")
     finally:
         con.execute("DETACH snap")
     final = folder / name

@@ -1,0 +1,76 @@
+"""The served view's part for resolving one record online: the model and its review band, the values linkage masks,
+term frequencies, and every linked record's model inputs with its probe keys, each key ART-indexed."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from citizen_view.linkage.online import INPUT_COLUMNS
+from citizen_view.linkage.review import WEIGHT_BAND, _weight
+from citizen_view.linkage.scoring import tf_columns
+from citizen_view.warehouse import table_exists
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.contract import SourcesFile
+
+US = "chr(31)"
+# Probe keys (one ART index each): the model's blocking rules are equalities on these columns or their parts.
+KEYS = {
+    "name_key": f"family_name_block || {US} || first_name_block",
+    "family_postcode_key": f"family_name_block || {US} || postcode",
+    "postcode_key": f"postcode || {US} || house_number",
+    "street_key": f"street_std || {US} || house_number",
+}
+INDEXED = ("national_id", "dob", *KEYS)
+
+
+def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, schema: str) -> None:
+    """The served view's part for online resolution (needs a trained model): the model and its band, the values
+    linkage masks, term frequencies, and every linked record's model inputs with its probe keys, indexed."""
+    from citizen_view.linkage.records import linkage_input_sql
+
+    if not table_exists(con, "main", "linkage_model") or not table_exists(con, "main", "linkage_threshold"):
+        return
+    model_json = con.execute("SELECT model_json FROM linkage_model").fetchall()[0][0]
+    if any(c["output_column_name"].endswith("_encoded") for c in json.loads(model_json)["comparisons"]):
+        return  # a model on encodings made at the agencies: a plain record cannot be compared with it
+    threshold = float(con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0])
+    band = sources.review.band
+    low, high = (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else map(_weight, band)
+    q = sources.quality
+    con.execute(
+        f"CREATE TABLE {schema}.resolve_model AS SELECT ?::VARCHAR AS model_json, ?::DOUBLE AS threshold, "
+        "?::DOUBLE AS low, ?::DOUBLE AS high, ?::DATE AS earliest, ?::DATE AS latest",
+        [model_json, threshold, low, high, q.earliest_date_of_birth, q.latest_date_of_birth],
+    )
+    masked = "linkage_common_values" if table_exists(con, "main", "linkage_common_values") else None
+    con.execute(
+        f"CREATE TABLE {schema}.resolve_masked AS SELECT field, value FROM {masked}"
+        if masked
+        else f"CREATE TABLE {schema}.resolve_masked (field VARCHAR, value VARCHAR)"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _resolve_input AS {linkage_input_sql(con)}")
+    try:
+        tfs = tf_columns(json.loads(model_json))
+        parts = [
+            f"SELECT '{c}' || {US} || {c} AS tf_key, count(*)::DOUBLE / (SELECT count({c}) FROM _resolve_input) AS tf "
+            f"FROM _resolve_input WHERE {c} IS NOT NULL GROUP BY {c}"
+            for c in tfs
+        ] or ["SELECT NULL::VARCHAR AS tf_key, NULL::DOUBLE AS tf WHERE false"]
+        con.execute(f"CREATE TABLE {schema}.resolve_tf AS {' UNION ALL '.join(parts)}")
+        tf_join = " ".join(f"LEFT JOIN {schema}.resolve_tf t_{c} ON t_{c}.tf_key = '{c}' || {US} || i.{c}" for c in tfs)
+        con.execute(
+            f"CREATE TABLE {schema}.resolve_records AS SELECT l.citizen_id, "
+            + ", ".join(f"i.{c}" for c in INPUT_COLUMNS)
+            + "".join(f", t_{c}.tf AS tf_{c}" for c in tfs)
+            + "".join(f", {sql} AS {key}" for key, sql in KEYS.items())
+            + f" FROM _resolve_input i JOIN citizen_source_link l USING (record_key) {tf_join}"
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _resolve_input")
+    for column in INDEXED:
+        con.execute(f"CREATE INDEX resolve_records_{column} ON {schema}.resolve_records ({column})")
+    con.execute(f"CREATE INDEX resolve_tf_key ON {schema}.resolve_tf (tf_key)")

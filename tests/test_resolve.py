@@ -1,0 +1,227 @@
+"""One record online (`POST /api/resolve`): standardised as ingest does, scored as Splink scores, answered from the
+served view, refused and audited like a search, and taken in by the next pipeline run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+
+import duckdb
+import httpx
+import polars as pl
+import pytest
+
+from citizen_view.canonical import Rules, canonical_records
+from citizen_view.contract import CANONICAL_FIELDS, QualityConfig, SourceConfig
+from citizen_view.layout import WarehouseLayout
+from citizen_view.linkage.incoming import standardise_one
+from citizen_view.linkage.online import read_resolutions, resolutions_file, scorer
+from citizen_view.serving.snapshot import current_view
+from citizen_view_app.runner import run_pipeline
+from tests.service_fixtures import TOKENS, serve_pipeline_output
+
+PURPOSE = {"purpose": "benefit application check"}
+FIELDS = ("given_name", "family_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
+RECORDS = [
+    {
+        "given_name": "Jan Pieter",
+        "family_name": "van der Berg",
+        "date_of_birth": "1980-02-03",
+        "national_id": "12345678",
+    },
+    {"full_name": "DE VRIES, Anna", "date_of_birth": "1980-02-30", "postcode": "1234 ab", "house_number": "4"},
+    {"full_name": "Kari Nordmann", "date_of_birth": "1850-01-01", "sex": "vrouw", "phone": "06 1234 5678"},
+    {"given_name": "  Åse ", "family_name": "Ødegård", "email": "ASE@X.NO", "national_id": "111222333", "sex": "x"},
+    {"family_name": "Müller", "street": "Hauptstraße", "city": "Zürich", "postcode": "80-99", "phone": "+4712345678"},
+]
+
+
+def test_one_record_is_standardised_as_ingest_standardises_a_source():
+    source = SourceConfig(name="t", path="-", format="jsonl", fields={f: {"column": f} for f in CANONICAL_FIELDS})
+    rules = Rules.of(source, country="NL", quality=QualityConfig(), today=dt.date(2026, 1, 1))
+    frame = pl.DataFrame(
+        {
+            **{f: [r.get(f) for r in RECORDS] for f in CANONICAL_FIELDS},
+            "_rid": [str(i) for i in range(len(RECORDS))],
+            "_file": ["-"] * len(RECORDS),
+            "_line": list(range(len(RECORDS))),
+            "_extracted_at": [dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)] * len(RECORDS),
+        },
+        schema_overrides={f: pl.String for f in CANONICAL_FIELDS},
+    )
+    expected, issues = canonical_records(frame, source, rules=rules, data_columns=list(CANONICAL_FIELDS))
+    for i, record in enumerate(RECORDS):
+        got, set_aside = standardise_one(
+            record, country="NL", id_scheme=rules.id_scheme, earliest=rules.earliest_date, latest=rules.latest_date
+        )
+        want = expected.row(i, named=True)
+        assert {k: want[k] for k in got} == got, record
+        found = issues.filter(pl.col("row") == i).select("field", "raw", "reason").rows()
+        assert sorted((s["field"], s["raw"], s["reason"]) for s in set_aside) == sorted(found), record
+
+
+@pytest.fixture(scope="module")
+def service(generated, tmp_path_factory):
+    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("resolve"))
+    yield svc
+    svc.stop()
+
+
+def _view(svc) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(current_view(WarehouseLayout.of(svc.warehouse).serving_dir)), read_only=True)
+
+
+def _population_record(svc, offset: int = 0) -> tuple[dict, str]:
+    con = _view(svc)
+    try:
+        row = con.execute(
+            f"SELECT {', '.join(FIELDS)}, citizen_id FROM records WHERE source = 'population' AND national_id IS NOT NULL "
+            "AND postcode IS NOT NULL ORDER BY source_record_id LIMIT 1 OFFSET ?",
+            [offset],
+        ).fetchall()[0]
+    finally:
+        con.close()
+    record = {f: (v.isoformat() if isinstance(v, dt.date) else v) for f, v in zip(FIELDS, row[:-1]) if v is not None}
+    return record, row[-1]
+
+
+def _resolve(svc, record, role="data_steward", params=PURPOSE):
+    headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+    return httpx.post(svc.url + "/api/resolve", params=params, json=record, headers=headers, timeout=60)
+
+
+def _audit(svc) -> list[dict]:
+    return [json.loads(line) for line in svc.audit_log.read_text().splitlines()]
+
+
+def test_the_online_weights_are_the_ones_splink_computes(service):
+    from splink import DuckDBAPI
+    from splink.internals.realtime import compare_records
+
+    con = _view(service)
+    try:
+        model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
+        rows = con.sql(
+            "SELECT * EXCLUDE (name_key, family_postcode_key, postcode_key, street_key) FROM resolve_records"
+        )
+        records = rows.pl().sample(20, seed=3).to_dicts()
+    finally:
+        con.close()
+    online = scorer(model_json)
+    db = DuckDBAPI()
+    for left, right in zip(records[:10], records[10:]):
+        splink_row = compare_records(left, right, json.loads(model_json), db).as_record_list()[0]
+        ours, _fields = online.weights(splink_row)
+        assert ours == pytest.approx(splink_row["match_weight"], abs=1e-9)
+
+
+def test_an_existing_records_values_resolve_to_its_citizen_with_evidence_per_field(service):
+    record, citizen = _population_record(service)
+    answer = _resolve(service, record)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["decision"] == "matched" and body["citizen_id"] == citizen, body
+    assert body["match_weight"] >= body["review_band"][1] and 0.5 < body["match_probability"] <= 1
+    evidence = {e["field"]: e for e in body["candidates"][0]["evidence"]}
+    assert evidence["national_id"]["level"] == "same national ID" and evidence["national_id"]["match_weight"] > 0
+    assert evidence["date_of_birth"]["level"] == "same date of birth"
+    assert sum(e["match_weight"] for e in evidence.values()) < body["match_weight"] + 60  # weights are the parts
+    entry = _audit(service)[-1]
+    assert entry["action"] == "resolve" and entry["status"] == 200 and citizen in entry["citizen_ids"]
+    assert entry["purpose"] == PURPOSE["purpose"] and "national_id" in entry["fields"]
+
+
+def test_a_person_nobody_knows_is_new(service):
+    record = {
+        "given_name": "Xylofoon",
+        "family_name": "Qwertzuiop",
+        "date_of_birth": "1911-11-11",
+        "postcode": "9999ZZ",
+        "house_number": "999",
+    }
+    body = _resolve(service, record).json()
+    assert body["decision"] == "new" and body["citizen_id"] is None, body
+
+
+def test_a_record_the_model_is_unsure_about_needs_review_and_each_answer_follows_its_weight(service):
+    record, _citizen = _population_record(service, offset=3)
+    decisions = set()
+    for size in (1, 2):
+        for fields in itertools.combinations(("given_name", "family_name", "date_of_birth", "postcode"), size):
+            body = _resolve(service, {f: record[f] for f in fields if f in record}).json()
+            low, high = body["review_band"]
+            weights = [c["match_weight"] for c in body["candidates"]]
+            competing = [w for w in weights if w >= low]
+            expected = "new" if not competing else "matched" if len(competing) == 1 and weights[0] >= high else "review"
+            assert body["decision"] == expected, (fields, body["decision"], weights, low, high)
+            decisions.add(body["decision"])
+    assert "review" in decisions, decisions
+
+
+def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):
+    record, _citizen = _population_record(service)
+    cases = [
+        (_resolve(service, record, params={}), 400, "data_steward"),
+        (_resolve(service, record, role=None), 401, None),
+        (_resolve(service, record, role="citizen_portal"), 403, "citizen_portal"),
+        (_resolve(service, {**record, "source": "no_such_source"}), 403, "data_steward"),
+    ]
+    for response, status, role in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"], response.text
+    entries = _audit(service)[-len(cases) :]
+    assert [(e["status"], e["role"], e["query"]["path"]) for e in entries] == [
+        (status, role, "/api/resolve") for _r, status, role in cases
+    ]
+    # refused before the route ran (no token, no purpose) like a search is; by the route itself as a resolve
+    assert all(e["action"].startswith("refused:") and e["citizen_ids"] == [] for e in entries)
+    assert [e["action"] for e in entries[2:]] == ["refused:resolve"] * 2
+
+
+def test_the_next_run_takes_in_what_was_resolved(service, generated):
+    layout = WarehouseLayout.of(service.warehouse)
+    # The probes of the tests above (partial records, an unknown person) would become records too: start afresh.
+    resolutions_file(layout.root).unlink(missing_ok=True)
+    record, citizen = _population_record(service, offset=7)
+    body = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()
+    assert body["decision"] == "matched"
+    resolved = read_resolutions(resolutions_file(layout.root))
+    assert body["resolution_id"] in {r["resolution_id"] for r in resolved}
+    outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
+    assert outcome.success, outcome.failed
+    con = _view(service)
+    try:
+        taken = dict(con.execute("SELECT source_record_id, citizen_id FROM records WHERE source = 'online'").fetchall())
+        attributes = con.execute(
+            "SELECT attributes FROM records WHERE source = 'online' AND source_record_id = ?", [body["resolution_id"]]
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert set(taken) == {r["resolution_id"] for r in resolved}
+    assert taken[body["resolution_id"]] == citizen  # linkage placed it where it was resolved online
+    kept = json.loads(attributes)
+    assert kept["decision"] == "matched" and kept["citizen_id"] == citizen and kept["agency_record_id"] == "APP-1"
+
+
+def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service):
+    from citizen_view.linkage.golden import golden_select
+    from citizen_view.serving.access import EXAMPLE_ACCESS_FILE, load_access
+    from citizen_view.serving.profile import golden_for_role
+
+    con = _view(service)
+    try:
+        served = [r[0] for r in con.execute("SELECT DISTINCT source FROM records").fetchall()]
+        ids = [r[0] for r in con.execute("SELECT citizen_id FROM citizen ORDER BY citizen_id LIMIT 200").fetchall()]
+        for name in ("data_steward", "benefits_caseworker", "permits_clerk"):
+            role = load_access(EXAMPLE_ACCESS_FILE).roles[name].for_view(served)
+            before = "_seen AS (SELECT * FROM records WHERE list_contains($sources, source) AND list_contains($ids, citizen_id))"
+            cur = con.execute(
+                golden_select("_seen", "source_rank", before=before), {"sources": role.sources, "ids": ids}
+            )
+            names = [d[0] for d in cur.description]
+            by_sql = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+            assert by_sql, name
+            assert golden_for_role(con, ids, role) == by_sql, name
+    finally:
+        con.close()
