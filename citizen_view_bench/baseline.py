@@ -466,7 +466,7 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
 
     from citizen_view.linkage.evaluate import evaluate_links
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     df = _input_frame(con)
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -489,14 +489,14 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
             except (ValueError, ZeroDivisionError) as exc:  # Splink 5.0 raises on an m probability of 0
                 notes.append(f"EM on {'+'.join(cols)}: skipped ({str(exc)[:80]})")
         timings["EM"] = time.perf_counter() - step
-        trained = time.perf_counter()
+        trained, trained_cpu = time.perf_counter(), time.process_time()
         scored = linker.inference.predict(threshold_match_probability=FAIR_PREDICT_PROBABILITY)
         edges = pl.from_arrow(
             splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
             .arrow()
             .read_all()
         )
-        scored_at = time.perf_counter()
+        scored_at, scored_cpu = time.perf_counter(), time.process_time()
         splink_con.close()
     records = df.select("record_key", "source", "source_record_id")
     curve, true_pairs = sweep_thresholds(records, edges, truth)
@@ -514,6 +514,8 @@ def fair_splink(con: duckdb.DuckDBPyConnection, truth: pl.DataFrame, *, seed: in
         "evaluation": figures,
         "train_seconds": round(train_seconds, 2),
         "score_seconds": round(scored_at - trained, 2),
+        "train_cpu_seconds": round(trained_cpu - started_cpu, 2),
+        "score_cpu_seconds": round(scored_cpu - trained_cpu, 2),
         "training_split": {k: round(v, 2) for k, v in timings.items()},
         "pairs_scored": edges.height,
         "true_pairs": true_pairs,
