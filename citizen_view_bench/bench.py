@@ -515,9 +515,9 @@ def _late_records_placed_differently(con) -> int:
         """
         WITH inc AS (SELECT h.record_key, list(o.record_key ORDER BY o.record_key) AS fellows FROM _held h
                      JOIN _incremental_links m USING (record_key) JOIN _incremental_links o USING (citizen_id) GROUP BY 1),
-             full AS (SELECT h.record_key, list(o.record_key ORDER BY o.record_key) AS fellows FROM _held h
+             rebuilt AS (SELECT h.record_key, list(o.record_key ORDER BY o.record_key) AS fellows FROM _held h
                       JOIN citizen_source_link m USING (record_key) JOIN citizen_source_link o USING (citizen_id) GROUP BY 1)
-        SELECT count(*) FROM inc FULL JOIN full USING (record_key) WHERE inc.fellows IS DISTINCT FROM full.fellows
+        SELECT count(*) FROM inc FULL JOIN rebuilt USING (record_key) WHERE inc.fellows IS DISTINCT FROM rebuilt.fellows
         """
     ).fetchall()[0][0]
 
