@@ -47,19 +47,21 @@ def _equalities(model: dict[str, Any]) -> list[list[tuple[str, str]]] | None:
     return None if any(not pairs for pairs in found) else found
 
 
-def columns_read(model: dict[str, Any]) -> list[str]:
-    """The input columns the prediction rules' equalities and the term-frequency tables read."""
+def columns_read(model: dict[str, Any], rules: list[list[tuple[str, str]]] | None) -> list[str]:
+    """The input columns the prediction rules' equalities (`rules`, from _equalities) and the term-frequency tables read."""
     names = set(tf_columns(model))
-    for pairs in _equalities(model) or []:
+    for pairs in rules or []:
         for expression in (e for pair in pairs for e in pair):
             names |= {c.name for c in sqlglot.parse_one(expression, read="duckdb").find_all(exp.Column)}
     return sorted(names)
 
 
-def candidates_sql(model: dict[str, Any], new: str, old: str) -> str | None:
+def candidates_sql(
+    model: dict[str, Any], new: str, old: str, rules: list[list[tuple[str, str]]] | None = None
+) -> str | None:
     """SQL for the keys of the records in `old` any prediction rule could pair with a record in `new` (in either
     orientation); None when some rule has no equality to join on (every old record is then a candidate)."""
-    rules = _equalities(model)
+    rules = rules if rules is not None else _equalities(model)
     if rules is None:
         return None
     parts = []
@@ -87,7 +89,8 @@ def predict_new_edges(
     """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
     against each other, with the saved model and term frequencies over all records. Returns the Parquet read paths."""
     # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
-    read = ", ".join(f'"{c}"' for c in columns_read(model))
+    rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
+    read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _linkage_keys AS SELECT record_key, {read} FROM ({linkage_input_sql(con)})"
     )
@@ -95,7 +98,7 @@ def predict_new_edges(
         "CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys "
         f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
     )
-    candidates = candidates_sql(model, "_linkage_new", "_linkage_keys")
+    candidates = candidates_sql(model, "_linkage_new", "_linkage_keys", rules)
     old_where = f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
     if candidates is not None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _linkage_candidates AS {candidates}")
