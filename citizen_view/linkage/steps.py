@@ -19,14 +19,14 @@ import polars as pl
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_citizen_ids
-from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, components, size_bound
+from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
+from citizen_view.linkage.incremental import grow_scope, predict_new_edges
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     TrainedModel,
     predict_edges,
-    predict_new_edges,
     save_model,
     train,
 )
@@ -220,46 +220,20 @@ def _incremental_scope(
             for path in parts:
                 con.execute("INSERT INTO match_edges BY NAME SELECT * FROM read_parquet(?)", [str(path)])
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
-    # records and of the citizens that lost one: the full run clusters each component on its own, so
-    # re-forming whole components gives the same clusters.
-    keys = con.sql("SELECT record_key FROM source_records").pl().get_column("record_key")
-    index = pl.DataFrame({"record_key": keys, "_i": pl.int_range(0, keys.len(), eager=True)})
-    pairs = pl.concat(
-        [
-            con.sql(
-                "SELECT record_key_l AS a, record_key_r AS b FROM match_edges WHERE match_weight >= $t",
-                params={"t": threshold},
-            ).pl(),
-            pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row"),
-            con.sql(
-                "SELECT record_key AS a, first(record_key) OVER (PARTITION BY citizen_id ORDER BY record_key) AS b "
-                "FROM citizen_source_link SEMI JOIN source_records USING (record_key)"
-            ).pl(),
-        ]
-    )
-    pairs = pairs.join(index.rename({"record_key": "a", "_i": "i"}), on="a").join(
-        index.rename({"record_key": "b", "_i": "j"}), on="b"
-    )
-    _, label = components(keys.len(), pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
-    seeds = (
-        con.sql(
-            "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
-            "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id)"
-        )
-        .pl()
-        .join(index, on="record_key")
-        .get_column("_i")
-        .to_numpy()
-    )
+    # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
+    # component on its own, so re-forming whole components gives the same clusters.
     decided = pl.DataFrame(
         {"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String}
     )
-    seeds = np.union1d(seeds, decided.join(index, on="record_key").get_column("_i").to_numpy())
-    in_scope = np.isin(label, np.unique(label[seeds]))
-    con.register("_scope_keys", pl.DataFrame({"record_key": keys.filter(pl.Series(in_scope))}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM _scope_keys")
-    con.unregister("_scope_keys")
-    return n_new, con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]
+    con.register("_decided_keys", decided)
+    seeds = (
+        "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
+        "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
+        "UNION SELECT record_key FROM _decided_keys"
+    )
+    in_scope = grow_scope(con, seeds, threshold=threshold, same=same)
+    con.unregister("_decided_keys")
+    return n_new, in_scope
 
 
 def link_citizens(

@@ -1,0 +1,166 @@
+"""The incremental path: score new records against only the old records they can meet, and find what to re-cluster.
+
+A full run writes every record for Splink and lets it compute term frequencies over them; for a thousand new
+records in a million that is nearly all of the time. Here the warehouse's DuckDB picks the old records that
+share a blocking key with a new one (any prediction rule's equi-join expressions, in either orientation: a
+superset of the pairs Splink's `predict_between` blocks), computes the term-frequency tables over all records
+the way Splink does (count / non-null count), and only the new records and those candidates cross to Splink.
+A rule with no equality in it could pair a new record with any old one: then every old record is a candidate.
+
+The re-clustering scope is grown from its seeds over the same edges a full component search would follow
+(links at or above the threshold, reviewers' `same`, records sharing a citizen) until it stops growing: the
+same components, without reading every record and edge into memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
+from sqlglot import exp
+
+from citizen_view.linkage.engine import Engine
+from citizen_view.linkage.model import render_for
+from citizen_view.linkage.records import linkage_input_sql
+from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, _export_edges, _input_parquet, _saved_linker, tf_columns
+
+if TYPE_CHECKING:
+    import duckdb
+
+log = logging.getLogger(__name__)
+
+
+def _on(expression: str, alias: str) -> str:
+    """A blocking expression over input columns, with its columns read from table `alias`."""
+    tree = sqlglot.parse_one(expression, read="duckdb")
+    for column in tree.find_all(exp.Column):
+        column.set("table", exp.to_identifier(alias))
+    return tree.sql(dialect="duckdb")
+
+
+def _equalities(model: dict[str, Any]) -> list[list[tuple[str, str]]] | None:
+    """Each prediction rule's equi-join expressions (left, right); None when some rule has none."""
+    rules = render_for(model, "duckdb")["blocking_rules_to_generate_predictions"]
+    found = [to_blocking_rule_creator(rule).get_blocking_rule("duckdb")._equi_join_conditions for rule in rules]
+    return None if any(not pairs for pairs in found) else found
+
+
+def columns_read(model: dict[str, Any], rules: list[list[tuple[str, str]]] | None) -> list[str]:
+    """The input columns the prediction rules' equalities (`rules`, from _equalities) and the term-frequency tables read."""
+    names = set(tf_columns(model))
+    for pairs in rules or []:
+        for expression in (e for pair in pairs for e in pair):
+            names |= {c.name for c in sqlglot.parse_one(expression, read="duckdb").find_all(exp.Column)}
+    return sorted(names)
+
+
+def candidates_sql(
+    model: dict[str, Any], new: str, old: str, rules: list[list[tuple[str, str]]] | None = None
+) -> str | None:
+    """SQL for the keys of the records in `old` any prediction rule could pair with a record in `new` (in either
+    orientation); None when some rule has no equality to join on (every old record is then a candidate)."""
+    rules = rules if rules is not None else _equalities(model)
+    if rules is None:
+        return None
+    parts = []
+    for pairs in rules:
+        for left, right in ((0, 1), (1, 0)):
+            cond = " AND ".join(f"{_on(p[left], 'n')} = {_on(p[right], 'o')}" for p in pairs)
+            parts.append(f"SELECT o.record_key FROM {old} o SEMI JOIN {new} n ON {cond}")
+    return " UNION ".join(parts)
+
+
+def _term_frequencies(con: duckdb.DuckDBPyConnection, engine: Engine, db_api, linker, model: dict[str, Any]) -> None:
+    """Register each term-frequency table over all records (as Splink computes it) with the linker."""
+    for column in tf_columns(model):
+        path = engine.scratch / f"tf_{column}.parquet"
+        con.execute(
+            f'COPY (SELECT "{column}", count(*)::DOUBLE / (SELECT count("{column}") FROM _linkage_keys) AS "tf_{column}" '
+            f'FROM _linkage_keys WHERE "{column}" IS NOT NULL GROUP BY "{column}") TO \'{path}\' (FORMAT parquet)'
+        )
+        linker.table_management.register_term_frequency_lookup(engine.register(db_api, path, f"tf_{column}"), column)
+
+
+def predict_new_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine
+) -> list[str]:
+    """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
+    against each other, with the saved model and term frequencies over all records. Returns the Parquet read paths."""
+    # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
+    rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
+    read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _linkage_keys AS SELECT record_key, {read} FROM ({linkage_input_sql(con)})"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys "
+        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+    )
+    candidates = candidates_sql(model, "_linkage_new", "_linkage_keys", rules)
+    old_where = f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
+    if candidates is not None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _linkage_candidates AS {candidates}")
+        old_where += " AND record_key IN (SELECT record_key FROM _linkage_candidates)"
+    paths = {
+        "new_records": _input_parquet(
+            con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+        ),
+        "old_records": _input_parquet(con, engine, "old_records", old_where),
+    }
+    db_api = engine.db_api()
+    sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
+    linker = _saved_linker(engine, model, sdf["new_records"])
+    _term_frequencies(con, engine, db_api, linker, model)
+    between = linker.inference.predict_between(
+        sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT
+    )
+    within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    con.execute("DROP TABLE IF EXISTS _linkage_keys")
+    return [
+        _export_edges(engine, between, engine.scratch / "between.parquet"),
+        _export_edges(engine, within, engine.scratch / "within.parquet"),
+    ]
+
+
+def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, same: list[tuple[str, str]]) -> int:
+    """`_scope`: the records connected to the keys `seeds` selects, over links at or above `threshold`, reviewers'
+    `same` pairs and shared citizens (records present in `source_records` only). Returns its size."""
+    import polars as pl
+
+    pairs = pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row")
+    con.register("_same_frame", pairs)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _same_pairs AS SELECT a, b FROM _same_frame "
+        "WHERE a IN (SELECT record_key FROM source_records) AND b IN (SELECT record_key FROM source_records)"
+    )
+    con.unregister("_same_frame")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _members AS SELECT record_key, citizen_id FROM citizen_source_link "
+        "SEMI JOIN source_records USING (record_key)"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT DISTINCT record_key FROM ({seeds}) "
+        "SEMI JOIN source_records USING (record_key)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT record_key FROM _scope")
+    while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _frontier AS
+            SELECT record_key FROM (
+                SELECT CASE WHEN record_key_l IN (SELECT record_key FROM _frontier) THEN record_key_r ELSE record_key_l END
+                    AS record_key
+                FROM match_edges WHERE match_weight >= $t AND (record_key_l IN (SELECT record_key FROM _frontier)
+                    OR record_key_r IN (SELECT record_key FROM _frontier))
+                UNION SELECT b FROM _same_pairs WHERE a IN (SELECT record_key FROM _frontier)
+                UNION SELECT a FROM _same_pairs WHERE b IN (SELECT record_key FROM _frontier)
+                UNION SELECT record_key FROM _members WHERE citizen_id IN
+                    (SELECT citizen_id FROM _members SEMI JOIN _frontier USING (record_key))
+            ) ANTI JOIN _scope USING (record_key)
+            """,
+            {"t": threshold},
+        )
+        con.execute("INSERT INTO _scope SELECT record_key FROM _frontier")
+    return con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]
