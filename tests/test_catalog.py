@@ -53,9 +53,9 @@ def _publish(root: Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def published_twice(generated, tmp_path_factory) -> tuple[Path, str]:
+def published_twice(linked_world, tmp_path_factory) -> tuple[Path, str]:
     """A pipeline run, refused once while there is no bundle, then published twice: (root, the refusal's message)."""
-    root, _ = linked_copy(generated, tmp_path_factory, "catalog")
+    root, _ = linked_copy(linked_world, tmp_path_factory, "catalog")
     sources = root / "data/sources.yaml"
     text = sources.read_text(encoding="utf-8")
     sources.write_text(

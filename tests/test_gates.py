@@ -17,8 +17,9 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
 from citizen_view_app.cli import main
-from citizen_view_app.runner import run_pipeline, summarise
+from citizen_view_app.runner import summarise
 from pipelines.definitions import build_definitions
+from tests.conftest import linked_copy
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
@@ -30,12 +31,11 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def baseline(generated, tmp_path_factory) -> Path:
+def baseline(linked_world, tmp_path_factory) -> Path:
     """A clean run on generated data, published: root/{data, wh/cv.duckdb, wh/cv/{exports, published}}."""
-    root = tmp_path_factory.mktemp("gates")
-    shutil.copytree(generated, root / "data")
-    outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=root / "wh/cv.duckdb")
-    assert outcome.success and outcome.checks and all(c["passed"] for c in outcome.checks.values()), outcome.checks
+    checks = linked_world.outcome.checks
+    assert checks and all(c["passed"] for c in checks.values()), checks
+    root, _ = linked_copy(linked_world, tmp_path_factory, "gates")
     assert (
         main(["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]) == 0
     )

@@ -8,7 +8,6 @@ Then the gates that judge against the last *accepted* load (header-only files) o
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -18,7 +17,7 @@ from citizen_view.contract import load_sources
 from citizen_view.ingest import LoadStatus, ingest_source
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import EXIT_HELD_BACK, main
-from tests.conftest import write
+from tests.conftest import copy_world, write
 from tests.service_fixtures import TOKENS, start_service
 
 
@@ -48,12 +47,8 @@ def _tax_dates(wh: Path) -> int:
         ).fetchall()[0][0]
 
 
-def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_path, capsys):
-    root = tmp_path
-    shutil.copytree(generated, root / "data")
-    wh = root / "wh/cv.duckdb"
-    assert main(["run", *_args(root)]) == 0
-    capsys.readouterr()
+def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, tmp_path, capsys):
+    root, wh = copy_world(linked_world, tmp_path / "world")  # a good first load, linked
     missing_before = _tax_dates(wh)
     corrupted = _corrupt_birth_dates(next((root / "data/tax").glob("*.csv")))
 
