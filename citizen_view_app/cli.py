@@ -669,9 +669,25 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one small function per group of commands, in the order `--help` lists them."""
     parser = argparse.ArgumentParser(prog="citizen-view", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add_commands in (
+        _generate_command,
+        _pipeline_commands,
+        _service_commands,
+        _review_command,
+        _areas_command,
+        _linkage_commands,
+        _backup_commands,
+        _bench_command,
+    ):
+        add_commands(sub)
+    return parser
 
+
+def _generate_command(sub) -> None:
+    """generate: synthetic extracts with their ground truth."""
     g = sub.add_parser("generate", help="write synthetic extracts from five siloed systems, with ground truth")
     g.add_argument("--persons", type=int, default=2000)
     g.add_argument("--seed", type=int, default=42)
@@ -688,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bad-row-rate", type=float, default=0.002, help="share of malformed rows per text extract")
     g.set_defaults(func=cmd_generate)
 
+
+def _pipeline_commands(sub) -> None:
+    """run, release, reject, publish: the pipeline and the decisions on held-back extracts."""
     r = sub.add_parser("run", help="materialise every asset through Dagster, in-process")
     r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
     r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
@@ -721,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     p.set_defaults(func=cmd_publish)
 
+
+def _service_commands(sub) -> None:
+    """serve, init, audit: the caseworker service, its access file and its audit trail."""
     v = sub.add_parser("serve", help="the caseworker service: search and profile API plus web pages")
     v.add_argument(
         "--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse"
@@ -760,6 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_options(a)
     a.set_defaults(func=cmd_audit)
 
+
+def _review_command(sub) -> None:
+    """review: clerical review of uncertain links."""
     rv = sub.add_parser("review", help="clerical review of uncertain links: show the next item, or record a decision")
     rv.add_argument("review_command", choices=["next", "decide"])
     rv.add_argument("left", nargs="?", help="decide: SOURCE:ID")
@@ -773,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
+
+def _areas_command(sub) -> None:
+    """areas: the official area lists open data is published by."""
     ar = sub.add_parser(
         "areas", help="the official area lists open data is published by: show, or refresh from CBS/SSB"
     )
@@ -782,6 +810,9 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     ar.set_defaults(func=cmd_areas)
 
+
+def _linkage_commands(sub) -> None:
+    """evaluate, encode, explain: accuracy, privacy-preserving encoding and per-pair evidence."""
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
     e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
@@ -810,6 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
     x.set_defaults(func=cmd_explain)
 
+
+def _backup_commands(sub) -> None:
+    """backup, restore: the warehouse and its folder, checked against a manifest."""
     bk = sub.add_parser(
         "backup",
         help="copy the warehouse and everything in its folder to a new folder (refused while "
@@ -824,6 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--warehouse", required=True, help="the new warehouse file (must not exist)")
     rs.set_defaults(func=cmd_restore)
 
+
+def _bench_command(sub) -> None:
+    """bench: benchmarks (not tests)."""
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
     b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "incremental", "accuracy"])
     b.add_argument(
@@ -843,7 +880,6 @@ def build_parser() -> argparse.ArgumentParser:
         "at low, default and high noise for NL and NO, dense-register and us-agencies)",
     )
     b.set_defaults(func=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
