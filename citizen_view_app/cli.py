@@ -658,6 +658,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _warehouse_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """--sources and --warehouse, as every command that runs or publishes takes them."""
+    parser.add_argument("--sources", help="sources.yaml (default: the committed sample)")
+    _warehouse_option(parser)
+
+
 def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
     parser.add_argument(
@@ -708,8 +718,7 @@ def _generate_command(sub) -> None:
 def _pipeline_commands(sub) -> None:
     """run, release, reject, publish: the pipeline and the decisions on held-back extracts."""
     r = sub.add_parser("run", help="materialise every asset through Dagster, in-process")
-    r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-    r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _pipeline_options(r)
     r.add_argument(
         "--incremental", action="store_true", help="link only new records with the saved model (no retraining)"
     )
@@ -727,8 +736,7 @@ def _pipeline_commands(sub) -> None:
         d.add_argument("source", help="the source whose held-back extract to " + verb)
         d.add_argument("--reason", help="why (kept in ingest_log)")
         d.add_argument("--by", help="who decides (default: the login name)")
-        d.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-        d.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+        _pipeline_options(d)
         if verb == "release":
             d.add_argument(
                 "--no-run", action="store_true", help="only release; link, serve and publish it on the next run"
@@ -736,8 +744,7 @@ def _pipeline_commands(sub) -> None:
         d.set_defaults(func=func)
 
     p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
-    p.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-    p.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _pipeline_options(p)
     p.set_defaults(func=cmd_publish)
 
 
@@ -764,7 +771,7 @@ def _service_commands(sub) -> None:
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
-    i.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(i)
     i.set_defaults(func=cmd_init)
 
     a = sub.add_parser(
@@ -778,7 +785,7 @@ def _service_commands(sub) -> None:
     a.add_argument(
         "--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)"
     )
-    a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(a)
     _audit_options(a)
     a.set_defaults(func=cmd_audit)
 
@@ -794,7 +801,7 @@ def _review_command(sub) -> None:
     rv.add_argument("--reviewer", help="decide: who (default: the login name)")
     rv.add_argument("--kind", choices=["uncertain link", "suspicious citizen"], help="next: only items of this kind")
     rv.add_argument("--source", help="next: only items with a record of this source")
-    rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(rv)
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
@@ -807,7 +814,7 @@ def _areas_command(sub) -> None:
     ar.add_argument("areas_command", choices=["show", "refresh"])
     ar.add_argument("--country", choices=["NL", "NO"], required=True)
     ar.add_argument("--date", help="refresh: the list valid at this date (yyyy-mm-dd, default today)")
-    ar.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(ar)
     ar.set_defaults(func=cmd_areas)
 
 
@@ -815,7 +822,7 @@ def _linkage_commands(sub) -> None:
     """evaluate, encode, explain: accuracy, privacy-preserving encoding and per-pair evidence."""
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
-    e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(e)
     e.set_defaults(func=cmd_evaluate)
 
     en = sub.add_parser(
@@ -838,7 +845,7 @@ def _linkage_commands(sub) -> None:
     x = sub.add_parser("explain", help="why two records were or were not linked (per-field weights)")
     x.add_argument("left", help="SOURCE:ID, e.g. tax:T00000123")
     x.add_argument("right", help="SOURCE:ID")
-    x.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(x)
     x.set_defaults(func=cmd_explain)
 
 
@@ -849,7 +856,7 @@ def _backup_commands(sub) -> None:
         help="copy the warehouse and everything in its folder to a new folder (refused while "
         "a pipeline run writes; fine while the service serves)",
     )
-    bk.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(bk)
     bk.add_argument("--to", required=True, help="a new (or empty) folder")
     bk.set_defaults(func=cmd_backup)
 
