@@ -55,6 +55,46 @@ class Rules:
         return cls(country, source.id_scheme(country), quality.earliest_date_of_birth, latest)
 
 
+class _Rows:
+    """Parsed rows of one source being made canonical, and the issues found in them so far."""
+
+    def __init__(self, df: pl.DataFrame, source: SourceConfig):
+        self.df = df.with_row_index("_pos")
+        self.fields = source.fields
+        self.issues: list[pl.DataFrame] = []
+
+    def col(self, name: str) -> pl.Expr:
+        """The tidied column a canonical field is mapped to, or nulls when the source does not map it."""
+        f = self.fields
+        return std.tidy(pl.col(f[name].column)) if name in f else pl.lit(None, dtype=pl.String)
+
+    def series(self, expr: pl.Expr) -> pl.Series:
+        """One value per row (literals broadcast)."""
+        return self.df.with_columns(expr.alias("_series")).get_column("_series")
+
+    def nulls(self, name: str, dtype: pl.DataType) -> pl.Series:
+        return pl.Series(name, [None] * self.df.height, dtype=dtype)
+
+    def issue(self, field: str, bad: pl.Expr, raw: pl.Expr, reason: pl.Expr | str) -> None:
+        """Set aside the raw values of the rows where `bad` holds, with the reason."""
+        if field not in self.fields:  # an unmapped field has no values (and a scalar filter trips polars on big frames)
+            return
+        reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+        found = self.df.filter(bad.fill_null(False)).select(
+            pl.col("_pos").alias("row"),
+            pl.lit(field).alias("field"),
+            raw.cast(pl.String).alias("raw"),
+            reason_expr.cast(pl.String).alias("reason"),
+        )
+        if found.height:
+            self.issues.append(found)
+
+    def issues_frame(self) -> pl.DataFrame:
+        if not self.issues:
+            return pl.DataFrame(schema=ISSUE_SCHEMA)
+        return pl.concat([i.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for i in self.issues]).sort("row", "field")
+
+
 def canonical_records(
     df: pl.DataFrame, source: SourceConfig, *, rules: Rules, data_columns: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -62,83 +102,81 @@ def canonical_records(
 
     The issues frame has `row` (position in `df`), `field`, `raw` and `reason`.
     """
-    f = source.fields
-    df = df.with_row_index("_pos")
-
-    def col(name: str) -> pl.Expr:
-        return std.tidy(pl.col(f[name].column)) if name in f else pl.lit(None, dtype=pl.String)
-
-    issues: list[pl.DataFrame] = []
-
-    def series(expr: pl.Expr) -> pl.Series:  # one value per row, literals broadcast
-        return df.with_columns(expr.alias("_series")).get_column("_series")
-
-    def issue(field: str, bad: pl.Expr, raw: pl.Expr, reason: pl.Expr | str) -> None:
-        if (
-            field not in f
-        ):  # an unmapped field has no values to set aside (and a scalar filter trips polars on big frames)
-            return
-        reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
-        found = df.filter(bad.fill_null(False)).select(
-            pl.col("_pos").alias("row"),
-            pl.lit(field).alias("field"),
-            raw.cast(pl.String).alias("raw"),
-            reason_expr.cast(pl.String).alias("reason"),
-        )
-        if found.height:
-            issues.append(found)
-
+    rows = _Rows(df, source)
     # Values the reader set aside (a JSON object where a name is expected, a spreadsheet formula without a value...).
-    if SET_ASIDE in df.columns:
-        issues.extend(_set_aside(df, source))
+    if SET_ASIDE in rows.df.columns:
+        rows.issues.extend(_set_aside(rows.df, source))
+    dates, dob_text = _dates(rows, rules)
+    identity = _identity_columns(rows, rules)
+    out = _record(rows, source, rules, data_columns).with_columns(
+        dates[F.DATE_OF_BIRTH].alias("date_of_birth"),
+        dob_text.alias("date_of_birth_text"),
+        dates[F.DATE_OF_DEATH].alias("date_of_death"),
+        *identity,
+    )
+    out = _names(_street_and_number(rows, out), rows.fields)
+    out = _name_keys(out, phone=_phone(rows, out, rules))
+    return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()]), rows.issues_frame()
 
-    # Dates: parsed with the declared format, held to the plausibility bounds.
+
+def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
+    """Birth and death dates parsed with the declared format, held to the plausibility bounds; the birth date's text."""
+    f = rows.fields
     dates: dict[str, pl.Series] = {}
+    dob_text = rows.nulls("date_of_birth_text", pl.String)
     for name in (F.DATE_OF_BIRTH, F.DATE_OF_DEATH):
         if name not in f:
-            dates[name] = pl.Series(name, [None] * df.height, dtype=pl.Date)
+            dates[name] = rows.nulls(name, pl.Date)
             continue
         fmt = f[name].format or DEFAULT_DATE_FORMAT
-        text = col(name)
+        text = rows.col(name)
         parsed = text.str.strptime(pl.Date, fmt, strict=False)
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = well_shaped(text, fmt)
         where = f"(column {f[name].column})"
-        issue(name, unparsed & shaped.not_(), text, f"{UNREADABLE}: not in the format {fmt} {where}")
-        issue(name, unparsed & shaped, text, f"{IMPOSSIBLE}: digits in the format {fmt}, but no such date {where}")
+        rows.issue(name, unparsed & shaped.not_(), text, f"{UNREADABLE}: not in the format {fmt} {where}")
+        rows.issue(name, unparsed & shaped, text, f"{IMPOSSIBLE}: digits in the format {fmt}, but no such date {where}")
         early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
         implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
-        issue(
+        rows.issue(
             name,
             implausible,
             text,
             f"{IMPLAUSIBLE}: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)",
         )
-        dates[name] = series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
+        dates[name] = rows.series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
-            dob_text = date_text(series(text), series(parsed), fmt)
+            dob_text = date_text(rows.series(text), rows.series(parsed), fmt)
+    return dates, dob_text
 
-    # National ID under the declared scheme: the checksum decides whether the value is kept.
-    id_text, id_valid = national_id.check(series(col(F.NATIONAL_ID)), scheme=rules.id_scheme)
+
+def _identity_columns(rows: _Rows, rules: Rules) -> list[pl.Series]:
+    """The national ID under the declared scheme: the checksum decides whether the value is kept."""
+    id_text, id_valid = national_id.check(rows.series(rows.col(F.NATIONAL_ID)), scheme=rules.id_scheme)
     failed = id_valid.fill_null(True).not_()
-    issue(F.NATIONAL_ID, pl.lit(failed), col(F.NATIONAL_ID), f"fails the {rules.id_scheme} checksum")
+    rows.issue(F.NATIONAL_ID, pl.lit(failed), rows.col(F.NATIONAL_ID), f"fails the {rules.id_scheme} checksum")
     nid = pl.select(pl.when(failed).then(None).otherwise(id_text)).to_series()
+    return [nid.alias("national_id"), id_valid.alias("national_id_valid"), id_text.alias("national_id_text")]
 
-    sex_raw = col(F.SEX)
-    sex = std.normalise_sex(sex_raw)
-    issue(
-        F.SEX, sex_raw.is_not_null() & sex.is_null(), sex_raw, "not a known way of writing sex (M/F, male/female, ...)"
+
+def _record(rows: _Rows, source: SourceConfig, rules: Rules, data_columns: list[str]) -> pl.DataFrame:
+    """The record's provenance, names, address and contact columns; a sex, postcode or e-mail that cannot be read is
+    set aside."""
+    col = rows.col
+    sex = std.normalise_sex(col(F.SEX))
+    rows.issue(
+        F.SEX,
+        col(F.SEX).is_not_null() & sex.is_null(),
+        col(F.SEX),
+        "not a known way of writing sex (M/F, male/female, ...)",
     )
-
     postcode = std.normalise_postcode(col(F.POSTCODE), country=rules.country)
     bad_postcode = postcode.is_not_null() & std.valid_postcode(postcode, country=rules.country).not_()
-    issue(F.POSTCODE, bad_postcode, col(F.POSTCODE), f"not a postcode of {rules.country}")
-
+    rows.issue(F.POSTCODE, bad_postcode, col(F.POSTCODE), f"not a postcode of {rules.country}")
     email = col(F.EMAIL).str.to_lowercase()
     bad_email = email.is_not_null() & email.str.contains(_EMAIL).not_()
-    issue(F.EMAIL, bad_email, col(F.EMAIL), "not an e-mail address")
-
-    out = df.select(
+    rows.issue(F.EMAIL, bad_email, col(F.EMAIL), "not an e-mail address")
+    return rows.df.select(
         pl.lit(source.name).alias("source"),
         pl.col("_rid").alias("source_record_id"),
         pl.col("_file").alias("source_file"),
@@ -163,30 +201,29 @@ def canonical_records(
             (pl.col(c) if source.encoded and c in data_columns else pl.lit(None, dtype=pl.String)).alias(c)
             for c in ENCODED_COLUMNS
         ],
-    ).with_columns(
-        dates[F.DATE_OF_BIRTH].alias("date_of_birth"),
-        (dob_text if F.DATE_OF_BIRTH in f else pl.Series([None] * df.height, dtype=pl.String)).alias(
-            "date_of_birth_text"
-        ),
-        dates[F.DATE_OF_DEATH].alias("date_of_death"),
-        nid.alias("national_id"),
-        id_valid.alias("national_id_valid"),
-        id_text.alias("national_id_text"),
     )
-    if STREET_AND_NUMBER in f:  # one column holding both: split it, and record what cannot be split
-        combined = series(col(STREET_AND_NUMBER))
-        parts = std.split_street_and_number(pl.col("v"))
-        split = pl.DataFrame({"v": combined}).select(p.alias(str(i)) for i, p in enumerate(parts))
-        street, number, unsplit = (split.to_series(i) for i in range(3))
-        issue(
-            STREET_AND_NUMBER,
-            pl.lit(unsplit),
-            col(STREET_AND_NUMBER),
-            "no house number found at the start or the end (kept whole as the street)",
-        )
-        out = out.with_columns(street.alias("street"), number.alias("house_number"))
-    # A one-field name fills the name parts a source did not map separately, and vice versa.
-    if F.FULL_NAME in f:
+
+
+def _street_and_number(rows: _Rows, out: pl.DataFrame) -> pl.DataFrame:
+    """One column holding both street and number: split it, and record what cannot be split."""
+    if STREET_AND_NUMBER not in rows.fields:
+        return out
+    combined = rows.series(rows.col(STREET_AND_NUMBER))
+    parts = std.split_street_and_number(pl.col("v"))
+    split = pl.DataFrame({"v": combined}).select(p.alias(str(i)) for i, p in enumerate(parts))
+    street, number, unsplit = (split.to_series(i) for i in range(3))
+    rows.issue(
+        STREET_AND_NUMBER,
+        pl.lit(unsplit),
+        rows.col(STREET_AND_NUMBER),
+        "no house number found at the start or the end (kept whole as the street)",
+    )
+    return out.with_columns(street.alias("street"), number.alias("house_number"))
+
+
+def _names(out: pl.DataFrame, fields) -> pl.DataFrame:
+    """Name parts and full name filled from each other, and the folded (`_std`) forms of names and places."""
+    if F.FULL_NAME in fields:  # a one-field name fills the name parts a source did not map separately
         given, family = std.split_full_name(pl.col("full_name"))
         out = out.with_columns(
             pl.coalesce("given_name", given).alias("given_name"),
@@ -201,38 +238,42 @@ def canonical_records(
     for name in ("given_name", "middle_name", "family_name", "street", "city", "birth_place"):
         out = out.with_columns(std.per_distinct(name, std.fold, out).alias(f"{name}_std"))
     # Full names are nearly unique: fold the parts (few distinct values) and join them, in given-family order.
-    out = out.with_columns(
+    return out.with_columns(
         pl.col("family_name_std").alias("_family_folded"),
         std.tidy(
             pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
         ).alias("full_name_std"),
     )
+
+
+def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
+    """Phone numbers in international form; one that cannot be read is set aside."""
     phone = std.normalise_phone(out, "phone", country=rules.country)
     bad_phone = out.get_column("phone").is_not_null() & phone.is_null()
     if bad_phone.any():
-        issues.append(
+        where = f" of {rules.country}" if rules.country else " in international form (+...)"
+        rows.issues.append(
             pl.DataFrame(
                 {
-                    "row": df.get_column("_pos").filter(bad_phone),
+                    "row": rows.df.get_column("_pos").filter(bad_phone),
                     "field": F.PHONE.value,
                     "raw": out.get_column("phone").filter(bad_phone),
-                    "reason": f"not a phone number{' of ' + rules.country if rules.country else ' in international form (+...)'}",
+                    "reason": f"not a phone number{where}",
                 }
             )
         )
-    out = out.with_columns(
+    return phone
+
+
+def _name_keys(out: pl.DataFrame, *, phone: pl.Series) -> pl.DataFrame:
+    """The keys linkage blocks and compares on: family name without prefix, the prefix, first name, initials."""
+    return out.with_columns(
         std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
         std.per_distinct("_family_folded", std.name_prefix, out).alias("name_prefix"),
         std.per_distinct("given_name_std", std.first_name_of, out).alias("first_name_std"),
         std.per_distinct("given_name_std", std.initials_of, out).alias("initials"),
         phone.alias("phone"),
     )
-    found = (
-        pl.concat([i.select(list(ISSUE_SCHEMA)).cast(ISSUE_SCHEMA) for i in issues]).sort("row", "field")
-        if issues
-        else pl.DataFrame(schema=ISSUE_SCHEMA)
-    )
-    return out.select([pl.col(c).cast(t) for c, t in std.CANONICAL_COLUMNS.items()]), found
 
 
 def _set_aside(df: pl.DataFrame, source: SourceConfig) -> list[pl.DataFrame]:

@@ -674,6 +674,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _warehouse_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """--sources and --warehouse, as every command that runs or publishes takes them."""
+    parser.add_argument("--sources", help="sources.yaml (default: the committed sample)")
+    _warehouse_option(parser)
+
+
 def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-log", help="default: audit/access.jsonl in the warehouse's folder")
     parser.add_argument(
@@ -685,9 +695,25 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one small function per group of commands, in the order `--help` lists them."""
     parser = argparse.ArgumentParser(prog="citizen-view", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add_commands in (
+        _generate_command,
+        _pipeline_commands,
+        _service_commands,
+        _review_command,
+        _areas_command,
+        _linkage_commands,
+        _backup_commands,
+        _bench_command,
+    ):
+        add_commands(sub)
+    return parser
 
+
+def _generate_command(sub) -> None:
+    """generate: synthetic extracts with their ground truth."""
     g = sub.add_parser("generate", help="write synthetic extracts from five siloed systems, with ground truth")
     g.add_argument("--persons", type=int, default=2000)
     g.add_argument("--seed", type=int, default=42)
@@ -704,9 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bad-row-rate", type=float, default=0.002, help="share of malformed rows per text extract")
     g.set_defaults(func=cmd_generate)
 
+
+def _pipeline_commands(sub) -> None:
+    """run, release, reject, publish: the pipeline and the decisions on held-back extracts."""
     r = sub.add_parser("run", help="materialise every asset through Dagster, in-process")
-    r.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-    r.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _pipeline_options(r)
     r.add_argument(
         "--incremental", action="store_true", help="link only new records with the saved model (no retraining)"
     )
@@ -724,8 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("source", help="the source whose held-back extract to " + verb)
         d.add_argument("--reason", help="why (kept in ingest_log)")
         d.add_argument("--by", help="who decides (default: the login name)")
-        d.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-        d.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+        _pipeline_options(d)
         if verb == "release":
             d.add_argument(
                 "--no-run", action="store_true", help="only release; link, serve and publish it on the next run"
@@ -733,10 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
         d.set_defaults(func=func)
 
     p = sub.add_parser("publish", help="copy the newest export bundle whose gates all passed to the publication folder")
-    p.add_argument("--sources", help="sources.yaml (default: the committed sample)")
-    p.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _pipeline_options(p)
     p.set_defaults(func=cmd_publish)
 
+
+def _service_commands(sub) -> None:
+    """serve, init, audit: the caseworker service, its access file and its audit trail."""
     v = sub.add_parser("serve", help="the caseworker service: search and profile API plus web pages")
     v.add_argument(
         "--warehouse", default=str(DEFAULT_WAREHOUSE), help="serves the view published beside this warehouse"
@@ -758,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
-    i.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(i)
     i.set_defaults(func=cmd_init)
 
     a = sub.add_parser(
@@ -772,10 +801,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)"
     )
-    a.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(a)
     _audit_options(a)
     a.set_defaults(func=cmd_audit)
 
+
+def _review_command(sub) -> None:
+    """review: clerical review of uncertain links."""
     rv = sub.add_parser("review", help="clerical review of uncertain links: show the next item, or record a decision")
     rv.add_argument("review_command", choices=["next", "decide"])
     rv.add_argument("left", nargs="?", help="decide: SOURCE:ID")
@@ -785,22 +817,28 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--reviewer", help="decide: who (default: the login name)")
     rv.add_argument("--kind", choices=["uncertain link", "suspicious citizen"], help="next: only items of this kind")
     rv.add_argument("--source", help="next: only items with a record of this source")
-    rv.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(rv)
     _audit_options(rv)
     rv.set_defaults(func=cmd_review)
 
+
+def _areas_command(sub) -> None:
+    """areas: the official area lists open data is published by."""
     ar = sub.add_parser(
         "areas", help="the official area lists open data is published by: show, or refresh from CBS/SSB"
     )
     ar.add_argument("areas_command", choices=["show", "refresh"])
     ar.add_argument("--country", choices=["NL", "NO"], required=True)
     ar.add_argument("--date", help="refresh: the list valid at this date (yyyy-mm-dd, default today)")
-    ar.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(ar)
     ar.set_defaults(func=cmd_areas)
 
+
+def _linkage_commands(sub) -> None:
+    """evaluate, encode, explain: accuracy, privacy-preserving encoding and per-pair evidence."""
     e = sub.add_parser("evaluate", help="pairwise and cluster accuracy of the linked view against a ground truth")
     e.add_argument("--truth", required=True, help="folder of truth CSVs (source, record_id, person_id)")
-    e.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(e)
     e.set_defaults(func=cmd_evaluate)
 
     en = sub.add_parser(
@@ -823,15 +861,18 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explain", help="why two records were or were not linked (per-field weights)")
     x.add_argument("left", help="SOURCE:ID, e.g. tax:T00000123")
     x.add_argument("right", help="SOURCE:ID")
-    x.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(x)
     x.set_defaults(func=cmd_explain)
 
+
+def _backup_commands(sub) -> None:
+    """backup, restore: the warehouse and its folder, checked against a manifest."""
     bk = sub.add_parser(
         "backup",
         help="copy the warehouse and everything in its folder to a new folder (refused while "
         "a pipeline run writes; fine while the service serves)",
     )
-    bk.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    _warehouse_option(bk)
     bk.add_argument("--to", required=True, help="a new (or empty) folder")
     bk.set_defaults(func=cmd_backup)
 
@@ -840,6 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--warehouse", required=True, help="the new warehouse file (must not exist)")
     rs.set_defaults(func=cmd_restore)
 
+
+def _bench_command(sub) -> None:
+    """bench: benchmarks (not tests)."""
     b = sub.add_parser("bench", help="benchmarks (wall time, rows/s, peak memory); not tests")
     b.add_argument("stage", choices=["ingest", "link", "pipeline", "serve", "resolve", "incremental", "accuracy"])
     b.add_argument(
@@ -869,7 +913,6 @@ def build_parser() -> argparse.ArgumentParser:
         "at low, default and high noise for NL and NO, dense-register and us-agencies)",
     )
     b.set_defaults(func=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

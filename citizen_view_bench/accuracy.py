@@ -152,20 +152,13 @@ def run_set(
     from citizen_view.linkage.evaluate import load_truth
     from citizen_view.warehouse import connect
 
-    if name in PROFILE_SETS:
-        folder = workdir / f"{name}_{PROFILE_SETS[name][1]}_{seed}"
-    elif name in PUBLIC_SETS:
-        folder = workdir / f"{name}_{seed}"
-    else:
-        folder = workdir / (f"{name}_{persons}_{seed}" if name in GENERATOR_SETS else name)
+    folder = _set_folder(name, workdir, persons=persons, seed=seed)
     print(f"[{name}] preparing data in {folder}", flush=True)
     sources_path = prepare(name, folder, persons=persons, seed=seed)
     truth = load_truth(folder / "truth")
     warehouse = folder / "warehouse" / "citizen_view.duckdb"
     shutil.rmtree(warehouse.parent, ignore_errors=True)  # a fresh warehouse (and its model folder) per set
     base = {"set": name, "records": None, "persons": None}
-    notes: list[str] = []
-    rows: list[dict] = []
     with connect(warehouse) as con:
         try:
             sources = load_sources(sources_path)
@@ -174,68 +167,56 @@ def run_set(
         except Exception as exc:  # noqa: BLE001 - the table reports it
             msg = f"ingest failed: {_error(exc)}"
             print(f"[{name}] {msg}", flush=True)
-            return [
-                {
-                    **base,
-                    "system": s,
-                    "precision": None,
-                    "recall": None,
-                    "f1": None,
-                    "seconds": None,
-                    "threshold": None,
-                    "note": msg,
-                }
-                for s in (OURS, PLAIN)
-            ]
-        con.register("_truth", truth)
-        persons_loaded = con.execute(
+            return [_failed_row(base, s, msg) for s in (OURS, PLAIN)]
+        persons_loaded = _persons_loaded(con, truth)
+        base = {"set": name, "records": records, "persons": persons_loaded}
+        notes = _ingest_notes(con, rows_in, rejected, reasons)
+        print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
+        rows = [
+            _system_row(base, OURS, lambda: _ours(con, warehouse, truth, sources), notes, failed_notes=notes),
+        ]
+        print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
+        rows.append(_system_row(base, ENCODED, lambda: _ours_encoded(sources_path, folder, truth), notes))
+        print(f"[{name}] ours on encodings: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
+        rows += _plain_rows(con, truth, base, notes, name=name, seed=seed, baseline_locations=baseline_locations)
+    return rows
+
+
+def _set_folder(name: str, workdir: Path, *, persons: int, seed: int) -> Path:
+    """Where a data set is prepared: named by its profile, seed and (for generated sets) size."""
+    if name in PROFILE_SETS:
+        return workdir / f"{name}_{PROFILE_SETS[name][1]}_{seed}"
+    if name in PUBLIC_SETS:
+        return workdir / f"{name}_{seed}"
+    return workdir / (f"{name}_{persons}_{seed}" if name in GENERATOR_SETS else name)
+
+
+def _persons_loaded(con, truth) -> int:
+    """Persons of the truth with at least one record loaded."""
+    con.register("_truth", truth)
+    try:
+        return con.execute(
             "SELECT count(DISTINCT t.person_id) FROM source_records r JOIN _truth t "
             "ON t.source = r.source AND t.source_record_id = r.source_record_id"
         ).fetchall()[0][0]
+    finally:
         con.unregister("_truth")
-        base = {"set": name, "records": records, "persons": persons_loaded}
-        notes += _ingest_notes(con, rows_in, rejected, reasons)
-        print(f"[{name}] {records:,} records of {persons_loaded:,} persons loaded ({rejected} rejected)", flush=True)
 
-        try:
-            ours = _ours(con, warehouse, truth, sources)
-            rows.append({**base, "system": OURS, **ours, "note": "; ".join([ours["note"], *notes])})
-        except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
-            traceback.print_exc()
-            rows.append(
-                {
-                    **base,
-                    "system": OURS,
-                    "precision": None,
-                    "recall": None,
-                    "f1": None,
-                    "seconds": None,
-                    "threshold": None,
-                    "note": "; ".join([f"FAILED: {_error(exc)}", *notes]),
-                }
-            )
-        print(f"[{name}] ours: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
-        try:
-            encoded = _ours_encoded(sources_path, folder, truth)
-            rows.append({**base, "system": ENCODED, **encoded, "note": "; ".join([encoded["note"], *notes])})
-        except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
-            traceback.print_exc()
-            rows.append(
-                {
-                    **base,
-                    "system": ENCODED,
-                    "precision": None,
-                    "recall": None,
-                    "f1": None,
-                    "seconds": None,
-                    "threshold": None,
-                    "note": f"FAILED: {_error(exc)}",
-                }
-            )
-        print(f"[{name}] ours on encodings: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s", flush=True)
 
-        rows += _plain_rows(con, truth, base, notes, name=name, seed=seed, baseline_locations=baseline_locations)
-    return rows
+def _failed_row(base: dict, system: str, note: str) -> dict:
+    """A system's row with no figures, saying why."""
+    empty = dict.fromkeys(("precision", "recall", "f1", "seconds", "threshold"))
+    return {**base, "system": system, **empty, "note": note}
+
+
+def _system_row(base: dict, system: str, run, notes: list[str], *, failed_notes: list[str] = ()) -> dict:
+    """One system's figures on the set; a failing system is a result (its row says why), not a crash."""
+    try:
+        result = run()
+    except Exception as exc:  # noqa: BLE001 - a failing set is a result, not a crash
+        traceback.print_exc()
+        return _failed_row(base, system, "; ".join([f"FAILED: {_error(exc)}", *failed_notes]))
+    return {**base, "system": system, **result, "note": "; ".join([result["note"], *notes])}
 
 
 def _ingest_notes(con, rows_in: int, rejected: int, reasons: dict[str, int]) -> list[str]:
@@ -296,18 +277,7 @@ def _plain_rows(
             )
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
-            rows.append(
-                {
-                    **base,
-                    "system": system,
-                    "precision": None,
-                    "recall": None,
-                    "f1": None,
-                    "seconds": None,
-                    "threshold": None,
-                    "note": f"FAILED: {_error(exc)}",
-                }
-            )
+            rows.append(_failed_row(base, system, f"FAILED: {_error(exc)}"))
         print(
             f"[{name}] {system}: F1 {rows[-1]['f1']}  {rows[-1]['seconds']} s  threshold {rows[-1]['threshold']}",
             flush=True,

@@ -103,14 +103,30 @@ def generic_settings(
     (Splink's FEBRL 4 tutorial: "we don't consider further location columns as they will be strongly
     correlated with postcode"); `"all"`: street and city as well, each as its own comparison.
     """
-    import splink.comparison_library as cl
-    from splink import SettingsCreator, block_on
+    from splink import SettingsCreator
 
     if location not in ("tutorial", "all"):
         raise ValueError(f"location must be 'tutorial' or 'all', not {location!r}")
     compare = set(populated)
     if location == "tutorial" and "postcode" in compare:
         compare -= {"street_std", "city_std"}
+    comparisons = _tutorial_comparisons(compare)
+    rules = _tutorial_rules(populated, blocking=blocking, too_broad=too_broad)
+    settings = SettingsCreator(
+        link_type=link_type,
+        unique_id_column_name="record_key",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=rules,
+        additional_columns_to_retain=["source", "source_record_id"],
+        retain_intermediate_calculation_columns=False,
+    )
+    return settings, [c.get_comparison("duckdb").output_column_name for c in comparisons]
+
+
+def _tutorial_comparisons(compare: set[str]) -> list:
+    """One comparison per column to compare, as the Splink tutorials write them."""
+    import splink.comparison_library as cl
+
     has = compare.__contains__
     comparisons = []
     if has("first_name_std"):
@@ -141,6 +157,12 @@ def generic_settings(
         comparisons.append(cl.ExactMatch("phone"))
     if has("birth_place_std"):
         comparisons.append(cl.ExactMatch("birth_place_std").configure(term_frequency_adjustments=True))
+    return comparisons
+
+
+def _tutorial_rules(populated: set[str], *, blocking: str, too_broad: set[tuple[str, ...]]) -> list[Any]:
+    """Blocking rules on any populated column: the tutorials' single columns, or the scalable pairs."""
+    from splink import block_on
 
     has = populated.__contains__  # blocking may use any populated column
     rules: list[Any] = []
@@ -164,15 +186,7 @@ def generic_settings(
     for cols in singles:
         if all(has(c) for c in cols) and cols not in too_broad:
             rules.append(block_on(*cols))
-    settings = SettingsCreator(
-        link_type=link_type,
-        unique_id_column_name="record_key",
-        comparisons=comparisons,
-        blocking_rules_to_generate_predictions=rules,
-        additional_columns_to_retain=["source", "source_record_id"],
-        retain_intermediate_calculation_columns=False,
-    )
-    return settings, [c.get_comparison("duckdb").output_column_name for c in comparisons]
+    return rules
 
 
 def _train(

@@ -146,10 +146,7 @@ def bench_link(args: argparse.Namespace) -> dict:
     from citizen_view.layout import WarehouseLayout
     from citizen_view.linkage import Linkage
     from citizen_view.linkage.evaluate import evaluate_links, load_truth
-    from citizen_view.linkage.scoring import estimate_comparisons
-    from citizen_view.linkage.steps import saved_model
     from citizen_view.warehouse import connect
-    from citizen_view_bench.baseline import fair_splink
 
     stages: list[Stage] = []
     backend = Backend(args.backend)
@@ -165,38 +162,56 @@ def bench_link(args: argparse.Namespace) -> dict:
     with connect(warehouse) as con:
         for table in ("citizen_source_link", "citizen", "citizen_id_history"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
-        chain = Linkage(con, layout, sources, linkage=linkage)  # step by step: each stage timed on its own
-        with measure(stages, "source_records") as st:
-            st.extra = {"records": chain.collect().records}
-        with measure(stages, "train model") as st:
-            trained, _ = chain.train()
-            st.extra = {"fields": len(trained.fields_used)}
-        for note in trained.training_notes:  # where training time goes
-            print(f"    {note}")
-        with measure(stages, "score pairs") as st:
-            edges = chain.score()
-            st.extra = {
-                "pairs_kept": edges.pairs_kept,
-                "above_threshold": edges.links_above_threshold,
-                "threshold": edges.threshold,
-            }
-        with measure(stages, "cluster + stable IDs") as st:
-            link = chain.link(run_id="bench")
-            st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
-        with measure(stages, "golden record") as st:
-            st.extra = {"citizens": chain.golden().citizens}
+        _timed_chain(Linkage(con, layout, sources, linkage=linkage), stages)
         links = con.sql("SELECT source, source_record_id, citizen_id FROM citizen_source_link").pl()
-        with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
-            comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
-            st.extra = {"comparisons_scored": comparisons}
-        with measure(stages, "plain splink (fair baseline): train + score (DuckDB)") as st:
-            plain = fair_splink(con, truth, seed=args.seed, cpu_clock=work_cpu)
-            st.extra = {
-                "train_s": plain["train_seconds"],
-                "score_s": plain["score_seconds"],
-                "pairs": plain["pairs_scored"],
-            }
-    figures = evaluate_links(links, truth)
+        comparisons, plain = _timed_baseline(con, layout, truth, stages, seed=args.seed)
+    return _link_report(stages, backend.value, evaluate_links(links, truth), comparisons, plain)
+
+
+def _timed_chain(chain, stages: list[Stage]) -> None:
+    """Our linkage chain step by step, each stage timed on its own."""
+    with measure(stages, "source_records") as st:
+        st.extra = {"records": chain.collect().records}
+    with measure(stages, "train model") as st:
+        trained, _ = chain.train()
+        st.extra = {"fields": len(trained.fields_used)}
+    for note in trained.training_notes:  # where training time goes
+        print(f"    {note}")
+    with measure(stages, "score pairs") as st:
+        edges = chain.score()
+        st.extra = {
+            "pairs_kept": edges.pairs_kept,
+            "above_threshold": edges.links_above_threshold,
+            "threshold": edges.threshold,
+        }
+    with measure(stages, "cluster + stable IDs") as st:
+        link = chain.link(run_id="bench")
+        st.extra = {"citizens": link.citizens, "merges_refused": link.merges_refused}
+    with measure(stages, "golden record") as st:
+        st.extra = {"citizens": chain.golden().citizens}
+
+
+def _timed_baseline(con, layout, truth, stages: list[Stage], *, seed: int) -> tuple[int, dict]:
+    """(comparisons our model scores, the plain Splink baseline's result), both timed outside the pipeline."""
+    from citizen_view.linkage.scoring import estimate_comparisons
+    from citizen_view.linkage.steps import saved_model
+    from citizen_view_bench.baseline import fair_splink
+
+    with measure(stages, "count comparisons (not part of the pipeline)") as st, layout.scratch("count") as scratch:
+        comparisons = estimate_comparisons(con, saved_model(con), scratch=scratch)
+        st.extra = {"comparisons_scored": comparisons}
+    with measure(stages, "plain splink (fair baseline): train + score (DuckDB)") as st:
+        plain = fair_splink(con, truth, seed=seed, cpu_clock=work_cpu)
+        st.extra = {
+            "train_s": plain["train_seconds"],
+            "score_s": plain["score_seconds"],
+            "pairs": plain["pairs_scored"],
+        }
+    return comparisons, plain
+
+
+def _link_report(stages: list[Stage], backend: str, figures: dict, comparisons: int, plain: dict) -> dict:
+    """Print ours against the baseline and return the report."""
     ours_train_score = next(s.seconds for s in stages if s.name == "train model") + next(
         s.seconds for s in stages if s.name == "score pairs"
     )
@@ -209,7 +224,7 @@ def bench_link(args: argparse.Namespace) -> dict:
     linkage_peak = max(s.peak_rss_mb for s in ours)
     ratio = ours_train_score / plain_train_score if plain_train_score else float("nan")
     print(
-        f"  ours ({backend.value}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
+        f"  ours ({backend}): linkage total {linkage_seconds:.1f} s, peak {linkage_peak:.0f} MB; "
         f"precision {figures['precision']:.5f} recall {figures['recall']:.5f} F1 {figures['f1']:.5f}"
     )
     print(
@@ -228,7 +243,7 @@ def bench_link(args: argparse.Namespace) -> dict:
     )
     return {
         "stages": [asdict(s) for s in stages],
-        "backend": backend.value,
+        "backend": backend,
         "linkage_seconds": linkage_seconds,
         "linkage_peak_rss_mb": linkage_peak,
         "evaluation": figures,

@@ -12,6 +12,7 @@ Households share address and family name; twins share birth date, family name an
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from collections.abc import Callable
@@ -309,98 +310,94 @@ AGENCIES = (
 )
 
 
+# What the agencies' columns are called: the same in every file that holds them.
+_ADDRESS = {
+    "house_number": "street_number",
+    "street": "street_name",
+    "unit": "unit_number",
+    "city": "city",
+    "postcode": "zipcode",
+}
+_NAMES = {"given_name": "first_name", "family_name": "last_name"}
+_US_DOB = {"date_of_birth": {"column": "date_of_birth", "format": US_DATE}}
+_SSN = {"national_id": {"column": "ssn", "scheme": "us.ssn"}}
+
+
+def _source(name: str, description: str, path: str, record_id: str, fields: dict, **more: Any) -> dict[str, Any]:
+    """One source entry, keys in the order a person writes them (format csv unless `more` says otherwise)."""
+    entry = {"name": name, "description": description, "path": path, "format": more.pop("format", "csv")}
+    if "options" in more:
+        entry["options"] = more.pop("options")
+    entry["record_id"] = record_id
+    return copy.deepcopy({**entry, **more, "fields": fields})
+
+
+def _survey(name: str, title: str) -> dict[str, Any]:
+    """A household survey: a small sample; no SSN."""
+    return _source(
+        name,
+        f"{title}: a small sample of households; no SSN.",
+        f"surveys/{name}.csv",
+        f"{name}_id",
+        {**_NAMES, **_US_DOB, "sex": "sex", **_ADDRESS},
+        attributes={"household_id": "Survey household"},
+    )
+
+
 def sources_document() -> dict[str, Any]:
     """The sources file a new user writes from the column names: field mappings, default bounds, `country: US`."""
-    address = {
-        "house_number": "street_number",
-        "street": "street_name",
-        "unit": "unit_number",
-        "city": "city",
-        "postcode": "zipcode",
-    }
-    names = {"given_name": "first_name", "family_name": "last_name"}
-    us_dob = {"date_of_birth": {"column": "date_of_birth", "format": US_DATE}}
     return {
         "country": "US",
         "survivorship": {"ranking": ["ssa", "census", "f1040", "w2", "wic", "acs", "cps"]},
         "sources": [
-            {
-                "name": "census",
-                "description": "Decennial census: everyone at their address on census day; no SSN.",
-                "path": "census/*.csv",
-                "format": "csv",
-                "record_id": "census_id",
-                "attributes": {"household_id": "Census household", "relation_to_household_head": "Relation to head"},
-                "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address},
-            },
-            {
-                "name": "ssa",
-                "description": "Social Security numident: one row per SSN event (creation, death).",
-                "path": "ssa/*.txt",
-                "format": "csv",
-                "options": {"delimiter": "|"},
-                "record_id": "ssa_event_id",
-                "attributes": {"event_type": "Event", "event_date": {"label": "Event date", "format": "%Y%m%d"}},
-                "fields": {
-                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
-                    **names,
+            _source(
+                "census",
+                "Decennial census: everyone at their address on census day; no SSN.",
+                "census/*.csv",
+                "census_id",
+                {**_NAMES, "middle_name": "middle_initial", **_US_DOB, "sex": "sex", **_ADDRESS},
+                attributes={"household_id": "Census household", "relation_to_household_head": "Relation to head"},
+            ),
+            _source(
+                "ssa",
+                "Social Security numident: one row per SSN event (creation, death).",
+                "ssa/*.txt",
+                "ssa_event_id",
+                {
+                    **_SSN,
+                    **_NAMES,
                     "middle_name": "middle_name",
                     "date_of_birth": {"column": "date_of_birth", "format": "%Y%m%d"},
                 },
-            },
-            {
-                "name": "w2",
-                "description": "W-2 and 1099 forms: one per job; no birth date.",
-                "path": "tax/w2_1099.csv",
-                "format": "csv",
-                "record_id": "form_id",
-                "attributes": {"employer_name": "Employer", "tax_form": "Form"},
-                "fields": {
-                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
-                    **names,
-                    "middle_name": "middle_initial",
-                    **address,
-                },
-            },
-            {
-                "name": "f1040",
-                "description": "Form 1040 returns: one line per person on a return; no birth date.",
-                "path": "tax/form_1040.jsonl",
-                "format": "jsonl",
-                "record_id": "line_id",
-                "attributes": {"return_id": "Return", "role": "Role on the return"},
-                "fields": {
-                    "national_id": {"column": "ssn", "scheme": "us.ssn"},
-                    **names,
-                    **{k: f"address.{v}" for k, v in address.items()},
-                },
-            },
-            {
-                "name": "wic",
-                "description": "WIC participants: mothers and children under 5; no SSN.",
-                "path": "wic/*.csv",
-                "format": "csv",
-                "record_id": "wic_id",
-                "fields": {**names, "middle_name": "middle_initial", **us_dob, "sex": "sex", **address},
-            },
-            {
-                "name": "acs",
-                "description": "American Community Survey: a small sample of households; no SSN.",
-                "path": "surveys/acs.csv",
-                "format": "csv",
-                "record_id": "acs_id",
-                "attributes": {"household_id": "Survey household"},
-                "fields": {**names, **us_dob, "sex": "sex", **address},
-            },
-            {
-                "name": "cps",
-                "description": "Current Population Survey: a small sample of households; no SSN.",
-                "path": "surveys/cps.csv",
-                "format": "csv",
-                "record_id": "cps_id",
-                "attributes": {"household_id": "Survey household"},
-                "fields": {**names, **us_dob, "sex": "sex", **address},
-            },
+                options={"delimiter": "|"},
+                attributes={"event_type": "Event", "event_date": {"label": "Event date", "format": "%Y%m%d"}},
+            ),
+            _source(
+                "w2",
+                "W-2 and 1099 forms: one per job; no birth date.",
+                "tax/w2_1099.csv",
+                "form_id",
+                {**_SSN, **_NAMES, "middle_name": "middle_initial", **_ADDRESS},
+                attributes={"employer_name": "Employer", "tax_form": "Form"},
+            ),
+            _source(
+                "f1040",
+                "Form 1040 returns: one line per person on a return; no birth date.",
+                "tax/form_1040.jsonl",
+                "line_id",
+                {**_SSN, **_NAMES, **{k: f"address.{v}" for k, v in _ADDRESS.items()}},
+                format="jsonl",
+                attributes={"return_id": "Return", "role": "Role on the return"},
+            ),
+            _source(
+                "wic",
+                "WIC participants: mothers and children under 5; no SSN.",
+                "wic/*.csv",
+                "wic_id",
+                {**_NAMES, "middle_name": "middle_initial", **_US_DOB, "sex": "sex", **_ADDRESS},
+            ),
+            _survey("acs", "American Community Survey"),
+            _survey("cps", "Current Population Survey"),
         ],
     }
 

@@ -66,12 +66,19 @@ def _birth_date(rng: Random, p: Resident) -> str:
     return f"{y:04d}-{m:02d}-{d:02d}"
 
 
-def _forenames(rng: Random, p: Resident) -> str:
+def _stand_in(rng: Random, titles: tuple[str, ...] | list[str], *, title: float, placeholder: float) -> str | None:
+    """A title or a placeholder written where the name belongs (below the two cumulative shares), else None."""
     r = rng.random()
-    if r < 0.04:
-        return rng.choice(SHARED_TITLES)
-    if r < 0.07:
+    if r < title:
+        return rng.choice(titles)
+    if r < placeholder:
         return rng.choice(PLACEHOLDERS)
+    return None
+
+
+def _forenames(rng: Random, p: Resident) -> str:
+    if (instead := _stand_in(rng, SHARED_TITLES, title=0.04, placeholder=0.07)) is not None:
+        return instead
     name = nickname(rng, p.given, 0.12)
     if p.middle and rng.random() < 0.5:
         name = f"{name} {p.middle if rng.random() < 0.7 else p.middle[0]}"
@@ -81,11 +88,8 @@ def _forenames(rng: Random, p: Resident) -> str:
 
 
 def _surname(rng: Random, p: Resident) -> str:
-    r = rng.random()
-    if r < 0.02:
-        return rng.choice(FAMILY_TITLES)
-    if r < 0.05:
-        return rng.choice(PLACEHOLDERS)
+    if (instead := _stand_in(rng, FAMILY_TITLES, title=0.02, placeholder=0.05)) is not None:
+        return instead
     name = noisy(rng, p.family, 0.04)
     if p.suffix and rng.random() < 0.5:
         name = f"{name} {p.suffix}"

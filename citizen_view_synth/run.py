@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,16 +74,7 @@ def generate(
             Path(out_dir), profile=profile, persons=persons, seed=seed, country=country, noise=noise
         )
     country = country or "NL"
-    if country not in ("NL", "NO"):
-        raise ValueError(f"country must be 'NL' or 'NO', got {country!r}")
-    if persons < 1:
-        raise ValueError(f"persons must be at least 1, got {persons}")
-    if country == "NL" and persons > BSN_CAPACITY:
-        raise ValueError(f"at most {BSN_CAPACITY:,} Dutch persons can get distinct BSNs, asked for {persons:,}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    if not 0.0 <= bad_row_rate <= 1.0:
-        raise ValueError(f"bad_row_rate must be between 0 and 1, got {bad_row_rate}")
+    _check_arguments(country=country, persons=persons, chunk_size=chunk_size, bad_row_rate=bad_row_rate)
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,24 +92,9 @@ def generate(
     with ExitStack() as stack:
         truth = TruthWriter(out_dir / "truth")
         stack.callback(truth.close)
-        extracts = []
-        for cls in EXTRACTS:
-            extract = cls(ctx)
-            stack.callback(extract.close)
-            extracts.append(extract)
-        for chunk, first in enumerate(range(0, persons, chunk_size)):
-            people = builder.chunk(index=chunk, count=min(chunk_size, persons - first), first=first)
-            for extract in extracts:
-                truth.write(extract.name, extract.write_chunk(people, chunk))
-            del people
-            if progress is not None:
-                progress(min(first + chunk_size, persons), persons)
-    for extract in extracts:
-        dropped = getattr(extract, "dropped", 0)
-        if dropped:
-            warnings.warn(
-                f"{extract.name}: {dropped} rows did not fit in one xlsx sheet and were left out", stacklevel=2
-            )
+        extracts = [stack.enter_context(_closing(cls(ctx))) for cls in EXTRACTS]
+        _write_chunks(builder, extracts, truth, persons=persons, chunk_size=chunk_size, progress=progress)
+    _warn_dropped(extracts)
     sources_yaml = out_dir / "sources.yaml"
     write_sources_yaml(sources_yaml, country=country, persons=persons)
     return GenerateReport(
@@ -128,6 +104,50 @@ def generate(
         seconds=round(time.perf_counter() - started, 3),
         bad_rows={e.name: e.bad_rows for e in extracts},
     )
+
+
+def _check_arguments(*, country: str, persons: int, chunk_size: int, bad_row_rate: float) -> None:
+    """Refuse arguments the default profile cannot honour, saying which and why."""
+    if country not in ("NL", "NO"):
+        raise ValueError(f"country must be 'NL' or 'NO', got {country!r}")
+    if persons < 1:
+        raise ValueError(f"persons must be at least 1, got {persons}")
+    if country == "NL" and persons > BSN_CAPACITY:
+        raise ValueError(f"at most {BSN_CAPACITY:,} Dutch persons can get distinct BSNs, asked for {persons:,}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if not 0.0 <= bad_row_rate <= 1.0:
+        raise ValueError(f"bad_row_rate must be between 0 and 1, got {bad_row_rate}")
+
+
+@contextmanager
+def _closing(extract: Extract):
+    """An extract that is closed when the run ends, however it ends."""
+    try:
+        yield extract
+    finally:
+        extract.close()
+
+
+def _write_chunks(builder, extracts, truth, *, persons: int, chunk_size: int, progress) -> None:
+    """Persons `chunk_size` at a time, each chunk appended to every extract and its truth."""
+    for chunk, first in enumerate(range(0, persons, chunk_size)):
+        people = builder.chunk(index=chunk, count=min(chunk_size, persons - first), first=first)
+        for extract in extracts:
+            truth.write(extract.name, extract.write_chunk(people, chunk))
+        del people
+        if progress is not None:
+            progress(min(first + chunk_size, persons), persons)
+
+
+def _warn_dropped(extracts) -> None:
+    """Say which extracts left rows out (an xlsx sheet holds about a million rows)."""
+    for extract in extracts:
+        dropped = getattr(extract, "dropped", 0)
+        if dropped:
+            warnings.warn(
+                f"{extract.name}: {dropped} rows did not fit in one xlsx sheet and were left out", stacklevel=3
+            )
 
 
 def _generate_profile(

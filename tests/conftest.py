@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,22 +45,41 @@ def generated(tmp_path_factory) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class LinkedWorld:
+    """The generated set at root/data, run whole by the pipeline into root/wh/cv.duckdb, and what the run said."""
+
+    root: Path
+    warehouse: Path
+    outcome: object  # citizen_view_app.runner.RunOutcome
+
+
 @pytest.fixture(scope="session")
-def duckdb_linked(generated, tmp_path_factory) -> tuple[Path, Path]:
-    """The generated set run whole on DuckDB, once per test run, for tests that compare another backend's run with it:
-    (root, warehouse); read it, or copy it before changing it."""
-    return linked_copy(generated, tmp_path_factory, "duckdb-linked")
-
-
-def linked_copy(generated: Path, tmp_path_factory, name: str) -> tuple[Path, Path]:
-    """A copy of the generated set at root/data, run whole by the pipeline into root/wh/cv.duckdb: (root, warehouse)."""
-    import shutil
-
+def linked_world(generated, tmp_path_factory) -> LinkedWorld:
+    """One linked warehouse per session: tests copy it (`linked_copy`) instead of linking the same set again."""
     from citizen_view_app.runner import run_pipeline
 
-    root = tmp_path_factory.mktemp(name)
+    root = tmp_path_factory.mktemp("linked")
     shutil.copytree(generated, root / "data")
     wh = root / "wh" / "cv.duckdb"
     outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh)
     assert outcome.success, outcome.failed
-    return root, wh
+    return LinkedWorld(root, wh, outcome)
+
+
+@pytest.fixture(scope="session")
+def duckdb_linked(linked_world) -> tuple[Path, Path]:
+    """The session's linked world (DuckDB), for tests that compare another backend's run with it: (root, warehouse),
+    read only."""
+    return linked_world.root, linked_world.warehouse
+
+
+def copy_world(world: LinkedWorld, root: Path) -> tuple[Path, Path]:
+    """A copy of the linked world (data and warehouse folder) at `root`, for a test that changes it: (root, warehouse)."""
+    shutil.copytree(world.root, root)
+    return root, root / world.warehouse.relative_to(world.root)
+
+
+def linked_copy(world: LinkedWorld, tmp_path_factory, name: str) -> tuple[Path, Path]:
+    """A copy of the session's linked world in a fresh folder named after `name`: (root, warehouse)."""
+    return copy_world(world, tmp_path_factory.mktemp(name) / "world")

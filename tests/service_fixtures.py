@@ -71,3 +71,11 @@ def serve_pipeline_output(sources_file: Path, root: Path) -> Service:
     outcome = run_pipeline(sources_path=sources_file, warehouse_path=warehouse)
     assert outcome.success and "serving/view" in outcome.materialized, outcome
     return start_service(warehouse, root / "audit" / "access.jsonl")
+
+
+def serve_linked_world(world, root: Path) -> Service:
+    """Serve a copy of the session's linked world (`tests.conftest.linked_world`) at root, auditing to root/audit."""
+    from tests.conftest import copy_world
+
+    _, warehouse = copy_world(world, root / "world")
+    return start_service(warehouse, root / "audit" / "access.jsonl")

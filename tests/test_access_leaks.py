@@ -18,7 +18,7 @@ import pytest
 
 from citizen_view.contract import CaseState
 from citizen_view.serving.access import load_access
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
+from tests.service_fixtures import ACCESS, TOKENS, serve_linked_world
 
 PURPOSE = {"purpose": "leak check", "case_reference": "LEAK-1"}
 # Values too short to mean anything on their own (a sex code) are not counted as leaks.
@@ -30,8 +30,8 @@ SERVICE_WORDS = {state.value for state in CaseState}
 
 
 @pytest.fixture(scope="module")
-def service(generated, tmp_path_factory):
-    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("leaks"))
+def service(linked_world, tmp_path_factory):
+    svc = serve_linked_world(linked_world, tmp_path_factory.mktemp("leaks"))
     yield svc
     svc.stop()
 

@@ -22,7 +22,7 @@ import schemathesis
 
 from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.serving.app import CITIZEN_ID, LIMITS
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
+from tests.service_fixtures import ACCESS, TOKENS, serve_linked_world
 
 BY_ID, BY_DOB = "/api/search/national-id", "/api/search/name-and-date-of-birth"
 BY_POSTCODE, BY_STREET = "/api/search/name-and-postcode", "/api/search/name-and-street"
@@ -41,8 +41,8 @@ SENT: collections.Counter[tuple[str, int]] = collections.Counter()  # (operation
 
 
 @pytest.fixture(scope="module")
-def service(generated, tmp_path_factory):
-    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("contract"))
+def service(linked_world, tmp_path_factory):
+    svc = serve_linked_world(linked_world, tmp_path_factory.mktemp("contract"))
     yield svc
     svc.stop()
     if SENT:  # the run's summary (shown with `pytest -s`)

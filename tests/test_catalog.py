@@ -20,24 +20,11 @@ from citizen_view.quality.rules import RuleResult
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import main
 from tests.conftest import linked_copy
+from tests.dcat_shapes import official_shapes, shacl_report
 
 SPDX = Namespace("http://spdx.org/rdf/terms#")
 DCAT = Namespace("http://www.w3.org/ns/dcat#")  # open: rdflib's own DCAT namespace lacks the DCAT 3 terms
 ACCESS_URL = "https://portal.example.net/open-data"
-OFFICIAL_SHAPES = Path(os.environ.get("DCAT_SHAPES_DIR", Path(__file__).resolve().parents[2] / "shared/dcat-shapes"))
-OFFICIAL_PROFILES = {
-    "DCAT-AP-NL 3.0": (
-        "nl-300",
-        [
-            "dcat-ap-SHACL.ttl",
-            "dcat-ap-nl-SHACL.ttl",
-            "dcat-ap-nl-SHACL-klassebereik.ttl",
-            "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl",
-            "dcat-ap-nl-SHACL-aanbevolen.ttl",
-        ],
-    ),
-    "DCAT-AP-NO 2.0": ("no-200", ["DCAT-AP-NO-shacl_shapes_2.00.ttl"]),
-}
 
 
 def _publish(root: Path) -> tuple[int, str, str]:
@@ -53,9 +40,9 @@ def _publish(root: Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def published_twice(generated, tmp_path_factory) -> tuple[Path, str]:
+def published_twice(linked_world, tmp_path_factory) -> tuple[Path, str]:
     """A pipeline run, refused once while there is no bundle, then published twice: (root, the refusal's message)."""
-    root, _ = linked_copy(generated, tmp_path_factory, "catalog")
+    root, _ = linked_copy(linked_world, tmp_path_factory, "catalog")
     sources = root / "data/sources.yaml"
     text = sources.read_text(encoding="utf-8")
     sources.write_text(
@@ -125,19 +112,7 @@ def test_the_catalogue_lists_both_versions_with_checksums_of_their_files(publish
 
 def _violations(catalogue: Path, profile: str) -> str:
     """pyshacl's report of a catalogue against an official profile ('' when it conforms; warnings allowed)."""
-    from pyshacl import validate
-
-    folder, files = OFFICIAL_PROFILES[profile]
-    paths = [OFFICIAL_SHAPES / folder / name for name in files]
-    if not all(p.is_file() for p in paths):
-        pytest.skip(f"{profile} shapes not found under {OFFICIAL_SHAPES / folder} (set DCAT_SHAPES_DIR)")
-    shapes = Graph()
-    for path in paths:
-        shapes.parse(path, format="turtle")
-    conforms, _, text = validate(
-        Graph().parse(catalogue, format="turtle"), shacl_graph=shapes, inference="rdfs", allow_warnings=True
-    )
-    return "" if conforms else text
+    return shacl_report(Graph().parse(catalogue, format="turtle"), official_shapes(profile))
 
 
 def test_the_catalogue_conforms_to_dcat_ap_nl(published_twice):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,8 +16,10 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 
 from citizen_view_app.cli import main
-from citizen_view_app.runner import run_pipeline, summarise
+from citizen_view_app.runner import summarise
 from pipelines.definitions import build_definitions
+from tests.conftest import linked_copy
+from tests.dcat_shapes import OFFICIAL_PROFILES, SHAPES, official_shapes, shacl_report
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
@@ -30,12 +31,11 @@ def _fingerprint(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def baseline(generated, tmp_path_factory) -> Path:
+def baseline(linked_world, tmp_path_factory) -> Path:
     """A clean run on generated data, published: root/{data, wh/cv.duckdb, wh/cv/{exports, published}}."""
-    root = tmp_path_factory.mktemp("gates")
-    shutil.copytree(generated, root / "data")
-    outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=root / "wh/cv.duckdb")
-    assert outcome.success and outcome.checks and all(c["passed"] for c in outcome.checks.values()), outcome.checks
+    checks = linked_world.outcome.checks
+    assert checks and all(c["passed"] for c in checks.values()), checks
+    root, _ = linked_copy(linked_world, tmp_path_factory, "gates")
     assert (
         main(["publish", "--sources", str(root / "data/sources.yaml"), "--warehouse", str(root / "wh/cv.duckdb")]) == 0
     )
@@ -94,37 +94,11 @@ def test_a_clean_run_publishes_a_valid_protected_bundle(baseline):
     assert header == "level,area_code,area_name,parent_code,age_band,sex,count,flag"
 
 
-SHAPES = Path(__file__).parent / "shapes"
-# The official DCAT-AP-NL 3.0 and DCAT-AP-NO SHACL files are published only on GitHub (Geonovum/DCAT-AP-NL30,
-# Informasjonsforvaltning/dcat-ap-no), so CI cannot install them; put them under ../shared/dcat-shapes (or
-# $DCAT_SHAPES_DIR) to run the official check.
-OFFICIAL_SHAPES = Path(os.environ.get("DCAT_SHAPES_DIR", Path(__file__).resolve().parents[2] / "shared/dcat-shapes"))
-OFFICIAL_PROFILES = {
-    "DCAT-AP-NL 3.0": (
-        "nl-300",
-        [
-            "dcat-ap-SHACL.ttl",
-            "dcat-ap-nl-SHACL.ttl",
-            "dcat-ap-nl-SHACL-klassebereik.ttl",
-            "dcat-ap-nl-SHACL-klassebereik-codelijsten.ttl",
-            "dcat-ap-nl-SHACL-aanbevolen.ttl",
-        ],
-    ),
-    "DCAT-AP-NO 2.0": ("no-200", ["DCAT-AP-NO-shacl_shapes_2.00.ttl"]),
-}
-
-
 def _shacl_violations(document: dict, shapes: list[Path]) -> str:
     """The SHACL report of a JSON-LD document against shape files ('' when it conforms; warnings allowed)."""
-    from pyshacl import validate
     from rdflib import Graph
 
-    data = Graph().parse(data=json.dumps(document), format="json-ld")
-    shape_graph = Graph()
-    for path in shapes:
-        shape_graph.parse(path, format="turtle")
-    conforms, _, text = validate(data, shacl_graph=shape_graph, inference="rdfs", allow_warnings=True)
-    return "" if conforms else text
+    return shacl_report(Graph().parse(data=json.dumps(document), format="json-ld"), shapes)
 
 
 def test_the_dataset_description_has_what_dcat_ap_requires(baseline):
@@ -138,10 +112,7 @@ def test_the_dataset_description_has_what_dcat_ap_requires(baseline):
 
 @pytest.mark.parametrize("profile", sorted(OFFICIAL_PROFILES))
 def test_the_dataset_description_conforms_to_the_official_shapes(baseline, profile):
-    folder, files = OFFICIAL_PROFILES[profile]
-    paths = [OFFICIAL_SHAPES / folder / name for name in files]
-    if not all(p.is_file() for p in paths):
-        pytest.skip(f"{profile} shapes not found under {OFFICIAL_SHAPES / folder}")
+    paths = official_shapes(profile)
     document = json.loads((baseline / "wh/cv/published/dcat.jsonld").read_text(encoding="utf-8"))
     assert _shacl_violations(document, paths) == ""
 

@@ -12,8 +12,8 @@ from tests.conftest import linked_copy
 
 
 @pytest.fixture(scope="module")
-def linked(generated, tmp_path_factory):
-    return linked_copy(generated, tmp_path_factory, "decisions")
+def linked(linked_world, tmp_path_factory):
+    return linked_copy(linked_world, tmp_path_factory, "decisions")
 
 
 def _pairs(con) -> tuple[tuple[str, str], tuple[str, str]]:

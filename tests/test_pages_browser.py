@@ -14,7 +14,7 @@ import pytest
 from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.vocabulary import code_names
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output, start_service
+from tests.service_fixtures import ACCESS, TOKENS, serve_linked_world, serve_pipeline_output, start_service
 
 CHROMIUM = os.environ.get("CITIZEN_VIEW_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -35,8 +35,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def service(generated, tmp_path_factory):
-    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("pages"))
+def service(linked_world, tmp_path_factory):
+    svc = serve_linked_world(linked_world, tmp_path_factory.mktemp("pages"))
     yield svc
     svc.stop()
 

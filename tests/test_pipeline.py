@@ -15,16 +15,15 @@ import pytest
 from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view_app.runner import run_pipeline
+from tests.conftest import copy_world, linked_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def first_run(generated, tmp_path_factory):
-    warehouse = tmp_path_factory.mktemp("wh") / "cv.duckdb"
-    outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=warehouse)
-    assert outcome.success, outcome.failed
-    return outcome, warehouse
+def first_run(linked_world, tmp_path_factory):
+    _, warehouse = linked_copy(linked_world, tmp_path_factory, "pipeline")
+    return linked_world.outcome, warehouse
 
 
 def _sql(warehouse: Path, query: str) -> pl.DataFrame:
@@ -139,11 +138,10 @@ def test_golden_record_provenance_points_to_real_source_rows(first_run):
     assert ranked == 0
 
 
-def test_rerun_keeps_every_citizen_id(generated, tmp_path):
-    wh = tmp_path / "cv.duckdb"
-    assert run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=wh).success
+def test_rerun_keeps_every_citizen_id(linked_world, tmp_path):
+    root, wh = copy_world(linked_world, tmp_path / "world")
     before = _sql(wh, "SELECT record_key, citizen_id FROM citizen_source_link")
-    assert run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=wh).success
+    assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh).success
     after = _sql(wh, "SELECT record_key, citizen_id FROM citizen_source_link")
     assert before.sort("record_key").equals(after.sort("record_key"))
 

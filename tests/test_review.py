@@ -44,8 +44,8 @@ def _link(wh):
 
 
 @pytest.fixture(scope="module")
-def reviewed(generated, tmp_path_factory):
-    return linked_copy(generated, tmp_path_factory, "review")
+def reviewed(linked_world, tmp_path_factory):
+    return linked_copy(linked_world, tmp_path_factory, "review")
 
 
 def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):

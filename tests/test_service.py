@@ -19,14 +19,14 @@ from citizen_view.serving.vocabulary import disclosed
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import main
 from citizen_view_app.runner import run_pipeline
-from tests.service_fixtures import ACCESS, TOKENS, serve_pipeline_output
+from tests.service_fixtures import ACCESS, TOKENS, serve_linked_world
 
 PURPOSE = {"purpose": "benefit application check", "case_reference": "CASE-42"}
 
 
 @pytest.fixture(scope="module")
-def service(generated, tmp_path_factory):
-    svc = serve_pipeline_output(generated / "sources.yaml", tmp_path_factory.mktemp("service"))
+def service(linked_world, tmp_path_factory):
+    svc = serve_linked_world(linked_world, tmp_path_factory.mktemp("service"))
     yield svc
     svc.stop()
 

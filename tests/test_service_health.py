@@ -33,9 +33,9 @@ CITIZEN_ID_ANYWHERE = CITIZEN_ID.pattern.strip("^$")
 
 
 @pytest.fixture(scope="module")
-def linked(generated, tmp_path_factory):
+def linked(linked_world, tmp_path_factory):
     """A warehouse the real pipeline linked and published a view for."""
-    return linked_copy(generated, tmp_path_factory, "health")[1]
+    return linked_copy(linked_world, tmp_path_factory, "health")[1]
 
 
 @pytest.fixture(scope="module")

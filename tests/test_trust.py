@@ -27,8 +27,8 @@ PURPOSE = {"purpose": "trust check"}
 
 
 @pytest.fixture(scope="module")
-def linked(generated, tmp_path_factory):
-    return linked_copy(generated, tmp_path_factory, "trust")
+def linked(linked_world, tmp_path_factory):
+    return linked_copy(linked_world, tmp_path_factory, "trust")
 
 
 def _pair(wh) -> tuple[str, str]:

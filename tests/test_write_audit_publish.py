@@ -19,7 +19,7 @@ from citizen_view.contract import load_sources
 from citizen_view.ingest import LoadStatus, NothingHeld, ingest_or_hold, ingest_source, release_held
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import EXIT_HELD_BACK, main
-from tests.conftest import write
+from tests.conftest import copy_world, write
 from tests.service_fixtures import TOKENS, start_service
 
 
@@ -49,12 +49,8 @@ def _tax_dates(wh: Path) -> int:
         ).fetchall()[0][0]
 
 
-def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_path, capsys):
-    root = tmp_path
-    shutil.copytree(generated, root / "data")
-    wh = root / "wh/cv.duckdb"
-    assert main(["run", *_args(root)]) == 0
-    capsys.readouterr()
+def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, tmp_path, capsys):
+    root, wh = copy_world(linked_world, tmp_path / "world")  # a good first load, linked
     missing_before = _tax_dates(wh)
     corrupted = _corrupt_birth_dates(next((root / "data/tax").glob("*.csv")))
     for sheet in (root / "data/permits").glob("*.xlsx"):  # and one extract that cannot be read at all
@@ -117,7 +113,7 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(generated, tmp_
 
     assert main(["release", "permits", *_args(root)]) == 2  # an unreadable extract: nothing to release
     assert "could not be read" in capsys.readouterr().err
-    shutil.copytree(generated / "permits", root / "data/permits", dirs_exist_ok=True)  # the agency sends it again
+    shutil.copytree(linked_world.root / "data/permits", root / "data/permits", dirs_exist_ok=True)  # sent again
     released = main(["release", "tax", *_args(root), "--reason", "dates checked with the tax office", "--by", "test"])
     out, err = capsys.readouterr()
     assert released == 0, err

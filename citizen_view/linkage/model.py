@@ -282,6 +282,44 @@ def rule_sql(rule) -> str:
 # --- the plan -----------------------------------------------------------------------------------------
 
 BLOCK_AS = {"first_name_std": "first_name_block", "family_name_std": "family_name_block"}
+# Blocking rules for prediction, each used when every one of its columns is populated.
+PREDICTION_COLUMNS = [
+    ("national_id",),
+    ("family_name_std", "dob"),
+    ("first_name_std", "dob"),
+    ("family_name_std", "postcode"),
+    ("dob", "postcode"),
+    ("dob", "house_number"),
+    ("first_name_std", "street_std", "house_number"),
+    ("family_name_std", "first_name_std"),
+    ("phone",),
+    ("email",),
+    # encodings: keyed pseudonyms made at the agency
+    ("enc_national_id",),
+    ("blk_names",),
+    ("blk_date_of_birth",),
+    ("blk_year_family",),
+]
+# EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
+# An address block is mostly the same household (partners, children, twins), which teaches EM that a
+# different birth date or ID is common among matches: it is used only when nothing better exists.
+TRAINING_COLUMNS = [
+    ("national_id",),
+    ("family_name_std", "dob"),
+    ("first_name_std", "dob"),
+    ("enc_national_id",),
+    ("blk_names",),
+    ("blk_date_of_birth", "blk_year_family"),
+]
+# Rules for estimating the share of matches: the first two whose columns are populated.
+DETERMINISTIC_COLUMNS = [
+    ("national_id", "dob"),
+    ("first_name_std", "family_name_std", "dob"),
+    ("national_id",),
+    ("enc_national_id", "blk_date_of_birth"),
+    ("blk_names", "blk_date_of_birth"),
+    ("enc_national_id",),
+]
 
 
 def plan_model(
@@ -296,6 +334,19 @@ def plan_model(
     def has(*cols: str) -> bool:
         return all(shares.get(c, 0.0) >= min_share for c in cols)
 
+    comparisons, used, skipped = _comparisons(has, min_share)
+    return ModelPlan(
+        comparisons,
+        _prediction_rules(has, link_type),
+        _training_rules(has, link_type),
+        _deterministic_rules(has, link_type),
+        used,
+        skipped,
+    )
+
+
+def _comparisons(has, min_share: float) -> tuple[list[cl.CustomComparison], list[str], dict[str, str]]:
+    """(comparisons, fields used, fields skipped with why): a field is compared when enough records hold it."""
     comparisons: list[cl.CustomComparison] = []
     used: list[str] = []
     skipped: dict[str, str] = {}
@@ -316,60 +367,30 @@ def plan_model(
             f"too few populated fields to link on (usable: {used}; a field needs values in at least {min_share:.0%} "
             "of the records); map more canonical fields in sources.yaml"
         )
+    return comparisons, used, skipped
 
-    rule_columns = [
-        ("national_id",),
-        ("family_name_std", "dob"),
-        ("first_name_std", "dob"),
-        ("family_name_std", "postcode"),
-        ("dob", "postcode"),
-        ("dob", "house_number"),
-        ("first_name_std", "street_std", "house_number"),
-        ("family_name_std", "first_name_std"),
-        ("phone",),
-        ("email",),
-        # encodings: keyed pseudonyms made at the agency
-        ("enc_national_id",),
-        ("blk_names",),
-        ("blk_date_of_birth",),
-        ("blk_year_family",),
-    ]
-    # Names block as written (a value that is no evidence of identity still brings records together to be
-    # compared on everything else); comparisons see them with such values masked.
-    prediction_rules = [
-        block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in rule_columns if has(*cols)
-    ]
+
+def _prediction_rules(has, link_type: LinkType) -> list:
+    """Names block as written (a value that is no evidence of identity still brings records together to be
+    compared on everything else); comparisons see them with such values masked."""
+    rules = [block(tuple(BLOCK_AS.get(c, c) for c in cols), link_type) for cols in PREDICTION_COLUMNS if has(*cols)]
     if has("first_name_std", "family_name_std"):
-        prediction_rules.append(names_swapped_rule(link_type))
-    # EM learns m from pairs that agree on the blocking columns; those pairs must be mostly the same person.
-    # An address block is mostly the same household (partners, children, twins), which teaches EM that a
-    # different birth date or ID is common among matches: it is used only when nothing better exists.
-    training_columns = [
-        ("national_id",),
-        ("family_name_std", "dob"),
-        ("first_name_std", "dob"),
-        ("enc_national_id",),
-        ("blk_names",),
-        ("blk_date_of_birth", "blk_year_family"),
-    ]
-    training_rules = [block(cols, link_type) for cols in training_columns if has(*cols)]
-    if len(training_rules) < 2 and has("postcode", "house_number"):
-        training_rules.append(block(("postcode", "house_number"), link_type))
-    deterministic = [
-        block(cols, link_type)
-        for cols in [
-            ("national_id", "dob"),
-            ("first_name_std", "family_name_std", "dob"),
-            ("national_id",),
-            ("enc_national_id", "blk_date_of_birth"),
-            ("blk_names", "blk_date_of_birth"),
-            ("enc_national_id",),
-        ]
-        if has(*cols)
-    ][:2]
-    if not deterministic:
-        deterministic = [block(("first_name_std", "family_name_std", "postcode"), link_type)]
-    return ModelPlan(comparisons, prediction_rules, training_rules, deterministic, used, skipped)
+        rules.append(names_swapped_rule(link_type))
+    return rules
+
+
+def _training_rules(has, link_type: LinkType) -> list:
+    """Blocks EM trains on; an address block only when fewer than two better ones exist."""
+    rules = [block(cols, link_type) for cols in TRAINING_COLUMNS if has(*cols)]
+    if len(rules) < 2 and has("postcode", "house_number"):
+        rules.append(block(("postcode", "house_number"), link_type))
+    return rules
+
+
+def _deterministic_rules(has, link_type: LinkType) -> list:
+    """Two deterministic rules for the share of matches; names and postcode when nothing else is held."""
+    rules = [block(cols, link_type) for cols in DETERMINISTIC_COLUMNS if has(*cols)][:2]
+    return rules or [block(("first_name_std", "family_name_std", "postcode"), link_type)]
 
 
 def settings_for(plan: ModelPlan) -> SettingsCreator:

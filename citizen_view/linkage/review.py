@@ -224,31 +224,64 @@ def build_review_queue(
         "VARCHAR",
         null_handling="special",
     )
+    evidence = _evidence_sql(con)
+    try:
+        refresh = scope is not None and table_exists(con, "main", "review_queue")
+        scoped = quote(scope) if refresh else None
+        if scoped:
+            _clear_scope(con, scoped)
+        con.execute(
+            ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
+            + _queue_sql(evidence, scoped),
+            {
+                "uncertain": str(ReviewKind.UNCERTAIN_LINK),
+                "suspicious": str(ReviewKind.SUSPICIOUS_CITIZEN),
+                "low": float(low),
+                "high": float(high),
+                "max_records": int(max_citizen_records),
+                "threshold": float(threshold),
+                "run_id": run_id,
+            },
+        )
+        if refresh:  # a pair decided since it was queued leaves the queue
+            con.execute(
+                "DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r"
+            )
+    finally:
+        con.unregister("_decided")
+        con.remove_function("_describe_pair")
+    return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
+
+
+def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """A pair's per-field match weights (the `mw_` columns of match_edges) as one JSON object, or NULL."""
     mw_cols = [
         c
         for (c,) in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
         ).fetchall()
     ]
-    evidence = "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
-    try:
-        refresh = scope is not None and table_exists(con, "main", "review_queue")
-        scoped = quote(scope) if refresh else ""
-        pair_scope = (
-            f"AND (e.record_key_l IN (SELECT record_key FROM {scoped}) OR e.record_key_r IN (SELECT record_key FROM {scoped}))"
-            if refresh
-            else ""
-        )
-        citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scoped})" if refresh else ""
-        if refresh:
-            con.execute(
-                f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scoped}) "
-                f"OR record_key_r IN (SELECT record_key FROM {scoped}) "
-                "OR citizen_id NOT IN (SELECT DISTINCT citizen_id FROM citizen_source_link)"
-            )
-        con.execute(
-            ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
-            + f"""
+    return "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
+
+
+def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str) -> None:
+    """Remove the items an incremental run re-forms (and those of citizens that no longer exist)."""
+    con.execute(
+        f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scoped}) "
+        f"OR record_key_r IN (SELECT record_key FROM {scoped}) "
+        "OR citizen_id NOT IN (SELECT DISTINCT citizen_id FROM citizen_source_link)"
+    )
+
+
+def _queue_sql(evidence: str, scoped: str | None) -> str:
+    """The queue's rows: uncertain pairs and suspicious citizens, minus decided pairs (only `scoped` keys' when set)."""
+    pair_scope = (
+        f"AND (e.record_key_l IN (SELECT record_key FROM {scoped}) OR e.record_key_r IN (SELECT record_key FROM {scoped}))"
+        if scoped
+        else ""
+    )
+    citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scoped})" if scoped else ""
+    return f"""
             WITH pairs AS (
                 SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
                        $uncertain::VARCHAR AS kind, least(e.record_key_l, e.record_key_r) AS record_key_l,
@@ -284,25 +317,7 @@ def build_review_queue(
             FROM (SELECT * FROM pairs UNION ALL BY NAME SELECT * FROM clusters) q
             ANTI JOIN _decided d ON d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r
             ORDER BY kind DESC, abs(coalesce(match_weight, $threshold) - $threshold), item_id
-            """,
-            {
-                "uncertain": str(ReviewKind.UNCERTAIN_LINK),
-                "suspicious": str(ReviewKind.SUSPICIOUS_CITIZEN),
-                "low": float(low),
-                "high": float(high),
-                "max_records": int(max_citizen_records),
-                "threshold": float(threshold),
-                "run_id": run_id,
-            },
-        )
-        if refresh:  # a pair decided since it was queued leaves the queue
-            con.execute(
-                "DELETE FROM review_queue q USING _decided d WHERE d.record_key_l = q.record_key_l AND d.record_key_r = q.record_key_r"
-            )
-    finally:
-        con.unregister("_decided")
-        con.remove_function("_describe_pair")
-    return con.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
+            """
 
 
 def store_overrides(con: duckdb.DuckDBPyConnection, overrides: pl.DataFrame) -> None:

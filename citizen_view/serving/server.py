@@ -113,22 +113,7 @@ def audited_protocol(
             client = self.client[0] if getattr(self, "client", None) else None
             written = False
             try:
-                audit.append(
-                    AuditEvent(
-                        user=None,
-                        role=None,
-                        organisation=None,
-                        action=action,
-                        purpose=None,
-                        case_reference=None,
-                        query={"reason": reason},
-                        citizen_ids=[],
-                        fields=[],
-                        status=status,
-                        authorisation_rule=None,
-                        client=client,
-                    )
-                )
+                audit.append(_refusal(action, reason, status=status, client=client))
                 written = True
             finally:
                 if metrics is not None:
@@ -137,14 +122,37 @@ def audited_protocol(
                 if status == 400:
                     super().send_400_response(msg)
                 else:
-                    body = reason.encode("ascii")
-                    self.transport.write(
-                        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                        b"content-length: " + str(len(body)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + body
-                    )
-                    self.transport.close()
+                    _send_431(self.transport, reason)
 
     return AuditedHttpTools
+
+
+def _refusal(action: str, reason: str, *, status: int, client: str | None) -> AuditEvent:
+    """The audit entry of a request refused before it reached the app (nobody is known yet)."""
+    return AuditEvent(
+        user=None,
+        role=None,
+        organisation=None,
+        action=action,
+        purpose=None,
+        case_reference=None,
+        query={"reason": reason},
+        citizen_ids=[],
+        fields=[],
+        status=status,
+        authorisation_rule=None,
+        client=client,
+    )
+
+
+def _send_431(transport, reason: str) -> None:
+    """Answer 431 with the reason and close the connection (uvicorn has no helper for it)."""
+    body = reason.encode("ascii")
+    transport.write(
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: " + str(len(body)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + body
+    )
+    transport.close()
 
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warning", **options: Any) -> uvicorn.Config:

@@ -140,75 +140,12 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     partial = folder / f".{name}{PARTIAL}"
     con.execute(f"ATTACH {_lit(str(partial))} AS snap")
     try:
-        con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")
-        con.execute(
-            """
-            CREATE TABLE snap.records AS
-            SELECT l.citizen_id, l.match_probability, r.* EXCLUDE (record_key)
-            FROM citizen_source_link l JOIN source_records r USING (record_key)
-            ORDER BY l.citizen_id, r.source, r.source_record_id
-            """
-        )
-        # Search keys, each table sorted by its lookup key. Every search key carries its source: a role only finds
-        # citizens through the records it may see. The lookups are ART index probes (`create_lookup_indexes`).
-        con.execute(
-            """
-            CREATE TABLE snap.search_keys AS
-            SELECT DISTINCT citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials,
-                   date_of_birth AS dob, postcode, house_number, street_std
-            FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
-            """
-        )
-        con.execute("CREATE TABLE snap.search_names AS SELECT * FROM snap.search_keys ORDER BY family_key, dob")
-        con.execute(
-            f"CREATE TABLE snap.search_addresses AS SELECT *, {ADDRESS_KEY.format(place='postcode', number='house_number')} "
-            f"AS postcode_key, {ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key "
-            "FROM snap.search_keys WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
-        )
-        # An ID one typo away (one character changed, or two neighbours swapped) keeps its head or its tail intact:
-        # both are keys, so a near-ID search probes two keys instead of a hundred variants.
-        con.execute(
-            "CREATE TABLE snap.search_ids AS SELECT national_id, citizen_id, source, "
-            f"{ID_HEAD.format(v='national_id')} AS id_head, {ID_TAIL.format(v='national_id')} AS id_tail FROM ("
-            "SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, citizen_id, source "
-            "FROM snap.records WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
-        )
-        con.execute("CREATE TABLE snap.source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
-        con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
-        con.execute(
-            "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
-            if table_exists(con, "main", "field_issues")
-            else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
-        )
-        con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
-        con.execute(
-            "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
-        )
-        con.execute("CREATE TABLE snap.source_labels (source VARCHAR, label VARCHAR)")  # how pages name sources
-        con.executemany("INSERT INTO snap.source_labels VALUES (?, ?)", [(x.name, x.label) for x in sources.sources])
-        labels = _labels(sources)
-        if labels:
-            con.executemany("INSERT INTO snap.attribute_labels VALUES (?, ?, ?, ?, ?)", labels)
-        con.execute(
-            "CREATE TABLE snap.review_queue AS SELECT * EXCLUDE (evidence), evidence::VARCHAR AS evidence FROM review_queue"
-            if table_exists(con, "main", "review_queue")
-            else "CREATE TABLE snap.review_queue (item_id VARCHAR, kind VARCHAR, record_key_l VARCHAR, record_key_r VARCHAR, "
-            "citizen_id VARCHAR, match_weight DOUBLE, match_probability DOUBLE, model_decision VARCHAR, reason VARCHAR, "
-            "evidence VARCHAR, status VARCHAR, run_id VARCHAR, queued_at TIMESTAMPTZ)"
-        )
-        con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
-        # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
-        con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
-        try:
-            con.execute("CREATE TABLE snap.source_status AS SELECT * FROM _source_status")
-        finally:
-            con.unregister("_source_status")
-        con.execute(
-            "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
-            "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records, "
-            "?::VARCHAR AS language",
-            [run_id, sources.country, sources.serving.language],
-        )
+        _records(con)
+        _search_tables(con)
+        _ranks_and_issues(con, sources)
+        _profile_tables(con, sources)
+        _events_and_status(con, sources)
+        _view_info(con, sources, run_id)
         create_lookup_indexes(con, "snap")
         publish_resolve_tables(con, sources, "snap")
     finally:
@@ -218,6 +155,99 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     switch_to(folder, final.name)
     _prune(folder, keep=KEEP_VIEWS)
     return final
+
+
+def _records(con: duckdb.DuckDBPyConnection) -> None:
+    """The citizens and their linked source records."""
+    con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")
+    con.execute(
+        """
+        CREATE TABLE snap.records AS
+        SELECT l.citizen_id, l.match_probability, r.* EXCLUDE (record_key)
+        FROM citizen_source_link l JOIN source_records r USING (record_key)
+        ORDER BY l.citizen_id, r.source, r.source_record_id
+        """
+    )
+
+
+def _search_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The search keys by name, address and ID."""
+    # Search keys, each table sorted by its lookup key. Every search key carries its source: a role only finds
+    # citizens through the records it may see. The lookups are ART index probes (`create_lookup_indexes`).
+    con.execute(
+        """
+        CREATE TABLE snap.search_keys AS
+        SELECT DISTINCT citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials,
+               date_of_birth AS dob, postcode, house_number, street_std
+        FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
+        """
+    )
+    con.execute("CREATE TABLE snap.search_names AS SELECT * FROM snap.search_keys ORDER BY family_key, dob")
+    con.execute(
+        f"CREATE TABLE snap.search_addresses AS SELECT *, {ADDRESS_KEY.format(place='postcode', number='house_number')} "
+        f"AS postcode_key, {ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key "
+        "FROM snap.search_keys WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
+    )
+    # An ID one typo away (one character changed, or two neighbours swapped) keeps its head or its tail intact:
+    # both are keys, so a near-ID search probes two keys instead of a hundred variants.
+    con.execute(
+        "CREATE TABLE snap.search_ids AS SELECT national_id, citizen_id, source, "
+        f"{ID_HEAD.format(v='national_id')} AS id_head, {ID_TAIL.format(v='national_id')} AS id_tail FROM ("
+        "SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, citizen_id, source "
+        "FROM snap.records WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
+    )
+
+
+def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
+    """Which source wins each field group, and the values set aside at ingest."""
+    con.execute("CREATE TABLE snap.source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
+    con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
+    con.execute(
+        "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
+        if table_exists(con, "main", "field_issues")
+        else "CREATE TABLE snap.field_issues (source VARCHAR, record_id VARCHAR, field VARCHAR, raw VARCHAR, reason VARCHAR)"
+    )
+
+
+def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
+    """Cases, the labels of each source's other columns, and the review queue."""
+    con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
+    con.execute(
+        "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
+    )
+    con.execute("CREATE TABLE snap.source_labels (source VARCHAR, label VARCHAR)")  # how pages name sources
+    con.executemany("INSERT INTO snap.source_labels VALUES (?, ?)", [(x.name, x.label) for x in sources.sources])
+    labels = _labels(sources)
+    if labels:
+        con.executemany("INSERT INTO snap.attribute_labels VALUES (?, ?, ?, ?, ?)", labels)
+    con.execute(
+        "CREATE TABLE snap.review_queue AS SELECT * EXCLUDE (evidence), evidence::VARCHAR AS evidence FROM review_queue"
+        if table_exists(con, "main", "review_queue")
+        else "CREATE TABLE snap.review_queue (item_id VARCHAR, kind VARCHAR, record_key_l VARCHAR, record_key_r VARCHAR, "
+        "citizen_id VARCHAR, match_weight DOUBLE, match_probability DOUBLE, model_decision VARCHAR, reason VARCHAR, "
+        "evidence VARCHAR, status VARCHAR, run_id VARCHAR, queued_at TIMESTAMPTZ)"
+    )
+
+
+def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
+    """Life events, and which sources' data is stale."""
+    con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
+    # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
+    con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
+    try:
+        con.execute("CREATE TABLE snap.source_status AS SELECT * FROM _source_status")
+    finally:
+        con.unregister("_source_status")
+
+
+def _view_info(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> None:
+    """The run the view comes from, when it was published, its size and the language its pages speak."""
+    con.execute(
+        "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
+        "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records, "
+        "?::VARCHAR AS language",
+        [run_id, sources.country, sources.serving.language],
+    )
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so
