@@ -134,15 +134,15 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = well_shaped(text, fmt)
         where = f"(column {f[name].column})"
-        rows.issue(name, unparsed & shaped.not_(), text, f"{UNREADABLE}: not in the format {fmt} {where}")
-        rows.issue(name, unparsed & shaped, text, f"{IMPOSSIBLE}: digits in the format {fmt}, but no such date {where}")
+        rows.issue(name, unparsed & shaped.not_(), text, unparsed_date_reason(False, fmt, where))
+        rows.issue(name, unparsed & shaped, text, unparsed_date_reason(True, fmt, where))
         early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
         implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
         rows.issue(
             name,
             implausible,
             text,
-            f"{IMPLAUSIBLE}: outside {rules.earliest_date} .. {rules.latest_date} (quality settings)",
+            implausible_date_reason(rules.earliest_date, rules.latest_date),
         )
         dates[name] = rows.series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
@@ -333,6 +333,24 @@ def well_shaped(text: pl.Expr, fmt: str) -> pl.Expr:
     if pattern is None:
         return pl.lit(False)
     return text.str.contains(pattern.pattern).fill_null(False)
+
+
+def date_shaped(text: str, fmt: str) -> bool:
+    """`well_shaped` for one text."""
+    pattern = _format_regex(fmt, digits=True)
+    return pattern is not None and pattern.search(text) is not None
+
+
+def unparsed_date_reason(shaped: bool, fmt: str, where: str) -> str:
+    """Why a date text that does not parse in `fmt` is set aside: a keying typo when it has the format's shape, else
+    unreadable (`field_issues.reason`; quality/rules.py judges the two apart by the first word)."""
+    if shaped:
+        return f"{IMPOSSIBLE}: digits in the format {fmt}, but no such date {where}"
+    return f"{UNREADABLE}: not in the format {fmt} {where}"
+
+
+def implausible_date_reason(earliest: dt.date, latest: dt.date) -> str:
+    return f"{IMPLAUSIBLE}: outside {earliest} .. {latest} (quality settings)"
 
 
 def _format_regex(fmt: str, *, digits: bool = False) -> re.Pattern[str] | None:

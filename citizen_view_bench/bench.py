@@ -292,27 +292,9 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
 
 def bench_serve(args: argparse.Namespace) -> dict:
     """Search latency and throughput of the caseworker service (its own process) from a load generator on loopback."""
-    from citizen_view.contract import load_sources
-    from citizen_view.layout import WarehouseLayout
-    from citizen_view.serving.snapshot import publish_view
-    from citizen_view.warehouse import connect
-
     stages: list[Stage] = []
     print(f"bench serve: {args.persons:,} persons, seed {args.seed}, {args.country}")
-    data = _generated(args, stages)
-    warehouse = (
-        Path(args.warehouse)
-        if args.warehouse
-        else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
-    )
-    if not warehouse.is_file():
-        raise SystemExit(
-            f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` first"
-        )
-    sources = load_sources(data / "sources.yaml")
-    with measure(stages, "publish served view") as st, connect(warehouse) as con:
-        view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
-        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
+    warehouse, view = _published_view(args, stages)
     workload = _serve_workload(view, seed=args.seed)
     n = args.requests or 2000  # per kind of request
     workload.ids, workload.name_queries, workload.citizens = (
@@ -324,8 +306,8 @@ def bench_serve(args: argparse.Namespace) -> dict:
     try:
         results = {}
         for label, path, queries in [
-            ("national_id search", "/api/search", [{"national_id": i} for i in workload.ids]),
-            ("name + date search", "/api/search", workload.name_queries),
+            ("national_id search", "/api/search/national-id", [{"national_id": i} for i in workload.ids]),
+            ("name + date search", "/api/search/name-and-date-of-birth", workload.name_queries),
             ("profile", None, workload.citizens),
         ]:
             results[label] = r = _load_test(
@@ -374,7 +356,8 @@ def _serve_workload(view: Path, *, seed: int) -> _Workload:
     expected: dict[str, str] = {}
     for given, family, dob, citizen_id in people:
         swapped = dob.day <= 12 and rng.random() < 0.3
-        date = f"{dob.month:02d}-{dob.day:02d}-{dob.year}" if swapped else f"{dob.day:02d}-{dob.month:02d}-{dob.year}"
+        # ISO, as the API takes it; a day and month swapped where both could be a month (a common keying slip)
+        date = f"{dob.year}-{dob.day:02d}-{dob.month:02d}" if swapped else dob.isoformat()
         query = {"name": f"{(given or '').split(' ')[0]} {typo(family)}", "date_of_birth": date}
         expected[query["name"] + "|" + date] = citizen_id
         name_queries.append(query)
@@ -475,30 +458,36 @@ def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str
     return result
 
 
-def bench_resolve(args: argparse.Namespace) -> dict:
-    """Publish a served view of a linked warehouse, serve it, and resolve records of it again: one at a time, then
-    from `--concurrency` clients. The resolutions land in the warehouse's `online/` folder like any others."""
+def _published_view(args: argparse.Namespace, stages: list[Stage]) -> tuple[Path, Path]:
+    """(the linked warehouse `bench link` left, or --warehouse; a served view of it published now, timed)."""
     from citizen_view.contract import load_sources
     from citizen_view.layout import WarehouseLayout
     from citizen_view.serving.snapshot import publish_view
     from citizen_view.warehouse import connect
+
+    data = _generated(args, stages)
+    default = Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
+    warehouse = Path(args.warehouse) if args.warehouse else default
+    if not warehouse.is_file():
+        raise SystemExit(
+            f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` "
+            "first, or pass --warehouse"
+        )
+    sources = load_sources(data / "sources.yaml")
+    with measure(stages, "publish served view") as st, connect(warehouse) as con:
+        view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
+        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
+    return warehouse, view
+
+
+def bench_resolve(args: argparse.Namespace) -> dict:
+    """Publish a served view of a linked warehouse, serve it, and resolve records of it again: one at a time, then
+    from `--concurrency` clients (lookups: taken in by no later run unless they name a source and its key)."""
     from citizen_view_bench.online import _records, _run
 
     stages: list[Stage] = []
     print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}")
-    data = _generated(args, stages)
-    warehouse = (
-        Path(args.warehouse)
-        if args.warehouse
-        else Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
-    )
-    if not warehouse.is_file():
-        raise SystemExit(f"no linked warehouse at {warehouse}: run `citizen-view bench link` or pass --warehouse")
-    with measure(stages, "publish served view") as st, connect(warehouse) as con:
-        view = publish_view(
-            con, load_sources(data / "sources.yaml"), WarehouseLayout.of(warehouse).serving_dir, run_id="bench"
-        )
-        st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
+    warehouse, view = _published_view(args, stages)
     n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
     records = _records(view, seed=args.seed, n=n)
     server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")

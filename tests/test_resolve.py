@@ -181,13 +181,16 @@ def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):
 
 def test_the_next_run_takes_in_what_was_resolved(service, generated):
     layout = WarehouseLayout.of(service.warehouse)
-    # The probes of the tests above (partial records, an unknown person) would become records too: start afresh.
     resolutions_file(layout.root).unlink(missing_ok=True)
     record, citizen = _population_record(service, offset=7)
-    body = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()
+    lookup = _resolve(service, record).json()  # no source and key: a lookup, never a record
+    first = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()
+    body = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()  # sent again
+    assert (lookup["taken_in"], first["taken_in"], body["taken_in"]) == (False, True, True)
     assert body["decision"] == "matched"
-    resolved = read_resolutions(resolutions_file(layout.root))
-    assert body["resolution_id"] in {r["resolution_id"] for r in resolved}
+    recorded = read_resolutions(resolutions_file(layout.root))
+    assert [r["resolution_id"] for r in recorded] == [first["resolution_id"], body["resolution_id"]]
+    resolved = recorded[-1:]  # the latest answer for the agency's key is the one taken in
     outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
     assert outcome.success, outcome.failed
     con = _view(service)

@@ -14,7 +14,15 @@ from typing import Any
 
 from citizen_view import national_id
 from citizen_view import standardise as std
-from citizen_view.canonical import _EMAIL, DEFAULT_DATE_FORMAT, _format_regex, _rearrange
+from citizen_view.canonical import (
+    _EMAIL,
+    DEFAULT_DATE_FORMAT,
+    _format_regex,
+    _rearrange,
+    date_shaped,
+    implausible_date_reason,
+    unparsed_date_reason,
+)
 from citizen_view.contract import CanonicalField as F
 
 TEXT_FIELDS = tuple(f.value for f in F)
@@ -56,14 +64,12 @@ def _date(raw: str | None, earliest: dt.date, latest: dt.date) -> tuple[dt.date 
     except ValueError:
         pattern = _format_regex(DEFAULT_DATE_FORMAT)
         text = _rearrange(raw, pattern) if pattern else None
-        return (
-            None,
-            text,
-            [("date_of_birth", raw, f"not a date in the format {DEFAULT_DATE_FORMAT} (column date_of_birth)")],
+        reason = unparsed_date_reason(
+            date_shaped(raw, DEFAULT_DATE_FORMAT), DEFAULT_DATE_FORMAT, "(column date_of_birth)"
         )
+        return None, text, [("date_of_birth", raw, reason)]
     if not earliest <= parsed <= latest:
-        reason = f"implausible: outside {earliest} .. {latest} (quality settings)"
-        return None, parsed.strftime("%Y%m%d"), [("date_of_birth", raw, reason)]
+        return None, parsed.strftime("%Y%m%d"), [("date_of_birth", raw, implausible_date_reason(earliest, latest))]
     return parsed, parsed.strftime("%Y%m%d"), []
 
 

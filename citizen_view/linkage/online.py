@@ -106,7 +106,11 @@ def take_in(con: duckdb.DuckDBPyConnection, root: Path, sources: SourcesFile) ->
     from citizen_view.canonical import Rules, canonical_records
     from citizen_view.contract import SourceConfig
 
-    entries = read_resolutions(resolutions_file(root))
+    latest: dict[tuple[str, str], dict[str, Any]] = {}  # one record per agency key: its latest resolution
+    for entry in read_resolutions(resolutions_file(root)):
+        if entry.get("submitted_by") is not None and entry.get("agency_record_id") is not None:
+            latest[str(entry["submitted_by"]), str(entry["agency_record_id"])] = entry
+    entries = list(latest.values())
     if not entries or any(s.name == ONLINE_SOURCE for s in sources.sources):
         con.execute(f"DROP TABLE IF EXISTS canonical.{ONLINE_SOURCE}")
         return 0

@@ -14,36 +14,71 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from citizen_view.linkage.online import record_resolution, resolutions_file
-from citizen_view.serving.deps import LIMITS, AuditTrail, CurrentPrincipal, FieldError, Parts, View, audited_as
+from citizen_view.serving.deps import LIMITS, ApiView, AuditTrail, CurrentPrincipal, FieldError, Parts, audited_as
 from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
 from citizen_view.serving.routes.api import API, API_DEPENDENCIES
 
-Text = Annotated[str | None, Field(default=None, max_length=200)]
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent means "not given"; the document states no null default for a string
+
+
+def _text(max_length: int, description: str | None = None) -> Any:
+    """An optional field given as a string (null is not a value: leave the field out)."""
+    return Field(max_length=max_length, description=description, json_schema_extra=_no_default)
+
+
+Text = Annotated[str, _text(200)]
+RECORD_FIELDS = (
+    "given_name",
+    "middle_name",
+    "family_name",
+    "full_name",
+    "date_of_birth",
+    "date_of_death",
+    "sex",
+    "national_id",
+    "street",
+    "house_number",
+    "unit",
+    "postcode",
+    "city",
+    "area_code",
+    "birth_place",
+    "email",
+    "phone",
+)
+
+
+def _one_field_at_least(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [{"required": [f]} for f in RECORD_FIELDS]  # a record without any field is no record
 
 
 class IncomingRecord(BaseModel):
-    """One record as a source would give it: canonical fields as text (dates yyyy-mm-dd)."""
+    """One record as a source would give it: canonical fields as text (dates yyyy-mm-dd), at least one of them."""
 
-    model_config = ConfigDict(extra="forbid")
-    given_name: Text
-    middle_name: Text
-    family_name: Text
-    full_name: Text
-    date_of_birth: Annotated[str | None, Field(default=None, max_length=LIMITS["date_of_birth"])]
-    date_of_death: Annotated[str | None, Field(default=None, max_length=LIMITS["date_of_birth"])]
-    sex: Text
-    national_id: Annotated[str | None, Field(default=None, max_length=LIMITS["national_id"])]
-    street: Text
-    house_number: Annotated[str | None, Field(default=None, max_length=LIMITS["house_number"])]
-    unit: Text
-    postcode: Annotated[str | None, Field(default=None, max_length=LIMITS["postcode"])]
-    city: Text
-    area_code: Text
-    birth_place: Text
-    email: Text
-    phone: Text
-    source: Annotated[str | None, Field(default=None, max_length=60, description="The caller's source it came from.")]
-    source_record_id: Annotated[str | None, Field(default=None, max_length=100, description="Its key in that source.")]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_field_at_least)
+    given_name: Text = None
+    middle_name: Text = None
+    family_name: Text = None
+    full_name: Text = None
+    date_of_birth: Annotated[str, _text(LIMITS["date_of_birth"])] = None
+    date_of_death: Annotated[str, _text(LIMITS["date_of_birth"])] = None
+    sex: Text = None
+    national_id: Annotated[str, _text(LIMITS["national_id"])] = None
+    street: Text = None
+    house_number: Annotated[str, _text(LIMITS["house_number"])] = None
+    unit: Text = None
+    postcode: Annotated[str, _text(LIMITS["postcode"])] = None
+    city: Text = None
+    area_code: Text = None
+    birth_place: Text = None
+    email: Text = None
+    phone: Text = None
+    source: Annotated[
+        str, _text(60, "The caller's source it came from (with source_record_id: taken in at the next run).")
+    ] = None
+    source_record_id: Annotated[str, _text(100, "Its key in that source.")] = None
 
 
 class FieldEvidence(BaseModel):
@@ -83,6 +118,10 @@ class Resolution(BaseModel):
     threshold: float
     review_band: list[float]
     records_compared: int
+    taken_in: bool = Field(
+        description="recorded for the next pipeline run (the record named its source and source_record_id); "
+        "otherwise a lookup, answered and audited only"
+    )
     set_aside: list[SetAside]
     candidates: list[ResolveCandidate]
 
@@ -99,7 +138,7 @@ router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
     summary="Which citizen one incoming record belongs to (or new, or needs review), with the evidence per field",
 )
 def api_resolve(
-    record: IncomingRecord, who: CurrentPrincipal, trail: AuditTrail, view: View, parts: Parts
+    record: IncomingRecord, who: CurrentPrincipal, trail: AuditTrail, view: ApiView, parts: Parts
 ) -> dict[str, Any]:
     role = who.role
     if role.citizen_access:
@@ -122,24 +161,28 @@ def api_resolve(
         )
     answer = resolve(view.cur, model, given, role)
     resolution_id = f"R{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}{secrets.token_hex(4)}"
-    record_resolution(
-        resolutions_file(parts.serving_folder.parent),
-        {
-            "resolution_id": resolution_id,
-            "record": given,
-            "decision": answer["decision"],
-            "citizen_id": answer["citizen_id"],
-            "match_weight": answer["match_weight"],
-            "resolved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "resolved_by": who.user,
-            "submitted_by": record.source or who.organisation,
-            "agency_record_id": record.source_record_id,
-            "view": view.view,
-        },
-    )
+    # An incoming record names its source and its key there: the next run takes it in (the latest answer per key).
+    # Without both it is a lookup: answered and audited, never a record (a caseworker's probe must not become data).
+    taken_in = record.source is not None and record.source_record_id is not None
+    if taken_in:
+        record_resolution(
+            resolutions_file(parts.serving_folder.parent),
+            {
+                "resolution_id": resolution_id,
+                "record": given,
+                "decision": answer["decision"],
+                "citizen_id": answer["citizen_id"],
+                "match_weight": answer["match_weight"],
+                "resolved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "resolved_by": who.user,
+                "submitted_by": record.source or who.organisation,
+                "agency_record_id": record.source_record_id,
+                "view": view.view,
+            },
+        )
     trail.citizen_ids = [c["citizen_id"] for c in answer["candidates"]]
     shown = {e["field"] for c in answer["candidates"] for e in c["evidence"] if e.get("candidate")}
     trail.fields = sorted({"resolution", *(f for name in shown for f in SHOWN_FIELDS.get(name, (name,)))})
 
     trail.details = {"resolution_id": resolution_id, "decision": answer["decision"]}
-    return {"view": view.view, "resolution_id": resolution_id, **answer}
+    return {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}
