@@ -107,7 +107,7 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, t
             headers={"Authorization": f"Bearer {TOKENS['data_steward']}"},
             timeout=30,
         )
-        assert "Not up to date" in page.text and "tax data as of" in page.text
+        assert "Not up to date" in page.text and "Tax data as of" in page.text  # the source as pages name it
     finally:
         service.stop()
 
