@@ -29,29 +29,12 @@ def _text(max_length: int, description: str | None = None) -> Any:
 
 
 Text = Annotated[str, _text(200)]
-RECORD_FIELDS = (
-    "given_name",
-    "middle_name",
-    "family_name",
-    "full_name",
-    "date_of_birth",
-    "date_of_death",
-    "sex",
-    "national_id",
-    "street",
-    "house_number",
-    "unit",
-    "postcode",
-    "city",
-    "area_code",
-    "birth_place",
-    "email",
-    "phone",
-)
+NOT_RECORD_FIELDS = ("source", "source_record_id")  # where the record comes from, not what it says
 
 
 def _one_field_at_least(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = [{"required": [f]} for f in RECORD_FIELDS]  # a record without any field is no record
+    fields = [f for f in schema["properties"] if f not in NOT_RECORD_FIELDS]  # a record without any field is no record
+    schema["anyOf"] = [{"required": [f]} for f in fields]
 
 
 class IncomingRecord(BaseModel):
@@ -143,7 +126,7 @@ def api_resolve(
     role = who.role
     if role.citizen_access:
         raise HTTPException(403, f"role {who.role_name!r} acts for one citizen and may not resolve records")
-    given = record.model_dump(exclude_none=True, exclude={"source", "source_record_id"})
+    given = record.model_dump(exclude_none=True, exclude=set(NOT_RECORD_FIELDS))
     hidden = sorted(f for f in given if not role.sees(f))
     if hidden:
         raise FieldError(hidden[0], f"role {who.role_name!r} may not resolve by {', '.join(hidden)}", status=403)
