@@ -371,6 +371,8 @@ def _serve(args: argparse.Namespace) -> int:
         from citizen_view.serving.workers import run_workers
 
         app.state.audit.close()  # checked and caught up here; each worker opens its own writer on the same chain
+        # one session key for all: a form or purpose one worker signed is accepted by the others
+        options["session_key"] = app.state.parts.csrf_key
         print(f"  workers:   {args.workers} processes, one audit chain")
         return run_workers(options, host=args.host, port=args.port, workers=args.workers)
     uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()

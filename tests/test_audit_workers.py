@@ -105,3 +105,45 @@ def _parent(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_workers_accept_the_purpose_and_forms_another_worker_signed(linked_world, tmp_path):
+    """A browser's remembered purpose (and its form token) is signed by whichever worker served the page; the next
+    request may land on any other worker, which must accept it: the workers share one session key."""
+    from tests.conftest import copy_world
+
+    _, warehouse = copy_world(linked_world, tmp_path / "world")
+    citizen = _a_citizen(warehouse)
+    base = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [str(CLI), "serve", "--workers", "3", "--access", str(EXAMPLE_ACCESS_FILE), "--port", base.rsplit(":", 1)[1]]
+        + ["--warehouse", str(warehouse), "--audit-log", str(tmp_path / "audit" / "access.jsonl")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until_up(base, proc)
+        session = {"cv_token": "demo-steward-token"}
+        first = httpx.get(f"{base}/citizens/{citizen}", params={"purpose": "benefit review"}, cookies=session)
+        assert first.status_code == 200 and "cv_purpose" in first.cookies
+        remembered = {**session, "cv_purpose": first.cookies["cv_purpose"]}
+        statuses = []
+        for _ in range(24):  # a new connection each: the kernel spreads them over the three workers
+            with httpx.Client(base_url=base, cookies=remembered) as client:
+                statuses.append(client.get(f"/citizens/{citizen}").status_code)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert statuses == [200] * 24
+
+
+def _a_citizen(warehouse: Path) -> str:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("SELECT citizen_id FROM citizen ORDER BY citizen_id LIMIT 1").fetchall()[0][0]
+    finally:
+        con.close()

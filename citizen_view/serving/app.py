@@ -63,6 +63,18 @@ ROUTERS = (
 )
 
 
+SESSION_KEY_ENV = "CITIZEN_VIEW_SESSION_KEY"
+
+
+def _session_key(given: bytes | None) -> bytes:
+    if given is not None:
+        return given
+    configured = os.environ.get(SESSION_KEY_ENV, "")
+    if configured and len(configured) < 32:
+        raise ConfigError(f"${SESSION_KEY_ENV} must be at least 32 characters (a random secret), not {len(configured)}")
+    return configured.encode("utf-8") if configured else secrets.token_bytes(32)
+
+
 def create_app(
     *,
     serving_folder: Path,
@@ -74,6 +86,7 @@ def create_app(
     authenticator: Authenticator | None = None,
     limits: RequestLimits | None = None,
     metrics_token: str | None = None,
+    session_key: bytes | None = None,
 ) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
 
@@ -81,10 +94,14 @@ def create_app(
     the header is ignored and the socket's address is audited. `limits`: request size limits (default
     `RequestLimits.from_environment()`); the body limit is enforced here, the header limits by the server.
     `metrics_token`: the bearer token of /metrics (default $CITIZEN_VIEW_METRICS_TOKEN; none: /metrics is off).
+    `session_key`: the key that signs a browser session's form tokens and remembered purpose (default
+    $CITIZEN_VIEW_SESSION_KEY; none: a fresh key for this process). Processes that serve one port together must
+    share it, or a form or purpose one of them signed is refused by the next.
     """
     auth = authenticator or TokenAuthenticator(load_access(access_file), served_sources=view_sources(serving_folder))
     limits = limits or RequestLimits.from_environment()
     token = _metrics_token(metrics_token)  # configuration is checked before the audit log is opened
+    key = _session_key(session_key)
     views = ViewStore(serving_folder)
     metrics = ServiceMetrics(lambda: view_age(views))
     # Anchored by `record` below, after each entry and, when that failed, again before the next one: an anchor
@@ -105,7 +122,7 @@ def create_app(
         views=views,
         serving_folder=serving_folder,
         decisions_file=decisions_file,
-        csrf_key=secrets.token_bytes(32),  # forms this process served carry a token bound to the session
+        csrf_key=key,  # forms served carry a token bound to the session
     )
     app.add_middleware(
         AuditEveryResponse,
