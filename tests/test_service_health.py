@@ -125,6 +125,12 @@ def test_ready_is_503_when_the_audit_log_was_removed_under_the_service(linked, t
         audit_log.unlink()  # entries would go on into a file nobody can read
         r = httpx.get(f"{svc.url}/ready", timeout=30)
         assert r.status_code == 503 and "removed or replaced" in r.json()["error"], r.text
+        # nor is a caseworker answered: the entry would go into a file nobody can read, so nothing is shown
+        citizen = _a_citizen(linked)
+        headers = {"Authorization": f"Bearer {TOKENS['benefits_caseworker']}"}
+        r = httpx.get(f"{svc.url}/api/citizens/{citizen}", params=PURPOSE, headers=headers, timeout=30)
+        assert r.status_code == 500 and citizen not in r.text
+        assert not audit_log.exists()  # and no new log was started in its place, without its chain
     finally:
         svc.stop()
 

@@ -35,6 +35,7 @@ from citizen_view.audit.records import (
 from citizen_view.audit.recovery import plan_recovery
 from citizen_view.audit.storage import ends_with_newline, fsync_dir, last_valid, write_durably
 
+REPLACED = "the audit log file was removed or replaced while the service writes it: restart the service"
 MIN_FREE_BYTES = 1024 * 1024  # below this the log's disk counts as full: an entry is a few hundred bytes
 
 
@@ -102,6 +103,8 @@ class AuditLog:
     def _commit(self, batch: list[_Pending]) -> None:
         """Write the batch as consecutive entries with one fsync, then anchor the head when an entry is due."""
         try:
+            if self._replaced():  # entries written on would go into a file nobody can read: refuse them
+                raise OSError(f"{self.path}: {REPLACED}")
             self._refresh(catch_up=self.anchor_every == 1)
             key, data, due = audit_key(), bytearray(), False
             for item in batch:
@@ -142,19 +145,24 @@ class AuditLog:
         None. A write can still fail for a reason only a write shows: the service's readiness probe writes an entry."""
         if self._file.closed:
             return "the audit log is closed"
-        replaced = "the audit log file was removed or replaced while the service writes it: restart the service"
         try:
-            at_path, held = os.stat(self.path), os.fstat(self._file.fileno())
+            if self._replaced():
+                return REPLACED
             free = os.statvfs(self.path.parent)
-        except FileNotFoundError:
-            return replaced
         except OSError as exc:
             return f"the audit log cannot be checked ({exc.strerror})"
-        if (at_path.st_dev, at_path.st_ino) != (held.st_dev, held.st_ino):
-            return replaced
         if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
             return "the audit log's disk is full"
         return None
+
+    def _replaced(self) -> bool:
+        """Whether the file at the log's path is no longer the one this writer holds open (removed or replaced)."""
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._file.fileno())
+        return (at_path.st_dev, at_path.st_ino) != (held.st_dev, held.st_ino)
 
     def close(self) -> None:
         """Anchor the head and close the file; closing twice is harmless."""

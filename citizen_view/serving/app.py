@@ -129,6 +129,7 @@ def create_app(
         record=_recorder(audit, auth, frozenset(trusted_proxies), metrics),
         max_body_bytes=limits.max_body_bytes,
         probes=frozenset({"/ready"}),
+        audit_problem=audit.problem,
     )
     app.add_middleware(MeasureRequests, metrics=metrics)  # outermost: times the whole answer, sees the status sent
     app.add_exception_handler(FieldError, _field_error)

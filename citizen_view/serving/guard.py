@@ -58,8 +58,10 @@ class AuditEveryResponse:
         record: Recorder,
         max_body_bytes: int,
         probes: frozenset[str] = frozenset(),
+        audit_problem: Callable[[], str | None] = lambda: None,
     ):
         self.app = app
+        self.audit_problem = audit_problem  # why the log cannot be written, when a check can tell
         self.record = record
         self.max_body_bytes = max_body_bytes
         # Readiness probes: an answer that cannot be audited is a 503 "not ready" (what a platform acts on), not a 500.
@@ -146,7 +148,8 @@ class AuditEveryResponse:
     def _unaudited(self, scope: Scope) -> tuple[int, str]:
         """The status and error sent instead of an answer that could not be audited."""
         if scope.get("path") in self.probes:
-            return 503, "not ready: the audit log cannot be written (the service's log names the cause)"
+            why = self.audit_problem() or "the audit log cannot be written (the service's log names the cause)"
+            return 503, f"not ready: {why}"
         return 500, "internal error: the request could not be audited, so it was not answered"
 
 
