@@ -350,6 +350,8 @@ def _serve(args: argparse.Namespace) -> int:
     sinks = _anchor_sinks(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be 1 or more, not {args.workers}")
+    if args.failed_sign_ins < 0:
+        raise UsageError(f"--failed-sign-ins must be 0 (no limit) or more, not {args.failed_sign_ins}")
     options = dict(
         serving_folder=layout.serving_dir,
         access_file=access,
@@ -357,6 +359,7 @@ def _serve(args: argparse.Namespace) -> int:
         decisions_file=layout.overrides_file,
         anchor_sinks=sinks,
         trusted_proxies=list(args.trusted_proxy or ()),
+        failed_sign_ins=args.failed_sign_ins,
     )
     try:
         app = create_app(**options)
@@ -785,6 +788,12 @@ def _service_commands(sub) -> None:
     )
     v.add_argument(
         "--workers", type=int, default=1, help="service processes sharing the port and one audit chain (default 1)"
+    )
+    v.add_argument(
+        "--failed-sign-ins",
+        type=int,
+        default=10,
+        help="unknown tokens one address may send a minute before it is refused with 429 (default 10; 0: no limit)",
     )
     v.set_defaults(func=cmd_serve)
 

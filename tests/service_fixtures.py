@@ -73,9 +73,9 @@ def serve_pipeline_output(sources_file: Path, root: Path) -> Service:
     return start_service(warehouse, root / "audit" / "access.jsonl")
 
 
-def serve_linked_world(world, root: Path) -> Service:
+def serve_linked_world(world, root: Path, **options) -> Service:
     """Serve a copy of the session's linked world (`tests.conftest.linked_world`) at root, auditing to root/audit."""
     from tests.conftest import copy_world
 
     _, warehouse = copy_world(world, root / "world")
-    return start_service(warehouse, root / "audit" / "access.jsonl")
+    return start_service(warehouse, root / "audit" / "access.jsonl", **options)

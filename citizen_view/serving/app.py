@@ -45,6 +45,7 @@ from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, Me
 from citizen_view.serving.routes import api, pages, portal, resolve, review, service
 from citizen_view.serving.server import RequestLimits, client_address
 from citizen_view.serving.templating import render
+from citizen_view.serving.throttle import FAILURES_ALLOWED, SignInThrottle
 
 __all__ = ["CITIZEN_ID", "LIMITS", "create_app"]
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def create_app(
     limits: RequestLimits | None = None,
     metrics_token: str | None = None,
     session_key: bytes | None = None,
+    failed_sign_ins: int = FAILURES_ALLOWED,
 ) -> FastAPI:
     """The service for one served-view folder, one access file and one audit log (anchored in `anchor_sinks` too).
 
@@ -96,7 +98,8 @@ def create_app(
     `metrics_token`: the bearer token of /metrics (default $CITIZEN_VIEW_METRICS_TOKEN; none: /metrics is off).
     `session_key`: the key that signs a browser session's form tokens and remembered purpose (default
     $CITIZEN_VIEW_SESSION_KEY; none: a fresh key for this process). Processes that serve one port together must
-    share it, or a form or purpose one of them signed is refused by the next.
+    share it, or a form or purpose one of them signed is refused by the next. `failed_sign_ins`: unknown tokens an
+    address may send a minute before it is refused with 429 (0: no limit; see throttle.py).
     """
     auth = authenticator or TokenAuthenticator(load_access(access_file), served_sources=view_sources(serving_folder))
     limits = limits or RequestLimits.from_environment()
@@ -123,6 +126,8 @@ def create_app(
         serving_folder=serving_folder,
         decisions_file=decisions_file,
         csrf_key=key,  # forms served carry a token bound to the session
+        trusted_proxies=frozenset(trusted_proxies),
+        throttle=SignInThrottle(limit=failed_sign_ins),
     )
     app.add_middleware(
         AuditEveryResponse,
@@ -227,7 +232,9 @@ async def _field_error(request: Request, exc: FieldError):
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
     if _wants_html(request):  # a person in a browser: the message inside the page layout, with a way on
-        return _error_page(request, exc.status_code, str(exc.detail))
+        page = _error_page(request, exc.status_code, str(exc.detail))
+        page.headers.update(exc.headers or {})
+        return page
     return JSONResponse(
         {"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers
     )

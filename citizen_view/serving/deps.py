@@ -22,7 +22,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.guard import Trail
+from citizen_view.serving.server import client_address
 from citizen_view.serving.snapshot import current_view
+from citizen_view.serving.throttle import SignInThrottle
 
 CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
 LIMITS = {
@@ -92,6 +94,23 @@ class ServiceParts:
     serving_folder: Path
     decisions_file: Path
     csrf_key: bytes
+    throttle: SignInThrottle
+    trusted_proxies: frozenset[str] = frozenset()
+
+    def client(self, request: Request) -> str | None:
+        """The caller's address as the audit log names it (a trusted proxy's X-Forwarded-For counts)."""
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    def refuse_when_throttled(self, request: Request, trail: Trail) -> None:
+        """429 with Retry-After while the caller's address has sent too many unknown tokens (see throttle.py)."""
+        if (wait := self.throttle.retry_after(self.client(request))) is not None:
+            trail.refusal = "throttled"
+            raise HTTPException(
+                429,
+                f"too many unknown tokens from your address: try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
 
     def csrf_for(self, token: str) -> str:
         """The CSRF token of the forms served to the session of `token`."""
@@ -133,8 +152,10 @@ def principal(request: Request, parts: Parts, trail: AuditTrail) -> Principal:
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
     if not token:
         raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'")
+    parts.refuse_when_throttled(request, trail)
     claim = request.headers.get(CLAIM_HEADER) or request.cookies.get(CLAIM_COOKIE) or None
     if len(token) > 256 or (who := parts.auth.authenticate(token, claim[:512] if claim else None)) is None:
+        parts.throttle.failed(parts.client(request))
         raise HTTPException(401, "unknown or invalid token")
     trail.principal = who
     return who

@@ -40,11 +40,12 @@ REASONS = {
     405: "method_not_allowed",
     413: "body_too_large",
     422: "invalid_input",
+    429: "too_many_requests",
     431: "headers_too_large",
 }
 # The precise reasons the app may name (Trail.refusal): a closed list, so a label can only ever be one of these.
 NAMED_REASONS = frozenset(
-    {"no_purpose", "no_token", "unknown_token", "unreadable_request", "metrics_token", "metrics_off"}
+    {"no_purpose", "no_token", "unknown_token", "unreadable_request", "metrics_token", "metrics_off", "throttled"}
 )
 
 Scope = MutableMapping[str, Any]

@@ -122,6 +122,7 @@ _ERROR_CODES = {
     403: "The role may not do this (a field, source or action outside its access package).",
     404: "No such citizen in the current view (or none the role may see).",
     422: "Invalid input: a malformed or oversized parameter.",
+    429: "Too many unknown tokens from the caller's address lately: wait the seconds `Retry-After` names.",
     500: "An internal error (logged; never a stack trace).",
     503: "No view has been published yet.",
 }

@@ -74,8 +74,10 @@ def login(
 ) -> Response:
     trail.action = "login"
     same_origin(request)
+    parts.refuse_when_throttled(request, trail)
     who = parts.auth.authenticate(token, claim or None)
     if who is None:
+        parts.throttle.failed(parts.client(request))
         return render(request, "login.html", {"who": None, "error": "Unknown token."}, status_code=401)
     trail.principal = who
     response = RedirectResponse("/start", status_code=303)  # each role's own start page
