@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from citizen_view.contract import load_sources
 from citizen_view.serving import vocabulary as words
 from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.serving.snapshot import current_view
@@ -410,12 +411,15 @@ def _english_fragments(lang: str) -> set[str]:
 
 
 def _speaks(page, lang: str) -> None:
-    """The page's text (title and body, every record opened) holds no English wording of the vocabulary; the
-    organisations of the access file are the deployment's own names and are left out."""
+    """The page's text (title and body, every record opened) holds no English wording of the vocabulary; what the
+    deployment names itself (the access file's organisations, the labels of the sources' own columns) and commands
+    to type (`<code>`) are left out."""
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
     text = page.title() + "\n" + page.locator("body").inner_text()
-    for user in load_access(ACCESS).users:
-        text = text.replace(user.organisation, "")
+    configured = [u.organisation for u in load_access(ACCESS).users] + page.locator("code").all_inner_texts()
+    configured += [a.label for s in load_sources(SAMPLE).sources for a in s.attributes.values()]
+    for name in sorted(configured, key=len, reverse=True):
+        text = text.replace(name, "")
     english = sorted(f for f in _english_fragments(lang) if re.search(rf"(?<!\w){re.escape(f)}(?!\w)", text))
     assert not english, (page.url, english)
 
