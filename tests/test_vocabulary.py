@@ -13,6 +13,7 @@ from citizen_view.contract import CanonicalField, ConfigError, load_sources
 from citizen_view.linkage.review import describe_pair
 from citizen_view.serving import vocabulary as words
 from citizen_view.serving.messages import MESSAGES
+from citizen_view.serving.report import render_access_report_html, served_speech
 
 
 @pytest.mark.parametrize("lang", words.LANGUAGES)
@@ -134,3 +135,24 @@ def test_a_phrase_with_markup_escapes_its_own_text_and_keeps_its_values():
     assert shown == "<strong>3</strong> geval(len) te beoordelen"
     assert "&lt;x&gt;" in words.said("access_intro", "en", citizen="<x>")
     assert words.action_words("view_profile", "no") == "åpnet profilen" and words.action_words("odd_one") == "odd one"
+
+
+def test_the_access_report_speaks_the_language_asked_for(tmp_path):
+    look = {
+        "time": "2026-12-02T13:40:00+00:00",
+        "organisation": "Dienst uitkeringen",
+        "user": "anna",
+        "role": "benefits_caseworker",
+        "purpose": "controle",
+        "case_reference": "BEN-7",
+        "action": "view_profile",
+        "fields": ["date_of_birth", "records:benefits"],
+        "sources": ["benefits"],
+        "status": 200,
+    }
+    dutch = render_access_report_html("CV-AAAA-BBBB-CCCC", [look], "nl", {"benefits": "Dienst uitkeringen"})
+    assert '<html lang="nl">' in dutch and "Wie heeft de gegevens van CV-AAAA-BBBB-CCCC bekeken" in dutch
+    assert "profiel geopend" in dutch and "Geboortedatum, gegevens van Dienst uitkeringen" in dutch
+    english = render_access_report_html("CV-AAAA-BBBB-CCCC", [look])
+    assert "1 look(s) recorded" in english and "opened the profile" in english and "Date of birth" in english
+    assert served_speech(tmp_path / "no-view-yet") == ("en", {})
