@@ -106,16 +106,19 @@ def test_every_english_message_is_reworded_whole(lang):
 
 def test_the_domain_s_own_messages_are_reworded():
     assert words.plain(describe_pair(3.214, 2.0, same_citizen=True), "nl") == (
-        "direct gekoppeld: matchgewicht +3.21 ligt op of boven de drempel +2.00"
+        "direct gekoppeld: matchgewicht +3,21 ligt op of boven de drempel +2,00"
     )
     assert words.plain(describe_pair(-1.0, 2.0, same_citizen=False), "no") == (
-        "ikke koblet: treffvekt -1.00 er under terskelen +2.00"
+        "ikke koblet: treffvekt -1,00 er under terskelen +2,00"
     )
     assert words.plain(describe_pair(None, 2.0, same_citizen=True), "nl") == (
         "via andere gegevens in één burger (geen matchgewicht of drempel om te vergelijken)"
     )
     apart = words.plain(describe_pair(4.0, 2.0, same_citizen=False), "no")
-    assert apart.startswith("holdt adskilt: treffvekt +4.00") and "different" not in apart
+    assert apart.startswith("holdt adskilt: treffvekt +4,00") and "different" not in apart
+    assert words.plain("match weight 2.50 is within the uncertainty band [1.88, 4.88]", "nl") == (
+        "matchgewicht 2,50 valt binnen de twijfelmarge van 1,88 tot 4,88"
+    )
     typo = unparsed_date_reason(False, "%d-%m-%Y", "(column geb)")
     assert words.plain(typo, "nl") == "onleesbaar: niet in het formaat %d-%m-%Y (kolom geb)"
     assert words.plain(implausible_date_reason(dt.date(1900, 1, 1), dt.date(2026, 1, 1)), "no").startswith(

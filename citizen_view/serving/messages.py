@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from functools import cache
 
+DECIMAL_COMMA = ("nl", "no")
+_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
+
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         # the model's decision on a pair of records (linkage.review.describe_pair)
@@ -109,7 +112,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "decision_apart": "uit elkaar gehouden",
         "decision_not_linked": "niet gekoppeld",
         "decision_cluster": "gekoppeld",
-        "in_band": "matchgewicht {weight} valt binnen de twijfelmarge [{low}, {high}]",
+        "in_band": "matchgewicht {weight} valt binnen de twijfelmarge van {low} tot {high}",
         "many_records": "{n} gegevens (meer dan {most})",
         "many_ids": "{n} verschillende geldige identificatienummers",
         "many_dates": "{n} verschillende geboortedata",
@@ -188,7 +191,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "decision_apart": "holdt adskilt",
         "decision_not_linked": "ikke koblet",
         "decision_cluster": "koblet",
-        "in_band": "treffvekt {weight} ligger innenfor usikkerhetsområdet [{low}, {high}]",
+        "in_band": "treffvekt {weight} ligger innenfor usikkerhetsområdet fra {low} til {high}",
         "many_records": "{n} poster (flere enn {most})",
         "many_ids": "{n} ulike gyldige identifikasjonsnumre",
         "many_dates": "{n} ulike fødselsdatoer",
@@ -274,7 +277,14 @@ def reword(text: str, lang: str, fields: dict[str, str] | None = None) -> str:
 def _value(value: str, lang: str, fields: dict[str, str]) -> str:
     if value in fields:
         return fields[value][0].lower() + fields[value][1:]
+    if _DECIMAL.fullmatch(value):
+        return decimal(value, lang)
     return reword(value, lang, fields)
+
+
+def decimal(value: str, lang: str) -> str:
+    """A decimal number as the language writes it: a comma before the fraction in Dutch and Norwegian."""
+    return value.replace(".", ",") if lang in DECIMAL_COMMA else value
 
 
 @cache

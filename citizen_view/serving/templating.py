@@ -74,6 +74,7 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
         "say": lambda key, **v: words.phrase(key, lang, **v),
         "said": lambda key, **v: words.said(key, lang, **v),
         "did": lambda action: words.action_words(action, lang),
+        "decimal": lambda value, places=3: words.number(value, lang, places),
         "say_or": lambda key, fallback: words.optional(key, fallback, lang),
         "plain": lambda text: words.plain(text, lang),
         "shown_date": lambda v, typed=None: words.shown_date(v, typed, lang),

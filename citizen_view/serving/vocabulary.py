@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from markupsafe import Markup, escape
 
 from citizen_view.contract import CanonicalField
-from citizen_view.serving.messages import MESSAGES, reword
+from citizen_view.serving.messages import MESSAGES, decimal, reword
 from citizen_view.serving.phrases import PHRASES
 
 LANGUAGES = ("en", "nl", "no")
@@ -130,6 +130,11 @@ def said(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> Markup:
     """A phrase for a page whose values are markup (`<strong>` around a number): the phrase's own text escaped."""
     text = PHRASES[language(lang)].get(key, PHRASES[DEFAULT_LANGUAGE][key])
     return Markup(escape(text)).format(**values)
+
+
+def number(value: float, lang: str = DEFAULT_LANGUAGE, places: int = 3) -> str:
+    """A number with `places` decimals, written as the language writes one (0,987 in Dutch and Norwegian)."""
+    return decimal(f"{value:.{places}f}", language(lang))
 
 
 def action_words(action: str, lang: str = DEFAULT_LANGUAGE) -> str:
