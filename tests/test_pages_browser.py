@@ -412,11 +412,14 @@ def _english_fragments(lang: str) -> set[str]:
 
 def _speaks(page, lang: str) -> None:
     """The page's text (title and body, every record opened) holds no English wording of the vocabulary; what the
-    deployment names itself (the access file's organisations, the labels of the sources' own columns) and commands
-    to type (`<code>`) are left out."""
+    deployment names itself (the access file's organisations, the labels of the sources' own columns), the values of
+    those columns as the source wrote them (a permit's status "pending") and commands to type (`<code>`) are left
+    out."""
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.evaluate("document.querySelectorAll('code, dd.attribute').forEach(e => e.style.display = 'none')")
     text = page.title() + "\n" + page.locator("body").inner_text()
-    configured = [u.organisation for u in load_access(ACCESS).users] + page.locator("code").all_inner_texts()
+    page.evaluate("document.querySelectorAll('code, dd.attribute').forEach(e => e.style.display = '')")
+    configured = [u.organisation for u in load_access(ACCESS).users]
     configured += [a.label for s in load_sources(SAMPLE).sources for a in s.attributes.values()]
     for name in sorted(configured, key=len, reverse=True):
         text = text.replace(name, "")
