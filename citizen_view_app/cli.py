@@ -386,7 +386,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import getpass
 
     from citizen_view.audit import acknowledge, entries_for_citizen, parse_sink, verify, write_csv, write_json
-    from citizen_view.serving.report import render_access_report_html
+    from citizen_view.serving.report import render_access_report_html, served_speech
 
     path = _audit_path(args)
     sinks = [parse_sink(s) for s in _anchor_sinks(args)]
@@ -421,7 +421,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         write_csv(entries, sys.stdout)
     else:
-        print(render_access_report_html(args.citizen, entries))
+        lang, labels = served_speech(WarehouseLayout.of(args.warehouse).serving_dir)
+        print(render_access_report_html(args.citizen, entries, args.language or lang, labels))
     return 0
 
 
@@ -811,6 +812,11 @@ def _service_commands(sub) -> None:
     a.add_argument("--citizen", help="citizen ID (for export)")
     a.add_argument(
         "--format", choices=["json", "csv", "html"], default="json", help="export: how to write it (default json)"
+    )
+    a.add_argument(
+        "--language",
+        choices=["en", "nl", "no"],
+        help="export --format html: the page's language (default: the served view's, from sources.yaml serving.language)",
     )
     _warehouse_option(a)
     _audit_options(a)

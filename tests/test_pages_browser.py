@@ -11,6 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from citizen_view.contract import load_sources
+from citizen_view.serving import vocabulary as words
 from citizen_view.serving.access import load_access, sign_citizen_claim
 from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.vocabulary import code_names
@@ -378,23 +380,67 @@ def test_search_speaks_plainly_and_gives_the_date_back_as_typed(sample_service, 
     page.close()
 
 
-def test_a_dutch_deployment_speaks_dutch(sample_service, browser, tmp_path):
-    """`serving.language: nl` as the pipeline writes it into the view: labels, phrases and dates in Dutch."""
-    svc, shots = sample_service
-    citizen, name = _busy_citizen(svc)
-    served = svc.warehouse.parent / svc.warehouse.stem / "serving"
+def _deployment(svc, tmp_path, lang: str):
+    """The sample's served view copied and served as a deployment in `lang` (as `serving.language` writes it), its
+    sources labelled in that language too (a deployment names its own agencies)."""
     copy = tmp_path / "wh" / "cv" / "serving"
-    shutil.copytree(served, copy)
-    view = current_view(copy)
-    con = duckdb.connect(str(view))
+    shutil.copytree(svc.warehouse.parent / svc.warehouse.stem / "serving", copy)
+    con = duckdb.connect(str(current_view(copy)))
     try:
-        con.execute("UPDATE view_info SET language = 'nl'")
+        con.execute("UPDATE view_info SET language = ?", [lang])
+        con.execute("UPDATE source_labels SET label = ? || ' ' || source", [{"nl": "Dienst", "no": "Etat"}[lang]])
     finally:
         con.close()
-    dutch = start_service(tmp_path / "wh" / "cv.duckdb", tmp_path / "audit" / "access.jsonl")
+    return start_service(tmp_path / "wh" / "cv.duckdb", tmp_path / "audit" / "access.jsonl")
+
+
+def _english_fragments(lang: str) -> set[str]:
+    """Every English wording of the vocabulary that `lang` words differently: each phrase's text between its
+    placeholders, less what is also a word of `lang`'s own vocabulary (Dutch "of" is a Dutch word too)."""
+    theirs = " ".join(v for catalogue in words.CATALOGUES for v in catalogue[lang].values())
+    found = set()
+    for catalogue in words.CATALOGUES:
+        for key, english in catalogue["en"].items():
+            if catalogue[lang][key] == english:
+                continue
+            for part in re.split(r"\{[^}]*\}", english):
+                part = re.sub(r"^\W+|\W+$", "", part)
+                if re.search(r"[A-Za-z]{2}", part) and not re.search(rf"(?<!\w){re.escape(part)}(?!\w)", theirs):
+                    found.add(part)
+    return found
+
+
+def _speaks(page, lang: str) -> None:
+    """The page's text (title and body, every record opened) holds no English wording of the vocabulary; what the
+    deployment names itself (the access file's organisations, the labels of the sources' own columns), the values of
+    those columns as the source wrote them (a permit's status "pending") and commands to type (`<code>`) are left
+    out."""
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.evaluate("document.querySelectorAll('code, dd.attribute').forEach(e => e.style.display = 'none')")
+    text = page.title() + "\n" + page.locator("body").inner_text()
+    page.evaluate("document.querySelectorAll('code, dd.attribute').forEach(e => e.style.display = '')")
+    configured = [u.organisation for u in load_access(ACCESS).users]
+    configured += [a.label for s in load_sources(SAMPLE).sources for a in s.attributes.values()]
+    for name in sorted(configured, key=len, reverse=True):
+        text = text.replace(name, "")
+    english = sorted(f for f in _english_fragments(lang) if re.search(rf"(?<!\w){re.escape(f)}(?!\w)", text))
+    assert not english, (page.url, english)
+
+
+def test_a_dutch_deployment_speaks_dutch_on_every_page(sample_service, browser, tmp_path):
+    """`serving.language: nl` as the pipeline writes it into the view: every page's words, labels and dates in Dutch."""
+    svc, shots = sample_service
+    citizen, name = _busy_citizen(svc)
+    national_id, born = _citizen_facts(svc, citizen)
+    dutch = _deployment(svc, tmp_path, "nl")
     try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(dutch.url + "/")
+        _speaks(page, "nl")  # the sign-in page
+        page.close()
         page = _signed_in(browser, dutch, "data_steward", f"/citizens/{citizen}")
         assert page.locator("h1").inner_text() == "Waarom kijkt u?" and page.locator("#purpose-form").is_visible()
+        _speaks(page, "nl")  # the purpose form
         page.fill("#purpose", "controle uitkering")
         page.click("#state-purpose")
         page.wait_for_selector("#golden")
@@ -403,7 +449,51 @@ def test_a_dutch_deployment_speaks_dutch(sample_service, browser, tmp_path):
         assert re.fullmatch(r"\d{2}-\d{2}-\d{4}", page.locator("#person-born").inner_text())
         assert page.locator("#nav-search").inner_text() == "Zoek een burger"
         _plain_words(page)
+        _speaks(page, "nl")  # the profile
         page.screenshot(path=str(shots / "profile-nl.png"), full_page=False)
+        page.goto(dutch.url + "/search")
+        page.fill("#name", name)
+        page.fill("#date_of_birth", born.strftime("%d-%m-%Y"))
+        page.click("#search")
+        page.wait_for_selector("#results tr.candidate")
+        _speaks(page, "nl")  # search with results
+        page.goto(dutch.url + "/review?purpose=beoordeling")
+        page.wait_for_selector(".review-item")
+        _speaks(page, "nl")  # review with items
+        page.locator(".review-item").first.locator("input[name=reason]").fill("zelfde adres, andere mensen")
+        page.locator(".review-item").first.locator("button[value=different]").click()
+        page.wait_for_selector("#recorded")
+        _speaks(page, "nl")  # a decision's confirmation
+        response = page.goto(f"{dutch.url}/citizens/CV-AAAA-AAAA-AAAA/nothing")
+        assert response.status == 404
+        _speaks(page, "nl")  # an error page
+        page.close()
+        claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
+        page = _signed_in(browser, dutch, "citizen_portal", f"/citizens/{citizen}/access-log?purpose=inzage", claim)
+        page.wait_for_selector("#looks tr.look")
+        _speaks(page, "nl")  # the citizen's access log, the steward's look in it
+        page.screenshot(path=str(shots / "access-log-nl.png"), full_page=True)
+        response = page.goto(f"{dutch.url}/search?purpose=nieuwsgierig&name=Jan")
+        assert response.status == 403
+        _speaks(page, "nl")  # a refusal's message
         page.close()
     finally:
         dutch.stop()
+
+
+def test_a_norwegian_deployment_speaks_norwegian(sample_service, browser, tmp_path):
+    svc, shots = sample_service
+    citizen, _name = _busy_citizen(svc)
+    norwegian = _deployment(svc, tmp_path, "no")
+    try:
+        page = _signed_in(browser, norwegian, "data_steward", f"/citizens/{citizen}?purpose=kontroll")
+        page.wait_for_selector("#golden")
+        assert page.locator("#field-date_of_birth td").first.inner_text() == "Fødselsdato"
+        _speaks(page, "no")
+        page.screenshot(path=str(shots / "profile-no.png"), full_page=False)
+        page.goto(norwegian.url + "/review?purpose=kontroll")
+        page.wait_for_selector(".review-item")
+        _speaks(page, "no")
+        page.close()
+    finally:
+        norwegian.stop()

@@ -1,4 +1,5 @@
-"""The words the pages use: one label per canonical field and the pages' own phrases, in the deployment's language.
+"""The words the pages use: one label per canonical field, the pages' own phrases (`phrases.py`) and the messages
+other parts write in English (`messages.py`), in the deployment's language (en, nl or no).
 
 Labels avoid any one country's word for a thing (`national_id` is "National ID number", not "BSN" or
 "fødselsnummer"). `plain` turns a message that names canonical fields (`date_of_birth is not a date`) into the
@@ -11,7 +12,11 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
+from markupsafe import Markup, escape
+
 from citizen_view.contract import CanonicalField
+from citizen_view.serving.messages import MESSAGES, decimal, reword
+from citizen_view.serving.phrases import PHRASES
 
 LANGUAGES = ("en", "nl", "no")
 DEFAULT_LANGUAGE = "en"
@@ -38,6 +43,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "source_attributes": "Agency's own details",
         "access_log": "This access log",
         "review_queue": "Review queue",
+        "address": "Address",  # the one comparison of street, house number and postcode
         "name": "Name",
         "purpose": "Purpose",
         "case_reference": "Case reference",
@@ -63,6 +69,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "source_attributes": "Eigen gegevens van de organisatie",
         "access_log": "Dit inzageoverzicht",
         "review_queue": "Beoordelingslijst",
+        "address": "Adres",  # the one comparison of street, house number and postcode
         "name": "Naam",
         "purpose": "Doel",
         "case_reference": "Zaaknummer",
@@ -88,111 +95,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "source_attributes": "Etatens egne opplysninger",
         "access_log": "Denne innsynsloggen",
         "review_queue": "Vurderingsliste",
+        "address": "Adresse",  # the one comparison of street, house number and postcode
         "name": "Navn",
         "purpose": "Formål",
         "case_reference": "Saksnummer",
-    },
-}
-
-PHRASES: dict[str, dict[str, str]] = {
-    "en": {
-        "search": "Find a citizen",
-        "review": "Review uncertain links",
-        "access_log": "My access log",
-        "sign_out": "Sign out",
-        "purpose": "Purpose",
-        "change": "change",
-        "purpose_needed": "Say why you look before this page shows anything: the purpose (or case reference) is "
-        "written in the access log with your name and is kept for the rest of this session.",
-        "purpose_title": "Why do you look?",
-        "continue": "Continue",
-        "back": "Back",
-        "start": "Start page",
-        "sign_in": "Sign in",
-        "score_line": "match score {score} of 100",
-        "score_full": "every searched field matched",
-        "match_header": "How well it matches",
-        "score_help": "The match score (0 to 100) says how closely a citizen matches what you typed; "
-        "100 means every searched field matched. The reasons follow it.",
-        "citizen_id": "Citizen ID",
-        "candidates": "{n} citizen(s) found",
-        "record_of": "{source} record",
-        "search_button": "Search",
-        "no_purpose": "No purpose given",
-        "no_such_page": "There is no such page.",
-        "wrong_method": "This page cannot be opened that way.",
-        "date_hint": "dd-mm-yyyy or yyyy-mm-dd",
-        "cannot_show": "This page cannot be shown",
-        "went_wrong": "Something went wrong",
-        "records_of": "records from {source}",
-        "values_from": "from {sources}",
-        "cases_of": "cases at {source}",
-    },
-    "nl": {
-        "search": "Zoek een burger",
-        "review": "Twijfelgevallen beoordelen",
-        "access_log": "Mijn inzageoverzicht",
-        "sign_out": "Afmelden",
-        "purpose": "Doel",
-        "change": "wijzigen",
-        "purpose_needed": "Geef aan waarom u kijkt voordat deze pagina iets toont: het doel (of zaaknummer) wordt "
-        "met uw naam in het inzageoverzicht vastgelegd en geldt voor de rest van deze sessie.",
-        "purpose_title": "Waarom kijkt u?",
-        "continue": "Verder",
-        "back": "Terug",
-        "start": "Startpagina",
-        "sign_in": "Aanmelden",
-        "score_line": "overeenkomst {score} van 100",
-        "score_full": "elk gezocht gegeven komt overeen",
-        "match_header": "Hoe goed het past",
-        "score_help": "De overeenkomst (0 tot 100) zegt hoe goed een burger past bij wat u intypte; "
-        "100 betekent dat elk gezocht gegeven overeenkomt. De redenen staan erachter.",
-        "citizen_id": "Burger-ID",
-        "candidates": "{n} burger(s) gevonden",
-        "record_of": "gegevens {source}",
-        "search_button": "Zoeken",
-        "no_purpose": "Geen doel opgegeven",
-        "no_such_page": "Deze pagina bestaat niet.",
-        "wrong_method": "Deze pagina kan zo niet worden geopend.",
-        "date_hint": "dd-mm-jjjj",
-        "cannot_show": "Deze pagina kan niet worden getoond",
-        "went_wrong": "Er ging iets mis",
-        "records_of": "gegevens van {source}",
-        "values_from": "uit {sources}",
-        "cases_of": "zaken bij {source}",
-    },
-    "no": {
-        "search": "Finn en innbygger",
-        "review": "Vurder usikre koblinger",
-        "access_log": "Min innsynslogg",
-        "sign_out": "Logg ut",
-        "purpose": "Formål",
-        "change": "endre",
-        "purpose_needed": "Oppgi hvorfor du ser før denne siden viser noe: formålet (eller saksnummeret) "
-        "logges med navnet ditt og gjelder resten av økten.",
-        "purpose_title": "Hvorfor ser du?",
-        "continue": "Fortsett",
-        "back": "Tilbake",
-        "start": "Startside",
-        "sign_in": "Logg inn",
-        "score_line": "treffpoeng {score} av 100",
-        "score_full": "alle søkte felt stemte",
-        "match_header": "Hvor godt det passer",
-        "score_help": "Treffpoengene (0 til 100) sier hvor godt en innbygger passer det du skrev; "
-        "100 betyr at alle søkte felt stemte. Begrunnelsene følger.",
-        "citizen_id": "Innbygger-ID",
-        "candidates": "{n} innbygger(e) funnet",
-        "record_of": "opplysninger fra {source}",
-        "search_button": "Søk",
-        "no_purpose": "Ingen formål oppgitt",
-        "no_such_page": "Denne siden finnes ikke.",
-        "wrong_method": "Denne siden kan ikke åpnes slik.",
-        "date_hint": "dd.mm.åååå",
-        "cannot_show": "Denne siden kan ikke vises",
-        "went_wrong": "Noe gikk galt",
-        "records_of": "opplysninger fra {source}",
-        "values_from": "fra {sources}",
-        "cases_of": "saker hos {source}",
     },
 }
 
@@ -220,14 +126,38 @@ def phrase(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> str:
     return PHRASES[language(lang)].get(key, PHRASES[DEFAULT_LANGUAGE][key]).format(**values)
 
 
+def said(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> Markup:
+    """A phrase for a page whose values are markup (`<strong>` around a number): the phrase's own text escaped."""
+    text = PHRASES[language(lang)].get(key, PHRASES[DEFAULT_LANGUAGE][key])
+    return Markup(escape(text)).format(**values)
+
+
+def number(value: float, lang: str = DEFAULT_LANGUAGE, places: int = 3) -> str:
+    """A number with `places` decimals, written as the language writes one (0,987 in Dutch and Norwegian)."""
+    return decimal(f"{value:.{places}f}", language(lang))
+
+
+def action_words(action: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """What an audited action did, in words (`view_profile` -> "opened the profile"), else its name made readable."""
+    key = f"did_{action}"
+    return phrase(key, lang) if key in PHRASES[DEFAULT_LANGUAGE] else action.replace("_", " ")
+
+
+def optional(key: str, fallback: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """A phrase when the vocabulary has `key` (a case state, a review kind), else `fallback` as it came."""
+    return phrase(key, lang) if key in PHRASES[DEFAULT_LANGUAGE] else fallback
+
+
 def plain(text: object, lang: str = DEFAULT_LANGUAGE) -> str:
-    """A message with every internal field name replaced by its label (lower-cased inside a sentence)."""
+    """A message in the page's language (`messages.reword`) with every internal field name replaced by its label
+    (lower-cased inside a sentence)."""
+    text = reword(str(text), language(lang), FIELDS[language(lang)])
 
     def word(match: re.Match[str]) -> str:
         found = label(match.group(1), lang)
         return found if match.start() == 0 else found[0].lower() + found[1:]
 
-    return _CODE_WORD.sub(word, str(text))
+    return _CODE_WORD.sub(word, text)
 
 
 def shown_date(value: object, typed: str | None = None, lang: str = DEFAULT_LANGUAGE) -> str:
@@ -261,3 +191,7 @@ def disclosed(item: str, labels: Mapping[str, str], lang: str = DEFAULT_LANGUAGE
 def code_names() -> tuple[str, ...]:
     """The internal field names no page may show (every canonical field with an underscore)."""
     return tuple(f for f in (*CanonicalField, *_CODE_NAMES) if "_" in f)
+
+
+# Every catalogue of the pages' words, each {language: {key: text}}.
+CATALOGUES = (FIELDS, PHRASES, MESSAGES)

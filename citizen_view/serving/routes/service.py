@@ -78,7 +78,7 @@ def login(
     who = parts.auth.authenticate(token, claim or None)
     if who is None:
         parts.throttle.failed(parts.client(request))
-        return render(request, "login.html", {"who": None, "error": "Unknown token."}, status_code=401)
+        return render(request, "login.html", {"who": None, "error": "unknown_token"}, status_code=401)
     trail.principal = who
     response = RedirectResponse("/start", status_code=303)  # each role's own start page
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
