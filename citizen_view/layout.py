@@ -150,10 +150,7 @@ class WarehouseLayout:
         for leftover in sorted(self.scratch_dir.iterdir()):
             if _live_spark_folder(leftover):
                 continue
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
+            _remove(leftover)
             removed.append(leftover)
         return removed
 
@@ -227,12 +224,17 @@ def clean_partials(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for leftover in folder.glob(f".*{PARTIAL}*"):
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
+        _remove(leftover)
         removed.append(leftover)
     return removed
+
+
+def _remove(leftover: Path) -> None:
+    """Remove a file, a link or a whole folder (not the folder a link points to), whatever is left of it."""
+    if leftover.is_dir() and not leftover.is_symlink():
+        shutil.rmtree(leftover, ignore_errors=True)
+    else:
+        leftover.unlink(missing_ok=True)
 
 
 def swap_symlink(link: Path, target: Path) -> None:
