@@ -39,6 +39,18 @@ class FolderClaimed(ValueError):
     """A warehouse's folder already belongs to another warehouse file."""
 
 
+class _Inside:
+    """A fixed path inside the warehouse's folder, declared by its parts: read as an attribute of a layout."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, layout: WarehouseLayout | None, owner: type | None = None) -> Path:
+        if layout is None:
+            return self  # type: ignore[return-value]  # the declaration itself, read on the class
+        return layout.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class WarehouseLayout:
     """Every path that belongs to one warehouse file."""
@@ -58,26 +70,18 @@ class WarehouseLayout:
             else self.warehouse.with_name(self.warehouse.name + ".d")
         )
 
-    @property
-    def linkage_dir(self) -> Path:
-        return self.root / "linkage"
-
-    @property
-    def model_file(self) -> Path:
-        return self.linkage_dir / "splink_model.json"
-
-    @property
-    def overrides_file(self) -> Path:
-        """Reviewers' decisions, kept outside the warehouse so they can be recorded while a run holds it."""
-        return self.root / "review" / "link_overrides.jsonl"
-
-    @property
-    def serving_dir(self) -> Path:
-        return self.root / "serving"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.root / "audit" / "access.jsonl"
+    # The fixed paths inside the warehouse's folder.
+    linkage_dir = _Inside("linkage")
+    model_file = _Inside("linkage", "splink_model.json")
+    # Reviewers' decisions, kept outside the warehouse so they can be recorded while a run holds it.
+    overrides_file = _Inside("review", "link_overrides.jsonl")
+    serving_dir = _Inside("serving")
+    audit_log = _Inside("audit", "access.jsonl")
+    access_file = _Inside("access.yaml")
+    # Official area lists refreshed by `citizen-view areas refresh` (the shipped lists are used otherwise).
+    areas_dir = _Inside("areas")
+    scratch_dir = _Inside("tmp")
+    marker = _Inside(MARKER)
 
     def anchor_copy(self, log: Path | None = None) -> Path:
         """The default second location of an audit log's anchors: a separate folder, one file per log (production
@@ -85,19 +89,6 @@ class WarehouseLayout:
         log = Path(log or self.audit_log).expanduser().resolve()
         tag = hashlib.sha256(str(log).encode("utf-8")).hexdigest()[:12]
         return self.root / "audit-anchors" / f"{log.stem}-{tag}.anchors"
-
-    @property
-    def access_file(self) -> Path:
-        return self.root / "access.yaml"
-
-    @property
-    def areas_dir(self) -> Path:
-        """Official area lists refreshed by `citizen-view areas refresh` (the shipped lists are used otherwise)."""
-        return self.root / "areas"
-
-    @property
-    def scratch_dir(self) -> Path:
-        return self.root / "tmp"
 
     def exports_dir(self, configured: str | Path = "exports") -> Path:
         """Where run bundles go: the configured folder, relative ones inside the warehouse's folder."""
@@ -115,10 +106,6 @@ class WarehouseLayout:
     def scratch(self, prefix: str) -> ScratchDir:
         """A fresh scratch folder inside the warehouse's folder, removed when the block ends."""
         return ScratchDir(self.scratch_dir, prefix)
-
-    @property
-    def marker(self) -> Path:
-        return self.root / MARKER
 
     def owner(self) -> Path | None:
         """The warehouse file the folder belongs to: the one its marker names, else (a folder from before markers)
@@ -163,10 +150,7 @@ class WarehouseLayout:
         for leftover in sorted(self.scratch_dir.iterdir()):
             if _live_spark_folder(leftover):
                 continue
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
+            _remove(leftover)
             removed.append(leftover)
         return removed
 
@@ -240,12 +224,17 @@ def clean_partials(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for leftover in folder.glob(f".*{PARTIAL}*"):
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
+        _remove(leftover)
         removed.append(leftover)
     return removed
+
+
+def _remove(leftover: Path) -> None:
+    """Remove a file, a link or a whole folder (not the folder a link points to), whatever is left of it."""
+    if leftover.is_dir() and not leftover.is_symlink():
+        shutil.rmtree(leftover, ignore_errors=True)
+    else:
+        leftover.unlink(missing_ok=True)
 
 
 def swap_symlink(link: Path, target: Path) -> None:

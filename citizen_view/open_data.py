@@ -282,6 +282,13 @@ def _service_users(scope: Scope) -> str:
     """
 
 
+def _metric_counts(what: str, metric: str, table: str) -> ReferenceTotal:
+    """A linkage-quality figure (`metric`) that must equal the number of rows of a table of the linked view."""
+    return ReferenceTotal(
+        what, lambda _: f"SELECT NULL, count(*) FROM {table}", lambda _: pl.col("metric") == metric, column="value"
+    )
+
+
 NATIONAL = pl.col("level") == "country"
 
 TABLES: dict[str, TableInfo] = {
@@ -367,18 +374,8 @@ TABLES: dict[str, TableInfo] = {
             (),
             build=lambda con, s: linkage_quality(con),
             totals=(
-                ReferenceTotal(
-                    "records linked",
-                    lambda s: "SELECT NULL, count(*) FROM citizen_source_link",
-                    lambda _: pl.col("metric") == "records_linked",
-                    column="value",
-                ),
-                ReferenceTotal(
-                    "citizens",
-                    lambda s: "SELECT NULL, count(*) FROM citizen",
-                    lambda _: pl.col("metric") == "citizens",
-                    column="value",
-                ),
+                _metric_counts("records linked", "records_linked", "citizen_source_link"),
+                _metric_counts("citizens", "citizens", "citizen"),
             ),
             count_column=None,
         ),

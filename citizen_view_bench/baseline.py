@@ -27,6 +27,7 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -306,6 +307,60 @@ def cluster_at(records: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> 
     )
 
 
+def _scored_pairs(splink_con: duckdb.DuckDBPyConnection, scored) -> pl.DataFrame:
+    """The pairs Splink scored (its prediction table): record_key_l, record_key_r, match_weight."""
+    return pl.from_arrow(
+        splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
+        .arrow()
+        .read_all()
+    )
+
+
+@dataclass
+class Judged:
+    """Scored pairs judged against the truth: clustered at the threshold of best pairwise F1 (chosen with the truth:
+    an upper bound), and, for reference, Splink's usual default without truth, a match probability of 0.5."""
+
+    figures: dict[str, Any]  # threshold and its probability, precision, recall, f1, evaluation
+    curve: list[tuple[float, float, float, float]]
+    true_pairs: float
+    at_probability_half: dict[str, float]
+    sweep_seconds: float
+    cluster_seconds: float
+
+
+def judge(df: pl.DataFrame, edges: pl.DataFrame, truth: pl.DataFrame) -> Judged:
+    """Every distinct match weight of `edges` tried as the threshold against `truth`; the links at the best one."""
+    from citizen_view.linkage.evaluate import evaluate_links
+
+    started = time.perf_counter()
+    records = df.select("record_key", "source", "source_record_id")
+    curve, true_pairs = sweep_thresholds(records, edges, truth)
+    threshold = max(curve, key=lambda r: (r[3], r[0]))[0] if curve else math.inf
+    # Without truth, Splink's usual default is a match probability of 0.5 (weight 0): for reference.
+    at_zero = [r for r in curve if r[0] >= 0.0]
+    default = at_zero[-1] if at_zero else (math.inf, 1.0, 0.0, 0.0)
+    swept = time.perf_counter()
+    links = cluster_at(records, edges, threshold)
+    clustered = time.perf_counter()
+    figures = evaluate_links(links, truth)
+    return Judged(
+        {
+            "threshold": threshold,
+            "threshold_probability": 1 / (1 + 2 ** (-threshold)) if math.isfinite(threshold) else None,
+            "precision": figures["precision"],
+            "recall": figures["recall"],
+            "f1": figures["f1"],
+            "evaluation": figures,
+        },
+        curve,
+        true_pairs,
+        {"precision": round(default[1], 6), "recall": round(default[2], 6), "f1": round(default[3], 6)},
+        swept - started,
+        clustered - swept,
+    )
+
+
 def plain_splink(
     con: duckdb.DuckDBPyConnection,
     truth: pl.DataFrame,
@@ -324,7 +379,6 @@ def plain_splink(
     figures of `evaluate_links` at that threshold, seconds (train + score + one clustering at the
     threshold), train/score/sweep seconds, pairs scored, the comparisons and rules used, training notes.
     """
-    from citizen_view.linkage.evaluate import evaluate_links
 
     if link_type not in ("dedupe_only", "link_only"):
         raise ValueError(f"link_type must be dedupe_only or link_only, not {link_type!r}")
@@ -339,40 +393,19 @@ def plain_splink(
         df, settings, populated, link_type=link_type, seed=seed, blocking=blocking, too_broad=broad
     )
     scored_at = time.perf_counter()
-    records = df.select("record_key", "source", "source_record_id")
-    curve, true_pairs = sweep_thresholds(records, edges, truth)
-    if curve:
-        best = max(curve, key=lambda r: (r[3], r[0]))
-        threshold = best[0]
-    else:
-        threshold = math.inf
-    # Without truth, Splink's usual default is a match probability of 0.5 (weight 0): for reference.
-    at_zero = [r for r in curve if r[0] >= 0.0]
-    default = at_zero[-1] if at_zero else (math.inf, 1.0, 0.0, 0.0)
-    swept = time.perf_counter()
-    links = cluster_at(records, edges, threshold)
-    clustered = time.perf_counter()
-    figures = evaluate_links(links, truth)
+    judged = judge(df, edges, truth)
+    threshold, curve = judged.figures["threshold"], judged.curve
     return {
-        "threshold": threshold,
-        "threshold_probability": 1 / (1 + 2 ** (-threshold)) if math.isfinite(threshold) else None,
-        "precision": figures["precision"],
-        "recall": figures["recall"],
-        "f1": figures["f1"],
-        "evaluation": figures,
-        "seconds": round((scored_at - started) + (clustered - swept), 2),
+        **judged.figures,
+        "seconds": round((scored_at - started) + judged.cluster_seconds, 2),
         "train_seconds": round(scored_at - started - score_seconds, 2),
         "score_seconds": round(score_seconds, 2),
-        "sweep_seconds": round(swept - scored_at, 2),
+        "sweep_seconds": round(judged.sweep_seconds, 2),
         "pairs_scored": edges.height,
-        "true_pairs": true_pairs,
+        "true_pairs": judged.true_pairs,
         "thresholds_tried": len(curve),
         "best_at_lowest_weight_scored": bool(curve) and threshold == curve[-1][0],
-        "at_probability_half": {
-            "precision": round(default[1], 6),
-            "recall": round(default[2], 6),
-            "f1": round(default[3], 6),
-        },
+        "at_probability_half": judged.at_probability_half,
         "link_type": link_type,
         "location": location,
         "blocking": blocking,
@@ -417,11 +450,7 @@ def _train_and_score(
         ]
         trained = time.perf_counter()
         scored = linker.inference.predict(threshold_match_weight=PREDICT_FLOOR_WEIGHT)
-        edges = pl.from_arrow(
-            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
-            .arrow()
-            .read_all()
-        )
+        edges = _scored_pairs(splink_con, scored)
         scored_at = time.perf_counter()
         splink_con.close()
     return edges, notes, trained - started, scored_at - trained
@@ -480,8 +509,6 @@ def fair_splink(
     """
     from splink import DuckDBAPI, Linker, block_on
 
-    from citizen_view.linkage.evaluate import evaluate_links
-
     started, started_cpu = time.perf_counter(), cpu_clock()
     df = _input_frame(con)
     timings: dict[str, float] = {}
@@ -507,35 +534,21 @@ def fair_splink(
         timings["EM"] = time.perf_counter() - step
         trained, trained_cpu = time.perf_counter(), cpu_clock()
         scored = linker.inference.predict(threshold_match_probability=FAIR_PREDICT_PROBABILITY)
-        edges = pl.from_arrow(
-            splink_con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {scored.physical_name}")
-            .arrow()
-            .read_all()
-        )
+        edges = _scored_pairs(splink_con, scored)
         scored_at, scored_cpu = time.perf_counter(), cpu_clock()
         splink_con.close()
-    records = df.select("record_key", "source", "source_record_id")
-    curve, true_pairs = sweep_thresholds(records, edges, truth)
-    threshold = max(curve, key=lambda r: (r[3], r[0]))[0] if curve else math.inf
-    at_zero = [r for r in curve if r[0] >= 0.0]
-    own = at_zero[-1] if at_zero else (math.inf, 1.0, 0.0, 0.0)
-    figures = evaluate_links(cluster_at(records, edges, threshold), truth)
+    judged = judge(df, edges, truth)
     train_seconds = trained - started
     return {
-        "threshold": threshold,
-        "threshold_probability": 1 / (1 + 2 ** (-threshold)) if math.isfinite(threshold) else None,
-        "precision": figures["precision"],
-        "recall": figures["recall"],
-        "f1": figures["f1"],
-        "evaluation": figures,
+        **judged.figures,
         "train_seconds": round(train_seconds, 2),
         "score_seconds": round(scored_at - trained, 2),
         "train_cpu_seconds": round(trained_cpu - started_cpu, 2),
         "score_cpu_seconds": round(scored_cpu - trained_cpu, 2),
         "training_split": {k: round(v, 2) for k, v in timings.items()},
         "pairs_scored": edges.height,
-        "true_pairs": true_pairs,
-        "at_probability_half": {"precision": round(own[1], 6), "recall": round(own[2], 6), "f1": round(own[3], 6)},
+        "true_pairs": judged.true_pairs,
+        "at_probability_half": judged.at_probability_half,
         "blocking_rules": ["+".join(cols) for cols in FAIR_BLOCKING],
         "training_notes": notes,
     }

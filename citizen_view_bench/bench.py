@@ -412,46 +412,26 @@ def _start_service(warehouse: Path, audit: Path):
 def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str, str], concurrency: int) -> dict:
     """One kind of request (`path` None: a citizen's profile) from `concurrency` clients after a warm-up: latency,
     throughput and, for name searches, how often the right citizen is in the top 3."""
-    from concurrent.futures import ThreadPoolExecutor
+    from citizen_view_bench.load import PURPOSE, load
 
-    import httpx
-    import numpy as np
-
-    headers = {"Authorization": "Bearer demo-steward-token"}
-    purpose = {"purpose": "load test", "case_reference": "BENCH"}
-    latencies: list[float] = []
-    statuses: list[int] = []
-    hits: list[bool] = []
-
-    def call(q, client):
-        started = time.perf_counter()
+    def send(client, q):
         if path is None:
-            r = client.get(f"/api/citizens/{q}", params=purpose)
-        else:
-            r = client.get(path, params={**q, **purpose})
-        latencies.append((time.perf_counter() - started) * 1000)
-        statuses.append(r.status_code)
+            return client.get(f"/api/citizens/{q}", params=PURPOSE)
+        return client.get(path, params={**q, **PURPOSE})
+
+    def read(q, r) -> tuple[int, bool | None]:
         key = f"{q.get('name')}|{q.get('date_of_birth')}" if isinstance(q, dict) else None
         if key in expected and r.status_code == 200:
-            hits.append(expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]])
+            return r.status_code, expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]]
+        return r.status_code, None
 
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        for q in queries[:20]:  # warm-up
-            call(q, client)
-        latencies.clear()
-        statuses.clear()
-        hits.clear()
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(lambda q: call(q, client), queries))
-        wall = time.perf_counter() - started
-    lat = np.array(latencies)
+    run = load(base, queries, send, read, warmup=20, concurrency=concurrency, timeout=30)
+    hits = [hit for _, hit in run.outcomes if hit is not None]
     result = {
-        "requests": len(lat),
-        "ok": int(sum(1 for s in statuses if s == 200)),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "p95_ms": round(float(np.percentile(lat, 95)), 1),
-        "throughput_rps": round(len(lat) / wall, 1),
+        "requests": len(run.latencies_ms),
+        "ok": int(sum(1 for status, _ in run.outcomes if status == 200)),
+        **run.percentiles(),
+        "throughput_rps": run.per_second(),
     }
     if hits:
         result["found_in_top3"] = round(sum(hits) / len(hits), 4)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from citizen_view_bench.load import PURPOSE, load
+
 FIELDS = ("given_name", "family_name", "date_of_birth", "national_id", "street", "house_number", "postcode", "city")
-HEADERS = {"Authorization": "Bearer demo-steward-token"}
-PURPOSE = {"purpose": "load test", "case_reference": "BENCH"}
 
 
 def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
@@ -41,37 +39,21 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
 
 def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int) -> dict:
     """Resolve every record from `concurrency` clients: latency percentiles, records/s and how answers came out."""
-    import httpx
-    import numpy as np
 
-    latencies: list[float] = []
-    outcomes: list[tuple[int, str | None, bool]] = []
+    def send(client, item):
+        return client.post("/api/resolve", params=PURPOSE, json=item[0])
 
-    def call(item, client):
-        record, citizen = item
-        started = time.perf_counter()
-        r = client.post("/api/resolve", params=PURPOSE, json=record)
-        latencies.append((time.perf_counter() - started) * 1000)
+    def read(item, r) -> tuple[int, str | None, bool]:
         body = r.json() if r.status_code == 200 else {}
-        outcomes.append((r.status_code, body.get("decision"), body.get("citizen_id") == citizen))
+        return r.status_code, body.get("decision"), body.get("citizen_id") == item[1]
 
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-        for item in records[:10]:  # warm-up
-            call(item, client)
-        latencies.clear()
-        outcomes.clear()
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(lambda item: call(item, client), records))
-        wall = time.perf_counter() - started
-    lat = np.array(latencies)
-    ok = [o for o in outcomes if o[0] == 200]
+    run = load(base, records, send, read, warmup=10, concurrency=concurrency, timeout=60)
+    ok = [o for o in run.outcomes if o[0] == 200]
     return {
-        "records": len(lat),
+        "records": len(run.latencies_ms),
         "ok": len(ok),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "p95_ms": round(float(np.percentile(lat, 95)), 1),
-        "records_per_s": round(len(lat) / wall, 1),
+        **run.percentiles(),
+        "records_per_s": run.per_second(),
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
     }

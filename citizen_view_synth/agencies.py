@@ -32,6 +32,7 @@ MISSING = 0.03
 STALE_ADDRESS = 0.25  # a mover's record still at the previous address
 SSN_MISTYPED = 0.02
 SURVEY_SHARE = {"acs": 0.025, "cps": 0.02}  # of households
+NAME_COLUMNS = ("first_name", "middle_initial", "last_name")
 ADDRESS_COLUMNS = ("street_number", "street_name", "unit_number", "city", "state", "zipcode")
 
 
@@ -54,6 +55,10 @@ class _Pen:
     def last(self, p: Resident) -> str:
         name = noisy(self.rng, p.family, TYPO)
         return f"{name} {p.suffix}" if p.suffix and self.rng.random() < 0.4 else name
+
+    def names(self, p: Resident) -> list[str]:
+        """First name, middle initial and last name (NAME_COLUMNS), each with this agency's noise."""
+        return [self.first(p), self.middle_initial(p), self.last(p)]
 
     def dob(self, p: Resident, fmt: str) -> str:
         if self.missing():
@@ -89,9 +94,7 @@ def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Re
     cols = [
         "census_id",
         "household_id",
-        "first_name",
-        "middle_initial",
-        "last_name",
+        *NAME_COLUMNS,
         "age",
         "date_of_birth",
         "sex",
@@ -110,9 +113,7 @@ def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Re
                 p,
                 [
                     f"H{p.household:06d}",
-                    pen.first(p),
-                    pen.middle_initial(p),
-                    pen.last(p),
+                    *pen.names(p),
                     str(p.age),
                     pen.dob(p, US_DATE),
                     "Male" if p.sex == "M" else "Female",
@@ -151,9 +152,7 @@ def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Reside
     cols = [
         "form_id",
         "ssn",
-        "first_name",
-        "middle_initial",
-        "last_name",
+        *NAME_COLUMNS,
         *ADDRESS_COLUMNS,
         "employer_name",
         "wages",
@@ -171,9 +170,7 @@ def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Reside
                     p,
                     [
                         pen.ssn(p, dashes=True),
-                        pen.first(p),
-                        pen.middle_initial(p),
-                        pen.last(p),
+                        *pen.names(p),
                         *pen.address(home),
                         f"{rng.choice('ABCDEFGHJKLMNPRSTW')}{rng.randint(10, 99)} Inc",
                         str(rng.randint(3000, 150000)),
@@ -237,7 +234,7 @@ def _f1040(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Res
 
 
 def _wic(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
-    cols = ["wic_id", "first_name", "middle_initial", "last_name", "date_of_birth", "sex", *ADDRESS_COLUMNS]
+    cols = ["wic_id", *NAME_COLUMNS, "date_of_birth", "sex", *ADDRESS_COLUMNS]
     rows = []
     households: dict[int, list[Resident]] = {}
     for p in people:
@@ -252,9 +249,7 @@ def _wic(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resid
                 (
                     p,
                     [
-                        pen.first(p),
-                        pen.middle_initial(p),
-                        pen.last(p),
+                        *pen.names(p),
                         pen.dob(p, US_DATE),
                         "F" if p.sex == "F" else "M",
                         *pen.address(pen.home(p)),

@@ -9,6 +9,8 @@ from citizen_view.contract import dump_sources
 from citizen_view_synth.register import WIDTHS
 
 RANKING = ["population", "tax", "benefits", "licences", "permits"]
+# The tax, permits and licences extracts name their address columns after the canonical fields.
+ADDRESS_FIELDS = {"street": "street", "house_number": "house_number", "postcode": "postcode", "city": "city"}
 
 
 # Below this many persons most municipality x age band x sex cells hold fewer than 10 people: a small sample
@@ -94,10 +96,7 @@ def _tax_source() -> dict[str, Any]:
             "national_id": "tin",
             "full_name": "name",
             "date_of_birth": {"column": "birth_date", "format": "%d-%m-%Y"},
-            "street": "street",
-            "house_number": "house_number",
-            "postcode": "postcode",
-            "city": "city",
+            **ADDRESS_FIELDS,
         },
     }
 
@@ -160,10 +159,7 @@ def _permits_source() -> dict[str, Any]:
             "full_name": "applicant",
             "email": "email",
             "phone": "phone",
-            "street": "street",
-            "house_number": "house_number",
-            "postcode": "postcode",
-            "city": "city",
+            **ADDRESS_FIELDS,
         },
     }
 
@@ -196,9 +192,6 @@ def _licences_source() -> dict[str, Any]:
             "date_of_birth": {"column": "birth_date", "format": "%Y/%m/%d"},
             "sex": "sex",
             "national_id": "national_id",
-            "street": "street",
-            "house_number": "house_number",
-            "postcode": "postcode",
-            "city": "city",
+            **ADDRESS_FIELDS,
         },
     }

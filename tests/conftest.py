@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +85,34 @@ def copy_world(world: LinkedWorld, root: Path) -> tuple[Path, Path]:
 def linked_copy(world: LinkedWorld, tmp_path_factory, name: str) -> tuple[Path, Path]:
     """A copy of the session's linked world in a fresh folder named after `name`: (root, warehouse)."""
     return copy_world(world, tmp_path_factory.mktemp(name) / "world")
+
+
+def citizen_of_records(warehouse: Path) -> dict[str, str]:
+    """record_key -> citizen_id of every linked record in a warehouse (opened read only)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
+    finally:
+        con.close()
+
+
+@contextmanager
+def collected_chain(generated: Path, root: Path) -> Iterator[tuple]:
+    """The generated set copied to root/data, ingested without Dagster into root/cv.duckdb and collected by the
+    linkage facade, ready to run: (open connection, `Linkage`)."""
+    from citizen_view.contract import load_sources
+    from citizen_view.ingest import ingest_source
+    from citizen_view.layout import WarehouseLayout
+    from citizen_view.linkage import Linkage
+    from citizen_view.warehouse import connect
+
+    shutil.copytree(generated, root / "data")
+    sources = load_sources(root / "data" / "sources.yaml")
+    with connect(root / "cv.duckdb") as con:
+        for source in sources.sources:
+            ingest_source(con, sources, source.name)
+        chain = Linkage(con, WarehouseLayout.of(root / "cv.duckdb"), sources)
+        chain.collect()
+        yield con, chain

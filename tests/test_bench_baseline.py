@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from citizen_view_bench.baseline import MAX_RULE_PAIRS, _too_broad, generic_settings, rule_pairs
+from citizen_view_bench.baseline import MAX_RULE_PAIRS, _too_broad, generic_settings, judge, rule_pairs
 
 
 def test_a_single_value_column_is_not_blocked_on() -> None:
@@ -29,3 +29,27 @@ def test_a_single_value_column_is_not_blocked_on() -> None:
     ]
     assert not any('"postcode"' in r and "AND" not in r for r in rules), rules
     assert any('"dob"' in r for r in rules), rules
+
+
+def test_scored_pairs_are_judged_at_the_threshold_of_best_f1_and_at_probability_half() -> None:
+    """Two people of two records each: joining at weight 5 links both right; at -2 all four become one."""
+    df = pl.DataFrame(
+        {
+            "record_key": ["s:a1", "s:a2", "s:b1", "s:b2"],
+            "source": ["s"] * 4,
+            "source_record_id": ["a1", "a2", "b1", "b2"],
+        }
+    )
+    truth = pl.DataFrame({"source": ["s"] * 4, "source_record_id": ["a1", "a2", "b1", "b2"], "person_id": list("aabb")})
+    edges = pl.DataFrame(
+        {
+            "record_key_l": ["s:a1", "s:b1", "s:a1"],
+            "record_key_r": ["s:a2", "s:b2", "s:b1"],
+            "match_weight": [10.0, 5.0, -2.0],
+        }
+    )
+    judged = judge(df, edges, truth)
+    assert [round(r[3], 3) for r in judged.curve] == [0.667, 1.0, 0.5]  # F1 at weights 10, 5 and -2
+    assert judged.figures["threshold"] == 5.0 and judged.figures["f1"] == 1.0 and judged.true_pairs == 2
+    assert judged.figures["threshold_probability"] == 1 / (1 + 2**-5)
+    assert judged.at_probability_half == {"precision": 1.0, "recall": 1.0, "f1": 1.0}  # weight 5 is the last >= 0

@@ -8,14 +8,15 @@ and its quality gates are read back from PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,6 +28,7 @@ from citizen_view.layout import WarehouseLayout
 from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import FULL_JOB, build_definitions, landing_job_name
 from tests.conftest import ROOT
+from tests.service_fixtures import free_port
 
 LATE = 30  # tax records held back from the first run: they arrive later through the landing folder
 WAIT_SECONDS = (
@@ -43,12 +45,6 @@ def _pg_bin() -> Path | None:
     return installs[-1].parent if installs else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A throwaway PostgreSQL cluster on loopback with an empty `dagster` database: its URL (psycopg2 driver)."""
@@ -60,7 +56,7 @@ def postgres():
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: the cluster belongs to the postgres user
         shutil.chown(folder, user="postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
     subprocess.run(
         [*as_owner, pg_bin / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True
     )
@@ -128,18 +124,11 @@ def _daemon_log(log: Path) -> str:
     return log.read_text(encoding="utf-8", errors="replace")[-20000:] if log.exists() else "(no log)"
 
 
-def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp_path, monkeypatch):
-    sources, late = _landing_set(generated, tmp_path / "data")
-    wh = tmp_path / "wh/cv.duckdb"
-    t0 = time.monotonic()
-    first = run_pipeline(sources_path=sources, warehouse_path=wh)  # the first load, trained (in-process)
-    assert first.success, first.failed
-    print(f"\nfirst load in-process: {time.monotonic() - t0:.0f} s")
-
-    home = tmp_path / "dagster_home"
+def _daemon_env(home: Path, postgres: str, sources: Path, wh: Path) -> dict[str, str]:
+    """The environment of `deploy/dagster.yaml` as production sets it, with a short landing-sensor interval."""
     home.mkdir()
     shutil.copy(ROOT / "deploy/dagster.yaml", home / "dagster.yaml")
-    env = {
+    return {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "DAGSTER_POSTGRES_URL": postgres,
@@ -147,10 +136,12 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
         "CITIZEN_VIEW_WAREHOUSE": str(wh),
         "CITIZEN_VIEW_LANDING_INTERVAL": "3",
     }
-    for key in ("DAGSTER_POSTGRES_URL", "CITIZEN_VIEW_SOURCES", "CITIZEN_VIEW_WAREHOUSE"):
-        monkeypatch.setenv(key, env[key])
-    log = tmp_path / "daemon.log"
-    started = time.monotonic()
+
+
+@contextlib.contextmanager
+def _running_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` on this repo's workspace.yaml, logging to `log`; stopped (with its code server and run
+    workers, should any be left) when the block ends."""
     with log.open("wb") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
@@ -161,40 +152,7 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
             start_new_session=True,
         )
     try:
-        instance = DagsterInstance.from_config(str(home))
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        print(f"instance ready: {time.monotonic() - started:.0f} s after the daemon started")
-        (tmp_path / "data/tax/landing/late.csv.part").write_bytes(late)
-        (tmp_path / "data/tax/landing/late.csv.part").rename(tmp_path / "data/tax/landing/late.csv")
-        run = None
-        while time.monotonic() - started < WAIT_SECONDS:
-            assert daemon.poll() is None, f"the daemon stopped ({daemon.returncode}):\n{_daemon_log(log)}"
-            runs = instance.get_runs(RunsFilter(job_name=landing_job_name("tax")))
-            if runs and runs[0].is_finished:
-                run = runs[0]
-                break
-            time.sleep(2)
-        assert run is not None, f"no finished landing run after {WAIT_SECONDS} s; daemon log:\n{_daemon_log(log)}"
-        seconds = time.monotonic() - started
-        stats = instance.get_run_stats(run.run_id)
-        run_seconds = stats.end_time - stats.launch_time
-        assert run.status == DagsterRunStatus.SUCCESS, _daemon_log(log)
-        assert run.tags["file"] == "tax/landing/late.csv" and run.tags["dagster/sensor_name"] == "landing_tax"
-        assert len(instance.get_runs()) == 1  # one file, one run
-
-        checks = [
-            e.dagster_event.event_specific_data
-            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        ]
-        assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
-        assert {"source/tax", "citizen"} <= {c.asset_key.to_user_string() for c in checks}
-        linked = {
-            e.dagster_event.event_specific_data.materialization.asset_key.to_user_string(): e.dagster_event.event_specific_data.materialization.metadata
-            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-        }
-        assert "linkage_model" not in linked and "serving/view" in linked
-        assert linked["citizen_source_link"]["mode"].value == "incremental"
-        assert linked["citizen_source_link"]["new_records"].value == LATE
+        yield daemon
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -203,16 +161,76 @@ def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp
             daemon.kill()
             daemon.wait()
         try:
-            os.killpg(daemon.pid, signal.SIGKILL)  # its code server and run workers, should any be left
+            os.killpg(daemon.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _finished_landing_run(instance: DagsterInstance, daemon: subprocess.Popen, log: Path, started: float):
+    """The first landing run of `tax` the daemon finished, waiting at most WAIT_SECONDS from `started`."""
+    while time.monotonic() - started < WAIT_SECONDS:
+        assert daemon.poll() is None, f"the daemon stopped ({daemon.returncode}):\n{_daemon_log(log)}"
+        runs = instance.get_runs(RunsFilter(job_name=landing_job_name("tax")))
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(2)
+    raise AssertionError(f"no finished landing run after {WAIT_SECONDS} s; daemon log:\n{_daemon_log(log)}")
+
+
+def _assert_incremental_landing_run(instance: DagsterInstance, run) -> None:
+    """The run's quality gates all passed, and it linked the late records incrementally without retraining."""
+    checks = [
+        e.dagster_event.event_specific_data
+        for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    assert {"source/tax", "citizen"} <= {c.asset_key.to_user_string() for c in checks}
+    linked = {
+        e.dagster_event.event_specific_data.materialization.asset_key.to_user_string(): e.dagster_event.event_specific_data.materialization.metadata
+        for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    }
+    assert "linkage_model" not in linked and "serving/view" in linked
+    assert linked["citizen_source_link"]["mode"].value == "incremental"
+    assert linked["citizen_source_link"]["new_records"].value == LATE
+
+
+def _late_records_linked(wh: Path, late: bytes) -> int:
+    """How many of the late extract's tax records have a citizen in the warehouse."""
+    ids = [line.split(b";")[0].decode("latin-1") for line in late.splitlines()[1:]]
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        ids = [line.split(b";")[0].decode("latin-1") for line in late.splitlines()[1:]]
-        found = con.execute(
+        return con.execute(
             "SELECT count(*) FROM citizen_source_link WHERE source = 'tax' AND source_record_id IN ?", [ids]
         ).fetchall()[0][0]
     finally:
         con.close()
-    assert found == LATE  # every late record has a citizen in the warehouse
+
+
+def test_the_daemon_runs_the_landing_sensor_on_postgres(generated, postgres, tmp_path, monkeypatch):
+    sources, late = _landing_set(generated, tmp_path / "data")
+    wh = tmp_path / "wh/cv.duckdb"
+    t0 = time.monotonic()
+    first = run_pipeline(sources_path=sources, warehouse_path=wh)  # the first load, trained (in-process)
+    assert first.success, first.failed
+    print(f"\nfirst load in-process: {time.monotonic() - t0:.0f} s")
+    env = _daemon_env(tmp_path / "dagster_home", postgres, sources, wh)
+    for key in ("DAGSTER_POSTGRES_URL", "CITIZEN_VIEW_SOURCES", "CITIZEN_VIEW_WAREHOUSE"):
+        monkeypatch.setenv(key, env[key])
+    log = tmp_path / "daemon.log"
+    started = time.monotonic()
+    with _running_daemon(env, log) as daemon:
+        instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        print(f"instance ready: {time.monotonic() - started:.0f} s after the daemon started")
+        (tmp_path / "data/tax/landing/late.csv.part").write_bytes(late)
+        (tmp_path / "data/tax/landing/late.csv.part").rename(tmp_path / "data/tax/landing/late.csv")
+        run = _finished_landing_run(instance, daemon, log, started)
+        seconds = time.monotonic() - started
+        stats = instance.get_run_stats(run.run_id)
+        run_seconds = stats.end_time - stats.launch_time
+        assert run.status == DagsterRunStatus.SUCCESS, _daemon_log(log)
+        assert run.tags["file"] == "tax/landing/late.csv" and run.tags["dagster/sensor_name"] == "landing_tax"
+        assert len(instance.get_runs()) == 1  # one file, one run
+        _assert_incremental_landing_run(instance, run)
+    assert _late_records_linked(wh, late) == LATE  # every late record has a citizen in the warehouse
     print(f"daemon started -> landing run finished: {seconds:.0f} s; the run itself: {run_seconds:.0f} s")

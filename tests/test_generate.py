@@ -20,6 +20,7 @@ from stdnum.no import fodselsnummer
 
 from citizen_view.contract import load_sources
 from citizen_view_synth import NoiseConfig, generate
+from citizen_view_synth.permits import COLUMNS as PERMIT_COLUMNS
 from citizen_view_synth.register import WIDTHS
 
 SOURCES = ("population", "tax", "benefits", "permits", "licences")
@@ -343,19 +344,7 @@ def test_formats_and_encodings(nl: Path) -> None:
         "social_assistance",
     }
     permits = pl.read_excel(nl / "permits" / "permits.xlsx", sheet_name="permits", infer_schema_length=0)
-    assert permits.columns == [
-        "permit_no",
-        "permit_type",
-        "applicant",
-        "email",
-        "phone",
-        "street",
-        "house_number",
-        "postcode",
-        "city",
-        "applied_on",
-        "status",
-    ]
+    assert permits.columns == list(PERMIT_COLUMNS)
     assert permits["phone"].drop_nulls().str.starts_with("0").any()
     assert permits["permit_no"].n_unique() == permits.height
     licences = (nl / "licences" / "licences.csv").read_text(encoding="utf-8", errors="replace").splitlines()

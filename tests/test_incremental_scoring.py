@@ -3,20 +3,15 @@ cross to Splink, and re-forms the same clusters."""
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import polars as pl
 import pytest
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 
-from citizen_view.contract import LinkType, load_sources
-from citizen_view.ingest import ingest_source
-from citizen_view.layout import WarehouseLayout
-from citizen_view.linkage import Linkage
+from citizen_view.contract import LinkType
 from citizen_view.linkage.incremental import candidates_sql
 from citizen_view.linkage.model import block, names_swapped_rule, rule_sql
-from citizen_view.warehouse import connect
+from tests.conftest import collected_chain
 
 RULES = [block(("dob", "postcode")), names_swapped_rule(), block(("national_id",), LinkType.LINK_ONLY)]
 
@@ -74,14 +69,7 @@ def test_a_rule_without_an_equality_makes_every_old_record_a_candidate():
 
 @pytest.fixture(scope="module")
 def chain(generated, tmp_path_factory):
-    root = tmp_path_factory.mktemp("incremental_scoring")
-    shutil.copytree(generated, root / "data")
-    sources = load_sources(root / "data" / "sources.yaml")
-    with connect(root / "cv.duckdb") as con:
-        for source in sources.sources:
-            ingest_source(con, sources, source.name)
-        chain = Linkage(con, WarehouseLayout.of(root / "cv.duckdb"), sources)
-        chain.collect()
+    with collected_chain(generated, tmp_path_factory.mktemp("incremental_scoring")) as (con, chain):
         chain.run(run_id="full")
         yield con, chain
 

@@ -46,22 +46,10 @@ def test_decisions_made_after_the_last_run_split_and_join_on_the_next_run(linked
     con = duckdb.connect(str(copy))
     try:
         together, apart = _pairs(con)
-        record_decision(
-            layout.overrides_file,
-            left=together[0],
-            right=together[1],
-            decision="different",
-            reviewer="ria",
-            reason="twins",
-        )
-        record_decision(
-            layout.overrides_file,
-            left=apart[0],
-            right=apart[1],
-            decision="same",
-            reviewer="ria",
-            reason="birth certificate",
-        )
+        for (left, right), decision, reason in ((together, "different", "twins"), (apart, "same", "birth certificate")):
+            record_decision(
+                layout.overrides_file, left=left, right=right, decision=decision, reviewer="ria", reason=reason
+            )
         report = link_citizens(con, layout, run_id="after-review", incremental=incremental)
         assert report.incremental is incremental
         assert _citizen(con, together[0]) != _citizen(con, together[1])

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from citizen_view.contract import load_sources
-from citizen_view.ingest import ingest_source
-from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage import Linkage
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from citizen_view.warehouse import connect
+from tests.conftest import collected_chain
 
 
 @pytest.fixture(scope="module")
 def linked(generated, tmp_path_factory):
     """The generated set ingested without Dagster and linked through the facade: (connection, chain, first run)."""
-    root = tmp_path_factory.mktemp("facade")
-    shutil.copytree(generated, root / "data")
-    sources = load_sources(root / "data" / "sources.yaml")
-    with connect(root / "cv.duckdb") as con:
-        for source in sources.sources:
-            ingest_source(con, sources, source.name)
-        chain = Linkage(con, WarehouseLayout.of(root / "cv.duckdb"), sources)
-        chain.collect()
+    with collected_chain(generated, tmp_path_factory.mktemp("facade")) as (con, chain):
         run = chain.run(run_id="nightly 'o''brien'; --")  # a run ID is data, whatever characters it holds
         yield con, chain, run
 

@@ -14,7 +14,7 @@ from citizen_view.linkage.clusters import cluster_records
 from citizen_view.linkage.review import load_overrides
 from citizen_view_app.cli import main
 from citizen_view_app.runner import run_pipeline
-from tests.conftest import linked_copy
+from tests.conftest import citizen_of_records, linked_copy
 from tests.service_fixtures import TOKENS, start_service
 
 
@@ -33,14 +33,6 @@ def test_reviewer_decisions_win_over_the_model_in_clustering():
     label = dict(zip(reviewed.labels["record_key"], reviewed.labels["cluster"]))
     assert label["a"] != label["c"]  # never together, even through b
     assert label["c"] == label["d"]  # linked although the model never scored them
-
-
-def _link(wh):
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +97,7 @@ def test_decisions_split_and_merge_and_survive_full_rebuilds(reviewed, capsys):
     assert set(decisions["reviewer"]) == {"ria"} and set(decisions["decision"]) == {"different", "same"}
     for _ in range(2):  # decisions hold on the next full run, and the one after
         assert run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh).success
-        links = _link(wh)
+        links = citizen_of_records(wh)
         assert links[linked[0]] != links[linked[1]]
         assert links[apart[0]] == links[apart[1]]
     con = duckdb.connect(str(wh), read_only=True)

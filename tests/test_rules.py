@@ -44,6 +44,16 @@ def rid(i: int) -> str:
     return f"r{i:02d}"
 
 
+def assert_share_rule(r, rule: str, passed: bool, *, total: int, bad: Iterable[int], **figures) -> None:
+    """A share rule's result: its name and verdict, `total` judged, the `bad` records (positions) counted and first
+    in its sample, and the other `figures` it reports."""
+    bad = list(bad)
+    assert (r.rule, r.passed) == (rule, passed)
+    assert (r.figures["total"], r.figures["bad"]) == (total, len(bad))
+    assert {k: r.figures[k] for k in figures} == figures
+    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad][: rules.SAMPLE_ROWS]
+
+
 def canonical(con, source: str, n: int, **columns: list) -> None:
     """canonical.<source> with exactly the canonical columns and types, n records r01..; unset columns null."""
     data: dict[str, list] = {c: [None] * n for c in CANONICAL_COLUMNS}
@@ -265,12 +275,7 @@ def test_national_id_validity_share_of_ids_passing_the_checksum(con, bad, passed
     issues(con, "tax", "date_of_birth", [1, 2, 3])  # another field's issues do not count
     issues(con, "benefits", "national_id", [1, 2, 3])  # nor another source's
     r = rules.national_id_validity(con, source_config("national_id"), Q_IDS, scheme="nl.bsn")
-    assert r.rule == "national_id_validity"
-    assert r.passed is passed
-    assert r.figures["total"] == 10
-    assert r.figures["bad"] == len(bad)
-    assert r.figures["scheme"] == "nl.bsn"
-    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad][: rules.SAMPLE_ROWS]
+    assert_share_rule(r, "national_id_validity", passed, total=10, bad=bad, scheme="nl.bsn")
 
 
 def test_national_id_validity_passes_an_opaque_identifier_whatever_the_issues(con):
@@ -309,12 +314,7 @@ def test_date_of_birth_validity_share_of_readable_dates(con, bad, passed):
     issues(con, "tax", "date_of_birth", bad, reason=UNREADABLE)
     issues(con, "tax", "national_id", [1, 4])  # another field's issues do not count
     r = rules.date_of_birth_validity(con, source_config("date_of_birth"), Q_DOB)
-    assert r.rule == "date_of_birth_validity"
-    assert r.passed is passed
-    assert r.figures["total"] == 4
-    assert r.figures["bad"] == len(bad)
-    assert r.figures["format"] == "%Y-%m-%d"
-    assert [row["record_id"] for row in r.sample] == [rid(i) for i in bad][: rules.SAMPLE_ROWS]
+    assert_share_rule(r, "date_of_birth_validity", passed, total=4, bad=bad, format="%Y-%m-%d")
     assert all(row["reason"] == UNREADABLE for row in r.sample)
 
 
@@ -335,11 +335,8 @@ def test_date_of_birth_typos_share_of_readable_dates(con, typos, passed):
         issues(con, "tax", "date_of_birth", [i], reason=kind)
     issues(con, "tax", "date_of_birth", unreadable, reason=UNREADABLE)  # judged by date_of_birth_validity
     r = rules.date_of_birth_typos(con, source_config("date_of_birth"), Q_TYPOS)
-    assert r.rule == "date_of_birth_typos"
-    assert r.passed is passed
-    assert (r.figures["total"], r.figures["bad"], r.figures["bound"]) == (8, len(typos), 0.25)
+    assert_share_rule(r, "date_of_birth_typos", passed, total=8, bad=typos, bound=0.25)
     assert "quality.max_date_of_birth_typo_share" in r.summary
-    assert [row["record_id"] for row in r.sample] == [rid(i) for i in typos][: rules.SAMPLE_ROWS]
     # and the typos are readable dates: they do not move the validity rule
     v = rules.date_of_birth_validity(con, source_config("date_of_birth"), QualityConfig())
     assert (v.figures["bad"], v.figures["total"]) == (2, 10)
@@ -396,14 +393,9 @@ def test_field_issue_share_bounds_the_worst_field(con, per_field, passed, worst)
     issues(con, "tax", "date_of_birth", range(1, 11), reason=IMPOSSIBLE)
     issues(con, "tax", "national_id", range(1, 11))
     r = rules.field_issue_share(con, source_config("national_id", "postcode", "email", "date_of_birth"), Q_ISSUES)
-    assert r.rule == "field_issue_share"
-    assert r.passed is passed
-    assert r.figures["total"] == 10
-    assert r.figures["issues_per_field"] == {f: len(p) for f, p in per_field.items()}
-    assert r.figures["bad"] == (len(per_field[worst]) if worst else 0)
-    assert [row["record_id"] for row in r.sample] == (
-        [rid(i) for i in per_field[worst]][: rules.SAMPLE_ROWS] if worst else []
-    )
+    issues_per_field = {f: len(p) for f, p in per_field.items()}
+    bad = per_field[worst] if worst else []
+    assert_share_rule(r, "field_issue_share", passed, total=10, bad=bad, issues_per_field=issues_per_field)
 
 
 Q_REJECTED = QualityConfig(max_rejected_share=0.1)

@@ -18,17 +18,10 @@ from citizen_view.linkage.evaluate import load_truth
 from citizen_view.linkage.explain import explain_pair
 from citizen_view.linkage.steps import link_citizens, score_pairs
 from citizen_view_app.runner import run_pipeline
+from tests.conftest import citizen_of_records
 from tests.spark_fixtures import SMALL_DATA_CONF, assert_links_agree
 
 SPARK = {"backend": "spark", "spark": {"master": "local[2]", "conf": SMALL_DATA_CONF}}
-
-
-def _links(wh) -> dict[str, str]:
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        return dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +70,7 @@ def test_one_saved_model_scores_the_same_on_both_backends(runs, tmp_path):
     off = [k for k in edges_duck if abs(edges_duck[k] - edges_spark[k]) > 1e-6]
     # Spark's Jaro-Winkler differs from DuckDB's on a few name pairs: at most 0.1% of pairs may score differently
     assert len(off) <= max(1, len(edges_duck) // 1000), off[:5]
-    before, after = _links(duck), _links(copy)
+    before, after = citizen_of_records(duck), citizen_of_records(copy)
     moved = [k for k in before if before[k] != after[k]]
     assert len(moved) <= max(1, len(before) // 1000), moved[:5]  # same clusters, same stable citizen IDs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -53,86 +54,101 @@ def _accuracy(warehouse, truth: list[tuple]) -> dict:
     return evaluate_links(links, frame.with_columns(pl.col("person_id").cast(pl.String)))
 
 
-def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
-    rng = random.Random(3)
-    people = _people(300, seed=11)
+THREE_AGENCIES = """
+    country: NO
+    quality: {min_published_person_share: 0.5}  # 300 people over 6 municipalities x 7 age bands x 2 sexes
+    sources:
+      - name: school
+        path: school.parquet
+        format: parquet
+        record_id: pupil_id
+        fields:
+          given_name: voornaam
+          family_name: achternaam
+          date_of_birth: geboortedatum
+          postcode: postnummer
+          house_number: husnr
+          city: kommune
+      - name: clinic
+        path: clinic/*.csv
+        format: csv
+        record_id: patient
+        fields:
+          full_name: name
+          date_of_birth: {column: born, format: "%d.%m.%Y"}
+          postcode: zip
+          house_number: house
+          city: town
+      - name: library
+        path: library/members.csv
+        format: csv
+        record_id: member_no
+        fields: {full_name: member_name, email: mail, postcode: zip, house_number: house_no, city: kommune}
+    """
+
+
+def _school_row(rng: random.Random, p: dict) -> dict:
+    """A pupil: Parquet with Norwegian and Dutch column names, an occasional typo in the given name."""
+    first = _typo(rng, p["first"]) if rng.random() < 0.05 else p["first"]
+    return {
+        "pupil_id": f"S{p['pid']:05d}",
+        "voornaam": first,
+        "achternaam": p["last"],
+        "geboortedatum": p["dob"],
+        "postnummer": p["postcode"],
+        "husnr": p["house"],
+        "kommune": p["kommune"],
+    }
+
+
+def _clinic_line(rng: random.Random, p: dict) -> str:
+    """A patient: "LAST, First", born as d.m.Y (now and then m.d.Y), an occasional typo in the family name."""
+    d = p["dob"]
+    dob = (
+        f"{d.month:02d}.{d.day:02d}.{d.year}"
+        if d.day <= 12 and rng.random() < 0.05
+        else f"{d.day:02d}.{d.month:02d}.{d.year}"
+    )
+    last = _typo(rng, p["last"]) if rng.random() < 0.05 else p["last"]
+    return f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]},{p["kommune"].upper()}'
+
+
+def _write_three_agencies(root: Path, people: list[dict], rng: random.Random) -> tuple[int, list[tuple]]:
+    """The school (90% of people), clinic (70%) and library (50%, one name and an email) extracts under root:
+    (pupils written, truth rows)."""
     school, clinic, library, truth = [], [], [], []
     for p in people:
         if rng.random() < 0.9:
-            first = _typo(rng, p["first"]) if rng.random() < 0.05 else p["first"]
-            school.append(
-                {
-                    "pupil_id": f"S{p['pid']:05d}",
-                    "voornaam": first,
-                    "achternaam": p["last"],
-                    "geboortedatum": p["dob"],
-                    "postnummer": p["postcode"],
-                    "husnr": p["house"],
-                    "kommune": p["kommune"],
-                }
-            )
+            school.append(_school_row(rng, p))
             truth.append(("school", f"S{p['pid']:05d}", p["pid"]))
         if rng.random() < 0.7:
-            d = p["dob"]
-            dob = (
-                f"{d.month:02d}.{d.day:02d}.{d.year}"
-                if d.day <= 12 and rng.random() < 0.05
-                else f"{d.day:02d}.{d.month:02d}.{d.year}"
-            )
-            last = _typo(rng, p["last"]) if rng.random() < 0.05 else p["last"]
-            clinic.append(
-                f'P{p["pid"]:04d},"{last.upper()}, {p["first"]}",{dob},{p["postcode"]},{p["house"]},{p["kommune"].upper()}'
-            )
+            clinic.append(_clinic_line(rng, p))
             truth.append(("clinic", f"P{p['pid']:04d}", p["pid"]))
         if rng.random() < 0.5:
             library.append(
                 f"L{p['pid']},{p['first']} {p['last']},{p['email']},{p['postcode']},{p['house']},{p['kommune']}"
             )
             truth.append(("library", f"L{p['pid']}", p["pid"]))
-    pl.DataFrame(school).write_parquet(tmp_path / "school.parquet")
-    write(tmp_path / "clinic/patients.csv", "patient,name,born,zip,house,town\n" + "\n".join(clinic) + "\n")
-    write(
-        tmp_path / "library/members.csv",
-        "member_no,member_name,mail,zip,house_no,kommune\n" + "\n".join(library) + "\n",
-    )
-    write(
-        tmp_path / "sources.yaml",
-        """
-        country: NO
-        quality: {min_published_person_share: 0.5}  # 300 people over 6 municipalities x 7 age bands x 2 sexes
-        sources:
-          - name: school
-            path: school.parquet
-            format: parquet
-            record_id: pupil_id
-            fields:
-              given_name: voornaam
-              family_name: achternaam
-              date_of_birth: geboortedatum
-              postcode: postnummer
-              house_number: husnr
-              city: kommune
-          - name: clinic
-            path: clinic/*.csv
-            format: csv
-            record_id: patient
-            fields:
-              full_name: name
-              date_of_birth: {column: born, format: "%d.%m.%Y"}
-              postcode: zip
-              house_number: house
-              city: town
-          - name: library
-            path: library/members.csv
-            format: csv
-            record_id: member_no
-            fields: {full_name: member_name, email: mail, postcode: zip, house_number: house_no, city: kommune}
-        """,
-    )
-    wh = tmp_path / "cv.duckdb"
-    outcome = run_pipeline(sources_path=tmp_path / "sources.yaml", warehouse_path=wh)
+    pl.DataFrame(school).write_parquet(root / "school.parquet")
+    write(root / "clinic/patients.csv", "patient,name,born,zip,house,town\n" + "\n".join(clinic) + "\n")
+    write(root / "library/members.csv", "member_no,member_name,mail,zip,house_no,kommune\n" + "\n".join(library) + "\n")
+    return len(school), truth
+
+
+def _run(root: Path, sources_yaml: str):
+    """Write root/sources.yaml, run the whole pipeline on it into root/cv.duckdb and expect success: (warehouse,
+    outcome)."""
+    write(root / "sources.yaml", sources_yaml)
+    wh = root / "cv.duckdb"
+    outcome = run_pipeline(sources_path=root / "sources.yaml", warehouse_path=wh)
     assert outcome.success, outcome.failed
-    assert outcome.materialized["source/school"]["rows_loaded"] == len(school)
+    return wh, outcome
+
+
+def test_hand_written_sources_load_and_link_without_code_changes(tmp_path):
+    pupils, truth = _write_three_agencies(tmp_path, _people(300, seed=11), random.Random(3))
+    wh, outcome = _run(tmp_path, THREE_AGENCIES)
+    assert outcome.materialized["source/school"]["rows_loaded"] == pupils
     with duckdb.connect(str(wh), read_only=True) as con:
         clinic_names = con.sql("SELECT given_name, family_name_std FROM canonical.clinic LIMIT 1").fetchall()
     assert clinic_names[0][0] and clinic_names[0][1]  # "LAST, First" split into parts
@@ -155,8 +171,8 @@ def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_pu
             rows.append(f"R{len(rows):05d},{p['first']},{last},{p['dob']:%Y-%m-%d},{p['postcode']},{p['house']}")
             truth.append(("register", f"R{len(rows) - 1:05d}", str(p["pid"])))
     write(tmp_path / "register.csv", "id,first,last,born,zip,house\n" + "\n".join(rows) + "\n")
-    write(
-        tmp_path / "sources.yaml",
+    wh, outcome = _run(
+        tmp_path,
         """
         country: FI  # no area list shipped for Finland
         linkage: {link_type: dedupe_only}
@@ -169,9 +185,6 @@ def test_one_register_from_a_country_without_an_area_list_is_deduplicated_and_pu
             fields: {given_name: first, family_name: last, date_of_birth: born, postcode: zip, house_number: house}
         """,
     )
-    wh = tmp_path / "cv.duckdb"
-    outcome = run_pipeline(sources_path=tmp_path / "sources.yaml", warehouse_path=wh)
-    assert outcome.success, outcome.failed
     assert all(c["passed"] for c in outcome.checks.values()), {
         k: c for k, c in outcome.checks.items() if not c["passed"]
     }

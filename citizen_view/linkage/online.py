@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from citizen_view.contract import CANONICAL_FIELDS
+from citizen_view.linkage.records import INPUT_COLUMNS  # noqa: F401  (the service reads it from here)
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,27 +43,6 @@ ANSWER_KEYS = (
     "resolved_by",
     "submitted_by",
     "agency_record_id",
-)
-INPUT_COLUMNS = (
-    "record_key",
-    "source",
-    "first_name_std",
-    "initials",
-    "family_name_std",
-    "family_name_words",
-    "sex",
-    "first_name_block",
-    "family_name_block",
-    "national_id",
-    "street_std",
-    "house_number",
-    "postcode",
-    "city_std",
-    "birth_place_std",
-    "email",
-    "phone",
-    "dob",
-    "dob_swapped",
 )
 
 

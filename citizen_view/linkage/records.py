@@ -26,11 +26,18 @@ LINKAGE_INPUT_SQL = """
            enc_given_name, enc_family_name, enc_date_of_birth, enc_address
     FROM source_records
 """
-LINKAGE_COLUMNS = (
+# The linkage input's columns that are not encoded, in LINKAGE_INPUT_SQL's order (the online scorer builds them for
+# one incoming record), and the encoded ones.
+INPUT_COLUMNS = (
+    "record_key",
+    "source",
     "first_name_std",
     "initials",
     "family_name_std",
+    "family_name_words",
     "sex",
+    "first_name_block",
+    "family_name_block",
     "national_id",
     "street_std",
     "house_number",
@@ -40,6 +47,9 @@ LINKAGE_COLUMNS = (
     "email",
     "phone",
     "dob",
+    "dob_swapped",
+)
+ENCODED_COLUMNS = (
     "enc_national_id",
     "enc_initial",
     "enc_given_name",
@@ -50,6 +60,17 @@ LINKAGE_COLUMNS = (
     "blk_year_family",
     "blk_names",
 )
+# Keys, and columns made from another one (its words, its blocking copy, the date with day and month swapped): a
+# share of records holding a value is measured on the column they are made from.
+_KEYS_AND_DERIVED = (
+    "record_key",
+    "source",
+    "family_name_words",
+    "first_name_block",
+    "family_name_block",
+    "dob_swapped",
+)
+LINKAGE_COLUMNS = (*(c for c in INPUT_COLUMNS if c not in _KEYS_AND_DERIVED), *ENCODED_COLUMNS)
 
 
 def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> str:

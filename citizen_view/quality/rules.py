@@ -159,11 +159,17 @@ def required_fields(
         bad=bad,
         total=total,
         what=f"records miss a required field {source.required}",
-        max_share=q.max_missing_required_share,
-        setting="quality.max_missing_required_share",
+        **_bound(q, "max_missing_required_share"),
     )
     result.figures |= {"records": total, "missing": bad.height}
     return result
+
+
+def _bound(q: QualityConfig, setting: str) -> dict[str, Any]:
+    """share_within's bound from the quality setting named once: its value (a `min_*` setting bounds the share of
+    good rows, a `max_*` one the share of bad rows) and its name, which the summary says."""
+    share = "min_share" if setting.startswith("min_") else "max_share"
+    return {share: getattr(q, setting), "setting": f"quality.{setting}"}
 
 
 def share_within(
@@ -252,9 +258,8 @@ def national_id_validity(
         bad=bad,
         total=valid + bad.height,
         what=f"national IDs pass the {scheme} checksum",
-        min_share=q.min_national_id_valid_share,
+        **_bound(q, "min_national_id_valid_share"),
         figures={"scheme": scheme},
-        setting="quality.min_national_id_valid_share",
     )
 
 
@@ -283,8 +288,7 @@ def date_of_birth_validity(
         bad=bad,
         total=present,
         what=f"birth dates are readable in the format {fmt}",
-        min_share=q.min_date_of_birth_valid_share,
-        setting="quality.min_date_of_birth_valid_share",
+        **_bound(q, "min_date_of_birth_valid_share"),
         figures={"format": fmt},
     )
 
@@ -305,8 +309,7 @@ def date_of_birth_typos(
         bad=bad,
         total=good + bad.height,
         what="readable birth dates are impossible or implausible (keying typos)",
-        max_share=q.max_date_of_birth_typo_share,
-        setting="quality.max_date_of_birth_typo_share",
+        **_bound(q, "max_date_of_birth_typo_share"),
         figures={
             "earliest": str(q.earliest_date_of_birth),
             "latest": str(q.latest_date_of_birth or "the day of the run"),
@@ -340,9 +343,8 @@ def field_issue_share(
         bad=bad,
         total=total,
         what=f"records have a quarantined {worst or 'value'} (the worst field; birth dates and IDs are judged apart)",
-        max_share=q.max_field_issue_share,
+        **_bound(q, "max_field_issue_share"),
         figures={"issues_per_field": per_field},
-        setting="quality.max_field_issue_share",
     )
     return result
 
@@ -374,9 +376,8 @@ def rejected_share(
         bad=sample,
         total=rows_in,
         what="rows rejected",
-        max_share=q.max_rejected_share,
+        **_bound(q, "max_rejected_share"),
         figures={"reasons": reasons},
-        setting="quality.max_rejected_share",
         bad_count=rejected,
     )
     result.figures |= {"rows_in": rows_in, "rejected": rejected}
