@@ -22,6 +22,21 @@ REQUESTS, CONCURRENCY, WORKERS = 2000, 32, 4
 CLI = Path(sys.executable).with_name("citizen-view")
 
 
+def start_workers(workers: int, *options: str) -> tuple[subprocess.Popen, str]:
+    """`citizen-view serve --workers N` with the example access file on a free loopback port: (process, base URL);
+    the caller waits for it (`wait_until_up`) and stops it with SIGTERM."""
+    base = f"http://127.0.0.1:{free_port()}"
+    command = [str(CLI), "serve", "--workers", str(workers), "--access", str(EXAMPLE_ACCESS_FILE)]
+    proc = subprocess.Popen(
+        [*command, "--port", base.rsplit(":", 1)[1], *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, base
+
+
 def wait_until_up(base: str, proc: subprocess.Popen, *, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -58,24 +73,7 @@ def test_four_workers_keep_one_chain_with_exactly_one_entry_per_request(tmp_path
         "--warehouse",
         str(tmp_path / "wh" / "cv.duckdb"),
     ]
-    base = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [
-            str(CLI),
-            "serve",
-            "--workers",
-            str(WORKERS),
-            "--access",
-            str(EXAMPLE_ACCESS_FILE),
-            "--port",
-            base.rsplit(":", 1)[1],
-            *options,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc, base = start_workers(WORKERS, *options)
     try:
         wait_until_up(base, proc)
         workers = {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == proc.pid}
@@ -113,15 +111,9 @@ def test_workers_accept_the_purpose_and_forms_another_worker_signed(linked_world
     from tests.conftest import copy_world
 
     _, warehouse = copy_world(linked_world, tmp_path / "world")
-    citizen = _a_citizen(warehouse)
-    base = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [str(CLI), "serve", "--workers", "3", "--access", str(EXAMPLE_ACCESS_FILE), "--port", base.rsplit(":", 1)[1]]
-        + ["--warehouse", str(warehouse), "--audit-log", str(tmp_path / "audit" / "access.jsonl")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    citizen = a_citizen(warehouse)
+    proc, base = start_workers(
+        3, "--warehouse", str(warehouse), "--audit-log", str(tmp_path / "audit" / "access.jsonl")
     )
     try:
         wait_until_up(base, proc)
@@ -139,7 +131,8 @@ def test_workers_accept_the_purpose_and_forms_another_worker_signed(linked_world
     assert statuses == [200] * 24
 
 
-def _a_citizen(warehouse: Path) -> str:
+def a_citizen(warehouse: Path) -> str:
+    """The first citizen of a linked warehouse (read only)."""
     import duckdb
 
     con = duckdb.connect(str(warehouse), read_only=True)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +23,7 @@ from citizen_view.serving.deps import CITIZEN_ID
 from citizen_view.serving.snapshot import current_view
 from tests.conftest import linked_copy
 from tests.service_fixtures import TOKENS, free_port, start_service
+from tests.test_audit_workers import a_citizen as _a_citizen
 from tests.test_audit_workers import wait_until_up
 
 METRICS_TOKEN = "scraper-secret-0123456789"
@@ -60,14 +60,6 @@ def _value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def _a_citizen(warehouse: Path) -> str:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute("SELECT citizen_id FROM citizen ORDER BY citizen_id LIMIT 1").fetchall()[0][0]
-    finally:
-        con.close()
-
-
 def _entries(audit_log: Path) -> list[dict]:
     return [json.loads(line) for line in audit_log.read_text(encoding="utf-8").splitlines()]
 
@@ -100,6 +92,14 @@ def test_ready_is_503_with_the_reason_when_no_view_is_published_or_it_cannot_be_
         svc.stop()
 
 
+def _a_caseworker_gets_no_answer(svc, linked: Path) -> None:
+    """A caseworker's look at a citizen is not answered at all (500): nothing is shown that is not audited."""
+    citizen = _a_citizen(linked)
+    headers = {"Authorization": f"Bearer {TOKENS['benefits_caseworker']}"}
+    r = httpx.get(f"{svc.url}/api/citizens/{citizen}", params=PURPOSE, headers=headers, timeout=30)
+    assert r.status_code == 500 and citizen not in r.text
+
+
 def test_ready_is_503_when_the_audit_log_cannot_be_written(linked, tmp_path):
     full = tmp_path / "full" / "access.jsonl"
     full.parent.mkdir()
@@ -109,10 +109,7 @@ def test_ready_is_503_when_the_audit_log_cannot_be_written(linked, tmp_path):
         r = httpx.get(f"{svc.url}/ready", timeout=30)
         assert r.status_code == 503 and "audit log cannot be written" in r.json()["error"], r.text
         # a caseworker's request is not answered at all (500), as before: nothing is shown that is not audited
-        citizen = _a_citizen(linked)
-        headers = {"Authorization": f"Bearer {TOKENS['benefits_caseworker']}"}
-        r = httpx.get(f"{svc.url}/api/citizens/{citizen}", params=PURPOSE, headers=headers, timeout=30)
-        assert r.status_code == 500 and citizen not in r.text
+        _a_caseworker_gets_no_answer(svc, linked)
     finally:
         svc.stop()
 
@@ -126,10 +123,7 @@ def test_ready_is_503_when_the_audit_log_was_removed_under_the_service(linked, t
         r = httpx.get(f"{svc.url}/ready", timeout=30)
         assert r.status_code == 503 and "removed or replaced" in r.json()["error"], r.text
         # nor is a caseworker answered: the entry would go into a file nobody can read, so nothing is shown
-        citizen = _a_citizen(linked)
-        headers = {"Authorization": f"Bearer {TOKENS['benefits_caseworker']}"}
-        r = httpx.get(f"{svc.url}/api/citizens/{citizen}", params=PURPOSE, headers=headers, timeout=30)
-        assert r.status_code == 500 and citizen not in r.text
+        _a_caseworker_gets_no_answer(svc, linked)
         assert not audit_log.exists()  # and no new log was started in its place, without its chain
     finally:
         svc.stop()

@@ -40,19 +40,6 @@ def served_speech(serving_dir: Path) -> tuple[str, dict[str, str]]:
         return words.DEFAULT_LANGUAGE, {}
     con = duckdb.connect(str(view), read_only=True)
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        columns = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'view_info'"
-            ).fetchall()
-        }
-        lang = con.execute("SELECT language FROM view_info").fetchall()[0][0] if "language" in columns else None
-        labels = (
-            dict(con.execute("SELECT source, label FROM source_labels WHERE label IS NOT NULL").fetchall())
-            if "source_labels" in tables
-            else {}
-        )
+        return words.view_speech(con)
     finally:
         con.close()
-    return words.language(lang), labels

@@ -45,20 +45,7 @@ def speech(request: Request) -> Speech:
 
 
 def _read_speech(cur: Any) -> Speech:
-    tables = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    columns = {
-        r[0]
-        for r in cur.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'view_info'"
-        ).fetchall()
-    }
-    lang = cur.execute("SELECT language FROM view_info").fetchall()[0][0] if "language" in columns else None
-    labels = (
-        dict(cur.execute("SELECT source, label FROM source_labels WHERE label IS NOT NULL").fetchall())
-        if "source_labels" in tables
-        else {}
-    )
-    return Speech(words.language(lang), labels)
+    return Speech(*words.view_speech(cur))
 
 
 def render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -195,3 +196,22 @@ def code_names() -> tuple[str, ...]:
 
 # Every catalogue of the pages' words, each {language: {key: text}}.
 CATALOGUES = (FIELDS, PHRASES, MESSAGES)
+
+
+def view_speech(cur: Any) -> tuple[str, dict[str, str]]:
+    """The language and the source labels a served view was published with (a cursor on it); English and no labels
+    for a view published before either existed."""
+    tables = {r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    columns = {
+        r[0]
+        for r in cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'view_info'"
+        ).fetchall()
+    }
+    lang = cur.execute("SELECT language FROM view_info").fetchall()[0][0] if "language" in columns else None
+    labels = (
+        dict(cur.execute("SELECT source, label FROM source_labels WHERE label IS NOT NULL").fetchall())
+        if "source_labels" in tables
+        else {}
+    )
+    return language(lang), labels
