@@ -21,10 +21,11 @@ import sqlglot
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 from sqlglot import exp
 
-from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import render_for
+from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql
-from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, _export_edges, _input_parquet, _saved_linker, tf_columns
+from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, tf_columns
+from citizen_view.warehouse import transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,22 +73,10 @@ def candidates_sql(
     return " UNION ".join(parts)
 
 
-def _term_frequencies(con: duckdb.DuckDBPyConnection, engine: Engine, db_api, linker, model: dict[str, Any]) -> None:
-    """Register each term-frequency table over all records (as Splink computes it) with the linker."""
-    for column in tf_columns(model):
-        path = engine.scratch / f"tf_{column}.parquet"
-        con.execute(
-            f'COPY (SELECT "{column}", count(*)::DOUBLE / (SELECT count("{column}") FROM _linkage_keys) AS "tf_{column}" '
-            f'FROM _linkage_keys WHERE "{column}" IS NOT NULL GROUP BY "{column}") TO \'{path}\' (FORMAT parquet)'
-        )
-        linker.table_management.register_term_frequency_lookup(engine.register(db_api, path, f"tf_{column}"), column)
-
-
-def predict_new_edges(
-    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine
-) -> list[str]:
+def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str) -> int:
     """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
-    against each other, with the saved model and term frequencies over all records. Returns the Parquet read paths."""
+    against each other, with the saved model and term frequencies over all records, into `match_edges` (replacing
+    any edges they had). Returns how many pairs were kept."""
     # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
     rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
     read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
@@ -95,33 +84,33 @@ def predict_new_edges(
         f"CREATE OR REPLACE TEMP TABLE _linkage_keys AS SELECT record_key, {read} FROM ({linkage_input_sql(con)})"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys "
-        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys SEMI JOIN {new_keys} USING (record_key)"
     )
     candidates = candidates_sql(model, "_linkage_new", "_linkage_keys", rules)
-    old_where = f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
-    if candidates is not None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _linkage_candidates AS {candidates}")
-        old_where += " AND record_key IN (SELECT record_key FROM _linkage_candidates)"
-    paths = {
-        "new_records": _input_parquet(
-            con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
-        ),
-        "old_records": _input_parquet(con, engine, "old_records", old_where),
-    }
-    db_api = engine.db_api()
-    sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
-    linker = _saved_linker(engine, model, sdf["new_records"])
-    _term_frequencies(con, engine, db_api, linker, model)
-    between = linker.inference.predict_between(
-        sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT
+    # the old records some rule pairs with a new one (kept for inspection: small); every record when a rule has no equality
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
+        + (candidates if candidates is not None else "SELECT record_key FROM _linkage_keys")
+        + f" EXCEPT SELECT record_key FROM {new_keys}"
     )
-    within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    con.execute("DROP TABLE IF EXISTS _linkage_keys")
-    return [
-        _export_edges(engine, between, engine.scratch / "between.parquet"),
-        _export_edges(engine, within, engine.scratch / "within.parquet"),
-    ]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT *, record_key IN (SELECT record_key FROM {new_keys}) "
+        f"AS is_new FROM ({linkage_input_sql(con)}) WHERE record_key IN "
+        f"(SELECT record_key FROM _linkage_candidates UNION ALL SELECT record_key FROM {new_keys})"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool AS "
+        + term_frequency_sql(model, "_linkage_keys", "_linkage_pool_input")
+    )
+    with transaction(con):
+        con.execute(
+            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
+            f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
+        )
+        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
+    for table in ("_linkage_keys", "_linkage_new", "_linkage_pool_input", "_linkage_pool"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return kept
 
 
 def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, same: list[tuple[str, str]]) -> int:

@@ -191,8 +191,6 @@ def _incremental_scope(
     threshold: float,
     same: list[tuple[str, str]],
     different: list[tuple[str, str]],
-    layout: WarehouseLayout,
-    linkage: LinkageConfig | None,
 ) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
@@ -208,17 +206,13 @@ def _incremental_scope(
         "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)"
     )
     n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
-    con.execute(
-        "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)"
-    )
+    if con.execute("SELECT count(*) FROM _gone_keys").fetchall()[0][0]:
+        con.execute(
+            "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) "
+            "OR record_key_r IN (SELECT record_key FROM _gone_keys)"
+        )
     if n_new:
-        with layout.scratch("incremental") as scratch:
-            parts = predict_new_edges(con, saved_model(con), "_new_keys", engine=Engine.of(linkage, scratch))
-            con.execute(
-                "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)"
-            )
-            for path in parts:
-                con.execute("INSERT INTO match_edges BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+        predict_new_edges(con, saved_model(con), "_new_keys")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
@@ -262,9 +256,7 @@ def link_citizens(
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(
-            con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage
-        )
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
