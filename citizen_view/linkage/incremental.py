@@ -65,12 +65,13 @@ def candidates_sql(
     rules = rules if rules is not None else _equalities(model)
     if rules is None:
         return None
-    parts = []
+    parts: dict[frozenset[tuple[str, str]], str] = {}  # a symmetric rule's two orientations are one join
     for pairs in rules:
         for left, right in ((0, 1), (1, 0)):
-            cond = " AND ".join(f"{_on(p[left], 'n')} = {_on(p[right], 'o')}" for p in pairs)
-            parts.append(f"SELECT o.record_key FROM {old} o SEMI JOIN {new} n ON {cond}")
-    return " UNION ".join(parts)
+            sides = frozenset((_on(p[left], "n"), _on(p[right], "o")) for p in pairs)
+            cond = " AND ".join(f"{n} = {o}" for n, o in sorted(sides))
+            parts.setdefault(sides, f"SELECT o.record_key FROM {old} o SEMI JOIN {new} n ON {cond}")
+    return " UNION ".join(parts.values())
 
 
 def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str) -> int:
@@ -113,9 +114,17 @@ def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new
     return kept
 
 
-def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, same: list[tuple[str, str]]) -> int:
+def grow_scope(
+    con: duckdb.DuckDBPyConnection,
+    seeds: str,
+    *,
+    threshold: float,
+    same: list[tuple[str, str]],
+    gone: str | None = None,
+) -> int:
     """`_scope`: the records connected to the keys `seeds` selects, over links at or above `threshold`, reviewers'
-    `same` pairs and shared citizens (records present in `source_records` only). Returns its size."""
+    `same` pairs and shared citizens (records present in `source_records` only: `gone`, when given, is the table of
+    linked keys no longer there, which spares a join of the two big tables). Returns its size."""
     import polars as pl
 
     pairs = pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row")
@@ -125,10 +134,8 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
         "WHERE a IN (SELECT record_key FROM source_records) AND b IN (SELECT record_key FROM source_records)"
     )
     con.unregister("_same_frame")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _members AS SELECT record_key, citizen_id FROM citizen_source_link "
-        "SEMI JOIN source_records USING (record_key)"
-    )
+    # records gone from source_records leave the scope: `gone` lists them (small), else a join with every record
+    present = f"ANTI JOIN {gone} USING (record_key)" if gone else "SEMI JOIN source_records USING (record_key)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT DISTINCT record_key FROM ({seeds}) "
         "SEMI JOIN source_records USING (record_key)"
@@ -136,7 +143,7 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
     con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT record_key FROM _scope")
     while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
         con.execute(
-            """
+            f"""
             CREATE OR REPLACE TEMP TABLE _frontier AS
             SELECT record_key FROM (
                 SELECT CASE WHEN record_key_l IN (SELECT record_key FROM _frontier) THEN record_key_r ELSE record_key_l END
@@ -145,9 +152,9 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
                     OR record_key_r IN (SELECT record_key FROM _frontier))
                 UNION SELECT b FROM _same_pairs WHERE a IN (SELECT record_key FROM _frontier)
                 UNION SELECT a FROM _same_pairs WHERE b IN (SELECT record_key FROM _frontier)
-                UNION SELECT record_key FROM _members WHERE citizen_id IN
-                    (SELECT citizen_id FROM _members SEMI JOIN _frontier USING (record_key))
-            ) ANTI JOIN _scope USING (record_key)
+                UNION SELECT record_key FROM citizen_source_link WHERE citizen_id IN
+                    (SELECT citizen_id FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _frontier))
+            ) {present} ANTI JOIN _scope USING (record_key)
             """,
             {"t": threshold},
         )

@@ -18,7 +18,7 @@ import polars as pl
 
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage.citizen_ids import assign_citizen_ids
+from citizen_view.linkage.citizen_ids import HistoryEvent, assign_citizen_ids
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
@@ -199,12 +199,20 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
+    # records not linked yet and links whose record is gone, from one join of the two big tables
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)"
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
+        "FROM source_records s FULL JOIN citizen_source_link l USING (record_key) "
+        "WHERE s.record_key IS NULL OR l.record_key IS NULL"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)"
+        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT gone_key AS record_key, citizen_id FROM _unmatched "
+        "WHERE gone_key IS NOT NULL"
+    )
+    con.execute("DROP TABLE _unmatched")
     n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
     if con.execute("SELECT count(*) FROM _gone_keys").fetchall()[0][0]:
         con.execute(
@@ -225,7 +233,7 @@ def _incremental_scope(
         "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
         "UNION SELECT record_key FROM _decided_keys"
     )
-    in_scope = grow_scope(con, seeds, threshold=threshold, same=same)
+    in_scope = grow_scope(con, seeds, threshold=threshold, same=same, gone="_gone_keys")
     con.unregister("_decided_keys")
     return n_new, in_scope
 
@@ -263,7 +271,7 @@ def link_citizens(
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]  # once
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
         con,
@@ -277,8 +285,8 @@ def link_citizens(
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
-        records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
-        citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
+        records=int(sizes.sum()),
+        citizens=len(sizes),
         created=count.get("created", 0),
         split=count.get("split", 0),
         merged=count.get("merged", 0),
@@ -345,8 +353,22 @@ def _assign_ids(
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
-    taken = {r[0] for r in con.execute("SELECT DISTINCT citizen_id FROM citizen_id_history").fetchall()}
-    return assign_citizen_ids(clustered.labels, previous, taken=taken)
+    # A minted ID is checked against the history afterwards (and minted again if ever used) instead of reading
+    # every ID ever used into memory first: a million IDs for the few an incremental run mints.
+    taken: set[str] = set()
+    while True:
+        links, history = assign_citizen_ids(clustered.labels, previous, taken=taken)
+        minted = history.filter(pl.col("event").is_in([HistoryEvent.CREATED, HistoryEvent.SPLIT]))
+        clash = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT citizen_id FROM citizen_id_history WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))",
+                [minted.get_column("citizen_id").to_list()],
+            ).fetchall()
+        }
+        if not clash:
+            return links, history
+        taken |= clash
 
 
 # One row per linked record with its best link inside its citizen; `?` is the run ID.
