@@ -18,7 +18,7 @@ import polars as pl
 
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage.citizen_ids import HistoryEvent, assign_citizen_ids
+from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
@@ -353,22 +353,14 @@ def _assign_ids(
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
+
     # A minted ID is checked against the history afterwards (and minted again if ever used) instead of reading
     # every ID ever used into memory first: a million IDs for the few an incremental run mints.
-    taken: set[str] = set()
-    while True:
-        links, history = assign_citizen_ids(clustered.labels, previous, taken=taken)
-        minted = history.filter(pl.col("event").is_in([HistoryEvent.CREATED, HistoryEvent.SPLIT]))
-        clash = {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT citizen_id FROM citizen_id_history WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))",
-                [minted.get_column("citizen_id").to_list()],
-            ).fetchall()
-        }
-        if not clash:
-            return links, history
-        taken |= clash
+    def used_before(ids: list[str]) -> set[str]:
+        sql = "SELECT DISTINCT citizen_id FROM citizen_id_history WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))"
+        return {r[0] for r in con.execute(sql, [ids]).fetchall()}
+
+    return assign_checked(clustered.labels, previous, used_before=used_before)
 
 
 # One row per linked record with its best link inside its citizen; `?` is the run ID.
