@@ -921,6 +921,11 @@ def _bench_command(sub) -> None:
     )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="`bench incremental`: time the update only, against the rebuild of the last full report in --workdir",
+    )
+    b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
     )
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")

@@ -520,6 +520,8 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         with measure(stages, "incremental link + golden") as st:
             report, _ = Linkage(con, WarehouseLayout.of(warehouse), sources).update(run_id="bench-incremental")
             st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
+        if getattr(args, "no_rebuild", False):
+            return _against_last_rebuild(args, stages[-1])
         con.execute("CREATE TEMP TABLE _incremental_links AS SELECT record_key, citizen_id FROM citizen_source_link")
         with measure(stages, "full rebuild (train, score, link, golden)") as st:
             report = Linkage(con, WarehouseLayout.of(warehouse), sources).run(run_id="bench-full").link
@@ -539,6 +541,32 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         "speedup": full.seconds / max(inc.seconds, 1e-9),
         "cpu_speedup": full.cpu_seconds / max(inc.cpu_seconds, 1e-9),
         "late_records_placed_differently": differ,
+    }
+
+
+def _against_last_rebuild(args: argparse.Namespace, inc: Stage) -> dict:
+    """`--no-rebuild`: the update's time against the rebuild of the last full report in the workdir, labelled as such."""
+    report = Path(args.workdir) / f"bench_incremental_{args.persons}_{args.country.lower()}_duckdb.json"
+    last = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
+    full = next((s for s in last.get("stages", []) if s["name"].startswith("full rebuild")), None)
+    measured = last.get("measured_at")
+    if full is None and last.get("rebuild"):  # the last report was a --no-rebuild one: its rebuild, passed on
+        full = {k: v for k, v in last["rebuild"].items() if k != "from_report_measured_at"}
+        measured = last["rebuild"]["from_report_measured_at"]
+    print(f"  incremental {inc.seconds:.1f} s (cpu {inc.cpu_seconds:.1f} s, {inc.peak_rss_mb:.0f} MB); no rebuild run")
+    if full is None:
+        print(f"  no earlier full report at {report}: no ratio")
+        return {"stages": [asdict(inc)], "rebuild": None}
+    print(
+        f"  the last measured rebuild ({measured}, not this run): {full['seconds']:.1f} s "
+        f"(cpu {full['cpu_seconds']:.1f} s): {full['seconds'] / max(inc.seconds, 1e-9):.1f}x "
+        f"(cpu {full['cpu_seconds'] / max(inc.cpu_seconds, 1e-9):.1f}x); placement against a rebuild not checked"
+    )
+    return {
+        "stages": [asdict(inc)],
+        "rebuild": {"from_report_measured_at": measured, **full},
+        "speedup_against_last_rebuild": full["seconds"] / max(inc.seconds, 1e-9),
+        "cpu_speedup_against_last_rebuild": full["cpu_seconds"] / max(inc.cpu_seconds, 1e-9),
     }
 
 

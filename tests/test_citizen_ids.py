@@ -6,7 +6,7 @@ import itertools
 
 import polars as pl
 
-from citizen_view.linkage.citizen_ids import assign_citizen_ids, mint_citizen_id
+from citizen_view.linkage.citizen_ids import assign_checked, assign_citizen_ids, mint_citizen_id
 
 
 def _clusters(groups: list[list[str]]) -> pl.DataFrame:
@@ -78,3 +78,18 @@ def test_minting_avoids_ids_used_before():
     links, _ = assign_citizen_ids(_clusters([["a"]]), None, taken={"USED"}, mint=lambda: next(seq))
     assert links["citizen_id"].to_list() == ["FRESH"]
     assert len({mint_citizen_id() for _ in range(1000)}) == 1000
+
+
+def test_an_id_found_used_after_minting_is_minted_again():
+    history = {"USED", "OLDER"}
+    seq = iter(["USED", "FRESH", "USED", "OTHER", "THIRD"])
+    asked: list[list[str]] = []
+
+    def used_before(ids: list[str]) -> set[str]:
+        asked.append(ids)
+        return history & set(ids)
+
+    links, events = assign_checked(_clusters([["a"], ["b"]]), None, used_before=used_before, mint=lambda: next(seq))
+    assert sorted(links["citizen_id"].to_list()) == ["OTHER", "THIRD"]
+    assert not history & set(events["citizen_id"].to_list())
+    assert asked == [["USED", "FRESH"], ["OTHER", "THIRD"]]  # a clash: all minted again without it, checked again

@@ -103,8 +103,14 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     assert full.height > 30
     assert full.select("a", "b").equals(incremental.select("a", "b"))
     assert (full["match_weight"] - incremental["match_weight"]).abs().max() < 1e-9
+    # and each pair in the orientation the full run scored it (some levels compare left with right, not both ways)
+    oriented = "SELECT record_key_l, record_key_r FROM {} WHERE record_key_l IN (SELECT record_key FROM _held) "
+    oriented += "OR record_key_r IN (SELECT record_key FROM _held) ORDER BY 1, 2"
+    assert (
+        con.execute(oriented.format("_full_edges")).fetchall() == con.execute(oriented.format("match_edges")).fetchall()
+    )
 
-    # only the old records that share a blocking key with a late one crossed to Splink
+    # only the old records that share a blocking key with a late one were scored
     candidates = con.execute("SELECT count(*) FROM _linkage_candidates").fetchall()[0][0]
     records = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     assert 0 < candidates < 0.25 * records

@@ -106,3 +106,22 @@ def assign_citizen_ids(
                 events.append((cid, HistoryEvent.MERGED if successor else HistoryEvent.RETIRED, successor, n))
     history = pl.DataFrame(events, schema=HISTORY_SCHEMA, orient="row")
     return links.select("record_key", "citizen_id"), history
+
+
+def assign_checked(
+    clusters: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    *,
+    used_before: Callable[[list[str]], set[str]],
+    mint: Callable[[], str] = mint_citizen_id,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`assign_citizen_ids`, each minted ID checked afterwards with `used_before` (which of these IDs were ever used)
+    and the assignment made again without those: for a history too long to read into memory for a few new IDs."""
+    taken: set[str] = set()
+    while True:
+        links, history = assign_citizen_ids(clusters, previous, taken=taken, mint=mint)
+        minted = history.filter(pl.col("event").is_in([HistoryEvent.CREATED, HistoryEvent.SPLIT]))
+        clash = used_before(minted.get_column("citizen_id").to_list())
+        if not clash:
+            return links, history
+        taken |= clash

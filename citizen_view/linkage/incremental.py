@@ -21,10 +21,11 @@ import sqlglot
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 from sqlglot import exp
 
-from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import render_for
+from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql
-from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, _export_edges, _input_parquet, _saved_linker, tf_columns
+from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, tf_columns
+from citizen_view.warehouse import transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,30 +65,19 @@ def candidates_sql(
     rules = rules if rules is not None else _equalities(model)
     if rules is None:
         return None
-    parts = []
+    parts: dict[frozenset[tuple[str, str]], str] = {}  # a symmetric rule's two orientations are one join
     for pairs in rules:
         for left, right in ((0, 1), (1, 0)):
-            cond = " AND ".join(f"{_on(p[left], 'n')} = {_on(p[right], 'o')}" for p in pairs)
-            parts.append(f"SELECT o.record_key FROM {old} o SEMI JOIN {new} n ON {cond}")
-    return " UNION ".join(parts)
+            sides = frozenset((_on(p[left], "n"), _on(p[right], "o")) for p in pairs)
+            cond = " AND ".join(f"{n} = {o}" for n, o in sorted(sides))
+            parts.setdefault(sides, f"SELECT o.record_key FROM {old} o SEMI JOIN {new} n ON {cond}")
+    return " UNION ".join(parts.values())
 
 
-def _term_frequencies(con: duckdb.DuckDBPyConnection, engine: Engine, db_api, linker, model: dict[str, Any]) -> None:
-    """Register each term-frequency table over all records (as Splink computes it) with the linker."""
-    for column in tf_columns(model):
-        path = engine.scratch / f"tf_{column}.parquet"
-        con.execute(
-            f'COPY (SELECT "{column}", count(*)::DOUBLE / (SELECT count("{column}") FROM _linkage_keys) AS "tf_{column}" '
-            f'FROM _linkage_keys WHERE "{column}" IS NOT NULL GROUP BY "{column}") TO \'{path}\' (FORMAT parquet)'
-        )
-        linker.table_management.register_term_frequency_lookup(engine.register(db_api, path, f"tf_{column}"), column)
-
-
-def predict_new_edges(
-    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, *, engine: Engine
-) -> list[str]:
+def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str) -> int:
     """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
-    against each other, with the saved model and term frequencies over all records. Returns the Parquet read paths."""
+    against each other, with the saved model and term frequencies over all records, into `match_edges` (replacing
+    any edges they had). Returns how many pairs were kept."""
     # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
     rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
     read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
@@ -95,38 +85,46 @@ def predict_new_edges(
         f"CREATE OR REPLACE TEMP TABLE _linkage_keys AS SELECT record_key, {read} FROM ({linkage_input_sql(con)})"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys "
-        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT * FROM _linkage_keys SEMI JOIN {new_keys} USING (record_key)"
     )
     candidates = candidates_sql(model, "_linkage_new", "_linkage_keys", rules)
-    old_where = f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
-    if candidates is not None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _linkage_candidates AS {candidates}")
-        old_where += " AND record_key IN (SELECT record_key FROM _linkage_candidates)"
-    paths = {
-        "new_records": _input_parquet(
-            con, engine, "new_records", f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
-        ),
-        "old_records": _input_parquet(con, engine, "old_records", old_where),
-    }
-    db_api = engine.db_api()
-    sdf = {name: engine.register(db_api, path, name) for name, path in paths.items()}
-    linker = _saved_linker(engine, model, sdf["new_records"])
-    _term_frequencies(con, engine, db_api, linker, model)
-    between = linker.inference.predict_between(
-        sdf["new_records"], sdf["old_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT
+    # the old records some rule pairs with a new one (kept for inspection: small); every record when a rule has no equality
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
+        + (candidates if candidates is not None else "SELECT record_key FROM _linkage_keys")
+        + f" EXCEPT SELECT record_key FROM {new_keys}"
     )
-    within = linker.inference.predict_within(sdf["new_records"], threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    con.execute("DROP TABLE IF EXISTS _linkage_keys")
-    return [
-        _export_edges(engine, between, engine.scratch / "between.parquet"),
-        _export_edges(engine, within, engine.scratch / "within.parquet"),
-    ]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT *, record_key IN (SELECT record_key FROM {new_keys}) "
+        f"AS is_new FROM ({linkage_input_sql(con)}) WHERE record_key IN "
+        f"(SELECT record_key FROM _linkage_candidates UNION ALL SELECT record_key FROM {new_keys})"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool AS "
+        + term_frequency_sql(model, "_linkage_keys", "_linkage_pool_input")
+    )
+    with transaction(con):
+        con.execute(
+            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
+            f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
+        )
+        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
+    for table in ("_linkage_keys", "_linkage_new", "_linkage_pool_input", "_linkage_pool"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return kept
 
 
-def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, same: list[tuple[str, str]]) -> int:
+def grow_scope(
+    con: duckdb.DuckDBPyConnection,
+    seeds: str,
+    *,
+    threshold: float,
+    same: list[tuple[str, str]],
+    gone: str | None = None,
+) -> int:
     """`_scope`: the records connected to the keys `seeds` selects, over links at or above `threshold`, reviewers'
-    `same` pairs and shared citizens (records present in `source_records` only). Returns its size."""
+    `same` pairs and shared citizens (records present in `source_records` only: `gone`, when given, is the table of
+    linked keys no longer there, which spares a join of the two big tables). Returns its size."""
     import polars as pl
 
     pairs = pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row")
@@ -136,10 +134,8 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
         "WHERE a IN (SELECT record_key FROM source_records) AND b IN (SELECT record_key FROM source_records)"
     )
     con.unregister("_same_frame")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _members AS SELECT record_key, citizen_id FROM citizen_source_link "
-        "SEMI JOIN source_records USING (record_key)"
-    )
+    # records gone from source_records leave the scope: `gone` lists them (small), else a join with every record
+    present = f"ANTI JOIN {gone} USING (record_key)" if gone else "SEMI JOIN source_records USING (record_key)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT DISTINCT record_key FROM ({seeds}) "
         "SEMI JOIN source_records USING (record_key)"
@@ -147,7 +143,7 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
     con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT record_key FROM _scope")
     while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
         con.execute(
-            """
+            f"""
             CREATE OR REPLACE TEMP TABLE _frontier AS
             SELECT record_key FROM (
                 SELECT CASE WHEN record_key_l IN (SELECT record_key FROM _frontier) THEN record_key_r ELSE record_key_l END
@@ -156,9 +152,9 @@ def grow_scope(con: duckdb.DuckDBPyConnection, seeds: str, *, threshold: float, 
                     OR record_key_r IN (SELECT record_key FROM _frontier))
                 UNION SELECT b FROM _same_pairs WHERE a IN (SELECT record_key FROM _frontier)
                 UNION SELECT a FROM _same_pairs WHERE b IN (SELECT record_key FROM _frontier)
-                UNION SELECT record_key FROM _members WHERE citizen_id IN
-                    (SELECT citizen_id FROM _members SEMI JOIN _frontier USING (record_key))
-            ) ANTI JOIN _scope USING (record_key)
+                UNION SELECT record_key FROM citizen_source_link WHERE citizen_id IN
+                    (SELECT citizen_id FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _frontier))
+            ) {present} ANTI JOIN _scope USING (record_key)
             """,
             {"t": threshold},
         )

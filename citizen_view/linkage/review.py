@@ -230,6 +230,7 @@ def build_review_queue(
         scoped = quote(scope) if refresh else None
         if scoped:
             _clear_scope(con, scoped)
+            _scope_tables(con, scoped, low=low, high=high)
         con.execute(
             ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
             + _queue_sql(evidence, scoped),
@@ -265,22 +266,45 @@ def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str) -> None:
-    """Remove the items an incremental run re-forms (and those of citizens that no longer exist)."""
+    """Remove the items an incremental run re-forms (and those of citizens that no longer exist: only citizens the
+    run changed can have gone, when it listed them in `linkage_changes`)."""
+    changed = (
+        "(SELECT citizen_id FROM linkage_changes) EXCEPT (SELECT citizen_id FROM citizen_source_link "
+        "SEMI JOIN linkage_changes USING (citizen_id))"
+        if table_exists(con, "main", "linkage_changes")
+        else "(SELECT citizen_id FROM review_queue) EXCEPT (SELECT citizen_id FROM citizen_source_link)"
+    )
     con.execute(
         f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scoped}) "
-        f"OR record_key_r IN (SELECT record_key FROM {scoped}) "
-        "OR citizen_id NOT IN (SELECT DISTINCT citizen_id FROM citizen_source_link)"
+        f"OR record_key_r IN (SELECT record_key FROM {scoped}) OR citizen_id IN ({changed})"
+    )
+
+
+def _scope_tables(con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, high: float) -> None:
+    """The scope's uncertain pairs (`_scope_edges`), the links of their records (`_scope_links`) and the scope's
+    record columns the citizen checks read (`_scope_records`): small tables, so the queue's joins stay small."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_edges AS SELECT * FROM match_edges WHERE match_weight BETWEEN $low AND $high "
+        f"AND (record_key_l IN (SELECT record_key FROM {scoped}) OR record_key_r IN (SELECT record_key FROM {scoped}))",
+        {"low": float(low), "high": float(high)},
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_links AS SELECT record_key, citizen_id FROM citizen_source_link "
+        f"WHERE record_key IN (SELECT record_key FROM {scoped} UNION ALL SELECT record_key_l FROM _scope_edges "
+        "UNION ALL SELECT record_key_r FROM _scope_edges)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_records AS SELECT l.citizen_id, r.record_key, r.national_id, "
+        f"r.national_id_valid, r.date_of_birth FROM source_records r JOIN _scope_links l USING (record_key) "
+        f"WHERE r.record_key IN (SELECT record_key FROM {scoped})"
     )
 
 
 def _queue_sql(evidence: str, scoped: str | None) -> str:
     """The queue's rows: uncertain pairs and suspicious citizens, minus decided pairs (only `scoped` keys' when set)."""
-    pair_scope = (
-        f"AND (e.record_key_l IN (SELECT record_key FROM {scoped}) OR e.record_key_r IN (SELECT record_key FROM {scoped}))"
-        if scoped
-        else ""
-    )
-    citizen_scope = f"WHERE l.record_key IN (SELECT record_key FROM {scoped})" if scoped else ""
+    # scoped: the small tables _scope_tables wrote stand in for the big ones
+    edges, links = ("_scope_edges", "_scope_links") if scoped else ("match_edges", "citizen_source_link")
+    records = "_scope_records" if scoped else "citizen_source_link l JOIN source_records r USING (record_key)"
     return f"""
             WITH pairs AS (
                 SELECT least(e.record_key_l, e.record_key_r) || ' ~ ' || greatest(e.record_key_l, e.record_key_r) AS item_id,
@@ -290,16 +314,16 @@ def _queue_sql(evidence: str, scoped: str | None) -> str:
                        _describe_pair(e.match_weight, $threshold, a.citizen_id = b.citizen_id) AS model_decision,
                        format('match weight {{:.2f}} is within the uncertainty band [{{:.2f}}, {{:.2f}}]', e.match_weight, $low, $high) AS reason,
                        {evidence} AS evidence
-                FROM match_edges e
-                JOIN citizen_source_link a ON a.record_key = e.record_key_l
-                JOIN citizen_source_link b ON b.record_key = e.record_key_r
-                WHERE e.match_weight BETWEEN $low AND $high {pair_scope}
+                FROM {edges} e
+                JOIN {links} a ON a.record_key = e.record_key_l
+                JOIN {links} b ON b.record_key = e.record_key_r
+                WHERE e.match_weight BETWEEN $low AND $high
             ),
             members AS (
-                SELECT l.citizen_id, count(*) AS records,
-                       count(DISTINCT CASE WHEN r.national_id_valid THEN r.national_id END) AS ids,
-                       count(DISTINCT r.date_of_birth) AS dates, min(r.record_key) AS first_key, max(r.record_key) AS last_key
-                FROM citizen_source_link l JOIN source_records r USING (record_key) {citizen_scope} GROUP BY l.citizen_id
+                SELECT citizen_id, count(*) AS records,
+                       count(DISTINCT CASE WHEN national_id_valid THEN national_id END) AS ids,
+                       count(DISTINCT date_of_birth) AS dates, min(record_key) AS first_key, max(record_key) AS last_key
+                FROM {records} GROUP BY citizen_id
             ),
             clusters AS (
                 SELECT 'citizen ' || citizen_id AS item_id, $suspicious::VARCHAR AS kind, first_key AS record_key_l,

@@ -18,7 +18,7 @@ import polars as pl
 
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage.citizen_ids import assign_citizen_ids
+from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
@@ -191,8 +191,6 @@ def _incremental_scope(
     threshold: float,
     same: list[tuple[str, str]],
     different: list[tuple[str, str]],
-    layout: WarehouseLayout,
-    linkage: LinkageConfig | None,
 ) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
@@ -201,24 +199,28 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
+    # records not linked yet and links whose record is gone, from one join of the two big tables
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT record_key FROM source_records ANTI JOIN citizen_source_link USING (record_key)"
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
+        "FROM source_records s FULL JOIN citizen_source_link l USING (record_key) "
+        "WHERE s.record_key IS NULL OR l.record_key IS NULL"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT record_key, citizen_id FROM citizen_source_link ANTI JOIN source_records USING (record_key)"
+        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT gone_key AS record_key, citizen_id FROM _unmatched "
+        "WHERE gone_key IS NOT NULL"
+    )
+    con.execute("DROP TABLE _unmatched")
     n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
-    con.execute(
-        "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) OR record_key_r IN (SELECT record_key FROM _gone_keys)"
-    )
+    if con.execute("SELECT count(*) FROM _gone_keys").fetchall()[0][0]:
+        con.execute(
+            "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) "
+            "OR record_key_r IN (SELECT record_key FROM _gone_keys)"
+        )
     if n_new:
-        with layout.scratch("incremental") as scratch:
-            parts = predict_new_edges(con, saved_model(con), "_new_keys", engine=Engine.of(linkage, scratch))
-            con.execute(
-                "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _new_keys) OR record_key_r IN (SELECT record_key FROM _new_keys)"
-            )
-            for path in parts:
-                con.execute("INSERT INTO match_edges BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+        predict_new_edges(con, saved_model(con), "_new_keys")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
@@ -231,7 +233,7 @@ def _incremental_scope(
         "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
         "UNION SELECT record_key FROM _decided_keys"
     )
-    in_scope = grow_scope(con, seeds, threshold=threshold, same=same)
+    in_scope = grow_scope(con, seeds, threshold=threshold, same=same, gone="_gone_keys")
     con.unregister("_decided_keys")
     return n_new, in_scope
 
@@ -262,16 +264,14 @@ def link_citizens(
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(
-            con, threshold=threshold, same=same, different=different, layout=layout, linkage=linkage
-        )
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]  # once
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
         con,
@@ -285,8 +285,8 @@ def link_citizens(
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
-        records=con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0],
-        citizens=con.execute("SELECT count(DISTINCT citizen_id) FROM citizen_source_link").fetchall()[0][0],
+        records=int(sizes.sum()),
+        citizens=len(sizes),
         created=count.get("created", 0),
         split=count.get("split", 0),
         merged=count.get("merged", 0),
@@ -353,8 +353,14 @@ def _assign_ids(
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
-    taken = {r[0] for r in con.execute("SELECT DISTINCT citizen_id FROM citizen_id_history").fetchall()}
-    return assign_citizen_ids(clustered.labels, previous, taken=taken)
+
+    # A minted ID is checked against the history afterwards (and minted again if ever used) instead of reading
+    # every ID ever used into memory first: a million IDs for the few an incremental run mints.
+    def used_before(ids: list[str]) -> set[str]:
+        sql = "SELECT DISTINCT citizen_id FROM citizen_id_history WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))"
+        return {r[0] for r in con.execute(sql, [ids]).fetchall()}
+
+    return assign_checked(clustered.labels, previous, used_before=used_before)
 
 
 # One row per linked record with its best link inside its citizen; `?` is the run ID.

@@ -1,0 +1,81 @@
+"""Score a few records against the records they can meet with the saved model's own Splink SQL, in the warehouse.
+
+Splink's scoring for a saved model is plain SQL: blocked pairs, each comparison's level (gamma), each level's
+weight with its term-frequency adjustment, and the prior added up. A Linker builds that pipeline, plus its own
+tables, on every construction (seconds at a million records); here the same SQL (Splink's own generators, from the
+model's settings) runs once, in one DuckDB statement over every new-vs-candidate pair, with term frequencies over all
+records counted as Splink counts them. Pairs are formed as Splink's dedupe forms them (left key below right key, any
+prediction rule true for that orientation), so the weights are those a full run gives the same pair.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+from citizen_view.linkage.model import render_for
+from citizen_view.linkage.scoring import tf_columns
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@functools.lru_cache(maxsize=4)
+def _pipeline(model_json: str, floor: float) -> tuple[list[str], str, list[tuple[str, str]], list[str]]:
+    """(blocked columns, comparison-vector columns, Splink's predict SQL steps, prediction rules) of a saved model."""
+    from splink import SettingsCreator
+    from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+
+    settings = dict(render_for(json.loads(model_json), "duckdb"))
+    settings["retain_matching_columns"] = False
+    obj = SettingsCreator.from_path_or_dict(settings).get_settings("duckdb")
+    steps = predict_from_comparison_vectors_sqls_using_settings(obj, threshold_match_weight=floor)
+    rules = [r["blocking_rule"] for r in settings["blocking_rules_to_generate_predictions"]]
+    return (
+        obj._columns_to_select_for_blocking,
+        ", ".join(obj._columns_to_select_for_comparison_vector_values),
+        [(s["output_table_name"], s["sql"]) for s in steps],
+        rules,
+    )
+
+
+def score_pairs_sql(model: dict[str, Any], pool: str, *, floor: float) -> str:
+    """SQL for the scored pairs (Splink's predict columns) among the records of `pool` in which at least one record
+    is new (`pool`: the model's input columns, tf_ columns, and a boolean `is_new`), at or above `floor`."""
+    blocked, vectors, steps, rules = _pipeline(json.dumps(model, sort_keys=True), floor)
+    pairs = " UNION ALL ".join(
+        f"SELECT l.record_key AS key_l, r.record_key AS key_r, {i} AS match_key FROM {pool} l JOIN {pool} r "
+        f"ON ({rule}) AND l.record_key < r.record_key WHERE l.is_new OR r.is_new"
+        for i, rule in enumerate(rules)
+    )
+    ctes = [
+        f"__splink__pairs AS (SELECT key_l, key_r, min(match_key) AS match_key FROM ({pairs}) GROUP BY key_l, key_r)",
+        f"__splink__df_blocked AS (SELECT {', '.join(blocked)}, b.match_key FROM __splink__pairs b "
+        f"JOIN {pool} l ON l.record_key = b.key_l JOIN {pool} r ON r.record_key = b.key_r)",
+        f"__splink__df_comparison_vectors AS (SELECT {vectors}, match_key FROM __splink__df_blocked)",
+        *(f"{name} AS ({sql})" for name, sql in steps),
+    ]
+    return f"WITH {', '.join(ctes)} SELECT * FROM {steps[-1][0]}"
+
+
+def term_frequency_sql(model: dict[str, Any], records: str, pool: str) -> str:
+    """SQL for `pool`'s rows with each term-frequency column of the model (`tf_<column>`), counted over all of
+    `records` as Splink counts it (rows with the value / rows with any value), for the values in `pool` only."""
+    joins, selects = [], []
+    for i, column in enumerate(tf_columns(model)):
+        c = f'"{column}"'
+        joins.append(
+            f"LEFT JOIN (SELECT {c}, cast(count(*) AS float8) / (SELECT count({c}) FROM {records}) AS tf "
+            f"FROM {records} WHERE {c} IN (SELECT {c} FROM {pool}) GROUP BY {c}) t{i} USING ({c})"
+        )
+        selects.append(f't{i}.tf AS "tf_{column}"')
+    return f"SELECT p.*{''.join(', ' + s for s in selects)} FROM {pool} p {' '.join(joins)}"
+
+
+def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: str, *, floor: float) -> int:
+    """Append the scored pairs of `pool` (see score_pairs_sql) to `match_edges`, its columns only; returns how many."""
+    columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE match_edges)").fetchall()]
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f"INSERT INTO match_edges ({names}) SELECT {names} FROM ({score_pairs_sql(model, pool, floor=floor)})"
+    return con.execute(sql).fetchall()[0][0]
