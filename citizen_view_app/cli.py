@@ -903,6 +903,7 @@ def _bench_command(sub) -> None:
         help="`bench serve`: requests per kind (2,000); `resolve`: records (1,200)",
     )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
+    b.add_argument("--workers", type=int, default=None, help="`bench resolve`: service processes (default 1)")
     b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
     )

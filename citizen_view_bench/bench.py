@@ -364,8 +364,9 @@ def _serve_workload(view: Path, *, seed: int) -> _Workload:
     return _Workload(ids, name_queries, expected, citizens)
 
 
-def _start_service(warehouse: Path, audit: Path):
-    """`citizen-view serve` in its own process on a free loopback port, once it answers /health: (process, base URL)."""
+def _start_service(warehouse: Path, audit: Path, *, workers: int = 1):
+    """`citizen-view serve` (`workers` processes) on a free loopback port, once it answers /health: (process, base
+    URL)."""
     import socket
     import subprocess
     import sys
@@ -391,6 +392,8 @@ def _start_service(warehouse: Path, audit: Path):
             str(audit),
             "--access",
             str(EXAMPLE_ACCESS_FILE),
+            "--workers",
+            str(workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -486,15 +489,18 @@ def bench_resolve(args: argparse.Namespace) -> dict:
     from citizen_view_bench.online import _records, _run
 
     stages: list[Stage] = []
-    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    workers = args.workers or 1
+    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}, {workers} service worker(s)")
     warehouse, view = _published_view(args, stages)
     n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
     records = _records(view, seed=args.seed, n=n)
-    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")
+    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl", workers=workers)
     try:
         results = {
-            "sequential": _run(base, records[: n // 3], concurrency=1),
-            f"concurrency {args.concurrency}": _run(base, records[n // 3 :], concurrency=args.concurrency),
+            "sequential": _run(base, records[: n // 3], concurrency=1, server_pid=server.pid),
+            f"concurrency {args.concurrency}": _run(
+                base, records[n // 3 :], concurrency=args.concurrency, server_pid=server.pid
+            ),
         }
     finally:
         server.terminate()
@@ -502,9 +508,16 @@ def bench_resolve(args: argparse.Namespace) -> dict:
     for label, r in results.items():
         print(
             f"  {label:<16} {r['records']:>5} records ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
-            f"{r['records_per_s']:>6.1f} records/s  matched to its own citizen {r['matched_to_its_citizen']:.1%}  {r['decisions']}"
+            f"{r['records_per_s']:>6.1f} records/s  CPU/record: service {r['service_cpu_ms_per_record']:.1f} ms + "
+            f"client {r['client_cpu_ms_per_record']:.1f} ms  matched to its own citizen "
+            f"{r['matched_to_its_citizen']:.1%}  {r['decisions']}"
         )
-    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+    return {
+        "stages": [asdict(s) for s in stages],
+        "concurrency": args.concurrency,
+        "workers": workers,
+        "results": results,
+    }
 
 
 def bench_incremental(args: argparse.Namespace) -> dict:

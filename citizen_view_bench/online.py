@@ -39,31 +39,68 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
     return out
 
 
-def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int) -> dict:
-    """Resolve every record from `concurrency` clients: latency percentiles, records/s and how answers came out."""
-    import httpx
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children (the service's workers)."""
+    import psutil
+
+    total = 0.0
+    proc = psutil.Process(pid)
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _client(base: str):
+    """One keep-alive HTTP connection (the standard library's: a cheap client, the bench shares the service's cores)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base)
+    return http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+
+
+def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server_pid: int | None = None) -> dict:
+    """Resolve every record from `concurrency` clients (one keep-alive connection each): latency percentiles,
+    records/s, CPU per record (service and this client) and how answers came out."""
+    import json
+    import threading
+    from urllib.parse import urlencode
+
     import numpy as np
 
     latencies: list[float] = []
     outcomes: list[tuple[int, str | None, bool]] = []
+    local = threading.local()
+    path = "/api/resolve?" + urlencode(PURPOSE)
+    headers = {**HEADERS, "Content-Type": "application/json"}
 
-    def call(item, client):
+    def call(item):
         record, citizen = item
+        if not hasattr(local, "con"):
+            local.con = _client(base)
         started = time.perf_counter()
-        r = client.post("/api/resolve", params=PURPOSE, json=record)
+        local.con.request("POST", path, body=json.dumps(record), headers=headers)
+        r = local.con.getresponse()
+        data = r.read()
         latencies.append((time.perf_counter() - started) * 1000)
-        body = r.json() if r.status_code == 200 else {}
-        outcomes.append((r.status_code, body.get("decision"), body.get("citizen_id") == citizen))
+        body = json.loads(data) if r.status == 200 else {}
+        outcomes.append((r.status, body.get("decision"), body.get("citizen_id") == citizen))
 
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-        for item in records[:10]:  # warm-up
-            call(item, client)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(call, records[: min(10 * concurrency, len(records) // 4)]))  # warm-up, every connection
         latencies.clear()
         outcomes.clear()
+        server_cpu = _cpu_seconds(server_pid) if server_pid else None
+        client_cpu = time.process_time()
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(lambda item: call(item, client), records))
+        list(pool.map(call, records))
         wall = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
+        server_cpu = _cpu_seconds(server_pid) - server_cpu if server_pid else None
     lat = np.array(latencies)
     ok = [o for o in outcomes if o[0] == 200]
     return {
@@ -72,6 +109,8 @@ def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int) -> dic
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p95_ms": round(float(np.percentile(lat, 95)), 1),
         "records_per_s": round(len(lat) / wall, 1),
+        "service_cpu_ms_per_record": round(server_cpu * 1000 / len(lat), 2) if server_cpu is not None else None,
+        "client_cpu_ms_per_record": round(client_cpu * 1000 / len(lat), 2),
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
     }
