@@ -28,6 +28,7 @@ from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
+from citizen_view.serving.resolve_view import PACKED
 
 if TYPE_CHECKING:
     import duckdb
@@ -85,9 +86,10 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
         if view in _models:
             return _models[view]
     found = None
-    if cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'resolve_model'").fetchall()[0][
-        0
-    ]:
+    published = (
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'resolve_records' AND column_name = ?"
+    )
+    if cur.execute(published, [PACKED]).fetchall()[0][0]:  # a view published before its packed inputs: none
         model_json, threshold, low, high, earliest, latest = cur.execute("SELECT * FROM resolve_model").fetchall()[0]
         country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
         masked: dict[str, set[str]] = {}
@@ -125,14 +127,13 @@ def _tf_values(cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str
 
 
 def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The candidate records' SQL: one index probe per blocking-rule key the record has all values of, only the
-    columns the comparison reads (each column of a row found by an index is fetched on its own)."""
-    cols = ", ".join([*INPUT_COLUMNS, "citizen_id", *(f"tf_{c}" for c in m.tf_columns)])
+    """The candidate records' SQL: one index probe per blocking-rule key the record has all values of, each row's
+    model inputs as one packed column (each column of a row found by an index is fetched on its own)."""
     parts, params = [], {}
     for n, key in enumerate(m.keys):
         found = key.incoming_values(values)
         if found is not None:
-            parts.append(f"SELECT {cols} FROM resolve_records WHERE {key.column} = {key.incoming_sql(f'k{n}')}")
+            parts.append(f"SELECT {PACKED} FROM resolve_records WHERE {key.column} = {key.incoming_sql(f'k{n}')}")
             params |= {f"k{n}_{i}": v for i, v in enumerate(found)}
     return " UNION ALL ".join(parts), params
 
@@ -145,11 +146,9 @@ def _candidates(
     sql, params = _probe(m, values)
     if not sql:
         return []
-    found = cur.execute(sql, params)
-    names = [d[0] for d in found.description]
     allowed, seen, out = set(sources), set(), []
-    for row in found.fetchall():
-        record = dict(zip(names, row))
+    for (packed,) in cur.execute(sql, params).fetchall():
+        record = json.loads(packed)
         if record["source"] in allowed and record["record_key"] not in seen:
             seen.add(record["record_key"])
             out.append(record)
@@ -173,7 +172,7 @@ def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict
 
 def _pair_schema(cur: duckdb.DuckDBPyConnection, m: ResolveModel) -> dict[str, pl.DataType]:
     cols = [*INPUT_COLUMNS, "citizen_id", *(f"tf_{c}" for c in m.tf_columns)]
-    frame = cur.execute(f"SELECT {', '.join(cols)} FROM resolve_records LIMIT 0").pl()
+    frame = cur.sql(f"SELECT {', '.join(cols)} FROM resolve_records LIMIT 0").pl()
     return {f"{c}_{side}": frame.schema[c] for c in cols for side in ("l", "r")}
 
 

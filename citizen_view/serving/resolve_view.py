@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from citizen_view.contract import SourcesFile
 
 US = "chr(31)"
+PACKED = "inputs"  # one JSON text of a record's model inputs: a probe fetches one column per row found, not twenty
+
+
+def _packed(tfs: list[str]) -> str:
+    """A record's model inputs, citizen and term frequencies as one JSON object (read back by serving/resolve.py)."""
+    fields = [f"{c} := i.{c}" for c in INPUT_COLUMNS] + ["citizen_id := l.citizen_id"]
+    fields += [f"tf_{c} := t_{c}.tf" for c in tfs]
+    return f"to_json(struct_pack({', '.join(fields)}))"
 
 
 def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, schema: str) -> None:
@@ -62,6 +70,7 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
             + ", ".join(f"i.{c}" for c in INPUT_COLUMNS)
             + "".join(f", t_{c}.tf AS tf_{c}" for c in tfs)
             + "".join(f", {k.stored_sql('i.')} AS {k.column}" for k in keys)
+            + f", {_packed(tfs)} AS {PACKED}"
             + f" FROM _resolve_input i JOIN citizen_source_link l USING (record_key) {tf_join}"
         )
     finally:
