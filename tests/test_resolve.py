@@ -179,13 +179,15 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
             either_side = [f"SELECT r.record_key FROM incoming l JOIN resolve_records r ON {rule}" for rule in rules]
             either_side += [f"SELECT l.record_key FROM resolve_records l JOIN incoming r ON {rule}" for rule in rules]
             expected = {k for (k,) in con.execute(" UNION ".join(either_side)).fetchall()}
-            got = {c["record_key"] for c in _candidates(con, m, record, sources)}
+            got = {c["record_key"] for c in _candidates(con, m, record, sources)[0]}
             assert got == expected, record
             assert record["record_key"] in got
         by_key = {r["record_key"]: r for r in records}  # the packed inputs read back are the columns, exactly
-        for c in _candidates(con, m, records[0], sources):
+        found, tfs = _candidates(con, m, records[0], sources)
+        assert tfs == {f"tf_{c}": records[0][f"tf_{c}"] for c in m.tf_columns}  # the record's own frequencies
+        for c in found:
             assert {k: c[k] for k in by_key[c["record_key"]]} == by_key[c["record_key"]]
-        one_source = _candidates(con, m, records[0], ["population"])
+        one_source = _candidates(con, m, records[0], ["population"])[0]
         assert all(c["source"] == "population" for c in one_source)  # only sources the role may see
     finally:
         con.close()

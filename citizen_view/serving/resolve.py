@@ -115,46 +115,40 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
     return found
 
 
-def _tf_values(cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str, Any]) -> dict[str, float | None]:
-    """The incoming record's term frequencies (`tf_<column>`), looked up in the view by index."""
-    asked = [c for c in m.tf_columns if values.get(c) is not None]
-    found: dict[str, float | None] = {f"tf_{c}": None for c in m.tf_columns}
-    if asked:
-        sql = " UNION ALL ".join(f"SELECT {i} AS i, tf FROM resolve_tf WHERE tf_key = $t{i}" for i in range(len(asked)))
-        for i, tf in cur.execute(sql, {f"t{i}": f"{c}\x1f{values[c]}" for i, c in enumerate(asked)}).fetchall():
-            found[f"tf_{asked[i]}"] = tf
-    return found
-
-
 def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The candidate records' SQL: one index probe per blocking-rule key the record has all values of, each row's
-    model inputs as one packed column (each column of a row found by an index is fetched on its own)."""
+    """One statement: an index probe per blocking-rule key the record has all values of (each row's model inputs as
+    one packed column: each column of a row found by an index is fetched on its own), and the record's term
+    frequencies looked up by index (rows with a `tf_key`)."""
     parts, params = [], {}
     for n, key in enumerate(m.keys):
         found = key.incoming_values(values)
         if found is not None:
             parts.append(f"SELECT {PACKED} FROM resolve_records WHERE {key.column} = {key.incoming_sql(f'k{n}')}")
             params |= {f"k{n}_{i}": v for i, v in enumerate(found)}
+    for n, c in enumerate(c for c in m.tf_columns if values.get(c) is not None):
+        parts.append(f"SELECT json_object('tf_key', tf_key, 'tf', tf) FROM resolve_tf WHERE tf_key = $t{n}")
+        params[f"t{n}"] = f"{c}\x1f{values[c]}"
     return " UNION ALL ".join(parts), params
 
 
 def _candidates(
     cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str, Any], sources: list[str]
-) -> list[dict[str, Any]]:
-    """The linked records of `sources` the model's blocking rules pair the record with (each once, at most
-    MAX_CANDIDATES), as dicts of the comparison's columns."""
+) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
+    """(the linked records of `sources` the model's blocking rules pair the record with, each once, at most
+    MAX_CANDIDATES, as dicts of the comparison's columns; the record's term frequencies as `tf_<column>`)."""
     sql, params = _probe(m, values)
+    tfs: dict[str, float | None] = {f"tf_{c}": None for c in m.tf_columns}
     if not sql:
-        return []
+        return [], tfs
     allowed, seen, out = set(sources), set(), []
     for (packed,) in cur.execute(sql, params).fetchall():
         record = json.loads(packed)
-        if record["source"] in allowed and record["record_key"] not in seen:
+        if "tf_key" in record:
+            tfs["tf_" + record["tf_key"].split("\x1f", 1)[0]] = record["tf"]
+        elif record["source"] in allowed and record["record_key"] not in seen and len(out) < MAX_CANDIDATES:
             seen.add(record["record_key"])
             out.append(record)
-            if len(out) == MAX_CANDIDATES:
-                break
-    return out
+    return out, tfs
 
 
 def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,11 +175,11 @@ def score_candidates(
 ) -> list[dict[str, Any]]:
     """The model's comparison of the record with every candidate record of `sources`: one row each (the columns on
     either side as `<column>_l` / `_r`, `gamma_<comparison>`, `match_weight`, `fields`), best first."""
-    right = _candidates(cur, m, values, sources)
+    right, tfs = _candidates(cur, m, values, sources)
     if not right:
         return []
     left = {c: values.get(c) for c in INPUT_COLUMNS} | {"record_key": "online:incoming", "source": "online"}
-    left |= {"citizen_id": None, **_tf_values(cur, m, values)}
+    left |= {"citizen_id": None, **tfs}
     pairs = [{f"{c}_l": v for c, v in left.items()} | {f"{c}_r": v for c, v in r.items()} for r in right]
     if m.levels is None:
         pairs = _gamma_sql(cur, m, pairs)
