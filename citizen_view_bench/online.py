@@ -22,7 +22,7 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
     try:
         rows = con.execute(
             f"SELECT {', '.join(FIELDS)}, citizen_id FROM records WHERE family_name IS NOT NULL "
-            f"USING SAMPLE {int(n)} ROWS"
+            f"USING SAMPLE {int(n)} ROWS (reservoir, {int(seed)})"
         ).fetchall()
     finally:
         con.close()
