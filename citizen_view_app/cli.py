@@ -921,6 +921,9 @@ def _bench_command(sub) -> None:
     )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument(
+        "--workers", type=int, default=None, help="`bench serve` and `bench resolve`: service processes (default 1)"
+    )
+    b.add_argument(
         "--no-rebuild",
         action="store_true",
         help="`bench incremental`: time the update only, against the rebuild of the last full report in --workdir",

@@ -302,7 +302,9 @@ def bench_serve(args: argparse.Namespace) -> dict:
         workload.name_queries[:n],
         workload.citizens[:n],
     )
-    server, base = _start_service(warehouse, Path(args.workdir) / "bench_serve_audit.jsonl")
+    workers = args.workers or 1
+    print(f"  service: {workers} worker process(es)")
+    server, base = _start_service(warehouse, Path(args.workdir) / "bench_serve_audit.jsonl", workers=workers)
     try:
         results = {}
         for label, path, queries in [
@@ -311,17 +313,23 @@ def bench_serve(args: argparse.Namespace) -> dict:
             ("profile", None, workload.citizens),
         ]:
             results[label] = r = _load_test(
-                base, path, queries, expected=workload.expected, concurrency=args.concurrency
+                base, path, queries, expected=workload.expected, concurrency=args.concurrency, server_pid=server.pid
             )
             print(
                 f"  {label:<20} {r['requests']:>5} requests ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  "
-                f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)"
+                f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)  "
+                f"CPU/request: service {r['service_cpu_ms_per_request']:.1f} ms + client {r['client_cpu_ms_per_request']:.1f} ms"
                 + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else "")
             )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+    return {
+        "stages": [asdict(s) for s in stages],
+        "concurrency": args.concurrency,
+        "workers": workers,
+        "results": results,
+    }
 
 
 @dataclass
@@ -364,8 +372,9 @@ def _serve_workload(view: Path, *, seed: int) -> _Workload:
     return _Workload(ids, name_queries, expected, citizens)
 
 
-def _start_service(warehouse: Path, audit: Path):
-    """`citizen-view serve` in its own process on a free loopback port, once it answers /health: (process, base URL)."""
+def _start_service(warehouse: Path, audit: Path, *, workers: int = 1):
+    """`citizen-view serve` (`workers` processes) on a free loopback port, once it answers /health: (process, base
+    URL)."""
     import socket
     import subprocess
     import sys
@@ -391,6 +400,8 @@ def _start_service(warehouse: Path, audit: Path):
             str(audit),
             "--access",
             str(EXAMPLE_ACCESS_FILE),
+            "--workers",
+            str(workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -409,7 +420,9 @@ def _start_service(warehouse: Path, audit: Path):
     return server, base
 
 
-def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str, str], concurrency: int) -> dict:
+def _load_test(
+    base: str, path: str | None, queries: list, *, expected: dict[str, str], concurrency: int, server_pid: int
+) -> dict:
     """One kind of request (`path` None: a citizen's profile) from `concurrency` clients after a warm-up: latency,
     throughput and, for name searches, how often the right citizen is in the top 3."""
     from citizen_view_bench.load import PURPOSE, load
@@ -425,13 +438,14 @@ def _load_test(base: str, path: str | None, queries: list, *, expected: dict[str
             return r.status_code, expected[key] in [c["citizen_id"] for c in r.json()["candidates"][:3]]
         return r.status_code, None
 
-    run = load(base, queries, send, read, warmup=20, concurrency=concurrency, timeout=30)
+    run = load(base, queries, send, read, warmup=20, concurrency=concurrency, timeout=30, service_pid=server_pid)
     hits = [hit for _, hit in run.outcomes if hit is not None]
     result = {
         "requests": len(run.latencies_ms),
         "ok": int(sum(1 for status, _ in run.outcomes if status == 200)),
         **run.percentiles(),
         "throughput_rps": run.per_second(),
+        **run.cpu_per_request(),
     }
     if hits:
         result["found_in_top3"] = round(sum(hits) / len(hits), 4)
@@ -466,15 +480,18 @@ def bench_resolve(args: argparse.Namespace) -> dict:
     from citizen_view_bench.online import _records, _run
 
     stages: list[Stage] = []
-    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}")
+    workers = args.workers or 1
+    print(f"bench resolve: {args.persons:,} persons, seed {args.seed}, {args.country}, {workers} service worker(s)")
     warehouse, view = _published_view(args, stages)
     n = args.requests or 1200  # a third one at a time, the rest from `--concurrency` clients
     records = _records(view, seed=args.seed, n=n)
-    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl")
+    server, base = _start_service(warehouse, Path(args.workdir) / "bench_resolve_audit.jsonl", workers=workers)
     try:
         results = {
-            "sequential": _run(base, records[: n // 3], concurrency=1),
-            f"concurrency {args.concurrency}": _run(base, records[n // 3 :], concurrency=args.concurrency),
+            "sequential": _run(base, records[: n // 3], concurrency=1, server_pid=server.pid),
+            f"concurrency {args.concurrency}": _run(
+                base, records[n // 3 :], concurrency=args.concurrency, server_pid=server.pid
+            ),
         }
     finally:
         server.terminate()
@@ -482,9 +499,16 @@ def bench_resolve(args: argparse.Namespace) -> dict:
     for label, r in results.items():
         print(
             f"  {label:<16} {r['records']:>5} records ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
-            f"{r['records_per_s']:>6.1f} records/s  matched to its own citizen {r['matched_to_its_citizen']:.1%}  {r['decisions']}"
+            f"{r['records_per_s']:>6.1f} records/s  CPU/record: service {r['service_cpu_ms_per_record']:.1f} ms + "
+            f"client {r['client_cpu_ms_per_record']:.1f} ms  matched to its own citizen "
+            f"{r['matched_to_its_citizen']:.1%}  {r['decisions']}"
         )
-    return {"stages": [asdict(s) for s in stages], "concurrency": args.concurrency, "results": results}
+    return {
+        "stages": [asdict(s) for s in stages],
+        "concurrency": args.concurrency,
+        "workers": workers,
+        "results": results,
+    }
 
 
 def bench_incremental(args: argparse.Namespace) -> dict:

@@ -1,25 +1,70 @@
-"""Clients that load the caseworker service (`bench serve`, `bench resolve`): every request from a pool of threads
-sharing one HTTP client, after an untimed warm-up, each timed on its own."""
+"""Clients that load the caseworker service (`bench serve`, `bench resolve`): every request from a pool of threads,
+each thread with its own keep-alive connection (the standard library's: a cheap client, since the bench shares the
+service's cores), after an untimed warm-up, each request timed on its own; the service's CPU
+time (its processes) and this client's over the timed requests."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 HEADERS = {"Authorization": "Bearer demo-steward-token"}
 PURPOSE = {"purpose": "load test", "case_reference": "BENCH"}
 
 
 @dataclass
+class Answer:
+    status_code: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to the service, with the bench's bearer token."""
+
+    def __init__(self, base: str, *, timeout: float) -> None:
+        url = urlsplit(base)
+        self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Answer:
+        return self._send("GET", path, params, None)
+
+    def post(self, path: str, params: dict[str, Any] | None = None, json_body: Any = None) -> Answer:
+        return self._send("POST", path, params, json_body)
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any) -> Answer:
+        target = f"{path}?{urlencode(params)}" if params else path
+        headers = dict(HEADERS)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        payload = json.dumps(body) if body is not None else None
+        self.connection.request(method, target, body=payload, headers=headers)
+        response = self.connection.getresponse()
+        return Answer(response.status, response.read())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@dataclass
 class Load:
-    """What the timed requests gave: `read`'s outcome of each (in the items' order), its latency, the wall time."""
+    """What the timed requests gave: `read`'s outcome of each (in the items' order), its latency, the wall time, and
+    the CPU seconds the service (when its pid was given) and this client spent meanwhile."""
 
     outcomes: list[Any]
     latencies_ms: list[float]
     wall_seconds: float
+    service_cpu_seconds: float | None = None
+    client_cpu_seconds: float | None = None
 
     def percentiles(self) -> dict[str, float]:
         """The median and 95th percentile latency in milliseconds."""
@@ -31,32 +76,66 @@ class Load:
     def per_second(self) -> float:
         return round(len(self.latencies_ms) / self.wall_seconds, 1)
 
+    def cpu_per_request(self) -> dict[str, float | None]:
+        """CPU milliseconds per request of the service (all its processes) and of this client."""
+        n = max(len(self.latencies_ms), 1)
+        service = self.service_cpu_seconds
+        return {
+            "service_cpu_ms_per_request": round(service * 1000 / n, 2) if service is not None else None,
+            "client_cpu_ms_per_request": round((self.client_cpu_seconds or 0.0) * 1000 / n, 2),
+        }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children (the service's workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
 
 def load(
     base: str,
     items: Sequence[Any],
-    send: Callable[[Any, Any], Any],
-    read: Callable[[Any, Any], Any],
+    send: Callable[[Client, Any], Answer],
+    read: Callable[[Any, Answer], Any],
     *,
     warmup: int,
     concurrency: int,
     timeout: float,
+    service_pid: int | None = None,
 ) -> Load:
-    """Send the first `warmup` items untimed, then every item from `concurrency` threads: `send(client, item)` makes
-    the request (the only part timed) and `read(item, response)` what is kept of its answer."""
-    import httpx
+    """Send the first `warmup` items untimed, then every item from `concurrency` threads:
+    `send(client, item)` makes the request (the only part timed) and `read(item, answer)` what is kept of it."""
+    local, clients, lock = threading.local(), [], threading.Lock()
 
-    def call(client: httpx.Client, item: Any) -> tuple[float, Any]:
+    def call(item: Any) -> tuple[float, Any]:
+        if not hasattr(local, "client"):
+            local.client = Client(base, timeout=timeout)
+            with lock:
+                clients.append(local.client)
         started = time.perf_counter()
-        response = send(client, item)
+        answer = send(local.client, item)
         latency = (time.perf_counter() - started) * 1000
-        return latency, read(item, response)
+        return latency, read(item, answer)
 
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=timeout) as client:
-        for item in items[:warmup]:
-            call(client, item)
-        started = time.perf_counter()
+    try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            timed = list(pool.map(lambda item: call(client, item), items))
-        wall = time.perf_counter() - started
-    return Load([outcome for _, outcome in timed], [latency for latency, _ in timed], wall)
+            list(pool.map(call, items[:warmup]))
+            service_cpu = process_cpu_seconds(service_pid) if service_pid else None
+            client_cpu, started = time.process_time(), time.perf_counter()
+            timed = list(pool.map(call, items))
+            wall, client_cpu = time.perf_counter() - started, time.process_time() - client_cpu
+            if service_cpu is not None:
+                service_cpu = process_cpu_seconds(service_pid) - service_cpu
+    finally:
+        for client in clients:
+            client.close()
+    return Load([o for _, o in timed], [lat for lat, _ in timed], wall, service_cpu, client_cpu)

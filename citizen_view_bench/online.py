@@ -20,7 +20,7 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
     try:
         rows = con.execute(
             f"SELECT {', '.join(FIELDS)}, citizen_id FROM records WHERE family_name IS NOT NULL "
-            f"USING SAMPLE {int(n)} ROWS"
+            f"USING SAMPLE {int(n)} ROWS (reservoir, {int(seed)})"
         ).fetchall()
     finally:
         con.close()
@@ -37,23 +37,26 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
     return out
 
 
-def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int) -> dict:
-    """Resolve every record from `concurrency` clients: latency percentiles, records/s and how answers came out."""
+def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server_pid: int | None = None) -> dict:
+    """Resolve every record from `concurrency` clients (one keep-alive connection each): latency percentiles,
+    records/s, CPU per record (service and this client) and how answers came out."""
 
     def send(client, item):
-        return client.post("/api/resolve", params=PURPOSE, json=item[0])
+        return client.post("/api/resolve", PURPOSE, item[0])
 
     def read(item, r) -> tuple[int, str | None, bool]:
         body = r.json() if r.status_code == 200 else {}
         return r.status_code, body.get("decision"), body.get("citizen_id") == item[1]
 
-    run = load(base, records, send, read, warmup=10, concurrency=concurrency, timeout=60)
+    run = load(base, records, send, read, warmup=10, concurrency=concurrency, timeout=60, service_pid=server_pid)
     ok = [o for o in run.outcomes if o[0] == 200]
     return {
         "records": len(run.latencies_ms),
         "ok": len(ok),
         **run.percentiles(),
         "records_per_s": run.per_second(),
+        "service_cpu_ms_per_record": run.cpu_per_request()["service_cpu_ms_per_request"],
+        "client_cpu_ms_per_record": run.cpu_per_request()["client_cpu_ms_per_request"],
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
     }

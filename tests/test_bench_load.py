@@ -4,6 +4,7 @@ timed, outcomes kept in the items' order."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,6 +40,7 @@ def test_every_item_is_sent_once_timed_after_an_untimed_warm_up():
             warmup=2,
             concurrency=3,
             timeout=10,
+            service_pid=os.getpid(),  # the server runs in this process
         )
     finally:
         server.shutdown()
@@ -50,3 +52,6 @@ def test_every_item_is_sent_once_timed_after_an_untimed_warm_up():
     figures = run.percentiles()
     assert set(figures) == {"p50_ms", "p95_ms"} and figures["p50_ms"] <= figures["p95_ms"]
     assert run.per_second() > 0
+    cpu = run.cpu_per_request()
+    assert cpu["service_cpu_ms_per_request"] is not None and cpu["service_cpu_ms_per_request"] >= 0
+    assert cpu["client_cpu_ms_per_request"] >= 0

@@ -15,8 +15,9 @@ import pytest
 from citizen_view.canonical import Rules, canonical_records
 from citizen_view.contract import CANONICAL_FIELDS, QualityConfig, SourceConfig
 from citizen_view.layout import WarehouseLayout
+from citizen_view.linkage.gamma import comparison_levels, gammas
 from citizen_view.linkage.incoming import standardise_one
-from citizen_view.linkage.online import read_resolutions, resolutions_file, scorer
+from citizen_view.linkage.online import INPUT_COLUMNS, read_resolutions, resolutions_file, scorer
 from citizen_view.serving.snapshot import current_view
 from citizen_view_app.runner import run_pipeline
 from tests.service_fixtures import TOKENS, serve_pipeline_output
@@ -102,9 +103,7 @@ def test_the_online_weights_are_the_ones_splink_computes(service):
     con = _view(service)
     try:
         model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
-        rows = con.sql(
-            "SELECT * EXCLUDE (name_key, family_postcode_key, postcode_key, street_key) FROM resolve_records"
-        )
+        rows = con.sql("SELECT COLUMNS(lambda c: c NOT LIKE 'block_key_%') FROM resolve_records")
         records = rows.pl().sample(20, seed=3).to_dicts()
     finally:
         con.close()
@@ -114,6 +113,106 @@ def test_the_online_weights_are_the_ones_splink_computes(service):
         splink_row = compare_records(left, right, json.loads(model_json), db).as_record_list()[0]
         ours, _fields = online.weights(splink_row)
         assert ours == pytest.approx(splink_row["match_weight"], abs=1e-9)
+
+
+def _model_and_records(con) -> tuple[str, list[dict]]:
+    model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
+    tfs = [d[0] for d in con.execute("DESCRIBE resolve_records").fetchall() if d[0].startswith("tf_")]
+    cols = ", ".join([*INPUT_COLUMNS, "citizen_id", *tfs])
+    return model_json, con.sql(f"SELECT {cols} FROM resolve_records ORDER BY record_key").pl().to_dicts()
+
+
+def test_the_python_levels_are_the_ones_duckdb_computes_with_splinks_sql(service):
+    from splink import SettingsCreator
+
+    con = _view(service)
+    try:
+        model_json, _records = _model_and_records(con)
+        settings = SettingsCreator.from_path_or_dict(json.loads(model_json)).get_settings("duckdb")
+        sides = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in INPUT_COLUMNS)
+        near = "l.dob = r.dob OR l.family_name_block = r.family_name_block OR l.postcode = r.postcode"
+        found = con.execute(  # pairs alike in some way (every level is reached) and pairs at random
+            f"WITH pairs AS (SELECT {sides} FROM resolve_records l JOIN resolve_records r ON ({near}) "
+            f"AND l.record_key < r.record_key USING SAMPLE 6000 ROWS (reservoir, 5) UNION ALL "
+            f"SELECT {sides} FROM (FROM resolve_records USING SAMPLE 60 ROWS (reservoir, 1)) l "
+            f"CROSS JOIN (FROM resolve_records USING SAMPLE 60 ROWS (reservoir, 2)) r) "
+            f"SELECT *, {', '.join(c._case_statement for c in settings.comparisons)} FROM pairs"
+        )
+        names = [d[0] for d in found.description]
+        rows = [dict(zip(names, r)) for r in found.fetchall()]
+    finally:
+        con.close()
+    levels = comparison_levels(settings)
+    reached = set()
+    for row in rows:
+        ours = gammas(levels, row)
+        assert ours == {k: row[k] for k in ours}, row
+        reached |= set(ours.items())
+    assert len(rows) > 5000
+    for comparison in settings.comparisons:  # each comparison reaches several of its levels among the pairs
+        name = f"gamma_{comparison.output_column_name}"
+        assert len({v for n, v in reached if n == name}) >= 2, name
+    assert len(reached) >= 30, sorted(reached)
+
+
+def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_record_with(service):
+    from splink import SettingsCreator
+
+    from citizen_view.serving.resolve import _candidates, resolve_model
+
+    con = _view(service)
+    try:
+        model_json, records = _model_and_records(con)
+        m = resolve_model(con, "test-candidates")
+        rules = [
+            r.blocking_rule_sql
+            for r in SettingsCreator.from_path_or_dict(json.loads(model_json))
+            .get_settings("duckdb")
+            ._blocking_rules_to_generate_predictions
+        ]
+        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM resolve_records").fetchall()]
+        for record in records[:: max(1, len(records) // 40)]:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM resolve_records WHERE record_key = ?",
+                [record["record_key"]],
+            )
+            either_side = [f"SELECT r.record_key FROM incoming l JOIN resolve_records r ON {rule}" for rule in rules]
+            either_side += [f"SELECT l.record_key FROM resolve_records l JOIN incoming r ON {rule}" for rule in rules]
+            expected = {k for (k,) in con.execute(" UNION ".join(either_side)).fetchall()}
+            got = {c["record_key"] for c in _candidates(con, m, record, sources)[0]}
+            assert got == expected, record
+            assert record["record_key"] in got
+        by_key = {r["record_key"]: r for r in records}  # the packed inputs read back are the columns, exactly
+        found, tfs = _candidates(con, m, records[0], sources)
+        assert tfs == {f"tf_{c}": records[0][f"tf_{c}"] for c in m.tf_columns}  # the record's own frequencies
+        for c in found:
+            assert {k: c[k] for k in by_key[c["record_key"]]} == by_key[c["record_key"]]
+        one_source = _candidates(con, m, records[0], ["population"])[0]
+        assert all(c["source"] == "population" for c in one_source)  # only sources the role may see
+    finally:
+        con.close()
+
+
+def test_a_model_whose_levels_python_does_not_evaluate_is_scored_by_duckdb_alike(service):
+    import dataclasses
+
+    from citizen_view.serving.resolve import resolve_model, score_candidates
+
+    con = _view(service)
+    try:
+        _model_json, records = _model_and_records(con)
+        m = resolve_model(con, "test-fallback")
+        by_sql = dataclasses.replace(m, levels=None)
+        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM resolve_records").fetchall()]
+        for record in records[:: max(1, len(records) // 10)]:
+            values = {**record, "family_name_std": None, "dob": "19700101"}
+            python = score_candidates(con, m, values, sources)
+            sql = score_candidates(con, by_sql, values, sources)
+            assert python
+            key = ("record_key_r", "match_weight", "fields")
+            assert [tuple(r[k] for k in key) for r in python] == [tuple(r[k] for k in key) for r in sql]
+    finally:
+        con.close()
 
 
 def test_an_existing_records_values_resolve_to_its_citizen_with_evidence_per_field(service):

@@ -1,9 +1,10 @@
 """Which citizen one incoming record belongs to, answered from the served view without a pipeline run.
 
-The record is standardised as ingest would (linkage/incoming.py), candidates are found by index probes on the
-keys the model's blocking rules use (ID, birth date, names, family name + postcode, address), only among records
-of sources the caller's role may see, and each candidate is compared with the saved model's own SQL
-(linkage/online.py). Per citizen the best-scoring record counts: `matched` when one citizen reaches the upper end
+The record is standardised as ingest would (linkage/incoming.py); its candidates are the linked records the model's
+own blocking rules pair it with, found by one index probe per rule and side (linkage/candidates.py), only among
+records of sources the caller's role may see; each candidate's comparison levels are the saved model's own
+conditions, evaluated in Python (linkage/gamma.py, identical to DuckDB running Splink's SQL; a model with a
+condition it does not evaluate runs that SQL instead), and Splink's weights are added up (linkage/online.py). Per citizen the best-scoring record counts: `matched` when one citizen reaches the upper end
 of the review band and no other citizen reaches its lower end; `new` when none reaches the lower end; `review`
 otherwise (a weight inside the band, or two citizens competing). The band is the review queue's (`review.band`,
 default the threshold +/- 1.5).
@@ -14,15 +15,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
+from citizen_view.linkage.candidates import ProbeKey, probe_keys
 from citizen_view.linkage.explain import _input_columns
+from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
-from citizen_view.serving.resolve_view import INDEXED
+from citizen_view.serving.resolve_view import PACKED
 
 if TYPE_CHECKING:
     import duckdb
@@ -57,6 +63,17 @@ class ResolveModel:
     latest: dt.date | None
     country: str | None
     masked: dict[str, set[str]]
+    keys: tuple[ProbeKey, ...]  # the blocking rules' keys (linkage/candidates.py)
+    levels: dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None  # None: DuckDB runs the levels' SQL
+
+
+def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None:
+    from splink import SettingsCreator
+
+    try:
+        return comparison_levels(SettingsCreator.from_path_or_dict(json.loads(model_json)).get_settings("duckdb"))
+    except Unsupported:
+        return None
 
 
 _models: dict[str, ResolveModel | None] = {}
@@ -69,9 +86,10 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
         if view in _models:
             return _models[view]
     found = None
-    if cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'resolve_model'").fetchall()[0][
-        0
-    ]:
+    published = (
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'resolve_records' AND column_name = ?"
+    )
+    if cur.execute(published, [PACKED]).fetchall()[0][0]:  # a view published before its packed inputs: none
         model_json, threshold, low, high, earliest, latest = cur.execute("SELECT * FROM resolve_model").fetchall()[0]
         country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
         masked: dict[str, set[str]] = {}
@@ -79,47 +97,77 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
             masked.setdefault(field, set()).add(value)
         model = json.loads(model_json)
         found = ResolveModel(
-            model, scorer(model_json), tf_columns(model), threshold, low, high, earliest, latest, country, masked
+            model,
+            scorer(model_json),
+            tf_columns(model),
+            threshold,
+            low,
+            high,
+            earliest,
+            latest,
+            country,
+            masked,
+            probe_keys(model_json),
+            _python_levels(model_json),
         )
     with _lock:
         _models[view] = found
     return found
 
 
-def _left(values: dict[str, Any], m: ResolveModel) -> tuple[str, dict[str, Any]]:
-    """The incoming record as a one-row table of the model's inputs, term frequencies looked up in the view."""
-    params = {f"in_{c}": values.get(c) for c in INPUT_COLUMNS if c not in ("record_key", "source")}
-    cols = [f"$in_{c} AS {c}" for c in INPUT_COLUMNS if c not in ("record_key", "source")]
-    cols += [f"(SELECT tf FROM resolve_tf WHERE tf_key = $tfk_{c}) AS tf_{c}" for c in m.tf_columns]
-    params |= {f"tfk_{c}": f"{c}\x1f{values[c]}" if values.get(c) is not None else None for c in m.tf_columns}
-    return "SELECT 'online:incoming' AS record_key, 'online' AS source, NULL AS citizen_id, " + ", ".join(cols), params
+def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """One statement: an index probe per blocking-rule key the record has all values of (each row's model inputs as
+    one packed column: each column of a row found by an index is fetched on its own), and the record's term
+    frequencies looked up by index (rows with a `tf_key`)."""
+    parts, params = [], {}
+    for n, key in enumerate(m.keys):
+        found = key.incoming_values(values)
+        if found is not None:
+            parts.append(f"SELECT {PACKED} FROM resolve_records WHERE {key.column} = {key.incoming_sql(f'k{n}')}")
+            params |= {f"k{n}_{i}": v for i, v in enumerate(found)}
+    for n, c in enumerate(c for c in m.tf_columns if values.get(c) is not None):
+        parts.append(f"SELECT json_object('tf_key', tf_key, 'tf', tf) FROM resolve_tf WHERE tf_key = $t{n}")
+        params[f"t{n}"] = f"{c}\x1f{values[c]}"
+    return " UNION ALL ".join(parts), params
 
 
-def _probe_keys(v: dict[str, Any]) -> dict[str, Any]:
-    def key(*parts: Any) -> str | None:
-        return "\x1f".join(parts) if all(p is not None for p in parts) else None
+def _candidates(
+    cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str, Any], sources: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
+    """(the linked records of `sources` the model's blocking rules pair the record with, each once, at most
+    MAX_CANDIDATES, as dicts of the comparison's columns; the record's term frequencies as `tf_<column>`)."""
+    sql, params = _probe(m, values)
+    tfs: dict[str, float | None] = {f"tf_{c}": None for c in m.tf_columns}
+    if not sql:
+        return [], tfs
+    allowed, seen, out = set(sources), set(), []
+    for (packed,) in cur.execute(sql, params).fetchall():
+        record = json.loads(packed)
+        if "tf_key" in record:
+            tfs["tf_" + record["tf_key"].split("\x1f", 1)[0]] = record["tf"]
+        elif record["source"] in allowed and record["record_key"] not in seen and len(out) < MAX_CANDIDATES:
+            seen.add(record["record_key"])
+            out.append(record)
+    return out, tfs
 
-    return {
-        "k_national_id": v["national_id"],
-        "k_dob": v["dob"],
-        "k_name_key": key(v["family_name_block"], v["first_name_block"]),
-        "k_name_swapped": key(v["first_name_block"], v["family_name_block"]),
-        "k_family_postcode_key": key(v["family_name_block"], v["postcode"]),
-        "k_postcode_key": key(v["postcode"], v["house_number"]),
-        "k_street_key": key(v["street_std"], v["house_number"]),
-    }
+
+def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair with its `gamma_<comparison>` from Splink's CASE SQL run by DuckDB (a model whose conditions
+    linkage/gamma.py does not evaluate)."""
+    frame = pl.DataFrame(pairs, schema=_pair_schema(cur, m), strict=False)
+    cur.register("_online_pairs", frame)
+    try:
+        found = cur.execute(f"SELECT {m.scorer.gamma_sql} FROM _online_pairs")
+        names = [d[0] for d in found.description]
+        return [pair | dict(zip(names, g)) for pair, g in zip(pairs, found.fetchall())]
+    finally:
+        cur.unregister("_online_pairs")
 
 
-def probe_sql(m: ResolveModel) -> str:
-    """The candidate records: one index probe per key, only the columns the comparison reads (each column of a row
-    found by an index is fetched on its own, so fewer columns cost less)."""
-    cols = ", ".join([*INPUT_COLUMNS, "citizen_id", *(f"tf_{c}" for c in m.tf_columns)])
-    return " UNION ALL ".join(
-        [
-            *(f"SELECT {cols} FROM resolve_records WHERE {c} = $k_{c}" for c in INDEXED),
-            f"SELECT {cols} FROM resolve_records WHERE name_key = $k_name_swapped",
-        ]
-    )
+def _pair_schema(cur: duckdb.DuckDBPyConnection, m: ResolveModel) -> dict[str, pl.DataType]:
+    cols = [*INPUT_COLUMNS, "citizen_id", *(f"tf_{c}" for c in m.tf_columns)]
+    frame = cur.sql(f"SELECT {', '.join(cols)} FROM resolve_records LIMIT 0").pl()
+    return {f"{c}_{side}": frame.schema[c] for c in cols for side in ("l", "r")}
 
 
 def score_candidates(
@@ -127,26 +175,20 @@ def score_candidates(
 ) -> list[dict[str, Any]]:
     """The model's comparison of the record with every candidate record of `sources`: one row each (the columns on
     either side as `<column>_l` / `_r`, `gamma_<comparison>`, `match_weight`, `fields`), best first."""
-    left, params = _left(values, m)
-    sides = ", ".join(
-        f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in [*INPUT_COLUMNS, "citizen_id", *(f"tf_{t}" for t in m.tf_columns)]
-    )
-    sql = (
-        f"WITH probe AS MATERIALIZED ({probe_sql(m)}), "
-        "online_right AS MATERIALIZED (SELECT * FROM (SELECT DISTINCT ON (record_key) * FROM probe "
-        f"WHERE list_contains($sources, source)) LIMIT {MAX_CANDIDATES}), "
-        f"online_left AS ({left}), blocked AS (SELECT {sides} FROM online_left l CROSS JOIN online_right r) "
-        f"SELECT *, {m.scorer.gamma_sql} FROM blocked"
-    )
-    found = cur.execute(sql, params | _probe_keys(values) | {"sources": sources})
-    names = [d[0] for d in found.description]
-    rows = []
-    for values_ in found.fetchall():
-        row = dict(zip(names, values_))
+    right, tfs = _candidates(cur, m, values, sources)
+    if not right:
+        return []
+    left = {c: values.get(c) for c in INPUT_COLUMNS} | {"record_key": "online:incoming", "source": "online"}
+    left |= {"citizen_id": None, **tfs}
+    pairs = [{f"{c}_l": v for c, v in left.items()} | {f"{c}_r": v for c, v in r.items()} for r in right]
+    if m.levels is None:
+        pairs = _gamma_sql(cur, m, pairs)
+    else:
+        pairs = [pair | gammas(m.levels, pair) for pair in pairs]
+    for row in pairs:
         row["match_weight"], row["fields"] = m.scorer.weights(row)
         row["match_probability"] = probability(row["match_weight"])
-        rows.append(row)
-    return sorted(rows, key=lambda r: (-r["match_weight"], r["citizen_id_r"]))
+    return sorted(pairs, key=lambda r: (-r["match_weight"], r["citizen_id_r"]))
 
 
 def _evidence(row: dict[str, Any], m: ResolveModel, role: Role) -> list[dict[str, Any]]:

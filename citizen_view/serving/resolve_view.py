@@ -1,11 +1,13 @@
 """The served view's part for resolving one record online: the model and its review band, the values linkage masks,
-term frequencies, and every linked record's model inputs with its probe keys, each key ART-indexed."""
+term frequencies, and every linked record's model inputs with one key per blocking rule and side
+(linkage/candidates.py), each key ART-indexed."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
 
+from citizen_view.linkage.candidates import probe_keys
 from citizen_view.linkage.online import INPUT_COLUMNS
 from citizen_view.linkage.review import WEIGHT_BAND, _weight
 from citizen_view.linkage.scoring import tf_columns
@@ -17,14 +19,14 @@ if TYPE_CHECKING:
     from citizen_view.contract import SourcesFile
 
 US = "chr(31)"
-# Probe keys (one ART index each): the model's blocking rules are equalities on these columns or their parts.
-KEYS = {
-    "name_key": f"family_name_block || {US} || first_name_block",
-    "family_postcode_key": f"family_name_block || {US} || postcode",
-    "postcode_key": f"postcode || {US} || house_number",
-    "street_key": f"street_std || {US} || house_number",
-}
-INDEXED = ("national_id", "dob", *KEYS)
+PACKED = "inputs"  # one JSON text of a record's model inputs: a probe fetches one column per row found, not twenty
+
+
+def _packed(tfs: list[str]) -> str:
+    """A record's model inputs, citizen and term frequencies as one JSON object (read back by serving/resolve.py)."""
+    fields = [f"{c} := i.{c}" for c in INPUT_COLUMNS] + ["citizen_id := l.citizen_id"]
+    fields += [f"tf_{c} := t_{c}.tf" for c in tfs]
+    return f"to_json(struct_pack({', '.join(fields)}))"
 
 
 def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, schema: str) -> None:
@@ -52,6 +54,7 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         if masked
         else f"CREATE TABLE {schema}.resolve_masked (field VARCHAR, value VARCHAR)"
     )
+    keys = probe_keys(model_json)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _resolve_input AS {linkage_input_sql(con)}")
     try:
         tfs = tf_columns(json.loads(model_json))
@@ -66,11 +69,12 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
             f"CREATE TABLE {schema}.resolve_records AS SELECT l.citizen_id, "
             + ", ".join(f"i.{c}" for c in INPUT_COLUMNS)
             + "".join(f", t_{c}.tf AS tf_{c}" for c in tfs)
-            + "".join(f", {sql} AS {key}" for key, sql in KEYS.items())
+            + "".join(f", {k.stored_sql('i.')} AS {k.column}" for k in keys)
+            + f", {_packed(tfs)} AS {PACKED}"
             + f" FROM _resolve_input i JOIN citizen_source_link l USING (record_key) {tf_join}"
         )
     finally:
         con.execute("DROP TABLE IF EXISTS _resolve_input")
-    for column in INDEXED:
-        con.execute(f"CREATE INDEX resolve_records_{column} ON {schema}.resolve_records ({column})")
+    for k in keys:
+        con.execute(f"CREATE INDEX resolve_records_{k.column} ON {schema}.resolve_records ({k.column})")
     con.execute(f"CREATE INDEX resolve_tf_key ON {schema}.resolve_tf (tf_key)")
