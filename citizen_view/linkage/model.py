@@ -307,23 +307,22 @@ DOB_NEAR = (
     "(l.dob IS NULL OR r.dob IS NULL OR substr(l.dob, 1, 4) = substr(r.dob, 1, 4) "
     "OR substr(l.dob, 5, 4) = substr(r.dob, 5, 4))"
 )
-DOB_MISSING = "(l.dob IS NULL OR r.dob IS NULL)"
+SAME_FIRST_INITIAL = "substr(l.first_name_block, 1, 1) = substr(r.first_name_block, 1, 1)"
 # Blocking rules for prediction, each used when every one of its columns is populated, with a condition on the pair
-# where the columns alone bring together mostly different people:
+# where the columns alone bring together mostly different people, whose number grows with the square of the records:
 # - family name + postcode is a household (partners, children): only pairs whose birth dates are missing or no more
-#   than one error apart; pairs with the same birth date are family name + birth date's already;
-# - given + family name is everyone called Jan de Vries: only pairs where a birth date is missing (with both dates
-#   present, the name + birth date, ID and address rules find the same person);
-# (birth date, house number) is not a rule: its pairs are a shared birthday and number in different streets, and the
-# same person's pairs it finds the birth date + postcode and address rules find too.
+#   than one error apart, or whose given names start alike;
+# - given + family name is everyone called Jan de Vries: only pairs whose birth dates are missing or one error apart
+#   (the same person with a wholly different birth date is left to the ID, address and contact rules).
 PREDICTION_COLUMNS: list[tuple[tuple[str, ...], str | None]] = [
     (("national_id",), None),
     (("family_name_std", "dob"), None),
     (("first_name_std", "dob"), None),
-    (("family_name_std", "postcode"), DOB_NEAR),
+    (("family_name_std", "postcode"), f"({DOB_NEAR} OR {SAME_FIRST_INITIAL})"),
     (("dob", "postcode"), None),
+    (("dob", "house_number"), None),
     (("first_name_std", "street_std", "house_number"), None),
-    (("family_name_std", "first_name_std"), DOB_MISSING),
+    (("family_name_std", "first_name_std"), DOB_NEAR),
     (("phone",), None),
     (("email",), None),
     # encodings: keyed pseudonyms made at the agency
