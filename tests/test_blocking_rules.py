@@ -42,10 +42,12 @@ def test_a_household_block_keeps_the_same_person_and_leaves_out_the_family():
         ("a4", "ana", "jansen", "19080512", "1234AB"),  # Anna, a wrong year and a shortened name
         ("p1", "piet", "jansen", "19781130", "1234AB"),  # her partner
         ("k1", "kees", "jansen", "20100302", "1234AB"),  # their son
+        ("x1", None, "jansen", "19990909", "1234AB"),  # someone whose given name is missing: compared with all
     ]
     pairs = _pairs(rows, _rule('(l."family_name_block" = r."family_name_block") AND (l."postcode" = r."postcode")'))
     assert {("a1", "a2"), ("a1", "a3"), ("a2", "a3"), ("a1", "a4"), ("a3", "a4")} <= pairs
-    assert not {p for p in pairs if "p1" in p and "a3" not in p}  # Piet meets only the Anna without a birth date
+    assert {p for p in pairs if "p1" in p} == {("a3", "p1"), ("p1", "x1")}  # Piet: no birth date, no given name
+    assert len({p for p in pairs if "x1" in p}) == 6
     assert ("k1", "p1") not in pairs and ("a1", "k1") not in pairs
 
 

@@ -307,11 +307,14 @@ DOB_NEAR = (
     "(l.dob IS NULL OR r.dob IS NULL OR substr(l.dob, 1, 4) = substr(r.dob, 1, 4) "
     "OR substr(l.dob, 5, 4) = substr(r.dob, 5, 4))"
 )
-SAME_FIRST_INITIAL = "substr(l.first_name_block, 1, 1) = substr(r.first_name_block, 1, 1)"
+SAME_FIRST_INITIAL = (
+    "(l.first_name_block IS NULL OR r.first_name_block IS NULL "
+    "OR substr(l.first_name_block, 1, 1) = substr(r.first_name_block, 1, 1))"
+)
 # Blocking rules for prediction, each used when every one of its columns is populated, with a condition on the pair
 # where the columns alone bring together mostly different people, whose number grows with the square of the records:
 # - family name + postcode is a household (partners, children): only pairs whose birth dates are missing or no more
-#   than one error apart, or whose given names start alike;
+#   than one error apart, or whose given names are missing or start alike;
 # - given + family name is everyone called Jan de Vries: only pairs whose birth dates are missing or one error apart
 #   (the same person with a wholly different birth date is left to the ID, address and contact rules).
 PREDICTION_COLUMNS: list[tuple[tuple[str, ...], str | None]] = [
