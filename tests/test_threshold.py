@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from citizen_view.linkage.clusters import components
-from citizen_view.linkage.threshold import choose_threshold, expected_f1
+from citizen_view.linkage.threshold import choose_threshold, expected_f1, f1_by_threshold
 
 
 def _probability(w: np.ndarray) -> np.ndarray:
@@ -54,3 +54,17 @@ def test_pairs_of_duplicates_get_a_threshold_between_matches_and_non_matches():
 def test_too_few_pairs_fall_back_to_probability_one_half():
     threshold, method = choose_threshold(*_scored([(0, 1, 5.0), (1, 2, -1.0)]))
     assert threshold == 0.0 and "too few" in method
+
+
+def test_the_sweep_from_the_top_gives_each_thresholds_expected_f1():
+    """Joining clusters band by band from the highest threshold down gives what linking all records at each
+    threshold gives, on a dense register and on random pairs (thresholds unsorted, one repeated, one above all)."""
+    rng = np.random.default_rng(3)
+    random_pairs = [(int(a), int(b), rng.uniform(-4, 14)) for a, b in rng.integers(0, 400, size=(2000, 2)) if a != b]
+    for pairs, n in ((_dense_register(np.random.default_rng(1)), 600), (random_pairs, 400)):
+        left, right, w, p = _scored(pairs)
+        thresholds = np.array([3.0, -2.0, 9.5, 3.0, 0.25, 20.0, 6.0])
+        swept = f1_by_threshold(n, left, right, w, p, thresholds)
+        one_by_one = [expected_f1(n, left, right, p, w >= t) for t in thresholds]
+        assert np.allclose(swept, one_by_one, rtol=0, atol=1e-12), (swept, one_by_one)
+        assert len(set(np.round(one_by_one, 6))) > 2  # the thresholds do give different clusters

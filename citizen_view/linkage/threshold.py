@@ -36,6 +36,28 @@ HISTOGRAM_BINS = 60
 def expected_f1(n: int, left: np.ndarray, right: np.ndarray, p: np.ndarray, linked: np.ndarray) -> float:
     """Expected pairwise F1 of the clusters the `linked` pairs make among `n` records, under match probabilities `p`."""
     _, label = components(n, left[linked], right[linked])
+    return _expected_f1_of(label, left, right, p)
+
+
+def f1_by_threshold(
+    n: int, left: np.ndarray, right: np.ndarray, weights: np.ndarray, p: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    """expected_f1 of linking at each threshold (the pairs with weight >= it), the same numbers at a fraction of the
+    work: from the highest threshold down, each step joins the clusters of the step above along the pairs in its
+    band of weights only, on a graph of clusters instead of all records and all links again."""
+    scores = np.empty(len(thresholds))
+    label, count, upper = np.arange(n, dtype=np.int64), n, np.inf
+    for k in np.argsort(thresholds)[::-1]:
+        band = (weights >= thresholds[k]) & (weights < upper)
+        if band.any():
+            count, joined = components(count, label[left[band]], label[right[band]])
+            label = joined[label]
+        upper = thresholds[k]
+        scores[k] = _expected_f1_of(label, left, right, p)
+    return scores
+
+
+def _expected_f1_of(label: np.ndarray, left: np.ndarray, right: np.ndarray, p: np.ndarray) -> float:
     sizes = np.bincount(label).astype(np.float64)
     together = label[left] == label[right]
     tp = float(p[together].sum())
@@ -57,9 +79,9 @@ def choose_threshold(
     n = int(max(left.max(), right.max())) + 1
     lo, hi = THRESHOLD_RANGE
     valley = histogram_valley(weights)
-    at_valley = expected_f1(n, left, right, p, weights >= valley)
     candidates = np.arange(lo, hi + STEP / 2, STEP)
-    scores = np.array([expected_f1(n, left, right, p, weights >= t) for t in candidates])
+    scores, at_valley = np.split(f1_by_threshold(n, left, right, weights, p, np.append(candidates, valley)), [-1])
+    at_valley = float(at_valley[0])
     best = _middle_of_best(scores)
     if scores[best] - at_valley <= MIN_GAIN:
         return valley, (
