@@ -29,6 +29,7 @@ from citizen_view.audit import AnchorSink, AuditEvent, AuditLog
 from citizen_view.contract import ConfigError
 from citizen_view.serving import search as finder
 from citizen_view.serving.access import Authenticator, Principal, TokenAuthenticator, load_access, view_sources
+from citizen_view.serving.addresses import client_address
 from citizen_view.serving.deps import (
     API_NO_PURPOSE,
     CITIZEN_ID,
@@ -43,7 +44,7 @@ from citizen_view.serving.guard import AuditEveryResponse, Trail
 from citizen_view.serving.health import view_age
 from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
 from citizen_view.serving.routes import api, pages, portal, resolve, review, service
-from citizen_view.serving.server import RequestLimits, client_address
+from citizen_view.serving.server import RequestLimits
 from citizen_view.serving.templating import render
 from citizen_view.serving.throttle import FAILURES_ALLOWED, SignInThrottle
 

@@ -21,8 +21,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
+from citizen_view.serving.addresses import client_address
 from citizen_view.serving.guard import Trail
-from citizen_view.serving.server import client_address
 from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.throttle import SignInThrottle
 
