@@ -119,7 +119,54 @@ def _compile(node: exp.Expression) -> Expr:
     return _function(node)
 
 
+def _case(node: exp.Case) -> Expr:
+    """CASE WHEN c THEN v ... ELSE d END: the value of the first condition that holds (NULL does not), else d."""
+    if node.this is not None:
+        raise Unsupported(f"CASE with an operand: {node.sql(dialect='duckdb')}")
+    branches = [(_compile(branch.this), _compile(branch.args["true"])) for branch in node.args["ifs"]]
+    default = _compile(node.args["default"]) if node.args.get("default") is not None else (lambda row: None)
+
+    def call(row: Row) -> Any:
+        for holds, value in branches:
+            if holds(row) is True:
+                return value(row)
+        return default(row)
+
+    return call
+
+
+def _extreme(pick: Callable[..., Any], args: list[Expr]) -> Expr:
+    """DuckDB's LEAST / GREATEST: NULLs are left out; NULL only when every argument is NULL."""
+
+    def call(row: Row) -> Any:
+        values = [v for v in (a(row) for a in args) if v is not None]
+        return pick(values) if values else None
+
+    return call
+
+
+def _count(node: exp.Expression) -> int:
+    count = node.expression
+    if not (isinstance(count, exp.Literal) and count.is_int and int(count.this) >= 0):
+        raise Unsupported(f"LEFT/RIGHT with other than a constant count: {node.sql(dialect='duckdb')}")
+    return int(count.this)
+
+
 def _function(node: exp.Expression) -> Expr:
+    # characters are code points in DuckDB's LENGTH, LEFT and RIGHT, as in Python's str
+    if isinstance(node, exp.Case):
+        return _case(node)
+    if isinstance(node, exp.Least | exp.Greatest):
+        pick = min if isinstance(node, exp.Least) else max
+        return _extreme(pick, [_compile(a) for a in [node.this, *node.expressions]])
+    if isinstance(node, exp.Length):
+        return _strict(len, _compile(node.this))
+    if isinstance(node, exp.Left):
+        n = _count(node)
+        return _strict(lambda text: text[:n], _compile(node.this))
+    if isinstance(node, exp.Right):
+        n = _count(node)
+        return _strict(lambda text: text[len(text) - n :], _compile(node.this))
     if isinstance(node, exp.Substring):
         start, length = node.args.get("start"), node.args.get("length")
         if not (isinstance(start, exp.Literal) and isinstance(length, exp.Literal) and start.is_int and length.is_int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Error(BaseModel):
@@ -129,3 +129,51 @@ _ERROR_CODES = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()
 }
+
+
+# --- POST /api/resolve ---------------------------------------------------------------------------------------------
+
+
+class FieldEvidence(BaseModel):
+    """One comparison of the model: its level, its weight, the values compared (the candidate's when the role sees it)."""
+
+    field: str
+    level: str
+    match_weight: float
+    incoming: str | None = None
+    candidate: str | None = None
+
+
+class ResolveCandidate(BaseModel):
+    citizen_id: str
+    record_key: str
+    match_weight: float
+    match_probability: float
+    evidence: list[FieldEvidence]
+
+
+class SetAside(BaseModel):
+    field: str
+    raw: str | None = None
+    reason: str
+
+
+class Resolution(BaseModel):
+    """The answer for one record: matched (with the citizen), new, or review, why, and the best candidates."""
+
+    view: str
+    resolution_id: str
+    decision: str
+    citizen_id: str | None = None
+    match_weight: float | None = None
+    match_probability: float | None = None
+    reason: str
+    threshold: float
+    review_band: list[float]
+    records_compared: int
+    taken_in: bool = Field(
+        description="recorded for the next pipeline run (the record named its source and source_record_id); "
+        "otherwise a lookup, answered and audited only"
+    )
+    set_aside: list[SetAside]
+    candidates: list[ResolveCandidate]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from citizen_view.linkage.online import record_resolution, resolutions_file
 from citizen_view.serving.deps import LIMITS, ApiView, AuditTrail, CurrentPrincipal, FieldError, Parts, audited_as
+from citizen_view.serving.models import Resolution
 from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
 from citizen_view.serving.routes.api import API, API_DEPENDENCIES
 
@@ -62,51 +63,6 @@ class IncomingRecord(BaseModel):
         str, _text(60, "The caller's source it came from (with source_record_id: taken in at the next run).")
     ] = None
     source_record_id: Annotated[str, _text(100, "Its key in that source.")] = None
-
-
-class FieldEvidence(BaseModel):
-    """One comparison of the model: its level, its weight, the values compared (the candidate's when the role sees it)."""
-
-    field: str
-    level: str
-    match_weight: float
-    incoming: str | None = None
-    candidate: str | None = None
-
-
-class ResolveCandidate(BaseModel):
-    citizen_id: str
-    record_key: str
-    match_weight: float
-    match_probability: float
-    evidence: list[FieldEvidence]
-
-
-class SetAside(BaseModel):
-    field: str
-    raw: str | None = None
-    reason: str
-
-
-class Resolution(BaseModel):
-    """The answer for one record: matched (with the citizen), new, or review, why, and the best candidates."""
-
-    view: str
-    resolution_id: str
-    decision: str
-    citizen_id: str | None = None
-    match_weight: float | None = None
-    match_probability: float | None = None
-    reason: str
-    threshold: float
-    review_band: list[float]
-    records_compared: int
-    taken_in: bool = Field(
-        description="recorded for the next pipeline run (the record named its source and source_record_id); "
-        "otherwise a lookup, answered and audited only"
-    )
-    set_aside: list[SetAside]
-    candidates: list[ResolveCandidate]
 
 
 router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
