@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from jellyfish import jaro_winkler_similarity
+
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
@@ -125,17 +127,41 @@ def search_national_id(
     return [Candidate(c, 70.0, [f"national ID one typo away: {found}{note}"]) for c, found in near]
 
 
-_NAME_SCORE = """
-    CASE WHEN family_key = $family THEN 40
-         WHEN jaro_winkler_similarity(family_key, $family) >= 0.92 THEN 32
-         WHEN list_has_any(string_split(family_key, ' '), string_split($family, ' ')) THEN 24
-         WHEN jaro_winkler_similarity(family_key, $family) >= 0.80 THEN 18 ELSE 0 END AS family_score,
-    CASE WHEN $first IS NULL AND $initials IS NULL THEN 0
-         WHEN first_key = $first THEN 30
-         WHEN jaro_winkler_similarity(first_key, $first) >= 0.88 THEN 22
-         WHEN initials = $initials THEN 15
-         WHEN left(initials, 1) = left($initials, 1) THEN 10 ELSE 0 END AS first_score
-"""
+def _family_score(key: str, family: str) -> int:
+    """How close a record's folded family name is to the one typed (40 same ... 0 not close)."""
+    if key == family:
+        return 40
+    similarity = jaro_winkler_similarity(key, family)
+    if similarity >= 0.92:
+        return 32
+    if set(key.split(" ")) & set(family.split(" ")):
+        return 24
+    return 18 if similarity >= 0.80 else 0
+
+
+def _first_score(first_key: str | None, initials: str | None, parts: NameParts) -> int:
+    """How close a record's first name (or its initials) is to the one typed (30 same ... 0 none typed or not close)."""
+    if parts.first_key is None and parts.initials is None:
+        return 0
+    if first_key is not None and parts.first_key is not None:
+        if first_key == parts.first_key:
+            return 30
+        if jaro_winkler_similarity(first_key, parts.first_key) >= 0.88:
+            return 22
+    if initials is not None and parts.initials is not None:
+        if initials == parts.initials:
+            return 15
+        if initials[:1] == parts.initials[:1]:
+            return 10
+    return 0
+
+
+def name_decade_key(family_key: str, born: dt.date) -> str:
+    """The served view's key of a family name and a decade of birth (snapshot.NAME_DECADE_KEY)."""
+    return f"{family_key}\x1f{born.year // 10}"
+
+
+_PEOPLE = "SELECT citizen_id, source, family_key, first_key, initials, dob, {probe} AS probe FROM search_people"
 
 
 def search_name_dob(
@@ -144,34 +170,30 @@ def search_name_dob(
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
-    Index probes on the birth date (`search_keys.dob`) and the family name (`search_names.family_key`),
-    materialised before the role's sources and the scores are applied, so DuckDB reads the index, not the table.
+    Index probes on the birth date and on the family name with the decade of birth (`search_people`: a date one digit
+    off, or the same year, is in the same decade); the role's sources and the scores are applied in memory to the few
+    rows found.
     """
     parts = parse_name(name)
     born = parse_date(date_of_birth)
     swapped = dt.date(born.year, born.day, born.month) if born.day <= 12 else born
-    params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "sources": sources}
-    by_date = con.execute(
-        f"""
-        WITH probe AS MATERIALIZED (
-            SELECT * FROM search_keys WHERE dob = $born
-            UNION ALL SELECT * FROM search_keys WHERE dob = $swapped AND $swapped <> $born
-        )
-        SELECT citizen_id, family_score, first_score, dob FROM (
-            SELECT citizen_id, dob, {_NAME_SCORE} FROM probe WHERE list_contains($sources, source)
-        ) WHERE family_score > 0 OR first_score >= 22
-        """,
-        params | {"born": born, "swapped": swapped},
-    ).fetchall()
-    by_name = con.execute(
-        f"WITH probe AS MATERIALIZED (SELECT * FROM search_names WHERE family_key = $family) "
-        f"SELECT citizen_id, family_score, first_score, dob FROM (SELECT citizen_id, dob, {_NAME_SCORE} "
-        "FROM probe WHERE list_contains($sources, source)) WHERE first_score > 0",
-        params,
-    ).fetchall()
+    probes = [f"{_PEOPLE.format(probe=0)} WHERE dob = $born", f"{_PEOPLE.format(probe=1)} WHERE name_decade = $decade"]
+    if swapped != born:
+        probes.append(f"{_PEOPLE.format(probe=0)} WHERE dob = $swapped")
+    params = {"born": born, "decade": name_decade_key(parts.family_key or "", born)}
+    rows = con.execute(" UNION ALL ".join(probes), params | ({"swapped": swapped} if swapped != born else {}))
+    visible = set(sources)
     near = set(_date_variants(born))
     best: dict[str, Candidate] = {}
-    for citizen_id, family_score, first_score, dob in [*by_date, *by_name]:
+    for citizen_id, source, family_key, first_key, initials, dob, by_name in rows.fetchall():
+        if source not in visible:
+            continue
+        family_score = _family_score(family_key, parts.family_key or "")
+        first_score = _first_score(first_key, initials, parts)
+        if (by_name and (family_key != parts.family_key or first_score == 0)) or (
+            not by_name and family_score == 0 and first_score < 22
+        ):
+            continue  # by name: the same family name and some first name; by date: a name close enough
         if dob == born:
             date_score = 30
         elif dob == swapped:
@@ -182,11 +204,23 @@ def search_name_dob(
             date_score = 6
         else:
             continue
-        score = float(family_score + first_score + date_score)
-        reasons = _name_reasons(family_score, first_score) + [_date_reason(date_score)]
-        if citizen_id not in best or best[citizen_id].score < score:
-            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+        _keep_best(
+            best,
+            citizen_id,
+            family_score + first_score + date_score,
+            family_score,
+            first_score,
+            _date_reason(date_score),
+        )
     return _ranked(best)
+
+
+def _keep_best(
+    best: dict[str, Candidate], citizen_id: str, score: int, family_score: int, first_score: int, reason: str
+) -> None:
+    if citizen_id not in best or best[citizen_id].score < score:
+        reasons = [r for r in [*_name_reasons(family_score, first_score), reason] if r]
+        best[citizen_id] = Candidate(citizen_id, float(score), reasons)
 
 
 def search_name_address(
@@ -207,35 +241,24 @@ def search_name_address(
     if not number or not (pc or street_key):
         raise QueryError("an address search needs house_number and a postcode or street", "house_number")
     rows = con.execute(
-        f"""
-        SELECT citizen_id, family_score, first_score,
-               CASE WHEN postcode = $pc THEN 30 ELSE 26 END AS address_score
-        FROM (
-            SELECT *, {_NAME_SCORE} FROM (
-                SELECT * FROM search_addresses WHERE postcode_key = $pc_key
-                UNION ALL SELECT * FROM search_addresses WHERE street_key = $street_key
-            ) WHERE list_contains($sources, source)
-        )
-        WHERE family_score > 0 OR first_score >= 22
-        """,
-        {
-            "family": parts.family_key,
-            "first": parts.first_key,
-            "initials": parts.initials,
-            "pc": pc,
-            "pc_key": _address_key(pc, number),
-            "street_key": _address_key(street_key, number),
-            "sources": sources,
-        },
+        "SELECT citizen_id, source, family_key, first_key, initials, postcode FROM search_addresses "
+        "WHERE postcode_key = $pc_key UNION ALL SELECT citizen_id, source, family_key, first_key, initials, postcode "
+        "FROM search_addresses WHERE street_key = $street_key",
+        {"pc_key": _address_key(pc, number), "street_key": _address_key(street_key, number)},
     ).fetchall()
+    visible = set(sources)
     best: dict[str, Candidate] = {}
-    for citizen_id, family_score, first_score, address_score in rows:
-        score = float(family_score + first_score + address_score)
-        reasons = _name_reasons(family_score, first_score) + [
-            "same address" if address_score == 30 else "same street and number"
-        ]
-        if citizen_id not in best or best[citizen_id].score < score:
-            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+    for citizen_id, source, family_key, first_key, initials, at_postcode in rows:
+        if source not in visible:
+            continue
+        family_score = _family_score(family_key, parts.family_key or "")
+        first_score = _first_score(first_key, initials, parts)
+        if family_score == 0 and first_score < 22:
+            continue
+        same = pc is not None and at_postcode == pc
+        address_score = 30 if same else 26
+        reason = "same address" if same else "same street and number"
+        _keep_best(best, citizen_id, family_score + first_score + address_score, family_score, first_score, reason)
     return _ranked(best)
 
 
