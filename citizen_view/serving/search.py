@@ -9,6 +9,7 @@ reasons that made it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,7 +79,7 @@ def _date_variants(d: dt.date) -> list[dt.date]:
         for digit in "0123456789":
             candidate = text[:i] + digit + text[i + 1 :]
             try:
-                out.add(dt.datetime.strptime(candidate, "%Y%m%d").date())
+                out.add(dt.date(int(candidate[:4]), int(candidate[4:6]), int(candidate[6:])))
             except ValueError:
                 pass
     return sorted(out)
@@ -156,12 +157,23 @@ def _first_score(first_key: str | None, initials: str | None, parts: NameParts) 
     return 0
 
 
-def name_decade_key(family_key: str, born: dt.date) -> str:
-    """The served view's key of a family name and a decade of birth (snapshot.NAME_DECADE_KEY)."""
-    return f"{family_key}\x1f{born.year // 10}"
+def people_keys(family_key: str, born: dt.date, swapped: dt.date) -> list[str]:
+    """The served view's `search_people` keys a name + birth date search probes (snapshot.PEOPLE_KEYS)."""
+    dates = [born] if swapped == born else [born, swapped]
+    return [f"d\x1f{d.isoformat()}" for d in dates] + [
+        f"y\x1f{family_key}\x1f{born.year:04d}",
+        f"m\x1f{family_key}\x1f{born.month:02d}-{born.day:02d}",
+    ]
 
 
-_PEOPLE = "SELECT citizen_id, source, family_key, first_key, initials, dob, {probe} AS probe FROM search_people"
+def _date_score(dob: dt.date, born: dt.date, swapped: dt.date, near: set[dt.date]) -> int:
+    if dob == born:
+        return 30
+    if dob == swapped:
+        return 24
+    if dob in near:
+        return 16
+    return 6 if dob.year == born.year else 0
 
 
 def search_name_dob(
@@ -170,48 +182,37 @@ def search_name_dob(
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
-    Index probes on the birth date and on the family name with the decade of birth (`search_people`: a date one digit
-    off, or the same year, is in the same decade); the role's sources and the scores are applied in memory to the few
-    rows found.
+    Index probes of `search_people` (each key's people as one JSON text): the birth date and its swap, and the family
+    name with the year or with the day and month of birth (a date one digit off keeps one of them); the role's
+    sources, the dates and the scores are applied in memory to the few people found.
     """
     parts = parse_name(name)
     born = parse_date(date_of_birth)
     swapped = dt.date(born.year, born.day, born.month) if born.day <= 12 else born
-    probes = [f"{_PEOPLE.format(probe=0)} WHERE dob = $born", f"{_PEOPLE.format(probe=1)} WHERE name_decade = $decade"]
-    if swapped != born:
-        probes.append(f"{_PEOPLE.format(probe=0)} WHERE dob = $swapped")
-    params = {"born": born, "decade": name_decade_key(parts.family_key or "", born)}
-    rows = con.execute(" UNION ALL ".join(probes), params | ({"swapped": swapped} if swapped != born else {}))
+    keys = people_keys(parts.family_key or "", born, swapped)
+    found = con.execute(
+        " UNION ALL ".join("SELECT key, people FROM search_people WHERE key = ?" for _ in keys), keys
+    ).fetchall()
     visible = set(sources)
     near = set(_date_variants(born))
     best: dict[str, Candidate] = {}
-    for citizen_id, source, family_key, first_key, initials, dob, by_name in rows.fetchall():
-        if source not in visible:
-            continue
-        family_score = _family_score(family_key, parts.family_key or "")
-        first_score = _first_score(first_key, initials, parts)
-        if (by_name and (family_key != parts.family_key or first_score == 0)) or (
-            not by_name and family_score == 0 and first_score < 22
-        ):
-            continue  # by name: the same family name and some first name; by date: a name close enough
-        if dob == born:
-            date_score = 30
-        elif dob == swapped:
-            date_score = 24
-        elif dob in near:
-            date_score = 16
-        elif dob is not None and dob.year == born.year:
-            date_score = 6
-        else:
-            continue
-        _keep_best(
-            best,
-            citizen_id,
-            family_score + first_score + date_score,
-            family_score,
-            first_score,
-            _date_reason(date_score),
-        )
+    for key, people in found:
+        by_name = not key.startswith("d")
+        for p in json.loads(people):
+            date_score = _date_score(dt.date.fromisoformat(p["d"]), born, swapped, near) if p["s"] in visible else 0
+            if not date_score:
+                continue
+            first_score = _first_score(p["g"], p["i"], parts)
+            if by_name:
+                if first_score == 0:
+                    continue  # the same family name (the key): some first name must match too
+                family_score = 40
+            else:
+                family_score = _family_score(p["f"], parts.family_key or "")
+                if family_score == 0 and first_score < 22:
+                    continue  # born that day, but a name not close enough
+            score = family_score + first_score + date_score
+            _keep_best(best, p["c"], score, family_score, first_score, _date_reason(date_score))
     return _ranked(best)
 
 
