@@ -904,6 +904,12 @@ def _bench_command(sub) -> None:
     )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="`bench serve`: service processes (`serve --workers`; default 2, one per core of the target machine)",
+    )
+    b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
     )
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
