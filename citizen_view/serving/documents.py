@@ -48,40 +48,56 @@ def _json(alias: str, columns: tuple[str, ...], order: str) -> str:
     return f"'[' || string_agg({obj}, ',' ORDER BY {order}) || ']'"
 
 
+# Citizens per batch when the documents are written: each batch's JSON texts are held in memory while they are
+# aggregated, and the warehouse connection's memory limit is a few GB.
+BATCH_CITIZENS = 150_000
+
+
 def publish_documents(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     """`citizen_docs` in the view being written (`schema`), from its records, cases, events and field_issues.
 
     One JSON text per citizen: DuckDB fetches one text column of one row by its index far more cheaply than lists of
-    structs (it would read each struct field's column) or the wide `records` rows.
+    structs (it would read each struct field's column) or the wide `records` rows. Written in batches of citizens
+    (by a hash of the citizen ID), so memory stays bounded at millions of records.
     """
-    con.execute(
-        f"""
-        CREATE TABLE {schema}.{DOCS} AS
+    con.execute(f"CREATE TABLE {schema}.{DOCS} (citizen_id VARCHAR, doc VARCHAR)")
+    citizens = con.execute(f"SELECT count(*) FROM {schema}.citizen").fetchall()[0][0]
+    batches = max(1, -(-citizens // BATCH_CITIZENS))
+    for batch in range(batches):
+        con.execute(_documents_sql(schema, "citizen_id" if batches > 1 else None), [batches, batch] * 4)
+    con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
+
+
+def _documents_sql(schema: str, batch_key: str | None) -> str:
+    """SQL inserting the documents of one batch of citizens (parameters: batches, this batch; four times)."""
+
+    def only(alias: str) -> str:
+        return f"WHERE hash({alias}.citizen_id) % ? = ?" if batch_key else "WHERE ? > 0 OR ? >= 0"
+
+    return f"""
+        INSERT INTO {schema}.{DOCS}
         WITH rec AS (
             SELECT citizen_id, {_json("r", (*DOC_RECORD_COLUMNS, "attributes"), "r.source, r.source_record_id")} AS j
-            FROM {schema}.records r GROUP BY citizen_id
+            FROM {schema}.records r {only("r")} GROUP BY citizen_id
         ),
         cas AS (
             SELECT citizen_id, {_json("c", CASE_COLUMNS, "c.start_date DESC NULLS LAST, c.case_reference, c.source")} AS j
-            FROM {schema}.cases c GROUP BY citizen_id
+            FROM {schema}.cases c {only("c")} GROUP BY citizen_id
         ),
         ev AS (
             SELECT citizen_id, {_json("e", EVENT_COLUMNS, "e.date, e.source, e.source_record_id")} AS j
-            FROM {schema}.events e GROUP BY citizen_id
+            FROM {schema}.events e {only("e")} GROUP BY citizen_id
         ),
         iss AS (
             SELECT r.citizen_id, {_json("i", ISSUE_COLUMNS, "i.source, i.record_id, i.field")} AS j
             FROM {schema}.field_issues i JOIN {schema}.records r
               ON r.source = i.source AND r.source_record_id = i.record_id
-            GROUP BY r.citizen_id
+            {only("r")} GROUP BY r.citizen_id
         )
         SELECT citizen_id, '{{"records":' || rec.j || ',"cases":' || coalesce(cas.j, '[]')
                || ',"events":' || coalesce(ev.j, '[]') || ',"issues":' || coalesce(iss.j, '[]') || '}}' AS doc
         FROM rec LEFT JOIN cas USING (citizen_id) LEFT JOIN ev USING (citizen_id) LEFT JOIN iss USING (citizen_id)
-        ORDER BY citizen_id
         """
-    )
-    con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
 
 
 def _doc(con: duckdb.DuckDBPyConnection, citizen_id: str) -> dict[str, Any] | None:
