@@ -162,3 +162,22 @@ def test_a_document_keeps_only_what_visible_sources_gave(view):
                 assert value in {v.isoformat() if hasattr(v, "isoformat") else v for v in values[field_name]}
         shown = summaries(view, [citizen], role, info)[citizen]
         assert set(shown.pop("sources")) <= set(role.sources)
+
+
+def test_documents_written_in_batches_are_the_documents_written_at_once(view, monkeypatch):
+    from citizen_view.serving import documents
+
+    path = view.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{path}' AS v (READ_ONLY)")
+        con.execute("CREATE SCHEMA m")
+        for table in ("citizen", "records", "cases", "events", "field_issues"):
+            con.execute(f"CREATE VIEW m.{table} AS SELECT * FROM v.{table}")
+        monkeypatch.setattr(documents, "BATCH_CITIZENS", 37)
+        documents.publish_documents(con, "m")
+        batched = dict(con.execute("SELECT citizen_id, doc FROM m.citizen_docs").fetchall())
+        at_once = dict(con.execute("SELECT citizen_id, doc FROM v.citizen_docs").fetchall())
+    finally:
+        con.close()
+    assert len(at_once) > 37 and batched == at_once
