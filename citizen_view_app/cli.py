@@ -921,7 +921,10 @@ def _bench_command(sub) -> None:
     )
     b.add_argument("--new-records", type=int, default=1000, help="`bench incremental`: records arriving late")
     b.add_argument(
-        "--workers", type=int, default=None, help="`bench serve` and `bench resolve`: service processes (default 1)"
+        "--workers",
+        type=int,
+        default=None,
+        help="`bench serve` and `bench resolve`: service processes (`serve --workers`; default 2, one per core)",
     )
     b.add_argument(
         "--no-rebuild",

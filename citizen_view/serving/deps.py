@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
+from citizen_view.serving.documents import ViewInfo
 from citizen_view.serving.guard import Trail
 from citizen_view.serving.snapshot import current_view
 from citizen_view.serving.throttle import SignInThrottle
@@ -65,21 +66,33 @@ class ViewStore:
         self._lock = threading.Lock()
         self._name: str | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._info: ViewInfo | None = None
 
     @contextmanager
     def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
         """A cursor on the view current when the request starts (the whole request sees that one view)."""
+        with self.view() as (cur, name, _info):
+            yield cur, name
+
+    @contextmanager
+    def view(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str, ViewInfo]]:
+        """`cursor`, with what every look needs of the view's small tables (read once per view file)."""
         path = current_view(self.folder)
         if path is None:
             raise HTTPException(503, "no view has been published yet: run the pipeline first")
         with self._lock:
             if path.name != self._name:
-                self._con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
-                self._name = path.name
-            con, name = self._con, self._name
+                con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
+                try:
+                    info = ViewInfo.read(con)
+                except ValueError as exc:
+                    con.close()
+                    raise HTTPException(503, str(exc)) from None
+                self._con, self._name, self._info = con, path.name, info
+            con, name, info = self._con, self._name, self._info
         cur = con.cursor()
         try:
-            yield cur, name
+            yield cur, name, info
         finally:
             cur.close()
 
@@ -131,6 +144,7 @@ class ViewCursor:
 
     cur: duckdb.DuckDBPyConnection
     view: str
+    info: ViewInfo | None = None  # the view's small tables in memory (None: read them from `cur` when needed)
 
 
 def service_parts(request: Request) -> ServiceParts:
@@ -281,8 +295,8 @@ def audited_as(action: str) -> Any:
 
 def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
     """A cursor on the view current when the request starts (503 when none is published), closed before the answer."""
-    with parts.views.cursor() as (cur, view):
-        yield ViewCursor(cur, view)
+    with parts.views.view() as (cur, view, info):
+        yield ViewCursor(cur, view, info)
 
 
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
@@ -291,8 +305,8 @@ View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 def api_view_cursor(parts: Parts, _stated: Annotated[StatedPurpose, Depends(api_purpose)]) -> Iterator[ViewCursor]:
     """`view_cursor` for an API call, opened only once its purpose is valid (FastAPI skips a dependency whose own
     dependencies failed), so a call without a purpose is a 400 even before any view is published."""
-    with parts.views.cursor() as (cur, view):
-        yield ViewCursor(cur, view)
+    with parts.views.view() as (cur, view, info):
+        yield ViewCursor(cur, view, info)
 
 
 ApiView = Annotated[ViewCursor, Depends(api_view_cursor, scope="function")]

@@ -12,6 +12,7 @@ from citizen_view.audit import citizen_access_report
 from citizen_view.serving import profile as profiles
 from citizen_view.serving import search as finder
 from citizen_view.serving.deps import CITIZEN_ID, CLAIM_HEADER, FieldError, ViewCursor, ViewStore
+from citizen_view.serving.documents import ViewInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,7 +29,8 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
     """Candidates for one search, each with the summary fields that had a value for them."""
     trail.action = "search"
     cur = view.cur
-    country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
+    info = view.info or ViewInfo.read(cur)
+    country = info.country
     if q.get("national_id"):
         if not who.role.sees("national_id"):
             raise FieldError("national_id", f"role {who.role_name!r} may not search by national ID", status=403)
@@ -60,7 +62,7 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
         raise FieldError(
             "name", "search by national_id, by name + date_of_birth, or by name + house_number + postcode/street"
         )
-    summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role)
+    summary = profiles.summaries(cur, [c.citizen_id for c in found], who.role, info)
     sources = {cid: values.pop(profiles.SOURCES) for cid, values in summary.items()}
     trail.citizen_ids = [c.citizen_id for c in found]
 
@@ -85,7 +87,7 @@ def run_profile(view: ViewCursor, who: Principal, trail: Trail, citizen_id: str)
     trail.action = "view_profile"
     if not CITIZEN_ID.match(citizen_id):
         raise HTTPException(422, "citizen_id must look like CV-XXXX-XXXX-XXXX")
-    found = profiles.load_profile(view.cur, citizen_id, who.role)
+    found = profiles.load_profile(view.cur, citizen_id, who.role, view.info)
     if found is None:
         raise HTTPException(404, f"no citizen {citizen_id} in the current view")
     trail.citizen_ids = [citizen_id]

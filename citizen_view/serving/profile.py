@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
 from citizen_view.linkage.golden import GROUPS, golden_rows
+from citizen_view.serving.documents import (
+    CASE_COLUMNS,
+    EVENT_COLUMNS,
+    CitizenDocument,
+    ViewInfo,
+    document_of,
+    records_of,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,78 +101,40 @@ def _text(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _in(values: list[str]) -> str:
-    return ", ".join("?" * len(values)) or "NULL"
-
-
-def _probe(table: str, column: str, values: list[str]) -> str:
-    """SQL for the rows of `table` whose `column` equals one of `values` (parameters), one index probe per value:
-    the served view indexes its lookup columns, and DuckDB reads an index only for a lone `column = ?`."""
-    return " UNION ALL ".join(f"SELECT * FROM {table} WHERE {column} = ?" for _ in values)
-
-
-def golden_for_role(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
+def golden_for_role(
+    con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role, info: ViewInfo | None = None
+) -> dict[str, dict[str, Any]]:
     """Each citizen's golden record by survivorship over the records of the sources `role` may see.
 
     A citizen with no record in those sources is absent; every value returned has a visible source.
     """
     if not citizen_ids or not role.sources:
         return {}
-    ids = list(dict.fromkeys(citizen_ids))
-    # The citizens' records by index probes, the role's sources applied to those few rows, then survivorship in memory
-    # (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
-    cur = con.execute(_probe("records", "citizen_id", ids), ids)
-    names = [d[0] for d in cur.description]
-    visible = set(role.sources)
-    rows = [r for r in (dict(zip(names, v)) for v in cur.fetchall()) if r["source"] in visible]
-    ranks = con.execute("SELECT grp, source, rank FROM source_rank").fetchall()
-    return golden_rows(rows, ranks)
+    # Each citizen's document by one index probe, the role's sources applied to its few records, then survivorship in
+    # memory (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
+    found = records_of(con, citizen_ids, set(role.sources))
+    ranks = (info or ViewInfo.read(con)).ranks
+    return golden_rows([r for rows in found.values() for r in rows], ranks)
 
 
-def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) -> Profile | None:
+def load_profile(
+    con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role, info: ViewInfo | None = None
+) -> Profile | None:
     """The profile of one citizen for one role, or None when the citizen does not exist for that role
     (unknown, or known only to sources the role may not see)."""
-    found = golden_for_role(con, [citizen_id], role).get(citizen_id)
-    if found is None:
+    info = info or ViewInfo.read(con)
+    doc = document_of(con, citizen_id, set(role.sources))
+    if doc is None:
         return None
+    found = golden_rows(doc.records, info.ranks)[citizen_id]
     golden = {
         f: _text(found[f]) for f in RECORD_FIELDS if role.sees(f) and found.get(f) is not None
     }  # only what has a value
     provenance = {f: found[PROVENANCE[f]] for f in golden if found.get(PROVENANCE.get(f, ""))}
     golden["sources_known"] = list(found["sources"])
-
     visible = [f for f in RECORD_FIELDS if role.sees(f)]
-    placeholders = _in(role.sources)
-    issues = _field_issues(con, citizen_id, role, visible)
-    cols = ", ".join(["source", "source_record_id", "match_probability", *visible, "attributes"])
-    cur = con.execute(
-        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', [citizen_id])}) "
-        f"SELECT {cols} FROM probe WHERE source IN ({placeholders}) ORDER BY source, source_record_id",
-        [citizen_id, *role.sources],
-    )
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
-    labels = _labels(con, role)
-    records = []
-    for values in rows:
-        rec = {k: _text(v) for k, v in zip(names, values)}
-        attributes = rec.pop("attributes")
-        if role.sees("source_attributes") and attributes:
-            rec["attributes"] = _labelled(json.loads(attributes), labels.get(rec["source"], {}))
-        as_given = issues.get((rec["source"], rec["source_record_id"]))
-        if as_given:
-            rec["as_given"] = as_given  # the raw value where the parsed one was set aside, with the reason
-        records.append(rec)
-
-    cur = con.execute(
-        f"WITH probe AS MATERIALIZED ({_probe('cases', 'citizen_id', [citizen_id])}) "
-        f"SELECT kind, case_type, status, state, start_date, end_date, case_reference, source, source_record_id FROM probe "
-        f"WHERE source IN ({placeholders}) ORDER BY start_date DESC NULLS LAST, case_reference",
-        [citizen_id, *role.sources],
-    )
-    case_names = [d[0] for d in cur.description]
-    cases = [{k: _text(v) for k, v in zip(case_names, r)} for r in cur.fetchall()]
-
+    records = _records(doc, role, visible, info)
+    cases = [{k: c.get(k) for k in CASE_COLUMNS} for c in doc.cases]
     timeline = [
         {
             "date": _text(found[f]),
@@ -175,17 +145,32 @@ def load_profile(con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role) ->
         for f, event in (("date_of_birth", "birth"), ("date_of_death", "death"))
         if role.sees(f) and found.get(f) is not None
     ]
-    cur = con.execute(
-        f"WITH probe AS MATERIALIZED ({_probe('events', 'citizen_id', [citizen_id])}) "
-        f"SELECT date, event, source, source_record_id FROM probe WHERE source IN ({placeholders}) ORDER BY date",
-        [citizen_id, *role.sources],
-    )
-    timeline += [{"date": _text(d), "event": e, "source": s, "source_record_id": r} for d, e, s, r in cur.fetchall()]
+    timeline += [{k: e.get(k) for k in EVENT_COLUMNS} for e in doc.events]
     timeline.sort(key=lambda e: e["date"] or "")
     returned = disclosed(golden, records, cases)
     return Profile(
-        citizen_id, golden, provenance, records, cases, timeline, returned, _stale(con, found["sources"], role)
+        citizen_id, golden, provenance, records, cases, timeline, returned, _stale(info, found["sources"], role)
     )
+
+
+def _records(doc: CitizenDocument, role: Role, visible: list[str], info: ViewInfo) -> list[dict[str, Any]]:
+    """The citizen's records as the role may see them: their visible fields, labelled other columns, and the raw
+    value (with the reason) where a visible field's parsed value was set aside at ingest."""
+    issues: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for i in doc.issues:
+        if i["field"] in visible:
+            issues.setdefault((i["source"], i["record_id"]), {})[i["field"]] = {"raw": i["raw"], "reason": i["reason"]}
+    records = []
+    for r in doc.records:
+        rec = {k: _text(r.get(k)) for k in ("source", "source_record_id", "match_probability", *visible)}
+        attributes = r.get("attributes")
+        if role.sees("source_attributes") and attributes:
+            rec["attributes"] = _labelled(json.loads(attributes), info.labels.get(rec["source"], {}))
+        as_given = issues.get((rec["source"], rec["source_record_id"]))
+        if as_given:
+            rec["as_given"] = as_given  # the raw value where the parsed one was set aside, with the reason
+        records.append(rec)
+    return records
 
 
 def disclosed(golden: dict[str, Any], records: list[dict[str, Any]], cases: list[dict[str, Any]]) -> list[str]:
@@ -202,34 +187,14 @@ def disclosed(golden: dict[str, Any], records: list[dict[str, Any]], cases: list
     ]
 
 
-def _stale(con: duckdb.DuckDBPyConnection, known: list[str], role: Role) -> list[dict[str, Any]]:
+def _stale(info: ViewInfo, known: list[str], role: Role) -> list[dict[str, Any]]:
     """The citizen's sources (those the role may see) whose newest extract is held back at ingest: their data here is
-    as of the last accepted extract. (A view written before source_status existed has none.)"""
-    visible = [s for s in known if s in role.sources]
-    if (
-        not visible
-        or not con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'source_status'"
-        ).fetchall()[0][0]
-    ):
-        return []
-    rows = con.execute(
-        f"SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL AND source IN ({_in(visible)}) "
-        "ORDER BY source",
-        visible,
-    ).fetchall()
-    return [{"source": s, "data_as_of": _text(a), "newer_extract_held_since": _text(h)} for s, a, h in rows]
-
-
-def _labels(con: duckdb.DuckDBPyConnection, role: Role) -> dict[str, dict[str, tuple[str, str | None, bool]]]:
-    """source -> column -> (label, date format, hidden) as the sources file declares them."""
-    out: dict[str, dict[str, tuple[str, str | None, bool]]] = {}
-    for source, column, label, fmt, hidden in con.execute(
-        f"SELECT source, column_name, label, format, hidden FROM attribute_labels WHERE source IN ({_in(role.sources)})",
-        role.sources,
-    ).fetchall():
-        out.setdefault(source, {})[column] = (label, fmt, hidden)
-    return out
+    as of the last accepted extract."""
+    held = [s for s in sorted(known) if s in role.sources and s in info.held]
+    return [
+        {"source": s, "data_as_of": _text(info.held[s][0]), "newer_extract_held_since": _text(info.held[s][1])}
+        for s in held
+    ]
 
 
 def _labelled(values: dict[str, Any], labels: dict[str, tuple[str, str | None, bool]]) -> dict[str, Any]:
@@ -248,26 +213,9 @@ def _labelled(values: dict[str, Any], labels: dict[str, tuple[str, str | None, b
     return out
 
 
-def _field_issues(
-    con: duckdb.DuckDBPyConnection, citizen_id: str, role: Role, visible: list[str]
-) -> dict[tuple[str, str], dict[str, dict[str, str]]]:
-    """(source, record) -> {field: {raw, reason}} for the values of this citizen's visible records that were set aside."""
-    if not visible:
-        return {}
-    rows = con.execute(
-        f"WITH probe AS MATERIALIZED ({_probe('records', 'citizen_id', [citizen_id])}) "
-        f"SELECT i.source, i.record_id, i.field, i.raw, i.reason FROM field_issues i "
-        f"JOIN probe r ON r.source = i.source AND r.source_record_id = i.record_id "
-        f"WHERE i.source IN ({_in(role.sources)}) AND i.field IN ({_in(visible)})",
-        [citizen_id, *role.sources, *visible],
-    ).fetchall()
-    out: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    for source, record_id, field_name, raw, reason in rows:
-        out.setdefault((source, record_id), {})[field_name] = {"raw": raw, "reason": reason}
-    return out
-
-
-def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role) -> dict[str, dict[str, Any]]:
+def summaries(
+    con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role, info: ViewInfo | None = None
+) -> dict[str, dict[str, Any]]:
     """The few golden fields a result list shows per candidate, chosen over the sources the role may see, and under
     `SOURCES` the sources those of its values that are not None came from (for the audit log)."""
     shown = list(
@@ -275,7 +223,7 @@ def summaries(con: duckdb.DuckDBPyConnection, citizen_ids: list[str], role: Role
             [f for f in SUMMARY_FIELDS if role.sees(f)] + (["family_name"] if role.sees("family_name") else [])
         )
     )
-    golden = golden_for_role(con, citizen_ids, role)
+    golden = golden_for_role(con, citizen_ids, role, info)
     out = {cid: {k: _text(g.get(k)) for k in shown} for cid, g in golden.items()}
     for cid, values in out.items():
         values[SOURCES] = _sources_of(golden[cid], [k for k, v in values.items() if v is not None])

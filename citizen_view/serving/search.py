@@ -9,9 +9,12 @@ reasons that made it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from jellyfish import jaro_winkler_similarity
 
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
@@ -76,7 +79,7 @@ def _date_variants(d: dt.date) -> list[dt.date]:
         for digit in "0123456789":
             candidate = text[:i] + digit + text[i + 1 :]
             try:
-                out.add(dt.datetime.strptime(candidate, "%Y%m%d").date())
+                out.add(dt.date(int(candidate[:4]), int(candidate[4:6]), int(candidate[6:])))
             except ValueError:
                 pass
     return sorted(out)
@@ -125,17 +128,52 @@ def search_national_id(
     return [Candidate(c, 70.0, [f"national ID one typo away: {found}{note}"]) for c, found in near]
 
 
-_NAME_SCORE = """
-    CASE WHEN family_key = $family THEN 40
-         WHEN jaro_winkler_similarity(family_key, $family) >= 0.92 THEN 32
-         WHEN list_has_any(string_split(family_key, ' '), string_split($family, ' ')) THEN 24
-         WHEN jaro_winkler_similarity(family_key, $family) >= 0.80 THEN 18 ELSE 0 END AS family_score,
-    CASE WHEN $first IS NULL AND $initials IS NULL THEN 0
-         WHEN first_key = $first THEN 30
-         WHEN jaro_winkler_similarity(first_key, $first) >= 0.88 THEN 22
-         WHEN initials = $initials THEN 15
-         WHEN left(initials, 1) = left($initials, 1) THEN 10 ELSE 0 END AS first_score
-"""
+def _family_score(key: str, family: str) -> int:
+    """How close a record's folded family name is to the one typed (40 same ... 0 not close)."""
+    if key == family:
+        return 40
+    similarity = jaro_winkler_similarity(key, family)
+    if similarity >= 0.92:
+        return 32
+    if set(key.split(" ")) & set(family.split(" ")):
+        return 24
+    return 18 if similarity >= 0.80 else 0
+
+
+def _first_score(first_key: str | None, initials: str | None, parts: NameParts) -> int:
+    """How close a record's first name (or its initials) is to the one typed (30 same ... 0 none typed or not close)."""
+    if parts.first_key is None and parts.initials is None:
+        return 0
+    if first_key is not None and parts.first_key is not None:
+        if first_key == parts.first_key:
+            return 30
+        if jaro_winkler_similarity(first_key, parts.first_key) >= 0.88:
+            return 22
+    if initials is not None and parts.initials is not None:
+        if initials == parts.initials:
+            return 15
+        if initials[:1] == parts.initials[:1]:
+            return 10
+    return 0
+
+
+def people_keys(family_key: str, born: dt.date, swapped: dt.date) -> list[str]:
+    """The served view's `search_people` keys a name + birth date search probes (snapshot.PEOPLE_KEYS)."""
+    dates = [born] if swapped == born else [born, swapped]
+    return [f"d\x1f{d.isoformat()}" for d in dates] + [
+        f"y\x1f{family_key}\x1f{born.year:04d}",
+        f"m\x1f{family_key}\x1f{born.month:02d}-{born.day:02d}",
+    ]
+
+
+def _date_score(dob: dt.date, born: dt.date, swapped: dt.date, near: set[dt.date]) -> int:
+    if dob == born:
+        return 30
+    if dob == swapped:
+        return 24
+    if dob in near:
+        return 16
+    return 6 if dob.year == born.year else 0
 
 
 def search_name_dob(
@@ -144,49 +182,46 @@ def search_name_dob(
     """Name + date of birth: people born on the date (or with day and month swapped) whose name is close,
     and people with the same family name whose birth date is near it (one digit off, same year).
 
-    Index probes on the birth date (`search_keys.dob`) and the family name (`search_names.family_key`),
-    materialised before the role's sources and the scores are applied, so DuckDB reads the index, not the table.
+    Index probes of `search_people` (each key's people as one JSON text): the birth date and its swap, and the family
+    name with the year or with the day and month of birth (a date one digit off keeps one of them); the role's
+    sources, the dates and the scores are applied in memory to the few people found.
     """
     parts = parse_name(name)
     born = parse_date(date_of_birth)
     swapped = dt.date(born.year, born.day, born.month) if born.day <= 12 else born
-    params = {"family": parts.family_key, "first": parts.first_key, "initials": parts.initials, "sources": sources}
-    by_date = con.execute(
-        f"""
-        WITH probe AS MATERIALIZED (
-            SELECT * FROM search_keys WHERE dob = $born
-            UNION ALL SELECT * FROM search_keys WHERE dob = $swapped AND $swapped <> $born
-        )
-        SELECT citizen_id, family_score, first_score, dob FROM (
-            SELECT citizen_id, dob, {_NAME_SCORE} FROM probe WHERE list_contains($sources, source)
-        ) WHERE family_score > 0 OR first_score >= 22
-        """,
-        params | {"born": born, "swapped": swapped},
+    keys = people_keys(parts.family_key or "", born, swapped)
+    found = con.execute(
+        " UNION ALL ".join("SELECT key, people FROM search_people WHERE key = ?" for _ in keys), keys
     ).fetchall()
-    by_name = con.execute(
-        f"WITH probe AS MATERIALIZED (SELECT * FROM search_names WHERE family_key = $family) "
-        f"SELECT citizen_id, family_score, first_score, dob FROM (SELECT citizen_id, dob, {_NAME_SCORE} "
-        "FROM probe WHERE list_contains($sources, source)) WHERE first_score > 0",
-        params,
-    ).fetchall()
+    visible = set(sources)
     near = set(_date_variants(born))
     best: dict[str, Candidate] = {}
-    for citizen_id, family_score, first_score, dob in [*by_date, *by_name]:
-        if dob == born:
-            date_score = 30
-        elif dob == swapped:
-            date_score = 24
-        elif dob in near:
-            date_score = 16
-        elif dob is not None and dob.year == born.year:
-            date_score = 6
-        else:
-            continue
-        score = float(family_score + first_score + date_score)
-        reasons = _name_reasons(family_score, first_score) + [_date_reason(date_score)]
-        if citizen_id not in best or best[citizen_id].score < score:
-            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+    for key, people in found:
+        by_name = not key.startswith("d")
+        for p in json.loads(people):
+            date_score = _date_score(dt.date.fromisoformat(p["d"]), born, swapped, near) if p["s"] in visible else 0
+            if not date_score:
+                continue
+            first_score = _first_score(p["g"], p["i"], parts)
+            if by_name:
+                if first_score == 0:
+                    continue  # the same family name (the key): some first name must match too
+                family_score = 40
+            else:
+                family_score = _family_score(p["f"], parts.family_key or "")
+                if family_score == 0 and first_score < 22:
+                    continue  # born that day, but a name not close enough
+            score = family_score + first_score + date_score
+            _keep_best(best, p["c"], score, family_score, first_score, _date_reason(date_score))
     return _ranked(best)
+
+
+def _keep_best(
+    best: dict[str, Candidate], citizen_id: str, score: int, family_score: int, first_score: int, reason: str
+) -> None:
+    if citizen_id not in best or best[citizen_id].score < score:
+        reasons = [r for r in [*_name_reasons(family_score, first_score), reason] if r]
+        best[citizen_id] = Candidate(citizen_id, float(score), reasons)
 
 
 def search_name_address(
@@ -207,35 +242,24 @@ def search_name_address(
     if not number or not (pc or street_key):
         raise QueryError("an address search needs house_number and a postcode or street", "house_number")
     rows = con.execute(
-        f"""
-        SELECT citizen_id, family_score, first_score,
-               CASE WHEN postcode = $pc THEN 30 ELSE 26 END AS address_score
-        FROM (
-            SELECT *, {_NAME_SCORE} FROM (
-                SELECT * FROM search_addresses WHERE postcode_key = $pc_key
-                UNION ALL SELECT * FROM search_addresses WHERE street_key = $street_key
-            ) WHERE list_contains($sources, source)
-        )
-        WHERE family_score > 0 OR first_score >= 22
-        """,
-        {
-            "family": parts.family_key,
-            "first": parts.first_key,
-            "initials": parts.initials,
-            "pc": pc,
-            "pc_key": _address_key(pc, number),
-            "street_key": _address_key(street_key, number),
-            "sources": sources,
-        },
+        "SELECT citizen_id, source, family_key, first_key, initials, postcode FROM search_addresses "
+        "WHERE postcode_key = $pc_key UNION ALL SELECT citizen_id, source, family_key, first_key, initials, postcode "
+        "FROM search_addresses WHERE street_key = $street_key",
+        {"pc_key": _address_key(pc, number), "street_key": _address_key(street_key, number)},
     ).fetchall()
+    visible = set(sources)
     best: dict[str, Candidate] = {}
-    for citizen_id, family_score, first_score, address_score in rows:
-        score = float(family_score + first_score + address_score)
-        reasons = _name_reasons(family_score, first_score) + [
-            "same address" if address_score == 30 else "same street and number"
-        ]
-        if citizen_id not in best or best[citizen_id].score < score:
-            best[citizen_id] = Candidate(citizen_id, score, [r for r in reasons if r])
+    for citizen_id, source, family_key, first_key, initials, at_postcode in rows:
+        if source not in visible:
+            continue
+        family_score = _family_score(family_key, parts.family_key or "")
+        first_score = _first_score(first_key, initials, parts)
+        if family_score == 0 and first_score < 22:
+            continue
+        same = pc is not None and at_postcode == pc
+        address_score = 30 if same else 26
+        reason = "same address" if same else "same street and number"
+        _keep_best(best, citizen_id, family_score + first_score + address_score, family_score, first_score, reason)
     return _ranked(best)
 
 

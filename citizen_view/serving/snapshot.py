@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
+from citizen_view.serving.documents import publish_documents
 from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import table_exists
 
@@ -147,6 +148,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
         _events_and_status(con, sources)
         _view_info(con, sources, run_id)
         create_lookup_indexes(con, "snap")
+        publish_documents(con, "snap")
         publish_resolve_tables(con, sources, "snap")
     finally:
         con.execute("DETACH snap")
@@ -170,31 +172,48 @@ def _records(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _search_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The search keys by name, address and ID."""
-    # Search keys, each table sorted by its lookup key. Every search key carries its source: a role only finds
-    # citizens through the records it may see. The lookups are ART index probes (`create_lookup_indexes`).
+def _search_tables(con: duckdb.DuckDBPyConnection, schema: str = "snap") -> None:
+    """The search keys by name and birth date, address and ID, each row with its source.
+
+    A role only finds citizens through the records it may see: every key carries its source, applied in memory to
+    the few rows an index probe returns (`create_lookup_indexes`). The tables hold only what a search scores.
+    """
+    keys = "citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials"
+    # Name + birth date: one row per key holding, as one JSON text, everyone the key finds (an index probe fetches one
+    # text instead of a hundred scattered rows). Keys: the birth date; the family name with the year of birth; the
+    # family name with the day and month of birth (a date one digit off changes the day, the month or the year's last
+    # digit, so it keeps one of the two). search.people_keys builds the same keys in Python.
+    person = (
+        "to_json(struct_pack(c := citizen_id, s := source, f := family_key, g := first_key, i := initials, d := dob))"
+    )
     con.execute(
-        """
-        CREATE TABLE snap.search_keys AS
-        SELECT DISTINCT citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials,
-               date_of_birth AS dob, postcode, house_number, street_std
-        FROM snap.records WHERE family_name_std IS NOT NULL ORDER BY dob, family_key
+        f"""
+        CREATE TABLE {schema}.search_people AS
+        WITH p AS (
+            SELECT DISTINCT {keys}, date_of_birth AS dob FROM {schema}.records
+            WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+        )
+        SELECT key, '[' || string_agg({person}::VARCHAR, ',') || ']' AS people FROM (
+            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, * FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, * FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, * FROM p
+        ) GROUP BY key ORDER BY key
         """
     )
-    con.execute("CREATE TABLE snap.search_names AS SELECT * FROM snap.search_keys ORDER BY family_key, dob")
     con.execute(
-        f"CREATE TABLE snap.search_addresses AS SELECT *, {ADDRESS_KEY.format(place='postcode', number='house_number')} "
-        f"AS postcode_key, {ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key "
-        "FROM snap.search_keys WHERE postcode IS NOT NULL OR street_std IS NOT NULL ORDER BY postcode, house_number"
+        f"CREATE TABLE {schema}.search_addresses AS SELECT DISTINCT {keys}, postcode, "
+        f"{ADDRESS_KEY.format(place='postcode', number='house_number')} AS postcode_key, "
+        f"{ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key FROM {schema}.records "
+        "WHERE family_name_std IS NOT NULL AND house_number IS NOT NULL AND (postcode IS NOT NULL OR street_std IS NOT NULL) "
+        "ORDER BY postcode_key"
     )
     # An ID one typo away (one character changed, or two neighbours swapped) keeps its head or its tail intact:
     # both are keys, so a near-ID search probes two keys instead of a hundred variants.
     con.execute(
-        "CREATE TABLE snap.search_ids AS SELECT national_id, citizen_id, source, "
+        f"CREATE TABLE {schema}.search_ids AS SELECT national_id, citizen_id, source, "
         f"{ID_HEAD.format(v='national_id')} AS id_head, {ID_TAIL.format(v='national_id')} AS id_tail FROM ("
         "SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, citizen_id, source "
-        "FROM snap.records WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
+        f"FROM {schema}.records WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
     )
 
 
@@ -256,6 +275,12 @@ ID_HEAD = "left({v}, (length({v}) - 1) // 2)"
 ID_TAIL = "right({v}, (length({v}) - 1) // 2)"
 # A place (postcode or street) and a house number as one key (a unit separator between them).
 ADDRESS_KEY = "({place} || chr(31) || {number})"
+# The keys of `search_people` (search.people_keys builds the same in Python): a tag, then the key's parts.
+PEOPLE_KEYS = {
+    "date": "('d' || chr(31) || strftime({dob}, '%Y-%m-%d'))",
+    "name_year": "('y' || chr(31) || {family} || chr(31) || strftime({dob}, '%Y'))",
+    "name_day": "('m' || chr(31) || {family} || chr(31) || strftime({dob}, '%m-%d'))",
+}
 
 # (table, column): what the service looks up by equality. DuckDB answers `column = ?` from an ART index in about
 # a millisecond, where the zone maps of a sorted table still read a whole row group (122,880 rows) per probe.
@@ -263,13 +288,10 @@ LOOKUP_INDEXES = (
     ("search_ids", "national_id"),
     ("search_ids", "id_head"),
     ("search_ids", "id_tail"),
-    ("search_keys", "dob"),
-    ("search_names", "family_key"),
+    ("search_people", "key"),
     ("search_addresses", "postcode_key"),
     ("search_addresses", "street_key"),
     ("records", "citizen_id"),
-    ("cases", "citizen_id"),
-    ("events", "citizen_id"),
 )
 
 

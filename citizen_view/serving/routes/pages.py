@@ -80,8 +80,8 @@ def search_page(request: Request, who: CurrentPrincipal, trail: AuditTrail, part
     if not who.role.sources:  # a citizen portal: it reads its citizen's access log and finds no one
         raise HTTPException(403, f"role {who.role_name!r} may see no source's records, so it cannot search")
     try:
-        with parts.views.cursor() as (cur, view):
-            context["result"] = run_search(ViewCursor(cur, view), who, trail, q)
+        with parts.views.view() as (cur, view, info):
+            context["result"] = run_search(ViewCursor(cur, view, info), who, trail, q)
     except finder.QueryError as exc:
         raise FieldError(exc.field or "name", str(exc)) from None
     return render(request, "search.html", context)

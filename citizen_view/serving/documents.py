@@ -1,0 +1,196 @@
+"""One document per citizen in the served view, so that a look is one index probe, and the view's small tables in memory.
+
+`publish_documents` writes `citizen_docs` when a view is published: one row per citizen holding that citizen's
+linked records (the columns a profile shows and survivorship reads, and the records' other columns), cases, life
+events and the values set aside at ingest, as one JSON text, each list in the order the profile shows it. A look
+reads that one text of one row by the ART index on `citizen_id` and applies the role's sources to those few items in
+memory: no scan, no join, no query planned per table. Every item carries its source, so nothing of a source the role may not see is kept.
+
+`ViewInfo` holds what every look needs of the view's small tables (country, survivorship ranks, attribute labels,
+stale sources), read once when the service opens a view file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from citizen_view.contract import CanonicalField
+
+if TYPE_CHECKING:
+    import duckdb
+
+DOCS = "citizen_docs"
+# What a document keeps of each linked record: what the profile shows and what survivorship (golden.golden_rows) reads.
+DOC_RECORD_COLUMNS: tuple[str, ...] = (
+    "source",
+    "source_record_id",
+    "match_probability",
+    "extracted_at",
+    *CanonicalField,
+    "given_name_std",
+    "family_name_std",
+    "birth_place_std",
+    "national_id_valid",
+)
+CASE_COLUMNS = ("kind", "case_type", "status", "state", "start_date", "end_date", "case_reference", "source")
+CASE_COLUMNS += ("source_record_id",)
+EVENT_COLUMNS = ("date", "event", "source", "source_record_id")
+ISSUE_COLUMNS = ("source", "record_id", "field", "raw", "reason")
+DATE_COLUMNS = ("date_of_birth", "date_of_death")
+
+
+def _json(alias: str, columns: tuple[str, ...], order: str) -> str:
+    """SQL: a JSON array text of the rows of a group, each an object of `columns`, in `order`."""
+    obj = "to_json(struct_pack(" + ", ".join(f'"{c}" := {alias}."{c}"' for c in columns) + "))::VARCHAR"
+    return f"'[' || string_agg({obj}, ',' ORDER BY {order}) || ']'"
+
+
+# Citizens per batch when the documents are written: each batch's JSON texts are held in memory while they are
+# aggregated, and the warehouse connection's memory limit is a few GB.
+BATCH_CITIZENS = 150_000
+
+
+def publish_documents(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """`citizen_docs` in the view being written (`schema`), from its records, cases, events and field_issues.
+
+    One JSON text per citizen: DuckDB fetches one text column of one row by its index far more cheaply than lists of
+    structs (it would read each struct field's column) or the wide `records` rows. Written in batches of citizens
+    (by a hash of the citizen ID), so memory stays bounded at millions of records.
+    """
+    con.execute(f"CREATE TABLE {schema}.{DOCS} (citizen_id VARCHAR, doc VARCHAR)")
+    citizens = con.execute(f"SELECT count(*) FROM {schema}.citizen").fetchall()[0][0]
+    batches = max(1, -(-citizens // BATCH_CITIZENS))
+    for batch in range(batches):
+        con.execute(_documents_sql(schema, "citizen_id" if batches > 1 else None), [batches, batch] * 4)
+    con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
+
+
+def _documents_sql(schema: str, batch_key: str | None) -> str:
+    """SQL inserting the documents of one batch of citizens (parameters: batches, this batch; four times)."""
+
+    def only(alias: str) -> str:
+        return f"WHERE hash({alias}.citizen_id) % ? = ?" if batch_key else "WHERE ? > 0 OR ? >= 0"
+
+    return f"""
+        INSERT INTO {schema}.{DOCS}
+        WITH rec AS (
+            SELECT citizen_id, {_json("r", (*DOC_RECORD_COLUMNS, "attributes"), "r.source, r.source_record_id")} AS j
+            FROM {schema}.records r {only("r")} GROUP BY citizen_id
+        ),
+        cas AS (
+            SELECT citizen_id, {_json("c", CASE_COLUMNS, "c.start_date DESC NULLS LAST, c.case_reference, c.source")} AS j
+            FROM {schema}.cases c {only("c")} GROUP BY citizen_id
+        ),
+        ev AS (
+            SELECT citizen_id, {_json("e", EVENT_COLUMNS, "e.date, e.source, e.source_record_id")} AS j
+            FROM {schema}.events e {only("e")} GROUP BY citizen_id
+        ),
+        iss AS (
+            SELECT r.citizen_id, {_json("i", ISSUE_COLUMNS, "i.source, i.record_id, i.field")} AS j
+            FROM {schema}.field_issues i JOIN {schema}.records r
+              ON r.source = i.source AND r.source_record_id = i.record_id
+            {only("r")} GROUP BY r.citizen_id
+        )
+        SELECT citizen_id, '{{"records":' || rec.j || ',"cases":' || coalesce(cas.j, '[]')
+               || ',"events":' || coalesce(ev.j, '[]') || ',"issues":' || coalesce(iss.j, '[]') || '}}' AS doc
+        FROM rec LEFT JOIN cas USING (citizen_id) LEFT JOIN ev USING (citizen_id) LEFT JOIN iss USING (citizen_id)
+        """
+
+
+def _doc(con: duckdb.DuckDBPyConnection, citizen_id: str) -> dict[str, Any] | None:
+    row = con.execute(f"SELECT doc FROM {DOCS} WHERE citizen_id = ?", [citizen_id]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _typed(record: dict[str, Any], citizen_id: str) -> dict[str, Any]:
+    """A record of a document with its citizen and its dates as dates (JSON holds them as text)."""
+    for name in DATE_COLUMNS:
+        if record.get(name) is not None:
+            record[name] = dt.date.fromisoformat(record[name])
+    if record.get("extracted_at") is not None:
+        record["extracted_at"] = dt.datetime.fromisoformat(record["extracted_at"])
+    record["citizen_id"] = citizen_id
+    return record
+
+
+def records_of(
+    con: duckdb.DuckDBPyConnection, citizen_ids: list[str], visible: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each citizen's records of the `visible` sources (with `citizen_id`), one index probe per citizen."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for citizen_id in dict.fromkeys(citizen_ids):
+        doc = _doc(con, citizen_id)
+        mine = [_typed(r, citizen_id) for r in (doc["records"] if doc else []) if r["source"] in visible]
+        if mine:
+            out[citizen_id] = mine
+    return out
+
+
+@dataclass
+class CitizenDocument:
+    """One citizen's records (each with its other columns as `attributes`), cases, events and set-aside values, of the
+    sources a role may see only."""
+
+    records: list[dict[str, Any]]
+    cases: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    issues: list[dict[str, Any]]
+
+
+def document_of(con: duckdb.DuckDBPyConnection, citizen_id: str, visible: set[str]) -> CitizenDocument | None:
+    """The citizen's document as the `visible` sources give it; None when none of them knows the citizen."""
+    doc = _doc(con, citizen_id)
+    if doc is None:
+        return None
+    records = [_typed(r, citizen_id) for r in doc["records"] if r["source"] in visible]
+    if not records:
+        return None
+    return CitizenDocument(
+        records,
+        [c for c in doc["cases"] if c["source"] in visible],
+        [e for e in doc["events"] if e["source"] in visible],
+        [i for i in doc["issues"] if i["source"] in visible],
+    )
+
+
+@dataclass
+class ViewInfo:
+    """What every look needs of a served view's small tables, read once per view file."""
+
+    country: str | None
+    ranks: list[tuple[str, str, int]]
+    labels: dict[str, dict[str, tuple[str, str | None, bool]]] = field(default_factory=dict)
+    held: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # source -> (data as of, newer extract held since)
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection) -> ViewInfo:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        }
+        if DOCS not in tables:
+            raise ValueError(f"the served view has no {DOCS}: it was published by an older version; publish it again")
+        labels: dict[str, dict[str, tuple[str, str | None, bool]]] = {}
+        for source, column, label, fmt, hidden in con.execute(
+            "SELECT source, column_name, label, format, hidden FROM attribute_labels"
+        ).fetchall():
+            labels.setdefault(source, {})[column] = (label, fmt, hidden)
+        held = {}
+        if "source_status" in tables:
+            held = {
+                s: (a, h)
+                for s, a, h in con.execute(
+                    "SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL"
+                ).fetchall()
+            }
+        return cls(
+            country=con.execute("SELECT country FROM view_info").fetchall()[0][0],
+            ranks=[tuple(r) for r in con.execute("SELECT grp, source, rank FROM source_rank").fetchall()],
+            labels=labels,
+            held=held,
+        )

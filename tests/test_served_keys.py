@@ -1,0 +1,183 @@
+"""The served view's precomputed keys and per-citizen documents: a look is an index probe, and still forgives what
+the search forgave and shows a role nothing of an agency it may not see."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import duckdb
+import pytest
+from jellyfish import jaro_winkler_similarity
+
+from citizen_view.contract import load_sources
+from citizen_view.serving.access import load_access
+from citizen_view.serving.documents import ViewInfo, document_of
+from citizen_view.serving.profile import RECORD_FIELDS, golden_for_role, load_profile, summaries
+from citizen_view.serving.search import people_keys, search_name_address, search_name_dob
+from citizen_view.serving.snapshot import publish_view
+from citizen_view.warehouse import connect
+from tests.service_fixtures import ACCESS
+
+
+@pytest.fixture(scope="module")
+def view(linked_world, tmp_path_factory):
+    """A served view of a copy of the session's linked warehouse, open read-only."""
+    root = tmp_path_factory.mktemp("keys")
+    warehouse = root / "cv.duckdb"
+    shutil.copy(linked_world.warehouse, warehouse)
+    sources = load_sources(linked_world.root / "data" / "sources.yaml")
+    with connect(warehouse) as con:
+        path = publish_view(con, sources, root / "serving", run_id="keys")
+    con = duckdb.connect(str(path), read_only=True)
+    yield con
+    con.close()
+
+
+def _people(view, n: int = 12) -> list[tuple[str, str, dt.date, str]]:
+    """(given name, family name, birth date, citizen) of population records with all three."""
+    return view.execute(
+        "SELECT given_name, family_name, date_of_birth, citizen_id FROM records WHERE source = 'population' "
+        "AND given_name IS NOT NULL AND family_name IS NOT NULL AND date_of_birth IS NOT NULL "
+        "ORDER BY hash(citizen_id) LIMIT ?",
+        [n],
+    ).fetchall()
+
+
+def _accented(text: str) -> str:
+    return text.translate(str.maketrans("aeiouAEIOU", "áéïóüÁÉÏÓÜ"))
+
+
+def test_a_name_in_other_case_accents_or_order_finds_the_citizen(view):
+    everyone = sorted({s for (s,) in view.execute("SELECT DISTINCT source FROM records").fetchall()})
+    for given, family, born, citizen in _people(view):
+        first = given.split(" ")[0]
+        for typed in (f"{first} {family}".upper(), _accented(f"{first} {family}"), f"{family.upper()}, {first}"):
+            found = search_name_dob(view, typed, born.isoformat(), sources=everyone)
+            assert citizen in [c.citizen_id for c in found[:3]], (typed, born)
+
+
+def test_a_birth_date_one_digit_off_in_the_year_is_found_through_the_name_and_day_key(view):
+    everyone = sorted({s for (s,) in view.execute("SELECT DISTINCT source FROM records").fetchall()})
+    for given, family, born, citizen in _people(view, 6):
+        digit = (born.year % 10 + 1) % 10
+        typo = born.replace(year=born.year // 10 * 10 + digit) if not (born.month == 2 and born.day == 29) else born
+        found = {
+            c.citizen_id: c for c in search_name_dob(view, f"{given} {family}", typo.isoformat(), sources=everyone)
+        }
+        assert citizen in found, (given, family, typo)
+        if typo != born:
+            assert "date of birth one digit off" in found[citizen].reasons
+
+
+def test_the_python_keys_are_the_keys_the_view_holds(view):
+    for _given, family, born, _citizen in _people(view, 5):
+        family_key = view.execute(
+            "SELECT family_name_std FROM records WHERE family_name = ? AND date_of_birth = ? LIMIT 1", [family, born]
+        ).fetchall()[0][0]
+        for key in people_keys(family_key, born, born):
+            assert view.execute("SELECT count(*) FROM search_people WHERE key = ?", [key]).fetchall()[0][0] == 1, key
+
+
+def test_scores_in_memory_use_duckdbs_jaro_winkler_values(view):
+    names = [
+        r[0]
+        for r in view.execute(
+            "SELECT DISTINCT family_name_std FROM records WHERE family_name_std IS NOT NULL"
+        ).fetchall()
+    ]
+    pairs = [(a, b) for a, b in zip(names, names[1:] + names[:1], strict=True)] + [(a, a[:-1]) for a in names]
+    sql = view.execute(
+        "SELECT a, b, jaro_winkler_similarity(a, b) FROM (SELECT unnest(?) AS a, unnest(?) AS b)",
+        [[a for a, _ in pairs], [b for _, b in pairs]],
+    ).fetchall()
+    assert len(sql) == len(pairs) > 100
+    assert all(jaro_winkler_similarity(a, b) == pytest.approx(s, abs=1e-12) for a, b, s in sql)
+
+
+def _only_elsewhere(view, visible: list[str]) -> list[str]:
+    """Citizens none of whose records come from a `visible` source."""
+    return [
+        r[0]
+        for r in view.execute(
+            "SELECT citizen_id FROM records GROUP BY citizen_id HAVING NOT bool_or(list_contains(?, source)) "
+            "ORDER BY citizen_id LIMIT 20",
+            [visible],
+        ).fetchall()
+    ]
+
+
+def test_a_role_finds_and_sees_nothing_only_an_invisible_agency_holds(view):
+    role = load_access(ACCESS).roles["benefits_caseworker"]
+    info = ViewInfo.read(view)
+    hidden = _only_elsewhere(view, role.sources)
+    assert hidden, "the generated set should hold citizens known only to agencies the benefits role may not see"
+    for citizen in hidden:
+        assert load_profile(view, citizen, role, info) is None
+        assert golden_for_role(view, [citizen], role, info) == {}
+        rec = view.execute(
+            "SELECT given_name, family_name, date_of_birth, postcode, house_number FROM records WHERE citizen_id = ? "
+            "AND family_name IS NOT NULL LIMIT 1",
+            [citizen],
+        ).fetchall()
+        if not rec:
+            continue
+        given, family, born, postcode, number = rec[0]
+        if born is not None:
+            found = search_name_dob(view, f"{given or ''} {family}", born.isoformat(), sources=role.sources)
+            assert citizen not in [c.citizen_id for c in found]
+        if postcode and number:
+            found = search_name_address(
+                view,
+                f"{given or ''} {family}",
+                postcode=postcode,
+                house_number=number,
+                street=None,
+                country=info.country,
+                sources=role.sources,
+            )
+            assert citizen not in [c.citizen_id for c in found]
+
+
+def test_a_document_keeps_only_what_visible_sources_gave(view):
+    role = load_access(ACCESS).roles["benefits_caseworker"]
+    info = ViewInfo.read(view)
+    several = [
+        r[0]
+        for r in view.execute(
+            "SELECT citizen_id FROM records GROUP BY citizen_id HAVING count(DISTINCT source) >= 3 "
+            "ORDER BY citizen_id LIMIT 15"
+        ).fetchall()
+    ]
+    for citizen in several:
+        doc = document_of(view, citizen, set(role.sources))
+        if doc is None:
+            continue
+        items = [*doc.records, *doc.cases, *doc.events, *doc.issues]
+        assert items and all(i["source"] in role.sources for i in items)
+        values = {f: {r.get(f) for r in doc.records} for f in RECORD_FIELDS}
+        profile = load_profile(view, citizen, role, info)
+        for field_name, value in profile.golden.items():
+            if field_name in RECORD_FIELDS:  # every golden value is one a visible record holds
+                assert value in {v.isoformat() if hasattr(v, "isoformat") else v for v in values[field_name]}
+        shown = summaries(view, [citizen], role, info)[citizen]
+        assert set(shown.pop("sources")) <= set(role.sources)
+
+
+def test_documents_written_in_batches_are_the_documents_written_at_once(view, monkeypatch):
+    from citizen_view.serving import documents
+
+    path = view.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{path}' AS v (READ_ONLY)")
+        con.execute("CREATE SCHEMA m")
+        for table in ("citizen", "records", "cases", "events", "field_issues"):
+            con.execute(f"CREATE VIEW m.{table} AS SELECT * FROM v.{table}")
+        monkeypatch.setattr(documents, "BATCH_CITIZENS", 37)
+        documents.publish_documents(con, "m")
+        batched = dict(con.execute("SELECT citizen_id, doc FROM m.citizen_docs").fetchall())
+        at_once = dict(con.execute("SELECT citizen_id, doc FROM v.citizen_docs").fetchall())
+    finally:
+        con.close()
+    assert len(at_once) > 37 and batched == at_once
