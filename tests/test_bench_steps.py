@@ -33,7 +33,7 @@ def test_each_step_gets_its_own_time_cpu_and_peak():
     meter = StepMeter()
     defs = Definitions(
         assets=[busy, big],
-        jobs=[define_asset_job("both", selection="*")],
+        jobs=[define_asset_job("both", selection=[busy, big])],
         loggers={"step_meter": meter.listener()},
         executor=in_process_executor,
     )
