@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagster import LoggerDefinition, logger
-
-from citizen_view_bench.bench import _PeakSampler, work_cpu
 
 _ENDS = {"STEP_SUCCESS": "ok", "STEP_FAILURE": "failed", "STEP_SKIPPED": "skipped"}
 
@@ -29,12 +28,14 @@ class StepMeter:
     """A Dagster logger (`listener`) that meters each step between its STEP_START and its end event.
 
     Steps of the in-process executor run one at a time in this process, so the process's CPU time between the two
-    events is the step's (its DuckDB and Polars threads included); the memory sampler's own CPU is left out."""
+    events is the step's (its DuckDB and Polars threads included). `sampler`: bench's memory sampler (its `run`,
+    `stop`, `peak` and `_rss`); `cpu`: bench's clock of work, which leaves the sampler's own CPU out."""
 
-    def __init__(self) -> None:
+    def __init__(self, sampler, cpu: Callable[[], float]) -> None:
         self.steps: list[StepFigures] = []
         self._open: dict[str, tuple[float, float]] = {}
-        self._sampler = _PeakSampler()
+        self._sampler = sampler
+        self._cpu = cpu
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StepMeter:
@@ -50,7 +51,7 @@ class StepMeter:
     def on_event(self, kind: str, step: str) -> None:
         if kind == "STEP_START":
             self._sampler.peak = self._sampler._rss()
-            self._open[step] = (time.perf_counter(), work_cpu())
+            self._open[step] = (time.perf_counter(), self._cpu())
         elif kind in _ENDS and step in self._open:
             started, cpu = self._open.pop(step)
             peak = max(self._sampler.peak, self._sampler._rss())
@@ -58,7 +59,7 @@ class StepMeter:
                 StepFigures(
                     step,
                     round(time.perf_counter() - started, 3),
-                    round(work_cpu() - cpu, 3),
+                    round(self._cpu() - cpu, 3),
                     round(peak / 2**20, 1),
                     _ENDS[kind],
                 )

@@ -7,6 +7,7 @@ import time
 
 from dagster import DagsterInstance, Definitions, asset, define_asset_job, in_process_executor
 
+from citizen_view_bench.bench import _PeakSampler, work_cpu
 from citizen_view_bench.steps import StepMeter, phase
 
 
@@ -30,7 +31,7 @@ def big() -> None:
 
 
 def test_each_step_gets_its_own_time_cpu_and_peak():
-    meter = StepMeter()
+    meter = StepMeter(_PeakSampler(), work_cpu)
     defs = Definitions(
         assets=[busy, big],
         jobs=[define_asset_job("both", selection=[busy, big])],
