@@ -271,7 +271,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
     print(f"bench pipeline: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
     root = Path(args.workdir) / f"pipeline_{args.persons}"
-    with StepMeter() as meter, measure(stages, "full pipeline (Dagster)") as st:
+    with StepMeter(_PeakSampler(), work_cpu) as meter, measure(stages, "full pipeline (Dagster)") as st:
         outcome = run_pipeline(
             sources_path=data / "sources.yaml",
             warehouse_path=root / "warehouse" / "citizen_view.duckdb",
