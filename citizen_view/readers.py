@@ -101,12 +101,17 @@ SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
 def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line."""
     _check_declared_encoding(data, encoding, name)
-    text = data.decode(encoding, errors="surrogateescape")
+    try:
+        text, clean = data.decode(encoding), True  # strictly decoded text holds no lone surrogates
+    except UnicodeDecodeError:
+        text, clean = data.decode(encoding, errors="surrogateescape"), False
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
+    if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
+        return _Lines([line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines, {})
     out: list[str] = []
     bad: dict[int, str] = {}
     for i, line in enumerate(lines):
