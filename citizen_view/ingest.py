@@ -276,9 +276,10 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
             report.released_by = _released_by(con, source.name, extract.content_hash)
         if not report.failed_rules or report.released_by:
             report.status = LoadStatus.ACCEPTED
-            _publish_staged(con, source.name)
+            _publish_fresh(con, source.name)
         else:
             report.status = LoadStatus.HELD
+            _hold_staged(con, source.name)
             report.evidence = held_evidence(con, source.name)
             _keep_last_accepted(con, source.name)
         reason = (
@@ -408,9 +409,15 @@ def _staged(kind: str, source: str) -> str:
     return f"{STAGING}.{quote(kind + '_' + source)}"
 
 
+_FRAMES = {"raw": "_raw_rows", "canonical": "_canonical_rows"}  # what ingest_source registers for its transaction
+
+
 def _write_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    con.execute(f"CREATE OR REPLACE TABLE {_staged('raw', source)} AS SELECT * FROM _raw_rows")
-    con.execute(f"CREATE OR REPLACE TABLE {_staged('canonical', source)} AS SELECT * FROM _canonical_rows")
+    """Stage an extract: its raw and canonical rows as views over the registered frames (the audit reads them there;
+    they are written once, where the audit sends them), its rejected rows and field issues as rows."""
+    for kind, frame in _FRAMES.items():
+        con.execute(f"DROP TABLE IF EXISTS {_staged(kind, source)}")  # a held extract's, superseded by this one
+        con.execute(f"CREATE VIEW {_staged(kind, source)} AS SELECT * FROM {frame}")
     con.execute(f"DELETE FROM {STAGING}.rejected_records WHERE source = ?", [source])
     con.execute(
         f"INSERT INTO {STAGING}.rejected_records (source, file, line, reason, raw) SELECT * FROM _rejected_rows"
@@ -419,11 +426,27 @@ def _write_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
     con.execute(f"INSERT INTO {STAGING}.field_issues BY NAME SELECT * FROM _field_issues")
 
 
-def _publish_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    """Swap the staged extract in as the source's current data and empty its staging (inside a transaction)."""
+def _hold_staged(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Keep a staged extract that failed its audit: its views become tables (the frames go when the transaction ends)."""
+    for kind, frame in _FRAMES.items():
+        con.execute(f"DROP VIEW {_staged(kind, source)}")
+        con.execute(f"CREATE TABLE {_staged(kind, source)} AS SELECT * FROM {frame}")
+
+
+def _publish_fresh(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Publish a staged extract that passed its audit straight from its frames (no copy through staging tables)."""
+    for kind in _FRAMES:
+        con.execute(f"DROP VIEW {_staged(kind, source)}")
+    _publish_staged(con, source, frames=_FRAMES)
+
+
+def _publish_staged(con: duckdb.DuckDBPyConnection, source: str, *, frames: dict[str, str] | None = None) -> None:
+    """Swap the staged extract in as the source's current data and empty its staging (inside a transaction);
+    `frames`: read the raw and canonical rows from these registered frames instead of the staged tables."""
     table = quote(source)
-    con.execute(f"CREATE OR REPLACE TABLE raw.{table} AS SELECT * FROM {_staged('raw', source)}")
-    con.execute(f"CREATE OR REPLACE TABLE canonical.{table} AS SELECT * FROM {_staged('canonical', source)}")
+    for kind in _FRAMES:
+        origin = frames[kind] if frames else _staged(kind, source)
+        con.execute(f"CREATE OR REPLACE TABLE {kind}.{table} AS SELECT * FROM {origin}")
     con.execute("DELETE FROM rejected_records WHERE source = ?", [source])
     con.execute(
         f"INSERT INTO rejected_records (source, file, line, reason, raw, rejected_at) "

@@ -101,12 +101,17 @@ SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
 def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line."""
     _check_declared_encoding(data, encoding, name)
-    text = data.decode(encoding, errors="surrogateescape")
+    try:
+        text, clean = data.decode(encoding), True  # strictly decoded text holds no lone surrogates
+    except UnicodeDecodeError:
+        text, clean = data.decode(encoding, errors="surrogateescape"), False
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
+    if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
+        return _Lines([line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines, {})
     out: list[str] = []
     bad: dict[int, str] = {}
     for i, line in enumerate(lines):
@@ -570,23 +575,100 @@ def _flag_cells(
         target = next(r.get("Target", "") for r in rels if r.get("Id") == chosen.get(_XL_REL))
         member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
         date_styles = _date_styles(z, ET)
-        first_col = 0
-        with z.open(member) as f:
-            for _event, el in ET.iterparse(f):
-                if el.tag == f"{_XL}dimension":
-                    first_col = _col_index(el.get("ref", "A1").split(":")[0])
-                elif el.tag == f"{_XL}c":
-                    ref = el.get("r", "")
-                    letters = ref.rstrip("0123456789")
-                    k = _col_index(letters) - first_col
-                    if 0 <= k < len(columns) and columns[k] in wanted:
-                        value = el.find(f"{_XL}v")
-                        if el.find(f"{_XL}f") is not None and (value is None or not (value.text or "")):
-                            out[(int(ref[len(letters) :]), columns[k])] = "formula"
-                        elif el.get("t") == "d" or (el.get("t", "n") == "n" and int(el.get("s", 0)) in date_styles):
-                            out[(int(ref[len(letters) :]), columns[k])] = "date"
-                    el.clear()
-    return out
+        sheet_xml = z.read(member)
+    if not _may_flag(sheet_xml, date_styles):
+        return out
+    return _CellFlagger(columns, wanted, date_styles).parse(sheet_xml)
+
+
+# Markup that may make a cell worth flagging (a superset: a hit only means the sheet is parsed cell by cell).
+_FORMULA_TAG = re.compile(rb"<(?:[\w.-]+:)?f[\s/>]")
+_DATE_TYPE = re.compile(rb"\bt\s*=\s*[\"']d[\"']")
+_STYLE = re.compile(rb"\bs\s*=\s*[\"']([^\"']*)[\"']")
+
+
+def _may_flag(sheet_xml: bytes, date_styles: set[int]) -> bool:
+    """Whether any cell of the sheet can hold a formula or a date: a fast scan of the bytes (most extracts have
+    neither, and then no cell needs to be looked at)."""
+    if _FORMULA_TAG.search(sheet_xml) or _DATE_TYPE.search(sheet_xml):
+        return True
+    if not date_styles:
+        return False
+    used = set(_STYLE.findall(sheet_xml))
+    return any(not v.isdigit() or int(v) in date_styles for v in used)
+
+
+class _CellFlagger:
+    """Streams a worksheet's XML through expat (C) and flags cells of wanted columns: one Python call per element
+    start and end, no element objects (ElementTree's iterparse built one per cell, its value and its formula)."""
+
+    def __init__(self, columns: list[str], wanted: set[str], date_styles: set[int]):
+        self.columns, self.wanted, self.date_styles = columns, wanted, date_styles
+        self.out: dict[tuple[int, str], str] = {}
+        self.first_col = 0
+        self.depth = 0
+        self.cell: list | None = None  # [depth, row ref, column, t, s, has formula, has value, value has text]
+        self._index: dict[str, int] = {}
+
+    def parse(self, sheet_xml: bytes) -> dict[tuple[int, str], str]:
+        from xml.parsers import expat
+
+        parser = expat.ParserCreate(namespace_separator="}")
+        parser.buffer_text = True
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        self._parser = parser
+        parser.Parse(sheet_xml, True)
+        return self.out
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        cell = self.cell
+        if cell is not None:
+            if self.depth == cell[0] + 1:
+                if name == _XL_F:
+                    cell[5] = True
+                elif name == _XL_V and not cell[6]:  # find() takes the first <v> child: only its text counts
+                    cell[6] = True
+                    self._parser.CharacterDataHandler = self._text
+            return
+        if name == _XL_C:
+            ref = attrs.get("r", "")
+            letters = ref.rstrip("0123456789")
+            index = self._index.get(letters)
+            if index is None:
+                index = self._index[letters] = _col_index(letters)
+            k = index - self.first_col
+            if 0 <= k < len(self.columns) and self.columns[k] in self.wanted:
+                self.cell = [self.depth, ref, self.columns[k], attrs.get("t"), attrs.get("s", 0), False, False, False]
+        elif name == _XL_DIMENSION:
+            self.first_col = _col_index(attrs.get("ref", "A1").split(":")[0])
+
+    def _text(self, data: str) -> None:
+        if data and self.cell is not None:
+            self.cell[7] = True
+
+    def _end(self, name: str) -> None:
+        cell = self.cell
+        if cell is not None:
+            if self.depth == cell[0] + 1 and name == _XL_V:
+                self._parser.CharacterDataHandler = None
+            elif self.depth == cell[0]:
+                self._flag(cell)
+                self.cell = None
+        self.depth -= 1
+
+    def _flag(self, cell: list) -> None:
+        _depth, ref, column, t, s, has_formula, has_value, value_text = cell
+        letters = ref.rstrip("0123456789")
+        if has_formula and not (has_value and value_text):
+            self.out[(int(ref[len(letters) :]), column)] = "formula"
+        elif t == "d" or ((t or "n") == "n" and int(s) in self.date_styles):
+            self.out[(int(ref[len(letters) :]), column)] = "date"
+
+
+_XL_NS = _XL[1:-1]
+_XL_C, _XL_V, _XL_F, _XL_DIMENSION = (f"{_XL_NS}}}{tag}" for tag in ("c", "v", "f", "dimension"))
 
 
 def _date_styles(z, ET) -> set[int]:  # noqa: N803

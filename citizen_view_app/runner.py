@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from dagster import DagsterInstance, ExecuteInProcessResult, colored_console_logger
+from dagster import DagsterInstance, ExecuteInProcessResult, LoggerDefinition, colored_console_logger
 
 
 @dataclass
@@ -44,22 +44,27 @@ def run_pipeline(
     instance: DagsterInstance | None = None,
     log_level: str = "CRITICAL",
     progress: TextIO | None = None,
+    listeners: dict[str, LoggerDefinition] | None = None,
 ) -> RunOutcome:
     """Materialise the job's assets for one sources file into one warehouse.
 
     `progress`: a stream that gets a line as each step starts and ends (the CLI passes standard output).
+    `listeners`: more Dagster loggers that see every event as it happens (`bench pipeline` meters each step with one).
     """
     from citizen_view_app.progress import progress_logger
     from pipelines.definitions import FULL_JOB, build_definitions
 
     loggers = {"console": {"config": {"log_level": log_level}}}
-    extra = {}
+    extra: dict[str, LoggerDefinition] = dict(listeners or {})
+    loggers |= {name: {"config": {}} for name in extra}
+    if extra:  # own loggers replace Dagster's default ones: keep its console logger beside them
+        extra["console"] = colored_console_logger
     if progress is not None:
         plain = build_definitions(sources_path=sources_path, warehouse_path=warehouse_path)
         asset_steps = {
             "__".join(k.path) for k in plain.resolve_job_def(job_name or FULL_JOB).asset_layer.executable_asset_keys
         }
-        extra = {"console": colored_console_logger, "progress": progress_logger(asset_steps, progress)}
+        extra |= {"console": colored_console_logger, "progress": progress_logger(asset_steps, progress)}
         loggers["progress"] = {"config": {}}
     defs = build_definitions(sources_path=sources_path, warehouse_path=warehouse_path, loggers=extra)
     job = defs.resolve_job_def(job_name or FULL_JOB)

@@ -258,36 +258,84 @@ def _link_report(stages: list[Stage], backend: str, figures: dict, comparisons: 
     }
 
 
+PIPELINE_TARGET_SECONDS = 360  # issue 20: ingest to published at 1M on 2 cores
+PIPELINE_TARGET_PEAK_MB = 8 * 1024
+
+
 def bench_pipeline(args: argparse.Namespace) -> dict:
-    """The whole Dagster job on generated extracts: wall time per step, and the share the quality gates take."""
+    """The whole Dagster job on generated extracts (ingest to published bundle): the run's wall time, CPU time and
+    peak memory; per step and per phase the same; Dagster's own share; and the next lever (the costliest step)."""
     from citizen_view_app.runner import run_pipeline
+    from citizen_view_bench.steps import StepMeter
 
     stages: list[Stage] = []
     print(f"bench pipeline: {args.persons:,} persons, seed {args.seed}, {args.country}")
     data = _generated(args, stages)
     root = Path(args.workdir) / f"pipeline_{args.persons}"
-    with measure(stages, "full pipeline (Dagster)") as st:
+    with StepMeter(_PeakSampler(), work_cpu) as meter, measure(stages, "full pipeline (Dagster)") as st:
         outcome = run_pipeline(
-            sources_path=data / "sources.yaml", warehouse_path=root / "warehouse" / "citizen_view.duckdb"
+            sources_path=data / "sources.yaml",
+            warehouse_path=root / "warehouse" / "citizen_view.duckdb",
+            listeners={"step_meter": meter.listener()},
         )
         st.extra = {"success": outcome.success, "gates": len(outcome.checks)}
+    return _pipeline_report(stages[-1], meter, outcome, stages)
+
+
+def _pipeline_report(run: Stage, meter, outcome, stages: list[Stage]) -> dict:
+    from citizen_view_bench.steps import phase
+
     asset_steps = {k.replace("/", "__") for k in outcome.materialized}
-    gate_seconds = sum(v for k, v in outcome.step_seconds.items() if k not in asset_steps)
-    asset_seconds = sum(v for k, v in outcome.step_seconds.items() if k in asset_steps)
-    total = gate_seconds + asset_seconds
-    slowest = sorted(outcome.step_seconds.items(), key=lambda kv: -kv[1])[:12]
-    for key, secs in slowest:
-        print(f"    {key:<58} {secs:>7.1f} s {'(gate)' if key not in asset_steps else ''}")
+    steps = sorted(meter.steps, key=lambda s: -s.cpu_seconds)
+    print(f"    {'step (costliest CPU first)':<56} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
+    for s in steps[:15]:
+        gate = "" if s.step in asset_steps else " (gate)"
+        print(f"    {s.step + gate:<56} {s.seconds:>8.1f} {s.cpu_seconds:>8.1f} {s.peak_rss_mb:>8.0f}")
+    phases: dict[str, dict] = {}
+    for s in meter.steps:
+        p = phases.setdefault(
+            phase(s.step, asset_steps), {"steps": 0, "seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_mb": 0.0}
+        )
+        p["steps"] += 1
+        p["seconds"] += s.seconds
+        p["cpu_seconds"] += s.cpu_seconds
+        p["peak_rss_mb"] = max(p["peak_rss_mb"], s.peak_rss_mb)
+    for name, p in sorted(phases.items(), key=lambda kv: -kv[1]["cpu_seconds"]):
+        print(
+            f"    phase {name:<24} {p['steps']:>3} steps {p['seconds']:>8.1f} s wall {p['cpu_seconds']:>8.1f} s cpu  peak {p['peak_rss_mb']:>6.0f} MB"
+        )
+    outside = {
+        "seconds": run.seconds - sum(s.seconds for s in meter.steps),
+        "cpu_seconds": run.cpu_seconds - sum(s.cpu_seconds for s in meter.steps),
+    }
     print(
-        f"  assets {asset_seconds:.1f} s, gates {gate_seconds:.1f} s: gates are {gate_seconds / total:.1%} of step time"
+        f"    Dagster outside the steps (in-process executor): {outside['seconds']:.1f} s wall, {outside['cpu_seconds']:.1f} s cpu"
     )
+    lever = steps[0] if steps else None
+    met = run.seconds <= PIPELINE_TARGET_SECONDS and run.peak_rss_mb <= PIPELINE_TARGET_PEAK_MB
+    print(
+        f"  run: {run.seconds:.1f} s wall, {run.cpu_seconds:.1f} s cpu, peak {run.peak_rss_mb:.0f} MB "
+        f"(target {PIPELINE_TARGET_SECONDS} s and {PIPELINE_TARGET_PEAK_MB} MB at 1M: {'met' if met else 'NOT met'})"
+    )
+    if lever:
+        print(
+            f"  next lever: {lever.step} ({lever.cpu_seconds:.1f} s cpu, {lever.cpu_seconds / max(run.cpu_seconds, 1e-9):.0%} of the run's cpu)"
+        )
+    gate_seconds = phases.get("gates (asset checks)", {}).get("seconds", 0.0)
     return {
         "stages": [asdict(s) for s in stages],
-        "asset_seconds": asset_seconds,
+        "run_seconds": run.seconds,
+        "run_cpu_seconds": run.cpu_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
+        "target_met": met,
+        "phases": phases,
+        "dagster_outside_steps": outside,
+        "next_lever": asdict(lever) if lever else None,
         "gate_seconds": gate_seconds,
-        "gate_share": gate_seconds / total if total else 0.0,
-        "steps": outcome.step_seconds,
+        "gate_share": gate_seconds / max(sum(p["seconds"] for p in phases.values()), 1e-9),
+        "steps": [asdict(s) for s in meter.steps],
         "failed_gates": [k for k, c in outcome.checks.items() if not c["passed"]],
+        "failed_steps": outcome.failed,
     }
 
 
