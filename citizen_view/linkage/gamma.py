@@ -40,24 +40,18 @@ def _strict(fn: Callable[..., Any], *args: Expr) -> Expr:
     return call
 
 
-def _and(a: Expr, b: Expr) -> Expr:
+def _junction(a: Expr, b: Expr, *, decisive: bool) -> Expr:
+    """SQL's three-valued AND (`decisive` False) or OR (`decisive` True): either side's decisive value decides, else
+    NULL when a side is NULL, else the other value."""
+
     def call(row: Row) -> bool | None:
         x = a(row)
-        if x is False:
-            return False
+        if x is decisive:
+            return decisive
         y = b(row)
-        return False if y is False else (None if x is None or y is None else True)
-
-    return call
-
-
-def _or(a: Expr, b: Expr) -> Expr:
-    def call(row: Row) -> bool | None:
-        x = a(row)
-        if x is True:
-            return True
-        y = b(row)
-        return True if y is True else (None if x is None or y is None else False)
+        if y is decisive:
+            return decisive
+        return None if x is None or y is None else not decisive
 
     return call
 
@@ -108,7 +102,7 @@ def _compile(node: exp.Expression) -> Expr:
         value = node.this if node.is_string else (int(node.this) if node.is_int else float(node.this))
         return lambda row: value
     if isinstance(node, exp.And | exp.Or):
-        return (_and if isinstance(node, exp.And) else _or)(_compile(node.this), _compile(node.expression))
+        return _junction(_compile(node.this), _compile(node.expression), decisive=isinstance(node, exp.Or))
     if isinstance(node, exp.Not):
         return _not(_compile(node.this))
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
