@@ -57,22 +57,43 @@ def publish_documents(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     """`citizen_docs` in the view being written (`schema`), from its records, cases, events and field_issues.
 
     One JSON text per citizen: DuckDB fetches one text column of one row by its index far more cheaply than lists of
-    structs (it would read each struct field's column) or the wide `records` rows. Written in batches of citizens
-    (by a hash of the citizen ID), so memory stays bounded at millions of records.
+    structs (it would read each struct field's column) or the wide `records` rows. Written in batches of consecutive
+    citizen IDs, so memory stays bounded at millions of records; `records` and `events` are sorted by citizen, so each
+    batch reads only its own row groups of them (a batch by a hash of the ID read every row group once per batch).
     """
     con.execute(f"CREATE TABLE {schema}.{DOCS} (citizen_id VARCHAR, doc VARCHAR)")
-    citizens = con.execute(f"SELECT count(*) FROM {schema}.citizen").fetchall()[0][0]
-    batches = max(1, -(-citizens // BATCH_CITIZENS))
-    for batch in range(batches):
-        con.execute(_documents_sql(schema, "citizen_id" if batches > 1 else None), [batches, batch] * 4)
+    for low, high in _batches(con, schema):
+        con.execute(_documents_sql(schema, low, high))
     con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
 
 
-def _documents_sql(schema: str, batch_key: str | None) -> str:
-    """SQL inserting the documents of one batch of citizens (parameters: batches, this batch; four times)."""
+def _batches(con: duckdb.DuckDBPyConnection, schema: str) -> list[tuple[str | None, str | None]]:
+    """Ranges [low, high) of citizen IDs, BATCH_CITIZENS citizens each (None: open at that end)."""
+    starts = [
+        r[0]
+        for r in con.execute(
+            f"SELECT citizen_id FROM (SELECT citizen_id, row_number() OVER (ORDER BY citizen_id) - 1 AS n "
+            f"FROM {schema}.citizen) WHERE n % ? = 0 AND n > 0 ORDER BY citizen_id",
+            [BATCH_CITIZENS],
+        ).fetchall()
+    ]
+    edges: list[str | None] = [None, *starts, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _documents_sql(schema: str, low: str | None, high: str | None) -> str:
+    """SQL inserting the documents of the citizens with IDs in [low, high) (the bounds as literals, so the scans of the
+    sorted tables skip the row groups outside them)."""
 
     def only(alias: str) -> str:
-        return f"WHERE hash({alias}.citizen_id) % ? = ?" if batch_key else "WHERE ? > 0 OR ? >= 0"
+        bounds = [f"{alias}.citizen_id >= {_literal(low)}" if low is not None else None]
+        bounds.append(f"{alias}.citizen_id < {_literal(high)}" if high is not None else None)
+        kept = [b for b in bounds if b]
+        return f"WHERE {' AND '.join(kept)}" if kept else ""
 
     return f"""
         INSERT INTO {schema}.{DOCS}

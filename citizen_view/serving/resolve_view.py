@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from citizen_view.linkage.candidates import probe_keys
+from citizen_view.linkage.model import render_for
 from citizen_view.linkage.online import INPUT_COLUMNS
 from citizen_view.linkage.review import WEIGHT_BAND, _weight
 from citizen_view.linkage.scoring import tf_columns
@@ -36,7 +37,10 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
 
     if not table_exists(con, "main", "linkage_model") or not table_exists(con, "main", "linkage_threshold"):
         return
-    model_json = con.execute("SELECT model_json FROM linkage_model").fetchall()[0][0]
+    # the view resolves in DuckDB: a model trained on Spark is written for DuckDB first (its SQL is Spark's)
+    model_json = json.dumps(
+        render_for(json.loads(con.execute("SELECT model_json FROM linkage_model").fetchall()[0][0]), "duckdb")
+    )
     if any(c["output_column_name"].endswith("_encoded") for c in json.loads(model_json)["comparisons"]):
         return  # a model on encodings made at the agencies: a plain record cannot be compared with it
     threshold = float(con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0])

@@ -291,8 +291,7 @@ LOOKUP_INDEXES = (
     ("search_people", "key"),
     ("search_addresses", "postcode_key"),
     ("search_addresses", "street_key"),
-    ("records", "citizen_id"),
-)
+)  # a citizen's records are read from its document (documents.py, indexed there), not from `records`
 
 
 def create_lookup_indexes(con: duckdb.DuckDBPyConnection, schema: str) -> None:
