@@ -50,13 +50,14 @@ def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server
 
     run = load(base, records, send, read, warmup=10, concurrency=concurrency, timeout=60, service_pid=server_pid)
     ok = [o for o in run.outcomes if o[0] == 200]
+    cpu = run.cpu_per_request()
     return {
         "records": len(run.latencies_ms),
         "ok": len(ok),
         **run.percentiles(),
         "records_per_s": run.per_second(),
-        "service_cpu_ms_per_record": run.cpu_per_request()["service_cpu_ms_per_request"],
-        "client_cpu_ms_per_record": run.cpu_per_request()["client_cpu_ms_per_request"],
+        "service_cpu_ms_per_record": cpu["service_cpu_ms_per_request"],
+        "client_cpu_ms_per_record": cpu["client_cpu_ms_per_request"],
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
     }

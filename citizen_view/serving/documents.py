@@ -143,11 +143,14 @@ def records_of(
     """Each citizen's records of the `visible` sources (with `citizen_id`), one index probe per citizen."""
     out: dict[str, list[dict[str, Any]]] = {}
     for citizen_id in dict.fromkeys(citizen_ids):
-        doc = _doc(con, citizen_id)
-        mine = [_typed(r, citizen_id) for r in (doc["records"] if doc else []) if r["source"] in visible]
-        if mine:
+        if mine := _visible_records(_doc(con, citizen_id), citizen_id, visible):
             out[citizen_id] = mine
     return out
+
+
+def _visible_records(doc: dict[str, Any] | None, citizen_id: str, visible: set[str]) -> list[dict[str, Any]]:
+    """A document's records of the `visible` sources, typed (none without a document)."""
+    return [_typed(r, citizen_id) for r in (doc["records"] if doc else []) if r["source"] in visible]
 
 
 @dataclass
@@ -164,9 +167,7 @@ class CitizenDocument:
 def document_of(con: duckdb.DuckDBPyConnection, citizen_id: str, visible: set[str]) -> CitizenDocument | None:
     """The citizen's document as the `visible` sources give it; None when none of them knows the citizen."""
     doc = _doc(con, citizen_id)
-    if doc is None:
-        return None
-    records = [_typed(r, citizen_id) for r in doc["records"] if r["source"] in visible]
+    records = _visible_records(doc, citizen_id, visible)
     if not records:
         return None
     return CitizenDocument(
