@@ -36,6 +36,18 @@ NAME_COLUMNS = ("first_name", "middle_initial", "last_name")
 ADDRESS_COLUMNS = ("street_number", "street_name", "unit_number", "city", "state", "zipcode")
 
 
+Extract = tuple[list[str], list[tuple[Resident, Any]]]
+"""One agency's file as a writer returns it: the columns, and each row with the resident it is about."""
+
+
+def _households(people: list[Resident]) -> list[list[Resident]]:
+    """The residents by household, households in the order of their first member."""
+    households: dict[int, list[Resident]] = {}
+    for p in people:
+        households.setdefault(p.household, []).append(p)
+    return list(households.values())
+
+
 class _Pen:
     """One agency's way of writing a resident's attributes."""
 
@@ -90,7 +102,7 @@ class _Pen:
         ]
 
 
-def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _census(people: list[Resident], pen: _Pen) -> Extract:
     cols = [
         "census_id",
         "household_id",
@@ -125,7 +137,7 @@ def _census(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Re
     return cols, rows
 
 
-def _ssa(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _ssa(people: list[Resident], pen: _Pen) -> Extract:
     cols = [
         "ssa_event_id",
         "ssn",
@@ -148,7 +160,7 @@ def _ssa(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resid
     return cols, rows
 
 
-def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _w2(people: list[Resident], pen: _Pen) -> Extract:
     cols = [
         "form_id",
         "ssn",
@@ -181,14 +193,11 @@ def _w2(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Reside
     return cols, rows
 
 
-def _f1040(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _f1040(people: list[Resident], pen: _Pen) -> Extract:
     rows = []
     rng = pen.rng
-    households: dict[int, list[Resident]] = {}
-    for p in people:
-        households.setdefault(p.household, []).append(p)
     returns = 0
-    for members in households.values():
+    for members in _households(people):
         adults = [p for p in members if p.age >= 18 and p.died_on is None]
         if not adults or rng.random() > 0.75:
             continue
@@ -233,13 +242,10 @@ def _f1040(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Res
     return ["line_id"], rows
 
 
-def _wic(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _wic(people: list[Resident], pen: _Pen) -> Extract:
     cols = ["wic_id", *NAME_COLUMNS, "date_of_birth", "sex", *ADDRESS_COLUMNS]
     rows = []
-    households: dict[int, list[Resident]] = {}
-    for p in people:
-        households.setdefault(p.household, []).append(p)
-    for members in households.values():
+    for members in _households(people):
         infants = [p for p in members if p.age < 5]
         if not infants or pen.rng.random() > 0.5:
             continue
@@ -259,8 +265,8 @@ def _wic(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resid
     return cols, rows
 
 
-def _survey(name: str) -> Callable[[list[Resident], _Pen], tuple[list[str], list[tuple[Resident, Any]]]]:
-    def survey(people: list[Resident], pen: _Pen) -> tuple[list[str], list[tuple[Resident, Any]]]:
+def _survey(name: str) -> Callable[[list[Resident], _Pen], Extract]:
+    def survey(people: list[Resident], pen: _Pen) -> Extract:
         cols = [
             f"{name}_id",
             "household_id",

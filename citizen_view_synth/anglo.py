@@ -12,55 +12,16 @@ from datetime import date
 from functools import lru_cache
 from random import Random
 
+from citizen_view_synth import reference
 from citizen_view_synth.dates import REF, age_on, years_ago
 from citizen_view_synth.noise import typo
 from citizen_view_synth.pool import Pool
 
+_ENGLISH = reference.table("names.json")["en"]
 # Common English nicknames (formal -> short forms); the sources write them instead of the formal name.
-NICKNAMES: dict[str, tuple[str, ...]] = {
-    "William": ("Bill", "Will", "Billy"),
-    "Robert": ("Bob", "Rob", "Bobby"),
-    "Richard": ("Dick", "Rick", "Rich"),
-    "James": ("Jim", "Jimmy"),
-    "John": ("Jack", "Johnny"),
-    "Joseph": ("Joe",),
-    "Thomas": ("Tom", "Tommy"),
-    "Charles": ("Charlie", "Chuck"),
-    "Michael": ("Mike",),
-    "Christopher": ("Chris",),
-    "Daniel": ("Dan", "Danny"),
-    "Matthew": ("Matt",),
-    "Anthony": ("Tony",),
-    "Edward": ("Ed", "Ted", "Ned"),
-    "Henry": ("Harry", "Hank"),
-    "Margaret": ("Peggy", "Maggie", "Meg"),
-    "Elizabeth": ("Liz", "Beth", "Betty", "Eliza"),
-    "Catherine": ("Kate", "Cathy"),
-    "Katherine": ("Kate", "Kathy"),
-    "Patricia": ("Pat", "Patty"),
-    "Jennifer": ("Jen", "Jenny"),
-    "Susan": ("Sue",),
-    "Deborah": ("Debbie", "Deb"),
-    "Rebecca": ("Becky",),
-    "Jessica": ("Jess",),
-    "Samantha": ("Sam",),
-    "Alexander": ("Alex",),
-    "Benjamin": ("Ben",),
-    "Nicholas": ("Nick",),
-    "Stephen": ("Steve",),
-    "Steven": ("Steve",),
-    "David": ("Dave",),
-    "Andrew": ("Andy", "Drew"),
-    "Timothy": ("Tim",),
-    "Jonathan": ("Jon",),
-    "Victoria": ("Vicky",),
-}
-
+NICKNAMES: dict[str, tuple[str, ...]] = _ENGLISH["nicknames"]
 # Twin pairs that parents choose on purpose (the hard case: same birth date, surname, address; similar names).
-TWIN_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
-    "M": (("Jacob", "Joshua"), ("Matthew", "Michael"), ("Daniel", "David"), ("Aaron", "Adam")),
-    "F": (("Emily", "Emma"), ("Hannah", "Anna"), ("Madison", "Mackenzie"), ("Ella", "Eva")),
-}
+TWIN_NAMES: dict[str, tuple[tuple[str, str], ...]] = _ENGLISH["twin_names"]
 
 _US_STATES = ("CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "WA", "AZ")
 

@@ -14,6 +14,7 @@ from random import Random
 from typing import Any
 
 from citizen_view.contract import dump_sources
+from citizen_view_synth import reference
 from citizen_view_synth.anglo import Resident, World, nickname, noisy
 from citizen_view_synth.truth import TruthWriter
 
@@ -118,33 +119,11 @@ def _entry(rng: Random, p: Resident, rid: str, *, last: bool) -> list[str]:
 
 
 def sources_document(*, register: str = "register/entries.csv") -> dict[str, Any]:
-    """The sources file a new user writes from the column names: field mapping only, default bounds."""
-    return {
-        "country": "GB",
-        "linkage": {"link_type": "dedupe_only"},
-        "sources": [
-            {
-                "name": "register",
-                "description": "A long-kept register: one entry per event (baptism, census, roll, burial), 5-25 per person.",
-                "path": register,
-                "format": "csv",
-                "record_id": "entry_no",
-                "attributes": {"entry_type": "Entry type"},
-                "fields": {
-                    "given_name": "forenames",
-                    "family_name": "surname",
-                    "sex": "sex",
-                    "date_of_birth": {"column": "birth_date", "format": "%Y-%m-%d"},
-                    "date_of_death": {"column": "died_on", "format": "%Y-%m-%d"},
-                    "birth_place": "birth_place",
-                    "house_number": "house_no",
-                    "street": "street",
-                    "city": "town",
-                    "postcode": "postcode",
-                },
-            }
-        ],
-    }
+    """The sources file a new user writes from the column names (data/dense_sources.yaml): field mapping only,
+    default bounds."""
+    document = reference.document("dense_sources.yaml")
+    document["sources"][0]["path"] = register
+    return document
 
 
 def generate_dense(out_dir: Path, *, persons: int, seed: int) -> dict[str, Any]:

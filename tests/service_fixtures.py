@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,16 @@ def start_service(warehouse: Path, audit_log: Path, **options) -> Service:
             raise RuntimeError("service did not start")
         time.sleep(0.05)
     return Service(f"http://127.0.0.1:{port}", warehouse, audit_log, server, thread)
+
+
+@contextmanager
+def running_service(warehouse: Path, audit_log: Path, **options) -> Iterator[Service]:
+    """`start_service` for the length of a `with` block: stopped however the block ends."""
+    service = start_service(warehouse, audit_log, **options)
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 def serve_pipeline_output(sources_file: Path, root: Path) -> Service:

@@ -22,7 +22,7 @@ from citizen_view_app.cli import main
 from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 from pipelines.resources import WarehouseResource
-from tests.service_fixtures import TOKENS, start_service
+from tests.service_fixtures import TOKENS, running_service, start_service
 
 PURPOSE = {"purpose": "benefit application check", "case_reference": "CASE-7"}
 
@@ -112,11 +112,8 @@ def test_a_restored_warehouse_serves_the_same_answers_and_takes_the_next_increme
     assert _rows(new, "SELECT record_key, citizen_id FROM citizen_source_link ORDER BY record_key") == links
     assert (restored.root / "published").resolve().is_dir()
 
-    svc = start_service(new, restored.audit_log)
-    try:
+    with running_service(new, restored.audit_log) as svc:
         after = _get(svc.url, f"/api/citizens/{citizen}")
-    finally:
-        svc.stop()
     assert after.status_code == 200 and after.json() == before.json()
     assert verify(restored.audit_log, sinks=_audit_sinks(restored)).ok  # the restored service went on with the chain
 

@@ -220,14 +220,13 @@ def test_an_all_encoded_run_links_and_publishes(all_encoded, generated):
 def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encoded, generated):
     from dagster._serdes import serialize_value
 
-    from tests.service_fixtures import TOKENS, start_service
+    from tests.service_fixtures import TOKENS, running_service
 
     root, wh, outcome, instance = all_encoded
     assert outcome.success, outcome.failed
     layout = WarehouseLayout.of(wh)
     audit = root / "audit" / "access.jsonl"
-    service = start_service(wh, audit)
-    try:
+    with running_service(wh, audit) as service:
         con = duckdb.connect(str(wh), read_only=True)
         citizen = con.execute(
             "SELECT citizen_id FROM citizen_source_link GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
@@ -241,8 +240,6 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
         profile = got.text
         shown = [r.get("attributes", {}) for r in got.json()["records"]]
         assert all(a.get("Pseudonymous record", "").startswith("yes") for a in shown), shown
-    finally:
-        service.stop()
     every = plain_values(generated / "sources.yaml")
     values = every - find_plain(boilerplate(), every)
     outputs = {

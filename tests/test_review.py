@@ -15,7 +15,7 @@ from citizen_view.linkage.review import load_overrides
 from citizen_view_app.cli import main
 from citizen_view_app.runner import run_pipeline
 from tests.conftest import citizen_of_records, linked_copy
-from tests.service_fixtures import TOKENS, start_service
+from tests.service_fixtures import TOKENS, running_service
 
 
 def test_reviewer_decisions_win_over_the_model_in_clustering():
@@ -134,8 +134,7 @@ def test_a_decision_needs_a_reason_and_a_known_verdict(reviewed, capsys):
 
 def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
     root, wh = reviewed
-    svc = start_service(wh, root / "page-audit.jsonl")
-    try:
+    with running_service(wh, root / "page-audit.jsonl") as svc:
         steward = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
         clerk = {"Authorization": f"Bearer {TOKENS['permits_clerk']}"}
         assert httpx.get(svc.url + "/review", params={"purpose": "clerical review"}, headers=clerk).status_code == 403
@@ -160,8 +159,6 @@ def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
         )
         assert latest["decision"].to_list() == ["unsure"] and latest["reviewer"].to_list() == ["sara.steward"]
         assert httpx.post(svc.url + "/review/decide", data={**form, "reason": " "}, headers=steward).status_code == 422
-    finally:
-        svc.stop()
     entries = [json.loads(x) for x in (root / "page-audit.jsonl").read_text(encoding="utf-8").splitlines()]
     decided = [e for e in entries if e["action"] == "review_decision"]
     assert decided and decided[0]["query"]["decision"] == "unsure" and decided[0]["user"] == "sara.steward"

@@ -22,7 +22,7 @@ from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
 from citizen_view.serving.deps import CITIZEN_ID
 from citizen_view.serving.snapshot import current_view
 from tests.conftest import linked_copy
-from tests.service_fixtures import TOKENS, free_port, start_service
+from tests.service_fixtures import TOKENS, free_port, running_service, start_service
 from tests.test_audit_workers import a_citizen as _a_citizen
 from tests.test_audit_workers import wait_until_up
 
@@ -79,8 +79,7 @@ def test_ready_is_503_with_the_reason_when_no_view_is_published_or_it_cannot_be_
     warehouse = tmp_path / "wh" / "cv.duckdb"
     serving = WarehouseLayout.of(warehouse).serving_dir
     serving.mkdir(parents=True)
-    svc = start_service(warehouse, tmp_path / "audit" / "access.jsonl")
-    try:
+    with running_service(warehouse, tmp_path / "audit" / "access.jsonl") as svc:
         r = httpx.get(f"{svc.url}/ready", timeout=30)
         assert r.status_code == 503 and "no view has been published" in r.json()["error"], r.text
         (serving / "CURRENT").write_text("view-gone.duckdb\n", encoding="utf-8")  # names a file that is not there
@@ -88,8 +87,6 @@ def test_ready_is_503_with_the_reason_when_no_view_is_published_or_it_cannot_be_
         assert r.status_code == 503 and "the served view cannot be read" in r.json()["error"], r.text
         assert str(tmp_path) not in r.text  # a reason, not the server's paths
         assert [(e["action"], e["status"]) for e in _entries(svc.audit_log)] == [("refused:ready", 503)] * 2
-    finally:
-        svc.stop()
 
 
 def _a_caseworker_gets_no_answer(svc, linked: Path) -> None:
@@ -104,20 +101,16 @@ def test_ready_is_503_when_the_audit_log_cannot_be_written(linked, tmp_path):
     full = tmp_path / "full" / "access.jsonl"
     full.parent.mkdir()
     full.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
-    svc = start_service(linked, full)
-    try:
+    with running_service(linked, full) as svc:
         r = httpx.get(f"{svc.url}/ready", timeout=30)
         assert r.status_code == 503 and "audit log cannot be written" in r.json()["error"], r.text
         # a caseworker's request is not answered at all (500), as before: nothing is shown that is not audited
         _a_caseworker_gets_no_answer(svc, linked)
-    finally:
-        svc.stop()
 
 
 def test_ready_is_503_when_the_audit_log_was_removed_under_the_service(linked, tmp_path):
     audit_log = tmp_path / "audit" / "access.jsonl"
-    svc = start_service(linked, audit_log)
-    try:
+    with running_service(linked, audit_log) as svc:
         assert httpx.get(f"{svc.url}/ready", timeout=30).status_code == 200
         audit_log.unlink()  # entries would go on into a file nobody can read
         r = httpx.get(f"{svc.url}/ready", timeout=30)
@@ -125,8 +118,6 @@ def test_ready_is_503_when_the_audit_log_was_removed_under_the_service(linked, t
         # nor is a caseworker answered: the entry would go into a file nobody can read, so nothing is shown
         _a_caseworker_gets_no_answer(svc, linked)
         assert not audit_log.exists()  # and no new log was started in its place, without its chain
-    finally:
-        svc.stop()
 
 
 def test_metrics_show_latency_by_route_template_refusals_by_reason_audit_writes_and_view_age(service):
@@ -192,12 +183,9 @@ def test_metrics_need_the_scrapers_token_and_are_off_without_one(service, tmp_pa
     assert _value(_scrape(service), "citizen_view_refusals_total", status="401", reason="metrics_token") >= 2
     warehouse = tmp_path / "wh" / "cv.duckdb"
     WarehouseLayout.of(warehouse).serving_dir.mkdir(parents=True)
-    unset = start_service(warehouse, tmp_path / "audit" / "access.jsonl", metrics_token="")
-    try:
+    with running_service(warehouse, tmp_path / "audit" / "access.jsonl", metrics_token="") as unset:
         r = httpx.get(f"{unset.url}/metrics", headers=SCRAPER, timeout=30)
         assert r.status_code == 403 and "CITIZEN_VIEW_METRICS_TOKEN" in r.json()["error"]
-    finally:
-        unset.stop()
 
 
 def test_several_workers_report_the_sum_of_all_of_them(tmp_path):

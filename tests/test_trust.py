@@ -19,8 +19,8 @@ from citizen_view.serving.access import hash_token
 from citizen_view.serving.audit import FileSink
 from citizen_view_app.cli import main
 from citizen_view_app.runner import run_pipeline
-from tests.conftest import linked_copy
-from tests.service_fixtures import ACCESS, TOKENS, start_service
+from tests.conftest import citizen_of_records, linked_copy
+from tests.service_fixtures import ACCESS, TOKENS, running_service
 
 STEWARD = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
 PURPOSE = {"purpose": "trust check"}
@@ -80,8 +80,7 @@ def test_a_reason_with_line_separators_is_stored_as_one_line_and_read_back(linke
 def test_the_service_and_the_next_run_survive_a_reason_with_u2028(linked):
     root, wh = linked
     left, right = _pair(wh)
-    svc = start_service(wh, root / "u2028-audit.jsonl")
-    try:
+    with running_service(wh, root / "u2028-audit.jsonl") as svc:
         form = {
             "left": left,
             "right": right,
@@ -91,8 +90,6 @@ def test_the_service_and_the_next_run_survive_a_reason_with_u2028(linked):
         }
         assert httpx.post(svc.url + "/review/decide", data=form, headers=STEWARD).status_code == 303
         assert httpx.get(svc.url + "/review", params={"purpose": "clerical review"}, headers=STEWARD).status_code == 200
-    finally:
-        svc.stop()
     assert main(["review", "next", "--warehouse", str(wh)]) == 0
     outcome = run_pipeline(sources_path=root / "data/sources.yaml", warehouse_path=wh)
     assert outcome.success and not outcome.failed
@@ -100,8 +97,7 @@ def test_the_service_and_the_next_run_survive_a_reason_with_u2028(linked):
 
 def test_decisions_on_records_that_do_not_exist_are_refused(linked, capsys):
     root, wh = linked
-    svc = start_service(wh, root / "unknown-audit.jsonl")
-    try:
+    with running_service(wh, root / "unknown-audit.jsonl") as svc:
         form = {
             "left": "tax:NOPE",
             "right": "population:NOPE2",
@@ -111,8 +107,6 @@ def test_decisions_on_records_that_do_not_exist_are_refused(linked, capsys):
         }
         r = httpx.post(svc.url + "/review/decide", data=form, headers=STEWARD)
         assert r.status_code == 422 and "no record" in r.json()["error"]
-    finally:
-        svc.stop()
     assert (
         main(
             [
@@ -140,8 +134,7 @@ def test_decisions_on_records_that_do_not_exist_are_refused(linked, capsys):
 def test_the_review_form_refuses_cross_site_posts(linked):
     root, wh = linked
     left, right = _pair(wh)
-    svc = start_service(wh, root / "csrf-audit.jsonl")
-    try:
+    with running_service(wh, root / "csrf-audit.jsonl") as svc:
         with httpx.Client(base_url=svc.url) as browser:
             assert browser.post("/login", data={"token": TOKENS["data_steward"]}).status_code == 303
             page = browser.get("/review", params={"purpose": "clerical review"})
@@ -161,8 +154,6 @@ def test_the_review_form_refuses_cross_site_posts(linked):
             assert browser.post("/review/decide", data={**form, "csrf": "0" * 64}).status_code == 403
             ok = browser.post("/review/decide", data={**form, "csrf": token}, headers={"Origin": svc.url})
             assert ok.status_code == 303
-    finally:
-        svc.stop()
     refused = [e for e in _entries(root / "csrf-audit.jsonl") if e["status"] == 403]
     assert len(refused) == 3 and all(e["action"] == "refused:review_decision" for e in refused)
 
@@ -193,17 +184,14 @@ def _scoped_reviewer_access(tmp_path, sources: list[str]):
 
 def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(linked, tmp_path):
     root, wh = linked
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
+    with duckdb.connect(str(wh), read_only=True) as con:
         items = con.execute(
             "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id"
         ).fetchall()
         members = con.execute(
             "SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link GROUP BY 1"
         ).fetchall()
-        citizen_of = dict(con.execute("SELECT record_key, citizen_id FROM citizen_source_link").fetchall())
-    finally:
-        con.close()
+    citizen_of = citizen_of_records(wh)
     source = lambda key: key.split(":", 1)[0]  # noqa: E731
     # two sources that some item lies within, and a third that others reach into
     l_key, r_key = next((l, r) for _, l, r, _, _ in items if source(l) != source(r))
@@ -216,8 +204,9 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
     }
     outside = [(l, r) for i, l, r, _, _ in items if i not in expected]
     assert expected and outside, (visible, items)
-    svc = start_service(wh, root / "scoped-review-audit.jsonl", access_file=_scoped_reviewer_access(tmp_path, visible))
-    try:
+    with running_service(
+        wh, root / "scoped-review-audit.jsonl", access_file=_scoped_reviewer_access(tmp_path, visible)
+    ) as svc:
         with httpx.Client(base_url=svc.url) as browser:
             assert browser.post("/login", data={"token": "scoped-reviewer-token"}).status_code == 303
             shown, page_no, pages = set(), 1, 1
@@ -245,8 +234,6 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
                     "csrf": csrf,
                 }
                 assert browser.post("/review/decide", data=form).status_code == 403, (left, right)
-    finally:
-        svc.stop()
     entries = _entries(root / "scoped-review-audit.jsonl")
     looks = [e for e in entries if e["action"] == "review" and e["status"] == 200]
     listed = {c for e in looks for c in e["citizen_ids"]}
@@ -276,8 +263,7 @@ def _raw_request(url: str, request: bytes) -> bytes:
 def test_requests_refused_by_the_server_itself_and_crashes_are_audited(linked):
     root, wh = linked
     audit = root / "server-audit.jsonl"
-    svc = start_service(wh, audit)
-    try:
+    with running_service(wh, audit) as svc:
         huge = _raw_request(svc.url, b"GET /api/search?name=" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert huge.split(b" ", 2)[1] in (b"400", b"414", b"422", b"431")
         garbage = _raw_request(svc.url, b"NOT HTTP AT ALL\r\n\r\n")
@@ -292,8 +278,6 @@ def test_requests_refused_by_the_server_itself_and_crashes_are_audited(linked):
         finally:
             (serving / "CURRENT").write_text(pointer)
         assert r.status_code == 500 and "Traceback" not in r.text
-    finally:
-        svc.stop()
     statuses = [(e["status"], e["action"]) for e in _entries(audit)]
     assert (400, "refused:unreadable_request") in statuses
     assert (
@@ -306,8 +290,7 @@ def test_requests_refused_by_the_server_itself_and_crashes_are_audited(linked):
 def test_every_response_is_audited_with_its_caller_health_websocket_and_router_refusals_too(linked):
     root, wh = linked
     audit = root / "every-audit.jsonl"
-    svc = start_service(wh, audit)
-    try:
+    with running_service(wh, audit) as svc:
         with httpx.Client(base_url=svc.url, headers=STEWARD) as client:
             assert client.get("/health").status_code == 200
             assert client.get("/no/such/page").status_code == 404
@@ -322,8 +305,6 @@ def test_every_response_is_audited_with_its_caller_health_websocket_and_router_r
             ).encode(),
         )
         assert upgrade.startswith(b"HTTP/1.1 403")
-    finally:
-        svc.stop()
     seen = {(e["query"]["path"], e["status"]): e for e in _entries(audit)}
     for path, status in [
         ("/health", 200),
@@ -353,8 +334,7 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
     root, wh = linked
     audit = root / "anchor-fail-audit.jsonl"
     sink = BreakableSink(root / "anchor-fail-sink.jsonl")
-    svc = start_service(wh, audit, anchor_sinks=[sink])
-    try:
+    with running_service(wh, audit, anchor_sinks=[sink]) as svc:
         ok = httpx.get(svc.url + "/api/search", params={"national_id": "123456782", **PURPOSE}, headers=STEWARD)
         assert ok.status_code == 200
         sink.broken = True
@@ -365,8 +345,6 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
         assert sent[-1].status_code == 500 and "Traceback" not in sent[-1].text
         sink.broken = False
         assert httpx.get(svc.url + "/health").status_code == 200  # back once the location is
-    finally:
-        svc.stop()
     for r in sent:
         logged = [
             e["status"] for e in _entries(audit) if e["query"].get("national_id") == r.request.url.params["national_id"]
@@ -377,8 +355,7 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
 def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
     root, wh = linked
     audit = root / "size-audit.jsonl"
-    svc = start_service(wh, audit)
-    try:
+    with running_service(wh, audit) as svc:
         big_header = _raw_request(svc.url, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
         assert big_header.startswith(b"HTTP/1.1 431"), big_header[:100]
         # just over the 32 KiB limit, sent whole in one write: the parser finishes it in one read
@@ -403,8 +380,6 @@ def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
         )
         assert chunked.startswith(b"HTTP/1.1 413"), chunked[:100]
         assert httpx.get(svc.url + "/health").status_code == 200  # the server is still answering
-    finally:
-        svc.stop()
     statuses = [(e["status"], e["action"]) for e in _entries(audit)]
     assert statuses.count((431, "refused:oversized_headers")) == 3
     assert statuses.count((413, "refused:oversized_body")) == 2
@@ -412,13 +387,10 @@ def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
 
 def test_a_huge_review_page_number_is_a_clear_422(linked):
     root, wh = linked
-    svc = start_service(wh, root / "page-audit.jsonl")
-    try:
+    with running_service(wh, root / "page-audit.jsonl") as svc:
         for page in ("1000000000000000000", "0", "-1", "x"):
             r = httpx.get(svc.url + "/review", params={"purpose": "clerical review", "page": page}, headers=STEWARD)
             assert r.status_code == 422 and "page must be a whole number from 1 to" in r.json()["error"], (page, r.text)
-    finally:
-        svc.stop()
 
 
 def test_x_forwarded_for_counts_only_from_a_trusted_proxy(linked):
@@ -426,11 +398,8 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(linked):
     forged = {**STEWARD, "X-Forwarded-For": "203.0.113.9"}
     for trusted, expected in [((), "127.0.0.1"), (("127.0.0.1",), "203.0.113.9")]:
         audit = root / f"xff-{len(trusted)}.jsonl"
-        svc = start_service(wh, audit, trusted_proxies=trusted)
-        try:
+        with running_service(wh, audit, trusted_proxies=trusted) as svc:
             httpx.get(svc.url + "/api/search", params={"national_id": "123456782", **PURPOSE}, headers=forged)
-        finally:
-            svc.stop()
         assert [e["client"] for e in _entries(audit) if e["action"] == "search"] == [expected]
 
 

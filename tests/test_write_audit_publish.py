@@ -20,7 +20,7 @@ from citizen_view.ingest import LoadStatus, NothingHeld, ingest_or_hold, ingest_
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import EXIT_HELD_BACK, main
 from tests.conftest import copy_world, write
-from tests.service_fixtures import TOKENS, start_service
+from tests.service_fixtures import TOKENS, running_service
 
 
 def _args(root: Path) -> list[str]:
@@ -90,8 +90,7 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, t
             "HAVING bool_or(source = 'tax') AND NOT bool_or(source = 'permits') ORDER BY 1 LIMIT 1"
         ).fetchall()[0][0]
 
-    service = start_service(wh, root / "audit/access.jsonl")
-    try:
+    with running_service(wh, root / "audit/access.jsonl") as service:
         r = httpx.get(
             f"{service.url}/api/citizens/{citizen}",
             params={"purpose": "test"},
@@ -109,8 +108,6 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, t
             timeout=30,
         )
         assert "Not up to date" in page.text and "Tax data as of" in page.text  # the source as pages name it
-    finally:
-        service.stop()
 
     assert main(["release", "permits", *_args(root)]) == 2  # an unreadable extract: nothing to release
     assert "could not be read" in capsys.readouterr().err

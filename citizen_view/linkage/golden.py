@@ -18,27 +18,35 @@ if TYPE_CHECKING:
 
     from citizen_view.contract import SourcesFile
 
+Group = tuple[tuple[str, ...], str, str, str]
+
+
+def _single(column: str, agrees: str | None = None, *, first: str = "") -> Group:
+    """A group of one column: a record takes part when it has a value, and records agree on the value itself."""
+    return (column,), f"{column} IS NOT NULL", agrees or column, first
+
+
 # group -> (columns taken together, condition a record must meet, the value that "agrees", extra ordering first)
-GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+GROUPS: dict[str, Group] = {
     "name": (
         ("given_name", "middle_name", "family_name", "full_name"),
         "family_name IS NOT NULL",
         "coalesce(given_name_std, '') || '|' || coalesce(family_name_std, '')",
         "",
     ),
-    "date_of_birth": (("date_of_birth",), "date_of_birth IS NOT NULL", "date_of_birth::VARCHAR", ""),
-    "date_of_death": (("date_of_death",), "date_of_death IS NOT NULL", "date_of_death::VARCHAR", ""),
-    "sex": (("sex",), "sex IS NOT NULL", "sex", ""),
-    "national_id": (("national_id",), "national_id IS NOT NULL", "national_id", "national_id_valid DESC NULLS LAST,"),
+    "date_of_birth": _single("date_of_birth", "date_of_birth::VARCHAR"),
+    "date_of_death": _single("date_of_death", "date_of_death::VARCHAR"),
+    "sex": _single("sex"),
+    "national_id": _single("national_id", first="national_id_valid DESC NULLS LAST,"),
     "address": (
         ("street", "house_number", "unit", "postcode", "city", "area_code"),
         "coalesce(street, postcode, area_code) IS NOT NULL",
         "coalesce(postcode, '') || '|' || coalesce(house_number, '')",
         "",
     ),
-    "birth_place": (("birth_place",), "birth_place IS NOT NULL", "birth_place_std", ""),
-    "email": (("email",), "email IS NOT NULL", "email", ""),
-    "phone": (("phone",), "phone IS NOT NULL", "phone", ""),
+    "birth_place": _single("birth_place", "birth_place_std"),
+    "email": _single("email"),
+    "phone": _single("phone"),
 }
 
 
