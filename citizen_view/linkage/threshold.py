@@ -18,13 +18,14 @@ person has many records (a dense register) the pairs are mostly matches, the his
 the household links, and the valley's clusters chain households, which the expected F1 sees (0.60 against
 0.92 on 300 persons).
 
-Where the valley stands and lies above weight 0, the threshold is weight 0 (probability 0.5) instead. The expected
-F1 above is that of connected components, which chain: a record without a birth date joins two people of one
-household. The clusters actually made refuse such merges when the model's own birth-date or national-ID evidence
-contradicts them, so the expected F1 of the components undercounts what linking more pairs gains, and the
-valley left pairs the model itself calls more likely matches than not unlinked (at 200,000 generated persons: F1
-0.9918 at the valley 4.67, 0.9941 at weight 0, precision 0.9987 and 0.9980). Where a higher candidate is clearly
-better (the dense register's chained households), it still wins.
+Where the valley stands, it is lowered to the lowest candidate whose expected F1 is within TIE (0.002) of the
+valley's, never below weight 0 (probability 0.5). The expected F1 above is that of connected components, which chain
+(a record without a birth date joins two people of one household); the clusters actually made refuse such merges
+where the model's own birth-date or national-ID evidence contradicts them, so the components' expected F1 undercounts
+what linking more pairs gains, while a larger drop still warns of chains the veto cannot see (no birth dates to
+contradict). At 200,000 generated persons: F1 0.9918 at the valley 4.67, 0.9927 at 3.5, 0.9941 at weight 0; on the
+public us-agencies set weight 0 cost 0.008 while its 3.0 gained a little: hence the bound, not weight 0 outright.
+Where a higher candidate is clearly better (the dense register's chained households), it still wins.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ THRESHOLD_RANGE = (-2.0, 10.0)
 STEP = 0.25
 MIN_PAIRS = 50  # fewer scored pairs: no basis for a choice, probability 0.5 (weight 0)
 MIN_GAIN = 0.01  # expected F1 a candidate must gain over the valley to replace it
-# The valley is lowered to this weight (probability 0.5): a pair the model finds more likely the same person than not
-# is linked, and clustering (clusters.py) refuses the merges that contradict a birth date or a checksum-valid ID.
+# A standing valley is lowered as far as the expected F1 stays within TIE of the valley's, never below weight LINK_AT
+# (probability 0.5): linking more of the pairs the model finds more likely matches than not, whose chains clustering
+# (clusters.py) refuses where a birth date or a checksum-valid ID contradicts them.
+TIE = 0.002
 LINK_AT = 0.0
 HISTOGRAM_BINS = 60
 
@@ -106,9 +109,9 @@ def choose_threshold(
     at_valley = float(at_valley[0])
     best = _middle_of_best(scores)
     if scores[best] - at_valley <= MIN_GAIN:
-        chosen = min(valley, LINK_AT)
+        chosen = _lowered(valley, candidates, scores, at_valley)
         return chosen, (
-            f"{'histogram valley' if chosen == valley else f'weight {LINK_AT:g} (probability 0.5), below the histogram valley {valley}'}"
+            f"{'histogram valley' if chosen == valley else f'weight {chosen:g}, lowered from the histogram valley {valley}'}"
             f" of {weights.size:,} scored pairs in [{lo}, {hi}] (expected F1 of the valley's clusters "
             f"{at_valley:.4f}; the best candidate, {scores[best]:.4f}, gains no more than {MIN_GAIN})"
         )
@@ -116,6 +119,13 @@ def choose_threshold(
         f"highest expected F1 of the clusters under the model's probabilities ({scores[best]:.4f}, against "
         f"{at_valley:.4f} at the histogram valley {valley}), {weights.size:,} scored pairs"
     )
+
+
+def _lowered(valley: float, candidates: np.ndarray, scores: np.ndarray, at_valley: float) -> float:
+    """The valley lowered to the lowest candidate whose expected F1 is within TIE of the valley's, but not below weight
+    LINK_AT (probability 0.5); the valley itself when it lies lower."""
+    near = candidates[(scores >= at_valley - TIE) & (candidates >= LINK_AT) & (candidates < valley)]
+    return float(round(near.min(), 2)) if near.size else valley
 
 
 def histogram_valley(weights: np.ndarray) -> float:
