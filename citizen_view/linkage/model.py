@@ -345,6 +345,26 @@ TRAINING_COLUMNS = [
     ("blk_names",),
     ("blk_date_of_birth", "blk_year_family"),
 ]
+# The input columns that fix each comparison: EM learns nothing about a comparison's m from a block whose pairs
+# all agree on them (every pair sits in its top level).
+FIXED_BY: dict[str, frozenset[str]] = {
+    "given_name": frozenset({"first_name_std", "initials"}),
+    "family_name": frozenset({"family_name_std"}),
+    "date_of_birth": frozenset({"dob"}),
+    "national_id": frozenset({"national_id"}),
+    "address": frozenset({"postcode", "street_std", "house_number"}),
+    "given_name_encoded": frozenset({"blk_names"}),
+    "family_name_encoded": frozenset({"blk_names", "blk_year_family"}),
+    "date_of_birth_encoded": frozenset({"blk_date_of_birth"}),
+    "national_id_encoded": frozenset({"enc_national_id"}),
+}
+# Further EM blocks, in this order, for a comparison that every block above fixes (without a national ID, every
+# block holds the birth date): the person's full name, then the birth date at one address. Each is a block of
+# mostly the same person whose other fields EM sees vary.
+COVERING_COLUMNS = [
+    ("first_name_std", "family_name_std"),
+    ("dob", "postcode"),
+]
 # Rules for estimating the share of matches: the first two whose columns are populated.
 DETERMINISTIC_COLUMNS = [
     ("national_id", "dob"),
@@ -372,7 +392,7 @@ def plan_model(
     return ModelPlan(
         comparisons,
         _prediction_rules(has, link_type),
-        _training_rules(has, link_type),
+        _training_rules(has, link_type, used),
         _deterministic_rules(has, link_type),
         used,
         skipped,
@@ -417,12 +437,25 @@ def _prediction_rules(has, link_type: LinkType) -> list:
     return rules
 
 
-def _training_rules(has, link_type: LinkType) -> list:
-    """Blocks EM trains on; an address block only when fewer than two better ones exist."""
-    rules = [block(cols, link_type) for cols in TRAINING_COLUMNS if has(*cols)]
-    if len(rules) < 2 and has("postcode", "house_number"):
-        rules.append(block(("postcode", "house_number"), link_type))
-    return rules
+def _training_rules(has, link_type: LinkType, compared: list[str] | None = None) -> list:
+    """Blocks EM trains on; an address block only when fewer than two better ones exist; then, for each compared
+    field that every block fixes, the first covering block that leaves it free (see `training_columns`)."""
+    return [block(cols, link_type) for cols in training_columns(has, compared or [])]
+
+
+def training_columns(has, compared: list[str]) -> list[tuple[str, ...]]:
+    """The columns of each EM block: every compared field's m is estimated in at least one of them."""
+    chosen = [cols for cols in TRAINING_COLUMNS if has(*cols)]
+    if len(chosen) < 2 and has("postcode", "house_number"):
+        chosen.append(("postcode", "house_number"))
+    for name in compared:
+        fixed = FIXED_BY.get(name, frozenset())
+        if not fixed or any(fixed.isdisjoint(cols) for cols in chosen):
+            continue
+        extra = next((cols for cols in COVERING_COLUMNS if has(*cols) and fixed.isdisjoint(cols)), None)
+        if extra is not None and extra not in chosen:
+            chosen.append(extra)
+    return chosen
 
 
 def _deterministic_rules(has, link_type: LinkType) -> list:
