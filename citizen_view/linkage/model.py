@@ -43,6 +43,7 @@ class ModelPlan:
     deterministic_rules: list[Any]
     fields_used: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    m_not_estimated: list[str] = field(default_factory=list)  # compared fields every EM block fixes
 
 
 # --- comparisons ------------------------------------------------------------------------------------
@@ -358,13 +359,6 @@ FIXED_BY: dict[str, frozenset[str]] = {
     "date_of_birth_encoded": frozenset({"blk_date_of_birth"}),
     "national_id_encoded": frozenset({"enc_national_id"}),
 }
-# Further EM blocks, in this order, for a comparison that every block above fixes (without a national ID, every
-# block holds the birth date): the person's full name, then the birth date at one address. Each is a block of
-# mostly the same person whose other fields EM sees vary.
-COVERING_COLUMNS = [
-    ("first_name_std", "family_name_std"),
-    ("dob", "postcode"),
-]
 # Rules for estimating the share of matches: the first two whose columns are populated.
 DETERMINISTIC_COLUMNS = [
     ("national_id", "dob"),
@@ -392,10 +386,11 @@ def plan_model(
     return ModelPlan(
         comparisons,
         _prediction_rules(has, link_type),
-        _training_rules(has, link_type, used),
+        _training_rules(has, link_type),
         _deterministic_rules(has, link_type),
         used,
         skipped,
+        fixed_in_every_block(used, training_columns(has)),
     )
 
 
@@ -437,25 +432,27 @@ def _prediction_rules(has, link_type: LinkType) -> list:
     return rules
 
 
-def _training_rules(has, link_type: LinkType, compared: list[str] | None = None) -> list:
-    """Blocks EM trains on; an address block only when fewer than two better ones exist; then, for each compared
-    field that every block fixes, the first covering block that leaves it free (see `training_columns`)."""
-    return [block(cols, link_type) for cols in training_columns(has, compared or [])]
+def _training_rules(has, link_type: LinkType) -> list:
+    """Blocks EM trains on; an address block only when fewer than two better ones exist."""
+    return [block(cols, link_type) for cols in training_columns(has)]
 
 
-def training_columns(has, compared: list[str]) -> list[tuple[str, ...]]:
-    """The columns of each EM block: every compared field's m is estimated in at least one of them."""
+def training_columns(has) -> list[tuple[str, ...]]:
+    """The columns of each EM block."""
     chosen = [cols for cols in TRAINING_COLUMNS if has(*cols)]
     if len(chosen) < 2 and has("postcode", "house_number"):
         chosen.append(("postcode", "house_number"))
-    for name in compared:
-        fixed = FIXED_BY.get(name, frozenset())
-        if not fixed or any(fixed.isdisjoint(cols) for cols in chosen):
-            continue
-        extra = next((cols for cols in COVERING_COLUMNS if has(*cols) and fixed.isdisjoint(cols)), None)
-        if extra is not None and extra not in chosen:
-            chosen.append(extra)
     return chosen
+
+
+def fixed_in_every_block(compared: list[str], blocks: list[tuple[str, ...]]) -> list[str]:
+    """The compared fields whose m no EM block estimates: every block holds one of their columns, so all its pairs sit
+    in the field's top level (without national IDs, both name + birth-date blocks fix the birth date)."""
+    return [
+        name
+        for name in compared
+        if FIXED_BY.get(name) and blocks and not any(FIXED_BY[name].isdisjoint(cols) for cols in blocks)
+    ]
 
 
 def _deterministic_rules(has, link_type: LinkType) -> list:
