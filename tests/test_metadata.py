@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import polars as pl
 from dagster import TableMetadataValue
 
-from citizen_view.linkage.steps import weight_histogram
+from citizen_view.linkage.steps import _histogram_chart, weight_histogram
 from citizen_view.quality import rules
 from pipelines.metadata import chart_link, evidence
 
@@ -19,6 +22,16 @@ def test_the_histogram_counts_every_scored_pair_over_the_real_range():
     assert all(a[1] == b[0] for a, b in zip(bins, bins[1:]))  # contiguous: no pair falls between bins
     assert len(bins) <= 60
     assert weight_histogram(np.array([3.0])) == [(3.0, 4.0, 1)]
+
+
+def test_the_histogram_chart_opens_offline_with_every_bin_and_the_threshold(tmp_path):
+    bins = weight_histogram(np.random.default_rng(4).normal(5, 6, 2_000))
+    html = _histogram_chart(bins, 3.75, tmp_path / "h.html").read_text(encoding="utf-8")
+    assert 'src="http' not in html and "src='http" not in html and "vegaEmbed" in html
+    spec = json.loads(re.search(r"vegaEmbed\(document.getElementById\('[^']+'\), (\{.*\}), \{\}\)", html).group(1))
+    bars, rule = spec["layer"]
+    assert [(v["weight"], v["end"], v["pairs"]) for v in bars["data"]["values"]] == bins
+    assert rule["data"]["values"] == [{"threshold": 3.75}] and "+3.75" in spec["title"]
 
 
 def _bad_rows(n: int) -> pl.DataFrame:

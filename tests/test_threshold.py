@@ -47,8 +47,24 @@ def test_pairs_of_duplicates_get_a_threshold_between_matches_and_non_matches():
     rng = np.random.default_rng(2)
     pairs = [(2 * k, 2 * k + 1, rng.uniform(8, 16)) for k in range(500)]
     pairs += [(int(a), int(b), rng.uniform(-4, 0)) for a, b in rng.integers(0, 1000, size=(3000, 2)) if a != b]
-    threshold, _ = choose_threshold(*_scored(pairs))
-    assert 0 < threshold <= 8
+    left, right, w, p = _scored(pairs)
+    threshold, _ = choose_threshold(left, right, w, p)
+    assert 0 <= threshold <= 8
+    assert ((w >= threshold) == (np.arange(len(w)) < 500)).all()  # every duplicate linked, no random pair
+
+
+def test_pairs_the_model_finds_more_likely_matches_are_linked_below_the_valley():
+    """Duplicates scored 8..16, and a few (a source without birth dates) 0.05..3, among non-matches
+    scored -6..-0.05: the emptiest stretch of the histogram lies above the weak duplicates; they are still linked, as
+    each is more likely a match than not; the non-matches are not."""
+    rng = np.random.default_rng(4)
+    pairs = [(2 * k, 2 * k + 1, rng.uniform(8, 16)) for k in range(800)]
+    pairs += [(2 * k, 2 * k + 1, rng.uniform(0.05, 3)) for k in range(800, 812)]
+    pairs += [(int(a), int(b), rng.uniform(-6, -0.05)) for a, b in rng.integers(0, 1800, size=(4000, 2)) if a != b]
+    left, right, w, p = _scored(pairs)
+    threshold, method = choose_threshold(left, right, w, p)
+    assert threshold == 0.0 and "lowered from the histogram valley" in method, (threshold, method)
+    assert ((w >= threshold) == (np.arange(len(w)) < 812)).all()
 
 
 def test_too_few_pairs_fall_back_to_probability_one_half():

@@ -43,6 +43,7 @@ class ModelPlan:
     deterministic_rules: list[Any]
     fields_used: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    m_not_estimated: list[str] = field(default_factory=list)  # compared fields every EM block fixes
 
 
 # --- comparisons ------------------------------------------------------------------------------------
@@ -345,6 +346,19 @@ TRAINING_COLUMNS = [
     ("blk_names",),
     ("blk_date_of_birth", "blk_year_family"),
 ]
+# The input columns that fix each comparison: EM learns nothing about a comparison's m from a block whose pairs
+# all agree on them (every pair sits in its top level).
+FIXED_BY: dict[str, frozenset[str]] = {
+    "given_name": frozenset({"first_name_std", "initials"}),
+    "family_name": frozenset({"family_name_std"}),
+    "date_of_birth": frozenset({"dob"}),
+    "national_id": frozenset({"national_id"}),
+    "address": frozenset({"postcode", "street_std", "house_number"}),
+    "given_name_encoded": frozenset({"blk_names"}),
+    "family_name_encoded": frozenset({"blk_names", "blk_year_family"}),
+    "date_of_birth_encoded": frozenset({"blk_date_of_birth"}),
+    "national_id_encoded": frozenset({"enc_national_id"}),
+}
 # Rules for estimating the share of matches: the first two whose columns are populated.
 DETERMINISTIC_COLUMNS = [
     ("national_id", "dob"),
@@ -376,6 +390,7 @@ def plan_model(
         _deterministic_rules(has, link_type),
         used,
         skipped,
+        fixed_in_every_block(used, training_columns(has)),
     )
 
 
@@ -419,10 +434,25 @@ def _prediction_rules(has, link_type: LinkType) -> list:
 
 def _training_rules(has, link_type: LinkType) -> list:
     """Blocks EM trains on; an address block only when fewer than two better ones exist."""
-    rules = [block(cols, link_type) for cols in TRAINING_COLUMNS if has(*cols)]
-    if len(rules) < 2 and has("postcode", "house_number"):
-        rules.append(block(("postcode", "house_number"), link_type))
-    return rules
+    return [block(cols, link_type) for cols in training_columns(has)]
+
+
+def training_columns(has) -> list[tuple[str, ...]]:
+    """The columns of each EM block."""
+    chosen = [cols for cols in TRAINING_COLUMNS if has(*cols)]
+    if len(chosen) < 2 and has("postcode", "house_number"):
+        chosen.append(("postcode", "house_number"))
+    return chosen
+
+
+def fixed_in_every_block(compared: list[str], blocks: list[tuple[str, ...]]) -> list[str]:
+    """The compared fields whose m no EM block estimates: every block holds one of their columns, so all its pairs sit
+    in the field's top level (without national IDs, both name + birth-date blocks fix the birth date)."""
+    return [
+        name
+        for name in compared
+        if FIXED_BY.get(name) and blocks and not any(FIXED_BY[name].isdisjoint(cols) for cols in blocks)
+    ]
 
 
 def _deterministic_rules(has, link_type: LinkType) -> list:

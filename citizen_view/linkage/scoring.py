@@ -138,6 +138,8 @@ def _fit(linker: Linker, plan: ModelPlan, *, seed: int) -> list[str]:
             log.warning("EM session on %s skipped: %s", name, exc)
     if fitted == 0:
         notes.append("no EM session converged: m probabilities are Splink's defaults")
+    for name in plan.m_not_estimated:  # see model.fixed_in_every_block
+        notes.append(f"m of {name} not estimated by EM: every training block fixes it (Splink's starting values stand)")
     return notes
 
 
