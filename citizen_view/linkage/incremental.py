@@ -21,6 +21,7 @@ import sqlglot
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 from sqlglot import exp
 
+from citizen_view.linkage import key_index
 from citizen_view.linkage.model import render_for
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql
@@ -74,10 +75,19 @@ def candidates_sql(
     return " UNION ".join(parts.values())
 
 
-def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str) -> int:
+def predict_new_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None = None
+) -> int:
     """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
     against each other, with the saved model and term frequencies over all records, into `match_edges` (replacing
-    any edges they had). Returns how many pairs were kept."""
+    any edges they had). Returns how many pairs were kept. `gone`: the keys of records no longer there.
+
+    With the key index (key_index.py; written now if the full run did not) the candidates and term frequencies are
+    looked up; for a model it cannot index, every record's linkage input is read."""
+    if key_index.keys_of(model) is not None:
+        if not key_index.is_current(con, model):
+            key_index.write(con, model)
+        return _predict_indexed(con, model, new_keys, gone)
     # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
     rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
     read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
@@ -110,6 +120,37 @@ def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new
         )
         kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
     for table in ("_linkage_keys", "_linkage_new", "_linkage_pool_input", "_linkage_pool"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return kept
+
+
+def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None) -> int:
+    """predict_new_edges with the key index: the new records' input, then their candidates by key, then theirs."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con)}) "
+        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+    )
+    key_index.sync(con, model, "_linkage_new", gone)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
+        + key_index.candidates_sql(model, "_linkage_new")
+        + f" EXCEPT SELECT record_key FROM {new_keys}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * FROM _linkage_new UNION ALL "
+        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con)}) "
+        "WHERE record_key IN (SELECT record_key FROM _linkage_candidates)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")
+    )
+    with transaction(con):
+        con.execute(
+            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
+            f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
+        )
+        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
+    for table in ("_linkage_new", "_linkage_pool_input", "_linkage_pool"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return kept
 

@@ -18,6 +18,7 @@ import polars as pl
 
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
+from citizen_view.linkage import key_index
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
@@ -108,6 +109,7 @@ def score_pairs(
                 "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
             )
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+        key_index.write(con, saved_model(con))  # an incremental run looks new records' candidates up in it
     histogram = weight_histogram(weights)
     return EdgeReport(
         pairs_kept=int(weights.size),
@@ -220,7 +222,9 @@ def _incremental_scope(
             "OR record_key_r IN (SELECT record_key FROM _gone_keys)"
         )
     if n_new:
-        predict_new_edges(con, saved_model(con), "_new_keys")
+        predict_new_edges(con, saved_model(con), "_new_keys", gone="_gone_keys")
+    elif key_index.is_current(con, saved_model(con)):
+        key_index.forget(con, saved_model(con), "_gone_keys")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
