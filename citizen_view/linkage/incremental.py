@@ -7,9 +7,8 @@ superset of the pairs Splink's `predict_between` blocks), computes the term-freq
 the way Splink does (count / non-null count), and only the new records and those candidates cross to Splink.
 A rule with no equality in it could pair a new record with any old one: then every old record is a candidate.
 
-The re-clustering scope is grown from its seeds over the same edges a full component search would follow
-(links at or above the threshold, reviewers' `same`, records sharing a citizen) until it stops growing: the
-same components, without reading every record and edge into memory.
+With the key index a full run writes (key_index.py), the candidates and term frequencies are looked up instead.
+What to re-cluster is found by components.py.
 """
 
 from __future__ import annotations
@@ -153,51 +152,3 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
     for table in ("_linkage_new", "_linkage_pool_input", "_linkage_pool"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return kept
-
-
-def grow_scope(
-    con: duckdb.DuckDBPyConnection,
-    seeds: str,
-    *,
-    threshold: float,
-    same: list[tuple[str, str]],
-    gone: str | None = None,
-) -> int:
-    """`_scope`: the records connected to the keys `seeds` selects, over links at or above `threshold`, reviewers'
-    `same` pairs and shared citizens (records present in `source_records` only: `gone`, when given, is the table of
-    linked keys no longer there, which spares a join of the two big tables). Returns its size."""
-    import polars as pl
-
-    pairs = pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row")
-    con.register("_same_frame", pairs)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _same_pairs AS SELECT a, b FROM _same_frame "
-        "WHERE a IN (SELECT record_key FROM source_records) AND b IN (SELECT record_key FROM source_records)"
-    )
-    con.unregister("_same_frame")
-    # records gone from source_records leave the scope: `gone` lists them (small), else a join with every record
-    present = f"ANTI JOIN {gone} USING (record_key)" if gone else "SEMI JOIN source_records USING (record_key)"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT DISTINCT record_key FROM ({seeds}) "
-        "SEMI JOIN source_records USING (record_key)"
-    )
-    con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT record_key FROM _scope")
-    while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _frontier AS
-            SELECT record_key FROM (
-                SELECT CASE WHEN record_key_l IN (SELECT record_key FROM _frontier) THEN record_key_r ELSE record_key_l END
-                    AS record_key
-                FROM match_edges WHERE match_weight >= $t AND (record_key_l IN (SELECT record_key FROM _frontier)
-                    OR record_key_r IN (SELECT record_key FROM _frontier))
-                UNION SELECT b FROM _same_pairs WHERE a IN (SELECT record_key FROM _frontier)
-                UNION SELECT a FROM _same_pairs WHERE b IN (SELECT record_key FROM _frontier)
-                UNION SELECT record_key FROM citizen_source_link WHERE citizen_id IN
-                    (SELECT citizen_id FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _frontier))
-            ) {present} ANTI JOIN _scope USING (record_key)
-            """,
-            {"t": threshold},
-        )
-        con.execute("INSERT INTO _scope SELECT record_key FROM _frontier")
-    return con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]

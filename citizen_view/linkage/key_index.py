@@ -58,8 +58,8 @@ def is_current(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
     """Whether the index exists and was written for this model."""
     if not table_exists(con, "main", MODEL):
         return False
-    row = con.execute(f"SELECT fingerprint FROM {MODEL}").fetchone()
-    return row is not None and row[0] == _fingerprint(model)
+    rows = con.execute(f"SELECT fingerprint FROM {MODEL}").fetchall()
+    return bool(rows) and rows[0][0] == _fingerprint(model)
 
 
 def _key_columns(model: dict[str, Any], keys: tuple[ProbeKey, ...], alias: str = "") -> str:
@@ -119,7 +119,7 @@ def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, 
 
 def forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:
     """Drop the records of `gone` (record_key) from the index, their term-frequency counts taken back (-1 rows)."""
-    if not con.execute(f"SELECT count(*) FROM {gone}").fetchone()[0]:
+    if not con.execute(f"SELECT count(*) FROM {gone}").fetchall()[0][0]:
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE _keys_gone AS SELECT * FROM {KEYS} SEMI JOIN {gone} USING (record_key)")
     con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_gone', '-')}")

@@ -109,6 +109,11 @@ class Linkage:
         link = self.link(run_id=run_id, incremental=True, truth_dir=truth_dir)
         return link, self.golden(only_changed=True)
 
+    def prepare_update(self) -> list[str]:
+        """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
+        would write them itself, once); returns the tables written."""
+        return _steps.prepare_update(self.con, self.layout)
+
     def explain(self, left: str, right: str) -> _explain.Explanation:
         """Why two records (keys `source:source_record_id`) were, or were not, linked."""
         return _explain.explain_pair(self.con, left, right, layout=self.layout, linkage=self.linkage)

@@ -18,12 +18,12 @@ import polars as pl
 
 import citizen_view.linkage.common_values as common_values
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage import key_index
+from citizen_view.linkage import components, key_index
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from citizen_view.linkage.incremental import grow_scope, predict_new_edges
+from citizen_view.linkage.incremental import predict_new_edges
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     TrainedModel,
@@ -221,6 +221,8 @@ def _incremental_scope(
             "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) "
             "OR record_key_r IN (SELECT record_key FROM _gone_keys)"
         )
+    if not components.exists(con):  # a warehouse linked before the table existed: once, from its links
+        components.write_from_links(con, threshold=threshold, same=same, different=different)
     if n_new:
         predict_new_edges(con, saved_model(con), "_new_keys", gone="_gone_keys")
     elif key_index.is_current(con, saved_model(con)):
@@ -232,14 +234,32 @@ def _incremental_scope(
         {"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String}
     )
     con.register("_decided_keys", decided)
-    seeds = (
-        "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
-        "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
-        "UNION SELECT record_key FROM _decided_keys"
+    in_scope = components.scope(
+        con,
+        new_keys="_new_keys",
+        new_edges="_new_edges" if n_new else None,
+        gone="_gone_keys",
+        decided="_decided_keys",
+        threshold=threshold,
     )
-    in_scope = grow_scope(con, seeds, threshold=threshold, same=same, gone="_gone_keys")
     con.unregister("_decided_keys")
     return n_new, in_scope
+
+
+def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> list[str]:
+    """Write the tables an incremental run looks records up in where they are missing or stale (a warehouse linked
+    before they existed, or a model trained since); returns the tables written. An update writes them itself."""
+    written = []
+    model = saved_model(con)
+    if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
+        key_index.write(con, model)
+        written += [key_index.KEYS, key_index.TF]
+    if table_exists(con, "main", "citizen_source_link") and not components.exists(con):
+        threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
+        same, different = constraints(load_overrides(layout.overrides_file))
+        components.write_from_links(con, threshold=threshold, same=same, different=different)
+        written.append(components.TABLE)
+    return written
 
 
 def link_citizens(
@@ -273,7 +293,7 @@ def link_citizens(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
     links, history = _assign_ids(con, clustered, scoped=incremental)
-    _store_links(con, links, history, run_id=run_id, incremental=incremental)
+    _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
     sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]  # once
     bound = size_bound(sizes, cap=max_citizen_records)
@@ -390,10 +410,22 @@ _LINK_ROWS = """
 
 
 def _store_links(
-    con: duckdb.DuckDBPyConnection, links: pl.DataFrame, history: pl.DataFrame, *, run_id: str, incremental: bool
+    con: duckdb.DuckDBPyConnection,
+    links: pl.DataFrame,
+    history: pl.DataFrame,
+    clustered: ClusterResult,
+    *,
+    run_id: str,
+    incremental: bool,
 ) -> None:
-    """Write `citizen_source_link` (whole, or the scope's rows), `linkage_changes` and the ID history in one transaction."""
+    """Write `citizen_source_link` (whole, or the scope's rows), the records' components, `linkage_changes` and the
+    ID history in one transaction."""
+    keys = clustered.labels.get_column("record_key")
     with transaction(con, _links=links, _history=history):
+        if incremental:
+            components.replace_scope(con, keys, clustered.component)
+        else:
+            components.write_all(con, keys, clustered.component)
         if incremental:
             con.execute(
                 "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
