@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 import citizen_view.linkage.common_values as common_values
+import citizen_view.linkage.golden as _golden
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage import components, key_index
 from citizen_view.linkage.citizen_ids import assign_checked
@@ -201,12 +202,19 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
-    # records not linked yet and links whose record is gone, from one join of the two big tables
-    con.execute(
+    # records not linked yet and links whose record is gone, from one join of the two big tables on the keys' hashes
+    # (half the work of comparing the texts); two keys with one hash, if ever, and the texts are compared instead
+    unmatched = (
         "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
-        "FROM source_records s FULL JOIN citizen_source_link l USING (record_key) "
-        "WHERE s.record_key IS NULL OR l.record_key IS NULL"
+        "FROM (SELECT record_key, {h} AS h FROM source_records) s "
+        "FULL JOIN (SELECT record_key, citizen_id, {h} AS h FROM citizen_source_link) l USING (h) "
+        "WHERE s.record_key IS DISTINCT FROM l.record_key"
     )
+    con.execute(unmatched.format(h="hash(record_key)"))
+    if con.execute("SELECT count(*) FROM _unmatched WHERE new_key IS NOT NULL AND gone_key IS NOT NULL").fetchall()[0][
+        0
+    ]:
+        con.execute(unmatched.format(h="record_key"))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
     )
@@ -289,13 +297,14 @@ def link_citizens(
     n_new = 0
     if incremental:
         n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different)
+        _read_scope(con)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]  # once
+    sizes = _citizen_sizes(con, links if incremental else None)  # once
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
         con,
@@ -305,6 +314,7 @@ def link_citizens(
         max_citizen_records=bound or int(sizes.max(initial=0)),
         run_id=run_id,
         scope="_scope" if incremental else None,
+        scope_tables=("_scope_touching", "_scope_rows") if incremental else None,
     )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
@@ -330,7 +340,41 @@ def link_citizens(
     )
 
 
+def _citizen_sizes(con: duckdb.DuckDBPyConnection, relinked: pl.DataFrame | None) -> np.ndarray:
+    """Records per citizen. After an incremental run (`relinked`: the links it wrote) the citizens it left alone are
+    read from the golden record's counts, when they and the new links add up to every link; else counted."""
+    if relinked is not None and table_exists(con, "main", "citizen"):
+        kept = con.sql(
+            "SELECT record_count AS n FROM citizen ANTI JOIN linkage_changes USING (citizen_id)"
+        ).fetchnumpy()["n"]
+        sizes = np.concatenate([kept, relinked.group_by("citizen_id").len().get_column("len").to_numpy()])
+        if sizes.sum() == con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0]:
+            return sizes
+    return con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+
+
 _IN_SCOPE = " WHERE record_key IN (SELECT record_key FROM _scope)"
+# the record columns an incremental run reads after scoring: clustering, the links' rows, the review queue, golden
+_SCOPE_COLUMNS = {
+    "source_file",
+    "source_line",
+    "national_id",
+    "national_id_valid",
+    "date_of_birth_text",
+    "date_of_birth",
+}
+
+
+def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
+    """`_scope_rows`: the scope's records (the columns the rest of the run reads) and `_scope_touching`: the scored
+    pairs with a record in the scope; one pass over each big table, read by every later step instead of it."""
+    present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
+    read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ) & present))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records{_IN_SCOPE}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges "
+        "WHERE record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+    )
 
 
 def _cluster_in_scope(
@@ -342,18 +386,20 @@ def _cluster_in_scope(
     different: list[tuple[str, str]],
     scoped: bool,
 ) -> ClusterResult:
-    """Cluster every record (or, `scoped`, the records in `_scope`) on their scored pairs."""
+    """Cluster every record (or, `scoped`, the records in `_scope`: from `_scope_rows` and `_scope_touching`) on
+    their scored pairs."""
     records = con.sql(
-        "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records"
-        + (_IN_SCOPE if scoped else "")
+        "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM "
+        + ("_scope_rows" if scoped else "source_records")
         + " ORDER BY source, source_file, source_line, source_record_id"
     ).pl()
     edge_scope = (
-        " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
+        "_scope_touching WHERE record_key_l IN (SELECT record_key FROM _scope) "
+        "AND record_key_r IN (SELECT record_key FROM _scope)"
         if scoped
-        else ""
+        else "match_edges"
     )
-    edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
+    edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {edge_scope}").pl()
     duplicate_free = (
         set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
     )
@@ -393,11 +439,11 @@ _LINK_ROWS = """
         SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
         FROM (
             SELECT e.record_key_l AS record_key, e.match_probability, e.match_weight
-            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
             UNION ALL
             SELECT e.record_key_r, e.match_probability, e.match_weight
-            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
         ) GROUP BY record_key
     )
@@ -405,7 +451,7 @@ _LINK_ROWS = """
            best.match_probability, best.match_weight,
            count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
            ?::VARCHAR AS run_id, now() AS linked_at
-    FROM _links l JOIN source_records r USING (record_key) LEFT JOIN best USING (record_key)
+    FROM _links l JOIN {records} r USING (record_key) LEFT JOIN best USING (record_key)
 """
 
 
@@ -431,10 +477,13 @@ def _store_links(
                 "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
                 "OR record_key IN (SELECT record_key FROM _gone_keys)"
             )
-            con.execute(f"INSERT INTO citizen_source_link BY NAME {_LINK_ROWS}", [run_id])
+            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows")
+            con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
+            con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
         else:
+            rows = _LINK_ROWS.format(edges="match_edges", records="source_records")
             con.execute(
-                f"CREATE OR REPLACE TABLE citizen_source_link AS {_LINK_ROWS} ORDER BY l.citizen_id, r.source, r.source_record_id",
+                f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id",
                 [run_id],
             )
         # The citizens whose golden record must be rebuilt: all of them, or those the incremental run touched.
