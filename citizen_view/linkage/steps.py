@@ -188,6 +188,36 @@ class LinkReport:
     evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
 
 
+UNMATCHED_BUCKETS = 65536  # buckets of record keys compared by count and hash sum before any key is joined
+
+
+def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched`: records not linked yet (new_key) and links whose record is gone (gone_key, citizen_id).
+
+    The keys of both big tables are put in buckets by hash, and each bucket's count and sum of hashes compared: only
+    the keys in buckets that differ are joined (a few thousand changes touch a few per cent of the buckets), on their
+    hashes; should two keys there share a hash, the texts are compared instead."""
+    bucket = f"hash(record_key) % {UNMATCHED_BUCKETS}"
+    digest = f"SELECT {bucket} AS b, count(*) AS n, sum(hash(record_key)) AS x FROM {{}} GROUP BY b"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('source_records')}) s "
+        f"FULL JOIN ({digest.format('citizen_source_link')}) l USING (b) "
+        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+    )
+    unmatched = (
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
+        f"FROM (SELECT record_key, {{h}} AS h FROM source_records WHERE {bucket} IN (SELECT b FROM _changed_buckets)) s "
+        "FULL JOIN (SELECT record_key, citizen_id, {h} AS h FROM citizen_source_link "
+        f"WHERE {bucket} IN (SELECT b FROM _changed_buckets)) l USING (h) "
+        "WHERE s.record_key IS DISTINCT FROM l.record_key"
+    )
+    con.execute(unmatched.format(h="hash(record_key)"))
+    clash = "SELECT count(*) FROM _unmatched WHERE new_key IS NOT NULL AND gone_key IS NOT NULL"
+    if con.execute(clash).fetchall()[0][0]:
+        con.execute(unmatched.format(h="record_key"))
+    con.execute("DROP TABLE _changed_buckets")
+
+
 def _incremental_scope(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -202,19 +232,7 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
-    # records not linked yet and links whose record is gone, from one join of the two big tables on the keys' hashes
-    # (half the work of comparing the texts); two keys with one hash, if ever, and the texts are compared instead
-    unmatched = (
-        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
-        "FROM (SELECT record_key, {h} AS h FROM source_records) s "
-        "FULL JOIN (SELECT record_key, citizen_id, {h} AS h FROM citizen_source_link) l USING (h) "
-        "WHERE s.record_key IS DISTINCT FROM l.record_key"
-    )
-    con.execute(unmatched.format(h="hash(record_key)"))
-    if con.execute("SELECT count(*) FROM _unmatched WHERE new_key IS NOT NULL AND gone_key IS NOT NULL").fetchall()[0][
-        0
-    ]:
-        con.execute(unmatched.format(h="record_key"))
+    _unmatched_keys(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
     )
@@ -304,7 +322,7 @@ def link_citizens(
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = _citizen_sizes(con, links if incremental else None)  # once
+    sizes = _citizen_sizes(con, incremental=incremental)  # once
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
         con,
@@ -340,16 +358,16 @@ def link_citizens(
     )
 
 
-def _citizen_sizes(con: duckdb.DuckDBPyConnection, relinked: pl.DataFrame | None) -> np.ndarray:
-    """Records per citizen. After an incremental run (`relinked`: the links it wrote) the citizens it left alone are
-    read from the golden record's counts, when they and the new links add up to every link; else counted."""
-    if relinked is not None and table_exists(con, "main", "citizen"):
-        kept = con.sql(
-            "SELECT record_count AS n FROM citizen ANTI JOIN linkage_changes USING (citizen_id)"
-        ).fetchnumpy()["n"]
-        sizes = np.concatenate([kept, relinked.group_by("citizen_id").len().get_column("len").to_numpy()])
-        if sizes.sum() == con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0]:
-            return sizes
+def _citizen_sizes(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> np.ndarray:
+    """Records per citizen. After an incremental run, from the links' own `citizen_record_count` (a citizen of k
+    records has k links saying k: one pass over a number column instead of grouping every link by citizen), when
+    those counts add up; else counted."""
+    if incremental:
+        rows = con.execute(
+            "SELECT citizen_record_count, count(*) FROM citizen_source_link GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        if all(k and n % k == 0 for k, n in rows):
+            return np.repeat(np.array([k for k, _ in rows], dtype=np.int64), [n // k for k, n in rows])
     return con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
 
 
