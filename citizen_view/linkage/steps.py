@@ -198,7 +198,7 @@ def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
     the keys in buckets that differ are joined (a few thousand changes touch a few per cent of the buckets), on their
     hashes; should two keys there share a hash, the texts are compared instead."""
     bucket = f"hash(record_key) % {UNMATCHED_BUCKETS}"
-    digest = f"SELECT {bucket} AS b, count(*) AS n, sum(hash(record_key)) AS x FROM {{}} GROUP BY b"
+    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM (SELECT hash(record_key) AS h FROM {{}}) GROUP BY b"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('source_records')}) s "
         f"FULL JOIN ({digest.format('citizen_source_link')}) l USING (b) "
