@@ -75,7 +75,11 @@ def scope(
     """`_scope`: the new records and every present record of the components that a new record links to (its links in
     `new_edges` at or above `threshold`), or that hold a gone record or a `decided` one; `_scope_components`: those
     components. Returns the scope's size."""
-    touched = f"SELECT record_key FROM {gone} UNION ALL SELECT record_key FROM {decided}"
+    # a new record may still have a component row (its links were taken back): its old component is re-formed too
+    touched = (
+        f"SELECT record_key FROM {gone} UNION ALL SELECT record_key FROM {decided} "
+        f"UNION ALL SELECT record_key FROM {new_keys}"
+    )
     if new_edges:
         touched += (
             f" UNION ALL SELECT record_key_l FROM {new_edges} WHERE match_weight >= $t"
