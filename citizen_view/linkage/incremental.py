@@ -129,7 +129,8 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
         f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con)}) "
         f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
     )
-    key_index.sync(con, model, "_linkage_new", gone)
+    added = key_index.sync(con, model, "_linkage_new", gone)
+    n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
         + key_index.candidates_sql(model, "_linkage_new")
@@ -144,10 +145,11 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
         "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")
     )
     with transaction(con):
-        con.execute(
-            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
-            f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
-        )
+        if added < n_new:  # some were indexed, so perhaps scored before: their pairs are replaced
+            con.execute(
+                f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
+                f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
+            )
         kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
     for table in ("_linkage_new", "_linkage_pool_input", "_linkage_pool"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -102,19 +102,22 @@ def write(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
     return True
 
 
-def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, gone: str | None) -> None:
+def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, gone: str | None) -> int:
     """Add the records of `new_input` (linkage input rows) the index does not hold yet, and drop the records of
-    `gone` (record_key) it holds, appending their term-frequency counts (+1 / -1)."""
+    `gone` (record_key) it holds, appending their term-frequency counts (+1 / -1). Returns how many were added:
+    a record the index did not hold was never scored (a full run indexes every record it scores, an update every
+    record before it scores it), so it has no scored pairs to replace."""
     keys = keys_of(model)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT record_key, {_key_columns(model, keys)} "
         f"FROM {new_input} ANTI JOIN {KEYS} USING (record_key)"
     )
-    con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added")
+    added = con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added").fetchall()[0][0]
     con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_added')}")
     con.execute("DROP TABLE _keys_added")
     if gone:
         forget(con, model, gone)
+    return added
 
 
 def forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:

@@ -115,6 +115,11 @@ class Linkage:
         would write them itself, once); returns the tables written."""
         return _steps.prepare_update(self.con, self.layout)
 
+    def take_back(self, keys: str) -> None:
+        """Undo the linkage of the records in the table `keys` (record_key) as if they had not arrived yet (their
+        records stay; a bench or a test holds late records back this way)."""
+        _steps.take_back(self.con, keys)
+
     def explain(self, left: str, right: str) -> _explain.Explanation:
         """Why two records (keys `source:source_record_id`) were, or were not, linked."""
         return _explain.explain_pair(self.con, left, right, layout=self.layout, linkage=self.linkage)

@@ -288,6 +288,22 @@ def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> l
     return written
 
 
+def take_back(con: duckdb.DuckDBPyConnection, keys: str) -> None:
+    """Undo the linkage of the records in the table `keys` (record_key) as if they had not arrived: their links,
+    scored pairs, blocking keys and components go, their records stay (the next update finds them new)."""
+    with transaction(con):
+        con.execute(f"DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM {keys})")
+        con.execute(
+            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {keys}) "
+            f"OR record_key_r IN (SELECT record_key FROM {keys})"
+        )
+        if components.exists(con):
+            con.execute(f"DELETE FROM {components.TABLE} WHERE record_key IN (SELECT record_key FROM {keys})")
+    model = saved_model(con)
+    if key_index.is_current(con, model):
+        key_index.forget(con, model, keys)
+
+
 def link_citizens(
     con: duckdb.DuckDBPyConnection,
     layout: WarehouseLayout,
