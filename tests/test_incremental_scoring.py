@@ -175,3 +175,27 @@ def test_after_an_update_each_record_keeps_one_component_the_same_as_all_links_g
     threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
     components.write_from_links(con, threshold=threshold, same=[], different=[])
     assert partition() == incremental
+
+
+def test_records_taken_back_come_back_to_the_same_citizens_keys_and_counts(chain):
+    con, linkage = chain
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _back AS SELECT record_key FROM source_records WHERE source = 'benefits' "
+        "ORDER BY record_key LIMIT 20"
+    )
+    fellows = (
+        "SELECT h.record_key, list(o.record_key ORDER BY o.record_key) FROM citizen_source_link h "
+        "JOIN citizen_source_link o USING (citizen_id) WHERE h.record_key IN (SELECT record_key FROM _back) GROUP BY 1"
+    )
+    counts = "SELECT column_name, value, sum(n) FROM linkage_tf GROUP BY ALL HAVING sum(n) <> 0 ORDER BY ALL"
+    before, tf_before = dict(con.execute(fellows).fetchall()), con.execute(counts).fetchall()
+    pairs_before = con.execute("SELECT count(*) FROM match_edges").fetchall()[0][0]
+    linkage.take_back("_back")
+    assert con.execute(fellows).fetchall() == []
+    assert con.execute("SELECT count(*) FROM linkage_keys SEMI JOIN _back USING (record_key)").fetchall()[0][0] == 0
+    link, _ = linkage.update(run_id="back")
+    assert link.new_records == 20
+    assert dict(con.execute(fellows).fetchall()) == before
+    assert con.execute(counts).fetchall() == tf_before
+    assert con.execute("SELECT count(*) FROM match_edges").fetchall()[0][0] == pairs_before
+    assert con.execute("SELECT count(*) - count(DISTINCT record_key) FROM linkage_keys").fetchall()[0][0] == 0
