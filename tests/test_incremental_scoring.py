@@ -124,3 +124,78 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
         return set(rows)
 
     assert together("citizen_source_link") == together("_full_links")
+
+
+def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record_finds(chain):
+    from citizen_view.linkage import key_index
+    from citizen_view.linkage.new_pairs import term_frequency_sql
+    from citizen_view.linkage.records import linkage_input_sql
+    from citizen_view.linkage.steps import saved_model
+
+    con, _ = chain
+    model = saved_model(con)
+    assert key_index.is_current(con, model)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _every AS {linkage_input_sql(con)}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _some AS SELECT * FROM _every WHERE source = 'permits' ORDER BY record_key LIMIT 25"
+    )
+    by_index = {r[0] for r in con.execute(key_index.candidates_sql(model, "_some")).fetchall()}
+    by_join = {r[0] for r in con.execute(candidates_sql(model, "_some", "_every")).fetchall()}
+    assert by_join and by_index == by_join
+    counted = con.sql(term_frequency_sql(model, "_every", "_some") + " ORDER BY record_key").pl()
+    looked_up = con.sql(key_index.term_frequency_sql(model, "_some") + " ORDER BY record_key").pl()
+    assert counted.equals(looked_up)
+
+    # records gone (their counts taken back) and arriving again (counted again): the same numbers
+    before = con.sql("SELECT column_name, value, sum(n) AS n FROM linkage_tf GROUP BY ALL ORDER BY ALL").pl()
+    con.execute("CREATE OR REPLACE TEMP TABLE _gone AS SELECT record_key FROM _some")
+    key_index.forget(con, model, "_gone")
+    assert con.execute("SELECT count(*) FROM linkage_keys SEMI JOIN _gone USING (record_key)").fetchall()[0][0] == 0
+    assert not con.sql(key_index.term_frequency_sql(model, "_some")).pl().equals(looked_up)
+    key_index.sync(con, model, "_some", None)
+    after = con.sql("SELECT column_name, value, sum(n) AS n FROM linkage_tf GROUP BY ALL ORDER BY ALL").pl()
+    assert before.equals(after)
+    assert con.sql(key_index.term_frequency_sql(model, "_some") + " ORDER BY record_key").pl().equals(looked_up)
+
+
+def test_after_an_update_each_record_keeps_one_component_the_same_as_all_links_give(chain):
+    from citizen_view.linkage import components
+
+    con, linkage = chain
+    linkage.update(run_id="again")  # nothing new: the components stay as the late records' update left them
+
+    def partition() -> set[frozenset[str]]:
+        rows = con.execute("SELECT list(record_key) FROM linkage_components GROUP BY component").fetchall()
+        return {frozenset(r[0]) for r in rows}
+
+    kept = con.execute("SELECT count(*), count(DISTINCT record_key) FROM linkage_components").fetchall()[0]
+    linked = con.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0]
+    assert kept == (linked, linked)
+    incremental = partition()
+    threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
+    components.write_from_links(con, threshold=threshold, same=[], different=[])
+    assert partition() == incremental
+
+
+def test_records_taken_back_come_back_to_the_same_citizens_keys_and_counts(chain):
+    con, linkage = chain
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _back AS SELECT record_key FROM source_records WHERE source = 'benefits' "
+        "ORDER BY record_key LIMIT 20"
+    )
+    fellows = (
+        "SELECT h.record_key, list(o.record_key ORDER BY o.record_key) FROM citizen_source_link h "
+        "JOIN citizen_source_link o USING (citizen_id) WHERE h.record_key IN (SELECT record_key FROM _back) GROUP BY 1"
+    )
+    counts = "SELECT column_name, value, sum(n) FROM linkage_tf GROUP BY ALL HAVING sum(n) <> 0 ORDER BY ALL"
+    before, tf_before = dict(con.execute(fellows).fetchall()), con.execute(counts).fetchall()
+    pairs_before = con.execute("SELECT count(*) FROM match_edges").fetchall()[0][0]
+    linkage.take_back("_back")
+    assert con.execute(fellows).fetchall() == []
+    assert con.execute("SELECT count(*) FROM linkage_keys SEMI JOIN _back USING (record_key)").fetchall()[0][0] == 0
+    link, _ = linkage.update(run_id="back")
+    assert link.new_records == 20
+    assert dict(con.execute(fellows).fetchall()) == before
+    assert con.execute(counts).fetchall() == tf_before
+    assert con.execute("SELECT count(*) FROM match_edges").fetchall()[0][0] == pairs_before
+    assert con.execute("SELECT count(*) - count(DISTINCT record_key) FROM linkage_keys").fetchall()[0][0] == 0

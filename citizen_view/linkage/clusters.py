@@ -116,6 +116,7 @@ class ClusterResult:
     components_with_conflicts: int
     merges_refused: int
     bridges_cut: int = 0
+    component: np.ndarray | None = None  # per record (labels' order): its connected component on the links followed
 
 
 @dataclass
@@ -209,6 +210,7 @@ def cluster_records(
         components_with_conflicts=int(suspicious.size),
         merges_refused=refused,
         bridges_cut=cut,
+        component=comp,
     )
 
 

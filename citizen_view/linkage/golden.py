@@ -52,7 +52,7 @@ GROUPS: dict[str, Group] = {
 
 # The record columns golden_select reads: each group's columns, the columns its condition and agreement read, and the
 # columns every group orders by.
-_COLUMNS_READ = {c for cols, *_ in GROUPS.values() for c in cols} | {
+COLUMNS_READ = {c for cols, *_ in GROUPS.values() for c in cols} | {
     "given_name_std",
     "family_name_std",
     "birth_place_std",
@@ -122,14 +122,27 @@ class GoldenReport:
     in_several_sources: int
 
 
-def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_changed: bool = False) -> GoldenReport:
+def build_golden(
+    con: duckdb.DuckDBPyConnection,
+    sources: SourcesFile,
+    *,
+    only_changed: bool = False,
+    relinked: tuple[str, str] | None = None,
+) -> GoldenReport:
     """(Re)create `citizen` from `citizen_source_link` and `source_records`, and count the citizens more than one source knows.
 
-    `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`).
+    `only_changed`: rebuild just the citizens an incremental link touched (table `linkage_changes`). `relinked`: the
+    tables (links, records) that incremental link left on this connection, holding every record of those citizens
+    (the temporary `_relinked` and `_scope_rows`): read instead of the big tables.
     """
     con.execute("CREATE OR REPLACE TEMP TABLE _source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
     con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", rank_rows(sources))
-    if only_changed:
+    if only_changed and relinked:
+        links, records = relinked
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _linked AS SELECT l.citizen_id, r.* FROM {records} r JOIN {links} l USING (record_key)"
+        )
+    elif only_changed:
         # the few links of the touched citizens first, then only the record columns survivorship reads: a join of
         # every link with every record, all columns, costs more than the rest of the step at a million records
         con.execute(
@@ -137,7 +150,7 @@ def build_golden(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, only_c
             "SEMI JOIN linkage_changes USING (citizen_id)"
         )
         present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
-        read = ", ".join(f"r.{c}" for c in sorted(_COLUMNS_READ & present))
+        read = ", ".join(f"r.{c}" for c in sorted(COLUMNS_READ & present))
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _linked AS SELECT l.citizen_id, {read} "
             "FROM source_records r JOIN _changed_links l USING (record_key)"

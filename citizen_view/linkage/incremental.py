@@ -7,9 +7,8 @@ superset of the pairs Splink's `predict_between` blocks), computes the term-freq
 the way Splink does (count / non-null count), and only the new records and those candidates cross to Splink.
 A rule with no equality in it could pair a new record with any old one: then every old record is a candidate.
 
-The re-clustering scope is grown from its seeds over the same edges a full component search would follow
-(links at or above the threshold, reviewers' `same`, records sharing a citizen) until it stops growing: the
-same components, without reading every record and edge into memory.
+With the key index a full run writes (key_index.py), the candidates and term frequencies are looked up instead.
+What to re-cluster is found by components.py.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import sqlglot
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 from sqlglot import exp
 
+from citizen_view.linkage import key_index
 from citizen_view.linkage.model import render_for
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql
@@ -74,10 +74,19 @@ def candidates_sql(
     return " UNION ".join(parts.values())
 
 
-def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str) -> int:
+def predict_new_edges(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None = None
+) -> int:
     """Score the records in the table `new_keys` (one column, record_key) against the old records they can meet and
     against each other, with the saved model and term frequencies over all records, into `match_edges` (replacing
-    any edges they had). Returns how many pairs were kept."""
+    any edges they had). Returns how many pairs were kept. `gone`: the keys of records no longer there.
+
+    With the key index (key_index.py; written now if the full run did not) the candidates and term frequencies are
+    looked up; for a model it cannot index, every record's linkage input is read."""
+    if key_index.keys_of(model) is not None:
+        if not key_index.is_current(con, model):
+            key_index.write(con, model)
+        return _predict_indexed(con, model, new_keys, gone)
     # One pass over all records for the columns blocking and term frequencies read; the rest reads this narrow table.
     rules = _equalities(model)  # parsing the rules costs a few tenths of a second: once
     read = ", ".join(f'"{c}"' for c in columns_read(model, rules))
@@ -114,49 +123,34 @@ def predict_new_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new
     return kept
 
 
-def grow_scope(
-    con: duckdb.DuckDBPyConnection,
-    seeds: str,
-    *,
-    threshold: float,
-    same: list[tuple[str, str]],
-    gone: str | None = None,
-) -> int:
-    """`_scope`: the records connected to the keys `seeds` selects, over links at or above `threshold`, reviewers'
-    `same` pairs and shared citizens (records present in `source_records` only: `gone`, when given, is the table of
-    linked keys no longer there, which spares a join of the two big tables). Returns its size."""
-    import polars as pl
-
-    pairs = pl.DataFrame(same or [], schema={"a": pl.String, "b": pl.String}, orient="row")
-    con.register("_same_frame", pairs)
+def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None) -> int:
+    """predict_new_edges with the key index: the new records' input, then their candidates by key, then theirs."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _same_pairs AS SELECT a, b FROM _same_frame "
-        "WHERE a IN (SELECT record_key FROM source_records) AND b IN (SELECT record_key FROM source_records)"
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con)}) "
+        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
     )
-    con.unregister("_same_frame")
-    # records gone from source_records leave the scope: `gone` lists them (small), else a join with every record
-    present = f"ANTI JOIN {gone} USING (record_key)" if gone else "SEMI JOIN source_records USING (record_key)"
+    added = key_index.sync(con, model, "_linkage_new", gone)
+    n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT DISTINCT record_key FROM ({seeds}) "
-        "SEMI JOIN source_records USING (record_key)"
+        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
+        + key_index.candidates_sql(model, "_linkage_new")
+        + f" EXCEPT SELECT record_key FROM {new_keys}"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _frontier AS SELECT record_key FROM _scope")
-    while con.execute("SELECT count(*) FROM _frontier").fetchall()[0][0]:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _frontier AS
-            SELECT record_key FROM (
-                SELECT CASE WHEN record_key_l IN (SELECT record_key FROM _frontier) THEN record_key_r ELSE record_key_l END
-                    AS record_key
-                FROM match_edges WHERE match_weight >= $t AND (record_key_l IN (SELECT record_key FROM _frontier)
-                    OR record_key_r IN (SELECT record_key FROM _frontier))
-                UNION SELECT b FROM _same_pairs WHERE a IN (SELECT record_key FROM _frontier)
-                UNION SELECT a FROM _same_pairs WHERE b IN (SELECT record_key FROM _frontier)
-                UNION SELECT record_key FROM citizen_source_link WHERE citizen_id IN
-                    (SELECT citizen_id FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _frontier))
-            ) {present} ANTI JOIN _scope USING (record_key)
-            """,
-            {"t": threshold},
-        )
-        con.execute("INSERT INTO _scope SELECT record_key FROM _frontier")
-    return con.execute("SELECT count(*) FROM _scope").fetchall()[0][0]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * FROM _linkage_new UNION ALL "
+        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con)}) "
+        "WHERE record_key IN (SELECT record_key FROM _linkage_candidates)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")
+    )
+    with transaction(con):
+        if added < n_new:  # some were indexed, so perhaps scored before: their pairs are replaced
+            con.execute(
+                f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
+                f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
+            )
+        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
+    for table in ("_linkage_new", "_linkage_pool_input", "_linkage_pool"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return kept

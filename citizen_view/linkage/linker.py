@@ -107,7 +107,18 @@ class Linkage:
     def update(self, *, run_id: str, truth_dir: Path | None = None) -> tuple[_steps.LinkReport, _golden.GoldenReport]:
         """Link only records not linked yet, with the saved model, and rebuild only the citizens they touch."""
         link = self.link(run_id=run_id, incremental=True, truth_dir=truth_dir)
-        return link, self.golden(only_changed=True)
+        relinked = ("_relinked", "_scope_rows") if link.incremental else None  # the link's scope, on this connection
+        return link, _golden.build_golden(self.con, self._sources("golden"), only_changed=True, relinked=relinked)
+
+    def prepare_update(self) -> list[str]:
+        """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
+        would write them itself, once); returns the tables written."""
+        return _steps.prepare_update(self.con, self.layout)
+
+    def take_back(self, keys: str) -> None:
+        """Undo the linkage of the records in the table `keys` (record_key) as if they had not arrived yet (their
+        records stay; a bench or a test holds late records back this way)."""
+        _steps.take_back(self.con, keys)
 
     def explain(self, left: str, right: str) -> _explain.Explanation:
         """Why two records (keys `source:source_record_id`) were, or were not, linked."""

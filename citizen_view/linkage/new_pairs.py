@@ -74,8 +74,11 @@ def term_frequency_sql(model: dict[str, Any], records: str, pool: str) -> str:
 
 
 def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: str, *, floor: float) -> int:
-    """Append the scored pairs of `pool` (see score_pairs_sql) to `match_edges`, its columns only; returns how many."""
+    """Append the scored pairs of `pool` (see score_pairs_sql) to `match_edges`, its columns only; returns how many.
+    They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links)."""
     columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE match_edges)").fetchall()]
     names = ", ".join(f'"{c}"' for c in columns)
-    sql = f"INSERT INTO match_edges ({names}) SELECT {names} FROM ({score_pairs_sql(model, pool, floor=floor)})"
-    return con.execute(sql).fetchall()[0][0]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {names} FROM ({score_pairs_sql(model, pool, floor=floor)})"
+    )
+    return con.execute(f"INSERT INTO match_edges ({names}) SELECT {names} FROM _new_edges").fetchall()[0][0]

@@ -207,6 +207,7 @@ def build_review_queue(
     max_citizen_records: int,
     run_id: str,
     scope: str | None = None,
+    scope_tables: tuple[str, str] | None = None,
 ) -> int:
     """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size.
 
@@ -230,7 +231,7 @@ def build_review_queue(
         scoped = quote(scope) if refresh else None
         if scoped:
             _clear_scope(con, scoped)
-            _scope_tables(con, scoped, low=low, high=high)
+            _scope_tables(con, scoped, low=low, high=high, tables=scope_tables or ("match_edges", "source_records"))
         con.execute(
             ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
             + _queue_sql(evidence, scoped),
@@ -280,11 +281,15 @@ def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str) -> None:
     )
 
 
-def _scope_tables(con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, high: float) -> None:
+def _scope_tables(
+    con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, high: float, tables: tuple[str, str]
+) -> None:
     """The scope's uncertain pairs (`_scope_edges`), the links of their records (`_scope_links`) and the scope's
-    record columns the citizen checks read (`_scope_records`): small tables, so the queue's joins stay small."""
+    record columns the citizen checks read (`_scope_records`): small tables, so the queue's joins stay small.
+    `tables`: where to read pairs and records (match_edges and source_records, or the run's own reads of them)."""
+    edges, records = tables
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _scope_edges AS SELECT * FROM match_edges WHERE match_weight BETWEEN $low AND $high "
+        f"CREATE OR REPLACE TEMP TABLE _scope_edges AS SELECT * FROM {edges} WHERE match_weight BETWEEN $low AND $high "
         f"AND (record_key_l IN (SELECT record_key FROM {scoped}) OR record_key_r IN (SELECT record_key FROM {scoped}))",
         {"low": float(low), "high": float(high)},
     )
@@ -295,7 +300,7 @@ def _scope_tables(con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, hi
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _scope_records AS SELECT l.citizen_id, r.record_key, r.national_id, "
-        f"r.national_id_valid, r.date_of_birth FROM source_records r JOIN _scope_links l USING (record_key) "
+        f"r.national_id_valid, r.date_of_birth FROM {records} r JOIN _scope_links l USING (record_key) "
         f"WHERE r.record_key IN (SELECT record_key FROM {scoped})"
     )
 

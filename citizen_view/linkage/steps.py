@@ -17,12 +17,14 @@ import numpy as np
 import polars as pl
 
 import citizen_view.linkage.common_values as common_values
+import citizen_view.linkage.golden as _golden
 from citizen_view.contract import LinkageConfig, LinkType
+from citizen_view.linkage import components, key_index
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
-from citizen_view.linkage.incremental import grow_scope, predict_new_edges
+from citizen_view.linkage.incremental import predict_new_edges
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     TrainedModel,
@@ -108,6 +110,7 @@ def score_pairs(
                 "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
             )
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+        key_index.write(con, saved_model(con))  # an incremental run looks new records' candidates up in it
     histogram = weight_histogram(weights)
     return EdgeReport(
         pairs_kept=int(weights.size),
@@ -190,6 +193,36 @@ class LinkReport:
     evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
 
 
+UNMATCHED_BUCKETS = 65536  # buckets of record keys compared by count and hash sum before any key is joined
+
+
+def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched`: records not linked yet (new_key) and links whose record is gone (gone_key, citizen_id).
+
+    The keys of both big tables are put in buckets by hash, and each bucket's count and sum of hashes compared: only
+    the keys in buckets that differ are joined (a few thousand changes touch a few per cent of the buckets), on their
+    hashes; should two keys there share a hash, the texts are compared instead."""
+    bucket = f"hash(record_key) % {UNMATCHED_BUCKETS}"
+    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM (SELECT hash(record_key) AS h FROM {{}}) GROUP BY b"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('source_records')}) s "
+        f"FULL JOIN ({digest.format('citizen_source_link')}) l USING (b) "
+        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+    )
+    unmatched = (
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
+        f"FROM (SELECT record_key, {{h}} AS h FROM source_records WHERE {bucket} IN (SELECT b FROM _changed_buckets)) s "
+        "FULL JOIN (SELECT record_key, citizen_id, {h} AS h FROM citizen_source_link "
+        f"WHERE {bucket} IN (SELECT b FROM _changed_buckets)) l USING (h) "
+        "WHERE s.record_key IS DISTINCT FROM l.record_key"
+    )
+    con.execute(unmatched.format(h="hash(record_key)"))
+    clash = "SELECT count(*) FROM _unmatched WHERE new_key IS NOT NULL AND gone_key IS NOT NULL"
+    if con.execute(clash).fetchall()[0][0]:
+        con.execute(unmatched.format(h="record_key"))
+    con.execute("DROP TABLE _changed_buckets")
+
+
 def _incremental_scope(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -204,12 +237,7 @@ def _incremental_scope(
     (a decision made since the last run must split or join its pair as a full run would). Returns (new
     records, records in scope).
     """
-    # records not linked yet and links whose record is gone, from one join of the two big tables
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
-        "FROM source_records s FULL JOIN citizen_source_link l USING (record_key) "
-        "WHERE s.record_key IS NULL OR l.record_key IS NULL"
-    )
+    _unmatched_keys(con)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
     )
@@ -224,8 +252,12 @@ def _incremental_scope(
             "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) "
             "OR record_key_r IN (SELECT record_key FROM _gone_keys)"
         )
+    if not components.exists(con):  # a warehouse linked before the table existed: once, from its links
+        components.write_from_links(con, threshold=threshold, same=same, different=different)
     if n_new:
-        predict_new_edges(con, saved_model(con), "_new_keys")
+        predict_new_edges(con, saved_model(con), "_new_keys", gone="_gone_keys")
+    elif key_index.is_current(con, saved_model(con)):
+        key_index.forget(con, saved_model(con), "_gone_keys")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
@@ -233,14 +265,48 @@ def _incremental_scope(
         {"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String}
     )
     con.register("_decided_keys", decided)
-    seeds = (
-        "SELECT record_key FROM _new_keys UNION SELECT l.record_key FROM citizen_source_link l "
-        "JOIN (SELECT DISTINCT citizen_id FROM _gone_keys) g USING (citizen_id) "
-        "UNION SELECT record_key FROM _decided_keys"
+    in_scope = components.scope(
+        con,
+        new_keys="_new_keys",
+        new_edges="_new_edges" if n_new else None,
+        gone="_gone_keys",
+        decided="_decided_keys",
+        threshold=threshold,
     )
-    in_scope = grow_scope(con, seeds, threshold=threshold, same=same, gone="_gone_keys")
     con.unregister("_decided_keys")
     return n_new, in_scope
+
+
+def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> list[str]:
+    """Write the tables an incremental run looks records up in where they are missing or stale (a warehouse linked
+    before they existed, or a model trained since); returns the tables written. An update writes them itself."""
+    written = []
+    model = saved_model(con)
+    if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
+        key_index.write(con, model)
+        written += [key_index.KEYS, key_index.TF]
+    if table_exists(con, "main", "citizen_source_link") and not components.exists(con):
+        threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
+        same, different = constraints(load_overrides(layout.overrides_file))
+        components.write_from_links(con, threshold=threshold, same=same, different=different)
+        written.append(components.TABLE)
+    return written
+
+
+def take_back(con: duckdb.DuckDBPyConnection, keys: str) -> None:
+    """Undo the linkage of the records in the table `keys` (record_key) as if they had not arrived: their links,
+    scored pairs, blocking keys and components go, their records stay (the next update finds them new)."""
+    with transaction(con):
+        con.execute(f"DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM {keys})")
+        con.execute(
+            f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {keys}) "
+            f"OR record_key_r IN (SELECT record_key FROM {keys})"
+        )
+        if components.exists(con):
+            con.execute(f"DELETE FROM {components.TABLE} WHERE record_key IN (SELECT record_key FROM {keys})")
+    model = saved_model(con)
+    if key_index.is_current(con, model):
+        key_index.forget(con, model, keys)
 
 
 def link_citizens(
@@ -270,13 +336,14 @@ def link_citizens(
     n_new = 0
     if incremental:
         n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different)
+        _read_scope(con)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
     links, history = _assign_ids(con, clustered, scoped=incremental)
-    _store_links(con, links, history, run_id=run_id, incremental=incremental)
+    _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]  # once
+    sizes = _citizen_sizes(con, incremental=incremental)  # once
     bound = size_bound(sizes, cap=max_citizen_records)
     queued = build_review_queue(
         con,
@@ -286,6 +353,7 @@ def link_citizens(
         max_citizen_records=bound or int(sizes.max(initial=0)),
         run_id=run_id,
         scope="_scope" if incremental else None,
+        scope_tables=("_scope_touching", "_scope_rows") if incremental else None,
     )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
@@ -311,7 +379,41 @@ def link_citizens(
     )
 
 
+def _citizen_sizes(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> np.ndarray:
+    """Records per citizen. After an incremental run, from the links' own `citizen_record_count` (a citizen of k
+    records has k links saying k: one pass over a number column instead of grouping every link by citizen), when
+    those counts add up; else counted."""
+    if incremental:
+        rows = con.execute(
+            "SELECT citizen_record_count, count(*) FROM citizen_source_link GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        if all(k and n % k == 0 for k, n in rows):
+            return np.repeat(np.array([k for k, _ in rows], dtype=np.int64), [n // k for k, n in rows])
+    return con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+
+
 _IN_SCOPE = " WHERE record_key IN (SELECT record_key FROM _scope)"
+# the record columns an incremental run reads after scoring: clustering, the links' rows, the review queue, golden
+_SCOPE_COLUMNS = {
+    "source_file",
+    "source_line",
+    "national_id",
+    "national_id_valid",
+    "date_of_birth_text",
+    "date_of_birth",
+}
+
+
+def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
+    """`_scope_rows`: the scope's records (the columns the rest of the run reads) and `_scope_touching`: the scored
+    pairs with a record in the scope; one pass over each big table, read by every later step instead of it."""
+    present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
+    read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ) & present))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records{_IN_SCOPE}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges "
+        "WHERE record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+    )
 
 
 def _cluster_in_scope(
@@ -323,18 +425,20 @@ def _cluster_in_scope(
     different: list[tuple[str, str]],
     scoped: bool,
 ) -> ClusterResult:
-    """Cluster every record (or, `scoped`, the records in `_scope`) on their scored pairs."""
+    """Cluster every record (or, `scoped`, the records in `_scope`: from `_scope_rows` and `_scope_touching`) on
+    their scored pairs."""
     records = con.sql(
-        "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM source_records"
-        + (_IN_SCOPE if scoped else "")
+        "SELECT record_key, source, national_id, national_id_valid, date_of_birth_text AS dob FROM "
+        + ("_scope_rows" if scoped else "source_records")
         + " ORDER BY source, source_file, source_line, source_record_id"
     ).pl()
     edge_scope = (
-        " WHERE record_key_l IN (SELECT record_key FROM _scope) AND record_key_r IN (SELECT record_key FROM _scope)"
+        "_scope_touching WHERE record_key_l IN (SELECT record_key FROM _scope) "
+        "AND record_key_r IN (SELECT record_key FROM _scope)"
         if scoped
-        else ""
+        else "match_edges"
     )
-    edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM match_edges{edge_scope}").pl()
+    edges = con.sql(f"SELECT record_key_l, record_key_r, match_weight FROM {edge_scope}").pl()
     duplicate_free = (
         set(records.get_column("source").unique().to_list()) if linkage.link_type == LinkType.LINK_ONLY else set()
     )
@@ -374,11 +478,11 @@ _LINK_ROWS = """
         SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
         FROM (
             SELECT e.record_key_l AS record_key, e.match_probability, e.match_weight
-            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
             UNION ALL
             SELECT e.record_key_r, e.match_probability, e.match_weight
-            FROM match_edges e JOIN _links a ON a.record_key = e.record_key_l
+            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
         ) GROUP BY record_key
     )
@@ -386,24 +490,39 @@ _LINK_ROWS = """
            best.match_probability, best.match_weight,
            count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
            ?::VARCHAR AS run_id, now() AS linked_at
-    FROM _links l JOIN source_records r USING (record_key) LEFT JOIN best USING (record_key)
+    FROM _links l JOIN {records} r USING (record_key) LEFT JOIN best USING (record_key)
 """
 
 
 def _store_links(
-    con: duckdb.DuckDBPyConnection, links: pl.DataFrame, history: pl.DataFrame, *, run_id: str, incremental: bool
+    con: duckdb.DuckDBPyConnection,
+    links: pl.DataFrame,
+    history: pl.DataFrame,
+    clustered: ClusterResult,
+    *,
+    run_id: str,
+    incremental: bool,
 ) -> None:
-    """Write `citizen_source_link` (whole, or the scope's rows), `linkage_changes` and the ID history in one transaction."""
+    """Write `citizen_source_link` (whole, or the scope's rows), the records' components, `linkage_changes` and the
+    ID history in one transaction."""
+    keys = clustered.labels.get_column("record_key")
     with transaction(con, _links=links, _history=history):
+        if incremental:
+            components.replace_scope(con, keys, clustered.component)
+        else:
+            components.write_all(con, keys, clustered.component)
         if incremental:
             con.execute(
                 "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
                 "OR record_key IN (SELECT record_key FROM _gone_keys)"
             )
-            con.execute(f"INSERT INTO citizen_source_link BY NAME {_LINK_ROWS}", [run_id])
+            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows")
+            con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
+            con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
         else:
+            rows = _LINK_ROWS.format(edges="match_edges", records="source_records")
             con.execute(
-                f"CREATE OR REPLACE TABLE citizen_source_link AS {_LINK_ROWS} ORDER BY l.citizen_id, r.source, r.source_record_id",
+                f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id",
                 [run_id],
             )
         # The citizens whose golden record must be rebuilt: all of them, or those the incremental run touched.

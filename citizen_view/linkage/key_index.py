@@ -1,0 +1,157 @@
+"""Every record's blocking keys and the term-frequency counts, kept so an incremental run looks a few records up.
+
+A full run's scoring step writes, for the saved model:
+
+- `linkage_keys`: per record, one hashed key per blocking rule and side (the keys of linkage/candidates.py, the
+  same the served view probes for `resolve`) and the values of the term-frequency columns;
+- `linkage_tf`: per term-frequency column, rows (value, n) whose sums are the records holding each value, and a
+  row with value NULL whose sum is the records holding any value (Splink's count / non-null count);
+- `linkage_keys_model`: which model they were written for.
+
+An incremental run adds the records it has not seen (their keys appended, +1 rows appended to `linkage_tf`),
+drops the records gone (-1 rows), and finds the old records a new one can meet by comparing small sets of key
+hashes with the key columns: one pass over narrow integer columns instead of the linkage input of every record.
+A model whose rules have a condition with no equality, or an equality over an expression rather than a column,
+is not indexed: the incremental run then reads every record as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from citizen_view.linkage.candidates import ProbeKey, probe_keys, unprobed_rules
+from citizen_view.linkage.model import render_for
+from citizen_view.linkage.records import ENCODED_COLUMNS, INPUT_COLUMNS, linkage_input_sql
+from citizen_view.linkage.scoring import tf_columns
+from citizen_view.warehouse import table_exists, transaction
+
+if TYPE_CHECKING:
+    import duckdb
+
+KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
+_COLUMNS = set(INPUT_COLUMNS) | set(ENCODED_COLUMNS)
+
+
+def _model_json(model: dict[str, Any]) -> str:
+    return json.dumps(render_for(model, "duckdb"), sort_keys=True)
+
+
+def keys_of(model: dict[str, Any]) -> tuple[ProbeKey, ...] | None:
+    """The model's probe keys, or None when some rule cannot be looked up by key (see the module's note)."""
+    model_json = _model_json(model)
+    keys = probe_keys(model_json)
+    if unprobed_rules(model_json) or not keys:
+        return None
+    if any(c not in _COLUMNS for k in keys for c in (*k.stored, *k.incoming)):
+        return None
+    return keys
+
+
+def _fingerprint(model: dict[str, Any]) -> str:
+    return hashlib.sha256(_model_json(model).encode()).hexdigest()
+
+
+def is_current(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
+    """Whether the index exists and was written for this model."""
+    if not table_exists(con, "main", MODEL):
+        return False
+    rows = con.execute(f"SELECT fingerprint FROM {MODEL}").fetchall()
+    return bool(rows) and rows[0][0] == _fingerprint(model)
+
+
+def _key_columns(model: dict[str, Any], keys: tuple[ProbeKey, ...], alias: str = "") -> str:
+    """The stored record's keys and term-frequency values, as select items over input columns."""
+    items = [f"{k.stored_sql(alias)} AS {k.column}" for k in keys]
+    items += [f'{alias}"{c}"::VARCHAR AS "tf_{c}"' for c in tf_columns(model)]
+    return ", ".join(items)
+
+
+def _tf_rows(model: dict[str, Any], table: str, sign: str = "") -> str:
+    """`linkage_tf` rows counting the term-frequency values of the records in `table` (its tf_ columns)."""
+    parts = []
+    for c in tf_columns(model):
+        t = f'"tf_{c}"'
+        parts.append(
+            f"SELECT '{c}' AS column_name, {t} AS value, {sign}count(*) AS n FROM {table} WHERE {t} IS NOT NULL "
+            f"GROUP BY {t} UNION ALL SELECT '{c}', NULL, {sign}count({t}) FROM {table}"
+        )
+    return (
+        " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, 0 AS n WHERE false"
+    )
+
+
+def write(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
+    """(Re)write the index over every record of `source_records` for `model`; False (and no index) when the
+    model's rules cannot be looked up by key."""
+    keys = keys_of(model)
+    with transaction(con):
+        for table in (MODEL, KEYS, TF):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        if keys is None:
+            return False
+        con.execute(
+            f"CREATE TABLE {KEYS} AS SELECT record_key, {_key_columns(model, keys)} FROM ({linkage_input_sql(con)})"
+        )
+        con.execute(f"CREATE TABLE {TF} AS {_tf_rows(model, KEYS)}")
+        con.execute(
+            f"CREATE TABLE {MODEL} AS SELECT ?::VARCHAR AS fingerprint, now() AS written_at", [_fingerprint(model)]
+        )
+    return True
+
+
+def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, gone: str | None) -> int:
+    """Add the records of `new_input` (linkage input rows) the index does not hold yet, and drop the records of
+    `gone` (record_key) it holds, appending their term-frequency counts (+1 / -1). Returns how many were added:
+    a record the index did not hold was never scored (a full run indexes every record it scores, an update every
+    record before it scores it), so it has no scored pairs to replace."""
+    keys = keys_of(model)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT record_key, {_key_columns(model, keys)} "
+        f"FROM {new_input} ANTI JOIN {KEYS} USING (record_key)"
+    )
+    added = con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added").fetchall()[0][0]
+    con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_added')}")
+    con.execute("DROP TABLE _keys_added")
+    if gone:
+        forget(con, model, gone)
+    return added
+
+
+def forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:
+    """Drop the records of `gone` (record_key) from the index, their term-frequency counts taken back (-1 rows)."""
+    if not con.execute(f"SELECT count(*) FROM {gone}").fetchall()[0][0]:
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _keys_gone AS SELECT * FROM {KEYS} SEMI JOIN {gone} USING (record_key)")
+    con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_gone', '-')}")
+    con.execute(f"DELETE FROM {KEYS} WHERE record_key IN (SELECT record_key FROM _keys_gone)")
+    con.execute("DROP TABLE _keys_gone")
+
+
+def candidates_sql(model: dict[str, Any], new_input: str) -> str:
+    """SQL for the keys of indexed records some blocking rule could pair with a record of `new_input` (linkage input
+    rows), in either orientation: a superset of the pairs the rules form (a hash collision adds a candidate)."""
+    keys = keys_of(model)
+    probes = []
+    for k in keys:
+        incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.")
+        probes.append(f"{k.column} IN (SELECT {incoming} FROM {new_input} n)")
+    return f"SELECT record_key FROM {KEYS} WHERE {' OR '.join(probes)}"
+
+
+def term_frequency_sql(model: dict[str, Any], pool: str) -> str:
+    """`pool`'s rows with each term-frequency column (`tf_<column>`) from the counts, for the values in `pool` only:
+    the same numbers new_pairs.term_frequency_sql counts over every record."""
+    joins, selects = [], []
+    for i, column in enumerate(tf_columns(model)):
+        c = f'"{column}"'
+        total = f"(SELECT sum(n) FROM {TF} WHERE column_name = '{column}' AND value IS NULL)"
+        joins.append(
+            f"LEFT JOIN (SELECT value, cast(sum(n) AS float8) / {total} AS tf FROM {TF} "
+            f"WHERE column_name = '{column}' AND value IN (SELECT {c}::VARCHAR FROM {pool}) GROUP BY value) t{i} "
+            f"ON t{i}.value = p.{c}::VARCHAR"
+        )
+        selects.append(f't{i}.tf AS "tf_{column}"')
+    return f"SELECT p.*{''.join(', ' + s for s in selects)} FROM {pool} p {' '.join(joins)}"
