@@ -120,19 +120,14 @@ def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]
     keys, then the records found by their number; the model inputs as one packed column), each with its number and
     source. A filter on the source in SQL, or the term frequencies in the same statement, would turn index probes
     into scans: the caller filters, and term frequencies are read once per view (`ResolveModel.tf`)."""
-    keys, params = [], {}
-    for key in m.keys:
-        found = key.incoming_values(values)
-        if found is not None:
-            keys.append(key.incoming_sql(f"k{key.number}"))
-            params |= {f"k{key.number}_{i}": v for i, v in enumerate(found)}
-    if not keys:
-        return "", params
+    hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
+    if not hashes:
+        return "", {}
     sql = (
         f"SELECT {RECORD_NUMBER}, source, {PACKED} FROM resolve_records WHERE {RECORD_NUMBER} IN "
-        f"(SELECT {RECORD_NUMBER} FROM resolve_keys WHERE key_hash IN ({', '.join(keys)}))"
+        f"(SELECT {RECORD_NUMBER} FROM resolve_keys WHERE key_hash IN ({', '.join(f'$k{n}::UBIGINT' for n in range(len(hashes)))}))"
     )
-    return sql, params
+    return sql, {f"k{n}": h for n, h in enumerate(hashes)}
 
 
 def _candidates(
