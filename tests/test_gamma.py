@@ -32,6 +32,7 @@ CONDITIONS = [
     'LEAST(LENGTH("a_l"), LENGTH("b_l")) <= 1',
     'CASE WHEN "a_l" = "a_r" THEN "b_l" = "b_r" END',
     'RIGHT("a_l", 1) = RIGHT("a_r", 1)',
+    'RIGHT("a_l", 3) = "a_r"',  # a count beyond the text's length: the whole text
 ]
 TEXTS = [
     None,
@@ -49,6 +50,7 @@ TEXTS = [
     "é",
     "e",
     "ab c",
+    "ab",
     "jansens",
     "johansen",
     "e\u0301rik",

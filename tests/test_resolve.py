@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import random
 
 import duckdb
 import httpx
@@ -102,9 +103,8 @@ def test_the_online_weights_are_the_ones_splink_computes(service):
 
     con = _view(service)
     try:
-        model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
-        rows = con.sql("SELECT COLUMNS(lambda c: c NOT LIKE 'block_key_%') FROM resolve_records")
-        records = rows.pl().sample(20, seed=3).to_dicts()
+        model_json, records = _model_and_records(con)
+        records = random.Random(3).sample(records, 20)
     finally:
         con.close()
     online = scorer(model_json)
@@ -116,10 +116,15 @@ def test_the_online_weights_are_the_ones_splink_computes(service):
 
 
 def _model_and_records(con) -> tuple[str, list[dict]]:
+    """(the view's model; its linked records' packed inputs, unpacked with their types into the temp table `unpacked`,
+    by record key)."""
     model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
-    tfs = [d[0] for d in con.execute("DESCRIBE resolve_records").fetchall() if d[0].startswith("tf_")]
-    cols = ", ".join([*INPUT_COLUMNS, "citizen_id", *tfs])
-    return model_json, con.sql(f"SELECT {cols} FROM resolve_records ORDER BY record_key").pl().to_dicts()
+    types = {name: kind for name, kind, *_ in con.execute("DESCRIBE resolve_columns").fetchall()}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE unpacked AS SELECT unnest(from_json(inputs, ?)) FROM resolve_records",
+        [json.dumps(types)],
+    )
+    return model_json, con.sql("SELECT * FROM unpacked ORDER BY record_key").pl().to_dicts()
 
 
 def test_the_python_levels_are_the_ones_duckdb_computes_with_splinks_sql(service):
@@ -132,10 +137,10 @@ def test_the_python_levels_are_the_ones_duckdb_computes_with_splinks_sql(service
         sides = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in INPUT_COLUMNS)
         near = "l.dob = r.dob OR l.family_name_block = r.family_name_block OR l.postcode = r.postcode"
         found = con.execute(  # pairs alike in some way (every level is reached) and pairs at random
-            f"WITH pairs AS (SELECT {sides} FROM resolve_records l JOIN resolve_records r ON ({near}) "
+            f"WITH pairs AS (SELECT {sides} FROM unpacked l JOIN unpacked r ON ({near}) "
             f"AND l.record_key < r.record_key USING SAMPLE 6000 ROWS (reservoir, 5) UNION ALL "
-            f"SELECT {sides} FROM (FROM resolve_records USING SAMPLE 60 ROWS (reservoir, 1)) l "
-            f"CROSS JOIN (FROM resolve_records USING SAMPLE 60 ROWS (reservoir, 2)) r) "
+            f"SELECT {sides} FROM (FROM unpacked USING SAMPLE 60 ROWS (reservoir, 1)) l "
+            f"CROSS JOIN (FROM unpacked USING SAMPLE 60 ROWS (reservoir, 2)) r) "
             f"SELECT *, {', '.join(c._case_statement for c in settings.comparisons)} FROM pairs"
         )
         names = [d[0] for d in found.description]
@@ -157,8 +162,8 @@ def test_the_python_levels_are_the_ones_duckdb_computes_with_splinks_sql(service
 
 def _paired_by(con, conditions: list[str]) -> set[str]:
     """The records any of the join `conditions` pairs with the one in `incoming`, on either side."""
-    either_side = [f"SELECT r.record_key FROM incoming l JOIN resolve_records r ON {c}" for c in conditions]
-    either_side += [f"SELECT l.record_key FROM resolve_records l JOIN incoming r ON {c}" for c in conditions]
+    either_side = [f"SELECT r.record_key FROM incoming l JOIN unpacked r ON {c}" for c in conditions]
+    either_side += [f"SELECT l.record_key FROM unpacked l JOIN incoming r ON {c}" for c in conditions]
     return {k for (k,) in con.execute(" UNION ".join(either_side)).fetchall()}
 
 
@@ -184,22 +189,44 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
         sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM resolve_records").fetchall()]
         for record in records[:: max(1, len(records) // 40)]:
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM resolve_records WHERE record_key = ?",
+                "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM unpacked WHERE record_key = ?",
                 [record["record_key"]],
             )
             paired, probed = (_paired_by(con, conditions) for conditions in (rules, equalities))
             got = {c["record_key"] for c in _candidates(con, m, record, sources)[0]}
             assert got == probed and paired <= got, record
             assert record["record_key"] in got
-        by_key = {r["record_key"]: r for r in records}  # the packed inputs read back are the columns, exactly
+        by_key = {r["record_key"]: r for r in records}
         found, tfs = _candidates(con, m, records[0], sources)
         assert tfs == {f"tf_{c}": records[0][f"tf_{c}"] for c in m.tf_columns}  # the record's own frequencies
         for c in found:
-            assert {k: c[k] for k in by_key[c["record_key"]]} == by_key[c["record_key"]]
+            assert c == by_key[c["record_key"]]
         one_source = _candidates(con, m, records[0], ["population"])[0]
         assert all(c["source"] == "population" for c in one_source)  # only sources the role may see
     finally:
         con.close()
+
+
+def test_the_packed_inputs_are_the_warehouses_linkage_inputs_of_every_linked_record(service):
+    from citizen_view.linkage.records import linkage_input_sql
+
+    con = _view(service)
+    try:
+        _model_json, records = _model_and_records(con)
+    finally:
+        con.close()
+    warehouse = duckdb.connect(str(service.warehouse), read_only=True)
+    try:
+        found = warehouse.execute(
+            f"SELECT {', '.join(f'i.{c}' for c in INPUT_COLUMNS)}, l.citizen_id "
+            f"FROM ({linkage_input_sql(warehouse)}) i JOIN citizen_source_link l USING (record_key)"
+        )
+        names = [d[0] for d in found.description]
+        expected = {row[0]: dict(zip(names, row)) for row in found.fetchall()}
+    finally:
+        warehouse.close()
+    assert len(expected) > 1000
+    assert {r["record_key"]: {k: r[k] for k in names} for r in records} == expected
 
 
 def test_a_model_whose_levels_python_does_not_evaluate_is_scored_by_duckdb_alike(service):

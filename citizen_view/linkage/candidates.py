@@ -3,8 +3,10 @@
 Each blocking rule is a conjunction of equalities `l.a = r.b` (Splink's `_equi_join_conditions`). A linked record
 is paired with the incoming one when, for one rule, its values of the rule's columns on one side equal the incoming
 record's values of the columns on the other side (the incoming record may be either side). So one key per rule and
-side: the stored columns in a fixed order, hashed, ART-indexed in the served view, probed with the incoming values
-hashed the same way (a hash collision only adds a candidate, scored like any other). A rule with a further
+side: the key's number and the stored columns in a fixed order, hashed (MD5, which DuckDB and Python both have:
+the incoming record's keys are hashed here and probed as constants); the served view holds every record's keys in
+one ART-indexed table, probed for all of an incoming record's keys at once, hashed the same way (a hash collision
+only adds a candidate, scored like any other). A rule with a further
 condition is probed on its equalities alone (more candidates, never fewer); a rule without any equality cannot be
 probed and is listed by `unprobed_rules`.
 """
@@ -12,6 +14,7 @@ probed and is listed by `unprobed_rules`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +26,22 @@ SEP = "chr(31)"
 class ProbeKey:
     """One indexed key: the stored record's `stored` columns against the incoming record's `incoming` columns."""
 
-    column: str  # the key's column in the served view
+    number: int  # told apart from the other keys in the hash (equal values of two keys are no match)
     stored: tuple[str, ...]
     incoming: tuple[str, ...]
 
     def stored_sql(self, alias: str = "") -> str:
-        """The key of a stored record (NULL when any part is NULL, as an equality with NULL never holds)."""
+        """The key of a stored record (NULL when any part is NULL, as an equality with NULL never holds): the first
+        8 bytes of the MD5 of the key's number and its values as text, separated by US (`incoming_hash` in Python)."""
         parts = [f"{alias}{c}" for c in self.stored]
-        concat = f" || {SEP} || ".join(f"{p}::VARCHAR" for p in parts)
-        return f"CASE WHEN {' OR '.join(f'{p} IS NULL' for p in parts)} THEN NULL ELSE hash({concat}) END"
+        concat = f" || {SEP} || ".join([f"'{self.number}'", *(f"{p}::VARCHAR" for p in parts)])
+        return f"CASE WHEN {' OR '.join(f'{p} IS NULL' for p in parts)} THEN NULL ELSE md5_number_upper({concat}) END"
 
-    def incoming_sql(self, param: str) -> str:
-        """The same key of the incoming record, its values given as parameters `<param>_<i>`."""
-        return "hash(" + f" || {SEP} || ".join(f"${param}_{i}::VARCHAR" for i in range(len(self.incoming))) + ")"
+    def incoming_hash(self, values: list[Any]) -> int:
+        """The same key of the incoming record's values (text: the model's blocking columns are text), computed
+        here so that the probe is an index lookup of constants."""
+        text = "\x1f".join([str(self.number), *(str(v) for v in values)])
+        return int.from_bytes(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).digest()[:8], "little")
 
     def incoming_values(self, values: dict[str, Any]) -> list[Any] | None:
         """The incoming record's values for this key, or None when one is missing (no candidate by this rule)."""
@@ -69,9 +75,7 @@ def probe_keys(model_json: str) -> tuple[ProbeKey, ...]:
     for pairs in _rules(model_json)[0]:
         for oriented in (pairs, tuple((b, a) for a, b in pairs)):  # stored on the right, then on the left
             seen.setdefault(tuple(sorted((stored, incoming) for incoming, stored in oriented)), None)
-    return tuple(
-        ProbeKey(f"block_key_{i}", tuple(s for s, _ in key), tuple(i_ for _, i_ in key)) for i, key in enumerate(seen)
-    )
+    return tuple(ProbeKey(i, tuple(s for s, _ in key), tuple(i_ for _, i_ in key)) for i, key in enumerate(seen))
 
 
 def unprobed_rules(model_json: str) -> tuple[str, ...]:

@@ -1,15 +1,15 @@
 """The saved model's comparison levels evaluated in Python, for one record against a few candidates online.
 
-Splink's level conditions (SQL) are read with sqlglot, Splink's own parser, and turned into small functions with
-SQL's semantics: NULL propagates, a condition that is NULL does not hold, the first level whose condition holds is
-the level (as in Splink's `CASE WHEN`). String functions work on UTF-8 bytes as DuckDB's do, through jellyfish.
+Splink's level conditions (SQL) are read with sqlglot, Splink's own parser, and translated once into one Python
+function each (its source built from the tree and compiled: no tree is walked per pair) with SQL's semantics: NULL
+propagates, a condition that is NULL does not hold, the first level whose condition holds is the level (as in
+Splink's `CASE WHEN`). String functions work on UTF-8 bytes as DuckDB's do, through jellyfish.
 A condition with anything else raises `Unsupported` and the caller keeps DuckDB's SQL for that model.
 tests/test_gamma.py checks identical levels to DuckDB running Splink's own CASE SQL on thousands of pairs.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,50 +30,25 @@ def _raw(text: str) -> str:
     return text.encode("utf-8").decode("latin-1")
 
 
-def _strict(fn: Callable[..., Any], *args: Expr) -> Expr:
-    """A function of the values of `args`, NULL when any is NULL."""
-
-    def call(row: Row) -> Any:
-        values = [a(row) for a in args]
-        return None if any(v is None for v in values) else fn(*values)
-
-    return call
-
-
-def _junction(a: Expr, b: Expr, *, decisive: bool) -> Expr:
+def _junction(x: Any, y: Any, decisive: bool) -> bool | None:
     """SQL's three-valued AND (`decisive` False) or OR (`decisive` True): either side's decisive value decides, else
     NULL when a side is NULL, else the other value."""
-
-    def call(row: Row) -> bool | None:
-        x = a(row)
-        if x is decisive:
-            return decisive
-        y = b(row)
-        if y is decisive:
-            return decisive
-        return None if x is None or y is None else not decisive
-
-    return call
+    if x is decisive or y is decisive:
+        return decisive
+    return None if x is None or y is None else not decisive
 
 
-def _not(a: Expr) -> Expr:
-    def call(row: Row) -> bool | None:
-        x = a(row)
-        return None if x is None else not x
-
-    return call
-
-
-def _substring(text: str, start: int, length: int) -> str:
-    return text[start - 1 : start - 1 + length]
+def _extreme(pick: Callable[..., Any], *values: Any) -> Any:
+    """DuckDB's LEAST / GREATEST: NULLs are left out; NULL only when every argument is NULL."""
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
 
 
 def _intersect(a: list, b: list) -> list:
     return sorted({x for x in a if x is not None} & {x for x in b if x is not None})
 
 
-COMPARE = {exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt, exp.GTE: operator.ge}
-COMPARE |= {exp.LT: operator.lt, exp.LTE: operator.le}
+COMPARE = {exp.EQ: "==", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<="}
 FUNCTIONS = {  # DuckDB name -> the same function in Python
     "damerau_levenshtein": lambda a, b: jellyfish.damerau_levenshtein_distance(_raw(a), _raw(b)),
     "levenshtein": lambda a, b: jellyfish.levenshtein_distance(_raw(a), _raw(b)),
@@ -85,58 +60,88 @@ TYPED = {  # sqlglot's own nodes for some of them
     exp.JarowinklerSimilarity: "jaro_winkler_similarity",
     exp.Levenshtein: "levenshtein",
 }
+NAMESPACE = {"_junction": _junction, "_extreme": _extreme, **{f"_f_{k}": v for k, v in FUNCTIONS.items()}}
 
 
-def _compile(node: exp.Expression) -> Expr:
-    if isinstance(node, exp.Paren):
-        return _compile(node.this)
-    if isinstance(node, exp.Column):
-        name = node.name
-        return lambda row: row[name]
-    if isinstance(node, exp.Null):
-        return lambda row: None
-    if isinstance(node, exp.Boolean):
-        value = node.this
-        return lambda row: value
-    if isinstance(node, exp.Literal):
-        value = node.this if node.is_string else (int(node.this) if node.is_int else float(node.this))
-        return lambda row: value
-    if isinstance(node, exp.And | exp.Or):
-        return _junction(_compile(node.this), _compile(node.expression), decisive=isinstance(node, exp.Or))
-    if isinstance(node, exp.Not):
-        return _not(_compile(node.this))
-    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-        inner = _compile(node.this)
-        return lambda row: inner(row) is None
-    if type(node) in COMPARE:
-        return _strict(COMPARE[type(node)], _compile(node.this), _compile(node.expression))
-    return _function(node)
+class _Source:
+    """A condition's tree as one Python expression over the pair's row `r` (compiled once per level: no tree is
+    walked per pair). Each operand is bound once (`:=`), so an operand is evaluated once, as in SQL."""
 
+    def __init__(self) -> None:
+        self.names = 0
 
-def _case(node: exp.Case) -> Expr:
-    """CASE WHEN c THEN v ... ELSE d END: the value of the first condition that holds (NULL does not), else d."""
-    if node.this is not None:
-        raise Unsupported(f"CASE with an operand: {node.sql(dialect='duckdb')}")
-    branches = [(_compile(branch.this), _compile(branch.args["true"])) for branch in node.args["ifs"]]
-    default = _compile(node.args["default"]) if node.args.get("default") is not None else (lambda row: None)
+    def _bind(self, value: str) -> tuple[str, str]:
+        self.names += 1
+        name = f"_v{self.names}"
+        return f"({name} := {value})", name
 
-    def call(row: Row) -> Any:
-        for holds, value in branches:
-            if holds(row) is True:
-                return value(row)
-        return default(row)
+    def strict(self, template: str, *args: exp.Expression) -> str:
+        """`template` formatted with the values of `args`; NULL when any is NULL."""
+        bound = [self._bind(self.of(a)) for a in args]
+        nulls = " or ".join(f"{b} is None" for b, _ in bound)
+        return f"(None if {nulls} else {template.format(*(n for _, n in bound))})"
 
-    return call
+    def of(self, node: exp.Expression) -> str:
+        if isinstance(node, exp.Paren):
+            return self.of(node.this)
+        if isinstance(node, exp.Column):
+            return f"r[{node.name!r}]"
+        if isinstance(node, exp.Null):
+            return "None"
+        if isinstance(node, exp.Boolean):
+            return repr(bool(node.this))
+        if isinstance(node, exp.Literal):
+            return repr(node.this if node.is_string else (int(node.this) if node.is_int else float(node.this)))
+        if isinstance(node, exp.And | exp.Or):
+            return f"_junction({self.of(node.this)}, {self.of(node.expression)}, {isinstance(node, exp.Or)})"
+        if isinstance(node, exp.Not):
+            return self.strict("(not {0})", node.this)
+        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+            return f"({self.of(node.this)} is None)"
+        if type(node) in COMPARE:
+            return self.strict(f"({{0}} {COMPARE[type(node)]} {{1}})", node.this, node.expression)
+        return self.function(node)
 
+    def case(self, node: exp.Case) -> str:
+        """CASE WHEN c THEN v ... ELSE d END: the value of the first condition that holds (NULL does not), else d."""
+        if node.this is not None:
+            raise Unsupported(f"CASE with an operand: {node.sql(dialect='duckdb')}")
+        default = node.args.get("default")
+        out = self.of(default) if default is not None else "None"
+        for branch in reversed(node.args["ifs"]):
+            out = f"({self.of(branch.args['true'])} if {self.of(branch.this)} is True else {out})"
+        return out
 
-def _extreme(pick: Callable[..., Any], args: list[Expr]) -> Expr:
-    """DuckDB's LEAST / GREATEST: NULLs are left out; NULL only when every argument is NULL."""
-
-    def call(row: Row) -> Any:
-        values = [v for v in (a(row) for a in args) if v is not None]
-        return pick(values) if values else None
-
-    return call
+    def function(self, node: exp.Expression) -> str:
+        # characters are code points in DuckDB's LENGTH, LEFT and RIGHT, as in Python's str
+        if isinstance(node, exp.Case):
+            return self.case(node)
+        if isinstance(node, exp.Least | exp.Greatest):
+            pick = "min" if isinstance(node, exp.Least) else "max"
+            return f"_extreme({pick}, {', '.join(self.of(a) for a in [node.this, *node.expressions])})"
+        if isinstance(node, exp.Length) or (isinstance(node, exp.ArraySize) and node.args.get("expression") is None):
+            return self.strict("len({0})", node.this)
+        if isinstance(node, exp.Left):
+            return self.strict(f"{{0}}[:{_count(node)}]", node.this)
+        if isinstance(node, exp.Right):
+            return self.strict(f"{{0}}[max(len({{0}}) - {_count(node)}, 0):]", node.this)
+        if isinstance(node, exp.Substring):
+            start, length = node.args.get("start"), node.args.get("length")
+            if not (
+                isinstance(start, exp.Literal) and isinstance(length, exp.Literal) and start.is_int and length.is_int
+            ):
+                raise Unsupported(f"SUBSTRING with other than constant positions: {node.sql()}")
+            if int(start.this) < 1 or int(length.this) < 0:
+                raise Unsupported(f"SUBSTRING from before the first character: {node.sql()}")
+            first = int(start.this) - 1
+            return self.strict(f"{{0}}[{first}:{first + int(length.this)}]", node.this)
+        name = TYPED.get(type(node)) or (node.name.lower() if isinstance(node, exp.Anonymous) else None)
+        if name in FUNCTIONS:
+            args = [node.this, node.expression] if type(node) in TYPED else list(node.expressions)
+            if len(args) != 2 or any(a is None for a in args):
+                raise Unsupported(f"{name} with other than two arguments: {node.sql()}")
+            return self.strict(f"_f_{name}({{0}}, {{1}})", *args)
+        raise Unsupported(f"not evaluated in Python: {node.sql(dialect='duckdb')}")
 
 
 def _count(node: exp.Expression) -> int:
@@ -146,39 +151,6 @@ def _count(node: exp.Expression) -> int:
     return int(count.this)
 
 
-def _function(node: exp.Expression) -> Expr:
-    # characters are code points in DuckDB's LENGTH, LEFT and RIGHT, as in Python's str
-    if isinstance(node, exp.Case):
-        return _case(node)
-    if isinstance(node, exp.Least | exp.Greatest):
-        pick = min if isinstance(node, exp.Least) else max
-        return _extreme(pick, [_compile(a) for a in [node.this, *node.expressions]])
-    if isinstance(node, exp.Length):
-        return _strict(len, _compile(node.this))
-    if isinstance(node, exp.Left):
-        n = _count(node)
-        return _strict(lambda text: text[:n], _compile(node.this))
-    if isinstance(node, exp.Right):
-        n = _count(node)
-        return _strict(lambda text: text[len(text) - n :], _compile(node.this))
-    if isinstance(node, exp.Substring):
-        start, length = node.args.get("start"), node.args.get("length")
-        if not (isinstance(start, exp.Literal) and isinstance(length, exp.Literal) and start.is_int and length.is_int):
-            raise Unsupported(f"SUBSTRING with other than constant positions: {node.sql()}")
-        if int(start.this) < 1 or int(length.this) < 0:
-            raise Unsupported(f"SUBSTRING from before the first character: {node.sql()}")
-        return _strict(_substring, _compile(node.this), lambda row: int(start.this), lambda row: int(length.this))
-    if isinstance(node, exp.ArraySize) and node.args.get("expression") is None:
-        return _strict(len, _compile(node.this))
-    name = TYPED.get(type(node)) or (node.name.lower() if isinstance(node, exp.Anonymous) else None)
-    if name in FUNCTIONS:
-        args = [node.this, node.expression] if type(node) in TYPED else list(node.expressions)
-        if len(args) != 2 or any(a is None for a in args):
-            raise Unsupported(f"{name} with other than two arguments: {node.sql()}")
-        return _strict(FUNCTIONS[name], *(_compile(a) for a in args))
-    raise Unsupported(f"not evaluated in Python: {node.sql(dialect='duckdb')}")
-
-
 def condition(sql: str) -> Callable[[Row], bool]:
     """A level's SQL condition (DuckDB dialect, columns `<input>_l` / `<input>_r`) as a function of one pair's row:
     True when it holds (NULL does not)."""
@@ -186,8 +158,10 @@ def condition(sql: str) -> Callable[[Row], bool]:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as e:
         raise Unsupported(f"cannot read {sql!r}: {e}") from e
-    fn = _compile(tree)
-    return lambda row: fn(row) is True
+    source = f"def holds(r):\n    return {_Source().of(tree)} is True\n"
+    namespace = dict(NAMESPACE)
+    exec(compile(source, "<level condition>", "exec"), namespace)  # noqa: S102 (our own translation of the tree)
+    return namespace["holds"]
 
 
 def comparison_levels(settings: Any) -> dict[str, list[tuple[int, Callable[[Row], bool] | None]]]:

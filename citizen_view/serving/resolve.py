@@ -28,7 +28,7 @@ from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
-from citizen_view.serving.resolve_view import PACKED
+from citizen_view.serving.resolve_view import PACKED, RECORD_NUMBER
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,6 +64,7 @@ class ResolveModel:
     country: str | None
     masked: dict[str, set[str]]
     keys: tuple[ProbeKey, ...]  # the blocking rules' keys (linkage/candidates.py)
+    tf: dict[str, float]  # `<column>US<value>` -> term frequency (resolve_tf: a few hundred thousand values at most)
     levels: dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None  # None: DuckDB runs the levels' SQL
 
 
@@ -86,10 +87,8 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
         if view in _models:
             return _models[view]
     found = None
-    published = (
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'resolve_records' AND column_name = ?"
-    )
-    if cur.execute(published, [PACKED]).fetchall()[0][0]:  # a view published before its packed inputs: none
+    published = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'resolve_keys'"
+    if cur.execute(published).fetchall()[0][0]:  # a view published before its key table: none
         model_json, threshold, low, high, earliest, latest = cur.execute("SELECT * FROM resolve_model").fetchall()[0]
         country = cur.execute("SELECT country FROM view_info").fetchall()[0][0]
         masked: dict[str, set[str]] = {}
@@ -108,6 +107,7 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
             country,
             masked,
             probe_keys(model_json),
+            dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()),
             _python_levels(model_json),
         )
     with _lock:
@@ -116,39 +116,36 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
 
 
 def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """One statement: an index probe per blocking-rule key the record has all values of (each row's model inputs as
-    one packed column: each column of a row found by an index is fetched on its own), and the record's term
-    frequencies looked up by index (rows with a `tf_key`)."""
-    parts, params = [], {}
-    for n, key in enumerate(m.keys):
-        found = key.incoming_values(values)
-        if found is not None:
-            parts.append(f"SELECT {PACKED} FROM resolve_records WHERE {key.column} = {key.incoming_sql(f'k{n}')}")
-            params |= {f"k{n}_{i}": v for i, v in enumerate(found)}
-    for n, c in enumerate(c for c in m.tf_columns if values.get(c) is not None):
-        parts.append(f"SELECT json_object('tf_key', tf_key, 'tf', tf) FROM resolve_tf WHERE tf_key = $t{n}")
-        params[f"t{n}"] = f"{c}\x1f{values[c]}"
-    return " UNION ALL ".join(parts), params
+    """One statement: the records any of the record's keys finds (one index probe of the key table with all of its
+    keys, then the records found by their number; the model inputs as one packed column), each with its number and
+    source. A filter on the source in SQL, or the term frequencies in the same statement, would turn index probes
+    into scans: the caller filters, and term frequencies are read once per view (`ResolveModel.tf`)."""
+    hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
+    if not hashes:
+        return "", {}
+    sql = (
+        f"SELECT {RECORD_NUMBER}, source, {PACKED} FROM resolve_records WHERE {RECORD_NUMBER} IN "
+        f"(SELECT {RECORD_NUMBER} FROM resolve_keys WHERE key_hash IN ({', '.join(f'$k{n}::UBIGINT' for n in range(len(hashes)))}))"
+    )
+    return sql, {f"k{n}": h for n, h in enumerate(hashes)}
 
 
 def _candidates(
     cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str, Any], sources: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
-    """(the linked records of `sources` the model's blocking rules pair the record with, each once, at most
-    MAX_CANDIDATES, as dicts of the comparison's columns; the record's term frequencies as `tf_<column>`)."""
+    """(the linked records of `sources` the model's blocking rules pair the record with, each once, the first
+    MAX_CANDIDATES in record order, as dicts of the comparison's columns; the record's term frequencies as
+    `tf_<column>`)."""
+    tfs = {f"tf_{c}": None if values.get(c) is None else m.tf.get(f"{c}\x1f{values[c]}") for c in m.tf_columns}
     sql, params = _probe(m, values)
-    tfs: dict[str, float | None] = {f"tf_{c}": None for c in m.tf_columns}
     if not sql:
         return [], tfs
-    allowed, seen, out = set(sources), set(), []
-    for (packed,) in cur.execute(sql, params).fetchall():
-        record = json.loads(packed)
-        if "tf_key" in record:
-            tfs["tf_" + record["tf_key"].split("\x1f", 1)[0]] = record["tf"]
-        elif record["source"] in allowed and record["record_key"] not in seen and len(out) < MAX_CANDIDATES:
-            seen.add(record["record_key"])
-            out.append(record)
-    return out, tfs
+    allowed, found = set(sources), []
+    for number, source, text in cur.execute(sql, params).fetchall():
+        if source in allowed:
+            found.append((number, text))
+    found.sort()
+    return [json.loads(text) for _, text in found[:MAX_CANDIDATES]], tfs
 
 
 def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,7 +163,7 @@ def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict
 
 def _pair_schema(cur: duckdb.DuckDBPyConnection, m: ResolveModel) -> dict[str, pl.DataType]:
     cols = [*INPUT_COLUMNS, "citizen_id", *(f"tf_{c}" for c in m.tf_columns)]
-    frame = cur.sql(f"SELECT {', '.join(cols)} FROM resolve_records LIMIT 0").pl()
+    frame = cur.sql(f"SELECT {', '.join(cols)} FROM resolve_columns").pl()
     return {f"{c}_{side}": frame.schema[c] for c in cols for side in ("l", "r")}
 
 
@@ -188,7 +185,7 @@ def score_candidates(
     for row in pairs:
         row["match_weight"], row["fields"] = m.scorer.weights(row)
         row["match_probability"] = probability(row["match_weight"])
-    return sorted(pairs, key=lambda r: (-r["match_weight"], r["citizen_id_r"]))
+    return sorted(pairs, key=lambda r: (-r["match_weight"], r["citizen_id_r"], r["record_key_r"]))
 
 
 def _evidence(row: dict[str, Any], m: ResolveModel, role: Role) -> list[dict[str, Any]]:

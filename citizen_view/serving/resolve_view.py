@@ -1,6 +1,8 @@
 """The served view's part for resolving one record online: the model and its review band, the values linkage masks,
-term frequencies, and every linked record's model inputs with one key per blocking rule and side
-(linkage/candidates.py), each key ART-indexed."""
+term frequencies, every linked record's model inputs packed in one column (`resolve_records`, by record number
+`rid`), and one table of keys (`resolve_keys`: a key of every blocking rule and side of every record, hashed with
+the key's number, -> the record's `rid`), ART-indexed, so that one statement finds all of a record's candidates
+(linkage/candidates.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ if TYPE_CHECKING:
 
 US = "chr(31)"
 PACKED = "inputs"  # one JSON text of a record's model inputs: a probe fetches one column per row found, not twenty
+RECORD_NUMBER = "rid"
 
 
 def _packed(tfs: list[str]) -> str:
     """A record's model inputs, citizen and term frequencies as one JSON object (read back by serving/resolve.py)."""
-    fields = [f"{c} := i.{c}" for c in INPUT_COLUMNS] + ["citizen_id := l.citizen_id"]
+    fields = [f"{c} := i.{c}" for c in INPUT_COLUMNS] + ["citizen_id := i.citizen_id"]
     fields += [f"tf_{c} := t_{c}.tf" for c in tfs]
     return f"to_json(struct_pack({', '.join(fields)}))"
 
@@ -59,7 +62,10 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         else f"CREATE TABLE {schema}.resolve_masked (field VARCHAR, value VARCHAR)"
     )
     keys = probe_keys(model_json)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _resolve_input AS {linkage_input_sql(con)}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _resolve_input AS SELECT row_number() OVER ()::UINTEGER AS {RECORD_NUMBER}, * "
+        f"FROM ({linkage_input_sql(con)})"
+    )
     try:
         tfs = tf_columns(json.loads(model_json))
         parts = [
@@ -69,16 +75,27 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         ] or ["SELECT NULL::VARCHAR AS tf_key, NULL::DOUBLE AS tf WHERE false"]
         con.execute(f"CREATE TABLE {schema}.resolve_tf AS {' UNION ALL '.join(parts)}")
         tf_join = " ".join(f"LEFT JOIN {schema}.resolve_tf t_{c} ON t_{c}.tf_key = '{c}' || {US} || i.{c}" for c in tfs)
-        con.execute(
-            f"CREATE TABLE {schema}.resolve_records AS SELECT l.citizen_id, "
-            + ", ".join(f"i.{c}" for c in INPUT_COLUMNS)
-            + "".join(f", t_{c}.tf AS tf_{c}" for c in tfs)
-            + "".join(f", {k.stored_sql('i.')} AS {k.column}" for k in keys)
-            + f", {_packed(tfs)} AS {PACKED}"
-            + f" FROM _resolve_input i JOIN citizen_source_link l USING (record_key) {tf_join}"
+        con.execute(  # the linked records (a record without a citizen resolves to none)
+            "CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT i.*, l.citizen_id FROM _resolve_input i "
+            "JOIN citizen_source_link l USING (record_key)"
         )
+        con.execute(
+            f"CREATE TABLE {schema}.resolve_records AS SELECT i.{RECORD_NUMBER}, i.source, {_packed(tfs)} AS {PACKED} "
+            f"FROM _resolve_linked i {tf_join} ORDER BY i.{RECORD_NUMBER}"
+        )
+        con.execute(  # no rows: the packed columns' types, for a model whose levels DuckDB evaluates (resolve.py)
+            f"CREATE TABLE {schema}.resolve_columns AS SELECT "
+            + ", ".join([*(f"i.{c}" for c in INPUT_COLUMNS), "i.citizen_id", *(f"t_{c}.tf AS tf_{c}" for c in tfs)])
+            + f" FROM _resolve_linked i {tf_join} LIMIT 0"
+        )
+        key_rows = [
+            f"SELECT {k.stored_sql('i.')} AS key_hash, i.{RECORD_NUMBER} FROM _resolve_linked i "
+            f"WHERE {' AND '.join(f'i.{c} IS NOT NULL' for c in k.stored)}"
+            for k in keys
+        ] or [f"SELECT NULL::UBIGINT AS key_hash, NULL::UINTEGER AS {RECORD_NUMBER} WHERE false"]
+        con.execute(f"CREATE TABLE {schema}.resolve_keys AS {' UNION ALL '.join(key_rows)}")
     finally:
         con.execute("DROP TABLE IF EXISTS _resolve_input")
-    for k in keys:
-        con.execute(f"CREATE INDEX resolve_records_{k.column} ON {schema}.resolve_records ({k.column})")
-    con.execute(f"CREATE INDEX resolve_tf_key ON {schema}.resolve_tf (tf_key)")
+        con.execute("DROP TABLE IF EXISTS _resolve_linked")
+    con.execute(f"CREATE INDEX resolve_keys_hash ON {schema}.resolve_keys (key_hash)")
+    con.execute(f"CREATE INDEX resolve_records_{RECORD_NUMBER} ON {schema}.resolve_records ({RECORD_NUMBER})")
