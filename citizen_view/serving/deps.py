@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
 from citizen_view.serving.documents import ViewInfo
 from citizen_view.serving.guard import Trail
-from citizen_view.serving.snapshot import current_view
+from citizen_view.serving.snapshot import POINTER, current_view
 from citizen_view.serving.throttle import SignInThrottle
 
 CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
@@ -82,10 +83,23 @@ class ViewStore:
         self.folder = folder
         self._lock = threading.Lock()
         self._served: ServedView | None = None
+        self._pointer: tuple[tuple[int, int, int], Path | None] = ((0, 0, 0), None)
+
+    def current(self) -> Path | None:
+        """The view file the pointer names: read again only when the pointer file changed (publishing replaces it), so
+        a request costs one stat, not an open and a read."""
+        try:
+            st = os.stat(self.folder / POINTER)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._pointer[0]:
+            self._pointer = (stamp, current_view(self.folder))
+        return self._pointer[1]
 
     def served(self) -> ServedView:
         """The view current now (the whole request keeps that one); 503 when none is published or it is unreadable."""
-        path = current_view(self.folder)
+        path = self.current()
         if path is None:
             raise HTTPException(503, "no view has been published yet: run the pipeline first")
         with self._lock:

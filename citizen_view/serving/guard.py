@@ -41,6 +41,16 @@ class Trail:
     refusal: str | None = None  # a refusal's precise reason for the metrics (one of metrics.NAMED_REASONS)
     purpose: str | None = None  # the purpose remembered for a browser session, when the request itself states none
     case_reference: str | None = None
+    audited: int | None = None  # the status already written to the audit log by `audit_now`, if any
+    writer: Callable[[int], None] | None = field(default=None, repr=False)  # set by `AuditEveryResponse`
+
+    def audit_now(self, status: int) -> None:
+        """Write this request's audit entry for `status` now, in the calling (handler) thread: for a handler that has
+        built its answer, so the entry is durable before the answer goes out without another threadpool hop. Raises
+        when it could not be written (the handler then fails, and its 500 is audited as any other)."""
+        if self.writer is not None:
+            self.writer(status)
+            self.audited = status
 
 
 # record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first
@@ -72,6 +82,7 @@ class AuditEveryResponse:
             await self.app(scope, receive, send)
             return
         trail = scope.setdefault("state", {})["trail"] = Trail()
+        trail.writer = lambda status: self.record(scope, trail, status, True)
         if scope["type"] == "websocket":
             # no route speaks WebSocket: a close before accept is answered 403 by the server
             trail.action = "websocket"
@@ -86,7 +97,9 @@ class AuditEveryResponse:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                if not await self._write(scope, trail, message["status"]):
+                if trail.audited == message["status"]:
+                    pass  # the handler wrote this very entry before it answered (Trail.audit_now)
+                elif not await self._write(scope, trail, message["status"]):
                     replaced = True
                     await _answer(send, *self._unaudited(scope))
                     return
@@ -138,12 +151,12 @@ class AuditEveryResponse:
         except Exception:
             log.exception("audit write failed for %s %s; answering 500", scope.get("method"), scope.get("path"))
         instead = self._unaudited(scope)[0]
-        if status != instead:
-            try:
-                await run_in_threadpool(self.record, scope, trail, instead, False)  # the anchor may be what failed
-            except Exception:
-                log.exception("the audit entry of the %s could not be written either", instead)
-        return False
+        try:  # unanchored: the anchor may be what failed (the same status again when it was already the 500)
+            await run_in_threadpool(self.record, scope, trail, instead, False)
+        except Exception:
+            log.exception("the audit entry of the %s could not be written either", instead)
+            return False
+        return status == instead
 
     def _unaudited(self, scope: Scope) -> tuple[int, str]:
         """The status and error sent instead of an answer that could not be audited."""

@@ -97,14 +97,17 @@ def search(view: ServedView, who: Principal, trail: Trail, mode: str, terms: dic
     except finder.QueryError as exc:
         trail.details = {"note": str(exc)[:200]}
         found = {"view": view.view, "mode": mode, "candidates": [], "note": str(exc)}
-    return answer(found)
+    return answer(found, trail)
 
 
-def answer(found: dict[str, Any]) -> JSONResponse:
-    """A search result as JSON: the documented keys that are set, each candidate's likewise."""
+def answer(found: dict[str, Any], trail: Trail) -> JSONResponse:
+    """A search result as JSON (the documented keys that are set, each candidate's likewise), audited as a 200 in this
+    thread before it is returned: the entry is durable before the answer goes out."""
     body = {k: found[k] for k in RESULT_KEYS if k in found}
     body["candidates"] = [{k: c[k] for k in CANDIDATE_KEYS if k in c} for c in found["candidates"]]
-    return JSONResponse(body)
+    response = JSONResponse(body)
+    trail.audit_now(response.status_code)
+    return response
 
 
 @router.get("/search/national-id", **SEARCH, summary="Find citizens by national ID")
@@ -151,7 +154,7 @@ def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view:
     """The earlier all-in-one search (the parameters of every mode together), kept for existing clients; not in the
     document, because which parameters make a search is not something one operation's parameters can state."""
     stated_purpose(dict(request.query_params))  # its parameters' limits (422), as before
-    return answer(run_search(view, who, trail, request.query_params))
+    return answer(run_search(view, who, trail, request.query_params), trail)
 
 
 @router.get(
