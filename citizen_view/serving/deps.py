@@ -193,8 +193,12 @@ Parts = Annotated[ServiceParts, Depends(service_parts)]
 AuditTrail = Annotated[Trail, Depends(audit_trail)]
 
 
-async def principal(request: Request, parts: Parts, trail: AuditTrail) -> Principal:
-    """The authenticated caller (bearer header or the session cookie), named in the audit trail; 401 otherwise."""
+async def principal(request: Request) -> Principal:
+    """The authenticated caller (bearer header or the session cookie), named in the audit trail; 401 otherwise.
+    (The service's parts and the trail are read from the request, not declared as dependencies: FastAPI solves a
+    dependency's own dependencies again each time it is named, and every route names this one twice.)"""
+    parts: ServiceParts = request.app.state.parts
+    trail: Trail = request.state.trail
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
     if not token:
@@ -320,8 +324,8 @@ PURPOSE_DEPENDENCIES = (api_purpose, page_purpose, search_purpose, form_purpose)
 def audited_as(action: str) -> Any:
     """A route dependency naming the route's action in the audit trail, before its other dependencies can fail."""
 
-    async def name_action(trail: AuditTrail) -> None:
-        trail.action = action
+    async def name_action(request: Request) -> None:
+        request.state.trail.action = action
 
     return Depends(name_action)
 
@@ -335,14 +339,39 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 
 
-async def api_view(parts: Parts, _stated: Annotated[StatedPurpose, Depends(api_purpose)]) -> ServedView:
-    """The view an API call looks at, taken only once its purpose is valid (FastAPI skips a dependency whose own
-    dependencies failed), so a call without a purpose is a 400 even before any view is published. Its `cur` is the
-    handler thread's own cursor: nothing to open or close per request, and no threadpool hop on the event loop."""
-    return parts.views.served()
+class CurrentView:
+    """The served view of one API call, taken when the handler first looks at it: the call's own refusals (its 400 for
+    a missing purpose, its 422s) come first, even before any view is published. `cur` is the handler thread's own
+    cursor on it: nothing to open or close per request."""
+
+    def __init__(self, views: ViewStore):
+        self._views = views
+        self._served: ServedView | None = None
+
+    def _get(self) -> ServedView:
+        if self._served is None:
+            self._served = self._views.served()  # 503 when none is published
+        return self._served
+
+    @property
+    def cur(self) -> duckdb.DuckDBPyConnection:
+        return self._get().cur
+
+    @property
+    def view(self) -> str:
+        return self._get().view
+
+    @property
+    def info(self) -> ViewInfo:
+        return self._get().info
 
 
-ApiView = Annotated[ServedView, Depends(api_view)]
+async def api_view(request: Request) -> CurrentView:
+    """The view an API call looks at (see `CurrentView`)."""
+    return CurrentView(request.app.state.parts.views)
+
+
+ApiView = Annotated[CurrentView, Depends(api_view)]
 
 
 # Routes that show no citizen data: sign-in and out, health, readiness, metrics (its own token), the API's document.

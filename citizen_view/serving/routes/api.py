@@ -20,8 +20,8 @@ from citizen_view.serving.deps import (
     ApiView,
     AuditTrail,
     CurrentPrincipal,
+    CurrentView,
     FieldError,
-    ServedView,
     api_purpose,
     audited_as,
     principal,
@@ -89,7 +89,7 @@ RESULT_KEYS = tuple(SearchResult.model_fields)
 CANDIDATE_KEYS = tuple(Candidate.model_fields)
 
 
-def search(view: ServedView, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> JSONResponse:
+def search(view: CurrentView, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> JSONResponse:
     """One search. A request the document allows that no record can match (an ID not of the deployment's scheme, a
     name without a family name, a postcode not as the country writes it) finds no one and says why in `note`."""
     try:
