@@ -27,6 +27,7 @@ from citizen_view.serving.deps import (
     principal,
     stated_purpose,
 )
+from citizen_view.serving.guard import offload
 from citizen_view.serving.lookups import run_profile, run_search
 from citizen_view.serving.models import ERRORS, Candidate, CitizenProfile, SearchResult
 
@@ -111,25 +112,26 @@ def answer(found: dict[str, Any], trail: Trail) -> JSONResponse:
 
 
 @router.get("/search/national-id", **SEARCH, summary="Find citizens by national ID")
-def search_by_national_id(
+async def search_by_national_id(
     national_id: NationalId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> JSONResponse:
-    return search(view, who, trail, "national_id", {"national_id": national_id})
+    return await offload(search, view, who, trail, "national_id", {"national_id": national_id})
 
 
 @router.get("/search/name-and-date-of-birth", **SEARCH, summary="Find citizens by name and date of birth")
-def search_by_name_and_date_of_birth(
+async def search_by_name_and_date_of_birth(
     name: Name, date_of_birth: DateOfBirth, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> JSONResponse:
     try:
         dt.date.fromisoformat(date_of_birth)
     except ValueError:
         raise FieldError("date_of_birth", f"date_of_birth {date_of_birth!r} is not a calendar date") from None
-    return search(view, who, trail, "name_date_of_birth", {"name": name, "date_of_birth": date_of_birth})
+    terms = {"name": name, "date_of_birth": date_of_birth}
+    return await offload(search, view, who, trail, "name_date_of_birth", terms)
 
 
 @router.get("/search/name-and-postcode", **SEARCH, summary="Find citizens by name, postcode and house number")
-def search_by_name_and_postcode(
+async def search_by_name_and_postcode(
     name: Name,
     postcode: Postcode,
     house_number: HouseNumber,
@@ -139,14 +141,15 @@ def search_by_name_and_postcode(
     street: text("street", "The street name, when known too.") = None,
 ) -> JSONResponse:
     terms = {"name": name, "postcode": postcode, "house_number": house_number, "street": street}
-    return search(view, who, trail, "name_address", terms)
+    return await offload(search, view, who, trail, "name_address", terms)
 
 
 @router.get("/search/name-and-street", **SEARCH, summary="Find citizens by name, street and house number")
-def search_by_name_and_street(
+async def search_by_name_and_street(
     name: Name, street: Street, house_number: HouseNumber, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
 ) -> JSONResponse:
-    return search(view, who, trail, "name_address", {"name": name, "street": street, "house_number": house_number})
+    terms = {"name": name, "street": street, "house_number": house_number}
+    return await offload(search, view, who, trail, "name_address", terms)
 
 
 @router.get("/search", include_in_schema=False, **{**SEARCH, "tags": None})
