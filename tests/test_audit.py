@@ -662,6 +662,34 @@ def test_a_failed_anchor_write_raises_and_its_gap_shows(tmp_path):
     ]
 
 
+def test_anchored_appends_share_one_anchor_per_commit_and_refuse_while_the_last_anchor_failed(tmp_path):
+    """The service's appends (anchor_every=0, anchored=True): each entry is anchored before append returns, in the
+    commit that wrote it; a failed anchor leaves its entry standing and refuses the next anchored entry until an
+    anchor succeeds again (an unanchored one, the service's 500, is still written)."""
+    path, sink = tmp_path / "access.jsonl", ListSink()
+    log = AuditLog(path, sinks=[sink], anchor_every=0)
+
+    def work(t: int) -> None:
+        for n in range(25):
+            entry = log.append(event(t * 100 + n, user=f"user{t}"), anchored=True)
+            assert sink.anchors[-1]["seq"] >= entry["seq"]
+
+    _in_threads(work, 8)
+    assert len(read(path)) == 200 and len(sink.anchors) <= 200 and sink.anchors[-1]["seq"] == 200
+    sink.failing = True
+    stands = log.append(event(1), anchored=True)  # its anchor fails: logged, the entry stands
+    with pytest.raises(OSError, match="the sink's host is down"):
+        log.append(event(2), anchored=True)  # refused before it is written
+    unanchored = log.append(event(3))  # what the service writes instead (its 500)
+    sink.failing = False
+    last = log.append(event(4), anchored=True)  # the head is anchored first, then this entry
+    log.close()
+    assert [e["seq"] for e in read(path)][-3:] == [stands["seq"], unanchored["seq"], last["seq"]]
+    assert last["seq"] == stands["seq"] + 2 and sink.anchors[-1]["seq"] == last["seq"]
+    assert unanchored["seq"] in {a["seq"] for a in sink.anchors}
+    assert verify(path).ok
+
+
 def test_parse_sink_reads_specs_and_rejects_garbage(tmp_path):
     assert isinstance(parse_sink("file:/var/audit/anchors.jsonl"), FileSink)
     assert parse_sink("file:/var/audit/anchors.jsonl").path == Path("/var/audit/anchors.jsonl")

@@ -510,3 +510,32 @@ def test_two_warehouses_in_one_folder_share_nothing(generated, tmp_path):
             view.close()
         assert served[1] == ("NO" if wh == b else "NL") and (expected is None or served[0] == expected)
     assert not (tmp_path / "exports").exists() and not (tmp_path / "published").exists()  # nothing outside
+
+
+def test_a_search_audited_by_its_handler_leaves_one_entry_per_request_with_what_it_returned(linked):
+    """A search writes its own entry before its answer leaves (Trail.audit_now); the guard must not write a second."""
+    root, wh = linked
+    audit = root / "handler-audit.jsonl"
+    svc = start_service(wh, audit)
+    try:
+        con = duckdb.connect(str(wh), read_only=True)
+        held = [
+            r[0]
+            for r in con.execute("SELECT national_id FROM citizen WHERE national_id IS NOT NULL LIMIT 5").fetchall()
+        ]
+        con.close()
+        ids = [*held, "000000000", "123456789"]  # found, and (most likely) not: each is one entry
+        answers = {}
+        for nid in ids:
+            r = httpx.get(svc.url + "/api/search/national-id", params={"national_id": nid, **PURPOSE}, headers=STEWARD)
+            assert r.status_code == 200, r.text
+            answers[nid] = [c["citizen_id"] for c in r.json()["candidates"]]
+    finally:
+        svc.stop()
+    entries = [e for e in _entries(audit) if e["query"].get("path") == "/api/search/national-id"]
+    assert sorted(e["query"]["national_id"] for e in entries) == sorted(ids)  # one each, none twice
+    for e in entries:
+        assert e["status"] == 200 and e["action"] == "search"
+        assert e["citizen_ids"] == answers[e["query"]["national_id"]]
+    assert all(answers[nid] for nid in held) and len(held) == 5
+    assert main(["audit", "verify", "--audit-log", str(audit), "--warehouse", str(wh)]) == 0

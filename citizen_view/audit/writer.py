@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ from citizen_view.audit.records import (
 from citizen_view.audit.recovery import plan_recovery
 from citizen_view.audit.storage import ends_with_newline, fsync_dir, last_valid, write_durably
 
+log = logging.getLogger(__name__)
 REPLACED = "the audit log file was removed or replaced while the service writes it: restart the service"
 MIN_FREE_BYTES = 1024 * 1024  # below this the log's disk counts as full: an entry is a few hundred bytes
 
@@ -70,6 +72,7 @@ class AuditLog:
         self._size = -1  # the log's size when this writer last read or wrote it under the lock
         self._anchored: dict | None = None  # the newest anchor of the head known to be in every location
         self._anchored_seq = 0
+        self._anchor_failed = False  # this writer's last anchor could not be written everywhere
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the log's lifetime
         try:
             if created:
@@ -80,15 +83,20 @@ class AuditLog:
             self._file.close()
             raise
 
-    def append(self, event: AuditEvent) -> dict:
+    def append(self, event: AuditEvent, *, anchored: bool = False) -> dict:
         """Write one entry for `event`, durably, anchor it when due, and return it as stored.
 
         Group commit: entries other threads of this process queued meanwhile are written with it, under one
         lock, one fsync and one anchor. No entry is returned, so no response is sent, before it is durable.
+
+        `anchored`: the entry is anchored before this returns, in the same commit (one anchor for the batch); when
+        that anchor cannot be written the entry stands, the failure is logged, and until an anchor succeeds again each
+        anchored entry is refused (raises) before it is written, so a service answers it 500 and audits that instead.
         """
         if not isinstance(event, AuditEvent):
             raise TypeError(f"expected an AuditEvent, got {type(event).__name__}")
-        pending = _Pending({f.name: plain(getattr(event, f.name)) for f in dataclasses.fields(event)})
+        body = {f.name: plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
+        pending = _Pending(body, anchored=anchored)
         with self._queue_lock:
             self._queue.append(pending)
         with self._exclusive():
@@ -106,6 +114,7 @@ class AuditLog:
             if self._replaced():  # entries written on would go into a file nobody can read: refuse them
                 raise OSError(f"{self.path}: {REPLACED}")
             self._refresh(catch_up=self.anchor_every == 1)
+            batch = self._unless_unanchored(batch)
             key, data, due = audit_key(), bytearray(), False
             for item in batch:
                 entry = {
@@ -122,17 +131,42 @@ class AuditLog:
                 data += (canonical(entry) + "\n").encode("utf-8")
                 item.entry, self._seq, self._head = entry, entry["seq"], entry["hash"]
                 due = due or bool(self.anchor_every and self._seq % self.anchor_every == 0)
+            if not batch:
+                return
             write_durably(self._file, bytes(data))
             self._size += len(data)
             for item in batch:
                 item.done = True
             if due:
                 self._write_anchor(self._locations)
+            elif any(item.anchored for item in batch):
+                self._anchor_batch()
         except BaseException as exc:
             for item in batch:
                 item.error, item.done = (exc if isinstance(exc, Exception) else RuntimeError(str(exc))), True
             if not isinstance(exc, Exception):
                 raise
+
+    def _unless_unanchored(self, batch: list[_Pending]) -> list[_Pending]:
+        """The entries of the batch to write: an anchored one is refused (its error set) while this writer's last
+        anchor failed and anchoring the head again fails too."""
+        if not self._anchor_failed or not any(item.anchored for item in batch):
+            return batch
+        try:
+            self._write_anchor(self._locations)
+            return batch
+        except OSError as exc:
+            for item in batch:
+                if item.anchored:
+                    item.error, item.done = exc, True
+            return [item for item in batch if not item.anchored]
+
+    def _anchor_batch(self) -> None:
+        """Anchor the head after a batch is durable; a failure is logged (the entries stand) and refuses the next."""
+        try:
+            self._write_anchor(self._locations)
+        except OSError:
+            log.exception("anchoring the audit log failed; anchored entries are refused until an anchor succeeds")
 
     def anchor(self) -> dict | None:
         """Anchor the current head now (once); the anchor as written, or None while the log has no entries."""
@@ -243,6 +277,7 @@ class AuditLog:
                 failed.append((location, exc))
                 continue
             written = written or record
+        self._anchor_failed = bool(failed)
         if failed:
             names = ", ".join(f"{loc.describe()} ({exc})" for loc, exc in failed)
             raise OSError(f"audit anchor for seq {self._seq} of {self.path} not written to {names}") from failed[0][1]
@@ -255,6 +290,7 @@ class _Pending:
     """An entry waiting to be written: its fields, then the entry as stored or the error that stopped it."""
 
     body: dict
+    anchored: bool = False
     entry: dict | None = None
     error: Exception | None = None
     done: bool = False

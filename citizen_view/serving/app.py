@@ -205,18 +205,13 @@ def _recorder(audit: AuditLog, auth: Authenticator, trusted: frozenset[str], met
         request = HTTPConnection(scope)  # a WebSocket upgrade too
         if trail.principal is None:
             trail.principal = caller(request)
-        if anchor:
-            audit.anchor()  # an unanchored head (the last anchor failed): raises while that lasts, so this becomes a 500
         try:
-            _write_audit(audit, request, status, trusted, trail)
+            # anchored in the same commit; while the last anchor failed it raises before writing, so this becomes a 500
+            _write_audit(audit, request, status, trusted, trail, anchored=anchor)
         except Exception:
             metrics.audited(written=False)
             raise
         metrics.audited(written=True)
-        try:
-            audit.anchor()  # the entry as sent is durable; when its anchor fails the next request finds out
-        except OSError:
-            log.exception("anchoring the audit log failed; requests are answered 500 until an anchor succeeds")
 
     return record
 
@@ -298,7 +293,9 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail) -> None:
+def _write_audit(
+    audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail, *, anchored: bool
+) -> None:
     who = trail.principal
     query = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
     action = trail.action if status < 400 else f"refused:{trail.action}"
@@ -320,5 +317,6 @@ def _write_audit(audit: AuditLog, request: HTTPConnection, status: int, trusted:
             client=client_address(
                 request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted
             ),
-        )
+        ),
+        anchored=anchored,
     )

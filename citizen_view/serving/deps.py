@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
 from citizen_view.serving.documents import ViewInfo
 from citizen_view.serving.guard import Trail
-from citizen_view.serving.snapshot import current_view
+from citizen_view.serving.snapshot import POINTER, current_view
 from citizen_view.serving.throttle import SignInThrottle
 
 CITIZEN_ID = re.compile(r"^CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
@@ -58,15 +59,59 @@ class FieldError(HTTPException):
         self.field = field_name
 
 
+class ServedView:
+    """One opened view file: its read-only connection, its name, its small tables, and one cursor per thread that
+    uses it (made at that thread's first look and kept: a look then costs no cursor to open, plan or close)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, info: ViewInfo):
+        self.con, self.view, self.info = con, name, info
+        self._local = threading.local()  # dropped with this object when a new view is served: its cursors close
+
+    @property
+    def cur(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the view (a DuckDB cursor is not shared by threads)."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self.con.cursor()
+        return cur
+
+
 class ViewStore:
     """The current served view: re-reads the pointer on each request and opens a new file when it changed."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._lock = threading.Lock()
-        self._name: str | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._info: ViewInfo | None = None
+        self._served: ServedView | None = None
+        self._pointer: tuple[tuple[int, int, int], Path | None] = ((0, 0, 0), None)
+
+    def current(self) -> Path | None:
+        """The view file the pointer names: read again only when the pointer file changed (publishing replaces it), so
+        a request costs one stat, not an open and a read."""
+        try:
+            st = os.stat(self.folder / POINTER)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._pointer[0]:
+            self._pointer = (stamp, current_view(self.folder))
+        return self._pointer[1]
+
+    def served(self) -> ServedView:
+        """The view current now (the whole request keeps that one); 503 when none is published or it is unreadable."""
+        path = self.current()
+        if path is None:
+            raise HTTPException(503, "no view has been published yet: run the pipeline first")
+        with self._lock:
+            if self._served is None or path.name != self._served.view:
+                con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
+                try:
+                    info = ViewInfo.read(con)
+                except ValueError as exc:
+                    con.close()
+                    raise HTTPException(503, str(exc)) from None
+                self._served = ServedView(con, path.name, info)
+            return self._served
 
     @contextmanager
     def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
@@ -77,22 +122,10 @@ class ViewStore:
     @contextmanager
     def view(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str, ViewInfo]]:
         """`cursor`, with what every look needs of the view's small tables (read once per view file)."""
-        path = current_view(self.folder)
-        if path is None:
-            raise HTTPException(503, "no view has been published yet: run the pipeline first")
-        with self._lock:
-            if path.name != self._name:
-                con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
-                try:
-                    info = ViewInfo.read(con)
-                except ValueError as exc:
-                    con.close()
-                    raise HTTPException(503, str(exc)) from None
-                self._con, self._name, self._info = con, path.name, info
-            con, name, info = self._con, self._name, self._info
-        cur = con.cursor()
+        served = self.served()
+        cur = served.con.cursor()
         try:
-            yield cur, name, info
+            yield cur, served.view, served.info
         finally:
             cur.close()
 
@@ -147,11 +180,11 @@ class ViewCursor:
     info: ViewInfo | None = None  # the view's small tables in memory (None: read them from `cur` when needed)
 
 
-def service_parts(request: Request) -> ServiceParts:
+async def service_parts(request: Request) -> ServiceParts:
     return request.app.state.parts
 
 
-def audit_trail(request: Request) -> Trail:
+async def audit_trail(request: Request) -> Trail:
     """What this request did, written to the audit log with the status sent (see guard.py)."""
     return request.state.trail
 
@@ -160,8 +193,12 @@ Parts = Annotated[ServiceParts, Depends(service_parts)]
 AuditTrail = Annotated[Trail, Depends(audit_trail)]
 
 
-def principal(request: Request, parts: Parts, trail: AuditTrail) -> Principal:
-    """The authenticated caller (bearer header or the session cookie), named in the audit trail; 401 otherwise."""
+async def principal(request: Request) -> Principal:
+    """The authenticated caller (bearer header or the session cookie), named in the audit trail; 401 otherwise.
+    (The service's parts and the trail are read from the request, not declared as dependencies: FastAPI solves a
+    dependency's own dependencies again each time it is named, and every route names this one twice.)"""
+    parts: ServiceParts = request.app.state.parts
+    trail: Trail = request.state.trail
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
     if not token:
@@ -200,7 +237,7 @@ def stated_purpose(values: dict[str, str]) -> StatedPurpose:
     return StatedPurpose(purpose or f"case {case_ref}", case_ref)
 
 
-def api_purpose(
+async def api_purpose(
     purpose: Annotated[
         str,
         Query(
@@ -287,8 +324,8 @@ PURPOSE_DEPENDENCIES = (api_purpose, page_purpose, search_purpose, form_purpose)
 def audited_as(action: str) -> Any:
     """A route dependency naming the route's action in the audit trail, before its other dependencies can fail."""
 
-    def name_action(trail: AuditTrail) -> None:
-        trail.action = action
+    async def name_action(request: Request) -> None:
+        request.state.trail.action = action
 
     return Depends(name_action)
 
@@ -302,14 +339,39 @@ def view_cursor(parts: Parts) -> Iterator[ViewCursor]:
 View = Annotated[ViewCursor, Depends(view_cursor, scope="function")]
 
 
-def api_view_cursor(parts: Parts, _stated: Annotated[StatedPurpose, Depends(api_purpose)]) -> Iterator[ViewCursor]:
-    """`view_cursor` for an API call, opened only once its purpose is valid (FastAPI skips a dependency whose own
-    dependencies failed), so a call without a purpose is a 400 even before any view is published."""
-    with parts.views.view() as (cur, view, info):
-        yield ViewCursor(cur, view, info)
+class CurrentView:
+    """The served view of one API call, taken when the handler first looks at it: the call's own refusals (its 400 for
+    a missing purpose, its 422s) come first, even before any view is published. `cur` is the handler thread's own
+    cursor on it: nothing to open or close per request."""
+
+    def __init__(self, views: ViewStore):
+        self._views = views
+        self._served: ServedView | None = None
+
+    def _get(self) -> ServedView:
+        if self._served is None:
+            self._served = self._views.served()  # 503 when none is published
+        return self._served
+
+    @property
+    def cur(self) -> duckdb.DuckDBPyConnection:
+        return self._get().cur
+
+    @property
+    def view(self) -> str:
+        return self._get().view
+
+    @property
+    def info(self) -> ViewInfo:
+        return self._get().info
 
 
-ApiView = Annotated[ViewCursor, Depends(api_view_cursor, scope="function")]
+async def api_view(request: Request) -> CurrentView:
+    """The view an API call looks at (see `CurrentView`)."""
+    return CurrentView(request.app.state.parts.views)
+
+
+ApiView = Annotated[CurrentView, Depends(api_view)]
 
 
 # Routes that show no citizen data: sign-in and out, health, readiness, metrics (its own token), the API's document.

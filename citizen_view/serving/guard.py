@@ -8,17 +8,29 @@ upgrades (refused: the service has none), and a body's size before it is read.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from citizen_view.serving.access import Principal
 
 log = logging.getLogger(__name__)
+# The threads that run blocking work (a look at the view, an fsync'ed audit write) off the event loop: a plain executor
+# hop costs a fraction of anyio's (capacity limiter, cancel scopes, context copy), paid on every request. Many threads,
+# because most of them wait on the audit log's fsync, where waiting together is what makes group commit pay.
+BLOCKING = ThreadPoolExecutor(max_workers=32, thread_name_prefix="citizen-view")
+
+
+async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a BLOCKING thread, awaited (its exception raised here)."""
+    return await asyncio.get_running_loop().run_in_executor(BLOCKING, functools.partial(fn, *args))
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,6 +53,16 @@ class Trail:
     refusal: str | None = None  # a refusal's precise reason for the metrics (one of metrics.NAMED_REASONS)
     purpose: str | None = None  # the purpose remembered for a browser session, when the request itself states none
     case_reference: str | None = None
+    audited: int | None = None  # the status already written to the audit log by `audit_now`, if any
+    writer: Callable[[int], None] | None = field(default=None, repr=False)  # set by `AuditEveryResponse`
+
+    def audit_now(self, status: int) -> None:
+        """Write this request's audit entry for `status` now, in the calling (handler) thread: for a handler that has
+        built its answer, so the entry is durable before the answer goes out without another threadpool hop. Raises
+        when it could not be written (the handler then fails, and its 500 is audited as any other)."""
+        if self.writer is not None:
+            self.writer(status)
+            self.audited = status
 
 
 # record(scope, trail, status, anchor): write the audit entry for a response with `status` (anchoring the log first
@@ -72,6 +94,7 @@ class AuditEveryResponse:
             await self.app(scope, receive, send)
             return
         trail = scope.setdefault("state", {})["trail"] = Trail()
+        trail.writer = lambda status: self.record(scope, trail, status, True)
         if scope["type"] == "websocket":
             # no route speaks WebSocket: a close before accept is answered 403 by the server
             trail.action = "websocket"
@@ -86,7 +109,9 @@ class AuditEveryResponse:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                if not await self._write(scope, trail, message["status"]):
+                if trail.audited == message["status"]:
+                    pass  # the handler wrote this very entry before it answered (Trail.audit_now)
+                elif not await self._write(scope, trail, message["status"]):
                     replaced = True
                     await _answer(send, *self._unaudited(scope))
                     return
@@ -131,19 +156,17 @@ class AuditEveryResponse:
     async def _write(self, scope: Scope, trail: Trail, status: int) -> bool:
         """Audit a response; when that fails, try to audit it as the 500 it becomes. True when `status` was audited."""
         try:
-            await run_in_threadpool(
-                self.record, scope, trail, status, True
-            )  # the append is fsync'ed: off the event loop
+            await offload(self.record, scope, trail, status, True)  # the append is fsync'ed: off the event loop
             return True
         except Exception:
             log.exception("audit write failed for %s %s; answering 500", scope.get("method"), scope.get("path"))
         instead = self._unaudited(scope)[0]
-        if status != instead:
-            try:
-                await run_in_threadpool(self.record, scope, trail, instead, False)  # the anchor may be what failed
-            except Exception:
-                log.exception("the audit entry of the %s could not be written either", instead)
-        return False
+        try:  # unanchored: the anchor may be what failed (the same status again when it was already the 500)
+            await offload(self.record, scope, trail, instead, False)
+        except Exception:
+            log.exception("the audit entry of the %s could not be written either", instead)
+            return False
+        return status == instead
 
     def _unaudited(self, scope: Scope) -> tuple[int, str]:
         """The status and error sent instead of an answer that could not be audited."""

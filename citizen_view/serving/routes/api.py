@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 
 from citizen_view.serving import search as finder
@@ -19,15 +20,16 @@ from citizen_view.serving.deps import (
     ApiView,
     AuditTrail,
     CurrentPrincipal,
+    CurrentView,
     FieldError,
-    ViewCursor,
     api_purpose,
     audited_as,
     principal,
     stated_purpose,
 )
+from citizen_view.serving.guard import offload
 from citizen_view.serving.lookups import run_profile, run_search
-from citizen_view.serving.models import ERRORS, CitizenProfile, SearchResult
+from citizen_view.serving.models import ERRORS, Candidate, CitizenProfile, SearchResult
 
 if TYPE_CHECKING:
     from citizen_view.serving.access import Principal
@@ -82,36 +84,54 @@ Street = needed("street", "The street name.", examples=["Dorpsstraat"])
 router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 
 
-def search(view: ViewCursor, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> dict[str, Any]:
+# A search's answer holds only these keys (the documented ones), so it is sent as built, without the response model's
+# validation and serialisation per request (a profile, with its nested records, still goes through the model).
+RESULT_KEYS = tuple(SearchResult.model_fields)
+CANDIDATE_KEYS = tuple(Candidate.model_fields)
+
+
+def search(view: CurrentView, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> JSONResponse:
     """One search. A request the document allows that no record can match (an ID not of the deployment's scheme, a
     name without a family name, a postcode not as the country writes it) finds no one and says why in `note`."""
     try:
-        return run_search(view, who, trail, {k: v for k, v in terms.items() if v is not None})
+        found = run_search(view, who, trail, {k: v for k, v in terms.items() if v is not None})
     except finder.QueryError as exc:
         trail.details = {"note": str(exc)[:200]}
-        return {"view": view.view, "mode": mode, "candidates": [], "note": str(exc)}
+        found = {"view": view.view, "mode": mode, "candidates": [], "note": str(exc)}
+    return answer(found, trail)
+
+
+def answer(found: dict[str, Any], trail: Trail) -> JSONResponse:
+    """A search result as JSON (the documented keys that are set, each candidate's likewise), audited as a 200 in this
+    thread before it is returned: the entry is durable before the answer goes out."""
+    body = {k: found[k] for k in RESULT_KEYS if k in found}
+    body["candidates"] = [{k: c[k] for k in CANDIDATE_KEYS if k in c} for c in found["candidates"]]
+    response = JSONResponse(body)
+    trail.audit_now(response.status_code)
+    return response
 
 
 @router.get("/search/national-id", **SEARCH, summary="Find citizens by national ID")
-def search_by_national_id(
+async def search_by_national_id(
     national_id: NationalId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> dict[str, Any]:
-    return search(view, who, trail, "national_id", {"national_id": national_id})
+) -> JSONResponse:
+    return await offload(search, view, who, trail, "national_id", {"national_id": national_id})
 
 
 @router.get("/search/name-and-date-of-birth", **SEARCH, summary="Find citizens by name and date of birth")
-def search_by_name_and_date_of_birth(
+async def search_by_name_and_date_of_birth(
     name: Name, date_of_birth: DateOfBirth, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> dict[str, Any]:
+) -> JSONResponse:
     try:
         dt.date.fromisoformat(date_of_birth)
     except ValueError:
         raise FieldError("date_of_birth", f"date_of_birth {date_of_birth!r} is not a calendar date") from None
-    return search(view, who, trail, "name_date_of_birth", {"name": name, "date_of_birth": date_of_birth})
+    terms = {"name": name, "date_of_birth": date_of_birth}
+    return await offload(search, view, who, trail, "name_date_of_birth", terms)
 
 
 @router.get("/search/name-and-postcode", **SEARCH, summary="Find citizens by name, postcode and house number")
-def search_by_name_and_postcode(
+async def search_by_name_and_postcode(
     name: Name,
     postcode: Postcode,
     house_number: HouseNumber,
@@ -119,24 +139,25 @@ def search_by_name_and_postcode(
     trail: AuditTrail,
     view: ApiView,
     street: text("street", "The street name, when known too.") = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     terms = {"name": name, "postcode": postcode, "house_number": house_number, "street": street}
-    return search(view, who, trail, "name_address", terms)
+    return await offload(search, view, who, trail, "name_address", terms)
 
 
 @router.get("/search/name-and-street", **SEARCH, summary="Find citizens by name, street and house number")
-def search_by_name_and_street(
+async def search_by_name_and_street(
     name: Name, street: Street, house_number: HouseNumber, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> dict[str, Any]:
-    return search(view, who, trail, "name_address", {"name": name, "street": street, "house_number": house_number})
+) -> JSONResponse:
+    terms = {"name": name, "street": street, "house_number": house_number}
+    return await offload(search, view, who, trail, "name_address", terms)
 
 
 @router.get("/search", include_in_schema=False, **{**SEARCH, "tags": None})
-def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> dict[str, Any]:
+def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> JSONResponse:
     """The earlier all-in-one search (the parameters of every mode together), kept for existing clients; not in the
     document, because which parameters make a search is not something one operation's parameters can state."""
     stated_purpose(dict(request.query_params))  # its parameters' limits (422), as before
-    return run_search(view, who, trail, request.query_params)
+    return answer(run_search(view, who, trail, request.query_params), trail)
 
 
 @router.get(
