@@ -172,12 +172,48 @@ def test_documents_written_in_batches_are_the_documents_written_at_once(view, mo
     try:
         con.execute(f"ATTACH '{path}' AS v (READ_ONLY)")
         con.execute("CREATE SCHEMA m")
-        for table in ("citizen", "records", "cases", "events", "field_issues"):
-            con.execute(f"CREATE VIEW m.{table} AS SELECT * FROM v.{table}")
+        con.execute("CREATE VIEW m.citizen AS SELECT * FROM v.citizen")
         monkeypatch.setattr(documents, "BATCH_CITIZENS", 37)
-        documents.publish_documents(con, "m")
+        documents.publish_documents(  # from the view's records, cases and events (read back from its documents)
+            con, "m", records="v.records", cases="v.cases", events="v.events", issues="v.field_issues"
+        )
         batched = dict(con.execute("SELECT citizen_id, doc FROM m.citizen_docs").fetchall())
         at_once = dict(con.execute("SELECT citizen_id, doc FROM v.citizen_docs").fetchall())
     finally:
         con.close()
     assert len(at_once) > 37 and batched == at_once
+
+
+def test_the_view_holds_the_records_once_and_finds_each_by_its_key(view):
+    from citizen_view.serving.documents import record_known, records_by_key
+
+    tables = {r[0] for r in view.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    views = {r[0] for r in view.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert {"records", "cases", "events"} <= views and not {"records", "cases", "events"} & tables
+    counted = view.execute("SELECT records, cases, events FROM view_info").fetchall()[0]
+    assert counted == tuple(
+        view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("records", "cases", "events")
+    )
+    assert (
+        view.execute(  # one row per record, with the citizen whose document holds it
+            "SELECT count(*) FROM record_citizens k FULL JOIN records r "
+            "ON k.record_key = r.source || ':' || r.source_record_id AND k.citizen_id = r.citizen_id AND k.source = r.source "
+            "WHERE k.record_key IS NULL OR r.source IS NULL"
+        ).fetchall()[0][0]
+        == 0
+    )
+    rows = view.execute(
+        "SELECT source || ':' || source_record_id, citizen_id, full_name, date_of_birth, postcode FROM records "
+        "ORDER BY hash(source_record_id) LIMIT 25"
+    ).fetchall()
+    found = records_by_key(view, [r[0] for r in rows] + ["nosuch:1", "population"])
+    assert set(found) == {r[0] for r in rows}
+    for key, citizen, name, born, postcode in rows:
+        got = found[key]
+        assert (got["citizen_id"], got.get("full_name"), got.get("date_of_birth"), got.get("postcode")) == (
+            citizen,
+            name,
+            born,
+            postcode,
+        )
+    assert record_known(view, rows[0][0]) and not record_known(view, "nosuch:1")

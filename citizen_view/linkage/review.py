@@ -373,9 +373,9 @@ class ReviewPage:
 
 
 def _members(con: duckdb.DuckDBPyConnection) -> str:
-    """Each citizen's records' sources: from a served view's `records`, else from the warehouse's links."""
-    if table_exists(con, "main", "records"):
-        return "(SELECT citizen_id, source FROM records)"
+    """Each citizen's records' sources: from a served view's `record_citizens`, else from the warehouse's links."""
+    if table_exists(con, "main", "record_citizens"):
+        return "(SELECT citizen_id, source FROM record_citizens)"
     return "(SELECT citizen_id, split_part(record_key, ':', 1) AS source FROM citizen_source_link)"
 
 

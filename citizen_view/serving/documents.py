@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import duckdb
 
 DOCS = "citizen_docs"
+RECORD_CITIZENS = "record_citizens"  # each linked record's citizen, by "source:source_record_id" (ART-indexed)
 # What a document keeps of each linked record: what the profile shows and what survivorship (golden.golden_rows) reads.
 DOC_RECORD_COLUMNS: tuple[str, ...] = (
     "source",
@@ -48,22 +49,33 @@ def _json(alias: str, columns: tuple[str, ...], order: str) -> str:
     return f"'[' || string_agg({obj}, ',' ORDER BY {order}) || ']'"
 
 
+def _record_json(alias: str) -> str:
+    """SQL: a record as a JSON object of its columns that have a value (a reader takes a missing key as null: the
+    documents are a third smaller, and so cheaper to aggregate and to store, than with every null written out)."""
+    pairs = ", ".join(f'\'"{c}":\' || to_json({alias}."{c}")' for c in (*DOC_RECORD_COLUMNS, "attributes"))
+    return "'{' || concat_ws(',', " + pairs + ") || '}'"
+
+
 # Citizens per batch when the documents are written: each batch's JSON texts are held in memory while they are
 # aggregated, and the warehouse connection's memory limit is a few GB.
 BATCH_CITIZENS = 150_000
 
 
-def publish_documents(con: duckdb.DuckDBPyConnection, schema: str) -> None:
-    """`citizen_docs` in the view being written (`schema`), from its records, cases, events and field_issues.
+def publish_documents(
+    con: duckdb.DuckDBPyConnection, schema: str, *, records: str, cases: str, events: str, issues: str
+) -> None:
+    """`citizen_docs` in the view being written (`schema`), from the tables named: linked `records` (citizen_id and
+    the document's record columns), `cases`, `events` (each with citizen_id) and field `issues`.
 
     One JSON text per citizen: DuckDB fetches one text column of one row by its index far more cheaply than lists of
     structs (it would read each struct field's column) or the wide `records` rows. Written in batches of consecutive
-    citizen IDs, so memory stays bounded at millions of records; `records` and `events` are sorted by citizen, so each
-    batch reads only its own row groups of them (a batch by a hash of the ID read every row group once per batch).
+    citizen IDs, so memory stays bounded at millions of records; `records`, `cases` and `events` are sorted by citizen,
+    so each batch reads only its own row groups of them (a batch by a hash of the ID read every row group once per
+    batch).
     """
     con.execute(f"CREATE TABLE {schema}.{DOCS} (citizen_id VARCHAR, doc VARCHAR)")
     for low, high in _batches(con, schema):
-        con.execute(_documents_sql(schema, low, high))
+        con.execute(_documents_sql(f"{schema}.{DOCS}", (records, cases, events, issues), low, high))
     con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
 
 
@@ -85,9 +97,10 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _documents_sql(schema: str, low: str | None, high: str | None) -> str:
-    """SQL inserting the documents of the citizens with IDs in [low, high) (the bounds as literals, so the scans of the
-    sorted tables skip the row groups outside them)."""
+def _documents_sql(target: str, tables: tuple[str, str, str, str], low: str | None, high: str | None) -> str:
+    """SQL inserting into `target` the documents of the citizens with IDs in [low, high) (the bounds as literals, so
+    the scans of the sorted tables skip the row groups outside them)."""
+    records, cases, events, issues = tables
 
     def only(alias: str) -> str:
         bounds = [f"{alias}.citizen_id >= {_literal(low)}" if low is not None else None]
@@ -96,22 +109,22 @@ def _documents_sql(schema: str, low: str | None, high: str | None) -> str:
         return f"WHERE {' AND '.join(kept)}" if kept else ""
 
     return f"""
-        INSERT INTO {schema}.{DOCS}
+        INSERT INTO {target}
         WITH rec AS (
-            SELECT citizen_id, {_json("r", (*DOC_RECORD_COLUMNS, "attributes"), "r.source, r.source_record_id")} AS j
-            FROM {schema}.records r {only("r")} GROUP BY citizen_id
+            SELECT citizen_id, '[' || string_agg({_record_json("r")}, ',' ORDER BY r.source, r.source_record_id) || ']' AS j
+            FROM {records} r {only("r")} GROUP BY citizen_id
         ),
         cas AS (
             SELECT citizen_id, {_json("c", CASE_COLUMNS, "c.start_date DESC NULLS LAST, c.case_reference, c.source")} AS j
-            FROM {schema}.cases c {only("c")} GROUP BY citizen_id
+            FROM {cases} c {only("c")} GROUP BY citizen_id
         ),
         ev AS (
             SELECT citizen_id, {_json("e", EVENT_COLUMNS, "e.date, e.source, e.source_record_id")} AS j
-            FROM {schema}.events e {only("e")} GROUP BY citizen_id
+            FROM {events} e {only("e")} GROUP BY citizen_id
         ),
         iss AS (
             SELECT r.citizen_id, {_json("i", ISSUE_COLUMNS, "i.source, i.record_id, i.field")} AS j
-            FROM {schema}.field_issues i JOIN {schema}.records r
+            FROM {issues} i JOIN {records} r
               ON r.source = i.source AND r.source_record_id = i.record_id
             {only("r")} GROUP BY r.citizen_id
         )
@@ -122,6 +135,24 @@ def _documents_sql(schema: str, low: str | None, high: str | None) -> str:
 
 
 IN_BATCH = 100  # citizens per documents query: an IN list this long is still an index probe
+
+
+def create_document_views(con: duckdb.DuckDBPyConnection, schema: str, types: dict[str, str]) -> None:
+    """`records`, `cases` and `events` in the view (`schema`) as SQL views over the documents, typed (`types`: the
+    DuckDB type of each record column; cases' and events' dates are DATEs): for analysts and tests. The service reads
+    documents and `record_citizens` only, so the view holds the records once; a scan of these parses every document."""
+    record = {c: types.get(c, "VARCHAR") for c in (*DOC_RECORD_COLUMNS, "attributes")}
+    shapes = {
+        "records": record,
+        "cases": {c: ("DATE" if c in ("start_date", "end_date") else "VARCHAR") for c in CASE_COLUMNS},
+        "events": {c: ("DATE" if c == "date" else "VARCHAR") for c in EVENT_COLUMNS},
+    }
+    for name, shape in shapes.items():
+        spec = json.dumps([shape]).replace("'", "''")
+        con.execute(
+            f"CREATE VIEW {schema}.{name} AS SELECT citizen_id, item.* FROM (SELECT citizen_id, "
+            f"unnest(from_json(json_extract(doc, '$.{name}'), '{spec}')) AS item FROM {DOCS})"
+        )
 
 
 def _doc(con: duckdb.DuckDBPyConnection, citizen_id: str) -> dict[str, Any] | None:
@@ -162,6 +193,25 @@ def records_of(
 def _visible_records(doc: dict[str, Any] | None, citizen_id: str, visible: set[str]) -> list[dict[str, Any]]:
     """A document's records of the `visible` sources, typed (none without a document)."""
     return [_typed(r, citizen_id) for r in (doc["records"] if doc else []) if r["source"] in visible]
+
+
+def records_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The linked records named "source:source_record_id" (typed, with `citizen_id`): each key's citizen by an index
+    probe of `record_citizens`, then the record from that citizen's document. An unknown key is absent."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(keys):
+        row = con.execute(f"SELECT citizen_id FROM {RECORD_CITIZENS} WHERE record_key = ?", [key]).fetchone()
+        doc = _doc(con, row[0]) if row else None
+        source, _, record_id = key.partition(":")
+        for record in doc["records"] if doc else []:
+            if record["source"] == source and record["source_record_id"] == record_id:
+                out[key] = _typed(record, row[0])
+    return out
+
+
+def record_known(con: duckdb.DuckDBPyConnection, key: str) -> bool:
+    """Whether "source:source_record_id" names a linked record of the view (an index probe)."""
+    return con.execute(f"SELECT count(*) FROM {RECORD_CITIZENS} WHERE record_key = ?", [key]).fetchall()[0][0] > 0
 
 
 @dataclass
@@ -206,8 +256,11 @@ class ViewInfo:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
             ).fetchall()
         }
-        if DOCS not in tables:
-            raise ValueError(f"the served view has no {DOCS}: it was published by an older version; publish it again")
+        for needed in (DOCS, RECORD_CITIZENS):
+            if needed not in tables:
+                raise ValueError(
+                    f"the served view has no {needed}: it was published by an older version; publish it again"
+                )
         labels: dict[str, dict[str, tuple[str, str | None, bool]]] = {}
         for source, column, label, fmt, hidden in con.execute(
             "SELECT source, column_name, label, format, hidden FROM attribute_labels"

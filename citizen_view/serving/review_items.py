@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.linkage.review import load_overrides, open_items, pair_id
+from citizen_view.serving.documents import record_known, records_by_key
 
 if TYPE_CHECKING:
     import duckdb
@@ -48,16 +49,9 @@ def review_page(
     keys = sorted({k for i in found.items for k in (i["record_key_l"], i["record_key_r"])})
     shown = {i["citizen_id"] for i in found.items if i.get("citizen_id")}
     records: dict[str, dict[str, Any]] = {}
-    if keys:
-        rows = cur.execute(
-            f"SELECT source || ':' || source_record_id AS k, citizen_id{''.join(f', {c}' for c in columns)} FROM records "
-            "WHERE list_contains(?, source || ':' || source_record_id)",
-            [keys],
-        )
-        names = [d[0] for d in rows.description]
-        for row in rows.fetchall():
-            records[row[0]] = dict(zip(names[2:], row[2:]))
-            shown.add(row[1])
+    for key, record in records_by_key(cur, keys).items():  # an index probe and a document per record
+        records[key] = {c: record.get(c) for c in columns}
+        shown.add(record["citizen_id"])
     for item in found.items:  # per-field weights only for comparisons of fields the role sees
         item["evidence"] = {k: v for k, v in item["evidence"].items() if compares_visible(k, role)}
     return ReviewPage(found.items, found.total, records, columns, sorted(shown), keys, found)
@@ -73,11 +67,4 @@ def compares_visible(comparison: str, role: Role) -> bool:
 
 def record_exists(cur: duckdb.DuckDBPyConnection, key: str) -> bool:
     """Whether `source:source_record_id` names a record of the view."""
-    source, sep, record_id = key.partition(":")
-    if not sep:
-        return False
-    return bool(
-        cur.execute(
-            "SELECT count(*) FROM records WHERE source = ? AND source_record_id = ?", [source, record_id]
-        ).fetchall()[0][0]
-    )
+    return ":" in key and record_known(cur, key)

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
-from citizen_view.serving.documents import publish_documents
+from citizen_view.serving.documents import (
+    DOC_RECORD_COLUMNS,
+    RECORD_CITIZENS,
+    create_document_views,
+    publish_documents,
+)
 from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import table_exists
 
@@ -85,12 +90,12 @@ def _cases_sql(sources: SourcesFile) -> str:
         head = f"SELECT citizen_id, source, source_record_id, {_lit(c.kind)} AS kind"
         if c.list:
             parts.append(
-                f"{head}, {cols('item')} FROM snap.records, "
+                f"{head}, {cols('item')} FROM {LINKED}, "
                 f"unnest(from_json(json_extract_string(attributes, {_lit(_path(c.list))}), '[\"JSON\"]')) AS t(item) "
                 f"WHERE source = {_lit(s.name)}"
             )
         else:
-            parts.append(f"{head}, {cols('attributes')} FROM snap.records WHERE source = {_lit(s.name)}")
+            parts.append(f"{head}, {cols('attributes')} FROM {LINKED} WHERE source = {_lit(s.name)}")
     empty = (
         "SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
         "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
@@ -128,7 +133,7 @@ def _events_sql(sources: SourcesFile) -> str:
             date = f"try_strptime({value}, {_lit(m.format or '%Y-%m-%d')})::DATE"
             parts.append(
                 f"SELECT citizen_id, {date}, {_lit(event)}, source, source_record_id "
-                f"FROM snap.records WHERE source = {_lit(s.name)} AND {date} IS NOT NULL"
+                f"FROM {LINKED} WHERE source = {_lit(s.name)} AND {date} IS NOT NULL"
             )
     return " UNION ALL ".join(parts)
 
@@ -141,17 +146,11 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     partial = folder / f".{name}{PARTIAL}"
     con.execute(f"ATTACH {_lit(str(partial))} AS snap")
     try:
-        _records(con)
-        _search_tables(con)
-        _ranks_and_issues(con, sources)
-        _profile_tables(con, sources)
-        _events_and_status(con, sources)
-        _view_info(con, sources, run_id)
-        create_lookup_indexes(con, "snap")
-        publish_documents(con, "snap")
-        publish_resolve_tables(con, sources, "snap")
+        _write_view(con, sources, run_id)
     finally:
         con.execute("DETACH snap")
+        for temp in (LINKED, CASES, EVENTS):
+            con.execute(f"DROP TABLE IF EXISTS {temp}")
     final = folder / name
     partial.rename(final)
     switch_to(folder, final.name)
@@ -159,21 +158,61 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     return final
 
 
-def _records(con: duckdb.DuckDBPyConnection) -> None:
-    """The citizens and their linked source records."""
+def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> None:
+    """The view's tables, in the attached `snap`: the warehouse's big tables are read once, into `_linked` (sorted by
+    citizen), and every table of the view is written from that."""
     con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")
+    _linked(con)
+    _search_tables(con, LINKED)
+    _ranks_and_issues(con, sources)
+    _profile_tables(con, sources)
+    _events_and_status(con, sources)
+    _record_citizens(con)
+    _view_info(con, sources, run_id)
+    create_lookup_indexes(con, "snap")
+    publish_documents(con, "snap", records=LINKED, cases=CASES, events=EVENTS, issues="snap.field_issues")
+    create_document_views(con, "snap", _record_types(con))
+    publish_resolve_tables(con, sources, "snap")
+
+
+# Temporary tables of the warehouse connection while a view is written: the linked records (the columns the view's
+# tables are made of, sorted by citizen so each batch of documents reads only its row groups), cases and events.
+LINKED, CASES, EVENTS = "_view_linked", "_view_cases", "_view_events"
+SEARCH_COLUMNS = ("first_name_std", "initials", "street_std", "national_id_text")  # read by the search keys only
+
+
+def _linked(con: duckdb.DuckDBPyConnection) -> None:
+    """The citizens' linked records, the columns the view is made of only, sorted by citizen (one read of the
+    warehouse's `source_records` and `citizen_source_link`, one sort)."""
+    columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "match_probability"]
     con.execute(
-        """
-        CREATE TABLE snap.records AS
-        SELECT l.citizen_id, l.match_probability, r.* EXCLUDE (record_key)
+        f"""
+        CREATE OR REPLACE TEMP TABLE {LINKED} AS
+        SELECT l.citizen_id, l.match_probability, {", ".join(f"r.{c}" for c in columns)}
         FROM citizen_source_link l JOIN source_records r USING (record_key)
         ORDER BY l.citizen_id, r.source, r.source_record_id
         """
     )
 
 
-def _search_tables(con: duckdb.DuckDBPyConnection, schema: str = "snap") -> None:
-    """The search keys by name and birth date, address and ID, each row with its source.
+def _record_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The DuckDB type of each column of a document's records (the `records` view reads them back typed)."""
+    return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {LINKED}").fetchall()}
+
+
+def _record_citizens(con: duckdb.DuckDBPyConnection) -> None:
+    """Which citizen each linked record ("source:source_record_id") belongs to, with its source (in citizen order,
+    as `_linked` holds them: the key is found by its index): the review page
+    finds a record's citizen (and then its document) by an index probe, and a citizen's sources by a scan of two
+    narrow columns."""
+    con.execute(
+        f"CREATE TABLE snap.{RECORD_CITIZENS} AS SELECT source || ':' || source_record_id AS record_key, citizen_id, "
+        f"source FROM {LINKED}"
+    )
+
+
+def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "snap") -> None:
+    """The search keys by name and birth date, address and ID, each row with its source, from the `linked` records.
 
     A role only finds citizens through the records it may see: every key carries its source, applied in memory to
     the few rows an index probe returns (`create_lookup_indexes`). The tables hold only what a search scores.
@@ -190,7 +229,7 @@ def _search_tables(con: duckdb.DuckDBPyConnection, schema: str = "snap") -> None
         f"""
         CREATE TABLE {schema}.search_people AS
         WITH p AS (
-            SELECT DISTINCT {keys}, date_of_birth AS dob FROM {schema}.records
+            SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
             WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
         )
         SELECT key, '[' || string_agg({person}::VARCHAR, ',') || ']' AS people FROM (
@@ -203,7 +242,7 @@ def _search_tables(con: duckdb.DuckDBPyConnection, schema: str = "snap") -> None
     con.execute(
         f"CREATE TABLE {schema}.search_addresses AS SELECT DISTINCT {keys}, postcode, "
         f"{ADDRESS_KEY.format(place='postcode', number='house_number')} AS postcode_key, "
-        f"{ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key FROM {schema}.records "
+        f"{ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key FROM {linked} "
         "WHERE family_name_std IS NOT NULL AND house_number IS NOT NULL AND (postcode IS NOT NULL OR street_std IS NOT NULL) "
         "ORDER BY postcode_key"
     )
@@ -213,7 +252,7 @@ def _search_tables(con: duckdb.DuckDBPyConnection, schema: str = "snap") -> None
         f"CREATE TABLE {schema}.search_ids AS SELECT national_id, citizen_id, source, "
         f"{ID_HEAD.format(v='national_id')} AS id_head, {ID_TAIL.format(v='national_id')} AS id_tail FROM ("
         "SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, citizen_id, source "
-        f"FROM {schema}.records WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
+        f"FROM {linked} WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
     )
 
 
@@ -229,8 +268,8 @@ def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> N
 
 
 def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
-    """Cases, the labels of each source's other columns, and the review queue."""
-    con.execute(f"CREATE TABLE snap.cases AS {_cases_sql(sources)}")
+    """Cases (for the documents, sorted by citizen), the labels of each source's other columns, and the review queue."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CASES} AS SELECT * FROM ({_cases_sql(sources)}) ORDER BY citizen_id")
     con.execute(
         "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
     )
@@ -249,8 +288,10 @@ def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> Non
 
 
 def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
-    """Life events, and which sources' data is stale."""
-    con.execute(f"CREATE TABLE snap.events AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date")
+    """Life events (for the documents, sorted by citizen), and which sources' data is stale."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {EVENTS} AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date"
+    )
     # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
     con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
     try:
@@ -263,8 +304,8 @@ def _view_info(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str
     """The run the view comes from, when it was published, its size and the language its pages speak."""
     con.execute(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
-        "(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM snap.records) AS records, "
-        "?::VARCHAR AS language",
+        f"(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM {LINKED}) AS records, "
+        f"?::VARCHAR AS language, (SELECT count(*) FROM {CASES}) AS cases, (SELECT count(*) FROM {EVENTS}) AS events",
         [run_id, sources.country, sources.serving.language],
     )
 
@@ -291,7 +332,8 @@ LOOKUP_INDEXES = (
     ("search_people", "key"),
     ("search_addresses", "postcode_key"),
     ("search_addresses", "street_key"),
-)  # a citizen's records are read from its document (documents.py, indexed there), not from `records`
+    ("record_citizens", "record_key"),
+)  # a citizen's records are read from its document (documents.py, indexed there)
 
 
 def create_lookup_indexes(con: duckdb.DuckDBPyConnection, schema: str) -> None:
@@ -339,11 +381,9 @@ def serve_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Pat
 
     path = publish_view(con, sources, folder, run_id=run_id)
     view = duckdb.connect(str(path), read_only=True)
-    try:
-        rows = {
-            t: view.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-            for t in ("citizen", "records", "cases", "events")
-        }
+    try:  # counted when the view was written (`records`, `cases` and `events` are views reading every document)
+        counts = view.execute("SELECT citizens, records, cases, events FROM view_info").fetchall()[0]
     finally:
         view.close()
+    rows = dict(zip(("citizen", "records", "cases", "events"), counts))
     return ViewReport(path, rows)
