@@ -516,8 +516,7 @@ def test_a_search_audited_by_its_handler_leaves_one_entry_per_request_with_what_
     """A search writes its own entry before its answer leaves (Trail.audit_now); the guard must not write a second."""
     root, wh = linked
     audit = root / "handler-audit.jsonl"
-    svc = start_service(wh, audit)
-    try:
+    with running_service(wh, audit) as svc:
         con = duckdb.connect(str(wh), read_only=True)
         held = [
             r[0]
@@ -530,8 +529,6 @@ def test_a_search_audited_by_its_handler_leaves_one_entry_per_request_with_what_
             r = httpx.get(svc.url + "/api/search/national-id", params={"national_id": nid, **PURPOSE}, headers=STEWARD)
             assert r.status_code == 200, r.text
             answers[nid] = [c["citizen_id"] for c in r.json()["candidates"]]
-    finally:
-        svc.stop()
     entries = [e for e in _entries(audit) if e["query"].get("path") == "/api/search/national-id"]
     assert sorted(e["query"]["national_id"] for e in entries) == sorted(ids)  # one each, none twice
     for e in entries:
