@@ -30,6 +30,11 @@ class ProbeKey:
     stored: tuple[str, ...]
     incoming: tuple[str, ...]
 
+    @property
+    def column(self) -> str:
+        """The key's column where a table holds a record's keys side by side (the warehouse's key index)."""
+        return f"block_key_{self.number}"
+
     def stored_sql(self, alias: str = "") -> str:
         """The key of a stored record (NULL when any part is NULL, as an equality with NULL never holds): the first
         8 bytes of the MD5 of the key's number and its values as text, separated by US (`incoming_hash` in Python)."""
