@@ -20,7 +20,7 @@ import sqlglot
 from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creator
 from sqlglot import exp
 
-from citizen_view.linkage import key_index
+import citizen_view.linkage.key_index as key_index
 from citizen_view.linkage.model import render_for
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql

@@ -17,9 +17,10 @@ import numpy as np
 import polars as pl
 
 import citizen_view.linkage.common_values as common_values
+import citizen_view.linkage.components as components
 import citizen_view.linkage.golden as _golden
+import citizen_view.linkage.key_index as key_index
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage import components, key_index
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
