@@ -32,11 +32,14 @@ def exists(con: duckdb.DuckDBPyConnection) -> bool:
 
 def write_all(con: duckdb.DuckDBPyConnection, keys: pl.Series, component: np.ndarray) -> None:
     """(Re)create the table from every record's component (in the caller's transaction)."""
+    _from_frame(con, f"CREATE OR REPLACE TABLE {TABLE} AS", keys, component)
+
+
+def _from_frame(con: duckdb.DuckDBPyConnection, statement: str, keys: pl.Series, component: np.ndarray) -> None:
+    """`statement` (a CREATE ... AS or an INSERT INTO the table) over the records' `keys` and their `component`."""
     con.register("_components_frame", pl.DataFrame({"record_key": keys, "component": component}))
     try:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {TABLE} AS SELECT record_key, component::BIGINT AS component FROM _components_frame"
-        )
+        con.execute(f"{statement} SELECT record_key, component::BIGINT AS component FROM _components_frame")
     finally:
         con.unregister("_components_frame")
 
@@ -102,8 +105,4 @@ def replace_scope(con: duckdb.DuckDBPyConnection, keys: pl.Series, component: np
     """Replace the rows of the re-clustered components with the records' components now (in the caller's transaction)."""
     start = con.execute(f"SELECT coalesce(max(component), -1) + 1 FROM {TABLE}").fetchall()[0][0]
     con.execute(f"DELETE FROM {TABLE} WHERE component IN (SELECT component FROM _scope_components)")
-    con.register("_components_frame", pl.DataFrame({"record_key": keys, "component": component + start}))
-    try:
-        con.execute(f"INSERT INTO {TABLE} SELECT record_key, component::BIGINT FROM _components_frame")
-    finally:
-        con.unregister("_components_frame")
+    _from_frame(con, f"INSERT INTO {TABLE}", keys, component + start)

@@ -2,8 +2,9 @@
 
 A full run's scoring step writes, for the saved model:
 
-- `linkage_keys`: per record, one hashed key per blocking rule and side (the keys of linkage/candidates.py, the
-  same the served view probes for `resolve`) and the values of the term-frequency columns;
+- `linkage_keys`: per record, one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
+  with DuckDB's `hash`, not the MD5 the served view's resolve keys use: see HASH) and the values of the
+  term-frequency columns;
 - `linkage_tf`: per term-frequency column, rows (value, n) whose sums are the records holding each value, and a
   row with value NULL whose sum is the records holding any value (Splink's count / non-null count);
 - `linkage_keys_model`: which model they were written for.
