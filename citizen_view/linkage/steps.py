@@ -93,8 +93,9 @@ def score_pairs(
 ) -> EdgeReport:
     """Score candidate pairs with the saved model into `match_edges` and choose the link threshold."""
     started = time.perf_counter()
+    model = saved_model(con)
     with layout.scratch("score") as scratch:
-        path = predict_edges(con, saved_model(con), engine=Engine.of(linkage, scratch))
+        path = predict_edges(con, model, engine=Engine.of(linkage, scratch))
         pairs = con.sql(
             "WITH e AS (SELECT * FROM read_parquet($path)), "
             "keys AS (SELECT k, (row_number() OVER (ORDER BY k) - 1)::BIGINT AS i "
@@ -111,7 +112,7 @@ def score_pairs(
                 "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
             )
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
-        key_index.write(con, saved_model(con))  # an incremental run looks new records' candidates up in it
+        key_index.write(con, model)  # an incremental run looks new records' candidates up in it
     histogram = weight_histogram(weights)
     return EdgeReport(
         pairs_kept=int(weights.size),
@@ -255,10 +256,11 @@ def _incremental_scope(
         )
     if not components.exists(con):  # a warehouse linked before the table existed: once, from its links
         components.write_from_links(con, threshold=threshold, same=same, different=different)
+    model = saved_model(con)
     if n_new:
-        predict_new_edges(con, saved_model(con), "_new_keys", gone="_gone_keys")
-    elif key_index.is_current(con, saved_model(con)):
-        key_index.forget(con, saved_model(con), "_gone_keys")
+        predict_new_edges(con, model, "_new_keys", gone="_gone_keys")
+    elif key_index.is_current(con, model):
+        key_index.forget(con, model, "_gone_keys")
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
