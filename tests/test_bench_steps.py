@@ -22,11 +22,11 @@ def busy() -> int:
 
 @asset(deps=[busy])
 def big() -> None:
-    """Holds 300 MB for half a second."""
+    """Holds 300 MB for a second."""
     block = bytearray(300 * 2**20)
     for i in range(0, len(block), 4096):  # touch every page, so it is resident
         block[i] = 1
-    time.sleep(0.5)
+    time.sleep(1.0)
     del block
 
 
@@ -46,9 +46,11 @@ def test_each_step_gets_its_own_time_cpu_and_peak():
     steps = {s.step: s for s in meter.steps}
     assert set(steps) == {"busy", "big"} and {s.status for s in meter.steps} == {"ok"}
     assert steps["busy"].cpu_seconds >= 0.3 and steps["busy"].seconds >= steps["busy"].cpu_seconds * 0.5
-    assert steps["big"].cpu_seconds < steps["busy"].cpu_seconds  # sleeping is not work
+    # sleeping is not work: the second asleep is in the step's wall time, not its CPU (touching 300 MB
+    # of pages costs CPU of its own, more on some machines than on others, so it is not compared with busy)
+    assert steps["big"].cpu_seconds <= steps["big"].seconds - 0.7
     assert steps["big"].peak_rss_mb >= steps["busy"].peak_rss_mb + 250  # the 300 MB block was seen in its step only
-    assert steps["big"].seconds >= 0.5
+    assert steps["big"].seconds >= 1.0
 
 
 def test_steps_fall_into_the_phases_of_a_run():
