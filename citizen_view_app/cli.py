@@ -680,8 +680,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
-def _warehouse_option(parser: argparse.ArgumentParser) -> None:
+def _warehouse_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--warehouse", default=str(DEFAULT_WAREHOUSE))
+    return parser
 
 
 def _pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -798,9 +799,10 @@ def _service_commands(sub) -> None:
     )
     v.set_defaults(func=cmd_serve)
 
-    i = sub.add_parser("init", help="write the example access file (demo roles and tokens) into the warehouse's folder")
-    _warehouse_option(i)
-    i.set_defaults(func=cmd_init)
+    init = sub.add_parser(
+        "init", help="write the example access file (demo roles and tokens) into the warehouse's folder"
+    )
+    _warehouse_option(init).set_defaults(func=cmd_init)
 
     a = sub.add_parser(
         "audit",

@@ -138,16 +138,7 @@ def _census(people: list[Resident], pen: _Pen) -> Extract:
 
 
 def _ssa(people: list[Resident], pen: _Pen) -> Extract:
-    cols = [
-        "ssa_event_id",
-        "ssn",
-        "first_name",
-        "middle_name",
-        "last_name",
-        "date_of_birth",
-        "event_type",
-        "event_date",
-    ]
+    cols = "ssa_event_id ssn first_name middle_name last_name date_of_birth event_type event_date".split()
     rows = []
     for p in people:
         if not p.ssn:
@@ -161,15 +152,7 @@ def _ssa(people: list[Resident], pen: _Pen) -> Extract:
 
 
 def _w2(people: list[Resident], pen: _Pen) -> Extract:
-    cols = [
-        "form_id",
-        "ssn",
-        *NAME_COLUMNS,
-        *ADDRESS_COLUMNS,
-        "employer_name",
-        "wages",
-        "tax_form",
-    ]
+    cols = ["form_id", "ssn", *NAME_COLUMNS, *ADDRESS_COLUMNS, "employer_name", "wages", "tax_form"]
     rows = []
     rng = pen.rng
     for p in people:

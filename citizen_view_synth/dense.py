@@ -89,11 +89,11 @@ def _forenames(rng: Random, p: Resident) -> str:
 
 
 def _surname(rng: Random, p: Resident) -> str:
-    if (instead := _stand_in(rng, FAMILY_TITLES, title=0.02, placeholder=0.05)) is not None:
-        return instead
-    name = noisy(rng, p.family, 0.04)
-    if p.suffix and rng.random() < 0.5:
-        name = f"{name} {p.suffix}"
+    name = _stand_in(rng, FAMILY_TITLES, title=0.02, placeholder=0.05)
+    if name is None:  # the family name as written, now and then with its suffix (Jr., III)
+        name = noisy(rng, p.family, 0.04)
+        if p.suffix and rng.random() < 0.5:
+            name = f"{name} {p.suffix}"
     return name
 
 

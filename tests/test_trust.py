@@ -185,12 +185,13 @@ def _scoped_reviewer_access(tmp_path, sources: list[str]):
 def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(linked, tmp_path):
     root, wh = linked
     with duckdb.connect(str(wh), read_only=True) as con:
-        items = con.execute(
-            "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id"
-        ).fetchall()
-        members = con.execute(
-            "SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link GROUP BY 1"
-        ).fetchall()
+        items, members = (
+            con.execute(query).fetchall()
+            for query in (
+                "SELECT item_id, record_key_l, record_key_r, citizen_id, kind FROM review_queue ORDER BY item_id",
+                "SELECT citizen_id, list(DISTINCT split_part(record_key, ':', 1)) FROM citizen_source_link GROUP BY 1",
+            )
+        )
     citizen_of = citizen_of_records(wh)
     source = lambda key: key.split(":", 1)[0]  # noqa: E731
     # two sources that some item lies within, and a third that others reach into
