@@ -199,3 +199,16 @@ def test_records_taken_back_come_back_to_the_same_citizens_keys_and_counts(chain
     assert con.execute(counts).fetchall() == tf_before
     assert con.execute("SELECT count(*) FROM match_edges").fetchall()[0][0] == pairs_before
     assert con.execute("SELECT count(*) - count(DISTINCT record_key) FROM linkage_keys").fetchall()[0][0] == 0
+
+
+def test_an_index_written_by_another_duckdb_is_not_current(chain, monkeypatch):
+    """DuckDB's hash may change between releases: an index written by another version is rewritten, not used with
+    keys that no longer match."""
+    import citizen_view.linkage.key_index as key_index
+    from citizen_view.linkage.steps import saved_model
+
+    con, _ = chain
+    model = saved_model(con)
+    assert key_index.is_current(con, model)
+    monkeypatch.setattr(key_index.duckdb, "__version__", "0.0.0-another-release")
+    assert not key_index.is_current(con, model)

@@ -54,5 +54,11 @@ def test_decisions_made_after_the_last_run_split_and_join_on_the_next_run(linked
         assert report.incremental is incremental
         assert _citizen(con, together[0]) != _citizen(con, together[1])
         assert _citizen(con, apart[0]) == _citizen(con, apart[1])
+        # the split taken back: `unsure` is no constraint, so the pair joins again, as a full run would join it
+        record_decision(
+            layout.overrides_file, left=together[0], right=together[1], decision="unsure", reviewer="ria", reason="no"
+        )
+        link_citizens(con, layout, run_id="after-second-thoughts", incremental=incremental)
+        assert _citizen(con, together[0]) == _citizen(con, together[1])
     finally:
         con.close()

@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import duckdb
 
 from citizen_view.linkage.candidates import ProbeKey, probe_keys, unprobed_rules
 from citizen_view.linkage.model import render_for
@@ -29,12 +31,10 @@ from citizen_view.linkage.records import ENCODED_COLUMNS, INPUT_COLUMNS, linkage
 from citizen_view.linkage.scoring import tf_columns
 from citizen_view.warehouse import table_exists, transaction
 
-if TYPE_CHECKING:
-    import duckdb
-
 KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
 # DuckDB's own hash: only DuckDB compares these keys (resolve's MD5 keys are for Python to compute; here they cost
-# ~5x the CPU, 2.8 against 0.5 s at 200k). Part of the fingerprint, so an index written with another hash is rewritten.
+# ~5x the CPU, 2.8 against 0.5 s at 200k). Part of the fingerprint with DuckDB's version (its hash may change between
+# releases), so an index written with another hash, or by another DuckDB, is rewritten rather than silently missed.
 HASH = "hash"
 _COLUMNS = set(INPUT_COLUMNS) | set(ENCODED_COLUMNS)
 
@@ -55,7 +55,13 @@ def keys_of(model: dict[str, Any]) -> tuple[ProbeKey, ...] | None:
 
 
 def _fingerprint(model: dict[str, Any]) -> str:
-    return hashlib.sha256((_model_json(model) + HASH).encode()).hexdigest()
+    return hashlib.sha256((_model_json(model) + HASH + duckdb.__version__).encode()).hexdigest()
+
+
+def invalidate(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the index stale (it is rewritten before its next use): called in the transaction that replaces the scored
+    pairs, so a run that dies before the index is rewritten leaves no index that claims records it does not hold."""
+    con.execute(f"DROP TABLE IF EXISTS {MODEL}")
 
 
 def is_current(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
@@ -112,20 +118,26 @@ def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, 
     a record the index did not hold was never scored (a full run indexes every record it scores, an update every
     record before it scores it), so it has no scored pairs to replace."""
     keys = keys_of(model)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT record_key, {_key_columns(model, keys)} "
-        f"FROM {new_input} ANTI JOIN {KEYS} USING (record_key)"
-    )
-    added = con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added").fetchall()[0][0]
-    con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_added')}")
-    con.execute("DROP TABLE _keys_added")
-    if gone:
-        forget(con, model, gone)
+    with transaction(con):  # keys and counts together, or a rerun would find the keys and never add the counts
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT record_key, {_key_columns(model, keys)} "
+            f"FROM {new_input} ANTI JOIN {KEYS} USING (record_key)"
+        )
+        added = con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added").fetchall()[0][0]
+        con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_added')}")
+        con.execute("DROP TABLE _keys_added")
+        if gone:
+            _forget(con, model, gone)
     return added
 
 
 def forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:
     """Drop the records of `gone` (record_key) from the index, their term-frequency counts taken back (-1 rows)."""
+    with transaction(con):  # counts and keys together, or a rerun would take the counts back twice
+        _forget(con, model, gone)
+
+
+def _forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:
     if not con.execute(f"SELECT count(*) FROM {gone}").fetchall()[0][0]:
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE _keys_gone AS SELECT * FROM {KEYS} SEMI JOIN {gone} USING (record_key)")
