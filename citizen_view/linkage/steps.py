@@ -112,6 +112,7 @@ def score_pairs(
                 "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
             )
             con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+            key_index.invalidate(con)  # stale until rewritten below, should the run die in between
         key_index.write(con, model)  # an incremental run looks new records' candidates up in it
     histogram = weight_histogram(weights)
     return EdgeReport(
