@@ -232,13 +232,14 @@ def _incremental_scope(
     threshold: float,
     same: list[tuple[str, str]],
     different: list[tuple[str, str]],
+    decided: list[tuple[str, str]],
 ) -> tuple[int, int]:
     """Score new records with the saved model and collect what must be re-clustered into `_scope`.
 
     The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
-    citizens) of the new records, of citizens that lost a record and of every record a reviewer decided on
-    (a decision made since the last run must split or join its pair as a full run would). Returns (new
-    records, records in scope).
+    citizens) of the new records, of citizens that lost a record and of every record a reviewer decided on,
+    whatever the verdict (a decision made since the last run must split or join its pair as a full run would, and
+    a `different` later changed to `unsure` must let its pair join again). Returns (new records, records in scope).
     """
     _unmatched_keys(con)
     con.execute(
@@ -266,7 +267,7 @@ def _incremental_scope(
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
     decided = pl.DataFrame(
-        {"record_key": sorted({k for pair in [*same, *different] for k in pair})}, schema={"record_key": pl.String}
+        {"record_key": sorted({k for pair in decided for k in pair})}, schema={"record_key": pl.String}
     )
     con.register("_decided_keys", decided)
     in_scope = components.scope(
@@ -339,7 +340,8 @@ def link_citizens(
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     n_new = 0
     if incremental:
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different)
+        decided = overrides.select("record_key_l", "record_key_r").rows()
+        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, decided=decided)
         _read_scope(con)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
