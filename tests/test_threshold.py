@@ -84,3 +84,16 @@ def test_the_sweep_from_the_top_gives_each_thresholds_expected_f1():
         one_by_one = [expected_f1(n, left, right, p, w >= t) for t in thresholds]
         assert np.allclose(swept, one_by_one, rtol=0, atol=1e-12), (swept, one_by_one)
         assert len(set(np.round(one_by_one, 6))) > 2  # the thresholds do give different clusters
+
+
+def test_the_valley_is_lowered_only_while_the_expected_f1_stays_near_it():
+    from citizen_view.linkage.threshold import TIE, _lowered
+
+    candidates = np.arange(-2.0, 10.25, 0.25)
+    scores = np.full(candidates.size, 0.95)
+    # a dip at 3.0-3.5 (the chaining the bound stops at), recovered lower down at 0.25
+    scores[(candidates >= 3.0) & (candidates <= 3.5)] = 0.95 - 2 * TIE
+    assert _lowered(4.5, candidates, scores, 0.95) == 3.75
+    scores[:] = 0.95  # no dip: down to weight 0, never below
+    assert _lowered(4.5, candidates, scores, 0.95) == 0.0
+    assert _lowered(-1.0, candidates, scores, 0.95) == -1.0  # a valley below weight 0 stays

@@ -18,8 +18,8 @@ person has many records (a dense register) the pairs are mostly matches, the his
 the household links, and the valley's clusters chain households, which the expected F1 sees (0.60 against
 0.92 on 300 persons).
 
-Where the valley stands, it is lowered to the lowest candidate whose expected F1 is within TIE (0.002) of the
-valley's, never below weight 0 (probability 0.5). The expected F1 above is that of connected components, which chain
+Where the valley stands, it is lowered candidate by candidate while the expected F1 stays within TIE (0.002) of the
+valley's (stopping at the first that falls below), never below weight 0 (probability 0.5). The expected F1 above is that of connected components, which chain
 (a record without a birth date joins two people of one household); the clusters actually made refuse such merges
 where the model's own birth-date or national-ID evidence contradicts them, so the components' expected F1 undercounts
 what linking more pairs gains, while a larger drop still warns of chains the veto cannot see (no birth dates to
@@ -122,10 +122,15 @@ def choose_threshold(
 
 
 def _lowered(valley: float, candidates: np.ndarray, scores: np.ndarray, at_valley: float) -> float:
-    """The valley lowered to the lowest candidate whose expected F1 is within TIE of the valley's, but not below weight
-    LINK_AT (probability 0.5); the valley itself when it lies lower."""
-    near = candidates[(scores >= at_valley - TIE) & (candidates >= LINK_AT) & (candidates < valley)]
-    return float(round(near.min(), 2)) if near.size else valley
+    """The valley lowered candidate by candidate while the expected F1 stays within TIE of the valley's, but not below
+    weight LINK_AT (probability 0.5); the valley itself when it lies lower. It stops at the first candidate below the
+    bound: a dip in between is the chaining the bound is there to stop at, even if lower candidates recover."""
+    chosen = valley
+    for i in np.flatnonzero((candidates >= LINK_AT) & (candidates < valley))[::-1]:
+        if scores[i] < at_valley - TIE:
+            break
+        chosen = float(round(candidates[i], 2))
+    return chosen
 
 
 def histogram_valley(weights: np.ndarray) -> float:
