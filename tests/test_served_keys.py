@@ -217,3 +217,31 @@ def test_the_view_holds_the_records_once_and_finds_each_by_its_key(view):
             postcode,
         )
     assert record_known(view, rows[0][0]) and not record_known(view, "nosuch:1")
+
+
+def test_the_views_records_are_the_warehouses_linked_records_column_for_column(view, linked_world, tmp_path):
+    """Read back from the documents, every linked record of the warehouse, every column the documents hold, with
+    its citizen and nothing else (a column a document dropped would come back NULL here)."""
+    from citizen_view.serving.documents import DOC_RECORD_COLUMNS
+
+    warehouse = tmp_path / "cv.duckdb"
+    shutil.copy(linked_world.warehouse, warehouse)
+    path = view.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
+    columns = ", ".join(f'"{c}"' for c in (*DOC_RECORD_COLUMNS, "attributes") if c != "match_probability")
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{path}' AS v (READ_ONLY)")
+        con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)")
+        served = f"SELECT citizen_id, {columns} FROM v.records"
+        linked = (
+            f"SELECT l.citizen_id, {', '.join(f'r.{c}' for c in columns.split(', '))} "
+            "FROM w.citizen_source_link l JOIN w.source_records r USING (record_key)"
+        )
+        n = con.execute(f"SELECT count(*) FROM ({linked})").fetchall()[0][0]
+        filled = con.execute(f"SELECT count(*) FROM ({linked}) WHERE given_name IS NOT NULL").fetchall()[0][0]
+        assert n > 100 and filled > n / 2
+        assert con.execute("SELECT count(*) FROM v.records").fetchall()[0][0] == n
+        differ = con.execute(f"({served} EXCEPT ALL {linked}) UNION ALL ({linked} EXCEPT ALL {served})").fetchall()
+    finally:
+        con.close()
+    assert differ == []
