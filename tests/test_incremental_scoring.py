@@ -126,6 +126,25 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     assert together("citizen_source_link") == together("_full_links")
 
 
+def test_the_scoring_sql_is_kept_with_the_model_and_only_for_that_model(chain):
+    import json
+
+    from citizen_view.linkage import new_pairs
+    from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
+    from citizen_view.linkage.steps import saved_model
+
+    con, _ = chain
+    model = saved_model(con)
+    assert new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT)  # kept when the model was saved
+    kept = new_pairs.scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    generated = new_pairs._pipeline(json.dumps(model, sort_keys=True), EDGE_FLOOR_WEIGHT)
+    assert json.dumps(kept) == json.dumps(generated) and kept[2]  # Splink's predict steps, as Splink writes them now
+    assert all(isinstance(step, tuple) for step in kept[2])
+    other = {**model, "probability_two_random_records_match": model["probability_two_random_records_match"] / 2}
+    assert not new_pairs.is_stored(con, other, floor=EDGE_FLOOR_WEIGHT)  # another model's SQL is never served
+    assert not new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT - 1)
+
+
 def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record_finds(chain):
     from citizen_view.linkage import key_index
     from citizen_view.linkage.new_pairs import term_frequency_sql

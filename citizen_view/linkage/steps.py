@@ -20,6 +20,7 @@ import citizen_view.linkage.common_values as common_values
 import citizen_view.linkage.components as components
 import citizen_view.linkage.golden as _golden
 import citizen_view.linkage.key_index as key_index
+import citizen_view.linkage.new_pairs as new_pairs
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
@@ -28,6 +29,7 @@ from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
+    EDGE_FLOOR_WEIGHT,
     TrainedModel,
     predict_edges,
     save_model,
@@ -66,6 +68,7 @@ def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, layout: W
             [json.dumps(trained.model), trained.fields_used, trained.training_notes],
         )
         common_values.store(con, trained.common_values)
+        new_pairs.store_pipeline(con, trained.model, floor=EDGE_FLOOR_WEIGHT)  # an update scores with it
     return path
 
 
@@ -288,6 +291,9 @@ def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> l
     if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
         key_index.write(con, model)
         written += [key_index.KEYS, key_index.TF]
+    if not new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT):
+        new_pairs.store_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+        written.append(new_pairs.TABLE)
     if table_exists(con, "main", "citizen_source_link") and not components.exists(con):
         threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
         same, different = constraints(load_overrides(layout.overrides_file))
