@@ -126,6 +126,16 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     assert together("citizen_source_link") == together("_full_links")
 
 
+def test_the_linkage_input_of_a_few_records_is_what_every_records_input_gives_them(chain):
+    from citizen_view.linkage.records import linkage_input_sql
+
+    con, _ = chain
+    some = "record_key IN (SELECT record_key FROM source_records WHERE source = 'tax' ORDER BY record_key LIMIT 40)"
+    picked_after = con.sql(f"SELECT * FROM ({linkage_input_sql(con)}) WHERE {some} ORDER BY record_key").pl()
+    picked_first = con.sql(f"SELECT * FROM ({linkage_input_sql(con, where=some)}) ORDER BY record_key").pl()
+    assert picked_first.height == 40 and picked_first.equals(picked_after)
+
+
 def test_the_scoring_sql_is_kept_with_the_model_and_only_for_that_model(chain):
     import json
 

@@ -141,8 +141,8 @@ def candidates_sql(model: dict[str, Any], new_input: str) -> str:
     probes = []
     for k in keys:
         incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.", HASH)
-        probes.append(f"{k.column} IN (SELECT {incoming} FROM {new_input} n)")
-    return f"SELECT record_key FROM {KEYS} WHERE {' OR '.join(probes)}"
+        probes.append(f"SELECT record_key FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
+    return " UNION ".join(probes)
 
 
 def term_frequency_sql(model: dict[str, Any], pool: str) -> str:
