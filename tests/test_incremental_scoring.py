@@ -90,6 +90,11 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     )
     con.execute("CREATE TEMP TABLE _full_edges AS SELECT * FROM match_edges")
     con.execute("CREATE TEMP TABLE _full_links AS SELECT record_key, citizen_id FROM citizen_source_link")
+    queue = (
+        "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, round(match_weight, 9) AS w, "
+        "round(match_probability, 9) AS p, model_decision, reason, priority, status FROM {} ORDER BY ALL"
+    )
+    con.execute("CREATE TEMP TABLE _full_queue AS SELECT * FROM review_queue")
     con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
     con.execute(
         "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) "
@@ -124,6 +129,9 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
         return set(rows)
 
     assert together("citizen_source_link") == together("_full_links")
+    # and the review queue is the full run's: the late records' uncertain pairs and citizens, everyone else's as they were
+    assert con.sql(queue.format("review_queue")).pl().equals(con.sql(queue.format("_full_queue")).pl())
+    assert con.execute("SELECT count(*) FROM _full_queue").fetchall()[0][0] > 0
 
 
 def test_the_linkage_input_of_a_few_records_is_what_every_records_input_gives_them(chain):
