@@ -90,6 +90,11 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     )
     con.execute("CREATE TEMP TABLE _full_edges AS SELECT * FROM match_edges")
     con.execute("CREATE TEMP TABLE _full_links AS SELECT record_key, citizen_id FROM citizen_source_link")
+    queue = (
+        "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, round(match_weight, 9) AS w, "
+        "round(match_probability, 9) AS p, model_decision, reason, priority, status FROM {} ORDER BY ALL"
+    )
+    con.execute("CREATE TEMP TABLE _full_queue AS SELECT * FROM review_queue")
     con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
     con.execute(
         "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _held) "
@@ -124,6 +129,38 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
         return set(rows)
 
     assert together("citizen_source_link") == together("_full_links")
+    # and the review queue is the full run's: the late records' uncertain pairs and citizens, everyone else's as they were
+    assert con.sql(queue.format("review_queue")).pl().equals(con.sql(queue.format("_full_queue")).pl())
+    assert con.execute("SELECT count(*) FROM _full_queue").fetchall()[0][0] > 0
+
+
+def test_the_linkage_input_of_a_few_records_is_what_every_records_input_gives_them(chain):
+    from citizen_view.linkage.records import linkage_input_sql
+
+    con, _ = chain
+    some = "record_key IN (SELECT record_key FROM source_records WHERE source = 'tax' ORDER BY record_key LIMIT 40)"
+    picked_after = con.sql(f"SELECT * FROM ({linkage_input_sql(con)}) WHERE {some} ORDER BY record_key").pl()
+    picked_first = con.sql(f"SELECT * FROM ({linkage_input_sql(con, where=some)}) ORDER BY record_key").pl()
+    assert picked_first.height == 40 and picked_first.equals(picked_after)
+
+
+def test_the_scoring_sql_is_kept_with_the_model_and_only_for_that_model(chain):
+    import json
+
+    from citizen_view.linkage import new_pairs
+    from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
+    from citizen_view.linkage.steps import saved_model
+
+    con, _ = chain
+    model = saved_model(con)
+    assert new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT)  # kept when the model was saved
+    kept = new_pairs.scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    generated = new_pairs._pipeline(json.dumps(model, sort_keys=True), EDGE_FLOOR_WEIGHT)
+    assert json.dumps(kept) == json.dumps(generated) and kept[2]  # Splink's predict steps, as Splink writes them now
+    assert all(isinstance(step, tuple) for step in kept[2])
+    other = {**model, "probability_two_random_records_match": model["probability_two_random_records_match"] / 2}
+    assert not new_pairs.is_stored(con, other, floor=EDGE_FLOOR_WEIGHT)  # another model's SQL is never served
+    assert not new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT - 1)
 
 
 def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record_finds(chain):

@@ -115,15 +115,18 @@ def store(
         con.unregister("_common_values_frame")
 
 
-def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None) -> str:
-    """`source_records` with the common values (from `table`, default the stored list) set to null; as it is when none."""
+def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None, *, where: str | None = None) -> str:
+    """`source_records` with the common values (from `table`, default the stored list) set to null; as it is when none.
+    `where`: a condition on `source_records` applied before the values are masked (so a lookup of a few records
+    masks those, not every record)."""
     # Blocking still sees the names as written: records whose only name is a title are compared, on
     # everything else, instead of never meeting.
     block = "first_name_std AS first_name_block, family_name_std AS family_name_block"
     if table is None:
         table = TABLE if table_exists(con, "main", TABLE) else None
+    source = f"source_records WHERE {where}" if where else "source_records"
     if table is None:
-        return f"(SELECT *, {block} FROM source_records)"
+        return f"(SELECT *, {block} FROM {source})"
 
     def masked(field: str, column: str | None = None) -> str:
         return (
@@ -141,4 +144,4 @@ def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None)
     if "initials" in columns and "first_name_std" in columns:  # initials of a placeholder are no evidence either
         parts.append(masked("first_name_std", "initials"))
     replace = f"* REPLACE ({', '.join(parts)})" if parts else "*"
-    return f"(SELECT {replace}, {block} FROM source_records)"
+    return f"(SELECT {replace}, {block} FROM {source})"

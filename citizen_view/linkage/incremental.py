@@ -125,9 +125,9 @@ def predict_new_edges(
 
 def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None) -> int:
     """predict_new_edges with the key index: the new records' input, then their candidates by key, then theirs."""
+    new = f"record_key IN (SELECT record_key FROM {new_keys})"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con)}) "
-        f"WHERE record_key IN (SELECT record_key FROM {new_keys})"
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con, where=new)})"
     )
     added = key_index.sync(con, model, "_linkage_new", gone)
     n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
@@ -136,10 +136,10 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
         + key_index.candidates_sql(model, "_linkage_new")
         + f" EXCEPT SELECT record_key FROM {new_keys}"
     )
+    candidates = "record_key IN (SELECT record_key FROM _linkage_candidates)"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * FROM _linkage_new UNION ALL "
-        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con)}) "
-        "WHERE record_key IN (SELECT record_key FROM _linkage_candidates)"
+        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)})"
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")

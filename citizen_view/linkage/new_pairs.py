@@ -6,23 +6,36 @@ tables, on every construction (seconds at a million records); here the same SQL 
 model's settings) runs once, in one DuckDB statement over every new-vs-candidate pair, with term frequencies over all
 records counted as Splink counts them. Pairs are formed as Splink's dedupe forms them (left key below right key, any
 prediction rule true for that orientation), so the weights are those a full run gives the same pair.
+
+Splink takes a few tenths of a second of CPU to generate that SQL (settings parsed, every level's SQL run through
+sqlglot), whatever the population: it is generated when the model is saved and kept in `linkage_scoring_sql`, with a
+fingerprint of the model, the floor and Splink's version; an update reads it, and generates (and keeps) it only when
+the fingerprint differs.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+import splink
+
 from citizen_view.linkage.model import render_for
 from citizen_view.linkage.scoring import tf_columns
+from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
     import duckdb
 
 
+TABLE = "linkage_scoring_sql"
+Pipeline = tuple[list[str], str, list[tuple[str, str]], list[str]]
+
+
 @functools.lru_cache(maxsize=4)
-def _pipeline(model_json: str, floor: float) -> tuple[list[str], str, list[tuple[str, str]], list[str]]:
+def _pipeline(model_json: str, floor: float) -> Pipeline:
     """(blocked columns, comparison-vector columns, Splink's predict SQL steps, prediction rules) of a saved model."""
     from splink import SettingsCreator
     from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
@@ -40,10 +53,47 @@ def _pipeline(model_json: str, floor: float) -> tuple[list[str], str, list[tuple
     )
 
 
-def score_pairs_sql(model: dict[str, Any], pool: str, *, floor: float) -> str:
+def _fingerprint(model_json: str, floor: float) -> str:
+    return hashlib.sha256(f"{model_json}|{floor!r}|splink {splink.__version__}".encode()).hexdigest()
+
+
+def store_pipeline(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, floor: float) -> Pipeline:
+    """Generate the model's scoring SQL and keep it in `linkage_scoring_sql` (replacing it); returns it."""
+    model_json = json.dumps(model, sort_keys=True)
+    pipeline = _pipeline(model_json, floor)
+    con.execute(f"CREATE OR REPLACE TABLE {TABLE} (fingerprint VARCHAR, pipeline JSON)")
+    con.execute(f"INSERT INTO {TABLE} VALUES (?, ?)", [_fingerprint(model_json, floor), json.dumps(pipeline)])
+    return pipeline
+
+
+def is_stored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, floor: float) -> bool:
+    """Whether `linkage_scoring_sql` holds the scoring SQL of this model, floor and Splink version."""
+    return _stored(con, json.dumps(model, sort_keys=True), floor) is not None
+
+
+def _stored(con: duckdb.DuckDBPyConnection, model_json: str, floor: float) -> Pipeline | None:
+    if not table_exists(con, "main", TABLE):
+        return None
+    rows = con.execute(
+        f"SELECT pipeline FROM {TABLE} WHERE fingerprint = ?", [_fingerprint(model_json, floor)]
+    ).fetchall()
+    if not rows:
+        return None
+    blocked, vectors, steps, rules = json.loads(rows[0][0])
+    return blocked, vectors, [(name, sql) for name, sql in steps], rules
+
+
+def scoring_pipeline(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, floor: float) -> Pipeline:
+    """The model's scoring SQL as kept in the warehouse; generated and kept when it is missing or stale."""
+    stored = _stored(con, json.dumps(model, sort_keys=True), floor)
+    return stored if stored is not None else store_pipeline(con, model, floor=floor)
+
+
+def score_pairs_sql(model: dict[str, Any], pool: str, *, floor: float, pipeline: Pipeline | None = None) -> str:
     """SQL for the scored pairs (Splink's predict columns) among the records of `pool` in which at least one record
-    is new (`pool`: the model's input columns, tf_ columns, and a boolean `is_new`), at or above `floor`."""
-    blocked, vectors, steps, rules = _pipeline(json.dumps(model, sort_keys=True), floor)
+    is new (`pool`: the model's input columns, tf_ columns, and a boolean `is_new`), at or above `floor`.
+    `pipeline`: the model's scoring SQL (scoring_pipeline); generated here when not given."""
+    blocked, vectors, steps, rules = pipeline or _pipeline(json.dumps(model, sort_keys=True), floor)
     pairs = " UNION ALL ".join(
         f"SELECT l.record_key AS key_l, r.record_key AS key_r, {i} AS match_key FROM {pool} l JOIN {pool} r "
         f"ON ({rule}) AND l.record_key < r.record_key WHERE l.is_new OR r.is_new"
@@ -78,7 +128,6 @@ def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: s
     They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links)."""
     columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE match_edges)").fetchall()]
     names = ", ".join(f'"{c}"' for c in columns)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {names} FROM ({score_pairs_sql(model, pool, floor=floor)})"
-    )
+    scored = score_pairs_sql(model, pool, floor=floor, pipeline=scoring_pipeline(con, model, floor=floor))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {names} FROM ({scored})")
     return con.execute(f"INSERT INTO match_edges ({names}) SELECT {names} FROM _new_edges").fetchall()[0][0]

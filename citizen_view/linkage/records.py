@@ -86,13 +86,18 @@ def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str])
     """
 
 
-def linkage_input_sql(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> str:
+def linkage_input_sql(
+    con: duckdb.DuckDBPyConnection, common_values: str | None = None, *, where: str | None = None
+) -> str:
     """LINKAGE_INPUT_SQL over `source_records` with the values linkage treats as missing set to null
-    (`common_values`: the table listing them; default the list stored with the model)."""
+    (`common_values`: the table listing them; default the list stored with the model). `where`: a condition on
+    `source_records` for the records wanted, applied before anything is computed. (DuckDB does not push a filter
+    on the result through the masking's joins: every record went through them, 0.2-0.3 s of CPU at 1M for a lookup
+    of a thousand records.)"""
     from citizen_view.linkage.common_values import masked_records_sql
 
     head, _, tail = LINKAGE_INPUT_SQL.rpartition("FROM source_records")
-    return f"{head}FROM {masked_records_sql(con, common_values)}{tail}"
+    return f"{head}FROM {masked_records_sql(con, common_values, where=where)}{tail}"
 
 
 def field_shares(con: duckdb.DuckDBPyConnection, common_values: str | None = None) -> dict[str, float]:

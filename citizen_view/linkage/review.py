@@ -207,11 +207,12 @@ def build_review_queue(
     max_citizen_records: int,
     run_id: str,
     scope: str | None = None,
-    scope_tables: tuple[str, str] | None = None,
+    scope_tables: tuple[str, str, str] | None = None,
 ) -> int:
     """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size.
 
-    `scope`: a table of record keys re-formed by an incremental run; only their items are refreshed.
+    `scope`: a table of record keys re-formed by an incremental run; only their items are refreshed. `scope_tables`:
+    where that run's pairs, records and links are read (default match_edges, source_records, citizen_source_link).
     """
     low, high = (
         (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
@@ -231,7 +232,8 @@ def build_review_queue(
         scoped = quote(scope) if refresh else None
         if scoped:
             _clear_scope(con, scoped)
-            _scope_tables(con, scoped, low=low, high=high, tables=scope_tables or ("match_edges", "source_records"))
+            tables = scope_tables or ("match_edges", "source_records", "citizen_source_link")
+            _scope_tables(con, scoped, low=low, high=high, tables=tables)
         con.execute(
             ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
             + _queue_sql(evidence, scoped),
@@ -282,19 +284,20 @@ def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str) -> None:
 
 
 def _scope_tables(
-    con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, high: float, tables: tuple[str, str]
+    con: duckdb.DuckDBPyConnection, scoped: str, *, low: float, high: float, tables: tuple[str, str, str]
 ) -> None:
     """The scope's uncertain pairs (`_scope_edges`), the links of their records (`_scope_links`) and the scope's
     record columns the citizen checks read (`_scope_records`): small tables, so the queue's joins stay small.
-    `tables`: where to read pairs and records (match_edges and source_records, or the run's own reads of them)."""
-    edges, records = tables
+    `tables`: where to read pairs, records and links (match_edges, source_records and citizen_source_link, or the
+    run's own reads of them, holding at least the scope's and its pairs' records)."""
+    edges, records, links = tables
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_edges AS SELECT * FROM {edges} WHERE match_weight BETWEEN $low AND $high "
         f"AND (record_key_l IN (SELECT record_key FROM {scoped}) OR record_key_r IN (SELECT record_key FROM {scoped}))",
         {"low": float(low), "high": float(high)},
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _scope_links AS SELECT record_key, citizen_id FROM citizen_source_link "
+        f"CREATE OR REPLACE TEMP TABLE _scope_links AS SELECT record_key, citizen_id FROM {links} "
         f"WHERE record_key IN (SELECT record_key FROM {scoped} UNION ALL SELECT record_key_l FROM _scope_edges "
         "UNION ALL SELECT record_key_r FROM _scope_edges)"
     )

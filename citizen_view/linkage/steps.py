@@ -20,6 +20,7 @@ import citizen_view.linkage.common_values as common_values
 import citizen_view.linkage.components as components
 import citizen_view.linkage.golden as _golden
 import citizen_view.linkage.key_index as key_index
+import citizen_view.linkage.new_pairs as new_pairs
 from citizen_view.contract import LinkageConfig, LinkType
 from citizen_view.linkage.citizen_ids import assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
@@ -28,6 +29,7 @@ from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
+    EDGE_FLOOR_WEIGHT,
     TrainedModel,
     predict_edges,
     save_model,
@@ -66,6 +68,7 @@ def store_model(con: duckdb.DuckDBPyConnection, trained: TrainedModel, layout: W
             [json.dumps(trained.model), trained.fields_used, trained.training_notes],
         )
         common_values.store(con, trained.common_values)
+        new_pairs.store_pipeline(con, trained.model, floor=EDGE_FLOOR_WEIGHT)  # an update scores with it
     return path
 
 
@@ -290,6 +293,9 @@ def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> l
     if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
         key_index.write(con, model)
         written += [key_index.KEYS, key_index.TF]
+    if not new_pairs.is_stored(con, model, floor=EDGE_FLOOR_WEIGHT):
+        new_pairs.store_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+        written.append(new_pairs.TABLE)
     if table_exists(con, "main", "citizen_source_link") and not components.exists(con):
         threshold = con.execute("SELECT threshold_weight FROM linkage_threshold").fetchall()[0][0]
         same, different = constraints(load_overrides(layout.overrides_file))
@@ -359,7 +365,7 @@ def link_citizens(
         max_citizen_records=bound or int(sizes.max(initial=0)),
         run_id=run_id,
         scope="_scope" if incremental else None,
-        scope_tables=("_scope_touching", "_scope_rows") if incremental else None,
+        scope_tables=("_scope_touching", "_scope_rows", "_scope_links_now") if incremental else None,
     )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
@@ -411,14 +417,21 @@ _SCOPE_COLUMNS = {
 
 
 def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
-    """`_scope_rows`: the scope's records (the columns the rest of the run reads) and `_scope_touching`: the scored
-    pairs with a record in the scope; one pass over each big table, read by every later step instead of it."""
+    """`_scope_rows`: the scope's records (the columns the rest of the run reads), `_scope_touching`: the scored
+    pairs with a record in the scope, and `_scope_links_before`: the links of the records of both (ID assignment reads
+    the scope's, the review queue those of the records its pairs reach outside the scope, which this run leaves as
+    they are); one pass over each big table, read by every later step instead of it."""
     present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
     read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ) & present))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records{_IN_SCOPE}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges "
         "WHERE record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM citizen_source_link "
+        "WHERE record_key IN (SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
+        "UNION ALL SELECT record_key_r FROM _scope_touching)"
     )
 
 
@@ -464,7 +477,10 @@ def _assign_ids(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stable citizen IDs for the clusters, against the previous links (of the scope) and every ID ever used."""
     previous = (
-        con.sql("SELECT record_key, citizen_id FROM citizen_source_link" + (_IN_SCOPE if scoped else "")).pl()
+        con.sql(
+            "SELECT record_key, citizen_id FROM "
+            + ("_scope_links_before" + _IN_SCOPE if scoped else "citizen_source_link")
+        ).pl()
         if table_exists(con, "main", "citizen_source_link")
         else None
     )
@@ -519,12 +535,18 @@ def _store_links(
             components.write_all(con, keys, clustered.component)
         if incremental:
             con.execute(
-                "DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _scope) "
-                "OR record_key IN (SELECT record_key FROM _gone_keys)"
+                "DELETE FROM citizen_source_link WHERE record_key IN "
+                "(SELECT record_key FROM _scope UNION ALL SELECT record_key FROM _gone_keys)"
             )
             rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows")
             con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
             con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
+            # the scope's links as now written, and as they were for records outside it (this run left those alone)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _scope_links_now AS SELECT record_key, citizen_id FROM _links UNION ALL "
+                "SELECT record_key, citizen_id FROM _scope_links_before "
+                "WHERE record_key NOT IN (SELECT record_key FROM _scope)"
+            )
         else:
             rows = _LINK_ROWS.format(edges="match_edges", records="source_records")
             con.execute(
