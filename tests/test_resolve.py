@@ -207,6 +207,32 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
         con.close()
 
 
+def test_requests_arriving_together_read_the_views_model_once(service):
+    import threading
+
+    from citizen_view.serving.resolve import resolve_model
+
+    con = _view(service)
+    start, found = threading.Barrier(8), []
+
+    def first_request() -> None:
+        cur = con.cursor()  # each request thread has its own cursor, as in the service
+        start.wait()
+        found.append(resolve_model(cur, "test-read-once"))
+        cur.close()
+
+    try:
+        threads = [threading.Thread(target=first_request) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        con.close()
+    assert len(found) == 8 and found[0] is not None
+    assert all(m is found[0] for m in found)  # one read, waited for by the others (not eight models read at once)
+
+
 def test_the_packed_inputs_are_the_warehouses_linkage_inputs_of_every_linked_record(service):
     from citizen_view.linkage.records import linkage_input_sql
 

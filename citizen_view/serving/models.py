@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -177,3 +179,34 @@ class Resolution(BaseModel):
     )
     set_aside: list[SetAside]
     candidates: list[ResolveCandidate]
+
+
+# --- answers sent as built -----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _shape(model: type[BaseModel]) -> tuple[tuple[str, type[BaseModel] | None], ...]:
+    """Each field of `model` in its order, with the model of its value (or of its list's items) when that is one."""
+
+    def nested(annotation: Any) -> type[BaseModel] | None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        return next((m for arg in typing.get_args(annotation) if (m := nested(arg)) is not None), None)
+
+    return tuple((name, nested(f.annotation)) for name, f in model.model_fields.items())
+
+
+def documented(model: type[BaseModel], value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as the route's response model sends it with `exclude_unset`: only the model's fields, in the model's
+    order, the same in nested models (a field the value leaves out stays absent, a None stays null), without
+    validating it again per request. For answers the service builds itself from the served view."""
+    out = {}
+    for name, inner in _shape(model):
+        if name in value:
+            item = value[name]
+            if inner is not None and isinstance(item, list):
+                item = [documented(inner, x) for x in item]
+            elif inner is not None and isinstance(item, dict):
+                item = documented(inner, item)
+            out[name] = item
+    return out

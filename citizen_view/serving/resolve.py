@@ -79,13 +79,26 @@ def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict]
 
 _models: dict[str, ResolveModel | None] = {}
 _lock = threading.Lock()
+_reading = threading.Lock()  # held by the one thread reading a view's model: the others wait for it, not read it too
 
 
 def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | None:
-    """The view's model, or None for a view published without one."""
+    """The view's model, or None for a view published without one: read once per view (the requests that arrive while
+    it is read wait for it, instead of each thread answering the first requests reading it again)."""
     with _lock:
         if view in _models:
             return _models[view]
+    with _reading:
+        with _lock:
+            if view in _models:
+                return _models[view]
+        found = _read_model(cur)
+        with _lock:
+            _models[view] = found
+    return found
+
+
+def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
     found = None
     published = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'resolve_keys'"
     if cur.execute(published).fetchall()[0][0]:  # a view published before its key table: none
@@ -110,8 +123,6 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
             dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()),
             _python_levels(model_json),
         )
-    with _lock:
-        _models[view] = found
     return found
 
 

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from pydantic_core import to_json
 
 from citizen_view.serving import search as finder
 from citizen_view.serving.deps import (
@@ -29,7 +31,7 @@ from citizen_view.serving.deps import (
 )
 from citizen_view.serving.guard import offload
 from citizen_view.serving.lookups import run_profile, run_search
-from citizen_view.serving.models import ERRORS, Candidate, CitizenProfile, SearchResult
+from citizen_view.serving.models import ERRORS, CitizenProfile, SearchResult, documented
 
 if TYPE_CHECKING:
     from citizen_view.serving.access import Principal
@@ -84,13 +86,7 @@ Street = needed("street", "The street name.", examples=["Dorpsstraat"])
 router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 
 
-# A search's answer holds only these keys (the documented ones), so it is sent as built, without the response model's
-# validation and serialisation per request (a profile, with its nested records, still goes through the model).
-RESULT_KEYS = tuple(SearchResult.model_fields)
-CANDIDATE_KEYS = tuple(Candidate.model_fields)
-
-
-def search(view: CurrentView, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> JSONResponse:
+def search(view: CurrentView, who: Principal, trail: Trail, mode: str, terms: dict[str, str | None]) -> Response:
     """One search. A request the document allows that no record can match (an ID not of the deployment's scheme, a
     name without a family name, a postcode not as the country writes it) finds no one and says why in `note`."""
     try:
@@ -98,15 +94,14 @@ def search(view: CurrentView, who: Principal, trail: Trail, mode: str, terms: di
     except finder.QueryError as exc:
         trail.details = {"note": str(exc)[:200]}
         found = {"view": view.view, "mode": mode, "candidates": [], "note": str(exc)}
-    return answer(found, trail)
+    return answer(SearchResult, found, trail)
 
 
-def answer(found: dict[str, Any], trail: Trail) -> JSONResponse:
-    """A search result as JSON (the documented keys that are set, each candidate's likewise), audited as a 200 in this
-    thread before it is returned: the entry is durable before the answer goes out."""
-    body = {k: found[k] for k in RESULT_KEYS if k in found}
-    body["candidates"] = [{k: c[k] for k in CANDIDATE_KEYS if k in c} for c in found["candidates"]]
-    response = JSONResponse(body)
+def answer(model: type[BaseModel], found: dict[str, Any], trail: Trail) -> Response:
+    """An answer as JSON, as the route's response model documents it (`models.documented`: sent as built, without the
+    model's validation per request; written by pydantic's serialiser, as the model would write it, floats included),
+    audited as a 200 in this thread before it is returned: the entry is durable before the answer goes out."""
+    response = Response(to_json(documented(model, found)), media_type="application/json")
     trail.audit_now(response.status_code)
     return response
 
@@ -114,14 +109,14 @@ def answer(found: dict[str, Any], trail: Trail) -> JSONResponse:
 @router.get("/search/national-id", **SEARCH, summary="Find citizens by national ID")
 async def search_by_national_id(
     national_id: NationalId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> JSONResponse:
+) -> Response:
     return await offload(search, view, who, trail, "national_id", {"national_id": national_id})
 
 
 @router.get("/search/name-and-date-of-birth", **SEARCH, summary="Find citizens by name and date of birth")
 async def search_by_name_and_date_of_birth(
     name: Name, date_of_birth: DateOfBirth, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> JSONResponse:
+) -> Response:
     try:
         dt.date.fromisoformat(date_of_birth)
     except ValueError:
@@ -139,7 +134,7 @@ async def search_by_name_and_postcode(
     trail: AuditTrail,
     view: ApiView,
     street: text("street", "The street name, when known too.") = None,
-) -> JSONResponse:
+) -> Response:
     terms = {"name": name, "postcode": postcode, "house_number": house_number, "street": street}
     return await offload(search, view, who, trail, "name_address", terms)
 
@@ -147,17 +142,17 @@ async def search_by_name_and_postcode(
 @router.get("/search/name-and-street", **SEARCH, summary="Find citizens by name, street and house number")
 async def search_by_name_and_street(
     name: Name, street: Street, house_number: HouseNumber, who: CurrentPrincipal, trail: AuditTrail, view: ApiView
-) -> JSONResponse:
+) -> Response:
     terms = {"name": name, "street": street, "house_number": house_number}
     return await offload(search, view, who, trail, "name_address", terms)
 
 
 @router.get("/search", include_in_schema=False, **{**SEARCH, "tags": None})
-def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> JSONResponse:
+def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> Response:
     """The earlier all-in-one search (the parameters of every mode together), kept for existing clients; not in the
     document, because which parameters make a search is not something one operation's parameters can state."""
     stated_purpose(dict(request.query_params))  # its parameters' limits (422), as before
-    return answer(run_search(view, who, trail, request.query_params), trail)
+    return answer(SearchResult, run_search(view, who, trail, request.query_params), trail)
 
 
 @router.get(
@@ -168,6 +163,10 @@ def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view:
     **API,
     summary="One citizen as the caller's role may see them: who, what is running, history, linked records",
 )
-def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> dict[str, Any]:
+async def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> Response:
+    return await offload(profile, view, who, trail, citizen_id)
+
+
+def profile(view: CurrentView, who: Principal, trail: Trail, citizen_id: str) -> Response:
     found = run_profile(view, who, trail, citizen_id)
-    return {"view": view.view, **found.as_dict()}
+    return answer(CitizenProfile, {"view": view.view, **found.as_dict()}, trail)

@@ -11,13 +11,27 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from citizen_view.linkage.online import record_resolution, resolutions_file
-from citizen_view.serving.deps import LIMITS, ApiView, AuditTrail, CurrentPrincipal, FieldError, Parts, audited_as
+from citizen_view.serving.access import Principal
+from citizen_view.serving.deps import (
+    LIMITS,
+    ApiView,
+    AuditTrail,
+    CurrentPrincipal,
+    CurrentView,
+    FieldError,
+    Parts,
+    ServiceParts,
+    audited_as,
+)
+from citizen_view.serving.guard import Trail, offload
 from citizen_view.serving.models import Resolution
 from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
 from citizen_view.serving.routes.api import API, API_DEPENDENCIES
+from citizen_view.serving.routes.api import answer as sent
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -76,9 +90,17 @@ router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
     **API,
     summary="Which citizen one incoming record belongs to (or new, or needs review), with the evidence per field",
 )
-def api_resolve(
+async def api_resolve(
     record: IncomingRecord, who: CurrentPrincipal, trail: AuditTrail, view: ApiView, parts: Parts
-) -> dict[str, Any]:
+) -> Response:
+    return await offload(resolution, record, who, trail, view, parts)
+
+
+def resolution(
+    record: IncomingRecord, who: Principal, trail: Trail, view: CurrentView, parts: ServiceParts
+) -> Response:
+    """One record resolved (in a BLOCKING thread): refused as the role says, answered, recorded when it names its
+    source and key, and audited before the answer is returned."""
     role = who.role
     if role.citizen_access:
         raise HTTPException(403, f"role {who.role_name!r} acts for one citizen and may not resolve records")
@@ -124,4 +146,4 @@ def api_resolve(
     trail.fields = sorted({"resolution", *(f for name in shown for f in SHOWN_FIELDS.get(name, (name,)))})
 
     trail.details = {"resolution_id": resolution_id, "decision": answer["decision"]}
-    return {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}
+    return sent(Resolution, {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}, trail)
