@@ -58,18 +58,17 @@ class TrainedModel:
     common_values: list[cv.CommonValue] = field(default_factory=list)  # treated as missing in linkage
 
 
-def _input_parquet(
+def _input(
     con: duckdb.DuckDBPyConnection,
     engine: Engine,
-    name: str = "linkage_input",
+    db_api: Any,
+    name: str = "source_records",
     where: str = "",
     common_values: str | None = None,
-) -> Path:
-    """The model's input columns, written by the warehouse's DuckDB for Splink's engine to read."""
-    engine.scratch.mkdir(parents=True, exist_ok=True)
-    path = engine.scratch / f"{name}.parquet"
-    con.execute(f"COPY (SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}) TO '{path}' (FORMAT parquet)")
-    return path
+) -> SplinkDataFrame:
+    """The model's input columns, computed by the warehouse's DuckDB, as an input table of Splink's engine."""
+    sql = f"SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}"
+    return engine.register_query(db_api, con, sql, name)
 
 
 def train(
@@ -87,9 +86,8 @@ def train(
     cv.store(con, common, table="_training_common_values", temporary=True)
     plan = plan_model(field_shares(con, "_training_common_values"), link_type=link_type, min_share=min_share)
     db_api = engine.db_api()
-    source = _input_parquet(con, engine, common_values="_training_common_values")
     linker = Linker(
-        engine.register(db_api, source, "source_records"),
+        _input(con, engine, db_api, common_values="_training_common_values"),
         settings_for(plan),
         log_level=logging.ERROR,
         validate_settings=False,  # see SKIP_VALIDATION
@@ -161,12 +159,6 @@ def _edge_columns(scored: SplinkDataFrame) -> list[str]:
     return keep + [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
 
 
-def _export_edges(engine: Engine, scored: SplinkDataFrame, out: Path) -> str:
-    path = engine.write_parquet(scored, _edge_columns(scored), out)
-    scored.drop_table_from_database_and_remove_from_cache()
-    return path
-
-
 def _saved_linker(
     engine: Engine, model: dict[str, Any], records: SplinkDataFrame, *, all_term_frequencies: bool = False
 ) -> Linker:
@@ -183,16 +175,14 @@ def _saved_linker(
     return linker
 
 
-def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine) -> str:
-    """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to Parquet.
-
-    Returns what DuckDB's read_parquet reads (a file, or a folder's files on Spark).
-    """
+def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine, into: str) -> None:
+    """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to the warehouse
+    table `into` (created or replaced)."""
     db_api = engine.db_api()
-    linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "source_records"))
-    return _export_edges(
-        engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet"
-    )
+    linker = _saved_linker(engine, model, _input(con, engine, db_api))
+    scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    engine.copy_into(scored, _edge_columns(scored), con, into, engine.scratch / "edges.parquet")
+    scored.drop_table_from_database_and_remove_from_cache()
 
 
 def score_two(
@@ -200,15 +190,9 @@ def score_two(
 ) -> dict[str, Any]:
     """The saved model's full comparison of two records (term frequencies from all records): one row as a dict."""
     db_api = engine.db_api()
-    linker = _saved_linker(
-        engine, model, engine.register(db_api, _input_parquet(con, engine), "all_records"), all_term_frequencies=True
-    )
+    linker = _saved_linker(engine, model, _input(con, engine, db_api, "all_records"), all_term_frequencies=True)
     sides = [
-        engine.register(
-            db_api,
-            _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"),
-            f"pair_{i}",
-        )
+        _input(con, engine, db_api, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'")
         for i, key in enumerate((left, right))
     ]
     scored = linker.inference.score_pairs(sides[0], sides[1])
@@ -228,7 +212,7 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
     warnings.filterwarnings("ignore", message="The sampled blocking analysis estimate")
     engine = Engine(Backend.DUCKDB, scratch)
     db_api = engine.db_api()
-    sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
+    sdf = _input(con, engine, db_api)
     rules = render_for(model, "duckdb")["blocking_rules_to_generate_predictions"]
     counts = count_comparisons_from_blocking_rules(
         sdf,
