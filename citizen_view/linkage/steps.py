@@ -97,11 +97,12 @@ def score_pairs(
     # The scored pairs go straight into match_edges, read back for the threshold, in the transaction that stores it.
     with layout.scratch("score") as scratch, transaction(con):
         predict_edges(con, model, engine=Engine.of(linkage, scratch), into="match_edges")
+        # records as their row numbers in source_records (records in no pair change no cluster's expected F1): two
+        # joins, without collecting, sorting and numbering the pairs' keys first (0.6 s of CPU at 200k persons)
         pairs = con.sql(
-            "WITH keys AS (SELECT k, (row_number() OVER (ORDER BY k) - 1)::BIGINT AS i "
-            "FROM (SELECT record_key_l AS k FROM match_edges UNION SELECT record_key_r FROM match_edges)) "
-            "SELECT kl.i AS l, kr.i AS r, e.match_weight AS w, e.match_probability AS p FROM match_edges e "
-            "JOIN keys kl ON kl.k = e.record_key_l JOIN keys kr ON kr.k = e.record_key_r"
+            "SELECT kl.rowid AS l, kr.rowid AS r, e.match_weight AS w, e.match_probability AS p FROM match_edges e "
+            "JOIN source_records kl ON kl.record_key = e.record_key_l "
+            "JOIN source_records kr ON kr.record_key = e.record_key_r"
         ).fetchnumpy()
         weights = pairs["w"]
         threshold, method = choose_threshold(pairs["l"], pairs["r"], weights, pairs["p"])
