@@ -1,8 +1,8 @@
 """Where Splink runs: its own in-memory DuckDB (the default) or Spark, behind one small interface.
 
-The warehouse stays DuckDB either way. What Splink needs crosses as Parquet: the linkage input is
-written by the warehouse's DuckDB and read by Splink's engine; scored pairs are written by Splink's
-engine and read back by the warehouse. On Spark, the session is created once per process from
+The warehouse stays DuckDB either way. The linkage input is computed by the warehouse's DuckDB and the scored
+pairs by Splink's engine; between two DuckDB databases in one process they are streamed as Arrow, to and from
+Spark they cross as Parquet in the scratch folder. On Spark, the session is created once per process from
 `linkage.spark` (master and settings) with Splink's similarity jar, or an existing session (a
 cluster's, Databricks') is used as it is.
 """
@@ -53,7 +53,8 @@ _spark_session: Any = None
 
 @dataclass
 class Engine:
-    """Splink's backend for one step, with a scratch folder for the Parquet that crosses to and from it."""
+    """Splink's backend for one step, with a scratch folder (DuckDB's spill files; the Parquet that crosses to and
+    from Spark)."""
 
     backend: Backend
     scratch: Path
