@@ -1,8 +1,8 @@
 """Where Splink runs: its own in-memory DuckDB (the default) or Spark, behind one small interface.
 
-The warehouse stays DuckDB either way. The linkage input is computed by the warehouse's DuckDB and the scored
-pairs by Splink's engine; between two DuckDB databases in one process they are streamed as Arrow, to and from
-Spark they cross as Parquet in the scratch folder. On Spark, the session is created once per process from
+The warehouse stays DuckDB either way. The linkage input is computed by the warehouse's DuckDB and handed to
+Splink's DuckDB as Arrow (to Spark as Parquet in the scratch folder); the scored pairs come back as Parquet, read
+once into `match_edges`. On Spark, the session is created once per process from
 `linkage.spark` (master and settings) with Splink's similarity jar, or an existing session (a
 cluster's, Databricks') is used as it is.
 """
@@ -53,8 +53,8 @@ _spark_session: Any = None
 
 @dataclass
 class Engine:
-    """Splink's backend for one step, with a scratch folder (DuckDB's spill files; the Parquet that crosses to and
-    from Spark)."""
+    """Splink's backend for one step, with a scratch folder for the scored pairs' Parquet and DuckDB's spill files
+    (and Spark's input)."""
 
     backend: Backend
     scratch: Path
@@ -121,20 +121,19 @@ class Engine:
     def copy_into(
         self, scored: SplinkDataFrame, columns: list[str], con: duckdb.DuckDBPyConnection, table: str, out: Path
     ) -> None:
-        """Create (or replace) the warehouse table `table` from `columns` of a Splink table: on DuckDB streamed across
-        as Arrow (Parquet written by Splink's DuckDB and read back twice by the warehouse cost about 1 s of CPU at
-        200k persons); on Spark written as Parquet under `out` and read from there."""
+        """Create (or replace) the warehouse table `table` from `columns` of a Splink table, written as Parquet under
+        `out` by Splink's engine and read once by the warehouse. Not as Arrow: DuckDB hands the whole result over at
+        once, which held every scored pair in memory twice (+1 GB at the peak of scoring at 1M persons)."""
         select = ", ".join(f'"{c}"' for c in columns)
         if self.backend == Backend.DUCKDB:
-            rows = scored.db_api.duckdb_con.sql(f"SELECT {select} FROM {scored.physical_name}").arrow()
-            con.register("_splink_rows", rows)
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _splink_rows")
-            finally:
-                con.unregister("_splink_rows")
-            return
-        scored.as_spark_dataframe().select(*columns).write.mode("overwrite").parquet(str(out))
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet(?)", [str(out / "*.parquet")])
+            scored.db_api.duckdb_con.execute(
+                f"COPY (SELECT {select} FROM {scored.physical_name}) TO '{out}' (FORMAT parquet)"
+            )
+            files = str(out)
+        else:
+            scored.as_spark_dataframe().select(*columns).write.mode("overwrite").parquet(str(out))
+            files = str(out / "*.parquet")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet(?)", [files])
 
 
 def spark_session(config: SparkConfig, *, work: Path | None = None):

@@ -1,9 +1,9 @@
 """Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
 
 Splink works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
-folder, or Spark), never in the warehouse; its input and its scored pairs cross as Arrow (DuckDB) or Parquet
-(Spark). A saved model is re-rendered for the engine that scores it, so a model trained on one backend scores on
-the other.
+folder, or Spark), never in the warehouse; its input crosses as Arrow (DuckDB) or Parquet (Spark), its scored
+pairs as Parquet. A saved model is re-rendered for the engine that scores it, so a model trained on one backend
+scores on the other.
 """
 
 from __future__ import annotations
