@@ -1,8 +1,8 @@
 """Where Splink runs: its own in-memory DuckDB (the default) or Spark, behind one small interface.
 
-The warehouse stays DuckDB either way. The linkage input is computed by the warehouse's DuckDB and handed to
-Splink's DuckDB as Arrow (to Spark as Parquet in the scratch folder); the scored pairs come back as Parquet, read
-once into `match_edges`. On Spark, the session is created once per process from
+The warehouse stays DuckDB either way. The linkage input is computed by the warehouse's DuckDB and crosses as
+Parquet in the scratch folder (for training on DuckDB, as Arrow: see `register_query`); the scored pairs come back
+as Parquet, read once into `match_edges`. On Spark, the session is created once per process from
 `linkage.spark` (master and settings) with Splink's similarity jar, or an existing session (a
 cluster's, Databricks') is used as it is.
 """
@@ -53,8 +53,7 @@ _spark_session: Any = None
 
 @dataclass
 class Engine:
-    """Splink's backend for one step, with a scratch folder for the scored pairs' Parquet and DuckDB's spill files
-    (and Spark's input)."""
+    """Splink's backend for one step, with a scratch folder for the Parquet that crosses to and from it."""
 
     backend: Backend
     scratch: Path
@@ -96,15 +95,22 @@ class Engine:
         return db_api.register(frame, dataset_display_name=f"{name}_{uuid.uuid4().hex[:8]}")
 
     def register_query(
-        self, db_api: DatabaseAPISubClass, con: duckdb.DuckDBPyConnection, sql: str, name: str
+        self,
+        db_api: DatabaseAPISubClass,
+        con: duckdb.DuckDBPyConnection,
+        sql: str,
+        name: str,
+        *,
+        in_memory: bool = False,
     ) -> SplinkDataFrame:
         """The rows of a query on the warehouse connection `con` as an input table of Splink's database.
 
-        On DuckDB they are streamed across as Arrow into a table of Splink's own database: writing them as Parquet
-        cost the warehouse more CPU than the query itself (1.0 against 0.4 s at 200k persons, in training and again
-        in scoring), and Splink's statements then decoded the file again. On Spark they cross as Parquet.
+        `in_memory` (DuckDB only): streamed across as Arrow into a table of Splink's own database. Writing them as
+        Parquet cost the warehouse more CPU than the query itself (1.0 against 0.4 s at 200k persons), but the table
+        stays in memory while Splink works: training's peak allows it (3.7 GB at 1M persons), scoring's does not
+        (its peak rose from 6.9 to 7.8 GB). Otherwise they cross as Parquet in the scratch folder.
         """
-        if self.backend == Backend.DUCKDB:
+        if in_memory and self.backend == Backend.DUCKDB:
             table = f"{name}_rows"  # a plain identifier: Splink looks its columns up by this name
             splink_con = db_api.duckdb_con
             splink_con.register("_warehouse_rows", con.sql(sql).arrow())

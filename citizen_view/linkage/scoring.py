@@ -1,8 +1,8 @@
 """Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
 
 Splink works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
-folder, or Spark), never in the warehouse; its input crosses as Arrow (DuckDB) or Parquet (Spark), its scored
-pairs as Parquet. A saved model is re-rendered for the engine that scores it, so a model trained on one backend
+folder, or Spark), never in the warehouse; its input and its scored pairs cross as Parquet (training's input on
+DuckDB as Arrow). A saved model is re-rendered for the engine that scores it, so a model trained on one backend
 scores on the other.
 """
 
@@ -66,10 +66,13 @@ def _input(
     name: str = "source_records",
     where: str = "",
     common_values: str | None = None,
+    *,
+    in_memory: bool = False,
 ) -> SplinkDataFrame:
-    """The model's input columns, computed by the warehouse's DuckDB, as an input table of Splink's engine."""
+    """The model's input columns, computed by the warehouse's DuckDB, as an input table of Splink's engine
+    (`in_memory`: see Engine.register_query)."""
     sql = f"SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}"
-    return engine.register_query(db_api, con, sql, name)
+    return engine.register_query(db_api, con, sql, name, in_memory=in_memory)
 
 
 def train(
@@ -88,7 +91,7 @@ def train(
     plan = plan_model(field_shares(con, "_training_common_values"), link_type=link_type, min_share=min_share)
     db_api = engine.db_api()
     linker = Linker(
-        _input(con, engine, db_api, common_values="_training_common_values"),
+        _input(con, engine, db_api, common_values="_training_common_values", in_memory=True),
         settings_for(plan),
         log_level=logging.ERROR,
         validate_settings=False,  # see SKIP_VALIDATION
