@@ -19,7 +19,7 @@ from splink import Linker
 from splink.internals.exceptions import EMTrainingException
 
 import citizen_view.linkage.common_values as cv
-from citizen_view.contract import LinkType
+from citizen_view.contract import Backend, LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
 from citizen_view.linkage.records import field_shares, linkage_input_sql
@@ -103,6 +103,8 @@ def train(
         reports_dir.mkdir(parents=True, exist_ok=True)
         linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"), inline=True)
         linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"), inline=True)
+    if engine.backend == Backend.DUCKDB:  # its input table is in memory, and the Linker lives on until collected
+        db_api.duckdb_con.close()
     return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started, common)
 
 
@@ -208,8 +210,6 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
     import warnings
 
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
-
-    from citizen_view.contract import Backend
 
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     sample = min(1.0, 200_000 / max(n, 1))
