@@ -1,8 +1,10 @@
 """Nothing personal outlives its step, and one folder belongs to one warehouse.
 
-A real `citizen-view run` is killed with SIGKILL in two linkage steps (train, with its Splink input on disk,
-and the golden record, the last); the next run's start removes what it left, and at the end the warehouse's folder holds no given
-name, family name or national ID of the input outside the DuckDB file and the declared outputs.
+A real `citizen-view run` is killed with SIGKILL in two linkage steps (train, inside its scratch folder, and the golden
+record, the last); the next run's start removes what it left, and at the end the warehouse's folder holds no given
+name, family name or national ID of the input outside the DuckDB file and the declared outputs. On DuckDB the linkage
+input crosses to Splink in memory; what a killed step can leave in its scratch folder (Splink's spill files, the
+Parquet input of a Spark run) is put there by the test, so the check has something to find.
 """
 
 from __future__ import annotations
@@ -60,13 +62,22 @@ class _Run:
         self.proc.wait(timeout=30)
 
 
-def _scratch_with_input(prefix: str, layout: WarehouseLayout):
-    """Ready when a step's scratch folder holds the linkage input (its Parquet) written for Splink."""
+def _in_scratch(prefix: str, layout: WarehouseLayout):
+    """Ready when a step works in its scratch folder."""
 
     def ready(_run: _Run) -> bool:
-        return any(_whole_parquet(p) for p in layout.scratch_dir.glob(f".{prefix}-*/*.parquet"))
+        return any(p.is_dir() for p in layout.scratch_dir.glob(f".{prefix}-*"))
 
     return ready
+
+
+def _leave_input_in(folder: Path, warehouse: Path) -> None:
+    """Personal values in a Parquet file in a killed step's scratch folder, as a step leaves its input there."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        con.execute(f"COPY (SELECT * FROM source_records) TO '{folder / 'input.parquet'}' (FORMAT parquet)")
+    finally:
+        con.close()
 
 
 def _whole_parquet(path: Path) -> bool:
@@ -131,10 +142,10 @@ def test_killed_runs_leave_nothing_personal(generated, tmp_path):
     shutil.copytree(generated, data)
     layout = WarehouseLayout.of(tmp_path / "wh" / "cv.duckdb")
     sources = data / "sources.yaml"
-    # Two kills cover both ways a step can die: inside Splink with its input on disk (train), and in the last step,
-    # after the run killed there went through score and link (their own scratch is then left by a normal finish).
+    # Two kills cover both ways a step can die: inside its scratch folder (train), and in the last step, after the
+    # run killed there went through score and link (their own scratch is then left by a normal finish).
     kill_points = [
-        ("train", _scratch_with_input("train", layout)),
+        ("train", _in_scratch("train", layout)),
         ("golden", _step_started("citizen")),
     ]
     left_before: set[Path] = set()
@@ -147,6 +158,7 @@ def test_killed_runs_leave_nothing_personal(generated, tmp_path):
         left_before = set(layout.scratch_dir.glob(".*")) if layout.scratch_dir.is_dir() else set()
         if step == "train":
             assert left_before, f"killing {step} should leave its scratch folder (the test would prove nothing)"
+            _leave_input_in(next(p for p in left_before if p.is_dir()), layout.warehouse)
             values = _personal_values(layout.warehouse)
             assert len(values) > 100
             assert _leaks(layout, values), f"the killed {step} step's input should be on disk until the next start"

@@ -1,8 +1,9 @@
 """Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
 
 Splink works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
-folder, or Spark), never in the warehouse; its input and its scored pairs cross as Parquet. A saved
-model is re-rendered for the engine that scores it, so a model trained on one backend scores on the other.
+folder, or Spark), never in the warehouse; its input and its scored pairs cross as Parquet (training's input on
+DuckDB as Arrow). A saved model is re-rendered for the engine that scores it, so a model trained on one backend
+scores on the other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from splink import Linker
 from splink.internals.exceptions import EMTrainingException
 
 import citizen_view.linkage.common_values as cv
-from citizen_view.contract import LinkType
+from citizen_view.contract import Backend, LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
 from citizen_view.linkage.records import field_shares, linkage_input_sql
@@ -58,18 +59,20 @@ class TrainedModel:
     common_values: list[cv.CommonValue] = field(default_factory=list)  # treated as missing in linkage
 
 
-def _input_parquet(
+def _input(
     con: duckdb.DuckDBPyConnection,
     engine: Engine,
-    name: str = "linkage_input",
+    db_api: Any,
+    name: str = "source_records",
     where: str = "",
     common_values: str | None = None,
-) -> Path:
-    """The model's input columns, written by the warehouse's DuckDB for Splink's engine to read."""
-    engine.scratch.mkdir(parents=True, exist_ok=True)
-    path = engine.scratch / f"{name}.parquet"
-    con.execute(f"COPY (SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}) TO '{path}' (FORMAT parquet)")
-    return path
+    *,
+    in_memory: bool = False,
+) -> SplinkDataFrame:
+    """The model's input columns, computed by the warehouse's DuckDB, as an input table of Splink's engine
+    (`in_memory`: see Engine.register_query)."""
+    sql = f"SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}"
+    return engine.register_query(db_api, con, sql, name, in_memory=in_memory)
 
 
 def train(
@@ -87,9 +90,8 @@ def train(
     cv.store(con, common, table="_training_common_values", temporary=True)
     plan = plan_model(field_shares(con, "_training_common_values"), link_type=link_type, min_share=min_share)
     db_api = engine.db_api()
-    source = _input_parquet(con, engine, common_values="_training_common_values")
     linker = Linker(
-        engine.register(db_api, source, "source_records"),
+        _input(con, engine, db_api, common_values="_training_common_values", in_memory=True),
         settings_for(plan),
         log_level=logging.ERROR,
         validate_settings=False,  # see SKIP_VALIDATION
@@ -101,6 +103,8 @@ def train(
         reports_dir.mkdir(parents=True, exist_ok=True)
         linker.visualisations.match_weights_chart().save(str(reports_dir / "match_weights_chart.html"), inline=True)
         linker.visualisations.m_u_parameters_chart().save(str(reports_dir / "m_u_parameters_chart.html"), inline=True)
+    if engine.backend == Backend.DUCKDB:  # its input table is in memory, and the Linker lives on until collected
+        db_api.duckdb_con.close()
     return TrainedModel(model, plan.fields_used, plan.skipped, notes, time.perf_counter() - started, common)
 
 
@@ -161,12 +165,6 @@ def _edge_columns(scored: SplinkDataFrame) -> list[str]:
     return keep + [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
 
 
-def _export_edges(engine: Engine, scored: SplinkDataFrame, out: Path) -> str:
-    path = engine.write_parquet(scored, _edge_columns(scored), out)
-    scored.drop_table_from_database_and_remove_from_cache()
-    return path
-
-
 def _saved_linker(
     engine: Engine, model: dict[str, Any], records: SplinkDataFrame, *, all_term_frequencies: bool = False
 ) -> Linker:
@@ -183,16 +181,14 @@ def _saved_linker(
     return linker
 
 
-def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine) -> str:
-    """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to Parquet.
-
-    Returns what DuckDB's read_parquet reads (a file, or a folder's files on Spark).
-    """
+def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine, into: str) -> None:
+    """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to the warehouse
+    table `into` (created or replaced)."""
     db_api = engine.db_api()
-    linker = _saved_linker(engine, model, engine.register(db_api, _input_parquet(con, engine), "source_records"))
-    return _export_edges(
-        engine, linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT), engine.scratch / "edges.parquet"
-    )
+    linker = _saved_linker(engine, model, _input(con, engine, db_api))
+    scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
+    engine.copy_into(scored, _edge_columns(scored), con, into, engine.scratch / "edges.parquet")
+    scored.drop_table_from_database_and_remove_from_cache()
 
 
 def score_two(
@@ -200,15 +196,9 @@ def score_two(
 ) -> dict[str, Any]:
     """The saved model's full comparison of two records (term frequencies from all records): one row as a dict."""
     db_api = engine.db_api()
-    linker = _saved_linker(
-        engine, model, engine.register(db_api, _input_parquet(con, engine), "all_records"), all_term_frequencies=True
-    )
+    linker = _saved_linker(engine, model, _input(con, engine, db_api, "all_records"), all_term_frequencies=True)
     sides = [
-        engine.register(
-            db_api,
-            _input_parquet(con, engine, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'"),
-            f"pair_{i}",
-        )
+        _input(con, engine, db_api, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'")
         for i, key in enumerate((left, right))
     ]
     scored = linker.inference.score_pairs(sides[0], sides[1])
@@ -221,14 +211,12 @@ def estimate_comparisons(con: duckdb.DuckDBPyConnection, model: dict[str, Any], 
 
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-    from citizen_view.contract import Backend
-
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     sample = min(1.0, 200_000 / max(n, 1))
     warnings.filterwarnings("ignore", message="The sampled blocking analysis estimate")
     engine = Engine(Backend.DUCKDB, scratch)
     db_api = engine.db_api()
-    sdf = engine.register(db_api, _input_parquet(con, engine), "source_records")
+    sdf = _input(con, engine, db_api)
     rules = render_for(model, "duckdb")["blocking_rules_to_generate_predictions"]
     counts = count_comparisons_from_blocking_rules(
         sdf,

@@ -97,26 +97,24 @@ def score_pairs(
     """Score candidate pairs with the saved model into `match_edges` and choose the link threshold."""
     started = time.perf_counter()
     model = saved_model(con)
-    with layout.scratch("score") as scratch:
-        path = predict_edges(con, model, engine=Engine.of(linkage, scratch))
+    # The scored pairs go straight into match_edges, read back for the threshold, in the transaction that stores it.
+    with layout.scratch("score") as scratch, transaction(con):
+        predict_edges(con, model, engine=Engine.of(linkage, scratch), into="match_edges")
+        # records as their row numbers in source_records (records in no pair change no cluster's expected F1): two
+        # joins, without collecting, sorting and numbering the pairs' keys first (0.6 s of CPU at 200k persons)
         pairs = con.sql(
-            "WITH e AS (SELECT * FROM read_parquet($path)), "
-            "keys AS (SELECT k, (row_number() OVER (ORDER BY k) - 1)::BIGINT AS i "
-            "FROM (SELECT record_key_l AS k FROM e UNION SELECT record_key_r FROM e)) "
-            "SELECT kl.i AS l, kr.i AS r, e.match_weight AS w, e.match_probability AS p FROM e "
-            "JOIN keys kl ON kl.k = e.record_key_l JOIN keys kr ON kr.k = e.record_key_r",
-            params={"path": str(path)},
+            "SELECT kl.rowid AS l, kr.rowid AS r, e.match_weight AS w, e.match_probability AS p FROM match_edges e "
+            "JOIN source_records kl ON kl.record_key = e.record_key_l "
+            "JOIN source_records kr ON kr.record_key = e.record_key_r"
         ).fetchnumpy()
         weights = pairs["w"]
         threshold, method = choose_threshold(pairs["l"], pairs["r"], weights, pairs["p"])
-        with transaction(con):
-            con.execute("CREATE OR REPLACE TABLE match_edges AS SELECT * FROM read_parquet(?)", [str(path)])
-            con.execute(
-                "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
-            )
-            con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
-            key_index.invalidate(con)  # stale until rewritten below, should the run die in between
-        key_index.write(con, model)  # an incremental run looks new records' candidates up in it
+        con.execute(
+            "CREATE OR REPLACE TABLE linkage_threshold (threshold_weight DOUBLE, method VARCHAR, chosen_at TIMESTAMPTZ)"
+        )
+        con.execute("INSERT INTO linkage_threshold VALUES (?, ?, now())", [threshold, method])
+        key_index.invalidate(con)  # stale until rewritten below, should the run die in between
+    key_index.write(con, model)  # an incremental run looks new records' candidates up in it
     histogram = weight_histogram(weights)
     return EdgeReport(
         pairs_kept=int(weights.size),
