@@ -21,6 +21,7 @@ from citizen_view.linkage.golden import rank_rows
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
     RECORD_CITIZENS,
+    ROW_GROUP_ROWS,
     create_document_views,
     publish_documents,
 )
@@ -144,7 +145,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     name = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-{run_id[:8]}.duckdb"
     clean_partials(folder)  # what a crashed run left behind
     partial = folder / f".{name}{PARTIAL}"
-    con.execute(f"ATTACH {_lit(str(partial))} AS snap")
+    con.execute(f"ATTACH {_lit(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
     try:
         _write_view(con, sources, run_id)
     finally:
