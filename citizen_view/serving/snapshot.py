@@ -225,17 +225,19 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
     person = (
         "to_json(struct_pack(c := citizen_id, s := source, f := family_key, g := first_key, i := initials, d := dob))"
     )
-    con.execute(
+    con.execute(  # each person's JSON is made once, for all three of their keys
         f"""
         CREATE TABLE {schema}.search_people AS
         WITH p AS (
-            SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
-            WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+            SELECT family_key, dob, {person}::VARCHAR AS person FROM (
+                SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
+                WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+            )
         )
-        SELECT key, '[' || string_agg({person}::VARCHAR, ',') || ']' AS people FROM (
-            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, * FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, * FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, * FROM p
+        SELECT key, '[' || string_agg(person, ',') || ']' AS people FROM (
+            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, person FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, person FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, person FROM p
         ) GROUP BY key ORDER BY key
         """
     )
