@@ -174,14 +174,39 @@ def test_documents_written_in_batches_are_the_documents_written_at_once(view, mo
         con.execute("CREATE SCHEMA m")
         con.execute("CREATE VIEW m.citizen AS SELECT * FROM v.citizen")
         monkeypatch.setattr(documents, "BATCH_CITIZENS", 37)
-        documents.publish_documents(  # from the view's records, cases and events (read back from its documents)
-            con, "m", records="v.records", cases="v.cases", events="v.events", issues="v.field_issues"
+        for kind in ("records", "cases", "events"):  # read back from the view's documents, stored in their order
+            con.execute(f"CREATE TEMP TABLE t_{kind} AS {documents.sorted_sql(kind, f'SELECT * FROM v.{kind}')}")
+        documents.publish_documents(
+            con, "m", records="t_records", cases="t_cases", events="t_events", issues="v.field_issues"
         )
         batched = dict(con.execute("SELECT citizen_id, doc FROM m.citizen_docs").fetchall())
         at_once = dict(con.execute("SELECT citizen_id, doc FROM v.citizen_docs").fetchall())
     finally:
         con.close()
     assert len(at_once) > 37 and batched == at_once
+
+
+def _nulls_last(value):
+    return (value is None, value or "")
+
+
+def test_a_documents_lists_are_in_the_order_the_profile_shows_them(view):
+    import json
+
+    docs = [json.loads(d) for (d,) in view.execute("SELECT doc FROM citizen_docs").fetchall()]
+    assert sum(len(d["records"]) > 1 for d in docs) > 100 and sum(len(d["cases"]) > 1 for d in docs) > 10
+    assert sum(len(d["events"]) > 1 for d in docs) > 10
+    for doc in docs:
+        records, cases, events = doc["records"], doc["cases"], doc["events"]
+        assert records == sorted(records, key=lambda r: (r["source"], r["source_record_id"]))
+        by_reference = sorted(cases, key=lambda c: (_nulls_last(c["case_reference"]), c["source"]))
+        newest_first = sorted(by_reference, key=lambda c: c["start_date"] or "", reverse=True)  # stable; nulls last
+        assert [(c["start_date"], c["case_reference"], c["source"]) for c in cases] == [
+            (c["start_date"], c["case_reference"], c["source"]) for c in newest_first
+        ]
+        assert [(e["date"], e["source"], e["source_record_id"]) for e in events] == sorted(
+            (e["date"], e["source"], e["source_record_id"]) for e in events
+        )
 
 
 def test_the_view_holds_the_records_once_and_finds_each_by_its_key(view):

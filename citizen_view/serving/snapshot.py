@@ -21,8 +21,10 @@ from citizen_view.linkage.golden import rank_rows
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
     RECORD_CITIZENS,
+    ROW_GROUP_ROWS,
     create_document_views,
     publish_documents,
+    sorted_sql,
 )
 from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import table_exists
@@ -144,7 +146,7 @@ def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: P
     name = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-{run_id[:8]}.duckdb"
     clean_partials(folder)  # what a crashed run left behind
     partial = folder / f".{name}{PARTIAL}"
-    con.execute(f"ATTACH {_lit(str(partial))} AS snap")
+    con.execute(f"ATTACH {_lit(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
     try:
         _write_view(con, sources, run_id)
     finally:
@@ -176,23 +178,21 @@ def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
 
 
 # Temporary tables of the warehouse connection while a view is written: the linked records (the columns the view's
-# tables are made of, sorted by citizen so each batch of documents reads only its row groups), cases and events.
+# tables are made of), cases and events, each sorted by citizen and then as a document lists them
+# (documents.DOCUMENT_ORDER), so each batch of documents reads only its row groups and lists them in storage order.
 LINKED, CASES, EVENTS = "_view_linked", "_view_cases", "_view_events"
 SEARCH_COLUMNS = ("first_name_std", "initials", "street_std", "national_id_text")  # read by the search keys only
 
 
 def _linked(con: duckdb.DuckDBPyConnection) -> None:
-    """The citizens' linked records, the columns the view is made of only, sorted by citizen (one read of the
-    warehouse's `source_records` and `citizen_source_link`, one sort)."""
+    """The citizens' linked records, the columns the view is made of only, sorted by citizen and then as a document
+    lists them (one read of the warehouse's `source_records` and `citizen_source_link`, one sort)."""
     columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "match_probability"]
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {LINKED} AS
-        SELECT l.citizen_id, l.match_probability, {", ".join(f"r.{c}" for c in columns)}
-        FROM citizen_source_link l JOIN source_records r USING (record_key)
-        ORDER BY l.citizen_id, r.source, r.source_record_id
-        """
+    select = (
+        f"SELECT l.citizen_id, l.match_probability, {', '.join(f'r.{c}' for c in columns)} "
+        "FROM citizen_source_link l JOIN source_records r USING (record_key)"
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINKED} AS {sorted_sql('records', select)}")
 
 
 def _record_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -225,17 +225,19 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
     person = (
         "to_json(struct_pack(c := citizen_id, s := source, f := family_key, g := first_key, i := initials, d := dob))"
     )
-    con.execute(
+    con.execute(  # each person's JSON is made once, for all three of their keys
         f"""
         CREATE TABLE {schema}.search_people AS
         WITH p AS (
-            SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
-            WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+            SELECT family_key, dob, {person}::VARCHAR AS person FROM (
+                SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
+                WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+            )
         )
-        SELECT key, '[' || string_agg({person}::VARCHAR, ',') || ']' AS people FROM (
-            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, * FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, * FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, * FROM p
+        SELECT key, '[' || string_agg(person, ',') || ']' AS people FROM (
+            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, person FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, person FROM p
+            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, person FROM p
         ) GROUP BY key ORDER BY key
         """
     )
@@ -268,8 +270,8 @@ def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> N
 
 
 def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
-    """Cases (for the documents, sorted by citizen), the labels of each source's other columns, and the review queue."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CASES} AS SELECT * FROM ({_cases_sql(sources)}) ORDER BY citizen_id")
+    """Cases (for the documents, in their order), the labels of each source's other columns, and the review queue."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CASES} AS {sorted_sql('cases', _cases_sql(sources))}")
     con.execute(
         "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
     )
@@ -288,10 +290,8 @@ def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> Non
 
 
 def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
-    """Life events (for the documents, sorted by citizen), and which sources' data is stale."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {EVENTS} AS SELECT * FROM ({_events_sql(sources)}) ORDER BY citizen_id, date"
-    )
+    """Life events (for the documents, in their order), and which sources' data is stale."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {EVENTS} AS {sorted_sql('events', _events_sql(sources))}")
     # Which sources' data is stale: a newer extract held back at ingest (the view holds the last accepted one).
     con.register("_source_status", source_status(con, [s.name for s in sources.sources]))
     try:
