@@ -42,12 +42,14 @@ BEARER = HTTPBearer(auto_error=False, description="A token from the access file:
 # and in a 200 only the keys the handler set (a field the role may not see stays absent, not null).
 API_DEPENDENCIES = [Security(BEARER), Depends(principal), Depends(api_purpose)]
 API: dict[str, Any] = {"responses": ERRORS, "response_model_exclude_unset": True}
-SEARCH: dict[str, Any] = {
-    "tags": ["caseworkers"],
-    "response_model": SearchResult,
-    "dependencies": [audited_as("search")],
-    **API,
-}
+
+
+def caseworkers(model: type, action: str) -> dict[str, Any]:
+    """An /api/ operation of caseworkers: the model of its answer, the action its audit entry records, its refusals."""
+    return {"tags": ["caseworkers"], "response_model": model, "dependencies": [audited_as(action)], **API}
+
+
+SEARCH = caseworkers(SearchResult, "search")
 CitizenId = Annotated[
     str,
     PathParam(
@@ -157,10 +159,7 @@ def api_search(request: Request, who: CurrentPrincipal, trail: AuditTrail, view:
 
 @router.get(
     "/citizens/{citizen_id}",
-    tags=["caseworkers"],
-    response_model=CitizenProfile,
-    dependencies=[audited_as("view_profile")],
-    **API,
+    **caseworkers(CitizenProfile, "view_profile"),
     summary="One citizen as the caller's role may see them: who, what is running, history, linked records",
 )
 async def api_profile(citizen_id: CitizenId, who: CurrentPrincipal, trail: AuditTrail, view: ApiView) -> Response:

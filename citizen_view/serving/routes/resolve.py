@@ -25,12 +25,11 @@ from citizen_view.serving.deps import (
     FieldError,
     Parts,
     ServiceParts,
-    audited_as,
 )
 from citizen_view.serving.guard import Trail, offload
 from citizen_view.serving.models import Resolution
 from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
-from citizen_view.serving.routes.api import API, API_DEPENDENCIES
+from citizen_view.serving.routes.api import API_DEPENDENCIES, caseworkers
 from citizen_view.serving.routes.api import answer as sent
 
 
@@ -84,10 +83,7 @@ router = APIRouter(prefix="/api", dependencies=API_DEPENDENCIES)
 
 @router.post(
     "/resolve",
-    tags=["caseworkers"],
-    response_model=Resolution,
-    dependencies=[audited_as("resolve")],
-    **API,
+    **caseworkers(Resolution, "resolve"),
     summary="Which citizen one incoming record belongs to (or new, or needs review), with the evidence per field",
 )
 async def api_resolve(
