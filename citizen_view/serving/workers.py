@@ -120,10 +120,7 @@ def _start(context: Any, app_options: dict[str, Any], sock: socket.socket, host:
 
 def _serve(app_options: dict[str, Any], sock: socket.socket, host: str, port: int) -> None:
     """One worker: its own app and audit writer, serving on the parent's socket."""
-    import uvicorn
-
     from citizen_view.serving.app import create_app
-    from citizen_view.serving.server import server_config
+    from citizen_view.serving.server import run_server
 
-    app = create_app(**app_options)
-    uvicorn.Server(server_config(app, host=host, port=port)).run(sockets=[sock])
+    run_server(create_app(**app_options), host=host, port=port, sockets=[sock])
