@@ -8,29 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from citizen_view.linkage.online import record_resolution, resolutions_file
-from citizen_view.serving.access import Principal
-from citizen_view.serving.deps import (
-    LIMITS,
-    ApiView,
-    AuditTrail,
-    CurrentPrincipal,
-    CurrentView,
-    FieldError,
-    Parts,
-    ServiceParts,
-)
-from citizen_view.serving.guard import Trail, offload
+from citizen_view.serving.deps import LIMITS, ApiView, AuditTrail, CurrentPrincipal, FieldError, Parts
+from citizen_view.serving.guard import offload
 from citizen_view.serving.models import Resolution
 from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
 from citizen_view.serving.routes.api import API_DEPENDENCIES, caseworkers
 from citizen_view.serving.routes.api import answer as sent
+
+if TYPE_CHECKING:  # the handler's own annotations (not read by FastAPI: it is called through offload)
+    from citizen_view.serving.access import Principal
+    from citizen_view.serving.deps import CurrentView, ServiceParts
+    from citizen_view.serving.guard import Trail
 
 
 def _no_default(schema: dict[str, Any]) -> None:
