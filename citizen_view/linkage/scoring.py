@@ -68,11 +68,12 @@ def _input(
     common_values: str | None = None,
     *,
     in_memory: bool = False,
+    params: list[Any] | None = None,
 ) -> SplinkDataFrame:
     """The model's input columns, computed by the warehouse's DuckDB, as an input table of Splink's engine
     (`in_memory`: see Engine.register_query)."""
     sql = f"SELECT * FROM ({linkage_input_sql(con, common_values)}) {where}"
-    return engine.register_query(db_api, con, sql, name, in_memory=in_memory)
+    return engine.register_query(db_api, con, sql, name, in_memory=in_memory, params=params)
 
 
 def train(
@@ -198,7 +199,7 @@ def score_two(
     db_api = engine.db_api()
     linker = _saved_linker(engine, model, _input(con, engine, db_api, "all_records"), all_term_frequencies=True)
     sides = [
-        _input(con, engine, db_api, f"pair_{i}", f"WHERE record_key = '{key.replace(chr(39), chr(39) * 2)}'")
+        _input(con, engine, db_api, f"pair_{i}", "WHERE record_key = ?", params=[key])
         for i, key in enumerate((left, right))
     ]
     scored = linker.inference.score_pairs(sides[0], sides[1])
