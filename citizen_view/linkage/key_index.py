@@ -156,8 +156,9 @@ def candidates_sql(model: dict[str, Any], new_input: str) -> str:
     probes = []
     for k in keys:
         incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.", HASH)
-        probes.append(f"SELECT record_key FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
-    return " UNION ".join(probes)
+        probes.append(f"SELECT rowid FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
+    # each key column probed for row ids, the record keys read once for the rows found (not once per key column)
+    return f"SELECT record_key FROM {KEYS} WHERE rowid IN ({' UNION '.join(probes)})"
 
 
 def term_frequency_sql(model: dict[str, Any], pool: str) -> str:
