@@ -279,3 +279,27 @@ def test_a_record_indexed_before_its_extract_was_corrected_is_indexed_as_it_is_n
     key_index.write(con, model)  # every record's keys and counts as they are now
     assert updated_keys == con.execute(keys).fetchall()
     assert updated_counts == con.execute(counts).fetchall()
+
+
+def test_new_and_gone_records_are_found_by_their_hashes_and_by_their_keys_alike():
+    """New records (not linked) and gone ones (linked, no longer loaded) are found by comparing hashed keys; where a
+    hash repeats (here: a link written twice), the keys are compared as text, with the same answer."""
+    from citizen_view.linkage.steps import _unmatched_keys
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE source_records AS SELECT 'r:' || i AS record_key FROM range(5000) t(i)")
+    con.execute(
+        "CREATE TABLE citizen_source_link AS SELECT 'r:' || i AS record_key, 'c' || (i // 2) AS citizen_id "
+        "FROM range(100, 5100) t(i)"
+    )
+
+    def found() -> tuple[set, set]:
+        _unmatched_keys(con)
+        new = {k for (k,) in con.execute("SELECT new_key FROM _unmatched WHERE new_key IS NOT NULL").fetchall()}
+        gone = set(con.execute("SELECT gone_key, citizen_id FROM _unmatched WHERE gone_key IS NOT NULL").fetchall())
+        return new, gone
+
+    expected = ({f"r:{i}" for i in range(100)}, {(f"r:{i}", f"c{i // 2}") for i in range(5000, 5100)})
+    assert found() == expected
+    con.execute("INSERT INTO citizen_source_link SELECT * FROM citizen_source_link WHERE record_key = 'r:100'")
+    assert found() == expected

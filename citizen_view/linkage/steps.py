@@ -206,35 +206,45 @@ def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
     Each big table's keys are read once, hashed, with their row ids (`_hashed_records`, `_hashed_links`: integers).
     The hashes are put in buckets and each bucket's count and sum of hashes compared: only the hashes in buckets that
     differ are joined (a few thousand changes touch a few per cent of the buckets), and only the unmatched rows' keys
-    are fetched, by row id. Should a hash repeat there (two keys sharing one), the keys are compared as text instead."""
-    for name, table in (("_hashed_records", "source_records"), ("_hashed_links", "citizen_source_link")):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT hash(record_key) AS h, rowid AS rid FROM {table}")
-    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
+    are fetched, by row id (in one transaction, so the row ids stay those read). Should a hash repeat there (two keys
+    sharing one), the keys are compared as text instead."""
+    with transaction(con):
+        for name, table in (("_hashed_records", "source_records"), ("_hashed_links", "citizen_source_link")):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT hash(record_key) AS h, rowid AS rid FROM {table}"
+            )
+        digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('_hashed_records')}) s "
+            f"FULL JOIN ({digest.format('_hashed_links')}) l USING (b) "
+            "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        )
+        changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
+        for name in ("_hashed_records", "_hashed_links"):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
+        repeated = "SELECT count(*) - count(DISTINCT h) FROM {}"
+        if any(con.execute(repeated.format(t)).fetchall()[0][0] for t in ("_hashed_records", "_hashed_links")):
+            _unmatched_by_text(con)
+        else:
+            _unmatched_by_hash(con)
+        for name in ("_changed_buckets", "_hashed_records", "_hashed_links"):
+            con.execute(f"DROP TABLE {name}")
+
+
+def _unmatched_by_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched` from the rows of the changed buckets (`_hashed_records`, `_hashed_links`), joined on their hashes
+    (none repeats), the unmatched rows' keys fetched by row id."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('_hashed_records')}) s "
-        f"FULL JOIN ({digest.format('_hashed_links')}) l USING (b) "
-        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        "CREATE OR REPLACE TEMP TABLE _unmatched_rows AS SELECT s.rid AS new_rid, l.rid AS gone_rid "
+        "FROM _hashed_records s FULL JOIN _hashed_links l USING (h) WHERE s.h IS NULL OR l.h IS NULL"
     )
-    changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
-    for name in ("_hashed_records", "_hashed_links"):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
-    repeated = "SELECT count(*) - count(DISTINCT h) FROM {}"
-    if any(con.execute(repeated.format(t)).fetchall()[0][0] for t in ("_hashed_records", "_hashed_links")):
-        _unmatched_by_text(con)
-    else:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _unmatched_rows AS SELECT s.rid AS new_rid, l.rid AS gone_rid "
-            "FROM _hashed_records s FULL JOIN _hashed_links l USING (h) WHERE s.h IS NULL OR l.h IS NULL"
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT record_key AS new_key, NULL::VARCHAR AS gone_key, "
-            "NULL::VARCHAR AS citizen_id FROM source_records WHERE rowid IN (SELECT new_rid FROM _unmatched_rows) "
-            "UNION ALL SELECT NULL, record_key, citizen_id FROM citizen_source_link "
-            "WHERE rowid IN (SELECT gone_rid FROM _unmatched_rows)"
-        )
-        con.execute("DROP TABLE _unmatched_rows")
-    for name in ("_changed_buckets", "_hashed_records", "_hashed_links"):
-        con.execute(f"DROP TABLE {name}")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT record_key AS new_key, NULL::VARCHAR AS gone_key, "
+        "NULL::VARCHAR AS citizen_id FROM source_records WHERE rowid IN (SELECT new_rid FROM _unmatched_rows) "
+        "UNION ALL SELECT NULL, record_key, citizen_id FROM citizen_source_link "
+        "WHERE rowid IN (SELECT gone_rid FROM _unmatched_rows)"
+    )
+    con.execute("DROP TABLE _unmatched_rows")
 
 
 def _unmatched_by_text(con: duckdb.DuckDBPyConnection) -> None:
