@@ -196,6 +196,16 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     return rows[0][0] > 0
 
 
+def rows_where(table: str, condition: str) -> str:
+    """A condition on `table` (a base table, not a view) that picks the rows matching `condition` by row id: the rows
+    are found on the columns `condition` reads, and only then are the other columns read, for those rows alone.
+
+    Filtered directly, a few thousand rows spread over a table of millions have one in nearly every vector, so DuckDB
+    decompresses every vector of every column read; a semi-join on `rowid` fetches the rows instead (at 1M, the wide
+    rows of 3,300 records out of 2.7M: 0.59 -> 0.20 s of CPU)."""
+    return f"rowid IN (SELECT rowid FROM {table} WHERE {condition})"
+
+
 def column_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
     """Whether the table has the column (a warehouse written by an older version may not)."""
     rows = con.execute(

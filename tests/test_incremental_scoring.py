@@ -249,3 +249,57 @@ def test_an_index_written_by_another_duckdb_is_not_current(chain, monkeypatch):
     assert key_index.is_current(con, model)
     monkeypatch.setattr(key_index.duckdb, "__version__", "0.0.0-another-release")
     assert not key_index.is_current(con, model)
+
+
+def test_a_record_indexed_before_its_extract_was_corrected_is_indexed_as_it_is_now(chain):
+    """A run indexed some late records and died before linking them; the source's extract was corrected (a family
+    name) before the rerun: the rerun's update indexes those records with their keys and counts as they are now, the
+    same as an index written afresh, not with those of their old values."""
+    from citizen_view.linkage import key_index
+    from citizen_view.linkage.steps import saved_model
+
+    con, linkage = chain
+    model = saved_model(con)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _corrected AS SELECT record_key FROM source_records WHERE source = 'licences' "
+        "AND family_name_std IS NOT NULL AND first_name_std IS NOT NULL ORDER BY record_key LIMIT 5"
+    )
+    # the run that died: the records indexed (they are), not linked; then the extract corrected
+    con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _corrected)")
+    con.execute(
+        "UPDATE source_records SET family_name_std = family_name_std || 'sen' "
+        "WHERE record_key IN (SELECT record_key FROM _corrected)"
+    )
+    link, _ = linkage.update(run_id="corrected")
+    assert link.new_records == 5
+    keys = "SELECT * FROM linkage_keys WHERE record_key IN (SELECT record_key FROM _corrected) ORDER BY record_key"
+    counts = "SELECT column_name, value, sum(n) FROM linkage_tf GROUP BY ALL HAVING sum(n) <> 0 ORDER BY ALL"
+    updated_keys, updated_counts = con.execute(keys).fetchall(), con.execute(counts).fetchall()
+    assert len(updated_keys) == 5 and any(v.endswith("sen") for row in updated_keys for v in row if isinstance(v, str))
+    key_index.write(con, model)  # every record's keys and counts as they are now
+    assert updated_keys == con.execute(keys).fetchall()
+    assert updated_counts == con.execute(counts).fetchall()
+
+
+def test_new_and_gone_records_are_found_by_their_hashes_and_by_their_keys_alike():
+    """New records (not linked) and gone ones (linked, no longer loaded) are found by comparing hashed keys; where a
+    hash repeats (here: a link written twice), the keys are compared as text, with the same answer."""
+    from citizen_view.linkage.steps import _unmatched_keys
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE source_records AS SELECT 'r:' || i AS record_key FROM range(5000) t(i)")
+    con.execute(
+        "CREATE TABLE citizen_source_link AS SELECT 'r:' || i AS record_key, 'c' || (i // 2) AS citizen_id "
+        "FROM range(100, 5100) t(i)"
+    )
+
+    def found() -> tuple[set, set]:
+        _unmatched_keys(con)
+        new = {k for (k,) in con.execute("SELECT new_key FROM _unmatched WHERE new_key IS NOT NULL").fetchall()}
+        gone = set(con.execute("SELECT gone_key, citizen_id FROM _unmatched WHERE gone_key IS NOT NULL").fetchall())
+        return new, gone
+
+    expected = ({f"r:{i}" for i in range(100)}, {(f"r:{i}", f"c{i // 2}") for i in range(5000, 5100)})
+    assert found() == expected
+    con.execute("INSERT INTO citizen_source_link SELECT * FROM citizen_source_link WHERE record_key = 'r:100'")
+    assert found() == expected

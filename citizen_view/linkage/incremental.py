@@ -25,7 +25,7 @@ from citizen_view.linkage.model import render_for
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import linkage_input_sql
 from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, tf_columns
-from citizen_view.warehouse import transaction
+from citizen_view.warehouse import rows_where, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -125,11 +125,13 @@ def predict_new_edges(
 
 def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None) -> int:
     """predict_new_edges with the key index: the new records' input, then their candidates by key, then theirs."""
-    new = f"record_key IN (SELECT record_key FROM {new_keys})"
+    # the new records are fetched by row id (new lines of an extract sit together); the candidates are not: tens of
+    # thousands of records spread over every vector are read as cheaply by a plain filter
+    new = rows_where("source_records", f"record_key IN (SELECT record_key FROM {new_keys})")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con, where=new)})"
     )
-    added = key_index.sync(con, model, "_linkage_new", gone)
+    fresh = key_index.sync(con, model, "_linkage_new", gone)  # never indexed, so never scored
     n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
@@ -145,7 +147,7 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
         "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")
     )
     with transaction(con):
-        if added < n_new:  # some were indexed, so perhaps scored before: their pairs are replaced
+        if fresh < n_new:  # some were indexed, so perhaps scored before: their pairs are replaced
             con.execute(
                 f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
                 f"OR record_key_r IN (SELECT record_key FROM {new_keys})"

@@ -113,25 +113,39 @@ def write(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
 
 
 def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, gone: str | None) -> int:
-    """Add the records of `new_input` (linkage input rows) the index does not hold yet, and drop the records of
-    `gone` (record_key) it holds, appending their term-frequency counts (+1 / -1). Returns how many were added:
-    a record the index did not hold was never scored (a full run indexes every record it scores, an update every
-    record before it scores it), so it has no scored pairs to replace."""
+    """Index the records of `new_input` (linkage input rows) as they are now, and drop the records of `gone`
+    (record_key) it holds, appending their term-frequency counts (+1 / -1). A record the index holds with other keys
+    or values (its content changed since, e.g. a run that died after indexing it, rerun on a corrected extract) has
+    its old entry taken back and the new one added. Returns how many the index did not hold: such a record was never
+    scored (a full run indexes every record it scores, an update every record before it scores it), so it has no
+    scored pairs to replace."""
     keys = keys_of(model)
-    # the few of them already indexed first (a semi-join, its filter pushed into the scan of the index), then the anti
-    # join against those: an anti join against the whole index probed every indexed key, three times the CPU at 1M
-    indexed = f"SELECT record_key FROM {KEYS} WHERE record_key IN (SELECT record_key FROM {new_input})"
     with transaction(con):  # keys and counts together, or a rerun would find the keys and never add the counts
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT record_key, {_key_columns(model, keys)} "
-            f"FROM {new_input} ANTI JOIN ({indexed}) USING (record_key)"
+            f"CREATE OR REPLACE TEMP TABLE _keys_now AS SELECT record_key, {_key_columns(model, keys)} FROM {new_input}"
         )
-        added = con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added").fetchall()[0][0]
+        # the few of them already indexed (a semi-join, its filter pushed into the scan of the index): an anti join
+        # against the whole index probed every indexed key, three times the CPU at 1M
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _keys_held AS SELECT * FROM {KEYS} "
+            "WHERE record_key IN (SELECT record_key FROM _keys_now)"
+        )
+        fresh = con.execute("SELECT count(*) FROM _keys_now ANTI JOIN _keys_held USING (record_key)").fetchall()[0][0]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _keys_stale AS SELECT * FROM _keys_held EXCEPT ALL SELECT * FROM _keys_now"
+        )
+        _forget(con, model, "_keys_stale")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _keys_added AS SELECT * FROM _keys_now "
+            "ANTI JOIN (SELECT record_key FROM _keys_held EXCEPT SELECT record_key FROM _keys_stale) USING (record_key)"
+        )
+        con.execute(f"INSERT INTO {KEYS} SELECT * FROM _keys_added")
         con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_added')}")
-        con.execute("DROP TABLE _keys_added")
+        for table in ("_keys_now", "_keys_held", "_keys_stale", "_keys_added"):
+            con.execute(f"DROP TABLE {table}")
         if gone:
             _forget(con, model, gone)
-    return added
+    return fresh
 
 
 def forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) -> None:
@@ -156,8 +170,9 @@ def candidates_sql(model: dict[str, Any], new_input: str) -> str:
     probes = []
     for k in keys:
         incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.", HASH)
-        probes.append(f"SELECT record_key FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
-    return " UNION ".join(probes)
+        probes.append(f"SELECT rowid FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
+    # each key column probed for row ids, the record keys read once for the rows found (not once per key column)
+    return f"SELECT record_key FROM {KEYS} WHERE rowid IN ({' UNION '.join(probes)})"
 
 
 def term_frequency_sql(model: dict[str, Any], pool: str) -> str:

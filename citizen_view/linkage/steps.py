@@ -36,7 +36,7 @@ from citizen_view.linkage.scoring import (
     train,
 )
 from citizen_view.linkage.threshold import choose_threshold
-from citizen_view.warehouse import table_exists, transaction
+from citizen_view.warehouse import rows_where, table_exists, transaction
 
 if TYPE_CHECKING:
     from citizen_view.layout import WarehouseLayout
@@ -203,28 +203,58 @@ UNMATCHED_BUCKETS = 65536  # buckets of record keys compared by count and hash s
 def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
     """`_unmatched`: records not linked yet (new_key) and links whose record is gone (gone_key, citizen_id).
 
-    The keys of both big tables are put in buckets by hash, and each bucket's count and sum of hashes compared: only
-    the keys in buckets that differ are joined (a few thousand changes touch a few per cent of the buckets), on their
-    hashes; should two keys there share a hash, the texts are compared instead."""
-    bucket = f"hash(record_key) % {UNMATCHED_BUCKETS}"
-    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM (SELECT hash(record_key) AS h FROM {{}}) GROUP BY b"
+    Each big table's keys are read once, hashed, with their row ids (`_hashed_records`, `_hashed_links`: integers).
+    The hashes are put in buckets and each bucket's count and sum of hashes compared: only the hashes in buckets that
+    differ are joined (a few thousand changes touch a few per cent of the buckets), and only the unmatched rows' keys
+    are fetched, by row id (in one transaction, so the row ids stay those read). Should a hash repeat there (two keys
+    sharing one), the keys are compared as text instead."""
+    with transaction(con):
+        for name, table in (("_hashed_records", "source_records"), ("_hashed_links", "citizen_source_link")):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT hash(record_key) AS h, rowid AS rid FROM {table}"
+            )
+        digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('_hashed_records')}) s "
+            f"FULL JOIN ({digest.format('_hashed_links')}) l USING (b) "
+            "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        )
+        changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
+        for name in ("_hashed_records", "_hashed_links"):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
+        repeated = "SELECT count(*) - count(DISTINCT h) FROM {}"
+        if any(con.execute(repeated.format(t)).fetchall()[0][0] for t in ("_hashed_records", "_hashed_links")):
+            _unmatched_by_text(con)
+        else:
+            _unmatched_by_hash(con)
+        for name in ("_changed_buckets", "_hashed_records", "_hashed_links"):
+            con.execute(f"DROP TABLE {name}")
+
+
+def _unmatched_by_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched` from the rows of the changed buckets (`_hashed_records`, `_hashed_links`), joined on their hashes
+    (none repeats), the unmatched rows' keys fetched by row id."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('source_records')}) s "
-        f"FULL JOIN ({digest.format('citizen_source_link')}) l USING (b) "
-        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        "CREATE OR REPLACE TEMP TABLE _unmatched_rows AS SELECT s.rid AS new_rid, l.rid AS gone_rid "
+        "FROM _hashed_records s FULL JOIN _hashed_links l USING (h) WHERE s.h IS NULL OR l.h IS NULL"
     )
-    unmatched = (
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT record_key AS new_key, NULL::VARCHAR AS gone_key, "
+        "NULL::VARCHAR AS citizen_id FROM source_records WHERE rowid IN (SELECT new_rid FROM _unmatched_rows) "
+        "UNION ALL SELECT NULL, record_key, citizen_id FROM citizen_source_link "
+        "WHERE rowid IN (SELECT gone_rid FROM _unmatched_rows)"
+    )
+    con.execute("DROP TABLE _unmatched_rows")
+
+
+def _unmatched_by_text(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched` from the rows of the changed buckets (`_hashed_records`, `_hashed_links`), joined on their keys."""
+    con.execute(
         "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
-        f"FROM (SELECT record_key, {{h}} AS h FROM source_records WHERE {bucket} IN (SELECT b FROM _changed_buckets)) s "
-        "FULL JOIN (SELECT record_key, citizen_id, {h} AS h FROM citizen_source_link "
-        f"WHERE {bucket} IN (SELECT b FROM _changed_buckets)) l USING (h) "
-        "WHERE s.record_key IS DISTINCT FROM l.record_key"
+        "FROM (SELECT record_key FROM source_records WHERE rowid IN (SELECT rid FROM _hashed_records)) s "
+        "FULL JOIN (SELECT record_key, citizen_id FROM citizen_source_link WHERE rowid IN (SELECT rid FROM _hashed_links)) l "
+        "USING (record_key) WHERE s.record_key IS NULL OR l.record_key IS NULL"
     )
-    con.execute(unmatched.format(h="hash(record_key)"))
-    clash = "SELECT count(*) FROM _unmatched WHERE new_key IS NOT NULL AND gone_key IS NOT NULL"
-    if con.execute(clash).fetchall()[0][0]:
-        con.execute(unmatched.format(h="record_key"))
-    con.execute("DROP TABLE _changed_buckets")
 
 
 def _incremental_scope(
@@ -418,13 +448,18 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     """`_scope_rows`: the scope's records (the columns the rest of the run reads), `_scope_touching`: the scored
     pairs with a record in the scope, and `_scope_links_before`: the links of the records of both (ID assignment reads
     the scope's, the review queue those of the records its pairs reach outside the scope, which this run leaves as
-    they are); one pass over each big table, read by every later step instead of it."""
+    they are); one pass over each big table, read by every later step instead of it. The rows are found on their keys
+    and fetched by row id (warehouse.rows_where)."""
     present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
     read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ) & present))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records{_IN_SCOPE}")
+    in_scope = "record_key IN (SELECT record_key FROM _scope)"
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges "
-        "WHERE record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+        f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records "
+        f"WHERE {rows_where('source_records', in_scope)}"
+    )
+    touching = "record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges WHERE {rows_where('match_edges', touching)}"
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM citizen_source_link "
