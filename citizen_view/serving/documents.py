@@ -198,8 +198,9 @@ def records_of(
     docs: dict[str, str] = {}
     for i in range(0, len(wanted), IN_BATCH):
         batch = wanted[i : i + IN_BATCH]
-        marks = ", ".join("?" * len(batch))
-        docs.update(con.execute(f"SELECT citizen_id, doc FROM {DOCS} WHERE citizen_id IN ({marks})", batch).fetchall())
+        # one citizen (most ID searches) by `=`: an IN list of one plans as a longer statement (~0.1 ms more CPU)
+        where = "citizen_id = ?" if len(batch) == 1 else f"citizen_id IN ({', '.join('?' * len(batch))})"
+        docs.update(con.execute(f"SELECT citizen_id, doc FROM {DOCS} WHERE {where}", batch).fetchall())
     out: dict[str, list[dict[str, Any]]] = {}
     for citizen_id in wanted:
         doc = docs.get(citizen_id)
