@@ -32,16 +32,18 @@ class IdIndex:
     def read(cls, con: duckdb.DuckDBPyConnection) -> IdIndex:
         """The index of the view `con` reads. Only IDs of ASCII letters and digits are held: a search's ID is one (it
         is refused otherwise), so no other row can be found by it."""
-        cur = con.execute(
-            "SELECT national_id, citizen_id, source FROM search_ids "
-            "WHERE regexp_full_match(national_id, '[0-9A-Za-z]+') AND citizen_id IS NOT NULL AND source IS NOT NULL"
-        )  # in stored order (rowid), which a probe of one ID returns its rows in; sorted by ID below
         sources: dict[str, int] = {}
         keys, citizens, codes = [], [], []
-        while len(chunk := cur.fetch_df_chunk(BATCH_VECTORS)):
-            keys.append(chunk["national_id"].to_numpy().astype("S"))
-            citizens.append(chunk["citizen_id"].to_numpy().astype("S"))
-            codes.append(np.array([sources.setdefault(s, len(sources)) for s in chunk["source"]], dtype=np.int32))
+        with con.cursor() as cur:
+            cur.execute("SET enable_progress_bar = false")  # a read of seconds would draw one on the service's console
+            cur.execute(
+                "SELECT national_id, citizen_id, source FROM search_ids WHERE regexp_full_match(national_id, "
+                "'[0-9A-Za-z]+') AND citizen_id IS NOT NULL AND source IS NOT NULL"
+            )  # in stored order (rowid), which a probe of one ID returns its rows in; sorted by ID below
+            while len(chunk := cur.fetch_df_chunk(BATCH_VECTORS)):
+                keys.append(chunk["national_id"].to_numpy().astype("S"))
+                citizens.append(chunk["citizen_id"].to_numpy().astype("S"))
+                codes.append(np.array([sources.setdefault(s, len(sources)) for s in chunk["source"]], dtype=np.int32))
         if not keys:
             return cls(np.array([], dtype="S1"), np.array([], dtype="S1"), np.array([], dtype=np.int32), [])
         key, citizen, code = np.concatenate(keys), np.concatenate(citizens), np.concatenate(codes)
