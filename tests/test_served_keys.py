@@ -13,8 +13,9 @@ from jellyfish import jaro_winkler_similarity
 from citizen_view.contract import load_sources
 from citizen_view.serving.access import load_access
 from citizen_view.serving.documents import ViewInfo, document_of
+from citizen_view.serving.id_index import IdIndex
 from citizen_view.serving.profile import RECORD_FIELDS, golden_for_role, load_profile, summaries
-from citizen_view.serving.search import people_keys, search_name_address, search_name_dob
+from citizen_view.serving.search import people_keys, search_name_address, search_name_dob, search_national_id
 from citizen_view.serving.snapshot import publish_view
 from citizen_view.warehouse import connect
 from tests.service_fixtures import ACCESS
@@ -270,3 +271,25 @@ def test_the_views_records_are_the_warehouses_linked_records_column_for_column(v
     finally:
         con.close()
     assert differ == []
+
+
+def test_the_ids_in_memory_find_what_the_views_index_finds(view):
+    """Every ID of the view, and IDs no one has, give the rows a probe of `search_ids` gives, in its order; a search
+    with them answers as one without them, for each role."""
+    index = IdIndex.read(view)
+    ids = [r[0] for r in view.execute("SELECT DISTINCT national_id FROM search_ids ORDER BY 1").fetchall()]
+    assert len(ids) > 100 and index.nbytes > 0
+    probe = "SELECT citizen_id, source FROM search_ids WHERE national_id = ?"
+    several = 0
+    for national_id in ids:
+        rows = view.execute(probe, [national_id]).fetchall()
+        assert index.rows(national_id) == rows, national_id
+        several += len(rows) > 1
+    assert several, "some ID should have several rows (its citizen's records in several agencies)"
+    for missing in ("0", "00000000000000000000000", ids[0] + "1", ids[0][:-1], "é" + ids[0], ids[0] + " "):
+        assert index.rows(missing) == view.execute(probe, [missing]).fetchall()
+    country = ViewInfo.read(view).country
+    for role in load_access(ACCESS).roles.values():
+        for national_id in ids[::7] + [ids[0][:-1] + ("1" if ids[0][-1] != "1" else "2")]:
+            with_index = search_national_id(view, national_id, country=country, sources=role.sources, ids=index)
+            assert with_index == search_national_id(view, national_id, country=country, sources=role.sources)

@@ -117,7 +117,7 @@ def create_app(
         version="0.1.0",
         docs_url="/api/docs",
         redoc_url=None,
-        lifespan=_anchoring(audit),
+        lifespan=_lifespan(audit, views),
     )
     app.state.audit, app.state.limits, app.state.metrics, app.state.metrics_token = audit, limits, metrics, token
     app.state.parts = ServiceParts(
@@ -157,11 +157,18 @@ def create_app(
     return app
 
 
-def _anchoring(audit: AuditLog):
-    """The service's lifespan: the audit chain's head anchored every minute and at shutdown."""
+def _lifespan(audit: AuditLog, views: ViewStore):
+    """The service's lifespan: the served view opened before the first request (at a million persons, reading its
+    national IDs into memory takes ~2 s), the audit chain's head anchored every minute and at shutdown."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            views.served()
+        except StarletteHTTPException:  # none published yet, or unreadable: a request says so (503)
+            pass
+        except Exception:  # a request tries again and answers 500 (audited)
+            log.exception("opening the served view failed")
         # Anchor the chain head every minute and at shutdown, so entries deleted from the end show in `audit verify`.
         stop = threading.Event()
 

@@ -25,6 +25,7 @@ from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
 from citizen_view.serving.documents import ViewInfo
 from citizen_view.serving.guard import Trail
+from citizen_view.serving.id_index import IdIndex
 from citizen_view.serving.snapshot import POINTER, current_view
 from citizen_view.serving.throttle import SignInThrottle
 
@@ -107,6 +108,7 @@ class ViewStore:
                 con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
                 try:
                     info = ViewInfo.read(con)
+                    info.ids = IdIndex.read(con)  # read once per view file and process: an ID search's first probe
                 except ValueError as exc:
                     con.close()
                     raise HTTPException(503, str(exc)) from None

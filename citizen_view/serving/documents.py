@@ -22,6 +22,8 @@ from citizen_view.contract import CanonicalField
 if TYPE_CHECKING:
     import duckdb
 
+    from citizen_view.serving.id_index import IdIndex
+
 DOCS = "citizen_docs"
 RECORD_CITIZENS = "record_citizens"  # each linked record's citizen, by "source:source_record_id" (ART-indexed)
 # What a document keeps of each linked record: what the profile shows and what survivorship (golden.golden_rows) reads.
@@ -198,8 +200,9 @@ def records_of(
     docs: dict[str, str] = {}
     for i in range(0, len(wanted), IN_BATCH):
         batch = wanted[i : i + IN_BATCH]
-        marks = ", ".join("?" * len(batch))
-        docs.update(con.execute(f"SELECT citizen_id, doc FROM {DOCS} WHERE citizen_id IN ({marks})", batch).fetchall())
+        # one citizen (most ID searches) by `=`: an IN list of one plans as a longer statement (~0.1 ms more CPU)
+        where = "citizen_id = ?" if len(batch) == 1 else f"citizen_id IN ({', '.join('?' * len(batch))})"
+        docs.update(con.execute(f"SELECT citizen_id, doc FROM {DOCS} WHERE {where}", batch).fetchall())
     out: dict[str, list[dict[str, Any]]] = {}
     for citizen_id in wanted:
         doc = docs.get(citizen_id)
@@ -265,6 +268,7 @@ class ViewInfo:
     ranks: list[tuple[str, str, int]]
     labels: dict[str, dict[str, tuple[str, str | None, bool]]] = field(default_factory=dict)
     held: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # source -> (data as of, newer extract held since)
+    ids: IdIndex | None = None  # the view's national IDs in memory (the service reads them once per view file)
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> ViewInfo:

@@ -36,7 +36,7 @@ def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, s
             raise FieldError("national_id", f"role {who.role_name!r} may not search by national ID", status=403)
         mode, found = (
             "national_id",
-            finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources),
+            finder.search_national_id(cur, q["national_id"], country=country, sources=who.role.sources, ids=info.ids),
         )
     elif q.get("name") and q.get("date_of_birth"):
         if not who.role.sees("date_of_birth"):

@@ -23,6 +23,8 @@ from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
 if TYPE_CHECKING:
     import duckdb
 
+    from citizen_view.serving.id_index import IdIndex
+
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 MAX_RESULTS = 20
 NUMERIC_SCHEMES = ("nl.bsn", "no.fodselsnummer")
@@ -97,9 +99,10 @@ def _id_variants(value: str) -> list[str]:
 
 
 def search_national_id(
-    con: duckdb.DuckDBPyConnection, value: str, *, country: str | None, sources: list[str]
+    con: duckdb.DuckDBPyConnection, value: str, *, country: str | None, sources: list[str], ids: IdIndex | None = None
 ) -> list[Candidate]:
-    """Exact ID first; when there is none, IDs one typo away (flagged as such); only in records of `sources`."""
+    """Exact ID first; when there is none, IDs one typo away (flagged as such); only in records of `sources`. The
+    exact ID is looked up in `ids` when given (the view's IDs in memory), else by an index probe of the view."""
     scheme = DEFAULT_ID_SCHEMES.get(country or "", OPAQUE_ID)
     compact = re.sub(r"[\s.\-:]", "", value)
     if scheme in NUMERIC_SCHEMES and not re.fullmatch(r"\d{8,11}", compact):
@@ -111,7 +114,10 @@ def search_national_id(
     visible = set(sources)
     # One key per probe, the role's sources applied to the few rows found: a second condition in the same
     # scan would make DuckDB read the table instead of its index.
-    found = con.execute("SELECT citizen_id, source FROM search_ids WHERE national_id = ?", [compact]).fetchall()
+    if ids is not None:
+        found = ids.rows(compact)
+    else:
+        found = con.execute("SELECT citizen_id, source FROM search_ids WHERE national_id = ?", [compact]).fetchall()
     exact = list(dict.fromkeys(c for c, source in found if source in visible))
     if exact:
         return [Candidate(c, 100.0, ["same national ID"]) for c in exact]
