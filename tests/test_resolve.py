@@ -116,13 +116,14 @@ def test_the_online_weights_are_the_ones_splink_computes(service):
 
 
 def _model_and_records(con) -> tuple[str, list[dict]]:
-    """(the view's model; its linked records' packed inputs, unpacked with their types into the temp table `unpacked`,
+    """(the view's model; its linked records' model inputs with their term frequencies, in the temp table `unpacked`,
     by record key)."""
     model_json = con.execute("SELECT model_json FROM resolve_model").fetchall()[0][0]
-    types = {name: kind for name, kind, *_ in con.execute("DESCRIBE resolve_columns").fetchall()}
+    tfs = [name[3:] for name, *_ in con.execute("DESCRIBE resolve_columns").fetchall() if name.startswith("tf_")]
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE unpacked AS SELECT unnest(from_json(inputs, ?)) FROM resolve_records",
-        [json.dumps(types)],
+        f"CREATE OR REPLACE TEMP TABLE unpacked AS SELECT {', '.join(['r.* EXCLUDE (rid)', *(f't_{c}.tf AS tf_{c}' for c in tfs)])} "
+        "FROM resolve_records r "
+        + " ".join(f"LEFT JOIN resolve_tf t_{c} ON t_{c}.tf_key = '{c}' || chr(31) || r.{c}" for c in tfs)
     )
     return model_json, con.sql("SELECT * FROM unpacked ORDER BY record_key").pl().to_dicts()
 
@@ -193,15 +194,15 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
                 [record["record_key"]],
             )
             paired, probed = (_paired_by(con, conditions) for conditions in (rules, equalities))
-            got = {c["record_key"] for c in _candidates(con, m, record, sources)[0]}
+            got = {c["record_key"] for c in _candidates(m, record, sources)[0]}
             assert got == probed and paired <= got, record
             assert record["record_key"] in got
         by_key = {r["record_key"]: r for r in records}
-        found, tfs = _candidates(con, m, records[0], sources)
+        found, tfs = _candidates(m, records[0], sources)
         assert tfs == {f"tf_{c}": records[0][f"tf_{c}"] for c in m.tf_columns}  # the record's own frequencies
         for c in found:
             assert c == by_key[c["record_key"]]
-        one_source = _candidates(con, m, records[0], ["population"])[0]
+        one_source = _candidates(m, records[0], ["population"])[0]
         assert all(c["source"] == "population" for c in one_source)  # only sources the role may see
     finally:
         con.close()
