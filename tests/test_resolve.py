@@ -234,7 +234,7 @@ def test_requests_arriving_together_read_the_views_model_once(service):
     assert all(m is found[0] for m in found)  # one read, waited for by the others (not eight models read at once)
 
 
-def test_the_packed_inputs_are_the_warehouses_linkage_inputs_of_every_linked_record(service):
+def test_the_resolve_records_are_the_warehouses_linkage_inputs_of_every_linked_record(service):
     from citizen_view.linkage.records import linkage_input_sql
 
     con = _view(service)
@@ -315,10 +315,38 @@ def test_a_record_the_model_is_unsure_about_needs_review_and_each_answer_follows
             low, high = body["review_band"]
             weights = [c["match_weight"] for c in body["candidates"]]
             competing = [w for w in weights if w >= low]
-            expected = "new" if not competing else "matched" if len(competing) == 1 and weights[0] >= high else "review"
-            assert body["decision"] == expected, (fields, body["decision"], weights, low, high)
+            # the best citizen's probability with the record one citizen's at most; from the three shown, so an upper
+            # bound (citizens not shown add to the sum): a record it leaves below the upper end's is never matched
+            share = 1 / (2 ** -weights[0] + sum(2 ** (w - weights[0]) for w in weights)) if weights else 0.0
+            if not competing:
+                assert body["decision"] == "new", (fields, body, low, high)
+            elif weights[0] < high or share < 1 / (1 + 2**-high):
+                assert body["decision"] == "review", (fields, body["decision"], weights, low, high)
+            else:
+                assert body["decision"] == "matched" or len(weights) == 3, (fields, weights)  # 3: maybe more unseen
             decisions.add(body["decision"])
     assert "review" in decisions, decisions
+
+
+def test_a_weak_second_citizen_far_below_the_best_leaves_it_matched_one_near_it_does_not():
+    from types import SimpleNamespace
+
+    from citizen_view.serving.resolve import decide
+
+    band = SimpleNamespace(low=1.5, high=4.5)
+
+    def citizens(*weights):
+        return [{"citizen_id_r": f"C{i}", "match_weight": w} for i, w in enumerate(weights)]
+
+    assert decide(citizens(50.5, 8.1, -12.9), band)[:2] == ("matched", "C0")  # a namesake far below: matched
+    assert decide(citizens(10.3, 2.2), band)[:2] == ("matched", "C0")  # 2^8 to 1 for the best
+    assert decide(citizens(13.8, 12.9, 7.6), band)[:2] == ("review", None)  # two close: review, no citizen
+    assert decide(citizens(4.6, 1.4), band)[:2] == ("review", None)  # 9 to 1 only: below a lone +4.5's 0.958
+    assert decide(citizens(4.5), band)[:2] == ("matched", "C0")  # a lone candidate: from the upper end on, as before
+    assert decide(citizens(4.4), band)[:2] == ("review", "C0")
+    assert decide(citizens(3.0, 2.0), band)[:2] == ("review", None)
+    assert decide(citizens(1.4, 1.0), band)[:2] == ("new", None)
+    assert decide([], band)[:2] == ("new", None)
 
 
 def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):

@@ -228,7 +228,13 @@ def _evidence(row: dict[str, Any], m: ResolveModel, role: Role) -> list[dict[str
 
 
 def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None, str]:
-    """(decision, citizen or None, why) from each citizen's best-scoring record, best first."""
+    """(decision, citizen or None, why) from each citizen's best-scoring record, best first.
+
+    `matched` needs the best citizen at the band's upper end or above and, with the record belonging to one citizen
+    at most, a probability of being that one's at least what the upper end gives a lone candidate: 2^w1 over 1 plus
+    the sum of 2^w of every citizen (`_exclusive_probability`). A lone candidate gets its own probability, so it is
+    matched from the upper end on, as before; a second citizen far below the best (a household member, a namesake
+    at +2 beside a +50) no longer sends the record to review, one near it still does."""
     if not best or best[0]["match_weight"] < m.low:
         top = (
             f"the best match weight {best[0]['match_weight']:+.2f}"
@@ -236,16 +242,34 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
             else "no candidate record found: weight -inf"
         )
         return NEW, None, f"{top} is below the review band's lower end {m.low:+.2f}"
-    first = best[0]
-    if len(best) > 1 and best[1]["match_weight"] >= m.low:
-        return REVIEW, None, f"{len([b for b in best if b['match_weight'] >= m.low])} citizens reach the review band"
+    first, competing = best[0], len([b for b in best if b["match_weight"] >= m.low])
     if first["match_weight"] < m.high:
+        if competing > 1:
+            return REVIEW, None, f"{competing} citizens reach the review band"
         return (
             REVIEW,
             first["citizen_id_r"],
             f"match weight {first['match_weight']:+.2f} is within the review band [{m.low:+.2f}, {m.high:+.2f}]",
         )
-    return MATCHED, first["citizen_id_r"], f"match weight {first['match_weight']:+.2f} is at or above {m.high:+.2f}"
+    share, needed = _exclusive_probability(best), _exclusive_probability([{"match_weight": m.high}])
+    if share < needed:
+        return (
+            REVIEW,
+            None,
+            f"{competing} citizens reach the review band: the best one's probability among them {share:.4f} is "
+            f"below {needed:.4f}",
+        )
+    why = f"match weight {first['match_weight']:+.2f} is at or above {m.high:+.2f}"
+    if competing > 1:
+        why += f"; its probability among the {competing} citizens in the band {share:.4f} is at least {needed:.4f}"
+    return MATCHED, first["citizen_id_r"], why
+
+
+def _exclusive_probability(best: list[dict[str, Any]]) -> float:
+    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w),
+    computed relative to the best weight (no overflow)."""
+    top = best[0]["match_weight"]
+    return 1.0 / (2.0 ** min(-top, 1000.0) + sum(2.0 ** (b["match_weight"] - top) for b in best))
 
 
 def resolve(cur: duckdb.DuckDBPyConnection, m: ResolveModel, record: dict[str, Any], role: Role) -> dict[str, Any]:
