@@ -934,6 +934,11 @@ def _bench_command(sub) -> None:
     b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
     )
+    b.add_argument(
+        "--keep-view",
+        action="store_true",
+        help="`bench serve`/`resolve`: serve the view published before, if there is one, instead of publishing anew",
+    )
     b.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="`bench link`: where linkage runs")
     b.add_argument(
         "--sets",

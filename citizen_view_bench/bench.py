@@ -507,10 +507,11 @@ def _load_test(
 
 
 def _published_view(args: argparse.Namespace, stages: list[Stage]) -> tuple[Path, Path]:
-    """(the linked warehouse `bench link` left, or --warehouse; a served view of it published now, timed)."""
+    """(the linked warehouse `bench link` left, or --warehouse; a served view of it published now, timed, or with
+    --keep-view the one its serving folder already points at)."""
     from citizen_view.contract import load_sources
     from citizen_view.layout import WarehouseLayout
-    from citizen_view.serving.snapshot import publish_view
+    from citizen_view.serving.snapshot import current_view, publish_view
     from citizen_view.warehouse import connect
 
     data = _generated(args, stages)
@@ -521,9 +522,13 @@ def _published_view(args: argparse.Namespace, stages: list[Stage]) -> tuple[Path
             f"no linked warehouse at {warehouse}: run `citizen-view bench link --persons {args.persons}` "
             "first, or pass --warehouse"
         )
+    serving = WarehouseLayout.of(warehouse).serving_dir
+    if getattr(args, "keep_view", False) and (kept := current_view(serving)) is not None and kept.is_file():
+        print(f"  serving the view published before: {kept.name} (--keep-view; not published again)")
+        return warehouse, kept
     sources = load_sources(data / "sources.yaml")
     with measure(stages, "publish served view") as st, connect(warehouse) as con:
-        view = publish_view(con, sources, WarehouseLayout.of(warehouse).serving_dir, run_id="bench")
+        view = publish_view(con, sources, serving, run_id="bench")
         st.extra = {"view_mb": int(view.stat().st_size / 2**20)}
     return warehouse, view
 

@@ -1,8 +1,8 @@
 """Which citizen one incoming record belongs to, answered from the served view without a pipeline run.
 
 The record is standardised as ingest would (linkage/incoming.py); its candidates are the linked records the model's
-own blocking rules pair it with, found by one index probe per rule and side (linkage/candidates.py), only among
-records of sources the caller's role may see; each candidate's comparison levels are the saved model's own
+own blocking rules pair it with, found by its key of each rule and side (linkage/candidates.py) among the view's keys
+held in memory (serving/resolve_index.py), only among records of sources the caller's role may see; each candidate's comparison levels are the saved model's own
 conditions, evaluated in Python (linkage/gamma.py, identical to DuckDB running Splink's SQL; a model with a
 condition it does not evaluate runs that SQL instead), and Splink's weights are added up (linkage/online.py). Per citizen the best-scoring record counts: `matched` when one citizen reaches the upper end
 of the review band and no other citizen reaches its lower end; `new` when none reaches the lower end; `review`
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
-from citizen_view.serving.resolve_view import PACKED, RECORD_NUMBER
+from citizen_view.serving.resolve_index import ResolveIndex
 
 if TYPE_CHECKING:
     import duckdb
 
     from citizen_view.serving.access import Role
+    from citizen_view.serving.deps import ViewStore
 
+log = logging.getLogger(__name__)
 MATCHED, NEW, REVIEW = "matched", "new", "review"
 MAX_CANDIDATES = 2000  # records compared at most (a birth date shared by thousands is no key)
 SHOWN = 3  # citizens shown with their evidence
@@ -66,6 +69,7 @@ class ResolveModel:
     keys: tuple[ProbeKey, ...]  # the blocking rules' keys (linkage/candidates.py)
     tf: dict[str, float]  # `<column>US<value>` -> term frequency (resolve_tf: a few hundred thousand values at most)
     levels: dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None  # None: DuckDB runs the levels' SQL
+    index: ResolveIndex  # the linked records and their keys, in memory (serving/resolve_index.py)
 
 
 def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None:
@@ -84,7 +88,9 @@ _reading = threading.Lock()  # held by the one thread reading a view's model: th
 
 def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | None:
     """The view's model, or None for a view published without one: read once per view (the requests that arrive while
-    it is read wait for it, instead of each thread answering the first requests reading it again)."""
+    it is read wait for it, instead of each thread answering the first requests reading it again). Only the view read
+    last is kept (its records and keys take ~0.8 GB at 1M): a request still answering from an earlier one keeps its
+    own reference to that one's model until it is done."""
     with _lock:
         if view in _models:
             return _models[view]
@@ -92,10 +98,25 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | N
         with _lock:
             if view in _models:
                 return _models[view]
+            _models.clear()  # the earlier view's memory is freed before the next one is read
         found = _read_model(cur)
         with _lock:
             _models[view] = found
     return found
+
+
+def warm_up(views: ViewStore) -> None:
+    """Read the model, records and keys of the view served now (a service process calls it once as it starts, in a
+    thread of its own: the first records it resolves then wait for a read already under way, if at all)."""
+    try:
+        served = views.served()
+        cur = served.con.cursor()
+        try:
+            resolve_model(cur, served.view)
+        finally:
+            cur.close()
+    except Exception:  # no view yet, or an unreadable one: the first request says so, as it would without a warm-up
+        log.warning("the served view's resolve model was not read ahead", exc_info=True)
 
 
 def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
@@ -122,41 +143,30 @@ def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
             probe_keys(model_json),
             dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()),
             _python_levels(model_json),
+            ResolveIndex.read(cur),
         )
     return found
 
 
-def _probe(m: ResolveModel, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """One statement: the records any of the record's keys finds (one index probe of the key table with all of its
-    keys, then the records found by their number; the model inputs as one packed column), each with its number and
-    source. A filter on the source in SQL, or the term frequencies in the same statement, would turn index probes
-    into scans: the caller filters, and term frequencies are read once per view (`ResolveModel.tf`)."""
-    hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
-    if not hashes:
-        return "", {}
-    sql = (
-        f"SELECT {RECORD_NUMBER}, source, {PACKED} FROM resolve_records WHERE {RECORD_NUMBER} IN "
-        f"(SELECT {RECORD_NUMBER} FROM resolve_keys WHERE key_hash IN ({', '.join(f'$k{n}::UBIGINT' for n in range(len(hashes)))}))"
-    )
-    return sql, {f"k{n}": h for n, h in enumerate(hashes)}
-
-
 def _candidates(
-    cur: duckdb.DuckDBPyConnection, m: ResolveModel, values: dict[str, Any], sources: list[str]
+    m: ResolveModel, values: dict[str, Any], sources: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
     """(the linked records of `sources` the model's blocking rules pair the record with, each once, the first
-    MAX_CANDIDATES in record order, as dicts of the comparison's columns; the record's term frequencies as
-    `tf_<column>`)."""
-    tfs = {f"tf_{c}": None if values.get(c) is None else m.tf.get(f"{c}\x1f{values[c]}") for c in m.tf_columns}
-    sql, params = _probe(m, values)
-    if not sql:
+    MAX_CANDIDATES in record order, as dicts of the comparison's columns and their term frequencies `tf_<column>`;
+    the record's own term frequencies). The record's keys are hashed here and looked up in the view's keys held in
+    memory (`ResolveModel.index`); the term frequencies are the view's, read once (`ResolveModel.tf`)."""
+    tfs = {f"tf_{c}": _tf(m, c, values.get(c)) for c in m.tf_columns}
+    hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
+    if not hashes:
         return [], tfs
-    allowed, found = set(sources), []
-    for number, source, text in cur.execute(sql, params).fetchall():
-        if source in allowed:
-            found.append((number, text))
-    found.sort()
-    return [json.loads(text) for _, text in found[:MAX_CANDIDATES]], tfs
+    found = m.index.records_of(m.index.record_numbers(hashes), set(sources), MAX_CANDIDATES)
+    for record in found:
+        record.update((f"tf_{c}", _tf(m, c, record[c])) for c in m.tf_columns)
+    return found, tfs
+
+
+def _tf(m: ResolveModel, column: str, value: Any) -> float | None:
+    return None if value is None else m.tf.get(f"{column}\x1f{value}")
 
 
 def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,7 +193,7 @@ def score_candidates(
 ) -> list[dict[str, Any]]:
     """The model's comparison of the record with every candidate record of `sources`: one row each (the columns on
     either side as `<column>_l` / `_r`, `gamma_<comparison>`, `match_weight`, `fields`), best first."""
-    right, tfs = _candidates(cur, m, values, sources)
+    right, tfs = _candidates(m, values, sources)
     if not right:
         return []
     left = {c: values.get(c) for c in INPUT_COLUMNS} | {"record_key": "online:incoming", "source": "online"}
@@ -218,7 +228,13 @@ def _evidence(row: dict[str, Any], m: ResolveModel, role: Role) -> list[dict[str
 
 
 def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None, str]:
-    """(decision, citizen or None, why) from each citizen's best-scoring record, best first."""
+    """(decision, citizen or None, why) from each citizen's best-scoring record, best first.
+
+    `matched` needs the best citizen at the band's upper end or above and, with the record belonging to one citizen
+    at most, a probability of being that one's at least what the upper end gives a lone candidate: 2^w1 over 1 plus
+    the sum of 2^w of every citizen (`_exclusive_probability`). A lone candidate gets its own probability, so it is
+    matched from the upper end on, as before; a second citizen far below the best (a household member, a namesake
+    at +2 beside a +50) no longer sends the record to review, one near it still does."""
     if not best or best[0]["match_weight"] < m.low:
         top = (
             f"the best match weight {best[0]['match_weight']:+.2f}"
@@ -226,16 +242,34 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
             else "no candidate record found: weight -inf"
         )
         return NEW, None, f"{top} is below the review band's lower end {m.low:+.2f}"
-    first = best[0]
-    if len(best) > 1 and best[1]["match_weight"] >= m.low:
-        return REVIEW, None, f"{len([b for b in best if b['match_weight'] >= m.low])} citizens reach the review band"
+    first, competing = best[0], len([b for b in best if b["match_weight"] >= m.low])
     if first["match_weight"] < m.high:
+        if competing > 1:
+            return REVIEW, None, f"{competing} citizens reach the review band"
         return (
             REVIEW,
             first["citizen_id_r"],
             f"match weight {first['match_weight']:+.2f} is within the review band [{m.low:+.2f}, {m.high:+.2f}]",
         )
-    return MATCHED, first["citizen_id_r"], f"match weight {first['match_weight']:+.2f} is at or above {m.high:+.2f}"
+    share, needed = _exclusive_probability(best), _exclusive_probability([{"match_weight": m.high}])
+    if share < needed:
+        return (
+            REVIEW,
+            None,
+            f"{competing} citizens reach the review band: the best one's probability among them {share:.4f} is "
+            f"below {needed:.4f}",
+        )
+    why = f"match weight {first['match_weight']:+.2f} is at or above {m.high:+.2f}"
+    if competing > 1:
+        why += f"; its probability among the {competing} citizens in the band {share:.4f} is at least {needed:.4f}"
+    return MATCHED, first["citizen_id_r"], why
+
+
+def _exclusive_probability(best: list[dict[str, Any]]) -> float:
+    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w),
+    computed relative to the best weight (no overflow)."""
+    top = best[0]["match_weight"]
+    return 1.0 / (2.0 ** min(-top, 1000.0) + sum(2.0 ** (b["match_weight"] - top) for b in best))
 
 
 def resolve(cur: duckdb.DuckDBPyConnection, m: ResolveModel, record: dict[str, Any], role: Role) -> dict[str, Any]:

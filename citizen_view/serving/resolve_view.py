@@ -1,8 +1,8 @@
 """The served view's part for resolving one record online: the model and its review band, the values linkage masks,
-term frequencies, every linked record's model inputs packed in one column (`resolve_records`, by record number
-`rid`), and one table of keys (`resolve_keys`: a key of every blocking rule and side of every record, hashed with
-the key's number, -> the record's `rid`), ART-indexed, so that one statement finds all of a record's candidates
-(linkage/candidates.py)."""
+term frequencies, every linked record's model inputs (`resolve_records`, by record number `rid`, in that order), and
+one table of keys (`resolve_keys`: a key of every blocking rule and side of every record, hashed with the key's
+number, -> the record's `rid`), sorted by key. A service process holds both in memory once per view
+(serving/resolve_index.py): a record's candidates are then found without a statement (linkage/candidates.py)."""
 
 from __future__ import annotations
 
@@ -22,20 +22,12 @@ if TYPE_CHECKING:
     from citizen_view.contract import SourcesFile
 
 US = "chr(31)"
-PACKED = "inputs"  # one JSON text of a record's model inputs: a probe fetches one column per row found, not twenty
 RECORD_NUMBER = "rid"
-
-
-def _packed(tfs: list[str]) -> str:
-    """A record's model inputs, citizen and term frequencies as one JSON object (read back by serving/resolve.py)."""
-    fields = [f"{c} := i.{c}" for c in INPUT_COLUMNS] + ["citizen_id := i.citizen_id"]
-    fields += [f"tf_{c} := t_{c}.tf" for c in tfs]
-    return f"to_json(struct_pack({', '.join(fields)}))"
 
 
 def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, schema: str) -> None:
     """The served view's part for online resolution (needs a trained model): the model and its band, the values
-    linkage masks, term frequencies, and every linked record's model inputs with its probe keys, indexed."""
+    linkage masks, term frequencies, and every linked record's model inputs with its probe keys, sorted by key."""
     from citizen_view.linkage.records import linkage_input_sql
 
     if not table_exists(con, "main", "linkage_model") or not table_exists(con, "main", "linkage_threshold"):
@@ -79,11 +71,12 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
             "CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT i.*, l.citizen_id FROM _resolve_input i "
             "JOIN citizen_source_link l USING (record_key)"
         )
-        con.execute(
-            f"CREATE TABLE {schema}.resolve_records AS SELECT i.{RECORD_NUMBER}, i.source, {_packed(tfs)} AS {PACKED} "
-            f"FROM _resolve_linked i {tf_join} ORDER BY i.{RECORD_NUMBER}"
+        con.execute(  # read whole by each service process (serving/resolve_index.py), never probed: no index
+            f"CREATE TABLE {schema}.resolve_records AS SELECT i.{RECORD_NUMBER}, "
+            f"{', '.join(f'i.{c}' for c in INPUT_COLUMNS)}, i.citizen_id FROM _resolve_linked i ORDER BY i.{RECORD_NUMBER}"
         )
-        con.execute(  # no rows: the packed columns' types, for a model whose levels DuckDB evaluates (resolve.py)
+        con.execute(  # no rows: the records' columns and term frequencies with their types, for a model whose levels
+            # DuckDB evaluates (resolve.py)
             f"CREATE TABLE {schema}.resolve_columns AS SELECT "
             + ", ".join([*(f"i.{c}" for c in INPUT_COLUMNS), "i.citizen_id", *(f"t_{c}.tf AS tf_{c}" for c in tfs)])
             + f" FROM _resolve_linked i {tf_join} LIMIT 0"
@@ -93,9 +86,10 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
             f"WHERE {' AND '.join(f'i.{c} IS NOT NULL' for c in k.stored)}"
             for k in keys
         ] or [f"SELECT NULL::UBIGINT AS key_hash, NULL::UINTEGER AS {RECORD_NUMBER} WHERE false"]
-        con.execute(f"CREATE TABLE {schema}.resolve_keys AS {' UNION ALL '.join(key_rows)}")
+        con.execute(  # sorted by key, so that a service process holds it as it is read (no sort, no index)
+            f"CREATE TABLE {schema}.resolve_keys AS SELECT * FROM ({' UNION ALL '.join(key_rows)}) "
+            f"ORDER BY key_hash, {RECORD_NUMBER}"
+        )
     finally:
         con.execute("DROP TABLE IF EXISTS _resolve_input")
         con.execute("DROP TABLE IF EXISTS _resolve_linked")
-    con.execute(f"CREATE INDEX resolve_keys_hash ON {schema}.resolve_keys (key_hash)")
-    con.execute(f"CREATE INDEX resolve_records_{RECORD_NUMBER} ON {schema}.resolve_records ({RECORD_NUMBER})")
