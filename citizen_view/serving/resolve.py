@@ -25,7 +25,7 @@ import polars as pl
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
 from citizen_view.linkage.candidates import ProbeKey, probe_keys
 from citizen_view.linkage.explain import _input_columns
-from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
+from citizen_view.linkage.gamma import Mismatch, Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
@@ -199,10 +199,10 @@ def score_candidates(
     left = {c: values.get(c) for c in INPUT_COLUMNS} | {"record_key": "online:incoming", "source": "online"}
     left |= {"citizen_id": None, **tfs}
     pairs = [{f"{c}_l": v for c, v in left.items()} | {f"{c}_r": v for c, v in r.items()} for r in right]
-    if m.levels is None:
+    try:
+        pairs = _gamma_sql(cur, m, pairs) if m.levels is None else [pair | gammas(m.levels, pair) for pair in pairs]
+    except Mismatch:  # values of two kinds met in a condition: DuckDB casts them by its own rules
         pairs = _gamma_sql(cur, m, pairs)
-    else:
-        pairs = [pair | gammas(m.levels, pair) for pair in pairs]
     for row in pairs:
         row["match_weight"], row["fields"] = m.scorer.weights(row)
         row["match_probability"] = probability(row["match_weight"])
