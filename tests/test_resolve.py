@@ -19,6 +19,7 @@ from citizen_view.layout import WarehouseLayout
 from citizen_view.linkage.gamma import comparison_levels, gammas
 from citizen_view.linkage.incoming import standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, read_resolutions, resolutions_file, scorer
+from citizen_view.serving.documents import ViewInfo
 from citizen_view.serving.snapshot import current_view
 from citizen_view_app.runner import run_pipeline
 from tests.service_fixtures import TOKENS, serve_pipeline_output
@@ -176,7 +177,7 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
     con = _view(service)
     try:
         model_json, records = _model_and_records(con)
-        m = resolve_model(con, "test-candidates")
+        m = resolve_model(con, ViewInfo.read(con))
         declared = (
             SettingsCreator.from_path_or_dict(json.loads(model_json))
             .get_settings("duckdb")
@@ -214,12 +215,12 @@ def test_requests_arriving_together_read_the_views_model_once(service):
     from citizen_view.serving.resolve import resolve_model
 
     con = _view(service)
-    start, found = threading.Barrier(8), []
+    start, found, info = threading.Barrier(8), [], ViewInfo.read(con)
 
     def first_request() -> None:
         cur = con.cursor()  # each request thread has its own cursor, as in the service
         start.wait()
-        found.append(resolve_model(cur, "test-read-once"))
+        found.append(resolve_model(cur, info))
         cur.close()
 
     try:
@@ -232,6 +233,58 @@ def test_requests_arriving_together_read_the_views_model_once(service):
         con.close()
     assert len(found) == 8 and found[0] is not None
     assert all(m is found[0] for m in found)  # one read, waited for by the others (not eight models read at once)
+
+
+def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_it(service, tmp_path):
+    import gc
+    import shutil
+    import weakref
+
+    from citizen_view.serving.deps import ViewStore
+    from citizen_view.serving.resolve import _models, resolve_model
+    from citizen_view.serving.snapshot import switch_to
+
+    served_file = current_view(WarehouseLayout.of(service.warehouse).serving_dir)
+    for name in ("view_a.duckdb", "view_b.duckdb"):
+        shutil.copy(served_file, tmp_path / name)
+    switch_to(tmp_path, "view_a.duckdb")
+    views = ViewStore(tmp_path)
+    request = views.served()  # a request answering from view A
+    old = resolve_model(request.cur, request.info)
+    assert old is not None and resolve_model(request.cur, request.info) is old  # read once, kept while A is served
+    gone, held = weakref.ref(old), len(_models)
+    del old
+    switch_to(tmp_path, "view_b.duckdb")  # published: the next request opens view B
+    new = views.served()
+    assert new.view == "view_b.duckdb"
+    gc.collect()
+    assert gone() is not None  # the request still answering from A keeps its model: no second read of A
+    assert resolve_model(request.cur, request.info) is gone()
+    del request
+    gc.collect()
+    assert gone() is None and len(_models) == held - 1  # A's last request done: its model goes before B's is read
+    assert resolve_model(new.cur, new.info) is not None and len(_models) == held
+
+
+def test_a_value_of_another_kind_is_scored_by_duckdb_not_compared_by_python(service):
+    from citizen_view.linkage.gamma import Mismatch
+    from citizen_view.serving.resolve import resolve_model, score_candidates
+
+    con = _view(service)
+    try:
+        _model_json, records = _model_and_records(con)
+        m = resolve_model(con, ViewInfo.read(con))
+        sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM resolve_records").fetchall()]
+        record = next(r for r in records if r["dob"] is not None and r["dob"].isdigit())
+        as_text = score_candidates(con, m, dict(record), sources)
+        as_number = {**record, "dob": int(record["dob"])}  # Python: 19700101 != '19700101'; DuckDB casts it
+        with pytest.raises(Mismatch):
+            gammas({"dob": m.levels["date_of_birth"]}, {"dob_l": as_number["dob"], "dob_r": record["dob"]})
+        scored = score_candidates(con, m, as_number, sources)
+        key = ("record_key_r", "match_weight", "gamma_date_of_birth")
+        assert as_text and [[r[k] for k in key] for r in scored] == [[r[k] for k in key] for r in as_text]
+    finally:
+        con.close()
 
 
 def test_the_resolve_records_are_the_warehouses_linkage_inputs_of_every_linked_record(service):
@@ -264,7 +317,7 @@ def test_a_model_whose_levels_python_does_not_evaluate_is_scored_by_duckdb_alike
     con = _view(service)
     try:
         _model_json, records = _model_and_records(con)
-        m = resolve_model(con, "test-fallback")
+        m = resolve_model(con, ViewInfo.read(con))
         by_sql = dataclasses.replace(m, levels=None)
         sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM resolve_records").fetchall()]
         for record in records[:: max(1, len(records) // 10)]:

@@ -4,7 +4,10 @@ Splink's level conditions (SQL) are read with sqlglot, Splink's own parser, and 
 function each (its source built from the tree and compiled: no tree is walked per pair) with SQL's semantics: NULL
 propagates, a condition that is NULL does not hold, the first level whose condition holds is the level (as in
 Splink's `CASE WHEN`). String functions work on UTF-8 bytes as DuckDB's do, through jellyfish.
-A condition with anything else raises `Unsupported` and the caller keeps DuckDB's SQL for that model.
+A condition with anything else raises `Unsupported` and the caller keeps DuckDB's SQL for that model. Values of two
+kinds met in a comparison, LEAST/GREATEST or as a truth value (a number or text where SQL casts to BOOLEAN, `5 = '5'`,
+a date against a text) raise `Mismatch` when the pair is evaluated: DuckDB casts them by its own rules (or refuses),
+Python would answer otherwise or raise a TypeError, so the caller lets DuckDB's SQL evaluate that record's pairs.
 tests/test_gamma.py checks identical levels to DuckDB running Splink's own CASE SQL on thousands of pairs.
 """
 
@@ -25,6 +28,28 @@ class Unsupported(ValueError):
     """A level condition this module does not evaluate (DuckDB's SQL is used for that model instead)."""
 
 
+class Mismatch(Unsupported):
+    """A pair whose values this module does not evaluate as DuckDB would: two kinds of value compared, or a value other
+    than a boolean used as one (DuckDB's SQL is used for that pair instead)."""
+
+
+def _alike(*values: Any) -> bool:
+    """True when the values (none NULL) are of one kind: DuckDB compares them as Python does. Raises `Mismatch`
+    otherwise (DuckDB would cast one to the other's type by its own rules, or refuse the condition)."""
+    kinds = {float if type(v) is int else type(v) for v in values}
+    if len(kinds) > 1:
+        raise Mismatch(f"values of {len(kinds)} kinds compared: {', '.join(sorted(k.__name__ for k in kinds))}")
+    return True
+
+
+def _truth(x: Any) -> bool | None:
+    """A value where SQL needs a truth value (AND, OR, NOT, CASE WHEN, the condition itself): a boolean or NULL as it
+    is; anything else raises `Mismatch` (DuckDB casts it to BOOLEAN by its own rules, or refuses it)."""
+    if x is None or type(x) is bool:
+        return x
+    raise Mismatch(f"a {type(x).__name__} used as a truth value")
+
+
 def _raw(text: str) -> str:
     """A string as its UTF-8 bytes, one character per byte (DuckDB's string distances count bytes)."""
     return text.encode("utf-8").decode("latin-1")
@@ -41,7 +66,7 @@ def _junction(x: Any, y: Any, decisive: bool) -> bool | None:
 def _extreme(pick: Callable[..., Any], *values: Any) -> Any:
     """DuckDB's LEAST / GREATEST: NULLs are left out; NULL only when every argument is NULL."""
     present = [v for v in values if v is not None]
-    return pick(present) if present else None
+    return pick(present) if present and _alike(*present) else None
 
 
 def _intersect(a: list, b: list) -> list:
@@ -60,7 +85,13 @@ TYPED = {  # sqlglot's own nodes for some of them
     exp.JarowinklerSimilarity: "jaro_winkler_similarity",
     exp.Levenshtein: "levenshtein",
 }
-NAMESPACE = {"_junction": _junction, "_extreme": _extreme, **{f"_f_{k}": v for k, v in FUNCTIONS.items()}}
+NAMESPACE = {
+    "_junction": _junction,
+    "_extreme": _extreme,
+    "_alike": _alike,
+    "_truth": _truth,
+    **{f"_f_{k}": v for k, v in FUNCTIONS.items()},
+}
 
 
 class _Source:
@@ -93,14 +124,28 @@ class _Source:
         if isinstance(node, exp.Literal):
             return repr(node.this if node.is_string else (int(node.this) if node.is_int else float(node.this)))
         if isinstance(node, exp.And | exp.Or):
-            return f"_junction({self.of(node.this)}, {self.of(node.expression)}, {isinstance(node, exp.Or)})"
+            return f"_junction({self.truth(node.this)}, {self.truth(node.expression)}, {isinstance(node, exp.Or)})"
         if isinstance(node, exp.Not):
-            return self.strict("(not {0})", node.this)
+            bound, name = self._bind(self.truth(node.this))
+            return f"(None if {bound} is None else not {name})"
         if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
             return f"({self.of(node.this)} is None)"
         if type(node) in COMPARE:
-            return self.strict(f"({{0}} {COMPARE[type(node)]} {{1}})", node.this, node.expression)
+            op = COMPARE[type(node)]  # values of one type compared at once; `_alike` checks any others
+            return self.strict(
+                f"({{0}} {op} {{1}} if type({{0}}) is type({{1}}) or _alike({{0}}, {{1}}) else None)",
+                node.this,
+                node.expression,
+            )
         return self.function(node)
+
+    def truth(self, node: exp.Expression) -> str:
+        """`node` where SQL needs a truth value: a predicate as it is, any other value checked by `_truth`."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        if isinstance(node, (exp.And, exp.Or, exp.Not, exp.Is, exp.Boolean, exp.Null, *COMPARE)):
+            return self.of(node)
+        return f"_truth({self.of(node)})"
 
     def case(self, node: exp.Case) -> str:
         """CASE WHEN c THEN v ... ELSE d END: the value of the first condition that holds (NULL does not), else d."""
@@ -109,7 +154,7 @@ class _Source:
         default = node.args.get("default")
         out = self.of(default) if default is not None else "None"
         for branch in reversed(node.args["ifs"]):
-            out = f"({self.of(branch.args['true'])} if {self.of(branch.this)} is True else {out})"
+            out = f"({self.of(branch.args['true'])} if {self.truth(branch.this)} is True else {out})"
         return out
 
     def function(self, node: exp.Expression) -> str:
@@ -158,7 +203,7 @@ def condition(sql: str) -> Callable[[Row], bool]:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as e:
         raise Unsupported(f"cannot read {sql!r}: {e}") from e
-    source = f"def holds(r):\n    return {_Source().of(tree)} is True\n"
+    source = f"def holds(r):\n    return {_Source().truth(tree)} is True\n"
     namespace = dict(NAMESPACE)
     exec(compile(source, "<level condition>", "exec"), namespace)  # noqa: S102 (our own translation of the tree)
     return namespace["holds"]

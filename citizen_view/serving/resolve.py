@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import polars as pl
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
 from citizen_view.linkage.candidates import ProbeKey, probe_keys
 from citizen_view.linkage.explain import _input_columns
-from citizen_view.linkage.gamma import Unsupported, comparison_levels, gammas
+from citizen_view.linkage.gamma import Mismatch, Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
 from citizen_view.linkage.scoring import tf_columns
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from citizen_view.serving.access import Role
     from citizen_view.serving.deps import ViewStore
+    from citizen_view.serving.documents import ViewInfo
 
 log = logging.getLogger(__name__)
 MATCHED, NEW, REVIEW = "matched", "new", "review"
@@ -81,27 +83,30 @@ def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict]
         return None
 
 
-_models: dict[str, ResolveModel | None] = {}
+_models: dict[int, ResolveModel | None] = {}  # id(the opened view's ViewInfo) -> its model, while that object lives
 _lock = threading.Lock()
 _reading = threading.Lock()  # held by the one thread reading a view's model: the others wait for it, not read it too
 
 
-def resolve_model(cur: duckdb.DuckDBPyConnection, view: str) -> ResolveModel | None:
-    """The view's model, or None for a view published without one: read once per view (the requests that arrive while
-    it is read wait for it, instead of each thread answering the first requests reading it again). Only the view read
-    last is kept (its records and keys take ~0.8 GB at 1M): a request still answering from an earlier one keeps its
-    own reference to that one's model until it is done."""
+def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo) -> ResolveModel | None:
+    """The model of the opened view whose `ViewInfo` is `view`, or None for a view published without one: read once
+    per opened view (the requests that arrive while it is read wait for it, instead of each thread reading it again)
+    and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a request still answers
+    from it (deps.ViewStore drops it once a new view is published). Its records and keys take ~0.8 GB at 1M: an old
+    view's go with its last request, and a request still answering from it does not read it again."""
+    key = id(view)
     with _lock:
-        if view in _models:
-            return _models[view]
+        if key in _models:
+            return _models[key]
     with _reading:
         with _lock:
-            if view in _models:
-                return _models[view]
-            _models.clear()  # the earlier view's memory is freed before the next one is read
+            if key in _models:
+                return _models[key]
         found = _read_model(cur)
         with _lock:
-            _models[view] = found
+            _models[key] = found
+            # dict.pop takes no lock: the finalizer may run in any thread, that one holding `_lock` included
+            weakref.finalize(view, _models.pop, key, None)
     return found
 
 
@@ -112,7 +117,7 @@ def warm_up(views: ViewStore) -> None:
         served = views.served()
         cur = served.con.cursor()
         try:
-            resolve_model(cur, served.view)
+            resolve_model(cur, served.info)
         finally:
             cur.close()
     except Exception:  # no view yet, or an unreadable one: the first request says so, as it would without a warm-up
@@ -199,10 +204,10 @@ def score_candidates(
     left = {c: values.get(c) for c in INPUT_COLUMNS} | {"record_key": "online:incoming", "source": "online"}
     left |= {"citizen_id": None, **tfs}
     pairs = [{f"{c}_l": v for c, v in left.items()} | {f"{c}_r": v for c, v in r.items()} for r in right]
-    if m.levels is None:
+    try:
+        pairs = _gamma_sql(cur, m, pairs) if m.levels is None else [pair | gammas(m.levels, pair) for pair in pairs]
+    except Mismatch:  # values of two kinds met in a condition: DuckDB casts them by its own rules
         pairs = _gamma_sql(cur, m, pairs)
-    else:
-        pairs = [pair | gammas(m.levels, pair) for pair in pairs]
     for row in pairs:
         row["match_weight"], row["fields"] = m.scorer.weights(row)
         row["match_probability"] = probability(row["match_weight"])

@@ -105,7 +105,7 @@ def resolution(
         )
     if not given:
         raise FieldError("family_name", "a record to resolve needs at least one field")
-    model = resolve_model(view.cur, view.view)
+    model = resolve_model(view.cur, view.info)
     if model is None:
         raise HTTPException(
             503,
