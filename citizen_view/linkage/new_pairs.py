@@ -120,15 +120,17 @@ def score_pairs_sql(
     return f"WITH {', '.join(ctes)} SELECT * FROM {steps[-1][0]}"
 
 
-def term_frequency_sql(model: dict[str, Any], records: str, pool: str) -> str:
+def term_frequency_sql(model: dict[str, Any], records: str, pool: str, *, pool_values_only: bool = True) -> str:
     """SQL for `pool`'s rows with each term-frequency column of the model (`tf_<column>`), counted over all of
-    `records` as Splink counts it (rows with the value / rows with any value), for the values in `pool` only."""
+    `records` as Splink counts it (rows with the value / rows with any value), for the values in `pool` only
+    (`pool_values_only` False: every value is counted, for a pool that is all of `records`)."""
     joins, selects = [], []
     for i, column in enumerate(tf_columns(model)):
         c = f'"{column}"'
+        values = f"{c} IN (SELECT {c} FROM {pool})" if pool_values_only else f"{c} IS NOT NULL"
         joins.append(
             f"LEFT JOIN (SELECT {c}, cast(count(*) AS float8) / (SELECT count({c}) FROM {records}) AS tf "
-            f"FROM {records} WHERE {c} IN (SELECT {c} FROM {pool}) GROUP BY {c}) t{i} USING ({c})"
+            f"FROM {records} WHERE {values} GROUP BY {c}) t{i} USING ({c})"
         )
         selects.append(f't{i}.tf AS "tf_{column}"')
     return f"SELECT p.*{''.join(', ' + s for s in selects)} FROM {pool} p {' '.join(joins)}"

@@ -220,25 +220,21 @@ def _predict_in_warehouse(con: duckdb.DuckDBPyConnection, model: dict[str, Any],
     from citizen_view.linkage import new_pairs  # it imports this module
 
     pipeline = new_pairs.scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    records = f"({linkage_input_sql(con)})"  # computed again by each count below: cheaper than holding it twice
     numbers = "SELECT record_key, row_number() OVER (ORDER BY record_key) AS record_number FROM source_records"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _linkage_numbered AS SELECT * FROM ({linkage_input_sql(con)}) "
-        f"JOIN ({numbers}) USING (record_key)"
-    )
+    numbered = f"(SELECT * FROM {records} JOIN ({numbers}) USING (record_key))"
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {POOL} AS "
-            + new_pairs.term_frequency_sql(model, "_linkage_numbered", "_linkage_numbered")
+            + new_pairs.term_frequency_sql(model, records, numbered, pool_values_only=False)
         )
-        con.execute("DROP TABLE _linkage_numbered")
         scored = new_pairs.score_pairs_sql(
             model, POOL, floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline, key="record_number", new_only=False
         )
         columns = ", ".join(f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns))
         con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT {columns} FROM ({scored})")
     finally:
-        for table in ("_linkage_numbered", POOL):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"DROP TABLE IF EXISTS {POOL}")
 
 
 def score_two(
