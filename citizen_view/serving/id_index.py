@@ -9,16 +9,16 @@ view. IDs one typo away are still found by the view's head and tail indexes (`se
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from citizen_view.serving.search import ACCEPTED_ID
-
 if TYPE_CHECKING:
     import duckdb
 
-HELD = ACCEPTED_ID  # the IDs held: of the form an ID search accepts (`search_national_id` refuses any other)
+# A national ID searched for, separators removed (`search.search_national_id` refuses any other): the IDs held.
+ACCEPTED_ID = HELD = re.compile(r"[0-9A-Za-z]{4,20}")
 BATCH_VECTORS = (
     100  # DuckDB vectors (2,048 rows each) converted at a time: their Python strings are held one batch at a time
 )

@@ -19,17 +19,13 @@ from jellyfish import jaro_winkler_similarity
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
+from citizen_view.serving.id_index import ACCEPTED_ID, IdIndex
 
 if TYPE_CHECKING:
     import duckdb
 
-    from citizen_view.serving.id_index import IdIndex
-
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 MAX_RESULTS = 20
-ACCEPTED_ID = re.compile(
-    r"[0-9A-Za-z]{4,20}"
-)  # a national ID searched for, separators removed (the IDs held in memory)
 NUMERIC_SCHEMES = ("nl.bsn", "no.fodselsnummer")
 
 
