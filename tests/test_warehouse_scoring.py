@@ -1,11 +1,14 @@
 """A full run on DuckDB scores in the warehouse with the model's own Splink SQL: exactly the pairs, orientation and
 weights Splink's Linker gives the same records, for every link type (their rules differ: source conditions) and model
-shape (with and without term frequencies, one blocking rule or many)."""
+shape (with and without term frequencies, one blocking rule or many); and a scoring statement that fails leaves its
+own error and the last good match_edges."""
 
 from __future__ import annotations
 
 import copy
+import json
 
+import duckdb
 import pytest
 
 from citizen_view.contract import Backend, LinkageConfig, LinkType
@@ -69,3 +72,33 @@ def test_the_warehouse_scores_what_splinks_linker_scores(trained, tmp_path, shap
     if chain.linkage.link_type == LinkType.LINK_ONLY:
         assert con.execute("SELECT count(*) FROM ours WHERE source_l = source_r").fetchall()[0][0] == 0
     assert con.execute(POOL_LEFT).fetchall()[0][0] == 0  # the pool of records it scored from is gone
+
+
+def _failing(model):
+    """The model with a comparison level that fails at run time, once the scoring statement compares a pair."""
+    model = copy.deepcopy(model)
+    levels = model["comparisons"][0]["comparison_levels"]
+    level = next(lv for lv in levels if not lv.get("is_null_level") and "tf_adjustment_column" not in lv)
+    level["sql_condition"] = "error('scoring failed on purpose') IS NULL"
+    return model
+
+
+def test_a_failing_score_raises_its_own_error_and_keeps_the_last_match_edges(trained, tmp_path):
+    con, chain = trained
+    chain.score()
+    edges = "SELECT count(*), sum(hash(record_key_l, record_key_r, match_weight)) FROM match_edges"
+    last_good = con.execute(edges).fetchall()
+    stored = con.execute("SELECT model_json FROM linkage_model").fetchall()[0][0]
+    con.execute("UPDATE linkage_model SET model_json = ?", [json.dumps(_failing(json.loads(stored)))])
+    try:
+        # in the step's transaction: not "Current transaction is aborted" from cleaning up after it
+        with pytest.raises(duckdb.Error, match="scoring failed on purpose"):
+            chain.score()
+    finally:
+        con.execute("UPDATE linkage_model SET model_json = ?", [stored])
+    assert con.execute(edges).fetchall() == last_good
+    assert con.execute(POOL_LEFT).fetchall()[0][0] == 0  # rolled back with the transaction
+    # outside a transaction: the same error, and the pool dropped
+    with pytest.raises(duckdb.Error, match="scoring failed on purpose"):
+        predict_edges(con, _failing(saved_model(con)), engine=Engine(Backend.DUCKDB, tmp_path), into="ours")
+    assert con.execute(POOL_LEFT).fetchall()[0][0] == 0
