@@ -9,6 +9,7 @@ it, so a model trained on one backend scores on the other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 from splink import Linker
 from splink.internals.exceptions import EMTrainingException
 
@@ -26,7 +28,6 @@ from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_s
 from citizen_view.linkage.records import field_shares, linkage_input_sql
 
 if TYPE_CHECKING:
-    import duckdb
     from splink import SplinkDataFrame
 
 log = logging.getLogger(__name__)
@@ -234,8 +235,13 @@ def _predict_in_warehouse(con: duckdb.DuckDBPyConnection, model: dict[str, Any],
         )
         columns = ", ".join(f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns))
         con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT {columns} FROM ({scored})")
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {POOL}")
+    except BaseException:
+        # Inside a transaction a failed statement aborts it and the drop would fail too, hiding the real error; the
+        # caller's rollback removes a pool created in it. Outside one the drop works and the pool goes.
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {POOL}")
+        raise
+    con.execute(f"DROP TABLE IF EXISTS {POOL}")
 
 
 def score_two(
