@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import random
 
 import duckdb
@@ -368,15 +369,29 @@ def test_a_record_the_model_is_unsure_about_needs_review_and_each_answer_follows
             low, high = body["review_band"]
             weights = [c["match_weight"] for c in body["candidates"]]
             competing = [w for w in weights if w >= low]
-            # the best citizen's probability with the record one citizen's at most; from the three shown, so an upper
-            # bound (citizens not shown add to the sum): a record it leaves below the upper end's is never matched
-            share = 1 / (2 ** -weights[0] + sum(2 ** (w - weights[0]) for w in weights)) if weights else 0.0
+            needed = 1 / (1 + 2**-high)  # a lone candidate's probability at the upper end
+            # the best citizen's probability among the citizens in the band, the record one citizen's at most: the
+            # shown ones give an upper bound; citizens not shown (each one record at least, none above the third)
+            # add at most `unseen` * 2^w3, and nothing when the third is below the band
+            unseen = body["records_compared"] - len(weights) if len(weights) == 3 and weights[2] >= low else 0
+            share = (
+                [
+                    1 / (2 ** -competing[0] + sum(2 ** (w - competing[0]) for w in competing) + extra)
+                    for extra in (0, unseen * 2 ** (weights[2] - competing[0]) if unseen else 0)
+                ]
+                if competing
+                else [0.0, 0.0]
+            )
             if not competing:
                 assert body["decision"] == "new", (fields, body, low, high)
-            elif weights[0] < high or share < 1 / (1 + 2**-high):
+            elif weights[0] < high or share[0] < needed:
                 assert body["decision"] == "review", (fields, body["decision"], weights, low, high)
-            else:
-                assert body["decision"] == "matched" or len(weights) == 3, (fields, weights)  # 3: maybe more unseen
+            elif share[1] >= needed:
+                assert (body["decision"], body["citizen_id"]) == ("matched", body["candidates"][0]["citizen_id"])
+            else:  # only citizens not shown can tip it: they are there, and the answer names none or the best
+                assert unseen and body["decision"] in ("matched", "review"), (fields, body["decision"], weights)
+            if body["decision"] == "review" and len(competing) > 1:
+                assert body["citizen_id"] is None, body
             decisions.add(body["decision"])
     assert "review" in decisions, decisions
 
@@ -394,7 +409,20 @@ def test_a_weak_second_citizen_far_below_the_best_leaves_it_matched_one_near_it_
     assert decide(citizens(50.5, 8.1, -12.9), band)[:2] == ("matched", "C0")  # a namesake far below: matched
     assert decide(citizens(10.3, 2.2), band)[:2] == ("matched", "C0")  # 2^8 to 1 for the best
     assert decide(citizens(13.8, 12.9, 7.6), band)[:2] == ("review", None)  # two close: review, no citizen
-    assert decide(citizens(4.6, 1.4), band)[:2] == ("review", None)  # 9 to 1 only: below a lone +4.5's 0.958
+    assert decide(citizens(4.6, 1.6), band)[:2] == ("review", None)  # 9 to 1 only: below a lone +4.5's 0.958
+    # citizens below the band's lower end do not compete: weak namesakes leave a clear best matched
+    assert decide(citizens(5.5, 1.0, 0.5, 0.0, -1.0), band)[:2] == ("matched", "C0")
+    assert decide(citizens(4.5, -5.0), band)[:2] == ("matched", "C0")
+    assert decide(citizens(8.0, *[1.4] * 40), band)[:2] == ("matched", "C0")
+    assert decide(citizens(6.0, *[1.4] * 40), band)[:2] == ("matched", "C0")
+    assert decide(citizens(4.4, *[1.4] * 40), band)[:2] == ("review", "C0")  # alone in the band: named
+    assert decide(citizens(8.0, 7.0, *[1.4] * 40), band)[:2] == ("review", None)  # two in the band: none named
+    decision, citizen, why = decide(citizens(9.0, 4.0, 1.0), band)
+    assert (decision, citizen) == ("matched", "C0") and "among the 2 citizens in the band" in why
+    for weird in (math.inf, math.nan):  # no finite probability: review, never matched
+        assert decide(citizens(weird, 2.0), band)[:2] == ("review", None)
+        assert decide(citizens(9.0, weird), band)[0] == "review"
+    assert decide(citizens(-math.inf), band)[:2] == ("new", None)
     assert decide(citizens(4.5), band)[:2] == ("matched", "C0")  # a lone candidate: from the upper end on, as before
     assert decide(citizens(4.4), band)[:2] == ("review", "C0")
     assert decide(citizens(3.0, 2.0), band)[:2] == ("review", None)

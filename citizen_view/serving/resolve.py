@@ -5,7 +5,7 @@ own blocking rules pair it with, found by its key of each rule and side (linkage
 held in memory (serving/resolve_index.py), only among records of sources the caller's role may see; each candidate's comparison levels are the saved model's own
 conditions, evaluated in Python (linkage/gamma.py, identical to DuckDB running Splink's SQL; a model with a
 condition it does not evaluate runs that SQL instead), and Splink's weights are added up (linkage/online.py). Per citizen the best-scoring record counts: `matched` when one citizen reaches the upper end
-of the review band and no other citizen reaches its lower end; `new` when none reaches the lower end; `review`
+of the review band and is clearly ahead of any other citizen reaching its lower end (`decide`); `new` when none reaches the lower end; `review`
 otherwise (a weight inside the band, or two citizens competing). The band is the review queue's (`review.band`,
 default the threshold +/- 1.5).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -236,10 +237,12 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
     """(decision, citizen or None, why) from each citizen's best-scoring record, best first.
 
     `matched` needs the best citizen at the band's upper end or above and, with the record belonging to one citizen
-    at most, a probability of being that one's at least what the upper end gives a lone candidate: 2^w1 over 1 plus
-    the sum of 2^w of every citizen (`_exclusive_probability`). A lone candidate gets its own probability, so it is
-    matched from the upper end on, as before; a second citizen far below the best (a household member, a namesake
-    at +2 beside a +50) no longer sends the record to review, one near it still does."""
+    at most, a probability of being that one's among the citizens reaching the band at least what the upper end gives
+    a lone candidate: 2^w1 over 1 plus the sum of 2^w of every citizen at the band's lower end or above
+    (`_exclusive_probability`). Citizens below the lower end do not compete (as for `new`): a lone candidate in the
+    band is matched from the upper end on whatever namesakes lie below it; a second citizen far below the best (a
+    household member at +2 beside a +50) leaves it matched, one near it sends the record to review. A weight that is
+    no finite number sends it to review."""
     if not best or best[0]["match_weight"] < m.low:
         top = (
             f"the best match weight {best[0]['match_weight']:+.2f}"
@@ -247,20 +250,26 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
             else "no candidate record found: weight -inf"
         )
         return NEW, None, f"{top} is below the review band's lower end {m.low:+.2f}"
-    first, competing = best[0], len([b for b in best if b["match_weight"] >= m.low])
+    if math.isnan(best[0]["match_weight"]):
+        return REVIEW, None, "the best match weight is no number"
+    first, in_band = best[0], [b for b in best if not b["match_weight"] < m.low]  # a NaN competes
+    competing = len(in_band)
+    lone = first["citizen_id_r"] if competing == 1 else None  # the citizen a review names: only when it is alone
     if first["match_weight"] < m.high:
         if competing > 1:
             return REVIEW, None, f"{competing} citizens reach the review band"
         return (
             REVIEW,
-            first["citizen_id_r"],
+            lone,
             f"match weight {first['match_weight']:+.2f} is within the review band [{m.low:+.2f}, {m.high:+.2f}]",
         )
-    share, needed = _exclusive_probability(best), _exclusive_probability([{"match_weight": m.high}])
+    share, needed = _exclusive_probability(in_band), _exclusive_probability([{"match_weight": m.high}])
+    if not math.isfinite(share):
+        return REVIEW, None, f"match weight {first['match_weight']:+.2f}: no finite probability among the citizens"
     if share < needed:
         return (
             REVIEW,
-            None,
+            lone,
             f"{competing} citizens reach the review band: the best one's probability among them {share:.4f} is "
             f"below {needed:.4f}",
         )
@@ -271,9 +280,12 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
 
 
 def _exclusive_probability(best: list[dict[str, Any]]) -> float:
-    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w),
-    computed relative to the best weight (no overflow)."""
+    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w)
+    over the citizens `best` holds (the caller's choice), computed relative to the best weight (no overflow); NaN for
+    a weight that is no finite number."""
     top = best[0]["match_weight"]
+    if not all(math.isfinite(b["match_weight"]) for b in best):
+        return math.nan
     return 1.0 / (2.0 ** min(-top, 1000.0) + sum(2.0 ** (b["match_weight"] - top) for b in best))
 
 
