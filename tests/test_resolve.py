@@ -499,3 +499,26 @@ def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service)
             assert golden_for_role(con, ids, role) == by_sql, name
     finally:
         con.close()
+
+
+def test_a_view_without_linked_records_resolves_every_record_as_new(service, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from citizen_view.serving.resolve import resolve, resolve_model
+
+    record, _citizen = _population_record(service)
+    empty = tmp_path / "empty.duckdb"
+    shutil.copy(current_view(WarehouseLayout.of(service.warehouse).serving_dir), empty)
+    with duckdb.connect(str(empty)) as con:
+        con.execute("DELETE FROM resolve_keys")
+        con.execute("DELETE FROM resolve_records")
+    con = duckdb.connect(str(empty), read_only=True)  # as the service opens a view
+    try:
+        m = resolve_model(con, ViewInfo.read(con))
+        assert m is not None and len(m.index.numbers) == 0 and len(m.index.sources) == 0
+        role = SimpleNamespace(sources=["population"], sees=lambda _field: True)
+        answer = resolve(con, m, record, role)
+    finally:
+        con.close()
+    assert (answer["decision"], answer["citizen_id"], answer["records_compared"]) == ("new", None, 0), answer

@@ -62,7 +62,7 @@ class ResolveIndex:
             order = np.argsort(numbers, kind="stable")
             table, numbers = table.take(order).combine_chunks(), numbers[order]
         table = table.drop_columns([RECORD_NUMBER])
-        return cls(hashes, records, numbers, table, table.column("source").chunk(0))
+        return cls(hashes, records, numbers, table, table.column("source").combine_chunks())  # none: no chunk
 
     def record_numbers(self, hashes: list[int]) -> np.ndarray:
         """The numbers of the records any of the key `hashes` finds, each once, sorted."""
