@@ -522,3 +522,26 @@ def test_a_view_without_linked_records_resolves_every_record_as_new(service, tmp
     finally:
         con.close()
     assert (answer["decision"], answer["citizen_id"], answer["records_compared"]) == ("new", None, 0), answer
+
+
+def test_records_packed_as_json_by_an_older_view_are_read_with_their_types_bound():
+    from citizen_view.serving.resolve_index import ResolveIndex
+    from citizen_view.serving.resolve_view import RECORD_NUMBER
+
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "CREATE TABLE resolve_columns (source VARCHAR, family_name VARCHAR, dob DATE, tf_family_name DOUBLE)"
+        )
+        con.execute(f"CREATE TABLE resolve_records ({RECORD_NUMBER} BIGINT, inputs VARCHAR)")
+        rows = [(2, {"source": "b", "family_name": "it's", "dob": "1980-02-03"}), (1, {"source": "a"})]
+        con.executemany("INSERT INTO resolve_records VALUES (?, ?)", [(n, json.dumps(r)) for n, r in rows])
+        con.execute(f"CREATE TABLE resolve_keys (key_hash UBIGINT, {RECORD_NUMBER} BIGINT)")
+        con.execute("INSERT INTO resolve_keys VALUES (7, 2), (3, 1)")
+        index = ResolveIndex.read(con)
+    finally:
+        con.close()
+    assert index.records_of(index.record_numbers([7, 3]), {"a", "b"}, 10) == [
+        {"source": "a", "family_name": None, "dob": None},
+        {"source": "b", "family_name": "it's", "dob": dt.date(1980, 2, 3)},
+    ]
