@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import random
+import shutil
 
 import duckdb
 import httpx
@@ -210,18 +211,21 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
         con.close()
 
 
-def test_requests_arriving_together_read_the_views_model_once(service):
+def test_requests_arriving_together_read_the_views_model_once_and_the_others_are_told_to_retry(service):
     import threading
 
-    from citizen_view.serving.resolve import resolve_model
+    from citizen_view.serving.resolve import NotReady, resolve_model
 
     con = _view(service)
-    start, found, info = threading.Barrier(8), [], ViewInfo.read(con)
+    start, found, refused, info = threading.Barrier(8), [], [], ViewInfo.read(con)
 
     def first_request() -> None:
         cur = con.cursor()  # each request thread has its own cursor, as in the service
         start.wait()
-        found.append(resolve_model(cur, info))
+        try:
+            found.append(resolve_model(cur, info))
+        except NotReady as exc:  # a read under way: told to come back, not parked in a worker thread
+            refused.append(exc.retry_after)
         cur.close()
 
     try:
@@ -230,10 +234,34 @@ def test_requests_arriving_together_read_the_views_model_once(service):
             t.start()
         for t in threads:
             t.join()
+        later = resolve_model(con.cursor(), info)
     finally:
         con.close()
-    assert len(found) == 8 and found[0] is not None
-    assert all(m is found[0] for m in found)  # one read, waited for by the others (not eight models read at once)
+    assert len(found) + len(refused) == 8 and found and found[0] is not None and all(r > 0 for r in refused)
+    assert all(m is later for m in found)  # one read: every request answered from it, none read it again
+
+
+def test_a_view_whose_model_cannot_be_read_is_refused_with_retry_after_and_not_read_again_at_once(service, tmp_path):
+    from citizen_view.serving import resolve as online
+    from citizen_view.serving.resolve import NotReady, resolve_model
+
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(current_view(WarehouseLayout.of(service.warehouse).serving_dir), broken)
+    with duckdb.connect(str(broken)) as con:
+        con.execute("DROP TABLE resolve_records")
+    con = duckdb.connect(str(broken), read_only=True)
+    try:
+        info = ViewInfo.read(con)
+        with pytest.raises(NotReady) as first:
+            resolve_model(con, info)
+        remembered = online._failed[id(info)]
+        with pytest.raises(NotReady) as second:  # within FAILED_FOR: answered from memory, not read again
+            resolve_model(con, info)
+        assert online._failed[id(info)] == remembered  # a second read would have set a new deadline
+    finally:
+        con.close()
+    assert "could not be read" in str(first.value) and str(second.value) == str(first.value)
+    assert 0 < second.value.retry_after <= online.FAILED_FOR
 
 
 def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_it(service, tmp_path):
@@ -545,3 +573,27 @@ def test_records_packed_as_json_by_an_older_view_are_read_with_their_types_bound
         {"source": "a", "family_name": None, "dob": None},
         {"source": "b", "family_name": "it's", "dob": dt.date(1980, 2, 3)},
     ]
+
+
+def test_after_a_publish_resolve_answers_from_the_new_view_and_a_request_during_its_read_is_told_to_retry(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from citizen_view.serving.snapshot import switch_to
+
+    folder = WarehouseLayout.of(service.warehouse).serving_dir
+    old = current_view(folder)
+    record, citizen = _population_record(service)
+    assert _resolve(service, record).json()["view"] == old.name
+    new = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-republished.duckdb"
+    shutil.copy(old, folder / new)  # the same content under a new name: a publication
+    switch_to(folder, new)
+    with ThreadPoolExecutor(8) as pool:  # the first resolves after the publish: one reads the new view's model
+        first = list(pool.map(lambda _: _resolve(service, record), range(8)))
+    refused = [r for r in first if r.status_code == 503]
+    assert all(r.status_code == 200 for r in first if r not in refused), [r.text for r in first]
+    assert all(int(r.headers["Retry-After"]) > 0 and "being read" in r.json()["error"] for r in refused)
+    answers = [r.json() for r in first if r.status_code == 200] + [_resolve(service, record).json()]
+    assert all((a["view"], a["decision"], a["citizen_id"]) == (new, "matched", citizen) for a in answers), answers
+    entries = [e for e in _audit(service) if e["query"]["path"] == "/api/resolve"][-9:]
+    assert sorted(e["status"] for e in entries) == sorted([r.status_code for r in first] + [200])
+    assert all(e["action"] == "refused:resolve" for e in entries if e["status"] == 503)

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,40 +86,72 @@ def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict]
 
 
 _models: dict[int, ResolveModel | None] = {}  # id(the opened view's ViewInfo) -> its model, while that object lives
+_failed: dict[
+    int, tuple[float, str]
+] = {}  # id(ViewInfo) -> (monotonic time until which a failed read is not retried, why)
 _lock = threading.Lock()
-_reading = threading.Lock()  # held by the one thread reading a view's model: the others wait for it, not read it too
+_reading = threading.Lock()  # held by the one thread reading a view's model
+READING_RETRY = 5  # seconds a request refused while a model is read is told to wait (a read takes ~4 s at 1M)
+FAILED_FOR = 30.0  # seconds a failed read is answered from memory, not tried again by every request
 
 
-def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo) -> ResolveModel | None:
+class NotReady(Exception):
+    """The view's model cannot be used now: it is being read, or reading it failed a moment ago (answer 503)."""
+
+    def __init__(self, why: str, retry_after: int):
+        super().__init__(why)
+        self.retry_after = retry_after
+
+
+def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo, *, wait: bool = False) -> ResolveModel | None:
     """The model of the opened view whose `ViewInfo` is `view`, or None for a view published without one: read once
-    per opened view (the requests that arrive while it is read wait for it, instead of each thread reading it again)
-    and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a request still answers
-    from it (deps.ViewStore drops it once a new view is published). Its records and keys take ~0.8 GB at 1M: an old
-    view's go with its last request, and a request still answering from it does not read it again."""
+    per opened view and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a
+    request still answers from it (deps.ViewStore drops it once a new view is published): an old view's ~0.8 GB at 1M
+    go with its last request, and a request still answering from it does not read it again.
+
+    One thread reads at a time. Unless `wait`, a request that finds a read under way raises `NotReady` at once
+    instead of holding a worker thread for seconds (at 400 records/s the shared pool would fill in 0.1 s); a read
+    that failed raises `NotReady` for `FAILED_FOR` seconds without being tried again."""
     key = id(view)
     with _lock:
         if key in _models:
             return _models[key]
-    with _reading:
+    if not _reading.acquire(blocking=wait):
+        raise NotReady("the served view's records are being read into memory: retry shortly", READING_RETRY)
+    try:
         with _lock:
             if key in _models:
                 return _models[key]
-        found = _read_model(cur)
+            until, why = _failed.get(key, (0.0, ""))
+        if time.monotonic() < until:
+            raise NotReady(why, max(1, math.ceil(until - time.monotonic())))
+        try:
+            found = _read_model(cur)
+        except Exception as exc:
+            log.exception("the served view's resolve model could not be read")
+            why = f"the served view's resolve model could not be read ({type(exc).__name__}): retry later"
+            with _lock:
+                _failed[key] = (time.monotonic() + FAILED_FOR, why)
+                weakref.finalize(view, _failed.pop, key, None)
+            raise NotReady(why, int(FAILED_FOR)) from exc
         with _lock:
             _models[key] = found
             # dict.pop takes no lock: the finalizer may run in any thread, that one holding `_lock` included
             weakref.finalize(view, _models.pop, key, None)
-    return found
+        return found
+    finally:
+        _reading.release()
 
 
 def warm_up(views: ViewStore) -> None:
     """Read the model, records and keys of the view served now (a service process calls it once as it starts, in a
-    thread of its own: the first records it resolves then wait for a read already under way, if at all)."""
+    thread of its own: a record it is asked to resolve meanwhile is answered 503 with Retry-After, see
+    `resolve_model`)."""
     try:
         served = views.served()
         cur = served.con.cursor()
         try:
-            resolve_model(cur, served.info)
+            resolve_model(cur, served.info, wait=True)
         finally:
             cur.close()
     except Exception:  # no view yet, or an unreadable one: the first request says so, as it would without a warm-up
