@@ -270,7 +270,7 @@ def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_
     import weakref
 
     from citizen_view.serving.deps import ViewStore
-    from citizen_view.serving.resolve import _models, resolve_model
+    from citizen_view.serving.resolve import NotReady, _models, resolve_model
     from citizen_view.serving.snapshot import switch_to
 
     served_file = current_view(WarehouseLayout.of(service.warehouse).serving_dir)
@@ -293,6 +293,12 @@ def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_
     gc.collect()
     assert gone() is None and len(_models) == held - 1  # A's last request done: its model goes before B's is read
     assert resolve_model(new.cur, new.info) is not None and len(_models) == held
+    late = views.served()  # a request that started on B, whose model is not read yet when C is published
+    switch_to(tmp_path, "view_a.duckdb")  # C (any other file)
+    late_info = ViewInfo.read(late.cur)  # B's model is not in memory for this opened view: it would be read again
+    with pytest.raises(NotReady):  # not read beside C's: told to retry, which answers from C
+        resolve_model(late.cur, late_info, replaced=lambda: views.current().name != late.view)
+    assert id(late_info) not in _models and len(_models) == held
 
 
 def test_a_value_of_another_kind_is_scored_by_duckdb_not_compared_by_python(service):

@@ -103,7 +103,13 @@ class NotReady(Exception):
         self.retry_after = retry_after
 
 
-def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo, *, wait: bool = False) -> ResolveModel | None:
+def resolve_model(
+    cur: duckdb.DuckDBPyConnection,
+    view: ViewInfo,
+    *,
+    wait: bool = False,
+    replaced: Callable[[], bool] | None = None,
+) -> ResolveModel | None:
     """The model of the opened view whose `ViewInfo` is `view`, or None for a view published without one: read once
     per opened view and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a
     request still answers from it (deps.ViewStore drops it once a new view is published): an old view's ~0.8 GB at 1M
@@ -111,7 +117,9 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo, *, wait: bool 
 
     One thread reads at a time. Unless `wait`, a request that finds a read under way raises `NotReady` at once
     instead of holding a worker thread for seconds (at 400 records/s the shared pool would fill in 0.1 s); a read
-    that failed raises `NotReady` for `FAILED_FOR` seconds without being tried again."""
+    that failed raises `NotReady` for `FAILED_FOR` seconds without being tried again. A view `replaced` says a newer
+    one replaced is not read at all (`NotReady`: the retry answers from the new view), so a request that started on
+    the old view cannot bring its ~0.8 GB back beside the new one's."""
     key = id(view)
     with _lock:
         if key in _models:
@@ -125,6 +133,8 @@ def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo, *, wait: bool 
             until, why = _failed.get(key, (0.0, ""))
         if time.monotonic() < until:
             raise NotReady(why, max(1, math.ceil(until - time.monotonic())))
+        if replaced is not None and replaced():
+            raise NotReady("a new view was published while this request started: retry", 1)
         try:
             found = _read_model(cur)
         except Exception as exc:

@@ -87,6 +87,12 @@ async def api_resolve(
     return await offload(resolution, record, who, trail, view, parts)
 
 
+def _replaced(parts: ServiceParts, view: str) -> bool:
+    """Whether the view named `view` is no longer the one published (one stat of the pointer file)."""
+    now = parts.views.current()
+    return now is not None and now.name != view
+
+
 def resolution(
     record: IncomingRecord, who: Principal, trail: Trail, view: CurrentView, parts: ServiceParts
 ) -> Response:
@@ -106,7 +112,7 @@ def resolution(
     if not given:
         raise FieldError("family_name", "a record to resolve needs at least one field")
     try:
-        model = resolve_model(view.cur, view.info)
+        model = resolve_model(view.cur, view.info, replaced=lambda: _replaced(parts, view.view))
     except NotReady as exc:  # refused at once (and audited as a refusal), not held in a worker thread for seconds
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     if model is None:
