@@ -172,7 +172,7 @@ def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record
     con, _ = chain
     model = saved_model(con)
     assert key_index.is_current(con, model)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _every AS {linkage_input_sql(con)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _every AS {linkage_input_sql(con, digest=True)}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _some AS SELECT * FROM _every WHERE source = 'permits' ORDER BY record_key LIMIT 25"
     )

@@ -286,10 +286,44 @@ def test_the_ids_in_memory_find_what_the_views_index_finds(view):
         assert index.rows(national_id) == rows, national_id
         several += len(rows) > 1
     assert several, "some ID should have several rows (its citizen's records in several agencies)"
-    for missing in ("0", "00000000000000000000000", ids[0] + "1", ids[0][:-1], "é" + ids[0], ids[0] + " "):
-        assert index.rows(missing) == view.execute(probe, [missing]).fetchall()
+    for missing in (ids[0] + "1", ids[0][:-1], "0000", "Z" * 20):
+        assert index.rows(missing) == view.execute(probe, [missing]).fetchall() == []
+    for not_held in ("0", "0" * 21, "é" + ids[0], ids[0] + " "):  # a search refuses these; a probe would answer
+        assert index.rows(not_held) is None
     country = ViewInfo.read(view).country
     for role in load_access(ACCESS).roles.values():
         for national_id in ids[::7] + [ids[0][:-1] + ("1" if ids[0][-1] != "1" else "2")]:
             with_index = search_national_id(view, national_id, country=country, sources=role.sources, ids=index)
             assert with_index == search_national_id(view, national_id, country=country, sources=role.sources)
+
+
+def test_one_long_junk_id_leaves_the_ids_in_memory_small_and_the_answers_alike():
+    """`search_ids` holds agencies' raw ID text too: a value no search accepts is left to the view's probe, so it
+    neither widens the arrays nor changes an answer."""
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE search_ids (national_id VARCHAR, citizen_id VARCHAR, source VARCHAR)")
+        rows = [(f"{n:09d}", f"CV-{n}", "population") for n in range(1000)] + [("9" * 500, "CV-junk", "tax")]
+        con.executemany("INSERT INTO search_ids VALUES (?, ?, ?)", rows)
+        index = IdIndex.read(con)
+        assert index.keys.dtype.itemsize == 9 and index.nbytes < 1000 * 40
+        assert index.rows("000000042") == [("CV-42", "population")]
+        assert index.rows("9" * 500) is None  # not held: the caller probes the view, which finds it
+    finally:
+        con.close()
+
+
+def test_two_publishes_of_the_same_warehouse_hold_the_same_people_under_each_key(linked_world, tmp_path):
+    """Each key's people are listed in one order (a search's reasons for a citizen found twice under a key follow it)."""
+    warehouse = tmp_path / "cv.duckdb"
+    shutil.copy(linked_world.warehouse, warehouse)
+    sources = load_sources(linked_world.root / "data" / "sources.yaml")
+    held = []
+    for run in ("first", "second"):
+        with connect(warehouse) as con:
+            con.execute("SET threads = 4")  # a parallel aggregate: rows reach each key's list in varying order
+            path = publish_view(con, sources, tmp_path / "serving", run_id=run)
+        view = duckdb.connect(str(path), read_only=True)
+        held.append(view.execute("SELECT key, people FROM search_people ORDER BY key").fetchall())
+        view.close()
+    assert len(held[0]) > 100 and held[0] == held[1]

@@ -23,7 +23,7 @@ from sqlglot import exp
 import citizen_view.linkage.key_index as key_index
 from citizen_view.linkage.model import render_for
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
-from citizen_view.linkage.records import linkage_input_sql
+from citizen_view.linkage.records import DIGEST, linkage_input_sql
 from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, tf_columns
 from citizen_view.warehouse import rows_where, transaction
 
@@ -129,7 +129,8 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
     # thousands of records spread over every vector are read as cheaply by a plain filter
     new = rows_where("source_records", f"record_key IN (SELECT record_key FROM {new_keys})")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new FROM ({linkage_input_sql(con, where=new)})"
+        f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new "
+        f"FROM ({linkage_input_sql(con, where=new, digest=True)})"
     )
     fresh = key_index.sync(con, model, "_linkage_new", gone)  # never indexed, so never scored
     n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
@@ -140,7 +141,7 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
     )
     candidates = "record_key IN (SELECT record_key FROM _linkage_candidates)"
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * FROM _linkage_new UNION ALL "
+        f"CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * EXCLUDE ({DIGEST}) FROM _linkage_new UNION ALL "
         f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)})"
     )
     con.execute(

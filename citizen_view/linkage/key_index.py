@@ -2,7 +2,7 @@
 
 A full run's scoring step writes, for the saved model:
 
-- `linkage_keys`: per record, one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
+- `linkage_keys`: per record, the digest of what linkage read of it when it was linked (records.DIGEST), one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
   with DuckDB's `hash`, not the MD5 the served view's resolve keys use: see HASH) and the values of the
   term-frequency columns;
 - `linkage_tf`: per term-frequency column, rows (value, n) whose sums are the records holding each value, and a
@@ -27,7 +27,7 @@ import duckdb
 
 from citizen_view.linkage.candidates import ProbeKey, probe_keys, unprobed_rules
 from citizen_view.linkage.model import render_for
-from citizen_view.linkage.records import ENCODED_COLUMNS, INPUT_COLUMNS, linkage_input_sql
+from citizen_view.linkage.records import DIGEST, ENCODED_COLUMNS, INPUT_COLUMNS, ensure_digest, linkage_input_sql
 from citizen_view.linkage.scoring import tf_columns
 from citizen_view.warehouse import table_exists, transaction
 
@@ -36,6 +36,8 @@ KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
 # ~5x the CPU, 2.8 against 0.5 s at 200k). Part of the fingerprint with DuckDB's version (its hash may change between
 # releases), so an index written with another hash, or by another DuckDB, is rewritten rather than silently missed.
 HASH = "hash"
+# What an index holds besides its keys, part of the fingerprint: an index written without the digests is rewritten.
+HOLDS = "digest"
 _COLUMNS = set(INPUT_COLUMNS) | set(ENCODED_COLUMNS)
 
 
@@ -55,7 +57,7 @@ def keys_of(model: dict[str, Any]) -> tuple[ProbeKey, ...] | None:
 
 
 def _fingerprint(model: dict[str, Any]) -> str:
-    return hashlib.sha256((_model_json(model) + HASH + duckdb.__version__).encode()).hexdigest()
+    return hashlib.sha256((_model_json(model) + HASH + HOLDS + duckdb.__version__).encode()).hexdigest()
 
 
 def invalidate(con: duckdb.DuckDBPyConnection) -> None:
@@ -73,8 +75,10 @@ def is_current(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
 
 
 def _key_columns(model: dict[str, Any], keys: tuple[ProbeKey, ...], alias: str = "") -> str:
-    """The stored record's keys and term-frequency values, as select items over input columns."""
-    items = [f"{k.stored_sql(alias, HASH)} AS {k.column}" for k in keys]
+    """The stored record's digest, keys and term-frequency values, as select items over input columns (with the
+    digest: linkage_input_sql(digest=True))."""
+    items = [f"{alias}{DIGEST} AS digest"]
+    items += [f"{k.stored_sql(alias, HASH)} AS {k.column}" for k in keys]
     items += [f'{alias}"{c}"::VARCHAR AS "tf_{c}"' for c in tf_columns(model)]
     return ", ".join(items)
 
@@ -102,8 +106,10 @@ def write(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
             con.execute(f"DROP TABLE IF EXISTS {table}")
         if keys is None:
             return False
+        ensure_digest(con)
         con.execute(
-            f"CREATE TABLE {KEYS} AS SELECT record_key, {_key_columns(model, keys)} FROM ({linkage_input_sql(con)})"
+            f"CREATE TABLE {KEYS} AS SELECT record_key, {_key_columns(model, keys)} "
+            f"FROM ({linkage_input_sql(con, digest=True)})"
         )
         con.execute(f"CREATE TABLE {TF} AS {_tf_rows(model, KEYS)}")
         con.execute(
@@ -113,7 +119,7 @@ def write(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
 
 
 def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, gone: str | None) -> int:
-    """Index the records of `new_input` (linkage input rows) as they are now, and drop the records of `gone`
+    """Index the records of `new_input` (linkage input rows with their digest) as they are now, and drop the records of `gone`
     (record_key) it holds, appending their term-frequency counts (+1 / -1). A record the index holds with other keys
     or values (its content changed since, e.g. a run that died after indexing it, rerun on a corrected extract) has
     its old entry taken back and the new one added. Returns how many the index did not hold: such a record was never

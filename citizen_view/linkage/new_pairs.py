@@ -89,35 +89,48 @@ def scoring_pipeline(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, f
     return stored if stored is not None else store_pipeline(con, model, floor=floor)
 
 
-def score_pairs_sql(model: dict[str, Any], pool: str, *, floor: float, pipeline: Pipeline | None = None) -> str:
+def score_pairs_sql(
+    model: dict[str, Any],
+    pool: str,
+    *,
+    floor: float,
+    pipeline: Pipeline | None = None,
+    key: str = "record_key",
+    new_only: bool = True,
+) -> str:
     """SQL for the scored pairs (Splink's predict columns) among the records of `pool` in which at least one record
     is new (`pool`: the model's input columns, tf_ columns, and a boolean `is_new`), at or above `floor`.
-    `pipeline`: the model's scoring SQL (scoring_pipeline); generated here when not given."""
+    `pipeline`: the model's scoring SQL (scoring_pipeline); generated here when not given. `key`: the pool's column
+    pairs are formed and looked up by: record_key, or a number in record_key's order (cheaper to join on); `new_only`
+    False: every pair of the pool (no `is_new` column needed)."""
     blocked, vectors, steps, rules = pipeline or _pipeline(json.dumps(model, sort_keys=True), floor)
+    only_new = " WHERE l.is_new OR r.is_new" if new_only else ""
     pairs = " UNION ALL ".join(
-        f"SELECT l.record_key AS key_l, r.record_key AS key_r, {i} AS match_key FROM {pool} l JOIN {pool} r "
-        f"ON ({rule}) AND l.record_key < r.record_key WHERE l.is_new OR r.is_new"
+        f"SELECT l.{key} AS key_l, r.{key} AS key_r, {i} AS match_key FROM {pool} l JOIN {pool} r "
+        f"ON ({rule}) AND l.{key} < r.{key}{only_new}"
         for i, rule in enumerate(rules)
     )
     ctes = [
         f"__splink__pairs AS (SELECT key_l, key_r, min(match_key) AS match_key FROM ({pairs}) GROUP BY key_l, key_r)",
         f"__splink__df_blocked AS (SELECT {', '.join(blocked)}, b.match_key FROM __splink__pairs b "
-        f"JOIN {pool} l ON l.record_key = b.key_l JOIN {pool} r ON r.record_key = b.key_r)",
+        f"JOIN {pool} l ON l.{key} = b.key_l JOIN {pool} r ON r.{key} = b.key_r)",
         f"__splink__df_comparison_vectors AS (SELECT {vectors}, match_key FROM __splink__df_blocked)",
         *(f"{name} AS ({sql})" for name, sql in steps),
     ]
     return f"WITH {', '.join(ctes)} SELECT * FROM {steps[-1][0]}"
 
 
-def term_frequency_sql(model: dict[str, Any], records: str, pool: str) -> str:
+def term_frequency_sql(model: dict[str, Any], records: str, pool: str, *, pool_values_only: bool = True) -> str:
     """SQL for `pool`'s rows with each term-frequency column of the model (`tf_<column>`), counted over all of
-    `records` as Splink counts it (rows with the value / rows with any value), for the values in `pool` only."""
+    `records` as Splink counts it (rows with the value / rows with any value), for the values in `pool` only
+    (`pool_values_only` False: every value is counted, for a pool that is all of `records`)."""
     joins, selects = [], []
     for i, column in enumerate(tf_columns(model)):
         c = f'"{column}"'
+        values = f"{c} IN (SELECT {c} FROM {pool})" if pool_values_only else f"{c} IS NOT NULL"
         joins.append(
             f"LEFT JOIN (SELECT {c}, cast(count(*) AS float8) / (SELECT count({c}) FROM {records}) AS tf "
-            f"FROM {records} WHERE {c} IN (SELECT {c} FROM {pool}) GROUP BY {c}) t{i} USING ({c})"
+            f"FROM {records} WHERE {values} GROUP BY {c}) t{i} USING ({c})"
         )
         selects.append(f't{i}.tf AS "tf_{column}"')
     return f"SELECT p.*{''.join(', ' + s for s in selects)} FROM {pool} p {' '.join(joins)}"

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from citizen_view.warehouse import quote, table_exists
+import sqlglot
+from sqlglot import exp
+
+from citizen_view.warehouse import column_exists, quote, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -71,6 +74,22 @@ _KEYS_AND_DERIVED = (
     "dob_swapped",
 )
 LINKAGE_COLUMNS = (*(c for c in INPUT_COLUMNS if c not in _KEYS_AND_DERIVED), *ENCODED_COLUMNS)
+# The `source_records` columns the linkage input is computed from, and a digest of them with the record's key: a
+# record whose digest differs from the one it was linked with (key_index.py keeps that) changed in what linkage reads.
+# A change in any other column (an attribute, the source file's line) leaves it as it is.
+# (The `*_block` columns are copies common_values.masked_records_sql makes of the names.)
+SOURCE_COLUMNS = tuple(
+    sorted(
+        {c.name for c in sqlglot.parse_one(LINKAGE_INPUT_SQL, read="duckdb").find_all(exp.Column)}
+        - {"record_key", "first_name_block", "family_name_block"}
+    )
+)
+DIGEST = "linkage_digest"
+
+
+def digest_sql(key: str = "record_key") -> str:
+    """The digest of a `source_records` row whose key is `key` (a column or an expression)."""
+    return f"hash({key}, {', '.join(SOURCE_COLUMNS)})"
 
 
 def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> str:
@@ -79,24 +98,39 @@ def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str])
     if not parts:
         raise RuntimeError("no canonical source tables in the warehouse: ingest at least one source first")
     union = " UNION ALL BY NAME ".join(parts)
+    key = "source || ':' || source_record_id"
     return f"""
-        SELECT source || ':' || source_record_id AS record_key, *
+        SELECT {key} AS record_key, *, {digest_sql(key)} AS {DIGEST}
         FROM ({union})
         ORDER BY source, source_file, source_line, source_record_id
     """
 
 
+def ensure_digest(con: duckdb.DuckDBPyConnection) -> None:
+    """Give a `source_records` written before the digest existed its digest column (computed from the rows as they are)."""
+    if not column_exists(con, "main", "source_records", DIGEST):
+        con.execute(f"ALTER TABLE source_records ADD COLUMN {DIGEST} UBIGINT")
+        con.execute(f"UPDATE source_records SET {DIGEST} = {digest_sql()}")
+
+
 def linkage_input_sql(
-    con: duckdb.DuckDBPyConnection, common_values: str | None = None, *, where: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    common_values: str | None = None,
+    *,
+    where: str | None = None,
+    digest: bool = False,
 ) -> str:
     """LINKAGE_INPUT_SQL over `source_records` with the values linkage treats as missing set to null
     (`common_values`: the table listing them; default the list stored with the model). `where`: a condition on
-    `source_records` for the records wanted, applied before anything is computed. (DuckDB does not push a filter
+    `source_records` for the records wanted, applied before anything is computed. `digest`: with the records' digest
+    (column linkage_digest) after the input's columns. (DuckDB does not push a filter
     on the result through the masking's joins: every record went through them, 0.2-0.3 s of CPU at 1M for a lookup
     of a thousand records.)"""
     from citizen_view.linkage.common_values import masked_records_sql
 
     head, _, tail = LINKAGE_INPUT_SQL.rpartition("FROM source_records")
+    if digest:
+        head = f"{head.rstrip()}, {DIGEST}\n    "
     return f"{head}FROM {masked_records_sql(con, common_values, where=where)}{tail}"
 
 

@@ -1,9 +1,10 @@
 """Train the Splink model on `source_records` and score candidate pairs into `match_edges`.
 
-Splink works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
+Splink's Linker works on its own engine (engine.py: an in-memory DuckDB that spills to the warehouse's scratch
 folder, or Spark), never in the warehouse; its input and its scored pairs cross as Parquet (training's input on
-DuckDB as Arrow). A saved model is re-rendered for the engine that scores it, so a model trained on one backend
-scores on the other.
+DuckDB as Arrow). Scoring on DuckDB needs no Linker: the model's own Splink SQL (kept with it, the SQL an incremental
+update scores with) runs in the warehouse over every record. A saved model is re-rendered for the engine that scores
+it, so a model trained on one backend scores on the other.
 """
 
 from __future__ import annotations
@@ -161,7 +162,11 @@ def tf_columns(model: dict[str, Any]) -> list[str]:
 
 
 def _edge_columns(scored: SplinkDataFrame) -> list[str]:
-    columns = [c.unquote().name for c in scored.columns]
+    return _kept([c.unquote().name for c in scored.columns])
+
+
+def _kept(columns: list[str]) -> list[str]:
+    """The columns of Splink's scored pairs match_edges keeps."""
     keep = ["record_key_l", "record_key_r", "source_l", "source_r", "match_weight", "match_probability"]
     return keep + [c for c in columns if c.startswith(EDGE_COLUMN_PREFIXES)]
 
@@ -184,12 +189,53 @@ def _saved_linker(
 
 def predict_edges(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine, into: str) -> None:
     """Score every candidate pair the blocking rules produce; pairs at or above EDGE_FLOOR_WEIGHT go to the warehouse
-    table `into` (created or replaced)."""
+    table `into` (created or replaced). On DuckDB in the warehouse itself (see _predict_in_warehouse), else by
+    Splink's Linker on the engine."""
+    if engine.backend == Backend.DUCKDB:
+        _predict_in_warehouse(con, model, into)
+    else:
+        predict_with_linker(con, model, engine=engine, into=into)
+
+
+def predict_with_linker(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, engine: Engine, into: str) -> None:
+    """predict_edges by Splink's Linker on the engine: the input crosses to it, the scored pairs come back as Parquet."""
     db_api = engine.db_api()
     linker = _saved_linker(engine, model, _input(con, engine, db_api))
     scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
     engine.copy_into(scored, _edge_columns(scored), con, into, engine.scratch / "edges.parquet")
     scored.drop_table_from_database_and_remove_from_cache()
+
+
+POOL = "_linkage_pool"
+
+
+def _predict_in_warehouse(con: duckdb.DuckDBPyConnection, model: dict[str, Any], into: str) -> None:
+    """predict_edges on DuckDB: Splink's own scoring SQL for the model (kept with it: new_pairs.scoring_pipeline, the SQL
+    an incremental update scores with), run by the warehouse's DuckDB over every record, the pairs straight into `into`.
+
+    The same pairs and weights as Splink's `predict` (its blocking: a pair once, left key below right key, any rule
+    true; its term frequencies: count / non-null count over all records), at less of the work: each rule's pairs are
+    formed on a record number in record_key's order instead of the key's text, and collected once instead of each rule
+    re-testing every earlier rule on its pairs; and nothing crosses to another database and back (at 200k persons the
+    input's Parquet alone was 1.1 s of CPU, the scored pairs' 1.0 s)."""
+    from citizen_view.linkage import new_pairs  # it imports this module
+
+    pipeline = new_pairs.scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    records = f"({linkage_input_sql(con)})"  # computed again by each count below: cheaper than holding it twice
+    numbers = "SELECT record_key, row_number() OVER (ORDER BY record_key) AS record_number FROM source_records"
+    numbered = f"(SELECT * FROM {records} JOIN ({numbers}) USING (record_key))"
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {POOL} AS "
+            + new_pairs.term_frequency_sql(model, records, numbered, pool_values_only=False)
+        )
+        scored = new_pairs.score_pairs_sql(
+            model, POOL, floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline, key="record_number", new_only=False
+        )
+        columns = ", ".join(f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns))
+        con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT {columns} FROM ({scored})")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {POOL}")
 
 
 def score_two(

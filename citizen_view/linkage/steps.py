@@ -27,6 +27,7 @@ from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, clust
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
+from citizen_view.linkage.records import DIGEST
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     EDGE_FLOOR_WEIGHT,
@@ -36,7 +37,7 @@ from citizen_view.linkage.scoring import (
     train,
 )
 from citizen_view.linkage.threshold import choose_threshold
-from citizen_view.warehouse import rows_where, table_exists, transaction
+from citizen_view.warehouse import column_exists, rows_where, table_exists, transaction
 
 if TYPE_CHECKING:
     from citizen_view.layout import WarehouseLayout
@@ -213,21 +214,56 @@ def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT hash(record_key) AS h, rowid AS rid FROM {table}"
             )
-        digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format('_hashed_records')}) s "
-            f"FULL JOIN ({digest.format('_hashed_links')}) l USING (b) "
-            "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
-        )
-        changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
-        for name in ("_hashed_records", "_hashed_links"):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
+        _differing_buckets(con, "_hashed_records", "_hashed_links")
         repeated = "SELECT count(*) - count(DISTINCT h) FROM {}"
         if any(con.execute(repeated.format(t)).fetchall()[0][0] for t in ("_hashed_records", "_hashed_links")):
             _unmatched_by_text(con)
         else:
             _unmatched_by_hash(con)
-        for name in ("_changed_buckets", "_hashed_records", "_hashed_links"):
+        for name in ("_hashed_records", "_hashed_links"):
+            con.execute(f"DROP TABLE {name}")
+
+
+def _differing_buckets(con: duckdb.DuckDBPyConnection, left: str, right: str) -> None:
+    """Keep only the rows (h, rid) of the tables `left` and `right` whose bucket of hashes differs between them (by
+    count or sum of hashes): the rows that can be unmatched."""
+    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format(left)}) s "
+        f"FULL JOIN ({digest.format(right)}) l USING (b) "
+        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+    )
+    changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
+    for name in (left, right):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
+    con.execute("DROP TABLE _changed_buckets")
+
+
+def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """`_changed_keys`: the records the key index holds with another digest than their row in `source_records` has
+    now (what linkage reads of them changed under the same key since they were linked). The digests (the key is in
+    them) are compared by bucket as in _unmatched_keys, read straight from both tables (integers: no hash to compute,
+    so no rows to keep between the passes); a key on both sides of the rows left changed (on one side: new or gone)."""
+    sides = (("_digests_now", "source_records", DIGEST), ("_digests_linked", key_index.KEYS, "digest"))
+    digest = f"SELECT {{0}} % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum({{0}}) AS x FROM {{1}} GROUP BY b"
+    with transaction(con):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM "
+            f"({digest.format(sides[0][2], sides[0][1])}) s FULL JOIN ({digest.format(sides[1][2], sides[1][1])}) l "
+            "USING (b) WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        )
+        for name, table, column in sides:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {column} AS h, rowid AS rid FROM {table} "
+                f"WHERE {column} % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)",
+            )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _changed_keys AS SELECT record_key FROM source_records WHERE rowid IN "
+            "(SELECT rid FROM _digests_now ANTI JOIN _digests_linked USING (h)) "
+            f"INTERSECT SELECT record_key FROM {key_index.KEYS} WHERE rowid IN "
+            "(SELECT rid FROM _digests_linked ANTI JOIN _digests_now USING (h))"
+        )
+        for name in ("_changed_buckets", "_digests_now", "_digests_linked"):
             con.execute(f"DROP TABLE {name}")
 
 
@@ -273,9 +309,19 @@ def _incremental_scope(
     a `different` later changed to `unsure` must let its pair join again). Returns (new records, records in scope).
     """
     _unmatched_keys(con)
+    model = saved_model(con)
+    # A record changed under its key (its digest is not the one it was linked with) is re-linked like a new one: its
+    # old keys and counts are taken back when it is indexed again, its old pairs replaced, its old component re-formed.
+    # Without a current key index there is no digest as linked to compare with: no change is seen.
+    changed = "SELECT NULL::VARCHAR AS record_key WHERE false"
+    if key_index.is_current(con, model) and column_exists(con, "main", "source_records", DIGEST):
+        _changed_keys(con)
+        changed = "SELECT record_key FROM _changed_keys"
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL"
+        "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL "
+        f"UNION ALL {changed}"
     )
+    con.execute("DROP TABLE IF EXISTS _changed_keys")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT gone_key AS record_key, citizen_id FROM _unmatched "
         "WHERE gone_key IS NOT NULL"
@@ -289,7 +335,6 @@ def _incremental_scope(
         )
     if not components.exists(con):  # a warehouse linked before the table existed: once, from its links
         components.write_from_links(con, threshold=threshold, same=same, different=different)
-    model = saved_model(con)
     if n_new:
         predict_new_edges(con, model, "_new_keys", gone="_gone_keys")
     elif key_index.is_current(con, model):

@@ -158,13 +158,14 @@ def create_app(
 
 
 def _lifespan(audit: AuditLog, views: ViewStore):
-    """The service's lifespan: the served view opened before the first request (at a million persons, reading its
-    national IDs into memory takes ~2 s), the audit chain's head anchored every minute and at shutdown."""
+    """The service's lifespan: the served view opened and prepared (`ViewStore.on_switch`: at a million persons,
+    reading its national IDs into memory takes ~2 s) before the first request, the audit chain's head anchored every
+    minute and at shutdown."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
-            views.served()
+            views.served().switched.wait()
         except StarletteHTTPException:  # none published yet, or unreadable: a request says so (503)
             pass
         except Exception:  # a request tries again and answers 500 (audited)

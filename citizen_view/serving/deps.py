@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ API_NO_PURPOSE = "every API request needs a purpose (purpose=...): 3 to 200 char
 # The API's purpose: 3+ characters, the first and last not blank. ASCII blanks only, spelled out, so that Python's
 # re (the service, schemathesis) and pydantic's Rust regex read the pattern alike.
 PURPOSE_PATTERN = r"[^ \t\n\r\x0b\x0c][\s\S]+[^ \t\n\r\x0b\x0c]"
+log = logging.getLogger(__name__)
 
 
 class FieldError(HTTPException):
@@ -67,6 +69,7 @@ class ServedView:
     def __init__(self, con: duckdb.DuckDBPyConnection, name: str, info: ViewInfo):
         self.con, self.view, self.info = con, name, info
         self._local = threading.local()  # dropped with this object when a new view is served: its cursors close
+        self.switched = threading.Event()  # set once the store's on-switch callbacks have run for this view
 
     @property
     def cur(self) -> duckdb.DuckDBPyConnection:
@@ -77,14 +80,26 @@ class ServedView:
         return cur
 
 
+def read_ids(served: ServedView) -> None:
+    """Hold the view's national IDs in memory (~2 s of CPU at a million persons): until they are, and when the read
+    fails, an ID search probes the view's index instead, which gives the same answers."""
+    served.info.ids = IdIndex.read(served.con)
+
+
 class ViewStore:
-    """The current served view: re-reads the pointer on each request and opens a new file when it changed."""
+    """The current served view: re-reads the pointer on each request and opens a new file when it changed.
+
+    `on_switch` holds what to do with each view this process opens, beyond its small tables: callables taking the
+    new `ServedView`, run one after the other in a thread of their own, outside the store's lock, so requests go on
+    being answered from the new view meanwhile (an error is logged, and the next callable still runs). The first one
+    reads the national IDs (`read_ids`); `ServedView.switched` is set when all have run."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._lock = threading.Lock()
         self._served: ServedView | None = None
         self._pointer: tuple[tuple[int, int, int], Path | None] = ((0, 0, 0), None)
+        self.on_switch: list[Callable[[ServedView], None]] = [read_ids]
 
     def current(self) -> Path | None:
         """The view file the pointer names: read again only when the pointer file changed (publishing replaces it), so
@@ -105,15 +120,19 @@ class ViewStore:
             raise HTTPException(503, "no view has been published yet: run the pipeline first")
         with self._lock:
             if self._served is None or path.name != self._served.view:
-                con = duckdb.connect(str(path), read_only=True)  # the previous connection closes when unused
-                try:
-                    info = ViewInfo.read(con)
-                    info.ids = IdIndex.read(con)  # read once per view file and process: an ID search's first probe
-                except ValueError as exc:
-                    con.close()
-                    raise HTTPException(503, str(exc)) from None
-                self._served = ServedView(con, path.name, info)
+                self._served = _open_view(path)  # the previous connection closes when unused
+                threading.Thread(target=self._switched, args=(self._served,), name="view-switch", daemon=True).start()
             return self._served
+
+    def _switched(self, served: ServedView) -> None:
+        try:
+            for callback in list(self.on_switch):
+                try:
+                    callback(served)
+                except Exception:  # the view is still served: only what the callback would have prepared is missing
+                    log.exception("preparing view %s: %s failed", served.view, getattr(callback, "__name__", callback))
+        finally:
+            served.switched.set()
 
     @contextmanager
     def cursor(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
@@ -130,6 +149,19 @@ class ViewStore:
             yield cur, served.view, served.info
         finally:
             cur.close()
+
+
+def _open_view(path: Path) -> ServedView:
+    """The view file at `path`, open read-only with its small tables read; 503 when it cannot be served."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return ServedView(con, path.name, ViewInfo.read(con))
+    except ValueError as exc:
+        con.close()
+        raise HTTPException(503, str(exc)) from None
+    except BaseException:
+        con.close()
+        raise
 
 
 @dataclass(frozen=True)

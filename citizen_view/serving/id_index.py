@@ -9,6 +9,7 @@ view. IDs one typo away are still found by the view's head and tail indexes (`se
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,8 @@ import numpy as np
 if TYPE_CHECKING:
     import duckdb
 
+# A national ID searched for, separators removed (`search.search_national_id` refuses any other): the IDs held.
+ACCEPTED_ID = HELD = re.compile(r"[0-9A-Za-z]{4,20}")
 BATCH_VECTORS = (
     100  # DuckDB vectors (2,048 rows each) converted at a time: their Python strings are held one batch at a time
 )
@@ -30,15 +33,17 @@ class IdIndex:
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> IdIndex:
-        """The index of the view `con` reads. Only IDs of ASCII letters and digits are held: a search's ID is one (it
-        is refused otherwise), so no other row can be found by it."""
+        """The index of the view `con` reads. Only IDs of the form a search accepts are held (`HELD`): the arrays are
+        as wide as the longest ID held, and `search_ids` also holds agencies' raw text, where one long junk value would
+        multiply their memory. `rows` says when an ID is not of that form, and the caller probes the view instead."""
         sources: dict[str, int] = {}
         keys, citizens, codes = [], [], []
         with con.cursor() as cur:
             cur.execute("SET enable_progress_bar = false")  # a read of seconds would draw one on the service's console
             cur.execute(
-                "SELECT national_id, citizen_id, source FROM search_ids WHERE regexp_full_match(national_id, "
-                "'[0-9A-Za-z]+') AND citizen_id IS NOT NULL AND source IS NOT NULL"
+                "SELECT national_id, citizen_id, source FROM search_ids WHERE regexp_full_match(national_id, ?) "
+                "AND citizen_id IS NOT NULL AND source IS NOT NULL",
+                [HELD.pattern],
             )  # in stored order (rowid), which a probe of one ID returns its rows in; sorted by ID below
             while len(chunk := cur.fetch_df_chunk(BATCH_VECTORS)):
                 keys.append(chunk["national_id"].to_numpy().astype("S"))
@@ -52,10 +57,13 @@ class IdIndex:
             key, citizen, code = key[order], citizen[order], code[order]
         return cls(key, citizen, code, list(sources))
 
-    def rows(self, national_id: str) -> list[tuple[str, str]]:
-        """(citizen, source) of each row with exactly this national ID, as `WHERE national_id = ?` returns them."""
-        if not (national_id.isascii() and national_id.isalnum()) or len(national_id) > self.keys.dtype.itemsize:
-            return []  # no such ID is held (see `read`)
+    def rows(self, national_id: str) -> list[tuple[str, str]] | None:
+        """(citizen, source) of each row with exactly this national ID, as `WHERE national_id = ?` returns them; None
+        for an ID not of the form held (`HELD`): only a probe of the view can say."""
+        if not HELD.fullmatch(national_id):
+            return None
+        if len(national_id) > self.keys.dtype.itemsize:
+            return []  # longer than any ID held
         key = national_id.encode("ascii")
         probe = np.array(key, dtype=self.keys.dtype)
         low, high = np.searchsorted(self.keys, probe, "left"), np.searchsorted(self.keys, probe, "right")

@@ -19,11 +19,10 @@ from jellyfish import jaro_winkler_similarity
 from citizen_view import national_id as nid
 from citizen_view import standardise as std
 from citizen_view.contract import DEFAULT_ID_SCHEMES, OPAQUE_ID
+from citizen_view.serving.id_index import ACCEPTED_ID, IdIndex
 
 if TYPE_CHECKING:
     import duckdb
-
-    from citizen_view.serving.id_index import IdIndex
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 MAX_RESULTS = 20
@@ -107,16 +106,15 @@ def search_national_id(
     compact = re.sub(r"[\s.\-:]", "", value)
     if scheme in NUMERIC_SCHEMES and not re.fullmatch(r"\d{8,11}", compact):
         raise QueryError("national_id must be 8 to 11 digits", "national_id")
-    if not re.fullmatch(r"[0-9A-Za-z]{4,20}", compact):
+    if not ACCEPTED_ID.fullmatch(compact):
         raise QueryError("national_id must be 4 to 20 letters or digits (separators are ignored)", "national_id")
     if scheme == "nl.bsn" and re.fullmatch(r"\d{8}", compact):
         compact = "0" + compact
     visible = set(sources)
     # One key per probe, the role's sources applied to the few rows found: a second condition in the same
     # scan would make DuckDB read the table instead of its index.
-    if ids is not None:
-        found = ids.rows(compact)
-    else:
+    found = ids.rows(compact) if ids is not None else None
+    if found is None:  # no IDs in memory, or not this form of ID (see id_index.IdIndex.read)
         found = con.execute("SELECT citizen_id, source FROM search_ids WHERE national_id = ?", [compact]).fetchall()
     exact = list(dict.fromkeys(c for c, source in found if source in visible))
     if exact:

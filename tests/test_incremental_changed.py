@@ -1,0 +1,79 @@
+"""A record whose content changes under the same key (a source's re-extract corrects it) is re-linked by the next
+incremental run as a full run would link it; a change in a column linkage does not read re-links nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from citizen_view.linkage.records import SOURCE_COLUMNS
+from tests.conftest import collected_chain
+
+
+@pytest.fixture(scope="module")
+def chain(generated, tmp_path_factory):
+    with collected_chain(generated, tmp_path_factory.mktemp("incremental_changed")) as (con, chain):
+        chain.run(run_id="full")
+        yield con, chain
+
+
+def _fellows(con, key: str) -> set[str]:
+    """The other records of the citizen `key` is linked to."""
+    rows = con.execute(
+        "SELECT o.record_key FROM citizen_source_link h JOIN citizen_source_link o USING (citizen_id) "
+        "WHERE h.record_key = ? AND o.record_key <> h.record_key",
+        [key],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _pick(con) -> tuple[str, str, str]:
+    """A record of a citizen with other records (source, source_record_id) and a record of another such citizen that
+    holds no record of that source (its key)."""
+    rows = con.execute(
+        "WITH sizes AS (SELECT citizen_id, count(*) AS n, list(r.source) AS sources FROM citizen_source_link "
+        "JOIN source_records r USING (record_key) GROUP BY 1) "
+        "SELECT l.record_key, r.source, r.source_record_id, l.citizen_id, sources FROM citizen_source_link l "
+        "JOIN sizes USING (citizen_id) JOIN source_records r USING (record_key) WHERE n >= 3 ORDER BY l.record_key"
+    ).fetchall()
+    key, source, record_id, citizen, _ = rows[0]
+    other = next(r[0] for r in rows if r[3] != citizen and source not in r[4])
+    return source, record_id, other
+
+
+def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
+    con, linkage = chain
+    source, record_id, other = _pick(con)
+    key = f"{source}:{record_id}"
+    before = _fellows(con, key)
+    # the re-extract: the record now carries what the other record says of its person (the columns its source has)
+    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
+    copied = [c for c in SOURCE_COLUMNS if c in present and c != "source"]
+    assignments = ", ".join(f"{c} = o.{c}" for c in copied)
+    con.execute(
+        f"UPDATE canonical.{source} SET {assignments} FROM (SELECT * FROM source_records WHERE record_key = ?) o "
+        f"WHERE canonical.{source}.source_record_id = ?",
+        [other, record_id],
+    )
+    linkage.collect()
+    link, _ = linkage.update(run_id="corrected")
+    assert link.new_records == 1
+    updated = _fellows(con, key)
+    assert before and not updated & before  # it left its citizen (the old code left it there)
+    keys = "SELECT * FROM linkage_keys WHERE record_key = ?"
+    indexed = con.execute(keys, [key]).fetchall()
+
+    linkage.run(run_id="full-after")
+    assert _fellows(con, key) == updated
+    assert con.execute(keys, [key]).fetchall() == indexed
+
+
+def test_a_change_linkage_does_not_read_relinks_nothing(chain):
+    con, linkage = chain
+    source, record_id, _ = _pick(con)
+    assert "date_of_death" not in SOURCE_COLUMNS
+    con.execute(
+        f"UPDATE canonical.{source} SET date_of_death = DATE '2020-01-01' WHERE source_record_id = ?", [record_id]
+    )
+    linkage.collect()
+    link, _ = linkage.update(run_id="ignored")
+    assert link.new_records == 0 and link.records_relinked == 0
