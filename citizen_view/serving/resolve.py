@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from citizen_view.serving.access import Role
-    from citizen_view.serving.deps import ViewStore
+    from citizen_view.serving.deps import ServedView
     from citizen_view.serving.documents import ViewInfo
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,16 @@ def resolve_model(
         _reading.release()
 
 
-def warm_up(views: ViewStore) -> None:
-    """Read the model, records and keys of the view served now (a service process calls it once as it starts, in a
-    thread of its own: a record it is asked to resolve meanwhile is answered 503 with Retry-After, see
-    `resolve_model`)."""
+def warm_up(served: ServedView) -> None:
+    """Read the model, records and keys of a view this process opens (a `ViewStore.on_switch` callback: at start
+    before the first request, after a publish in the store's switch thread; a record to resolve against that view
+    meanwhile is answered 503 with Retry-After, see `resolve_model`). A failure is logged by the store and answered
+    503 for `FAILED_FOR` seconds."""
+    cur = served.con.cursor()
     try:
-        served = views.served()
-        cur = served.con.cursor()
-        try:
-            resolve_model(cur, served.info, wait=True)
-        finally:
-            cur.close()
-    except Exception:  # no view yet, or an unreadable one: the first request says so, as it would without a warm-up
-        log.warning("the served view's resolve model was not read ahead", exc_info=True)
+        resolve_model(cur, served.info, wait=True)
+    finally:
+        cur.close()
 
 
 def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
