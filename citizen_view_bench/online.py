@@ -49,7 +49,7 @@ def _until_read(base: str, record: dict, *, answers: int = 10, limit: float = 60
     while in_a_row < answers:
         client = Client(base, timeout=60)
         try:
-            status = client.post("/api/resolve", PURPOSE, record).status
+            status = client.post("/api/resolve", PURPOSE, record).status_code
         finally:
             client.close()
         in_a_row = in_a_row + 1 if status == 200 else 0
