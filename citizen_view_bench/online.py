@@ -37,6 +37,28 @@ def _records(view: Path, *, seed: int, n: int) -> list[tuple[dict, str]]:
     return out
 
 
+def _until_read(base: str, record: dict, *, answers: int = 10, limit: float = 600.0) -> None:
+    """Wait until the service's processes hold the view's model: a resolve answers 503 while its process reads it (at
+    1M ~4 s after start), so `answers` requests in a row on new connections (spread over the processes) must answer
+    200 before the timed runs start."""
+    import time
+
+    from citizen_view_bench.load import Client
+
+    deadline, in_a_row = time.monotonic() + limit, 0
+    while in_a_row < answers:
+        client = Client(base, timeout=60)
+        try:
+            status = client.post("/api/resolve", PURPOSE, record).status_code
+        finally:
+            client.close()
+        in_a_row = in_a_row + 1 if status == 200 else 0
+        if status != 200:
+            if status != 503 or time.monotonic() > deadline:
+                raise RuntimeError(f"the service answers a resolve with {status}")
+            time.sleep(0.5)
+
+
 def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server_pid: int | None = None) -> dict:
     """Resolve every record from `concurrency` clients (one keep-alive connection each): latency percentiles,
     records/s, CPU per record (service and this client) and how answers came out."""
@@ -48,6 +70,7 @@ def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server
         body = r.json() if r.status_code == 200 else {}
         return r.status_code, body.get("decision"), body.get("citizen_id") == item[1]
 
+    _until_read(base, records[0][0])
     run = load(base, records, send, read, warmup=10, concurrency=concurrency, timeout=60, service_pid=server_pid)
     ok = [o for o in run.outcomes if o[0] == 200]
     cpu = run.cpu_per_request()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import random
+import shutil
 
 import duckdb
 import httpx
@@ -209,18 +211,21 @@ def test_the_candidates_are_the_records_the_models_blocking_rules_pair_the_recor
         con.close()
 
 
-def test_requests_arriving_together_read_the_views_model_once(service):
+def test_requests_arriving_together_read_the_views_model_once_and_the_others_are_told_to_retry(service):
     import threading
 
-    from citizen_view.serving.resolve import resolve_model
+    from citizen_view.serving.resolve import NotReady, resolve_model
 
     con = _view(service)
-    start, found, info = threading.Barrier(8), [], ViewInfo.read(con)
+    start, found, refused, info = threading.Barrier(8), [], [], ViewInfo.read(con)
 
     def first_request() -> None:
         cur = con.cursor()  # each request thread has its own cursor, as in the service
         start.wait()
-        found.append(resolve_model(cur, info))
+        try:
+            found.append(resolve_model(cur, info))
+        except NotReady as exc:  # a read under way: told to come back, not parked in a worker thread
+            refused.append(exc.retry_after)
         cur.close()
 
     try:
@@ -229,10 +234,34 @@ def test_requests_arriving_together_read_the_views_model_once(service):
             t.start()
         for t in threads:
             t.join()
+        later = resolve_model(con.cursor(), info)
     finally:
         con.close()
-    assert len(found) == 8 and found[0] is not None
-    assert all(m is found[0] for m in found)  # one read, waited for by the others (not eight models read at once)
+    assert len(found) + len(refused) == 8 and found and found[0] is not None and all(r > 0 for r in refused)
+    assert all(m is later for m in found)  # one read: every request answered from it, none read it again
+
+
+def test_a_view_whose_model_cannot_be_read_is_refused_with_retry_after_and_not_read_again_at_once(service, tmp_path):
+    from citizen_view.serving import resolve as online
+    from citizen_view.serving.resolve import NotReady, resolve_model
+
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(current_view(WarehouseLayout.of(service.warehouse).serving_dir), broken)
+    with duckdb.connect(str(broken)) as con:
+        con.execute("DROP TABLE resolve_records")
+    con = duckdb.connect(str(broken), read_only=True)
+    try:
+        info = ViewInfo.read(con)
+        with pytest.raises(NotReady) as first:
+            resolve_model(con, info)
+        remembered = online._failed[id(info)]
+        with pytest.raises(NotReady) as second:  # within FAILED_FOR: answered from memory, not read again
+            resolve_model(con, info)
+        assert online._failed[id(info)] == remembered  # a second read would have set a new deadline
+    finally:
+        con.close()
+    assert "could not be read" in str(first.value) and str(second.value) == str(first.value)
+    assert 0 < second.value.retry_after <= online.FAILED_FOR
 
 
 def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_it(service, tmp_path):
@@ -241,7 +270,7 @@ def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_
     import weakref
 
     from citizen_view.serving.deps import ViewStore
-    from citizen_view.serving.resolve import _models, resolve_model
+    from citizen_view.serving.resolve import NotReady, _models, resolve_model
     from citizen_view.serving.snapshot import switch_to
 
     served_file = current_view(WarehouseLayout.of(service.warehouse).serving_dir)
@@ -264,6 +293,12 @@ def test_publishing_a_new_view_lets_the_old_views_model_go_once_no_request_uses_
     gc.collect()
     assert gone() is None and len(_models) == held - 1  # A's last request done: its model goes before B's is read
     assert resolve_model(new.cur, new.info) is not None and len(_models) == held
+    late = views.served()  # a request that started on B, whose model is not read yet when C is published
+    switch_to(tmp_path, "view_a.duckdb")  # C (any other file)
+    late_info = ViewInfo.read(late.cur)  # B's model is not in memory for this opened view: it would be read again
+    with pytest.raises(NotReady):  # not read beside C's: told to retry, which answers from C
+        resolve_model(late.cur, late_info, replaced=lambda: views.current().name != late.view)
+    assert id(late_info) not in _models and len(_models) == held
 
 
 def test_a_value_of_another_kind_is_scored_by_duckdb_not_compared_by_python(service):
@@ -368,15 +403,29 @@ def test_a_record_the_model_is_unsure_about_needs_review_and_each_answer_follows
             low, high = body["review_band"]
             weights = [c["match_weight"] for c in body["candidates"]]
             competing = [w for w in weights if w >= low]
-            # the best citizen's probability with the record one citizen's at most; from the three shown, so an upper
-            # bound (citizens not shown add to the sum): a record it leaves below the upper end's is never matched
-            share = 1 / (2 ** -weights[0] + sum(2 ** (w - weights[0]) for w in weights)) if weights else 0.0
+            needed = 1 / (1 + 2**-high)  # a lone candidate's probability at the upper end
+            # the best citizen's probability among the citizens in the band, the record one citizen's at most: the
+            # shown ones give an upper bound; citizens not shown (each one record at least, none above the third)
+            # add at most `unseen` * 2^w3, and nothing when the third is below the band
+            unseen = body["records_compared"] - len(weights) if len(weights) == 3 and weights[2] >= low else 0
+            share = (
+                [
+                    1 / (2 ** -competing[0] + sum(2 ** (w - competing[0]) for w in competing) + extra)
+                    for extra in (0, unseen * 2 ** (weights[2] - competing[0]) if unseen else 0)
+                ]
+                if competing
+                else [0.0, 0.0]
+            )
             if not competing:
                 assert body["decision"] == "new", (fields, body, low, high)
-            elif weights[0] < high or share < 1 / (1 + 2**-high):
+            elif weights[0] < high or share[0] < needed:
                 assert body["decision"] == "review", (fields, body["decision"], weights, low, high)
-            else:
-                assert body["decision"] == "matched" or len(weights) == 3, (fields, weights)  # 3: maybe more unseen
+            elif share[1] >= needed:
+                assert (body["decision"], body["citizen_id"]) == ("matched", body["candidates"][0]["citizen_id"])
+            else:  # only citizens not shown can tip it: they are there, and the answer names none or the best
+                assert unseen and body["decision"] in ("matched", "review"), (fields, body["decision"], weights)
+            if body["decision"] == "review" and len(competing) > 1:
+                assert body["citizen_id"] is None, body
             decisions.add(body["decision"])
     assert "review" in decisions, decisions
 
@@ -394,7 +443,20 @@ def test_a_weak_second_citizen_far_below_the_best_leaves_it_matched_one_near_it_
     assert decide(citizens(50.5, 8.1, -12.9), band)[:2] == ("matched", "C0")  # a namesake far below: matched
     assert decide(citizens(10.3, 2.2), band)[:2] == ("matched", "C0")  # 2^8 to 1 for the best
     assert decide(citizens(13.8, 12.9, 7.6), band)[:2] == ("review", None)  # two close: review, no citizen
-    assert decide(citizens(4.6, 1.4), band)[:2] == ("review", None)  # 9 to 1 only: below a lone +4.5's 0.958
+    assert decide(citizens(4.6, 1.6), band)[:2] == ("review", None)  # 9 to 1 only: below a lone +4.5's 0.958
+    # citizens below the band's lower end do not compete: weak namesakes leave a clear best matched
+    assert decide(citizens(5.5, 1.0, 0.5, 0.0, -1.0), band)[:2] == ("matched", "C0")
+    assert decide(citizens(4.5, -5.0), band)[:2] == ("matched", "C0")
+    assert decide(citizens(8.0, *[1.4] * 40), band)[:2] == ("matched", "C0")
+    assert decide(citizens(6.0, *[1.4] * 40), band)[:2] == ("matched", "C0")
+    assert decide(citizens(4.4, *[1.4] * 40), band)[:2] == ("review", "C0")  # alone in the band: named
+    assert decide(citizens(8.0, 7.0, *[1.4] * 40), band)[:2] == ("review", None)  # two in the band: none named
+    decision, citizen, why = decide(citizens(9.0, 4.0, 1.0), band)
+    assert (decision, citizen) == ("matched", "C0") and "among the 2 citizens in the band" in why
+    for weird in (math.inf, math.nan):  # no finite probability: review, never matched
+        assert decide(citizens(weird, 2.0), band)[:2] == ("review", None)
+        assert decide(citizens(9.0, weird), band)[0] == "review"
+    assert decide(citizens(-math.inf), band)[:2] == ("new", None)
     assert decide(citizens(4.5), band)[:2] == ("matched", "C0")  # a lone candidate: from the upper end on, as before
     assert decide(citizens(4.4), band)[:2] == ("review", "C0")
     assert decide(citizens(3.0, 2.0), band)[:2] == ("review", None)
@@ -471,3 +533,73 @@ def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service)
             assert golden_for_role(con, ids, role) == by_sql, name
     finally:
         con.close()
+
+
+def test_a_view_without_linked_records_resolves_every_record_as_new(service, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from citizen_view.serving.resolve import resolve, resolve_model
+
+    record, _citizen = _population_record(service)
+    empty = tmp_path / "empty.duckdb"
+    shutil.copy(current_view(WarehouseLayout.of(service.warehouse).serving_dir), empty)
+    with duckdb.connect(str(empty)) as con:
+        con.execute("DELETE FROM resolve_keys")
+        con.execute("DELETE FROM resolve_records")
+    con = duckdb.connect(str(empty), read_only=True)  # as the service opens a view
+    try:
+        m = resolve_model(con, ViewInfo.read(con))
+        assert m is not None and len(m.index.numbers) == 0 and len(m.index.sources) == 0
+        role = SimpleNamespace(sources=["population"], sees=lambda _field: True)
+        answer = resolve(con, m, record, role)
+    finally:
+        con.close()
+    assert (answer["decision"], answer["citizen_id"], answer["records_compared"]) == ("new", None, 0), answer
+
+
+def test_records_packed_as_json_by_an_older_view_are_read_with_their_types_bound():
+    from citizen_view.serving.resolve_index import ResolveIndex
+    from citizen_view.serving.resolve_view import RECORD_NUMBER
+
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "CREATE TABLE resolve_columns (source VARCHAR, family_name VARCHAR, dob DATE, tf_family_name DOUBLE)"
+        )
+        con.execute(f"CREATE TABLE resolve_records ({RECORD_NUMBER} BIGINT, inputs VARCHAR)")
+        rows = [(2, {"source": "b", "family_name": "it's", "dob": "1980-02-03"}), (1, {"source": "a"})]
+        con.executemany("INSERT INTO resolve_records VALUES (?, ?)", [(n, json.dumps(r)) for n, r in rows])
+        con.execute(f"CREATE TABLE resolve_keys (key_hash UBIGINT, {RECORD_NUMBER} BIGINT)")
+        con.execute("INSERT INTO resolve_keys VALUES (7, 2), (3, 1)")
+        index = ResolveIndex.read(con)
+    finally:
+        con.close()
+    assert index.records_of(index.record_numbers([7, 3]), {"a", "b"}, 10) == [
+        {"source": "a", "family_name": None, "dob": None},
+        {"source": "b", "family_name": "it's", "dob": dt.date(1980, 2, 3)},
+    ]
+
+
+def test_after_a_publish_resolve_answers_from_the_new_view_and_a_request_during_its_read_is_told_to_retry(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from citizen_view.serving.snapshot import switch_to
+
+    folder = WarehouseLayout.of(service.warehouse).serving_dir
+    old = current_view(folder)
+    record, citizen = _population_record(service)
+    assert _resolve(service, record).json()["view"] == old.name
+    new = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-republished.duckdb"
+    shutil.copy(old, folder / new)  # the same content under a new name: a publication
+    switch_to(folder, new)
+    with ThreadPoolExecutor(8) as pool:  # the first resolves after the publish: one reads the new view's model
+        first = list(pool.map(lambda _: _resolve(service, record), range(8)))
+    refused = [r for r in first if r.status_code == 503]
+    assert all(r.status_code == 200 for r in first if r not in refused), [r.text for r in first]
+    assert all(int(r.headers["Retry-After"]) > 0 and "being read" in r.json()["error"] for r in refused)
+    answers = [r.json() for r in first if r.status_code == 200] + [_resolve(service, record).json()]
+    assert all((a["view"], a["decision"], a["citizen_id"]) == (new, "matched", citizen) for a in answers), answers
+    entries = [e for e in _audit(service) if e["query"]["path"] == "/api/resolve"][-9:]
+    assert sorted(e["status"] for e in entries) == sorted([r.status_code for r in first] + [200])
+    assert all(e["action"] == "refused:resolve" for e in entries if e["status"] == 503)

@@ -5,7 +5,7 @@ own blocking rules pair it with, found by its key of each rule and side (linkage
 held in memory (serving/resolve_index.py), only among records of sources the caller's role may see; each candidate's comparison levels are the saved model's own
 conditions, evaluated in Python (linkage/gamma.py, identical to DuckDB running Splink's SQL; a model with a
 condition it does not evaluate runs that SQL instead), and Splink's weights are added up (linkage/online.py). Per citizen the best-scoring record counts: `matched` when one citizen reaches the upper end
-of the review band and no other citizen reaches its lower end; `new` when none reaches the lower end; `review`
+of the review band and is clearly ahead of any other citizen reaching its lower end (`decide`); `new` when none reaches the lower end; `review`
 otherwise (a weight inside the band, or two citizens competing). The band is the review queue's (`review.band`,
 default the threshold +/- 1.5).
 """
@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from citizen_view.serving.access import Role
-    from citizen_view.serving.deps import ViewStore
+    from citizen_view.serving.deps import ServedView
     from citizen_view.serving.documents import ViewInfo
 
 log = logging.getLogger(__name__)
@@ -84,44 +86,83 @@ def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict]
 
 
 _models: dict[int, ResolveModel | None] = {}  # id(the opened view's ViewInfo) -> its model, while that object lives
+_failed: dict[
+    int, tuple[float, str]
+] = {}  # id(ViewInfo) -> (monotonic time until which a failed read is not retried, why)
 _lock = threading.Lock()
-_reading = threading.Lock()  # held by the one thread reading a view's model: the others wait for it, not read it too
+_reading = threading.Lock()  # held by the one thread reading a view's model
+READING_RETRY = 5  # seconds a request refused while a model is read is told to wait (a read takes ~4 s at 1M)
+FAILED_FOR = 30.0  # seconds a failed read is answered from memory, not tried again by every request
 
 
-def resolve_model(cur: duckdb.DuckDBPyConnection, view: ViewInfo) -> ResolveModel | None:
+class NotReady(Exception):
+    """The view's model cannot be used now: it is being read, or reading it failed a moment ago (answer 503)."""
+
+    def __init__(self, why: str, retry_after: int):
+        super().__init__(why)
+        self.retry_after = retry_after
+
+
+def resolve_model(
+    cur: duckdb.DuckDBPyConnection,
+    view: ViewInfo,
+    *,
+    wait: bool = False,
+    replaced: Callable[[], bool] | None = None,
+) -> ResolveModel | None:
     """The model of the opened view whose `ViewInfo` is `view`, or None for a view published without one: read once
-    per opened view (the requests that arrive while it is read wait for it, instead of each thread reading it again)
-    and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a request still answers
-    from it (deps.ViewStore drops it once a new view is published). Its records and keys take ~0.8 GB at 1M: an old
-    view's go with its last request, and a request still answering from it does not read it again."""
+    per opened view and kept as long as that `ViewInfo` lives, i.e. while the process serves that view file or a
+    request still answers from it (deps.ViewStore drops it once a new view is published): an old view's ~0.8 GB at 1M
+    go with its last request, and a request still answering from it does not read it again.
+
+    One thread reads at a time. Unless `wait`, a request that finds a read under way raises `NotReady` at once
+    instead of holding a worker thread for seconds (at 400 records/s the shared pool would fill in 0.1 s); a read
+    that failed raises `NotReady` for `FAILED_FOR` seconds without being tried again. A view `replaced` says a newer
+    one replaced is not read at all (`NotReady`: the retry answers from the new view), so a request that started on
+    the old view cannot bring its ~0.8 GB back beside the new one's."""
     key = id(view)
     with _lock:
         if key in _models:
             return _models[key]
-    with _reading:
+    if not _reading.acquire(blocking=wait):
+        raise NotReady("the served view's records are being read into memory: retry shortly", READING_RETRY)
+    try:
         with _lock:
             if key in _models:
                 return _models[key]
-        found = _read_model(cur)
+            until, why = _failed.get(key, (0.0, ""))
+        if time.monotonic() < until:
+            raise NotReady(why, max(1, math.ceil(until - time.monotonic())))
+        if replaced is not None and replaced():
+            raise NotReady("a new view was published while this request started: retry", 1)
+        try:
+            found = _read_model(cur)
+        except Exception as exc:
+            log.exception("the served view's resolve model could not be read")
+            why = f"the served view's resolve model could not be read ({type(exc).__name__}): retry later"
+            with _lock:
+                _failed[key] = (time.monotonic() + FAILED_FOR, why)
+                weakref.finalize(view, _failed.pop, key, None)
+            raise NotReady(why, int(FAILED_FOR)) from exc
         with _lock:
             _models[key] = found
             # dict.pop takes no lock: the finalizer may run in any thread, that one holding `_lock` included
             weakref.finalize(view, _models.pop, key, None)
-    return found
+        return found
+    finally:
+        _reading.release()
 
 
-def warm_up(views: ViewStore) -> None:
-    """Read the model, records and keys of the view served now (a service process calls it once as it starts, in a
-    thread of its own: the first records it resolves then wait for a read already under way, if at all)."""
+def warm_up(served: ServedView) -> None:
+    """Read the model, records and keys of a view this process opens (a `ViewStore.on_switch` callback: at start
+    before the first request, after a publish in the store's switch thread; a record to resolve against that view
+    meanwhile is answered 503 with Retry-After, see `resolve_model`). A failure is logged by the store and answered
+    503 for `FAILED_FOR` seconds."""
+    cur = served.con.cursor()
     try:
-        served = views.served()
-        cur = served.con.cursor()
-        try:
-            resolve_model(cur, served.info)
-        finally:
-            cur.close()
-    except Exception:  # no view yet, or an unreadable one: the first request says so, as it would without a warm-up
-        log.warning("the served view's resolve model was not read ahead", exc_info=True)
+        resolve_model(cur, served.info, wait=True)
+    finally:
+        cur.close()
 
 
 def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
@@ -236,10 +277,12 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
     """(decision, citizen or None, why) from each citizen's best-scoring record, best first.
 
     `matched` needs the best citizen at the band's upper end or above and, with the record belonging to one citizen
-    at most, a probability of being that one's at least what the upper end gives a lone candidate: 2^w1 over 1 plus
-    the sum of 2^w of every citizen (`_exclusive_probability`). A lone candidate gets its own probability, so it is
-    matched from the upper end on, as before; a second citizen far below the best (a household member, a namesake
-    at +2 beside a +50) no longer sends the record to review, one near it still does."""
+    at most, a probability of being that one's among the citizens reaching the band at least what the upper end gives
+    a lone candidate: 2^w1 over 1 plus the sum of 2^w of every citizen at the band's lower end or above
+    (`_exclusive_probability`). Citizens below the lower end do not compete (as for `new`): a lone candidate in the
+    band is matched from the upper end on whatever namesakes lie below it; a second citizen far below the best (a
+    household member at +2 beside a +50) leaves it matched, one near it sends the record to review. A weight that is
+    no finite number sends it to review."""
     if not best or best[0]["match_weight"] < m.low:
         top = (
             f"the best match weight {best[0]['match_weight']:+.2f}"
@@ -247,20 +290,26 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
             else "no candidate record found: weight -inf"
         )
         return NEW, None, f"{top} is below the review band's lower end {m.low:+.2f}"
-    first, competing = best[0], len([b for b in best if b["match_weight"] >= m.low])
+    if math.isnan(best[0]["match_weight"]):
+        return REVIEW, None, "the best match weight is no number"
+    first, in_band = best[0], [b for b in best if not b["match_weight"] < m.low]  # a NaN competes
+    competing = len(in_band)
+    lone = first["citizen_id_r"] if competing == 1 else None  # the citizen a review names: only when it is alone
     if first["match_weight"] < m.high:
         if competing > 1:
             return REVIEW, None, f"{competing} citizens reach the review band"
         return (
             REVIEW,
-            first["citizen_id_r"],
+            lone,
             f"match weight {first['match_weight']:+.2f} is within the review band [{m.low:+.2f}, {m.high:+.2f}]",
         )
-    share, needed = _exclusive_probability(best), _exclusive_probability([{"match_weight": m.high}])
+    share, needed = _exclusive_probability(in_band), _exclusive_probability([{"match_weight": m.high}])
+    if not math.isfinite(share):
+        return REVIEW, None, f"match weight {first['match_weight']:+.2f}: no finite probability among the citizens"
     if share < needed:
         return (
             REVIEW,
-            None,
+            lone,
             f"{competing} citizens reach the review band: the best one's probability among them {share:.4f} is "
             f"below {needed:.4f}",
         )
@@ -271,9 +320,12 @@ def decide(best: list[dict[str, Any]], m: ResolveModel) -> tuple[str, str | None
 
 
 def _exclusive_probability(best: list[dict[str, Any]]) -> float:
-    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w),
-    computed relative to the best weight (no overflow)."""
+    """The probability that the record is the best citizen's when it is one citizen's at most: 2^w1 / (1 + sum 2^w)
+    over the citizens `best` holds (the caller's choice), computed relative to the best weight (no overflow); NaN for
+    a weight that is no finite number."""
     top = best[0]["match_weight"]
+    if not all(math.isfinite(b["match_weight"]) for b in best):
+        return math.nan
     return 1.0 / (2.0 ** min(-top, 1000.0) + sum(2.0 ** (b["match_weight"] - top) for b in best))
 
 

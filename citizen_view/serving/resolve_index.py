@@ -44,7 +44,7 @@ class ResolveIndex:
         if not path:  # a database in memory: read through the caller's own connection
             return cls._read(cur)
         with duckdb.connect() as own:
-            own.execute(f"ATTACH '{path.replace(chr(39), chr(39) * 2)}' AS view (READ_ONLY)")
+            own.execute("ATTACH ? AS view (READ_ONLY)", [path])
             own.execute("USE view")
             return cls._read(own)
 
@@ -56,13 +56,14 @@ class ResolveIndex:
         if len(hashes) > 1 and not bool(np.all(hashes[:-1] <= hashes[1:])):  # a view published before keys were sorted
             order = np.argsort(hashes, kind="stable")
             hashes, records = hashes[order], records[order]
-        table = cur.sql(_records_sql(cur)).to_arrow_table().combine_chunks()
+        sql, params = _records_sql(cur)
+        table = cur.sql(sql, params=params).to_arrow_table().combine_chunks()
         numbers = table.column(RECORD_NUMBER).to_numpy()
         if len(numbers) > 1 and not bool(np.all(numbers[:-1] <= numbers[1:])):  # read out of their stored order
             order = np.argsort(numbers, kind="stable")
             table, numbers = table.take(order).combine_chunks(), numbers[order]
         table = table.drop_columns([RECORD_NUMBER])
-        return cls(hashes, records, numbers, table, table.column("source").chunk(0))
+        return cls(hashes, records, numbers, table, table.column("source").combine_chunks())  # none: no chunk
 
     def record_numbers(self, hashes: list[int]) -> np.ndarray:
         """The numbers of the records any of the key `hashes` finds, each once, sorted."""
@@ -80,11 +81,12 @@ class ResolveIndex:
         return self.records.take(kept[:limit]).to_pylist() if kept else []
 
 
-def _records_sql(cur: duckdb.DuckDBPyConnection) -> str:
-    """The records' number and columns; from a view published before they were stored as columns, unpacked from the
-    one JSON column `inputs` they were packed in then (slower: the JSON is parsed)."""
+def _records_sql(cur: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:
+    """The statement (and its parameters) reading the records' number and columns; from a view published before they
+    were stored as columns, unpacked from the one JSON column `inputs` they were packed in then (slower: the JSON is
+    parsed)."""
     columns = [name for name, *_ in cur.execute("DESCRIBE resolve_records").fetchall()]
     if "inputs" not in columns:
-        return "SELECT * FROM resolve_records"
+        return "SELECT * FROM resolve_records", []
     types = {n: t for n, t, *_ in cur.execute("DESCRIBE resolve_columns").fetchall() if not n.startswith("tf_")}
-    return f"SELECT {RECORD_NUMBER}, unnest(from_json(inputs, '{json.dumps(types)}')) FROM resolve_records"
+    return f"SELECT {RECORD_NUMBER}, unnest(from_json(inputs, ?)) FROM resolve_records", [json.dumps(types)]

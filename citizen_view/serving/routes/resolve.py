@@ -18,7 +18,7 @@ from citizen_view.linkage.online import record_resolution, resolutions_file
 from citizen_view.serving.deps import LIMITS, ApiView, AuditTrail, CurrentPrincipal, FieldError, Parts
 from citizen_view.serving.guard import offload
 from citizen_view.serving.models import Resolution
-from citizen_view.serving.resolve import SHOWN_FIELDS, resolve, resolve_model
+from citizen_view.serving.resolve import SHOWN_FIELDS, NotReady, resolve, resolve_model
 from citizen_view.serving.routes.api import API_DEPENDENCIES, caseworkers
 from citizen_view.serving.routes.api import answer as sent
 
@@ -87,6 +87,12 @@ async def api_resolve(
     return await offload(resolution, record, who, trail, view, parts)
 
 
+def _replaced(parts: ServiceParts, view: str) -> bool:
+    """Whether the view named `view` is no longer the one published (one stat of the pointer file)."""
+    now = parts.views.current()
+    return now is not None and now.name != view
+
+
 def resolution(
     record: IncomingRecord, who: Principal, trail: Trail, view: CurrentView, parts: ServiceParts
 ) -> Response:
@@ -105,7 +111,10 @@ def resolution(
         )
     if not given:
         raise FieldError("family_name", "a record to resolve needs at least one field")
-    model = resolve_model(view.cur, view.info)
+    try:
+        model = resolve_model(view.cur, view.info, replaced=lambda: _replaced(parts, view.view))
+    except NotReady as exc:  # refused at once (and audited as a refusal), not held in a worker thread for seconds
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     if model is None:
         raise HTTPException(
             503,
