@@ -126,7 +126,10 @@ _ERROR_CODES = {
     422: "Invalid input: a malformed or oversized parameter.",
     429: "Too many unknown tokens from the caller's address lately: wait the seconds `Retry-After` names.",
     500: "An internal error (logged; never a stack trace).",
-    503: "No view has been published yet.",
+    503: (
+        "No view has been published yet; or (resolve) the view's index is being read after a publish, or its read failed"
+        " lately: retry after the seconds `Retry-After` names."
+    ),
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": text} for code, text in _ERROR_CODES.items()
