@@ -13,7 +13,8 @@ import pytest
 
 from citizen_view.contract import Backend, LinkageConfig, LinkType
 from citizen_view.linkage.engine import Engine
-from citizen_view.linkage.scoring import POOL, predict_edges, predict_with_linker, tf_columns
+from citizen_view.linkage.model import tf_columns
+from citizen_view.linkage.scoring import POOL, predict_edges, predict_with_linker
 from citizen_view.linkage.steps import saved_model
 from tests.conftest import collected_chain
 

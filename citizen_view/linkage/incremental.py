@@ -21,10 +21,10 @@ from splink.internals.blocking_rule_creator_utils import to_blocking_rule_creato
 from sqlglot import exp
 
 import citizen_view.linkage.key_index as key_index
-from citizen_view.linkage.model import render_for
+from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
 from citizen_view.linkage.records import DIGEST, linkage_input_sql
-from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT, tf_columns
+from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
 from citizen_view.warehouse import rows_where, transaction
 
 if TYPE_CHECKING:

@@ -26,9 +26,8 @@ from typing import Any
 import duckdb
 
 from citizen_view.linkage.candidates import ProbeKey, probe_keys, unprobed_rules
-from citizen_view.linkage.model import render_for
+from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.records import DIGEST, ENCODED_COLUMNS, INPUT_COLUMNS, ensure_digest, linkage_input_sql
-from citizen_view.linkage.scoring import tf_columns
 from citizen_view.warehouse import table_exists, transaction
 
 KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"

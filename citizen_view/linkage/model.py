@@ -505,3 +505,15 @@ def render_for(model: dict[str, Any], dialect: str) -> dict[str, Any]:
     ]
     out["sql_dialect"] = dialect
     return out
+
+
+def tf_columns(model: dict[str, Any]) -> list[str]:
+    """The columns whose term frequencies the model's levels use."""
+    return sorted(
+        {
+            lvl["tf_adjustment_column"]
+            for c in model["comparisons"]
+            for lvl in c["comparison_levels"]
+            if lvl.get("tf_adjustment_column")
+        }
+    )

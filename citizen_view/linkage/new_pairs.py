@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import splink
 
-from citizen_view.linkage.model import render_for
-from citizen_view.linkage.scoring import tf_columns
+from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ from splink.internals.exceptions import EMTrainingException
 import citizen_view.linkage.common_values as cv
 from citizen_view.contract import Backend, LinkType
 from citizen_view.linkage.engine import Engine
-from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for
+from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for, tf_columns
+from citizen_view.linkage.new_pairs import score_pairs_sql, scoring_pipeline, term_frequency_sql
 from citizen_view.linkage.records import field_shares, linkage_input_sql
 
 if TYPE_CHECKING:
@@ -150,18 +151,6 @@ def _fit(linker: Linker, plan: ModelPlan, *, seed: int) -> list[str]:
     return notes
 
 
-def tf_columns(model: dict[str, Any]) -> list[str]:
-    """The columns whose term frequencies the model's levels use."""
-    return sorted(
-        {
-            lvl["tf_adjustment_column"]
-            for c in model["comparisons"]
-            for lvl in c["comparison_levels"]
-            if lvl.get("tf_adjustment_column")
-        }
-    )
-
-
 def _edge_columns(scored: SplinkDataFrame) -> list[str]:
     return _kept([c.unquote().name for c in scored.columns])
 
@@ -219,18 +208,16 @@ def _predict_in_warehouse(con: duckdb.DuckDBPyConnection, model: dict[str, Any],
     formed on a record number in record_key's order instead of the key's text, and collected once instead of each rule
     re-testing every earlier rule on its pairs; and nothing crosses to another database and back (at 200k persons the
     input's Parquet alone was 1.1 s of CPU, the scored pairs' 1.0 s)."""
-    from citizen_view.linkage import new_pairs  # it imports this module
-
-    pipeline = new_pairs.scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    pipeline = scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
     records = f"({linkage_input_sql(con)})"  # computed again by each count below: cheaper than holding it twice
     numbers = "SELECT record_key, row_number() OVER (ORDER BY record_key) AS record_number FROM source_records"
     numbered = f"(SELECT * FROM {records} JOIN ({numbers}) USING (record_key))"
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {POOL} AS "
-            + new_pairs.term_frequency_sql(model, records, numbered, pool_values_only=False)
+            + term_frequency_sql(model, records, numbered, pool_values_only=False)
         )
-        scored = new_pairs.score_pairs_sql(
+        scored = score_pairs_sql(
             model, POOL, floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline, key="record_number", new_only=False
         )
         columns = ", ".join(f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns))

@@ -30,8 +30,8 @@ from citizen_view.linkage.candidates import ProbeKey, probe_keys
 from citizen_view.linkage.explain import _input_columns
 from citizen_view.linkage.gamma import Mismatch, Unsupported, comparison_levels, gammas
 from citizen_view.linkage.incoming import linkage_values, standardise_one
+from citizen_view.linkage.model import tf_columns
 from citizen_view.linkage.online import INPUT_COLUMNS, OnlineScorer, probability, scorer
-from citizen_view.linkage.scoring import tf_columns
 from citizen_view.serving.resolve_index import ResolveIndex
 
 if TYPE_CHECKING:

@@ -10,10 +10,9 @@ import json
 from typing import TYPE_CHECKING
 
 from citizen_view.linkage.candidates import probe_keys
-from citizen_view.linkage.model import render_for
+from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.online import INPUT_COLUMNS
 from citizen_view.linkage.review import WEIGHT_BAND, _weight
-from citizen_view.linkage.scoring import tf_columns
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
