@@ -70,7 +70,7 @@ def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
     con, linkage = chain
     key, before = _correct(con, linkage)
     link, _ = linkage.update(run_id="corrected")
-    assert link.new_records == 1
+    assert link.changed_records == 1 and link.new_records == 0
     updated = _fellows(con, key)
     assert before and not updated & before  # it left its citizen (the old code left it there)
     keys = "SELECT * FROM linkage_keys WHERE record_key = ?"
@@ -106,7 +106,7 @@ def test_a_run_that_dies_after_scoring_a_corrected_record_leaves_the_change_for_
             getattr(linkage, dying)(run_id="dies")
         monkeypatch.undo()
         link, _ = linkage.update(run_id="rerun")
-        assert link.new_records == 1
+        assert link.changed_records == 1
         updated = _fellows(con, key)
         assert before and not updated & before
         linkage.run(run_id="full-after")
@@ -119,7 +119,7 @@ def test_links_from_before_the_digest_get_it_from_prepare_update_and_then_see_a_
     assert "citizen_source_link" in linkage.prepare_update()
     assert not con.execute("SELECT count(*) FROM citizen_source_link WHERE linkage_digest IS NULL").fetchall()[0][0]
     link, _ = linkage.update(run_id="prepared")
-    assert (link.new_records, link.records_relinked) == (0, 0)
+    assert (link.new_records, link.changed_records, link.records_relinked) == (0, 0, 0)
     source, record_id, _ = _pick(con)
     con.execute(
         f"UPDATE canonical.{source} SET date_of_birth = date_of_birth + INTERVAL 400 DAY WHERE source_record_id = ?",
@@ -127,4 +127,4 @@ def test_links_from_before_the_digest_get_it_from_prepare_update_and_then_see_a_
     )
     linkage.collect()
     link, _ = linkage.update(run_id="corrected-after-prepare")
-    assert link.new_records == 1
+    assert (link.new_records, link.changed_records) == (0, 1)

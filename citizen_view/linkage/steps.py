@@ -193,6 +193,7 @@ class LinkReport:
     review_queue: int = 0
     incremental: bool = False
     new_records: int = 0
+    changed_records: int = 0  # records changed under their key since they were linked, re-linked like new ones
     records_relinked: int = 0
     seconds: float = 0.0
     evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
@@ -326,16 +327,18 @@ def _incremental_scope(
     The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
     citizens) of the new records, of citizens that lost a record and of every record a reviewer decided on,
     whatever the verdict (a decision made since the last run must split or join its pair as a full run would, and
-    a `different` later changed to `unsure` must let its pair join again). Returns (new records, records in scope).
+    a `different` later changed to `unsure` must let its pair join again). Returns (new records, changed records,
+    records in scope).
     """
     _unmatched_keys(con)
     model = saved_model(con)
     # A record changed under its key (its digest is not the one its link holds) is re-linked like a new one: its
     # old keys and counts are taken back when it is indexed again, its old pairs replaced, its old component re-formed.
     _changed_keys(con)
+    n_changed = con.execute("SELECT count(*) FROM _changed_keys").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL "
-        "UNION ALL SELECT record_key FROM _changed_keys"
+        "UNION SELECT record_key FROM _changed_keys"
     )
     con.execute("DROP TABLE _changed_keys")
     con.execute(
@@ -371,7 +374,7 @@ def _incremental_scope(
         threshold=threshold,
     )
     con.unregister("_decided_keys")
-    return n_relinked, in_scope
+    return n_relinked - n_changed, n_changed, in_scope
 
 
 def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> list[str]:
@@ -436,11 +439,13 @@ def link_citizens(
     same, different = constraints(overrides)
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
     ensure_digest(con)  # the links keep the digest of what linkage read of each record (a warehouse from before it)
-    n_new = 0
+    n_new = n_changed = 0
     if incremental:
         ensure_link_digest(con)
         decided = overrides.select("record_key_l", "record_key_r").rows()
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, decided=decided)
+        n_new, n_changed, _ = _incremental_scope(
+            con, threshold=threshold, same=same, different=different, decided=decided
+        )
         _read_scope(con)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
@@ -478,6 +483,7 @@ def link_citizens(
         review_queue=queued,
         incremental=incremental,
         new_records=n_new,
+        changed_records=n_changed,
         records_relinked=links.height,
         seconds=time.perf_counter() - started,
         evaluation=_evaluation(con, truth_dir),
