@@ -656,7 +656,8 @@ def _describe(meta: dict) -> str:
         )
         if meta.get("mode") == "incremental":
             line += (
-                f"; incremental: {meta['new_records']:,} new records, {meta['earlier_records_relinked']:,} earlier "
+                f"; incremental: {meta['new_records']:,} new records, {meta.get('changed_records', 0):,} changed, "
+                f"{meta['earlier_records_relinked']:,} earlier "
                 f"records re-linked, {meta['records_left_alone']:,} left alone"
             )
         if "eval_f1" in meta:

@@ -605,7 +605,12 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         chain.take_back("_held")
         with measure(stages, "incremental link + golden") as st:
             report, _ = Linkage(con, WarehouseLayout.of(warehouse), sources).update(run_id="bench-incremental")
-            st.extra = {"new": report.new_records, "relinked": report.records_relinked, "citizens": report.citizens}
+            st.extra = {
+                "new": report.new_records,
+                "changed": report.changed_records,
+                "relinked": report.records_relinked,
+                "citizens": report.citizens,
+            }
         if getattr(args, "no_rebuild", False):
             return _against_last_rebuild(args, stages[-1])
         con.execute("CREATE TEMP TABLE _incremental_links AS SELECT record_key, citizen_id FROM citizen_source_link")

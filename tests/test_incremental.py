@@ -50,8 +50,9 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     assert meta["records_relinked"] < 0.2 * meta["dagster/row_count"]
     new, earlier, alone = meta["new_records"], meta["earlier_records_relinked"], meta["records_left_alone"]
     assert new + earlier + alone == meta["dagster/row_count"] and alone > 0
+    assert meta["changed_records"] == 0  # lines were added, none changed
     assert (
-        f"incremental: {new:,} new records, {earlier:,} earlier records re-linked, {alone:,} left alone"
+        f"incremental: {new:,} new records, 0 changed, {earlier:,} earlier records re-linked, {alone:,} left alone"
         in _describe(meta)
     )
     assert after["record_key"].n_unique() == after.height

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import citizen_view.linkage.steps as steps
 from citizen_view.linkage.records import SOURCE_COLUMNS
 from tests.conftest import collected_chain
 
@@ -40,12 +41,12 @@ def _pick(con) -> tuple[str, str, str]:
     return source, record_id, other
 
 
-def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
-    con, linkage = chain
+def _correct(con, linkage) -> tuple[str, set[str]]:
+    """Re-extract a record so that it now carries what another citizen's record says of its person (the columns its
+    source has), and collect: returns its key and its fellows before."""
     source, record_id, other = _pick(con)
     key = f"{source}:{record_id}"
     before = _fellows(con, key)
-    # the re-extract: the record now carries what the other record says of its person (the columns its source has)
     present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
     copied = [c for c in SOURCE_COLUMNS if c in present and c != "source"]
     assignments = ", ".join(f"{c} = o.{c}" for c in copied)
@@ -55,8 +56,21 @@ def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
         [other, record_id],
     )
     linkage.collect()
+    return key, before
+
+
+def _dies_while_clustering(monkeypatch) -> None:
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed after scoring")
+
+    monkeypatch.setattr(steps, "_cluster_in_scope", killed)
+
+
+def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
+    con, linkage = chain
+    key, before = _correct(con, linkage)
     link, _ = linkage.update(run_id="corrected")
-    assert link.new_records == 1
+    assert link.changed_records == 1 and link.new_records == 0
     updated = _fellows(con, key)
     assert before and not updated & before  # it left its citizen (the old code left it there)
     keys = "SELECT * FROM linkage_keys WHERE record_key = ?"
@@ -77,3 +91,40 @@ def test_a_change_linkage_does_not_read_relinks_nothing(chain):
     linkage.collect()
     link, _ = linkage.update(run_id="ignored")
     assert link.new_records == 0 and link.records_relinked == 0
+
+
+@pytest.mark.parametrize("dying", ["update", "run"])
+def test_a_run_that_dies_after_scoring_a_corrected_record_leaves_the_change_for_its_rerun(
+    generated, tmp_path, monkeypatch, dying
+):
+    # the pairs and the key index are written before the links: the change is recorded as linked only with the links
+    with collected_chain(generated, tmp_path) as (con, linkage):
+        linkage.run(run_id="full")
+        key, before = _correct(con, linkage)
+        _dies_while_clustering(monkeypatch)
+        with pytest.raises(RuntimeError, match="killed after scoring"):
+            getattr(linkage, dying)(run_id="dies")
+        monkeypatch.undo()
+        link, _ = linkage.update(run_id="rerun")
+        assert link.changed_records == 1
+        updated = _fellows(con, key)
+        assert before and not updated & before
+        linkage.run(run_id="full-after")
+        assert _fellows(con, key) == updated
+
+
+def test_links_from_before_the_digest_get_it_from_prepare_update_and_then_see_a_change(chain):
+    con, linkage = chain
+    con.execute("ALTER TABLE citizen_source_link DROP COLUMN linkage_digest")  # as an older release wrote it
+    assert "citizen_source_link" in linkage.prepare_update()
+    assert not con.execute("SELECT count(*) FROM citizen_source_link WHERE linkage_digest IS NULL").fetchall()[0][0]
+    link, _ = linkage.update(run_id="prepared")
+    assert (link.new_records, link.changed_records, link.records_relinked) == (0, 0, 0)
+    source, record_id, _ = _pick(con)
+    con.execute(
+        f"UPDATE canonical.{source} SET date_of_birth = date_of_birth + INTERVAL 400 DAY WHERE source_record_id = ?",
+        [record_id],
+    )
+    linkage.collect()
+    link, _ = linkage.update(run_id="corrected-after-prepare")
+    assert (link.new_records, link.changed_records) == (0, 1)

@@ -2,7 +2,8 @@
 
 A full run's scoring step writes, for the saved model:
 
-- `linkage_keys`: per record, the digest of what linkage read of it when it was linked (records.DIGEST), one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
+- `linkage_keys`: per record, the digest of what linkage read of it when it was indexed (records.DIGEST; the one it
+  was linked with is kept in `citizen_source_link`, written with the link), one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
   with DuckDB's `hash`, not the MD5 the served view's resolve keys use: see HASH) and the values of the
   term-frequency columns;
 - `linkage_tf`: per term-frequency column, rows (value, n) whose sums are the records holding each value, and a

@@ -27,7 +27,7 @@ from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, clust
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
-from citizen_view.linkage.records import DIGEST
+from citizen_view.linkage.records import DIGEST, ensure_digest
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     EDGE_FLOOR_WEIGHT,
@@ -193,6 +193,7 @@ class LinkReport:
     review_queue: int = 0
     incremental: bool = False
     new_records: int = 0
+    changed_records: int = 0  # records changed under their key since they were linked, re-linked like new ones
     records_relinked: int = 0
     seconds: float = 0.0
     evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
@@ -239,12 +240,32 @@ def _differing_buckets(con: duckdb.DuckDBPyConnection, left: str, right: str) ->
     con.execute("DROP TABLE _changed_buckets")
 
 
+def ensure_link_digest(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give a `citizen_source_link` written before the digest existed the digest its records have now (a change made
+    before that is not seen): the links then say what linkage read of each record when it was linked. Whether it
+    was written."""
+    if not table_exists(con, "main", "citizen_source_link") or column_exists(
+        con, "main", "citizen_source_link", DIGEST
+    ):
+        return False
+    ensure_digest(con)
+    with transaction(con):
+        con.execute(f"ALTER TABLE citizen_source_link ADD COLUMN {DIGEST} UBIGINT")
+        con.execute(
+            f"UPDATE citizen_source_link SET {DIGEST} = r.{DIGEST} FROM source_records r "
+            "WHERE r.record_key = citizen_source_link.record_key"
+        )
+    return True
+
+
 def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """`_changed_keys`: the records the key index holds with another digest than their row in `source_records` has
-    now (what linkage reads of them changed under the same key since they were linked). The digests (the key is in
-    them) are compared by bucket as in _unmatched_keys, read straight from both tables (integers: no hash to compute,
-    so no rows to keep between the passes); a key on both sides of the rows left changed (on one side: new or gone)."""
-    sides = (("_digests_now", "source_records", DIGEST), ("_digests_linked", key_index.KEYS, "digest"))
+    """`_changed_keys`: the linked records whose link holds another digest than their row in `source_records` has now
+    (what linkage reads of them changed under the same key since they were linked). The digest is written with the
+    link, in the transaction that stores it, so a run that dies before leaves the old one and its rerun sees the
+    change. The digests (the key is in them) are compared by bucket as in _unmatched_keys, read straight from both
+    tables (integers: no hash to compute, so no rows to keep between the passes); a key on both sides of the rows left
+    changed (on one side: new or gone)."""
+    sides = (("_digests_now", "source_records", DIGEST), ("_digests_linked", "citizen_source_link", DIGEST))
     digest = f"SELECT {{0}} % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum({{0}}) AS x FROM {{1}} GROUP BY b"
     with transaction(con):
         con.execute(
@@ -260,7 +281,7 @@ def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _changed_keys AS SELECT record_key FROM source_records WHERE rowid IN "
             "(SELECT rid FROM _digests_now ANTI JOIN _digests_linked USING (h)) "
-            f"INTERSECT SELECT record_key FROM {key_index.KEYS} WHERE rowid IN "
+            "INTERSECT SELECT record_key FROM citizen_source_link WHERE rowid IN "
             "(SELECT rid FROM _digests_linked ANTI JOIN _digests_now USING (h))"
         )
         for name in ("_changed_buckets", "_digests_now", "_digests_linked"):
@@ -306,28 +327,26 @@ def _incremental_scope(
     The scope is the connected components (links at or above the threshold, reviewers' `same`, shared
     citizens) of the new records, of citizens that lost a record and of every record a reviewer decided on,
     whatever the verdict (a decision made since the last run must split or join its pair as a full run would, and
-    a `different` later changed to `unsure` must let its pair join again). Returns (new records, records in scope).
+    a `different` later changed to `unsure` must let its pair join again). Returns (new records, changed records,
+    records in scope).
     """
     _unmatched_keys(con)
     model = saved_model(con)
-    # A record changed under its key (its digest is not the one it was linked with) is re-linked like a new one: its
+    # A record changed under its key (its digest is not the one its link holds) is re-linked like a new one: its
     # old keys and counts are taken back when it is indexed again, its old pairs replaced, its old component re-formed.
-    # Without a current key index there is no digest as linked to compare with: no change is seen.
-    changed = "SELECT NULL::VARCHAR AS record_key WHERE false"
-    if key_index.is_current(con, model) and column_exists(con, "main", "source_records", DIGEST):
-        _changed_keys(con)
-        changed = "SELECT record_key FROM _changed_keys"
+    _changed_keys(con)
+    n_changed = con.execute("SELECT count(*) FROM _changed_keys").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL "
-        f"UNION ALL {changed}"
+        "UNION SELECT record_key FROM _changed_keys"
     )
-    con.execute("DROP TABLE IF EXISTS _changed_keys")
+    con.execute("DROP TABLE _changed_keys")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _gone_keys AS SELECT gone_key AS record_key, citizen_id FROM _unmatched "
         "WHERE gone_key IS NOT NULL"
     )
     con.execute("DROP TABLE _unmatched")
-    n_new = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
+    n_relinked = con.execute("SELECT count(*) FROM _new_keys").fetchall()[0][0]
     if con.execute("SELECT count(*) FROM _gone_keys").fetchall()[0][0]:
         con.execute(
             "DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM _gone_keys) "
@@ -335,7 +354,7 @@ def _incremental_scope(
         )
     if not components.exists(con):  # a warehouse linked before the table existed: once, from its links
         components.write_from_links(con, threshold=threshold, same=same, different=different)
-    if n_new:
+    if n_relinked:
         predict_new_edges(con, model, "_new_keys", gone="_gone_keys")
     elif key_index.is_current(con, model):
         key_index.forget(con, model, "_gone_keys")
@@ -349,13 +368,13 @@ def _incremental_scope(
     in_scope = components.scope(
         con,
         new_keys="_new_keys",
-        new_edges="_new_edges" if n_new else None,
+        new_edges="_new_edges" if n_relinked else None,
         gone="_gone_keys",
         decided="_decided_keys",
         threshold=threshold,
     )
     con.unregister("_decided_keys")
-    return n_new, in_scope
+    return n_relinked - n_changed, n_changed, in_scope
 
 
 def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> list[str]:
@@ -363,6 +382,8 @@ def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> l
     before they existed, or a model trained since); returns the tables written. An update writes them itself."""
     written = []
     model = saved_model(con)
+    if ensure_link_digest(con):
+        written.append("citizen_source_link")
     if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
         key_index.write(con, model)
         written += [key_index.KEYS, key_index.TF]
@@ -417,10 +438,14 @@ def link_citizens(
     overrides = load_overrides(layout.overrides_file)
     same, different = constraints(overrides)
     incremental = incremental and table_exists(con, "main", "citizen_source_link")
-    n_new = 0
+    ensure_digest(con)  # the links keep the digest of what linkage read of each record (a warehouse from before it)
+    n_new = n_changed = 0
     if incremental:
+        ensure_link_digest(con)
         decided = overrides.select("record_key_l", "record_key_r").rows()
-        n_new, _ = _incremental_scope(con, threshold=threshold, same=same, different=different, decided=decided)
+        n_new, n_changed, _ = _incremental_scope(
+            con, threshold=threshold, same=same, different=different, decided=decided
+        )
         _read_scope(con)
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
@@ -458,6 +483,7 @@ def link_citizens(
         review_queue=queued,
         incremental=incremental,
         new_records=n_new,
+        changed_records=n_changed,
         records_relinked=links.height,
         seconds=time.perf_counter() - started,
         evaluation=_evaluation(con, truth_dir),
@@ -496,7 +522,7 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     they are); one pass over each big table, read by every later step instead of it. The rows are found on their keys
     and fetched by row id (warehouse.rows_where)."""
     present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
-    read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ) & present))
+    read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ | {DIGEST}) & present))
     in_scope = "record_key IN (SELECT record_key FROM _scope)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records "
@@ -572,7 +598,8 @@ def _assign_ids(
     return assign_checked(clustered.labels, previous, used_before=used_before)
 
 
-# One row per linked record with its best link inside its citizen; `?` is the run ID.
+# One row per linked record with its best link inside its citizen and the digest of what linkage read of it (an
+# update compares it with the record's digest now); `?` is the run ID.
 _LINK_ROWS = """
     WITH best AS (
         SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
@@ -587,7 +614,7 @@ _LINK_ROWS = """
         ) GROUP BY record_key
     )
     SELECT l.citizen_id, r.source, r.source_record_id, l.record_key,
-           best.match_probability, best.match_weight,
+           best.match_probability, best.match_weight, r.{digest},
            count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
            ?::VARCHAR AS run_id, now() AS linked_at
     FROM _links l JOIN {records} r USING (record_key) LEFT JOIN best USING (record_key)
@@ -616,7 +643,7 @@ def _store_links(
                 "DELETE FROM citizen_source_link WHERE record_key IN "
                 "(SELECT record_key FROM _scope UNION ALL SELECT record_key FROM _gone_keys)"
             )
-            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows")
+            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows", digest=DIGEST)
             con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
             con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
             # the scope's links as now written, and as they were for records outside it (this run left those alone)
@@ -626,7 +653,7 @@ def _store_links(
                 "WHERE record_key NOT IN (SELECT record_key FROM _scope)"
             )
         else:
-            rows = _LINK_ROWS.format(edges="match_edges", records="source_records")
+            rows = _LINK_ROWS.format(edges="match_edges", records="source_records", digest=DIGEST)
             con.execute(
                 f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id",
                 [run_id],

@@ -136,6 +136,7 @@ def _link_metadata(report: LinkReport) -> dict:
         "seconds": round(report.seconds, 2),
         "mode": "incremental" if report.incremental else "full",
         "new_records": report.new_records,
+        "changed_records": report.changed_records,  # changed under their key since linked, re-linked like new ones
         "records_relinked": report.records_relinked,  # new and earlier records whose citizen was re-formed
     }
     if report.incremental:
