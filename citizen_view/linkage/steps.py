@@ -228,16 +228,26 @@ def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
 def _differing_buckets(con: duckdb.DuckDBPyConnection, left: str, right: str) -> None:
     """Keep only the rows (h, rid) of the tables `left` and `right` whose bucket of hashes differs between them (by
     count or sum of hashes): the rows that can be unmatched."""
-    digest = f"SELECT h % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum(h) AS x FROM {{}} GROUP BY b"
+    _create_changed_buckets(con, ("h", left), ("h", right))
+    for name in (left, right):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {_in_changed_bucket('h')}")
+    con.execute("DROP TABLE _changed_buckets")
+
+
+def _create_changed_buckets(con: duckdb.DuckDBPyConnection, left: tuple[str, str], right: tuple[str, str]) -> None:
+    """`_changed_buckets`: the buckets of integer hashes (hash % UNMATCHED_BUCKETS) whose count or sum of hashes differs
+    between `left` and `right`, each (hash column, table)."""
+    digest = f"SELECT {{0}} % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum({{0}}) AS x FROM {{1}} GROUP BY b"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format(left)}) s "
-        f"FULL JOIN ({digest.format(right)}) l USING (b) "
+        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format(*left)}) s "
+        f"FULL JOIN ({digest.format(*right)}) l USING (b) "
         "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
     )
-    changed = f"h % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
-    for name in (left, right):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {changed}")
-    con.execute("DROP TABLE _changed_buckets")
+
+
+def _in_changed_bucket(column: str) -> str:
+    """The condition keeping a row whose hash `column` falls in one of `_changed_buckets`."""
+    return f"{column} % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
 
 
 def ensure_link_digest(con: duckdb.DuckDBPyConnection) -> bool:
@@ -266,17 +276,12 @@ def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
     tables (integers: no hash to compute, so no rows to keep between the passes); a key on both sides of the rows left
     changed (on one side: new or gone)."""
     sides = (("_digests_now", "source_records", DIGEST), ("_digests_linked", "citizen_source_link", DIGEST))
-    digest = f"SELECT {{0}} % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum({{0}}) AS x FROM {{1}} GROUP BY b"
     with transaction(con):
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM "
-            f"({digest.format(sides[0][2], sides[0][1])}) s FULL JOIN ({digest.format(sides[1][2], sides[1][1])}) l "
-            "USING (b) WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
-        )
+        _create_changed_buckets(con, *((column, table) for _, table, column in sides))
         for name, table, column in sides:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {column} AS h, rowid AS rid FROM {table} "
-                f"WHERE {column} % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)",
+                f"WHERE {_in_changed_bucket(column)}",
             )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _changed_keys AS SELECT record_key FROM source_records WHERE rowid IN "
