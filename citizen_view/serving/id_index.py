@@ -18,10 +18,9 @@ if TYPE_CHECKING:
     import duckdb
 
 # A national ID searched for, separators removed (`search.search_national_id` refuses any other): the IDs held.
-ACCEPTED_ID = HELD = re.compile(r"[0-9A-Za-z]{4,20}")
-BATCH_VECTORS = (
-    100  # DuckDB vectors (2,048 rows each) converted at a time: their Python strings are held one batch at a time
-)
+ACCEPTED_ID = re.compile(r"[0-9A-Za-z]{4,20}")
+# DuckDB vectors (2,048 rows each) converted at a time: their Python strings are held one batch at a time
+BATCH_VECTORS = 100
 
 
 class IdIndex:
@@ -33,9 +32,9 @@ class IdIndex:
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> IdIndex:
-        """The index of the view `con` reads. Only IDs of the form a search accepts are held (`HELD`): the arrays are
-        as wide as the longest ID held, and `search_ids` also holds agencies' raw text, where one long junk value would
-        multiply their memory. `rows` says when an ID is not of that form, and the caller probes the view instead."""
+        """The index of the view `con` reads. Only IDs of the form a search accepts are held (`ACCEPTED_ID`): the arrays
+        are as wide as the longest ID held, and `search_ids` also holds agencies' raw text, where one long junk value
+        would multiply their memory. `rows` says when an ID is not of that form, and the caller probes the view instead."""
         sources: dict[str, int] = {}
         keys, citizens, codes = [], [], []
         with con.cursor() as cur:
@@ -43,7 +42,7 @@ class IdIndex:
             cur.execute(
                 "SELECT national_id, citizen_id, source FROM search_ids WHERE regexp_full_match(national_id, ?) "
                 "AND citizen_id IS NOT NULL AND source IS NOT NULL",
-                [HELD.pattern],
+                [ACCEPTED_ID.pattern],
             )  # in stored order (rowid), which a probe of one ID returns its rows in; sorted by ID below
             while len(chunk := cur.fetch_df_chunk(BATCH_VECTORS)):
                 keys.append(chunk["national_id"].to_numpy().astype("S"))
@@ -59,8 +58,8 @@ class IdIndex:
 
     def rows(self, national_id: str) -> list[tuple[str, str]] | None:
         """(citizen, source) of each row with exactly this national ID, as `WHERE national_id = ?` returns them; None
-        for an ID not of the form held (`HELD`): only a probe of the view can say."""
-        if not HELD.fullmatch(national_id):
+        for an ID not of the form held (`ACCEPTED_ID`): only a probe of the view can say."""
+        if not ACCEPTED_ID.fullmatch(national_id):
             return None
         if len(national_id) > self.keys.dtype.itemsize:
             return []  # longer than any ID held
