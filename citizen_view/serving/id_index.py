@@ -34,7 +34,8 @@ class IdIndex:
     def read(cls, con: duckdb.DuckDBPyConnection) -> IdIndex:
         """The index of the view `con` reads. Only IDs of the form a search accepts are held (`ACCEPTED_ID`): the arrays
         are as wide as the longest ID held, and `search_ids` also holds agencies' raw text, where one long junk value
-        would multiply their memory. `rows` says when an ID is not of that form, and the caller probes the view instead."""
+        would multiply their memory. `rows` says when an ID is not of that form, and the caller probes the view
+        instead."""
         sources: dict[str, int] = {}
         keys, citizens, codes = [], [], []
         with con.cursor() as cur:
