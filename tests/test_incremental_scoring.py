@@ -281,25 +281,35 @@ def test_a_record_indexed_before_its_extract_was_corrected_is_indexed_as_it_is_n
     assert updated_counts == con.execute(counts).fetchall()
 
 
-def test_new_and_gone_records_are_found_by_their_hashes_and_by_their_keys_alike():
-    """New records (not linked) and gone ones (linked, no longer loaded) are found by comparing hashed keys; where a
-    hash repeats (here: a link written twice), the keys are compared as text, with the same answer."""
+def test_new_gone_and_changed_records_are_found_by_their_digests_and_by_their_keys_alike():
+    """New records (not linked), gone ones (linked, no longer loaded) and changed ones (linked with another digest
+    than they have now, or with none) are found by comparing digests; where a digest repeats in a table (here: a
+    link written twice), the rows are joined on key and digest instead, with the same answer."""
     from citizen_view.linkage.steps import _unmatched_keys
 
     con = duckdb.connect()
-    con.execute("CREATE TABLE source_records AS SELECT 'r:' || i AS record_key FROM range(5000) t(i)")
     con.execute(
-        "CREATE TABLE citizen_source_link AS SELECT 'r:' || i AS record_key, 'c' || (i // 2) AS citizen_id "
-        "FROM range(100, 5100) t(i)"
+        "CREATE TABLE source_records AS SELECT 'r:' || i AS record_key, hash('r:' || i, i % 7) AS linkage_digest "
+        "FROM range(5000) t(i)"
+    )
+    con.execute(
+        "CREATE TABLE citizen_source_link AS SELECT 'r:' || i AS record_key, 'c' || (i // 2) AS citizen_id, "
+        "CASE WHEN i IN (200, 300) THEN hash('r:' || i, 'before') WHEN i = 400 THEN NULL "
+        "ELSE hash('r:' || i, i % 7) END AS linkage_digest FROM range(100, 5100) t(i)"
     )
 
-    def found() -> tuple[set, set]:
+    def found() -> tuple[set, set, set]:
         _unmatched_keys(con)
         new = {k for (k,) in con.execute("SELECT new_key FROM _unmatched WHERE new_key IS NOT NULL").fetchall()}
         gone = set(con.execute("SELECT gone_key, citizen_id FROM _unmatched WHERE gone_key IS NOT NULL").fetchall())
-        return new, gone
+        changed = {k for (k,) in con.execute("SELECT record_key FROM _changed_keys").fetchall()}
+        return new, gone, changed
 
-    expected = ({f"r:{i}" for i in range(100)}, {(f"r:{i}", f"c{i // 2}") for i in range(5000, 5100)})
+    expected = (
+        {f"r:{i}" for i in range(100)},
+        {(f"r:{i}", f"c{i // 2}") for i in range(5000, 5100)},
+        {"r:200", "r:300", "r:400"},
+    )
     assert found() == expected
     con.execute("INSERT INTO citizen_source_link SELECT * FROM citizen_source_link WHERE record_key = 'r:100'")
     assert found() == expected

@@ -199,55 +199,89 @@ class LinkReport:
     evaluation: dict[str, Any] | None = None  # against a ground truth, when the data set ships one
 
 
-UNMATCHED_BUCKETS = 65536  # buckets of record keys compared by count and hash sum before any key is joined
+UNMATCHED_BUCKETS = 16384  # buckets of digests compared by count and xor before any row is joined
 
 
 def _unmatched_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """`_unmatched`: records not linked yet (new_key) and links whose record is gone (gone_key, citizen_id).
+    """`_unmatched`: records not linked yet (new_key) and links whose record is gone (gone_key, citizen_id);
+    `_changed_keys`: linked records whose link holds another digest than their row in `source_records` has now (what
+    linkage reads of them changed under the same key since they were linked).
 
-    Each big table's keys are read once, hashed, with their row ids (`_hashed_records`, `_hashed_links`: integers).
-    The hashes are put in buckets and each bucket's count and sum of hashes compared: only the hashes in buckets that
-    differ are joined (a few thousand changes touch a few per cent of the buckets), and only the unmatched rows' keys
-    are fetched, by row id (in one transaction, so the row ids stay those read). Should a hash repeat there (two keys
-    sharing one), the keys are compared as text instead."""
+    The digest (records.py) has the record's key in it, so a new, gone or changed record is a digest on one side
+    only, and one pass over each big table's digest column (an integer) finds all three: the digests are put in
+    buckets and each bucket's count and xor compared, only the rows of buckets that differ are joined (a few thousand
+    changes touch a few per cent of the buckets), and only the unmatched rows' keys are fetched, by row id (in one
+    transaction, so the row ids stay those read). A key on both sides of the unmatched rows changed; on one side, it is
+    new or gone. A link without a digest is always unmatched. The digest is written with the link, in the transaction
+    that stores it, so a run that dies before leaves the old one and its rerun sees the change. Should a digest repeat
+    in a table (two rows sharing one), the rows are joined on key and digest instead."""
+    sides = (("_digests_now", "source_records"), ("_digests_linked", "citizen_source_link"))
+    bucket = f"{DIGEST} % {UNMATCHED_BUCKETS}"
+    per_bucket = f"SELECT {bucket} AS b, count(*) AS n, bit_xor({DIGEST}) AS x FROM {{}} GROUP BY b"
     with transaction(con):
-        for name, table in (("_hashed_records", "source_records"), ("_hashed_links", "citizen_source_link")):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({per_bucket.format(sides[0][1])}) s "
+            f"FULL JOIN ({per_bucket.format(sides[1][1])}) l USING (b) "
+            "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        )
+        for name, table in sides:
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT hash(record_key) AS h, rowid AS rid FROM {table}"
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {DIGEST} AS h, rowid AS rid FROM {table} "
+                f"WHERE {DIGEST} IS NULL OR {bucket} IN (SELECT b FROM _changed_buckets)"
             )
-        _differing_buckets(con, "_hashed_records", "_hashed_links")
-        repeated = "SELECT count(*) - count(DISTINCT h) FROM {}"
-        if any(con.execute(repeated.format(t)).fetchall()[0][0] for t in ("_hashed_records", "_hashed_links")):
-            _unmatched_by_text(con)
+        repeated = "SELECT count(h) - count(DISTINCT h) FROM {}"
+        if any(con.execute(repeated.format(name)).fetchall()[0][0] for name, _ in sides):
+            _unmatched_rows_by_text(con)
         else:
-            _unmatched_by_hash(con)
-        for name in ("_hashed_records", "_hashed_links"):
+            _unmatched_rows_by_digest(con)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _changed_keys AS "
+            "SELECT record_key FROM _unmatched_now INTERSECT SELECT record_key FROM _unmatched_linked"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT record_key AS new_key, NULL::VARCHAR AS gone_key, "
+            "NULL::VARCHAR AS citizen_id FROM _unmatched_now ANTI JOIN _changed_keys USING (record_key) "
+            "UNION ALL SELECT NULL, record_key, citizen_id FROM _unmatched_linked ANTI JOIN _changed_keys USING (record_key)"
+        )
+        for name in ("_changed_buckets", "_digests_now", "_digests_linked", "_unmatched_now", "_unmatched_linked"):
             con.execute(f"DROP TABLE {name}")
 
 
-def _differing_buckets(con: duckdb.DuckDBPyConnection, left: str, right: str) -> None:
-    """Keep only the rows (h, rid) of the tables `left` and `right` whose bucket of hashes differs between them (by
-    count or sum of hashes): the rows that can be unmatched."""
-    _create_changed_buckets(con, ("h", left), ("h", right))
-    for name in (left, right):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h, rid FROM {name} WHERE {_in_changed_bucket('h')}")
-    con.execute("DROP TABLE _changed_buckets")
-
-
-def _create_changed_buckets(con: duckdb.DuckDBPyConnection, left: tuple[str, str], right: tuple[str, str]) -> None:
-    """`_changed_buckets`: the buckets of integer hashes (hash % UNMATCHED_BUCKETS) whose count or sum of hashes differs
-    between `left` and `right`, each (hash column, table)."""
-    digest = f"SELECT {{0}} % {UNMATCHED_BUCKETS} AS b, count(*) AS n, sum({{0}}) AS x FROM {{1}} GROUP BY b"
+def _unmatched_rows_by_digest(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched_now` (record_key) and `_unmatched_linked` (record_key, citizen_id): the rows of the changed buckets
+    whose digest the other table lacks (no digest repeats in a table), their keys fetched by row id."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _changed_buckets AS SELECT b FROM ({digest.format(*left)}) s "
-        f"FULL JOIN ({digest.format(*right)}) l USING (b) "
-        "WHERE s.n IS DISTINCT FROM l.n OR s.x IS DISTINCT FROM l.x"
+        "CREATE OR REPLACE TEMP TABLE _unmatched_now AS SELECT record_key FROM source_records WHERE rowid IN "
+        "(SELECT rid FROM _digests_now ANTI JOIN _digests_linked USING (h))"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _unmatched_linked AS SELECT record_key, citizen_id FROM citizen_source_link "
+        "WHERE rowid IN (SELECT rid FROM _digests_linked ANTI JOIN _digests_now USING (h))"
     )
 
 
-def _in_changed_bucket(column: str) -> str:
-    """The condition keeping a row whose hash `column` falls in one of `_changed_buckets`."""
-    return f"{column} % {UNMATCHED_BUCKETS} IN (SELECT b FROM _changed_buckets)"
+def _unmatched_rows_by_text(con: duckdb.DuckDBPyConnection) -> None:
+    """`_unmatched_now` and `_unmatched_linked` as _unmatched_rows_by_digest makes them, the rows of the changed buckets
+    joined on key and digest."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _rows_now AS SELECT record_key, {DIGEST} AS h FROM source_records "
+        "WHERE rowid IN (SELECT rid FROM _digests_now)"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _rows_linked AS SELECT record_key, citizen_id, {DIGEST} AS h "
+        "FROM citizen_source_link WHERE rowid IN (SELECT rid FROM _digests_linked)"
+    )
+    same = "ON a.record_key = b.record_key AND a.h = b.h"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _unmatched_now AS SELECT DISTINCT a.record_key FROM _rows_now a "
+        f"ANTI JOIN _rows_linked b {same}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _unmatched_linked AS SELECT a.record_key, a.citizen_id FROM _rows_linked a "
+        f"ANTI JOIN _rows_now b {same}"
+    )
+    con.execute("DROP TABLE _rows_now")
+    con.execute("DROP TABLE _rows_linked")
 
 
 def ensure_link_digest(con: duckdb.DuckDBPyConnection) -> bool:
@@ -268,57 +302,6 @@ def ensure_link_digest(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def _changed_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """`_changed_keys`: the linked records whose link holds another digest than their row in `source_records` has now
-    (what linkage reads of them changed under the same key since they were linked). The digest is written with the
-    link, in the transaction that stores it, so a run that dies before leaves the old one and its rerun sees the
-    change. The digests (the key is in them) are compared by bucket as in _unmatched_keys, read straight from both
-    tables (integers: no hash to compute, so no rows to keep between the passes); a key on both sides of the rows left
-    changed (on one side: new or gone)."""
-    sides = (("_digests_now", "source_records", DIGEST), ("_digests_linked", "citizen_source_link", DIGEST))
-    with transaction(con):
-        _create_changed_buckets(con, *((column, table) for _, table, column in sides))
-        for name, table, column in sides:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {column} AS h, rowid AS rid FROM {table} "
-                f"WHERE {_in_changed_bucket(column)}",
-            )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _changed_keys AS SELECT record_key FROM source_records WHERE rowid IN "
-            "(SELECT rid FROM _digests_now ANTI JOIN _digests_linked USING (h)) "
-            "INTERSECT SELECT record_key FROM citizen_source_link WHERE rowid IN "
-            "(SELECT rid FROM _digests_linked ANTI JOIN _digests_now USING (h))"
-        )
-        for name in ("_changed_buckets", "_digests_now", "_digests_linked"):
-            con.execute(f"DROP TABLE {name}")
-
-
-def _unmatched_by_hash(con: duckdb.DuckDBPyConnection) -> None:
-    """`_unmatched` from the rows of the changed buckets (`_hashed_records`, `_hashed_links`), joined on their hashes
-    (none repeats), the unmatched rows' keys fetched by row id."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _unmatched_rows AS SELECT s.rid AS new_rid, l.rid AS gone_rid "
-        "FROM _hashed_records s FULL JOIN _hashed_links l USING (h) WHERE s.h IS NULL OR l.h IS NULL"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT record_key AS new_key, NULL::VARCHAR AS gone_key, "
-        "NULL::VARCHAR AS citizen_id FROM source_records WHERE rowid IN (SELECT new_rid FROM _unmatched_rows) "
-        "UNION ALL SELECT NULL, record_key, citizen_id FROM citizen_source_link "
-        "WHERE rowid IN (SELECT gone_rid FROM _unmatched_rows)"
-    )
-    con.execute("DROP TABLE _unmatched_rows")
-
-
-def _unmatched_by_text(con: duckdb.DuckDBPyConnection) -> None:
-    """`_unmatched` from the rows of the changed buckets (`_hashed_records`, `_hashed_links`), joined on their keys."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _unmatched AS SELECT s.record_key AS new_key, l.record_key AS gone_key, l.citizen_id "
-        "FROM (SELECT record_key FROM source_records WHERE rowid IN (SELECT rid FROM _hashed_records)) s "
-        "FULL JOIN (SELECT record_key, citizen_id FROM citizen_source_link WHERE rowid IN (SELECT rid FROM _hashed_links)) l "
-        "USING (record_key) WHERE s.record_key IS NULL OR l.record_key IS NULL"
-    )
-
-
 def _incremental_scope(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -335,11 +318,10 @@ def _incremental_scope(
     a `different` later changed to `unsure` must let its pair join again). Returns (new records, changed records,
     records in scope).
     """
-    _unmatched_keys(con)
-    model = saved_model(con)
     # A record changed under its key (its digest is not the one its link holds) is re-linked like a new one: its
     # old keys and counts are taken back when it is indexed again, its old pairs replaced, its old component re-formed.
-    _changed_keys(con)
+    _unmatched_keys(con)
+    model = saved_model(con)
     n_changed = con.execute("SELECT count(*) FROM _changed_keys").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT new_key AS record_key FROM _unmatched WHERE new_key IS NOT NULL "
