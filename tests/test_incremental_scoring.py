@@ -132,6 +132,22 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     # and the review queue is the full run's: the late records' uncertain pairs and citizens, everyone else's as they were
     assert con.sql(queue.format("review_queue")).pl().equals(con.sql(queue.format("_full_queue")).pl())
     assert con.execute("SELECT count(*) FROM _full_queue").fetchall()[0][0] > 0
+    # and the golden rows the update rebuilt (in Python, golden_rows) are those the full run's SQL gives the citizens
+    rebuilt, differing = _golden_against_sql(con, linkage.sources)
+    assert rebuilt > 0 and differing == 0
+
+
+def _golden_against_sql(con, sources) -> tuple[int, int]:
+    """(citizens the last update rebuilt, how many of their `citizen` rows differ from golden_select's over all links)."""
+    from citizen_view.linkage.golden import golden_select, rank_rows
+
+    con.execute("CREATE OR REPLACE TEMP TABLE _ranks (grp VARCHAR, source VARCHAR, rank INTEGER)")
+    con.executemany("INSERT INTO _ranks VALUES (?, ?, ?)", rank_rows(sources))
+    linked = "_linked AS (SELECT l.citizen_id, r.* FROM citizen_source_link l JOIN source_records r USING (record_key))"
+    by_sql = f"SELECT * FROM ({golden_select('_linked', '_ranks', before=linked)}) SEMI JOIN linkage_changes USING (citizen_id)"
+    rebuilt = "SELECT * FROM citizen SEMI JOIN linkage_changes USING (citizen_id)"
+    differing = f"SELECT count(*) FROM (({by_sql}) EXCEPT ({rebuilt}) UNION ALL (({rebuilt}) EXCEPT ({by_sql})))"
+    return con.execute(f"SELECT count(*) FROM ({rebuilt})").fetchall()[0][0], con.execute(differing).fetchall()[0][0]
 
 
 def test_the_linkage_input_of_a_few_records_is_what_every_records_input_gives_them(chain):
@@ -176,8 +192,11 @@ def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _some AS SELECT * FROM _every WHERE source = 'permits' ORDER BY record_key LIMIT 25"
     )
-    by_index = {r[0] for r in con.execute(key_index.candidates_sql(model, "_some")).fetchall()}
-    by_join = {r[0] for r in con.execute(candidates_sql(model, "_some", "_every")).fetchall()}
+    by_index = {r[0] for r in con.execute(key_index.candidates_sql(model, "_some")).fetchall()}  # key hashes
+    by_join = {
+        r[0]
+        for r in con.execute(f"SELECT hash(record_key) FROM ({candidates_sql(model, '_some', '_every')})").fetchall()
+    }
     assert by_join and by_index == by_join
     counted = con.sql(term_frequency_sql(model, "_every", "_some") + " ORDER BY record_key").pl()
     looked_up = con.sql(key_index.term_frequency_sql(model, "_some") + " ORDER BY record_key").pl()

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from citizen_view.linkage.clusters import components
+from citizen_view.linkage.records import KEY_HASH, key_hash_sql, with_key_hash
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ def _from_frame(con: duckdb.DuckDBPyConnection, statement: str, keys: pl.Series,
     """`statement` (a CREATE ... AS or an INSERT INTO the table) over the records' `keys` and their `component`."""
     con.register("_components_frame", pl.DataFrame({"record_key": keys, "component": component}))
     try:
-        con.execute(f"{statement} SELECT record_key, component::BIGINT AS component FROM _components_frame")
+        con.execute(
+            f"{statement} SELECT record_key, component::BIGINT AS component, {key_hash_sql()} AS {KEY_HASH} "
+            "FROM _components_frame"
+        )
     finally:
         con.unregister("_components_frame")
 
@@ -88,9 +92,10 @@ def scope(
             f" UNION ALL SELECT record_key_l FROM {new_edges} WHERE match_weight >= $t"
             f" UNION ALL SELECT record_key_r FROM {new_edges} WHERE match_weight >= $t"
         )
+    # found on the key hashes: a record sharing a hash with a touched one adds its component, which re-forms as it was
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_components AS SELECT DISTINCT component FROM {TABLE} "
-        f"WHERE record_key IN ({touched})",
+        f"WHERE {KEY_HASH} IN ({with_key_hash(touched)})",
         {"t": threshold} if new_edges else None,
     )
     con.execute(
@@ -105,4 +110,4 @@ def replace_scope(con: duckdb.DuckDBPyConnection, keys: pl.Series, component: np
     """Replace the rows of the re-clustered components with the records' components now (in the caller's transaction)."""
     start = con.execute(f"SELECT coalesce(max(component), -1) + 1 FROM {TABLE}").fetchall()[0][0]
     con.execute(f"DELETE FROM {TABLE} WHERE component IN (SELECT component FROM _scope_components)")
-    _from_frame(con, f"INSERT INTO {TABLE}", keys, component + start)
+    _from_frame(con, f"INSERT INTO {TABLE} BY NAME", keys, component + start)

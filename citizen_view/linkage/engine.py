@@ -130,11 +130,19 @@ class Engine:
         return self.register(db_api, path, name)
 
     def copy_into(
-        self, scored: SplinkDataFrame, columns: list[str], con: duckdb.DuckDBPyConnection, table: str, out: Path
+        self,
+        scored: SplinkDataFrame,
+        columns: list[str],
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        out: Path,
+        *,
+        computed: list[str] | None = None,
     ) -> None:
         """Create (or replace) the warehouse table `table` from `columns` of a Splink table, written as Parquet under
-        `out` by Splink's engine and read once by the warehouse. Not as Arrow: DuckDB hands the whole result over at
-        once, which held every scored pair in memory twice (+1 GB at the peak of scoring at 1M persons)."""
+        `out` by Splink's engine and read once by the warehouse (with the select items `computed` over them added by
+        the warehouse). Not as Arrow: DuckDB hands the whole result over at once, which held every scored pair in
+        memory twice (+1 GB at the peak of scoring at 1M persons)."""
         select = ", ".join(f'"{c}"' for c in columns)
         if self.backend == Backend.DUCKDB:
             scored.db_api.duckdb_con.execute(
@@ -144,7 +152,8 @@ class Engine:
         else:
             scored.as_spark_dataframe().select(*columns).write.mode("overwrite").parquet(str(out))
             files = str(out / "*.parquet")
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet(?)", [files])
+        extra = "".join(f", {item}" for item in computed or [])
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT *{extra} FROM read_parquet(?)", [files])
 
 
 def spark_session(config: SparkConfig, *, work: Path | None = None):

@@ -23,7 +23,7 @@ from sqlglot import exp
 import citizen_view.linkage.key_index as key_index
 from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
-from citizen_view.linkage.records import DIGEST, linkage_input_sql
+from citizen_view.linkage.records import DIGEST, KEY_HASH, linkage_input_sql, with_key_hash
 from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
 from citizen_view.warehouse import rows_where, transaction
 
@@ -125,24 +125,28 @@ def predict_new_edges(
 
 def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_keys: str, gone: str | None) -> int:
     """predict_new_edges with the key index: the new records' input, then their candidates by key, then theirs."""
-    # the new records are fetched by row id (new lines of an extract sit together); the candidates are not: tens of
-    # thousands of records spread over every vector are read as cheaply by a plain filter
-    new = rows_where("source_records", f"record_key IN (SELECT record_key FROM {new_keys})")
+    # the new records are fetched by row id (new lines of an extract sit together), found on their key hashes and
+    # then checked on their keys (two keys may share a hash)
+    new_hashes = with_key_hash(f"SELECT record_key FROM {new_keys}")
+    new = rows_where("source_records", f"{KEY_HASH} IN ({new_hashes})")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _linkage_new AS SELECT *, true AS is_new "
         f"FROM ({linkage_input_sql(con, where=new, digest=True)})"
     )
+    con.execute(f"DELETE FROM _linkage_new WHERE record_key NOT IN (SELECT record_key FROM {new_keys})")
     fresh = key_index.sync(con, model, "_linkage_new", gone)  # never indexed, so never scored
     n_new = con.execute("SELECT count(*) FROM _linkage_new").fetchall()[0][0]
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS "
-        + key_index.candidates_sql(model, "_linkage_new")
-        + f" EXCEPT SELECT record_key FROM {new_keys}"
+        "CREATE OR REPLACE TEMP TABLE _linkage_candidates AS " + key_index.candidates_sql(model, "_linkage_new")
     )
-    candidates = "record_key IN (SELECT record_key FROM _linkage_candidates)"
+    # The candidates' input, found on their key hashes: tens of thousands of records spread over every vector are read
+    # as cheaply by a plain filter as by row id. A record sharing a hash with a candidate comes too and forms no pair
+    # the rules do not form (scoring blocks the pool by the rules); the new records, by key, are left out.
+    candidates = f"{KEY_HASH} IN (SELECT {KEY_HASH} FROM _linkage_candidates)"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * EXCLUDE ({DIGEST}) FROM _linkage_new UNION ALL "
-        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)})"
+        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)}) "
+        f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")

@@ -28,7 +28,15 @@ import duckdb
 
 from citizen_view.linkage.candidates import ProbeKey, probe_keys, unprobed_rules
 from citizen_view.linkage.model import render_for, tf_columns
-from citizen_view.linkage.records import DIGEST, ENCODED_COLUMNS, INPUT_COLUMNS, ensure_digest, linkage_input_sql
+from citizen_view.linkage.records import (
+    DIGEST,
+    ENCODED_COLUMNS,
+    INPUT_COLUMNS,
+    KEY_HASH,
+    ensure_digest,
+    key_hash_sql,
+    linkage_input_sql,
+)
 from citizen_view.warehouse import table_exists, transaction
 
 KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
@@ -36,8 +44,8 @@ KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
 # ~5x the CPU, 2.8 against 0.5 s at 200k). Part of the fingerprint with DuckDB's version (its hash may change between
 # releases), so an index written with another hash, or by another DuckDB, is rewritten rather than silently missed.
 HASH = "hash"
-# What an index holds besides its keys, part of the fingerprint: an index written without the digests is rewritten.
-HOLDS = "digest"
+# What an index holds besides its keys, part of the fingerprint: an index written without them is rewritten.
+HOLDS = f"digest {KEY_HASH}"
 _COLUMNS = set(INPUT_COLUMNS) | set(ENCODED_COLUMNS)
 
 
@@ -75,9 +83,9 @@ def is_current(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> bool:
 
 
 def _key_columns(model: dict[str, Any], keys: tuple[ProbeKey, ...], alias: str = "") -> str:
-    """The stored record's digest, keys and term-frequency values, as select items over input columns (with the
-    digest: linkage_input_sql(digest=True))."""
-    items = [f"{alias}{DIGEST} AS digest"]
+    """The stored record's key hash, digest, keys and term-frequency values, as select items over input columns (with
+    the digest: linkage_input_sql(digest=True))."""
+    items = [f"{key_hash_sql(alias + 'record_key')} AS {KEY_HASH}", f"{alias}{DIGEST} AS digest"]
     items += [f"{k.stored_sql(alias, HASH)} AS {k.column}" for k in keys]
     items += [f'{alias}"{c}"::VARCHAR AS "tf_{c}"' for c in tf_columns(model)]
     return ", ".join(items)
@@ -130,12 +138,14 @@ def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, 
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _keys_now AS SELECT record_key, {_key_columns(model, keys)} FROM {new_input}"
         )
-        # the few of them already indexed (a semi-join, its filter pushed into the scan of the index): an anti join
-        # against the whole index probed every indexed key, three times the CPU at 1M
+        # the few of them already indexed (a semi-join on the key hashes, its filter pushed into the scan of the
+        # index; an anti join against the whole index probed every indexed key, three times the CPU at 1M), and of
+        # those only the ones whose key is one of them (two keys may share a hash)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _keys_held AS SELECT * FROM {KEYS} "
-            "WHERE record_key IN (SELECT record_key FROM _keys_now)"
+            f"WHERE rowid IN (SELECT rowid FROM {KEYS} WHERE {KEY_HASH} IN (SELECT {KEY_HASH} FROM _keys_now))"
         )
+        con.execute("DELETE FROM _keys_held WHERE record_key NOT IN (SELECT record_key FROM _keys_now)")
         fresh = con.execute("SELECT count(*) FROM _keys_now ANTI JOIN _keys_held USING (record_key)").fetchall()[0][0]
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _keys_stale AS SELECT * FROM _keys_held EXCEPT ALL SELECT * FROM _keys_now"
@@ -170,15 +180,16 @@ def _forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) ->
 
 
 def candidates_sql(model: dict[str, Any], new_input: str) -> str:
-    """SQL for the keys of indexed records some blocking rule could pair with a record of `new_input` (linkage input
-    rows), in either orientation: a superset of the pairs the rules form (a hash collision adds a candidate)."""
+    """SQL for the key hashes (records.KEY_HASH) of indexed records some blocking rule could pair with a record of
+    `new_input` (linkage input rows), in either orientation: a superset of the pairs the rules form (a hash collision
+    adds a candidate)."""
     keys = keys_of(model)
     probes = []
     for k in keys:
         incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.", HASH)
         probes.append(f"SELECT rowid FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
-    # each key column probed for row ids, the record keys read once for the rows found (not once per key column)
-    return f"SELECT record_key FROM {KEYS} WHERE rowid IN ({' UNION '.join(probes)})"
+    # each key column probed for row ids, the key hashes read once for the rows found (not once per key column)
+    return f"SELECT {KEY_HASH} FROM {KEYS} WHERE rowid IN ({' UNION '.join(probes)})"
 
 
 def term_frequency_sql(model: dict[str, Any], pool: str) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import splink
 
 from citizen_view.linkage.model import render_for, tf_columns
+from citizen_view.linkage.records import KEY_HASHES, key_hash_items
 from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
@@ -140,6 +141,8 @@ def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: s
     They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links)."""
     columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE match_edges)").fetchall()]
     names = ", ".join(f'"{c}"' for c in columns)
+    hashed = KEY_HASHES["match_edges"]
+    items = ", ".join([f'"{c}"' for c in columns if c not in hashed] + key_hash_items("match_edges"))
     scored = score_pairs_sql(model, pool, floor=floor, pipeline=scoring_pipeline(con, model, floor=floor))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {names} FROM ({scored})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {items} FROM ({scored})")
     return con.execute(f"INSERT INTO match_edges ({names}) SELECT {names} FROM _new_edges").fetchall()[0][0]

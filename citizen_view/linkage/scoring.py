@@ -26,7 +26,7 @@ from citizen_view.contract import Backend, LinkType
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.model import ModelPlan, plan_model, render_for, rule_sql, settings_for, tf_columns
 from citizen_view.linkage.new_pairs import score_pairs_sql, scoring_pipeline, term_frequency_sql
-from citizen_view.linkage.records import field_shares, linkage_input_sql
+from citizen_view.linkage.records import field_shares, key_hash_items, linkage_input_sql
 
 if TYPE_CHECKING:
     from splink import SplinkDataFrame
@@ -192,7 +192,9 @@ def predict_with_linker(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *
     db_api = engine.db_api()
     linker = _saved_linker(engine, model, _input(con, engine, db_api))
     scored = linker.inference.predict(threshold_match_weight=EDGE_FLOOR_WEIGHT)
-    engine.copy_into(scored, _edge_columns(scored), con, into, engine.scratch / "edges.parquet")
+    engine.copy_into(
+        scored, _edge_columns(scored), con, into, engine.scratch / "edges.parquet", computed=key_hash_items(into)
+    )
     scored.drop_table_from_database_and_remove_from_cache()
 
 
@@ -220,7 +222,8 @@ def _predict_in_warehouse(con: duckdb.DuckDBPyConnection, model: dict[str, Any],
         scored = score_pairs_sql(
             model, POOL, floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline, key="record_number", new_only=False
         )
-        columns = ", ".join(f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns))
+        kept = [f'"{c}"' for c in _kept(con.sql(f"SELECT * FROM ({scored}) LIMIT 0").columns)]
+        columns = ", ".join(kept + key_hash_items(into))
         con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT {columns} FROM ({scored})")
     except BaseException:
         # Inside a transaction a failed statement aborts it and the drop would fail too, hiding the real error; the

@@ -27,7 +27,7 @@ from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, clust
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
-from citizen_view.linkage.records import DIGEST, ensure_digest
+from citizen_view.linkage.records import DIGEST, KEY_HASH, KEY_HASHES, ensure_digest, ensure_key_hashes, with_key_hash
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     EDGE_FLOOR_WEIGHT,
@@ -371,6 +371,7 @@ def prepare_update(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> l
     model = saved_model(con)
     if ensure_link_digest(con):
         written.append("citizen_source_link")
+    ensure_key_hashes(con)
     if key_index.keys_of(model) is not None and not key_index.is_current(con, model):
         key_index.write(con, model)
         written += [key_index.KEYS, key_index.TF]
@@ -429,6 +430,7 @@ def link_citizens(
     n_new = n_changed = 0
     if incremental:
         ensure_link_digest(con)
+        ensure_key_hashes(con)
         decided = overrides.select("record_key_l", "record_key_r").rows()
         n_new, n_changed, _ = _incremental_scope(
             con, threshold=threshold, same=same, different=different, decided=decided
@@ -510,14 +512,22 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     and fetched by row id (warehouse.rows_where)."""
     present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
     read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ | {DIGEST}) & present))
-    in_scope = "record_key IN (SELECT record_key FROM _scope)"
+    scope = with_key_hash("SELECT record_key FROM _scope")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records "
-        f"WHERE {rows_where('source_records', in_scope)}"
+        f"WHERE {rows_where('source_records', f'{KEY_HASH} IN ({scope})')}"
     )
-    touching = "record_key_l IN (SELECT record_key FROM _scope) OR record_key_r IN (SELECT record_key FROM _scope)"
+    hashed = KEY_HASHES["match_edges"]
+    touching = " OR ".join(f"{column} IN ({scope})" for column in hashed)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * FROM match_edges WHERE {rows_where('match_edges', touching)}"
+        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * EXCLUDE ({', '.join(hashed)}) FROM match_edges "
+        f"WHERE {rows_where('match_edges', touching)}"
+    )
+    # found on the key hashes: the few rows of another key sharing a hash go
+    con.execute("DELETE FROM _scope_rows WHERE record_key NOT IN (SELECT record_key FROM _scope)")
+    con.execute(
+        "DELETE FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope) "
+        "AND record_key_r NOT IN (SELECT record_key FROM _scope)"
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM citizen_source_link "
