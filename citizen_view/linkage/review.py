@@ -231,8 +231,8 @@ def build_review_queue(
         refresh = scope is not None and table_exists(con, "main", "review_queue")
         scoped = quote(scope) if refresh else None
         if scoped:
-            _clear_scope(con, scoped)
             tables = scope_tables or ("match_edges", "source_records", "citizen_source_link")
+            _clear_scope(con, scoped, links=tables[2])
             _scope_tables(con, scoped, low=low, high=high, tables=tables)
         con.execute(
             ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
@@ -268,11 +268,13 @@ def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
     return "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
 
 
-def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str) -> None:
+def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str, *, links: str) -> None:
     """Remove the items an incremental run re-forms (and those of citizens that no longer exist: only citizens the
-    run changed can have gone, when it listed them in `linkage_changes`)."""
+    run changed can have gone, when it listed them in `linkage_changes`). `links`: where the links are read (the
+    run's own table of them holds every link of a citizen it changed: a citizen's records are all in one component,
+    and the run re-formed whole components)."""
     changed = (
-        "(SELECT citizen_id FROM linkage_changes) EXCEPT (SELECT citizen_id FROM citizen_source_link "
+        f"(SELECT citizen_id FROM linkage_changes) EXCEPT (SELECT citizen_id FROM {links} "
         "SEMI JOIN linkage_changes USING (citizen_id))"
         if table_exists(con, "main", "linkage_changes")
         else "(SELECT citizen_id FROM review_queue) EXCEPT (SELECT citizen_id FROM citizen_source_link)"
