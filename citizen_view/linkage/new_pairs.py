@@ -104,11 +104,16 @@ def score_pairs_sql(
     pairs are formed and looked up by: record_key, or a number in record_key's order (cheaper to join on); `new_only`
     False: every pair of the pool (no `is_new` column needed)."""
     blocked, vectors, steps, rules = pipeline or _pipeline(json.dumps(model, sort_keys=True), floor)
-    only_new = " WHERE l.is_new OR r.is_new" if new_only else ""
+    # With new records, each rule joins them with the pool twice (new on the left; new on the right, an old one on
+    # the left) rather than the pool with itself and then dropping the old pairs: tens of thousands of candidates
+    # sharing a common name formed every pair among themselves first (at 1M, ~40% of scoring's CPU).
+    new = f"(SELECT * FROM {pool} WHERE is_new)"
+    sides = [(new, pool, ""), (pool, new, " AND NOT l.is_new")] if new_only else [(pool, pool, "")]
     pairs = " UNION ALL ".join(
-        f"SELECT l.{key} AS key_l, r.{key} AS key_r, {i} AS match_key FROM {pool} l JOIN {pool} r "
-        f"ON ({rule}) AND l.{key} < r.{key}{only_new}"
+        f"SELECT l.{key} AS key_l, r.{key} AS key_r, {i} AS match_key FROM {left} l JOIN {right} r "
+        f"ON ({rule}) AND l.{key} < r.{key}{extra}"
         for i, rule in enumerate(rules)
+        for left, right, extra in sides
     )
     ctes = [
         f"__splink__pairs AS (SELECT key_l, key_r, min(match_key) AS match_key FROM ({pairs}) GROUP BY key_l, key_r)",
