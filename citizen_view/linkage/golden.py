@@ -183,21 +183,64 @@ def _report(con: duckdb.DuckDBPyConnection) -> GoldenReport:
 
 def _rebuild_relinked(con: duckdb.DuckDBPyConnection, sources: SourcesFile, relinked: tuple[str, str]) -> None:
     """The golden rows of the citizens an incremental link touched, from the tables it left (`relinked`: links,
-    records), by golden_rows: the same survivorship as golden_select, in Python. For the few thousand records of an
-    update, planning and running the SQL's twenty window passes cost several times more than the rows themselves."""
+    records), by golden_frame: for the few thousand records of an update, the SQL's twenty window passes cost
+    several times more than the rows themselves."""
     links, records = relinked
-    cursor = con.execute(f"SELECT l.citizen_id, r.* FROM {records} r JOIN {links} l USING (record_key)")
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
-    golden = list(golden_rows(rows, rank_rows(sources)).values())
-    with transaction(con):
+    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{records}')").fetchall()}
+    read = ", ".join(f"r.{c}" for c in sorted(COLUMNS_READ & present))
+    linked = con.sql(f"SELECT l.citizen_id, {read} FROM {records} r JOIN {links} l USING (record_key)").pl()
+    with transaction(con, _golden_rows=golden_frame(linked, rank_rows(sources))):
         con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
-        if golden:
-            con.register("_golden_rows", pl.DataFrame(golden, infer_schema_length=None))
-            try:
-                con.execute("INSERT INTO citizen BY NAME SELECT * FROM _golden_rows")
-            finally:
-                con.unregister("_golden_rows")
+        con.execute("INSERT INTO citizen BY NAME SELECT * FROM _golden_rows")
+
+
+def _polars_rules() -> dict[str, tuple[pl.Expr, pl.Expr, list[tuple[str, bool]]]]:
+    """Each group's condition, the value its records agree on and what it orders by first (column, descending), as
+    Polars expressions: GROUPS' SQL, for golden_frame."""
+
+    def joined(*cols: str) -> pl.Expr:
+        return pl.concat_str([pl.col(c).fill_null("") for c in cols], separator="|")
+
+    rules = {
+        "name": (pl.col("family_name").is_not_null(), joined("given_name_std", "family_name_std"), []),
+        "address": (
+            pl.any_horizontal(pl.col(c).is_not_null() for c in ("street", "postcode", "area_code")),
+            joined("postcode", "house_number"),
+            [],
+        ),
+        "birth_place": (pl.col("birth_place").is_not_null(), pl.col("birth_place_std"), []),
+    }
+    for g in ("date_of_birth", "date_of_death", "sex", "national_id", "email", "phone"):
+        rules[g] = (pl.col(g).is_not_null(), pl.col(g), [("national_id_valid", True)] if g == "national_id" else [])
+    return rules
+
+
+def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.DataFrame:
+    """golden_select over a frame of linked records (citizen_id and source_records columns), in Polars: one golden
+    row per citizen (tests/test_incremental_scoring.py checks the rows are the SQL's)."""
+    rank = pl.DataFrame(ranks, schema={"grp": pl.String, "source": pl.String, "rank": pl.Int64}, orient="row")
+    out = linked.group_by("citizen_id").agg(
+        record_count=pl.len().cast(pl.Int64),
+        source_count=pl.col("source").n_unique().cast(pl.Int64),
+        sources=pl.col("source").unique().sort(),
+    )
+    rules = _polars_rules()
+    for group, (cols, *_sql) in GROUPS.items():
+        condition, agree, first = rules[group]
+        eligible = (
+            linked.join(rank.filter(pl.col("grp") == group).drop("grp"), on="source")
+            .filter(condition)
+            .with_columns(pl.len().over("citizen_id", agree).alias("_agree"))
+        )
+        order = [*first, ("rank", False), ("extracted_at", True), ("_agree", True), ("source", False)]
+        order.append(("source_record_id", False))
+        picked = (
+            eligible.sort([c for c, _ in order], descending=[d for _, d in order], nulls_last=True)
+            .unique("citizen_id", keep="first", maintain_order=True)
+            .select("citizen_id", *cols, (pl.col("source") + ":" + pl.col("source_record_id")).alias(f"{group}_from"))
+        )
+        out = out.join(picked, on="citizen_id", how="left")
+    return out
 
 
 # The same survivorship over the few records of one look (the service: one citizen's records, by index probes), in
