@@ -92,6 +92,7 @@ KEY_HASH = "key_hash"
 KEY_HASHES = {
     "source_records": {KEY_HASH: "record_key"},
     "linkage_components": {KEY_HASH: "record_key"},
+    "citizen_source_link": {KEY_HASH: "record_key"},
     "match_edges": {"key_hash_l": "record_key_l", "key_hash_r": "record_key_r"},
 }
 

@@ -610,7 +610,7 @@ _LINK_ROWS = """
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
         ) GROUP BY record_key
     )
-    SELECT l.citizen_id, r.source, r.source_record_id, l.record_key,
+    SELECT l.citizen_id, r.source, r.source_record_id, l.record_key, hash(l.record_key) AS {key_hash},
            best.match_probability, best.match_weight, r.{digest},
            count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
            ?::VARCHAR AS run_id, now() AS linked_at
@@ -636,11 +636,8 @@ def _store_links(
         else:
             components.write_all(con, keys, clustered.component)
         if incremental:
-            con.execute(
-                "DELETE FROM citizen_source_link WHERE record_key IN "
-                "(SELECT record_key FROM _scope UNION ALL SELECT record_key FROM _gone_keys)"
-            )
-            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows", digest=DIGEST)
+            _delete_scope_links(con)
+            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows", digest=DIGEST, key_hash=KEY_HASH)
             con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
             con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
             # the scope's links as now written, and as they were for records outside it (this run left those alone)
@@ -650,7 +647,7 @@ def _store_links(
                 "WHERE record_key NOT IN (SELECT record_key FROM _scope)"
             )
         else:
-            rows = _LINK_ROWS.format(edges="match_edges", records="source_records", digest=DIGEST)
+            rows = _LINK_ROWS.format(edges="match_edges", records="source_records", digest=DIGEST, key_hash=KEY_HASH)
             con.execute(
                 f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id",
                 [run_id],
@@ -667,6 +664,20 @@ def _store_links(
             "SELECT citizen_id, event, related_citizen_id, records, ? FROM _history",
             [run_id],
         )
+
+
+def _delete_scope_links(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete the links of the scope's records and of the records gone, on their key hashes when those pick exactly
+    the links there are of them (counted from `_scope_links_before` and `_gone_keys`: then no other key shares a hash
+    with one of them), else on their keys. Probing the integers costs a fifth of probing the text."""
+    keys = "SELECT record_key FROM _scope UNION ALL SELECT record_key FROM _gone_keys"
+    expected = con.execute(
+        "SELECT (SELECT count(*) FROM _scope_links_before SEMI JOIN _scope USING (record_key)) "
+        "+ (SELECT count(*) FROM _gone_keys)"
+    ).fetchall()[0][0]
+    by_hash = f"{KEY_HASH} IN ({with_key_hash(keys)})"
+    found = con.execute(f"SELECT count(*) FROM citizen_source_link WHERE {by_hash}").fetchall()[0][0]
+    con.execute(f"DELETE FROM citizen_source_link WHERE {by_hash if found == expected else f'record_key IN ({keys})'}")
 
 
 def _evaluation(con: duckdb.DuckDBPyConnection, truth_dir: Path | None) -> dict[str, Any] | None:
