@@ -142,14 +142,16 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
     # The candidates' input, found on their key hashes: tens of thousands of records spread over every vector are read
     # as cheaply by a plain filter as by row id. A record sharing a hash with a candidate comes too and forms no pair
     # the rules do not form (scoring blocks the pool by the rules); the new records, by key, are left out.
+    # The pool's input and its term frequencies in one statement (the input held once, not copied into a second table).
     candidates = f"{KEY_HASH} IN (SELECT {KEY_HASH} FROM _linkage_candidates)"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _linkage_pool_input AS SELECT * EXCLUDE ({DIGEST}) FROM _linkage_new UNION ALL "
+    pool_input = (
+        f"SELECT * EXCLUDE ({DIGEST}) FROM _linkage_new UNION ALL "
         f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)}) "
         f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _linkage_pool AS " + key_index.term_frequency_sql(model, "_linkage_pool_input")
+        f"CREATE OR REPLACE TEMP TABLE _linkage_pool AS WITH _linkage_pool_input AS MATERIALIZED ({pool_input}) "
+        + key_index.term_frequency_sql(model, "_linkage_pool_input")
     )
     with transaction(con):
         if fresh < n_new:  # some were indexed, so perhaps scored before: their pairs are replaced
@@ -158,6 +160,6 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
                 f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
             )
         kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
-    for table in ("_linkage_new", "_linkage_pool_input", "_linkage_pool"):
+    for table in ("_linkage_new", "_linkage_pool"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return kept
