@@ -132,7 +132,7 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     # and the review queue is the full run's: the late records' uncertain pairs and citizens, everyone else's as they were
     assert con.sql(queue.format("review_queue")).pl().equals(con.sql(queue.format("_full_queue")).pl())
     assert con.execute("SELECT count(*) FROM _full_queue").fetchall()[0][0] > 0
-    # and the golden rows the update rebuilt (in Python, golden_rows) are those the full run's SQL gives the citizens
+    # and the golden rows the update rebuilt (golden_frame, in Polars) are those the full run's SQL gives the citizens
     rebuilt, differing = _golden_against_sql(con, linkage.sources)
     assert rebuilt > 0 and differing == 0
 
@@ -332,3 +332,75 @@ def test_new_gone_and_changed_records_are_found_by_their_digests_and_by_their_ke
     assert found() == expected
     con.execute("INSERT INTO citizen_source_link SELECT * FROM citizen_source_link WHERE record_key = 'r:100'")
     assert found() == expected
+
+
+def _fellows(con, keys: str) -> dict:
+    """Each record of the table `keys`: the records its citizen holds."""
+    return dict(
+        con.execute(
+            "SELECT h.record_key, list(o.record_key ORDER BY o.record_key) FROM citizen_source_link h JOIN "
+            f"citizen_source_link o USING (citizen_id) WHERE h.record_key IN (SELECT record_key FROM {keys}) GROUP BY 1"
+        ).fetchall()
+    )
+
+
+def test_key_hashes_another_duckdb_wrote_are_written_anew_before_an_update_looks_records_up(chain):
+    """A DuckDB release whose `hash` differs: the stored key hashes no longer match what lookups compute; the update
+    writes them anew first, so its late records still find their records, candidates, pairs and citizens."""
+    from citizen_view.linkage.records import KEY_HASHES
+
+    con, linkage = chain
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _stale AS SELECT record_key FROM source_records WHERE source = 'permits' "
+        "ORDER BY record_key LIMIT 20"
+    )
+    before = _fellows(con, "_stale")
+    linkage.take_back("_stale")
+    for table, columns in KEY_HASHES.items():
+        for column in columns:
+            con.execute(f"UPDATE {table} SET {column} = xor({column}, 1::UBIGINT)")
+    link, _ = linkage.update(run_id="stale")
+    assert link.new_records == 20 and _fellows(con, "_stale") == before
+
+
+def test_a_citizen_whose_records_are_all_gone_is_retired_by_an_update(chain):
+    """As a full run would: no links, no golden row, a `retired` event, listed among the changes."""
+    con, linkage = chain
+    key, citizen = con.execute(
+        "SELECT record_key, citizen_id FROM citizen_source_link WHERE citizen_record_count = 1 ORDER BY record_key LIMIT 1"
+    ).fetchall()[0]
+    con.execute("CREATE OR REPLACE TEMP TABLE _kept AS SELECT * FROM source_records WHERE record_key = ?", [key])
+    con.execute("DELETE FROM source_records WHERE record_key = ?", [key])
+    linkage.update(run_id="gone")
+    count = "SELECT count(*) FROM {} WHERE citizen_id = ?"
+    assert [con.execute(count.format(t), [citizen]).fetchall()[0][0] for t in ("citizen_source_link", "citizen")] == [
+        0,
+        0,
+    ]
+    assert con.execute(count.format("linkage_changes"), [citizen]).fetchall()[0][0] == 1
+    events = con.execute("SELECT event FROM citizen_id_history WHERE citizen_id = ? AND run_id = 'gone'", [citizen])
+    assert events.fetchall() == [("retired",)]
+    con.execute("INSERT INTO source_records SELECT * FROM _kept")  # back, for the tests after this one
+    link, _ = linkage.update(run_id="back again")
+    assert link.new_records == 1
+
+
+def test_keys_sharing_their_hashes_leave_late_records_where_the_full_run_puts_them(generated, tmp_path, monkeypatch):
+    """Every key hash made to collide (hash % 3: a third of the records share each): what is found on a hash and checked
+    on the keys still gives the late records the full run's pairs and fellow records."""
+    import citizen_view.linkage.records as records
+
+    monkeypatch.setattr(records, "_KEY_HASH", "(hash({}) % 3)")
+    with collected_chain(generated, tmp_path) as (con, linkage):
+        linkage.run(run_id="full")
+        con.execute(
+            "CREATE TEMP TABLE _late AS SELECT record_key FROM source_records WHERE source = 'tax' "
+            "ORDER BY record_key DESC LIMIT 30"
+        )
+        assert con.execute("SELECT count(DISTINCT key_hash) FROM source_records").fetchall()[0][0] == 3
+        before, edges = _fellows(con, "_late"), _edges(con, "match_edges", "_late")
+        linkage.take_back("_late")
+        link, _ = linkage.update(run_id="late")
+        assert link.new_records == 30 and _fellows(con, "_late") == before
+        after = _edges(con, "match_edges", "_late")
+        assert edges.height > 30 and after.select("a", "b").equals(edges.select("a", "b"))

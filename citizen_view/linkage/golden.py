@@ -217,7 +217,7 @@ def _polars_rules() -> dict[str, tuple[pl.Expr, pl.Expr, list[tuple[str, bool]]]
 
 def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.DataFrame:
     """golden_select over a frame of linked records (citizen_id and source_records columns), in Polars: one golden
-    row per citizen (tests/test_incremental_scoring.py checks the rows are the SQL's)."""
+    row per citizen (tests/test_golden.py checks it against the SQL where each tie-breaker decides)."""
     rank = pl.DataFrame(ranks, schema={"grp": pl.String, "source": pl.String, "rank": pl.Int64}, orient="row")
     out = linked.group_by("citizen_id").agg(
         record_count=pl.len().cast(pl.Int64),

@@ -97,9 +97,12 @@ KEY_HASHES = {
 }
 
 
+_KEY_HASH = "hash({})"  # DuckDB's own: only DuckDB computes and compares these (ensure_key_hashes: if it changes)
+
+
 def key_hash_sql(key: str = "record_key") -> str:
     """The integer hash of the record key `key` (a column or an expression) that KEY_HASHES columns hold."""
-    return f"hash({key})"
+    return _KEY_HASH.format(key)
 
 
 def key_hash_items(table: str) -> list[str]:
@@ -114,14 +117,18 @@ def with_key_hash(keys: str) -> str:
 
 def ensure_key_hashes(con: duckdb.DuckDBPyConnection) -> None:
     """Give the KEY_HASHES tables present their hash columns where a writer left them out (a warehouse from before them,
-    a table Splink wrote) or left a row without one: a lookup on the hash must not miss a row."""
+    a table Splink wrote) or left a row without one, and write them anew where they were written by another hash (a
+    DuckDB release whose `hash` differs, seen on the table's first rows): a lookup on the hash must not miss a row."""
     for table, columns in KEY_HASHES.items():
         if not table_exists(con, "main", table):
             continue
         for column, key in columns.items():
             if not column_exists(con, "main", table, column):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {column} UBIGINT")
-            if con.execute(f"SELECT count(*) FROM {table} WHERE {column} IS NULL").fetchall()[0][0]:
+            other = f"SELECT count(*) FROM (SELECT * FROM {table} LIMIT 2048) WHERE {column} <> {key_hash_sql(key)}"
+            if con.execute(other).fetchall()[0][0]:
+                con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)}")
+            elif con.execute(f"SELECT count(*) FROM {table} WHERE {column} IS NULL").fetchall()[0][0]:
                 con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)} WHERE {column} IS NULL")
 
 

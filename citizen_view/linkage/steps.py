@@ -27,7 +27,15 @@ from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, clust
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
 from citizen_view.linkage.incremental import predict_new_edges
-from citizen_view.linkage.records import DIGEST, KEY_HASH, KEY_HASHES, ensure_digest, ensure_key_hashes, with_key_hash
+from citizen_view.linkage.records import (
+    DIGEST,
+    KEY_HASH,
+    KEY_HASHES,
+    ensure_digest,
+    ensure_key_hashes,
+    key_hash_sql,
+    with_key_hash,
+)
 from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
     EDGE_FLOOR_WEIGHT,
@@ -577,10 +585,16 @@ def _assign_ids(
     con: duckdb.DuckDBPyConnection, clustered: ClusterResult, *, scoped: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stable citizen IDs for the clusters, against the previous links (of the scope) and every ID ever used."""
+    # an update's previous links: the scope's, and those of the records gone (a citizen they leave with no record is
+    # retired, as a full run, whose previous links still hold them, retires it)
     previous = (
         con.sql(
             "SELECT record_key, citizen_id FROM "
-            + ("_scope_links_before" + _IN_SCOPE if scoped else "citizen_source_link")
+            + (
+                f"_scope_links_before{_IN_SCOPE} UNION ALL SELECT record_key, citizen_id FROM _gone_keys"
+                if scoped
+                else "citizen_source_link"
+            )
         ).pl()
         if table_exists(con, "main", "citizen_source_link")
         else None
@@ -610,7 +624,7 @@ _LINK_ROWS = """
             JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
         ) GROUP BY record_key
     )
-    SELECT l.citizen_id, r.source, r.source_record_id, l.record_key, hash(l.record_key) AS {key_hash},
+    SELECT l.citizen_id, r.source, r.source_record_id, l.record_key, {key_hash} AS key_hash,
            best.match_probability, best.match_weight, r.{digest},
            count(*) OVER (PARTITION BY l.citizen_id) AS citizen_record_count,
            ?::VARCHAR AS run_id, now() AS linked_at
@@ -637,7 +651,9 @@ def _store_links(
             components.write_all(con, keys, clustered.component)
         if incremental:
             _delete_scope_links(con)
-            rows = _LINK_ROWS.format(edges="_scope_touching", records="_scope_rows", digest=DIGEST, key_hash=KEY_HASH)
+            rows = _LINK_ROWS.format(
+                edges="_scope_touching", records="_scope_rows", digest=DIGEST, key_hash=key_hash_sql("l.record_key")
+            )
             con.execute(f"INSERT INTO citizen_source_link BY NAME {rows}", [run_id])
             con.execute("CREATE OR REPLACE TEMP TABLE _relinked AS SELECT record_key, citizen_id FROM _links")
             # the scope's links as now written, and as they were for records outside it (this run left those alone)
@@ -647,7 +663,9 @@ def _store_links(
                 "WHERE record_key NOT IN (SELECT record_key FROM _scope)"
             )
         else:
-            rows = _LINK_ROWS.format(edges="match_edges", records="source_records", digest=DIGEST, key_hash=KEY_HASH)
+            rows = _LINK_ROWS.format(
+                edges="match_edges", records="source_records", digest=DIGEST, key_hash=key_hash_sql("l.record_key")
+            )
             con.execute(
                 f"CREATE OR REPLACE TABLE citizen_source_link AS {rows} ORDER BY l.citizen_id, r.source, r.source_record_id",
                 [run_id],
