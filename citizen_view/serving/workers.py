@@ -75,7 +75,9 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
     """Serve with `workers` processes until SIGINT/SIGTERM; 0 on a requested stop, 1 when a worker could not start."""
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
-    sockets = _Sockets(host, port)
+    import uvicorn
+
+    sock = uvicorn.Config(app=None, host=host, port=port).bind_socket()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     stopping = False
@@ -87,7 +89,7 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: list[tuple[Any, float]] = []
     try:
-        procs = [(_start(context, app_options, sockets, i, host, port), time.monotonic()) for i in range(workers)]
+        procs = [(_start(context, app_options, sock, host, port), time.monotonic()) for _ in range(workers)]
         while not stopping:
             time.sleep(0.2)
             for i, (proc, started) in enumerate(procs):
@@ -97,7 +99,7 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
                     log.error("service worker %s exited at start (code %s): stopping", proc.pid, proc.exitcode)
                     return 1
                 log.warning("service worker %s died (code %s): starting another", proc.pid, proc.exitcode)
-                procs[i] = (_start(context, app_options, sockets, i, host, port), time.monotonic())
+                procs[i] = (_start(context, app_options, sock, host, port), time.monotonic())
         return 0
     finally:
         for proc, _ in procs:
@@ -107,67 +109,17 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
             proc.join(timeout=30)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sockets.close()
+        sock.close()
 
 
-class _Sockets:
-    """The listening socket of each worker. Where the platform has SO_REUSEPORT, each worker gets a socket of its own
-    on the one address, and the kernel spreads new connections over the workers' sockets (by a hash of each
-    connection's addresses). On one shared socket, the worker that wakes first accepts every connection waiting:
-    measured at 1M persons, the bench's 8 keep-alive connections went 8:0 or 6:2 to two workers, one worker answering
-    (nearly) every request while the other idled. A socket is bound here and listens once its worker is ready, so no
-    connection waits for a worker that is still starting; a dead worker's socket is closed and its successor gets a
-    new one. Elsewhere: one socket, shared by all workers."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.own = hasattr(socket, "SO_REUSEPORT")
-        self.held: dict[int, socket.socket] = {}
-
-    def new(self, worker: int) -> socket.socket:
-        """The socket for (a new process of) worker number `worker`."""
-        if not self.own:
-            if not self.held:
-                import uvicorn
-
-                self.held[0] = uvicorn.Config(app=None, host=self.host, port=self.port).bind_socket()
-            return self.held[0]
-        if (old := self.held.pop(worker, None)) is not None:
-            old.close()  # connections waiting there had reached a dead worker: refused, as on its open connections
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]  # port 0: the port the first socket got, for the others too
-        sock.set_inheritable(True)
-        self.held[worker] = sock
-        return sock
-
-    def close(self) -> None:
-        for sock in self.held.values():
-            sock.close()
-
-
-def _start(context: Any, app_options: dict[str, Any], sockets: _Sockets, worker: int, host: str, port: int) -> Any:
-    sock = sockets.new(worker)
-    forked = context.get_start_method() == "fork"  # a spawned worker holds none of the parent's sockets
-    others = [s.fileno() for s in sockets.held.values() if s is not sock] if forked else []
-    proc = context.Process(target=_serve, args=(app_options, sock, host, port, others), name="citizen-view-worker")
+def _start(context: Any, app_options: dict[str, Any], sock: socket.socket, host: str, port: int) -> Any:
+    proc = context.Process(target=_serve, args=(app_options, sock, host, port), name="citizen-view-worker")
     proc.start()
     return proc
 
 
-def _serve(
-    app_options: dict[str, Any], sock: socket.socket, host: str, port: int, others: tuple[int, ...] | list[int] = ()
-) -> None:
-    """One worker: its own app and audit writer, serving on the socket the parent made for it. A forked worker holds
-    the other workers' sockets too (`others`): closed, so a dead worker's socket closes with it."""
-    for fd in others:
-        os.close(fd)
+def _serve(app_options: dict[str, Any], sock: socket.socket, host: str, port: int) -> None:
+    """One worker: its own app and audit writer, serving on the parent's socket."""
     from citizen_view.serving.app import create_app
     from citizen_view.serving.server import run_server
 
