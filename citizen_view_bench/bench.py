@@ -428,7 +428,7 @@ def _serve_workload(view: Path, *, seed: int) -> _Workload:
 
 def _start_service(warehouse: Path, audit: Path, *, workers: int = 1):
     """`citizen-view serve --workers N` in its own process on a free loopback port, as a user starts it, once it answers
-    /health: (process, base URL)."""
+    /health and all its workers have finished starting (its CPU use has settled): (process, base URL)."""
     import socket
     import subprocess
     import sys
@@ -436,6 +436,7 @@ def _start_service(warehouse: Path, audit: Path, *, workers: int = 1):
     import httpx
 
     from citizen_view.serving.access import EXAMPLE_ACCESS_FILE
+    from citizen_view_bench.load import wait_until_idle
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -468,6 +469,7 @@ def _start_service(warehouse: Path, audit: Path, *, workers: int = 1):
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        wait_until_idle(server.pid)
     except BaseException:
         server.terminate()
         raise

@@ -101,6 +101,19 @@ def process_cpu_seconds(pid: int) -> float:
     return total
 
 
+def wait_until_idle(pid: int, *, share: float = 0.05, window: float = 0.5, timeout: float = 120.0) -> float:
+    """Wait until a service (the process `pid` and its workers) has used under `share` of a core for two windows in a
+    row, at most `timeout` seconds; the seconds waited. A service answers as soon as one worker is ready, while the
+    others may still be reading their view (at 1M ~9 s of CPU each): timed requests would pay for that otherwise."""
+    started, quiet = time.monotonic(), 0
+    used = process_cpu_seconds(pid)
+    while quiet < 2 and time.monotonic() - started < timeout:
+        time.sleep(window)
+        now = process_cpu_seconds(pid)
+        quiet, used = (quiet + 1 if now - used < share * window else 0), now
+    return time.monotonic() - started
+
+
 def load(
     base: str,
     items: Sequence[Any],

@@ -64,8 +64,12 @@ class AuditLog:
         self.version = version
         self._locations: tuple[AnchorSink, ...] = (FileSink(self.anchor_path), *self.sinks)
         self._lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []  # entries waiting for the next group commit
+        # Entries waiting for the next group commit, and whether a thread of this writer is committing: the others
+        # wait on the condition, not on the file lock, so an entry committed by another thread's batch returns as soon
+        # as that batch is durable, instead of after whatever commit takes the lock next.
+        self._queued = threading.Condition(threading.Lock())
+        self._queue: list[_Pending] = []
+        self._committing = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._seq, self._head = 0, GENESIS
@@ -97,13 +101,29 @@ class AuditLog:
             raise TypeError(f"expected an AuditEvent, got {type(event).__name__}")
         body = {f.name: plain(getattr(event, f.name)) for f in dataclasses.fields(event)}
         pending = _Pending(body, anchored=anchored)
-        with self._queue_lock:
+        with self._queued:
             self._queue.append(pending)
-        with self._exclusive():
-            if not pending.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
+            # While another thread commits, wait for that commit to end: when it held this entry, this returns as soon
+            # as it is written and anchored (not after whichever commit takes the lock next); else this thread commits
+            # the entries queued meanwhile.
+            while self._committing and not pending.settled:
+                self._queued.wait()
+            lead = not pending.settled
+            if lead:
+                self._committing = True
+        if lead:
+            batch: list[_Pending] = []
+            try:
+                with self._exclusive():
+                    with self._queued:
+                        batch, self._queue = self._queue, []
+                    self._commit(batch)
+            finally:
+                with self._queued:
+                    for item in batch:  # written and anchored (or failed): nothing more happens to them
+                        item.settled = True
+                    self._committing = False
+                    self._queued.notify_all()
         if pending.error is not None:
             raise pending.error
         return pending.entry
@@ -294,3 +314,4 @@ class _Pending:
     entry: dict | None = None
     error: Exception | None = None
     done: bool = False
+    settled: bool = False  # its commit has ended, anchor included (set under the writer's condition)
