@@ -155,15 +155,13 @@ class AuditLog:
                 return
             write_durably(self._file, bytes(data))
             self._size += len(data)
-            for item in batch:
-                item.done = True
             if due:
                 self._write_anchor(self._locations)
             elif any(item.anchored for item in batch):
                 self._anchor_batch()
         except BaseException as exc:
             for item in batch:
-                item.error, item.done = (exc if isinstance(exc, Exception) else RuntimeError(str(exc))), True
+                item.error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
             if not isinstance(exc, Exception):
                 raise
 
@@ -178,7 +176,7 @@ class AuditLog:
         except OSError as exc:
             for item in batch:
                 if item.anchored:
-                    item.error, item.done = exc, True
+                    item.error = exc
             return [item for item in batch if not item.anchored]
 
     def _anchor_batch(self) -> None:
@@ -313,5 +311,4 @@ class _Pending:
     anchored: bool = False
     entry: dict | None = None
     error: Exception | None = None
-    done: bool = False
     settled: bool = False  # its commit has ended, anchor included (set under the writer's condition)
