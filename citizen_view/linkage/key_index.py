@@ -37,7 +37,7 @@ from citizen_view.linkage.records import (
     key_hash_sql,
     linkage_input_sql,
 )
-from citizen_view.warehouse import table_exists, transaction
+from citizen_view.warehouse import rows_where, table_exists, transaction
 
 KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
 # DuckDB's own hash: only DuckDB compares these keys (resolve's MD5 keys are for Python to compute; here they cost
@@ -143,7 +143,7 @@ def sync(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_input: str, 
         # those only the ones whose key is one of them (two keys may share a hash)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _keys_held AS SELECT * FROM {KEYS} "
-            f"WHERE rowid IN (SELECT rowid FROM {KEYS} WHERE {KEY_HASH} IN (SELECT {KEY_HASH} FROM _keys_now))"
+            f"WHERE {rows_where(KEYS, f'{KEY_HASH} IN (SELECT {KEY_HASH} FROM _keys_now)')}"
         )
         con.execute("DELETE FROM _keys_held WHERE record_key NOT IN (SELECT record_key FROM _keys_now)")
         fresh = con.execute("SELECT count(*) FROM _keys_now ANTI JOIN _keys_held USING (record_key)").fetchall()[0][0]
