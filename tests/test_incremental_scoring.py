@@ -433,6 +433,17 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
     assert by_hash == by_key
     outside = "SELECT count(*) FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope)"
     assert len(by_key[0]) > 50 and con.execute(outside).fetchall()[0][0] > 0
+    far = con.execute(
+        "SELECT record_key_r FROM _scope_touching WHERE record_key_r NOT IN (SELECT record_key FROM _scope)"
+    ).fetchall()[0][0]
+    con.execute("BEGIN TRANSACTION")
+    try:  # a pair's far end neither in the scope nor linked: no key for its hash, so the pairs' own keys are read
+        con.execute("DELETE FROM citizen_source_link WHERE record_key = ?", [far])
+        assert not steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
+        steps._scope_pairs_by_key(con, records.with_key_hash("SELECT record_key FROM _scope"))
+        assert con.execute("SELECT * FROM _scope_touching ORDER BY ALL").fetchall() == by_key[0]
+    finally:
+        con.execute("ROLLBACK")
     monkeypatch.setattr(records, "_KEY_HASH", "(hash({}) % 3)")  # two keys per hash: the hashes cannot say
     con.execute("BEGIN TRANSACTION")
     try:

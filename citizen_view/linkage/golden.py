@@ -221,7 +221,10 @@ def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.
     group's rank, eligibility and agreement as columns, then one aggregation per citizen that takes each group's
     first record in its order (a join, sort and unique per group cost three times more)."""
     rules = _polars_rules()
-    rank_of = {group: {s: r for g, s, r in ranks if g == group} for group in GROUPS}
+    rank_of: dict[str, dict[str, int]] = {group: {} for group in GROUPS}
+    for g, s, r in ranks:  # a source ranked twice for a group takes its best (lowest) rank, as the SQL's join does
+        if g in rank_of:
+            rank_of[g][s] = min(r, rank_of[g].get(s, r))
     marks = []
     for i, group in enumerate(GROUPS):
         condition, agree, _first = rules[group]

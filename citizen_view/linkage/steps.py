@@ -558,7 +558,11 @@ def _scope_pairs_by_hash(con: duckdb.DuckDBPyConnection, scope: str) -> bool:
     """`_scope_touching` without reading the pairs' keys (two text columns of every pair: most of the read): each end's
     key from its hash, by the scope's keys and the links of the records the pairs reach (every record a pair reaches is
     in the scope or linked), and `_scope_links_hashed`, those links. False, with nothing kept of the pairs, when a hash
-    there stands for two keys or an end has no key: then only the pairs' own keys say which record is which."""
+    there stands for two keys or an end has no key: then only the pairs' own keys say which record is which.
+
+    Assumed, not checked: a pair's end is in the scope or linked (a record without a link is new, and every new record
+    is in the scope; a gone record's pairs are deleted before). An end outside both whose hash equals a key found here
+    would be named by that key; that takes the assumption broken and a 64-bit hash collision at once."""
     (l_hash, l_key), (r_hash, r_key) = ((h, k) for h, k in KEY_HASHES["match_edges"].items())
     columns = [r[0] for r in con.execute("SELECT name FROM pragma_table_info('match_edges') ORDER BY cid").fetchall()]
     kept = [c for c in columns if c not in (l_hash, r_hash)]
