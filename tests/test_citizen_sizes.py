@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 
 from citizen_view.contract import QualityConfig
-from citizen_view.linkage.clusters import bridges, size_bound
+from citizen_view.linkage.clusters import _percentiles, bridges, size_bound
 from citizen_view.quality import rules
 
 
@@ -39,6 +40,24 @@ def test_the_bound_follows_the_records_per_citizen():
     assert 40 <= size_bound([5, 8, 10, 12, 15, 20] * 10) <= 80  # a dense historical register
     assert size_bound([5, 8, 10, 12, 15, 20] * 10, cap=30) == 30
     assert size_bound([1, 2, 3]) is None and size_bound([1, 2, 3], cap=4) == 4
+
+
+def test_the_bound_from_counted_sizes_is_the_bound_from_every_citizen():
+    # an update passes (size, citizens of that size) instead of a million sizes: the same fence, ties and all
+    rng = np.random.default_rng(7)
+    for trial in range(500):
+        sizes = np.unique(rng.integers(1, 120, size=rng.integers(1, 10)))
+        counts = rng.integers(1, 3000 if trial % 2 else 4, size=len(sizes))
+        every = np.repeat(sizes, counts)
+        assert size_bound(sizes, counts=counts) == size_bound(every), (sizes, counts)
+        multi = every[every > 1]
+        if multi.size:  # the quartiles themselves are numpy's, interpolated between the two nearest sizes
+            kept = sizes > 1
+            quartiles = _percentiles(np.log2(sizes[kept].astype(float)), counts[kept], (0.25, 0.75))
+            assert quartiles == pytest.approx(list(np.percentile(np.log2(multi), [25, 75])), abs=1e-12)
+        assert size_bound(sizes, counts=counts, cap=9) == size_bound(every, cap=9)
+        shuffled = rng.permutation(len(sizes))  # the order sizes come in does not matter
+        assert size_bound(sizes[shuffled], counts=counts[shuffled]) == size_bound(every)
 
 
 def test_a_chained_citizen_is_flagged_by_the_bound_from_the_data(con):

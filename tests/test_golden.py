@@ -82,3 +82,21 @@ def test_the_polars_survivorship_picks_what_the_sql_picks_where_each_tie_breaker
     assert picked["c2"]["name_from"] == "register:r1" and picked["c2"]["address_from"] == "tax:t9"
     assert picked["c3"]["national_id"] == "111" and picked["c4"]["name_from"] is None
     assert picked["c5"]["email"] == "new@x.org"
+
+
+def test_a_source_ranked_twice_for_a_group_takes_its_best_rank_as_in_the_sql():
+    # sources.yaml may list a source twice (`ranking: [tax, register, tax]`): its first place counts
+    ranks = [("email", "tax", 0), ("email", "register", 1), ("email", "tax", 2)]
+    linked = pl.DataFrame(
+        [
+            _record("c1", "tax", "t1", email="from-tax"),
+            _record("c1", "register", "r1", email="from-register"),
+        ],
+        infer_schema_length=None,
+    ).with_columns(pl.col("national_id_valid").cast(pl.Boolean), pl.col("date_of_birth", "date_of_death").cast(pl.Date))
+    con = duckdb.connect()
+    con.register("_linked", linked)
+    con.register("_ranks", pl.DataFrame(ranks, schema=["grp", "source", "rank"], orient="row"))
+    by_sql = con.sql(f"SELECT * FROM ({golden_select('_linked', '_ranks')})").pl()
+    by_frame = golden_frame(linked, ranks).select(by_sql.columns)
+    assert by_sql["email"].to_list() == by_frame["email"].to_list() == ["from-tax"]

@@ -404,3 +404,53 @@ def test_keys_sharing_their_hashes_leave_late_records_where_the_full_run_puts_th
         assert link.new_records == 30 and _fellows(con, "_late") == before
         after = _edges(con, "match_edges", "_late")
         assert edges.height > 30 and after.select("a", "b").equals(edges.select("a", "b"))
+
+
+def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(chain, monkeypatch):
+    """An update reads the scope's scored pairs without their keys (each end named by its hash, from the scope and the
+    links); that gives the pairs and links the pairs' own keys give, and gives way to them when a hash stands for two
+    keys."""
+    import citizen_view.linkage.records as records
+    from citizen_view.linkage import steps
+
+    con, _ = chain
+
+    def read(by_hash: bool) -> tuple[list, list]:
+        scope = records.with_key_hash("SELECT record_key FROM _scope")
+        if by_hash:
+            assert steps._scope_pairs_by_hash(con, scope)
+        else:
+            steps._scope_pairs_by_key(con, scope)
+        pairs = con.execute("SELECT * FROM _scope_touching ORDER BY ALL").fetchall()
+        links = con.execute("SELECT record_key, citizen_id FROM _scope_links_hashed ORDER BY ALL").fetchall()
+        return pairs, links
+
+    records.ensure_key_hashes(con)
+    con.execute(  # records of several sources, with pairs reaching records outside the scope
+        "CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM source_records WHERE hash(record_key) % 7 = 0"
+    )
+    by_key, by_hash = read(False), read(True)
+    assert by_hash == by_key
+    outside = "SELECT count(*) FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope)"
+    assert len(by_key[0]) > 50 and con.execute(outside).fetchall()[0][0] > 0
+    far = con.execute(
+        "SELECT record_key_r FROM _scope_touching WHERE record_key_r NOT IN (SELECT record_key FROM _scope)"
+    ).fetchall()[0][0]
+    con.execute("BEGIN TRANSACTION")
+    try:  # a pair's far end neither in the scope nor linked: no key for its hash, so the pairs' own keys are read
+        con.execute("DELETE FROM citizen_source_link WHERE record_key = ?", [far])
+        assert not steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
+        steps._scope_pairs_by_key(con, records.with_key_hash("SELECT record_key FROM _scope"))
+        assert con.execute("SELECT * FROM _scope_touching ORDER BY ALL").fetchall() == by_key[0]
+    finally:
+        con.execute("ROLLBACK")
+    monkeypatch.setattr(records, "_KEY_HASH", "(hash({}) % 3)")  # two keys per hash: the hashes cannot say
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("UPDATE citizen_source_link SET key_hash = hash(record_key) % 3")
+        con.execute("UPDATE match_edges SET key_hash_l = hash(record_key_l) % 3, key_hash_r = hash(record_key_r) % 3")
+        assert not steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
+    finally:
+        con.execute("ROLLBACK")
+    for table in ("_scope", "_scope_touching", "_scope_links_hashed"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")

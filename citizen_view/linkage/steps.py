@@ -356,10 +356,10 @@ def _incremental_scope(
     # The scope is whole connected components (strong links, reviewers' `same`, shared citizens) of the new
     # records, of the citizens that lost one and of every record a reviewer decided on: the full run clusters each
     # component on its own, so re-forming whole components gives the same clusters.
-    decided = pl.DataFrame(
-        {"record_key": sorted({k for pair in decided for k in pair})}, schema={"record_key": pl.String}
+    con.execute(  # a list parameter, not a registered frame: no conversion to Arrow for a handful of keys
+        "CREATE OR REPLACE TEMP TABLE _decided_keys AS SELECT unnest(?::VARCHAR[]) AS record_key",
+        [sorted({k for pair in decided for k in pair})],
     )
-    con.register("_decided_keys", decided)
     in_scope = components.scope(
         con,
         new_keys="_new_keys",
@@ -368,7 +368,7 @@ def _incremental_scope(
         decided="_decided_keys",
         threshold=threshold,
     )
-    con.unregister("_decided_keys")
+    con.execute("DROP TABLE _decided_keys")
     return n_relinked - n_changed, n_changed, in_scope
 
 
@@ -450,8 +450,8 @@ def link_citizens(
     links, history = _assign_ids(con, clustered, scoped=incremental)
     _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
     store_overrides(con, overrides)
-    sizes = _citizen_sizes(con, incremental=incremental)  # once
-    bound = size_bound(sizes, cap=max_citizen_records)
+    sizes, citizens = _citizen_sizes(con, incremental=incremental)  # once
+    bound = size_bound(sizes, counts=citizens, cap=max_citizen_records)
     queued = build_review_queue(
         con,
         overrides,
@@ -465,8 +465,8 @@ def link_citizens(
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
     return LinkReport(
-        records=int(sizes.sum()),
-        citizens=len(sizes),
+        records=int((sizes * citizens).sum()),
+        citizens=int(citizens.sum()),
         created=count.get("created", 0),
         split=count.get("split", 0),
         merged=count.get("merged", 0),
@@ -487,17 +487,24 @@ def link_citizens(
     )
 
 
-def _citizen_sizes(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> np.ndarray:
-    """Records per citizen. After an incremental run, from the links' own `citizen_record_count` (a citizen of k
-    records has k links saying k: one pass over a number column instead of grouping every link by citizen), when
-    those counts add up; else counted."""
+def _citizen_sizes(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Records per citizen, as (size, citizens of that size) for each size. After an incremental run, from the links'
+    own `citizen_record_count` (a citizen of k records has k links saying k: one pass over a number column instead of
+    grouping every link by citizen), when those counts add up; else counted."""
     if incremental:
         rows = con.execute(
             "SELECT citizen_record_count, count(*) FROM citizen_source_link GROUP BY 1 ORDER BY 1"
         ).fetchall()
         if all(k and n % k == 0 for k, n in rows):
-            return np.repeat(np.array([k for k, _ in rows], dtype=np.int64), [n // k for k, n in rows])
-    return con.sql("SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id").fetchnumpy()["n"]
+            rows = [(k, n // k) for k, n in rows]
+        else:
+            rows = None
+    if not incremental or rows is None:
+        rows = con.execute(
+            "SELECT n, count(*) FROM (SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id) GROUP BY 1 "
+            "ORDER BY 1"
+        ).fetchall()
+    return np.array([k for k, _ in rows], dtype=np.int64), np.array([c for _, c in rows], dtype=np.int64)
 
 
 _IN_SCOPE = " WHERE record_key IN (SELECT record_key FROM _scope)"
@@ -516,8 +523,8 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     """`_scope_rows`: the scope's records (the columns the rest of the run reads), `_scope_touching`: the scored
     pairs with a record in the scope, and `_scope_links_before`: the links of the records of both (ID assignment reads
     the scope's, the review queue those of the records its pairs reach outside the scope, which this run leaves as
-    they are); one pass over each big table, read by every later step instead of it. The rows are found on their keys
-    and fetched by row id (warehouse.rows_where)."""
+    they are); one pass over each big table, read by every later step instead of it. The rows are found on their keys'
+    hashes and fetched by row id (warehouse.rows_where)."""
     present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
     read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ | {DIGEST}) & present))
     scope = with_key_hash("SELECT record_key FROM _scope")
@@ -525,22 +532,89 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE OR REPLACE TEMP TABLE _scope_rows AS SELECT {read} FROM source_records "
         f"WHERE {rows_where('source_records', f'{KEY_HASH} IN ({scope})')}"
     )
-    hashed = KEY_HASHES["match_edges"]
-    touching = " OR ".join(f"{column} IN ({scope})" for column in hashed)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * EXCLUDE ({', '.join(hashed)}) FROM match_edges "
-        f"WHERE {rows_where('match_edges', touching)}"
-    )
     # found on the key hashes: the few rows of another key sharing a hash go
     con.execute("DELETE FROM _scope_rows WHERE record_key NOT IN (SELECT record_key FROM _scope)")
+    if not _scope_pairs_by_hash(con, scope):
+        _scope_pairs_by_key(con, scope)
+    reached = (
+        "SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
+        "UNION ALL SELECT record_key_r FROM _scope_touching"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM _scope_links_hashed "
+        f"WHERE record_key IN ({reached})"
+    )
+    con.execute("DROP TABLE _scope_links_hashed")
+
+
+def _touching_rows(scope: str) -> str:
+    """Row ids of the scored pairs with an end whose key hash is one of `scope`'s: a row id set per end (one scan with
+    an OR of two semi-joins costs a third more)."""
+    ends = KEY_HASHES["match_edges"]
+    return " UNION ALL ".join(f"SELECT rowid FROM match_edges WHERE {column} IN ({scope})" for column in ends)
+
+
+def _scope_pairs_by_hash(con: duckdb.DuckDBPyConnection, scope: str) -> bool:
+    """`_scope_touching` without reading the pairs' keys (two text columns of every pair: most of the read): each end's
+    key from its hash, by the scope's keys and the links of the records the pairs reach (every record a pair reaches is
+    in the scope or linked), and `_scope_links_hashed`, those links. False, with nothing kept of the pairs, when a hash
+    there stands for two keys or an end has no key: then only the pairs' own keys say which record is which.
+
+    Assumed, not checked: a pair's end is in the scope or linked (a record without a link is new, and every new record
+    is in the scope; a gone record's pairs are deleted before). An end outside both whose hash equals a key found here
+    would be named by that key; that takes the assumption broken and a 64-bit hash collision at once."""
+    (l_hash, l_key), (r_hash, r_key) = ((h, k) for h, k in KEY_HASHES["match_edges"].items())
+    columns = [r[0] for r in con.execute("SELECT name FROM pragma_table_info('match_edges') ORDER BY cid").fetchall()]
+    kept = [c for c in columns if c not in (l_hash, r_hash)]
+    read = ", ".join(f'"{c}"' for c in kept if c not in (l_key, r_key))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _touching_hashed AS SELECT {l_hash}, {r_hash}, {read} FROM match_edges "
+        f"WHERE rowid IN ({_touching_rows(scope)})"
+    )
+    ends = f"{scope} UNION ALL SELECT {l_hash} FROM _touching_hashed UNION ALL SELECT {r_hash} FROM _touching_hashed"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _scope_links_hashed AS SELECT record_key, citizen_id, {KEY_HASH} "
+        f"FROM citizen_source_link WHERE {rows_where('citizen_source_link', f'{KEY_HASH} IN ({ends})')}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _key_of AS SELECT DISTINCT h, record_key FROM ("
+        f"SELECT {key_hash_sql('record_key')} AS h, record_key FROM _scope "
+        f"UNION ALL SELECT {KEY_HASH}, record_key FROM _scope_links_hashed)"
+    )
+    named = {l_key: f"kl.record_key AS {l_key}", r_key: f"kr.record_key AS {r_key}"}
+    select = ", ".join(named.get(c, f't."{c}"') for c in kept)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT {select} FROM _touching_hashed t "
+        f"JOIN _key_of kl ON kl.h = t.{l_hash} JOIN _key_of kr ON kr.h = t.{r_hash}"
+    )
+    shared = con.execute("SELECT count(*) - count(DISTINCT h) FROM _key_of").fetchall()[0][0]
+    unnamed = con.execute(
+        "SELECT (SELECT count(*) FROM _touching_hashed) - (SELECT count(*) FROM _scope_touching)"
+    ).fetchall()[0][0]
+    con.execute("DROP TABLE _touching_hashed")
+    con.execute("DROP TABLE _key_of")
+    return not shared and not unnamed
+
+
+def _scope_pairs_by_key(con: duckdb.DuckDBPyConnection, scope: str) -> None:
+    """`_scope_touching` and `_scope_links_hashed` as _scope_pairs_by_hash makes them, from the pairs' own keys: found
+    on the hashes, the pairs and links of another key sharing a hash are dropped by key."""
+    hashed = KEY_HASHES["match_edges"]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT * EXCLUDE ({', '.join(hashed)}) FROM match_edges "
+        f"WHERE rowid IN ({_touching_rows(scope)})"
+    )
     con.execute(
         "DELETE FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope) "
         "AND record_key_r NOT IN (SELECT record_key FROM _scope)"
     )
+    reached = (
+        "SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
+        "UNION ALL SELECT record_key_r FROM _scope_touching"
+    )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM citizen_source_link "
-        "WHERE record_key IN (SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
-        "UNION ALL SELECT record_key_r FROM _scope_touching)"
+        f"CREATE OR REPLACE TEMP TABLE _scope_links_hashed AS SELECT record_key, citizen_id, {KEY_HASH} "
+        f"FROM citizen_source_link WHERE {rows_where('citizen_source_link', f'{KEY_HASH} IN ({with_key_hash(reached)})')}"
     )
 
 
