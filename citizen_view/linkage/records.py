@@ -119,16 +119,26 @@ def ensure_key_hashes(con: duckdb.DuckDBPyConnection) -> None:
     """Give the KEY_HASHES tables present their hash columns where a writer left them out (a warehouse from before them,
     a table Splink wrote) or left a row without one, and write them anew where they were written by another hash (a
     DuckDB release whose `hash` differs, seen on the table's first rows): a lookup on the hash must not miss a row."""
+    present: dict[str, set[str]] = {}
+    for table, column in con.execute(  # one look at the catalog for every table (an update runs this each time)
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name IN (SELECT unnest(?::VARCHAR[]))",
+        [list(KEY_HASHES)],
+    ).fetchall():
+        present.setdefault(table, set()).add(column)
     for table, columns in KEY_HASHES.items():
-        if not table_exists(con, "main", table):
+        if table not in present:
             continue
         for column, key in columns.items():
-            if not column_exists(con, "main", table, column):
+            if column not in present[table]:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {column} UBIGINT")
-            other = f"SELECT count(*) FROM (SELECT * FROM {table} LIMIT 2048) WHERE {column} <> {key_hash_sql(key)}"
-            if con.execute(other).fetchall()[0][0]:
+            other, missing = con.execute(
+                f"SELECT (SELECT count(*) FROM (SELECT * FROM {table} LIMIT 2048) WHERE {column} <> {key_hash_sql(key)}), "
+                f"(SELECT count(*) FROM {table} WHERE {column} IS NULL)"
+            ).fetchall()[0]
+            if other:
                 con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)}")
-            elif con.execute(f"SELECT count(*) FROM {table} WHERE {column} IS NULL").fetchall()[0][0]:
+            elif missing:
                 con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)} WHERE {column} IS NULL")
 
 
