@@ -374,6 +374,7 @@ def bench_serve(args: argparse.Namespace) -> dict:
                 f"p95 {r['p95_ms']:>6.1f} ms  {r['throughput_rps']:>6.1f} req/s  ({args.concurrency} concurrent)  "
                 f"CPU/request: service {r['service_cpu_ms_per_request']:.1f} ms + client {r['client_cpu_ms_per_request']:.1f} ms"
                 + (f"  right citizen in top 3: {r['found_in_top3']:.1%}" if "found_in_top3" in r else "")
+                + _shares(r)
             )
     finally:
         server.terminate()
@@ -505,7 +506,14 @@ def _load_test(
     }
     if hits:
         result["found_in_top3"] = round(sum(hits) / len(hits), 4)
+    result["service_cpu_shares"] = run.worker_shares()
     return result
+
+
+def _shares(result: dict) -> str:
+    """The service processes' shares of its CPU, e.g. "  CPU by process 52/47/1%": how evenly the workers were loaded."""
+    shares = result.get("service_cpu_shares")
+    return f"  CPU by process {'/'.join(f'{s:.0%}'.rstrip('%') for s in shares)}%" if shares else ""
 
 
 def _published_view(args: argparse.Namespace, stages: list[Stage]) -> tuple[Path, Path]:
@@ -562,7 +570,7 @@ def bench_resolve(args: argparse.Namespace) -> dict:
             f"  {label:<16} {r['records']:>5} records ({r['ok']} ok)  p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  "
             f"{r['records_per_s']:>6.1f} records/s  CPU/record: service {r['service_cpu_ms_per_record']:.1f} ms + "
             f"client {r['client_cpu_ms_per_record']:.1f} ms  matched to its own citizen "
-            f"{r['matched_to_its_citizen']:.1%}  {r['decisions']}"
+            f"{r['matched_to_its_citizen']:.1%}  {r['decisions']}" + _shares(r)
         )
     return {
         "stages": [asdict(s) for s in stages],

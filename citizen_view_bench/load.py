@@ -65,6 +65,7 @@ class Load:
     wall_seconds: float
     service_cpu_seconds: float | None = None
     client_cpu_seconds: float | None = None
+    worker_cpu_seconds: list[float] | None = None  # each service process's share of service_cpu_seconds, largest first
 
     def percentiles(self) -> dict[str, float]:
         """The median and 95th percentile latency in milliseconds."""
@@ -85,20 +86,38 @@ class Load:
             "client_cpu_ms_per_request": round((self.client_cpu_seconds or 0.0) * 1000 / n, 2),
         }
 
+    def worker_shares(self) -> list[float] | None:
+        """Each service process's share of the service's CPU over the timed requests, largest first: how evenly the
+        workers shared the load (the parent, which only supervises, is one of them)."""
+        if not self.worker_cpu_seconds:
+            return None
+        total = sum(self.worker_cpu_seconds) or 1.0
+        return [round(s / total, 3) for s in self.worker_cpu_seconds]
+
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and its children (the service's workers)."""
+    return sum(cpu_seconds_by_process(pid).values())
+
+
+def cpu_seconds_by_process(pid: int) -> dict[int, float]:
+    """CPU time (user + system) of a process and of each of its children, by pid."""
     import psutil
 
-    total = 0.0
+    seconds = {}
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        seconds[proc.pid] = times.user + times.system
+    return seconds
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """CPU seconds each process spent between two readings, largest first (a process gone meanwhile counts 0)."""
+    return sorted((after[pid] - before.get(pid, 0.0) for pid in after), reverse=True)
 
 
 def wait_until_idle(pid: int, *, share: float = 0.05, window: float = 0.5, timeout: float = 120.0) -> float:
@@ -142,13 +161,13 @@ def load(
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             list(pool.map(call, items[:warmup]))
-            service_cpu = process_cpu_seconds(service_pid) if service_pid else None
+            before = cpu_seconds_by_process(service_pid) if service_pid else None
             client_cpu, started = time.process_time(), time.perf_counter()
             timed = list(pool.map(call, items))
             wall, client_cpu = time.perf_counter() - started, time.process_time() - client_cpu
-            if service_cpu is not None:
-                service_cpu = process_cpu_seconds(service_pid) - service_cpu
+            workers = _spent(before, cpu_seconds_by_process(service_pid)) if before is not None else None
     finally:
         for client in clients:
             client.close()
-    return Load([o for _, o in timed], [lat for lat, _ in timed], wall, service_cpu, client_cpu)
+    service_cpu = sum(workers) if workers is not None else None
+    return Load([o for _, o in timed], [lat for lat, _ in timed], wall, service_cpu, client_cpu, workers)

@@ -83,4 +83,5 @@ def _run(base: str, records: list[tuple[dict, str]], *, concurrency: int, server
         "client_cpu_ms_per_record": cpu["client_cpu_ms_per_request"],
         "matched_to_its_citizen": round(sum(1 for o in ok if o[1] == "matched" and o[2]) / max(len(ok), 1), 4),
         "decisions": {d: sum(1 for o in ok if o[1] == d) for d in ("matched", "review", "new")},
+        "service_cpu_shares": run.worker_shares(),
     }
