@@ -112,3 +112,28 @@ def test_requests_are_answered_while_a_new_view_is_still_prepared(service):
     finally:
         release.set()
     assert served.switched.wait(30) and served.info.ids is not None
+
+
+def test_a_new_view_s_documents_are_loaded_before_it_counts_as_prepared(service, tmp_path):
+    """Each process reads its view's citizen documents once when it opens the view (a `ViewStore.on_switch` step
+    besides the IDs), so a look at a citizen nobody has looked at yet does not wait for the document's block."""
+    import shutil
+
+    from citizen_view.serving.documents import preload
+
+    assert deps.read_documents in ViewStore(WarehouseLayout.of(service.warehouse).serving_dir).on_switch
+    view = tmp_path / "view.duckdb"  # a copy: a connection of its own, not the service's buffers
+    from citizen_view.serving.snapshot import current_view
+
+    shutil.copy(current_view(WarehouseLayout.of(service.warehouse).serving_dir), view)
+    con = duckdb.connect(str(view), read_only=True)
+    used = "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    before = con.execute(used).fetchall()[0][0]
+    preload(con)
+    after = con.execute(used).fetchall()[0][0]
+    blocks = con.execute(
+        "SELECT count(DISTINCT block_id) FROM pragma_storage_info('citizen_docs') WHERE column_name = 'doc' "
+        "AND block_id >= 0"
+    ).fetchall()[0][0]
+    con.close()
+    assert blocks >= 1 and after - before >= blocks * 256 * 1024 * 0.9, (before, after, blocks)

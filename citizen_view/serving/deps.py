@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
-from citizen_view.serving.documents import ViewInfo
+from citizen_view.serving.documents import ViewInfo, preload
 from citizen_view.serving.guard import Trail
 from citizen_view.serving.id_index import IdIndex
 from citizen_view.serving.snapshot import POINTER, current_view
@@ -86,20 +86,27 @@ def read_ids(served: ServedView) -> None:
     served.info.ids = IdIndex.read(served.con)
 
 
+def read_documents(served: ServedView) -> None:
+    """Load the view's citizen documents into DuckDB's buffers (documents.preload): requests meanwhile read them from
+    the file, with the same answers."""
+    preload(served.con)
+
+
 class ViewStore:
     """The current served view: re-reads the pointer on each request and opens a new file when it changed.
 
     `on_switch` holds what to do with each view this process opens, beyond its small tables: callables taking the
     new `ServedView`, run one after the other in a thread of their own, outside the store's lock, so requests go on
     being answered from the new view meanwhile (an error is logged, and the next callable still runs). The first one
-    reads the national IDs (`read_ids`); `ServedView.switched` is set when all have run."""
+    reads the national IDs (`read_ids`), the second the citizens' documents (`read_documents`); `ServedView.switched`
+    is set when all have run."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._lock = threading.Lock()
         self._served: ServedView | None = None
         self._pointer: tuple[tuple[int, int, int], Path | None] = ((0, 0, 0), None)
-        self.on_switch: list[Callable[[ServedView], None]] = [read_ids]
+        self.on_switch: list[Callable[[ServedView], None]] = [read_ids, read_documents]
 
     def current(self) -> Path | None:
         """The view file the pointer names: read again only when the pointer file changed (publishing replaces it), so

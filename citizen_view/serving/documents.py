@@ -246,6 +246,18 @@ class CitizenDocument:
     issues: list[dict[str, Any]]
 
 
+def preload(con: duckdb.DuckDBPyConnection) -> None:
+    """Read every citizen's document once, so that DuckDB holds their blocks: a look at a citizen nobody has looked at
+    yet then costs ~0.65 ms of CPU, not ~1.4 ms, most of it the block's load (measured at 1M: 2 s of CPU and ~0.9 GB
+    a service process, spent in the view store's switch thread, before the view counts as prepared)."""
+    cur = con.cursor()
+    try:
+        cur.execute("SET enable_progress_bar = false")
+        cur.execute(f"SELECT sum(length(doc)) FROM {DOCS}").fetchall()
+    finally:
+        cur.close()
+
+
 def document_of(con: duckdb.DuckDBPyConnection, citizen_id: str, visible: set[str]) -> CitizenDocument | None:
     """The citizen's document as the `visible` sources give it; None when none of them knows the citizen."""
     doc = _doc(con, citizen_id)
