@@ -124,6 +124,12 @@ def find_plain(text: str, values: set[str]) -> set[str]:
     return hits
 
 
+def without_citizen_ids(text: str) -> str:
+    """`text` without its citizen IDs (CV-XXXX-XXXX-XXXX): random base32, so one group in a few thousand IDs spells some
+    four-letter name written in capitals (CV-BLOM-...) by chance, not because the name reached the output."""
+    return re.sub(r"CV-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}", " ", text)
+
+
 def _whole_word_in(text: str, value: str) -> bool:
     """`value` occurs in `text` with no ASCII letter or digit either side (str.find: ~40x a regex search here)."""
     start, n = text.find(value), len(value)
@@ -148,6 +154,13 @@ def duckdb_text(path: Path) -> str:
 
 def files_text(folder: Path) -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_a_name_spelled_by_a_random_citizen_id_is_no_leak_but_the_name_beside_it_is():
+    text = "citizen CV-BLOM-7QX2-D6PA, records of BLOM"
+    assert find_plain(text, {"BLOM"}) == {"BLOM"}
+    assert find_plain(without_citizen_ids(text), {"BLOM"}) == {"BLOM"}  # the name itself still counts
+    assert find_plain(without_citizen_ids("citizen CV-BLOM-7QX2-D6PA"), {"BLOM"}) == set()
 
 
 def test_a_value_of_several_words_counts_only_as_whole_words():
@@ -252,7 +265,7 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
         "warehouse folder files": files_text(wh.parent / "cv"),
     }
     assert all(outputs.values()), [k for k, v in outputs.items() if not v]
-    leaks = {where: sorted(find_plain(text, values))[:10] for where, text in outputs.items()}
+    leaks = {where: sorted(find_plain(without_citizen_ids(text), values))[:10] for where, text in outputs.items()}
     assert not any(leaks.values()), leaks
 
 
