@@ -519,6 +519,13 @@ _SCOPE_COLUMNS = {
 }
 
 
+# the keys of the scope's records and of every record its scored pairs reach
+_REACHED = (
+    "SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
+    "UNION ALL SELECT record_key_r FROM _scope_touching"
+)
+
+
 def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     """`_scope_rows`: the scope's records (the columns the rest of the run reads), `_scope_touching`: the scored
     pairs with a record in the scope, and `_scope_links_before`: the links of the records of both (ID assignment reads
@@ -536,13 +543,9 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM _scope_rows WHERE record_key NOT IN (SELECT record_key FROM _scope)")
     if not _scope_pairs_by_hash(con, scope):
         _scope_pairs_by_key(con, scope)
-    reached = (
-        "SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
-        "UNION ALL SELECT record_key_r FROM _scope_touching"
-    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _scope_links_before AS SELECT record_key, citizen_id FROM _scope_links_hashed "
-        f"WHERE record_key IN ({reached})"
+        f"WHERE record_key IN ({_REACHED})"
     )
     con.execute("DROP TABLE _scope_links_hashed")
 
@@ -608,13 +611,9 @@ def _scope_pairs_by_key(con: duckdb.DuckDBPyConnection, scope: str) -> None:
         "DELETE FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope) "
         "AND record_key_r NOT IN (SELECT record_key FROM _scope)"
     )
-    reached = (
-        "SELECT record_key FROM _scope UNION ALL SELECT record_key_l FROM _scope_touching "
-        "UNION ALL SELECT record_key_r FROM _scope_touching"
-    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_links_hashed AS SELECT record_key, citizen_id, {KEY_HASH} "
-        f"FROM citizen_source_link WHERE {rows_where('citizen_source_link', f'{KEY_HASH} IN ({with_key_hash(reached)})')}"
+        f"FROM citizen_source_link WHERE {rows_where('citizen_source_link', f'{KEY_HASH} IN ({with_key_hash(_REACHED)})')}"
     )
 
 
