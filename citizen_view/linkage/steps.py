@@ -491,15 +491,14 @@ def _citizen_sizes(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> tupl
     """Records per citizen, as (size, citizens of that size) for each size. After an incremental run, from the links'
     own `citizen_record_count` (a citizen of k records has k links saying k: one pass over a number column instead of
     grouping every link by citizen), when those counts add up; else counted."""
+    rows = None
     if incremental:
-        rows = con.execute(
+        links = con.execute(
             "SELECT citizen_record_count, count(*) FROM citizen_source_link GROUP BY 1 ORDER BY 1"
         ).fetchall()
-        if all(k and n % k == 0 for k, n in rows):
-            rows = [(k, n // k) for k, n in rows]
-        else:
-            rows = None
-    if not incremental or rows is None:
+        if all(k and n % k == 0 for k, n in links):
+            rows = [(k, n // k) for k, n in links]
+    if rows is None:
         rows = con.execute(
             "SELECT n, count(*) FROM (SELECT count(*) AS n FROM citizen_source_link GROUP BY citizen_id) GROUP BY 1 "
             "ORDER BY 1"
