@@ -3,9 +3,9 @@
 A full run's scoring step writes, for the saved model:
 
 - `linkage_keys`: per record, the digest of what linkage read of it when it was indexed (records.DIGEST; the one it
-  was linked with is kept in `citizen_source_link`, written with the link), one hashed key per blocking rule and side (the keys of linkage/candidates.py, hashed
-  with DuckDB's `hash`, not the MD5 the served view's resolve keys use: see HASH) and the values of the
-  term-frequency columns;
+  was linked with is kept in `citizen_source_link`, written with the link), one hashed key per blocking rule and
+  side (the keys of linkage/candidates.py, 32 bits of DuckDB's `hash`, not the MD5 the served view's resolve keys
+  use: see HASH and KEY_BITS) and the values of the term-frequency columns;
 - `linkage_tf`: per term-frequency column, rows (value, n) whose sums are the records holding each value, and a
   row with value NULL whose sum is the records holding any value (Splink's count / non-null count);
 - `linkage_keys_model`: which model they were written for.
@@ -44,6 +44,11 @@ KEYS, TF, MODEL = "linkage_keys", "linkage_tf", "linkage_keys_model"
 # ~5x the CPU, 2.8 against 0.5 s at 200k). Part of the fingerprint with DuckDB's version (its hash may change between
 # releases), so an index written with another hash, or by another DuckDB, is rewritten rather than silently missed.
 HASH = "hash"
+# A blocking key is kept as the high 32 bits of that hash: every key column is read whole when an update looks its new
+# records' keys up, so its width is what that costs (at 1M, eleven columns: about 95 MB read at 64 bits, half at 32).
+# A shared 32-bit key only adds a candidate, which scoring (blocked by the rules themselves) pairs with nothing it
+# should not: about one extra candidate per key column per thousand new records at 2.7M records.
+KEY_BITS = 32
 # What an index holds besides its keys, part of the fingerprint: an index written without them is rewritten.
 HOLDS = f"digest {KEY_HASH}"
 _COLUMNS = set(INPUT_COLUMNS) | set(ENCODED_COLUMNS)
@@ -65,7 +70,12 @@ def keys_of(model: dict[str, Any]) -> tuple[ProbeKey, ...] | None:
 
 
 def _fingerprint(model: dict[str, Any]) -> str:
-    return hashlib.sha256((_model_json(model) + HASH + HOLDS + duckdb.__version__).encode()).hexdigest()
+    return hashlib.sha256((_model_json(model) + HASH + str(KEY_BITS) + HOLDS + duckdb.__version__).encode()).hexdigest()
+
+
+def _block_key(key: ProbeKey, alias: str = "") -> str:
+    """A record's key for `key` as the index holds it: the top KEY_BITS bits of its hash (NULL stays NULL)."""
+    return f"({key.stored_sql(alias, HASH)} >> {64 - KEY_BITS})::UINTEGER"
 
 
 def invalidate(con: duckdb.DuckDBPyConnection) -> None:
@@ -86,7 +96,7 @@ def _key_columns(model: dict[str, Any], keys: tuple[ProbeKey, ...], alias: str =
     """The stored record's key hash, digest, keys and term-frequency values, as select items over input columns (with
     the digest: linkage_input_sql(digest=True))."""
     items = [f"{key_hash_sql(alias + 'record_key')} AS {KEY_HASH}", f"{alias}{DIGEST} AS digest"]
-    items += [f"{k.stored_sql(alias, HASH)} AS {k.column}" for k in keys]
+    items += [f"{_block_key(k, alias)} AS {k.column}" for k in keys]
     items += [f'{alias}"{c}"::VARCHAR AS "tf_{c}"' for c in tf_columns(model)]
     return ", ".join(items)
 
@@ -186,7 +196,7 @@ def candidates_sql(model: dict[str, Any], new_input: str) -> str:
     keys = keys_of(model)
     probes = []
     for k in keys:
-        incoming = dataclasses.replace(k, stored=k.incoming).stored_sql("n.", HASH)
+        incoming = _block_key(dataclasses.replace(k, stored=k.incoming), "n.")
         probes.append(f"SELECT rowid FROM {KEYS} WHERE {k.column} IN (SELECT {incoming} FROM {new_input} n)")
     # each key column probed for row ids, the key hashes read once for the rows found (not once per key column)
     return f"SELECT {KEY_HASH} FROM {KEYS} WHERE rowid IN ({' UNION '.join(probes)})"

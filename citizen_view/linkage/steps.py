@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+# DuckDB hands results to Polars (.pl()) through Arrow: loaded with this module, as Polars is, rather than on the
+# first hand-over, which put ~65 ms of loading a library inside an update
+import pyarrow  # noqa: F401
+
 import citizen_view.linkage.common_values as common_values
 import citizen_view.linkage.components as components
 import citizen_view.linkage.golden as _golden
