@@ -187,7 +187,16 @@ def quote(identifier: str) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    """Whether the connection's own database (not an attached one) has the table."""
+    """Whether the connection's own database (not an attached one, nor its temporary tables) has the table or view.
+
+    Bound by its full name first (0.3 against 2 ms for a lookup in information_schema, and an update asks a dozen
+    times); what does not bind is looked up, as a view over something gone still exists."""
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    try:
+        con.table(f"{quote(database)}.{quote(schema)}.{quote(name)}")
+        return True
+    except duckdb.CatalogException:
+        pass
     rows = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
         "AND table_schema = ? AND table_name = ?",

@@ -126,20 +126,26 @@ def ensure_key_hashes(con: duckdb.DuckDBPyConnection) -> None:
         [list(KEY_HASHES)],
     ).fetchall():
         present.setdefault(table, set()).add(column)
-    for table, columns in KEY_HASHES.items():
-        if table not in present:
-            continue
-        for column, key in columns.items():
-            if column not in present[table]:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {column} UBIGINT")
-            other, missing = con.execute(
-                f"SELECT (SELECT count(*) FROM (SELECT * FROM {table} LIMIT 2048) WHERE {column} <> {key_hash_sql(key)}), "
-                f"(SELECT count(*) FROM {table} WHERE {column} IS NULL)"
-            ).fetchall()[0]
-            if other:
-                con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)}")
-            elif missing:
-                con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)} WHERE {column} IS NULL")
+    checked = [(t, column, key) for t, columns in KEY_HASHES.items() if t in present for column, key in columns.items()]
+    for table, column, _key in checked:
+        if column not in present[table]:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} UBIGINT")
+    if not checked:
+        return
+    counts = con.execute(  # one statement for every column's two checks
+        "SELECT "
+        + ", ".join(
+            f"(SELECT count(*) FROM (SELECT * FROM {table} LIMIT 2048) WHERE {column} <> {key_hash_sql(key)}), "
+            f"(SELECT count(*) FROM {table} WHERE {column} IS NULL)"
+            for table, column, key in checked
+        )
+    ).fetchall()[0]
+    for i, (table, column, key) in enumerate(checked):
+        other, missing = counts[2 * i], counts[2 * i + 1]
+        if other:
+            con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)}")
+        elif missing:
+            con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)} WHERE {column} IS NULL")
 
 
 def digest_sql(key: str = "record_key") -> str:

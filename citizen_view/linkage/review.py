@@ -262,7 +262,7 @@ def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
     mw_cols = [
         c
         for (c,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'match_edges' AND column_name LIKE 'mw_%'"
+            "SELECT name FROM pragma_table_info('match_edges') WHERE name LIKE 'mw_%' ORDER BY cid"
         ).fetchall()
     ]
     return "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
