@@ -187,19 +187,20 @@ def quote(identifier: str) -> str:
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    """Whether the connection's own database (not an attached one, nor its temporary tables) has the table or view.
+    """Whether the connection's own database (not an attached one, nor its temporary tables) has the table or view,
+    its names compared as DuckDB compares identifiers (case-insensitively).
 
     Bound by its full name first (0.3 against 2 ms for a lookup in information_schema, and an update asks a dozen
-    times); what does not bind is looked up, as a view over something gone still exists."""
+    times); whatever does not bind is looked up, as a view over something gone or changed still exists."""
     database = con.execute("SELECT current_database()").fetchall()[0][0]
     try:
         con.table(f"{quote(database)}.{quote(schema)}.{quote(name)}")
         return True
-    except duckdb.CatalogException:
+    except duckdb.Error:  # missing, or a view that no longer binds (a dropped table or column, a file gone)
         pass
     rows = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
-        "AND table_schema = ? AND table_name = ?",
+        "AND lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
         [schema, name],
     ).fetchall()
     return rows[0][0] > 0

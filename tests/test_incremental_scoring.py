@@ -386,11 +386,14 @@ def test_a_citizen_whose_records_are_all_gone_is_retired_by_an_update(chain):
 
 
 def test_keys_sharing_their_hashes_leave_late_records_where_the_full_run_puts_them(generated, tmp_path, monkeypatch):
-    """Every key hash made to collide (hash % 3: a third of the records share each): what is found on a hash and checked
-    on the keys still gives the late records the full run's pairs and fellow records."""
+    """Every key hash made to collide (hash % 3: a third of the records share each), and every blocking key in the key
+    index too (2 bits: four values): what is found on a hash and checked on the keys, and candidates that share a key
+    only by chance, still give the late records the full run's pairs and fellow records."""
+    import citizen_view.linkage.key_index as key_index
     import citizen_view.linkage.records as records
 
     monkeypatch.setattr(records, "_KEY_HASH", "(hash({}) % 3)")
+    monkeypatch.setattr(key_index, "KEY_BITS", 2)
     with collected_chain(generated, tmp_path) as (con, linkage):
         linkage.run(run_id="full")
         con.execute(
@@ -398,6 +401,7 @@ def test_keys_sharing_their_hashes_leave_late_records_where_the_full_run_puts_th
             "ORDER BY record_key DESC LIMIT 30"
         )
         assert con.execute("SELECT count(DISTINCT key_hash) FROM source_records").fetchall()[0][0] == 3
+        assert con.execute("SELECT max(block_key_0) FROM linkage_keys").fetchall()[0][0] <= 3
         before, edges = _fellows(con, "_late"), _edges(con, "match_edges", "_late")
         linkage.take_back("_late")
         link, _ = linkage.update(run_id="late")

@@ -20,10 +20,16 @@ def test_table_exists_sees_the_own_database_s_tables_and_views_only(tmp_path):
     con.execute("CREATE TABLE gone AS SELECT 1 AS a")
     con.execute("CREATE VIEW over_gone AS SELECT * FROM gone")
     con.execute("DROP TABLE gone")
+    con.execute("CREATE TABLE narrowed AS SELECT 1 AS a, 2 AS b")
+    con.execute("CREATE VIEW over_a AS SELECT a FROM narrowed")
+    con.execute("ALTER TABLE narrowed DROP COLUMN a")  # the view now fails to bind with a binder error
+    con.execute('CREATE VIEW "Mixed" AS SELECT 1 AS a')
 
     assert table_exists(con, "main", "citizen")
     assert table_exists(con, "staging", 'odd "name"')  # a view, its name quoted
     assert table_exists(con, "main", "over_gone")  # a view that no longer binds still exists
+    assert table_exists(con, "main", "over_a")  # ... whatever the error its binding raises
+    assert table_exists(con, "MAIN", "CITIZEN") and table_exists(con, "main", "mixed")  # as DuckDB compares names
     assert not table_exists(con, "main", "scratch")  # temporary: not the warehouse's
     assert not table_exists(con, "main", "only_there")  # in an attached database
     assert not table_exists(con, "main", "missing")
