@@ -216,6 +216,12 @@ def rows_where(table: str, condition: str) -> str:
     return f"rowid IN (SELECT rowid FROM {table} WHERE {condition})"
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns of `table` (a name as a query would resolve it: a temporary table first), in their order: from
+    pragma_table_info, a fifth of information_schema's cost."""
+    return [r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{table}') ORDER BY cid").fetchall()]
+
+
 def column_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
     """Whether the table has the column (a warehouse written by an older version may not)."""
     rows = con.execute(  # duckdb_columns(), not information_schema.columns: the same rows at half the cost

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import table_columns, table_exists
 
 
 def test_table_exists_sees_the_own_database_s_tables_and_views_only(tmp_path):
@@ -39,3 +39,11 @@ def test_table_exists_sees_the_own_database_s_tables_and_views_only(tmp_path):
     assert table_exists(con, "main", "made_inside")  # seen within the transaction that made it
     con.execute("ROLLBACK")
     assert not table_exists(con, "main", "made_inside")
+
+
+def test_table_columns_lists_a_table_s_columns_in_order_a_temporary_one_first(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("CREATE TABLE records (b INTEGER, a VARCHAR, c DOUBLE)")
+    assert table_columns(con, "records") == ["b", "a", "c"]
+    con.execute("CREATE TEMP TABLE records (z INTEGER)")  # what a query naming `records` now reads
+    assert table_columns(con, "records") == ["z"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import quote, table_exists
+from citizen_view.warehouse import quote, table_columns, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -58,14 +58,9 @@ def shape_reason(value: str, field: str) -> str | None:
     return None
 
 
-def _record_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The columns `source_records` has (from pragma_table_info: a fifth of information_schema's cost)."""
-    return {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
-
-
 def find_common_values(con: duckdb.DuckDBPyConnection) -> list[CommonValue]:
     """The values of `source_records`' name and place fields that linkage should treat as missing."""
-    columns = _record_columns(con)
+    columns = set(table_columns(con, "source_records"))
     found: list[CommonValue] = []
     for field in FIELDS:
         if field not in columns:
@@ -134,7 +129,7 @@ def masked_records_sql(con: duckdb.DuckDBPyConnection, table: str | None = None,
             f"ELSE {column or field} END AS {column or field}"
         )
 
-    columns = _record_columns(con)
+    columns = set(table_columns(con, "source_records"))
     parts = [masked(f) for f in FIELDS if f in columns]
     if "initials" in columns and "first_name_std" in columns:  # initials of a placeholder are no evidence either
         parts.append(masked("first_name_std", "initials"))

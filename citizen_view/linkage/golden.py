@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import table_exists, transaction
+from citizen_view.warehouse import table_columns, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -154,7 +154,7 @@ def build_golden(
             "CREATE OR REPLACE TEMP TABLE _changed_links AS SELECT record_key, citizen_id FROM citizen_source_link "
             "SEMI JOIN linkage_changes USING (citizen_id)"
         )
-        present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
+        present = set(table_columns(con, "source_records"))
         read = ", ".join(f"r.{c}" for c in sorted(COLUMNS_READ & present))
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _linked AS SELECT l.citizen_id, {read} "
@@ -186,7 +186,7 @@ def _rebuild_relinked(con: duckdb.DuckDBPyConnection, sources: SourcesFile, reli
     records), by golden_frame: for the few thousand records of an update, the SQL's twenty window passes cost
     several times more than the rows themselves."""
     links, records = relinked
-    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{records}')").fetchall()}
+    present = set(table_columns(con, records))
     read = ", ".join(f"r.{c}" for c in sorted(COLUMNS_READ & present))
     linked = con.sql(f"SELECT l.citizen_id, {read} FROM {records} r JOIN {links} l USING (record_key)").pl()
     with transaction(con, _golden_rows=golden_frame(linked, rank_rows(sources))):

@@ -24,7 +24,7 @@ import splink
 
 from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.records import KEY_HASHES, key_hash_items
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import table_columns, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -144,7 +144,7 @@ def term_frequency_sql(model: dict[str, Any], records: str, pool: str, *, pool_v
 def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: str, *, floor: float) -> int:
     """Append the scored pairs of `pool` (see score_pairs_sql) to `match_edges`, its columns only; returns how many.
     They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links)."""
-    columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE match_edges)").fetchall()]
+    columns = table_columns(con, "match_edges")
     names = ", ".join(f'"{c}"' for c in columns)
     hashed = KEY_HASHES["match_edges"]
     items = ", ".join([f'"{c}"' for c in columns if c not in hashed] + key_hash_items("match_edges"))

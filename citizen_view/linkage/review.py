@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import column_exists, quote, table_exists
+from citizen_view.warehouse import column_exists, quote, table_columns, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -259,12 +259,7 @@ def build_review_queue(
 
 def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
     """A pair's per-field match weights (the `mw_` columns of match_edges) as one JSON object, or NULL."""
-    mw_cols = [
-        c
-        for (c,) in con.execute(
-            "SELECT name FROM pragma_table_info('match_edges') WHERE name LIKE 'mw_%' ORDER BY cid"
-        ).fetchall()
-    ]
+    mw_cols = [c for c in table_columns(con, "match_edges") if c.startswith("mw_")]
     return "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
 
 

@@ -49,7 +49,7 @@ from citizen_view.linkage.scoring import (
     train,
 )
 from citizen_view.linkage.threshold import choose_threshold
-from citizen_view.warehouse import column_exists, rows_where, table_exists, transaction
+from citizen_view.warehouse import column_exists, rows_where, table_columns, table_exists, transaction
 
 if TYPE_CHECKING:
     from citizen_view.layout import WarehouseLayout
@@ -535,7 +535,7 @@ def _read_scope(con: duckdb.DuckDBPyConnection) -> None:
     the scope's, the review queue those of the records its pairs reach outside the scope, which this run leaves as
     they are); one pass over each big table, read by every later step instead of it. The rows are found on their keys'
     hashes and fetched by row id (warehouse.rows_where)."""
-    present = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('source_records')").fetchall()}
+    present = set(table_columns(con, "source_records"))
     read = ", ".join(f'"{c}"' for c in sorted((_SCOPE_COLUMNS | _golden.COLUMNS_READ | {DIGEST}) & present))
     scope = with_key_hash("SELECT record_key FROM _scope")
     con.execute(
@@ -570,7 +570,7 @@ def _scope_pairs_by_hash(con: duckdb.DuckDBPyConnection, scope: str) -> bool:
     is in the scope; a gone record's pairs are deleted before). An end outside both whose hash equals a key found here
     would be named by that key; that takes the assumption broken and a 64-bit hash collision at once."""
     (l_hash, l_key), (r_hash, r_key) = ((h, k) for h, k in KEY_HASHES["match_edges"].items())
-    columns = [r[0] for r in con.execute("SELECT name FROM pragma_table_info('match_edges') ORDER BY cid").fetchall()]
+    columns = table_columns(con, "match_edges")
     kept = [c for c in columns if c not in (l_hash, r_hash)]
     read = ", ".join(f'"{c}"' for c in kept if c not in (l_key, r_key))
     con.execute(
