@@ -92,7 +92,10 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     con.execute("CREATE TEMP TABLE _full_links AS SELECT record_key, citizen_id FROM citizen_source_link")
     queue = (
         "SELECT item_id, kind, record_key_l, record_key_r, citizen_id, round(match_weight, 9) AS w, "
-        "round(match_probability, 9) AS p, model_decision, reason, priority, status FROM {} ORDER BY ALL"
+        "round(match_probability, 9) AS p, model_decision, reason, priority, status, "
+        # each pair's per-field weights (the update fetches them for its uncertain pairs alone)
+        "json_keys(evidence) AS fields, list_transform(json_keys(evidence), "
+        "lambda k: round(json_extract(evidence, '$.\"' || k || '\"')::DOUBLE, 9)) AS field_weights FROM {} ORDER BY ALL"
     )
     con.execute("CREATE TEMP TABLE _full_queue AS SELECT * FROM review_queue")
     con.execute("DELETE FROM citizen_source_link WHERE record_key IN (SELECT record_key FROM _held)")
@@ -132,6 +135,7 @@ def test_late_records_get_the_full_runs_scored_pairs_and_citizens(chain):
     # and the review queue is the full run's: the late records' uncertain pairs and citizens, everyone else's as they were
     assert con.sql(queue.format("review_queue")).pl().equals(con.sql(queue.format("_full_queue")).pl())
     assert con.execute("SELECT count(*) FROM _full_queue").fetchall()[0][0] > 0
+    assert con.execute("SELECT count(*) FROM review_queue WHERE evidence LIKE '%.%'").fetchall()[0][0] > 0
     # and the golden rows the update rebuilt (golden_frame, in Polars) are those the full run's SQL gives the citizens
     rebuilt, differing = _golden_against_sql(con, linkage.sources)
     assert rebuilt > 0 and differing == 0
@@ -415,7 +419,8 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
     links); that gives the pairs and links the pairs' own keys give, and gives way to them when a hash stands for two
     keys."""
     import citizen_view.linkage.records as records
-    from citizen_view.linkage import steps
+    from citizen_view.linkage import review, steps
+    from citizen_view.warehouse import table_columns
 
     con, _ = chain
 
@@ -423,9 +428,13 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
         scope = records.with_key_hash("SELECT record_key FROM _scope")
         if by_hash:
             assert steps._scope_pairs_by_hash(con, scope)
+            # read without the per-field weights, which the review queue fetches for its pairs: here for all of them
+            assert not [c for c in table_columns(con, "_scope_touching") if c.startswith("mw_")]
+            review.with_evidence(con, "_scope_touching")
         else:
             steps._scope_pairs_by_key(con, scope)
-        pairs = con.execute("SELECT * FROM _scope_touching ORDER BY ALL").fetchall()
+        columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
+        pairs = con.execute(f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL").fetchall()
         links = con.execute("SELECT record_key, citizen_id FROM _scope_links_hashed ORDER BY ALL").fetchall()
         return pairs, links
 
@@ -435,6 +444,12 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
     )
     by_key, by_hash = read(False), read(True)
     assert by_hash == by_key
+    # pairs whose row ids no longer hold them (a checkpoint moved rows) get their evidence found on their key hashes
+    steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
+    con.execute(f"UPDATE _scope_touching SET {review.EDGE_ROW} = {review.EDGE_ROW} + 1")
+    review.with_evidence(con, "_scope_touching")
+    columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
+    assert con.execute(f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL").fetchall() == by_key[0]
     outside = "SELECT count(*) FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope)"
     assert len(by_key[0]) > 50 and con.execute(outside).fetchall()[0][0] > 0
     far = con.execute(

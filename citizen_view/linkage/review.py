@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.warehouse import column_exists, quote, table_columns, table_exists
+from citizen_view.linkage.records import KEY_HASHES, key_hash_sql
+from citizen_view.warehouse import column_exists, quote, rows_where, table_columns, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -198,6 +199,11 @@ def _weight(probability: float) -> float:
     return math.log2(probability / (1 - probability))
 
 
+# The column where a run's own read of match_edges keeps each pair's row id there (steps._scope_pairs_by_hash), so
+# that what it left out is fetched by it (with_evidence).
+EDGE_ROW = "edge_row"
+
+
 def build_review_queue(
     con: duckdb.DuckDBPyConnection,
     overrides: pl.DataFrame,
@@ -293,6 +299,8 @@ def _scope_tables(
         f"AND (record_key_l IN (SELECT record_key FROM {scoped}) OR record_key_r IN (SELECT record_key FROM {scoped}))",
         {"low": float(low), "high": float(high)},
     )
+    if edges != "match_edges":
+        with_evidence(con, "_scope_edges")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _scope_links AS SELECT record_key, citizen_id FROM {links} "
         f"WHERE record_key IN (SELECT record_key FROM {scoped} UNION ALL SELECT record_key_l FROM _scope_edges "
@@ -303,6 +311,44 @@ def _scope_tables(
         f"r.national_id_valid, r.date_of_birth FROM {records} r JOIN _scope_links l USING (record_key) "
         f"WHERE r.record_key IN (SELECT record_key FROM {scoped})"
     )
+
+
+def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> None:
+    """Give the scored pairs in `pairs` (a run's own read of match_edges, which may leave out the per-comparison
+    evidence, as steps._scope_pairs_by_hash does) the match_edges columns they lack, fetched for those pairs alone.
+
+    By the row id read with them (EDGE_ROW) when each row there still holds its pair (a checkpoint since may have
+    moved rows: then not), else found on their ends' key hashes (records.KEY_HASHES); both read by row id and matched
+    on both ends' keys."""
+    hashed = KEY_HASHES["match_edges"]
+    held = set(table_columns(con, pairs))
+    missing = [c for c in table_columns(con, "match_edges") if c not in held and c not in hashed]
+    if not missing:
+        return
+    (l_hash, l_key), (r_hash, r_key) = hashed.items()
+    fetched = f"{l_key}, {r_key}, {', '.join(quote(c) for c in missing)}"
+    found = False
+    if EDGE_ROW in held:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _evidence AS SELECT rowid AS {EDGE_ROW}, {fetched} FROM match_edges "
+            f"WHERE rowid IN (SELECT {EDGE_ROW} FROM {pairs})"
+        )
+        held_still = f"SELECT count(*) FROM {pairs} JOIN _evidence USING ({EDGE_ROW}, {l_key}, {r_key})"
+        found = con.execute(f"SELECT ({held_still}) = (SELECT count(*) FROM {pairs})").fetchall()[0][0]
+    if not found:
+        ends = (
+            f"{l_hash} IN (SELECT {key_hash_sql(l_key)} FROM {pairs}) "
+            f"AND {r_hash} IN (SELECT {key_hash_sql(r_key)} FROM {pairs})"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _evidence AS SELECT {fetched} FROM match_edges "
+            f"WHERE {rows_where('match_edges', ends)}"
+        )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {pairs} AS SELECT p.*, {', '.join(f'e.{quote(c)}' for c in missing)} "
+        f"FROM {pairs} p LEFT JOIN (SELECT {fetched} FROM _evidence) e USING ({l_key}, {r_key})"
+    )
+    con.execute("DROP TABLE _evidence")
 
 
 def _queue_sql(evidence: str, scoped: str | None) -> str:

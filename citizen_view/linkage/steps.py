@@ -40,8 +40,9 @@ from citizen_view.linkage.records import (
     key_hash_sql,
     with_key_hash,
 )
-from citizen_view.linkage.review import build_review_queue, constraints, load_overrides, store_overrides
+from citizen_view.linkage.review import EDGE_ROW, build_review_queue, constraints, load_overrides, store_overrides
 from citizen_view.linkage.scoring import (
+    EDGE_COLUMN_PREFIXES,
     EDGE_FLOOR_WEIGHT,
     TrainedModel,
     predict_edges,
@@ -571,11 +572,14 @@ def _scope_pairs_by_hash(con: duckdb.DuckDBPyConnection, scope: str) -> bool:
     would be named by that key; that takes the assumption broken and a 64-bit hash collision at once."""
     (l_hash, l_key), (r_hash, r_key) = ((h, k) for h, k in KEY_HASHES["match_edges"].items())
     columns = table_columns(con, "match_edges")
-    kept = [c for c in columns if c not in (l_hash, r_hash)]
-    read = ", ".join(f'"{c}"' for c in kept if c not in (l_key, r_key))
+    # not the per-comparison evidence (mw_ ...): only the review queue reads it, of the few pairs in its uncertainty
+    # band, and fetches it for those by the row id kept here (review.with_evidence); read for every pair, it was 52 of
+    # 127 MB at 1M
+    kept = [c for c in columns if c not in (l_hash, r_hash) and not c.startswith(EDGE_COLUMN_PREFIXES)] + [EDGE_ROW]
+    read = ", ".join(f'"{c}"' for c in kept if c not in (l_key, r_key, EDGE_ROW))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _touching_hashed AS SELECT {l_hash}, {r_hash}, {read} FROM match_edges "
-        f"WHERE rowid IN ({_touching_rows(scope)})"
+        f"CREATE OR REPLACE TEMP TABLE _touching_hashed AS SELECT {l_hash}, {r_hash}, {read}, rowid AS {EDGE_ROW} "
+        f"FROM match_edges WHERE rowid IN ({_touching_rows(scope)})"
     )
     ends = f"{scope} UNION ALL SELECT {l_hash} FROM _touching_hashed UNION ALL SELECT {r_hash} FROM _touching_hashed"
     con.execute(
