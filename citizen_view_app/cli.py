@@ -933,6 +933,13 @@ def _bench_command(sub) -> None:
         help="`bench incremental`: time the update only, against the rebuild of the last full report in --workdir",
     )
     b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="`bench incremental`: time the update this many times in all (after the rebuild, each on a fresh copy "
+        "in a fresh process) and compare the rebuild with their median",
+    )
+    b.add_argument(
         "--warehouse", help="`bench serve`/`resolve`: a linked warehouse to serve (default: the `bench link` one)"
     )
     b.add_argument(
