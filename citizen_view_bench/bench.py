@@ -583,14 +583,15 @@ def bench_resolve(args: argparse.Namespace) -> dict:
 def bench_incremental(args: argparse.Namespace) -> dict:
     """1,000 new records into a linked warehouse: the incremental link against a full rebuild, side by side; with
     `--repeat N`, the update N times in all (the others each on a fresh copy in a fresh process, after the rebuild)."""
-    import shutil
-
     from citizen_view.contract import load_sources
     from citizen_view.layout import WarehouseLayout
     from citizen_view.linkage import Linkage
     from citizen_view.warehouse import connect
 
     stages: list[Stage] = []
+    repeat = getattr(args, "repeat", 1)
+    if repeat < 1 or (repeat > 1 and getattr(args, "no_rebuild", False)):
+        raise SystemExit("bench incremental: --repeat takes a positive number, and only with the rebuild")
     print(f"bench incremental: {args.new_records:,} new records into {args.persons:,} persons")
     data = _generated(args, stages)
     source = Path(args.workdir) / f"bench_link_{args.persons}_{args.country.lower()}.duckdb"
@@ -599,8 +600,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             f"no linked warehouse at {source}: run `citizen-view bench link --persons {args.persons}` first"
         )
     warehouse = Path(args.workdir) / f"bench_incremental_{args.persons}.duckdb"
-    shutil.copy(source, warehouse)
-    _flush(warehouse)
+    _fresh_copy(source, warehouse)
     sources = load_sources(data / "sources.yaml")
     with connect(warehouse) as con:
         _timed_update(con, warehouse, sources, args.new_records, stages)
@@ -626,7 +626,7 @@ def bench_incremental(args: argparse.Namespace) -> dict:
         "cpu_speedup": full.cpu_seconds / max(inc.cpu_seconds, 1e-9),
         "late_records_placed_differently": differ,
     }
-    if getattr(args, "repeat", 1) > 1:
+    if repeat > 1:
         result |= _repeated(args, source, data, inc, full)
     return result
 
@@ -661,13 +661,10 @@ def _timed_update(con, warehouse: Path, sources, new_records: int, stages: list[
 def _update_in_fresh_process(source: str, copy: str, data: str, new_records: int) -> dict:
     """One update on a fresh copy of `source`, run in a process of its own (a spawned interpreter, as a pipeline run
     is): its Stage, as a dict."""
-    import shutil
-
     from citizen_view.contract import load_sources
     from citizen_view.warehouse import connect
 
-    shutil.copy(source, copy)
-    _flush(Path(copy))
+    _fresh_copy(Path(source), Path(copy))
     stages: list[Stage] = []
     with connect(Path(copy)) as con:
         _timed_update(con, Path(copy), load_sources(Path(data) / "sources.yaml"), new_records, stages)
@@ -676,16 +673,22 @@ def _update_in_fresh_process(source: str, copy: str, data: str, new_records: int
 
 def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, full: Stage) -> dict:
     """`--repeat N`: the update N - 1 more times, each on a fresh copy in a fresh process after the rebuild; all N
-    times printed, and the rebuild's time against their median (the first may be a slow outlier: see README)."""
+    times printed, and the rebuild's time against their median (on a VM that takes idle memory back, the first of a
+    series can be a slow outlier: README, "Incremental runs")."""
     import multiprocessing
     import statistics
+    from concurrent.futures import ProcessPoolExecutor
 
-    copy = str(Path(args.workdir) / f"bench_incremental_{args.persons}_repeat.duckdb")
+    copy = Path(args.workdir) / f"bench_incremental_{args.persons}_repeat.duckdb"
     runs = [asdict(first) | {"pid": os.getpid()}]
-    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for _ in range(args.repeat - 1):
-            runs.append(pool.apply(_update_in_fresh_process, (str(source), copy, str(data), args.new_records)))
-    Path(copy).unlink(missing_ok=True)
+    try:  # a child killed (say, out of memory) raises BrokenProcessPool here rather than leaving the bench waiting
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as pool:
+            for _ in range(args.repeat - 1):
+                run = pool.submit(_update_in_fresh_process, str(source), str(copy), str(data), args.new_records)
+                runs.append(run.result())
+    finally:
+        _remove(copy)
     seconds = [r["seconds"] for r in runs]
     median, cpu_median = statistics.median(seconds), statistics.median(r["cpu_seconds"] for r in runs)
     print(
@@ -700,6 +703,22 @@ def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, 
         "speedup_median": full.seconds / max(median, 1e-9),
         "cpu_speedup_median": full.cpu_seconds / max(cpu_median, 1e-9),
     }
+
+
+def _remove(warehouse: Path) -> None:
+    """A bench's copy of a warehouse and its write-ahead log, if any (a log left beside a new copy would be replayed
+    into it)."""
+    warehouse.unlink(missing_ok=True)
+    warehouse.with_name(warehouse.name + ".wal").unlink(missing_ok=True)
+
+
+def _fresh_copy(source: Path, warehouse: Path) -> None:
+    """A fresh copy of a linked warehouse (any earlier copy and its log removed first), written through to disk."""
+    import shutil
+
+    _remove(warehouse)
+    shutil.copy(source, warehouse)
+    _flush(warehouse)
 
 
 def _flush(path: Path) -> None:

@@ -58,3 +58,10 @@ def test_the_update_is_timed_again_in_fresh_processes_and_compared_by_its_median
     assert report["median_seconds"] == median
     assert report["speedup_median"] == pytest.approx(rebuild["seconds"] / median)
     assert not (tmp_path / f"bench_incremental_{PERSONS}_repeat.duckdb").exists()
+
+
+def test_repeat_is_refused_without_the_rebuild_or_below_one(tmp_path):
+    for extra in (["--repeat", "0"], ["--no-rebuild", "--repeat", "2"]):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            _cli("bench", "incremental", "--persons", PERSONS, "--workdir", str(tmp_path), *extra)
+        assert b"--repeat takes a positive number, and only with the rebuild" in refused.value.stderr

@@ -430,7 +430,7 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
             assert steps._scope_pairs_by_hash(con, scope)
             # read without the per-field weights, which the review queue fetches for its pairs: here for all of them
             assert not [c for c in table_columns(con, "_scope_touching") if c.startswith("mw_")]
-            review.with_evidence(con, "_scope_touching")
+            assert review.with_evidence(con, "_scope_touching") == "row id"
         else:
             steps._scope_pairs_by_key(con, scope)
         columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
@@ -447,7 +447,7 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
     # pairs whose row ids no longer hold them (a checkpoint moved rows) get their evidence found on their key hashes
     steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
     con.execute(f"UPDATE _scope_touching SET {review.EDGE_ROW} = {review.EDGE_ROW} + 1")
-    review.with_evidence(con, "_scope_touching")
+    assert review.with_evidence(con, "_scope_touching") == "key hashes"
     columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
     assert con.execute(f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL").fetchall() == by_key[0]
     outside = "SELECT count(*) FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope)"

@@ -313,29 +313,29 @@ def _scope_tables(
     )
 
 
-def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> None:
+def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> str | None:
     """Give the scored pairs in `pairs` (a run's own read of match_edges, which may leave out the per-comparison
     evidence, as steps._scope_pairs_by_hash does) the match_edges columns they lack, fetched for those pairs alone.
 
     By the row id read with them (EDGE_ROW) when each row there still holds its pair (a checkpoint since may have
     moved rows: then not), else found on their ends' key hashes (records.KEY_HASHES); both read by row id and matched
-    on both ends' keys."""
+    on both ends' keys. Returns how they were found ("row id", "key hashes"), None when nothing was missing."""
     hashed = KEY_HASHES["match_edges"]
     held = set(table_columns(con, pairs))
     missing = [c for c in table_columns(con, "match_edges") if c not in held and c not in hashed]
     if not missing:
-        return
+        return None
     (l_hash, l_key), (r_hash, r_key) = hashed.items()
     fetched = f"{l_key}, {r_key}, {', '.join(quote(c) for c in missing)}"
-    found = False
+    by_row = False
     if EDGE_ROW in held:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _evidence AS SELECT rowid AS {EDGE_ROW}, {fetched} FROM match_edges "
             f"WHERE rowid IN (SELECT {EDGE_ROW} FROM {pairs})"
         )
         held_still = f"SELECT count(*) FROM {pairs} JOIN _evidence USING ({EDGE_ROW}, {l_key}, {r_key})"
-        found = con.execute(f"SELECT ({held_still}) = (SELECT count(*) FROM {pairs})").fetchall()[0][0]
-    if not found:
+        by_row = con.execute(f"SELECT ({held_still}) = (SELECT count(*) FROM {pairs})").fetchall()[0][0]
+    if not by_row:
         ends = (
             f"{l_hash} IN (SELECT {key_hash_sql(l_key)} FROM {pairs}) "
             f"AND {r_hash} IN (SELECT {key_hash_sql(r_key)} FROM {pairs})"
@@ -344,11 +344,13 @@ def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> None:
             f"CREATE OR REPLACE TEMP TABLE _evidence AS SELECT {fetched} FROM match_edges "
             f"WHERE {rows_where('match_edges', ends)}"
         )
+    on = f"{EDGE_ROW}, {l_key}, {r_key}" if by_row else f"{l_key}, {r_key}"  # by row: a pair stored twice stays two
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {pairs} AS SELECT p.*, {', '.join(f'e.{quote(c)}' for c in missing)} "
-        f"FROM {pairs} p LEFT JOIN (SELECT {fetched} FROM _evidence) e USING ({l_key}, {r_key})"
+        f"FROM {pairs} p LEFT JOIN (SELECT {'' if not by_row else EDGE_ROW + ', '}{fetched} FROM _evidence) e USING ({on})"
     )
     con.execute("DROP TABLE _evidence")
+    return "row id" if by_row else "key hashes"
 
 
 def _queue_sql(evidence: str, scoped: str | None) -> str:
