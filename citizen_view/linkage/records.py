@@ -146,9 +146,8 @@ def ensure_key_hashes(con: duckdb.DuckDBPyConnection) -> None:
     found = dict(
         con.execute(" UNION ALL ".join(f"SELECT {i} AS i, ({c}) AS n" for i, c in enumerate(checks))).fetchall()
     )
-    counts = [found[i] for i in range(len(checks))]
     for i, (table, column, key) in enumerate(checked):
-        other, missing = counts[2 * i], counts[2 * i + 1]
+        other, missing = found[2 * i], found[2 * i + 1]
         if other:
             con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)}")
         elif missing:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from citizen_view.linkage.records import KEY_HASHES, key_hash_sql
+from citizen_view.linkage.records import KEY_HASHES, with_key_hash
 from citizen_view.warehouse import column_exists, quote, rows_where, table_columns, table_exists
 
 if TYPE_CHECKING:
@@ -337,8 +337,8 @@ def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> str | None:
         by_row = con.execute(f"SELECT ({held_still}) = (SELECT count(*) FROM {pairs})").fetchall()[0][0]
     if not by_row:
         ends = (
-            f"{l_hash} IN (SELECT {key_hash_sql(l_key)} FROM {pairs}) "
-            f"AND {r_hash} IN (SELECT {key_hash_sql(r_key)} FROM {pairs})"
+            f"{l_hash} IN ({with_key_hash(f'SELECT {l_key} FROM {pairs}')}) "
+            f"AND {r_hash} IN ({with_key_hash(f'SELECT {r_key} FROM {pairs}')})"
         )
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _evidence AS SELECT {fetched} FROM match_edges "
@@ -347,7 +347,7 @@ def with_evidence(con: duckdb.DuckDBPyConnection, pairs: str) -> str | None:
     on = f"{EDGE_ROW}, {l_key}, {r_key}" if by_row else f"{l_key}, {r_key}"  # by row: a pair stored twice stays two
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {pairs} AS SELECT p.*, {', '.join(f'e.{quote(c)}' for c in missing)} "
-        f"FROM {pairs} p LEFT JOIN (SELECT {'' if not by_row else EDGE_ROW + ', '}{fetched} FROM _evidence) e USING ({on})"
+        f"FROM {pairs} p LEFT JOIN _evidence e USING ({on})"
     )
     con.execute("DROP TABLE _evidence")
     return "row id" if by_row else "key hashes"
