@@ -29,7 +29,7 @@ class StepMeter:
 
     Steps of the in-process executor run one at a time in this process, so the process's CPU time between the two
     events is the step's (its DuckDB and Polars threads included). `sampler`: bench's memory sampler (its `run`,
-    `stop`, `peak` and `_rss`); `cpu`: bench's clock of work, which leaves the sampler's own CPU out."""
+    `stop`, `restart` and `current_peak`); `cpu`: bench's clock of work, which leaves the sampler's own CPU out."""
 
     def __init__(self, sampler, cpu: Callable[[], float]) -> None:
         self.steps: list[StepFigures] = []
@@ -39,6 +39,7 @@ class StepMeter:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StepMeter:
+        self._sampler.restart()
         self._thread = threading.Thread(target=self._sampler.run, daemon=True)
         self._thread.start()
         return self
@@ -50,11 +51,11 @@ class StepMeter:
 
     def on_event(self, kind: str, step: str) -> None:
         if kind == "STEP_START":
-            self._sampler.peak = self._sampler._rss()
+            self._sampler.restart()
             self._open[step] = (time.perf_counter(), self._cpu())
         elif kind in _ENDS and step in self._open:
             started, cpu = self._open.pop(step)
-            peak = max(self._sampler.peak, self._sampler._rss())
+            peak = self._sampler.current_peak()
             self.steps.append(
                 StepFigures(
                     step,

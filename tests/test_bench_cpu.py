@@ -13,10 +13,11 @@ _MEASURE = """
 import json, time
 from citizen_view_bench import bench
 
+import subprocess
 stages = []
 before = bench._FINISHED_SAMPLER_CPU[0]
 with bench.measure(stages, "waiting"):
-    time.sleep(3)
+    subprocess.run(["sleep", "3"], check=True)  # a child: the sampler polls every 20 ms while there is one
 sampler_cpu = bench._FINISHED_SAMPLER_CPU[0] - before
 with bench.measure(stages, "working") as stage:
     started = time.thread_time()
@@ -31,7 +32,36 @@ print(json.dumps({"waiting": stages[0].cpu_seconds, "sampler": sampler_cpu, "wor
 def test_a_stage_counts_its_own_work_and_not_the_samplers():
     out = subprocess.run([sys.executable, "-c", _MEASURE], capture_output=True, text=True, check=True, timeout=120)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    # the sampler spent CPU (about 150 samples of /proc) that the stage does not count
+    # the sampler spent CPU (about 150 samples of /proc, with a child to sample) that the stage does not count
     assert got["waiting"] <= 0.01 < got["sampler"]
     assert got["worked"] > 0.05
     assert abs(got["working"] - got["worked"]) <= 0.02 + 0.1 * got["worked"]
+
+
+_PEAKS = """
+import json, time
+from citizen_view_bench import bench
+
+def spike(mb):
+    block = bytearray(mb * 2**20)
+    for i in range(0, len(block), 4096):  # touch every page, so it is resident
+        block[i] = 1
+    del block
+
+stages = []
+with bench.measure(stages, "quiet"):
+    time.sleep(0.3)
+with bench.measure(stages, "outer"):
+    spike(300)  # over in a few tens of ms: between two samples of a thread that polls every 100 ms
+    time.sleep(0.3)
+    with bench.measure(stages, "inner"):  # starts a new window of the kernel's peak: the outer one keeps its own
+        time.sleep(0.3)
+print(json.dumps({s.name: s.peak_rss_mb for s in stages}))
+"""
+
+
+def test_a_stage_sees_its_own_short_peak_and_keeps_it_through_an_inner_stage():
+    out = subprocess.run([sys.executable, "-c", _PEAKS], capture_output=True, text=True, check=True, timeout=120)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    assert peak["outer"] >= peak["quiet"] + 250  # the short 300 MB spike is counted, not missed between samples
+    assert peak["inner"] <= peak["outer"] - 250  # the inner stage came after the spike: not its peak
