@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -30,6 +31,11 @@ _FINISHED_SAMPLER_CPU = [0.0]
 def work_cpu() -> float:
     """CPU seconds this process spent so far, less the memory samplers' own: a load-independent clock for work."""
     return time.process_time() - _FINISHED_SAMPLER_CPU[0] - sum(s.own_cpu for s in list(_LIVE_SAMPLERS))
+
+
+# One lock for every sampler: a restart (a stage's or a step's start) folds the peak so far into every live sampler
+# while their threads sample; reentrant, as the restarting sampler is one of them.
+_SAMPLERS_LOCK = threading.RLock()
 
 
 def _own_high_water() -> int | None:
@@ -58,14 +64,20 @@ def _reset_own_high_water() -> bool:
     return True
 
 
+def _children_high_water() -> int:
+    """The largest peak resident memory of any child process this one has waited for, in bytes (getrusage: kB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
 class _PeakSampler:
     """Peak resident memory of this process and its children while a stage runs.
 
     This process's own peak is the kernel's (VmHWM, reset when the stage starts): exact, with no thread polling it. A
-    thread samples only the children's memory (with this process's at that moment): every 100 ms while there are
-    none, every 20 ms once there are. A sampler polling this process every 20 ms cost the measured work 2-5% of its
-    wall time in a one-second stage (a thread scanning /proc on one of two cores) and could miss a short peak.
-    Where the kernel keeps no peak, this process is sampled every 20 ms as well."""
+    thread samples the children's memory (with this process's at that moment): every 100 ms while there are none,
+    every 20 ms once there are. A child that came and went between two polls unseen counts with the peak the kernel
+    kept for it (when larger than any child's before), added to this process's own: an upper bound. A sampler polling this process every 20 ms cost the
+    measured work 2-5% of its wall time in a one-second stage (a thread scanning /proc on one of two cores) and could
+    miss a short peak. Where the kernel keeps no peak, this process is sampled every 20 ms as well."""
 
     def __init__(self) -> None:
         self.proc = psutil.Process()
@@ -73,23 +85,29 @@ class _PeakSampler:
         self.own_cpu = 0.0  # this sampler thread's CPU time (kept out of the stage's)
         self._stop = threading.Event()
         self._exact = False
-        # the sampling thread, restart (a step's start, in the main thread) and other samplers' restarts race; reentrant,
-        # as a restart folds the peak so far into every live sampler, itself included
-        self._lock = threading.RLock()
+        self._window = 0  # bumped by each restart: a sample read before it is not the new window's
+        self._saw_children = False
+        self._children_before = 0
 
-    def keep(self, peak: int) -> None:
-        """Take `peak` into this sampler's peak."""
-        with self._lock:
-            self.peak = max(self.peak, peak)
+    def keep(self, peak: int, window: int | None = None) -> None:
+        """Take `peak` into this sampler's peak (not when read in an earlier `window` than this one)."""
+        with _SAMPLERS_LOCK:
+            if window is None or window == self._window:
+                self.peak = max(self.peak, peak)
 
     def restart(self) -> None:
         """A new window: the peak from now on (called when the stage starts)."""
-        with self._lock:
+        with _SAMPLERS_LOCK:
+            _LIVE_SAMPLERS.add(self)
             self._exact = _reset_own_high_water()
+            self._window += 1
             self.peak = self.proc.memory_info().rss
+            self._saw_children = False
+            self._children_before = _children_high_water()
 
     def _sample(self) -> bool:
         """Take one sample into `peak`; whether the process has children."""
+        window = self._window
         children = self.proc.children(recursive=True)
         if not children and self._exact:
             return False
@@ -99,14 +117,21 @@ class _PeakSampler:
                 total += child.memory_info().rss
             except psutil.Error:
                 pass
-        self.keep(total)
+        with _SAMPLERS_LOCK:
+            self._saw_children |= bool(children) and window == self._window
+        self.keep(total, window)
         return bool(children)
 
     def current_peak(self) -> int:
         """The peak since the window started, this process's own from the kernel's count."""
         self._sample()
-        own = _own_high_water() if self._exact else None
-        return max(self.peak, own or 0)
+        own = (_own_high_water() if self._exact else None) or 0
+        with _SAMPLERS_LOCK:
+            peak = max(self.peak, own)
+            unseen = _children_high_water()
+            if not self._saw_children and unseen > self._children_before:  # a child came and went between polls
+                peak = max(peak, own + unseen)
+        return peak
 
     def run(self) -> None:
         _LIVE_SAMPLERS.add(self)
@@ -115,12 +140,13 @@ class _PeakSampler:
             self.own_cpu = time.thread_time()
             self._stop.wait(0.02 if children or not self._exact else 0.1)
         self.own_cpu = time.thread_time()
-        _FINISHED_SAMPLER_CPU[0] += self.own_cpu
-        _LIVE_SAMPLERS.discard(self)
+        with _SAMPLERS_LOCK:
+            _FINISHED_SAMPLER_CPU[0] += self.own_cpu
+            _LIVE_SAMPLERS.discard(self)
 
     def stop(self) -> None:
+        """Stop the sampling thread (join it, then read current_peak)."""
         self._stop.set()
-        self.peak = self.current_peak()
 
 
 @contextmanager
@@ -139,7 +165,7 @@ def measure(stages: list[Stage], name: str):
         sampler.stop()
         thread.join()
         stage.cpu_seconds = round(work_cpu() - cpu, 2)
-        stage.peak_rss_mb = round(sampler.peak / 2**20, 1)
+        stage.peak_rss_mb = round(sampler.current_peak() / 2**20, 1)
         stages.append(stage)
         print(
             f"  {name:<22} {stage.seconds:>8.1f} s (cpu {stage.cpu_seconds:.1f} s)  peak {stage.peak_rss_mb:>8.0f} MB  {_fmt(stage.extra)}",
