@@ -75,9 +75,10 @@ class _PeakSampler:
     This process's own peak is the kernel's (VmHWM, reset when the stage starts): exact, with no thread polling it. A
     thread samples the children's memory (with this process's at that moment): every 100 ms while there are none,
     every 20 ms once there are. A child that came and went between two polls unseen counts with the peak the kernel
-    kept for it (when larger than any child's before), added to this process's own: an upper bound. A sampler polling this process every 20 ms cost the
-    measured work 2-5% of its wall time in a one-second stage (a thread scanning /proc on one of two cores) and could
-    miss a short peak. Where the kernel keeps no peak, this process is sampled every 20 ms as well."""
+    kept for it (when larger than any child's before), added to this process's own: an upper bound. A sampler
+    polling this process every 20 ms cost the measured work 2-5% of its wall time in a one-second stage (a thread
+    scanning /proc on one of two cores) and could miss a short peak. Where the kernel keeps no peak, this process is
+    sampled every 20 ms as well."""
 
     def __init__(self) -> None:
         self.proc = psutil.Process()

@@ -13,10 +13,9 @@ from citizen_view_bench import bench
 # Run in a process of its own: a stage counts the CPU of every thread of its process, and in the test session the
 # services other tests keep running (session fixtures) may do a little work in the background meanwhile.
 _MEASURE = """
-import json, time
+import json, subprocess, time
 from citizen_view_bench import bench
 
-import subprocess
 stages = []
 before = bench._FINISHED_SAMPLER_CPU[0]
 with bench.measure(stages, "waiting"):
