@@ -777,17 +777,18 @@ def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, 
         _remove(copy)
     seconds = [r["seconds"] for r in runs]
     median, cpu_median = statistics.median(seconds), statistics.median(r["cpu_seconds"] for r in runs)
+    speedup, cpu_speedup = full.seconds / max(median, 1e-9), full.cpu_seconds / max(cpu_median, 1e-9)
     print(
         f"  the update {len(runs)} times (the first above, then each on a fresh copy in a fresh process): "
         f"{' / '.join(f'{s:.2f}' for s in seconds)} s; median {median:.2f} s (cpu {cpu_median:.2f} s): "
-        f"{full.seconds / max(median, 1e-9):.1f}x against the rebuild (cpu {full.cpu_seconds / max(cpu_median, 1e-9):.1f}x)"
+        f"{speedup:.1f}x against the rebuild (cpu {cpu_speedup:.1f}x)"
     )
     return {
         "repeated": runs,
         "median_seconds": median,
         "median_cpu_seconds": cpu_median,
-        "speedup_median": full.seconds / max(median, 1e-9),
-        "cpu_speedup_median": full.cpu_seconds / max(cpu_median, 1e-9),
+        "speedup_median": speedup,
+        "cpu_speedup_median": cpu_speedup,
     }
 
 

@@ -424,8 +424,9 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
 
     con, _ = chain
 
+    scope = records.with_key_hash("SELECT record_key FROM _scope")
+
     def read(by_hash: bool) -> tuple[list, list]:
-        scope = records.with_key_hash("SELECT record_key FROM _scope")
         if by_hash:
             assert steps._scope_pairs_by_hash(con, scope)
             # read without the per-field weights, which the review queue fetches for its pairs: here for all of them
@@ -433,23 +434,24 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
             assert review.with_evidence(con, "_scope_touching") == "row id"
         else:
             steps._scope_pairs_by_key(con, scope)
-        columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
-        pairs = con.execute(f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL").fetchall()
+        pairs = con.execute(pairs_in_scope).fetchall()
         links = con.execute("SELECT record_key, citizen_id FROM _scope_links_hashed ORDER BY ALL").fetchall()
         return pairs, links
 
     records.ensure_key_hashes(con)
+    # every column of match_edges but the key hashes, whichever way the pairs were read
+    columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
+    pairs_in_scope = f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL"
     con.execute(  # records of several sources, with pairs reaching records outside the scope
         "CREATE OR REPLACE TEMP TABLE _scope AS SELECT record_key FROM source_records WHERE hash(record_key) % 7 = 0"
     )
     by_key, by_hash = read(False), read(True)
     assert by_hash == by_key
     # pairs whose row ids no longer hold them (a checkpoint moved rows) get their evidence found on their key hashes
-    steps._scope_pairs_by_hash(con, records.with_key_hash("SELECT record_key FROM _scope"))
+    steps._scope_pairs_by_hash(con, scope)
     con.execute(f"UPDATE _scope_touching SET {review.EDGE_ROW} = {review.EDGE_ROW} + 1")
     assert review.with_evidence(con, "_scope_touching") == "key hashes"
-    columns = [c for c in table_columns(con, "match_edges") if c not in records.KEY_HASHES["match_edges"]]
-    assert con.execute(f"SELECT {', '.join(columns)} FROM _scope_touching ORDER BY ALL").fetchall() == by_key[0]
+    assert con.execute(pairs_in_scope).fetchall() == by_key[0]
     outside = "SELECT count(*) FROM _scope_touching WHERE record_key_l NOT IN (SELECT record_key FROM _scope)"
     assert len(by_key[0]) > 50 and con.execute(outside).fetchall()[0][0] > 0
     far = con.execute(
