@@ -698,18 +698,19 @@ def bench_incremental(args: argparse.Namespace) -> dict:
             st.extra = {"citizens": report.citizens}
         differ = _late_records_placed_differently(con)
     inc, full = stages[-2], stages[-1]
+    speedup, cpu_speedup = full.seconds / max(inc.seconds, 1e-9), full.cpu_seconds / max(inc.cpu_seconds, 1e-9)
     print(
         f"  incremental {inc.seconds:.1f} s (cpu {inc.cpu_seconds:.1f} s, {inc.peak_rss_mb:.0f} MB) vs full "
         f"{full.seconds:.1f} s (cpu {full.cpu_seconds:.1f} s, {full.peak_rss_mb:.0f} MB): "
-        f"{full.seconds / max(inc.seconds, 1e-9):.1f}x faster (cpu {full.cpu_seconds / max(inc.cpu_seconds, 1e-9):.1f}x)"
+        f"{speedup:.1f}x faster (cpu {cpu_speedup:.1f}x)"
     )
     print(
         f"  late records whose citizen holds other records than after the rebuild: {differ:,} of {args.new_records:,}"
     )
     result = {
         "stages": [asdict(s) for s in stages],
-        "speedup": full.seconds / max(inc.seconds, 1e-9),
-        "cpu_speedup": full.cpu_seconds / max(inc.cpu_seconds, 1e-9),
+        "speedup": speedup,
+        "cpu_speedup": cpu_speedup,
         "late_records_placed_differently": differ,
     }
     if repeat > 1:
