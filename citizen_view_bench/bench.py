@@ -21,6 +21,11 @@ class Stage:
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time of this process's threads: on a shared machine, less bent by others' load
     peak_rss_mb: float = 0.0
+    # this process's kernel time and page faults (minor: fresh memory touched) in the stage; on a VM that hands idle
+    # memory back to its host, the same faults cost several times more system time after a pause (README, "Incremental
+    # runs"): the share of a stage's time that says more about the machine than about the work
+    system_seconds: float = 0.0
+    page_faults: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -158,14 +163,17 @@ def measure(stages: list[Stage], name: str):
     sampler.restart()
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
-    started, cpu = time.perf_counter(), work_cpu()
+    started, cpu, usage = time.perf_counter(), work_cpu(), resource.getrusage(resource.RUSAGE_SELF)
     try:
         yield stage
     finally:
         stage.seconds = round(time.perf_counter() - started, 2)
+        after = resource.getrusage(resource.RUSAGE_SELF)
         sampler.stop()
         thread.join()
         stage.cpu_seconds = round(work_cpu() - cpu, 2)
+        stage.system_seconds = round(after.ru_stime - usage.ru_stime, 2)
+        stage.page_faults = after.ru_minflt - usage.ru_minflt
         stage.peak_rss_mb = round(sampler.current_peak() / 2**20, 1)
         stages.append(stage)
         print(
@@ -784,6 +792,9 @@ def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, 
         f"{' / '.join(f'{s:.2f}' for s in seconds)} s; median {median:.2f} s (cpu {cpu_median:.2f} s): "
         f"{speedup:.1f}x against the rebuild (cpu {cpu_speedup:.1f}x)"
     )
+    system = " / ".join(f"{r['system_seconds']:.2f}" for r in runs)
+    faults = " / ".join(f"{r['page_faults']:,}" for r in runs)
+    print(f"  of which system time: {system} s, for {faults} page faults")
     return {
         "repeated": runs,
         "median_seconds": median,
