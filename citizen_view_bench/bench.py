@@ -31,30 +31,34 @@ class Stage:
 
 
 _LIVE_SAMPLERS: set[_PeakSampler] = set()
-_FINISHED_SAMPLER_CPU = [0.0]
-_FINISHED_SAMPLER_KERNEL = [0.0, 0]  # system seconds, page faults
+# What the memory samplers that finished spent themselves: CPU seconds, system seconds, page faults (as _thread_own)
+_FINISHED_SAMPLER = [0.0, 0.0, 0]
+
+
+def _thread_own() -> tuple[float, float, int]:
+    """The calling thread's CPU seconds, system seconds and minor page faults so far (the last two 0 where the kernel
+    does not count them by thread)."""
+    if not hasattr(resource, "RUSAGE_THREAD"):
+        return time.thread_time(), 0.0, 0
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return time.thread_time(), usage.ru_stime, usage.ru_minflt
+
+
+def _samplers_own(i: int) -> float:
+    """Figure `i` of _thread_own summed over the memory samplers, finished and live."""
+    return _FINISHED_SAMPLER[i] + sum(s.own[i] for s in list(_LIVE_SAMPLERS))
 
 
 def work_cpu() -> float:
     """CPU seconds this process spent so far, less the memory samplers' own: a load-independent clock for work."""
-    return time.process_time() - _FINISHED_SAMPLER_CPU[0] - sum(s.own_cpu for s in list(_LIVE_SAMPLERS))
-
-
-def _thread_kernel() -> tuple[float, int]:
-    """The calling thread's system seconds and minor page faults so far ((0, 0) where the kernel does not count them by
-    thread)."""
-    if not hasattr(resource, "RUSAGE_THREAD"):
-        return 0.0, 0
-    usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_stime, usage.ru_minflt
+    return time.process_time() - _samplers_own(0)
 
 
 def work_kernel() -> tuple[float, int]:
     """System seconds and minor page faults of this process so far, less the memory samplers' own (each scan of /proc
     costs 0.6 ms of system time with 90 processes, 10 ms with 700)."""
-    usage, live = resource.getrusage(resource.RUSAGE_SELF), list(_LIVE_SAMPLERS)
-    system = usage.ru_stime - _FINISHED_SAMPLER_KERNEL[0] - sum(s.own_kernel[0] for s in live)
-    return system, usage.ru_minflt - _FINISHED_SAMPLER_KERNEL[1] - sum(s.own_kernel[1] for s in live)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime - _samplers_own(1), usage.ru_minflt - int(_samplers_own(2))
 
 
 # One lock for every sampler: a restart (a stage's or a step's start) folds the peak so far into every live sampler
@@ -107,8 +111,7 @@ class _PeakSampler:
     def __init__(self) -> None:
         self.proc = psutil.Process()
         self.peak = 0
-        self.own_cpu = 0.0  # this sampler thread's CPU time (kept out of the stage's)
-        self.own_kernel = (0.0, 0)  # and its system time and page faults (kept out too)
+        self.own = (0.0, 0.0, 0)  # this sampler thread's CPU, system time and page faults (kept out of the stage's)
         self._stop = threading.Event()
         self._exact = False
         self._window = 0  # bumped by each restart: a sample read before it is not the new window's
@@ -163,13 +166,12 @@ class _PeakSampler:
         _LIVE_SAMPLERS.add(self)
         while not self._stop.is_set():
             children = self._sample()
-            self.own_cpu, self.own_kernel = time.thread_time(), _thread_kernel()
+            self.own = _thread_own()
             self._stop.wait(0.02 if children or not self._exact else 0.1)
-        self.own_cpu, self.own_kernel = time.thread_time(), _thread_kernel()
+        self.own = _thread_own()
         with _SAMPLERS_LOCK:
-            _FINISHED_SAMPLER_CPU[0] += self.own_cpu
-            _FINISHED_SAMPLER_KERNEL[0] += self.own_kernel[0]
-            _FINISHED_SAMPLER_KERNEL[1] += self.own_kernel[1]
+            for i, spent in enumerate(self.own):
+                _FINISHED_SAMPLER[i] += spent
             _LIVE_SAMPLERS.discard(self)
 
     def stop(self) -> None:

@@ -17,11 +17,11 @@ import json, subprocess, time
 from citizen_view_bench import bench
 
 stages = []
-before, kernel_before = bench._FINISHED_SAMPLER_CPU[0], bench._FINISHED_SAMPLER_KERNEL[0]
+before, kernel_before = bench._FINISHED_SAMPLER[0], bench._FINISHED_SAMPLER[1]
 with bench.measure(stages, "waiting"):
     subprocess.run(["sleep", "3"], check=True)  # a child: the sampler polls every 20 ms while there is one
-sampler_cpu = bench._FINISHED_SAMPLER_CPU[0] - before
-sampler_system = bench._FINISHED_SAMPLER_KERNEL[0] - kernel_before
+sampler_cpu = bench._FINISHED_SAMPLER[0] - before
+sampler_system = bench._FINISHED_SAMPLER[1] - kernel_before
 with bench.measure(stages, "working") as stage:
     started = time.thread_time()
     total = sum(i * i for i in range(3_000_000))
