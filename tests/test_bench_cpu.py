@@ -75,6 +75,7 @@ def test_a_stage_sees_its_own_short_peak_and_keeps_it_through_an_inner_stage():
     # the 300 MB touched page by page: about 77,000 faults of 4 KB pages (at least 150 where the kernel gives this
     # process 2 MB pages), the kernel's time for them counted; the quiet stage touches next to nothing (about 20)
     assert faults["outer"][0] >= 120 + faults["quiet"][0]
+    assert min(faults[name][0] for name in ("quiet", "inner", "short child")) >= 0  # a sampler's own not taken twice
     assert faults["outer"][1] > 0 and faults["quiet"][1] <= 0.02
     assert peak["outer"] >= peak["quiet"] + 250  # the short 300 MB spike is counted, not missed between samples
     assert peak["inner"] <= peak["outer"] - 250  # the inner stage came after the spike: not its peak
