@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -207,9 +208,18 @@ def test_several_workers_report_the_sum_of_all_of_them(tmp_path):
         wait_until_up(base, proc)
         (folder,) = scratch.iterdir()  # the stale one is gone
         assert folder.name.startswith(f"citizen-view-metrics-{proc.pid}-")
-        statuses = asyncio.run(_searches(base, 60))
-        writers = {f.stem.rsplit("_", 1)[1] for f in folder.glob("*.db")} - {str(proc.pid)}
+        # `/health` answered from one worker; the others may still be starting on a busy machine, so the load is
+        # sent in rounds of 60 until it has reached at least two of them (each writes its own file when it counts)
+        statuses: list[int] = []
+        deadline = time.monotonic() + 90
+        while True:
+            statuses += asyncio.run(_searches(base, 60))
+            writers = {f.stem.rsplit("_", 1)[1] for f in folder.glob("*.db")} - {str(proc.pid)}
+            if len(writers) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert len(writers) >= 2, "the load reached several workers"
+        sent = len(statuses)
         for _ in range(6):  # a new connection each: any worker may answer
             text = httpx.get(f"{base}/metrics", headers={**SCRAPER, "Connection": "close"}, timeout=30).text
             entries = len(audit_log.read_text(encoding="utf-8").splitlines())
@@ -218,15 +228,15 @@ def test_several_workers_report_the_sum_of_all_of_them(tmp_path):
                 for f in text_string_to_metric_families(text)
                 for s in f.samples
             }
-            assert _value(samples, "citizen_view_refusals_total", status="401", reason="no_token") == 60
+            assert _value(samples, "citizen_view_refusals_total", status="401", reason="no_token") == sent
             route = {"method": "GET", "route": "/api/search"}
-            assert _value(samples, "citizen_view_request_duration_seconds_count", **route) == 60
+            assert _value(samples, "citizen_view_request_duration_seconds_count", **route) == sent
             # the scrape's own entry is written after its answer was made, before it was sent
             assert _value(samples, "citizen_view_audit_writes_total", outcome="written") == entries - 1
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
-    assert statuses == [401] * 60 and proc.returncode == 0, output
+    assert statuses == [401] * len(statuses) and proc.returncode == 0, output
     assert list(scratch.iterdir()) == []  # the metrics folder goes with the service
 
 
