@@ -14,6 +14,9 @@ from pathlib import Path
 
 import psutil
 
+from citizen_view_bench.machine import describe as describe_machine
+from citizen_view_bench.machine import summary as machine_summary
+
 
 @dataclass
 class Stage:
@@ -910,6 +913,9 @@ def main(args: argparse.Namespace) -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.persons is None:
         args.persons = 2000 if args.stage == "accuracy" else 1_000_000
+    # before the work, on the machine as it is: figures from two machines, or two days, are compared through this
+    machine = describe_machine()
+    print(f"  {machine_summary(machine)}")
     result = {
         "ingest": bench_ingest,
         "link": bench_link,
@@ -924,6 +930,7 @@ def main(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "country": args.country,
         "cpu_count": psutil.cpu_count(),
+        "machine": machine,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     backend = getattr(args, "backend", None) or "duckdb"
