@@ -208,8 +208,10 @@ def test_several_workers_report_the_sum_of_all_of_them(tmp_path):
         wait_until_up(base, proc)
         (folder,) = scratch.iterdir()  # the stale one is gone
         assert folder.name.startswith(f"citizen-view-metrics-{proc.pid}-")
-        # `/health` answered from one worker; the others may still be starting on a busy machine, so the load is
-        # sent in rounds of 60 until it has reached at least two of them (each writes its own file when it counts)
+        # One round can land on one worker: asyncio's accept loop takes every pending connection on one wakeup, and
+        # `/health` answering shows only that one worker is up. So the load goes in rounds of 60 on fresh connections
+        # until at least two workers have counted (each writes its own file when it counts), and the sums are checked
+        # against what was sent
         statuses: list[int] = []
         deadline = time.monotonic() + 90
         while True:
