@@ -53,10 +53,22 @@ ISSUE_COLUMNS = ("source", "record_id", "field", "raw", "reason")
 DATE_COLUMNS = ("date_of_birth", "date_of_death")
 
 
-def _json(alias: str, columns: tuple[str, ...], order: str) -> str:
-    """SQL: a JSON array text of the rows of a group, each an object of `columns`, in `order`."""
+def _json(alias: str, columns: tuple[str, ...], order: str | None = None) -> str:
+    """SQL: a JSON array text of the rows of a group, each an object of `columns`, in `order` (default: the rows'
+    storage order, `<alias>.rowid`)."""
     obj = "to_json(struct_pack(" + ", ".join(f'"{c}" := {alias}."{c}"' for c in columns) + "))::VARCHAR"
+    if order is None:
+        return f"'[' || {in_storage_order(obj, alias)} || ']'"
     return f"'[' || string_agg({obj}, ',' ORDER BY {order}) || ']'"
+
+
+def in_storage_order(item: str, alias: str) -> str:
+    """SQL aggregate: the texts `item` of a group's rows of table `alias`, joined by commas in their storage order.
+
+    The same text as `string_agg(item, ',' ORDER BY alias.rowid)`, for about two thirds of its CPU in DuckDB 2.0 (each
+    group's list is sorted on its own, where an ordered aggregate sorts all of them: at 1M, 1.4 against 2.0 s for one
+    batch of documents, the same texts)."""
+    return f"array_to_string(list_transform(list_sort(list({{'k': {alias}.rowid, 'j': {item}}})), lambda x: x.j), ',')"
 
 
 def _record_json(alias: str) -> str:
@@ -131,15 +143,15 @@ def _documents_sql(target: str, tables: tuple[str, str, str, str], low: str | No
     return f"""
         INSERT INTO {target}
         WITH rec AS (
-            SELECT citizen_id, '[' || string_agg({_record_json("r")}, ',' ORDER BY r.rowid) || ']' AS j
+            SELECT citizen_id, '[' || {in_storage_order(_record_json("r"), "r")} || ']' AS j
             FROM {records} r {only("r")} GROUP BY citizen_id
         ),
         cas AS (
-            SELECT citizen_id, {_json("c", CASE_COLUMNS, "c.rowid")} AS j
+            SELECT citizen_id, {_json("c", CASE_COLUMNS)} AS j
             FROM {cases} c {only("c")} GROUP BY citizen_id
         ),
         ev AS (
-            SELECT citizen_id, {_json("e", EVENT_COLUMNS, "e.rowid")} AS j
+            SELECT citizen_id, {_json("e", EVENT_COLUMNS)} AS j
             FROM {events} e {only("e")} GROUP BY citizen_id
         ),
         iss AS (

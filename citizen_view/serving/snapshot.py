@@ -226,7 +226,8 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
         "to_json(struct_pack(c := citizen_id, s := source, f := family_key, g := first_key, i := initials, d := dob))"
     )
     # Each key's people in one order (by their JSON: citizen first), so two publishes of one warehouse hold the same
-    # lists and a search gives the same reasons (~1.6 s more CPU of a 26 s publish at 200k).
+    # lists and a search gives the same reasons. Each key's list is sorted on its own (`list_sort`): the same texts as
+    # `string_agg(person, ',' ORDER BY person)`, for about two thirds of its CPU (at 1M: 8.3 against 13.1 s).
     con.execute(  # each person's JSON is made once, for all three of their keys
         f"""
         CREATE TABLE {schema}.search_people AS
@@ -236,7 +237,7 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
                 WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
             )
         )
-        SELECT key, '[' || string_agg(person, ',' ORDER BY person) || ']' AS people FROM (
+        SELECT key, '[' || array_to_string(list_sort(list(person)), ',') || ']' AS people FROM (
             SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, person FROM p
             UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, person FROM p
             UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, person FROM p
