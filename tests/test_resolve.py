@@ -603,3 +603,19 @@ def test_after_a_publish_resolve_answers_from_the_new_view_and_a_request_during_
     entries = [e for e in _audit(service) if e["query"]["path"] == "/api/resolve"][-9:]
     assert sorted(e["status"] for e in entries) == sorted([r.status_code for r in first] + [200])
     assert all(e["action"] == "refused:resolve" for e in entries if e["status"] == 503)
+
+
+def test_each_resolve_record_has_its_own_number_and_every_key_names_one_of_them(service):
+    con = _view(service)
+    try:
+        numbers, distinct, smallest = con.execute(
+            "SELECT count(*), count(DISTINCT rid), min(rid) FROM resolve_records"
+        ).fetchall()[0]
+        orphans = con.execute("SELECT count(*) FROM resolve_keys ANTI JOIN resolve_records USING (rid)").fetchall()[0][
+            0
+        ]
+        keyed = con.execute("SELECT count(DISTINCT rid) FROM resolve_keys").fetchall()[0][0]
+    finally:
+        con.close()
+    assert numbers > 1000 and distinct == numbers and smallest >= 1
+    assert orphans == 0 and 0 < keyed <= numbers  # a record with no key's values has no key (none in this sample)

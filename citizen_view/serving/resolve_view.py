@@ -53,10 +53,10 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         else f"CREATE TABLE {schema}.resolve_masked (field VARCHAR, value VARCHAR)"
     )
     keys = probe_keys(model_json)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _resolve_input AS SELECT row_number() OVER ()::UINTEGER AS {RECORD_NUMBER}, * "
-        f"FROM ({linkage_input_sql(con)})"
-    )
+    # Each record's number is its row's position in this table plus one (the `rowid` of a table just written): one
+    # number per record from 1 on, as `row_number() OVER ()` gave, without its single-threaded pass (at 1M: 1.5
+    # against 6.6 s).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _resolve_input AS SELECT * FROM ({linkage_input_sql(con)})")
     try:
         tfs = tf_columns(json.loads(model_json))
         parts = [
@@ -67,8 +67,8 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         con.execute(f"CREATE TABLE {schema}.resolve_tf AS {' UNION ALL '.join(parts)}")
         tf_join = " ".join(f"LEFT JOIN {schema}.resolve_tf t_{c} ON t_{c}.tf_key = '{c}' || {US} || i.{c}" for c in tfs)
         con.execute(  # the linked records (a record without a citizen resolves to none)
-            "CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT i.*, l.citizen_id FROM _resolve_input i "
-            "JOIN citizen_source_link l USING (record_key)"
+            f"CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT (i.rowid + 1)::UINTEGER AS {RECORD_NUMBER}, i.*, "
+            "l.citizen_id FROM _resolve_input i JOIN citizen_source_link l USING (record_key)"
         )
         con.execute(  # read whole by each service process (serving/resolve_index.py), never probed: no index
             f"CREATE TABLE {schema}.resolve_records AS SELECT i.{RECORD_NUMBER}, "
