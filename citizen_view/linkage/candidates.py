@@ -26,7 +26,7 @@ MD5 = "md5"
 def first_md5_bytes(text_sql: str) -> str:
     """SQL for the first 8 bytes of the MD5 of `text_sql`, little-endian, as a UBIGINT: DuckDB's `md5_number_upper`,
     computed as the low 64 bits of `md5_number` (the same numbers, a sixth of the CPU in DuckDB 2.0: 0.4 against
-    2.5 s for 5M keys; a publish at 1M hashes ~30M). tests/test_resolve_keys.py checks it against both."""
+    2.5 s for 5M keys; a publish at 1M hashes ~30M). tests/test_probe_keys.py checks it against both."""
     return f"(md5_number({text_sql}) & 18446744073709551615::UHUGEINT)::UBIGINT"
 
 
