@@ -611,10 +611,8 @@ def test_each_resolve_record_has_its_own_number_and_every_key_names_one_of_them(
         numbers, distinct, smallest = con.execute(
             "SELECT count(*), count(DISTINCT rid), min(rid) FROM resolve_records"
         ).fetchall()[0]
-        orphans = con.execute("SELECT count(*) FROM resolve_keys ANTI JOIN resolve_records USING (rid)").fetchall()[0][
-            0
-        ]
-        keyed = con.execute("SELECT count(DISTINCT rid) FROM resolve_keys").fetchall()[0][0]
+        orphans = con.execute("SELECT count(*) FROM resolve_keys ANTI JOIN resolve_records USING (rid)").fetchone()[0]
+        keyed = con.execute("SELECT count(DISTINCT rid) FROM resolve_keys").fetchone()[0]
     finally:
         con.close()
     assert numbers > 1000 and distinct == numbers and smallest >= 1
