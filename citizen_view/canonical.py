@@ -59,14 +59,26 @@ class _Rows:
     """Parsed rows of one source being made canonical, and the issues found in them so far."""
 
     def __init__(self, df: pl.DataFrame, source: SourceConfig):
-        self.df = df.with_row_index("_pos")
         self.fields = source.fields
+        # Each mapped text column tidied once, all in one pass (polars runs the columns side by side), not once per
+        # use: a field is read by several checks and its value, and tidying is a regex over every row.
+        texts = sorted({m.column for m in self.fields.values() if df.schema.get(m.column) == pl.String})
+        self.tidied = {c: f"_tidy{i}" for i, c in enumerate(texts)}
+        self.df = df.with_row_index("_pos").with_columns(std.tidy(pl.col(c)).alias(t) for c, t in self.tidied.items())
         self.issues: list[pl.DataFrame] = []
 
     def col(self, name: str) -> pl.Expr:
         """The tidied column a canonical field is mapped to, or nulls when the source does not map it."""
-        f = self.fields
-        return std.tidy(pl.col(f[name].column)) if name in f else pl.lit(None, dtype=pl.String)
+        if name not in self.fields:
+            return pl.lit(None, dtype=pl.String)
+        column = self.fields[name].column
+        return pl.col(self.tidied[column]) if column in self.tidied else std.tidy(pl.col(column))
+
+    def kept(self, expr: pl.Expr, name: str) -> pl.Expr:
+        """`expr` computed once into the rows (as column `_kept_<name>`), for the checks and the value that all read it (an
+        expression used in several places would be computed again in each)."""
+        self.df = self.df.with_columns(expr.alias(f"_kept_{name}"))
+        return pl.col(f"_kept_{name}")
 
     def series(self, expr: pl.Expr) -> pl.Series:
         """One value per row (literals broadcast)."""
@@ -130,7 +142,7 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
             continue
         fmt = f[name].format or DEFAULT_DATE_FORMAT
         text = rows.col(name)
-        parsed = text.str.strptime(pl.Date, fmt, strict=False)
+        parsed = rows.kept(text.str.strptime(pl.Date, fmt, strict=False), f"parsed_{name}")
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = well_shaped(text, fmt)
         where = f"(column {f[name].column})"
@@ -163,18 +175,20 @@ def _record(rows: _Rows, source: SourceConfig, rules: Rules, data_columns: list[
     """The record's provenance, names, address and contact columns; a sex, postcode or e-mail that cannot be read is
     set aside."""
     col = rows.col
-    sex = std.normalise_sex(col(F.SEX))
+    sex = rows.kept(std.normalise_sex(col(F.SEX)), "sex")
     rows.issue(
         F.SEX,
         col(F.SEX).is_not_null() & sex.is_null(),
         col(F.SEX),
         "not a known way of writing sex (M/F, male/female, ...)",
     )
-    postcode = std.normalise_postcode(col(F.POSTCODE), country=rules.country)
-    bad_postcode = postcode.is_not_null() & std.valid_postcode(postcode, country=rules.country).not_()
+    postcode = rows.kept(std.normalise_postcode(col(F.POSTCODE), country=rules.country), "postcode")
+    bad_postcode = rows.kept(
+        postcode.is_not_null() & std.valid_postcode(postcode, country=rules.country).not_(), "bad_postcode"
+    )
     rows.issue(F.POSTCODE, bad_postcode, col(F.POSTCODE), f"not a postcode of {rules.country}")
-    email = col(F.EMAIL).str.to_lowercase()
-    bad_email = email.is_not_null() & email.str.contains(_EMAIL).not_()
+    email = rows.kept(col(F.EMAIL).str.to_lowercase(), "email")
+    bad_email = rows.kept(email.is_not_null() & email.str.contains(_EMAIL).not_(), "bad_email")
     rows.issue(F.EMAIL, bad_email, col(F.EMAIL), "not an e-mail address")
     return rows.df.select(
         pl.lit(source.name).alias("source"),
@@ -224,7 +238,7 @@ def _street_and_number(rows: _Rows, out: pl.DataFrame) -> pl.DataFrame:
 def _names(out: pl.DataFrame, fields) -> pl.DataFrame:
     """Name parts and full name filled from each other, and the folded (`_std`) forms of names and places."""
     if F.FULL_NAME in fields:  # a one-field name fills the name parts a source did not map separately
-        given, family = std.split_full_name(pl.col("full_name"))
+        given, family = std.split_full_name(out.get_column("full_name"))
         out = out.with_columns(
             pl.coalesce("given_name", given).alias("given_name"),
             pl.coalesce("family_name", family).alias("family_name"),

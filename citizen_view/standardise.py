@@ -132,11 +132,18 @@ def name_prefix(folded: str | None) -> str | None:
     return prefix or None
 
 
-def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(given, family) from a one-field name in either "Given Family" or "FAMILY, Given" order."""
-    comma = full.str.extract_groups(_COMMA.pattern)
-    natural = full.str.extract_groups(_NATURAL.pattern)
-    has_comma = full.str.contains(",")
+def split_full_name(names: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(given, family) of one-field names in either "Given Family" or "FAMILY, Given" order.
+
+    Each pattern is matched once per name and its groups kept as columns: as expressions referring to the match, polars
+    would match it again for every use (seven regex passes over the column instead of two)."""
+    full = pl.col("full")
+    found = pl.DataFrame({"full": names}).with_columns(
+        full.str.extract_groups(_COMMA.pattern).alias("comma"),
+        full.str.extract_groups(_NATURAL.pattern).alias("natural"),
+        full.str.contains(",").alias("has_comma"),
+    )
+    comma, natural, has_comma = pl.col("comma"), pl.col("natural"), pl.col("has_comma")
     comma_family = tidy(comma.struct.field("particles")).fill_null("") + pl.lit(" ") + comma.struct.field("family")
     given = pl.when(has_comma).then(comma.struct.field("given")).otherwise(natural.struct.field("given"))
     family = (
@@ -146,7 +153,8 @@ def split_full_name(full: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
         .then(natural.struct.field("family"))
         .otherwise(full)
     )
-    return tidy(given), tidy(family)
+    split = found.select(tidy(given).alias("given"), tidy(family).alias("family"))
+    return split.get_column("given"), split.get_column("family")
 
 
 def tidy_text(text: str | None) -> str | None:
