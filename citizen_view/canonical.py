@@ -254,10 +254,15 @@ def _names(out: pl.DataFrame, fields) -> pl.DataFrame:
     # Full names are nearly unique: fold the parts (few distinct values) and join them, in given-family order.
     return out.with_columns(
         pl.col("family_name_std").alias("_family_folded"),
-        std.tidy(
+        # the parts are folded (single-spaced, trimmed, never empty): joined, they need no tidying, only none -> null
+        _none_empty(
             pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
         ).alias("full_name_std"),
     )
+
+
+def _none_empty(text: pl.Expr) -> pl.Expr:
+    return pl.when(text == "").then(None).otherwise(text)
 
 
 def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
@@ -282,12 +287,17 @@ def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
 def _name_keys(out: pl.DataFrame, *, phone: pl.Series) -> pl.DataFrame:
     """The keys linkage blocks and compares on: family name without prefix, the prefix, first name, initials."""
     return out.with_columns(
-        std.per_distinct("_family_folded", std.family_key, out).alias("family_name_std"),
-        std.per_distinct("_family_folded", std.name_prefix, out).alias("name_prefix"),
-        std.per_distinct("given_name_std", std.first_name_of, out).alias("first_name_std"),
-        std.per_distinct("given_name_std", std.initials_of, out).alias("initials"),
+        *_named(std.per_distinct_each("_family_folded", [std.family_key, std.name_prefix], out), FAMILY_KEYS),
+        *_named(std.per_distinct_each("given_name_std", [std.first_name_of, std.initials_of], out), GIVEN_KEYS),
         phone.alias("phone"),
     )
+
+
+FAMILY_KEYS, GIVEN_KEYS = ("family_name_std", "name_prefix"), ("first_name_std", "initials")
+
+
+def _named(series: list[pl.Series], names: tuple[str, ...]) -> list[pl.Series]:
+    return [s.alias(n) for s, n in zip(series, names, strict=True)]
 
 
 def _set_aside(df: pl.DataFrame, source: SourceConfig) -> list[pl.DataFrame]:

@@ -100,10 +100,20 @@ def fold(text: str | None) -> str | None:
 
 def per_distinct(expr_name: str, fn: Callable[[str], str | None], frame: pl.DataFrame) -> pl.Series:
     """Apply a Python text function once per distinct value of a column and broadcast the result."""
+    return per_distinct_each(expr_name, [fn], frame)[0]
+
+
+def per_distinct_each(expr_name: str, fns: list[Callable[[str], str | None]], frame: pl.DataFrame) -> list[pl.Series]:
+    """`per_distinct` of each of `fns` over one column, its distinct values found once."""
     col = frame.get_column(expr_name)
     distinct = col.drop_nulls().unique()
-    mapped = pl.Series([fn(v) for v in distinct.to_list()], dtype=pl.String)
-    return col.replace_strict(distinct, mapped, default=None, return_dtype=pl.String)
+    values = distinct.to_list()
+    return [
+        col.replace_strict(
+            distinct, pl.Series([fn(v) for v in values], dtype=pl.String), default=None, return_dtype=pl.String
+        )
+        for fn in fns
+    ]
 
 
 def tidy(expr: pl.Expr) -> pl.Expr:
