@@ -452,6 +452,9 @@ def _flatten(
     """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text)."""
     for k, v in obj.items():
         key = f"{prefix}{k}"
+        if not escapes and type(v) is str:  # most values: text as is ("" is no value), nothing else to check
+            out[key] = v or None
+            continue
         if escapes and _may_have_surrogates(key):
             raise _NotText(f"a JSON key that is {LONE_SURROGATE}")
         if escapes and isinstance(v, (str, list)) and _may_have_surrogates(text := json.dumps(v, ensure_ascii=False)):
