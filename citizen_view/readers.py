@@ -216,7 +216,12 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
             problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
         if problem is None and used > 1:
             problem = _swallowed(text[i + 1 : i + used], i + 2, delimiter, len(header))
-        if problem is None and max(map(len, row), default=0) > max_bytes // 4:
+        # a field is no longer than its line, unless its record spans lines: most lines need no look at each field
+        if (
+            problem is None
+            and (used > 1 or len(line) > max_bytes // 4)
+            and max(map(len, row), default=0) > max_bytes // 4
+        ):
             problem = _too_big(row, header, max_bytes)
         if problem is not None:
             # A record that fails is rejected one line at a time: the next line starts a new record, so a
@@ -225,8 +230,8 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
             record_lines += 1
             i += 1
             continue
-        for k, v in enumerate(row):
-            cols[k].append(v if v != "" else None)
+        for column, v in zip(cols, row):  # as many fields as columns (checked above)
+            column.append(v or None)  # "" is no value
         line_nos.append(i + 1)
         record_lines += used
         i += used
