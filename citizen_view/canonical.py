@@ -61,7 +61,8 @@ class _Rows:
     def __init__(self, df: pl.DataFrame, source: SourceConfig):
         self.fields = source.fields
         # Each mapped text column tidied once, all in one pass (polars runs the columns side by side), not once per
-        # use: a field is read by several checks and its value, and tidying is a regex over every row.
+        # use: a field is read by several checks and its value, and tidying is a regex over every row. (A mapped column
+        # the frame lacks, or holds as other than text, is tidied where it is used, as before.)
         texts = sorted({m.column for m in self.fields.values() if df.schema.get(m.column) == pl.String})
         self.tidied = {c: f"_tidy{i}" for i, c in enumerate(texts)}
         self.df = df.with_row_index("_pos").with_columns(std.tidy(pl.col(c)).alias(t) for c, t in self.tidied.items())
@@ -75,8 +76,8 @@ class _Rows:
         return pl.col(self.tidied[column]) if column in self.tidied else std.tidy(pl.col(column))
 
     def kept(self, expr: pl.Expr, name: str) -> pl.Expr:
-        """`expr` computed once into the rows (as column `_kept_<name>`), for the checks and the value that all read it (an
-        expression used in several places would be computed again in each)."""
+        """`expr` computed once into the rows (as column `_kept_<name>`), for the checks and the value that all read
+        it: an expression used in several places would be computed again in each."""
         self.df = self.df.with_columns(expr.alias(f"_kept_{name}"))
         return pl.col(f"_kept_{name}")
 
@@ -255,14 +256,10 @@ def _names(out: pl.DataFrame, fields) -> pl.DataFrame:
     return out.with_columns(
         pl.col("family_name_std").alias("_family_folded"),
         # the parts are folded (single-spaced, trimmed, never empty): joined, they need no tidying, only none -> null
-        _none_empty(
+        std.empty_as_null(
             pl.concat_str(["given_name_std", "middle_name_std", "family_name_std"], separator=" ", ignore_nulls=True)
         ).alias("full_name_std"),
     )
-
-
-def _none_empty(text: pl.Expr) -> pl.Expr:
-    return pl.when(text == "").then(None).otherwise(text)
 
 
 def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
@@ -284,6 +281,9 @@ def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
     return phone
 
 
+FAMILY_KEYS, GIVEN_KEYS = ("family_name_std", "name_prefix"), ("first_name_std", "initials")
+
+
 def _name_keys(out: pl.DataFrame, *, phone: pl.Series) -> pl.DataFrame:
     """The keys linkage blocks and compares on: family name without prefix, the prefix, first name, initials."""
     return out.with_columns(
@@ -291,9 +291,6 @@ def _name_keys(out: pl.DataFrame, *, phone: pl.Series) -> pl.DataFrame:
         *_named(std.per_distinct_each("given_name_std", [std.first_name_of, std.initials_of], out), GIVEN_KEYS),
         phone.alias("phone"),
     )
-
-
-FAMILY_KEYS, GIVEN_KEYS = ("family_name_std", "name_prefix"), ("first_name_std", "initials")
 
 
 def _named(series: list[pl.Series], names: tuple[str, ...]) -> list[pl.Series]:

@@ -118,8 +118,11 @@ def per_distinct_each(expr_name: str, fns: list[Callable[[str], str | None]], fr
 
 def tidy(expr: pl.Expr) -> pl.Expr:
     """Collapse runs of whitespace and trim; empty becomes null."""
-    out = expr.str.replace_all(r"\s+", " ").str.strip_chars()
-    return pl.when(out == "").then(None).otherwise(out)
+    return empty_as_null(expr.str.replace_all(r"\s+", " ").str.strip_chars())
+
+
+def empty_as_null(text: pl.Expr) -> pl.Expr:
+    return pl.when(text == "").then(None).otherwise(text)
 
 
 def family_key(folded: str | None) -> str | None:
