@@ -145,7 +145,7 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         text = rows.col(name)
         parsed = rows.kept(text.str.strptime(pl.Date, fmt, strict=False), f"parsed_{name}")
         unparsed = text.is_not_null() & parsed.is_null()
-        shaped = well_shaped(text, fmt)
+        shaped = rows.kept(well_shaped(text, fmt), f"shaped_{name}")
         where = f"(column {f[name].column})"
         rows.issue(name, unparsed & shaped.not_(), text, unparsed_date_reason(False, fmt, where))
         rows.issue(name, unparsed & shaped, text, unparsed_date_reason(True, fmt, where))
@@ -281,20 +281,17 @@ def _phone(rows: _Rows, out: pl.DataFrame, rules: Rules) -> pl.Series:
     return phone
 
 
-FAMILY_KEYS, GIVEN_KEYS = ("family_name_std", "name_prefix"), ("first_name_std", "initials")
-
-
 def _name_keys(out: pl.DataFrame, *, phone: pl.Series) -> pl.DataFrame:
     """The keys linkage blocks and compares on: family name without prefix, the prefix, first name, initials."""
+    family, prefix = std.per_distinct_each("_family_folded", [std.family_key, std.name_prefix], out)
+    first, initials = std.per_distinct_each("given_name_std", [std.first_name_of, std.initials_of], out)
     return out.with_columns(
-        *_named(std.per_distinct_each("_family_folded", [std.family_key, std.name_prefix], out), FAMILY_KEYS),
-        *_named(std.per_distinct_each("given_name_std", [std.first_name_of, std.initials_of], out), GIVEN_KEYS),
+        family.alias("family_name_std"),
+        prefix.alias("name_prefix"),
+        first.alias("first_name_std"),
+        initials.alias("initials"),
         phone.alias("phone"),
     )
-
-
-def _named(series: list[pl.Series], names: tuple[str, ...]) -> list[pl.Series]:
-    return [s.alias(n) for s, n in zip(series, names, strict=True)]
 
 
 def _set_aside(df: pl.DataFrame, source: SourceConfig) -> list[pl.DataFrame]:
