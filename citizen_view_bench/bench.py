@@ -105,8 +105,10 @@ class _PeakSampler:
 
     This process's own peak is the kernel's (VmHWM, reset when the stage starts): exact, with no thread polling it. A
     thread samples the children's memory (with this process's at that moment): every 100 ms while there are none,
-    every 20 ms once there are. A child that came and went between two polls unseen counts with the peak the kernel
-    kept for it (when larger than any child's before), added to this process's own: an upper bound. A sampler
+    every 20 ms once there are. A child that ended in the stage counts with the peak the kernel kept for it (when
+    larger than any child's before), added to this process's own: an upper bound. A poll sees a child only as it is at
+    that moment: one that came and went between two polls is not seen at all, and one seen as it started (an
+    interpreter loading) may reach its peak between polls and end before the next. A sampler
     polling this process every 20 ms cost the measured work 2-5% of its wall time in a one-second stage (a thread
     scanning /proc on one of two cores) and could miss a short peak. Where the kernel keeps no peak, this process is
     sampled every 20 ms as well."""
@@ -118,7 +120,6 @@ class _PeakSampler:
         self._stop = threading.Event()
         self._exact = False
         self._window = 0  # bumped by each restart: a sample read before it is not the new window's
-        self._saw_children = False
         self._children_before = 0
 
     def keep(self, peak: int, window: int | None = None) -> None:
@@ -134,7 +135,6 @@ class _PeakSampler:
             self._exact = _reset_own_high_water()
             self._window += 1
             self.peak = self.proc.memory_info().rss
-            self._saw_children = False
             self._children_before = _children_high_water()
 
     def _sample(self) -> bool:
@@ -149,8 +149,6 @@ class _PeakSampler:
                 total += child.memory_info().rss
             except psutil.Error:
                 pass
-        with _SAMPLERS_LOCK:
-            self._saw_children |= bool(children) and window == self._window
         self.keep(total, window)
         return bool(children)
 
@@ -161,7 +159,7 @@ class _PeakSampler:
         with _SAMPLERS_LOCK:
             peak = max(self.peak, own)
             unseen = _children_high_water()
-            if not self._saw_children and unseen > self._children_before:  # a child came and went between polls
+            if unseen > self._children_before:  # a child ended in the window, its own peak perhaps between polls
                 peak = max(peak, own + unseen)
         return peak
 
