@@ -79,6 +79,50 @@ def test_twins_the_model_links_directly_are_still_apart_by_their_valid_ids():
     assert _groups(result) == {frozenset({"reg:a"}), frozenset({"reg:b"})}
 
 
+def test_each_component_with_a_conflict_is_clustered_on_its_own_records_wherever_they_sit():
+    """Many components get the careful pass, their records interleaved in the extract's order with clean components
+    between: each comes out exactly as it does alone (its records found by component, none of another's)."""
+
+    def scenario(n: int) -> tuple[list, list]:
+        records = [
+            (f"reg:twinA{n}", "reg", "111222333", True, "19900505"),
+            (f"reg:twinB{n}", "reg", "123456782", True, "19900505"),
+            (f"tax:twinA{n}", "tax", "111222333", True, "19900505"),
+            (f"permit:{n}", "permit", None, None, None),
+            (f"reg:father{n}", "reg", None, None, "19620314"),
+            (f"reg:son{n}", "reg", None, None, "19910822"),
+            (f"lic:father{n}", "lic", None, None, "19620314"),
+            (f"permit:jan{n}", "permit", None, None, None),
+            (f"reg:clean{n}", "reg", None, None, "19700101"),
+            (f"tax:clean{n}", "tax", None, None, "19700101"),
+        ]
+        edges = [
+            (f"reg:twinA{n}", f"tax:twinA{n}", 30.0 - n),
+            (f"reg:twinA{n}", f"permit:{n}", 9.0),
+            (f"permit:{n}", f"reg:twinB{n}", 8.0),
+            (f"reg:father{n}", f"lic:father{n}", 18.0),
+            (f"permit:jan{n}", f"reg:son{n}", 9.0),
+            (f"permit:jan{n}", f"reg:father{n}", 8.5),
+            (f"reg:clean{n}", f"tax:clean{n}", 12.0),
+        ]
+        return records, edges
+
+    alone, refused = set(), 0
+    all_records, all_edges = [], []
+    for n in range(5):
+        records, edges = scenario(n)
+        result = cluster_records(_records(records), _edges(edges), threshold=5.0, evidence=RELIABLE_DATES)
+        alone |= _groups(result)
+        refused += result.merges_refused
+        all_records.append(records)
+        all_edges += edges
+    interleaved = [row for rows in zip(*all_records) for row in rows]  # record k of every scenario, then k + 1
+    together = cluster_records(_records(interleaved), _edges(all_edges), threshold=5.0, evidence=RELIABLE_DATES)
+    assert together.components_with_conflicts == 10  # twins and father/son in each of five
+    assert _groups(together) == alone and together.merges_refused == refused == 10
+    assert frozenset({"reg:twinB3"}) in alone and frozenset({"reg:son2", "permit:jan2"}) in alone
+
+
 def test_same_name_parent_and_child_stay_apart_where_the_model_trusts_birth_dates():
     records = _records(
         [

@@ -173,26 +173,46 @@ def cluster_records(
     labels = comp.copy()
     refused = 0
     if suspicious.size:
-        member = [
-            _Member(d, v, s)
-            for d, v, s in zip(
-                facts.get_column("dob").to_list(),
-                facts.get_column("nid").to_list(),
-                facts.get_column("source").to_list(),
-            )
-        ]
         flag = np.zeros(n_comp, dtype=bool)
         flag[suspicious] = True
+        # The records of the components that get the careful pass, grouped by component and in record order within
+        # one (a stable sort): each component's records are a slice found by binary search, not a pass over every
+        # record per component (at 1M, 16 of the 26 s clustering took).
+        order = np.argsort(comp, kind="stable")
+        order = order[flag[comp[order]]]
+        comp_of = comp[order]
+        facts_of = facts.select("dob", "nid", "source")[order]
+        member = {
+            m: _Member(d, v, s)
+            for m, d, v, s in zip(
+                order.tolist(),
+                facts_of.get_column("dob").to_list(),
+                facts_of.get_column("nid").to_list(),
+                facts_of.get_column("source").to_list(),
+            )
+        }
         comp_edges = strong.with_columns(pl.Series("comp", comp[i] if len(i) else np.array([], dtype=np.int64))).filter(
             pl.Series(flag[comp[i]] if len(i) else np.array([], dtype=bool))
         )
         # strongest first; ties broken by record order so the same edges always give the same clusters
         comp_edges = comp_edges.sort(["comp", "match_weight", "i", "j"], descending=[False, True, False, False])
+        edge_comp = comp_edges.get_column("comp").to_numpy()
+        pairs = list(
+            zip(
+                comp_edges.get_column("i").to_list(),
+                comp_edges.get_column("j").to_list(),
+                comp_edges.get_column("match_weight").to_list(),
+            )
+        )
+        starts = np.flatnonzero(np.r_[True, edge_comp[1:] != edge_comp[:-1]]) if len(edge_comp) else edge_comp
+        ends = np.r_[starts[1:], len(edge_comp)]
         next_label = n_comp
-        for (c,), group in comp_edges.group_by(["comp"], maintain_order=True):
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            c = edge_comp[s]
+            lo, hi = np.searchsorted(comp_of, c, side="left"), np.searchsorted(comp_of, c, side="right")
             clusters, n_refused = _merge_component(
-                np.flatnonzero(comp == c),
-                group,
+                order[lo:hi],
+                pairs[s:e],
                 member=member,
                 partners=partners,
                 threshold=threshold,
@@ -294,23 +314,19 @@ def _components_with_conflicts(facts: pl.DataFrame, comp: np.ndarray, partners: 
 
 def _merge_component(
     members: np.ndarray,
-    group: pl.DataFrame,
+    pairs: list[tuple[int, int, float]],
     *,
-    member: list[_Member],
+    member: dict[int, _Member],
     partners: dict[int, set[int]],
     threshold: float,
     duplicate_free: set[str],
     evidence: IdentityEvidence,
 ) -> tuple[list[_Cluster], int]:
-    """The careful pass over one component: merge along its links strongest first, refusing a merge that
-    reviewers kept apart or that would contradict identity evidence. Returns the clusters and merges refused."""
-    clusters = {int(m): _Cluster(int(m), member[m], partners.get(int(m))) for m in members}
-    owner = {int(m): int(m) for m in members}
-    pairs = list(
-        zip(
-            group.get_column("i").to_list(), group.get_column("j").to_list(), group.get_column("match_weight").to_list()
-        )
-    )
+    """The careful pass over one component (`members`, its records; `pairs`, its links (i, j, weight), strongest
+    first): merge along its links in that order, refusing a merge that reviewers kept apart or that would contradict
+    identity evidence. Returns the clusters and merges refused."""
+    clusters = {m: _Cluster(m, member[m], partners.get(m)) for m in members.tolist()}
+    owner = {m: m for m in members.tolist()}
     linked = {(min(a, b), max(a, b)) for a, b, _ in pairs}
     refused = 0
     for a, b, weight in pairs:
@@ -422,7 +438,7 @@ def _contradicts(
     b: _Cluster,
     weight: float,
     threshold: float,
-    member: list[_Member],
+    member: dict[int, _Member],
     linked: set[tuple[int, int]],
     evidence: IdentityEvidence,
 ) -> bool:
