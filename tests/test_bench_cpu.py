@@ -100,3 +100,24 @@ def test_samplers_restarted_from_two_threads_at_once_do_not_deadlock():
         thread.join(timeout=30)
     bench._LIVE_SAMPLERS.difference_update(samplers)
     assert done == [300, 300]
+
+
+def test_the_sampler_finds_children_and_grandchildren_as_psutil_does():
+    """The children and theirs are read from the kernel's per-thread lists (a few reads instead of every process's
+    stat file): the same processes psutil's full scan finds, grandchildren included."""
+    import psutil
+
+    shell = subprocess.Popen(["bash", "-c", "sleep 5 & sleep 5 & wait"])
+    try:
+        me = psutil.Process()
+        for _ in range(100):  # until bash has started both sleeps
+            expected = sorted(c.pid for c in me.children(recursive=True))
+            if len(expected) == 3:
+                break
+            threading.Event().wait(0.05)
+        assert len(expected) == 3 and shell.pid in expected
+        assert sorted(c.pid for c in bench._descendants(me)) == expected
+    finally:
+        subprocess.run(["pkill", "-P", str(shell.pid)], check=False)  # its sleeps first, while they are its own
+        shell.kill()
+        shell.wait()
