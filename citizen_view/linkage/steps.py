@@ -591,16 +591,20 @@ def _scope_pairs_by_hash(con: duckdb.DuckDBPyConnection, scope: str) -> bool:
         f"SELECT {key_hash_sql('record_key')} AS h, record_key FROM _scope "
         f"UNION ALL SELECT {KEY_HASH}, record_key FROM _scope_links_hashed)"
     )
-    named = {l_key: f"kl.record_key AS {l_key}", r_key: f"kr.record_key AS {r_key}"}
-    select = ", ".join(named.get(c, f't."{c}"') for c in kept)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT {select} FROM _touching_hashed t "
-        f"JOIN _key_of kl ON kl.h = t.{l_hash} JOIN _key_of kr ON kr.h = t.{r_hash}"
-    )
+    # a hash standing for two keys is found before the pairs are joined to the keys: each pair would take every key of
+    # its ends' hashes (with many shared, a join of every pair with every pair of keys)
     shared = con.execute("SELECT count(*) - count(DISTINCT h) FROM _key_of").fetchall()[0][0]
-    unnamed = con.execute(
-        "SELECT (SELECT count(*) FROM _touching_hashed) - (SELECT count(*) FROM _scope_touching)"
-    ).fetchall()[0][0]
+    unnamed = 0
+    if not shared:
+        named = {l_key: f"kl.record_key AS {l_key}", r_key: f"kr.record_key AS {r_key}"}
+        select = ", ".join(named.get(c, f't."{c}"') for c in kept)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _scope_touching AS SELECT {select} FROM _touching_hashed t "
+            f"JOIN _key_of kl ON kl.h = t.{l_hash} JOIN _key_of kr ON kr.h = t.{r_hash}"
+        )
+        unnamed = con.execute(
+            "SELECT (SELECT count(*) FROM _touching_hashed) - (SELECT count(*) FROM _scope_touching)"
+        ).fetchall()[0][0]
     con.execute("DROP TABLE _touching_hashed")
     con.execute("DROP TABLE _key_of")
     return not shared and not unnamed
