@@ -696,16 +696,16 @@ def _assign_ids(
 # One row per linked record with its best link inside its citizen and the digest of what linkage read of it (an
 # update compares it with the record's digest now); `?` is the run ID.
 _LINK_ROWS = """
-    WITH best AS (
+    WITH inside AS MATERIALIZED (  -- the pairs inside a citizen, joined once for both their ends (at 1M: 2.2 -> 1.5 s)
+        SELECT e.record_key_l, e.record_key_r, e.match_probability, e.match_weight
+        FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
+        JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+    ),
+    best AS (
         SELECT record_key, max(match_probability) AS match_probability, max(match_weight) AS match_weight
         FROM (
-            SELECT e.record_key_l AS record_key, e.match_probability, e.match_weight
-            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
-            JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
-            UNION ALL
-            SELECT e.record_key_r, e.match_probability, e.match_weight
-            FROM {edges} e JOIN _links a ON a.record_key = e.record_key_l
-            JOIN _links b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+            SELECT record_key_l AS record_key, match_probability, match_weight FROM inside
+            UNION ALL SELECT record_key_r, match_probability, match_weight FROM inside
         ) GROUP BY record_key
     )
     SELECT l.citizen_id, r.source, r.source_record_id, l.record_key, {key_hash} AS key_hash,
