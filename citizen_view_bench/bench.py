@@ -106,7 +106,7 @@ def _child_pids(pid: int) -> list[int] | None:
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return None
+        return [] if not os.path.exists(f"/proc/{pid}") else None  # ended meanwhile: no children
     pids: list[int] = []
     for tid in tasks:
         try:
@@ -124,7 +124,7 @@ def _child_pids(pid: int) -> list[int] | None:
 def _descendants(proc: psutil.Process) -> list[psutil.Process]:
     """`proc`'s children and theirs. From the kernel's per-thread child lists: a few small reads, where psutil's
     `children()` reads every process's stat file (about 1 ms with 70 processes; polled every 20 ms by each of a bench's
-    two samplers while a Dagster step has its log-capturing child, 5-10% of a core taken from the measured work).
+    two samplers while a Dagster step has its log-capturing child: 3.7% of py-spy's samples of a 1M `bench pipeline`).
     psutil's scan where the kernel keeps no such list."""
     found: list[psutil.Process] = []
     pending = [proc.pid]
