@@ -204,10 +204,8 @@ def cluster_records(
                 comp_edges.get_column("match_weight").to_list(),
             )
         )
-        starts = np.flatnonzero(np.r_[True, edge_comp[1:] != edge_comp[:-1]]) if len(edge_comp) else edge_comp
-        ends = np.r_[starts[1:], len(edge_comp)]
         next_label = n_comp
-        for s, e in zip(starts.tolist(), ends.tolist()):
+        for s, e in _runs(edge_comp):
             c = edge_comp[s]
             lo, hi = np.searchsorted(comp_of, c, side="left"), np.searchsorted(comp_of, c, side="right")
             clusters, n_refused = _merge_component(
@@ -232,6 +230,14 @@ def cluster_records(
         bridges_cut=cut,
         component=comp,
     )
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """The [start, end) positions of each run of equal values in `values` (sorted, so each value is one run)."""
+    if not len(values):
+        return []
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return list(zip(starts.tolist(), np.r_[starts[1:], len(values)].tolist()))
 
 
 def _strong_links(
@@ -382,12 +388,9 @@ def _cut_weak_bridges(
         return labels, 0
     order = np.argsort(labels[i], kind="stable")
     i, j, w = i[order], j[order], w[order]
-    cluster_of = labels[i]
-    starts = np.flatnonzero(np.r_[True, cluster_of[1:] != cluster_of[:-1]])
-    ends = np.r_[starts[1:], len(i)]
     next_label = int(labels.max()) + 1
     cut = 0
-    for s, e in zip(starts, ends):
+    for s, e in _runs(labels[i]):
         pending = [(i[s:e], j[s:e], w[s:e])]
         while pending:
             ci, cj, cw = pending.pop()
