@@ -116,6 +116,72 @@ def test_no_value_only_an_invisible_agency_holds_reaches_the_role(service, role_
         assert found_secret >= 5  # the sample really holds values the role must not see
 
 
+def _best_visible_links(warehouse, citizen_id: str, visible: list[str]) -> dict[tuple[str, str], float | None]:
+    """Per record of the citizen, the highest match probability of its scored pairs with records of `visible` sources
+    within the citizen (None without one), from the warehouse's own tables."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            """
+            WITH mine AS (SELECT record_key, source, source_record_id FROM citizen_source_link WHERE citizen_id = ?),
+            ends AS (
+                SELECT e.record_key_l AS record_key, e.source_r AS partner, e.match_probability FROM match_edges e
+                WHERE e.record_key_l IN (SELECT record_key FROM mine) AND e.record_key_r IN (SELECT record_key FROM mine)
+                UNION ALL
+                SELECT e.record_key_r, e.source_l, e.match_probability FROM match_edges e
+                WHERE e.record_key_l IN (SELECT record_key FROM mine) AND e.record_key_r IN (SELECT record_key FROM mine)
+            )
+            SELECT m.source, m.source_record_id,
+                   max(x.match_probability) FILTER (WHERE list_contains(?, x.partner))
+            FROM mine m LEFT JOIN ends x USING (record_key) GROUP BY ALL
+            """,
+            [citizen_id, visible],
+        ).fetchall()
+    finally:
+        con.close()
+    return {(source, record_id): p for source, record_id, p in rows}
+
+
+@pytest.mark.parametrize("role_name", ["benefits_caseworker", "licence_officer", "data_steward"])
+def test_a_records_link_probability_counts_only_links_to_records_the_role_may_see(service, role_name):
+    """A record's "linked with probability" is its best link to a record the role may see: a link to a record of a
+    hidden source would tell that the citizen has one there (a citizen known to a visible source only shows none)."""
+    role = load_access(ACCESS).roles[role_name]
+    headers = {"Authorization": f"Bearer {TOKENS[role_name]}"}
+    checked = differs_from_overall = alone = 0
+    con = duckdb.connect(str(service.warehouse), read_only=True)
+    try:
+        overall = dict(
+            ((s, k), p)
+            for s, k, p in con.execute(
+                "SELECT source, source_record_id, match_probability FROM citizen_source_link"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    for citizen_id in _sample(service.warehouse, 40):
+        api = httpx.get(f"{service.url}/api/citizens/{citizen_id}", params=PURPOSE, headers=headers, timeout=30)
+        if api.status_code == 404:
+            continue
+        assert api.status_code == 200, api.text
+        expected = _best_visible_links(service.warehouse, citizen_id, list(role.sources))
+        for record in api.json()["records"]:
+            key = (record["source"], record["source_record_id"])
+            want, got = expected[key], record["match_probability"]
+            assert (got is None) == (want is None) and (got is None or abs(got - want) < 1e-9), (
+                citizen_id,
+                key,
+                got,
+                want,
+            )
+            checked += 1
+            differs_from_overall += want != overall[key]
+            alone += want is None and overall[key] is not None
+    assert checked >= 20
+    if len(role.sources) < 5:  # the sample holds records whose best link is to a record the role may not see
+        assert differs_from_overall >= 3 and alone >= 1, (differs_from_overall, alone)
+
+
 def test_search_only_matches_records_of_visible_sources(service):
     """The permits clerk cannot find a person by an address only the tax office holds."""
     role = load_access(ACCESS).roles["permits_clerk"]

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 DOCS = "citizen_docs"
 RECORD_CITIZENS = "record_citizens"  # each linked record's citizen, by "source:source_record_id" (ART-indexed)
 # What a document keeps of each linked record: what the profile shows and what survivorship (golden.golden_rows) reads.
+# `links`: the record's best link to a record of each source within its citizen ({source: match probability}), from
+# which a reader's own "match_probability" is taken over the sources it may see only (see _typed).
 DOC_RECORD_COLUMNS: tuple[str, ...] = (
     "source",
     "source_record_id",
-    "match_probability",
+    "links",
     "extracted_at",
     *CanonicalField,
     "given_name_std",
@@ -192,8 +194,14 @@ def _doc(con: duckdb.DuckDBPyConnection, citizen_id: str) -> dict[str, Any] | No
     return json.loads(row[0]) if row else None
 
 
-def _typed(record: dict[str, Any], citizen_id: str) -> dict[str, Any]:
-    """A record of a document with its citizen and its dates as dates (JSON holds them as text)."""
+def _typed(record: dict[str, Any], citizen_id: str, visible: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A record of a document with its citizen and its dates as dates (JSON holds them as text), and its
+    `match_probability`: its best link to a record of a `visible` source within the citizen. A link to a record of a
+    source the reader may not see is never counted: it would tell that the citizen has a record there. The record's
+    `links` (which name those sources) are dropped; a view written before them gives no probability (fail closed)."""
+    links = record.pop("links", None) or {}
+    record.pop("match_probability", None)
+    record["match_probability"] = max((p for s, p in links.items() if s in visible and p is not None), default=None)
     for name in DATE_COLUMNS:
         if record.get(name) is not None:
             record[name] = dt.date.fromisoformat(record[name])
@@ -225,7 +233,7 @@ def records_of(
 
 def _visible_records(doc: dict[str, Any] | None, citizen_id: str, visible: set[str]) -> list[dict[str, Any]]:
     """A document's records of the `visible` sources, typed (none without a document)."""
-    return [_typed(r, citizen_id) for r in (doc["records"] if doc else []) if r["source"] in visible]
+    return [_typed(r, citizen_id, visible) for r in (doc["records"] if doc else []) if r["source"] in visible]
 
 
 def records_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict[str, Any]]:

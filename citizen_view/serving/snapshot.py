@@ -186,13 +186,47 @@ SEARCH_COLUMNS = ("first_name_std", "initials", "street_std", "national_id_text"
 
 def _linked(con: duckdb.DuckDBPyConnection) -> None:
     """The citizens' linked records, the columns the view is made of only, sorted by citizen and then as a document
-    lists them (one read of the warehouse's `source_records` and `citizen_source_link`, one sort)."""
-    columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "match_probability"]
+    lists them (one read of the warehouse's `source_records` and `citizen_source_link`, one sort), each with its best
+    link to a record of each source within its citizen (`_best_links`)."""
+    columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "links"]
+    _best_links(con)
     select = (
-        f"SELECT l.citizen_id, l.match_probability, {', '.join(f'r.{c}' for c in columns)} "
-        "FROM citizen_source_link l JOIN source_records r USING (record_key)"
+        f"SELECT l.citizen_id, b.links, {', '.join(f'r.{c}' for c in columns)} "
+        "FROM citizen_source_link l JOIN source_records r USING (record_key) LEFT JOIN _view_best_links b USING (record_key)"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {LINKED} AS {sorted_sql('records', select)}")
+    con.execute("DROP TABLE _view_best_links")
+
+
+def _best_links(con: duckdb.DuckDBPyConnection) -> None:
+    """`_view_best_links`: per linked record, the highest match probability of its scored pairs with each source's
+    records within its citizen, as a map {source: probability} (sorted by source, so two publishes of one warehouse
+    write the same documents). The warehouse's `citizen_source_link.match_probability` is the highest over every
+    source: shown to a role that may not see them all, it would tell that the citizen has records it may not see
+    (about 5 s at 1M). No scored pairs (a warehouse without them): no links."""
+    if not table_exists(con, "main", "match_edges"):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _view_best_links AS SELECT NULL::VARCHAR AS record_key, "
+            "NULL::MAP(VARCHAR, DOUBLE) AS links WHERE false"
+        )
+        return
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _view_best_links AS
+        WITH inside AS MATERIALIZED (
+            SELECT e.record_key_l, e.record_key_r, e.source_l, e.source_r, e.match_probability
+            FROM match_edges e JOIN citizen_source_link a ON a.record_key = e.record_key_l
+            JOIN citizen_source_link b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+        ),
+        best AS (
+            SELECT record_key, partner, max(match_probability) AS p FROM (
+                SELECT record_key_l AS record_key, source_r AS partner, match_probability FROM inside
+                UNION ALL SELECT record_key_r, source_l, match_probability FROM inside
+            ) GROUP BY ALL
+        )
+        SELECT record_key, map_from_entries(list_sort(list((partner, p)))) AS links FROM best GROUP BY record_key
+        """
+    )
 
 
 def _record_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
