@@ -207,6 +207,30 @@ def test_an_edited_entry_with_a_recomputed_hash_breaks_the_next_link(tmp_path):
     ]
 
 
+def test_an_entry_spelled_otherwise_with_the_same_json_is_caught_and_still_found_for_its_citizen(tmp_path):
+    """Red team: a citizen ID rewritten with a JSON escape ("CV\\u002d...") hashes as before (the hash is over the parsed
+    entry) but hid the look from a byte search for the ID: verify names the edited line, and the citizen's own report
+    still lists the look."""
+    path = tmp_path / "access.jsonl"
+    with AuditLog(path) as log:
+        for n in range(5):
+            log.append(event(n, citizen="CV-AAAA-BBBB-CCCC" if n == 2 else "CV-DDDD-EEEE-FFFF"))
+    assert verify(path).ok and len(entries_for_citizen(path, "CV-AAAA-BBBB-CCCC")) == 1
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert '"CV-AAAA-BBBB-CCCC"' in lines[2]
+    lines[2] = lines[2].replace('"CV-AAAA-BBBB-CCCC"', '"CV\\u002dAAAA-BBBB-CCCC"')
+    path.write_text("".join(lines), encoding="utf-8")
+    assert json.loads(lines[2])["citizen_ids"] == ["CV-AAAA-BBBB-CCCC"]  # the same entry, parsed
+    report = verify(path)
+    assert not report.ok and report.problems == ["seq 3: not written as the log writes entries (its bytes were edited)"]
+    assert [e["case_reference"] for e in entries_for_citizen(path, "CV-AAAA-BBBB-CCCC")] == ["CASE-2"]
+    assert len(citizen_access_report(path, "CV-AAAA-BBBB-CCCC")) == 1
+    # keys reordered: the same entry and hash, other bytes
+    lines[2] = json.dumps(json.loads(lines[2]), ensure_ascii=False) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    assert verify(path).problems == ["seq 3: not written as the log writes entries (its bytes were edited)"]
+
+
 def test_a_deleted_middle_entry_is_detected(tmp_path):
     path = tmp_path / "access.jsonl"
     write_log(path, 30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from citizen_view.audit.anchor_reading import AnchorCursor, Findings
 from citizen_view.audit.anchors import FileSink
-from citizen_view.audit.records import KEY_ENV, entries_text, entry_hash, equal, mac, seqs
+from citizen_view.audit.records import KEY_ENV, canonical, entries_text, entry_hash, equal, mac, seqs
 
 ACKNOWLEDGE_ACTION = "acknowledge_recovered_entries"
 ACKNOWLEDGE_HINT = "check them, then run `citizen-view audit acknowledge --reason TEXT`"
@@ -23,6 +23,15 @@ class Acknowledgement:
     user: str | None
     time: str | None
     reason: str | None
+
+
+def check_canonical(entry: dict, raw: bytes) -> list[str]:
+    """The line holds the entry exactly as the writer writes it (records.canonical): the same JSON spelled otherwise
+    (an escaped character, another key order, a key given twice) hashes alike but is read differently by anything that
+    scans the log's bytes (a citizen's access report finds its entries by their citizen ID's bytes)."""
+    if raw != canonical(entry).encode("utf-8"):
+        return [f"seq {entry['seq']}: not written as the log writes entries (its bytes were edited)"]
+    return []
 
 
 def check_entry_hash(entry: dict) -> list[str]:

@@ -29,8 +29,8 @@ def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
     needle = _needle(citizen_id)
     found = []
     for _, raw in lines(Path(path)):
-        if needle is not None and needle not in raw:
-            continue
+        if needle is not None and needle not in raw and b"\\" not in raw:
+            continue  # the ID is in neither its own bytes nor an escaped spelling (JSON escapes start with a backslash)
         entry = parse(raw)
         if not isinstance(entry, dict):
             continue
@@ -63,7 +63,8 @@ def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
 
 
 def _needle(citizen_id: str) -> bytes | None:
-    """Bytes every matching line must contain, to skip parsing the rest; None when escaping makes that unsafe."""
+    """Bytes every matching line without a backslash must contain, to skip parsing the rest (a line spelling the ID
+    with escapes, as no writer does but an editor could, is parsed); None when the ID itself needs escaping."""
     if citizen_id.isascii() and citizen_id.isprintable() and '"' not in citizen_id and "\\" not in citizen_id:
         return citizen_id.encode("ascii")
     return None

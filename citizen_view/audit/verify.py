@@ -13,6 +13,7 @@ from citizen_view.audit.anchors import AnchorSink, FileSink, anchors_path, as_si
 from citizen_view.audit.checks import (
     Acknowledgement,
     acknowledgement_in,
+    check_canonical,
     check_entry_hash,
     check_link,
     check_locations_agree,
@@ -127,6 +128,7 @@ class _ChainWalk:
         self.entries += 1
         for problem in [
             *check_entry_hash(entry),
+            *check_canonical(entry, raw),
             *check_link(entry, self.last_seq, self.last_hash),
             *check_mac(entry, self.key),
         ]:
