@@ -69,6 +69,24 @@ def test_requests_without_token_or_purpose_are_refused_and_audited(service):
     assert any(e["user"] == "anna.benefits" and e["status"] == 400 for e in refused)
 
 
+def test_a_query_parameter_cannot_stand_in_for_the_path_the_audit_log_records(service):
+    """Red team: `?path=/health` on a refused profile look replaced the logged path, the one place a refused look's
+    citizen ID is kept. The real path stays; the parameter is kept beside it under another name."""
+    citizen = "CV-AAAA-AAAA-AAAA"  # no such citizen: refused (404), its ID only in the path
+    r = httpx.get(
+        f"{service.url}/api/citizens/{citizen}",
+        params={**PURPOSE, "path": "/health", "resolution_id": "X"},
+        headers={"Authorization": f"Bearer {TOKENS['licence_officer']}"},
+        timeout=30,
+    )
+    assert r.status_code == 404
+    lines = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    entry = next(e for e in reversed(lines) if e["query"].get("param:path") == "/health")
+    assert entry["action"] == "refused:view_profile" and entry["status"] == 404
+    assert entry["query"]["path"] == f"/api/citizens/{citizen}"
+    assert entry["query"]["resolution_id"] == "X"  # a name the service itself writes elsewhere, not here: kept as sent
+
+
 def test_each_role_sees_exactly_its_sources_and_fields(service):
     citizen = _everyone(service)
     access = load_access(ACCESS)

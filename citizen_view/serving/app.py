@@ -305,7 +305,14 @@ def _write_audit(
     audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail, *, anchored: bool
 ) -> None:
     who = trail.principal
-    query = {k: v for k, v in request.query_params.items() if k not in ("purpose", "case_reference")}
+    # The request's own parameters, cut to 200 characters, under their names; one named like a key the service writes
+    # (the path, the handler's details) is kept as "param:<name>" instead of standing in for it.
+    reserved = {"path", *trail.details}
+    query = {
+        (f"param:{k}" if k in reserved else k): v[:200]
+        for k, v in request.query_params.items()
+        if k not in ("purpose", "case_reference")
+    }
     action = trail.action if status < 400 else f"refused:{trail.action}"
     audit.append(
         AuditEvent(
@@ -315,7 +322,7 @@ def _write_audit(
             action=action,
             purpose=request.query_params.get("purpose") or trail.purpose,
             case_reference=request.query_params.get("case_reference") or trail.case_reference,
-            query={"path": request.url.path, **{k: v[:200] for k, v in query.items()}, **trail.details},
+            query={**query, **trail.details, "path": request.url.path},
             citizen_ids=trail.citizen_ids if status < 400 else [],
             fields=trail.fields if status < 400 else [],
             disclosed=trail.disclosed if status < 400 else {},
