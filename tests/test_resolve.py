@@ -22,6 +22,7 @@ from citizen_view.linkage.gamma import comparison_levels, gammas
 from citizen_view.linkage.incoming import standardise_one
 from citizen_view.linkage.online import INPUT_COLUMNS, read_resolutions, resolutions_file, scorer
 from citizen_view.serving.documents import ViewInfo
+from citizen_view.serving.resolve import SHOWN_FIELDS
 from citizen_view.serving.snapshot import current_view
 from citizen_view_app.runner import run_pipeline
 from tests.service_fixtures import TOKENS, serve_pipeline_output
@@ -380,6 +381,35 @@ def test_an_existing_records_values_resolve_to_its_citizen_with_evidence_per_fie
     entry = _audit(service)[-1]
     assert entry["action"] == "resolve" and entry["status"] == 200 and citizen in entry["citizen_ids"]
     assert entry["purpose"] == PURPOSE["purpose"] and "national_id" in entry["fields"]
+
+
+def test_each_candidate_is_audited_with_only_what_was_shown_of_them_and_the_lookup_with_its_values(service):
+    """Red team: a resolve with several candidates logged the union of their fields for each (a citizen's report
+    listed a neighbour's email) and not the values looked up, which a search logs as its terms."""
+    from citizen_view.audit import citizen_access_report
+
+    for offset in range(60):  # a household's name and address: several candidates
+        full, _citizen = _population_record(service, offset=offset)
+        probe = {k: full[k] for k in ("family_name", "postcode", "house_number")}
+        body = _resolve(service, probe, role="permits_clerk").json()
+        if len(body["candidates"]) >= 2:
+            break
+    else:
+        pytest.fail("no address in the sample is shared by two citizens")
+    entry = _audit(service)[-1]
+    assert entry["action"] == "resolve" and entry["citizen_ids"] == [c["citizen_id"] for c in body["candidates"]]
+    for candidate in body["candidates"]:
+        shown = {e["field"] for e in candidate["evidence"] if e.get("candidate")}
+        expected = {"resolution", *(f for n in shown for f in SHOWN_FIELDS.get(n, (n,)))}
+        own = entry["disclosed"][candidate["citizen_id"]]
+        assert set(own["fields"]) == expected and own["sources"] == [candidate["record_key"].split(":")[0]]
+        report = citizen_access_report(service.audit_log, candidate["citizen_id"])[0]
+        assert set(report["fields"]) == expected and report["purpose"] == PURPOSE["purpose"]
+    assert {k: v for k, v in entry["query"].items() if k.startswith("record.")} == {
+        f"record.{k}": v for k, v in probe.items()
+    }
+    looked_up = _resolve(service, {"national_id": "820392055"}, role="benefits_caseworker")
+    assert looked_up.status_code == 200 and _audit(service)[-1]["query"]["record.national_id"] == "820392055"
 
 
 def test_a_person_nobody_knows_is_new(service):

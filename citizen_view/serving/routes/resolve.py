@@ -142,8 +142,20 @@ def resolution(
             },
         )
     trail.citizen_ids = [c["citizen_id"] for c in answer["candidates"]]
-    shown = {e["field"] for c in answer["candidates"] for e in c["evidence"] if e.get("candidate")}
-    trail.fields = sorted({"resolution", *(f for name in shown for f in SHOWN_FIELDS.get(name, (name,)))})
-
-    trail.details = {"resolution_id": resolution_id, "decision": answer["decision"]}
+    # per candidate, what was shown of them: the fields their evidence showed and the source of their record (a
+    # citizen's access report lists these, never another candidate's)
+    trail.disclosed = {
+        c["citizen_id"]: {"fields": _shown(c), "sources": [c["record_key"].split(":", 1)[0]]}
+        for c in answer["candidates"]
+    }
+    trail.fields = sorted({f for c in trail.disclosed.values() for f in c["fields"]} | {"resolution"})
+    # what was looked up, as a search's terms are: the record's values (each cut to 200 characters)
+    submitted = {f"record.{k}": str(v)[:200] for k, v in record.model_dump(exclude_none=True).items()}
+    trail.details = {"resolution_id": resolution_id, "decision": answer["decision"], **submitted}
     return sent(Resolution, {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}, trail)
+
+
+def _shown(candidate: dict[str, Any]) -> list[str]:
+    """The fields a candidate's evidence showed the candidate's values of, and the resolution itself."""
+    shown = {e["field"] for e in candidate["evidence"] if e.get("candidate")}
+    return sorted({"resolution", *(f for name in shown for f in SHOWN_FIELDS.get(name, (name,)))})
