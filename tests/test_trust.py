@@ -161,12 +161,12 @@ def test_the_review_form_refuses_cross_site_posts(linked):
 # --- review scoped like every other look ---------------------------------------------------------------------
 
 
-def _scoped_reviewer_access(tmp_path, sources: list[str]):
-    """The demo access file plus a reviewer who may see only `sources` and three name fields."""
+def _scoped_reviewer_access(tmp_path, sources: list[str], fields: list[str] | None = None):
+    """The demo access file plus a reviewer who may see only `sources` (and `fields`; default: every field)."""
     config = yaml.safe_load(ACCESS.read_text(encoding="utf-8"))
     config["roles"]["scoped_reviewer"] = {
         "sources": sources,
-        "fields": ["given_name", "family_name", "full_name"],
+        "fields": fields or list(config["roles"]["data_steward"]["fields"]),
         "reviewer": True,
     }
     config["users"].append(
@@ -182,7 +182,7 @@ def _scoped_reviewer_access(tmp_path, sources: list[str]):
     return path
 
 
-def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(linked, tmp_path):
+def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path):
     root, wh = linked
     with duckdb.connect(str(wh), read_only=True) as con:
         items, members = (
@@ -215,8 +215,6 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
                 page = browser.get("/review", params={"purpose": "clerical review", "page": page_no})
                 assert page.status_code == 200
                 shown |= set(re.findall(r'data-item="([^"]+)"', html.unescape(page.text)))
-                for hidden in ("national id", "date of birth", "street", "postcode", "city"):
-                    assert f"<td>{hidden}</td>" not in page.text
                 pages = int(m.group(1)) if (m := re.search(r"page \d+ of (\d+)", page.text)) else 1
                 page_no += 1
             assert shown == expected
@@ -243,6 +241,31 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources_with_its_fields(l
     assert listed >= {citizen_of[k] for k in keys} and listed
     refused = [e for e in entries if e["action"] == "refused:review_decision"]
     assert [e["status"] for e in refused] == [403, 403] and all(e["user"] == "rita.review" for e in refused)
+
+
+def test_a_reviewer_who_may_not_see_a_compared_field_may_not_review(linked, tmp_path):
+    """Red team: a reviewer seeing only names was shown each link's total weight beside the name weights, so the gap
+    told whether the hidden birth dates and IDs agreed. A reviewer weighs all of a link's evidence: a role that may not
+    see a field the links compare is refused the queue and the decision (403, audited), saying which fields."""
+    root, wh = linked
+    with duckdb.connect(str(wh), read_only=True) as con:
+        left, right = con.execute("SELECT record_key_l, record_key_r FROM review_queue LIMIT 1").fetchall()[0]
+    names_only = ["given_name", "family_name", "full_name"]
+    access = _scoped_reviewer_access(tmp_path, ["population", "tax", "benefits", "permits", "licences"], names_only)
+    audit = root / "names-review-audit.jsonl"
+    with running_service(wh, audit, access_file=access) as svc:
+        with httpx.Client(base_url=svc.url) as browser:
+            assert browser.post("/login", data={"token": "scoped-reviewer-token"}).status_code == 303
+            page = browser.get("/review", params={"purpose": "clerical review"})
+            assert page.status_code == 403
+            for field in ("date_of_birth", "national_id", "address"):
+                assert field in html.unescape(page.text), page.text
+            form = {"left": left, "right": right, "decision": "same", "reason": "r", "purpose": "clerical review"}
+            decided = browser.post("/review/decide", data=form, headers={"Origin": svc.url})
+            assert decided.status_code == 403 and "may not review links" in html.unescape(decided.text)
+    refused = [e for e in _entries(audit) if e["status"] == 403]
+    assert {e["action"] for e in refused} == {"refused:review", "refused:review_decision"}
+    assert all(e["user"] == "rita.review" and e["citizen_ids"] == [] for e in refused)
 
 
 # --- every response audited, with the real client address ---------------------------------------------------

@@ -57,9 +57,26 @@ def review_page(
     return ReviewPage(found.items, found.total, records, columns, sorted(shown), keys, found)
 
 
+# The fields a suspicious citizen's reasons cite (linkage/review.py: several valid national IDs, several birth dates).
+SUSPICION_FIELDS = ("national_id", "date_of_birth")
+
+
+def fields_hidden_from(cur: duckdb.DuckDBPyConnection, role: Role) -> list[str]:
+    """The comparisons (and fields) of the served review queue the role may not see: a reviewer weighs a link on all
+    of its evidence, and a total weight beside the visible parts would tell how the hidden ones compared (a negative
+    gap: the birth dates differ). Empty: the role may review. Read from the queue: every uncertain link's evidence
+    names every comparison of the model; a suspicious citizen cites national IDs and birth dates."""
+    names, suspicious = cur.execute(
+        "SELECT list_distinct(flatten(list(json_keys(evidence::JSON)))), bool_or(evidence IS NULL) FROM review_queue"
+    ).fetchall()[0]
+    needed = set(names or []) | (set(SUSPICION_FIELDS) if suspicious else set())
+    return sorted(n for n in needed if not compares_visible(n, role))
+
+
 def compares_visible(comparison: str, role: Role) -> bool:
-    """Whether a comparison's weight may be shown: it is named after a field the role sees (or that field's part)."""
-    name = comparison.removeprefix("tf_")
+    """Whether a comparison's weight may be shown: it is named after a field the role sees (or that field's part); a
+    term-frequency adjustment (`tf_adj_<name>`) goes with its comparison."""
+    name = comparison.removeprefix("tf_adj_").removeprefix("tf_")
     if name == "address":  # one comparison over the address parts: shown to a role that sees the address
         return all(role.sees(f) for f in ("street", "house_number", "postcode"))
     return any(name == f or name.startswith(f"{f}_") or f.startswith(f"{name}_") for f in role.fields)

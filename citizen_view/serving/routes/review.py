@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -22,9 +22,14 @@ from citizen_view.serving.deps import (
     principal,
     reviewer,
 )
-from citizen_view.serving.review_items import PAGE_SIZE, record_exists, review_page
+from citizen_view.serving.review_items import PAGE_SIZE, fields_hidden_from, record_exists, review_page
 from citizen_view.serving.routes.service import same_origin
 from citizen_view.serving.templating import render
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from citizen_view.serving.access import Principal
 
 MAX_REVIEW_PAGE = 100_000  # a million queued items; a larger page number is a mistake (and an OFFSET DuckDB refuses)
 
@@ -52,6 +57,7 @@ def review_queue(
     if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_REVIEW_PAGE:
         raise HTTPException(422, f"page must be a whole number from 1 to {MAX_REVIEW_PAGE}")
     page_no = int(page_text)
+    may_review(view.cur, who)
     found = review_page(view.cur, parts.decisions_file, who.role, kind=kind, source=source, page_no=page_no)
     trail.citizen_ids = found.citizen_ids
     trail.fields = ["review_queue", *found.columns]
@@ -96,6 +102,8 @@ def review_decide(
     trail.action = "review_decision"
     trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
     same_origin(request)
+    with parts.views.cursor() as (cur, _view):
+        may_review(cur, who)
     cookie = session_token(request)
     if cookie is not None and not hmac.compare_digest(csrf, parts.csrf_for(cookie)):
         raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
@@ -139,3 +147,14 @@ def session_token(request: Request) -> str | None:
     """The token of a signed-in browser (cookie), or None for an API client (bearer header)."""
     header = request.headers.get("authorization", "")
     return None if header.lower().startswith("bearer ") else request.cookies.get(COOKIE) or None
+
+
+def may_review(cur: duckdb.DuckDBPyConnection, who: Principal) -> None:
+    """403 for a reviewer whose role may not see a field the review queue's evidence compares (fields_hidden_from)."""
+    hidden = fields_hidden_from(cur, who.role)
+    if hidden:
+        raise HTTPException(
+            403,
+            f"role {who.role_name!r} may not review links: they also compare {', '.join(hidden)}, which the role may "
+            "not see (a reviewer weighs all of a link's evidence)",
+        )
