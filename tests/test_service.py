@@ -196,6 +196,27 @@ def test_bad_input_gets_a_clear_4xx_never_a_stack_trace(service, path, params, s
     assert r.json()["error"] and "Traceback" not in r.text
 
 
+@pytest.mark.parametrize(
+    "purpose",
+    ["\u00a0\u00a0\u00a0", "\u3000\u3000\u3000", "\u200b\u200b\u200b", "\x00\x00\x00", "ok\x00\x00", "\u200babc"],
+)
+def test_a_purpose_that_shows_nothing_or_holds_a_control_character_is_refused_on_api_and_page(service, purpose):
+    """Red team: non-breaking, ideographic and zero-width spaces, or NULs, passed the API's purpose rule (and NULs
+    then stood in the HTML access reports). Refused with a 400 on the API and the page, each audited."""
+    citizen = _everyone(service)
+    token = {"Authorization": f"Bearer {TOKENS['data_steward']}"}
+    api = httpx.get(f"{service.url}/api/citizens/{citizen}", params={"purpose": purpose}, headers=token, timeout=30)
+    assert api.status_code == 400 and "purpose" in api.json()["error"], api.text
+    page = httpx.get(f"{service.url}/citizens/{citizen}", params={"purpose": purpose}, headers=token, timeout=30)
+    assert page.status_code == 400
+    lines = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()][-2:]
+    assert [e["status"] for e in lines] == [400, 400] and all(e["citizen_ids"] == [] for e in lines)
+    fine = httpx.get(
+        f"{service.url}/api/citizens/{citizen}", params={"purpose": "Prüfung § 7 – 審査"}, headers=token, timeout=30
+    )
+    assert fine.status_code == 200, fine.text  # letters of any script are text
+
+
 def test_the_portal_reads_only_the_signed_in_citizens_access_log(service):
     con = duckdb.connect(str(service.warehouse), read_only=True)
     try:

@@ -20,6 +20,7 @@ import duckdb
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import AfterValidator
 
 from citizen_view.audit import AuditLog
 from citizen_view.serving.access import Authenticator, Principal
@@ -46,10 +47,33 @@ PURPOSE_COOKIE = "cv_purpose"  # the purpose a browser session stated last (sign
 CLAIM_HEADER, CLAIM_COOKIE = "x-citizen-claim", "cv_citizen_claim"  # a citizen portal's signed claim (see access.py)
 SEARCH_TERMS = ("national_id", "name")  # a search page without either is the blank form: it shows no citizen data
 NO_PURPOSE = "every request needs a purpose (purpose=...) or a case reference (case_reference=...)"
-API_NO_PURPOSE = "every API request needs a purpose (purpose=...): 3 to 200 characters, not blank at either end"
-# The API's purpose: 3+ characters, the first and last not blank. ASCII blanks only, spelled out, so that Python's
-# re (the service, schemathesis) and pydantic's Rust regex read the pattern alike.
-PURPOSE_PATTERN = r"[^ \t\n\r\x0b\x0c][\s\S]+[^ \t\n\r\x0b\x0c]"
+API_NO_PURPOSE = (
+    "every API request needs a purpose (purpose=...): 3 to 200 characters, the first and last ones visible, no "
+    "control characters"
+)
+# What a stated purpose and case reference may hold: no control character (NUL, escapes; C0 and C1), and a purpose
+# starts and ends with a character that shows (not a blank of any script, nor a zero-width or other invisible one),
+# so three non-breaking or zero-width spaces state nothing. The ranges are spelled out so that Python's re (the
+# service's validators, schemathesis) and an ECMA reader of the OpenAPI document read the patterns alike; the
+# service matches them with re.search, as schemathesis does.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_INVISIBLE = _CONTROL + r" \xa0\xad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff"
+PURPOSE_PATTERN = rf"^[^{_INVISIBLE}][^{_CONTROL}]*[^{_INVISIBLE}]$"
+CASE_REFERENCE_PATTERN = rf"^[^{_CONTROL}]*[^{_INVISIBLE}][^{_CONTROL}]*$"
+
+
+def _purpose_form(value: str) -> str:
+    if not re.search(PURPOSE_PATTERN, value):
+        raise ValueError(API_NO_PURPOSE)
+    return value.strip()
+
+
+def _case_reference_form(value: str | None) -> str | None:
+    if value is not None and not re.search(CASE_REFERENCE_PATTERN, value):
+        raise ValueError("a case reference holds no control characters and shows at least one character")
+    return value
+
+
 log = logging.getLogger(__name__)
 
 
@@ -273,7 +297,11 @@ def stated_purpose(values: dict[str, str]) -> StatedPurpose:
         if len(values.get(key, "")) > limit:
             raise FieldError(key, f"{key} is longer than {limit} characters")
     purpose, case_ref = values.get("purpose", "").strip(), values.get("case_reference", "").strip() or None
-    if len(purpose) < 3 and not case_ref:
+    if case_ref is not None and not re.search(CASE_REFERENCE_PATTERN, case_ref):
+        raise FieldError("case_reference", NO_PURPOSE, status=400)
+    if purpose and not re.search(PURPOSE_PATTERN, purpose):
+        purpose = ""  # states nothing (blanks, invisible or control characters): a case reference must stand for it
+    if not purpose and not case_ref:
         raise FieldError("purpose", NO_PURPOSE, status=400)
     return StatedPurpose(purpose or f"case {case_ref}", case_ref)
 
@@ -284,14 +312,21 @@ async def api_purpose(
         Query(
             min_length=3,
             max_length=LIMITS["purpose"],
-            pattern=PURPOSE_PATTERN,
-            description="Why you look: 3 to 200 characters, not blank at either end.",
+            json_schema_extra={"pattern": PURPOSE_PATTERN},
+            description="Why you look: 3 to 200 characters, the first and last ones visible, no control characters.",
             examples=["benefit application check"],
         ),
+        AfterValidator(_purpose_form),
     ],
     case_reference: Annotated[
         str | None,
-        Query(max_length=LIMITS["case_reference"], description="The case this look serves.", examples=["CASE-42"]),
+        Query(
+            max_length=LIMITS["case_reference"],
+            json_schema_extra={"pattern": CASE_REFERENCE_PATTERN},
+            description="The case this look serves.",
+            examples=["CASE-42"],
+        ),
+        AfterValidator(_case_reference_form),
     ] = None,
 ) -> StatedPurpose:
     """The purpose of an API call: a required query parameter whose form the OpenAPI document states (a request
