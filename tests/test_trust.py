@@ -268,6 +268,41 @@ def test_a_reviewer_who_may_not_see_a_compared_field_may_not_review(linked, tmp_
     assert all(e["user"] == "rita.review" and e["citizen_ids"] == [] for e in refused)
 
 
+@pytest.mark.parametrize(
+    "target,kept",
+    [
+        ("/citizens/CV-AAAA-BBBB-CCCC?purpose=x", True),
+        ("/search", True),
+        ("/\t/evil.example/x", False),  # a browser drops the tab: //evil.example/x
+        ("/\n/evil.example", False),
+        ("/\\evil.example", False),  # a backslash is a slash to a browser
+        ("//evil.example", False),
+        ("https://evil.example/", False),
+        ("/ /x", False),
+        ("/\u2028x", False),
+        ("", False),
+        ("/" + "a" * 200, False),
+    ],
+)
+def test_the_purpose_form_goes_on_only_to_a_page_of_this_service(target, kept):
+    from citizen_view.serving.routes.pages import local_page
+
+    assert (local_page(target) == target) is kept and (kept or local_page(target) is None)
+
+
+def test_the_purpose_form_of_a_crafted_link_posts_to_this_service(linked):
+    """Red team: `/purpose?next=/%09/evil.example/x` made the form post the purpose to another site."""
+    root, wh = linked
+    with running_service(wh, root / "next-audit.jsonl") as svc:
+        with httpx.Client(base_url=svc.url) as browser:
+            assert browser.post("/login", data={"token": TOKENS["data_steward"]}).status_code == 303
+            for crafted in ("/%09/evil.example/x", "/%5Cevil.example", "%2F%2Fevil.example"):
+                page = browser.get(f"/purpose?next={crafted}")
+                assert page.status_code == 200 and 'action="/start"' in page.text, (crafted, page.text)
+            page = browser.get("/purpose?next=/search")
+            assert 'action="/search"' in page.text
+
+
 # --- every response audited, with the real client address ---------------------------------------------------
 
 

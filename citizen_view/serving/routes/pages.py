@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -49,10 +50,21 @@ def start(who: CurrentPrincipal, trail: AuditTrail, parts: Parts) -> Response:
 def purpose_form(request: Request, who: CurrentPrincipal, trail: AuditTrail) -> Response:
     """The form to state (or change) the purpose of this session's looks; it goes on to the page it came from."""
     trail.action = "purpose_form"
-    back = request.query_params.get("next", "/start")
-    if not back.startswith("/") or back.startswith("//") or "\\" in back or len(back) > 200:
-        back = "/start"  # only a page of this service: never an open redirect
+    back = local_page(request.query_params.get("next", "")) or "/start"  # never an open redirect
     return render(request, "purpose.html", {"action": back, "keep": {}, "message": None})
+
+
+def local_page(target: str) -> str | None:
+    """`target` when it names a page of this service (a path from its root, at most 200 characters), else None.
+
+    No blank, control or backslash character anywhere: a browser drops tabs and newlines from a URL and reads a
+    backslash as a slash (the URL standard), so "/", a tab, "/evil.example" would leave the site."""
+    if not target.startswith("/") or target.startswith("//") or len(target) > 200:
+        return None
+    if any(c == "\\" or c.isspace() or not c.isprintable() for c in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
 
 
 def purpose_needed(request: Request, exc: FieldError) -> Response:
