@@ -243,6 +243,19 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path)
     assert [e["status"] for e in refused] == [403, 403] and all(e["user"] == "rita.review" for e in refused)
 
 
+def test_a_comparison_is_visible_only_with_every_field_it_reads():
+    """Red team: the address comparison also compares the city; a reviewer without `city` was let in."""
+    from citizen_view.serving.access import GRANTABLE_FIELDS, Role
+    from citizen_view.serving.review_items import compares_visible
+
+    every = Role(sources=["population"], fields=list(GRANTABLE_FIELDS))
+    no_city = Role(sources=["population"], fields=[f for f in GRANTABLE_FIELDS if f != "city"])
+    for comparison in ("address", "tf_adj_address"):
+        assert compares_visible(comparison, every) and not compares_visible(comparison, no_city)
+    assert compares_visible("given_name", no_city) and compares_visible("tf_adj_given_name", no_city)
+    assert not compares_visible("national_id", Role(sources=["population"], fields=["given_name"]))
+
+
 def test_a_reviewer_who_may_not_see_a_compared_field_may_not_review(linked, tmp_path):
     """Red team: a reviewer seeing only names was shown each link's total weight beside the name weights, so the gap
     told whether the hidden birth dates and IDs agreed. A reviewer weighs all of a link's evidence: a role that may not

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from citizen_view.linkage.review import load_overrides, open_items, pair_id
 from citizen_view.serving.documents import record_known, records_by_key
+from citizen_view.serving.resolve import SHOWN_FIELDS
 
 if TYPE_CHECKING:
     import duckdb
@@ -77,8 +78,8 @@ def compares_visible(comparison: str, role: Role) -> bool:
     """Whether a comparison's weight may be shown: it is named after a field the role sees (or that field's part); a
     term-frequency adjustment (`tf_adj_<name>`) goes with its comparison."""
     name = comparison.removeprefix("tf_adj_").removeprefix("tf_")
-    if name == "address":  # one comparison over the address parts: shown to a role that sees the address
-        return all(role.sees(f) for f in ("street", "house_number", "postcode"))
+    if name in SHOWN_FIELDS:  # e.g. the address: one comparison over street, house number, postcode and city
+        return all(role.sees(f) for f in SHOWN_FIELDS[name])
     return any(name == f or name.startswith(f"{f}_") or f.startswith(f"{name}_") for f in role.fields)
 
 
