@@ -75,7 +75,7 @@ def test_a_query_parameter_cannot_stand_in_for_the_path_the_audit_log_records(se
     citizen = "CV-AAAA-AAAA-AAAA"  # no such citizen: refused (404), its ID only in the path
     r = httpx.get(
         f"{service.url}/api/citizens/{citizen}",
-        params={**PURPOSE, "path": "/health", "resolution_id": "X"},
+        params={**PURPOSE, "path": "/health", "resolution_id": "X", "param:path": "/y", "record.national_id": "1"},
         headers={"Authorization": f"Bearer {TOKENS['licence_officer']}"},
         timeout=30,
     )
@@ -85,6 +85,9 @@ def test_a_query_parameter_cannot_stand_in_for_the_path_the_audit_log_records(se
     assert entry["action"] == "refused:view_profile" and entry["status"] == 404
     assert entry["query"]["path"] == f"/api/citizens/{citizen}"
     assert entry["query"]["resolution_id"] == "X"  # a name the service itself writes elsewhere, not here: kept as sent
+    # a parameter that looks like a key the service writes (resolve's looked-up values) cannot pose as one either
+    assert entry["query"]["param:param:path"] == "/y" and entry["query"]["param:record.national_id"] == "1"
+    assert "record.national_id" not in entry["query"]
 
 
 def test_each_role_sees_exactly_its_sources_and_fields(service):

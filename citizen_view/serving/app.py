@@ -301,15 +301,19 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
+RESERVED_PREFIXES = ("record.", "param:")  # audit query keys the service writes itself (resolve's record values)
+
+
 def _write_audit(
     audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail, *, anchored: bool
 ) -> None:
     who = trail.principal
     # The request's own parameters, cut to 200 characters, under their names; one named like a key the service writes
-    # (the path, the handler's details) is kept as "param:<name>" instead of standing in for it.
+    # (the path, a handler's details, any "record." or "param:" key) is kept as "param:<name>" instead of standing in
+    # for it (one name to one key: no parameter keeps a name that starts with "param:").
     reserved = {"path", *trail.details}
     query = {
-        (f"param:{k}" if k in reserved else k): v[:200]
+        (f"param:{k}" if k in reserved or k.startswith(RESERVED_PREFIXES) else k): v[:200]
         for k, v in request.query_params.items()
         if k not in ("purpose", "case_reference")
     }
