@@ -229,6 +229,16 @@ def test_an_entry_spelled_otherwise_with_the_same_json_is_caught_and_still_found
     lines[2] = json.dumps(json.loads(lines[2]), ensure_ascii=False) + "\n"
     path.write_text("".join(lines), encoding="utf-8")
     assert verify(path).problems == ["seq 3: not written as the log writes entries (its bytes were edited)"]
+    # a carriage return the writer never writes; the line re-encoded as UTF-16 (json.loads would read those bytes)
+    original = json.dumps(json.loads(lines[2]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    lines[2] = original + "\r\n"
+    path.write_text("".join(lines), encoding="utf-8", newline="")
+    assert verify(path).problems == ["seq 3: not written as the log writes entries (its bytes were edited)"]
+    data = path.read_bytes().split(b"\n")
+    data[2] = original.encode("utf-16-le")
+    path.write_bytes(b"\n".join(data))
+    report = verify(path)
+    assert not report.ok and any("line 3" in p and "malformed" in p for p in report.problems), report.problems
 
 
 def test_a_deleted_middle_entry_is_detected(tmp_path):

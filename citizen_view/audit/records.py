@@ -115,8 +115,10 @@ def is_anchor(value: Any) -> bool:
 
 
 def parse(raw: bytes) -> Any:
+    """A log line's JSON, read as UTF-8 (what the writer writes): not as json.loads reads bytes, which would also take
+    a line re-encoded in UTF-16 or UTF-32 (such a line is malformed here, and verify says so)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8"))
     except ValueError:  # includes UnicodeDecodeError
         return None
 

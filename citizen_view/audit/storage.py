@@ -13,10 +13,11 @@ TAIL_BLOCK = 64 * 1024
 
 
 def lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Numbered lines of a file, read one at a time."""
+    """Numbered lines of a file, read one at a time, without their newline (only it: a carriage return the writer never
+    writes stays, so verify sees it)."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            yield number, raw.rstrip(b"\r\n")
+            yield number, raw.removesuffix(b"\n")
 
 
 def tail(path: Path, *, block: int = TAIL_BLOCK) -> Iterator[bytes]:
