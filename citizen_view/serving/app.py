@@ -324,8 +324,8 @@ def _write_audit(
             role=who.role_name if who else None,
             organisation=who.organisation if who else None,
             action=action,
-            purpose=request.query_params.get("purpose") or trail.purpose,
-            case_reference=request.query_params.get("case_reference") or trail.case_reference,
+            purpose=trail.purpose or request.query_params.get("purpose"),  # as stated; else as sent (a refusal)
+            case_reference=trail.case_reference or request.query_params.get("case_reference"),
             query={**query, **trail.details, "path": request.url.path},
             citizen_ids=trail.citizen_ids if status < 400 else [],
             fields=trail.fields if status < 400 else [],

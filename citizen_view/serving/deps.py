@@ -57,8 +57,15 @@ API_NO_PURPOSE = (
 # service's validators, schemathesis) and an ECMA reader of the OpenAPI document read the patterns alike; the
 # service matches them with re.search, as schemathesis does.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
-_INVISIBLE = _CONTROL + r" \xa0\xad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff"
-PURPOSE_PATTERN = rf"^[^{_INVISIBLE}][^{_CONTROL}]*[^{_INVISIBLE}]$"
+# Blanks and characters that show nothing on their own: spaces of every script, soft hyphen, Hangul fillers, Khmer
+# and Mongolian invisible vowels and selectors, zero-width and direction marks, braille blank, variation selectors, the
+# BOM and interlinear annotation marks (the Basic Multilingual Plane's; ECMA reads these ranges alike). A purpose may
+# end with a combining mark (decomposed text: "cafe" + U+0301) but not start with one.
+_INVISIBLE = _CONTROL + (
+    r" \xa0\xad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f"
+    r"\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
+)
+PURPOSE_PATTERN = rf"^[^{_INVISIBLE}\u0300-\u036f][^{_CONTROL}]*[^{_INVISIBLE}]$"
 CASE_REFERENCE_PATTERN = rf"^[^{_CONTROL}]*[^{_INVISIBLE}][^{_CONTROL}]*$"
 
 
@@ -307,6 +314,7 @@ def stated_purpose(values: dict[str, str]) -> StatedPurpose:
 
 
 async def api_purpose(
+    request: Request,
     purpose: Annotated[
         str,
         Query(
@@ -331,7 +339,10 @@ async def api_purpose(
 ) -> StatedPurpose:
     """The purpose of an API call: a required query parameter whose form the OpenAPI document states (a request
     without one, or with one not of that form, is answered 400 by the app's validation handler)."""
-    return StatedPurpose(purpose, (case_reference or "").strip() or None)
+    stated = StatedPurpose(purpose, (case_reference or "").strip() or None)
+    # the audit entry records the purpose as stated (a final newline, which the pattern's `$` lets by, stripped)
+    request.state.trail.purpose, request.state.trail.case_reference = stated.purpose, stated.case_reference
+    return stated
 
 
 def page_purpose(request: Request) -> StatedPurpose:
@@ -343,7 +354,8 @@ def page_purpose(request: Request) -> StatedPurpose:
         request.state.purpose_to_remember = stated
     else:
         stated = stated_purpose({**values, **remembered_purpose(request)})
-        request.state.trail.purpose, request.state.trail.case_reference = stated.purpose, stated.case_reference
+    # the audit entry records the purpose as stated (stripped, checked), not the raw parameter
+    request.state.trail.purpose, request.state.trail.case_reference = stated.purpose, stated.case_reference
     request.state.purpose = stated
     return stated
 
