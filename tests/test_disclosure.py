@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from citizen_view.contract import DisclosureConfig
-from citizen_view.disclosure import cells_below_minimum, protect, recoverable_cells
+from citizen_view.disclosure import cells_below_minimum, derived_cells, protect, recoverable_cells
 
 RULES = DisclosureConfig(min_cell=10)
 
@@ -45,6 +45,43 @@ def test_a_lone_suppressed_cell_is_found_by_the_gate():
     )
     lonely = recoverable_cells(leaky, dims=["area", "sex"], margins=["area", "sex"])
     assert lonely.select("area", "sex").rows() == [("A", "F")]
+
+
+def test_cells_pinned_by_several_lines_together_are_found_though_no_line_holds_one_alone():
+    """Red team (second pass): every line held two hidden cells, yet the lines together, and knowing that a hidden
+    cell holds somebody where zeros are published, gave cells away (a small town's one resident: her age band and
+    sex). Here A's two hidden cells add up to 2, so each is 1; the gate's linear programme finds them."""
+    table = _with_margins({("A", "F"): 1, ("A", "M"): 1, ("B", "F"): 30, ("B", "M"): 40})
+    hidden = {("A", "F"), ("A", "M"), ("B", "F"), ("B", "M")}
+    leaky = table.with_columns(
+        pl.when(
+            pl.struct("area", "sex").map_elements(lambda r: (r["area"], r["sex"]) in hidden, return_dtype=pl.Boolean)
+        )
+        .then(None)
+        .otherwise(pl.col("count"))
+        .alias("count")
+    )
+    assert recoverable_cells(leaky, dims=["area", "sex"], margins=["area", "sex"]).height == 0  # no line alone
+    derived = derived_cells(leaky, dims=["area", "sex"], margins=["area", "sex"])
+    assert sorted(derived.select("area", "sex", "low", "high").rows()) == [
+        ("A", "F", 1.0, 1.0),
+        ("A", "M", 1.0, 1.0),
+        ("B", "F", 30.0, 30.0),
+        ("B", "M", 40.0, 40.0),
+    ]
+    # a reader who cannot rule out zeros (zeros suppressed too) pins nothing: each cell could be 0, 1 or 2 ...
+    assert derived_cells(leaky, dims=["area", "sex"], margins=["area", "sex"], zeros_published=False).height == 0
+    # ... and protect() hides until nothing is pinned, either way
+    for rules in (DisclosureConfig(min_cell=3), DisclosureConfig(min_cell=3, suppress_zeros=True)):
+        out = protect(table, dims=["area", "sex"], margins=["area", "sex"], rules=rules).table
+        assert out.get_column("count").null_count() > 4
+        assert (
+            derived_cells(
+                out, dims=["area", "sex"], margins=["area", "sex"], zeros_published=not rules.suppress_zeros
+            ).height
+            == 0
+        )
+        assert recoverable_cells(out, dims=["area", "sex"], margins=["area", "sex"]).height == 0
 
 
 def test_unprotected_small_cells_are_found_and_zeros_follow_the_rule():

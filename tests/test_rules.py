@@ -875,7 +875,7 @@ def test_suppression_not_recoverable_passes_when_every_line_hides_two_cells():
     r = not_recoverable(table)
     assert r.rule == "disclosure_not_recoverable"
     assert r.passed is True
-    assert r.figures == {"suppressed": 2, "recoverable": 0, "margins": ["area_code"]}
+    assert r.figures == {"suppressed": 2, "recoverable": 0, "derived": 0, "margins": ["area_code"]}
 
 
 def test_suppression_not_recoverable_catches_a_lone_suppressed_cell_in_a_line_with_a_total():

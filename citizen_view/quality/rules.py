@@ -848,17 +848,28 @@ def suppression_not_recoverable(
     dims: tuple[str, ...],
     margins: tuple[str, ...],
     hierarchies: dict[str, dict[str, str]] | None = None,
+    zeros_published: bool = True,
 ) -> RuleResult:
-    """No suppressed cell is alone in a line that adds up to a published total (at any level of a hierarchy)."""
-    from citizen_view.disclosure import recoverable_cells
+    """No suppressed cell is alone in a line that adds up to a published total (at any level of a hierarchy), nor
+    determined by several lines together (a linear programme over every line, knowing a suppressed cell holds at least
+    one person where zeros are published: disclosure.derived_cells)."""
+    from citizen_view.disclosure import derived_cells, recoverable_cells
 
     bad = recoverable_cells(table, dims=list(dims), margins=list(margins), hierarchies=hierarchies)
+    derived = derived_cells(
+        table, dims=list(dims), margins=list(margins), hierarchies=hierarchies, zeros_published=zeros_published
+    )
     return RuleResult(
         "disclosure_not_recoverable",
-        bad.height == 0,
-        f"{bad.height} suppressed cell(s) could be recomputed from the totals",
-        {"suppressed": table.get_column("count").null_count(), "recoverable": bad.height, "margins": list(margins)},
-        _sample(bad),
+        bad.height == 0 and derived.height == 0,
+        f"{bad.height} suppressed cell(s) could be recomputed from the totals, {derived.height} from several lines together",
+        {
+            "suppressed": table.get_column("count").null_count(),
+            "recoverable": bad.height,
+            "derived": derived.height,
+            "margins": list(margins),
+        },
+        _sample(bad) if bad.height else _sample(derived),
     )
 
 

@@ -160,7 +160,11 @@ def publication_gates(sources: SourcesFile, table_key: Callable[[str], AssetKey]
                     "disclosure_not_recoverable",
                     "No suppressed cell can be recomputed from published totals, at any level.",
                     lambda con, i=info, t=published: rules.suppression_not_recoverable(
-                        t(con), dims=i.dims, margins=i.margins, hierarchies=i.hierarchies_of(t(con))
+                        t(con),
+                        dims=i.dims,
+                        margins=i.margins,
+                        hierarchies=i.hierarchies_of(t(con)),
+                        zeros_published=not disclosure.suppress_zeros,
                     ),
                 ),
             ]
