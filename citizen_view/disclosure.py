@@ -325,6 +325,8 @@ def intervals(
 
 def pinned(low: float, high: float) -> bool:
     """Whether a count known to lie in [low, high] can be only one whole number."""
+    if math.isinf(high):
+        return False
     return math.floor(high + 1e-6) - math.ceil(low - 1e-6) < 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from citizen_view.contract import DisclosureConfig
-from citizen_view.disclosure import cells_below_minimum, derived_cells, protect, recoverable_cells
+from citizen_view.disclosure import cells_below_minimum, derived_cells, pinned, protect, recoverable_cells
 
 RULES = DisclosureConfig(min_cell=10)
 
@@ -82,6 +82,11 @@ def test_cells_pinned_by_several_lines_together_are_found_though_no_line_holds_o
             == 0
         )
         assert recoverable_cells(out, dims=["area", "sex"], margins=["area", "sex"]).height == 0
+
+
+def test_a_count_is_pinned_only_when_one_whole_number_fits():
+    assert pinned(1.0, 1.0) and pinned(0.6, 1.4) and pinned(2.0, 2.0000001)
+    assert not pinned(1.0, 2.0) and not pinned(0.0, 9.0) and not pinned(3.0, float("inf"))  # nothing caps it
 
 
 def test_unprotected_small_cells_are_found_and_zeros_follow_the_rule():
