@@ -531,8 +531,11 @@ def held_evidence(con: duckdb.DuckDBPyConnection, source: str) -> list[dict]:
         f"FROM {STAGING}.rejected_records WHERE source = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {EVIDENCE_ITEMS}",
         [source],
     ).fetchall()
+    # the values set aside by their shape only: this evidence goes to Dagster's run storage and the run's output,
+    # which outlive the staged rows (the values are in staging.field_issues while the extract is held)
+    shaped = [(w, n, [rules.value_shape(x) for x in ex]) for w, n, ex in issues]
     return [
-        {"what": w, "count": n, "examples": list(ex)} for w, n, ex in sorted(issues + rejected, key=lambda r: -r[1])
+        {"what": w, "count": n, "examples": list(ex)} for w, n, ex in sorted(shaped + rejected, key=lambda r: -r[1])
     ]
 
 

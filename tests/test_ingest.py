@@ -94,6 +94,20 @@ def test_a_malformed_date_is_a_field_issue_and_the_row_is_still_loaded(tmp_path)
     assert report.field_issues["date_of_birth"] == 1
 
 
+def test_a_rules_evidence_shows_a_set_aside_value_by_its_shape_and_the_quarantine_keeps_it(tmp_path):
+    """Second red-team pass: a rule's sample (Dagster's run storage, quality_results) held raw birth dates and national
+    IDs, which outlive the quarantine. The sample shows the shape only; field_issues keeps the value itself."""
+    write(tmp_path / "tax/t.csv", TAX, encoding="latin-1")
+    write(tmp_path / "sources.yaml", SOURCES)
+    report, _, _ = _load(tmp_path)
+    samples = [row for r in report.audit for row in r.sample if "raw" in row]
+    assert samples and all("31-02-1980" != row["raw"] for row in samples)
+    assert {"record_id": "T2", "raw": "99-99-9999"}.items() <= next(
+        r for r in samples if r.get("record_id") == "T2"
+    ).items()
+    assert _issues(tmp_path).filter(pl.col("record_id") == "T2")["raw"].to_list() == ["31-02-1980"]
+
+
 def test_an_unreadable_date_and_an_impossible_one_have_distinct_reasons(tmp_path):
     """A date not in the declared format's shape (a wrong format, a word) is unreadable, the sign of a broken
     extract; one with digits in the format's places but no such day (month 13, 31 February) is a keying typo."""

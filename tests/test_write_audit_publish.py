@@ -62,7 +62,9 @@ def test_a_held_extract_holds_back_itself_and_a_release_links_it(linked_world, t
     assert "HELD BACK source/permits" in err and "extract_readable: the extract cannot be read" in err
     assert "cannot be read as xlsx" in err and "nothing to release: fix or replace the extract" in err
     assert "not judged: their extract could not be read" in out
-    assert "18-86-1856" in err  # an example of the reason, from the staged field issues
+    # an example of the reason, from the staged field issues, by its shape only: the run's output and Dagster's run
+    # storage outlive the staged rows (a rejected extract's values stay nowhere but there)
+    assert "99-99-9999" in err and "18-86-1856" not in err
     assert f"citizen-view release tax --sources {root / 'data/sources.yaml'}" in err
     assert "failed on held-back extracts" in out and "GATE FAILED" not in err
     gates = next(line for line in out.splitlines() if "quality gates:" in line)

@@ -55,11 +55,63 @@ class Sample(list):
         self.columns = columns
 
 
+# Columns of evidence whose values identify a person: an agency's raw value (a national ID failing its checksum) and
+# the canonical fields that name, date or locate someone (a postcode alone, as the unmatched areas' evidence lists
+# them with counts, is a place, not a person). A rule's sample goes to Dagster's run storage and the
+# warehouse's quality_results, which outlive the quarantine (a rejected extract's rows are dropped, its evidence not):
+# there such a value is shown by its shape only (value_shape). The value itself stays in the quarantine tables.
+IDENTIFYING_EVIDENCE = frozenset(
+    {
+        "raw",
+        "given_name",
+        "middle_name",
+        "family_name",
+        "full_name",
+        "date_of_birth",
+        "date_of_death",
+        "national_id",
+        "street",
+        "house_number",
+        "unit",
+        "email",
+        "phone",
+        "birth_place",
+    }
+)
+
+
+def value_shape(value: str | None) -> str | None:
+    """A value's shape without the value: each digit a 9, each letter an a (A in capitals), everything else as it is
+    ("15-13-2005" -> "99-99-9999", "Jansen" -> "Aaaaaa"): enough to see a wrong format, not whose it is."""
+    if value is None:
+        return None
+    out = []
+    for c in value[:60]:
+        if c.isdigit():
+            out.append("9")
+        elif c.isalpha():
+            out.append("A" if c.isupper() else "a")
+        else:
+            out.append(c)
+    return "".join(out) + ("..." if len(value) > 60 else "")
+
+
 def _sample(df: pl.DataFrame | list[dict[str, Any]], *, total: int | None = None) -> Sample:
-    """The first SAMPLE_ROWS offending rows (as text), with their total (`total` when `df` is itself a sample)."""
+    """The first SAMPLE_ROWS offending rows (as text), with their total (`total` when `df` is itself a sample); the
+    values of identifying columns by their shape only (IDENTIFYING_EVIDENCE)."""
     if isinstance(df, list):
-        return Sample(df[:SAMPLE_ROWS], total=len(df) if total is None else total, columns=list(df[0]) if df else [])
-    rows = [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in df.head(SAMPLE_ROWS).to_dicts()]
+        rows = [
+            {k: value_shape(str(v)) if k in IDENTIFYING_EVIDENCE and v is not None else v for k, v in r.items()}
+            for r in df[:SAMPLE_ROWS]
+        ]
+        return Sample(rows, total=len(df) if total is None else total, columns=list(df[0]) if df else [])
+    rows = [
+        {
+            k: (value_shape(str(v)) if k in IDENTIFYING_EVIDENCE else str(v)) if v is not None else None
+            for k, v in r.items()
+        }
+        for r in df.head(SAMPLE_ROWS).to_dicts()
+    ]
     return Sample(rows, total=df.height if total is None else total, columns=df.columns)
 
 
