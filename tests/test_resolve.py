@@ -412,6 +412,40 @@ def test_each_candidate_is_audited_with_only_what_was_shown_of_them_and_the_look
     assert looked_up.status_code == 200 and _audit(service)[-1]["query"]["record.national_id"] == "820392055"
 
 
+def test_a_roles_weights_count_only_the_records_of_its_sources(service):
+    """Second red-team pass: the family name's weight followed how many records at every agency carry it (12.2 for
+    one, 11.2 for two), so a role learned of records at agencies it may not see. Two names, each on one record the
+    benefits role may see, one of them on records of other agencies too: the same weight for that role, different
+    weights for a role that sees everything."""
+    con = _view(service)
+    try:
+        rows = con.execute(
+            """
+            WITH n AS (
+                SELECT family_name_std AS f, count(*) FILTER (WHERE source IN ('population', 'benefits')) AS seen,
+                       count(*) AS everywhere
+                FROM records WHERE family_name_std IS NOT NULL GROUP BY 1
+            )
+            SELECT r.given_name, r.family_name, r.date_of_birth, n.everywhere FROM records r JOIN n ON n.f = r.family_name_std
+            WHERE r.source = 'population' AND n.seen = 1 AND r.date_of_birth IS NOT NULL AND r.given_name IS NOT NULL
+            ORDER BY n.everywhere = 1 DESC, r.source_record_id
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    alone = next(r for r in rows if r[3] == 1)  # only this record carries the name
+    shared = next(r for r in rows if r[3] > 1)  # other agencies' records carry it too
+    weights = {}
+    for role in ("benefits_caseworker", "data_steward"):
+        for label, (given, family, born, _) in (("alone", alone), ("shared", shared)):
+            record = {"given_name": given, "family_name": family, "date_of_birth": born.isoformat()}
+            body = _resolve(service, record, role=role).json()
+            evidence = {e["field"]: e for e in body["candidates"][0]["evidence"]}
+            weights[role, label] = evidence["family_name"]["match_weight"]
+    assert weights["benefits_caseworker", "alone"] == weights["benefits_caseworker", "shared"], weights
+    assert weights["data_steward", "alone"] > weights["data_steward", "shared"], weights
+
+
 def test_a_person_nobody_knows_is_new(service):
     record = {
         "given_name": "Xylofoon",

@@ -74,6 +74,10 @@ class ResolveModel:
     tf: dict[str, float]  # `<column>US<value>` -> term frequency (resolve_tf: a few hundred thousand values at most)
     levels: dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None  # None: DuckDB runs the levels' SQL
     index: ResolveIndex  # the linked records and their keys, in memory (serving/resolve_index.py)
+    # per source (`tf_sources`, sorted): `<column>US<value>` and `<column>` -> records with the value / with any value
+    # (resolve_tf_by_source); None for a view written before it (then `tf`, over every source, is used)
+    tf_sources: tuple[str, ...] = ()
+    tf_counts: dict[str, tuple[int, ...]] | None = None
 
 
 def _python_levels(model_json: str) -> dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None:
@@ -190,6 +194,7 @@ def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
             dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()),
             _python_levels(model_json),
             ResolveIndex.read(cur),
+            *_tf_by_source(cur),
         )
     return found
 
@@ -201,18 +206,56 @@ def _candidates(
     MAX_CANDIDATES in record order, as dicts of the comparison's columns and their term frequencies `tf_<column>`;
     the record's own term frequencies). The record's keys are hashed here and looked up in the view's keys held in
     memory (`ResolveModel.index`); the term frequencies are the view's, read once (`ResolveModel.tf`)."""
-    tfs = {f"tf_{c}": _tf(m, c, values.get(c)) for c in m.tf_columns}
+    tf = _Frequencies(m, sources)  # a role's frequencies count its sources' records only
+    tfs = {f"tf_{c}": tf(c, values.get(c)) for c in m.tf_columns}
     hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
     if not hashes:
         return [], tfs
     found = m.index.records_of(m.index.record_numbers(hashes), set(sources), MAX_CANDIDATES)
     for record in found:
-        record.update((f"tf_{c}", _tf(m, c, record[c])) for c in m.tf_columns)
+        record.update((f"tf_{c}", tf(c, record[c])) for c in m.tf_columns)
     return found, tfs
 
 
-def _tf(m: ResolveModel, column: str, value: Any) -> float | None:
-    return None if value is None else m.tf.get(f"{column}\x1f{value}")
+def _tf_by_source(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[str, ...], dict[str, tuple[int, ...]] | None]:
+    """(the sources, each term-frequency key's counts per source) from resolve_tf_by_source; ((), None) without it."""
+    present = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'resolve_tf_by_source'"
+    if not cur.execute(present).fetchall()[0][0]:
+        return (), None
+    rows = cur.execute("SELECT tf_key, source, n FROM resolve_tf_by_source").fetchall()
+    sources = tuple(sorted({source for _, source, _ in rows}))
+    at = {source: i for i, source in enumerate(sources)}
+    counts: dict[str, list[int]] = {}
+    for key, source, n in rows:
+        counts.setdefault(key, [0] * len(sources))[at[source]] = n
+    return sources, {key: tuple(n) for key, n in counts.items()}
+
+
+class _Frequencies:
+    """Term frequencies as one role reads them: among the records of its sources where the view counts per source,
+    else (a view written before) among every record."""
+
+    def __init__(self, m: ResolveModel, sources: list[str]) -> None:
+        self.m = m
+        self.seen = [i for i, source in enumerate(m.tf_sources) if source in set(sources)]
+        self.totals: dict[str, int] = {}
+
+    def __call__(self, column: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        key = f"{column}\x1f{value}"
+        counts = self.m.tf_counts
+        if counts is None:
+            return self.m.tf.get(key)
+        found = counts.get(key)
+        if found is None:
+            return None
+        n = sum(found[i] for i in self.seen)
+        if column not in self.totals:
+            every = counts.get(column)
+            self.totals[column] = sum(every[i] for i in self.seen) if every else 0
+        total = self.totals[column]
+        return n / total if n and total else None
 
 
 def _gamma_sql(cur: duckdb.DuckDBPyConnection, m: ResolveModel, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -65,6 +65,15 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
             for c in tfs
         ] or ["SELECT NULL::VARCHAR AS tf_key, NULL::DOUBLE AS tf WHERE false"]
         con.execute(f"CREATE TABLE {schema}.resolve_tf AS {' UNION ALL '.join(parts)}")
+        # The same counts per source, so that a role's term frequencies count the records of its sources only: with
+        # every agency's, a rare name's weight told a role how many records other agencies hold with it.
+        by_source = [
+            f"SELECT '{c}' || {US} || {c} AS tf_key, source, count(*) AS n FROM _resolve_input "
+            f"WHERE {c} IS NOT NULL GROUP BY {c}, source UNION ALL "
+            f"SELECT '{c}', source, count({c}) FROM _resolve_input GROUP BY source"
+            for c in tfs
+        ] or ["SELECT NULL::VARCHAR AS tf_key, NULL::VARCHAR AS source, NULL::BIGINT AS n WHERE false"]
+        con.execute(f"CREATE TABLE {schema}.resolve_tf_by_source AS {' UNION ALL '.join(by_source)} ORDER BY 1, 2")
         tf_join = " ".join(f"LEFT JOIN {schema}.resolve_tf t_{c} ON t_{c}.tf_key = '{c}' || {US} || i.{c}" for c in tfs)
         con.execute(  # the linked records (a record without a citizen resolves to none)
             f"CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT (i.rowid + 1)::UINTEGER AS {RECORD_NUMBER}, i.*, "
