@@ -198,10 +198,12 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path)
     l_key, r_key = next((l, r) for _, l, r, _, _ in items if source(l) != source(r))
     visible = sorted({source(l_key), source(r_key)})
     sources_of = dict(members)
-    expected = {
+    expected = {  # within its sources: the pair's records, and every record of the citizens they belong to
         i
         for i, l, r, c, _ in items
-        if {source(l), source(r)} <= set(visible) and (c is None or set(sources_of[c]) <= set(visible))
+        if {source(l), source(r)} <= set(visible)
+        and (c is None or set(sources_of[c]) <= set(visible))
+        and all(set(sources_of[citizen_of[k]]) <= set(visible) for k in (l, r))
     }
     outside = [(l, r) for i, l, r, _, _ in items if i not in expected]
     assert expected and outside, (visible, items)

@@ -421,20 +421,27 @@ class ReviewPage:
 
 
 def _members(con: duckdb.DuckDBPyConnection) -> str:
-    """Each citizen's records' sources: from a served view's `record_citizens`, else from the warehouse's links."""
+    """Each record's citizen and source ("source:id" keys): from a served view's `record_citizens`, else from the
+    warehouse's links."""
     if table_exists(con, "main", "record_citizens"):
-        return "(SELECT citizen_id, source FROM record_citizens)"
-    return "(SELECT citizen_id, split_part(record_key, ':', 1) AS source FROM citizen_source_link)"
+        return "(SELECT record_key, citizen_id, source FROM record_citizens)"
+    return "(SELECT record_key, citizen_id, split_part(record_key, ':', 1) AS source FROM citizen_source_link)"
 
 
 def _within(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SQL true for an item of `table` whose records all come from the sources in $sources: both record keys, and for
-    an item about a citizen (a suspicious citizen) every record of that citizen, since its reason describes them all."""
+    """SQL true for an item of `table` whose records all come from the sources in $sources: both record keys, every
+    record of the citizen an item is about (a suspicious citizen: its reason describes them all), and every record of
+    the citizens the pair's two records belong to (a pair "in one citizen through other records", or a link's
+    evidence beside its citizen's, would tell of records the role may not see)."""
+    members = _members(con)
     return (
         f"(list_contains($sources, split_part({table}.record_key_l, ':', 1)) "
         f"AND list_contains($sources, split_part({table}.record_key_r, ':', 1)) "
-        f"AND ({table}.citizen_id IS NULL OR NOT EXISTS (SELECT 1 FROM {_members(con)} m "
-        f"WHERE m.citizen_id = {table}.citizen_id AND NOT list_contains($sources, m.source))))"
+        f"AND ({table}.citizen_id IS NULL OR NOT EXISTS (SELECT 1 FROM {members} m "
+        f"WHERE m.citizen_id = {table}.citizen_id AND NOT list_contains($sources, m.source))) "
+        f"AND NOT EXISTS (SELECT 1 FROM {members} own JOIN {members} m ON m.citizen_id = own.citizen_id "
+        f"WHERE own.record_key IN ({table}.record_key_l, {table}.record_key_r) "
+        f"AND NOT list_contains($sources, m.source)))"
     )
 
 
