@@ -222,10 +222,16 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path)
             assert shown == expected
             csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
             hidden_key = next(k for pair in outside for k in pair if source(k) not in visible)
+            # two of its own records that no item pairs (third red-team pass: a refusal for queued pairs only told
+            # the role which of its records' citizens reach into hidden sources); every such decision is refused alike
+            queued = {(l, r) for _, l, r, _, _ in items}
+            own = sorted(k for k in citizen_of if source(k) in visible)
+            unqueued = next((a, b) for a, b in zip(own, own[1:]) if (a, b) not in queued and (b, a) not in queued)
             for left, right in [
                 outside[0],
-                (hidden_key, f"{source(hidden_key)}:OTHER"),
-            ]:  # two records of a hidden source
+                (hidden_key, f"{source(hidden_key)}:OTHER"),  # two records of a hidden source
+                unqueued,
+            ]:
                 form = {
                     "left": left,
                     "right": right,
@@ -234,7 +240,9 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path)
                     "purpose": "clerical review",
                     "csrf": csrf,
                 }
-                assert browser.post("/review/decide", data=form).status_code == 403, (left, right)
+                refused = browser.post("/review/decide", data=form)
+                assert refused.status_code == 403, (left, right)
+                assert "may decide only on the items its review page lists" in html.unescape(refused.text), refused.text
     entries = _entries(root / "scoped-review-audit.jsonl")
     looks = [e for e in entries if e["action"] == "review" and e["status"] == 200]
     listed = {c for e in looks for c in e["citizen_ids"]}
@@ -242,7 +250,7 @@ def test_a_reviewer_sees_and_decides_only_items_of_its_sources(linked, tmp_path)
     assert keys == {k for i, l, r, _, _ in items if i in expected for k in (l, r)}
     assert listed >= {citizen_of[k] for k in keys} and listed
     refused = [e for e in entries if e["action"] == "refused:review_decision"]
-    assert [e["status"] for e in refused] == [403, 403] and all(e["user"] == "rita.review" for e in refused)
+    assert [e["status"] for e in refused] == [403, 403, 403] and all(e["user"] == "rita.review" for e in refused)
 
 
 def test_a_comparison_is_visible_only_with_every_field_it_reads():

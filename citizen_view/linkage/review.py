@@ -446,17 +446,22 @@ def _within(con: duckdb.DuckDBPyConnection, table: str) -> str:
 
 
 def pair_in_scope(con: duckdb.DuckDBPyConnection, left: str, right: str, sources: Sequence[str]) -> bool:
-    """Whether a role seeing `sources` may decide on this pair: both records from its sources, and no queued item on
-    the pair (a suspicious citizen) that reaches into a source it may not see."""
+    """Whether a role seeing `sources` may decide on this pair: both records from its sources and, unless it sees every
+    source of the records' table, the pair an item of the queue within its scope (`_within`), the items its review
+    page lists. A role that may not see everything gets the same refusal for every other pair, queued or not: a
+    refusal only for pairs whose citizens reach into hidden sources would tell it which do."""
     visible = set(sources)
     if any(key.partition(":")[0] not in visible for key in (left, right)):
         return False
+    every = {source for (source,) in con.execute(f"SELECT DISTINCT source FROM {_members(con)}").fetchall()}
     l_key, r_key = sorted((left, right))
-    outside = con.execute(
-        f"SELECT count(*) FROM review_queue q WHERE q.record_key_l = $l AND q.record_key_r = $r AND NOT {_within(con, 'q')}",
+    if every <= visible:
+        return True
+    inside = con.execute(
+        f"SELECT count(*) FROM review_queue q WHERE q.record_key_l = $l AND q.record_key_r = $r AND {_within(con, 'q')}",
         {"l": l_key, "r": r_key, "sources": sorted(visible)},
     ).fetchall()[0][0]
-    return outside == 0
+    return inside > 0
 
 
 def open_items(

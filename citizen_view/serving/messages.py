@@ -92,7 +92,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "source_choice": "source must be one of the sources your role may see: {sources}",
         "page_number": "page must be a whole number from 1 to {most}",
         "no_csrf": "the form has no valid CSRF token: reload the review page and decide again",
-        "may_not_decide": "role {role} may not decide on records of sources it may not see",
+        "may_not_decide": "role {role} may decide only on the items its review page lists (its sources' records, "
+        "in citizens whose every record it may see)",
         "no_record": "no record {keys} in the current view (keys are source:source_record_id)",
         "decision_choice": "decision must be one of {decisions}, not {given}",
         "needs_reason": "a decision needs a reason",
@@ -173,7 +174,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "source_choice": "kies als bron een van de bronnen die uw rol mag zien: {sources}",
         "page_number": "het paginanummer is een heel getal van 1 tot {most}",
         "no_csrf": "het formulier is verlopen: laad de beoordelingspagina opnieuw en beslis nogmaals",
-        "may_not_decide": "rol {role} mag niet beslissen over gegevens van bronnen die hij niet mag zien",
+        "may_not_decide": "rol {role} mag alleen beslissen over de punten die zijn beoordelingspagina toont (gegevens "
+        "van zijn bronnen, bij burgers van wie hij elk gegeven mag zien)",
         "no_record": "geen gegevens {keys} in het huidige overzicht",
         "decision_choice": "kies als besluit een van {decisions}, niet {given}",
         "needs_reason": "bij een besluit hoort een reden",
@@ -253,7 +255,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "source_choice": "kilden må være en av kildene rollen din kan se: {sources}",
         "page_number": "sidetallet må være et heltall fra 1 til {most}",
         "no_csrf": "skjemaet er utløpt: last inn vurderingssiden på nytt og avgjør igjen",
-        "may_not_decide": "rollen {role} kan ikke avgjøre poster fra kilder den ikke kan se",
+        "may_not_decide": "rollen {role} kan bare avgjøre punktene vurderingssiden viser (poster fra egne kilder, hos "
+        "innbyggere der den kan se hver post)",
         "no_record": "ingen post {keys} i gjeldende visning",
         "decision_choice": "avgjørelsen må være en av {decisions}, ikke {given}",
         "needs_reason": "en avgjørelse må ha en begrunnelse",

@@ -109,7 +109,11 @@ def review_decide(
         raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
     with parts.views.cursor() as (cur, _view):
         if not pair_in_scope(cur, left, right, who.role.sources):
-            raise HTTPException(403, f"role {who.role_name!r} may not decide on records of sources it may not see")
+            raise HTTPException(
+                403,
+                f"role {who.role_name!r} may decide only on the items its review page lists (its sources' records, "
+                "in citizens whose every record it may see)",
+            )
         unknown = [key for key in (left, right) if not record_exists(cur, key)]
     if unknown:
         raise HTTPException(
