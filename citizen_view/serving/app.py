@@ -40,7 +40,7 @@ from citizen_view.serving.deps import (
     ServiceParts,
     ViewStore,
 )
-from citizen_view.serving.guard import AuditEveryResponse, Trail
+from citizen_view.serving.guard import DETAIL_KEYS, DETAIL_PREFIXES, AuditEveryResponse, Trail
 from citizen_view.serving.health import view_age
 from citizen_view.serving.metrics import METRICS_TOKEN_ENV, MIN_TOKEN_LENGTH, MeasureRequests, ServiceMetrics
 from citizen_view.serving.routes import api, pages, portal, resolve, review, service
@@ -301,19 +301,17 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-RESERVED_PREFIXES = ("record.", "param:")  # audit query keys the service writes itself (resolve's record values)
-
-
 def _write_audit(
     audit: AuditLog, request: HTTPConnection, status: int, trusted: frozenset[str], trail: Trail, *, anchored: bool
 ) -> None:
     who = trail.principal
     # The request's own parameters, cut to 200 characters, under their names; one named like a key the service writes
-    # (the path, a handler's details, any "record." or "param:" key) is kept as "param:<name>" instead of standing in
-    # for it (one name to one key: no parameter keeps a name that starts with "param:").
-    reserved = {"path", *trail.details}
+    # (the path, any handler's details, any "record." or "param:" key) is kept as "param:<name>" instead of standing
+    # in for it, whether or not this request's handler wrote that key (one name to one key: no parameter keeps a name
+    # that starts with "param:").
+    reserved = {"path", *DETAIL_KEYS, *trail.details}
     query = {
-        (f"param:{k}" if k in reserved or k.startswith(RESERVED_PREFIXES) else k): v[:200]
+        (f"param:{k}" if k in reserved or k.startswith(DETAIL_PREFIXES) else k): v[:200]
         for k, v in request.query_params.items()
         if k not in ("purpose", "case_reference")
     }

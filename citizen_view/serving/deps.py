@@ -56,7 +56,9 @@ API_NO_PURPOSE = (
 # so three non-breaking or zero-width spaces state nothing. The ranges are spelled out so that Python's re (the
 # service's validators, schemathesis) and an ECMA reader of the OpenAPI document read the patterns alike; the
 # service matches them with re.search, as schemathesis does.
-_CONTROL = r"\x00-\x1f\x7f-\x9f"
+# Never anywhere: controls (C0, C1), line and paragraph separators, and the bidirectional embeddings, overrides and
+# isolates, which can make a logged purpose read otherwise than it was typed.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069"
 # Blanks and characters that show nothing on their own: spaces of every script, soft hyphen, Hangul fillers, Khmer
 # and Mongolian invisible vowels and selectors, zero-width and direction marks, braille blank, variation selectors, the
 # BOM and interlinear annotation marks (the Basic Multilingual Plane's; ECMA reads these ranges alike). A purpose may
@@ -66,7 +68,7 @@ _INVISIBLE = _CONTROL + (
     r"\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
 )
 PURPOSE_PATTERN = rf"^[^{_INVISIBLE}\u0300-\u036f][^{_CONTROL}]*[^{_INVISIBLE}]$"
-CASE_REFERENCE_PATTERN = rf"^[^{_CONTROL}]*[^{_INVISIBLE}][^{_CONTROL}]*$"
+CASE_REFERENCE_PATTERN = rf"^[^{_CONTROL}]*[^{_INVISIBLE}\u0300-\u036f][^{_CONTROL}]*$"
 
 
 def _purpose_form(value: str) -> str:

@@ -38,6 +38,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+# Every key a handler writes into `Trail.details` (and so into the audit entry's query), and the prefix of resolve's
+# looked-up values: a request parameter with one of these names is kept as "param:<name>", in every request, so that
+# no caller can write what looks like the service's own words into the log.
+DETAIL_KEYS = frozenset({"claim", "decision", "note", "pair", "purpose", "reason", "record_keys", "resolution_id"})
+DETAIL_PREFIXES = ("record.", "param:")
+
+
 @dataclass
 class Trail:
     """What a request did, filled in by the handler and written to the audit log by `AuditEveryResponse`."""
