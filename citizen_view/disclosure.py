@@ -141,9 +141,14 @@ def protect(
     # not audited this way (their lines no longer add up exactly).
     if rules.round_to is None and any(hidden):
         sums = _sums(df, dims, margins, hierarchies)
-        while derived := sorted(
-            i for i, b in intervals(values, hidden, sums, only_pinned=True, least=least).items() if pinned(*b)
-        ):
+        # hiding a cell only frees the others, so a cell found not pinned stays so: each round checks the rest only
+        settled: set[int] = set()
+        while True:
+            bounds = intervals(values, hidden, sums, only_pinned=True, least=least, settled=frozenset(settled))
+            settled |= {i for i, b in bounds.items() if not pinned(*b)}
+            derived = sorted(i for i, b in bounds.items() if pinned(*b))
+            if not derived:
+                break
             near = _nearest_published(derived[0], lines, lines_of, hidden)
             candidates = [m for m in near if hideable(m)] or near
             if not candidates:
@@ -266,6 +271,7 @@ def intervals(
     *,
     only_pinned: bool = False,
     least: int = 0,
+    settled: frozenset[int] = frozenset(),
 ) -> dict[int, tuple[float, float]]:
     """For each hidden cell, the smallest and the largest count the published cells allow: every line adds up, no count
     is negative (a linear programme per bound, HiGHS through scipy: what an attacker with the tables computes).
@@ -300,10 +306,13 @@ def intervals(
         return list(result.x) if result.status == 0 else None
 
     out: dict[int, tuple[float, float]] = {}
-    exact = set(unknown)
+    exact = set(unknown) - settled  # `settled`: cells the caller knows are not pinned (they are left out)
     if only_pinned:
         rng = random.Random(len(unknown))  # the same tables, the same programmes
-        seen = [s for s in (solve([rng.uniform(-1, 1) for _ in unknown]) for _ in range(6)) if s is not None]
+        # every count as low and as high as it goes together, then random directions
+        objectives = [[1.0] * len(unknown), [-1.0] * len(unknown)]
+        objectives += [[rng.uniform(-1, 1) for _ in unknown] for _ in range(6)]
+        seen = [s for s in map(solve, objectives) if s is not None]
         for i in unknown:
             low, high = (
                 min(s[column[i]] for s in seen) if seen else 0.0,
