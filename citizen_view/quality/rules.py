@@ -55,31 +55,6 @@ class Sample(list):
         self.columns = columns
 
 
-# Columns of evidence whose values identify a person: an agency's raw value (a national ID failing its checksum) and
-# the canonical fields that name, date or locate someone (a postcode alone, as the unmatched areas' evidence lists
-# them with counts, is a place, not a person). A rule's sample goes to Dagster's run storage and the
-# warehouse's quality_results, which outlive the quarantine (a rejected extract's rows are dropped, its evidence not):
-# there such a value is shown by its shape only (value_shape). The value itself stays in the quarantine tables.
-IDENTIFYING_EVIDENCE = frozenset(
-    {
-        "raw",
-        "given_name",
-        "middle_name",
-        "family_name",
-        "full_name",
-        "date_of_birth",
-        "date_of_death",
-        "national_id",
-        "street",
-        "house_number",
-        "unit",
-        "email",
-        "phone",
-        "birth_place",
-    }
-)
-
-
 def value_shape(value: str | None) -> str | None:
     """A value's shape without the value: each digit a 9, each letter an a (A in capitals), everything else as it is
     ("15-13-2005" -> "99-99-9999", "Jansen" -> "Aaaaaa"): enough to see a wrong format, not whose it is."""
@@ -844,6 +819,14 @@ IDENTIFYING_COLUMNS = frozenset(
         "initials",
     }
 )
+# Columns of a rule's evidence whose values are shown by their shape only (value_shape): the identifying columns and
+# an agency's raw value (a national ID failing its checksum), but not the keys a reader needs to find the row in the
+# quarantine (citizen_id, record_key, source_record_id), a postcode (a place, listed with counts where areas go
+# unmatched) or initials. A rule's sample goes to Dagster's run storage and the warehouse's quality_results, which
+# outlive the quarantine (a rejected extract's rows are dropped, its evidence not); the values stay in the quarantine.
+IDENTIFYING_EVIDENCE = (
+    IDENTIFYING_COLUMNS - {"citizen_id", "record_key", "source_record_id", "postcode", "initials"}
+) | {"raw"}
 _ID_LIKE = r"^\d{9}$|^\d{11}$|@|^\+?\d{8,}$"
 
 

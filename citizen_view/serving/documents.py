@@ -200,7 +200,6 @@ def _typed(record: dict[str, Any], citizen_id: str, visible: set[str] | frozense
     source the reader may not see is never counted: it would tell that the citizen has a record there. The record's
     `links` (which name those sources) are dropped; a view written before them gives no probability (fail closed)."""
     links = record.pop("links", None) or {}
-    record.pop("match_probability", None)
     record["match_probability"] = max((p for s, p in links.items() if s in visible and p is not None), default=None)
     for name in DATE_COLUMNS:
         if record.get(name) is not None:

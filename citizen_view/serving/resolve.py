@@ -71,7 +71,7 @@ class ResolveModel:
     country: str | None
     masked: dict[str, set[str]]
     keys: tuple[ProbeKey, ...]  # the blocking rules' keys (linkage/candidates.py)
-    tf: dict[str, float]  # `<column>US<value>` -> term frequency (resolve_tf: a few hundred thousand values at most)
+    tf: dict[str, float]  # `<column>US<value>` -> term frequency over every record (resolve_tf), for an older view only
     levels: dict[str, list[tuple[int, Callable[[dict], bool] | None]]] | None  # None: DuckDB runs the levels' SQL
     index: ResolveIndex  # the linked records and their keys, in memory (serving/resolve_index.py)
     # per source (`tf_sources`, sorted): `<column>US<value>` and `<column>` -> records with the value / with any value
@@ -179,6 +179,9 @@ def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
         for field, value in cur.execute("SELECT field, value FROM resolve_masked").fetchall():
             masked.setdefault(field, set()).add(value)
         model = json.loads(model_json)
+        tf_sources, tf_counts = _tf_by_source(cur)
+        # every record's frequencies, for a view written before the counts per source (no role reads them otherwise)
+        tf = dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()) if tf_counts is None else {}
         found = ResolveModel(
             model,
             scorer(model_json),
@@ -191,10 +194,11 @@ def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
             country,
             masked,
             probe_keys(model_json),
-            dict(cur.execute("SELECT tf_key, tf FROM resolve_tf").fetchall()),
+            tf,
             _python_levels(model_json),
             ResolveIndex.read(cur),
-            *_tf_by_source(cur),
+            tf_sources,
+            tf_counts,
         )
     return found
 
@@ -205,7 +209,7 @@ def _candidates(
     """(the linked records of `sources` the model's blocking rules pair the record with, each once, the first
     MAX_CANDIDATES in record order, as dicts of the comparison's columns and their term frequencies `tf_<column>`;
     the record's own term frequencies). The record's keys are hashed here and looked up in the view's keys held in
-    memory (`ResolveModel.index`); the term frequencies are the view's, read once (`ResolveModel.tf`)."""
+    memory (`ResolveModel.index`); the term frequencies are the view's counts over `sources` (`_Frequencies`)."""
     tf = _Frequencies(m, sources)  # a role's frequencies count its sources' records only
     tfs = {f"tf_{c}": tf(c, values.get(c)) for c in m.tf_columns}
     hashes = [key.incoming_hash(found) for key in m.keys if (found := key.incoming_values(values)) is not None]
@@ -237,7 +241,8 @@ class _Frequencies:
 
     def __init__(self, m: ResolveModel, sources: list[str]) -> None:
         self.m = m
-        self.seen = [i for i, source in enumerate(m.tf_sources) if source in set(sources)]
+        visible = set(sources)
+        self.seen = [i for i, source in enumerate(m.tf_sources) if source in visible]
         self.totals: dict[str, int] = {}
 
     def __call__(self, column: str, value: Any) -> float | None:

@@ -103,11 +103,10 @@ def review_decide(
     trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
     same_origin(request)
     with parts.views.cursor() as (cur, _view):
-        may_review(cur, who)
-    cookie = session_token(request)
-    if cookie is not None and not hmac.compare_digest(csrf, parts.csrf_for(cookie)):
-        raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
-    with parts.views.cursor() as (cur, _view):
+        may_review(cur, who)  # before the token: a role that may not review is told so, whatever its form
+        cookie = session_token(request)
+        if cookie is not None and not hmac.compare_digest(csrf, parts.csrf_for(cookie)):
+            raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
         if not pair_in_scope(cur, left, right, who.role.sources):
             raise HTTPException(
                 403,
