@@ -648,7 +648,8 @@ def _describe(meta: dict) -> str:
         line = (
             f"{meta['rows_in']:>9,} rows in = {meta['rows_loaded']:>9,} loaded + {meta['rows_rejected']:>6,} rejected"
         )
-        return line + ("  HELD BACK" if meta.get("status") == "held back" else "")
+        tail = {"held back": "  HELD BACK", "unchanged": "  unchanged, not read again"}.get(meta.get("status"), "")
+        return line + tail
     if "citizens" in meta:
         line = (
             f"{meta['dagster/row_count']:,} records -> {meta['citizens']:,} citizens "

@@ -8,6 +8,7 @@ Then the gates that judge against the last *accepted* load (header-only files) o
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,15 @@ import httpx
 import pytest
 
 from citizen_view.contract import load_sources
-from citizen_view.ingest import LoadStatus, NothingHeld, ingest_or_hold, ingest_source, release_held
+from citizen_view.ingest import (
+    INGEST_RULES,
+    LoadStatus,
+    NothingHeld,
+    ingest_or_hold,
+    ingest_source,
+    release_held,
+    source_status,
+)
 from citizen_view.warehouse import connect
 from citizen_view_app.cli import EXIT_HELD_BACK, main
 from tests.conftest import copy_world, write
@@ -190,3 +199,70 @@ def test_an_unreadable_extract_is_held_back_and_a_fresh_source_is_linked_as_empt
     with connect(tmp_path / "fresh.duckdb") as con:
         statuses = [s for (s,) in con.execute("SELECT status FROM ingest_log ORDER BY loaded_at").fetchall()]
     assert statuses == ["rejected", "rejected", "accepted"]  # each held one superseded by the next extract
+
+
+def _load(folder: Path) -> tuple[LoadStatus, list]:
+    """ingest_or_hold on the folder's `lic` source: (status, the current canonical rows in key order)."""
+    with connect(folder / "w.duckdb") as con:
+        report = ingest_or_hold(con, load_sources(folder / "sources.yaml"), "lic")
+        rows = con.execute('SELECT * FROM canonical."lic" ORDER BY source_record_id').fetchall()
+    assert report.balanced and not report.held, report
+    return report.status, rows
+
+
+def test_an_unchanged_extract_is_not_read_again_and_any_change_reads_it(tmp_path):
+    """The same files (names, sizes, times, contents) under the same contract: the last load's tables are kept and
+    its rules judged again on them; a new time, other bytes of the same size, another contract or tables that are
+    not the ones that load wrote read the extract again."""
+    write(tmp_path / "sources.yaml", SOURCES)
+    extract = tmp_path / "lic.csv"
+    extract.write_text(GOOD, encoding="utf-8")
+    status, first = _load(tmp_path)
+    assert status == LoadStatus.ACCEPTED
+    with connect(tmp_path / "w.duckdb") as con:
+        report = ingest_or_hold(con, load_sources(tmp_path / "sources.yaml"), "lic")
+        assert report.status == LoadStatus.UNCHANGED and report.unchanged_since is not None
+        assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (961, 961, 0)
+        assert [r.rule for r in report.audit] == list(INGEST_RULES) and not report.failed_rules
+        assert report.audit[0].figures["read"] is False
+        assert con.execute('SELECT * FROM canonical."lic" ORDER BY source_record_id').fetchall() == first
+        log = con.execute("SELECT status, rows_loaded FROM ingest_log ORDER BY loaded_at").fetchall()
+        assert log == [("accepted", 961), ("unchanged", 961)]
+        accepted_at = source_status(con, ["lic"]).row(0, named=True)["accepted_at"]
+        assert accepted_at == con.execute("SELECT min(loaded_at) FROM ingest_log").fetchall()[0][0]  # not "now"
+    assert _load(tmp_path)[0] == LoadStatus.UNCHANGED  # and again, after an unchanged load
+
+    stat = extract.stat()
+    os.utime(extract, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the same bytes, delivered again
+    status, rows = _load(tmp_path)
+    assert status == LoadStatus.ACCEPTED and rows != first  # each record's extracted_at is the new file time
+    stat = extract.stat()
+    extract.write_text(GOOD.replace("Person 7,", "Persan 7,"), encoding="utf-8")  # same size, time put back
+    os.utime(extract, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    status, rows = _load(tmp_path)
+    assert status == LoadStatus.ACCEPTED and ("Persan 7" in str(rows)) and "Persan 7" not in str(first)
+    assert _load(tmp_path)[0] == LoadStatus.UNCHANGED
+    write(tmp_path / "sources.yaml", SOURCES.replace("format: csv", "format: csv\n    description: licences"))
+    assert _load(tmp_path)[0] == LoadStatus.ACCEPTED  # another contract
+    assert _load(tmp_path)[0] == LoadStatus.UNCHANGED
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("DELETE FROM canonical.lic WHERE source_record_id = 'L5'")
+    status, rows = _load(tmp_path)
+    assert status == LoadStatus.ACCEPTED and len(rows) == 961  # the kept tables were not the load's: read again
+
+
+def test_a_released_extract_is_read_and_judged_again_where_its_release_still_applies(tmp_path):
+    write(tmp_path / "sources.yaml", SOURCES)
+    assert _ingest(tmp_path, GOOD)[0].status == LoadStatus.ACCEPTED
+    lines = GOOD.splitlines(keepends=True)  # a third of the birth dates unreadable: fails however often judged
+    bad = "".join(line.rsplit(",", 1)[0] + ",unknown\n" if i % 3 == 0 else line for i, line in enumerate(lines) if i)
+    (tmp_path / "lic.csv").write_text(HEADER + bad, encoding="utf-8")
+    sources = load_sources(tmp_path / "sources.yaml")
+    with connect(tmp_path / "w.duckdb") as con:
+        assert ingest_or_hold(con, sources, "lic").held
+        release_held(con, "lic", by="test", reason="the agency split its register")
+        for _ in range(2):
+            again = ingest_or_hold(con, sources, "lic")
+            assert again.status == LoadStatus.ACCEPTED and again.released_by
+            assert [r.rule for r in again.failed_rules] == ["date_of_birth_validity"]
+        assert con.execute("SELECT count(*) FROM canonical.lic WHERE date_of_birth IS NULL").fetchall() == [(320,)]

@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from citizen_view.contract import SourceConfig, SourcesFile
-from citizen_view.ingest import INGEST_RULES, READABLE, IngestReport, ingest_or_hold
+from citizen_view.ingest import INGEST_RULES, READABLE, IngestReport, LoadStatus, ingest_or_hold
 from citizen_view.quality.results import record
 from pipelines.metadata import counts, evidence
 from pipelines.resources import WarehouseResource
@@ -90,6 +90,9 @@ def _ingest_asset(sources: SourcesFile, source: SourceConfig) -> AssetsDefinitio
 def _status_line(report: IngestReport) -> str:
     if report.held:
         return "held back (the last accepted extract stays current)"
+    if report.status == LoadStatus.UNCHANGED:
+        since = f" since {report.unchanged_since:%Y-%m-%d %H:%M} UTC" if report.unchanged_since else ""
+        return f"unchanged{since}: the same files, contract and code as the last load, not read again"
     if report.released_by:
         return f"accepted: content released by {report.released_by}"
     return "accepted"
@@ -167,7 +170,7 @@ def _check_results(report: IngestReport) -> list[AssetCheckResult]:
                 metadata={
                     **evidence(result),
                     "summary": summary,
-                    "extract": "held back" if report.held else "accepted",
+                    "extract": "held back" if report.held else report.status.value,
                 },
             )
         )

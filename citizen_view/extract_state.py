@@ -1,0 +1,51 @@
+"""Whether reading an extract again would write what its last load wrote: the same files (names, sizes, times),
+read under the same contract by the same code.
+
+A run ingests every declared source, but when 1,000 records land in one agency's folder the other agencies' extracts
+are the files they were at the last run: reading, standardising and auditing them again (most of an incremental
+run's ingest at a million records) would write the same tables. `fingerprint` is what, besides the files' contents
+(`ingest.content_hash`, kept in `ingest_log` since write-audit-publish), decides what a load writes: the whole
+`sources.yaml` (a change anywhere in it reads every source again, the simple rule), the files' names relative to the
+contract, sizes and modification times (the raw rows keep the file's name and its time as `_extracted_at`), this
+package's own files (its readers, standardisation and rules) and the version of every installed distribution (polars,
+duckdb, phonenumbers, python-stdnum ... read and parse the values). Any difference, or a load logged before the
+fingerprint existed, reads the extract again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from importlib.metadata import distributions
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from citizen_view.contract import SourcesFile
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 over this package's files (not its caches) and every installed distribution's name and version."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in _PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(_PACKAGE)).encode() + b"\x00" + path.read_bytes() + b"\x00")
+    versions = sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]})
+    digest.update("\n".join(versions).encode())
+    return digest.hexdigest()
+
+
+def fingerprint(sources: SourcesFile, files: list[Path], names: list[str]) -> str:
+    """What besides the files' contents decides what loading them writes (module docstring); `names` are the files'
+    names as the load records them."""
+    stamps = []
+    for path, name in zip(files, names, strict=True):
+        stat = path.stat()
+        stamps.append([name, stat.st_size, stat.st_mtime_ns])
+    body = json.dumps(
+        {"contract": sources.model_dump(mode="json"), "files": stamps, "code": code_fingerprint()}, sort_keys=True
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
