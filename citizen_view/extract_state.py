@@ -38,6 +38,13 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def contract_fingerprint(sources: SourcesFile) -> str:
+    """SHA-256 over the whole contract and `code_fingerprint`: what a served view also records, so that a view is
+    only ever patched by the code and contract that wrote it (serving/view_update.py)."""
+    body = json.dumps({"contract": sources.model_dump(mode="json"), "code": code_fingerprint()}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def fingerprint(sources: SourcesFile, files: list[Path], names: list[str]) -> str:
     """What besides the files' contents decides what loading them writes (module docstring); `names` are the files'
     names as the load records them."""

@@ -25,7 +25,11 @@ INGEST_JOB = "ingest_all_sources"
 # What an incremental run leaves out (it scores with the saved model) and how it tells the linkage steps.
 RETRAINING = AssetSelection.assets("linkage_model", "match_edges")
 INCREMENTAL_CONFIG = {
-    "ops": {"citizen_source_link": {"config": {"incremental": True}}, "citizen": {"config": {"incremental": True}}}
+    "ops": {
+        "citizen_source_link": {"config": {"incremental": True}},
+        "citizen": {"config": {"incremental": True}},
+        "serving__view": {"config": {"incremental": True}},
+    }
 }
 
 

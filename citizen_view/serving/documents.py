@@ -104,8 +104,18 @@ def publish_documents(
     """
     con.execute(f"CREATE TABLE {schema}.{DOCS} (citizen_id VARCHAR, doc VARCHAR)")
     for low, high in _batches(con, schema):
-        con.execute(_documents_sql(f"{schema}.{DOCS}", (records, cases, events, issues), low, high))
+        con.execute(_documents_sql(f"{schema}.{DOCS}", (records, cases, events, issues), low=low, high=high))
     con.execute(f"CREATE INDEX {DOCS}_citizen_id ON {schema}.{DOCS} (citizen_id)")
+
+
+def replace_documents(
+    con: duckdb.DuckDBPyConnection, schema: str, citizens: str, *, records: str, cases: str, events: str, issues: str
+) -> None:
+    """In a view already holding `citizen_docs` (`schema`): the documents of the citizens listed in table `citizens`
+    (column citizen_id) deleted and written anew from the tables named, as `publish_documents` writes them (a citizen
+    with no linked record any more gets none). The index on citizen_id is kept up to date by DuckDB."""
+    con.execute(f"DELETE FROM {schema}.{DOCS} WHERE citizen_id IN (SELECT citizen_id FROM {citizens})")
+    con.execute(_documents_sql(f"{schema}.{DOCS}", (records, cases, events, issues), citizens=citizens))
 
 
 def _batches(con: duckdb.DuckDBPyConnection, schema: str) -> list[tuple[str | None, str | None]]:
@@ -131,14 +141,22 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _documents_sql(target: str, tables: tuple[str, str, str, str], low: str | None, high: str | None) -> str:
+def _documents_sql(
+    target: str,
+    tables: tuple[str, str, str, str],
+    *,
+    low: str | None = None,
+    high: str | None = None,
+    citizens: str | None = None,
+) -> str:
     """SQL inserting into `target` the documents of the citizens with IDs in [low, high) (the bounds as literals, so
-    the scans of the sorted tables skip the row groups outside them)."""
+    the scans of the sorted tables skip the row groups outside them) and, with `citizens`, listed in that table."""
     records, cases, events, issues = tables
 
     def only(alias: str) -> str:
         bounds = [f"{alias}.citizen_id >= {_literal(low)}" if low is not None else None]
         bounds.append(f"{alias}.citizen_id < {_literal(high)}" if high is not None else None)
+        bounds.append(f"{alias}.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else None)
         kept = [b for b in bounds if b]
         return f"WHERE {' AND '.join(kept)}" if kept else ""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.golden import rank_rows
@@ -142,18 +142,36 @@ def _events_sql(sources: SourcesFile) -> str:
 
 def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str) -> Path:
     """Write a complete served view from the warehouse and switch the pointer to it; returns the new file."""
+    partial, final = start_view(folder, run_id)
+    write_whole(con, sources, partial, run_id)
+    return finish_view(folder, partial, final)
+
+
+def start_view(folder: Path, run_id: str) -> tuple[Path, Path]:
+    """(the file a new view is written to, the name it is switched in under), after clearing what a crashed run left."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"view-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S-%f}-{run_id[:8]}.duckdb"
     clean_partials(folder)  # what a crashed run left behind
-    partial = folder / f".{name}{PARTIAL}"
+    return folder / f".{name}{PARTIAL}", folder / name
+
+
+def write_whole(con: duckdb.DuckDBPyConnection, sources: SourcesFile, partial: Path, run_id: str) -> None:
+    """Every table of a view, written into the new file `partial`."""
     con.execute(f"ATTACH {_lit(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
     try:
         _write_view(con, sources, run_id)
     finally:
         con.execute("DETACH snap")
-        for temp in (LINKED, CASES, EVENTS):
-            con.execute(f"DROP TABLE IF EXISTS {temp}")
-    final = folder / name
+        drop_temps(con)
+
+
+def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
+    for temp in (LINKED, CASES, EVENTS):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
+
+
+def finish_view(folder: Path, partial: Path, final: Path) -> Path:
+    """Switch the service to the view written to `partial` (renamed to `final`) and keep the last few."""
     partial.rename(final)
     switch_to(folder, final.name)
     _prune(folder, keep=KEEP_VIEWS)
@@ -170,6 +188,7 @@ def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     _profile_tables(con, sources)
     _events_and_status(con, sources)
     _record_citizens(con)
+    con.execute(f"CREATE TABLE snap.{DIGESTS} AS {record_digests_sql()}")
     _view_info(con, sources, run_id)
     create_lookup_indexes(con, "snap")
     publish_documents(con, "snap", records=LINKED, cases=CASES, events=EVENTS, issues="snap.field_issues")
@@ -188,14 +207,21 @@ def _linked(con: duckdb.DuckDBPyConnection) -> None:
     """The citizens' linked records, the columns the view is made of only, sorted by citizen and then as a document
     lists them (one read of the warehouse's `source_records` and `citizen_source_link`, one sort), each with its best
     link to a record of each source within its citizen (`_best_links`)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINKED} AS {sorted_sql('records', linked_sql(con))}")
+    con.execute(f"DROP TABLE {BEST_LINKS}")
+
+
+BEST_LINKS = "_view_best_links"
+
+
+def linked_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL: the rows of `_linked`, unsorted (it first writes the records' best links, temporary table `BEST_LINKS`)."""
     columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "links"]
     _best_links(con)
-    select = (
+    return (
         f"SELECT l.citizen_id, b.links, {', '.join(f'r.{c}' for c in columns)} "
-        "FROM citizen_source_link l JOIN source_records r USING (record_key) LEFT JOIN _view_best_links b USING (record_key)"
+        f"FROM citizen_source_link l JOIN source_records r USING (record_key) LEFT JOIN {BEST_LINKS} b USING (record_key)"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINKED} AS {sorted_sql('records', select)}")
-    con.execute("DROP TABLE _view_best_links")
 
 
 def _best_links(con: duckdb.DuckDBPyConnection) -> None:
@@ -229,6 +255,26 @@ def _best_links(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+DIGESTS = "record_digests"
+
+
+def record_digests_sql(issues: str = "snap.field_issues", linked: str = LINKED) -> str:
+    """SQL: per linked record (its key, citizen, family name and birth date, which make its `search_people` keys) a
+    digest of everything the view holds of it: its row of `_linked` (the citizen, its links, the columns documents and
+    search keys are made of, its other columns, from which cases and events come) and its set-aside values (`issues`).
+    A view keeps them (`record_digests`) so that the next incremental run rewrites only the citizens whose records'
+    digests differ (view_update.py). `linked`: the `_linked` rows (a table, or a subquery in parentheses)."""
+    return f"""
+        WITH iss AS (
+            SELECT source, record_id, hash(list(struct_pack(f := field, r := raw, w := reason) ORDER BY field, raw, reason)) AS h
+            FROM {issues} GROUP BY ALL
+        )
+        SELECT l.source || ':' || l.source_record_id AS record_key, l.citizen_id, l.family_name_std, l.date_of_birth,
+               hash(*COLUMNS(l.*), i.h) AS d
+        FROM {linked} l LEFT JOIN iss i ON i.source = l.source AND i.record_id = l.source_record_id
+        """
+
+
 def _record_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The DuckDB type of each column of a document's records (the `records` view reads them back typed)."""
     return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {LINKED}").fetchall()}
@@ -239,10 +285,13 @@ def _record_citizens(con: duckdb.DuckDBPyConnection) -> None:
     as `_linked` holds them: the key is found by its index): the review page
     finds a record's citizen (and then its document) by an index probe, and a citizen's sources by a scan of two
     narrow columns."""
-    con.execute(
-        f"CREATE TABLE snap.{RECORD_CITIZENS} AS SELECT source || ':' || source_record_id AS record_key, citizen_id, "
-        f"source FROM {LINKED}"
-    )
+    con.execute(f"CREATE TABLE snap.{RECORD_CITIZENS} AS {record_citizens_sql()}")
+
+
+def record_citizens_sql(citizens: str | None = None) -> str:
+    """SQL: the `record_citizens` rows of the linked records (with `citizens`, a table of citizen_id: theirs)."""
+    only = f" WHERE citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
+    return f"SELECT source || ':' || source_record_id AS record_key, citizen_id, source FROM {LINKED}{only}"
 
 
 def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "snap") -> None:
@@ -251,7 +300,23 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
     A role only finds citizens through the records it may see: every key carries its source, applied in memory to
     the few rows an index probe returns (`create_lookup_indexes`). The tables hold only what a search scores.
     """
-    keys = "citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials"
+    con.execute(f"CREATE TABLE {schema}.search_people AS {people_sql(linked)}")
+    con.execute(f"CREATE TABLE {schema}.search_addresses AS {addresses_sql(linked)} ORDER BY postcode_key")
+    con.execute(f"CREATE TABLE {schema}.search_ids AS {ids_sql(linked)} ORDER BY national_id")
+
+
+_KEYS = "citizen_id, source, family_name_std AS family_key, first_name_std AS first_key, initials"
+
+
+def people_keys_sql(family: str, dob: str) -> list[str]:
+    """SQL: the three `search_people` keys of a person with family name `family` and birth date `dob` (columns)."""
+    return [PEOPLE_KEYS[k].format(family=family, dob=dob) for k in ("date", "name_year", "name_day")]
+
+
+def people_sql(linked: str, *, keys: str | None = None, persons: str | None = None) -> str:
+    """SQL: the `search_people` rows (key, people) from the `linked` records; with `keys` (a table of column key),
+    only those keys' rows, each with everyone it finds (`persons`: a condition on the records that holds for everyone
+    those keys find, so that only they are made into JSON)."""
     # Name + birth date: one row per key holding, as one JSON text, everyone the key finds (an index probe fetches one
     # text instead of a hundred scattered rows). Keys: the birth date; the family name with the year of birth; the
     # family name with the day and month of birth (a date one digit off changes the day, the month or the year's last
@@ -262,36 +327,42 @@ def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "s
     # Each key's people in one order (by their JSON: citizen first), so two publishes of one warehouse hold the same
     # lists and a search gives the same reasons. Each key's list is sorted on its own (`list_sort`): the same texts as
     # `string_agg(person, ',' ORDER BY person)`, for about two thirds of its CPU (at 1M: 8.3 against 13.1 s).
-    con.execute(  # each person's JSON is made once, for all three of their keys
-        f"""
-        CREATE TABLE {schema}.search_people AS
+    wanted = f"WHERE key IN (SELECT key FROM {keys})" if keys else ""
+    union = " UNION ALL ".join(f"SELECT {k} AS key, person FROM p" for k in people_keys_sql("family_key", "dob"))
+    return f"""
         WITH p AS (
             SELECT family_key, dob, {person}::VARCHAR AS person FROM (
-                SELECT DISTINCT {keys}, date_of_birth AS dob FROM {linked}
-                WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
+                SELECT DISTINCT {_KEYS}, date_of_birth AS dob FROM {linked}
+                WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL{f" AND ({persons})" if persons else ""}
             )
         )
-        SELECT key, '[' || array_to_string(list_sort(list(person)), ',') || ']' AS people FROM (
-            SELECT {PEOPLE_KEYS["date"].format(family="family_key", dob="dob")} AS key, person FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_year"].format(family="family_key", dob="dob")}, person FROM p
-            UNION ALL SELECT {PEOPLE_KEYS["name_day"].format(family="family_key", dob="dob")}, person FROM p
-        ) GROUP BY key ORDER BY key
-        """
-    )
-    con.execute(
-        f"CREATE TABLE {schema}.search_addresses AS SELECT DISTINCT {keys}, postcode, "
+        SELECT key, '[' || array_to_string(list_sort(list(person)), ',') || ']' AS people FROM ({union}) {wanted}
+        GROUP BY key ORDER BY key
+        """  # each person's JSON is made once, for all three of their keys
+
+
+def addresses_sql(linked: str, *, citizens: str | None = None) -> str:
+    """SQL: the `search_addresses` rows of the `linked` records (with `citizens`, a table of citizen_id: theirs)."""
+    only = f" AND citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
+    return (
+        f"SELECT DISTINCT {_KEYS}, postcode, "
         f"{ADDRESS_KEY.format(place='postcode', number='house_number')} AS postcode_key, "
         f"{ADDRESS_KEY.format(place='street_std', number='house_number')} AS street_key FROM {linked} "
-        "WHERE family_name_std IS NOT NULL AND house_number IS NOT NULL AND (postcode IS NOT NULL OR street_std IS NOT NULL) "
-        "ORDER BY postcode_key"
+        "WHERE family_name_std IS NOT NULL AND house_number IS NOT NULL AND (postcode IS NOT NULL OR street_std IS NOT NULL)"
+        + only
     )
+
+
+def ids_sql(linked: str, *, citizens: str | None = None) -> str:
+    """SQL: the `search_ids` rows of the `linked` records (with `citizens`, a table of citizen_id: theirs)."""
     # An ID one typo away (one character changed, or two neighbours swapped) keeps its head or its tail intact:
     # both are keys, so a near-ID search probes two keys instead of a hundred variants.
-    con.execute(
-        f"CREATE TABLE {schema}.search_ids AS SELECT national_id, citizen_id, source, "
-        f"{ID_HEAD.format(v='national_id')} AS id_head, {ID_TAIL.format(v='national_id')} AS id_tail FROM ("
+    only = f" AND citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
+    return (
+        f"SELECT national_id, citizen_id, source, {ID_HEAD.format(v='national_id')} AS id_head, "
+        f"{ID_TAIL.format(v='national_id')} AS id_tail FROM ("
         "SELECT DISTINCT coalesce(national_id, national_id_text) AS national_id, citizen_id, source "
-        f"FROM {linked} WHERE coalesce(national_id, national_id_text) IS NOT NULL) ORDER BY national_id"
+        f"FROM {linked} WHERE coalesce(national_id, national_id_text) IS NOT NULL{only})"
     )
 
 
@@ -337,13 +408,23 @@ def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> 
         con.unregister("_source_status")
 
 
-def _view_info(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> None:
-    """The run the view comes from, when it was published, its size and the language its pages speak."""
+def _view_info(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, counts: tuple[int, int, int] | None = None
+) -> None:
+    """The run the view comes from, when it was published, its size and the language its pages speak (`counts`:
+    records, cases and events, when the temporary tables do not hold them all)."""
+    records, cases, events = (
+        counts
+        if counts is not None
+        else con.execute(
+            f"SELECT (SELECT count(*) FROM {LINKED}), (SELECT count(*) FROM {CASES}), (SELECT count(*) FROM {EVENTS})"
+        ).fetchall()[0]
+    )
     con.execute(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
-        f"(SELECT count(*) FROM snap.citizen) AS citizens, (SELECT count(*) FROM {LINKED}) AS records, "
-        f"?::VARCHAR AS language, (SELECT count(*) FROM {CASES}) AS cases, (SELECT count(*) FROM {EVENTS}) AS events",
-        [run_id, sources.country, sources.serving.language],
+        "(SELECT count(*) FROM snap.citizen) AS citizens, ?::BIGINT AS records, ?::VARCHAR AS language, "
+        "?::BIGINT AS cases, ?::BIGINT AS events, ?::VARCHAR AS fingerprint",
+        [run_id, sources.country, records, sources.serving.language, cases, events, contract_fingerprint(sources)],
     )
 
 
@@ -404,23 +485,3 @@ def _prune(folder: Path, *, keep: int) -> None:
         if old != current:
             old.unlink(missing_ok=True)
             Path(str(old) + ".wal").unlink(missing_ok=True)
-
-
-@dataclass
-class ViewReport:
-    path: Path
-    rows: dict[str, int]
-
-
-def serve_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str) -> ViewReport:
-    """Publish a new served view and count what it holds."""
-    import duckdb
-
-    path = publish_view(con, sources, folder, run_id=run_id)
-    view = duckdb.connect(str(path), read_only=True)
-    try:  # counted when the view was written (`records`, `cases` and `events` are views reading every document)
-        counts = view.execute("SELECT citizens, records, cases, events FROM view_info").fetchall()[0]
-    finally:
-        view.close()
-    rows = dict(zip(("citizen", "records", "cases", "events"), counts))
-    return ViewReport(path, rows)
