@@ -7,13 +7,16 @@ run's ingest at a million records) would write the same tables. `fingerprint` is
 (`ingest.content_hash`, kept in `ingest_log` since write-audit-publish), decides what a load writes: the whole
 `sources.yaml` (a change anywhere in it reads every source again, the simple rule), the files' names relative to the
 contract, sizes and modification times (the raw rows keep the file's name and its time as `_extracted_at`), this
-package's own files (its readers, standardisation and rules) and the version of every installed distribution (polars,
-duckdb, phonenumbers, python-stdnum ... read and parse the values). Any difference, or a load logged before the
-fingerprint existed, reads the extract again.
+package's own files (its readers, standardisation and rules), the version of every installed distribution (polars,
+duckdb, phonenumbers, python-stdnum ... read and parse the values) and the day: the rules judge birth dates by it (the
+latest plausible birth date is today unless the contract sets one, a Norwegian ID's birth date may not lie ahead) and
+word an implausible date's reason with it, so a record kept yesterday may be judged otherwise today. Any difference,
+or a load logged before the fingerprint existed, reads the extract again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from functools import lru_cache
@@ -45,14 +48,20 @@ def contract_fingerprint(sources: SourcesFile) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def fingerprint(sources: SourcesFile, files: list[Path], names: list[str]) -> str:
+def fingerprint(sources: SourcesFile, files: list[Path], names: list[str], *, today: dt.date | None = None) -> str:
     """What besides the files' contents decides what loading them writes (module docstring); `names` are the files'
-    names as the load records them."""
+    names as the load records them; `today`, the day the rules judge by (default: today)."""
     stamps = []
     for path, name in zip(files, names, strict=True):
         stat = path.stat()
         stamps.append([name, stat.st_size, stat.st_mtime_ns])
     body = json.dumps(
-        {"contract": sources.model_dump(mode="json"), "files": stamps, "code": code_fingerprint()}, sort_keys=True
+        {
+            "contract": sources.model_dump(mode="json"),
+            "files": stamps,
+            "code": code_fingerprint(),
+            "day": (today or dt.date.today()).isoformat(),
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(body.encode()).hexdigest()

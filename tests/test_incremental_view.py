@@ -13,7 +13,7 @@ import yaml
 
 from citizen_view.contract import load_sources
 from citizen_view.layout import WarehouseLayout
-from citizen_view.serving.snapshot import current_view, publish_view
+from citizen_view.serving.snapshot import current_view, publish_view, view_fingerprint
 from citizen_view.warehouse import connect
 from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
@@ -73,8 +73,9 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     updated = current_view(serving)
     assert updated != first and first.exists()  # the view served before is left as it was
 
+    sources = load_sources(data / "sources.yaml")
     with connect(wh) as con:
-        full = publish_view(con, load_sources(data / "sources.yaml"), tmp_path / "full", run_id="full")
+        full = publish_view(con, sources, tmp_path / "full", run_id="full")
         citizen = con.execute(
             "SELECT citizen_id FROM citizen_source_link WHERE source = 'licences' AND source_record_id = ?",
             [licence_id],
@@ -91,6 +92,18 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     licence = next(r for r in json.loads(doc)["records"] if r["source_record_id"] == licence_id)
     assert json.loads(licence["attributes"])["categories"] == "BE"
     assert "BE" in [c["case_type"] for c in json.loads(doc)["cases"] if c["source"] == "licences"]
+
+    # a view of yesterday: written whole (a case without a status closes when its end date passes)
+    view = duckdb.connect(str(current_view(serving)))
+    try:
+        yesterday = view.execute("SELECT current_date - 1").fetchall()[0][0]
+        view.execute("UPDATE view_info SET fingerprint = ?", [view_fingerprint(view, sources, day=yesterday)])
+    finally:
+        view.close()
+    outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
+    assert outcome.success and outcome.materialized["serving/view"]["written"] == "whole"
+    outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
+    assert outcome.materialized["serving/view"]["written"] == "updated: 0 citizens rewritten"
 
     # another contract: the view is written whole
     contract = yaml.safe_load((data / "sources.yaml").read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ Then the gates that judge against the last *accepted* load (header-only files) o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from citizen_view.contract import load_sources
+from citizen_view.extract_state import fingerprint
 from citizen_view.ingest import (
     INGEST_RULES,
     LoadStatus,
@@ -266,3 +268,20 @@ def test_a_released_extract_is_read_and_judged_again_where_its_release_still_app
             assert again.status == LoadStatus.ACCEPTED and again.released_by
             assert [r.rule for r in again.failed_rules] == ["date_of_birth_validity"]
         assert con.execute("SELECT count(*) FROM canonical.lic WHERE date_of_birth IS NULL").fetchall() == [(320,)]
+
+
+def test_an_extract_kept_on_another_day_is_read_again(tmp_path):
+    """The rules judge birth dates by the day (the latest plausible one is today unless the contract sets one) and
+    word their reasons with it: a load's tables are kept only on the day they were judged."""
+    write(tmp_path / "sources.yaml", SOURCES)
+    (tmp_path / "lic.csv").write_text(GOOD, encoding="utf-8")
+    assert _load(tmp_path)[0] == LoadStatus.ACCEPTED
+    sources = load_sources(tmp_path / "sources.yaml")
+    files = sources.files_of(sources.source("lic"))
+    with connect(tmp_path / "w.duckdb") as con:
+        names = list(con.execute("SELECT files FROM ingest_log").fetchall()[0][0])
+        yesterday = fingerprint(sources, files, names, today=dt.date.today() - dt.timedelta(days=1))
+        assert yesterday != fingerprint(sources, files, names)
+        con.execute("UPDATE ingest_log SET fingerprint = ?", [yesterday])
+    assert _load(tmp_path)[0] == LoadStatus.ACCEPTED
+    assert _load(tmp_path)[0] == LoadStatus.UNCHANGED

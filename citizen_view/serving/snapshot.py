@@ -424,8 +424,19 @@ def _view_info(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
         "(SELECT count(*) FROM snap.citizen) AS citizens, ?::BIGINT AS records, ?::VARCHAR AS language, "
         "?::BIGINT AS cases, ?::BIGINT AS events, ?::VARCHAR AS fingerprint",
-        [run_id, sources.country, records, sources.serving.language, cases, events, contract_fingerprint(sources)],
+        [run_id, sources.country, records, sources.serving.language, cases, events, view_fingerprint(con, sources)],
     )
+
+
+def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, day: dt.date | None = None) -> str:
+    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`) and
+    the day (`day`, default DuckDB's `current_date`), since a case without a status is open or closed by whether its
+    end date has passed (`_state`): a view of yesterday is written whole again, not updated (view_update.py)."""
+    import hashlib
+
+    if day is None:
+        day = con.execute("SELECT current_date").fetchall()[0][0]
+    return hashlib.sha256(f"{contract_fingerprint(sources)} {day.isoformat()}".encode()).hexdigest()
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

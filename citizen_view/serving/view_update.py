@@ -17,9 +17,10 @@ switches, as with a full publish):
   source status and labels, the view's info and digests, and the tables online resolution reads (their term
   frequencies count every record).
 
-It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code
-or under another contract (`extract_state.contract_fingerprint`, kept in `view_info`), when it has no digests (a
-view from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is
+It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code,
+under another contract or on another day (`snapshot.view_fingerprint`, kept in `view_info`: a case without a status
+closes when its end date passes, so yesterday's states may be wrong for citizens nothing else changed), when it has
+no digests (a view from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is
 about as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
 by table, as a full publish of the same warehouse (tests/test_incremental_view.py).
 """
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from citizen_view.extract_state import contract_fingerprint
 from citizen_view.serving import snapshot as snap
 from citizen_view.serving.documents import DOCS, replace_documents, sorted_sql
 from citizen_view.serving.resolve_view import publish_resolve_tables
@@ -120,7 +120,7 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
         if snap.DIGESTS not in tables or "fingerprint" not in columns:
             return False
         found = con.execute("SELECT fingerprint FROM _view_before.view_info").fetchall()
-        return bool(found) and found[0][0] == contract_fingerprint(sources)
+        return bool(found) and found[0][0] == snap.view_fingerprint(con, sources)
     finally:
         con.execute("DETACH _view_before")
 
