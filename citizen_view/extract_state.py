@@ -41,10 +41,15 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _contract(sources: SourcesFile) -> dict:
+    """The contract as declared: where its folder lies (`base_dir`) is left out (file names are kept relative to it)."""
+    return sources.model_dump(mode="json", exclude={"base_dir"})
+
+
 def contract_fingerprint(sources: SourcesFile) -> str:
     """SHA-256 over the whole contract and `code_fingerprint`: what a served view also records, so that a view is
     only ever patched by the code and contract that wrote it (serving/view_update.py)."""
-    body = json.dumps({"contract": sources.model_dump(mode="json"), "code": code_fingerprint()}, sort_keys=True)
+    body = json.dumps({"contract": _contract(sources), "code": code_fingerprint()}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -57,7 +62,7 @@ def fingerprint(sources: SourcesFile, files: list[Path], names: list[str], *, to
         stamps.append([name, stat.st_size, stat.st_mtime_ns])
     body = json.dumps(
         {
-            "contract": sources.model_dump(mode="json"),
+            "contract": _contract(sources),
             "files": stamps,
             "code": code_fingerprint(),
             "day": (today or dt.date.today()).isoformat(),
