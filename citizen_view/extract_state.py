@@ -46,10 +46,13 @@ def _contract(sources: SourcesFile) -> dict:
     return sources.model_dump(mode="json", exclude={"base_dir"})
 
 
-def contract_fingerprint(sources: SourcesFile) -> str:
-    """SHA-256 over the whole contract and `code_fingerprint`: what a served view also records, so that a view is
-    only ever patched by the code and contract that wrote it (serving/view_update.py)."""
-    body = json.dumps({"contract": _contract(sources), "code": code_fingerprint()}, sort_keys=True)
+def contract_fingerprint(sources: SourcesFile, *, day: dt.date) -> str:
+    """SHA-256 over the whole contract, `code_fingerprint` and the day: what a load and a served view were made under
+    (a served view records it too, so that it is only ever updated by the code and contract that wrote it, on the
+    day it was written: serving/view_update.py)."""
+    body = json.dumps(
+        {"contract": _contract(sources), "code": code_fingerprint(), "day": day.isoformat()}, sort_keys=True
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -60,13 +63,5 @@ def fingerprint(sources: SourcesFile, files: list[Path], names: list[str], *, to
     for path, name in zip(files, names, strict=True):
         stat = path.stat()
         stamps.append([name, stat.st_size, stat.st_mtime_ns])
-    body = json.dumps(
-        {
-            "contract": _contract(sources),
-            "files": stamps,
-            "code": code_fingerprint(),
-            "day": (today or dt.date.today()).isoformat(),
-        },
-        sort_keys=True,
-    )
+    body = json.dumps([contract_fingerprint(sources, day=today or dt.date.today()), stamps])
     return hashlib.sha256(body.encode()).hexdigest()

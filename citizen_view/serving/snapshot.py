@@ -285,13 +285,13 @@ def _record_citizens(con: duckdb.DuckDBPyConnection) -> None:
     as `_linked` holds them: the key is found by its index): the review page
     finds a record's citizen (and then its document) by an index probe, and a citizen's sources by a scan of two
     narrow columns."""
-    con.execute(f"CREATE TABLE snap.{RECORD_CITIZENS} AS {record_citizens_sql()}")
+    con.execute(f"CREATE TABLE snap.{RECORD_CITIZENS} AS {record_citizens_sql(LINKED)}")
 
 
-def record_citizens_sql(citizens: str | None = None) -> str:
-    """SQL: the `record_citizens` rows of the linked records (with `citizens`, a table of citizen_id: theirs)."""
+def record_citizens_sql(linked: str, *, citizens: str | None = None) -> str:
+    """SQL: the `record_citizens` rows of the `linked` records (with `citizens`, a table of citizen_id: theirs)."""
     only = f" WHERE citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
-    return f"SELECT source || ':' || source_record_id AS record_key, citizen_id, source FROM {LINKED}{only}"
+    return f"SELECT source || ':' || source_record_id AS record_key, citizen_id, source FROM {linked}{only}"
 
 
 def _search_tables(con: duckdb.DuckDBPyConnection, linked: str, schema: str = "snap") -> None:
@@ -413,13 +413,7 @@ def _view_info(
 ) -> None:
     """The run the view comes from, when it was published, its size and the language its pages speak (`counts`:
     records, cases and events, when the temporary tables do not hold them all)."""
-    records, cases, events = (
-        counts
-        if counts is not None
-        else con.execute(
-            f"SELECT (SELECT count(*) FROM {LINKED}), (SELECT count(*) FROM {CASES}), (SELECT count(*) FROM {EVENTS})"
-        ).fetchall()[0]
-    )
+    records, cases, events = counts if counts is not None else temp_counts(con)
     con.execute(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
         "(SELECT count(*) FROM snap.citizen) AS citizens, ?::BIGINT AS records, ?::VARCHAR AS language, "
@@ -428,15 +422,18 @@ def _view_info(
     )
 
 
+def temp_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """The records, cases and events the view's temporary tables hold."""
+    return con.execute(
+        f"SELECT (SELECT count(*) FROM {LINKED}), (SELECT count(*) FROM {CASES}), (SELECT count(*) FROM {EVENTS})"
+    ).fetchall()[0]
+
+
 def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, day: dt.date | None = None) -> str:
     """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`) and
     the day (`day`, default DuckDB's `current_date`), since a case without a status is open or closed by whether its
     end date has passed (`_state`): a view of yesterday is written whole again, not updated (view_update.py)."""
-    import hashlib
-
-    if day is None:
-        day = con.execute("SELECT current_date").fetchall()[0][0]
-    return hashlib.sha256(f"{contract_fingerprint(sources)} {day.isoformat()}".encode()).hexdigest()
+    return contract_fingerprint(sources, day=day or con.execute("SELECT current_date").fetchall()[0][0])
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

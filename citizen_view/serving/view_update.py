@@ -55,12 +55,6 @@ WHOLE = (  # and `source_rank`, `field_issues`, written before the digests
 
 
 @dataclass
-class ViewUpdate:
-    citizens: int  # in the view
-    touched: int  # rewritten
-
-
-@dataclass
 class ViewReport:
     path: Path
     rows: dict[str, int]
@@ -96,7 +90,7 @@ def serve_view(
     finally:
         view.close()
     rows = dict(zip(("citizen", "records", "cases", "events"), counts))
-    return ViewReport(path, rows, update.touched if update else None)
+    return ViewReport(path, rows, update)
 
 
 def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: SourcesFile) -> bool:
@@ -125,9 +119,9 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
         con.execute("DETACH _view_before")
 
 
-def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> ViewUpdate | None:
-    """Update the view attached as `snap` (a copy of the one served) to the warehouse's state; None, leaving it
-    half-done, when too many citizens changed (the caller then publishes in full)."""
+def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> int | None:
+    """Update the view attached as `snap` (a copy of the one served) to the warehouse's state and say how many
+    citizens were rewritten; None, leaving it half-done, when too many changed (the caller then publishes in full)."""
     linked = f"({snap.linked_sql(con)})"  # every record, unsorted: only digested
     con.execute("DROP TABLE snap.source_rank")
     con.execute("DROP TABLE snap.field_issues")
@@ -205,19 +199,18 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         "INSERT INTO snap.citizen SELECT * FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM _view_golden) "
         "ORDER BY citizen_id"
     )
-    _search_keys(con, people)
+    for table, sql in (  # the rows of each touched citizen's records
+        ("search_ids", snap.ids_sql),
+        ("search_addresses", snap.addresses_sql),
+        (snap.RECORD_CITIZENS, snap.record_citizens_sql),
+    ):
+        con.execute(f"DELETE FROM snap.{table} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})")
+        con.execute(f"INSERT INTO snap.{table} {sql(snap.LINKED, citizens=TOUCHED)}")
+    _name_keys(con, people)
     snap._profile_tables(con, sources)
     snap._events_and_status(con, sources)
-    con.execute(f"DELETE FROM snap.{snap.RECORD_CITIZENS} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})")
-    con.execute(f"INSERT INTO snap.{snap.RECORD_CITIZENS} {snap.record_citizens_sql(TOUCHED)}")
     con.execute(f"CREATE TABLE {before} AS SELECT * FROM {DIGESTS_NOW}")
-    now = con.execute(
-        f"""
-        SELECT (SELECT count(*) FROM {snap.LINKED} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})),
-               (SELECT count(*) FROM {snap.CASES} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})),
-               (SELECT count(*) FROM {snap.EVENTS} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED}))
-        """
-    ).fetchall()[0]
+    now = snap.temp_counts(con)  # the touched citizens' (the temporary tables hold theirs only)
     snap._view_info(con, sources, run_id, counts=tuple(o - g + n for o, g, n in zip(old, gone, now, strict=True)))
     replace_documents(
         con, "snap", TOUCHED, records=snap.LINKED, cases=snap.CASES, events=snap.EVENTS, issues="snap.field_issues"
@@ -225,15 +218,12 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     publish_resolve_tables(con, sources, "snap")
     for temp in (TOUCHED, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
-    return ViewUpdate(citizens=citizens, touched=touched)
+    return touched
 
 
-def _search_keys(con: duckdb.DuckDBPyConnection, people: str) -> None:
-    """The touched citizens' ID and address keys, and the name + birth date keys of their records before and after
-    (each written anew with everyone it finds: the records `people`, a condition, selects)."""
-    for table, sql in (("search_ids", snap.ids_sql), ("search_addresses", snap.addresses_sql)):
-        con.execute(f"DELETE FROM snap.{table} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})")
-        con.execute(f"INSERT INTO snap.{table} {sql(snap.LINKED, citizens=TOUCHED)}")
+def _name_keys(con: duckdb.DuckDBPyConnection, people: str) -> None:
+    """The name + birth date keys of the touched citizens' records before and after, each written anew with everyone
+    it finds (the records `people`, a condition, selects)."""
     keys = snap.people_keys_sql("family_name_std", "date_of_birth")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _view_keys AS SELECT DISTINCT key FROM ("
