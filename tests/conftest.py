@@ -70,6 +70,28 @@ def linked_world(generated, tmp_path_factory) -> LinkedWorld:
 
 
 @pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory):
+    """A Spark standalone master and one worker (2 cores, 2 GB) on loopback, for the whole test run."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime (.ci/run installs openjdk-17-jre-headless)")
+    from tests.spark_fixtures import standalone_cluster
+
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), cores=2, memory="2g") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def spark_cluster_run(generated, spark_cluster, tmp_path_factory):
+    """The session's one whole pipeline run on Spark: `citizen-view run` of the generated set linked on the cluster
+    (a spark:// master, a checkpoint folder). tests/test_spark_cluster.py checks the run itself; tests/test_spark.py
+    compares it with DuckDB's and starts its local Spark work from its warehouse. Read only: copy it to change it."""
+    from tests.spark_fixtures import run_on_cluster
+
+    return run_on_cluster(generated, tmp_path_factory.mktemp("on-cluster"), spark_cluster)
+
+
+@pytest.fixture(scope="session")
 def duckdb_linked(linked_world) -> tuple[Path, Path]:
     """The session's linked world (DuckDB), for tests that compare another backend's run with it: (root, warehouse),
     read only."""

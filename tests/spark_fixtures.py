@@ -1,13 +1,16 @@
-"""What the Spark tests share: the small-data session settings, a standalone cluster on loopback, and the
-comparisons of a warehouse's links with another's (tests/test_spark.py, tests/test_spark_cluster.py)."""
+"""What the Spark tests share: the small-data session settings, a standalone cluster on loopback, the one whole
+pipeline run linked on it, and the comparisons of a warehouse's links with another's (tests/test_spark.py,
+tests/test_spark_cluster.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from citizen_view.linkage.evaluate import evaluate_links
 from tests.service_fixtures import free_port
@@ -31,6 +35,7 @@ SMALL_DATA_CONF = {
     "spark.executor.extraJavaOptions": SHORT_RUN_JVM,
 }
 START_SECONDS = 180  # master and worker up: a bound for a busy shared machine
+RUN_SECONDS = 1500  # the whole run on the cluster: a bound for a busy shared machine, not the expected time
 
 
 def pairs(wh: Path) -> set[tuple[str, str]]:
@@ -160,3 +165,63 @@ def _wait_for_worker(cluster: Cluster, processes: list[subprocess.Popen]) -> Non
                 return
         assert time.monotonic() < deadline, cluster.logs()
         time.sleep(1)
+
+
+@dataclass
+class ClusterRun:
+    """`citizen-view run` of the generated set (copied to root/data) with `linkage.backend: spark` on a cluster."""
+
+    root: Path
+    sources: Path  # root/data/cluster.yaml: the generated sources.yaml with the cluster's linkage settings
+    warehouse: Path
+    checkpoints: Path  # the checkpoint folder the sources file names, shared by driver and executor
+    log: Path  # what the run printed
+    returncode: int
+    seconds: float
+
+
+def cluster_sources(generated: Path, root: Path, master_url: str, checkpoints: Path) -> Path:
+    """The generated set copied to root/data, with a sources file (cluster.yaml) that links on `master_url`."""
+    shutil.copytree(generated, root / "data")
+    config = yaml.safe_load((root / "data/sources.yaml").read_text(encoding="utf-8"))
+    config["linkage"] = {
+        "backend": "spark",
+        "spark": {
+            "master": master_url,
+            "checkpoint_dir": checkpoints.as_uri(),  # a Hadoop path, as an hdfs:// or s3a:// one would be
+            "conf": {
+                **SMALL_DATA_CONF,
+                "spark.driver.host": "127.0.0.1",  # executors call the driver back on loopback
+                "spark.driver.memory": "1g",
+                "spark.executor.memory": "1g",
+                "spark.executor.cores": "2",
+                "spark.pyspark.python": sys.executable,  # the executor's Python workers: the driver's version
+            },
+        },
+    }
+    path = root / "data/cluster.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_on_cluster(generated: Path, root: Path, cluster: Cluster) -> ClusterRun:
+    """The whole pipeline as a user starts it (`citizen-view run`, a process of its own, so its Spark session is not
+    this process's), linked on `cluster`; outside any DAGSTER_HOME or backend override of the test's environment."""
+    checkpoints = root / "shared-checkpoints"
+    checkpoints.mkdir(parents=True)
+    sources = cluster_sources(generated, root, cluster.master_url, checkpoints)
+    warehouse = root / "cluster/cv.duckdb"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "CITIZEN_VIEW_LINKAGE_BACKEND")}
+    cli = Path(sys.executable).with_name("citizen-view")
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "citizen_view_app.cli"]
+    log = root / "run.log"
+    started = time.monotonic()
+    with log.open("wb") as out:
+        run = subprocess.run(
+            [*command, "run", "--sources", str(sources), "--warehouse", str(warehouse)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_SECONDS,
+        )
+    return ClusterRun(root, sources, warehouse, checkpoints, log, run.returncode, time.monotonic() - started)

@@ -1,7 +1,9 @@
-"""The same linkage on Spark (local, 2 cores) as on DuckDB: one saved model scores on both, whole runs agree,
-incremental runs link new records alike, and explanations match.
+"""The same linkage on Spark (local, 2 cores) as on DuckDB: one saved model scores on both, incremental runs link
+new records alike, and explanations match.
 
-Spark is slow to start and slow on small data: these tests share one session and a small generated set.
+Spark is slow to start and slow on small data: these tests share one local session and a small generated set, and
+start from the session's one whole run on Spark (`spark_cluster_run`: linked on a standalone cluster, its agreement
+with DuckDB's run checked in tests/test_spark_cluster.py) rather than linking the same set whole a second time.
 """
 
 from __future__ import annotations
@@ -10,38 +12,23 @@ import shutil
 
 import duckdb
 import pytest
-import yaml
 
 from citizen_view.contract import LinkageConfig, SparkConfig, load_sources
 from citizen_view.layout import WarehouseLayout
-from citizen_view.linkage.evaluate import load_truth
 from citizen_view.linkage.explain import explain_pair
 from citizen_view.linkage.steps import link_citizens, score_pairs
-from citizen_view_app.runner import run_pipeline
 from tests.conftest import citizen_of_records
-from tests.spark_fixtures import SMALL_DATA_CONF, assert_links_agree
+from tests.spark_fixtures import SMALL_DATA_CONF
 
 SPARK = {"backend": "spark", "spark": {"master": "local[2]", "conf": SMALL_DATA_CONF}}
 
 
 @pytest.fixture(scope="module")
-def runs(generated, duckdb_linked, tmp_path_factory):
-    """The generated set run whole on DuckDB and on Spark (the sources file only says `linkage.backend: spark`)."""
-    root = tmp_path_factory.mktemp("spark")
-    shutil.copytree(generated, root / "data")
-    on_spark = yaml.safe_load((root / "data/sources.yaml").read_text(encoding="utf-8"))
-    on_spark["linkage"] = SPARK
-    (root / "data/spark.yaml").write_text(yaml.safe_dump(on_spark, sort_keys=False), encoding="utf-8")
-    spark = root / "spark" / "cv.duckdb"
-    outcome = run_pipeline(sources_path=root / "data/spark.yaml", warehouse_path=spark)
-    assert outcome.success, outcome.failed
-    assert "trained on spark" in outcome.materialized["linkage_model"]["training"]
-    return root, duckdb_linked[1], spark
-
-
-def test_a_whole_run_on_spark_agrees_with_duckdb(runs):
-    root, duck, spark = runs
-    assert_links_agree(duck, spark, load_truth(root / "data/truth"))
+def runs(duckdb_linked, spark_cluster_run):
+    """The generated set run whole on DuckDB and on Spark (the sources file says `linkage.backend: spark`):
+    (the Spark run's root, the DuckDB warehouse, the Spark warehouse), read only."""
+    assert spark_cluster_run.returncode == 0, spark_cluster_run.log.read_text(errors="replace")[-10000:]
+    return spark_cluster_run.root, duckdb_linked[1], spark_cluster_run.warehouse
 
 
 def test_one_saved_model_scores_the_same_on_both_backends(runs, tmp_path):
@@ -132,5 +119,5 @@ def test_explain_gives_the_same_evidence_on_spark(runs):
 
 def test_the_backend_is_a_setting_of_the_sources_file(runs):
     root, _, _ = runs
-    assert load_sources(root / "data/spark.yaml").linkage.backend == "spark"
+    assert load_sources(root / "data/cluster.yaml").linkage.backend == "spark"
     assert load_sources(root / "data/sources.yaml").linkage.backend == "duckdb"
