@@ -46,14 +46,14 @@ def _contract(sources: SourcesFile) -> dict:
     return sources.model_dump(mode="json", exclude={"base_dir"})
 
 
-def contract_fingerprint(sources: SourcesFile, *, day: dt.date) -> str:
-    """SHA-256 over the whole contract, `code_fingerprint` and the day: what a load and a served view were made under
-    (a served view records it too, so that it is only ever updated by the code and contract that wrote it, on the
-    day it was written: serving/view_update.py)."""
-    body = json.dumps(
-        {"contract": _contract(sources), "code": code_fingerprint(), "day": day.isoformat()}, sort_keys=True
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+def contract_fingerprint(sources: SourcesFile, *, day: dt.date | None) -> str:
+    """SHA-256 over the whole contract, `code_fingerprint` and the day (None: left out): what a load and a served view
+    were made under (a served view records it too, so that it is only ever updated by the code and contract that
+    wrote it; the day it was written it records apart: serving/view_update.py)."""
+    made = {"contract": _contract(sources), "code": code_fingerprint()}
+    if day is not None:
+        made["day"] = day.isoformat()
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
 
 
 def fingerprint(sources: SourcesFile, files: list[Path], names: list[str], *, today: dt.date | None = None) -> str:

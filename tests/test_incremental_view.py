@@ -4,6 +4,7 @@ are rewritten, and the view holds what a full publish of the same warehouse hold
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 
@@ -12,6 +13,7 @@ import duckdb
 from citizen_view.contract import load_sources
 from citizen_view.layout import WarehouseLayout
 from citizen_view.serving.snapshot import current_view, publish_view, view_fingerprint
+from citizen_view.serving.view_update import serve_view
 from citizen_view.warehouse import connect
 from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
@@ -90,13 +92,48 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     assert json.loads(licence["attributes"])["categories"] == "BE"
     assert "BE" in [c["case_type"] for c in json.loads(doc)["cases"] if c["source"] == "licences"]
 
-    # a view of yesterday is written whole (a case without a status closes when its end date passes), as is one
-    # written under another contract or by other code (the same fingerprint)
+    # a view written under another contract or by other code (another fingerprint) is written whole
     view = duckdb.connect(str(updated))
     try:
-        yesterday = view.execute("SELECT current_date - 1").fetchall()[0][0]
-        view.execute("UPDATE view_info SET fingerprint = ?", [view_fingerprint(view, sources, day=yesterday)])
+        view.execute("UPDATE view_info SET fingerprint = ?", [view_fingerprint(sources) + "-other"])
     finally:
         view.close()
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
     assert outcome.success and outcome.materialized["serving/view"]["written"] == "whole"
+
+
+def _licence_case(view_file, licence_id: str) -> dict:
+    view = duckdb.connect(str(view_file), read_only=True)
+    try:
+        query = "SELECT * FROM cases WHERE source = 'licences' AND source_record_id = ?"
+        return view.sql(query, params=[licence_id]).pl().to_dicts()[0]
+    finally:
+        view.close()
+
+
+def test_a_view_of_an_earlier_day_is_updated_for_the_cases_the_days_between_closed(linked_world, tmp_path):
+    """A licence (no status) is open until its end date passes: a view written the day it expires and updated the next
+    day rewrites that citizen, though none of its records changed, and holds what a full publish that day holds."""
+    _, wh = copy_world(linked_world, tmp_path / "world")
+    sources = load_sources(linked_world.root / "data" / "sources.yaml")
+    serving = WarehouseLayout.of(wh).serving_dir
+    expires, next_day = dt.date(2031, 5, 6), dt.date(2031, 5, 7)
+    with connect(wh) as con:
+        licence_id = con.execute(
+            "SELECT source_record_id FROM source_records WHERE source = 'licences' ORDER BY 1 LIMIT 1"
+        ).fetchall()[0][0]
+        con.execute(  # it expires on `expires` (in the licences' date format): open that day, closed the next
+            "UPDATE source_records SET attributes = json_merge_patch(attributes, json_object('expires_on', ?)) "
+            "WHERE source = 'licences' AND source_record_id = ?",
+            [expires.strftime("%Y/%m/%d"), licence_id],
+        )
+        before = publish_view(con, sources, serving, run_id="day-1", day=expires)
+        report = serve_view(con, sources, serving, run_id="day-2", incremental=True, day=next_day)
+        full = publish_view(con, sources, tmp_path / "full", run_id="full", day=next_day)
+    assert _licence_case(before, licence_id)["state"] == "open"
+    assert _licence_case(report.path, licence_id)["state"] == "closed"
+    assert report.touched is not None and 1 <= report.touched < 0.2 * report.rows["citizen"]  # updated, not whole
+    got, want = _tables(report.path), _tables(full)
+    assert got.keys() == want.keys()
+    for table in want:
+        assert got[table] == want[table], table

@@ -56,21 +56,24 @@ def _date(value: str, fmt: str | None) -> str:
     return "coalesce(" + ", ".join(f"try_strptime({value}, {_lit(f)})::DATE" for f in formats) + ")"
 
 
-def _state(status: str, end: str, mapping: dict) -> str:
-    """SQL for a case's state (open, pending, closed) from the agency's status words, or from its end date."""
+def _state(status: str, end: str, mapping: dict, day: dt.date) -> str:
+    """SQL for a case's state (open, pending, closed) from the agency's status words, or from its end date: closed once
+    `day` (the day the view is written for) is past it."""
     whens = " ".join(
         f"WHEN lower(trim({status})) IN ({', '.join(_lit(w.lower()) for w in words)}) THEN {_lit(state.value)}"
         for state, words in mapping.items()
         if words
     )
     return (
-        f"CASE {whens} WHEN {status} IS NULL AND {end} < current_date THEN 'closed' "
+        f"CASE {whens} WHEN {status} IS NULL AND {end} < DATE '{day.isoformat()}' THEN 'closed' "
         f"WHEN {status} IS NULL THEN 'open' ELSE 'unknown' END"
     )
 
 
-def _cases_sql(sources: SourcesFile) -> str:
-    """Cases and applications of every source that declares them: kind, type, state, dates (DATE), reference."""
+def _cases_sql(sources: SourcesFile, *, day: dt.date, linked: str | None = None) -> str:
+    """Cases and applications of every source that declares them: kind, type, state, dates (DATE), reference (of the
+    linked records `linked`, a table or a parenthesised query; default the view's temporary `LINKED`)."""
+    linked = linked or LINKED
     parts = []
     for s in sources.sources:
         c = s.cases
@@ -85,19 +88,19 @@ def _cases_sql(sources: SourcesFile) -> str:
             reference = "source_record_id" if c.reference and c.reference == s.record_id else pick(c.reference, item)
             end_date = _date(end, c.date_format)
             return (
-                f"{pick(c.type, item)} AS case_type, {status} AS status, {_state(status, end_date, c.status_map)} AS state, "
+                f"{pick(c.type, item)} AS case_type, {status} AS status, {_state(status, end_date, c.status_map, day)} AS state, "
                 f"{_date(start, c.date_format)} AS start_date, {end_date} AS end_date, {reference} AS case_reference"
             )
 
         head = f"SELECT citizen_id, source, source_record_id, {_lit(c.kind)} AS kind"
         if c.list:
             parts.append(
-                f"{head}, {cols('item')} FROM {LINKED}, "
+                f"{head}, {cols('item')} FROM {linked}, "
                 f"unnest(from_json(json_extract_string(attributes, {_lit(_path(c.list))}), '[\"JSON\"]')) AS t(item) "
                 f"WHERE source = {_lit(s.name)}"
             )
         else:
-            parts.append(f"{head}, {cols('attributes')} FROM {LINKED} WHERE source = {_lit(s.name)}")
+            parts.append(f"{head}, {cols('attributes')} FROM {linked} WHERE source = {_lit(s.name)}")
     empty = (
         "SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
         "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
@@ -140,10 +143,13 @@ def _events_sql(sources: SourcesFile) -> str:
     return " UNION ALL ".join(parts)
 
 
-def publish_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str) -> Path:
-    """Write a complete served view from the warehouse and switch the pointer to it; returns the new file."""
+def publish_view(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str, day: dt.date | None = None
+) -> Path:
+    """Write a complete served view from the warehouse and switch the pointer to it; returns the new file. `day`: the
+    day its cases' states are judged by (default `today(con)`)."""
     partial, final = start_view(folder, run_id)
-    write_whole(con, sources, partial, run_id)
+    write_whole(con, sources, partial, run_id, day=day or today(con))
     return finish_view(folder, partial, final)
 
 
@@ -155,11 +161,18 @@ def start_view(folder: Path, run_id: str) -> tuple[Path, Path]:
     return folder / f".{name}{PARTIAL}", folder / name
 
 
-def write_whole(con: duckdb.DuckDBPyConnection, sources: SourcesFile, partial: Path, run_id: str) -> None:
-    """Every table of a view, written into the new file `partial`."""
+def today(con: duckdb.DuckDBPyConnection) -> dt.date:
+    """The day a view written now is written for: DuckDB's `current_date` (its time zone setting's)."""
+    return con.execute("SELECT current_date").fetchall()[0][0]
+
+
+def write_whole(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, partial: Path, run_id: str, *, day: dt.date
+) -> None:
+    """Every table of a view for `day`, written into the new file `partial`."""
     con.execute(f"ATTACH {_lit(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
     try:
-        _write_view(con, sources, run_id)
+        _write_view(con, sources, run_id, day=day)
     finally:
         con.execute("DETACH snap")
         drop_temps(con)
@@ -178,18 +191,18 @@ def finish_view(folder: Path, partial: Path, final: Path) -> Path:
     return final
 
 
-def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> None:
+def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, *, day: dt.date) -> None:
     """The view's tables, in the attached `snap`: the warehouse's big tables are read once, into `_linked` (sorted by
     citizen), and every table of the view is written from that."""
     con.execute("CREATE TABLE snap.citizen AS SELECT * FROM citizen ORDER BY citizen_id")
     _linked(con)
     _search_tables(con, LINKED)
     _ranks_and_issues(con, sources)
-    _profile_tables(con, sources)
+    _profile_tables(con, sources, day=day)
     _events_and_status(con, sources)
     _record_citizens(con)
     con.execute(f"CREATE TABLE snap.{DIGESTS} AS {record_digests_sql()}")
-    _view_info(con, sources, run_id)
+    _view_info(con, sources, run_id, day=day)
     create_lookup_indexes(con, "snap")
     publish_documents(con, "snap", records=LINKED, cases=CASES, events=EVENTS, issues="snap.field_issues")
     create_document_views(con, "snap", _record_types(con))
@@ -377,9 +390,9 @@ def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> N
     )
 
 
-def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> None:
+def _profile_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, day: dt.date) -> None:
     """Cases (for the documents, in their order), the labels of each source's other columns, and the review queue."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CASES} AS {sorted_sql('cases', _cases_sql(sources))}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CASES} AS {sorted_sql('cases', _cases_sql(sources, day=day))}")
     con.execute(
         "CREATE TABLE snap.attribute_labels (source VARCHAR, column_name VARCHAR, label VARCHAR, format VARCHAR, hidden BOOLEAN)"
     )
@@ -409,16 +422,21 @@ def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> 
 
 
 def _view_info(
-    con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, counts: tuple[int, int, int] | None = None
+    con: duckdb.DuckDBPyConnection,
+    sources: SourcesFile,
+    run_id: str,
+    *,
+    day: dt.date,
+    counts: tuple[int, int, int] | None = None,
 ) -> None:
-    """The run the view comes from, when it was published, its size and the language its pages speak (`counts`:
-    records, cases and events, when the temporary tables do not hold them all)."""
+    """The run the view comes from, when it was published and for which day, its size and the language its pages
+    speak (`counts`: records, cases and events, when the temporary tables do not hold them all)."""
     records, cases, events = counts if counts is not None else temp_counts(con)
     con.execute(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
         "(SELECT count(*) FROM snap.citizen) AS citizens, ?::BIGINT AS records, ?::VARCHAR AS language, "
-        "?::BIGINT AS cases, ?::BIGINT AS events, ?::VARCHAR AS fingerprint",
-        [run_id, sources.country, records, sources.serving.language, cases, events, view_fingerprint(con, sources)],
+        "?::BIGINT AS cases, ?::BIGINT AS events, ?::VARCHAR AS fingerprint, ?::DATE AS written_on",
+        [run_id, sources.country, records, sources.serving.language, cases, events, view_fingerprint(sources), day],
     )
 
 
@@ -429,11 +447,12 @@ def temp_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     ).fetchall()[0]
 
 
-def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile, *, day: dt.date | None = None) -> str:
-    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`) and
-    the day (`day`, default DuckDB's `current_date`), since a case without a status is open or closed by whether its
-    end date has passed (`_state`): a view of yesterday is written whole again, not updated (view_update.py)."""
-    return contract_fingerprint(sources, day=day or con.execute("SELECT current_date").fetchall()[0][0])
+def view_fingerprint(sources: SourcesFile) -> str:
+    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`). The
+    day it was written for is kept beside it (`written_on`): a case without a status is open or closed by whether its
+    end date has passed (`_state`), so an update on another day rewrites the citizens whose cases the days between
+    close or reopen (view_update.py)."""
+    return contract_fingerprint(sources, day=None)
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

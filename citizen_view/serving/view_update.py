@@ -17,16 +17,20 @@ switches, as with a full publish):
   source status and labels, the view's info and digests, and the tables online resolution reads (their term
   frequencies count every record).
 
-It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code,
-under another contract or on another day (`snapshot.view_fingerprint`, kept in `view_info`: a case without a status
-closes when its end date passes, so yesterday's states may be wrong for citizens nothing else changed), when it has
-no digests (a view from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is
-about as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
+A view written on another day than today is updated too: a case without a status closes when its end date passes, so
+the citizens with such a case whose end date lies between the view's day (`view_info.written_on`) and today are
+touched as well, whatever their records did (`_cases_turned`; nothing else in a view depends on the day).
+
+It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code or
+under another contract (`snapshot.view_fingerprint`, kept in `view_info`), when it has no digests or no day (a view
+from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is about
+as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
 by table, as a full publish of the same warehouse (tests/test_incremental_view.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +66,19 @@ class ViewReport:
 
 
 def serve_view(
-    con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str, incremental: bool = False
+    con: duckdb.DuckDBPyConnection,
+    sources: SourcesFile,
+    folder: Path,
+    *,
+    run_id: str,
+    incremental: bool = False,
+    day: dt.date | None = None,
 ) -> ViewReport:
-    """Publish a new served view, `incremental`ly updated from the one served where it can be (else written whole),
-    switch the service to it and count what it holds."""
+    """Publish a new served view for `day` (default `snapshot.today`), `incremental`ly updated from the one served
+    where it can be (else written whole), switch the service to it and count what it holds."""
     import duckdb
 
+    day = day or snap.today(con)
     partial, final = snap.start_view(folder, run_id)
     before = snap.current_view(folder) if incremental else None
     update = None
@@ -75,14 +86,14 @@ def serve_view(
         shutil.copyfile(before, partial)
         con.execute(f"ATTACH {snap._lit(str(partial))} AS snap")
         try:
-            update = update_view(con, sources, run_id)
+            update = update_view(con, sources, run_id, day=day)
         finally:
             con.execute("DETACH snap")
             snap.drop_temps(con)
         if update is None:  # too many citizens changed: written whole instead
             partial.unlink()
     if update is None:
-        snap.write_whole(con, sources, partial, run_id)
+        snap.write_whole(con, sources, partial, run_id, day=day)
     path = snap.finish_view(folder, partial, final)
     view = duckdb.connect(str(path), read_only=True)
     try:  # counted when the view was written (`records`, `cases` and `events` are views reading every document)
@@ -111,16 +122,16 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = '_view_before' AND table_name = 'view_info'"
             ).fetchall()
         }
-        if snap.DIGESTS not in tables or "fingerprint" not in columns:
+        if snap.DIGESTS not in tables or not {"fingerprint", "written_on"} <= columns:
             return False
         found = con.execute("SELECT fingerprint FROM _view_before.view_info").fetchall()
-        return bool(found) and found[0][0] == snap.view_fingerprint(con, sources)
+        return bool(found) and found[0][0] == snap.view_fingerprint(sources)
     finally:
         con.execute("DETACH _view_before")
 
 
-def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str) -> int | None:
-    """Update the view attached as `snap` (a copy of the one served) to the warehouse's state and say how many
+def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, *, day: dt.date) -> int | None:
+    """Update the view attached as `snap` (a copy of the one served) to the warehouse's state on `day` and say how many
     citizens were rewritten; None, leaving it half-done, when too many changed (the caller then publishes in full)."""
     linked = f"({snap.linked_sql(con)})"  # every record, unsorted: only digested
     con.execute("DROP TABLE snap.source_rank")
@@ -133,6 +144,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT DISTINCT citizen_id FROM (
             SELECT citizen_id FROM {before} ANTI JOIN {DIGESTS_NOW} USING (record_key, citizen_id, d)
             UNION ALL SELECT citizen_id FROM {DIGESTS_NOW} ANTI JOIN {before} USING (record_key, citizen_id, d)
+            UNION ALL {_cases_turned(con, sources, linked, day)}
         )
         """
     )
@@ -207,11 +219,12 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         con.execute(f"DELETE FROM snap.{table} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})")
         con.execute(f"INSERT INTO snap.{table} {sql(snap.LINKED, citizens=TOUCHED)}")
     _name_keys(con, people)
-    snap._profile_tables(con, sources)
+    snap._profile_tables(con, sources, day=day)
     snap._events_and_status(con, sources)
     con.execute(f"CREATE TABLE {before} AS SELECT * FROM {DIGESTS_NOW}")
     now = snap.temp_counts(con)  # the touched citizens' (the temporary tables hold theirs only)
-    snap._view_info(con, sources, run_id, counts=tuple(o - g + n for o, g, n in zip(old, gone, now, strict=True)))
+    counts = tuple(o - g + n for o, g, n in zip(old, gone, now, strict=True))
+    snap._view_info(con, sources, run_id, day=day, counts=counts)
     replace_documents(
         con, "snap", TOUCHED, records=snap.LINKED, cases=snap.CASES, events=snap.EVENTS, issues="snap.field_issues"
     )
@@ -219,6 +232,20 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     for temp in (TOUCHED, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return touched
+
+
+def _cases_turned(con: duckdb.DuckDBPyConnection, sources: SourcesFile, linked: str, day: dt.date) -> str:
+    """SQL for the citizens (of `linked`) whose documents the days since the view was written change: a case without a
+    status is closed once its end date has passed (`snapshot._state`), so one whose end date lies between the day the
+    view was written for and `day` (either way round: a clock set back) has turned. None on the view's own day."""
+    written_on = con.execute("SELECT written_on FROM snap.view_info").fetchall()[0][0]
+    if written_on == day:
+        return "SELECT NULL::VARCHAR AS citizen_id WHERE false"
+    first, last = sorted((written_on, day))
+    return (
+        f"SELECT citizen_id FROM ({snap._cases_sql(sources, day=day, linked=linked)}) WHERE status IS NULL "
+        f"AND end_date >= DATE '{first.isoformat()}' AND end_date < DATE '{last.isoformat()}'"
+    )
 
 
 def _name_keys(con: duckdb.DuckDBPyConnection, people: str) -> None:
