@@ -40,19 +40,23 @@ _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 @dataclass(frozen=True)
 class Rules:
-    """What a source's values are checked against: its country, its ID scheme and the plausibility bounds."""
+    """What a source's values are checked against: its country, its ID scheme, the plausibility bounds and the day
+    they are judged on (`today`: an ID may not encode a birth date after it; the latest plausible date is it unless
+    the contract sets one)."""
 
     country: str | None
     id_scheme: str
     earliest_date: dt.date
     latest_date: dt.date
+    today: dt.date
 
     @classmethod
     def of(
         cls, source: SourceConfig, *, country: str | None, quality: QualityConfig, today: dt.date | None = None
     ) -> Rules:
-        latest = quality.latest_date_of_birth or today or dt.date.today()
-        return cls(country, source.id_scheme(country), quality.earliest_date_of_birth, latest)
+        today = today or dt.date.today()
+        latest = quality.latest_date_of_birth or today
+        return cls(country, source.id_scheme(country), quality.earliest_date_of_birth, latest, today)
 
 
 class _Rows:
@@ -165,7 +169,9 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
 
 def _identity_columns(rows: _Rows, rules: Rules) -> list[pl.Series]:
     """The national ID under the declared scheme: the checksum decides whether the value is kept."""
-    id_text, id_valid = national_id.check(rows.series(rows.col(F.NATIONAL_ID)), scheme=rules.id_scheme)
+    id_text, id_valid = national_id.check(
+        rows.series(rows.col(F.NATIONAL_ID)), scheme=rules.id_scheme, today=rules.today
+    )
     failed = id_valid.fill_null(True).not_()
     rows.issue(F.NATIONAL_ID, pl.lit(failed), rows.col(F.NATIONAL_ID), f"fails the {rules.id_scheme} checksum")
     nid = pl.select(pl.when(failed).then(None).otherwise(id_text)).to_series()

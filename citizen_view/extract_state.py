@@ -8,10 +8,12 @@ run's ingest at a million records) would write the same tables. `fingerprint` is
 `sources.yaml` (a change anywhere in it reads every source again, the simple rule), the files' names relative to the
 contract, sizes and modification times (the raw rows keep the file's name and its time as `_extracted_at`), this
 package's own files (its readers, standardisation and rules), the version of every installed distribution (polars,
-duckdb, phonenumbers, python-stdnum ... read and parse the values) and the day: the rules judge birth dates by it (the
-latest plausible birth date is today unless the contract sets one, a Norwegian ID's birth date may not lie ahead) and
-word an implausible date's reason with it, so a record kept yesterday may be judged otherwise today. Any difference,
-or a load logged before the fingerprint existed, reads the extract again.
+duckdb, phonenumbers, python-stdnum ... read and parse the values). Any difference, or a load logged before the
+fingerprint existed, reads the extract again.
+
+The day is kept apart (`ingest_log.judged_on`): the rules judge birth dates by it (the latest plausible birth date is
+today unless the contract sets one, a Norwegian ID's birth date may not lie ahead) and word an implausible date's
+reason with it. A load judged on an earlier day is kept only where that changes nothing (`ingest.judged_alike`).
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ def contract_fingerprint(sources: SourcesFile, *, day: dt.date | None) -> str:
     return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprint(sources: SourcesFile, files: list[Path], names: list[str], *, today: dt.date | None = None) -> str:
-    """What besides the files' contents decides what loading them writes (module docstring); `names` are the files'
-    names as the load records them; `today`, the day the rules judge by (default: today)."""
+def fingerprint(sources: SourcesFile, files: list[Path], names: list[str]) -> str:
+    """What besides the files' contents and the day decides what loading them writes (module docstring); `names` are
+    the files' names as the load records them."""
     stamps = []
     for path, name in zip(files, names, strict=True):
         stat = path.stat()
         stamps.append([name, stat.st_size, stat.st_mtime_ns])
-    body = json.dumps([contract_fingerprint(sources, day=today or dt.date.today()), stamps])
+    body = json.dumps([contract_fingerprint(sources, day=None), stamps])
     return hashlib.sha256(body.encode()).hexdigest()

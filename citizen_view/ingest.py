@@ -19,8 +19,9 @@ the column, and writes nothing; `ingest_or_hold` (what the pipeline calls) recor
 back and unreadable, so that source alone waits for a fixed file.
 
 An extract whose files are those of the source's last load (the same names, sizes, times and contents), under the
-same contract and code (`extract_state.py`), is not read again: `ingest_or_hold` keeps the tables that load wrote,
-judges the ingest rules again on them and logs the load as `unchanged` (`keep_unchanged`).
+same contract and code (`extract_state.py`), judged on the same day or on an earlier one whose judgement is
+today's (`judged_alike`), is not read again: `ingest_or_hold` keeps the tables that load wrote, judges the ingest
+rules again on them and logs the load as `unchanged` (`keep_unchanged`).
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
+from citizen_view import national_id
 from citizen_view import standardise as std
-from citizen_view.canonical import Rules, canonical_records
+from citizen_view.canonical import IMPLAUSIBLE, Rules, canonical_records
 from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.extract_state import fingerprint
 from citizen_view.quality import rules
@@ -93,6 +95,7 @@ class IngestReport:
     evidence: list[dict] = field(default_factory=list)  # held back: the top reasons, with counts and examples
     fingerprint: str = ""
     unchanged_since: datetime | None = None  # UNCHANGED: when the tables kept were accepted
+    judged_on: date | None = None  # the day the rules judged by (a kept load: the day it was found to hold for)
 
     @property
     def held(self) -> bool:
@@ -230,14 +233,18 @@ def standardise_source(
     return canonical, rejects, issues
 
 
-def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport:
-    """Read and standardise one source, write it to staging, audit it, then publish it or hold it back.
+def ingest_source(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str, *, today: date | None = None
+) -> IngestReport:
+    """Read and standardise one source, write it to staging, audit it, then publish it or hold it back; `today`: the
+    day the rules judge by (default today).
 
     All in one transaction: a crash changes nothing. The report says which (`status`) and why (`audit`)."""
     started = time.perf_counter()
+    today = today or date.today()
     source = sources.source(name)
     extract = read_source(sources, source)
-    rules_ = Rules.of(source, country=sources.country, quality=sources.quality)
+    rules_ = Rules.of(source, country=sources.country, quality=sources.quality, today=today)
     canonical, late_rejects, issues = standardise_source(extract, source, rules=rules_)
     rejects = extract.rejects + late_rejects
     rejects_df = pl.DataFrame(
@@ -265,6 +272,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
         ),
         content_hash=extract.content_hash,
         fingerprint=extract.fingerprint,
+        judged_on=today,
     )
     if not report.balanced:  # rows vanished between the file and the warehouse: load nothing
         raise SourceError(
@@ -304,39 +312,48 @@ def ingest_source(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: st
 READABLE = "extract_readable"
 
 
-def ingest_or_hold(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport:
-    """`ingest_source`, except that an extract that cannot be read at all (no file, an empty or corrupt file, a
-    mapped column missing, records the reader cannot account for) is held back like one that fails its audit: the
-    error is its evidence, the source's last accepted extract stays current and every other source goes on."""
+def ingest_or_hold(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str, *, today: date | None = None
+) -> IngestReport:
+    """`ingest_source` (unless `keep_unchanged` keeps the last load), except that an extract that cannot be read at
+    all (no file, an empty or corrupt file, a mapped column missing, records the reader cannot account for) is held
+    back like one that fails its audit: the error is its evidence, the source's last accepted extract stays current
+    and every other source goes on. `today`: the day the rules judge by (default today)."""
     try:
-        return keep_unchanged(con, sources, name) or ingest_source(con, sources, name)
+        return keep_unchanged(con, sources, name, today=today) or ingest_source(con, sources, name, today=today)
     except SourceError as exc:
         return hold_unreadable(con, sources, name, exc)
 
 
-def keep_unchanged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str) -> IngestReport | None:
+def keep_unchanged(
+    con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: str, *, today: date | None = None
+) -> IngestReport | None:
     """The source's last load again, without reading its files, when they are the files it read (names, sizes, times
-    and contents), under the same contract and code (`extract_state.fingerprint`), and its tables are current: the
-    ingest rules are judged again on those tables and the load is logged as `unchanged`. None (read the extract)
-    otherwise, and also when a rule fails there (an extract a person released although it failed: read and judged
-    again, where the release still applies)."""
+    and contents), under the same contract and code (`extract_state.fingerprint`), judged on `today` (default today)
+    or on an earlier day whose judgement is today's (`judged_alike`), and its tables are current: the ingest rules
+    are judged again on those tables and the load is logged as `unchanged`. None (read the extract) otherwise, and
+    also when a rule fails there (an extract a person released although it failed: read and judged again, where the
+    release still applies)."""
     started = time.perf_counter()
+    today = today or date.today()
     source = sources.source(name)
     files = [] if source.problems() else sources.files_of(source)
     ensure_ingest_tables(con)
     last = con.execute(
-        "SELECT files, rows_in, rows_loaded, status, content_hash, fingerprint FROM ingest_log WHERE source = ? "
-        "ORDER BY loaded_at DESC LIMIT 1",
+        "SELECT files, rows_in, rows_loaded, status, content_hash, fingerprint, judged_on FROM ingest_log "
+        "WHERE source = ? ORDER BY loaded_at DESC LIMIT 1",
         [name],
     ).fetchall()
     if not files or not last or not all(table_exists(con, kind, name) for kind in _FRAMES):
         return None
-    logged_files, rows_in, rows_loaded, status, digest, stamp = last[0]
+    logged_files, rows_in, rows_loaded, status, digest, stamp, judged_on = last[0]
     names = [_display_name(sources, p) for p in files]
     kept = (LoadStatus.ACCEPTED, LoadStatus.RELEASED, LoadStatus.UNCHANGED)
     if (
         status not in kept
         or stamp is None
+        or judged_on is None
+        or judged_on > today  # a clock set back: a date plausible then may not be now
         or list(logged_files) != names
         or fingerprint(sources, files, names) != stamp
     ):
@@ -346,6 +363,8 @@ def keep_unchanged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: s
     canonical = f"canonical.{quote(name)}"
     if rules._scalar(con, f"SELECT count(*) FROM {canonical}") != rows_loaded:
         return None  # the tables are not the ones that load wrote
+    if judged_on != today and not judged_alike(con, sources, source, today=today):
+        return None
     rejected = [r for (r,) in con.execute("SELECT reason FROM rejected_records WHERE source = ?", [name]).fetchall()]
     since = rules.last_accepted_load(con, name)
     report = IngestReport(
@@ -364,6 +383,7 @@ def keep_unchanged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: s
         content_hash=digest,
         fingerprint=stamp,
         unchanged_since=since[1] if since else None,
+        judged_on=today,
     )
     if "national_id" in source.fields:
         report.national_id_valid_rate = rules._scalar(con, f"SELECT avg(national_id_valid::DOUBLE) FROM {canonical}")
@@ -386,6 +406,26 @@ def keep_unchanged(con: duckdb.DuckDBPyConnection, sources: SourcesFile, name: s
         _log(con, report, reason="unchanged: the files, contract and code of the last load; not read again")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def judged_alike(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: SourceConfig, *, today: date) -> bool:
+    """Whether a load judged on an earlier day holds what reading its files `today` would write. The day enters the
+    judgement twice (canonical.Rules): birth and death dates after the latest plausible date, which is the day
+    unless the contract sets one, are set aside with a reason that names it; and an ID may not encode a birth date
+    after the day (a Norwegian fødselsnummer). A later day only lets more pass, so the load holds exactly when none
+    of its set-aside dates was judged by the day and none of its set-aside IDs passes today."""
+    if sources.quality.latest_date_of_birth is None and rules._scalar(
+        con, "SELECT count(*) FROM field_issues WHERE source = ? AND starts_with(reason, ?)", [source.name, IMPLAUSIBLE]
+    ):
+        return False
+    ids = con.execute(
+        "SELECT raw FROM field_issues WHERE source = ? AND field = 'national_id' AND raw IS NOT NULL", [source.name]
+    ).fetchall()
+    if not ids:
+        return True
+    scheme = source.id_scheme(sources.country)
+    _, valid = national_id.check(pl.Series([r for (r,) in ids], dtype=pl.String), scheme=scheme, today=today)
+    return not valid.fill_null(False).any()
 
 
 def hold_unreadable(
@@ -583,7 +623,7 @@ def _released_by(con: duckdb.DuckDBPyConnection, source: str, digest: str) -> st
 def _log(con: duckdb.DuckDBPyConnection, report: IngestReport, *, reason: str | None) -> None:
     con.execute(
         "INSERT INTO ingest_log (source, files, rows_in, rows_loaded, rows_rejected, load_id, status, content_hash, reason, "
-        "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "fingerprint, judged_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             report.source,
             report.files,
@@ -595,6 +635,7 @@ def _log(con: duckdb.DuckDBPyConnection, report: IngestReport, *, reason: str | 
             report.content_hash,
             reason,
             report.fingerprint or None,
+            report.judged_on,
         ],
     )
 

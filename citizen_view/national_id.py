@@ -49,22 +49,23 @@ def _weighted(expr: pl.Expr, weights: tuple[int, ...]) -> pl.Expr:
     return pl.sum_horizontal(_digit(expr, i) * w for i, w in enumerate(weights))
 
 
-def _bsn_valid(expr: pl.Expr) -> pl.Expr:
+def _bsn_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:  # noqa: ARG001 - no date in a BSN
     shape = expr.str.contains(r"^\d{9}$") & (expr != "000000000")
     total = _weighted(expr, (9, 8, 7, 6, 5, 4, 3, 2)) - _digit(expr, 8)
     return shape & ((total % 11) == 0).fill_null(False)
 
 
-def _fnr_valid(expr: pl.Expr) -> pl.Expr:
+def _fnr_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:
     shape = expr.str.contains(r"^\d{11}$")
     k1 = (11 - _weighted(expr, (3, 7, 6, 1, 8, 9, 4, 5, 2)) % 11) % 11
     k2 = (11 - _weighted(expr, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)) % 11) % 11
     checks = (k1 == _digit(expr, 9)) & (k2 == _digit(expr, 10))
-    return shape & checks.fill_null(False) & _fnr_birth_date(expr).is_not_null()
+    return shape & checks.fill_null(False) & _fnr_birth_date(expr, today).is_not_null()
 
 
-def _fnr_birth_date(expr: pl.Expr) -> pl.Expr:
-    """The birth date a fødselsnummer encodes (D- and H-numbers corrected), or null when impossible."""
+def _fnr_birth_date(expr: pl.Expr, today: datetime.date) -> pl.Expr:
+    """The birth date a fødselsnummer encodes (D- and H-numbers corrected), or null when impossible (or after
+    `today`)."""
     day = _digit(expr, 0) * 10 + _digit(expr, 1)
     month = _digit(expr, 2) * 10 + _digit(expr, 3)
     yy = _digit(expr, 4) * 10 + _digit(expr, 5)
@@ -87,14 +88,15 @@ def _fnr_birth_date(expr: pl.Expr) -> pl.Expr:
     )
     born = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     raw_day = _digit(expr, 0) * 10 + _digit(expr, 1)
-    return pl.when((raw_day < 80) & (born <= pl.lit(datetime.date.today()))).then(born).otherwise(None)
+    return pl.when((raw_day < 80) & (born <= pl.lit(today))).then(born).otherwise(None)
 
 
 _VECTORISED = {"nl.bsn": _bsn_valid, "no.fodselsnummer": _fnr_valid}
 
 
-def check(ids: pl.Series, *, scheme: str) -> tuple[pl.Series, pl.Series]:
-    """(compacted IDs, valid flags) for a column of IDs; the flag is null for a missing ID or an opaque scheme."""
+def check(ids: pl.Series, *, scheme: str, today: datetime.date | None = None) -> tuple[pl.Series, pl.Series]:
+    """(compacted IDs, valid flags) for a column of IDs; the flag is null for a missing ID or an opaque scheme.
+    `today`: the day an ID may not encode a birth date after (default today; python-stdnum's schemes use today)."""
     frame = pl.DataFrame({"id": ids})
     compacted = frame.select(compact(pl.col("id"), scheme=scheme)).to_series()
     if not has_checksum(scheme):
@@ -102,7 +104,11 @@ def check(ids: pl.Series, *, scheme: str) -> tuple[pl.Series, pl.Series]:
     if scheme in _VECTORISED:
         valid = (
             pl.DataFrame({"id": compacted})
-            .select(pl.when(pl.col("id").is_null()).then(None).otherwise(_VECTORISED[scheme](pl.col("id"))))
+            .select(
+                pl.when(pl.col("id").is_null())
+                .then(None)
+                .otherwise(_VECTORISED[scheme](pl.col("id"), today or datetime.date.today()))
+            )
             .to_series()
         )
         return compacted.alias("national_id"), valid.alias("national_id_valid")

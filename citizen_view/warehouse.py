@@ -52,6 +52,7 @@ ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decided_at TIMESTAMPTZ;
 ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS decision_reason VARCHAR;
 -- extract_state.py: what besides the contents decides what a load writes (an unchanged extract is not read again)
 ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS fingerprint VARCHAR;
+ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS judged_on DATE;
 """
 
 

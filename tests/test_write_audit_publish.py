@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from citizen_view.contract import load_sources
-from citizen_view.extract_state import fingerprint
 from citizen_view.ingest import (
     INGEST_RULES,
     LoadStatus,
@@ -270,18 +269,63 @@ def test_a_released_extract_is_read_and_judged_again_where_its_release_still_app
         assert con.execute("SELECT count(*) FROM canonical.lic WHERE date_of_birth IS NULL").fetchall() == [(320,)]
 
 
-def test_an_extract_kept_on_another_day_is_read_again(tmp_path):
-    """The rules judge birth dates by the day (the latest plausible one is today unless the contract sets one) and
-    word their reasons with it: a load's tables are kept only on the day they were judged."""
+def test_a_load_of_an_earlier_day_is_kept_where_the_day_changes_nothing_and_read_again_where_it_does(tmp_path):
+    """The rules judge by the day: the latest plausible birth date is the day (the contract sets none here) and an
+    implausible date's reason names it. A load judged on an earlier day is kept when none of its dates was set aside
+    by the day; a birth date the day set aside, or a clock set back, reads the extract again."""
+    day = dt.date(2031, 5, 6)
+    next_day = day + dt.timedelta(days=1)
     write(tmp_path / "sources.yaml", SOURCES)
-    (tmp_path / "lic.csv").write_text(GOOD, encoding="utf-8")
-    assert _load(tmp_path)[0] == LoadStatus.ACCEPTED
     sources = load_sources(tmp_path / "sources.yaml")
-    files = sources.files_of(sources.source("lic"))
+    (tmp_path / "lic.csv").write_text(GOOD, encoding="utf-8")
     with connect(tmp_path / "w.duckdb") as con:
-        names = list(con.execute("SELECT files FROM ingest_log").fetchall()[0][0])
-        yesterday = fingerprint(sources, files, names, today=dt.date.today() - dt.timedelta(days=1))
-        assert yesterday != fingerprint(sources, files, names)
-        con.execute("UPDATE ingest_log SET fingerprint = ?", [yesterday])
-    assert _load(tmp_path)[0] == LoadStatus.ACCEPTED
-    assert _load(tmp_path)[0] == LoadStatus.UNCHANGED
+        assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED
+        kept = ingest_or_hold(con, sources, "lic", today=next_day)
+        assert (kept.status, kept.judged_on) == (LoadStatus.UNCHANGED, next_day)
+        assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED  # the clock set back
+        judged = [d for (d,) in con.execute("SELECT judged_on FROM ingest_log ORDER BY loaded_at").fetchall()]
+        assert judged == [day, next_day, day]
+
+    (tmp_path / "lic.csv").write_text(GOOD + f"L999,Person late,{next_day.isoformat()}\n", encoding="utf-8")
+    born = "SELECT date_of_birth FROM canonical.lic WHERE source_record_id = 'L999'"
+    with connect(tmp_path / "w.duckdb") as con:
+        assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED
+        assert con.execute(born).fetchall() == [(None,)]  # after the latest plausible date: set aside
+        assert ingest_or_hold(con, sources, "lic", today=next_day).status == LoadStatus.ACCEPTED  # read again
+        assert con.execute(born).fetchall() == [(next_day,)]
+        assert ingest_or_hold(con, sources, "lic", today=next_day + dt.timedelta(days=1)).status == LoadStatus.UNCHANGED
+    # the same with the contract's own latest date: the reason does not name the day, the load is kept
+    write(tmp_path / "sources.yaml", SOURCES + "quality:\n  latest_date_of_birth: 2031-01-01\n")
+    sources = load_sources(tmp_path / "sources.yaml")
+    with connect(tmp_path / "w.duckdb") as con:
+        assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED  # another contract
+        assert con.execute(born).fetchall() == [(None,)]
+        assert ingest_or_hold(con, sources, "lic", today=next_day).status == LoadStatus.UNCHANGED
+
+
+def test_a_load_of_an_earlier_day_is_read_again_when_an_id_it_set_aside_passes_today(tmp_path):
+    """A fødselsnummer may not encode a birth date after the day: one born on the next day fails on the day, passes the
+    next day, and so reads its extract again then (a load whose set-aside IDs still fail is kept)."""
+    from citizen_view_synth.national_id import FodselsnummerAllocator
+
+    day = dt.date(2031, 5, 6)
+    next_day = day + dt.timedelta(days=1)
+    ids = FodselsnummerAllocator(seed=3)
+    rows = [f"P{i},Person {i},{ids.allocate(dt.date(1960 + i % 40, 1 + i % 12, 1 + i % 28), 'F')}" for i in range(200)]
+    born_late = ids.allocate(next_day, "M")
+    write(
+        tmp_path / "sources.yaml",
+        "country: NO\nsources:\n  - name: folk\n    path: folk.csv\n    format: csv\n    record_id: id\n"
+        "    fields: {full_name: name, national_id: fnr}\n",
+    )
+    sources = load_sources(tmp_path / "sources.yaml")
+    valid = "SELECT national_id_valid FROM canonical.folk WHERE source_record_id = 'P999'"
+    with connect(tmp_path / "w.duckdb") as con:
+        (tmp_path / "folk.csv").write_text("id,name,fnr\n" + "\n".join(rows) + "\nP998,Person x,01017012345\n")
+        assert ingest_or_hold(con, sources, "folk", today=day).status == LoadStatus.ACCEPTED
+        assert ingest_or_hold(con, sources, "folk", today=next_day).status == LoadStatus.UNCHANGED  # still failing
+        (tmp_path / "folk.csv").write_text("id,name,fnr\n" + "\n".join(rows) + f"\nP999,Person y,{born_late}\n")
+        assert ingest_or_hold(con, sources, "folk", today=day).status == LoadStatus.ACCEPTED
+        assert con.execute(valid).fetchall() == [(False,)]
+        assert ingest_or_hold(con, sources, "folk", today=next_day).status == LoadStatus.ACCEPTED  # read again
+        assert con.execute(valid).fetchall() == [(True,)]
