@@ -95,7 +95,7 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     # a view written under another contract or by other code (another fingerprint) is written whole
     view = duckdb.connect(str(updated))
     try:
-        view.execute("UPDATE view_info SET fingerprint = ?", [view_fingerprint(sources) + "-other"])
+        view.execute("UPDATE view_info SET fingerprint = ?", [view_fingerprint(view, sources) + "-other"])
     finally:
         view.close()
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
@@ -133,6 +133,27 @@ def test_a_view_of_an_earlier_day_is_updated_for_the_cases_the_days_between_clos
     assert _licence_case(before, licence_id)["state"] == "open"
     assert _licence_case(report.path, licence_id)["state"] == "closed"
     assert report.touched is not None and 1 <= report.touched < 0.2 * report.rows["citizen"]  # updated, not whole
+    got, want = _tables(report.path), _tables(full)
+    assert got.keys() == want.keys()
+    for table in want:
+        assert got[table] == want[table], table
+
+
+def test_a_view_written_in_another_time_zone_is_written_whole(linked_world, tmp_path):
+    """Documents render their records' `extracted_at` in the connection's time zone: a view written in one zone and
+    updated in another would mix the two (a red-team pass reproduced it), so it is written whole and matches a full
+    publish in the new zone."""
+    _, wh = copy_world(linked_world, tmp_path / "world")
+    sources = load_sources(linked_world.root / "data" / "sources.yaml")
+    serving = WarehouseLayout.of(wh).serving_dir
+    day = dt.date(2031, 5, 6)
+    with connect(wh) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        publish_view(con, sources, serving, run_id="in-utc", day=day)
+        con.execute("SET TimeZone = 'Europe/Amsterdam'")
+        report = serve_view(con, sources, serving, run_id="in-amsterdam", incremental=True, day=day)
+        full = publish_view(con, sources, tmp_path / "full", run_id="full", day=day)
+    assert report.touched is None  # written whole
     got, want = _tables(report.path), _tables(full)
     assert got.keys() == want.keys()
     for table in want:

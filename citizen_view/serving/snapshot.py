@@ -10,6 +10,7 @@ itself is never opened by the service (DuckDB allows one writer and no concurren
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,9 +148,9 @@ def publish_view(
     con: duckdb.DuckDBPyConnection, sources: SourcesFile, folder: Path, *, run_id: str, day: dt.date | None = None
 ) -> Path:
     """Write a complete served view from the warehouse and switch the pointer to it; returns the new file. `day`: the
-    day its cases' states are judged by (default `today(con)`)."""
+    day its cases' states are judged by (default `today()`)."""
     partial, final = start_view(folder, run_id)
-    write_whole(con, sources, partial, run_id, day=day or today(con))
+    write_whole(con, sources, partial, run_id, day=day or today())
     return finish_view(folder, partial, final)
 
 
@@ -161,9 +162,10 @@ def start_view(folder: Path, run_id: str) -> tuple[Path, Path]:
     return folder / f".{name}{PARTIAL}", folder / name
 
 
-def today(con: duckdb.DuckDBPyConnection) -> dt.date:
-    """The day a view written now is written for: DuckDB's `current_date` (its time zone setting's)."""
-    return con.execute("SELECT current_date").fetchall()[0][0]
+def today() -> dt.date:
+    """The day a view written now is written for: the day ingest judges by too (Python's local date: DuckDB falls back
+    to UTC for a POSIX TZ string that Python honours, so its `current_date` could be another day)."""
+    return dt.date.today()
 
 
 def write_whole(
@@ -436,7 +438,16 @@ def _view_info(
         "CREATE TABLE snap.view_info AS SELECT ? AS run_id, now() AS published_at, ?::VARCHAR AS country, "
         "(SELECT count(*) FROM snap.citizen) AS citizens, ?::BIGINT AS records, ?::VARCHAR AS language, "
         "?::BIGINT AS cases, ?::BIGINT AS events, ?::VARCHAR AS fingerprint, ?::DATE AS written_on",
-        [run_id, sources.country, records, sources.serving.language, cases, events, view_fingerprint(sources), day],
+        [
+            run_id,
+            sources.country,
+            records,
+            sources.serving.language,
+            cases,
+            events,
+            view_fingerprint(con, sources),
+            day,
+        ],
     )
 
 
@@ -447,12 +458,15 @@ def temp_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     ).fetchall()[0]
 
 
-def view_fingerprint(sources: SourcesFile) -> str:
-    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`). The
-    day it was written for is kept beside it (`written_on`): a case without a status is open or closed by whether its
-    end date has passed (`_state`), so an update on another day rewrites the citizens whose cases the days between
-    close or reopen (view_update.py)."""
-    return contract_fingerprint(sources, day=None)
+def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> str:
+    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`) and
+    the connection's time zone (DuckDB's `TimeZone`: a document renders its records' `extracted_at` in it, and a case
+    date read with a `%z` format falls on its day there), so a view is only updated by a connection that renders as
+    the one that wrote it. The day it was written for is kept beside it (`written_on`): a case without a status is
+    open or closed by whether its end date has passed (`_state`), so an update on another day rewrites the citizens
+    whose cases the days between close or reopen (view_update.py)."""
+    zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
+    return hashlib.sha256(f"{contract_fingerprint(sources, day=None)} {zone}".encode()).hexdigest()
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

@@ -21,8 +21,9 @@ A view written on another day than today is updated too: a case without a status
 the citizens with such a case whose end date lies between the view's day (`view_info.written_on`) and today are
 touched as well, whatever their records did (`_cases_turned`; nothing else in a view depends on the day).
 
-It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code or
-under another contract (`snapshot.view_fingerprint`, kept in `view_info`), when it has no digests or no day (a view
+It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code,
+under another contract or in another time zone (`snapshot.view_fingerprint`, kept in `view_info`: documents render
+timestamps in the connection's zone), when it has no digests or no day (a view
 from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is about
 as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
 by table, as a full publish of the same warehouse (tests/test_incremental_view.py).
@@ -74,11 +75,11 @@ def serve_view(
     incremental: bool = False,
     day: dt.date | None = None,
 ) -> ViewReport:
-    """Publish a new served view for `day` (default `snapshot.today`), `incremental`ly updated from the one served
+    """Publish a new served view for `day` (default `snapshot.today()`), `incremental`ly updated from the one served
     where it can be (else written whole), switch the service to it and count what it holds."""
     import duckdb
 
-    day = day or snap.today(con)
+    day = day or snap.today()
     partial, final = snap.start_view(folder, run_id)
     before = snap.current_view(folder) if incremental else None
     update = None
@@ -125,7 +126,7 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
         if snap.DIGESTS not in tables or not {"fingerprint", "written_on"} <= columns:
             return False
         found = con.execute("SELECT fingerprint FROM _view_before.view_info").fetchall()
-        return bool(found) and found[0][0] == snap.view_fingerprint(sources)
+        return bool(found) and found[0][0] == snap.view_fingerprint(con, sources)
     finally:
         con.execute("DETACH _view_before")
 
