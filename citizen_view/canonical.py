@@ -33,6 +33,9 @@ UNREADABLE = (
 )
 IMPOSSIBLE = "impossible"  # the format's shape, digits in place, but no such day ("1856-86-18"): a keying typo
 IMPLAUSIBLE = "implausible"  # a real date outside the plausibility years (quality settings): a keying typo too
+IMPLAUSIBLE_LATE = (
+    f"{IMPLAUSIBLE}: after "  # ... after the latest plausible date (the day unless the contract sets one)
+)
 SET_ASIDE = "_issues"  # readers.ISSUES: values a reader set aside, as a JSON list of {column, raw, reason}
 ISSUE_SCHEMA = {"row": pl.UInt32, "field": pl.String, "raw": pl.String, "reason": pl.String}
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -153,14 +156,11 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         where = f"(column {f[name].column})"
         rows.issue(name, unparsed & shaped.not_(), text, unparsed_date_reason(False, fmt, where))
         rows.issue(name, unparsed & shaped, text, unparsed_date_reason(True, fmt, where))
-        early, late = pl.lit(rules.earliest_date), pl.lit(rules.latest_date)
-        implausible = parsed.is_not_null() & ((parsed < early) | (parsed > late))
-        rows.issue(
-            name,
-            implausible,
-            text,
-            implausible_date_reason(rules.earliest_date, rules.latest_date),
-        )
+        too_early = parsed.is_not_null() & (parsed < pl.lit(rules.earliest_date))
+        too_late = parsed.is_not_null() & (parsed > pl.lit(rules.latest_date))
+        implausible = too_early | too_late
+        rows.issue(name, too_early, text, implausible_date_reason(before=rules.earliest_date))
+        rows.issue(name, too_late, text, implausible_date_reason(after=rules.latest_date))
         dates[name] = rows.series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
             dob_text = date_text(rows.series(text), rows.series(parsed), fmt)
@@ -373,8 +373,16 @@ def unparsed_date_reason(shaped: bool, fmt: str, where: str) -> str:
     return f"{UNREADABLE}: not in the format {fmt} {where}"
 
 
-def implausible_date_reason(earliest: dt.date, latest: dt.date) -> str:
-    return f"{IMPLAUSIBLE}: outside {earliest} .. {latest} (quality settings)"
+def implausible_date_reason(*, before: dt.date | None = None, after: dt.date | None = None) -> str:
+    """Why a real date is set aside as implausible: `before` the earliest plausible date, or `after` the latest (which
+    is the day of the load unless the contract sets one: only that reason names the day, IMPLAUSIBLE_LATE)."""
+    if (before is None) == (after is None):
+        raise ValueError("implausible_date_reason takes one of before= and after=")
+    return (
+        f"{IMPLAUSIBLE}: before {before} (quality settings)"
+        if before
+        else f"{IMPLAUSIBLE_LATE}{after} (quality settings)"
+    )
 
 
 def _format_regex(fmt: str, *, digits: bool = False) -> re.Pattern[str] | None:

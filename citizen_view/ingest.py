@@ -413,9 +413,12 @@ def judged_alike(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: S
     judgement twice (canonical.Rules): birth and death dates after the latest plausible date, which is the day
     unless the contract sets one, are set aside with a reason that names it; and an ID may not encode a birth date
     after the day (a Norwegian fødselsnummer). A later day only lets more pass, so the load holds exactly when none
-    of its set-aside dates was judged by the day and none of its set-aside IDs passes today."""
+    of its dates was set aside after the latest plausible date and none of its set-aside IDs passes today. (A date
+    before the earliest plausible one, a placeholder 1800-01-01, is judged alike every day; a reason in the wording
+    before 2026-12-05, "outside earliest .. latest", counts as naming the day.)"""
+    late = f"starts_with(reason, '{IMPLAUSIBLE}') AND NOT starts_with(reason, '{IMPLAUSIBLE}: before ')"
     if sources.quality.latest_date_of_birth is None and rules._scalar(
-        con, "SELECT count(*) FROM field_issues WHERE source = ? AND starts_with(reason, ?)", [source.name, IMPLAUSIBLE]
+        con, f"SELECT count(*) FROM field_issues WHERE source = ? AND {late}", [source.name]
     ):
         return False
     ids = con.execute(

@@ -121,9 +121,14 @@ def test_the_domain_s_own_messages_are_reworded():
     )
     typo = unparsed_date_reason(False, "%d-%m-%Y", "(column geb)")
     assert words.plain(typo, "nl") == "onleesbaar: niet in het formaat %d-%m-%Y (kolom geb)"
-    assert words.plain(implausible_date_reason(dt.date(1900, 1, 1), dt.date(2026, 1, 1)), "no").startswith(
-        "usannsynlig"
+    assert words.plain(implausible_date_reason(before=dt.date(1900, 1, 1)), "no") == (
+        "usannsynlig: før 1900-01-01 (kvalitetsinnstillinger)"
     )
+    assert words.plain(implausible_date_reason(after=dt.date(2026, 1, 1)), "nl") == (
+        "onwaarschijnlijk: na 2026-01-01 (kwaliteitsinstellingen)"
+    )
+    old = "implausible: outside 1900-01-01 .. 2026-01-01 (quality settings)"  # a reason written before 2026-12-05
+    assert words.plain(old, "nl").startswith("onwaarschijnlijk: buiten")
     assert words.plain("purpose is longer than 200 characters", "nl") == "doel is langer dan 200 tekens"
     assert words.plain("3 records (more than 2); 2 different dates of birth", "nl") == (
         "3 gegevens (meer dan 2); 2 verschillende geboortedata"

@@ -272,12 +272,14 @@ def test_a_released_extract_is_read_and_judged_again_where_its_release_still_app
 def test_a_load_of_an_earlier_day_is_kept_where_the_day_changes_nothing_and_read_again_where_it_does(tmp_path):
     """The rules judge by the day: the latest plausible birth date is the day (the contract sets none here) and an
     implausible date's reason names it. A load judged on an earlier day is kept when none of its dates was set aside
-    by the day; a birth date the day set aside, or a clock set back, reads the extract again."""
+    by the day (a placeholder before the earliest plausible date is judged alike every day); a birth date the day set
+    aside, or a clock set back, reads the extract again."""
     day = dt.date(2031, 5, 6)
     next_day = day + dt.timedelta(days=1)
     write(tmp_path / "sources.yaml", SOURCES)
     sources = load_sources(tmp_path / "sources.yaml")
-    (tmp_path / "lic.csv").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "lic.csv").write_text(GOOD + "L998,Person placeholder,1800-01-01\n", encoding="utf-8")
+    early = "SELECT reason FROM field_issues WHERE record_id = 'L998'"
     with connect(tmp_path / "w.duckdb") as con:
         assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED
         kept = ingest_or_hold(con, sources, "lic", today=next_day)
@@ -285,6 +287,7 @@ def test_a_load_of_an_earlier_day_is_kept_where_the_day_changes_nothing_and_read
         assert ingest_or_hold(con, sources, "lic", today=day).status == LoadStatus.ACCEPTED  # the clock set back
         judged = [d for (d,) in con.execute("SELECT judged_on FROM ingest_log ORDER BY loaded_at").fetchall()]
         assert judged == [day, next_day, day]
+        assert con.execute(early).fetchall() == [("implausible: before 1880-01-01 (quality settings)",)]
 
     (tmp_path / "lic.csv").write_text(GOOD + f"L999,Person late,{next_day.isoformat()}\n", encoding="utf-8")
     born = "SELECT date_of_birth FROM canonical.lic WHERE source_record_id = 'L999'"

@@ -56,7 +56,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         # why a value was set aside (canonical)
         "date_impossible": "impossible: digits in the format {format}, but no such date {where}",
         "date_unreadable": "unreadable: not in the format {format} {where}",
-        "date_implausible": "implausible: outside {earliest} .. {latest} (quality settings)",
+        "date_implausible": "implausible: outside {earliest} .. {latest} (quality settings)",  # before 2026-12-05
+        "date_too_early": "implausible: before {earliest} (quality settings)",
+        "date_too_late": "implausible: after {latest} (quality settings)",
         "column": "(column {column})",
         "id_checksum": "fails the {scheme} checksum",
         "bad_sex": "not a known way of writing sex (M/F, male/female, ...)",
@@ -139,6 +141,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "date_impossible": "onmogelijk: cijfers in het formaat {format}, maar die datum bestaat niet {where}",
         "date_unreadable": "onleesbaar: niet in het formaat {format} {where}",
         "date_implausible": "onwaarschijnlijk: buiten {earliest} .. {latest} (kwaliteitsinstellingen)",
+        "date_too_early": "onwaarschijnlijk: vóór {earliest} (kwaliteitsinstellingen)",
+        "date_too_late": "onwaarschijnlijk: na {latest} (kwaliteitsinstellingen)",
         "column": "(kolom {column})",
         "id_checksum": "klopt niet volgens de controle van {scheme}",
         "bad_sex": "geen bekende schrijfwijze van geslacht (M/V, man/vrouw, ...)",
@@ -220,6 +224,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "date_impossible": "umulig: sifre i formatet {format}, men ingen slik dato {where}",
         "date_unreadable": "uleselig: ikke i formatet {format} {where}",
         "date_implausible": "usannsynlig: utenfor {earliest} .. {latest} (kvalitetsinnstillinger)",
+        "date_too_early": "usannsynlig: før {earliest} (kvalitetsinnstillinger)",
+        "date_too_late": "usannsynlig: etter {latest} (kvalitetsinnstillinger)",
         "column": "(kolonne {column})",
         "id_checksum": "feil kontrollsiffer etter {scheme}",
         "bad_sex": "ikke en kjent skrivemåte for kjønn (M/K, mann/kvinne, ...)",
