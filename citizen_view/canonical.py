@@ -33,9 +33,8 @@ UNREADABLE = (
 )
 IMPOSSIBLE = "impossible"  # the format's shape, digits in place, but no such day ("1856-86-18"): a keying typo
 IMPLAUSIBLE = "implausible"  # a real date outside the plausibility years (quality settings): a keying typo too
-IMPLAUSIBLE_LATE = (
-    f"{IMPLAUSIBLE}: after "  # ... after the latest plausible date (the day unless the contract sets one)
-)
+# ... before the earliest plausible date: the one implausible reason that never depends on the day (ingest.judged_alike)
+IMPLAUSIBLE_EARLY = f"{IMPLAUSIBLE}: before "
 SET_ASIDE = "_issues"  # readers.ISSUES: values a reader set aside, as a JSON list of {column, raw, reason}
 ISSUE_SCHEMA = {"row": pl.UInt32, "field": pl.String, "raw": pl.String, "reason": pl.String}
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -375,13 +374,13 @@ def unparsed_date_reason(shaped: bool, fmt: str, where: str) -> str:
 
 def implausible_date_reason(*, before: dt.date | None = None, after: dt.date | None = None) -> str:
     """Why a real date is set aside as implausible: `before` the earliest plausible date, or `after` the latest (which
-    is the day of the load unless the contract sets one: only that reason names the day, IMPLAUSIBLE_LATE)."""
+    is the day of the load unless the contract sets one: only that reason names the day)."""
     if (before is None) == (after is None):
         raise ValueError("implausible_date_reason takes one of before= and after=")
     return (
-        f"{IMPLAUSIBLE}: before {before} (quality settings)"
+        f"{IMPLAUSIBLE_EARLY}{before} (quality settings)"
         if before
-        else f"{IMPLAUSIBLE_LATE}{after} (quality settings)"
+        else f"{IMPLAUSIBLE}: after {after} (quality settings)"
     )
 
 

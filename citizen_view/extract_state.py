@@ -12,8 +12,8 @@ duckdb, phonenumbers, python-stdnum ... read and parse the values). Any differen
 fingerprint existed, reads the extract again.
 
 The day is kept apart (`ingest_log.judged_on`): the rules judge birth dates by it (the latest plausible birth date is
-today unless the contract sets one, a Norwegian ID's birth date may not lie ahead) and word an implausible date's
-reason with it. A load judged on an earlier day is kept only where that changes nothing (`ingest.judged_alike`).
+today unless the contract sets one, and a reason for a date after it names it; a Norwegian ID's birth date may not lie
+ahead). A load judged on an earlier day is kept only where that changes nothing (`ingest.judged_alike`).
 """
 
 from __future__ import annotations

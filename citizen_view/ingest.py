@@ -40,7 +40,7 @@ import polars as pl
 
 from citizen_view import national_id
 from citizen_view import standardise as std
-from citizen_view.canonical import IMPLAUSIBLE, Rules, canonical_records
+from citizen_view.canonical import IMPLAUSIBLE, IMPLAUSIBLE_EARLY, Rules, canonical_records
 from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.extract_state import fingerprint
 from citizen_view.quality import rules
@@ -416,7 +416,7 @@ def judged_alike(con: duckdb.DuckDBPyConnection, sources: SourcesFile, source: S
     of its dates was set aside after the latest plausible date and none of its set-aside IDs passes today. (A date
     before the earliest plausible one, a placeholder 1800-01-01, is judged alike every day; a reason in the wording
     before 2026-12-05, "outside earliest .. latest", counts as naming the day.)"""
-    late = f"starts_with(reason, '{IMPLAUSIBLE}') AND NOT starts_with(reason, '{IMPLAUSIBLE}: before ')"
+    late = f"starts_with(reason, '{IMPLAUSIBLE}') AND NOT starts_with(reason, '{IMPLAUSIBLE_EARLY}')"
     if sources.quality.latest_date_of_birth is None and rules._scalar(
         con, f"SELECT count(*) FROM field_issues WHERE source = ? AND {late}", [source.name]
     ):

@@ -49,7 +49,7 @@ def _weighted(expr: pl.Expr, weights: tuple[int, ...]) -> pl.Expr:
     return pl.sum_horizontal(_digit(expr, i) * w for i, w in enumerate(weights))
 
 
-def _bsn_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:  # noqa: ARG001 - no date in a BSN
+def _bsn_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:  # a BSN holds no date: `today` is not read
     shape = expr.str.contains(r"^\d{9}$") & (expr != "000000000")
     total = _weighted(expr, (9, 8, 7, 6, 5, 4, 3, 2)) - _digit(expr, 8)
     return shape & ((total % 11) == 0).fill_null(False)
