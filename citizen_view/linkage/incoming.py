@@ -69,7 +69,8 @@ def _date(raw: str | None, earliest: dt.date, latest: dt.date) -> tuple[dt.date 
         )
         return None, text, [("date_of_birth", raw, reason)]
     if not earliest <= parsed <= latest:
-        return None, parsed.strftime("%Y%m%d"), [("date_of_birth", raw, implausible_date_reason(earliest, latest))]
+        bound = {"before": earliest} if parsed < earliest else {"after": latest}
+        return None, parsed.strftime("%Y%m%d"), [("date_of_birth", raw, implausible_date_reason(**bound))]
     return parsed, parsed.strftime("%Y%m%d"), []
 
 
