@@ -602,8 +602,9 @@ def citizen_sizes(con: duckdb.DuckDBPyConnection, q: QualityConfig) -> RuleResul
     )
 
 
-def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
-    """Pairs of records of one citizen joined by a link at or above the threshold or a reviewer's `same`; None before linkage."""
+def _citizen_links(con: duckdb.DuckDBPyConnection, *, rows: bool = False) -> pl.DataFrame | None:
+    """Pairs of records of one citizen joined by a link at or above the threshold or a reviewer's `same` (citizen_id,
+    a, b: their record keys; with `rows`, i and j: their `citizen_source_link` row ids instead); None before linkage."""
     from citizen_view.warehouse import table_exists
 
     if not (table_exists(con, "main", "match_edges") and table_exists(con, "main", "linkage_threshold")):
@@ -613,9 +614,10 @@ def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
         if table_exists(con, "main", "link_overrides")
         else ""
     )
+    ends = "a.rowid AS i, b.rowid AS j" if rows else "e.record_key_l AS a, e.record_key_r AS b"
     return con.sql(
         f"""
-        SELECT a.citizen_id, e.record_key_l AS a, e.record_key_r AS b
+        SELECT a.citizen_id, {ends}
         FROM (SELECT record_key_l, record_key_r FROM match_edges
               WHERE match_weight >= (SELECT threshold_weight FROM linkage_threshold) {same}) e
         JOIN citizen_source_link a ON a.record_key = e.record_key_l
@@ -625,20 +627,19 @@ def _citizen_links(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
 
 
 def _citizen_shapes(con: duckdb.DuckDBPyConnection, sizes: pl.DataFrame) -> pl.DataFrame:
-    """Per citizen: link density and the number of pieces its links leave it in (empty before linkage)."""
+    """Per citizen: link density and the number of pieces its links leave it in (empty before linkage). Records are
+    numbered by their `citizen_source_link` row ids, joined to the links in DuckDB: integers from there on (at 1M the
+    same figures as numbering sorted record keys in Polars, in 2.9 instead of 4.5 s)."""
     from citizen_view.linkage.clusters import components
 
-    links = _citizen_links(con)
-    if links is None:
+    pairs = _citizen_links(con, rows=True)
+    if pairs is None:
         return pl.DataFrame(schema={"citizen_id": pl.String, "density": pl.Float64, "pieces": pl.UInt32})
-    members = con.sql("SELECT citizen_id, record_key FROM citizen_source_link ORDER BY record_key").pl()
-    index = members.with_columns(pl.int_range(0, members.height).alias("_i"))
-    pairs = links.join(index.select(pl.col("record_key").alias("a"), pl.col("_i").alias("i")), on="a").join(
-        index.select(pl.col("record_key").alias("b"), pl.col("_i").alias("j")), on="b"
-    )
-    _, label = components(members.height, pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
+    members = con.sql("SELECT rowid AS i, citizen_id FROM citizen_source_link").pl()
+    nodes = int(members.get_column("i").max() or 0) + 1  # row ids of deleted rows are nodes of no citizen
+    _, label = components(nodes, pairs.get_column("i").to_numpy(), pairs.get_column("j").to_numpy())
     pieces = (
-        index.with_columns(pl.Series("piece", label))
+        members.with_columns(pl.Series("piece", label[members.get_column("i").to_numpy()]))
         .group_by("citizen_id")
         .agg(pl.col("piece").n_unique().alias("pieces"))
     )
