@@ -139,10 +139,11 @@ def test_a_view_of_an_earlier_day_is_updated_for_the_cases_the_days_between_clos
         assert got[table] == want[table], table
 
 
-def test_a_view_written_in_another_time_zone_is_written_whole(linked_world, tmp_path):
+def test_a_view_written_in_another_time_zone_or_under_another_model_is_written_whole(linked_world, tmp_path):
     """Documents render their records' `extracted_at` in the connection's time zone: a view written in one zone and
     updated in another would mix the two (a red-team pass reproduced it), so it is written whole and matches a full
-    publish in the new zone."""
+    publish in the new zone. Records' links come from the model's scored pairs, which the digests leave out: a view
+    of another model (a full run retrains) is written whole too."""
     _, wh = copy_world(linked_world, tmp_path / "world")
     sources = load_sources(linked_world.root / "data" / "sources.yaml")
     serving = WarehouseLayout.of(wh).serving_dir
@@ -158,3 +159,8 @@ def test_a_view_written_in_another_time_zone_is_written_whole(linked_world, tmp_
     assert got.keys() == want.keys()
     for table in want:
         assert got[table] == want[table], table
+    with connect(wh) as con:
+        con.execute("SET TimeZone = 'Europe/Amsterdam'")
+        assert serve_view(con, sources, serving, run_id="same", incremental=True, day=day).touched == 0
+        con.execute("UPDATE linkage_model SET trained_at = trained_at + INTERVAL 1 SECOND")
+        assert serve_view(con, sources, serving, run_id="retrained", incremental=True, day=day).touched is None

@@ -229,35 +229,41 @@ def _linked(con: duckdb.DuckDBPyConnection) -> None:
 BEST_LINKS = "_view_best_links"
 
 
-def linked_sql(con: duckdb.DuckDBPyConnection) -> str:
-    """SQL: the rows of `_linked`, unsorted (it first writes the records' best links, temporary table `BEST_LINKS`)."""
-    columns = [c for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "links"]
-    _best_links(con)
-    return (
-        f"SELECT l.citizen_id, b.links, {', '.join(f'r.{c}' for c in columns)} "
-        f"FROM citizen_source_link l JOIN source_records r USING (record_key) LEFT JOIN {BEST_LINKS} b USING (record_key)"
-    )
+def linked_sql(con: duckdb.DuckDBPyConnection, *, links: bool = True, citizens: str | None = None) -> str:
+    """SQL: the rows of `_linked`, unsorted (it first writes the records' best links, temporary table `BEST_LINKS`);
+    without `links`, their `links` null (nothing written; what the record digests read); with `citizens` (a table of
+    citizen_id), those citizens' rows only, and their best links only."""
+    columns = ", ".join(f"r.{c}" for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "links")
+    records = "citizen_source_link l JOIN source_records r USING (record_key)"
+    only = f" WHERE l.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
+    if not links:
+        return f"SELECT l.citizen_id, NULL::MAP(VARCHAR, DOUBLE) AS links, {columns} FROM {records}{only}"
+    _best_links(con, citizens=citizens)
+    return f"SELECT l.citizen_id, b.links, {columns} FROM {records} LEFT JOIN {BEST_LINKS} b USING (record_key){only}"
 
 
-def _best_links(con: duckdb.DuckDBPyConnection) -> None:
+def _best_links(con: duckdb.DuckDBPyConnection, *, citizens: str | None = None) -> None:
     """`_view_best_links`: per linked record, the highest match probability of its scored pairs with each source's
     records within its citizen, as a map {source: probability} (sorted by source, so two publishes of one warehouse
     write the same documents). The warehouse's `citizen_source_link.match_probability` is the highest over every
     source: shown to a role that may not see them all, it would tell that the citizen has records it may not see
-    (about 5 s at 1M). No scored pairs (a warehouse without them): no links."""
+    (about 5 s at 1M; with `citizens`, a table of citizen_id, theirs only). No scored pairs (a warehouse without
+    them): no links."""
     if not table_exists(con, "main", "match_edges"):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _view_best_links AS SELECT NULL::VARCHAR AS record_key, "
             "NULL::MAP(VARCHAR, DOUBLE) AS links WHERE false"
         )
         return
+    only = f"WHERE a.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _view_best_links AS
         WITH inside AS MATERIALIZED (
             SELECT e.record_key_l, e.record_key_r, e.source_l, e.source_r, e.match_probability
             FROM match_edges e JOIN citizen_source_link a ON a.record_key = e.record_key_l
             JOIN citizen_source_link b ON b.record_key = e.record_key_r AND a.citizen_id = b.citizen_id
+            {only}
         ),
         best AS (
             SELECT record_key, partner, max(match_probability) AS p FROM (
@@ -275,17 +281,19 @@ DIGESTS = "record_digests"
 
 def record_digests_sql(issues: str = "snap.field_issues", linked: str = LINKED) -> str:
     """SQL: per linked record (its key, citizen, family name and birth date, which make its `search_people` keys) a
-    digest of everything the view holds of it: its row of `_linked` (the citizen, its links, the columns documents and
-    search keys are made of, its other columns, from which cases and events come) and its set-aside values (`issues`).
-    A view keeps them (`record_digests`) so that the next incremental run rewrites only the citizens whose records'
-    digests differ (view_update.py). `linked`: the `_linked` rows (a table, or a subquery in parentheses)."""
+    digest of everything the view holds of it but its links: its row of `_linked` (the citizen, the columns documents
+    and search keys are made of, its other columns, from which cases and events come) and its set-aside values
+    (`issues`). A view keeps them (`record_digests`) so that the next incremental run rewrites only the citizens whose
+    records' digests differ (view_update.py). The links are left out: under one model (the view's fingerprint holds
+    it) a scored pair within a citizen changes only with a record that arrives, changes or leaves, and so with a
+    digest that differs in that citizen. `linked`: the `_linked` rows (a table, or a subquery in parentheses)."""
     return f"""
         WITH iss AS (
             SELECT source, record_id, hash(list(struct_pack(f := field, r := raw, w := reason) ORDER BY field, raw, reason)) AS h
             FROM {issues} GROUP BY ALL
         )
         SELECT l.source || ':' || l.source_record_id AS record_key, l.citizen_id, l.family_name_std, l.date_of_birth,
-               hash(*COLUMNS(l.*), i.h) AS d
+               hash(*COLUMNS(l.* EXCLUDE (links)), i.h) AS d
         FROM {linked} l LEFT JOIN iss i ON i.source = l.source AND i.record_id = l.source_record_id
         """
 
@@ -459,14 +467,20 @@ def temp_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
 
 
 def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> str:
-    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`) and
-    the connection's time zone (DuckDB's `TimeZone`: a document renders its records' `extracted_at` in it, and a case
+    """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`), the
+    connection's time zone (DuckDB's `TimeZone`: a document renders its records' `extracted_at` in it, and a case
     date read with a `%z` format falls on its day there), so a view is only updated by a connection that renders as
-    the one that wrote it. The day it was written for is kept beside it (`written_on`): a case without a status is
+    the one that wrote it, and the linkage model and threshold that scored the pairs the records' links come from. The day it was written for is kept beside it (`written_on`): a case without a status is
     open or closed by whether its end date has passed (`_state`), so an update on another day rewrites the citizens
     whose cases the days between close or reopen (view_update.py)."""
     zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
-    return hashlib.sha256(f"{contract_fingerprint(sources, day=None)} {zone}".encode()).hexdigest()
+    model = ""  # the model that scored the pairs (record_digests_sql: the links rely on it)
+    if table_exists(con, "main", "linkage_model") and table_exists(con, "main", "linkage_threshold"):
+        model = con.execute(
+            "SELECT (SELECT max(trained_at)::VARCHAR FROM linkage_model) || ' ' || "
+            "(SELECT max(threshold_weight)::VARCHAR FROM linkage_threshold)"
+        ).fetchall()[0][0]
+    return hashlib.sha256(f"{contract_fingerprint(sources, day=None)} {zone} {model}".encode()).hexdigest()
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

@@ -5,11 +5,12 @@ most of an incremental run once its linkage takes seconds). When 1,000 records l
 `update_view` works on a copy of the view being served (the service goes on reading the original until the pointer
 switches, as with a full publish):
 
-- the warehouse's linked records are read as a full publish reads them (`snapshot.linked_sql`) and each record's digest
-  computed (`snapshot.record_digests_sql`: its citizen, its links, every column the view is made of and its
-  set-aside values); the citizens touched are those of the records whose digest, citizen or presence differs from
-  the digests the view was written with (old citizen and new, so a record that moved, arrived or left rewrites both);
-- the touched citizens' documents, ID and address keys and `record_citizens` rows are deleted and written anew with
+- the warehouse's linked records are read as a full publish reads them (`snapshot.linked_sql`), but without their
+  best links, and each record's digest computed (`snapshot.record_digests_sql`: its citizen, every column the view
+  is made of and its set-aside values; under the view's model a citizen's links change only with its records); the
+  citizens touched are those of the records whose digest, citizen or presence differs from the digests the view was
+  written with (old citizen and new, so a record that moved, arrived or left rewrites both);
+- the touched citizens' best links are computed (about 6 s for every record at 1M), and their documents, ID and address keys and `record_citizens` rows are deleted and written anew with
   the same SQL a full publish uses, restricted to them; the name + birth date keys of their records, before and
   after, are written anew with everyone they find; the ART indexes follow the deletes and inserts;
 - the golden records (`citizen`) whose row digest differs from the view's are replaced;
@@ -134,7 +135,7 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
 def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, *, day: dt.date) -> int | None:
     """Update the view attached as `snap` (a copy of the one served) to the warehouse's state on `day` and say how many
     citizens were rewritten; None, leaving it half-done, when too many changed (the caller then publishes in full)."""
-    linked = f"({snap.linked_sql(con)})"  # every record, unsorted: only digested
+    linked = f"({snap.linked_sql(con, links=False)})"  # every record, unsorted, without links: only digested
     con.execute("DROP TABLE snap.source_rank")
     con.execute("DROP TABLE snap.field_issues")
     snap._ranks_and_issues(con, sources)  # the set-aside values first: the digests read them
@@ -152,7 +153,6 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     touched = con.execute(f"SELECT count(*) FROM {TOUCHED}").fetchall()[0][0]
     citizens = con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
     if touched > MAX_TOUCHED_SHARE * max(citizens, 1):
-        con.execute(f"DROP TABLE {snap.BEST_LINKS}")
         return None
     # the name + birth date of the touched citizens' records, before and after: everyone their keys find has one
     con.execute(
@@ -168,11 +168,11 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         f"date_of_birth IN (SELECT date_of_birth FROM {PEOPLE}) "
         f"OR family_name_std IN (SELECT family_name_std FROM {PEOPLE})"
     )
-    # the records the rewritten rows are made of: the touched citizens' (sorted as a full publish sorts them), and
-    # what `search_people` reads of everyone their name keys find
+    # the records the rewritten rows are made of: the touched citizens', with their best links (sorted as a full
+    # publish sorts them), and what `search_people` reads of everyone their name keys find
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {snap.LINKED} AS "
-        + sorted_sql("records", f"SELECT * FROM {linked} WHERE citizen_id IN (SELECT citizen_id FROM {TOUCHED})")
+        + sorted_sql("records", snap.linked_sql(con, citizens=TOUCHED))
     )
     con.execute(f"DROP TABLE {snap.BEST_LINKS}")
     con.execute(
