@@ -10,9 +10,10 @@ switches, as with a full publish):
   is made of and its set-aside values; under the view's model a citizen's links change only with its records); the
   citizens touched are those of the records whose digest, citizen or presence differs from the digests the view was
   written with (old citizen and new, so a record that moved, arrived or left rewrites both);
-- the touched citizens' best links are computed (about 6 s for every record at 1M), and their documents, ID and address keys and `record_citizens` rows are deleted and written anew with
-  the same SQL a full publish uses, restricted to them; the name + birth date keys of their records, before and
-  after, are written anew with everyone they find; the ART indexes follow the deletes and inserts;
+- the touched citizens' records get their best links (for every record, 6 s at 1M), and their documents, ID and
+  address keys and `record_citizens` rows are deleted and written anew with the same SQL a full publish uses,
+  restricted to them; the name + birth date keys of their records, before and after, are written anew with everyone
+  they find; the ART indexes follow the deletes and inserts;
 - the golden records (`citizen`) whose row digest differs from the view's are replaced;
 - what is small or global is written whole: the set-aside values, review queue,
   source status and labels, the view's info and digests, and the tables online resolution reads (their term
@@ -23,10 +24,10 @@ the citizens with such a case whose end date lies between the view's day (`view_
 touched as well, whatever their records did (`_cases_turned`; nothing else in a view depends on the day).
 
 It falls back to a full publish (returns None) when there is no view yet, when the view was written by other code,
-under another contract or in another time zone (`snapshot.view_fingerprint`, kept in `view_info`: documents render
-timestamps in the connection's zone), when it has no digests or no day (a view
-from before them), and when more than `MAX_TOUCHED_SHARE` of its citizens are touched (then a full publish is about
-as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
+under another contract, in another time zone (documents render timestamps in the connection's zone) or under another
+linkage model or threshold (the records' links come from its scored pairs) (`snapshot.view_fingerprint`, kept in
+`view_info`), when it has no digests or no day (a view from before them), and when more than `MAX_TOUCHED_SHARE` of
+its citizens are touched (then a full publish is about as fast and leaves the tables in their sorted order). Tested: a view updated this way holds the same rows, table
 by table, as a full publish of the same warehouse (tests/test_incremental_view.py).
 """
 
