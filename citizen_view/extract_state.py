@@ -18,7 +18,6 @@ ahead). A load judged on an earlier day is kept only where that changes nothing 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from functools import lru_cache
@@ -48,13 +47,11 @@ def _contract(sources: SourcesFile) -> dict:
     return sources.model_dump(mode="json", exclude={"base_dir"})
 
 
-def contract_fingerprint(sources: SourcesFile, *, day: dt.date | None) -> str:
-    """SHA-256 over the whole contract, `code_fingerprint` and the day (None: left out): what a load and a served view
-    were made under (a served view records it too, so that it is only ever updated by the code and contract that
-    wrote it; the day it was written it records apart: serving/view_update.py)."""
+def contract_fingerprint(sources: SourcesFile) -> str:
+    """SHA-256 over the whole contract and `code_fingerprint`: what a load and a served view were made under (a served
+    view records it too, so that it is only ever updated by the code and contract that wrote it; the day a load was
+    judged on and a view written for are kept apart: `ingest_log.judged_on`, `view_info.written_on`)."""
     made = {"contract": _contract(sources), "code": code_fingerprint()}
-    if day is not None:
-        made["day"] = day.isoformat()
     return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
 
 
@@ -65,5 +62,5 @@ def fingerprint(sources: SourcesFile, files: list[Path], names: list[str]) -> st
     for path, name in zip(files, names, strict=True):
         stat = path.stat()
         stamps.append([name, stat.st_size, stat.st_mtime_ns])
-    body = json.dumps([contract_fingerprint(sources, day=None), stamps])
+    body = json.dumps([contract_fingerprint(sources), stamps])
     return hashlib.sha256(body.encode()).hexdigest()

@@ -243,7 +243,7 @@ def linked_sql(con: duckdb.DuckDBPyConnection, *, links: bool = True, citizens: 
 
 
 def _best_links(con: duckdb.DuckDBPyConnection, *, citizens: str | None = None) -> None:
-    """`_view_best_links`: per linked record, the highest match probability of its scored pairs with each source's
+    """`BEST_LINKS`: per linked record, the highest match probability of its scored pairs with each source's
     records within its citizen, as a map {source: probability} (sorted by source, so two publishes of one warehouse
     write the same documents). The warehouse's `citizen_source_link.match_probability` is the highest over every
     source: shown to a role that may not see them all, it would tell that the citizen has records it may not see
@@ -251,14 +251,14 @@ def _best_links(con: duckdb.DuckDBPyConnection, *, citizens: str | None = None) 
     them): no links."""
     if not table_exists(con, "main", "match_edges"):
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _view_best_links AS SELECT NULL::VARCHAR AS record_key, "
+            f"CREATE OR REPLACE TEMP TABLE {BEST_LINKS} AS SELECT NULL::VARCHAR AS record_key, "
             "NULL::MAP(VARCHAR, DOUBLE) AS links WHERE false"
         )
         return
     only = f"WHERE a.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _view_best_links AS
+        CREATE OR REPLACE TEMP TABLE {BEST_LINKS} AS
         WITH inside AS MATERIALIZED (
             SELECT e.record_key_l, e.record_key_r, e.source_l, e.source_r, e.match_probability
             FROM match_edges e JOIN citizen_source_link a ON a.record_key = e.record_key_l
@@ -470,9 +470,10 @@ def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> st
     """What a view was written by and under, kept in `view_info`: the code and contract (`contract_fingerprint`), the
     connection's time zone (DuckDB's `TimeZone`: a document renders its records' `extracted_at` in it, and a case
     date read with a `%z` format falls on its day there), so a view is only updated by a connection that renders as
-    the one that wrote it, and the linkage model and threshold that scored the pairs the records' links come from. The day it was written for is kept beside it (`written_on`): a case without a status is
-    open or closed by whether its end date has passed (`_state`), so an update on another day rewrites the citizens
-    whose cases the days between close or reopen (view_update.py)."""
+    the one that wrote it, and the linkage model and threshold that scored the pairs the records' links come from.
+    The day it was written for is kept beside it (`written_on`): a case without a status is open or closed by
+    whether its end date has passed (`_state`), so an update on another day rewrites the citizens whose cases the
+    days between close or reopen (view_update.py)."""
     zone = con.execute("SELECT current_setting('TimeZone')").fetchall()[0][0]
     model = ""  # the model that scored the pairs (record_digests_sql: the links rely on it)
     if table_exists(con, "main", "linkage_model") and table_exists(con, "main", "linkage_threshold"):
@@ -480,7 +481,7 @@ def view_fingerprint(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> st
             "SELECT (SELECT max(trained_at)::VARCHAR FROM linkage_model) || ' ' || "
             "(SELECT max(threshold_weight)::VARCHAR FROM linkage_threshold)"
         ).fetchall()[0][0]
-    return hashlib.sha256(f"{contract_fingerprint(sources, day=None)} {zone} {model}".encode()).hexdigest()
+    return hashlib.sha256(f"{contract_fingerprint(sources)} {zone} {model}".encode()).hexdigest()
 
 
 # The head and tail of an ID of n characters: its first and last (n - 1) // 2, at least one character apart, so

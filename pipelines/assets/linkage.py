@@ -4,22 +4,17 @@
 
 from pathlib import Path
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
 from citizen_view.linkage import Linkage, common_values
 from citizen_view.linkage.scoring import TrainedModel
 from citizen_view.linkage.steps import EdgeReport, LinkReport
+from pipelines.assets import RunMode
 from pipelines.metadata import chart_link, counts, table
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"
-
-
-class LinkMode(Config):
-    """`incremental`: link only records not linked yet with the saved model, and rebuild only the citizens they touch."""
-
-    incremental: bool = False
 
 
 def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -> list[AssetsDefinition]:
@@ -57,7 +52,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     # source_records too: the incremental job skips match_edges and must still link after ingest
     @asset(group_name=LINKAGE_GROUP, deps=[match_edges, source_records], kinds={"duckdb"})
     def citizen_source_link(
-        context: AssetExecutionContext, config: LinkMode, warehouse: WarehouseResource
+        context: AssetExecutionContext, config: RunMode, warehouse: WarehouseResource
     ) -> MaterializeResult:
         """Every loaded source record assigned to exactly one citizen, under a stable opaque citizen ID; uncertain
         links queued for clerical review (`review_queue`)."""
@@ -68,7 +63,7 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
         return MaterializeResult(metadata=_link_metadata(report))
 
     @asset(group_name=LINKAGE_GROUP, deps=[citizen_source_link], kinds={"duckdb"})
-    def citizen(config: LinkMode, warehouse: WarehouseResource) -> MaterializeResult:
+    def citizen(config: RunMode, warehouse: WarehouseResource) -> MaterializeResult:
         """The golden record: one row per citizen, each attribute with the source record it came from; the linked
         view the open data and the caseworkers' service are built from."""
         with warehouse.connect() as con:

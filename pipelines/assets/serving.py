@@ -2,28 +2,21 @@
 
 # No `from __future__ import annotations`: Dagster reads the real type hints of asset functions.
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
 from citizen_view.serving.view_update import serve_view
+from pipelines.assets import RunMode
 from pipelines.resources import WarehouseResource
 
 SERVING_GROUP = "serving"
-
-
-class ViewMode(Config):
-    """`incremental`: update the view served from the citizens whose records changed, where it can (view_update.py)."""
-
-    incremental: bool = False
 
 
 def build_serving_assets(sources: SourcesFile, *, upstream: AssetKey) -> list[AssetsDefinition]:
     """The served view, downstream of the golden record (so the linkage gates guard it too)."""
 
     @asset(key=AssetKey(["serving", "view"]), group_name=SERVING_GROUP, deps=[upstream], kinds={"duckdb"})
-    def served_view(
-        context: AssetExecutionContext, config: ViewMode, warehouse: WarehouseResource
-    ) -> MaterializeResult:
+    def served_view(context: AssetExecutionContext, config: RunMode, warehouse: WarehouseResource) -> MaterializeResult:
         """What caseworkers search and read: citizens, linked records, cases, life events and search keys in a new
         read-only DuckDB file, switched in atomically for the caseworker service (an incremental run copies the view
         served and rewrites only the citizens whose records changed, where it can)."""
