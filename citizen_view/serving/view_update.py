@@ -239,7 +239,8 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
 def _cases_turned(con: duckdb.DuckDBPyConnection, sources: SourcesFile, linked: str, day: dt.date) -> str:
     """SQL for the citizens (of `linked`) whose documents the days since the view was written change: a case without a
     status is closed once its end date has passed (`snapshot._state`), so one whose end date lies between the day the
-    view was written for and `day` (either way round: a clock set back) has turned. None on the view's own day."""
+    view was written for and `day` (either way round: a clock set back) has turned. No citizen on the view's own
+    day."""
     written_on = con.execute("SELECT written_on FROM snap.view_info").fetchall()[0][0]
     if written_on == day:
         return "SELECT NULL::VARCHAR AS citizen_id WHERE false"
