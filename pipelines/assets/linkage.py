@@ -10,8 +10,8 @@ from citizen_view.contract import SourcesFile
 from citizen_view.linkage import Linkage, common_values
 from citizen_view.linkage.scoring import TrainedModel
 from citizen_view.linkage.steps import EdgeReport, LinkReport
-from pipelines.assets import RunMode
 from pipelines.metadata import chart_link, counts, table
+from pipelines.modes import RunMode
 from pipelines.resources import WarehouseResource
 
 LINKAGE_GROUP = "linkage"

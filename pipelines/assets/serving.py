@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 
 from citizen_view.contract import SourcesFile
 from citizen_view.serving.view_update import serve_view
-from pipelines.assets import RunMode
+from pipelines.modes import RunMode
 from pipelines.resources import WarehouseResource
 
 SERVING_GROUP = "serving"
