@@ -19,16 +19,26 @@ from citizen_view_app.runner import run_pipeline
 from pipelines.definitions import INCREMENTAL_JOB
 from tests.conftest import copy_world
 
+# The online-resolution tables number their records internally (`rid`): an update keeps the numbers of the records it
+# leaves and numbers the rest after them, so a record is compared by its key, not its number.
+_BY_KEY = {
+    "resolve_records": "SELECT * EXCLUDE (rid) FROM resolve_records",
+    "resolve_keys": "SELECT k.key_hash, r.record_key FROM resolve_keys k JOIN resolve_records r USING (rid)",
+    "resolve_digests": "SELECT * EXCLUDE (rid) FROM resolve_digests",
+}
+
 
 def _tables(path) -> dict[str, list[tuple]]:
-    """Every table of a view file, its rows sorted (view_info without when and by which run it was written)."""
+    """Every table of a view file, its rows sorted (view_info without when and by which run it was written; the
+    resolve tables by record key, not number)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         names = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
         out = {}
         for name in names:
             columns = "* EXCLUDE (run_id, published_at)" if name == "view_info" else "*"
-            out[name] = con.execute(f"SELECT {columns} FROM {name} ORDER BY ALL").fetchall()
+            query = _BY_KEY.get(name, f"SELECT {columns} FROM {name}")
+            out[name] = con.execute(f"{query} ORDER BY ALL").fetchall()
         for view in ("records", "cases", "events"):  # read through the documents
             out[f"view {view}"] = con.execute(f"SELECT * FROM {view} ORDER BY ALL").fetchall()
         return out
@@ -83,6 +93,7 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     assert got.keys() == want.keys()
     for table in want:
         assert got[table] == want[table], table
+    _resolve_numbers_kept(first, updated, full)
     view = duckdb.connect(str(updated), read_only=True)
     try:  # the corrected licence is served, found through the index
         (doc,) = view.execute("SELECT doc FROM citizen_docs WHERE citizen_id = ?", [citizen]).fetchall()[0]
@@ -100,6 +111,44 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
         view.close()
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
     assert outcome.success and outcome.materialized["serving/view"]["written"] == "whole"
+
+
+def _resolve_numbers_kept(first, updated, full) -> None:
+    """The online-resolution tables were updated, not written whole: a record whose digest is unchanged keeps its
+    number, the others are numbered after every number the view held; and a service reads the updated view's keys
+    (an appended tail) as it reads the full publish's (sorted)."""
+    from citizen_view.serving.resolve_index import ResolveIndex
+
+    def digests(path):
+        with duckdb.connect(str(path), read_only=True) as con:
+            return {
+                k: (rid, d)
+                for rid, k, d in con.execute("SELECT rid, record_key, digest FROM resolve_digests").fetchall()
+            }
+
+    before, after = digests(first), digests(updated)
+    kept = [k for k in after if k in before and before[k][1] == after[k][1]]
+    rewritten = [k for k in after if k not in kept]
+    assert kept and rewritten and all(after[k][0] == before[k][0] for k in kept)
+    highest = max(rid for rid, _ in before.values())
+    assert all(after[k][0] > highest for k in rewritten)
+
+    def keys(path):
+        with duckdb.connect(str(path), read_only=True) as con:
+            stored = con.execute("SELECT key_hash FROM resolve_keys").fetchnumpy()["key_hash"]
+            index = ResolveIndex.read(con)
+        keys_of = dict(zip(index.numbers.tolist(), index.records.column("record_key").to_pylist(), strict=True))
+        return (
+            stored,
+            index.key_hashes,
+            [(h, keys_of[r]) for h, r in zip(index.key_hashes.tolist(), index.key_records.tolist())],
+        )
+
+    stored, hashes, read = keys(updated)
+    assert (stored[:-1] > stored[1:]).any()  # as stored, a tail follows the sorted keys
+    _, full_hashes, full_read = keys(full)
+    assert hashes.tolist() == full_hashes.tolist()  # read sorted, as the full publish's
+    assert sorted(read) == sorted(full_read)
 
 
 def _licence_case(view_file, licence_id: str) -> dict:

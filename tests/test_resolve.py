@@ -645,6 +645,27 @@ def test_records_packed_as_json_by_an_older_view_are_read_with_their_types_bound
     ]
 
 
+def test_keys_sorted_up_to_an_appended_tail_are_merged_as_a_whole_sort_orders_them():
+    import numpy as np
+
+    from citizen_view.serving.resolve_index import sorted_keys
+
+    rng = np.random.default_rng(7)
+    for head, tail in ((0, 9), (1, 0), (50, 0), (50, 1), (50, 13), (3, 40), (200, 200)):
+        # a sorted table with holes (the stale rows deleted), then the keys of new records appended, some sharing
+        # hashes with kept ones; numbers beside each key, new records numbered after the rest
+        kept = np.sort(rng.integers(0, 60, head, dtype=np.uint64))
+        hashes = np.concatenate([kept, rng.integers(0, 60, tail, dtype=np.uint64)])
+        records = np.concatenate([np.arange(1, head + 1), np.arange(1000, 1000 + tail)]).astype(np.uint32)
+        got_h, got_r = sorted_keys(hashes, records)
+        order = np.lexsort((records, hashes))  # the order a whole sort by (hash, number) gives
+        assert got_h.tolist() == hashes[order].tolist(), (head, tail)
+        assert sorted(zip(got_h.tolist(), got_r.tolist())) == sorted(zip(hashes.tolist(), records.tolist()))
+        for h in set(hashes.tolist()):  # each hash finds the records it finds after a whole sort
+            at = got_h == h
+            assert sorted(got_r[at].tolist()) == sorted(records[hashes == h].tolist())
+
+
 def test_after_a_publish_resolve_answers_from_the_new_view_and_a_request_during_its_read_is_told_to_retry(service):
     from concurrent.futures import ThreadPoolExecutor
 

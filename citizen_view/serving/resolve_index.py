@@ -53,9 +53,7 @@ class ResolveIndex:
         keys = cur.execute(f"SELECT key_hash, {RECORD_NUMBER} FROM resolve_keys").fetchnumpy()
         hashes, records = np.asarray(keys["key_hash"], dtype=np.uint64), np.asarray(keys[RECORD_NUMBER])
         del keys
-        if len(hashes) > 1 and not bool(np.all(hashes[:-1] <= hashes[1:])):  # a view published before keys were sorted
-            order = np.argsort(hashes, kind="stable")
-            hashes, records = hashes[order], records[order]
+        hashes, records = sorted_keys(hashes, records)
         sql, params = _records_sql(cur)
         table = cur.sql(sql, params=params).to_arrow_table().combine_chunks()
         numbers = table.column(RECORD_NUMBER).to_numpy()
@@ -79,6 +77,23 @@ class ResolveIndex:
         rows = np.searchsorted(self.numbers, numbers)
         kept = [row for row, source in zip(rows.tolist(), self.sources.take(rows).to_pylist()) if source in sources]
         return self.records.take(kept[:limit]).to_pylist() if kept else []
+
+
+def sorted_keys(hashes: np.ndarray, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The keys (and their record numbers beside them) sorted by hash. As stored they are sorted, or (in a view an
+    incremental run updated: serving/resolve_view.py) sorted up to a tail of keys appended since, which is sorted
+    alone and merged in: at 1M, about 0.1 s for a landing's tail against 2-3 s for sorting 21.7M keys whole. A view
+    published before its keys were sorted is a tail from its first key."""
+    if len(hashes) < 2:
+        return hashes, records
+    unsorted = np.flatnonzero(hashes[:-1] > hashes[1:])
+    if not len(unsorted):
+        return hashes, records
+    cut = int(unsorted[0]) + 1
+    order = np.argsort(hashes[cut:], kind="stable")
+    tail_hashes, tail_records = hashes[cut:][order], records[cut:][order]
+    at = np.searchsorted(hashes[:cut], tail_hashes, side="right")
+    return np.insert(hashes[:cut], at, tail_hashes), np.insert(records[:cut], at, tail_records)
 
 
 def _records_sql(cur: duckdb.DuckDBPyConnection) -> tuple[str, list[str]]:

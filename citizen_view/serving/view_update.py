@@ -16,8 +16,9 @@ switches, as with a full publish):
   they find; the ART indexes follow the deletes and inserts;
 - the golden records (`citizen`) whose row digest differs from the view's are replaced;
 - what is small or global is written whole: the set-aside values, review queue,
-  source status and labels, the view's info and digests, and the tables online resolution reads (their term
-  frequencies count every record).
+  source status and labels, the view's info and digests;
+- the tables online resolution reads are updated for the records whose linkage input or citizen changed
+  (`resolve_view.update_resolve_tables`; their term frequencies, which count every record, are counted anew).
 
 A view written on another day than today is updated too: a case without a status closes when its end date passes, so
 the citizens with such a case whose end date lies between the view's day (`view_info.written_on`) and today are
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from citizen_view.serving import snapshot as snap
 from citizen_view.serving.documents import DOCS, replace_documents, sorted_sql
-from citizen_view.serving.resolve_view import publish_resolve_tables
+from citizen_view.serving.resolve_view import update_resolve_tables
 
 if TYPE_CHECKING:
     import duckdb
@@ -203,10 +204,6 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         """
     )
     con.execute("DELETE FROM snap.citizen WHERE citizen_id IN (SELECT citizen_id FROM _view_golden)")
-    for (table,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'snap' AND starts_with(table_name, 'resolve_')"
-    ).fetchall():
-        con.execute(f"DROP TABLE snap.{table}")
     con.execute(f"DROP TABLE {before}")
     con.execute("CHECKPOINT snap")
     con.execute(
@@ -230,7 +227,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     replace_documents(
         con, "snap", TOUCHED, records=snap.LINKED, cases=snap.CASES, events=snap.EVENTS, issues="snap.field_issues"
     )
-    publish_resolve_tables(con, sources, "snap")
+    update_resolve_tables(con, sources, "snap")
     for temp in (TOUCHED, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return touched
