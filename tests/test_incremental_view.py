@@ -7,11 +7,13 @@ import csv
 import datetime as dt
 import json
 import os
+import shutil
 
 import duckdb
 
 from citizen_view.contract import load_sources
 from citizen_view.layout import WarehouseLayout
+from citizen_view.serving.resolve_view import update_resolve_tables
 from citizen_view.serving.snapshot import current_view, publish_view, view_fingerprint
 from citizen_view.serving.view_update import serve_view
 from citizen_view.warehouse import connect
@@ -94,6 +96,22 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     for table in want:
         assert got[table] == want[table], table
     _resolve_numbers_kept(first, updated, full)
+    # a view without the records' digests (written before them) has its resolve tables written whole
+    older = tmp_path / "older.duckdb"
+    shutil.copy(updated, older)
+    with duckdb.connect(str(older)) as view:
+        view.execute("DROP TABLE resolve_digests")
+        view.execute("DELETE FROM resolve_keys WHERE rid % 2 = 0")  # and what it holds is not kept
+    with connect(wh) as con:
+        con.execute(f"ATTACH '{older}' AS snap")
+        try:
+            assert update_resolve_tables(con, sources, "snap") is None
+        finally:
+            con.execute("DETACH snap")
+    rewritten = _tables(older)
+    assert {t: rewritten[t] for t in want if t.startswith("resolve_")} == {
+        t: want[t] for t in want if t.startswith("resolve_")
+    }
     view = duckdb.connect(str(updated), read_only=True)
     try:  # the corrected licence is served, found through the index
         (doc,) = view.execute("SELECT doc FROM citizen_docs WHERE citizen_id = ?", [citizen]).fetchall()[0]

@@ -22,7 +22,7 @@ from citizen_view.linkage.model import render_for, tf_columns
 from citizen_view.linkage.online import INPUT_COLUMNS
 from citizen_view.linkage.records import DIGEST, KEY_HASH, key_hash_sql
 from citizen_view.linkage.review import WEIGHT_BAND, _weight
-from citizen_view.warehouse import rows_where, table_exists
+from citizen_view.warehouse import column_exists, rows_where, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -58,12 +58,16 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
     # Each record's number is its row's position in this table plus one (the `rowid` of a table just written): one
     # number per record from 1 on, as `row_number() OVER ()` gave, without its single-threaded pass (at 1M: 1.5
     # against 6.6 s).
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _resolve_input AS SELECT * FROM ({linkage_input_sql(con, digest=True)})")
+    digested = column_exists(con, "main", "source_records", DIGEST)  # else no digests: the next update writes whole
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _resolve_input AS SELECT * FROM ({linkage_input_sql(con, digest=digested)})"
+    )
     try:
         _tf_tables(con, schema, model_json, "_resolve_input")
         con.execute(  # the linked records (a record without a citizen resolves to none)
             f"CREATE OR REPLACE TEMP TABLE _resolve_linked AS SELECT (r.rowid + 1)::UINTEGER AS {RECORD_NUMBER}, r.*, "
-            f"l.citizen_id, {_RECORD_DIGEST} AS digest FROM _resolve_input r JOIN citizen_source_link l USING (record_key)"
+            f"l.citizen_id, {_RECORD_DIGEST if digested else 'NULL::UBIGINT'} AS digest "
+            "FROM _resolve_input r JOIN citizen_source_link l USING (record_key)"
         )
         con.execute(  # read whole by each service process (serving/resolve_index.py), never probed: no index
             f"CREATE TABLE {schema}.resolve_records AS {_records_sql()} ORDER BY i.{RECORD_NUMBER}"
@@ -72,9 +76,10 @@ def publish_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile,
         con.execute(  # sorted by key, so that a service process holds it as it is read (no sort, no index)
             f"CREATE TABLE {schema}.resolve_keys AS {_keys_sql(model_json)} ORDER BY key_hash, {RECORD_NUMBER}"
         )
-        con.execute(
-            f"CREATE TABLE {schema}.{DIGESTS} AS SELECT {RECORD_NUMBER}, record_key, digest FROM _resolve_linked"
-        )
+        if digested:
+            con.execute(
+                f"CREATE TABLE {schema}.{DIGESTS} AS SELECT {RECORD_NUMBER}, record_key, digest FROM _resolve_linked"
+            )
     finally:
         _drop_temps(con)
 
@@ -83,8 +88,10 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
     """Bring the resolve tables of a view (attached as `schema`, written under the same model) to the warehouse's
     state, rewriting only the records whose digest (what linkage read of them, and their citizen) differs from the
     one they were written with, and those that arrived or left (module docstring); returns how many records it wrote.
-    Written whole (returns None) for a view without digests (from before them) or when some record has no citizen
-    (the term frequencies count every record, the digests only linked ones)."""
+    Written whole (returns None) for a view without digests (from before them, or written from a warehouse without
+    them) or when the warehouse's records or links lack their key hashes or digests (a warehouse an incremental link
+    has not brought up to date). As in a full publish, only linked records are held, and the term frequencies count
+    every record."""
     from citizen_view.linkage.records import linkage_input_sql
 
     present = {
@@ -94,10 +101,10 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
             [schema],
         ).fetchall()
     }
-    unlinked = con.execute(
-        "SELECT (SELECT count(*) FROM source_records) - (SELECT count(*) FROM citizen_source_link)"
-    ).fetchall()[0][0]
-    if not {"resolve_records", "resolve_keys", DIGESTS} <= present or unlinked:
+    hashed = all(
+        column_exists(con, "main", t, c) for t in ("source_records", "citizen_source_link") for c in (KEY_HASH, DIGEST)
+    )
+    if not {"resolve_records", "resolve_keys", DIGESTS} <= present or not hashed:
         publish_resolve_tables(con, sources, schema)
         return None
     for table in ("resolve_model", "resolve_masked", "resolve_tf", "resolve_tf_by_source", "resolve_columns"):
