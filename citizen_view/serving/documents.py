@@ -318,6 +318,7 @@ class ViewInfo:
     labels: dict[str, dict[str, tuple[str, str | None, bool]]] = field(default_factory=dict)
     held: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # source -> (data as of, newer extract held since)
     ids: IdIndex | None = None  # the view's national IDs in memory (the service reads them once per view file)
+    review_needs: frozenset[str] | None = None  # what a reviewer must see (review_items.review_needs), once read
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> ViewInfo:

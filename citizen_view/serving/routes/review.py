@@ -22,7 +22,13 @@ from citizen_view.serving.deps import (
     principal,
     reviewer,
 )
-from citizen_view.serving.review_items import PAGE_SIZE, fields_hidden_from, record_exists, review_page
+from citizen_view.serving.review_items import (
+    PAGE_SIZE,
+    fields_hidden_from,
+    record_exists,
+    review_needs,
+    review_page,
+)
 from citizen_view.serving.routes.service import same_origin
 from citizen_view.serving.templating import render
 
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from citizen_view.serving.access import Principal
+    from citizen_view.serving.documents import ViewInfo
 
 MAX_REVIEW_PAGE = 100_000  # a million queued items; a larger page number is a mistake (and an OFFSET DuckDB refuses)
 
@@ -57,7 +64,7 @@ def review_queue(
     if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_REVIEW_PAGE:
         raise HTTPException(422, f"page must be a whole number from 1 to {MAX_REVIEW_PAGE}")
     page_no = int(page_text)
-    may_review(view.cur, who)
+    may_review(view.cur, view.info, who)
     found = review_page(view.cur, parts.decisions_file, who.role, kind=kind, source=source, page_no=page_no)
     trail.citizen_ids = found.citizen_ids
     trail.fields = ["review_queue", *found.columns]
@@ -102,8 +109,8 @@ def review_decide(
     trail.action = "review_decision"
     trail.details = {"pair": pair_id(left, right), "decision": decision, "reason": reason[:200], "purpose": purpose}
     same_origin(request)
-    with parts.views.cursor() as (cur, _view):
-        may_review(cur, who)  # before the token: a role that may not review is told so, whatever its form
+    with parts.views.view() as (cur, _view, info):
+        may_review(cur, info, who)  # before the token: a role that may not review is told so, whatever its form
         cookie = session_token(request)
         if cookie is not None and not hmac.compare_digest(csrf, parts.csrf_for(cookie)):
             raise HTTPException(403, "the form has no valid CSRF token: reload the review page and decide again")
@@ -152,9 +159,15 @@ def session_token(request: Request) -> str | None:
     return None if header.lower().startswith("bearer ") else request.cookies.get(COOKIE) or None
 
 
-def may_review(cur: duckdb.DuckDBPyConnection, who: Principal) -> None:
-    """403 for a reviewer whose role may not see a field the review queue's evidence compares (fields_hidden_from)."""
-    hidden = fields_hidden_from(cur, who.role)
+def may_review(cur: duckdb.DuckDBPyConnection, info: ViewInfo | None, who: Principal) -> None:
+    """403 for a reviewer whose role may not see a field the review queue's evidence compares (fields_hidden_from);
+    what it compares is read once per view (kept in its `info`; two requests at once may both read it, alike)."""
+    needs = info.review_needs if info is not None else None
+    if needs is None:
+        needs = review_needs(cur)
+        if info is not None:
+            info.review_needs = needs
+    hidden = fields_hidden_from(needs, who.role)
     if hidden:
         raise HTTPException(
             403,
