@@ -666,6 +666,44 @@ def test_keys_sorted_up_to_an_appended_tail_are_merged_as_a_whole_sort_orders_th
             assert sorted(got_r[at].tolist()) == sorted(records[hashes == h].tolist())
 
 
+def test_over_the_cap_the_records_most_keys_find_are_compared_whatever_their_numbers():
+    """Red team (stop 44): 2,100 records sharing one phone number, and a new one with that phone: an updated view
+    numbers the new record after the rest, and the first 2,000 by number left it out (its own record, a match in a
+    full publish, came out `new`). Candidates over the cap are now taken by how many of the record's keys found them,
+    then by their key, never by the view's numbering."""
+    import numpy as np
+    import pyarrow as pa
+
+    from citizen_view.serving.resolve_index import ResolveIndex
+
+    keys = [f"benefits:{i}" for i in range(1, 8)]
+
+    def index(numbers: list[int]) -> ResolveIndex:  # record i gets number numbers[i]; every record shares key 100,
+        # the last one also has its own key 200 (its ID)
+        by_number = sorted(zip(numbers, keys))
+        pairs = sorted([(100, n) for n in numbers] + [(200, numbers[-1])])
+        records = pa.table({"record_key": [k for _, k in by_number], "source": ["benefits"] * len(keys)})
+        order = np.array([abs(hash(k)) % 1000 for _, k in by_number], dtype=np.uint64)  # any number of the key
+        return ResolveIndex(
+            np.array([h for h, _ in pairs], dtype=np.uint64),
+            np.array([n for _, n in pairs]),
+            np.array(sorted(numbers)),
+            records,
+            records.column("source").combine_chunks(),
+            order,
+        )
+
+    as_published, as_updated = index([1, 2, 3, 4, 5, 6, 7]), index([9, 3, 12, 4, 6, 2, 20])  # the ID's record last
+    for limit in (1, 3, 7):
+        picked = [
+            [r["record_key"] for r in ix.records_of(ix.record_numbers([100, 200]), {"benefits"}, limit)]
+            for ix in (as_published, as_updated)
+        ]
+        assert picked[0] == picked[1] and len(picked[0]) == limit
+        assert picked[0][0] == "benefits:7"  # found by both keys: first, though numbered last
+    assert as_published.records_of(as_published.record_numbers([100]), {"tax"}, 5) == []  # another role's sources
+
+
 def test_after_a_publish_resolve_answers_from_the_new_view_and_a_request_during_its_read_is_told_to_retry(service):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -206,8 +206,8 @@ def _read_model(cur: duckdb.DuckDBPyConnection) -> ResolveModel | None:
 def _candidates(
     m: ResolveModel, values: dict[str, Any], sources: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
-    """(the linked records of `sources` the model's blocking rules pair the record with, each once, the first
-    MAX_CANDIDATES in record order, as dicts of the comparison's columns and their term frequencies `tf_<column>`;
+    """(the linked records of `sources` the model's blocking rules pair the record with, each once, at most
+    MAX_CANDIDATES (those the most of the record's keys find first: ResolveIndex.records_of), as dicts of the comparison's columns and their term frequencies `tf_<column>`;
     the record's own term frequencies). The record's keys are hashed here and looked up in the view's keys held in
     memory (`ResolveModel.index`); the term frequencies are the view's counts over `sources` (`_Frequencies`)."""
     tf = _Frequencies(m, sources)  # a role's frequencies count its sources' records only

@@ -33,6 +33,10 @@ class ResolveIndex:
     numbers: np.ndarray  # the records' numbers, sorted
     records: pa.Table  # the records' columns, in the order of `numbers`
     sources: pa.Array  # the records' `source` column
+    # a number of each record's key (DuckDB's hash of it), in the order of `numbers`: the order candidates are taken in
+    # among those found by as many keys, whatever numbers a view gave its records (an update numbers the records it
+    # rewrites after the others, a full publish in the linkage input's order)
+    order: np.ndarray
 
     @classmethod
     def read(cls, cur: duckdb.DuckDBPyConnection) -> ResolveIndex:
@@ -55,28 +59,46 @@ class ResolveIndex:
         del keys
         hashes, records = sorted_keys(hashes, records)
         sql, params = _records_sql(cur)
-        table = cur.sql(sql, params=params).to_arrow_table().combine_chunks()
+        keyed = "record_key" in cur.sql(sql, params=params).columns  # a record's key (not in a hand-made table)
+        order_sql = "hash(record_key)" if keyed else f"{RECORD_NUMBER}::UBIGINT"
+        table = cur.sql(f"SELECT *, {order_sql} AS {_ORDER} FROM ({sql})", params=params)
+        table = table.to_arrow_table().combine_chunks()
         numbers = table.column(RECORD_NUMBER).to_numpy()
         if len(numbers) > 1 and not bool(np.all(numbers[:-1] <= numbers[1:])):  # read out of their stored order
             order = np.argsort(numbers, kind="stable")
             table, numbers = table.take(order).combine_chunks(), numbers[order]
-        table = table.drop_columns([RECORD_NUMBER])
-        return cls(hashes, records, numbers, table, table.column("source").combine_chunks())  # none: no chunk
+        by_key = np.asarray(table.column(_ORDER).to_numpy(), dtype=np.uint64)
+        table = table.drop_columns([RECORD_NUMBER, _ORDER])
+        sources = table.column("source").combine_chunks()  # none: no chunk
+        return cls(hashes, records, numbers, table, sources, by_key)
 
-    def record_numbers(self, hashes: list[int]) -> np.ndarray:
-        """The numbers of the records any of the key `hashes` finds, each once, sorted."""
+    def record_numbers(self, hashes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(the numbers of the records any of the key `hashes` finds, each once, sorted; how many of the keys found
+        each)."""
         wanted = np.asarray(hashes, dtype=np.uint64)
         first = np.searchsorted(self.key_hashes, wanted, side="left")
         last = np.searchsorted(self.key_hashes, wanted, side="right")
         found = [self.key_records[a:b] for a, b in zip(first.tolist(), last.tolist()) if b > a]
-        return np.unique(np.concatenate(found)) if found else np.empty(0, dtype=self.key_records.dtype)
+        if not found:
+            return np.empty(0, dtype=self.key_records.dtype), np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(found), return_counts=True)
 
-    def records_of(self, numbers: np.ndarray, sources: set[str], limit: int) -> list[dict[str, Any]]:
-        """The records with these numbers (sorted) whose source is one of `sources`, the first `limit` of them, each as
-        a dict of its columns."""
+    def records_of(self, found: tuple[np.ndarray, np.ndarray], sources: set[str], limit: int) -> list[dict[str, Any]]:
+        """The records `found` (record_numbers) whose source is one of `sources`, at most `limit` of them, each as a
+        dict of its columns: those found by the most keys first (the same ID and birth date before a shared phone
+        number alone), then by their key's number (`order`), so that which records are kept does not depend on how a
+        view numbered them."""
+        numbers, counts = found
         rows = np.searchsorted(self.numbers, numbers)
-        kept = [row for row, source in zip(rows.tolist(), self.sources.take(rows).to_pylist()) if source in sources]
-        return self.records.take(kept[:limit]).to_pylist() if kept else []
+        visible = np.fromiter((s in sources for s in self.sources.take(rows).to_pylist()), dtype=bool, count=len(rows))
+        rows, counts = rows[visible], counts[visible]
+        if not len(rows):
+            return []
+        ranked = rows[np.lexsort((self.order[rows], -counts))][:limit]
+        return self.records.take(ranked).to_pylist()
+
+
+_ORDER = "_cv_order"
 
 
 def sorted_keys(hashes: np.ndarray, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,11 @@ number, -> the record's `rid`), sorted by key. A service process holds both in m
 
 An incremental run's view update (`update_resolve_tables`) rewrites only the records whose linkage input or citizen
 changed, by `resolve_digests` (each record's number, key and a digest of what linkage read of it and its citizen):
-the others keep their numbers, the changed and new ones get numbers after the highest ever given (so `resolve_records`
-stays in number order), and their keys are appended after the sorted ones (the service merges that tail in when it
-reads them). Written whole, the tables took about 10 s at 1M (2.7M records, 21.7M keys); updated for a landing of
+the others keep their numbers, the changed and new ones get numbers after the highest the view holds, theirs
+included (so `resolve_records` stays in number order; a number whose record left in an earlier update may be given
+again), and their keys are appended after the sorted ones (the service merges that tail in when it reads them). Which
+records a resolve compares when more than its cap are found does not depend on the numbers
+(`ResolveIndex.records_of`). Written whole, the tables took about 10 s at 1M (2.7M records, 21.7M keys); updated for a landing of
 1,000 records, about 1.8 s. The term frequencies count every record and are counted anew either way.
 """
 
@@ -134,7 +136,7 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
             f"CREATE OR REPLACE TEMP TABLE _resolve_fresh AS SELECT {KEY_HASH}, digest FROM _resolve_now "
             f"ANTI JOIN _resolve_held USING ({KEY_HASH}, digest)"
         )
-        # numbers after the highest ever given (the stale ones' too): the new rows come after the rows kept
+        # numbers after the highest the view holds (the stale ones' too): the new rows come after the rows kept
         (last,) = con.execute(f"SELECT coalesce(max({RECORD_NUMBER}), 0) FROM _resolve_held").fetchall()[0]
         for table in ("resolve_records", "resolve_keys", DIGESTS):
             con.execute(
