@@ -112,6 +112,25 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     assert {t: rewritten[t] for t in want if t.startswith("resolve_")} == {
         t: want[t] for t in want if t.startswith("resolve_")
     }
+    # a warehouse whose key hashes another DuckDB computed (every one differs) has them written whole too: looked up
+    # by those hashes, the rewritten records would not be found
+    rehashed, other = tmp_path / "rehashed.duckdb", tmp_path / "other.duckdb"
+    shutil.copy(wh, rehashed)
+    shutil.copy(updated, other)
+    with duckdb.connect(str(other)) as view:
+        view.execute("DELETE FROM resolve_digests WHERE rid % 2 = 0")  # half of them seen as new
+    with connect(rehashed) as con:
+        con.execute("UPDATE source_records SET key_hash = key_hash + 1")
+        con.execute("UPDATE citizen_source_link SET key_hash = key_hash + 1")
+        con.execute(f"ATTACH '{other}' AS snap")
+        try:
+            assert update_resolve_tables(con, sources, "snap") is None
+        finally:
+            con.execute("DETACH snap")
+    rewritten = _tables(other)
+    assert {t: rewritten[t] for t in want if t.startswith("resolve_")} == {
+        t: want[t] for t in want if t.startswith("resolve_")
+    }
     view = duckdb.connect(str(updated), read_only=True)
     try:  # the corrected licence is served, found through the index
         (doc,) = view.execute("SELECT doc FROM citizen_docs WHERE citizen_id = ?", [citizen]).fetchall()[0]

@@ -91,8 +91,8 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
     state, rewriting only the records whose digest (what linkage read of them, and their citizen) differs from the
     one they were written with, and those that arrived or left (module docstring); returns how many records it wrote.
     Written whole (returns None) for a view without digests (from before them, or written from a warehouse without
-    them) or when the warehouse's records or links lack their key hashes or digests (a warehouse an incremental link
-    has not brought up to date). As in a full publish, only linked records are held, and the term frequencies count
+    them) or when the warehouse's records or links lack their key hashes or digests, or hold key hashes this DuckDB
+    does not compute (a warehouse an incremental link has not brought up to date: records.ensure_key_hashes). As in a full publish, only linked records are held, and the term frequencies count
     every record."""
     from citizen_view.linkage.records import linkage_input_sql
 
@@ -106,6 +106,12 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
     hashed = all(
         column_exists(con, "main", t, c) for t in ("source_records", "citizen_source_link") for c in (KEY_HASH, DIGEST)
     )
+    if hashed:  # and hashed by this DuckDB (a new release may hash otherwise: then every stored hash differs)
+        current = " AND ".join(
+            f"(SELECT bool_and({KEY_HASH} = {key_hash_sql()}) FROM (SELECT {KEY_HASH}, record_key FROM {t} LIMIT 2048))"
+            for t in ("source_records", "citizen_source_link")
+        )
+        hashed = con.execute(f"SELECT coalesce({current}, false)").fetchall()[0][0]
     if not {"resolve_records", "resolve_keys", DIGESTS} <= present or not hashed:
         publish_resolve_tables(con, sources, schema)
         return None
