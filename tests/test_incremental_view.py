@@ -102,16 +102,7 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     with duckdb.connect(str(older)) as view:
         view.execute("DROP TABLE resolve_digests")
         view.execute("DELETE FROM resolve_keys WHERE rid % 2 = 0")  # and what it holds is not kept
-    with connect(wh) as con:
-        con.execute(f"ATTACH '{older}' AS snap")
-        try:
-            assert update_resolve_tables(con, sources, "snap") is None
-        finally:
-            con.execute("DETACH snap")
-    rewritten = _tables(older)
-    assert {t: rewritten[t] for t in want if t.startswith("resolve_")} == {
-        t: want[t] for t in want if t.startswith("resolve_")
-    }
+    _resolve_tables_written_whole(wh, older, sources, want)
     # a warehouse whose key hashes another DuckDB computed (every one differs) has them written whole too: looked up
     # by those hashes, the rewritten records would not be found
     rehashed, other = tmp_path / "rehashed.duckdb", tmp_path / "other.duckdb"
@@ -122,15 +113,7 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     with connect(rehashed) as con:
         con.execute("UPDATE source_records SET key_hash = key_hash + 1")
         con.execute("UPDATE citizen_source_link SET key_hash = key_hash + 1")
-        con.execute(f"ATTACH '{other}' AS snap")
-        try:
-            assert update_resolve_tables(con, sources, "snap") is None
-        finally:
-            con.execute("DETACH snap")
-    rewritten = _tables(other)
-    assert {t: rewritten[t] for t in want if t.startswith("resolve_")} == {
-        t: want[t] for t in want if t.startswith("resolve_")
-    }
+    _resolve_tables_written_whole(rehashed, other, sources, want)
     view = duckdb.connect(str(updated), read_only=True)
     try:  # the corrected licence is served, found through the index
         (doc,) = view.execute("SELECT doc FROM citizen_docs WHERE citizen_id = ?", [citizen]).fetchall()[0]
@@ -148,6 +131,20 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
         view.close()
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
     assert outcome.success and outcome.materialized["serving/view"]["written"] == "whole"
+
+
+def _resolve_tables_written_whole(warehouse, view, sources, want: dict[str, list[tuple]]) -> None:
+    """update_resolve_tables on `view` writes its resolve tables whole (returns None), as `want` (a full publish's
+    tables) holds them."""
+    with connect(warehouse) as con:
+        con.execute(f"ATTACH '{view}' AS snap")
+        try:
+            assert update_resolve_tables(con, sources, "snap") is None
+        finally:
+            con.execute("DETACH snap")
+    got = _tables(view)
+    resolve = [t for t in want if t.startswith("resolve_")]
+    assert {t: got[t] for t in resolve} == {t: want[t] for t in resolve}
 
 
 def _resolve_numbers_kept(first, updated, full) -> None:
