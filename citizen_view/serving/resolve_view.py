@@ -96,13 +96,7 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
     every record."""
     from citizen_view.linkage.records import linkage_input_sql
 
-    present = {
-        t
-        for (t,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND starts_with(table_name, 'resolve_')",
-            [schema],
-        ).fetchall()
-    }
+    present = _tables(con, schema)
     hashed = all(
         column_exists(con, "main", t, c) for t in ("source_records", "citizen_source_link") for c in (KEY_HASH, DIGEST)
     )
@@ -181,11 +175,19 @@ def update_resolve_tables(con: duckdb.DuckDBPyConnection, sources: SourcesFile, 
     return written
 
 
+def _tables(con: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
+    """The resolve tables the view attached as `schema` holds."""
+    return {
+        t
+        for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND starts_with(table_name, 'resolve_')",
+            [schema],
+        ).fetchall()
+    }
+
+
 def _drop(con: duckdb.DuckDBPyConnection, schema: str) -> None:
-    for (table,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND starts_with(table_name, 'resolve_')",
-        [schema],
-    ).fetchall():
+    for table in _tables(con, schema):
         con.execute(f"DROP TABLE {schema}.{table}")
 
 
