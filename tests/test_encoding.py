@@ -230,6 +230,21 @@ def test_an_all_encoded_run_links_and_publishes(all_encoded, generated):
     assert figures["precision"] > 0.97 and figures["recall"] > 0.85, figures
 
 
+def test_the_pool_an_update_scores_for_an_encoded_model_holds_the_encodings_it_compares(all_encoded, tmp_path):
+    import shutil
+
+    from citizen_view.linkage.records import ENCODED_COLUMNS, INPUT_COLUMNS
+    from tests.test_incremental_scoring import narrow_pool_scores_as_the_whole_input
+
+    _, wh, _, _ = all_encoded
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(wh, copy)
+    con = duckdb.connect(str(copy))
+    columns = set(narrow_pool_scores_as_the_whole_input(con))
+    con.close()
+    assert {"enc_national_id", "blk_names"} <= columns <= set(ENCODED_COLUMNS) | set(INPUT_COLUMNS)
+
+
 def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encoded, generated):
     from dagster._serdes import serialize_value
 

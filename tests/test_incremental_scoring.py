@@ -475,3 +475,55 @@ def test_the_scope_pairs_named_by_their_hashes_are_those_their_own_keys_name(cha
         con.execute("ROLLBACK")
     for table in ("_scope", "_scope_touching", "_scope_links_hashed"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def narrow_pool_scores_as_the_whole_input(con) -> list[str]:
+    """Score 200 records (the first 50 new) once from the whole linkage input and once from the pool of the columns
+    new_pairs.pool_columns names; assert both give the same pairs and weights; return those columns."""
+    from citizen_view.linkage import key_index
+    from citizen_view.linkage.new_pairs import pool_columns, score_pairs_sql, scoring_pipeline
+    from citizen_view.linkage.records import linkage_input_sql
+    from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
+    from citizen_view.linkage.steps import saved_model
+
+    model = saved_model(con)
+    pipeline = scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    columns = pool_columns(model, pipeline)
+    read = ", ".join(f'"{c}"' for c in columns)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _some AS SELECT record_key FROM source_records ORDER BY record_key LIMIT 200"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _some_input AS SELECT *, record_key IN "
+        "(SELECT record_key FROM _some ORDER BY record_key LIMIT 50) AS is_new "
+        f"FROM ({linkage_input_sql(con, where='record_key IN (SELECT record_key FROM _some)')})"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pool_whole AS {key_index.term_frequency_sql(model, '_some_input')}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _pool_narrow AS {key_index.term_frequency_sql(model, f'(SELECT {read}, is_new FROM _some_input)')}"
+    )
+    assert len(con.execute("SELECT * FROM _pool_narrow LIMIT 0").description) < len(
+        con.execute("SELECT * FROM _pool_whole LIMIT 0").description
+    )
+    scored = "SELECT record_key_l, record_key_r, round(match_weight, 9) FROM ({}) ORDER BY ALL"
+    whole = con.execute(
+        scored.format(score_pairs_sql(model, "_pool_whole", floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline))
+    )
+    whole = whole.fetchall()
+    narrow = con.execute(
+        scored.format(score_pairs_sql(model, "_pool_narrow", floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline))
+    ).fetchall()
+    assert whole and narrow == whole
+    return columns
+
+
+def test_a_pool_of_the_columns_the_model_reads_scores_as_the_whole_linkage_input(chain):
+    from citizen_view.linkage.model import tf_columns
+    from citizen_view.linkage.records import ENCODED_COLUMNS
+    from citizen_view.linkage.steps import saved_model
+
+    con, _ = chain
+    columns = narrow_pool_scores_as_the_whole_input(con)
+    # a model on plain values reads none of the encodings, and reads the columns its term frequencies count
+    assert not set(columns) & set(ENCODED_COLUMNS)
+    assert {"record_key", "national_id", "dob", "source"} | set(tf_columns(saved_model(con))) <= set(columns)

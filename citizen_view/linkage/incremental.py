@@ -22,8 +22,8 @@ from sqlglot import exp
 
 import citizen_view.linkage.key_index as key_index
 from citizen_view.linkage.model import render_for, tf_columns
-from citizen_view.linkage.new_pairs import insert_scored, term_frequency_sql
-from citizen_view.linkage.records import DIGEST, KEY_HASH, linkage_input_sql, with_key_hash
+from citizen_view.linkage.new_pairs import insert_scored, pool_columns, scoring_pipeline, term_frequency_sql
+from citizen_view.linkage.records import KEY_HASH, linkage_input_sql, with_key_hash
 from citizen_view.linkage.scoring import EDGE_FLOOR_WEIGHT
 from citizen_view.warehouse import rows_where, transaction
 
@@ -142,11 +142,14 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
     # The candidates' input, found on their key hashes: tens of thousands of records spread over every vector are read
     # as cheaply by a plain filter as by row id. A record sharing a hash with a candidate comes too and forms no pair
     # the rules do not form (scoring blocks the pool by the rules); the new records, by key, are left out.
-    # The pool's input and its term frequencies in one statement (the input held once, not copied into a second table).
+    # The pool's input and its term frequencies in one statement (the input held once, not copied into a second table),
+    # of the columns the scoring reads (a model on plain values reads no encoding: at 1M, 168 -> 150 ms).
     candidates = f"{KEY_HASH} IN (SELECT {KEY_HASH} FROM _linkage_candidates)"
+    pipeline = scoring_pipeline(con, model, floor=EDGE_FLOOR_WEIGHT)
+    read = ", ".join(f'"{c}"' for c in pool_columns(model, pipeline))
     pool_input = (
-        f"SELECT * EXCLUDE ({DIGEST}) FROM _linkage_new UNION ALL "
-        f"SELECT *, false AS is_new FROM ({linkage_input_sql(con, where=candidates)}) "
+        f"SELECT {read}, is_new FROM _linkage_new UNION ALL "
+        f"SELECT {read}, false AS is_new FROM ({linkage_input_sql(con, where=candidates)}) "
         f"WHERE record_key NOT IN (SELECT record_key FROM {new_keys})"
     )
     con.execute(

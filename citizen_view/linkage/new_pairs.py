@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import splink
@@ -87,6 +88,19 @@ def scoring_pipeline(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, f
     """The model's scoring SQL as kept in the warehouse; generated and kept when it is missing or stale."""
     stored = _stored(con, json.dumps(model, sort_keys=True), floor)
     return stored if stored is not None else store_pipeline(con, model, floor=floor)
+
+
+_SIDE_COLUMN = re.compile(r'\b[lr]"?\."?([A-Za-z_][A-Za-z0-9_]*)')  # l.x, "l"."x", r."x": a column of one side
+
+
+def pool_columns(model: dict[str, Any], pipeline: Pipeline) -> list[str]:
+    """The input columns a pool for score_pairs_sql must hold: the record key, those the blocked pairs select and the
+    prediction rules join on (the term-frequency columns are made from the columns they count); the others (say,
+    encodings a model on plain values never compares) need not be read."""
+    blocked, _, _, rules = pipeline
+    named = {m for text in (*blocked, *rules) for m in _SIDE_COLUMN.findall(text)}
+    tf = {f"tf_{c}" for c in tf_columns(model)}
+    return sorted({"record_key"} | (named - tf) | set(tf_columns(model)))
 
 
 def score_pairs_sql(
