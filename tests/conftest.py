@@ -19,8 +19,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_DAGSTER_HOME = Path(tempfile.mkdtemp(prefix="citizen-view-tests-dagster-"))
-(TEST_DAGSTER_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+_PREFIX = "citizen-view-tests-dagster-"
+# A process a test starts (a spawned worker importing a test module) shares its session's folder: one of its own
+# would outlive it, as only the session removes its folder.
+_SESSION_HOME = Path(os.environ.get("CITIZEN_VIEW_TESTS_DAGSTER_HOME", "/nonexistent"))
+if (
+    _SESSION_HOME.name.startswith(_PREFIX)
+    and _SESSION_HOME.parent == Path(tempfile.gettempdir())
+    and _SESSION_HOME.is_dir()
+):
+    TEST_DAGSTER_HOME, OWN_HOME = _SESSION_HOME, False
+else:
+    TEST_DAGSTER_HOME, OWN_HOME = Path(tempfile.mkdtemp(prefix=_PREFIX)), True
+    (TEST_DAGSTER_HOME / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    os.environ["CITIZEN_VIEW_TESTS_DAGSTER_HOME"] = str(TEST_DAGSTER_HOME)
 os.environ["DAGSTER_HOME"] = str(TEST_DAGSTER_HOME)
 # Hypothesis (under schemathesis) keeps its caches in ./.hypothesis unless told otherwise: not in the work tree.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(TEST_DAGSTER_HOME.parent / "citizen-view-tests-hypothesis"))
@@ -28,7 +40,8 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(TEST_DAGSTER_HOME.pare
 
 def pytest_sessionfinish(session, exitstatus):
     """The session's Dagster instance is its own: remove it, so runs do not pile up in the temp folder."""
-    shutil.rmtree(TEST_DAGSTER_HOME, ignore_errors=True)
+    if OWN_HOME:
+        shutil.rmtree(TEST_DAGSTER_HOME, ignore_errors=True)
 
 
 def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
