@@ -16,7 +16,8 @@ switches, as with a full publish):
   they find; the ART indexes follow the deletes and inserts;
 - the golden records (`citizen`) whose row digest differs from the view's are replaced;
 - what is small or global is written whole: the set-aside values, review queue,
-  source status and labels, the view's info and digests;
+  source status and labels, the view's info;
+- the view's digests lose the rows that differ from the warehouse's and gain the warehouse's that differ;
 - the tables online resolution reads are updated for the records whose linkage input or citizen changed
   (`resolve_view.update_resolve_tables`; their term frequencies, which count every record, are counted anew).
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 MAX_TOUCHED_SHARE = 0.2
 TOUCHED, DIGESTS_NOW, PEOPLE, PERSONS = "_view_touched", "_view_digests", "_view_people", "_view_persons"
+STALE, FRESH = "_view_digests_stale", "_view_digests_fresh"  # the view's digests that differ, and the warehouse's
 PERSON_COLUMNS = ("source", "family_name_std", "first_name_std", "initials", "date_of_birth")  # what people_sql reads
 # The view's tables written whole by an update (each by the function a full publish writes it with).
 WHOLE = (  # and `source_rank`, `field_issues`, written before the digests
@@ -143,11 +145,17 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     snap._ranks_and_issues(con, sources)  # the set-aside values first: the digests read them
     con.execute(f"CREATE OR REPLACE TEMP TABLE {DIGESTS_NOW} AS {snap.record_digests_sql(linked=linked)}")
     before = f"snap.{snap.DIGESTS}"
+    # A record's digest covers its key and citizen (they are columns of its `_linked` row), so the digests alone say
+    # which records left, arrived or changed: integers joined, not the keys' and citizens' text (at 1M, 0.8 -> 0.3 s).
+    # Two records sharing a digest would take a 64-bit collision, the risk the digests already stand on.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {STALE} AS SELECT rowid AS rid, citizen_id FROM {before} ANTI JOIN {DIGESTS_NOW} USING (d)"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FRESH} AS SELECT * FROM {DIGESTS_NOW} ANTI JOIN {before} USING (d)")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT DISTINCT citizen_id FROM (
-            SELECT citizen_id FROM {before} ANTI JOIN {DIGESTS_NOW} USING (record_key, citizen_id, d)
-            UNION ALL SELECT citizen_id FROM {DIGESTS_NOW} ANTI JOIN {before} USING (record_key, citizen_id, d)
+            SELECT citizen_id FROM {STALE} UNION ALL SELECT citizen_id FROM {FRESH}
             UNION ALL {_cases_turned(con, sources, linked, day)}
         )
         """
@@ -166,6 +174,9 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         ) WHERE family_name_std IS NOT NULL AND date_of_birth IS NOT NULL
         """
     )
+    # the view's digests become the warehouse's: the records that left or changed go now (by row id, before anything
+    # else is written to the file), those that arrived or changed come at the end (written whole, the table took 0.8 s at 1M)
+    con.execute(f"DELETE FROM {before} WHERE rowid IN (SELECT rid FROM {STALE})")
     people = (
         f"date_of_birth IN (SELECT date_of_birth FROM {PEOPLE}) "
         f"OR family_name_std IN (SELECT family_name_std FROM {PEOPLE})"
@@ -204,7 +215,6 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         """
     )
     con.execute("DELETE FROM snap.citizen WHERE citizen_id IN (SELECT citizen_id FROM _view_golden)")
-    con.execute(f"DROP TABLE {before}")
     con.execute("CHECKPOINT snap")
     con.execute(
         "INSERT INTO snap.citizen SELECT * FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM _view_golden) "
@@ -220,7 +230,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     _name_keys(con, people)
     snap._profile_tables(con, sources, day=day)
     snap._events_and_status(con, sources)
-    con.execute(f"CREATE TABLE {before} AS SELECT * FROM {DIGESTS_NOW}")
+    con.execute(f"INSERT INTO {before} SELECT * FROM {FRESH}")
     now = snap.temp_counts(con)  # the touched citizens' (the temporary tables hold theirs only)
     counts = tuple(o - g + n for o, g, n in zip(old, gone, now, strict=True))
     snap._view_info(con, sources, run_id, day=day, counts=counts)
@@ -228,7 +238,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         con, "snap", TOUCHED, records=snap.LINKED, cases=snap.CASES, events=snap.EVENTS, issues="snap.field_issues"
     )
     update_resolve_tables(con, sources, "snap")
-    for temp in (TOUCHED, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
+    for temp in (TOUCHED, STALE, FRESH, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return touched
 
