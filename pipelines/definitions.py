@@ -26,6 +26,7 @@ INGEST_JOB = "ingest_all_sources"
 RETRAINING = AssetSelection.assets("linkage_model", "match_edges")
 INCREMENTAL_CONFIG = {
     "ops": {
+        "source_records": {"config": {"incremental": True}},
         "citizen_source_link": {"config": {"incremental": True}},
         "citizen": {"config": {"incremental": True}},
         "serving__view": {"config": {"incremental": True}},

@@ -7,7 +7,8 @@ from dagster import Config
 
 
 class RunMode(Config):
-    """`incremental`: do only what the records not linked yet need, with the saved model: link them, rebuild the
-    golden records of the citizens they touch, and update the served view for those citizens where it can."""
+    """`incremental`: do only what the records not linked yet need, with the saved model: collect again only the
+    sources whose records changed, link the records, rebuild the golden records of the citizens they touch, and
+    update the served view for those citizens where it can."""
 
     incremental: bool = False

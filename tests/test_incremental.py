@@ -44,6 +44,9 @@ def test_an_incremental_batch_links_correctly_and_leaves_other_ids_alone(generat
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
     assert outcome.success and all(c["passed"] for c in outcome.checks.values()), outcome.checks
     assert "linkage_model" not in outcome.materialized and "match_edges" not in outcome.materialized
+    # only the source whose extract changed is collected again
+    collected = outcome.materialized["source_records"]
+    assert collected["written_whole"] is False and collected["sources_written"] == ["tax"], collected
     meta = outcome.materialized["citizen_source_link"]
     after = _links(wh)
     assert meta["mode"] == "incremental" and meta["new_records"] == after.height - before.height > 0

@@ -59,13 +59,14 @@ class Linkage:
             raise ValueError(f"linkage step `{step}` needs the sources file (source names, review band, survivorship)")
         return self.sources
 
-    def collect(self) -> _records.SourceRecordsReport:
-        """`source_records`: every loaded record of every declared source in one table."""
+    def collect(self, *, keep_unchanged: bool = False) -> _records.SourceRecordsReport:
+        """`source_records`: every loaded record of every declared source in one table (`keep_unchanged`, for an
+        incremental run: only the sources whose canonical records changed are written again)."""
         sources = self._sources("collect")
         names = [s.name for s in sources.sources]
         if _online.take_in(self.con, self.layout.root, sources):  # records resolved online since: source `online`
             names.append(_online.ONLINE_SOURCE)
-        return _records.collect_source_records(self.con, names)
+        return _records.collect_source_records(self.con, names, keep_unchanged=keep_unchanged)
 
     def train(self, *, seed: int = 1) -> tuple[TrainedModel, Path]:
         """Fit the model without ground truth and keep it (JSON file and `linkage_model`)."""

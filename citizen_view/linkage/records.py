@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
-from citizen_view.warehouse import column_exists, quote, table_exists
+from citizen_view.warehouse import column_exists, quote, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -212,11 +212,79 @@ def field_shares(con: duckdb.DuckDBPyConnection, common_values: str | None = Non
 class SourceRecordsReport:
     records: int
     per_source: dict[str, int]
+    rewritten: list[str]  # the sources whose records were written (every source when the table was written whole)
+    whole: bool = True  # the table written whole, not only the rows of the sources that changed
 
 
-def collect_source_records(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> SourceRecordsReport:
-    """(Re)create `source_records` from the canonical tables present and say how many records each source put in."""
-    con.execute(f"CREATE OR REPLACE TABLE source_records AS {_source_records_sql(con, source_names)}")
+# What `source_records` was collected from: per source, a digest of its canonical table's rows (count, XOR and sum of
+# each row's hash: order-free), and the code that collected it (extract_state.code_fingerprint: its SQL, DuckDB's hash).
+STATE = "source_records_state"
+
+
+def _canonical_digests_sql(names: list[str]) -> str:
+    return " UNION ALL ".join(
+        f"SELECT {_lit(name)} AS source, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
+        f"FROM (SELECT hash(*COLUMNS(c.*)) AS h FROM canonical.{quote(name)} c)"
+        for name in names
+    )
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def collect_source_records(
+    con: duckdb.DuckDBPyConnection, source_names: list[str], *, keep_unchanged: bool = False
+) -> SourceRecordsReport:
+    """(Re)create `source_records` from the canonical tables present and say how many records each source put in.
+
+    `keep_unchanged` (an incremental run): the records of a source whose canonical table holds the rows it held when
+    they were collected stay as they are; only the sources that changed, arrived or left are deleted and written (at
+    the table's end). When 1,000 records land in one agency's extract, the other agencies' millions are not sorted and
+    written again. The table is written whole, as a full run writes it (sorted by source and line, the order training
+    samples in), when it has no state yet, when another code collected it, or when the canonical tables' columns no
+    longer make its columns."""
+    from citizen_view.extract_state import code_fingerprint
+
+    present = [name for name in source_names if table_exists(con, "canonical", name)]
+    if not present:
+        raise RuntimeError("no canonical source tables in the warehouse: ingest at least one source first")
+    code = code_fingerprint()
+    with transaction(con):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _canonical_now AS {_canonical_digests_sql(present)}")
+        changed = _sources_changed(con, present, code) if keep_unchanged else None
+        if changed is None:
+            con.execute(f"CREATE OR REPLACE TABLE source_records AS {_source_records_sql(con, present)}")
+            rewritten = present
+        else:
+            rewritten = [name for name in present if name in changed]
+            if changed:
+                con.execute(
+                    f"DELETE FROM source_records WHERE source IN ({', '.join(_lit(n) for n in sorted(changed))})"
+                )
+            if rewritten:
+                con.execute(f"INSERT INTO source_records BY NAME {_source_records_sql(con, rewritten)}")
+        con.execute(f"CREATE OR REPLACE TABLE {STATE} AS SELECT *, ? AS code FROM _canonical_now", [code])
+        con.execute("DROP TABLE _canonical_now")
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
-    return SourceRecordsReport(n, per_source)
+    return SourceRecordsReport(n, per_source, rewritten, whole=changed is None)
+
+
+def _sources_changed(con: duckdb.DuckDBPyConnection, present: list[str], code: str) -> set[str] | None:
+    """The sources whose records `source_records` must take anew: those whose canonical table's digest differs from the
+    one kept when they were collected, or that were not collected, and those it holds that are no longer present.
+    None when it must be written whole (no table or state, another code, other columns)."""
+    if not (table_exists(con, "main", "source_records") and table_exists(con, "main", STATE)):
+        return None
+    if con.execute(f"SELECT count(*) FROM {STATE} WHERE code IS DISTINCT FROM ?", [code]).fetchall()[0][0]:
+        return None
+    union = _source_records_sql(con, present)
+    columns = [(d[0], str(d[1])) for d in con.execute(f"SELECT * FROM ({union}) LIMIT 0").description]
+    if columns != [(d[0], str(d[1])) for d in con.execute("SELECT * FROM source_records LIMIT 0").description]:
+        return None
+    differ = con.execute(
+        f"SELECT source FROM (SELECT source, n, x, s FROM _canonical_now EXCEPT SELECT source, n, x, s FROM {STATE})"
+    ).fetchall()
+    held = {s for (s,) in con.execute("SELECT DISTINCT source FROM source_records").fetchall()}
+    return {s for (s,) in differ} | (held - set(present))

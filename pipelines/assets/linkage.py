@@ -22,13 +22,16 @@ def build_linkage_assets(sources: SourcesFile, *, ingest_keys: list[AssetKey]) -
     truth_dir = sources.base_dir / "truth"
 
     @asset(group_name=LINKAGE_GROUP, deps=ingest_keys, kinds={"duckdb"})
-    def source_records(warehouse: WarehouseResource) -> MaterializeResult:
-        """Every loaded record of every source in one table, keyed `source:source_record_id`: what linkage compares."""
+    def source_records(config: RunMode, warehouse: WarehouseResource) -> MaterializeResult:
+        """Every loaded record of every source in one table, keyed `source:source_record_id`: what linkage compares.
+        An incremental run writes only the records of the sources whose canonical records changed."""
         with warehouse.connect() as con:
-            report = Linkage(con, warehouse.layout, sources).collect()
+            report = Linkage(con, warehouse.layout, sources).collect(keep_unchanged=config.incremental)
         return MaterializeResult(
             metadata={
                 "dagster/row_count": report.records,
+                "written_whole": report.whole,
+                "sources_written": MetadataValue.json(report.rewritten),
                 "records_per_source": counts(report.per_source, key="source", value="records"),
                 **{f"records_{s}": n for s, n in report.per_source.items()},
             }
