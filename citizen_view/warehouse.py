@@ -189,6 +189,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """An SQL string literal, single-quoted."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     """Whether the connection's own database (not an attached one, nor its temporary tables) has the table or view,
     its names compared as DuckDB compares identifiers (case-insensitively).

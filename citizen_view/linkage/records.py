@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
-from citizen_view.warehouse import column_exists, quote, table_exists, transaction
+from citizen_view.warehouse import column_exists, literal, quote, table_exists, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -223,14 +223,10 @@ STATE = "source_records_state"
 
 def _canonical_digests_sql(names: list[str]) -> str:
     return " UNION ALL ".join(
-        f"SELECT {_lit(name)} AS source, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
+        f"SELECT {literal(name)} AS source, count(*) AS n, bit_xor(h) AS x, sum(h::HUGEINT) AS s "
         f"FROM (SELECT hash(*COLUMNS(c.*)) AS h FROM canonical.{quote(name)} c)"
         for name in names
     )
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def collect_source_records(
@@ -260,7 +256,7 @@ def collect_source_records(
             rewritten = [name for name in present if name in changed]
             if changed:
                 con.execute(
-                    f"DELETE FROM source_records WHERE source IN ({', '.join(_lit(n) for n in sorted(changed))})"
+                    f"DELETE FROM source_records WHERE source IN ({', '.join(literal(n) for n in sorted(changed))})"
                 )
             if rewritten:
                 con.execute(f"INSERT INTO source_records BY NAME {_source_records_sql(con, rewritten)}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
+from citizen_view.warehouse import literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -137,8 +138,7 @@ def sorted_sql(kind: str, select: str) -> str:
     return f"SELECT * FROM ({select}) ORDER BY citizen_id, {DOCUMENT_ORDER[kind]}"
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+_literal = literal
 
 
 def _documents_sql(

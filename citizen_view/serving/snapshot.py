@@ -28,7 +28,7 @@ from citizen_view.serving.documents import (
     sorted_sql,
 )
 from citizen_view.serving.resolve_view import publish_resolve_tables
-from citizen_view.warehouse import table_exists
+from citizen_view.warehouse import literal, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,8 +43,7 @@ def _path(name: str) -> str:
     return '$."' + name.replace('"', '\\"') + '"'
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+_lit = literal
 
 
 # How the served view reads a case's dates when its source declares no format.
