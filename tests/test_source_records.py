@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from citizen_view.linkage.records import STATE, _source_records_sql, collect_source_records
+from citizen_view.linkage.records import STATE, _source_records_sql, collect_source_records, sort_for_training
 from tests.conftest import collected_chain
 
 
@@ -83,3 +83,31 @@ def test_records_collected_by_other_code_or_under_other_columns_are_written_whol
     report = linkage.collect(keep_unchanged=True)
     assert report.whole and sorted(report.rewritten) == sorted(names)
     assert _differs_from_a_full_collect(con, names) == 0
+
+
+def test_training_after_an_incremental_collect_reads_the_records_in_a_full_collects_order(chain):
+    con, linkage = chain
+    names = [s.name for s in linkage.sources.sources]
+    order = "SELECT record_key FROM source_records ORDER BY rowid"
+    full_order = con.execute(order).fetchall()
+    assert not sort_for_training(con)  # written whole: nothing to do
+    # licences (in the middle of the order) changes: its rows are appended at the end
+    con.execute(
+        "UPDATE canonical.licences SET family_name = 'Corrected' WHERE source_record_id IN "
+        "(SELECT min(source_record_id) FROM canonical.licences)"
+    )
+    assert not linkage.collect(keep_unchanged=True).whole
+    assert con.execute(order).fetchall() != full_order
+    assert sort_for_training(con)
+    assert con.execute(order).fetchall() == full_order
+    assert _differs_from_a_full_collect(con, names) == 0
+    assert not sort_for_training(con)
+    # and the model's training does it itself
+    con.execute(
+        "UPDATE canonical.licences SET family_name = 'Again' WHERE source_record_id IN "
+        "(SELECT min(source_record_id) FROM canonical.licences)"
+    )
+    linkage.collect(keep_unchanged=True)
+    linkage.train()
+    assert con.execute(order).fetchall() == full_order
+    assert con.execute(f"SELECT bool_and(whole) FROM {STATE}").fetchall()[0][0]

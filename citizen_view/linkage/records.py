@@ -169,7 +169,7 @@ def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str])
     return f"""
         SELECT {key} AS record_key, *, {digest_sql(key)} AS {DIGEST}, {key_hash_sql(key)} AS {KEY_HASH}
         FROM ({union})
-        ORDER BY source, source_file, source_line, source_record_id
+        ORDER BY {COLLECT_ORDER}
     """
 
 
@@ -217,8 +217,10 @@ class SourceRecordsReport:
 
 
 # What `source_records` was collected from: per source, a digest of its canonical table's rows (count, XOR and sum of
-# each row's hash: order-free), and the code that collected it (extract_state.code_fingerprint: its SQL, DuckDB's hash).
+# each row's hash: order-free), the code that collected it (extract_state.code_fingerprint: its SQL, DuckDB's hash),
+# and whether the table was written whole (so it is in COLLECT_ORDER, the order training samples in).
 STATE = "source_records_state"
+COLLECT_ORDER = "source, source_file, source_line, source_record_id"  # unique: one order, whoever writes it
 
 
 def _canonical_digests_sql(names: list[str]) -> str:
@@ -260,11 +262,29 @@ def collect_source_records(
                 )
             if rewritten:
                 con.execute(f"INSERT INTO source_records BY NAME {_source_records_sql(con, rewritten)}")
-        con.execute(f"CREATE OR REPLACE TABLE {STATE} AS SELECT *, ? AS code FROM _canonical_now", [code])
+        con.execute(
+            f"CREATE OR REPLACE TABLE {STATE} AS SELECT *, ? AS code, ? AS whole FROM _canonical_now",
+            [code, changed is None],
+        )
         con.execute("DROP TABLE _canonical_now")
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
     return SourceRecordsReport(n, per_source, rewritten, whole=changed is None)
+
+
+def sort_for_training(con: duckdb.DuckDBPyConnection) -> bool:
+    """Write `source_records` whole in COLLECT_ORDER when an incremental collect left rows appended out of it (its
+    state says so), as a full run's collect leaves it: training samples records in the table's order, so a model
+    trained after an incremental run (the model asset materialised alone) is trained as a full run trains it. Returns
+    whether it was written."""
+    if not (table_exists(con, "main", STATE) and column_exists(con, "main", STATE, "whole")):
+        return False
+    if not con.execute(f"SELECT count(*) FROM {STATE} WHERE NOT whole").fetchall()[0][0]:
+        return False
+    with transaction(con):
+        con.execute(f"CREATE OR REPLACE TABLE source_records AS SELECT * FROM source_records ORDER BY {COLLECT_ORDER}")
+        con.execute(f"UPDATE {STATE} SET whole = true")
+    return True
 
 
 def _sources_changed(con: duckdb.DuckDBPyConnection, present: list[str], code: str) -> set[str] | None:

@@ -38,6 +38,7 @@ from citizen_view.linkage.records import (
     ensure_digest,
     ensure_key_hashes,
     key_hash_sql,
+    sort_for_training,
     with_key_hash,
 )
 from citizen_view.linkage.review import EDGE_ROW, build_review_queue, constraints, load_overrides, store_overrides
@@ -797,8 +798,10 @@ def train_and_store(
     seed: int = 1,
     linkage: LinkageConfig | None = None,
 ) -> tuple[TrainedModel, Path]:
-    """Fit the model on `source_records` and keep it (JSON in the layout's linkage folder, and `linkage_model`)."""
+    """Fit the model on `source_records` (in the order a full collect writes it) and keep it (JSON in the layout's
+    linkage folder, and `linkage_model`)."""
     linkage = linkage or LinkageConfig()
+    sort_for_training(con)
     with layout.scratch("train") as scratch:
         trained = train(
             con,
