@@ -91,6 +91,8 @@ def test_training_after_an_incremental_collect_reads_the_records_in_a_full_colle
     order = "SELECT record_key FROM source_records ORDER BY rowid"
     full_order = con.execute(order).fetchall()
     assert not sort_for_training(con)  # written whole: nothing to do
+    assert not linkage.collect(keep_unchanged=True).rewritten  # nothing changed: still in order
+    assert not sort_for_training(con)
     # licences (in the middle of the order) changes: its rows are appended at the end
     con.execute(
         "UPDATE canonical.licences SET family_name = 'Corrected' WHERE source_record_id IN "

@@ -218,7 +218,7 @@ class SourceRecordsReport:
 
 # What `source_records` was collected from: per source, a digest of its canonical table's rows (count, XOR and sum of
 # each row's hash: order-free), the code that collected it (extract_state.code_fingerprint: its SQL, DuckDB's hash),
-# and whether the table was written whole (so it is in COLLECT_ORDER, the order training samples in).
+# and whether the table is in COLLECT_ORDER, the order training samples in (written whole, or nothing appended since).
 STATE = "source_records_state"
 COLLECT_ORDER = "source, source_file, source_line, source_record_id"  # unique: one order, whoever writes it
 
@@ -251,6 +251,8 @@ def collect_source_records(
     with transaction(con):
         con.execute(f"CREATE OR REPLACE TEMP TABLE _canonical_now AS {_canonical_digests_sql(present)}")
         changed = _sources_changed(con, present, code) if keep_unchanged else None
+        # in COLLECT_ORDER after this collect: written whole, or nothing appended to a table that was
+        in_order = changed is None or (not set(present) & changed and _in_order(con))
         if changed is None:
             con.execute(f"CREATE OR REPLACE TABLE source_records AS {_source_records_sql(con, present)}")
             rewritten = present
@@ -264,12 +266,17 @@ def collect_source_records(
                 con.execute(f"INSERT INTO source_records BY NAME {_source_records_sql(con, rewritten)}")
         con.execute(
             f"CREATE OR REPLACE TABLE {STATE} AS SELECT *, ? AS code, ? AS whole FROM _canonical_now",
-            [code, changed is None],
+            [code, in_order],
         )
         con.execute("DROP TABLE _canonical_now")
     n = con.execute("SELECT count(*) FROM source_records").fetchall()[0][0]
     per_source = dict(con.execute("SELECT source, count(*) FROM source_records GROUP BY 1 ORDER BY 1").fetchall())
     return SourceRecordsReport(n, per_source, rewritten, whole=changed is None)
+
+
+def _in_order(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the kept state says `source_records` is in COLLECT_ORDER (before this collect replaces the state)."""
+    return bool(con.execute(f"SELECT coalesce(bool_and(whole), false) FROM {STATE}").fetchall()[0][0])
 
 
 def sort_for_training(con: duckdb.DuckDBPyConnection) -> bool:
