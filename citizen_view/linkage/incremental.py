@@ -162,7 +162,7 @@ def _predict_indexed(con: duckdb.DuckDBPyConnection, model: dict[str, Any], new_
                 f"DELETE FROM match_edges WHERE record_key_l IN (SELECT record_key FROM {new_keys}) "
                 f"OR record_key_r IN (SELECT record_key FROM {new_keys})"
             )
-        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT)
+        kept = insert_scored(con, model, "_linkage_pool", floor=EDGE_FLOOR_WEIGHT, pipeline=pipeline)
     for table in ("_linkage_new", "_linkage_pool"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return kept

@@ -155,13 +155,17 @@ def term_frequency_sql(model: dict[str, Any], records: str, pool: str, *, pool_v
     return f"SELECT p.*{''.join(', ' + s for s in selects)} FROM {pool} p {' '.join(joins)}"
 
 
-def insert_scored(con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: str, *, floor: float) -> int:
+def insert_scored(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], pool: str, *, floor: float, pipeline: Pipeline | None = None
+) -> int:
     """Append the scored pairs of `pool` (see score_pairs_sql) to `match_edges`, its columns only; returns how many.
-    They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links)."""
+    They are kept in the temporary table `_new_edges` too (the incremental scope starts from their links).
+    `pipeline`: the model's scoring SQL when the caller has read it (scoring_pipeline); else read here."""
     columns = table_columns(con, "match_edges")
     names = ", ".join(f'"{c}"' for c in columns)
     hashed = KEY_HASHES["match_edges"]
     items = ", ".join([f'"{c}"' for c in columns if c not in hashed] + key_hash_items("match_edges"))
-    scored = score_pairs_sql(model, pool, floor=floor, pipeline=scoring_pipeline(con, model, floor=floor))
+    pipeline = pipeline or scoring_pipeline(con, model, floor=floor)
+    scored = score_pairs_sql(model, pool, floor=floor, pipeline=pipeline)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new_edges AS SELECT {items} FROM ({scored})")
     return con.execute(f"INSERT INTO match_edges ({names}) SELECT {names} FROM _new_edges").fetchall()[0][0]
