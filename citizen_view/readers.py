@@ -14,12 +14,14 @@ row where the record starts); each rejected one keeps its raw text and the reaso
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from citizen_view.contract import SourceError
@@ -112,18 +114,18 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
         lines.pop()  # the file ends with a line end: no empty last line
     if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
         return _Lines([line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines, {})
-    out: list[str] = []
+    out = [line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines
     bad: dict[int, str] = {}
-    for i, line in enumerate(lines):
-        if line.endswith("\r"):
-            line = line[:-1]
+    # only a line that is not ASCII can hold a lone surrogate, and only one with a NUL a NUL: the others need no look
+    for i in [i for i, line in enumerate(out) if not line.isascii() or "\x00" in line]:
+        line = out[i]
         if _may_have_surrogates(line):  # only bytes the encoding could not decode leave lone surrogates
             bad[i] = _undecodable(encoding)
             line = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
         if "\x00" in line:  # text never holds NUL: binary data or a corrupt extract, kept visible in `raw`
             bad.setdefault(i, NUL_BYTE)
             line = line.replace("\x00", "\\x00")
-        out.append(line)
+        out[i] = line
     return _Lines(out, bad)
 
 
@@ -173,8 +175,13 @@ def _check_accounting(name: str, total: int, **parts: int) -> None:
 # --- csv -------------------------------------------------------------------------------------------
 
 
-def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """Delimited text; a record with the wrong number of fields, or a quote left open, is rejected with its line."""
+def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = True) -> FileRead:
+    """Delimited text; a record with the wrong number of fields, or a quote left open, is rejected with its line.
+
+    Lines are read one record at a time, except where `_plain_lines` finds runs that need less: lines with no quote
+    character and the right number of delimiters are split in bulk by polars, and lines whose quotes pair up are
+    read by one csv reader per run rather than one per line (at 700k lines, about 1.4 s of Python less).
+    `in_bulk=False` reads every line one at a time: the reference a test holds the bulk reading to."""
     encoding = str(source.option("encoding"))
     lines = _split_lines(path.read_bytes(), encoding, name)
     text, bad = lines.text, lines.bad
@@ -188,7 +195,17 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
     line_nos: list[int] = []
     header_lines = blank = record_lines = 0
     i, n = 0, len(text)
+    plain: _Plain | None = None  # known once the header is (see _plain_lines)
+    runs: list[tuple[int, int]] = []  # runs [a, b) of lines split in bulk
     while i < n:
+        if plain is None and header and in_bulk:
+            plain = _plain_lines(text, i, bad, delimiter, quotechar, len(header), max_bytes // 4)
+        if plain is not None and plain.fast[i]:
+            end = int(plain.others[np.searchsorted(plain.others, i)])  # the run of such lines from i
+            runs.append((i, end))
+            record_lines += end - i
+            i = end
+            continue
         line = text[i]
         if i in bad:
             rejects.append(Reject(name, i + 1, bad[i], line))
@@ -238,7 +255,119 @@ def read_csv(source: SourceConfig, path: Path, name: str) -> FileRead:
     if header is None:
         raise SourceError(f"source {source.name!r}: file {name!r} is empty (no header row)")
     _check_accounting(name, n, header=header_lines, blank=blank, records=record_lines)
-    return FileRead(_frame(header, cols, name, line_nos), rejects, records=len(line_nos) + len(rejects))
+    rows = _frame(header, cols, name, line_nos)
+    if runs and plain is not None:
+        rows = pl.concat([rows, *plain.records(runs, header, name, delimiter)]).sort("_line")
+    return FileRead(rows, rejects, records=rows.height + len(rejects))
+
+
+@dataclass
+class _Plain:
+    """Lines from `start` that need less than a look of their own (see _plain_lines): `fast` over all lines (with a
+    sentinel after the last that is not), `others` the indices of the lines that are not; the lines from `start` as a
+    polars Series (to split the bare ones in bulk), and the rows of the paired ones that are records of one line."""
+
+    start: int
+    lines: pl.Series
+    bare: np.ndarray
+    fast: np.ndarray
+    others: np.ndarray
+    paired_at: np.ndarray  # line indices of the paired lines read as records of one line, in order
+    paired_rows: list[list[str]]
+
+    def records(self, runs: list[tuple[int, int]], header: list[str], name: str, delimiter: str) -> list[pl.DataFrame]:
+        """The records of the lines in `runs` (the runs of fast lines the reading came to): text columns ("" is no
+        value), `_file` and `_line`; the bare ones split on the delimiter, the paired ones as the csv reader read
+        them."""
+        taken = np.zeros(len(self.fast), dtype=bool)
+        for a, b in runs:
+            taken[a:b] = True
+        bare_at = np.flatnonzero(taken & self.bare)
+        split = (
+            self.lines.gather(bare_at - self.start)
+            .str.split_exact(delimiter, len(header) - 1)  # bare: exactly len(header) - 1 delimiters
+            .struct.rename_fields(header)
+            .struct.unnest()
+        )
+        chosen = np.flatnonzero(taken[self.paired_at])
+        paired = pl.DataFrame(
+            [self.paired_rows[k] for k in chosen], schema={c: pl.String for c in header}, orient="row"
+        )
+        return [
+            frame.select(
+                *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in header),
+                pl.lit(name).alias("_file"),
+                pl.Series("_line", at + 1, dtype=pl.Int64),
+            )
+            for frame, at in ((split, bare_at), (paired, self.paired_at[chosen]))
+        ]
+
+
+def _plain_lines(
+    text: list[str], start: int, bad: dict[int, str], delimiter: str, quotechar: str | None, fields: int, longest: int
+) -> _Plain:
+    """Which lines from `start` the one-at-a-time reading would take as a record of one line with no question asked.
+    All are decodable and no longer than `longest` characters (so no field can be too big), and either
+
+    - bare: no quote character and exactly `fields - 1` delimiters (with a delimiter holding no blank character,
+      such a line is not blank), split in bulk; or
+    - paired: an even number of quote characters, and one csv reader, given the paired lines one after the other,
+      reads each as a record of one line with `fields` fields (_one_line_records).
+
+    Only where the reading comes to such a line is it taken so: a line inside a record spanning lines never is.
+    None qualify when the delimiter or quote character holds a blank character or a record has a single field."""
+    n = len(text)
+    bare, paired = np.zeros(n + 1, dtype=bool), np.zeros(n + 1, dtype=bool)  # + a sentinel that is neither
+    lines = pl.Series("line", text[start:], dtype=pl.String)
+    if fields >= 2 and delimiter and not any(c.isspace() for c in delimiter + (quotechar or "")):
+        fits = lines.str.len_chars() <= longest
+        count = lines.str.count_matches(delimiter, literal=True) == fields - 1
+        if quotechar:
+            quotes = lines.str.count_matches(quotechar, literal=True)
+            bare[start:n] = (fits & count & (quotes == 0)).fill_null(False).to_numpy()
+            paired[start:n] = (fits & (quotes > 0) & (quotes % 2 == 0)).fill_null(False).to_numpy()
+        else:
+            bare[start:n] = (fits & count).fill_null(False).to_numpy()
+        for k in bad:
+            bare[k] = paired[k] = False
+    paired_at, paired_rows = _one_line_records(text, np.flatnonzero(paired), delimiter, quotechar, fields)
+    fast = bare.copy()
+    fast[paired_at] = True
+    return _Plain(start, lines, bare, fast, np.flatnonzero(~fast), paired_at, paired_rows)
+
+
+def _one_line_records(
+    text: list[str], at: np.ndarray, delimiter: str, quotechar: str | None, fields: int
+) -> tuple[np.ndarray, list[list[str]]]:
+    """The lines `at` given one after the other to a csv reader: those it reads as a record of one line with `fields`
+    fields (their indices and rows). A line it reads otherwise is left out, and so are the lines its record took in;
+    after a csv error a new reader starts at the next line."""
+    got_at: list[int] = []
+    rows: list[list[str]] = []
+    k, lines = 0, at.tolist()
+    while k < len(lines):
+        reader = csv.reader(
+            map(text.__getitem__, itertools.islice(lines, k, None)),  # a record of one line needs no line end
+            delimiter=delimiter,
+            quotechar=quotechar,
+            strict=True,
+        )
+        read = 0  # lines of at[k:] read as good records
+        try:
+            for row in reader:
+                if reader.line_num == read + 1 and len(row) == fields:
+                    got_at.append(lines[k + read])
+                    rows.append(row)
+                    read += 1
+                    continue
+                read = reader.line_num  # this record and the lines it took in are left out
+                break
+            else:
+                break  # all read
+        except csv.Error:
+            read = max(reader.line_num, read + 1)  # the line it failed on is left out
+        k += read
+    return np.array(got_at, dtype=np.int64), rows
 
 
 def _one_record(
