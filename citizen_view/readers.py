@@ -485,7 +485,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     rejects: list[Reject] = []
     records: list[dict[str, str | None]] = []
     line_nos: list[int] = []
-    columns: dict[str, None] = {}
+    columns: dict[str, str | None] = {}  # only the keys count
     max_depth = int(source.option("max_depth"))
     max_bytes = int(source.option("max_field_bytes"))
     scalars = mapped_columns(source)
@@ -525,9 +525,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         if len(line) > max_bytes // 4 and (problem := _too_big(list(flat.values()), list(flat), max_bytes)):
             rejects.append(Reject(name, i + 1, problem, line[:1000]))
             continue
-        for k in flat:
-            if k not in columns:
-                columns[k] = None
+        columns.update(flat)  # its keys, in the order first seen (a key seen before keeps its place)
         records.append(flat)
         set_aside.append(json.dumps(issues, ensure_ascii=False) if issues else None)
         line_nos.append(i + 1)
@@ -535,8 +533,12 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     if not records:  # an empty (or all-rejected) file still has the mapped columns, with no rows
         columns = dict.fromkeys(sorted(mapped_columns(source)))
     cols = list(columns)
-    values = [[r.get(c) for r in records] for c in cols]
-    frame = _frame(cols, values, name, line_nos).with_columns(pl.Series(ISSUES, set_aside, dtype=pl.String))
+    rows = pl.from_dicts(records, schema={c: pl.String for c in cols}) if cols else pl.DataFrame()
+    frame = rows.with_columns(
+        pl.lit(name).alias("_file"),
+        pl.Series("_line", line_nos, dtype=pl.Int64),
+        pl.Series(ISSUES, set_aside, dtype=pl.String),
+    )
     return FileRead(frame, rejects, records=len(records) + len(rejects))
 
 
@@ -567,6 +569,10 @@ def _json_depth(line: str, limit: int) -> int:
     return deepest
 
 
+# json.dumps(v, ensure_ascii=False), without making an encoder for each call
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class _NotText(ValueError):
     """A JSON key that is not text (a lone UTF-16 surrogate escape such as \\ud800)."""
 
@@ -584,6 +590,21 @@ def _flatten(
     escapes: bool = True,
 ) -> None:
     """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text)."""
+    if not escapes:  # most lines: the usual values first, the rest as below
+        for k, v in obj.items():
+            key = f"{prefix}{k}"
+            kind = type(v)
+            if kind is str:
+                out[key] = v or None  # "" is no value
+            elif kind is dict and key not in scalars:
+                _flatten(v, key + ".", out, scalars, issues, escapes=False)
+            elif v is None:
+                out[key] = None
+            elif kind is list and key not in scalars:
+                out[key] = _JSON_TEXT(v)
+            else:
+                _flatten({k: v}, prefix, out, scalars, issues, escapes=True)  # no \\u in the line: same as below
+        return
     for k, v in obj.items():
         key = f"{prefix}{k}"
         if not escapes and type(v) is str:  # most values: text as is ("" is no value), nothing else to check
@@ -609,7 +630,7 @@ def _flatten(
         elif isinstance(v, dict):
             _flatten(v, key + ".", out, scalars, issues, escapes=escapes)
         elif isinstance(v, list):
-            out[key] = json.dumps(v, ensure_ascii=False)
+            out[key] = _JSON_TEXT(v)
         elif v is None or v == "":
             out[key] = None
         elif isinstance(v, bool):

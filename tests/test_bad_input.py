@@ -325,3 +325,41 @@ def test_a_parquet_struct_in_a_mapped_field_is_set_aside_and_its_rows_load(tmp_p
     assert (
         json.loads(issues["raw"][0]) == {"text": "Smit"} and "where a single value is expected" in issues["reason"][0]
     )
+
+
+def test_jsonl_values_become_text_in_one_form_and_columns_keep_the_order_first_seen(tmp_path):
+    from citizen_view.readers import read_jsonl
+
+    lines = [
+        '{"id": "R1", "first": "Jan", "last": "", "n": 7, "x": 1.5, "ok": true, "no": null, "tags": ["a", "é"]}',
+        '{"id": "R2", "new": {"deep": {"er": "v"}}, "first": "Ann", "ok": false, "tags": [], "obj": {"k": 1}}',
+        '{"id": "R3", "first": {"given": "Piet"}, "last": ["Smit"], "esc": "caf\\u00e9"}',
+    ]
+    _jsonl_source(tmp_path, lines)
+    source = load_sources(tmp_path / "sources.yaml").source("j")
+    got = read_jsonl(source, tmp_path / "j/p.jsonl", "p.jsonl")
+    assert got.rows.columns == [
+        *("id", "first", "last", "n", "x", "ok", "no", "tags", "new.deep.er", "obj.k", "esc"),
+        *("_file", "_line", "_issues"),
+    ]
+    assert got.rows.row(0) == (
+        "R1",
+        "Jan",
+        None,
+        "7",
+        "1.5",
+        "true",
+        None,
+        '["a", "é"]',
+        None,
+        None,
+        None,
+        "p.jsonl",
+        1,
+        None,
+    )
+    assert got.rows.row(1)[:10] == ("R2", "Ann", None, None, None, "false", None, "[]", "v", "1")
+    # a mapped field holding an object or an array is set aside with its raw JSON; a \u escape is read as its letter
+    third = got.rows.row(2, named=True)
+    assert (third["first"], third["last"], third["esc"]) == (None, None, "café")
+    assert [i["column"] for i in json.loads(third["_issues"])] == ["first", "last"]
