@@ -138,9 +138,6 @@ def sorted_sql(kind: str, select: str) -> str:
     return f"SELECT * FROM ({select}) ORDER BY citizen_id, {DOCUMENT_ORDER[kind]}"
 
 
-_literal = literal
-
-
 def _documents_sql(
     target: str,
     tables: tuple[str, str, str, str],
@@ -154,8 +151,8 @@ def _documents_sql(
     records, cases, events, issues = tables
 
     def only(alias: str) -> str:
-        bounds = [f"{alias}.citizen_id >= {_literal(low)}" if low is not None else None]
-        bounds.append(f"{alias}.citizen_id < {_literal(high)}" if high is not None else None)
+        bounds = [f"{alias}.citizen_id >= {literal(low)}" if low is not None else None]
+        bounds.append(f"{alias}.citizen_id < {literal(high)}" if high is not None else None)
         bounds.append(f"{alias}.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else None)
         kept = [b for b in bounds if b]
         return f"WHERE {' AND '.join(kept)}" if kept else ""

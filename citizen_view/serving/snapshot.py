@@ -43,9 +43,6 @@ def _path(name: str) -> str:
     return '$."' + name.replace('"', '\\"') + '"'
 
 
-_lit = literal
-
-
 # How the served view reads a case's dates when its source declares no format.
 CASE_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d")
 
@@ -53,14 +50,14 @@ CASE_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d")
 def _date(value: str, fmt: str | None) -> str:
     """SQL turning date text into a DATE with the declared format, or the first usual format that reads it."""
     formats = [fmt] if fmt else list(CASE_DATE_FORMATS)
-    return "coalesce(" + ", ".join(f"try_strptime({value}, {_lit(f)})::DATE" for f in formats) + ")"
+    return "coalesce(" + ", ".join(f"try_strptime({value}, {literal(f)})::DATE" for f in formats) + ")"
 
 
 def _state(status: str, end: str, mapping: dict, day: dt.date) -> str:
     """SQL for a case's state (open, pending, closed) from the agency's status words, or from its end date: closed once
     `day` (the day the view is written for) is past it."""
     whens = " ".join(
-        f"WHEN lower(trim({status})) IN ({', '.join(_lit(w.lower()) for w in words)}) THEN {_lit(state.value)}"
+        f"WHEN lower(trim({status})) IN ({', '.join(literal(w.lower()) for w in words)}) THEN {literal(state.value)}"
         for state, words in mapping.items()
         if words
     )
@@ -81,7 +78,7 @@ def _cases_sql(sources: SourcesFile, *, day: dt.date, linked: str | None = None)
             continue
 
         def pick(key: str | None, item: str) -> str:
-            return f"json_extract_string({item}, {_lit(_path(key))})" if key else "NULL::VARCHAR"
+            return f"json_extract_string({item}, {literal(_path(key))})" if key else "NULL::VARCHAR"
 
         def cols(item: str) -> str:
             status, start, end = pick(c.status, item), pick(c.start, item), pick(c.end, item)
@@ -92,15 +89,15 @@ def _cases_sql(sources: SourcesFile, *, day: dt.date, linked: str | None = None)
                 f"{_date(start, c.date_format)} AS start_date, {end_date} AS end_date, {reference} AS case_reference"
             )
 
-        head = f"SELECT citizen_id, source, source_record_id, {_lit(c.kind)} AS kind"
+        head = f"SELECT citizen_id, source, source_record_id, {literal(c.kind)} AS kind"
         if c.list:
             parts.append(
                 f"{head}, {cols('item')} FROM {linked}, "
-                f"unnest(from_json(json_extract_string(attributes, {_lit(_path(c.list))}), '[\"JSON\"]')) AS t(item) "
-                f"WHERE source = {_lit(s.name)}"
+                f"unnest(from_json(json_extract_string(attributes, {literal(_path(c.list))}), '[\"JSON\"]')) AS t(item) "
+                f"WHERE source = {literal(s.name)}"
             )
         else:
-            parts.append(f"{head}, {cols('attributes')} FROM {linked} WHERE source = {_lit(s.name)}")
+            parts.append(f"{head}, {cols('attributes')} FROM {linked} WHERE source = {literal(s.name)}")
     empty = (
         "SELECT NULL::VARCHAR AS citizen_id, NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, "
         "NULL::VARCHAR AS kind, NULL::VARCHAR AS case_type, NULL::VARCHAR AS status, NULL::VARCHAR AS state, "
@@ -134,11 +131,11 @@ def _events_sql(sources: SourcesFile) -> str:
     ]
     for s in sources.sources:
         for event, m in s.events.items():
-            value = f"json_extract_string(attributes, {_lit(_path(m.column))})"
-            date = f"try_strptime({value}, {_lit(m.format or '%Y-%m-%d')})::DATE"
+            value = f"json_extract_string(attributes, {literal(_path(m.column))})"
+            date = f"try_strptime({value}, {literal(m.format or '%Y-%m-%d')})::DATE"
             parts.append(
-                f"SELECT citizen_id, {date}, {_lit(event)}, source, source_record_id "
-                f"FROM {LINKED} WHERE source = {_lit(s.name)} AND {date} IS NOT NULL"
+                f"SELECT citizen_id, {date}, {literal(event)}, source, source_record_id "
+                f"FROM {LINKED} WHERE source = {literal(s.name)} AND {date} IS NOT NULL"
             )
     return " UNION ALL ".join(parts)
 
@@ -171,7 +168,7 @@ def write_whole(
     con: duckdb.DuckDBPyConnection, sources: SourcesFile, partial: Path, run_id: str, *, day: dt.date
 ) -> None:
     """Every table of a view for `day`, written into the new file `partial`."""
-    con.execute(f"ATTACH {_lit(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+    con.execute(f"ATTACH {literal(str(partial))} AS snap (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
     try:
         _write_view(con, sources, run_id, day=day)
     finally:

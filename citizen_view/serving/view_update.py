@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 from citizen_view.serving import snapshot as snap
 from citizen_view.serving.documents import DOCS, replace_documents, sorted_sql
 from citizen_view.serving.resolve_view import update_resolve_tables
+from citizen_view.warehouse import literal
 
 if TYPE_CHECKING:
     import duckdb
@@ -90,7 +91,7 @@ def serve_view(
     update = None
     if before is not None and patchable(con, before, sources):
         shutil.copyfile(before, partial)
-        con.execute(f"ATTACH {snap._lit(str(partial))} AS snap")
+        con.execute(f"ATTACH {literal(str(partial))} AS snap")
         try:
             update = update_view(con, sources, run_id, day=day)
         finally:
@@ -114,7 +115,7 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
     """Whether the view file can be updated in place of a full publish (module docstring)."""
     if view is None or not view.exists():
         return False
-    con.execute(f"ATTACH {snap._lit(str(view))} AS _view_before (READ_ONLY)")
+    con.execute(f"ATTACH {literal(str(view))} AS _view_before (READ_ONLY)")
     try:
         tables = {
             t
