@@ -110,3 +110,24 @@ def test_a_record_over_two_lines_with_paired_quotes_is_not_taken_for_a_record_of
     assert got.rows["name"].to_list() == ["Ede\nx", "Els"] and got.rows["_line"].to_list() == [2, 4]
     assert not got.rejects
     _same(source, path)
+
+
+# Characters that make CSV hard, for files of random lines (fixed seeds: the same files every run).
+HARD = ['"', ";", '"', ";", "x", "\n", "a", "Z", "1", " ", ",", '""', "\r\n", "\r", "\x00", "é", "\t", "\u2028", "'"]
+
+
+@pytest.mark.parametrize("options", ["{delimiter: ';', max_record_lines: 3, max_field_bytes: 40}", "{header: false}"])
+def test_bulk_reading_equals_reading_each_line_alone_on_random_lines(tmp_path, options):
+    for seed in range(150):
+        rng = random.Random(seed)
+        lines = ["id;name;city"] + [
+            f"R{i};N{i};T" if rng.random() < 0.5 else "".join(rng.choice(HARD) for _ in range(rng.randint(0, 12)))
+            for i in range(rng.randint(1, 40))
+        ]
+        body = ("\n".join(lines) + rng.choice(["\n", "", "\n\n"])).encode("utf-8") + (
+            b"\xff" if seed % 20 == 0 else b""
+        )
+        source, path = _source(
+            tmp_path, body, options.replace("{", "{delimiter: ';', ", 1) if "header" in options else options
+        )
+        _same(source, path)
