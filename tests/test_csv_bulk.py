@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 
 from citizen_view.contract import load_sources
 from citizen_view.readers import _plain_lines, _split_lines, read_csv
-from tests.conftest import write
+from tests.test_ingest import _csv_source
 
 # Lines of a three-field record (id, name, city), each a kind of fault or not; {i} numbers the record.
 KINDS = [
@@ -47,13 +47,7 @@ def _messy(seed: int, *, records: int = 3000, crlf: bool = False) -> bytes:
 
 
 def _source(tmp_path, body: bytes, options: str = "{delimiter: ';', max_field_bytes: 200, max_record_lines: 3}"):
-    (tmp_path / "t").mkdir(exist_ok=True)
-    (tmp_path / "t/t.csv").write_bytes(body)
-    write(
-        tmp_path / "sources.yaml",
-        f"sources:\n  - {{name: t, path: t/t.csv, format: csv, options: {options}, record_id: id, "
-        "fields: {full_name: name}}\n",
-    )
+    _csv_source(tmp_path, body, options=options)
     return load_sources(tmp_path / "sources.yaml").source("t"), tmp_path / "t/t.csv"
 
 
