@@ -589,51 +589,39 @@ def _flatten(
     *,
     escapes: bool = True,
 ) -> None:
-    """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text)."""
-    if not escapes:  # most lines: the usual values first, the rest as below
-        for k, v in obj.items():
-            key = f"{prefix}{k}"
-            kind = type(v)
-            if kind is str:
-                out[key] = v or None  # "" is no value
-            elif kind is dict and key not in scalars:
-                _flatten(v, key + ".", out, scalars, issues, escapes=False)
-            elif v is None:
-                out[key] = None
-            elif kind is list and key not in scalars:
-                out[key] = _JSON_TEXT(v)
-            else:
-                _flatten({k: v}, prefix, out, scalars, issues, escapes=True)  # no \\u in the line: same as below
-        return
+    """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text, so only
+    then are keys and values checked for it). Values are dispatched on their exact type (json.loads makes no
+    subclasses): text first, the most common."""
     for k, v in obj.items():
         key = f"{prefix}{k}"
-        if not escapes and type(v) is str:  # most values: text as is ("" is no value), nothing else to check
-            out[key] = v or None
-            continue
-        if escapes and _may_have_surrogates(key):
-            raise _NotText(f"a JSON key that is {LONE_SURROGATE}")
-        if escapes and isinstance(v, (str, list)) and _may_have_surrogates(text := json.dumps(v, ensure_ascii=False)):
-            out[key] = None  # JSON allows the escape, no text holds it: the value is set aside, the row kept
-            raw = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
-            issues.append({"column": key, "raw": raw[:1000], "reason": f"{LONE_SURROGATE} (column {key})"})
-            continue
-        if key in scalars and isinstance(v, (dict, list)):  # a mapped field holds one value: set it aside
+        if escapes:
+            if _may_have_surrogates(key):
+                raise _NotText(f"a JSON key that is {LONE_SURROGATE}")
+            if isinstance(v, (str, list)) and _may_have_surrogates(text := json.dumps(v, ensure_ascii=False)):
+                out[key] = None  # JSON allows the escape, no text holds it: the value is set aside, the row kept
+                raw = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+                issues.append({"column": key, "raw": raw[:1000], "reason": f"{LONE_SURROGATE} (column {key})"})
+                continue
+        kind = type(v)
+        if kind is str:
+            out[key] = v or None  # "" is no value
+        elif (kind is dict or kind is list) and key in scalars:  # a mapped field holds one value: set it aside
             out[key] = None
-            kind = "object" if isinstance(v, dict) else "array"
             issues.append(
                 {
                     "column": key,
-                    "raw": json.dumps(v, ensure_ascii=False)[:1000],
-                    "reason": f"a JSON {kind} where a single value is expected (column {key})",
+                    "raw": _JSON_TEXT(v)[:1000],
+                    "reason": f"a JSON {'object' if kind is dict else 'array'} where a single value is expected "
+                    f"(column {key})",
                 }
             )
-        elif isinstance(v, dict):
+        elif kind is dict:
             _flatten(v, key + ".", out, scalars, issues, escapes=escapes)
-        elif isinstance(v, list):
+        elif kind is list:
             out[key] = _JSON_TEXT(v)
-        elif v is None or v == "":
+        elif v is None:
             out[key] = None
-        elif isinstance(v, bool):
+        elif kind is bool:
             out[key] = "true" if v else "false"
         else:
             out[key] = str(v)
