@@ -112,10 +112,10 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
-    if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
-        return _Lines([line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines, {})
     out = [line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines
     bad: dict[int, str] = {}
+    if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
+        return _Lines(out, bad)
     # only a line that is not ASCII can hold a lone surrogate, and only one with a NUL a NUL: the others need no look
     for i in [i for i, line in enumerate(out) if not line.isascii() or "\x00" in line]:
         line = out[i]
