@@ -309,5 +309,6 @@ def _sources_changed(con: duckdb.DuckDBPyConnection, present: list[str], code: s
     differ = con.execute(
         f"SELECT source FROM (SELECT source, n, x, s FROM _canonical_now EXCEPT SELECT source, n, x, s FROM {STATE})"
     ).fetchall()
-    held = {s for (s,) in con.execute("SELECT DISTINCT source FROM source_records").fetchall()}
+    # the sources it holds are those the state lists (both written in one transaction): no scan of the table
+    held = {s for (s,) in con.execute(f"SELECT source FROM {STATE}").fetchall()}
     return {s for (s,) in differ} | (held - set(present))
