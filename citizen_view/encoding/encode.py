@@ -105,13 +105,13 @@ def _age_band(born: dt.date | None, at: dt.datetime | None) -> str | None:
 
 def _with_area_codes(canonical: pl.DataFrame, sources: SourcesFile) -> pl.DataFrame:
     """The official area code from the city name where the source holds no code: the city itself never leaves."""
-    from citizen_view.areas import _key, areas_for
+    from citizen_view.areas import areas_for, with_place_keys
 
     areas = areas_for(sources)
     if areas is None:
         return canonical
     names = areas.names().select("key", pl.col("code").alias("_code"))
-    keyed = canonical.with_columns(pl.col("city").map_elements(_key, return_dtype=pl.String).alias("key"))
+    keyed = with_place_keys(canonical, "city")
     return (
         keyed.join(names, on="key", how="left", maintain_order="left")
         .with_columns(pl.coalesce("area_code", "_code").alias("area_code"))
