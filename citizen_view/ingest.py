@@ -45,7 +45,7 @@ from citizen_view.contract import SourceConfig, SourceError, SourcesFile
 from citizen_view.extract_state import fingerprint
 from citizen_view.quality import rules
 from citizen_view.quality.rules import STAGING, RuleResult
-from citizen_view.readers import Reject, mapped_columns, raw_text, read_file
+from citizen_view.readers import Reject, internal, mapped_columns, raw_text, read_file
 from citizen_view.warehouse import quote, table_exists, transaction
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def _check_columns(source: SourceConfig, file: str, columns: list[str], *, parse
         if column not in have:
             if source.format == "jsonl" and parsed_rows == 0:
                 continue
-            shown = ", ".join(c for c in columns if not c.startswith("_"))
+            shown = ", ".join(c for c in columns if not internal(c))
             raise SourceError(
                 f"source {source.name!r}: file {file!r} has no column {column!r} (mapped to {canonical}); "
                 f"its columns are: {shown}"
@@ -213,7 +213,7 @@ def standardise_source(
         )
     )
     df = df.with_columns(reason.alias("_reason"))
-    data_cols = [c for c in extract.rows.columns if not c.startswith("_")]
+    data_cols = [c for c in extract.rows.columns if not internal(c)]
     bad_rows = df.filter(pl.col("_reason").is_not_null())
     for row in bad_rows.select([*data_cols, "_file", "_line", "_reason"]).iter_rows(named=True):
         rejects.append(Reject(row["_file"], row["_line"], row["_reason"], raw_text(row)))

@@ -17,6 +17,7 @@ import csv
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +57,26 @@ class FileRead:
 # A hidden column of parsed rows: values a reader set aside (JSON list of {column, raw, reason}), recorded in
 # field_issues by canonical.py.
 ISSUES = "_issues"
+# The names of the columns ingest adds to parsed rows (where a row came from, what was set aside, its place while
+# it is made canonical). A file's own column may not take one: its values would be overwritten. Any other name,
+# `_id` of a document store's export among them, is the file's data like every other column.
+_INTERNAL = frozenset({"_file", "_line", ISSUES, "_row", "_rid", "_reason", "_pos", "_series", "_extracted_at"})
+_INTERNAL_PREFIXES = ("_first_", "_tidy", "_kept_")
+
+
+def internal(column: str) -> bool:
+    """Whether `column` is one ingest adds to parsed rows (see _INTERNAL)."""
+    return column in _INTERNAL or column.startswith(_INTERNAL_PREFIXES)
+
+
+def _reserved_in(columns: Iterable[str]) -> list[str]:
+    return sorted({c for c in columns if internal(c)})
+
+
+def _reserved_message(columns: list[str]) -> str:
+    return f"column name(s) {columns} are kept for ingest's own use (which file and line a row came from)"
+
+
 # Characters nobody sees: a byte-order mark, zero-width spaces and joiners, the word joiner, a soft hyphen.
 INVISIBLE = "[\ufeff\u200b\u200c\u200d\u2060\u00ad]"
 
@@ -101,7 +122,9 @@ SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
 
 
 def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
-    """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line."""
+    """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line.
+    A file with no `\n` but a `\r` has the line ends of old Mac exporters, `\r` alone: it is split on those (read
+    as one line, every record would be lost in its header)."""
     _check_declared_encoding(data, encoding, name)
     try:
         text, clean = data.decode(encoding), True  # strictly decoded text holds no lone surrogates
@@ -109,12 +132,16 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
         text, clean = data.decode(encoding, errors="surrogateescape"), False
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.split("\n")
+    lines = text.split("\n" if "\n" in text or "\r" not in text else "\r")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
     out = [line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines
     bad: dict[int, str] = {}
-    if clean and "\x00" not in text:  # the usual file: no line needs a look of its own
+    # Bytes 0x80-0x9F are control characters in Latin-1 that no text holds, and letters and punctuation (’ – € Š) in
+    # Windows-1252, the usual encoding of files labelled Latin-1: a line holding one is set aside, not loaded wrong.
+    # (The other lines read alike in both.)
+    c1 = encoding.lower().replace("_", "-") in LATIN_1 and _C1.search(text) is not None
+    if clean and "\x00" not in text and not c1:  # the usual file: no line needs a look of its own
         return _Lines(out, bad)
     # only a line that is not ASCII can hold a lone surrogate, and only one with a NUL a NUL: the others need no look
     for i in [i for i, line in enumerate(out) if not line.isascii() or "\x00" in line]:
@@ -125,13 +152,24 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
         if "\x00" in line:  # text never holds NUL: binary data or a corrupt extract, kept visible in `raw`
             bad.setdefault(i, NUL_BYTE)
             line = line.replace("\x00", "\\x00")
+        if c1 and (found := _C1.search(line)):
+            bad.setdefault(i, _c1_byte(ord(found.group())))
         out[i] = line
     return _Lines(out, bad)
 
 
 def _check_declared_encoding(data: bytes, encoding: str, name: str) -> None:
-    """Stop a file declared in a one-byte encoding that is really UTF-8: every accented letter would load as
-    mojibake ("é" as "Ã©"). Text in those encodings practically never forms valid multi-byte UTF-8 sequences."""
+    """Stop a file whose declared encoding would load its letters wrong, nothing loaded, with the encoding to set:
+
+    - a UTF-16 file (it starts with UTF-16's byte-order mark) declared otherwise: every line would be undecodable;
+    - a file declared in a one-byte encoding that is really UTF-8: every accented letter would load as mojibake
+      ("é" as "Ã©"). Text in those encodings practically never forms valid multi-byte UTF-8 sequences."""
+    enc = encoding.lower().replace("_", "-")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and not enc.startswith("utf-16"):
+        raise SourceError(
+            f"file {name!r} is declared {encoding} but starts with UTF-16's byte-order mark: set options.encoding: "
+            f"utf-16; nothing was loaded"
+        )
     if encoding.lower() not in SINGLE_BYTE or data.isascii():
         return
     try:
@@ -153,6 +191,15 @@ def _may_have_surrogates(line: str) -> bool:
 
 
 NUL_BYTE = "a NUL byte in a text record (binary data or a corrupt extract)"
+LATIN_1 = ("latin-1", "iso-8859-1", "latin1", "iso8859-1", "l1")
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _c1_byte(byte: int) -> str:
+    return (
+        f"byte 0x{byte:02X}: a control character in Latin-1 that no text holds, a letter or punctuation mark in "
+        f"Windows-1252 (set options.encoding: cp1252 if the file is Windows-1252)"
+    )
 
 
 def _undecodable(encoding: str) -> str:
@@ -207,6 +254,11 @@ def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = Tru
             i = end
             continue
         line = text[i]
+        if i in bad and header is None:  # read as a record, it would leave the next line to be taken as the header
+            raise SourceError(
+                f"source {source.name!r}: file {name!r}: the header line cannot be read ({bad[i]}): check "
+                f"options.encoding; nothing was loaded"
+            )
         if i in bad:
             rejects.append(Reject(name, i + 1, bad[i], line))
             record_lines += 1
@@ -231,8 +283,10 @@ def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = Tru
             cols = [[] for _ in header]
         if problem is None and len(row) != len(header):
             problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
-        if problem is None and used > 1:
-            problem = _swallowed(text[i + 1 : i + used], i + 2, delimiter, len(header))
+        stray = None
+        if used > 1:
+            stray = _swallowed(text[i + 1 : i + used], i + 2, delimiter, quotechar, len(header))
+            problem = problem or stray
         # a field is no longer than its line, unless its record spans lines: most lines need no look at each field
         if (
             problem is None
@@ -241,11 +295,13 @@ def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = Tru
         ):
             problem = _too_big(row, header, max_bytes)
         if problem is not None:
-            # A record that fails is rejected one line at a time: the next line starts a new record, so a
-            # stray quote can never swallow the lines after it.
-            rejects.append(Reject(name, i + 1, problem, line))
-            record_lines += 1
-            i += 1
+            # A stray quote is rejected with its line only: the next line starts a new record, so it can never
+            # swallow the records after it. Any other record that fails is rejected whole, with every line it
+            # spans: none of them is read as a record of its own (a value's second line is no person).
+            taken = 1 if stray is not None and problem == stray else used
+            rejects.append(Reject(name, i + 1, problem, "\n".join(text[i : i + taken])))
+            record_lines += taken
+            i += taken
             continue
         for column, v in zip(cols, row):  # as many fields as columns (checked above)
             column.append(v or None)  # "" is no value
@@ -395,8 +451,19 @@ def _one_record(
             )
         if "unexpected end of data" in str(exc):
             return [], 1, "unbalanced quote: the quoted value is never closed"
+        if "new-line character seen in unquoted field" in str(exc):  # the csv module's advice is for its callers
+            return [], 1, "malformed quoting: a carriage return (\\r) inside the line, outside a quoted value"
         return [], 1, f"malformed quoting: {exc}"
     return row, reader.line_num, None
+
+
+def _fields_of(line: str, delimiter: str, quotechar: str) -> int | None:
+    """How many fields one line reads as, on its own (None if it is no record of one line)."""
+    try:
+        rows = list(csv.reader([line], delimiter=delimiter, quotechar=quotechar, strict=True))
+    except csv.Error:
+        return None
+    return len(rows[0]) if len(rows) == 1 else None
 
 
 def mapped_columns(source: SourceConfig) -> set[str]:
@@ -404,13 +471,19 @@ def mapped_columns(source: SourceConfig) -> set[str]:
     return {m.column for m in source.fields.values()} | ({source.record_id} if source.record_id else set())
 
 
-def _swallowed(continued: list[str], first: int, delimiter: str, fields: int) -> str | None:
+def _swallowed(continued: list[str], first: int, delimiter: str, quotechar: str | None, fields: int) -> str | None:
     """A quoted value spanning lines whose next lines each hold a whole record's fields: two stray quotes
-    swallowed the records between them. Those lines are then read as records of their own."""
+    swallowed the records between them. Those lines are then read as records of their own.
+
+    A line holding a whole record has `fields - 1` delimiters and, if it holds quotes, reads as such a record on its
+    own: its quotes pair up (the line that closes a value opened above mostly holds an odd number)."""
     if fields < 2:
         return None
     for k, line in enumerate(continued):
-        if line.count(delimiter) == fields - 1:
+        whole = line.count(delimiter) == fields - 1
+        if whole and quotechar and quotechar in line:
+            whole = line.count(quotechar) % 2 == 0 and _fields_of(line, delimiter, quotechar) == fields
+        if whole:
             return (
                 f"stray quote: the quoted value runs over line {first + k}, which holds a whole record of its own "
                 f"({fields} fields)"
@@ -429,6 +502,11 @@ def _check_header(source: SourceConfig, name: str, header: list[str]) -> None:
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise SourceError(f"source {source.name!r}: file {name!r} repeats column name(s) {dupes} in its header")
+    if reserved := _reserved_in(header):
+        raise SourceError(
+            f"source {source.name!r}: file {name!r}: {_reserved_message(reserved)}; rename them in the extract; "
+            f"nothing was loaded"
+        )
 
 
 # --- fixed width -----------------------------------------------------------------------------------
@@ -438,6 +516,7 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
     """Mainframe-style fixed-width records, one per line; a line of the wrong length is rejected."""
     encoding = str(source.option("encoding"))
     widths: dict[str, int] = dict(source.option("widths"))
+    _check_header(source, name, list(widths))
     total = sum(widths.values())
     lines = _split_lines(path.read_bytes(), encoding, name)
     rejects: list[Reject] = []
@@ -491,6 +570,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
     scalars = mapped_columns(source)
     set_aside: list[str | None] = []
     blank = 0
+    decode = _Decoder()
     for i, line in enumerate(lines):
         if i in bad:
             rejects.append(Reject(name, i + 1, bad[i], line))
@@ -499,18 +579,19 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
             blank += 1
             continue
         if (depth := _json_depth(line, max_depth)) > max_depth:
-            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth}", line[:1000]))
+            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth}", line))
             continue
         try:
-            obj = json.loads(line)
+            obj = decode(line)
         except json.JSONDecodeError as exc:
-            rejects.append(Reject(name, i + 1, f"invalid JSON: {exc.msg} at column {exc.colno}", line))
+            message = exc.msg.removesuffix(" at")  # "Invalid control character at": the column follows
+            rejects.append(Reject(name, i + 1, f"invalid JSON: {message} at column {exc.colno}", line))
             continue
         except RecursionError:  # not reached below max_depth, kept as a guard
-            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth} ({depth})", line[:1000]))
+            rejects.append(Reject(name, i + 1, f"JSON nested deeper than max_depth {max_depth} ({depth})", line))
             continue
-        except ValueError as exc:  # valid JSON that Python refuses to read: an integer of more than 4,300 digits
-            rejects.append(Reject(name, i + 1, f"invalid JSON: {exc}", line[:1000]))
+        except ValueError as exc:  # NaN or Infinity; or valid JSON Python refuses: an integer of over 4,300 digits
+            rejects.append(Reject(name, i + 1, f"invalid JSON: {exc}", line))
             continue
         if not isinstance(obj, dict):
             rejects.append(Reject(name, i + 1, f"expected a JSON object, got {type(obj).__name__}", line))
@@ -518,12 +599,15 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         flat: dict[str, str | None] = {}
         issues: list[dict[str, str]] = []
         try:
-            _flatten(obj, "", flat, scalars, issues, escapes="\\u" in line)
+            _flatten(obj, "", flat, scalars, issues, escapes="\\u" in line, exact=decode.marked)
         except _NotText as exc:
-            rejects.append(Reject(name, i + 1, str(exc), line[:1000]))
+            rejects.append(Reject(name, i + 1, str(exc), line))
             continue
         if len(line) > max_bytes // 4 and (problem := _too_big(list(flat.values()), list(flat), max_bytes)):
-            rejects.append(Reject(name, i + 1, problem, line[:1000]))
+            rejects.append(Reject(name, i + 1, problem, line))
+            continue
+        if '"_' in line and (reserved := _reserved_in(flat)):
+            rejects.append(Reject(name, i + 1, _reserved_message(reserved), line))
             continue
         columns.update(flat)  # its keys, in the order first seen (a key seen before keeps its place)
         records.append(flat)
@@ -573,6 +657,69 @@ def _json_depth(line: str, limit: int) -> int:
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 
 
+class _Number(str):
+    """A JSON number with a fraction or an exponent, in the file's own text: as a float it would be rounded
+    (12345678901234567.89) or overflow (1e400)."""
+
+
+class _Repeated(list):
+    """The values one JSON object gives a key it holds more than once, in order (json.loads keeps the last)."""
+
+
+def _not_a_number(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _Decoder:
+    """json.loads for one file's lines, except that numbers with a fraction or an exponent keep their text, a key an
+    object gives twice keeps every value, and NaN or Infinity are refused. `marked`: the last line held a number
+    or key so kept (only then must its lists be written by `_json_text` rather than the C encoder)."""
+
+    def __init__(self) -> None:
+        self.marked = False
+        self._decode = json.JSONDecoder(
+            object_pairs_hook=self._object, parse_float=self._number, parse_constant=_not_a_number
+        ).decode
+
+    def __call__(self, line: str) -> object:
+        self.marked = False
+        return self._decode(line)
+
+    def _number(self, text: str) -> _Number:
+        self.marked = True
+        return _Number(text)
+
+    def _object(self, pairs: list[tuple[str, object]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            self.marked = True
+            for key in obj:
+                values = [v for k, v in pairs if k == key]
+                if len(values) > 1:
+                    obj[key] = _Repeated(values)
+        return obj
+
+
+def _json_text(value: object) -> str:
+    """A JSON value as text, numbers as the file writes them and a key given twice as often as it is."""
+    kind = type(value)
+    if kind is _Number:
+        return str(value)
+    if kind is list or kind is _Repeated:
+        return "[" + ", ".join(map(_json_text, value)) + "]"
+    if kind is dict:
+        return (
+            "{"
+            + ", ".join(
+                f"{_JSON_TEXT(k)}: {_json_text(x)}"
+                for k, v in value.items()
+                for x in (v if type(v) is _Repeated else (v,))
+            )
+            + "}"
+        )
+    return _JSON_TEXT(value)
+
+
 class _NotText(ValueError):
     """A JSON key that is not text (a lone UTF-16 surrogate escape such as \\ud800)."""
 
@@ -588,12 +735,24 @@ def _flatten(
     issues: list[dict[str, str]],
     *,
     escapes: bool = True,
+    exact: bool = True,
 ) -> None:
     """Nested objects as dotted columns; `escapes`: the line holds \\u escapes (only they can make non-text, so only
-    then are keys and values checked for it). Values are dispatched on their exact type (json.loads makes no
-    subclasses): text first, the most common."""
+    then are keys and values checked for it). Values are dispatched on their exact type (the decoder's own kinds,
+    `_Number` and `_Repeated`, are subclasses of text and list): text first, the most common. `exact`: the line holds numbers or keys `_Decoder` kept, so its lists are
+    written by `_json_text` (otherwise by the C encoder, the same text faster)."""
     for k, v in obj.items():
         key = f"{prefix}{k}"
+        if (prefix or "." in k) and key in out:  # {"a": {"b": 1}, "a.b": 2}: two values for column a.b
+            issues.append(
+                {
+                    "column": key,
+                    "raw": _json_text([out[key], v])[:1000],
+                    "reason": f"two values for column {key} (a nested key and a dotted one)",
+                }
+            )
+            out[key] = None
+            continue
         if escapes:
             if _may_have_surrogates(key):
                 raise _NotText(f"a JSON key that is {LONE_SURROGATE}")
@@ -605,25 +764,34 @@ def _flatten(
         kind = type(v)
         if kind is str:
             out[key] = v or None  # "" is no value
+        elif kind is _Repeated:  # the object gives this key several values: which one is meant is not ours to say
+            out[key] = None
+            issues.append(
+                {
+                    "column": key,
+                    "raw": _json_text(v)[:1000],
+                    "reason": f"the key {k!r} appears {len(v)} times in one object (column {key})",
+                }
+            )
         elif (kind is dict or kind is list) and key in scalars:  # a mapped field holds one value: set it aside
             out[key] = None
             issues.append(
                 {
                     "column": key,
-                    "raw": _JSON_TEXT(v)[:1000],
+                    "raw": _json_text(v)[:1000],
                     "reason": f"a JSON {'object' if kind is dict else 'array'} where a single value is expected "
                     f"(column {key})",
                 }
             )
         elif kind is dict:
-            _flatten(v, key + ".", out, scalars, issues, escapes=escapes)
+            _flatten(v, key + ".", out, scalars, issues, escapes=escapes, exact=exact)
         elif kind is list:
-            out[key] = _JSON_TEXT(v)
+            out[key] = _json_text(v) if exact else _JSON_TEXT(v)
         elif v is None:
             out[key] = None
         elif kind is bool:
             out[key] = "true" if v else "false"
-        else:
+        else:  # int, _Number
             out[key] = str(v)
 
 
@@ -844,6 +1012,7 @@ def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
     import pyarrow.parquet as pq
 
     df = pl.read_parquet(path)
+    _check_header(source, name, df.columns)
     df, set_aside = _nested_as_text(df, mapped_columns(source))
     df = df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
     if set_aside is not None:
@@ -883,7 +1052,7 @@ _READERS = {
 
 def raw_text(row: dict) -> str:
     """A parsed row as JSON text, for rejected_records.raw when the row was rejected after parsing."""
-    return json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False)
+    return json.dumps({k: v for k, v in row.items() if not internal(k)}, ensure_ascii=False)
 
 
-__all__ = ["ISSUES", "FileRead", "Reject", "mapped_columns", "read_file", "raw_text"]
+__all__ = ["ISSUES", "FileRead", "Reject", "internal", "mapped_columns", "read_file", "raw_text"]

@@ -413,13 +413,17 @@ def test_an_open_quote_beyond_max_record_lines_rejects_only_its_line(tmp_path):
     assert report.rows_in == 4 and report.balanced
 
 
-def test_byte_0x85_in_latin1_is_a_character_not_a_line_break(tmp_path):
+def test_byte_0x85_in_latin1_is_no_line_break_and_its_line_is_set_aside(tmp_path):
+    # 0x85 is NEL in Latin-1 (no text holds it) and "…" in Windows-1252, what files labelled Latin-1 mostly are
     body = "id;name;city\nR1;Jan\x85sen;Ede\nR2;Piet;Ede\n".encode("latin-1")
     _csv_source(tmp_path, body, options="{delimiter: ';', encoding: latin-1}")
     report, canonical, rejected = _load(tmp_path, "t")
-    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 2, 0)
-    with connect(tmp_path / "w.duckdb", read_only=True) as con:
-        assert con.execute('SELECT name FROM raw."t" ORDER BY _line').fetchall()[0][0] == "Jan\x85sen"  # as received
+    assert (report.rows_in, report.rows_loaded, report.rows_rejected) == (2, 1, 1)
+    assert rejected.select("line", "raw").rows() == [(2, "R1;Jan\x85sen;Ede")]  # the line whole, as received
+    assert (
+        rejected["reason"][0].startswith("byte 0x85: a control character in Latin-1")
+        and "cp1252" in rejected["reason"][0]
+    )
 
 
 def test_u2028_inside_a_json_string_and_a_form_feed_in_a_fixed_width_record_stay_inside(tmp_path):
