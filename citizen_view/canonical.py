@@ -149,7 +149,10 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
             continue
         fmt = f[name].format or DEFAULT_DATE_FORMAT
         text = rows.col(name)
-        parsed = rows.kept(text.str.strptime(pl.Date, fmt, strict=False), f"parsed_{name}")
+        parsed = text.str.strptime(pl.Date, fmt, strict=False)
+        if (widths := _full_widths(fmt)) is not None:  # "1990111" in %Y%m%d: 1 Nov or 11 Jan is no reading to pick
+            parsed = pl.when(text.str.contains(widths)).then(parsed)
+        parsed = rows.kept(parsed, f"parsed_{name}")
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = rows.kept(well_shaped(text, fmt), f"shaped_{name}")
         where = f"(column {f[name].column})"
@@ -404,6 +407,26 @@ def _format_regex(fmt: str, *, digits: bool = False) -> re.Pattern[str] | None:
     if not all(f"(?P<{g}>" in pattern for g in ("Y", "m", "d")):
         return None
     return re.compile(f"^{pattern}$")
+
+
+def _full_widths(fmt: str) -> str | None:
+    """For a format in which two of %Y, %m and %d touch (%Y%m%d, %d%m%Y), the regex of a date written with each at
+    its full width: strptime reads "1990111" as 1990-11-01, one guess of two. None for other formats (a separator
+    tells where "5-1-1990" ends its day and month)."""
+    if not re.search(r"%[Ymd]%[Ymd]", fmt):
+        return None
+    out, i = [], 0
+    while i < len(fmt):
+        token = fmt[i : i + 2]
+        if token in _PARTS:
+            out.append(f"[0-9]{{{_PARTS[token][1]}}}")
+            i += 2
+        elif fmt[i] == "%":
+            return None
+        else:
+            out.append(re.escape(fmt[i]))
+            i += 1
+    return f"^{''.join(out)}$"
 
 
 def _rearrange(value: str, pattern: re.Pattern[str]) -> str | None:

@@ -33,7 +33,7 @@ def compact(expr: pl.Expr, *, scheme: str) -> pl.Expr:
     if scheme == "nl.bsn":
         cleaned = expr.str.replace_all(r"[\s.\-]", "")
         cleaned = pl.when(cleaned == "").then(None).otherwise(cleaned)
-        return pl.when(cleaned.str.contains(r"^\d{8}$")).then(pl.lit("0") + cleaned).otherwise(cleaned)
+        return pl.when(cleaned.str.contains(r"^[0-9]{8}$")).then(pl.lit("0") + cleaned).otherwise(cleaned)
     if scheme == "no.fodselsnummer":
         cleaned = expr.str.replace_all(r"[\s:\-]", "")
         return pl.when(cleaned == "").then(None).otherwise(cleaned)
@@ -49,14 +49,16 @@ def _weighted(expr: pl.Expr, weights: tuple[int, ...]) -> pl.Expr:
     return pl.sum_horizontal(_digit(expr, i) * w for i, w in enumerate(weights))
 
 
+# The shapes take ASCII digits only: the regex engine's \d is any script's digit ("１２３" fullwidth), which the
+# checksum would count as 0 and pass.
 def _bsn_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:  # a BSN holds no date: `today` is not read
-    shape = expr.str.contains(r"^\d{9}$") & (expr != "000000000")
+    shape = expr.str.contains(r"^[0-9]{9}$") & (expr != "000000000")
     total = _weighted(expr, (9, 8, 7, 6, 5, 4, 3, 2)) - _digit(expr, 8)
     return shape & ((total % 11) == 0).fill_null(False)
 
 
 def _fnr_valid(expr: pl.Expr, today: datetime.date) -> pl.Expr:
-    shape = expr.str.contains(r"^\d{11}$")
+    shape = expr.str.contains(r"^[0-9]{11}$")
     k1 = (11 - _weighted(expr, (3, 7, 6, 1, 8, 9, 4, 5, 2)) % 11) % 11
     k2 = (11 - _weighted(expr, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)) % 11) % 11
     checks = (k1 == _digit(expr, 9)) & (k2 == _digit(expr, 10))

@@ -810,12 +810,17 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
         path, engine="calamine", infer_schema_length=0, drop_empty_rows=False, raise_if_empty=False, **kwargs
     )
     _check_header(source, name, df.columns)
+    part = _sheet_part(path, sheet)
+    header_row = part.origin[0] if part is not None else 1  # the frame starts at the sheet's first row with a value
     df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in df.columns)
-    df = df.with_columns(pl.int_range(2, df.height + 2, dtype=pl.Int64).alias("_line"), pl.lit(name).alias("_file"))
+    df = df.with_columns(
+        pl.int_range(header_row + 1, header_row + 1 + df.height, dtype=pl.Int64).alias("_line"),
+        pl.lit(name).alias("_file"),
+    )
     data_cols = [c for c in df.columns if c not in ("_line", "_file")]
-    df = _typed_cells(source, path, df, data_cols)
-    if data_cols:
-        df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols))
+    df = _typed_cells(source, part, df, data_cols)
+    if data_cols:  # a row of empty cells is no record; one whose values were all set aside is (its issues say why)
+        df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols) | pl.col(ISSUES).is_not_null())
     return FileRead(df.select([*data_cols, "_file", "_line", ISSUES]))
 
 
@@ -824,18 +829,19 @@ _XL_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}
 _BUILTIN_DATE_FORMATS = {*range(14, 23), 45, 46, 47}  # ECMA-376 18.8.30: the built-in date and time formats
 
 
-def _typed_cells(source: SourceConfig, path: Path, df: pl.DataFrame, data_cols: list[str]) -> pl.DataFrame:
+def _typed_cells(source: SourceConfig, part: _SheetPart | None, df: pl.DataFrame, data_cols: list[str]) -> pl.DataFrame:
     """Apply what the sheet's XML says about mapped cells (calamine gives their text only); adds the ISSUES column."""
     by_column: dict[str, list[str]] = {}
     for canonical, mapping in source.fields.items():
         by_column.setdefault(mapping.column, []).append(canonical)
     if source.record_id:
         by_column.setdefault(source.record_id, [])
-    flagged = _flag_cells(path, source.option("sheet"), data_cols, set(by_column))
+    flagged = _flags(part, data_cols, set(by_column)) if part is not None else {}
     values = {c: df.get_column(c).to_list() for c in by_column if c in df.columns}
     issues: list[list[dict[str, str]] | None] = [None] * df.height
+    first_record = part.origin[0] + 1 if part is not None else 2
     for (line, column), kind in flagged.items():
-        pos = line - 2
+        pos = line - first_record
         if not 0 <= pos < df.height or column not in values:
             continue
         raw = values[column][pos]
@@ -846,11 +852,10 @@ def _typed_cells(source: SourceConfig, path: Path, df: pl.DataFrame, data_cols: 
             if parsed is not None:
                 values[column][pos] = parsed.strftime(fmt)  # the date as the source meant it, in its declared format
                 continue
-        reason = (
-            f"a formula saved without its computed value (column {column})"
-            if kind == "formula"
-            else f"a cell typed as a date where text is expected (column {column})"
-        )
+        reason = {
+            "formula": f"a formula saved without its computed value (column {column})",
+            "error": f"a spreadsheet error value such as #N/A or #REF! (column {column})",
+        }.get(kind, f"a cell typed as a date where text is expected (column {column})")
         values[column][pos] = None
         issues[pos] = [*(issues[pos] or []), {"column": column, "raw": raw or "", "reason": reason}]
     return df.with_columns(
@@ -868,15 +873,21 @@ def _calamine_datetime(text: str):
         return None
 
 
-def _flag_cells(
-    path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]
-) -> dict[tuple[int, str], str]:
-    """{(row, column name): "formula" | "date"} for cells of `wanted` columns holding a formula without a cached
-    value or typed as a date (a date style on a number, or an ISO date cell), read from the workbook's XML."""
+@dataclass
+class _SheetPart:
+    """A worksheet's XML, the workbook's date styles, and where calamine's frame starts: (row, column index) of the
+    first row and the leftmost column holding a value (1-based row, 0-based column)."""
+
+    xml: bytes
+    date_styles: set[int]
+    origin: tuple[int, int]
+
+
+def _sheet_part(path: Path, sheet: str | int | None) -> _SheetPart | None:
+    """The chosen sheet's part of the workbook (None if the workbook does not name it)."""
     import xml.etree.ElementTree as ET
     import zipfile
 
-    out: dict[tuple[int, str], str] = {}
     with zipfile.ZipFile(path) as z:
         book = ET.fromstring(z.read("xl/workbook.xml"))
         sheets = list(book.iter(f"{_XL}sheet"))
@@ -884,20 +895,69 @@ def _flag_cells(
             next((e for e in sheets if e.get("name") == sheet), None) if isinstance(sheet, str) else sheets[sheet or 0]
         )
         if chosen is None:
-            return out
+            return None
         rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
         target = next(r.get("Target", "") for r in rels if r.get("Id") == chosen.get(_XL_REL))
         member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
         date_styles = _date_styles(z, ET)
         sheet_xml = z.read(member)
-    if not _may_flag(sheet_xml, date_styles):
-        return out
-    return _CellFlagger(columns, wanted, date_styles).parse(sheet_xml)
+    return _SheetPart(sheet_xml, date_styles, _origin(sheet_xml))
+
+
+# A cell element with its attributes; a cell holding a value has a <v> with text or an inline string (<is>).
+_CELL = re.compile(rb"<(?:[\w.-]+:)?c\b([^>]*?)(/?)>")
+_REF = re.compile(rb"""\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["']""")
+_HOLDS_VALUE = re.compile(rb"<(?:[\w.-]+:)?(?:v>[^<]|is[\s>])")
+_CELL_END = re.compile(rb"</(?:[\w.-]+:)?c>")
+
+
+def _origin(sheet_xml: bytes) -> tuple[int, int]:
+    """(row, column index) where calamine's frame of the sheet starts: the first row with a value, the leftmost
+    column with one. An empty cell that only carries a style, or a sheet that starts below row 1 or right of
+    column A, moves it. Rows come in order, so the first cell with a value gives the row; the column needs a look
+    at the others only when that cell is not in column A. Cells without a reference (it is optional) count from
+    (1, A)."""
+    row = col = None
+    for m in _CELL.finditer(sheet_xml):
+        if m[2]:  # <c .../>: no value
+            continue
+        end = _CELL_END.search(sheet_xml, m.end())
+        if end is None or not _HOLDS_VALUE.search(sheet_xml, m.end(), end.start()):
+            continue
+        ref = _REF.search(m[1])
+        if ref is None:
+            return (1, 0) if row is None else (row, 0)
+        index = _col_index(ref[1].decode())
+        if row is None:
+            row, col = int(ref[2]), index
+            if col == 0:
+                return row, col
+        elif index < col:
+            col = index
+            if col == 0:
+                break
+    return (row or 1, col or 0)
+
+
+def _flag_cells(
+    path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]
+) -> dict[tuple[int, str], str]:
+    """{(row, column name): "formula" | "date" | "error"} for cells of `wanted` columns holding a formula without a
+    cached value, typed as a date (a date style on a number, or an ISO date cell) or holding an error value (#N/A),
+    read from the workbook's XML."""
+    part = _sheet_part(path, sheet)
+    return _flags(part, columns, wanted) if part is not None else {}
+
+
+def _flags(part: _SheetPart, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+    if not _may_flag(part.xml, part.date_styles):
+        return {}
+    return _CellFlagger(columns, wanted, part.date_styles, first_col=part.origin[1]).parse(part.xml)
 
 
 # Markup that may make a cell worth flagging (a superset: a hit only means the sheet is parsed cell by cell).
 _FORMULA_TAG = re.compile(rb"<(?:[\w.-]+:)?f[\s/>]")
-_DATE_TYPE = re.compile(rb"\bt\s*=\s*[\"']d[\"']")
+_DATE_TYPE = re.compile(rb"\bt\s*=\s*[\"'][de][\"']")  # a date cell, or an error value (#N/A)
 _STYLE = re.compile(rb"\bs\s*=\s*[\"']([^\"']*)[\"']")
 
 
@@ -916,12 +976,13 @@ class _CellFlagger:
     """Streams a worksheet's XML through expat (C) and flags cells of wanted columns: one Python call per element
     start and end, no element objects (ElementTree's iterparse built one per cell, its value and its formula)."""
 
-    def __init__(self, columns: list[str], wanted: set[str], date_styles: set[int]):
+    def __init__(self, columns: list[str], wanted: set[str], date_styles: set[int], *, first_col: int = 0):
         self.columns, self.wanted, self.date_styles = columns, wanted, date_styles
         self.out: dict[tuple[int, str], str] = {}
-        self.first_col = 0
+        self.first_col = first_col  # the frame's first column (_origin)
         self.depth = 0
-        self.cell: list | None = None  # [depth, row ref, column, t, s, has formula, has value, value has text]
+        self.row, self.next_col = 0, 0  # for cells without a reference: their row's and the place after the last
+        self.cell: list | None = None  # [depth, row, column, t, s, has formula, has value, value has text]
         self._index: dict[str, int] = {}
 
     def parse(self, sheet_xml: bytes) -> dict[tuple[int, str], str]:
@@ -947,16 +1008,22 @@ class _CellFlagger:
                     self._parser.CharacterDataHandler = self._text
             return
         if name == _XL_C:
-            ref = attrs.get("r", "")
-            letters = ref.rstrip("0123456789")
-            index = self._index.get(letters)
-            if index is None:
-                index = self._index[letters] = _col_index(letters)
+            ref = attrs.get("r")
+            if ref:
+                letters = ref.rstrip("0123456789")
+                index = self._index.get(letters)
+                if index is None:
+                    index = self._index[letters] = _col_index(letters)
+                row = int(ref[len(letters) :])
+            else:  # the reference is optional: the cell after the last one of its row
+                index, row = self.next_col, self.row
+            self.next_col = index + 1
             k = index - self.first_col
             if 0 <= k < len(self.columns) and self.columns[k] in self.wanted:
-                self.cell = [self.depth, ref, self.columns[k], attrs.get("t"), attrs.get("s", 0), False, False, False]
-        elif name == _XL_DIMENSION:
-            self.first_col = _col_index(attrs.get("ref", "A1").split(":")[0])
+                self.cell = [self.depth, row, self.columns[k], attrs.get("t"), attrs.get("s", 0), False, False, False]
+        elif name == _XL_ROW:
+            self.row = int(attrs.get("r") or self.row + 1)
+            self.next_col = 0
 
     def _text(self, data: str) -> None:
         if data and self.cell is not None:
@@ -973,16 +1040,17 @@ class _CellFlagger:
         self.depth -= 1
 
     def _flag(self, cell: list) -> None:
-        _depth, ref, column, t, s, has_formula, has_value, value_text = cell
-        letters = ref.rstrip("0123456789")
+        _depth, row, column, t, s, has_formula, has_value, value_text = cell
         if has_formula and not (has_value and value_text):
-            self.out[(int(ref[len(letters) :]), column)] = "formula"
+            self.out[(row, column)] = "formula"
         elif t == "d" or ((t or "n") == "n" and int(s) in self.date_styles):
-            self.out[(int(ref[len(letters) :]), column)] = "date"
+            self.out[(row, column)] = "date"
+        elif t == "e":
+            self.out[(row, column)] = "error"
 
 
 _XL_NS = _XL[1:-1]
-_XL_C, _XL_V, _XL_F, _XL_DIMENSION = (f"{_XL_NS}}}{tag}" for tag in ("c", "v", "f", "dimension"))
+_XL_C, _XL_V, _XL_F, _XL_ROW = (f"{_XL_NS}}}{tag}" for tag in ("c", "v", "f", "row"))
 
 
 def _date_styles(z, ET) -> set[int]:  # noqa: N803

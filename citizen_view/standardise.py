@@ -87,7 +87,7 @@ _SEX = {
     "2": "F",
 }
 # Postcode shapes of the countries whose format is checked; other countries' postcodes are only tidied.
-POSTCODE_PATTERNS: dict[str, str] = {"NL": r"^\d{4}[A-Z]{2}$", "NO": r"^\d{4}$"}
+POSTCODE_PATTERNS: dict[str, str] = {"NL": r"^[0-9]{4}[A-Z]{2}$", "NO": r"^[0-9]{4}$"}
 
 
 def fold(text: str | None) -> str | None:
@@ -249,18 +249,23 @@ def valid_postcode(expr: pl.Expr, *, country: str | None) -> pl.Expr:
 
 
 def normalise_phone(frame: pl.DataFrame, column: str, *, country: str | None) -> pl.Series:
-    """E.164 ("+31612345678"): regular national and international forms vectorised, the rest via phonenumbers.
+    """E.164 ("+31612345678"): regular national and international forms vectorised, the rest via phonenumbers, which
+    must find a valid number of its country.
 
-    Without a country only international forms (+.., 00..) can be read; national ones stay null.
+    Without a country only international forms (+.., 00..) can be read; national ones stay null. The vectorised
+    forms are ASCII digits with spaces, hyphens and parentheses only: a trunk zero in parentheses after the country
+    code ("+31 (0)6 ...", dropped when dialling from abroad), a dot (a number written as a decimal, "31612345678.0")
+    or an extension goes to phonenumbers.
     """
     raw = frame.get_column(column)
-    digits = raw.str.replace_all(r"[\s\-().]", "")
-    national = {"NL": (r"^0\d{9}$", 1), "NO": (r"^\d{8}$", 0)}.get(country or "")
+    plain = raw.str.contains(r"^[0-9+\s\-()]+$") & ~raw.str.contains(r"\(\s*0\s*\)")
+    digits = pl.when(plain).then(raw.str.replace_all(r"[\s\-()]", ""))
+    national = {"NL": (r"^0[0-9]{9}$", 1), "NO": (r"^[0-9]{8}$", 0)}.get(country or "")
     cc = str(phonenumbers.country_code_for_region(country)) if country else ""
     fast_expr = (
-        pl.when(digits.str.contains(r"^\+\d{8,15}$"))
+        pl.when(digits.str.contains(r"^\+[0-9]{8,15}$"))
         .then(digits)
-        .when(digits.str.contains(r"^00\d{8,15}$"))
+        .when(digits.str.contains(r"^00[0-9]{8,15}$"))
         .then(pl.lit("+") + digits.str.slice(2))
     )
     if national is not None:
@@ -281,7 +286,7 @@ def _parse_phone(value: str, country: str | None) -> str | None:
         number = phonenumbers.parse(value, country)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

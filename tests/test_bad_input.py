@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
@@ -534,3 +535,19 @@ def test_a_windows_1252_file_labelled_latin_1_sets_aside_the_lines_the_two_read_
     assert canonical["given_name"].to_list() == ["Zoë"]  # 0xEB is ë in both
     assert rejected.select("line", "raw").rows() == [(2, "R1;Sean;O\x92Brien")]
     assert "set options.encoding: cp1252" in rejected["reason"][0] and report.balanced
+
+
+def test_a_date_whose_day_and_month_touch_is_read_only_at_full_width(tmp_path):
+    # strptime reads "1990111" in %Y%m%d as 1990-11-01, though 1990-01-11 is as likely: set aside, not guessed
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/t.csv").write_text("id;last;born\nR1;Smit;19901105\nR2;Mol;1990111\nR3;Bos;5-1-1990\n")
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: t, path: t/t.csv, format: csv, options: {delimiter: ';'}, record_id: id, "
+        "fields: {family_name: last, date_of_birth: {column: born, format: '%Y%m%d'}}}\n",
+    )
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert canonical["date_of_birth"].to_list() == [dt.date(1990, 11, 5), None, None]
+    issues = _issues(tmp_path, "t")
+    assert issues.select("line", "raw").rows() == [(3, "1990111"), (4, "5-1-1990")]
+    assert issues["reason"][0].startswith("impossible: digits in the format %Y%m%d")

@@ -69,3 +69,17 @@ def test_any_stdnum_scheme_is_checked_and_an_opaque_one_never():
     compacted, valid = national_id.check(pl.Series(values, dtype=pl.String), scheme="none")
     assert compacted.to_list() == ["536-90-4399", "536904399", "000-12-3456", "12345", None]
     assert valid.to_list() == [None] * 5  # an opaque identifier is never valid or invalid
+
+
+def test_digits_of_other_scripts_never_pass_a_checksum():
+    # the regex engine's \d matches fullwidth and Arabic-Indic digits, which the checksum would count as 0
+    def wide(number: str) -> str:
+        return "".join(chr(ord(c) - ord("0") + 0xFF10) for c in number)
+
+    bsn_number, fnr_number = "123456782", "01019010046"
+    assert bsn.is_valid(bsn_number) and fodselsnummer.is_valid(fnr_number)
+    for scheme, number in (("nl.bsn", bsn_number), ("no.fodselsnummer", fnr_number)):
+        # wide digits all cast to nothing: with a last digit 0, the old weighted sum was 0 - 0, a "valid" BSN
+        values = [number, wide(number), wide(number[:-1]) + "0", "\u0661" + number[1:]]
+        _, valid = national_id.check(pl.Series(values), scheme=scheme)
+        assert valid.to_list() == [True, False, False, False], scheme

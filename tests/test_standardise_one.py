@@ -56,3 +56,22 @@ def test_a_query_name_folds_particles_and_order():
     assert (parts.family_key, parts.first_key, parts.initials) == ("berg", "jan", "jp")
     with pytest.raises(QueryError):
         parse_name(", Jan")
+
+
+def test_phone_numbers_are_read_by_their_numbering_plan_not_by_dropping_characters():
+    import polars as pl
+
+    from citizen_view.standardise import normalise_phone
+
+    cases = {
+        "+31 (0)6 12345678": "+31612345678",  # the trunk zero in parentheses is not dialled from abroad
+        "+44 (0)20 7946 0958": "+442079460958",
+        "06-12345678": "+31612345678",
+        "(020) 123 4567": "+31201234567",
+        "06.12.34.56.78": "+31612345678",
+        "31612345678.0": None,  # a number written as a decimal: one digit too many, no valid number
+        "06 1234": None,  # too short to be a Dutch number
+        "+\uff13\uff11612345678": "+31612345678",  # fullwidth digits, as phonenumbers reads them
+    }
+    got = normalise_phone(pl.DataFrame({"p": list(cases)}), "p", country="NL").to_list()
+    assert dict(zip(cases, got, strict=True)) == cases

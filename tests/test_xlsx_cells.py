@@ -4,6 +4,7 @@ sheet's XML: with and without cached formula values, under a prefixed namespace,
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -80,3 +81,100 @@ def test_a_sheet_of_plain_text_has_nothing_to_flag(tmp_path):
     assert _flag_cells(book, None, COLUMNS, set(COLUMNS)) == {}
     styled_but_unused = _book(tmp_path / "s.xlsx", dates=False, formulas=True)  # cached values: nothing to flag
     assert _flag_cells(styled_but_unused, None, COLUMNS, set(COLUMNS)) == {}
+
+
+# --- sheets that do not start at A1, cells without references, error values (red-team pass, 2026-12-05) ------------
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+
+
+def _raw_book(path: Path, rows: str) -> Path:
+    """A workbook of one sheet whose <sheetData> is `rows` (inline strings), as other tools write them."""
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    pkg = "http://schemas.openxmlformats.org/package/2006"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(
+            "[Content_Types].xml",
+            f'<Types xmlns="{pkg}/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-'
+            'package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName='
+            '"/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"'
+            '/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.worksheet+xml"/></Types>',
+        )
+        z.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{pkg}/relationships"><Relationship Id="rId1" Type="{rel}/officeDocument" '
+            'Target="xl/workbook.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{rel}"><sheets><sheet name="S" sheetId="1" r:id="rId1"/></sheets>'
+            "</workbook>",
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            f'<Relationships xmlns="{pkg}/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" '
+            'Target="worksheets/sheet1.xml"/></Relationships>',
+        )
+        z.writestr("xl/worksheets/sheet1.xml", f'<worksheet xmlns="{_MAIN}"><sheetData>{rows}</sheetData></worksheet>')
+    return path
+
+
+def _text(ref: str, value: str) -> str:
+    return f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>'
+
+
+def _formula(ref: str) -> str:  # a formula saved without its value
+    return f'<c r="{ref}"><f>VLOOKUP(A1,Other!A:B,2)</f></c>'
+
+
+def _read(tmp_path, book: Path):
+    from citizen_view.contract import load_sources
+    from citizen_view.readers import read_xlsx
+
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - {name: p, path: p.xlsx, format: xlsx, record_id: id, fields: {full_name: name}}\n",
+        encoding="utf-8",
+    )
+    return read_xlsx(load_sources(tmp_path / "sources.yaml").source("p"), book, book.name)
+
+
+@pytest.mark.parametrize("layout", ["row 1 empty", "column A styled but empty", "data from column B"])
+def test_a_sheet_that_does_not_start_at_a1_flags_the_right_cell_of_the_right_record(tmp_path, layout):
+    top = 2 if layout == "row 1 empty" else 1
+    first = "B" if layout == "data from column B" else "A"
+    cols = [chr(ord(first) + k) for k in range(2)]
+    styled = layout == "column A styled but empty"
+    pad = (lambda r: f'<c r="A{r}" s="1"/>') if styled else (lambda r: "")
+    cols = ["B", "C"] if styled else cols
+    rows = [f'<row r="{top}">{pad(top)}{_text(f"{cols[0]}{top}", "id")}{_text(f"{cols[1]}{top}", "name")}</row>']
+    for k in range(1, 5):
+        r = top + k
+        name = _formula(f"{cols[1]}{r}") if k == 2 else _text(f"{cols[1]}{r}", f"Person {k}")
+        rows.append(f'<row r="{r}">{pad(r)}{_text(f"{cols[0]}{r}", f"R{k}")}{name}</row>')
+    got = _read(tmp_path, _raw_book(tmp_path / "p.xlsx", "".join(rows)))
+    assert got.rows.select("id", "name", "_line").rows() == [
+        ("R1", "Person 1", top + 1),
+        ("R2", None, top + 2),  # the formula's record, on its own line of the sheet
+        ("R3", "Person 3", top + 3),
+        ("R4", "Person 4", top + 4),
+    ]
+    flagged = [(r["id"], json.loads(r["_issues"])[0]["column"]) for r in got.rows.iter_rows(named=True) if r["_issues"]]
+    assert flagged == [("R2", "name")]
+
+
+def test_cells_without_references_a_row_of_formulas_and_error_values_are_accounted_for(tmp_path):
+    rows = (
+        '<row r="1"><c t="inlineStr"><is><t>id</t></is></c><c t="inlineStr"><is><t>name</t></is></c></row>'
+        '<row r="2"><c t="inlineStr"><is><t>R1</t></is></c><c><f>A1&amp;"x"</f></c></row>'  # no references
+        f'<row r="3">{_formula("A3")}{_formula("B3")}</row>'  # a record of formulas only, none saved with a value
+        f'<row r="4">{_text("A4", "R4")}<c r="B4" t="e"><v>#N/A</v></c></row>'
+    )
+    got = _read(tmp_path, _raw_book(tmp_path / "p.xlsx", rows))
+    assert got.rows.select("id", "name", "_line").rows() == [("R1", None, 2), (None, None, 3), ("R4", None, 4)]
+    reasons = [[i["reason"].split(" (")[0] for i in json.loads(r)] for r in got.rows["_issues"]]
+    assert reasons == [
+        ["a formula saved without its computed value"],
+        ["a formula saved without its computed value"] * 2,
+        ["a spreadsheet error value such as #N/A or #REF!"],
+    ]
