@@ -124,7 +124,7 @@ SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
 def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line.
     A file with no `\n` but a `\r` has the line ends of old Mac exporters, `\r` alone: it is split on those (read
-    as one line, every record would be lost in its header)."""
+    as one line, every record would be lost in its header). A Ctrl-Z ending the file is DOS's end-of-file mark."""
     _check_declared_encoding(data, encoding, name)
     try:
         text, clean = data.decode(encoding), True  # strictly decoded text holds no lone surrogates
@@ -132,6 +132,8 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
         text, clean = data.decode(encoding, errors="surrogateescape"), False
     if text.startswith("\ufeff"):
         text = text[1:]
+    if text.endswith("\x1a"):  # the end-of-file mark DOS-era exporters write (Ctrl-Z): no record
+        text = text[:-1]
     lines = text.split("\n" if "\n" in text or "\r" not in text else "\r")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
@@ -139,8 +141,8 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     bad: dict[int, str] = {}
     # Bytes 0x80-0x9F are control characters in Latin-1 that no text holds, and letters and punctuation (’ – € Š) in
     # Windows-1252, the usual encoding of files labelled Latin-1: a line holding one is set aside, not loaded wrong.
-    # (The other lines read alike in both.)
-    c1 = encoding.lower().replace("_", "-") in LATIN_1 and _C1.search(text) is not None
+    # (The other lines read alike in both.) Only a line that is not ASCII can hold one.
+    c1 = encoding.lower().replace("_", "-") in LATIN_1
     if clean and "\x00" not in text and not c1:  # the usual file: no line needs a look of its own
         return _Lines(out, bad)
     # only a line that is not ASCII can hold a lone surrogate, and only one with a NUL a NUL: the others need no look

@@ -408,6 +408,12 @@ def test_a_line_with_a_lone_carriage_return_is_rejected_with_a_plain_reason(tmp_
     ]
 
 
+def test_the_dos_end_of_file_mark_is_no_record(tmp_path):
+    _csv(tmp_path, b"id;first;last\r\nR1;Ann;Smit\r\nR2;Bob;Jansen\r\n\x1a")
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert canonical["source_record_id"].to_list() == ["R1", "R2"] and rejected.height == 0 and report.rows_in == 2
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_file_with_old_mac_line_ends_is_read_line_by_line(tmp_path, fmt):
     if fmt == "csv":
