@@ -123,8 +123,8 @@ SINGLE_BYTE = ("latin-1", "iso-8859-1", "cp1252")
 
 def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
     """Decode and split on `\n` only (a trailing `\r` is part of the line end); undecodable bytes mark their line.
-    A file with no `\n` but a `\r` has the line ends of old Mac exporters, `\r` alone: it is split on those (read
-    as one line, every record would be lost in its header). A Ctrl-Z ending the file is DOS's end-of-file mark."""
+    A file whose first line ends in `\r` alone has the line ends of old Mac exporters: it is split on those (read as
+    one line, every record would be lost in its header). A Ctrl-Z ending the file is DOS's end-of-file mark."""
     _check_declared_encoding(data, encoding, name)
     try:
         text, clean = data.decode(encoding), True  # strictly decoded text holds no lone surrogates
@@ -134,7 +134,7 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
         text = text[1:]
     if text.endswith("\x1a"):  # the end-of-file mark DOS-era exporters write (Ctrl-Z): no record
         text = text[:-1]
-    lines = text.split("\n" if "\n" in text or "\r" not in text else "\r")
+    lines = text.split("\r" if _cr_line_ends(text) else "\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a line end: no empty last line
     out = [line[:-1] if line.endswith("\r") else line for line in lines] if "\r" in text else lines
@@ -158,6 +158,13 @@ def _split_lines(data: bytes, encoding: str, name: str = "") -> _Lines:
             bad.setdefault(i, _c1_byte(ord(found.group())))
         out[i] = line
     return _Lines(out, bad)
+
+
+def _cr_line_ends(text: str) -> bool:
+    """Whether the file's lines end in `\r` alone (old Mac exporters; Mac Excel then writes a line break inside a
+    value as `\n`): its first line end, the header's, is a `\r` not followed by `\n`."""
+    first = re.search("[\r\n]", text)
+    return first is not None and first.group() == "\r" and text[first.end() : first.end() + 1] != "\n"
 
 
 def _check_declared_encoding(data: bytes, encoding: str, name: str) -> None:
@@ -286,9 +293,9 @@ def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = Tru
         if problem is None and len(row) != len(header):
             problem = f"wrong field count: {len(row)} fields, expected {len(header)}"
         stray = None
-        if used > 1:
+        if used > 1:  # a stray quote comes first: the records it swallowed are read as records of their own
             stray = _swallowed(text[i + 1 : i + used], i + 2, delimiter, quotechar, len(header))
-            problem = problem or stray
+            problem = stray or problem
         # a field is no longer than its line, unless its record spans lines: most lines need no look at each field
         if (
             problem is None
@@ -454,7 +461,7 @@ def _one_record(
         if "unexpected end of data" in str(exc):
             return [], 1, "unbalanced quote: the quoted value is never closed"
         if "new-line character seen in unquoted field" in str(exc):  # the csv module's advice is for its callers
-            return [], 1, "malformed quoting: a carriage return (\\r) inside the line, outside a quoted value"
+            return [], 1, "malformed quoting: a line break (\\r or \\n) inside the line, outside a quoted value"
         return [], 1, f"malformed quoting: {exc}"
     return row, reader.line_num, None
 
@@ -608,7 +615,7 @@ def read_jsonl(source: SourceConfig, path: Path, name: str) -> FileRead:
         if len(line) > max_bytes // 4 and (problem := _too_big(list(flat.values()), list(flat), max_bytes)):
             rejects.append(Reject(name, i + 1, problem, line))
             continue
-        if '"_' in line and (reserved := _reserved_in(flat)):
+        if ('"_' in line or '"\\u005' in line) and (reserved := _reserved_in(flat)):  # "_ or "\u005f (_)
             rejects.append(Reject(name, i + 1, _reserved_message(reserved), line))
             continue
         columns.update(flat)  # its keys, in the order first seen (a key seen before keeps its place)
@@ -695,10 +702,12 @@ class _Decoder:
         obj = dict(pairs)
         if len(obj) < len(pairs):
             self.marked = True
-            for key in obj:
-                values = [v for k, v in pairs if k == key]
-                if len(values) > 1:
-                    obj[key] = _Repeated(values)
+            values: dict[str, list] = {}
+            for k, v in pairs:
+                values.setdefault(k, []).append(v)
+            for k, given in values.items():
+                if len(given) > 1:
+                    obj[k] = _Repeated(given)
         return obj
 
 
@@ -809,7 +818,13 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     sheet = source.option("sheet")
     kwargs: dict = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": (sheet or 0) + 1}
     df = pl.read_excel(
-        path, engine="calamine", infer_schema_length=0, drop_empty_rows=False, raise_if_empty=False, **kwargs
+        path,
+        engine="calamine",
+        infer_schema_length=0,
+        drop_empty_rows=False,
+        drop_empty_cols=False,  # the cells flagged from the sheet's XML are placed by column: none may go missing
+        raise_if_empty=False,
+        **kwargs,
     )
     _check_header(source, name, df.columns)
     part = _sheet_part(path, sheet)
@@ -906,39 +921,60 @@ def _sheet_part(path: Path, sheet: str | int | None) -> _SheetPart | None:
     return _SheetPart(sheet_xml, date_styles, _origin(sheet_xml))
 
 
-# A cell element with its attributes; a cell holding a value has a <v> with text or an inline string (<is>).
+# Rows and cells of a sheet's XML, and what makes calamine count a cell as holding a value.
+_ROW = re.compile(rb"<(?:[\w.-]+:)?row\b([^>]*?)(/?)>")
+_ROW_END = re.compile(rb"</(?:[\w.-]+:)?row>")
 _CELL = re.compile(rb"<(?:[\w.-]+:)?c\b([^>]*?)(/?)>")
-_REF = re.compile(rb"""\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["']""")
-_HOLDS_VALUE = re.compile(rb"<(?:[\w.-]+:)?(?:v>[^<]|is[\s>])")
 _CELL_END = re.compile(rb"</(?:[\w.-]+:)?c>")
+_REF = re.compile(rb"""\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["']""")
+_ROW_NUMBER = re.compile(rb"""\br\s*=\s*["']([0-9]+)["']""")
+_V_TEXT = re.compile(rb"<(?:[\w.-]+:)?v\b[^>/]*>[^<]")
+_V_OR_IS = re.compile(rb"<(?:[\w.-]+:)?(?:v|is)\b")
+_TEXT_TYPE = re.compile(rb"""\bt\s*=\s*["'](?:str|inlineStr)["']""")
 
 
 def _origin(sheet_xml: bytes) -> tuple[int, int]:
     """(row, column index) where calamine's frame of the sheet starts: the first row with a value, the leftmost
     column with one. An empty cell that only carries a style, or a sheet that starts below row 1 or right of
-    column A, moves it. Rows come in order, so the first cell with a value gives the row; the column needs a look
-    at the others only when that cell is not in column A. Cells without a reference (it is optional) count from
-    (1, A)."""
-    row = col = None
-    for m in _CELL.finditer(sheet_xml):
-        if m[2]:  # <c .../>: no value
+    column A, moves it. Rows come in order, and so do the cells of a row: the first row with a value gives the row,
+    and each row's first cell with a value is the only one that can move the column. Rows and cells written without
+    a reference (it is optional) count on from the one before."""
+    origin_row, origin_col, row = None, None, 0
+    for m in _ROW.finditer(sheet_xml):
+        number = _ROW_NUMBER.search(m[1])
+        row = int(number[1]) if number else row + 1
+        if m[2]:  # <row/>: no cells
             continue
-        end = _CELL_END.search(sheet_xml, m.end())
-        if end is None or not _HOLDS_VALUE.search(sheet_xml, m.end(), end.start()):
-            continue
-        ref = _REF.search(m[1])
-        if ref is None:
-            return (1, 0) if row is None else (row, 0)
-        index = _col_index(ref[1].decode())
-        if row is None:
-            row, col = int(ref[2]), index
-            if col == 0:
-                return row, col
-        elif index < col:
-            col = index
-            if col == 0:
+        end = _ROW_END.search(sheet_xml, m.end())
+        if end is None:
+            break
+        col = _first_value_column(sheet_xml, m.end(), end.start())
+        if col is not None:
+            if origin_row is None:
+                origin_row, origin_col = row, col
+            else:
+                origin_col = min(origin_col, col)
+            if origin_col == 0:
                 break
-    return (row or 1, col or 0)
+    return (origin_row or 1, origin_col or 0)
+
+
+def _first_value_column(sheet_xml: bytes, start: int, end: int) -> int | None:
+    """The column index of the first cell with a value between `start` and `end` (one row's cells), if any."""
+    position = 0
+    for c in _CELL.finditer(sheet_xml, start, end):
+        ref = _REF.search(c[1])
+        col = _col_index(ref[1].decode()) if ref else position
+        position = col + 1
+        if c[2]:  # <c .../>: no value
+            continue
+        stop = close.start() if (close := _CELL_END.search(sheet_xml, c.end(), end)) else end
+        # calamine keeps a text cell even when its text is empty, and any cell whose value has characters
+        if (_TEXT_TYPE.search(c[1]) and _V_OR_IS.search(sheet_xml, c.end(), stop)) or _V_TEXT.search(
+            sheet_xml, c.end(), stop
+        ):
+            return col
+    return None
 
 
 def _flag_cells(

@@ -253,15 +253,27 @@ def normalise_phone(frame: pl.DataFrame, column: str, *, country: str | None) ->
     must find a valid number of its country.
 
     Without a country only international forms (+.., 00..) can be read; national ones stay null. The vectorised
-    forms are ASCII digits with spaces, hyphens and parentheses only: a trunk zero in parentheses after the country
-    code ("+31 (0)6 ...", dropped when dialling from abroad), a dot (a number written as a decimal, "31612345678.0")
-    or an extension goes to phonenumbers.
+    forms are ASCII digits with spaces and hyphens only: parentheses (a trunk zero "+31 (0)6 ...", an area code
+    "(020)"), a trunk zero after the country code ("+31-0-6..."), a dot (a number written as a decimal,
+    "31612345678.0") or an extension go to phonenumbers.
     """
     raw = frame.get_column(column)
-    plain = raw.str.contains(r"^[0-9+\s\-()]+$") & ~raw.str.contains(r"\(\s*0\s*\)")
-    digits = pl.when(plain).then(raw.str.replace_all(r"[\s\-()]", ""))
     national = {"NL": (r"^0[0-9]{9}$", 1), "NO": (r"^[0-9]{8}$", 0)}.get(country or "")
     cc = str(phonenumbers.country_code_for_region(country)) if country else ""
+    plain = raw.str.contains(r"^[0-9+\s\-]+$")
+    digits = pl.when(plain).then(raw.str.replace_all(r"[\s\-]", ""))
+    # A 0 after the country code is mostly a trunk prefix not dialled from abroad ("+31-0-6..."), but Italy's numbers
+    # keep theirs: phonenumbers tells. Country codes are prefix-free, so the first digits name theirs.
+    intl = pl.when(digits.str.starts_with("+")).then(digits.str.slice(1)).when(digits.str.starts_with("00"))
+    intl = intl.then(digits.str.slice(2))
+    after = (
+        pl.when(intl.str.slice(0, 1).is_in(_CALLING_CODES[1]))
+        .then(intl.str.slice(1, 1))
+        .when(intl.str.slice(0, 2).is_in(_CALLING_CODES[2]))
+        .then(intl.str.slice(2, 1))
+        .otherwise(intl.str.slice(3, 1))
+    )
+    digits = pl.when(after.is_null() | (after != "0")).then(digits)
     fast_expr = (
         pl.when(digits.str.contains(r"^\+[0-9]{8,15}$"))
         .then(digits)
@@ -279,6 +291,12 @@ def normalise_phone(frame: pl.DataFrame, column: str, *, country: str | None) ->
     parsed = per_distinct(column, lambda v: _parse_phone(v, country), slow)
     lookup = dict(zip(leftover.to_list(), parsed.to_list()))
     return pl.Series(column, [f if f is not None else lookup.get(r) for f, r in zip(fast.to_list(), raw.to_list())])
+
+
+# The international calling codes by length (E.164: no code is the prefix of another).
+_CALLING_CODES = {
+    n: sorted(str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE if len(str(c)) == n) for n in (1, 2, 3)
+}
 
 
 def _parse_phone(value: str, country: str | None) -> str | None:

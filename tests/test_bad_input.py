@@ -404,7 +404,7 @@ def test_a_line_with_a_lone_carriage_return_is_rejected_with_a_plain_reason(tmp_
     report, canonical, rejected = _load(tmp_path, "t")
     assert canonical["source_record_id"].to_list() == ["R2"]
     assert rejected["reason"].to_list() == [
-        "malformed quoting: a carriage return (\\r) inside the line, outside a quoted value"
+        "malformed quoting: a line break (\\r or \\n) inside the line, outside a quoted value"
     ]
 
 
@@ -557,3 +557,30 @@ def test_a_date_whose_day_and_month_touch_is_read_only_at_full_width(tmp_path):
     issues = _issues(tmp_path, "t")
     assert issues.select("line", "raw").rows() == [(3, "1990111"), (4, "5-1-1990")]
     assert issues["reason"][0].startswith("impossible: digits in the format %Y%m%d")
+
+
+def test_a_stray_quote_inside_a_record_of_the_wrong_field_count_still_frees_the_records_it_swallowed(tmp_path):
+    _csv(tmp_path, b'id;first;last\nR1;"Jan;Smit\nR2;Piet;Jansen\nR3;Kees";Bos;x\nR4;Ans;Mol\n')
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert {"R2", "R4"} <= set(canonical["source_record_id"].to_list())
+    assert rejected["line"][0] == 2 and rejected["reason"][0].startswith("stray quote") and report.balanced
+
+
+def test_a_file_with_mac_line_ends_and_line_breaks_inside_values_splits_on_its_own_line_ends(tmp_path):
+    # Mac Excel: records end in CR, a line break inside a quoted value is LF
+    _csv(tmp_path, b'id;first;last\rR1;"Ann\nMarie";Smit\rR2;Bob;Jansen\r')
+    report, canonical, rejected = _load(tmp_path, "t")
+    assert canonical["source_record_id"].to_list() == ["R1", "R2"] and rejected.height == 0
+
+
+def test_a_json_key_escaped_into_a_name_ingest_keeps_is_rejected_too(tmp_path):
+    from citizen_view.readers import read_jsonl
+
+    _jsonl_source(
+        tmp_path,
+        ['{"id": "R1", "first": "Ann", "last": "Smit", "\\u005frow": "x"}', '{"id": "R2", "first": "A", "last": "B"}'],
+    )
+    got = read_jsonl(load_sources(tmp_path / "sources.yaml").source("j"), tmp_path / "j/p.jsonl", "p.jsonl")
+    assert got.rows["id"].to_list() == ["R2"] and [r.line for r in got.rejects] == [1]
+    report, canonical, rejected = _load(tmp_path, "j")
+    assert canonical["source_record_id"].to_list() == ["R2"] and rejected["line"].to_list() == [1]

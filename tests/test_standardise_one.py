@@ -72,6 +72,10 @@ def test_phone_numbers_are_read_by_their_numbering_plan_not_by_dropping_characte
         "31612345678.0": None,  # a number written as a decimal: one digit too many, no valid number
         "06 1234": None,  # too short to be a Dutch number
         "+\uff13\uff11612345678": "+31612345678",  # fullwidth digits, as phonenumbers reads them
+        "+31 (06) 12345678": "+31612345678",  # the trunk zero in other spellings
+        "+31-0-612345678": "+31612345678",
+        "0031 0612345678": "+31612345678",
+        "+39 06 6982 1234": "+390669821234",  # Italy's numbers keep their 0 after the country code
     }
     got = normalise_phone(pl.DataFrame({"p": list(cases)}), "p", country="NL").to_list()
     assert dict(zip(cases, got, strict=True)) == cases

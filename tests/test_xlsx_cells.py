@@ -9,6 +9,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from citizen_view.readers import _flag_cells
@@ -178,3 +179,48 @@ def test_cells_without_references_a_row_of_formulas_and_error_values_are_account
         ["a formula saved without its computed value"] * 2,
         ["a spreadsheet error value such as #N/A or #REF!"],
     ]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["an empty unnamed column", "an empty inline string in A1", "a value tag with a space", "rows without references"],
+)
+def test_the_frame_and_the_flags_agree_on_where_each_column_is(tmp_path, layout):
+    refs = layout != "rows without references"
+    letters = {"an empty unnamed column": ["A", "C", "D"], "an empty inline string in A1": ["B", "C", "D"]}.get(
+        layout, ["A", "B", "C"]
+    )  # an empty unnamed column: B holds nothing
+
+    def cell(col: int, row: int, value: str, *, date: bool = False) -> str:
+        ref = f' r="{letters[col]}{row}"' if refs else ""
+        return f'<c{ref} s="1"><v>{value}</v></c>' if date else f'<c{ref} t="inlineStr"><is><t>{value}</t></is></c>'
+
+    top = 5 if not refs else 1
+    rows = [[cell(0, top, "id"), cell(1, top, "name"), cell(2, top, "born")]]
+    for k in (1, 2, 3):
+        r = top + k  # the name of the second record is a date typed into the name column
+        name = cell(1, r, "32878", date=True) if k == 2 else cell(1, r, f"Person {k}")
+        rows.append([cell(0, r, f"R{k}"), name, cell(2, r, "05-01-1990")])
+    if layout == "an empty inline string in A1":  # calamine skips it: the frame starts at B
+        rows[0].insert(0, '<c r="A1" t="inlineStr"><is><t></t></is></c>')
+    if layout == "a value tag with a space":  # calamine reads <v >7</v>: the record R1 has its id
+        rows[1][0] = f'<c r="A{top + 1}"><v >7</v></c>'
+    body = "".join(
+        f"<row{f' r={chr(34)}{top + n}{chr(34)}' if refs or n == 0 else ''}>{''.join(row)}</row>"
+        for n, row in enumerate(rows)
+    )
+    book = _raw_book(tmp_path / "p.xlsx", body)
+    with zipfile.ZipFile(book, "a") as z:  # a style that shows numbers as dates, for the cell in the name column
+        z.writestr(
+            "xl/styles.xml",
+            f'<styleSheet xmlns="{_MAIN}"><numFmts count="1"><numFmt numFmtId="164" formatCode="dd/mm/yyyy"/></numFmts>'
+            '<cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="164" applyNumberFormat="1"/></cellXfs></styleSheet>',
+        )
+    got = _read(tmp_path, book)
+    flagged = [
+        (r["_line"], json.loads(r["_issues"])[0]["column"]) for r in got.rows.iter_rows(named=True) if r["_issues"]
+    ]
+    assert flagged == [(top + 2, "name")]
+    assert got.rows.filter(pl.col("_line") == top + 2)["name"].to_list() == [None]
+    assert got.rows["born"].to_list() == ["05-01-1990"] * 3  # no valid date wiped
+    assert got.rows["_line"].to_list() == [top + 1, top + 2, top + 3]
