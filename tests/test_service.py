@@ -394,13 +394,18 @@ def test_the_log_and_the_citizens_page_list_exactly_the_fields_a_profile_returne
     assert entry["fields"] == expected
     claim = sign_citizen_claim(national_id, load_access(ACCESS).portal_secret)
     portal = {"Authorization": f"Bearer {TOKENS['citizen_portal']}", "X-Citizen-Claim": claim}
+    start = httpx.get(f"{service.url}/start", headers=portal, timeout=30)  # it names the citizen's ID: audited
+    assert start.status_code == 303 and start.headers["location"] == f"/citizens/{citizen}/access-log"
+    entries = [json.loads(x) for x in service.audit_log.read_text(encoding="utf-8").splitlines()]
+    started = [e for e in entries if e["action"] == "portal_start"][-1]
+    assert (started["citizen_ids"], started["on_behalf_of"]) == ([citizen], citizen)
     for _ in range(2):  # the second read finds the first among the citizen's own looks
         report = httpx.get(
             f"{service.url}/api/citizens/{citizen}/access-log", params=look, headers=portal, timeout=30
         ).json()
     assert [e["fields"] for e in report["looked_at"] if e["purpose"] == look["purpose"]] == [expected]
-    assert report["own_looks"] and {e["action"] for e in report["own_looks"]} == {"access_report"}
-    assert "access_report" not in {e["action"] for e in report["looked_at"]}
+    assert report["own_looks"] and {e["action"] for e in report["own_looks"]} == {"access_report", "portal_start"}
+    assert not {"access_report", "portal_start"} & {e["action"] for e in report["looked_at"]}
     with httpx.Client(base_url=service.url) as browser:
         assert browser.post("/login", data={"token": TOKENS["citizen_portal"], "claim": claim}).status_code == 303
         page = browser.get(f"/citizens/{citizen}/access-log", params=look).text

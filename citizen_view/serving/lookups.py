@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from citizen_view.serving.access import Principal
     from citizen_view.serving.guard import Trail
 
-OWN_LOOK = "access_report"  # a read of the access log itself: only a citizen portal, for the signed-in citizen, may
+# A citizen's own looks, through the citizen portal: reading the access log, and the start page finding their ID.
+OWN_LOOK = "access_report"
+PORTAL_START = "portal_start"
+OWN_LOOKS = frozenset({OWN_LOOK, PORTAL_START})
 
 
 def run_search(view: ViewCursor, who: Principal, trail: Trail, q: Mapping[str, str]) -> dict[str, Any]:
@@ -126,8 +129,12 @@ def run_access_report(
     trail.citizen_ids = [citizen_id]
     trail.fields = ["access_log"]
     trail.disclosed = {citizen_id: {"fields": ["access_log"], "sources": []}}
-    own = [e for e in entries if e["action"] == OWN_LOOK]
-    return {"citizen_id": citizen_id, "looked_at": [e for e in entries if e["action"] != OWN_LOOK], "own_looks": own}
+    own = [e for e in entries if e["action"] in OWN_LOOKS]
+    return {
+        "citizen_id": citizen_id,
+        "looked_at": [e for e in entries if e["action"] not in OWN_LOOKS],
+        "own_looks": own,
+    }
 
 
 def citizens_holding(cur: duckdb.DuckDBPyConnection, national_id: str) -> set[str]:

@@ -22,7 +22,7 @@ from citizen_view.serving.deps import (
     principal,
     search_purpose,
 )
-from citizen_view.serving.lookups import citizens_holding, run_profile, run_search
+from citizen_view.serving.lookups import PORTAL_START, citizens_holding, run_profile, run_search
 from citizen_view.serving.templating import render
 
 search = APIRouter(dependencies=[Depends(principal), Depends(search_purpose)])
@@ -36,12 +36,16 @@ def start(who: CurrentPrincipal, trail: AuditTrail, parts: Parts) -> Response:
     everyone else on search."""
     trail.action = "start"
     if who.role.citizen_access:
+        trail.action = PORTAL_START
         if who.citizen is None:
             raise HTTPException(403, "no valid citizen claim: sign in again through the citizen portal")
         with parts.views.cursor() as (cur, _view):
             own = sorted(citizens_holding(cur, who.citizen))
         if not own:
             raise HTTPException(404, "this system holds no record of you, so no organisation has looked at one")
+        # the answer names the citizen's ID: a look at them, on their own behalf, in their access log as their own
+        trail.on_behalf_of, trail.citizen_ids, trail.fields = own[0], own, ["access_log"]
+        trail.disclosed = {c: {"fields": ["access_log"], "sources": []} for c in own}
         return RedirectResponse(f"/citizens/{own[0]}/access-log", status_code=303)
     return RedirectResponse("/search", status_code=303)
 
