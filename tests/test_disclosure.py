@@ -148,25 +148,3 @@ def test_a_small_municipality_takes_one_neighbour_down_with_it_not_all_of_them()
     assert set(hidden["area_code"]) == {"GM2", "GM3"}  # GM1 is published whole
     pattern = {a: set(hidden.filter(pl.col("area_code") == a).select("age", "sex").rows()) for a in ("GM2", "GM3")}
     assert pattern["GM2"] == pattern["GM3"]
-
-
-def test_a_small_source_s_records_cannot_be_recovered_from_the_published_total_of_records():
-    # linkage_quality publishes records_linked, the sum of every source's records in duplicates_per_source: a line
-    # along the sources, though that table holds no total of its own (red-team pass, 2026-12-05)
-    from citizen_view.open_data import TABLES
-
-    info = TABLES["duplicates_per_source"]
-    counts = {"population": (500, 480), "tax": (300, 290), "permits": (120, 118), "online": (3, 3)}
-    rows = [
-        (s, m, n)
-        for s, (r, c) in counts.items()
-        for m, n in (("records", r), ("citizens", c), ("duplicate_records", r - c))
-    ]
-    raw = pl.DataFrame(rows, schema=["source", "measure", "count"], orient="row")
-    out = protect(
-        raw, dims=list(info.dims), margins=list(info.margins), rules=RULES, hierarchies=info.hierarchies_of(raw)
-    ).table
-    records = out.filter(pl.col("measure") == "records")
-    assert records["count"].null_count() >= 2  # online's 3 and a second source's records: the total minus the rest
-    assert recoverable_cells(out, dims=list(info.dims), margins=["source"]).height == 0
-    assert recoverable_cells(out, dims=list(info.dims), margins=["measure"], hierarchies=info.hierarchies).height == 0

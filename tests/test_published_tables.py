@@ -128,7 +128,17 @@ def test_linkage_quality_writes_counts_as_whole_numbers(linked, tmp_path):
     table.write_csv(tmp_path / "lq.csv")
     table.write_parquet(tmp_path / "lq.parquet")
     lines = (tmp_path / "lq.csv").read_text().splitlines()
-    assert lines[:3] == ["metric,value,decimal", "records_linked,11,", "citizens,6,"]
+    assert lines[:2] == ["metric,value,decimal", "citizens,6,"]
     assert lines[-1] == "link_threshold_match_weight,,3.0"
     assert pl.read_parquet(tmp_path / "lq.parquet").schema["value"] == pl.Int64
     assert rules.totals_consistent(linked, "linkage_quality", table, reference=REFERENCE).passed is True
+
+
+def test_linkage_quality_does_not_publish_the_total_of_records_duplicates_per_source_protects_by_source(linked):
+    # a suppressed source's records would be that total less the other sources' (red-team pass, 2026-12-05)
+    sources = _sources()
+    records = open_data.build_table(linked, "duplicates_per_source", sources, reference=REFERENCE).table
+    total = linked.execute("SELECT count(*) FROM citizen_source_link").fetchall()[0][0]
+    assert records.filter(pl.col("measure") == "records")["count"].sum() == total  # min_cell 1: nothing hidden here
+    quality = open_data.build_table(linked, "linkage_quality", sources, reference=REFERENCE).table
+    assert total not in quality["value"].to_list()
