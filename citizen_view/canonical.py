@@ -387,16 +387,18 @@ def implausible_date_reason(*, before: dt.date | None = None, after: dt.date | N
     )
 
 
-def _format_regex(fmt: str, *, digits: bool = False) -> re.Pattern[str] | None:
+def _format_regex(fmt: str, *, digits: bool = False, full: bool = False) -> re.Pattern[str] | None:
     """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators; `digits`:
-    the groups take digits only (else any character, so a typo'd digit still has its place)."""
+    the groups take digits only (else any character, so a typo'd digit still has its place); `full`: ASCII digits,
+    each group at its full width (a day or month of one digit allowed otherwise)."""
     out, i = [], 0
-    char = r"\d" if digits else "."
+    char = "[0-9]" if full else r"\d" if digits else "."
     while i < len(fmt):
         token = fmt[i : i + 2]
         if token in _PARTS:
             group, width = _PARTS[token]
-            out.append(f"(?P<{group}>{char}{{{width}}})" if group == "Y" else f"(?P<{group}>{char}{{1,{width}}}?)")
+            exact = group == "Y" or full
+            out.append(f"(?P<{group}>{char}{{{width}}})" if exact else f"(?P<{group}>{char}{{1,{width}}}?)")
             i += 2
         elif fmt[i] == "%":
             return None  # a format with other directives (%b, %y, ...) is not rearranged
@@ -413,20 +415,8 @@ def _full_widths(fmt: str) -> str | None:
     """For a format in which two of %Y, %m and %d touch (%Y%m%d, %d%m%Y), the regex of a date written with each at
     its full width: strptime reads "1990111" as 1990-11-01, one guess of two. None for other formats (a separator
     tells where "5-1-1990" ends its day and month)."""
-    if not re.search(r"%[Ymd]%[Ymd]", fmt):
-        return None
-    out, i = [], 0
-    while i < len(fmt):
-        token = fmt[i : i + 2]
-        if token in _PARTS:
-            out.append(f"[0-9]{{{_PARTS[token][1]}}}")
-            i += 2
-        elif fmt[i] == "%":
-            return None
-        else:
-            out.append(re.escape(fmt[i]))
-            i += 1
-    return f"^{''.join(out)}$"
+    pattern = _format_regex(fmt, full=True) if re.search(r"%[Ymd]%[Ymd]", fmt) else None
+    return pattern.pattern if pattern is not None else None
 
 
 def _rearrange(value: str, pattern: re.Pattern[str]) -> str | None:

@@ -246,7 +246,7 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     No count of records linked: it is the sum of `duplicates_per_source`'s records over the sources, a total that
     table's disclosure control does not publish, so with one source's records suppressed it would give them back
     (the total less the others; red-team pass, 2026-12-05)."""
-    counts = con.execute("SELECT count(*) FROM citizen").fetchall()[0]
+    citizens = con.execute("SELECT count(*) FROM citizen").fetchall()[0][0]
     decimals = con.execute(
         """
         SELECT (SELECT avg((source_count >= 2)::INT) FROM citizen),
@@ -254,7 +254,7 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                (SELECT threshold_weight FROM linkage_threshold)
         """
     ).fetchall()[0]
-    whole = dict(zip(("citizens",), counts))
+    whole = {"citizens": citizens}
     fractional = dict(
         zip(
             ("share_of_citizens_in_two_or_more_sources", "median_match_probability", "link_threshold_match_weight"),

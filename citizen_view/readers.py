@@ -307,7 +307,7 @@ def read_csv(source: SourceConfig, path: Path, name: str, *, in_bulk: bool = Tru
             # A stray quote is rejected with its line only: the next line starts a new record, so it can never
             # swallow the records after it. Any other record that fails is rejected whole, with every line it
             # spans: none of them is read as a record of its own (a value's second line is no person).
-            taken = 1 if stray is not None and problem == stray else used
+            taken = 1 if stray else used
             rejects.append(Reject(name, i + 1, problem, "\n".join(text[i : i + taken])))
             record_lines += taken
             i += taken
@@ -828,14 +828,13 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     )
     _check_header(source, name, df.columns)
     part = _sheet_part(path, sheet)
-    header_row = part.origin[0] if part is not None else 1  # the frame starts at the sheet's first row with a value
+    first = part.origin[0] + 1 if part is not None else 2  # the row after the frame's first, its header
     df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in df.columns)
     df = df.with_columns(
-        pl.int_range(header_row + 1, header_row + 1 + df.height, dtype=pl.Int64).alias("_line"),
-        pl.lit(name).alias("_file"),
+        pl.int_range(first, first + df.height, dtype=pl.Int64).alias("_line"), pl.lit(name).alias("_file")
     )
     data_cols = [c for c in df.columns if c not in ("_line", "_file")]
-    df = _typed_cells(source, part, df, data_cols)
+    df = _typed_cells(source, part, df, data_cols, first=first)
     if data_cols:  # a row of empty cells is no record; one whose values were all set aside is (its issues say why)
         df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols) | pl.col(ISSUES).is_not_null())
     return FileRead(df.select([*data_cols, "_file", "_line", ISSUES]))
@@ -846,8 +845,11 @@ _XL_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}
 _BUILTIN_DATE_FORMATS = {*range(14, 23), 45, 46, 47}  # ECMA-376 18.8.30: the built-in date and time formats
 
 
-def _typed_cells(source: SourceConfig, part: _SheetPart | None, df: pl.DataFrame, data_cols: list[str]) -> pl.DataFrame:
-    """Apply what the sheet's XML says about mapped cells (calamine gives their text only); adds the ISSUES column."""
+def _typed_cells(
+    source: SourceConfig, part: _SheetPart | None, df: pl.DataFrame, data_cols: list[str], *, first: int
+) -> pl.DataFrame:
+    """Apply what the sheet's XML says about mapped cells (calamine gives their text only); adds the ISSUES column.
+    `first`: the sheet row of the frame's first row."""
     by_column: dict[str, list[str]] = {}
     for canonical, mapping in source.fields.items():
         by_column.setdefault(mapping.column, []).append(canonical)
@@ -856,9 +858,8 @@ def _typed_cells(source: SourceConfig, part: _SheetPart | None, df: pl.DataFrame
     flagged = _flags(part, data_cols, set(by_column)) if part is not None else {}
     values = {c: df.get_column(c).to_list() for c in by_column if c in df.columns}
     issues: list[list[dict[str, str]] | None] = [None] * df.height
-    first_record = part.origin[0] + 1 if part is not None else 2
     for (line, column), kind in flagged.items():
-        pos = line - first_record
+        pos = line - first
         if not 0 <= pos < df.height or column not in values:
             continue
         raw = values[column][pos]
@@ -977,17 +978,10 @@ def _first_value_column(sheet_xml: bytes, start: int, end: int) -> int | None:
     return None
 
 
-def _flag_cells(
-    path: Path, sheet: str | int | None, columns: list[str], wanted: set[str]
-) -> dict[tuple[int, str], str]:
+def _flags(part: _SheetPart, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
     """{(row, column name): "formula" | "date" | "error"} for cells of `wanted` columns holding a formula without a
     cached value, typed as a date (a date style on a number, or an ISO date cell) or holding an error value (#N/A),
-    read from the workbook's XML."""
-    part = _sheet_part(path, sheet)
-    return _flags(part, columns, wanted) if part is not None else {}
-
-
-def _flags(part: _SheetPart, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+    read from the sheet's XML."""
     if not _may_flag(part.xml, part.date_styles):
         return {}
     return _CellFlagger(columns, wanted, part.date_styles, first_col=part.origin[1]).parse(part.xml)

@@ -12,9 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from citizen_view.readers import _flag_cells
+from citizen_view.readers import _flags, _sheet_part
 
 COLUMNS = ["id", "first", "last", "born"]
+
+
+def _flag_cells(book: Path, sheet, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
+    return _flags(_sheet_part(book, sheet), columns, wanted)
 
 
 def _book(path: Path, *, dates: bool = True, formulas: bool = True) -> Path:

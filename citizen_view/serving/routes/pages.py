@@ -34,9 +34,8 @@ session = APIRouter(dependencies=[Depends(principal)])  # pages that show no cit
 def start(who: CurrentPrincipal, trail: AuditTrail, parts: Parts) -> Response:
     """The role's own start page: a citizen portal's citizen on their access log, a reviewer-only role on review,
     everyone else on search."""
-    trail.action = "start"
+    trail.action = PORTAL_START if who.role.citizen_access else "start"
     if who.role.citizen_access:
-        trail.action = PORTAL_START
         if who.citizen is None:
             raise HTTPException(403, "no valid citizen claim: sign in again through the citizen portal")
         with parts.views.cursor() as (cur, _view):
