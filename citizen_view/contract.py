@@ -540,6 +540,7 @@ def _glob_abs(pattern: Path) -> list[Path]:
 # anchors and aliases expand to billions of values), before anything is expanded.
 MAX_SOURCES_BYTES = 1 << 20
 MAX_YAML_NODES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -557,8 +558,38 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
-def _safe_yaml(text: str) -> Any:
-    """YAML's safe loading, refusing a document that expands to more than MAX_YAML_NODES values."""
+def _repeated_key(root: yaml.Node) -> str | None:
+    """Where one mapping gives the same key twice, said for a person; None when none does. PyYAML keeps the last of
+    the two without a word, so a second `national_id:` under `fields:` or a role written twice in an access file
+    would silently replace the first. Keys are compared as written with their resolved type (`1` and `"1"` differ);
+    a merge (`<<: *defaults`) is YAML's own way of overriding and is not a repeat."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                stack.extend((key, value))
+                if key.tag == _MERGE_TAG or not isinstance(key, yaml.ScalarNode):
+                    continue
+                earlier = first.setdefault((key.tag, key.value), key)
+                if earlier is not key:
+                    return (
+                        f"line {key.start_mark.line + 1}: the key {key.value!r} is given twice in one mapping (first "
+                        f"on line {earlier.start_mark.line + 1}); YAML would keep only the second: remove or rename one"
+                    )
+    return None
+
+
+def safe_yaml(text: str) -> Any:
+    """YAML's safe loading for a configuration file: refuses (ConfigError) a document that expands to more than
+    MAX_YAML_NODES values, and a mapping that gives one key twice."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -568,6 +599,9 @@ def _safe_yaml(text: str) -> Any:
             raise ConfigError(
                 f"the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and aliases?): refused"
             )
+        repeated = _repeated_key(node)
+        if repeated is not None:
+            raise ConfigError(repeated)
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -589,7 +623,7 @@ def load_sources(path: str | Path) -> SourcesFile:
             f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start} cannot be decoded): save it as UTF-8"
         ) from None
     try:
-        data = _safe_yaml(text)
+        data = safe_yaml(text)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -584,3 +584,37 @@ def test_a_json_key_escaped_into_a_name_ingest_keeps_is_rejected_too(tmp_path):
     assert got.rows["id"].to_list() == ["R2"] and [r.line for r in got.rejects] == [1]
     report, canonical, rejected = _load(tmp_path, "j")
     assert canonical["source_record_id"].to_list() == ["R2"] and rejected["line"].to_list() == [1]
+
+
+def test_a_sources_key_given_twice_is_refused_with_both_lines(tmp_path, capsys):
+    # Two `national_id:` mappings: YAML keeps the second without a word, and the first column would not be read.
+    path = write(
+        tmp_path / "sources.yaml",
+        """
+        sources:
+          - name: tax
+            path: t.csv
+            format: csv
+            record_id: id
+            fields:
+              national_id: bsn
+              given_name: first
+              national_id: burgerservicenummer
+        """,
+    )
+    with pytest.raises(
+        ConfigError, match=r"line 9: the key 'national_id' is given twice in one mapping \(first on line 7\)"
+    ):
+        load_sources(path)
+    assert cli_main(["run", "--sources", str(path), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "given twice" in err and "\n" not in err
+
+
+def test_two_fixed_width_fillers_of_one_name_are_refused(tmp_path):
+    path = write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: fw, path: fw.txt, format: fixed_width, options: {widths: {ID: 4, FILLER: 2, NAME: 8, FILLER: 3}}}\n",
+    )
+    with pytest.raises(ConfigError, match="the key 'FILLER' is given twice"):
+        load_sources(path)

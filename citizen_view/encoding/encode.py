@@ -16,7 +16,7 @@ import polars as pl
 import yaml
 
 from citizen_view.canonical import Rules
-from citizen_view.contract import SourcesFile
+from citizen_view.contract import SourcesFile, safe_yaml
 from citizen_view.encoding import schema as S
 from citizen_view.encoding.clk import Encoder, bigrams, date_tokens, to_hex, xor_fold
 from citizen_view.encoding.pseudonym import pseudonym, purpose_key
@@ -145,7 +145,7 @@ def encode_source(
         "attributes": {"age_band": "Age band", "pseudonymous": "Pseudonymous record"},
     }
     sources_file = out_dir / "sources.yaml"
-    data = yaml.safe_load(sources_file.read_text(encoding="utf-8")) if sources_file.exists() else {}
+    data = safe_yaml(sources_file.read_text(encoding="utf-8")) if sources_file.exists() else {}
     data = data or {}
     if sources.country and "country" not in data:
         data["country"] = sources.country

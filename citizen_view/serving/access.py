@@ -27,7 +27,7 @@ from typing import Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from citizen_view.contract import CanonicalField, ConfigError
+from citizen_view.contract import CanonicalField, ConfigError, safe_yaml
 
 # Demo roles, users and tokens for the synthetic sample: `citizen-view init` copies it into a warehouse's folder.
 EXAMPLE_ACCESS_FILE = Path(__file__).with_name("example_access.yaml")
@@ -100,10 +100,21 @@ class AccessConfig(BaseModel):
     portal_secret: str | None = Field(default=None, min_length=32, repr=False)  # $CITIZEN_VIEW_PORTAL_SECRET wins
 
     @model_validator(mode="after")
-    def _roles_exist(self) -> AccessConfig:
+    def _users_known_apart(self) -> AccessConfig:
+        """Each user has a known role, a name of their own and a token of their own: two users under one name, or
+        one token for two users (the first would win), would make the audit log name the wrong person."""
+        names: dict[str, User] = {}
+        tokens: dict[str, User] = {}
         for user in self.users:
             if user.role not in self.roles:
                 raise ValueError(f"user {user.name!r} has unknown role {user.role!r}")
+            if names.setdefault(user.name, user) is not user:
+                raise ValueError(f"two users are named {user.name!r}: the audit log could not tell them apart")
+            other = tokens.setdefault(user.token_sha256, user)
+            if other is not user:
+                raise ValueError(
+                    f"users {other.name!r} and {user.name!r} have the same token: each user needs a token of their own"
+                )
         return self
 
 
@@ -214,6 +225,6 @@ def load_access(path: str | Path) -> AccessConfig:
     if not path.is_file():
         raise ConfigError(f"access file not found: {path}")
     try:
-        return AccessConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (ValidationError, yaml.YAMLError) as exc:
+        return AccessConfig.model_validate(safe_yaml(path.read_text(encoding="utf-8")))
+    except (ValidationError, yaml.YAMLError, ConfigError) as exc:
         raise ConfigError(f"{path}: invalid access file: {exc}") from None
