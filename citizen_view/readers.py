@@ -863,6 +863,10 @@ def _typed_cells(
         if not 0 <= pos < df.height or column not in values:
             continue
         raw = values[column][pos]
+        if kind.startswith("shown:"):  # a whole number shown through a format of zeros: the text the sheet shows
+            if raw:
+                values[column][pos] = _shown(raw, part.digit_styles[int(kind[6:])]) if part is not None else raw
+            continue
         date_fields = [f for f in by_column[column] if f in ("date_of_birth", "date_of_death")]
         if kind == "date" and date_fields and raw:
             fmt = source.fields[date_fields[0]].format or "%Y-%m-%d"
@@ -893,12 +897,14 @@ def _calamine_datetime(text: str):
 
 @dataclass
 class _SheetPart:
-    """A worksheet's XML, the workbook's date styles, and where calamine's frame starts: (row, column index) of the
-    first row and the leftmost column holding a value (1-based row, 0-based column)."""
+    """A worksheet's XML, the workbook's date styles and digit styles (_cell_styles), and where calamine's frame
+    starts: (row, column index) of the first row and the leftmost column holding a value (1-based row, 0-based
+    column)."""
 
     xml: bytes
     date_styles: set[int]
     origin: tuple[int, int]
+    digit_styles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)
 
 
 def _sheet_part(path: Path, sheet: str | int | None) -> _SheetPart | None:
@@ -917,9 +923,9 @@ def _sheet_part(path: Path, sheet: str | int | None) -> _SheetPart | None:
         rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
         target = next(r.get("Target", "") for r in rels if r.get("Id") == chosen.get(_XL_REL))
         member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-        date_styles = _date_styles(z, ET)
+        date_styles, digit_styles = _cell_styles(z, ET)
         sheet_xml = z.read(member)
-    return _SheetPart(sheet_xml, date_styles, _origin(sheet_xml))
+    return _SheetPart(sheet_xml, date_styles, _origin(sheet_xml), digit_styles)
 
 
 # Rows and cells of a sheet's XML, and what makes calamine count a cell as holding a value.
@@ -979,12 +985,13 @@ def _first_value_column(sheet_xml: bytes, start: int, end: int) -> int | None:
 
 
 def _flags(part: _SheetPart, columns: list[str], wanted: set[str]) -> dict[tuple[int, str], str]:
-    """{(row, column name): "formula" | "date" | "error"} for cells of `wanted` columns holding a formula without a
-    cached value, typed as a date (a date style on a number, or an ISO date cell) or holding an error value (#N/A),
-    read from the sheet's XML."""
-    if not _may_flag(part.xml, part.date_styles):
+    """{(row, column name): "formula" | "date" | "error" | "shown:<style>"} for cells of `wanted` columns holding a
+    formula without a cached value, typed as a date (a date style on a number, or an ISO date cell), holding an error
+    value (#N/A), or a number shown through a format of zeros (a digit style), read from the sheet's XML."""
+    if not _may_flag(part.xml, part.date_styles | set(part.digit_styles)):
         return {}
-    return _CellFlagger(columns, wanted, part.date_styles, first_col=part.origin[1]).parse(part.xml)
+    styles = (part.date_styles, set(part.digit_styles))
+    return _CellFlagger(columns, wanted, *styles, first_col=part.origin[1]).parse(part.xml)
 
 
 # Markup that may make a cell worth flagging (a superset: a hit only means the sheet is parsed cell by cell).
@@ -993,23 +1000,26 @@ _DATE_TYPE = re.compile(rb"\bt\s*=\s*[\"'][de][\"']")  # a date cell, or an erro
 _STYLE = re.compile(rb"\bs\s*=\s*[\"']([^\"']*)[\"']")
 
 
-def _may_flag(sheet_xml: bytes, date_styles: set[int]) -> bool:
-    """Whether any cell of the sheet can hold a formula or a date: a fast scan of the bytes (most extracts have
-    neither, and then no cell needs to be looked at)."""
+def _may_flag(sheet_xml: bytes, styles: set[int]) -> bool:
+    """Whether any cell of the sheet can hold a formula, a date or a number in one of `styles` (date and digit
+    styles): a fast scan of the bytes (most extracts have none, and then no cell needs to be looked at)."""
     if _FORMULA_TAG.search(sheet_xml) or _DATE_TYPE.search(sheet_xml):
         return True
-    if not date_styles:
+    if not styles:
         return False
     used = set(_STYLE.findall(sheet_xml))
-    return any(not v.isdigit() or int(v) in date_styles for v in used)
+    return any(not v.isdigit() or int(v) in styles for v in used)
 
 
 class _CellFlagger:
     """Streams a worksheet's XML through expat (C) and flags cells of wanted columns: one Python call per element
     start and end, no element objects (ElementTree's iterparse built one per cell, its value and its formula)."""
 
-    def __init__(self, columns: list[str], wanted: set[str], date_styles: set[int], *, first_col: int = 0):
+    def __init__(
+        self, columns: list[str], wanted: set[str], date_styles: set[int], digit_styles: set[int], *, first_col: int = 0
+    ):
         self.columns, self.wanted, self.date_styles = columns, wanted, date_styles
+        self.digit_styles = digit_styles  # number formats of zeros (_digit_pattern): their cells are flagged too
         self.out: dict[tuple[int, str], str] = {}
         self.first_col = first_col  # the frame's first column (_origin)
         self.depth = 0
@@ -1073,31 +1083,90 @@ class _CellFlagger:
 
     def _flag(self, cell: list) -> None:
         _depth, row, column, t, s, has_formula, has_value, value_text = cell
+        style = int(s) if str(s).isdigit() else -1
         if has_formula and not (has_value and value_text):
             self.out[(row, column)] = "formula"
-        elif t == "d" or ((t or "n") == "n" and int(s) in self.date_styles):
+        elif t == "d" or ((t or "n") == "n" and style in self.date_styles):
             self.out[(row, column)] = "date"
         elif t == "e":
             self.out[(row, column)] = "error"
+        elif (t or "n") == "n" and style in self.digit_styles:
+            self.out[(row, column)] = f"shown:{style}"
 
 
 _XL_NS = _XL[1:-1]
 _XL_C, _XL_V, _XL_F, _XL_ROW = (f"{_XL_NS}}}{tag}" for tag in ("c", "v", "f", "row"))
 
 
-def _date_styles(z, ET) -> set[int]:  # noqa: N803
-    """Indexes of the cell formats that show a number as a date or time."""
+def _cell_styles(z, ET) -> tuple[set[int], dict[int, tuple[str | None, ...]]]:  # noqa: N803
+    """Indexes of the cell formats that show a number as a date or time, and of those that show it through zeros
+    (`000000000`, `000\\-00\\-0000`), with their pattern (_digit_pattern)."""
     try:
         styles = ET.fromstring(z.read("xl/styles.xml"))
     except KeyError:
-        return set()
+        return set(), {}
     date_ids = set(_BUILTIN_DATE_FORMATS)
+    digit_formats: dict[int, tuple[str | None, ...]] = {}
     for fmt in styles.iter(f"{_XL}numFmt"):
-        code = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.', "", fmt.get("formatCode", "")).lower()
+        code = fmt.get("formatCode", "")
+        pattern = _digit_pattern(code)
+        if pattern is not None:
+            digit_formats[int(fmt.get("numFmtId", -1))] = pattern
+        code = re.sub(r'"[^"]*"|\[[^\]]*\]|\\.', "", code).lower()
         if re.search(r"[dyhs]|m", code) and "general" not in code:
             date_ids.add(int(fmt.get("numFmtId", -1)))
     xfs = styles.find(f"{_XL}cellXfs")
-    return {i for i, xf in enumerate(xfs if xfs is not None else []) if int(xf.get("numFmtId", 0)) in date_ids}
+    formats = [int(xf.get("numFmtId", 0)) for xf in (xfs if xfs is not None else [])]
+    dates = {i for i, f in enumerate(formats) if f in date_ids}
+    return dates, {i: digit_formats[f] for i, f in enumerate(formats) if f in digit_formats}
+
+
+def _digit_pattern(code: str) -> tuple[str | None, ...] | None:
+    """A number format that shows a whole number as digits padded with zeros, perhaps with literal separators (an ID
+    or postcode kept as a number: `00000000000`, `000\\-00\\-0000`, `"NL"000`), as its parts: None for each digit
+    place, text for a literal. None for any other format (one with #, ?, a decimal point, a thousands separator, a
+    colour, a condition or more than one section), which the sheet's text from calamine already matches or which
+    is not an identifier's."""
+    parts: list[str | None] = []
+    i = 0
+    while i < len(code):
+        ch = code[i]
+        if ch == "0":
+            parts.append(None)
+        elif ch == "\\" and i + 1 < len(code):
+            parts.append(code[i + 1])
+            i += 1
+        elif ch == '"':
+            end = code.find('"', i + 1)
+            if end < 0:
+                return None
+            parts.append(code[i + 1 : end])
+            i = end
+        elif ch in " -()":
+            parts.append(ch)
+        else:
+            return None
+        i += 1
+    return tuple(parts) if parts.count(None) >= 2 else None
+
+
+def _shown(text: str, pattern: tuple[str | None, ...]) -> str:
+    """The cell's number (`text`, as calamine writes it) as a digit pattern shows it: padded with zeros to the
+    pattern's digit places, the digits beyond them in the first place, as a spreadsheet does. A number that is not
+    whole or is negative is left as it is: such a value is no identifier, and its checks say so."""
+    if not (text.isascii() and text.isdigit()):
+        return text
+    places = pattern.count(None)
+    digits = text.zfill(places)
+    extra, taken, out = len(digits) - places, 0, []
+    for part in pattern:
+        if part is None:
+            width = 1 + extra if taken == 0 else 1
+            out.append(digits[taken : taken + width])
+            taken += width
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 def _col_index(letters: str) -> int:

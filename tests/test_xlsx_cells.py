@@ -228,3 +228,67 @@ def test_the_frame_and_the_flags_agree_on_where_each_column_is(tmp_path, layout)
     assert got.rows.filter(pl.col("_line") == top + 2)["name"].to_list() == [None]
     assert got.rows["born"].to_list() == ["05-01-1990"] * 3  # no valid date wiped
     assert got.rows["_line"].to_list() == [top + 1, top + 2, top + 3]
+
+
+def test_an_id_kept_as_a_number_loads_as_the_sheet_shows_it(tmp_path):
+    """A register exported through a spreadsheet keeps IDs as numbers shown through a format of zeros: a Norwegian
+    ID of someone born on the 1st to 9th of a month loses its first digit as a number. It loads as shown, and passes
+    its checksum; a cell without that format, or a number that is not whole, stays as the number it is."""
+    import xlsxwriter
+
+    from tests.test_ingest import _issues, _load
+
+    book = tmp_path / "p.xlsx"
+    wb = xlsxwriter.Workbook(str(book))
+    ws = wb.add_worksheet()
+    fnr, ref = wb.add_format({"num_format": "00000000000"}), wb.add_format({"num_format": '"K-"000000'})
+    ws.write_row(0, 0, ["id", "fnr", "name"])
+    ws.write_number(1, 0, 42, ref), ws.write_number(1, 1, 1019000083, fnr), ws.write(1, 2, "Kari Nordmann")
+    ws.write_number(2, 0, 43, ref), ws.write_number(2, 1, 1019000083), ws.write(2, 2, "Ola Nordmann")  # no format
+    ws.write_number(3, 0, 44, ref), ws.write_number(3, 1, 12.5, fnr), ws.write(3, 2, "Per Hansen")
+    wb.close()
+    (tmp_path / "sources.yaml").write_text(
+        "country: NO\nsources:\n  - {name: p, path: p.xlsx, format: xlsx, record_id: id, "
+        "fields: {national_id: fnr, full_name: name}}\n",
+        encoding="utf-8",
+    )
+    from citizen_view.contract import load_sources
+    from citizen_view.readers import read_xlsx
+
+    sources = load_sources(tmp_path / "sources.yaml")
+    got = read_xlsx(sources.source("p"), book, book.name)
+    assert got.rows.select("id", "fnr").rows() == [
+        ("K-000042", "01019000083"),
+        ("K-000043", "1019000083"),
+        ("K-000044", "12.5"),
+    ]
+    _report, canonical, _rejected = _load(tmp_path, "p")  # held back or not (two bad IDs of three), as loaded
+    ids = canonical.select("source_record_id", "national_id").rows()
+    assert ids == [("K-000042", "01019000083"), ("K-000043", None), ("K-000044", None)]
+    issues = _issues(tmp_path, "p").select("record_id", "field").rows()
+    assert issues == [("K-000043", "national_id"), ("K-000044", "national_id")]
+
+
+@pytest.mark.parametrize(
+    ("code", "number", "shown"),
+    [
+        ("000000000", "12345678", "012345678"),
+        ("000\\-00\\-0000", "12345678", "012-34-5678"),
+        ("00000", "1234567", "1234567"),  # more digits than places: all shown, as a spreadsheet does
+        ('"NL"000', "7", "NL007"),
+        ("000 000", "12345", "012 345"),
+    ],
+)
+def test_a_format_of_zeros_pads_as_a_spreadsheet_shows(code, number, shown):
+    from citizen_view.readers import _digit_pattern, _shown
+
+    assert _shown(number, _digit_pattern(code)) == shown
+
+
+@pytest.mark.parametrize(
+    "code", ["0", "#,##0", "0.00", "00000;[Red]-00000", "[<=9999]0000;General", "00%", "00/00", "General"]
+)
+def test_formats_that_are_not_digits_padded_with_zeros_are_left_alone(code):
+    from citizen_view.readers import _digit_pattern
+
+    assert _digit_pattern(code) is None
