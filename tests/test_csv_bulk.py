@@ -9,7 +9,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from citizen_view.contract import load_sources
-from citizen_view.readers import _plain_lines, _split_lines, read_csv
+from citizen_view.readers.delimited import _plain_lines, read_csv
+from citizen_view.readers.text import split_lines
 from tests.test_ingest import _csv_source
 
 # Lines of a three-field record (id, name, city), each a kind of fault or not; {i} numbers the record.
@@ -65,7 +66,7 @@ def test_bulk_reading_equals_reading_each_line_alone(tmp_path, seed, crlf):
     loaded, rejected = _same(source, path)
     assert loaded > 2000 and rejected > 50  # the file has both, so both paths were compared on both
     # the bulk reading was used: most lines are split in bulk or read by a csv reader per run
-    lines = _split_lines(path.read_bytes(), "utf-8")
+    lines = split_lines(path.read_bytes(), "utf-8")
     plain = _plain_lines(lines.text, 1, lines.bad, ";", '"', 3, 50)
     assert plain.bare.sum() > 1500 and len(plain.paired_at) > 100
 
@@ -88,7 +89,7 @@ def test_a_line_with_paired_quotes_inside_a_value_over_lines_stays_in_its_record
     # Line 3 closes the id opened on line 2, and on its own it is a record of three fields with four quotes.
     body = b'id;name;city\n"R1\nx";"A;b";c"\nR3;Els;Ede\n'
     source, path = _source(tmp_path, body)
-    lines = _split_lines(body, "utf-8")
+    lines = split_lines(body, "utf-8")
     assert 2 in _plain_lines(lines.text, 1, lines.bad, ";", '"', 3, 50).paired_at  # read alone, it would be one
     got = read_csv(source, path, "t.csv")
     assert got.rows["id"].to_list() == ["R1\nx", "R3"] and got.rows["_line"].to_list() == [2, 4]

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from citizen_view.readers import _flags, _sheet_part
+from citizen_view.readers.spreadsheet import _flags, _sheet_part
 
 COLUMNS = ["id", "first", "last", "born"]
 
@@ -280,7 +280,7 @@ def test_an_id_kept_as_a_number_loads_as_the_sheet_shows_it(tmp_path):
     ],
 )
 def test_a_format_of_zeros_pads_as_a_spreadsheet_shows(code, number, shown):
-    from citizen_view.readers import _digit_pattern, _shown
+    from citizen_view.readers.spreadsheet import _digit_pattern, _shown
 
     assert _shown(number, _digit_pattern(code)) == shown
 
@@ -289,6 +289,6 @@ def test_a_format_of_zeros_pads_as_a_spreadsheet_shows(code, number, shown):
     "code", ["0", "#,##0", "0.00", "00000;[Red]-00000", "[<=9999]0000;General", "00%", "00/00", "General"]
 )
 def test_formats_that_are_not_digits_padded_with_zeros_are_left_alone(code):
-    from citizen_view.readers import _digit_pattern
+    from citizen_view.readers.spreadsheet import _digit_pattern
 
     assert _digit_pattern(code) is None
