@@ -292,3 +292,31 @@ def test_formats_that_are_not_digits_padded_with_zeros_are_left_alone(code):
     from citizen_view.readers.spreadsheet import _digit_pattern
 
     assert _digit_pattern(code) is None
+
+
+def test_a_repeated_header_name_stops_the_workbook_as_it_stops_a_csv_file(tmp_path):
+    """calamine renames a repeated name (`name`, `name_1`) and then a real `name_1` column to `name_1_1`: a mapping
+    of `name_1` read the second `name` column. The header is read as written, and a repeat is refused."""
+    import xlsxwriter
+
+    from citizen_view.contract import SourceError, load_sources
+    from citizen_view.readers import read_xlsx
+
+    def book(header: list[str]) -> Path:
+        path = tmp_path / "p.xlsx"
+        wb = xlsxwriter.Workbook(str(path))
+        ws = wb.add_worksheet()
+        ws.write_row(1, 1, header)  # the frame starts at B2: the header is its first row, wherever that is
+        ws.write_row(2, 1, ["R1", "first", "second", "third"])
+        wb.close()
+        return path
+
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - {name: p, path: p.xlsx, format: xlsx, record_id: id, fields: {full_name: name_1}}\n",
+        encoding="utf-8",
+    )
+    source = load_sources(tmp_path / "sources.yaml").source("p")
+    with pytest.raises(SourceError, match=r"repeats column name\(s\) \['name'\] in its header"):
+        read_xlsx(source, book(["id", "name", "name", "name_1"]), "p.xlsx")
+    got = read_xlsx(source, book(["id", "name", "", "name_1"]), "p.xlsx").rows
+    assert got.select("id", "name_1", "__UNNAMED__2", "_line").rows() == [("R1", "third", "second", 3)]

@@ -25,16 +25,19 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     """
     sheet = source.option("sheet")
     kwargs: dict = {"sheet_name": sheet} if isinstance(sheet, str) else {"sheet_id": (sheet or 0) + 1}
-    df = pl.read_excel(
+    cells = pl.read_excel(
         path,
         engine="calamine",
         infer_schema_length=0,
         drop_empty_rows=False,
         drop_empty_cols=False,  # the cells flagged from the sheet's XML are placed by column: none may go missing
         raise_if_empty=False,
+        read_options={"header_row": None},  # the header as written: calamine would rename a repeated name
         **kwargs,
     )
-    check_header(source, name, df.columns)
+    header = _header(cells)
+    check_header(source, name, header)
+    df = cells.slice(1).rename(dict(zip(cells.columns, header, strict=True)))
     part = _sheet_part(path, sheet)
     first = part.origin[0] + 1 if part is not None else 2  # the row after the frame's first, its header
     df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in df.columns)
@@ -46,6 +49,14 @@ def read_xlsx(source: SourceConfig, path: Path, name: str) -> FileRead:
     if data_cols:  # a row of empty cells is no record; one whose values were all set aside is (its issues say why)
         df = df.filter(~pl.all_horizontal(pl.col(c).is_null() for c in data_cols) | pl.col(ISSUES).is_not_null())
     return FileRead(df.select([*data_cols, "_file", "_line", ISSUES]))
+
+
+def _header(cells: pl.DataFrame) -> list[str]:
+    """The frame's first row as column names, as calamine names an empty one (`__UNNAMED__<n>`), without the
+    suffix calamine gives a repeated name (`name`, `name_1`): a real `name_1` column would be renamed `name_1_1`,
+    and a mapping of `name_1` would read the second `name`. check_header refuses a repeat, as in a CSV file."""
+    first = cells.row(0) if cells.height else [None] * cells.width
+    return [f"__UNNAMED__{i}" if v is None or v == "" else v for i, v in enumerate(first)]
 
 
 _XL = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
