@@ -152,6 +152,9 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         parsed = text.str.strptime(pl.Date, fmt, strict=False)
         if (widths := _full_widths(fmt)) is not None:  # "1990111" in %Y%m%d: 1 Nov or 11 Jan is no reading to pick
             parsed = pl.when(text.str.contains(widths)).then(parsed)
+        if two_digit_year(fmt):
+            written = pl.col("_extracted_at").dt.date() if "_extracted_at" in rows.df.columns else None
+            parsed = not_after(parsed, rules.latest_date, written)
         parsed = rows.kept(parsed, f"parsed_{name}")
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = rows.kept(well_shaped(text, fmt), f"shaped_{name}")
@@ -167,6 +170,22 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         if name == F.DATE_OF_BIRTH:
             dob_text = date_text(rows.series(text), rows.series(parsed), fmt)
     return dates, dob_text
+
+
+def two_digit_year(fmt: str) -> bool:
+    """Whether a date format gives the year in two digits (%y) and nowhere in four."""
+    directives = re.findall(r"%.", fmt)
+    return "%y" in directives and "%Y" not in directives
+
+
+def not_after(parsed: pl.Expr, latest: dt.date, written: pl.Expr | None = None) -> pl.Expr:
+    """Dates read with a two-digit year (%y, which reads 00-68 as 2000-2068) put in the century that keeps them on or
+    before the day their file was written (`written`, per row; null: unknown) and the latest plausible date: a birth
+    or death cannot follow the extract that records it. "03-07-45" is 1945, not 2045; "01-01-20" is 2020 in a file
+    written in 2026, 1920 in one written in 2019. (A person over 100 whose year is written in two digits reads as a
+    child: the format itself cannot tell them apart.)"""
+    limit = pl.lit(latest) if written is None else pl.min_horizontal(written, pl.lit(latest))
+    return pl.when(parsed > limit).then(parsed.dt.offset_by("-100y")).otherwise(parsed)
 
 
 def _identity_columns(rows: _Rows, rules: Rules) -> list[pl.Series]:

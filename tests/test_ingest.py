@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import polars as pl
@@ -465,3 +466,29 @@ def test_a_large_extract_with_unmapped_fields_loads(tmp_path):
     )
     report, _, _ = _load(tmp_path, "big")
     assert report.rows_in == report.rows_loaded == 250_000
+
+
+def test_a_two_digit_year_is_read_in_the_century_that_keeps_the_date_before_its_file(tmp_path):
+    """Legacy extracts write birth years in two digits (%y), which reads 00-68 as 2000-2068: everyone born 1945-1968
+    had a birth date in the future, and was set aside as implausible. A birth cannot follow the file that records it:
+    the century is the one that keeps the date on or before the day the file was written."""
+    import os
+
+    rows = ["T1;;A, B;03-07-45;Ede", "T2;;C, D;01-01-20;Ede", "T3;;E, F;31-12-99;Ede", "T4;;G, H;29-02-00;Ede"]
+    write(tmp_path / "tax/t.csv", "taxpayer_ref;tin;name;birth_date;city\n" + "\n".join(rows) + "\n")
+    write(tmp_path / "sources.yaml", SOURCES.replace("%d-%m-%Y", "%d-%m-%y"))
+    _, canonical, _ = _load(tmp_path)
+    born = canonical.select("source_record_id", "date_of_birth", "date_of_birth_text").rows()
+    assert born == [
+        ("T1", dt.date(1945, 7, 3), "19450703"),
+        ("T2", dt.date(2020, 1, 1), "20200101"),
+        ("T3", dt.date(1999, 12, 31), "19991231"),
+        ("T4", dt.date(2000, 2, 29), "20000229"),
+    ]
+    assert _issues(tmp_path).filter(pl.col("field") == "date_of_birth").height == 0
+    # The same extract, written on 1 June 2019: "01-01-20" can only be 1920.
+    when = dt.datetime(2019, 6, 1, tzinfo=dt.timezone.utc).timestamp()
+    os.utime(tmp_path / "tax/t.csv", (when, when))
+    (tmp_path / "w.duckdb").unlink()
+    _, canonical, _ = _load(tmp_path)
+    assert canonical.filter(pl.col("source_record_id") == "T2")["date_of_birth"].to_list() == [dt.date(1920, 1, 1)]
