@@ -148,7 +148,10 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
             dates[name] = rows.nulls(name, pl.Date)
             continue
         fmt = f[name].format or DEFAULT_DATE_FORMAT
-        text = rows.col(name)
+        raw = rows.col(name)
+        text = raw
+        if not _has_time(fmt) and rows.df.select(raw.str.contains(":", literal=True).any()).item():
+            text = raw.str.replace(MIDNIGHT, "")  # a date a database wrote as a timestamp (most extracts hold none)
         parsed = text.str.strptime(pl.Date, fmt, strict=False)
         if (widths := _full_widths(fmt)) is not None:  # "1990111" in %Y%m%d: 1 Nov or 11 Jan is no reading to pick
             parsed = pl.when(text.str.contains(widths)).then(parsed)
@@ -159,17 +162,28 @@ def _dates(rows: _Rows, rules: Rules) -> tuple[dict[str, pl.Series], pl.Series]:
         unparsed = text.is_not_null() & parsed.is_null()
         shaped = rows.kept(well_shaped(text, fmt), f"shaped_{name}")
         where = f"(column {f[name].column})"
-        rows.issue(name, unparsed & shaped.not_(), text, unparsed_date_reason(False, fmt, where))
-        rows.issue(name, unparsed & shaped, text, unparsed_date_reason(True, fmt, where))
+        rows.issue(name, unparsed & shaped.not_(), raw, unparsed_date_reason(False, fmt, where))
+        rows.issue(name, unparsed & shaped, raw, unparsed_date_reason(True, fmt, where))
         too_early = parsed.is_not_null() & (parsed < pl.lit(rules.earliest_date))
         too_late = parsed.is_not_null() & (parsed > pl.lit(rules.latest_date))
         implausible = too_early | too_late
-        rows.issue(name, too_early, text, implausible_date_reason(before=rules.earliest_date))
-        rows.issue(name, too_late, text, implausible_date_reason(after=rules.latest_date))
+        rows.issue(name, too_early, raw, implausible_date_reason(before=rules.earliest_date))
+        rows.issue(name, too_late, raw, implausible_date_reason(after=rules.latest_date))
         dates[name] = rows.series(pl.when(implausible).then(None).otherwise(parsed)).alias(name)
         if name == F.DATE_OF_BIRTH:
             dob_text = date_text(rows.series(text), rows.series(parsed), fmt)
     return dates, dob_text
+
+
+# A time of midnight after a date (" 00:00:00", "T00:00:00.000Z", "T00:00+01:00"): how databases and their exports
+# write a date held as a timestamp; the date is the one meant, in the offset given. Any other time is not taken off:
+# a birth date at 23:00 is most often a midnight moved by a time zone, and which day was meant is not in the text.
+MIDNIGHT = r"[ T]00:00(?::00(?:[.,]0+)?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
+
+
+def _has_time(fmt: str) -> bool:
+    """Whether a date format itself reads a time of day (then its text is parsed as it is)."""
+    return any(d in re.findall(r"%.", fmt) for d in ("%H", "%I", "%M", "%S", "%T", "%R", "%f", "%p", "%z", "%Z", "%c"))
 
 
 def two_digit_year(fmt: str) -> bool:

@@ -492,3 +492,30 @@ def test_a_two_digit_year_is_read_in_the_century_that_keeps_the_date_before_its_
     (tmp_path / "w.duckdb").unlink()
     _, canonical, _ = _load(tmp_path)
     assert canonical.filter(pl.col("source_record_id") == "T2")["date_of_birth"].to_list() == [dt.date(1920, 1, 1)]
+
+
+def test_a_date_written_as_a_timestamp_at_midnight_is_that_date(tmp_path):
+    """Databases export a date held as a timestamp: "1980-02-03 00:00:00". At midnight (with or without fractions and
+    an offset) the date is the one meant; any other time is set aside as before, with the text as received: a birth
+    date at 23:00 is most often a midnight moved by a time zone."""
+    rows = [
+        "T1;;A, B;03-02-1980 00:00:00;Ede",
+        "T2;;C, D;03-02-1980T00:00:00.000Z;Ede",
+        "T3;;E, F;03-02-1980 00:00+01:00;Ede",
+        "T4;;G, H;02-02-1980 23:00:00;Ede",
+        "T5;;I, J;31-02-1980 00:00:00;Ede",
+    ]
+    write(tmp_path / "tax/t.csv", "taxpayer_ref;tin;name;birth_date;city\n" + "\n".join(rows) + "\n")
+    write(tmp_path / "sources.yaml", SOURCES)
+    _, canonical, _ = _load(tmp_path)
+    assert canonical["date_of_birth"].to_list() == [dt.date(1980, 2, 3)] * 3 + [None, None]
+    assert canonical["date_of_birth_text"].to_list() == ["19800203"] * 3 + [None, "19800231"]
+    issues = _issues(tmp_path).filter(pl.col("field") == "date_of_birth").select("record_id", "raw", "reason").rows()
+    assert issues == [
+        ("T4", "02-02-1980 23:00:00", "unreadable: not in the format %d-%m-%Y (column birth_date)"),
+        (
+            "T5",
+            "31-02-1980 00:00:00",
+            "impossible: digits in the format %d-%m-%Y, but no such date (column birth_date)",
+        ),
+    ]
