@@ -83,7 +83,13 @@ FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
         "max_record_lines": 20,
         "max_field_bytes": 1 << 20,
     },
-    Format.FIXED_WIDTH: {"encoding": "utf-8", "widths": None, "header": False},
+    Format.FIXED_WIDTH: {
+        "encoding": "utf-8",
+        "widths": None,
+        "header": False,
+        "width_unit": "characters",  # or "bytes": widths count the encoded bytes (a C or COBOL writer's padding)
+        "trimmed_lines": False,  # a line shorter than the record length lost its trailing blanks in a transfer
+    },
     Format.JSONL: {"encoding": "utf-8", "max_depth": 64, "max_field_bytes": 1 << 20},
     Format.XLSX: {"sheet": None},
     Format.PARQUET: {},
@@ -223,6 +229,13 @@ class SourceConfig(BaseModel):
                 for col, w in widths.items():
                     if type(w) is not int or w <= 0:  # a YAML `true` is an int to Python: not a width
                         out.append(f"options.widths.{col}: {w!r} is not a width (a whole number of characters > 0)")
+            unit = self.option("width_unit")
+            if unit not in ("characters", "bytes"):
+                out.append(f"options.width_unit: {unit!r} is not 'characters' or 'bytes'")
+            elif unit == "bytes" and str(self.option("encoding")).lower() == "utf-16":
+                out.append("options.width_unit: bytes needs an encoding whose blank is one byte, not utf-16")
+            if type(self.option("trimmed_lines")) is not bool:
+                out.append(f"options.trimmed_lines: {self.option('trimmed_lines')!r} is not true or false")
         for limit in ("max_depth", "max_field_bytes"):
             if limit in FORMAT_OPTIONS[self.format] and not (
                 type(self.option(limit)) is int and self.option(limit) >= 1

@@ -618,3 +618,80 @@ def test_two_fixed_width_fillers_of_one_name_are_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="the key 'FILLER' is given twice"):
         load_sources(path)
+
+
+def _fixed_width(tmp_path, body: bytes, options: str = "") -> None:
+    (tmp_path / "fw").mkdir(exist_ok=True)
+    (tmp_path / "fw/p.txt").write_bytes(body)
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: fw, path: fw/p.txt, format: fixed_width, record_id: ID, "
+        "options: {widths: {ID: 4, NAME: 10, CITY: 6}" + options + "}, "
+        "fields: {full_name: NAME, city: CITY}}\n",
+    )
+
+
+def _fixed_width_rows(tmp_path):
+    from citizen_view.readers import read_fixed_width
+
+    source = load_sources(tmp_path / "sources.yaml").source("fw")
+    return read_fixed_width(source, tmp_path / "fw/p.txt", "p.txt")
+
+
+# Written as a C or COBOL program pads: by bytes. "Ødegård" is 7 characters, 9 bytes in UTF-8.
+BY_BYTES = "R001Ola Nord  Bergen\nR002".encode() + "Ødegård".encode() + b" " + "Ålesd".encode() + b"\n"
+
+
+def test_a_fixed_width_file_padded_by_bytes_is_read_with_width_unit_bytes(tmp_path):
+    _fixed_width(tmp_path, BY_BYTES)
+    got = _fixed_width_rows(tmp_path)
+    assert got.rows["ID"].to_list() == ["R001"] and len(got.rejects) == 1
+    assert "its 20 bytes in utf-8 are: the widths may count bytes, options.width_unit: bytes" in got.rejects[0].reason
+    _fixed_width(tmp_path, BY_BYTES, ", width_unit: bytes")
+    got = _fixed_width_rows(tmp_path)
+    assert got.rows.select("ID", "NAME", "CITY").rows() == [
+        ("R001", "Ola Nord", "Bergen"),
+        ("R002", "Ødegård", "Ålesd"),
+    ]
+    assert got.rejects == []
+
+
+def test_a_character_split_across_two_fields_by_bytes_is_rejected_with_its_place(tmp_path):
+    line = "R003Ola Nordmørkeby".encode()  # 20 bytes of valid UTF-8, but the edge of NAME (byte 14) cuts the "ø"
+    _fixed_width(tmp_path, line + b"\n", ", width_unit: bytes")
+    got = _fixed_width_rows(tmp_path)
+    assert got.rows.height == 0 and [r.reason for r in got.rejects] == [
+        "a character split across the edge of field 'NAME' (byte 14)"
+    ]
+
+
+def test_lines_whose_trailing_blanks_a_transfer_trimmed_are_read_with_trimmed_lines(tmp_path):
+    body = b"R001Ola Nord  Bergen\nR002Kari\nR003Per Hansen  Oslo  extra\n"
+    _fixed_width(tmp_path, body)
+    got = _fixed_width_rows(tmp_path)
+    assert got.rows["ID"].to_list() == ["R001"]
+    assert [r.reason for r in got.rejects] == [
+        "wrong field count: record is 8 characters, expected 20 (if a transfer trimmed trailing blanks: "
+        "options.trimmed_lines: true)",
+        "wrong field count: record is 27 characters, expected 20",
+    ]
+    _fixed_width(tmp_path, body, ", trimmed_lines: true")
+    got = _fixed_width_rows(tmp_path)
+    assert got.rows.select("ID", "NAME", "CITY").rows() == [("R001", "Ola Nord", "Bergen"), ("R002", "Kari", None)]
+    assert [r.line for r in got.rejects] == [3]  # a longer line is still wrong
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (", width_unit: octets", "options.width_unit: 'octets' is not 'characters' or 'bytes'"),
+        (
+            ", width_unit: bytes, encoding: utf-16",
+            "options.width_unit: bytes needs an encoding whose blank is one byte",
+        ),
+        (", trimmed_lines: 'yes'", "options.trimmed_lines: 'yes' is not true or false"),
+    ],
+)
+def test_the_fixed_width_options_are_checked(tmp_path, options, problem):
+    _fixed_width(tmp_path, b"", options)
+    assert any(p.startswith(problem) for p in load_sources(tmp_path / "sources.yaml").sources[0].problems())

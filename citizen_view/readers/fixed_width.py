@@ -15,11 +15,17 @@ if TYPE_CHECKING:
 
 
 def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
-    """Mainframe-style fixed-width records, one per line; a line of the wrong length is rejected."""
+    """Mainframe-style fixed-width records, one per line; a line of the wrong length is rejected.
+
+    `width_unit: bytes`: the widths count encoded bytes, as a writer that pads bytes lays them out (a name with an
+    "ø" then takes one character less of its field in UTF-8). `trimmed_lines`: a line shorter than the record
+    length is read as if the trailing blanks a transfer trimmed were still there; a longer one is still rejected."""
     encoding = str(source.option("encoding"))
     widths: dict[str, int] = dict(source.option("widths"))
     check_header(source, name, list(widths))
     total = sum(widths.values())
+    in_bytes = source.option("width_unit") == "bytes"
+    trimmed = source.option("trimmed_lines") is True
     lines = split_lines(path.read_bytes(), encoding, name)
     rejects: list[Reject] = []
     skip_header = bool(source.option("header"))
@@ -36,12 +42,13 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
         if not line.strip():
             blank += 1
             continue
-        if len(line) != total:
-            rejects.append(
-                Reject(name, i + 1, f"wrong field count: record is {len(line)} characters, expected {total}", line)
-            )
-            continue
-        keep_text.append(line)
+        record = line
+        if len(line) != total or (in_bytes and not line.isascii()):  # most lines: neither, and no call
+            record, why = _record(line, widths, total, encoding, in_bytes=in_bytes, trimmed=trimmed)
+            if record is None:
+                rejects.append(Reject(name, i + 1, why, line))
+                continue
+        keep_text.append(record)
         keep_no.append(i + 1)
     check_accounting(name, len(lines.text), header=header_lines, blank=blank, records=len(keep_text) + len(rejects))
     s = pl.Series("line", keep_text, dtype=pl.String)
@@ -53,3 +60,33 @@ def read_fixed_width(source: SourceConfig, path: Path, name: str) -> FileRead:
     df = pl.DataFrame(s).select(exprs)
     rows = df.with_columns(pl.lit(name).alias("_file"), pl.Series("_line", keep_no, dtype=pl.Int64))
     return FileRead(rows, rejects, records=len(keep_text) + len(rejects))
+
+
+def _record(
+    line: str, widths: dict[str, int], total: int, encoding: str, *, in_bytes: bool, trimmed: bool
+) -> tuple[str | None, str]:
+    """The line laid out in characters, one field's width each (for slicing), or None and why it is rejected."""
+    if in_bytes and not line.isascii():
+        data = line.encode(encoding)
+        if trimmed and len(data) < total:
+            data += b" " * (total - len(data))
+        if len(data) != total:
+            return None, f"wrong field count: record is {len(data)} bytes in {encoding}, expected {total}"
+        fields, offset = [], 0
+        for column, width in widths.items():
+            try:
+                fields.append(data[offset : offset + width].decode(encoding).ljust(width))
+            except UnicodeDecodeError:
+                return None, f"a character split across the edge of field {column!r} (byte {offset + width})"
+            offset += width
+        return "".join(fields), ""
+    if trimmed and len(line) < total:
+        line = line.ljust(total)
+    if len(line) == total:
+        return line, ""
+    why = f"wrong field count: record is {len(line)} characters, expected {total}"
+    if not in_bytes and not line.isascii() and len(line.encode(encoding, "replace")) == total:
+        why += f" (its {total} bytes in {encoding} are: the widths may count bytes, options.width_unit: bytes)"
+    elif not trimmed and len(line) < total:
+        why += " (if a transfer trimmed trailing blanks: options.trimmed_lines: true)"
+    return None, why
