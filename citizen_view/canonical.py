@@ -422,10 +422,11 @@ def implausible_date_reason(*, before: dt.date | None = None, after: dt.date | N
 
 def _format_regex(fmt: str, *, digits: bool = False, full: bool = False) -> re.Pattern[str] | None:
     """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators; `digits`:
-    the groups take digits only (else any character, so a typo'd digit still has its place); `full`: ASCII digits,
-    each group at its full width (a day or month of one digit allowed otherwise)."""
+    the groups take ASCII digits only (else any character, so a typo'd digit still has its place); `full`: ASCII
+    digits, each group at its full width (a day or month of one digit allowed otherwise). (Not `\d`: the regex
+    engines' `\d` takes any script's digits.)"""
     out, i = [], 0
-    char = "[0-9]" if full else r"\d" if digits else "."
+    char = "[0-9]" if full or digits else "."
     while i < len(fmt):
         token = fmt[i : i + 2]
         if token in _PARTS:
