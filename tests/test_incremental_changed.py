@@ -3,10 +3,12 @@ incremental run as a full run would link it; a change in a column linkage does n
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 import citizen_view.linkage.steps as steps
-from citizen_view.linkage.records import SOURCE_COLUMNS
+from citizen_view.linkage.records import DIGESTED, SOURCE_COLUMNS
 from tests.conftest import collected_chain
 
 
@@ -81,16 +83,68 @@ def test_a_record_corrected_under_its_key_goes_where_a_full_run_puts_it(chain):
     assert con.execute(keys, [key]).fetchall() == indexed
 
 
-def test_a_change_linkage_does_not_read_relinks_nothing(chain):
+def test_a_change_neither_linkage_nor_the_golden_record_reads_relinks_nothing(chain):
     con, linkage = chain
     source, record_id, _ = _pick(con)
-    assert "date_of_death" not in SOURCE_COLUMNS
-    con.execute(
-        f"UPDATE canonical.{source} SET date_of_death = DATE '2020-01-01' WHERE source_record_id = ?", [record_id]
-    )
+    assert "source_line" not in DIGESTED
+    con.execute(f"UPDATE canonical.{source} SET source_line = source_line + 1 WHERE source_record_id = ?", [record_id])
     linkage.collect()
     link, _ = linkage.update(run_id="ignored")
     assert link.new_records == 0 and link.records_relinked == 0
+
+
+def _golden_row(con, citizen_id: str) -> tuple:
+    return con.execute(
+        "SELECT given_name, date_of_death, unit, name_from FROM citizen WHERE citizen_id = ?", [citizen_id]
+    ).fetchall()[0]
+
+
+def test_a_change_only_the_golden_record_reads_reaches_it_in_an_update_as_in_a_full_run(chain):
+    """Second red-team pass on IDs: a death recorded, a flat number or a name's spelling as written changed nothing
+    linkage reads, so an update kept the citizen's old golden record (provenance naming a record that no longer held
+    the value) until the next full run; open data counted the dead as living."""
+    con, linkage = chain
+    row = con.execute(
+        "SELECT c.citizen_id, c.name_from FROM citizen c WHERE c.name_from IS NOT NULL AND c.record_count >= 2 "
+        "ORDER BY c.citizen_id LIMIT 1"
+    ).fetchall()[0]
+    citizen_id, name_from = row
+    source, record_id = name_from.split(":", 1)
+    assert "date_of_death" not in SOURCE_COLUMNS and "unit" not in SOURCE_COLUMNS
+    con.execute(
+        f"UPDATE canonical.{source} SET date_of_death = DATE '2020-01-01', unit = 'B', "
+        "given_name = given_name || ' Maria' WHERE source_record_id = ?",
+        [record_id],
+    )
+    linkage.collect()
+    link, _ = linkage.update(run_id="golden-only")
+    assert link.changed_records == 1
+    updated = _golden_row(con, citizen_id)
+    assert updated[1:] == (dt.date(2020, 1, 1), "B", name_from) and updated[0].endswith(" Maria")
+    linkage.run(run_id="full-golden")
+    assert _golden_row(con, citizen_id) == updated
+
+
+def test_a_new_survivorship_ranking_rebuilds_every_golden_record_in_an_update(chain):
+    con, linkage = chain
+    before = dict(con.execute("SELECT citizen_id, name_from FROM citizen").fetchall())
+    ranking = linkage.sources.survivorship.ranking
+    reversed_ranking = list(reversed(linkage.sources.source_rank()))
+    linkage.sources = linkage.sources.model_copy(
+        update={"survivorship": linkage.sources.survivorship.model_copy(update={"ranking": reversed_ranking})}
+    )
+    try:
+        linkage.update(run_id="reranked")
+        after = dict(con.execute("SELECT citizen_id, name_from FROM citizen").fetchall())
+        moved = sum(before[c] != after.get(c) for c in before)
+        linkage.run(run_id="full-reranked")
+        assert dict(con.execute("SELECT citizen_id, name_from FROM citizen").fetchall()) == after
+        assert moved > 10  # citizens known to several sources take their name from the other end of the ranking
+    finally:
+        linkage.sources = linkage.sources.model_copy(
+            update={"survivorship": linkage.sources.survivorship.model_copy(update={"ranking": ranking})}
+        )
+        linkage.run(run_id="full-restored")
 
 
 @pytest.mark.parametrize("dying", ["update", "run"])

@@ -137,11 +137,14 @@ def build_golden(
     tables (links, records) that incremental link left on this connection, holding every record of those citizens
     (the temporary `_relinked` and `_scope_rows`): read instead of the big tables.
     """
+    ranks = rank_rows(sources)
+    if only_changed and ranked_otherwise(con, ranks):  # a new survivorship ranking changes any citizen's choices
+        only_changed, relinked = False, None
     if only_changed and relinked and table_exists(con, "main", "citizen"):
         _rebuild_relinked(con, sources, relinked)
         return _report(con)
     con.execute("CREATE OR REPLACE TEMP TABLE _source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
-    con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", rank_rows(sources))
+    con.executemany("INSERT INTO _source_rank VALUES (?, ?, ?)", ranks)
     if only_changed and relinked:
         links, records = relinked
         con.execute(
@@ -171,8 +174,27 @@ def build_golden(
             con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
             con.execute(f"INSERT INTO citizen BY NAME {select}")
     else:
-        con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
+            store_ranking(con, ranks)
     return _report(con)
+
+
+RANKING = "golden_ranking"  # the survivorship ranking the whole of `citizen` was last built with
+
+
+def ranked_otherwise(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]]) -> bool:
+    """Whether `citizen` was built with another survivorship ranking than `ranks` (or an unknown one): then every
+    golden record is chosen anew, not only the citizens an update touched."""
+    if not table_exists(con, "main", RANKING):
+        return True
+    return set(con.execute(f"SELECT grp, source, rank FROM {RANKING}").fetchall()) != set(ranks)
+
+
+def store_ranking(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]]) -> None:
+    """Record the ranking `citizen` was built with (in the caller's transaction, with the table)."""
+    con.execute(f"CREATE OR REPLACE TABLE {RANKING} (grp VARCHAR, source VARCHAR, rank INTEGER)")
+    con.executemany(f"INSERT INTO {RANKING} VALUES (?, ?, ?)", ranks)
 
 
 def _report(con: duckdb.DuckDBPyConnection) -> GoldenReport:

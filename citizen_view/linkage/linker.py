@@ -16,6 +16,7 @@ import citizen_view.linkage.online as _online
 import citizen_view.linkage.records as _records
 import citizen_view.linkage.steps as _steps
 from citizen_view.contract import LinkageConfig
+from citizen_view.warehouse import table_exists
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,7 +115,12 @@ class Linkage:
     def prepare_update(self) -> list[str]:
         """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
         would write them itself, once); returns the tables written."""
-        return _steps.prepare_update(self.con, self.layout)
+        written = _steps.prepare_update(self.con, self.layout)
+        ranks = _golden.rank_rows(self._sources("golden"))
+        if table_exists(self.con, "main", "citizen") and not table_exists(self.con, "main", _golden.RANKING):
+            _golden.store_ranking(self.con, ranks)  # `citizen` was built by a release that did not record it
+            written.append(_golden.RANKING)
+        return written
 
     def take_back(self, keys: str) -> None:
         """Undo the linkage of the records in the table `keys` (record_key) as if they had not arrived yet (their

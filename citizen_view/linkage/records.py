@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
+from citizen_view.linkage.golden import COLUMNS_READ as GOLDEN_READ
 from citizen_view.warehouse import column_exists, literal, quote, table_exists, transaction
 
 if TYPE_CHECKING:
@@ -74,9 +75,10 @@ _KEYS_AND_DERIVED = (
     "dob_swapped",
 )
 LINKAGE_COLUMNS = (*(c for c in INPUT_COLUMNS if c not in _KEYS_AND_DERIVED), *ENCODED_COLUMNS)
-# The `source_records` columns the linkage input is computed from, and a digest of them with the record's key: a
-# record whose digest differs from the one it was linked with (key_index.py keeps that) changed in what linkage reads.
-# A change in any other column (an attribute, the source file's line) leaves it as it is.
+# The `source_records` columns the linkage input is computed from. A digest of them (and of what the golden record
+# reads, DIGESTED below) with the record's key: a record whose digest differs from the one it was linked with
+# (key_index.py keeps that) changed in what linkage or the golden record reads. A change in any other column (an
+# attribute, the source file's line) leaves it as it is.
 # (The `*_block` columns are copies common_values.masked_records_sql makes of the names.)
 SOURCE_COLUMNS = tuple(
     sorted(
@@ -154,9 +156,17 @@ def ensure_key_hashes(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"UPDATE {table} SET {column} = {key_hash_sql(key)} WHERE {column} IS NULL")
 
 
+# The digest also holds what the golden record reads of a record beyond the linkage input (golden.COLUMNS_READ): a
+# change there alone (a death recorded, a flat number, a name's spelling as written) makes the record "changed", so
+# an update re-forms its citizen and rebuilds its golden record; without it the citizen kept the old value, with
+# provenance naming a record that no longer held it. Not the extract's time: a file delivered again unchanged
+# would make every record of its source changed.
+DIGESTED = tuple(sorted(set(SOURCE_COLUMNS) | (GOLDEN_READ - {"record_key", "source_record_id", "extracted_at"})))
+
+
 def digest_sql(key: str = "record_key") -> str:
     """The digest of a `source_records` row whose key is `key` (a column or an expression)."""
-    return f"hash({key}, {', '.join(SOURCE_COLUMNS)})"
+    return f"hash({key}, {', '.join(DIGESTED)})"
 
 
 def _source_records_sql(con: duckdb.DuckDBPyConnection, source_names: list[str]) -> str:
