@@ -182,3 +182,26 @@ def test_links_from_before_the_digest_get_it_from_prepare_update_and_then_see_a_
     linkage.collect()
     link, _ = linkage.update(run_id="corrected-after-prepare")
     assert (link.new_records, link.changed_records) == (0, 1)
+
+
+def test_an_update_takes_every_review_item_naming_a_gone_record_out_of_the_queue(chain):
+    """Red-team pass on IDs: a record dropped from its extract left the review items pairing it with a record of
+    another citizen (outside the update's scope) until the next full run."""
+    con, linkage = chain
+    items = con.execute(
+        "SELECT q.record_key_l, q.record_key_r FROM review_queue q "
+        "JOIN citizen_source_link a ON a.record_key = q.record_key_l "
+        "JOIN citizen_source_link b ON b.record_key = q.record_key_r "
+        "WHERE q.record_key_r IS NOT NULL AND a.citizen_id <> b.citizen_id ORDER BY 1, 2"
+    ).fetchall()
+    assert items, "the generated set queues pairs of records of two citizens"
+    gone = items[0][1]
+    source, record_id = gone.split(":", 1)
+    con.execute(f"DELETE FROM canonical.{source} WHERE source_record_id = ?", [record_id])
+    linkage.collect()
+    linkage.update(run_id="gone")
+    naming = "SELECT count(*) FROM review_queue WHERE ? IN (record_key_l, record_key_r)"
+    assert con.execute(naming, [gone]).fetchall()[0][0] == 0
+    queued = con.execute("SELECT record_key_l, record_key_r, kind FROM review_queue ORDER BY ALL").fetchall()
+    linkage.run(run_id="full-gone")
+    assert con.execute("SELECT record_key_l, record_key_r, kind FROM review_queue ORDER BY ALL").fetchall() == queued

@@ -214,11 +214,13 @@ def build_review_queue(
     run_id: str,
     scope: str | None = None,
     scope_tables: tuple[str, str, str] | None = None,
+    gone: str | None = None,
 ) -> int:
     """(Re)create `review_queue`: uncertain pairs and suspicious citizens not decided yet. Returns its size.
 
     `scope`: a table of record keys re-formed by an incremental run; only their items are refreshed. `scope_tables`:
     where that run's pairs, records and links are read (default match_edges, source_records, citizen_source_link).
+    `gone`: a table of the keys of records that run found gone (record_key): every item naming one leaves the queue.
     """
     low, high = (
         (threshold - WEIGHT_BAND, threshold + WEIGHT_BAND) if band is None else (_weight(band[0]), _weight(band[1]))
@@ -238,7 +240,7 @@ def build_review_queue(
         scoped = quote(scope) if refresh else None
         if scoped:
             tables = scope_tables or ("match_edges", "source_records", "citizen_source_link")
-            _clear_scope(con, scoped, links=tables[2])
+            _clear_scope(con, scoped, links=tables[2], gone=gone)
             _scope_tables(con, scoped, low=low, high=high, tables=tables)
         con.execute(
             ("INSERT INTO review_queue BY NAME " if refresh else "CREATE OR REPLACE TABLE review_queue AS ")
@@ -269,20 +271,22 @@ def _evidence_sql(con: duckdb.DuckDBPyConnection) -> str:
     return "to_json(struct_pack(" + ", ".join(f"{c[3:]} := e.{c}" for c in mw_cols) + "))" if mw_cols else "NULL"
 
 
-def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str, *, links: str) -> None:
-    """Remove the items an incremental run re-forms (and those of citizens that no longer exist: only citizens the
-    run changed can have gone, when it listed them in `linkage_changes`). `links`: where the links are read (the
-    run's own table of them holds every link of a citizen it changed: a citizen's records are all in one component,
-    and the run re-formed whole components)."""
+def _clear_scope(con: duckdb.DuckDBPyConnection, scoped: str, *, links: str, gone: str | None = None) -> None:
+    """Remove the items an incremental run re-forms, those of citizens that no longer exist (only citizens the run
+    changed can have gone, when it listed them in `linkage_changes`) and those naming a record that is `gone` (its
+    pair partner may lie outside the scope: the item would ask a reviewer about a record no source holds). `links`:
+    where the links are read (the run's own table of them holds every link of a citizen it changed: a citizen's
+    records are all in one component, and the run re-formed whole components)."""
     changed = (
         f"(SELECT citizen_id FROM linkage_changes) EXCEPT (SELECT citizen_id FROM {links} "
         "SEMI JOIN linkage_changes USING (citizen_id))"
         if table_exists(con, "main", "linkage_changes")
         else "(SELECT citizen_id FROM review_queue) EXCEPT (SELECT citizen_id FROM citizen_source_link)"
     )
+    keys = f"SELECT record_key FROM {scoped}" + (f" UNION ALL SELECT record_key FROM {quote(gone)}" if gone else "")
     con.execute(
-        f"DELETE FROM review_queue WHERE record_key_l IN (SELECT record_key FROM {scoped}) "
-        f"OR record_key_r IN (SELECT record_key FROM {scoped}) OR citizen_id IN ({changed})"
+        f"DELETE FROM review_queue WHERE record_key_l IN ({keys}) OR record_key_r IN ({keys}) "
+        f"OR citizen_id IN ({changed})"
     )
 
 

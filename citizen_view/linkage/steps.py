@@ -467,6 +467,7 @@ def link_citizens(
         run_id=run_id,
         scope="_scope" if incremental else None,
         scope_tables=("_scope_touching", "_scope_rows", "_scope_links_now") if incremental else None,
+        gone="_gone_keys" if incremental else None,
     )
     events = history.get_column("event").value_counts()
     count = dict(zip(events.get_column("event").to_list(), events.get_column("count").to_list()))
