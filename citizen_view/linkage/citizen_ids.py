@@ -1,8 +1,14 @@
 """Stable, opaque citizen IDs that survive re-runs, merges and splits.
 
 The rule (documented in README "Stable citizen IDs"): pair each previous citizen ID with the new
-cluster that holds the most of its records, largest overlaps first (ties: the older, i.e. smaller,
-ID); each ID and each cluster is used once. A cluster that receives no previous ID gets a new one.
+cluster that holds the most of its records, largest overlaps first; each ID and each cluster is used
+once. Ties: an ID split into equal parts stays with the part holding the records its golden record's
+name, birth date and national ID came from (who caseworkers knew under it: a 1+1 split no longer
+hands the ID, and its audit trail, to whichever record key sorts first); two IDs holding equal parts
+of one cluster leave it to the one first seen (the older; IDs are random, so not the smaller text).
+A cluster that receives no previous ID takes back a retired ID whose records it holds (most of them
+first; a record missing from one delivery and back in the next keeps its citizen's ID: `revived`),
+else gets a new one.
 A previous ID that found no cluster is retired: `merged` into the ID of the cluster now holding most
 of its records, or `retired` when its records are gone. A new ID minted for records that had an ID
 before is recorded as `split` from that ID. Same inputs, same clusters: no ID changes.
@@ -14,6 +20,7 @@ import base64
 import secrets
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import polars as pl
 
@@ -25,6 +32,7 @@ class HistoryEvent(StrEnum):
     SPLIT = "split"  # a new ID for records that had another ID before
     MERGED = "merged"  # the ID's records now belong to another ID (related_citizen_id)
     RETIRED = "retired"  # the ID's records are gone
+    REVIVED = "revived"  # records of a retired ID came back: they take it again
 
 
 HISTORY_SCHEMA = {
@@ -41,14 +49,28 @@ def mint_citizen_id() -> str:
     return f"CV-{raw[:4]}-{raw[4:8]}-{raw[8:12]}"
 
 
+# Who a previous ID's golden record was made of (citizen_id, record_key: the records its name, birth date and
+# national ID came from), and when each ID was first seen ({citizen_id: a sortable time}); asked only for tied IDs.
+Identity = Callable[[list[str]], pl.DataFrame]
+FirstSeen = Callable[[list[str]], dict[str, Any]]
+# The records of IDs now retired among these record keys (record_key, citizen_id): asked once, for the records of
+# the clusters no previous ID went to.
+Retired = Callable[[list[str]], pl.DataFrame]
+
+
 def assign_citizen_ids(
     clusters: pl.DataFrame,
     previous: pl.DataFrame | None,
     *,
     taken: set[str] | None = None,
     mint: Callable[[], str] = mint_citizen_id,
+    identity: Identity | None = None,
+    first_seen: FirstSeen | None = None,
+    retired: Retired | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(record_key -> citizen_id, history events) from new clusters and the previous record -> ID links."""
+    """(record_key -> citizen_id, history events) from new clusters and the previous record -> ID links. `identity`
+    and `first_seen` break ties (the module's rule); without them a tie goes to the smaller ID, then cluster.
+    `retired`: where the records of clusters no previous ID went to find a retired ID to take back."""
     taken = set(taken or ())
     assigned: dict[int, str] = {}
     used: set[str] = set()
@@ -58,8 +80,8 @@ def assign_citizen_ids(
             clusters.join(previous.select("record_key", "citizen_id"), on="record_key", how="inner")
             .group_by("cluster", "citizen_id")
             .agg(pl.len().alias("n"))
-            .sort(["n", "citizen_id", "cluster"], descending=[True, False, False])
         )
+        overlap = _ordered(overlap, clusters, identity=identity, first_seen=first_seen)
         taken |= set(previous.get_column("citizen_id").unique().to_list())
         for cluster, cid, _n in overlap.iter_rows():
             if cluster not in assigned and cid not in used:
@@ -71,6 +93,8 @@ def assign_citizen_ids(
     predecessor: dict[int, tuple[str, int]] = {}
     for cluster, cid, n in overlap.iter_rows():
         predecessor.setdefault(cluster, (cid, n))
+    if retired is not None:
+        events += _revive(clusters, assigned, used | taken, retired)
     for cluster in clusters.get_column("cluster").unique().sort().to_list():
         if cluster in assigned:
             continue
@@ -108,18 +132,79 @@ def assign_citizen_ids(
     return links.select("record_key", "citizen_id"), history
 
 
+def _revive(
+    clusters: pl.DataFrame, assigned: dict[int, str], unavailable: set[str], retired: Retired
+) -> list[tuple[str, str, str | None, int]]:
+    """Give clusters no previous ID went to the retired IDs whose records they hold (largest overlaps first, each ID
+    and cluster once; an ID in use is never taken); their `revived` events. Updates `assigned`."""
+    waiting = clusters.filter(~pl.col("cluster").is_in(list(assigned)))
+    if not waiting.height:
+        return []
+    found = retired(waiting.get_column("record_key").to_list())
+    if not found.height:
+        return []
+    overlap = (
+        waiting.join(found.select("record_key", "citizen_id"), on="record_key")
+        .group_by("cluster", "citizen_id")
+        .agg(pl.len().alias("n"))
+        .sort(["n", "citizen_id", "cluster"], descending=[True, False, False])
+    )
+    events, revived = [], set()
+    for cluster, cid, n in overlap.iter_rows():
+        if cluster not in assigned and cid not in revived and cid not in unavailable:
+            assigned[cluster] = cid
+            revived.add(cid)
+            events.append((cid, HistoryEvent.REVIVED, None, n))
+    return events
+
+
+def _ordered(
+    overlap: pl.DataFrame, clusters: pl.DataFrame, *, identity: Identity | None, first_seen: FirstSeen | None
+) -> pl.DataFrame:
+    """The overlaps (cluster, citizen_id, n) in the order IDs are handed out: largest first; an ID split into equal
+    parts to the part holding more of its identity's records; among IDs tied on a cluster, the one first seen; then
+    the smaller ID and cluster (deterministic). The tie-breakers are looked up only when some tie needs them."""
+    anchored = pl.lit(0, dtype=pl.UInt32)
+    split = overlap.filter(pl.len().over("citizen_id", "n") > 1).get_column("citizen_id").unique().to_list()
+    if split and identity is not None:
+        held = (
+            identity(sorted(split))
+            .join(clusters, on="record_key")
+            .group_by("cluster", "citizen_id")
+            .agg(pl.len().cast(pl.UInt32).alias("anchored"))
+        )
+        overlap = overlap.join(held, on=["cluster", "citizen_id"], how="left")
+        anchored = pl.col("anchored").fill_null(0)
+    seen = pl.lit(0, dtype=pl.Int64)
+    shared = overlap.filter(pl.len().over("cluster", "n") > 1).get_column("citizen_id").unique().to_list()
+    if shared and first_seen is not None:
+        times = first_seen(sorted(shared))
+        order = {cid: i for i, cid in enumerate(sorted(times, key=lambda c: (times[c], c)))}
+        seen = pl.col("citizen_id").replace_strict(order, default=len(order), return_dtype=pl.Int64)
+    return (
+        overlap.with_columns(anchored.alias("_anchored"), seen.alias("_seen"))
+        .sort(["n", "_anchored", "_seen", "citizen_id", "cluster"], descending=[True, True, False, False, False])
+        .select("cluster", "citizen_id", "n")
+    )
+
+
 def assign_checked(
     clusters: pl.DataFrame,
     previous: pl.DataFrame | None,
     *,
     used_before: Callable[[list[str]], set[str]],
     mint: Callable[[], str] = mint_citizen_id,
+    identity: Identity | None = None,
+    first_seen: FirstSeen | None = None,
+    retired: Retired | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`assign_citizen_ids`, each minted ID checked afterwards with `used_before` (which of these IDs were ever used)
     and the assignment made again without those: for a history too long to read into memory for a few new IDs."""
     taken: set[str] = set()
     while True:
-        links, history = assign_citizen_ids(clusters, previous, taken=taken, mint=mint)
+        links, history = assign_citizen_ids(
+            clusters, previous, taken=taken, mint=mint, identity=identity, first_seen=first_seen, retired=retired
+        )
         minted = history.filter(pl.col("event").is_in([HistoryEvent.CREATED, HistoryEvent.SPLIT]))
         clash = used_before(minted.get_column("citizen_id").to_list())
         if not clash:

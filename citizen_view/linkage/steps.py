@@ -26,7 +26,7 @@ import citizen_view.linkage.golden as _golden
 import citizen_view.linkage.key_index as key_index
 import citizen_view.linkage.new_pairs as new_pairs
 from citizen_view.contract import LinkageConfig, LinkType
-from citizen_view.linkage.citizen_ids import assign_checked
+from citizen_view.linkage.citizen_ids import HistoryEvent, assign_checked
 from citizen_view.linkage.clusters import ClusterResult, IdentityEvidence, cluster_records, size_bound
 from citizen_view.linkage.engine import Engine
 from citizen_view.linkage.evaluate import evaluate_links, load_truth
@@ -62,11 +62,16 @@ if TYPE_CHECKING:
 LINKAGE_TABLES = """
 CREATE TABLE IF NOT EXISTS citizen_id_history (
     citizen_id VARCHAR NOT NULL,
-    event VARCHAR NOT NULL,            -- created | split | merged | retired
+    event VARCHAR NOT NULL,            -- created | split | merged | retired | revived
     related_citizen_id VARCHAR,        -- split: the ID it split from; merged: the surviving ID
     records BIGINT,
     run_id VARCHAR,
     recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS retired_links (  -- the records an ID held when it was retired: if they return, it does
+    record_key VARCHAR NOT NULL,
+    citizen_id VARCHAR NOT NULL,
+    run_id VARCHAR
 );
 """
 
@@ -453,8 +458,8 @@ def link_citizens(
     clustered = _cluster_in_scope(
         con, threshold=threshold, linkage=linkage, same=same, different=different, scoped=incremental
     )
-    links, history = _assign_ids(con, clustered, scoped=incremental)
-    _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental)
+    links, history, retiring = _assign_ids(con, clustered, scoped=incremental)
+    _store_links(con, links, history, clustered, run_id=run_id, incremental=incremental, retiring=retiring)
     store_overrides(con, overrides)
     sizes, citizens = _citizen_sizes(con, incremental=incremental)  # once
     bound = size_bound(sizes, counts=citizens, cap=max_citizen_records)
@@ -669,8 +674,9 @@ def _cluster_in_scope(
 
 def _assign_ids(
     con: duckdb.DuckDBPyConnection, clustered: ClusterResult, *, scoped: bool
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Stable citizen IDs for the clusters, against the previous links (of the scope) and every ID ever used."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    """Stable citizen IDs for the clusters, against the previous links (of the scope), the IDs retired and every ID
+    ever used: (links, history, the previous links of the IDs this run retires, or None)."""
     # an update's previous links: the scope's, and those of the records gone (a citizen they leave with no record is
     # retired, as a full run, whose previous links still hold them, retires it)
     previous = (
@@ -692,7 +698,38 @@ def _assign_ids(
         sql = "SELECT DISTINCT citizen_id FROM citizen_id_history WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))"
         return {r[0] for r in con.execute(sql, [ids]).fetchall()}
 
-    return assign_checked(clustered.labels, previous, used_before=used_before)
+    # For ties only (a few IDs, if any): the golden record's identity as it was before this run, and when each ID
+    # was first seen.
+    def identity(ids: list[str]) -> pl.DataFrame:
+        empty = pl.DataFrame(schema={"citizen_id": pl.String, "record_key": pl.String})
+        if not table_exists(con, "main", "citizen"):
+            return empty
+        found = con.sql(
+            "SELECT citizen_id, unnest([name_from, date_of_birth_from, national_id_from]) AS record_key FROM citizen "
+            "WHERE citizen_id IN (SELECT unnest(?::VARCHAR[]))",
+            params=[ids],
+        ).pl()
+        return found.drop_nulls() if found.height else empty
+
+    def first_seen(ids: list[str]) -> dict[str, Any]:
+        sql = (
+            "SELECT citizen_id, min(recorded_at) FROM citizen_id_history "
+            "WHERE citizen_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1"
+        )
+        return dict(con.execute(sql, [ids]).fetchall())
+
+    def retired(keys: list[str]) -> pl.DataFrame:
+        return con.sql(
+            "SELECT record_key, citizen_id FROM retired_links WHERE record_key IN (SELECT unnest(?::VARCHAR[]))",
+            params=[keys],
+        ).pl()
+
+    links, history = assign_checked(
+        clustered.labels, previous, used_before=used_before, identity=identity, first_seen=first_seen, retired=retired
+    )
+    gone = history.filter(pl.col("event") == HistoryEvent.RETIRED).get_column("citizen_id").to_list()
+    retiring = previous.filter(pl.col("citizen_id").is_in(gone)) if previous is not None and gone else None
+    return links, history, retiring
 
 
 # One row per linked record with its best link inside its citizen and the digest of what linkage read of it (an
@@ -726,11 +763,15 @@ def _store_links(
     *,
     run_id: str,
     incremental: bool,
+    retiring: pl.DataFrame | None = None,
 ) -> None:
-    """Write `citizen_source_link` (whole, or the scope's rows), the records' components, `linkage_changes` and the
-    ID history in one transaction."""
+    """Write `citizen_source_link` (whole, or the scope's rows), the records' components, `linkage_changes`, the
+    ID history and `retired_links` (the records of the IDs retired now kept, those of IDs revived dropped) in one
+    transaction."""
     keys = clustered.labels.get_column("record_key")
-    with transaction(con, _links=links, _history=history):
+    if retiring is None:
+        retiring = pl.DataFrame(schema={"record_key": pl.String, "citizen_id": pl.String})
+    with transaction(con, _links=links, _history=history, _retiring=retiring.select("record_key", "citizen_id")):
         if incremental:
             components.replace_scope(con, keys, clustered.component)
         else:
@@ -768,6 +809,11 @@ def _store_links(
             "SELECT citizen_id, event, related_citizen_id, records, ? FROM _history",
             [run_id],
         )
+        con.execute(
+            f"DELETE FROM retired_links WHERE citizen_id IN (SELECT citizen_id FROM _history "
+            f"WHERE event = '{HistoryEvent.REVIVED}')"
+        )
+        con.execute("INSERT INTO retired_links SELECT record_key, citizen_id, ? FROM _retiring", [run_id])
 
 
 def _delete_scope_links(con: duckdb.DuckDBPyConnection) -> None:
