@@ -157,7 +157,7 @@ def test_records_that_come_back_take_their_retired_id_again():
     assert got["a"] == "OLD1" and got["reg:7"] == got["new"] == "OLD7" and got["reg:8"] == "OLD8"
     assert got["z"] == "NEW1" and asked == [["new", "reg:7", "reg:8", "tax:7", "z"]]
     assert sorted(history.rows()) == [
-        ("NEW1", "created", None, 0),
+        ("NEW1", "created", None, 1),
         ("OLD7", "revived", None, 2),
         ("OLD8", "revived", None, 1),
     ]
@@ -165,3 +165,8 @@ def test_records_that_come_back_take_their_retired_id_again():
     in_use = pl.DataFrame({"record_key": ["x"], "citizen_id": ["OLD8"]})
     links, _ = assign_citizen_ids(_clusters([["x"], ["reg:8"]]), in_use, retired=retired, mint=_counter())
     assert _by_record(links) == {"x": "OLD8", "reg:8": "NEW1"}
+
+
+def test_a_created_id_records_how_many_records_it_was_made_for():
+    _, history = assign_citizen_ids(_clusters([["a", "b", "c"], ["d"]]), None, mint=_counter())
+    assert sorted(history.rows()) == [("NEW1", "created", None, 3), ("NEW2", "created", None, 1)]

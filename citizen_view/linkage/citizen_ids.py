@@ -95,7 +95,8 @@ def assign_citizen_ids(
         predecessor.setdefault(cluster, (cid, n))
     if retired is not None:
         events += _revive(clusters, assigned, used | taken, retired)
-    for cluster in clusters.get_column("cluster").unique().sort().to_list():
+    sizes = dict(clusters.group_by("cluster").len().iter_rows())
+    for cluster in sorted(sizes):
         if cluster in assigned:
             continue
         new_id = mint()
@@ -107,7 +108,7 @@ def assign_citizen_ids(
             old, n = predecessor[cluster]
             events.append((new_id, HistoryEvent.SPLIT, old, n))
         else:
-            events.append((new_id, HistoryEvent.CREATED, None, 0))
+            events.append((new_id, HistoryEvent.CREATED, None, sizes[cluster]))
 
     links = clusters.with_columns(
         pl.col("cluster")
