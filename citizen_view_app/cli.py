@@ -413,7 +413,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UsageError("audit export needs --citizen ID")
     if not path.is_file():
         raise UsageError(f"no audit log at {path}")
-    entries = entries_for_citizen(path, args.citizen)
+    entries = entries_for_citizen(path, args.citizen, _predecessors(args.warehouse, args.citizen))
     if args.format == "json":
         write_json(args.citizen, entries, sys.stdout)
     elif args.format == "csv":
@@ -422,6 +422,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
         lang, labels = served_speech(WarehouseLayout.of(args.warehouse).serving_dir)
         print(render_access_report_html(args.citizen, entries, args.language or lang, labels))
     return 0
+
+
+def _predecessors(warehouse: Path, citizen_id: str) -> list:
+    """The IDs that held some of this citizen's records, and until when, from the served view (none before one)."""
+    import duckdb
+
+    from citizen_view.serving.lookups import predecessors
+    from citizen_view.serving.snapshot import current_view
+
+    view = current_view(WarehouseLayout.of(warehouse).serving_dir)
+    if view is None or not view.is_file():
+        return []
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        return predecessors(con, citizen_id)
+    finally:
+        con.close()
 
 
 def cmd_review(args: argparse.Namespace) -> int:

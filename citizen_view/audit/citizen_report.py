@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 from citizen_view.audit.records import parse
@@ -24,20 +26,43 @@ CITIZEN_FIELDS = (
 REPORT_FIELDS = ("time", "organisation", "role", "purpose", "case_reference", "action", "fields", "sources", "status")
 
 
-def entries_for_citizen(path: Path, citizen_id: str) -> list[dict]:
-    """Who looked at this citizen's data: time, user, role, organisation, purpose, case, action, status."""
-    needle = _needle(citizen_id)
+def entries_for_citizen(
+    path: Path, citizen_id: str, predecessors: Sequence[tuple[str, dt.datetime]] = ()
+) -> list[dict]:
+    """Who looked at this citizen's data: time, user, role, organisation, purpose, case, action, status.
+
+    `predecessors`: (ID, until) of the IDs that held some of this citizen's records until then (a citizen split off
+    from another, or another merged into it: linkage.citizen_ids.LINEAGE_SQL); a look at one of them before its
+    `until` was a look at this citizen's data too, and is listed, as it concerned that ID."""
+    until = {pid: moment for pid, moment in predecessors if pid != citizen_id}
+    needles = [_needle(c) for c in (citizen_id, *until)]
     found = []
     for _, raw in lines(Path(path)):
-        if needle is not None and needle not in raw and b"\\" not in raw:
-            continue  # the ID is in neither its own bytes nor an escaped spelling (JSON escapes start with a backslash)
+        if None not in needles and not any(n in raw for n in needles) and b"\\" not in raw:
+            continue  # no ID is in its own bytes nor an escaped spelling (JSON escapes start with a backslash)
         entry = parse(raw)
         if not isinstance(entry, dict):
             continue
         ids = entry.get("citizen_ids")
-        if isinstance(ids, list) and citizen_id in ids:
+        if not isinstance(ids, list):
+            continue
+        if citizen_id in ids:
             found.append(_as_seen_by(entry, citizen_id))
+            continue
+        at = _moment(entry.get("time"))
+        earlier = next((pid for pid in ids if pid in until and at is not None and at < until[pid]), None)
+        if earlier is not None:
+            found.append(_as_seen_by(entry, earlier) | {"as_citizen_id": earlier})
     return found
+
+
+def _moment(text: object) -> dt.datetime | None:
+    """An entry's time as an aware datetime (None if it is not one)."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def _as_seen_by(entry: dict, citizen_id: str) -> dict:
@@ -51,11 +76,15 @@ def _as_seen_by(entry: dict, citizen_id: str) -> dict:
     return row
 
 
-def citizen_access_report(path: Path, citizen_id: str) -> list[dict]:
-    """The citizen's own view of who looked at their data: successful looks only, newest first, without user names."""
+def citizen_access_report(
+    path: Path, citizen_id: str, predecessors: Sequence[tuple[str, dt.datetime]] = ()
+) -> list[dict]:
+    """The citizen's own view of who looked at their data: successful looks only, newest first, without user names;
+    looks at its `predecessors` before they passed records on included (entries_for_citizen)."""
     if not Path(path).is_file():
         return []
-    looks = [e for e in entries_for_citizen(path, citizen_id) if isinstance(e.get("status"), int) and e["status"] < 400]
+    found = entries_for_citizen(path, citizen_id, predecessors)
+    looks = [e for e in found if isinstance(e.get("status"), int) and e["status"] < 400]
     return [
         {k: list(e.get(k) or []) if k in ("fields", "sources") else e.get(k) for k in REPORT_FIELDS}
         for e in reversed(looks)

@@ -211,3 +211,26 @@ def assign_checked(
         if not clash:
             return links, history
         taken |= clash
+
+
+# Each citizen ID's predecessors, from `citizen_id_history`: an ID split off from another, or another merged into
+# it, holds records the other held until then; so did that one's predecessors, until earlier still. (citizen_id,
+# predecessor_id, until): looks at the predecessor before `until` were looks at some of this citizen's records.
+# Each step goes back in time, so the recursion ends.
+LINEAGE_SQL = f"""
+    WITH RECURSIVE steps AS (
+        SELECT citizen_id AS successor, related_citizen_id AS predecessor, recorded_at AS until
+        FROM citizen_id_history WHERE event = '{HistoryEvent.SPLIT}' AND related_citizen_id IS NOT NULL
+        UNION ALL
+        SELECT related_citizen_id, citizen_id, recorded_at
+        FROM citizen_id_history WHERE event = '{HistoryEvent.MERGED}' AND related_citizen_id IS NOT NULL
+    ),
+    chain(citizen_id, predecessor_id, until) AS (
+        SELECT successor, predecessor, until FROM steps
+        UNION
+        SELECT c.citizen_id, s.predecessor, s.until FROM chain c
+        JOIN steps s ON s.successor = c.predecessor_id AND s.until < c.until
+    )
+    SELECT citizen_id, predecessor_id, max(until) AS until FROM chain
+    WHERE citizen_id <> predecessor_id GROUP BY citizen_id, predecessor_id
+"""

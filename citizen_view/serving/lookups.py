@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 from fastapi import HTTPException
 
 from citizen_view.audit import citizen_access_report
@@ -16,8 +17,6 @@ from citizen_view.serving.documents import ViewInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    import duckdb
 
     from citizen_view.serving.access import Principal
     from citizen_view.serving.guard import Trail
@@ -121,11 +120,12 @@ def run_access_report(
         raise HTTPException(403, f"no valid citizen claim: send the signed-in citizen's signed claim in {CLAIM_HEADER}")
     with views.cursor() as (cur, _view):
         own = citizens_holding(cur, who.citizen)
+        earlier = predecessors(cur, citizen_id) if citizen_id in own else []
     if citizen_id not in own:  # the same answer whether or not the ID exists: the portal cannot probe
         trail.details = {"claim": "another citizen"}
         raise HTTPException(403, "a citizen portal may read only the access log of the citizen it signed in")
     trail.on_behalf_of = citizen_id
-    entries = citizen_access_report(audit_path, citizen_id)
+    entries = citizen_access_report(audit_path, citizen_id, earlier)
     trail.citizen_ids = [citizen_id]
     trail.fields = ["access_log"]
     trail.disclosed = {citizen_id: {"fields": ["access_log"], "sources": []}}
@@ -135,6 +135,20 @@ def run_access_report(
         "looked_at": [e for e in entries if e["action"] not in OWN_LOOKS],
         "own_looks": own,
     }
+
+
+def predecessors(cur: duckdb.DuckDBPyConnection, citizen_id: str) -> list[tuple[str, Any]]:
+    """The IDs that held some of this citizen's records, and until when (the view's `citizen_lineage`; none in a view
+    published before it)."""
+    try:
+        return [
+            (r[0], r[1])
+            for r in cur.execute(
+                "SELECT predecessor_id, until FROM citizen_lineage WHERE citizen_id = ?", [citizen_id]
+            ).fetchall()
+        ]
+    except duckdb.CatalogException:
+        return []
 
 
 def citizens_holding(cur: duckdb.DuckDBPyConnection, national_id: str) -> set[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
+from citizen_view.linkage.citizen_ids import LINEAGE_SQL
 from citizen_view.linkage.golden import rank_rows
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
@@ -198,6 +199,7 @@ def _write_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     _ranks_and_issues(con, sources)
     _profile_tables(con, sources, day=day)
     _events_and_status(con, sources)
+    lineage(con)
     _record_citizens(con)
     con.execute(f"CREATE TABLE snap.{DIGESTS} AS {record_digests_sql()}")
     _view_info(con, sources, run_id, day=day)
@@ -425,6 +427,19 @@ def _events_and_status(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> 
         con.execute("CREATE TABLE snap.source_status AS SELECT * FROM _source_status")
     finally:
         con.unregister("_source_status")
+
+
+LINEAGE = "citizen_lineage"
+
+
+def lineage(con: duckdb.DuckDBPyConnection) -> None:
+    """Each citizen ID's predecessors until when (citizen_ids.LINEAGE_SQL): a citizen's access log lists the looks
+    at them before then, when its records were theirs."""
+    con.execute(
+        f"CREATE TABLE snap.{LINEAGE} AS {LINEAGE_SQL} ORDER BY citizen_id"
+        if table_exists(con, "main", "citizen_id_history")
+        else f"CREATE TABLE snap.{LINEAGE} (citizen_id VARCHAR, predecessor_id VARCHAR, until TIMESTAMPTZ)"
+    )
 
 
 def _view_info(

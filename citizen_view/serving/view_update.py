@@ -62,6 +62,7 @@ WHOLE = (  # and `source_rank`, `field_issues`, written before the digests
     "review_queue",
     "source_status",
     "view_info",
+    snap.LINEAGE,
 )
 
 
@@ -231,6 +232,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     _name_keys(con, people)
     snap._profile_tables(con, sources, day=day)
     snap._events_and_status(con, sources)
+    snap.lineage(con)
     con.execute(f"INSERT INTO {before} SELECT * FROM {FRESH}")
     now = snap.temp_counts(con)  # the touched citizens' (the temporary tables hold theirs only)
     counts = tuple(o - g + n for o, g, n in zip(old, gone, now, strict=True))
