@@ -207,58 +207,68 @@ def test_an_update_takes_every_review_item_naming_a_gone_record_out_of_the_queue
     assert con.execute("SELECT record_key_l, record_key_r, kind FROM review_queue ORDER BY ALL").fetchall() == queued
 
 
-@pytest.mark.parametrize("run", ["update", "run"])
-def test_a_citizen_whose_records_leave_and_come_back_keeps_its_id(generated, tmp_path, run):
+def _leave_and_come_back(con, linkage, run: str) -> None:
+    citizen, source, record_id = con.execute(
+        "SELECT l.citizen_id, l.source, l.source_record_id FROM citizen_source_link l "
+        "WHERE l.citizen_record_count = 1 ORDER BY l.record_key LIMIT 1"
+    ).fetchall()[0]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _kept AS SELECT * FROM canonical.{source} WHERE source_record_id = ?",
+        [record_id],
+    )
+    con.execute(f"DELETE FROM canonical.{source} WHERE source_record_id = ?", [record_id])
+    linkage.collect()
+    getattr(linkage, run)(run_id="without")
+    events = "SELECT event FROM citizen_id_history WHERE citizen_id = ? ORDER BY recorded_at, event"
+    assert con.execute(events, [citizen]).fetchall()[-1] == ("retired",)
+    con.execute(f"INSERT INTO canonical.{source} SELECT * FROM _kept")
+    linkage.collect()
+    getattr(linkage, run)(run_id="back")
+    key = f"{source}:{record_id}"
+    assert con.execute("SELECT citizen_id FROM citizen_source_link WHERE record_key = ?", [key]).fetchall() == [
+        (citizen,)
+    ]
+    assert con.execute(events, [citizen]).fetchall()[-1] == ("revived",)
+    assert con.execute("SELECT count(*) FROM retired_links WHERE citizen_id = ?", [citizen]).fetchall() == [(0,)]
+
+
+def test_a_citizen_whose_records_leave_and_come_back_keeps_its_id_in_an_update(chain):
     """Red-team pass on IDs: a record missing from one accepted delivery retired its citizen's ID for good; back in the
     next delivery, unchanged, it got a new ID and nothing joined the two."""
+    _leave_and_come_back(*chain, "update")
+
+
+def test_a_citizen_whose_records_leave_and_come_back_keeps_its_id_in_a_full_run(generated, tmp_path):
     with collected_chain(generated, tmp_path) as (con, linkage):
         linkage.run(run_id="full")
-        citizen, source, record_id = con.execute(
-            "SELECT l.citizen_id, l.source, l.source_record_id FROM citizen_source_link l "
-            "WHERE l.citizen_record_count = 1 ORDER BY l.record_key LIMIT 1"
-        ).fetchall()[0]
-        con.execute(
-            f"CREATE TEMP TABLE _kept AS SELECT * FROM canonical.{source} WHERE source_record_id = ?", [record_id]
-        )
-        con.execute(f"DELETE FROM canonical.{source} WHERE source_record_id = ?", [record_id])
-        linkage.collect()
-        getattr(linkage, run)(run_id="without")
-        events = "SELECT event FROM citizen_id_history WHERE citizen_id = ? ORDER BY recorded_at, event"
-        assert con.execute(events, [citizen]).fetchall()[-1] == ("retired",)
-        con.execute(f"INSERT INTO canonical.{source} SELECT * FROM _kept")
-        linkage.collect()
-        getattr(linkage, run)(run_id="back")
-        key = f"{source}:{record_id}"
-        now = con.execute("SELECT citizen_id FROM citizen_source_link WHERE record_key = ?", [key]).fetchall()
-        assert now == [(citizen,)]
-        assert con.execute(events, [citizen]).fetchall()[-1] == ("revived",)
-        assert con.execute("SELECT count(*) FROM retired_links WHERE citizen_id = ?", [citizen]).fetchall() == [(0,)]
+        _leave_and_come_back(con, linkage, "run")
 
 
-@pytest.mark.parametrize("run", ["update", "run"])
-def test_when_a_citizen_of_two_records_splits_the_id_stays_with_its_golden_records_source(generated, tmp_path, run):
+def test_when_a_citizen_of_two_records_splits_the_id_stays_with_its_golden_records_source(chain):
     """A 1+1 split is a tie: the ID stays with the record its golden name came from. Before, it went to the cluster
-    whose record key sorted first: here the other record, re-delivered as nobody (every field linkage reads empty)."""
-    with collected_chain(generated, tmp_path) as (con, linkage):
-        linkage.run(run_id="full")
-        citizen, anchor, other, source, record_id = con.execute(
-            "SELECT c.citizen_id, c.name_from, l.record_key, l.source, l.source_record_id FROM citizen c "
-            "JOIN citizen_source_link l USING (citizen_id) WHERE c.record_count = 2 AND l.record_key <> c.name_from "
-            "AND l.record_key < c.name_from ORDER BY l.record_key LIMIT 1"
-        ).fetchall()[0]
-        present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
-        emptied = [c for c in SOURCE_COLUMNS if c in present and c not in ("source", "national_id_valid")]
+    whose record key sorted first: here the other record, re-delivered as nobody (every field linkage reads empty).
+    (A full run's split: tests/test_citizen_lineage.py.)"""
+    con, linkage = chain
+    citizen, anchor, other, source, record_id = con.execute(
+        "SELECT c.citizen_id, c.name_from, l.record_key, l.source, l.source_record_id FROM citizen c "
+        "JOIN citizen_source_link l USING (citizen_id) WHERE c.record_count = 2 AND l.record_key <> c.name_from "
+        "AND l.record_key < c.name_from ORDER BY l.record_key LIMIT 1"
+    ).fetchall()[0]
+    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
+    emptied = [c for c in SOURCE_COLUMNS if c in present and c not in ("source", "national_id_valid")]
+    con.execute(
+        f"UPDATE canonical.{source} SET {', '.join(f'{c} = NULL' for c in emptied)} WHERE source_record_id = ?",
+        [record_id],
+    )
+    linkage.collect()
+    linkage.update(run_id="split")
+    ids = dict(
         con.execute(
-            f"UPDATE canonical.{source} SET {', '.join(f'{c} = NULL' for c in emptied)} WHERE source_record_id = ?",
-            [record_id],
-        )
-        linkage.collect()
-        getattr(linkage, run)(run_id="split")
-        ids = dict(
-            con.execute(
-                "SELECT record_key, citizen_id FROM citizen_source_link WHERE record_key IN (?, ?)", [anchor, other]
-            ).fetchall()
-        )
-        assert ids[anchor] == citizen and ids[other] != citizen
-        split = con.execute("SELECT citizen_id, related_citizen_id FROM citizen_id_history WHERE event = 'split'")
-        assert split.fetchall() == [(ids[other], citizen)]
+            "SELECT record_key, citizen_id FROM citizen_source_link WHERE record_key IN (?, ?)", [anchor, other]
+        ).fetchall()
+    )
+    assert ids[anchor] == citizen and ids[other] != citizen
+    split = con.execute(
+        "SELECT citizen_id, related_citizen_id FROM citizen_id_history WHERE event = 'split' AND run_id = 'split'"
+    )
+    assert split.fetchall() == [(ids[other], citizen)]
