@@ -53,9 +53,9 @@ def mint_citizen_id() -> str:
 # national ID came from), and when each ID was first seen ({citizen_id: a sortable time}); asked only for tied IDs.
 Identity = Callable[[list[str]], pl.DataFrame]
 FirstSeen = Callable[[list[str]], dict[str, Any]]
-# The records of IDs now retired among these record keys (record_key, citizen_id): asked once, for the records of
-# the clusters no previous ID went to.
-Retired = Callable[[list[str]], pl.DataFrame]
+# The records of IDs now retired among the records of a frame (record_key, citizen_id): asked once, for the records
+# of the clusters no previous ID went to (every record, in a first run: a frame, not a list).
+Retired = Callable[[pl.DataFrame], pl.DataFrame]
 
 
 def assign_citizen_ids(
@@ -141,7 +141,7 @@ def _revive(
     waiting = clusters.filter(~pl.col("cluster").is_in(list(assigned)))
     if not waiting.height:
         return []
-    found = retired(waiting.get_column("record_key").to_list())
+    found = retired(waiting.select("record_key"))
     if not found.height:
         return []
     overlap = (

@@ -718,11 +718,16 @@ def _assign_ids(
         )
         return dict(con.execute(sql, [ids]).fetchall())
 
-    def retired(keys: list[str]) -> pl.DataFrame:
-        return con.sql(
-            "SELECT record_key, citizen_id FROM retired_links WHERE record_key IN (SELECT unnest(?::VARCHAR[]))",
-            params=[keys],
-        ).pl()
+    def retired(keys: pl.DataFrame) -> pl.DataFrame:
+        if not con.execute("SELECT count(*) FROM retired_links").fetchall()[0][0]:  # none retired yet: no join
+            return pl.DataFrame(schema={"record_key": pl.String, "citizen_id": pl.String})
+        con.register("_waiting_keys", keys)
+        try:
+            return con.sql(
+                "SELECT record_key, citizen_id FROM retired_links SEMI JOIN _waiting_keys USING (record_key)"
+            ).pl()
+        finally:
+            con.unregister("_waiting_keys")
 
     links, history = assign_checked(
         clustered.labels, previous, used_before=used_before, identity=identity, first_seen=first_seen, retired=retired
