@@ -56,8 +56,12 @@ def test_a_citizen_split_off_another_sees_the_looks_at_it_before_the_split_only(
     found = entries_for_citizen(path, "CV-SON", earlier)
     assert [(e["case_reference"], e.get("as_citizen_id")) for e in found] == [("CASE-1", "CV-FATHER"), ("CASE-3", None)]
     report = citizen_access_report(path, "CV-SON", earlier)
-    assert [e["case_reference"] for e in report] == ["CASE-3", "CASE-1"]  # newest first
+    assert [e["time"] for e in report] == [found[1]["time"], found[0]["time"]]  # newest first
     assert "as_citizen_id" not in report[0] and "user" not in report[0]
+    # the look at the merged ID keeps when, who and what, but not its purpose or case: those were the father's business
+    assert report[1]["earlier_id"] is True and report[1]["organisation"] == found[0]["organisation"]
+    assert report[1]["purpose"] is None and report[1]["case_reference"] is None
+    assert report[0]["purpose"] == found[1]["purpose"] and "earlier_id" not in report[0]
     # the father's own log is as before
     assert [e["case_reference"] for e in entries_for_citizen(path, "CV-FATHER")] == ["CASE-1", "CASE-2"]
 
@@ -101,3 +105,34 @@ def test_the_served_view_holds_each_ids_lineage_for_the_portals_access_log(gener
         assert predecessors(served, citizen) == []  # it kept its ID: its own looks are its log
     finally:
         served.close()
+
+
+def test_the_citizens_page_says_why_a_look_at_an_earlier_id_has_no_purpose(tmp_path):
+    """The portal page renders a look at an earlier ID with the sentence that says why its purpose is blank, in the
+    deployment's language, and never the purpose itself."""
+    from citizen_view.serving import vocabulary as words
+    from citizen_view.serving.templating import TEMPLATES
+
+    path = tmp_path / "access.jsonl"
+    with AuditLog(path) as log:
+        log.append(event(1, citizen="CV-FATHER", purpose="the father's debt collection"))
+        time.sleep(0.01)
+        split_at = dt.datetime.now(UTC)
+    entries = citizen_access_report(path, "CV-SON", [("CV-FATHER", split_at)])
+    for lang in ("en", "nl", "no"):
+        page = TEMPLATES.env.get_template("access_log.html").render(
+            who=None,
+            here="/citizens/CV-SON/access-log",
+            say=lambda key, lang=lang, **v: words.phrase(key, lang, **v),
+            said=lambda key, lang=lang, **v: words.said(key, lang, **v),
+            did=lambda action, lang=lang: words.action_words(action, lang),
+            shown_date=lambda v, typed=None, lang=lang: words.shown_date(v, typed, lang),
+            source_labels=", ".join,
+            disclosed=lambda f, lang=lang: words.disclosed(f, {}, lang),
+            citizen_id="CV-SON",
+            entries=entries,
+            own=[],
+            purpose="my own access log",
+        )
+        assert words.phrase("earlier_id", lang) in page and "debt collection" not in page
+        assert "Benefits Agency" in page  # who looked stays

@@ -85,10 +85,18 @@ def citizen_access_report(
         return []
     found = entries_for_citizen(path, citizen_id, predecessors)
     looks = [e for e in found if isinstance(e.get("status"), int) and e["status"] < 400]
-    return [
-        {k: list(e.get(k) or []) if k in ("fields", "sources") else e.get(k) for k in REPORT_FIELDS}
-        for e in reversed(looks)
-    ]
+    return [_shown_to_citizen(e) for e in reversed(looks)]
+
+
+def _shown_to_citizen(entry: dict) -> dict:
+    """A look as its citizen is shown it. A look at an earlier ID (`as_citizen_id`) keeps its time, organisation,
+    action and which of their data, but not its purpose or case reference: when that ID held two people's records
+    (the wrong merge a split corrects), those were about the other person, and may name them; `earlier_id` says
+    why they are blank. The data protection officer's export keeps them."""
+    row = {k: list(entry.get(k) or []) if k in ("fields", "sources") else entry.get(k) for k in REPORT_FIELDS}
+    if entry.get("as_citizen_id") is not None:
+        row |= {"purpose": None, "case_reference": None, "earlier_id": True}
+    return row
 
 
 def _needle(citizen_id: str) -> bytes | None:

@@ -108,6 +108,7 @@ class AccessEntry(BaseModel):
     fields: list[str] = []
     sources: list[str] = []
     status: int
+    earlier_id: bool = False  # a look at an ID that held some of these records before a correction (split or merge)
 
 
 class AccessReport(BaseModel):
