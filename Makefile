@@ -21,10 +21,14 @@ run: $(STAMP)  ## ingest, link, check and publish the committed sample
 	@$(BIN)/citizen-view init >/dev/null
 	$(BIN)/citizen-view run
 
+# The suite's files on this many processes (pytest-xdist; a file's tests stay together, so its module fixtures are
+# built once); 0 runs everything in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## house rules (ruff), then the whole test suite (it keeps its own DAGSTER_HOME, never .dagster/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	env -u DAGSTER_HOME $(BIN)/python -m pytest
+	env -u DAGSTER_HOME $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
