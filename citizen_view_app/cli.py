@@ -426,19 +426,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _predecessors(warehouse: Path, citizen_id: str) -> list:
     """The IDs that held some of this citizen's records, and until when, from the served view (none before one)."""
-    import duckdb
-
     from citizen_view.serving.lookups import predecessors
-    from citizen_view.serving.snapshot import current_view
+    from citizen_view.serving.snapshot import read_current_view
 
-    view = current_view(WarehouseLayout.of(warehouse).serving_dir)
-    if view is None or not view.is_file():
-        return []
-    con = duckdb.connect(str(view), read_only=True)
-    try:
-        return predecessors(con, citizen_id)
-    finally:
-        con.close()
+    return read_current_view(WarehouseLayout.of(warehouse).serving_dir, lambda con: predecessors(con, citizen_id), [])
 
 
 def cmd_review(args: argparse.Namespace) -> int:

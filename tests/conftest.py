@@ -151,3 +151,16 @@ def collected_chain(generated: Path, root: Path) -> Iterator[tuple]:
         chain = Linkage(con, WarehouseLayout.of(root / "cv.duckdb"), sources)
         chain.collect()
         yield con, chain
+
+
+def empty_record(con, source: str, record_id: str) -> None:
+    """Re-deliver one record of a collected chain as nobody: every field linkage reads emptied in its canonical
+    table (its key and source kept), so the next run splits it off whatever citizen held it."""
+    from citizen_view.linkage.records import SOURCE_COLUMNS
+
+    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
+    emptied = [c for c in SOURCE_COLUMNS if c in present and c not in ("source", "national_id_valid")]
+    con.execute(
+        f"UPDATE canonical.{source} SET {', '.join(f'{c} = NULL' for c in emptied)} WHERE source_record_id = ?",
+        [record_id],
+    )

@@ -69,10 +69,9 @@ def test_a_citizen_split_off_another_sees_the_looks_at_it_before_the_split_only(
 def test_the_served_view_holds_each_ids_lineage_for_the_portals_access_log(generated, tmp_path):
     """End to end on the generated set: a 1+1 split in a full run (the ID stays with the golden record's source), a
     view published, and the lineage the access log reads from it."""
-    from citizen_view.linkage.records import SOURCE_COLUMNS
     from citizen_view.serving.lookups import predecessors
     from citizen_view.serving.snapshot import publish_view
-    from tests.conftest import collected_chain
+    from tests.conftest import collected_chain, empty_record
 
     with collected_chain(generated, tmp_path) as (con, linkage):
         linkage.run(run_id="full")
@@ -82,12 +81,7 @@ def test_the_served_view_holds_each_ids_lineage_for_the_portals_access_log(gener
             "SELECT c.citizen_id, l.source, l.source_record_id FROM citizen c JOIN citizen_source_link l "
             "USING (citizen_id) WHERE c.record_count = 2 AND l.record_key < c.name_from ORDER BY l.record_key LIMIT 1"
         ).fetchall()[0]
-        present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
-        emptied = [c for c in SOURCE_COLUMNS if c in present and c not in ("source", "national_id_valid")]
-        con.execute(
-            f"UPDATE canonical.{source} SET {', '.join(f'{c} = NULL' for c in emptied)} WHERE source_record_id = ?",
-            [record_id],
-        )
+        empty_record(con, source, record_id)
         linkage.collect()
         linkage.run(run_id="split")
         split_off, split_at = con.execute(

@@ -9,7 +9,7 @@ import pytest
 
 import citizen_view.linkage.steps as steps
 from citizen_view.linkage.records import DIGESTED, SOURCE_COLUMNS
-from tests.conftest import collected_chain
+from tests.conftest import collected_chain, empty_record
 
 
 @pytest.fixture(scope="module")
@@ -254,12 +254,7 @@ def test_when_a_citizen_of_two_records_splits_the_id_stays_with_its_golden_recor
         "JOIN citizen_source_link l USING (citizen_id) WHERE c.record_count = 2 AND l.record_key <> c.name_from "
         "AND l.record_key < c.name_from ORDER BY l.record_key LIMIT 1"
     ).fetchall()[0]
-    present = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('canonical.{source}')").fetchall()}
-    emptied = [c for c in SOURCE_COLUMNS if c in present and c not in ("source", "national_id_valid")]
-    con.execute(
-        f"UPDATE canonical.{source} SET {', '.join(f'{c} = NULL' for c in emptied)} WHERE source_record_id = ?",
-        [record_id],
-    )
+    empty_record(con, source, record_id)
     linkage.collect()
     linkage.update(run_id="split")
     ids = dict(

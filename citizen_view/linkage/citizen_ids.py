@@ -76,17 +76,9 @@ def assign_citizen_ids(
     used: set[str] = set()
     overlap = pl.DataFrame(schema={"cluster": pl.Int64, "citizen_id": pl.String, "n": pl.UInt32})
     if previous is not None and previous.height:
-        overlap = (
-            clusters.join(previous.select("record_key", "citizen_id"), on="record_key", how="inner")
-            .group_by("cluster", "citizen_id")
-            .agg(pl.len().alias("n"))
-        )
-        overlap = _ordered(overlap, clusters, identity=identity, first_seen=first_seen)
+        overlap = _ordered(_overlap(clusters, previous), clusters, identity=identity, first_seen=first_seen)
         taken |= set(previous.get_column("citizen_id").unique().to_list())
-        for cluster, cid, _n in overlap.iter_rows():
-            if cluster not in assigned and cid not in used:
-                assigned[cluster] = cid
-                used.add(cid)
+        _hand_out(overlap, assigned, used)
 
     events: list[tuple[str, str, str | None, int]] = []
     # The main predecessor of each cluster (largest overlap), for split events.
@@ -144,19 +136,29 @@ def _revive(
     found = retired(waiting.select("record_key"))
     if not found.height:
         return []
-    overlap = (
-        waiting.join(found.select("record_key", "citizen_id"), on="record_key")
+    overlap = _ordered(_overlap(waiting, found), waiting, identity=None, first_seen=None)
+    return [(cid, HistoryEvent.REVIVED, None, n) for _, cid, n in _hand_out(overlap, assigned, set(unavailable))]
+
+
+def _overlap(clusters: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """(cluster, citizen_id, n): how many records of each ID in `links` (record_key, citizen_id) each cluster holds."""
+    return (
+        clusters.join(links.select("record_key", "citizen_id"), on="record_key", how="inner")
         .group_by("cluster", "citizen_id")
         .agg(pl.len().alias("n"))
-        .sort(["n", "citizen_id", "cluster"], descending=[True, False, False])
     )
-    events, revived = [], set()
-    for cluster, cid, n in overlap.iter_rows():
-        if cluster not in assigned and cid not in revived and cid not in unavailable:
+
+
+def _hand_out(ordered: pl.DataFrame, assigned: dict[int, str], unavailable: set[str]) -> list[tuple[int, str, int]]:
+    """Walk the overlaps in order, giving each cluster the first ID not given yet nor `unavailable` (each ID once);
+    updates `assigned` and `unavailable`; the (cluster, citizen_id, n) given."""
+    given = []
+    for cluster, cid, n in ordered.iter_rows():
+        if cluster not in assigned and cid not in unavailable:
             assigned[cluster] = cid
-            revived.add(cid)
-            events.append((cid, HistoryEvent.REVIVED, None, n))
-    return events
+            unavailable.add(cid)
+            given.append((cluster, cid, n))
+    return given
 
 
 def _ordered(

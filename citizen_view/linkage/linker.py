@@ -116,9 +116,9 @@ class Linkage:
         """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
         would write them itself, once); returns the tables written."""
         written = _steps.prepare_update(self.con, self.layout)
-        ranks = _golden.rank_rows(self._sources("golden"))
         if table_exists(self.con, "main", "citizen") and not table_exists(self.con, "main", _golden.RANKING):
-            _golden.store_ranking(self.con, ranks)  # `citizen` was built by a release that did not record it
+            # `citizen` was built by a release that did not record its ranking
+            _golden.store_ranking(self.con, _golden.rank_rows(self._sources("golden")))
             written.append(_golden.RANKING)
         return written
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import duckdb
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from citizen_view.serving import vocabulary as words
-from citizen_view.serving.snapshot import current_view
+from citizen_view.serving.snapshot import read_current_view
 
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"])
@@ -35,11 +34,4 @@ def render_access_report_html(
 
 def served_speech(serving_dir: Path) -> tuple[str, dict[str, str]]:
     """The language and source labels of the view published in `serving_dir` (English and none before the first)."""
-    view = current_view(serving_dir)
-    if view is None or not view.is_file():
-        return words.DEFAULT_LANGUAGE, {}
-    con = duckdb.connect(str(view), read_only=True)
-    try:
-        return words.view_speech(con)
-    finally:
-        con.close()
+    return read_current_view(serving_dir, words.view_speech, (words.DEFAULT_LANGUAGE, {}))

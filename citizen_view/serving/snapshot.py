@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
@@ -32,6 +32,8 @@ from citizen_view.serving.resolve_view import publish_resolve_tables
 from citizen_view.warehouse import literal, table_exists
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import duckdb
 
     from citizen_view.contract import SourcesFile
@@ -542,6 +544,23 @@ def current_view(folder: Path) -> Path | None:
     except FileNotFoundError:
         return None
     return folder / name if name else None
+
+
+T = TypeVar("T")
+
+
+def read_current_view(folder: Path, read: Callable[[duckdb.DuckDBPyConnection], T], default: T) -> T:
+    """`read` on the published view, opened read-only for it; `default` before the first publication."""
+    import duckdb
+
+    view = current_view(folder)
+    if view is None or not view.is_file():
+        return default
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        return read(con)
+    finally:
+        con.close()
 
 
 def _prune(folder: Path, *, keep: int) -> None:
