@@ -421,7 +421,7 @@ def implausible_date_reason(*, before: dt.date | None = None, after: dt.date | N
 
 
 def _format_regex(fmt: str, *, digits: bool = False, full: bool = False) -> re.Pattern[str] | None:
-    """A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators; `digits`:
+    r"""A regex with Y, m and d groups for a strptime format made of %Y, %m, %d and literal separators; `digits`:
     the groups take ASCII digits only (else any character, so a typo'd digit still has its place); `full`: ASCII
     digits, each group at its full width (a day or month of one digit allowed otherwise). (Not `\d`: the regex
     engines' `\d` takes any script's digits.)"""
