@@ -588,9 +588,8 @@ def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service)
         for name in ("data_steward", "benefits_caseworker", "permits_clerk"):
             role = load_access(EXAMPLE_ACCESS_FILE).roles[name].for_view(served)
             before = "_seen AS (SELECT * FROM records WHERE list_contains($sources, source) AND list_contains($ids, citizen_id))"
-            cur = con.execute(
-                golden_select("_seen", "source_rank", before=before), {"sources": role.sources, "ids": ids}
-            )
+            select = golden_select("_seen", "source_rank", before=before, stand_ins="golden_stand_ins")
+            cur = con.execute(select, {"sources": role.sources, "ids": ids})
             names = [d[0] for d in cur.description]
             by_sql = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
             assert by_sql, name

@@ -4,6 +4,12 @@ Survivorship per attribute group: the most trusted source (sources.yaml `survivo
 `per_field` for one group), then the most recent extract, then the value most of the citizen's
 records agree on, then the record key. Parts that belong together (the name parts; street, number,
 postcode and city) always come from one record, so an address is never stitched from two places.
+
+Before the ranking: a record whose name, street, city or birth place is a stand-in ("unknown", "-", "XXX": the
+values linkage treats as missing, found from the data by common_values.py and kept with the model as
+`linkage_common_values`) gives that group's value only when no record of the citizen has a real one. A top-ranked
+register's "UNKNOWN" then does not hide the family name another agency holds; a citizen known only by stand-ins
+keeps what the sources wrote, with its provenance.
 """
 
 from __future__ import annotations
@@ -52,12 +58,23 @@ GROUPS: dict[str, Group] = {
 }
 
 
+# Per group, the standardised fields whose stand-ins (linkage_common_values: field, value) make a record's value for
+# the group a stand-in; the fields are common_values.FIELDS.
+STAND_IN_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("first_name_std", "family_name_std"),
+    "address": ("street_std", "city_std"),
+    "birth_place": ("birth_place_std",),
+}
+STAND_INS = "linkage_common_values"  # where the warehouse keeps them (common_values.TABLE), with the model
+StandIns = dict[str, frozenset[str]]  # field -> its stand-in values, in memory
+
 # The record columns golden_select reads: each group's columns, the columns its condition and agreement read, and the
 # columns every group orders by.
 COLUMNS_READ = {c for cols, *_ in GROUPS.values() for c in cols} | {
     "given_name_std",
     "family_name_std",
     "birth_place_std",
+    *(f for fields in STAND_IN_FIELDS.values() for f in fields),
     "national_id_valid",
     "source",
     "source_record_id",
@@ -77,16 +94,26 @@ def rank_rows(sources: SourcesFile) -> list[tuple[str, str, int]]:
     return rows
 
 
-def golden_select(linked: str, ranks: str, *, before: str = "") -> str:
+def _stand_in_sql(group: str, stand_ins: str | None) -> str:
+    """SQL (over a record's columns): whether the record's value for `group` is a stand-in listed in table
+    `stand_ins` (field, value); false for a group without such fields, or without a table."""
+    fields = STAND_IN_FIELDS.get(group, ()) if stand_ins else ()
+    found = [f"coalesce({f} IN (SELECT value FROM {stand_ins} WHERE field = '{f}'), false)" for f in fields]
+    return " OR ".join(found) or "false"
+
+
+def golden_select(linked: str, ranks: str, *, before: str = "", stand_ins: str | None = None) -> str:
     """SQL for one golden row per citizen from `linked` (citizen_id + source_records columns) and `ranks` (grp, source, rank).
 
     The same survivorship serves the warehouse's `citizen` (over every source) and a caseworker's view
     (over the sources their role may see). `before`: common table expressions the query starts with (`linked` may
-    be one of them), so a caller can select the records in the same query.
+    be one of them), so a caller can select the records in the same query. `stand_ins`: a table (field, value) of
+    stand-in values (see the module's note), or None for none.
     """
     selects = []
     for group, (cols, condition, agree, first) in GROUPS.items():
         col_list = ", ".join(cols)
+        stand_in = _stand_in_sql(group, stand_ins)
         selects.append(
             f"""
             {group} AS (
@@ -94,10 +121,12 @@ def golden_select(linked: str, ranks: str, *, before: str = "") -> str:
                 FROM (
                     SELECT *, row_number() OVER (
                         PARTITION BY citizen_id
-                        ORDER BY {first} rank, extracted_at DESC NULLS LAST, agree DESC, source, source_record_id
+                        ORDER BY {first} stand_in, rank, extracted_at DESC NULLS LAST, agree DESC, source,
+                                 source_record_id
                     ) AS pick
                     FROM (
-                        SELECT x.*, k.rank, count(*) OVER (PARTITION BY citizen_id, {agree}) AS agree
+                        SELECT x.*, k.rank, count(*) OVER (PARTITION BY citizen_id, {agree}) AS agree,
+                               ({stand_in}) AS stand_in
                         FROM {linked} x JOIN {ranks} k ON k.grp = '{group}' AND k.source = x.source
                         WHERE {condition}
                     )
@@ -138,7 +167,8 @@ def build_golden(
     (the temporary `_relinked` and `_scope_rows`): read instead of the big tables.
     """
     ranks = rank_rows(sources)
-    if only_changed and ranked_otherwise(con, ranks):  # a new survivorship ranking changes any citizen's choices
+    # a new survivorship ranking, or a new list of stand-ins (a model trained again), changes any citizen's choices
+    if only_changed and ranked_otherwise(con, ranks):
         only_changed, relinked = False, None
     if only_changed and relinked and table_exists(con, "main", "citizen"):
         _rebuild_relinked(con, sources, relinked)
@@ -168,7 +198,9 @@ def build_golden(
             "CREATE OR REPLACE TEMP TABLE _linked AS SELECT l.citizen_id, r.* "
             "FROM citizen_source_link l JOIN source_records r USING (record_key)"
         )
-    select = golden_select("_linked", "_source_rank")
+    select = golden_select(
+        "_linked", "_source_rank", stand_ins=STAND_INS if table_exists(con, "main", STAND_INS) else None
+    )
     if only_changed and table_exists(con, "main", "citizen"):
         with transaction(con):
             con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
@@ -176,25 +208,46 @@ def build_golden(
     else:
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
-            store_ranking(con, ranks)
+            store_ranking(con, ranks, stand_ins=True)
     return _report(con)
 
 
 RANKING = "golden_ranking"  # the survivorship ranking the whole of `citizen` was last built with
+STAND_INS_USED = "golden_stand_ins"  # and the stand-ins it passed over (field, value)
+
+
+def read_stand_ins(con: duckdb.DuckDBPyConnection, table: str = STAND_INS) -> StandIns:
+    """The stand-in values of `table` (field, value) by field; none when there is no such table."""
+    if not table_exists(con, "main", table):
+        return {}
+    found: dict[str, set[str]] = {}
+    for field, value in con.execute(f"SELECT field, value FROM {table}").fetchall():
+        found.setdefault(field, set()).add(value)
+    return {field: frozenset(values) for field, values in found.items()}
 
 
 def ranked_otherwise(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]]) -> bool:
-    """Whether `citizen` was built with another survivorship ranking than `ranks` (or an unknown one): then every
-    golden record is chosen anew, not only the citizens an update touched."""
-    if not table_exists(con, "main", RANKING):
+    """Whether `citizen` was built with another survivorship ranking than `ranks` or other stand-ins than the model's
+    (or unknown ones, as by a release before they were recorded): then every golden record is chosen anew, not only
+    the citizens an update touched."""
+    if not table_exists(con, "main", RANKING) or not table_exists(con, "main", STAND_INS_USED):
         return True
-    return set(con.execute(f"SELECT grp, source, rank FROM {RANKING}").fetchall()) != set(ranks)
+    if set(con.execute(f"SELECT grp, source, rank FROM {RANKING}").fetchall()) != set(ranks):
+        return True
+    return read_stand_ins(con, STAND_INS_USED) != read_stand_ins(con)
 
 
-def store_ranking(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]]) -> None:
-    """Record the ranking `citizen` was built with (in the caller's transaction, with the table)."""
+def store_ranking(
+    con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]], *, stand_ins: bool = False
+) -> None:
+    """Record the ranking `citizen` was built with (in the caller's transaction, with the table), and with `stand_ins`
+    the stand-ins it passed over (the model's now)."""
     con.execute(f"CREATE OR REPLACE TABLE {RANKING} (grp VARCHAR, source VARCHAR, rank INTEGER)")
     con.executemany(f"INSERT INTO {RANKING} VALUES (?, ?, ?)", ranks)
+    if stand_ins:
+        con.execute(f"CREATE OR REPLACE TABLE {STAND_INS_USED} (field VARCHAR, value VARCHAR)")
+        if table_exists(con, "main", STAND_INS):
+            con.execute(f"INSERT INTO {STAND_INS_USED} SELECT field, value FROM {STAND_INS}")
 
 
 def _report(con: duckdb.DuckDBPyConnection) -> GoldenReport:
@@ -211,7 +264,7 @@ def _rebuild_relinked(con: duckdb.DuckDBPyConnection, sources: SourcesFile, reli
     present = set(table_columns(con, records))
     read = ", ".join(f"r.{c}" for c in sorted(COLUMNS_READ & present))
     linked = con.sql(f"SELECT l.citizen_id, {read} FROM {records} r JOIN {links} l USING (record_key)").pl()
-    with transaction(con, _golden_rows=golden_frame(linked, rank_rows(sources))):
+    with transaction(con, _golden_rows=golden_frame(linked, rank_rows(sources), read_stand_ins(con))):
         con.execute("DELETE FROM citizen WHERE citizen_id IN (SELECT citizen_id FROM linkage_changes)")
         con.execute("INSERT INTO citizen BY NAME SELECT * FROM _golden_rows")
 
@@ -237,7 +290,19 @@ def _polars_rules() -> dict[str, tuple[pl.Expr, pl.Expr, list[tuple[str, bool]]]
     return rules
 
 
-def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.DataFrame:
+def _stand_in_expr(group: str, stand_ins: StandIns) -> pl.Expr:
+    """Polars: whether a record's value for `group` is a stand-in (_stand_in_sql)."""
+    found = [
+        pl.col(f).is_in(sorted(stand_ins[f])).fill_null(False)
+        for f in STAND_IN_FIELDS.get(group, ())
+        if stand_ins.get(f)
+    ]
+    return pl.any_horizontal(found) if found else pl.lit(False)
+
+
+def golden_frame(
+    linked: pl.DataFrame, ranks: list[tuple[str, str, int]], stand_ins: StandIns | None = None
+) -> pl.DataFrame:
     """golden_select over a frame of linked records (citizen_id and source_records columns), in Polars: one golden
     row per citizen (tests/test_golden.py checks it against the SQL where each tie-breaker decides). One pass: each
     group's rank, eligibility and agreement as columns, then one aggregation per citizen that takes each group's
@@ -252,7 +317,8 @@ def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.
         condition, agree, _first = rules[group]
         rank = pl.col("source").replace_strict(rank_of[group], default=None, return_dtype=pl.Int64)
         eligible = (condition & rank.is_not_null()).fill_null(False)
-        marks += [rank.alias(f"_rank{i}"), eligible.alias(f"_ok{i}")]
+        stand_in = _stand_in_expr(group, stand_ins or {}).alias(f"_stand{i}")
+        marks += [rank.alias(f"_rank{i}"), eligible.alias(f"_ok{i}"), stand_in]
     frame = linked.lazy().with_columns(marks)
     agreed = [
         pl.col(f"_ok{i}").sum().over("citizen_id", rules[group][1]).alias(f"_agree{i}")
@@ -262,7 +328,8 @@ def golden_frame(linked: pl.DataFrame, ranks: list[tuple[str, str, int]]) -> pl.
     picks = []
     for i, (group, (cols, *_sql)) in enumerate(GROUPS.items()):
         first = rules[group][2]
-        order = [(f"_ok{i}", True), *first, (f"_rank{i}", False), ("extracted_at", True), (f"_agree{i}", True)]
+        order = [(f"_ok{i}", True), *first, (f"_stand{i}", False), (f"_rank{i}", False), ("extracted_at", True)]
+        order += [(f"_agree{i}", True)]
         order += [("source", False), ("source_record_id", False)]
         picked = (
             pl.struct(f"_ok{i}", *cols, "_from")
@@ -309,9 +376,16 @@ def _newest_first(value) -> tuple:
     return (0, -value.timestamp()) if value is not None else (1, 0.0)
 
 
-def golden_rows(records: list[dict], ranks: list[tuple[str, str, int]]) -> dict[str, dict]:
+def golden_rows(
+    records: list[dict], ranks: list[tuple[str, str, int]], stand_ins: StandIns | None = None
+) -> dict[str, dict]:
     """`golden_select` over records in memory (dicts with citizen_id and source_records columns): citizen -> golden."""
     rank = {(g, s): r for g, s, r in ranks}
+    stand_ins = stand_ins or {}
+
+    def stand_in(r: dict, group: str) -> bool:
+        return any(r.get(f) in stand_ins.get(f, ()) for f in STAND_IN_FIELDS.get(group, ()))
+
     by_citizen: dict[str, list[dict]] = {}
     for rec in records:
         by_citizen.setdefault(rec["citizen_id"], []).append(rec)
@@ -330,7 +404,8 @@ def golden_rows(records: list[dict], ranks: list[tuple[str, str, int]]) -> dict[
                 valid = r.get("national_id_valid")
                 first = (0 if valid else 1 if valid is False else 2) if group == "national_id" else 0
                 newest = _newest_first(r.get("extracted_at"))
-                return (first, rank[group, r["source"]], newest, -counts[agree(r)], r["source"], r["source_record_id"])
+                held = (first, stand_in(r, group), rank[group, r["source"]], newest, -counts[agree(r)])
+                return (*held, r["source"], r["source_record_id"])
 
             pick = min(eligible, key=order) if eligible else None
             golden |= {c: (pick.get(c) if pick else None) for c in cols}

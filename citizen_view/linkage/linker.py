@@ -116,10 +116,12 @@ class Linkage:
         """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
         would write them itself, once); returns the tables written."""
         written = _steps.prepare_update(self.con, self.layout)
-        if table_exists(self.con, "main", "citizen") and not table_exists(self.con, "main", _golden.RANKING):
-            # `citizen` was built by a release that did not record its ranking
-            _golden.store_ranking(self.con, _golden.rank_rows(self._sources("golden")))
-            written.append(_golden.RANKING)
+        sources = self._sources("golden")
+        if table_exists(self.con, "main", "citizen") and _golden.ranked_otherwise(self.con, _golden.rank_rows(sources)):
+            # `citizen` was built by a release that did not record its ranking or its stand-ins (or with another
+            # ranking): chosen anew here, once, as the update would
+            _golden.build_golden(self.con, sources)
+            written.append("citizen")
         return written
 
     def take_back(self, keys: str) -> None:

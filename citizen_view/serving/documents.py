@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from citizen_view.serving.id_index import IdIndex
 
 DOCS = "citizen_docs"
+STAND_INS_IN_VIEW = "golden_stand_ins"  # the values survivorship passes over (field, value): golden.STAND_INS
 RECORD_CITIZENS = "record_citizens"  # each linked record's citizen, by "source:source_record_id" (ART-indexed)
 # What a document keeps of each linked record: what the profile shows and what survivorship (golden.golden_rows) reads.
 # `links`: the record's best link to a record of each source within its citizen ({source: match probability}), from
@@ -37,7 +38,10 @@ DOC_RECORD_COLUMNS: tuple[str, ...] = (
     "extracted_at",
     *CanonicalField,
     "given_name_std",
+    "first_name_std",
     "family_name_std",
+    "street_std",
+    "city_std",
     "birth_place_std",
     "national_id_valid",
 )
@@ -316,6 +320,8 @@ class ViewInfo:
     held: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # source -> (data as of, newer extract held since)
     ids: IdIndex | None = None  # the view's national IDs in memory (the service reads them once per view file)
     review_needs: frozenset[str] | None = None  # what a reviewer must see (review_items.review_needs), once read
+    # the values survivorship passes over (golden.py's stand-ins): the model's list the view was published with
+    stand_ins: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> ViewInfo:
@@ -343,9 +349,14 @@ class ViewInfo:
                     "SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL"
                 ).fetchall()
             }
+        stand_ins: dict[str, set[str]] = {}
+        if STAND_INS_IN_VIEW in tables:
+            for column, value in con.execute(f"SELECT field, value FROM {STAND_INS_IN_VIEW}").fetchall():
+                stand_ins.setdefault(column, set()).add(value)
         return cls(
             country=con.execute("SELECT country FROM view_info").fetchall()[0][0],
             ranks=[tuple(r) for r in con.execute("SELECT grp, source, rank FROM source_rank").fetchall()],
             labels=labels,
             held=held,
+            stand_ins={column: frozenset(values) for column, values in stand_ins.items()},
         )

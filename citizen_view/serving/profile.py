@@ -113,8 +113,8 @@ def golden_for_role(
     # Each citizen's document by one index probe, the role's sources applied to its few records, then survivorship in
     # memory (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
     found = records_of(con, citizen_ids, set(role.sources))
-    ranks = (info or ViewInfo.read(con)).ranks
-    return golden_rows([r for rows in found.values() for r in rows], ranks)
+    info = info or ViewInfo.read(con)
+    return golden_rows([r for rows in found.values() for r in rows], info.ranks, info.stand_ins)
 
 
 def load_profile(
@@ -126,7 +126,7 @@ def load_profile(
     doc = document_of(con, citizen_id, set(role.sources))
     if doc is None:
         return None
-    found = golden_rows(doc.records, info.ranks)[citizen_id]
+    found = golden_rows(doc.records, info.ranks, info.stand_ins)[citizen_id]
     golden = {
         f: _text(found[f]) for f in RECORD_FIELDS if role.sees(f) and found.get(f) is not None
     }  # only what has a value

@@ -19,11 +19,12 @@ from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.citizen_ids import LINEAGE_SQL
-from citizen_view.linkage.golden import rank_rows
+from citizen_view.linkage.golden import STAND_INS, rank_rows
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
     RECORD_CITIZENS,
     ROW_GROUP_ROWS,
+    STAND_INS_IN_VIEW,
     create_document_views,
     publish_documents,
     sorted_sql,
@@ -393,6 +394,10 @@ def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> N
     """Which source wins each field group, and the values set aside at ingest."""
     con.execute("CREATE TABLE snap.source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
     con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
+    # the stand-ins survivorship passes over, so that a look chooses as the warehouse's `citizen` does
+    con.execute(f"CREATE TABLE snap.{STAND_INS_IN_VIEW} (field VARCHAR, value VARCHAR)")
+    if table_exists(con, "main", STAND_INS):
+        con.execute(f"INSERT INTO snap.{STAND_INS_IN_VIEW} SELECT field, value FROM {STAND_INS}")
     con.execute(
         "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
         if table_exists(con, "main", "field_issues")

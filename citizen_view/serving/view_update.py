@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from citizen_view.serving import snapshot as snap
-from citizen_view.serving.documents import DOCS, replace_documents, sorted_sql
+from citizen_view.serving.documents import DOCS, STAND_INS_IN_VIEW, replace_documents, sorted_sql
 from citizen_view.serving.resolve_view import update_resolve_tables
 from citizen_view.warehouse import literal
 
@@ -144,6 +144,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
     linked = f"({snap.linked_sql(con, links=False)})"  # every record, unsorted, without links: only digested
     con.execute("DROP TABLE snap.source_rank")
     con.execute("DROP TABLE snap.field_issues")
+    con.execute(f"DROP TABLE IF EXISTS snap.{STAND_INS_IN_VIEW}")  # a view published before it held them
     snap._ranks_and_issues(con, sources)  # the set-aside values first: the digests read them
     con.execute(f"CREATE OR REPLACE TEMP TABLE {DIGESTS_NOW} AS {snap.record_digests_sql(linked=linked)}")
     before = f"snap.{snap.DIGESTS}"
