@@ -208,7 +208,7 @@ def build_golden(
     else:
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TABLE citizen AS {select} ORDER BY citizen_id")
-            store_ranking(con, ranks, stand_ins=True)
+            store_ranking(con, ranks)
     return _report(con)
 
 
@@ -237,17 +237,14 @@ def ranked_otherwise(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str,
     return read_stand_ins(con, STAND_INS_USED) != read_stand_ins(con)
 
 
-def store_ranking(
-    con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]], *, stand_ins: bool = False
-) -> None:
-    """Record the ranking `citizen` was built with (in the caller's transaction, with the table), and with `stand_ins`
-    the stand-ins it passed over (the model's now)."""
+def store_ranking(con: duckdb.DuckDBPyConnection, ranks: list[tuple[str, str, int]]) -> None:
+    """Record the ranking `citizen` was built with and the stand-ins it passed over (the model's now), in the caller's
+    transaction, with the table."""
     con.execute(f"CREATE OR REPLACE TABLE {RANKING} (grp VARCHAR, source VARCHAR, rank INTEGER)")
     con.executemany(f"INSERT INTO {RANKING} VALUES (?, ?, ?)", ranks)
-    if stand_ins:
-        con.execute(f"CREATE OR REPLACE TABLE {STAND_INS_USED} (field VARCHAR, value VARCHAR)")
-        if table_exists(con, "main", STAND_INS):
-            con.execute(f"INSERT INTO {STAND_INS_USED} SELECT field, value FROM {STAND_INS}")
+    con.execute(f"CREATE OR REPLACE TABLE {STAND_INS_USED} (field VARCHAR, value VARCHAR)")
+    if table_exists(con, "main", STAND_INS):
+        con.execute(f"INSERT INTO {STAND_INS_USED} SELECT field, value FROM {STAND_INS}")
 
 
 def _report(con: duckdb.DuckDBPyConnection) -> GoldenReport:
