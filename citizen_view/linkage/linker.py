@@ -116,12 +116,16 @@ class Linkage:
         """Write the lookup tables `update` reads where a warehouse linked by an older release lacks them (an update
         would write them itself, once); returns the tables written."""
         written = _steps.prepare_update(self.con, self.layout)
-        sources = self._sources("golden")
-        if table_exists(self.con, "main", "citizen") and _golden.ranked_otherwise(self.con, _golden.rank_rows(sources)):
-            # `citizen` was built by a release that did not record its ranking or its stand-ins (or with another
-            # ranking): chosen anew here, once, as the update would
-            _golden.build_golden(self.con, sources)
-            written.append("citizen")
+        if not table_exists(self.con, "main", "citizen"):
+            return written
+        unrecorded = not all(table_exists(self.con, "main", t) for t in (_golden.RANKING, _golden.STAND_INS_USED))
+        if unrecorded or self.sources is not None:  # without the sources file, only an unrecorded ranking needs it
+            sources = self._sources("golden")
+            if _golden.ranked_otherwise(self.con, _golden.rank_rows(sources)):
+                # `citizen` was built by a release that did not record its ranking or its stand-ins (or with another
+                # ranking): chosen anew here, once, as the update would
+                _golden.build_golden(self.con, sources)
+                written.append("citizen")
         return written
 
     def take_back(self, keys: str) -> None:

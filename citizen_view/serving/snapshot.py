@@ -19,7 +19,7 @@ from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.citizen_ids import LINEAGE_SQL
-from citizen_view.linkage.golden import STAND_INS, rank_rows
+from citizen_view.linkage.golden import STAND_INS, STAND_INS_USED, rank_rows
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
     RECORD_CITIZENS,
@@ -234,7 +234,10 @@ def linked_sql(con: duckdb.DuckDBPyConnection, *, links: bool = True, citizens: 
     """SQL: the rows of `_linked`, unsorted (it first writes the records' best links, temporary table `BEST_LINKS`);
     without `links`, their `links` null (nothing written; what the record digests read); with `citizens` (a table of
     citizen_id), those citizens' rows only, and their best links only."""
-    columns = ", ".join(f"r.{c}" for c in (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS) if c != "links")
+    read = dict.fromkeys(
+        (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS)
+    )  # each once: documents and search share some
+    columns = ", ".join(f"r.{c}" for c in read if c != "links")
     records = "citizen_source_link l JOIN source_records r USING (record_key)"
     only = f" WHERE l.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
     if not links:
@@ -394,10 +397,12 @@ def _ranks_and_issues(con: duckdb.DuckDBPyConnection, sources: SourcesFile) -> N
     """Which source wins each field group, and the values set aside at ingest."""
     con.execute("CREATE TABLE snap.source_rank (grp VARCHAR, source VARCHAR, rank INTEGER)")
     con.executemany("INSERT INTO snap.source_rank VALUES (?, ?, ?)", rank_rows(sources))
-    # the stand-ins survivorship passes over, so that a look chooses as the warehouse's `citizen` does
+    # the stand-ins survivorship passed over when the warehouse's `citizen` was built (else the model's), so that a look
+    # chooses as `citizen` did even when the model was trained again since (a run that stopped before the golden step)
     con.execute(f"CREATE TABLE snap.{STAND_INS_IN_VIEW} (field VARCHAR, value VARCHAR)")
-    if table_exists(con, "main", STAND_INS):
-        con.execute(f"INSERT INTO snap.{STAND_INS_IN_VIEW} SELECT field, value FROM {STAND_INS}")
+    used = next((t for t in (STAND_INS_USED, STAND_INS) if table_exists(con, "main", t)), None)
+    if used:
+        con.execute(f"INSERT INTO snap.{STAND_INS_IN_VIEW} SELECT field, value FROM {used}")
     con.execute(
         "CREATE TABLE snap.field_issues AS SELECT source, record_id, field, raw, reason FROM field_issues ORDER BY source, record_id"
         if table_exists(con, "main", "field_issues")
