@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
+from citizen_view.linkage.golden import read_stand_ins
 from citizen_view.warehouse import literal
 
 if TYPE_CHECKING:
@@ -349,14 +350,10 @@ class ViewInfo:
                     "SELECT source, accepted_at, held_since FROM source_status WHERE held_since IS NOT NULL"
                 ).fetchall()
             }
-        stand_ins: dict[str, set[str]] = {}
-        if STAND_INS_IN_VIEW in tables:
-            for column, value in con.execute(f"SELECT field, value FROM {STAND_INS_IN_VIEW}").fetchall():
-                stand_ins.setdefault(column, set()).add(value)
         return cls(
             country=con.execute("SELECT country FROM view_info").fetchall()[0][0],
             ranks=[tuple(r) for r in con.execute("SELECT grp, source, rank FROM source_rank").fetchall()],
             labels=labels,
             held=held,
-            stand_ins={column: frozenset(values) for column, values in stand_ins.items()},
+            stand_ins=read_stand_ins(con, STAND_INS_IN_VIEW),  # none in a view published before them
         )

@@ -234,9 +234,8 @@ def linked_sql(con: duckdb.DuckDBPyConnection, *, links: bool = True, citizens: 
     """SQL: the rows of `_linked`, unsorted (it first writes the records' best links, temporary table `BEST_LINKS`);
     without `links`, their `links` null (nothing written; what the record digests read); with `citizens` (a table of
     citizen_id), those citizens' rows only, and their best links only."""
-    read = dict.fromkeys(
-        (*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS)
-    )  # each once: documents and search share some
+    # each column once: the documents and the search keys share some
+    read = dict.fromkeys((*DOC_RECORD_COLUMNS, "attributes", *SEARCH_COLUMNS))
     columns = ", ".join(f"r.{c}" for c in read if c != "links")
     records = "citizen_source_link l JOIN source_records r USING (record_key)"
     only = f" WHERE l.citizen_id IN (SELECT citizen_id FROM {citizens})" if citizens else ""
