@@ -273,6 +273,9 @@ def test_no_plain_identifier_reaches_any_output_of_an_all_encoded_run(all_encode
     outputs = {
         "warehouse": duckdb_text(wh),
         "served view": "\n".join(duckdb_text(p) for p in sorted(layout.serving_dir.glob("view-*.duckdb"))),
+        "served documents files": "\n".join(
+            p.read_bytes().decode("utf-8", "replace") for p in sorted(layout.serving_dir.glob("view-*.duckdb.docs"))
+        ),
         "profile": profile,
         "audit log": audit.read_text(encoding="utf-8"),
         "dagster event log": "\n".join(serialize_value(e) for e in instance.all_logs(outcome.run_id)),

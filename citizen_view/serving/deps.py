@@ -23,9 +23,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import AfterValidator
 
 from citizen_view.audit import AuditLog
+from citizen_view.serving import document_file
 from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
-from citizen_view.serving.documents import ViewInfo, preload
+from citizen_view.serving.document_file import DocumentFile
+from citizen_view.serving.documents import DOCS, ViewInfo, preload
 from citizen_view.serving.guard import Trail
 from citizen_view.serving.id_index import IdIndex
 from citizen_view.serving.snapshot import POINTER, current_view
@@ -99,8 +101,8 @@ class ServedView:
     """One opened view file: its read-only connection, its name, its small tables, and one cursor per thread that
     uses it (made at that thread's first look and kept: a look then costs no cursor to open, plan or close)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, info: ViewInfo):
-        self.con, self.view, self.info = con, name, info
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, info: ViewInfo, path: Path | None = None):
+        self.con, self.view, self.info, self.path = con, name, info, path
         self._local = threading.local()  # dropped with this object when a new view is served: its cursors close
         self.switched = threading.Event()  # set once the store's on-switch callbacks have run for this view
 
@@ -120,8 +122,23 @@ def read_ids(served: ServedView) -> None:
 
 
 def read_documents(served: ServedView) -> None:
-    """Load the view's citizen documents into DuckDB's buffers (documents.preload): requests meanwhile read them from
-    the file, with the same answers."""
+    """Map the view's documents file (document_file.py) and ask the kernel to read it in; requests meanwhile, and every
+    request when the view has no such file or one that does not match it, read the documents from the view, with the
+    same answers. Those views' documents are loaded into DuckDB's buffers instead (documents.preload)."""
+    path = document_file.path_for(served.path) if served.path is not None else None
+    if path is not None and path.is_file():
+        try:
+            with served.con.cursor() as cur:
+                count = cur.execute(f"SELECT count(*) FROM {DOCS}").fetchall()[0][0]
+            docs = DocumentFile(path, view=served.view, documents=count)
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "view %s: its documents file is not used (%s); documents are read from the view", served.view, exc
+            )
+        else:
+            docs.advise_resident()
+            served.info.docs = docs
+            return
     preload(served.con)
 
 
@@ -195,7 +212,7 @@ def _open_view(path: Path) -> ServedView:
     """The view file at `path`, open read-only with its small tables read; 503 when it cannot be served."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return ServedView(con, path.name, ViewInfo.read(con))
+        return ServedView(con, path.name, ViewInfo.read(con), path)
     except ValueError as exc:
         con.close()
         raise HTTPException(503, str(exc)) from None

@@ -112,8 +112,8 @@ def golden_for_role(
         return {}
     # Each citizen's document by one index probe, the role's sources applied to its few records, then survivorship in
     # memory (golden.golden_rows: the warehouse's survivorship, without planning a query per look).
-    found = records_of(con, citizen_ids, set(role.sources))
     info = info or ViewInfo.read(con)
+    found = records_of(con, citizen_ids, set(role.sources), info.docs)
     return golden_rows([r for rows in found.values() for r in rows], info.ranks, info.stand_ins)
 
 
@@ -123,7 +123,7 @@ def load_profile(
     """The profile of one citizen for one role, or None when the citizen does not exist for that role
     (unknown, or known only to sources the role may not see)."""
     info = info or ViewInfo.read(con)
-    doc = document_of(con, citizen_id, set(role.sources))
+    doc = document_of(con, citizen_id, set(role.sources), info.docs)
     if doc is None:
         return None
     found = golden_rows(doc.records, info.ranks, info.stand_ins)[citizen_id]

@@ -20,6 +20,7 @@ from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
 from citizen_view.linkage.citizen_ids import LINEAGE_SQL
 from citizen_view.linkage.golden import STAND_INS, STAND_INS_USED, rank_rows
+from citizen_view.serving import document_file
 from citizen_view.serving.documents import (
     DOC_RECORD_COLUMNS,
     RECORD_CITIZENS,
@@ -186,7 +187,11 @@ def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def finish_view(folder: Path, partial: Path, final: Path) -> Path:
-    """Switch the service to the view written to `partial` (renamed to `final`) and keep the last few."""
+    """Switch the service to the view written to `partial` (renamed to `final`, with its documents file beside it,
+    written first: document_file.py) and keep the last few."""
+    docs = document_file.path_for(partial)  # hidden and partial too: a crash leaves it to `clean_partials`
+    document_file.write(partial, docs, name=final.name)
+    os.replace(docs, document_file.path_for(final))
     partial.rename(final)
     switch_to(folder, final.name)
     _prune(folder, keep=KEEP_VIEWS)
@@ -573,10 +578,15 @@ def read_current_view(folder: Path, read: Callable[[duckdb.DuckDBPyConnection], 
 
 
 def _prune(folder: Path, *, keep: int) -> None:
-    """Delete all but the newest `keep` views (a service still reading an old one keeps its open file)."""
+    """Delete all but the newest `keep` views, with their documents files, and any documents file whose view is gone
+    (a crash between their renames); a service still reading an old one keeps its open files."""
     current = current_view(folder)
     views = sorted(folder.glob("view-*.duckdb"))
     for old in views[:-keep]:
         if old != current:
             old.unlink(missing_ok=True)
             Path(str(old) + ".wal").unlink(missing_ok=True)
+            document_file.path_for(old).unlink(missing_ok=True)
+    for docs in folder.glob(f"view-*.duckdb{document_file.SUFFIX}"):
+        if not docs.with_name(docs.name.removesuffix(document_file.SUFFIX)).exists():
+            docs.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""The documents file beside a served view (document_file.py): written with every view, it holds exactly the view's
+`citizen_docs`; the service reads it only beside the view it was written for, and its answers are the same either way;
+views pruned or crashed publications take their documents files with them."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+from citizen_view.layout import PARTIAL, WarehouseLayout, clean_partials
+from citizen_view.serving import document_file
+from citizen_view.serving.access import EXAMPLE_ACCESS_FILE, load_access
+from citizen_view.serving.deps import ServedView, read_documents
+from citizen_view.serving.document_file import DocumentFile
+from citizen_view.serving.documents import DOCS, ViewInfo
+from citizen_view.serving.profile import load_profile, summaries
+from citizen_view.serving.snapshot import KEEP_VIEWS, _prune, current_view
+
+
+@pytest.fixture(scope="module")
+def view(linked_world):
+    """The view the linked world's run published (read only)."""
+    return current_view(WarehouseLayout.of(linked_world.warehouse).serving_dir)
+
+
+@pytest.fixture(scope="module")
+def docs_of_view(view):
+    con = duckdb.connect(str(view), read_only=True)
+    try:
+        yield dict(con.execute(f"SELECT citizen_id, doc FROM {DOCS}").fetchall())
+    finally:
+        con.close()
+
+
+def test_every_published_view_has_a_documents_file_holding_exactly_its_documents(view, docs_of_view):
+    path = document_file.path_for(view)
+    assert path.is_file()
+    docs = DocumentFile(path, view=view.name, documents=len(docs_of_view))
+    assert len(docs_of_view) > 300
+    assert all(docs.get(citizen_id) == doc for citizen_id, doc in docs_of_view.items())
+    # a citizen the view does not hold, and IDs no citizen can have
+    for unknown in ("CV-AAAA-AAAA-AAAA", "", "CV-ÄÄÄÄ", "CV-" + "A" * 60, min(docs_of_view)[:-1]):
+        assert unknown not in docs_of_view and docs.get(unknown) is None
+
+
+def test_a_documents_file_is_refused_beside_another_view_or_when_it_does_not_hold_the_view(
+    view, docs_of_view, tmp_path
+):
+    path = document_file.path_for(view)
+    n = len(docs_of_view)
+    with pytest.raises(ValueError, match="written for view"):
+        DocumentFile(path, view="view-another.duckdb", documents=n)
+    with pytest.raises(ValueError, match="holds"):
+        DocumentFile(path, view=view.name, documents=n + 1)
+    cut = tmp_path / "cut.docs"
+    cut.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="cut short"):
+        DocumentFile(cut, view=view.name, documents=n)
+    other = tmp_path / "other.docs"
+    other.write_bytes(b"PAR1" + path.read_bytes()[4:])
+    with pytest.raises(ValueError, match="not a documents file"):
+        DocumentFile(other, view=view.name, documents=n)
+
+
+def _served(view, path) -> ServedView:
+    con = duckdb.connect(str(path), read_only=True)
+    return ServedView(con, view.name, ViewInfo.read(con), path)
+
+
+def test_the_service_answers_the_same_from_the_documents_file_as_from_the_view(view, docs_of_view, tmp_path):
+    """Every role's profile and result-list summary of a sample of citizens, read through the mapped documents file
+    and through the view's index: the same. (A role's sources apply to the document's records either way.)"""
+    served = _served(view, view)
+    read_documents(served)
+    assert served.info.docs is not None
+    without = ViewInfo.read(served.con)
+    assert without.docs is None
+    sources = [r[0] for r in served.con.execute("SELECT DISTINCT source FROM source_rank").fetchall()]
+    sample = sorted(docs_of_view)[::5]
+    cur = served.con.cursor()
+    compared = 0
+    for role in (r.for_view(sources) for r in load_access(EXAMPLE_ACCESS_FILE).roles.values()):
+        with_file = summaries(cur, sample, role, served.info)
+        assert with_file == summaries(cur, sample, role, without)
+        for citizen_id in sample[:20]:
+            a, b = load_profile(cur, citizen_id, role, served.info), load_profile(cur, citizen_id, role, without)
+            assert (a.as_dict() if a else None) == (b.as_dict() if b else None)
+            compared += a is not None
+    assert compared > 20
+    served.con.close()
+
+
+def test_a_view_whose_documents_file_does_not_match_is_served_from_the_view(view, tmp_path):
+    """A documents file from another view beside this one (as after a copy by hand) is not used."""
+    copy = tmp_path / view.name
+    shutil.copy(view, copy)
+    other = tmp_path / "view-other.duckdb"
+    shutil.copy(view, other)
+    document_file.write(other, document_file.path_for(copy), name=other.name)
+    served = _served(view, copy)
+    read_documents(served)
+    assert served.info.docs is None
+    served.con.close()
+
+
+def test_pruned_views_and_crashed_publications_take_their_documents_files_with_them(view, tmp_path):
+    folder = tmp_path / "serving"
+    folder.mkdir()
+    names = [f"view-2026010{i}-000000-000000-run.duckdb" for i in range(KEEP_VIEWS + 2)]
+    for name in names:
+        (folder / name).write_bytes(b"view")
+        document_file.path_for(folder / name).write_bytes(b"docs")
+    orphan = document_file.path_for(folder / "view-20250101-000000-000000-gone.duckdb")
+    orphan.write_bytes(b"docs")  # a crash between the documents file's rename and its view's
+    (folder / "CURRENT").write_text(names[-1] + "\n")
+    _prune(folder, keep=KEEP_VIEWS)
+    kept = sorted(p.name for p in folder.glob("view-*"))
+    assert kept == sorted(n + s for n in names[-KEEP_VIEWS:] for s in ("", document_file.SUFFIX))
+    partial_docs = document_file.path_for(folder / f".{names[0]}{PARTIAL}")
+    partial_docs.write_bytes(b"half")
+    assert partial_docs in clean_partials(folder) and not partial_docs.exists()
