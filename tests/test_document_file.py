@@ -121,3 +121,25 @@ def test_pruned_views_and_crashed_publications_take_their_documents_files_with_t
     partial_docs = document_file.path_for(folder / f".{names[0]}{PARTIAL}")
     partial_docs.write_bytes(b"half")
     assert partial_docs in clean_partials(folder) and not partial_docs.exists()
+
+
+def test_a_documents_file_written_from_an_earlier_one_holds_the_view_and_is_written_whole_past_its_garbage_share(
+    view, docs_of_view, tmp_path
+):
+    """`write_changed` on the same view with a few citizens said to have changed: the earlier file's data copied,
+    theirs appended, every document as the view holds it. With more changed than GARBAGE_SHARE allows, or beside a
+    file of another view, it is written whole (nothing superseded)."""
+    base = document_file.path_for(view)
+    n = len(docs_of_view)
+    some = sorted(docs_of_view)[:7]
+    out = tmp_path / "changed.docs"
+    assert document_file.write_changed(view, out, name="next", base=base, base_view=view.name, changed=some) == n
+    docs = DocumentFile(out, view="next", documents=n)
+    assert docs.stored == n + len(some)
+    assert all(docs.get(c) == doc for c, doc in docs_of_view.items())
+    many = sorted(docs_of_view)[: int(document_file.GARBAGE_SHARE * n) + 1]
+    for name, base_view, changed in (("whole", view.name, many), ("other", "view-other.duckdb", some)):
+        out = tmp_path / f"{name}.docs"
+        document_file.write_changed(view, out, name=name, base=base, base_view=base_view, changed=changed)
+        docs = DocumentFile(out, view=name, documents=n)
+        assert docs.stored == n and all(docs.get(c) == doc for c, doc in docs_of_view.items())

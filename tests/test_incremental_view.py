@@ -96,6 +96,7 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     for table in want:
         assert got[table] == want[table], table
     _resolve_numbers_kept(first, updated, full)
+    _documents_file_updated(first, updated)
     # a view without the records' digests (written before them) has its resolve tables written whole
     older = tmp_path / "older.duckdb"
     shutil.copy(updated, older)
@@ -131,6 +132,19 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
         view.close()
     outcome = run_pipeline(sources_path=data / "sources.yaml", warehouse_path=wh, job_name=INCREMENTAL_JOB)
     assert outcome.success and outcome.materialized["serving/view"]["written"] == "whole"
+
+
+def _documents_file_updated(first, updated) -> None:
+    """The updated view's documents file was written from the first view's (its data kept, the touched citizens'
+    documents appended) and holds exactly the updated view's documents."""
+    from citizen_view.serving.document_file import DocumentFile, path_for
+
+    with duckdb.connect(str(updated), read_only=True) as con:
+        docs = dict(con.execute("SELECT citizen_id, doc FROM citizen_docs").fetchall())
+    before = DocumentFile(path_for(first), view=first.name, documents=None)
+    after = DocumentFile(path_for(updated), view=updated.name, documents=len(docs))
+    assert after.stored > len(after.ids) and after.stored > before.stored  # superseded documents stay in the data
+    assert {c.decode(): after.get(c.decode()) for c in after.ids} == docs
 
 
 def _resolve_tables_written_whole(warehouse, view, sources, want: dict[str, list[tuple]]) -> None:

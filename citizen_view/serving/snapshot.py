@@ -186,11 +186,18 @@ def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
-def finish_view(folder: Path, partial: Path, final: Path) -> Path:
+def finish_view(
+    folder: Path, partial: Path, final: Path, *, updated: Path | None = None, changed: list[str] | None = None
+) -> Path:
     """Switch the service to the view written to `partial` (renamed to `final`, with its documents file beside it,
-    written first: document_file.py) and keep the last few."""
+    written first: document_file.py) and keep the last few. `updated`: the view `partial` was updated from, where only
+    the documents of the citizens `changed` were rewritten (its documents file is then the base of the new one)."""
     docs = document_file.path_for(partial)  # hidden and partial too: a crash leaves it to `clean_partials`
-    document_file.write(partial, docs, name=final.name)
+    if updated is not None and changed is not None:
+        base = document_file.path_for(updated)
+        document_file.write_changed(partial, docs, name=final.name, base=base, base_view=updated.name, changed=changed)
+    else:
+        document_file.write(partial, docs, name=final.name)
     os.replace(docs, document_file.path_for(final))
     partial.rename(final)
     switch_to(folder, final.name)

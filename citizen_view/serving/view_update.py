@@ -89,20 +89,23 @@ def serve_view(
     day = day or snap.today()
     partial, final = snap.start_view(folder, run_id)
     before = snap.current_view(folder) if incremental else None
-    update = None
+    update, changed = None, None
     if before is not None and patchable(con, before, sources):
         shutil.copyfile(before, partial)
         con.execute(f"ATTACH {literal(str(partial))} AS snap")
         try:
             update = update_view(con, sources, run_id, day=day)
+            if update is not None:  # the citizens whose documents were rewritten: the documents file's changes
+                changed = [r[0] for r in con.execute(f"SELECT citizen_id FROM {TOUCHED}").fetchall()]
         finally:
             con.execute("DETACH snap")
+            con.execute(f"DROP TABLE IF EXISTS {TOUCHED}")
             snap.drop_temps(con)
         if update is None:  # too many citizens changed: written whole instead
             partial.unlink()
     if update is None:
         snap.write_whole(con, sources, partial, run_id, day=day)
-    path = snap.finish_view(folder, partial, final)
+    path = snap.finish_view(folder, partial, final, updated=before if changed is not None else None, changed=changed)
     view = duckdb.connect(str(path), read_only=True)
     try:  # counted when the view was written (`records`, `cases` and `events` are views reading every document)
         counts = view.execute("SELECT citizens, records, cases, events FROM view_info").fetchall()[0]
@@ -140,7 +143,8 @@ def patchable(con: duckdb.DuckDBPyConnection, view: Path | None, sources: Source
 
 def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: str, *, day: dt.date) -> int | None:
     """Update the view attached as `snap` (a copy of the one served) to the warehouse's state on `day` and say how many
-    citizens were rewritten; None, leaving it half-done, when too many changed (the caller then publishes in full)."""
+    citizens were rewritten (listed in the temporary table TOUCHED, left for the caller); None, leaving it half-done,
+    when too many changed (the caller then publishes in full)."""
     linked = f"({snap.linked_sql(con, links=False)})"  # every record, unsorted, without links: only digested
     con.execute("DROP TABLE snap.source_rank")
     con.execute("DROP TABLE snap.field_issues")
@@ -242,7 +246,7 @@ def update_view(con: duckdb.DuckDBPyConnection, sources: SourcesFile, run_id: st
         con, "snap", TOUCHED, records=snap.LINKED, cases=snap.CASES, events=snap.EVENTS, issues="snap.field_issues"
     )
     update_resolve_tables(con, sources, "snap")
-    for temp in (TOUCHED, STALE, FRESH, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):
+    for temp in (STALE, FRESH, DIGESTS_NOW, PEOPLE, PERSONS, "_view_golden"):  # TOUCHED: the caller's to drop
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return touched
 
