@@ -83,6 +83,8 @@ def test_an_incremental_run_rewrites_only_the_citizens_that_changed_and_serves_w
     assert 0 < touched < 0.2 * meta["citizen_rows"]
     updated = current_view(serving)
     assert updated != first and first.exists()  # the view served before is left as it was
+    # the run says where the view's documents file is and how large
+    assert str(meta["documents_file"]).endswith(updated.name + ".docs") and meta["documents_file_mb"] > 0, meta
 
     sources = load_sources(data / "sources.yaml")
     with connect(wh) as con:

@@ -5,6 +5,7 @@
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from citizen_view.contract import SourcesFile
+from citizen_view.serving import document_file
 from citizen_view.serving.view_update import serve_view
 from pipelines.modes import RunMode
 from pipelines.resources import WarehouseResource
@@ -25,10 +26,14 @@ def build_serving_assets(sources: SourcesFile, *, upstream: AssetKey) -> list[As
                 con, sources, warehouse.layout.serving_dir, run_id=context.run.run_id, incremental=config.incremental
             )
         written = "whole" if report.touched is None else f"updated: {report.touched:,} citizens rewritten"
+        docs = document_file.path_for(report.path)
         return MaterializeResult(
             metadata={
                 "view": MetadataValue.path(str(report.path)),
                 "written": written,
+                # the citizens' documents again, beside the view, which the service maps (serving/document_file.py)
+                "documents_file": MetadataValue.path(str(docs)),
+                "documents_file_mb": round(docs.stat().st_size / 1e6, 1),
                 **{f"{k}_rows": v for k, v in report.rows.items()},
             }
         )
