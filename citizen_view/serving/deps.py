@@ -122,7 +122,7 @@ def read_ids(served: ServedView) -> None:
 
 
 def read_documents(served: ServedView) -> None:
-    """Map the view's documents file (document_file.py) and ask the kernel to read it in; requests meanwhile, and every
+    """Map the view's documents file (document_file.py) and read it in once; requests meanwhile, and every
     request when the view has no such file or one that does not match it, read the documents from the view, with the
     same answers. Those views' documents are loaded into DuckDB's buffers instead (documents.preload)."""
     path = document_file.path_for(served.path) if served.path is not None else None
@@ -136,7 +136,7 @@ def read_documents(served: ServedView) -> None:
                 "view %s: its documents file is not used (%s); documents are read from the view", served.view, exc
             )
         else:
-            docs.advise_resident()
+            docs.read_in()
             served.info.docs = docs
             return
     preload(served.con)

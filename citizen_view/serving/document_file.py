@@ -242,9 +242,15 @@ class DocumentFile:
         start, end = self.data_at + int(self.offsets[number]), self.data_at + int(self.offsets[number + 1])
         return self._map[start:end].decode("utf-8") if end > start else None
 
-    def advise_resident(self) -> None:
-        """Ask the kernel to read the whole file into its page cache now (a first look then finds its page there)."""
-        self._map.madvise(mmap.MADV_WILLNEED)
+    def read_in(self, chunk: int = 16 << 20) -> None:
+        """Read the whole file once, through the kernel's page cache, before the service uses it: a first look at a
+        citizen then finds their page in memory instead of waiting on the disk (an advice to read ahead returns at once,
+        and the first requests would wait for the pages it has not read yet). Shared by the service's processes: the
+        second reads what the first brought in."""
+        buffer = bytearray(chunk)
+        with open(self.path, "rb", buffering=0) as f:
+            while f.readinto(buffer):
+                pass
 
     def close(self) -> None:
         """Unmap the file (the arrays read from it must be gone by then; numpy holds the map open while they live)."""
