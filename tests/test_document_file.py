@@ -143,3 +143,53 @@ def test_a_documents_file_written_from_an_earlier_one_holds_the_view_and_is_writ
         document_file.write_changed(view, out, name=name, base=base, base_view=base_view, changed=changed)
         docs = DocumentFile(out, view=name, documents=n)
         assert docs.stored == n and all(docs.get(c) == doc for c, doc in docs_of_view.items())
+
+
+def test_a_damaged_index_fails_loudly_instead_of_answering_with_another_citizens_document(view, docs_of_view, tmp_path):
+    """Each stored document begins with its citizen's ID, checked at every look: two index entries swapped (a damaged
+    file whose header still holds together) make a look raise, not return the other citizen's document. Offsets out of
+    order are refused when the file is opened."""
+    path = document_file.path_for(view)
+    raw = bytearray(path.read_bytes())
+    fields = document_file.HEADER.unpack_from(raw)
+    n, where_at, offsets_at = fields[1], fields[7], fields[8]
+    assert n > 2
+    swapped = bytearray(raw)
+    swapped[where_at : where_at + 8], swapped[where_at + 8 : where_at + 16] = (
+        raw[where_at + 8 : where_at + 16],
+        raw[where_at : where_at + 8],
+    )
+    damaged = tmp_path / "swapped.docs"
+    damaged.write_bytes(bytes(swapped))
+    docs = DocumentFile(damaged, view=view.name, documents=n)
+    first = docs.ids[0].decode()
+    with pytest.raises(document_file.CorruptDocumentFile, match="another citizen"):
+        docs.get(first)
+    assert docs.get(docs.ids[2].decode()) == docs_of_view[docs.ids[2].decode()]  # the rest still answer
+    disordered = bytearray(raw)
+    disordered[offsets_at + 8 : offsets_at + 16] = (2**40).to_bytes(8, "little")
+    damaged = tmp_path / "offsets.docs"
+    damaged.write_bytes(bytes(disordered))
+    with pytest.raises(document_file.CorruptDocumentFile, match="offsets"):
+        DocumentFile(damaged, view=view.name, documents=n)
+
+
+def test_an_update_that_does_not_add_up_is_written_whole_and_a_document_without_a_citizen_is_left_out(
+    view, docs_of_view, tmp_path
+):
+    """A view whose documents differ from its base file's in a citizen not listed as changed (one removed here): the
+    count does not add up, so the file is written whole, holding exactly the view's documents. A row without a citizen
+    ID (none is written; one is put in here) is left out of the file: no look can ask for it."""
+    copy = tmp_path / "changed.duckdb"
+    shutil.copy(view, copy)
+    gone = min(docs_of_view)
+    with duckdb.connect(str(copy)) as con:
+        con.execute(f"DELETE FROM {DOCS} WHERE citizen_id = ?", [gone])
+        con.execute(f"INSERT INTO {DOCS} (citizen_id, doc) VALUES (NULL, '{{}}')")
+    out = tmp_path / "changed.docs"
+    base = document_file.path_for(view)
+    n = document_file.write_changed(copy, out, name="changed", base=base, base_view=view.name, changed=[])
+    docs = DocumentFile(out, view="changed", documents=len(docs_of_view) - 1)
+    assert n == len(docs_of_view) - 1 and docs.stored == n  # written whole: nothing superseded; the null row left out
+    assert docs.get(gone) is None and docs.get("None") is None
+    assert all(docs.get(c) == doc for c, doc in docs_of_view.items() if c != gone)

@@ -27,7 +27,7 @@ from citizen_view.serving import document_file
 from citizen_view.serving.access import Authenticator, Principal
 from citizen_view.serving.addresses import client_address
 from citizen_view.serving.document_file import DocumentFile
-from citizen_view.serving.documents import DOCS, ViewInfo, preload
+from citizen_view.serving.documents import ViewInfo, preload
 from citizen_view.serving.guard import Trail
 from citizen_view.serving.id_index import IdIndex
 from citizen_view.serving.snapshot import POINTER, current_view
@@ -129,14 +129,14 @@ def read_documents(served: ServedView) -> None:
     if path is not None and path.is_file():
         try:
             with served.con.cursor() as cur:
-                count = cur.execute(f"SELECT count(*) FROM {DOCS}").fetchall()[0][0]
+                count = cur.execute(document_file.COUNT_SQL).fetchall()[0][0]
             docs = DocumentFile(path, view=served.view, documents=count)
-        except (OSError, ValueError) as exc:
+            docs.read_in()
+        except Exception as exc:  # any failure: the documents are read from the view, as without the file
             log.warning(
                 "view %s: its documents file is not used (%s); documents are read from the view", served.view, exc
             )
         else:
-            docs.read_in()
             served.info.docs = docs
             return
     preload(served.con)

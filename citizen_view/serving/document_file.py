@@ -6,15 +6,17 @@ CPU over HTTP. Publishing therefore writes the documents a second time, into `<v
 
     header   magic, counts and where each part starts (HEADER, little-endian 64-bit integers)
     name     the view file's name: a documents file is only read beside the view it was written for
-    data     the documents (UTF-8 JSON) one after the other, in the view's stored order
-    ids      the citizen IDs, sorted, fixed width (ASCII)
+    data     the documents one after the other, in the view's stored order, each as its citizen ID, a newline and the
+             JSON text (UTF-8): a look checks the ID it finds there, so a damaged index fails loudly, never answering
+             with another citizen's document
+    ids      the citizen IDs, sorted, fixed width (UTF-8)
     where    for each sorted ID, its document's number in `data`
     offsets  where each document starts and ends in `data`
 
 An incremental publication (view_update.py rewrites only the documents of the citizens it touched) writes the file
 from the one beside the view it updated: that file's data copied as it is, the touched citizens' documents appended,
 the index written anew. A replaced document stays in the data unreferenced until the superseded ones pass
-GARBAGE_SHARE of the documents, when the file is written whole again.
+GARBAGE_SHARE of the documents, when the file is written whole again; so it is when that way fails for any reason.
 
 The service maps it into memory (`mmap`): a look is a binary search and a slice. The pages are the kernel's page
 cache, shared by the service's worker processes, where the view's documents read into DuckDB's buffers were held once
@@ -26,6 +28,7 @@ with the same answers (tests/test_document_file.py).
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
@@ -33,13 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 SUFFIX = ".docs"
-MAGIC = b"CVDOCS01"
+MAGIC = b"CVDOCS02"
 # magic, documents, documents stored (superseded ones too), ID width, where name, data, ids, where and offsets start,
 # and the name's length
 HEADER = struct.Struct("<8s9Q")
 BATCH_ROWS = 65_536  # documents converted at a time while the file is written
 GARBAGE_SHARE = 0.25  # superseded documents in the data, against the live ones, above which the file is written whole
+CHUNK = 16 << 20  # bytes copied or read in at a time
+COUNT_SQL = "SELECT count(citizen_id) FROM citizen_docs"  # the documents a file indexes: those with a citizen
+
+
+class CorruptDocumentFile(ValueError):
+    """A documents file that does not say what its header promises (found when it is opened, or at a look)."""
 
 
 def path_for(view: Path) -> Path:
@@ -49,7 +60,7 @@ def path_for(view: Path) -> Path:
 
 def write(view: Path, out: Path, *, name: str) -> int:
     """Write the documents of the (closed) view file `view` to `out`, for the view to be served as `name`, and flush
-    it to disk; returns how many documents it holds."""
+    it to disk; returns how many documents it indexes."""
     import duckdb
 
     con = duckdb.connect(str(view), read_only=True)
@@ -66,21 +77,25 @@ def write(view: Path, out: Path, *, name: str) -> int:
 def write_changed(view: Path, out: Path, *, name: str, base: Path, base_view: str, changed: list[str]) -> int:
     """`write`, for a view that differs from the view `base_view` only in the documents of the citizens `changed`
     (view_update.py rewrites exactly theirs), from that view's documents file `base`: its data copied, theirs appended.
-    Written whole instead when `base` is not that view's file or the superseded documents would pass GARBAGE_SHARE."""
+    Written whole instead when `base` is not that view's file, when the superseded documents would pass
+    GARBAGE_SHARE, or when writing it this way fails (a file system that cannot copy, a count that does not add up)."""
+    try:
+        return _write_changed(view, out, name=name, base=base, base_view=base_view, changed=changed)
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("documents file of %s written whole: %s", name, exc)
+        return write(view, out, name=name)
+
+
+def _write_changed(view: Path, out: Path, *, name: str, base: Path, base_view: str, changed: list[str]) -> int:
     import duckdb
 
-    try:
-        old = DocumentFile(base, view=base_view, documents=None)
-    except (OSError, ValueError):
-        return write(view, out, name=name)
+    old = DocumentFile(base, view=base_view, documents=None)
     con = duckdb.connect(str(view), read_only=True)
     try:
         con.execute("SET enable_progress_bar = false")
-        documents = con.execute("SELECT count(*) FROM citizen_docs").fetchall()[0][0]
+        documents = con.execute(COUNT_SQL).fetchall()[0][0]
         if old.stored - len(old.ids) + len(changed) > GARBAGE_SHARE * max(documents, 1):
-            old.close()
-            con.close()
-            return write(view, out, name=name)
+            raise ValueError("superseded documents would pass GARBAGE_SHARE")
         with _Writer(out, name) as w:
             w.copy_data(old)
             query = "SELECT citizen_id, doc FROM citizen_docs WHERE citizen_id = ANY($changed)"
@@ -114,38 +129,43 @@ class _Writer:
         self.f.close()
 
     def copy_data(self, old: DocumentFile) -> None:
-        """The data of `old` as it is (by the kernel, without passing through this process): its documents keep their
-        numbers."""
+        """The data of `old` as it is (by the kernel where it can: `copy_file_range`): its documents keep their numbers."""
         length = int(old.offsets[-1])
-        with open(old.path, "rb") as src:
-            self.f.flush()
-            at, done = old.data_at, 0
-            while done < length:
-                copied = os.copy_file_range(src.fileno(), self.f.fileno(), length - done, at + done)
-                if copied == 0:
-                    raise OSError(f"{old.path} ended before its data did")
-                done += copied
+        self.f.flush()
+        try:
+            with open(old.path, "rb") as src:
+                done = 0
+                while done < length:
+                    copied = os.copy_file_range(src.fileno(), self.f.fileno(), length - done, old.data_at + done)
+                    if copied == 0:
+                        raise CorruptDocumentFile(f"{old.path} ended before its data did")
+                    done += copied
+        except (OSError, AttributeError):  # a file system (or platform) without it: through this process, from the map
+            self.f.seek(self.data_at)
+            self.f.truncate()
+            for at in range(0, length, CHUNK):
+                self.f.write(old.data(at, min(at + CHUNK, length)))
         self.f.seek(0, os.SEEK_END)
         self.ends = [np.asarray(old.offsets, dtype=np.uint64).copy()]
         self.stored, self.written = old.stored, length
 
     def append(self, batch) -> None:
-        """One Arrow batch of (citizen_id, doc): the documents written, their IDs and ends kept."""
+        """One Arrow batch of (citizen_id, doc): each stored as its ID, a newline and the document (a null document as
+        none), its ID and end kept. A row without a citizen ID is left out: no look can ask for it."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        citizens, docs = batch.column(0), batch.column(1)
-        if docs.type != pa.large_string():
-            docs = docs.cast(pa.large_string())
-        self.ids.append(citizens.to_numpy(zero_copy_only=False).astype("S"))
-        starts = np.frombuffer(docs.buffers()[1], dtype=np.int64)[docs.offset : docs.offset + len(docs) + 1]
-        data = docs.buffers()[2]
+        batch = batch.filter(pc.is_valid(batch.column(0)))
+        citizens = batch.column(0).cast(pa.large_string())
+        docs = pc.fill_null(batch.column(1).cast(pa.large_string()), "")
+        entries = pc.binary_join_element_wise(citizens, docs, pa.scalar("\n", pa.large_string()))
+        self.ids.append(citizens.cast(pa.large_binary()).to_numpy(zero_copy_only=False).astype("S"))
+        starts = np.frombuffer(entries.buffers()[1], dtype=np.int64)[entries.offset : entries.offset + len(entries) + 1]
+        data = entries.buffers()[2]
         if data is not None and starts[-1] > starts[0]:
             self.f.write(memoryview(data)[starts[0] : starts[-1]])
-        ends = (starts[1:] - starts[0]).astype(np.uint64) + np.uint64(self.written)
-        if docs.null_count:  # a document that is null reads as none: an empty slice
-            ends = _nulls_empty(ends, docs.is_null().to_numpy(zero_copy_only=False), self.written)
-        self.ends.append(ends)
-        self.stored += len(docs)
+        self.ends.append((starts[1:] - starts[0]).astype(np.uint64) + np.uint64(self.written))
+        self.stored += len(entries)
         self.written += int(starts[-1] - starts[0])
 
     def finish(self, *, kept: DocumentFile | None = None, dropped: list[str] = (), documents: int | None = None) -> int:
@@ -154,14 +174,16 @@ class _Writer:
         appended = np.concatenate(self.ids) if self.ids else np.array([], dtype="S1")
         numbers = np.arange(self.stored - len(appended), self.stored, dtype=np.uint64)
         if kept is not None and len(kept.ids):
-            width = max(kept.ids.dtype.itemsize, appended.dtype.itemsize, 1)
-            gone = np.array([c.encode("utf-8") for c in dropped], dtype=f"S{width}")
-            keep = ~np.isin(kept.ids, gone)
+            gone = [c.encode("utf-8") for c in dropped]
+            width = max(kept.ids.dtype.itemsize, appended.dtype.itemsize, *(len(g) for g in gone), 1)
+            keep = ~np.isin(kept.ids.astype(f"S{width}"), np.array(gone, dtype=f"S{width}"))
             appended = np.concatenate([kept.ids[keep].astype(f"S{width}"), appended.astype(f"S{width}")])
             numbers = np.concatenate([np.asarray(kept.where[keep], dtype=np.uint64), numbers])
         if documents is not None and len(appended) != documents:
             raise ValueError(f"the documents file would index {len(appended)} documents, the view holds {documents}")
         order = np.argsort(appended, kind="stable")
+        if len(appended) > 1 and not (appended[order][1:] > appended[order][:-1]).all():
+            raise ValueError("a citizen ID is held twice among the documents")
         ids_at = _pad(self.f)
         self.f.write(appended[order].tobytes())
         where_at = _pad(self.f)
@@ -182,18 +204,12 @@ def _pad(f) -> int:
     return f.tell()
 
 
-def _nulls_empty(ends: np.ndarray, nulls: np.ndarray, before: int) -> np.ndarray:
-    """`ends` with each null document's end set to its start (Arrow gives a null string no bytes anyway)."""
-    starts = np.concatenate([[np.uint64(before)], ends[:-1]])
-    return np.where(nulls, starts, ends).astype(np.uint64)
-
-
 class DocumentFile:
     """A view's documents file, mapped into memory: `get(citizen_id)` is the document `citizen_docs` holds for them."""
 
     def __init__(self, path: Path, *, view: str, documents: int | None):
-        """Map `path`; ValueError unless it was written for the view file named `view`, holding `documents` (None:
-        as many as it says)."""
+        """Map `path`; CorruptDocumentFile (a ValueError) unless it was written for the view file named `view`, holding
+        `documents` (None: as many as it says), with its parts where its header says and in order."""
         self.path = path
         with open(path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -204,56 +220,70 @@ class DocumentFile:
             raise
 
     def _read(self, view: str, documents: int | None) -> None:
-        if len(self._map) < HEADER.size:
-            raise ValueError("the documents file is shorter than its header")
+        size = len(self._map)
+        if size < HEADER.size:
+            raise CorruptDocumentFile("the documents file is shorter than its header")
         magic, n, stored, width, name_at, data_at, ids_at, where_at, offsets_at, name_len = HEADER.unpack_from(
             self._map
         )
         if magic != MAGIC:
-            raise ValueError("not a documents file of this release")
-        name = bytes(self._map[name_at : name_at + name_len]).decode("utf-8")
+            raise CorruptDocumentFile("not a documents file of this release")
+        if (
+            not (HEADER.size <= name_at <= name_at + name_len <= data_at <= ids_at)
+            or n > stored
+            or not 0 < width < 1024
+        ):
+            raise CorruptDocumentFile("the documents file's header does not hold together")
+        if ids_at + n * width > where_at or where_at + n * 8 > offsets_at or offsets_at + (stored + 1) * 8 != size:
+            raise CorruptDocumentFile("the documents file is not as long as its header says (cut short?)")
+        name = bytes(self._map[name_at : name_at + name_len]).decode("utf-8", "replace")
         if name != view:
-            raise ValueError(f"the documents file was written for view {name!r}, not {view!r}")
+            raise CorruptDocumentFile(f"the documents file was written for view {name!r}, not {view!r}")
         if documents is not None and n != documents:
-            raise ValueError(f"the documents file holds {n} documents, the view {documents}")
-        if stored < n or offsets_at + (stored + 1) * 8 != len(self._map):
-            raise ValueError("the documents file is not as long as its header says (cut short?)")
+            raise CorruptDocumentFile(f"the documents file holds {n} documents, the view {documents}")
         self.data_at, self.stored = data_at, stored
-        self.ids = np.frombuffer(self._map, dtype=f"S{max(width, 1)}", count=n, offset=ids_at)
+        self.ids = np.frombuffer(self._map, dtype=f"S{width}", count=n, offset=ids_at)
         self.where = np.frombuffer(self._map, dtype=np.uint64, count=n, offset=where_at)
         self.offsets = np.frombuffer(self._map, dtype=np.uint64, count=stored + 1, offset=offsets_at)
-        if data_at + int(self.offsets[-1]) > ids_at:  # the data part may end in padding, never run past it
-            raise ValueError("the documents file's offsets point past its data")
-        if n and int(self.where.max()) >= stored:
-            raise ValueError("the documents file's index points past its documents")
+        if (
+            self.offsets[0] != 0
+            or (self.offsets[1:] < self.offsets[:-1]).any()
+            or data_at + int(self.offsets[-1]) > ids_at
+        ):
+            raise CorruptDocumentFile("the documents file's offsets do not run in order within its data")
+        if n and (int(self.where.max()) >= stored or not (self.ids[1:] > self.ids[:-1]).all()):
+            raise CorruptDocumentFile("the documents file's index is not sorted or points past its documents")
+
+    def data(self, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` of the data part."""
+        return self._map[self.data_at + start : self.data_at + end]
 
     def get(self, citizen_id: str) -> str | None:
-        """The citizen's document (JSON text), or None when the view has none for them."""
-        try:
-            key = citizen_id.encode("ascii")
-        except UnicodeEncodeError:
-            return None
-        if not len(self.ids) or len(key) > self.ids.dtype.itemsize:
+        """The citizen's document (JSON text), or None when the view has none for them. CorruptDocumentFile when the
+        document the index points to is stored under another citizen's ID."""
+        key = citizen_id.encode("utf-8", "replace")
+        if not key or not len(self.ids) or len(key) > self.ids.dtype.itemsize or b"\0" in key:
             return None
         i = int(np.searchsorted(self.ids, np.array(key, dtype=self.ids.dtype)))
         if i >= len(self.ids) or self.ids[i] != key:
             return None
         number = int(self.where[i])
-        start, end = self.data_at + int(self.offsets[number]), self.data_at + int(self.offsets[number + 1])
-        return self._map[start:end].decode("utf-8") if end > start else None
+        entry = self.data(int(self.offsets[number]), int(self.offsets[number + 1]))
+        if not entry.startswith(key + b"\n"):
+            raise CorruptDocumentFile(f"{self.path}: the index points {citizen_id} to another citizen's document")
+        return entry[len(key) + 1 :].decode("utf-8") or None
 
-    def read_in(self, chunk: int = 16 << 20) -> None:
+    def read_in(self) -> None:
         """Read the whole file once, through the kernel's page cache, before the service uses it: a first look at a
         citizen then finds their page in memory instead of waiting on the disk (an advice to read ahead returns at once,
         and the first requests would wait for the pages it has not read yet). Shared by the service's processes: the
         second reads what the first brought in."""
-        buffer = bytearray(chunk)
-        with open(self.path, "rb", buffering=0) as f:
-            while f.readinto(buffer):
-                pass
+        for at in range(0, len(self._map), CHUNK):
+            _ = self._map[at : at + CHUNK]  # a copy of each chunk, made to read it in
 
     def close(self) -> None:
-        """Unmap the file (the arrays read from it must be gone by then; numpy holds the map open while they live)."""
+        """Unmap and close the file (the arrays read from it must be gone by then; numpy holds the map open while they
+        live)."""
         for name in ("ids", "where", "offsets"):
             self.__dict__.pop(name, None)
         try:
