@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from citizen_view.audit.storage import fsync_dir
 from citizen_view.extract_state import contract_fingerprint
 from citizen_view.ingest import source_status
 from citizen_view.layout import PARTIAL, clean_partials
@@ -200,7 +201,7 @@ def finish_view(
         document_file.write(partial, docs, name=final.name)
     os.replace(docs, document_file.path_for(final))
     partial.rename(final)
-    sync_folder(folder)  # both names on disk before the pointer names the view
+    fsync_dir(folder)  # both names on disk before the pointer names the view
     switch_to(folder, final.name)
     _prune(folder, keep=KEEP_VIEWS)
     return final
@@ -556,19 +557,7 @@ def switch_to(folder: Path, view_name: str) -> None:
     tmp = folder / f".{POINTER}.{os.getpid()}"
     tmp.write_text(view_name + "\n", encoding="utf-8")
     os.replace(tmp, folder / POINTER)
-    sync_folder(folder)
-
-
-def sync_folder(folder: Path) -> None:
-    """Flush a folder's entries (the renames just made) to disk, where the platform allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a platform that cannot open a folder (Windows): its renames are its own
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def current_view(folder: Path) -> Path | None:
