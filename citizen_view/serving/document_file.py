@@ -182,10 +182,11 @@ class _Writer:
         if documents is not None and len(appended) != documents:
             raise ValueError(f"the documents file would index {len(appended)} documents, the view holds {documents}")
         order = np.argsort(appended, kind="stable")
-        if len(appended) > 1 and not (appended[order][1:] > appended[order][:-1]).all():
+        ids = appended[order]
+        if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
             raise ValueError("a citizen ID is held twice among the documents")
         ids_at = _pad(self.f)
-        self.f.write(appended[order].tobytes())
+        self.f.write(ids.tobytes())
         where_at = _pad(self.f)
         self.f.write(numbers[order].tobytes())
         offsets_at = _pad(self.f)

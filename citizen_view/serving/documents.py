@@ -264,15 +264,13 @@ def _visible_records(doc: dict[str, Any] | None, citizen_id: str, visible: set[s
     return [_typed(r, citizen_id, visible) for r in (doc["records"] if doc else []) if r["source"] in visible]
 
 
-def records_by_key(
-    con: duckdb.DuckDBPyConnection, keys: list[str], docs: DocumentFile | None = None
-) -> dict[str, dict[str, Any]]:
+def records_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The linked records named "source:source_record_id" (typed, with `citizen_id`): each key's citizen by an index
     probe of `record_citizens`, then the record from that citizen's document. An unknown key is absent."""
     out: dict[str, dict[str, Any]] = {}
     for key in dict.fromkeys(keys):
         row = con.execute(f"SELECT citizen_id FROM {RECORD_CITIZENS} WHERE record_key = ?", [key]).fetchone()
-        doc = _doc(con, row[0], docs) if row else None
+        doc = _doc(con, row[0]) if row else None
         source, _, record_id = key.partition(":")
         for record in doc["records"] if doc else []:
             if record["source"] == source and record["source_record_id"] == record_id:
