@@ -10,9 +10,11 @@ configured trusted proxy (see `addresses.client_address`).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +157,9 @@ def _send_431(transport, reason: str) -> None:
     transport.close()
 
 
-def run_server(app: FastAPI, *, host: str, port: int, sockets: list | None = None) -> None:
+def run_server(
+    app: FastAPI, *, host: str, port: int, sockets: list | None = None, handed: HandedOver | None = None
+) -> None:
     """Serve `app` until stopped. What the process holds by now (modules, the app, its models) lives as long as it
     does: it is frozen out of the garbage collector's full passes, which no longer walk it. Measured at 1M with 8
     clients: full collections paused a worker for 68-70 ms, a burst of stalled requests that put the profile's p95
@@ -167,7 +171,11 @@ def run_server(app: FastAPI, *, host: str, port: int, sockets: list | None = Non
         from citizen_view.serving.resolve import warm_up
 
         parts.views.on_switch.append(warm_up)
-    uvicorn.Server(server_config(app, host=host, port=port)).run(sockets=sockets)
+    config = server_config(app, host=host, port=port)
+    if handed is not None:  # a worker: connections come from the parent (workers.py), no socket of its own
+        HandedOverServer(config, handed).run()
+        return
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warning", **options: Any) -> uvicorn.Config:
@@ -185,3 +193,74 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warni
         http=audited_protocol(app.state.audit, limits, getattr(app.state, "metrics", None)),
         **options,
     )
+
+
+class HandedOver:
+    """How a worker receives its connections: the parent accepts each one and sends its descriptor over `channel` (a
+    Unix socket of this worker's own); `closed` is called once for each of them that closes, so the parent, which
+    counts what it sent, knows how many this worker holds (workers.py)."""
+
+    def __init__(self, channel: socket.socket, closed: Callable[[], None]) -> None:
+        self.channel = channel
+        self.closed = closed
+
+
+class HandedOverServer(uvicorn.Server):
+    """uvicorn listening on no socket: it serves the connections handed over to it (`HandedOver`), each adopted into
+    the event loop as if it had accepted it. When the parent is gone (its end of the channel closed) it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, handed: HandedOver) -> None:
+        super().__init__(config)
+        self.handed = handed
+        self._protocol: Callable[[], asyncio.Protocol] | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan and the server's state; nothing to listen on
+        config, closed = self.config, self.handed.closed
+
+        class Counted(config.http_protocol_class):  # type: ignore[name-defined,misc]
+            def connection_lost(self, exc: Exception | None) -> None:
+                try:
+                    super().connection_lost(exc)
+                finally:
+                    closed()
+
+        loop = asyncio.get_running_loop()
+        self._protocol = lambda: Counted(
+            config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=loop
+        )
+        self.handed.channel.setblocking(False)
+        loop.add_reader(self.handed.channel.fileno(), self._take, loop)
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Adopt every connection waiting on the channel."""
+        while True:
+            try:
+                message, fds, _flags, _address = socket.recv_fds(self.handed.channel, 1, 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if not message and not fds:  # the parent closed its end: it is stopping or gone
+                loop.remove_reader(self.handed.channel.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                connection.setblocking(False)
+                loop.create_task(self._adopt(loop, connection))
+
+    async def _adopt(self, loop: asyncio.AbstractEventLoop, connection: socket.socket) -> None:
+        assert self._protocol is not None
+        try:
+            await loop.connect_accepted_socket(self._protocol, connection, ssl=self.config.ssl)
+        except OSError:  # the client went away before it was adopted: no protocol, so count its close here
+            connection.close()
+            self.handed.closed()
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(self.handed.channel.fileno())
+        except (OSError, ValueError):  # the parent closed it already
+            pass
+        await super().shutdown(sockets=sockets)

@@ -4,8 +4,9 @@ The parent binds the socket and forks N worker processes (forked where the platf
 starts without importing everything again; the parent holds no audit log, thread or database connection
 by then). Each worker builds its own app, and so its own AuditLog on the same file: a lock belongs to an
 open file, so each worker must open the log itself, and the log's file lock keeps their entries one
-linear chain. A worker that dies is replaced; SIGINT
-or SIGTERM stops them all, each closing (and anchoring) its audit log on the way out.
+linear chain. The parent accepts the connections and hands each to the worker holding the fewest (see BALANCED);
+a worker whose channel from the parent ends (the parent gone, even killed outright) shuts down. A worker that dies
+is replaced; SIGINT or SIGTERM stops them all, each closing (and anchoring) its audit log on the way out.
 
 Metrics (`metrics_folder`): the workers write their counters to files in one private temporary folder, which any
 worker sums when scraped. Not the warehouse's scratch folder: every pipeline run empties that at its start, while the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Connections are balanced where the platform can hand a socket to another process (SCM_RIGHTS over a Unix socket
+# pair that keeps message boundaries): the parent accepts each connection and hands it to the worker holding the
+# fewest open connections. Left to the kernel (every worker accepting on the shared socket), keep-alive connections
+# split by chance: 8 clients landed 5/3 or 6/2 on two workers in most runs, and the fuller worker's queue set the
+# latency (bench serve: "CPU by process" up to 72/28).
+BACKLOG = 2048
+
+
+def _can_hand_over() -> bool:
+    if not all(hasattr(socket, name) for name in ("send_fds", "recv_fds", "SOCK_SEQPACKET", "AF_UNIX")):
+        return False
+    try:
+        pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError:  # the constant exists, the kind of pair does not (macOS)
+        return False
+    for end in pair:
+        end.close()
+    return True
+
+
+BALANCED = _can_hand_over()
+
+
+@dataclass
+class _Worker:
+    """A worker process as the parent sees it: its end of the channel, and how many connections it was handed."""
+
+    proc: Any
+    started: float
+    channel: socket.socket | None = None
+    sent: int = 0
+
+
 def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: int) -> int:
     """Serve with `workers` processes until SIGINT/SIGTERM; 0 on a requested stop, 1 when a worker could not start."""
     if workers < 1:
@@ -80,6 +116,8 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
     sock = uvicorn.Config(app=None, host=host, port=port).bind_socket()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # per worker, the connections it has seen close (written by that worker alone, read by the parent)
+    closed = context.RawArray("q", workers) if BALANCED else None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -87,40 +125,114 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    procs: list[tuple[Any, float]] = []
+    procs: list[_Worker] = []
+
+    def start(index: int) -> _Worker:
+        if closed is None:
+            return _Worker(_start(context, app_options, sock, host, port), time.monotonic())
+        closed[index] = 0
+        parent_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # the parent's ends, its own among them: a forked worker closes its copies, so its channel ends with the parent
+        others = [w.channel for w in procs if w.channel is not None] + [parent_end]
+        proc = _start(context, app_options, sock, host, port, (worker_end, index, closed, others))
+        worker_end.close()
+        parent_end.setblocking(False)
+        return _Worker(proc, time.monotonic(), parent_end)
+
     try:
-        procs = [(_start(context, app_options, sock, host, port), time.monotonic()) for _ in range(workers)]
+        for i in range(workers):
+            procs.append(start(i))
+        next_turn = 0
+        if closed is not None:
+            sock.listen(BACKLOG)  # the workers' servers would have (uvicorn's default backlog): here, the parent does
+            sock.setblocking(False)
         while not stopping:
-            time.sleep(0.2)
-            for i, (proc, started) in enumerate(procs):
-                if proc.is_alive() or stopping:
+            if closed is None:
+                time.sleep(0.2)
+            elif select.select([sock], [], [], 0.2)[0]:
+                next_turn = _hand_over(sock, procs, closed, next_turn)
+            for i, worker in enumerate(procs):
+                if worker.proc.is_alive() or stopping:
                     continue
-                if time.monotonic() - started < EARLY_EXIT_SECONDS:
-                    log.error("service worker %s exited at start (code %s): stopping", proc.pid, proc.exitcode)
+                if time.monotonic() - worker.started < EARLY_EXIT_SECONDS:
+                    log.error(
+                        "service worker %s exited at start (code %s): stopping", worker.proc.pid, worker.proc.exitcode
+                    )
                     return 1
-                log.warning("service worker %s died (code %s): starting another", proc.pid, proc.exitcode)
-                procs[i] = (_start(context, app_options, sock, host, port), time.monotonic())
+                log.warning("service worker %s died (code %s): starting another", worker.proc.pid, worker.proc.exitcode)
+                if worker.channel is not None:
+                    worker.channel.close()
+                    worker.channel = None
+                procs[i] = start(i)
         return 0
     finally:
-        for proc, _ in procs:
-            if proc.is_alive():
-                proc.terminate()  # SIGTERM: uvicorn shuts down gracefully and the app closes its audit log
-        for proc, _ in procs:
-            proc.join(timeout=30)
+        for worker in procs:
+            if worker.proc.is_alive():
+                worker.proc.terminate()  # SIGTERM: uvicorn shuts down gracefully and the app closes its audit log
+        for worker in procs:
+            worker.proc.join(timeout=30)
+            if worker.channel is not None:
+                worker.channel.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
 
 
-def _start(context: Any, app_options: dict[str, Any], sock: socket.socket, host: str, port: int) -> Any:
-    proc = context.Process(target=_serve, args=(app_options, sock, host, port), name="citizen-view-worker")
+def _hand_over(sock: socket.socket, procs: list[_Worker], closed: Any, turn: int) -> int:
+    """Accept every connection waiting and hand each to the live worker holding the fewest (ties in turn); a
+    connection no worker takes is closed (its client sees a reset and retries). Returns the next turn."""
+    while True:
+        try:
+            connection, _address = sock.accept()
+        except BlockingIOError:
+            return turn
+        except OSError as exc:  # out of descriptors, or the client gave up while queued: the loop goes on
+            log.warning("accepting a connection failed: %s", exc)
+            time.sleep(0.05)  # not a busy loop while descriptors are short
+            return turn
+        try:
+            order = sorted(
+                (i for i, w in enumerate(procs) if w.channel is not None and w.proc.is_alive()),
+                key=lambda i: (procs[i].sent - closed[i], (i - turn) % len(procs)),
+            )
+            for i in order:
+                try:
+                    socket.send_fds(procs[i].channel, [b"c"], [connection.fileno()])
+                except OSError:  # its channel is full or gone (a worker stuck or dying): the next one
+                    continue
+                procs[i].sent += 1
+                turn = (i + 1) % len(procs)
+                break
+            else:
+                log.warning("no service worker took a connection: closed")
+        finally:
+            connection.close()  # the worker holds its own descriptor of it now
+
+
+def _start(
+    context: Any, app_options: dict[str, Any], sock: socket.socket, host: str, port: int, handed: tuple | None = None
+) -> Any:
+    proc = context.Process(target=_serve, args=(app_options, sock, host, port, handed), name="citizen-view-worker")
     proc.start()
     return proc
 
 
-def _serve(app_options: dict[str, Any], sock: socket.socket, host: str, port: int) -> None:
-    """One worker: its own app and audit writer, serving on the parent's socket."""
+def _serve(app_options: dict[str, Any], sock: socket.socket, host: str, port: int, handed: tuple | None) -> None:
+    """One worker: its own app and audit writer, serving the connections the parent hands it (`handed`: its end of the
+    channel, its number, the shared counts of closed connections, the parent's ends of the other workers' channels),
+    or, where connections cannot be handed over, accepting on the parent's socket itself."""
     from citizen_view.serving.app import create_app
-    from citizen_view.serving.server import run_server
+    from citizen_view.serving.server import HandedOver, run_server
 
-    run_server(create_app(**app_options), host=host, port=port, sockets=[sock])
+    if handed is None:
+        run_server(create_app(**app_options), host=host, port=port, sockets=[sock])
+        return
+    channel, index, closed, others = handed
+    sock.close()  # the parent accepts; a worker holding the socket would keep the port open after the parent is gone
+    for other in others:
+        other.close()  # the parent's ends of the channels: this worker's own ends when the parent's does
+
+    def one_closed() -> None:
+        closed[index] += 1
+
+    run_server(create_app(**app_options), host=host, port=port, handed=HandedOver(channel, one_closed))
