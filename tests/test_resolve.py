@@ -613,7 +613,7 @@ def test_a_view_without_linked_records_resolves_every_record_as_new(service, tmp
     con = duckdb.connect(str(empty), read_only=True)  # as the service opens a view
     try:
         m = resolve_model(con, ViewInfo.read(con))
-        assert m is not None and len(m.index.numbers) == 0 and len(m.index.sources) == 0
+        assert m is not None and len(m.index.numbers) == 0 and len(m.index.source_codes) == 0
         role = SimpleNamespace(sources=["population"], sees=lambda _field: True)
         answer = resolve(con, m, record, role)
     finally:
@@ -688,7 +688,8 @@ def test_over_the_cap_the_records_most_keys_find_are_compared_whatever_their_num
             np.array([n for _, n in pairs]),
             np.array(sorted(numbers)),
             records,
-            records.column("source").combine_chunks(),
+            ("benefits",),
+            np.zeros(len(keys), dtype=np.int32),
             order,
         )
 

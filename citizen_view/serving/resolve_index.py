@@ -32,7 +32,8 @@ class ResolveIndex:
     key_records: np.ndarray  # the record number of each key
     numbers: np.ndarray  # the records' numbers, sorted
     records: pa.Table  # the records' columns, in the order of `numbers`
-    sources: pa.Array  # the records' `source` column
+    source_names: tuple[str, ...]  # the sources of the records, each once
+    source_codes: np.ndarray  # each record's source as its place in `source_names`, in the order of `numbers`
     # a number of each record's key (DuckDB's hash of it), in the order of `numbers`: the order candidates are taken in
     # among those found by as many keys, whatever numbers a view gave its records (an update numbers the records it
     # rewrites after the others, a full publish in the linkage input's order)
@@ -69,8 +70,10 @@ class ResolveIndex:
             table, numbers = table.take(order).combine_chunks(), numbers[order]
         by_key = np.asarray(table.column(_ORDER).to_numpy(), dtype=np.uint64)
         table = table.drop_columns([RECORD_NUMBER, _ORDER])
-        sources = table.column("source").combine_chunks()  # none: no chunk
-        return cls(hashes, records, numbers, table, sources, by_key)
+        encoded = table.column("source").combine_chunks().dictionary_encode()  # a role's sources: a mask of codes
+        names = tuple(str(name) for name in encoded.dictionary.to_pylist())
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        return cls(hashes, records, numbers, table, names, codes, by_key)
 
     def record_numbers(self, hashes: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(the numbers of the records any of the key `hashes` finds, each once, sorted; how many of the keys found
@@ -90,7 +93,8 @@ class ResolveIndex:
         view numbered them."""
         numbers, counts = found
         rows = np.searchsorted(self.numbers, numbers)
-        visible = np.fromiter((s in sources for s in self.sources.take(rows).to_pylist()), dtype=bool, count=len(rows))
+        seen = np.fromiter((name in sources for name in self.source_names), dtype=bool, count=len(self.source_names))
+        visible = seen[self.source_codes[rows]]
         rows, counts = rows[visible], counts[visible]
         if not len(rows):
             return []
