@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import time
 
 import psutil
@@ -33,15 +34,16 @@ def _connect(base: str) -> http.client.HTTPConnection:
     return connection
 
 
-def _holders(proc, base: str, connections: list[http.client.HTTPConnection]) -> list[int | None]:
-    """The pid of the worker holding each connection (None: no worker holds it)."""
+def _holders(proc, base: str, connections: list) -> list[int | None]:
+    """The pid of the worker holding each connection (an HTTPConnection or a socket; None: no worker holds it)."""
     port = int(base.rsplit(":", 1)[1])
     held = {}
     for child in psutil.Process(proc.pid).children():
-        for socket in child.net_connections(kind="tcp"):
-            if socket.laddr and socket.laddr.port == port and socket.raddr:
-                held[socket.raddr.port] = child.pid
-    return [held.get(c.sock.getsockname()[1]) for c in connections]
+        for held_socket in child.net_connections(kind="tcp"):
+            if held_socket.laddr and held_socket.laddr.port == port and held_socket.raddr:
+                held[held_socket.raddr.port] = child.pid
+    sockets = [c.sock if isinstance(c, http.client.HTTPConnection) else c for c in connections]
+    return [held.get(s.getsockname()[1]) for s in sockets]
 
 
 def _workers(proc) -> set[int]:
@@ -125,4 +127,111 @@ def test_the_workers_stop_when_the_parent_is_killed(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever is left of its session, should the test fail
             os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+
+
+def _request(base: str, raw: bytes, timeout: float = 5) -> bytes | None:
+    """One raw request on a connection of its own: the status line answered, or None when none came in `timeout`."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(raw)
+        try:
+            return s.recv(1000).split(b"\r\n")[0]
+        except TimeoutError:
+            return None
+
+
+def test_an_upgrade_attempt_is_counted_closed_like_any_connection(tmp_path):
+    """A WebSocket upgrade hands the connection to uvicorn's WebSocket protocol (answered 403): its close must still
+    count, or the worker would look busier for good and be passed over."""
+    proc, base = start_workers(2, *_options(tmp_path))
+    connections: list[http.client.HTTPConnection] = []
+    try:
+        wait_until_up(base, proc)
+        connections = [_connect(base) for _ in range(8)]
+        holders = _holders(proc, base, connections)
+        emptied = holders[0]
+        for connection, pid in zip(connections, holders):
+            if pid == emptied:
+                connection.close()
+        time.sleep(0.5)
+        upgrade = (
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        for _ in range(4):  # each to the worker holding none
+            assert _request(base, upgrade) == b"HTTP/1.1 403 Forbidden"
+        for connection in connections:
+            connection.close()
+        time.sleep(0.5)
+        connections = [_connect(base) for _ in range(8)]
+        holders = _holders(proc, base, connections)
+        assert sorted(holders.count(pid) for pid in set(holders)) == [4, 4]
+    finally:
+        for connection in connections:
+            connection.close()
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+
+
+def test_a_stopped_worker_is_passed_over(tmp_path):
+    """A worker that does not take what it was handed (stopped here; a stuck event loop alike) gets no more while
+    another does: one connection waits for it, not every other one."""
+    proc, base = start_workers(2, *_options(tmp_path))
+    stopped, waiting = None, []
+    try:
+        wait_until_up(base, proc)
+        stopped = min(_workers(proc))
+        time.sleep(max(0.0, psutil.Process(stopped).create_time() + EARLY_EXIT_SECONDS + 1 - time.time()))
+        os.kill(stopped, signal.SIGSTOP)
+        host, port = base.removeprefix("http://").split(":")
+        answered = 0
+        for _ in range(6):  # clients one after another, each kept open (keep-alive) after its answer
+            s = socket.create_connection((host, int(port)), timeout=2)
+            waiting.append(s)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answered += s.recv(1000).startswith(b"HTTP/1.1 200")
+            except TimeoutError:
+                pass
+        # the first handed to it waits; after that it is passed over (before: every other client, by the counts)
+        assert answered >= 5, f"{6 - answered} of 6 clients waited on the stopped worker"
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        for s in waiting:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+
+
+def test_a_worker_stopping_takes_no_new_connections(tmp_path):
+    """A worker told to stop waits for its requests in flight; meanwhile the connections that arrive go to the others
+    (handed to it, they would sit unread and be dropped when it exits)."""
+    proc, base = start_workers(2, *_options(tmp_path))
+    try:
+        wait_until_up(base, proc)
+        first = _workers(proc)
+        oldest = max(psutil.Process(pid).create_time() for pid in first)
+        time.sleep(max(0.0, oldest + EARLY_EXIT_SECONDS + 1 - time.time()))
+        host, port = base.removeprefix("http://").split(":")
+        slow = socket.create_connection((host, int(port)), timeout=30)  # an upload in flight: its worker drains
+        body = b"token=" + b"x" * 200
+        slow.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+        )
+        time.sleep(0.5)
+        (draining,) = _holders(proc, base, [slow])
+        os.kill(draining, signal.SIGTERM)
+        time.sleep(0.5)
+        statuses = [_request(base, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") for _ in range(6)]
+        slow.sendall(body[10:])
+        assert slow.recv(1000).split(b"\r\n")[0].startswith(b"HTTP/1.1 ")  # the upload is answered before it exits
+        slow.close()
+        assert statuses == [b"HTTP/1.1 200 OK"] * 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

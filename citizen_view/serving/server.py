@@ -11,7 +11,9 @@ configured trusted proxy (see `addresses.client_address`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
     from citizen_view.audit import AuditLog
     from citizen_view.serving.metrics import ServiceMetrics
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,11 @@ class HandedOver:
 
 class HandedOverServer(uvicorn.Server):
     """uvicorn listening on no socket: it serves the connections handed over to it (`HandedOver`), each adopted into
-    the event loop as if it had accepted it. When the parent is gone (its end of the channel closed) it shuts down."""
+    the event loop as if it had accepted it. When the parent is gone (its end of the channel closed) it shuts down.
+
+    Every adopted connection is counted closed exactly once (the parent balances on those counts): by the protocol
+    that holds it when it closes (an upgrade to WebSocket hands the connection to another protocol, counted too), or
+    here when it could not be adopted or its descriptor did not arrive."""
 
     def __init__(self, config: uvicorn.Config, handed: HandedOver) -> None:
         super().__init__(config)
@@ -218,37 +227,48 @@ class HandedOverServer(uvicorn.Server):
         await super().startup(sockets=[])  # the app's lifespan and the server's state; nothing to listen on
         config, closed = self.config, self.handed.closed
 
-        class Counted(config.http_protocol_class):  # type: ignore[name-defined,misc]
-            def connection_lost(self, exc: Exception | None) -> None:
-                try:
-                    super().connection_lost(exc)
-                finally:
-                    closed()
+        def counted(protocol_class: type) -> type:
+            class Counted(protocol_class):  # type: ignore[misc,valid-type]
+                def connection_lost(self, exc: Exception | None) -> None:
+                    try:
+                        super().connection_lost(exc)
+                    finally:
+                        closed()
 
+            return Counted
+
+        http = counted(config.http_protocol_class)
+        if config.ws_protocol_class is not None:  # an upgrade's connection is lost by the WebSocket protocol
+            config.ws_protocol_class = counted(config.ws_protocol_class)
         loop = asyncio.get_running_loop()
-        self._protocol = lambda: Counted(
+        self._protocol = lambda: http(
             config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=loop
         )
         self.handed.channel.setblocking(False)
         loop.add_reader(self.handed.channel.fileno(), self._take, loop)
 
-    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Adopt every connection waiting on the channel."""
+    def _take(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Adopt every connection waiting on the channel; how many."""
+        adopted = 0
         while True:
             try:
                 message, fds, _flags, _address = socket.recv_fds(self.handed.channel, 1, 16)
             except BlockingIOError:
-                return
+                return adopted
             except OSError:
                 message, fds = b"", []
-            if not message and not fds:  # the parent closed its end: it is stopping or gone
+            if not message and not fds:  # the parent closed its end (it is stopping or gone), or this worker stops
                 loop.remove_reader(self.handed.channel.fileno())
                 self.should_exit = True
-                return
+                return adopted
+            if not fds:  # handed over, but no descriptor arrived (this process has none free): the kernel closed it
+                log.warning("a connection handed to this worker arrived without its descriptor (out of descriptors?)")
+                self.handed.closed()
             for fd in fds:
                 connection = socket.socket(fileno=fd)
                 connection.setblocking(False)
                 loop.create_task(self._adopt(loop, connection))
+                adopted += 1
 
     async def _adopt(self, loop: asyncio.AbstractEventLoop, connection: socket.socket) -> None:
         assert self._protocol is not None
@@ -259,8 +279,12 @@ class HandedOverServer(uvicorn.Server):
             self.handed.closed()
 
     async def shutdown(self, sockets: list | None = None) -> None:
-        try:
-            asyncio.get_running_loop().remove_reader(self.handed.channel.fileno())
-        except (OSError, ValueError):  # the parent closed it already
-            pass
+        """Take no more connections (the parent's next hand-over to this worker fails, and goes to another), serve
+        those already handed over, then shut down as uvicorn does (in-flight requests are answered)."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.handed.channel.fileno())
+        with contextlib.suppress(OSError):
+            self.handed.channel.shutdown(socket.SHUT_RD)
+        if self._protocol is not None and self._take(loop):
+            await asyncio.sleep(0.1)  # their requests are read and begin: uvicorn's shutdown lets a begun one finish
         await super().shutdown(sockets=sockets)

@@ -22,6 +22,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
@@ -191,9 +192,10 @@ def _hand_over(sock: socket.socket, procs: list[_Worker], closed: Any, turn: int
             time.sleep(0.05)  # not a busy loop while descriptors are short
             return turn
         try:
+            # a worker that has not yet taken what it was handed (stopped, stuck, or its loop busy) comes last
             order = sorted(
                 (i for i, w in enumerate(procs) if w.channel is not None and w.proc.is_alive()),
-                key=lambda i: (procs[i].sent - closed[i], (i - turn) % len(procs)),
+                key=lambda i: (_unread(procs[i].channel) > 0, procs[i].sent - closed[i], (i - turn) % len(procs)),
             )
             for i in order:
                 try:
@@ -207,6 +209,17 @@ def _hand_over(sock: socket.socket, procs: list[_Worker], closed: Any, turn: int
                 log.warning("no service worker took a connection: closed")
         finally:
             connection.close()  # the worker holds its own descriptor of it now
+
+
+def _unread(channel: socket.socket) -> int:
+    """Bytes handed to a worker that it has not read yet (the channel's send queue: SIOCOUTQ); 0 where not known."""
+    try:
+        import fcntl
+        import termios
+
+        return struct.unpack("i", fcntl.ioctl(channel.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (ImportError, OSError, AttributeError):
+        return 0
 
 
 def _start(
