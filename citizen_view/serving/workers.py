@@ -88,7 +88,7 @@ def _can_hand_over() -> bool:
         return False
     try:
         pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    except OSError:  # the constant exists, the kind of pair does not (macOS)
+    except OSError:  # the constant exists, the kind of pair does not (on some platforms)
         return False
     for end in pair:
         end.close()
