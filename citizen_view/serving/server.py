@@ -200,14 +200,14 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "warni
     )
 
 
+@dataclass(frozen=True)
 class HandedOver:
     """How a worker receives its connections: the parent accepts each one and sends its descriptor over `channel` (a
     Unix socket of this worker's own); `closed` is called once for each of them that closes, so the parent, which
     counts what it sent, knows how many this worker holds (workers.py)."""
 
-    def __init__(self, channel: socket.socket, closed: Callable[[], None]) -> None:
-        self.channel = channel
-        self.closed = closed
+    channel: socket.socket
+    closed: Callable[[], None]
 
 
 class HandedOverServer(uvicorn.Server):

@@ -78,11 +78,8 @@ def _alive(pid: int) -> bool:
 # Connections are balanced where the platform can hand a socket to another process (SCM_RIGHTS over a Unix socket
 # pair that keeps message boundaries): the parent accepts each connection and hands it to the worker holding the
 # fewest open connections. Left to the kernel (every worker accepting on the shared socket), keep-alive connections
-# split by chance: 8 clients landed 5/3 or 6/2 on two workers in most runs, and the fuller worker's queue set the
-# latency (bench serve: "CPU by process" up to 72/28).
-BACKLOG = 2048
-
-
+# split by chance (8 bench clients 8:0 and 6:2 seen with `ss`; "CPU by process" up to 71/29), and the fuller worker's
+# queue set the latency.
 def _can_hand_over() -> bool:
     if not all(hasattr(socket, name) for name in ("send_fds", "recv_fds", "SOCK_SEQPACKET", "AF_UNIX")):
         return False
@@ -114,7 +111,8 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
         raise ValueError(f"workers must be 1 or more, not {workers}")
     import uvicorn
 
-    sock = uvicorn.Config(app=None, host=host, port=port).bind_socket()
+    config = uvicorn.Config(app=None, host=host, port=port)
+    sock = config.bind_socket()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     # per worker, the connections it has seen close (written by that worker alone, read by the parent)
@@ -145,7 +143,7 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
             procs.append(start(i))
         next_turn = 0
         if closed is not None:
-            sock.listen(BACKLOG)  # the workers' servers would have (uvicorn's default backlog): here, the parent does
+            sock.listen(config.backlog)  # what the workers' servers did on the shared socket: here, the parent does
             sock.setblocking(False)
         while not stopping:
             if closed is None:
