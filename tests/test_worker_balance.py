@@ -12,7 +12,9 @@ import http.client
 import os
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -23,10 +25,38 @@ from tests.test_audit_workers import start_workers, wait_until_up
 pytestmark = pytest.mark.skipif(not BALANCED, reason="this platform cannot hand a socket to another process")
 
 
+def _address(base: str) -> tuple[str, int]:
+    host, port = base.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+@contextlib.contextmanager
+def _serving(tmp_path) -> Iterator[tuple[subprocess.Popen, str, list]]:
+    """`citizen-view serve --workers 2`, up: (process, base URL, a list for the connections the test opens). On the
+    way out those are closed and the service is stopped with SIGTERM; it must exit 0 when the test passed."""
+    proc, base = start_workers(2, *_options(tmp_path))
+    opened: list = []
+    try:
+        wait_until_up(base, proc)
+        yield proc, base, opened
+    finally:
+        for connection in opened:
+            connection.close()
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+
+
+def _past_early_exit(pids) -> None:
+    """Wait until each worker has run longer than EARLY_EXIT_SECONDS: one that exits sooner is taken for a
+    misconfigured one and stops the service."""
+    latest = max(psutil.Process(pid).create_time() for pid in pids)
+    time.sleep(max(0.0, latest + EARLY_EXIT_SECONDS + 1 - time.time()))
+
+
 def _connect(base: str) -> http.client.HTTPConnection:
     """A keep-alive connection that has been answered once (so a worker holds it)."""
-    host, port = base.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = http.client.HTTPConnection(*_address(base), timeout=30)
     connection.request("GET", "/health")
     response = connection.getresponse()
     response.read()
@@ -36,7 +66,7 @@ def _connect(base: str) -> http.client.HTTPConnection:
 
 def _holders(proc, base: str, connections: list) -> list[int | None]:
     """The pid of the worker holding each connection (an HTTPConnection or a socket; None: no worker holds it)."""
-    port = int(base.rsplit(":", 1)[1])
+    _, port = _address(base)
     held = {}
     for child in psutil.Process(proc.pid).children():
         for held_socket in child.net_connections(kind="tcp"):
@@ -54,62 +84,49 @@ def _options(tmp_path) -> list[str]:
     return ["--warehouse", str(tmp_path / "wh" / "cv.duckdb"), "--audit-log", str(tmp_path / "audit" / "log.jsonl")]
 
 
+def _emptied(connections: list[http.client.HTTPConnection], holders: list[int | None]) -> tuple[int | None, list]:
+    """Close the connections the first one's worker holds: (that worker, the connections left open)."""
+    emptied = holders[0]
+    for connection, pid in zip(connections, holders):
+        if pid == emptied:
+            connection.close()
+    return emptied, [c for c, pid in zip(connections, holders) if pid != emptied]
+
+
 def test_connections_go_to_the_worker_holding_the_fewest(tmp_path):
-    proc, base = start_workers(2, *_options(tmp_path))
-    connections: list[http.client.HTTPConnection] = []
-    try:
-        wait_until_up(base, proc)
+    with _serving(tmp_path) as (proc, base, opened):
         connections = [_connect(base) for _ in range(8)]
+        opened += connections
         holders = _holders(proc, base, connections)
         assert None not in holders and len(set(holders)) == 2
         assert sorted(holders.count(pid) for pid in set(holders)) == [4, 4]  # not left to chance: 4 and 4
         # one worker's four close: the next four go to it, the one now holding none
-        emptied = holders[0]
-        for connection, pid in zip(connections, holders):
-            if pid == emptied:
-                connection.close()
-        connections = [c for c, pid in zip(connections, holders) if pid != emptied]
+        emptied, _ = _emptied(connections, holders)
         time.sleep(0.5)  # the worker sees them close
         fresh = [_connect(base) for _ in range(4)]
-        connections += fresh
+        opened += fresh
         assert _holders(proc, base, fresh) == [emptied] * 4
-    finally:
-        for connection in connections:
-            connection.close()
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, output
 
 
 def test_a_worker_that_dies_is_replaced_and_handed_connections(tmp_path):
-    proc, base = start_workers(2, *_options(tmp_path))
-    connections: list[http.client.HTTPConnection] = []
-    try:
-        wait_until_up(base, proc)
+    with _serving(tmp_path) as (proc, base, opened):
         first = _workers(proc)
         killed = min(first)
-        # a worker that exits in its first seconds is taken for a misconfigured one and stops the service
-        time.sleep(max(0.0, psutil.Process(killed).create_time() + EARLY_EXIT_SECONDS + 1 - time.time()))
+        _past_early_exit([killed])
         os.kill(killed, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (killed in _workers(proc) or len(_workers(proc)) < 2):
             time.sleep(0.2)
         (replacement,) = _workers(proc) - first
         deadline = time.monotonic() + 60  # the replacement answers once its app has started
-        while time.monotonic() < deadline and len(connections) < 4:
+        while time.monotonic() < deadline and len(opened) < 4:
             try:
-                connections.append(_connect(base))
+                opened.append(_connect(base))
             except (OSError, http.client.HTTPException):
                 time.sleep(0.5)
-        holders = _holders(proc, base, connections)
+        holders = _holders(proc, base, opened)
         # the survivor's and the replacement's earlier connections have closed by now (idle keep-alive): 2 and 2
         assert sorted(holders) == sorted([replacement, replacement, *(first - {killed}), *(first - {killed})])
-    finally:
-        for connection in connections:
-            connection.close()
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, output
 
 
 def test_the_workers_stop_when_the_parent_is_killed(tmp_path):
@@ -132,8 +149,7 @@ def test_the_workers_stop_when_the_parent_is_killed(tmp_path):
 
 def _request(base: str, raw: bytes, timeout: float = 5) -> bytes | None:
     """One raw request on a connection of its own: the status line answered, or None when none came in `timeout`."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+    with socket.create_connection(_address(base), timeout=timeout) as s:
         s.sendall(raw)
         try:
             return s.recv(1000).split(b"\r\n")[0]
@@ -144,16 +160,10 @@ def _request(base: str, raw: bytes, timeout: float = 5) -> bytes | None:
 def test_an_upgrade_attempt_is_counted_closed_like_any_connection(tmp_path):
     """A WebSocket upgrade hands the connection to uvicorn's WebSocket protocol (answered 403): its close must still
     count, or the worker would look busier for good and be passed over."""
-    proc, base = start_workers(2, *_options(tmp_path))
-    connections: list[http.client.HTTPConnection] = []
-    try:
-        wait_until_up(base, proc)
+    with _serving(tmp_path) as (proc, base, opened):
         connections = [_connect(base) for _ in range(8)]
-        holders = _holders(proc, base, connections)
-        emptied = holders[0]
-        for connection, pid in zip(connections, holders):
-            if pid == emptied:
-                connection.close()
+        opened += connections
+        _, kept = _emptied(connections, _holders(proc, base, connections))
         time.sleep(0.5)
         upgrade = (
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -161,63 +171,45 @@ def test_an_upgrade_attempt_is_counted_closed_like_any_connection(tmp_path):
         )
         for _ in range(4):  # each to the worker holding none
             assert _request(base, upgrade) == b"HTTP/1.1 403 Forbidden"
-        for connection in connections:
+        for connection in kept:
             connection.close()
         time.sleep(0.5)
-        connections = [_connect(base) for _ in range(8)]
-        holders = _holders(proc, base, connections)
+        fresh = [_connect(base) for _ in range(8)]
+        opened += fresh
+        holders = _holders(proc, base, fresh)
         assert sorted(holders.count(pid) for pid in set(holders)) == [4, 4]
-    finally:
-        for connection in connections:
-            connection.close()
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, output
 
 
 def test_a_stopped_worker_is_passed_over(tmp_path):
     """A worker that does not take what it was handed (stopped here; a stuck event loop alike) gets no more while
     another does: one connection waits for it, not every other one."""
-    proc, base = start_workers(2, *_options(tmp_path))
-    stopped, waiting = None, []
-    try:
-        wait_until_up(base, proc)
+    with _serving(tmp_path) as (proc, base, opened):
         stopped = min(_workers(proc))
-        time.sleep(max(0.0, psutil.Process(stopped).create_time() + EARLY_EXIT_SECONDS + 1 - time.time()))
+        _past_early_exit([stopped])
         os.kill(stopped, signal.SIGSTOP)
-        host, port = base.removeprefix("http://").split(":")
-        answered = 0
-        for _ in range(6):  # clients one after another, each kept open (keep-alive) after its answer
-            s = socket.create_connection((host, int(port)), timeout=2)
-            waiting.append(s)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            try:
-                answered += s.recv(1000).startswith(b"HTTP/1.1 200")
-            except TimeoutError:
-                pass
+        try:
+            answered = 0
+            for _ in range(6):  # clients one after another, each kept open (keep-alive) after its answer
+                s = socket.create_connection(_address(base), timeout=2)
+                opened.append(s)
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    answered += s.recv(1000).startswith(b"HTTP/1.1 200")
+                except TimeoutError:
+                    pass
+        finally:
+            os.kill(stopped, signal.SIGCONT)
         # the first handed to it waits; after that it is passed over (before: every other client, by the counts)
         assert answered >= 5, f"{6 - answered} of 6 clients waited on the stopped worker"
-    finally:
-        if stopped is not None:
-            os.kill(stopped, signal.SIGCONT)
-        for s in waiting:
-            s.close()
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, output
 
 
 def test_a_worker_stopping_takes_no_new_connections(tmp_path):
     """A worker told to stop waits for its requests in flight; meanwhile the connections that arrive go to the others
     (handed to it, they would sit unread and be dropped when it exits)."""
-    proc, base = start_workers(2, *_options(tmp_path))
-    try:
-        wait_until_up(base, proc)
-        first = _workers(proc)
-        oldest = max(psutil.Process(pid).create_time() for pid in first)
-        time.sleep(max(0.0, oldest + EARLY_EXIT_SECONDS + 1 - time.time()))
-        host, port = base.removeprefix("http://").split(":")
-        slow = socket.create_connection((host, int(port)), timeout=30)  # an upload in flight: its worker drains
+    with _serving(tmp_path) as (proc, base, opened):
+        _past_early_exit(_workers(proc))
+        slow = socket.create_connection(_address(base), timeout=30)  # an upload in flight: its worker drains
+        opened.append(slow)
         body = b"token=" + b"x" * 200
         slow.sendall(
             b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
@@ -230,8 +222,4 @@ def test_a_worker_stopping_takes_no_new_connections(tmp_path):
         statuses = [_request(base, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") for _ in range(6)]
         slow.sendall(body[10:])
         assert slow.recv(1000).split(b"\r\n")[0].startswith(b"HTTP/1.1 ")  # the upload is answered before it exits
-        slow.close()
         assert statuses == [b"HTTP/1.1 200 OK"] * 6
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
