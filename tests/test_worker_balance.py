@@ -16,10 +16,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import httpx
 import psutil
 import pytest
 
-from citizen_view.serving.workers import BALANCED, EARLY_EXIT_SECONDS
+from citizen_view.serving.workers import BALANCED, EARLY_ENDS_ALLOWED, EARLY_EXIT_SECONDS, after_exit
 from tests.test_audit_workers import start_workers, wait_until_up
 
 pytestmark = pytest.mark.skipif(not BALANCED, reason="this platform cannot hand a socket to another process")
@@ -127,6 +128,93 @@ def test_a_worker_that_dies_is_replaced_and_handed_connections(tmp_path):
         holders = _holders(proc, base, opened)
         # the survivor's and the replacement's earlier connections have closed by now (idle keep-alive): 2 and 2
         assert sorted(holders) == sorted([replacement, replacement, *(first - {killed}), *(first - {killed})])
+
+
+def _replacement(proc, before: set[int]) -> int:
+    """The worker started in place of one of `before` (the workers before one ended): its pid, once it is there."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "the service exited"
+        now = _workers(proc)
+        if len(now) == len(before) and now - before:
+            (new,) = now - before
+            return new
+        time.sleep(0.05)
+    raise AssertionError("no worker was started in place of the one that ended")
+
+
+def _end_at_start(pid: int, how: signal.Signals) -> None:
+    """End a worker while it is still within EARLY_EXIT_SECONDS of its start (checked, or the test proves nothing)."""
+    assert time.time() - psutil.Process(pid).create_time() < EARLY_EXIT_SECONDS - 1
+    os.kill(pid, how)
+
+
+def test_a_worker_ended_from_outside_soon_after_it_started_is_replaced(tmp_path):
+    """SIGTERM or SIGKILL (an operator, the out-of-memory killer) within seconds of a worker's start is not a worker
+    that cannot start: it is replaced, and the service goes on (it stopped with exit code 1 before)."""
+    with _serving(tmp_path) as (proc, base, opened):
+        first = _workers(proc)
+        _past_early_exit(first)  # so that the two ended below are the only early ends in a row
+        os.kill(min(first), signal.SIGKILL)
+        after_term = _replacement(proc, first)
+        now = _workers(proc)
+        _end_at_start(after_term, signal.SIGTERM)
+        after_kill_term = _replacement(proc, now)
+        now = _workers(proc)
+        _end_at_start(after_kill_term, signal.SIGKILL)
+        survivor = _replacement(proc, now)
+        deadline = time.monotonic() + 60  # the new worker answers once its app has started
+        while time.monotonic() < deadline and len(opened) < 4:
+            try:
+                opened.append(_connect(base))
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.5)
+        assert survivor in _holders(proc, base, opened)
+
+
+def test_a_slot_whose_workers_keep_ending_at_start_stops_the_service(tmp_path):
+    proc, base = start_workers(2, *_options(tmp_path))
+    try:
+        wait_until_up(base, proc)
+        first = _workers(proc)
+        _past_early_exit(first)  # the first worker's end is not early: the count starts after it
+        os.kill(min(first), signal.SIGKILL)
+        before, ended = first, min(first)
+        for n in range(1, EARLY_ENDS_ALLOWED + 1):
+            started = _replacement(proc, before)
+            before = _workers(proc)
+            _end_at_start(started, signal.SIGKILL)
+            ended = started
+            if n < EARLY_ENDS_ALLOWED:  # still serving with the other worker
+                assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+    assert proc.returncode == 1, output
+    assert f"ended within {EARLY_EXIT_SECONDS:.0f} s of starting, {EARLY_ENDS_ALLOWED} in a row in its place" in output
+    assert not _alive_workers(first | {ended})
+
+
+def _alive_workers(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
+
+
+@pytest.mark.parametrize(
+    ("code", "early", "early_ends", "stops"),
+    [
+        (1, True, 1, True),  # its app could not be built
+        (3, True, 1, True),  # uvicorn's startup failed
+        (-9, True, 1, False),  # SIGKILL at start: replaced
+        (-15, True, 2, False),  # SIGTERM at start
+        (0, True, 1, False),  # it obeyed a SIGTERM and exited 0
+        (1, False, 0, False),  # a later failure: replaced, as always
+        (-9, True, EARLY_ENDS_ALLOWED, True),  # a crash loop, whatever ends it
+    ],
+)
+def test_which_ends_of_a_worker_stop_the_service(code, early, early_ends, stops):
+    assert (after_exit(code, early=early, early_ends=early_ends) is not None) == stops
 
 
 def test_the_workers_stop_when_the_parent_is_killed(tmp_path):

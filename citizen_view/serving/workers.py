@@ -34,7 +34,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.MULTIPROC_ENV, named here so that module is not imported early
 METRICS_PREFIX = "citizen-view-metrics-"  # then the service's pid: a folder whose process is gone is removed at start
-EARLY_EXIT_SECONDS = 5.0  # a worker that exits this soon after starting is misconfigured: do not restart it
+EARLY_EXIT_SECONDS = 5.0  # a worker that fails this soon after starting, by its own exit code, could not start
+EARLY_ENDS_ALLOWED = 3  # workers in a row of one slot ending this soon, for whatever reason: a crash loop
 
 
 @contextmanager
@@ -138,6 +139,7 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
         parent_end.setblocking(False)
         return _Worker(proc, time.monotonic(), parent_end)
 
+    ends = [0] * workers  # per slot, its workers in a row that ended within EARLY_EXIT_SECONDS of starting
     try:
         for i in range(workers):
             procs.append(start(i))
@@ -153,10 +155,11 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
             for i, worker in enumerate(procs):
                 if worker.proc.is_alive() or stopping:
                     continue
-                if time.monotonic() - worker.started < EARLY_EXIT_SECONDS:
-                    log.error(
-                        "service worker %s exited at start (code %s): stopping", worker.proc.pid, worker.proc.exitcode
-                    )
+                early = time.monotonic() - worker.started < EARLY_EXIT_SECONDS
+                ends[i] = ends[i] + 1 if early else 0
+                why = after_exit(worker.proc.exitcode, early=early, early_ends=ends[i])
+                if why is not None:
+                    log.error("service worker %s %s: stopping", worker.proc.pid, why)
                     return 1
                 log.warning("service worker %s died (code %s): starting another", worker.proc.pid, worker.proc.exitcode)
                 if worker.channel is not None:
@@ -175,6 +178,20 @@ def run_workers(app_options: dict[str, Any], *, host: str, port: int, workers: i
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
+
+
+def after_exit(code: int | None, *, early: bool, early_ends: int) -> str | None:
+    """Why the service stops after a worker ended with exit `code` (negative: the signal that ended it), or None when
+    another is started in its place. `early`: it ended within EARLY_EXIT_SECONDS of starting; `early_ends`: how many of
+    its slot's workers in a row did. A worker that fails at start by its own exit code (its app could not be built:
+    1; uvicorn's startup failed: 3) would fail again. One ended from outside (SIGTERM, which it obeys
+    and exits 0 on, SIGKILL, the kernel's out-of-memory killer), however soon, is replaced, as one dying later is,
+    unless its slot's workers keep ending that soon."""
+    if early and code is not None and code > 0:
+        return f"could not start (exit code {code})"
+    if early_ends >= EARLY_ENDS_ALLOWED:
+        return f"ended within {EARLY_EXIT_SECONDS:.0f} s of starting, {early_ends} in a row in its place (code {code})"
+    return None
 
 
 def _hand_over(sock: socket.socket, procs: list[_Worker], closed: Any, turn: int) -> int:
@@ -232,6 +249,11 @@ def _serve(app_options: dict[str, Any], sock: socket.socket, host: str, port: in
     """One worker: its own app and audit writer, serving the connections the parent hands it (`handed`: its end of the
     channel, its number, the shared counts of closed connections, the parent's ends of the other workers' channels),
     or, where connections cannot be handed over, accepting on the parent's socket itself."""
+    # A forked worker inherited the parent's handlers, which only set the parent's flag: a SIGTERM before uvicorn sets
+    # its own would be lost (the worker starting up regardless, and the parent's stop waiting on it). Until then, a
+    # signal ends it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
     from citizen_view.serving.app import create_app
     from citizen_view.serving.server import HandedOver, run_server
 
