@@ -26,8 +26,8 @@ class Stage:
     peak_rss_mb: float = 0.0
     # this process's system CPU time (the kernel's: page faults, file reads, every other system call) and minor page
     # faults (fresh memory touched) in the stage, the memory samplers' own left out. On a VM that hands idle memory back
-    # to its host, the same faults and reads cost several times the kernel time after a pause (README, "Incremental
-    # runs"): where two runs of the same work differ, this says whether the machine did
+    # to its host, the same faults and reads cost several times the kernel time after a pause (docs/measurements.md,
+    # "Incremental runs"): where two runs of the same work differ, this says whether the machine did
     system_seconds: float = 0.0
     page_faults: int = 0
     extra: dict = field(default_factory=dict)
@@ -502,7 +502,7 @@ def _pipeline_report(run: Stage, meter, outcome, stages: list[Stage]) -> dict:
 
 
 # Service processes `bench serve` starts unless --workers says otherwise: one per core of the 2-core machine the
-# targets are set on (measured: see README, "Serving at a million").
+# targets are set on (measured: docs/measurements.md, "Benchmark runs").
 SERVE_WORKERS = 2
 
 
@@ -837,7 +837,7 @@ def _update_in_fresh_process(source: str, copy: str, data: str, new_records: int
 def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, full: Stage) -> dict:
     """`--repeat N`: the update N - 1 more times, each on a fresh copy in a fresh process after the rebuild; all N
     times printed, and the rebuild's time against their median (on a VM that takes idle memory back, the first of a
-    series can be a slow outlier: README, "Incremental runs")."""
+    series can be a slow outlier: docs/measurements.md, "Incremental runs")."""
     import multiprocessing
     import statistics
     from concurrent.futures import ProcessPoolExecutor
