@@ -65,6 +65,16 @@ def _connect(base: str) -> http.client.HTTPConnection:
     return connection
 
 
+def _connect_once_answered(base: str, opened: list, count: int) -> None:
+    """Open connections (`_connect`) into `opened` until it holds `count`, retrying while a new worker's app starts."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(opened) < count:
+        try:
+            opened.append(_connect(base))
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.5)
+
+
 def _holders(proc, base: str, connections: list) -> list[int | None]:
     """The pid of the worker holding each connection (an HTTPConnection or a socket; None: no worker holds it)."""
     _, port = _address(base)
@@ -115,16 +125,8 @@ def test_a_worker_that_dies_is_replaced_and_handed_connections(tmp_path):
         killed = min(first)
         _past_early_exit([killed])
         os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (killed in _workers(proc) or len(_workers(proc)) < 2):
-            time.sleep(0.2)
-        (replacement,) = _workers(proc) - first
-        deadline = time.monotonic() + 60  # the replacement answers once its app has started
-        while time.monotonic() < deadline and len(opened) < 4:
-            try:
-                opened.append(_connect(base))
-            except (OSError, http.client.HTTPException):
-                time.sleep(0.5)
+        replacement = _replacement(proc, first)
+        _connect_once_answered(base, opened, 4)
         holders = _holders(proc, base, opened)
         # the survivor's and the replacement's earlier connections have closed by now (idle keep-alive): 2 and 2
         assert sorted(holders) == sorted([replacement, replacement, *(first - {killed}), *(first - {killed})])
@@ -156,19 +158,14 @@ def test_a_worker_ended_from_outside_soon_after_it_started_is_replaced(tmp_path)
         first = _workers(proc)
         _past_early_exit(first)  # so that the two ended below are the only early ends in a row
         os.kill(min(first), signal.SIGKILL)
-        after_term = _replacement(proc, first)
-        now = _workers(proc)
-        _end_at_start(after_term, signal.SIGTERM)
-        after_kill_term = _replacement(proc, now)
-        now = _workers(proc)
-        _end_at_start(after_kill_term, signal.SIGKILL)
-        survivor = _replacement(proc, now)
-        deadline = time.monotonic() + 60  # the new worker answers once its app has started
-        while time.monotonic() < deadline and len(opened) < 4:
-            try:
-                opened.append(_connect(base))
-            except (OSError, http.client.HTTPException):
-                time.sleep(0.5)
+        to_term = _replacement(proc, first)
+        before = _workers(proc)
+        _end_at_start(to_term, signal.SIGTERM)
+        to_kill = _replacement(proc, before)
+        before = _workers(proc)
+        _end_at_start(to_kill, signal.SIGKILL)
+        survivor = _replacement(proc, before)
+        _connect_once_answered(base, opened, 4)
         assert survivor in _holders(proc, base, opened)
 
 
