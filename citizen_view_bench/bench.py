@@ -836,7 +836,7 @@ def _update_in_fresh_process(source: str, copy: str, data: str, new_records: int
 
 def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, full: Stage) -> dict:
     """`--repeat N`: the update N - 1 more times, each on a fresh copy in a fresh process after the rebuild; all N
-    times printed, and the rebuild's time against their median (on a VM that takes idle memory back, the first of a
+    times printed, the rebuild's time against their median, and that median as new records a second (on a VM that takes idle memory back, the first of a
     series can be a slow outlier: docs/measurements.md, "Incremental runs")."""
     import multiprocessing
     import statistics
@@ -855,10 +855,12 @@ def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, 
     seconds = [r["seconds"] for r in runs]
     median, cpu_median = statistics.median(seconds), statistics.median(r["cpu_seconds"] for r in runs)
     speedup, cpu_speedup = full.seconds / max(median, 1e-9), full.cpu_seconds / max(cpu_median, 1e-9)
+    # the same median as an absolute rate: unlike the ratio, it does not move when the rebuild gets faster or slower
+    rate = args.new_records / max(median, 1e-9)
     print(
         f"  the update {len(runs)} times (the first above, then each on a fresh copy in a fresh process): "
         f"{' / '.join(f'{s:.2f}' for s in seconds)} s; median {median:.2f} s (cpu {cpu_median:.2f} s): "
-        f"{speedup:.1f}x against the rebuild (cpu {cpu_speedup:.1f}x)"
+        f"{speedup:.1f}x against the rebuild (cpu {cpu_speedup:.1f}x); {rate:,.0f} new records a second"
     )
     system = " / ".join(f"{r['system_seconds']:.2f}" for r in runs)
     faults = " / ".join(f"{r['page_faults']:,}" for r in runs)
@@ -869,6 +871,7 @@ def _repeated(args: argparse.Namespace, source: Path, data: Path, first: Stage, 
         "median_cpu_seconds": cpu_median,
         "speedup_median": speedup,
         "cpu_speedup_median": cpu_speedup,
+        "new_records_per_second_median": rate,
     }
 
 

@@ -57,6 +57,7 @@ def test_the_update_is_timed_again_in_fresh_processes_and_compared_by_its_median
     median = statistics.median(r["seconds"] for r in runs)
     assert report["median_seconds"] == median
     assert report["speedup_median"] == pytest.approx(rebuild["seconds"] / median)
+    assert report["new_records_per_second_median"] == pytest.approx(20 / median)
     assert not (tmp_path / f"bench_incremental_{PERSONS}_repeat.duckdb").exists()
     # which machine, and how fast at fixed work, so that another machine's figures can be told apart
     assert report["machine"]["cores"] >= 1 and report["machine"]["yardstick"]["duckdb_s"] > 0
