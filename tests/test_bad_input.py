@@ -330,6 +330,30 @@ def test_a_parquet_struct_in_a_mapped_field_is_set_aside_and_its_rows_load(tmp_p
     )
 
 
+def test_a_parquet_duration_column_loads_as_iso_8601_text(tmp_path):
+    """Polars casts no duration to text: a Duration column stopped its whole file before."""
+    import datetime
+
+    import polars as pl
+
+    (tmp_path / "p").mkdir()
+    pl.DataFrame(
+        {
+            "id": ["R1", "R2", "R3"],
+            "first": ["Jan", "Els", "Piet"],
+            "waited": [datetime.timedelta(days=1, seconds=5), None, datetime.timedelta(microseconds=-3)],
+        }
+    ).write_parquet(tmp_path / "p/p.parquet")
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: p, path: p/p.parquet, format: parquet, record_id: id, fields: {given_name: first}}\n",
+    )
+    report, canonical, rejected = _load(tmp_path, "p")
+    assert (report.rows_loaded, report.rows_rejected) == (3, 0) and report.balanced
+    kept = [json.loads(a).get("waited") if a else None for a in canonical["attributes"].to_list()]
+    assert kept == ["P1DT5S", None, "-PT0.000003S"]
+
+
 def test_jsonl_values_become_text_in_one_form_and_columns_keep_the_order_first_seen(tmp_path):
     from citizen_view.readers import read_jsonl
 

@@ -1,4 +1,5 @@
-"""Parquet files: typed columns kept as their text form; nested values in mapped fields set aside."""
+"""Parquet files: typed columns kept as their text form (durations in ISO 8601); nested values in mapped fields set
+aside."""
 
 from __future__ import annotations
 
@@ -21,11 +22,19 @@ def read_parquet(source: SourceConfig, path: Path, name: str) -> FileRead:
     df = pl.read_parquet(path)
     check_header(source, name, df.columns)
     df, set_aside = _nested_as_text(df, mapped_columns(source))
-    df = df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
+    df = df.with_columns(_as_text(c, t) for c, t in df.schema.items())
     if set_aside is not None:
         df = df.with_columns(pl.Series(ISSUES, set_aside, dtype=pl.String))
     df = df.with_columns(pl.lit(name).alias("_file"), pl.int_range(1, df.height + 1, dtype=pl.Int64).alias("_line"))
     return FileRead(df, records=pq.ParquetFile(path).metadata.num_rows)  # the file's own row count
+
+
+def _as_text(column: str, kind: pl.DataType) -> pl.Expr:
+    """A typed column's text form: a duration in ISO 8601 (`P1DT5S`; Polars casts no duration to text), anything
+    else as Polars casts it."""
+    if isinstance(kind, pl.Duration):
+        return pl.col(column).dt.to_string("iso")
+    return pl.col(column).cast(pl.String)
 
 
 def _nested_as_text(df: pl.DataFrame, scalars: set[str]) -> tuple[pl.DataFrame, list[str | None] | None]:
