@@ -354,6 +354,47 @@ def test_a_parquet_duration_column_loads_as_iso_8601_text(tmp_path):
     assert kept == ["P1DT5S", None, "-PT0.000003S"]
 
 
+def test_parquet_bytes_load_as_text_uuids_as_uuids_and_other_bytes_visibly(tmp_path):
+    """Writers such as Hive and Impala store text as plain binary; a UUID key is 16 bytes of Parquet's UUID type. Both
+    were set aside (a mapped field) or kept as Python's repr of bytes (any other column) before."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "p").mkdir()
+    key = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([key.bytes, uuid.UUID(int=1).bytes, uuid.UUID(int=2).bytes], pa.uuid()),
+                "first": pa.array(["Jan".encode(), "Bjørn".encode(), None], pa.binary()),
+                "last": pa.array([b"Smit", b"M\xfcller", b"Bakker"], pa.binary()),  # latin-1, not UTF-8
+                "note": pa.array([b"ok", b"fine", None], pa.binary()),
+                "digest": pa.array([b"\x00\xff", b"ab", b"\x10\x20"], pa.binary(2)),
+            }
+        ),
+        tmp_path / "p/p.parquet",
+    )
+    write(
+        tmp_path / "sources.yaml",
+        "sources:\n  - {name: p, path: p/p.parquet, format: parquet, record_id: id, "
+        "fields: {given_name: first, family_name: last}}\n",
+    )
+    report, canonical, rejected = _load(tmp_path, "p")
+    assert (report.rows_loaded, report.rows_rejected) == (3, 0) and report.balanced
+    assert canonical["source_record_id"].to_list() == [str(key), str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]
+    assert canonical["given_name"].to_list() == ["Jan", "Bjørn", None]
+    assert canonical["family_name"].to_list() == ["Smit", None, "Bakker"]
+    issues = _issues(tmp_path, "p")
+    second = "00000000-0000-0000-0000-000000000001"
+    assert issues.select("record_id", "field", "raw").rows() == [(second, "family_name", "4dfc6c6c6572")]
+    assert "not UTF-8 text" in issues["reason"][0]
+    attributes = [json.loads(a) for a in canonical["attributes"].to_list()]
+    assert [a.get("note") for a in attributes] == ["ok", "fine", None]
+    assert [a.get("digest") for a in attributes] == ["00ff", "6162", "1020"]  # one form for the whole column
+
+
 def test_jsonl_values_become_text_in_one_form_and_columns_keep_the_order_first_seen(tmp_path):
     from citizen_view.readers import read_jsonl
 
