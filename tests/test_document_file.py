@@ -137,6 +137,12 @@ def test_a_documents_file_written_from_an_earlier_one_holds_the_view_and_is_writ
     docs = DocumentFile(out, view="next", documents=n)
     assert docs.stored == n + len(some)
     assert all(docs.get(c) == doc for c, doc in docs_of_view.items())
+    # the replaced documents are kept as zeros only: what the view no longer holds is not in the file either
+    superseded = sorted(set(range(docs.stored)) - set(docs.where.tolist()))
+    assert len(superseded) == len(some)
+    for number in superseded:
+        start, end = int(docs.offsets[number]), int(docs.offsets[number + 1])
+        assert end > start and docs.data(start, end) == bytes(end - start)
     many = sorted(docs_of_view)[: int(document_file.GARBAGE_SHARE * n) + 1]
     for name, base_view, changed in (("whole", view.name, many), ("other", "view-other.duckdb", some)):
         out = tmp_path / f"{name}.docs"
@@ -145,33 +151,111 @@ def test_a_documents_file_written_from_an_earlier_one_holds_the_view_and_is_writ
         assert docs.stored == n and all(docs.get(c) == doc for c, doc in docs_of_view.items())
 
 
-def test_a_damaged_index_fails_loudly_instead_of_answering_with_another_citizens_document(view, docs_of_view, tmp_path):
-    """Each stored document begins with its citizen's ID, checked at every look: two index entries swapped (a damaged
-    file whose header still holds together) make a look raise, not return the other citizen's document. Offsets out of
-    order are refused when the file is opened."""
+def _resealed(raw: bytearray) -> bytes:
+    """A documents file's bytes with its index checksum computed anew over what they hold now: a file written wrong
+    rather than damaged in storage, which only the checks behind the checksum can catch."""
+    fields = list(document_file.HEADER.unpack_from(raw))
+    n, stored, width, name_at, ids_at, where_at, offsets_at, sums_at, name_len = (
+        fields[i] for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)
+    )
+    parts = [
+        raw[ids_at : ids_at + n * width],
+        raw[where_at : where_at + n * 8],
+        raw[offsets_at : offsets_at + (stored + 1) * 8],
+        raw[sums_at : sums_at + stored * 4],
+    ]
+    zeroed = document_file.HEADER.pack(*fields[: document_file.CRC_FIELD], 0)
+    fields[document_file.CRC_FIELD] = document_file._index_crc(zeroed, raw[name_at : name_at + name_len], parts)
+    document_file.HEADER.pack_into(raw, 0, *fields)
+    return bytes(raw)
+
+
+def test_a_damaged_file_is_refused_or_fails_its_look_instead_of_answering_wrongly(view, docs_of_view, tmp_path):
+    """Damage in the index (two entries swapped, one bit of an ID flipped) fails the index checksum when the file is
+    opened; a flipped bit in a document fails that document's checksum at its look. Behind the checksum, each stored
+    document begins with its citizen's ID, checked at every look, and offsets out of order are refused at opening."""
     path = document_file.path_for(view)
     raw = bytearray(path.read_bytes())
     fields = document_file.HEADER.unpack_from(raw)
-    n, where_at, offsets_at = fields[1], fields[7], fields[8]
+    n, data_at, ids_at, where_at, offsets_at = fields[1], fields[5], fields[6], fields[7], fields[8]
     assert n > 2
     swapped = bytearray(raw)
     swapped[where_at : where_at + 8], swapped[where_at + 8 : where_at + 16] = (
         raw[where_at + 8 : where_at + 16],
         raw[where_at : where_at + 8],
     )
-    damaged = tmp_path / "swapped.docs"
-    damaged.write_bytes(bytes(swapped))
+    flipped_id = bytearray(raw)
+    flipped_id[ids_at + 5] ^= 0x01
+    for name, damage in (("swapped", swapped), ("flipped-id", flipped_id)):
+        damaged = tmp_path / f"{name}.docs"
+        damaged.write_bytes(bytes(damage))
+        with pytest.raises(document_file.CorruptDocumentFile, match="checksum"):
+            DocumentFile(damaged, view=view.name, documents=n)
+    # behind the checksum: the ID each document begins with
+    damaged = tmp_path / "swapped-resealed.docs"
+    damaged.write_bytes(_resealed(swapped))
     docs = DocumentFile(damaged, view=view.name, documents=n)
     first = docs.ids[0].decode()
     with pytest.raises(document_file.CorruptDocumentFile, match="another citizen"):
         docs.get(first)
     assert docs.get(docs.ids[2].decode()) == docs_of_view[docs.ids[2].decode()]  # the rest still answer
+    docs.close()
+    # one bit of one document's birth date: the index holds, that look fails, the others answer
+    good = DocumentFile(path, view=view.name, documents=n)
+    victim = next(c for c, doc in docs_of_view.items() if '"date_of_birth": "19' in doc or '"date_of_birth":"19' in doc)
+    number = int(good.where[list(good.ids).index(victim.encode())])
+    start, end = data_at + int(good.offsets[number]), data_at + int(good.offsets[number + 1])
+    good.close()
+    at = raw.index(b'"date_of_birth"', start, end)
+    at = raw.index(b"19", at, end)
+    in_doc = bytearray(raw)
+    in_doc[at + 3] ^= 0x01  # 1977 -> 1976: the same shape, another value
+    damaged = tmp_path / "document.docs"
+    damaged.write_bytes(bytes(in_doc))
+    docs = DocumentFile(damaged, view=view.name, documents=n)
+    with pytest.raises(document_file.CorruptDocumentFile, match="does not match its checksum"):
+        docs.get(victim)
+    other = next(c for c in docs_of_view if c != victim)
+    assert docs.get(other) == docs_of_view[other]
+    docs.close()
     disordered = bytearray(raw)
     disordered[offsets_at + 8 : offsets_at + 16] = (2**40).to_bytes(8, "little")
     damaged = tmp_path / "offsets.docs"
-    damaged.write_bytes(bytes(disordered))
+    damaged.write_bytes(_resealed(disordered))
     with pytest.raises(document_file.CorruptDocumentFile, match="offsets"):
         DocumentFile(damaged, view=view.name, documents=n)
+
+
+def test_a_document_failing_its_checksum_is_answered_from_the_view_and_the_file_set_aside(
+    view, docs_of_view, tmp_path, caplog
+):
+    """The service, mapping a documents file in which one document is damaged: the look at that citizen (a profile, and
+    a result list holding them) answers what the view holds, as without the file, and the file is not used again."""
+    copy = tmp_path / view.name
+    shutil.copy(view, copy)
+    raw = bytearray(document_file.path_for(view).read_bytes())
+    fields = document_file.HEADER.unpack_from(raw)
+    data_at = fields[5]
+    good = DocumentFile(document_file.path_for(view), view=view.name, documents=len(docs_of_view))
+    victim = sorted(docs_of_view)[3]
+    number = int(good.where[list(good.ids).index(victim.encode())])
+    end = data_at + int(good.offsets[number + 1])
+    good.close()
+    raw[end - 2] ^= 0x01  # inside the document's JSON text, before its closing brace
+    document_file.path_for(copy).write_bytes(bytes(raw))
+    served = _served(view, copy)
+    read_documents(served)
+    assert served.info.docs is not None and not served.info.docs.damaged  # the index holds: the file is used
+    without = ViewInfo.read(served.con)
+    sources = [r[0] for r in served.con.execute("SELECT DISTINCT source FROM source_rank").fetchall()]
+    role = next(r.for_view(sources) for r in load_access(EXAMPLE_ACCESS_FILE).roles.values())
+    cur = served.con.cursor()
+    sample = sorted(docs_of_view)[:8]
+    assert summaries(cur, sample, role, served.info) == summaries(cur, sample, role, without)
+    assert served.info.docs.damaged and "is damaged" in caplog.text
+    a, b = load_profile(cur, victim, role, served.info), load_profile(cur, victim, role, without)
+    assert (a.as_dict() if a else None) == (b.as_dict() if b else None)
+    served.con.close()
 
 
 def test_an_update_that_does_not_add_up_is_written_whole_and_a_document_without_a_citizen_is_left_out(

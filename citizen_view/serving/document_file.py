@@ -4,7 +4,7 @@ A look at a citizen reads that citizen's document (documents.py). From the view 
 mostly the statement's fixed cost (DuckDB 2 spends ~0.2 ms on `SELECT 1`), and about half of a national-ID search's
 CPU over HTTP. Publishing therefore writes the documents a second time, into `<view>.docs`:
 
-    header   magic, counts and where each part starts (HEADER, little-endian 64-bit integers)
+    header   magic, counts, where each part starts and the index's checksum (HEADER, little-endian 64-bit integers)
     name     the view file's name: a documents file is only read beside the view it was written for
     data     the documents one after the other, in the view's stored order, each as its citizen ID, a newline and the
              JSON text (UTF-8): a look checks the ID it finds there, so a damaged index fails loudly, never answering
@@ -12,11 +12,19 @@ CPU over HTTP. Publishing therefore writes the documents a second time, into `<v
     ids      the citizen IDs, sorted, fixed width (UTF-8)
     where    for each sorted ID, its document's number in `data`
     offsets  where each document starts and ends in `data`
+    sums     each stored document's CRC-32 (ID, newline and text), checked at every look
+
+Damage is found, not served: the header, name, ids, where, offsets and sums are checked against the header's CRC-32
+when the file is opened (a file that fails is not used), and each document against its own CRC-32 when it is read
+(a look that fails raises CorruptDocumentFile; the service then reads that view's documents from `citizen_docs`:
+documents.py). A bit flipped in the data would otherwise serve a wrong value, one in the index a wrong 404 or a
+citizen's superseded document.
 
 An incremental publication (view_update.py rewrites only the documents of the citizens it touched) writes the file
 from the one beside the view it updated: that file's data copied as it is, the touched citizens' documents appended,
-the index written anew. A replaced document stays in the data unreferenced until the superseded ones pass
-GARBAGE_SHARE of the documents, when the file is written whole again; so it is when that way fails for any reason.
+the index written anew. A replaced document stays in the data unreferenced, its bytes blanked (zeros: what the view
+no longer holds is not kept in the file either), until the superseded ones pass GARBAGE_SHARE of the documents, when
+the file is written whole again; so it is when that way fails for any reason.
 
 The service maps it into memory (`mmap`): a look is a binary search and a slice. The pages are the kernel's page
 cache, shared by the service's worker processes, where the view's documents read into DuckDB's buffers were held once
@@ -32,6 +40,7 @@ import logging
 import mmap
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +48,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SUFFIX = ".docs"
-MAGIC = b"CVDOCS02"
-# magic, documents, documents stored (superseded ones too), ID width, where name, data, ids, where and offsets start,
-# and the name's length
-HEADER = struct.Struct("<8s9Q")
+MAGIC = b"CVDOCS03"
+# magic, documents, documents stored (superseded ones too), ID width, where name, data, ids, where, offsets and sums
+# start, the name's length, and the CRC-32 of the header (this field as 0), the name, ids, where, offsets and sums
+HEADER = struct.Struct("<8s11Q")
+CRC_FIELD = 11  # the index in HEADER's fields of the checksum
 BATCH_ROWS = 65_536  # documents converted at a time while the file is written
 GARBAGE_SHARE = 0.25  # superseded documents in the data, against the live ones, above which the file is written whole
 CHUNK = 16 << 20  # bytes copied or read in at a time
@@ -98,6 +108,7 @@ def _write_changed(view: Path, out: Path, *, name: str, base: Path, base_view: s
             raise ValueError("superseded documents would pass GARBAGE_SHARE")
         with _Writer(out, name) as w:
             w.copy_data(old)
+            w.blank(old, changed)
             query = "SELECT citizen_id, doc FROM citizen_docs WHERE citizen_id = ANY($changed)"
             for batch in con.sql(query, params={"changed": changed}).to_arrow_reader(BATCH_ROWS):
                 w.append(batch)
@@ -115,6 +126,7 @@ class _Writer:
         self.out, self.raw_name = out, name.encode("utf-8")
         self.ids: list[np.ndarray] = []  # the IDs of the documents appended, in the order appended
         self.ends: list[np.ndarray] = [np.zeros(1, dtype=np.uint64)]  # where each stored document ends
+        self.sums: list[np.ndarray] = []  # each stored document's CRC-32
         self.stored = self.written = 0  # documents and bytes in the data
 
     def __enter__(self) -> _Writer:
@@ -147,7 +159,23 @@ class _Writer:
                 self.f.write(old.data(at, min(at + CHUNK, length)))
         self.f.seek(0, os.SEEK_END)
         self.ends = [np.asarray(old.offsets, dtype=np.uint64).copy()]
+        self.sums = [np.asarray(old.sums, dtype=np.uint32).copy()]
         self.stored, self.written = old.stored, length
+
+    def blank(self, old: DocumentFile, citizens: list[str]) -> None:
+        """Overwrite with zeros, in the data just copied from `old`, the documents `old` held for `citizens` (replaced
+        or gone: no longer referenced)."""
+        width = old.ids.dtype.itemsize
+        wanted = [k for k in (c.encode("utf-8") for c in citizens) if 0 < len(k) <= width]  # longer: not in `old`
+        if not wanted or not len(old.ids):
+            return
+        keys = np.array(wanted, dtype=old.ids.dtype)
+        at = np.searchsorted(old.ids, keys).clip(0, len(old.ids) - 1)
+        numbers = old.where[at[old.ids[at] == keys]]
+        self.f.flush()
+        for n in numbers.tolist():
+            start, end = int(old.offsets[n]), int(old.offsets[n + 1])
+            os.pwrite(self.f.fileno(), bytes(end - start), self.data_at + start)
 
     def append(self, batch) -> None:
         """One Arrow batch of (citizen_id, doc): each stored as its ID, a newline and the document (a null document as
@@ -162,8 +190,11 @@ class _Writer:
         self.ids.append(citizens.cast(pa.large_binary()).to_numpy(zero_copy_only=False).astype("S"))
         starts = np.frombuffer(entries.buffers()[1], dtype=np.int64)[entries.offset : entries.offset + len(entries) + 1]
         data = entries.buffers()[2]
+        view = memoryview(data) if data is not None else memoryview(b"")
+        bounds = starts.tolist()
+        self.sums.append(np.fromiter((zlib.crc32(view[a:b]) for a, b in zip(bounds, bounds[1:])), np.uint32))
         if data is not None and starts[-1] > starts[0]:
-            self.f.write(memoryview(data)[starts[0] : starts[-1]])
+            self.f.write(view[starts[0] : starts[-1]])
         self.ends.append((starts[1:] - starts[0]).astype(np.uint64) + np.uint64(self.written))
         self.stored += len(entries)
         self.written += int(starts[-1] - starts[0])
@@ -185,18 +216,28 @@ class _Writer:
         ids = appended[order]
         if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
             raise ValueError("a citizen ID is held twice among the documents")
-        ids_at = _pad(self.f)
-        self.f.write(ids.tobytes())
-        where_at = _pad(self.f)
-        self.f.write(numbers[order].tobytes())
-        offsets_at = _pad(self.f)
-        self.f.write(np.concatenate(self.ends).tobytes())
+        sums = np.concatenate(self.sums) if self.sums else np.array([], dtype=np.uint32)
+        parts = [ids.tobytes(), numbers[order].tobytes(), np.concatenate(self.ends).tobytes(), sums.tobytes()]
+        starts = []
+        for part in parts:  # ids, where, offsets, sums
+            starts.append(_pad(self.f))
+            self.f.write(part)
+        fields = [len(appended), self.stored, appended.dtype.itemsize, self.name_at, self.data_at, *starts]
+        header = HEADER.pack(MAGIC, *fields, len(self.raw_name), 0)
+        crc = _index_crc(header, self.raw_name, parts)
         self.f.seek(0)
-        header = (len(appended), self.stored, appended.dtype.itemsize, self.name_at, self.data_at, ids_at, where_at)
-        self.f.write(HEADER.pack(MAGIC, *header, offsets_at, len(self.raw_name)))
+        self.f.write(HEADER.pack(MAGIC, *fields, len(self.raw_name), crc))
         self.f.flush()
         os.fsync(self.f.fileno())
         return len(appended)
+
+
+def _index_crc(header: bytes, name: bytes, parts: list) -> int:
+    """CRC-32 of the header (its checksum field 0), the view's name and the index parts, in that order."""
+    crc = zlib.crc32(header)
+    for part in (name, *parts):
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def _pad(f) -> int:
@@ -212,6 +253,7 @@ class DocumentFile:
         """Map `path`; CorruptDocumentFile (a ValueError) unless it was written for the view file named `view`, holding
         `documents` (None: as many as it says), with its parts where its header says and in order."""
         self.path = path
+        self.damaged = False  # set by a reader that found a document failing its checksum (documents.py)
         with open(path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
@@ -224,9 +266,8 @@ class DocumentFile:
         size = len(self._map)
         if size < HEADER.size:
             raise CorruptDocumentFile("the documents file is shorter than its header")
-        magic, n, stored, width, name_at, data_at, ids_at, where_at, offsets_at, name_len = HEADER.unpack_from(
-            self._map
-        )
+        fields = HEADER.unpack_from(self._map)
+        magic, n, stored, width, name_at, data_at, ids_at, where_at, offsets_at, sums_at, name_len, crc = fields
         if magic != MAGIC:
             raise CorruptDocumentFile("not a documents file of this release")
         if (
@@ -235,8 +276,22 @@ class DocumentFile:
             or not 0 < width < 1024
         ):
             raise CorruptDocumentFile("the documents file's header does not hold together")
-        if ids_at + n * width > where_at or where_at + n * 8 > offsets_at or offsets_at + (stored + 1) * 8 != size:
+        if (
+            ids_at + n * width > where_at
+            or where_at + n * 8 > offsets_at
+            or offsets_at + (stored + 1) * 8 > sums_at
+            or sums_at + stored * 4 != size
+        ):
             raise CorruptDocumentFile("the documents file is not as long as its header says (cut short?)")
+        zeroed = HEADER.pack(*fields[:CRC_FIELD], 0)
+        parts = [(ids_at, n * width), (where_at, n * 8), (offsets_at, (stored + 1) * 8), (sums_at, stored * 4)]
+        with memoryview(self._map) as whole:
+            name_part, index = whole[name_at : name_at + name_len], [whole[a : a + k] for a, k in parts]
+            found = _index_crc(zeroed, name_part, index)
+            for part in (name_part, *index):
+                part.release()
+        if found != crc:
+            raise CorruptDocumentFile("the documents file's index does not match its checksum (damaged?)")
         name = bytes(self._map[name_at : name_at + name_len]).decode("utf-8", "replace")
         if name != view:
             raise CorruptDocumentFile(f"the documents file was written for view {name!r}, not {view!r}")
@@ -246,6 +301,7 @@ class DocumentFile:
         self.ids = np.frombuffer(self._map, dtype=f"S{width}", count=n, offset=ids_at)
         self.where = np.frombuffer(self._map, dtype=np.uint64, count=n, offset=where_at)
         self.offsets = np.frombuffer(self._map, dtype=np.uint64, count=stored + 1, offset=offsets_at)
+        self.sums = np.frombuffer(self._map, dtype=np.uint32, count=stored, offset=sums_at)
         if (
             self.offsets[0] != 0
             or (self.offsets[1:] < self.offsets[:-1]).any()
@@ -261,7 +317,7 @@ class DocumentFile:
 
     def get(self, citizen_id: str) -> str | None:
         """The citizen's document (JSON text), or None when the view has none for them. CorruptDocumentFile when the
-        document the index points to is stored under another citizen's ID."""
+        document the index points to is stored under another citizen's ID or does not match its checksum."""
         key = citizen_id.encode("utf-8", "replace")
         if not key or not len(self.ids) or len(key) > self.ids.dtype.itemsize or b"\0" in key:
             return None
@@ -272,6 +328,8 @@ class DocumentFile:
         entry = self.data(int(self.offsets[number]), int(self.offsets[number + 1]))
         if not entry.startswith(key + b"\n"):
             raise CorruptDocumentFile(f"{self.path}: the index points {citizen_id} to another citizen's document")
+        if zlib.crc32(entry) != int(self.sums[number]):
+            raise CorruptDocumentFile(f"{self.path}: the document of {citizen_id} does not match its checksum")
         return entry[len(key) + 1 :].decode("utf-8") or None
 
     def read_in(self) -> None:
@@ -285,7 +343,7 @@ class DocumentFile:
     def close(self) -> None:
         """Unmap and close the file (the arrays read from it must be gone by then; numpy holds the map open while they
         live)."""
-        for name in ("ids", "where", "offsets"):
+        for name in ("ids", "where", "offsets", "sums"):
             self.__dict__.pop(name, None)
         try:
             self._map.close()
