@@ -133,7 +133,8 @@ def _stdnum_compact(module: ModuleType, value: str) -> str:
 
 
 def is_valid_value(value: str, *, scheme: str) -> bool:
-    """Per-value check through python-stdnum (the reference implementation); False for an opaque scheme."""
-    if not has_checksum(scheme):
+    """Per-value check through python-stdnum (the reference implementation); False for an opaque scheme, and for digits
+    of other scripts (fullwidth, Arabic-Indic), which Python's int() would read but the frame checks at ingest do not."""
+    if not has_checksum(scheme) or not value.isascii():
         return False
     return bool(_module(scheme).is_valid(value))

@@ -80,3 +80,26 @@ users:
 """
     config = load_access(_access(tmp_path, text))
     assert config.roles["clerk"].description == "clerk" and config.roles["clerk"].sources == ["population"]
+
+
+@pytest.mark.parametrize(
+    ("submits", "reason"),
+    [
+        ("[online]", "submits may not list 'online'"),
+        ("['benefits:x']", r"submits lists \['benefits:x'\]: source names match"),
+    ],
+)
+def test_a_role_may_not_submit_as_online_or_as_what_is_no_source_name(tmp_path, submits, reason):
+    """`submits` grants taking in an agency's incoming records (POST /api/resolve with a source and key): the source
+    `online` is what such records become, and a record's key is its source, a colon and the agency's key."""
+    text = f"""
+roles:
+  clerk:
+    sources: [population]
+    fields: [given_name]
+    submits: {submits}
+users:
+- {{name: a, organisation: o, role: clerk, token_sha256: {hash_token("a-token-of-some-length")}}}
+"""
+    with pytest.raises(ConfigError, match=reason):
+        load_access(_access(tmp_path, text))

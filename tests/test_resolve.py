@@ -40,6 +40,9 @@ RECORDS = [
     {"full_name": "Kari Nordmann", "date_of_birth": "1850-01-01", "sex": "vrouw", "phone": "06 1234 5678"},
     {"given_name": "  Åse ", "family_name": "Ødegård", "email": "ASE@X.NO", "national_id": "111222333", "sex": "x"},
     {"family_name": "Müller", "street": "Hauptstraße", "city": "Zürich", "postcode": "80-99", "phone": "+4712345678"},
+    # what ingest's reader takes and Python's strptime does not; a valid ID in fullwidth digits (invalid at ingest)
+    {"family_name": "Jansen", "date_of_birth": "1964-03-20T00:00", "national_id": "１１１２２２３３３"},
+    {"family_name": "Jansen", "date_of_birth": "+1964-03-20"},
 ]
 
 
@@ -535,6 +538,20 @@ def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):
         (_resolve(service, record, role=None), 401, None),
         (_resolve(service, record, role="citizen_portal"), 403, "citizen_portal"),
         (_resolve(service, {**record, "source": "no_such_source"}), 403, "data_steward"),
+        # seeing a source is not submitting for it: the steward sees benefits, its `submits` lists none
+        (_resolve(service, {**record, "source": "benefits", "source_record_id": "S-1"}), 403, "data_steward"),
+        (
+            _resolve(service, {**record, "source": "online", "source_record_id": "S-2"}, "benefits_caseworker"),
+            403,
+            "benefits_caseworker",
+        ),
+        (
+            _resolve(
+                service, {"family_name": "   ", "source": "benefits", "source_record_id": "S-3"}, "benefits_caseworker"
+            ),
+            422,
+            "benefits_caseworker",
+        ),
     ]
     for response, status, role in cases:
         assert response.status_code == status, response.text
@@ -545,35 +562,67 @@ def test_resolve_is_refused_without_purpose_token_or_role_and_audited(service):
     ]
     # refused before the route ran (no token, no purpose) like a search is; by the route itself as a resolve
     assert all(e["action"].startswith("refused:") and e["citizen_ids"] == [] for e in entries)
-    assert [e["action"] for e in entries[2:]] == ["refused:resolve"] * 2
+    assert [e["action"] for e in entries[2:]] == ["refused:resolve"] * 5
+    assert "its `submits` lists none" in cases[4][0].json()["error"]
 
 
 def test_the_next_run_takes_in_what_was_resolved(service, generated):
+    """A record naming its source and key, submitted by a role whose `submits` lists that source, is taken in by the next
+    run under the agency's source and key; sent again with another value, the record changes, its citizen's ID does
+    not. A role with `sources: all` sees the records taken in."""
+    from citizen_view.serving.access import _sources_of
+
     layout = WarehouseLayout.of(service.warehouse)
     resolutions_file(layout.root).unlink(missing_ok=True)
     record, citizen = _population_record(service, offset=7)
-    lookup = _resolve(service, record).json()  # no source and key: a lookup, never a record
-    first = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()
-    body = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}).json()  # sent again
+    role = "benefits_caseworker"
+    lookup = _resolve(service, record, role).json()  # no source and key: a lookup, never a record
+    first = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}, role).json()
+    body = _resolve(service, {**record, "source": "benefits", "source_record_id": "APP-1"}, role).json()  # again
     assert (lookup["taken_in"], first["taken_in"], body["taken_in"]) == (False, True, True)
     assert body["decision"] == "matched"
     recorded = read_resolutions(resolutions_file(layout.root))
     assert [r["resolution_id"] for r in recorded] == [first["resolution_id"], body["resolution_id"]]
-    resolved = recorded[-1:]  # the latest answer for the agency's key is the one taken in
-    outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
-    assert outcome.success, outcome.failed
-    con = _view(service)
-    try:
-        taken = dict(con.execute("SELECT source_record_id, citizen_id FROM records WHERE source = 'online'").fetchall())
-        attributes = con.execute(
-            "SELECT attributes FROM records WHERE source = 'online' AND source_record_id = ?", [body["resolution_id"]]
-        ).fetchall()[0][0]
-    finally:
-        con.close()
-    assert set(taken) == {r["resolution_id"] for r in resolved}
-    assert taken[body["resolution_id"]] == citizen  # linkage placed it where it was resolved online
-    kept = json.loads(attributes)
+    entry = next(e for e in reversed(_audit(service)) if e["query"].get("resolution_id") == body["resolution_id"])
+    assert entry["query"]["taken_in"] == "true"
+    stranger = {"given_name": "Quirijn", "family_name": "Zwanenburg-Oyelaran", "date_of_birth": "1931-07-29"}
+    newly = _resolve(service, {**stranger, "source": "benefits", "source_record_id": "NEW-1"}, role).json()
+    assert newly["decision"] == "new"
+
+    def online_records() -> tuple[dict, dict]:
+        outcome = run_pipeline(sources_path=generated / "sources.yaml", warehouse_path=service.warehouse)
+        assert outcome.success, outcome.failed
+        con = _view(service)
+        try:
+            taken = dict(
+                con.execute("SELECT source_record_id, citizen_id FROM records WHERE source = 'online'").fetchall()
+            )
+            kept = json.loads(
+                con.execute(
+                    "SELECT attributes FROM records WHERE source = 'online' AND source_record_id = ?",
+                    ["benefits:APP-1"],
+                ).fetchall()[0][0]
+            )
+            assert "online" in _sources_of(con)  # what `sources: all` resolves to
+        finally:
+            con.close()
+        return taken, kept
+
+    taken, kept = online_records()
+    newcomer = taken.pop("benefits:NEW-1")  # a citizen of that record alone
+    assert taken == {"benefits:APP-1": citizen}  # the latest answer for the key; placed where it was resolved online
     assert kept["decision"] == "matched" and kept["citizen_id"] == citizen and kept["agency_record_id"] == "APP-1"
+    assert kept["resolution_id"] == body["resolution_id"]
+    # each sent again with a phone number added: the same records, changed; their citizens keep their IDs (the
+    # newcomer's too, whose only record it is: its ID was the resolution's, new at every resolution, before)
+    again = _resolve(
+        service, {**record, "phone": "0612345678", "source": "benefits", "source_record_id": "APP-1"}, role
+    )
+    assert again.status_code == 200, again.text
+    _resolve(service, {**stranger, "phone": "0612345679", "source": "benefits", "source_record_id": "NEW-1"}, role)
+    taken, kept = online_records()
+    assert taken == {"benefits:APP-1": citizen, "benefits:NEW-1": newcomer}
+    assert kept["resolution_id"] == again.json()["resolution_id"]
 
 
 def test_a_roles_golden_record_in_memory_is_the_warehouses_survivorship(service):

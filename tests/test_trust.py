@@ -434,6 +434,34 @@ def test_a_failed_anchor_write_is_a_500_on_the_wire_and_in_the_log(linked):
         assert logged == [r.status_code], (r.request.url, logged)
 
 
+def test_a_resolution_whose_audit_entry_cannot_be_written_is_not_taken_in(linked):
+    """An incoming record (source and key named) is recorded for the next run only once its resolution's audit entry
+    is durable: with the log unable to take entries, the answer is a 500 and nothing is taken in."""
+    from citizen_view.linkage.online import read_resolutions, resolutions_file
+
+    root, wh = linked
+    audit = root / "resolve-anchor-fail-audit.jsonl"
+    sink = BreakableSink(root / "resolve-anchor-fail-sink.jsonl")
+    caseworker = {"Authorization": f"Bearer {TOKENS['benefits_caseworker']}"}
+    record = {"given_name": "Anna", "family_name": "Unaudited", "date_of_birth": "1980-01-02", "source": "benefits"}
+    taken = resolutions_file(WarehouseLayout.of(wh).root)
+    with running_service(wh, audit, anchor_sinks=[sink]) as svc:
+        ok = httpx.post(
+            svc.url + "/api/resolve", params=PURPOSE, json={**record, "source_record_id": "AUD-1"}, headers=caseworker
+        )
+        assert ok.status_code == 200 and ok.json()["taken_in"], ok.text
+        sink.broken = True
+        httpx.get(svc.url + "/api/search", params={"national_id": "123456789", **PURPOSE}, headers=STEWARD)
+        refused = httpx.post(
+            svc.url + "/api/resolve", params=PURPOSE, json={**record, "source_record_id": "AUD-2"}, headers=caseworker
+        )
+        assert refused.status_code == 500, refused.text
+        sink.broken = False
+    assert [r["agency_record_id"] for r in read_resolutions(taken)] == ["AUD-1"]
+    statuses = [e["status"] for e in _entries(audit) if e["query"].get("path") == "/api/resolve"]
+    assert statuses == [200, 500]
+
+
 def test_oversized_headers_and_bodies_are_refused_early_and_audited(linked):
     root, wh = linked
     audit = root / "size-audit.jsonl"

@@ -17,6 +17,7 @@ from citizen_view import standardise as std
 from citizen_view.canonical import (
     _EMAIL,
     DEFAULT_DATE_FORMAT,
+    MIDNIGHT,
     _format_regex,
     _rearrange,
     date_shaped,
@@ -55,18 +56,28 @@ def _phone(raw: str | None, country: str | None) -> str | None:
     return std._parse_phone(raw, country)
 
 
+def _as_ingest_reads(raw: str) -> dt.date | None:
+    """A date Python's strptime refuses but ingest's reader (Polars' strptime, not strict) reads, as it reads it:
+    `1964-03-20T00:00`, `+1964-03-20`."""
+    import polars as pl
+
+    return pl.Series([raw]).str.strptime(pl.Date, DEFAULT_DATE_FORMAT, strict=False)[0]
+
+
 def _date(raw: str | None, earliest: dt.date, latest: dt.date) -> tuple[dt.date | None, str | None, list[tuple]]:
     """(date, yyyymmdd text, issues) of a birth date in ISO form, as ingest reads a source's date without a format."""
     if raw is None:
         return None, None, []
+    text = re.sub(MIDNIGHT, "", raw) if ":" in raw else raw  # a date written as a timestamp at midnight, as ingest
     try:
-        parsed = dt.datetime.strptime(raw, DEFAULT_DATE_FORMAT).date()
+        parsed = dt.datetime.strptime(text, DEFAULT_DATE_FORMAT).date()
     except ValueError:
+        parsed = _as_ingest_reads(text)
+    if parsed is None:
         pattern = _format_regex(DEFAULT_DATE_FORMAT)
-        text = _rearrange(raw, pattern) if pattern else None
-        reason = unparsed_date_reason(
-            date_shaped(raw, DEFAULT_DATE_FORMAT), DEFAULT_DATE_FORMAT, "(column date_of_birth)"
-        )
+        where = "(column date_of_birth)"
+        reason = unparsed_date_reason(date_shaped(text, DEFAULT_DATE_FORMAT), DEFAULT_DATE_FORMAT, where)
+        text = _rearrange(text, pattern) if pattern else None
         return None, text, [("date_of_birth", raw, reason)]
     if not earliest <= parsed <= latest:
         bound = {"before": earliest} if parsed < earliest else {"after": latest}

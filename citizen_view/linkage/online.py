@@ -7,7 +7,8 @@ added up as Splink adds them (tests/test_resolve.py checks the sums against Spli
 scoring SQL costs hundreds of milliseconds to plan for one record; a Linker per call ~100 ms. Every resolution is appended to `online/resolutions.jsonl` beside the warehouse
 (file-locked, fsync'ed, like reviewers' decisions: the service never opens the warehouse). The next run takes each
 resolved record in as a record of the source `online` (`take_in`), so linkage places it like any other record; its
-answer online is kept in the record's attributes.
+answer online is kept in the record's attributes. Its record ID is the agency's source and key (`benefits:APP-1`), the
+same at every resolution of that key: sent again, the record changes, not its identity, so its citizen keeps its ID.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ONLINE_SOURCE = "online"
 RESOLUTIONS_FILE = "resolutions.jsonl"
 # What the record of a resolution keeps beside the record's fields (shown as the record's attributes in a profile).
 ANSWER_KEYS = (
+    "resolution_id",
     "decision",
     "citizen_id",
     "match_weight",
@@ -104,7 +106,7 @@ def take_in(con: duckdb.DuckDBPyConnection, root: Path, sources: SourcesFile) ->
     frame = pl.DataFrame(
         {
             **rows,
-            "_rid": [e["resolution_id"] for e in entries],
+            "_rid": [f"{e['submitted_by']}:{e['agency_record_id']}" for e in entries],  # the agency's source and key
             "_file": [RESOLUTIONS_FILE] * len(entries),
             "_line": list(range(1, len(entries) + 1)),
             "_extracted_at": [dt.datetime.fromisoformat(e["resolved_at"]) for e in entries],

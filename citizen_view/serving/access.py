@@ -27,7 +27,8 @@ from typing import Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from citizen_view.contract import CanonicalField, ConfigError, safe_yaml
+from citizen_view.contract import SOURCE_NAME, CanonicalField, ConfigError, safe_yaml
+from citizen_view.linkage.online import ONLINE_SOURCE
 
 # Demo roles, users and tokens for the synthetic sample: `citizen-view init` copies it into a warehouse's folder.
 EXAMPLE_ACCESS_FILE = Path(__file__).with_name("example_access.yaml")
@@ -45,7 +46,9 @@ ALL_SOURCES = "all"  # `sources: all`: every source of the served view, a source
 
 
 class Role(BaseModel):
-    """An access package: sources and fields visible, and whether the role may decide clerical reviews.
+    """An access package: sources and fields visible, the sources whose incoming records it may submit (`submits`:
+    `POST /api/resolve` with a `source` and its key, taken in by the next run; none unless listed, and never `online`,
+    the source such records become), and whether the role may decide clerical reviews.
 
     `sources: all` names every source of the view being served, resolved at each request (`for_view`), so a new
     source is visible to such a role at once; a role that lists its sources sees a new one only once it is listed.
@@ -55,6 +58,7 @@ class Role(BaseModel):
     description: str = ""
     sources: list[str]
     fields: list[str]
+    submits: list[str] = []
     reviewer: bool = False
     citizen_access: bool = False  # may read a citizen's access report ("who looked at me"), as a citizen portal does
     every_source: bool = False  # set by `sources: all`
@@ -71,6 +75,16 @@ class Role(BaseModel):
     def for_view(self, served: Sequence[str]) -> Role:
         """This role with `sources: all` resolved against the sources of the served view (other roles unchanged)."""
         return self.model_copy(update={"sources": sorted(served)}) if self.every_source else self
+
+    @model_validator(mode="after")
+    def _submits_agency_sources(self) -> Role:
+        if ONLINE_SOURCE in self.submits:
+            raise ValueError(
+                f"submits may not list {ONLINE_SOURCE!r}: it is the source records submitted online become"
+            )
+        if bad := [s for s in self.submits if not SOURCE_NAME.fullmatch(s)]:
+            raise ValueError(f"submits lists {bad}: source names match [a-z0-9_]+")
+        return self
 
     @model_validator(mode="after")
     def _known_fields(self) -> Role:
@@ -183,14 +197,26 @@ def view_sources(serving_folder: Path) -> Callable[[], list[str]]:
                 con = duckdb.connect(str(path), read_only=True)
                 try:
                     cache.clear()
-                    cache[path.name] = [
-                        r[0] for r in con.execute("SELECT DISTINCT source FROM source_rank ORDER BY 1").fetchall()
-                    ]
+                    cache[path.name] = _sources_of(con)
                 finally:
                     con.close()
             return cache[path.name]
 
     return sources
+
+
+def _sources_of(con) -> list[str]:
+    """The sources a served view holds: the ranked ones and any other it has records of (`online`, in no ranking)."""
+    import duckdb
+
+    from citizen_view.serving.documents import RECORD_CITIZENS
+
+    ranked = "SELECT source FROM source_rank"
+    try:
+        rows = con.execute(f"{ranked} UNION SELECT DISTINCT source FROM {RECORD_CITIZENS} ORDER BY 1").fetchall()
+    except duckdb.CatalogException:  # a view written before it held `record_citizens`
+        rows = con.execute(f"{ranked} ORDER BY 1").fetchall()
+    return [r[0] for r in rows]
 
 
 def sign_citizen_claim(national_id: str, secret: str, *, valid_for: int = 300, now: float | None = None) -> str:

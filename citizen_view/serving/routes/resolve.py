@@ -1,7 +1,8 @@
 """`POST /api/resolve`: which citizen one incoming record belongs to, from the served view, without a pipeline run.
 
-Authenticated, with a purpose, audited like a search (the citizens answered and the fields disclosed); each
-resolution is recorded for the next pipeline run (linkage/online.py).
+Authenticated, with a purpose, audited like a search (the citizens answered and the fields disclosed); a resolution
+of a record that names its source and key, by a role that may submit that source's records (`submits`), is recorded
+for the next pipeline run (linkage/online.py), after its audit entry is written: nothing is taken in unaudited.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ Text = Annotated[str, _text(200)]
 NOT_RECORD_FIELDS = ("source", "source_record_id")  # where the record comes from, not what it says
 
 
+BLANKS = " \t\r\n"  # a value of these only is no value (a class Python and ECMA read alike, unlike \s)
+
+
 def _one_field_at_least(schema: dict[str, Any]) -> None:
     fields = [f for f in schema["properties"] if f not in NOT_RECORD_FIELDS]  # a record without any field is no record
-    schema["anyOf"] = [{"required": [f]} for f in fields]
+    has_value = {"pattern": f"[^{BLANKS.encode('unicode_escape').decode()}]"}
+    schema["anyOf"] = [{"required": [f], "properties": {f: has_value}} for f in fields]
 
 
 class IncomingRecord(BaseModel):
@@ -101,13 +106,16 @@ def resolution(
     role = who.role
     if role.citizen_access:
         raise HTTPException(403, f"role {who.role_name!r} acts for one citizen and may not resolve records")
-    given = record.model_dump(exclude_none=True, exclude=set(NOT_RECORD_FIELDS))
+    # a value of blanks only is no value: "   " is not a record to take in
+    values = record.model_dump(exclude_none=True, exclude=set(NOT_RECORD_FIELDS))
+    given = {k: v for k, v in values.items() if v.strip(BLANKS)}
     hidden = sorted(f for f in given if not role.sees(f))
     if hidden:
         raise FieldError(hidden[0], f"role {who.role_name!r} may not resolve by {', '.join(hidden)}", status=403)
-    if record.source is not None and record.source not in role.sources:
+    if record.source is not None and record.source not in role.submits:
+        may = f"its `submits` lists {', '.join(role.submits)}" if role.submits else "its `submits` lists none"
         raise FieldError(
-            "source", f"role {who.role_name!r} may not submit records of source {record.source!r}", status=403
+            "source", f"role {who.role_name!r} may not submit records of source {record.source!r} ({may})", status=403
         )
     if not given:
         raise FieldError("family_name", "a record to resolve needs at least one field")
@@ -124,7 +132,24 @@ def resolution(
     resolution_id = f"R{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}{secrets.token_hex(4)}"
     # An incoming record names its source and its key there: the next run takes it in (the latest answer per key).
     # Without both it is a lookup: answered and audited, never a record (a caseworker's probe must not become data).
-    taken_in = record.source is not None and record.source_record_id is not None
+    taken_in = record.source is not None and bool(record.source_record_id and record.source_record_id.strip(BLANKS))
+    trail.citizen_ids = [c["citizen_id"] for c in answer["candidates"]]
+    # per candidate, what was shown of them: the fields their evidence showed and the source of their record (a
+    # citizen's access report lists these, never another candidate's)
+    trail.disclosed = {
+        c["citizen_id"]: {"fields": _shown(c), "sources": [c["record_key"].split(":", 1)[0]]}
+        for c in answer["candidates"]
+    }
+    trail.fields = sorted({f for c in trail.disclosed.values() for f in c["fields"]} | {"resolution"})
+    # what was looked up, as a search's terms are: the record's values (each cut to 200 characters)
+    submitted = {f"record.{k}": str(v)[:200] for k, v in record.model_dump(exclude_none=True).items()}
+    trail.details = {"resolution_id": resolution_id, "decision": answer["decision"], "taken_in": str(taken_in).lower()}
+    trail.details |= submitted
+    # audited first (sent writes the entry, or raises): a record is taken in only once its entry is durable; should
+    # recording it fail then, the 500 that follows is audited too, after this entry
+    response = sent(
+        Resolution, {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}, trail
+    )
     if taken_in:
         record_resolution(
             resolutions_file(parts.serving_folder.parent),
@@ -136,23 +161,12 @@ def resolution(
                 "match_weight": answer["match_weight"],
                 "resolved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
                 "resolved_by": who.user,
-                "submitted_by": record.source or who.organisation,
+                "submitted_by": record.source,
                 "agency_record_id": record.source_record_id,
                 "view": view.view,
             },
         )
-    trail.citizen_ids = [c["citizen_id"] for c in answer["candidates"]]
-    # per candidate, what was shown of them: the fields their evidence showed and the source of their record (a
-    # citizen's access report lists these, never another candidate's)
-    trail.disclosed = {
-        c["citizen_id"]: {"fields": _shown(c), "sources": [c["record_key"].split(":", 1)[0]]}
-        for c in answer["candidates"]
-    }
-    trail.fields = sorted({f for c in trail.disclosed.values() for f in c["fields"]} | {"resolution"})
-    # what was looked up, as a search's terms are: the record's values (each cut to 200 characters)
-    submitted = {f"record.{k}": str(v)[:200] for k, v in record.model_dump(exclude_none=True).items()}
-    trail.details = {"resolution_id": resolution_id, "decision": answer["decision"], **submitted}
-    return sent(Resolution, {"view": view.view, "resolution_id": resolution_id, "taken_in": taken_in, **answer}, trail)
+    return response
 
 
 def _shown(candidate: dict[str, Any]) -> list[str]:
