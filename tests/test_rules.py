@@ -673,6 +673,14 @@ ATLANTIS = ("Atlantis", "9999ZZ")
             ],
             id="above",
         ),
+        # 1 with an address of no area, and 3 with no address at all (an online record of a name and a birth date):
+        # 1 of the 17 with an address, within the bound; the 3 are counted apart (4 of 20 failed it before)
+        pytest.param(
+            [ATLANTIS, (None, None), (None, None), (None, None)],
+            True,
+            [{"city": "Atlantis", "postcode": "9999ZZ", "citizens": "1"}],
+            id="no-address-apart",
+        ),
     ],
 )
 def test_areas_matched_share_of_citizens_without_an_official_area(con, unmatched, passed, sample):
@@ -684,8 +692,11 @@ def test_areas_matched_share_of_citizens_without_an_official_area(con, unmatched
     r = rules.areas_matched(con, Q_AREAS)
     assert r.rule == "areas_matched"
     assert r.passed is passed
-    assert (r.figures["citizens"], r.figures["unmatched"], r.figures["bound"]) == (20, len(unmatched), 0.1)
-    assert r.figures["share"] == len(unmatched) / 20
+    without = sum(1 for city, pc in unmatched if city is None and pc is None)
+    addressed = len(unmatched) - without
+    assert (r.figures["citizens"], r.figures["unmatched"], r.figures["bound"]) == (20, addressed, 0.1)
+    assert r.figures["without_address"] == without
+    assert r.figures["share"] == round(addressed / (20 - without), 5)
     assert r.figures["by_method"] == {"name": 20 - len(unmatched)} | (
         {"unmatched": len(unmatched)} if unmatched else {}
     )
