@@ -214,6 +214,12 @@ def test_the_key_index_finds_the_candidates_and_counts_that_reading_every_record
     key_index.forget(con, model, "_gone")
     assert con.execute("SELECT count(*) FROM linkage_keys SEMI JOIN _gone USING (record_key)").fetchall()[0][0] == 0
     assert not con.sql(key_index.term_frequency_sql(model, "_some")).pl().equals(looked_up)
+    # a value only the gone records held is no longer kept at all (its +1 and -1 rows go together)
+    emptied = "SELECT count(*) FROM (SELECT column_name, value FROM linkage_tf GROUP BY ALL HAVING sum(n) = 0)"
+    assert con.execute(emptied).fetchall()[0][0] == 0
+    kept = con.sql("SELECT column_name, value FROM linkage_tf WHERE value IS NOT NULL GROUP BY ALL").pl()
+    only_theirs = before.filter(pl.col("value").is_not_null()).join(kept, on=["column_name", "value"], how="anti")
+    assert only_theirs.height > 0 and [int(n) for n in only_theirs.get_column("n")] == [1] * only_theirs.height
     key_index.sync(con, model, "_some", None)
     after = con.sql("SELECT column_name, value, sum(n) AS n FROM linkage_tf GROUP BY ALL ORDER BY ALL").pl()
     assert before.equals(after)

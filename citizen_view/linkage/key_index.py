@@ -185,6 +185,11 @@ def _forget(con: duckdb.DuckDBPyConnection, model: dict[str, Any], gone: str) ->
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE _keys_gone AS SELECT * FROM {KEYS} SEMI JOIN {gone} USING (record_key)")
     con.execute(f"INSERT INTO {TF} {_tf_rows(model, '_keys_gone', '-')}")
+    # a value no record holds any more is not kept (a name of a record an agency deleted): its rows, summing to 0, go
+    con.execute(
+        f"DELETE FROM {TF} t USING (SELECT column_name, value FROM {TF} GROUP BY ALL HAVING sum(n) = 0) z "
+        "WHERE t.column_name = z.column_name AND t.value = z.value"
+    )
     con.execute(f"DELETE FROM {KEYS} WHERE record_key IN (SELECT record_key FROM _keys_gone)")
     con.execute("DROP TABLE _keys_gone")
 
