@@ -74,6 +74,12 @@ def test_ready_names_the_served_view_and_its_age_and_is_audited(service):
     assert 0 <= body["view_age_seconds"] < 24 * 3600  # published by this test session
     last = _entries(service.audit_log)[-1]
     assert (last["action"], last["status"], last["query"]["path"], last["user"]) == ("ready", 200, "/ready", None)
+    # where the documents are read from: the view's documents file, once it is read in after the switch
+    deadline = time.monotonic() + 60
+    while body["documents"] == "reading" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = httpx.get(f"{service.url}/ready", timeout=30).json()
+    assert body["documents"] == "file", body
 
 
 def test_ready_is_503_with_the_reason_when_no_view_is_published_or_it_cannot_be_read(tmp_path):

@@ -19,6 +19,7 @@ class Readiness:
     view: str | None
     view_age_seconds: float | None
     problems: list[str]
+    documents: str | None = None  # where this process reads documents from: "file", "view" or "reading"
 
 
 def readiness(views: ViewStore, audit: AuditLog) -> Readiness:
@@ -28,7 +29,17 @@ def readiness(views: ViewStore, audit: AuditLog) -> Readiness:
     if (audit_problem := audit.problem()) is not None:
         problems.append(audit_problem)
     age = max(0.0, time.time() - published) if published is not None else None
-    return Readiness(view, age, problems)
+    return Readiness(view, age, problems, _documents(views) if view is not None else None)
+
+
+def _documents(views: ViewStore) -> str:
+    """Where this process reads the current view's documents from: its documents file, the view's table (no file, one
+    that does not match, or one found damaged), or not yet known while the file is read in after a switch."""
+    served = views.served()
+    docs = served.info.docs
+    if docs is not None and not docs.damaged:
+        return "file"
+    return "view" if served.switched.is_set() else "reading"
 
 
 def view_age(views: ViewStore) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,11 +42,17 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    """Ready to answer: the served view's name and age in seconds (a 503 with the reasons otherwise)."""
+    """Ready to answer: the served view's name and age in seconds, and where this process reads citizens' documents
+    from (a 503 with the reasons otherwise)."""
 
     status: str
     view: str
     view_age_seconds: float
+    documents: Literal["file", "view", "reading"] = Field(
+        description="`file`: the view's documents file, mapped; `view`: the view's own table (no such file, one that "
+        "does not match the view, or one found damaged: the same answers, more memory and CPU a look); `reading`: "
+        "the file is being read in after a switch to a new view"
+    )
 
 
 class Person(BaseModel):

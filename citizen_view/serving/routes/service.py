@@ -39,7 +39,12 @@ def ready(parts: Parts, trail: AuditTrail) -> dict[str, Any]:
     if found.problems:
         raise HTTPException(503, "not ready: " + "; ".join(found.problems))
     # answered only when this answer's own audit entry was written: the entry is the probe of the log (guard.py)
-    return {"status": "ready", "view": found.view, "view_age_seconds": found.view_age_seconds}
+    return {
+        "status": "ready",
+        "view": found.view,
+        "view_age_seconds": found.view_age_seconds,
+        "documents": found.documents,
+    }
 
 
 @router.get("/metrics", include_in_schema=False)
