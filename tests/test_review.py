@@ -162,6 +162,19 @@ def test_the_review_page_is_for_reviewers_and_records_decisions(reviewed):
     entries = [json.loads(x) for x in (root / "page-audit.jsonl").read_text(encoding="utf-8").splitlines()]
     decided = [e for e in entries if e["action"] == "review_decision"]
     assert decided and decided[0]["query"]["decision"] == "unsure" and decided[0]["user"] == "sara.steward"
+    # a decision is audited with its purpose, as a look is, and with the citizens it is about (their access logs)
+    assert decided[0]["purpose"] == "clerical review"
+    con = duckdb.connect(str(wh), read_only=True)
+    citizens = sorted(
+        {
+            r[0]
+            for r in con.execute(
+                "SELECT citizen_id FROM citizen_source_link WHERE record_key IN (?, ?)", [left, right]
+            ).fetchall()
+        }
+    )
+    con.close()
+    assert citizens and decided[0]["citizen_ids"] == citizens
     assert any(e["action"] == "refused:review" and e["status"] == 403 for e in entries)
 
 

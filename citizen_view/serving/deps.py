@@ -421,7 +421,10 @@ def _purpose_signature(parts: ServiceParts, token: str, values: dict[str, str]) 
 async def form_purpose(request: Request) -> StatedPurpose:
     """The purpose of a form post, from its fields (FastAPI has parsed the form by now; this reads the same one)."""
     form = await request.form()
-    return stated_purpose({k: v for k, v in form.items() if isinstance(v, str)})
+    stated = stated_purpose({k: v for k, v in form.items() if isinstance(v, str)})
+    # the audit entry records the purpose as stated, as a page's does (a reviewer's decision is searched for by it)
+    request.state.trail.purpose, request.state.trail.case_reference = stated.purpose, stated.case_reference
+    return stated
 
 
 # The dependencies that state a purpose: every route outside the public ones depends on one (tests/test_routes.py).

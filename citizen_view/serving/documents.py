@@ -298,6 +298,15 @@ def records_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str,
     return out
 
 
+def citizens_of(con: duckdb.DuckDBPyConnection, keys: list[str]) -> list[str]:
+    """The citizens of the linked records named "source:source_record_id" (sorted; an unknown key has none)."""
+    rows = con.execute(
+        f"SELECT DISTINCT citizen_id FROM {RECORD_CITIZENS} WHERE record_key IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1",
+        [keys],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def record_known(con: duckdb.DuckDBPyConnection, key: str) -> bool:
     """Whether "source:source_record_id" names a linked record of the view (an index probe)."""
     return con.execute(f"SELECT count(*) FROM {RECORD_CITIZENS} WHERE record_key = ?", [key]).fetchall()[0][0] > 0

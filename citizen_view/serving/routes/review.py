@@ -22,6 +22,7 @@ from citizen_view.serving.deps import (
     principal,
     reviewer,
 )
+from citizen_view.serving.documents import citizens_of
 from citizen_view.serving.review_items import (
     PAGE_SIZE,
     fields_hidden_from,
@@ -121,6 +122,8 @@ def review_decide(
                 "in citizens whose every record it may see)",
             )
         unknown = [key for key in (left, right) if not record_exists(cur, key)]
+        # the citizens the decision is about: it is in each one's access log ("who looked at me", `audit export`)
+        trail.citizen_ids = citizens_of(cur, [left, right])
     if unknown:
         raise HTTPException(
             422, f"no record {', '.join(unknown)} in the current view (keys are source:source_record_id)"
