@@ -253,7 +253,7 @@ class DocumentFile:
         """Map `path`; CorruptDocumentFile (a ValueError) unless it was written for the view file named `view`, holding
         `documents` (None: as many as it says), with its parts where its header says and in order."""
         self.path = path
-        self.damaged = False  # set by a reader that found a document failing its checksum (documents.py)
+        self.damaged = False  # set once a look found a document failing its checks (`texts`): not used again
         with open(path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
@@ -331,6 +331,19 @@ class DocumentFile:
         if zlib.crc32(entry) != int(self.sums[number]):
             raise CorruptDocumentFile(f"{self.path}: the document of {citizen_id} does not match its checksum")
         return entry[len(key) + 1 :].decode("utf-8") or None
+
+    def texts(self, citizen_ids: list[str]) -> dict[str, str | None] | None:
+        """Each citizen's document (`get`), or None when this file is found damaged, now or at an earlier look: it is
+        then set aside for good (logged), and the caller reads the view's `citizen_docs`, which gives the same
+        answers."""
+        if self.damaged:
+            return None
+        try:
+            return {citizen_id: self.get(citizen_id) for citizen_id in citizen_ids}
+        except CorruptDocumentFile as exc:
+            self.damaged = True
+            log.error("documents file %s is damaged (%s): documents are read from the view from now on", self.path, exc)
+            return None
 
     def read_in(self) -> None:
         """Read the whole file once, through the kernel's page cache, before the service uses it: a first look at a

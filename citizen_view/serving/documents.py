@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citizen_view.contract import CanonicalField
 from citizen_view.linkage.golden import read_stand_ins
-from citizen_view.serving.document_file import CorruptDocumentFile
 from citizen_view.warehouse import literal
-
-log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import duckdb
@@ -217,13 +213,8 @@ def create_document_views(con: duckdb.DuckDBPyConnection, schema: str, types: di
 def _doc(con: duckdb.DuckDBPyConnection, citizen_id: str, docs: DocumentFile | None = None) -> dict[str, Any] | None:
     """The citizen's document: from the view's documents file when it is mapped (`docs`) and not found damaged, else
     by an index probe."""
-    if docs is not None and not docs.damaged:
-        try:
-            text = docs.get(citizen_id)
-        except CorruptDocumentFile as exc:  # this look, and every later one, from the view
-            _set_aside(docs, exc)
-        else:
-            return json.loads(text) if text else None
+    if docs is not None and (texts := docs.texts([citizen_id])) is not None:
+        return json.loads(texts[citizen_id]) if texts[citizen_id] else None
     row = con.execute(f"SELECT doc FROM {DOCS} WHERE citizen_id = ?", [citizen_id]).fetchone()
     return json.loads(row[0]) if row else None
 
@@ -251,12 +242,7 @@ def records_of(
     file when it is mapped (`docs_file`), else by one index probe per IN_BATCH citizens (a result list's 20
     candidates cost one query, not 20)."""
     wanted = list(dict.fromkeys(citizen_ids))
-    docs: dict[str, str | None] | None = None
-    if docs_file is not None and not docs_file.damaged:
-        try:
-            docs = {citizen_id: docs_file.get(citizen_id) for citizen_id in wanted}
-        except CorruptDocumentFile as exc:  # these, and every later look, from the view
-            _set_aside(docs_file, exc)
+    docs = docs_file.texts(wanted) if docs_file is not None else None
     if docs is None:
         docs = {}
         for i in range(0, len(wanted), IN_BATCH):
@@ -270,13 +256,6 @@ def records_of(
         if mine := _visible_records(json.loads(doc) if doc else None, citizen_id, visible):
             out[citizen_id] = mine
     return out
-
-
-def _set_aside(docs: DocumentFile, exc: Exception) -> None:
-    """Stop using a documents file found damaged (document_file.py: a document or index that fails its checksum):
-    the view's documents are read from `citizen_docs` from then on, with the same answers."""
-    docs.damaged = True
-    log.error("documents file %s is damaged (%s): documents are read from the view from now on", docs.path, exc)
 
 
 def _visible_records(doc: dict[str, Any] | None, citizen_id: str, visible: set[str]) -> list[dict[str, Any]]:
