@@ -170,6 +170,16 @@ def _resealed(raw: bytearray) -> bytes:
     return bytes(raw)
 
 
+def _stored_at(view, documents: int, citizen_id: str) -> tuple[int, int]:
+    """Where a citizen's document lies in the view's documents file: its first byte and the byte after its last."""
+    docs = DocumentFile(document_file.path_for(view), view=view.name, documents=documents)
+    try:
+        number = int(docs.where[list(docs.ids).index(citizen_id.encode())])
+        return docs.data_at + int(docs.offsets[number]), docs.data_at + int(docs.offsets[number + 1])
+    finally:
+        docs.close()
+
+
 def test_a_damaged_file_is_refused_or_fails_its_look_instead_of_answering_wrongly(view, docs_of_view, tmp_path):
     """Damage in the index (two entries swapped, one bit of an ID flipped) fails the index checksum when the file is
     opened; a flipped bit in a document fails that document's checksum at its look. Behind the checksum, each stored
@@ -177,7 +187,7 @@ def test_a_damaged_file_is_refused_or_fails_its_look_instead_of_answering_wrongl
     path = document_file.path_for(view)
     raw = bytearray(path.read_bytes())
     fields = document_file.HEADER.unpack_from(raw)
-    n, data_at, ids_at, where_at, offsets_at = fields[1], fields[5], fields[6], fields[7], fields[8]
+    n, ids_at, where_at, offsets_at = fields[1], fields[6], fields[7], fields[8]
     assert n > 2
     swapped = bytearray(raw)
     swapped[where_at : where_at + 8], swapped[where_at + 8 : where_at + 16] = (
@@ -201,11 +211,8 @@ def test_a_damaged_file_is_refused_or_fails_its_look_instead_of_answering_wrongl
     assert docs.get(docs.ids[2].decode()) == docs_of_view[docs.ids[2].decode()]  # the rest still answer
     docs.close()
     # one bit of one document's birth date: the index holds, that look fails, the others answer
-    good = DocumentFile(path, view=view.name, documents=n)
     victim = next(c for c, doc in docs_of_view.items() if '"date_of_birth": "19' in doc or '"date_of_birth":"19' in doc)
-    number = int(good.where[list(good.ids).index(victim.encode())])
-    start, end = data_at + int(good.offsets[number]), data_at + int(good.offsets[number + 1])
-    good.close()
+    start, end = _stored_at(view, n, victim)
     at = raw.index(b'"date_of_birth"', start, end)
     at = raw.index(b"19", at, end)
     in_doc = bytearray(raw)
@@ -234,13 +241,8 @@ def test_a_document_failing_its_checksum_is_answered_from_the_view_and_the_file_
     copy = tmp_path / view.name
     shutil.copy(view, copy)
     raw = bytearray(document_file.path_for(view).read_bytes())
-    fields = document_file.HEADER.unpack_from(raw)
-    data_at = fields[5]
-    good = DocumentFile(document_file.path_for(view), view=view.name, documents=len(docs_of_view))
     victim = sorted(docs_of_view)[3]
-    number = int(good.where[list(good.ids).index(victim.encode())])
-    end = data_at + int(good.offsets[number + 1])
-    good.close()
+    _start, end = _stored_at(view, len(docs_of_view), victim)
     raw[end - 2] ^= 0x01  # inside the document's JSON text, before its closing brace
     document_file.path_for(copy).write_bytes(bytes(raw))
     served = _served(view, copy)
